@@ -1,0 +1,133 @@
+# Ghost Port — the one build entry. See README.md.
+#   make            build the binaries into build/bin
+#   make test       install missing deps, build, run every test (unit + integration)
+#   make demo       install missing deps, start redis/bridge/house/upstream, send a request
+#   make asan       build and run the tests under ASan+UBSan (into build-asan/)
+#   make fuzz       build the libFuzzer targets with clang and run each briefly
+#   make bench      benchmarks
+#   make format-check
+CC ?= cc
+CFLAGS ?= -O2 -g
+BUILD ?= build
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -MMD -MP \
+	-Iproto
+ifeq ($(CI),true)
+override CFLAGS += -Werror
+endif
+
+PKGS_PROTO := libsodium libzstd
+PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson
+PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
+
+PROTO_SRC := $(wildcard proto/*.c)
+BRIDGE_SRC := $(filter-out bridge/cli_%.c,$(wildcard bridge/*.c))
+CLI_SRC := $(wildcard bridge/cli_*.c) $(wildcard bridge/registry.c bridge/rkeys.c)
+HOUSE_SRC := $(wildcard house/*.c)
+HARNESS_SRC := $(wildcard tests/harness/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+IT_SRC := $(wildcard tests/integration/*.c)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+PROTO_LIB := $(BUILD)/libgpproto.a
+BINS := $(BUILD)/bin/ghostport-bridge $(BUILD)/bin/ghostport-house $(BUILD)/bin/ghostport
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
+IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
+LIBS_NET = $(call PC,--libs,$(PKGS_NET))
+CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
+
+.PHONY: all deps test unit integration asan fuzz bench demo clean format format-check
+all: $(BINS)
+
+deps:
+	$(Q)./scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC $<")
+	$(Q)$(CC) $(CFLAGS) $(CFLAGS_NET) -c $< -o $@
+
+$(PROTO_LIB): $(call obj,$(PROTO_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)$(AR) rcs $@ $^
+
+$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
+$(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
+$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
+$(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_PROTO) -lm
+
+$(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_NET) -lm
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
+# Tests: the runner prints each binary's result and closes with "N passed, N failed".
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(IT_BINS)
+	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS)
+
+unit: $(UNIT_BINS)
+	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS)
+
+integration: all $(IT_BINS)
+	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS)
+
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" test
+
+# libFuzzer targets: tests/fuzz/fuzz_<name>.c, built with clang against the proto sources.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_TIME ?= 30
+build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,$(PKGS_PROTO)) -lm
+fuzz: deps $(FUZZ_BINS)
+	$(Q)for f in $(FUZZ_BINS); do \
+		n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
+		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
+		$$f -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n tests/fuzz/seeds/$$n 2>&1 | tail -3 || exit 1; \
+	done
+
+bench: deps all $(BENCH_BINS)
+	$(Q)for b in $(BENCH_BINS); do $$b || exit 1; done
+
+demo: deps all
+	$(Q)./scripts/demo.sh
+
+format:
+	$(Q)clang-format -i $(PROTO_SRC) $(wildcard proto/*.h bridge/*.[ch] house/*.[ch])
+
+format-check:
+	$(Q)clang-format --dry-run --Werror $(PROTO_SRC) $(wildcard proto/*.h bridge/*.[ch] house/*.[ch])
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

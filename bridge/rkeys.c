@@ -1,0 +1,34 @@
+/* rkeys.c — builds the Redis key names documented in rkeys.h. Pure string formatting. */
+#include "rkeys.h"
+
+#include <stdio.h>
+
+static int fmt(char *out, int n) {
+    if (n < 0 || n >= GP_KEY_MAX) {
+        out[0] = '\0';
+        return -1;
+    }
+    return n;
+}
+
+int gp_key_houses(char *out, const char *p) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:houses", p));
+}
+int gp_key_house(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:house", p, h));
+}
+int gp_key_req(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:req", p, h));
+}
+int gp_key_state(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:state", p, h));
+}
+int gp_key_epoch(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:epoch", p, h));
+}
+int gp_key_reply(char *out, const char *p, const char *id) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:rep:%s", p, id));
+}
+int gp_key_bridge(char *out, const char *p, const char *b) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bridge:%s", p, b));
+}

@@ -1,0 +1,34 @@
+/* rkeys.h — the Redis key layout, shared by the bridge daemon and the ghostport CLI.
+ *
+ * Every key starts with the configurable prefix (default "gp"). Keys of one house carry its
+ * id in braces so they share one Redis Cluster slot.
+ *
+ *   <p>:houses            SET   ids of registered houses (for `ghostport house list`)
+ *   <p>:{h}:house         HASH  secret (sealed or hex, see proto/auth.h), labels (JSON), created (ms)
+ *   <p>:{h}:req           STREAM requests (public contract); consumer group GP_GROUP
+ *   <p>:{h}:state         HASH  bridge, transport, since (ms), last_seen (ms), rtt_ms, epoch, addr
+ *   <p>:{h}:epoch         STRING fencing epoch, INCR on every authenticated connect
+ *   <p>:rep:<id>          STREAM reply (public contract), with a TTL
+ *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
+ */
+#ifndef GP_RKEYS_H
+#define GP_RKEYS_H
+
+#include <stddef.h>
+
+#define GP_DEFAULT_PREFIX "gp"
+#define GP_GROUP "gp"           /* consumer group on every request stream */
+#define GP_CONSUMER "house"      /* the one consumer: pending entries follow the house, not a bridge */
+#define GP_KEY_MAX 256
+
+/* Each writes a NUL-terminated key into out[GP_KEY_MAX]; returns its length, or -1 if it
+ * would not fit. */
+int gp_key_houses(char *out, const char *prefix);
+int gp_key_house(char *out, const char *prefix, const char *house);
+int gp_key_req(char *out, const char *prefix, const char *house);
+int gp_key_state(char *out, const char *prefix, const char *house);
+int gp_key_epoch(char *out, const char *prefix, const char *house);
+int gp_key_reply(char *out, const char *prefix, const char *frame_id);
+int gp_key_bridge(char *out, const char *prefix, const char *bridge_id);
+
+#endif

@@ -1,0 +1,60 @@
+/* conf.h — table-driven configuration (pure). Each option is described once (name, type,
+ * bounds, default, help) and can then be set from a config file's "name = value" lines,
+ * from an environment variable (GP_<NAME> upper-cased, '-' and '.' -> '_'), and from a
+ * command-line flag --name=value or --name value. Precedence: defaults < file < env < flags.
+ * Parsing never touches the file system: the caller reads the file and passes its text,
+ * and passes an environment lookup function, so all of this can be fuzzed. */
+#ifndef GP_CONF_H
+#define GP_CONF_H
+
+#include "gp.h"
+
+enum gp_conf_type {
+    GP_CONF_STR,  /* char * (heap copy owned by the object; freed by gp_conf_clear) */
+    GP_CONF_INT,  /* long long, checked against [min, max] */
+    GP_CONF_BOOL, /* int: 1/0, true/false, yes/no, on/off; a bare flag means 1 */
+    GP_CONF_FN,   /* custom: fn(obj, value, err, errlen) -> 0 or GP_ERR_INVALID; may repeat */
+};
+
+typedef struct gp_conf_opt {
+    const char *name; /* "max-body", "upstream", "service" ... */
+    enum gp_conf_type type;
+    size_t offset; /* offsetof(struct, field) for STR/INT/BOOL */
+    long long min, max;
+    const char *def; /* default as text, or NULL */
+    int (*fn)(void *obj, const char *value, char *err, size_t errlen);
+    const char *help;
+} gp_conf_opt;
+
+/* Table ends with an entry whose name is NULL. */
+
+/* Applies every default. 0 or GP_ERR_INVALID (a bad default: a bug) / GP_ERR_NOMEM. */
+int gp_conf_defaults(const gp_conf_opt *t, void *obj, char *err, size_t errlen);
+
+/* Sets one option by name. Unknown name or bad value: GP_ERR_INVALID with a message such as
+ * "max-body: 0 is below the minimum 1" in err. */
+int gp_conf_set(const gp_conf_opt *t, void *obj, const char *name, const char *value,
+                char *err, size_t errlen);
+
+/* Parses config text: one "name = value" per line; blank lines and '#' comments skipped;
+ * value may be "double-quoted". Errors name the line number. */
+int gp_conf_parse_text(const gp_conf_opt *t, void *obj, const char *text, size_t len,
+                       char *err, size_t errlen);
+
+/* Applies GP_<NAME> variables found by getenv_fn (pass getenv; a test passes its own). */
+int gp_conf_apply_env(const gp_conf_opt *t, void *obj, char *(*getenv_fn)(const char *),
+                      char *err, size_t errlen);
+
+/* Parses argv[first..argc): --name=value, --name value, --flag (BOOL). Positional arguments
+ * (not starting with "--") are left: their indexes are written to positional[] (up to
+ * maxpos), their count to *npos. "--" ends option parsing. */
+int gp_conf_parse_argv(const gp_conf_opt *t, void *obj, int argc, char **argv, int first,
+                       int *positional, int maxpos, int *npos, char *err, size_t errlen);
+
+/* Frees STR fields. */
+void gp_conf_clear(const gp_conf_opt *t, void *obj);
+
+/* Writes "  --name VALUE   help (env GP_NAME, default X)" lines for --help. */
+void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line), void *ud);
+
+#endif

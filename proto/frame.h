@@ -1,0 +1,158 @@
+/* frame.h — the Ghost Port tunnel frame codec (pure, sans-I/O).
+ *
+ * One binary frame format serves both transports (wss:// and, later, rudp://). A frame is a
+ * fixed 12-byte header followed by a type-specific payload:
+ *
+ *   0      1      2      3      4            8            12
+ *   +------+------+------+------+------------+------------+---------------
+ *   | ver  | type | flags| rsvd | stream u32 | length u32 | payload (length bytes)
+ *   +------+------+------+------+------------+------------+---------------
+ *
+ * All integers are big-endian. `ver` is GP_PROTO_VERSION. `stream` identifies one request/
+ * response exchange on the connection (assigned by the bridge, never 0 for request frames;
+ * 0 for connection-level frames). `length` is checked against the decoder's limit before
+ * anything is allocated or waited for. Strings inside payloads are u16-length-prefixed byte
+ * strings, headers are a u16 count of (u16 name, u32 value) pairs. Decoders never cast a
+ * struct onto wire bytes; decoded frames borrow pointers into the input buffer.
+ *
+ * Payloads by type (fields in order):
+ *   HELLO      u8 min_ver, u8 max_ver, str house_id, 32B house_nonce
+ *   CHALLENGE  32B bridge_nonce, 32B bridge_proof
+ *   AUTH       32B house_proof
+ *   WELCOME    str bridge_id, u32 max_frame, u32 ping_interval_ms, u32 window (initial
+ *              per-stream credit in bytes), u64 epoch
+ *   REQ_HEAD   str frame_id, str method, str path, str service, headers, u32 timeout_ms
+ *              (remaining time at send), u64 body_len (total; GP_LEN_UNKNOWN if unknown)
+ *   REQ_BODY   raw bytes (zstd if GP_FLAG_ZSTD)        -- GP_FLAG_FIN on the last piece
+ *   RESP_HEAD  u16 status, headers, str error (empty = upstream reply), str message,
+ *              u64 body_len (GP_LEN_UNKNOWN if unknown)
+ *   RESP_BODY  raw bytes (zstd if GP_FLAG_ZSTD)        -- GP_FLAG_FIN on the last piece
+ *   CANCEL     str reason
+ *   PING/PONG  u64 opaque (the sender's clock; echoed unchanged in PONG)
+ *   CREDIT     u32 increment (bytes the receiver may additionally accept on `stream`;
+ *              stream 0 = connection-level)
+ *   GOAWAY     u16 code, str message
+ * A HEAD with GP_FLAG_FIN carries the whole exchange (no body frames follow).
+ * Unknown flags bits must be zero; unknown types are GP_ERR_MALFORMED.
+ */
+#ifndef GP_FRAME_H
+#define GP_FRAME_H
+
+#include "gp.h"
+
+#define GP_PROTO_VERSION 1
+#define GP_FRAME_HEADER_LEN 12
+#define GP_NONCE_LEN 32
+#define GP_PROOF_LEN 32
+#define GP_MAX_HEADERS 128         /* header pairs per HEAD frame */
+#define GP_DEFAULT_MAX_FRAME 1048576u /* default payload limit (1 MiB) */
+#define GP_BODY_CHUNK 65536u       /* body bytes per BODY frame: big bodies never hold up small ones */
+#define GP_LEN_UNKNOWN UINT64_MAX
+
+enum gp_frame_type {
+    GP_FRAME_HELLO = 1,
+    GP_FRAME_CHALLENGE = 2,
+    GP_FRAME_AUTH = 3,
+    GP_FRAME_WELCOME = 4,
+    GP_FRAME_REQ_HEAD = 5,
+    GP_FRAME_REQ_BODY = 6,
+    GP_FRAME_RESP_HEAD = 7,
+    GP_FRAME_RESP_BODY = 8,
+    GP_FRAME_CANCEL = 9,
+    GP_FRAME_PING = 10,
+    GP_FRAME_PONG = 11,
+    GP_FRAME_CREDIT = 12,
+    GP_FRAME_GOAWAY = 13,
+    GP_FRAME_TYPE_MAX = 13,
+};
+
+enum {
+    GP_FLAG_FIN = 0x01,  /* last frame of this direction of the stream */
+    GP_FLAG_ZSTD = 0x02, /* BODY payload is one zstd frame (see compress.h) */
+    GP_FLAG_MASK = 0x03,
+};
+
+/* GOAWAY codes */
+enum {
+    GP_GOAWAY_DRAINING = 1,  /* bridge shutting down: reconnect elsewhere */
+    GP_GOAWAY_FENCED = 2,    /* another connection of this house took over */
+    GP_GOAWAY_AUTH = 3,      /* authentication failed (same answer for unknown id/bad proof) */
+    GP_GOAWAY_PROTOCOL = 4,  /* peer sent an invalid frame */
+    GP_GOAWAY_RATE_LIMIT = 5,/* too many failed attempts from this address */
+};
+
+typedef struct gp_header {
+    gp_str name;
+    gp_str value;
+} gp_header;
+
+typedef struct gp_frame {
+    uint8_t type;
+    uint8_t flags;
+    uint32_t stream;
+    union {
+        struct { uint8_t min_ver, max_ver; gp_str house_id; const uint8_t *nonce; } hello;
+        struct { const uint8_t *nonce; const uint8_t *proof; } challenge;
+        struct { const uint8_t *proof; } auth;
+        struct { gp_str bridge_id; uint32_t max_frame, ping_interval_ms, window; uint64_t epoch; } welcome;
+        struct {
+            gp_str frame_id, method, path, service;
+            size_t nheaders;
+            gp_header *headers; /* encode: caller's array; decode: points into gp_frame.hbuf */
+            uint32_t timeout_ms;
+            uint64_t body_len;
+        } req_head;
+        struct {
+            uint16_t status;
+            size_t nheaders;
+            gp_header *headers;
+            gp_str error, message;
+            uint64_t body_len;
+        } resp_head;
+        struct { gp_str data; } body; /* REQ_BODY and RESP_BODY: payload as on the wire */
+        struct { gp_str reason; } cancel;
+        struct { uint64_t opaque; } ping; /* PING and PONG */
+        struct { uint32_t increment; } credit;
+        struct { uint16_t code; gp_str message; } goaway;
+    } u;
+    gp_header hbuf[GP_MAX_HEADERS]; /* storage the decoder fills for HEAD frames */
+} gp_frame;
+
+/* Bytes gp_frame_encode() will write for `f` (header included). */
+size_t gp_frame_size(const gp_frame *f);
+
+/* Encodes `f` into buf[0..cap). Returns bytes written, GP_ERR_BUFFER if cap is too small,
+ * GP_ERR_TOO_LARGE if a field cannot be represented (string over 65535, > GP_MAX_HEADERS
+ * headers, payload over UINT32_MAX), GP_ERR_INVALID for an unknown type or flag. */
+ssize_t gp_frame_encode(const gp_frame *f, uint8_t *buf, size_t cap);
+
+/* Decodes one complete frame from p[0..len). `max_payload` bounds the header's length field.
+ * On success returns the bytes consumed (header + payload) and fills *out, whose gp_str
+ * members borrow from p. Returns GP_ERR_TRUNCATED when p holds less than a whole frame (the
+ * header alone is enough to know whether the length is acceptable: an oversize length is
+ * GP_ERR_TOO_LARGE even before its payload arrives), GP_ERR_VERSION, GP_ERR_MALFORMED
+ * (unknown type/flags, a field overrunning the payload, trailing bytes in the payload). */
+ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_frame *out);
+
+/* Streaming reassembly: feed arbitrary byte slices (a WebSocket message, a fragment, or a
+ * byte at a time), take whole frames out. Errors are sticky (as hiredis's reader): once
+ * gp_framer_next() fails, every later call fails with the same code; close the connection. */
+typedef struct gp_framer gp_framer;
+
+/* max_payload: per-frame payload limit. Returns NULL on allocation failure. */
+gp_framer *gp_framer_new(uint32_t max_payload);
+void gp_framer_free(gp_framer *fr); /* NULL ok */
+
+/* Copies p[0..len) in. Returns 0, GP_ERR_NOMEM, or the sticky error. */
+int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len);
+
+/* Returns 1 and fills *out with the next whole frame (borrowing from the framer's buffer
+ * until the next feed/next call), 0 if more bytes are needed, or a negative error. */
+int gp_framer_next(gp_framer *fr, gp_frame *out);
+
+/* Bytes buffered but not yet returned as frames. */
+size_t gp_framer_pending(const gp_framer *fr);
+
+const char *gp_frame_type_name(uint8_t type);
+
+#endif

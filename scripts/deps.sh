@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs every Debian package Ghost Port needs to build, test and run its demo.
+# Idempotent: packages already present are skipped; apt is only touched when something is missing.
+set -eu
+
+PKGS="build-essential pkg-config clang llvm curl ca-certificates openssl
+libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libhiredis-dev libsodium-dev libzstd-dev libcurl4-openssl-dev
+libjansson-dev libncurses-dev libcriterion-dev redis-server redis-tools python3 python3-redis"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+# Node (for the README's Node producer example): any node+npm on PATH will do; Debian's
+# packages only when there is none (they conflict with other Node installs).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    SUDO="sudo"
+fi
+echo "deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

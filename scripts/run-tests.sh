@@ -1,0 +1,35 @@
+#!/bin/sh
+# Runs each test binary given, prints its output, and closes with one summary line
+# "N passed, N failed" counted from Criterion's per-binary synthesis lines.
+# Exits non-zero if any test failed or crashed, or a binary did not run.
+set -u
+passed=0 failed=0 broken=""
+for t in "$@"; do
+    name=$(basename "$t")
+    log=$(mktemp)
+    echo "== $name"
+    # --jobs 1 for integration tests keeps two cores free for the processes they start.
+    case "$name" in
+        it_*) jobs="--jobs=1" ;;
+        *) jobs="" ;;
+    esac
+    "$t" $jobs --verbose=0 >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    line=$(grep -a "Synthesis:" "$log" | tail -1)
+    if [ -z "$line" ]; then
+        broken="$broken $name(rc=$rc)"
+        failed=$((failed + 1))
+    else
+        p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+        f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+        c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+        passed=$((passed + ${p:-0}))
+        failed=$((failed + ${f:-0} + ${c:-0}))
+        [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && [ "${c:-0}" -eq 0 ] && broken="$broken $name(rc=$rc)" && failed=$((failed + 1))
+    fi
+    rm -f "$log"
+done
+[ -n "$broken" ] && echo "broken test binaries:$broken"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
