@@ -32,3 +32,6 @@ int gp_key_reply(char *out, const char *p, const char *id) {
 int gp_key_bridge(char *out, const char *p, const char *b) {
     return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bridge:%s", p, b));
 }
+int gp_key_janitor(char *out, const char *p) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:janitor", p));
+}

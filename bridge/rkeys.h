@@ -10,6 +10,7 @@
  *   <p>:{h}:epoch         STRING fencing epoch, INCR on every authenticated connect
  *   <p>:rep:<id>          STREAM reply (public contract), with a TTL
  *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
+ *   <p>:janitor           STRING lock: which bridge answers expired requests of unheld houses (PX)
  */
 #ifndef GP_RKEYS_H
 #define GP_RKEYS_H
@@ -30,5 +31,6 @@ int gp_key_state(char *out, const char *prefix, const char *house);
 int gp_key_epoch(char *out, const char *prefix, const char *house);
 int gp_key_reply(char *out, const char *prefix, const char *frame_id);
 int gp_key_bridge(char *out, const char *prefix, const char *bridge_id);
+int gp_key_janitor(char *out, const char *prefix);
 
 #endif

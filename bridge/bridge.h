@@ -1,0 +1,205 @@
+/* bridge.h — shared state of the ghostport-bridge daemon: configuration, house connections,
+ * in-flight requests, and the functions the daemon's files call on each other. I/O side.
+ *
+ * Files: main.c (config, startup, periodic tick, shutdown), tunnel.c (libwebsockets, frame
+ * I/O, handshake), house.c (owning a house in Redis: claim/release, fencing, reading its
+ * stream, the keyspace doorbell), requests.c (stream entries -> frames, frames -> reply
+ * entries, deadlines, acknowledgement), janitor.c (504s for houses nobody holds),
+ * redis.c (connections), log.c.
+ *
+ * Lifetimes: a br_conn is created by lws on accept and lives until lws closes it AND every
+ * Redis callback that references it has run (refcount). A br_req belongs to its conn and
+ * dies with it; Redis callbacks never point at a br_req (they get a br_reply). */
+#ifndef BR_BRIDGE_H
+#define BR_BRIDGE_H
+
+#include "auth.h"
+#include "compress.h"
+#include "frame.h"
+#include "gp.h"
+#include "log.h"
+#include "redis.h"
+#include "rkeys.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+struct lws;
+struct lws_context;
+
+typedef struct br_config {
+    char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key,
+        *log_level;
+    long long listen, max_body, reply_chunk, reply_ttl, max_inflight, ping_interval,
+        auth_burst, auth_per_min, redis_timeout;
+    int allow_ws;
+} br_config;
+
+typedef struct br_req br_req;
+typedef struct br_conn br_conn;
+
+enum br_conn_state {
+    BR_CS_HELLO,      /* waiting for HELLO */
+    BR_CS_LOOKUP,     /* HGET secret in flight */
+    BR_CS_CHALLENGED, /* CHALLENGE sent, waiting for AUTH */
+    BR_CS_CLAIMING,   /* proof ok, epoch INCR in flight */
+    BR_CS_LIVE,       /* WELCOME sent, serving requests */
+    BR_CS_CLOSING,    /* flushing a GOAWAY / being torn down: ignore input */
+};
+
+typedef struct br_out {
+    struct br_out *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes of headroom, then the frame */
+} br_out;
+
+struct br_conn {
+    struct lws *wsi; /* NULL once lws has closed the connection */
+    int refs;
+    enum br_conn_state state;
+    uint64_t serial; /* for logs */
+    char addr[64];
+    int tls;
+    gp_framer *fr;
+    size_t msg_bytes; /* bytes of the WebSocket message being received */
+    br_out *q_head, *q_tail;
+    size_t q_bytes;
+    br_conn *all_prev, *all_next; /* every conn */
+    br_conn *hnext;               /* house table chain (LIVE and in the table) */
+    int in_table;
+
+    /* handshake */
+    char house[GP_MAX_HOUSE_ID + 1];
+    uint8_t hn[GP_NONCE_LEN], bn[GP_NONCE_LEN], secret[GP_SECRET_LEN];
+    int secret_known;
+    uint64_t accepted_ms;
+
+    /* live */
+    uint64_t epoch;
+    char reqkey[GP_KEY_MAX], statekey[GP_KEY_MAX], epochkey[GP_KEY_MAX];
+    uint32_t next_stream;
+    br_req *reqs; /* in flight, newest first */
+    unsigned ninflight;
+    br_req *body_head, *body_tail; /* requests with body bytes still to send, round robin */
+    uint64_t min_deadline;         /* earliest deadline among reqs (Redis ms), 0: none */
+    int reading, read_again, read_pending, read_capped;
+    unsigned read_count; /* COUNT of the read in flight */
+    char pcursor[48]; /* reading the pending list: last id seen */
+    uint64_t last_rx_ms, last_ping_ms, last_pending_scan_ms, since_ms;
+    unsigned rtt_ms;
+};
+
+struct br_req {
+    br_req *next, *prev; /* conn->reqs */
+    br_req *bnext;       /* conn body queue */
+    br_conn *conn;
+    uint32_t stream;
+    char entry_id[48];
+    char *frame_id, *reply_key; /* reply_key NULL: no reply wanted */
+    char *content_type;
+    uint64_t deadline; /* Redis ms */
+    uint8_t *body;
+    size_t body_len, body_off;
+    int in_body_queue;
+    /* response */
+    int got_head;
+    unsigned status;
+    char *headers_json, *error, *message;
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    struct br_reply *out; /* reply being streamed to Redis (NULL until the first entry) */
+};
+
+typedef struct br_bridge {
+    uv_loop_t *loop;
+    br_config cfg;
+    char host_pid[128];
+    char rhost[256];
+    int rport, rdb;
+    br_redis *cmd, *sub;
+    struct lws_context *lws;
+    int listen_port;
+    gp_ratelimit *rl;
+    gp_zctx *zc;
+    uint8_t server_key[32];
+    uint8_t master_key[32];
+    int has_master;
+    int64_t time_offset; /* Redis ms - loop ms */
+    int time_ok;
+    int keyspace_ok;
+    uint64_t conn_serial;
+    br_conn *all;
+    unsigned nlive;
+    br_conn **table;
+    size_t table_size;
+    int stopping;
+    uv_timer_t tick;
+    uv_signal_t sigint, sigterm;
+} br_bridge;
+
+extern br_bridge g_br;
+
+/* main.c */
+uint64_t br_now(void);       /* loop monotonic ms */
+uint64_t br_now_redis(void); /* Redis clock ms (offset from TIME) */
+
+/* tunnel.c */
+int br_tunnel_start(void);
+void br_tunnel_stop(void);
+void br_conn_ref(br_conn *c);
+void br_conn_unref(br_conn *c);
+int br_conn_alive(const br_conn *c); /* not closed, not closing */
+/* Encodes and queues a frame. 0, or -1 (encode/alloc failure: the conn is being closed). */
+int br_conn_send(br_conn *c, const gp_frame *f);
+void br_conn_close(br_conn *c, int goaway_code, const char *msg);
+void br_tunnel_tick(uint64_t now);
+
+/* house.c */
+void br_house_claim(br_conn *c);                 /* proof ok: take ownership */
+void br_house_teardown(br_conn *c, int release); /* conn gone/fenced: drop local state */
+br_conn *br_house_find(const char *house);
+void br_house_read(br_conn *c);   /* read as much of its stream as capacity allows */
+void br_house_tick(uint64_t now); /* sweep: pings, liveness, reads */
+void br_house_state_update(br_conn *c);
+void br_house_redis_up(void);  /* cmd connection (re)established */
+void br_house_sub_up(void);    /* subscriber (re)established */
+void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const char *msg,
+                          size_t mlen);
+void br_house_fenced(const char *house, uint64_t epoch); /* an ack found a newer epoch */
+void br_house_table_free(void);
+void br_house_load_scripts(void);
+
+/* requests.c */
+void br_req_entries(br_conn *c, const redisReply *entries, int pending);
+void br_req_frame(br_conn *c, const gp_frame *f);
+void br_req_free_all(br_conn *c);
+void br_req_deadlines(br_conn *c, uint64_t now_redis);
+int br_req_in_flight(const br_conn *c, const char *entry_id);
+/* Next body frame of the round-robin queue into *f (data borrowed / in scratch). 1 if a
+ * frame was produced, 0 if the queue is empty. */
+int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap);
+void br_req_load_scripts(void);
+
+/* A parsed stream entry (borrowed pointers into the redisReply). */
+typedef struct br_entry {
+    const char *entry_id;
+    gp_str id, method, path, service, headers, body, reply;
+    int has_reply;
+    uint64_t timeout_ms, deadline;
+    int status; /* 0: valid, else the error reply to give */
+    const char *error, *message;
+    char msgbuf[160]; /* storage for a formatted message */
+} br_entry;
+void br_entry_parse(const redisReply *e, br_entry *out);
+/* Writes an error reply (final) and then acks the entry. holder: NULL = acked under our
+ * epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
+ * "" for none). Takes no ownership. */
+void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
+                    gp_str frame_id, gp_str reply_key, int has_reply, int status,
+                    const char *error, const char *message, const char *holder);
+
+/* janitor.c */
+void br_janitor_tick(uint64_t now);
+void br_janitor_load_scripts(void);
+
+#endif

@@ -1,0 +1,437 @@
+/* house.c — owning a house in Redis while its connection is up: the fencing epoch, the live
+ * state hash, the table of held houses, and reading each house's request stream through the
+ * consumer group without ever blocking the shared connection. I/O side.
+ *
+ * Wake-up (DESIGN.md, "things that bite"): a multi-key blocking XREADGROUP does not scale
+ * and does not work on a Cluster, so each held house's stream is read with a non-blocking
+ * single-key XREADGROUP when (a) its keyspace notification rings (`xadd` on the stream,
+ * delivered to the subscriber connection), (b) a read came back full or capacity freed up,
+ * or (c) the 1 s sweep passes. (c) alone is correct; (a) removes its latency. */
+#include "bridge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BATCH 100
+#define PENDING_RESCAN_MS 30000
+
+/* KEYS: epoch, state. ARGV: bridge, transport, now, addr. New epoch and a fresh state. */
+static br_script s_claim = {
+    "local e = redis.call('INCR', KEYS[1])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('HSET', KEYS[2], 'bridge', ARGV[1], 'transport', ARGV[2], 'since', ARGV[3],\n"
+    "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4])\n"
+    "return e\n",
+    ""};
+
+/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr.
+ * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
+ * Redis lost its data (restart without persistence): re-assert ours rather than drop a
+ * house that is still connected. */
+static br_script s_refresh = {
+    "local e = redis.call('GET', KEYS[1])\n"
+    "if e == false then redis.call('SET', KEYS[1], ARGV[1]) e = ARGV[1] end\n"
+    "if e ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"
+    "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7])\n"
+    "return 1\n",
+    ""};
+
+/* KEYS: epoch, state. ARGV: epoch. Clears the state only if it is still ours. */
+static br_script s_release = {
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end\n"
+    "return 0\n",
+    ""};
+
+void br_house_load_scripts(void) {
+    br_redis_load_script(g_br.cmd, &s_claim);
+    br_redis_load_script(g_br.cmd, &s_refresh);
+    br_redis_load_script(g_br.cmd, &s_release);
+}
+
+/* --- table of held houses --------------------------------------------------------------- */
+
+static size_t hash(const char *s) {
+    size_t h = 1469598103934665603ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+static int table_grow(void) {
+    size_t n = g_br.table_size ? g_br.table_size * 2 : 1024;
+    br_conn **t = calloc(n, sizeof *t);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < g_br.table_size; i++) {
+        for (br_conn *c = g_br.table[i], *next; c; c = next) {
+            next = c->hnext;
+            size_t b = hash(c->house) & (n - 1);
+            c->hnext = t[b];
+            t[b] = c;
+        }
+    }
+    free(g_br.table);
+    g_br.table = t;
+    g_br.table_size = n;
+    return 0;
+}
+
+br_conn *br_house_find(const char *house) {
+    if (!g_br.table_size)
+        return NULL;
+    for (br_conn *c = g_br.table[hash(house) & (g_br.table_size - 1)]; c; c = c->hnext)
+        if (strcmp(c->house, house) == 0)
+            return c;
+    return NULL;
+}
+
+static int table_insert(br_conn *c) {
+    if (g_br.nlive + 1 > g_br.table_size && table_grow() != 0)
+        return -1;
+    size_t b = hash(c->house) & (g_br.table_size - 1);
+    c->hnext = g_br.table[b];
+    g_br.table[b] = c;
+    c->in_table = 1;
+    g_br.nlive++;
+    return 0;
+}
+
+static void table_remove(br_conn *c) {
+    if (!c->in_table)
+        return;
+    br_conn **pp = &g_br.table[hash(c->house) & (g_br.table_size - 1)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = c->hnext;
+    c->hnext = NULL;
+    c->in_table = 0;
+    g_br.nlive--;
+}
+
+void br_house_table_free(void) {
+    free(g_br.table);
+    g_br.table = NULL;
+    g_br.table_size = 0;
+}
+
+/* --- doorbell --------------------------------------------------------------------------- */
+
+static void channel_of(char out[GP_KEY_MAX + 32], const br_conn *c) {
+    snprintf(out, GP_KEY_MAX + 32, "__keyspace@%d__:%s", g_br.rdb, c->reqkey);
+}
+
+static void subscribe(br_conn *c, int on) {
+    char ch[GP_KEY_MAX + 32];
+    channel_of(ch, c);
+    br_redis_subscribe(g_br.sub, ch, on);
+}
+
+/* "__keyspace@0__:gp:{h1}:req" -> "h1" */
+static int house_of_channel(const char *chan, size_t clen, char out[GP_MAX_HOUSE_ID + 1]) {
+    const char *p = memchr(chan, ':', clen), *end = chan + clen;
+    size_t plen = strlen(g_br.cfg.prefix);
+    if (!p || (size_t)(end - ++p) < plen + 2 + 5 || memcmp(p, g_br.cfg.prefix, plen) != 0)
+        return -1;
+    p += plen;
+    if (p[0] != ':' || p[1] != '{')
+        return -1;
+    p += 2;
+    size_t n = (size_t)(end - p);
+    if (n < 6 || memcmp(end - 5, "}:req", 5) != 0 || n - 5 > GP_MAX_HOUSE_ID)
+        return -1;
+    memcpy(out, p, n - 5);
+    out[n - 5] = '\0';
+    return 0;
+}
+
+void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const char *msg,
+                          size_t mlen) {
+    char house[GP_MAX_HOUSE_ID + 1];
+    if (house_of_channel(chan, clen, house) != 0)
+        return;
+    br_conn *c = br_house_find(house);
+    if (strcmp(kind, "message") == 0) {
+        /* Only new entries matter; our own XDELs ring too and must not cause reads. */
+        if (c && mlen == 4 && memcmp(msg, "xadd", 4) == 0)
+            br_house_read(c);
+    } else if (strcmp(kind, "unsubscribe") == 0 && c) {
+        /* hiredis 0.14 forgets a channel's callback when an UNSUBSCRIBE is confirmed, even if
+         * we SUBSCRIBEd again meanwhile (house reconnected): subscribe once more. */
+        subscribe(c, 1);
+    }
+}
+
+void br_house_sub_up(void) {
+    for (br_conn *c = g_br.all; c; c = c->all_next)
+        if (c->in_table)
+            subscribe(c, 1);
+}
+
+/* --- reading the stream ----------------------------------------------------------------- */
+
+static void create_group(br_conn *c);
+
+static void on_read(redisReply *rep, void *ud) {
+    br_conn *c = ud;
+    c->reading = 0;
+    if (!br_conn_alive(c) || !c->in_table || !rep) {
+        br_conn_unref(c);
+        return;
+    }
+    if (br_reply_is_error(rep, "NOGROUP")) {
+        /* Someone deleted the stream (or Redis lost it): recreate and start over. */
+        create_group(c);
+        br_conn_unref(c);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        br_log(BR_LOG_WARN, "read_failed", "house=%s err=%s", c->house, br_qs(rep->str));
+        br_conn_unref(c);
+        return;
+    }
+    size_t n = 0;
+    int pending = c->read_pending;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+        rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2 &&
+        rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *entries = rep->element[0]->element[1];
+        n = entries->elements;
+        if (n && pending) {
+            const redisReply *last = entries->element[n - 1];
+            if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
+                last->element[0]->type == REDIS_REPLY_STRING && last->element[0]->len < 48)
+                memcpy(c->pcursor, last->element[0]->str, last->element[0]->len + 1);
+        }
+        br_req_entries(c, entries, pending);
+    }
+    int again = c->read_again || (n > 0 && (pending || n >= c->read_count));
+    c->read_again = 0;
+    if (pending && n == 0)
+        c->read_pending = 0; /* pending list drained: switch to new entries */
+    if ((again || (pending && n == 0)) && br_conn_alive(c))
+        br_house_read(c);
+    br_conn_unref(c);
+}
+
+void br_house_read(br_conn *c) {
+    if (!br_conn_alive(c) || c->state != BR_CS_LIVE || !c->in_table || g_br.stopping)
+        return;
+    if (c->reading) {
+        c->read_again = 1; /* the bell rang during a read: read once more after it */
+        return;
+    }
+    long long cap = g_br.cfg.max_inflight - (long long)c->ninflight;
+    if (cap <= 0) {
+        c->read_capped = 1;
+        return;
+    }
+    c->read_capped = 0;
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "XREADGROUP");
+    br_args_str(&a, "GROUP");
+    br_args_str(&a, GP_GROUP);
+    br_args_str(&a, GP_CONSUMER);
+    br_args_str(&a, "COUNT");
+    c->read_count = (unsigned)(cap < READ_BATCH ? cap : READ_BATCH);
+    br_args_u64(&a, c->read_count);
+    br_args_str(&a, "STREAMS");
+    br_args_str(&a, c->reqkey);
+    br_args_str(&a, c->read_pending ? c->pcursor : ">");
+    br_conn_ref(c);
+    c->reading = 1;
+    if (br_redis_cmd(g_br.cmd, on_read, c, &a) != 0) {
+        c->reading = 0;
+        br_conn_unref(c);
+    }
+}
+
+static void on_group(redisReply *rep, void *ud) {
+    br_conn *c = ud;
+    if (br_conn_alive(c) && c->in_table && rep) {
+        if (rep->type == REDIS_REPLY_ERROR && !br_reply_is_error(rep, "BUSYGROUP"))
+            br_log(BR_LOG_WARN, "group_create_failed", "house=%s err=%s", c->house,
+                   br_qs(rep->str));
+        /* Pending entries first: they were delivered to this house before (by any bridge)
+         * and never acknowledged. */
+        c->read_pending = 1;
+        strcpy(c->pcursor, "0");
+        c->last_pending_scan_ms = br_now();
+        br_house_read(c);
+    }
+    br_conn_unref(c);
+}
+
+static void create_group(br_conn *c) {
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "XGROUP");
+    br_args_str(&a, "CREATE");
+    br_args_str(&a, c->reqkey);
+    br_args_str(&a, GP_GROUP);
+    br_args_str(&a, "0");
+    br_args_str(&a, "MKSTREAM");
+    br_conn_ref(c);
+    if (br_redis_cmd(g_br.cmd, on_group, c, &a) != 0)
+        br_conn_unref(c);
+}
+
+/* --- claim / release / fencing ---------------------------------------------------------- */
+
+static void fence_out(br_conn *c, const char *why) {
+    br_log(BR_LOG_WARN, "house_fenced", "house=%s epoch=%llu addr=%s reason=%s", c->house,
+           (unsigned long long)c->epoch, c->addr, why);
+    br_house_teardown(c, 0);
+    br_conn_close(c, GP_GOAWAY_FENCED, "another connection of this house took over");
+}
+
+void br_house_fenced(const char *house, uint64_t epoch) {
+    br_conn *c = br_house_find(house);
+    if (c && c->epoch == epoch)
+        fence_out(c, "epoch_moved");
+}
+
+static void release(const char *house, const char *epochkey, const char *statekey,
+                    uint64_t epoch) {
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, epochkey);
+    br_args_str(&a, statekey);
+    br_args_u64(&a, epoch);
+    (void)house;
+    br_redis_eval(g_br.cmd, &s_release, NULL, NULL, 2, &a);
+}
+
+static void on_claimed(redisReply *rep, void *ud) {
+    br_conn *c = ud;
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        if (br_conn_alive(c)) {
+            br_log(BR_LOG_WARN, "claim_failed", "house=%s addr=%s err=%s", c->house, c->addr,
+                   br_qs(rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "redis unavailable"));
+            br_conn_close(c, GP_GOAWAY_DRAINING, "registry unavailable, retry later");
+        }
+        br_conn_unref(c);
+        return;
+    }
+    uint64_t epoch = (uint64_t)rep->integer;
+    if (!br_conn_alive(c) || c->state != BR_CS_CLAIMING) {
+        /* Gone while claiming: don't leave a state that names us. */
+        release(c->house, c->epochkey, c->statekey, epoch);
+        br_conn_unref(c);
+        return;
+    }
+    c->epoch = epoch;
+    br_conn *old = br_house_find(c->house);
+    if (old) /* same house again on this bridge: the newer connection wins */
+        fence_out(old, "newer_connection");
+    if (table_insert(c) != 0) {
+        br_conn_close(c, GP_GOAWAY_DRAINING, "out of memory");
+        br_conn_unref(c);
+        return;
+    }
+    c->state = BR_CS_LIVE;
+    c->since_ms = br_now_redis();
+    c->last_ping_ms = br_now();
+    br_log(BR_LOG_INFO, "house_connected", "house=%s addr=%s epoch=%llu transport=%s", c->house,
+           c->addr, (unsigned long long)epoch, c->tls ? "wss" : "ws");
+
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_WELCOME;
+    f.u.welcome.bridge_id = gp_str_c(g_br.cfg.bridge_id);
+    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
+    f.u.welcome.ping_interval_ms = (uint32_t)g_br.cfg.ping_interval;
+    f.u.welcome.window = 0;
+    f.u.welcome.epoch = epoch;
+    br_conn_send(c, &f);
+    subscribe(c, 1);
+    create_group(c);
+    br_conn_unref(c);
+}
+
+void br_house_claim(br_conn *c) {
+    const char *p = g_br.cfg.prefix;
+    gp_key_req(c->reqkey, p, c->house);
+    gp_key_state(c->statekey, p, c->house);
+    gp_key_epoch(c->epochkey, p, c->house);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, c->epochkey);
+    br_args_str(&a, c->statekey);
+    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, c->tls ? "wss" : "ws");
+    br_args_u64(&a, br_now_redis());
+    br_args_str(&a, c->addr);
+    br_conn_ref(c);
+    if (br_redis_eval(g_br.cmd, &s_claim, on_claimed, c, 2, &a) != 0)
+        on_claimed(NULL, c);
+}
+
+void br_house_teardown(br_conn *c, int do_release) {
+    if (!c->in_table)
+        return;
+    table_remove(c);
+    subscribe(c, 0);
+    br_req_free_all(c);
+    if (do_release) {
+        release(c->house, c->epochkey, c->statekey, c->epoch);
+        br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house,
+               c->addr, (unsigned long long)c->epoch);
+    }
+}
+
+static void on_refreshed(redisReply *rep, void *ud) {
+    br_conn *c = ud;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && br_conn_alive(c) &&
+        c->in_table)
+        fence_out(c, "epoch_moved");
+    br_conn_unref(c);
+}
+
+void br_house_state_update(br_conn *c) {
+    if (!c->in_table)
+        return;
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, c->epochkey);
+    br_args_str(&a, c->statekey);
+    br_args_u64(&a, c->epoch);
+    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, c->tls ? "wss" : "ws");
+    br_args_u64(&a, c->since_ms);
+    br_args_u64(&a, br_now_redis() - (br_now() - c->last_rx_ms));
+    br_args_u64(&a, c->rtt_ms);
+    br_args_str(&a, c->addr);
+    br_conn_ref(c);
+    if (br_redis_eval(g_br.cmd, &s_refresh, on_refreshed, c, 2, &a) != 0)
+        br_conn_unref(c);
+}
+
+/* Redis came back (maybe restarted, maybe empty): re-assert ownership, make sure every
+ * group exists, and re-read each house's pending list. */
+void br_house_redis_up(void) {
+    br_house_load_scripts();
+    for (br_conn *c = g_br.all; c; c = c->all_next) {
+        if (!c->in_table)
+            continue;
+        c->read_again = 0;
+        br_house_state_update(c);
+        create_group(c);
+    }
+}
+
+void br_house_tick(uint64_t now) {
+    for (br_conn *c = g_br.all; c; c = c->all_next) {
+        if (!c->in_table || c->reading)
+            continue;
+        if (now - c->last_pending_scan_ms >= PENDING_RESCAN_MS) {
+            /* Entries whose reply write was lost (Redis timeout) are still pending. */
+            c->last_pending_scan_ms = now;
+            c->read_pending = 1;
+            strcpy(c->pcursor, "0");
+        }
+        br_house_read(c);
+    }
+}

@@ -1,0 +1,184 @@
+/* janitor.c — the 504 for requests to houses nobody holds. A request waits in its stream
+ * while its house is away (it may be moments from reconnecting); once its deadline has
+ * passed somebody must answer it. One bridge at a time (a short lock key) walks the house
+ * registry a slice per tick, and for each house with no live holder answers the expired
+ * entries at the head of its stream. Bounded work per tick. I/O side. */
+#include "bridge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LOCK_MS 3000
+#define HOUSES_PER_TICK 50
+#define ENTRIES_PER_HOUSE 50
+
+/* KEYS: lock. ARGV: bridge id, ttl ms. SET NX PX, or renew if it is already ours. */
+static br_script s_lock = {
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end\n"
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
+    "return 0\n",
+    ""};
+
+static struct {
+    int busy;         /* a pass is running */
+    unsigned pending; /* outstanding commands of this pass */
+    char cursor[32];  /* SSCAN cursor, kept across ticks */
+} J = {0, 0, "0"};
+
+typedef struct jhouse {
+    char id[GP_MAX_HOUSE_ID + 1];
+    char holder[80];
+} jhouse;
+
+void br_janitor_load_scripts(void) { br_redis_load_script(g_br.cmd, &s_lock); }
+
+static void step_done(void) {
+    if (J.pending && --J.pending == 0)
+        J.busy = 0;
+}
+
+static int jsend(br_redis_fn fn, void *ud, const br_args *a) {
+    J.pending++;
+    if (br_redis_cmd(g_br.cmd, fn, ud, a) == 0)
+        return 0;
+    J.pending--;
+    return -1;
+}
+
+static void on_range(redisReply *rep, void *ud) {
+    jhouse *h = ud;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && !br_house_find(h->id)) {
+        uint64_t now = br_now_redis();
+        char reqkey[GP_KEY_MAX];
+        gp_key_req(reqkey, g_br.cfg.prefix, h->id);
+        for (size_t i = 0; i < rep->elements; i++) {
+            const redisReply *e = rep->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48)
+                continue;
+            br_entry en;
+            br_entry_parse(e, &en);
+            if (en.status < 0 || en.deadline > now)
+                continue;
+            if (en.status)
+                br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply,
+                               en.status, en.error, en.message, h->holder);
+            else
+                br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply,
+                               504, "timeout", "no bridge holds this house", h->holder);
+        }
+    }
+    free(h);
+    step_done();
+}
+
+static void scan_stream(jhouse *h) {
+    char key[GP_KEY_MAX];
+    gp_key_req(key, g_br.cfg.prefix, h->id);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "XRANGE");
+    br_args_str(&a, key);
+    br_args_str(&a, "-");
+    br_args_str(&a, "+");
+    br_args_str(&a, "COUNT");
+    br_args_u64(&a, ENTRIES_PER_HOUSE);
+    if (jsend(on_range, h, &a) != 0)
+        free(h);
+}
+
+/* The state names a holder: it holds the house only while its lease lives (a bridge killed
+ * with -9 leaves its state behind). */
+static void on_lease(redisReply *rep, void *ud) {
+    jhouse *h = ud;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        scan_stream(h);
+    else
+        free(h);
+    step_done();
+}
+
+static void on_state(redisReply *rep, void *ud) {
+    jhouse *h = ud;
+    if (!rep || rep->type == REDIS_REPLY_ERROR || br_house_find(h->id)) {
+        free(h);
+    } else if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
+        snprintf(h->holder, sizeof h->holder, "%.*s", (int)rep->len, rep->str);
+        char key[GP_KEY_MAX];
+        br_args a;
+        br_args_init(&a);
+        br_args_str(&a, "EXISTS");
+        br_args_str(&a, gp_key_bridge(key, g_br.cfg.prefix, h->holder) > 0 ? key : "");
+        if (jsend(on_lease, h, &a) != 0)
+            free(h);
+    } else {
+        scan_stream(h);
+    }
+    step_done();
+}
+
+static void on_scan(redisReply *rep, void *ud) {
+    (void)ud;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof J.cursor &&
+        rep->element[1]->type == REDIS_REPLY_ARRAY) {
+        memcpy(J.cursor, rep->element[0]->str, rep->element[0]->len + 1);
+        const redisReply *ids = rep->element[1];
+        for (size_t i = 0; i < ids->elements; i++) {
+            const redisReply *id = ids->element[i];
+            if (id->type != REDIS_REPLY_STRING ||
+                !gp_house_id_valid((gp_str){(const uint8_t *)id->str, id->len}) ||
+                br_house_find(id->str))
+                continue;
+            jhouse *h = calloc(1, sizeof *h);
+            if (!h)
+                break;
+            memcpy(h->id, id->str, id->len + 1);
+            char key[GP_KEY_MAX];
+            gp_key_state(key, g_br.cfg.prefix, h->id);
+            br_args a;
+            br_args_init(&a);
+            br_args_str(&a, "HGET");
+            br_args_str(&a, key);
+            br_args_str(&a, "bridge");
+            if (jsend(on_state, h, &a) != 0)
+                free(h);
+        }
+    }
+    step_done();
+}
+
+static void on_lock(redisReply *rep, void *ud) {
+    (void)ud;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        char key[GP_KEY_MAX];
+        gp_key_houses(key, g_br.cfg.prefix);
+        br_args a;
+        br_args_init(&a);
+        br_args_str(&a, "SSCAN");
+        br_args_str(&a, key);
+        br_args_str(&a, J.cursor);
+        br_args_str(&a, "COUNT");
+        br_args_u64(&a, HOUSES_PER_TICK);
+        jsend(on_scan, NULL, &a);
+    }
+    step_done();
+}
+
+void br_janitor_tick(uint64_t now) {
+    (void)now;
+    if (J.busy || g_br.stopping || !g_br.time_ok || !br_redis_ready(g_br.cmd))
+        return;
+    char key[GP_KEY_MAX];
+    gp_key_janitor(key, g_br.cfg.prefix);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, key);
+    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_u64(&a, LOCK_MS);
+    J.busy = 1;
+    J.pending = 1;
+    if (br_redis_eval(g_br.cmd, &s_lock, on_lock, NULL, 1, &a) != 0)
+        J.busy = 0, J.pending = 0;
+}

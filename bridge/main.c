@@ -1,0 +1,535 @@
+/* main.c — ghostport-bridge: configuration, startup, the periodic tick and an orderly
+ * shutdown. One libuv loop hosts everything: libwebsockets (foreign loop), two hiredis
+ * connections (commands, and a subscriber for the keyspace doorbell) and our timers.
+ * I/O side. */
+#include "bridge.h"
+#include "conf.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_MS 100     /* deadline resolution */
+#define SLOW_TICK_MS 1000
+#define TIME_REFRESH_MS 10000
+#define LEASE_MS 5000
+#define SHUTDOWN_GRACE_MS 2000
+
+br_bridge g_br;
+
+static uint64_t g_last_slow, g_last_time;
+static uv_timer_t g_grace;
+static int g_drained;
+
+/* --- configuration ---------------------------------------------------------------------- */
+
+#define OFF(f) offsetof(br_config, f)
+static const gp_conf_opt opts[] = {
+    {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL, "read options from FILE (name = value lines)"},
+    {"redis", GP_CONF_STR, OFF(redis), 0, 0, "127.0.0.1:6379", NULL,
+     "Redis: redis://host:port/db or host:port"},
+    {"prefix", GP_CONF_STR, OFF(prefix), 0, 0, GP_DEFAULT_PREFIX, NULL, "Redis key prefix"},
+    {"listen", GP_CONF_INT, OFF(listen), 0, 65535, "8443", NULL,
+     "port houses connect to (0: any free port, logged in event=listening)"},
+    {"bind", GP_CONF_STR, OFF(bind), 0, 0, "0.0.0.0", NULL, "address to listen on"},
+    {"tls-cert", GP_CONF_STR, OFF(tls_cert), 0, 0, NULL, NULL, "TLS certificate (PEM) for wss://"},
+    {"tls-key", GP_CONF_STR, OFF(tls_key), 0, 0, NULL, NULL, "TLS private key (PEM)"},
+    {"allow-ws", GP_CONF_BOOL, OFF(allow_ws), 0, 1, "0", NULL,
+     "allow plain ws:// without TLS (testing only)"},
+    {"bridge-id", GP_CONF_STR, OFF(bridge_id), 0, 0, NULL, NULL,
+     "this bridge's id (default hostname-pid)"},
+    {"max-body", GP_CONF_INT, OFF(max_body), 0, 1LL << 30, "8388608", NULL,
+     "largest request body in bytes (larger: 413)"},
+    {"reply-chunk", GP_CONF_INT, OFF(reply_chunk), 1024, 64LL << 20, "1048576", NULL,
+     "reply bodies larger than this are split into several entries"},
+    {"reply-ttl", GP_CONF_INT, OFF(reply_ttl), 1, 30LL * 86400, "300", NULL,
+     "seconds a reply stream is kept"},
+    {"max-inflight", GP_CONF_INT, OFF(max_inflight), 1, 100000, "256", NULL,
+     "requests in flight per house"},
+    {"ping-interval", GP_CONF_INT, OFF(ping_interval), 100, 600000, "5000", NULL,
+     "ms between PINGs; a house silent for 3x this is dropped"},
+    {"master-key", GP_CONF_STR, OFF(master_key), 0, 0, NULL, NULL,
+     "64 hex digits: key that seals house secrets at rest"},
+    {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL, "error, warn, info or debug"},
+    {"auth-burst", GP_CONF_INT, OFF(auth_burst), 1, 1000000, "10", NULL,
+     "failed auth attempts allowed back to back per address"},
+    {"auth-per-min", GP_CONF_INT, OFF(auth_per_min), 1, 1000000, "6", NULL,
+     "failed auth attempts refilled per minute per address"},
+    {"redis-timeout", GP_CONF_INT, OFF(redis_timeout), 100, 600000, "5000", NULL,
+     "ms before a Redis command or connect is considered lost"},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+};
+
+static void print_line(void *ud, const char *line) {
+    (void)ud;
+    printf("%s\n", line);
+}
+
+static void usage(void) {
+    printf("usage: ghostport-bridge [options]\n"
+           "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n"
+           "options (each also as environment variable GP_<NAME> and config file line):\n");
+    gp_conf_usage(opts, print_line, NULL);
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!p) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = p;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* redis://host:port/db, host:port, host */
+static int parse_redis(const char *s, char *host, size_t hcap, int *port, int *db) {
+    *port = 6379;
+    *db = 0;
+    if (strncmp(s, "redis://", 8) == 0)
+        s += 8;
+    const char *slash = strchr(s, '/');
+    size_t hp = slash ? (size_t)(slash - s) : strlen(s);
+    if (slash && slash[1]) {
+        char *end;
+        long v = strtol(slash + 1, &end, 10);
+        if (*end || v < 0 || v > 1000)
+            return -1;
+        *db = (int)v;
+    }
+    const char *colon = memchr(s, ':', hp);
+    size_t hl = colon ? (size_t)(colon - s) : hp;
+    if (colon) {
+        char pbuf[8] = "";
+        size_t pl = hp - hl - 1;
+        if (pl == 0 || pl >= sizeof pbuf)
+            return -1;
+        memcpy(pbuf, colon + 1, pl);
+        char *end;
+        long v = strtol(pbuf, &end, 10);
+        if (*end || v < 1 || v > 65535)
+            return -1;
+        *port = (int)v;
+    }
+    if (hl == 0 || hl >= hcap)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    return 0;
+}
+
+static int valid_bridge_id(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", s[i]))
+            return 0;
+    return 1;
+}
+
+static int configure(int argc, char **argv) {
+    br_config *cfg = &g_br.cfg;
+    char err[256] = "";
+    if (gp_conf_defaults(opts, cfg, err, sizeof err) != 0)
+        goto bad;
+    /* The file comes first in precedence order, so find its name before the rest. */
+    const char *path = getenv("GP_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    if (path && *path) {
+        size_t len = 0;
+        char *text = read_file(path, &len);
+        if (!text) {
+            fprintf(stderr, "ghostport-bridge: cannot read config %s: %s\n", path,
+                    strerror(errno));
+            return -1;
+        }
+        int rc = gp_conf_parse_text(opts, cfg, text, len, err, sizeof err);
+        free(text);
+        if (rc != 0)
+            goto bad;
+    }
+    int npos = 0, pos[4];
+    if (gp_conf_apply_env(opts, cfg, getenv, err, sizeof err) != 0 ||
+        gp_conf_parse_argv(opts, cfg, argc, argv, 1, pos, 4, &npos, err, sizeof err) != 0)
+        goto bad;
+    if (npos) {
+        snprintf(err, sizeof err, "unexpected argument %s", argv[pos[0]]);
+        goto bad;
+    }
+    int level = br_log_level_parse(cfg->log_level);
+    if (level < 0) {
+        snprintf(err, sizeof err, "log-level: %s is not one of error, warn, info, debug",
+                 cfg->log_level);
+        goto bad;
+    }
+    if (parse_redis(cfg->redis, g_br.rhost, sizeof g_br.rhost, &g_br.rport, &g_br.rdb) != 0) {
+        snprintf(err, sizeof err, "redis: cannot parse %s (want redis://host:port/db)",
+                 cfg->redis);
+        goto bad;
+    }
+    if (!cfg->prefix[0] || strpbrk(cfg->prefix, "{} ")) {
+        snprintf(err, sizeof err, "prefix: must be non-empty without braces or spaces");
+        goto bad;
+    }
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
+            *p = '-';
+    snprintf(g_br.host_pid, sizeof g_br.host_pid, "%ld@%s", (long)getpid(), host);
+    if (!cfg->bridge_id || !cfg->bridge_id[0]) {
+        free(cfg->bridge_id);
+        char id[96];
+        snprintf(id, sizeof id, "%.50s-%ld", host, (long)getpid());
+        cfg->bridge_id = strdup(id);
+        if (!cfg->bridge_id)
+            return -1;
+    }
+    if (!valid_bridge_id(cfg->bridge_id)) {
+        snprintf(err, sizeof err, "bridge-id: 1-64 of [A-Za-z0-9_.-]");
+        goto bad;
+    }
+    int has_cert = cfg->tls_cert && *cfg->tls_cert, has_key = cfg->tls_key && *cfg->tls_key;
+    if (has_cert != has_key) {
+        snprintf(err, sizeof err, "--tls-cert and --tls-key go together");
+        goto bad;
+    }
+    if (!has_cert && !cfg->allow_ws) {
+        snprintf(err, sizeof err,
+                 "refusing to start without TLS: give --tls-cert and --tls-key for wss://, "
+                 "or --allow-ws to accept plain ws:// (testing only)");
+        goto bad;
+    }
+    if (has_cert && (access(cfg->tls_cert, R_OK) != 0 || access(cfg->tls_key, R_OK) != 0)) {
+        snprintf(err, sizeof err, "cannot read %s or %s: %s", cfg->tls_cert, cfg->tls_key,
+                 strerror(errno));
+        goto bad;
+    }
+    if (cfg->master_key && *cfg->master_key) {
+        if (gp_secret_from_hex(cfg->master_key, g_br.master_key) != 0) {
+            snprintf(err, sizeof err, "master-key: want 64 hex digits");
+            goto bad;
+        }
+        g_br.has_master = 1;
+        sodium_memzero(cfg->master_key, strlen(cfg->master_key));
+    }
+    br_log_init(level, cfg->bridge_id);
+    return 0;
+bad:
+    fprintf(stderr, "ghostport-bridge: %s\n", err);
+    return -1;
+}
+
+/* --- time ------------------------------------------------------------------------------- */
+
+uint64_t br_now(void) { return uv_now(g_br.loop); }
+
+/* Deadlines are entry-id time + timeout_ms, both on Redis's clock; we keep an offset from
+ * TIME so that no clock sync between machines matters. */
+uint64_t br_now_redis(void) { return (uint64_t)((int64_t)br_now() + g_br.time_offset); }
+
+static void on_time(redisReply *rep, void *ud) {
+    (void)ud;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    uint64_t ms = strtoull(rep->element[0]->str, NULL, 10) * 1000 +
+                  strtoull(rep->element[1]->str, NULL, 10) / 1000;
+    g_br.time_offset = (int64_t)ms - (int64_t)br_now();
+    g_br.time_ok = 1;
+}
+
+static void refresh_time(void) {
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "TIME");
+    br_redis_cmd(g_br.cmd, on_time, NULL, &a);
+    g_last_time = br_now();
+}
+
+/* --- Redis connections ------------------------------------------------------------------ */
+
+static void on_config_set(redisReply *rep, void *ud) {
+    (void)ud;
+    if (rep && rep->type == REDIS_REPLY_STATUS) {
+        g_br.keyspace_ok = 1;
+        br_log(BR_LOG_INFO, "keyspace_enabled", NULL);
+    } else if (rep) {
+        br_log(BR_LOG_WARN, "keyspace_config_refused", "err=%s fallback=sweep_1s",
+               br_qs(rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply"));
+    }
+}
+
+/* Keyspace notifications for streams need K (keyspace channel) and t (stream commands);
+ * keep whatever flags the operator already set. */
+static void on_config_get(redisReply *rep, void *ud) {
+    (void)ud;
+    if (!rep)
+        return;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        br_log(BR_LOG_WARN, "keyspace_config_refused", "err=%s fallback=sweep_1s",
+               br_qs(rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply"));
+        return;
+    }
+    const char *cur = rep->element[1]->str;
+    int has_k = strchr(cur, 'K') != NULL, has_t = strchr(cur, 't') || strchr(cur, 'A');
+    if (has_k && has_t) {
+        g_br.keyspace_ok = 1;
+        return;
+    }
+    char flags[64];
+    snprintf(flags, sizeof flags, "%.40s%s%s", cur, has_k ? "" : "K", has_t ? "" : "t");
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "CONFIG");
+    br_args_str(&a, "SET");
+    br_args_str(&a, "notify-keyspace-events");
+    br_args_str(&a, flags);
+    br_redis_cmd(g_br.cmd, on_config_set, NULL, &a);
+}
+
+static void refresh_lease(void) {
+    char key[GP_KEY_MAX];
+    gp_key_bridge(key, g_br.cfg.prefix, g_br.cfg.bridge_id);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "SET");
+    br_args_str(&a, key);
+    br_args_str(&a, g_br.host_pid);
+    br_args_str(&a, "PX");
+    br_args_u64(&a, LEASE_MS);
+    br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+}
+
+static void cmd_up(br_redis *r) {
+    (void)r;
+    refresh_time();
+    br_req_load_scripts();
+    br_janitor_load_scripts();
+    refresh_lease();
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "CONFIG");
+    br_args_str(&a, "GET");
+    br_args_str(&a, "notify-keyspace-events");
+    br_redis_cmd(g_br.cmd, on_config_get, NULL, &a);
+    br_house_redis_up();
+}
+
+static void cmd_down(br_redis *r) {
+    (void)r;
+    br_log(BR_LOG_WARN, "redis_unavailable", "held=%u action=retrying", g_br.nlive);
+}
+
+static void sub_up(br_redis *r) {
+    (void)r;
+    br_house_sub_up();
+}
+
+static void sub_msg(br_redis *r, const char *kind, const char *chan, size_t clen,
+                    const char *msg, size_t mlen) {
+    (void)r;
+    br_house_on_keyspace(kind, chan, clen, msg, mlen);
+}
+
+/* --- tick ------------------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t) {
+    (void)t;
+    uint64_t now = br_now();
+    if (g_br.time_ok) {
+        uint64_t nr = br_now_redis();
+        for (br_conn *c = g_br.all; c; c = c->all_next)
+            if (c->in_table && c->min_deadline && c->min_deadline <= nr)
+                br_req_deadlines(c, nr);
+    }
+    if (now - g_last_slow < SLOW_TICK_MS)
+        return;
+    g_last_slow = now;
+    br_tunnel_tick(now);
+    if (!br_redis_ready(g_br.cmd))
+        return;
+    if (now - g_last_time >= TIME_REFRESH_MS)
+        refresh_time();
+    refresh_lease();
+    br_house_tick(now);
+    br_janitor_tick(now);
+}
+
+/* --- shutdown --------------------------------------------------------------------------- */
+
+static void on_closed_handle(uv_handle_t *h) { (void)h; }
+
+/* Phase 2: everything that could still be said to Redis has been said. */
+static void drained(void) {
+    if (g_drained)
+        return;
+    g_drained = 1;
+    br_log(BR_LOG_INFO, "shutdown", "phase=closing");
+    uv_timer_stop(&g_grace);
+    uv_close((uv_handle_t *)&g_grace, on_closed_handle);
+    uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
+    uv_close((uv_handle_t *)&g_br.sigint, on_closed_handle);
+    uv_close((uv_handle_t *)&g_br.sigterm, on_closed_handle);
+    /* From inside the loop: lws closes its handles, and finishes destroying the context
+     * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
+    if (g_br.lws)
+        lws_context_destroy(g_br.lws);
+    br_redis_free(g_br.cmd);
+    br_redis_free(g_br.sub);
+    g_br.cmd = g_br.sub = NULL;
+}
+
+static void on_barrier(redisReply *rep, void *ud) {
+    (void)rep, (void)ud;
+    drained();
+}
+
+static void on_grace(uv_timer_t *t) {
+    (void)t;
+    br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired");
+    drained();
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    (void)s;
+    if (g_br.stopping)
+        return;
+    g_br.stopping = 1;
+    br_log(BR_LOG_INFO, "shutdown", "phase=draining signal=%d held=%u", signum, g_br.nlive);
+    /* GOAWAY DRAINING to every house and release their state; in-flight requests stay
+     * pending and are delivered again wherever the houses reconnect. */
+    br_tunnel_stop();
+    char key[GP_KEY_MAX];
+    gp_key_bridge(key, g_br.cfg.prefix, g_br.cfg.bridge_id);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "DEL");
+    br_args_str(&a, key);
+    br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+    /* Replies arrive in order: when this PING returns, the releases above are done. */
+    br_args_init(&a);
+    br_args_str(&a, "PING");
+    uv_timer_start(&g_grace, on_grace, SHUTDOWN_GRACE_MS, 0);
+    if (br_redis_cmd(g_br.cmd, on_barrier, NULL, &a) != 0)
+        drained();
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage();
+            return 0;
+        }
+        if (strcmp(argv[i], "--") == 0)
+            break;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (gp_auth_init() != 0 || sodium_init() < 0) {
+        fprintf(stderr, "ghostport-bridge: libsodium init failed\n");
+        return 1;
+    }
+    int rc = 1;
+    if (configure(argc, argv) != 0)
+        goto out_conf;
+    unsigned seed;
+    randombytes_buf(&seed, sizeof seed);
+    srand(seed);
+    /* The decoy-secret key is per process: nothing to store, nothing to leak. */
+    randombytes_buf(g_br.server_key, sizeof g_br.server_key);
+
+    static uv_loop_t loop;
+    g_br.loop = &loop;
+    uv_loop_init(&loop);
+    g_br.rl = gp_ratelimit_new((unsigned)g_br.cfg.auth_burst, (unsigned)g_br.cfg.auth_per_min,
+                               4096);
+    g_br.zc = gp_zctx_new(GP_ZSTD_LEVEL);
+    if (!g_br.rl || !g_br.zc) {
+        fprintf(stderr, "ghostport-bridge: out of memory\n");
+        goto out;
+    }
+
+    char hb[GP_KEY_MAX + 16];
+    snprintf(hb, sizeof hb, "%s:hb:%s", g_br.cfg.prefix, g_br.cfg.bridge_id);
+    br_redis_cfg rc_cmd = {.name = "cmd", .host = g_br.rhost, .port = g_br.rport,
+                           .db = g_br.rdb, .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
+                           .on_up = cmd_up, .on_down = cmd_down};
+    br_redis_cfg rc_sub = rc_cmd;
+    rc_sub.name = "sub";
+    rc_sub.hb_channel = hb;
+    rc_sub.on_msg = sub_msg;
+    rc_sub.on_up = sub_up;
+    rc_sub.on_down = NULL;
+    g_br.cmd = br_redis_new(&loop, &rc_cmd);
+    g_br.sub = br_redis_new(&loop, &rc_sub);
+    if (!g_br.cmd || !g_br.sub) {
+        fprintf(stderr, "ghostport-bridge: out of memory\n");
+        goto out;
+    }
+    if (br_tunnel_start() != 0)
+        goto out_loop;
+
+    uv_timer_init(&loop, &g_br.tick);
+    uv_timer_start(&g_br.tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(&loop, &g_grace);
+    uv_signal_init(&loop, &g_br.sigint);
+    uv_signal_init(&loop, &g_br.sigterm);
+    uv_signal_start(&g_br.sigint, on_signal, SIGINT);
+    uv_signal_start(&g_br.sigterm, on_signal, SIGTERM);
+    br_log(BR_LOG_INFO, "bridge_started", "redis=%s:%d db=%d prefix=%s max_inflight=%lld",
+           g_br.rhost, g_br.rport, g_br.rdb, g_br.cfg.prefix, g_br.cfg.max_inflight);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = 0;
+    goto out;
+out_loop:
+    br_redis_free(g_br.cmd);
+    br_redis_free(g_br.sub);
+    g_br.cmd = g_br.sub = NULL;
+out:
+    /* lws finishes its own teardown only once its handles are closed; a second destroy
+     * after the loop has stopped is the documented way to complete it. */
+    if (g_br.lws)
+        lws_context_destroy(g_br.lws);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (g_br.loop && uv_loop_close(&loop) != 0)
+        br_log(BR_LOG_WARN, "loop_not_empty", NULL);
+    br_house_table_free();
+    gp_ratelimit_free(g_br.rl);
+    gp_zctx_free(g_br.zc);
+    br_log(BR_LOG_INFO, "bridge_stopped", NULL);
+out_conf:
+    sodium_memzero(g_br.master_key, sizeof g_br.master_key);
+    gp_conf_clear(opts, &g_br.cfg);
+    return rc;
+}

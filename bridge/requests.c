@@ -1,0 +1,845 @@
+/* requests.c — the request/reply half of the Redis contract: stream entries are validated
+ * and turned into REQ_HEAD/REQ_BODY frames; RESP_HEAD/RESP_BODY frames are streamed into
+ * reply entries; every entry ends with exactly one final reply, then an acknowledgement
+ * under the house's fencing epoch. I/O side (Redis + the tunnel), parsing is local.
+ *
+ * Order on completion (DESIGN.md): XADD the reply, and only once Redis has confirmed it,
+ * XACK+XDEL in a Lua script that first checks the epoch is still ours. A crash in between
+ * gives a duplicate reply, never a lost one. A reply whose write was lost (timeout,
+ * disconnect) is not acknowledged: the entry stays pending and is delivered again. */
+#include "bridge.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define REPLY_MAXLEN "1000"
+#define MAX_ID_LEN 200
+#define MAX_REPLY_KEY 1024
+#define MAX_PATH_LEN 16384
+#define MAX_TIMEOUT_MS 86400000ull
+#define DEFAULT_TIMEOUT_MS 30000ull
+
+/* KEYS: epoch, req. ARGV: epoch, group, entry id. 0: the house is someone else's now. */
+static br_script s_ack = {
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
+    "redis.call('XDEL', KEYS[2], ARGV[3])\n"
+    "return 1\n",
+    ""};
+
+/* Janitor variant. KEYS: state, req. ARGV: expected holder ('' = nobody), group, entry id.
+ * The group may not exist (the house never connected), hence pcall. */
+static br_script s_ack_unheld = {
+    "local b = redis.call('HGET', KEYS[1], 'bridge')\n"
+    "if b == false then b = '' end\n"
+    "if b ~= ARGV[1] then return 0 end\n"
+    "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
+    "redis.call('XDEL', KEYS[2], ARGV[3])\n"
+    "return 1\n",
+    ""};
+
+void br_req_load_scripts(void) {
+    br_redis_load_script(g_br.cmd, &s_ack);
+    br_redis_load_script(g_br.cmd, &s_ack_unheld);
+}
+
+/* --- replies ---------------------------------------------------------------------------- */
+
+/* One reply being written: shared by the XADD callbacks of its entries (refcounted), so it
+ * outlives the request and even the connection. */
+typedef struct br_reply {
+    int refs, lost, failed, final_sent;
+    unsigned outstanding;
+    char house[GP_MAX_HOUSE_ID + 1];
+    char reqkey[GP_KEY_MAX], fencekey[GP_KEY_MAX]; /* epoch key, or state key (janitor) */
+    char *holder;                                  /* NULL: ack under `epoch` */
+    uint64_t epoch;
+    char entry_id[48];
+    char *key; /* NULL: no reply wanted */
+    size_t keylen;
+    char *frame_id, *headers, *error, *message;
+    unsigned status;
+} br_reply;
+
+static void reply_unref(br_reply *rp) {
+    if (!rp || --rp->refs > 0)
+        return;
+    free(rp->holder);
+    free(rp->key);
+    free(rp->frame_id);
+    free(rp->headers);
+    free(rp->error);
+    free(rp->message);
+    free(rp);
+}
+
+static char *dupn(const void *p, size_t n) {
+    char *s = malloc(n + 1);
+    if (s) {
+        if (n)
+            memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* c: the holding connection (ack under its epoch), or NULL with holder set (janitor). */
+static br_reply *reply_new(const br_conn *c, const char *house, const char *reqkey,
+                           const char *entry_id, gp_str frame_id, gp_str key, int has_key,
+                           const char *holder) {
+    br_reply *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return NULL;
+    rp->refs = 1;
+    snprintf(rp->house, sizeof rp->house, "%s", house);
+    snprintf(rp->reqkey, sizeof rp->reqkey, "%s", reqkey);
+    snprintf(rp->entry_id, sizeof rp->entry_id, "%s", entry_id);
+    if (c) {
+        snprintf(rp->fencekey, sizeof rp->fencekey, "%s", c->epochkey);
+        rp->epoch = c->epoch;
+    } else {
+        gp_key_state(rp->fencekey, g_br.cfg.prefix, house);
+        rp->holder = strdup(holder ? holder : "");
+    }
+    rp->frame_id = dupn(frame_id.p, frame_id.len);
+    if (has_key) {
+        if (key.len) {
+            rp->key = dupn(key.p, key.len);
+            rp->keylen = key.len;
+        } else {
+            char k[GP_KEY_MAX];
+            int n = gp_key_reply(k, g_br.cfg.prefix, rp->frame_id ? rp->frame_id : "");
+            rp->key = n > 0 ? dupn(k, (size_t)n) : NULL;
+            rp->keylen = n > 0 ? (size_t)n : 0;
+        }
+    }
+    if (!rp->frame_id || (has_key && !rp->key) || (!c && !rp->holder)) {
+        reply_unref(rp);
+        return NULL;
+    }
+    return rp;
+}
+
+static void reply_set(br_reply *rp, unsigned status, const char *headers, gp_str error,
+                      gp_str message) {
+    rp->status = status;
+    free(rp->headers);
+    free(rp->error);
+    free(rp->message);
+    rp->headers = strdup(headers ? headers : "{}");
+    rp->error = error.len ? dupn(error.p, error.len) : NULL;
+    rp->message = message.len ? dupn(message.p, message.len) : NULL;
+}
+
+static void on_ack(redisReply *rep, void *ud) {
+    br_reply *rp = ud;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
+        if (!rp->holder)
+            br_house_fenced(rp->house, rp->epoch);
+        br_log(BR_LOG_INFO, "ack_refused", "house=%s entry=%s reason=%s", rp->house,
+               rp->entry_id, rp->holder ? "house_now_held" : "fenced");
+    } else if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        br_log(BR_LOG_WARN, "ack_failed", "house=%s entry=%s err=%s", rp->house, rp->entry_id,
+               br_qs(rep ? rep->str : "redis unavailable"));
+    }
+    reply_unref(rp);
+}
+
+static void reply_ack(br_reply *rp) {
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, rp->fencekey);
+    br_args_str(&a, rp->reqkey);
+    if (rp->holder)
+        br_args_str(&a, rp->holder);
+    else
+        br_args_u64(&a, rp->epoch);
+    br_args_str(&a, GP_GROUP);
+    br_args_str(&a, rp->entry_id);
+    rp->refs++;
+    if (br_redis_eval(g_br.cmd, rp->holder ? &s_ack_unheld : &s_ack, on_ack, rp, 2, &a) != 0)
+        reply_unref(rp);
+}
+
+static void reply_done(br_reply *rp) {
+    if (rp->lost) {
+        /* Not acknowledged: the entry stays pending and is delivered again. */
+        br_log(BR_LOG_WARN, "reply_lost", "house=%s entry=%s id=%s", rp->house, rp->entry_id,
+               br_qs(rp->frame_id));
+        return;
+    }
+    reply_ack(rp);
+}
+
+static void on_xadd(redisReply *rep, void *ud) {
+    br_reply *rp = ud;
+    rp->outstanding--;
+    if (!rep) {
+        rp->lost = 1;
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        /* A permanent refusal (wrong key type, …): retrying cannot help, so the entry is
+         * still acknowledged below, loudly. */
+        rp->failed = 1;
+        br_log(BR_LOG_ERROR, "reply_failed", "house=%s entry=%s key=%s err=%s", rp->house,
+               rp->entry_id, br_q(rp->key, rp->keylen), br_qs(rep->str));
+    }
+    if (rp->final_sent && rp->outstanding == 0)
+        reply_done(rp);
+    reply_unref(rp);
+}
+
+/* Appends one entry (final or not) to the reply stream and refreshes its TTL. */
+static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final) {
+    if (final)
+        rp->final_sent = 1;
+    if (!rp->key) {
+        if (final && rp->outstanding == 0)
+            reply_done(rp);
+        return;
+    }
+    char status[8];
+    snprintf(status, sizeof status, "%u", rp->status);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "XADD");
+    br_args_bin(&a, rp->key, rp->keylen);
+    br_args_str(&a, "MAXLEN");
+    br_args_str(&a, "~");
+    br_args_str(&a, REPLY_MAXLEN);
+    br_args_str(&a, "*");
+    br_args_str(&a, "id");
+    br_args_str(&a, rp->frame_id);
+    br_args_str(&a, "status");
+    br_args_str(&a, status);
+    br_args_str(&a, "headers");
+    br_args_str(&a, rp->headers ? rp->headers : "{}");
+    br_args_str(&a, "body");
+    br_args_bin(&a, body, len);
+    br_args_str(&a, "final");
+    br_args_str(&a, final ? "1" : "0");
+    if (rp->error) {
+        br_args_str(&a, "error");
+        br_args_str(&a, rp->error);
+        br_args_str(&a, "message");
+        br_args_str(&a, rp->message ? rp->message : "");
+    }
+    rp->refs++;
+    rp->outstanding++;
+    if (br_redis_cmd(g_br.cmd, on_xadd, rp, &a) != 0) {
+        on_xadd(NULL, rp);
+        return;
+    }
+    br_args_init(&a);
+    br_args_str(&a, "PEXPIRE");
+    br_args_bin(&a, rp->key, rp->keylen);
+    br_args_u64(&a, (uint64_t)g_br.cfg.reply_ttl * 1000);
+    br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+}
+
+void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
+                    gp_str frame_id, gp_str reply_key, int has_reply, int status,
+                    const char *error, const char *message, const char *holder) {
+    br_reply *rp = reply_new(holder ? NULL : c, house, reqkey, entry_id, frame_id, reply_key,
+                             has_reply, holder);
+    br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s",
+           house, entry_id, br_q((const char *)frame_id.p, frame_id.len), status, error,
+           br_qs(message));
+    if (!rp)
+        return; /* out of memory: the entry stays pending and comes back */
+    reply_set(rp, (unsigned)status, "{}", gp_str_c(error), gp_str_c(message));
+    reply_entry(rp, NULL, 0, 1);
+    reply_unref(rp);
+}
+
+/* --- parsing stream entries ------------------------------------------------------------- */
+
+static int parse_u64(gp_str s, uint64_t *out) {
+    if (s.len == 0 || s.len > 19)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.p[i] < '0' || s.p[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s.p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static uint64_t entry_ms(const char *id) { return strtoull(id, NULL, 10); }
+
+static int printable(gp_str s) {
+    for (size_t i = 0; i < s.len; i++)
+        if (s.p[i] < 0x21 || s.p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int is_tchar(uint8_t ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int is_token(gp_str s, size_t max) {
+    if (s.len == 0 || s.len > max)
+        return 0;
+    for (size_t i = 0; i < s.len; i++)
+        if (!is_tchar(s.p[i]))
+            return 0;
+    return 1;
+}
+
+/* Header values may hold any byte but CR, LF and NUL (no header injection upstream). */
+static int header_value_ok(const char *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+            return 0;
+    return 1;
+}
+
+/* NULL if `s` is not a JSON object of string values usable as HTTP headers. */
+static json_t *headers_load(gp_str s) {
+    json_t *h = json_loadb((const char *)s.p, s.len, 0, NULL);
+    if (!h || !json_is_object(h) || json_object_size(h) > GP_MAX_HEADERS)
+        goto bad;
+    for (void *it = json_object_iter(h); it; it = json_object_iter_next(h, it)) {
+        const char *k = json_object_iter_key(it);
+        json_t *v = json_object_iter_value(it);
+        if (!json_is_string(v) || !is_token(gp_str_c(k), 256) ||
+            !header_value_ok(json_string_value(v), json_string_length(v)) ||
+            json_string_length(v) > 65535)
+            goto bad;
+    }
+    return h;
+bad:
+    json_decref(h);
+    return NULL;
+}
+
+static void bad(br_entry *o, const char *msg) {
+    if (o->status)
+        return; /* keep the first problem */
+    o->status = 400;
+    o->error = "bad_request";
+    o->message = msg;
+}
+
+void br_entry_parse(const redisReply *e, br_entry *o) {
+    memset(o, 0, sizeof *o);
+    o->entry_id = e->element[0]->str;
+    o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    o->has_reply = 1;
+    const redisReply *fv = e->element[1];
+    if (fv->type != REDIS_REPLY_ARRAY) {
+        o->status = -1; /* deleted or trimmed while pending */
+        return;
+    }
+    int have_method = 0, have_path = 0, have_id = 0, have_timeout = 0;
+    gp_str timeout = {0};
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        const redisReply *k = fv->element[i], *v = fv->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        gp_str ks = {(const uint8_t *)k->str, k->len}, vs = {(const uint8_t *)v->str, v->len};
+        if (gp_str_eq(ks, "id"))
+            o->id = vs, have_id = 1;
+        else if (gp_str_eq(ks, "method"))
+            o->method = vs, have_method = 1;
+        else if (gp_str_eq(ks, "path"))
+            o->path = vs, have_path = 1;
+        else if (gp_str_eq(ks, "headers"))
+            o->headers = vs;
+        else if (gp_str_eq(ks, "body"))
+            o->body = vs;
+        else if (gp_str_eq(ks, "service"))
+            o->service = vs;
+        else if (gp_str_eq(ks, "timeout_ms"))
+            timeout = vs, have_timeout = 1;
+        else if (gp_str_eq(ks, "reply"))
+            o->reply = vs, o->has_reply = vs.len > 0;
+    }
+    if (!have_id || o->id.len == 0 || o->id.len > MAX_ID_LEN || !printable(o->id)) {
+        if (have_id)
+            bad(o, "id must be 1-200 printable characters");
+        o->id = gp_str_c(o->entry_id);
+    }
+    if (o->reply.len > MAX_REPLY_KEY || memchr(o->reply.p ? (const void *)o->reply.p : "", 0,
+                                               o->reply.len)) {
+        bad(o, "reply must be a key name of at most 1024 bytes");
+        o->reply = (gp_str){0};
+    }
+    if (have_timeout && (parse_u64(timeout, &o->timeout_ms) != 0 || o->timeout_ms == 0 ||
+                         o->timeout_ms > MAX_TIMEOUT_MS)) {
+        bad(o, "timeout_ms must be an integer from 1 to 86400000");
+        o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    }
+    o->deadline = entry_ms(o->entry_id) + o->timeout_ms;
+    if (!have_method)
+        bad(o, "missing required field: method");
+    else if (!is_token(o->method, 32))
+        bad(o, "method must be an HTTP token");
+    if (!have_path)
+        bad(o, "missing required field: path");
+    else if (o->path.len == 0 || o->path.p[0] != '/' || o->path.len > MAX_PATH_LEN ||
+             !printable(o->path))
+        bad(o, "path must start with / and hold no spaces or control characters");
+    if (o->service.len > 255 || !printable(o->service))
+        bad(o, "service must be a printable name of at most 255 bytes");
+    if (o->headers.len) {
+        json_t *h = headers_load(o->headers);
+        if (!h)
+            bad(o, "headers must be a JSON object of string values");
+        json_decref(h);
+    }
+    if (!o->status && o->body.len > (size_t)g_br.cfg.max_body) {
+        o->status = 413;
+        o->error = "too_large";
+        snprintf(o->msgbuf, sizeof o->msgbuf, "body of %zu bytes exceeds the maximum of %lld",
+                 o->body.len, g_br.cfg.max_body);
+        o->message = o->msgbuf;
+    }
+}
+
+/* --- requests in flight ----------------------------------------------------------------- */
+
+int br_req_in_flight(const br_conn *c, const char *entry_id) {
+    for (const br_req *r = c->reqs; r; r = r->next)
+        if (strcmp(r->entry_id, entry_id) == 0)
+            return 1;
+    return 0;
+}
+
+static br_req *find(br_conn *c, uint32_t stream) {
+    for (br_req *r = c->reqs; r; r = r->next)
+        if (r->stream == stream)
+            return r;
+    return NULL;
+}
+
+static void body_unlink(br_conn *c, br_req *r) {
+    if (!r->in_body_queue)
+        return;
+    br_req **pp = &c->body_head, *prev = NULL;
+    while (*pp && *pp != r)
+        prev = *pp, pp = &(*pp)->bnext;
+    if (*pp)
+        *pp = r->bnext;
+    if (c->body_tail == r)
+        c->body_tail = prev;
+    r->bnext = NULL;
+    r->in_body_queue = 0;
+}
+
+static void body_push(br_conn *c, br_req *r) {
+    r->bnext = NULL;
+    r->in_body_queue = 1;
+    if (c->body_tail)
+        c->body_tail->bnext = r;
+    else
+        c->body_head = r;
+    c->body_tail = r;
+}
+
+static void req_free(br_conn *c, br_req *r) {
+    body_unlink(c, r);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    c->ninflight--;
+    if (r->out) {
+        br_reply *rp = r->out;
+        if (!rp->final_sent && rp->key) {
+            /* Abandoned mid-stream (house gone): drop the partial reply, the entry stays
+             * pending and the redelivery writes the whole reply again. */
+            br_args a;
+            br_args_init(&a);
+            br_args_str(&a, "DEL");
+            br_args_bin(&a, rp->key, rp->keylen);
+            br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+        }
+        reply_unref(rp);
+    }
+    free(r->frame_id);
+    free(r->reply_key);
+    free(r->content_type);
+    free(r->body);
+    free(r->headers_json);
+    free(r->error);
+    free(r->message);
+    free(r->rbuf);
+    free(r);
+}
+
+static void req_done(br_conn *c, br_req *r) {
+    req_free(c, r);
+    if (c->read_capped)
+        br_house_read(c);
+}
+
+void br_req_free_all(br_conn *c) {
+    while (c->reqs)
+        req_free(c, c->reqs);
+    c->min_deadline = 0;
+}
+
+static void forward(br_conn *c, const br_entry *en, uint64_t now) {
+    br_req *r = calloc(1, sizeof *r);
+    json_t *h = en->headers.len ? headers_load(en->headers) : NULL;
+    gp_header hs[GP_MAX_HEADERS];
+    size_t nh = 0;
+    if (!r)
+        goto fail;
+    r->conn = c;
+    r->stream = ++c->next_stream;
+    snprintf(r->entry_id, sizeof r->entry_id, "%s", en->entry_id);
+    r->frame_id = dupn(en->id.p, en->id.len);
+    if (en->has_reply) {
+        if (en->reply.len) {
+            r->reply_key = dupn(en->reply.p, en->reply.len);
+        } else {
+            char k[GP_KEY_MAX];
+            gp_key_reply(k, g_br.cfg.prefix, r->frame_id ? r->frame_id : "");
+            r->reply_key = strdup(k);
+        }
+    }
+    r->deadline = en->deadline;
+    r->body_len = en->body.len;
+    if (r->body_len)
+        r->body = malloc(r->body_len);
+    if (!r->frame_id || (en->has_reply && !r->reply_key) || (r->body_len && !r->body))
+        goto fail;
+    if (r->body_len)
+        memcpy(r->body, en->body.p, r->body_len);
+    for (void *it = h ? json_object_iter(h) : NULL; it; it = json_object_iter_next(h, it)) {
+        const char *k = json_object_iter_key(it);
+        json_t *v = json_object_iter_value(it);
+        hs[nh].name = gp_str_c(k);
+        hs[nh].value = (gp_str){(const uint8_t *)json_string_value(v), json_string_length(v)};
+        if (!r->content_type && strcasecmp(k, "content-type") == 0)
+            r->content_type = strdup(json_string_value(v));
+        nh++;
+    }
+
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_REQ_HEAD;
+    f.stream = r->stream;
+    f.flags = r->body_len ? 0 : GP_FLAG_FIN;
+    f.u.req_head.frame_id = en->id;
+    f.u.req_head.method = en->method;
+    f.u.req_head.path = en->path;
+    f.u.req_head.service = en->service;
+    f.u.req_head.nheaders = nh;
+    f.u.req_head.headers = hs;
+    uint64_t left = en->deadline - now;
+    f.u.req_head.timeout_ms = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+    f.u.req_head.body_len = r->body_len;
+    json_decref(h);
+    h = NULL;
+
+    r->next = c->reqs;
+    if (c->reqs)
+        c->reqs->prev = r;
+    c->reqs = r;
+    c->ninflight++;
+    if (!c->min_deadline || r->deadline < c->min_deadline)
+        c->min_deadline = r->deadline;
+    if (br_conn_send(c, &f) != 0)
+        return; /* the conn is closing; its requests were freed */
+    if (r->body_len)
+        body_push(c, r);
+    br_log(BR_LOG_DEBUG, "request_forwarded", "house=%s entry=%s id=%s stream=%u method=%s",
+           c->house, r->entry_id, br_qs(r->frame_id), r->stream,
+           br_q((const char *)en->method.p, en->method.len));
+    return;
+fail:
+    json_decref(h);
+    if (r) {
+        free(r->frame_id);
+        free(r->reply_key);
+        free(r->body);
+        free(r->content_type);
+        free(r);
+    }
+    br_log(BR_LOG_ERROR, "out_of_memory", "house=%s entry=%s", c->house, en->entry_id);
+}
+
+void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
+    uint64_t now = br_now_redis();
+    for (size_t i = 0; i < entries->elements && br_conn_alive(c) && c->in_table; i++) {
+        const redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48)
+            continue;
+        if (pending && br_req_in_flight(c, e->element[0]->str))
+            continue; /* already being served on this connection */
+        br_entry en;
+        br_entry_parse(e, &en);
+        if (en.status < 0) {
+            /* Trimmed by MAXLEN while pending: nothing to answer, just settle the PEL. */
+            br_log(BR_LOG_WARN, "entry_gone", "house=%s entry=%s", c->house, en.entry_id);
+            br_reply *rp = reply_new(c, c->house, c->reqkey, en.entry_id, gp_str_c(en.entry_id),
+                                     (gp_str){0}, 0, NULL);
+            if (rp) {
+                reply_entry(rp, NULL, 0, 1);
+                reply_unref(rp);
+            }
+            continue;
+        }
+        if (en.status) {
+            br_reply_error(c, c->house, c->reqkey, en.entry_id, en.id, en.reply, en.has_reply,
+                           en.status, en.error, en.message, NULL);
+            continue;
+        }
+        if (en.deadline <= now) {
+            br_reply_error(c, c->house, c->reqkey, en.entry_id, en.id, en.reply, en.has_reply,
+                           504, "timeout", "deadline passed before the request was forwarded",
+                           NULL);
+            continue;
+        }
+        forward(c, &en, now);
+    }
+}
+
+/* --- request bodies out ------------------------------------------------------------------ */
+
+int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap) {
+    br_req *r = c->body_head;
+    if (!r)
+        return 0;
+    c->body_head = r->bnext;
+    if (!c->body_head)
+        c->body_tail = NULL;
+    r->in_body_queue = 0;
+    r->bnext = NULL;
+
+    size_t n = r->body_len - r->body_off;
+    if (n > GP_BODY_CHUNK)
+        n = GP_BODY_CHUNK;
+    const uint8_t *data = r->body + r->body_off;
+    memset(f, 0, sizeof *f);
+    f->type = GP_FRAME_REQ_BODY;
+    f->stream = r->stream;
+    f->u.body.data = (gp_str){data, n};
+    if (gp_compress_worthwhile(gp_str_c(r->content_type), data, n)) {
+        ssize_t z = gp_compress(g_br.zc, data, n, scratch, cap);
+        if (z > 0) {
+            f->flags |= GP_FLAG_ZSTD;
+            f->u.body.data = (gp_str){scratch, (size_t)z};
+        }
+    }
+    r->body_off += n;
+    if (r->body_off == r->body_len) {
+        f->flags |= GP_FLAG_FIN;
+        free(r->body); /* sent: no longer needed */
+        r->body = NULL;
+    } else {
+        body_push(c, r); /* round robin: a big body never holds up a small one */
+    }
+    return 1;
+}
+
+/* --- responses in ------------------------------------------------------------------------ */
+
+/* JSON strings must be UTF-8; header bytes from the wire need not be. */
+static json_t *json_bytes(gp_str s) {
+    json_t *j = json_stringn((const char *)s.p, s.len);
+    if (j)
+        return j;
+    char *t = dupn(s.p, s.len);
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < s.len; i++)
+        if ((unsigned char)t[i] >= 0x80 || t[i] == '\0')
+            t[i] = '?';
+    j = json_stringn(t, s.len);
+    free(t);
+    return j;
+}
+
+static char *headers_to_json(const gp_header *h, size_t n) {
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_t *name = json_bytes(h[i].name), *val = json_bytes(h[i].value);
+        if (!name || !val) {
+            json_decref(name);
+            json_decref(val);
+            continue;
+        }
+        const char *k = json_string_value(name);
+        size_t klen = json_string_length(name);
+        json_t *old = json_object_getn(o, k, klen);
+        if (old) {
+            /* Repeated header: RFC 9110 §5.3 allows joining the values with ", ". */
+            size_t a = json_string_length(old), b = json_string_length(val);
+            char *joined = malloc(a + b + 2);
+            if (joined) {
+                memcpy(joined, json_string_value(old), a);
+                memcpy(joined + a, ", ", 2);
+                memcpy(joined + a + 2, json_string_value(val), b);
+                json_object_setn_new(o, k, klen, json_stringn(joined, a + b + 2));
+                free(joined);
+            }
+            json_decref(val);
+        } else {
+            json_object_setn_new(o, k, klen, val);
+        }
+        json_decref(name);
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static br_reply *req_reply(br_conn *c, br_req *r) {
+    if (!r->out) {
+        r->out = reply_new(c, c->house, c->reqkey, r->entry_id, gp_str_c(r->frame_id),
+                           gp_str_c(r->reply_key), r->reply_key != NULL, NULL);
+        if (r->out)
+            reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error),
+                      gp_str_c(r->message));
+    }
+    return r->out;
+}
+
+static void finish(br_conn *c, br_req *r) {
+    br_reply *rp = req_reply(c, r);
+    if (rp)
+        reply_entry(rp, r->rbuf, r->rlen, 1);
+    br_log(BR_LOG_DEBUG, "request_done", "house=%s entry=%s id=%s status=%u", c->house,
+           r->entry_id, br_qs(r->frame_id), r->status);
+    req_done(c, r);
+}
+
+static int rbuf_reserve(br_req *r, size_t more) {
+    if (r->rlen + more <= r->rcap)
+        return 0;
+    size_t cap = r->rcap ? r->rcap * 2 : 65536;
+    while (cap < r->rlen + more)
+        cap *= 2;
+    uint8_t *p = realloc(r->rbuf, cap);
+    if (!p)
+        return -1;
+    r->rbuf = p;
+    r->rcap = cap;
+    return 0;
+}
+
+static void resp_error(br_conn *c, const char *why, uint32_t stream) {
+    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s reason=%s stream=%u", c->house,
+           c->addr, why, stream);
+    br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
+}
+
+void br_req_frame(br_conn *c, const gp_frame *f) {
+    br_req *r = find(c, f->stream);
+    if (!r) {
+        /* Cancelled or timed out here already; the house may not have seen CANCEL yet. */
+        br_log(BR_LOG_DEBUG, "stray_frame", "house=%s stream=%u type=%s", c->house, f->stream,
+               gp_frame_type_name(f->type));
+        return;
+    }
+    if (f->type == GP_FRAME_RESP_HEAD) {
+        if (r->got_head) {
+            resp_error(c, "duplicate_resp_head", f->stream);
+            return;
+        }
+        r->got_head = 1;
+        r->status = f->u.resp_head.status;
+        r->headers_json = headers_to_json(f->u.resp_head.headers, f->u.resp_head.nheaders);
+        if (f->u.resp_head.error.len)
+            r->error = dupn(f->u.resp_head.error.p, f->u.resp_head.error.len);
+        if (f->u.resp_head.message.len)
+            r->message = dupn(f->u.resp_head.message.p, f->u.resp_head.message.len);
+        if (f->flags & GP_FLAG_FIN)
+            finish(c, r);
+        return;
+    }
+    if (!r->got_head) {
+        resp_error(c, "resp_body_before_head", f->stream);
+        return;
+    }
+    gp_str d = f->u.body.data;
+    if (f->flags & GP_FLAG_ZSTD) {
+        ssize_t n = gp_decompressed_size(d.p, d.len);
+        if (n < 0 || (size_t)n > GP_DEFAULT_MAX_FRAME || rbuf_reserve(r, (size_t)n) != 0) {
+            resp_error(c, "bad_compressed_body", f->stream);
+            return;
+        }
+        ssize_t m = gp_decompress(g_br.zc, d.p, d.len, r->rbuf + r->rlen, (size_t)n);
+        if (m < 0) {
+            resp_error(c, "bad_compressed_body", f->stream);
+            return;
+        }
+        r->rlen += (size_t)m;
+    } else if (d.len) {
+        if (rbuf_reserve(r, d.len) != 0) {
+            resp_error(c, "out_of_memory", f->stream);
+            return;
+        }
+        memcpy(r->rbuf + r->rlen, d.p, d.len);
+        r->rlen += d.len;
+    }
+    /* Stream big responses to Redis as they come instead of holding them whole. */
+    size_t chunk = (size_t)g_br.cfg.reply_chunk;
+    if (r->rlen >= chunk && !(f->flags & GP_FLAG_FIN)) {
+        br_reply *rp = r->reply_key ? req_reply(c, r) : NULL;
+        size_t off = 0;
+        while (r->rlen - off >= chunk) {
+            if (rp)
+                reply_entry(rp, r->rbuf + off, chunk, 0);
+            off += chunk;
+        }
+        memmove(r->rbuf, r->rbuf + off, r->rlen - off);
+        r->rlen -= off;
+    }
+    if (f->flags & GP_FLAG_FIN) {
+        /* The tail may still exceed one chunk: write all but the last piece as final 0. */
+        br_reply *rp = r->reply_key ? req_reply(c, r) : NULL;
+        size_t off = 0;
+        while (rp && r->rlen - off > chunk) {
+            reply_entry(rp, r->rbuf + off, chunk, 0);
+            off += chunk;
+        }
+        memmove(r->rbuf, r->rbuf + off, r->rlen - off);
+        r->rlen -= off;
+        finish(c, r);
+    }
+}
+
+void br_req_deadlines(br_conn *c, uint64_t now) {
+    uint64_t min = 0;
+    for (br_req *r = c->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->deadline > now) {
+            if (!min || r->deadline < min)
+                min = r->deadline;
+            continue;
+        }
+        br_log(BR_LOG_INFO, "request_timeout", "house=%s entry=%s id=%s stream=%u", c->house,
+               r->entry_id, br_qs(r->frame_id), r->stream);
+        gp_frame f;
+        memset(&f, 0, sizeof f);
+        f.type = GP_FRAME_CANCEL;
+        f.stream = r->stream;
+        f.u.cancel.reason = GP_STR_LIT("deadline");
+        br_conn_send(c, &f);
+        if (!c->reqs)
+            return; /* the send failed and closed the conn, freeing every request */
+        br_reply *rp = req_reply(c, r);
+        if (rp) {
+            reply_set(rp, 504, "{}", GP_STR_LIT("timeout"),
+                      GP_STR_LIT("the house did not answer before the deadline"));
+            reply_entry(rp, NULL, 0, 1);
+        }
+        req_done(c, r);
+    }
+    c->min_deadline = min;
+}

@@ -1,0 +1,510 @@
+/* tunnel.c — the WebSocket side of the bridge: libwebsockets on our libuv loop, frame
+ * reassembly and sending, and the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE ->
+ * AUTH -> WELCOME) with rate limiting and decoy secrets. I/O side; the codec and the proofs
+ * are proto/'s pure functions. */
+#include "bridge.h"
+
+#include <libwebsockets.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HANDSHAKE_MS 10000
+#define MAX_QUEUE_BYTES (16u << 20)
+/* A message normally holds one frame; allow a few frames' worth before calling it abuse. */
+#define MAX_MESSAGE_BYTES (4u * (GP_DEFAULT_MAX_FRAME + GP_FRAME_HEADER_LEN))
+
+/* Scratch for lazily encoded body frames (single-threaded: one write at a time). */
+static uint8_t g_zbuf[GP_BODY_CHUNK];
+static uint8_t g_wbuf[LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
+
+/* --- conn lifetime ---------------------------------------------------------------------- */
+
+void br_conn_ref(br_conn *c) { c->refs++; }
+
+static void out_free_all(br_conn *c) {
+    for (br_out *o = c->q_head, *n; o; o = n) {
+        n = o->next;
+        free(o);
+    }
+    c->q_head = c->q_tail = NULL;
+    c->q_bytes = 0;
+}
+
+void br_conn_unref(br_conn *c) {
+    if (!c || --c->refs > 0)
+        return;
+    out_free_all(c);
+    gp_framer_free(c->fr);
+    sodium_memzero(c->secret, sizeof c->secret);
+    free(c);
+}
+
+int br_conn_alive(const br_conn *c) { return c && c->wsi && c->state != BR_CS_CLOSING; }
+
+int br_conn_send(br_conn *c, const gp_frame *f) {
+    if (!c->wsi || c->state == BR_CS_CLOSING)
+        return -1;
+    size_t n = gp_frame_size(f);
+    br_out *o = malloc(sizeof *o + LWS_PRE + n);
+    if (!o)
+        goto fail;
+    ssize_t w = gp_frame_encode(f, o->buf + LWS_PRE, n);
+    if (w < 0) {
+        br_log(BR_LOG_ERROR, "frame_encode_failed", "house=%s type=%s err=%s", c->house,
+               gp_frame_type_name(f->type), gp_strerror((int)w));
+        free(o);
+        goto fail;
+    }
+    o->len = (size_t)w;
+    o->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = o;
+    else
+        c->q_head = o;
+    c->q_tail = o;
+    c->q_bytes += o->len;
+    if (c->q_bytes > MAX_QUEUE_BYTES) {
+        br_log(BR_LOG_WARN, "send_queue_overflow", "house=%s addr=%s bytes=%zu", c->house,
+               c->addr, c->q_bytes);
+        br_conn_close(c, 0, NULL);
+        return -1;
+    }
+    lws_callback_on_writable(c->wsi);
+    return 0;
+fail:
+    br_conn_close(c, GP_GOAWAY_PROTOCOL, "internal error");
+    return -1;
+}
+
+static void send_goaway(br_conn *c, int code, const char *msg) {
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_GOAWAY;
+    f.u.goaway.code = (uint16_t)code;
+    f.u.goaway.message = gp_str_c(msg);
+    br_conn_send(c, &f);
+}
+
+/* Closing is asynchronous: the GOAWAY is flushed from the writeable callback, which then
+ * returns -1; a short lws timeout bounds the wait for a peer that stopped reading. */
+void br_conn_close(br_conn *c, int goaway_code, const char *msg) {
+    if (!c->wsi || c->state == BR_CS_CLOSING)
+        return;
+    if (goaway_code)
+        send_goaway(c, goaway_code, msg);
+    if (c->in_table)
+        br_house_teardown(c, 1);
+    br_req_free_all(c);
+    c->state = BR_CS_CLOSING;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 3);
+    lws_callback_on_writable(c->wsi);
+}
+
+static void protocol_error(br_conn *c, const char *why, const char *detail) {
+    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s conn=%llu reason=%s detail=%s",
+           c->house[0] ? c->house : "-", c->addr, (unsigned long long)c->serial, why,
+           br_qs(detail));
+    br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
+}
+
+/* --- handshake -------------------------------------------------------------------------- */
+
+static void on_secret(redisReply *rep, void *ud) {
+    br_conn *c = ud;
+    if (!br_conn_alive(c) || c->state != BR_CS_LOOKUP) {
+        br_conn_unref(c);
+        return;
+    }
+    gp_str id = gp_str_c(c->house);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        br_log(BR_LOG_WARN, "auth_unavailable", "house=%s addr=%s err=%s", c->house, c->addr,
+               br_qs(rep ? rep->str : "redis unavailable"));
+        br_conn_close(c, GP_GOAWAY_DRAINING, "registry unavailable, retry later");
+        br_conn_unref(c);
+        return;
+    }
+    c->secret_known = 0;
+    if (rep->type == REDIS_REPLY_STRING) {
+        gp_str stored = {(const uint8_t *)rep->str, rep->len};
+        int rc = gp_secret_open(g_br.has_master ? g_br.master_key : NULL, id, stored, c->secret);
+        if (rc == 0)
+            c->secret_known = 1;
+        else
+            br_log(BR_LOG_WARN, "secret_unreadable", "house=%s err=%s hint=%s", c->house,
+                   gp_strerror(rc), rc == GP_ERR_AUTH ? "check --master-key" : "corrupt value");
+    }
+    /* Unknown (or unreadable) id: answer exactly as for a known one, under a decoy secret. */
+    if (!c->secret_known)
+        gp_auth_decoy_secret(g_br.server_key, id, c->secret);
+    randombytes_buf(c->bn, sizeof c->bn);
+    uint8_t proof[GP_PROOF_LEN];
+    gp_auth_proof(GP_ROLE_BRIDGE, c->secret, id, c->hn, c->bn, proof);
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_CHALLENGE;
+    f.u.challenge.nonce = c->bn;
+    f.u.challenge.proof = proof;
+    c->state = BR_CS_CHALLENGED;
+    br_conn_send(c, &f);
+    br_conn_unref(c);
+}
+
+static void on_hello(br_conn *c, const gp_frame *f) {
+    gp_str id = f->u.hello.house_id;
+    if (f->u.hello.min_ver > GP_PROTO_VERSION || f->u.hello.max_ver < GP_PROTO_VERSION) {
+        br_log(BR_LOG_WARN, "protocol_error", "addr=%s reason=version min=%u max=%u", c->addr,
+               f->u.hello.min_ver, f->u.hello.max_ver);
+        br_conn_close(c, GP_GOAWAY_PROTOCOL, "unsupported protocol version");
+        return;
+    }
+    gp_str addr = gp_str_c(c->addr);
+    if (!gp_ratelimit_allow(g_br.rl, addr, br_now())) {
+        br_log(BR_LOG_WARN, "auth_rate_limited", "addr=%s house=%s", c->addr,
+               br_q((const char *)id.p, id.len));
+        br_conn_close(c, GP_GOAWAY_RATE_LIMIT, "too many failed attempts");
+        return;
+    }
+    if (!gp_house_id_valid(id)) {
+        /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
+        gp_ratelimit_fail(g_br.rl, addr, br_now());
+        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
+               br_q((const char *)id.p, id.len));
+        br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
+        return;
+    }
+    memcpy(c->house, id.p, id.len);
+    c->house[id.len] = '\0';
+    memcpy(c->hn, f->u.hello.nonce, GP_NONCE_LEN);
+
+    char key[GP_KEY_MAX];
+    gp_key_house(key, g_br.cfg.prefix, c->house);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "HGET");
+    br_args_str(&a, key);
+    br_args_str(&a, "secret");
+    c->state = BR_CS_LOOKUP;
+    br_conn_ref(c);
+    if (br_redis_cmd(g_br.cmd, on_secret, c, &a) != 0)
+        on_secret(NULL, c);
+}
+
+static void on_auth(br_conn *c, const gp_frame *f) {
+    gp_str id = gp_str_c(c->house);
+    int ok = c->secret_known &&
+             gp_auth_verify(GP_ROLE_HOUSE, c->secret, id, c->hn, c->bn, f->u.auth.proof) == 0;
+    sodium_memzero(c->secret, sizeof c->secret);
+    if (!ok) {
+        gp_ratelimit_fail(g_br.rl, gp_str_c(c->addr), br_now());
+        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
+               c->secret_known ? "bad_proof" : "unknown_house");
+        br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
+        return;
+    }
+    c->state = BR_CS_CLAIMING;
+    br_house_claim(c);
+}
+
+/* --- incoming frames -------------------------------------------------------------------- */
+
+static void on_frame(br_conn *c, const gp_frame *f) {
+    c->last_rx_ms = br_now();
+    switch (c->state) {
+    case BR_CS_HELLO:
+        if (f->type == GP_FRAME_HELLO)
+            on_hello(c, f);
+        else
+            protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
+        return;
+    case BR_CS_CHALLENGED:
+        if (f->type == GP_FRAME_AUTH)
+            on_auth(c, f);
+        else
+            protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
+        return;
+    case BR_CS_LOOKUP:
+    case BR_CS_CLAIMING:
+        protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
+        return;
+    case BR_CS_CLOSING:
+        return;
+    case BR_CS_LIVE:
+        break;
+    }
+    gp_frame r;
+    switch (f->type) {
+    case GP_FRAME_PING:
+        memset(&r, 0, sizeof r);
+        r.type = GP_FRAME_PONG;
+        r.u.ping.opaque = f->u.ping.opaque;
+        br_conn_send(c, &r);
+        return;
+    case GP_FRAME_PONG: {
+        uint64_t now = br_now();
+        if (f->u.ping.opaque <= now)
+            c->rtt_ms = (unsigned)(now - f->u.ping.opaque);
+        return;
+    }
+    case GP_FRAME_RESP_HEAD:
+    case GP_FRAME_RESP_BODY:
+        br_req_frame(c, f);
+        return;
+    case GP_FRAME_CREDIT: /* reserved in v1 */
+    case GP_FRAME_CANCEL:
+        return;
+    case GP_FRAME_GOAWAY:
+        br_log(BR_LOG_INFO, "house_goaway", "house=%s code=%u msg=%s", c->house,
+               f->u.goaway.code, br_q((const char *)f->u.goaway.message.p, f->u.goaway.message.len));
+        br_conn_close(c, 0, NULL);
+        return;
+    default:
+        protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
+    }
+}
+
+static void on_receive(br_conn *c, struct lws *wsi, const void *in, size_t len) {
+    if (c->state == BR_CS_CLOSING)
+        return;
+    if (!lws_frame_is_binary(wsi)) {
+        protocol_error(c, "text_message", NULL);
+        return;
+    }
+    if (lws_is_first_fragment(wsi))
+        c->msg_bytes = 0;
+    c->msg_bytes += len;
+    if (c->msg_bytes > MAX_MESSAGE_BYTES) {
+        protocol_error(c, "message_too_large", NULL);
+        return;
+    }
+    int rc = gp_framer_feed(c->fr, in, len);
+    gp_frame *f = malloc(sizeof *f); /* gp_frame is large (header buffer): keep it off the stack */
+    if (!f)
+        rc = GP_ERR_NOMEM;
+    while (rc == 0 && c->state != BR_CS_CLOSING) {
+        rc = gp_framer_next(c->fr, f);
+        if (rc <= 0)
+            break;
+        on_frame(c, f);
+        rc = 0;
+    }
+    free(f);
+    if (rc < 0 && c->state != BR_CS_CLOSING)
+        protocol_error(c, rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
+                       gp_strerror(rc));
+}
+
+/* --- writing ---------------------------------------------------------------------------- */
+
+static int on_writeable(br_conn *c, struct lws *wsi) {
+    br_out *o = c->q_head;
+    if (o) {
+        c->q_head = o->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->q_bytes -= o->len;
+        int w = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_BINARY);
+        size_t len = o->len;
+        free(o);
+        if (w < (int)len)
+            return -1;
+    } else if (c->state == BR_CS_LIVE) {
+        gp_frame f;
+        if (br_req_next_body(c, &f, g_zbuf, sizeof g_zbuf)) {
+            ssize_t n = gp_frame_encode(&f, g_wbuf + LWS_PRE, sizeof g_wbuf - LWS_PRE);
+            if (n < 0) {
+                br_log(BR_LOG_ERROR, "frame_encode_failed", "house=%s err=%s", c->house,
+                       gp_strerror((int)n));
+                return -1;
+            }
+            if (lws_write(wsi, g_wbuf + LWS_PRE, (size_t)n, LWS_WRITE_BINARY) < (int)n)
+                return -1;
+        }
+    }
+    if (c->q_head || (c->state == BR_CS_LIVE && c->body_head)) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (c->state == BR_CS_CLOSING) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- lws glue --------------------------------------------------------------------------- */
+
+static void on_established(struct lws *wsi, br_conn **slot) {
+    br_conn *c = calloc(1, sizeof *c);
+    if (c)
+        c->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
+    if (!c || !c->fr) {
+        free(c);
+        *slot = NULL;
+        return;
+    }
+    *slot = c;
+    c->wsi = wsi;
+    c->refs = 1;
+    c->state = BR_CS_HELLO;
+    c->serial = ++g_br.conn_serial;
+    c->tls = lws_is_ssl(wsi);
+    c->accepted_ms = c->last_rx_ms = br_now();
+    char a[64] = "";
+    lws_get_peer_simple(wsi, a, sizeof a);
+    /* IPv4 peers on a dual-stack socket show up as ::ffff:a.b.c.d */
+    snprintf(c->addr, sizeof c->addr, "%s", strncmp(a, "::ffff:", 7) == 0 ? a + 7 : a);
+    c->all_next = g_br.all;
+    if (g_br.all)
+        g_br.all->all_prev = c;
+    g_br.all = c;
+    br_log(BR_LOG_DEBUG, "conn_open", "conn=%llu addr=%s transport=%s",
+           (unsigned long long)c->serial, c->addr, c->tls ? "wss" : "ws");
+    if (g_br.stopping)
+        br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+}
+
+static void on_closed(br_conn *c) {
+    if (c->in_table)
+        br_house_teardown(c, 1);
+    br_req_free_all(c);
+    br_log(c->house[0] ? BR_LOG_INFO : BR_LOG_DEBUG, "conn_closed",
+           "conn=%llu addr=%s house=%s", (unsigned long long)c->serial, c->addr,
+           c->house[0] ? c->house : "-");
+    c->state = BR_CS_CLOSING;
+    c->wsi = NULL;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        g_br.all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    out_free_all(c);
+    br_conn_unref(c);
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len) {
+    br_conn **slot = user;
+    br_conn *c = slot ? *slot : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[64] = "";
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/") != 0)
+            return 1;
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        on_established(wsi, slot);
+        return *slot ? 0 : -1;
+    case LWS_CALLBACK_RECEIVE:
+        if (c)
+            on_receive(c, wsi, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return c ? on_writeable(c, wsi) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (c) {
+            *slot = NULL;
+            on_closed(c);
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return -1; /* only WebSocket upgrades are served */
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    /* First, so an upgrade that names no subprotocol still lands here. */
+    {"ghostport.v1", callback, sizeof(br_conn *), GP_BODY_CHUNK + 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_log_emit(int level, const char *line) {
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    br_log(level == LLL_ERR ? BR_LOG_ERROR : level == LLL_WARN ? BR_LOG_WARN : BR_LOG_DEBUG,
+           "lws", "msg=%s", br_q(line, n));
+}
+
+int br_tunnel_start(void) {
+    const br_config *cfg = &g_br.cfg;
+    int tls = cfg->tls_cert && *cfg->tls_cert;
+    lws_set_log_level(LLL_ERR | LLL_WARN | (br_log_enabled(BR_LOG_DEBUG) ? LLL_NOTICE : 0),
+                      lws_log_emit);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *loops[1] = {g_br.loop};
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+    info.foreign_loops = loops;
+    info.pcontext = &g_br.lws;
+    info.port = (int)cfg->listen;
+    /* lws binds the wildcard address when iface is NULL. */
+    if (cfg->bind && *cfg->bind && strcmp(cfg->bind, "0.0.0.0") != 0 &&
+        strcmp(cfg->bind, "::") != 0)
+        info.iface = cfg->bind;
+    if (cfg->bind && strchr(cfg->bind, '.') && !strchr(cfg->bind, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.protocols = protocols;
+    info.gid = -1;
+    info.uid = -1;
+    info.timeout_secs = 10;
+    if (tls) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+    }
+    g_br.lws = lws_create_context(&info);
+    if (!g_br.lws) {
+        br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d", br_qs(cfg->bind),
+               cfg->listen, tls);
+        return -1;
+    }
+    struct lws_vhost *vh = lws_get_vhost_by_name(g_br.lws, "default");
+    g_br.listen_port = vh ? lws_get_vhost_listen_port(vh) : (int)cfg->listen;
+    br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=%s", br_qs(cfg->bind),
+           g_br.listen_port, tls ? "wss" : "ws");
+    return 0;
+}
+
+/* Drain: every house gets GOAWAY DRAINING so it reconnects elsewhere at once. */
+void br_tunnel_stop(void) {
+    for (br_conn *c = g_br.all; c; c = c->all_next)
+        br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+}
+
+void br_tunnel_tick(uint64_t now) {
+    uint64_t iv = (uint64_t)g_br.cfg.ping_interval;
+    for (br_conn *c = g_br.all, *n; c; c = n) {
+        n = c->all_next;
+        if (c->state == BR_CS_CLOSING)
+            continue;
+        if (c->state != BR_CS_LIVE) {
+            if (now - c->accepted_ms > HANDSHAKE_MS) {
+                br_log(BR_LOG_WARN, "handshake_timeout", "addr=%s house=%s", c->addr,
+                       c->house[0] ? c->house : "-");
+                br_conn_close(c, GP_GOAWAY_PROTOCOL, "handshake timeout");
+            }
+            continue;
+        }
+        if (now - c->last_rx_ms > 3 * iv) {
+            br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s silent_ms=%llu", c->house,
+                   c->addr, (unsigned long long)(now - c->last_rx_ms));
+            br_conn_close(c, 0, NULL);
+            continue;
+        }
+        if (now - c->last_ping_ms >= iv) {
+            gp_frame f;
+            memset(&f, 0, sizeof f);
+            f.type = GP_FRAME_PING;
+            f.u.ping.opaque = now;
+            c->last_ping_ms = now;
+            br_conn_send(c, &f);
+            br_house_state_update(c);
+        }
+    }
+}
