@@ -1,0 +1,68 @@
+/* cli_cmd.h — shared pieces of the `ghostport` command-line tool (cli_*.c): the global
+ * options, the command table entry type and small helpers. I/O side (a blocking hiredis
+ * client; the daemon's async code is not used here). */
+#ifndef GP_CLI_CMD_H
+#define GP_CLI_CMD_H
+
+#include "registry.h"
+#include "rkeys.h"
+
+#include <stdint.h>
+
+/* Exit codes (documented in --help and the README). */
+enum {
+    CLI_OK = 0,      /* success; for `request`: a reply with status < 400 */
+    CLI_FAIL = 1,    /* the operation failed; for `request`: error reply or status >= 400 */
+    CLI_USAGE = 2,   /* bad usage, or Redis unreachable / erroring */
+    CLI_TIMEOUT = 3, /* `request`: no final reply before the deadline */
+};
+
+typedef struct cli_ctx {
+    const char *prog;
+    const char *redis_url; /* --redis / GP_REDIS / 127.0.0.1:6379 */
+    const char *prefix;    /* --prefix / GP_PREFIX / gp */
+    const char *master_hex; /* --master-key / GP_MASTER_KEY / none */
+} cli_ctx;
+
+typedef struct cli_command {
+    const char *name, *sub; /* "house","add"; sub NULL for one-word commands */
+    int (*run)(cli_ctx *c, int argc, char **argv); /* argv[0] is the first argument after
+                                                       the command words */
+    const char *args;    /* usage after the command words */
+    const char *summary; /* one line */
+    const char *help;    /* options, one per line, or NULL */
+} cli_command;
+
+/* If argv[*i] is a global option (--redis, --prefix, --master-key, with " " or "="),
+ * consumes it and its value and returns 1; returns -1 (message printed) if its value is
+ * missing; 0 if it is not a global option. */
+int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i);
+
+/* Matches argv[*i] against a long option (and optional short one) taking a value, in the
+ * forms "--name value", "--name=value", "-s value", "-svalue". Returns 1 and sets *val
+ * (advancing *i past a separate value), -1 if the value is missing (message printed), 0 if
+ * it does not match. */
+int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt,
+                const char **val);
+
+/* Connects to the configured Redis; prints the error and returns NULL on failure. */
+redisContext *cli_connect(cli_ctx *c);
+
+/* Parses the master key if one is configured: 0 (out set, *have = 1), 0 with *have = 0 when
+ * none is configured, CLI_USAGE (message printed) if it is not 64 hex digits. */
+int cli_master_key(cli_ctx *c, uint8_t out[32], int *have);
+
+void cli_err(cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints the usage of one command to stderr and returns CLI_USAGE. */
+int cli_usage(cli_ctx *c, const char *name, const char *sub);
+
+/* Commands (cli_house.c, cli_request.c). */
+int cli_house_add(cli_ctx *c, int argc, char **argv);
+int cli_house_list(cli_ctx *c, int argc, char **argv);
+int cli_house_rm(cli_ctx *c, int argc, char **argv);
+int cli_request(cli_ctx *c, int argc, char **argv);
+
+uint64_t cli_wall_ms(void);
+
+#endif

@@ -1,0 +1,271 @@
+/* cli_house.c — `ghostport house add|list|rm`: managing the house registry in Redis.
+ * I/O side (blocking Redis client via registry.c, stdout). */
+#include "cli_cmd.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cli_house_add(cli_ctx *c, int argc, char **argv) {
+    const char *id = NULL;
+    int force = 0, quiet = 0, rv = CLI_USAGE;
+    json_t *labels = json_object();
+    redisContext *rc = NULL;
+    if (!labels)
+        return CLI_USAGE;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        int r = cli_opt_val(argc, argv, &i, "--label", "-l", &v);
+        if (r < 0)
+            goto done;
+        if (r > 0) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v) {
+                cli_err(c, "--label wants KEY=VALUE, got '%s'", v);
+                goto done;
+            }
+            char key[128];
+            size_t kl = (size_t)(eq - v);
+            if (kl >= sizeof key) {
+                cli_err(c, "label key too long");
+                goto done;
+            }
+            memcpy(key, v, kl);
+            key[kl] = '\0';
+            json_t *s = json_string(eq + 1);
+            if (!s) {
+                cli_err(c, "label value must be UTF-8: '%s'", v);
+                goto done;
+            }
+            json_object_set_new(labels, key, s);
+        } else if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0) {
+            force = 1;
+        } else if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
+            quiet = 1;
+        } else if (strcmp(argv[i], "--") == 0) {
+            continue;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_err(c, "house add: unknown option '%s'", argv[i]);
+            cli_usage(c, "house", "add");
+            goto done;
+        } else if (!id) {
+            id = argv[i];
+        } else {
+            cli_err(c, "house add: unexpected argument '%s'", argv[i]);
+            goto done;
+        }
+    }
+    if (!id) {
+        cli_usage(c, "house", "add");
+        goto done;
+    }
+    if (!gp_house_id_valid(gp_str_c(id))) {
+        cli_err(c, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -", id,
+                GP_MAX_HOUSE_ID);
+        goto done;
+    }
+    uint8_t mk[32];
+    int have_mk;
+    if (cli_master_key(c, mk, &have_mk) != 0)
+        goto done;
+    if (!(rc = cli_connect(c)))
+        goto done;
+
+    uint8_t secret[GP_SECRET_LEN];
+    randombytes_buf(secret, sizeof secret);
+    char *lj = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+    char err[256];
+    int r = gp_reg_add(rc, c->prefix, id, secret, have_mk ? mk : NULL, lj, cli_wall_ms(), force,
+                       err, sizeof err);
+    free(lj);
+    if (r != 0) {
+        cli_err(c, "%s", err);
+        rv = r == GP_REG_EXISTS ? CLI_FAIL : CLI_USAGE;
+        sodium_memzero(secret, sizeof secret);
+        goto done;
+    }
+    char hex[GP_SECRET_HEX_LEN + 1];
+    gp_secret_to_hex(secret, hex);
+    sodium_memzero(secret, sizeof secret);
+    if (quiet) {
+        printf("%s\n", hex);
+    } else {
+        printf("house %s registered%s%s.\n"
+               "secret: %s\n\n"
+               "This is the only time the secret is shown: keep it on the house's machine.\n"
+               "Start the house there with:\n"
+               "  GP_SECRET=%s ghostport-house --id %s \\\n"
+               "      --bridge wss://BRIDGE_HOST:8443/ --upstream http://127.0.0.1:8080\n",
+               id, force ? " (secret replaced)" : "", have_mk ? " (secret sealed at rest)" : "",
+               hex, hex, id);
+    }
+    sodium_memzero(hex, sizeof hex);
+    rv = CLI_OK;
+done:
+    json_decref(labels);
+    if (rc)
+        redisFree(rc);
+    return rv;
+}
+
+static void fmt_time(char *out, size_t cap, long long ms) {
+    if (ms < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void fmt_age(char *out, size_t cap, long long now, long long ms) {
+    if (ms < 0 || now < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    long long d = now - ms;
+    if (d < 0)
+        d = 0;
+    if (d < 10000)
+        snprintf(out, cap, "%.1fs ago", (double)d / 1000.0);
+    else if (d < 3600000)
+        snprintf(out, cap, "%llds ago", d / 1000);
+    else
+        snprintf(out, cap, "%lldh ago", d / 3600000);
+}
+
+int cli_house_list(cli_ctx *c, int argc, char **argv) {
+    int as_json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (strcmp(argv[i], "--") != 0) {
+            cli_err(c, "house list: unexpected argument '%s'", argv[i]);
+            return cli_usage(c, "house", "list");
+        }
+    }
+    redisContext *rc = cli_connect(c);
+    if (!rc)
+        return CLI_USAGE;
+    gp_reg_house *hs;
+    size_t n;
+    char err[256];
+    int r = gp_reg_list(rc, c->prefix, &hs, &n, err, sizeof err);
+    long long now = gp_reg_time_ms(rc);
+    redisFree(rc);
+    if (r != 0) {
+        cli_err(c, "%s", err);
+        return CLI_USAGE;
+    }
+    if (!as_json)
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", "ID", "STATE", "BRIDGE",
+               "TRANSPORT", "SINCE", "LAST_SEEN", "RTT", "CREATED", "LABELS");
+    for (size_t i = 0; i < n; i++) {
+        const gp_reg_house *h = &hs[i];
+        if (as_json) {
+            json_t *o = json_pack("{s:s, s:b, s:b, s:I}", "id", h->id, "registered",
+                                  h->registered, "connected", h->connected, "created",
+                                  (json_int_t)h->created_ms);
+            json_error_t je;
+            json_t *labels = json_loads(h->labels[0] ? h->labels : "{}", 0, &je);
+            json_object_set_new(o, "labels", labels ? labels : json_object());
+            if (h->connected) {
+                json_object_set_new(o, "bridge", json_string(h->bridge));
+                json_object_set_new(o, "transport", json_string(h->transport));
+                json_object_set_new(o, "addr", json_string(h->addr));
+                json_object_set_new(o, "since", json_integer(h->since_ms));
+                json_object_set_new(o, "last_seen", json_integer(h->last_seen_ms));
+                json_object_set_new(o, "rtt_ms", json_integer(h->rtt_ms));
+                json_object_set_new(o, "epoch", json_integer(h->epoch));
+            }
+            char *s = json_dumps(o, JSON_COMPACT);
+            if (s)
+                printf("%s\n", s);
+            free(s);
+            json_decref(o);
+            continue;
+        }
+        char since[32], seen[32], created[32], rtt[32];
+        fmt_time(created, sizeof created, h->created_ms);
+        if (h->connected) {
+            fmt_time(since, sizeof since, h->since_ms);
+            fmt_age(seen, sizeof seen, now, h->last_seen_ms);
+            if (h->rtt_ms >= 0)
+                snprintf(rtt, sizeof rtt, "%lldms", h->rtt_ms);
+            else
+                snprintf(rtt, sizeof rtt, "-");
+        }
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id,
+               h->connected ? "connected" : "offline", h->connected ? h->bridge : "-",
+               h->connected && h->transport[0] ? h->transport : "-",
+               h->connected ? since : "-", h->connected ? seen : "-", h->connected ? rtt : "-",
+               h->registered ? created : "(missing)",
+               h->labels[0] && strcmp(h->labels, "{}") != 0 ? h->labels : "-");
+    }
+    free(hs);
+    return CLI_OK;
+}
+
+int cli_house_rm(cli_ctx *c, int argc, char **argv) {
+    const char *id = NULL;
+    int purge = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--purge") == 0)
+            purge = 1;
+        else if (strcmp(argv[i], "--") == 0)
+            continue;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_err(c, "house rm: unknown option '%s'", argv[i]);
+            return cli_usage(c, "house", "rm");
+        } else if (!id)
+            id = argv[i];
+        else {
+            cli_err(c, "house rm: unexpected argument '%s'", argv[i]);
+            return CLI_USAGE;
+        }
+    }
+    if (!id)
+        return cli_usage(c, "house", "rm");
+    if (!gp_house_id_valid(gp_str_c(id))) {
+        cli_err(c, "invalid house id '%s'", id);
+        return CLI_USAGE;
+    }
+    redisContext *rc = cli_connect(c);
+    if (!rc)
+        return CLI_USAGE;
+    gp_reg_house h;
+    char err[256];
+    int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.connected;
+    long long xlen = 0;
+    int r = gp_reg_rm(rc, c->prefix, id, purge, &xlen, err, sizeof err);
+    redisFree(rc);
+    if (r == GP_REG_NOT_FOUND) {
+        cli_err(c, "%s", err);
+        return CLI_FAIL;
+    }
+    if (r != 0) {
+        cli_err(c, "%s", err);
+        return CLI_USAGE;
+    }
+    char kreq[GP_KEY_MAX];
+    gp_key_req(kreq, c->prefix, id);
+    printf("house %s removed (registry entry, live state, epoch).\n", id);
+    if (purge)
+        printf("request stream %s deleted (%lld entries).\n", kreq, xlen);
+    else if (xlen > 0)
+        printf("request stream %s kept: %lld entries, not served while the house is not "
+               "registered (`ghostport house rm %s --purge` deletes it).\n",
+               kreq, xlen, id);
+    else
+        printf("request stream %s kept (empty; --purge deletes it with its consumer group).\n",
+               kreq);
+    if (connected)
+        printf("note: the house is connected to bridge %s; it stays connected until it "
+               "reconnects, and is then refused.\n",
+               h.bridge);
+    return CLI_OK;
+}

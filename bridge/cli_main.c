@@ -1,0 +1,275 @@
+/* cli_main.c — `ghostport`, the command-line tool for people: global options, the command
+ * table and dispatch, help. I/O side (blocking Redis client, stdout/stderr). Each command
+ * lives in its own file and is one row of `commands` below, so adding one (live stats
+ * comes next) means adding a row. */
+#include "cli_cmd.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_REDIS "127.0.0.1:6379"
+
+static int cmd_help(cli_ctx *c, int argc, char **argv);
+
+static const cli_command commands[] = {
+    {"house", "add", cli_house_add, "ID [--label KEY=VALUE]... [--force] [--quiet]",
+     "register a house: create its secret, store it in Redis, print it once",
+     "  --label KEY=VALUE  attach a label (repeatable); stored as a JSON object\n"
+     "  --force            replace the secret of an existing house\n"
+     "  -q, --quiet        print only the secret (64 hex digits)\n"},
+    {"house", "list", cli_house_list, "[--json]",
+     "list registered houses with their live state (bridge, transport, since, rtt)",
+     "  --json             one JSON object per line instead of a table\n"},
+    {"house", "rm", cli_house_rm, "ID [--purge]",
+     "remove a house: its registry entry, live state and fencing epoch",
+     "  --purge            also delete its request stream (pending requests are lost;\n"
+     "                     without it the stream is kept and its length reported)\n"},
+    {"request", NULL, cli_request,
+     "ID METHOD PATH [-H 'Name: value']... [-d DATA | --data-binary @FILE] [options]",
+     "send one HTTP request to a house through Redis and print the reply like curl -i",
+     "  -H, --header 'Name: value'  request header (repeatable)\n"
+     "  -d, --data DATA             request body (DATA, or @FILE for a file's bytes)\n"
+     "      --data-binary @FILE     request body from FILE (@- reads stdin)\n"
+     "      --service NAME          the house's named upstream (default: its default)\n"
+     "      --timeout MS            deadline in ms (default 30000)\n"
+     "      --id ID                 frame id (default: a random UUID)\n"
+     "      --body-only             print only the body bytes\n"
+     "exit status: 0 status < 400, 1 error reply or status >= 400, 2 usage or Redis error,\n"
+     "3 no reply before the deadline\n"},
+    {"help", NULL, cmd_help, "[COMMAND]", "show help", NULL},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+void cli_err(cli_ctx *c, const char *fmt, ...) {
+    fprintf(stderr, "%s: ", c->prog);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+uint64_t cli_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt,
+                const char **val) {
+    const char *a = argv[*i];
+    size_t ll = strlen(lng);
+    if (strcmp(a, lng) == 0 || (shrt && strcmp(a, shrt) == 0)) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "ghostport: %s needs a value\n", a);
+            return -1;
+        }
+        *val = argv[++*i];
+        return 1;
+    }
+    if (strncmp(a, lng, ll) == 0 && a[ll] == '=') {
+        *val = a + ll + 1;
+        return 1;
+    }
+    if (shrt && strncmp(a, shrt, 2) == 0 && a[2]) {
+        *val = a + 2;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
+    const char *v;
+    int r;
+    if ((r = cli_opt_val(argc, argv, i, "--redis", NULL, &v)) != 0) {
+        if (r > 0)
+            c->redis_url = v;
+        return r;
+    }
+    if ((r = cli_opt_val(argc, argv, i, "--prefix", NULL, &v)) != 0) {
+        if (r > 0)
+            c->prefix = v;
+        return r;
+    }
+    if ((r = cli_opt_val(argc, argv, i, "--master-key", NULL, &v)) != 0) {
+        if (r > 0)
+            c->master_hex = v;
+        return r;
+    }
+    return 0;
+}
+
+redisContext *cli_connect(cli_ctx *c) {
+    char err[256];
+    if (!*c->prefix || strlen(c->prefix) > 64) {
+        cli_err(c, "--prefix must be 1-64 characters");
+        return NULL;
+    }
+    redisContext *rc = gp_reg_connect(c->redis_url, 5000, err, sizeof err);
+    if (!rc)
+        cli_err(c, "%s", err);
+    return rc;
+}
+
+int cli_master_key(cli_ctx *c, uint8_t out[32], int *have) {
+    *have = 0;
+    if (!c->master_hex || !*c->master_hex)
+        return 0;
+    if (gp_reg_master_key(c->master_hex, out) != 0) {
+        cli_err(c, "--master-key / GP_MASTER_KEY must be exactly 64 hex digits");
+        return CLI_USAGE;
+    }
+    *have = 1;
+    return 0;
+}
+
+static void print_globals(FILE *f) {
+    fprintf(f, "global options (anywhere on the line):\n"
+               "  --redis URL         redis://host:port/db or host:port (env GP_REDIS,\n"
+               "                      default " DEFAULT_REDIS ")\n"
+               "  --prefix P          key prefix (env GP_PREFIX, default gp)\n"
+               "  --master-key HEX    64 hex digits; house secrets are sealed with it in Redis\n"
+               "                      (env GP_MASTER_KEY; must match the bridges' key)\n");
+}
+
+static void print_command(FILE *f, const cli_command *k, int full) {
+    char words[32];
+    snprintf(words, sizeof words, "%s%s%s", k->name, k->sub ? " " : "", k->sub ? k->sub : "");
+    if (full) {
+        fprintf(f, "usage: ghostport %s %s\n  %s\n", words, k->args, k->summary);
+        if (k->help)
+            fprintf(f, "%s", k->help);
+    } else {
+        fprintf(f, "  %-14s %s\n", words, k->summary);
+    }
+}
+
+static void print_help(FILE *f) {
+    fprintf(f, "ghostport — reach HTTP services behind NAT through Redis\n\n"
+               "usage: ghostport [global options] COMMAND [arguments]\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        print_command(f, &commands[i], 0);
+    fputc('\n', f);
+    print_globals(f);
+    fprintf(f, "\nRun `ghostport help COMMAND` (e.g. `ghostport help request`) for its options.\n");
+}
+
+int cli_usage(cli_ctx *c, const char *name, const char *sub) {
+    (void)c;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const cli_command *k = &commands[i];
+        if (strcmp(k->name, name) == 0 && (!sub || (k->sub && strcmp(k->sub, sub) == 0)))
+            print_command(stderr, k, 1);
+    }
+    return CLI_USAGE;
+}
+
+static int cmd_help(cli_ctx *c, int argc, char **argv) {
+    (void)c;
+    if (argc == 0) {
+        print_help(stdout);
+        return CLI_OK;
+    }
+    int found = 0;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const cli_command *k = &commands[i];
+        if (strcmp(k->name, argv[0]) == 0 &&
+            (argc < 2 || (k->sub && strcmp(k->sub, argv[1]) == 0))) {
+            print_command(stdout, k, 1);
+            found = 1;
+        }
+    }
+    if (!found) {
+        fprintf(stderr, "ghostport: no command '%s'\n", argv[0]);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+static const char *env_or(const char *name, const char *def) {
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+int main(int argc, char **argv) {
+    cli_ctx c = {
+        .prog = "ghostport",
+        .redis_url = env_or("GP_REDIS", DEFAULT_REDIS),
+        .prefix = env_or("GP_PREFIX", "gp"),
+        .master_hex = env_or("GP_MASTER_KEY", NULL),
+    };
+    if (gp_auth_init() != 0) {
+        cli_err(&c, "libsodium initialisation failed");
+        return CLI_USAGE;
+    }
+    int i = 1;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_help(stdout);
+            return CLI_OK;
+        }
+        int r = cli_global_opt(&c, argc, argv, &i);
+        if (r < 0)
+            return CLI_USAGE;
+        if (r == 0)
+            break;
+    }
+    if (i >= argc) {
+        print_help(stderr);
+        return CLI_USAGE;
+    }
+    const char *name = argv[i];
+    const char *sub = i + 1 < argc ? argv[i + 1] : NULL;
+    int has_subs = 0;
+    for (size_t k = 0; k < NCOMMANDS; k++) {
+        const cli_command *cmd = &commands[k];
+        if (strcmp(cmd->name, name) != 0)
+            continue;
+        if (cmd->sub) {
+            has_subs = 1;
+            if (!sub || strcmp(cmd->sub, sub) != 0)
+                continue;
+        }
+        int first = i + (cmd->sub ? 2 : 1);
+        /* Pull global options and --help out of the command's arguments. */
+        char **rest = calloc((size_t)(argc - first) + 1, sizeof *rest);
+        if (!rest)
+            return CLI_USAGE;
+        int n = 0;
+        int dashdash = 0;
+        for (int j = first; j < argc; j++) {
+            if (!dashdash && strcmp(argv[j], "--") == 0) {
+                dashdash = 1;
+                rest[n++] = argv[j];
+                continue;
+            }
+            if (!dashdash && (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0)) {
+                print_command(stdout, cmd, 1);
+                free(rest);
+                return CLI_OK;
+            }
+            int r = dashdash ? 0 : cli_global_opt(&c, argc, argv, &j);
+            if (r < 0) {
+                free(rest);
+                return CLI_USAGE;
+            }
+            if (r == 0)
+                rest[n++] = argv[j];
+        }
+        int rv = cmd->run(&c, n, rest);
+        free(rest);
+        return rv;
+    }
+    if (has_subs) {
+        fprintf(stderr, "ghostport: %s needs a subcommand:\n", name);
+        for (size_t k = 0; k < NCOMMANDS; k++)
+            if (strcmp(commands[k].name, name) == 0)
+                print_command(stderr, &commands[k], 0);
+    } else {
+        fprintf(stderr, "ghostport: unknown command '%s' (see ghostport --help)\n", name);
+    }
+    return CLI_USAGE;
+}
