@@ -176,8 +176,9 @@ void br_req_free_all(br_conn *c);
 void br_req_deadlines(br_conn *c, uint64_t now_redis);
 int br_req_in_flight(const br_conn *c, const char *entry_id);
 /* Next body frame of the round-robin queue into *f (data borrowed / in scratch). 1 if a
- * frame was produced, 0 if the queue is empty. */
-int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap);
+ * frame was produced, 0 if the queue is empty. When it was the body's last chunk, *spent
+ * receives the body buffer, which the caller frees once the frame is encoded. */
+int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint8_t **spent);
 void br_req_load_scripts(void);
 
 /* A parsed stream entry (borrowed pointers into the redisReply). */

@@ -410,15 +410,21 @@ static void drained(void) {
     g_br.cmd = g_br.sub = NULL;
 }
 
-static void on_barrier(redisReply *rep, void *ud) {
-    (void)rep, (void)ud;
+static int g_barrier_done;
+
+/* Runs from a timer, never from the hiredis callback itself: drained() frees the very
+ * context that would be calling us. */
+static void on_grace(uv_timer_t *t) {
+    (void)t;
+    if (!g_barrier_done)
+        br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired");
     drained();
 }
 
-static void on_grace(uv_timer_t *t) {
-    (void)t;
-    br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired");
-    drained();
+static void on_barrier(redisReply *rep, void *ud) {
+    (void)rep, (void)ud;
+    g_barrier_done = 1;
+    uv_timer_start(&g_grace, on_grace, 0, 0);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -442,7 +448,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     br_args_str(&a, "PING");
     uv_timer_start(&g_grace, on_grace, SHUTDOWN_GRACE_MS, 0);
     if (br_redis_cmd(g_br.cmd, on_barrier, NULL, &a) != 0)
-        drained();
+        on_barrier(NULL, NULL);
 }
 
 int main(int argc, char **argv) {

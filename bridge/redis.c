@@ -5,9 +5,11 @@
 
 #include "log.h"
 
+#include <errno.h>
 #include <hiredis/adapters/libuv.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -29,6 +31,7 @@ struct br_redis {
     int ready;     /* connected, SELECT sent */
     int closing;   /* br_redis_free called */
     int nclosed;   /* timer handles closed so far */
+    int quiet;     /* failure already logged since the last success */
     uint64_t started_ms, last_rx_ms;
     unsigned backoff_ms;
     br_cmd *head, *tail; /* outstanding commands, oldest first */
@@ -82,13 +85,14 @@ static void schedule_retry(br_redis *r) {
 static void conn_lost(br_redis *r, const char *why) {
     if (!r->ac)
         return;
-    int was_ready = r->ready;
     r->ac->data = NULL;
     r->ac = NULL;
     r->ready = 0;
+    /* One warning per outage, not one per retry. */
     if (!r->closing)
-        br_log(was_ready ? BR_LOG_WARN : BR_LOG_DEBUG, "redis_down", "conn=%s reason=%s",
-               r->cfg.name, br_qs(why));
+        br_log(r->quiet ? BR_LOG_DEBUG : BR_LOG_WARN, "redis_down", "conn=%s addr=%s:%d reason=%s",
+               r->cfg.name, r->host, r->cfg.port, br_qs(why));
+    r->quiet = 1;
     schedule_retry(r);
 }
 
@@ -133,6 +137,7 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     }
     redisEnableKeepAlive(&ac->c);
     r->ready = 1;
+    r->quiet = 0;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->last_rx_ms = now_ms(r);
     br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d", r->cfg.name, r->host,
@@ -264,7 +269,8 @@ static void on_eval(redisReply *rep, void *ud) {
             return;
         rep = NULL;
     }
-    e->fn(rep, e->ud);
+    if (e->fn)
+        e->fn(rep, e->ud);
     eval_free(e);
 }
 
@@ -344,6 +350,15 @@ static void watchdog(uv_timer_t *t) {
     uint64_t now = now_ms(r);
     if (!r->ac)
         return;
+    /* The libuv adapter ignores poll errors, so a refused connect or a reset socket would
+     * go unnoticed: ask the socket itself. */
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (r->ac->c.fd >= 0 && getsockopt(r->ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 &&
+        err != 0) {
+        kill_conn(r, strerror(err));
+        return;
+    }
     if (!r->ready) {
         /* A connect to a black-holed address would otherwise hang until the kernel gives up. */
         if (now - r->started_ms > r->cfg.timeout_ms)

@@ -608,8 +608,9 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
 
 /* --- request bodies out ------------------------------------------------------------------ */
 
-int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap) {
+int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint8_t **spent) {
     br_req *r = c->body_head;
+    *spent = NULL;
     if (!r)
         return 0;
     c->body_head = r->bnext;
@@ -636,7 +637,7 @@ int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap) {
     r->body_off += n;
     if (r->body_off == r->body_len) {
         f->flags |= GP_FLAG_FIN;
-        free(r->body); /* sent: no longer needed */
+        *spent = r->body; /* no longer needed once this frame is encoded */
         r->body = NULL;
     } else {
         body_push(c, r); /* round robin: a big body never holds up a small one */

@@ -310,8 +310,10 @@ static int on_writeable(br_conn *c, struct lws *wsi) {
             return -1;
     } else if (c->state == BR_CS_LIVE) {
         gp_frame f;
-        if (br_req_next_body(c, &f, g_zbuf, sizeof g_zbuf)) {
+        uint8_t *spent;
+        if (br_req_next_body(c, &f, g_zbuf, sizeof g_zbuf, &spent)) {
             ssize_t n = gp_frame_encode(&f, g_wbuf + LWS_PRE, sizeof g_wbuf - LWS_PRE);
+            free(spent);
             if (n < 0) {
                 br_log(BR_LOG_ERROR, "frame_encode_failed", "house=%s err=%s", c->house,
                        gp_strerror((int)n));
