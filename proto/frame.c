@@ -21,16 +21,14 @@ typedef struct wbuf {
     int err;
 } wbuf;
 
-static void put_be(wbuf *w, uint64_t v, int nbytes)
-{
+static void put_be(wbuf *w, uint64_t v, int nbytes) {
     if (w->p)
         for (int i = 0; i < nbytes; i++)
             w->p[w->n + i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
     w->n += (size_t)nbytes;
 }
 
-static void put_bytes(wbuf *w, const uint8_t *src, size_t len)
-{
+static void put_bytes(wbuf *w, const uint8_t *src, size_t len) {
     if (!src && len) {
         w->err = w->err ? w->err : GP_ERR_INVALID;
         return;
@@ -40,16 +38,14 @@ static void put_bytes(wbuf *w, const uint8_t *src, size_t len)
     w->n += len;
 }
 
-static void put_str(wbuf *w, gp_str s)
-{
+static void put_str(wbuf *w, gp_str s) {
     if (s.len > UINT16_MAX)
         w->err = w->err ? w->err : GP_ERR_TOO_LARGE;
     put_be(w, s.len, 2);
     put_bytes(w, s.p, s.len);
 }
 
-static void put_headers(wbuf *w, const gp_header *h, size_t n)
-{
+static void put_headers(wbuf *w, const gp_header *h, size_t n) {
     if (n > GP_MAX_HEADERS || (n && !h)) {
         w->err = w->err ? w->err : (n > GP_MAX_HEADERS ? GP_ERR_TOO_LARGE : GP_ERR_INVALID);
         return;
@@ -65,8 +61,7 @@ static void put_headers(wbuf *w, const gp_header *h, size_t n)
 }
 
 /* The one description of every payload layout (see frame.h). */
-static void put_payload(wbuf *w, const gp_frame *f)
-{
+static void put_payload(wbuf *w, const gp_frame *f) {
     switch (f->type) {
     case GP_FRAME_HELLO:
         put_be(w, f->u.hello.min_ver, 1);
@@ -126,31 +121,26 @@ static void put_payload(wbuf *w, const gp_frame *f)
 }
 
 /* HELLO is the only frame read before the peer is known: bound its id here already. */
-static int house_id_len_ok(size_t len)
-{
+static int house_id_len_ok(size_t len) {
     return len >= 1 && len <= GP_MAX_HOUSE_ID;
 }
 
-static int is_body(uint8_t type)
-{
+static int is_body(uint8_t type) {
     return type == GP_FRAME_REQ_BODY || type == GP_FRAME_RESP_BODY;
 }
 
 /* Compression only ever applies to body bytes; anywhere else the flag is a peer's bug. */
-static int flags_ok(uint8_t type, uint8_t flags)
-{
+static int flags_ok(uint8_t type, uint8_t flags) {
     return !(flags & ~GP_FLAG_MASK) && (!(flags & GP_FLAG_ZSTD) || is_body(type));
 }
 
-size_t gp_frame_size(const gp_frame *f)
-{
+size_t gp_frame_size(const gp_frame *f) {
     wbuf w = {0};
     put_payload(&w, f);
     return GP_FRAME_HEADER_LEN + w.n;
 }
 
-ssize_t gp_frame_encode(const gp_frame *f, uint8_t *buf, size_t cap)
-{
+ssize_t gp_frame_encode(const gp_frame *f, uint8_t *buf, size_t cap) {
     if (f->type == 0 || f->type > GP_FRAME_TYPE_MAX || !flags_ok(f->type, f->flags))
         return GP_ERR_INVALID;
     if (f->type == GP_FRAME_HELLO && !house_id_len_ok(f->u.hello.house_id.len))
@@ -178,8 +168,7 @@ ssize_t gp_frame_encode(const gp_frame *f, uint8_t *buf, size_t cap)
 /* ---- decoding ---------------------------------------------------------------------- */
 
 /* Cursor helpers: return the advanced cursor, or NULL on overrun; a NULL cursor stays NULL. */
-static const uint8_t *get_be(const uint8_t *p, const uint8_t *end, int n, uint64_t *v)
-{
+static const uint8_t *get_be(const uint8_t *p, const uint8_t *end, int n, uint64_t *v) {
     if (!p || end - p < n)
         return NULL;
     uint64_t x = 0;
@@ -189,46 +178,40 @@ static const uint8_t *get_be(const uint8_t *p, const uint8_t *end, int n, uint64
     return p + n;
 }
 
-static const uint8_t *get_u8(const uint8_t *p, const uint8_t *end, uint8_t *v)
-{
+static const uint8_t *get_u8(const uint8_t *p, const uint8_t *end, uint8_t *v) {
     uint64_t x = 0;
     p = get_be(p, end, 1, &x);
     *v = (uint8_t)x;
     return p;
 }
 
-static const uint8_t *get_u16(const uint8_t *p, const uint8_t *end, uint16_t *v)
-{
+static const uint8_t *get_u16(const uint8_t *p, const uint8_t *end, uint16_t *v) {
     uint64_t x = 0;
     p = get_be(p, end, 2, &x);
     *v = (uint16_t)x;
     return p;
 }
 
-static const uint8_t *get_u32(const uint8_t *p, const uint8_t *end, uint32_t *v)
-{
+static const uint8_t *get_u32(const uint8_t *p, const uint8_t *end, uint32_t *v) {
     uint64_t x = 0;
     p = get_be(p, end, 4, &x);
     *v = (uint32_t)x;
     return p;
 }
 
-static const uint8_t *get_u64(const uint8_t *p, const uint8_t *end, uint64_t *v)
-{
+static const uint8_t *get_u64(const uint8_t *p, const uint8_t *end, uint64_t *v) {
     return get_be(p, end, 8, v);
 }
 
 static const uint8_t *get_bytes(const uint8_t *p, const uint8_t *end, size_t n,
-                                const uint8_t **out)
-{
+                                const uint8_t **out) {
     if (!p || (size_t)(end - p) < n)
         return NULL;
     *out = p;
     return p + n;
 }
 
-static const uint8_t *get_str(const uint8_t *p, const uint8_t *end, gp_str *s)
-{
+static const uint8_t *get_str(const uint8_t *p, const uint8_t *end, gp_str *s) {
     uint16_t n = 0;
     p = get_u16(p, end, &n);
     s->len = n;
@@ -236,9 +219,7 @@ static const uint8_t *get_str(const uint8_t *p, const uint8_t *end, gp_str *s)
 }
 
 /* A count over GP_MAX_HEADERS cannot come from a conforming encoder: malformed. */
-static const uint8_t *get_headers(const uint8_t *p, const uint8_t *end, size_t *n,
-                                  gp_header *h)
-{
+static const uint8_t *get_headers(const uint8_t *p, const uint8_t *end, size_t *n, gp_header *h) {
     uint16_t count = 0;
     p = get_u16(p, end, &count);
     if (count > GP_MAX_HEADERS)
@@ -254,8 +235,7 @@ static const uint8_t *get_headers(const uint8_t *p, const uint8_t *end, size_t *
     return p;
 }
 
-ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_frame *out)
-{
+ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_frame *out) {
     if (len < GP_FRAME_HEADER_LEN)
         return GP_ERR_TRUNCATED;
     if (p[0] != GP_PROTO_VERSION)
@@ -355,24 +335,21 @@ struct gp_framer {
     int err; /* sticky */
 };
 
-gp_framer *gp_framer_new(uint32_t max_payload)
-{
+gp_framer *gp_framer_new(uint32_t max_payload) {
     gp_framer *fr = calloc(1, sizeof *fr);
     if (fr)
         fr->max_payload = max_payload;
     return fr;
 }
 
-void gp_framer_free(gp_framer *fr)
-{
+void gp_framer_free(gp_framer *fr) {
     if (!fr)
         return;
     free(fr->buf);
     free(fr);
 }
 
-int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len)
-{
+int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len) {
     if (fr->err)
         return fr->err;
     if (len == 0)
@@ -402,8 +379,7 @@ int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len)
     return 0;
 }
 
-int gp_framer_next(gp_framer *fr, gp_frame *out)
-{
+int gp_framer_next(gp_framer *fr, gp_frame *out) {
     if (fr->err)
         return fr->err;
     if (fr->start == fr->end)
@@ -419,13 +395,11 @@ int gp_framer_next(gp_framer *fr, gp_frame *out)
     return 1;
 }
 
-size_t gp_framer_pending(const gp_framer *fr)
-{
+size_t gp_framer_pending(const gp_framer *fr) {
     return fr->end - fr->start;
 }
 
-const char *gp_frame_type_name(uint8_t type)
-{
+const char *gp_frame_type_name(uint8_t type) {
     static const char *const names[] = {
         [GP_FRAME_HELLO] = "HELLO",         [GP_FRAME_CHALLENGE] = "CHALLENGE",
         [GP_FRAME_AUTH] = "AUTH",           [GP_FRAME_WELCOME] = "WELCOME",

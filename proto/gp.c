@@ -4,31 +4,40 @@
 
 #include <string.h>
 
-const char *gp_strerror(int err)
-{
+const char *gp_strerror(int err) {
     switch (err) {
-    case GP_OK: return "ok";
-    case GP_ERR_NOMEM: return "out of memory";
-    case GP_ERR_TRUNCATED: return "truncated input";
-    case GP_ERR_TOO_LARGE: return "length over limit";
-    case GP_ERR_MALFORMED: return "malformed input";
-    case GP_ERR_VERSION: return "unsupported protocol version";
-    case GP_ERR_BUFFER: return "output buffer too small";
-    case GP_ERR_AUTH: return "authentication failed";
-    case GP_ERR_STATE: return "invalid state";
-    case GP_ERR_COMPRESS: return "compression error";
-    case GP_ERR_INVALID: return "invalid argument";
-    default: return "unknown error";
+    case GP_OK:
+        return "ok";
+    case GP_ERR_NOMEM:
+        return "out of memory";
+    case GP_ERR_TRUNCATED:
+        return "truncated input";
+    case GP_ERR_TOO_LARGE:
+        return "length over limit";
+    case GP_ERR_MALFORMED:
+        return "malformed input";
+    case GP_ERR_VERSION:
+        return "unsupported protocol version";
+    case GP_ERR_BUFFER:
+        return "output buffer too small";
+    case GP_ERR_AUTH:
+        return "authentication failed";
+    case GP_ERR_STATE:
+        return "invalid state";
+    case GP_ERR_COMPRESS:
+        return "compression error";
+    case GP_ERR_INVALID:
+        return "invalid argument";
+    default:
+        return "unknown error";
     }
 }
 
-gp_str gp_str_c(const char *s)
-{
+gp_str gp_str_c(const char *s) {
     return s ? (gp_str){(const uint8_t *)s, strlen(s)} : (gp_str){(const uint8_t *)"", 0};
 }
 
-int gp_str_eq(gp_str a, const char *c)
-{
+int gp_str_eq(gp_str a, const char *c) {
     gp_str b = gp_str_c(c);
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
