@@ -539,8 +539,6 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     uint64_t left = en->deadline - now;
     f.u.req_head.timeout_ms = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
     f.u.req_head.body_len = r->body_len;
-    json_decref(h);
-    h = NULL;
 
     r->next = c->reqs;
     if (c->reqs)
@@ -549,7 +547,9 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     c->ninflight++;
     if (!c->min_deadline || r->deadline < c->min_deadline)
         c->min_deadline = r->deadline;
-    if (br_conn_send(c, &f) != 0)
+    int sent = br_conn_send(c, &f); /* encodes (copies) the headers that h owns */
+    json_decref(h);
+    if (sent != 0)
         return; /* the conn is closing; its requests were freed */
     if (r->body_len)
         body_push(c, r);
