@@ -28,10 +28,9 @@ struct lws;
 struct lws_context;
 
 typedef struct br_config {
-    char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key,
-        *log_level;
-    long long listen, max_body, reply_chunk, reply_ttl, max_inflight, ping_interval,
-        auth_burst, auth_per_min, redis_timeout;
+    char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key, *log_level;
+    long long listen, max_body, reply_chunk, reply_ttl, max_inflight, ping_interval, auth_burst,
+        auth_per_min, redis_timeout;
     int allow_ws;
 } br_config;
 
@@ -84,7 +83,7 @@ struct br_conn {
     uint64_t min_deadline;         /* earliest deadline among reqs (Redis ms), 0: none */
     int reading, read_again, read_pending, read_capped;
     unsigned read_count; /* COUNT of the read in flight */
-    char pcursor[48]; /* reading the pending list: last id seen */
+    char pcursor[48];    /* reading the pending list: last id seen */
     uint64_t last_rx_ms, last_ping_ms, last_pending_scan_ms, since_ms;
     unsigned rtt_ms;
 };
@@ -161,8 +160,8 @@ br_conn *br_house_find(const char *house);
 void br_house_read(br_conn *c);   /* read as much of its stream as capacity allows */
 void br_house_tick(uint64_t now); /* sweep: pings, liveness, reads */
 void br_house_state_update(br_conn *c);
-void br_house_redis_up(void);  /* cmd connection (re)established */
-void br_house_sub_up(void);    /* subscriber (re)established */
+void br_house_redis_up(void); /* cmd connection (re)established */
+void br_house_sub_up(void);   /* subscriber (re)established */
 void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const char *msg,
                           size_t mlen);
 void br_house_fenced(const char *house, uint64_t epoch); /* an ack found a newer epoch */
@@ -196,8 +195,8 @@ void br_entry_parse(const redisReply *e, br_entry *out);
  * epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
  * "" for none). Takes no ownership. */
 void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
-                    gp_str frame_id, gp_str reply_key, int has_reply, int status,
-                    const char *error, const char *message, const char *holder);
+                    gp_str frame_id, gp_str reply_key, int has_reply, int status, const char *error,
+                    const char *message, const char *holder);
 
 /* janitor.c */
 void br_janitor_tick(uint64_t now);

@@ -293,8 +293,7 @@ void br_house_fenced(const char *house, uint64_t epoch) {
         fence_out(c, "epoch_moved");
 }
 
-static void release(const char *house, const char *epochkey, const char *statekey,
-                    uint64_t epoch) {
+static void release(const char *house, const char *epochkey, const char *statekey, uint64_t epoch) {
     br_args a;
     br_args_init(&a);
     br_args_str(&a, epochkey);
@@ -377,8 +376,8 @@ void br_house_teardown(br_conn *c, int do_release) {
     br_req_free_all(c);
     if (do_release) {
         release(c->house, c->epochkey, c->statekey, c->epoch);
-        br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house,
-               c->addr, (unsigned long long)c->epoch);
+        br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house, c->addr,
+               (unsigned long long)c->epoch);
     }
 }
 

@@ -31,7 +31,9 @@ typedef struct jhouse {
     char holder[80];
 } jhouse;
 
-void br_janitor_load_scripts(void) { br_redis_load_script(g_br.cmd, &s_lock); }
+void br_janitor_load_scripts(void) {
+    br_redis_load_script(g_br.cmd, &s_lock);
+}
 
 static void step_done(void) {
     if (J.pending && --J.pending == 0)
@@ -65,8 +67,8 @@ static void on_range(redisReply *rep, void *ud) {
                 br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply,
                                en.status, en.error, en.message, h->holder);
             else
-                br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply,
-                               504, "timeout", "no bridge holds this house", h->holder);
+                br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply, 504,
+                               "timeout", "no bridge holds this house", h->holder);
         }
     }
     free(h);

@@ -26,7 +26,9 @@ int br_log_level_parse(const char *s) {
     return -1;
 }
 
-int br_log_enabled(int level) { return level <= g_level; }
+int br_log_enabled(int level) {
+    return level <= g_level;
+}
 
 void br_log(int level, const char *event, const char *fmt, ...) {
     if (level > g_level)
@@ -38,8 +40,8 @@ void br_log(int level, const char *event, const char *fmt, ...) {
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line,
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s bridge=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level & 3], event, g_bridge);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level & 3], event, g_bridge);
     if (fmt && *fmt && n > 0 && (size_t)n < sizeof line - 2) {
         line[n++] = ' ';
         va_list ap;
@@ -82,4 +84,6 @@ const char *br_q(const char *s, size_t len) {
     return o;
 }
 
-const char *br_qs(const char *s) { return br_q(s ? s : "", s ? strlen(s) : 0); }
+const char *br_qs(const char *s) {
+    return br_q(s ? s : "", s ? strlen(s) : 0);
+}

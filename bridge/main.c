@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TICK_MS 100     /* deadline resolution */
+#define TICK_MS 100 /* deadline resolution */
 #define SLOW_TICK_MS 1000
 #define TIME_REFRESH_MS 10000
 #define LEASE_MS 5000
@@ -31,7 +31,8 @@ static int g_drained;
 
 #define OFF(f) offsetof(br_config, f)
 static const gp_conf_opt opts[] = {
-    {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL, "read options from FILE (name = value lines)"},
+    {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL,
+     "read options from FILE (name = value lines)"},
     {"redis", GP_CONF_STR, OFF(redis), 0, 0, "127.0.0.1:6379", NULL,
      "Redis: redis://host:port/db or host:port"},
     {"prefix", GP_CONF_STR, OFF(prefix), 0, 0, GP_DEFAULT_PREFIX, NULL, "Redis key prefix"},
@@ -167,8 +168,7 @@ static int configure(int argc, char **argv) {
         size_t len = 0;
         char *text = read_file(path, &len);
         if (!text) {
-            fprintf(stderr, "ghostport-bridge: cannot read config %s: %s\n", path,
-                    strerror(errno));
+            fprintf(stderr, "ghostport-bridge: cannot read config %s: %s\n", path, strerror(errno));
             return -1;
         }
         int rc = gp_conf_parse_text(opts, cfg, text, len, err, sizeof err);
@@ -191,8 +191,7 @@ static int configure(int argc, char **argv) {
         goto bad;
     }
     if (parse_redis(cfg->redis, g_br.rhost, sizeof g_br.rhost, &g_br.rport, &g_br.rdb) != 0) {
-        snprintf(err, sizeof err, "redis: cannot parse %s (want redis://host:port/db)",
-                 cfg->redis);
+        snprintf(err, sizeof err, "redis: cannot parse %s (want redis://host:port/db)", cfg->redis);
         goto bad;
     }
     if (!cfg->prefix[0] || strpbrk(cfg->prefix, "{} ")) {
@@ -251,11 +250,15 @@ bad:
 
 /* --- time ------------------------------------------------------------------------------- */
 
-uint64_t br_now(void) { return uv_now(g_br.loop); }
+uint64_t br_now(void) {
+    return uv_now(g_br.loop);
+}
 
 /* Deadlines are entry-id time + timeout_ms, both on Redis's clock; we keep an offset from
  * TIME so that no clock sync between machines matters. */
-uint64_t br_now_redis(void) { return (uint64_t)((int64_t)br_now() + g_br.time_offset); }
+uint64_t br_now_redis(void) {
+    return (uint64_t)((int64_t)br_now() + g_br.time_offset);
+}
 
 static void on_time(redisReply *rep, void *ud) {
     (void)ud;
@@ -356,8 +359,8 @@ static void sub_up(br_redis *r) {
     br_house_sub_up();
 }
 
-static void sub_msg(br_redis *r, const char *kind, const char *chan, size_t clen,
-                    const char *msg, size_t mlen) {
+static void sub_msg(br_redis *r, const char *kind, const char *chan, size_t clen, const char *msg,
+                    size_t mlen) {
     (void)r;
     br_house_on_keyspace(kind, chan, clen, msg, mlen);
 }
@@ -388,7 +391,9 @@ static void on_tick(uv_timer_t *t) {
 
 /* --- shutdown --------------------------------------------------------------------------- */
 
-static void on_closed_handle(uv_handle_t *h) { (void)h; }
+static void on_closed_handle(uv_handle_t *h) {
+    (void)h;
+}
 
 /* Phase 2: everything that could still be said to Redis has been said. */
 static void drained(void) {
@@ -477,8 +482,8 @@ int main(int argc, char **argv) {
     static uv_loop_t loop;
     g_br.loop = &loop;
     uv_loop_init(&loop);
-    g_br.rl = gp_ratelimit_new((unsigned)g_br.cfg.auth_burst, (unsigned)g_br.cfg.auth_per_min,
-                               4096);
+    g_br.rl =
+        gp_ratelimit_new((unsigned)g_br.cfg.auth_burst, (unsigned)g_br.cfg.auth_per_min, 4096);
     g_br.zc = gp_zctx_new(GP_ZSTD_LEVEL);
     if (!g_br.rl || !g_br.zc) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
@@ -487,9 +492,13 @@ int main(int argc, char **argv) {
 
     char hb[GP_KEY_MAX + 16];
     snprintf(hb, sizeof hb, "%s:hb:%s", g_br.cfg.prefix, g_br.cfg.bridge_id);
-    br_redis_cfg rc_cmd = {.name = "cmd", .host = g_br.rhost, .port = g_br.rport,
-                           .db = g_br.rdb, .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
-                           .on_up = cmd_up, .on_down = cmd_down};
+    br_redis_cfg rc_cmd = {.name = "cmd",
+                           .host = g_br.rhost,
+                           .port = g_br.rport,
+                           .db = g_br.rdb,
+                           .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
+                           .on_up = cmd_up,
+                           .on_down = cmd_down};
     br_redis_cfg rc_sub = rc_cmd;
     rc_sub.name = "sub";
     rc_sub.hb_channel = hb;

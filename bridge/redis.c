@@ -28,24 +28,30 @@ struct br_redis {
     br_redis_cfg cfg;
     char *host, *hb;
     redisAsyncContext *ac;
-    int ready;     /* connected, SELECT sent */
-    int closing;   /* br_redis_free called */
-    int nclosed;   /* timer handles closed so far */
-    int quiet;     /* failure already logged since the last success */
+    int ready;   /* connected, SELECT sent */
+    int closing; /* br_redis_free called */
+    int nclosed; /* timer handles closed so far */
+    int quiet;   /* failure already logged since the last success */
     uint64_t started_ms, last_rx_ms;
     unsigned backoff_ms;
     br_cmd *head, *tail; /* outstanding commands, oldest first */
     uv_timer_t retry, watchdog;
 };
 
-static uint64_t now_ms(br_redis *r) { return uv_now(r->loop); }
+static uint64_t now_ms(br_redis *r) {
+    return uv_now(r->loop);
+}
 
 static void start_connect(br_redis *r);
-static void on_retry(uv_timer_t *t) { start_connect(t->data); }
+static void on_retry(uv_timer_t *t) {
+    start_connect(t->data);
+}
 
 /* --- argument vectors ---------------------------------------------------------------- */
 
-void br_args_init(br_args *a) { a->n = a->nnum = 0; }
+void br_args_init(br_args *a) {
+    a->n = a->nnum = 0;
+}
 
 void br_args_bin(br_args *a, const void *p, size_t len) {
     if (a->n >= BR_ARGS_MAX)
@@ -54,7 +60,9 @@ void br_args_bin(br_args *a, const void *p, size_t len) {
     a->l[a->n++] = p ? len : 0;
 }
 
-void br_args_str(br_args *a, const char *s) { br_args_bin(a, s, s ? strlen(s) : 0); }
+void br_args_str(br_args *a, const char *s) {
+    br_args_bin(a, s, s ? strlen(s) : 0);
+}
 
 void br_args_u64(br_args *a, uint64_t v) {
     if (a->nnum >= 12)
@@ -140,8 +148,8 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     r->quiet = 0;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->last_rx_ms = now_ms(r);
-    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d", r->cfg.name, r->host,
-           r->cfg.port, r->cfg.db);
+    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d", r->cfg.name, r->host, r->cfg.port,
+           r->cfg.db);
     if (r->cfg.db && !r->hb) {
         char db[16];
         snprintf(db, sizeof db, "%d", r->cfg.db);
@@ -343,7 +351,9 @@ int br_redis_subscribe(br_redis *r, const char *channel, int subscribe) {
 
 /* --- watchdog -------------------------------------------------------------------------- */
 
-static void on_ping(redisReply *rep, void *ud) { (void)rep, (void)ud; }
+static void on_ping(redisReply *rep, void *ud) {
+    (void)rep, (void)ud;
+}
 
 static void watchdog(uv_timer_t *t) {
     br_redis *r = t->data;
@@ -412,7 +422,9 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
     return r;
 }
 
-int br_redis_ready(const br_redis *r) { return r && r->ready && r->ac && !r->closing; }
+int br_redis_ready(const br_redis *r) {
+    return r && r->ready && r->ac && !r->closing;
+}
 
 static void on_timer_closed(uv_handle_t *h) {
     br_redis *r = h->data;

@@ -36,9 +36,9 @@ typedef struct br_redis_cfg {
     const char *name; /* for logs: "cmd" or "sub" (borrowed, static) */
     const char *host; /* copied */
     int port, db;
-    unsigned timeout_ms;     /* command timeout / subscriber silence limit */
-    const char *hb_channel;  /* subscriber only: heartbeat channel (copied) */
-    br_redis_msg_fn on_msg;  /* subscriber only */
+    unsigned timeout_ms;          /* command timeout / subscriber silence limit */
+    const char *hb_channel;       /* subscriber only: heartbeat channel (copied) */
+    br_redis_msg_fn on_msg;       /* subscriber only */
     void (*on_up)(br_redis *r);   /* connected (after SELECT): (re)issue setup */
     void (*on_down)(br_redis *r); /* lost: every outstanding callback has already run */
 } br_redis_cfg;
@@ -78,8 +78,7 @@ typedef struct br_script {
 } br_script;
 void br_redis_load_script(br_redis *r, br_script *s);
 /* a holds KEYS then ARGV (nkeys of them keys). Same return contract as br_redis_cmd. */
-int br_redis_eval(br_redis *r, br_script *s, br_redis_fn fn, void *ud, int nkeys,
-                  const br_args *a);
+int br_redis_eval(br_redis *r, br_script *s, br_redis_fn fn, void *ud, int nkeys, const br_args *a);
 
 /* Subscriber connections only. 0 if sent, -1 if not connected. */
 int br_redis_subscribe(br_redis *r, const char *channel, int subscribe);

@@ -22,23 +22,21 @@
 #define DEFAULT_TIMEOUT_MS 30000ull
 
 /* KEYS: epoch, req. ARGV: epoch, group, entry id. 0: the house is someone else's now. */
-static br_script s_ack = {
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
-    "redis.call('XDEL', KEYS[2], ARGV[3])\n"
-    "return 1\n",
-    ""};
+static br_script s_ack = {"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                          "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
+                          "redis.call('XDEL', KEYS[2], ARGV[3])\n"
+                          "return 1\n",
+                          ""};
 
 /* Janitor variant. KEYS: state, req. ARGV: expected holder ('' = nobody), group, entry id.
  * The group may not exist (the house never connected), hence pcall. */
-static br_script s_ack_unheld = {
-    "local b = redis.call('HGET', KEYS[1], 'bridge')\n"
-    "if b == false then b = '' end\n"
-    "if b ~= ARGV[1] then return 0 end\n"
-    "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
-    "redis.call('XDEL', KEYS[2], ARGV[3])\n"
-    "return 1\n",
-    ""};
+static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge')\n"
+                                 "if b == false then b = '' end\n"
+                                 "if b ~= ARGV[1] then return 0 end\n"
+                                 "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
+                                 "redis.call('XDEL', KEYS[2], ARGV[3])\n"
+                                 "return 1\n",
+                                 ""};
 
 void br_req_load_scripts(void) {
     br_redis_load_script(g_br.cmd, &s_ack);
@@ -138,8 +136,8 @@ static void on_ack(redisReply *rep, void *ud) {
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
         if (!rp->holder)
             br_house_fenced(rp->house, rp->epoch);
-        br_log(BR_LOG_INFO, "ack_refused", "house=%s entry=%s reason=%s", rp->house,
-               rp->entry_id, rp->holder ? "house_now_held" : "fenced");
+        br_log(BR_LOG_INFO, "ack_refused", "house=%s entry=%s reason=%s", rp->house, rp->entry_id,
+               rp->holder ? "house_now_held" : "fenced");
     } else if (!rep || rep->type == REDIS_REPLY_ERROR) {
         br_log(BR_LOG_WARN, "ack_failed", "house=%s entry=%s err=%s", rp->house, rp->entry_id,
                br_qs(rep ? rep->str : "redis unavailable"));
@@ -239,13 +237,12 @@ static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final
 }
 
 void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
-                    gp_str frame_id, gp_str reply_key, int has_reply, int status,
-                    const char *error, const char *message, const char *holder) {
+                    gp_str frame_id, gp_str reply_key, int has_reply, int status, const char *error,
+                    const char *message, const char *holder) {
     br_reply *rp = reply_new(holder ? NULL : c, house, reqkey, entry_id, frame_id, reply_key,
                              has_reply, holder);
-    br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s",
-           house, entry_id, br_q((const char *)frame_id.p, frame_id.len), status, error,
-           br_qs(message));
+    br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s", house,
+           entry_id, br_q((const char *)frame_id.p, frame_id.len), status, error, br_qs(message));
     if (!rp)
         return; /* out of memory: the entry stays pending and comes back */
     reply_set(rp, (unsigned)status, "{}", gp_str_c(error), gp_str_c(message));
@@ -268,7 +265,9 @@ static int parse_u64(gp_str s, uint64_t *out) {
     return 0;
 }
 
-static uint64_t entry_ms(const char *id) { return strtoull(id, NULL, 10); }
+static uint64_t entry_ms(const char *id) {
+    return strtoull(id, NULL, 10);
+}
 
 static int printable(gp_str s) {
     for (size_t i = 0; i < s.len; i++)
@@ -365,8 +364,8 @@ void br_entry_parse(const redisReply *e, br_entry *o) {
             bad(o, "id must be 1-200 printable characters");
         o->id = gp_str_c(o->entry_id);
     }
-    if (o->reply.len > MAX_REPLY_KEY || memchr(o->reply.p ? (const void *)o->reply.p : "", 0,
-                                               o->reply.len)) {
+    if (o->reply.len > MAX_REPLY_KEY ||
+        memchr(o->reply.p ? (const void *)o->reply.p : "", 0, o->reply.len)) {
         bad(o, "reply must be a key name of at most 1024 bytes");
         o->reply = (gp_str){0};
     }
@@ -597,9 +596,8 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
             continue;
         }
         if (en.deadline <= now) {
-            br_reply_error(c, c->house, c->reqkey, en.entry_id, en.id, en.reply, en.has_reply,
-                           504, "timeout", "deadline passed before the request was forwarded",
-                           NULL);
+            br_reply_error(c, c->house, c->reqkey, en.entry_id, en.id, en.reply, en.has_reply, 504,
+                           "timeout", "deadline passed before the request was forwarded", NULL);
             continue;
         }
         forward(c, &en, now);
@@ -704,8 +702,7 @@ static br_reply *req_reply(br_conn *c, br_req *r) {
         r->out = reply_new(c, c->house, c->reqkey, r->entry_id, gp_str_c(r->frame_id),
                            gp_str_c(r->reply_key), r->reply_key != NULL, NULL);
         if (r->out)
-            reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error),
-                      gp_str_c(r->message));
+            reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error), gp_str_c(r->message));
     }
     return r->out;
 }
@@ -714,8 +711,8 @@ static void finish(br_conn *c, br_req *r) {
     br_reply *rp = req_reply(c, r);
     if (rp)
         reply_entry(rp, r->rbuf, r->rlen, 1);
-    br_log(BR_LOG_DEBUG, "request_done", "house=%s entry=%s id=%s status=%u", c->house,
-           r->entry_id, br_qs(r->frame_id), r->status);
+    br_log(BR_LOG_DEBUG, "request_done", "house=%s entry=%s id=%s status=%u", c->house, r->entry_id,
+           br_qs(r->frame_id), r->status);
     req_done(c, r);
 }
 
@@ -734,8 +731,8 @@ static int rbuf_reserve(br_req *r, size_t more) {
 }
 
 static void resp_error(br_conn *c, const char *why, uint32_t stream) {
-    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s reason=%s stream=%u", c->house,
-           c->addr, why, stream);
+    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s reason=%s stream=%u", c->house, c->addr,
+           why, stream);
     br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
 }
 

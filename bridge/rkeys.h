@@ -10,7 +10,7 @@
  *   <p>:{h}:epoch         STRING fencing epoch, INCR on every authenticated connect
  *   <p>:rep:<id>          STREAM reply (public contract), with a TTL
  *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
- *   <p>:janitor           STRING lock: which bridge answers expired requests of unheld houses (PX)
+ *   <p>:janitor           STRING lock (PX): the bridge answering expired requests of unheld houses
  */
 #ifndef GP_RKEYS_H
 #define GP_RKEYS_H

@@ -20,7 +20,9 @@ static uint8_t g_wbuf[LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
 
 /* --- conn lifetime ---------------------------------------------------------------------- */
 
-void br_conn_ref(br_conn *c) { c->refs++; }
+void br_conn_ref(br_conn *c) {
+    c->refs++;
+}
 
 static void out_free_all(br_conn *c) {
     for (br_out *o = c->q_head, *n; o; o = n) {
@@ -40,7 +42,9 @@ void br_conn_unref(br_conn *c) {
     free(c);
 }
 
-int br_conn_alive(const br_conn *c) { return c && c->wsi && c->state != BR_CS_CLOSING; }
+int br_conn_alive(const br_conn *c) {
+    return c && c->wsi && c->state != BR_CS_CLOSING;
+}
 
 int br_conn_send(br_conn *c, const gp_frame *f) {
     if (!c->wsi || c->state == BR_CS_CLOSING)
@@ -65,8 +69,8 @@ int br_conn_send(br_conn *c, const gp_frame *f) {
     c->q_tail = o;
     c->q_bytes += o->len;
     if (c->q_bytes > MAX_QUEUE_BYTES) {
-        br_log(BR_LOG_WARN, "send_queue_overflow", "house=%s addr=%s bytes=%zu", c->house,
-               c->addr, c->q_bytes);
+        br_log(BR_LOG_WARN, "send_queue_overflow", "house=%s addr=%s bytes=%zu", c->house, c->addr,
+               c->q_bytes);
         br_conn_close(c, 0, NULL);
         return -1;
     }
@@ -254,8 +258,8 @@ static void on_frame(br_conn *c, const gp_frame *f) {
     case GP_FRAME_CANCEL:
         return;
     case GP_FRAME_GOAWAY:
-        br_log(BR_LOG_INFO, "house_goaway", "house=%s code=%u msg=%s", c->house,
-               f->u.goaway.code, br_q((const char *)f->u.goaway.message.p, f->u.goaway.message.len));
+        br_log(BR_LOG_INFO, "house_goaway", "house=%s code=%u msg=%s", c->house, f->u.goaway.code,
+               br_q((const char *)f->u.goaway.message.p, f->u.goaway.message.len));
         br_conn_close(c, 0, NULL);
         return;
     default:
@@ -370,9 +374,8 @@ static void on_closed(br_conn *c) {
     if (c->in_table)
         br_house_teardown(c, 1);
     br_req_free_all(c);
-    br_log(c->house[0] ? BR_LOG_INFO : BR_LOG_DEBUG, "conn_closed",
-           "conn=%llu addr=%s house=%s", (unsigned long long)c->serial, c->addr,
-           c->house[0] ? c->house : "-");
+    br_log(c->house[0] ? BR_LOG_INFO : BR_LOG_DEBUG, "conn_closed", "conn=%llu addr=%s house=%s",
+           (unsigned long long)c->serial, c->addr, c->house[0] ? c->house : "-");
     c->state = BR_CS_CLOSING;
     c->wsi = NULL;
     if (c->all_prev)
@@ -428,7 +431,9 @@ static void lws_log_emit(int level, const char *line) {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    br_log(level == LLL_ERR ? BR_LOG_ERROR : level == LLL_WARN ? BR_LOG_WARN : BR_LOG_DEBUG,
+    br_log(level == LLL_ERR    ? BR_LOG_ERROR
+           : level == LLL_WARN ? BR_LOG_WARN
+                               : BR_LOG_DEBUG,
            "lws", "msg=%s", br_q(line, n));
 }
 
