@@ -538,6 +538,19 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     uint64_t left = en->deadline - now;
     f.u.req_head.timeout_ms = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
     f.u.req_head.body_len = r->body_len;
+    if (gp_frame_size(&f) > GP_FRAME_HEADER_LEN + GP_DEFAULT_MAX_FRAME) {
+        /* The house would have to drop the whole connection for it: refuse this one. */
+        json_decref(h);
+        free(r->frame_id);
+        free(r->reply_key);
+        free(r->body);
+        free(r->content_type);
+        free(r);
+        br_reply_error(c, c->house, c->reqkey, en->entry_id, en->id, en->reply, en->has_reply, 400,
+                       "bad_request", "method, path and headers exceed the 1 MiB frame limit",
+                       NULL);
+        return;
+    }
 
     r->next = c->reqs;
     if (c->reqs)
