@@ -23,7 +23,7 @@ PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
-BRIDGE_SRC := $(filter-out bridge/cli_%.c,$(wildcard bridge/*.c))
+BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c,$(wildcard bridge/*.c))
 CLI_SRC := $(wildcard bridge/cli_*.c) $(wildcard bridge/registry.c bridge/rkeys.c)
 HOUSE_SRC := $(wildcard house/*.c)
 HARNESS_SRC := $(wildcard tests/harness/*.c)

@@ -4,8 +4,8 @@
  * id in braces so they share one Redis Cluster slot.
  *
  *   <p>:houses            SET   ids of registered houses (for `ghostport house list`)
- *   <p>:{h}:house         HASH  secret (sealed or hex, see proto/auth.h), labels (JSON), created (ms)
- *   <p>:{h}:req           STREAM requests (public contract); consumer group GP_GROUP
+ *   <p>:{h}:house         HASH  secret (sealed or hex, see proto/auth.h), labels (JSON), created
+ * (ms) <p>:{h}:req           STREAM requests (public contract); consumer group GP_GROUP
  *   <p>:{h}:state         HASH  bridge, transport, since (ms), last_seen (ms), rtt_ms, epoch, addr
  *   <p>:{h}:epoch         STRING fencing epoch, INCR on every authenticated connect
  *   <p>:rep:<id>          STREAM reply (public contract), with a TTL
@@ -18,8 +18,8 @@
 #include <stddef.h>
 
 #define GP_DEFAULT_PREFIX "gp"
-#define GP_GROUP "gp"           /* consumer group on every request stream */
-#define GP_CONSUMER "house"      /* the one consumer: pending entries follow the house, not a bridge */
+#define GP_GROUP "gp"       /* consumer group on every request stream */
+#define GP_CONSUMER "house" /* the one consumer: pending entries follow the house, not a bridge */
 #define GP_KEY_MAX 256
 
 /* Each writes a NUL-terminated key into out[GP_KEY_MAX]; returns its length, or -1 if it
