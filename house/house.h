@@ -1,0 +1,130 @@
+/* house.h — shared declarations of ghostport-house, the agent that dials a bridge and runs
+ * requests against its own allowlisted upstreams. I/O side: main.c owns config, signals and
+ * the libuv loop; tunnel.c the WebSocket to the bridge (handshake, frames, send scheduling,
+ * reconnects); upstream.c the libcurl multi handle driven by the same loop; log.c the
+ * one-line key=value event log. The pure protocol pieces come from proto/. */
+#ifndef HOUSE_H
+#define HOUSE_H
+
+#include "auth.h"
+#include "frame.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+/* --- config (main.c) ------------------------------------------------------------------- */
+
+typedef struct hs_service {
+    char *name; /* "" for none: the default upstream is kept in hs_config.upstream */
+    char *url;  /* base URL without a trailing '/' */
+} hs_service;
+
+typedef struct hs_config {
+    char *config;
+    char *id;
+    char *secret;
+    char *secret_file;
+    char *upstream;
+    long long max_body;
+    long long max_response;
+    long long max_conns;
+    char *ca_file;
+    int insecure;
+    char *log_level;
+    int help;
+    /* Repeatable options. `layer` says which source (file, env, flags) is being applied, so
+     * that a later source replaces a list instead of appending to it. */
+    int layer;
+    int bridges_layer, services_layer;
+    char **bridges;
+    size_t nbridges;
+    hs_service *services;
+    size_t nservices;
+} hs_config;
+
+/* Global state of the process: one loop, one config. */
+typedef struct hs_globals {
+    uv_loop_t *loop;
+    hs_config cfg;
+    uint8_t secret[GP_SECRET_LEN];
+    int stopping;
+} hs_globals;
+
+extern hs_globals g_hs;
+
+uint64_t hs_now_ms(void); /* monotonic */
+
+/* --- log (log.c) ------------------------------------------------------------------------- */
+
+enum { HS_LOG_ERROR = 0, HS_LOG_WARN = 1, HS_LOG_INFO = 2, HS_LOG_DEBUG = 3 };
+
+/* Parses "error|warn|info|debug". Returns the level or -1. */
+int hs_log_parse_level(const char *s);
+void hs_log_set_level(int level);
+int hs_log_enabled(int level);
+/* One line to stderr: "ts=... level=... event=<event> <fmt...>". */
+void hs_log(int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A log-safe rendering of p[0..len): bare if it is plain, else double-quoted with escapes.
+ * Returns one of a few rotating static buffers: use within one hs_log call. */
+const char *hs_q(const void *p, size_t len);
+const char *hs_qs(const char *s); /* NULL -> "" */
+
+/* --- streams: one request/response exchange (tunnel.c) ---------------------------------- */
+
+typedef struct hs_stream hs_stream;
+typedef struct hs_xfer hs_xfer;
+
+/* What the upstream side needs to run a request. Every pointer is owned by the stream and
+ * lives as long as it. */
+typedef struct hs_request {
+    char *frame_id, *method, *path, *service;
+    const char *base_url; /* borrowed from the config */
+    gp_header *headers;   /* copies, NUL-terminated in memory */
+    size_t nheaders;
+    uint32_t timeout_ms;
+    uint8_t *body;
+    size_t body_len;
+} hs_request;
+
+const hs_request *hs_stream_request(const hs_stream *s);
+
+/* Response side, called by upstream.c. Frames are encoded and queued at once; they go out
+ * round-robin with other streams. `body_len` is GP_LEN_UNKNOWN when unknown. */
+void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh,
+                    const char *error, const char *message, uint64_t body_len, int fin);
+/* len <= GP_BODY_CHUNK. content_type picks whether zstd is worth trying. */
+void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin);
+/* The transfer is over: upstream.c forgets the stream, the tunnel frees it once its queued
+ * frames are written. `outcome` names the result for the request log line. */
+void hs_stream_upstream_done(hs_stream *s, const char *outcome);
+
+/* 1 while queued outgoing bytes are above the high-water mark: upstream.c pauses reads. */
+int hs_tunnel_congested(void);
+
+/* --- tunnel (tunnel.c) ------------------------------------------------------------------ */
+
+int hs_tunnel_start(void); /* creates the lws context and dials; 0 or -1 */
+void hs_tunnel_stop(void); /* closes the connection, stops timers, destroys the context */
+void hs_tunnel_final(void); /* after the loop has run dry: completes lws teardown */
+
+/* --- upstream (upstream.c) -------------------------------------------------------------- */
+
+int hs_upstream_init(void);
+void hs_upstream_stop(void); /* aborts transfers and closes handles; the loop finishes it */
+void hs_upstream_final(void); /* after the loop has run dry */
+
+/* Checks a request as soon as its head is known: method and path usable (400 bad_request),
+ * service configured (403 forbidden_upstream). Sets r->base_url and returns 0, or fills
+ * status/error/message (static or long-lived strings) and returns -1. */
+int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const char **message);
+/* Starts the request of `s` (hs_stream_request). On success returns the transfer, which
+ * later calls hs_stream_head/body and finally hs_stream_upstream_done. On failure returns
+ * NULL after answering the stream with an error head itself. */
+hs_xfer *hs_upstream_start(hs_stream *s);
+/* Aborts a transfer without calling back into the stream (CANCEL, disconnect). */
+void hs_upstream_abort(hs_xfer *x);
+/* Queued bytes went below the low-water mark: unpause transfers (from a loop callback). */
+void hs_upstream_resume(void);
+
+#endif

@@ -1,0 +1,439 @@
+/* main.c — ghostport-house: configuration (proto/conf.h table: file < env < flags), checks
+ * that fail fast with exit status 2, signals, and the one libuv loop that hosts both the
+ * WebSocket to the bridge (tunnel.c) and the upstream HTTP calls (upstream.c). I/O side. */
+#include "conf.h"
+#include "house.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+hs_globals g_hs;
+
+static uv_signal_t g_sigint, g_sigterm;
+
+uint64_t hs_now_ms(void) { return uv_hrtime() / 1000000u; }
+
+/* --- repeatable options ------------------------------------------------------------------ */
+
+static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+static void free_bridges(hs_config *c) {
+    for (size_t i = 0; i < c->nbridges; i++)
+        free(c->bridges[i]);
+    free(c->bridges);
+    c->bridges = NULL;
+    c->nbridges = 0;
+}
+
+static void free_services(hs_config *c) {
+    for (size_t i = 0; i < c->nservices; i++) {
+        free(c->services[i].name);
+        free(c->services[i].url);
+    }
+    free(c->services);
+    c->services = NULL;
+    c->nservices = 0;
+}
+
+/* Base URLs are joined with the request path: keep them without a trailing '/'. */
+static char *base_url_dup(const char *v, size_t n) {
+    while (n > 0 && v[n - 1] == '/')
+        n--;
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, v, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static int check_http_url(const char *v, size_t n, char *err, size_t errlen, const char *what) {
+    const char *p = v;
+    if (starts_with(p, "http://"))
+        p += 7;
+    else if (starts_with(p, "https://"))
+        p += 8;
+    else {
+        snprintf(err, errlen, "%s: \"%.*s\" must start with http:// or https://", what, (int)n,
+                 v);
+        return GP_ERR_INVALID;
+    }
+    size_t host = 0;
+    while (p + host < v + n && p[host] != '/')
+        host++;
+    if (host == 0) {
+        snprintf(err, errlen, "%s: \"%.*s\" has no host", what, (int)n, v);
+        return GP_ERR_INVALID;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#') {
+            snprintf(err, errlen, "%s: \"%.*s\" must be a plain base URL (no spaces, query or "
+                     "fragment)", what, (int)n, v);
+            return GP_ERR_INVALID;
+        }
+    return 0;
+}
+
+/* Each value may hold several entries separated by commas or spaces (handy in GP_BRIDGE). */
+static int set_bridge(void *obj, const char *value, char *err, size_t errlen) {
+    hs_config *c = obj;
+    if (c->bridges_layer != c->layer) {
+        free_bridges(c);
+        c->bridges_layer = c->layer;
+    }
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, ", \t");
+        if (n) {
+            if (!starts_with(p, "ws://") && !starts_with(p, "wss://")) {
+                snprintf(err, errlen, "bridge: \"%.*s\" must start with wss:// (or ws://)",
+                         (int)n, p);
+                return GP_ERR_INVALID;
+            }
+            if (n >= 400) {
+                snprintf(err, errlen, "bridge: URL too long");
+                return GP_ERR_INVALID;
+            }
+            char **b = realloc(c->bridges, (c->nbridges + 1) * sizeof *b);
+            if (!b)
+                return GP_ERR_NOMEM;
+            c->bridges = b;
+            if (!(b[c->nbridges] = strndup(p, n)))
+                return GP_ERR_NOMEM;
+            c->nbridges++;
+        }
+        p += n;
+        p += strspn(p, ", \t");
+    }
+    return 0;
+}
+
+static int valid_service_name(const char *p, size_t n) {
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)p[i]) && !strchr("_.-", p[i]))
+            return 0;
+    return 1;
+}
+
+static int set_service(void *obj, const char *value, char *err, size_t errlen) {
+    hs_config *c = obj;
+    if (c->services_layer != c->layer) {
+        free_services(c);
+        c->services_layer = c->layer;
+    }
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, ", \t");
+        if (n) {
+            const char *eq = memchr(p, '=', n);
+            if (!eq || !valid_service_name(p, (size_t)(eq - p))) {
+                snprintf(err, errlen,
+                         "service: \"%.*s\" must be NAME=URL, NAME of 1-64 [A-Za-z0-9_.-]",
+                         (int)n, p);
+                return GP_ERR_INVALID;
+            }
+            size_t nl = (size_t)(eq - p), ul = n - nl - 1;
+            if (check_http_url(eq + 1, ul, err, errlen, "service") != 0)
+                return GP_ERR_INVALID;
+            for (size_t i = 0; i < c->nservices; i++)
+                if (strlen(c->services[i].name) == nl && memcmp(c->services[i].name, p, nl) == 0) {
+                    snprintf(err, errlen, "service: \"%.*s\" given twice", (int)nl, p);
+                    return GP_ERR_INVALID;
+                }
+            hs_service *s = realloc(c->services, (c->nservices + 1) * sizeof *s);
+            if (!s)
+                return GP_ERR_NOMEM;
+            c->services = s;
+            s[c->nservices].name = strndup(p, nl);
+            s[c->nservices].url = base_url_dup(eq + 1, ul);
+            c->nservices++;
+            if (!s[c->nservices - 1].name || !s[c->nservices - 1].url)
+                return GP_ERR_NOMEM;
+        }
+        p += n;
+        p += strspn(p, ", \t");
+    }
+    return 0;
+}
+
+#define OFF(f) offsetof(hs_config, f)
+static const gp_conf_opt opts[] = {
+    {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL, "read options from FILE (name = value lines)"},
+    {"id", GP_CONF_STR, OFF(id), 0, 0, NULL, NULL, "this house's id (1-64 of [A-Za-z0-9_.-])"},
+    {"secret", GP_CONF_STR, OFF(secret), 0, 0, NULL, NULL,
+     "the house secret: 64 hex digits (prefer secret-file or GP_SECRET)"},
+    {"secret-file", GP_CONF_STR, OFF(secret_file), 0, 0, NULL, NULL,
+     "file holding the secret (64 hex digits)"},
+    {"bridge", GP_CONF_FN, 0, 0, 0, NULL, set_bridge,
+     "bridge URL, wss://host:port/ (ws:// only if the bridge allows it); repeat for fallbacks"},
+    {"upstream", GP_CONF_STR, OFF(upstream), 0, 0, NULL, NULL,
+     "default upstream base URL, e.g. http://127.0.0.1:8080 (requests without a service)"},
+    {"service", GP_CONF_FN, 0, 0, 0, NULL, set_service,
+     "named upstream NAME=URL; repeat for more. Nothing else is ever reachable"},
+    {"max-body", GP_CONF_INT, OFF(max_body), 0, 1LL << 32, "8388608", NULL,
+     "largest request body in bytes (larger: 413 too_large)"},
+    {"max-response", GP_CONF_INT, OFF(max_response), 0, 1LL << 40, "67108864", NULL,
+     "largest upstream response body in bytes (larger: 413 too_large)"},
+    {"max-conns", GP_CONF_INT, OFF(max_conns), 1, 10000, "64", NULL,
+     "upstream connections per host; more requests queue"},
+    {"ca-file", GP_CONF_STR, OFF(ca_file), 0, 0, NULL, NULL,
+     "CA certificate (PEM) to verify the bridge with, for a private CA"},
+    {"insecure", GP_CONF_BOOL, OFF(insecure), 0, 1, "0", NULL,
+     "do not verify the bridge's TLS certificate (testing only)"},
+    {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL, "error, warn, info or debug"},
+    {"help", GP_CONF_BOOL, OFF(help), 0, 1, "0", NULL, "print this help"},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+};
+
+static void print_line(void *ud, const char *line) {
+    (void)ud;
+    printf("%s\n", line);
+}
+
+static void usage(void) {
+    printf("usage: ghostport-house [options]\n"
+           "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n"
+           "options (each also as environment variable GP_<NAME> and config file line):\n");
+    gp_conf_usage(opts, print_line, NULL);
+}
+
+static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > max) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : bad ? "read error" : "file too large");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Defaults < config file < environment < flags. The file's name itself may come from a flag
+ * or GP_CONFIG, so it is looked up first. */
+static int load_config(int argc, char **argv, char *err, size_t errlen) {
+    hs_config *c = &g_hs.cfg;
+    if (gp_conf_defaults(opts, c, err, errlen) != 0)
+        return -1;
+    const char *file = getenv("GP_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (starts_with(argv[i], "--config="))
+            file = argv[i] + 9;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            c->help = 1;
+    }
+    if (c->help)
+        return 0;
+    if (file && *file) {
+        size_t len;
+        char *text = read_file(file, 1 << 20, &len, err, errlen);
+        if (!text)
+            return -1;
+        c->layer = 1;
+        int rc = gp_conf_parse_text(opts, c, text, len, err, errlen);
+        free(text);
+        if (rc != 0)
+            return -1;
+    }
+    c->layer = 2;
+    if (gp_conf_apply_env(opts, c, getenv, err, errlen) != 0)
+        return -1;
+    c->layer = 3;
+    int npos = 0, pos[1];
+    if (gp_conf_parse_argv(opts, c, argc, argv, 1, pos, 1, &npos, err, errlen) != 0)
+        return -1;
+    if (npos) {
+        snprintf(err, errlen, "unexpected argument \"%s\" (options start with --)", argv[pos[0]]);
+        return -1;
+    }
+    return 0;
+}
+
+static int validate_config(char *err, size_t errlen) {
+    hs_config *c = &g_hs.cfg;
+    if (!c->id || !*c->id) {
+        snprintf(err, errlen, "id: required (--id, GP_ID)");
+        return -1;
+    }
+    if (!gp_house_id_valid(gp_str_c(c->id))) {
+        snprintf(err, errlen, "id: \"%s\" is not 1-64 of [A-Za-z0-9_.-]", c->id);
+        return -1;
+    }
+    int has_secret = c->secret && *c->secret, has_file = c->secret_file && *c->secret_file;
+    if (has_secret && has_file) {
+        snprintf(err, errlen, "secret and secret-file are both set: give one");
+        return -1;
+    }
+    if (!has_secret && !has_file) {
+        snprintf(err, errlen, "secret: required (--secret-file FILE, GP_SECRET or --secret)");
+        return -1;
+    }
+    char hex[GP_SECRET_HEX_LEN + 1];
+    if (has_file) {
+        size_t len;
+        char *text = read_file(c->secret_file, 4096, &len, err, errlen);
+        if (!text)
+            return -1;
+        char *p = text;
+        while (isspace((unsigned char)*p))
+            p++;
+        size_t n = strlen(p);
+        while (n && isspace((unsigned char)p[n - 1]))
+            n--;
+        snprintf(hex, sizeof hex, "%.*s", (int)(n < sizeof hex ? n : sizeof hex - 1), p);
+        int ok = n == GP_SECRET_HEX_LEN;
+        sodium_memzero(text, len);
+        free(text);
+        if (!ok) {
+            snprintf(err, errlen, "secret-file: %s must hold exactly 64 hex digits",
+                     c->secret_file);
+            return -1;
+        }
+    } else {
+        snprintf(hex, sizeof hex, "%s", c->secret);
+        if (strlen(c->secret) != GP_SECRET_HEX_LEN) {
+            snprintf(err, errlen, "secret: must be exactly 64 hex digits (got %zu characters)",
+                     strlen(c->secret));
+            return -1;
+        }
+    }
+    int rc = gp_secret_from_hex(hex, g_hs.secret);
+    sodium_memzero(hex, sizeof hex);
+    if (rc != 0) {
+        snprintf(err, errlen, "secret: must be exactly 64 hex digits");
+        return -1;
+    }
+    if (c->secret)
+        sodium_memzero(c->secret, strlen(c->secret));
+    if (c->nbridges == 0) {
+        snprintf(err, errlen, "bridge: at least one is required (--bridge wss://host:port/)");
+        return -1;
+    }
+    if (c->upstream && *c->upstream) {
+        if (check_http_url(c->upstream, strlen(c->upstream), err, errlen, "upstream") != 0)
+            return -1;
+        char *b = base_url_dup(c->upstream, strlen(c->upstream));
+        if (!b)
+            return -1;
+        free(c->upstream);
+        c->upstream = b;
+    } else if (c->nservices == 0) {
+        snprintf(err, errlen, "upstream: give --upstream URL or at least one --service NAME=URL");
+        return -1;
+    }
+    int lvl = hs_log_parse_level(c->log_level);
+    if (lvl < 0) {
+        snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug",
+                 c->log_level);
+        return -1;
+    }
+    hs_log_set_level(lvl);
+    if (c->ca_file && *c->ca_file) {
+        FILE *f = fopen(c->ca_file, "rb");
+        if (!f) {
+            snprintf(err, errlen, "ca-file: %s: %s", c->ca_file, strerror(errno));
+            return -1;
+        }
+        fclose(f);
+    }
+    return 0;
+}
+
+static void clear_config(void) {
+    gp_conf_clear(opts, &g_hs.cfg);
+    free_bridges(&g_hs.cfg);
+    free_services(&g_hs.cfg);
+    sodium_memzero(g_hs.secret, sizeof g_hs.secret);
+}
+
+/* --- signals and shutdown ---------------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+    (void)h;
+    if (g_hs.stopping)
+        return;
+    g_hs.stopping = 1;
+    hs_log(HS_LOG_INFO, "shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    hs_tunnel_stop();
+    hs_upstream_stop();
+    uv_close((uv_handle_t *)&g_sigint, NULL);
+    uv_close((uv_handle_t *)&g_sigterm, NULL);
+}
+
+int main(int argc, char **argv) {
+    char err[512] = "";
+    int rc = 2;
+    if (gp_auth_init() != 0) {
+        fprintf(stderr, "ghostport-house: libsodium initialisation failed\n");
+        return 1;
+    }
+    if (load_config(argc, argv, err, sizeof err) != 0 || (!g_hs.cfg.help &&
+                                                           validate_config(err, sizeof err) != 0)) {
+        fprintf(stderr, "ghostport-house: %s\n(see --help)\n", err);
+        goto out_conf;
+    }
+    if (g_hs.cfg.help) {
+        usage();
+        rc = 0;
+        goto out_conf;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "ghostport-house: curl_global_init failed\n");
+        rc = 1;
+        goto out_conf;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    g_hs.loop = &loop;
+    uv_signal_init(&loop, &g_sigint);
+    uv_signal_init(&loop, &g_sigterm);
+    uv_signal_start(&g_sigint, on_signal, SIGINT);
+    uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+
+    hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu",
+           g_hs.cfg.id, g_hs.cfg.nbridges, hs_qs(g_hs.cfg.upstream), g_hs.cfg.nservices);
+    rc = 1;
+    if (hs_upstream_init() != 0 || hs_tunnel_start() != 0) {
+        g_hs.stopping = 1;
+        hs_tunnel_stop();
+        hs_upstream_stop();
+        uv_close((uv_handle_t *)&g_sigint, NULL);
+        uv_close((uv_handle_t *)&g_sigterm, NULL);
+    } else {
+        rc = 0;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
+    hs_tunnel_final();
+    hs_upstream_final();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        hs_log(HS_LOG_WARN, "loop_not_empty", NULL);
+    curl_global_cleanup();
+    hs_log(HS_LOG_INFO, "stopped", NULL);
+out_conf:
+    clear_config();
+    return rc;
+}
