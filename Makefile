@@ -104,6 +104,11 @@ asan: deps
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_TIME ?= 30
+# The entry fuzzer also takes the bridge's pure entry parser, hiredis's reader and jansson.
+build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/entry.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \

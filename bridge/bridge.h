@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "compress.h"
+#include "entry.h"
 #include "frame.h"
 #include "gp.h"
 #include "log.h"
@@ -181,16 +182,6 @@ int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint
 void br_req_load_scripts(void);
 
 /* A parsed stream entry (borrowed pointers into the redisReply). */
-typedef struct br_entry {
-    const char *entry_id;
-    gp_str id, method, path, service, headers, body, reply;
-    int has_reply;
-    uint64_t timeout_ms, deadline;
-    int status; /* 0: valid, else the error reply to give */
-    const char *error, *message;
-    char msgbuf[160]; /* storage for a formatted message */
-} br_entry;
-void br_entry_parse(const redisReply *e, br_entry *out);
 /* Writes an error reply (final) and then acks the entry. holder: NULL = acked under our
  * epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
  * "" for none). Takes no ownership. */

@@ -60,7 +60,7 @@ static void on_range(redisReply *rep, void *ud) {
                 e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48)
                 continue;
             br_entry en;
-            br_entry_parse(e, &en);
+            br_entry_parse(e, g_br.cfg.max_body, &en);
             if (en.status < 0 || en.deadline > now)
                 continue;
             if (en.status)

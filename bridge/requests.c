@@ -15,11 +15,6 @@
 #include <strings.h>
 
 #define REPLY_MAXLEN "1000"
-#define MAX_ID_LEN 200
-#define MAX_REPLY_KEY 1024
-#define MAX_PATH_LEN 16384
-#define MAX_TIMEOUT_MS 86400000ull
-#define DEFAULT_TIMEOUT_MS 30000ull
 
 /* KEYS: epoch, req. ARGV: epoch, group, entry id. 0: the house is someone else's now. */
 static br_script s_ack = {"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
@@ -250,157 +245,6 @@ void br_reply_error(br_conn *c, const char *house, const char *reqkey, const cha
     reply_unref(rp);
 }
 
-/* --- parsing stream entries ------------------------------------------------------------- */
-
-static int parse_u64(gp_str s, uint64_t *out) {
-    if (s.len == 0 || s.len > 19)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        if (s.p[i] < '0' || s.p[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(s.p[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-static uint64_t entry_ms(const char *id) {
-    return strtoull(id, NULL, 10);
-}
-
-static int printable(gp_str s) {
-    for (size_t i = 0; i < s.len; i++)
-        if (s.p[i] < 0x21 || s.p[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
-static int is_tchar(uint8_t ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static int is_token(gp_str s, size_t max) {
-    if (s.len == 0 || s.len > max)
-        return 0;
-    for (size_t i = 0; i < s.len; i++)
-        if (!is_tchar(s.p[i]))
-            return 0;
-    return 1;
-}
-
-/* Header values may hold any byte but CR, LF and NUL (no header injection upstream). */
-static int header_value_ok(const char *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
-            return 0;
-    return 1;
-}
-
-/* NULL if `s` is not a JSON object of string values usable as HTTP headers. */
-static json_t *headers_load(gp_str s) {
-    json_t *h = json_loadb((const char *)s.p, s.len, 0, NULL);
-    if (!h || !json_is_object(h) || json_object_size(h) > GP_MAX_HEADERS)
-        goto bad;
-    for (void *it = json_object_iter(h); it; it = json_object_iter_next(h, it)) {
-        const char *k = json_object_iter_key(it);
-        json_t *v = json_object_iter_value(it);
-        if (!json_is_string(v) || !is_token(gp_str_c(k), 256) ||
-            !header_value_ok(json_string_value(v), json_string_length(v)) ||
-            json_string_length(v) > 65535)
-            goto bad;
-    }
-    return h;
-bad:
-    json_decref(h);
-    return NULL;
-}
-
-static void bad(br_entry *o, const char *msg) {
-    if (o->status)
-        return; /* keep the first problem */
-    o->status = 400;
-    o->error = "bad_request";
-    o->message = msg;
-}
-
-void br_entry_parse(const redisReply *e, br_entry *o) {
-    memset(o, 0, sizeof *o);
-    o->entry_id = e->element[0]->str;
-    o->timeout_ms = DEFAULT_TIMEOUT_MS;
-    o->has_reply = 1;
-    const redisReply *fv = e->element[1];
-    if (fv->type != REDIS_REPLY_ARRAY) {
-        o->status = -1; /* deleted or trimmed while pending */
-        return;
-    }
-    int have_method = 0, have_path = 0, have_id = 0, have_timeout = 0;
-    gp_str timeout = {0};
-    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
-        const redisReply *k = fv->element[i], *v = fv->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        gp_str ks = {(const uint8_t *)k->str, k->len}, vs = {(const uint8_t *)v->str, v->len};
-        if (gp_str_eq(ks, "id"))
-            o->id = vs, have_id = 1;
-        else if (gp_str_eq(ks, "method"))
-            o->method = vs, have_method = 1;
-        else if (gp_str_eq(ks, "path"))
-            o->path = vs, have_path = 1;
-        else if (gp_str_eq(ks, "headers"))
-            o->headers = vs;
-        else if (gp_str_eq(ks, "body"))
-            o->body = vs;
-        else if (gp_str_eq(ks, "service"))
-            o->service = vs;
-        else if (gp_str_eq(ks, "timeout_ms"))
-            timeout = vs, have_timeout = 1;
-        else if (gp_str_eq(ks, "reply"))
-            o->reply = vs, o->has_reply = vs.len > 0;
-    }
-    if (!have_id || o->id.len == 0 || o->id.len > MAX_ID_LEN || !printable(o->id)) {
-        if (have_id)
-            bad(o, "id must be 1-200 printable characters");
-        o->id = gp_str_c(o->entry_id);
-    }
-    if (o->reply.len > MAX_REPLY_KEY ||
-        memchr(o->reply.p ? (const void *)o->reply.p : "", 0, o->reply.len)) {
-        bad(o, "reply must be a key name of at most 1024 bytes");
-        o->reply = (gp_str){0};
-    }
-    if (have_timeout && (parse_u64(timeout, &o->timeout_ms) != 0 || o->timeout_ms == 0 ||
-                         o->timeout_ms > MAX_TIMEOUT_MS)) {
-        bad(o, "timeout_ms must be an integer from 1 to 86400000");
-        o->timeout_ms = DEFAULT_TIMEOUT_MS;
-    }
-    o->deadline = entry_ms(o->entry_id) + o->timeout_ms;
-    if (!have_method)
-        bad(o, "missing required field: method");
-    else if (!is_token(o->method, 32))
-        bad(o, "method must be an HTTP token");
-    if (!have_path)
-        bad(o, "missing required field: path");
-    else if (o->path.len == 0 || o->path.p[0] != '/' || o->path.len > MAX_PATH_LEN ||
-             !printable(o->path))
-        bad(o, "path must start with / and hold no spaces or control characters");
-    if (o->service.len > 255 || !printable(o->service))
-        bad(o, "service must be a printable name of at most 255 bytes");
-    if (o->headers.len) {
-        json_t *h = headers_load(o->headers);
-        if (!h)
-            bad(o, "headers must be a JSON object of string values");
-        json_decref(h);
-    }
-    if (!o->status && o->body.len > (size_t)g_br.cfg.max_body) {
-        o->status = 413;
-        o->error = "too_large";
-        snprintf(o->msgbuf, sizeof o->msgbuf, "body of %zu bytes exceeds the maximum of %lld",
-                 o->body.len, g_br.cfg.max_body);
-        o->message = o->msgbuf;
-    }
-}
-
 /* --- requests in flight ----------------------------------------------------------------- */
 
 int br_req_in_flight(const br_conn *c, const char *entry_id) {
@@ -488,7 +332,7 @@ void br_req_free_all(br_conn *c) {
 
 static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     br_req *r = calloc(1, sizeof *r);
-    json_t *h = en->headers.len ? headers_load(en->headers) : NULL;
+    json_t *h = en->headers.len ? br_headers_load(en->headers) : NULL;
     gp_header hs[GP_MAX_HEADERS];
     size_t nh = 0;
     if (!r)
@@ -591,7 +435,7 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
         if (pending && br_req_in_flight(c, e->element[0]->str))
             continue; /* already being served on this connection */
         br_entry en;
-        br_entry_parse(e, &en);
+        br_entry_parse(e, g_br.cfg.max_body, &en);
         if (en.status < 0) {
             /* Trimmed by MAXLEN while pending: nothing to answer, just settle the PEL. */
             br_log(BR_LOG_WARN, "entry_gone", "house=%s entry=%s", c->house, en.entry_id);
