@@ -1,0 +1,303 @@
+/* e2e.c — the main job end to end with real processes: producer XADD → Redis → bridge →
+ * house → local HTTP upstream → reply stream. Every test starts its own redis-server, bridge,
+ * house(s) and upstream on free loopback ports and stops them by PID. */
+#include "../harness/harness.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(e2e, .init = h_init, .fini = h_fini, .timeout = 120);
+
+typedef struct world {
+    int bridge_port, up_port;
+    char up_url[64];
+    h_proc *redis, *bridge, *up, *house;
+    char secret[65];
+} world;
+
+/* Redis, an upstream, a bridge (with extra args) and house `id`, connected. */
+static void world_up(world *w, const char *id, const char *const *bridge_extra) {
+    memset(w, 0, sizeof *w);
+    w->redis = h_redis_start(0);
+    w->up = h_upstream_start(&w->up_port);
+    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
+    w->bridge = h_bridge_start(0, &w->bridge_port, bridge_extra, 1);
+    h_register(id, w->secret);
+    w->house = h_house_start(id, w->secret, w->bridge_port, w->up_url, NULL);
+    cr_assert(h_wait_connected(id, 15000), "house %s did not connect within 15 s", id);
+}
+
+static int xpending(const char *house) {
+    redisReply *r = h_cmd("XPENDING gp:{%s}:req gp", house);
+    int n = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER)
+        n = (int)r->element[0]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static int no_pending(void *ud) {
+    return xpending(ud) == 0;
+}
+
+Test(e2e, get_with_headers_and_query) {
+    world w;
+    world_up(&w, "h1", NULL);
+    h_request("h1", "get-1", "GET", "/echo?x=1&y=two",
+              "{\"x-test\":\"yes\",\"accept\":\"application/json\"}", NULL, 0, 10000);
+    h_reply r;
+    cr_assert(h_wait_reply("get-1", NULL, 15000, &r), "no final reply");
+    cr_assert_eq(r.status, 200, "status %d error %s message %s", r.status, r.error ? r.error : "",
+                 r.message ? r.message : "");
+    cr_assert_null(r.error);
+    const char *b = (const char *)r.body;
+    cr_assert_str_eq(h_json_str(b, "method"), "GET");
+    cr_assert_str_eq(h_json_str(b, "path"), "/echo");
+    cr_assert(strstr(b, "\"x\": \"1\"") && strstr(b, "\"y\": \"two\""), "query lost: %s", b);
+    cr_assert(strstr(b, "\"x-test\": \"yes\""), "request header lost: %s", b);
+    cr_assert(strstr(b, "\"accept\": \"application/json\""), "accept header lost: %s", b);
+    const char *ct = h_reply_header(&r, "content-type");
+    cr_assert(ct && strcmp(ct, "application/json") == 0, "content-type %s", ct ? ct : "(none)");
+    h_reply_free(&r);
+}
+
+Test(e2e, post_put_delete_with_bodies) {
+    world w;
+    world_up(&w, "h1", NULL);
+    /* POST: JSON body, checked through its sha256 at the upstream. */
+    const char *json = "{\"hello\":\"world\"}";
+    char sha[65];
+    h_sha256_hex(json, strlen(json), sha);
+    h_request("h1", "post-1", "POST", "/echo", "{\"content-type\":\"application/json\"}", json,
+              strlen(json), 10000);
+    /* PUT: binary with NULs and every byte value, echoed back raw. */
+    uint8_t bin[512];
+    for (size_t i = 0; i < sizeof bin; i++)
+        bin[i] = (uint8_t)(i * 7);
+    bin[0] = 0, bin[1] = 0, bin[100] = 0;
+    h_request("h1", "put-1", "PUT", "/echo?raw=1",
+              "{\"content-type\":\"application/octet-stream\"}", bin, sizeof bin, 10000);
+    h_request("h1", "del-1", "DELETE", "/echo", NULL, NULL, 0, 10000);
+    /* A non-2xx upstream status is a normal reply, not an error. */
+    h_request("h1", "st-404", "GET", "/status/404", NULL, NULL, 0, 10000);
+
+    h_reply r;
+    cr_assert(h_wait_reply("post-1", NULL, 15000, &r));
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(h_json_str((char *)r.body, "method"), "POST");
+    cr_assert_eq(h_json_int((char *)r.body, "body_len"), (long long)strlen(json));
+    cr_assert_str_eq(h_json_str((char *)r.body, "body_sha256"), sha);
+    h_reply_free(&r);
+
+    cr_assert(h_wait_reply("put-1", NULL, 15000, &r));
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, sizeof bin, "binary body came back with %zu bytes", r.body_len);
+    cr_assert(memcmp(r.body, bin, sizeof bin) == 0, "binary body changed in transit");
+    h_reply_free(&r);
+
+    cr_assert(h_wait_reply("del-1", NULL, 15000, &r));
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(h_json_str((char *)r.body, "method"), "DELETE");
+    h_reply_free(&r);
+
+    cr_assert(h_wait_reply("st-404", NULL, 15000, &r));
+    cr_assert_eq(r.status, 404);
+    cr_assert_null(r.error, "upstream 404 must not be an error reply");
+    cr_assert(strstr((char *)r.body, "status 404"));
+    h_reply_free(&r);
+}
+
+Test(e2e, five_mib_both_ways) {
+    world w;
+    world_up(&w, "h1", NULL);
+    const size_t n = 5u << 20;
+    uint8_t *up = h_prandom(n, "upload");
+    char sha[65];
+    h_sha256_hex(up, n, sha);
+    /* Upload, hashed by the upstream. */
+    h_request("h1", "big-up", "POST", "/echo", "{\"content-type\":\"application/octet-stream\"}",
+              up, n, 60000);
+    /* Upload and echo: 5 MiB each way in one exchange. */
+    h_request("h1", "big-echo", "PUT", "/echo?raw=1",
+              "{\"content-type\":\"application/octet-stream\"}", up, n, 60000);
+    /* Download of deterministic bytes. */
+    h_request("h1", "big-down", "GET", "/bytes/5242880?seed=s5", NULL, NULL, 0, 60000);
+
+    h_reply r;
+    cr_assert(h_wait_reply("big-up", NULL, 60000, &r), "no reply for the 5 MiB upload");
+    cr_assert_eq(r.status, 200, "status %d %s %s", r.status, r.error ? r.error : "",
+                 r.message ? r.message : "");
+    cr_assert_eq(h_json_int((char *)r.body, "body_len"), (long long)n);
+    cr_assert_str_eq(h_json_str((char *)r.body, "body_sha256"), sha);
+    h_reply_free(&r);
+
+    cr_assert(h_wait_reply("big-echo", NULL, 60000, &r), "no reply for the 5 MiB echo");
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, n);
+    cr_assert(memcmp(r.body, up, n) == 0, "echoed 5 MiB differ");
+    cr_assert_gt(r.entries, 1, "a 5 MiB reply should arrive in several entries");
+    h_reply_free(&r);
+
+    uint8_t *want = h_prandom(n, "s5");
+    cr_assert(h_wait_reply("big-down", NULL, 60000, &r), "no reply for the 5 MiB download");
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, n, "download has %zu bytes", r.body_len);
+    cr_assert(memcmp(r.body, want, n) == 0, "downloaded bytes differ");
+    h_reply_free(&r);
+    free(want);
+    free(up);
+}
+
+Test(e2e, two_hundred_concurrent) {
+    world w;
+    world_up(&w, "h1", NULL);
+    enum { N = 200 };
+    char id[32], path[64], body[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "c-%d", i);
+        snprintf(path, sizeof path, "/echo?n=%d", i);
+        int bl = snprintf(body, sizeof body, "body of request %d", i);
+        h_request("h1", id, i % 2 ? "POST" : "GET", path, NULL, i % 2 ? body : NULL,
+                  i % 2 ? (size_t)bl : 0, 60000);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "c-%d", i);
+        h_reply r;
+        cr_assert(h_wait_reply(id, NULL, 60000, &r), "no reply for %s", id);
+        cr_assert_eq(r.status, 200, "%s: status %d %s", id, r.status, r.message ? r.message : "");
+        char want[32];
+        snprintf(want, sizeof want, "\"n\": \"%d\"", i);
+        cr_assert(strstr((char *)r.body, want), "%s got someone else's reply: %s", id, r.body);
+        cr_assert_str_eq(h_json_str((char *)r.body, "method"), i % 2 ? "POST" : "GET");
+        h_reply_free(&r);
+    }
+    /* Acknowledged after the replies: nothing stays pending. */
+    cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending: %d", xpending("h1"));
+}
+
+Test(e2e, two_houses_one_bridge) {
+    world w;
+    world_up(&w, "ha", NULL);
+    int up2;
+    h_upstream_start(&up2);
+    char url2[64], sec2[65];
+    snprintf(url2, sizeof url2, "http://127.0.0.1:%d", up2);
+    h_register("hb", sec2);
+    h_house_start("hb", sec2, w.bridge_port, url2, NULL);
+    cr_assert(h_wait_connected("hb", 15000), "second house did not connect");
+    for (int i = 0; i < 10; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "a-%d", i);
+        h_request("ha", id, "GET", "/headers", NULL, NULL, 0, 15000);
+        snprintf(id, sizeof id, "b-%d", i);
+        h_request("hb", id, "GET", "/headers", NULL, NULL, 0, 15000);
+    }
+    char host_a[64], host_b[64];
+    snprintf(host_a, sizeof host_a, "127.0.0.1:%d", w.up_port);
+    snprintf(host_b, sizeof host_b, "127.0.0.1:%d", up2);
+    for (int i = 0; i < 10; i++) {
+        char id[32];
+        h_reply r;
+        snprintf(id, sizeof id, "a-%d", i);
+        cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
+        cr_assert_eq(r.status, 200);
+        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_a, "%s served by the wrong house", id);
+        h_reply_free(&r);
+        snprintf(id, sizeof id, "b-%d", i);
+        cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
+        cr_assert_eq(r.status, 200);
+        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_b, "%s served by the wrong house", id);
+        h_reply_free(&r);
+    }
+    /* Both live states name the same bridge. */
+    redisReply *a = h_cmd("HGET gp:{ha}:state bridge"), *b = h_cmd("HGET gp:{hb}:state bridge");
+    cr_assert(a->type == REDIS_REPLY_STRING && b->type == REDIS_REPLY_STRING);
+    cr_assert_str_eq(a->str, b->str);
+    freeReplyObject(a);
+    freeReplyObject(b);
+}
+
+Test(e2e, house_restart_mid_run) {
+    world w;
+    world_up(&w, "h1", NULL);
+    h_request("h1", "before", "GET", "/echo?when=before", NULL, NULL, 0, 10000);
+    h_reply r;
+    cr_assert(h_wait_reply("before", NULL, 15000, &r));
+    cr_assert_eq(r.status, 200);
+    h_reply_free(&r);
+
+    h_stop(w.house);
+    cr_assert(h_wait_offline("h1", 15000), "the bridge did not notice the house leaving");
+    /* Requests sent while the house is away wait in its stream... */
+    for (int i = 0; i < 5; i++) {
+        char id[32], path[64];
+        snprintf(id, sizeof id, "during-%d", i);
+        snprintf(path, sizeof path, "/echo?during=%d", i);
+        h_request("h1", id, "POST", path, NULL, "x", 1, 60000);
+    }
+    /* ... no reply while it is away ... */
+    cr_assert_eq(h_int("EXISTS gp:rep:during-0"), 0, "a reply appeared with no house connected");
+    /* ... and are served once it is back. */
+    w.house = h_house_start("h1", w.secret, w.bridge_port, w.up_url, NULL);
+    cr_assert(h_wait_connected("h1", 15000), "house did not reconnect");
+    for (int i = 0; i < 5; i++) {
+        char id[32], want[32];
+        snprintf(id, sizeof id, "during-%d", i);
+        snprintf(want, sizeof want, "\"during\": \"%d\"", i);
+        cr_assert(h_wait_reply(id, NULL, 30000, &r), "request %s sent while the house was down "
+                                                     "was never served", id);
+        cr_assert_eq(r.status, 200, "%s: %d %s", id, r.status, r.message ? r.message : "");
+        cr_assert(strstr((char *)r.body, want));
+        h_reply_free(&r);
+    }
+    cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending");
+}
+
+Test(e2e, reply_has_ttl_and_no_reply_wanted) {
+    world w;
+    const char *extra[] = {"--reply-ttl", "60", NULL};
+    world_up(&w, "h1", extra);
+    h_request("h1", "ttl-1", "GET", "/echo", NULL, NULL, 0, 10000);
+    h_reply r;
+    cr_assert(h_wait_reply("ttl-1", NULL, 15000, &r));
+    cr_assert_eq(r.status, 200);
+    h_reply_free(&r);
+    long long ttl = h_int("PTTL gp:rep:ttl-1");
+    cr_assert(ttl > 0 && ttl <= 60000, "reply key PTTL %lld, want (0, 60000]", ttl);
+
+    /* A custom reply key is honoured, with a TTL too. */
+    h_field f[] = {{"id", "custom-1", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/echo", (size_t)-1},
+                   {"reply", "myapp:replies:1", (size_t)-1}};
+    h_xadd("h1", f, 4);
+    cr_assert(h_wait_reply("custom-1", "myapp:replies:1", 15000, &r));
+    cr_assert_eq(r.status, 200);
+    h_reply_free(&r);
+    ttl = h_int("PTTL myapp:replies:1");
+    cr_assert(ttl > 0 && ttl <= 60000, "custom reply key PTTL %lld", ttl);
+
+    /* reply "" : executed, acknowledged, nothing written. */
+    h_field g[] = {{"id", "fire-1", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/echo", (size_t)-1},
+                   {"headers", "{\"x-frame-id\":\"fire-1\"}", (size_t)-1},
+                   {"reply", "", 0}};
+    h_xadd("h1", g, 5);
+    /* The upstream counts requests carrying X-Frame-Id: fire-1; ask it through the tunnel. */
+    int hits = 0;
+    for (int tries = 0; tries < 200 && hits < 1; tries++) {
+        char id[32];
+        snprintf(id, sizeof id, "hits-%d", tries);
+        h_request("h1", id, "GET", "/hits?id=fire-1", NULL, NULL, 0, 10000);
+        cr_assert(h_wait_reply(id, NULL, 15000, &r));
+        hits = (int)h_json_int((char *)r.body, "hits");
+        h_reply_free(&r);
+    }
+    cr_assert_eq(hits, 1, "fire-and-forget request ran %d times", hits);
+    cr_assert_eq(h_int("EXISTS gp:rep:fire-1"), 0, "reply written although reply was empty");
+    cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending");
+}
