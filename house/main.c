@@ -292,9 +292,12 @@ static int validate_config(char *err, size_t errlen) {
     char hex[GP_SECRET_HEX_LEN + 1];
     if (has_file) {
         size_t len;
-        char *text = read_file(c->secret_file, 4096, &len, err, errlen);
-        if (!text)
+        char ferr[256];
+        char *text = read_file(c->secret_file, 4096, &len, ferr, sizeof ferr);
+        if (!text) {
+            snprintf(err, errlen, "secret-file: %s", ferr);
             return -1;
+        }
         char *p = text;
         while (isspace((unsigned char)*p))
             p++;

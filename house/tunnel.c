@@ -694,13 +694,14 @@ static void on_req_head(const gp_frame *f) {
     char mbuf[128];
     if (!ok) {
         status = 400, err = "bad_request", msg = "NUL byte in method, path or headers";
-    } else if (hs_upstream_check(r, &status, &err, &msg) != 0) {
-        /* status/err/msg filled */
-    } else if (s->declared_len != GP_LEN_UNKNOWN &&
-               s->declared_len > (uint64_t)g_hs.cfg.max_body) {
-        snprintf(mbuf, sizeof mbuf, "request body of %llu bytes exceeds max-body %lld",
-                 (unsigned long long)s->declared_len, g_hs.cfg.max_body);
-        status = 413, err = "too_large", msg = mbuf;
+    } else if (hs_upstream_check(r, &status, &err, &msg) == 0) {
+        status = 0;
+        if (s->declared_len != GP_LEN_UNKNOWN &&
+            s->declared_len > (uint64_t)g_hs.cfg.max_body) {
+            snprintf(mbuf, sizeof mbuf, "request body of %llu bytes exceeds max-body %lld",
+                     (unsigned long long)s->declared_len, g_hs.cfg.max_body);
+            status = 413, err = "too_large", msg = mbuf;
+        }
     }
     if (status) {
         /* Answer now; body frames that still arrive find no stream and are ignored. */
