@@ -32,7 +32,8 @@ while time.monotonic() < deadline:
         last = entry_id
         if status is None:
             status = int(f[b"status"])
-            headers = json.loads(f.get(b"headers", b"{}"))
+            # Header names keep the upstream's spelling: compare them case-insensitively.
+            headers = {k.lower(): v for k, v in json.loads(f.get(b"headers", b"{}")).items()}
             error = f.get(b"error")
         body += f.get(b"body", b"")
         if f.get(b"final") == b"1":

@@ -214,7 +214,7 @@ static void after_test(struct criterion_test_stats *st) {
     closedir(dir);
 }
 
-ReportHook(POST_TEST)(struct criterion_test_stats *st) {
+ReportHook(POST_FINI)(struct criterion_test_stats *st) {
     after_test(st);
 }
 

@@ -1,0 +1,251 @@
+/* cli.c — the `ghostport` command-line tool against real processes: house add/list/rm (output,
+ * what lands in Redis, exit codes) and request (curl -i style output and exit codes). */
+#include "../harness/harness.h"
+
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(cli, .init = h_init, .fini = h_fini, .timeout = 120);
+
+/* Runs the CLI; returns the exit code, output in *out (caller frees) and stderr in *err. */
+#define CLI(out, err, ...) h_cli(out, NULL, err, (const char *const[]){__VA_ARGS__, NULL})
+
+static int is_hex64(const char *s) {
+    for (int i = 0; i < 64; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return 0;
+    return !isxdigit((unsigned char)s[64]);
+}
+
+/* The 64-hex secret after "secret: " in add's output (static buffer). */
+static const char *secret_of(const char *out) {
+    static char s[65];
+    const char *p = strstr(out, "secret: ");
+    cr_assert(p, "no 'secret: ' line in: %s", out);
+    memcpy(s, p + 8, 64);
+    s[64] = '\0';
+    cr_assert(is_hex64(p + 8), "secret is not 64 hex digits: %s", out);
+    return s;
+}
+
+Test(cli, house_add_list_rm) {
+    h_redis_start(0);
+    char *out, *err;
+
+    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-1", "--label", "site=north",
+                     "--label", "kind=pump"), 0, "add failed: %s", err);
+    char secret[65];
+    snprintf(secret, sizeof secret, "%s", secret_of(out));
+    cr_assert(strstr(out, "ghostport-house"), "add does not say how to start the house: %s", out);
+    free(out), free(err);
+    redisReply *r = h_cmd("HGET gp:{farm-1}:house secret");
+    cr_assert(r->type == REDIS_REPLY_STRING);
+    cr_assert_str_eq(r->str, secret, "stored secret differs from the printed one");
+    freeReplyObject(r);
+    r = h_cmd("HGET gp:{farm-1}:house labels");
+    cr_assert_str_eq(r->str, "{\"kind\":\"pump\",\"site\":\"north\"}");
+    freeReplyObject(r);
+    cr_assert_eq(h_int("SISMEMBER gp:houses farm-1"), 1);
+    cr_assert_gt(h_int("HGET gp:{farm-1}:house created"), 1600000000000LL);
+
+    /* No silent overwrite. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-1"), 1);
+    cr_assert(strstr(err, "already exists"), "stderr: %s", err);
+    free(out), free(err);
+    r = h_cmd("HGET gp:{farm-1}:house secret");
+    cr_assert_str_eq(r->str, secret, "secret changed without --force");
+    freeReplyObject(r);
+
+    /* Invalid ids are usage errors. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "bad id"), 2);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "add", "x{y}"), 2);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "add"), 2);
+    free(out), free(err);
+
+    /* -q prints only the secret. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-2", "-q"), 0);
+    cr_assert(is_hex64(out) && out[64] == '\n' && out[65] == '\0', "-q output: '%s'", out);
+    free(out), free(err);
+
+    /* list: both, offline, with labels. */
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0, "list: %s", err);
+    cr_assert(strstr(out, "farm-1") && strstr(out, "farm-2"), "list: %s", out);
+    cr_assert(strstr(out, "offline"), "list: %s", out);
+    cr_assert(strstr(out, "\"site\":\"north\""), "labels missing: %s", out);
+    free(out), free(err);
+
+    /* Connected: list shows the bridge, transport and rtt column. */
+    int up, bport;
+    h_upstream_start(&up);
+    const char *bx[] = {"--bridge-id", "b-test", NULL};
+    h_bridge_start(0, &bport, bx, 1);
+    char upurl[64];
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    h_house_start("farm-1", secret, bport, upurl, NULL);
+    cr_assert(h_wait_connected("farm-1", 15000), "house with the CLI's secret did not connect");
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0);
+    char *line = strstr(out, "farm-1");
+    cr_assert(line && strstr(line, "connected") && strstr(line, "b-test") && strstr(line, "ws"),
+              "list does not show the live state: %s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0);
+    cr_assert(strstr(out, "\"id\":\"farm-1\"") && strstr(out, "\"connected\":true") &&
+                  strstr(out, "\"bridge\":\"b-test\""),
+              "json: %s", out);
+    free(out), free(err);
+
+    /* --force replaces the secret. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-2", "--force"), 0);
+    cr_assert(strstr(out, "replaced"), "force output: %s", out);
+    free(out), free(err);
+
+    /* rm: says what it removed and what it kept. */
+    h_request("farm-2", "queued-1", "GET", "/", NULL, NULL, 0, 60000);
+    cr_assert_eq(CLI(&out, &err, "house", "rm", "farm-2"), 0, "rm: %s", err);
+    cr_assert(strstr(out, "removed") && strstr(out, "gp:{farm-2}:req") && strstr(out, "kept"),
+              "rm output: %s", out);
+    free(out), free(err);
+    cr_assert_eq(h_int("EXISTS gp:{farm-2}:house"), 0);
+    cr_assert_eq(h_int("SISMEMBER gp:houses farm-2"), 0);
+    cr_assert_eq(h_int("XLEN gp:{farm-2}:req"), 1, "rm deleted the request stream silently");
+    cr_assert_eq(CLI(&out, &err, "house", "rm", "farm-2"), 1, "rm of a missing house");
+    free(out), free(err);
+    /* --purge deletes the stream too. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-2", "-q"), 0);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "rm", "farm-2", "--purge"), 0);
+    cr_assert(strstr(out, "deleted"), "purge output: %s", out);
+    free(out), free(err);
+    cr_assert_eq(h_int("EXISTS gp:{farm-2}:req"), 0);
+
+    /* Redis unreachable: exit 2. */
+    char bad[64];
+    snprintf(bad, sizeof bad, "127.0.0.1:%d", h_free_port());
+    cr_assert_eq(CLI(&out, &err, "--redis", bad, "house", "list"), 2);
+    cr_assert(strstr(err, "connect"), "stderr: %s", err);
+    free(out), free(err);
+}
+
+Test(cli, master_key_seals_secret) {
+    h_redis_start(0);
+    const char *mk = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    char *out, *err;
+    cr_assert_eq(CLI(&out, &err, "--master-key", mk, "house", "add", "sealed", "-q"), 0, "%s",
+                 err);
+    char secret[65];
+    snprintf(secret, sizeof secret, "%.64s", out);
+    free(out), free(err);
+    redisReply *r = h_cmd("HGET gp:{sealed}:house secret");
+    cr_assert(r->type == REDIS_REPLY_STRING && strncmp(r->str, "enc1:", 5) == 0,
+              "secret not sealed at rest: %s", r->str);
+    cr_assert(!strstr(r->str, secret), "plain secret visible in Redis");
+    freeReplyObject(r);
+    cr_assert_eq(CLI(&out, &err, "--master-key", "abc", "house", "add", "x"), 2);
+    free(out), free(err);
+
+    /* A bridge with the same key accepts the house. */
+    int up, bport;
+    h_upstream_start(&up);
+    const char *bx[] = {"--master-key", mk, NULL};
+    h_bridge_start(0, &bport, bx, 1);
+    char upurl[64];
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    h_house_start("sealed", secret, bport, upurl, NULL);
+    cr_assert(h_wait_connected("sealed", 15000), "bridge with the master key refused the house");
+}
+
+Test(cli, request_output_and_exit_codes) {
+    h_redis_start(0);
+    int up, bport;
+    h_upstream_start(&up);
+    h_bridge_start(0, &bport, NULL, 1);
+    char sec[65], sec2[65], upurl[64];
+    h_register("h1", sec);
+    h_register("away", sec2);
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    h_house_start("h1", sec, bport, upurl, NULL);
+    cr_assert(h_wait_connected("h1", 15000));
+
+    char *out, *err;
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "GET", "/echo?x=1", "-H", "X-Thing: yes"), 0,
+                 "stderr: %s", err);
+    cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "status line: %s", out);
+    cr_assert(strcasestr(out, "\r\ncontent-type: application/json\r\n"), "headers: %s", out);
+    char *body = strstr(out, "\r\n\r\n");
+    cr_assert(body, "no blank line between headers and body: %s", out);
+    body += 4;
+    cr_assert_str_eq(h_json_str(body, "method"), "GET");
+    cr_assert(strstr(body, "\"x-thing\": \"yes\""), "header not sent: %s", body);
+    free(out), free(err);
+
+    /* Binary body from a file, body-only output: exact bytes. */
+    char path[600];
+    snprintf(path, sizeof path, "%s/blob.bin", h_dir());
+    uint8_t *blob = h_prandom(300000, "cli");
+    blob[5] = 0;
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite(blob, 1, 300000, f);
+    fclose(f);
+    char at[620];
+    snprintf(at, sizeof at, "@%s", path);
+    size_t n;
+    const char *args[] = {"request", "h1", "PUT", "/echo?raw=1", "--data-binary", at, "-H",
+                          "Content-Type: application/octet-stream", "--body-only", NULL};
+    cr_assert_eq(h_cli(&out, &n, &err, args), 0, "stderr: %s", err);
+    cr_assert_eq(n, 300000, "body-only printed %zu bytes", n);
+    cr_assert(memcmp(out, blob, n) == 0, "body bytes differ");
+    free(out), free(err), free(blob);
+
+    /* -d literal body. */
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "POST", "/echo", "-d", "hello"), 0);
+    cr_assert(strstr(out, "\"body_len\": 5"), "%s", out);
+    free(out), free(err);
+
+    /* Upstream status >= 400: printed, exit 1. */
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "GET", "/status/404"), 1);
+    cr_assert(strncmp(out, "HTTP/1.1 404", 12) == 0, "%s", out);
+    free(out), free(err);
+
+    /* Error reply: exit 1, error and message on stderr. */
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "GET", "/echo", "--service", "nope"), 1);
+    cr_assert(strncmp(out, "HTTP/1.1 403", 12) == 0, "%s", out);
+    cr_assert(strstr(err, "forbidden_upstream"), "stderr: %s", err);
+    free(out), free(err);
+
+    /* Usage errors: exit 2. */
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "GET"), 2);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "GET", "/x", "--timeout", "soon"), 2);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "request", "nobody", "GET", "/x"), 2, "unregistered house");
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "frobnicate"), 2);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "--help"), 0);
+    cr_assert(strstr(out, "house add") && strstr(out, "request"), "%s", out);
+    free(out), free(err);
+
+    /* A house nobody holds: the bridge answers 504 at the deadline: exit 1. */
+    cr_assert_eq(CLI(&out, &err, "request", "away", "GET", "/", "--timeout", "500"), 1);
+    cr_assert(strncmp(out, "HTTP/1.1 504", 12) == 0, "%s", out);
+    cr_assert(strstr(err, "offline"), "no offline note: %s", err);
+    free(out), free(err);
+}
+
+Test(cli, request_without_bridge_exits_3) {
+    h_redis_start(0);
+    char sec[65];
+    h_register("h1", sec);
+    char *out, *err;
+    uint64_t t0 = h_now_ms();
+    cr_assert_eq(CLI(&out, &err, "request", "h1", "GET", "/", "--timeout", "200"), 3);
+    cr_assert(strstr(err, "no reply"), "stderr: %s", err);
+    cr_assert_lt(h_now_ms() - t0, 10000, "waited far past the deadline");
+    free(out), free(err);
+}
