@@ -615,6 +615,11 @@ h_proc *h_house_start(const char *id, const char *secret_hex, int bridge_port,
                       const char *upstream_url, const char *const *extra) {
     char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", bridge_port);
+    return h_house_start_url(id, secret_hex, url, upstream_url, extra);
+}
+
+h_proc *h_house_start_url(const char *id, const char *secret_hex, const char *url,
+                          const char *upstream_url, const char *const *extra) {
     const char *argv[64] = {strdup(h_bin("ghostport-house")),
                             "--id",
                             id,

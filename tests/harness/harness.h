@@ -85,6 +85,9 @@ h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wa
  * args. Returns without waiting (use h_wait_connected). */
 h_proc *h_house_start(const char *id, const char *secret_hex, int bridge_port,
                       const char *upstream_url, const char *const *extra);
+/* The same with a full bridge URL (wss://...). */
+h_proc *h_house_start_url(const char *id, const char *secret_hex, const char *bridge_url,
+                          const char *upstream_url, const char *const *extra);
 /* Starts tests/upstream.py on a free port; waits for its "listening" line. */
 h_proc *h_upstream_start(int *out_port);
 /* Registers a house directly in Redis (secret stored as hex, no master key); writes the

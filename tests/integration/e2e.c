@@ -301,3 +301,46 @@ Test(e2e, reply_has_ttl_and_no_reply_wanted) {
     cr_assert_eq(h_int("EXISTS gp:rep:fire-1"), 0, "reply written although reply was empty");
     cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending");
 }
+
+/* wss:// as the README shows it: a self-signed certificate made with openssl, the bridge
+ * with --tls-cert/--tls-key, the house trusting it with --ca-file. */
+Test(e2e, wss_with_self_signed_certificate) {
+    h_redis_start(0);
+    int up;
+    h_upstream_start(&up);
+    char cmd[2048], cert[700], key[700];
+    snprintf(cert, sizeof cert, "%s/bridge.crt", h_dir());
+    snprintf(key, sizeof key, "%s/bridge.key", h_dir());
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 365 -keyout '%s' -out '%s' "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             ">'%s/openssl.log' 2>&1",
+             key, cert, h_dir());
+    cr_assert_eq(system(cmd), 0, "openssl failed (see openssl.log)");
+    int bport;
+    const char *bx[] = {"--tls-cert", cert, "--tls-key", key, NULL};
+    h_bridge_start(0, &bport, bx, 1);
+    char sec[65], url[64], upurl[64];
+    h_register("tls1", sec);
+    snprintf(url, sizeof url, "wss://localhost:%d/", bport);
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    const char *hx[] = {"--ca-file", cert, NULL};
+    h_house_start_url("tls1", sec, url, upurl, hx);
+    cr_assert(h_wait_connected("tls1", 15000), "house did not connect over wss");
+    redisReply *t = h_cmd("HGET gp:{tls1}:state transport");
+    cr_assert(t->type == REDIS_REPLY_STRING && strcmp(t->str, "wss") == 0,
+              "transport is %s, want wss", t->type == REDIS_REPLY_STRING ? t->str : "(nil)");
+    freeReplyObject(t);
+    h_request("tls1", "tls-req", "GET", "/echo", NULL, NULL, 0, 10000);
+    h_reply r;
+    cr_assert(h_wait_reply("tls-req", NULL, 15000, &r));
+    cr_assert_eq(r.status, 200);
+    h_reply_free(&r);
+
+    /* A house that does not trust the certificate never connects. */
+    char sec2[65];
+    h_register("tls2", sec2);
+    h_proc *bad = h_house_start_url("tls2", sec2, url, upurl, NULL);
+    cr_assert(h_wait_log(bad, "connect_failed", 15000), "untrusted certificate: no failure");
+    cr_assert_eq(h_int("EXISTS gp:{tls2}:state"), 0, "house connected to an untrusted bridge");
+}

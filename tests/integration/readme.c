@@ -121,3 +121,17 @@ Test(readme, node_example) {
     cr_assert(strstr(out, "\"from\": \"node\""), "no echo of the request in:\n%s", out);
     free(out);
 }
+
+/* `make demo`'s script: starts its own redis-server, upstream, bridge and house, prints a
+ * real reply, and stops what it started. */
+Test(readme, demo_script) {
+    const char *build = getenv("BUILD") && *getenv("BUILD") ? getenv("BUILD") : "build";
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "unset GP_REDIS; BUILD='%s' sh scripts/demo.sh", build);
+    char *out;
+    int rc = run_sh("demo", cmd, 120000, &out);
+    cr_assert_eq(rc, 0, "demo.sh exited %d:\n%s", rc, out);
+    cr_assert(strstr(out, "HTTP/1.1 200 OK"), "no reply printed:\n%s", out);
+    cr_assert(strstr(out, "\"hello\": \"world\""), "not the echo of the request:\n%s", out);
+    free(out);
+}
