@@ -945,6 +945,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (ours)
             conn_ended("closed");
         return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* A wsi killed while still connecting (our handshake deadline) gets neither of the
+         * above: this is the one callback every wsi ends with. */
+        if (ours && wsi == T.wsi)
+            conn_ended("closed");
+        return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
@@ -988,7 +994,7 @@ int hs_tunnel_start(void) {
     info.protocols = protocols;
     info.gid = -1;
     info.uid = -1;
-    info.timeout_secs = HANDSHAKE_MS / 1000;
+    info.timeout_secs = HANDSHAKE_MS / 1000 + 5; /* our own deadline fires first */
     if (g_hs.cfg.ca_file && *g_hs.cfg.ca_file)
         info.client_ssl_ca_filepath = g_hs.cfg.ca_file;
     T.ctx = lws_create_context(&info);
