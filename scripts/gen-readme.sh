@@ -1,0 +1,26 @@
+#!/bin/sh
+# Regenerates README.md from scripts/readme-template.md: embeds the producer examples
+# verbatim (the readme test checks they match) and the --help of the three binaries.
+# Usage: scripts/gen-readme.sh [BIN_DIR]   (default build/bin)
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${1:-${BUILD:-build}/bin}
+python3 - "$BIN" <<'PY'
+import subprocess, sys
+b = sys.argv[1]
+def strip_shebang(s):
+    return s.split("\n", 1)[1] if s.startswith("#!") else s
+def run(*a):
+    p = subprocess.run(a, capture_output=True, text=True)
+    return p.stdout + p.stderr
+t = open("scripts/readme-template.md").read()
+for name in ("producer.sh", "producer.py", "producer.js"):
+    t = t.replace("@@%s@@" % name, strip_shebang(open("scripts/examples/" + name).read()).rstrip("\n"))
+t = t.replace("@@cli-help@@", run(b + "/ghostport", "--help").rstrip("\n"))
+cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "request"))
+t = t.replace("@@cli-cmds@@", cmds.rstrip("\n"))
+t = t.replace("@@bridge-help@@", run(b + "/ghostport-bridge", "--help").rstrip("\n"))
+t = t.replace("@@house-help@@", run(b + "/ghostport-house", "--help").rstrip("\n"))
+assert "@@" not in t, "unreplaced placeholder"
+open("README.md", "w").write(t)
+PY
