@@ -438,7 +438,9 @@ static void conn_close(const char *reason, enum backoff_kind bk) {
         lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
         lws_callback_on_writable(T.wsi);
     } else {
-        lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        /* Still connecting (only the tick gets here, outside any lws callback). lws 4.1
+         * ignores LWS_TO_KILL_ASYNC on a connecting wsi, so kill it now. */
+        lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
     }
 }
 
