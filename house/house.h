@@ -127,4 +127,24 @@ void hs_upstream_abort(hs_xfer *x);
 /* Queued bytes went below the low-water mark: unpause transfers (from a loop callback). */
 void hs_upstream_resume(void);
 
+/* --- replay cache (cache.c) ------------------------------------------------------------ */
+
+typedef struct hs_centry hs_centry;
+
+/* Starts recording a response (copies everything). NULL when not cacheable or out of memory. */
+hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *path,
+                          uint16_t status, const gp_header *h, size_t nh);
+/* Appends body bytes; -1 when the entry would exceed its limit (discard it then). */
+int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len);
+void hs_cache_commit(hs_centry *e, uint64_t now_ms); /* hands e over to the cache */
+void hs_cache_discard(hs_centry *e);                 /* NULL ok */
+/* The remembered response for this frame id (same method and path), or NULL. Borrowed until
+ * the next cache call. */
+const hs_centry *hs_cache_find(const char *frame_id, const char *method, const char *path,
+                               uint64_t now_ms);
+uint16_t hs_cache_status(const hs_centry *e);
+const gp_header *hs_cache_headers(const hs_centry *e, size_t *n);
+gp_str hs_cache_body(const hs_centry *e);
+void hs_cache_clear(void);
+
 #endif

@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HIGH_WATER (4u << 20)
 #define LOW_WATER (1u << 20)
@@ -51,6 +52,8 @@ struct hs_stream {
     uint16_t status;
     const char *error;     /* static string for the log line */
     uint64_t resp_bytes;
+    int replay;            /* answered from the cache */
+    hs_centry *rec;        /* the response being recorded for the cache */
 };
 
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
@@ -172,6 +175,7 @@ static void stream_free(hs_stream *s) {
     ring_remove(s);
     queue_drop(&s->qh, &s->qt);
     request_clear(&s->req);
+    hs_cache_discard(s->rec);
     T.nstreams--;
     free(s);
 }
@@ -272,6 +276,8 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
     f.u.resp_head.body_len = body_len;
     s->status = status;
     s->error = error && *error ? error : NULL;
+    if (!s->replay && !s->error && !s->rec)
+        s->rec = hs_cache_begin(s->req.frame_id, s->req.method, s->req.path, status, h, nh);
     int rc = queue_frame(s, &f);
     if (rc == GP_ERR_TOO_LARGE && nh) {
         /* Headers that do not fit a frame: keep the status, say what happened. */
@@ -303,6 +309,10 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
         }
     }
     s->resp_bytes += len;
+    if (s->rec && hs_cache_append(s->rec, p, len) != 0) {
+        hs_cache_discard(s->rec); /* too big to remember */
+        s->rec = NULL;
+    }
     int rc = queue_frame(s, &f);
     if (rc != 0)
         hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=RESP_BODY stream=%u err=%s", s->id,
@@ -313,6 +323,11 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
 
 void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     s->up = NULL;
+    if (s->rec && strcmp(outcome, "ok") == 0)
+        hs_cache_commit(s->rec, hs_now_ms());
+    else
+        hs_cache_discard(s->rec);
+    s->rec = NULL;
     log_request(s, outcome);
     T.requests++;
     stream_maybe_done(s);
@@ -646,6 +661,26 @@ static void dispatch(hs_stream *s) {
     }
 }
 
+/* A redelivered request we already answered: send the remembered response again. */
+static void replay(hs_stream *s, const hs_centry *e) {
+    s->dispatched = 1;
+    s->replay = 1;
+    size_t nh;
+    const gp_header *h = hs_cache_headers(e, &nh);
+    gp_str body = hs_cache_body(e), ctype = {NULL, 0};
+    for (size_t i = 0; i < nh; i++)
+        if (h[i].name.len == 12 && strncasecmp((const char *)h[i].name.p, "content-type", 12) == 0)
+            ctype = h[i].value;
+    hs_stream_head(s, hs_cache_status(e), h, nh, "", "", body.len, body.len == 0);
+    for (size_t off = 0; off < body.len;) {
+        size_t n = body.len - off < GP_BODY_CHUNK ? body.len - off : GP_BODY_CHUNK;
+        hs_stream_body(s, ctype, body.p + off, n, off + n == body.len);
+        off += n;
+    }
+    log_request(s, "replayed");
+    stream_maybe_done(s);
+}
+
 static void on_req_head(const gp_frame *f) {
     if (f->stream == 0 || stream_find(f->stream)) {
         protocol_error("bad_stream_id", NULL);
@@ -711,6 +746,11 @@ static void on_req_head(const gp_frame *f) {
         send_error_head(s, status, err, msg);
         log_request(s, "rejected");
         stream_maybe_done(s);
+        return;
+    }
+    const hs_centry *e = hs_cache_find(r->frame_id, r->method, r->path, hs_now_ms());
+    if (e) {
+        replay(s, e);
         return;
     }
     if (f->flags & GP_FLAG_FIN)
@@ -1039,6 +1079,7 @@ void hs_tunnel_final(void) {
     T.ctx = NULL;
     streams_abort_all();
     queue_drop(&T.ctl_head, &T.ctl_tail);
+    hs_cache_clear();
     gp_framer_free(T.fr);
     gp_zctx_free(T.zc);
     free(T.zbuf);
