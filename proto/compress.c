@@ -82,9 +82,9 @@ int gp_content_type_incompressible(gp_str content_type) {
         "font/woff",
         "font/woff2",
     };
-    const char *s = (const char *)content_type.p, *e = s + content_type.len;
-    if (!s)
+    if (!content_type.p) /* an absent header */
         return 0;
+    const char *s = (const char *)content_type.p, *e = s + content_type.len;
     const char *semi = memchr(s, ';', content_type.len);
     if (semi)
         e = semi;

@@ -21,6 +21,11 @@ typedef struct wbuf {
     int err;
 } wbuf;
 
+static void set_err(wbuf *w, int err) {
+    if (!w->err) /* the first problem is the one worth reporting */
+        w->err = err;
+}
+
 static void put_be(wbuf *w, uint64_t v, int nbytes) {
     if (w->p)
         for (int i = 0; i < nbytes; i++)
@@ -30,7 +35,7 @@ static void put_be(wbuf *w, uint64_t v, int nbytes) {
 
 static void put_bytes(wbuf *w, const uint8_t *src, size_t len) {
     if (!src && len) {
-        w->err = w->err ? w->err : GP_ERR_INVALID;
+        set_err(w, GP_ERR_INVALID);
         return;
     }
     if (w->p && len)
@@ -40,21 +45,21 @@ static void put_bytes(wbuf *w, const uint8_t *src, size_t len) {
 
 static void put_str(wbuf *w, gp_str s) {
     if (s.len > UINT16_MAX)
-        w->err = w->err ? w->err : GP_ERR_TOO_LARGE;
+        set_err(w, GP_ERR_TOO_LARGE);
     put_be(w, s.len, 2);
     put_bytes(w, s.p, s.len);
 }
 
 static void put_headers(wbuf *w, const gp_header *h, size_t n) {
     if (n > GP_MAX_HEADERS || (n && !h)) {
-        w->err = w->err ? w->err : (n > GP_MAX_HEADERS ? GP_ERR_TOO_LARGE : GP_ERR_INVALID);
+        set_err(w, n > GP_MAX_HEADERS ? GP_ERR_TOO_LARGE : GP_ERR_INVALID);
         return;
     }
     put_be(w, n, 2);
     for (size_t i = 0; i < n; i++) {
         put_str(w, h[i].name);
         if (h[i].value.len > UINT32_MAX)
-            w->err = w->err ? w->err : GP_ERR_TOO_LARGE;
+            set_err(w, GP_ERR_TOO_LARGE);
         put_be(w, h[i].value.len, 4);
         put_bytes(w, h[i].value.p, h[i].value.len);
     }

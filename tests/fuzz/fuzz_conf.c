@@ -14,8 +14,7 @@ typedef struct cfg {
     size_t nfn;
 } cfg;
 
-static int count_fn(void *obj, const char *value, char *err, size_t errlen)
-{
+static int count_fn(void *obj, const char *value, char *err, size_t errlen) {
     (void)err;
     (void)errlen;
     ((cfg *)obj)->nfn++;
@@ -30,14 +29,12 @@ static const gp_conf_opt opts[] = {
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
-static void check(int ok)
-{
+static void check(int ok) {
     if (!ok)
         abort();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg c = {0};
     char err[128] = "";
     check(gp_conf_defaults(opts, &c, err, sizeof err) == 0);

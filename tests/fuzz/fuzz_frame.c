@@ -13,15 +13,13 @@
 
 static uint8_t scratch[GP_FRAME_HEADER_LEN + MAX_PAYLOAD];
 
-static void check(int ok)
-{
+static void check(int ok) {
     if (!ok)
         abort();
 }
 
 /* Re-encode f and compare with the wire bytes; then decode that again and compare. */
-static void round_trip(const gp_frame *f, const uint8_t *wire, size_t n)
-{
+static void round_trip(const gp_frame *f, const uint8_t *wire, size_t n) {
     static gp_frame g;
     check(gp_frame_size(f) == n);
     check(gp_frame_encode(f, scratch, sizeof scratch) == (ssize_t)n);
@@ -32,8 +30,7 @@ static void round_trip(const gp_frame *f, const uint8_t *wire, size_t n)
     check(memcmp(again, wire, n) == 0);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static gp_frame f;
     if (size == 0)
         return 0;

@@ -9,14 +9,12 @@
 
 static const uint8_t master[32] = {0x6d, 0x61, 0x73, 0x74, 0x65, 0x72};
 
-static void check(int ok)
-{
+static void check(int ok) {
     if (!ok)
         abort();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int inited;
     if (!inited) {
         check(gp_auth_init() == 0);
