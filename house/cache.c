@@ -15,15 +15,15 @@
 #define CACHE_BUCKETS 1024u
 
 struct hs_centry {
-    hs_centry *hnext;          /* hash chain */
-    hs_centry *older, *newer;  /* age list */
+    hs_centry *hnext;         /* hash chain */
+    hs_centry *older, *newer; /* age list */
     char *frame_id, *method, *path;
     uint16_t status;
     gp_header *headers;
     size_t nheaders;
     uint8_t *body;
     size_t len, cap;
-    size_t bytes;              /* accounted size */
+    size_t bytes; /* accounted size */
     uint64_t stored_ms;
     int in_table;
 };
@@ -107,8 +107,8 @@ hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *
     }
     e->nheaders = nh;
     e->status = status;
-    e->bytes = sizeof *e + strlen(frame_id) + strlen(method) + strlen(path) + hb +
-               nh * sizeof *e->headers;
+    e->bytes =
+        sizeof *e + strlen(frame_id) + strlen(method) + strlen(path) + hb + nh * sizeof *e->headers;
     return e;
 }
 
@@ -131,7 +131,9 @@ int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len) {
     return 0;
 }
 
-void hs_cache_discard(hs_centry *e) { entry_free(e); }
+void hs_cache_discard(hs_centry *e) {
+    entry_free(e);
+}
 
 void hs_cache_commit(hs_centry *e, uint64_t now) {
     for (hs_centry *o = C.buckets[hash(e->frame_id)], *n; o; o = n) {
@@ -170,12 +172,16 @@ const hs_centry *hs_cache_find(const char *frame_id, const char *method, const c
     return NULL;
 }
 
-uint16_t hs_cache_status(const hs_centry *e) { return e->status; }
+uint16_t hs_cache_status(const hs_centry *e) {
+    return e->status;
+}
 const gp_header *hs_cache_headers(const hs_centry *e, size_t *n) {
     *n = e->nheaders;
     return e->headers;
 }
-gp_str hs_cache_body(const hs_centry *e) { return (gp_str){e->body, e->len}; }
+gp_str hs_cache_body(const hs_centry *e) {
+    return (gp_str){e->body, e->len};
+}
 
 void hs_cache_clear(void) {
     while (C.oldest) {

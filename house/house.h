@@ -91,8 +91,8 @@ const hs_request *hs_stream_request(const hs_stream *s);
 
 /* Response side, called by upstream.c. Frames are encoded and queued at once; they go out
  * round-robin with other streams. `body_len` is GP_LEN_UNKNOWN when unknown. */
-void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh,
-                    const char *error, const char *message, uint64_t body_len, int fin);
+void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh, const char *error,
+                    const char *message, uint64_t body_len, int fin);
 /* len <= GP_BODY_CHUNK. content_type picks whether zstd is worth trying. */
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin);
 /* The transfer is over: upstream.c forgets the stream, the tunnel frees it once its queued
@@ -104,14 +104,14 @@ int hs_tunnel_congested(void);
 
 /* --- tunnel (tunnel.c) ------------------------------------------------------------------ */
 
-int hs_tunnel_start(void); /* creates the lws context and dials; 0 or -1 */
-void hs_tunnel_stop(void); /* closes the connection, stops timers, destroys the context */
+int hs_tunnel_start(void);  /* creates the lws context and dials; 0 or -1 */
+void hs_tunnel_stop(void);  /* closes the connection, stops timers, destroys the context */
 void hs_tunnel_final(void); /* after the loop has run dry: completes lws teardown */
 
 /* --- upstream (upstream.c) -------------------------------------------------------------- */
 
 int hs_upstream_init(void);
-void hs_upstream_stop(void); /* aborts transfers and closes handles; the loop finishes it */
+void hs_upstream_stop(void);  /* aborts transfers and closes handles; the loop finishes it */
 void hs_upstream_final(void); /* after the loop has run dry */
 
 /* Checks a request as soon as its head is known: method and path usable (400 bad_request),

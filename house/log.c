@@ -19,9 +19,13 @@ int hs_log_parse_level(const char *s) {
     return -1;
 }
 
-void hs_log_set_level(int level) { g_level = level; }
+void hs_log_set_level(int level) {
+    g_level = level;
+}
 
-int hs_log_enabled(int level) { return level <= g_level; }
+int hs_log_enabled(int level) {
+    return level <= g_level;
+}
 
 void hs_log(int level, const char *event, const char *fmt, ...) {
     if (!hs_log_enabled(level))
@@ -32,8 +36,8 @@ void hs_log(int level, const char *event, const char *fmt, ...) {
     gmtime_r(&ts.tv_sec, &tm);
     char line[2048];
     int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], event);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level], event);
     if (fmt && *fmt && n > 0 && (size_t)n < sizeof line - 1) {
         line[n++] = ' ';
         va_list ap;
@@ -94,4 +98,6 @@ const char *hs_q(const void *vp, size_t len) {
     return b;
 }
 
-const char *hs_qs(const char *s) { return hs_q(s ? s : "", s ? strlen(s) : 0); }
+const char *hs_qs(const char *s) {
+    return hs_q(s ? s : "", s ? strlen(s) : 0);
+}

@@ -18,11 +18,15 @@ hs_globals g_hs;
 
 static uv_signal_t g_sigint, g_sigterm;
 
-uint64_t hs_now_ms(void) { return uv_hrtime() / 1000000u; }
+uint64_t hs_now_ms(void) {
+    return uv_hrtime() / 1000000u;
+}
 
 /* --- repeatable options ------------------------------------------------------------------ */
 
-static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+static int starts_with(const char *s, const char *p) {
+    return strncmp(s, p, strlen(p)) == 0;
+}
 
 static void free_bridges(hs_config *c) {
     for (size_t i = 0; i < c->nbridges; i++)
@@ -61,8 +65,7 @@ static int check_http_url(const char *v, size_t n, char *err, size_t errlen, con
     else if (starts_with(p, "https://"))
         p += 8;
     else {
-        snprintf(err, errlen, "%s: \"%.*s\" must start with http:// or https://", what, (int)n,
-                 v);
+        snprintf(err, errlen, "%s: \"%.*s\" must start with http:// or https://", what, (int)n, v);
         return GP_ERR_INVALID;
     }
     size_t host = 0;
@@ -74,8 +77,10 @@ static int check_http_url(const char *v, size_t n, char *err, size_t errlen, con
     }
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)v[i] <= ' ' || v[i] == '?' || v[i] == '#') {
-            snprintf(err, errlen, "%s: \"%.*s\" must be a plain base URL (no spaces, query or "
-                     "fragment)", what, (int)n, v);
+            snprintf(err, errlen,
+                     "%s: \"%.*s\" must be a plain base URL (no spaces, query or "
+                     "fragment)",
+                     what, (int)n, v);
             return GP_ERR_INVALID;
         }
     return 0;
@@ -93,8 +98,8 @@ static int set_bridge(void *obj, const char *value, char *err, size_t errlen) {
         size_t n = strcspn(p, ", \t");
         if (n) {
             if (!starts_with(p, "ws://") && !starts_with(p, "wss://")) {
-                snprintf(err, errlen, "bridge: \"%.*s\" must start with wss:// (or ws://)",
-                         (int)n, p);
+                snprintf(err, errlen, "bridge: \"%.*s\" must start with wss:// (or ws://)", (int)n,
+                         p);
                 return GP_ERR_INVALID;
             }
             if (n >= 400) {
@@ -137,8 +142,8 @@ static int set_service(void *obj, const char *value, char *err, size_t errlen) {
             const char *eq = memchr(p, '=', n);
             if (!eq || !valid_service_name(p, (size_t)(eq - p))) {
                 snprintf(err, errlen,
-                         "service: \"%.*s\" must be NAME=URL, NAME of 1-64 [A-Za-z0-9_.-]",
-                         (int)n, p);
+                         "service: \"%.*s\" must be NAME=URL, NAME of 1-64 [A-Za-z0-9_.-]", (int)n,
+                         p);
                 return GP_ERR_INVALID;
             }
             size_t nl = (size_t)(eq - p), ul = n - nl - 1;
@@ -167,7 +172,8 @@ static int set_service(void *obj, const char *value, char *err, size_t errlen) {
 
 #define OFF(f) offsetof(hs_config, f)
 static const gp_conf_opt opts[] = {
-    {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL, "read options from FILE (name = value lines)"},
+    {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL,
+     "read options from FILE (name = value lines)"},
     {"id", GP_CONF_STR, OFF(id), 0, 0, NULL, NULL, "this house's id (1-64 of [A-Za-z0-9_.-])"},
     {"secret", GP_CONF_STR, OFF(secret), 0, 0, NULL, NULL,
      "the house secret: 64 hex digits (prefer secret-file or GP_SECRET)"},
@@ -217,7 +223,10 @@ static char *read_file(const char *path, size_t max, size_t *len, char *err, siz
     int bad = ferror(f);
     fclose(f);
     if (!buf || bad || n > max) {
-        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : bad ? "read error" : "file too large");
+        snprintf(err, errlen, "%s: %s", path,
+                 !buf  ? "out of memory"
+                 : bad ? "read error"
+                       : "file too large");
         free(buf);
         return NULL;
     }
@@ -347,8 +356,7 @@ static int validate_config(char *err, size_t errlen) {
     }
     int lvl = hs_log_parse_level(c->log_level);
     if (lvl < 0) {
-        snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug",
-                 c->log_level);
+        snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug", c->log_level);
         return -1;
     }
     hs_log_set_level(lvl);
@@ -391,8 +399,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-house: libsodium initialisation failed\n");
         return 1;
     }
-    if (load_config(argc, argv, err, sizeof err) != 0 || (!g_hs.cfg.help &&
-                                                           validate_config(err, sizeof err) != 0)) {
+    if (load_config(argc, argv, err, sizeof err) != 0 ||
+        (!g_hs.cfg.help && validate_config(err, sizeof err) != 0)) {
         fprintf(stderr, "ghostport-house: %s\n(see --help)\n", err);
         goto out_conf;
     }
@@ -415,8 +423,8 @@ int main(int argc, char **argv) {
     uv_signal_start(&g_sigint, on_signal, SIGINT);
     uv_signal_start(&g_sigterm, on_signal, SIGTERM);
 
-    hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu",
-           g_hs.cfg.id, g_hs.cfg.nbridges, hs_qs(g_hs.cfg.upstream), g_hs.cfg.nservices);
+    hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.cfg.id,
+           g_hs.cfg.nbridges, hs_qs(g_hs.cfg.upstream), g_hs.cfg.nservices);
     rc = 1;
     if (hs_upstream_init() != 0 || hs_tunnel_start() != 0) {
         g_hs.stopping = 1;

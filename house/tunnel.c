@@ -14,18 +14,19 @@
 
 #include <libwebsockets.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define HIGH_WATER (4u << 20)
 #define LOW_WATER (1u << 20)
-#define HANDSHAKE_MS 15000u  /* dial + TLS + auth; the bridge allows 10 s for its part */
+#define HANDSHAKE_MS 15000u /* dial + TLS + auth; the bridge allows 10 s for its part */
 #define BACKOFF_BASE_MS 250u
 #define BACKOFF_CAP_MS 30000u
-#define STABLE_MS 60000u     /* a connection up this long resets the backoff */
-#define DRAIN_MS 10000u      /* GOAWAY DRAINING: longest wait for in-flight responses */
-#define CLOSE_FLUSH_S 2      /* seconds lws may take to flush a GOAWAY before it kills */
+#define STABLE_MS 60000u /* a connection up this long resets the backoff */
+#define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight responses */
+#define CLOSE_FLUSH_S 2  /* seconds lws may take to flush a GOAWAY before it kills */
 #define DEFAULT_PING_MS 5000u
 #define NBUCKETS 256u
 #define SUBPROTOCOL "ghostport.v1"
@@ -38,22 +39,22 @@ typedef struct hs_out {
 
 struct hs_stream {
     uint32_t id;
-    hs_stream *hnext;      /* hash chain */
-    hs_stream *rnext;      /* ready ring: streams with queued frames */
+    hs_stream *hnext; /* hash chain */
+    hs_stream *rnext; /* ready ring: streams with queued frames */
     int in_ring;
     hs_out *qh, *qt;
     hs_request req;
     uint64_t declared_len; /* REQ_HEAD body_len */
     size_t body_cap;
-    int dispatched;        /* request complete and handed to upstream.c (or answered) */
-    int resp_fin;          /* the last response frame is queued */
+    int dispatched; /* request complete and handed to upstream.c (or answered) */
+    int resp_fin;   /* the last response frame is queued */
     hs_xfer *up;
     uint64_t start_ms;
     uint16_t status;
-    const char *error;     /* static string for the log line */
+    const char *error; /* static string for the log line */
     uint64_t resp_bytes;
-    int replay;            /* answered from the cache */
-    hs_centry *rec;        /* the response being recorded for the cache */
+    int replay;     /* answered from the cache */
+    hs_centry *rec; /* the response being recorded for the cache */
 };
 
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
@@ -89,6 +90,7 @@ static struct {
     size_t q_bytes;
     int congested;
     uint64_t requests; /* served on this connection */
+    size_t aborted;    /* streams aborted ahead of conn_ended (shutdown) */
 } T;
 
 static void conn_close(const char *reason, enum backoff_kind bk);
@@ -208,9 +210,13 @@ static size_t streams_abort_all(void) {
     return n;
 }
 
-const hs_request *hs_stream_request(const hs_stream *s) { return &s->req; }
+const hs_request *hs_stream_request(const hs_stream *s) {
+    return &s->req;
+}
 
-int hs_tunnel_congested(void) { return T.congested; }
+int hs_tunnel_congested(void) {
+    return T.congested;
+}
 
 /* --- sending ---------------------------------------------------------------------------- */
 
@@ -252,17 +258,16 @@ static int queue_frame(hs_stream *s, const gp_frame *f) {
 static void send_ctl(const gp_frame *f) {
     int rc = queue_frame(NULL, f);
     if (rc != 0)
-        hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=%s err=%s",
-               gp_frame_type_name(f->type), gp_strerror(rc));
+        hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=%s err=%s", gp_frame_type_name(f->type),
+               gp_strerror(rc));
 }
 
-static void send_error_head(hs_stream *s, uint16_t status, const char *error,
-                            const char *message) {
+static void send_error_head(hs_stream *s, uint16_t status, const char *error, const char *message) {
     hs_stream_head(s, status, NULL, 0, error, message, 0, 1);
 }
 
-void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh,
-                    const char *error, const char *message, uint64_t body_len, int fin) {
+void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh, const char *error,
+                    const char *message, uint64_t body_len, int fin) {
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_RESP_HEAD;
@@ -410,7 +415,8 @@ static void conn_ended(const char *why) {
     int was_live = T.live_ms != 0;
     if (!T.reason[0])
         snprintf(T.reason, sizeof T.reason, "%s", why ? why : "closed");
-    size_t aborted = streams_abort_all();
+    size_t aborted = streams_abort_all() + T.aborted;
+    T.aborted = 0;
     queue_drop(&T.ctl_head, &T.ctl_tail);
     T.congested = 0;
     T.wsi = NULL;
@@ -421,9 +427,8 @@ static void conn_ended(const char *why) {
         T.attempt = 0;
     if (was_live || T.dial_ms)
         hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
-               "house=%s bridge=%s reason=%s up_ms=%llu aborted=%zu", g_hs.cfg.id,
-               hs_qs(T.url), hs_qs(T.reason),
-               (unsigned long long)(was_live ? now - T.live_ms : 0), aborted);
+               "house=%s bridge=%s reason=%s up_ms=%llu aborted=%zu", g_hs.cfg.id, hs_qs(T.url),
+               hs_qs(T.reason), (unsigned long long)(was_live ? now - T.live_ms : 0), aborted);
     T.live_ms = 0;
     if (g_hs.stopping)
         return;
@@ -564,8 +569,7 @@ static void on_challenge(const gp_frame *f) {
     if (gp_auth_verify(GP_ROLE_BRIDGE, g_hs.secret, id, T.hn, f->u.challenge.nonce,
                        f->u.challenge.proof) != 0) {
         /* The bridge does not know our secret: an impostor, or our registry entry differs. */
-        hs_log(HS_LOG_ERROR, "bridge_auth_failed", "house=%s bridge=%s", g_hs.cfg.id,
-               hs_qs(T.url));
+        hs_log(HS_LOG_ERROR, "bridge_auth_failed", "house=%s bridge=%s", g_hs.cfg.id, hs_qs(T.url));
         conn_close("bridge_auth_failed", BK_LONG);
         return;
     }
@@ -591,8 +595,7 @@ static void on_welcome(const gp_frame *f) {
     T.requests = 0;
     tick_start();
     hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
-           g_hs.cfg.id, hs_qs(T.url),
-           hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
+           g_hs.cfg.id, hs_qs(T.url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
            (unsigned long long)T.epoch, T.ping_iv);
 }
 
@@ -601,8 +604,8 @@ static void on_goaway(const gp_frame *f) {
     const char *msg = hs_q(f->u.goaway.message.p, f->u.goaway.message.len);
     switch (code) {
     case GP_GOAWAY_DRAINING:
-        hs_log(HS_LOG_INFO, "goaway", "code=draining bridge=%s msg=%s inflight=%zu",
-               hs_qs(T.url), msg, T.nstreams);
+        hs_log(HS_LOG_INFO, "goaway", "code=draining bridge=%s msg=%s inflight=%zu", hs_qs(T.url),
+               msg, T.nstreams);
         if (T.state != CS_LIVE) {
             conn_close("draining", BK_NOW);
             return;
@@ -625,8 +628,7 @@ static void on_goaway(const gp_frame *f) {
         return;
     case GP_GOAWAY_FENCED:
         /* Another connection of this id took over (a second house with our id?). */
-        hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", g_hs.cfg.id, hs_qs(T.url),
-               msg);
+        hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", g_hs.cfg.id, hs_qs(T.url), msg);
         conn_close("fenced", BK_LONG);
         return;
     default:
@@ -733,8 +735,7 @@ static void on_req_head(const gp_frame *f) {
         status = 400, err = "bad_request", msg = "NUL byte in method, path or headers";
     } else if (hs_upstream_check(r, &status, &err, &msg) == 0) {
         status = 0;
-        if (s->declared_len != GP_LEN_UNKNOWN &&
-            s->declared_len > (uint64_t)g_hs.cfg.max_body) {
+        if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len > (uint64_t)g_hs.cfg.max_body) {
             snprintf(mbuf, sizeof mbuf, "request body of %llu bytes exceeds max-body %lld",
                      (unsigned long long)s->declared_len, g_hs.cfg.max_body);
             status = 413, err = "too_large", msg = mbuf;
@@ -822,7 +823,10 @@ static void on_cancel(const gp_frame *f) {
         s->up = NULL;
     }
     s->error = "cancelled";
-    log_request(s, hs_q(f->u.cancel.reason.p, f->u.cancel.reason.len));
+    char outcome[160];
+    snprintf(outcome, sizeof outcome, "cancelled reason=%s",
+             hs_q(f->u.cancel.reason.p, f->u.cancel.reason.len));
+    log_request(s, outcome);
     stream_free(s);
     maybe_finish_drain();
 }
@@ -898,8 +902,7 @@ static void on_receive(struct lws *wsi, const void *in, size_t len) {
         rc = 0;
     }
     if (rc < 0 && T.state != CS_CLOSING && T.state != CS_IDLE)
-        protocol_error(rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
-                       gp_strerror(rc));
+        protocol_error(rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame", gp_strerror(rc));
 }
 
 /* --- liveness tick ---------------------------------------------------------------------- */
@@ -1059,7 +1062,8 @@ int hs_tunnel_start(void) {
 void hs_tunnel_stop(void) {
     if (T.state != CS_IDLE) {
         snprintf(T.reason, sizeof T.reason, "shutdown");
-        streams_abort_all();
+        /* Now, not when lws reports the close: upstream.c is stopped right after us. */
+        T.aborted = streams_abort_all();
     }
     if (T.timers) {
         uv_close((uv_handle_t *)&T.retry, NULL);

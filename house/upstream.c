@@ -34,7 +34,9 @@ struct hs_xfer {
     /* Headers of the current response (reset by each status line, so 1xx ones vanish). */
     char *hraw;
     size_t hlen, hcap;
-    struct { uint32_t no, nl, vo, vl; } hidx[GP_MAX_HEADERS];
+    struct {
+        uint32_t no, nl, vo, vl;
+    } hidx[GP_MAX_HEADERS];
     size_t nh;
     char ctype[128];
     int head_sent, head_deferred;
@@ -47,9 +49,9 @@ struct hs_xfer {
 
 static struct {
     CURLM *multi;
-    uv_timer_t timer;   /* curl's timeout */
-    uv_timer_t resume;  /* unpauses transfers outside any lws or curl callback */
-    int handles;        /* initialised, not yet closed */
+    uv_timer_t timer;  /* curl's timeout */
+    uv_timer_t resume; /* unpauses transfers outside any lws or curl callback */
+    int handles;       /* initialised, not yet closed */
     hs_xfer *all;
     size_t npaused;
 } U;
@@ -60,7 +62,9 @@ typedef struct sock_ctx {
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
-static void free_sock(uv_handle_t *h) { free(h->data); }
+static void free_sock(uv_handle_t *h) {
+    free(h->data);
+}
 
 /* Every poll handle we opened, so that shutdown can close those curl never removed. */
 static sock_ctx *g_socks;
@@ -171,18 +175,25 @@ static int header_value_ok(const char *v) {
 
 /* Headers that describe one hop, not the message; curl sets its own where needed. */
 static int hop_by_hop(const char *n, size_t len) {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "te", "trailer", "upgrade",
-                                        "host", "content-length", "expect",
-                                        "proxy-authorization", "proxy-authenticate"};
+    static const char *const names[] = {"connection",
+                                        "keep-alive",
+                                        "proxy-connection",
+                                        "transfer-encoding",
+                                        "te",
+                                        "trailer",
+                                        "upgrade",
+                                        "host",
+                                        "content-length",
+                                        "expect",
+                                        "proxy-authorization",
+                                        "proxy-authenticate"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (strlen(names[i]) == len && strncasecmp(n, names[i], len) == 0)
             return 1;
     return 0;
 }
 
-int hs_upstream_check(hs_request *r, uint16_t *status, const char **error,
-                      const char **message) {
+int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const char **message) {
     static char msg[160];
     *status = 400;
     *error = "bad_request";
@@ -227,15 +238,16 @@ int hs_upstream_check(hs_request *r, uint16_t *status, const char **error,
             r->base_url = c->services[i].url;
             return 0;
         }
-    snprintf(msg, sizeof msg, "service %s is not configured on this house",
-             hs_qs(r->service));
+    snprintf(msg, sizeof msg, "service %s is not configured on this house", hs_qs(r->service));
     *message = msg;
     return -1;
 }
 
 /* --- response streaming ----------------------------------------------------------------- */
 
-static gp_str ctype_of(const hs_xfer *x) { return gp_str_c(x->ctype); }
+static gp_str ctype_of(const hs_xfer *x) {
+    return gp_str_c(x->ctype);
+}
 
 static void send_head(hs_xfer *x, int fin) {
     gp_header h[GP_MAX_HEADERS];
@@ -410,7 +422,7 @@ static void finish(hs_xfer *x, CURLcode rc) {
         }
     } else if (x->head_sent) {
         /* Too late to change the status: end the stream short and say so in the log. */
-        outcome = x->too_large ? "truncated_too_large"
+        outcome = x->too_large                     ? "truncated_too_large"
                   : rc == CURLE_OPERATION_TIMEDOUT ? "truncated_timeout"
                                                    : "truncated_upstream_error";
         hs_log(HS_LOG_WARN, "response_truncated", "id=%s reason=%s bytes=%llu detail=%s",
@@ -546,8 +558,8 @@ hs_xfer *hs_upstream_start(hs_stream *s) {
             x->e = NULL;
         }
         xfer_free(x);
-        hs_stream_head(s, 502, NULL, 0, "upstream_unreachable", "could not set up the request",
-                       0, 1);
+        hs_stream_head(s, 502, NULL, 0, "upstream_unreachable", "could not set up the request", 0,
+                       1);
         return NULL;
     }
     return x;
@@ -607,4 +619,6 @@ void hs_upstream_stop(void) {
     }
 }
 
-void hs_upstream_final(void) { hs_upstream_stop(); }
+void hs_upstream_final(void) {
+    hs_upstream_stop();
+}
