@@ -19,8 +19,8 @@ enum {
 
 typedef struct cli_ctx {
     const char *prog;
-    const char *redis_url; /* --redis / GP_REDIS / 127.0.0.1:6379 */
-    const char *prefix;    /* --prefix / GP_PREFIX / gp */
+    const char *redis_url;  /* --redis / GP_REDIS / 127.0.0.1:6379 */
+    const char *prefix;     /* --prefix / GP_PREFIX / gp */
     const char *master_hex; /* --master-key / GP_MASTER_KEY / none */
 } cli_ctx;
 
@@ -28,9 +28,9 @@ typedef struct cli_command {
     const char *name, *sub; /* "house","add"; sub NULL for one-word commands */
     int (*run)(cli_ctx *c, int argc, char **argv); /* argv[0] is the first argument after
                                                        the command words */
-    const char *args;    /* usage after the command words */
-    const char *summary; /* one line */
-    const char *help;    /* options, one per line, or NULL */
+    const char *args;                              /* usage after the command words */
+    const char *summary;                           /* one line */
+    const char *help;                              /* options, one per line, or NULL */
 } cli_command;
 
 /* If argv[*i] is a global option (--redis, --prefix, --master-key, with " " or "="),
@@ -42,8 +42,7 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i);
  * forms "--name value", "--name=value", "-s value", "-svalue". Returns 1 and sets *val
  * (advancing *i past a separate value), -1 if the value is missing (message printed), 0 if
  * it does not match. */
-int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt,
-                const char **val);
+int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt, const char **val);
 
 /* Connects to the configured Redis; prints the error and returns NULL on failure. */
 redisContext *cli_connect(cli_ctx *c);

@@ -167,9 +167,8 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &hs[i];
         if (as_json) {
-            json_t *o = json_pack("{s:s, s:b, s:b, s:I}", "id", h->id, "registered",
-                                  h->registered, "connected", h->connected, "created",
-                                  (json_int_t)h->created_ms);
+            json_t *o = json_pack("{s:s, s:b, s:b, s:I}", "id", h->id, "registered", h->registered,
+                                  "connected", h->connected, "created", (json_int_t)h->created_ms);
             json_error_t je;
             json_t *labels = json_loads(h->labels[0] ? h->labels : "{}", 0, &je);
             json_object_set_new(o, "labels", labels ? labels : json_object());
@@ -201,8 +200,8 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         }
         printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id,
                h->connected ? "connected" : "offline", h->connected ? h->bridge : "-",
-               h->connected && h->transport[0] ? h->transport : "-",
-               h->connected ? since : "-", h->connected ? seen : "-", h->connected ? rtt : "-",
+               h->connected && h->transport[0] ? h->transport : "-", h->connected ? since : "-",
+               h->connected ? seen : "-", h->connected ? rtt : "-",
                h->registered ? created : "(missing)",
                h->labels[0] && strcmp(h->labels, "{}") != 0 ? h->labels : "-");
     }

@@ -119,8 +119,7 @@ static void make_uuid(char out[37]) {
     randombytes_buf(b, sizeof b);
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
 }
@@ -443,8 +442,9 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
         freeReplyObject(r);
     }
     if (!st.final) {
-        cli_err(c, "no reply for %s within %lld ms (is house %s connected? see `ghostport house "
-                   "list`)",
+        cli_err(c,
+                "no reply for %s within %lld ms (is house %s connected? see `ghostport house "
+                "list`)",
                 frame_id, timeout_ms + WAIT_MARGIN_MS, house);
         rv = CLI_TIMEOUT;
         goto done;

@@ -109,13 +109,13 @@ redisContext *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, si
     char host[256];
     int port, db;
     if (gp_reg_parse_url(url, host, sizeof host, &port, &db) != 0) {
-        seterr(err, errlen,
-               "invalid Redis address '%s' (want redis://host:port/db or host:port)", url);
+        seterr(err, errlen, "invalid Redis address '%s' (want redis://host:port/db or host:port)",
+               url);
         return NULL;
     }
     struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-    redisContext *rc = timeout_ms ? redisConnectWithTimeout(host, port, tv)
-                                  : redisConnect(host, port);
+    redisContext *rc =
+        timeout_ms ? redisConnectWithTimeout(host, port, tv) : redisConnect(host, port);
     if (!rc || rc->err) {
         seterr(err, errlen, "cannot connect to Redis at %s:%d: %s", host, port,
                rc ? rc->errstr : "out of memory");
@@ -154,11 +154,10 @@ static const char *ADD_LUA =
 
 int gp_reg_add(redisContext *rc, const char *prefix, const char *id,
                const uint8_t secret[GP_SECRET_LEN], const uint8_t *master_key,
-               const char *labels_json, uint64_t created_ms, int force, char *err,
-               size_t errlen) {
+               const char *labels_json, uint64_t created_ms, int force, char *err, size_t errlen) {
     if (!gp_house_id_valid(gp_str_c(id))) {
-        seterr(err, errlen, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -",
-               id, GP_MAX_HOUSE_ID);
+        seterr(err, errlen, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -", id,
+               GP_MAX_HOUSE_ID);
         return GP_ERR_INVALID;
     }
     char khouse[GP_KEY_MAX], khouses[GP_KEY_MAX];
@@ -237,9 +236,8 @@ int gp_reg_rm(redisContext *rc, const char *prefix, const char *id, int purge,
     return 0;
 }
 
-int gp_reg_secret(redisContext *rc, const char *prefix, const char *id,
-                  const uint8_t *master_key, uint8_t out[GP_SECRET_LEN], char *err,
-                  size_t errlen) {
+int gp_reg_secret(redisContext *rc, const char *prefix, const char *id, const uint8_t *master_key,
+                  uint8_t out[GP_SECRET_LEN], char *err, size_t errlen) {
     char khouse[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0)
         return GP_ERR_INVALID;
@@ -251,8 +249,8 @@ int gp_reg_secret(redisContext *rc, const char *prefix, const char *id,
         seterr(err, errlen, "no house '%s'", id);
         return GP_REG_NOT_FOUND;
     }
-    int rv = gp_secret_open(master_key, gp_str_c(id), (gp_str){(const uint8_t *)r->str, r->len},
-                            out);
+    int rv =
+        gp_secret_open(master_key, gp_str_c(id), (gp_str){(const uint8_t *)r->str, r->len}, out);
     freeReplyObject(r);
     if (rv != 0)
         seterr(err, errlen, "cannot read the secret of '%s': %s", id,
@@ -284,8 +282,8 @@ static void copy_str(char *dst, size_t cap, const redisReply *v) {
         memcpy(dst + cap - 4, "...", 4);
 }
 
-int gp_reg_get(redisContext *rc, const char *prefix, const char *id, gp_reg_house *h,
-               char *err, size_t errlen) {
+int gp_reg_get(redisContext *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+               size_t errlen) {
     memset(h, 0, sizeof *h);
     snprintf(h->id, sizeof h->id, "%s", id);
     h->created_ms = h->since_ms = h->last_seen_ms = h->rtt_ms = h->epoch = -1;
@@ -359,7 +357,8 @@ int gp_reg_list(redisContext *rc, const char *prefix, gp_reg_house **out, size_t
     size_t k = 0;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *m = r->element[i];
-        if (m->type != REDIS_REPLY_STRING || !gp_house_id_valid((gp_str){(const uint8_t *)m->str, m->len}))
+        if (m->type != REDIS_REPLY_STRING ||
+            !gp_house_id_valid((gp_str){(const uint8_t *)m->str, m->len}))
             continue; /* not written by us: skip rather than print junk */
         int rv = gp_reg_get(rc, prefix, m->str, &hs[k], err, errlen);
         if (rv != 0) {

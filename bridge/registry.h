@@ -17,7 +17,7 @@
 
 /* Errors (negative), beside GP_ERR_* from gp.h. */
 enum {
-    GP_REG_EXISTS = -100,   /* house already registered (add without force) */
+    GP_REG_EXISTS = -100,    /* house already registered (add without force) */
     GP_REG_NOT_FOUND = -101, /* no such house (rm) */
     GP_REG_REDIS = -102,     /* Redis error or connection lost: message in err */
 };
@@ -43,8 +43,7 @@ int gp_reg_master_key(const char *hex, uint8_t out[32]);
  * GP_REG_EXISTS or GP_REG_REDIS. */
 int gp_reg_add(redisContext *rc, const char *prefix, const char *id,
                const uint8_t secret[GP_SECRET_LEN], const uint8_t *master_key,
-               const char *labels_json, uint64_t created_ms, int force, char *err,
-               size_t errlen);
+               const char *labels_json, uint64_t created_ms, int force, char *err, size_t errlen);
 
 /* Removes house `id`: its hash, live state, epoch and set member. The request stream is
  * deleted only when purge is set (it holds producers' pending requests and the consumer
@@ -56,9 +55,8 @@ int gp_reg_rm(redisContext *rc, const char *prefix, const char *id, int purge,
 /* Reads house `id`'s secret, opening a sealed value with master_key. Returns 0,
  * GP_REG_NOT_FOUND, GP_ERR_AUTH (sealed, and the key is missing or wrong), GP_ERR_INVALID or
  * GP_REG_REDIS. */
-int gp_reg_secret(redisContext *rc, const char *prefix, const char *id,
-                  const uint8_t *master_key, uint8_t out[GP_SECRET_LEN], char *err,
-                  size_t errlen);
+int gp_reg_secret(redisContext *rc, const char *prefix, const char *id, const uint8_t *master_key,
+                  uint8_t out[GP_SECRET_LEN], char *err, size_t errlen);
 
 /* One registered house as shown by `ghostport house list`. Strings are NUL-terminated;
  * empty when absent. connected is 1 when a live state hash exists. */
@@ -74,12 +72,12 @@ typedef struct gp_reg_house {
 
 /* Lists registered houses sorted by id into a malloc'd array (*out, freed with free()),
  * count in *n. Returns 0 or GP_REG_REDIS / GP_ERR_NOMEM. */
-int gp_reg_list(redisContext *rc, const char *prefix, gp_reg_house **out, size_t *n,
-                char *err, size_t errlen);
+int gp_reg_list(redisContext *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
+                size_t errlen);
 
 /* Fills *h for one house (registered or not). 0 or GP_REG_REDIS. */
-int gp_reg_get(redisContext *rc, const char *prefix, const char *id, gp_reg_house *h,
-               char *err, size_t errlen);
+int gp_reg_get(redisContext *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+               size_t errlen);
 
 /* Redis's clock (TIME) in ms, or -1 on error. */
 long long gp_reg_time_ms(redisContext *rc);
