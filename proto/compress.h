@@ -35,7 +35,8 @@ int gp_compress_worthwhile(gp_str content_type, const uint8_t *p, size_t len);
 size_t gp_compress_bound(size_t len);
 
 /* Compresses src into dst[0..cap). Returns the compressed size if it is smaller than len,
- * 0 if it is not (send raw), GP_ERR_COMPRESS on zstd failure. */
+ * 0 if it is not (send raw), GP_ERR_COMPRESS on zstd failure. A result that does not fit in
+ * cap also counts as "not smaller" (0), so cap = len - 1 asks for strict savings only. */
 ssize_t gp_compress(gp_zctx *z, const uint8_t *src, size_t len, uint8_t *dst, size_t cap);
 
 /* Decompresses one zstd frame into dst[0..cap). The frame must declare its content size,

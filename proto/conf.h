@@ -28,7 +28,8 @@ typedef struct gp_conf_opt {
 
 /* Table ends with an entry whose name is NULL. */
 
-/* Applies every default. 0 or GP_ERR_INVALID (a bad default: a bug) / GP_ERR_NOMEM. */
+/* Applies every default. 0 or GP_ERR_INVALID (a bad default: a bug) / GP_ERR_NOMEM.
+ * obj must start zeroed: a STR field is freed when a later source replaces it. */
 int gp_conf_defaults(const gp_conf_opt *t, void *obj, char *err, size_t errlen);
 
 /* Sets one option by name. Unknown name or bad value: GP_ERR_INVALID with a message such as
@@ -41,7 +42,8 @@ int gp_conf_set(const gp_conf_opt *t, void *obj, const char *name, const char *v
 int gp_conf_parse_text(const gp_conf_opt *t, void *obj, const char *text, size_t len,
                        char *err, size_t errlen);
 
-/* Applies GP_<NAME> variables found by getenv_fn (pass getenv; a test passes its own). */
+/* Applies GP_<NAME> variables found by getenv_fn (pass getenv; a test passes its own).
+ * An empty variable counts as unset. */
 int gp_conf_apply_env(const gp_conf_opt *t, void *obj, char *(*getenv_fn)(const char *),
                       char *err, size_t errlen);
 
