@@ -117,7 +117,9 @@ fuzz: deps $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
 		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
-		$$f -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n tests/fuzz/seeds/$$n 2>&1 | tail -3 || exit 1; \
+		$$f -max_total_time=$(FUZZ_TIME) build-fuzz/corpus/$$n tests/fuzz/seeds/$$n \
+			>build-fuzz/$$n.log 2>&1; rc=$$?; tail -3 build-fuzz/$$n.log; \
+		[ $$rc -eq 0 ] || { echo "fuzz: $$n failed (rc=$$rc), see build-fuzz/$$n.log"; exit 1; }; \
 	done
 
 bench: deps all $(BENCH_BINS)

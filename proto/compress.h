@@ -11,9 +11,9 @@
 #include "gp.h"
 
 #define GP_ZSTD_LEVEL 3
-#define GP_ENTROPY_SAMPLE 4096     /* bytes sampled for the estimate */
-#define GP_ENTROPY_SKIP_BITS 7.2   /* bits/byte above which we do not try */
-#define GP_COMPRESS_MIN 256        /* smaller payloads are never worth it */
+#define GP_ENTROPY_SAMPLE 4096   /* bytes sampled for the estimate */
+#define GP_ENTROPY_SKIP_BITS 7.2 /* bits/byte above which we do not try */
+#define GP_COMPRESS_MIN 256      /* smaller payloads are never worth it */
 
 typedef struct gp_zctx gp_zctx;
 
@@ -41,8 +41,7 @@ ssize_t gp_compress(gp_zctx *z, const uint8_t *src, size_t len, uint8_t *dst, si
 
 /* Decompresses one zstd frame into dst[0..cap). The frame must declare its content size,
  * and that size must be <= cap. Returns the size, or GP_ERR_COMPRESS / GP_ERR_TOO_LARGE. */
-GP_WUR ssize_t gp_decompress(gp_zctx *z, const uint8_t *src, size_t len, uint8_t *dst,
-                             size_t cap);
+GP_WUR ssize_t gp_decompress(gp_zctx *z, const uint8_t *src, size_t len, uint8_t *dst, size_t cap);
 
 /* Size a zstd frame declares (for sizing dst before gp_decompress), or a negative error if
  * it declares none or is not a zstd frame. */

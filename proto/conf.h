@@ -34,18 +34,18 @@ int gp_conf_defaults(const gp_conf_opt *t, void *obj, char *err, size_t errlen);
 
 /* Sets one option by name. Unknown name or bad value: GP_ERR_INVALID with a message such as
  * "max-body: 0 is below the minimum 1" in err. */
-int gp_conf_set(const gp_conf_opt *t, void *obj, const char *name, const char *value,
-                char *err, size_t errlen);
+int gp_conf_set(const gp_conf_opt *t, void *obj, const char *name, const char *value, char *err,
+                size_t errlen);
 
 /* Parses config text: one "name = value" per line; blank lines and '#' comments skipped;
  * value may be "double-quoted". Errors name the line number. */
-int gp_conf_parse_text(const gp_conf_opt *t, void *obj, const char *text, size_t len,
-                       char *err, size_t errlen);
+int gp_conf_parse_text(const gp_conf_opt *t, void *obj, const char *text, size_t len, char *err,
+                       size_t errlen);
 
 /* Applies GP_<NAME> variables found by getenv_fn (pass getenv; a test passes its own).
  * An empty variable counts as unset. */
-int gp_conf_apply_env(const gp_conf_opt *t, void *obj, char *(*getenv_fn)(const char *),
-                      char *err, size_t errlen);
+int gp_conf_apply_env(const gp_conf_opt *t, void *obj, char *(*getenv_fn)(const char *), char *err,
+                      size_t errlen);
 
 /* Parses argv[first..argc): --name=value, --name value, --flag (BOOL). Positional arguments
  * (not starting with "--") are left: their indexes are written to positional[] (up to

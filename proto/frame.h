@@ -44,9 +44,9 @@
 #define GP_FRAME_HEADER_LEN 12
 #define GP_NONCE_LEN 32
 #define GP_PROOF_LEN 32
-#define GP_MAX_HEADERS 128         /* header pairs per HEAD frame */
+#define GP_MAX_HEADERS 128            /* header pairs per HEAD frame */
 #define GP_DEFAULT_MAX_FRAME 1048576u /* default payload limit (1 MiB) */
-#define GP_BODY_CHUNK 65536u       /* body bytes per BODY frame: big bodies never hold up small ones */
+#define GP_BODY_CHUNK 65536u /* body bytes per BODY frame: big bodies never hold up small ones */
 #define GP_LEN_UNKNOWN UINT64_MAX
 
 enum gp_frame_type {
@@ -74,11 +74,11 @@ enum {
 
 /* GOAWAY codes */
 enum {
-    GP_GOAWAY_DRAINING = 1,  /* bridge shutting down: reconnect elsewhere */
-    GP_GOAWAY_FENCED = 2,    /* another connection of this house took over */
-    GP_GOAWAY_AUTH = 3,      /* authentication failed (same answer for unknown id/bad proof) */
-    GP_GOAWAY_PROTOCOL = 4,  /* peer sent an invalid frame */
-    GP_GOAWAY_RATE_LIMIT = 5,/* too many failed attempts from this address */
+    GP_GOAWAY_DRAINING = 1,   /* bridge shutting down: reconnect elsewhere */
+    GP_GOAWAY_FENCED = 2,     /* another connection of this house took over */
+    GP_GOAWAY_AUTH = 3,       /* authentication failed (same answer for unknown id/bad proof) */
+    GP_GOAWAY_PROTOCOL = 4,   /* peer sent an invalid frame */
+    GP_GOAWAY_RATE_LIMIT = 5, /* too many failed attempts from this address */
 };
 
 typedef struct gp_header {
@@ -91,10 +91,23 @@ typedef struct gp_frame {
     uint8_t flags;
     uint32_t stream;
     union {
-        struct { uint8_t min_ver, max_ver; gp_str house_id; const uint8_t *nonce; } hello;
-        struct { const uint8_t *nonce; const uint8_t *proof; } challenge;
-        struct { const uint8_t *proof; } auth;
-        struct { gp_str bridge_id; uint32_t max_frame, ping_interval_ms, window; uint64_t epoch; } welcome;
+        struct {
+            uint8_t min_ver, max_ver;
+            gp_str house_id;
+            const uint8_t *nonce;
+        } hello;
+        struct {
+            const uint8_t *nonce;
+            const uint8_t *proof;
+        } challenge;
+        struct {
+            const uint8_t *proof;
+        } auth;
+        struct {
+            gp_str bridge_id;
+            uint32_t max_frame, ping_interval_ms, window;
+            uint64_t epoch;
+        } welcome;
         struct {
             gp_str frame_id, method, path, service;
             size_t nheaders;
@@ -109,11 +122,22 @@ typedef struct gp_frame {
             gp_str error, message;
             uint64_t body_len;
         } resp_head;
-        struct { gp_str data; } body; /* REQ_BODY and RESP_BODY: payload as on the wire */
-        struct { gp_str reason; } cancel;
-        struct { uint64_t opaque; } ping; /* PING and PONG */
-        struct { uint32_t increment; } credit;
-        struct { uint16_t code; gp_str message; } goaway;
+        struct {
+            gp_str data;
+        } body; /* REQ_BODY and RESP_BODY: payload as on the wire */
+        struct {
+            gp_str reason;
+        } cancel;
+        struct {
+            uint64_t opaque;
+        } ping; /* PING and PONG */
+        struct {
+            uint32_t increment;
+        } credit;
+        struct {
+            uint16_t code;
+            gp_str message;
+        } goaway;
     } u;
     gp_header hbuf[GP_MAX_HEADERS]; /* storage the decoder fills for HEAD frames */
 } gp_frame;
