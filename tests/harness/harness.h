@@ -129,6 +129,10 @@ void h_reply_free(h_reply *r);
 /* Value of header `name` (case-insensitive) in the reply's headers JSON (static buffer). */
 const char *h_reply_header(const h_reply *r, const char *name);
 
+/* A plain HTTP/1.0 GET to 127.0.0.1:port (for asking the upstream directly). Returns the
+ * status and the body in a malloc'd *body (may be NULL), or -1. */
+int h_http_get(int port, const char *path, char **body);
+
 /* --- data helpers ----------------------------------------------------------------------- */
 void h_sha256_hex(const void *p, size_t len, char out[65]);
 /* The upstream's /bytes/N?seed=S content: sha256("S:0") | sha256("S:1") | ... */

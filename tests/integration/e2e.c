@@ -344,3 +344,94 @@ Test(e2e, wss_with_self_signed_certificate) {
     cr_assert(h_wait_log(bad, "connect_failed", 15000), "untrusted certificate: no failure");
     cr_assert_eq(h_int("EXISTS gp:{tls2}:state"), 0, "house connected to an untrusted bridge");
 }
+
+struct hits_arg {
+    int port;
+    const char *id;
+};
+
+static int upstream_hit(void *ud) {
+    struct hits_arg *a = ud;
+    char path[128], *body = NULL;
+    snprintf(path, sizeof path, "/hits?id=%s", a->id);
+    int st = h_http_get(a->port, path, &body);
+    int hits = st == 200 ? (int)h_json_int(body, "hits") : 0;
+    free(body);
+    return hits >= 1;
+}
+
+/* Sends a slow request, kills the bridge with -9 while the upstream works on it, starts a new
+ * bridge on the same address and waits for the reply. */
+static void kill9_mid_flight(world *w, const char *id) {
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
+    h_request("h1", id, "GET", "/slow?ms=1500", hdr, NULL, 0, 60000);
+    struct hits_arg a = {w->up_port, id};
+    cr_assert(h_wait(upstream_hit, &a, 10000), "request never reached the upstream");
+    h_kill9(w->bridge); /* the upstream is still working on it */
+    cr_assert_eq(h_int("EXISTS gp:rep:%s", id), 0, "reply written before the kill");
+    w->bridge = h_bridge_start(w->bridge_port, NULL, NULL, 1);
+    cr_assert(h_wait_log(w->bridge, "house_connected", 30000), "house did not reconnect");
+}
+
+/* DESIGN.md: a bridge killed with kill -9 mid-flight loses nothing; the house's pending entry
+ * is delivered again when it reconnects (to any bridge). */
+Test(e2e, bridge_kill9_mid_flight_loses_nothing) {
+    world w;
+    world_up(&w, "h1", NULL);
+    kill9_mid_flight(&w, "mid-1");
+    h_reply r;
+    cr_assert(h_wait_reply("mid-1", NULL, 30000, &r), "request in flight during kill -9 was lost");
+    cr_assert_eq(r.status, 200, "status %d %s %s", r.status, r.error ? r.error : "",
+                 r.message ? r.message : "");
+    cr_assert_str_eq((char *)r.body, "slow\n");
+    cr_assert_eq(r.extra, 0, "more than one reply");
+    h_reply_free(&r);
+    cr_assert(h_wait(no_pending, "h1", 10000), "entry still pending");
+}
+
+/* DESIGN.md: "The house remembers recent frame ids with their responses, so a redelivered
+ * request returns the remembered response instead of running twice" — for the request that
+ * was in flight when its bridge died. */
+Test(e2e, redelivery_after_kill9_does_not_run_twice) {
+    world w;
+    world_up(&w, "h1", NULL);
+    kill9_mid_flight(&w, "mid-2");
+    h_reply r;
+    cr_assert(h_wait_reply("mid-2", NULL, 30000, &r), "request in flight during kill -9 was lost");
+    cr_assert_eq(r.status, 200);
+    h_reply_free(&r);
+    char *body = NULL;
+    cr_assert_eq(h_http_get(w.up_port, "/hits?id=mid-2", &body), 200);
+    cr_assert_eq(h_json_int(body, "hits"), 1, "the redelivered request ran again: %s", body);
+    free(body);
+}
+
+/* A producer retrying with the same frame id gets the remembered response: the upstream runs
+ * the request once. */
+Test(e2e, same_frame_id_answered_from_memory) {
+    world w;
+    world_up(&w, "h1", NULL);
+    h_field f[] = {{"id", "retry-1", (size_t)-1},
+                   {"method", "POST", (size_t)-1},
+                   {"path", "/echo", (size_t)-1},
+                   {"headers", "{\"x-frame-id\":\"retry-1\"}", (size_t)-1},
+                   {"body", "payload", (size_t)-1},
+                   {"reply", "gp:rep:retry-1a", (size_t)-1}};
+    h_xadd("h1", f, 6);
+    h_reply r1, r2;
+    cr_assert(h_wait_reply("retry-1", "gp:rep:retry-1a", 15000, &r1));
+    cr_assert_eq(r1.status, 200);
+    f[5].val = "gp:rep:retry-1b";
+    h_xadd("h1", f, 6);
+    cr_assert(h_wait_reply("retry-1", "gp:rep:retry-1b", 15000, &r2));
+    cr_assert_eq(r2.status, 200);
+    cr_assert_eq(r1.body_len, r2.body_len);
+    cr_assert(memcmp(r1.body, r2.body, r1.body_len) == 0, "the retry got a different body");
+    h_reply_free(&r1);
+    h_reply_free(&r2);
+    char *body = NULL;
+    cr_assert_eq(h_http_get(w.up_port, "/hits?id=retry-1", &body), 200);
+    cr_assert_eq(h_json_int(body, "hits"), 1, "the retried frame id ran again: %s", body);
+    free(body);
+}
