@@ -90,7 +90,7 @@ static struct {
     size_t q_bytes;
     int congested;
     uint64_t requests; /* served on this connection */
-    size_t aborted;    /* streams aborted ahead of conn_ended (shutdown) */
+    size_t aborted;    /* streams aborted ahead of conn_ended, for its log line */
 } T;
 
 static void conn_close(const char *reason, enum backoff_kind bk);
@@ -452,8 +452,7 @@ static void conn_close(const char *reason, enum backoff_kind bk) {
     int open = T.state >= CS_HELLO;
     T.state = CS_CLOSING;
     /* Nothing more goes out for the streams; their upstream calls stop now. */
-    size_t n = streams_abort_all();
-    (void)n;
+    T.aborted += streams_abort_all();
     if (open) {
         lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
         lws_callback_on_writable(T.wsi);
