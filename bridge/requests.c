@@ -9,6 +9,7 @@
  * disconnect) is not acknowledged: the entry stays pending and is delivered again. */
 #include "bridge.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,7 +524,16 @@ static char *headers_to_json(const gp_header *h, size_t n) {
     if (!o)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        json_t *name = json_bytes(h[i].name), *val = json_bytes(h[i].value);
+        /* Names are lower-cased (as HTTP/2 does, RFC 9113 §8.2.1): producers look headers up
+         * by one spelling, and "Set-Cookie"/"set-cookie" repeats merge like any other. */
+        char lname[256];
+        gp_str nm = h[i].name;
+        if (nm.len > sizeof lname)
+            continue; /* the house never sends such a name; drop rather than truncate */
+        for (size_t j = 0; j < nm.len; j++)
+            lname[j] = (char)tolower(nm.p[j]);
+        json_t *name = json_bytes((gp_str){(const uint8_t *)lname, nm.len});
+        json_t *val = json_bytes(h[i].value);
         if (!name || !val) {
             json_decref(name);
             json_decref(val);

@@ -374,8 +374,12 @@ static void on_closed(br_conn *c) {
     if (c->in_table)
         br_house_teardown(c, 1);
     br_req_free_all(c);
-    br_log(c->house[0] ? BR_LOG_INFO : BR_LOG_DEBUG, "conn_closed", "conn=%llu addr=%s house=%s",
-           (unsigned long long)c->serial, c->addr, c->house[0] ? c->house : "-");
+    /* Bytes left in the framer mean the peer hung up in the middle of a frame: worth a
+     * warning, as a truncated frame is either a broken house or someone probing. */
+    size_t partial = gp_framer_pending(c->fr);
+    br_log(partial ? BR_LOG_WARN : c->house[0] ? BR_LOG_INFO : BR_LOG_DEBUG, "conn_closed",
+           "conn=%llu addr=%s house=%s%s", (unsigned long long)c->serial, c->addr,
+           c->house[0] ? c->house : "-", partial ? " reason=truncated_frame" : "");
     c->state = BR_CS_CLOSING;
     c->wsi = NULL;
     if (c->all_prev)

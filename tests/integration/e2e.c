@@ -61,6 +61,8 @@ Test(e2e, get_with_headers_and_query) {
     cr_assert(strstr(b, "\"accept\": \"application/json\""), "accept header lost: %s", b);
     const char *ct = h_reply_header(&r, "content-type");
     cr_assert(ct && strcmp(ct, "application/json") == 0, "content-type %s", ct ? ct : "(none)");
+    /* The upstream (Python) spells it "Content-type": reply header names are lower-cased. */
+    cr_assert(strstr(r.headers, "\"content-type\":"), "names not lower-cased: %s", r.headers);
     h_reply_free(&r);
 }
 
