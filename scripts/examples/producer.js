@@ -30,9 +30,7 @@ async function main() {
       last = entryId.toString();
       if (status === undefined) {
         status = Number(f.status.toString());
-        // Header names keep the upstream's spelling: compare them case-insensitively.
-        headers = Object.fromEntries(Object.entries(JSON.parse(f.headers ? f.headers.toString() : '{}'))
-          .map(([k, v]) => [k.toLowerCase(), v]));
+        headers = JSON.parse(f.headers ? f.headers.toString() : '{}'); // names are lower-case
         error = f.error && f.error.toString();
         message = f.message && f.message.toString();
       }

@@ -32,8 +32,7 @@ while time.monotonic() < deadline:
         last = entry_id
         if status is None:
             status = int(f[b"status"])
-            # Header names keep the upstream's spelling: compare them case-insensitively.
-            headers = {k.lower(): v for k, v in json.loads(f.get(b"headers", b"{}")).items()}
+            headers = json.loads(f.get(b"headers", b"{}"))  # names are lower-case
             error = f.get(b"error")
         body += f.get(b"body", b"")
         if f.get(b"final") == b"1":
