@@ -28,6 +28,12 @@ for t in "$@"; do
         failed=$((failed + ${f:-0} + ${c:-0}))
         [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && [ "${c:-0}" -eq 0 ] && broken="$broken $name(rc=$rc)" && failed=$((failed + 1))
     fi
+    # Under `make asan` a sanitizer report from the test process itself (the harness, the
+    # tested code in unit tests) fails the binary even where Criterion counted a pass.
+    if grep -aqE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
+        broken="$broken $name(sanitizer)"
+        failed=$((failed + 1))
+    fi
     rm -f "$log"
 done
 [ -n "$broken" ] && echo "broken test binaries:$broken"

@@ -608,8 +608,11 @@ h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wa
         argv[7] = "debug";
         n = 8;
     }
-    argv[5] = strdup(ports);
-    argv[0] = strdup(argv[0]);
+    /* argv only has to live until h_spawn's exec; h_bin's buffer is reused, so copy it. */
+    char bin[PATH_MAX + 64];
+    snprintf(bin, sizeof bin, "%s", argv[0]);
+    argv[0] = bin;
+    argv[5] = ports;
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -638,13 +641,15 @@ h_proc *h_house_start(const char *id, const char *secret_hex, int bridge_port,
 
 h_proc *h_house_start_url(const char *id, const char *secret_hex, const char *url,
                           const char *upstream_url, const char *const *extra) {
-    const char *argv[64] = {strdup(h_bin("ghostport-house")),
+    char bin[PATH_MAX + 64];
+    snprintf(bin, sizeof bin, "%s", h_bin("ghostport-house"));
+    const char *argv[64] = {bin,
                             "--id",
                             id,
                             "--secret",
                             secret_hex,
                             "--bridge",
-                            strdup(url),
+                            url,
                             "--upstream",
                             upstream_url,
                             "--log-level",
