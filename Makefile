@@ -86,7 +86,8 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROT
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
 # Tests: the runner prints each binary's result and closes with "N passed, N failed".
-test: deps
+# In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
+test: deps $(if $(filter true,$(CI)),format-check)
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS)
 
@@ -128,11 +129,12 @@ bench: deps all $(BENCH_BINS)
 demo: deps all
 	$(Q)./scripts/demo.sh
 
+FORMAT_FILES = $(wildcard proto/*.[ch] bridge/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:
-	$(Q)clang-format -i $(PROTO_SRC) $(wildcard proto/*.h bridge/*.[ch] house/*.[ch])
+	$(Q)clang-format -i $(FORMAT_FILES)
 
 format-check:
-	$(Q)clang-format --dry-run --Werror $(PROTO_SRC) $(wildcard proto/*.h bridge/*.[ch] house/*.[ch])
+	$(Q)clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan build-fuzz

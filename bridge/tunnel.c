@@ -377,8 +377,10 @@ static void on_closed(br_conn *c) {
     /* Bytes left in the framer mean the peer hung up in the middle of a frame: worth a
      * warning, as a truncated frame is either a broken house or someone probing. */
     size_t partial = gp_framer_pending(c->fr);
-    br_log(partial ? BR_LOG_WARN : c->house[0] ? BR_LOG_INFO : BR_LOG_DEBUG, "conn_closed",
-           "conn=%llu addr=%s house=%s%s", (unsigned long long)c->serial, c->addr,
+    br_log(partial       ? BR_LOG_WARN
+           : c->house[0] ? BR_LOG_INFO
+                         : BR_LOG_DEBUG,
+           "conn_closed", "conn=%llu addr=%s house=%s%s", (unsigned long long)c->serial, c->addr,
            c->house[0] ? c->house : "-", partial ? " reason=truncated_frame" : "");
     c->state = BR_CS_CLOSING;
     c->wsi = NULL;

@@ -219,8 +219,7 @@ static void after_test(struct criterion_test_stats *st) {
     if (!dir)
         return;
     struct dirent *e;
-    fprintf(stderr, "==== %s::%s failed; logs in %s ====\n", st->test->category, st->test->name,
-            d);
+    fprintf(stderr, "==== %s::%s failed; logs in %s ====\n", st->test->category, st->test->name, d);
     while ((e = readdir(dir))) {
         size_t l = strlen(e->d_name);
         if (l > 4 && strcmp(e->d_name + l - 4, ".log") == 0) {
@@ -382,7 +381,8 @@ static int port_open(void *ud) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 0;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
@@ -489,8 +489,21 @@ h_proc *h_redis_start(int port) {
     char ports[16];
     snprintf(ports, sizeof ports, "%d", port);
     char *argv[] = {(char *)env_or("GP_REDIS_SERVER", "redis-server"),
-                    "--port", ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", g_dir, "--daemonize", "no", "--protected-mode", "yes", NULL};
+                    "--port",
+                    ports,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    g_dir,
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                    NULL};
     h_proc *p = h_spawn("redis", argv);
     if (!h_wait(redis_pong, &port, 10000))
         fail("redis-server on port %d did not answer PING within 10 s (see %s)", port, p->log);
@@ -520,8 +533,7 @@ redisContext *h_redis(void) {
         struct timeval tv = {5, 0};
         g_rc = redisConnectWithTimeout("127.0.0.1", g_redis_port, tv);
         if (!g_rc || g_rc->err)
-            fail("connect to redis 127.0.0.1:%d: %s", g_redis_port,
-                 g_rc ? g_rc->errstr : "oom");
+            fail("connect to redis 127.0.0.1:%d: %s", g_redis_port, g_rc ? g_rc->errstr : "oom");
         redisSetTimeout(g_rc, tv);
     }
     return g_rc;
@@ -600,8 +612,16 @@ h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wa
         *out_port = port;
     char ports[16];
     snprintf(ports, sizeof ports, "%d", port);
-    const char *argv[64] = {h_bin("ghostport-bridge"), "--allow-ws", "--bind", "127.0.0.1",
-                            "--listen", NULL, "--redis", g_redis_url, "--log-level", "debug"};
+    const char *argv[64] = {h_bin("ghostport-bridge"),
+                            "--allow-ws",
+                            "--bind",
+                            "127.0.0.1",
+                            "--listen",
+                            NULL,
+                            "--redis",
+                            g_redis_url,
+                            "--log-level",
+                            "debug"};
     int n = 10;
     if (!g_redis_url[0]) { /* Redis not started yet: the caller passes --redis in extra */
         argv[6] = "--log-level";
@@ -643,17 +663,8 @@ h_proc *h_house_start_url(const char *id, const char *secret_hex, const char *ur
                           const char *upstream_url, const char *const *extra) {
     char bin[PATH_MAX + 64];
     snprintf(bin, sizeof bin, "%s", h_bin("ghostport-house"));
-    const char *argv[64] = {bin,
-                            "--id",
-                            id,
-                            "--secret",
-                            secret_hex,
-                            "--bridge",
-                            url,
-                            "--upstream",
-                            upstream_url,
-                            "--log-level",
-                            "debug"};
+    const char *argv[64] = {bin, "--id",       id,           "--secret",    secret_hex, "--bridge",
+                            url, "--upstream", upstream_url, "--log-level", "debug"};
     int n = 11;
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = extra[i];
@@ -703,8 +714,8 @@ void h_register(const char *house, char secret_hex[65]) {
     uint8_t secret[32];
     randombytes_buf(secret, sizeof secret);
     gp_secret_to_hex(secret, secret_hex);
-    redisReply *r = h_cmd("HSET gp:{%s}:house secret %s labels {} created %llu", house,
-                          secret_hex, (unsigned long long)time(NULL) * 1000ull);
+    redisReply *r = h_cmd("HSET gp:{%s}:house secret %s labels {} created %llu", house, secret_hex,
+                          (unsigned long long)time(NULL) * 1000ull);
     freeReplyObject(r);
     r = h_cmd("SADD gp:houses %s", house);
     freeReplyObject(r);
@@ -820,9 +831,8 @@ const char *h_xadd(const char *house, const h_field *f, size_t n) {
     return id;
 }
 
-const char *h_request(const char *house, const char *frame_id, const char *method,
-                      const char *path, const char *headers, const void *body, size_t blen,
-                      unsigned timeout_ms) {
+const char *h_request(const char *house, const char *frame_id, const char *method, const char *path,
+                      const char *headers, const void *body, size_t blen, unsigned timeout_ms) {
     char reply[256], tmo[16];
     snprintf(reply, sizeof reply, "gp:rep:%s", frame_id);
     snprintf(tmo, sizeof tmo, "%u", timeout_ms);
@@ -963,7 +973,8 @@ int h_http_get(int port, const char *path, char **body) {
     if (body)
         *body = NULL;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         if (fd >= 0)
@@ -1089,7 +1100,8 @@ static int read_exact(int fd, uint8_t *p, size_t n, uint64_t end) {
 
 int h_ws_connect(int port, char *why, size_t whylen) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         if (why)
@@ -1285,8 +1297,8 @@ static int next_frame(int fd, gp_framer *fr, gp_frame *f, int timeout_ms) {
     }
 }
 
-int h_ws_auth(int fd, const char *id, const uint8_t secret[32], int *code, char *msg,
-              size_t msglen, int *stage) {
+int h_ws_auth(int fd, const char *id, const uint8_t secret[32], int *code, char *msg, size_t msglen,
+              int *stage) {
     uint8_t hn[32];
     randombytes_buf(hn, sizeof hn);
     gp_frame f;

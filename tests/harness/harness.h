@@ -22,11 +22,11 @@
 #include <sys/types.h>
 
 /* --- life cycle ------------------------------------------------------------------------- */
-void h_init(void); /* per-test directory; call as the suite's .init */
-void h_fini(void); /* stops every started process, closes Redis; the suite's .fini */
-const char *h_dir(void);                /* this test's directory (absolute) */
-const char *h_bin(const char *name);    /* path of a binary in GP_BIN_DIR (static buffer) */
-uint64_t h_now_ms(void);                /* monotonic */
+void h_init(void);       /* per-test directory; call as the suite's .init */
+void h_fini(void);       /* stops every started process, closes Redis; the suite's .fini */
+const char *h_dir(void); /* this test's directory (absolute) */
+const char *h_bin(const char *name); /* path of a binary in GP_BIN_DIR (static buffer) */
+uint64_t h_now_ms(void);             /* monotonic */
 
 /* A free TCP port on 127.0.0.1 (bind to port 0, read it back, close). */
 int h_free_port(void);
@@ -53,7 +53,7 @@ void h_stop_all(void);
 /* --- conditions ------------------------------------------------------------------------- */
 /* Polls pred(ud) every 10 ms until it returns non-zero or timeout_ms passes. 1 / 0. */
 int h_wait(int (*pred)(void *ud), void *ud, int timeout_ms);
-int h_wait_port(int port, int timeout_ms);         /* a TCP connect to 127.0.0.1:port works */
+int h_wait_port(int port, int timeout_ms);            /* a TCP connect to 127.0.0.1:port works */
 int h_log_count(const h_proc *p, const char *needle); /* occurrences since log_off */
 int h_log_count_all(const h_proc *p, const char *needle); /* in the whole log file */
 int h_wait_log(const h_proc *p, const char *needle, int timeout_ms);
@@ -107,17 +107,16 @@ typedef struct h_field {
 const char *h_xadd(const char *house, const h_field *f, size_t n);
 /* A usual request: id frame_id, method, path, headers (JSON or NULL), body (may be NULL),
  * timeout_ms (0: field omitted), reply gp:rep:<frame_id>. Returns the entry id. */
-const char *h_request(const char *house, const char *frame_id, const char *method,
-                      const char *path, const char *headers, const void *body, size_t blen,
-                      unsigned timeout_ms);
+const char *h_request(const char *house, const char *frame_id, const char *method, const char *path,
+                      const char *headers, const void *body, size_t blen, unsigned timeout_ms);
 
 typedef struct h_reply {
-    int final;       /* 1 when the final entry arrived */
+    int final; /* 1 when the final entry arrived */
     int status;
-    char *headers;   /* JSON text from the first entry */
-    char *error;     /* NULL for upstream replies */
+    char *headers; /* JSON text from the first entry */
+    char *error;   /* NULL for upstream replies */
     char *message;
-    uint8_t *body;   /* all entries' bodies concatenated (NUL-terminated for convenience) */
+    uint8_t *body; /* all entries' bodies concatenated (NUL-terminated for convenience) */
     size_t body_len;
     int entries;
     int extra; /* entries after the final one (duplicates) seen while reading */
@@ -163,7 +162,7 @@ int h_ws_wait_closed(int fd, int timeout_ms);
  * the GOAWAY code in *code and message in msg; or -1 if the connection closed / timed out
  * before (then *stage says where: 0 after HELLO, 1 after AUTH). When the CHALLENGE is a
  * GOAWAY (rate limited), returns GP_FRAME_GOAWAY with *stage = 0. */
-int h_ws_auth(int fd, const char *id, const uint8_t secret[32], int *code, char *msg,
-              size_t msglen, int *stage);
+int h_ws_auth(int fd, const char *id, const uint8_t secret[32], int *code, char *msg, size_t msglen,
+              int *stage);
 
 #endif

@@ -49,8 +49,8 @@ static void assert_serves(const char *house, const char *frame_id) {
 
 static void expect_error(const char *frame_id, int status, const char *error, int timeout_ms) {
     h_reply r;
-    cr_assert(h_wait_reply(frame_id, NULL, timeout_ms, &r), "%s: no reply (want %d %s)",
-              frame_id, status, error);
+    cr_assert(h_wait_reply(frame_id, NULL, timeout_ms, &r), "%s: no reply (want %d %s)", frame_id,
+              status, error);
     cr_assert_eq(r.status, status, "%s: status %d, want %d (error %s message %s)", frame_id,
                  r.status, status, r.error ? r.error : "-", r.message ? r.message : "-");
     cr_assert(r.error && strcmp(r.error, error) == 0, "%s: error '%s', want '%s'", frame_id,
@@ -77,12 +77,16 @@ static int no_pending(void *ud) {
 Test(badinput, missing_method_or_path_is_400) {
     world w;
     world_up(&w, "h1", NULL, NULL);
-    h_field no_method[] = {{"id", "nm-1", (size_t)-1}, {"path", "/echo", (size_t)-1},
+    h_field no_method[] = {{"id", "nm-1", (size_t)-1},
+                           {"path", "/echo", (size_t)-1},
                            {"reply", "gp:rep:nm-1", (size_t)-1}};
-    h_field no_path[] = {{"id", "np-1", (size_t)-1}, {"method", "GET", (size_t)-1},
+    h_field no_path[] = {{"id", "np-1", (size_t)-1},
+                         {"method", "GET", (size_t)-1},
                          {"reply", "gp:rep:np-1", (size_t)-1}};
-    h_field bad_path[] = {{"id", "bp-1", (size_t)-1}, {"method", "GET", (size_t)-1},
-                          {"path", "no-slash", (size_t)-1}, {"reply", "gp:rep:bp-1", (size_t)-1}};
+    h_field bad_path[] = {{"id", "bp-1", (size_t)-1},
+                          {"method", "GET", (size_t)-1},
+                          {"path", "no-slash", (size_t)-1},
+                          {"reply", "gp:rep:bp-1", (size_t)-1}};
     h_xadd("h1", no_method, 3);
     h_xadd("h1", no_path, 3);
     h_xadd("h1", bad_path, 4);
@@ -113,7 +117,8 @@ Test(badinput, missing_method_or_path_is_400) {
 Test(badinput, malformed_headers_json_is_400) {
     world w;
     world_up(&w, "h1", NULL, NULL);
-    const char *bad[] = {"{not json", "[\"a\",\"b\"]", "{\"a\":1}", "\"str\"", "{\"a\":{\"b\":\"c\"}}"};
+    const char *bad[] = {"{not json", "[\"a\",\"b\"]", "{\"a\":1}", "\"str\"",
+                         "{\"a\":{\"b\":\"c\"}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char id[32];
         snprintf(id, sizeof id, "mh-%zu", i);
@@ -151,13 +156,17 @@ Test(badinput, unknown_service_is_403_named_service_works) {
     snprintf(svc, sizeof svc, "other=http://127.0.0.1:%d", up2);
     const char *hextra[] = {"--service", svc, NULL};
     world_up(&w, "h1", NULL, hextra);
-    h_field f[] = {{"id", "svc-bad", (size_t)-1}, {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1}, {"service", "nope", (size_t)-1}};
+    h_field f[] = {{"id", "svc-bad", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/echo", (size_t)-1},
+                   {"service", "nope", (size_t)-1}};
     h_xadd("h1", f, 4);
     expect_error("svc-bad", 403, "forbidden_upstream", 15000);
 
-    h_field g[] = {{"id", "svc-ok", (size_t)-1}, {"method", "GET", (size_t)-1},
-                   {"path", "/headers", (size_t)-1}, {"service", "other", (size_t)-1}};
+    h_field g[] = {{"id", "svc-ok", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/headers", (size_t)-1},
+                   {"service", "other", (size_t)-1}};
     h_xadd("h1", g, 4);
     h_reply r;
     cr_assert(h_wait_reply("svc-ok", NULL, 15000, &r));
@@ -185,9 +194,21 @@ Test(badinput, deadline_passed_is_504_never_forwarded) {
     world w;
     world_up(&w, "h1", NULL, NULL);
     /* An entry whose id (its timestamp) is in 1970: its deadline passed long ago. */
-    const char *argv[] = {"XADD", "gp:{h1}:req", "1-1", "id", "old-1", "method", "GET",
-                          "path", "/echo", "headers", "{\"x-frame-id\":\"old-1\"}",
-                          "timeout_ms", "1000", "reply", "gp:rep:old-1"};
+    const char *argv[] = {"XADD",
+                          "gp:{h1}:req",
+                          "1-1",
+                          "id",
+                          "old-1",
+                          "method",
+                          "GET",
+                          "path",
+                          "/echo",
+                          "headers",
+                          "{\"x-frame-id\":\"old-1\"}",
+                          "timeout_ms",
+                          "1000",
+                          "reply",
+                          "gp:rep:old-1"};
     redisReply *x = h_cmdv(15, argv, NULL);
     int ok = x->type == REDIS_REPLY_STRING;
     freeReplyObject(x);
@@ -254,9 +275,9 @@ Test(badinput, wrong_secret_and_unknown_id_same_answer) {
     h_proc *ha = h_house_start("h1", bad_hex, w.bridge_port, w.up_url, NULL);
     h_proc *hb = h_house_start("ghost", bad_hex, w.bridge_port, w.up_url, NULL);
     cr_assert(h_wait_log(ha, "bridge_auth_failed", 15000), "house with a wrong secret: no "
-                                                         "bridge_auth_failed");
+                                                           "bridge_auth_failed");
     cr_assert(h_wait_log(hb, "bridge_auth_failed", 15000), "unknown house: no "
-                                                         "bridge_auth_failed");
+                                                           "bridge_auth_failed");
     cr_assert_eq(h_int("EXISTS gp:{h1}:state"), 0, "a house with a wrong secret got a state");
     cr_assert_eq(h_int("EXISTS gp:{ghost}:state"), 0, "an unknown house got a state");
     cr_assert(h_wait_log(w.bridge, "auth_failed", 5000), "bridge did not log the failure");

@@ -35,8 +35,9 @@ Test(cli, house_add_list_rm) {
     h_redis_start(0);
     char *out, *err;
 
-    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-1", "--label", "site=north",
-                     "--label", "kind=pump"), 0, "add failed: %s", err);
+    cr_assert_eq(
+        CLI(&out, &err, "house", "add", "farm-1", "--label", "site=north", "--label", "kind=pump"),
+        0, "add failed: %s", err);
     char secret[65];
     snprintf(secret, sizeof secret, "%s", secret_of(out));
     cr_assert(strstr(out, "ghostport-house"), "add does not say how to start the house: %s", out);
@@ -135,8 +136,7 @@ Test(cli, master_key_seals_secret) {
     h_redis_start(0);
     const char *mk = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     char *out, *err;
-    cr_assert_eq(CLI(&out, &err, "--master-key", mk, "house", "add", "sealed", "-q"), 0, "%s",
-                 err);
+    cr_assert_eq(CLI(&out, &err, "--master-key", mk, "house", "add", "sealed", "-q"), 0, "%s", err);
     char secret[65];
     snprintf(secret, sizeof secret, "%.64s", out);
     free(out), free(err);
@@ -195,8 +195,9 @@ Test(cli, request_output_and_exit_codes) {
     char at[620];
     snprintf(at, sizeof at, "@%s", path);
     size_t n;
-    const char *args[] = {"request", "h1", "PUT", "/echo?raw=1", "--data-binary", at, "-H",
-                          "Content-Type: application/octet-stream", "--body-only", NULL};
+    const char *args[] = {"request",       "h1", "PUT", "/echo?raw=1",
+                          "--data-binary", at,   "-H",  "Content-Type: application/octet-stream",
+                          "--body-only",   NULL};
     cr_assert_eq(h_cli(&out, &n, &err, args), 0, "stderr: %s", err);
     cr_assert_eq(n, 300000, "body-only printed %zu bytes", n);
     cr_assert(memcmp(out, blob, n) == 0, "body bytes differ");

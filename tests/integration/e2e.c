@@ -206,12 +206,14 @@ Test(e2e, two_houses_one_bridge) {
         snprintf(id, sizeof id, "a-%d", i);
         cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
         cr_assert_eq(r.status, 200);
-        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_a, "%s served by the wrong house", id);
+        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_a, "%s served by the wrong house",
+                         id);
         h_reply_free(&r);
         snprintf(id, sizeof id, "b-%d", i);
         cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
         cr_assert_eq(r.status, 200);
-        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_b, "%s served by the wrong house", id);
+        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_b, "%s served by the wrong house",
+                         id);
         h_reply_free(&r);
     }
     /* Both live states name the same bridge. */
@@ -249,8 +251,10 @@ Test(e2e, house_restart_mid_run) {
         char id[32], want[32];
         snprintf(id, sizeof id, "during-%d", i);
         snprintf(want, sizeof want, "\"during\": \"%d\"", i);
-        cr_assert(h_wait_reply(id, NULL, 30000, &r), "request %s sent while the house was down "
-                                                     "was never served", id);
+        cr_assert(h_wait_reply(id, NULL, 30000, &r),
+                  "request %s sent while the house was down "
+                  "was never served",
+                  id);
         cr_assert_eq(r.status, 200, "%s: %d %s", id, r.status, r.message ? r.message : "");
         cr_assert(strstr((char *)r.body, want));
         h_reply_free(&r);
@@ -414,12 +418,10 @@ Test(e2e, redelivery_after_kill9_does_not_run_twice) {
 Test(e2e, same_frame_id_answered_from_memory) {
     world w;
     world_up(&w, "h1", NULL);
-    h_field f[] = {{"id", "retry-1", (size_t)-1},
-                   {"method", "POST", (size_t)-1},
-                   {"path", "/echo", (size_t)-1},
-                   {"headers", "{\"x-frame-id\":\"retry-1\"}", (size_t)-1},
-                   {"body", "payload", (size_t)-1},
-                   {"reply", "gp:rep:retry-1a", (size_t)-1}};
+    h_field f[] = {
+        {"id", "retry-1", (size_t)-1},   {"method", "POST", (size_t)-1},
+        {"path", "/echo", (size_t)-1},   {"headers", "{\"x-frame-id\":\"retry-1\"}", (size_t)-1},
+        {"body", "payload", (size_t)-1}, {"reply", "gp:rep:retry-1a", (size_t)-1}};
     h_xadd("h1", f, 6);
     h_reply r1, r2;
     cr_assert(h_wait_reply("retry-1", "gp:rep:retry-1a", 15000, &r1));
