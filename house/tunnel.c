@@ -55,6 +55,12 @@ struct hs_stream {
     uint64_t resp_bytes;
     int replay;     /* answered from the cache */
     hs_centry *rec; /* the response being recorded for the cache */
+    /* A stream whose connection dropped while its upstream call ran is detached: the call
+     * goes on (no frame is sent) so that its response lands in the replay cache, and the
+     * redelivered request is answered from there instead of running twice. */
+    int detached;
+    hs_stream *dnext;  /* T.detached list */
+    hs_stream *joined; /* this (new) stream waits for that detached call's response */
 };
 
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
@@ -89,8 +95,9 @@ static struct {
     hs_out *ctl_head, *ctl_tail;
     size_t q_bytes;
     int congested;
-    uint64_t requests; /* served on this connection */
-    size_t aborted;    /* streams aborted ahead of conn_ended, for its log line */
+    uint64_t requests;   /* served on this connection */
+    size_t aborted;      /* streams detached/aborted ahead of conn_ended, for its log line */
+    hs_stream *detached; /* streams whose upstream call outlived their connection */
 } T;
 
 static void conn_close(const char *reason, enum backoff_kind bk);
@@ -167,8 +174,21 @@ static void log_request(const hs_stream *s, const char *outcome) {
            (unsigned long long)(hs_now_ms() - s->start_ms));
 }
 
+static void resolve_joined(hs_stream *d);
+
 /* Unlinks and frees; the caller has dealt with s->up. */
 static void stream_free(hs_stream *s) {
+    if (s->detached) {
+        hs_stream **dp = &T.detached;
+        while (*dp && *dp != s)
+            dp = &(*dp)->dnext;
+        if (*dp)
+            *dp = s->dnext;
+        request_clear(&s->req);
+        hs_cache_discard(s->rec);
+        free(s);
+        return;
+    }
     hs_stream **pp = &T.buckets[s->id % NBUCKETS];
     while (*pp && *pp != s)
         pp = &(*pp)->hnext;
@@ -192,13 +212,27 @@ static void stream_maybe_done(hs_stream *s) {
     maybe_finish_drain();
 }
 
-/* Aborts every stream: no frame is sent for them any more. The bridge redelivers the
- * requests it still holds once we are back. */
-static size_t streams_abort_all(void) {
+/* The connection is gone: no frame is sent for its streams any more, and the bridge will
+ * deliver the requests it still holds again once we are back. With `detach`, upstream calls
+ * still running go on detached (their responses are remembered for that redelivery: the
+ * upstream never runs a request twice); without it (shutdown) they are aborted, detached
+ * ones included. Returns how many calls were detached or aborted. */
+static size_t streams_abort_all(int detach) {
     size_t n = 0;
     for (unsigned b = 0; b < NBUCKETS; b++)
         while (T.buckets[b]) {
             hs_stream *s = T.buckets[b];
+            if (s->up && detach) {
+                T.buckets[b] = s->hnext;
+                T.nstreams--;
+                ring_remove(s);
+                queue_drop(&s->qh, &s->qt);
+                s->detached = 1;
+                s->dnext = T.detached;
+                T.detached = s;
+                n++;
+                continue;
+            }
             if (s->up) {
                 hs_upstream_abort(s->up);
                 s->up = NULL;
@@ -207,7 +241,23 @@ static size_t streams_abort_all(void) {
             stream_free(s);
         }
     T.ring_head = T.ring_tail = NULL;
+    while (!detach && T.detached) {
+        hs_stream *d = T.detached;
+        if (d->up)
+            hs_upstream_abort(d->up);
+        d->up = NULL;
+        stream_free(d);
+    }
     return n;
+}
+
+/* A detached call with this request's frame id, method and path, still running. */
+static hs_stream *detached_find(const hs_request *r) {
+    for (hs_stream *d = T.detached; d; d = d->dnext)
+        if (d->up && strcmp(d->req.frame_id, r->frame_id) == 0 &&
+            strcmp(d->req.method, r->method) == 0 && strcmp(d->req.path, r->path) == 0)
+            return d;
+    return NULL;
 }
 
 const hs_request *hs_stream_request(const hs_stream *s) {
@@ -227,6 +277,8 @@ static void want_write(void) {
 
 /* Encodes f onto the stream's queue (s NULL: the control queue, sent first). */
 static int queue_frame(hs_stream *s, const gp_frame *f) {
+    if (s && s->detached)
+        return 0; /* its connection is gone: the response only goes to the cache */
     size_t n = gp_frame_size(f);
     if (n - GP_FRAME_HEADER_LEN > T.max_frame)
         return GP_ERR_TOO_LARGE;
@@ -333,6 +385,14 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     else
         hs_cache_discard(s->rec);
     s->rec = NULL;
+    if (s->detached) {
+        char o[64];
+        snprintf(o, sizeof o, "detached_%s", outcome);
+        log_request(s, o);
+        resolve_joined(s);
+        stream_free(s);
+        return;
+    }
     log_request(s, outcome);
     T.requests++;
     stream_maybe_done(s);
@@ -415,7 +475,7 @@ static void conn_ended(const char *why) {
     int was_live = T.live_ms != 0;
     if (!T.reason[0])
         snprintf(T.reason, sizeof T.reason, "%s", why ? why : "closed");
-    size_t aborted = streams_abort_all() + T.aborted;
+    size_t detached = streams_abort_all(!g_hs.stopping) + T.aborted;
     T.aborted = 0;
     queue_drop(&T.ctl_head, &T.ctl_tail);
     T.congested = 0;
@@ -427,8 +487,8 @@ static void conn_ended(const char *why) {
         T.attempt = 0;
     if (was_live || T.dial_ms)
         hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
-               "house=%s bridge=%s reason=%s up_ms=%llu aborted=%zu", g_hs.cfg.id, hs_qs(T.url),
-               hs_qs(T.reason), (unsigned long long)(was_live ? now - T.live_ms : 0), aborted);
+               "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", g_hs.cfg.id, hs_qs(T.url),
+               hs_qs(T.reason), (unsigned long long)(was_live ? now - T.live_ms : 0), detached);
     T.live_ms = 0;
     if (g_hs.stopping)
         return;
@@ -452,7 +512,7 @@ static void conn_close(const char *reason, enum backoff_kind bk) {
     int open = T.state >= CS_HELLO;
     T.state = CS_CLOSING;
     /* Nothing more goes out for the streams; their upstream calls stop now. */
-    T.aborted += streams_abort_all();
+    T.aborted += streams_abort_all(!g_hs.stopping);
     if (open) {
         lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
         lws_callback_on_writable(T.wsi);
@@ -682,6 +742,30 @@ static void replay(hs_stream *s, const hs_centry *e) {
     stream_maybe_done(s);
 }
 
+/* The detached call `d` has ended: answer the streams that joined it, from the cache when
+ * its response was remembered. When it was not (over the cache's per-entry limit, or the
+ * call failed) running the request again would break the at-most-once promise, so the
+ * producer is told the truth instead: 502 replay_unavailable. */
+static void resolve_joined(hs_stream *d) {
+    const hs_centry *e = hs_cache_find(d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        for (hs_stream *w = T.buckets[b], *next; w; w = next) {
+            next = w->hnext;
+            if (w->joined != d)
+                continue;
+            w->joined = NULL;
+            if (e) {
+                replay(w, e);
+            } else {
+                send_error_head(w, 502, "replay_unavailable",
+                                "an earlier delivery of this request ran on the upstream but its "
+                                "response could not be remembered");
+                log_request(w, "replay_unavailable");
+                stream_maybe_done(w);
+            }
+        }
+}
+
 static void on_req_head(const gp_frame *f) {
     if (f->stream == 0 || stream_find(f->stream)) {
         protocol_error("bad_stream_id", NULL);
@@ -751,6 +835,14 @@ static void on_req_head(const gp_frame *f) {
     const hs_centry *e = hs_cache_find(r->frame_id, r->method, r->path, hs_now_ms());
     if (e) {
         replay(s, e);
+        return;
+    }
+    hs_stream *d = detached_find(r);
+    if (d) {
+        /* Delivered again while the first delivery's call still runs: wait for it. */
+        s->dispatched = 1;
+        s->joined = d;
+        hs_log(HS_LOG_INFO, "request_joined", "id=%s stream=%u", hs_qs(r->frame_id), s->id);
         return;
     }
     if (f->flags & GP_FLAG_FIN)
@@ -1062,7 +1154,9 @@ void hs_tunnel_stop(void) {
     if (T.state != CS_IDLE) {
         snprintf(T.reason, sizeof T.reason, "shutdown");
         /* Now, not when lws reports the close: upstream.c is stopped right after us. */
-        T.aborted = streams_abort_all();
+        T.aborted = streams_abort_all(0);
+    } else {
+        streams_abort_all(0); /* between connections: only detached calls are left */
     }
     if (T.timers) {
         uv_close((uv_handle_t *)&T.retry, NULL);
@@ -1080,7 +1174,7 @@ void hs_tunnel_final(void) {
     if (T.ctx)
         lws_context_destroy(T.ctx);
     T.ctx = NULL;
-    streams_abort_all();
+    streams_abort_all(0);
     queue_drop(&T.ctl_head, &T.ctl_tail);
     hs_cache_clear();
     gp_framer_free(T.fr);
