@@ -9,7 +9,7 @@ Endpoints (any method unless noted):
   /status/N       responds with status N and a short text body
   /bytes/N?seed=S N deterministic pseudo-random bytes (application/octet-stream);
                   X-Sha256 header carries their sha256
-  /slow?ms=N      waits N ms, then answers 200 "slow"
+  /slow?ms=N      waits N ms, then answers 200 "slow" (&bytes=M: M pseudo-random bytes)
   /hits?id=X      how many requests carried X-Frame-Id: X so far (JSON {"id":..,"hits":n});
                   without id: the whole table
   /headers        JSON object of the request headers (lower-cased names)
@@ -111,6 +111,9 @@ class Handler(BaseHTTPRequestHandler):
                                  {"X-Sha256": hashlib.sha256(data).hexdigest()})
             if route == "slow":
                 time.sleep(int(query.get("ms", "1000")) / 1000.0)
+                if "bytes" in query:  # a slow large answer (pseudo-random, incompressible)
+                    data = pseudo_random(int(query["bytes"]), "slow")
+                    return self.send(200, data, "application/octet-stream")
                 return self.send(200, b"slow\n", "text/plain")
             if route == "hits":
                 with HITS_LOCK:

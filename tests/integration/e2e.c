@@ -368,16 +368,20 @@ static int upstream_hit(void *ud) {
 
 /* Sends a slow request, kills the bridge with -9 while the upstream works on it, starts a new
  * bridge on the same address and waits for the reply. */
-static void kill9_mid_flight(world *w, const char *id) {
+static void kill9_mid_flight_path(world *w, const char *id, const char *path) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
-    h_request("h1", id, "GET", "/slow?ms=1500", hdr, NULL, 0, 60000);
+    h_request("h1", id, "GET", path, hdr, NULL, 0, 60000);
     struct hits_arg a = {w->up_port, id};
     cr_assert(h_wait(upstream_hit, &a, 10000), "request never reached the upstream");
     h_kill9(w->bridge); /* the upstream is still working on it */
     cr_assert_eq(h_int("EXISTS gp:rep:%s", id), 0, "reply written before the kill");
     w->bridge = h_bridge_start(w->bridge_port, NULL, NULL, 1);
     cr_assert(h_wait_log(w->bridge, "house_connected", 30000), "house did not reconnect");
+}
+
+static void kill9_mid_flight(world *w, const char *id) {
+    kill9_mid_flight_path(w, id, "/slow?ms=1500");
 }
 
 /* DESIGN.md: a bridge killed with kill -9 mid-flight loses nothing; the house's pending entry
@@ -437,5 +441,25 @@ Test(e2e, same_frame_id_answered_from_memory) {
     char *body = NULL;
     cr_assert_eq(h_http_get(w.up_port, "/hits?id=retry-1", &body), 200);
     cr_assert_eq(h_json_int(body, "hits"), 1, "the retried frame id ran again: %s", body);
+    free(body);
+}
+
+/* The call in flight when the bridge died returns a response too large for the house's memory
+ * (over 1 MiB): the redelivery must not run it again, so the producer gets a clear 502
+ * replay_unavailable instead of a second upstream call. */
+Test(e2e, redelivery_of_unrememberable_response_is_502_not_a_rerun) {
+    world w;
+    world_up(&w, "h1", NULL);
+    kill9_mid_flight_path(&w, "mid-big", "/slow?ms=1500&bytes=2000000");
+    h_reply r;
+    cr_assert(h_wait_reply("mid-big", NULL, 30000, &r),
+              "request in flight during kill -9 was lost");
+    cr_assert_eq(r.status, 502, "status %d", r.status);
+    cr_assert(r.error && strcmp(r.error, "replay_unavailable") == 0, "error %s",
+              r.error ? r.error : "(none)");
+    h_reply_free(&r);
+    char *body = NULL;
+    cr_assert_eq(h_http_get(w.up_port, "/hits?id=mid-big", &body), 200);
+    cr_assert_eq(h_json_int(body, "hits"), 1, "the redelivered request ran again: %s", body);
     free(body);
 }
