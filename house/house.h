@@ -131,7 +131,8 @@ void hs_upstream_resume(void);
 
 typedef struct hs_centry hs_centry;
 
-/* Starts recording a response (copies everything). NULL when not cacheable or out of memory. */
+/* Starts recording a response (copies everything). NULL when not cacheable or out of memory.
+ * Status 0 with no headers makes a tombstone: "this request ran, its response is not kept". */
 hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *path,
                           uint16_t status, const gp_header *h, size_t nh);
 /* Appends body bytes; -1 when the entry would exceed its limit (discard it then). */

@@ -59,6 +59,7 @@ struct hs_stream {
      * goes on (no frame is sent) so that its response lands in the replay cache, and the
      * redelivered request is answered from there instead of running twice. */
     int detached;
+    int rec_dropped;   /* the response outgrew what the cache keeps */
     hs_stream *dnext;  /* T.detached list */
     hs_stream *joined; /* this (new) stream waits for that detached call's response */
 };
@@ -369,6 +370,7 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
     if (s->rec && hs_cache_append(s->rec, p, len) != 0) {
         hs_cache_discard(s->rec); /* too big to remember */
         s->rec = NULL;
+        s->rec_dropped = 1;
     }
     int rc = queue_frame(s, &f);
     if (rc != 0)
@@ -380,10 +382,18 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
 
 void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     s->up = NULL;
-    if (s->rec && strcmp(outcome, "ok") == 0)
+    if (s->rec && strcmp(outcome, "ok") == 0) {
         hs_cache_commit(s->rec, hs_now_ms());
-    else
+    } else {
         hs_cache_discard(s->rec);
+        if (s->rec_dropped) {
+            /* It ran, but its response is not kept: remember that much, so that a delivery
+             * of it again is told so instead of running the upstream call twice. */
+            hs_centry *t = hs_cache_begin(s->req.frame_id, s->req.method, s->req.path, 0, NULL, 0);
+            if (t)
+                hs_cache_commit(t, hs_now_ms());
+        }
+    }
     s->rec = NULL;
     if (s->detached) {
         char o[64];
@@ -742,10 +752,24 @@ static void replay(hs_stream *s, const hs_centry *e) {
     stream_maybe_done(s);
 }
 
-/* The detached call `d` has ended: answer the streams that joined it, from the cache when
- * its response was remembered. When it was not (over the cache's per-entry limit, or the
- * call failed) running the request again would break the at-most-once promise, so the
- * producer is told the truth instead: 502 replay_unavailable. */
+/* A request that already ran: answer with the remembered response. When there is none (e
+ * NULL: the call failed; or a tombstone, status 0: the response outgrew the cache) running it
+ * again would break the at-most-once promise, so the producer is told the truth instead:
+ * 502 replay_unavailable. */
+static void answer_again(hs_stream *s, const hs_centry *e) {
+    if (e && hs_cache_status(e) != 0) {
+        replay(s, e);
+        return;
+    }
+    s->dispatched = 1;
+    send_error_head(s, 502, "replay_unavailable",
+                    "an earlier delivery of this request ran on the upstream but its response "
+                    "could not be remembered");
+    log_request(s, "replay_unavailable");
+    stream_maybe_done(s);
+}
+
+/* The detached call `d` has ended: answer the streams that joined it. */
 static void resolve_joined(hs_stream *d) {
     const hs_centry *e = hs_cache_find(d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
     for (unsigned b = 0; b < NBUCKETS; b++)
@@ -754,15 +778,7 @@ static void resolve_joined(hs_stream *d) {
             if (w->joined != d)
                 continue;
             w->joined = NULL;
-            if (e) {
-                replay(w, e);
-            } else {
-                send_error_head(w, 502, "replay_unavailable",
-                                "an earlier delivery of this request ran on the upstream but its "
-                                "response could not be remembered");
-                log_request(w, "replay_unavailable");
-                stream_maybe_done(w);
-            }
+            answer_again(w, e);
         }
 }
 
@@ -834,7 +850,7 @@ static void on_req_head(const gp_frame *f) {
     }
     const hs_centry *e = hs_cache_find(r->frame_id, r->method, r->path, hs_now_ms());
     if (e) {
-        replay(s, e);
+        answer_again(s, e);
         return;
     }
     hs_stream *d = detached_find(r);

@@ -463,3 +463,33 @@ Test(e2e, redelivery_of_unrememberable_response_is_502_not_a_rerun) {
     cr_assert_eq(h_json_int(body, "hits"), 1, "the redelivered request ran again: %s", body);
     free(body);
 }
+
+/* A request that already ran with a response too large to remember, delivered again after it
+ * finished (here: a producer retrying the same frame id), is answered 502 replay_unavailable
+ * from the house's tombstone; the upstream still runs it once. */
+Test(e2e, rerun_of_unrememberable_response_is_502) {
+    world w;
+    world_up(&w, "h1", NULL);
+    h_field f[] = {{"id", "big-retry", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/bytes/2000000", (size_t)-1},
+                   {"headers", "{\"x-frame-id\":\"big-retry\"}", (size_t)-1},
+                   {"reply", "gp:rep:big-retry-a", (size_t)-1}};
+    h_xadd("h1", f, 5);
+    h_reply r1, r2;
+    cr_assert(h_wait_reply("big-retry", "gp:rep:big-retry-a", 15000, &r1));
+    cr_assert_eq(r1.status, 200);
+    cr_assert_eq(r1.body_len, 2000000);
+    f[4].val = "gp:rep:big-retry-b";
+    h_xadd("h1", f, 5);
+    cr_assert(h_wait_reply("big-retry", "gp:rep:big-retry-b", 15000, &r2));
+    cr_assert_eq(r2.status, 502, "status %d", r2.status);
+    cr_assert(r2.error && strcmp(r2.error, "replay_unavailable") == 0, "error %s",
+              r2.error ? r2.error : "(none)");
+    h_reply_free(&r1);
+    h_reply_free(&r2);
+    char *body = NULL;
+    cr_assert_eq(h_http_get(w.up_port, "/hits?id=big-retry", &body), 200);
+    cr_assert_eq(h_json_int(body, "hits"), 1, "the request ran again: %s", body);
+    free(body);
+}
