@@ -30,8 +30,8 @@ struct lws_context;
 
 typedef struct br_config {
     char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key, *log_level;
-    long long listen, max_body, reply_chunk, reply_ttl, max_inflight, ping_interval, auth_burst,
-        auth_per_min, redis_timeout;
+    long long listen, max_body, reply_chunk, reply_ttl, max_inflight, max_inflight_bytes,
+        ping_interval, auth_burst, auth_per_min, redis_timeout, lease_ms, drain_timeout;
     int allow_ws;
 } br_config;
 
@@ -60,6 +60,7 @@ struct br_conn {
     uint64_t serial; /* for logs */
     char addr[64];
     int tls;
+    int goaway_sent;
     gp_framer *fr;
     size_t msg_bytes; /* bytes of the WebSocket message being received */
     br_out *q_head, *q_tail;
@@ -80,12 +81,14 @@ struct br_conn {
     uint32_t next_stream;
     br_req *reqs; /* in flight, newest first */
     unsigned ninflight;
+    size_t inflight_bytes;         /* request body bytes held here (not yet sent to the house) */
     br_req *body_head, *body_tail; /* requests with body bytes still to send, round robin */
     uint64_t min_deadline;         /* earliest deadline among reqs (Redis ms), 0: none */
-    int reading, read_again, read_pending, read_capped;
+    int reading, reading_pending, read_again, read_pending, read_capped;
     unsigned read_count; /* COUNT of the read in flight */
     char pcursor[48];    /* reading the pending list: last id seen */
     uint64_t last_rx_ms, last_ping_ms, last_pending_scan_ms, since_ms;
+    uint64_t last_renew_ms, next_sweep_ms;
     unsigned rtt_ms;
 };
 
@@ -130,6 +133,7 @@ typedef struct br_bridge {
     uint64_t conn_serial;
     br_conn *all;
     unsigned nlive;
+    unsigned replies_live; /* br_reply objects: reply writes and acks not yet settled */
     br_conn **table;
     size_t table_size;
     int stopping;
@@ -145,7 +149,9 @@ uint64_t br_now_redis(void); /* Redis clock ms (offset from TIME) */
 
 /* tunnel.c */
 int br_tunnel_start(void);
-void br_tunnel_stop(void);
+void br_tunnel_drain(void);    /* SIGTERM: GOAWAY DRAINING to every house */
+void br_tunnel_stop(void);     /* closes every connection (GOAWAY DRAINING) */
+unsigned br_tunnel_live(void); /* connections not closing */
 void br_conn_ref(br_conn *c);
 void br_conn_unref(br_conn *c);
 int br_conn_alive(const br_conn *c); /* not closed, not closing */
@@ -163,8 +169,10 @@ void br_house_tick(uint64_t now); /* sweep: pings, liveness, reads */
 void br_house_state_update(br_conn *c);
 void br_house_redis_up(void); /* cmd connection (re)established */
 void br_house_sub_up(void);   /* subscriber (re)established */
-void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const char *msg,
-                          size_t mlen);
+/* Every pub/sub message of the subscriber: keyspace doorbells and our fence channel. */
+void br_house_on_message(const char *kind, const char *chan, size_t clen, const char *msg,
+                         size_t mlen);
+void br_house_fence_channel(char out[GP_KEY_MAX + 80]);  /* <prefix>:fence:<bridge id> */
 void br_house_fenced(const char *house, uint64_t epoch); /* an ack found a newer epoch */
 void br_house_table_free(void);
 void br_house_load_scripts(void);

@@ -1,12 +1,27 @@
-/* house.c — owning a house in Redis while its connection is up: the fencing epoch, the live
- * state hash, the table of held houses, and reading each house's request stream through the
- * consumer group without ever blocking the shared connection. I/O side.
+/* house.c — owning a house in Redis while its connection is up: the fencing epoch, the
+ * lease (the live state hash, renewed under the fence), the table of held houses, and
+ * reading each house's request stream through the consumer group without ever blocking the
+ * shared connection. I/O side.
+ *
+ * Fencing (DESIGN.md, delivery guarantees). Every authenticated connect INCRs the house's
+ * epoch; the connection that got the highest epoch owns the house. Three things keep a
+ * bridge that lost the house from serving it:
+ *  - every read of the stream is a script that checks the epoch first, so a stale holder
+ *    can never take a new entry (the strong fence: it is what makes "two bridges never serve
+ *    one house" true, whatever the timing);
+ *  - the claim script PUBLISHes the new epoch to the previous holder's fence channel, so it
+ *    lets go at once (the fast path: a half-open connection is dropped in one round trip);
+ *  - the lease (the state hash, PEXPIRE lease-ms) is renewed every lease-ms/3 under the
+ *    fence, so a lost PUBLISH costs at most a third of the lease (the slow path).
+ * Acknowledgements are fenced too (requests.c).
  *
  * Wake-up (DESIGN.md, "things that bite"): a multi-key blocking XREADGROUP does not scale
  * and does not work on a Cluster, so each held house's stream is read with a non-blocking
- * single-key XREADGROUP when (a) its keyspace notification rings (`xadd` on the stream,
- * delivered to the subscriber connection), (b) a read came back full or capacity freed up,
- * or (c) the 1 s sweep passes. (c) alone is correct; (a) removes its latency. */
+ * single-key read when (a) its keyspace notification rings (`xadd` on the stream, delivered
+ * to the subscriber connection) or its subscription is confirmed, (b) a read came back full
+ * or capacity freed up, or (c) the sweep passes: every SWEEP_SLOW_MS while the doorbell is
+ * healthy, every SWEEP_FAST_MS while it is not (keyspace notifications refused, subscriber
+ * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
 #include "bridge.h"
 
 #include <stdlib.h>
@@ -14,17 +29,27 @@
 
 #define READ_BATCH 100
 #define PENDING_RESCAN_MS 30000
+#define SWEEP_FAST_MS 1000
+#define SWEEP_SLOW_MS 15000
 
-/* KEYS: epoch, state. ARGV: bridge, transport, now, addr. New epoch and a fresh state. */
+/* KEYS: epoch, state. ARGV: bridge, transport, now, addr, lease ms, fence channel prefix,
+ * house id.
+ * New epoch and a fresh state; the previous holder (another bridge) hears of it on its
+ * fence channel. */
 static br_script s_claim = {
     "local e = redis.call('INCR', KEYS[1])\n"
+    "local old = redis.call('HGET', KEYS[2], 'bridge')\n"
     "redis.call('DEL', KEYS[2])\n"
     "redis.call('HSET', KEYS[2], 'bridge', ARGV[1], 'transport', ARGV[2], 'since', ARGV[3],\n"
     "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
+    "if old and old ~= ARGV[1] then\n"
+    "  redis.call('PUBLISH', ARGV[6] .. old, e .. ' ' .. ARGV[7])\n"
+    "end\n"
     "return e\n",
     ""};
 
-/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr.
+/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease.
  * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
  * Redis lost its data (restart without persistence): re-assert ours rather than drop a
  * house that is still connected. */
@@ -34,6 +59,7 @@ static br_script s_refresh = {
     "if e ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"
     "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
     "return 1\n",
     ""};
 
@@ -43,10 +69,21 @@ static br_script s_release = {
     "return 0\n",
     ""};
 
+/* KEYS: epoch, req. ARGV: epoch, group, consumer, count, start id. The fenced read: -1 when
+ * the house has a newer epoch (nothing is read), else XREADGROUP's reply (nil: no entries;
+ * a NOGROUP error is returned as such). */
+static br_script s_read = {
+    "local e = redis.call('GET', KEYS[1])\n"
+    "if e ~= ARGV[1] and e ~= false then return -1 end\n"
+    "return redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],\n"
+    "  'STREAMS', KEYS[2], ARGV[5])\n",
+    ""};
+
 void br_house_load_scripts(void) {
     br_redis_load_script(g_br.cmd, &s_claim);
     br_redis_load_script(g_br.cmd, &s_refresh);
     br_redis_load_script(g_br.cmd, &s_release);
+    br_redis_load_script(g_br.cmd, &s_read);
 }
 
 /* --- table of held houses --------------------------------------------------------------- */
@@ -146,8 +183,38 @@ static int house_of_channel(const char *chan, size_t clen, char out[GP_MAX_HOUSE
     return 0;
 }
 
-void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const char *msg,
-                          size_t mlen) {
+static void fence_out(br_conn *c, const char *why);
+
+/* "<epoch> <house>" on our fence channel: another bridge has claimed the house. */
+static void on_fence_message(const char *msg, size_t mlen) {
+    char buf[GP_MAX_HOUSE_ID + 32];
+    if (mlen >= sizeof buf)
+        return;
+    memcpy(buf, msg, mlen);
+    buf[mlen] = '\0';
+    char *sp = strchr(buf, ' ');
+    if (!sp)
+        return;
+    *sp = '\0';
+    uint64_t epoch = strtoull(buf, NULL, 10);
+    br_conn *c = br_house_find(sp + 1);
+    if (c && c->epoch < epoch)
+        fence_out(c, "claimed_elsewhere");
+}
+
+void br_house_fence_channel(char out[GP_KEY_MAX + 80]) {
+    snprintf(out, GP_KEY_MAX + 80, "%s:fence:%s", g_br.cfg.prefix, g_br.cfg.bridge_id);
+}
+
+void br_house_on_message(const char *kind, const char *chan, size_t clen, const char *msg,
+                         size_t mlen) {
+    char fch[GP_KEY_MAX + 80];
+    br_house_fence_channel(fch);
+    if (clen == strlen(fch) && memcmp(chan, fch, clen) == 0) {
+        if (strcmp(kind, "message") == 0)
+            on_fence_message(msg, mlen);
+        return;
+    }
     char house[GP_MAX_HOUSE_ID + 1];
     if (house_of_channel(chan, clen, house) != 0)
         return;
@@ -156,6 +223,9 @@ void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const
         /* Only new entries matter; our own XDELs ring too and must not cause reads. */
         if (c && mlen == 4 && memcmp(msg, "xadd", 4) == 0)
             br_house_read(c);
+    } else if (strcmp(kind, "subscribe") == 0 && c) {
+        /* From here on every XADD rings; one read catches what came before. */
+        br_house_read(c);
     } else if (strcmp(kind, "unsubscribe") == 0 && c) {
         /* hiredis 0.14 forgets a channel's callback when an UNSUBSCRIBE is confirmed, even if
          * we SUBSCRIBEd again meanwhile (house reconnected): subscribe once more. */
@@ -164,9 +234,17 @@ void br_house_on_keyspace(const char *kind, const char *chan, size_t clen, const
 }
 
 void br_house_sub_up(void) {
+    char fch[GP_KEY_MAX + 80];
+    br_house_fence_channel(fch);
+    br_redis_subscribe(g_br.sub, fch, 1);
     for (br_conn *c = g_br.all; c; c = c->all_next)
         if (c->in_table)
             subscribe(c, 1);
+}
+
+/* Keyspace notifications are on and the subscriber is connected: the sweep can be slow. */
+static int doorbell_ok(void) {
+    return g_br.keyspace_ok && br_redis_ready(g_br.sub);
 }
 
 /* --- reading the stream ----------------------------------------------------------------- */
@@ -191,8 +269,13 @@ static void on_read(redisReply *rep, void *ud) {
         br_conn_unref(c);
         return;
     }
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == -1) {
+        fence_out(c, "epoch_moved");
+        br_conn_unref(c);
+        return;
+    }
     size_t n = 0;
-    int pending = c->read_pending;
+    int pending = c->reading_pending; /* what this read was, whatever was asked since */
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
         rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements == 2 &&
         rep->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
@@ -210,6 +293,8 @@ static void on_read(redisReply *rep, void *ud) {
     c->read_again = 0;
     if (pending && n == 0)
         c->read_pending = 0; /* pending list drained: switch to new entries */
+    else if (!pending && c->read_pending)
+        again = 1; /* a pending scan was asked for while this read ran */
     if ((again || (pending && n == 0)) && br_conn_alive(c))
         br_house_read(c);
     br_conn_unref(c);
@@ -222,27 +307,29 @@ void br_house_read(br_conn *c) {
         c->read_again = 1; /* the bell rang during a read: read once more after it */
         return;
     }
+    /* Backpressure: a house that does not keep up leaves its backlog in Redis (bounded by
+     * the producers' MAXLEN), never in our memory. */
     long long cap = g_br.cfg.max_inflight - (long long)c->ninflight;
-    if (cap <= 0) {
+    if (cap <= 0 || (long long)c->inflight_bytes >= g_br.cfg.max_inflight_bytes) {
         c->read_capped = 1;
         return;
     }
     c->read_capped = 0;
+    c->next_sweep_ms = br_now() + (doorbell_ok() ? SWEEP_SLOW_MS : SWEEP_FAST_MS);
     br_args a;
     br_args_init(&a);
-    br_args_str(&a, "XREADGROUP");
-    br_args_str(&a, "GROUP");
+    br_args_str(&a, c->epochkey);
+    br_args_str(&a, c->reqkey);
+    br_args_u64(&a, c->epoch);
     br_args_str(&a, GP_GROUP);
     br_args_str(&a, GP_CONSUMER);
-    br_args_str(&a, "COUNT");
     c->read_count = (unsigned)(cap < READ_BATCH ? cap : READ_BATCH);
     br_args_u64(&a, c->read_count);
-    br_args_str(&a, "STREAMS");
-    br_args_str(&a, c->reqkey);
     br_args_str(&a, c->read_pending ? c->pcursor : ">");
     br_conn_ref(c);
     c->reading = 1;
-    if (br_redis_cmd(g_br.cmd, on_read, c, &a) != 0) {
+    c->reading_pending = c->read_pending;
+    if (br_redis_eval(g_br.cmd, &s_read, on_read, c, 2, &a) != 0) {
         c->reading = 0;
         br_conn_unref(c);
     }
@@ -332,7 +419,8 @@ static void on_claimed(redisReply *rep, void *ud) {
     }
     c->state = BR_CS_LIVE;
     c->since_ms = br_now_redis();
-    c->last_ping_ms = br_now();
+    c->last_ping_ms = c->last_renew_ms = br_now();
+    c->next_sweep_ms = br_now() + SWEEP_FAST_MS;
     br_log(BR_LOG_INFO, "house_connected", "house=%s addr=%s epoch=%llu transport=%s", c->house,
            c->addr, (unsigned long long)epoch, c->tls ? "wss" : "ws");
 
@@ -363,6 +451,11 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, c->tls ? "wss" : "ws");
     br_args_u64(&a, br_now_redis());
     br_args_str(&a, c->addr);
+    br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
+    char fpre[GP_KEY_MAX + 16];
+    snprintf(fpre, sizeof fpre, "%s:fence:", p);
+    br_args_str(&a, fpre);
+    br_args_str(&a, c->house);
     br_conn_ref(c);
     if (br_redis_eval(g_br.cmd, &s_claim, on_claimed, c, 2, &a) != 0)
         on_claimed(NULL, c);
@@ -403,6 +496,8 @@ void br_house_state_update(br_conn *c) {
     br_args_u64(&a, br_now_redis() - (br_now() - c->last_rx_ms));
     br_args_u64(&a, c->rtt_ms);
     br_args_str(&a, c->addr);
+    br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
+    c->last_renew_ms = br_now();
     br_conn_ref(c);
     if (br_redis_eval(g_br.cmd, &s_refresh, on_refreshed, c, 2, &a) != 0)
         br_conn_unref(c);
@@ -421,16 +516,28 @@ void br_house_redis_up(void) {
     }
 }
 
+/* Called every 100 ms: lease renewals and sweeps fall due one house at a time, so their
+ * Redis traffic is spread evenly instead of arriving in bursts. */
 void br_house_tick(uint64_t now) {
+    uint64_t renew = (uint64_t)g_br.cfg.lease_ms / 3;
     for (br_conn *c = g_br.all; c; c = c->all_next) {
-        if (!c->in_table || c->reading)
+        if (!c->in_table)
+            continue;
+        if (now - c->last_renew_ms >= renew)
+            br_house_state_update(c);
+        if (c->reading)
             continue;
         if (now - c->last_pending_scan_ms >= PENDING_RESCAN_MS) {
             /* Entries whose reply write was lost (Redis timeout) are still pending. */
             c->last_pending_scan_ms = now;
             c->read_pending = 1;
             strcpy(c->pcursor, "0");
+            c->next_sweep_ms = now;
         }
-        br_house_read(c);
+        /* Doorbell gone quiet (subscriber reconnecting): don't wait out a slow sweep. */
+        if (!doorbell_ok() && c->next_sweep_ms > now + SWEEP_FAST_MS)
+            c->next_sweep_ms = now + SWEEP_FAST_MS;
+        if (now >= c->next_sweep_ms)
+            br_house_read(c);
     }
 }

@@ -52,7 +52,13 @@ static const gp_conf_opt opts[] = {
     {"reply-ttl", GP_CONF_INT, OFF(reply_ttl), 1, 30LL * 86400, "300", NULL,
      "seconds a reply stream is kept"},
     {"max-inflight", GP_CONF_INT, OFF(max_inflight), 1, 100000, "256", NULL,
-     "requests in flight per house"},
+     "requests in flight per house (more wait in Redis)"},
+    {"max-inflight-bytes", GP_CONF_INT, OFF(max_inflight_bytes), 1024, 1LL << 40, "67108864", NULL,
+     "request body bytes held per house before reading stops (more wait in Redis)"},
+    {"lease-ms", GP_CONF_INT, OFF(lease_ms), 1000, 600000, "15000", NULL,
+     "a held house's lease (its live state), renewed every third of it under the fence"},
+    {"drain-timeout", GP_CONF_INT, OFF(drain_timeout), 0, 3600000, "15000", NULL,
+     "on SIGTERM, ms to wait for in-flight requests before closing (houses move at once)"},
     {"ping-interval", GP_CONF_INT, OFF(ping_interval), 100, 600000, "5000", NULL,
      "ms between PINGs; a house silent for 3x this is dropped"},
     {"master-key", GP_CONF_STR, OFF(master_key), 0, 0, NULL, NULL,
@@ -362,45 +368,34 @@ static void sub_up(br_redis *r) {
 static void sub_msg(br_redis *r, const char *kind, const char *chan, size_t clen, const char *msg,
                     size_t mlen) {
     (void)r;
-    br_house_on_keyspace(kind, chan, clen, msg, mlen);
+    br_house_on_message(kind, chan, clen, msg, mlen);
 }
 
-/* --- tick ------------------------------------------------------------------------------- */
+/* --- shutdown --------------------------------------------------------------------------- *
+ *
+ * SIGTERM drains (a rolling restart loses nothing and answers no 5xx):
+ *  1. draining: no more reads from Redis; every house gets GOAWAY DRAINING and moves to
+ *     another bridge once its in-flight requests are answered here (a house with none is
+ *     closed at once). New requests wait in Redis meanwhile, for the other bridge.
+ *  2. when no house is left, or after --drain-timeout: the houses still here are closed
+ *     (their requests stay pending and are delivered again where they reconnect), our lease
+ *     is deleted, and we wait until every reply write and acknowledgement has settled;
+ *  3. closing: the connections and the loop are torn down.
+ * A second signal skips to 2. */
 
-static void on_tick(uv_timer_t *t) {
-    (void)t;
-    uint64_t now = br_now();
-    if (g_br.time_ok) {
-        uint64_t nr = br_now_redis();
-        for (br_conn *c = g_br.all; c; c = c->all_next)
-            if (c->in_table && c->min_deadline && c->min_deadline <= nr)
-                br_req_deadlines(c, nr);
-    }
-    if (now - g_last_slow < SLOW_TICK_MS)
-        return;
-    g_last_slow = now;
-    br_tunnel_tick(now);
-    if (!br_redis_ready(g_br.cmd))
-        return;
-    if (now - g_last_time >= TIME_REFRESH_MS)
-        refresh_time();
-    refresh_lease();
-    br_house_tick(now);
-    br_janitor_tick(now);
-}
-
-/* --- shutdown --------------------------------------------------------------------------- */
+static int g_shutting, g_barrier_done;
+static uint64_t g_drain_start;
 
 static void on_closed_handle(uv_handle_t *h) {
     (void)h;
 }
 
-/* Phase 2: everything that could still be said to Redis has been said. */
+/* Phase 3: everything that could still be said to Redis has been said. */
 static void drained(void) {
     if (g_drained)
         return;
     g_drained = 1;
-    br_log(BR_LOG_INFO, "shutdown", "phase=closing");
+    br_log(BR_LOG_INFO, "shutdown", "phase=closing replies_unsettled=%u", g_br.replies_live);
     uv_timer_stop(&g_grace);
     uv_close((uv_handle_t *)&g_grace, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
@@ -415,31 +410,29 @@ static void drained(void) {
     g_br.cmd = g_br.sub = NULL;
 }
 
-static int g_barrier_done;
-
 /* Runs from a timer, never from the hiredis callback itself: drained() frees the very
  * context that would be calling us. */
 static void on_grace(uv_timer_t *t) {
     (void)t;
-    if (!g_barrier_done)
-        br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired");
+    if (!g_barrier_done || g_br.replies_live)
+        br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired replies_unsettled=%u",
+               g_br.replies_live);
     drained();
 }
 
 static void on_barrier(redisReply *rep, void *ud) {
     (void)rep, (void)ud;
-    g_barrier_done = 1;
-    uv_timer_start(&g_grace, on_grace, 0, 0);
+    g_barrier_done = 1; /* the tick moves on to drained() once the replies have settled */
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-    (void)s;
-    if (g_br.stopping)
+/* Phase 2. */
+static void shut_down(const char *why) {
+    if (g_shutting)
         return;
-    g_br.stopping = 1;
-    br_log(BR_LOG_INFO, "shutdown", "phase=draining signal=%d held=%u", signum, g_br.nlive);
-    /* GOAWAY DRAINING to every house and release their state; in-flight requests stay
-     * pending and are delivered again wherever the houses reconnect. */
+    g_shutting = 1;
+    unsigned left = br_tunnel_live();
+    br_log(left ? BR_LOG_WARN : BR_LOG_INFO, "shutdown", "phase=settling reason=%s houses_left=%u",
+           why, left);
     br_tunnel_stop();
     char key[GP_KEY_MAX];
     gp_key_bridge(key, g_br.cfg.prefix, g_br.cfg.bridge_id);
@@ -454,6 +447,52 @@ static void on_signal(uv_signal_t *s, int signum) {
     uv_timer_start(&g_grace, on_grace, SHUTDOWN_GRACE_MS, 0);
     if (br_redis_cmd(g_br.cmd, on_barrier, NULL, &a) != 0)
         on_barrier(NULL, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    (void)s;
+    if (g_br.stopping) {
+        shut_down("second_signal");
+        return;
+    }
+    g_br.stopping = 1;
+    g_drain_start = br_now();
+    br_log(BR_LOG_INFO, "shutdown", "phase=draining signal=%d held=%u timeout_ms=%lld", signum,
+           g_br.nlive, g_br.cfg.drain_timeout);
+    br_tunnel_drain();
+}
+
+/* --- tick ------------------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t) {
+    (void)t;
+    uint64_t now = br_now();
+    if (g_br.time_ok) {
+        uint64_t nr = br_now_redis();
+        for (br_conn *c = g_br.all; c; c = c->all_next)
+            if (c->in_table && c->min_deadline && c->min_deadline <= nr)
+                br_req_deadlines(c, nr);
+    }
+    if (g_br.stopping && !g_shutting &&
+        (br_tunnel_live() == 0 || now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
+        shut_down(br_tunnel_live() ? "drain_timeout" : "drained");
+    if (g_shutting) {
+        if (g_barrier_done && g_br.replies_live == 0)
+            uv_timer_start(&g_grace, on_grace, 0, 0);
+        return;
+    }
+    if (br_redis_ready(g_br.cmd))
+        br_house_tick(now);
+    if (now - g_last_slow < SLOW_TICK_MS)
+        return;
+    g_last_slow = now;
+    br_tunnel_tick(now);
+    if (!br_redis_ready(g_br.cmd))
+        return;
+    if (now - g_last_time >= TIME_REFRESH_MS)
+        refresh_time();
+    refresh_lease();
+    br_janitor_tick(now);
 }
 
 int main(int argc, char **argv) {

@@ -60,6 +60,7 @@ typedef struct br_reply {
 static void reply_unref(br_reply *rp) {
     if (!rp || --rp->refs > 0)
         return;
+    g_br.replies_live--;
     free(rp->holder);
     free(rp->key);
     free(rp->frame_id);
@@ -87,6 +88,7 @@ static br_reply *reply_new(const br_conn *c, const char *house, const char *reqk
     if (!rp)
         return NULL;
     rp->refs = 1;
+    g_br.replies_live++;
     snprintf(rp->house, sizeof rp->house, "%s", house);
     snprintf(rp->reqkey, sizeof rp->reqkey, "%s", reqkey);
     snprintf(rp->entry_id, sizeof rp->entry_id, "%s", entry_id);
@@ -288,6 +290,8 @@ static void body_push(br_conn *c, br_req *r) {
 
 static void req_free(br_conn *c, br_req *r) {
     body_unlink(c, r);
+    if (r->body)
+        c->inflight_bytes -= r->body_len;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -321,7 +325,9 @@ static void req_free(br_conn *c, br_req *r) {
 
 static void req_done(br_conn *c, br_req *r) {
     req_free(c, r);
-    if (c->read_capped)
+    if (g_br.stopping && c->ninflight == 0)
+        br_conn_close(c, 0, NULL); /* draining: its last request is answered */
+    else if (c->read_capped)
         br_house_read(c);
 }
 
@@ -402,6 +408,7 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
         c->reqs->prev = r;
     c->reqs = r;
     c->ninflight++;
+    c->inflight_bytes += r->body_len;
     if (!c->min_deadline || r->deadline < c->min_deadline)
         c->min_deadline = r->deadline;
     int sent = br_conn_send(c, &f); /* encodes (copies) the headers that h owns */
@@ -495,6 +502,9 @@ int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint
         f->flags |= GP_FLAG_FIN;
         *spent = r->body; /* no longer needed once this frame is encoded */
         r->body = NULL;
+        c->inflight_bytes -= r->body_len;
+        if (c->read_capped)
+            br_house_read(c);
     } else {
         body_push(c, r); /* round robin: a big body never holds up a small one */
     }

@@ -82,6 +82,7 @@ fail:
 }
 
 static void send_goaway(br_conn *c, int code, const char *msg) {
+    c->goaway_sent = 1;
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_GOAWAY;
@@ -95,7 +96,7 @@ static void send_goaway(br_conn *c, int code, const char *msg) {
 void br_conn_close(br_conn *c, int goaway_code, const char *msg) {
     if (!c->wsi || c->state == BR_CS_CLOSING)
         return;
-    if (goaway_code)
+    if (goaway_code && !c->goaway_sent)
         send_goaway(c, goaway_code, msg);
     if (c->in_table)
         br_house_teardown(c, 1);
@@ -484,10 +485,27 @@ int br_tunnel_start(void) {
     return 0;
 }
 
-/* Drain: every house gets GOAWAY DRAINING so it reconnects elsewhere at once. */
+/* GOAWAY DRAINING to every house: one with requests in flight stays until they are
+ * answered (requests.c closes it after the last), the others are closed now. */
+void br_tunnel_drain(void) {
+    for (br_conn *c = g_br.all; c; c = c->all_next) {
+        if (c->state == BR_CS_LIVE && c->ninflight > 0)
+            send_goaway(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+        else
+            br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+    }
+}
+
 void br_tunnel_stop(void) {
     for (br_conn *c = g_br.all; c; c = c->all_next)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+}
+
+unsigned br_tunnel_live(void) {
+    unsigned n = 0;
+    for (const br_conn *c = g_br.all; c; c = c->all_next)
+        n += c->state != BR_CS_CLOSING;
+    return n;
 }
 
 void br_tunnel_tick(uint64_t now) {
@@ -517,7 +535,6 @@ void br_tunnel_tick(uint64_t now) {
             f.u.ping.opaque = now;
             c->last_ping_ms = now;
             br_conn_send(c, &f);
-            br_house_state_update(c);
         }
     }
 }
