@@ -1,9 +1,17 @@
 /* cache.c — recent responses by frame id, so that a request the bridge delivers again (it
  * crashed after we answered but before it acknowledged, or the connection dropped in between)
  * gets the remembered response instead of running twice (DESIGN.md, delivery guarantees).
- * Only complete upstream replies are kept, each at most CACHE_ENTRY_MAX body bytes, for
- * CACHE_TTL_MS, within a CACHE_TOTAL_MAX byte budget (least recently stored goes first).
- * Pure bookkeeping; the caller passes the time. */
+ *
+ * What is kept, and for how long: complete upstream replies of at most CACHE_ENTRY_MAX body
+ * bytes, each at least until the later of CACHE_TTL_MS after it was stored and its request's
+ * deadline (plus CACHE_SLACK_MS) — a request is never delivered after its deadline, so that is
+ * as long as a redelivery can come. (Expiry walks each list from its oldest end, so an entry
+ * behind a long-lived one may stay longer; the budget bounds that.) All of it fits a
+ * CACHE_TOTAL_MAX byte budget and CACHE_MAX_ENTRIES entries. When the budget is short, the oldest
+ * responses give up their bodies first and become tombstones ("this ran, its response is not kept":
+ * a redelivery is answered 502 replay_unavailable, never run twice); only past the budget in
+ * tombstones alone does an entry go before its time (counted in hs_cache_stats, the one way
+ * at-most-once can be lost). Pure bookkeeping; the caller passes the time. */
 #include "house.h"
 
 #include <stdlib.h>
@@ -11,27 +19,34 @@
 
 #define CACHE_ENTRY_MAX (1u << 20)
 #define CACHE_TOTAL_MAX (32u << 20)
+#define CACHE_MAX_ENTRIES 200000u
 #define CACHE_TTL_MS (10u * 60u * 1000u)
-#define CACHE_BUCKETS 1024u
+#define CACHE_SLACK_MS 60000u
+#define CACHE_BUCKETS 4096u
+
+typedef struct hs_clist {
+    hs_centry *oldest, *newest;
+} hs_clist;
 
 struct hs_centry {
     hs_centry *hnext;         /* hash chain */
-    hs_centry *older, *newer; /* age list */
+    hs_centry *older, *newer; /* its age list: C.full or C.tombs */
     char *frame_id, *method, *path;
-    uint16_t status;
+    uint16_t status; /* 0: tombstone */
     gp_header *headers;
     size_t nheaders;
     uint8_t *body;
     size_t len, cap;
     size_t bytes; /* accounted size */
-    uint64_t stored_ms;
+    uint64_t keep_until_ms;
     int in_table;
 };
 
 static struct {
     hs_centry *buckets[CACHE_BUCKETS];
-    hs_centry *oldest, *newest;
-    size_t bytes;
+    hs_clist full, tombs; /* each oldest first */
+    size_t bytes, count;
+    uint64_t evicted_early;
 } C;
 
 static unsigned hash(const char *s) {
@@ -52,29 +67,81 @@ static void entry_free(hs_centry *e) {
     free(e);
 }
 
+static hs_clist *list_of(hs_centry *e) {
+    return e->status ? &C.full : &C.tombs;
+}
+
+static void list_remove(hs_clist *l, hs_centry *e) {
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        l->oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        l->newest = e->older;
+    e->older = e->newer = NULL;
+}
+
+static void list_append(hs_clist *l, hs_centry *e) {
+    e->older = l->newest;
+    e->newer = NULL;
+    if (l->newest)
+        l->newest->newer = e;
+    else
+        l->oldest = e;
+    l->newest = e;
+}
+
 static void unlink_entry(hs_centry *e) {
     hs_centry **pp = &C.buckets[hash(e->frame_id)];
     while (*pp && *pp != e)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = e->hnext;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        C.oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        C.newest = e->older;
+    list_remove(list_of(e), e);
     C.bytes -= e->bytes;
+    C.count--;
     e->in_table = 0;
 }
 
-static void expire(uint64_t now) {
-    while (C.oldest && (now - C.oldest->stored_ms > CACHE_TTL_MS || C.bytes > CACHE_TOTAL_MAX)) {
-        hs_centry *e = C.oldest;
+static size_t base_bytes(const hs_centry *e) {
+    return sizeof *e + strlen(e->frame_id) + strlen(e->method) + strlen(e->path);
+}
+
+/* Keeps the entry's identity, drops what it answered with. */
+static void make_tombstone(hs_centry *e) {
+    list_remove(&C.full, e);
+    free(e->headers);
+    free(e->body);
+    e->headers = NULL;
+    e->body = NULL;
+    e->nheaders = e->len = e->cap = 0;
+    e->status = 0;
+    C.bytes -= e->bytes;
+    e->bytes = base_bytes(e);
+    C.bytes += e->bytes;
+    list_append(&C.tombs, e);
+}
+
+static void drop_expired(hs_clist *l, uint64_t now) {
+    while (l->oldest && now >= l->oldest->keep_until_ms) {
+        hs_centry *e = l->oldest;
         unlink_entry(e);
         entry_free(e);
+    }
+}
+
+static void expire(uint64_t now) {
+    drop_expired(&C.full, now);
+    drop_expired(&C.tombs, now);
+    while (C.bytes > CACHE_TOTAL_MAX && C.full.oldest)
+        make_tombstone(C.full.oldest);
+    while ((C.bytes > CACHE_TOTAL_MAX || C.count > CACHE_MAX_ENTRIES) && C.tombs.oldest) {
+        hs_centry *e = C.tombs.oldest;
+        unlink_entry(e);
+        entry_free(e);
+        C.evicted_early++;
     }
 }
 
@@ -107,8 +174,7 @@ hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *
     }
     e->nheaders = nh;
     e->status = status;
-    e->bytes =
-        sizeof *e + strlen(frame_id) + strlen(method) + strlen(path) + hb + nh * sizeof *e->headers;
+    e->bytes = base_bytes(e) + hb + nh * sizeof *e->headers;
     return e;
 }
 
@@ -135,7 +201,7 @@ void hs_cache_discard(hs_centry *e) {
     entry_free(e);
 }
 
-void hs_cache_commit(hs_centry *e, uint64_t now) {
+void hs_cache_commit(hs_centry *e, uint64_t now, uint64_t deadline_ms) {
     for (hs_centry *o = C.buckets[hash(e->frame_id)], *n; o; o = n) {
         n = o->hnext;
         if (strcmp(o->frame_id, e->frame_id) == 0) {
@@ -144,18 +210,15 @@ void hs_cache_commit(hs_centry *e, uint64_t now) {
         }
     }
     e->bytes += e->len;
-    e->stored_ms = now;
+    e->keep_until_ms = now + CACHE_TTL_MS;
+    if (deadline_ms + CACHE_SLACK_MS > e->keep_until_ms)
+        e->keep_until_ms = deadline_ms + CACHE_SLACK_MS;
     unsigned b = hash(e->frame_id);
     e->hnext = C.buckets[b];
     C.buckets[b] = e;
-    e->older = C.newest;
-    e->newer = NULL;
-    if (C.newest)
-        C.newest->newer = e;
-    else
-        C.oldest = e;
-    C.newest = e;
+    list_append(list_of(e), e);
     C.bytes += e->bytes;
+    C.count++;
     e->in_table = 1;
     expire(now);
 }
@@ -183,10 +246,18 @@ gp_str hs_cache_body(const hs_centry *e) {
     return (gp_str){e->body, e->len};
 }
 
+void hs_cache_stats(size_t *entries, size_t *bytes, uint64_t *evicted_early) {
+    *entries = C.count;
+    *bytes = C.bytes;
+    *evicted_early = C.evicted_early;
+}
+
 void hs_cache_clear(void) {
-    while (C.oldest) {
-        hs_centry *e = C.oldest;
-        unlink_entry(e);
-        entry_free(e);
-    }
+    hs_clist *lists[2] = {&C.full, &C.tombs};
+    for (int i = 0; i < 2; i++)
+        while (lists[i]->oldest) {
+            hs_centry *e = lists[i]->oldest;
+            unlink_entry(e);
+            entry_free(e);
+        }
 }

@@ -137,8 +137,10 @@ hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *
                           uint16_t status, const gp_header *h, size_t nh);
 /* Appends body bytes; -1 when the entry would exceed its limit (discard it then). */
 int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len);
-void hs_cache_commit(hs_centry *e, uint64_t now_ms); /* hands e over to the cache */
-void hs_cache_discard(hs_centry *e);                 /* NULL ok */
+/* Hands e over to the cache, to be kept at least until deadline_ms (the request's deadline,
+ * on the same clock as now_ms) and at least 10 minutes. */
+void hs_cache_commit(hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
+void hs_cache_discard(hs_centry *e); /* NULL ok */
 /* The remembered response for this frame id (same method and path), or NULL. Borrowed until
  * the next cache call. */
 const hs_centry *hs_cache_find(const char *frame_id, const char *method, const char *path,
@@ -147,5 +149,7 @@ uint16_t hs_cache_status(const hs_centry *e);
 const gp_header *hs_cache_headers(const hs_centry *e, size_t *n);
 gp_str hs_cache_body(const hs_centry *e);
 void hs_cache_clear(void);
+/* Entries, accounted bytes, and entries dropped before their time for want of room. */
+void hs_cache_stats(size_t *entries, size_t *bytes, uint64_t *evicted_early);
 
 #endif

@@ -383,7 +383,7 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
 void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     s->up = NULL;
     if (s->rec && strcmp(outcome, "ok") == 0) {
-        hs_cache_commit(s->rec, hs_now_ms());
+        hs_cache_commit(s->rec, hs_now_ms(), s->start_ms + s->req.timeout_ms);
     } else {
         hs_cache_discard(s->rec);
         if (s->rec_dropped) {
@@ -391,7 +391,7 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
              * of it again is told so instead of running the upstream call twice. */
             hs_centry *t = hs_cache_begin(s->req.frame_id, s->req.method, s->req.path, 0, NULL, 0);
             if (t)
-                hs_cache_commit(t, hs_now_ms());
+                hs_cache_commit(t, hs_now_ms(), s->start_ms + s->req.timeout_ms);
         }
     }
     s->rec = NULL;
