@@ -483,7 +483,10 @@ static int redis_pong(void *ud) {
     return ok;
 }
 
-h_proc *h_redis_start(int port) {
+/* redis-server on a loopback port with its files in the test directory. aof: every write
+ * is appended and fsync'd before Redis acknowledges it, so a kill -9 loses nothing that was
+ * acknowledged and a restart with the same --dir reloads it. */
+static h_proc *redis_start(int port, int aof) {
     if (!port)
         port = h_free_port();
     char ports[16];
@@ -495,15 +498,22 @@ h_proc *h_redis_start(int port) {
                     "127.0.0.1",
                     "--save",
                     "",
-                    "--appendonly",
-                    "no",
                     "--dir",
                     g_dir,
                     "--daemonize",
                     "no",
                     "--protected-mode",
                     "yes",
+                    "--appendonly",
+                    "no",
+                    NULL,
+                    NULL,
                     NULL};
+    if (aof) {
+        argv[14] = "yes";
+        argv[15] = "--appendfsync";
+        argv[16] = "always";
+    }
     h_proc *p = h_spawn("redis", argv);
     if (!h_wait(redis_pong, &port, 10000))
         fail("redis-server on port %d did not answer PING within 10 s (see %s)", port, p->log);
@@ -514,6 +524,14 @@ h_proc *h_redis_start(int port) {
         g_rc = NULL;
     }
     return p;
+}
+
+h_proc *h_redis_start(int port) {
+    return redis_start(port, 0);
+}
+
+h_proc *h_redis_start_aof(int port) {
+    return redis_start(port, 1);
 }
 
 int h_redis_port(void) {

@@ -66,6 +66,10 @@ char *h_read_file(const char *path, size_t *len);
 /* --- Redis ------------------------------------------------------------------------------ */
 /* Starts redis-server on `port` (0: a free one), waits until it answers PING. */
 h_proc *h_redis_start(int port);
+/* The same with --appendonly yes --appendfsync always (files in the test directory): after
+ * h_kill9, h_redis_start_aof on the same port comes back with everything Redis acknowledged.
+ * Waits for PING, which Redis answers only once the AOF is loaded. */
+h_proc *h_redis_start_aof(int port);
 int h_redis_port(void);
 const char *h_redis_url(void); /* "redis://127.0.0.1:PORT/0" */
 /* The harness's own client (reconnects if the server was restarted). */
