@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define TICK_MS 100 /* deadline resolution */
@@ -505,6 +506,13 @@ int main(int argc, char **argv) {
             break;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* One descriptor per held house: the usual soft limit of 1024 would cap a bridge far
+     * below the thousands it is built for. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     if (gp_auth_init() != 0 || sodium_init() < 0) {
         fprintf(stderr, "ghostport-bridge: libsodium init failed\n");
         return 1;
@@ -560,8 +568,12 @@ int main(int argc, char **argv) {
     uv_signal_init(&loop, &g_br.sigterm);
     uv_signal_start(&g_br.sigint, on_signal, SIGINT);
     uv_signal_start(&g_br.sigterm, on_signal, SIGTERM);
-    br_log(BR_LOG_INFO, "bridge_started", "redis=%s:%d db=%d prefix=%s max_inflight=%lld",
-           g_br.rhost, g_br.rport, g_br.rdb, g_br.cfg.prefix, g_br.cfg.max_inflight);
+    struct rlimit fds = {0, 0};
+    getrlimit(RLIMIT_NOFILE, &fds);
+    br_log(BR_LOG_INFO, "bridge_started",
+           "redis=%s:%d db=%d prefix=%s max_inflight=%lld lease_ms=%lld max_fds=%llu", g_br.rhost,
+           g_br.rport, g_br.rdb, g_br.cfg.prefix, g_br.cfg.max_inflight, g_br.cfg.lease_ms,
+           (unsigned long long)fds.rlim_cur);
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = 0;
