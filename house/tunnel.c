@@ -218,19 +218,27 @@ static void stream_maybe_done(hs_stream *s) {
  * still running go on detached (their responses are remembered for that redelivery: the
  * upstream never runs a request twice); without it (shutdown) they are aborted, detached
  * ones included. Returns how many calls were detached or aborted. */
+static void stream_detach(hs_stream *s) {
+    hs_stream **pp = &T.buckets[s->id % NBUCKETS];
+    while (*pp && *pp != s)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = s->hnext;
+    T.nstreams--;
+    ring_remove(s);
+    queue_drop(&s->qh, &s->qt);
+    s->detached = 1;
+    s->dnext = T.detached;
+    T.detached = s;
+}
+
 static size_t streams_abort_all(int detach) {
     size_t n = 0;
     for (unsigned b = 0; b < NBUCKETS; b++)
         while (T.buckets[b]) {
             hs_stream *s = T.buckets[b];
             if (s->up && detach) {
-                T.buckets[b] = s->hnext;
-                T.nstreams--;
-                ring_remove(s);
-                queue_drop(&s->qh, &s->qt);
-                s->detached = 1;
-                s->dnext = T.detached;
-                T.detached = s;
+                stream_detach(s);
                 n++;
                 continue;
             }
@@ -252,13 +260,31 @@ static size_t streams_abort_all(int detach) {
     return n;
 }
 
-/* A detached call with this request's frame id, method and path, still running. */
-static hs_stream *detached_find(const hs_request *r) {
+static int same_request(const hs_request *a, const hs_request *b) {
+    return strcmp(a->frame_id, b->frame_id) == 0 && strcmp(a->method, b->method) == 0 &&
+           strcmp(a->path, b->path) == 0;
+}
+
+/* An upstream call still running for this request's frame id, method and path: detached
+ * (its connection dropped) or on this connection (the same request delivered twice at once:
+ * a producer's retry, or an XADD Redis kept although its reply was lost). */
+static hs_stream *running_find(const hs_stream *self) {
     for (hs_stream *d = T.detached; d; d = d->dnext)
-        if (d->up && strcmp(d->req.frame_id, r->frame_id) == 0 &&
-            strcmp(d->req.method, r->method) == 0 && strcmp(d->req.path, r->path) == 0)
+        if (d->up && same_request(&d->req, &self->req))
             return d;
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        for (hs_stream *s = T.buckets[b]; s; s = s->hnext)
+            if (s != self && s->up && same_request(&s->req, &self->req))
+                return s;
     return NULL;
+}
+
+static int has_joiners(const hs_stream *d) {
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        for (const hs_stream *w = T.buckets[b]; w; w = w->hnext)
+            if (w->joined == d)
+                return 1;
+    return 0;
 }
 
 const hs_request *hs_stream_request(const hs_stream *s) {
@@ -405,6 +431,7 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     }
     log_request(s, outcome);
     T.requests++;
+    resolve_joined(s); /* s stays in the table meanwhile, so the connection cannot end */
     stream_maybe_done(s);
 }
 
@@ -723,8 +750,31 @@ static char *dup_str(gp_str s) {
     return p;
 }
 
+static void answer_again(hs_stream *s, const hs_centry *e);
+
+/* This frame id (same method and path) already ran or is running: answer from memory, or
+ * wait for that call. Returns 1 when s is taken care of that way. */
+static int answered_or_joined(hs_stream *s) {
+    const hs_request *r = &s->req;
+    const hs_centry *e = hs_cache_find(r->frame_id, r->method, r->path, hs_now_ms());
+    if (e) {
+        answer_again(s, e);
+        return 1;
+    }
+    hs_stream *d = running_find(s);
+    if (!d)
+        return 0;
+    s->dispatched = 1;
+    s->joined = d;
+    hs_log(HS_LOG_INFO, "request_joined", "id=%s stream=%u running=%s", hs_qs(r->frame_id), s->id,
+           d->detached ? "detached" : "live");
+    return 1;
+}
+
 static void dispatch(hs_stream *s) {
     s->dispatched = 1;
+    if (answered_or_joined(s))
+        return;
     s->up = hs_upstream_start(s);
     if (!s->up) {
         log_request(s, "failed"); /* answered with an error head by upstream.c */
@@ -848,21 +898,10 @@ static void on_req_head(const gp_frame *f) {
         stream_maybe_done(s);
         return;
     }
-    const hs_centry *e = hs_cache_find(r->frame_id, r->method, r->path, hs_now_ms());
-    if (e) {
-        answer_again(s, e);
-        return;
-    }
-    hs_stream *d = detached_find(r);
-    if (d) {
-        /* Delivered again while the first delivery's call still runs: wait for it. */
-        s->dispatched = 1;
-        s->joined = d;
-        hs_log(HS_LOG_INFO, "request_joined", "id=%s stream=%u", hs_qs(r->frame_id), s->id);
-        return;
-    }
     if (f->flags & GP_FLAG_FIN)
         dispatch(s);
+    else
+        answered_or_joined(s); /* known already: the body that follows is ignored */
 }
 
 static void on_req_body(const gp_frame *f) {
@@ -925,6 +964,13 @@ static void on_cancel(const gp_frame *f) {
     hs_stream *s = stream_find(f->stream);
     if (!s)
         return;
+    if (s->up && has_joiners(s)) {
+        /* Another delivery of the same request waits for this call: it goes on detached. */
+        log_request(s, "cancelled_call_kept_for_a_redelivery");
+        stream_detach(s);
+        maybe_finish_drain();
+        return;
+    }
     if (s->up) {
         hs_upstream_abort(s->up);
         s->up = NULL;

@@ -444,6 +444,34 @@ Test(e2e, same_frame_id_answered_from_memory) {
     free(body);
 }
 
+/* The same frame id delivered twice at once (a producer retrying before the first reply, or
+ * an XADD that Redis kept although its acknowledgement was lost): the second waits for the
+ * first's call and gets its response; the upstream runs it once. */
+Test(e2e, same_frame_id_twice_at_once_runs_once) {
+    world w;
+    world_up(&w, "h1", NULL);
+    h_field f[] = {{"id", "twin-1", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/slow?ms=300", (size_t)-1},
+                   {"headers", "{\"x-frame-id\":\"twin-1\"}", (size_t)-1},
+                   {"reply", "gp:rep:twin-1a", (size_t)-1}};
+    h_xadd("h1", f, 5);
+    f[4].val = "gp:rep:twin-1b";
+    h_xadd("h1", f, 5);
+    h_reply r1, r2;
+    cr_assert(h_wait_reply("twin-1", "gp:rep:twin-1a", 15000, &r1));
+    cr_assert(h_wait_reply("twin-1", "gp:rep:twin-1b", 15000, &r2));
+    cr_assert_eq(r1.status, 200);
+    cr_assert_eq(r2.status, 200);
+    cr_assert_str_eq((char *)r2.body, "slow\n");
+    h_reply_free(&r1);
+    h_reply_free(&r2);
+    char *body = NULL;
+    cr_assert_eq(h_http_get(w.up_port, "/hits?id=twin-1", &body), 200);
+    cr_assert_eq(h_json_int(body, "hits"), 1, "the twin ran twice: %s", body);
+    free(body);
+}
+
 /* The call in flight when the bridge died returns a response too large for the house's memory
  * (over 1 MiB): the redelivery must not run it again, so the producer gets a clear 502
  * replay_unavailable instead of a second upstream call. */
