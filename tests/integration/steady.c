@@ -1,8 +1,8 @@
-/* steady.c — exactly-once under a steady load: four producers XADD requests at an even rate
- * to two houses behind one bridge, and every request must get exactly one final reply with
- * the upstream running it at most once; first without a fault (the baseline the fault
- * tests compare against), then across a kill -9 and restart of an AOF-backed Redis. Real
- * redis-server, bridge, houses and upstream on loopback ports (tests/harness/load.h). */
+/* steady.c — exactly-once under a steady load without a fault: four producers XADD requests
+ * at an even rate to two houses behind one bridge, and every request must get exactly one
+ * final reply with the upstream running it at most once. The baseline the fault tests
+ * (fault.c, the same checker with a fault in the middle) compare against. Real redis-server,
+ * bridge, houses and upstream on loopback ports (tests/harness/load.h). */
 #include "../harness/harness.h"
 #include "../harness/load.h"
 
@@ -76,57 +76,5 @@ Test(steady, steady_load_no_fault) {
     cr_assert_eq(r.s2xx, r.answered, "%ld of %ld replies not 2xx", r.answered - r.s2xx, r.answered);
     cr_assert_eq(r.upstream_dup, 0, "upstream ran %ld requests more than once", r.upstream_dup);
     cr_assert(r.sent >= 450 && r.sent <= 550, "sent %ld requests in 5 s at 100/s", r.sent);
-    cr_assert_eq(r.stray, 0, "%ld replies for frame ids nobody sent", r.stray);
-}
-
-/* Redis (AOF, fsync always) killed with -9 mid-load and restarted on the same port: the
- * producers re-send what Redis did not acknowledge, the bridge reconnects and carries on.
- * Nothing acknowledged may be lost and the upstream may run nothing twice; a duplicate
- * final reply is allowed by the contract (reply written, Redis gone before the XACK) and
- * only reported.
- *
- * KNOWN BUG (house, not fixed here; fails in about half of the runs with upstream_dup=1): an XADD
- * in flight at the kill can be fsync'd to the AOF while its acknowledgement is lost with the
- * connection, so the producer's re-send (same frame id, as it must) leaves two stream
- * entries with one frame id. The bridge forwards both at once on two streams of the same
- * live connection, and the house runs both: its dedupe (house/tunnel.c on_req_head) looks
- * only at the response cache (finished calls) and at detached calls (connection dropped),
- * not at a call with the same frame id still running on a live stream. Two back-to-back
- * XADDs of one frame id to /slow?ms=300 reproduce it without any fault (hits = 2). The fix
- * belongs in the house: join a running live call with the same frame id/method/path as it
- * joins a detached one. */
-Test(steady, steady_load_redis_restart_with_aof) {
-    world w = {0};
-    w.redis = h_redis_start_aof(0);
-    int port = h_redis_port();
-    world_up(&w);
-    h_load *l = load_start();
-    h_load_run_for(l, 2000);
-
-    /* The houses' state hashes survive in the AOF, so h_wait_connected alone would pass at
-     * once: also wait until both of the bridge's connections (commands, subscriber) report
-     * Redis up again. */
-    int ups = h_log_count(w.bridge, "event=redis_up");
-    h_load_mark(l, 1);
-    h_kill9(w.redis);
-    w.redis = h_redis_start_aof(port);
-    cr_assert(h_wait_log_n(w.bridge, "event=redis_up", ups + 2, 15000),
-              "bridge did not reconnect to the restarted Redis within 15 s");
-    for (int i = 0; i < 2; i++)
-        cr_assert(h_wait_connected(HOUSES[i], 15000), "house %s not connected after the restart",
-                  HOUSES[i]);
-    h_load_mark(l, 0);
-
-    h_load_run_for(l, 3000);
-    h_load_stop(l);
-    int all = h_load_settle(l, 5000);
-    h_load_check_upstream(l, w.up_port);
-    h_load_report(l, "redis_restart_aof");
-    h_load_result r = h_load_result_get(l);
-    h_load_free(l);
-    print_result("redis_restart_aof", &r);
-    cr_assert(all, "settle: %ld of %ld requests unanswered", r.lost, r.sent);
-    cr_assert_eq(r.lost, 0, "lost %ld of %ld requests across the Redis restart", r.lost, r.sent);
-    cr_assert_eq(r.upstream_dup, 0, "upstream ran %ld requests more than once", r.upstream_dup);
     cr_assert_eq(r.stray, 0, "%ld replies for frame ids nobody sent", r.stray);
 }
