@@ -332,6 +332,8 @@ ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_f
 
 /* ---- streaming reassembly ---------------------------------------------------------- */
 
+#define FRAMER_KEEP (64u << 10) /* buffer kept between frames; larger ones are given back */
+
 struct gp_framer {
     uint8_t *buf;
     size_t cap;
@@ -359,6 +361,13 @@ int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len) {
         return fr->err;
     if (len == 0)
         return 0;
+    if (fr->start == fr->end && fr->cap > FRAMER_KEEP && len <= FRAMER_KEEP) {
+        /* A large frame has been through: an idle connection should not keep its buffer
+         * (a bridge holds thousands of them). */
+        free(fr->buf);
+        fr->buf = NULL;
+        fr->cap = fr->start = fr->end = 0;
+    }
     if (len > fr->cap - fr->end) {
         /* Frames handed out so far are no longer borrowed once we are fed: compact. */
         size_t pending = fr->end - fr->start;
