@@ -79,6 +79,8 @@ $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 
 # The house's replay cache is pure bookkeeping: its unit test links it alone.
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
+# The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
+$(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -113,6 +115,11 @@ build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/entry.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+# The journal fuzzer decodes records and rebuilds the house's replay cache from them.
+build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ihouse -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO)) -lm
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \

@@ -11,8 +11,12 @@
  * responses give up their bodies first and become tombstones ("this ran, its response is not kept":
  * a redelivery is answered 502 replay_unavailable, never run twice); only past the budget in
  * tombstones alone does an entry go before its time (counted in hs_cache_stats, the one way
- * at-most-once can be lost). Pure bookkeeping; the caller passes the time. */
+ * at-most-once can be lost). Pure bookkeeping; the caller passes the time. With --state-dir
+ * the journal (journal.h) mirrors every commit on disk and rebuilds this cache at start-up
+ * (hs_cache_commit_until, with each entry's own keep-until); compaction reads it back
+ * (hs_cache_each). */
 #include "house.h"
+#include "journal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +27,9 @@
 #define CACHE_TTL_MS (10u * 60u * 1000u)
 #define CACHE_SLACK_MS 60000u
 #define CACHE_BUCKETS 4096u
+
+_Static_assert(CACHE_ENTRY_MAX <= HS_JREC_MAX_BODY,
+               "every cacheable response fits a journal record");
 
 typedef struct hs_clist {
     hs_centry *oldest, *newest;
@@ -201,7 +208,16 @@ void hs_cache_discard(hs_centry *e) {
     entry_free(e);
 }
 
+uint64_t hs_cache_retention(uint64_t now, uint64_t deadline_ms) {
+    uint64_t keep = now + CACHE_TTL_MS;
+    return deadline_ms + CACHE_SLACK_MS > keep ? deadline_ms + CACHE_SLACK_MS : keep;
+}
+
 void hs_cache_commit(hs_centry *e, uint64_t now, uint64_t deadline_ms) {
+    hs_cache_commit_until(e, now, hs_cache_retention(now, deadline_ms));
+}
+
+void hs_cache_commit_until(hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
     for (hs_centry *o = C.buckets[hash(e->frame_id)], *n; o; o = n) {
         n = o->hnext;
         if (strcmp(o->frame_id, e->frame_id) == 0) {
@@ -210,9 +226,7 @@ void hs_cache_commit(hs_centry *e, uint64_t now, uint64_t deadline_ms) {
         }
     }
     e->bytes += e->len;
-    e->keep_until_ms = now + CACHE_TTL_MS;
-    if (deadline_ms + CACHE_SLACK_MS > e->keep_until_ms)
-        e->keep_until_ms = deadline_ms + CACHE_SLACK_MS;
+    e->keep_until_ms = keep_until_ms;
     unsigned b = hash(e->frame_id);
     e->hnext = C.buckets[b];
     C.buckets[b] = e;
@@ -233,6 +247,29 @@ const hs_centry *hs_cache_find(const char *frame_id, const char *method, const c
             /* The same id for another request is a producer bug: run it, do not replay. */
             return strcmp(e->method, method) == 0 && strcmp(e->path, path) == 0 ? e : NULL;
     return NULL;
+}
+
+const char *hs_cache_frame_id(const hs_centry *e) {
+    return e->frame_id;
+}
+const char *hs_cache_method(const hs_centry *e) {
+    return e->method;
+}
+const char *hs_cache_path(const hs_centry *e) {
+    return e->path;
+}
+uint64_t hs_cache_kept_until(const hs_centry *e) {
+    return e->keep_until_ms;
+}
+size_t hs_cache_budget(void) {
+    return CACHE_TOTAL_MAX;
+}
+
+void hs_cache_each(void (*fn)(void *ud, const hs_centry *e), void *ud) {
+    for (const hs_centry *e = C.tombs.oldest; e; e = e->newer)
+        fn(ud, e);
+    for (const hs_centry *e = C.full.oldest; e; e = e->newer)
+        fn(ud, e);
 }
 
 uint16_t hs_cache_status(const hs_centry *e) {

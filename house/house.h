@@ -31,6 +31,8 @@ typedef struct hs_config {
     char *ca_file;
     int insecure;
     char *log_level;
+    char *state_dir; /* replay journal; NULL or "": none */
+    int state_sync;
     int help;
     /* Repeatable options. `layer` says which source (file, env, flags) is being applied, so
      * that a later source replaces a list instead of appending to it. */
@@ -138,8 +140,12 @@ hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *
 /* Appends body bytes; -1 when the entry would exceed its limit (discard it then). */
 int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len);
 /* Hands e over to the cache, to be kept at least until deadline_ms (the request's deadline,
- * on the same clock as now_ms) and at least 10 minutes. */
+ * on the same clock as now_ms) and at least 10 minutes: until hs_cache_retention(). */
 void hs_cache_commit(hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
+/* The keep-until hs_cache_commit gives: the later of now_ms + 10 min and deadline_ms + 60 s. */
+uint64_t hs_cache_retention(uint64_t now_ms, uint64_t deadline_ms);
+/* hs_cache_commit with an absolute keep-until (on now_ms's clock): a journal's entries. */
+void hs_cache_commit_until(hs_centry *e, uint64_t now_ms, uint64_t keep_until_ms);
 void hs_cache_discard(hs_centry *e); /* NULL ok */
 /* The remembered response for this frame id (same method and path), or NULL. Borrowed until
  * the next cache call. */
@@ -148,8 +154,40 @@ const hs_centry *hs_cache_find(const char *frame_id, const char *method, const c
 uint16_t hs_cache_status(const hs_centry *e);
 const gp_header *hs_cache_headers(const hs_centry *e, size_t *n);
 gp_str hs_cache_body(const hs_centry *e);
+/* The identity and keep-until of an entry (committed or not); borrowed from it. */
+const char *hs_cache_frame_id(const hs_centry *e);
+const char *hs_cache_method(const hs_centry *e);
+const char *hs_cache_path(const hs_centry *e);
+uint64_t hs_cache_kept_until(const hs_centry *e);
+/* Calls fn for every entry, tombstones first, each kind oldest first. fn must not call the
+ * cache's other functions (they may expire entries). Expired entries may still be seen. */
+void hs_cache_each(void (*fn)(void *ud, const hs_centry *e), void *ud);
+size_t hs_cache_budget(void); /* bytes all entries may take together */
 void hs_cache_clear(void);
 /* Entries, accounted bytes, and entries dropped before their time for want of room. */
 void hs_cache_stats(size_t *entries, size_t *bytes, uint64_t *evicted_early);
+
+/* --- replay journal (journal_file.c; the pure codec is journal.h) ----------------------- */
+
+/* With --state-dir the replay cache is mirrored to DIR/<id>.journal so that at-most-once
+ * holds across restarts of the house. Without it every function below does nothing but what
+ * it says about the cache. */
+
+/* Opens (creates: DIR mode 0700, the file 0600) and locks DIR/<id>.journal, rebuilds the
+ * cache from it and cuts a torn or corrupt tail. dir NULL or "" disables the journal. sync:
+ * fdatasync each START before its call runs (--state-sync). Returns 0, or -1 with a message
+ * in err (unwritable directory, another house holding the lock, out of memory): the house
+ * must not start then. Logs event=journal_loaded (and journal_truncated). */
+int hs_journal_open(const char *dir, const char *id, int sync, char *err, size_t errlen);
+void hs_journal_close(void); /* at exit; releases the lock */
+/* The call of r is about to run on the upstream (started at start_ms, monotonic): a START
+ * record. Returns 0, or -1 when it could not be written: do not run the call then (a restart
+ * could not know that it ran). */
+int hs_journal_start(const hs_request *r, uint64_t start_ms);
+/* hs_cache_commit, after writing e's response (or its tombstone) as a DONE record. */
+void hs_journal_commit(hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
+/* The call of r ended with nothing to remember (FORGET): as in memory, a delivery of it
+ * again runs it. */
+void hs_journal_forget(const hs_request *r);
 
 #endif

@@ -196,6 +196,14 @@ static const gp_conf_opt opts[] = {
     {"insecure", GP_CONF_BOOL, OFF(insecure), 0, 1, "0", NULL,
      "do not verify the bridge's TLS certificate (testing only)"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL, "error, warn, info or debug"},
+    {"state-dir", GP_CONF_STR, OFF(state_dir), 0, 0, NULL, NULL,
+     "directory for DIR/<id>.journal, which remembers calls and responses across restarts of "
+     "the house (kill -9, OOM, reboot) so that none runs twice; empty (default): no journal, "
+     "responses are remembered in memory only"},
+    {"state-sync", GP_CONF_BOOL, OFF(state_sync), 0, 1, "0", NULL,
+     "fdatasync the journal before each upstream call: at-most-once survives a power loss too, "
+     "at the cost of one disk sync per request (without it: a crash of the house, not of the "
+     "machine)"},
     {"help", GP_CONF_BOOL, OFF(help), 0, 1, "0", NULL, "print this help"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
@@ -409,6 +417,12 @@ int main(int argc, char **argv) {
         rc = 0;
         goto out_conf;
     }
+    /* Before dialing: a redelivery must find what the journal remembers. */
+    if (hs_journal_open(g_hs.cfg.state_dir, g_hs.cfg.id, g_hs.cfg.state_sync, err, sizeof err) !=
+        0) {
+        fprintf(stderr, "ghostport-house: %s\n", err);
+        goto out_conf;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "ghostport-house: curl_global_init failed\n");
@@ -445,6 +459,8 @@ int main(int argc, char **argv) {
     curl_global_cleanup();
     hs_log(HS_LOG_INFO, "stopped", NULL);
 out_conf:
+    hs_journal_close();
+    hs_cache_clear();
     clear_config();
     return rc;
 }

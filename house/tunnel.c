@@ -409,7 +409,7 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
 void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     s->up = NULL;
     if (s->rec && strcmp(outcome, "ok") == 0) {
-        hs_cache_commit(s->rec, hs_now_ms(), s->start_ms + s->req.timeout_ms);
+        hs_journal_commit(s->rec, hs_now_ms(), s->start_ms + s->req.timeout_ms);
     } else {
         hs_cache_discard(s->rec);
         if (s->rec_dropped) {
@@ -417,7 +417,9 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
              * of it again is told so instead of running the upstream call twice. */
             hs_centry *t = hs_cache_begin(s->req.frame_id, s->req.method, s->req.path, 0, NULL, 0);
             if (t)
-                hs_cache_commit(t, hs_now_ms(), s->start_ms + s->req.timeout_ms);
+                hs_journal_commit(t, hs_now_ms(), s->start_ms + s->req.timeout_ms);
+        } else {
+            hs_journal_forget(&s->req);
         }
     }
     s->rec = NULL;
@@ -775,8 +777,15 @@ static void dispatch(hs_stream *s) {
     s->dispatched = 1;
     if (answered_or_joined(s))
         return;
+    if (hs_journal_start(&s->req, s->start_ms) != 0) {
+        send_error_head(s, 503, "unavailable", "house could not write its journal");
+        log_request(s, "journal_failed");
+        stream_maybe_done(s);
+        return;
+    }
     s->up = hs_upstream_start(s);
     if (!s->up) {
+        hs_journal_forget(&s->req);
         log_request(s, "failed"); /* answered with an error head by upstream.c */
         stream_maybe_done(s);
     }
@@ -974,6 +983,7 @@ static void on_cancel(const gp_frame *f) {
     if (s->up) {
         hs_upstream_abort(s->up);
         s->up = NULL;
+        hs_journal_forget(&s->req);
     }
     s->error = "cancelled";
     char outcome[160];

@@ -65,3 +65,33 @@ write("fuzz_conf", "errors", b"port = -6\nname \"x\nflag = maybe\n= 1\n")
 write("fuzz_secret", "hex", b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
 write("fuzz_secret", "sealed_shape", b"enc1:" + b"A" * 96)
 write("fuzz_secret", "seal_input", bytes(range(32)) + b"house-7")
+
+# fuzz_journal input: byte 0 even: a journal's bytes after the magic; odd: (u16 length,
+# payload) chunks the target seals into records. Records are built from the layout in
+# house/journal.h, with the check (BLAKE2b-128, first 8 bytes) computed here: fuzz_journal
+# aborts if a record does not re-encode to the same bytes.
+import hashlib
+
+def jpayload(rtype, keep, fid, method, path, status=None, hdrs=(), body=b""):
+    p = struct.pack(">BQ", rtype, keep) + s(fid) + s(method) + s(path)
+    if rtype == 2:
+        p += struct.pack(">H", status) + headers(list(hdrs)) + struct.pack(">I", len(body)) + body
+    return p
+
+def jrec(payload):
+    head = struct.pack(">I", len(payload)) + payload
+    return head + hashlib.blake2b(head, digest_size=16).digest()[:8]
+
+LIVE, PAST = (1 << 40) + 600000, (1 << 40) - 1
+J_START = jpayload(1, LIVE, "f-1", "GET", "/slow?ms=1500")
+J_DONE = jpayload(2, LIVE, "f-1", "GET", "/slow?ms=1500", 200, H, b"slow\n")
+J_TOMB = jpayload(2, LIVE, "big", "GET", "/bytes/2000000", 0)
+J_FORGET = jpayload(3, 0, "f-2", "POST", "/echo")
+J_OLD = jpayload(2, PAST, "old", "GET", "/", 204)
+write("fuzz_journal", "records", b"\x00" + b"".join(jrec(p) for p in
+                                                    (J_START, J_DONE, J_TOMB, J_FORGET, J_OLD)))
+write("fuzz_journal", "start_only", b"\x00" + jrec(J_START) + jrec(jpayload(1, LIVE, "f-2", "POST", "/echo")))
+write("fuzz_journal", "torn_tail", b"\x00" + jrec(J_START) + jrec(J_DONE)[:-5])
+write("fuzz_journal", "huge_length", b"\x00" + jrec(J_START) + b"\xff\xff\xff\xff" + b"x" * 16)
+write("fuzz_journal", "sealed", b"\x01" + b"".join(struct.pack(">H", len(p)) + p for p in
+                                                   (J_START, J_DONE, J_TOMB, J_FORGET, J_OLD)))
