@@ -54,8 +54,11 @@ static h_proc *house_up(world *w, int i, const char *first_url, const char *cons
     char second[64], url[64];
     snprintf(second, sizeof second, "ws://127.0.0.1:%d/", w->bport[1]);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", w->bport[0]);
-    const char *extra[16] = {"--bridge", second};
-    int n = 2;
+    /* A journal, so that at-most-once holds across a house's own restart too. */
+    char state[600];
+    snprintf(state, sizeof state, "%s/state", h_dir());
+    const char *extra[16] = {"--bridge", second, "--state-dir", state};
+    int n = 4;
     for (int k = 0; more && more[k] && n < 15; k++)
         extra[n++] = more[k];
     extra[n] = NULL;
@@ -164,7 +167,9 @@ Test(fault, rolling_restart_with_sigterm) {
 }
 
 /* 3. A house killed mid-load and started again: the requests that arrived meanwhile waited
- * in its stream and are served when it is back. */
+ * in its stream and are served when it is back; its journal (--state-dir) keeps the upstream
+ * from running again what was in flight at the kill (answered 502 replay_unavailable, or
+ * replayed when its response was recorded). */
 Test(fault, house_killed_and_restarted) {
     world w;
     world_up(&w, 0, NULL);
