@@ -167,20 +167,14 @@ static void subscribe(br_conn *c, int on) {
 
 /* "__keyspace@0__:gp:{h1}:req" -> "h1" */
 static int house_of_channel(const char *chan, size_t clen, char out[GP_MAX_HOUSE_ID + 1]) {
-    const char *p = memchr(chan, ':', clen), *end = chan + clen;
-    size_t plen = strlen(g_br.cfg.prefix);
-    if (!p || (size_t)(end - ++p) < plen + 2 + 5 || memcmp(p, g_br.cfg.prefix, plen) != 0)
+    const char *key = memchr(chan, ':', clen);
+    if (!key)
         return -1;
-    p += plen;
-    if (p[0] != ':' || p[1] != '{')
-        return -1;
-    p += 2;
-    size_t n = (size_t)(end - p);
-    if (n < 6 || memcmp(end - 5, "}:req", 5) != 0 || n - 5 > GP_MAX_HOUSE_ID)
-        return -1;
-    memcpy(out, p, n - 5);
-    out[n - 5] = '\0';
-    return 0;
+    key++;
+    return gp_key_house_of_req(key, (size_t)(chan + clen - key), g_br.cfg.prefix, out,
+                               GP_MAX_HOUSE_ID + 1) < 0
+               ? -1
+               : 0;
 }
 
 static void fence_out(br_conn *c, const char *why);

@@ -1,15 +1,17 @@
 /* janitor.c — the 504 for requests to houses nobody holds. A request waits in its stream
  * while its house is away (it may be moments from reconnecting); once its deadline has
- * passed somebody must answer it. One bridge at a time (a short lock key) walks the house
- * registry a slice per tick, and for each house with no live holder answers the expired
- * entries at the head of its stream. Bounded work per tick. I/O side. */
+ * passed somebody must answer it. One bridge at a time (a short lock key) walks the request
+ * streams a slice per tick (SCAN MATCH <p>:{*}:req TYPE stream — not the registry: a
+ * request for a house id that was never registered, a producer's typo, is owed its 504 too),
+ * and for each house with no live holder answers the expired entries at the head of its
+ * stream. Bounded work per tick. I/O side. */
 #include "bridge.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define LOCK_MS 3000
-#define HOUSES_PER_TICK 50
+#define KEYS_PER_TICK 1000 /* SCAN COUNT: keys looked at per tick, of any kind */
 #define ENTRIES_PER_HOUSE 50
 
 /* KEYS: lock. ARGV: bridge id, ttl ms. SET NX PX, or renew if it is already ours. */
@@ -126,17 +128,20 @@ static void on_scan(redisReply *rep, void *ud) {
         rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof J.cursor &&
         rep->element[1]->type == REDIS_REPLY_ARRAY) {
         memcpy(J.cursor, rep->element[0]->str, rep->element[0]->len + 1);
-        const redisReply *ids = rep->element[1];
-        for (size_t i = 0; i < ids->elements; i++) {
-            const redisReply *id = ids->element[i];
-            if (id->type != REDIS_REPLY_STRING ||
-                !gp_house_id_valid((gp_str){(const uint8_t *)id->str, id->len}) ||
-                br_house_find(id->str))
+        const redisReply *keys = rep->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const redisReply *k = keys->element[i];
+            char id[GP_MAX_HOUSE_ID + 1];
+            int n = k->type == REDIS_REPLY_STRING
+                        ? gp_key_house_of_req(k->str, k->len, g_br.cfg.prefix, id, sizeof id)
+                        : -1;
+            if (n <= 0 || !gp_house_id_valid((gp_str){(const uint8_t *)id, (size_t)n}) ||
+                br_house_find(id))
                 continue;
             jhouse *h = calloc(1, sizeof *h);
             if (!h)
                 break;
-            memcpy(h->id, id->str, id->len + 1);
+            memcpy(h->id, id, (size_t)n + 1);
             char key[GP_KEY_MAX];
             gp_key_state(key, g_br.cfg.prefix, h->id);
             br_args a;
@@ -154,15 +159,24 @@ static void on_scan(redisReply *rep, void *ud) {
 static void on_lock(redisReply *rep, void *ud) {
     (void)ud;
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
-        char key[GP_KEY_MAX];
-        gp_key_houses(key, g_br.cfg.prefix);
+        /* The prefix is literal: escape what a glob pattern would read. */
+        char pat[GP_KEY_MAX * 2 + 16], *o = pat;
+        for (const char *p = g_br.cfg.prefix; *p; p++) {
+            if (strchr("*?[]\\", *p))
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        strcpy(o, ":{*}:req");
         br_args a;
         br_args_init(&a);
-        br_args_str(&a, "SSCAN");
-        br_args_str(&a, key);
+        br_args_str(&a, "SCAN");
         br_args_str(&a, J.cursor);
+        br_args_str(&a, "MATCH");
+        br_args_str(&a, pat);
         br_args_str(&a, "COUNT");
-        br_args_u64(&a, HOUSES_PER_TICK);
+        br_args_u64(&a, KEYS_PER_TICK);
+        br_args_str(&a, "TYPE");
+        br_args_str(&a, "stream");
         jsend(on_scan, NULL, &a);
     }
     step_done();

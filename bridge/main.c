@@ -201,8 +201,8 @@ static int configure(int argc, char **argv) {
         snprintf(err, sizeof err, "redis: cannot parse %s (want redis://host:port/db)", cfg->redis);
         goto bad;
     }
-    if (!cfg->prefix[0] || strpbrk(cfg->prefix, "{} ")) {
-        snprintf(err, sizeof err, "prefix: must be non-empty without braces or spaces");
+    if (!cfg->prefix[0] || strlen(cfg->prefix) > 64 || strpbrk(cfg->prefix, "{} ")) {
+        snprintf(err, sizeof err, "prefix: 1-64 characters without braces or spaces");
         goto bad;
     }
     char host[64] = "host";

@@ -2,6 +2,7 @@
 #include "rkeys.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static int fmt(char *out, int n) {
     if (n < 0 || n >= GP_KEY_MAX) {
@@ -34,4 +35,17 @@ int gp_key_bridge(char *out, const char *p, const char *b) {
 }
 int gp_key_janitor(char *out, const char *p) {
     return fmt(out, snprintf(out, GP_KEY_MAX, "%s:janitor", p));
+}
+
+int gp_key_house_of_req(const char *key, size_t len, const char *prefix, char *out, size_t cap) {
+    size_t plen = strlen(prefix);
+    if (len < plen + 2 + 1 + 5 || memcmp(key, prefix, plen) != 0 || key[plen] != ':' ||
+        key[plen + 1] != '{' || memcmp(key + len - 5, "}:req", 5) != 0)
+        return -1;
+    size_t n = len - plen - 2 - 5;
+    if (n >= cap)
+        return -1;
+    memcpy(out, key + plen + 2, n);
+    out[n] = '\0';
+    return (int)n;
 }

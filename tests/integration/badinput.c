@@ -241,6 +241,21 @@ Test(badinput, house_offline_gets_504_at_deadline) {
     expect_error("off-1", 504, "timeout", 15000);
 }
 
+static int stream_empty(void *house) {
+    return h_int("XLEN gp:{%s}:req", (const char *)house) == 0;
+}
+
+/* A producer's typo: a request for a house id nobody ever registered still gets its 504 at
+ * the deadline, never silence. */
+Test(badinput, unregistered_house_gets_504_at_deadline) {
+    h_redis_start(0);
+    int bport;
+    h_bridge_start(0, &bport, NULL, 1);
+    h_request("no-such-house", "typo-1", "GET", "/echo", NULL, NULL, 0, 1000);
+    expect_error("typo-1", 504, "timeout", 15000);
+    cr_assert(h_wait(stream_empty, "no-such-house", 5000), "the answered entry is still there");
+}
+
 Test(badinput, wrong_secret_and_unknown_id_same_answer) {
     const char *bextra[] = {"--auth-burst", "1000", "--auth-per-min", "1000", NULL};
     world w;

@@ -312,7 +312,7 @@ Test(fault, two_thousand_houses_one_bridge) {
     static char ids[N][16];
     static const char *houses[N];
     for (int i = 0; i < N; i++) {
-        snprintf(ids[i], sizeof ids[i], "lh-%d", i);
+        snprintf(ids[i], sizeof ids[i], "lh-%d", i + 1); /* gp-loadhouses: lh-1 .. lh-N */
         houses[i] = ids[i];
     }
     h_load *l = load_start(houses, N, 400);
