@@ -38,6 +38,8 @@ BINS := $(BUILD)/bin/ghostport-bridge $(BUILD)/bin/ghostport-house $(BUILD)/bin/
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
 IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+# Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process).
+TOOL_BINS := $(BUILD)/bin/gp-loadhouses
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 LIBS_NET = $(call PC,--libs,$(PKGS_NET))
@@ -73,6 +75,11 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
+$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
 $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_PROTO) -lm
@@ -93,13 +100,13 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROT
 # Tests: the runner prints each binary's result and closes with "N passed, N failed".
 # In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
 test: deps $(if $(filter true,$(CI)),format-check)
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(IT_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS)
 
 unit: $(UNIT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS)
 
-integration: all $(IT_BINS)
+integration: all $(TOOL_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
