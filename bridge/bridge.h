@@ -77,7 +77,8 @@ struct br_conn {
 
     /* live */
     uint64_t epoch;
-    char reqkey[GP_KEY_MAX], statekey[GP_KEY_MAX], epochkey[GP_KEY_MAX];
+    char *reqkey, *statekey, *epochkey; /* the house's keys, in one block (keys) */
+    char *keys;
     uint32_t next_stream;
     br_req *reqs; /* in flight, newest first */
     unsigned ninflight;

@@ -432,11 +432,29 @@ static void on_claimed(redisReply *rep, void *ud) {
     br_conn_unref(c);
 }
 
+/* The house's keys, each sized to fit (a bridge holds thousands of houses). */
+static int keys_init(br_conn *c) {
+    const char *p = g_br.cfg.prefix;
+    char k[3][GP_KEY_MAX];
+    int n[3] = {gp_key_req(k[0], p, c->house), gp_key_state(k[1], p, c->house),
+                gp_key_epoch(k[2], p, c->house)};
+    if (n[0] < 0 || n[1] < 0 || n[2] < 0 || !(c->keys = malloc((size_t)(n[0] + n[1] + n[2] + 3))))
+        return -1;
+    char *o = c->keys, **dst[3] = {&c->reqkey, &c->statekey, &c->epochkey};
+    for (int i = 0; i < 3; i++) {
+        memcpy(o, k[i], (size_t)n[i] + 1);
+        *dst[i] = o;
+        o += n[i] + 1;
+    }
+    return 0;
+}
+
 void br_house_claim(br_conn *c) {
     const char *p = g_br.cfg.prefix;
-    gp_key_req(c->reqkey, p, c->house);
-    gp_key_state(c->statekey, p, c->house);
-    gp_key_epoch(c->epochkey, p, c->house);
+    if (keys_init(c) != 0) {
+        br_conn_close(c, GP_GOAWAY_DRAINING, "out of memory");
+        return;
+    }
     br_args a;
     br_args_init(&a);
     br_args_str(&a, c->epochkey);

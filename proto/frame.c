@@ -332,7 +332,11 @@ ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_f
 
 /* ---- streaming reassembly ---------------------------------------------------------- */
 
-#define FRAMER_KEEP (64u << 10) /* buffer kept between frames; larger ones are given back */
+/* Buffer kept between frames; a larger one is given back once empty. Most frames on an idle
+ * connection are PINGs and PONGs: a bridge holding 10,000 houses should not keep 64 KiB for
+ * each because of one large response long ago. */
+#define FRAMER_KEEP 4096u
+#define FRAMER_FIRST 1024u
 
 struct gp_framer {
     uint8_t *buf;
@@ -378,7 +382,7 @@ int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len) {
         if (len > fr->cap - pending) {
             if (len > SIZE_MAX / 2 - pending)
                 return fr->err = GP_ERR_NOMEM;
-            size_t ncap = fr->cap ? fr->cap : 4096;
+            size_t ncap = fr->cap ? fr->cap : FRAMER_FIRST;
             while (ncap < pending + len)
                 ncap *= 2;
             uint8_t *nb = realloc(fr->buf, ncap);
