@@ -118,6 +118,7 @@ typedef struct br_bridge {
     uv_loop_t *loop;
     br_config cfg;
     char host_pid[128];
+    char fence_channel[160]; /* <prefix>:fence:<bridge id>: other bridges' claims of ours */
     char rhost[256];
     int rport, rdb;
     br_redis *cmd, *sub;
@@ -173,7 +174,6 @@ void br_house_sub_up(void);   /* subscriber (re)established */
 /* Every pub/sub message of the subscriber: keyspace doorbells and our fence channel. */
 void br_house_on_message(const char *kind, const char *chan, size_t clen, const char *msg,
                          size_t mlen);
-void br_house_fence_channel(char out[GP_KEY_MAX + 80]);  /* <prefix>:fence:<bridge id> */
 void br_house_fenced(const char *house, uint64_t epoch); /* an ack found a newer epoch */
 void br_house_table_free(void);
 void br_house_load_scripts(void);

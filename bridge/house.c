@@ -196,14 +196,9 @@ static void on_fence_message(const char *msg, size_t mlen) {
         fence_out(c, "claimed_elsewhere");
 }
 
-void br_house_fence_channel(char out[GP_KEY_MAX + 80]) {
-    snprintf(out, GP_KEY_MAX + 80, "%s:fence:%s", g_br.cfg.prefix, g_br.cfg.bridge_id);
-}
-
 void br_house_on_message(const char *kind, const char *chan, size_t clen, const char *msg,
                          size_t mlen) {
-    char fch[GP_KEY_MAX + 80];
-    br_house_fence_channel(fch);
+    const char *fch = g_br.fence_channel;
     if (clen == strlen(fch) && memcmp(chan, fch, clen) == 0) {
         if (strcmp(kind, "message") == 0)
             on_fence_message(msg, mlen);
@@ -228,9 +223,7 @@ void br_house_on_message(const char *kind, const char *chan, size_t clen, const 
 }
 
 void br_house_sub_up(void) {
-    char fch[GP_KEY_MAX + 80];
-    br_house_fence_channel(fch);
-    br_redis_subscribe(g_br.sub, fch, 1);
+    br_redis_subscribe(g_br.sub, g_br.fence_channel, 1);
     for (br_conn *c = g_br.all; c; c = c->all_next)
         if (c->in_table)
             subscribe(c, 1);

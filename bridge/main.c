@@ -248,6 +248,8 @@ static int configure(int argc, char **argv) {
         g_br.has_master = 1;
         sodium_memzero(cfg->master_key, strlen(cfg->master_key));
     }
+    snprintf(g_br.fence_channel, sizeof g_br.fence_channel, "%s:fence:%s", cfg->prefix,
+             cfg->bridge_id);
     br_log_init(level, cfg->bridge_id);
     return 0;
 bad:
