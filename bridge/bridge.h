@@ -19,7 +19,7 @@
 #include "frame.h"
 #include "gp.h"
 #include "log.h"
-#include "redis.h"
+#include "rdb.h"
 #include "rkeys.h"
 
 #include <stdint.h>
@@ -121,7 +121,7 @@ typedef struct br_bridge {
     char fence_channel[160]; /* <prefix>:fence:<bridge id>: other bridges' claims of ours */
     char rhost[256];
     int rport, rdb;
-    br_redis *cmd, *sub;
+    br_db *db; /* Redis: one server or a cluster (rdb.h) */
     struct lws_context *lws;
     int listen_port;
     gp_ratelimit *rl;
@@ -131,7 +131,6 @@ typedef struct br_bridge {
     int has_master;
     int64_t time_offset; /* Redis ms - loop ms */
     int time_ok;
-    int keyspace_ok;
     uint64_t conn_serial;
     br_conn *all;
     unsigned nlive;

@@ -80,10 +80,10 @@ static br_script s_read = {
     ""};
 
 void br_house_load_scripts(void) {
-    br_redis_load_script(g_br.cmd, &s_claim);
-    br_redis_load_script(g_br.cmd, &s_refresh);
-    br_redis_load_script(g_br.cmd, &s_release);
-    br_redis_load_script(g_br.cmd, &s_read);
+    br_db_load_script(g_br.db, &s_claim);
+    br_db_load_script(g_br.db, &s_refresh);
+    br_db_load_script(g_br.db, &s_release);
+    br_db_load_script(g_br.db, &s_read);
 }
 
 /* --- table of held houses --------------------------------------------------------------- */
@@ -162,7 +162,7 @@ static void channel_of(char out[GP_KEY_MAX + 32], const br_conn *c) {
 static void subscribe(br_conn *c, int on) {
     char ch[GP_KEY_MAX + 32];
     channel_of(ch, c);
-    br_redis_subscribe(g_br.sub, ch, on);
+    br_db_subscribe(g_br.db, c->reqkey, ch, on); /* on the node that holds the stream */
 }
 
 /* "__keyspace@0__:gp:{h1}:req" -> "h1" */
@@ -223,7 +223,7 @@ void br_house_on_message(const char *kind, const char *chan, size_t clen, const 
 }
 
 void br_house_sub_up(void) {
-    br_redis_subscribe(g_br.sub, g_br.fence_channel, 1);
+    br_db_subscribe(g_br.db, NULL, g_br.fence_channel, 1);
     for (br_conn *c = g_br.all; c; c = c->all_next)
         if (c->in_table)
             subscribe(c, 1);
@@ -231,7 +231,7 @@ void br_house_sub_up(void) {
 
 /* Keyspace notifications are on and the subscriber is connected: the sweep can be slow. */
 static int doorbell_ok(void) {
-    return g_br.keyspace_ok && br_redis_ready(g_br.sub);
+    return br_db_doorbell_ok(g_br.db);
 }
 
 /* --- reading the stream ----------------------------------------------------------------- */
@@ -316,7 +316,7 @@ void br_house_read(br_conn *c) {
     br_conn_ref(c);
     c->reading = 1;
     c->reading_pending = c->read_pending;
-    if (br_redis_eval(g_br.cmd, &s_read, on_read, c, 2, &a) != 0) {
+    if (br_db_eval(g_br.db, &s_read, on_read, c, 2, &a) != 0) {
         c->reading = 0;
         br_conn_unref(c);
     }
@@ -348,7 +348,7 @@ static void create_group(br_conn *c) {
     br_args_str(&a, "0");
     br_args_str(&a, "MKSTREAM");
     br_conn_ref(c);
-    if (br_redis_cmd(g_br.cmd, on_group, c, &a) != 0)
+    if (br_db_cmd(g_br.db, on_group, c, &a) != 0)
         br_conn_unref(c);
 }
 
@@ -374,7 +374,7 @@ static void release(const char *house, const char *epochkey, const char *stateke
     br_args_str(&a, statekey);
     br_args_u64(&a, epoch);
     (void)house;
-    br_redis_eval(g_br.cmd, &s_release, NULL, NULL, 2, &a);
+    br_db_eval(g_br.db, &s_release, NULL, NULL, 2, &a);
 }
 
 static void on_claimed(redisReply *rep, void *ud) {
@@ -462,7 +462,7 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, fpre);
     br_args_str(&a, c->house);
     br_conn_ref(c);
-    if (br_redis_eval(g_br.cmd, &s_claim, on_claimed, c, 2, &a) != 0)
+    if (br_db_eval(g_br.db, &s_claim, on_claimed, c, 2, &a) != 0)
         on_claimed(NULL, c);
 }
 
@@ -504,14 +504,13 @@ void br_house_state_update(br_conn *c) {
     br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
     c->last_renew_ms = br_now();
     br_conn_ref(c);
-    if (br_redis_eval(g_br.cmd, &s_refresh, on_refreshed, c, 2, &a) != 0)
+    if (br_db_eval(g_br.db, &s_refresh, on_refreshed, c, 2, &a) != 0)
         br_conn_unref(c);
 }
 
 /* Redis came back (maybe restarted, maybe empty): re-assert ownership, make sure every
  * group exists, and re-read each house's pending list. */
 void br_house_redis_up(void) {
-    br_house_load_scripts();
     for (br_conn *c = g_br.all; c; c = c->all_next) {
         if (!c->in_table)
             continue;

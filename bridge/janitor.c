@@ -25,8 +25,9 @@ static br_script s_lock = {
 static struct {
     int busy;         /* a pass is running */
     unsigned pending; /* outstanding commands of this pass */
-    char cursor[32];  /* SSCAN cursor, kept across ticks */
-} J = {0, 0, "0"};
+    char cursor[32];  /* SCAN cursor on node `node`, kept across ticks */
+    int node;         /* a cluster is walked one node after the other */
+} J = {0, 0, "0", 0};
 
 typedef struct jhouse {
     char id[GP_MAX_HOUSE_ID + 1];
@@ -34,7 +35,7 @@ typedef struct jhouse {
 } jhouse;
 
 void br_janitor_load_scripts(void) {
-    br_redis_load_script(g_br.cmd, &s_lock);
+    br_db_load_script(g_br.db, &s_lock);
 }
 
 static void step_done(void) {
@@ -44,7 +45,7 @@ static void step_done(void) {
 
 static int jsend(br_redis_fn fn, void *ud, const br_args *a) {
     J.pending++;
-    if (br_redis_cmd(g_br.cmd, fn, ud, a) == 0)
+    if (br_db_cmd(g_br.db, fn, ud, a) == 0)
         return 0;
     J.pending--;
     return -1;
@@ -128,6 +129,8 @@ static void on_scan(redisReply *rep, void *ud) {
         rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof J.cursor &&
         rep->element[1]->type == REDIS_REPLY_ARRAY) {
         memcpy(J.cursor, rep->element[0]->str, rep->element[0]->len + 1);
+        if (strcmp(J.cursor, "0") == 0) /* this node is done: the next one */
+            J.node = (J.node + 1) % br_db_nodes(g_br.db);
         const redisReply *keys = rep->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
             const redisReply *k = keys->element[i];
@@ -177,14 +180,21 @@ static void on_lock(redisReply *rep, void *ud) {
         br_args_u64(&a, KEYS_PER_TICK);
         br_args_str(&a, "TYPE");
         br_args_str(&a, "stream");
-        jsend(on_scan, NULL, &a);
+        if (J.node >= br_db_nodes(g_br.db))
+            J.node = 0;
+        J.pending++;
+        if (br_db_cmd_node(g_br.db, J.node, on_scan, NULL, &a) != 0) {
+            J.pending--; /* that node is away: go on with the next */
+            J.node = (J.node + 1) % br_db_nodes(g_br.db);
+            strcpy(J.cursor, "0");
+        }
     }
     step_done();
 }
 
 void br_janitor_tick(uint64_t now) {
     (void)now;
-    if (J.busy || g_br.stopping || !g_br.time_ok || !br_redis_ready(g_br.cmd))
+    if (J.busy || g_br.stopping || !g_br.time_ok || !br_db_ready(g_br.db))
         return;
     char key[GP_KEY_MAX];
     gp_key_janitor(key, g_br.cfg.prefix);
@@ -195,6 +205,6 @@ void br_janitor_tick(uint64_t now) {
     br_args_u64(&a, LOCK_MS);
     J.busy = 1;
     J.pending = 1;
-    if (br_redis_eval(g_br.cmd, &s_lock, on_lock, NULL, 1, &a) != 0)
+    if (br_db_eval(g_br.db, &s_lock, on_lock, NULL, 1, &a) != 0)
         J.busy = 0, J.pending = 0;
 }

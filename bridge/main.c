@@ -284,51 +284,11 @@ static void refresh_time(void) {
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "TIME");
-    br_redis_cmd(g_br.cmd, on_time, NULL, &a);
+    br_db_cmd(g_br.db, on_time, NULL, &a);
     g_last_time = br_now();
 }
 
 /* --- Redis connections ------------------------------------------------------------------ */
-
-static void on_config_set(redisReply *rep, void *ud) {
-    (void)ud;
-    if (rep && rep->type == REDIS_REPLY_STATUS) {
-        g_br.keyspace_ok = 1;
-        br_log(BR_LOG_INFO, "keyspace_enabled", NULL);
-    } else if (rep) {
-        br_log(BR_LOG_WARN, "keyspace_config_refused", "err=%s fallback=sweep_1s",
-               br_qs(rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply"));
-    }
-}
-
-/* Keyspace notifications for streams need K (keyspace channel) and t (stream commands);
- * keep whatever flags the operator already set. */
-static void on_config_get(redisReply *rep, void *ud) {
-    (void)ud;
-    if (!rep)
-        return;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[1]->type != REDIS_REPLY_STRING) {
-        br_log(BR_LOG_WARN, "keyspace_config_refused", "err=%s fallback=sweep_1s",
-               br_qs(rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply"));
-        return;
-    }
-    const char *cur = rep->element[1]->str;
-    int has_k = strchr(cur, 'K') != NULL, has_t = strchr(cur, 't') || strchr(cur, 'A');
-    if (has_k && has_t) {
-        g_br.keyspace_ok = 1;
-        return;
-    }
-    char flags[64];
-    snprintf(flags, sizeof flags, "%.40s%s%s", cur, has_k ? "" : "K", has_t ? "" : "t");
-    br_args a;
-    br_args_init(&a);
-    br_args_str(&a, "CONFIG");
-    br_args_str(&a, "SET");
-    br_args_str(&a, "notify-keyspace-events");
-    br_args_str(&a, flags);
-    br_redis_cmd(g_br.cmd, on_config_set, NULL, &a);
-}
 
 static void refresh_lease(void) {
     char key[GP_KEY_MAX];
@@ -340,38 +300,34 @@ static void refresh_lease(void) {
     br_args_str(&a, g_br.host_pid);
     br_args_str(&a, "PX");
     br_args_u64(&a, LEASE_MS);
-    br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
 }
 
-static void cmd_up(br_redis *r) {
-    (void)r;
+/* A node's command connection came up (at start, after a Redis restart, or a new node of
+ * a cluster): scripts, clock, our lease, and every held house re-asserted under its fence. */
+static void node_up(br_db *db, int node) {
+    (void)db, (void)node;
     refresh_time();
+    br_house_load_scripts();
     br_req_load_scripts();
     br_janitor_load_scripts();
     refresh_lease();
-    br_args a;
-    br_args_init(&a);
-    br_args_str(&a, "CONFIG");
-    br_args_str(&a, "GET");
-    br_args_str(&a, "notify-keyspace-events");
-    br_redis_cmd(g_br.cmd, on_config_get, NULL, &a);
     br_house_redis_up();
 }
 
-static void cmd_down(br_redis *r) {
-    (void)r;
-    br_log(BR_LOG_WARN, "redis_unavailable", "held=%u action=retrying", g_br.nlive);
+static void node_down(br_db *db, int node) {
+    (void)db;
+    br_log(BR_LOG_WARN, "redis_unavailable", "node=%d held=%u action=retrying", node, g_br.nlive);
 }
 
-static void sub_up(br_redis *r) {
-    (void)r;
+static void sub_up(br_db *db, int node) {
+    (void)db, (void)node;
     br_house_sub_up();
 }
 
-static void sub_msg(br_redis *r, const char *kind, const char *chan, size_t clen, const char *msg,
-                    size_t mlen) {
-    (void)r;
-    br_house_on_message(kind, chan, clen, msg, mlen);
+static void map_changed(br_db *db) {
+    (void)db;
+    br_house_sub_up();
 }
 
 /* --- shutdown --------------------------------------------------------------------------- *
@@ -408,9 +364,8 @@ static void drained(void) {
      * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
     if (g_br.lws)
         lws_context_destroy(g_br.lws);
-    br_redis_free(g_br.cmd);
-    br_redis_free(g_br.sub);
-    g_br.cmd = g_br.sub = NULL;
+    br_db_free(g_br.db);
+    g_br.db = NULL;
 }
 
 /* Runs from a timer, never from the hiredis callback itself: drained() frees the very
@@ -443,12 +398,12 @@ static void shut_down(const char *why) {
     br_args_init(&a);
     br_args_str(&a, "DEL");
     br_args_str(&a, key);
-    br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
     /* Replies arrive in order: when this PING returns, the releases above are done. */
     br_args_init(&a);
     br_args_str(&a, "PING");
     uv_timer_start(&g_grace, on_grace, SHUTDOWN_GRACE_MS, 0);
-    if (br_redis_cmd(g_br.cmd, on_barrier, NULL, &a) != 0)
+    if (br_db_cmd(g_br.db, on_barrier, NULL, &a) != 0)
         on_barrier(NULL, NULL);
 }
 
@@ -484,13 +439,13 @@ static void on_tick(uv_timer_t *t) {
             uv_timer_start(&g_grace, on_grace, 0, 0);
         return;
     }
-    if (br_redis_ready(g_br.cmd))
+    if (br_db_ready(g_br.db))
         br_house_tick(now);
     if (now - g_last_slow < SLOW_TICK_MS)
         return;
     g_last_slow = now;
     br_tunnel_tick(now);
-    if (!br_redis_ready(g_br.cmd))
+    if (!br_db_ready(g_br.db))
         return;
     if (now - g_last_time >= TIME_REFRESH_MS)
         refresh_time();
@@ -541,22 +496,18 @@ int main(int argc, char **argv) {
 
     char hb[GP_KEY_MAX + 16];
     snprintf(hb, sizeof hb, "%s:hb:%s", g_br.cfg.prefix, g_br.cfg.bridge_id);
-    br_redis_cfg rc_cmd = {.name = "cmd",
-                           .host = g_br.rhost,
-                           .port = g_br.rport,
-                           .db = g_br.rdb,
-                           .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
-                           .on_up = cmd_up,
-                           .on_down = cmd_down};
-    br_redis_cfg rc_sub = rc_cmd;
-    rc_sub.name = "sub";
-    rc_sub.hb_channel = hb;
-    rc_sub.on_msg = sub_msg;
-    rc_sub.on_up = sub_up;
-    rc_sub.on_down = NULL;
-    g_br.cmd = br_redis_new(&loop, &rc_cmd);
-    g_br.sub = br_redis_new(&loop, &rc_sub);
-    if (!g_br.cmd || !g_br.sub) {
+    br_db_cfg dbc = {.host = g_br.rhost,
+                     .port = g_br.rport,
+                     .db = g_br.rdb,
+                     .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
+                     .hb_channel = hb,
+                     .on_node_up = node_up,
+                     .on_node_down = node_down,
+                     .on_sub_up = sub_up,
+                     .on_msg = br_house_on_message,
+                     .on_map_changed = map_changed};
+    g_br.db = br_db_new(&loop, &dbc);
+    if (!g_br.db) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
@@ -581,9 +532,8 @@ int main(int argc, char **argv) {
     rc = 0;
     goto out;
 out_loop:
-    br_redis_free(g_br.cmd);
-    br_redis_free(g_br.sub);
-    g_br.cmd = g_br.sub = NULL;
+    br_db_free(g_br.db);
+    g_br.db = NULL;
 out:
     /* lws finishes its own teardown only once its handles are closed; a second destroy
      * after the loop has stopped is the documented way to complete it. */

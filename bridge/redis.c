@@ -422,6 +422,10 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
     return r;
 }
 
+void *br_redis_ud(const br_redis *r) {
+    return r->cfg.ud;
+}
+
 int br_redis_ready(const br_redis *r) {
     return r && r->ready && r->ac && !r->closing;
 }

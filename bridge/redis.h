@@ -41,6 +41,7 @@ typedef struct br_redis_cfg {
     br_redis_msg_fn on_msg;       /* subscriber only */
     void (*on_up)(br_redis *r);   /* connected (after SELECT): (re)issue setup */
     void (*on_down)(br_redis *r); /* lost: every outstanding callback has already run */
+    void *ud;                     /* for the callbacks: br_redis_ud() */
 } br_redis_cfg;
 
 /* Creates the connection object and starts connecting (failures are retried). NULL on
@@ -50,6 +51,7 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg);
  * the timers; the memory is released once libuv has closed them. NULL ok. */
 void br_redis_free(br_redis *r);
 int br_redis_ready(const br_redis *r);
+void *br_redis_ud(const br_redis *r);
 
 /* Argument vector builder with explicit lengths (binary-safe). Borrowed pointers must stay
  * valid until br_redis_cmd/eval returns (hiredis formats the command immediately). */

@@ -35,8 +35,8 @@ static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge'
                                  ""};
 
 void br_req_load_scripts(void) {
-    br_redis_load_script(g_br.cmd, &s_ack);
-    br_redis_load_script(g_br.cmd, &s_ack_unheld);
+    br_db_load_script(g_br.db, &s_ack);
+    br_db_load_script(g_br.db, &s_ack_unheld);
 }
 
 /* --- replies ---------------------------------------------------------------------------- */
@@ -155,7 +155,7 @@ static void reply_ack(br_reply *rp) {
     br_args_str(&a, GP_GROUP);
     br_args_str(&a, rp->entry_id);
     rp->refs++;
-    if (br_redis_eval(g_br.cmd, rp->holder ? &s_ack_unheld : &s_ack, on_ack, rp, 2, &a) != 0)
+    if (br_db_eval(g_br.db, rp->holder ? &s_ack_unheld : &s_ack, on_ack, rp, 2, &a) != 0)
         reply_unref(rp);
 }
 
@@ -223,7 +223,7 @@ static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final
     }
     rp->refs++;
     rp->outstanding++;
-    if (br_redis_cmd(g_br.cmd, on_xadd, rp, &a) != 0) {
+    if (br_db_cmd(g_br.db, on_xadd, rp, &a) != 0) {
         on_xadd(NULL, rp);
         return;
     }
@@ -231,7 +231,7 @@ static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final
     br_args_str(&a, "PEXPIRE");
     br_args_bin(&a, rp->key, rp->keylen);
     br_args_u64(&a, (uint64_t)g_br.cfg.reply_ttl * 1000);
-    br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
 }
 
 void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
@@ -308,7 +308,7 @@ static void req_free(br_conn *c, br_req *r) {
             br_args_init(&a);
             br_args_str(&a, "DEL");
             br_args_bin(&a, rp->key, rp->keylen);
-            br_redis_cmd(g_br.cmd, NULL, NULL, &a);
+            br_db_cmd(g_br.db, NULL, NULL, &a);
         }
         reply_unref(rp);
     }

@@ -192,7 +192,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     br_args_str(&a, "secret");
     c->state = BR_CS_LOOKUP;
     br_conn_ref(c);
-    if (br_redis_cmd(g_br.cmd, on_secret, c, &a) != 0)
+    if (br_db_cmd(g_br.db, on_secret, c, &a) != 0)
         on_secret(NULL, c);
 }
 
