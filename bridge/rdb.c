@@ -4,6 +4,7 @@
 #include "rdb.h"
 
 #include "log.h"
+#include "rkeys.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,26 +40,6 @@ struct br_db {
 };
 
 /* --- slots -------------------------------------------------------------------------------- */
-
-static uint16_t crc16(const char *p, size_t len) {
-    uint16_t crc = 0; /* CRC16/XMODEM, as Redis Cluster specifies */
-    for (size_t i = 0; i < len; i++) {
-        crc ^= (uint16_t)((uint8_t)p[i] << 8);
-        for (int b = 0; b < 8; b++)
-            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
-    return crc;
-}
-
-unsigned br_db_slot(const char *key, size_t len) {
-    const char *open = memchr(key, '{', len);
-    if (open) {
-        const char *close = memchr(open + 1, '}', len - (size_t)(open + 1 - key));
-        if (close && close > open + 1)
-            return crc16(open + 1, (size_t)(close - open - 1)) & (NSLOTS - 1);
-    }
-    return crc16(key, len) & (NSLOTS - 1);
-}
 
 /* Position of the key in a command we send, 0 when it has none. */
 static int key_index(const br_args *a) {
@@ -437,7 +418,7 @@ static int route(br_db *db, br_script *s, br_redis_fn fn, void *ud, int nkeys, c
     int ki = s ? (nkeys > 0 ? 0 : -1) : key_index(a);
     unsigned slot = 0;
     if (ki >= 0 && (s || ki > 0))
-        slot = br_db_slot(a->v[ki], a->l[ki]);
+        slot = gp_key_slot(a->v[ki], a->l[ki]);
     node *n = node_for_slot(db, slot);
     if (!n)
         return -1;
@@ -485,6 +466,6 @@ void br_db_load_script(br_db *db, br_script *s) {
 }
 
 int br_db_subscribe(br_db *db, const char *key, const char *channel, int on) {
-    node *n = node_for_slot(db, key ? br_db_slot(key, strlen(key)) : 0);
+    node *n = node_for_slot(db, key ? gp_key_slot(key, strlen(key)) : 0);
     return n ? br_redis_subscribe(n->sub, channel, on) : -1;
 }

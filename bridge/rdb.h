@@ -61,7 +61,4 @@ void br_db_load_script(br_db *db, br_script *s);
  * channel), or on the first node's when key is NULL (an ordinary channel). 0 or -1. */
 int br_db_subscribe(br_db *db, const char *key, const char *channel, int on);
 
-/* The hash slot of a key (CRC16/XMODEM of the key, or of its {hash tag}). */
-unsigned br_db_slot(const char *key, size_t len);
-
 #endif

@@ -1,6 +1,7 @@
 /* rkeys.c — builds the Redis key names documented in rkeys.h. Pure string formatting. */
 #include "rkeys.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,4 +49,24 @@ int gp_key_house_of_req(const char *key, size_t len, const char *prefix, char *o
     memcpy(out, key + plen + 2, n);
     out[n] = '\0';
     return (int)n;
+}
+
+static uint16_t crc16(const char *p, size_t len) {
+    uint16_t crc = 0; /* CRC16/XMODEM, as the Redis Cluster specification has it */
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((uint8_t)p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned gp_key_slot(const char *key, size_t len) {
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        const char *close = memchr(open + 1, '}', len - (size_t)(open + 1 - key));
+        if (close && close > open + 1)
+            return crc16(open + 1, (size_t)(close - open - 1)) & 16383;
+    }
+    return crc16(key, len) & 16383;
 }

@@ -33,6 +33,9 @@ int gp_key_reply(char *out, const char *prefix, const char *frame_id);
 int gp_key_bridge(char *out, const char *prefix, const char *bridge_id);
 int gp_key_janitor(char *out, const char *prefix);
 
+/* The Redis Cluster hash slot of a key: CRC16/XMODEM of the key, or of its {hash tag}. */
+unsigned gp_key_slot(const char *key, size_t len);
+
 /* The house id of a request stream key "<prefix>:{<id>}:req" (key[0..len), not terminated)
  * into out[cap]. Returns the id's length, or -1 if key is not such a key or the id does not
  * fit. The id is not validated beyond that. */

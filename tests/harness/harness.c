@@ -2,6 +2,7 @@
  * client, plain sockets for the raw WebSocket client. Nothing here sleeps to synchronise:
  * every wait polls a condition with a bound. */
 #include "harness.h"
+#include "rc.h"
 
 #include "auth.h"
 #include "frame.h"
@@ -44,7 +45,7 @@ static h_proc g_procs[MAX_PROCS];
 static int g_nprocs;
 static int g_redis_port;
 static char g_redis_url[64];
-static redisContext *g_rc;
+static h_rc *g_rc; /* the harness's own client: one server or a cluster */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static int write_all(int fd, const void *p, size_t n);
@@ -157,17 +158,14 @@ void h_fini(void) {
         for (int k = 0; SAN_MARKS[k]; k++) {
             if (h_log_count_all(&g_procs[i], SAN_MARKS[k]) > 0) {
                 fprintf(stderr, "harness: '%s' in %s\n", SAN_MARKS[k], g_procs[i].log);
-                if (g_rc)
-                    redisFree(g_rc);
+                h_rc_free(g_rc);
                 g_rc = NULL;
                 abort();
             }
         }
     }
-    if (g_rc) {
-        redisFree(g_rc);
-        g_rc = NULL;
-    }
+    h_rc_free(g_rc);
+    g_rc = NULL;
 }
 
 const char *h_dir(void) {
@@ -485,53 +483,118 @@ static int redis_pong(void *ud) {
 
 /* redis-server on a loopback port with its files in the test directory. aof: every write
  * is appended and fsync'd before Redis acknowledges it, so a kill -9 loses nothing that was
- * acknowledged and a restart with the same --dir reloads it. */
-static h_proc *redis_start(int port, int aof) {
-    if (!port)
+ * acknowledged and a restart with the same --dir reloads it. cluster: a cluster node, with
+ * its own directory (nodes.conf, AOF) and log. */
+static h_proc *redis_start(int port, int aof, int cluster) {
+    /* A cluster node also needs a bus port; Redis would take port + 10000 unless told. */
+    for (int tries = 0; !port || (cluster && port > 55000 && tries < 200); tries++)
         port = h_free_port();
-    char ports[16];
+    char ports[16], bus[16], dir[PATH_MAX + 32], name[32];
+    snprintf(bus, sizeof bus, "%d", h_free_port());
     snprintf(ports, sizeof ports, "%d", port);
-    char *argv[] = {(char *)env_or("GP_REDIS_SERVER", "redis-server"),
-                    "--port",
-                    ports,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--dir",
-                    g_dir,
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                    "--appendonly",
-                    "no",
-                    NULL,
-                    NULL,
-                    NULL};
-    if (aof) {
-        argv[14] = "yes";
-        argv[15] = "--appendfsync";
-        argv[16] = "always";
+    snprintf(dir, sizeof dir, "%s", g_dir);
+    snprintf(name, sizeof name, "redis");
+    if (cluster) {
+        sfmt(dir, sizeof dir, "%s/redis-%d", g_dir, port);
+        mkdir(dir, 0755);
+        snprintf(name, sizeof name, "redis-%d", port);
     }
-    h_proc *p = h_spawn("redis", argv);
+    const char *argv[32] = {env_or("GP_REDIS_SERVER", "redis-server"),
+                            "--port",
+                            ports,
+                            "--bind",
+                            "127.0.0.1",
+                            "--save",
+                            "",
+                            "--dir",
+                            dir,
+                            "--daemonize",
+                            "no",
+                            "--protected-mode",
+                            "yes",
+                            "--appendonly",
+                            aof ? "yes" : "no"};
+    int n = 15;
+    if (aof) {
+        argv[n++] = "--appendfsync";
+        argv[n++] = "always";
+    }
+    if (cluster) {
+        argv[n++] = "--cluster-enabled";
+        argv[n++] = "yes";
+        argv[n++] = "--cluster-node-timeout";
+        argv[n++] = "3000";
+        argv[n++] = "--cluster-port";
+        argv[n++] = bus;
+    }
+    argv[n] = NULL;
+    h_proc *p = h_spawn(name, (char *const *)argv);
     if (!h_wait(redis_pong, &port, 10000))
         fail("redis-server on port %d did not answer PING within 10 s (see %s)", port, p->log);
-    g_redis_port = port;
-    snprintf(g_redis_url, sizeof g_redis_url, "redis://127.0.0.1:%d/0", port);
-    if (g_rc) {
-        redisFree(g_rc);
+    if (!cluster || !g_redis_port) {
+        g_redis_port = port;
+        snprintf(g_redis_url, sizeof g_redis_url, "redis://127.0.0.1:%d/0", port);
+        h_rc_free(g_rc);
         g_rc = NULL;
     }
     return p;
 }
 
+static int cluster_ok(void *ud) {
+    const int *ports = ud;
+    for (int i = 0; ports[i]; i++) {
+        struct timeval tv = {1, 0};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", ports[i], tv);
+        redisReply *r = c && !c->err ? redisCommand(c, "CLUSTER INFO") : NULL;
+        int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
+        if (r)
+            freeReplyObject(r);
+        if (c)
+            redisFree(c);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+void h_redis_cluster_start(int n, int aof, h_proc **out) {
+    int ports[9] = {0};
+    if (n < 1 || n > 8)
+        fail("cluster of %d nodes", n);
+    g_redis_port = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = redis_start(0, aof, 1);
+        ports[i] = atoi(strrchr(out[i]->name, '-') + 1); /* named redis-PORT */
+    }
+    const char *argv[32] = {"redis-cli", "--cluster", "create"};
+    char addrs[8][32];
+    int k = 3;
+    for (int i = 0; i < n; i++) {
+        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", ports[i]);
+        argv[k++] = addrs[i];
+    }
+    argv[k++] = "--cluster-replicas";
+    argv[k++] = "0";
+    argv[k++] = "--cluster-yes";
+    argv[k] = NULL;
+    h_proc *cli = h_spawn("cluster-create", (char *const *)argv);
+    uint64_t end = h_now_ms() + 20000;
+    while (h_alive(cli) && h_now_ms() < end) {
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (h_alive(cli) || !WIFEXITED(cli->status) || WEXITSTATUS(cli->status) != 0)
+        fail("redis-cli --cluster create failed (see %s)", cli->log);
+    if (!h_wait(cluster_ok, ports, 20000))
+        fail("the cluster did not reach cluster_state:ok within 20 s");
+}
+
 h_proc *h_redis_start(int port) {
-    return redis_start(port, 0);
+    return redis_start(port, 0, 0);
 }
 
 h_proc *h_redis_start_aof(int port) {
-    return redis_start(port, 1);
+    return redis_start(port, 1, 0);
 }
 
 int h_redis_port(void) {
@@ -542,48 +605,64 @@ const char *h_redis_url(void) {
     return g_redis_url;
 }
 
-redisContext *h_redis(void) {
-    if (g_rc && g_rc->err) {
-        redisFree(g_rc);
-        g_rc = NULL;
-    }
-    if (!g_rc) {
-        struct timeval tv = {5, 0};
-        g_rc = redisConnectWithTimeout("127.0.0.1", g_redis_port, tv);
-        if (!g_rc || g_rc->err)
-            fail("connect to redis 127.0.0.1:%d: %s", g_redis_port, g_rc ? g_rc->errstr : "oom");
-        redisSetTimeout(g_rc, tv);
-    }
+h_rc *h_redis(void) {
+    if (!g_rc && !(g_rc = h_rc_new(g_redis_port, 5000)))
+        fail("out of memory");
     return g_rc;
+}
+
+/* A command as hiredis formats it (RESP: *N then $len args), sent through h_rc. */
+static redisReply *cmd_resp(const char *resp, long len) {
+    const char *argv[64];
+    size_t lens[64];
+    int argc = 0;
+    const char *p = resp, *end = resp + len;
+    long n = *p == '*' ? strtol(p + 1, NULL, 10) : 0;
+    p = strchr(p, '\n') + 1;
+    for (long i = 0; i < n && i < 64 && p < end; i++) {
+        size_t l = strtoul(p + 1, NULL, 10);
+        p = strchr(p, '\n') + 1;
+        argv[argc] = p;
+        lens[argc++] = l;
+        p += l + 2;
+    }
+    return h_rc_cmdv(h_redis(), argc, argv, lens);
+}
+
+static redisReply *vcmd(const char *fmt, va_list ap) {
+    char *resp = NULL;
+    int len = redisvFormatCommand(&resp, fmt, ap);
+    if (len < 0)
+        fail("cannot format redis command '%s'", fmt);
+    redisReply *r = cmd_resp(resp, len);
+    redisFreeCommand(resp);
+    return r;
 }
 
 redisReply *h_cmd(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisContext *c = h_redis();
-    redisReply *r = redisvCommand(c, fmt, ap);
+    redisReply *r = vcmd(fmt, ap);
     va_end(ap);
     if (!r)
-        fail("redis command '%s' failed: %s", fmt, c->errstr);
+        fail("redis command '%s' failed: %s", fmt, h_rc_error(h_redis()));
     return r;
 }
 
 redisReply *h_cmdv(int argc, const char **argv, const size_t *lens) {
-    redisContext *c = h_redis();
-    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    redisReply *r = h_rc_cmdv(h_redis(), argc, argv, lens);
     if (!r)
-        fail("redis command %s failed: %s", argv[0], c->errstr);
+        fail("redis command %s failed: %s", argv[0], h_rc_error(h_redis()));
     return r;
 }
 
 long long h_int(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisContext *c = h_redis();
-    redisReply *r = redisvCommand(c, fmt, ap);
+    redisReply *r = vcmd(fmt, ap);
     va_end(ap);
     if (!r)
-        fail("redis command '%s' failed: %s", fmt, c->errstr);
+        fail("redis command '%s' failed: %s", fmt, h_rc_error(h_redis()));
     long long v = -1;
     if (r->type == REDIS_REPLY_INTEGER)
         v = r->integer;
@@ -594,14 +673,14 @@ long long h_int(const char *fmt, ...) {
 }
 
 static int house_state(const char *house) {
-    redisReply *r = redisCommand(h_redis(), "HGET gp:{%s}:state bridge", house);
+    char key[256];
+    snprintf(key, sizeof key, "gp:{%s}:state", house);
+    const char *argv[] = {"HGET", key, "bridge"};
+    /* NULL while Redis restarts in this test: h_rc reconnects next time. */
+    redisReply *r = h_rc_cmdv(h_redis(), 3, argv, NULL);
     int ok = r && r->type == REDIS_REPLY_STRING && r->len > 0;
     if (r)
         freeReplyObject(r);
-    else {
-        redisFree(g_rc); /* Redis restarting in this test: reconnect next time */
-        g_rc = NULL;
-    }
     return ok;
 }
 
@@ -903,17 +982,12 @@ int h_wait_reply(const char *frame_id, const char *key, int timeout_ms, h_reply 
             break;
         char block[24];
         snprintf(block, sizeof block, "%llu", (unsigned long long)(end - now));
-        redisContext *c = h_redis();
-        struct timeval tv = {(time_t)((end - now) / 1000 + 5), 0};
-        redisSetTimeout(c, tv);
+        h_rc_set_timeout(h_redis(), (int)(end - now) + 5000);
         const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block, "STREAMS", key, last};
-        redisReply *x = redisCommandArgv(c, 8, argv, NULL);
-        tv.tv_sec = 5;
-        redisSetTimeout(c, tv);
+        redisReply *x = h_rc_cmdv(h_redis(), 8, argv, NULL);
+        h_rc_set_timeout(h_redis(), 5000);
         if (!x) {
-            /* Redis restarted under us: reconnect and keep waiting. */
-            redisFree(g_rc);
-            g_rc = NULL;
+            /* Redis restarted under us: h_rc reconnects; keep waiting. */
             struct timespec ts = {0, 20 * 1000000};
             nanosleep(&ts, NULL);
             continue;

@@ -7,6 +7,7 @@
  * this process and load), so matching a reply to its request is a parse and a bounds check,
  * not a search: tens of thousands of requests cost nothing to match. */
 #include "load.h"
+#include "rc.h"
 
 #include "harness.h"
 
@@ -26,7 +27,6 @@
 #define MAX_PRODUCERS 64
 #define BACKOFF_MIN_MS 20
 #define BACKOFF_MAX_MS 500
-#define CONNECT_TIMEOUT_MS 500
 #define CMD_TIMEOUT_MS 2000 /* > READ_BLOCK_MS: a blocked XREAD is not a dead connection */
 #define READ_BLOCK_MS "500"
 #define STEP_MS 50         /* longest sleep between looks at the stop/quit flags */
@@ -103,20 +103,6 @@ static int backoff(h_load *l, unsigned *ms) {
     int ok = sleep_until(&l->quit, now_ns() + (uint64_t)*ms * 1000000ull);
     *ms = *ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *ms * 2;
     return ok;
-}
-
-static redisContext *connect_redis(int port, int cmd_timeout_ms, char *why, size_t whylen) {
-    struct timeval ct = {0, CONNECT_TIMEOUT_MS * 1000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, ct);
-    if (!c || c->err) {
-        snprintf(why, whylen, "connect: %s", c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    struct timeval tv = {cmd_timeout_ms / 1000, (cmd_timeout_ms % 1000) * 1000};
-    redisSetTimeout(c, tv);
-    return c;
 }
 
 /* Error replies worth re-sending: the server is loading its AOF or is otherwise busy. */
@@ -221,7 +207,7 @@ static void take_replies(h_load *l, const redisReply *r, char *last, size_t last
 /* XADDs request i until Redis acknowledges it, reconnecting (*cp) as needed; gives up only
  * when quitting or when Redis rejects the request outright (then it stays unanswered and is
  * counted lost). */
-static void send_request(h_load *l, ld_worker *w, redisContext **cp, size_t i) {
+static void send_request(h_load *l, ld_worker *w, h_rc *c, size_t i) {
     char fid[96], key[320], hdr[160], tmo[16];
     snprintf(fid, sizeof fid, "%s-%zu", l->tag, i);
     snprintf(key, sizeof key, "%s:{%s}:req", l->prefix, l->houses[i % l->nhouses]);
@@ -235,10 +221,8 @@ static void send_request(h_load *l, ld_worker *w, redisContext **cp, size_t i) {
     int issued = 0, failures = 0;
     char why[256];
     while (!atomic_load(&l->quit)) {
-        if (!*cp)
-            *cp = connect_redis(l->port, CMD_TIMEOUT_MS, why, sizeof why);
-        if (*cp) {
-            redisReply *r = redisCommandArgv(*cp, argc, argv, NULL);
+        {
+            redisReply *r = h_rc_cmdv(c, argc, argv, NULL);
             if (issued++) {
                 pthread_mutex_lock(&l->mu);
                 l->resent++;
@@ -264,9 +248,7 @@ static void send_request(h_load *l, ld_worker *w, redisContext **cp, size_t i) {
                          r->type == REDIS_REPLY_ERROR ? r->str : "odd reply");
                 freeReplyObject(r);
             } else {
-                snprintf(why, sizeof why, "XADD: %s", (*cp)->errstr);
-                redisFree(*cp);
-                *cp = NULL;
+                snprintf(why, sizeof why, "XADD: %s", h_rc_error(c));
             }
         }
         if (failures++ == 0)
@@ -281,7 +263,7 @@ static void send_request(h_load *l, ld_worker *w, redisContext **cp, size_t i) {
 static void *producer_main(void *arg) {
     ld_worker *w = arg;
     h_load *l = w->l;
-    redisContext *c = NULL;
+    h_rc *c = h_rc_new(l->port, CMD_TIMEOUT_MS);
     uint64_t period = (uint64_t)l->nprod * 1000000000ull / (uint64_t)l->rate;
     uint64_t next = now_ns() + period * (uint64_t)w->k / (uint64_t)l->nprod;
     while (sleep_until(&l->stop, next)) {
@@ -290,14 +272,13 @@ static void *producer_main(void *arg) {
             fprintf(stderr, "load: producer %d: out of memory\n", w->k);
             break;
         }
-        send_request(l, w, &c, i);
+        send_request(l, w, c, i);
         next += period;
         uint64_t t = now_ns();
         if (t > next + (uint64_t)MAX_BEHIND_MS * 1000000ull)
             next = t; /* a long outage: resume the pace instead of bursting the backlog */
     }
-    if (c)
-        redisFree(c);
+    h_rc_free(c);
     atomic_store(&w->producing, 0);
     return NULL;
 }
@@ -306,17 +287,15 @@ static void *producer_main(void *arg) {
 static void *reader_main(void *arg) {
     ld_worker *w = arg;
     h_load *l = w->l;
-    redisContext *c = NULL;
+    h_rc *c = h_rc_new(l->port, CMD_TIMEOUT_MS);
     char last[64] = "0-0", why[256];
     unsigned bo = BACKOFF_MIN_MS;
     int down = 0;
     while (!atomic_load(&l->quit)) {
-        if (!c)
-            c = connect_redis(l->port, CMD_TIMEOUT_MS, why, sizeof why);
-        if (c) {
+        {
             const char *argv[] = {"XREAD",       "COUNT",   "1000",       "BLOCK",
                                   READ_BLOCK_MS, "STREAMS", w->reply_key, last};
-            redisReply *r = redisCommandArgv(c, 8, argv, NULL);
+            redisReply *r = h_rc_cmdv(c, 8, argv, NULL);
             if (r && r->type != REDIS_REPLY_ERROR) {
                 take_replies(l, r, last, sizeof last);
                 freeReplyObject(r);
@@ -330,17 +309,14 @@ static void *reader_main(void *arg) {
                 snprintf(why, sizeof why, "%s", r->str);
                 freeReplyObject(r);
             } else {
-                snprintf(why, sizeof why, "XREAD: %s", c->errstr);
-                redisFree(c);
-                c = NULL;
+                snprintf(why, sizeof why, "XREAD: %s", h_rc_error(c));
             }
         }
         if (!down++)
             fprintf(stderr, "load: reader %d: %s; retrying from %s\n", w->k, why, last);
         backoff(l, &bo);
     }
-    if (c)
-        redisFree(c);
+    h_rc_free(c);
     return NULL;
 }
 

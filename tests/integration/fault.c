@@ -24,7 +24,7 @@
 static const char *const g_houses[NH] = {"h1", "h2", "h3"};
 
 typedef struct world {
-    h_proc *redis, *up, *br[2], *house[NH];
+    h_proc *redis, *up, *br[2], *house[NH], *nodes[3];
     int up_port, bport[2];
     char up_url[64], secret[NH][65], bid[2][8];
     const char *const *bextra[2];
@@ -41,16 +41,28 @@ static void bridge_up(world *w, int i, const char *const *more) {
     w->br[i] = h_bridge_start(w->bport[i], &w->bport[i], extra, 1);
 }
 
-/* Redis (AOF when aof), the upstream, two bridges, NH houses dialing bridge 1 then 2. */
-static void world_up(world *w, int aof, const char *const *bridge_extra) {
+enum { STANDALONE, CLUSTER };
+
+/* Redis (AOF when aof; a 3-node Redis Cluster when cluster: h1 lands on one node, h2 and h3
+ * on another), the upstream, two bridges, NH houses dialing bridge 1 then 2. */
+static void world_up_on(world *w, int cluster, int aof, const char *const *bridge_extra) {
     memset(w, 0, sizeof *w);
-    w->redis = aof ? h_redis_start_aof(0) : h_redis_start(0);
+    if (cluster) {
+        h_redis_cluster_start(3, aof, w->nodes);
+        w->redis = w->nodes[0];
+    } else {
+        w->redis = aof ? h_redis_start_aof(0) : h_redis_start(0);
+    }
     w->up = h_upstream_start(&w->up_port);
     snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
     bridge_up(w, 0, bridge_extra);
     bridge_up(w, 1, bridge_extra);
     for (int i = 0; i < NH; i++)
         h_register(g_houses[i], w->secret[i]);
+}
+
+static void world_up(world *w, int aof, const char *const *bridge_extra) {
+    world_up_on(w, STANDALONE, aof, bridge_extra);
 }
 
 static h_proc *house_up(world *w, int i, const char *first_url, const char *const *more) {
@@ -126,9 +138,9 @@ TestSuite(fault, .init = h_init, .fini = h_fini, .timeout = 180);
 
 /* 1. kill -9 of the bridge holding every house, mid-load: the houses move to the second
  * bridge, which claims their pending entries and delivers them again. */
-Test(fault, bridge_kill9_houses_move_to_second_bridge) {
+static void bridge_kill9(int cluster, const char *name) {
     world w;
-    world_up(&w, 0, NULL);
+    world_up_on(&w, cluster, 0, NULL);
     for (int i = 0; i < NH; i++)
         house_up(&w, i, NULL, NULL);
     cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
@@ -139,15 +151,25 @@ Test(fault, bridge_kill9_houses_move_to_second_bridge) {
     cr_assert(wait_all_held_by("b2", 15000), "houses did not move to b2");
     h_load_mark(l, 0);
     h_load_run_for(l, 3000);
-    h_load_result r = load_finish(l, "bridge_kill9", w.up_port);
+    h_load_result r = load_finish(l, name, w.up_port);
     cr_assert_eq(r.s5xx, 0, "%ld 5xx replies", r.s5xx);
+}
+
+Test(fault, bridge_kill9_houses_move_to_second_bridge) {
+    bridge_kill9(STANDALONE, "bridge_kill9");
+}
+
+/* The same on a Redis Cluster: the houses' streams live on different nodes, each node rings
+ * its own doorbells, and the claims, fenced reads and acks all stay within one slot. */
+Test(fault, cluster_bridge_kill9) {
+    bridge_kill9(CLUSTER, "cluster_bridge_kill9");
 }
 
 /* 2. A rolling restart: SIGTERM b1 (it drains: its houses finish what is in flight and move to
  * b2), start it again, then the same for b2. Nothing lost, no 5xx, no duplicate. */
-Test(fault, rolling_restart_with_sigterm) {
+static void rolling_restart(int cluster, const char *name) {
     world w;
-    world_up(&w, 0, NULL);
+    world_up_on(&w, cluster, 0, NULL);
     for (int i = 0; i < NH; i++)
         house_up(&w, i, NULL, NULL);
     cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
@@ -164,9 +186,17 @@ Test(fault, rolling_restart_with_sigterm) {
     }
     h_load_mark(l, 0);
     h_load_run_for(l, 3000);
-    h_load_result r = load_finish(l, "rolling_restart", w.up_port);
+    h_load_result r = load_finish(l, name, w.up_port);
     cr_assert_eq(r.s5xx, 0, "%ld 5xx replies during a rolling restart", r.s5xx);
     cr_assert_eq(r.dup_replies, 0, "%ld duplicate replies during a rolling restart", r.dup_replies);
+}
+
+Test(fault, rolling_restart_with_sigterm) {
+    rolling_restart(STANDALONE, "rolling_restart");
+}
+
+Test(fault, cluster_rolling_restart) {
+    rolling_restart(CLUSTER, "cluster_rolling_restart");
 }
 
 /* 3. A house killed mid-load and started again: the requests that arrived meanwhile waited
@@ -417,4 +447,23 @@ Test(fault, claim_fences_previous_holder_at_once) {
     fflush(stdout);
     cr_assert(h_wait_log(w.house[0], "event=fenced", 5000), "h1 was not told it was fenced");
     close(fd);
+}
+
+/* On a cluster the janitor walks every node: a request for an id nobody registered, whose
+ * stream lands on a node no held house uses, still gets its 504. */
+Test(fault, cluster_unheld_house_gets_504) {
+    world w;
+    world_up_on(&w, CLUSTER, 0, NULL);
+    house_up(&w, 0, NULL, NULL);
+    struct held h = {"h1", "b1"};
+    cr_assert(h_wait(held_by, &h, 15000), "h1 did not connect");
+    h_request("no-such-house", "typo-c", "GET", "/echo", NULL, NULL, 0, 1000);
+    h_reply r;
+    cr_assert(h_wait_reply("typo-c", NULL, 15000, &r), "no 504 for an unheld house");
+    cr_assert_eq(r.status, 504);
+    h_reply_free(&r);
+    h_request("h1", "c-1", "GET", "/echo", NULL, NULL, 0, 5000);
+    cr_assert(h_wait_reply("c-1", NULL, 5000, &r), "h1 not served on the cluster");
+    cr_assert_eq(r.status, 200);
+    h_reply_free(&r);
 }
