@@ -23,10 +23,10 @@ PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
-BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c,$(wildcard bridge/*.c))
-CLI_SRC := $(wildcard bridge/cli_*.c) $(wildcard bridge/registry.c bridge/rkeys.c)
+BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
+CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c
 HOUSE_SRC := $(wildcard house/*.c)
-HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c
+HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 IT_SRC := $(wildcard tests/integration/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)

@@ -45,7 +45,7 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i);
 int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt, const char **val);
 
 /* Connects to the configured Redis; prints the error and returns NULL on failure. */
-redisContext *cli_connect(cli_ctx *c);
+br_rc *cli_connect(cli_ctx *c);
 
 /* Parses the master key if one is configured: 0 (out set, *have = 1), 0 with *have = 0 when
  * none is configured, CLI_USAGE (message printed) if it is not 64 hex digits. */

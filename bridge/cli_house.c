@@ -13,7 +13,7 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
     const char *id = NULL;
     int force = 0, quiet = 0, rv = CLI_USAGE;
     json_t *labels = json_object();
-    redisContext *rc = NULL;
+    br_rc *rc = NULL;
     if (!labels)
         return CLI_USAGE;
     for (int i = 0; i < argc; i++) {
@@ -107,7 +107,7 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
 done:
     json_decref(labels);
     if (rc)
-        redisFree(rc);
+        br_rc_free(rc);
     return rv;
 }
 
@@ -148,7 +148,7 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
             return cli_usage(c, "house", "list");
         }
     }
-    redisContext *rc = cli_connect(c);
+    br_rc *rc = cli_connect(c);
     if (!rc)
         return CLI_USAGE;
     gp_reg_house *hs;
@@ -156,7 +156,7 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
     char err[256];
     int r = gp_reg_list(rc, c->prefix, &hs, &n, err, sizeof err);
     long long now = gp_reg_time_ms(rc);
-    redisFree(rc);
+    br_rc_free(rc);
     if (r != 0) {
         cli_err(c, "%s", err);
         return CLI_USAGE;
@@ -233,7 +233,7 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
         cli_err(c, "invalid house id '%s'", id);
         return CLI_USAGE;
     }
-    redisContext *rc = cli_connect(c);
+    br_rc *rc = cli_connect(c);
     if (!rc)
         return CLI_USAGE;
     gp_reg_house h;
@@ -241,7 +241,7 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
     int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.connected;
     long long xlen = 0;
     int r = gp_reg_rm(rc, c->prefix, id, purge, &xlen, err, sizeof err);
-    redisFree(rc);
+    br_rc_free(rc);
     if (r == GP_REG_NOT_FOUND) {
         cli_err(c, "%s", err);
         return CLI_FAIL;

@@ -102,13 +102,13 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
     return 0;
 }
 
-redisContext *cli_connect(cli_ctx *c) {
+br_rc *cli_connect(cli_ctx *c) {
     char err[256];
     if (!*c->prefix || strlen(c->prefix) > 64) {
         cli_err(c, "--prefix must be 1-64 characters");
         return NULL;
     }
-    redisContext *rc = gp_reg_connect(c->redis_url, 5000, err, sizeof err);
+    br_rc *rc = gp_reg_connect(c->redis_url, 5000, err, sizeof err);
     if (!rc)
         cli_err(c, "%s", err);
     return rc;

@@ -253,7 +253,7 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
     json_t *headers = json_object();
     buf body = {0};
     int have_body = 0;
-    redisContext *rc = NULL;
+    br_rc *rc = NULL;
     reply_state st = {0};
     char *hjson = NULL;
     char uuid[37];
@@ -398,9 +398,9 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
     }
 #undef ARG
 #undef ARGS
-    redisReply *r = redisCommandArgv(rc, ac, av, al);
+    redisReply *r = br_rc_cmdv(rc, ac, av, al);
     if (!r || r->type == REDIS_REPLY_ERROR) {
-        cli_err(c, "XADD %s failed: %s", kreq, r ? r->str : rc->errstr);
+        cli_err(c, "XADD %s failed: %s", kreq, r ? r->str : br_rc_error(rc));
         if (r)
             freeReplyObject(r);
         goto done;
@@ -417,12 +417,11 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
         uint64_t left = deadline - now;
         char block[24];
         snprintf(block, sizeof block, "%llu", (unsigned long long)left);
-        struct timeval tv = {(time_t)((left + 5000) / 1000), 0};
-        redisSetTimeout(rc, tv);
+        br_rc_set_timeout(rc, (int)left + 5000);
         const char *xv[] = {"XREAD", "COUNT", "100", "BLOCK", block, "STREAMS", krep, last};
-        r = redisCommandArgv(rc, 8, xv, NULL);
+        r = br_rc_cmdv(rc, 8, xv, NULL);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            cli_err(c, "XREAD %s failed: %s", krep, r ? r->str : rc->errstr);
+            cli_err(c, "XREAD %s failed: %s", krep, r ? r->str : br_rc_error(rc));
             if (r)
                 freeReplyObject(r);
             goto done;
@@ -451,7 +450,7 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
     }
     /* The reply is ours alone: remove it now rather than leave it to its TTL. */
     const char *dv[] = {"DEL", krep};
-    r = redisCommandArgv(rc, 2, dv, NULL);
+    r = br_rc_cmdv(rc, 2, dv, NULL);
     if (r)
         freeReplyObject(r);
 
@@ -483,6 +482,6 @@ done:
     free(st.message);
     free(st.body.p);
     if (rc)
-        redisFree(rc);
+        br_rc_free(rc);
     return rv;
 }

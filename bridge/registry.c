@@ -1,5 +1,5 @@
 /* registry.c — the house registry in Redis for the `ghostport` CLI, over hiredis's blocking
- * API. I/O side. Every command goes through redisCommandArgv with explicit lengths, so ids,
+ * API. I/O side. Every command goes through br_rc_cmdv with explicit lengths, so ids,
  * labels and sealed secrets are passed as bytes, never through a format string. */
 #include "registry.h"
 
@@ -24,7 +24,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
 /* Runs one command given as NUL-terminated strings (NULL-terminated list). The reply is
  * the caller's; NULL on a connection error (message in err), and an error reply is turned
  * into NULL too. */
-static redisReply *cmd(redisContext *rc, char *err, size_t errlen, const char *first, ...) {
+static redisReply *cmd(br_rc *rc, char *err, size_t errlen, const char *first, ...) {
     const char *argv[16];
     size_t lens[16];
     int argc = 0;
@@ -36,9 +36,9 @@ static redisReply *cmd(redisContext *rc, char *err, size_t errlen, const char *f
         argc++;
     }
     va_end(ap);
-    redisReply *r = redisCommandArgv(rc, argc, argv, lens);
+    redisReply *r = br_rc_cmdv(rc, argc, argv, lens);
     if (!r) {
-        seterr(err, errlen, "redis: %s", rc->errstr[0] ? rc->errstr : "connection lost");
+        seterr(err, errlen, "redis: %s", br_rc_error(rc));
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -105,7 +105,7 @@ int gp_reg_parse_url(const char *url, char *host, size_t hostcap, int *port, int
     return 0;
 }
 
-redisContext *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, size_t errlen) {
+br_rc *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, size_t errlen) {
     char host[256];
     int port, db;
     if (gp_reg_parse_url(url, host, sizeof host, &port, &db) != 0) {
@@ -113,26 +113,15 @@ redisContext *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, si
                url);
         return NULL;
     }
-    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-    redisContext *rc =
-        timeout_ms ? redisConnectWithTimeout(host, port, tv) : redisConnect(host, port);
-    if (!rc || rc->err) {
-        seterr(err, errlen, "cannot connect to Redis at %s:%d: %s", host, port,
-               rc ? rc->errstr : "out of memory");
-        redisFree(rc);
+    br_rc *rc = br_rc_new(host, port, db, (int)timeout_ms);
+    if (!rc) {
+        seterr(err, errlen, "out of memory");
         return NULL;
     }
-    if (timeout_ms)
-        redisSetTimeout(rc, tv);
-    if (db) {
-        char dbs[16];
-        snprintf(dbs, sizeof dbs, "%d", db);
-        redisReply *r = cmd(rc, err, errlen, "SELECT", dbs, NULL);
-        if (!r) {
-            redisFree(rc);
-            return NULL;
-        }
-        freeReplyObject(r);
+    if (br_rc_ping(rc) != 0) {
+        seterr(err, errlen, "%s", br_rc_error(rc));
+        br_rc_free(rc);
+        return NULL;
     }
     return rc;
 }
@@ -152,9 +141,9 @@ static const char *ADD_LUA =
     "redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'labels', ARGV[2], 'created', ARGV[3])\n"
     "return 1\n";
 
-int gp_reg_add(redisContext *rc, const char *prefix, const char *id,
-               const uint8_t secret[GP_SECRET_LEN], const uint8_t *master_key,
-               const char *labels_json, uint64_t created_ms, int force, char *err, size_t errlen) {
+int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secret[GP_SECRET_LEN],
+               const uint8_t *master_key, const char *labels_json, uint64_t created_ms, int force,
+               char *err, size_t errlen) {
     if (!gp_house_id_valid(gp_str_c(id))) {
         seterr(err, errlen, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -", id,
                GP_MAX_HOUSE_ID);
@@ -190,8 +179,8 @@ int gp_reg_add(redisContext *rc, const char *prefix, const char *id,
     return 0;
 }
 
-int gp_reg_rm(redisContext *rc, const char *prefix, const char *id, int purge,
-              long long *stream_len, char *err, size_t errlen) {
+int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
+              char *err, size_t errlen) {
     char khouse[GP_KEY_MAX], khouses[GP_KEY_MAX], kstate[GP_KEY_MAX], kepoch[GP_KEY_MAX],
         kreq[GP_KEY_MAX];
     if (!gp_house_id_valid(gp_str_c(id))) {
@@ -236,7 +225,7 @@ int gp_reg_rm(redisContext *rc, const char *prefix, const char *id, int purge,
     return 0;
 }
 
-int gp_reg_secret(redisContext *rc, const char *prefix, const char *id, const uint8_t *master_key,
+int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *master_key,
                   uint8_t out[GP_SECRET_LEN], char *err, size_t errlen) {
     char khouse[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0)
@@ -282,7 +271,7 @@ static void copy_str(char *dst, size_t cap, const redisReply *v) {
         memcpy(dst + cap - 4, "...", 4);
 }
 
-int gp_reg_get(redisContext *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen) {
     memset(h, 0, sizeof *h);
     snprintf(h->id, sizeof h->id, "%s", id);
@@ -339,7 +328,7 @@ static int cmp_house(const void *a, const void *b) {
     return strcmp(((const gp_reg_house *)a)->id, ((const gp_reg_house *)b)->id);
 }
 
-int gp_reg_list(redisContext *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
+int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
                 size_t errlen) {
     *out = NULL;
     *n = 0;
@@ -375,8 +364,9 @@ int gp_reg_list(redisContext *rc, const char *prefix, gp_reg_house **out, size_t
     return 0;
 }
 
-long long gp_reg_time_ms(redisContext *rc) {
-    redisReply *r = redisCommand(rc, "TIME");
+long long gp_reg_time_ms(br_rc *rc) {
+    const char *argv[] = {"TIME"};
+    redisReply *r = br_rc_cmdv(rc, 1, argv, NULL);
     long long ms = -1;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING)

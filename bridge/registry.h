@@ -1,6 +1,6 @@
 /* registry.h — the house registry in Redis, synchronous (hiredis blocking API), for the
  * `ghostport` CLI and the integration-test harness. I/O side: every function here talks to
- * Redis over the given redisContext. Keys are those of rkeys.h:
+ * Redis over the given client (rclient.h). Keys are those of rkeys.h:
  *   <p>:houses        SET   registered ids
  *   <p>:{h}:house     HASH  secret (sealed with the master key, or hex), labels (JSON), created
  *   <p>:{h}:state     HASH  live state written by the bridge holding the house
@@ -12,6 +12,8 @@
 #include "auth.h"
 
 #include <hiredis/hiredis.h>
+
+#include "rclient.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,10 +25,11 @@ enum {
 };
 
 /* Connects to a Redis URL: "redis://host:port/db", "redis://host:port", "host:port" or
- * "host" (port 6379, db 0). A db other than 0 is SELECTed. timeout_ms bounds connect and
- * every command (0: no timeout). Returns a context the caller frees with redisFree, or NULL
- * with a message in err. */
-redisContext *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, size_t errlen);
+ * "host" (port 6379, db 0) — one server or any node of a Redis Cluster (commands follow
+ * MOVED, see rclient.h). A db other than 0 is SELECTed. timeout_ms bounds connect and every
+ * command (0: no timeout). Returns a client the caller frees with br_rc_free, or NULL with a
+ * message in err. */
+br_rc *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, size_t errlen);
 
 /* Parses a Redis URL as above. host gets a NUL-terminated copy (hostcap bytes). 0 or
  * GP_ERR_INVALID. */
@@ -41,21 +44,21 @@ int gp_reg_master_key(const char *hex, uint8_t out[32]);
  * fencing epoch and live state are untouched: a connected house stays connected until it
  * reconnects and must then use the new secret). Returns 0, GP_ERR_INVALID (bad id),
  * GP_REG_EXISTS or GP_REG_REDIS. */
-int gp_reg_add(redisContext *rc, const char *prefix, const char *id,
-               const uint8_t secret[GP_SECRET_LEN], const uint8_t *master_key,
-               const char *labels_json, uint64_t created_ms, int force, char *err, size_t errlen);
+int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secret[GP_SECRET_LEN],
+               const uint8_t *master_key, const char *labels_json, uint64_t created_ms, int force,
+               char *err, size_t errlen);
 
 /* Removes house `id`: its hash, live state, epoch and set member. The request stream is
  * deleted only when purge is set (it holds producers' pending requests and the consumer
  * group). *stream_len (may be NULL) receives the stream's length before any purge. Returns 0,
  * GP_REG_NOT_FOUND (nothing of the house existed), GP_ERR_INVALID or GP_REG_REDIS. */
-int gp_reg_rm(redisContext *rc, const char *prefix, const char *id, int purge,
-              long long *stream_len, char *err, size_t errlen);
+int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
+              char *err, size_t errlen);
 
 /* Reads house `id`'s secret, opening a sealed value with master_key. Returns 0,
  * GP_REG_NOT_FOUND, GP_ERR_AUTH (sealed, and the key is missing or wrong), GP_ERR_INVALID or
  * GP_REG_REDIS. */
-int gp_reg_secret(redisContext *rc, const char *prefix, const char *id, const uint8_t *master_key,
+int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *master_key,
                   uint8_t out[GP_SECRET_LEN], char *err, size_t errlen);
 
 /* One registered house as shown by `ghostport house list`. Strings are NUL-terminated;
@@ -72,14 +75,14 @@ typedef struct gp_reg_house {
 
 /* Lists registered houses sorted by id into a malloc'd array (*out, freed with free()),
  * count in *n. Returns 0 or GP_REG_REDIS / GP_ERR_NOMEM. */
-int gp_reg_list(redisContext *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
+int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
                 size_t errlen);
 
 /* Fills *h for one house (registered or not). 0 or GP_REG_REDIS. */
-int gp_reg_get(redisContext *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen);
 
 /* Redis's clock (TIME) in ms, or -1 on error. */
-long long gp_reg_time_ms(redisContext *rc);
+long long gp_reg_time_ms(br_rc *rc);
 
 #endif

@@ -2,7 +2,7 @@
  * client, plain sockets for the raw WebSocket client. Nothing here sleeps to synchronise:
  * every wait polls a condition with a bound. */
 #include "harness.h"
-#include "rc.h"
+#include "../../bridge/rclient.h"
 
 #include "auth.h"
 #include "frame.h"
@@ -45,7 +45,7 @@ static h_proc g_procs[MAX_PROCS];
 static int g_nprocs;
 static int g_redis_port;
 static char g_redis_url[64];
-static h_rc *g_rc; /* the harness's own client: one server or a cluster */
+static br_rc *g_rc; /* the harness's own client: one server or a cluster */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static int write_all(int fd, const void *p, size_t n);
@@ -158,13 +158,13 @@ void h_fini(void) {
         for (int k = 0; SAN_MARKS[k]; k++) {
             if (h_log_count_all(&g_procs[i], SAN_MARKS[k]) > 0) {
                 fprintf(stderr, "harness: '%s' in %s\n", SAN_MARKS[k], g_procs[i].log);
-                h_rc_free(g_rc);
+                br_rc_free(g_rc);
                 g_rc = NULL;
                 abort();
             }
         }
     }
-    h_rc_free(g_rc);
+    br_rc_free(g_rc);
     g_rc = NULL;
 }
 
@@ -534,7 +534,7 @@ static h_proc *redis_start(int port, int aof, int cluster) {
     if (!cluster || !g_redis_port) {
         g_redis_port = port;
         snprintf(g_redis_url, sizeof g_redis_url, "redis://127.0.0.1:%d/0", port);
-        h_rc_free(g_rc);
+        br_rc_free(g_rc);
         g_rc = NULL;
     }
     return p;
@@ -605,13 +605,13 @@ const char *h_redis_url(void) {
     return g_redis_url;
 }
 
-h_rc *h_redis(void) {
-    if (!g_rc && !(g_rc = h_rc_new(g_redis_port, 5000)))
+br_rc *h_redis(void) {
+    if (!g_rc && !(g_rc = br_rc_new("127.0.0.1", g_redis_port, 0, 5000)))
         fail("out of memory");
     return g_rc;
 }
 
-/* A command as hiredis formats it (RESP: *N then $len args), sent through h_rc. */
+/* A command as hiredis formats it (RESP: *N then $len args), sent through br_rc. */
 static redisReply *cmd_resp(const char *resp, long len) {
     const char *argv[64];
     size_t lens[64];
@@ -626,7 +626,7 @@ static redisReply *cmd_resp(const char *resp, long len) {
         lens[argc++] = l;
         p += l + 2;
     }
-    return h_rc_cmdv(h_redis(), argc, argv, lens);
+    return br_rc_cmdv(h_redis(), argc, argv, lens);
 }
 
 static redisReply *vcmd(const char *fmt, va_list ap) {
@@ -645,14 +645,14 @@ redisReply *h_cmd(const char *fmt, ...) {
     redisReply *r = vcmd(fmt, ap);
     va_end(ap);
     if (!r)
-        fail("redis command '%s' failed: %s", fmt, h_rc_error(h_redis()));
+        fail("redis command '%s' failed: %s", fmt, br_rc_error(h_redis()));
     return r;
 }
 
 redisReply *h_cmdv(int argc, const char **argv, const size_t *lens) {
-    redisReply *r = h_rc_cmdv(h_redis(), argc, argv, lens);
+    redisReply *r = br_rc_cmdv(h_redis(), argc, argv, lens);
     if (!r)
-        fail("redis command %s failed: %s", argv[0], h_rc_error(h_redis()));
+        fail("redis command %s failed: %s", argv[0], br_rc_error(h_redis()));
     return r;
 }
 
@@ -662,7 +662,7 @@ long long h_int(const char *fmt, ...) {
     redisReply *r = vcmd(fmt, ap);
     va_end(ap);
     if (!r)
-        fail("redis command '%s' failed: %s", fmt, h_rc_error(h_redis()));
+        fail("redis command '%s' failed: %s", fmt, br_rc_error(h_redis()));
     long long v = -1;
     if (r->type == REDIS_REPLY_INTEGER)
         v = r->integer;
@@ -676,8 +676,8 @@ static int house_state(const char *house) {
     char key[256];
     snprintf(key, sizeof key, "gp:{%s}:state", house);
     const char *argv[] = {"HGET", key, "bridge"};
-    /* NULL while Redis restarts in this test: h_rc reconnects next time. */
-    redisReply *r = h_rc_cmdv(h_redis(), 3, argv, NULL);
+    /* NULL while Redis restarts in this test: br_rc reconnects next time. */
+    redisReply *r = br_rc_cmdv(h_redis(), 3, argv, NULL);
     int ok = r && r->type == REDIS_REPLY_STRING && r->len > 0;
     if (r)
         freeReplyObject(r);
@@ -982,12 +982,12 @@ int h_wait_reply(const char *frame_id, const char *key, int timeout_ms, h_reply 
             break;
         char block[24];
         snprintf(block, sizeof block, "%llu", (unsigned long long)(end - now));
-        h_rc_set_timeout(h_redis(), (int)(end - now) + 5000);
+        br_rc_set_timeout(h_redis(), (int)(end - now) + 5000);
         const char *argv[] = {"XREAD", "COUNT", "1000", "BLOCK", block, "STREAMS", key, last};
-        redisReply *x = h_rc_cmdv(h_redis(), 8, argv, NULL);
-        h_rc_set_timeout(h_redis(), 5000);
+        redisReply *x = br_rc_cmdv(h_redis(), 8, argv, NULL);
+        br_rc_set_timeout(h_redis(), 5000);
         if (!x) {
-            /* Redis restarted under us: h_rc reconnects; keep waiting. */
+            /* Redis restarted under us: br_rc reconnects; keep waiting. */
             struct timespec ts = {0, 20 * 1000000};
             nanosleep(&ts, NULL);
             continue;

@@ -73,13 +73,13 @@ h_proc *h_redis_start_aof(int port);
 /* A Redis Cluster of n masters (no replicas) on free ports, created with `redis-cli --cluster
  * create`; waits until every node says cluster_state:ok. out[0..n) get the processes (logs
  * redis-PORT.log); h_redis_port()/h_redis_url() name the first node, which serves as the seed
- * for the bridge and the harness's own client (which follows MOVED, see rc.h). */
+ * for the bridge and the harness's own client (which follows MOVED, see bridge/rclient.h). */
 void h_redis_cluster_start(int n, int aof, h_proc **out);
 int h_redis_port(void);
 const char *h_redis_url(void); /* "redis://127.0.0.1:PORT/0" */
-/* The harness's own client (one server or a cluster, see rc.h; reconnects if the server was
- * restarted). */
-struct h_rc *h_redis(void);
+/* The harness's own client (one server or a cluster, see bridge/rclient.h; reconnects if the server
+ * was restarted). */
+struct br_rc *h_redis(void);
 /* redisCommand on h_redis(); NULL reply fails the test. Caller frees. */
 redisReply *h_cmd(const char *fmt, ...);
 /* Binary-safe argv command; NULL reply fails the test. Caller frees. */

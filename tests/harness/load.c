@@ -7,7 +7,7 @@
  * this process and load), so matching a reply to its request is a parse and a bounds check,
  * not a search: tens of thousands of requests cost nothing to match. */
 #include "load.h"
-#include "rc.h"
+#include "../../bridge/rclient.h"
 
 #include "harness.h"
 
@@ -207,7 +207,7 @@ static void take_replies(h_load *l, const redisReply *r, char *last, size_t last
 /* XADDs request i until Redis acknowledges it, reconnecting (*cp) as needed; gives up only
  * when quitting or when Redis rejects the request outright (then it stays unanswered and is
  * counted lost). */
-static void send_request(h_load *l, ld_worker *w, h_rc *c, size_t i) {
+static void send_request(h_load *l, ld_worker *w, br_rc *c, size_t i) {
     char fid[96], key[320], hdr[160], tmo[16];
     snprintf(fid, sizeof fid, "%s-%zu", l->tag, i);
     snprintf(key, sizeof key, "%s:{%s}:req", l->prefix, l->houses[i % l->nhouses]);
@@ -222,7 +222,7 @@ static void send_request(h_load *l, ld_worker *w, h_rc *c, size_t i) {
     char why[256];
     while (!atomic_load(&l->quit)) {
         {
-            redisReply *r = h_rc_cmdv(c, argc, argv, NULL);
+            redisReply *r = br_rc_cmdv(c, argc, argv, NULL);
             if (issued++) {
                 pthread_mutex_lock(&l->mu);
                 l->resent++;
@@ -248,7 +248,7 @@ static void send_request(h_load *l, ld_worker *w, h_rc *c, size_t i) {
                          r->type == REDIS_REPLY_ERROR ? r->str : "odd reply");
                 freeReplyObject(r);
             } else {
-                snprintf(why, sizeof why, "XADD: %s", h_rc_error(c));
+                snprintf(why, sizeof why, "XADD: %s", br_rc_error(c));
             }
         }
         if (failures++ == 0)
@@ -263,7 +263,7 @@ static void send_request(h_load *l, ld_worker *w, h_rc *c, size_t i) {
 static void *producer_main(void *arg) {
     ld_worker *w = arg;
     h_load *l = w->l;
-    h_rc *c = h_rc_new(l->port, CMD_TIMEOUT_MS);
+    br_rc *c = br_rc_new("127.0.0.1", l->port, 0, CMD_TIMEOUT_MS);
     uint64_t period = (uint64_t)l->nprod * 1000000000ull / (uint64_t)l->rate;
     uint64_t next = now_ns() + period * (uint64_t)w->k / (uint64_t)l->nprod;
     while (sleep_until(&l->stop, next)) {
@@ -278,7 +278,7 @@ static void *producer_main(void *arg) {
         if (t > next + (uint64_t)MAX_BEHIND_MS * 1000000ull)
             next = t; /* a long outage: resume the pace instead of bursting the backlog */
     }
-    h_rc_free(c);
+    br_rc_free(c);
     atomic_store(&w->producing, 0);
     return NULL;
 }
@@ -287,7 +287,7 @@ static void *producer_main(void *arg) {
 static void *reader_main(void *arg) {
     ld_worker *w = arg;
     h_load *l = w->l;
-    h_rc *c = h_rc_new(l->port, CMD_TIMEOUT_MS);
+    br_rc *c = br_rc_new("127.0.0.1", l->port, 0, CMD_TIMEOUT_MS);
     char last[64] = "0-0", why[256];
     unsigned bo = BACKOFF_MIN_MS;
     int down = 0;
@@ -295,7 +295,7 @@ static void *reader_main(void *arg) {
         {
             const char *argv[] = {"XREAD",       "COUNT",   "1000",       "BLOCK",
                                   READ_BLOCK_MS, "STREAMS", w->reply_key, last};
-            redisReply *r = h_rc_cmdv(c, 8, argv, NULL);
+            redisReply *r = br_rc_cmdv(c, 8, argv, NULL);
             if (r && r->type != REDIS_REPLY_ERROR) {
                 take_replies(l, r, last, sizeof last);
                 freeReplyObject(r);
@@ -309,14 +309,14 @@ static void *reader_main(void *arg) {
                 snprintf(why, sizeof why, "%s", r->str);
                 freeReplyObject(r);
             } else {
-                snprintf(why, sizeof why, "XREAD: %s", h_rc_error(c));
+                snprintf(why, sizeof why, "XREAD: %s", br_rc_error(c));
             }
         }
         if (!down++)
             fprintf(stderr, "load: reader %d: %s; retrying from %s\n", w->k, why, last);
         backoff(l, &bo);
     }
-    h_rc_free(c);
+    br_rc_free(c);
     return NULL;
 }
 

@@ -467,3 +467,28 @@ Test(fault, cluster_unheld_house_gets_504) {
     cr_assert_eq(r.status, 200);
     h_reply_free(&r);
 }
+
+#define CLI(out, err, ...) h_cli(out, NULL, err, (const char *const[]){__VA_ARGS__, NULL})
+
+/* The CLI against a cluster (given one node, like the bridge): register a house, run it,
+ * send it a request, list it — each command follows MOVED to the node of its keys. */
+Test(fault, cluster_cli_end_to_end) {
+    world w;
+    world_up_on(&w, CLUSTER, 0, NULL);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(CLI(&out, &err, "house", "add", "farm-9", "--quiet"), 0, "add: %s", err);
+    char secret[65];
+    snprintf(secret, sizeof secret, "%.64s", out);
+    free(out), free(err);
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", w.bport[0]);
+    h_house_start_url("farm-9", secret, url, w.up_url, NULL);
+    cr_assert(h_wait_connected("farm-9", 15000), "farm-9 did not connect");
+    cr_assert_eq(CLI(&out, &err, "request", "farm-9", "GET", "/status/201", "--body-only"), 0,
+                 "request: %s", err);
+    cr_assert_str_eq(out, "status 201\n");
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0, "list: %s", err);
+    cr_assert(strstr(out, "farm-9") && strstr(out, "b1"), "list: %s", out);
+    free(out), free(err);
+}

@@ -1,0 +1,209 @@
+/* rclient.c — see rclient.h. */
+#include "rclient.h"
+
+#include "rkeys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_NODES 16
+#define MAX_HOPS 5
+
+typedef struct rnode {
+    char host[256];
+    int port;
+    redisContext *c; /* NULL: not connected (yet, or since an error) */
+} rnode;
+
+struct br_rc {
+    int timeout_ms, db;
+    rnode nodes[MAX_NODES]; /* nodes[0] is the seed */
+    int n;
+    uint8_t slot_node[16384]; /* 0: unknown, ask the seed (or the seed itself) */
+    char err[256];
+};
+
+br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms) {
+    br_rc *rc = calloc(1, sizeof *rc);
+    if (!rc)
+        return NULL;
+    snprintf(rc->nodes[0].host, sizeof rc->nodes[0].host, "%s", host);
+    rc->nodes[0].port = port;
+    rc->n = 1;
+    rc->db = db;
+    rc->timeout_ms = timeout_ms;
+    return rc;
+}
+
+void br_rc_reset(br_rc *rc) {
+    for (int i = 0; i < rc->n; i++)
+        if (rc->nodes[i].c) {
+            redisFree(rc->nodes[i].c);
+            rc->nodes[i].c = NULL;
+        }
+}
+
+void br_rc_free(br_rc *rc) {
+    if (!rc)
+        return;
+    br_rc_reset(rc);
+    free(rc);
+}
+
+static struct timeval tv_of(int ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+void br_rc_set_timeout(br_rc *rc, int timeout_ms) {
+    rc->timeout_ms = timeout_ms;
+    for (int i = 0; i < rc->n; i++)
+        if (rc->nodes[i].c)
+            redisSetTimeout(rc->nodes[i].c, tv_of(timeout_ms));
+}
+
+const char *br_rc_error(const br_rc *rc) {
+    return rc->err;
+}
+
+/* The node host:port (found or added). -1 when the table is full. */
+static int node_index(br_rc *rc, const char *host, int port) {
+    for (int i = 0; i < rc->n; i++)
+        if (rc->nodes[i].port == port && strcmp(rc->nodes[i].host, host) == 0)
+            return i;
+    if (rc->n == MAX_NODES || strlen(host) >= sizeof rc->nodes[0].host)
+        return -1;
+    rnode *nd = &rc->nodes[rc->n];
+    snprintf(nd->host, sizeof nd->host, "%s", host);
+    nd->port = port;
+    nd->c = NULL;
+    return rc->n++;
+}
+
+static redisContext *ctx(br_rc *rc, int i) {
+    rnode *nd = &rc->nodes[i];
+    if (nd->c)
+        return nd->c;
+    redisContext *c = rc->timeout_ms
+                          ? redisConnectWithTimeout(nd->host, nd->port, tv_of(rc->timeout_ms))
+                          : redisConnect(nd->host, nd->port);
+    if (!c || c->err) {
+        snprintf(rc->err, sizeof rc->err, "cannot connect to Redis at %s:%d: %s", nd->host,
+                 nd->port, c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    if (rc->timeout_ms)
+        redisSetTimeout(c, tv_of(rc->timeout_ms));
+    if (rc->db) {
+        redisReply *r = redisCommand(c, "SELECT %d", rc->db);
+        int ok = r && r->type == REDIS_REPLY_STATUS;
+        if (!ok)
+            snprintf(rc->err, sizeof rc->err, "SELECT %d: %s", rc->db,
+                     r && r->type == REDIS_REPLY_ERROR ? r->str : "failed");
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return nd->c = c;
+}
+
+static void drop(br_rc *rc, int i) {
+    rnode *nd = &rc->nodes[i];
+    if (!nd->c)
+        return;
+    snprintf(rc->err, sizeof rc->err, "%s:%d: %s", nd->host, nd->port,
+             nd->c->errstr[0] ? nd->c->errstr : "connection lost");
+    redisFree(nd->c);
+    nd->c = NULL;
+}
+
+static int key_arg(int argc, const char **argv) {
+    if (argc < 2)
+        return -1;
+    if (!strcasecmp(argv[0], "XREAD") || !strcasecmp(argv[0], "XREADGROUP")) {
+        for (int i = 1; i + 1 < argc; i++)
+            if (!strcasecmp(argv[i], "STREAMS"))
+                return i + 1;
+        return -1;
+    }
+    if (!strcasecmp(argv[0], "XGROUP") || !strcasecmp(argv[0], "XINFO"))
+        return argc > 2 ? 2 : -1;
+    if (!strcasecmp(argv[0], "EVAL") || !strcasecmp(argv[0], "EVALSHA"))
+        return argc > 3 && strcmp(argv[2], "0") != 0 ? 3 : -1;
+    static const char *const keyless[] = {"PING", "TIME",   "CONFIG", "INFO",   "CLUSTER",  "KEYS",
+                                          "SCAN", "DBSIZE", "SELECT", "SCRIPT", "FLUSHALL", NULL};
+    for (int i = 0; keyless[i]; i++)
+        if (!strcasecmp(argv[0], keyless[i]))
+            return -1;
+    return 1;
+}
+
+/* "MOVED 3999 10.0.0.2:6381", "ASK 3999 :6381" (empty host: the node that answered). */
+static int redirect_node(br_rc *rc, int from, const char *err) {
+    const char *sp = strchr(err, ' '), *addr = sp ? strchr(sp + 1, ' ') : NULL;
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    int port = colon ? atoi(colon + 1) : 0;
+    size_t hl = colon ? (size_t)(colon - addr - 1) : 0;
+    if (port <= 0 || port > 65535 || hl >= 256)
+        return -1;
+    char host[256];
+    memcpy(host, addr + 1, hl);
+    host[hl] = '\0';
+    return node_index(rc, hl ? host : rc->nodes[from].host, port);
+}
+
+redisReply *br_rc_cmdv(br_rc *rc, int argc, const char **argv, const size_t *lens) {
+    int k = key_arg(argc, argv);
+    unsigned slot = k < 0 ? 0 : gp_key_slot(argv[k], lens ? lens[k] : strlen(argv[k]));
+    int i = k >= 0 ? rc->slot_node[slot] : 0, asking = 0;
+    for (int hop = 0; hop <= MAX_HOPS; hop++) {
+        redisContext *c = ctx(rc, i);
+        if (!c)
+            return NULL;
+        if (asking) {
+            redisReply *a = redisCommand(c, "ASKING");
+            if (a)
+                freeReplyObject(a);
+        }
+        redisReply *r = redisCommandArgv(c, argc, argv, lens);
+        if (!r) {
+            drop(rc, i);
+            return NULL;
+        }
+        int moved = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "MOVED ", 6);
+        asking = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "ASK ", 4);
+        if (!moved && !asking) {
+            if (k >= 0)
+                rc->slot_node[slot] = (uint8_t)i;
+            return r;
+        }
+        int to = redirect_node(rc, i, r->str);
+        freeReplyObject(r);
+        if (to < 0) {
+            snprintf(rc->err, sizeof rc->err, "unreadable cluster redirection");
+            return NULL;
+        }
+        i = to;
+    }
+    snprintf(rc->err, sizeof rc->err, "too many cluster redirections");
+    return NULL;
+}
+
+int br_rc_ping(br_rc *rc) {
+    const char *argv[] = {"PING"};
+    redisReply *r = br_rc_cmdv(rc, 1, argv, NULL);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r && !ok)
+        snprintf(rc->err, sizeof rc->err, "PING: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}

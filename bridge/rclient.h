@@ -1,0 +1,32 @@
+/* rclient.h — a blocking Redis client that works against one server and against a Redis
+ * Cluster alike, like `redis-cli -c`: a command goes to the node that held its slot last time
+ * (or to the seed), and a MOVED or ASK reply sends it on to the node named there. One
+ * context per node, connected on demand and dropped on error (the next command reconnects).
+ * Used by the `ghostport` CLI and the tests; the daemon uses the async rdb.h. Not
+ * thread-safe: one br_rc per thread. I/O side. */
+#ifndef BR_RCLIENT_H
+#define BR_RCLIENT_H
+
+#include <hiredis/hiredis.h>
+
+typedef struct br_rc br_rc;
+
+/* Seed host:port (db: SELECTed on every connection; a cluster has only db 0); timeout_ms
+ * for connects and commands (0: none). NULL on allocation failure. Nothing is connected
+ * until the first command (or br_rc_ping). */
+br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms);
+void br_rc_free(br_rc *rc); /* NULL ok */
+/* Connects the seed and PINGs it: 0, or -1 with the reason in br_rc_error. */
+int br_rc_ping(br_rc *rc);
+/* Command timeout for what follows (e.g. longer than an XREAD BLOCK). */
+void br_rc_set_timeout(br_rc *rc, int timeout_ms);
+/* Sends the command (lens NULL: strlen). The reply is the caller's to free; NULL when the
+ * connection failed (why: br_rc_error). The key is taken as argv[1] (argv[2] for XGROUP and
+ * XINFO, argv[3] for EVAL/EVALSHA, the one after STREAMS for XREAD/XREADGROUP), only to pick
+ * the first node to ask. */
+redisReply *br_rc_cmdv(br_rc *rc, int argc, const char **argv, const size_t *lens);
+const char *br_rc_error(const br_rc *rc);
+/* Drops every connection (the server went away; the next command reconnects). */
+void br_rc_reset(br_rc *rc);
+
+#endif
