@@ -38,8 +38,9 @@ BINS := $(BUILD)/bin/ghostport-bridge $(BUILD)/bin/ghostport-house $(BUILD)/bin/
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
 IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
-# Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process).
-TOOL_BINS := $(BUILD)/bin/gp-loadhouses
+# Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process;
+# tests/relay: the UDP impairment relay).
+TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 LIBS_NET = $(call PC,--libs,$(PKGS_NET))
@@ -76,6 +77,11 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
 $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
+$(BUILD)/bin/gp-relay: $(BUILD)/obj/tests/relay/relay.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
