@@ -47,19 +47,30 @@ enum br_conn_state {
     BR_CS_CLOSING,    /* flushing a GOAWAY / being torn down: ignore input */
 };
 
+/* An encoded frame waiting for the transport. */
+#define BR_OUT_PRE 16 /* headroom the WebSocket writer needs (LWS_PRE) */
 typedef struct br_out {
     struct br_out *next;
     size_t len;
-    unsigned char buf[]; /* LWS_PRE bytes of headroom, then the frame */
+    uint32_t lane;       /* the frame's stream: rudp orders frames per lane */
+    unsigned char buf[]; /* BR_OUT_PRE bytes of headroom, then the frame */
 } br_out;
 
+/* What carries a connection. The transport creates the br_conn (br_conn_new), hands it every
+ * frame it decodes, and calls br_conn_closed once it is gone. */
+typedef struct br_transport {
+    const char *name;          /* "ws", "wss", "rudp": logs and the house's live state */
+    void (*kick)(br_conn *c);  /* frames were queued (c->q_head) or bodies wait: send them */
+    void (*close)(br_conn *c); /* the conn is CLOSING: flush what is queued, briefly, then end */
+} br_transport;
+
 struct br_conn {
-    struct lws *wsi; /* NULL once lws has closed the connection */
+    const br_transport *tp;
+    void *tpd; /* the transport's own (lws wsi, rudp peer); NULL once it is gone */
     int refs;
     enum br_conn_state state;
     uint64_t serial; /* for logs */
     char addr[64];
-    int tls;
     int goaway_sent;
     gp_framer *fr;
     size_t msg_bytes; /* bytes of the WebSocket message being received */
@@ -148,18 +159,27 @@ extern br_bridge g_br;
 uint64_t br_now(void);       /* loop monotonic ms */
 uint64_t br_now_redis(void); /* Redis clock ms (offset from TIME) */
 
-/* tunnel.c */
-int br_tunnel_start(void);
-void br_tunnel_drain(void);    /* SIGTERM: GOAWAY DRAINING to every house */
-void br_tunnel_stop(void);     /* closes every connection (GOAWAY DRAINING) */
-unsigned br_tunnel_live(void); /* connections not closing */
+/* conn.c */
+br_conn *br_conn_new(const br_transport *tp, void *tpd, const char *addr); /* NULL: no memory */
 void br_conn_ref(br_conn *c);
 void br_conn_unref(br_conn *c);
 int br_conn_alive(const br_conn *c); /* not closed, not closing */
 /* Encodes and queues a frame. 0, or -1 (encode/alloc failure: the conn is being closed). */
 int br_conn_send(br_conn *c, const gp_frame *f);
+br_out *br_conn_pop(br_conn *c); /* the next queued frame for the transport, or NULL */
+void br_conn_goaway(br_conn *c, int code, const char *msg);
 void br_conn_close(br_conn *c, int goaway_code, const char *msg);
-void br_tunnel_tick(uint64_t now);
+/* The transport is gone: tear down, log (why: NULL for a normal close), drop our ref. */
+void br_conn_closed(br_conn *c, const char *why);
+void br_conn_protocol_error(br_conn *c, const char *why, const char *detail);
+void br_conn_frame(br_conn *c, const gp_frame *f); /* a frame of a LIVE connection */
+void br_conn_drain_all(void);                      /* SIGTERM: GOAWAY DRAINING to every house */
+void br_conn_close_all(void);                      /* closes every connection (GOAWAY DRAINING) */
+unsigned br_conn_count_open(void);                 /* connections not closing */
+void br_conn_tick(uint64_t now);                   /* handshake deadlines, pings, silent houses */
+
+/* tunnel.c */
+int br_tunnel_start(void);
 
 /* house.c */
 void br_house_claim(br_conn *c);                 /* proof ok: take ownership */

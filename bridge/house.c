@@ -409,7 +409,7 @@ static void on_claimed(redisReply *rep, void *ud) {
     c->last_ping_ms = c->last_renew_ms = br_now();
     c->next_sweep_ms = br_now() + SWEEP_FAST_MS;
     br_log(BR_LOG_INFO, "house_connected", "house=%s addr=%s epoch=%llu transport=%s", c->house,
-           c->addr, (unsigned long long)epoch, c->tls ? "wss" : "ws");
+           c->addr, (unsigned long long)epoch, c->tp->name);
 
     gp_frame f;
     memset(&f, 0, sizeof f);
@@ -453,7 +453,7 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, c->epochkey);
     br_args_str(&a, c->statekey);
     br_args_str(&a, g_br.cfg.bridge_id);
-    br_args_str(&a, c->tls ? "wss" : "ws");
+    br_args_str(&a, c->tp->name);
     br_args_u64(&a, br_now_redis());
     br_args_str(&a, c->addr);
     br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
@@ -496,7 +496,7 @@ void br_house_state_update(br_conn *c) {
     br_args_str(&a, c->statekey);
     br_args_u64(&a, c->epoch);
     br_args_str(&a, g_br.cfg.bridge_id);
-    br_args_str(&a, c->tls ? "wss" : "ws");
+    br_args_str(&a, c->tp->name);
     br_args_u64(&a, c->since_ms);
     br_args_u64(&a, br_now_redis() - (br_now() - c->last_rx_ms));
     br_args_u64(&a, c->rtt_ms);

@@ -388,10 +388,10 @@ static void shut_down(const char *why) {
     if (g_shutting)
         return;
     g_shutting = 1;
-    unsigned left = br_tunnel_live();
+    unsigned left = br_conn_count_open();
     br_log(left ? BR_LOG_WARN : BR_LOG_INFO, "shutdown", "phase=settling reason=%s houses_left=%u",
            why, left);
-    br_tunnel_stop();
+    br_conn_close_all();
     char key[GP_KEY_MAX];
     gp_key_bridge(key, g_br.cfg.prefix, g_br.cfg.bridge_id);
     br_args a;
@@ -417,7 +417,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     g_drain_start = br_now();
     br_log(BR_LOG_INFO, "shutdown", "phase=draining signal=%d held=%u timeout_ms=%lld", signum,
            g_br.nlive, g_br.cfg.drain_timeout);
-    br_tunnel_drain();
+    br_conn_drain_all();
 }
 
 /* --- tick ------------------------------------------------------------------------------- */
@@ -432,8 +432,8 @@ static void on_tick(uv_timer_t *t) {
                 br_req_deadlines(c, nr);
     }
     if (g_br.stopping && !g_shutting &&
-        (br_tunnel_live() == 0 || now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
-        shut_down(br_tunnel_live() ? "drain_timeout" : "drained");
+        (br_conn_count_open() == 0 || now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
+        shut_down(br_conn_count_open() ? "drain_timeout" : "drained");
     if (g_shutting) {
         if (g_barrier_done && g_br.replies_live == 0)
             uv_timer_start(&g_grace, on_grace, 0, 0);
@@ -444,7 +444,7 @@ static void on_tick(uv_timer_t *t) {
     if (now - g_last_slow < SLOW_TICK_MS)
         return;
     g_last_slow = now;
-    br_tunnel_tick(now);
+    br_conn_tick(now);
     if (!br_db_ready(g_br.db))
         return;
     if (now - g_last_time >= TIME_REFRESH_MS)

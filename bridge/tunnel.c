@@ -1,7 +1,7 @@
-/* tunnel.c — the WebSocket side of the bridge: libwebsockets on our libuv loop, frame
- * reassembly and sending, and the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE ->
- * AUTH -> WELCOME) with rate limiting and decoy secrets. I/O side; the codec and the proofs
- * are proto/'s pure functions. */
+/* tunnel.c — the WebSocket transport of the bridge: libwebsockets on our libuv loop, frame
+ * reassembly and writing, and the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE ->
+ * AUTH -> WELCOME) with rate limiting and decoy secrets. What follows the handshake is the
+ * transport-neutral conn.c. I/O side; the codec and the proofs are proto/'s pure functions. */
 #include "bridge.h"
 
 #include <libwebsockets.h>
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HANDSHAKE_MS 10000
-#define MAX_QUEUE_BYTES (16u << 20)
+_Static_assert(LWS_PRE <= BR_OUT_PRE, "br_out headroom must hold LWS_PRE");
+
 /* A message normally holds one frame; allow a few frames' worth before calling it abuse. */
 #define MAX_MESSAGE_BYTES (4u * (GP_DEFAULT_MAX_FRAME + GP_FRAME_HEADER_LEN))
 
@@ -18,100 +18,31 @@
 static uint8_t g_zbuf[GP_BODY_CHUNK];
 static uint8_t g_wbuf[LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
 
-/* --- conn lifetime ---------------------------------------------------------------------- */
+static const br_transport TP_WS, TP_WSS;
 
-void br_conn_ref(br_conn *c) {
-    c->refs++;
+static struct lws *wsi_of(const br_conn *c) {
+    return c->tpd;
 }
 
-static void out_free_all(br_conn *c) {
-    for (br_out *o = c->q_head, *n; o; o = n) {
-        n = o->next;
-        free(o);
-    }
-    c->q_head = c->q_tail = NULL;
-    c->q_bytes = 0;
-}
-
-void br_conn_unref(br_conn *c) {
-    if (!c || --c->refs > 0)
-        return;
-    out_free_all(c);
-    gp_framer_free(c->fr);
-    free(c->keys);
-    sodium_memzero(c->secret, sizeof c->secret);
-    free(c);
-}
-
-int br_conn_alive(const br_conn *c) {
-    return c && c->wsi && c->state != BR_CS_CLOSING;
-}
-
-int br_conn_send(br_conn *c, const gp_frame *f) {
-    if (!c->wsi || c->state == BR_CS_CLOSING)
-        return -1;
-    size_t n = gp_frame_size(f);
-    br_out *o = malloc(sizeof *o + LWS_PRE + n);
-    if (!o)
-        goto fail;
-    ssize_t w = gp_frame_encode(f, o->buf + LWS_PRE, n);
-    if (w < 0) {
-        br_log(BR_LOG_ERROR, "frame_encode_failed", "house=%s type=%s err=%s", c->house,
-               gp_frame_type_name(f->type), gp_strerror((int)w));
-        free(o);
-        goto fail;
-    }
-    o->len = (size_t)w;
-    o->next = NULL;
-    if (c->q_tail)
-        c->q_tail->next = o;
-    else
-        c->q_head = o;
-    c->q_tail = o;
-    c->q_bytes += o->len;
-    if (c->q_bytes > MAX_QUEUE_BYTES) {
-        br_log(BR_LOG_WARN, "send_queue_overflow", "house=%s addr=%s bytes=%zu", c->house, c->addr,
-               c->q_bytes);
-        br_conn_close(c, 0, NULL);
-        return -1;
-    }
-    lws_callback_on_writable(c->wsi);
-    return 0;
-fail:
-    br_conn_close(c, GP_GOAWAY_PROTOCOL, "internal error");
-    return -1;
-}
-
-static void send_goaway(br_conn *c, int code, const char *msg) {
-    c->goaway_sent = 1;
-    gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_GOAWAY;
-    f.u.goaway.code = (uint16_t)code;
-    f.u.goaway.message = gp_str_c(msg);
-    br_conn_send(c, &f);
+static void ws_kick(br_conn *c) {
+    if (c->tpd)
+        lws_callback_on_writable(wsi_of(c));
 }
 
 /* Closing is asynchronous: the GOAWAY is flushed from the writeable callback, which then
  * returns -1; a short lws timeout bounds the wait for a peer that stopped reading. */
-void br_conn_close(br_conn *c, int goaway_code, const char *msg) {
-    if (!c->wsi || c->state == BR_CS_CLOSING)
+static void ws_close(br_conn *c) {
+    if (!c->tpd)
         return;
-    if (goaway_code && !c->goaway_sent)
-        send_goaway(c, goaway_code, msg);
-    if (c->in_table)
-        br_house_teardown(c, 1);
-    br_req_free_all(c);
-    c->state = BR_CS_CLOSING;
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 3);
-    lws_callback_on_writable(c->wsi);
+    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, 3);
+    lws_callback_on_writable(wsi_of(c));
 }
 
+static const br_transport TP_WS = {"ws", ws_kick, ws_close};
+static const br_transport TP_WSS = {"wss", ws_kick, ws_close};
+
 static void protocol_error(br_conn *c, const char *why, const char *detail) {
-    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s conn=%llu reason=%s detail=%s",
-           c->house[0] ? c->house : "-", c->addr, (unsigned long long)c->serial, why,
-           br_qs(detail));
-    br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
+    br_conn_protocol_error(c, why, detail);
 }
 
 /* --- handshake -------------------------------------------------------------------------- */
@@ -215,7 +146,6 @@ static void on_auth(br_conn *c, const gp_frame *f) {
 /* --- incoming frames -------------------------------------------------------------------- */
 
 static void on_frame(br_conn *c, const gp_frame *f) {
-    c->last_rx_ms = br_now();
     switch (c->state) {
     case BR_CS_HELLO:
         if (f->type == GP_FRAME_HELLO)
@@ -236,36 +166,8 @@ static void on_frame(br_conn *c, const gp_frame *f) {
     case BR_CS_CLOSING:
         return;
     case BR_CS_LIVE:
-        break;
-    }
-    gp_frame r;
-    switch (f->type) {
-    case GP_FRAME_PING:
-        memset(&r, 0, sizeof r);
-        r.type = GP_FRAME_PONG;
-        r.u.ping.opaque = f->u.ping.opaque;
-        br_conn_send(c, &r);
+        br_conn_frame(c, f);
         return;
-    case GP_FRAME_PONG: {
-        uint64_t now = br_now();
-        if (f->u.ping.opaque <= now)
-            c->rtt_ms = (unsigned)(now - f->u.ping.opaque);
-        return;
-    }
-    case GP_FRAME_RESP_HEAD:
-    case GP_FRAME_RESP_BODY:
-        br_req_frame(c, f);
-        return;
-    case GP_FRAME_CREDIT: /* reserved in v1 */
-    case GP_FRAME_CANCEL:
-        return;
-    case GP_FRAME_GOAWAY:
-        br_log(BR_LOG_INFO, "house_goaway", "house=%s code=%u msg=%s", c->house, f->u.goaway.code,
-               br_q((const char *)f->u.goaway.message.p, f->u.goaway.message.len));
-        br_conn_close(c, 0, NULL);
-        return;
-    default:
-        protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
     }
 }
 
@@ -303,13 +205,9 @@ static void on_receive(br_conn *c, struct lws *wsi, const void *in, size_t len) 
 /* --- writing ---------------------------------------------------------------------------- */
 
 static int on_writeable(br_conn *c, struct lws *wsi) {
-    br_out *o = c->q_head;
+    br_out *o = br_conn_pop(c);
     if (o) {
-        c->q_head = o->next;
-        if (!c->q_head)
-            c->q_tail = NULL;
-        c->q_bytes -= o->len;
-        int w = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_BINARY);
+        int w = lws_write(wsi, o->buf + BR_OUT_PRE, o->len, LWS_WRITE_BINARY);
         size_t len = o->len;
         free(o);
         if (w < (int)len)
@@ -343,57 +241,27 @@ static int on_writeable(br_conn *c, struct lws *wsi) {
 /* --- lws glue --------------------------------------------------------------------------- */
 
 static void on_established(struct lws *wsi, br_conn **slot) {
-    br_conn *c = calloc(1, sizeof *c);
-    if (c)
-        c->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
-    if (!c || !c->fr) {
-        free(c);
-        *slot = NULL;
-        return;
-    }
-    *slot = c;
-    c->wsi = wsi;
-    c->refs = 1;
-    c->state = BR_CS_HELLO;
-    c->serial = ++g_br.conn_serial;
-    c->tls = lws_is_ssl(wsi);
-    c->accepted_ms = c->last_rx_ms = br_now();
     char a[64] = "";
     lws_get_peer_simple(wsi, a, sizeof a);
     /* IPv4 peers on a dual-stack socket show up as ::ffff:a.b.c.d */
-    snprintf(c->addr, sizeof c->addr, "%s", strncmp(a, "::ffff:", 7) == 0 ? a + 7 : a);
-    c->all_next = g_br.all;
-    if (g_br.all)
-        g_br.all->all_prev = c;
-    g_br.all = c;
-    br_log(BR_LOG_DEBUG, "conn_open", "conn=%llu addr=%s transport=%s",
-           (unsigned long long)c->serial, c->addr, c->tls ? "wss" : "ws");
-    if (g_br.stopping)
+    br_conn *c = br_conn_new(lws_is_ssl(wsi) ? &TP_WSS : &TP_WS, wsi,
+                             strncmp(a, "::ffff:", 7) == 0 ? a + 7 : a);
+    if (c && !(c->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME))) {
+        c->tpd = NULL;
+        br_conn_closed(c, "out_of_memory");
+        c = NULL;
+    }
+    *slot = c;
+    if (c && g_br.stopping)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
 
 static void on_closed(br_conn *c) {
-    if (c->in_table)
-        br_house_teardown(c, 1);
-    br_req_free_all(c);
     /* Bytes left in the framer mean the peer hung up in the middle of a frame: worth a
      * warning, as a truncated frame is either a broken house or someone probing. */
     size_t partial = gp_framer_pending(c->fr);
-    br_log(partial       ? BR_LOG_WARN
-           : c->house[0] ? BR_LOG_INFO
-                         : BR_LOG_DEBUG,
-           "conn_closed", "conn=%llu addr=%s house=%s%s", (unsigned long long)c->serial, c->addr,
-           c->house[0] ? c->house : "-", partial ? " reason=truncated_frame" : "");
-    c->state = BR_CS_CLOSING;
-    c->wsi = NULL;
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        g_br.all = c->all_next;
-    if (c->all_next)
-        c->all_next->all_prev = c->all_prev;
-    out_free_all(c);
-    br_conn_unref(c);
+    c->tpd = NULL;
+    br_conn_closed(c, partial ? "truncated_frame" : NULL);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -490,58 +358,4 @@ int br_tunnel_start(void) {
     br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=%s", br_qs(cfg->bind),
            g_br.listen_port, tls ? "wss" : "ws");
     return 0;
-}
-
-/* GOAWAY DRAINING to every house: one with requests in flight stays until they are
- * answered (requests.c closes it after the last), the others are closed now. */
-void br_tunnel_drain(void) {
-    for (br_conn *c = g_br.all; c; c = c->all_next) {
-        if (c->state == BR_CS_LIVE && c->ninflight > 0)
-            send_goaway(c, GP_GOAWAY_DRAINING, "bridge shutting down");
-        else
-            br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
-    }
-}
-
-void br_tunnel_stop(void) {
-    for (br_conn *c = g_br.all; c; c = c->all_next)
-        br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
-}
-
-unsigned br_tunnel_live(void) {
-    unsigned n = 0;
-    for (const br_conn *c = g_br.all; c; c = c->all_next)
-        n += c->state != BR_CS_CLOSING;
-    return n;
-}
-
-void br_tunnel_tick(uint64_t now) {
-    uint64_t iv = (uint64_t)g_br.cfg.ping_interval;
-    for (br_conn *c = g_br.all, *n; c; c = n) {
-        n = c->all_next;
-        if (c->state == BR_CS_CLOSING)
-            continue;
-        if (c->state != BR_CS_LIVE) {
-            if (now - c->accepted_ms > HANDSHAKE_MS) {
-                br_log(BR_LOG_WARN, "handshake_timeout", "addr=%s house=%s", c->addr,
-                       c->house[0] ? c->house : "-");
-                br_conn_close(c, GP_GOAWAY_PROTOCOL, "handshake timeout");
-            }
-            continue;
-        }
-        if (now - c->last_rx_ms > 3 * iv) {
-            br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s silent_ms=%llu", c->house,
-                   c->addr, (unsigned long long)(now - c->last_rx_ms));
-            br_conn_close(c, 0, NULL);
-            continue;
-        }
-        if (now - c->last_ping_ms >= iv) {
-            gp_frame f;
-            memset(&f, 0, sizeof f);
-            f.type = GP_FRAME_PING;
-            f.u.ping.opaque = now;
-            c->last_ping_ms = now;
-            br_conn_send(c, &f);
-        }
-    }
 }

@@ -1,0 +1,243 @@
+/* conn.c — a house connection, whatever carries it (WebSocket in tunnel.c, rudp in udp.c):
+ * its lifetime (refcounted: Redis callbacks may outlive the transport), the queue of encoded
+ * frames waiting for the transport, closing with a GOAWAY, and the frames of a live
+ * connection (PING/PONG, responses, GOAWAY). I/O side; the transports only move bytes. */
+#include "bridge.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_QUEUE_BYTES (16u << 20)
+#define HANDSHAKE_MS 10000
+
+br_conn *br_conn_new(const br_transport *tp, void *tpd, const char *addr) {
+    br_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->tp = tp;
+    c->tpd = tpd;
+    c->refs = 1;
+    c->state = BR_CS_HELLO;
+    c->serial = ++g_br.conn_serial;
+    c->accepted_ms = c->last_rx_ms = br_now();
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    c->all_next = g_br.all;
+    if (g_br.all)
+        g_br.all->all_prev = c;
+    g_br.all = c;
+    br_log(BR_LOG_DEBUG, "conn_open", "conn=%llu addr=%s transport=%s",
+           (unsigned long long)c->serial, c->addr, tp->name);
+    return c;
+}
+
+void br_conn_ref(br_conn *c) {
+    c->refs++;
+}
+
+static void out_free_all(br_conn *c) {
+    for (br_out *o = c->q_head, *n; o; o = n) {
+        n = o->next;
+        free(o);
+    }
+    c->q_head = c->q_tail = NULL;
+    c->q_bytes = 0;
+}
+
+void br_conn_unref(br_conn *c) {
+    if (!c || --c->refs > 0)
+        return;
+    out_free_all(c);
+    gp_framer_free(c->fr);
+    free(c->keys);
+    sodium_memzero(c->secret, sizeof c->secret);
+    free(c);
+}
+
+int br_conn_alive(const br_conn *c) {
+    return c && c->tpd && c->state != BR_CS_CLOSING;
+}
+
+br_out *br_conn_pop(br_conn *c) {
+    br_out *o = c->q_head;
+    if (!o)
+        return NULL;
+    c->q_head = o->next;
+    if (!c->q_head)
+        c->q_tail = NULL;
+    c->q_bytes -= o->len;
+    return o;
+}
+
+int br_conn_send(br_conn *c, const gp_frame *f) {
+    if (!c->tpd || c->state == BR_CS_CLOSING)
+        return -1;
+    size_t n = gp_frame_size(f);
+    br_out *o = malloc(sizeof *o + BR_OUT_PRE + n);
+    if (!o)
+        goto fail;
+    ssize_t w = gp_frame_encode(f, o->buf + BR_OUT_PRE, n);
+    if (w < 0) {
+        br_log(BR_LOG_ERROR, "frame_encode_failed", "house=%s type=%s err=%s", c->house,
+               gp_frame_type_name(f->type), gp_strerror((int)w));
+        free(o);
+        goto fail;
+    }
+    o->len = (size_t)w;
+    o->lane = f->stream;
+    o->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = o;
+    else
+        c->q_head = o;
+    c->q_tail = o;
+    c->q_bytes += o->len;
+    if (c->q_bytes > MAX_QUEUE_BYTES) {
+        br_log(BR_LOG_WARN, "send_queue_overflow", "house=%s addr=%s bytes=%zu", c->house, c->addr,
+               c->q_bytes);
+        br_conn_close(c, 0, NULL);
+        return -1;
+    }
+    c->tp->kick(c);
+    return 0;
+fail:
+    br_conn_close(c, GP_GOAWAY_PROTOCOL, "internal error");
+    return -1;
+}
+
+void br_conn_goaway(br_conn *c, int code, const char *msg) {
+    c->goaway_sent = 1;
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_GOAWAY;
+    f.u.goaway.code = (uint16_t)code;
+    f.u.goaway.message = gp_str_c(msg);
+    br_conn_send(c, &f);
+}
+
+void br_conn_close(br_conn *c, int goaway_code, const char *msg) {
+    if (!c->tpd || c->state == BR_CS_CLOSING)
+        return;
+    if (goaway_code && !c->goaway_sent)
+        br_conn_goaway(c, goaway_code, msg);
+    if (c->in_table)
+        br_house_teardown(c, 1);
+    br_req_free_all(c);
+    c->state = BR_CS_CLOSING;
+    c->tp->close(c);
+}
+
+void br_conn_closed(br_conn *c, const char *why) {
+    if (c->in_table)
+        br_house_teardown(c, 1);
+    br_req_free_all(c);
+    br_log(why           ? BR_LOG_WARN
+           : c->house[0] ? BR_LOG_INFO
+                         : BR_LOG_DEBUG,
+           "conn_closed", "conn=%llu addr=%s house=%s transport=%s%s%s",
+           (unsigned long long)c->serial, c->addr, c->house[0] ? c->house : "-", c->tp->name,
+           why ? " reason=" : "", why ? why : "");
+    c->state = BR_CS_CLOSING;
+    c->tpd = NULL;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        g_br.all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    out_free_all(c);
+    br_conn_unref(c);
+}
+
+void br_conn_protocol_error(br_conn *c, const char *why, const char *detail) {
+    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s conn=%llu reason=%s detail=%s",
+           c->house[0] ? c->house : "-", c->addr, (unsigned long long)c->serial, why,
+           br_qs(detail));
+    br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
+}
+
+void br_conn_frame(br_conn *c, const gp_frame *f) {
+    gp_frame r;
+    switch (f->type) {
+    case GP_FRAME_PING:
+        memset(&r, 0, sizeof r);
+        r.type = GP_FRAME_PONG;
+        r.u.ping.opaque = f->u.ping.opaque;
+        br_conn_send(c, &r);
+        return;
+    case GP_FRAME_PONG: {
+        uint64_t now = br_now();
+        if (f->u.ping.opaque <= now)
+            c->rtt_ms = (unsigned)(now - f->u.ping.opaque);
+        return;
+    }
+    case GP_FRAME_RESP_HEAD:
+    case GP_FRAME_RESP_BODY:
+        br_req_frame(c, f);
+        return;
+    case GP_FRAME_CREDIT: /* reserved in v1 */
+    case GP_FRAME_CANCEL:
+        return;
+    case GP_FRAME_GOAWAY:
+        br_log(BR_LOG_INFO, "house_goaway", "house=%s code=%u msg=%s", c->house, f->u.goaway.code,
+               br_q((const char *)f->u.goaway.message.p, f->u.goaway.message.len));
+        br_conn_close(c, 0, NULL);
+        return;
+    default:
+        br_conn_protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
+    }
+}
+
+/* GOAWAY DRAINING to every house: one with requests in flight stays until they are
+ * answered (requests.c closes it after the last), the others are closed now. */
+void br_conn_drain_all(void) {
+    for (br_conn *c = g_br.all; c; c = c->all_next) {
+        if (c->state == BR_CS_LIVE && c->ninflight > 0)
+            br_conn_goaway(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+        else
+            br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+    }
+}
+
+void br_conn_close_all(void) {
+    for (br_conn *c = g_br.all; c; c = c->all_next)
+        br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+}
+
+unsigned br_conn_count_open(void) {
+    unsigned n = 0;
+    for (const br_conn *c = g_br.all; c; c = c->all_next)
+        n += c->state != BR_CS_CLOSING;
+    return n;
+}
+
+void br_conn_tick(uint64_t now) {
+    uint64_t iv = (uint64_t)g_br.cfg.ping_interval;
+    for (br_conn *c = g_br.all, *n; c; c = n) {
+        n = c->all_next;
+        if (c->state == BR_CS_CLOSING)
+            continue;
+        if (c->state != BR_CS_LIVE) {
+            if (now - c->accepted_ms > HANDSHAKE_MS) {
+                br_log(BR_LOG_WARN, "handshake_timeout", "addr=%s house=%s", c->addr,
+                       c->house[0] ? c->house : "-");
+                br_conn_close(c, GP_GOAWAY_PROTOCOL, "handshake timeout");
+            }
+            continue;
+        }
+        if (now - c->last_rx_ms > 3 * iv) {
+            br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s silent_ms=%llu", c->house,
+                   c->addr, (unsigned long long)(now - c->last_rx_ms));
+            br_conn_close(c, 0, NULL);
+            continue;
+        }
+        if (now - c->last_ping_ms >= iv) {
+            gp_frame f;
+            memset(&f, 0, sizeof f);
+            f.type = GP_FRAME_PING;
+            f.u.ping.opaque = now;
+            c->last_ping_ms = now;
+            br_conn_send(c, &f);
+        }
+    }
+}
