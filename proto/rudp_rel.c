@@ -1,0 +1,2199 @@
+/* rudp_rel.c — the reliability engine of rudp:// (pure: no sockets, no clock, no printing, no
+ * global mutable state; the caller owns the loop). See rudp_rel.h for the API and
+ * proto/RUDP.md "Reliability" for the wire format and the reasoning behind each mechanism.
+ *
+ * Sender side: messages are cut into fixed chunks when queued; each chunk has a state
+ * (unsent, in flight, lost, acked) and remembers the newest packet number carrying it.
+ * Packet numbers are never reused: a retransmission is a new packet, so every ack gives an
+ * unambiguous RTT sample (QUIC's rule, RFC 9000 §12.3). Sent packets are kept in a ring by
+ * packet number until acked or declared lost (RFC 9002 loss detection). Congestion control
+ * is BBR-like with loss-compensated bandwidth samples; FEC is a systematic Cauchy
+ * Reed-Solomon code over GF(256) on blocks closed at the end of each burst.
+ *
+ * Receiver side: messages carry a global id and the id of the previous message of their lane
+ * ("dep"); a message is delivered once complete and once its dep was delivered. That gives
+ * per-lane order with no per-lane state at the receiver, so lanes are free. */
+#include "rudp_rel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- tunables (protocol constants; the rationale is in RUDP.md) ---- */
+#define MS 1000000ull
+#define SEC 1000000000ull
+#define GRANULARITY_NS (1 * MS)   /* RFC 9002 kGranularity */
+#define INITIAL_RTT_NS (250 * MS) /* before the first sample (RFC 9002 uses 333 ms) */
+#define PKT_THRESHOLD 3           /* RFC 9002 kPacketThreshold */
+#define MIN_RTT_WINDOW_NS (10 * SEC)
+#define MSG_WINDOW 4096u /* message ids in flight between sender floor and newest */
+#define RANGES_STORED 64 /* received packet-number ranges the receiver remembers */
+#define RANGES_SENT 32   /* ranges per ACK frame at most */
+#define ACK_RANGES_MAX_DECODE 256
+#define REFS_MAX 16            /* message fragments per packet */
+#define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
+#define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
+#define FEC_RESERVE 20         /* room a protected packet leaves for the repair header */
+#define ACK_ROOM 32            /* room a full data packet leaves for a piggybacked ACK */
+#define MIN_CHUNK 64
+#define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
+#define MIN_CWND_PACKETS 4
+#define BW_ROUNDS 10
+#define STARTUP_GAIN 2.885 /* 2/ln 2, BBR's startup gain */
+#define FEC_K_MAX 32       /* sources per block we can decode */
+#define FEC_K_TARGET 16    /* sources per block we send */
+#define FEC_M_MAX 32       /* repairs per block */
+#define FEC_RX_SLOTS 64    /* protected packets the receiver keeps for decoding */
+#define FEC_RX_BLOCKS 8
+#define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
+#define FEC_TAIL_TARGET 0.01 /* block-failure probability aimed at when a burst ends */
+#define FEC_MID_TARGET 0.25  /* ... for a full block in a longer transfer */
+
+#define NONE UINT64_MAX
+
+/* frame types */
+enum { FT_PING = 0x01, FT_ACK = 0x02, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = 0x20 };
+#define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
+
+/* chunk states */
+enum { CH_UNSENT = 0, CH_FLIGHT, CH_LOST, CH_ACKED };
+
+/* sent-packet flags */
+enum {
+    SF_INFLIGHT = 1,    /* counts toward bytes in flight and loss detection */
+    SF_ELICITING = 2,   /* carries MSG or PING: the peer acks it promptly; arms the PTO */
+    SF_APP_LIMITED = 4, /* sent while the application had nothing more to send */
+    SF_RESOLVED = 8,    /* acked or declared lost */
+    SF_FEC_PENDING = 16 /* FEC source whose repairs are not all sent yet */
+};
+
+enum { BBR_STARTUP = 0, BBR_DRAIN = 1, BBR_PROBE_BW = 2 };
+static const double bbr_cycle[8] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
+
+/* GF(256), polynomial 0x11d, generator 2: exp table doubled so log a + log b needs no mod. */
+static const uint8_t gf_exp[512] = {
+    1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116, 232, 205, 135, 19,  38,  76,  152, 45,
+    90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,  96,  192, 157, 39,  78,  156, 37,  74,
+    148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,  140, 5,   10,  20,  40,  80,  160, 93,
+    186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194, 153, 47,  94,  188, 101, 202, 137, 15,
+    30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177, 127, 254, 225, 223, 163, 91,  182, 113,
+    226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,  52,  104, 208, 189, 103, 206, 129, 31,
+    62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151, 51,  102, 204, 133, 23,  46,  92,  184,
+    109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,  168, 77,  154, 41,  82,  164, 85,  170,
+    73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191, 99,  198, 145, 63,  126, 252, 229, 215,
+    179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,  98,  196, 149, 55,  110, 220, 165, 87,
+    174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,  56,  112, 224, 221, 167, 83,  166, 81,
+    162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,  172, 69,  138, 9,   18,  36,  72,  144,
+    61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,  22,  44,  88,  176, 125, 250, 233, 207,
+    131, 27,  54,  108, 216, 173, 71,  142, 1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116,
+    232, 205, 135, 19,  38,  76,  152, 45,  90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,
+    96,  192, 157, 39,  78,  156, 37,  74,  148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,
+    140, 5,   10,  20,  40,  80,  160, 93,  186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194,
+    153, 47,  94,  188, 101, 202, 137, 15,  30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177,
+    127, 254, 225, 223, 163, 91,  182, 113, 226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,
+    52,  104, 208, 189, 103, 206, 129, 31,  62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151,
+    51,  102, 204, 133, 23,  46,  92,  184, 109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,
+    168, 77,  154, 41,  82,  164, 85,  170, 73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191,
+    99,  198, 145, 63,  126, 252, 229, 215, 179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,
+    98,  196, 149, 55,  110, 220, 165, 87,  174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,
+    56,  112, 224, 221, 167, 83,  166, 81,  162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,
+    172, 69,  138, 9,   18,  36,  72,  144, 61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,
+    22,  44,  88,  176, 125, 250, 233, 207, 131, 27,  54,  108, 216, 173, 71,  142, 1,   2,
+};
+static const uint8_t gf_log[256] = {
+    0,   0,   1,   25,  2,   50,  26,  198, 3,   223, 51,  238, 27,  104, 199, 75,  4,   100, 224,
+    14,  52,  141, 239, 129, 28,  193, 105, 248, 200, 8,   76,  113, 5,   138, 101, 47,  225, 36,
+    15,  33,  53,  147, 142, 218, 240, 18,  130, 69,  29,  181, 194, 125, 106, 39,  249, 185, 201,
+    154, 9,   120, 77,  228, 114, 166, 6,   191, 139, 98,  102, 221, 48,  253, 226, 152, 37,  179,
+    16,  145, 34,  136, 54,  208, 148, 206, 143, 150, 219, 189, 241, 210, 19,  92,  131, 56,  70,
+    64,  30,  66,  182, 163, 195, 72,  126, 110, 107, 58,  40,  84,  250, 133, 186, 61,  202, 94,
+    155, 159, 10,  21,  121, 43,  78,  212, 229, 172, 115, 243, 167, 87,  7,   112, 192, 247, 140,
+    128, 99,  13,  103, 74,  222, 237, 49,  197, 254, 24,  227, 165, 153, 119, 38,  184, 180, 124,
+    17,  68,  146, 217, 35,  32,  137, 46,  55,  63,  209, 91,  149, 188, 207, 205, 144, 135, 151,
+    178, 220, 252, 190, 97,  242, 86,  211, 171, 20,  42,  93,  158, 132, 60,  57,  83,  71,  109,
+    65,  162, 31,  45,  67,  216, 183, 123, 164, 118, 196, 23,  73,  236, 127, 12,  111, 246, 108,
+    161, 59,  82,  41,  157, 85,  170, 251, 96,  134, 177, 187, 204, 62,  90,  203, 89,  95,  176,
+    156, 169, 160, 81,  11,  245, 22,  235, 122, 117, 44,  215, 79,  174, 213, 233, 230, 231, 173,
+    232, 116, 214, 244, 234, 168, 80,  88,  175,
+};
+
+static inline uint8_t gf_mul(uint8_t a, uint8_t b) {
+    return a && b ? gf_exp[gf_log[a] + gf_log[b]] : 0;
+}
+static inline uint8_t gf_inv(uint8_t a) { /* a != 0 */
+    return gf_exp[255 - gf_log[a]];
+}
+/* dst ^= c * src over n bytes */
+static void gf_addmul(uint8_t *dst, const uint8_t *src, uint8_t c, size_t n) {
+    if (!c)
+        return;
+    unsigned lc = gf_log[c];
+    for (size_t i = 0; i < n; i++)
+        if (src[i])
+            dst[i] ^= gf_exp[gf_log[src[i]] + lc];
+}
+static void gf_scale(uint8_t *dst, uint8_t c, size_t n) {
+    unsigned lc = gf_log[c];
+    for (size_t i = 0; i < n; i++)
+        if (dst[i])
+            dst[i] = gf_exp[gf_log[dst[i]] + lc];
+}
+/* Coefficient of source j in repair i: a Cauchy matrix 1/(x_i + y_j) with x_i = 32 + i and
+ * y_j = j, disjoint sets, so every square submatrix is invertible and the code is MDS: any k
+ * of the k + m packets of a block rebuild its k sources. */
+static inline uint8_t cauchy(unsigned i, unsigned j) {
+    return gf_inv((uint8_t)((FEC_K_MAX + i) ^ j));
+}
+
+/* ---- varints: 2-bit length prefix (1, 2, 4 or 8 bytes), 62-bit values, big-endian ---- */
+static size_t vlen(uint64_t v) {
+    return v < 0x40 ? 1 : v < 0x4000 ? 2 : v < 0x40000000 ? 4 : 8;
+}
+static uint8_t *vput(uint8_t *p, uint64_t v) {
+    size_t n = vlen(v);
+    uint8_t tag = n == 1 ? 0x00 : n == 2 ? 0x40 : n == 4 ? 0x80 : 0xc0;
+    for (size_t i = n; i-- > 0;) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+    p[0] = (uint8_t)((p[0] & 0x3f) | tag);
+    return p + n;
+}
+/* Decoders take (p, end, &out) and return the position after the field, NULL on overrun
+ * (a NULL p propagates, so a chain of reads needs one check at the end). */
+static const uint8_t *vget(const uint8_t *p, const uint8_t *end, uint64_t *out) {
+    if (!p || p >= end)
+        return NULL;
+    size_t n = (size_t)1 << (p[0] >> 6);
+    if ((size_t)(end - p) < n)
+        return NULL;
+    uint64_t v = p[0] & 0x3f;
+    for (size_t i = 1; i < n; i++)
+        v = v << 8 | p[i];
+    *out = v;
+    return p + n;
+}
+
+static inline uint64_t u64min(uint64_t a, uint64_t b) {
+    return a < b ? a : b;
+}
+static inline uint64_t u64max(uint64_t a, uint64_t b) {
+    return a > b ? a : b;
+}
+
+/* ---- data structures ---- */
+
+/* A message being sent. Chunk i covers data[i*csz, min((i+1)*csz, len)). */
+typedef struct smsg {
+    uint64_t id, dep_delta; /* dep_delta: id - previous id on the lane, 0 = none */
+    uint32_t lane;
+    int single; /* one FT_MSG frame, no chunk fields */
+    size_t len, csz;
+    uint32_t nchunks, nacked, next_unsent;
+    struct smsg *qnext; /* lane FIFO of messages with unsent chunks */
+    uint8_t *data;      /* NULL once fully acked */
+    uint8_t *st;        /* chunk states */
+    uint64_t *cpn;      /* newest packet number carrying each chunk */
+} smsg;
+
+typedef struct slane {
+    uint32_t lane;
+    uint64_t last_id; /* newest message queued on this lane */
+    smsg *qhead, *qtail;
+    struct slane *rr_next, *rr_prev; /* round robin among lanes with unsent chunks */
+    int in_rr;
+} slane;
+
+typedef struct sref {
+    uint64_t id;
+    uint32_t idx;
+} sref;
+
+typedef struct srec {
+    uint64_t pn;
+    uint64_t sent_at;     /* send_at given by the caller: RTT samples are taken from it */
+    uint64_t loss_ref;    /* time the time-threshold counts from */
+    uint64_t fec_end;     /* last repair pn of this packet's block (0: not protected) */
+    uint64_t ack_largest; /* largest acked in the ACK frame this packet carried, or NONE */
+    uint64_t delivered, delivered_time, first_sent_time; /* delivery-rate snapshot */
+    uint32_t size;
+    uint8_t flags, nrefs;
+    sref refs[REFS_MAX];
+} srec;
+
+typedef struct rq_ent {
+    uint64_t id;
+    uint32_t idx;
+} rq_ent;
+
+/* A message being received. */
+typedef struct rmsg {
+    uint64_t id;
+    int known, complete, delivered, has_waiter;
+    uint32_t lane;
+    uint64_t dep;    /* NONE: first of its lane (as far as ordering goes) */
+    uint64_t waiter; /* the next message of the lane, complete and waiting for this one */
+    size_t len, csz;
+    uint32_t nchunks, nrecv;
+    uint8_t *bits, *data;
+} rmsg;
+
+typedef struct dq {
+    struct dq *next;
+    uint32_t lane;
+    size_t len;
+    uint8_t *data;
+} dq;
+
+typedef struct pnrange {
+    uint64_t lo, hi; /* inclusive */
+} pnrange;
+
+typedef struct fec_rx_block {
+    int used;
+    uint64_t first;
+    unsigned k;
+    size_t L;
+    unsigned nrep;
+    uint8_t idx[FEC_M_MAX];
+    uint8_t *rep[FEC_M_MAX];
+} fec_rx_block;
+
+typedef struct fec_slot {
+    uint64_t pn; /* NONE: empty */
+    size_t len;
+} fec_slot;
+
+struct gp_rel {
+    gp_rel_config cfg;
+    uint64_t now, rng;
+    int dead;
+    gp_rel_stats st;
+
+    /* sender: messages */
+    smsg **sm;
+    size_t sm_cap;
+    uint64_t sm_floor, next_id; /* ids below sm_floor are fully acked (and freed) */
+    size_t sbuf_bytes;
+    slane **lanes;
+    size_t lanes_cap, nlanes;
+    slane *rr;
+    rq_ent *rq;
+    size_t rq_cap, rq_len, rq_valid; /* resend heap; rq_valid: chunks in CH_LOST */
+    size_t chunk_budget;
+
+    /* sender: packets */
+    srec *sr;
+    size_t sr_cap;
+    uint64_t sr_base, next_pn;
+    uint64_t inflight, eliciting_inflight;
+    uint64_t last_eliciting_sent;
+    int has_largest_acked;
+    uint64_t largest_acked;
+    uint64_t loss_time; /* 0: none */
+    uint64_t pto_deadline;
+    unsigned pto_count;
+    int probes_due;
+    uint64_t last_tx, last_rx;
+    double peer_loss; /* loss the peer measures on our packets (from its ACKs) */
+    double det_loss;
+
+    /* RTT (RFC 9002 §5) */
+    int have_rtt;
+    uint64_t srtt, rttvar, min_rtt, min_rtt_stamp, latest_rtt;
+
+    /* delivery rate (draft-cheng-iccrg-delivery-rate-estimation) */
+    uint64_t delivered, delivered_time, first_sent_time, app_limited_until;
+
+    /* BBR-like congestion control */
+    int bbr_state, filled_pipe, full_bw_count, cycle_idx;
+    uint64_t bw; /* bytes/s, max filter */
+    uint64_t bw_slot[BW_ROUNDS], bw_slot_round[BW_ROUNDS];
+    uint64_t round_count, next_round_delivered;
+    uint64_t full_bw, cycle_stamp;
+    uint64_t round_min_rtt; /* smallest RTT sample of the current round (queue detection) */
+    double pacing_gain, cwnd_gain;
+    uint64_t cwnd, pacing_rate; /* bytes, bytes/s */
+    uint64_t pace_next;
+
+    /* FEC, sending */
+    uint8_t *fec_img; /* FEC_K_TARGET images of (2 + max_payload) bytes */
+    int fec_open;
+    uint64_t fec_first, fec_opened_at;
+    unsigned fec_k, fec_m, fec_m_sent;
+    size_t fec_L;
+    int fec_closing; /* block closed, repairs being sent */
+
+    /* receiver: packets and acks */
+    pnrange rng_[RANGES_STORED];
+    size_t nranges;
+    uint64_t rx_pn_floor; /* packet numbers below it count as already seen */
+    int has_rx;
+    uint64_t rx_largest, rx_largest_time;
+    int ack_dirty, ack_now;
+    unsigned ack_elicit;
+    uint64_t ack_deadline; /* 0: none */
+    unsigned loss_seen, loss_miss;
+    double rx_loss;
+
+    /* receiver: messages */
+    rmsg **rm;
+    size_t rm_cap;
+    uint64_t rx_floor; /* ids below it were delivered */
+    size_t rx_mem;
+    dq *dq_head, *dq_tail;
+    uint8_t *lent;
+    size_t lent_len;
+
+    /* FEC, receiving */
+    uint8_t *fec_slots; /* FEC_RX_SLOTS x max_payload */
+    fec_slot slot[FEC_RX_SLOTS];
+    fec_rx_block blk[FEC_RX_BLOCKS];
+};
+
+static uint64_t rng_next(gp_rel *r) { /* splitmix64 */
+    uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* ---- config ---- */
+
+void gp_rel_config_init(gp_rel_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->max_payload = GP_REL_DEFAULT_MAX_PAYLOAD;
+    cfg->max_message = GP_REL_DEFAULT_MAX_MESSAGE;
+    cfg->send_buffer = GP_REL_DEFAULT_SEND_BUFFER;
+    cfg->recv_buffer = 2 * (size_t)GP_REL_DEFAULT_SEND_BUFFER + GP_REL_DEFAULT_MAX_MESSAGE;
+    cfg->idle_keepalive_ns = GP_REL_DEFAULT_KEEPALIVE_NS;
+    cfg->dead_after_ns = GP_REL_DEFAULT_DEAD_NS;
+    cfg->fec = 1;
+    cfg->seed = 0;
+}
+
+int gp_rel_config_check(const gp_rel_config *c) {
+    if (c->max_payload < GP_REL_MIN_PAYLOAD || c->max_payload > GP_REL_MAX_PAYLOAD)
+        return GP_ERR_INVALID;
+    if (c->max_message == 0 || c->max_message > (1u << 30))
+        return GP_ERR_INVALID;
+    if (c->send_buffer < c->max_message || c->recv_buffer < c->max_message)
+        return GP_ERR_INVALID;
+    if (c->idle_keepalive_ns == 0 || c->dead_after_ns <= c->idle_keepalive_ns)
+        return GP_ERR_INVALID;
+    if (c->fec != 0 && c->fec != 1)
+        return GP_ERR_INVALID;
+    return 0;
+}
+
+/* ---- sender message ring: ids [sm_floor, next_id) at id & (cap - 1) ---- */
+
+static smsg *sm_get(const gp_rel *r, uint64_t id) {
+    if (id < r->sm_floor || id >= r->next_id)
+        return NULL;
+    return r->sm[id & (r->sm_cap - 1)];
+}
+
+static int sm_reserve(gp_rel *r) {
+    if (r->next_id - r->sm_floor < r->sm_cap)
+        return 0;
+    size_t ncap = r->sm_cap ? r->sm_cap * 2 : 16;
+    smsg **n = calloc(ncap, sizeof *n);
+    if (!n)
+        return GP_ERR_NOMEM;
+    for (uint64_t id = r->sm_floor; id < r->next_id; id++)
+        n[id & (ncap - 1)] = r->sm[id & (r->sm_cap - 1)];
+    free(r->sm);
+    r->sm = n;
+    r->sm_cap = ncap;
+    return 0;
+}
+
+static void smsg_free(smsg *m) {
+    if (!m)
+        return;
+    free(m->data);
+    free(m);
+}
+
+/* ---- lanes: open addressing on lane number, linear probing, backward-shift deletion ---- */
+
+static size_t lane_hash(uint32_t lane, size_t cap) {
+    return (size_t)((lane * 0x9e3779b1u) ^ (lane >> 16)) & (cap - 1);
+}
+
+static slane *lane_find(const gp_rel *r, uint32_t lane) {
+    if (!r->lanes_cap)
+        return NULL;
+    for (size_t i = lane_hash(lane, r->lanes_cap);; i = (i + 1) & (r->lanes_cap - 1)) {
+        slane *l = r->lanes[i];
+        if (!l)
+            return NULL;
+        if (l->lane == lane)
+            return l;
+    }
+}
+
+static int lanes_insert_raw(slane **tab, size_t cap, slane *l) {
+    for (size_t i = lane_hash(l->lane, cap);; i = (i + 1) & (cap - 1)) {
+        if (!tab[i]) {
+            tab[i] = l;
+            return 0;
+        }
+    }
+}
+
+static slane *lane_get(gp_rel *r, uint32_t lane) {
+    slane *l = lane_find(r, lane);
+    if (l)
+        return l;
+    if ((r->nlanes + 1) * 2 > r->lanes_cap) { /* keep the load factor under 1/2 */
+        size_t ncap = r->lanes_cap ? r->lanes_cap * 2 : 16;
+        slane **n = calloc(ncap, sizeof *n);
+        if (!n)
+            return NULL;
+        for (size_t i = 0; i < r->lanes_cap; i++)
+            if (r->lanes[i])
+                lanes_insert_raw(n, ncap, r->lanes[i]);
+        free(r->lanes);
+        r->lanes = n;
+        r->lanes_cap = ncap;
+    }
+    l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->lane = lane;
+    l->last_id = NONE;
+    lanes_insert_raw(r->lanes, r->lanes_cap, l);
+    r->nlanes++;
+    return l;
+}
+
+static void lane_remove(gp_rel *r, slane *l) {
+    size_t mask = r->lanes_cap - 1, i = lane_hash(l->lane, r->lanes_cap);
+    while (r->lanes[i] != l)
+        i = (i + 1) & mask;
+    r->lanes[i] = NULL;
+    /* Backward shift: move later members of the probe run into the hole when their home
+     * slot is at or before it, so lookups never stop early at the hole. */
+    for (size_t j = (i + 1) & mask; r->lanes[j]; j = (j + 1) & mask) {
+        size_t h = lane_hash(r->lanes[j]->lane, r->lanes_cap);
+        if (((j - h) & mask) >= ((j - i) & mask)) {
+            r->lanes[i] = r->lanes[j];
+            r->lanes[j] = NULL;
+            i = j;
+        }
+    }
+    r->nlanes--;
+    free(l);
+}
+
+static void rr_add(gp_rel *r, slane *l) {
+    if (l->in_rr)
+        return;
+    l->in_rr = 1;
+    if (!r->rr) {
+        l->rr_next = l->rr_prev = l;
+        r->rr = l;
+    } else { /* insert just before the current lane: served last in this turn */
+        l->rr_next = r->rr;
+        l->rr_prev = r->rr->rr_prev;
+        l->rr_prev->rr_next = l;
+        r->rr->rr_prev = l;
+    }
+}
+
+static void rr_del(gp_rel *r, slane *l) {
+    if (!l->in_rr)
+        return;
+    l->in_rr = 0;
+    if (l->rr_next == l) {
+        r->rr = NULL;
+    } else {
+        l->rr_prev->rr_next = l->rr_next;
+        l->rr_next->rr_prev = l->rr_prev;
+        if (r->rr == l)
+            r->rr = l->rr_next;
+    }
+    l->rr_next = l->rr_prev = NULL;
+}
+
+/* ---- resend queue: a min-heap on (message id, chunk) ----
+ * Lost chunks go out oldest message first: the oldest message is what the receiver's lane
+ * (and its buffer floor) waits for; retransmitting in loss order could starve it behind
+ * younger messages the receiver has no room for yet. Entries whose chunk is no longer lost
+ * (acked meanwhile, or carried by a probe) are dropped when they reach the top. */
+
+static int rq_less(rq_ent a, rq_ent b) {
+    return a.id < b.id || (a.id == b.id && a.idx < b.idx);
+}
+
+static int rq_push(gp_rel *r, uint64_t id, uint32_t idx) {
+    if (r->rq_len == r->rq_cap) {
+        size_t ncap = r->rq_cap ? r->rq_cap * 2 : 64;
+        rq_ent *n = realloc(r->rq, ncap * sizeof *n);
+        if (!n)
+            return GP_ERR_NOMEM;
+        r->rq = n;
+        r->rq_cap = ncap;
+    }
+    rq_ent e = {id, idx};
+    size_t i = r->rq_len++;
+    while (i > 0 && rq_less(e, r->rq[(i - 1) / 2])) {
+        r->rq[i] = r->rq[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    r->rq[i] = e;
+    return 0;
+}
+
+static void rq_pop(gp_rel *r) {
+    rq_ent last = r->rq[--r->rq_len];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= r->rq_len)
+            break;
+        if (c + 1 < r->rq_len && rq_less(r->rq[c + 1], r->rq[c]))
+            c++;
+        if (!rq_less(r->rq[c], last))
+            break;
+        r->rq[i] = r->rq[c];
+        i = c;
+    }
+    if (r->rq_len)
+        r->rq[i] = last;
+}
+
+/* The lowest lost chunk, after dropping entries that are no longer lost. */
+static int rq_front(gp_rel *r, smsg **m, uint32_t *idx) {
+    while (r->rq_len) {
+        rq_ent e = r->rq[0];
+        smsg *s = sm_get(r, e.id);
+        if (s && s->st[e.idx] == CH_LOST) {
+            *m = s;
+            *idx = e.idx;
+            return 1;
+        }
+        rq_pop(r);
+    }
+    return 0;
+}
+
+/* ---- sent packet ring: pns [sr_base, next_pn) at pn & (cap - 1) ---- */
+
+static srec *sr_get(const gp_rel *r, uint64_t pn) {
+    if (pn < r->sr_base || pn >= r->next_pn)
+        return NULL;
+    srec *s = &r->sr[pn & (r->sr_cap - 1)];
+    return s->pn == pn ? s : NULL;
+}
+
+static int sr_reserve(gp_rel *r) {
+    if (r->next_pn - r->sr_base < r->sr_cap)
+        return 0;
+    if (r->sr_cap >= SR_RING_MAX)
+        return GP_ERR_BUFFER; /* the caller resolves the oldest first */
+    size_t ncap = r->sr_cap ? r->sr_cap * 2 : 64;
+    srec *n = malloc(ncap * sizeof *n);
+    if (!n)
+        return GP_ERR_NOMEM;
+    for (uint64_t pn = r->sr_base; pn < r->next_pn; pn++)
+        n[pn & (ncap - 1)] = r->sr[pn & (r->sr_cap - 1)];
+    free(r->sr);
+    r->sr = n;
+    r->sr_cap = ncap;
+    return 0;
+}
+
+static void sr_advance(gp_rel *r) {
+    while (r->sr_base < r->next_pn) {
+        srec *s = &r->sr[r->sr_base & (r->sr_cap - 1)];
+        if (!(s->flags & SF_RESOLVED))
+            break;
+        r->sr_base++;
+    }
+}
+
+/* ---- receiver message ring: ids [rx_floor, rx_floor + cap) at id & (cap - 1) ---- */
+
+static rmsg *rm_get(const gp_rel *r, uint64_t id) {
+    if (id < r->rx_floor || id - r->rx_floor >= r->rm_cap)
+        return NULL;
+    rmsg *m = r->rm[id & (r->rm_cap - 1)];
+    return m && m->id == id ? m : NULL;
+}
+
+/* Finds or creates the record of message id (rx_floor <= id < rx_floor + MSG_WINDOW). */
+static rmsg *rm_make(gp_rel *r, uint64_t id) {
+    rmsg *m = rm_get(r, id);
+    if (m)
+        return m;
+    if (id - r->rx_floor >= r->rm_cap) {
+        size_t ncap = r->rm_cap ? r->rm_cap : 16;
+        while (id - r->rx_floor >= ncap)
+            ncap *= 2;
+        rmsg **n = calloc(ncap, sizeof *n);
+        if (!n)
+            return NULL;
+        for (size_t i = 0; i < r->rm_cap; i++)
+            if (r->rm[i])
+                n[r->rm[i]->id & (ncap - 1)] = r->rm[i];
+        free(r->rm);
+        r->rm = n;
+        r->rm_cap = ncap;
+    }
+    m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->id = id;
+    m->dep = NONE;
+    r->rm[id & (r->rm_cap - 1)] = m;
+    return m;
+}
+
+static void rmsg_free(rmsg *m) {
+    if (!m)
+        return;
+    free(m->bits);
+    free(m->data);
+    free(m);
+}
+
+/* ---- lifecycle ---- */
+
+static void bbr_set(gp_rel *r);
+
+gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
+    gp_rel_config def;
+    gp_rel *r = NULL;
+    if (!cfg) {
+        gp_rel_config_init(&def);
+        cfg = &def;
+    }
+    if (gp_rel_config_check(cfg))
+        goto fail;
+    r = calloc(1, sizeof *r);
+    if (!r)
+        goto fail;
+    r->cfg = *cfg;
+    r->now = now_ns;
+    r->rng = cfg->seed;
+    r->last_rx = r->last_tx = now_ns;
+    r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - FEC_RESERVE - ACK_ROOM;
+    r->srtt = INITIAL_RTT_NS;
+    r->rttvar = INITIAL_RTT_NS / 2;
+    r->min_rtt = NONE;
+    r->round_min_rtt = NONE;
+    r->bbr_state = BBR_STARTUP;
+    r->pacing_gain = r->cwnd_gain = STARTUP_GAIN;
+    r->cwnd = (uint64_t)IW_PACKETS * cfg->max_payload;
+    /* Before any sample, pace the initial window over a guessed 100 ms round trip at the
+     * startup gain: fast enough that a first response is not held back by pacing. */
+    r->pacing_rate = (uint64_t)(STARTUP_GAIN * (double)r->cwnd * 10.0);
+    r->cycle_idx = (int)(rng_next(r) % 8);
+    for (size_t i = 0; i < FEC_RX_SLOTS; i++)
+        r->slot[i].pn = NONE;
+    return r;
+fail:
+    gp_rel_free(r);
+    return NULL;
+}
+
+void gp_rel_free(gp_rel *r) {
+    if (!r)
+        return;
+    for (uint64_t id = r->sm_floor; id < r->next_id; id++)
+        smsg_free(r->sm[id & (r->sm_cap - 1)]);
+    free(r->sm);
+    for (size_t i = 0; i < r->lanes_cap; i++)
+        free(r->lanes[i]);
+    free(r->lanes);
+    free(r->rq);
+    free(r->sr);
+    for (size_t i = 0; i < r->rm_cap; i++)
+        rmsg_free(r->rm[i]);
+    free(r->rm);
+    while (r->dq_head) {
+        dq *n = r->dq_head;
+        r->dq_head = n->next;
+        free(n->data);
+        free(n);
+    }
+    free(r->lent);
+    free(r->fec_img);
+    free(r->fec_slots);
+    for (size_t b = 0; b < FEC_RX_BLOCKS; b++)
+        for (unsigned i = 0; i < r->blk[b].nrep; i++)
+            free(r->blk[b].rep[i]);
+    free(r);
+}
+
+int gp_rel_dead(const gp_rel *r) {
+    return r->dead;
+}
+
+static uint64_t advance_now(gp_rel *r, uint64_t now) {
+    if (now > r->now) /* a clock that steps back is treated as standing still */
+        r->now = now;
+    return r->now;
+}
+
+/* ---- sending messages ---- */
+
+size_t gp_rel_send_space(const gp_rel *r) {
+    if (r->dead || r->next_id - r->sm_floor >= MSG_WINDOW)
+        return 0;
+    if (r->sbuf_bytes == 0)
+        return r->cfg.max_message;
+    size_t room = r->sbuf_bytes < r->cfg.send_buffer ? r->cfg.send_buffer - r->sbuf_bytes : 0;
+    return room < r->cfg.max_message ? room : r->cfg.max_message;
+}
+
+static size_t chunk_len(const smsg *m, uint32_t idx) {
+    size_t off = (size_t)idx * m->csz;
+    return m->len - off < m->csz ? m->len - off : m->csz;
+}
+
+int gp_rel_send(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len) {
+    if (r->dead)
+        return GP_ERR_STATE;
+    if (len == 0)
+        return GP_ERR_INVALID;
+    if (len > r->cfg.max_message)
+        return GP_ERR_TOO_LARGE;
+    if (r->next_id - r->sm_floor >= MSG_WINDOW)
+        return GP_ERR_BUFFER;
+    if (r->sbuf_bytes && r->sbuf_bytes + len > r->cfg.send_buffer)
+        return GP_ERR_BUFFER;
+    if (sm_reserve(r))
+        return GP_ERR_NOMEM;
+    slane *l = lane_get(r, lane);
+    if (!l)
+        return GP_ERR_NOMEM;
+    uint64_t id = r->next_id;
+    /* The previous message of the lane is named only while it may be undelivered: every id
+     * below sm_floor is fully acked, hence complete at the receiver, hence delivered (its
+     * own dep is older still, so by induction the whole prefix is delivered). */
+    uint64_t dep_delta = l->last_id != NONE && l->last_id >= r->sm_floor ? id - l->last_id : 0;
+
+    /* Chunk size: what fits in a data packet after the packet header, the room a repair
+     * header needs and the room kept for a piggybacked ACK, minus this message's fragment
+     * header at its largest. Fixed per message, so chunk i is the same bytes in every
+     * retransmission and the receiver tracks one bit per chunk. */
+    size_t B = r->chunk_budget;
+    size_t hs = 1 + vlen(id) + vlen(dep_delta) + vlen(lane) + vlen(len);
+    int single = hs + len <= B;
+    size_t csz = single ? len : B - hs - vlen(B) - vlen(len);
+    size_t nchunks = single ? 1 : (len + csz - 1) / csz;
+
+    smsg *m = calloc(1, sizeof *m + nchunks * (sizeof(uint64_t) + 1));
+    if (!m)
+        goto nomem;
+    m->data = malloc(len);
+    if (!m->data)
+        goto nomem;
+    memcpy(m->data, msg, len);
+    m->cpn = (uint64_t *)(m + 1);
+    m->st = (uint8_t *)(m->cpn + nchunks);
+    m->id = id;
+    m->dep_delta = dep_delta;
+    m->lane = lane;
+    m->single = single;
+    m->len = len;
+    m->csz = csz;
+    m->nchunks = (uint32_t)nchunks;
+    r->sm[id & (r->sm_cap - 1)] = m;
+    r->next_id++;
+    r->sbuf_bytes += len;
+    if (l->qtail)
+        l->qtail->qnext = m;
+    else
+        l->qhead = m;
+    l->qtail = m;
+    l->last_id = id;
+    rr_add(r, l);
+    r->st.msgs_sent++;
+    return 0;
+nomem:
+    if (m)
+        smsg_free(m);
+    if (l->last_id == NONE && !l->qhead)
+        lane_remove(r, l);
+    return GP_ERR_NOMEM;
+}
+
+/* Frees fully acked messages at the floor; their lanes go when nothing else refers to them. */
+static void sm_advance(gp_rel *r) {
+    while (r->sm_floor < r->next_id) {
+        smsg *m = r->sm[r->sm_floor & (r->sm_cap - 1)];
+        if (m->nacked < m->nchunks)
+            break;
+        r->sbuf_bytes -= m->len;
+        slane *l = lane_find(r, m->lane);
+        if (l && !l->qhead && l->last_id == m->id)
+            lane_remove(r, l);
+        r->sm[r->sm_floor & (r->sm_cap - 1)] = NULL;
+        smsg_free(m);
+        r->sm_floor++;
+    }
+}
+
+static void chunk_acked(gp_rel *r, uint64_t id, uint32_t idx) {
+    smsg *m = sm_get(r, id);
+    if (!m || idx >= m->nchunks || m->st[idx] == CH_ACKED)
+        return;
+    if (m->st[idx] == CH_LOST)
+        r->rq_valid--;
+    m->st[idx] = CH_ACKED;
+    if (++m->nacked == m->nchunks) {
+        free(m->data);
+        m->data = NULL;
+    }
+}
+
+/* ---- RTT, PTO ---- */
+
+static void rtt_update(gp_rel *r, uint64_t sample, uint64_t ack_delay, uint64_t now) {
+    if (sample == 0)
+        sample = 1;
+    r->latest_rtt = sample;
+    /* min_rtt over a 10 s window (BBR's filter), so a route change is noticed. */
+    if (!r->have_rtt || sample <= r->min_rtt || now - r->min_rtt_stamp > MIN_RTT_WINDOW_NS) {
+        r->min_rtt = sample;
+        r->min_rtt_stamp = now;
+    }
+    if (sample < r->round_min_rtt)
+        r->round_min_rtt = sample;
+    /* The peer's reported delay is trusted up to its ack timer plus the send jitter its
+     * caller may add (RFC 9002 caps at max_ack_delay alone; ours also covers jitter). */
+    ack_delay = u64min(ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS);
+    /* RFC 9002 §5.3 subtracts the delay only if the result stays >= min_rtt, else not at
+     * all; but min_rtt itself holds some ack delay, so with jittered acks nothing would ever
+     * be subtracted. Subtract, then clamp at min_rtt. */
+    uint64_t adj = sample > ack_delay ? u64max(sample - ack_delay, r->min_rtt) : sample;
+    if (!r->have_rtt) {
+        r->have_rtt = 1;
+        r->srtt = adj;
+        r->rttvar = adj / 2;
+    } else {
+        uint64_t d = r->srtt > adj ? r->srtt - adj : adj - r->srtt;
+        r->rttvar = (3 * r->rttvar + d) / 4;
+        r->srtt = (7 * r->srtt + adj) / 8;
+    }
+}
+
+static uint64_t pto_interval(const gp_rel *r) {
+    uint64_t base = r->srtt + u64max(4 * r->rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
+    /* RFC 9002 doubles without bound; on a link that blacks out for seconds that means
+     * minutes of silence after it comes back. The backoff stops at 2 s (or at the base
+     * interval if that is longer). */
+    uint64_t cap = u64max(GP_REL_PTO_CAP_NS, base), v = base;
+    for (unsigned i = 0; i < r->pto_count && v < cap; i++)
+        v *= 2;
+    return u64min(v, cap);
+}
+
+static void set_pto(gp_rel *r) {
+    r->pto_deadline = r->eliciting_inflight ? r->last_eliciting_sent + pto_interval(r) : 0;
+}
+
+/* ---- BBR-like congestion control ----
+ * Loss-based controllers (Reno, Cubic) halve on every loss: at 5-30% random loss the window
+ * never grows. BBR models the path instead (bottleneck bandwidth = max delivery rate over
+ * 10 rounds, propagation delay = min RTT) and ignores loss. Plain BBR still decays at high
+ * random loss, because the delivery rate it measures is (1 - p) x what it sent, and its
+ * 1.25 probing gain cannot make up more than 20% loss. So a sample taken while the RTT shows
+ * no standing queue is divided by (1 - p), p being the loss the peer measures: random loss
+ * then no longer shrinks the estimate. While a queue stands (RTT above min_rtt) the raw
+ * delivery rate is the bottleneck rate itself and is used as is — a full queue is exactly
+ * when losses may be congestive, so congestion still caps the rate. */
+
+static uint64_t bdp_bytes(const gp_rel *r, double gain) {
+    if (!r->bw || !r->have_rtt)
+        return (uint64_t)IW_PACKETS * r->cfg.max_payload;
+    return (uint64_t)(gain * (double)r->bw * (double)r->min_rtt / 1e9);
+}
+
+static void bbr_set(gp_rel *r) {
+    uint64_t mss = r->cfg.max_payload;
+    if (!r->bw)
+        return;
+    uint64_t c = bdp_bytes(r, r->cwnd_gain) + 3 * mss;
+    if (!r->filled_pipe)
+        c = u64max(c, (uint64_t)IW_PACKETS * mss);
+    r->cwnd = u64max(c, (uint64_t)MIN_CWND_PACKETS * mss);
+    uint64_t p = (uint64_t)(r->pacing_gain * (double)r->bw);
+    /* Floor: never slower than a minimum window per smoothed RTT. */
+    uint64_t floor = (uint64_t)MIN_CWND_PACKETS * mss * SEC / u64max(r->srtt, GRANULARITY_NS);
+    p = u64max(p, floor);
+    r->pacing_rate = r->filled_pipe ? p : u64max(r->pacing_rate, p);
+}
+
+static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_delivered,
+                       uint64_t interval, int app_limited, uint64_t rs_rtt) {
+    int round_start = 0;
+    if (rs_valid && prior_delivered >= r->next_round_delivered) {
+        r->next_round_delivered = r->delivered;
+        r->round_count++;
+        round_start = 1;
+    }
+    if (r->app_limited_until && r->delivered > r->app_limited_until)
+        r->app_limited_until = 0;
+    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt) {
+        uint64_t d = r->delivered - prior_delivered;
+        double bw = (double)d * 1e9 / (double)interval;
+        uint64_t quiet = r->min_rtt + u64max(r->min_rtt / 8, 10 * MS);
+        if (rs_rtt <= quiet) {
+            double p = r->peer_loss < 0.5 ? r->peer_loss : 0.5;
+            bw /= 1.0 - p;
+        }
+        uint64_t b = (uint64_t)bw;
+        if (!app_limited || b >= r->bw) {
+            size_t s = r->round_count % BW_ROUNDS;
+            if (r->bw_slot_round[s] != r->round_count) {
+                r->bw_slot_round[s] = r->round_count;
+                r->bw_slot[s] = 0;
+            }
+            r->bw_slot[s] = u64max(r->bw_slot[s], b);
+        }
+        uint64_t best = 0;
+        for (size_t i = 0; i < BW_ROUNDS; i++)
+            if (r->bw_slot_round[i] + BW_ROUNDS > r->round_count)
+                best = u64max(best, r->bw_slot[i]);
+        r->bw = best;
+    }
+    if (round_start) {
+        if (!r->filled_pipe && !app_limited && r->bw) {
+            if (r->bw >= r->full_bw + r->full_bw / 4) {
+                r->full_bw = r->bw;
+                r->full_bw_count = 0;
+            } else if (++r->full_bw_count >= 3) {
+                r->filled_pipe = 1;
+            }
+        }
+        /* A whole round whose best RTT sits well above min_rtt means a standing queue: the
+         * pipe is full even if the bandwidth samples still grow (they grow with loss
+         * compensation while we overfill). Leave startup before the queue overflows. */
+        if (!r->filled_pipe && r->have_rtt && r->round_min_rtt != NONE &&
+            r->round_min_rtt > r->min_rtt + r->min_rtt / 4 + 20 * MS)
+            r->filled_pipe = 1;
+        r->round_min_rtt = NONE;
+    }
+    if (r->bbr_state == BBR_STARTUP && r->filled_pipe) {
+        r->bbr_state = BBR_DRAIN;
+        r->pacing_gain = 1.0 / STARTUP_GAIN;
+        r->cwnd_gain = STARTUP_GAIN;
+    }
+    if (r->bbr_state == BBR_DRAIN && r->inflight <= bdp_bytes(r, 1.0)) {
+        r->bbr_state = BBR_PROBE_BW;
+        r->cycle_idx = (int)(rng_next(r) % 7);
+        if (r->cycle_idx >= 1) /* never start in the draining phase */
+            r->cycle_idx++;
+        r->cycle_stamp = now;
+        r->cwnd_gain = 2.0;
+    }
+    if (r->bbr_state == BBR_PROBE_BW) {
+        if (r->have_rtt && now - r->cycle_stamp > r->min_rtt) {
+            r->cycle_idx = (r->cycle_idx + 1) % 8;
+            r->cycle_stamp = now;
+        }
+        r->pacing_gain = bbr_cycle[r->cycle_idx];
+    }
+    bbr_set(r);
+}
+
+/* ---- loss detection (RFC 9002 §6) ---- */
+
+static void det_loss_sample(gp_rel *r, int lost) {
+    r->det_loss += ((lost ? 1.0 : 0.0) - r->det_loss) / 64.0;
+}
+
+static void on_lost(gp_rel *r, srec *s) {
+    s->flags |= SF_RESOLVED;
+    if (!(s->flags & SF_INFLIGHT))
+        return;
+    r->inflight -= s->size;
+    if (s->flags & SF_ELICITING)
+        r->eliciting_inflight--;
+    r->st.pkts_lost++;
+    det_loss_sample(r, 1);
+    for (unsigned i = 0; i < s->nrefs; i++) {
+        smsg *m = sm_get(r, s->refs[i].id);
+        uint32_t idx = s->refs[i].idx;
+        /* Only the newest copy decides: an older packet's loss says nothing about a chunk
+         * already sent again. */
+        if (m && m->st[idx] == CH_FLIGHT && m->cpn[idx] == s->pn && rq_push(r, m->id, idx) == 0) {
+            m->st[idx] = CH_LOST;
+            r->rq_valid++;
+        }
+    }
+}
+
+static void detect_lost(gp_rel *r, uint64_t now) {
+    r->loss_time = 0;
+    if (!r->has_largest_acked)
+        return;
+    uint64_t rtt = u64max(r->latest_rtt, r->srtt);
+    uint64_t delay = u64max(rtt * 9 / 8, GRANULARITY_NS);
+    uint64_t end = u64min(r->largest_acked, r->next_pn);
+    for (uint64_t pn = r->sr_base; pn < end; pn++) {
+        srec *s = &r->sr[pn & (r->sr_cap - 1)];
+        if ((s->flags & SF_RESOLVED) || !(s->flags & SF_INFLIGHT))
+            continue;
+        /* An FEC source is not lost by the packet threshold until an ack newer than its
+         * last repair arrives: the receiver may still rebuild it, and counting it lost
+         * before that would retransmit what FEC already carried. */
+        int by_pkt = !(s->flags & SF_FEC_PENDING) && r->largest_acked >= pn + PKT_THRESHOLD &&
+                     (s->fec_end == 0 || r->largest_acked > s->fec_end);
+        if (by_pkt || now >= s->loss_ref + delay) {
+            on_lost(r, s);
+        } else {
+            uint64_t t = s->loss_ref + delay;
+            if (!r->loss_time || t < r->loss_time)
+                r->loss_time = t;
+        }
+    }
+    sr_advance(r);
+}
+
+/* ---- received packet numbers ---- */
+
+/* 1 if pn was received already, or is too old to tell (below the floor). */
+static int rx_seen(const gp_rel *r, uint64_t pn) {
+    if (pn < r->rx_pn_floor)
+        return 1;
+    for (size_t i = r->nranges; i-- > 0;) {
+        if (pn > r->rng_[i].hi)
+            return 0;
+        if (pn >= r->rng_[i].lo)
+            return 1;
+    }
+    return 0;
+}
+
+static void rx_ranges_drop_below(gp_rel *r, uint64_t floor) {
+    size_t k = 0;
+    while (k < r->nranges && r->rng_[k].hi < floor)
+        k++;
+    memmove(r->rng_, r->rng_ + k, (r->nranges - k) * sizeof *r->rng_);
+    r->nranges -= k;
+    if (r->nranges && r->rng_[0].lo < floor)
+        r->rng_[0].lo = floor;
+    if (floor > r->rx_pn_floor)
+        r->rx_pn_floor = floor;
+}
+
+static void rx_add(gp_rel *r, uint64_t pn) {
+    size_t n = r->nranges, i = 0;
+    while (i < n && r->rng_[i].lo <= pn)
+        i++;
+    /* ranges[i-1].lo <= pn < ranges[i].lo; pn is not inside ranges[i-1] (rx_seen said so) */
+    if (i > 0 && r->rng_[i - 1].hi + 1 == pn) {
+        r->rng_[i - 1].hi = pn;
+        if (i < n && r->rng_[i].lo == pn + 1) {
+            r->rng_[i - 1].hi = r->rng_[i].hi;
+            memmove(r->rng_ + i, r->rng_ + i + 1, (n - i - 1) * sizeof *r->rng_);
+            r->nranges--;
+        }
+        return;
+    }
+    if (i < n && r->rng_[i].lo == pn + 1) {
+        r->rng_[i].lo = pn;
+        return;
+    }
+    if (n == RANGES_STORED) {
+        /* Bounded: forget the oldest range. Its packets were acked in many ACK frames
+         * already (each ACK repeats the newest ranges). */
+        if (i == 0)
+            return;
+        rx_ranges_drop_below(r, r->rng_[0].hi + 1);
+        i--;
+        n = r->nranges;
+    }
+    memmove(r->rng_ + i + 1, r->rng_ + i, (n - i) * sizeof *r->rng_);
+    r->rng_[i] = (pnrange){pn, pn};
+    r->nranges++;
+}
+
+/* Loss the receiver measures: packet-number gaps over windows of 32 packets, smoothed.
+ * A late packet takes back a miss. Packets rebuilt by FEC stay counted as missing: this
+ * measures the channel, which is what the sender sizes FEC from. */
+static void rx_loss_count(gp_rel *r, uint64_t pn) {
+    if (!r->has_rx || pn > r->rx_largest) {
+        uint64_t gap = r->has_rx ? pn - r->rx_largest - 1 : pn;
+        r->loss_miss += (unsigned)u64min(gap, 256);
+    } else if (r->loss_miss) {
+        r->loss_miss--;
+    }
+    r->loss_seen++;
+    unsigned tot = r->loss_seen + r->loss_miss;
+    if (tot >= 32) {
+        double sample = (double)r->loss_miss / tot;
+        r->rx_loss += (sample - r->rx_loss) / 4;
+        r->loss_seen = r->loss_miss = 0;
+    }
+}
+
+/* ---- frames ---- */
+
+typedef struct frame {
+    uint8_t type;
+    /* ACK */
+    uint64_t largest, delay_us, loss_bp, nranges, first;
+    const uint8_t *ranges, *ranges_end;
+    /* MSG / MSG_CHUNK */
+    uint64_t id, dep_delta, lane, len, csz, idx;
+    /* REPAIR */
+    uint64_t back, k, ridx, L;
+    const uint8_t *data;
+    size_t dlen;
+} frame;
+
+/* Iterates the ACK ranges after the first: *hi, *lo in, the next range out. The ranges were
+ * validated by frame_decode. */
+static const uint8_t *ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi,
+                                     uint64_t *lo) {
+    uint64_t gap, len;
+    p = vget(p, end, &gap);
+    p = vget(p, end, &len);
+    if (!p || *lo < gap + 2)
+        return NULL;
+    *hi = *lo - gap - 2;
+    if (*hi < len)
+        return NULL;
+    *lo = *hi - len;
+    return p;
+}
+
+/* Decodes one frame at p. Returns the position after it, or NULL with *err set. pn is the
+ * packet's number (a repair refers back from it). Checks everything that does not depend on
+ * the receiver's message state. */
+static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *p,
+                                   const uint8_t *end, frame *f, int *err) {
+    *err = GP_ERR_MALFORMED;
+    memset(f, 0, sizeof *f);
+    if (p >= end)
+        return NULL;
+    f->type = *p++;
+    switch (f->type) {
+    case FT_PING:
+        return p;
+    case FT_ACK: {
+        p = vget(p, end, &f->largest);
+        p = vget(p, end, &f->delay_us);
+        p = vget(p, end, &f->loss_bp);
+        p = vget(p, end, &f->nranges);
+        p = vget(p, end, &f->first);
+        if (!p || f->loss_bp > 10000 || f->nranges > ACK_RANGES_MAX_DECODE)
+            return NULL;
+        /* An ack for a packet number we never sent is a lie (or an optimistic-ack attack
+         * to inflate our rate): reject the whole packet. */
+        if (f->largest >= r->next_pn || f->first > f->largest)
+            return NULL;
+        f->ranges = p;
+        uint64_t hi = f->largest, lo = f->largest - f->first;
+        for (uint64_t i = 0; i < f->nranges; i++) {
+            p = ack_next_range(p, end, &hi, &lo);
+            if (!p)
+                return NULL;
+        }
+        f->ranges_end = p;
+        return p;
+    }
+    case FT_MSG:
+    case FT_MSG_CHUNK: {
+        p = vget(p, end, &f->id);
+        p = vget(p, end, &f->dep_delta);
+        p = vget(p, end, &f->lane);
+        p = vget(p, end, &f->len);
+        if (f->type == FT_MSG_CHUNK) {
+            p = vget(p, end, &f->csz);
+            p = vget(p, end, &f->idx);
+        }
+        if (!p || f->lane > UINT32_MAX || f->dep_delta > f->id || f->len == 0)
+            return NULL;
+        if (f->len > r->cfg.max_message) {
+            *err = GP_ERR_TOO_LARGE;
+            return NULL;
+        }
+        if (f->type == FT_MSG) {
+            f->dlen = (size_t)f->len;
+        } else {
+            if (f->csz < MIN_CHUNK || f->csz >= f->len)
+                return NULL;
+            uint64_t nchunks = (f->len + f->csz - 1) / f->csz;
+            if (f->idx >= nchunks)
+                return NULL;
+            uint64_t off = f->idx * f->csz;
+            f->dlen = (size_t)u64min(f->csz, f->len - off);
+        }
+        if ((size_t)(end - p) < f->dlen)
+            return NULL;
+        f->data = p;
+        return p + f->dlen;
+    }
+    case FT_REPAIR:
+        p = vget(p, end, &f->back);
+        p = vget(p, end, &f->k);
+        p = vget(p, end, &f->ridx);
+        p = vget(p, end, &f->L);
+        if (!p || f->k == 0 || f->k > FEC_K_MAX || f->ridx >= FEC_M_MAX || f->back < f->k ||
+            f->back > pn || f->L < 3 || f->L > r->cfg.max_payload || (uint64_t)(end - p) < f->L)
+            return NULL;
+        f->data = p;
+        f->dlen = (size_t)f->L;
+        return p + f->L;
+    default:
+        return NULL;
+    }
+}
+
+/* ---- acks received (sender side) ---- */
+
+typedef struct rate_sample {
+    int valid, app_limited;
+    uint64_t prior_delivered, prior_time, send_elapsed, rtt;
+} rate_sample;
+
+static void on_acked(gp_rel *r, srec *s, uint64_t now, rate_sample *rs) {
+    s->flags |= SF_RESOLVED;
+    r->st.bytes_acked += s->size;
+    if (s->flags & SF_INFLIGHT) {
+        r->inflight -= s->size;
+        if (s->flags & SF_ELICITING)
+            r->eliciting_inflight--;
+        det_loss_sample(r, 0);
+        r->delivered += s->size;
+        r->delivered_time = now;
+        if (!rs->valid || s->delivered > rs->prior_delivered) {
+            rs->valid = 1;
+            rs->prior_delivered = s->delivered;
+            rs->prior_time = s->delivered_time;
+            rs->app_limited = !!(s->flags & SF_APP_LIMITED);
+            rs->send_elapsed = s->sent_at - s->first_sent_time;
+            rs->rtt = now > s->sent_at ? now - s->sent_at : 0;
+            r->first_sent_time = s->sent_at;
+        }
+    }
+    /* The peer has seen our ACK frame up to ack_largest: stop repeating those ranges
+     * (RFC 9000 §13.2.4), which keeps ACK frames small. */
+    if (s->ack_largest != NONE)
+        rx_ranges_drop_below(r, s->ack_largest + 1);
+    for (unsigned i = 0; i < s->nrefs; i++)
+        chunk_acked(r, s->refs[i].id, s->refs[i].idx);
+}
+
+static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered) {
+    rate_sample rs = {0};
+    uint64_t newly = 0, sent_at = 0;
+    int largest_new = 0, largest_elicit = 0;
+    const uint8_t *p = f->ranges;
+    uint64_t hi = f->largest, lo = f->largest - f->first;
+    for (uint64_t i = 0;; i++) {
+        /* Only the part of the range inside the ring can name unresolved packets: work is
+         * bounded by the ring, whatever the ranges claim. */
+        if (hi >= r->sr_base) {
+            uint64_t top = u64min(hi, r->next_pn - 1), bot = u64max(lo, r->sr_base);
+            for (uint64_t pn = top + 1; pn-- > bot;) {
+                srec *s = sr_get(r, pn);
+                if (!s || (s->flags & SF_RESOLVED))
+                    continue;
+                if (pn == f->largest) {
+                    largest_new = 1;
+                    largest_elicit = !!(s->flags & SF_ELICITING);
+                    sent_at = s->sent_at;
+                }
+                newly++;
+                on_acked(r, s, now, &rs);
+            }
+        }
+        if (i == f->nranges)
+            break;
+        p = ack_next_range(p, f->ranges_end, &hi, &lo);
+    }
+    if (!r->has_largest_acked || f->largest > r->largest_acked) {
+        r->has_largest_acked = 1;
+        r->largest_acked = f->largest;
+    }
+    r->peer_loss = (double)f->loss_bp / 10000.0;
+    /* RTT from the largest newly acked, ack-eliciting packet only (RFC 9002 §5.1): the peer
+     * may hold an ACK for other packets. An ACK rebuilt by FEC arrived late: no sample. */
+    if (largest_new && largest_elicit && !recovered && now >= sent_at)
+        rtt_update(r, now - sent_at, f->delay_us * 1000, now);
+    if (newly)
+        r->pto_count = 0;
+    detect_lost(r, now);
+    if (newly) {
+        uint64_t ack_elapsed = r->delivered_time - rs.prior_time;
+        uint64_t interval = u64max(rs.send_elapsed, ack_elapsed);
+        bbr_on_ack(r, now, rs.valid, rs.prior_delivered, interval, rs.app_limited, rs.rtt);
+    }
+    sr_advance(r);
+    sm_advance(r);
+    set_pto(r);
+}
+
+/* ---- messages received ---- */
+
+static void rx_floor_advance(gp_rel *r) {
+    for (;;) {
+        rmsg *m = rm_get(r, r->rx_floor);
+        if (!m || !m->delivered)
+            return;
+        r->rm[m->id & (r->rm_cap - 1)] = NULL;
+        rmsg_free(m);
+        r->rx_floor++;
+    }
+}
+
+/* Delivers m if its lane predecessor was delivered, then whatever waited on it. */
+static int try_deliver(gp_rel *r, rmsg *m) {
+    for (;;) {
+        if (m->dep != NONE && m->dep >= r->rx_floor) {
+            rmsg *d = rm_get(r, m->dep);
+            if (!d || !d->delivered) {
+                if (!d && !(d = rm_make(r, m->dep)))
+                    return GP_ERR_NOMEM;
+                d->has_waiter = 1;
+                d->waiter = m->id;
+                return 0;
+            }
+        }
+        dq *n = malloc(sizeof *n);
+        if (!n)
+            return GP_ERR_NOMEM;
+        n->next = NULL;
+        n->lane = m->lane;
+        n->len = m->len;
+        n->data = m->data;
+        m->data = NULL;
+        if (r->dq_tail)
+            r->dq_tail->next = n;
+        else
+            r->dq_head = n;
+        r->dq_tail = n;
+        m->delivered = 1;
+        r->st.msgs_delivered++;
+        int hw = m->has_waiter;
+        uint64_t w = m->waiter;
+        rx_floor_advance(r); /* may free m */
+        if (!hw)
+            return 0;
+        m = rm_get(r, w);
+        if (!m || !m->complete || m->delivered)
+            return 0;
+    }
+}
+
+/* Applies one fragment. Returns 0, 1 if it was refused for lack of room (message window or
+ * receive buffer), or GP_ERR_NOMEM. */
+static int rx_msg(gp_rel *r, const frame *f) {
+    if (f->id < r->rx_floor)
+        return 0; /* delivered already: a retransmission crossed our ack */
+    if (f->id - r->rx_floor >= MSG_WINDOW)
+        return 1;
+    int chunked = f->type == FT_MSG_CHUNK;
+    uint64_t csz = chunked ? f->csz : f->len;
+    rmsg *m = rm_get(r, f->id);
+    /* The oldest undelivered message is always admitted: everything else may wait for it,
+     * so refusing it could deadlock a full buffer. */
+    if ((!m || !m->known) && f->id != r->rx_floor && r->rx_mem + f->len > r->cfg.recv_buffer)
+        return 1;
+    if (!m && !(m = rm_make(r, f->id)))
+        return GP_ERR_NOMEM;
+    if (!m->known) {
+        size_t nchunks = chunked ? (size_t)((f->len + csz - 1) / csz) : 1;
+        m->data = malloc((size_t)f->len);
+        m->bits = calloc((nchunks + 7) / 8, 1);
+        if (!m->data || !m->bits) {
+            free(m->data);
+            free(m->bits);
+            m->data = m->bits = NULL;
+            return GP_ERR_NOMEM;
+        }
+        m->known = 1;
+        m->lane = (uint32_t)f->lane;
+        m->dep = f->dep_delta ? f->id - f->dep_delta : NONE;
+        m->len = (size_t)f->len;
+        m->csz = (size_t)csz;
+        m->nchunks = (uint32_t)nchunks;
+        r->rx_mem += m->len;
+    } else if (m->lane != f->lane || m->len != f->len || m->csz != csz ||
+               m->dep != (f->dep_delta ? f->id - f->dep_delta : NONE) ||
+               (m->nchunks > 1) != chunked) {
+        return 0; /* checked in the first pass; only a packet rebuilt by FEC gets here */
+    }
+    if (m->complete)
+        return 0;
+    uint32_t idx = chunked ? (uint32_t)f->idx : 0;
+    if (m->bits[idx / 8] & (1u << (idx % 8)))
+        return 0;
+    m->bits[idx / 8] |= (uint8_t)(1u << (idx % 8));
+    memcpy(m->data + (size_t)idx * m->csz, f->data, f->dlen);
+    if (++m->nrecv < m->nchunks)
+        return 0;
+    m->complete = 1;
+    free(m->bits);
+    m->bits = NULL;
+    return try_deliver(r, m);
+}
+
+ssize_t gp_rel_recv(gp_rel *r, uint32_t *lane, const uint8_t **msg) {
+    if (r->lent) {
+        free(r->lent);
+        r->rx_mem -= r->lent_len;
+        r->lent = NULL;
+        r->lent_len = 0;
+    }
+    dq *n = r->dq_head;
+    if (!n)
+        return 0;
+    r->dq_head = n->next;
+    if (!r->dq_head)
+        r->dq_tail = NULL;
+    r->lent = n->data;
+    r->lent_len = n->len;
+    *lane = n->lane;
+    *msg = n->data;
+    ssize_t len = (ssize_t)n->len;
+    free(n);
+    return len;
+}
+
+/* ---- FEC, receiving ---- */
+
+static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, const uint8_t *end,
+                     uint64_t now, int recovered);
+
+static void fec_block_free(fec_rx_block *b) {
+    for (unsigned i = 0; i < b->nrep; i++)
+        free(b->rep[i]);
+    memset(b, 0, sizeof *b);
+}
+
+static int fec_slot_has(const gp_rel *r, uint64_t pn) {
+    return r->fec_slots && r->slot[pn % FEC_RX_SLOTS].pn == pn;
+}
+
+/* Rebuilds the missing sources of block b if enough repairs arrived. */
+static void fec_try(gp_rel *r, fec_rx_block *b, uint64_t now) {
+    unsigned unk[FEC_K_MAX], u = 0, missing = 0;
+    for (unsigned j = 0; j < b->k; j++) {
+        uint64_t pn = b->first + j;
+        if (!rx_seen(r, pn))
+            missing++;
+        if (!fec_slot_has(r, pn))
+            unk[u++] = j;
+    }
+    if (!missing) {
+        fec_block_free(b);
+        return;
+    }
+    if (b->nrep < u)
+        return;
+    size_t L = b->L;
+    uint8_t *rhs = malloc((size_t)u * L + L);
+    if (!rhs)
+        return;
+    uint8_t *img = rhs + (size_t)u * L;
+    for (unsigned i = 0; i < u; i++)
+        memcpy(rhs + (size_t)i * L, b->rep[i], L);
+    /* Subtract the known sources from each repair: what remains is a combination of the
+     * unknown ones only. */
+    for (unsigned j = 0, c = 0; j < b->k; j++) {
+        if (c < u && unk[c] == j) {
+            c++;
+            continue;
+        }
+        const fec_slot *s = &r->slot[(b->first + j) % FEC_RX_SLOTS];
+        memset(img, 0, L);
+        img[0] = (uint8_t)(s->len >> 8);
+        img[1] = (uint8_t)s->len;
+        memcpy(img + 2, r->fec_slots + ((b->first + j) % FEC_RX_SLOTS) * r->cfg.max_payload,
+               s->len < L - 2 ? s->len : L - 2);
+        for (unsigned i = 0; i < u; i++)
+            gf_addmul(rhs + (size_t)i * L, img, cauchy(b->idx[i], j), L);
+    }
+    /* Gauss-Jordan on the u x u Cauchy submatrix (always invertible). */
+    uint8_t a[FEC_K_MAX][FEC_K_MAX];
+    for (unsigned i = 0; i < u; i++)
+        for (unsigned c = 0; c < u; c++)
+            a[i][c] = cauchy(b->idx[i], unk[c]);
+    for (unsigned c = 0; c < u; c++) {
+        unsigned piv = c;
+        while (piv < u && !a[piv][c])
+            piv++;
+        if (piv == u)
+            goto out;
+        if (piv != c) {
+            for (unsigned x = 0; x < u; x++) {
+                uint8_t t = a[c][x];
+                a[c][x] = a[piv][x];
+                a[piv][x] = t;
+            }
+            memcpy(img, rhs + (size_t)c * L, L);
+            memcpy(rhs + (size_t)c * L, rhs + (size_t)piv * L, L);
+            memcpy(rhs + (size_t)piv * L, img, L);
+        }
+        uint8_t inv = gf_inv(a[c][c]);
+        for (unsigned x = 0; x < u; x++)
+            a[c][x] = gf_mul(a[c][x], inv);
+        gf_scale(rhs + (size_t)c * L, inv, L);
+        for (unsigned i = 0; i < u; i++) {
+            if (i == c || !a[i][c])
+                continue;
+            uint8_t f = a[i][c];
+            for (unsigned x = 0; x < u; x++)
+                a[i][x] ^= gf_mul(f, a[c][x]);
+            gf_addmul(rhs + (size_t)i * L, rhs + (size_t)c * L, f, L);
+        }
+    }
+    {
+        uint64_t first = b->first;
+        fec_block_free(b); /* before feeding: nothing below may refer to it */
+        for (unsigned c = 0; c < u; c++) {
+            const uint8_t *q = rhs + (size_t)c * L;
+            size_t len = (size_t)q[0] << 8 | q[1];
+            uint64_t pn = first + unk[c];
+            if (len == 0 || len > L - 2 || rx_seen(r, pn))
+                continue;
+            if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && rx_seen(r, pn))
+                r->st.fec_repaired++;
+        }
+    }
+out:
+    free(rhs);
+}
+
+static fec_rx_block *fec_repair_store(gp_rel *r, uint64_t pn, const frame *f) {
+    uint64_t first = pn - f->back;
+    unsigned k = (unsigned)f->k;
+    unsigned missing = 0;
+    for (unsigned j = 0; j < k; j++)
+        missing += !rx_seen(r, first + j);
+    if (!missing)
+        return NULL;
+    fec_rx_block *b = NULL, *victim = NULL;
+    for (size_t i = 0; i < FEC_RX_BLOCKS; i++) {
+        fec_rx_block *x = &r->blk[i];
+        /* Blocks whose sources left the slots can no longer be decoded. */
+        if (x->used && r->has_rx && x->first + x->k + FEC_RX_SLOTS <= r->rx_largest)
+            fec_block_free(x);
+        if (x->used && x->first == first)
+            b = x;
+        /* Victim: a free block, else the oldest one. */
+        if (!victim || (victim->used && (!x->used || x->first < victim->first)))
+            victim = x;
+    }
+    if (b) {
+        if (b->k != k || b->L != f->L)
+            return NULL;
+    } else {
+        b = victim;
+        fec_block_free(b);
+        b->used = 1;
+        b->first = first;
+        b->k = k;
+        b->L = (size_t)f->L;
+    }
+    for (unsigned i = 0; i < b->nrep; i++)
+        if (b->idx[i] == f->ridx)
+            return NULL;
+    if (b->nrep == FEC_M_MAX)
+        return NULL;
+    uint8_t *d = malloc(b->L);
+    if (!d)
+        return NULL;
+    memcpy(d, f->data, b->L);
+    b->idx[b->nrep] = (uint8_t)f->ridx;
+    b->rep[b->nrep++] = d;
+    return b;
+}
+
+static void fec_source_store(gp_rel *r, uint64_t pn, const uint8_t *p, size_t len) {
+    size_t mp = r->cfg.max_payload;
+    if (!r->fec_slots && !(r->fec_slots = malloc(FEC_RX_SLOTS * mp)))
+        return;
+    fec_slot *s = &r->slot[pn % FEC_RX_SLOTS];
+    s->pn = pn;
+    s->len = len;
+    memcpy(r->fec_slots + (pn % FEC_RX_SLOTS) * mp, p, len);
+}
+
+/* ---- receiving packets ---- */
+
+/* Handles the frames p[0..end) of packet pn. The first pass validates everything: nothing
+ * is applied from a packet that is malformed in any part. The second applies. A packet
+ * with a fragment refused for lack of buffer is applied for the rest but not acked (as if
+ * lost): the peer sends its content again, and what we did take (the oldest message is
+ * always taken) is idempotent. */
+static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, const uint8_t *end,
+                     uint64_t now, int recovered) {
+    frame f;
+    int err, eliciting = 0, repair = 0, nframes = 0;
+    for (const uint8_t *q = p; q < end; nframes++) {
+        q = frame_decode(r, pn, q, end, &f, &err);
+        if (!q) {
+            r->st.malformed++;
+            return err;
+        }
+        if (f.type == FT_PING) {
+            eliciting = 1;
+        } else if (f.type == FT_REPAIR) {
+            repair = 1;
+        } else if (f.type == FT_MSG || f.type == FT_MSG_CHUNK) {
+            eliciting = 1;
+            rmsg *m = rm_get(r, f.id);
+            uint64_t csz = f.type == FT_MSG_CHUNK ? f.csz : f.len;
+            if (m && m->known &&
+                (m->lane != f.lane || m->len != f.len || m->csz != csz ||
+                 m->dep != (f.dep_delta ? f.id - f.dep_delta : NONE) ||
+                 (m->nchunks > 1) != (f.type == FT_MSG_CHUNK))) {
+                r->st.malformed++;
+                return GP_ERR_MALFORMED;
+            }
+        }
+    }
+    if (!nframes) {
+        r->st.malformed++;
+        return GP_ERR_MALFORMED;
+    }
+    if (rx_seen(r, pn)) {
+        r->st.duplicates++;
+        r->last_rx = now;
+        return 0;
+    }
+    r->last_rx = now;
+
+    int rc = 0, refused = 0;
+    fec_rx_block *tryb = NULL;
+    for (const uint8_t *q = p; q < end;) {
+        q = frame_decode(r, pn, q, end, &f, &err);
+        if (!q)
+            break;
+        if (f.type == FT_ACK) {
+            on_ack_frame(r, &f, now, recovered);
+        } else if (f.type == FT_MSG || f.type == FT_MSG_CHUNK) {
+            int e = rx_msg(r, &f);
+            if (e > 0)
+                refused = 1;
+            else if (e < 0)
+                rc = e;
+        } else if (f.type == FT_REPAIR && !recovered) {
+            tryb = fec_repair_store(r, pn, &f);
+        }
+    }
+    if (refused) {
+        r->st.dropped_full++;
+        return rc;
+    }
+
+    r->st.pkts_recv++;
+    if (!recovered)
+        rx_loss_count(r, pn);
+    int in_order = !r->has_rx || pn == r->rx_largest + 1;
+    if (!r->has_rx || pn > r->rx_largest) {
+        r->has_rx = 1;
+        r->rx_largest = pn;
+        r->rx_largest_time = now;
+    }
+    rx_add(r, pn);
+    r->ack_dirty = 1;
+    /* Ack every second ack-eliciting packet, at once on a gap (the sender's loss detection
+     * wants to hear about it), else within max_ack_delay. Repair packets only arm the
+     * timer, so they are acked (and leave the sender's flight) without ack ping-pong. */
+    if (eliciting) {
+        if (++r->ack_elicit >= 2 || !in_order)
+            r->ack_now = 1;
+    }
+    if ((eliciting || repair) && !r->ack_deadline)
+        r->ack_deadline = now + GP_REL_MAX_ACK_DELAY_NS;
+
+    /* Decoding runs after the packet is fully applied, and rebuilt packets never decode
+     * further (recovered = 1 skips repairs), so recursion is one level deep. */
+    if (!recovered && (flags & HF_PROTECTED)) {
+        fec_source_store(r, pn, p, (size_t)(end - p));
+        for (size_t i = 0; i < FEC_RX_BLOCKS; i++) {
+            fec_rx_block *b = &r->blk[i];
+            if (b->used && pn >= b->first && pn < b->first + b->k)
+                fec_try(r, b, now);
+        }
+    }
+    if (tryb && tryb->used)
+        fec_try(r, tryb, now);
+    return rc;
+}
+
+int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
+    if (r->dead)
+        return GP_ERR_STATE;
+    uint64_t now = advance_now(r, now_ns);
+    const uint8_t *end = p + len;
+    uint64_t pn;
+    if (len > r->cfg.max_payload || len < 3 || (p[0] & ~HF_PROTECTED)) {
+        r->st.malformed++;
+        return GP_ERR_MALFORMED;
+    }
+    const uint8_t *q = vget(p + 1, end, &pn);
+    if (!q) {
+        r->st.malformed++;
+        return GP_ERR_MALFORMED;
+    }
+    r->st.bytes_recv += len;
+    return rx_packet(r, pn, p[0], q, end, now, 0);
+}
+
+/* ---- FEC, sending ---- */
+
+static int fec_active(const gp_rel *r) {
+    return r->cfg.fec && r->peer_loss >= FEC_MIN_LOSS;
+}
+
+/* Smallest m such that a block of k sources plus m repairs fails to decode (more than m of
+ * the k + m packets lost, losses independent at rate p) with probability <= target. */
+static unsigned fec_repairs(unsigned k, double p, double target) {
+    if (p <= 0)
+        return 0;
+    if (p > 0.5)
+        p = 0.5;
+    for (unsigned m = 0; m < FEC_M_MAX; m++) {
+        unsigned n = k + m;
+        double pmf = 1, cdf;
+        for (unsigned i = 0; i < n; i++)
+            pmf *= 1 - p;
+        cdf = pmf;
+        for (unsigned i = 0; i < m; i++) {
+            pmf *= (double)(n - i) / (double)(i + 1) * p / (1 - p);
+            cdf += pmf;
+        }
+        if (1 - cdf <= target)
+            return m;
+    }
+    return FEC_M_MAX;
+}
+
+static uint64_t fec_hold(const gp_rel *r) {
+    uint64_t h = r->srtt / 4;
+    return h < 5 * MS ? 5 * MS : h > 50 * MS ? 50 * MS : h;
+}
+
+static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
+    for (uint64_t pn = r->fec_first; pn < r->fec_first + r->fec_k; pn++) {
+        srec *s = sr_get(r, pn);
+        if (!s || (s->flags & SF_RESOLVED))
+            continue;
+        s->flags &= (uint8_t)~SF_FEC_PENDING;
+        s->fec_end = last_repair_pn;
+        if (last_repair_pn)
+            s->loss_ref = u64max(s->loss_ref, now);
+    }
+    r->fec_closing = 0;
+    r->fec_k = 0;
+}
+
+/* Closes the open block: `tail` when the burst ended (nothing more to send), where a lost
+ * packet could only be found by a timeout, so FEC aims high; a full block in the middle of
+ * a transfer aims lower and leaves the rest to fast retransmission. */
+static void fec_close(gp_rel *r, int tail, uint64_t now) {
+    r->fec_open = 0;
+    double p = r->peer_loss;
+    unsigned m = fec_repairs(r->fec_k, p, tail ? FEC_TAIL_TARGET : FEC_MID_TARGET);
+    if (m > r->fec_k + 3)
+        m = r->fec_k + 3;
+    if (!r->cfg.fec || m == 0) {
+        fec_finalize(r, 0, now);
+        return;
+    }
+    r->fec_closing = 1;
+    r->fec_m = m;
+    r->fec_m_sent = 0;
+}
+
+static int fec_add(gp_rel *r, uint64_t pn, const uint8_t *frames, size_t len, uint64_t now) {
+    size_t stride = 2 + r->cfg.max_payload;
+    if (!r->fec_img && !(r->fec_img = malloc(FEC_K_TARGET * stride)))
+        return GP_ERR_NOMEM;
+    if (!r->fec_open) {
+        r->fec_open = 1;
+        r->fec_first = pn;
+        r->fec_k = 0;
+        r->fec_L = 0;
+        r->fec_opened_at = now;
+    }
+    uint8_t *img = r->fec_img + r->fec_k * stride;
+    img[0] = (uint8_t)(len >> 8);
+    img[1] = (uint8_t)len;
+    memcpy(img + 2, frames, len);
+    memset(img + 2 + len, 0, stride - 2 - len);
+    if (2 + len > r->fec_L)
+        r->fec_L = 2 + len;
+    r->fec_k++;
+    return 0;
+}
+
+/* ---- building packets ---- */
+
+enum { K_DATA, K_PROBE, K_ACK, K_PING, K_REPAIR };
+
+static size_t frag_size(const smsg *m, uint32_t idx) {
+    size_t h = 1 + vlen(m->id) + vlen(m->dep_delta) + vlen(m->lane) + vlen(m->len);
+    if (!m->single)
+        h += vlen(m->csz) + vlen(idx);
+    return h + chunk_len(m, idx);
+}
+
+static uint8_t *frag_put(uint8_t *p, const smsg *m, uint32_t idx) {
+    *p++ = m->single ? FT_MSG : FT_MSG_CHUNK;
+    p = vput(p, m->id);
+    p = vput(p, m->dep_delta);
+    p = vput(p, m->lane);
+    p = vput(p, m->len);
+    if (!m->single) {
+        p = vput(p, m->csz);
+        p = vput(p, idx);
+    }
+    size_t n = chunk_len(m, idx);
+    memcpy(p, m->data + (size_t)idx * m->csz, n);
+    return p + n;
+}
+
+static void ref_add(gp_rel *r, srec *rec, smsg *m, uint32_t idx) {
+    if (m->st[idx] == CH_LOST)
+        r->rq_valid--;
+    if (m->st[idx] != CH_UNSENT)
+        r->st.retransmits++;
+    m->st[idx] = CH_FLIGHT;
+    m->cpn[idx] = rec->pn;
+    rec->refs[rec->nrefs++] = (sref){m->id, idx};
+}
+
+/* Lost chunks first (oldest loss first), then new chunks, one per lane in turn. */
+static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
+    while (rec->nrefs < REFS_MAX) {
+        smsg *m;
+        uint32_t idx;
+        if (rq_front(r, &m, &idx)) {
+            if (frag_size(m, idx) > (size_t)(end - *pp))
+                return;
+            *pp = frag_put(*pp, m, idx);
+            rq_pop(r);
+            ref_add(r, rec, m, idx);
+            continue;
+        }
+        slane *l = r->rr;
+        if (!l)
+            return;
+        m = l->qhead;
+        idx = m->next_unsent;
+        if (frag_size(m, idx) > (size_t)(end - *pp))
+            return;
+        *pp = frag_put(*pp, m, idx);
+        ref_add(r, rec, m, idx);
+        if (++m->next_unsent == m->nchunks) {
+            l->qhead = m->qnext;
+            m->qnext = NULL;
+            if (!l->qhead) {
+                l->qtail = NULL;
+                rr_del(r, l);
+                continue;
+            }
+        }
+        r->rr = l->rr_next;
+    }
+}
+
+/* A probe carries data (RFC 9002 §6.2.4): the unacked chunks of the oldest unacked
+ * messages, lost or still in flight (lost ones bypass the congestion window this way).
+ * Oldest *messages*, not oldest packets: the oldest message is the one everything else may
+ * be waiting for at the receiver — and the one a receiver whose buffer is full always
+ * admits — so probing it cannot deadlock; and a lost tail is repaired by the probe itself. */
+static void probe_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
+    unsigned scanned = 0;
+    for (uint64_t id = r->sm_floor; id < r->next_id && scanned < 256; id++) {
+        smsg *m = sm_get(r, id);
+        for (uint32_t idx = 0; idx < m->next_unsent && scanned < 256; idx++, scanned++) {
+            if (rec->nrefs == REFS_MAX)
+                return;
+            if (m->st[idx] == CH_ACKED || m->cpn[idx] == rec->pn)
+                continue;
+            if (frag_size(m, idx) > (size_t)(end - *pp))
+                return;
+            *pp = frag_put(*pp, m, idx);
+            ref_add(r, rec, m, idx);
+        }
+    }
+}
+
+static uint8_t *ack_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t now, uint64_t *largest) {
+    size_t n = r->nranges;
+    if (!n)
+        return NULL;
+    const pnrange *R = r->rng_;
+    uint64_t lg = R[n - 1].hi, first = R[n - 1].hi - R[n - 1].lo;
+    /* `now` is the send_at time: an ACK held back by the caller's jitter reports that too. */
+    uint64_t delay_us = now > r->rx_largest_time ? (now - r->rx_largest_time) / 1000 : 0;
+    double lb = r->rx_loss * 10000.0 + 0.5;
+    uint64_t loss_bp = lb > 10000 ? 10000 : (uint64_t)lb;
+    size_t hdr = 1 + vlen(lg) + vlen(delay_us) + vlen(loss_bp) + 1 + vlen(first);
+    if (hdr > (size_t)(end - p))
+        return NULL;
+    size_t room = (size_t)(end - p) - hdr, used = 0, cnt = 0;
+    for (size_t i = n - 1; i-- > 0 && cnt < RANGES_SENT;) {
+        size_t sz = vlen(R[i + 1].lo - R[i].hi - 2) + vlen(R[i].hi - R[i].lo);
+        if (used + sz > room)
+            break;
+        used += sz;
+        cnt++;
+    }
+    *p++ = FT_ACK;
+    p = vput(p, lg);
+    p = vput(p, delay_us);
+    p = vput(p, loss_bp);
+    p = vput(p, cnt);
+    p = vput(p, first);
+    for (size_t i = n - 1; cnt-- > 0; i--) {
+        p = vput(p, R[i].lo - R[i - 1].hi - 2);
+        p = vput(p, R[i - 1].hi - R[i - 1].lo);
+    }
+    *largest = lg;
+    return p;
+}
+
+static uint8_t *repair_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t pn) {
+    unsigned i = r->fec_m_sent, k = r->fec_k;
+    size_t L = r->fec_L, stride = 2 + r->cfg.max_payload;
+    uint64_t back = pn - r->fec_first;
+    size_t need = 1 + vlen(back) + vlen(k) + vlen(i) + vlen(L) + L;
+    if (need > (size_t)(end - p))
+        return NULL;
+    *p++ = FT_REPAIR;
+    p = vput(p, back);
+    p = vput(p, k);
+    p = vput(p, i);
+    p = vput(p, L);
+    memset(p, 0, L);
+    for (unsigned j = 0; j < k; j++)
+        gf_addmul(p, r->fec_img + j * stride, cauchy(i, j), L);
+    return p + L;
+}
+
+static int has_data(const gp_rel *r) {
+    return r->rq_valid > 0 || r->rr != NULL;
+}
+
+static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t send_at) {
+    int rc = sr_reserve(r);
+    if (rc == GP_ERR_BUFFER) { /* ring at its bound: the oldest unresolved packet is lost */
+        on_lost(r, &r->sr[r->sr_base & (r->sr_cap - 1)]);
+        sr_advance(r);
+        rc = sr_reserve(r);
+    }
+    if (rc)
+        return rc;
+    size_t mp = r->cfg.max_payload;
+    uint64_t pn = r->next_pn;
+    int protect = kind != K_REPAIR && !r->fec_closing &&
+                  (r->fec_open || (kind != K_ACK && r->cfg.fec && fec_active(r)));
+    uint8_t *p = buf;
+    *p++ = protect ? HF_PROTECTED : 0;
+    p = vput(p, pn);
+    uint8_t *frames = p, *end = buf + mp - (protect ? FEC_RESERVE : 0);
+    srec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.pn = pn;
+    rec.ack_largest = NONE;
+    int elicit = 0;
+    if (kind == K_REPAIR) {
+        uint8_t *q = repair_put(r, p, buf + mp, pn);
+        if (!q) { /* cannot happen with FEC_RESERVE; give the block up rather than stall */
+            fec_finalize(r, 0, now);
+            return 0;
+        }
+        p = q;
+    } else {
+        int want_ack = r->ack_dirty && r->nranges;
+        uint8_t *dend = end;
+        if (want_ack && kind != K_ACK && kind != K_PING)
+            dend = end - ACK_ROOM;
+        if (kind == K_PROBE)
+            probe_fill(r, &p, dend, &rec);
+        if (kind == K_DATA || kind == K_PROBE)
+            data_fill(r, &p, dend, &rec);
+        if (kind == K_PING || (kind == K_PROBE && !rec.nrefs))
+            *p++ = FT_PING;
+        elicit = rec.nrefs > 0 || kind == K_PING || kind == K_PROBE;
+        if (want_ack) {
+            uint8_t *q = ack_put(r, p, end, send_at, &rec.ack_largest);
+            if (q) {
+                p = q;
+                r->ack_dirty = 0;
+                r->ack_now = 0;
+                r->ack_elicit = 0;
+                r->ack_deadline = 0;
+            }
+        }
+    }
+    if (p == frames)
+        return 0;
+    size_t size = (size_t)(p - buf);
+
+    rec.size = (uint32_t)size;
+    rec.sent_at = rec.loss_ref = send_at;
+    if (kind == K_ACK) {
+        /* Ack-only packets are not in flight: nothing to retransmit, and a peer that only
+         * receives them never acks them. Resolved at once. */
+        rec.flags = SF_RESOLVED;
+    } else {
+        rec.flags = SF_INFLIGHT | (elicit ? SF_ELICITING : 0);
+        if (r->inflight == 0) {
+            r->first_sent_time = send_at;
+            r->delivered_time = send_at;
+        }
+        rec.delivered = r->delivered;
+        rec.delivered_time = r->delivered_time;
+        rec.first_sent_time = r->first_sent_time;
+        if (r->app_limited_until)
+            rec.flags |= SF_APP_LIMITED;
+        r->inflight += size;
+    }
+    if (protect) {
+        rec.flags |= SF_FEC_PENDING;
+        if (fec_add(r, pn, frames, (size_t)(p - frames), now))
+            rec.flags &= (uint8_t)~SF_FEC_PENDING, protect = 0;
+    }
+    r->sr[pn & (r->sr_cap - 1)] = rec;
+    r->next_pn++;
+    r->last_tx = now;
+    r->st.pkts_sent++;
+    r->st.bytes_sent += size;
+    if (elicit) {
+        r->eliciting_inflight++;
+        r->last_eliciting_sent = send_at;
+        set_pto(r);
+    }
+    if (kind == K_DATA || kind == K_REPAIR) {
+        /* Pacing: one packet per size/rate; up to two packets of credit after a pause. */
+        uint64_t iv = (uint64_t)size * SEC / u64max(r->pacing_rate, 1);
+        uint64_t lo = now > 2 * iv ? now - 2 * iv : 0;
+        r->pace_next = u64max(r->pace_next, lo) + iv;
+    }
+    if (kind == K_REPAIR) {
+        r->st.fec_sent++;
+        r->st.fec_bytes += size;
+        if (++r->fec_m_sent == r->fec_m)
+            fec_finalize(r, pn, send_at);
+    } else if (protect && r->fec_open) {
+        int burst_end = !has_data(r);
+        if (r->fec_k >= FEC_K_TARGET || burst_end)
+            fec_close(r, burst_end, now);
+    }
+    if (rec.flags & SF_RESOLVED)
+        sr_advance(r);
+    return (ssize_t)size;
+}
+
+static int ack_due(const gp_rel *r, uint64_t now) {
+    return r->ack_dirty && r->nranges &&
+           (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
+}
+
+static int keepalive_due(const gp_rel *r, uint64_t now) {
+    /* NAT bindings need outbound traffic every idle_keepalive; and after half of that
+     * without hearing from the peer, a PING (ack-eliciting, so probed with backoff until
+     * acked) checks it is still there long before dead_after runs out. */
+    return now - r->last_tx >= r->cfg.idle_keepalive_ns ||
+           (!r->eliciting_inflight && now - r->last_rx >= r->cfg.idle_keepalive_ns / 2);
+}
+
+static void on_timers(gp_rel *r, uint64_t now) {
+    if (r->loss_time && now >= r->loss_time) {
+        detect_lost(r, now);
+        set_pto(r);
+    } else if (r->pto_deadline && now >= r->pto_deadline) {
+        r->pto_count++;
+        r->st.probes++;
+        r->probes_due = 2;
+        r->pto_deadline = now + pto_interval(r);
+    }
+    if (r->fec_open && now >= r->fec_opened_at + fec_hold(r))
+        fec_close(r, 0, now);
+}
+
+ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint64_t send_at_ns) {
+    if (r->dead)
+        return GP_ERR_STATE;
+    uint64_t now = advance_now(r, now_ns);
+    uint64_t send_at = send_at_ns > now ? send_at_ns : now;
+    if (now - r->last_rx >= r->cfg.dead_after_ns) {
+        r->dead = 1;
+        return GP_ERR_STATE;
+    }
+    if (cap < r->cfg.max_payload)
+        return GP_ERR_BUFFER;
+    on_timers(r, now);
+    if (r->probes_due > 0) {
+        r->probes_due--;
+        return build(r, buf, K_PROBE, now, send_at);
+    }
+    int paced = now >= r->pace_next;
+    if (paced && r->fec_closing) {
+        ssize_t n = build(r, buf, K_REPAIR, now, send_at);
+        if (n)
+            return n;
+    }
+    if (paced && !r->fec_closing && r->inflight < r->cwnd && has_data(r))
+        return build(r, buf, K_DATA, now, send_at);
+    if (ack_due(r, now))
+        return build(r, buf, K_ACK, now, send_at);
+    if (keepalive_due(r, now)) {
+        r->st.keepalives++;
+        return build(r, buf, K_PING, now, send_at);
+    }
+    /* Nothing to send although the window has room: samples taken now measure the
+     * application, not the path (delivery-rate estimation, app-limited marking). */
+    if (!has_data(r) && r->inflight < r->cwnd)
+        r->app_limited_until = u64max(r->delivered + r->inflight, 1);
+    return 0;
+}
+
+uint64_t gp_rel_expiry(const gp_rel *r) {
+    if (r->dead)
+        return UINT64_MAX;
+    uint64_t t = r->last_rx + r->cfg.dead_after_ns;
+    if (r->probes_due)
+        return r->now;
+    if (r->ack_dirty && r->nranges) {
+        if (r->ack_now)
+            return r->now;
+        if (r->ack_deadline)
+            t = u64min(t, r->ack_deadline);
+    }
+    if (r->loss_time)
+        t = u64min(t, r->loss_time);
+    else if (r->pto_deadline)
+        t = u64min(t, r->pto_deadline);
+    if (r->fec_closing || (has_data(r) && r->inflight < r->cwnd))
+        t = u64min(t, r->pace_next);
+    if (r->fec_open)
+        t = u64min(t, r->fec_opened_at + fec_hold(r));
+    t = u64min(t, r->last_tx + r->cfg.idle_keepalive_ns);
+    if (!r->eliciting_inflight)
+        t = u64min(t, r->last_rx + r->cfg.idle_keepalive_ns / 2);
+    return t;
+}
+
+void gp_rel_get_stats(const gp_rel *r, gp_rel_stats *out) {
+    *out = r->st;
+    out->srtt_ns = r->srtt;
+    out->rttvar_ns = r->rttvar;
+    out->min_rtt_ns = r->have_rtt ? r->min_rtt : 0;
+    out->latest_rtt_ns = r->latest_rtt;
+    out->loss_rate_tx = r->peer_loss;
+    out->loss_rate_rx = r->rx_loss;
+    out->loss_rate_det = r->det_loss;
+    out->cwnd_bytes = r->cwnd;
+    out->inflight = r->inflight;
+    out->pacing_bps = r->pacing_rate * 8;
+    out->btlbw_bps = r->bw * 8;
+    out->cc_state = r->bbr_state;
+}

@@ -1,0 +1,915 @@
+/* Unit tests for the rudp:// reliability engine (proto/rudp_rel.c): two engines over the
+ * simulated link of rudp_sim.h, on a virtual clock, seeded — deterministic, and seconds of
+ * real time for minutes of simulated time. Timing assertions are on the virtual clock, so
+ * they are exact results of the model, not flaky wall-clock measurements. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#include "rudp_sim.h"
+
+#define RTT (200 * SIM_MS)
+
+/* ---- message contents: a header (lane, seq, len) and a pattern derived from it ---- */
+
+static uint8_t pat(uint32_t lane, uint32_t seq, size_t i) {
+    return (uint8_t)(lane * 131u + seq * 7u + i * 13u + (i >> 8));
+}
+
+static size_t make_msg(uint8_t *buf, uint32_t lane, uint32_t seq, size_t len) {
+    cr_assert(len >= 12);
+    uint32_t h[3] = {lane, seq, (uint32_t)len};
+    memcpy(buf, h, sizeof h);
+    for (size_t i = 12; i < len; i++)
+        buf[i] = pat(lane, seq, i);
+    return len;
+}
+
+/* 1 if msg is intact; *seq gets its sequence number. */
+static int check_msg(const uint8_t *m, size_t len, uint32_t lane, uint32_t *seq) {
+    uint32_t h[3];
+    if (len < 12)
+        return 0;
+    memcpy(h, m, sizeof h);
+    if (h[0] != lane || h[2] != len)
+        return 0;
+    for (size_t i = 12; i < len; i++)
+        if (m[i] != pat(lane, h[1], i))
+            return 0;
+    *seq = h[1];
+    return 1;
+}
+
+static sim_link link_rtt(double loss) {
+    sim_link l;
+    memset(&l, 0, sizeof l);
+    l.delay_ns = RTT / 2;
+    l.loss = loss;
+    l.overhead = 88;
+    return l;
+}
+
+static gp_rel_config cfg_default(int fec) {
+    gp_rel_config c;
+    gp_rel_config_init(&c);
+    c.fec = fec;
+    return c;
+}
+
+/* ---- bulk: many messages of mixed sizes on several lanes, both directions ---- */
+
+#define BULK_LANES 8
+#define BULK_MAX 2000
+
+typedef struct bulk {
+    int n;                   /* messages per direction */
+    size_t len[2][BULK_MAX]; /* sizes to send, by direction */
+    uint32_t lane[2][BULK_MAX];
+    uint32_t seq[2][BULK_MAX];
+    int next[2];                           /* next message to queue */
+    uint32_t lane_next_seq[2][BULK_LANES]; /* sender side: next seq per lane */
+    uint32_t expect[2][BULK_LANES];        /* receiver side: next seq per lane */
+    int got[2], bad, disorder;
+    uint64_t t_done;
+    uint8_t *buf;
+} bulk;
+
+static bulk *g_bulk;
+
+static void bulk_gen(sim *s, bulk *b, int n, size_t max_len) {
+    memset(b, 0, sizeof *b);
+    b->n = n;
+    b->buf = malloc(max_len);
+    for (int d = 0; d < 2; d++) {
+        for (int i = 0; i < n; i++) {
+            uint64_t r = sim_rand(s) % 100;
+            size_t len = r < 60   ? 12 + sim_rand(s) % 1000
+                         : r < 90 ? 1024 + sim_rand(s) % 64512
+                                  : 65536 + sim_rand(s) % (max_len - 65536 + 1);
+            if (len > max_len)
+                len = max_len;
+            uint32_t lane = (uint32_t)(sim_rand(s) % BULK_LANES);
+            b->len[d][i] = len;
+            b->lane[d][i] = lane;
+            b->seq[d][i] = b->lane_next_seq[d][lane]++;
+        }
+    }
+}
+
+static uint64_t bulk_app(sim *s) {
+    bulk *b = g_bulk;
+    for (int d = 0; d < 2; d++) {
+        while (b->next[d] < b->n) {
+            int i = b->next[d];
+            size_t len = make_msg(b->buf, b->lane[d][i], b->seq[d][i], b->len[d][i]);
+            int rc = gp_rel_send(s->ep[d], b->lane[d][i], b->buf, len);
+            if (rc == GP_ERR_BUFFER)
+                break;
+            cr_assert_eq(rc, 0, "send: %s", gp_strerror(rc));
+            b->next[d]++;
+        }
+    }
+    /* Retry when acks have freed room: every 10 ms while something is left. */
+    return b->next[0] < b->n || b->next[1] < b->n ? s->now + 10 * SIM_MS : UINT64_MAX;
+}
+
+static void bulk_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
+    bulk *b = g_bulk;
+    int from = 1 - ep;
+    uint32_t seq;
+    if (lane >= BULK_LANES || !check_msg(m, len, lane, &seq)) {
+        b->bad++;
+        return;
+    }
+    if (seq != b->expect[from][lane])
+        b->disorder++;
+    b->expect[from][lane] = seq + 1;
+    if (++b->got[ep] == b->n && b->got[1 - ep] == b->n)
+        b->t_done = s->now;
+}
+
+static int bulk_done(sim *s) {
+    (void)s;
+    return g_bulk->got[0] == g_bulk->n && g_bulk->got[1] == g_bulk->n;
+}
+
+static void run_bulk(double loss, uint64_t seed) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, seed, &c, &c);
+    sim_link l = link_rtt(loss);
+    l.rate_bps = 20000000;
+    l.queue_bytes = 400000;
+    sim_link_both(&s, &l);
+    static bulk b;
+    g_bulk = &b;
+    bulk_gen(&s, &b, 150, 256 * 1024);
+    s.app = bulk_app;
+    s.on_msg = bulk_msg;
+    uint64_t t0 = s.now;
+    int ok = sim_run(&s, t0 + 600 * SIM_SEC, bulk_done);
+    gp_rel_stats a, z;
+    gp_rel_get_stats(s.ep[0], &a);
+    gp_rel_get_stats(s.ep[1], &z);
+    printf("bulk loss=%2.0f%%: 2x150 msgs (%d lanes, up to 256 KiB) in %.2f s; A: %llu pkts, "
+           "%llu retransmits, %llu repairs; B repaired %llu\n",
+           loss * 100, BULK_LANES, (double)(s.now - t0) / 1e9, (unsigned long long)a.pkts_sent,
+           (unsigned long long)a.retransmits, (unsigned long long)a.fec_sent,
+           (unsigned long long)z.fec_repaired);
+    cr_assert(ok, "loss %.0f%%: only %d/%d and %d/%d delivered", loss * 100, b.got[1], b.n,
+              b.got[0], b.n);
+    cr_assert_eq(b.bad, 0, "corrupted messages");
+    cr_assert_eq(b.disorder, 0, "out of order within a lane");
+    cr_assert_eq(s.stalls, 0, "expiry in the past without output");
+    cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
+    free(b.buf);
+    sim_free(&s);
+}
+
+Test(rudp_rel, delivers_everything_in_lane_order_at_0_loss) {
+    run_bulk(0.0, 1);
+}
+Test(rudp_rel, delivers_everything_in_lane_order_at_10_loss) {
+    run_bulk(0.10, 2);
+}
+Test(rudp_rel, delivers_everything_in_lane_order_at_20_loss) {
+    run_bulk(0.20, 3);
+}
+Test(rudp_rel, delivers_everything_in_lane_order_at_30_loss) {
+    run_bulk(0.30, 4);
+}
+
+/* ---- request/response exchanges ---- */
+
+#define EX_MAX 1000
+
+typedef struct exch {
+    int n, done_n, sent;
+    size_t req_len, resp_len;
+    uint64_t t_start, next_at;
+    uint64_t lat[EX_MAX];
+    int bad;
+    uint8_t buf[65536];
+} exch;
+
+static exch *g_ex;
+
+static uint64_t ex_app(sim *s) {
+    exch *x = g_ex;
+    if (x->sent == x->done_n && x->sent < x->n && s->now >= x->next_at) {
+        size_t len = make_msg(x->buf, (uint32_t)x->sent, 0, x->req_len);
+        cr_assert_eq(gp_rel_send(s->ep[0], (uint32_t)x->sent, x->buf, len), 0);
+        x->t_start = s->now;
+        x->sent++;
+    }
+    return x->sent == x->done_n && x->sent < x->n ? x->next_at : UINT64_MAX;
+}
+
+static void ex_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
+    exch *x = g_ex;
+    uint32_t seq;
+    if (!check_msg(m, len, lane, &seq)) {
+        x->bad++;
+        return;
+    }
+    if (ep == 1) { /* the house answers every request with a 16 KiB body */
+        size_t n = make_msg(x->buf, lane, 1, x->resp_len);
+        cr_assert_eq(gp_rel_send(s->ep[1], lane, x->buf, n), 0);
+        return;
+    }
+    x->lat[x->done_n++] = s->now - x->t_start;
+    /* A short, varying think time: exchanges do not all start in phase with the pacer. */
+    x->next_at = s->now + 20 * SIM_MS + sim_rand(s) % (50 * SIM_MS);
+    s->app_next = x->next_at;
+}
+
+static int ex_done(sim *s) {
+    (void)s;
+    return g_ex->done_n == g_ex->n;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct ex_result {
+    double p50_ms, p99_ms, max_ms;
+    gp_rel_stats a, b;
+} ex_result;
+
+/* n exchanges "1-packet request, 16 KiB response" over a 10 Mbit/s, 200 ms RTT link. */
+static ex_result run_exchanges(double loss, int fec, int n, uint64_t seed, uint64_t jitter) {
+    sim s;
+    gp_rel_config c = cfg_default(fec);
+    sim_init(&s, seed, &c, &c);
+    sim_link l = link_rtt(loss);
+    l.rate_bps = 10000000;
+    l.queue_bytes = 250000;
+    sim_link_both(&s, &l);
+    s.send_jitter_ns = jitter;
+    static exch x;
+    memset(&x, 0, sizeof x);
+    x.n = n;
+    x.req_len = 200;
+    x.resp_len = 16384;
+    x.next_at = s.now;
+    g_ex = &x;
+    s.app = ex_app;
+    s.on_msg = ex_msg;
+    int ok = sim_run(&s, s.now + 3600 * SIM_SEC, ex_done);
+    cr_assert(ok, "only %d of %d exchanges completed", x.done_n, n);
+    cr_assert_eq(x.bad, 0);
+    cr_assert_eq(s.stalls, 0);
+    qsort(x.lat, (size_t)n, sizeof x.lat[0], cmp_u64);
+    ex_result res;
+    res.p50_ms = (double)x.lat[n / 2] / 1e6;
+    res.p99_ms = (double)x.lat[n * 99 / 100] / 1e6;
+    res.max_ms = (double)x.lat[n - 1] / 1e6;
+    gp_rel_get_stats(s.ep[0], &res.a);
+    gp_rel_get_stats(s.ep[1], &res.b);
+    sim_free(&s);
+    return res;
+}
+
+static void print_ex(const char *what, double loss, const ex_result *r) {
+    printf("%s loss=%2.0f%%: p50 %.0f ms (%.2f RTT)  p99 %.0f ms (%.2f RTT)  max %.0f ms; "
+           "house: %llu pkts, %llu retransmits, %llu repairs (%.1f%% of bytes); "
+           "hub repaired %llu\n",
+           what, loss * 100, r->p50_ms, r->p50_ms / 200, r->p99_ms, r->p99_ms / 200, r->max_ms,
+           (unsigned long long)r->b.pkts_sent, (unsigned long long)r->b.retransmits,
+           (unsigned long long)r->b.fec_sent,
+           r->b.bytes_sent ? 100.0 * (double)r->b.fec_bytes / (double)r->b.bytes_sent : 0.0,
+           (unsigned long long)r->a.fec_repaired);
+}
+
+Test(rudp_rel, exchange_tail_latency_stays_within_a_few_rtt) {
+    static const double losses[] = {0, 0.10, 0.20, 0.30};
+    for (size_t i = 0; i < 4; i++) {
+        ex_result r = run_exchanges(losses[i], 1, 500, 100 + i, 0);
+        print_ex("exchange", losses[i], &r);
+        /* Generous bounds on a deterministic model: at 0% one round trip plus transfer
+         * time; at 30% the issue's "within a few RTTs". */
+        if (losses[i] == 0)
+            cr_assert_lt(r.p99_ms, 1.5 * 200);
+        cr_assert_lt(r.p99_ms, 6 * 200, "p99 %.0f ms at %.0f%% loss", r.p99_ms, losses[i] * 100);
+    }
+}
+
+/* ---- FEC ---- */
+
+Test(rudp_rel, fec_repairs_and_saves_retransmissions_at_10_and_20_loss) {
+    static const double losses[] = {0.10, 0.20};
+    for (size_t i = 0; i < 2; i++) {
+        ex_result on = run_exchanges(losses[i], 1, 300, 200 + i, 0);
+        ex_result off = run_exchanges(losses[i], 0, 300, 200 + i, 0);
+        print_ex("fec=1", losses[i], &on);
+        print_ex("fec=0", losses[i], &off);
+        cr_assert_gt(on.a.fec_repaired, 0);
+        cr_assert_eq(off.a.fec_repaired, 0);
+        cr_assert_eq(off.b.fec_sent, 0);
+        cr_assert_lt(on.b.retransmits, off.b.retransmits, "%llu vs %llu",
+                     (unsigned long long)on.b.retransmits, (unsigned long long)off.b.retransmits);
+        cr_assert_lt(on.p99_ms, off.p99_ms, "FEC should cut the tail");
+    }
+}
+
+Test(rudp_rel, fec_costs_nothing_on_a_clean_link) {
+    ex_result r = run_exchanges(0, 1, 200, 300, 0);
+    double ovh =
+        (double)(r.a.fec_bytes + r.b.fec_bytes) / (double)(r.a.bytes_sent + r.b.bytes_sent);
+    printf("fec overhead at 0%% loss: %.2f%% of bytes\n", ovh * 100);
+    cr_assert_lt(ovh, 0.05);
+}
+
+/* ---- goodput ---- */
+
+typedef struct bulk1 {
+    int n, got, bad;
+    size_t len;
+    uint8_t buf[65536];
+} bulk1;
+static bulk1 *g_b1;
+
+static void b1_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
+    (void)s;
+    uint32_t seq;
+    if (ep != 1 || !check_msg(m, len, lane, &seq) || seq != (uint32_t)g_b1->got)
+        g_b1->bad++;
+    g_b1->got++;
+}
+static int b1_done(sim *s) {
+    (void)s;
+    return g_b1->got == g_b1->n;
+}
+
+/* 1 MiB as 16 messages of 64 KiB (the tunnel's body chunk) on one lane, 10 Mbit/s
+ * bottleneck with a 250 KB queue, 200 ms RTT. Returns goodput in Mbit/s. */
+static double run_goodput(double loss, uint64_t seed, gp_rel_stats *out) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, seed, &c, &c);
+    sim_link l = link_rtt(loss);
+    l.rate_bps = 10000000;
+    l.queue_bytes = 250000;
+    sim_link_both(&s, &l);
+    static bulk1 b;
+    memset(&b, 0, sizeof b);
+    b.n = 16;
+    g_b1 = &b;
+    s.on_msg = b1_msg;
+    uint64_t t0 = s.now;
+    for (int i = 0; i < b.n; i++) {
+        size_t len = make_msg(b.buf, 7, (uint32_t)i, 65536);
+        cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, len), 0);
+    }
+    cr_assert(sim_run(&s, t0 + 600 * SIM_SEC, b1_done));
+    cr_assert_eq(b.bad, 0);
+    double secs = (double)(s.now - t0) / 1e9;
+    gp_rel_get_stats(s.ep[0], out);
+    sim_free(&s);
+    return 8.0 * 16 * 65536 / secs / 1e6;
+}
+
+Test(rudp_rel, goodput_of_1mib_at_10mbit_200ms) {
+    static const double losses[] = {0, 0.10, 0.30};
+    for (size_t i = 0; i < 3; i++) {
+        gp_rel_stats st;
+        double g = run_goodput(losses[i], 400 + i, &st);
+        printf("goodput 1 MiB loss=%2.0f%%: %.2f Mbit/s (%.2f s); %llu pkts, %llu retransmits, "
+               "%llu repairs, btlbw est %.1f Mbit/s\n",
+               losses[i] * 100, g, 8.0 * 16 * 65536 / g / 1e6, (unsigned long long)st.pkts_sent,
+               (unsigned long long)st.retransmits, (unsigned long long)st.fec_sent,
+               (double)st.btlbw_bps / 1e6);
+        /* Not a speed contest in a unit test, but the window must not collapse: even at
+         * 30% loss the transfer keeps a good share of the 10 Mbit/s. */
+        cr_assert_gt(g, losses[i] < 0.2 ? 3.0 : 1.5, "%.2f Mbit/s at %.0f%%", g, losses[i] * 100);
+    }
+}
+
+/* ---- lane independence ---- */
+
+static int drop_first_pn0(sim *s, int from, const uint8_t *p, size_t len) {
+    (void)s;
+    (void)len;
+    /* Header: flags byte, then the packet number varint; pn 0 is one byte 0x00. */
+    return from == 0 && p[1] == 0x00;
+}
+
+typedef struct lanes_t {
+    uint64_t t_a, t_b;
+} lanes_t;
+static lanes_t g_lanes;
+static void lanes_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
+    (void)m;
+    (void)len;
+    if (ep != 1)
+        return;
+    if (lane == 1)
+        g_lanes.t_a = s->now;
+    if (lane == 2)
+        g_lanes.t_b = s->now;
+}
+static int lanes_done(sim *s) {
+    (void)s;
+    return g_lanes.t_a && g_lanes.t_b;
+}
+
+Test(rudp_rel, a_lost_packet_on_one_lane_does_not_delay_another) {
+    sim s;
+    gp_rel_config c = cfg_default(0);
+    sim_init(&s, 5, &c, &c);
+    sim_link l = link_rtt(0);
+    sim_link_both(&s, &l);
+    s.drop = drop_first_pn0;
+    s.on_msg = lanes_msg;
+    memset(&g_lanes, 0, sizeof g_lanes);
+    static uint8_t buf[3000];
+    uint64_t t0 = s.now;
+    /* Lane 1's message goes first (older id) and loses its first packet. */
+    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 3000)), 0);
+    cr_assert_eq(gp_rel_send(s.ep[0], 2, buf, make_msg(buf, 2, 0, 100)), 0);
+    cr_assert(sim_run(&s, t0 + 10 * SIM_SEC, lanes_done));
+    printf("lanes: lane 2 delivered after %.0f ms, lane 1 (lost a packet) after %.0f ms\n",
+           (double)(g_lanes.t_b - t0) / 1e6, (double)(g_lanes.t_a - t0) / 1e6);
+    cr_assert_lt(g_lanes.t_b - t0, RTT / 2 + 20 * SIM_MS, "lane 2 waited for lane 1");
+    cr_assert_gt(g_lanes.t_a - t0, RTT, "lane 1 cannot be complete before a retransmission");
+    sim_free(&s);
+}
+
+Test(rudp_rel, messages_of_one_lane_wait_for_a_lost_predecessor) {
+    sim s;
+    gp_rel_config c = cfg_default(0);
+    sim_init(&s, 6, &c, &c);
+    sim_link l = link_rtt(0);
+    sim_link_both(&s, &l);
+    s.drop = drop_first_pn0;
+    s.on_msg = lanes_msg;
+    memset(&g_lanes, 0, sizeof g_lanes);
+    static uint8_t buf[3000];
+    uint64_t t0 = s.now;
+    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 3000)), 0);
+    /* Same lane this time: the small message must wait. */
+    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 1, 100)), 0);
+    cr_assert_eq(gp_rel_send(s.ep[0], 2, buf, make_msg(buf, 2, 0, 100)), 0);
+    cr_assert(sim_run(&s, t0 + 10 * SIM_SEC, lanes_done));
+    gp_rel_stats b;
+    gp_rel_get_stats(s.ep[1], &b);
+    cr_assert_eq(b.msgs_delivered, 3);
+    sim_free(&s);
+}
+
+/* ---- reordering, duplication ---- */
+
+Test(rudp_rel, survives_reordering_duplication_and_jitter) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, 7, &c, &c);
+    sim_link l = link_rtt(0.05);
+    l.jitter_ns = 20 * SIM_MS;
+    l.reorder = 0.10;
+    l.reorder_ns = 40 * SIM_MS;
+    l.dup = 0.10;
+    l.rate_bps = 20000000;
+    l.queue_bytes = 400000;
+    sim_link_both(&s, &l);
+    s.send_jitter_ns = 15 * SIM_MS;
+    static bulk b;
+    g_bulk = &b;
+    bulk_gen(&s, &b, 100, 128 * 1024);
+    s.app = bulk_app;
+    s.on_msg = bulk_msg;
+    cr_assert(sim_run(&s, s.now + 600 * SIM_SEC, bulk_done));
+    cr_assert_eq(b.bad, 0);
+    cr_assert_eq(b.disorder, 0);
+    gp_rel_stats st;
+    gp_rel_get_stats(s.ep[1], &st);
+    cr_assert_gt(st.duplicates, 0, "the link duplicated packets: they must be seen as such");
+    cr_assert_eq(st.malformed, 0);
+    free(b.buf);
+    sim_free(&s);
+}
+
+Test(rudp_rel, send_jitter_does_not_inflate_rtt) {
+    ex_result r = run_exchanges(0, 1, 100, 8, 15 * SIM_MS);
+    printf("with 0-15 ms send jitter: srtt %.1f ms, min_rtt %.1f ms (path 200 ms)\n",
+           (double)r.a.srtt_ns / 1e6, (double)r.a.min_rtt_ns / 1e6);
+    cr_assert_geq(r.a.min_rtt_ns, RTT);
+    cr_assert_lt(r.a.srtt_ns, RTT + 8 * SIM_MS);
+}
+
+/* ---- blackouts, probes, dead peers ---- */
+
+typedef struct txlog {
+    uint64_t last[2], max_gap[2], from, to;
+} txlog;
+static txlog g_tx;
+
+static void tx_gap(sim *s, int from, uint64_t t, const uint8_t *p, size_t len) {
+    (void)s;
+    (void)p;
+    (void)len;
+    if (t >= g_tx.from && t < g_tx.to && g_tx.last[from]) {
+        uint64_t gap = t - g_tx.last[from];
+        if (gap > g_tx.max_gap[from])
+            g_tx.max_gap[from] = gap;
+    }
+    g_tx.last[from] = t;
+}
+
+Test(rudp_rel, ten_second_blackout_is_survived_with_capped_probe_backoff) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, 9, &c, &c);
+    sim_link l = link_rtt(0.02);
+    l.rate_bps = 5000000;
+    l.queue_bytes = 200000;
+    uint64_t t0 = s.now;
+    l.black_from = t0 + 1 * SIM_SEC;
+    l.black_to = t0 + 11 * SIM_SEC;
+    sim_link_both(&s, &l);
+    memset(&g_tx, 0, sizeof g_tx);
+    g_tx.from = l.black_from;
+    g_tx.to = l.black_to;
+    s.on_tx = tx_gap;
+    static bulk1 b;
+    memset(&b, 0, sizeof b);
+    b.n = 40; /* 2.5 MiB at 5 Mbit/s: ~4 s of transfer, cut by the blackout */
+    g_b1 = &b;
+    s.on_msg = b1_msg;
+    for (int i = 0; i < b.n; i++)
+        cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, make_msg(b.buf, 7, (uint32_t)i, 65536)), 0);
+    /* Mid-blackout (10 s of silence by its end) nobody is dead. */
+    sim_run(&s, l.black_to, NULL);
+    cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
+    cr_assert_lt(b.got, b.n, "the blackout should have cut the transfer");
+    cr_assert(sim_run(&s, l.black_to + 60 * SIM_SEC, b1_done), "transfer did not resume");
+    printf("blackout 10 s: transfer done %.2f s after it ended; longest gap between probes "
+           "during it: %.2f s (hub), %.2f s (house)\n",
+           (double)(s.now - l.black_to) / 1e9, (double)g_tx.max_gap[0] / 1e9,
+           (double)g_tx.max_gap[1] / 1e9);
+    cr_assert_eq(b.bad, 0);
+    cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
+    /* Within the blackout the sender kept probing at most every 2 s (+ pacing slack). */
+    cr_assert_leq(g_tx.max_gap[0], GP_REL_PTO_CAP_NS + 5 * SIM_MS);
+    cr_assert_gt(g_tx.max_gap[0], 0);
+    /* Resumed promptly: no backoff hangover. */
+    cr_assert_lt(s.now - l.black_to, 10 * SIM_SEC);
+    sim_free(&s);
+}
+
+Test(rudp_rel, forty_second_blackout_is_declared_dead_after_dead_after) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, 10, &c, &c);
+    sim_link l = link_rtt(0);
+    uint64_t t0 = s.now;
+    l.black_from = t0 + 1 * SIM_SEC;
+    l.black_to = t0 + 41 * SIM_SEC;
+    sim_link_both(&s, &l);
+    static uint8_t buf[100];
+    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 100)), 0);
+    /* 29 s into the silence: probing, not dead. */
+    sim_run(&s, l.black_from + 29 * SIM_SEC, NULL);
+    cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
+    sim_run(&s, l.black_from + 31 * SIM_SEC, NULL);
+    cr_assert(gp_rel_dead(s.ep[0]) && gp_rel_dead(s.ep[1]));
+    static uint8_t out[2000];
+    cr_assert_eq(gp_rel_output(s.ep[0], out, sizeof out, s.now, s.now), GP_ERR_STATE);
+    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, 100), GP_ERR_STATE);
+    cr_assert_eq(gp_rel_expiry(s.ep[0]), UINT64_MAX);
+    sim_free(&s);
+}
+
+Test(rudp_rel, idle_engines_keep_the_nat_binding_alive) {
+    for (int lossy = 0; lossy < 2; lossy++) {
+        sim s;
+        gp_rel_config c = cfg_default(1);
+        sim_init(&s, 11 + (uint64_t)lossy, &c, &c);
+        sim_link l = link_rtt(lossy ? 0.30 : 0);
+        sim_link_both(&s, &l);
+        memset(&g_tx, 0, sizeof g_tx);
+        g_tx.from = 0;
+        g_tx.to = UINT64_MAX;
+        g_tx.last[0] = g_tx.last[1] = s.now;
+        s.on_tx = tx_gap;
+        uint64_t t0 = s.now;
+        sim_run(&s, t0 + 600 * SIM_SEC, NULL);
+        gp_rel_stats a;
+        gp_rel_get_stats(s.ep[0], &a);
+        printf("idle 600 s, loss %d%%: longest silence %.1f s (hub) %.1f s (house); hub sent "
+               "%llu packets\n",
+               lossy ? 30 : 0, (double)g_tx.max_gap[0] / 1e9, (double)g_tx.max_gap[1] / 1e9,
+               (unsigned long long)a.pkts_sent);
+        for (int e = 0; e < 2; e++) {
+            cr_assert_leq(g_tx.max_gap[e], c.idle_keepalive_ns);
+            cr_assert_gt(g_tx.max_gap[e], 0);
+            /* 30% loss each way loses a probe or its ack half the time: not dead for it. */
+            cr_assert(!gp_rel_dead(s.ep[e]), "declared dead on an idle %s link",
+                      lossy ? "lossy" : "clean");
+        }
+        cr_assert_lt(a.pkts_sent, 600 / 5 * 4, "keepalives should be cheap");
+        sim_free(&s);
+    }
+}
+
+/* ---- receive buffer bound ---- */
+
+static int drop_id0(sim *s, int from, const uint8_t *p, size_t len) {
+    (void)len;
+    /* Drop, for the first 2 s, every packet whose first frame is a fragment of message id
+     * 0 (flags byte, pn varint, then type 0x10/0x11 and id 0x00). */
+    size_t f = 1 + ((size_t)1 << (p[1] >> 6));
+    return from == 0 && s->now < 3 * SIM_SEC && f + 1 < len && (p[f] == 0x10 || p[f] == 0x11) &&
+           p[f + 1] == 0x00;
+}
+
+Test(rudp_rel, receive_buffer_is_bounded_and_never_deadlocks) {
+    sim s;
+    gp_rel_config ca = cfg_default(0), cb = cfg_default(0);
+    ca.max_message = cb.max_message = 4096;
+    ca.send_buffer = 1 << 20;
+    cb.recv_buffer = 16384; /* far smaller than what the sender may have in flight */
+    sim_init(&s, 12, &ca, &cb);
+    sim_link l = link_rtt(0);
+    sim_link_both(&s, &l);
+    s.drop = drop_id0;
+    static bulk1 b;
+    memset(&b, 0, sizeof b);
+    b.n = 100;
+    g_b1 = &b;
+    s.on_msg = b1_msg;
+    for (int i = 0; i < b.n; i++)
+        cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, make_msg(b.buf, 7, (uint32_t)i, 4000)), 0);
+    cr_assert(sim_run(&s, s.now + 120 * SIM_SEC, b1_done));
+    cr_assert_eq(b.bad, 0);
+    gp_rel_stats st;
+    gp_rel_get_stats(s.ep[1], &st);
+    cr_assert_gt(st.dropped_full, 0, "the small receive buffer should have pushed back");
+    sim_free(&s);
+}
+
+/* ---- API ---- */
+
+Test(rudp_rel, api_errors) {
+    gp_rel_config c;
+    gp_rel_config_init(&c);
+    cr_assert_eq(gp_rel_config_check(&c), 0);
+    c.max_payload = 100;
+    cr_assert_eq(gp_rel_config_check(&c), GP_ERR_INVALID);
+    cr_assert_null(gp_rel_new(&c, 0));
+    gp_rel_config_init(&c);
+    c.dead_after_ns = c.idle_keepalive_ns;
+    cr_assert_eq(gp_rel_config_check(&c), GP_ERR_INVALID);
+    gp_rel_config_init(&c);
+    c.max_message = 1000;
+    c.send_buffer = 3000;
+    gp_rel *r = gp_rel_new(&c, 5);
+    cr_assert_not_null(r);
+    static uint8_t buf[4000];
+    cr_assert_eq(gp_rel_send(r, 1, buf, 0), GP_ERR_INVALID);
+    cr_assert_eq(gp_rel_send(r, 1, buf, 1001), GP_ERR_TOO_LARGE);
+    cr_assert_eq(gp_rel_send_space(r), 1000);
+    cr_assert_eq(gp_rel_send(r, 1, buf, 1000), 0);
+    cr_assert_eq(gp_rel_send(r, 2, buf, 1000), 0);
+    cr_assert_eq(gp_rel_send(r, 3, buf, 1000), 0);
+    cr_assert_eq(gp_rel_send_space(r), 0);
+    cr_assert_eq(gp_rel_send(r, 4, buf, 1), GP_ERR_BUFFER);
+    cr_assert_eq(gp_rel_output(r, buf, 1000, 5, 5), GP_ERR_BUFFER);
+    cr_assert_gt(gp_rel_output(r, buf, sizeof buf, 5, 5), 0);
+    uint32_t lane;
+    const uint8_t *m;
+    cr_assert_eq(gp_rel_recv(r, &lane, &m), 0);
+    cr_assert_leq(gp_rel_expiry(r), 5 + GP_REL_PTO_CAP_NS);
+    gp_rel_free(r);
+    gp_rel_free(NULL);
+    r = gp_rel_new(NULL, 0);
+    cr_assert_not_null(r);
+    gp_rel_free(r);
+}
+
+/* ---- hostile input ---- */
+
+static uint8_t *vput_t(uint8_t *p, uint64_t v) {
+    if (v < 0x40) {
+        *p++ = (uint8_t)v;
+    } else if (v < 0x4000) {
+        *p++ = (uint8_t)(0x40 | v >> 8);
+        *p++ = (uint8_t)v;
+    } else if (v < 0x40000000) {
+        *p++ = (uint8_t)(0x80 | v >> 24);
+        *p++ = (uint8_t)(v >> 16);
+        *p++ = (uint8_t)(v >> 8);
+        *p++ = (uint8_t)v;
+    } else {
+        *p++ = (uint8_t)(0xc0 | v >> 56);
+        for (int i = 6; i >= 0; i--)
+            *p++ = (uint8_t)(v >> (8 * i));
+    }
+    return p;
+}
+
+typedef struct cap_t {
+    uint8_t pkt[64][1200];
+    size_t len[64];
+    int n;
+} cap_t;
+static cap_t g_cap;
+static void capture(sim *s, int from, uint64_t t, const uint8_t *p, size_t len) {
+    (void)s;
+    (void)t;
+    if (from == 0 && g_cap.n < 64) {
+        memcpy(g_cap.pkt[g_cap.n], p, len);
+        g_cap.len[g_cap.n++] = len;
+    }
+}
+static int g_one_got;
+static void one_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
+    (void)s;
+    (void)ep;
+    (void)lane;
+    (void)m;
+    (void)len;
+    g_one_got++;
+}
+static int one_done(sim *s) {
+    (void)s;
+    return g_one_got > 0;
+}
+
+Test(rudp_rel, hostile_input_is_rejected_and_counted) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, 13, &c, &c);
+    sim_link l = link_rtt(0);
+    sim_link_both(&s, &l);
+    memset(&g_cap, 0, sizeof g_cap);
+    s.on_tx = capture;
+    s.on_msg = one_msg;
+    static uint8_t buf[70000];
+    g_one_got = 0;
+    cr_assert_eq(gp_rel_send(s.ep[0], 3, buf, make_msg(buf, 3, 0, 5000)), 0);
+    cr_assert(sim_run(&s, s.now + 5 * SIM_SEC, one_done));
+    gp_rel *b = s.ep[1];
+    gp_rel_stats st0, st;
+    gp_rel_get_stats(b, &st0);
+    uint64_t now = s.now;
+    int bad = 0;
+
+    /* Truncations of real packets: every prefix is a whole packet or malformed. */
+    for (int i = 0; i < g_cap.n; i++) {
+        for (size_t cut = 0; cut < g_cap.len[i]; cut++) {
+            int rc = gp_rel_input(b, g_cap.pkt[i], cut, now);
+            cr_assert(rc == 0 || rc == GP_ERR_MALFORMED, "rc %d", rc);
+            bad += rc < 0;
+        }
+    }
+    /* Random garbage. */
+    for (int i = 0; i < 20000; i++) {
+        size_t len = sim_rand(&s) % 1200;
+        for (size_t k = 0; k < len; k++)
+            buf[k] = (uint8_t)sim_rand(&s);
+        if (len && i % 2)
+            buf[0] &= 1; /* half with a valid header byte, to get past it */
+        int rc = gp_rel_input(b, buf, len, now);
+        cr_assert(rc == 0 || rc == GP_ERR_MALFORMED || rc == GP_ERR_TOO_LARGE, "rc %d", rc);
+        bad += rc < 0;
+    }
+    gp_rel_get_stats(b, &st);
+    cr_assert_eq(st.malformed - st0.malformed, (uint64_t)bad);
+
+    uint8_t *p;
+    uint64_t pn = 1000000;
+    /* Overlong: more than max_payload. */
+    memset(buf, 0, sizeof buf);
+    cr_assert_eq(gp_rel_input(b, buf, c.max_payload + 1, now), GP_ERR_MALFORMED);
+    /* Unknown header flags. */
+    p = buf;
+    *p++ = 0x80;
+    p = vput_t(p, pn++);
+    *p++ = 0x01;
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* Unknown frame type. */
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x7f;
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* A message claiming more than max_message. */
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x11;
+    p = vput_t(p, 50);                /* id */
+    p = vput_t(p, 0);                 /* dep */
+    p = vput_t(p, 1);                 /* lane */
+    p = vput_t(p, c.max_message + 1); /* len */
+    p = vput_t(p, 1000);              /* csz */
+    p = vput_t(p, 0);                 /* idx */
+    memset(p, 0xaa, 1000);
+    p += 1000;
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_TOO_LARGE);
+    /* A fragment whose data runs past the packet. */
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x10;
+    p = vput_t(p, 50);
+    p = vput_t(p, 0);
+    p = vput_t(p, 1);
+    p = vput_t(p, 900);
+    memset(p, 0xaa, 100);
+    p += 100;
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* A varint claiming 8 bytes at the end of the packet. */
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x02;
+    *p++ = 0xc0;
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* An ACK of packet numbers b never sent. */
+    gp_rel_get_stats(b, &st0);
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x02;
+    p = vput_t(p, st0.pkts_sent + 5); /* largest */
+    p = vput_t(p, 0);                 /* delay */
+    p = vput_t(p, 0);                 /* loss */
+    p = vput_t(p, 0);                 /* ranges */
+    p = vput_t(p, 10);                /* first range */
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* ACK ranges running below packet number 0. */
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x02;
+    p = vput_t(p, 1);
+    p = vput_t(p, 0);
+    p = vput_t(p, 0);
+    p = vput_t(p, 1);
+    p = vput_t(p, 0);
+    p = vput_t(p, 5); /* gap below 1 */
+    p = vput_t(p, 0);
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* A repair claiming sources after itself. */
+    p = buf;
+    *p++ = 0;
+    p = vput_t(p, pn++);
+    *p++ = 0x20;
+    p = vput_t(p, 1); /* back */
+    p = vput_t(p, 4); /* k > back */
+    p = vput_t(p, 0);
+    p = vput_t(p, 10);
+    memset(p, 0, 10);
+    p += 10;
+    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    /* Inconsistent fragments of one message (length changes between fragments). */
+    for (int k = 0; k < 2; k++) {
+        p = buf;
+        *p++ = 0;
+        p = vput_t(p, pn++);
+        *p++ = 0x11;
+        p = vput_t(p, 60);
+        p = vput_t(p, 0);
+        p = vput_t(p, 1);
+        p = vput_t(p, k ? 3000 : 2000);
+        p = vput_t(p, 500);
+        p = vput_t(p, 1);
+        memset(p, 0xaa, 500);
+        p += 500;
+        cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), k ? GP_ERR_MALFORMED : 0);
+    }
+
+    /* And the session still works. */
+    g_one_got = 0;
+    s.on_tx = NULL;
+    cr_assert_eq(gp_rel_send(s.ep[0], 3, buf, make_msg(buf, 3, 1, 3000)), 0);
+    cr_assert(sim_run(&s, s.now + 5 * SIM_SEC, one_done));
+    sim_free(&s);
+}
+
+Test(rudp_rel, bursty_loss_gilbert_elliott) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, 14, &c, &c);
+    sim_link l = link_rtt(0.02);
+    /* Bursts: ~5% of the time in a bad state that loses 80%, mean burst 10 packets. */
+    l.ge_gb = 0.005;
+    l.ge_bg = 0.1;
+    l.ge_bad_loss = 0.8;
+    l.rate_bps = 20000000;
+    l.queue_bytes = 400000;
+    sim_link_both(&s, &l);
+    static bulk b;
+    g_bulk = &b;
+    bulk_gen(&s, &b, 100, 256 * 1024);
+    s.app = bulk_app;
+    s.on_msg = bulk_msg;
+    cr_assert(sim_run(&s, s.now + 600 * SIM_SEC, bulk_done));
+    cr_assert_eq(b.bad, 0);
+    cr_assert_eq(b.disorder, 0);
+    cr_assert_eq(s.stalls, 0);
+    free(b.buf);
+    sim_free(&s);
+}
