@@ -38,11 +38,12 @@
 #define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
 #define MIN_CWND_PACKETS 4
 #define BW_ROUNDS 10
-#define STARTUP_GAIN 2.885 /* 2/ln 2, BBR's startup gain */
-#define FEC_K_MAX 32       /* sources per block we can decode */
-#define FEC_K_TARGET 16    /* sources per block we send */
-#define FEC_M_MAX 32       /* repairs per block */
-#define FEC_RX_SLOTS 64    /* protected packets the receiver keeps for decoding */
+#define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
+#define STARTUP_CWND_GAIN 2.0 /* BBRv3's: 2.885 x BDP in flight overflows a 1-BDP buffer */
+#define FEC_K_MAX 32          /* sources per block we can decode */
+#define FEC_K_TARGET 16       /* sources per block we send */
+#define FEC_M_MAX 32          /* repairs per block */
+#define FEC_RX_SLOTS 64       /* protected packets the receiver keeps for decoding */
 #define FEC_RX_BLOCKS 8
 #define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
 #define FEC_TAIL_TARGET 0.01 /* block-failure probability aimed at when a burst ends */
@@ -311,6 +312,7 @@ struct gp_rel {
     uint64_t round_count, next_round_delivered;
     uint64_t full_bw, cycle_stamp;
     uint64_t round_min_rtt; /* smallest RTT sample of the current round (queue detection) */
+    unsigned delay_hits;    /* consecutive RTT samples showing a queue (startup exit) */
     double pacing_gain, cwnd_gain;
     uint64_t cwnd, pacing_rate; /* bytes, bytes/s */
     uint64_t pace_next;
@@ -332,7 +334,7 @@ struct gp_rel {
     int ack_dirty, ack_now;
     unsigned ack_elicit;
     uint64_t ack_deadline; /* 0: none */
-    unsigned loss_seen, loss_miss;
+    unsigned loss_seen, loss_miss, loss_windows;
     double rx_loss;
 
     /* receiver: messages */
@@ -685,7 +687,8 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     r->min_rtt = NONE;
     r->round_min_rtt = NONE;
     r->bbr_state = BBR_STARTUP;
-    r->pacing_gain = r->cwnd_gain = STARTUP_GAIN;
+    r->pacing_gain = STARTUP_GAIN;
+    r->cwnd_gain = STARTUP_CWND_GAIN;
     r->cwnd = (uint64_t)IW_PACKETS * cfg->max_payload;
     /* Before any sample, pace the initial window over a guessed 100 ms round trip at the
      * startup gain: fast enough that a first response is not held back by pacing. */
@@ -939,6 +942,18 @@ static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_del
     }
     if (r->app_limited_until && r->delivered > r->app_limited_until)
         r->app_limited_until = 0;
+    /* Startup exit on delay, per sample (in the spirit of HyStart++): eight RTT samples in a
+     * row a quarter above min_rtt (+10 ms for jitter) mean the queue is filling now; waiting
+     * for the round to end (BBR's plateau test) overflows a shallow buffer first. Random
+     * loss never looks like this, so it never ends startup early. */
+    if (!r->filled_pipe && r->have_rtt && rs_valid) {
+        if (rs_rtt > r->min_rtt + r->min_rtt / 4 + 10 * MS) {
+            if (++r->delay_hits >= 8)
+                r->filled_pipe = 1;
+        } else {
+            r->delay_hits = 0;
+        }
+    }
     if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt) {
         uint64_t d = r->delivered - prior_delivered;
         double bw = (double)d * 1e9 / (double)interval;
@@ -982,7 +997,7 @@ static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_del
     if (r->bbr_state == BBR_STARTUP && r->filled_pipe) {
         r->bbr_state = BBR_DRAIN;
         r->pacing_gain = 1.0 / STARTUP_GAIN;
-        r->cwnd_gain = STARTUP_GAIN;
+        r->cwnd_gain = STARTUP_CWND_GAIN;
     }
     if (r->bbr_state == BBR_DRAIN && r->inflight <= bdp_bytes(r, 1.0)) {
         r->bbr_state = BBR_PROBE_BW;
@@ -1127,9 +1142,11 @@ static void rx_loss_count(gp_rel *r, uint64_t pn) {
     }
     r->loss_seen++;
     unsigned tot = r->loss_seen + r->loss_miss;
-    if (tot >= 32) {
+    /* The first window (16 packets) is taken as is, so the sender compensates for loss from
+     * its second round trip on; later windows of 32 are smoothed (1/4). */
+    if (tot >= (r->loss_windows ? 32u : 16u)) {
         double sample = (double)r->loss_miss / tot;
-        r->rx_loss += (sample - r->rx_loss) / 4;
+        r->rx_loss = r->loss_windows++ ? r->rx_loss + (sample - r->rx_loss) / 4 : sample;
         r->loss_seen = r->loss_miss = 0;
     }
 }
@@ -1992,8 +2009,11 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         return rc;
     size_t mp = r->cfg.max_payload;
     uint64_t pn = r->next_pn;
+    /* Data and probes open an FEC block; while one is open every packet joins it (a block is
+     * a run of consecutive packet numbers). Keepalives do not open one: liveness has its own
+     * probing, and a repair per idle ping would triple an idle link's cost. */
     int protect = kind != K_REPAIR && !r->fec_closing &&
-                  (r->fec_open || (kind != K_ACK && r->cfg.fec && fec_active(r)));
+                  (r->fec_open || ((kind == K_DATA || kind == K_PROBE) && fec_active(r)));
     uint8_t *p = buf;
     *p++ = protect ? HF_PROTECTED : 0;
     p = vput(p, pn);
