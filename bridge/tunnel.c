@@ -146,6 +146,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
 /* --- incoming frames -------------------------------------------------------------------- */
 
 static void on_frame(br_conn *c, const gp_frame *f) {
+    c->last_rx_ms = br_now(); /* any frame proves the house alive */
     switch (c->state) {
     case BR_CS_HELLO:
         if (f->type == GP_FRAME_HELLO)

@@ -423,6 +423,10 @@ Test(fault, slow_house_backlog_stays_in_redis) {
     }
 }
 
+static int stream_empty(void *house) {
+    return h_int("XLEN gp:{%s}:req", (const char *)house) == 0;
+}
+
 /* The claim itself tells the previous holder: with no traffic at all (no read to be refused,
  * no renewal due for seconds), b1 lets go of h1 as soon as another connection of h1
  * authenticates at b2. */
@@ -433,6 +437,13 @@ Test(fault, claim_fences_previous_holder_at_once) {
     house_up(&w, 0, NULL, NULL);
     struct held h = {"h1", "b1"};
     cr_assert(h_wait(held_by, &h, 15000), "h1 did not connect to b1");
+    /* One round trip first: b1's start-up reads are done, so no read of its can be the one
+     * that notices the new epoch. */
+    h_request("h1", "warm-1", "GET", "/echo", NULL, NULL, 0, 5000);
+    h_reply rw;
+    cr_assert(h_wait_reply("warm-1", NULL, 5000, &rw), "h1 not served");
+    h_reply_free(&rw);
+    cr_assert(h_wait(stream_empty, "h1", 5000), "warm-1 was not acknowledged");
     uint8_t secret[32];
     cr_assert_eq(gp_secret_from_hex(w.secret[0], secret), 0);
     int fd = h_ws_connect(w.bport[1], NULL, 0);
