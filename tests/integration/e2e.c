@@ -521,3 +521,15 @@ Test(e2e, rerun_of_unrememberable_response_is_502) {
     cr_assert_eq(h_json_int(body, "hits"), 1, "the request ran again: %s", body);
     free(body);
 }
+
+/* Liveness: with pings every 200 ms a quiet, healthy house stays connected across many
+ * silence windows (3 intervals) — neither side mistakes its PINGs and PONGs for silence. */
+Test(e2e, quiet_house_stays_connected) {
+    world w;
+    const char *fast[] = {"--ping-interval", "200", NULL};
+    world_up(&w, "h1", fast);
+    cr_assert_eq(h_wait_log(w.bridge, "event=house_timeout", 2500), 0,
+                 "the bridge dropped a healthy house as silent");
+    cr_assert_eq(h_log_count(w.house, "event=disconnected"), 0, "the house reconnected");
+    cr_assert_eq(h_int("HGET gp:{h1}:state epoch"), 1);
+}
