@@ -56,10 +56,13 @@ enum { T_DATA = 0, T_INIT = 1, T_RESP = 2, T_COOKIE = 3 };
 #define COOKIE_MAX (COOKIE_MIN + COOKIE_PAD_SPAN)
 #define COOKIE_USE_NS (110 * NS) /* the house stops using a cookie a little before 120 s */
 
-/* DATA: house->bridge type | cid (8) | epoch:2 pn:30 | ct | tag; bridge->house without cid. */
+/* DATA: house->bridge type | cid (8) | epoch:2 echo:2 pn:28 | ct | tag; bridge->house without
+ * cid. epoch: the sender's key epoch mod 4; echo: the epoch it last received, mod 4. */
 #define C2S_HDR 13
 #define S2C_HDR 5
-#define PN_BITS 30
+#define PN_BITS 28
+#define EPOCH_SHIFT 30
+#define ECHO_SHIFT 28
 #define PN_MASK ((1u << PN_BITS) - 1)
 #define PN_LIMIT (1ull << 62)
 
@@ -341,10 +344,10 @@ static void win_set(rxwin *w, uint64_t pn) {
     w->bits[b / 64] |= 1ull << (b % 64);
 }
 
-uint64_t gp_sess_pn_expand(uint64_t largest, int any, uint32_t trunc30) {
+uint64_t gp_sess_pn_expand(uint64_t largest, int any, uint32_t trunc) {
     const uint64_t win = 1ull << PN_BITS, hwin = win / 2, mask = win - 1;
     uint64_t expected = any ? largest + 1 : 0;
-    uint64_t cand = (expected & ~mask) | (trunc30 & mask);
+    uint64_t cand = (expected & ~mask) | (trunc & mask);
     if (cand + hwin <= expected && cand < PN_LIMIT - win)
         return cand + win;
     if (cand > expected + hwin && cand >= win)
@@ -365,6 +368,7 @@ typedef struct rxdir {
     uint8_t cur[32], chain[32], prev[32]; /* chain: of the current epoch, to derive the next */
     uint64_t epoch, prev_until_ns;
     int has_prev;
+    unsigned peer_echo; /* the epoch the peer last said it receives (mod 4), from its newest */
     rxwin win;
 } rxdir;
 
@@ -402,6 +406,7 @@ struct gp_sess {
     int has_resp;
     uint8_t resp_e[32], resp_ct[RESP_CT_LEN];
     size_t resp_cap; /* size of the initiation being answered: the response is never larger */
+    uint64_t unconfirmed_until_ns; /* the caller frees the session if still unconfirmed */
 
     uint8_t hp_tx[32], hp_rx[32]; /* session header-mask keys per direction */
     txdir tx;
@@ -495,9 +500,15 @@ static void derive_traffic(gp_sess *s, const sym *t, uint64_t now_ns) {
 
 /* ---- data datagrams -------------------------------------------------------------------- */
 
+/* A new send epoch after rekey_packets datagrams or rekey_ns, but only once the peer has said
+ * (the echo in its datagrams) that it receives the current one — QUIC's rule for key updates.
+ * So the receiver is never more than one epoch behind, and two bits of epoch on the wire always
+ * suffice, however many datagrams are lost: keys then simply live longer. */
 static void tx_maybe_rekey(gp_sess *s, uint64_t now_ns) {
     txdir *t = &s->tx;
     if (t->epoch_pkts < s->conf.rekey_packets && elapsed(now_ns, t->epoch_ns) < s->conf.rekey_ns)
+        return;
+    if ((t->epoch & 3) != s->rx.peer_echo)
         return;
     prf(t->chain, t->chain, "next");
     prf(t->key, t->chain, "key");
@@ -531,7 +542,8 @@ ssize_t gp_sess_seal(gp_sess *s, const uint8_t *payload, size_t len, uint8_t *ou
     out[0] = filler_type(&s->rng, T_DATA);
     if (!s->bridge)
         put_be64(out + 1, s->cid);
-    put_be32(out + hdr - 4, (uint32_t)((s->tx.epoch & 3) << PN_BITS | (s->tx.pn & PN_MASK)));
+    put_be32(out + hdr - 4, (uint32_t)((s->tx.epoch & 3) << EPOCH_SHIFT |
+                                       (s->rx.epoch & 3) << ECHO_SHIFT | (s->tx.pn & PN_MASK)));
     uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
     for (int i = 0; i < 8; i++)
         nonce[4 + i] = (uint8_t)(s->tx.pn >> (8 * i));
@@ -583,28 +595,26 @@ static ssize_t open_data(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out
         return R_FOREIGN;
     uint32_t pnk = get_be32(h + hdr - 4);
     uint64_t pn = gp_sess_pn_expand(s->rx.win.max, s->rx.win.any, pnk & PN_MASK);
-    unsigned d = (unsigned)(((pnk >> PN_BITS) - s->rx.epoch) & 3);
+    unsigned d = (unsigned)(((pnk >> EPOCH_SHIFT) - s->rx.epoch) & 3);
     size_t ctlen = len - hdr - TAG;
     if (cap < ctlen)
         return R_BUFFER;
 
-    /* Key by epoch distance: 0 current, 3 previous (while kept), 1 or 2 ahead (derived on a
-     * copy, adopted only if the datagram authenticates). */
-    uint8_t chain[3][32], key[3][32];
+    /* Key by epoch distance: 0 current, 1 next (derived on a copy, adopted only if the datagram
+     * authenticates), 3 previous (while kept), 2 two back (gone). The sender is never more
+     * than one epoch ahead (tx_maybe_rekey). */
+    uint8_t chain[32], key[32];
     const uint8_t *k = s->rx.cur;
-    if (d == 3) {
-        if (!s->rx.has_prev)
-            return R_AUTH; /* no epoch before the first: not from the peer */
-        if (now_ns >= s->rx.prev_until_ns)
+    if (d == 3 || d == 2) {
+        if (s->rx.epoch < 4 - d)
+            return R_AUTH; /* before the first epoch: not from the peer */
+        if (d == 2 || now_ns >= s->rx.prev_until_ns)
             return R_OLD_KEY; /* a straggler, or garbage: it cannot be told any more */
         k = s->rx.prev;
-    } else if (d) {
-        memcpy(chain[0], s->rx.chain, 32);
-        for (unsigned i = 1; i <= d; i++) {
-            prf(chain[i], chain[i - 1], "next");
-            prf(key[i], chain[i], "key");
-        }
-        k = key[d];
+    } else if (d == 1) {
+        prf(chain, s->rx.chain, "next");
+        prf(key, chain, "key");
+        k = key;
     }
     uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
     for (int i = 0; i < 8; i++)
@@ -622,7 +632,7 @@ static ssize_t open_data(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out
     if (!bad && win_seen(&s->rx.win, pn))
         bad = 2;
     if (bad) {
-        if (d == 1 || d == 2) {
+        if (d == 1) {
             sodium_memzero(chain, sizeof chain);
             sodium_memzero(key, sizeof key);
         }
@@ -630,22 +640,23 @@ static ssize_t open_data(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out
     }
 
     unsigned f = GP_SESS_RX_DATA;
-    if (d == 1 || d == 2) {
-        /* The previous key stays a while for datagrams reordered across the switch; after a
-         * skipped epoch, the skipped one is the likelier source of stragglers. */
-        memcpy(s->rx.prev, d == 1 ? s->rx.cur : key[1], 32);
-        memcpy(s->rx.cur, key[d], 32);
-        memcpy(s->rx.chain, chain[d], 32);
+    if (d == 1) {
+        /* The previous key stays a while for datagrams reordered across the switch. */
+        memcpy(s->rx.prev, s->rx.cur, 32);
+        memcpy(s->rx.cur, key, 32);
+        memcpy(s->rx.chain, chain, 32);
         s->rx.has_prev = 1;
         s->rx.prev_until_ns = now_ns + s->conf.old_key_ns;
-        s->rx.epoch += d;
+        s->rx.epoch++;
         s->st.rekey_rx++;
         f |= GP_SESS_RX_REKEY;
         sodium_memzero(chain, sizeof chain);
         sodium_memzero(key, sizeof key);
     }
-    if (!s->rx.win.any || pn > s->rx.win.max)
+    if (!s->rx.win.any || pn > s->rx.win.max) {
         f |= GP_SESS_RX_NEWEST;
+        s->rx.peer_echo = (pnk >> ECHO_SHIFT) & 3; /* echoes only grow with the sender's pn */
+    }
     win_set(&s->rx.win, pn);
     if (s->bridge && !s->confirmed) {
         /* Key confirmation: only the house holding the response's keys can produce this. */
@@ -751,15 +762,16 @@ ssize_t gp_sess_client_hello(gp_sess *s, uint8_t *out, size_t cap, uint64_t now_
 }
 
 /* Cookie reply for our initiation: keep the cookie; the caller sends hello again at once. */
-static ssize_t open_cookie(gp_sess *s, const uint8_t *dg, size_t len, uint64_t now_ns,
-                           unsigned *flags) {
-    uint8_t pt[COOKIE_LEN + COOKIE_PAD_SPAN];
+static ssize_t open_cookie(gp_sess *s, const uint8_t *dg, size_t len, uint8_t type_byte,
+                           uint64_t now_ns, unsigned *flags) {
+    uint8_t pt[COOKIE_LEN + COOKIE_PAD_SPAN], ad[17];
     if (len > COOKIE_MAX)
         return R_TYPE;
+    memcpy(ad, s->init_hash, 16);
+    ad[16] = type_byte;
     size_t ctlen = len - CK_CT - TAG;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(pt, NULL, dg + CK_CT, ctlen,
-                                                            dg + len - TAG, s->init_hash, 16,
-                                                            dg + 1, s->k_cookie) != 0)
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+            pt, NULL, dg + CK_CT, ctlen, dg + len - TAG, ad, sizeof ad, dg + 1, s->k_cookie) != 0)
         return R_AUTH;
     memcpy(s->cookie, pt, COOKIE_LEN);
     sodium_memzero(pt, sizeof pt);
@@ -813,7 +825,7 @@ static ssize_t open_handshake(gp_sess *s, const uint8_t *dg, size_t len, uint64_
     mask_stream(s->k_hs_mask, dg + len - SAMPLE, m, RESP_MASKED);
     switch ((dg[0] ^ m[0]) & TYPE_BITS) {
     case T_COOKIE:
-        return open_cookie(s, dg, len, now_ns, flags);
+        return open_cookie(s, dg, len, dg[0] ^ m[0], now_ns, flags);
     case T_RESP:
         return open_resp(s, dg, len, m, now_ns, flags);
     default:
@@ -836,8 +848,11 @@ static int is_handshake_dup(gp_sess *s, const uint8_t *dg, size_t len) {
     }
     if (type != T_COOKIE || len > COOKIE_MAX)
         return 0;
+    uint8_t ad[17];
+    memcpy(ad, s->init_hash, 16);
+    ad[16] = dg[0] ^ m[0];
     int ok = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-                 pt, NULL, dg + CK_CT, len - CK_CT - TAG, dg + len - TAG, s->init_hash, 16, dg + 1,
+                 pt, NULL, dg + CK_CT, len - CK_CT - TAG, dg + len - TAG, ad, sizeof ad, dg + 1,
                  s->k_cookie) == 0;
     sodium_memzero(pt, sizeof pt);
     return ok;
@@ -1333,7 +1348,7 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
         return GP_ERR_INVALID;
     ssize_t rc;
     sym t = hs->t;
-    uint8_t key[16], ts8[8], e_pub[32], ee[32], cid8[8];
+    uint8_t key[16], ts8[8], e_priv[32], e_pub[32], ee[32], cid8[8];
     gp_sess *s = NULL;
     if (!srv || hs->srv != srv) {
         rc = GP_ERR_STATE;
@@ -1389,18 +1404,26 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
         goto out;
     }
     s->bridge = 1;
-    srv->rnd(srv->ud, s->e_priv, 32);
-    crypto_scalarmult_base(e_pub, s->e_priv);
+    /* The bridge's ephemeral lives only in this function: once ee is mixed in, nothing that
+     * stays in memory can recompute this session's keys (forward secrecy). */
+    srv->rnd(srv->ud, e_priv, 32);
+    crypto_scalarmult_base(e_pub, e_priv);
     srv->st.dh += 2;
     mix_hash(&t, e_pub, 32);
     mix_key(&t, e_pub, 32);
-    if (crypto_scalarmult(ee, s->e_priv, hs->e) != 0)
+    if (crypto_scalarmult(ee, e_priv, hs->e) != 0)
         goto out; /* unreachable: a low-order e already failed es */
     mix_key(&t, ee, 32);
-    do {
+    for (int tries = 0;; tries++) { /* random, non-zero, unique among live sessions */
+        if (tries == 64) {
+            rc = GP_ERR_NOMEM; /* only a broken random source gets here */
+            goto out;
+        }
         srv->rnd(srv->ud, cid8, 8);
         s->cid = get_be64(cid8);
-    } while (!s->cid || idx_get(srv, s->cid));
+        if (s->cid && !idx_get(srv, s->cid))
+            break;
+    }
     enc_hash(&t, cid8, 8, s->resp_ct);
     memcpy(s->resp_e, e_pub, 32);
     s->resp_e[31] |= (uint8_t)(filler_type(&s->rng, 0) & 0x80);
@@ -1414,6 +1437,8 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
     s->ts = ts;
     s->has_resp = 1;
     s->resp_cap = hs->init_len;
+    s->created_ns = now_ns;
+    s->unconfirmed_until_ns = now_ns + srv->conf.retransmit_window_ns;
     if (idx_put(srv, s) != 0) {
         rc = GP_ERR_NOMEM;
         goto out;
@@ -1432,6 +1457,7 @@ out:
     if (s)
         gp_sess_free(s);
     sodium_memzero(&t, sizeof t);
+    sodium_memzero(e_priv, sizeof e_priv);
     sodium_memzero(ee, sizeof ee);
     sodium_memzero(ts8, sizeof ts8);
     gp_sess_hs_free(hs);
@@ -1459,7 +1485,7 @@ ssize_t gp_sess_server_cookie_reply(gp_sess_server *srv, const uint8_t *dg, size
         return GP_ERR_INVALID;
     if (cap < COOKIE_MIN)
         return GP_ERR_BUFFER;
-    uint8_t u[INIT_MASKED], e[32], hash[16], k_mask[32], m[1];
+    uint8_t u[INIT_MASKED], e[32], ad[17], k_mask[32], m[1];
     if (init_check(srv, dg, len, u) != 0) {
         srv->st.drop_mac1++;
         return GP_ERR_AUTH;
@@ -1474,17 +1500,19 @@ ssize_t gp_sess_server_cookie_reply(gp_sess_server *srv, const uint8_t *dg, size
         return 0;
     }
     canon(e, u + INIT_E);
-    hash16(hash, u + 1, INIT_INNER);
     pub_key(k_mask, "s2c hs mask", srv->spub, e);
     out[0] = filler_type(&srv->rng, T_COOKIE);
+    hash16(ad, u + 1, INIT_INNER);
+    ad[16] = out[0];
     prng_bytes(&srv->rng, out + 1, CK_CT - 1); /* XChaCha nonce: 192 random bits */
     make_cookie(srv->cookie_cur, addr, addrlen, out + CK_CT);
     memset(out + CK_CT + COOKIE_LEN, 0, total - COOKIE_MIN);
-    /* AD: the hash of the initiation proper, the same in all its retransmits, so the house
-     * knows the cookie answers its handshake and nobody else's. */
+    /* AD: the hash of the initiation proper (the same in all its retransmits, so the house
+     * knows the cookie answers its handshake and nobody else's) and the clear first byte (so
+     * that no bit of the datagram goes unauthenticated). */
     crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out + CK_CT, out + total - TAG, NULL,
-                                                        out + CK_CT, total - TAG - CK_CT, hash, 16,
-                                                        NULL, out + 1, srv->k_cookie);
+                                                        out + CK_CT, total - TAG - CK_CT, ad,
+                                                        sizeof ad, NULL, out + 1, srv->k_cookie);
     mask_stream(k_mask, out + total - TAG, m, 1);
     out[0] ^= m[0];
     srv->st.cookies_sent++;
@@ -1554,6 +1582,8 @@ size_t gp_sess_payload_limit(const gp_sess *s) {
 }
 
 uint64_t gp_sess_expiry(const gp_sess *s) {
+    if (s && s->bridge && !s->confirmed)
+        return s->unconfirmed_until_ns;
     if (!s || s->bridge || s->state != ST_HANDSHAKE)
         return UINT64_MAX;
     return s->hello_next_ns;

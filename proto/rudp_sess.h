@@ -276,8 +276,11 @@ ssize_t gp_sess_seal(gp_sess *s, const uint8_t *payload, size_t len, uint8_t *ou
 GP_WUR ssize_t gp_sess_open(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out, size_t cap,
                             uint64_t now_ns, unsigned *flags);
 
-/* When the caller must act next: the house's next initiation retransmit while handshaking;
- * UINT64_MAX otherwise (data timers belong to the reliability layer). */
+/* When the caller must act next. House, while handshaking: the next initiation retransmit
+ * (call gp_sess_client_hello). Bridge, until the house's first datagram: the end of the
+ * retransmit window; a session still unconfirmed then never will be (the house gave up or the
+ * initiation was replayed from elsewhere): free it. UINT64_MAX otherwise (data timers belong to
+ * the reliability layer). */
 uint64_t gp_sess_expiry(const gp_sess *s);
 
 int gp_sess_established(const gp_sess *s); /* keys derived (house: response accepted) */
@@ -292,8 +295,8 @@ void gp_sess_stats(const gp_sess *s, gp_sess_counters *out);
 /* Frees a session, wiping its keys; a bridge-side one leaves the server's index. NULL ok. */
 void gp_sess_free(gp_sess *s);
 
-/* The full packet number nearest to largest+1 whose low 30 bits are trunc30 (RFC 9000 A.3);
- * exposed for tests. */
-uint64_t gp_sess_pn_expand(uint64_t largest, int any, uint32_t trunc30);
+/* The full packet number nearest to largest+1 whose low 28 bits (the part on the wire) are
+ * trunc (RFC 9000 A.3); `any`: whether any packet was received yet. Exposed for tests. */
+uint64_t gp_sess_pn_expand(uint64_t largest, int any, uint32_t trunc);
 
 #endif

@@ -167,6 +167,7 @@ Test(rudp_sess, handshake_then_data_both_ways) {
     uint8_t dg[BUF], out[BUF], pl[BUF];
     cr_assert_not(gp_sess_confirmed(w.bridge));
     cr_assert_eq(gp_sess_seal(w.bridge, pl, 10, dg, sizeof dg, w.now), GP_ERR_STATE);
+    cr_assert_eq(gp_sess_expiry(w.bridge), w.now + 20 * NS, "free it if unconfirmed by then");
 
     size_t sizes[] = {0, 1, 17, 100, 500, 1000, 1170};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
@@ -182,6 +183,7 @@ Test(rudp_sess, handshake_then_data_both_ways) {
         cr_assert_eq(!!(f & GP_SESS_RX_CONFIRMED), i == 0, "confirmed once, on the first");
     }
     cr_assert(gp_sess_confirmed(w.bridge));
+    cr_assert_eq(gp_sess_expiry(w.bridge), UINT64_MAX);
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         fill(pl, sizes[i], (uint32_t)(100 + i));
         ssize_t n = gp_sess_seal(w.bridge, pl, sizes[i], dg, sizeof dg, w.now);
@@ -544,6 +546,57 @@ Test(rudp_sess, lost_response_retransmit) {
     world_free(&w);
 }
 
+/* Every bit of a response and of a cookie reply is authenticated: any flip is refused, and the
+ * handshake then still completes with the genuine datagram. */
+Test(rudp_sess, tampered_handshake_replies_refused) {
+    world w;
+    world_init(&w, 15, NULL);
+    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    uint8_t init[BUF], ck[BUF], resp[BUF], out[BUF];
+    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
+    gp_sess *s, *b;
+    gp_sess_hs *hs;
+    gp_sess_server_amp_validate(w.srv, ADDR(A1));
+    cr_assert_eq(gp_sess_server_classify(w.srv, init, (size_t)n, ADDR(A1), 1, w.now, &s),
+                 GP_SESS_COOKIE);
+    ssize_t cn =
+        gp_sess_server_cookie_reply(w.srv, init, (size_t)n, ADDR(A1), w.now, ck, sizeof ck);
+    for (ssize_t i = 0; i < cn; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            ck[i] ^= (uint8_t)(1 << bit);
+            cr_assert_eq(gp_sess_open(h, ck, (size_t)cn, out, sizeof out, w.now, NULL), GP_ERR_AUTH,
+                         "cookie byte %zd bit %d", i, bit);
+            ck[i] ^= (uint8_t)(1 << bit);
+        }
+    for (ssize_t len = 0; len < cn; len++)
+        cr_assert_lt(gp_sess_open(h, ck, (size_t)len, out, sizeof out, w.now, NULL), 0);
+    cr_assert_eq(gp_sess_expiry(h), w.now + NS, "no cookie taken");
+    cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)n, w.now, &hs, &s), GP_SESS_HS_NEW);
+    ssize_t r =
+        gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A1), w.now, WALL, resp, sizeof resp, &b);
+    for (ssize_t i = 0; i < r; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            resp[i] ^= (uint8_t)(1 << bit);
+            cr_assert_lt(gp_sess_open(h, resp, (size_t)r, out, sizeof out, w.now, NULL), 0,
+                         "response byte %zd bit %d", i, bit);
+            resp[i] ^= (uint8_t)(1 << bit);
+        }
+    for (ssize_t len = 0; len < r; len++)
+        cr_assert_lt(gp_sess_open(h, resp, (size_t)len, out, sizeof out, w.now, NULL), 0);
+    cr_assert_not(gp_sess_established(h));
+    gp_sess_counters c;
+    gp_sess_stats(h, &c);
+    cr_assert_eq(c.drop_auth + c.drop_type + c.drop_short, (uint64_t)(8 * cn + cn + 8 * r + r));
+    unsigned f = 0;
+    cr_assert_eq(gp_sess_open(h, ck, (size_t)cn, out, sizeof out, w.now, &f), 0);
+    cr_assert(f & GP_SESS_RX_COOKIE);
+    cr_assert_eq(gp_sess_open(h, resp, (size_t)r, out, sizeof out, w.now, &f), 0);
+    cr_assert(f & GP_SESS_RX_ESTABLISHED);
+    gp_sess_free(b);
+    gp_sess_free(h);
+    world_free(&w);
+}
+
 /* A retransmit parsed while the first copy still awaits its psk: the second respond resends. */
 Test(rudp_sess, duplicate_initiations_awaiting_psk) {
     world w;
@@ -859,7 +912,7 @@ Test(rudp_sess, replay_window_edges) {
 }
 
 Test(rudp_sess, packet_number_expansion) {
-    const uint64_t W = 1ull << 30;
+    const uint64_t W = 1ull << 28; /* 28 bits of the packet number are on the wire */
     cr_assert_eq(gp_sess_pn_expand(0, 0, 0), 0);
     cr_assert_eq(gp_sess_pn_expand(0, 0, 5), 5);
     cr_assert_eq(gp_sess_pn_expand(W - 2, 1, 1), W + 1, "wraps forward");
@@ -869,8 +922,9 @@ Test(rudp_sess, packet_number_expansion) {
                  5 * W + 10 + W / 2 - 1);
 }
 
-/* Rekey every 16 datagrams; deliver 400 shuffled within windows of 12 that straddle the
- * switches, so datagrams of the old epoch arrive after the new one's: all delivered once. */
+/* Rekey every 16 datagrams. The sender seals batches of 12, delivered shuffled (so datagrams
+ * of the old epoch arrive after the new one's), and the receiver answers each batch (as acks
+ * would): all delivered exactly once, and the receiver follows every epoch. */
 Test(rudp_sess, rekey_with_reordering_across_the_switch) {
     gp_sess_server_conf sc = {.sess = {.rekey_packets = 16}};
     gp_sess_conf hc = {.rekey_packets = 16};
@@ -882,77 +936,99 @@ Test(rudp_sess, rekey_with_reordering_across_the_switch) {
     int order[N];
     for (int d = 0; d < 2; d++) {
         gp_sess *tx = d == 0 ? w.house : w.bridge, *rx = d == 0 ? w.bridge : w.house;
-        for (int i = 0; i < N; i++) {
-            ssize_t n = gp_sess_seal(tx, (const uint8_t *)&i, sizeof i, dgs[i], 128, w.now);
-            cr_assert_gt(n, 0);
-            lens[i] = (size_t)n;
-            order[i] = i;
-        }
         trng r = trng_seed(5 + (uint64_t)d);
-        for (int b = 0; b < N; b += WIN)
-            for (int i = (b + WIN < N ? b + WIN : N) - 1; i > b; i--) {
+        int seen[N] = {0}, switches_in_batch = 0;
+        for (int b = 0; b < N; b += WIN) {
+            int cnt = b + WIN < N ? WIN : N - b;
+            gp_sess_counters before;
+            gp_sess_stats(tx, &before);
+            for (int i = b; i < b + cnt; i++) {
+                ssize_t n = gp_sess_seal(tx, (const uint8_t *)&i, sizeof i, dgs[i], 128, w.now);
+                cr_assert_gt(n, 0);
+                lens[i] = (size_t)n;
+                order[i] = i;
+            }
+            gp_sess_counters after;
+            gp_sess_stats(tx, &after);
+            switches_in_batch += after.rekey_tx != before.rekey_tx;
+            for (int i = b + cnt - 1; i > b; i--) {
                 uint8_t x;
                 trand(&r, &x, 1);
                 int j = b + x % (i - b + 1), t = order[i];
                 order[i] = order[j], order[j] = t;
             }
-        int seen[N] = {0};
-        for (int k = 0; k < N; k++) {
-            uint8_t out[BUF];
-            int i = order[k], v;
-            ssize_t got = d == 0 ? c2s(&w, dgs[i], lens[i], ADDR(A1), out, NULL)
-                                 : gp_sess_open(rx, dgs[i], lens[i], out, sizeof out, w.now, NULL);
-            cr_assert_eq(got, 4, "datagram %d (position %d)", i, k);
-            memcpy(&v, out, 4);
-            cr_assert_eq(v, i);
-            seen[i]++;
+            for (int k = b; k < b + cnt; k++) {
+                uint8_t out[BUF];
+                int i = order[k], v;
+                ssize_t got = d == 0
+                                  ? c2s(&w, dgs[i], lens[i], ADDR(A1), out, NULL)
+                                  : gp_sess_open(rx, dgs[i], lens[i], out, sizeof out, w.now, NULL);
+                cr_assert_eq(got, 4, "datagram %d (position %d)", i, k);
+                memcpy(&v, out, 4);
+                cr_assert_eq(v, i);
+                seen[i]++;
+            }
+            uint8_t ack[BUF], out[BUF];
+            ssize_t n = gp_sess_seal(rx, NULL, 0, ack, sizeof ack, w.now);
+            cr_assert_eq(d == 0 ? gp_sess_open(tx, ack, (size_t)n, out, sizeof out, w.now, NULL)
+                                : c2s(&w, ack, (size_t)n, ADDR(A1), out, NULL),
+                         0);
         }
         for (int i = 0; i < N; i++)
             cr_assert_eq(seen[i], 1);
         gp_sess_counters tc, rc;
         gp_sess_stats(tx, &tc);
         gp_sess_stats(rx, &rc);
-        cr_assert_geq(tc.rekey_tx, N / 16 - 1);
+        cr_assert_geq(tc.rekey_tx, N / 24 - 1);
         cr_assert_eq(rc.rekey_rx, tc.rekey_tx, "the receiver followed every epoch");
+        cr_assert_geq(switches_in_batch, N / 24 - 1);
     }
     world_free(&w);
 }
 
-/* A whole epoch lost (the receiver jumps two), stragglers of the skipped epoch still open;
- * the previous key is dropped after old_key_ns; time alone also rotates keys. */
-Test(rudp_sess, rekey_skipped_epoch_old_key_expiry_and_time) {
+/* A sender whose datagrams are all lost moves at most one epoch ahead (it waits for the peer's
+ * echo), so the session survives any loss; stragglers of the previous epoch open until
+ * old_key_ns; time alone also rotates keys. */
+Test(rudp_sess, rekey_waits_for_peer_and_old_key_expires) {
     gp_sess_conf hc = {.rekey_packets = 4, .rekey_ns = 30 * NS};
     gp_sess_server_conf sc = {.sess = {.old_key_ns = 2 * NS}};
     world w;
-    world_up(&w, 26, &sc, &hc); /* packet 0 sent in epoch 0 */
-    uint8_t dgs[16][128], out[BUF];
-    size_t lens[16];
-    for (int i = 1; i < 16; i++) /* epochs: 1-3 -> 0, 4-7 -> 1, 8-11 -> 2, 12-15 -> 3 */
-        lens[i] = (size_t)gp_sess_seal(w.house, (const uint8_t *)"k", 1, dgs[i], 128, w.now);
-    for (int i = 1; i < 4; i++)
-        cr_assert_eq(c2s(&w, dgs[i], lens[i], ADDR(A1), out, NULL), 1);
-    unsigned f = 0;
-    cr_assert_eq(c2s(&w, dgs[8], lens[8], ADDR(A1), out, &f), 1, "two epochs ahead");
-    cr_assert(f & GP_SESS_RX_REKEY);
-    cr_assert_eq(c2s(&w, dgs[5], lens[5], ADDR(A1), out, NULL), 1, "skipped epoch straggler");
-    w.now += 3 * NS;
-    cr_assert_eq(c2s(&w, dgs[12], lens[12], ADDR(A1), out, NULL), 1);
-    cr_assert_eq(c2s(&w, dgs[9], lens[9], ADDR(A1), out, NULL), 1, "previous epoch, fresh");
-    w.now += 3 * NS;
-    cr_assert_eq(c2s(&w, dgs[10], lens[10], ADDR(A1), out, NULL), GP_ERR_AUTH, "expired key");
+    world_up(&w, 26, &sc, &hc); /* the house's packet 0 delivered, epoch 0 */
+    uint8_t dgs[40][128], out[BUF], dg[BUF];
+    size_t lens[40];
     gp_sess_counters c;
+    /* 40 datagrams, all lost: pn 1-3 in epoch 0, then epoch 1 and no further */
+    for (int i = 0; i < 40; i++)
+        lens[i] = (size_t)gp_sess_seal(w.house, (const uint8_t *)"k", 1, dgs[i], 128, w.now);
+    gp_sess_stats(w.house, &c);
+    cr_assert_eq(c.rekey_tx, 1, "one epoch ahead at most");
+    unsigned f = 0;
+    cr_assert_eq(c2s(&w, dgs[39], lens[39], ADDR(A1), out, &f), 1);
+    cr_assert(f & GP_SESS_RX_REKEY);
+    cr_assert_eq(c2s(&w, dgs[1], lens[1], ADDR(A1), out, NULL), 1, "previous epoch straggler");
+    /* The bridge's next datagram echoes epoch 1: the house may move on. */
+    ssize_t n = gp_sess_seal(w.bridge, NULL, 0, dg, sizeof dg, w.now);
+    cr_assert_eq(gp_sess_open(w.house, dg, (size_t)n, out, sizeof out, w.now, NULL), 0);
+    n = gp_sess_seal(w.house, (const uint8_t *)"x", 1, dg, sizeof dg, w.now);
+    gp_sess_stats(w.house, &c);
+    cr_assert_eq(c.rekey_tx, 2);
+    cr_assert_eq(c2s(&w, dg, (size_t)n, ADDR(A1), out, &f), 1);
+    cr_assert(f & GP_SESS_RX_REKEY);
+    cr_assert_eq(c2s(&w, dgs[31], lens[31], ADDR(A1), out, NULL), 1, "epoch 1, key still kept");
+    w.now += 3 * NS;
+    cr_assert_eq(c2s(&w, dgs[30], lens[30], ADDR(A1), out, NULL), GP_ERR_AUTH, "expired key");
+    cr_assert_eq(c2s(&w, dgs[2], lens[2], ADDR(A1), out, NULL), GP_ERR_AUTH, "two epochs back");
     gp_sess_stats(w.bridge, &c);
-    cr_assert_eq(c.drop_old_key, 1);
+    cr_assert_eq(c.drop_old_key, 2);
+    cr_assert_eq(c.rekey_rx, 2);
     /* Time-based: 30 s with one key, then a new one at the next datagram. */
-    size_t n = (size_t)gp_sess_seal(w.house, (const uint8_t *)"t", 1, dgs[0], 128, w.now);
-    cr_assert_eq(c2s(&w, dgs[0], n, ADDR(A1), out, &f), 1); /* epoch 4: by count */
-    gp_sess_stats(w.house, &c);
-    uint64_t before = c.rekey_tx;
+    n = gp_sess_seal(w.bridge, NULL, 0, dg, sizeof dg, w.now);
+    cr_assert_eq(gp_sess_open(w.house, dg, (size_t)n, out, sizeof out, w.now, NULL), 0);
     w.now += 31 * NS;
-    n = (size_t)gp_sess_seal(w.house, (const uint8_t *)"t", 1, dgs[0], 128, w.now);
+    n = gp_sess_seal(w.house, (const uint8_t *)"t", 1, dg, sizeof dg, w.now);
     gp_sess_stats(w.house, &c);
-    cr_assert_eq(c.rekey_tx, before + 1, "by time, after 1 datagram of 4");
-    cr_assert_eq(c2s(&w, dgs[0], n, ADDR(A1), out, &f), 1);
+    cr_assert_eq(c.rekey_tx, 3, "by time, after 1 datagram of 4");
+    cr_assert_eq(c2s(&w, dg, (size_t)n, ADDR(A1), out, &f), 1);
     cr_assert(f & GP_SESS_RX_REKEY);
     world_free(&w);
 }
