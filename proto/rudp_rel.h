@@ -36,7 +36,7 @@
 #define GP_REL_DEFAULT_KEEPALIVE_NS 20000000000ull /* 20 s: under common NAT UDP timeouts */
 #define GP_REL_DEFAULT_DEAD_NS 30000000000ull      /* 30 s of silence despite probes */
 #define GP_REL_MAX_ACK_DELAY_NS 10000000ull        /* the receiver acks within 10 ms */
-#define GP_REL_MAX_JITTER_NS 16000000ull          /* send_at - now the caller may use */
+#define GP_REL_MAX_JITTER_NS 16000000ull           /* send_at - now the caller may use */
 #define GP_REL_PTO_CAP_NS 2000000000ull            /* probe backoff never exceeds 2 s ... */
 /* ... unless the un-backed-off PTO itself is longer (then backoff stops at that). */
 
