@@ -93,7 +93,7 @@ typedef struct gp_sess_counters {
     uint64_t drop_foreign;       /* another session's connection id */
     uint64_t drop_auth;          /* AEAD/MAC failed: tampered, truncated, foreign, forged */
     uint64_t drop_replay;        /* packet number already seen or older than the window */
-    uint64_t drop_old_key;       /* key epoch no longer (or not yet) available */
+    uint64_t drop_old_key;       /* key epoch no longer available (too late) */
     uint64_t drop_handshake;     /* house: a duplicate response/cookie after establishment */
     uint64_t rekey_tx, rekey_rx; /* key epochs started (send) / followed (receive) */
 } gp_sess_counters;
@@ -135,12 +135,12 @@ size_t gp_sess_max_payload(size_t mtu);
 /* ---- house side ------------------------------------------------------------------------ */
 
 /* A new handshake towards the bridges whose static public key is `bridge_pub`. house_id
- * (1..64 of [A-Za-z0-9_.-]) and secret are copied (the secret is only mixed into the
- * initiation, then wiped). wall_ms is the house's wall clock in ms: it becomes the initiation's
- * timestamp and must be larger than that of any earlier initiation of this house (the bridge
- * refuses older or equal ones as replays; a house starting two handshakes in the same ms must
- * bump it). conf may be NULL (defaults). Returns NULL on a bad argument (invalid id, conf or
- * bridge key) or out of memory. */
+ * (1..64 of [A-Za-z0-9_.-]) is copied; the secret is only mixed into the initiation, never
+ * kept. wall_ms is the house's wall clock in ms: it becomes the initiation's timestamp and
+ * must be larger than that of any earlier initiation of this house (the bridge refuses older or
+ * equal ones as replays; a house starting two handshakes in the same ms must bump it). conf may
+ * be NULL (defaults). Returns NULL on a bad argument (invalid id, conf or bridge key) or out of
+ * memory. */
 gp_sess *gp_sess_client_new(const gp_sess_conf *conf, const uint8_t bridge_pub[GP_SESS_KEY_LEN],
                             gp_str house_id, const uint8_t secret[GP_SESS_KEY_LEN],
                             gp_sess_rand_fn rnd, void *ud, uint64_t now_ns, uint64_t wall_ms);
@@ -272,7 +272,8 @@ ssize_t gp_sess_seal(gp_sess *s, const uint8_t *payload, size_t len, uint8_t *ou
  * handshake datagrams); *flags (may be NULL) gets GP_SESS_RX_* bits. Errors, all "drop the
  * datagram, the session is unchanged", each counted in the stats: GP_ERR_TRUNCATED (too
  * short), GP_ERR_AUTH (tampered, truncated, foreign, forged, replayed, unknown key),
- * GP_ERR_STATE (not expected now), GP_ERR_BUFFER (cap too small, not counted). */
+ * GP_ERR_STATE (not expected now: a duplicate handshake reply), GP_ERR_BUFFER (cap too small,
+ * not counted), GP_ERR_INVALID (NULL s or dg). */
 GP_WUR ssize_t gp_sess_open(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out, size_t cap,
                             uint64_t now_ns, unsigned *flags);
 
