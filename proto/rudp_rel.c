@@ -758,6 +758,12 @@ static size_t chunk_len(const smsg *m, uint32_t idx) {
 }
 
 int gp_rel_send(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len) {
+    return gp_rel_send2(r, lane, msg, len, NULL, 0);
+}
+
+int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, const uint8_t *more,
+                 size_t len2) {
+    size_t len = len1 + len2;
     if (r->dead)
         return GP_ERR_STATE;
     if (len == 0)
@@ -795,7 +801,10 @@ int gp_rel_send(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len) {
     m->data = malloc(len);
     if (!m->data)
         goto nomem;
-    memcpy(m->data, msg, len);
+    if (len1)
+        memcpy(m->data, msg, len1);
+    if (len2)
+        memcpy(m->data + len1, more, len2);
     m->cpn = (uint64_t *)(m + 1);
     m->st = (uint8_t *)(m->cpn + nchunks);
     m->id = id;

@@ -87,6 +87,11 @@ void gp_rel_free(gp_rel *r);
  *   GP_ERR_NOMEM. */
 int gp_rel_send(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len);
 
+/* The same for a message in two pieces, msg[0..len1) then more[0..len2) (either may be
+ * empty; their total may not), copied into one message: a header need not be glued on first. */
+int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, const uint8_t *more,
+                 size_t len2);
+
 /* Bytes gp_rel_send would accept now (0 when full). */
 size_t gp_rel_send_space(const gp_rel *r);
 

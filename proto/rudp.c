@@ -1,0 +1,223 @@
+/* rudp.c — a rudp:// connection: the session (rudp_sess) around the reliability engine
+ * (rudp_rel), with per-message zstd and send jitter (see rudp.h). Pure: the caller brings
+ * the datagrams, the time and the randomness. */
+#include "rudp.h"
+
+#include "compress.h"
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The first byte of every message says how the rest is coded. */
+#define CODE_RAW 0
+#define CODE_ZSTD 1
+#define MAX_MSG (GP_DEFAULT_MAX_FRAME + GP_FRAME_HEADER_LEN + 1)
+#define DBUF 2048        /* decrypted datagrams up to this size need no allocation */
+#define RBUF_KEEP 65536u /* a larger decode buffer is given back after use */
+
+struct gp_rudp {
+    gp_sess *s;
+    gp_rel *rel;
+    gp_zctx *z;
+    gp_rudp_conf conf;
+    gp_sess_rand_fn rnd;
+    void *ud;
+    uint8_t *pkt;       /* a payload between the engine and the session (max payload) */
+    uint8_t dbuf[DBUF]; /* a decrypted datagram on its way to the engine */
+    uint8_t *rbuf;      /* the decompressed message lent by recv */
+    size_t rcap;
+    uint64_t msgs_compressed, bytes_before, bytes_after;
+    int must_confirm; /* house: the bridge may send only after our first datagram */
+};
+
+void gp_rudp_conf_init(gp_rudp_conf *conf) {
+    memset(conf, 0, sizeof *conf);
+    conf->compress = 1;
+    gp_rel_config_init(&conf->rel);
+    conf->rel.max_message = MAX_MSG;
+}
+
+gp_rudp *gp_rudp_new(gp_sess *s, const gp_rudp_conf *conf, gp_sess_rand_fn rnd, void *ud,
+                     uint64_t now_ns) {
+    gp_rudp *r = calloc(1, sizeof *r);
+    if (!r || !s || !gp_sess_established(s))
+        goto fail;
+    r->s = s;
+    r->must_confirm = !gp_sess_is_bridge(s);
+    r->rnd = rnd;
+    r->ud = ud;
+    if (conf)
+        r->conf = *conf;
+    else
+        gp_rudp_conf_init(&r->conf);
+    if (r->conf.jitter_ms > GP_RUDP_JITTER_MAX_MS)
+        goto fail;
+    /* The engine's packets must fit the session's datagrams whatever the padding. */
+    r->conf.rel.max_payload = gp_sess_payload_limit(s);
+    if (r->conf.rel.max_message < MAX_MSG)
+        r->conf.rel.max_message = MAX_MSG;
+    if (r->conf.rel.send_buffer < r->conf.rel.max_message)
+        r->conf.rel.send_buffer = r->conf.rel.max_message;
+    if (r->conf.rel.recv_buffer < r->conf.rel.max_message)
+        r->conf.rel.recv_buffer = 2 * r->conf.rel.send_buffer + r->conf.rel.max_message;
+    r->rel = gp_rel_new(&r->conf.rel, now_ns);
+    r->z = gp_zctx_new(GP_ZSTD_LEVEL);
+    r->pkt = malloc(r->conf.rel.max_payload);
+    if (!r->rel || !r->z || !r->pkt)
+        goto fail;
+    return r;
+fail:
+    if (r) {
+        r->s = NULL; /* freed below, whoever got this far */
+        gp_rudp_free(r);
+    }
+    gp_sess_free(s);
+    return NULL;
+}
+
+void gp_rudp_free(gp_rudp *r) {
+    if (!r)
+        return;
+    gp_sess_free(r->s);
+    gp_rel_free(r->rel);
+    gp_zctx_free(r->z);
+    free(r->pkt);
+    free(r->rbuf);
+    free(r);
+}
+
+gp_sess *gp_rudp_sess(const gp_rudp *r) {
+    return r->s;
+}
+
+int gp_rudp_send(gp_rudp *r, uint32_t lane, const uint8_t *msg, size_t len) {
+    static const uint8_t raw = CODE_RAW, zstd = CODE_ZSTD;
+    if (len + 1 > MAX_MSG)
+        return GP_ERR_TOO_LARGE;
+    if (r->conf.compress && gp_compress_worthwhile((gp_str){NULL, 0}, msg, len)) {
+        /* Only worth it if smaller: the engine copies the message, so the buffer is brief. */
+        uint8_t *z = malloc(len);
+        ssize_t zn = z ? gp_compress(r->z, msg, len, z, len - 1) : 0;
+        int rc = zn > 0 ? gp_rel_send2(r->rel, lane, &zstd, 1, z, (size_t)zn) : 1;
+        free(z);
+        if (rc <= 0) {
+            if (rc == 0) {
+                r->msgs_compressed++;
+                r->bytes_before += len;
+                r->bytes_after += (size_t)zn;
+            }
+            return rc;
+        }
+    }
+    return gp_rel_send2(r->rel, lane, &raw, 1, msg, len);
+}
+
+size_t gp_rudp_send_space(const gp_rudp *r) {
+    size_t n = gp_rel_send_space(r->rel);
+    return n > 1 ? n - 1 : 0;
+}
+
+int gp_rudp_input(gp_rudp *r, const uint8_t *dg, size_t len, uint64_t now_ns, unsigned *flags) {
+    unsigned f = 0;
+    uint8_t *out = len <= DBUF ? r->dbuf : malloc(len); /* a peer with a larger MTU */
+    if (!out)
+        return GP_ERR_NOMEM;
+    ssize_t n = gp_sess_open(r->s, dg, len, out, len <= DBUF ? DBUF : len, now_ns, &f);
+    int rc = (int)(n < 0 ? n : 0);
+    /* An empty payload is a handshake datagram or the session's keepalive. */
+    if (n > 0 && (f & GP_SESS_RX_DATA)) {
+        rc = gp_rel_input(r->rel, out, (size_t)n, now_ns);
+        if (rc == GP_ERR_STATE)
+            rc = 0;
+    }
+    if (out != r->dbuf)
+        free(out);
+    if (flags)
+        *flags = f;
+    return rc;
+}
+
+ssize_t gp_rudp_recv(gp_rudp *r, uint32_t *lane, const uint8_t **msg) {
+    if (r->rcap > RBUF_KEEP) { /* what it lent last time is no longer borrowed */
+        free(r->rbuf);
+        r->rbuf = NULL;
+        r->rcap = 0;
+    }
+    const uint8_t *m;
+    ssize_t n = gp_rel_recv(r->rel, lane, &m);
+    if (n <= 0)
+        return n;
+    if (m[0] == CODE_RAW) {
+        *msg = m + 1;
+        return n - 1;
+    }
+    if (m[0] != CODE_ZSTD)
+        return GP_ERR_MALFORMED;
+    m++, n--;
+    ssize_t size = gp_decompressed_size(m, (size_t)n);
+    if (size <= 0 || (size_t)size > MAX_MSG)
+        return GP_ERR_MALFORMED;
+    if ((size_t)size > r->rcap) {
+        uint8_t *b = realloc(r->rbuf, (size_t)size);
+        if (!b)
+            return GP_ERR_NOMEM;
+        r->rbuf = b;
+        r->rcap = (size_t)size;
+    }
+    ssize_t d = gp_decompress(r->z, m, (size_t)n, r->rbuf, r->rcap);
+    if (d < 0)
+        return GP_ERR_MALFORMED;
+    *msg = r->rbuf;
+    return d;
+}
+
+ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns, uint64_t *send_at) {
+    /* A bridge-side session may not seal before the house's first datagram: the engine must
+     * not hand out a packet (and count it sent) that could not leave. */
+    if (!gp_sess_confirmed(r->s))
+        return 0;
+    if (r->must_confirm) {
+        /* The house speaks first, at once: an empty datagram confirms the session to the
+         * bridge, which is silent until then (its replies could not be told from a replay). */
+        ssize_t w = gp_sess_seal(r->s, r->pkt, 0, out, cap, now_ns);
+        if (w > 0) {
+            r->must_confirm = 0;
+            if (send_at)
+                *send_at = now_ns;
+        }
+        return w;
+    }
+    uint64_t at = now_ns;
+    if (r->conf.jitter_ms && r->rnd) {
+        uint32_t j;
+        r->rnd(r->ud, (uint8_t *)&j, sizeof j);
+        at += (uint64_t)(j % (r->conf.jitter_ms * 1000u + 1)) * 1000u;
+    }
+    ssize_t n = gp_rel_output(r->rel, r->pkt, r->conf.rel.max_payload, now_ns, at);
+    if (n <= 0)
+        return n;
+    ssize_t w = gp_sess_seal(r->s, r->pkt, (size_t)n, out, cap, now_ns);
+    if (w >= 0 && send_at)
+        *send_at = at;
+    return w;
+}
+
+uint64_t gp_rudp_expiry(const gp_rudp *r) {
+    if (r->must_confirm)
+        return 0; /* now */
+    return gp_sess_confirmed(r->s) ? gp_rel_expiry(r->rel) : gp_sess_expiry(r->s);
+}
+
+int gp_rudp_dead(const gp_rudp *r) {
+    return gp_rel_dead(r->rel);
+}
+
+void gp_rudp_stats_get(const gp_rudp *r, gp_rudp_stats *out) {
+    memset(out, 0, sizeof *out);
+    gp_rel_get_stats(r->rel, &out->rel);
+    gp_sess_stats(r->s, &out->sess);
+    out->msgs_compressed = r->msgs_compressed;
+    out->bytes_before = r->bytes_before;
+    out->bytes_after = r->bytes_after;
+}
