@@ -31,7 +31,9 @@ struct lws_context;
 typedef struct br_config {
     char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key, *log_level;
     long long listen, max_body, reply_chunk, reply_ttl, max_inflight, max_inflight_bytes,
-        ping_interval, auth_burst, auth_per_min, redis_timeout, lease_ms, drain_timeout;
+        ping_interval, auth_burst, auth_per_min, redis_timeout, lease_ms, drain_timeout,
+        rudp_listen, rudp_jitter_ms;
+    char *rudp_key;
     int allow_ws;
 } br_config;
 
@@ -216,6 +218,16 @@ void br_req_load_scripts(void);
 void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
                     gp_str frame_id, gp_str reply_key, int has_reply, int status, const char *error,
                     const char *message, const char *holder);
+
+/* udp.c: the rudp:// transport */
+int br_udp_start(void); /* 0 (also when rudp is off), -1: cannot listen or read the key */
+void br_udp_load_scripts(void);
+void br_udp_stop(void);  /* drops every session and closes the socket (from the loop) */
+void br_udp_final(void); /* after the loop: frees the session server */
+
+/* main.c: 64 hex digits (whitespace around them ignored) from a file into out. 0 or -1
+ * (logged). */
+int br_read_key_file(const char *path, uint8_t out[32]);
 
 /* janitor.c */
 void br_janitor_tick(uint64_t now);

@@ -61,6 +61,7 @@ int cli_house_add(cli_ctx *c, int argc, char **argv);
 int cli_house_list(cli_ctx *c, int argc, char **argv);
 int cli_house_rm(cli_ctx *c, int argc, char **argv);
 int cli_request(cli_ctx *c, int argc, char **argv);
+int cli_rudp_keygen(cli_ctx *c, int argc, char **argv); /* cli_keys.c */
 
 uint64_t cli_wall_ms(void);
 

@@ -39,6 +39,12 @@ static const cli_command commands[] = {
      "      --body-only             print only the body bytes\n"
      "exit status: 0 status < 400, 1 error reply or status >= 400, 2 usage or Redis error,\n"
      "3 no reply before the deadline\n"},
+    {"rudp-keygen", NULL, cli_rudp_keygen, "--out FILE [--force] | --show FILE",
+     "make the bridges' rudp:// key pair: private key to FILE, public key printed",
+     "  -o, --out FILE     write the private key there (mode 0600): every bridge's --rudp-key\n"
+     "                     (the public key printed goes to every house's --bridge-key)\n"
+     "      --force        replace FILE if it exists\n"
+     "      --show FILE    print the public key of an existing private key file\n"},
     {"help", NULL, cmd_help, "[COMMAND]", "show help", NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

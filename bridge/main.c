@@ -58,6 +58,12 @@ static const gp_conf_opt opts[] = {
      "request body bytes held per house before reading stops (more wait in Redis)"},
     {"lease-ms", GP_CONF_INT, OFF(lease_ms), 1000, 600000, "15000", NULL,
      "a held house's lease (its live state), renewed every third of it under the fence"},
+    {"rudp-listen", GP_CONF_INT, OFF(rudp_listen), -1, 65535, "-1", NULL,
+     "UDP port for rudp:// houses (-1: off; 0: any free port, logged)"},
+    {"rudp-key", GP_CONF_STR, OFF(rudp_key), 0, 0, NULL, NULL,
+     "file with the bridges' rudp private key, 64 hex digits (ghostport rudp-keygen)"},
+    {"rudp-jitter-ms", GP_CONF_INT, OFF(rudp_jitter_ms), 0, 15, "0", NULL,
+     "hold each rudp datagram 0..N ms before it leaves (hides timing; RTT unaffected)"},
     {"drain-timeout", GP_CONF_INT, OFF(drain_timeout), 0, 3600000, "15000", NULL,
      "on SIGTERM, ms to wait for in-flight requests before closing (houses move at once)"},
     {"ping-interval", GP_CONF_INT, OFF(ping_interval), 100, 600000, "5000", NULL,
@@ -110,6 +116,33 @@ static char *read_file(const char *path, size_t *len) {
     fclose(f);
     *len = n;
     return buf;
+}
+
+int br_read_key_file(const char *path, uint8_t out[32]) {
+    if (!path || !*path) {
+        br_log(BR_LOG_ERROR, "rudp_key_missing",
+               "hint=\"--rudp-key FILE (ghostport rudp-keygen)\"");
+        return -1;
+    }
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (!text) {
+        br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s", br_qs(path), strerror(errno));
+        return -1;
+    }
+    char hex[65] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < len && n < 65; i++)
+        if (!strchr(" \t\r\n", text[i]))
+            hex[n++] = text[i];
+    hex[n < 65 ? n : 64] = '\0';
+    sodium_memzero(text, len);
+    free(text);
+    int rc = n == 64 ? gp_secret_from_hex(hex, out) : -1;
+    sodium_memzero(hex, sizeof hex);
+    if (rc != 0)
+        br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\"", br_qs(path));
+    return rc == 0 ? 0 : -1;
 }
 
 /* redis://host:port/db, host:port, host */
@@ -311,6 +344,7 @@ static void node_up(br_db *db, int node) {
     br_house_load_scripts();
     br_req_load_scripts();
     br_janitor_load_scripts();
+    br_udp_load_scripts();
     refresh_lease();
     br_house_redis_up();
 }
@@ -364,6 +398,7 @@ static void drained(void) {
      * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
     if (g_br.lws)
         lws_context_destroy(g_br.lws);
+    br_udp_stop();
     br_db_free(g_br.db);
     g_br.db = NULL;
 }
@@ -511,7 +546,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
-    if (br_tunnel_start() != 0)
+    if (br_tunnel_start() != 0 || br_udp_start() != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);
@@ -532,6 +567,7 @@ int main(int argc, char **argv) {
     rc = 0;
     goto out;
 out_loop:
+    br_udp_stop();
     br_db_free(g_br.db);
     g_br.db = NULL;
 out:
@@ -543,6 +579,7 @@ out:
     if (g_br.loop && uv_loop_close(&loop) != 0)
         br_log(BR_LOG_WARN, "loop_not_empty", NULL);
     br_house_table_free();
+    br_udp_final();
     gp_ratelimit_free(g_br.rl);
     gp_zctx_free(g_br.zc);
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);

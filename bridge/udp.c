@@ -1,0 +1,592 @@
+/* udp.c — the rudp:// transport of the bridge (proto/RUDP.md, "The tunnel over rudp"): one
+ * libuv UDP socket, the session server (handshakes, cookies, amplification budget), and one
+ * peer per session carrying a gp_rudp. A peer becomes a br_conn once the house's first
+ * datagram confirms its session; from there on it is a house connection like any other
+ * (conn.c), its frames one message each on the lane of their stream. I/O side: sockets,
+ * timers and Redis here, the protocol in proto/. */
+#include "bridge.h"
+#include "rudp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MTU GP_SESS_MTU_DEFAULT
+#define CLOSE_LINGER_MS 1000   /* a closing peer keeps its session this long for the GOAWAY */
+#define UNDER_LOAD_PENDING 256 /* secret lookups in flight above which cookies are asked */
+#define REBIND_VALIDATE_PKTS 3 /* datagrams from a new address before it is trusted fully */
+#define PEER_BUCKETS 4096u
+
+typedef struct delayed {
+    struct delayed *next;
+    uint64_t at;
+    size_t len;
+    uint8_t b[];
+} delayed;
+
+typedef struct br_peer {
+    struct br_peer *hnext; /* cid table */
+    uint64_t cid;
+    gp_rudp *ru;
+    br_conn *c; /* NULL until the session is confirmed */
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    int validated;       /* the current address proved it receives what we send */
+    unsigned new_addr_n; /* datagrams seen from it since it changed */
+    int closing;
+    uint64_t close_at; /* loop ms */
+    delayed *dq_head, *dq_tail;
+    uv_timer_t timer;
+} br_peer;
+
+/* A secret lookup in flight for a parsed initiation. */
+typedef struct lookup {
+    gp_sess_hs *hs;
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    char house[GP_MAX_HOUSE_ID + 1];
+} lookup;
+
+static struct {
+    int on;
+    uv_udp_t sock;
+    gp_sess_server *srv;
+    br_peer *table[PEER_BUCKETS];
+    unsigned npeers, pending;
+    uint8_t rx[65536];
+    uint8_t tx[MTU + 64];
+    uint8_t zbuf[GP_BODY_CHUNK];
+    uint8_t wbuf[GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
+} U;
+
+static void on_rand(void *ud, uint8_t *p, size_t n) {
+    (void)ud;
+    randombytes_buf(p, n);
+}
+
+static uint64_t now_ns(void) {
+    return uv_hrtime();
+}
+
+static void addr_str(const struct sockaddr_storage *a, char *out, size_t cap) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)a;
+        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+        port = ntohs(s->sin_port);
+    } else if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)a;
+        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+        port = ntohs(s->sin6_port);
+    }
+    /* IPv4 peers on a dual-stack socket show up as ::ffff:a.b.c.d */
+    const char *p = strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip;
+    snprintf(out, cap, "%s:%d", p, port);
+}
+
+/* The rate limiter and logs key addresses without the port (NATs change ports). */
+static void addr_host(const struct sockaddr_storage *a, char *out, size_t cap) {
+    addr_str(a, out, cap);
+    char *colon = strrchr(out, ':');
+    if (colon)
+        *colon = '\0';
+}
+
+static int same_addr(const struct sockaddr_storage *a, socklen_t al,
+                     const struct sockaddr_storage *b, socklen_t bl) {
+    return al == bl && memcmp(a, b, al) == 0;
+}
+
+/* --- peers ---------------------------------------------------------------------------------- */
+
+static br_peer *peer_find(uint64_t cid) {
+    for (br_peer *p = U.table[cid % PEER_BUCKETS]; p; p = p->hnext)
+        if (p->cid == cid)
+            return p;
+    return NULL;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    br_peer *p = h->data;
+    for (delayed *d = p->dq_head, *n; d; d = n) {
+        n = d->next;
+        free(d);
+    }
+    gp_rudp_free(p->ru);
+    free(p);
+}
+
+/* Forgets the peer: its conn (if any) is told it is gone, the session is wiped. */
+static void peer_free(br_peer *p, const char *why) {
+    br_peer **pp = &U.table[p->cid % PEER_BUCKETS];
+    while (*pp && *pp != p)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = p->hnext;
+    U.npeers--;
+    uv_timer_stop(&p->timer);
+    br_conn *c = p->c;
+    p->c = NULL;
+    if (c)
+        br_conn_closed(c, why);
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+}
+
+static void send_dgram(br_peer *p, const uint8_t *b, size_t len) {
+    if (!p->validated &&
+        !gp_sess_server_amp_allow(U.srv, &p->addr, p->alen, len)) /* 3x rule, new address */
+        return;
+    uv_buf_t buf = uv_buf_init((char *)b, (unsigned)len);
+    /* UDP: a datagram the kernel cannot take now is a lost one; the engine resends. */
+    uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)&p->addr);
+}
+
+static void arm(br_peer *p);
+
+/* Moves queued frames and body chunks into the engine while it has room, then sends what the
+ * engine has to send (now, or after its jitter). */
+static void pump(br_peer *p) {
+    br_conn *c = p->c;
+    if (c && c->tpd) {
+        br_out *o;
+        while ((o = c->q_head) && gp_rudp_send_space(p->ru) >= o->len) {
+            o = br_conn_pop(c);
+            int rc = gp_rudp_send(p->ru, o->lane, o->buf + BR_OUT_PRE, o->len);
+            free(o);
+            if (rc != 0)
+                br_log(BR_LOG_WARN, "rudp_send_failed", "house=%s err=%s", c->house,
+                       gp_strerror(rc));
+        }
+        while (c->state == BR_CS_LIVE && !c->q_head && c->body_head &&
+               gp_rudp_send_space(p->ru) >= sizeof U.wbuf) {
+            gp_frame f;
+            uint8_t *spent;
+            if (!br_req_next_body(c, &f, U.zbuf, sizeof U.zbuf, &spent))
+                break;
+            ssize_t n = gp_frame_encode(&f, U.wbuf, sizeof U.wbuf);
+            free(spent);
+            if (n > 0)
+                gp_rudp_send(p->ru, f.stream, U.wbuf, (size_t)n);
+        }
+    }
+    uint64_t now = now_ns(), at;
+    ssize_t n;
+    while ((n = gp_rudp_output(p->ru, U.tx, sizeof U.tx, now, &at)) > 0) {
+        if (at <= now) {
+            send_dgram(p, U.tx, (size_t)n);
+            continue;
+        }
+        delayed *d = malloc(sizeof *d + (size_t)n);
+        if (!d)
+            continue;
+        d->next = NULL;
+        d->at = at;
+        d->len = (size_t)n;
+        memcpy(d->b, U.tx, (size_t)n);
+        if (p->dq_tail)
+            p->dq_tail->next = d;
+        else
+            p->dq_head = d;
+        p->dq_tail = d;
+    }
+    if (n < 0 || gp_rudp_dead(p->ru)) {
+        if (p->c)
+            br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s transport=rudp reason=silent",
+                   p->c->house, p->c->addr);
+        peer_free(p, "rudp_dead");
+        return;
+    }
+    arm(p);
+}
+
+static void on_timer(uv_timer_t *t) {
+    br_peer *p = t->data;
+    uint64_t now = now_ns();
+    /* Jittered datagrams keep their order: `at` only grows along the queue... nearly; send
+     * everything due. */
+    while (p->dq_head && p->dq_head->at <= now) {
+        delayed *d = p->dq_head;
+        p->dq_head = d->next;
+        if (!p->dq_head)
+            p->dq_tail = NULL;
+        send_dgram(p, d->b, d->len);
+        free(d);
+    }
+    if (p->closing && br_now() >= p->close_at) {
+        peer_free(p, NULL);
+        return;
+    }
+    gp_sess *s = gp_rudp_sess(p->ru);
+    if (!gp_sess_confirmed(s) && now >= gp_sess_expiry(s)) {
+        /* Answered, never confirmed: the house gave up, or the initiation was replayed. */
+        peer_free(p, NULL);
+        return;
+    }
+    pump(p);
+}
+
+static void arm(br_peer *p) {
+    uint64_t next = gp_rudp_expiry(p->ru);
+    if (p->dq_head && p->dq_head->at < next)
+        next = p->dq_head->at;
+    uint64_t now = now_ns();
+    uint64_t ms = next == UINT64_MAX ? 60000 : next <= now ? 0 : (next - now + 999999) / 1000000;
+    if (p->closing) {
+        uint64_t left = p->close_at > br_now() ? p->close_at - br_now() : 0;
+        if (left < ms)
+            ms = left;
+    }
+    uv_timer_start(&p->timer, on_timer, ms, 0);
+}
+
+/* --- the transport for conn.c -------------------------------------------------------------- */
+
+static void rudp_kick(br_conn *c) {
+    if (c->tpd)
+        pump(c->tpd);
+}
+
+static void rudp_close(br_conn *c) {
+    br_peer *p = c->tpd;
+    if (!p || p->closing)
+        return;
+    p->closing = 1;
+    p->close_at = br_now() + CLOSE_LINGER_MS;
+    pump(p); /* the GOAWAY, if any */
+}
+
+static const br_transport TP_RUDP = {"rudp", rudp_kick, rudp_close};
+
+/* --- datagrams in --------------------------------------------------------------------------- */
+
+static void on_confirmed(br_peer *p) {
+    gp_sess *s = gp_rudp_sess(p->ru);
+    gp_str id = gp_sess_house_id(s);
+    char a[80];
+    addr_host(&p->addr, a, sizeof a);
+    br_conn *c = br_conn_new(&TP_RUDP, p, a);
+    if (!c) {
+        peer_free(p, NULL);
+        return;
+    }
+    p->c = c;
+    memcpy(c->house, id.p, id.len);
+    c->house[id.len] = '\0';
+    if (g_br.stopping) {
+        br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+        return;
+    }
+    /* The session proved the secret: straight to the claim (no HELLO/CHALLENGE/AUTH). */
+    c->state = BR_CS_CLAIMING;
+    br_house_claim(c);
+}
+
+static void deliver(br_peer *p) {
+    uint32_t lane;
+    const uint8_t *m;
+    ssize_t n;
+    gp_frame *f = NULL;
+    while (p->c && (n = gp_rudp_recv(p->ru, &lane, &m)) != 0) {
+        if (n < 0)
+            continue; /* a message that does not decode: skipped, counted by the engine */
+        br_conn *c = p->c;
+        if (c->state != BR_CS_LIVE)
+            continue; /* nothing is expected before WELCOME has gone out */
+        if (!f && !(f = malloc(sizeof *f)))
+            break;
+        ssize_t k = gp_frame_decode(m, (size_t)n, GP_DEFAULT_MAX_FRAME, f);
+        if (k != n) {
+            br_conn_protocol_error(c, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
+            break;
+        }
+        br_conn_frame(c, f);
+    }
+    free(f);
+}
+
+static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct sockaddr_storage *from,
+                    socklen_t flen) {
+    unsigned flags = 0;
+    if (gp_rudp_input(p->ru, b, len, now_ns(), &flags) != 0)
+        return; /* tampered, replayed, foreign: dropped and counted by the session */
+    if (p->c)
+        p->c->last_rx_ms = br_now();
+    if ((flags & GP_SESS_RX_NEWEST) && !same_addr(&p->addr, p->alen, from, flen)) {
+        /* NAT rebinding or a new network: the session follows the house. Until the new
+         * address shows it is really the house's, what we send there is held to 3x. */
+        char was[80], now_a[80];
+        addr_str(&p->addr, was, sizeof was);
+        addr_str(from, now_a, sizeof now_a);
+        br_log(BR_LOG_INFO, "rudp_rebind", "house=%s from=%s to=%s", p->c ? p->c->house : "-", was,
+               now_a);
+        memcpy(&p->addr, from, flen);
+        p->alen = flen;
+        p->validated = 0;
+        p->new_addr_n = 0;
+        if (p->c)
+            addr_host(from, p->c->addr, sizeof p->c->addr);
+    }
+    if (!p->validated) {
+        gp_sess_server_amp_credit(U.srv, from, flen, len);
+        if (++p->new_addr_n >= REBIND_VALIDATE_PKTS || (flags & GP_SESS_RX_CONFIRMED)) {
+            p->validated = 1;
+            gp_sess_server_amp_validate(U.srv, from, flen);
+        }
+    }
+    if ((flags & GP_SESS_RX_CONFIRMED) && !p->c)
+        on_confirmed(p);
+    if (p->c)
+        deliver(p);
+    if (p->c || !p->closing)
+        pump(p);
+}
+
+/* KEYS: house hash, rudp_ts. The stored secret and the last accepted initiation time. */
+static br_script s_lookup = {"return {redis.call('HGET', KEYS[1], 'secret'),\n"
+                             "        redis.call('GET', KEYS[2])}\n",
+                             ""};
+
+/* KEYS: rudp_ts. ARGV: timestamp. Only ever moves forward. */
+static br_script s_ts = {"local t = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+                         "if tonumber(ARGV[1]) > t then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+                         "return 1\n",
+                         ""};
+
+static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
+    gp_sess *s = NULL;
+    char host[80];
+    addr_host(&lk->addr, host, sizeof host);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* the initiation's timestamp is wall-clock time */
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    ssize_t n = gp_sess_server_respond(U.srv, lk->hs, psk, floor_ts, &lk->addr, lk->alen, now_ns(),
+                                       wall, U.tx, sizeof U.tx, &s);
+    lk->hs = NULL; /* consumed */
+    if (n < 0) {
+        /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
+        gp_ratelimit_fail(g_br.rl, gp_str_c(host), br_now());
+        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s", host,
+               lk->house, psk ? "bad_proof_or_replay" : "unknown_house");
+        return;
+    }
+    if (n > 0) {
+        uv_buf_t buf = uv_buf_init((char *)U.tx, (unsigned)n);
+        uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)&lk->addr);
+    }
+    if (!s)
+        return; /* a duplicate: its response went out again */
+    gp_rudp_conf conf;
+    gp_rudp_conf_init(&conf);
+    conf.jitter_ms = (unsigned)g_br.cfg.rudp_jitter_ms;
+    br_peer *p = calloc(1, sizeof *p);
+    gp_rudp *ru = gp_rudp_new(s, &conf, on_rand, NULL, now_ns()); /* takes s over */
+    if (!p || !ru) {
+        free(p);
+        gp_rudp_free(ru);
+        return;
+    }
+    p->ru = ru;
+    p->cid = gp_sess_cid(s);
+    memcpy(&p->addr, &lk->addr, lk->alen);
+    p->alen = lk->alen;
+    uv_timer_init(g_br.loop, &p->timer);
+    p->timer.data = p;
+    p->hnext = U.table[p->cid % PEER_BUCKETS];
+    U.table[p->cid % PEER_BUCKETS] = p;
+    U.npeers++;
+    arm(p);
+    /* Remember the time of this initiation, so that a replay of it fails everywhere. */
+    char key[GP_KEY_MAX], tsv[24];
+    snprintf(key, sizeof key, "%s:{%s}:rudp_ts", g_br.cfg.prefix, lk->house);
+    snprintf(tsv, sizeof tsv, "%llu", (unsigned long long)gp_sess_timestamp(s));
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, key);
+    br_args_str(&a, tsv);
+    br_db_eval(g_br.db, &s_ts, NULL, NULL, 1, &a);
+}
+
+static void on_lookup(redisReply *rep, void *ud) {
+    lookup *lk = ud;
+    U.pending--;
+    if (!U.on || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        /* Redis is away: no answer; the house retransmits its initiation. */
+        gp_sess_hs_free(lk->hs);
+        free(lk);
+        return;
+    }
+    uint8_t psk[GP_SECRET_LEN];
+    int known = 0;
+    const redisReply *sec = rep->element[0], *ts = rep->element[1];
+    if (sec->type == REDIS_REPLY_STRING) {
+        int rc = gp_secret_open(g_br.has_master ? g_br.master_key : NULL, gp_str_c(lk->house),
+                                (gp_str){(const uint8_t *)sec->str, sec->len}, psk);
+        known = rc == 0;
+        if (rc != 0)
+            br_log(BR_LOG_WARN, "secret_unreadable", "house=%s err=%s", lk->house, gp_strerror(rc));
+    }
+    uint64_t floor_ts = ts->type == REDIS_REPLY_STRING ? strtoull(ts->str, NULL, 10) : 0;
+    respond(lk, known ? psk : NULL, floor_ts);
+    sodium_memzero(psk, sizeof psk);
+    free(lk);
+}
+
+static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage *from,
+                    socklen_t flen) {
+    char host[80];
+    addr_host(from, host, sizeof host);
+    if (!gp_ratelimit_allow(g_br.rl, gp_str_c(host), br_now()) || g_br.stopping)
+        return; /* silence: rudp has no GOAWAY before a session */
+    gp_sess_hs *hs = NULL;
+    gp_sess *s = NULL;
+    int rc = gp_sess_server_parse(U.srv, b, len, now_ns(), &hs, &s);
+    if (rc == GP_SESS_HS_RETRANSMIT) {
+        ssize_t n = gp_sess_server_resend(U.srv, s, from, flen, now_ns(), U.tx, sizeof U.tx);
+        if (n > 0) {
+            uv_buf_t buf = uv_buf_init((char *)U.tx, (unsigned)n);
+            uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)from);
+        }
+        return;
+    }
+    if (rc != GP_SESS_HS_NEW)
+        return;
+    gp_str id = gp_sess_hs_house_id(hs);
+    lookup *lk = calloc(1, sizeof *lk);
+    if (!lk || id.len > GP_MAX_HOUSE_ID) {
+        free(lk);
+        gp_sess_hs_free(hs);
+        return;
+    }
+    lk->hs = hs;
+    memcpy(&lk->addr, from, flen);
+    lk->alen = flen;
+    memcpy(lk->house, id.p, id.len);
+    char khouse[GP_KEY_MAX], kts[GP_KEY_MAX];
+    gp_key_house(khouse, g_br.cfg.prefix, lk->house);
+    snprintf(kts, sizeof kts, "%s:{%s}:rudp_ts", g_br.cfg.prefix, lk->house);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, khouse);
+    br_args_str(&a, kts);
+    U.pending++;
+    if (br_db_eval(g_br.db, &s_lookup, on_lookup, lk, 2, &a) != 0)
+        on_lookup(NULL, lk);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h, (void)suggested;
+    *buf = uv_buf_init((char *)U.rx, sizeof U.rx);
+}
+
+static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
+                    unsigned flags) {
+    (void)h, (void)flags;
+    if (n <= 0 || !from)
+        return;
+    struct sockaddr_storage a;
+    socklen_t alen =
+        from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memset(&a, 0, sizeof a);
+    memcpy(&a, from, alen);
+    const uint8_t *b = (const uint8_t *)buf->base;
+    gp_sess *s = NULL;
+    int under_load = U.pending > UNDER_LOAD_PENDING;
+    switch (gp_sess_server_classify(U.srv, b, (size_t)n, &a, alen, under_load, now_ns(), &s)) {
+    case GP_SESS_DATA: {
+        br_peer *p = s ? peer_find(gp_sess_cid(s)) : NULL;
+        if (p)
+            on_data(p, b, (size_t)n, &a, alen);
+        return;
+    }
+    case GP_SESS_INIT:
+        on_init(b, (size_t)n, &a, alen);
+        return;
+    case GP_SESS_COOKIE: {
+        ssize_t k =
+            gp_sess_server_cookie_reply(U.srv, b, (size_t)n, &a, alen, now_ns(), U.tx, sizeof U.tx);
+        if (k > 0) {
+            uv_buf_t out = uv_buf_init((char *)U.tx, (unsigned)k);
+            uv_udp_try_send(&U.sock, &out, 1, (const struct sockaddr *)&a);
+        }
+        return;
+    }
+    default:
+        return; /* never answer what is not ours */
+    }
+}
+
+/* --- start / stop --------------------------------------------------------------------------- */
+
+int br_udp_start(void) {
+    const br_config *cfg = &g_br.cfg;
+    if (cfg->rudp_listen < 0)
+        return 0;
+    uint8_t priv[32];
+    if (br_read_key_file(cfg->rudp_key, priv) != 0)
+        return -1;
+    gp_sess_server_conf sc;
+    memset(&sc, 0, sizeof sc);
+    U.srv = gp_sess_server_new(&sc, priv, on_rand, NULL, now_ns());
+    sodium_memzero(priv, sizeof priv);
+    if (!U.srv)
+        return -1;
+    struct sockaddr_storage a;
+    memset(&a, 0, sizeof a);
+    const char *bind = cfg->bind && *cfg->bind ? cfg->bind : "0.0.0.0";
+    if (uv_ip4_addr(bind, (int)cfg->rudp_listen, (struct sockaddr_in *)&a) != 0 &&
+        uv_ip6_addr(bind, (int)cfg->rudp_listen, (struct sockaddr_in6 *)&a) != 0) {
+        br_log(BR_LOG_ERROR, "listen_failed", "transport=rudp bind=%s err=bad_address", bind);
+        return -1;
+    }
+    uv_udp_init(g_br.loop, &U.sock);
+    int rc = uv_udp_bind(&U.sock, (const struct sockaddr *)&a, 0);
+    if (rc == 0) {
+        int big = 4 << 20; /* bursts of many houses' datagrams */
+        uv_send_buffer_size((uv_handle_t *)&U.sock, &big);
+        big = 4 << 20;
+        uv_recv_buffer_size((uv_handle_t *)&U.sock, &big);
+        rc = uv_udp_recv_start(&U.sock, on_alloc, on_recv);
+    }
+    if (rc != 0) {
+        br_log(BR_LOG_ERROR, "listen_failed", "transport=rudp bind=%s port=%lld err=%s", bind,
+               cfg->rudp_listen, uv_strerror(rc));
+        uv_close((uv_handle_t *)&U.sock, NULL);
+        return -1;
+    }
+    struct sockaddr_storage got;
+    int glen = sizeof got;
+    uv_udp_getsockname(&U.sock, (struct sockaddr *)&got, &glen);
+    int port = got.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&got)->sin_port);
+    U.on = 1;
+    br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=rudp", bind, port);
+    return 0;
+}
+
+void br_udp_load_scripts(void) {
+    br_db_load_script(g_br.db, &s_lookup);
+    br_db_load_script(g_br.db, &s_ts);
+}
+
+/* Every peer goes (their conns were closed with GOAWAYs already), then the socket. */
+void br_udp_stop(void) {
+    if (!U.on)
+        return;
+    U.on = 0;
+    for (unsigned b = 0; b < PEER_BUCKETS; b++)
+        while (U.table[b])
+            peer_free(U.table[b], NULL);
+    uv_udp_recv_stop(&U.sock);
+    uv_close((uv_handle_t *)&U.sock, NULL);
+}
+
+void br_udp_final(void) {
+    gp_sess_server_free(U.srv);
+    U.srv = NULL;
+}
