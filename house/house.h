@@ -31,7 +31,9 @@ typedef struct hs_config {
     char *ca_file;
     int insecure;
     char *log_level;
-    char *state_dir; /* replay journal; NULL or "": none */
+    char *state_dir;  /* replay journal; NULL or "": none */
+    char *bridge_key; /* rudp: the bridges' public key (hex) */
+    long long rudp_jitter_ms, rudp_probe_ms;
     int state_sync;
     int help;
     /* Repeatable options. `layer` says which source (file, env, flags) is being applied, so
@@ -49,6 +51,7 @@ typedef struct hs_globals {
     uv_loop_t *loop;
     hs_config cfg;
     uint8_t secret[GP_SECRET_LEN];
+    uint8_t bridge_key[32]; /* rudp: the bridges' static public key */
     int stopping;
 } hs_globals;
 
@@ -109,6 +112,28 @@ int hs_tunnel_congested(void);
 int hs_tunnel_start(void);  /* creates the lws context and dials; 0 or -1 */
 void hs_tunnel_stop(void);  /* closes the connection, stops timers, destroys the context */
 void hs_tunnel_final(void); /* after the loop has run dry: completes lws teardown */
+
+/* --- rudp:// (udp.c) ------------------------------------------------------------------- */
+
+void hs_udp_init(void);
+int hs_udp_dial(const char *host, int port);  /* 0: under way (hs_tunnel_udp_up/gone follow) */
+int hs_udp_probe(const char *host, int port); /* 0: under way (hs_tunnel_probe_result follows) */
+void hs_udp_kick(void);                       /* frames are queued: send them (from the loop) */
+void hs_udp_close(void);
+void hs_udp_flush_now(void);
+    /* shutdown: what is queued (a GOAWAY) goes out at once */ /* flush a GOAWAY briefly, then
+                                                                  hs_tunnel_udp_gone */
+void hs_udp_stop(void);                   /* shutdown: everything goes, no callbacks */
+void hs_udp_stats(char *out, size_t cap); /* "srtt_ms=... loss_tx=..." of the session, or "" */
+
+/* tunnel.c, for udp.c */
+struct gp_rudp;
+void hs_tunnel_udp_up(void);    /* session established: the bridge's WELCOME comes next */
+void hs_tunnel_udp_heard(void); /* a datagram of the session arrived */
+void hs_tunnel_udp_frame(const uint8_t *m, size_t n); /* one message: one frame */
+void hs_tunnel_udp_gone(const char *why);             /* the session is over */
+void hs_tunnel_probe_result(int ok);                  /* UDP to the preferred bridge works */
+void hs_tunnel_fill(struct gp_rudp *ru);              /* moves queued frames into the engine */
 
 /* --- upstream (upstream.c) -------------------------------------------------------------- */
 

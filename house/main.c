@@ -97,9 +97,10 @@ static int set_bridge(void *obj, const char *value, char *err, size_t errlen) {
     while (*p) {
         size_t n = strcspn(p, ", \t");
         if (n) {
-            if (!starts_with(p, "ws://") && !starts_with(p, "wss://")) {
-                snprintf(err, errlen, "bridge: \"%.*s\" must start with wss:// (or ws://)", (int)n,
-                         p);
+            if (!starts_with(p, "ws://") && !starts_with(p, "wss://") &&
+                !starts_with(p, "rudp://")) {
+                snprintf(err, errlen, "bridge: \"%.*s\" must start with wss://, rudp:// (or ws://)",
+                         (int)n, p);
                 return GP_ERR_INVALID;
             }
             if (n >= 400) {
@@ -204,6 +205,12 @@ static const gp_conf_opt opts[] = {
      "fdatasync the journal before each upstream call: at-most-once survives a power loss too, "
      "at the cost of one disk sync per request (without it: a crash of the house, not of the "
      "machine)"},
+    {"bridge-key", GP_CONF_STR, OFF(bridge_key), 0, 0, NULL, NULL,
+     "the bridges' rudp public key, 64 hex digits (ghostport rudp-keygen); needed for rudp://"},
+    {"rudp-jitter-ms", GP_CONF_INT, OFF(rudp_jitter_ms), 0, 15, "0", NULL,
+     "hold each rudp datagram 0..N ms before it leaves (hides timing; RTT unaffected)"},
+    {"rudp-probe-ms", GP_CONF_INT, OFF(rudp_probe_ms), 100, 3600000, "30000", NULL,
+     "on wss while a rudp:// bridge comes first: try UDP again this often (doubling to 5 min)"},
     {"help", GP_CONF_BOOL, OFF(help), 0, 1, "0", NULL, "print this help"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
@@ -348,6 +355,13 @@ static int validate_config(char *err, size_t errlen) {
         sodium_memzero(c->secret, strlen(c->secret));
     if (c->nbridges == 0) {
         snprintf(err, errlen, "bridge: at least one is required (--bridge wss://host:port/)");
+        return -1;
+    }
+    int rudp = 0;
+    for (size_t i = 0; i < c->nbridges; i++)
+        rudp |= starts_with(c->bridges[i], "rudp://");
+    if (rudp && (!c->bridge_key || gp_secret_from_hex(c->bridge_key, g_hs.bridge_key) != 0)) {
+        snprintf(err, errlen, "bridge-key: rudp:// needs the bridges' public key (64 hex digits)");
         return -1;
     }
     if (c->upstream && *c->upstream) {

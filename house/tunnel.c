@@ -11,6 +11,7 @@
  * transfers; below LOW_WATER they resume. */
 #include "compress.h"
 #include "house.h"
+#include "rudp.h"
 
 #include <libwebsockets.h>
 #include <sodium.h>
@@ -88,7 +89,11 @@ static struct {
     enum backoff_kind next_backoff;
     char reason[160];
     int draining;
-    uv_timer_t retry, tick;
+    int udp;       /* this connection is rudp:// (udp.c), not lws */
+    int switch_to; /* the next dial goes to this bridge index (-1: the next one) */
+    uint64_t probe_iv;
+    int probe_idx; /* the preferred rudp:// bridge being probed while on wss (-1: none) */
+    uv_timer_t retry, tick, probe;
     int timers; /* initialised, not yet closed */
     hs_stream *buckets[NBUCKETS];
     size_t nstreams;
@@ -298,8 +303,12 @@ int hs_tunnel_congested(void) {
 /* --- sending ---------------------------------------------------------------------------- */
 
 static void want_write(void) {
-    if (T.wsi && T.state >= CS_HELLO)
+    if (T.udp) {
+        if (T.state >= CS_AUTH)
+            hs_udp_kick();
+    } else if (T.wsi && T.state >= CS_HELLO) {
         lws_callback_on_writable(T.wsi);
+    }
 }
 
 /* Encodes f onto the stream's queue (s NULL: the control queue, sent first). */
@@ -437,16 +446,23 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     stream_maybe_done(s);
 }
 
-static int on_writeable(struct lws *wsi) {
+/* The next frame to send, taken off its queue, if it is at most max bytes: control frames
+ * first, then one frame of each stream that has something to say, in turn (round robin: a
+ * 5 MiB response never holds up a small one). *sp: its stream, NULL for control. */
+static hs_out *next_out(hs_stream **sp, size_t max) {
     hs_out *o = NULL;
     hs_stream *s = NULL;
     if (T.ctl_head) {
+        if (T.ctl_head->len > max)
+            return NULL;
         o = T.ctl_head;
         T.ctl_head = o->next;
         if (!T.ctl_head)
             T.ctl_tail = NULL;
     } else if (T.state == CS_LIVE && T.ring_head) {
         s = T.ring_head;
+        if (s->qh->len > max)
+            return NULL;
         o = s->qh;
         s->qh = o->next;
         if (!s->qh)
@@ -460,8 +476,38 @@ static int on_writeable(struct lws *wsi) {
         if (s->qh)
             ring_push(s);
     }
-    if (o) {
+    if (o)
         T.q_bytes -= o->len;
+    *sp = s;
+    return o;
+}
+
+/* A frame of s (or a control frame) has gone to the transport. */
+static void sent_out(hs_stream *s) {
+    if (s)
+        stream_maybe_done(s);
+    if (T.congested && T.q_bytes < LOW_WATER) {
+        T.congested = 0;
+        hs_upstream_resume();
+    }
+}
+
+void hs_tunnel_fill(gp_rudp *ru) {
+    hs_out *o;
+    hs_stream *s;
+    while (T.udp && (o = next_out(&s, gp_rudp_send_space(ru))) != NULL) {
+        int rc = gp_rudp_send(ru, s ? s->id : 0, o->buf + LWS_PRE, o->len);
+        free(o);
+        if (rc != 0)
+            hs_log(HS_LOG_ERROR, "rudp_send_failed", "err=%s", gp_strerror(rc));
+        sent_out(s);
+    }
+}
+
+static int on_writeable(struct lws *wsi) {
+    hs_stream *s;
+    hs_out *o = next_out(&s, SIZE_MAX);
+    if (o) {
         int w = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_BINARY);
         int short_write = w < (int)o->len;
         free(o);
@@ -469,13 +515,8 @@ static int on_writeable(struct lws *wsi) {
             snprintf(T.reason, sizeof T.reason, "write_failed");
             return -1;
         }
-        if (s)
-            stream_maybe_done(s);
     }
-    if (T.congested && T.q_bytes < LOW_WATER) {
-        T.congested = 0;
-        hs_upstream_resume();
-    }
+    sent_out(s);
     if (T.state == CS_CLOSING && !T.ctl_head) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
         return -1;
@@ -519,9 +560,12 @@ static void conn_ended(const char *why) {
     queue_drop(&T.ctl_head, &T.ctl_tail);
     T.congested = 0;
     T.wsi = NULL;
+    T.udp = 0;
     T.state = CS_IDLE;
     T.draining = 0;
+    T.probe_idx = -1;
     uv_timer_stop(&T.tick);
+    uv_timer_stop(&T.probe);
     if (was_live && now - T.live_ms >= STABLE_MS)
         T.attempt = 0;
     if (was_live || T.dial_ms)
@@ -531,8 +575,10 @@ static void conn_ended(const char *why) {
     T.live_ms = 0;
     if (g_hs.stopping)
         return;
-    /* Several bridges: the next attempt goes to the next one. */
-    T.bridge_idx = (T.bridge_idx + 1) % g_hs.cfg.nbridges;
+    /* Several bridges: the next attempt goes to the next one (or back to rudp:// when a
+     * probe found UDP open again). */
+    T.bridge_idx = T.switch_to >= 0 ? (size_t)T.switch_to : (T.bridge_idx + 1) % g_hs.cfg.nbridges;
+    T.switch_to = -1;
     uint64_t ms = backoff_delay(T.next_backoff);
     T.next_backoff = BK_NORMAL;
     hs_log(HS_LOG_INFO, "reconnect_in", "ms=%llu bridge=%s attempt=%u", (unsigned long long)ms,
@@ -543,7 +589,7 @@ static void conn_ended(const char *why) {
 /* Closes the connection; conn_ended() follows from lws. Frames queued on the control queue
  * (a GOAWAY) are flushed first when the socket is open. */
 static void conn_close(const char *reason, enum backoff_kind bk) {
-    if (T.state == CS_IDLE || T.state == CS_CLOSING || !T.wsi)
+    if (T.state == CS_IDLE || T.state == CS_CLOSING || (!T.wsi && !T.udp))
         return;
     snprintf(T.reason, sizeof T.reason, "%s", reason);
     if (bk != BK_NORMAL)
@@ -552,6 +598,10 @@ static void conn_close(const char *reason, enum backoff_kind bk) {
     T.state = CS_CLOSING;
     /* Nothing more goes out for the streams; their upstream calls stop now. */
     T.aborted += streams_abort_all(!g_hs.stopping);
+    if (T.udp) {
+        hs_udp_close(); /* flushes a GOAWAY, then hs_tunnel_udp_gone */
+        return;
+    }
     if (open) {
         lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
         lws_callback_on_writable(T.wsi);
@@ -637,6 +687,14 @@ static void dial(void) {
         return;
     }
     T.wsi = NULL;
+    if (strcmp(prot, "rudp") == 0) {
+        /* The session handshake authenticates both ends: no HELLO/CHALLENGE/AUTH follows,
+         * the bridge's WELCOME does (hs_tunnel_udp_up). */
+        T.udp = 1;
+        if (hs_udp_dial(ads, port) != 0)
+            conn_ended("connect_failed");
+        return;
+    }
     struct lws *w = lws_client_connect_via_info(&i);
     if (T.state == CS_IDLE)
         return; /* lws already reported the failure through the callback */
@@ -644,6 +702,87 @@ static void dial(void) {
         conn_ended("connect_failed");
     else
         T.wsi = w;
+}
+
+/* --- rudp:// ------------------------------------------------------------------------------ */
+
+void hs_tunnel_udp_up(void) {
+    if (!T.udp || T.state != CS_CONNECTING)
+        return;
+    T.state = CS_AUTH; /* waiting for WELCOME */
+    T.last_rx_ms = hs_now_ms();
+}
+
+void hs_tunnel_udp_heard(void) {
+    if (T.udp)
+        T.last_rx_ms = hs_now_ms();
+}
+
+void hs_tunnel_udp_gone(const char *why) {
+    if (T.udp)
+        conn_ended(why ? why : "closed");
+}
+
+static void on_frame(const gp_frame *f);
+static void protocol_error(const char *why, const char *detail);
+
+void hs_tunnel_udp_frame(const uint8_t *m, size_t n) {
+    if (!T.udp || T.state < CS_AUTH || T.state == CS_CLOSING)
+        return;
+    ssize_t k = gp_frame_decode(m, n, T.max_frame, T.rxf);
+    if (k != (ssize_t)n) {
+        protocol_error("bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
+        return;
+    }
+    on_frame(T.rxf);
+}
+
+/* On wss while a rudp:// bridge is configured: see now and then whether UDP gets through
+ * again, and go back to it when it does. The probe is a handshake alone; it does not touch
+ * the live connection. */
+static int first_rudp(void) {
+    for (size_t i = 0; i < g_hs.cfg.nbridges; i++)
+        if (strncmp(g_hs.cfg.bridges[i], "rudp://", 7) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void on_probe(uv_timer_t *t) {
+    (void)t;
+    if (T.state != CS_LIVE || T.udp || T.probe_idx < 0)
+        return;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", g_hs.cfg.bridges[T.probe_idx]);
+    const char *prot = NULL, *ads = NULL, *path = NULL;
+    int port = 0;
+    if (lws_parse_uri(buf, &prot, &ads, &port, &path) || hs_udp_probe(ads, port) != 0)
+        hs_tunnel_probe_result(0);
+}
+
+static void probe_start(void) {
+    T.probe_idx = T.udp ? -1 : first_rudp();
+    if (T.probe_idx < 0)
+        return;
+    if (!T.probe_iv)
+        T.probe_iv = (uint64_t)g_hs.cfg.rudp_probe_ms;
+    uv_timer_start(&T.probe, on_probe, T.probe_iv, 0);
+}
+
+void hs_tunnel_probe_result(int ok) {
+    if (T.state != CS_LIVE || T.udp || T.probe_idx < 0)
+        return;
+    if (!ok) {
+        T.probe_iv = T.probe_iv * 2 > 300000 ? 300000 : T.probe_iv * 2;
+        uv_timer_start(&T.probe, on_probe, T.probe_iv, 0);
+        return;
+    }
+    hs_log(HS_LOG_INFO, "rudp_available", "house=%s bridge=%s from=%s", g_hs.cfg.id,
+           hs_qs(g_hs.cfg.bridges[T.probe_idx]), hs_qs(T.url));
+    T.probe_iv = 0;
+    T.switch_to = T.probe_idx;
+    /* Requests in flight here are delivered again over rudp (joined, never run twice). */
+    send_goaway(GP_GOAWAY_DRAINING, "moving to rudp");
+    conn_close("moving_to_rudp", BK_NOW);
 }
 
 /* --- handshake and incoming frames ------------------------------------------------------ */
@@ -692,6 +831,7 @@ static void on_welcome(const gp_frame *f) {
     T.epoch = f->u.welcome.epoch;
     T.requests = 0;
     tick_start();
+    probe_start();
     hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
            g_hs.cfg.id, hs_qs(T.url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
            (unsigned long long)T.epoch, T.ping_iv);
@@ -1120,7 +1260,7 @@ static void tick_start(void) {
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
     /* A late callback of an older connection must not touch the current one. */
-    int ours = T.state != CS_IDLE && (!T.wsi || wsi == T.wsi);
+    int ours = T.state != CS_IDLE && !T.udp && (!T.wsi || wsi == T.wsi);
     switch (reason) {
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (ours) {
@@ -1179,7 +1319,10 @@ static void lws_log_emit(int level, const char *line) {
 int hs_tunnel_start(void) {
     uv_timer_init(g_hs.loop, &T.retry);
     uv_timer_init(g_hs.loop, &T.tick);
+    uv_timer_init(g_hs.loop, &T.probe);
     T.timers = 1;
+    T.switch_to = T.probe_idx = -1;
+    hs_udp_init();
     T.zc = gp_zctx_new(GP_ZSTD_LEVEL);
     T.zcap = gp_compress_bound(GP_BODY_CHUNK);
     T.zbuf = malloc(T.zcap);
@@ -1233,8 +1376,15 @@ void hs_tunnel_stop(void) {
     if (T.timers) {
         uv_close((uv_handle_t *)&T.retry, NULL);
         uv_close((uv_handle_t *)&T.tick, NULL);
+        uv_close((uv_handle_t *)&T.probe, NULL);
         T.timers = 0;
     }
+    if (T.udp && T.state >= CS_AUTH) {
+        /* No close handshake under UDP: say goodbye, so the bridge lets go now. */
+        send_goaway(GP_GOAWAY_DRAINING, "house shutting down");
+        hs_udp_flush_now();
+    }
+    hs_udp_stop();
     /* From inside the loop: lws closes the connection (CLIENT_CLOSED -> conn_ended, which
      * sees g_hs.stopping) and its own handles; it NULLs T.ctx through info.pcontext once
      * libuv has closed them. */
