@@ -1238,6 +1238,11 @@ static void on_tick(uv_timer_t *t) {
             f.u.ping.opaque = now;
             T.last_ping_ms = now;
             send_ctl(&f);
+            if (T.udp && hs_log_enabled(HS_LOG_DEBUG)) {
+                char st[256];
+                hs_udp_stats(st, sizeof st);
+                hs_log(HS_LOG_DEBUG, "rudp_stats", "%s", st);
+            }
         }
         return;
     default:
