@@ -107,6 +107,7 @@ static struct {
 } T;
 
 static void conn_close(const char *reason, enum backoff_kind bk);
+static void early_drop(void);
 
 /* --- streams ---------------------------------------------------------------------------- */
 
@@ -561,6 +562,7 @@ static void conn_ended(const char *why) {
     T.congested = 0;
     T.wsi = NULL;
     T.udp = 0;
+    early_drop();
     T.state = CS_IDLE;
     T.draining = 0;
     T.probe_idx = -1;
@@ -726,15 +728,68 @@ void hs_tunnel_udp_gone(const char *why) {
 static void on_frame(const gp_frame *f);
 static void protocol_error(const char *why, const char *detail);
 
-void hs_tunnel_udp_frame(const uint8_t *m, size_t n) {
-    if (!T.udp || T.state < CS_AUTH || T.state == CS_CLOSING)
-        return;
+/* Lanes are independent: a request the bridge sent right after WELCOME can arrive before it
+ * when the WELCOME's packet was lost. Such frames wait here (bounded) for the WELCOME. */
+typedef struct early {
+    struct early *next;
+    size_t len;
+    uint8_t b[];
+} early;
+static early *g_early, **g_early_tail = &g_early;
+static size_t g_early_bytes;
+#define EARLY_MAX (4u << 20)
+
+static void early_drop(void) {
+    while (g_early) {
+        early *e = g_early;
+        g_early = e->next;
+        free(e);
+    }
+    g_early_tail = &g_early;
+    g_early_bytes = 0;
+}
+
+static void udp_frame(const uint8_t *m, size_t n) {
     ssize_t k = gp_frame_decode(m, n, T.max_frame, T.rxf);
     if (k != (ssize_t)n) {
         protocol_error("bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
         return;
     }
+    int welcome = T.rxf->type == GP_FRAME_WELCOME;
+    if (T.state == CS_AUTH && !welcome && T.rxf->type != GP_FRAME_GOAWAY) {
+        early *e = g_early_bytes + n <= EARLY_MAX ? malloc(sizeof *e + n) : NULL;
+        if (!e) {
+            protocol_error("too_much_before_welcome", NULL);
+            return;
+        }
+        e->next = NULL;
+        e->len = n;
+        memcpy(e->b, m, n);
+        *g_early_tail = e;
+        g_early_tail = &e->next;
+        g_early_bytes += n;
+        return;
+    }
     on_frame(T.rxf);
+    if (welcome && T.state == CS_LIVE) {
+        early *e = g_early;
+        g_early = NULL;
+        g_early_tail = &g_early;
+        g_early_bytes = 0;
+        while (e) {
+            early *next = e->next;
+            if (T.state == CS_LIVE)
+                udp_frame(e->b, e->len);
+            free(e);
+            e = next;
+        }
+    }
+}
+
+void hs_tunnel_udp_frame(const uint8_t *m, size_t n) {
+    if (!T.udp || T.state < CS_AUTH || T.state == CS_CLOSING)
+        return;
+    udp_frame(m, n);
 }
 
 /* On wss while a rudp:// bridge is configured: see now and then whether UDP gets through
