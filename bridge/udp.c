@@ -19,7 +19,6 @@
 #define MTU GP_SESS_MTU_DEFAULT
 #define CLOSE_LINGER_MS 1000   /* a closing peer keeps its session this long for the GOAWAY */
 #define UNDER_LOAD_PENDING 256 /* secret lookups in flight above which cookies are asked */
-#define REBIND_VALIDATE_PKTS 3 /* datagrams from a new address before it is trusted fully */
 #define PEER_BUCKETS 4096u
 
 typedef struct delayed {
@@ -36,8 +35,7 @@ typedef struct br_peer {
     br_conn *c; /* NULL until the session is confirmed */
     struct sockaddr_storage addr;
     socklen_t alen;
-    int validated;       /* the current address proved it receives what we send */
-    unsigned new_addr_n; /* datagrams seen from it since it changed */
+    int validated; /* its address answered: out of the handshake's 3x budget */
     int closing;
     uint64_t close_at; /* loop ms */
     delayed *dq_head, *dq_tail;
@@ -318,8 +316,12 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
     if (p->c)
         p->c->last_rx_ms = br_now();
     if ((flags & GP_SESS_RX_NEWEST) && !same_addr(&p->addr, p->alen, from, flen)) {
-        /* NAT rebinding or a new network: the session follows the house. Until the new
-         * address shows it is really the house's, what we send there is held to 3x. */
+        /* NAT rebinding or a new network: the session follows the house (as WireGuard's
+         * roaming does). The datagram that moved it was authenticated and newer than any
+         * before, so nobody off the path can forge or replay it: the new address is the
+         * house's. (Holding replies to 3x what a small ack brought would stall the session —
+         * the house, hearing nothing, says nothing more.) The 3x rule guards the handshake,
+         * where nothing is proven yet. */
         char was[80], now_a[80];
         addr_str(&p->addr, was, sizeof was);
         addr_str(from, now_a, sizeof now_a);
@@ -327,17 +329,12 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
                now_a);
         memcpy(&p->addr, from, flen);
         p->alen = flen;
-        p->validated = 0;
-        p->new_addr_n = 0;
         if (p->c)
             addr_host(from, p->c->addr, sizeof p->c->addr);
     }
-    if (!p->validated) {
-        gp_sess_server_amp_credit(U.srv, from, flen, len);
-        if (++p->new_addr_n >= REBIND_VALIDATE_PKTS || (flags & GP_SESS_RX_CONFIRMED)) {
-            p->validated = 1;
-            gp_sess_server_amp_validate(U.srv, from, flen);
-        }
+    if (!p->validated) { /* the house's first datagram of the session confirms its address */
+        p->validated = 1;
+        gp_sess_server_amp_validate(U.srv, from, flen);
     }
     if ((flags & GP_SESS_RX_CONFIRMED) && !p->c)
         on_confirmed(p);
