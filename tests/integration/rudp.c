@@ -118,11 +118,13 @@ static h_load_result load(const char *name, const char *path, int rate, int ms, 
 
 TestSuite(rudp, .init = h_init, .fini = h_fini, .timeout = 180);
 
-/* Straight over UDP: small and large requests and responses; the live state says rudp. */
+/* Straight over UDP, with the full 15 ms of send jitter on both sides: small and large
+ * requests and responses; the live state says rudp. */
 Test(rudp, serves_requests_directly) {
     world w;
-    world_up(&w, NULL);
-    house_up(&w, w.udp_port, NULL);
+    const char *jitter[] = {"--rudp-jitter-ms", "15", NULL};
+    world_up(&w, jitter);
+    house_up(&w, w.udp_port, jitter);
     cr_assert(h_wait(on_rudp, NULL, 15000), "house not connected over rudp");
     h_request("h1", "small", "GET", "/echo?x=1", NULL, NULL, 0, 10000);
     h_reply r;
