@@ -38,6 +38,8 @@
 #define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
 #define MIN_CWND_PACKETS 4
 #define BW_ROUNDS 10
+#define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
+#define PACE_CREDIT_MAX_NS (25 * MS)
 #define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
 #define STARTUP_CWND_GAIN 2.0 /* BBRv3's: 2.885 x BDP in flight overflows a 1-BDP buffer */
 #define FEC_K_MAX 32          /* sources per block we can decode */
@@ -2003,6 +2005,21 @@ static uint8_t *repair_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t pn) {
     return p + L;
 }
 
+/* How far behind schedule the pacer may fall and still catch up, as time at the pacing rate.
+ * Hosts do not call back exactly at gp_rel_expiry: libuv timers count whole milliseconds and
+ * a busy machine wakes several ms late. If a late call could only use a couple of packets of
+ * credit, the rate would be capped at ~3 packets per wake-up whatever the pacing rate — and
+ * the delivery rate, hence the bandwidth estimate, would follow it down (a host waking every
+ * 8 ms would send ~2.5 Mbit/s and build a standing backlog at 30% loss). So credit is kept
+ * for srtt/4, at least 2 ms (two timer ticks) and at most 25 ms: the largest burst after a
+ * pause is then a small fraction of a round trip, and the congestion window bounds it too. */
+static uint64_t pace_credit(const gp_rel *r) {
+    uint64_t c = r->srtt / 4;
+    return c < PACE_CREDIT_MIN_NS   ? PACE_CREDIT_MIN_NS
+           : c > PACE_CREDIT_MAX_NS ? PACE_CREDIT_MAX_NS
+                                    : c;
+}
+
 static int has_data(const gp_rel *r) {
     return r->rq_valid > 0 || r->rr != NULL;
 }
@@ -2101,9 +2118,11 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         set_pto(r);
     }
     if (kind == K_DATA || kind == K_REPAIR) {
-        /* Pacing: one packet per size/rate; up to two packets of credit after a pause. */
+        /* Pacing: one packet per size/rate, with the credit of a late call kept up to
+         * pace_credit() (see there). */
         uint64_t iv = (uint64_t)size * SEC / u64max(r->pacing_rate, 1);
-        uint64_t lo = now > 2 * iv ? now - 2 * iv : 0;
+        uint64_t keep = u64max(2 * iv, pace_credit(r));
+        uint64_t lo = now > keep ? now - keep : 0;
         r->pace_next = u64max(r->pace_next, lo) + iv;
     }
     if (kind == K_REPAIR) {

@@ -34,6 +34,7 @@ typedef struct sim_link {
     size_t queue_bytes;            /* bottleneck queue, bytes (tail drop) */
     size_t overhead;               /* wire bytes added per payload (session, UDP/IP) for the rate */
     uint64_t black_from, black_to; /* everything entering in [from, to) is dropped */
+    uint64_t gran_ns; /* arrivals rounded up to a multiple of this (a relay's ms timer) */
 } sim_link;
 
 typedef struct sim_dir {
@@ -74,6 +75,14 @@ struct sim {
     uint64_t app_next;
     void *ud;
     uint64_t stalls; /* iterations where an expiry <= now produced nothing (should be 0) */
+    /* The host's timer granularity (0: exact). A real host (libuv) sleeps until expiry rounded
+     * up to whole milliseconds and only pulls output when its timer fires, a datagram
+     * arrives or the application queued something; with timer_gran_ns set the simulation
+     * does the same, per endpoint. */
+    uint64_t timer_gran_ns;
+    uint64_t wake_late_ns; /* and each timer fires up to this much late (a busy machine) */
+    uint64_t wake_at[2];
+    int kicked[2];
 };
 
 static uint64_t sim_rand(sim *s) { /* splitmix64 */
@@ -191,6 +200,8 @@ static void sim_link_send(sim *s, int from, uint64_t t, const uint8_t *p, size_t
     uint64_t at = exit + c->delay_ns;
     if (c->jitter_ns)
         at += sim_rand(s) % (c->jitter_ns + 1);
+    if (c->gran_ns)
+        at = (at + c->gran_ns - 1) / c->gran_ns * c->gran_ns;
     if (at < d->last_arrival)
         at = d->last_arrival; /* jitter alone does not reorder */
     d->last_arrival = at;
@@ -214,6 +225,7 @@ static int sim_step(sim *s) {
         if (s->ep[k.to] && !gp_rel_dead(s->ep[k.to])) {
             gp_rel_input(s->ep[k.to], k.data, k.len, s->now);
             s->dir[1 - k.to].delivered++;
+            s->kicked[k.to] = 1;
         }
         free(k.data);
         did = 1;
@@ -228,9 +240,14 @@ static int sim_step(sim *s) {
             did = 1;
         }
     }
-    if (s->app && s->now >= s->app_next)
+    if (s->app && s->now >= s->app_next) {
         s->app_next = s->app(s);
+        s->kicked[0] = s->kicked[1] = 1; /* it may have queued messages */
+    }
     for (int e = 0; e < 2; e++) {
+        if (s->timer_gran_ns && !s->kicked[e] && s->now < s->wake_at[e])
+            continue;
+        s->kicked[e] = 0;
         for (;;) {
             if (!s->ep[e] || gp_rel_dead(s->ep[e]))
                 break;
@@ -240,6 +257,14 @@ static int sim_step(sim *s) {
                 break;
             sim_link_send(s, e, at, buf, (size_t)n);
             did = 1;
+        }
+        if (s->timer_gran_ns && s->ep[e]) { /* re-arm: uv_timer_start(ceil(ms)) */
+            uint64_t x = gp_rel_expiry(s->ep[e]), g = s->timer_gran_ns;
+            s->wake_at[e] = x == UINT64_MAX ? UINT64_MAX
+                            : x <= s->now   ? s->now
+                                            : s->now + (x - s->now + g - 1) / g * g;
+            if (s->wake_late_ns && x != UINT64_MAX)
+                s->wake_at[e] += sim_rand(s) % (s->wake_late_ns + 1);
         }
     }
     return did;
@@ -255,7 +280,7 @@ static int sim_run(sim *s, uint64_t t_end, int (*done)(sim *)) {
         uint64_t next = UINT64_MAX;
         for (int e = 0; e < 2; e++)
             if (s->ep[e])
-                next = sim_min(next, gp_rel_expiry(s->ep[e]));
+                next = sim_min(next, s->timer_gran_ns ? s->wake_at[e] : gp_rel_expiry(s->ep[e]));
         if (s->nheap)
             next = sim_min(next, s->heap[0].at);
         if (s->app)
