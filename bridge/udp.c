@@ -21,13 +21,6 @@
 #define UNDER_LOAD_PENDING 256 /* secret lookups in flight above which cookies are asked */
 #define PEER_BUCKETS 4096u
 
-typedef struct delayed {
-    struct delayed *next;
-    uint64_t at;
-    size_t len;
-    uint8_t b[];
-} delayed;
-
 typedef struct br_peer {
     struct br_peer *hnext; /* cid table */
     uint64_t cid;
@@ -38,7 +31,6 @@ typedef struct br_peer {
     int validated; /* its address answered: out of the handshake's 3x budget */
     int closing;
     uint64_t close_at; /* loop ms */
-    delayed *dq_head, *dq_tail;
     uv_timer_t timer;
 } br_peer;
 
@@ -112,10 +104,6 @@ static br_peer *peer_find(uint64_t cid) {
 
 static void on_timer_closed(uv_handle_t *h) {
     br_peer *p = h->data;
-    for (delayed *d = p->dq_head, *n; d; d = n) {
-        n = d->next;
-        free(d);
-    }
     gp_rudp_free(p->ru);
     free(p);
 }
@@ -173,26 +161,10 @@ static void pump(br_peer *p) {
                 gp_rudp_send(p->ru, f.stream, U.wbuf, (size_t)n);
         }
     }
-    uint64_t now = now_ns(), at;
+    uint64_t now = now_ns();
     ssize_t n;
-    while ((n = gp_rudp_output(p->ru, U.tx, sizeof U.tx, now, &at)) > 0) {
-        if (at <= now) {
-            send_dgram(p, U.tx, (size_t)n);
-            continue;
-        }
-        delayed *d = malloc(sizeof *d + (size_t)n);
-        if (!d)
-            continue;
-        d->next = NULL;
-        d->at = at;
-        d->len = (size_t)n;
-        memcpy(d->b, U.tx, (size_t)n);
-        if (p->dq_tail)
-            p->dq_tail->next = d;
-        else
-            p->dq_head = d;
-        p->dq_tail = d;
-    }
+    while ((n = gp_rudp_output(p->ru, U.tx, sizeof U.tx, now)) > 0)
+        send_dgram(p, U.tx, (size_t)n);
     if (n < 0 || gp_rudp_dead(p->ru)) {
         if (p->c)
             br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s transport=rudp reason=silent",
@@ -206,16 +178,6 @@ static void pump(br_peer *p) {
 static void on_timer(uv_timer_t *t) {
     br_peer *p = t->data;
     uint64_t now = now_ns();
-    /* Jittered datagrams keep their order: `at` only grows along the queue... nearly; send
-     * everything due. */
-    while (p->dq_head && p->dq_head->at <= now) {
-        delayed *d = p->dq_head;
-        p->dq_head = d->next;
-        if (!p->dq_head)
-            p->dq_tail = NULL;
-        send_dgram(p, d->b, d->len);
-        free(d);
-    }
     if (p->closing && br_now() >= p->close_at) {
         peer_free(p, NULL);
         return;
@@ -231,8 +193,6 @@ static void on_timer(uv_timer_t *t) {
 
 static void arm(br_peer *p) {
     uint64_t next = gp_rudp_expiry(p->ru);
-    if (p->dq_head && p->dq_head->at < next)
-        next = p->dq_head->at;
     uint64_t now = now_ns();
     uint64_t ms = next == UINT64_MAX ? 60000 : next <= now ? 0 : (next - now + 999999) / 1000000;
     if (p->closing) {

@@ -25,13 +25,6 @@
 #define HELLO_RTO_NS (500ull * 1000000ull)
 #define HELLO_LIFETIME_NS (8ull * 1000000000ull)
 
-typedef struct delayed {
-    struct delayed *next;
-    uint64_t at;
-    size_t len;
-    uint8_t b[];
-} delayed;
-
 /* One UDP path to a bridge: the connection, or the probe. */
 typedef struct upath {
     int probe;
@@ -45,7 +38,6 @@ typedef struct upath {
     gp_rudp *ru; /* established */
     uv_timer_t timer, kick;
     uint64_t close_at;
-    delayed *dq_head, *dq_tail;
 } upath;
 
 static upath g_conn = {.probe = 0}, g_probe = {.probe = 1};
@@ -92,11 +84,6 @@ static void path_reset(upath *u) {
     gp_rudp_free(u->ru);
     u->hs = NULL;
     u->ru = NULL;
-    for (delayed *d = u->dq_head, *n; d; d = n) {
-        n = d->next;
-        free(d);
-    }
-    u->dq_head = u->dq_tail = NULL;
     u->active = u->closing = 0;
 }
 
@@ -135,26 +122,10 @@ static void pump(upath *u) {
         return;
     if (!u->probe)
         hs_tunnel_fill(u->ru);
-    uint64_t now = now_ns(), at;
+    uint64_t now = now_ns();
     ssize_t n;
-    while ((n = gp_rudp_output(u->ru, g_tx, sizeof g_tx, now, &at)) > 0) {
-        if (at <= now) {
-            send_now(u, g_tx, (size_t)n);
-            continue;
-        }
-        delayed *d = malloc(sizeof *d + (size_t)n);
-        if (!d)
-            continue;
-        d->next = NULL;
-        d->at = at;
-        d->len = (size_t)n;
-        memcpy(d->b, g_tx, (size_t)n);
-        if (u->dq_tail)
-            u->dq_tail->next = d;
-        else
-            u->dq_head = d;
-        u->dq_tail = d;
-    }
+    while ((n = gp_rudp_output(u->ru, g_tx, sizeof g_tx, now)) > 0)
+        send_now(u, g_tx, (size_t)n);
     if (n < 0 || gp_rudp_dead(u->ru)) {
         path_end(u, "rudp_dead");
         return;
@@ -165,14 +136,6 @@ static void pump(upath *u) {
 static void on_timer(uv_timer_t *t) {
     upath *u = t->data;
     uint64_t now = now_ns();
-    while (u->dq_head && u->dq_head->at <= now) {
-        delayed *d = u->dq_head;
-        u->dq_head = d->next;
-        if (!u->dq_head)
-            u->dq_tail = NULL;
-        send_now(u, d->b, d->len);
-        free(d);
-    }
     if (u->closing && hs_now_ms() >= u->close_at) {
         path_end(u, NULL);
         return;
@@ -189,8 +152,6 @@ static void on_timer(uv_timer_t *t) {
 
 static void arm(upath *u) {
     uint64_t next = u->hs ? gp_sess_expiry(u->hs) : u->ru ? gp_rudp_expiry(u->ru) : UINT64_MAX;
-    if (u->dq_head && u->dq_head->at < next)
-        next = u->dq_head->at;
     uint64_t now = now_ns();
     uint64_t ms = next == UINT64_MAX ? 60000 : next <= now ? 0 : (next - now + 999999) / 1000000;
     if (u->closing) {
@@ -377,10 +338,10 @@ void hs_udp_flush_now(void) {
     if (!u->ru)
         return;
     hs_tunnel_fill(u->ru);
-    uint64_t now = now_ns(), at;
     ssize_t n;
-    while ((n = gp_rudp_output(u->ru, g_tx, sizeof g_tx, now, &at)) > 0)
-        send_now(u, g_tx, (size_t)n); /* no jitter on the way out */
+    /* Far enough in the future that jittered datagrams count as due: nothing waits now. */
+    while ((n = gp_rudp_output(u->ru, g_tx, sizeof g_tx, now_ns() + 1000000000ull)) > 0)
+        send_now(u, g_tx, (size_t)n);
 }
 
 void hs_udp_stop(void) {

@@ -16,6 +16,14 @@
 #define DBUF 2048        /* decrypted datagrams up to this size need no allocation */
 #define RBUF_KEEP 65536u /* a larger decode buffer is given back after use */
 
+/* A datagram held back by the send jitter until `at`. */
+typedef struct held {
+    struct held *next;
+    uint64_t at;
+    size_t len;
+    uint8_t b[];
+} held;
+
 struct gp_rudp {
     gp_sess *s;
     gp_rel *rel;
@@ -29,6 +37,7 @@ struct gp_rudp {
     size_t rcap;
     uint64_t msgs_compressed, bytes_before, bytes_after;
     int must_confirm; /* house: the bridge may send only after our first datagram */
+    held *held;       /* sealed datagrams waiting out their jitter, in no particular order */
 };
 
 void gp_rudp_conf_init(gp_rudp_conf *conf) {
@@ -84,6 +93,11 @@ void gp_rudp_free(gp_rudp *r) {
     gp_zctx_free(r->z);
     free(r->pkt);
     free(r->rbuf);
+    while (r->held) {
+        held *h = r->held;
+        r->held = h->next;
+        free(h);
+    }
     free(r);
 }
 
@@ -172,7 +186,24 @@ ssize_t gp_rudp_recv(gp_rudp *r, uint32_t *lane, const uint8_t **msg) {
     return d;
 }
 
-ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns, uint64_t *send_at) {
+/* A held datagram whose time has come, into out. */
+static ssize_t take_due(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns) {
+    for (held **hp = &r->held; *hp; hp = &(*hp)->next) {
+        held *h = *hp;
+        if (h->at > now_ns)
+            continue;
+        if (h->len > cap)
+            return GP_ERR_BUFFER;
+        *hp = h->next;
+        memcpy(out, h->b, h->len);
+        ssize_t n = (ssize_t)h->len;
+        free(h);
+        return n;
+    }
+    return 0;
+}
+
+ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns) {
     /* A bridge-side session may not seal before the house's first datagram: the engine must
      * not hand out a packet (and count it sent) that could not leave. */
     if (!gp_sess_confirmed(r->s))
@@ -181,32 +212,46 @@ ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns, ui
         /* The house speaks first, at once: an empty datagram confirms the session to the
          * bridge, which is silent until then (its replies could not be told from a replay). */
         ssize_t w = gp_sess_seal(r->s, r->pkt, 0, out, cap, now_ns);
-        if (w > 0) {
+        if (w > 0)
             r->must_confirm = 0;
-            if (send_at)
-                *send_at = now_ns;
-        }
         return w;
     }
-    uint64_t at = now_ns;
-    if (r->conf.jitter_ms && r->rnd) {
-        uint32_t j;
-        r->rnd(r->ud, (uint8_t *)&j, sizeof j);
-        at += (uint64_t)(j % (r->conf.jitter_ms * 1000u + 1)) * 1000u;
+    for (;;) {
+        ssize_t due = take_due(r, out, cap, now_ns);
+        if (due != 0)
+            return due;
+        uint64_t at = now_ns;
+        if (r->conf.jitter_ms && r->rnd) {
+            uint32_t j;
+            r->rnd(r->ud, (uint8_t *)&j, sizeof j);
+            at += (uint64_t)(j % (r->conf.jitter_ms * 1000u + 1)) * 1000u;
+        }
+        /* The engine dates the packet `at`: its round-trip samples never include the jitter. */
+        ssize_t n = gp_rel_output(r->rel, r->pkt, r->conf.rel.max_payload, now_ns, at);
+        if (n <= 0)
+            return n;
+        ssize_t w = gp_sess_seal(r->s, r->pkt, (size_t)n, out, cap, now_ns);
+        if (w <= 0 || at <= now_ns)
+            return w;
+        held *h = malloc(sizeof *h + (size_t)w);
+        if (!h)
+            return w; /* send it now rather than lose it */
+        h->at = at;
+        h->len = (size_t)w;
+        memcpy(h->b, out, (size_t)w);
+        h->next = r->held;
+        r->held = h;
     }
-    ssize_t n = gp_rel_output(r->rel, r->pkt, r->conf.rel.max_payload, now_ns, at);
-    if (n <= 0)
-        return n;
-    ssize_t w = gp_sess_seal(r->s, r->pkt, (size_t)n, out, cap, now_ns);
-    if (w >= 0 && send_at)
-        *send_at = at;
-    return w;
 }
 
 uint64_t gp_rudp_expiry(const gp_rudp *r) {
     if (r->must_confirm)
         return 0; /* now */
-    return gp_sess_confirmed(r->s) ? gp_rel_expiry(r->rel) : gp_sess_expiry(r->s);
+    uint64_t e = gp_sess_confirmed(r->s) ? gp_rel_expiry(r->rel) : gp_sess_expiry(r->s);
+    for (const held *h = r->held; h; h = h->next)
+        if (h->at < e)
+            e = h->at;
+    return e;
 }
 
 int gp_rudp_dead(const gp_rudp *r) {

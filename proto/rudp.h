@@ -5,7 +5,7 @@
  *     gp_rudp_input(r, datagram, len, now, &flags)            for each datagram received
  *     while ((n = gp_rudp_recv(r, &lane, &msg)) > 0)          deliver messages (tunnel frames)
  *     gp_rudp_send(r, lane, frame, len)                        while gp_rudp_send_space() allows
- *     while ((n = gp_rudp_output(r, buf, cap, now, &at)) > 0)  put buf on the wire at `at`
+ *     while ((n = gp_rudp_output(r, buf, cap, now)) > 0)     put buf on the wire
  *     wake up at gp_rudp_expiry(r)
  *
  * Handshakes stay with gp_sess (house: client_new/hello until GP_SESS_RX_ESTABLISHED; bridge:
@@ -58,12 +58,14 @@ int gp_rudp_input(gp_rudp *r, const uint8_t *dg, size_t len, uint64_t now_ns, un
  * r; 0 when none; GP_ERR_MALFORMED for a message that does not decode (skipped: call again). */
 ssize_t gp_rudp_recv(gp_rudp *r, uint32_t *lane, const uint8_t **msg);
 
-/* The next datagram to send, into out[0..cap) (cap >= the session's MTU), and *send_at: when
- * to put it on the wire (now_ns plus jitter; round-trip samples are taken from it). 0 when
- * nothing is due; GP_ERR_STATE once the peer is dead (close). */
-ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns, uint64_t *send_at);
+/* The next datagram to send now, into out[0..cap) (cap >= the session's MTU): put it on the
+ * wire. With jitter, datagrams are sealed at once and held back until their time (round-trip
+ * samples are taken from when they leave); gp_rudp_expiry says when the next one is due.
+ * 0 when nothing is due; GP_ERR_STATE once the peer is dead (close). */
+ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns);
 
-uint64_t gp_rudp_expiry(const gp_rudp *r); /* gp_rel_expiry; UINT64_MAX: nothing */
+/* When to call gp_rudp_output next (engine timers, held datagrams); UINT64_MAX: nothing. */
+uint64_t gp_rudp_expiry(const gp_rudp *r);
 int gp_rudp_dead(const gp_rudp *r);
 
 typedef struct gp_rudp_stats {

@@ -75,10 +75,9 @@ typedef struct ends {
 
 static void flush(ends *e, int side) {
     uint8_t out[1500];
-    uint64_t at;
     ssize_t n;
-    while ((n = gp_rudp_output(e->r[side], out, sizeof out, e->l.now, &at)) > 0)
-        put(&e->l, 1 - side, out, (size_t)n, at);
+    while ((n = gp_rudp_output(e->r[side], out, sizeof out, e->l.now)) > 0)
+        put(&e->l, 1 - side, out, (size_t)n, e->l.now);
     cr_assert_geq(n, 0, "output failed: %s", gp_strerror((int)n));
 }
 
