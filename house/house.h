@@ -121,8 +121,8 @@ int hs_udp_probe(const char *host, int port); /* 0: under way (hs_tunnel_probe_r
 void hs_udp_kick(void);                       /* frames are queued: send them (from the loop) */
 void hs_udp_close(void);
 void hs_udp_flush_now(void);
-    /* shutdown: what is queued (a GOAWAY) goes out at once */ /* flush a GOAWAY briefly, then
-                                                                  hs_tunnel_udp_gone */
+/* shutdown: what is queued (a GOAWAY) goes out at once */ /* flush a GOAWAY briefly, then
+                                                              hs_tunnel_udp_gone */
 void hs_udp_stop(void);                   /* shutdown: everything goes, no callbacks */
 void hs_udp_stats(char *out, size_t cap); /* "srtt_ms=... loss_tx=..." of the session, or "" */
 
