@@ -29,9 +29,8 @@
 typedef struct upath {
     int probe;
     int active, closing;
-    unsigned gen; /* bumped on every reset: a late DNS answer for an older dial is ignored */
-    uv_udp_t sock;
-    int sock_open;
+    unsigned gen;   /* bumped on every reset: a late DNS answer for an older dial is ignored */
+    uv_udp_t *sock; /* one per session: a closing one may still be in libuv's hands */
     int port;
     struct sockaddr_storage addr;
     gp_sess *hs; /* handshaking */
@@ -65,16 +64,16 @@ static uint64_t next_wall(void) {
 }
 
 static void on_sock_closed(uv_handle_t *h) {
-    (void)h;
+    free(h);
 }
 
 /* Everything of the path goes; no callback to tunnel.c. */
 static void path_reset(upath *u) {
     u->gen++;
-    if (u->sock_open) {
-        uv_udp_recv_stop(&u->sock);
-        uv_close((uv_handle_t *)&u->sock, on_sock_closed);
-        u->sock_open = 0;
+    if (u->sock) {
+        uv_udp_recv_stop(u->sock);
+        uv_close((uv_handle_t *)u->sock, on_sock_closed);
+        u->sock = NULL;
     }
     if (g_timers) {
         uv_timer_stop(&u->timer);
@@ -99,7 +98,7 @@ static void path_end(upath *u, const char *why) {
 static void send_now(upath *u, const uint8_t *b, size_t len) {
     uv_buf_t buf = uv_buf_init((char *)b, (unsigned)len);
     /* A datagram the kernel cannot take now is a lost one: the engine sends it again. */
-    uv_udp_try_send(&u->sock, &buf, 1, (const struct sockaddr *)&u->addr);
+    uv_udp_try_send(u->sock, &buf, 1, (const struct sockaddr *)&u->addr);
 }
 
 static void arm(upath *u);
@@ -230,11 +229,15 @@ static void start_session(upath *u) {
     u->hs = gp_sess_client_new(
         &(gp_sess_conf){.hello_rto_ns = HELLO_RTO_NS, .hello_lifetime_ns = HELLO_LIFETIME_NS},
         g_hs.bridge_key, gp_str_c(g_hs.cfg.id), g_hs.secret, on_rand, NULL, now_ns(), next_wall());
-    int rc = u->hs ? uv_udp_init(g_hs.loop, &u->sock) : -1;
-    if (rc == 0) {
-        u->sock_open = 1;
-        u->sock.data = u;
-        rc = uv_udp_recv_start(&u->sock, on_alloc, on_recv);
+    int rc = -1;
+    if (u->hs && (u->sock = malloc(sizeof *u->sock)) != NULL) {
+        if ((rc = uv_udp_init(g_hs.loop, u->sock)) != 0) {
+            free(u->sock);
+            u->sock = NULL;
+        } else {
+            u->sock->data = u;
+            rc = uv_udp_recv_start(u->sock, on_alloc, on_recv);
+        }
     }
     if (rc != 0 || send_hello(u, now_ns()) != 0) {
         path_end(u, "rudp_setup_failed");
