@@ -38,6 +38,7 @@
 #define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
 #define MIN_CWND_PACKETS 4
 #define BW_ROUNDS 10
+#define RR_QUANTUM 16384 /* bytes of new data a lane sends per round-robin turn */
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
 #define PACE_CREDIT_MAX_NS (25 * MS)
 #define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
@@ -47,9 +48,15 @@
 #define FEC_M_MAX 32          /* repairs per block */
 #define FEC_RX_SLOTS 64       /* protected packets the receiver keeps for decoding */
 #define FEC_RX_BLOCKS 8
+#define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
+#define LOSS_WINDOW_FIRST 16u      /* the receiver measures loss over windows of packet numbers */
+#define LOSS_WINDOW 32u
+#define FEC_PRIOR_LOSS 0.2 /* what FEC assumes before any loss was measured */
 #define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
-#define FEC_TAIL_TARGET 0.01 /* block-failure probability aimed at when a burst ends */
-#define FEC_MID_TARGET 0.25  /* ... for a full block in a longer transfer */
+#define FEC_TAIL_TARGET 0.05 /* block-failure probability aimed at when a burst ends */
+#define FEC_RTX_TARGET 0.01  /* ... when it carries retransmissions, or is small: */
+#define FEC_SMALL_K 4
+#define FEC_MID_TARGET 0.25 /* ... for a full block in a longer transfer */
 
 #define NONE UINT64_MAX
 
@@ -280,6 +287,7 @@ struct gp_rel {
     slane **lanes;
     size_t lanes_cap, nlanes;
     slane *rr;
+    size_t rr_sent; /* bytes of new chunks the current lane sent in its turn */
     rq_ent *rq;
     size_t rq_cap, rq_len, rq_valid; /* resend heap; rq_valid: chunks in CH_LOST */
     size_t chunk_budget;
@@ -297,7 +305,8 @@ struct gp_rel {
     unsigned pto_count;
     int probes_due;
     uint64_t last_tx, last_rx;
-    double peer_loss; /* loss the peer measures on our packets (from its ACKs) */
+    double peer_loss;    /* loss the peer measures on our packets (from its ACKs) */
+    int peer_loss_known; /* the peer has measured a first window (it saw our pn 15) */
     double det_loss;
 
     /* RTT (RFC 9002 §5) */
@@ -322,6 +331,7 @@ struct gp_rel {
     /* FEC, sending */
     uint8_t *fec_img; /* FEC_K_TARGET images of (2 + max_payload) bytes */
     int fec_open;
+    int fec_rtx; /* the open block carries retransmitted chunks or a probe */
     uint64_t fec_first, fec_opened_at;
     unsigned fec_k, fec_m, fec_m_sent;
     size_t fec_L;
@@ -336,6 +346,9 @@ struct gp_rel {
     int ack_dirty, ack_now;
     unsigned ack_elicit;
     uint64_t ack_deadline; /* 0: none */
+    unsigned ack_rep_left; /* copies of the last ACK still to send if nothing follows it */
+    int ack_repeating;     /* the ACK being built is such a copy */
+    uint64_t ack_rep_at;
     unsigned loss_seen, loss_miss, loss_windows;
     double rx_loss;
 
@@ -965,9 +978,16 @@ static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_del
             r->delay_hits = 0;
         }
     }
-    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt) {
+    /* The estimation draft drops samples whose interval is under min_rtt (ack compression
+     * would overstate the rate). But a burst sent after a pause — the first flight, and
+     * every response of a request/response load — yields samples whose interval is one
+     * packet's RTT, i.e. min_rtt give or take the host's timer noise: dropping those below it
+     * dropped half of them at random, and on a host with 1 ms timers all of the first
+     * flight's (no estimate for 0.5 s, the window stuck at its initial size). So an interval
+     * over half of min_rtt is counted as at least min_rtt: never an overestimate. */
+    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt / 2) {
         uint64_t d = r->delivered - prior_delivered;
-        double bw = (double)d * 1e9 / (double)interval;
+        double bw = (double)d * 1e9 / (double)u64max(interval, r->min_rtt);
         uint64_t quiet = r->min_rtt + u64max(r->min_rtt / 8, 10 * MS);
         if (rs_rtt <= quiet) {
             double p = r->peer_loss < 0.5 ? r->peer_loss : 0.5;
@@ -986,7 +1006,11 @@ static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_del
         for (size_t i = 0; i < BW_ROUNDS; i++)
             if (r->bw_slot_round[i] + BW_ROUNDS > r->round_count)
                 best = u64max(best, r->bw_slot[i]);
-        r->bw = best;
+        /* Ten rounds of app-limited samples only (a request/response load that never fills
+         * the window) leave no slot in the window: the estimate then stands, as Linux BBR's
+         * max filter does — it must not fall to whatever an app-limited sample says. */
+        if (best)
+            r->bw = best;
     }
     if (round_start) {
         if (!r->filled_pipe && !app_limited && r->bw) {
@@ -1155,7 +1179,7 @@ static void rx_loss_count(gp_rel *r, uint64_t pn) {
     unsigned tot = r->loss_seen + r->loss_miss;
     /* The first window (16 packets) is taken as is, so the sender compensates for loss from
      * its second round trip on; later windows of 32 are smoothed (1/4). */
-    if (tot >= (r->loss_windows ? 32u : 16u)) {
+    if (tot >= (r->loss_windows ? LOSS_WINDOW : LOSS_WINDOW_FIRST)) {
         double sample = (double)r->loss_miss / tot;
         r->rx_loss = r->loss_windows++ ? r->rx_loss + (sample - r->rx_loss) / 4 : sample;
         r->loss_seen = r->loss_miss = 0;
@@ -1314,7 +1338,7 @@ static void on_acked(gp_rel *r, srec *s, uint64_t now, rate_sample *rs) {
 static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered) {
     rate_sample rs = {0};
     uint64_t newly = 0, sent_at = 0;
-    int largest_new = 0, largest_elicit = 0;
+    int largest_new = 0, largest_elicit = 0; /* largest_elicit: acked promptly */
     const uint8_t *p = f->ranges;
     uint64_t hi = f->largest, lo = f->largest - f->first;
     for (uint64_t i = 0;; i++) {
@@ -1328,7 +1352,7 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
                     continue;
                 if (pn == f->largest) {
                     largest_new = 1;
-                    largest_elicit = !!(s->flags & SF_ELICITING);
+                    largest_elicit = !!(s->flags & SF_INFLIGHT);
                     sent_at = s->sent_at;
                 }
                 newly++;
@@ -1344,8 +1368,17 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
         r->largest_acked = f->largest;
     }
     r->peer_loss = (double)f->loss_bp / 10000.0;
-    /* RTT from the largest newly acked, ack-eliciting packet only (RFC 9002 §5.1): the peer
-     * may hold an ACK for other packets. An ACK rebuilt by FEC arrived late: no sample. */
+    /* The peer's first loss window closes when it has seen our packet number 15 (it counts
+     * numbers, received or missing, from 0): an ACK with a larger `largest` carries a
+     * measurement; before it, loss_bp is 0 for want of one. */
+    if (f->largest >= LOSS_WINDOW_FIRST - 1)
+        r->peer_loss_known = 1;
+    /* RTT from the largest newly acked packet if the peer acks it promptly (RFC 9002 §5.1):
+     * ack-eliciting packets, and repairs, which arm the peer's ack timer too — a burst's last
+     * packets are repairs, so requiring an ack-eliciting one missed the sample of most
+     * bursts' final ACK, and a session's first RTT sample came a round late. (ACK-only
+     * packets, which the peer may hold, are never in flight, hence never newly acked.) An
+     * ACK rebuilt by FEC arrived late: no sample. */
     if (largest_new && largest_elicit && !recovered && now >= sent_at)
         rtt_update(r, now - sent_at, f->delay_us * 1000, now);
     if (newly)
@@ -1773,8 +1806,20 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
 
 /* ---- FEC, sending ---- */
 
+/* The loss FEC is sized for: what the peer measures on our packets. Until it has measured
+ * anything (its first 16 of our packet numbers), a session's first bursts would go out
+ * unprotected, and on a lossy path their recovery — with no RTT sample yet, or one or two —
+ * is the slowest of the session. So until then FEC assumes the loss we measure on the peer's
+ * packets (paths are usually about as lossy both ways), or FEC_PRIOR_LOSS before that too.
+ * On a clean path that costs a few repairs in the first round trip of a session. */
+static double fec_loss(const gp_rel *r) {
+    if (r->peer_loss_known)
+        return r->peer_loss;
+    return r->loss_windows ? r->rx_loss : FEC_PRIOR_LOSS;
+}
+
 static int fec_active(const gp_rel *r) {
-    return r->cfg.fec && r->peer_loss >= FEC_MIN_LOSS;
+    return r->cfg.fec && fec_loss(r) >= FEC_MIN_LOSS;
 }
 
 /* Smallest m such that a block of k sources plus m repairs fails to decode (more than m of
@@ -1819,13 +1864,25 @@ static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
     r->fec_k = 0;
 }
 
-/* Closes the open block: `tail` when the burst ended (nothing more to send), where a lost
- * packet could only be found by a timeout, so FEC aims high; a full block in the middle of
- * a transfer aims lower and leaves the rest to fast retransmission. */
+/* Closes the open block. `tail`: the burst ended (nothing more to send). A tail block that
+ * fails costs its messages a little over one round trip: the time threshold (9/8 RTT after
+ * the last repair) reveals the loss and the missing chunks go again, in a block of their
+ * own. Two failures in a row are what pushes an exchange past ~3 RTT, so:
+ * - a block carrying retransmissions (or a probe) aims at 1%;
+ * - so does a small one (up to FEC_SMALL_K packets: a request, control frames), whose
+ *   repairs cost few bytes;
+ * - a larger first transmission aims at 10%. Aiming it at 1% too spent as many repair bytes
+ *   as data bytes at 30% loss (15 repairs for 15 sources; the floor is the loss rate
+ *   itself, 6.4), and under load those bytes compete with the data.
+ * A full block in the middle of a transfer aims at 25% and leaves the rest to fast
+ * retransmission: later packets reveal its losses within a round trip. */
 static void fec_close(gp_rel *r, int tail, uint64_t now) {
     r->fec_open = 0;
-    double p = r->peer_loss;
-    unsigned m = fec_repairs(r->fec_k, p, tail ? FEC_TAIL_TARGET : FEC_MID_TARGET);
+    double p = fec_loss(r);
+    double target = !tail                                   ? FEC_MID_TARGET
+                    : r->fec_rtx || r->fec_k <= FEC_SMALL_K ? FEC_RTX_TARGET
+                                                            : FEC_TAIL_TARGET;
+    unsigned m = fec_repairs(r->fec_k, p, target);
     if (m > r->fec_k + 3)
         m = r->fec_k + 3;
     if (!r->cfg.fec || m == 0) {
@@ -1843,6 +1900,7 @@ static int fec_add(gp_rel *r, uint64_t pn, const uint8_t *frames, size_t len, ui
         return GP_ERR_NOMEM;
     if (!r->fec_open) {
         r->fec_open = 1;
+        r->fec_rtx = 0;
         r->fec_first = pn;
         r->fec_k = 0;
         r->fec_L = 0;
@@ -1895,7 +1953,12 @@ static void ref_add(gp_rel *r, srec *rec, smsg *m, uint32_t idx) {
     rec->refs[rec->nrefs++] = (sref){m->id, idx};
 }
 
-/* Lost chunks first (oldest loss first), then new chunks, one per lane in turn. */
+/* Lost chunks first (oldest loss first), then new chunks, lanes in turn, up to RR_QUANTUM
+ * bytes per turn. One chunk per turn would finish concurrent messages of equal size all
+ * together, at the end of the whole backlog: four 16 KiB responses waiting for the window
+ * would all complete with the last one. With a 16 KiB quantum they complete one after the
+ * other (oldest lane first), while a small message still waits for at most one quantum per
+ * busy lane, never behind a whole 1 MiB transfer. */
 static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
     while (rec->nrefs < REFS_MAX) {
         smsg *m;
@@ -1917,16 +1980,21 @@ static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
             return;
         *pp = frag_put(*pp, m, idx);
         ref_add(r, rec, m, idx);
+        r->rr_sent += chunk_len(m, idx);
         if (++m->next_unsent == m->nchunks) {
             l->qhead = m->qnext;
             m->qnext = NULL;
             if (!l->qhead) {
                 l->qtail = NULL;
                 rr_del(r, l);
+                r->rr_sent = 0;
                 continue;
             }
         }
-        r->rr = l->rr_next;
+        if (r->rr_sent >= RR_QUANTUM) {
+            r->rr = l->rr_next;
+            r->rr_sent = 0;
+        }
     }
 }
 
@@ -2024,6 +2092,8 @@ static int has_data(const gp_rel *r) {
     return r->rq_valid > 0 || r->rr != NULL;
 }
 
+static unsigned ack_repeats(const gp_rel *r);
+
 static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t send_at) {
     int rc = sr_reserve(r);
     if (rc == GP_ERR_BUFFER) { /* ring at its bound: the oldest unresolved packet is lost */
@@ -2049,6 +2119,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     rec.pn = pn;
     rec.ack_largest = NONE;
     int elicit = 0;
+    uint64_t rtx0 = r->st.retransmits;
     if (kind == K_REPAIR) {
         uint8_t *q = repair_put(r, p, buf + mp, pn);
         if (!q) { /* cannot happen with FEC_RESERVE; give the block up rather than stall */
@@ -2059,6 +2130,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     } else {
         int want_ack = r->ack_dirty && r->nranges;
         uint8_t *dend = end;
+        rtx0 = r->st.retransmits;
         if (want_ack && kind != K_ACK && kind != K_PING)
             dend = end - ACK_ROOM;
         if (kind == K_PROBE)
@@ -2072,6 +2144,12 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
             uint8_t *q = ack_put(r, p, end, send_at, &rec.ack_largest);
             if (q) {
                 p = q;
+                if (r->ack_repeating)
+                    r->ack_rep_left--;
+                else
+                    r->ack_rep_left = ack_repeats(r);
+                r->ack_repeating = 0;
+                r->ack_rep_at = now + ACK_REPEAT_GAP_NS;
                 r->ack_dirty = 0;
                 r->ack_now = 0;
                 r->ack_elicit = 0;
@@ -2106,6 +2184,8 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         rec.flags |= SF_FEC_PENDING;
         if (fec_add(r, pn, frames, (size_t)(p - frames), now))
             rec.flags &= (uint8_t)~SF_FEC_PENDING, protect = 0;
+        else if (kind == K_PROBE || r->st.retransmits != rtx0)
+            r->fec_rtx = 1;
     }
     r->sr[pn & (r->sr_cap - 1)] = rec;
     r->next_pn++;
@@ -2143,6 +2223,18 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
 static int ack_due(const gp_rel *r, uint64_t now) {
     return r->ack_dirty && r->nranges &&
            (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
+}
+
+/* The last ACK before a pause is the one nothing repeats: every ACK repeats the ranges of
+ * the ones before it, but when a burst ends no further ACK follows. If it is lost, the
+ * sender cannot tell the burst's unrecovered tail from packets still in flight (RFC 9002
+ * declares nothing lost above the largest acknowledged) and waits for a probe timeout, and
+ * the probe's own ACK, a round trip later — at 30% loss, in 30% of the bursts that need a
+ * retransmission. So on a lossy path the last ACK goes again, ACK_REPEAT_GAP_NS apart,
+ * until the chance that every copy is lost is under ~5%: one copy below 20% loss, two
+ * above. A clean path (under 1% measured) sends no copies. */
+static unsigned ack_repeats(const gp_rel *r) {
+    return r->rx_loss < FEC_MIN_LOSS ? 0 : r->rx_loss < 0.2 ? 1 : 2;
 }
 
 static int keepalive_due(const gp_rel *r, uint64_t now) {
@@ -2191,6 +2283,9 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
     }
     if (paced && !r->fec_closing && r->inflight < r->cwnd && has_data(r))
         return build(r, buf, K_DATA, now, send_at);
+    if (r->ack_rep_left && !r->ack_dirty && r->nranges && now >= r->ack_rep_at) {
+        r->ack_dirty = r->ack_now = r->ack_repeating = 1;
+    }
     if (ack_due(r, now))
         return build(r, buf, K_ACK, now, send_at);
     if (keepalive_due(r, now)) {
@@ -2210,6 +2305,8 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
     uint64_t t = r->last_rx + r->cfg.dead_after_ns;
     if (r->probes_due)
         return r->now;
+    if (r->ack_rep_left && !r->ack_dirty && r->nranges)
+        t = u64min(t, r->ack_rep_at);
     if (r->ack_dirty && r->nranges) {
         if (r->ack_now)
             return r->now;
