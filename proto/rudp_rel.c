@@ -38,7 +38,7 @@
 #define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
 #define MIN_CWND_PACKETS 4
 #define BW_ROUNDS 10
-#define RR_QUANTUM 16384 /* bytes of new data a lane sends per round-robin turn */
+#define RR_QUANTUM 16384            /* bytes of new data a lane sends per round-robin turn */
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
 #define PACE_CREDIT_MAX_NS (25 * MS)
 #define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
@@ -51,7 +51,7 @@
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
 #define LOSS_WINDOW_FIRST 16u      /* the receiver measures loss over windows of packet numbers */
 #define LOSS_WINDOW 32u
-#define FEC_PRIOR_LOSS 0.2 /* what FEC assumes before any loss was measured */
+#define FEC_PRIOR_LOSS 0.2   /* what FEC assumes before any loss was measured */
 #define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
 #define FEC_TAIL_TARGET 0.05 /* block-failure probability aimed at when a burst ends */
 #define FEC_RTX_TARGET 0.01  /* ... when it carries retransmissions, or is small: */
@@ -132,20 +132,28 @@ static inline uint8_t gf_mul(uint8_t a, uint8_t b) {
 static inline uint8_t gf_inv(uint8_t a) { /* a != 0 */
     return gf_exp[255 - gf_log[a]];
 }
-/* dst ^= c * src over n bytes */
+/* dst ^= c * src over n bytes, through the 256-entry row of c's products: one lookup per
+ * byte and no branch (the log/exp form took two and a branch). Repairs are k x m x L of
+ * these, 16 x 12 x 1.1 KB per block at 30% loss: the engine's hottest loop by far. */
 static void gf_addmul(uint8_t *dst, const uint8_t *src, uint8_t c, size_t n) {
     if (!c)
         return;
+    uint8_t row[256];
     unsigned lc = gf_log[c];
+    row[0] = 0;
+    for (unsigned x = 1; x < 256; x++)
+        row[x] = gf_exp[gf_log[x] + lc];
     for (size_t i = 0; i < n; i++)
-        if (src[i])
-            dst[i] ^= gf_exp[gf_log[src[i]] + lc];
+        dst[i] ^= row[src[i]];
 }
 static void gf_scale(uint8_t *dst, uint8_t c, size_t n) {
+    uint8_t row[256];
     unsigned lc = gf_log[c];
+    row[0] = 0;
+    for (unsigned x = 1; x < 256; x++)
+        row[x] = gf_exp[gf_log[x] + lc];
     for (size_t i = 0; i < n; i++)
-        if (dst[i])
-            dst[i] = gf_exp[gf_log[dst[i]] + lc];
+        dst[i] = row[dst[i]];
 }
 /* Coefficient of source j in repair i: a Cauchy matrix 1/(x_i + y_j) with x_i = 32 + i and
  * y_j = j, disjoint sets, so every square submatrix is invertible and the code is MDS: any k
