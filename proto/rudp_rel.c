@@ -987,16 +987,9 @@ static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_del
             r->delay_hits = 0;
         }
     }
-    /* The estimation draft drops samples whose interval is under min_rtt (ack compression
-     * would overstate the rate). But a burst sent after a pause — the first flight, and
-     * every response of a request/response load — yields samples whose interval is one
-     * packet's RTT, i.e. min_rtt give or take the host's timer noise: dropping those below it
-     * dropped half of them at random, and on a host with 1 ms timers all of the first
-     * flight's (no estimate for 0.5 s, the window stuck at its initial size). So an interval
-     * over half of min_rtt is counted as at least min_rtt: never an overestimate. */
-    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt / 2) {
+    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt) {
         uint64_t d = r->delivered - prior_delivered;
-        double bw = (double)d * 1e9 / (double)u64max(interval, r->min_rtt);
+        double bw = (double)d * 1e9 / (double)interval;
         uint64_t quiet = r->min_rtt + u64max(r->min_rtt / 8, 10 * MS);
         if (rs_rtt <= quiet) {
             double p = r->peer_loss < 0.5 ? r->peer_loss : 0.5;
@@ -1880,9 +1873,9 @@ static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
  * - a block carrying retransmissions (or a probe) aims at 1%;
  * - so does a small one (up to FEC_SMALL_K packets: a request, control frames), whose
  *   repairs cost few bytes;
- * - a larger first transmission aims at 10%. Aiming it at 1% too spent as many repair bytes
- *   as data bytes at 30% loss (15 repairs for 15 sources; the floor is the loss rate
- *   itself, 6.4), and under load those bytes compete with the data.
+ * - a larger first transmission aims at 5%. Aiming it at 1% too spent as many repair bytes
+ *   as data bytes at 30% loss (15 repairs for 15 sources, where 5% takes 12 and the loss
+ *   itself is 6.4), and under load those bytes compete with the data.
  * A full block in the middle of a transfer aims at 25% and leaves the rest to fast
  * retransmission: later packets reveal its losses within a round trip. */
 static void fec_close(gp_rel *r, int tail, uint64_t now) {
@@ -2143,7 +2136,6 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     } else {
         int want_ack = r->ack_dirty && r->nranges;
         uint8_t *dend = end;
-        rtx0 = r->st.retransmits;
         if (want_ack && kind != K_ACK && kind != K_PING)
             dend = end - ACK_ROOM;
         if (kind == K_PROBE)

@@ -631,6 +631,50 @@ Test(rudp_rel, goodput_of_1mib_at_10mbit_200ms) {
     }
 }
 
+/* After a transfer has measured the path, a quiet spell of small messages (app-limited
+ * samples only, for many more rounds than the 10-round bandwidth window) must not drag the
+ * estimate down to the trickle's rate: the next burst would be paced at that. */
+static int trickle_i;
+static uint64_t trickle_app(sim *s) {
+    static uint8_t buf[1000];
+    if (trickle_i >= 30)
+        return UINT64_MAX;
+    size_t len = make_msg(buf, 9, (uint32_t)trickle_i++, sizeof buf);
+    cr_assert_eq(gp_rel_send(s->ep[0], 9, buf, len), 0);
+    return s->now + 200 * SIM_MS;
+}
+
+Test(rudp_rel, bandwidth_estimate_survives_app_limited_rounds) {
+    sim s;
+    gp_rel_config c = cfg_default(1);
+    sim_init(&s, 16, &c, &c);
+    sim_link l = link_rtt(0.10);
+    l.rate_bps = 10000000;
+    l.queue_bytes = 250000;
+    sim_link_both(&s, &l);
+    static bulk1 b;
+    memset(&b, 0, sizeof b);
+    b.n = 16;
+    g_b1 = &b;
+    s.on_msg = b1_msg;
+    for (int i = 0; i < b.n; i++)
+        cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, make_msg(b.buf, 7, (uint32_t)i, 65536)), 0);
+    cr_assert(sim_run(&s, s.now + 60 * SIM_SEC, b1_done));
+    gp_rel_stats before, after;
+    gp_rel_get_stats(s.ep[0], &before);
+    s.on_msg = NULL;
+    trickle_i = 0;
+    s.app = trickle_app;
+    s.app_next = s.now;
+    sim_run(&s, s.now + 7 * SIM_SEC, NULL); /* 30 small messages, 200 ms apart: 30 rounds */
+    gp_rel_get_stats(s.ep[0], &after);
+    printf("btlbw after 1 MiB: %.1f Mbit/s; after 6 s of 1 KB every 200 ms: %.1f Mbit/s\n",
+           (double)before.btlbw_bps / 1e6, (double)after.btlbw_bps / 1e6);
+    cr_assert_gt(before.btlbw_bps, 5000000);
+    cr_assert_geq(after.btlbw_bps, before.btlbw_bps / 2);
+    sim_free(&s);
+}
+
 /* ---- lane independence ---- */
 
 static int drop_first_pn0(sim *s, int from, const uint8_t *p, size_t len) {
