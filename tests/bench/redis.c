@@ -29,6 +29,7 @@
 
 #define SUITE "redis"
 #define HOUSE "bench"
+#define HOUSE_ALT "bench-alt"
 #define BASE_STREAM "bench:{base}:req"
 #define GROUP "gp"
 #define RING 4096      /* per producer connection: > requests in flight on it */
@@ -36,8 +37,11 @@
 #define DRAIN_MS 10000 /* after a run: wait this long at most for requests in flight */
 #define REPLY_TTL_MS "300000"
 
-enum { C_REDIS, C_GP, C_HTTP, NCASES };
-static const char *const CASE_NAME[NCASES] = {"redis_only", "ghostport", "http"};
+/* ghostport_alt: a second bridge + house from BENCH_REDIS_ALT_BIN_DIR (a patched build, say),
+ * alternated with the others pair by pair; only when that variable is set. */
+enum { C_REDIS, C_GP, C_HTTP, C_ALT, NCASES };
+static const char *const CASE_NAME[NCASES] = {"redis_only", "ghostport", "http", "ghostport_alt"};
+#define IS_GP(k) ((k) == C_GP || (k) == C_ALT)
 static const int CONCS[] = {64, 1};
 #define NCONC 2
 #define MAX_ROUNDS 9
@@ -404,14 +408,16 @@ static void on_http_connected(uv_connect_t *c, int status) {
     hclient_send(h);
 }
 
-static pid_t g_pids[8]; /* redis, bridge, house, upstream, consumer */
+/* redis, bridge, house, upstream, consumer; then the alternative bridge and house */
+static pid_t g_pids[8];
+#define NPIDS_ALL 7
 static const char *const PID_NAME[8] = {"redis", "bridge", "house", "upstream", "consumer"};
 #define NPIDS 5
 
 static void snap(long long *cpu, struct rusage *self, cmdstats *cs) {
     if (cs)
         cmdstats_get(cs);
-    for (int i = 0; i < NPIDS; i++)
+    for (int i = 0; i < NPIDS_ALL; i++)
         cpu[i] = g_pids[i] > 0 ? bench_cpu_us(g_pids[i]) : -1;
     getrusage(RUSAGE_SELF, self);
 }
@@ -477,9 +483,12 @@ static result run_case(int kase, int conc, int redis_port, int http_port, int wa
     rn.conc = conc;
     rn.redis_port = redis_port;
     rn.http_port = http_port;
-    rn.stream = kase == C_GP ? "gp:{" HOUSE "}:req" : BASE_STREAM;
+    rn.stream = kase == C_GP    ? "gp:{" HOUSE "}:req"
+                : kase == C_ALT ? "gp:{" HOUSE_ALT "}:req"
+                                : BASE_STREAM;
+    int bi = kase == C_ALT ? 5 : 1, hi = kase == C_ALT ? 6 : 2; /* its bridge and house */
     snprintf(rn.tag, sizeof rn.tag, "%s%d", g_tag_base, ++g_run_no);
-    if (bench_reset_hwm(g_pids[1]) != 0 || bench_reset_hwm(g_pids[2]) != 0)
+    if (bench_reset_hwm(g_pids[bi]) != 0 || bench_reset_hwm(g_pids[hi]) != 0)
         fprintf(stderr, "bench redis: cannot reset VmHWM: peaks cover the processes' lives\n");
     uint64_t t0 = now_ns();
     rn.t_measure = t0 + (uint64_t)warm_ms * 1000000ull;
@@ -548,17 +557,19 @@ static result run_case(int kase, int conc, int redis_port, int http_port, int wa
     res.p50 = bench_pct(rn.lat, rn.nlat, 50);
     res.p99 = bench_pct(rn.lat, rn.nlat, 99);
     res.p999 = bench_pct(rn.lat, rn.nlat, 99.9);
-    for (int i = 0; i < NPIDS; i++)
-        res.cpu[i] = rn.cpu0[i] >= 0 && rn.cpu1[i] >= 0 && rn.nlat
-                         ? (double)(rn.cpu1[i] - rn.cpu0[i]) / (double)rn.nlat
+    for (int i = 0; i < NPIDS; i++) {
+        int j = i == 1 ? bi : i == 2 ? hi : i; /* the case's own bridge and house */
+        res.cpu[i] = rn.cpu0[j] >= 0 && rn.cpu1[j] >= 0 && rn.nlat
+                         ? (double)(rn.cpu1[j] - rn.cpu0[j]) / (double)rn.nlat
                          : -1;
+    }
     double s0 = (double)rn.self0.ru_utime.tv_sec * 1e6 + (double)rn.self0.ru_utime.tv_usec +
                 (double)rn.self0.ru_stime.tv_sec * 1e6 + (double)rn.self0.ru_stime.tv_usec;
     double s1 = (double)rn.self1.ru_utime.tv_sec * 1e6 + (double)rn.self1.ru_utime.tv_usec +
                 (double)rn.self1.ru_stime.tv_sec * 1e6 + (double)rn.self1.ru_stime.tv_usec;
     res.self_cpu = rn.nlat ? (s1 - s0) / (double)rn.nlat : -1;
-    res.hwm_bridge = bench_hwm_kb(g_pids[1]);
-    res.hwm_house = bench_hwm_kb(g_pids[2]);
+    res.hwm_bridge = bench_hwm_kb(g_pids[bi]);
+    res.hwm_house = bench_hwm_kb(g_pids[hi]);
     free(rn.lat);
     free(rn.p);
     free(rn.h);
@@ -609,7 +620,7 @@ static int cpu_relevant(int i, int kase) {
     case 4: /* consumer */
         return kase == C_REDIS;
     default: /* bridge, house */
-        return kase == C_GP;
+        return IS_GP(kase);
     }
 }
 
@@ -634,7 +645,7 @@ static void cpu_keys(char *out, size_t cap, const result *r, int kase) {
 static void print_case(const char *name, int round, const result *r, int kase) {
     char cpu[512], extra[128] = "";
     cpu_keys(cpu, sizeof cpu, r, kase);
-    if (kase == C_GP)
+    if (IS_GP(kase))
         snprintf(extra, sizeof extra, " bridge_hwm_kb=%ld house_hwm_kb=%ld", r->hwm_bridge,
                  r->hwm_house);
     bench_result(
@@ -669,15 +680,20 @@ static void summarise(result (*res)[MAX_ROUNDS], int kase, int conc, int rounds)
     med.redis_calls = bench_median(v[10], (size_t)rounds);
     char cpu[512], extra[512] = "";
     cpu_keys(cpu, sizeof cpu, &med, kase);
-    if (kase == C_GP) {
+    if (IS_GP(kase)) {
         double rr[MAX_ROUNDS], hr[MAX_ROUNDS], a50[MAX_ROUNDS], a99[MAX_ROUNDS];
+        double xr[MAX_ROUNDS], x50[MAX_ROUNDS], x99[MAX_ROUNDS];
         long hb = 0, hh = 0;
         for (int r = 0; r < rounds; r++) {
-            const result *g = &res[C_GP][r], *b = &res[C_REDIS][r], *h = &res[C_HTTP][r];
+            const result *g = &res[kase][r], *b = &res[C_REDIS][r], *h = &res[C_HTTP][r],
+                         *o = &res[C_GP][r];
             rr[r] = g->rps / b->rps;
             hr[r] = g->rps / h->rps;
             a50[r] = g->p50 - b->p50;
             a99[r] = g->p99 - b->p99;
+            xr[r] = g->rps / o->rps;
+            x50[r] = g->p50 - o->p50;
+            x99[r] = g->p99 - o->p99;
             hb = g->hwm_bridge > hb ? g->hwm_bridge : hb;
             hh = g->hwm_house > hh ? g->hwm_house : hh;
         }
@@ -689,7 +705,9 @@ static void summarise(result (*res)[MAX_ROUNDS], int kase, int conc, int rounds)
             n += (size_t)snprintf(extra + n, sizeof extra - n,
                                   " rps_ratio=%.2f added_p50_us=%.0f added_p99_us=%.0f", ratio,
                                   added, bench_median(a99, (size_t)rounds));
-            if (conc == 64)
+            if (kase != C_GP)
+                ; /* the goals are the current build's */
+            else if (conc == 64)
                 n += (size_t)snprintf(extra + n, sizeof extra - n,
                                       " goal=rps_ratio>=0.50 goal_met=%s",
                                       ratio >= 0.5 ? "yes" : "no");
@@ -699,14 +717,49 @@ static void summarise(result (*res)[MAX_ROUNDS], int kase, int conc, int rounds)
                                       added <= 200 ? "yes" : "no");
         }
         if (g_want_case[C_HTTP])
-            snprintf(extra + n, sizeof extra - n, " http_rps_ratio=%.2f",
-                     bench_median(hr, (size_t)rounds));
+            n += (size_t)snprintf(extra + n, sizeof extra - n, " http_rps_ratio=%.2f",
+                                  bench_median(hr, (size_t)rounds));
+        if (kase == C_ALT && g_want_case[C_GP])
+            snprintf(extra + n, sizeof extra - n,
+                     " alt_rps_ratio=%.2f alt_added_p50_us=%.0f alt_added_p99_us=%.0f",
+                     bench_median(xr, (size_t)rounds), bench_median(x50, (size_t)rounds),
+                     bench_median(x99, (size_t)rounds));
     }
     char name[32];
     snprintf(name, sizeof name, "%s_c%d", CASE_NAME[kase], conc);
     bench_result(SUITE, name,
                  "rps=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f%s%s rounds=%d errors=%ld", med.rps,
                  med.p50, med.p99, med.p999, cpu, extra, rounds, errors);
+}
+
+/* The ghostport_alt pair: ghostport-bridge and ghostport-house from dir, the bridge on a port
+ * of its own, house HOUSE_ALT behind it with the same upstream, the same Redis. */
+static void start_alt(const char *dir, const char *upurl, pid_t *bpid, pid_t *hpid) {
+    char bin[2][PATH_MAX + 32], abs[2][PATH_MAX], ports[16], url[64], secret[65];
+    const char *names[2] = {"ghostport-bridge", "ghostport-house"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(bin[i], sizeof bin[i], "%s/%s", dir, names[i]);
+        if (!realpath(bin[i], abs[i]) || access(abs[i], X_OK) != 0)
+            die("BENCH_REDIS_ALT_BIN_DIR: no %s", bin[i]);
+    }
+    int port = h_free_port();
+    snprintf(ports, sizeof ports, "%d", port);
+    char *const bargv[] = {abs[0],        "--allow-ws", "--bind",      "127.0.0.1",
+                           "--listen",    ports,        "--redis",     (char *)h_redis_url(),
+                           "--log-level", "warn",       "--bridge-id", "bench-alt",
+                           NULL};
+    h_proc *b = h_spawn("bridge-alt", bargv);
+    if (!h_wait_port(port, 10000))
+        die("the alternative bridge did not start (see %s)", b->log);
+    h_register(HOUSE_ALT, secret);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
+    char *const hargv[] = {abs[1], "--id",       HOUSE_ALT,     "--secret",    secret, "--bridge",
+                           url,    "--upstream", (char *)upurl, "--log-level", "warn", NULL};
+    h_proc *h = h_spawn("house-alt", hargv);
+    if (!h_wait_connected(HOUSE_ALT, 15000))
+        die("the alternative house did not connect (see %s, %s)", h->log, b->log);
+    *bpid = b->pid;
+    *hpid = h->pid;
 }
 
 /* A comma-separated list in the environment variable env selects names[0..n) into want
@@ -755,6 +808,9 @@ int main(int argc, char **argv) {
 
     static const char *const conc_names[NCONC] = {"64", "1"};
     select_from_env("BENCH_REDIS_CASES", CASE_NAME, NCASES, g_want_case);
+    const char *alt_dir = getenv("BENCH_REDIS_ALT_BIN_DIR");
+    if (!alt_dir || !*alt_dir)
+        g_want_case[C_ALT] = 0;
     select_from_env("BENCH_REDIS_CONC", conc_names, NCONC, g_want_conc);
 
     h_init();
@@ -784,6 +840,8 @@ int main(int argc, char **argv) {
     g_pids[2] = house->pid;
     g_pids[3] = up->pid;
     g_pids[4] = cons->pid;
+    if (g_want_case[C_ALT])
+        start_alt(alt_dir, upurl, &g_pids[5], &g_pids[6]);
 
     /* Warm-up: connections, curl's pool, Redis's scripts, reply keys. */
     const char *w_env = getenv("BENCH_REDIS_WARMUP");
