@@ -415,6 +415,10 @@ static int rq_send(rq *q, node *n, int asking) {
 }
 
 static int route(br_db *db, br_script *s, br_redis_fn fn, void *ud, int nkeys, const br_args *a) {
+    if (db->mode == MODE_SINGLE) { /* one node: no slot to compute */
+        node *n = db->nodes[0];
+        return s ? br_redis_eval(n->cmd, s, fn, ud, nkeys, a) : br_redis_cmd(n->cmd, fn, ud, a);
+    }
     int ki = s ? (nkeys > 0 ? 0 : -1) : key_index(a);
     unsigned slot = 0;
     if (ki >= 0 && (s || ki > 0))
@@ -422,8 +426,6 @@ static int route(br_db *db, br_script *s, br_redis_fn fn, void *ud, int nkeys, c
     node *n = node_for_slot(db, slot);
     if (!n)
         return -1;
-    if (db->mode == MODE_SINGLE)
-        return s ? br_redis_eval(n->cmd, s, fn, ud, nkeys, a) : br_redis_cmd(n->cmd, fn, ud, a);
     rq *q = calloc(1, sizeof *q);
     if (!q)
         return -1;

@@ -4,9 +4,9 @@
 #include "redis.h"
 
 #include "log.h"
+#include "uvredis.h"
 
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -174,7 +174,7 @@ static void start_connect(br_redis *r) {
         schedule_retry(r);
         return;
     }
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+    if (br_uvr_attach(ac, r->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_retry(r);
         return;

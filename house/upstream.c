@@ -59,6 +59,7 @@ static struct {
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what the poll watches now (-1: not started) */
     struct sock_ctx *prev, *next;
 } sock_ctx;
 
@@ -119,6 +120,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
             return -1;
         }
         c->fd = fd;
+        c->events = -1;
         c->poll.data = c;
         c->next = g_socks;
         if (g_socks)
@@ -127,7 +129,11 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
         curl_multi_assign(U.multi, fd, c);
     }
     int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    uv_poll_start(&c->poll, ev, on_poll);
+    /* curl repeats itself; libuv's uv_poll_start always re-registers (epoll DEL + ADD). */
+    if (ev != c->events) {
+        uv_poll_start(&c->poll, ev, on_poll);
+        c->events = ev;
+    }
     return 0;
 }
 

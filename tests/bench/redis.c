@@ -9,9 +9,9 @@
  * Reports requests/s, latency percentiles, CPU per request of every process (utime+stime
  * deltas from /proc) and the daemons' peak RSS, with the ratios against the baselines.
  * Test-only I/O: one libuv loop drives the hiredis async producers or the HTTP clients. */
+#include "../../bridge/uvredis.h"
 #include "../harness/harness.h"
 #include "bench.h"
-#include "hiredis_uv.h"
 
 #include <errno.h>
 #include <hiredis/async.h>
@@ -339,7 +339,7 @@ static redisAsyncContext *aconnect(run *rn) {
     redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", rn->redis_port);
     if (!ac || ac->err)
         die("redis connect: %s", ac ? ac->errstr : "oom");
-    if (gp_uvr_attach(ac, rn->loop) != REDIS_OK)
+    if (br_uvr_attach(ac, rn->loop) != REDIS_OK)
         die("redis attach failed");
     return ac;
 }
