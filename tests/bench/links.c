@@ -316,32 +316,36 @@ static lk_snap lk_stats(const lnk *L) {
 
 static int set_loss(double loss, int seed);
 
-/* Between phases: the links turn clean and this waits (bounded) until nothing is in flight on
- * any and no packet entered one for 300 ms, so what a phase left behind (the tail of a
- * cancelled transfer in a TCP send buffer, retransmissions) neither counts in the next phase
- * nor delays it. tail[l] (may be NULL) gets how long link l still carried packets, in ms
- * (max_ms when it never went quiet). */
+/* Between phases: the links turn clean and this waits (bounded) until no link carries data
+ * any more (less than one full packet per 50 ms poll, for 300 ms: pings, keepalives and
+ * acks do not count), so what a phase left behind (the rest of a cancelled transfer in a TCP
+ * send buffer or a rudp lane, retransmissions) neither counts in the next phase nor delays it.
+ * tail[l] (may be NULL) gets how long link l still carried data, in ms (max_ms when it never
+ * stopped). */
 static void links_quiet(int max_ms, double tail[L_N]) {
     double t0 = now_ms(), end = t0 + max_ms, quiet_since = t0;
     double last[L_N], busy_at[L_N];
     set_loss(0, 1);
-    for (int l = 0; l < L_N; l++)
-        last[l] = -1, busy_at[l] = t0;
-    while (now_ms() < end) {
+    for (int l = 0; l < L_N; l++) {
+        lk_snap s = lk_stats(&g_l[l]);
+        last[l] = s.down_in_bytes + s.up_in_bytes;
+        busy_at[l] = t0;
+    }
+    int done = 0;
+    while (!done && now_ms() < end) {
+        sleep_ms(50);
         double now = now_ms();
         for (int l = 0; l < L_N; l++) {
             lk_snap s = lk_stats(&g_l[l]);
-            double tot = s.down_in + s.up_in;
-            if (s.down_pending || s.up_pending || tot != last[l])
+            double tot = s.down_in_bytes + s.up_in_bytes;
+            if (tot - last[l] >= 1200)
                 busy_at[l] = now, quiet_since = now;
             last[l] = tot;
         }
-        if (now - quiet_since >= 300)
-            break;
-        sleep_ms(50);
+        done = now - quiet_since >= 300;
     }
     for (int l = 0; tail && l < L_N; l++)
-        tail[l] = now_ms() >= end && now_ms() - busy_at[l] < 300 ? max_ms : busy_at[l] - t0;
+        tail[l] = !done && now_ms() - busy_at[l] < 300 ? max_ms : busy_at[l] - t0;
 }
 
 /* --- workloads ----------------------------------------------------------------------------- */
