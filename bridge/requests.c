@@ -44,6 +44,7 @@ void br_req_load_scripts(void) {
 /* One reply being written: shared by the XADD callbacks of its entries (refcounted), so it
  * outlives the request and even the connection. */
 typedef struct br_reply {
+    struct br_reply *snext; /* settling table */
     int refs, lost, failed, final_sent;
     unsigned outstanding;
     char house[GP_MAX_HOUSE_ID + 1];
@@ -57,9 +58,40 @@ typedef struct br_reply {
     unsigned status;
 } br_reply;
 
+/* Replies written or being written whose entry is not yet acknowledged, by (house, entry id):
+ * the entry is still in the pending list meanwhile, and a pending rescan must not deliver it
+ * again (the producer would get the same reply twice without any crash). */
+#define SETTLE_BUCKETS 1024u
+static br_reply *g_settling[SETTLE_BUCKETS];
+
+static unsigned settle_hash(const char *house, const char *entry_id) {
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (const char *p = house; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = entry_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % SETTLE_BUCKETS;
+}
+
+static void settle_remove(br_reply *rp) {
+    br_reply **pp = &g_settling[settle_hash(rp->house, rp->entry_id)];
+    while (*pp && *pp != rp)
+        pp = &(*pp)->snext;
+    if (*pp)
+        *pp = rp->snext;
+}
+
+static int settling(const char *house, const char *entry_id) {
+    for (br_reply *rp = g_settling[settle_hash(house, entry_id)]; rp; rp = rp->snext)
+        if (strcmp(rp->entry_id, entry_id) == 0 && strcmp(rp->house, house) == 0)
+            return 1;
+    return 0;
+}
+
 static void reply_unref(br_reply *rp) {
     if (!rp || --rp->refs > 0)
         return;
+    settle_remove(rp);
     g_br.replies_live--;
     free(rp->holder);
     free(rp->key);
@@ -92,6 +124,9 @@ static br_reply *reply_new(const br_conn *c, const char *house, const char *reqk
     snprintf(rp->house, sizeof rp->house, "%s", house);
     snprintf(rp->reqkey, sizeof rp->reqkey, "%s", reqkey);
     snprintf(rp->entry_id, sizeof rp->entry_id, "%s", entry_id);
+    unsigned b = settle_hash(rp->house, rp->entry_id);
+    rp->snext = g_settling[b];
+    g_settling[b] = rp;
     if (c) {
         snprintf(rp->fencekey, sizeof rp->fencekey, "%s", c->epochkey);
         rp->epoch = c->epoch;
@@ -254,7 +289,7 @@ int br_req_in_flight(const br_conn *c, const char *entry_id) {
     for (const br_req *r = c->reqs; r; r = r->next)
         if (strcmp(r->entry_id, entry_id) == 0)
             return 1;
-    return 0;
+    return settling(c->house, entry_id);
 }
 
 static br_req *find(br_conn *c, uint32_t stream) {

@@ -900,7 +900,9 @@ static void on_goaway(const gp_frame *f) {
         hs_log(HS_LOG_INFO, "goaway", "code=draining bridge=%s msg=%s inflight=%zu", hs_qs(T.url),
                msg, T.nstreams);
         if (T.state != CS_LIVE) {
-            conn_close("draining", BK_NOW);
+            /* Refused while connecting (the bridge is going away): the usual backoff, not an
+             * immediate redial, or a house with one bridge hammers it until it is gone. */
+            conn_close("draining", BK_NORMAL);
             return;
         }
         /* Finish what is in flight, then move on; the close usually comes from the bridge. */
