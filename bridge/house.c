@@ -13,7 +13,7 @@
  *    lets go at once (the fast path: a half-open connection is dropped in one round trip);
  *  - the lease (the state hash, PEXPIRE lease-ms) is renewed every lease-ms/3 under the
  *    fence, so a lost PUBLISH costs at most a third of the lease (the slow path).
- * Acknowledgements are fenced too (requests.c).
+ * Acknowledgements check the fence too (requests.c), and settle their answered entry anyway.
  *
  * Wake-up (DESIGN.md, "things that bite"): a multi-key blocking XREADGROUP does not scale
  * and does not work on a Cluster, so each held house's stream is read with a non-blocking

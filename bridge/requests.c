@@ -17,11 +17,17 @@
 
 #define REPLY_MAXLEN "1000"
 
-/* KEYS: epoch, req. ARGV: epoch, group, entry id. 0: the house is someone else's now. */
-static br_script s_ack = {"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+/* KEYS: epoch, req. ARGV: epoch, group, entry id. Acknowledges the entry, whose reply Redis
+ * has confirmed, and checks the fence: 0 when the house is someone else's now (the caller lets
+ * it go). The entry is settled either way: its reply exists, so leaving it pending could only
+ * make the new owner deliver it again and the producer get a second reply — which is what
+ * happened when a draining bridge's last answers were acknowledged just after its house had
+ * connected elsewhere. Fencing keeps a stale bridge from taking requests (the fenced read);
+ * it has nothing to protect in an entry that is already answered. */
+static br_script s_ack = {"local ok = redis.call('GET', KEYS[1]) == ARGV[1]\n"
                           "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
                           "redis.call('XDEL', KEYS[2], ARGV[3])\n"
-                          "return 1\n",
+                          "return ok and 1 or 0\n",
                           ""};
 
 /* Janitor variant. KEYS: state, req. ARGV: expected holder ('' = nobody), group, entry id.
