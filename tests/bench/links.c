@@ -885,10 +885,12 @@ static void setup(const char *dir) {
     for (int l = 0; l < L_N; l++) {
         lnk *L = &g_l[l];
         snprintf(L->ns, sizeof L->ns, "gpb%d-%s", pid, L_NAME[l]);
-        snprintf(L->tun_h, sizeof L->tun_h, "gpb%dh%d", pid, l);
-        snprintf(L->tun_f, sizeof L->tun_f, "gpb%df%d", pid, l);
-        snprintf(L->hub_ip, sizeof L->hub_ip, "10.99.%d.1", l);
-        snprintf(L->far_ip, sizeof L->far_ip, "10.99.%d.2", l);
+        /* Interface names have 15 characters at most: 6 digits of the pid and one of l. */
+        unsigned p6 = (unsigned)pid % 1000000u, l1 = (unsigned)l % 10u;
+        snprintf(L->tun_h, sizeof L->tun_h, "gpb%uh%u", p6, l1);
+        snprintf(L->tun_f, sizeof L->tun_f, "gpb%uf%u", p6, l1);
+        snprintf(L->hub_ip, sizeof L->hub_ip, "10.99.%u.1", l1);
+        snprintf(L->far_ip, sizeof L->far_ip, "10.99.%u.2", l1);
         snprintf(L->ctl, sizeof L->ctl, "@gpb%d-linkem-%s", pid, L_NAME[l]);
         snprintf(L->house, sizeof L->house, "lk-%s", L_NAME[l]);
         if (ipcmd("netns", "add", L->ns, NULL, NULL, NULL, NULL) != 0)
@@ -1320,6 +1322,11 @@ int main(void) {
     for (int i = 0; i < CONC; i++)
         if (direct.fds[i] >= 0)
             close(direct.fds[i]);
+    for (int l = 0; l < L_N; l++)
+        free(small[l].lat);
+    for (int l = 0; l < L_SSH; l++)
+        free(bulk[l].lat);
+    free(direct.lat);
     bench_result(SUITE, "total", "secs=%.1f quick=%d loadavg=%.2f", (now_ms() - t_begin) / 1000,
                  quick, loadavg());
     cleanup();
