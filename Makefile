@@ -28,7 +28,9 @@ PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 PROTO_SRC := $(wildcard proto/*.c)
 BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
 CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c
-HOUSE_SRC := $(wildcard house/*.c)
+# The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
+ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
+HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
 HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 IT_SRC := $(wildcard tests/integration/*.c)
@@ -48,7 +50,8 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
-LIBS_NET = $(call PC,--libs,$(PKGS_NET))
+# http-parser (the admin port) ships no pkg-config file.
+LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
 .PHONY: all deps test unit integration asan fuzz bench demo clean format format-check
@@ -93,12 +96,16 @@ $(BUILD)/bin/gp-relay: $(BUILD)/obj/tests/relay/relay.o $(PROTO_LIB)
 
 $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_PROTO) -lm
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_PROTO) $(UNIT_LIBS) -lm
 
 # The house's replay cache is pure bookkeeping: its unit test links it alone.
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
+# The admin port's pure halves: request parsing (http-parser) and the metrics registry.
+$(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
+$(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
+$(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -147,6 +154,11 @@ build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c
 build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
+# Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
+build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		-lhttp_parser
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \

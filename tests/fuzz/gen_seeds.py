@@ -95,3 +95,16 @@ write("fuzz_journal", "torn_tail", b"\x00" + jrec(J_START) + jrec(J_DONE)[:-5])
 write("fuzz_journal", "huge_length", b"\x00" + jrec(J_START) + b"\xff\xff\xff\xff" + b"x" * 16)
 write("fuzz_journal", "sealed", b"\x01" + b"".join(struct.pack(">H", len(p)) + p for p in
                                                    (J_START, J_DONE, J_TOMB, J_FORGET, J_OLD)))
+
+# fuzz_admin_http input: byte 0 picks the feed size (1 + b % 64), then one connection's bytes
+# (requests to the admin port, pipelined).
+write("fuzz_admin_http", "pipelined", b"\x10GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+write("fuzz_admin_http", "post", b"\x03POST /api/houses HTTP/1.1\r\nAuthorization: Bearer tok\r\n"
+      b"Content-Type: application/json\r\nContent-Length: 37\r\n\r\n"
+      b'{"id":"farm-9","labels":{"site":"n"}}')
+write("fuzz_admin_http", "chunked", b"\x07POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\r\nabc\r\n0\r\n\r\n")
+write("fuzz_admin_http", "delete", b"\x01DELETE /api/houses/h1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+write("fuzz_admin_http", "upgrade", b"\x20GET http://h/x?y HTTP/1.1\r\nUpgrade: websocket\r\n"
+      b"Connection: Upgrade\r\n\r\n")
