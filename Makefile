@@ -69,7 +69,19 @@ $(PROTO_LIB): $(call obj,$(PROTO_SRC))
 	@mkdir -p $(dir $@)
 	$(Q)$(AR) rcs $@ $^
 
-$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(PROTO_LIB)
+# The dashboard (bridge/web/*) compiled into the bridge: br_web_asset() in a generated file,
+# regenerated when a web file changes (bridge/ADMIN.md, scripts/embed-web.py).
+WEB_OBJ := $(BUILD)/obj/gen/web_assets.o
+$(BUILD)/gen/web_assets.c: scripts/embed-web.py bridge/web $(wildcard bridge/web/*)
+	@mkdir -p $(dir $@)
+	$(Q)python3 scripts/embed-web.py bridge/web $@
+
+$(WEB_OBJ): $(BUILD)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -102,6 +114,8 @@ $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
+# The dashboard's files as embedded in the bridge.
+$(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
 # The admin port's pure halves: request parsing (http-parser) and the metrics registry.
 $(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
 $(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser

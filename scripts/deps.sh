@@ -7,6 +7,8 @@ PKGS="build-essential pkg-config clang llvm curl ca-certificates openssl
 libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libhiredis-dev libsodium-dev libzstd-dev libcurl4-openssl-dev
 libjansson-dev libhttp-parser-dev libncurses-dev libcriterion-dev redis-server redis-tools python3 python3-redis
 kcptun openssh-server openssh-client iproute2"
+# The dashboard's browser test (tests/web) drives Debian's chromium (/usr/bin/chromium).
+PKGS="$PKGS chromium"
 
 missing=""
 for p in $PKGS; do
@@ -20,7 +22,19 @@ done
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
+# tests/web: playwright-core from the npm registry, pinned by its package-lock.json; npm ci
+# when it is not installed or the lock file changed since.
+web_deps() {
+    web="$(dirname "$0")/../tests/web"
+    if [ ! -f "$web/node_modules/playwright-core/package.json" ] ||
+        [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+        echo "deps: npm ci in tests/web"
+        (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
 if [ -z "$missing" ]; then
+    web_deps
     exit 0
 fi
 
@@ -33,3 +47,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+web_deps

@@ -1,0 +1,170 @@
+/* web.c — the dashboard in a real browser against real processes: redis-server, a bridge with
+ * its admin port (--admin-listen 0 --admin-token), a house and the upstream. The test sends a
+ * few requests, checks the bridge serves the embedded dashboard, then runs
+ * tests/web/dashboard.test.js (Debian's headless chromium driven by playwright-core: sign in,
+ * wrong token, connected house with its transport, its recent requests, disable -> it drops,
+ * enable -> it comes back, add a house and read its secret, remove it, a narrow window) and
+ * asserts it exits 0. Its output is web.dashboard/dashboard.log; its final screenshot is kept
+ * as <it-logs>/web-dashboard.png even when the test passes.
+ *
+ * Needs node, tests/web/node_modules (npm ci) and /usr/bin/chromium, which scripts/deps.sh
+ * installs: when any is missing the test fails and says which, it never skips. */
+#include "../harness/harness.h"
+
+#include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+TestSuite(web, .init = h_init, .fini = h_fini, .timeout = 260);
+
+#define TOKEN "web-test-admin-token-7f3c9a"
+#define HOUSE "farm-web"
+#define NODE_TIMEOUT_S 200
+
+/* The admin port from the bridge's "event=listening transport=admin port=P" line, or 0. */
+static int admin_port(const h_proc *bridge) {
+    char *log = h_read_file(bridge->log, NULL);
+    int port = 0;
+    for (char *line = log; line && *line && !port;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        const char *p;
+        if (strstr(line, "event=listening") && strstr(line, "transport=admin") &&
+            (p = strstr(line, " port=")))
+            port = atoi(p + 6);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(log);
+    return port;
+}
+
+static int admin_listening(void *ud) {
+    return admin_port(ud) > 0 || !h_alive(ud);
+}
+
+static int exited(void *ud) {
+    return !h_alive(ud);
+}
+
+/* Copies a file (the screenshot) so that it outlives the test directory. */
+static int copy_file(const char *from, const char *to) {
+    size_t len;
+    char *data = h_read_file(from, &len);
+    if (!data)
+        return -1;
+    FILE *f = fopen(to, "wb");
+    int ok = f && fwrite(data, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    free(data);
+    return ok ? 0 : -1;
+}
+
+Test(web, dashboard_in_chromium) {
+    h_redis_start(0);
+    int up_port;
+    h_upstream_start(&up_port);
+    char upstream[64];
+    snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", up_port);
+
+    int port;
+    h_proc *bridge = h_bridge_start(
+        0, &port, (const char *const[]){"--admin-listen", "0", "--admin-token", TOKEN, NULL}, 0);
+    cr_assert(h_wait(admin_listening, bridge, 10000),
+              "the bridge logged no admin port (event=listening transport=admin) within 10 s: "
+              "is the admin API of bridge/ADMIN.md in this build? (see %s)",
+              bridge->log);
+    cr_assert(h_alive(bridge),
+              "the bridge exited at start with --admin-listen/--admin-token: is the admin API of "
+              "bridge/ADMIN.md in this build? (see %s)",
+              bridge->log);
+    int admin = admin_port(bridge);
+    cr_assert(h_wait_port(port, 10000), "the bridge's house port %d is not open", port);
+
+    /* The dashboard is served from the binary, without a token. */
+    char *body = NULL;
+    int st = h_http_get(admin, "/", &body);
+    cr_assert_eq(st, 200, "GET / on the admin port: %d", st);
+    cr_assert(body && strstr(body, "<title>Ghost Port</title>") && strstr(body, "/assets/app.js"),
+              "GET / is not the dashboard: %.200s", body ? body : "(no body)");
+    free(body);
+    body = NULL;
+    st = h_http_get(admin, "/assets/app.js", &body);
+    cr_assert_eq(st, 200, "GET /assets/app.js: %d", st);
+    cr_assert(body && strstr(body, "Ghost Port dashboard"), "app.js: %.200s", body ? body : "");
+    free(body);
+    body = NULL;
+    st = h_http_get(admin, "/assets/no-such-file.js", &body);
+    cr_assert_eq(st, 404, "GET /assets/no-such-file.js: %d", st);
+    free(body);
+
+    char secret[65];
+    h_register(HOUSE, secret);
+    h_house_start(HOUSE, secret, port, upstream, NULL);
+    cr_assert(h_wait_connected(HOUSE, 15000), "house %s did not connect", HOUSE);
+
+    /* A few requests for its page's recent list. */
+    for (int i = 1; i <= 3; i++) {
+        char id[32], path[32];
+        snprintf(id, sizeof id, "web-%d", i);
+        snprintf(path, sizeof path, "/echo?web=%d", i);
+        h_request(HOUSE, id, "GET", path, NULL, NULL, 0, 10000);
+        h_reply r;
+        cr_assert(h_wait_reply(id, NULL, 12000, &r), "no reply to %s", path);
+        cr_assert_eq(r.status, 200, "%s: status %d", path, r.status);
+        h_reply_free(&r);
+    }
+
+    char url[64], timeout[16];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", admin);
+    snprintf(timeout, sizeof timeout, "%d", NODE_TIMEOUT_S - 10);
+    setenv("GP_WEB_TIMEOUT_S", timeout, 1);
+    char *const argv[] = {"node",
+                          "tests/web/dashboard.test.js",
+                          url,
+                          TOKEN,
+                          HOUSE,
+                          "ws",
+                          (char *)h_dir(),
+                          "/echo?web=",
+                          "3",
+                          NULL};
+    h_proc *node = h_spawn("dashboard", argv);
+    int done = h_wait(exited, node, NODE_TIMEOUT_S * 1000);
+    if (!done)
+        h_stop(node);
+    cr_assert(done, "the browser test did not finish within %d s (see %s)", NODE_TIMEOUT_S,
+              node->log);
+    int code = WIFEXITED(node->status) ? WEXITSTATUS(node->status) : 128 + WTERMSIG(node->status);
+    cr_assert_neq(code, 127, "node did not run: is Node.js installed? (scripts/deps.sh; see %s)",
+                  node->log);
+    cr_assert_neq(code, 2,
+                  "the browser cannot run here (playwright-core from `npm ci` in tests/web, "
+                  "/usr/bin/chromium: scripts/deps.sh installs both; see %s)",
+                  node->log);
+    cr_assert_eq(code, 0, "the browser test failed with exit status %d (see %s)", code, node->log);
+
+    /* What the browser did is in Redis: the house is enabled again and connected, the house
+     * it added is gone. */
+    cr_assert(h_wait_connected(HOUSE, 5000));
+    redisReply *r = h_cmd("HGET gp:{" HOUSE "}:house disabled");
+    cr_assert(r->type == REDIS_REPLY_NIL ||
+                  (r->type == REDIS_REPLY_STRING && strcmp(r->str, "0") == 0),
+              "%s is still disabled", HOUSE);
+    freeReplyObject(r);
+    cr_assert_eq(h_int("SCARD gp:houses"), 1, "the house added in the browser was not removed");
+
+    /* Keep the final screenshot where a passing test's directory does not take it along. */
+    char shot[PATH_MAX], dir[PATH_MAX], keep[PATH_MAX + 32];
+    snprintf(shot, sizeof shot, "%s/dashboard.png", h_dir());
+    snprintf(dir, sizeof dir, "%s", h_dir());
+    snprintf(keep, sizeof keep, "%s/web-dashboard.png", dirname(dir));
+    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
+    printf("web: screenshot %s\n", keep);
+}

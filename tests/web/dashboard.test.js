@@ -1,0 +1,310 @@
+// Browser test of the bridge's dashboard (bridge/web/) in Debian's headless chromium, driven by
+// playwright-core. Run by tests/integration/web.c against a real bridge, house and upstream:
+//
+//   node tests/web/dashboard.test.js URL TOKEN HOUSE TRANSPORT OUTDIR [PATH_PREFIX] [MIN_REQUESTS]
+//
+// URL: the bridge's admin port (http://127.0.0.1:P/); HOUSE: a registered, connected house
+// whose transport the table must show as TRANSPORT; its recent requests must hold at least
+// MIN_REQUESTS (default 3) entries whose path starts with PATH_PREFIX (default "/"), sent
+// before. Screenshots (dashboard.png at the end, house.png, narrow.png, fail.png on failure)
+// go to OUTDIR. Exit status 0 when every step passed, 1 on a failed step (the step and why on
+// stderr), 2 when the browser cannot run (playwright-core or chromium missing, launch failed):
+// never a silent skip. Every wait is bounded. Environment: GP_CHROMIUM (default
+// /usr/bin/chromium), GP_WEB_TIMEOUT_S (whole run, default 170).
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const [url, token, house, transport, outDir, pathPrefix = '/', minReqArg = '3'] = process.argv.slice(2);
+if (!url || !token || !house || !transport || !outDir) {
+  console.error('usage: node dashboard.test.js URL TOKEN HOUSE TRANSPORT OUTDIR [PATH_PREFIX] [MIN_REQUESTS]');
+  process.exit(2);
+}
+const minRequests = Number(minReqArg) || 1;
+const ADDED = 'web-added-' + process.pid; // the house the form adds (and the test removes)
+const CHROMIUM = process.env.GP_CHROMIUM || '/usr/bin/chromium';
+const TOTAL_S = Number(process.env.GP_WEB_TIMEOUT_S) || 170;
+// The flags this machine needs (closed network: no background connections, no QUIC).
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const t0 = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+function cannotRun(msg) {
+  console.error('FAIL (browser cannot run): ' + msg);
+  process.exit(2);
+}
+
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch (e) {
+  cannotRun('playwright-core is not installed in tests/web/node_modules: run `npm ci` in tests/web ' +
+    '(scripts/deps.sh does, `make test` runs it): ' + e.message);
+}
+if (!fs.existsSync(CHROMIUM))
+  cannotRun(CHROMIUM + ' not found: install Debian\'s chromium package (scripts/deps.sh does)');
+
+fs.mkdirSync(outDir, { recursive: true });
+const watchdog = setTimeout(() => {
+  console.error(`FAIL: the whole browser test took longer than ${TOTAL_S}s`);
+  process.exit(1);
+}, TOTAL_S * 1000);
+
+let step = 'start';
+let page = null;
+const pageErrors = [];
+
+async function main() {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gp-web-profile-'));
+  let context;
+  step = 'launch chromium';
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000,
+      viewport: { width: 1280, height: 860 },
+    });
+  } catch (e) {
+    cannotRun(`${CHROMIUM} did not start: ${e.message.split('\n')[0]}`);
+  }
+  try {
+    await run(context);
+  } finally {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+// Waits until fn(arg) is truthy in the page; on timeout fails with `what`.
+async function until(what, fn, arg, timeoutMs) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
+  } catch (e) {
+    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
+  }
+}
+const text = (sel) => page.locator(sel).first().textContent({ timeout: 5000 });
+const rowSel = (id) => `#houses tbody tr[data-id="${id}"]`;
+const cellText = (id, col) => text(`${rowSel(id)} td[data-col="${col}"]`);
+async function rowState(id) {
+  return page.evaluate((sel) => {
+    const tr = document.querySelector(sel);
+    return tr ? tr.querySelector('td[data-col="state"]').textContent : null;
+  }, rowSel(id));
+}
+async function confirmDialog(label) {
+  await page.locator('#confirm').waitFor({ state: 'visible', timeout: 5000 });
+  const ok = page.locator('#confirm-ok');
+  const got = await ok.textContent();
+  if (got !== label) throw new Error(`confirmation button says "${got}", want "${label}"`);
+  await ok.click();
+  await page.locator('#confirm').waitFor({ state: 'hidden', timeout: 5000 });
+}
+
+async function run(context) {
+  page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(10000);
+  page.on('pageerror', (e) => pageErrors.push('page error: ' + e.message));
+  page.on('console', (m) => {
+    // Failed API calls (401/403 on purpose) log "Failed to load resource": only CSP
+    // violations and script errors count.
+    if (m.type() === 'error' && /Content Security Policy|Uncaught|TypeError|ReferenceError/.test(m.text()))
+      pageErrors.push('console: ' + m.text());
+  });
+  const origin = new URL(url).origin;
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin }).catch(() => {});
+
+  step = 'open the dashboard';
+  log(`${step}: ${url}`);
+  await page.goto(url, { waitUntil: 'load', timeout: 15000 });
+  await page.locator('#view-login').waitFor({ state: 'visible' });
+  if ((await page.title()).indexOf('Ghost Port') < 0) throw new Error('title: ' + (await page.title()));
+
+  step = 'a wrong token shows the error';
+  log(step);
+  await page.fill('#token-input', 'not-' + token);
+  await page.press('#token-input', 'Enter'); // the keyboard, not a click
+  await until('"Wrong token" under the token field',
+    () => /Wrong token/.test(document.getElementById('login-error').textContent), null, 10000);
+  if (await page.locator('#view-overview').isVisible()) throw new Error('overview shown with a wrong token');
+  if (await page.evaluate(() => Object.keys(sessionStorage).length) !== 0)
+    throw new Error('a refused token was kept in sessionStorage');
+
+  step = 'sign in with the token';
+  log(step);
+  await page.fill('#token-input', token);
+  await page.click('#login-submit');
+  await page.locator('#view-overview').waitFor({ state: 'visible' });
+  if (page.url().includes(token)) throw new Error('the token appears in the URL');
+
+  step = `house ${house} shows as connected over ${transport}`;
+  log(step);
+  await until(step, ([sel, tr]) => {
+    const row = document.querySelector(sel);
+    return row && row.querySelector('td[data-col="state"]').textContent === 'connected' &&
+      row.querySelector('td[data-col="transport"]').textContent === tr &&
+      row.querySelector('td[data-col="bridge"]').textContent !== '–';
+  }, [rowSel(house), transport], 20000);
+  await until('a bridge in the bridges table', () => document.querySelectorAll('#bridges tbody tr').length > 0,
+    null, 10000);
+  log(`  bridge=${await cellText(house, 'bridge')} since=${await cellText(house, 'since')} ` +
+    `rtt=${await cellText(house, 'rtt')}`);
+
+  step = 'filter box';
+  log(step);
+  await page.fill('#filter', 'no-such-house-xyz');
+  await until('filter hides every row', () => document.querySelectorAll('#houses tbody tr').length === 0 &&
+    !document.getElementById('houses-empty').hidden, null, 5000);
+  await page.fill('#filter', house);
+  await until('filter shows the house', (sel) => !!document.querySelector(sel), rowSel(house), 5000);
+  await page.fill('#filter', '');
+
+  step = 'sort by column (keyboard)';
+  log(step);
+  const stateBtn = page.locator('#houses thead button[data-sort="state"]');
+  await stateBtn.focus();
+  await page.keyboard.press('Enter');
+  await until('state column sorted ascending', () =>
+    document.querySelector('#houses th[data-col="state"]').getAttribute('aria-sort') === 'ascending', null, 3000);
+  await page.keyboard.press('Enter');
+  await until('state column sorted descending', () =>
+    document.querySelector('#houses th[data-col="state"]').getAttribute('aria-sort') === 'descending', null, 3000);
+  await page.locator('#houses thead button[data-sort="id"]').click();
+
+  step = 'the house page lists its recent requests';
+  log(step);
+  await page.click(`${rowSel(house)} td[data-col="id"] a`);
+  await until('the house page', (id) => location.hash === '#/house/' + encodeURIComponent(id) &&
+    document.getElementById('house-state').textContent === 'connected', house, 10000);
+  await until(`${minRequests} recent requests with a path under ${pathPrefix}`, ([prefix, n]) => {
+    const rows = Array.from(document.querySelectorAll('#recent tbody tr')).filter((tr) =>
+      tr.querySelector('td[data-col="path"]').textContent.startsWith(prefix) &&
+      tr.querySelector('td[data-col="method"]').textContent === 'GET' &&
+      tr.querySelector('td[data-col="status"]').textContent === '200' &&
+      / ms$/.test(tr.querySelector('td[data-col="ms"]').textContent));
+    return rows.length >= n;
+  }, [pathPrefix, minRequests], 15000);
+  const first = await page.locator('#recent tbody tr').first().innerText();
+  log(`  newest: ${first.replace(/\s+/g, ' ')}`);
+  const tr = await text('#house-details dd[data-field="Transport"]');
+  if (tr !== transport) throw new Error(`details say transport "${tr}", want "${transport}"`);
+  await until('the req/s sparkline', () => !!document.querySelector('#spark polyline'), null, 10000);
+  await page.screenshot({ path: path.join(outDir, 'house.png'), fullPage: true });
+
+  step = 'disable: the house drops';
+  log(step);
+  if ((await text('#house-toggle')) !== 'Disable') throw new Error('no Disable button');
+  await page.click('#house-toggle');
+  await confirmDialog('Disable');
+  await until('house page shows it disabled and offline', () =>
+    document.getElementById('house-state').textContent === 'disabled' &&
+    document.querySelector('#house-details dd[data-field="Transport"]').textContent === '–', null, 20000);
+  await page.click('a[href="#/"] >> nth=0');
+  await until('its row shows disabled, not connected', (sel) => {
+    const row = document.querySelector(sel);
+    return row && row.querySelector('td[data-col="state"]').textContent === 'disabled' &&
+      row.querySelector('td[data-col="transport"]').textContent === '–' && row.classList.contains('is-disabled');
+  }, rowSel(house), 10000);
+  log(`  row: ${(await page.locator(rowSel(house)).innerText()).replace(/\s+/g, ' ')}`);
+
+  step = 'enable: the house comes back';
+  log(step);
+  await page.click(`${rowSel(house)} td[data-col="id"] a`);
+  await until('Enable button', () => document.getElementById('house-toggle').textContent === 'Enable' &&
+    !document.getElementById('house-toggle').disabled, null, 5000);
+  await page.click('#house-toggle');
+  await confirmDialog('Enable');
+  // A refused house waits 15-30 s (its backoff after an auth refusal) before it dials again.
+  await until('house connected again', () =>
+    document.getElementById('house-state').textContent === 'connected', null, 60000);
+  log(`  reconnected over ${await text('#house-details dd[data-field="Transport"]')}`);
+
+  step = 'add a house through the form';
+  log(step);
+  await page.click('#nav-add');
+  await page.locator('#view-add').waitFor({ state: 'visible' });
+  await page.fill('#add-id', 'bad id');
+  await page.click('#add-submit');
+  await until('a bad id is refused', () => /1–64 characters/.test(document.getElementById('add-error').textContent),
+    null, 3000);
+  await page.fill('#add-id', ADDED);
+  await page.fill('#add-labels', 'site=web\nkind=test');
+  await page.click('#add-submit');
+  await until('the secret is shown', () => /^[0-9a-f]{64}$/.test(document.getElementById('secret').textContent),
+    null, 10000);
+  const secret = await text('#secret');
+  await page.click('#copy-secret');
+  await until('copy confirmed', () => document.getElementById('copy-status').textContent !== '', null, 3000);
+  const copied = await page.evaluate(() => navigator.clipboard.readText().catch(() => null));
+  log(`  secret ${secret.slice(0, 8)}… (64 hex); copy: ${await text('#copy-status')}` +
+    (copied === null ? '' : copied === secret ? ' (clipboard holds it)' : ' (clipboard differs!)'));
+  if (copied !== null && copied !== secret) throw new Error('the clipboard does not hold the secret');
+  await page.click('#add-done');
+  await until('the secret is gone from the page', () => document.getElementById('secret').textContent === '' &&
+    location.hash === '#/', null, 3000);
+  await until('the added house is listed offline with its labels', (sel) => {
+    const row = document.querySelector(sel);
+    return row && row.querySelector('td[data-col="state"]').textContent === 'offline' &&
+      row.querySelector('.labels').textContent === 'kind=test site=web';
+  }, rowSel(ADDED), 10000);
+
+  step = 'adding it twice is refused';
+  log(step);
+  await page.click('#nav-add');
+  await page.fill('#add-id', ADDED);
+  await page.click('#add-submit');
+  await until('"already exists"', () => /already exists/.test(document.getElementById('add-error').textContent),
+    null, 10000);
+
+  step = 'remove the added house';
+  log(step);
+  await page.click('#nav-overview');
+  await page.click(`${rowSel(ADDED)} td[data-col="id"] a`);
+  await until('its page', () => !document.getElementById('house-remove').disabled, null, 10000);
+  await page.click('#house-remove');
+  await confirmDialog('Remove');
+  await until('back on the overview without it', (sel) => location.hash === '#/' &&
+    document.querySelector('#houses tbody tr') && !document.querySelector(sel) &&
+    /removed/.test(document.getElementById('notice').textContent), rowSel(ADDED), 10000);
+
+  step = 'a narrow window';
+  log(step);
+  await page.setViewportSize({ width: 380, height: 800 });
+  await until('no page-wide horizontal scroll at 380 px', () =>
+    document.documentElement.scrollWidth <= window.innerWidth + 1, null, 5000);
+  await page.screenshot({ path: path.join(outDir, 'narrow.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 860 });
+
+  step = 'final screenshot';
+  await until('house connected in the table', (sel) => {
+    const row = document.querySelector(sel);
+    return row && row.querySelector('td[data-col="state"]').textContent === 'connected';
+  }, rowSel(house), 10000);
+  const shot = path.join(outDir, 'dashboard.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  log(`screenshot: ${shot}`);
+
+  if (pageErrors.length) throw new Error('errors in the page:\n  ' + pageErrors.join('\n  '));
+}
+
+main().then(() => {
+  clearTimeout(watchdog);
+  log('PASS');
+  process.exit(0);
+}, async (e) => {
+  console.error(`FAIL at step "${step}": ${e && e.message ? e.message : e}`);
+  if (pageErrors.length) console.error('  ' + pageErrors.join('\n  '));
+  if (page) {
+    try {
+      const shot = path.join(outDir, 'fail.png');
+      await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
+      console.error('  screenshot: ' + shot);
+      const banner = await page.evaluate(() => [document.getElementById('banner').textContent,
+        location.hash, document.body.innerText.slice(0, 1500)]);
+      console.error('  banner: ' + banner[0] + '\n  hash: ' + banner[1] + '\n  page text:\n' + banner[2]);
+    } catch (_) { /* the page is gone */ }
+  }
+  process.exit(1);
+});
