@@ -6,6 +6,7 @@
 
 (function () {
   const POLL_MS = 1000;
+  const FETCH_TIMEOUT_MS = 8000;
   const SPARK_POINTS = 60;
   const TOKEN_KEY = 'ghostport.adminToken';
   const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -129,13 +130,21 @@
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    let res;
+    // A bridge that hangs (its Redis stalled) must not freeze the page: abort after a bound.
+    const ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    if (ctl) init.signal = ctl.signal;
+    const timeout = setTimeout(() => ctl && ctl.abort(), FETCH_TIMEOUT_MS);
+    let res, text;
     try {
       res = await fetch(path, init);
+      text = await res.text();
     } catch (e) {
-      throw new ApiError(0, 'network', 'The bridge does not answer (connection failed); retrying.');
+      throw new ApiError(0, 'network', e && e.name === 'AbortError'
+        ? 'The bridge did not answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s; retrying.'
+        : 'The bridge does not answer (connection failed); retrying.');
+    } finally {
+      clearTimeout(timeout);
     }
-    const text = await res.text().catch(() => '');
     let data = null;
     if (text) {
       try { data = JSON.parse(text); } catch (_) { data = null; }
@@ -190,6 +199,7 @@
   function setLive(ok, text) {
     const live = $('live');
     setClass(live, 'live ' + (ok ? 'ok' : 'bad'));
+    document.body.classList.toggle('stale', !ok); // the tables keep the last data, dimmed
     setText($('live-text'), text);
   }
   function setBanner(msg) {
@@ -413,6 +423,7 @@
   }
   const HOUSE_COLS = [
     { key: 'id', label: 'House', type: 's', get: (h) => String(h.id) },
+    { key: 'state', label: 'State', type: 's', get: (h) => stateOf(h) },
     { key: 'bridge', label: 'Bridge', type: 's', get: (h) => h.connected ? h.bridge || '' : '' },
     { key: 'transport', label: 'Transport', type: 's', get: (h) => h.connected ? h.transport || '' : '' },
     { key: 'since', label: 'Connected', type: 'n', get: (h, now) => h.connected && isNum(h.since_ms) ? now - h.since_ms : null },
@@ -421,7 +432,6 @@
     { key: 'loss', label: 'Loss', type: 'n', num: true, get: (h) => h.connected && isNum(h.loss_pct) ? h.loss_pct : null },
     { key: 'rps', label: 'req/s', type: 'n', num: true, get: (h) => rateOf(h).rps },
     { key: 'eps', label: 'err/s', type: 'n', num: true, get: (h) => rateOf(h).eps },
-    { key: 'state', label: 'State', type: 's', get: (h) => stateOf(h) },
   ];
   const rateOf = (h) => rates.get('h:' + h.id) || { rps: null, eps: null };
 

@@ -10,7 +10,9 @@
 // go to OUTDIR. Exit status 0 when every step passed, 1 on a failed step (the step and why on
 // stderr), 2 when the browser cannot run (playwright-core or chromium missing, launch failed):
 // never a silent skip. Every wait is bounded. Environment: GP_CHROMIUM (default
-// /usr/bin/chromium), GP_WEB_TIMEOUT_S (whole run, default 170).
+// /usr/bin/chromium), GP_WEB_TIMEOUT_S (whole run, default 170), GP_WEB_STOP_REDIS_FILE (at
+// the end, create this file, expect the caller to stop Redis then, and the page to say
+// "Redis unavailable").
 'use strict';
 
 const fs = require('fs');
@@ -26,6 +28,7 @@ const minRequests = Number(minReqArg) || 1;
 const ADDED = 'web-added-' + process.pid; // the house the form adds (and the test removes)
 const CHROMIUM = process.env.GP_CHROMIUM || '/usr/bin/chromium';
 const TOTAL_S = Number(process.env.GP_WEB_TIMEOUT_S) || 170;
+const STOP_REDIS_FILE = process.env.GP_WEB_STOP_REDIS_FILE || '';
 // The flags this machine needs (closed network: no background connections, no QUIC).
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -285,6 +288,19 @@ async function run(context) {
   const shot = path.join(outDir, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
   log(`screenshot: ${shot}`);
+
+  if (STOP_REDIS_FILE) {
+    // The caller stops Redis once this file appears: the page must say so, and keep the table.
+    step = 'Redis stopped: "Redis unavailable"';
+    log(step);
+    fs.writeFileSync(STOP_REDIS_FILE, 'stop redis\n');
+    await until('the banner says Redis is unavailable', () =>
+      /Redis unavailable/.test(document.getElementById('banner').textContent) &&
+      !document.getElementById('banner').hidden, null, 30000);
+    if (!(await page.locator(rowSel(house)).isVisible())) throw new Error('the table was cleared');
+    log(`  banner: ${await text('#banner')}`);
+    await page.screenshot({ path: path.join(outDir, 'redis-down.png'), fullPage: true });
+  }
 
   if (pageErrors.length) throw new Error('errors in the page:\n  ' + pageErrors.join('\n  '));
 }

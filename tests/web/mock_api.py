@@ -74,10 +74,13 @@ def advance():
             path = random.choice(PATHS)
             status = 404 if path == "/missing" else (502 if random.random() < 0.03 else 200)
             ms = int(random.expovariate(1 / ((h["rtt_ms"] or 5) + 10)))
-            h["req_total"] += 1
-            h["err_total"] += status >= 500
-            h["bytes_in"] += random.randint(100, 4000)
-            h["bytes_out"] += random.randint(80, 400)
+            b = BRIDGES[h["bridge"]]
+            bin_, bout = random.randint(100, 4000), random.randint(80, 400)
+            for c in (h, b):
+                c["req_total"] += 1
+                c["err_total"] += status >= 500
+                c["bytes_in"] += bin_
+                c["bytes_out"] += bout
             h["_recent"].insert(0, {"ts_ms": t, "id": secrets.token_hex(8), "method": "GET",
                                     "path": path, "status": status, "ms": ms,
                                     "error": "upstream_unreachable" if status == 502 else ""})
@@ -85,8 +88,6 @@ def advance():
     for b in BRIDGES.values():
         held = [h for h in HOUSES.values() if h["connected"] and h["bridge"] == b["id"]]
         b["houses"] = len(held)
-        b["req_total"] = max(b["req_total"], sum(h["req_total"] for h in held))
-        b["err_total"] = max(b["err_total"], sum(h["err_total"] for h in held))
 
 
 def public(h):
