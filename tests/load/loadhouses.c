@@ -1372,6 +1372,23 @@ static void begin_stop(const char *why) {
         uv_timer_start(&G.stop, on_stop_tick, 20, 20);
 }
 
+static void close_stray_handle(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (uv_is_closing(h))
+        return;
+    lh_log(LOG_WARN, "stray_handle", "type=%s active=%d", uv_handle_type_name(h->type),
+           uv_is_active(h));
+    uv_close(h, NULL);
+}
+
+/* Under ASan: the handles above belong to lws, which allocated them and never frees what it
+ * lost. That is lws's leak, not this tool's, and is bounded by the dial failures of a run.
+ * Only this tool is exempt: the daemons' logs are checked for leaks by every test. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) {
+    return "leak:libwebsockets.so\n";
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
     (void)s;
     begin_stop(signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -1892,8 +1909,14 @@ int main(int argc, char **argv) {
         lws_context_destroy(G.ctx);
     G.ctx = NULL;
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
-        lh_log(LOG_WARN, "loop_not_empty", NULL);
+    if (uv_loop_close(&loop) != 0) {
+        /* lws 4.1 can lose a poll handle of a dial that failed mid-burst; say so, close it
+         * and let the loop go (see __lsan_default_suppressions). */
+        uv_walk(&loop, close_stray_handle, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&loop) != 0)
+            lh_log(LOG_WARN, "loop_not_empty", NULL);
+    }
 out:
     free_all();
     return rc;
