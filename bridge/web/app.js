@@ -283,7 +283,8 @@
         if (my !== gen) return;
         renderHouse(h);
       } else {
-        return; // the add form polls nothing
+        setLive(true, 'signed in'); // the add form polls nothing
+        return;
       }
       setBanner('');
       setLive(true, 'live · ' + new Date().toLocaleTimeString());
