@@ -89,7 +89,7 @@ $(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(PROTO_LIB)
 $(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) $(or $(call PC,--libs,ncursesw),-lncursesw) -lm
 
 $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)

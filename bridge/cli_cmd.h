@@ -56,10 +56,13 @@ void cli_err(cli_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 
 /* Prints the usage of one command to stderr and returns CLI_USAGE. */
 int cli_usage(cli_ctx *c, const char *name, const char *sub);
 
-/* Commands (cli_house.c, cli_request.c). */
+/* Commands (cli_house.c, cli_request.c, ...). */
 int cli_house_add(cli_ctx *c, int argc, char **argv);
 int cli_house_list(cli_ctx *c, int argc, char **argv);
 int cli_house_rm(cli_ctx *c, int argc, char **argv);
+int cli_house_disable(cli_ctx *c, int argc, char **argv);
+int cli_house_enable(cli_ctx *c, int argc, char **argv);
+int cli_top(cli_ctx *c, int argc, char **argv); /* cli_top.c */
 int cli_request(cli_ctx *c, int argc, char **argv);
 int cli_rudp_keygen(cli_ctx *c, int argc, char **argv); /* cli_keys.c */
 

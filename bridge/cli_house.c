@@ -1,4 +1,5 @@
-/* cli_house.c — `ghostport house add|list|rm`: managing the house registry in Redis.
+/* cli_house.c — `ghostport house add|list|rm|disable|enable`: managing the house registry
+ * in Redis.
  * I/O side (blocking Redis client via registry.c, stdout). */
 #include "cli_cmd.h"
 
@@ -167,8 +168,9 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &hs[i];
         if (as_json) {
-            json_t *o = json_pack("{s:s, s:b, s:b, s:I}", "id", h->id, "registered", h->registered,
-                                  "connected", h->connected, "created", (json_int_t)h->created_ms);
+            json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:I}", "id", h->id, "registered",
+                                  h->registered, "connected", h->connected, "disabled", h->disabled,
+                                  "created", (json_int_t)h->created_ms);
             json_error_t je;
             json_t *labels = json_loads(h->labels[0] ? h->labels : "{}", 0, &je);
             json_object_set_new(o, "labels", labels ? labels : json_object());
@@ -198,10 +200,11 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
             else
                 snprintf(rtt, sizeof rtt, "-");
         }
-        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id,
-               h->connected ? "connected" : "offline", h->connected ? h->bridge : "-",
-               h->connected && h->transport[0] ? h->transport : "-", h->connected ? since : "-",
-               h->connected ? seen : "-", h->connected ? rtt : "-",
+        /* Disabled wins: a house still connected is about to be closed by its bridge. */
+        const char *state = h->disabled ? "disabled" : h->connected ? "connected" : "offline";
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id, state,
+               h->connected ? h->bridge : "-", h->connected && h->transport[0] ? h->transport : "-",
+               h->connected ? since : "-", h->connected ? seen : "-", h->connected ? rtt : "-",
                h->registered ? created : "(missing)",
                h->labels[0] && strcmp(h->labels, "{}") != 0 ? h->labels : "-");
     }
@@ -267,4 +270,52 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
                "reconnects, and is then refused.\n",
                h.bridge);
     return CLI_OK;
+}
+
+static int set_disabled(cli_ctx *c, int argc, char **argv, int disabled) {
+    const char *sub = disabled ? "disable" : "enable", *id = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1]) {
+            cli_err(c, "house %s: unknown option '%s'", sub, argv[i]);
+            return cli_usage(c, "house", sub);
+        }
+        if (id) {
+            cli_err(c, "house %s: unexpected argument '%s'", sub, argv[i]);
+            return CLI_USAGE;
+        }
+        id = argv[i];
+    }
+    if (!id)
+        return cli_usage(c, "house", sub);
+    if (!gp_house_id_valid(gp_str_c(id))) {
+        cli_err(c, "invalid house id '%s'", id);
+        return CLI_USAGE;
+    }
+    br_rc *rc = cli_connect(c);
+    if (!rc)
+        return CLI_USAGE;
+    char err[256];
+    int r = gp_reg_set_disabled(rc, c->prefix, id, disabled, err, sizeof err);
+    br_rc_free(rc);
+    if (r != 0) {
+        cli_err(c, "%s", err);
+        return r == GP_REG_NOT_FOUND ? CLI_FAIL : CLI_USAGE;
+    }
+    if (disabled)
+        printf("house %s disabled: a bridge holding it closes it, and it is refused until "
+               "`ghostport house enable %s`.\n",
+               id, id);
+    else
+        printf("house %s enabled: it is let in at its next connection attempt.\n", id);
+    return CLI_OK;
+}
+
+int cli_house_disable(cli_ctx *c, int argc, char **argv) {
+    return set_disabled(c, argc, argv, 1);
+}
+
+int cli_house_enable(cli_ctx *c, int argc, char **argv) {
+    return set_disabled(c, argc, argv, 0);
 }

@@ -1,7 +1,7 @@
 /* cli_main.c — `ghostport`, the command-line tool for people: global options, the command
  * table and dispatch, help. I/O side (blocking Redis client, stdout/stderr). Each command
- * lives in its own file and is one row of `commands` below, so adding one (live stats
- * comes next) means adding a row. */
+ * lives in its own file and is one row of `commands` below, so adding one means adding a
+ * row. */
 #include "cli_cmd.h"
 
 #include <stdarg.h>
@@ -21,12 +21,38 @@ static const cli_command commands[] = {
      "  --force            replace the secret of an existing house\n"
      "  -q, --quiet        print only the secret (64 hex digits)\n"},
     {"house", "list", cli_house_list, "[--json]",
-     "list registered houses with their live state (bridge, transport, since, rtt)",
+     "list registered houses with their live state (bridge, transport, since, rtt, disabled)",
      "  --json             one JSON object per line instead of a table\n"},
     {"house", "rm", cli_house_rm, "ID [--purge]",
      "remove a house: its registry entry, live state and fencing epoch",
      "  --purge            also delete its request stream (pending requests are lost;\n"
      "                     without it the stream is kept and its length reported)\n"},
+    {"house", "disable", cli_house_disable, "ID",
+     "refuse a house: a bridge holding it closes it, and it cannot connect again",
+     "  Sets disabled=1 in its registry hash and publishes \"disable ID\" on <prefix>:ctl.\n"
+     "  Its requests wait in Redis until their deadline (504), as for an offline house.\n"
+     "exit status: 0 done, 1 no such house, 2 usage or Redis error\n"},
+    {"house", "enable", cli_house_enable, "ID",
+     "let a disabled house connect again (at its next attempt)",
+     "exit status: 0 done, 1 no such house, 2 usage or Redis error\n"},
+    {"top", NULL, cli_top,
+     "[--once | --json] [--interval MS] [--sort COLUMN] [-r] [--filter TEXT] [--house ID]",
+     "live view of the deployment: bridges, houses, rates, recent requests (read from Redis)",
+     "  --once              print one snapshot as plain text and exit (no terminal needed)\n"
+     "  --json              print one snapshot as JSON and exit\n"
+     "  -n, --interval MS   refresh period (default 1000); with --once/--json the time\n"
+     "                      between the two samples rates come from (0: one sample, no rates)\n"
+     "      --state FILE    with --once/--json: rates since the previous run that used FILE\n"
+     "                      (no wait), then the snapshot is saved there (for cron, scripts)\n"
+     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err disabled\n"
+     "  -r, --reverse       sort descending\n"
+     "  -f, --filter TEXT   only houses whose id contains TEXT (case-insensitive)\n"
+     "      --house ID      that house's page: its stats and recent requests\n"
+     "keys: Up/Down/PgUp/PgDn/Home/End (or j k g G) move, Enter opens the house's page\n"
+     "(sparklines of req/s and RTT, recent requests), Esc goes back, s/S next/previous sort\n"
+     "column, r reverses, / filters by id (Enter keeps, Esc cancels), q or Ctrl-C quits.\n"
+     "Rates are deltas of the totals bridges publish every second. When Redis cannot be\n"
+     "reached the view says so and keeps retrying; --once/--json exit with status 2.\n"},
     {"request", NULL, cli_request,
      "ID METHOD PATH [-H 'Name: value']... [-d DATA | --data-binary @FILE] [options]",
      "send one HTTP request to a house through Redis and print the reply like curl -i",

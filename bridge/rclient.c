@@ -207,3 +207,125 @@ int br_rc_ping(br_rc *rc) {
         freeReplyObject(r);
     return ok ? 0 : -1;
 }
+
+const char *br_rc_seed_host(const br_rc *rc) {
+    return rc->nodes[0].host;
+}
+
+int br_rc_seed_port(const br_rc *rc) {
+    return rc->nodes[0].port;
+}
+
+redisReply *br_rc_cmd_node(br_rc *rc, const char *host, int port, int argc, const char **argv,
+                           const size_t *lens) {
+    int i = node_index(rc, host, port);
+    if (i < 0) {
+        snprintf(rc->err, sizeof rc->err, "too many cluster nodes");
+        return NULL;
+    }
+    redisContext *c = ctx(rc, i);
+    if (!c)
+        return NULL;
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (!r)
+        drop(rc, i);
+    return r;
+}
+
+int br_rc_pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out) {
+    if (n <= 0)
+        return 0;
+    int *node = malloc((size_t)n * sizeof *node);
+    unsigned *slot = malloc((size_t)n * sizeof *slot);
+    if (!node || !slot) {
+        free(node);
+        free(slot);
+        snprintf(rc->err, sizeof rc->err, "out of memory");
+        return -1;
+    }
+    int pending = 0, failed = 0;
+    for (int k = 0; k < n; k++) {
+        out[k] = NULL;
+        int a = key_arg(cmds[k].argc, cmds[k].argv);
+        slot[k] = a < 0 ? 16384
+                        : gp_key_slot(cmds[k].argv[a],
+                                      cmds[k].lens ? cmds[k].lens[a] : strlen(cmds[k].argv[a]));
+        node[k] = slot[k] < 16384 ? rc->slot_node[slot[k]] : 0;
+        pending++;
+    }
+    /* Each round writes every pending command to its node, then reads the replies node by
+     * node in the order written. A MOVED reply points the slot at its new node and leaves
+     * the command pending for the next round. */
+    for (int round = 0; pending && round <= MAX_HOPS; round++) {
+        for (int i = 0; i < rc->n; i++) {
+            int any = 0;
+            for (int k = 0; k < n && !any; k++)
+                any = !out[k] && node[k] == i;
+            if (!any)
+                continue;
+            redisContext *c = ctx(rc, i);
+            int ok = c != NULL;
+            for (int k = 0; ok && k < n; k++)
+                if (!out[k] && node[k] == i &&
+                    redisAppendCommandArgv(c, cmds[k].argc, cmds[k].argv, cmds[k].lens) != REDIS_OK)
+                    ok = 0;
+            for (int k = 0; ok && k < n; k++) {
+                if (out[k] || node[k] != i)
+                    continue;
+                void *v = NULL;
+                if (redisGetReply(c, &v) != REDIS_OK || !v) {
+                    ok = 0;
+                    break;
+                }
+                redisReply *r = v;
+                if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "MOVED ", 6)) {
+                    int to = redirect_node(rc, i, r->str);
+                    freeReplyObject(r);
+                    if (to < 0) {
+                        snprintf(rc->err, sizeof rc->err, "unreadable cluster redirection");
+                        node[k] = -1; /* give up on this one */
+                        failed++;
+                        pending--;
+                        continue;
+                    }
+                    if (slot[k] < 16384)
+                        rc->slot_node[slot[k]] = (uint8_t)to;
+                    node[k] = to;
+                    continue;
+                }
+                if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "ASK ", 4)) {
+                    /* A slot in migration: rare, so one command at a time. */
+                    freeReplyObject(r);
+                    node[k] = -1;
+                    pending--;
+                    out[k] = br_rc_cmdv(rc, cmds[k].argc, cmds[k].argv, cmds[k].lens);
+                    if (!out[k])
+                        failed++;
+                    continue;
+                }
+                out[k] = r;
+                node[k] = -1;
+                pending--;
+            }
+            if (!ok) {
+                /* The node failed mid-batch: its connection is in an unknown state. What
+                 * it did not answer stays unanswered. */
+                if (c)
+                    drop(rc, i);
+                for (int k = 0; k < n; k++)
+                    if (!out[k] && node[k] == i) {
+                        node[k] = -1;
+                        pending--;
+                        failed++;
+                    }
+            }
+        }
+    }
+    if (pending) {
+        snprintf(rc->err, sizeof rc->err, "too many cluster redirections");
+        failed += pending;
+    }
+    free(node);
+    free(slot);
+    return failed ? -1 : 0;
+}

@@ -29,4 +29,29 @@ const char *br_rc_error(const br_rc *rc);
 /* Drops every connection (the server went away; the next command reconnects). */
 void br_rc_reset(br_rc *rc);
 
+/* One command of a pipeline: argv/lens as for br_rc_cmdv (borrowed for the call). */
+typedef struct br_rc_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens; /* NULL: strlen */
+} br_rc_cmd;
+
+/* Sends n commands at once and collects their replies into out[0..n) (the caller frees each
+ * non-NULL one). On a cluster the commands are grouped by the node that holds their key's
+ * slot, every node's batch is written before any reply is read, and commands answered with
+ * MOVED are sent again (batched) to the node named there; ASK is followed one command at a
+ * time. Returns 0 when every command got a reply (possibly an error reply), -1 when some did
+ * not (their out[i] is NULL; why: br_rc_error). */
+int br_rc_pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out);
+
+/* Runs a command on the node host:port itself, without following redirections (for
+ * commands that concern one node of a cluster, such as SCAN). The node joins the client's
+ * table (at most 16 nodes). The reply is the caller's; NULL on a connection error. */
+redisReply *br_rc_cmd_node(br_rc *rc, const char *host, int port, int argc, const char **argv,
+                           const size_t *lens);
+
+/* The seed's host and port (as given to br_rc_new). */
+const char *br_rc_seed_host(const br_rc *rc);
+int br_rc_seed_port(const br_rc *rc);
+
 #endif

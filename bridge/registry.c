@@ -6,6 +6,7 @@
 #include "rkeys.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,21 @@ static redisReply *cmd(br_rc *rc, char *err, size_t errlen, const char *first, .
         return NULL;
     }
     return r;
+}
+
+/* Keys of ADMIN.md's live views, written by the bridges (rkeys.h has the older ones). */
+static int key_fmt(char *out, int n) {
+    if (n < 0 || n >= GP_KEY_MAX) {
+        out[0] = '\0';
+        return -1;
+    }
+    return n;
+}
+static int key_recent(char *out, const char *p, const char *h) {
+    return key_fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:recent", p, h));
+}
+static int key_ctl(char *out, const char *p) {
+    return key_fmt(out, snprintf(out, GP_KEY_MAX, "%s:ctl", p));
 }
 
 int gp_reg_parse_url(const char *url, char *host, size_t hostcap, int *port, int *db) {
@@ -132,13 +148,17 @@ int gp_reg_master_key(const char *hex, uint8_t out[32]) {
 }
 
 /* KEYS[1] house hash. ARGV: secret, labels, created, force. One key, so it runs on a
- * Cluster too; the set of ids is updated separately (another slot). */
+ * Cluster too; the set of ids is updated separately (another slot). Replacing the secret
+ * keeps a house disabled: rotating a compromised house's secret must not let it back in. */
 static const char *ADD_LUA =
+    "local dis = false\n"
     "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
     "  if ARGV[4] ~= '1' then return 0 end\n"
+    "  dis = redis.call('HGET', KEYS[1], 'disabled')\n"
     "  redis.call('DEL', KEYS[1])\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'labels', ARGV[2], 'created', ARGV[3])\n"
+    "if dis then redis.call('HSET', KEYS[1], 'disabled', dis) end\n"
     "return 1\n";
 
 int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secret[GP_SECRET_LEN],
@@ -182,14 +202,14 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
 int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
               char *err, size_t errlen) {
     char khouse[GP_KEY_MAX], khouses[GP_KEY_MAX], kstate[GP_KEY_MAX], kepoch[GP_KEY_MAX],
-        kreq[GP_KEY_MAX];
+        kreq[GP_KEY_MAX], krecent[GP_KEY_MAX];
     if (!gp_house_id_valid(gp_str_c(id))) {
         seterr(err, errlen, "invalid house id '%s'", id);
         return GP_ERR_INVALID;
     }
     if (gp_key_house(khouse, prefix, id) < 0 || gp_key_houses(khouses, prefix) < 0 ||
         gp_key_state(kstate, prefix, id) < 0 || gp_key_epoch(kepoch, prefix, id) < 0 ||
-        gp_key_req(kreq, prefix, id) < 0) {
+        gp_key_req(kreq, prefix, id) < 0 || key_recent(krecent, prefix, id) < 0) {
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
@@ -203,7 +223,7 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
 
     /* One DEL per key: the keys share the house's slot, but the set does not. */
     long long removed = 0;
-    const char *keys[] = {khouse, kstate, kepoch, purge ? kreq : NULL};
+    const char *keys[] = {khouse, kstate, kepoch, krecent, purge ? kreq : NULL};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0] && keys[i]; i++) {
         r = cmd(rc, err, errlen, "DEL", keys[i], NULL);
         if (!r)
@@ -271,61 +291,129 @@ static void copy_str(char *dst, size_t cap, const redisReply *v) {
         memcpy(dst + cap - 4, "...", 4);
 }
 
+static double to_d(const redisReply *v) {
+    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
+        return -1;
+    char buf[32];
+    memcpy(buf, v->str, v->len);
+    buf[v->len] = '\0';
+    char *e;
+    double x = strtod(buf, &e);
+    return *e || x != x ? -1 : x;
+}
+
+static void house_init(gp_reg_house *h, const char *id, size_t idlen) {
+    memset(h, 0, sizeof *h);
+    if (idlen > GP_MAX_HOUSE_ID)
+        idlen = GP_MAX_HOUSE_ID;
+    memcpy(h->id, id, idlen);
+    h->id[idlen] = '\0';
+    h->created_ms = h->since_ms = h->last_seen_ms = h->rtt_ms = h->epoch = -1;
+    h->req_total = h->err_total = h->bytes_in = h->bytes_out = h->ts_ms = -1;
+    h->loss_pct = -1;
+}
+
+/* Fields of the house hash (HGETALL reply), see registry.h. */
+static void house_parse(gp_reg_house *h, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return;
+    h->registered = 1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(k->str, "labels") == 0)
+            copy_str(h->labels, sizeof h->labels, v);
+        else if (strcmp(k->str, "created") == 0)
+            h->created_ms = to_ll(v);
+        else if (strcmp(k->str, "disabled") == 0)
+            h->disabled = v->len == 1 && v->str[0] == '1';
+    }
+}
+
+/* Fields of the live state hash (HGETALL reply), written by the bridge holding the house. */
+static void state_parse(gp_reg_house *h, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return;
+    h->connected = 1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        const char *f = k->str;
+        if (strcmp(f, "bridge") == 0)
+            copy_str(h->bridge, sizeof h->bridge, v);
+        else if (strcmp(f, "transport") == 0)
+            copy_str(h->transport, sizeof h->transport, v);
+        else if (strcmp(f, "addr") == 0)
+            copy_str(h->addr, sizeof h->addr, v);
+        else if (strcmp(f, "since") == 0)
+            h->since_ms = to_ll(v);
+        else if (strcmp(f, "last_seen") == 0)
+            h->last_seen_ms = to_ll(v);
+        else if (strcmp(f, "rtt_ms") == 0) {
+            double d = to_d(v);
+            h->rtt_ms = d < 0 ? -1 : (long long)(d + 0.5);
+        } else if (strcmp(f, "epoch") == 0)
+            h->epoch = to_ll(v);
+        else if (strcmp(f, "req_total") == 0)
+            h->req_total = to_ll(v);
+        else if (strcmp(f, "err_total") == 0)
+            h->err_total = to_ll(v);
+        else if (strcmp(f, "bytes_in") == 0)
+            h->bytes_in = to_ll(v);
+        else if (strcmp(f, "bytes_out") == 0)
+            h->bytes_out = to_ll(v);
+        else if (strcmp(f, "loss_pct") == 0)
+            h->loss_pct = to_d(v);
+        else if (strcmp(f, "ts_ms") == 0)
+            h->ts_ms = to_ll(v);
+    }
+}
+
 int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen) {
-    memset(h, 0, sizeof *h);
-    snprintf(h->id, sizeof h->id, "%s", id);
-    h->created_ms = h->since_ms = h->last_seen_ms = h->rtt_ms = h->epoch = -1;
+    house_init(h, id, strlen(id));
     char khouse[GP_KEY_MAX], kstate[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0 || gp_key_state(kstate, prefix, id) < 0)
         return GP_ERR_INVALID;
     redisReply *r = cmd(rc, err, errlen, "HGETALL", khouse, NULL);
     if (!r)
         return GP_REG_REDIS;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-        h->registered = 1;
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            const redisReply *k = r->element[i], *v = r->element[i + 1];
-            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(k->str, "labels") == 0)
-                copy_str(h->labels, sizeof h->labels, v);
-            else if (strcmp(k->str, "created") == 0)
-                h->created_ms = to_ll(v);
-        }
-    }
+    house_parse(h, r);
     freeReplyObject(r);
     r = cmd(rc, err, errlen, "HGETALL", kstate, NULL);
     if (!r)
         return GP_REG_REDIS;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-        h->connected = 1;
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            const redisReply *k = r->element[i], *v = r->element[i + 1];
-            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(k->str, "bridge") == 0)
-                copy_str(h->bridge, sizeof h->bridge, v);
-            else if (strcmp(k->str, "transport") == 0)
-                copy_str(h->transport, sizeof h->transport, v);
-            else if (strcmp(k->str, "addr") == 0)
-                copy_str(h->addr, sizeof h->addr, v);
-            else if (strcmp(k->str, "since") == 0)
-                h->since_ms = to_ll(v);
-            else if (strcmp(k->str, "last_seen") == 0)
-                h->last_seen_ms = to_ll(v);
-            else if (strcmp(k->str, "rtt_ms") == 0)
-                h->rtt_ms = to_ll(v);
-            else if (strcmp(k->str, "epoch") == 0)
-                h->epoch = to_ll(v);
-        }
-    }
+    state_parse(h, r);
     freeReplyObject(r);
     return 0;
 }
 
 static int cmp_house(const void *a, const void *b) {
     return strcmp(((const gp_reg_house *)a)->id, ((const gp_reg_house *)b)->id);
+}
+
+/* Runs cmds as one pipeline; on failure frees what came back and sets err. */
+static int pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out, char *err,
+                    size_t errlen) {
+    if (br_rc_pipeline(rc, n, cmds, out) == 0) {
+        for (int i = 0; i < n; i++)
+            if (out[i]->type == REDIS_REPLY_ERROR) {
+                seterr(err, errlen, "redis: %s: %.*s", cmds[i].argv[0], (int)out[i]->len,
+                       out[i]->str);
+                goto fail;
+            }
+        return 0;
+    }
+    seterr(err, errlen, "redis: %s", br_rc_error(rc));
+fail:
+    for (int i = 0; i < n; i++)
+        if (out[i]) {
+            freeReplyObject(out[i]);
+            out[i] = NULL;
+        }
+    return GP_REG_REDIS;
 }
 
 int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
@@ -338,30 +426,57 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
     redisReply *r = cmd(rc, err, errlen, "SMEMBERS", khouses, NULL);
     if (!r)
         return GP_REG_REDIS;
-    gp_reg_house *hs = calloc(r->elements ? r->elements : 1, sizeof *hs);
-    if (!hs) {
-        freeReplyObject(r);
-        return GP_ERR_NOMEM;
-    }
+    size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    gp_reg_house *hs = calloc(m ? m : 1, sizeof *hs);
+    /* Two HGETALLs per house, all in one pipeline: keys[2k] the house hash, keys[2k+1] its
+     * state. */
+    char(*keys)[GP_KEY_MAX] = calloc(m ? 2 * m : 1, GP_KEY_MAX);
+    const char **argv = calloc(m ? 4 * m : 1, sizeof *argv);
+    br_rc_cmd *cmds = calloc(m ? 2 * m : 1, sizeof *cmds);
+    redisReply **rep = calloc(m ? 2 * m : 1, sizeof *rep);
+    int rv = GP_ERR_NOMEM;
+    if (!hs || !keys || !argv || !cmds || !rep)
+        goto done;
     size_t k = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *m = r->element[i];
-        if (m->type != REDIS_REPLY_STRING ||
-            !gp_house_id_valid((gp_str){(const uint8_t *)m->str, m->len}))
+    for (size_t i = 0; i < m; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING ||
+            !gp_house_id_valid((gp_str){(const uint8_t *)e->str, e->len}))
             continue; /* not written by us: skip rather than print junk */
-        int rv = gp_reg_get(rc, prefix, m->str, &hs[k], err, errlen);
-        if (rv != 0) {
-            freeReplyObject(r);
-            free(hs);
-            return rv;
+        house_init(&hs[k], e->str, e->len);
+        if (gp_key_house(keys[2 * k], prefix, hs[k].id) < 0 ||
+            gp_key_state(keys[2 * k + 1], prefix, hs[k].id) < 0) {
+            rv = GP_ERR_INVALID;
+            goto done;
+        }
+        for (int j = 0; j < 2; j++) {
+            argv[4 * k + 2 * (size_t)j] = "HGETALL";
+            argv[4 * k + 2 * (size_t)j + 1] = keys[2 * k + (size_t)j];
+            cmds[2 * k + (size_t)j] = (br_rc_cmd){2, &argv[4 * k + 2 * (size_t)j], NULL};
         }
         k++;
     }
-    freeReplyObject(r);
+    rv = pipeline(rc, (int)(2 * k), cmds, rep, err, errlen);
+    if (rv != 0)
+        goto done;
+    for (size_t i = 0; i < k; i++) {
+        house_parse(&hs[i], rep[2 * i]);
+        state_parse(&hs[i], rep[2 * i + 1]);
+        freeReplyObject(rep[2 * i]);
+        freeReplyObject(rep[2 * i + 1]);
+    }
     qsort(hs, k, sizeof *hs, cmp_house);
     *out = hs;
     *n = k;
-    return 0;
+    hs = NULL;
+done:
+    freeReplyObject(r);
+    free(hs);
+    free(keys);
+    free(argv);
+    free(cmds);
+    free(rep);
+    return rv;
 }
 
 long long gp_reg_time_ms(br_rc *rc) {
@@ -375,4 +490,336 @@ long long gp_reg_time_ms(br_rc *rc) {
     if (r)
         freeReplyObject(r);
     return ms;
+}
+
+/* KEYS[1] house hash. ARGV[1]: "1" disable, "0" enable. 0 when the house is not registered
+ * (a disabled flag must not create a hash without a secret). */
+static const char *DISABLE_LUA =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'disabled', '1')\n"
+    "else redis.call('HDEL', KEYS[1], 'disabled') end\n"
+    "return 1\n";
+
+int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,
+                        size_t errlen) {
+    if (!gp_house_id_valid(gp_str_c(id))) {
+        seterr(err, errlen, "invalid house id '%s'", id);
+        return GP_ERR_INVALID;
+    }
+    char khouse[GP_KEY_MAX], kctl[GP_KEY_MAX];
+    if (gp_key_house(khouse, prefix, id) < 0 || key_ctl(kctl, prefix) < 0) {
+        seterr(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    redisReply *r =
+        cmd(rc, err, errlen, "EVAL", DISABLE_LUA, "1", khouse, disabled ? "1" : "0", NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (ok != 1) {
+        seterr(err, errlen, "no house '%s'", id);
+        return GP_REG_NOT_FOUND;
+    }
+    if (!disabled)
+        return 0;
+    /* The flag is set first: a bridge that hears the message, or a house that reconnects
+     * meanwhile, finds it (ADMIN.md: the holder closes the house, the others refuse it). */
+    char msg[GP_MAX_HOUSE_ID + 16];
+    snprintf(msg, sizeof msg, "disable %s", id);
+    r = cmd(rc, err, errlen, "PUBLISH", kctl, msg, NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    freeReplyObject(r);
+    return 0;
+}
+
+/* The glob pattern matching key names that start with prefix literally. */
+static int glob_prefix(char *out, size_t cap, const char *prefix, const char *rest) {
+    size_t o = 0;
+    for (const char *p = prefix; *p; p++) {
+        if (strchr("*?[]\\", *p)) {
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = '\\';
+        }
+        if (o + 1 >= cap)
+            return -1;
+        out[o++] = *p;
+    }
+    int n = snprintf(out + o, cap - o, "%s", rest);
+    return n < 0 || (size_t)n >= cap - o ? -1 : 0;
+}
+
+/* SCAN one node to the end, appending matching keys to *keys. */
+static int scan_node(br_rc *rc, const char *host, int port, const char *pattern, char ***keys,
+                     size_t *n, size_t *cap, char *err, size_t errlen) {
+    char cursor[32] = "0";
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *r = br_rc_cmd_node(rc, host, port, 6, argv, NULL);
+        if (!r) {
+            seterr(err, errlen, "redis: %s", br_rc_error(rc));
+            return GP_REG_REDIS;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
+            r->element[0]->len >= sizeof cursor) {
+            seterr(err, errlen, "redis: SCAN on %s:%d: %s", host, port,
+                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            freeReplyObject(r);
+            return GP_REG_REDIS;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+        const redisReply *ks = r->element[1];
+        for (size_t i = 0; i < ks->elements; i++) {
+            if (ks->element[i]->type != REDIS_REPLY_STRING)
+                continue;
+            if (*n == *cap) {
+                size_t nc = *cap ? 2 * *cap : 64;
+                char **nk = realloc(*keys, nc * sizeof *nk);
+                if (!nk) {
+                    freeReplyObject(r);
+                    return GP_ERR_NOMEM;
+                }
+                *keys = nk;
+                *cap = nc;
+            }
+            if (!((*keys)[*n] = strndup(ks->element[i]->str, ks->element[i]->len))) {
+                freeReplyObject(r);
+                return GP_ERR_NOMEM;
+            }
+            (*n)++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+int gp_reg_scan(br_rc *rc, const char *pattern, char ***keys, size_t *n, char *err, size_t errlen) {
+    *keys = NULL;
+    *n = 0;
+    size_t cap = 0;
+    /* A Redis Cluster's keys are spread over its masters and SCAN sees one node's: ask
+     * CLUSTER SLOTS for the masters (the first node of each slot range) and scan each. On a
+     * single server the command fails ("cluster support disabled"): scan the seed. */
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    redisReply *r = br_rc_cmdv(rc, 2, argv, NULL);
+    if (!r) {
+        seterr(err, errlen, "redis: %s", br_rc_error(rc));
+        return GP_REG_REDIS;
+    }
+    int rv = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        rv = scan_node(rc, br_rc_seed_host(rc), br_rc_seed_port(rc), pattern, keys, n, &cap, err,
+                       errlen);
+    } else {
+        char seen[16][300];
+        int nseen = 0;
+        for (size_t i = 0; rv == 0 && i < r->elements; i++) {
+            const redisReply *range = r->element[i];
+            if (range->type != REDIS_REPLY_ARRAY || range->elements < 3)
+                continue;
+            const redisReply *m = range->element[2];
+            if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
+                m->element[0]->type != REDIS_REPLY_STRING ||
+                m->element[1]->type != REDIS_REPLY_INTEGER || m->element[0]->len > 255)
+                continue;
+            /* An empty or "?" address means "the node you asked" (cluster-announce unset). */
+            const char *host = m->element[0]->len && strcmp(m->element[0]->str, "?") != 0
+                                   ? m->element[0]->str
+                                   : br_rc_seed_host(rc);
+            int port = (int)m->element[1]->integer;
+            char id[300];
+            snprintf(id, sizeof id, "%s:%d", host, port);
+            int dup = 0;
+            for (int j = 0; j < nseen && !dup; j++)
+                dup = strcmp(seen[j], id) == 0;
+            if (dup)
+                continue;
+            if (nseen == 16) {
+                seterr(err, errlen, "redis: more than 16 cluster masters");
+                rv = GP_REG_REDIS;
+                break;
+            }
+            snprintf(seen[nseen++], sizeof seen[0], "%s", id);
+            rv = scan_node(rc, host, port, pattern, keys, n, &cap, err, errlen);
+        }
+    }
+    freeReplyObject(r);
+    if (rv != 0) {
+        gp_reg_keys_free(*keys, *n);
+        *keys = NULL;
+        *n = 0;
+    }
+    return rv;
+}
+
+void gp_reg_keys_free(char **keys, size_t n) {
+    for (size_t i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+static void bstats_parse(gp_reg_bstats *b, const redisReply *r) {
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        const char *f = k->str;
+        if (strcmp(f, "id") == 0)
+            copy_str(b->id, sizeof b->id, v);
+        else if (strcmp(f, "host") == 0)
+            copy_str(b->host, sizeof b->host, v);
+        else if (strcmp(f, "pid") == 0)
+            b->pid = to_ll(v);
+        else if (strcmp(f, "since_ms") == 0)
+            b->since_ms = to_ll(v);
+        else if (strcmp(f, "ts_ms") == 0)
+            b->ts_ms = to_ll(v);
+        else if (strcmp(f, "houses") == 0)
+            b->houses = to_ll(v);
+        else if (strcmp(f, "req_total") == 0)
+            b->req_total = to_ll(v);
+        else if (strcmp(f, "err_total") == 0)
+            b->err_total = to_ll(v);
+        else if (strcmp(f, "bytes_in") == 0)
+            b->bytes_in = to_ll(v);
+        else if (strcmp(f, "bytes_out") == 0)
+            b->bytes_out = to_ll(v);
+        else if (strcmp(f, "connects_total") == 0)
+            b->connects_total = to_ll(v);
+        else if (strcmp(f, "auth_failures_total") == 0)
+            b->auth_failures_total = to_ll(v);
+        else if (strcmp(f, "redis_rtt_ms") == 0)
+            b->redis_rtt_ms = to_d(v);
+    }
+}
+
+static int cmp_bstats(const void *a, const void *b) {
+    return strcmp(((const gp_reg_bstats *)a)->id, ((const gp_reg_bstats *)b)->id);
+}
+
+int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_t *n, char *err,
+                       size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    char pattern[2 * GP_KEY_MAX];
+    if (glob_prefix(pattern, sizeof pattern, prefix, ":bstats:*") != 0) {
+        seterr(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    char **keys;
+    size_t nk;
+    int rv = gp_reg_scan(rc, pattern, &keys, &nk, err, errlen);
+    if (rv != 0)
+        return rv;
+    gp_reg_bstats *bs = calloc(nk ? nk : 1, sizeof *bs);
+    const char **argv = calloc(nk ? 2 * nk : 1, sizeof *argv);
+    br_rc_cmd *cmds = calloc(nk ? nk : 1, sizeof *cmds);
+    redisReply **rep = calloc(nk ? nk : 1, sizeof *rep);
+    rv = GP_ERR_NOMEM;
+    if (!bs || !argv || !cmds || !rep)
+        goto done;
+    for (size_t i = 0; i < nk; i++) {
+        argv[2 * i] = "HGETALL";
+        argv[2 * i + 1] = keys[i];
+        cmds[i] = (br_rc_cmd){2, &argv[2 * i], NULL};
+    }
+    rv = pipeline(rc, (int)nk, cmds, rep, err, errlen);
+    if (rv != 0)
+        goto done;
+    size_t k = 0, plen = strlen(prefix) + strlen(":bstats:");
+    for (size_t i = 0; i < nk; i++) {
+        /* Empty: expired between SCAN and HGETALL (the bridge stopped publishing). */
+        if (rep[i]->type == REDIS_REPLY_ARRAY && rep[i]->elements >= 2) {
+            gp_reg_bstats *b = &bs[k++];
+            b->pid = b->since_ms = b->ts_ms = b->houses = b->req_total = b->err_total = -1;
+            b->bytes_in = b->bytes_out = b->connects_total = b->auth_failures_total = -1;
+            b->redis_rtt_ms = -1;
+            bstats_parse(b, rep[i]);
+            if (!b->id[0]) { /* the key names it too */
+                redisReply v = {.type = REDIS_REPLY_STRING,
+                                .str = keys[i] + plen,
+                                .len = strlen(keys[i] + plen)};
+                copy_str(b->id, sizeof b->id, &v);
+            }
+        }
+        freeReplyObject(rep[i]);
+    }
+    qsort(bs, k, sizeof *bs, cmp_bstats);
+    *out = bs;
+    *n = k;
+    bs = NULL;
+done:
+    gp_reg_keys_free(keys, nk);
+    free(bs);
+    free(argv);
+    free(cmds);
+    free(rep);
+    return rv;
+}
+
+static void jstr_copy(char *dst, size_t cap, const json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    redisReply v = {
+        .type = REDIS_REPLY_STRING, .str = (char *)(s ? s : ""), .len = s ? strlen(s) : 0};
+    copy_str(dst, cap, &v);
+}
+
+static long long json_ll(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_real(v))
+        return (long long)json_real_value(v);
+    return -1;
+}
+
+int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
+                  gp_reg_recent_req **out, size_t *n, char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    char krecent[GP_KEY_MAX], stop[24];
+    if (key_recent(krecent, prefix, id) < 0) {
+        seterr(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    if (max == 0)
+        return 0;
+    snprintf(stop, sizeof stop, "%zu", max - 1);
+    redisReply *r = cmd(rc, err, errlen, "LRANGE", krecent, "0", stop, NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    gp_reg_recent_req *rs = calloc(m ? m : 1, sizeof *rs);
+    if (!rs) {
+        freeReplyObject(r);
+        return GP_ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        json_error_t je;
+        json_t *o = json_loadb(e->str, e->len, 0, &je);
+        if (!json_is_object(o)) { /* not ours: skip */
+            json_decref(o);
+            continue;
+        }
+        gp_reg_recent_req *q = &rs[k++];
+        q->ts_ms = json_ll(o, "ts_ms");
+        q->status = (int)json_ll(o, "status");
+        q->ms = json_ll(o, "ms");
+        jstr_copy(q->id, sizeof q->id, o, "id");
+        jstr_copy(q->method, sizeof q->method, o, "method");
+        jstr_copy(q->path, sizeof q->path, o, "path");
+        jstr_copy(q->error, sizeof q->error, o, "error");
+        json_decref(o);
+    }
+    freeReplyObject(r);
+    *out = rs;
+    *n = k;
+    return 0;
 }

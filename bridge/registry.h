@@ -5,6 +5,9 @@
  *   <p>:{h}:house     HASH  secret (sealed with the master key, or hex), labels (JSON), created
  *   <p>:{h}:state     HASH  live state written by the bridge holding the house
  *   <p>:{h}:epoch     STRING fencing epoch
+ *   <p>:{h}:recent    LIST  the house's last completed requests (JSON, newest first)
+ *   <p>:bstats:<bid>  HASH  a bridge's live stats
+ *   <p>:ctl           channel: "disable <house>"
  * The daemon (bridge) reads the same keys through its own async code. */
 #ifndef GP_REGISTRY_H
 #define GP_REGISTRY_H
@@ -61,20 +64,27 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
 int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *master_key,
                   uint8_t out[GP_SECRET_LEN], char *err, size_t errlen);
 
-/* One registered house as shown by `ghostport house list`. Strings are NUL-terminated;
- * empty when absent. connected is 1 when a live state hash exists. */
+/* One registered house as shown by `ghostport house list` and `top`. Strings are
+ * NUL-terminated; empty when absent. connected is 1 when a live state hash exists. */
 typedef struct gp_reg_house {
     char id[GP_MAX_HOUSE_ID + 1];
     char labels[512]; /* JSON text, truncated with "..." if longer */
     long long created_ms;
     int registered; /* the house hash exists (0: only a stale set member) */
+    int disabled;   /* its hash has disabled = 1 (ADMIN.md) */
     int connected;
     char bridge[128], transport[16], addr[64];
     long long since_ms, last_seen_ms, rtt_ms, epoch; /* -1 when absent */
+    /* Counters of the current connection, written by its bridge (ADMIN.md; -1 when absent):
+     * final replies, those that were errors, bytes to / from the house. ts_ms: when the
+     * bridge wrote them, if it says (-1: unknown). */
+    long long req_total, err_total, bytes_in, bytes_out, ts_ms;
+    double loss_pct; /* rudp's loss estimate, 0 for wss; -1 when absent */
 } gp_reg_house;
 
 /* Lists registered houses sorted by id into a malloc'd array (*out, freed with free()),
- * count in *n. Returns 0 or GP_REG_REDIS / GP_ERR_NOMEM. */
+ * count in *n: one SMEMBERS, then both hashes of every house in one pipeline. Returns 0 or
+ * GP_REG_REDIS / GP_ERR_NOMEM. */
 int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
                 size_t errlen);
 
@@ -84,5 +94,49 @@ int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, c
 
 /* Redis's clock (TIME) in ms, or -1 on error. */
 long long gp_reg_time_ms(br_rc *rc);
+
+/* Sets (disabled = 1) or clears the `disabled` field of a registered house's hash; when
+ * disabling, then PUBLISHes "disable <id>" on <p>:ctl so that the bridge holding the house
+ * closes it (ADMIN.md). Enabling publishes nothing: the house is let in at its next
+ * connection attempt. Returns 0, GP_REG_NOT_FOUND (no house hash: nothing written),
+ * GP_ERR_INVALID (bad id) or GP_REG_REDIS. */
+int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,
+                        size_t errlen);
+
+/* Every key matching the glob `pattern`, SCANning each master of a Redis Cluster (found
+ * with CLUSTER SLOTS; at most 16) or the one server. *keys: a malloc'd array of malloc'd
+ * NUL-terminated names (gp_reg_keys_free), in no particular order; a key may appear twice
+ * if the cluster was resharded meanwhile. Returns 0, GP_REG_REDIS or GP_ERR_NOMEM. */
+int gp_reg_scan(br_rc *rc, const char *pattern, char ***keys, size_t *n, char *err, size_t errlen);
+void gp_reg_keys_free(char **keys, size_t n);
+
+/* One bridge's live stats: the hash <p>:bstats:<bid> it rewrites every second (ADMIN.md).
+ * Numbers are -1 when absent. */
+typedef struct gp_reg_bstats {
+    char id[128], host[128];
+    long long pid, since_ms, ts_ms, houses;
+    long long req_total, err_total, bytes_in, bytes_out, connects_total, auth_failures_total;
+    double redis_rtt_ms;
+} gp_reg_bstats;
+
+/* The stats of every bridge that published in the last 5 s (SCAN <p>:bstats:*, then one
+ * pipelined HGETALL each), sorted by id, into a malloc'd array (free()). Returns 0,
+ * GP_ERR_INVALID, GP_REG_REDIS or GP_ERR_NOMEM. */
+int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_t *n, char *err,
+                       size_t errlen);
+
+/* One completed request from <p>:{h}:recent (ADMIN.md). Strings are copied with control
+ * bytes replaced; numbers -1 when absent. */
+typedef struct gp_reg_recent_req {
+    long long ts_ms, ms;
+    int status;
+    char id[128], method[24], path[256], error[32];
+} gp_reg_recent_req;
+
+/* The newest `max` completed requests of house `id`, newest first, into a malloc'd array
+ * (free()). Entries that are not JSON objects are skipped. Returns 0, GP_ERR_INVALID,
+ * GP_REG_REDIS or GP_ERR_NOMEM. */
+int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
+                  gp_reg_recent_req **out, size_t *n, char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,139 @@
+/* cli_top.h — `ghostport top`: the model behind the live view, pure (no Redis, no terminal,
+ * no clock: times are passed in). A snapshot is what Redis holds at one instant: every
+ * registered house with its live state and counters, every bridge's stats hash (ADMIN.md).
+ * Rates are deltas of those totals between snapshots. Also the column layout, sorting,
+ * filtering, history and the number formats shared by the curses view (cli_top_tui.c) and
+ * the plain text / JSON output (cli_top.c). */
+#ifndef GP_CLI_TOP_H
+#define GP_CLI_TOP_H
+
+#include "cli_cmd.h"
+#include "registry.h"
+
+#include <stddef.h>
+
+/* Rates per second; -1 when unknown (first sample, reconnection, counters absent). */
+typedef struct top_rates {
+    double req, err, in, out;
+} top_rates;
+
+typedef struct top_bridge {
+    gp_reg_bstats s;
+    top_rates r;
+} top_bridge;
+
+typedef struct top_house {
+    gp_reg_house h;
+    top_rates r;
+} top_house;
+
+/* One sample. Arrays are sorted by id (as the registry returns them) and owned by the
+ * snapshot (top_snap_clear). */
+typedef struct top_snap {
+    long long now_ms; /* Redis's clock when sampled */
+    top_bridge *bridges;
+    size_t nbridges;
+    top_house *houses;
+    size_t nhouses;
+} top_snap;
+
+void top_snap_clear(top_snap *s); /* frees the arrays, zeroes *s */
+
+/* Fills the rates of cur from the previous snapshots prev[0..nprev) (oldest first; NULL
+ * entries skipped). A record's rates are its counters' growth since the oldest earlier
+ * sample of the same bridge run (pid, since_ms) or house connection (epoch, since_ms) whose
+ * counters are no larger, over the time between them: the record's own ts_ms when it has
+ * one (bridges stamp their stats), else the snapshots' now_ms. When no earlier sample is
+ * older in that time (the bridge has not published since), the newest previous rates are
+ * kept. Offline houses and counters the bridge does not publish stay unknown. */
+void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev);
+
+/* Sortable columns of the houses table, in the order `s` cycles through them. */
+enum {
+    TOP_COL_ID,
+    TOP_COL_BRIDGE,
+    TOP_COL_TRANSPORT,
+    TOP_COL_SINCE,
+    TOP_COL_SEEN,
+    TOP_COL_RTT,
+    TOP_COL_LOSS,
+    TOP_COL_REQ,
+    TOP_COL_ERR,
+    TOP_COL_DISABLED,
+    TOP_NCOLS
+};
+extern const char *const top_col_names[TOP_NCOLS]; /* "id", "bridge", ... (for --sort) */
+/* The column named (case-insensitive; also "req/s" etc.), or -1. */
+int top_col_by_name(const char *name);
+
+/* Fills idx[0..) with the indexes of s's houses whose id contains filter
+ * (case-insensitive; NULL or "" matches all), ordered by column col ascending (reverse:
+ * descending); unknown values ("-") last either way, ties by id. Returns the count. */
+size_t top_view(const top_snap *s, const char *filter, int col, int reverse, size_t *idx);
+
+/* Column layout: fit columns into width. Each column has a minimum and maximum width (equal
+ * for fixed ones) and a drop rank (0: never dropped; higher ranks go first when even the
+ * minimum widths do not fit). Space left over is shared among the growable columns in
+ * proportion to their (max - min). Columns are separated by one space. out_w[i] = 0: dropped.
+ * Returns the total width used. */
+typedef struct top_col_spec {
+    const char *title;
+    int minw, maxw, drop, right;
+} top_col_spec;
+int top_layout(const top_col_spec *spec, int n, int width, int *out_w);
+
+/* Per-house history for the sparklines: the last TOP_HIST samples of req/s and RTT (ms),
+ * oldest first; -1 for no value. */
+#define TOP_HIST 60
+typedef struct top_hist {
+    char id[GP_MAX_HOUSE_ID + 1];
+    float req[TOP_HIST], rtt[TOP_HIST];
+    int n; /* samples held (<= TOP_HIST) */
+} top_hist;
+
+/* Appends cur's sample to every house's history; *hist (malloc'd, sorted by id, freed with
+ * free()) is rebuilt to hold exactly cur's houses. Returns 0 or -1 (out of memory: *hist
+ * untouched). */
+int top_hist_push(top_hist **hist, size_t *n, const top_snap *cur);
+/* The history of house id, or NULL. */
+const top_hist *top_hist_find(const top_hist *hist, size_t n, const char *id);
+
+/* A sparkline of the last `width` of v[0..n) (oldest first) into out (NUL-terminated; up to
+ * width*3+1 bytes with utf8): one glyph per sample scaled to the largest, " " for no value.
+ * utf8: the eighths blocks U+2581..U+2588, else ASCII "_.-=+*#@". Returns the largest value
+ * (0 if none). */
+double top_sparkline(const float *v, int n, int width, int utf8, char *out, size_t cap);
+
+/* Number formats, each into out[cap]; "-" for unknown (negative) values. */
+void top_fmt_rate(char *out, size_t cap, double per_s);  /* "0", "3.2", "41", "1.2k" */
+void top_fmt_bytes(char *out, size_t cap, double bytes); /* "0", "512", "1.2K", "3.4M" */
+void top_fmt_ms(char *out, size_t cap, double ms);       /* "0.4ms", "41ms", "1.2s" */
+void top_fmt_pct(char *out, size_t cap, double pct);     /* "3.1%" */
+/* Age of timestamp ts at now: "0.4s", "12s", "3m04s", "2h05m", "3d04h". */
+void top_fmt_age(char *out, size_t cap, long long now_ms, long long ts_ms);
+/* Copies s into out[cap] cut to `width` bytes (>= 1), marking a cut with '~' in the last
+ * place. */
+void top_fit(char *out, size_t cap, const char *s, int width);
+
+/* --- I/O side (cli_top.c, cli_top_tui.c) ---------------------------------------------- */
+
+/* Options of `ghostport top`. */
+typedef struct top_opts {
+    int once, json;  /* plain text / JSON snapshot instead of the live view */
+    int interval_ms; /* refresh period; for once/json the gap between the two samples (0: one) */
+    int sort_col, reverse;
+    const char *filter; /* id substring, or NULL */
+    const char *house;  /* once/json: only this house, with its recent requests; live view:
+                           start on its detail page */
+    const char *state;  /* once/json: rates against the snapshot saved there, then saved */
+} top_opts;
+
+/* Takes one snapshot: Redis's clock, the registry with every house's hashes (pipelined),
+ * every bridge's stats (SCAN on every node). Rates are left unknown. 0, or GP_REG_REDIS /
+ * GP_ERR_NOMEM with a message in err (s is then empty). */
+int top_fetch(br_rc *rc, const char *prefix, top_snap *s, char *err, size_t errlen);
+
+/* The live view (curses) until q or a signal. Returns the exit code. */
+int top_tui_run(cli_ctx *c, const top_opts *o);
+
+#endif

@@ -1,0 +1,436 @@
+/* cli_top_model.c — the model of `ghostport top` (see cli_top.h): rates from snapshots,
+ * sorting, filtering, column layout, history, sparklines, number formats. Pure: no I/O, no
+ * clock; the curses and text front ends (cli_top_tui.c, cli_top.c) feed it snapshots. */
+#include "cli_top.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void top_snap_clear(top_snap *s) {
+    free(s->bridges);
+    free(s->houses);
+    memset(s, 0, sizeof *s);
+}
+
+/* --- rates ------------------------------------------------------------------------------ */
+
+static int cmp_bridge_id(const void *key, const void *e) {
+    return strcmp(key, ((const top_bridge *)e)->s.id);
+}
+static int cmp_house_id(const void *key, const void *e) {
+    return strcmp(key, ((const top_house *)e)->h.id);
+}
+
+static const top_bridge *find_bridge(const top_snap *s, const char *id) {
+    return s->nbridges ? bsearch(id, s->bridges, s->nbridges, sizeof *s->bridges, cmp_bridge_id)
+                       : NULL;
+}
+static const top_house *find_house(const top_snap *s, const char *id) {
+    return s->nhouses ? bsearch(id, s->houses, s->nhouses, sizeof *s->houses, cmp_house_id) : NULL;
+}
+
+static const top_rates UNKNOWN = {-1, -1, -1, -1};
+
+/* Rates from counters c (now) and p (before), dt_ms apart. 0, or -1 if some counter went
+ * down (not the same run after all). A counter unknown on either side gives -1 for it. */
+static int rates_of(top_rates *r, const long long c[4], const long long p[4], long long dt_ms) {
+    double out[4];
+    for (int i = 0; i < 4; i++) {
+        if (c[i] < 0 || p[i] < 0) {
+            out[i] = -1;
+            continue;
+        }
+        if (c[i] < p[i])
+            return -1;
+        out[i] = (double)(c[i] - p[i]) * 1000.0 / (double)dt_ms;
+    }
+    *r = (top_rates){out[0], out[1], out[2], out[3]};
+    return 0;
+}
+
+static void bridge_counters(const gp_reg_bstats *s, long long c[4]) {
+    c[0] = s->req_total, c[1] = s->err_total, c[2] = s->bytes_in, c[3] = s->bytes_out;
+}
+static void house_counters(const gp_reg_house *h, long long c[4]) {
+    c[0] = h->req_total, c[1] = h->err_total, c[2] = h->bytes_in, c[3] = h->bytes_out;
+}
+
+static int same_bridge_run(const gp_reg_bstats *a, const gp_reg_bstats *b) {
+    return a->pid == b->pid && a->since_ms == b->since_ms;
+}
+static int same_connection(const gp_reg_house *a, const gp_reg_house *b) {
+    return a->connected && b->connected && a->epoch == b->epoch && a->since_ms == b->since_ms &&
+           strcmp(a->bridge, b->bridge) == 0;
+}
+
+void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev) {
+    const top_snap *newest = NULL;
+    for (size_t j = 0; j < nprev; j++)
+        if (prev[j])
+            newest = prev[j];
+    for (size_t i = 0; i < cur->nbridges; i++) {
+        top_bridge *b = &cur->bridges[i];
+        long long c[4], p[4];
+        bridge_counters(&b->s, c);
+        long long t = b->s.ts_ms > 0 ? b->s.ts_ms : cur->now_ms;
+        b->r = UNKNOWN;
+        int done = 0;
+        for (size_t j = 0; j < nprev && !done; j++) {
+            const top_bridge *o = prev[j] ? find_bridge(prev[j], b->s.id) : NULL;
+            if (!o || !same_bridge_run(&b->s, &o->s))
+                continue;
+            long long dt = t - (o->s.ts_ms > 0 ? o->s.ts_ms : prev[j]->now_ms);
+            bridge_counters(&o->s, p);
+            if (dt > 0 && rates_of(&b->r, c, p, dt) == 0)
+                done = 1;
+        }
+        if (!done && newest) {
+            /* Nothing newer than the last sample: the bridge has not published since. */
+            const top_bridge *o = find_bridge(newest, b->s.id);
+            if (o && same_bridge_run(&b->s, &o->s))
+                b->r = o->r;
+        }
+    }
+    for (size_t i = 0; i < cur->nhouses; i++) {
+        top_house *h = &cur->houses[i];
+        long long c[4], p[4];
+        house_counters(&h->h, c);
+        long long t = h->h.ts_ms > 0 ? h->h.ts_ms : cur->now_ms;
+        h->r = UNKNOWN;
+        if (!h->h.connected)
+            continue;
+        int done = 0;
+        for (size_t j = 0; j < nprev && !done; j++) {
+            const top_house *o = prev[j] ? find_house(prev[j], h->h.id) : NULL;
+            if (!o || !same_connection(&h->h, &o->h))
+                continue;
+            long long dt = t - (o->h.ts_ms > 0 ? o->h.ts_ms : prev[j]->now_ms);
+            house_counters(&o->h, p);
+            if (dt > 0 && rates_of(&h->r, c, p, dt) == 0)
+                done = 1;
+        }
+        if (!done && newest) {
+            const top_house *o = find_house(newest, h->h.id);
+            if (o && same_connection(&h->h, &o->h))
+                h->r = o->r;
+        }
+    }
+}
+
+/* --- columns, sorting, filtering -------------------------------------------------------- */
+
+const char *const top_col_names[TOP_NCOLS] = {"id",  "bridge", "transport", "since", "seen",
+                                              "rtt", "loss",   "req",       "err",   "disabled"};
+
+int top_col_by_name(const char *name) {
+    static const struct {
+        const char *alias;
+        int col;
+    } aliases[] = {{"req/s", TOP_COL_REQ},      {"err/s", TOP_COL_ERR},
+                   {"errors", TOP_COL_ERR},     {"last_seen", TOP_COL_SEEN},
+                   {"last-seen", TOP_COL_SEEN}, {"connected", TOP_COL_SINCE}};
+    for (int i = 0; i < TOP_NCOLS; i++)
+        if (strcasecmp(name, top_col_names[i]) == 0)
+            return i;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcasecmp(name, aliases[i].alias) == 0)
+            return aliases[i].col;
+    return -1;
+}
+
+/* The sort key of house h in column col: a number (*num) or a string (return value);
+ * *known = 0 for "-". */
+static const char *sort_key(const top_house *h, int col, double *num, int *known) {
+    const gp_reg_house *g = &h->h;
+    *known = 1;
+    *num = 0;
+    switch (col) {
+    case TOP_COL_ID:
+        return g->id;
+    case TOP_COL_BRIDGE:
+        *known = g->connected && g->bridge[0];
+        return g->bridge;
+    case TOP_COL_TRANSPORT:
+        *known = g->connected && g->transport[0];
+        return g->transport;
+    case TOP_COL_SINCE: /* shown as an age: ascending = most recently connected first */
+        *known = g->connected && g->since_ms >= 0;
+        *num = -(double)g->since_ms;
+        return NULL;
+    case TOP_COL_SEEN:
+        *known = g->connected && g->last_seen_ms >= 0;
+        *num = -(double)g->last_seen_ms;
+        return NULL;
+    case TOP_COL_RTT:
+        *known = g->connected && g->rtt_ms >= 0;
+        *num = (double)g->rtt_ms;
+        return NULL;
+    case TOP_COL_LOSS:
+        *known = g->connected && g->loss_pct >= 0;
+        *num = g->loss_pct;
+        return NULL;
+    case TOP_COL_REQ:
+        *known = h->r.req >= 0;
+        *num = h->r.req;
+        return NULL;
+    case TOP_COL_ERR:
+        *known = h->r.err >= 0;
+        *num = h->r.err;
+        return NULL;
+    default: /* TOP_COL_DISABLED */
+        *num = g->disabled;
+        return NULL;
+    }
+}
+
+typedef struct view_ctx {
+    const top_snap *s;
+    int col, reverse;
+} view_ctx;
+
+static int cmp_view(const void *a, const void *b, void *ud) {
+    const view_ctx *v = ud;
+    const top_house *x = &v->s->houses[*(const size_t *)a];
+    const top_house *y = &v->s->houses[*(const size_t *)b];
+    double nx, ny;
+    int kx, ky;
+    const char *sx = sort_key(x, v->col, &nx, &kx);
+    const char *sy = sort_key(y, v->col, &ny, &ky);
+    int c = 0;
+    if (kx != ky)
+        return kx ? -1 : 1; /* unknown last, in either direction */
+    if (kx) {
+        if (sx)
+            c = strcmp(sx, sy);
+        else
+            c = nx < ny ? -1 : nx > ny;
+        if (v->reverse)
+            c = -c;
+    }
+    return c ? c : strcmp(x->h.id, y->h.id);
+}
+
+size_t top_view(const top_snap *s, const char *filter, int col, int reverse, size_t *idx) {
+    size_t n = 0;
+    for (size_t i = 0; i < s->nhouses; i++)
+        if (!filter || !*filter || strcasestr(s->houses[i].h.id, filter))
+            idx[n++] = i;
+    view_ctx v = {s, col < 0 || col >= TOP_NCOLS ? TOP_COL_ID : col, reverse};
+    qsort_r(idx, n, sizeof *idx, cmp_view, &v);
+    return n;
+}
+
+int top_layout(const top_col_spec *spec, int n, int width, int *out_w) {
+    int on[32];
+    if (n > 32)
+        n = 32;
+    for (int i = 0; i < n; i++)
+        on[i] = 1;
+    for (;;) {
+        int need = -1;
+        for (int i = 0; i < n; i++)
+            if (on[i])
+                need += spec[i].minw + 1;
+        if (need <= width)
+            break;
+        int worst = -1; /* the highest drop rank still shown */
+        for (int i = 0; i < n; i++)
+            if (on[i] && spec[i].drop && (worst < 0 || spec[i].drop > spec[worst].drop))
+                worst = i;
+        if (worst < 0)
+            break; /* nothing left to drop: the caller clips */
+        on[worst] = 0;
+    }
+    int used = -1, grow = 0;
+    for (int i = 0; i < n; i++) {
+        out_w[i] = on[i] ? spec[i].minw : 0;
+        if (on[i]) {
+            used += spec[i].minw + 1;
+            grow += spec[i].maxw - spec[i].minw;
+        }
+    }
+    int spare = width - used;
+    if (spare > 0 && grow > 0) {
+        int given = 0;
+        for (int i = 0; i < n; i++) {
+            if (!on[i] || spec[i].maxw <= spec[i].minw)
+                continue;
+            int g = (int)((long)spare * (spec[i].maxw - spec[i].minw) / grow);
+            if (g > spec[i].maxw - spec[i].minw)
+                g = spec[i].maxw - spec[i].minw;
+            out_w[i] += g;
+            given += g;
+        }
+        /* Rounding leftovers, one column at a time. */
+        for (int i = 0; i < n && given < spare; i++)
+            if (on[i] && out_w[i] < spec[i].maxw) {
+                out_w[i]++;
+                given++;
+            }
+        used += given;
+    }
+    return used < 0 ? 0 : used;
+}
+
+/* --- history ---------------------------------------------------------------------------- */
+
+static int cmp_hist_id(const void *key, const void *e) {
+    return strcmp(key, ((const top_hist *)e)->id);
+}
+
+const top_hist *top_hist_find(const top_hist *hist, size_t n, const char *id) {
+    return n ? bsearch(id, hist, n, sizeof *hist, cmp_hist_id) : NULL;
+}
+
+int top_hist_push(top_hist **hist, size_t *n, const top_snap *cur) {
+    top_hist *nh = calloc(cur->nhouses ? cur->nhouses : 1, sizeof *nh);
+    if (!nh)
+        return -1;
+    for (size_t i = 0; i < cur->nhouses; i++) {
+        const top_house *h = &cur->houses[i];
+        const top_hist *old = top_hist_find(*hist, *n, h->h.id);
+        top_hist *e = &nh[i];
+        if (old)
+            *e = *old;
+        else
+            snprintf(e->id, sizeof e->id, "%s", h->h.id);
+        if (e->n == TOP_HIST) {
+            memmove(e->req, e->req + 1, (TOP_HIST - 1) * sizeof e->req[0]);
+            memmove(e->rtt, e->rtt + 1, (TOP_HIST - 1) * sizeof e->rtt[0]);
+            e->n--;
+        }
+        e->req[e->n] = (float)h->r.req;
+        e->rtt[e->n] = h->h.connected && h->h.rtt_ms >= 0 ? (float)h->h.rtt_ms : -1.0f;
+        e->n++;
+    }
+    free(*hist);
+    *hist = nh;
+    *n = cur->nhouses;
+    return 0;
+}
+
+double top_sparkline(const float *v, int n, int width, int utf8, char *out, size_t cap) {
+    static const char *const blocks[8] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                          "\u2585", "\u2586", "\u2587", "\u2588"};
+    static const char ascii[8] = {'_', '.', '-', '=', '+', '*', '#', '@'};
+    if (width < 0)
+        width = 0;
+    int first = n > width ? n - width : 0;
+    double max = 0;
+    for (int i = first; i < n; i++)
+        if (v[i] > max)
+            max = v[i];
+    size_t o = 0;
+    for (int i = first; i < n; i++) {
+        char g[4] = " ";
+        if (v[i] >= 0) {
+            int k = max > 0 ? (int)(v[i] / max * 7.0 + 0.5) : 0;
+            k = k < 0 ? 0 : k > 7 ? 7 : k;
+            if (utf8)
+                memcpy(g, blocks[k], 4);
+            else
+                g[0] = ascii[k], g[1] = '\0';
+        }
+        size_t gl = strlen(g);
+        if (o + gl + 1 > cap)
+            break;
+        memcpy(out + o, g, gl);
+        o += gl;
+    }
+    if (cap)
+        out[o < cap ? o : cap - 1] = '\0';
+    return max;
+}
+
+/* --- formats ---------------------------------------------------------------------------- */
+
+void top_fmt_rate(char *out, size_t cap, double r) {
+    if (r < 0)
+        snprintf(out, cap, "-");
+    else if (r == 0)
+        snprintf(out, cap, "0");
+    else if (r < 100)
+        snprintf(out, cap, "%.1f", r);
+    else if (r < 10000)
+        snprintf(out, cap, "%.0f", r);
+    else if (r < 1e6)
+        snprintf(out, cap, "%.1fk", r / 1e3);
+    else
+        snprintf(out, cap, "%.1fM", r / 1e6);
+}
+
+void top_fmt_bytes(char *out, size_t cap, double b) {
+    static const char units[] = "KMGTP";
+    if (b < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    if (b < 1000) {
+        snprintf(out, cap, "%.0f", b);
+        return;
+    }
+    int u = -1;
+    while (b >= 1000 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(out, cap, b < 10 ? "%.1f%c" : "%.0f%c", b, units[u]);
+}
+
+void top_fmt_ms(char *out, size_t cap, double ms) {
+    if (ms < 0)
+        snprintf(out, cap, "-");
+    else if (ms < 10 && ms != (long long)ms)
+        snprintf(out, cap, "%.1fms", ms);
+    else if (ms < 1000)
+        snprintf(out, cap, "%.0fms", ms);
+    else
+        snprintf(out, cap, "%.1fs", ms / 1000);
+}
+
+void top_fmt_pct(char *out, size_t cap, double p) {
+    if (p < 0)
+        snprintf(out, cap, "-");
+    else if (p < 10)
+        snprintf(out, cap, "%.1f%%", p);
+    else
+        snprintf(out, cap, "%.0f%%", p);
+}
+
+void top_fmt_age(char *out, size_t cap, long long now, long long ts) {
+    if (ts < 0 || now < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    long long d = now > ts ? now - ts : 0, s = d / 1000;
+    if (d < 10000)
+        snprintf(out, cap, "%.1fs", (double)d / 1000);
+    else if (s < 60)
+        snprintf(out, cap, "%llds", s);
+    else if (s < 3600)
+        snprintf(out, cap, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, cap, "%lldh%02lldm", s / 3600, s / 60 % 60);
+    else
+        snprintf(out, cap, "%lldd%02lldh", s / 86400, s / 3600 % 24);
+}
+
+void top_fit(char *out, size_t cap, const char *s, int width) {
+    if (!cap)
+        return;
+    size_t w = width < 1 ? 1 : (size_t)width;
+    if (w > cap - 1)
+        w = cap - 1;
+    size_t n = strlen(s);
+    size_t k = n < w ? n : w;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        /* One byte, one column: anything else would break the alignment. */
+        out[i] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
+    }
+    if (n > w)
+        out[w - 1] = '~';
+    out[k] = '\0';
+}
