@@ -480,7 +480,7 @@ static void draw_detail(tui *t) {
     }
     /* Recent requests fill the rest. */
     int rows = LINES - 1 - y;
-    if (rows < 2)
+    if (rows < 3)
         return;
     static const top_col_spec RCOLS[] = {
         {"TIME", 8, 8, 3, 0}, {"METHOD", 6, 7, 0, 0}, {"STATUS", 6, 6, 0, 1},
@@ -489,19 +489,23 @@ static void draw_detail(tui *t) {
     enum { NR = sizeof RCOLS / sizeof RCOLS[0] };
     int w[NR];
     top_layout(RCOLS, NR, COLS, w);
+    int have = t->nrecent && strcmp(t->recent_of, h->id) == 0;
+    snprintf(s, sizeof s, "RECENT REQUESTS (%zu, newest first)", have ? t->nrecent : 0);
+    attron(A_BOLD);
+    put(y++, 0, COLS, s);
+    attroff(A_BOLD);
     bar(y, A_REVERSE);
     attron(A_REVERSE);
-    snprintf(s, sizeof s, "RECENT REQUESTS (%zu)", t->nrecent);
     for (int i = 0, x = 0; i < NR; i++) {
         if (!w[i])
             continue;
-        cell(y, x, w[i], i == 4 && t->nrecent ? "PATH" : RCOLS[i].title, RCOLS[i].right);
+        cell(y, x, w[i], RCOLS[i].title, RCOLS[i].right);
         x += w[i] + 1;
     }
     attroff(A_REVERSE);
     y++;
-    rows--;
-    if (!t->nrecent || strcmp(t->recent_of, h->id) != 0) {
+    rows -= 2;
+    if (!have) {
         put(y, 0, COLS, "  (no recent requests recorded for this house)");
         return;
     }
