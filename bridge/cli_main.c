@@ -21,7 +21,7 @@ static const cli_command commands[] = {
      "  --force            replace the secret of an existing house\n"
      "  -q, --quiet        print only the secret (64 hex digits)\n"},
     {"house", "list", cli_house_list, "[--json]",
-     "list registered houses with their live state (bridge, transport, since, rtt, disabled)",
+     "list registered houses with their state (bridge, transport, since, rtt, disabled)",
      "  --json             one JSON object per line instead of a table\n"},
     {"house", "rm", cli_house_rm, "ID [--purge]",
      "remove a house: its registry entry, live state and fencing epoch",
@@ -35,9 +35,8 @@ static const cli_command commands[] = {
     {"house", "enable", cli_house_enable, "ID",
      "let a disabled house connect again (at its next attempt)",
      "exit status: 0 done, 1 no such house, 2 usage or Redis error\n"},
-    {"top", NULL, cli_top,
-     "[--once | --json] [--interval MS] [--sort COLUMN] [-r] [--filter TEXT] [--house ID]",
-     "live view of the deployment: bridges, houses, rates, recent requests (read from Redis)",
+    {"top", NULL, cli_top, "[--once | --json] [options]",
+     "live view of bridges and houses (rates, RTT, recent requests) read from Redis",
      "  --once              print one snapshot as plain text and exit (no terminal needed)\n"
      "  --json              print one snapshot as JSON and exit\n"
      "  -n, --interval MS   refresh period (default 1000); with --once/--json the time\n"
