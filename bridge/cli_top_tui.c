@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NSNAPS 3    /* snapshots kept for rates: the current one and two before */
 #define NRECENT 200 /* recent requests fetched for the detail page at most */
@@ -79,14 +80,16 @@ static void rebuild_view(tui *t) {
         t->cur = k;
     else if (t->cur >= t->nview)
         t->cur = t->nview ? t->nview - 1 : 0;
-    if (t->nview)
+    /* A house's page stays on that house, even once it is gone (it says so). */
+    if (t->nview && (k < t->nview || !t->detail))
         snprintf(t->sel, sizeof t->sel, "%s", s->houses[t->idx[t->cur]].h.id);
 }
 
 static const top_house *selected(const tui *t) {
     if (!t->nview || t->cur >= t->nview)
         return NULL;
-    return &t->snaps[0].houses[t->idx[t->cur]];
+    const top_house *h = &t->snaps[0].houses[t->idx[t->cur]];
+    return strcmp(h->h.id, t->sel) == 0 ? h : NULL;
 }
 
 static void fetch_recent(tui *t) {
@@ -422,7 +425,7 @@ static void draw_detail(tui *t) {
     draw_title(t, title);
     draw_status(t);
     if (!th) {
-        put(3, 0, COLS, "  (this house is no longer registered)");
+        put(3, 0, COLS, t->have_data ? "  (no such house registered)" : "");
         return;
     }
     const gp_reg_house *h = &th->h;
@@ -627,6 +630,9 @@ static int on_key(tui *t, int ch) {
             fetch_recent(t);
         }
         break;
+    case 12: /* Ctrl-L: a garbled terminal (ssh, another program wrote on it) */
+        clearok(curscr, TRUE);
+        break;
     case 27:
     case KEY_LEFT:
     case KEY_BACKSPACE:
@@ -686,6 +692,10 @@ int top_tui_run(cli_ctx *c, const top_opts *o) {
     if (o->house) {
         snprintf(t.sel, sizeof t.sel, "%s", o->house);
         t.detail = 1;
+    }
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        cli_err(c, "top needs a terminal; use --once or --json for plain output");
+        return CLI_USAGE;
     }
     /* A short timeout: the view should not freeze for long on a Redis that went silent. */
     t.rc = br_rc_new(host, port, db, 1500);
