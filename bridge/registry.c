@@ -696,6 +696,46 @@ static void bstats_parse(gp_reg_bstats *b, const redisReply *r) {
     }
 }
 
+/* The stats keys of the bridges listed in the <p>:bridges index (a ZSET of bridge ids scored
+ * by the time of their last stats, kept by the bridges themselves): no SCAN, whose cost grows
+ * with the whole keyspace. Empty when there is no index (bridges that predate it). */
+static int bridges_index(br_rc *rc, const char *prefix, char ***keys, size_t *n, char *err,
+                         size_t errlen) {
+    *keys = NULL;
+    *n = 0;
+    char kidx[GP_KEY_MAX];
+    if (key_fmt(kidx, snprintf(kidx, GP_KEY_MAX, "%s:bridges", prefix)) < 0) {
+        seterr(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    redisReply *r = cmd(rc, err, errlen, "ZRANGE", kidx, "0", "-1", NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    char **k = calloc(m ? m : 1, sizeof *k);
+    if (!k) {
+        freeReplyObject(r);
+        return GP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < m; i++) {
+        const redisReply *e = r->element[i];
+        char key[GP_KEY_MAX];
+        if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len) ||
+            key_fmt(key, snprintf(key, GP_KEY_MAX, "%s:bstats:%s", prefix, e->str)) < 0)
+            continue;
+        if (!(k[*n] = strdup(key))) {
+            freeReplyObject(r);
+            gp_reg_keys_free(k, *n);
+            *n = 0;
+            return GP_ERR_NOMEM;
+        }
+        (*n)++;
+    }
+    freeReplyObject(r);
+    *keys = k;
+    return 0;
+}
+
 static int cmp_bstats(const void *a, const void *b) {
     return strcmp(((const gp_reg_bstats *)a)->id, ((const gp_reg_bstats *)b)->id);
 }
@@ -711,7 +751,11 @@ int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_
     }
     char **keys;
     size_t nk;
-    int rv = gp_reg_scan(rc, pattern, &keys, &nk, err, errlen);
+    int rv = bridges_index(rc, prefix, &keys, &nk, err, errlen);
+    if (rv == 0 && nk == 0) {
+        gp_reg_keys_free(keys, nk);
+        rv = gp_reg_scan(rc, pattern, &keys, &nk, err, errlen);
+    }
     if (rv != 0)
         return rv;
     gp_reg_bstats *bs = calloc(nk ? nk : 1, sizeof *bs);

@@ -7,6 +7,7 @@
  *   <p>:{h}:epoch     STRING fencing epoch
  *   <p>:{h}:recent    LIST  the house's last completed requests (JSON, newest first)
  *   <p>:bstats:<bid>  HASH  a bridge's live stats
+ *   <p>:bridges       ZSET  ids of the bridges publishing stats (score: ms of the last)
  *   <p>:ctl           channel: "disable <house>"
  * The daemon (bridge) reads the same keys through its own async code. */
 #ifndef GP_REGISTRY_H
@@ -119,8 +120,10 @@ typedef struct gp_reg_bstats {
     double redis_rtt_ms;
 } gp_reg_bstats;
 
-/* The stats of every bridge that published in the last 5 s (SCAN <p>:bstats:*, then one
- * pipelined HGETALL each), sorted by id, into a malloc'd array (free()). Returns 0,
+/* The stats of every bridge that published in the last 5 s, sorted by id, into a malloc'd
+ * array (free()). Which bridges: those of the <p>:bridges index (ZSET of ids the bridges
+ * keep), or when there is none, the keys SCAN finds (<p>:bstats:* on every node); then one
+ * pipelined HGETALL each (a bridge whose hash expired is left out). Returns 0,
  * GP_ERR_INVALID, GP_REG_REDIS or GP_ERR_NOMEM. */
 int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_t *n, char *err,
                        size_t errlen);

@@ -711,3 +711,21 @@ Test(top, house_disable_enable_sets_the_flag_and_tells_the_bridges) {
     freeReplyObject(r);
     redisFree(sub);
 }
+
+Test(top, bridges_from_the_index_when_there_is_one) {
+    h_redis_start(0);
+    long long now = redis_now_ms();
+    put_bstats("b1", "hub-1", 1, now - 1000, now, 0, 0, 0, 0, 0, "0.2");
+    put_bstats("old", "hub-0", 2, now - 1000, now, 0, 0, 0, 0, 0, "0.2");
+    /* No index (bridges that predate it): every stats hash is found by SCAN. */
+    json_t *d = TOP_JSON("--interval", "0");
+    cr_assert_eq(json_array_size(json_object_get(d, "bridges")), 2);
+    json_decref(d);
+    /* With the index: the bridges listed there; one whose stats expired is left out. */
+    CMD("ZADD", "gp:bridges", "1", "b1", "2", "gone");
+    d = TOP_JSON("--interval", "0");
+    json_t *bs = json_object_get(d, "bridges");
+    cr_assert_eq(json_array_size(bs), 1, "bridges: %zu", json_array_size(bs));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(bs, 0), "id")), "b1");
+    json_decref(d);
+}
