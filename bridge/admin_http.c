@@ -6,7 +6,12 @@
  * in a copy. So a connection holds at most one request and one read buffer of input, and a
  * slow or hostile client costs a bounded amount of memory: max_conns of those. Timers: a
  * connection without a request closes after idle_ms; a request must arrive whole within
- * request_ms of its first byte (a slow drip of bytes does not keep it alive). */
+ * request_ms of its first byte (a slow drip of bytes does not keep it alive).
+ *
+ * A request refused before it was read whole (413, 400) is answered and the connection then
+ * lingers: its write side is shut and what the client still sends is read and dropped for a
+ * while. Closing at once would reset the connection while the client is still sending its
+ * body, and a reset can discard the answer before the client reads it. */
 #include "admin_http.h"
 
 #include <jansson.h>
@@ -17,6 +22,8 @@
 
 #define MAX_ROUTES 32
 #define READ_BUF 16384
+#define LINGER_MS 2000 /* reading what a refused client still sends, then close */
+#define LINGER_BYTES (4u << 20)
 
 typedef struct route {
     const char *path;
@@ -48,6 +55,9 @@ struct conn {
     uv_timer_t timer;
     int nclosed; /* of tcp and timer */
     int closing, close_after, in_process;
+    int linger, lingering; /* refused mid-request: drain before closing / draining now */
+    size_t lingered;
+    uv_shutdown_t shut;
     unsigned writes; /* uv_write requests in flight */
     gp_http_req *parser;
     char addr[80];
@@ -158,6 +168,10 @@ static void conn_close(conn *c) {
 
 static void on_timer(uv_timer_t *t) {
     conn *c = t->data;
+    if (c->lingering) {
+        conn_close(c);
+        return;
+    }
     if (c->call)
         return; /* a handler is working on it: its answer re-arms the timer */
     logf_(c->a, 3, "admin_http_timeout", "addr=%s partial=%d", c->addr,
@@ -169,6 +183,21 @@ static void arm_idle(conn *c) {
     uv_timer_start(&c->timer, on_timer, c->a->cfg.idle_ms, 0);
 }
 
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)req, (void)status; /* the linger timer or the client's EOF ends it */
+}
+
+static void start_linger(conn *c) {
+    c->lingering = 1;
+    uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
 static void on_written(uv_write_t *w, int status) {
     wreq *r = (wreq *)w;
     conn *c = r->c;
@@ -176,8 +205,10 @@ static void on_written(uv_write_t *w, int status) {
     c->writes--;
     if (c->closing)
         return;
-    if (status < 0 || (c->close_after && c->writes == 0))
+    if (status < 0)
         conn_close(c);
+    else if (c->close_after && c->writes == 0 && !c->lingering)
+        c->linger ? start_linger(c) : conn_close(c);
 }
 
 static void send_raw(conn *c, char *head, size_t hlen, const void *body, size_t blen) {
@@ -231,6 +262,7 @@ static void refuse(conn *c, int status, const char *code, const char *message) {
     size_t len;
     char *body = error_json(code, message, &len);
     logf_(c->a, 3, "admin_http_refused", "addr=%s status=%d error=%s", c->addr, status, code);
+    c->linger = 1;
     respond(c, status, "application/json", NULL, body ? body : "", len, 0, 0);
     free(body);
 }
@@ -266,8 +298,6 @@ static void dispatch(conn *c, const gp_http_request *req) {
     }
     r->fn(call, req, r->ud);
 }
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 /* Parses and answers what data holds, request after request, until a handler answers
  * later (the rest is kept in c->pend) or the data is used up. */
@@ -323,6 +353,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     conn *c = s->data;
+    if (c->lingering) {
+        free(b->base);
+        if (n < 0 || (c->lingered += (size_t)n) > LINGER_BYTES)
+            conn_close(c);
+        return;
+    }
     if (n < 0) {
         free(b->base);
         conn_close(c);

@@ -5,7 +5,8 @@
  * I/O, handshake), house.c (owning a house in Redis: claim/release, fencing, reading its
  * stream, the keyspace doorbell), requests.c (stream entries -> frames, frames -> reply
  * entries, deadlines, acknowledgement), janitor.c (504s for houses nobody holds),
- * redis.c (connections), log.c.
+ * redis.c (connections), log.c; admin.c (the admin port: health, metrics, the dashboard)
+ * with api.c (its JSON API), stats.c (metrics and the live stats bridges keep in Redis).
  *
  * Lifetimes: a br_conn is created by lws on accept and lives until lws closes it AND every
  * Redis callback that references it has run (refcount). A br_req belongs to its conn and
@@ -19,6 +20,7 @@
 #include "frame.h"
 #include "gp.h"
 #include "log.h"
+#include "metrics.h"
 #include "rdb.h"
 #include "rkeys.h"
 
@@ -35,6 +37,9 @@ typedef struct br_config {
         rudp_listen, rudp_jitter_ms;
     char *rudp_key;
     int allow_ws;
+    /* the admin port (bridge/ADMIN.md) */
+    long long admin_listen, recent;
+    char *admin_bind, *admin_token, *admin_token_file;
 } br_config;
 
 typedef struct br_req br_req;
@@ -58,12 +63,21 @@ typedef struct br_out {
     unsigned char buf[]; /* BR_OUT_PRE bytes of headroom, then the frame */
 } br_out;
 
+/* What a transport measures of its link (rudp; wss leaves it zeroed). */
+typedef struct br_link_stats {
+    double rtt_ms; /* smoothed round-trip time, 0: unknown */
+    double loss;   /* fraction of packets lost, 0..1 (the worse direction) */
+    uint64_t retransmits, fec_repaired;
+} br_link_stats;
+
 /* What carries a connection. The transport creates the br_conn (br_conn_new), hands it every
  * frame it decodes, and calls br_conn_closed once it is gone. */
 typedef struct br_transport {
     const char *name;          /* "ws", "wss", "rudp": logs and the house's live state */
     void (*kick)(br_conn *c);  /* frames were queued (c->q_head) or bodies wait: send them */
     void (*close)(br_conn *c); /* the conn is CLOSING: flush what is queued, briefly, then end */
+    /* Link measurements into *out (NULL: the transport has none, all zero). */
+    void (*stats)(const br_conn *c, br_link_stats *out);
 } br_transport;
 
 struct br_conn {
@@ -86,11 +100,12 @@ struct br_conn {
     char house[GP_MAX_HOUSE_ID + 1];
     uint8_t hn[GP_NONCE_LEN], bn[GP_NONCE_LEN], secret[GP_SECRET_LEN];
     int secret_known;
+    int disabled; /* the registry says `disabled`: refused once the proof checked out */
     uint64_t accepted_ms;
 
     /* live */
     uint64_t epoch;
-    char *reqkey, *statekey, *epochkey; /* the house's keys, in one block (keys) */
+    char *reqkey, *statekey, *epochkey, *housekey, *recentkey; /* in one block (keys) */
     char *keys;
     uint32_t next_stream;
     br_req *reqs; /* in flight, newest first */
@@ -103,7 +118,12 @@ struct br_conn {
     char pcursor[48];    /* reading the pending list: last id seen */
     uint64_t last_rx_ms, last_ping_ms, last_pending_scan_ms, since_ms;
     uint64_t last_renew_ms, next_sweep_ms;
+    uint64_t ping_iv; /* ms, as told in WELCOME (a reload changes it for new connections) */
     unsigned rtt_ms;
+    /* live stats of this connection (the state hash, bridge/ADMIN.md): final replies, those
+     * that are errors, body bytes from the house (in) and to it (out) */
+    uint64_t st_req, st_err, st_bytes_in, st_bytes_out;
+    int st_dirty; /* changed since the state hash was last written */
 };
 
 struct br_req {
@@ -113,6 +133,8 @@ struct br_req {
     uint32_t stream;
     char entry_id[48];
     char *frame_id, *reply_key; /* reply_key NULL: no reply wanted */
+    char *method, *path;        /* for the house's recent requests (path truncated) */
+    uint64_t fwd_ns;            /* uv_hrtime() when forwarded */
     char *content_type;
     uint64_t deadline; /* Redis ms */
     uint8_t *body;
@@ -152,7 +174,13 @@ typedef struct br_bridge {
     size_t table_size;
     int stopping;
     uv_timer_t tick;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    uint64_t started_ms;          /* loop ms at start */
+    struct gp_admin *admin;       /* the admin port, NULL when off */
+    int admin_port;               /* its port once listening */
+    uint8_t admin_token_hash[32]; /* BLAKE2b of the admin token (compared in constant time) */
+    int has_admin_token;
+    double redis_rtt_ms; /* last PING round trip, -1: none yet */
 } br_bridge;
 
 extern br_bridge g_br;
@@ -160,6 +188,9 @@ extern br_bridge g_br;
 /* main.c */
 uint64_t br_now(void);       /* loop monotonic ms */
 uint64_t br_now_redis(void); /* Redis clock ms (offset from TIME) */
+/* 1 when Redis answers and the house listener is up; else 0 with *why ("redis_unavailable",
+ * "draining", "listener_down"). */
+int br_ready(const char **why);
 
 /* conn.c */
 br_conn *br_conn_new(const br_transport *tp, void *tpd, const char *addr); /* NULL: no memory */
@@ -212,12 +243,11 @@ int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint
 void br_req_load_scripts(void);
 
 /* A parsed stream entry (borrowed pointers into the redisReply). */
-/* Writes an error reply (final) and then acks the entry. holder: NULL = acked under our
- * epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
+/* Writes an error reply (final) for entry `en` and then acks it. holder: NULL = acked under
+ * our epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
  * "" for none). Takes no ownership. */
-void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
-                    gp_str frame_id, gp_str reply_key, int has_reply, int status, const char *error,
-                    const char *message, const char *holder);
+void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_entry *en,
+                    int status, const char *error, const char *message, const char *holder);
 
 /* udp.c: the rudp:// transport */
 int br_udp_start(void); /* 0 (also when rudp is off), -1: cannot listen or read the key */
@@ -229,8 +259,55 @@ void br_udp_final(void); /* after the loop: frees the session server */
  * (logged). */
 int br_read_key_file(const char *path, uint8_t out[32]);
 
+/* udp.c: what the rudp sessions measured, for the metrics: mean smoothed RTT and loss
+ * over live sessions (0 when none), retransmits and FEC repairs since start. */
+void br_udp_metrics(double *rtt_ms_mean, double *loss_mean, uint64_t *retransmits,
+                    uint64_t *fec_repaired);
+
 /* janitor.c */
 void br_janitor_tick(uint64_t now);
 void br_janitor_load_scripts(void);
+
+/* stats.c: the metrics of bridge/ADMIN.md and the live stats kept in Redis. */
+typedef struct br_metrics {
+    gp_metrics *reg;
+    gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
+        *bytes, *compressed, *rudp_rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt,
+        *redis_reconnects, *pending_claimed, *fenced, *janitor_timeouts, *admin_conns;
+} br_metrics;
+extern br_metrics g_bm;
+int br_stats_init(void); /* 0, or -1 out of memory */
+void br_stats_free(void);
+/* Every second: Redis PING (RTT), <p>:bstats:<bid>, and the state hash of each house that
+ * had traffic since the last pass. */
+void br_stats_tick(uint64_t now);
+/* The metrics page (malloc'd, Prometheus text); NULL: out of memory. */
+char *br_stats_render(size_t *len);
+/* A final reply was written for house `house` (epoch: its connection's, 0 for the janitor):
+ * counts it in the metrics and in that connection's live stats. */
+void br_stats_reply(const char *house, uint64_t epoch, unsigned status, int is_error,
+                    uint64_t fwd_ns); /* fwd_ns: uv_hrtime() when forwarded, 0: never */
+/* Body bytes moved for connection c (NULL: none), direction 0 to the house, 1 from it. */
+void br_stats_bytes(br_conn *c, int from_house, size_t n);
+/* A body chunk compressed (before -> after bytes). */
+void br_stats_compressed(size_t before, size_t after);
+/* Redis (re)connected a node: the metrics count reconnects. */
+void br_stats_node_up(int node);
+
+/* admin.c: the admin port (bridge/ADMIN.md). */
+int br_admin_start(void); /* 0 (also when off), -1: cannot listen */
+void br_admin_stop(void);
+/* Reads cfg's admin token (admin-token-file wins over admin-token) into hash (BLAKE2b-256)
+ * and *has (0: none configured). 0, or -1 with a message in err (file unreadable, empty). */
+int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *err, size_t errlen);
+/* Constant-time check of a bearer token against the configured one. */
+int br_admin_token_ok(const char *token, size_t len);
+struct gp_admin_call;
+struct gp_http_request;
+/* api.c: the JSON API under /api/ (token auth, Redis). */
+void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req, void *ud);
+void br_api_load_scripts(void);
+/* house.c: the ctl channel (<p>:ctl): "disable <house>" / "remove <house>". */
+void br_house_ctl(const char *msg, size_t mlen);
 
 #endif

@@ -212,9 +212,9 @@ unsigned br_conn_count_open(void) {
 }
 
 void br_conn_tick(uint64_t now) {
-    uint64_t iv = (uint64_t)g_br.cfg.ping_interval;
     for (br_conn *c = g_br.all, *n; c; c = n) {
         n = c->all_next;
+        uint64_t iv = c->ping_iv ? c->ping_iv : (uint64_t)g_br.cfg.ping_interval;
         if (c->state == BR_CS_CLOSING)
             continue;
         if (c->state != BR_CS_LIVE) {

@@ -32,16 +32,19 @@
 #define SWEEP_FAST_MS 1000
 #define SWEEP_SLOW_MS 15000
 
-/* KEYS: epoch, state. ARGV: bridge, transport, now, addr, lease ms, fence channel prefix,
- * house id.
+/* KEYS: epoch, state, house. ARGV: bridge, transport, now, addr, lease ms, fence channel
+ * prefix, house id.
  * New epoch and a fresh state; the previous holder (another bridge) hears of it on its
- * fence channel. */
+ * fence channel. -1, and nothing changes, when the house is disabled (checked at
+ * authentication already; this closes the window of a disable in between). */
 static br_script s_claim = {
+    "if redis.call('HGET', KEYS[3], 'disabled') == '1' then return -1 end\n"
     "local e = redis.call('INCR', KEYS[1])\n"
     "local old = redis.call('HGET', KEYS[2], 'bridge')\n"
     "redis.call('DEL', KEYS[2])\n"
     "redis.call('HSET', KEYS[2], 'bridge', ARGV[1], 'transport', ARGV[2], 'since', ARGV[3],\n"
-    "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4])\n"
+    "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4], 'req_total', 0, 'err_total', 0,\n"
+    "  'bytes_in', 0, 'bytes_out', 0, 'loss_pct', 0)\n"
     "redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
     "if old and old ~= ARGV[1] then\n"
     "  redis.call('PUBLISH', ARGV[6] .. old, e .. ' ' .. ARGV[7])\n"
@@ -49,7 +52,8 @@ static br_script s_claim = {
     "return e\n",
     ""};
 
-/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease.
+/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
+ * req_total, err_total, bytes_in, bytes_out, loss_pct (the live stats of bridge/ADMIN.md).
  * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
  * Redis lost its data (restart without persistence): re-assert ours rather than drop a
  * house that is still connected. */
@@ -58,7 +62,9 @@ static br_script s_refresh = {
     "if e == false then redis.call('SET', KEYS[1], ARGV[1]) e = ARGV[1] end\n"
     "if e ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"
-    "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7])\n"
+    "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7],\n"
+    "  'req_total', ARGV[9], 'err_total', ARGV[10], 'bytes_in', ARGV[11],\n"
+    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13])\n"
     "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
     "return 1\n",
     ""};
@@ -196,12 +202,40 @@ static void on_fence_message(const char *msg, size_t mlen) {
         fence_out(c, "claimed_elsewhere");
 }
 
+/* "disable <house>" / "remove <house>" on <p>:ctl (bridge/ADMIN.md): whichever bridge holds
+ * the house closes it; the others have nothing to do. */
+void br_house_ctl(const char *msg, size_t mlen) {
+    char buf[GP_MAX_HOUSE_ID + 16];
+    if (mlen >= sizeof buf)
+        return;
+    memcpy(buf, msg, mlen);
+    buf[mlen] = '\0';
+    char *sp = strchr(buf, ' ');
+    if (!sp)
+        return;
+    *sp++ = '\0';
+    int disable = strcmp(buf, "disable") == 0, remove = strcmp(buf, "remove") == 0;
+    br_conn *c = (disable || remove) ? br_house_find(sp) : NULL;
+    if (!c)
+        return;
+    br_log(BR_LOG_INFO, "house_closed_by_admin", "house=%s addr=%s reason=%s", c->house, c->addr,
+           disable ? "disabled" : "removed");
+    br_conn_close(c, GP_GOAWAY_AUTH, disable ? "house disabled" : "house removed");
+}
+
 void br_house_on_message(const char *kind, const char *chan, size_t clen, const char *msg,
                          size_t mlen) {
     const char *fch = g_br.fence_channel;
     if (clen == strlen(fch) && memcmp(chan, fch, clen) == 0) {
         if (strcmp(kind, "message") == 0)
             on_fence_message(msg, mlen);
+        return;
+    }
+    char ctl[GP_KEY_MAX];
+    int cl = gp_key_ctl(ctl, g_br.cfg.prefix);
+    if (cl > 0 && clen == (size_t)cl && memcmp(chan, ctl, clen) == 0) {
+        if (strcmp(kind, "message") == 0)
+            br_house_ctl(msg, mlen);
         return;
     }
     char house[GP_MAX_HOUSE_ID + 1];
@@ -224,6 +258,9 @@ void br_house_on_message(const char *kind, const char *chan, size_t clen, const 
 
 void br_house_sub_up(void) {
     br_db_subscribe(g_br.db, NULL, g_br.fence_channel, 1);
+    char ctl[GP_KEY_MAX];
+    if (gp_key_ctl(ctl, g_br.cfg.prefix) > 0)
+        br_db_subscribe(g_br.db, NULL, ctl, 1);
     for (br_conn *c = g_br.all; c; c = c->all_next)
         if (c->in_table)
             subscribe(c, 1);
@@ -355,6 +392,7 @@ static void create_group(br_conn *c) {
 /* --- claim / release / fencing ---------------------------------------------------------- */
 
 static void fence_out(br_conn *c, const char *why) {
+    gp_metric_inc(g_bm.fenced, NULL);
     br_log(BR_LOG_WARN, "house_fenced", "house=%s epoch=%llu addr=%s reason=%s", c->house,
            (unsigned long long)c->epoch, c->addr, why);
     br_house_teardown(c, 0);
@@ -388,6 +426,16 @@ static void on_claimed(redisReply *rep, void *ud) {
         br_conn_unref(c);
         return;
     }
+    if (rep->integer == -1) {
+        /* Disabled between the secret lookup and now: refused as at authentication. */
+        if (br_conn_alive(c)) {
+            br_log(BR_LOG_INFO, "auth_refused", "house=%s addr=%s transport=%s reason=disabled",
+                   c->house, c->addr, c->tp->name);
+            br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
+        }
+        br_conn_unref(c);
+        return;
+    }
     uint64_t epoch = (uint64_t)rep->integer;
     if (!br_conn_alive(c) || c->state != BR_CS_CLAIMING) {
         /* Gone while claiming: don't leave a state that names us. */
@@ -405,6 +453,7 @@ static void on_claimed(redisReply *rep, void *ud) {
         return;
     }
     c->state = BR_CS_LIVE;
+    gp_metric_inc(g_bm.connections, c->tp->name);
     c->since_ms = br_now_redis();
     c->last_ping_ms = c->last_renew_ms = br_now();
     c->next_sweep_ms = br_now() + SWEEP_FAST_MS;
@@ -416,7 +465,8 @@ static void on_claimed(redisReply *rep, void *ud) {
     f.type = GP_FRAME_WELCOME;
     f.u.welcome.bridge_id = gp_str_c(g_br.cfg.bridge_id);
     f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
-    f.u.welcome.ping_interval_ms = (uint32_t)g_br.cfg.ping_interval;
+    c->ping_iv = (uint64_t)g_br.cfg.ping_interval;
+    f.u.welcome.ping_interval_ms = (uint32_t)c->ping_iv;
     f.u.welcome.window = 0;
     f.u.welcome.epoch = epoch;
     br_conn_send(c, &f);
@@ -426,15 +476,24 @@ static void on_claimed(redisReply *rep, void *ud) {
 }
 
 /* The house's keys, each sized to fit (a bridge holds thousands of houses). */
+#define NKEYS 5
 static int keys_init(br_conn *c) {
     const char *p = g_br.cfg.prefix;
-    char k[3][GP_KEY_MAX];
-    int n[3] = {gp_key_req(k[0], p, c->house), gp_key_state(k[1], p, c->house),
-                gp_key_epoch(k[2], p, c->house)};
-    if (n[0] < 0 || n[1] < 0 || n[2] < 0 || !(c->keys = malloc((size_t)(n[0] + n[1] + n[2] + 3))))
+    char k[NKEYS][GP_KEY_MAX];
+    int n[NKEYS] = {gp_key_req(k[0], p, c->house), gp_key_state(k[1], p, c->house),
+                    gp_key_epoch(k[2], p, c->house), gp_key_house(k[3], p, c->house),
+                    gp_key_recent(k[4], p, c->house)};
+    size_t total = 0;
+    for (int i = 0; i < NKEYS; i++) {
+        if (n[i] < 0)
+            return -1;
+        total += (size_t)n[i] + 1;
+    }
+    if (!(c->keys = malloc(total)))
         return -1;
-    char *o = c->keys, **dst[3] = {&c->reqkey, &c->statekey, &c->epochkey};
-    for (int i = 0; i < 3; i++) {
+    char *o = c->keys,
+         **dst[NKEYS] = {&c->reqkey, &c->statekey, &c->epochkey, &c->housekey, &c->recentkey};
+    for (int i = 0; i < NKEYS; i++) {
         memcpy(o, k[i], (size_t)n[i] + 1);
         *dst[i] = o;
         o += n[i] + 1;
@@ -452,6 +511,7 @@ void br_house_claim(br_conn *c) {
     br_args_init(&a);
     br_args_str(&a, c->epochkey);
     br_args_str(&a, c->statekey);
+    br_args_str(&a, c->housekey);
     br_args_str(&a, g_br.cfg.bridge_id);
     br_args_str(&a, c->tp->name);
     br_args_u64(&a, br_now_redis());
@@ -462,13 +522,14 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, fpre);
     br_args_str(&a, c->house);
     br_conn_ref(c);
-    if (br_db_eval(g_br.db, &s_claim, on_claimed, c, 2, &a) != 0)
+    if (br_db_eval(g_br.db, &s_claim, on_claimed, c, 3, &a) != 0)
         on_claimed(NULL, c);
 }
 
 void br_house_teardown(br_conn *c, int do_release) {
     if (!c->in_table)
         return;
+    gp_metric_inc(g_bm.disconnects, c->tp->name);
     table_remove(c);
     subscribe(c, 0);
     br_req_free_all(c);
@@ -490,6 +551,17 @@ static void on_refreshed(redisReply *rep, void *ud) {
 void br_house_state_update(br_conn *c) {
     if (!c->in_table)
         return;
+    br_link_stats ls;
+    memset(&ls, 0, sizeof ls);
+    if (c->tp->stats)
+        c->tp->stats(c, &ls);
+    /* rudp measures the path itself (smoothed, every packet); PINGs are all wss has. */
+    char rtt[32], loss[32];
+    if (ls.rtt_ms > 0)
+        snprintf(rtt, sizeof rtt, "%.1f", ls.rtt_ms);
+    else
+        snprintf(rtt, sizeof rtt, "%u", c->rtt_ms);
+    snprintf(loss, sizeof loss, "%.2f", ls.loss * 100);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, c->epochkey);
@@ -499,9 +571,15 @@ void br_house_state_update(br_conn *c) {
     br_args_str(&a, c->tp->name);
     br_args_u64(&a, c->since_ms);
     br_args_u64(&a, br_now_redis() - (br_now() - c->last_rx_ms));
-    br_args_u64(&a, c->rtt_ms);
+    br_args_str(&a, rtt);
     br_args_str(&a, c->addr);
     br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
+    br_args_u64(&a, c->st_req);
+    br_args_u64(&a, c->st_err);
+    br_args_u64(&a, c->st_bytes_in);
+    br_args_u64(&a, c->st_bytes_out);
+    br_args_str(&a, loss);
+    c->st_dirty = 0;
     c->last_renew_ms = br_now();
     br_conn_ref(c);
     if (br_db_eval(g_br.db, &s_refresh, on_refreshed, c, 2, &a) != 0)

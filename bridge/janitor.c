@@ -66,12 +66,14 @@ static void on_range(redisReply *rep, void *ud) {
             br_entry_parse(e, g_br.cfg.max_body, &en);
             if (en.status < 0 || en.deadline > now)
                 continue;
-            if (en.status)
-                br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply,
-                               en.status, en.error, en.message, h->holder);
-            else
-                br_reply_error(NULL, h->id, reqkey, en.entry_id, en.id, en.reply, en.has_reply, 504,
-                               "timeout", "no bridge holds this house", h->holder);
+            if (en.status) {
+                br_reply_error(NULL, h->id, reqkey, &en, en.status, en.error, en.message,
+                               h->holder);
+            } else {
+                gp_metric_inc(g_bm.janitor_timeouts, NULL);
+                br_reply_error(NULL, h->id, reqkey, &en, 504, "timeout",
+                               "no bridge holds this house", h->holder);
+            }
         }
     }
     free(h);

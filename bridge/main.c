@@ -30,6 +30,8 @@ br_bridge g_br;
 static uint64_t g_last_slow, g_last_time;
 static uv_timer_t g_grace;
 static int g_drained;
+static int g_argc;
+static char **g_argv;
 
 /* --- configuration ---------------------------------------------------------------------- */
 
@@ -56,9 +58,9 @@ static const gp_conf_opt opts[] = {
     {"reply-ttl", GP_CONF_INT, OFF(reply_ttl), 1, 30LL * 86400, "300", NULL,
      "seconds a reply stream is kept"},
     {"max-inflight", GP_CONF_INT, OFF(max_inflight), 1, 100000, "256", NULL,
-     "requests in flight per house (more wait in Redis)"},
+     "requests in flight per house (more wait in Redis) [SIGHUP]"},
     {"max-inflight-bytes", GP_CONF_INT, OFF(max_inflight_bytes), 1024, 1LL << 40, "67108864", NULL,
-     "request body bytes held per house before reading stops (more wait in Redis)"},
+     "request body bytes held per house before reading stops (more wait in Redis) [SIGHUP]"},
     {"lease-ms", GP_CONF_INT, OFF(lease_ms), 1000, 600000, "15000", NULL,
      "a held house's lease (its live state), renewed every third of it under the fence"},
     {"rudp-listen", GP_CONF_INT, OFF(rudp_listen), -1, 65535, "-1", NULL,
@@ -70,18 +72,37 @@ static const gp_conf_opt opts[] = {
     {"drain-timeout", GP_CONF_INT, OFF(drain_timeout), 0, 3600000, "15000", NULL,
      "on SIGTERM, ms to wait for in-flight requests before closing (houses move at once)"},
     {"ping-interval", GP_CONF_INT, OFF(ping_interval), 100, 600000, "5000", NULL,
-     "ms between PINGs; a house silent for 3x this is dropped"},
+     "ms between PINGs; a house silent for 3x this is dropped [SIGHUP: new connections]"},
     {"master-key", GP_CONF_STR, OFF(master_key), 0, 0, NULL, NULL,
      "64 hex digits: key that seals house secrets at rest"},
-    {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL, "error, warn, info or debug"},
+    {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
+     "error, warn, info or debug [SIGHUP]"},
     {"auth-burst", GP_CONF_INT, OFF(auth_burst), 1, 1000000, "10", NULL,
-     "failed auth attempts allowed back to back per address"},
+     "failed auth attempts allowed back to back per address [SIGHUP]"},
     {"auth-per-min", GP_CONF_INT, OFF(auth_per_min), 1, 1000000, "6", NULL,
-     "failed auth attempts refilled per minute per address"},
+     "failed auth attempts refilled per minute per address [SIGHUP]"},
     {"redis-timeout", GP_CONF_INT, OFF(redis_timeout), 100, 600000, "5000", NULL,
      "ms before a Redis command or connect is considered lost"},
+    {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
+     "admin port: /healthz, /readyz, /metrics, the dashboard and its JSON API (-1: off; 0: any "
+     "free port, logged in event=listening transport=admin)"},
+    {"admin-bind", GP_CONF_STR, OFF(admin_bind), 0, 0, "127.0.0.1", NULL,
+     "address of the admin port (plain HTTP: keep it on localhost or a management network)"},
+    {"admin-token", GP_CONF_STR, OFF(admin_token), 0, 0, NULL, NULL,
+     "bearer token for the JSON API (prefer admin-token-file; none: the API answers 403 "
+     "admin_disabled) [SIGHUP]"},
+    {"admin-token-file", GP_CONF_STR, OFF(admin_token_file), 0, 0, NULL, NULL,
+     "file holding the admin token (wins over admin-token) [SIGHUP]"},
+    {"recent", GP_CONF_INT, OFF(recent), 0, 10000, "50", NULL,
+     "recent requests kept per house for the dashboard (<prefix>:{h}:recent; 0: none) [SIGHUP]"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
+
+/* What SIGHUP may change in a running bridge (the options marked [SIGHUP]); the others are
+ * read once at start. */
+static const char *const reloadable[] = {
+    "log-level",     "auth-burst",  "auth-per-min",     "max-inflight", "max-inflight-bytes",
+    "ping-interval", "admin-token", "admin-token-file", "recent",       NULL};
 
 static void print_line(void *ud, const char *line) {
     (void)ud;
@@ -91,7 +112,9 @@ static void print_line(void *ud, const char *line) {
 static void usage(void) {
     printf("usage: ghostport-bridge [options]\n"
            "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n"
-           "options (each also as environment variable GP_<NAME> and config file line):\n");
+           "options (each also as environment variable GP_<NAME> and config file line;\n"
+           "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
+           "SIGHUP, the others need a restart):\n");
     gp_conf_usage(opts, print_line, NULL);
 }
 
@@ -194,11 +217,11 @@ static int valid_bridge_id(const char *s) {
     return 1;
 }
 
-static int configure(int argc, char **argv) {
-    br_config *cfg = &g_br.cfg;
-    char err[256] = "";
-    if (gp_conf_defaults(opts, cfg, err, sizeof err) != 0)
-        goto bad;
+/* Defaults < config file < environment < flags into cfg (zeroed by the caller). 0, or -1
+ * with a message in err. */
+static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t errlen) {
+    if (gp_conf_defaults(opts, cfg, err, errlen) != 0)
+        return -1;
     /* The file comes first in precedence order, so find its name before the rest. */
     const char *path = getenv("GP_CONFIG");
     for (int i = 1; i < argc; i++) {
@@ -211,28 +234,39 @@ static int configure(int argc, char **argv) {
         size_t len = 0;
         char *text = read_file(path, &len);
         if (!text) {
-            fprintf(stderr, "ghostport-bridge: cannot read config %s: %s\n", path, strerror(errno));
+            snprintf(err, errlen, "cannot read config %s: %s", path, strerror(errno));
             return -1;
         }
-        int rc = gp_conf_parse_text(opts, cfg, text, len, err, sizeof err);
+        int rc = gp_conf_parse_text(opts, cfg, text, len, err, errlen);
         free(text);
         if (rc != 0)
-            goto bad;
+            return -1;
     }
     int npos = 0, pos[4];
-    if (gp_conf_apply_env(opts, cfg, getenv, err, sizeof err) != 0 ||
-        gp_conf_parse_argv(opts, cfg, argc, argv, 1, pos, 4, &npos, err, sizeof err) != 0)
-        goto bad;
+    if (gp_conf_apply_env(opts, cfg, getenv, err, errlen) != 0 ||
+        gp_conf_parse_argv(opts, cfg, argc, argv, 1, pos, 4, &npos, err, errlen) != 0)
+        return -1;
     if (npos) {
-        snprintf(err, sizeof err, "unexpected argument %s", argv[pos[0]]);
-        goto bad;
+        snprintf(err, errlen, "unexpected argument %s", argv[pos[0]]);
+        return -1;
     }
-    int level = br_log_level_parse(cfg->log_level);
-    if (level < 0) {
-        snprintf(err, sizeof err, "log-level: %s is not one of error, warn, info, debug",
+    if (br_log_level_parse(cfg->log_level) < 0) {
+        snprintf(err, errlen, "log-level: %s is not one of error, warn, info, debug",
                  cfg->log_level);
-        goto bad;
+        return -1;
     }
+    return 0;
+}
+
+static int configure(int argc, char **argv) {
+    br_config *cfg = &g_br.cfg;
+    char err[256] = "";
+    if (load_layers(cfg, argc, argv, err, sizeof err) != 0)
+        goto bad;
+    int level = br_log_level_parse(cfg->log_level);
+    if (br_admin_load_token(cfg, g_br.admin_token_hash, &g_br.has_admin_token, err, sizeof err) !=
+        0)
+        goto bad;
     if (parse_redis(cfg->redis, g_br.rhost, sizeof g_br.rhost, &g_br.rport, &g_br.rdb) != 0) {
         snprintf(err, sizeof err, "redis: cannot parse %s (want redis://host:port/db)", cfg->redis);
         goto bad;
@@ -293,6 +327,107 @@ bad:
     return -1;
 }
 
+/* --- SIGHUP: reloading what is safe ------------------------------------------------------ */
+
+static int is_reloadable(const char *name) {
+    for (size_t i = 0; reloadable[i]; i++)
+        if (strcmp(reloadable[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether option o differs between two configs. */
+static int opt_differs(const gp_conf_opt *o, const br_config *a, const br_config *b) {
+    const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
+    switch (o->type) {
+    case GP_CONF_STR: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return strcmp(sa ? sa : "", sb ? sb : "") != 0;
+    }
+    case GP_CONF_INT:
+        return *(const long long *)pa != *(const long long *)pb;
+    case GP_CONF_BOOL:
+        return *(const int *)pa != *(const int *)pb;
+    default:
+        return 0;
+    }
+}
+
+static void append(char *list, size_t cap, const char *name) {
+    size_t n = strlen(list);
+    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+}
+
+/* Reads the configuration again as at start (file, environment, the same flags) and applies
+ * the options marked [SIGHUP]; a file that does not parse changes nothing. */
+static void reload(void) {
+    br_config next;
+    memset(&next, 0, sizeof next);
+    char err[256] = "";
+    uint8_t token[32];
+    int has_token = 0;
+    if (load_layers(&next, g_argc, g_argv, err, sizeof err) != 0 ||
+        br_admin_load_token(&next, token, &has_token, err, sizeof err) != 0) {
+        br_log(BR_LOG_WARN, "config_reload_failed", "err=%s kept=old", br_qs(err));
+        gp_conf_clear(opts, &next);
+        return;
+    }
+    char changed[512] = "", restart[512] = "";
+    br_config *cur = &g_br.cfg;
+    for (const gp_conf_opt *o = opts; o->name; o++) {
+        if (strcmp(o->name, "config") == 0 || strcmp(o->name, "master-key") == 0 ||
+            (strcmp(o->name, "bridge-id") == 0 && !(next.bridge_id && *next.bridge_id)) ||
+            !opt_differs(o, cur, &next))
+            continue; /* the master key is wiped once read; a default bridge id is computed */
+        if (!is_reloadable(o->name)) {
+            append(restart, sizeof restart, o->name);
+            continue;
+        }
+        append(changed, sizeof changed, o->name);
+        if (o->type == GP_CONF_STR) {
+            char **dst = (char **)((char *)cur + o->offset),
+                 **src = (char **)((char *)&next + o->offset);
+            char *t = *dst;
+            *dst = *src;
+            *src = t; /* the old value is freed with `next` */
+        } else if (o->type == GP_CONF_INT) {
+            *(long long *)((char *)cur + o->offset) = *(long long *)((char *)&next + o->offset);
+        }
+    }
+    gp_conf_clear(opts, &next);
+    br_log_init(br_log_level_parse(cur->log_level), cur->bridge_id);
+    if (strstr(changed, "auth-")) {
+        /* A new limiter with the new rates: counts of failures so far start over. */
+        gp_ratelimit *rl =
+            gp_ratelimit_new((unsigned)cur->auth_burst, (unsigned)cur->auth_per_min, 4096);
+        if (rl) {
+            gp_ratelimit_free(g_br.rl);
+            g_br.rl = rl;
+        }
+    }
+    /* The token file is read again even when its name did not change: rotating the token
+     * is writing the file and sending SIGHUP. */
+    if (has_token != g_br.has_admin_token ||
+        sodium_memcmp(token, g_br.admin_token_hash, sizeof token) != 0) {
+        if (!strstr(changed, "admin-token"))
+            append(changed, sizeof changed, "admin-token");
+        memcpy(g_br.admin_token_hash, token, sizeof token);
+        g_br.has_admin_token = has_token;
+    }
+    sodium_memzero(token, sizeof token);
+    /* More room per house: read what was waiting. */
+    for (br_conn *c = g_br.all; c; c = c->all_next)
+        if (c->in_table && c->read_capped)
+            br_house_read(c);
+    br_log(BR_LOG_INFO, "config_reloaded", "changed=%s%s%s", changed[0] ? changed : "none",
+           restart[0] ? " restart_needed=" : "", restart);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+    (void)s, (void)signum;
+    reload();
+}
+
 /* --- time ------------------------------------------------------------------------------- */
 
 uint64_t br_now(void) {
@@ -342,14 +477,28 @@ static void refresh_lease(void) {
 /* A node's command connection came up (at start, after a Redis restart, or a new node of
  * a cluster): scripts, clock, our lease, and every held house re-asserted under its fence. */
 static void node_up(br_db *db, int node) {
-    (void)db, (void)node;
+    (void)db;
+    br_stats_node_up(node);
     refresh_time();
     br_house_load_scripts();
     br_req_load_scripts();
     br_janitor_load_scripts();
     br_udp_load_scripts();
+    br_api_load_scripts();
     refresh_lease();
     br_house_redis_up();
+}
+
+int br_ready(const char **why) {
+    if (g_br.stopping)
+        *why = "draining";
+    else if (!g_br.lws)
+        *why = "listener_down";
+    else if (!br_db_ready(g_br.db))
+        *why = "redis_unavailable";
+    else
+        return 1;
+    return 0;
 }
 
 static void node_down(br_db *db, int node) {
@@ -397,6 +546,8 @@ static void drained(void) {
     uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.sigint, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.sigterm, on_closed_handle);
+    uv_close((uv_handle_t *)&g_br.sighup, on_closed_handle);
+    br_admin_stop();
     /* From inside the loop: lws closes its handles, and finishes destroying the context
      * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
     if (g_br.lws)
@@ -506,6 +657,7 @@ static void on_tick(uv_timer_t *t) {
         refresh_time();
     refresh_lease();
     br_janitor_tick(now);
+    br_stats_tick(now);
 }
 
 int main(int argc, char **argv) {
@@ -530,6 +682,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     int rc = 1;
+    g_argc = argc;
+    g_argv = argv;
     if (configure(argc, argv) != 0)
         goto out_conf;
     unsigned seed;
@@ -544,7 +698,8 @@ int main(int argc, char **argv) {
     g_br.rl =
         gp_ratelimit_new((unsigned)g_br.cfg.auth_burst, (unsigned)g_br.cfg.auth_per_min, 4096);
     g_br.zc = gp_zctx_new(GP_ZSTD_LEVEL);
-    if (!g_br.rl || !g_br.zc) {
+    g_br.started_ms = uv_now(&loop);
+    if (!g_br.rl || !g_br.zc || br_stats_init() != 0) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
@@ -566,7 +721,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
-    if (br_tunnel_start() != 0 || br_udp_start() != 0)
+    if (br_tunnel_start() != 0 || br_udp_start() != 0 || br_admin_start() != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);
@@ -574,8 +729,10 @@ int main(int argc, char **argv) {
     uv_timer_init(&loop, &g_grace);
     uv_signal_init(&loop, &g_br.sigint);
     uv_signal_init(&loop, &g_br.sigterm);
+    uv_signal_init(&loop, &g_br.sighup);
     uv_signal_start(&g_br.sigint, on_signal, SIGINT);
     uv_signal_start(&g_br.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&g_br.sighup, on_sighup, SIGHUP);
     struct rlimit fds = {0, 0};
     getrlimit(RLIMIT_NOFILE, &fds);
     br_log(BR_LOG_INFO, "bridge_started",
@@ -587,6 +744,7 @@ int main(int argc, char **argv) {
     rc = 0;
     goto out;
 out_loop:
+    br_admin_stop();
     br_udp_stop();
     br_db_free(g_br.db);
     g_br.db = NULL;
@@ -602,6 +760,7 @@ out:
     br_udp_final();
     gp_ratelimit_free(g_br.rl);
     gp_zctx_free(g_br.zc);
+    br_stats_free();
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);
 out_conf:
     sodium_memzero(g_br.master_key, sizeof g_br.master_key);

@@ -46,9 +46,12 @@ static int key_index(const br_args *a) {
     static const struct {
         const char *name;
         int idx;
-    } t[] = {{"XADD", 1}, {"PEXPIRE", 1}, {"HGET", 1},   {"HSET", 1},   {"DEL", 1},
-             {"SET", 1},  {"GET", 1},     {"EXISTS", 1}, {"XRANGE", 1}, {"XLEN", 1},
-             {"XACK", 1}, {"XDEL", 1},    {"XGROUP", 2}, {"EXPIRE", 1}};
+    } t[] = {{"XADD", 1},   {"PEXPIRE", 1}, {"HGET", 1},          {"HSET", 1},
+             {"DEL", 1},    {"SET", 1},     {"GET", 1},           {"EXISTS", 1},
+             {"XRANGE", 1}, {"XLEN", 1},    {"XACK", 1},          {"XDEL", 1},
+             {"XGROUP", 2}, {"EXPIRE", 1},  {"HMGET", 1},         {"HGETALL", 1},
+             {"HDEL", 1},   {"SADD", 1},    {"SREM", 1},          {"SMEMBERS", 1},
+             {"LRANGE", 1}, {"ZADD", 1},    {"ZRANGEBYSCORE", 1}, {"ZREMRANGEBYSCORE", 1}};
     if (a->n < 1)
         return 0;
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)

@@ -17,27 +17,40 @@
 
 #define REPLY_MAXLEN "1000"
 
-/* KEYS: epoch, req. ARGV: epoch, group, entry id. Acknowledges the entry, whose reply Redis
- * has confirmed, and checks the fence: 0 when the house is someone else's now (the caller lets
- * it go). The entry is settled either way: its reply exists, so leaving it pending could only
- * make the new owner deliver it again and the producer get a second reply — which is what
- * happened when a draining bridge's last answers were acknowledged just after its house had
- * connected elsewhere. Fencing keeps a stale bridge from taking requests (the fenced read);
- * it has nothing to protect in an entry that is already answered. */
+/* The house's recent requests (bridge/ADMIN.md) are kept by the acknowledgement: same slot,
+ * no extra round trip. ARGV[4] is the entry's JSON line, ARGV[5] how many to keep (0: none).
+ * The list expires a week after the house's last request, so request streams of ids that
+ * were never registered (a producer's typo, answered 504 by the janitor) leave nothing. */
+#define RECENT_LUA                                                                                 \
+    "local keep = tonumber(ARGV[5])\n"                                                             \
+    "if keep > 0 then\n"                                                                           \
+    "  redis.call('LPUSH', KEYS[3], ARGV[4])\n"                                                    \
+    "  redis.call('LTRIM', KEYS[3], 0, keep - 1)\n"                                                \
+    "  redis.call('PEXPIRE', KEYS[3], 604800000)\n"                                                \
+    "end\n"
+
+/* KEYS: epoch, req, recent. ARGV: epoch, group, entry id, recent JSON, recent count.
+ * Acknowledges the entry, whose reply Redis has confirmed, and checks the fence: 0 when the
+ * house is someone else's now (the caller lets it go). The entry is settled either way: its
+ * reply exists, so leaving it pending could only make the new owner deliver it again and the
+ * producer get a second reply — which is what happened when a draining bridge's last answers
+ * were acknowledged just after its house had connected elsewhere. Fencing keeps a stale
+ * bridge from taking requests (the fenced read); it has nothing to protect in an entry that is
+ * already answered. */
 static br_script s_ack = {"local ok = redis.call('GET', KEYS[1]) == ARGV[1]\n"
                           "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
-                          "redis.call('XDEL', KEYS[2], ARGV[3])\n"
+                          "redis.call('XDEL', KEYS[2], ARGV[3])\n" RECENT_LUA
                           "return ok and 1 or 0\n",
                           ""};
 
-/* Janitor variant. KEYS: state, req. ARGV: expected holder ('' = nobody), group, entry id.
- * The group may not exist (the house never connected), hence pcall. */
+/* Janitor variant. KEYS: state, req, recent. ARGV: expected holder ('' = nobody), group,
+ * entry id, recent JSON, recent count. The group may not exist (the house never connected),
+ * hence pcall. */
 static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge')\n"
                                  "if b == false then b = '' end\n"
                                  "if b ~= ARGV[1] then return 0 end\n"
                                  "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
-                                 "redis.call('XDEL', KEYS[2], ARGV[3])\n"
-                                 "return 1\n",
+                                 "redis.call('XDEL', KEYS[2], ARGV[3])\n" RECENT_LUA "return 1\n",
                                  ""};
 
 void br_req_load_scripts(void) {
@@ -62,6 +75,10 @@ typedef struct br_reply {
     size_t keylen;
     char *frame_id, *headers, *error, *message;
     unsigned status;
+    /* for the metrics and the house's recent requests */
+    char *method, *path;
+    uint64_t fwd_ns, done_ns; /* uv_hrtime: forwarded (0: never), final reply issued */
+    uint64_t done_redis_ms;   /* Redis clock ms of the final reply */
 } br_reply;
 
 /* Replies written or being written whose entry is not yet acknowledged, by (house, entry id):
@@ -105,6 +122,8 @@ static void reply_unref(br_reply *rp) {
     free(rp->headers);
     free(rp->error);
     free(rp->message);
+    free(rp->method);
+    free(rp->path);
     free(rp);
 }
 
@@ -159,6 +178,18 @@ static br_reply *reply_new(const br_conn *c, const char *house, const char *reqk
     return rp;
 }
 
+/* At most this much of a path goes into the recent list (it is for people to read). */
+#define RECENT_PATH_MAX 200
+
+/* What the recent list says about the request: method, path, when it was forwarded. */
+static void reply_meta(br_reply *rp, gp_str method, gp_str path, uint64_t fwd_ns) {
+    free(rp->method);
+    free(rp->path);
+    rp->method = dupn(method.p, method.len);
+    rp->path = dupn(path.p, path.len < RECENT_PATH_MAX ? path.len : RECENT_PATH_MAX);
+    rp->fwd_ns = fwd_ns;
+}
+
 static void reply_set(br_reply *rp, unsigned status, const char *headers, gp_str error,
                       gp_str message) {
     rp->status = status;
@@ -184,20 +215,54 @@ static void on_ack(redisReply *rep, void *ud) {
     reply_unref(rp);
 }
 
+static json_t *json_bytes(gp_str s);
+
+static json_t *jstr(const char *s) {
+    return s ? json_bytes(gp_str_c(s)) : json_string("");
+}
+
+/* The entry of the house's recent list: {"ts_ms","id","method","path","status","ms","error"}
+ * (bridge/ADMIN.md). NULL when there is none to keep (no status: an entry that vanished). */
+static char *recent_json(const br_reply *rp) {
+    if (!rp->status || g_br.cfg.recent <= 0)
+        return NULL;
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "ts_ms", json_integer((json_int_t)rp->done_redis_ms));
+    json_object_set_new(o, "id", jstr(rp->frame_id));
+    json_object_set_new(o, "method", jstr(rp->method));
+    json_object_set_new(o, "path", jstr(rp->path));
+    json_object_set_new(o, "status", json_integer(rp->status));
+    json_object_set_new(
+        o, "ms", json_integer(rp->fwd_ns ? (json_int_t)((rp->done_ns - rp->fwd_ns) / 1000000) : 0));
+    json_object_set_new(o, "error", jstr(rp->error));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
 static void reply_ack(br_reply *rp) {
+    char recent[GP_KEY_MAX];
+    gp_key_recent(recent, g_br.cfg.prefix, rp->house);
+    char *line = recent_json(rp);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, rp->fencekey);
     br_args_str(&a, rp->reqkey);
+    br_args_str(&a, recent);
     if (rp->holder)
         br_args_str(&a, rp->holder);
     else
         br_args_u64(&a, rp->epoch);
     br_args_str(&a, GP_GROUP);
     br_args_str(&a, rp->entry_id);
+    br_args_str(&a, line ? line : "");
+    br_args_u64(&a, line ? (uint64_t)g_br.cfg.recent : 0);
     rp->refs++;
-    if (br_db_eval(g_br.db, rp->holder ? &s_ack_unheld : &s_ack, on_ack, rp, 2, &a) != 0)
+    if (br_db_eval(g_br.db, rp->holder ? &s_ack_unheld : &s_ack, on_ack, rp, 3, &a) != 0)
         reply_unref(rp);
+    free(line);
 }
 
 static void reply_done(br_reply *rp) {
@@ -229,6 +294,13 @@ static void on_xadd(redisReply *rep, void *ud) {
 
 /* Appends one entry (final or not) to the reply stream and refreshes its TTL. */
 static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final) {
+    if (final && !rp->final_sent) {
+        rp->done_ns = uv_hrtime();
+        rp->done_redis_ms = br_now_redis();
+        if (rp->status) /* 0: an entry that vanished, no reply */
+            br_stats_reply(rp->house, rp->holder ? 0 : rp->epoch, rp->status, rp->error != NULL,
+                           rp->fwd_ns);
+    }
     if (final)
         rp->final_sent = 1;
     if (!rp->key) {
@@ -275,15 +347,15 @@ static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final
     br_db_cmd(g_br.db, NULL, NULL, &a);
 }
 
-void br_reply_error(br_conn *c, const char *house, const char *reqkey, const char *entry_id,
-                    gp_str frame_id, gp_str reply_key, int has_reply, int status, const char *error,
-                    const char *message, const char *holder) {
-    br_reply *rp = reply_new(holder ? NULL : c, house, reqkey, entry_id, frame_id, reply_key,
-                             has_reply, holder);
+void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_entry *en,
+                    int status, const char *error, const char *message, const char *holder) {
+    br_reply *rp = reply_new(holder ? NULL : c, house, reqkey, en->entry_id, en->id, en->reply,
+                             en->has_reply, holder);
     br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s", house,
-           entry_id, br_q((const char *)frame_id.p, frame_id.len), status, error, br_qs(message));
+           en->entry_id, br_q((const char *)en->id.p, en->id.len), status, error, br_qs(message));
     if (!rp)
         return; /* out of memory: the entry stays pending and comes back */
+    reply_meta(rp, en->method, en->path, 0);
     reply_set(rp, (unsigned)status, "{}", gp_str_c(error), gp_str_c(message));
     reply_entry(rp, NULL, 0, 1);
     reply_unref(rp);
@@ -355,6 +427,8 @@ static void req_free(br_conn *c, br_req *r) {
     }
     free(r->frame_id);
     free(r->reply_key);
+    free(r->method);
+    free(r->path);
     free(r->content_type);
     free(r->body);
     free(r->headers_json);
@@ -400,9 +474,12 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     }
     r->deadline = en->deadline;
     r->body_len = en->body.len;
+    r->method = dupn(en->method.p, en->method.len);
+    r->path = dupn(en->path.p, en->path.len < RECENT_PATH_MAX ? en->path.len : RECENT_PATH_MAX);
     if (r->body_len)
         r->body = malloc(r->body_len);
-    if (!r->frame_id || (en->has_reply && !r->reply_key) || (r->body_len && !r->body))
+    if (!r->frame_id || (en->has_reply && !r->reply_key) || (r->body_len && !r->body) ||
+        !r->method || !r->path)
         goto fail;
     if (r->body_len)
         memcpy(r->body, en->body.p, r->body_len);
@@ -435,12 +512,13 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
         json_decref(h);
         free(r->frame_id);
         free(r->reply_key);
+        free(r->method);
+        free(r->path);
         free(r->body);
         free(r->content_type);
         free(r);
-        br_reply_error(c, c->house, c->reqkey, en->entry_id, en->id, en->reply, en->has_reply, 400,
-                       "bad_request", "method, path and headers exceed the 1 MiB frame limit",
-                       NULL);
+        br_reply_error(c, c->house, c->reqkey, en, 400, "bad_request",
+                       "method, path and headers exceed the 1 MiB frame limit", NULL);
         return;
     }
 
@@ -452,10 +530,12 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     c->inflight_bytes += r->body_len;
     if (!c->min_deadline || r->deadline < c->min_deadline)
         c->min_deadline = r->deadline;
+    r->fwd_ns = uv_hrtime();
     int sent = br_conn_send(c, &f); /* encodes (copies) the headers that h owns */
     json_decref(h);
     if (sent != 0)
         return; /* the conn is closing; its requests were freed */
+    gp_metric_inc(g_bm.forwarded, NULL);
     if (r->body_len)
         body_push(c, r);
     br_log(BR_LOG_DEBUG, "request_forwarded", "house=%s entry=%s id=%s stream=%u method=%s",
@@ -467,6 +547,8 @@ fail:
     if (r) {
         free(r->frame_id);
         free(r->reply_key);
+        free(r->method);
+        free(r->path);
         free(r->body);
         free(r->content_type);
         free(r);
@@ -497,15 +579,16 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
             continue;
         }
         if (en.status) {
-            br_reply_error(c, c->house, c->reqkey, en.entry_id, en.id, en.reply, en.has_reply,
-                           en.status, en.error, en.message, NULL);
+            br_reply_error(c, c->house, c->reqkey, &en, en.status, en.error, en.message, NULL);
             continue;
         }
         if (en.deadline <= now) {
-            br_reply_error(c, c->house, c->reqkey, en.entry_id, en.id, en.reply, en.has_reply, 504,
-                           "timeout", "deadline passed before the request was forwarded", NULL);
+            br_reply_error(c, c->house, c->reqkey, &en, 504, "timeout",
+                           "deadline passed before the request was forwarded", NULL);
             continue;
         }
+        if (pending) /* delivered before, never acknowledged: delivered again */
+            gp_metric_inc(g_bm.pending_claimed, NULL);
         forward(c, &en, now);
     }
 }
@@ -536,8 +619,10 @@ int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint
         if (z > 0) {
             f->flags |= GP_FLAG_ZSTD;
             f->u.body.data = (gp_str){scratch, (size_t)z};
+            br_stats_compressed(n, (size_t)z);
         }
     }
+    br_stats_bytes(c, 0, n);
     r->body_off += n;
     if (r->body_off == r->body_len) {
         f->flags |= GP_FLAG_FIN;
@@ -619,8 +704,10 @@ static br_reply *req_reply(br_conn *c, br_req *r) {
     if (!r->out) {
         r->out = reply_new(c, c->house, c->reqkey, r->entry_id, gp_str_c(r->frame_id),
                            gp_str_c(r->reply_key), r->reply_key != NULL, NULL);
-        if (r->out)
+        if (r->out) {
+            reply_meta(r->out, gp_str_c(r->method), gp_str_c(r->path), r->fwd_ns);
             reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error), gp_str_c(r->message));
+        }
     }
     return r->out;
 }
@@ -695,6 +782,8 @@ void br_req_frame(br_conn *c, const gp_frame *f) {
             return;
         }
         r->rlen += (size_t)m;
+        br_stats_compressed((size_t)m, d.len);
+        br_stats_bytes(c, 1, (size_t)m);
     } else if (d.len) {
         if (rbuf_reserve(r, d.len) != 0) {
             resp_error(c, "out_of_memory", f->stream);
@@ -702,6 +791,7 @@ void br_req_frame(br_conn *c, const gp_frame *f) {
         }
         memcpy(r->rbuf + r->rlen, d.p, d.len);
         r->rlen += d.len;
+        br_stats_bytes(c, 1, d.len);
     }
     /* Stream big responses to Redis as they come instead of holding them whole. */
     size_t chunk = (size_t)g_br.cfg.reply_chunk;

@@ -37,6 +37,18 @@ int gp_key_bridge(char *out, const char *p, const char *b) {
 int gp_key_janitor(char *out, const char *p) {
     return fmt(out, snprintf(out, GP_KEY_MAX, "%s:janitor", p));
 }
+int gp_key_recent(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:recent", p, h));
+}
+int gp_key_ctl(char *out, const char *p) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:ctl", p));
+}
+int gp_key_bstats(char *out, const char *p, const char *b) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bstats:%s", p, b));
+}
+int gp_key_bridges(char *out, const char *p) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bridges", p));
+}
 
 int gp_key_house_of_req(const char *key, size_t len, const char *prefix, char *out, size_t cap) {
     size_t plen = strlen(prefix);

@@ -11,6 +11,12 @@
  *   <p>:rep:<id>          STREAM reply (public contract), with a TTL
  *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
  *   <p>:janitor           STRING lock (PX): the bridge answering expired requests of unheld houses
+ * The live views (bridge/ADMIN.md):
+ *   <p>:{h}:recent        LIST  the house's last requests, newest first (JSON objects)
+ *   <p>:ctl               channel "disable <h>" / "remove <h>": the bridge holding h closes it
+ *   <p>:bstats:<bid>      HASH  a running bridge's stats, written every second (PEXPIRE 5 s)
+ *   <p>:bridges           ZSET  bridge ids scored by the ms of their last stats: which
+ *                               <p>:bstats:<bid> to read without a SCAN
  */
 #ifndef GP_RKEYS_H
 #define GP_RKEYS_H
@@ -32,6 +38,10 @@ int gp_key_epoch(char *out, const char *prefix, const char *house);
 int gp_key_reply(char *out, const char *prefix, const char *frame_id);
 int gp_key_bridge(char *out, const char *prefix, const char *bridge_id);
 int gp_key_janitor(char *out, const char *prefix);
+int gp_key_recent(char *out, const char *prefix, const char *house);
+int gp_key_ctl(char *out, const char *prefix);
+int gp_key_bstats(char *out, const char *prefix, const char *bridge_id);
+int gp_key_bridges(char *out, const char *prefix);
 
 /* The Redis Cluster hash slot of a key: CRC16/XMODEM of the key, or of its {hash tag}. */
 unsigned gp_key_slot(const char *key, size_t len);

@@ -38,8 +38,8 @@ static void ws_close(br_conn *c) {
     lws_callback_on_writable(wsi_of(c));
 }
 
-static const br_transport TP_WS = {"ws", ws_kick, ws_close};
-static const br_transport TP_WSS = {"wss", ws_kick, ws_close};
+static const br_transport TP_WS = {"ws", ws_kick, ws_close, NULL};
+static const br_transport TP_WSS = {"wss", ws_kick, ws_close, NULL};
 
 static void protocol_error(br_conn *c, const char *why, const char *detail) {
     br_conn_protocol_error(c, why, detail);
@@ -62,8 +62,13 @@ static void on_secret(redisReply *rep, void *ud) {
         return;
     }
     c->secret_known = 0;
-    if (rep->type == REDIS_REPLY_STRING) {
-        gp_str stored = {(const uint8_t *)rep->str, rep->len};
+    /* HMGET secret disabled */
+    const redisReply *sec =
+        rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 ? rep->element[0] : NULL;
+    const redisReply *dis = sec ? rep->element[1] : NULL;
+    c->disabled = dis && dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
+    if (sec && sec->type == REDIS_REPLY_STRING) {
+        gp_str stored = {(const uint8_t *)sec->str, sec->len};
         int rc = gp_secret_open(g_br.has_master ? g_br.master_key : NULL, id, stored, c->secret);
         if (rc == 0)
             c->secret_known = 1;
@@ -105,6 +110,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     if (!gp_house_id_valid(id)) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
         gp_ratelimit_fail(g_br.rl, addr, br_now());
+        gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
                br_q((const char *)id.p, id.len));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
@@ -118,9 +124,10 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     gp_key_house(key, g_br.cfg.prefix, c->house);
     br_args a;
     br_args_init(&a);
-    br_args_str(&a, "HGET");
+    br_args_str(&a, "HMGET");
     br_args_str(&a, key);
     br_args_str(&a, "secret");
+    br_args_str(&a, "disabled");
     c->state = BR_CS_LOOKUP;
     br_conn_ref(c);
     if (br_db_cmd(g_br.db, on_secret, c, &a) != 0)
@@ -134,9 +141,17 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
         gp_ratelimit_fail(g_br.rl, gp_str_c(c->addr), br_now());
+        gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
                c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
+        return;
+    }
+    if (c->disabled) {
+        /* The house proved who it is, so telling it why is safe; not a failed attempt. */
+        br_log(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
+               c->addr, c->house, c->tp->name);
+        br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
         return;
     }
     c->state = BR_CS_CLAIMING;

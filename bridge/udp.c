@@ -48,6 +48,7 @@ static struct {
     gp_sess_server *srv;
     br_peer *table[PEER_BUCKETS];
     unsigned npeers, pending;
+    uint64_t retx_gone, fec_gone; /* counters of sessions already freed (for the metrics) */
     uint8_t rx[65536];
     uint8_t tx[MTU + 64];
     uint8_t zbuf[GP_BODY_CHUNK];
@@ -116,6 +117,10 @@ static void peer_free(br_peer *p, const char *why) {
     if (*pp)
         *pp = p->hnext;
     U.npeers--;
+    gp_rudp_stats st;
+    gp_rudp_stats_get(p->ru, &st);
+    U.retx_gone += st.rel.retransmits;
+    U.fec_gone += st.rel.fec_repaired;
     uv_timer_stop(&p->timer);
     br_conn *c = p->c;
     p->c = NULL;
@@ -219,7 +224,47 @@ static void rudp_close(br_conn *c) {
     pump(p); /* the GOAWAY, if any */
 }
 
-static const br_transport TP_RUDP = {"rudp", rudp_kick, rudp_close};
+static void link_stats(const gp_rudp *ru, br_link_stats *out) {
+    gp_rudp_stats st;
+    gp_rudp_stats_get(ru, &st);
+    out->rtt_ms = (double)st.rel.srtt_ns / 1e6;
+    out->loss =
+        st.rel.loss_rate_tx > st.rel.loss_rate_rx ? st.rel.loss_rate_tx : st.rel.loss_rate_rx;
+    out->retransmits = st.rel.retransmits;
+    out->fec_repaired = st.rel.fec_repaired;
+}
+
+static void rudp_stats(const br_conn *c, br_link_stats *out) {
+    const br_peer *p = c->tpd;
+    memset(out, 0, sizeof *out);
+    if (p)
+        link_stats(p->ru, out);
+}
+
+static const br_transport TP_RUDP = {"rudp", rudp_kick, rudp_close, rudp_stats};
+
+void br_udp_metrics(double *rtt_ms_mean, double *loss_mean, uint64_t *retransmits,
+                    uint64_t *fec_repaired) {
+    double rtt = 0, loss = 0;
+    uint64_t retx = U.retx_gone, fec = U.fec_gone;
+    unsigned n = 0;
+    for (unsigned b = 0; U.on && b < PEER_BUCKETS; b++)
+        for (const br_peer *p = U.table[b]; p; p = p->hnext) {
+            br_link_stats ls;
+            link_stats(p->ru, &ls);
+            retx += ls.retransmits;
+            fec += ls.fec_repaired;
+            if (!p->c || p->c->state != BR_CS_LIVE)
+                continue;
+            rtt += ls.rtt_ms;
+            loss += ls.loss;
+            n++;
+        }
+    *rtt_ms_mean = n ? rtt / n : 0;
+    *loss_mean = n ? loss / n : 0;
+    *retransmits = retx;
+    *fec_repaired = fec;
+}
 
 /* --- datagrams in --------------------------------------------------------------------------- */
 
@@ -304,9 +349,11 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
         pump(p);
 }
 
-/* KEYS: house hash, rudp_ts. The stored secret and the last accepted initiation time. */
+/* KEYS: house hash, rudp_ts. The stored secret, the last accepted initiation time, and
+ * whether the house is disabled. */
 static br_script s_lookup = {"return {redis.call('HGET', KEYS[1], 'secret'),\n"
-                             "        redis.call('GET', KEYS[2])}\n",
+                             "        redis.call('GET', KEYS[2]),\n"
+                             "        redis.call('HGET', KEYS[1], 'disabled')}\n",
                              ""};
 
 /* KEYS: rudp_ts. ARGV: timestamp. Only ever moves forward. */
@@ -328,6 +375,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
         gp_ratelimit_fail(g_br.rl, gp_str_c(host), br_now());
+        gp_metric_inc(g_bm.auth_failures, "rudp");
         br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s", host,
                lk->house, psk ? "bad_proof_or_replay" : "unknown_house");
         return;
@@ -372,7 +420,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
 static void on_lookup(redisReply *rep, void *ud) {
     lookup *lk = ud;
     U.pending--;
-    if (!U.on || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+    if (!U.on || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
         /* Redis is away: no answer; the house retransmits its initiation. */
         gp_sess_hs_free(lk->hs);
         free(lk);
@@ -381,6 +429,18 @@ static void on_lookup(redisReply *rep, void *ud) {
     uint8_t psk[GP_SECRET_LEN];
     int known = 0;
     const redisReply *sec = rep->element[0], *ts = rep->element[1];
+    const redisReply *dis = rep->elements > 2 ? rep->element[2] : NULL;
+    if (dis && dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1') {
+        /* Disabled (bridge/ADMIN.md): silence, as rudp has no GOAWAY before a session, and
+         * not a failed attempt. The house's initiations are not even verified. */
+        char host[80];
+        addr_host(&lk->addr, host, sizeof host);
+        br_log(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=rudp reason=disabled", host,
+               lk->house);
+        gp_sess_hs_free(lk->hs);
+        free(lk);
+        return;
+    }
     if (sec->type == REDIS_REPLY_STRING) {
         int rc = gp_secret_open(g_br.has_master ? g_br.master_key : NULL, gp_str_c(lk->house),
                                 (gp_str){(const uint8_t *)sec->str, sec->len}, psk);

@@ -36,6 +36,8 @@ typedef struct hs_config {
     long long rudp_jitter_ms, rudp_probe_ms;
     int state_sync;
     int help;
+    long long admin_listen; /* -1: off */
+    char *admin_bind;
     /* Repeatable options. `layer` says which source (file, env, flags) is being applied, so
      * that a later source replaces a list instead of appending to it. */
     int layer;
@@ -53,6 +55,8 @@ typedef struct hs_globals {
     uint8_t secret[GP_SECRET_LEN];
     uint8_t bridge_key[32]; /* rudp: the bridges' static public key */
     int stopping;
+    int argc; /* as given: SIGHUP reads the configuration again the same way */
+    char **argv;
 } hs_globals;
 
 extern hs_globals g_hs;
@@ -110,6 +114,7 @@ int hs_tunnel_congested(void);
 /* --- tunnel (tunnel.c) ------------------------------------------------------------------ */
 
 int hs_tunnel_start(void);  /* creates the lws context and dials; 0 or -1 */
+int hs_tunnel_live(void);   /* 1 while connected to a bridge (WELCOME received) */
 void hs_tunnel_stop(void);  /* closes the connection, stops timers, destroys the context */
 void hs_tunnel_final(void); /* after the loop has run dry: completes lws teardown */
 
@@ -125,6 +130,9 @@ void hs_udp_flush_now(void);
                                                               hs_tunnel_udp_gone */
 void hs_udp_stop(void);                   /* shutdown: everything goes, no callbacks */
 void hs_udp_stats(char *out, size_t cap); /* "srtt_ms=... loss_tx=..." of the session, or "" */
+/* For the metrics: the session's smoothed RTT and loss (worse direction, 0..1; both 0 when
+ * there is none) and retransmits / FEC repairs over every session since start. */
+void hs_udp_metrics(double *rtt_ms, double *loss, uint64_t *retransmits, uint64_t *fec_repaired);
 
 /* tunnel.c, for udp.c */
 struct gp_rudp;
@@ -134,6 +142,26 @@ void hs_tunnel_udp_frame(const uint8_t *m, size_t n); /* one message: one frame 
 void hs_tunnel_udp_gone(const char *why);             /* the session is over */
 void hs_tunnel_probe_result(int ok);                  /* UDP to the preferred bridge works */
 void hs_tunnel_fill(struct gp_rudp *ru);              /* moves queued frames into the engine */
+
+/* --- admin port and metrics (admin.c) --------------------------------------------------- */
+
+/* The metrics of bridge/ADMIN.md for the house (gp_house_*). */
+struct gp_metric;
+typedef struct hs_metrics {
+    struct gp_metrics *reg;
+    struct gp_metric *connected, *connects, *requests, *duration, *upstream_errors, *bytes,
+        *cache_entries, *cache_bytes, *rudp_rtt, *rudp_loss, *rudp_retx, *rudp_fec;
+} hs_metrics;
+extern hs_metrics g_hm;
+
+int hs_admin_init(void);   /* the metrics; 0 or -1 (out of memory) */
+int hs_admin_start(void);  /* listens on --admin-listen unless -1; 0 or -1 */
+void hs_admin_stop(void);  /* closes the port (from the loop) */
+void hs_admin_final(void); /* after the loop: frees the metrics */
+/* A request's log line was written: counts it (outcome's first word), its duration since
+ * start_ns (uv_hrtime), body bytes from the bridge and to it. */
+void hs_metrics_request(const char *outcome, uint64_t start_ns, size_t from_bridge,
+                        uint64_t to_bridge);
 
 /* --- upstream (upstream.c) -------------------------------------------------------------- */
 

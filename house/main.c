@@ -16,7 +16,7 @@
 
 hs_globals g_hs;
 
-static uv_signal_t g_sigint, g_sigterm;
+static uv_signal_t g_sigint, g_sigterm, g_sighup;
 
 uint64_t hs_now_ms(void) {
     return uv_hrtime() / 1000000u;
@@ -187,16 +187,17 @@ static const gp_conf_opt opts[] = {
     {"service", GP_CONF_FN, 0, 0, 0, NULL, set_service,
      "named upstream NAME=URL; repeat for more. Nothing else is ever reachable"},
     {"max-body", GP_CONF_INT, OFF(max_body), 0, 1LL << 32, "8388608", NULL,
-     "largest request body in bytes (larger: 413 too_large)"},
+     "largest request body in bytes (larger: 413 too_large) [SIGHUP]"},
     {"max-response", GP_CONF_INT, OFF(max_response), 0, 1LL << 40, "67108864", NULL,
-     "largest upstream response body in bytes (larger: 413 too_large)"},
+     "largest upstream response body in bytes (larger: 413 too_large) [SIGHUP]"},
     {"max-conns", GP_CONF_INT, OFF(max_conns), 1, 10000, "64", NULL,
      "upstream connections per host; more requests queue"},
     {"ca-file", GP_CONF_STR, OFF(ca_file), 0, 0, NULL, NULL,
      "CA certificate (PEM) to verify the bridge with, for a private CA"},
     {"insecure", GP_CONF_BOOL, OFF(insecure), 0, 1, "0", NULL,
      "do not verify the bridge's TLS certificate (testing only)"},
-    {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL, "error, warn, info or debug"},
+    {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
+     "error, warn, info or debug [SIGHUP]"},
     {"state-dir", GP_CONF_STR, OFF(state_dir), 0, 0, NULL, NULL,
      "directory for DIR/<id>.journal, which remembers calls and responses across restarts of "
      "the house (kill -9, OOM, reboot) so that none runs twice; empty (default): no journal, "
@@ -211,9 +212,17 @@ static const gp_conf_opt opts[] = {
      "hold each rudp datagram 0..N ms before it leaves (hides timing; RTT unaffected)"},
     {"rudp-probe-ms", GP_CONF_INT, OFF(rudp_probe_ms), 100, 3600000, "30000", NULL,
      "on wss while a rudp:// bridge comes first: try UDP again this often (doubling to 5 min)"},
+    {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
+     "admin port: /healthz, /readyz, /metrics (-1: off; 0: any free port, logged in "
+     "event=listening transport=admin)"},
+    {"admin-bind", GP_CONF_STR, OFF(admin_bind), 0, 0, "127.0.0.1", NULL,
+     "address of the admin port (plain HTTP: keep it on localhost)"},
     {"help", GP_CONF_BOOL, OFF(help), 0, 1, "0", NULL, "print this help"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
+
+/* What SIGHUP may change in a running house (marked [SIGHUP] in --help). */
+static const char *const reloadable[] = {"log-level", "max-body", "max-response", NULL};
 
 static void print_line(void *ud, const char *line) {
     (void)ud;
@@ -223,7 +232,9 @@ static void print_line(void *ud, const char *line) {
 static void usage(void) {
     printf("usage: ghostport-house [options]\n"
            "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n"
-           "options (each also as environment variable GP_<NAME> and config file line):\n");
+           "options (each also as environment variable GP_<NAME> and config file line;\n"
+           "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
+           "SIGHUP, the others need a restart):\n");
     gp_conf_usage(opts, print_line, NULL);
 }
 
@@ -252,8 +263,7 @@ static char *read_file(const char *path, size_t max, size_t *len, char *err, siz
 
 /* Defaults < config file < environment < flags. The file's name itself may come from a flag
  * or GP_CONFIG, so it is looked up first. */
-static int load_config(int argc, char **argv, char *err, size_t errlen) {
-    hs_config *c = &g_hs.cfg;
+static int load_config(hs_config *c, int argc, char **argv, char *err, size_t errlen) {
     if (gp_conf_defaults(opts, c, err, errlen) != 0)
         return -1;
     const char *file = getenv("GP_CONFIG");
@@ -393,11 +403,107 @@ static int validate_config(char *err, size_t errlen) {
     return 0;
 }
 
+static void free_config(hs_config *c) {
+    gp_conf_clear(opts, c);
+    free_bridges(c);
+    free_services(c);
+}
+
 static void clear_config(void) {
-    gp_conf_clear(opts, &g_hs.cfg);
-    free_bridges(&g_hs.cfg);
-    free_services(&g_hs.cfg);
+    free_config(&g_hs.cfg);
     sodium_memzero(g_hs.secret, sizeof g_hs.secret);
+}
+
+/* --- SIGHUP ------------------------------------------------------------------------------ */
+
+static int is_reloadable(const char *name) {
+    for (size_t i = 0; reloadable[i]; i++)
+        if (strcmp(reloadable[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void append(char *list, size_t cap, const char *name) {
+    size_t n = strlen(list);
+    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+}
+
+static int lists_differ(const hs_config *a, const hs_config *b) {
+    if (a->nbridges != b->nbridges || a->nservices != b->nservices)
+        return 1;
+    for (size_t i = 0; i < a->nbridges; i++)
+        if (strcmp(a->bridges[i], b->bridges[i]) != 0)
+            return 1;
+    for (size_t i = 0; i < a->nservices; i++)
+        if (strcmp(a->services[i].name, b->services[i].name) != 0 ||
+            strcmp(a->services[i].url, b->services[i].url) != 0)
+            return 1;
+    return 0;
+}
+
+/* Reads the configuration again as at start and applies what is safe in a running house
+ * (the [SIGHUP] options); a file that does not parse changes nothing. */
+static void reload(void) {
+    hs_config next;
+    memset(&next, 0, sizeof next);
+    char err[512] = "";
+    if (load_config(&next, g_hs.argc, g_hs.argv, err, sizeof err) != 0 ||
+        hs_log_parse_level(next.log_level) < 0) {
+        if (!err[0])
+            snprintf(err, sizeof err, "log-level: \"%s\" is not error, warn, info or debug",
+                     next.log_level);
+        hs_log(HS_LOG_WARN, "config_reload_failed", "house=%s err=%s kept=old", g_hs.cfg.id,
+               hs_qs(err));
+        free_config(&next);
+        return;
+    }
+    char changed[256] = "", restart[512] = "";
+    hs_config *cur = &g_hs.cfg;
+    for (const gp_conf_opt *o = opts; o->name; o++) {
+        const char *pa = (const char *)cur + o->offset, *pb = (const char *)&next + o->offset;
+        int differs = 0;
+        if (o->type == GP_CONF_STR) {
+            const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+            size_t la = sa ? strlen(sa) : 0, lb = sb ? strlen(sb) : 0;
+            if (strcmp(o->name, "upstream") == 0) /* kept without its trailing '/' */
+                while (lb && sb[lb - 1] == '/')
+                    lb--;
+            differs = la != lb || (la && memcmp(sa, sb, la) != 0);
+        } else if (o->type == GP_CONF_INT) {
+            differs = *(const long long *)pa != *(const long long *)pb;
+        } else if (o->type == GP_CONF_BOOL) {
+            differs = *(const int *)pa != *(const int *)pb;
+        }
+        /* The secret is wiped once read: not comparable. */
+        if (!differs || !strcmp(o->name, "config") || !strcmp(o->name, "secret") ||
+            !strcmp(o->name, "help"))
+            continue;
+        if (!is_reloadable(o->name)) {
+            append(restart, sizeof restart, o->name);
+            continue;
+        }
+        append(changed, sizeof changed, o->name);
+        if (o->type == GP_CONF_STR) {
+            char **dst = (char **)((char *)cur + o->offset);
+            char **src = (char **)((char *)&next + o->offset);
+            char *t = *dst;
+            *dst = *src;
+            *src = t;
+        } else if (o->type == GP_CONF_INT) {
+            *(long long *)((char *)cur + o->offset) = *(long long *)pb;
+        }
+    }
+    if (lists_differ(cur, &next))
+        append(restart, sizeof restart, "bridge/service");
+    free_config(&next);
+    hs_log_set_level(hs_log_parse_level(cur->log_level));
+    hs_log(HS_LOG_INFO, "config_reloaded", "house=%s changed=%s%s%s", cur->id,
+           changed[0] ? changed : "none", restart[0] ? " restart_needed=" : "", restart);
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+    (void)h, (void)signum;
+    reload();
 }
 
 /* --- signals and shutdown ---------------------------------------------------------------- */
@@ -410,8 +516,10 @@ static void on_signal(uv_signal_t *h, int signum) {
     hs_log(HS_LOG_INFO, "shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
     hs_tunnel_stop();
     hs_upstream_stop();
+    hs_admin_stop();
     uv_close((uv_handle_t *)&g_sigint, NULL);
     uv_close((uv_handle_t *)&g_sigterm, NULL);
+    uv_close((uv_handle_t *)&g_sighup, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -421,7 +529,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-house: libsodium initialisation failed\n");
         return 1;
     }
-    if (load_config(argc, argv, err, sizeof err) != 0 ||
+    g_hs.argc = argc;
+    g_hs.argv = argv;
+    if (load_config(&g_hs.cfg, argc, argv, err, sizeof err) != 0 ||
         (!g_hs.cfg.help && validate_config(err, sizeof err) != 0)) {
         fprintf(stderr, "ghostport-house: %s\n(see --help)\n", err);
         goto out_conf;
@@ -448,18 +558,23 @@ int main(int argc, char **argv) {
     g_hs.loop = &loop;
     uv_signal_init(&loop, &g_sigint);
     uv_signal_init(&loop, &g_sigterm);
+    uv_signal_init(&loop, &g_sighup);
     uv_signal_start(&g_sigint, on_signal, SIGINT);
     uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+    uv_signal_start(&g_sighup, on_sighup, SIGHUP);
 
     hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.cfg.id,
            g_hs.cfg.nbridges, hs_qs(g_hs.cfg.upstream), g_hs.cfg.nservices);
     rc = 1;
-    if (hs_upstream_init() != 0 || hs_tunnel_start() != 0) {
+    if (hs_admin_init() != 0 || hs_upstream_init() != 0 || hs_tunnel_start() != 0 ||
+        hs_admin_start() != 0) {
         g_hs.stopping = 1;
         hs_tunnel_stop();
         hs_upstream_stop();
+        hs_admin_stop();
         uv_close((uv_handle_t *)&g_sigint, NULL);
         uv_close((uv_handle_t *)&g_sigterm, NULL);
+        uv_close((uv_handle_t *)&g_sighup, NULL);
     } else {
         rc = 0;
     }
@@ -468,6 +583,7 @@ int main(int argc, char **argv) {
     hs_tunnel_final();
     hs_upstream_final();
     uv_run(&loop, UV_RUN_DEFAULT);
+    hs_admin_final();
     if (uv_loop_close(&loop) != 0)
         hs_log(HS_LOG_WARN, "loop_not_empty", NULL);
     curl_global_cleanup();

@@ -9,6 +9,7 @@
  * taking control frames first and then one frame from each stream in turn, so a 5 MiB
  * response never holds up a small one. Above HIGH_WATER queued bytes upstream.c pauses its
  * transfers; below LOW_WATER they resume. */
+#include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
 #include "rudp.h"
@@ -51,6 +52,7 @@ struct hs_stream {
     int resp_fin;   /* the last response frame is queued */
     hs_xfer *up;
     uint64_t start_ms;
+    uint64_t start_ns; /* uv_hrtime, for the duration histogram */
     uint16_t status;
     const char *error; /* static string for the log line */
     uint64_t resp_bytes;
@@ -179,6 +181,11 @@ static void log_request(const hs_stream *s, const char *outcome) {
            hs_qs(r->frame_id), s->id, hs_qs(r->method), hs_qs(r->path), hs_qs(r->service),
            s->status, s->error ? s->error : "", outcome, (unsigned long long)s->resp_bytes,
            (unsigned long long)(hs_now_ms() - s->start_ms));
+    hs_metrics_request(outcome, s->start_ns, r->body_len, s->resp_bytes);
+}
+
+int hs_tunnel_live(void) {
+    return T.state == CS_LIVE;
 }
 
 static void resolve_joined(hs_stream *d);
@@ -887,6 +894,7 @@ static void on_welcome(const gp_frame *f) {
     T.requests = 0;
     tick_start();
     probe_start();
+    gp_metric_inc(g_hm.connects, T.udp ? "rudp" : strncmp(T.url, "wss://", 6) == 0 ? "wss" : "ws");
     hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
            g_hs.cfg.id, hs_qs(T.url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
            (unsigned long long)T.epoch, T.ping_iv);
@@ -912,7 +920,8 @@ static void on_goaway(const gp_frame *f) {
         maybe_finish_drain();
         return;
     case GP_GOAWAY_AUTH:
-        hs_log(HS_LOG_ERROR, "auth_rejected", "house=%s bridge=%s msg=%s", g_hs.cfg.id,
+        /* Wrong secret, or the house is disabled or removed (msg says which). */
+        hs_log(HS_LOG_ERROR, "auth_rejected", "code=auth house=%s bridge=%s msg=%s", g_hs.cfg.id,
                hs_qs(T.url), msg);
         conn_close("auth_rejected", BK_LONG);
         return;
@@ -1050,6 +1059,7 @@ static void on_req_head(const gp_frame *f) {
     }
     s->id = f->stream;
     s->start_ms = hs_now_ms();
+    s->start_ns = uv_hrtime();
     s->hnext = T.buckets[s->id % NBUCKETS];
     T.buckets[s->id % NBUCKETS] = s;
     T.nstreams++;

@@ -40,6 +40,7 @@ typedef struct upath {
 } upath;
 
 static upath g_conn = {.probe = 0}, g_probe = {.probe = 1};
+static uint64_t g_retx_gone, g_fec_gone; /* of sessions already over (metrics) */
 static uint8_t g_rx[65536], g_tx[MTU + 64];
 static uint64_t g_last_wall;
 static int g_timers;
@@ -78,6 +79,12 @@ static void path_reset(upath *u) {
     if (g_timers) {
         uv_timer_stop(&u->timer);
         uv_timer_stop(&u->kick);
+    }
+    if (u->ru && !u->probe) {
+        gp_rudp_stats st;
+        gp_rudp_stats_get(u->ru, &st);
+        g_retx_gone += st.rel.retransmits;
+        g_fec_gone += st.rel.fec_repaired;
     }
     gp_sess_free(u->hs);
     gp_rudp_free(u->ru);
@@ -358,6 +365,20 @@ void hs_udp_stop(void) {
         }
         g_timers = 0;
     }
+}
+
+void hs_udp_metrics(double *rtt_ms, double *loss, uint64_t *retransmits, uint64_t *fec_repaired) {
+    *rtt_ms = *loss = 0;
+    *retransmits = g_retx_gone;
+    *fec_repaired = g_fec_gone;
+    if (!g_conn.ru)
+        return;
+    gp_rudp_stats st;
+    gp_rudp_stats_get(g_conn.ru, &st);
+    *rtt_ms = (double)st.rel.srtt_ns / 1e6;
+    *loss = st.rel.loss_rate_tx > st.rel.loss_rate_rx ? st.rel.loss_rate_tx : st.rel.loss_rate_rx;
+    *retransmits += st.rel.retransmits;
+    *fec_repaired += st.rel.fec_repaired;
 }
 
 void hs_udp_stats(char *out, size_t cap) {

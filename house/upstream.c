@@ -11,6 +11,7 @@
  * then RESP_BODY chunks of GP_BODY_CHUNK, the last with FIN. When a transfer fails after its
  * head went out the status can no longer change: the stream is then closed with an empty
  * RESP_BODY FIN (the body is short) and event=response_truncated is logged. */
+#include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
 
@@ -416,6 +417,8 @@ static void answer_error(hs_xfer *x, uint16_t status, const char *error, const c
 static void finish(hs_xfer *x, CURLcode rc) {
     hs_stream *s = x->s;
     const char *outcome = "ok";
+    if (rc != CURLE_OK)
+        gp_metric_inc(g_hm.upstream_errors, NULL);
     char msg[CURL_ERROR_SIZE + 64];
     const char *detail = x->err[0] ? x->err : curl_easy_strerror(rc);
     if (rc == CURLE_OK) {

@@ -29,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1090,6 +1091,55 @@ int h_http_get(int port, const char *path, char **body) {
     char *b = strstr(resp, "\r\n\r\n");
     if (body)
         *body = strdup(b ? b + 4 : "");
+    free(resp);
+    return status;
+}
+
+int h_http(int port, const char *method, const char *path, const char *hdrs, const void *body,
+           size_t blen, char **resp_body, char **headers) {
+    if (resp_body)
+        *resp_body = NULL;
+    if (headers)
+        *headers = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct timeval tv = {10, 0}; /* bounded: a server that never answers fails the call */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char head[4096];
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s", method, path,
+                     hdrs ? hdrs : "", "Connection: close\r\n");
+    if (body)
+        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", blen);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    /* The server may answer (413) and close before reading a large body: not an error. */
+    if (write_all(fd, head, (size_t)n) != 0 ||
+        (body && blen && write_all(fd, body, blen) != 0 && errno != EPIPE && errno != ECONNRESET)) {
+        close(fd);
+        return -1;
+    }
+    size_t len;
+    char *resp = drain_fd(fd, &len);
+    close(fd);
+    if (!resp)
+        return -1;
+    int status = -1;
+    if (strncmp(resp, "HTTP/1.", 7) == 0)
+        status = atoi(resp + 9);
+    char *b = strstr(resp, "\r\n\r\n");
+    if (resp_body)
+        *resp_body = strdup(b ? b + 4 : "");
+    if (headers) {
+        if (b)
+            *b = '\0';
+        *headers = strdup(resp);
+    }
     free(resp);
     return status;
 }

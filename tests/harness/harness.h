@@ -141,6 +141,13 @@ const char *h_reply_header(const h_reply *r, const char *name);
 /* A plain HTTP/1.0 GET to 127.0.0.1:port (for asking the upstream directly). Returns the
  * status and the body in a malloc'd *body (may be NULL), or -1. */
 int h_http_get(int port, const char *path, char **body);
+/* One HTTP/1.1 request to 127.0.0.1:port (Connection: close): method, path, extra header
+ * lines (each "Name: value\r\n", or NULL), a body (Content-Length is sent when body is not
+ * NULL). Returns the status and the response body in a malloc'd *body (may be NULL), or -1
+ * (connection failed, or no answer within 10 s). The response headers go to *headers when
+ * it is not NULL (malloc'd). */
+int h_http(int port, const char *method, const char *path, const char *hdrs, const void *body,
+           size_t blen, char **resp_body, char **headers);
 
 /* --- data helpers ----------------------------------------------------------------------- */
 void h_sha256_hex(const void *p, size_t len, char out[65]);

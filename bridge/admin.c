@@ -1,0 +1,173 @@
+/* admin.c — the bridge's admin port (bridge/ADMIN.md): /healthz, /readyz, /metrics, the
+ * dashboard's static files, and the JSON API under /api/ (api.c), on admin_http.c's server.
+ * I/O side. The admin token is kept only as a hash and compared in constant time. */
+#include "admin_http.h"
+#include "bridge.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The dashboard's files, generated from bridge/web/ (scripts/embed-web.py). Until that file
+ * is linked in, this fallback answers "no such file". */
+__attribute__((weak)) const uint8_t *br_web_asset(const char *path, size_t *len,
+                                                  const char **content_type) {
+    (void)path, (void)len, (void)content_type;
+    return NULL;
+}
+
+/* --- token ------------------------------------------------------------------------------ */
+
+#define TOKEN_MAX 4096
+
+static void token_hash(const char *t, size_t n, uint8_t out[32]) {
+    crypto_generichash(out, 32, (const unsigned char *)t, n, NULL, 0);
+}
+
+int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *err,
+                        size_t errlen) {
+    *has = 0;
+    memset(hash, 0, 32);
+    if (cfg->admin_token_file && *cfg->admin_token_file) {
+        FILE *f = fopen(cfg->admin_token_file, "rb");
+        if (!f) {
+            snprintf(err, errlen, "admin-token-file: %s: %s", cfg->admin_token_file,
+                     strerror(errno));
+            return -1;
+        }
+        char buf[TOKEN_MAX + 1];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        /* One line; surrounding whitespace (a trailing newline) is not part of it. */
+        size_t a = 0;
+        while (a < n && strchr(" \t\r\n", buf[a]))
+            a++;
+        while (n > a && strchr(" \t\r\n", buf[n - 1]))
+            n--;
+        if (n == a || n - a > TOKEN_MAX - 1) {
+            sodium_memzero(buf, sizeof buf);
+            snprintf(err, errlen, "admin-token-file: %s must hold one token of 1-%d bytes",
+                     cfg->admin_token_file, TOKEN_MAX - 1);
+            return -1;
+        }
+        token_hash(buf + a, n - a, hash);
+        sodium_memzero(buf, sizeof buf);
+        *has = 1;
+        return 0;
+    }
+    if (cfg->admin_token && *cfg->admin_token) {
+        token_hash(cfg->admin_token, strlen(cfg->admin_token), hash);
+        *has = 1;
+    }
+    return 0;
+}
+
+int br_admin_token_ok(const char *token, size_t len) {
+    if (!g_br.has_admin_token)
+        return 0;
+    uint8_t h[32];
+    token_hash(token, len, h);
+    /* Hashes of equal length: the comparison's time says nothing about the token. */
+    int ok = sodium_memcmp(h, g_br.admin_token_hash, sizeof h) == 0;
+    sodium_memzero(h, sizeof h);
+    return ok;
+}
+
+/* --- plain routes ----------------------------------------------------------------------- */
+
+static int get_or_head(gp_admin_call *call, const gp_http_request *req) {
+    if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
+        return 1;
+    static const char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
+    gp_admin_reply(call, 405, "application/json", "Allow: GET, HEAD\r\n", body, sizeof body - 1);
+    return 0;
+}
+
+static void on_healthz(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)ud;
+    if (get_or_head(call, req))
+        gp_admin_reply(call, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
+}
+
+static void on_readyz(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)ud;
+    if (!get_or_head(call, req))
+        return;
+    const char *why = NULL;
+    if (br_ready(&why)) {
+        gp_admin_reply(call, 200, "text/plain; charset=utf-8", NULL, "ready\n", 6);
+        return;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"ready\":false,\"reason\":\"%s\"}", why);
+    gp_admin_reply(call, 503, "application/json", NULL, body, (size_t)n);
+}
+
+static void on_metrics(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)ud;
+    if (!get_or_head(call, req))
+        return;
+    size_t len;
+    char *text = br_stats_render(&len);
+    if (!text) {
+        gp_admin_reply_error(call, 503, "unavailable", "out of memory");
+        return;
+    }
+    gp_admin_reply(call, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
+    free(text);
+}
+
+static void on_asset(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)ud;
+    if (!get_or_head(call, req))
+        return;
+    const char *name = strcmp(req->path, "/") == 0 ? "index.html" : req->path + strlen("/assets/");
+    size_t len = 0;
+    const char *ctype = NULL;
+    const uint8_t *p = strchr(name, '/') ? NULL : br_web_asset(name, &len, &ctype);
+    if (!p) {
+        gp_admin_reply_error(call, 404, "not_found", "no such file");
+        return;
+    }
+    gp_admin_reply(call, 200, ctype ? ctype : "application/octet-stream", NULL, p, len);
+}
+
+/* --- server ----------------------------------------------------------------------------- */
+
+static void admin_log(int level, const char *event, const char *kv) {
+    br_log(level, event, "%s", kv);
+}
+
+int br_admin_start(void) {
+    const br_config *cfg = &g_br.cfg;
+    if (cfg->admin_listen < 0)
+        return 0;
+    gp_admin_cfg ac = {.bind = cfg->admin_bind, .port = (int)cfg->admin_listen, .log = admin_log};
+    gp_admin *a = gp_admin_new(g_br.loop, &ac);
+    if (!a)
+        return -1;
+    gp_admin_route(a, "/healthz", 0, on_healthz, NULL);
+    gp_admin_route(a, "/readyz", 0, on_readyz, NULL);
+    gp_admin_route(a, "/metrics", 0, on_metrics, NULL);
+    gp_admin_route(a, "/", 0, on_asset, NULL);
+    gp_admin_route(a, "/assets/", 1, on_asset, NULL);
+    gp_admin_route(a, "/api/", 1, br_api_handle, NULL);
+    gp_admin_route(a, "/api", 0, br_api_handle, NULL);
+    int port = gp_admin_listen(a);
+    if (port < 0) {
+        gp_admin_close(a);
+        return -1;
+    }
+    g_br.admin = a;
+    g_br.admin_port = port;
+    br_log(BR_LOG_INFO, "listening", "transport=admin port=%d bind=%s api=%s", port,
+           br_qs(cfg->admin_bind), g_br.has_admin_token ? "token" : "disabled");
+    return 0;
+}
+
+void br_admin_stop(void) {
+    gp_admin_close(g_br.admin);
+    g_br.admin = NULL;
+}

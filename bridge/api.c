@@ -1,0 +1,815 @@
+/* api.c — the admin port's JSON API (bridge/ADMIN.md): the overview of every bridge and house
+ * and one house's detail, read from Redis so that any bridge answers for all; adding,
+ * disabling, enabling and removing a house, with the same Lua as the CLI (reglua.h). Token
+ * auth (admin.c), JSON errors, one log line per call, never with a token or a secret. I/O
+ * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
+ * what it needs from the request. */
+#include "admin_http.h"
+#include "bridge.h"
+#include "reglua.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BRIDGE_FRESH_MS 10000 /* bridges whose stats are older are not listed */
+#define MAX_LABELS 64
+#define MAX_LABEL_LEN 256
+
+static br_script s_add = {GP_REG_ADD_LUA, ""};
+static br_script s_disable = {GP_REG_DISABLE_LUA, ""};
+static br_script s_rm = {GP_REG_RM_LUA, ""};
+
+void br_api_load_scripts(void) {
+    br_db_load_script(g_br.db, &s_add);
+    br_db_load_script(g_br.db, &s_disable);
+    br_db_load_script(g_br.db, &s_rm);
+}
+
+enum op { OP_OVERVIEW, OP_HOUSE, OP_ADD, OP_DISABLE, OP_ENABLE, OP_REMOVE };
+
+/* One API call in flight. */
+typedef struct api_ctx {
+    gp_admin_call *call;
+    enum op op;
+    char method[16], path[128], addr[80];
+    char id[GP_MAX_HOUSE_ID + 1];
+    unsigned pending; /* Redis commands outstanding */
+    int failed;       /* one of them got no answer */
+    /* results */
+    json_t *bridges, *houses; /* overview */
+    json_t *house, *recent;   /* house detail (house also for the overview's entries) */
+    int registered;
+    long long removed, stream_len;
+    char secret_hex[GP_SECRET_HEX_LEN + 1];
+} api_ctx;
+
+/* Per command: the call it belongs to, and the JSON object it fills (borrowed ref). */
+typedef struct sub {
+    api_ctx *ctx;
+    json_t *obj;
+} sub;
+
+static void ctx_free(api_ctx *x) {
+    json_decref(x->bridges);
+    json_decref(x->houses);
+    json_decref(x->house);
+    json_decref(x->recent);
+    sodium_memzero(x->secret_hex, sizeof x->secret_hex);
+    free(x);
+}
+
+static void finish_log(const api_ctx *x, int status) {
+    br_log(status >= 500 ? BR_LOG_WARN : BR_LOG_INFO, "admin_api",
+           "method=%s path=%s status=%d addr=%s", x->method, br_qs(x->path), status, x->addr);
+}
+
+/* Answers with body (stolen) and ends the call. */
+static void done(api_ctx *x, int status, json_t *body) {
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(body);
+    finish_log(x, status);
+    if (s) {
+        gp_admin_reply(x->call, status, "application/json", NULL, s, strlen(s));
+        sodium_memzero(s, strlen(s)); /* may hold a new secret */
+        free(s);
+    } else {
+        gp_admin_reply_error(x->call, 503, "unavailable", "out of memory");
+    }
+    ctx_free(x);
+}
+
+static void fail(api_ctx *x, int status, const char *code, const char *message) {
+    finish_log(x, status);
+    gp_admin_reply_error(x->call, status, code, message);
+    ctx_free(x);
+}
+
+static void fail_allow(api_ctx *x, const char *allow) {
+    char hdr[64], body[160];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":\"method_not_allowed\",\"message\":\"allowed: %s\"}", allow);
+    finish_log(x, 405);
+    gp_admin_reply(x->call, 405, "application/json", hdr, body, (size_t)n);
+    ctx_free(x);
+}
+
+/* --- values from Redis ------------------------------------------------------------------ */
+
+static json_t *jnum(const redisReply *v) {
+    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
+        return json_null();
+    char buf[32];
+    memcpy(buf, v->str, v->len);
+    buf[v->len] = '\0';
+    char *e;
+    long long i = strtoll(buf, &e, 10);
+    if (*e == '\0')
+        return json_integer(i);
+    double d = strtod(buf, &e);
+    return *e == '\0' && d == d ? json_real(d) : json_null();
+}
+
+/* JSON strings must be UTF-8; what Redis holds need not be. */
+static json_t *jstr(const char *p, size_t n) {
+    json_t *j = json_stringn(p, n);
+    if (j)
+        return j;
+    char *t = malloc(n + 1);
+    if (!t)
+        return json_null();
+    for (size_t i = 0; i < n; i++)
+        t[i] = (unsigned char)p[i] >= 0x80 || p[i] == '\0' ? '?' : p[i];
+    j = json_stringn(t, n);
+    free(t);
+    return j ? j : json_null();
+}
+
+static int field_is(const redisReply *k, const char *name) {
+    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
+           memcmp(k->str, name, k->len) == 0;
+}
+
+/* A house's JSON with every field of bridge/ADMIN.md, null until known. */
+static json_t *house_new(const char *id) {
+    return json_pack("{s:s, s:{}, s:n, s:b, s:b, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n}",
+                     "id", id, "labels", "created_ms", "disabled", 0, "connected", 0, "bridge",
+                     "transport", "since_ms", "last_seen_ms", "rtt_ms", "loss_pct", "req_total",
+                     "err_total", "bytes_in", "bytes_out");
+}
+
+/* HGETALL <p>:{h}:house into o. Returns 1 if the house is registered. */
+static int house_fill(json_t *o, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (v->type != REDIS_REPLY_STRING)
+            continue;
+        if (field_is(k, "labels")) {
+            json_t *l = json_loadb(v->str, v->len, 0, NULL);
+            if (json_is_object(l))
+                json_object_set(o, "labels", l);
+            json_decref(l);
+        } else if (field_is(k, "created")) {
+            json_object_set_new(o, "created_ms", jnum(v));
+        } else if (field_is(k, "disabled")) {
+            json_object_set_new(o, "disabled", json_boolean(v->len == 1 && v->str[0] == '1'));
+        }
+    }
+    return 1;
+}
+
+/* HGETALL <p>:{h}:state into o (the live state: connected while it exists). */
+static void state_fill(json_t *o, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return;
+    json_object_set_new(o, "connected", json_true());
+    static const struct {
+        const char *field, *key;
+        int num;
+    } map[] = {{"bridge", "bridge", 0},       {"transport", "transport", 0},
+               {"since", "since_ms", 1},      {"last_seen", "last_seen_ms", 1},
+               {"rtt_ms", "rtt_ms", 1},       {"loss_pct", "loss_pct", 1},
+               {"req_total", "req_total", 1}, {"err_total", "err_total", 1},
+               {"bytes_in", "bytes_in", 1},   {"bytes_out", "bytes_out", 1}};
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (v->type != REDIS_REPLY_STRING)
+            continue;
+        for (size_t j = 0; j < sizeof map / sizeof map[0]; j++)
+            if (field_is(k, map[j].field))
+                json_object_set_new(o, map[j].key, map[j].num ? jnum(v) : jstr(v->str, v->len));
+    }
+}
+
+/* --- commands --------------------------------------------------------------------------- */
+
+static void step_done(api_ctx *x);
+
+/* The start of a call holds one count while it sends its first commands (so that nothing
+ * answers before all are out); this lets go of it. */
+static void release(api_ctx *x) {
+    x->pending--;
+    step_done(x);
+}
+
+/* Sends a command (or a script when s is set) for x; cb gets a sub {x, obj}. 0, or -1 when
+ * Redis is not there (x->failed is set then). */
+static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis_fn cb,
+                 json_t *obj) {
+    sub *u = calloc(1, sizeof *u);
+    if (!u) {
+        x->failed = 1;
+        return -1;
+    }
+    u->ctx = x;
+    u->obj = obj;
+    x->pending++;
+    int rc = s ? br_db_eval(g_br.db, s, cb, u, nkeys, a) : br_db_cmd(g_br.db, cb, u, a);
+    if (rc != 0) {
+        x->pending--;
+        x->failed = 1;
+        free(u);
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes the sub apart: its call, after noting a lost reply. */
+static api_ctx *sub_take(sub *u, const redisReply *r) {
+    api_ctx *x = u->ctx;
+    free(u);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            br_log(BR_LOG_WARN, "admin_api_redis_error", "path=%s err=%s", br_qs(x->path),
+                   br_qs(r->str));
+        x->failed = 1;
+    }
+    x->pending--;
+    return x;
+}
+
+static void cmd2(br_args *a, const char *c, const char *key) {
+    br_args_init(a);
+    br_args_str(a, c);
+    br_args_str(a, key);
+}
+
+/* --- overview --------------------------------------------------------------------------- */
+
+static void on_bstats(redisReply *r, void *ud) {
+    sub *u = ud;
+    api_ctx *x = sub_take(u, r);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+        json_t *b = json_object();
+        static const char *const strs[] = {"id", "host"};
+        for (size_t i = 0; b && i + 1 < r->elements; i += 2) {
+            const redisReply *k = r->element[i], *v = r->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                field_is(k, "ts_ms") || k->len > 64)
+                continue;
+            char name[72];
+            memcpy(name, k->str, k->len);
+            name[k->len] = '\0';
+            int is_str = 0;
+            for (size_t j = 0; j < 2; j++)
+                is_str |= strcmp(name, strs[j]) == 0;
+            json_object_set_new(b, name, is_str ? jstr(v->str, v->len) : jnum(v));
+        }
+        if (b && json_object_get(b, "id"))
+            json_array_append(x->bridges, b);
+        json_decref(b);
+    }
+    step_done(x);
+}
+
+static void on_bridges(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements && !x->failed; i++) {
+            const redisReply *m = r->element[i];
+            char key[GP_KEY_MAX], bid[80];
+            if (m->type != REDIS_REPLY_STRING || m->len == 0 || m->len >= sizeof bid)
+                continue;
+            memcpy(bid, m->str, m->len);
+            bid[m->len] = '\0';
+            if (gp_key_bstats(key, g_br.cfg.prefix, bid) < 0)
+                continue;
+            br_args a;
+            cmd2(&a, "HGETALL", key);
+            rsend(x, NULL, 0, &a, on_bstats, NULL);
+        }
+    }
+    step_done(x);
+}
+
+static void on_house_hash(redisReply *r, void *ud) {
+    json_t *o = ((sub *)ud)->obj;
+    api_ctx *x = sub_take(ud, r);
+    if (house_fill(o, r)) {
+        json_object_set_new(o, "_registered", json_true());
+        x->registered = 1;
+    }
+    step_done(x);
+}
+
+static void on_state(redisReply *r, void *ud) {
+    json_t *o = ((sub *)ud)->obj;
+    api_ctx *x = sub_take(ud, r);
+    state_fill(o, r);
+    step_done(x);
+}
+
+/* Both hashes of one house, into o (which x->houses or x->house holds). */
+static void read_house(api_ctx *x, const char *id, json_t *o) {
+    char kh[GP_KEY_MAX], ks[GP_KEY_MAX];
+    if (gp_key_house(kh, g_br.cfg.prefix, id) < 0 || gp_key_state(ks, g_br.cfg.prefix, id) < 0)
+        return;
+    br_args a;
+    cmd2(&a, "HGETALL", kh);
+    if (rsend(x, NULL, 0, &a, on_house_hash, o) != 0)
+        return;
+    cmd2(&a, "HGETALL", ks);
+    rsend(x, NULL, 0, &a, on_state, o);
+}
+
+static void on_members(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements && !x->failed; i++) {
+            const redisReply *m = r->element[i];
+            if (m->type != REDIS_REPLY_STRING ||
+                !gp_house_id_valid((gp_str){(const uint8_t *)m->str, m->len}))
+                continue; /* not written by us */
+            char id[GP_MAX_HOUSE_ID + 1];
+            memcpy(id, m->str, m->len);
+            id[m->len] = '\0';
+            json_t *o = house_new(id);
+            if (!o || json_array_append_new(x->houses, o) != 0) {
+                x->failed = 1;
+                break;
+            }
+            read_house(x, id, o);
+        }
+    }
+    step_done(x);
+}
+
+static int cmp_id(const void *a, const void *b) {
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "id")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "id")));
+}
+
+/* The houses that are registered, sorted by id, without the bookkeeping field. */
+static json_t *registered_sorted(json_t *houses) {
+    size_t n = json_array_size(houses), k = 0;
+    json_t **v = calloc(n ? n : 1, sizeof *v);
+    json_t *out = json_array();
+    if (!v || !out) {
+        free(v);
+        json_decref(out);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(houses, i);
+        if (json_object_get(o, "_registered")) {
+            json_object_del(o, "_registered");
+            v[k++] = o;
+        }
+    }
+    qsort(v, k, sizeof *v, cmp_id);
+    for (size_t i = 0; i < k; i++)
+        json_array_append(out, v[i]);
+    free(v);
+    return out;
+}
+
+static void overview_start(api_ctx *x) {
+    x->bridges = json_array();
+    x->houses = json_array();
+    if (!x->bridges || !x->houses) {
+        fail(x, 503, "unavailable", "out of memory");
+        return;
+    }
+    char idx[GP_KEY_MAX], hs[GP_KEY_MAX];
+    gp_key_bridges(idx, g_br.cfg.prefix);
+    gp_key_houses(hs, g_br.cfg.prefix);
+    uint64_t now = br_now_redis();
+    br_args a;
+    cmd2(&a, "ZRANGEBYSCORE", idx);
+    br_args_u64(&a, now > BRIDGE_FRESH_MS ? now - BRIDGE_FRESH_MS : 0);
+    br_args_str(&a, "+inf");
+    x->pending++; /* held while the first commands are sent */
+    rsend(x, NULL, 0, &a, on_bridges, NULL);
+    cmd2(&a, "SMEMBERS", hs);
+    rsend(x, NULL, 0, &a, on_members, NULL);
+    release(x);
+}
+
+static void overview_done(api_ctx *x) {
+    json_t *houses = registered_sorted(x->houses);
+    json_t *o = houses ? json_pack("{s:I, s:O, s:o}", "now_ms", (json_int_t)br_now_redis(),
+                                   "bridges", x->bridges, "houses", houses)
+                       : NULL;
+    done(x, 200, o);
+}
+
+/* --- one house -------------------------------------------------------------------------- */
+
+static void on_recent(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (r && r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            json_t *j = e->type == REDIS_REPLY_STRING ? json_loadb(e->str, e->len, 0, NULL) : NULL;
+            if (json_is_object(j))
+                json_array_append(x->recent, j);
+            json_decref(j);
+        }
+    step_done(x);
+}
+
+static void house_start(api_ctx *x) {
+    x->house = house_new(x->id);
+    x->recent = json_array();
+    if (!x->house || !x->recent) {
+        fail(x, 503, "unavailable", "out of memory");
+        return;
+    }
+    char kr[GP_KEY_MAX];
+    gp_key_recent(kr, g_br.cfg.prefix, x->id);
+    x->pending++;
+    read_house(x, x->id, x->house);
+    br_args a;
+    cmd2(&a, "LRANGE", kr);
+    br_args_str(&a, "0");
+    br_args_u64(&a, (uint64_t)(g_br.cfg.recent > 0 ? g_br.cfg.recent : 50) - 1);
+    rsend(x, NULL, 0, &a, on_recent, NULL);
+    release(x);
+}
+
+static void house_done(api_ctx *x) {
+    if (!x->registered) {
+        fail(x, 404, "not_found", "no such house");
+        return;
+    }
+    json_object_del(x->house, "_registered");
+    json_object_set(x->house, "recent", x->recent);
+    json_t *o = x->house;
+    x->house = NULL;
+    done(x, 200, o);
+}
+
+/* --- add -------------------------------------------------------------------------------- */
+
+static void on_sadd(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    step_done(x);
+}
+
+static void on_added(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (!x->failed && r->type == REDIS_REPLY_INTEGER && r->integer == 0 && !x->pending) {
+        fail(x, 409, "exists", "a house with this id is registered already");
+        return;
+    }
+    if (!x->failed) {
+        char hs[GP_KEY_MAX];
+        gp_key_houses(hs, g_br.cfg.prefix);
+        br_args a;
+        cmd2(&a, "SADD", hs);
+        br_args_str(&a, x->id);
+        rsend(x, NULL, 0, &a, on_sadd, NULL);
+    }
+    step_done(x);
+}
+
+/* {"id": "...", "labels": {"k": "v", ...}}: 0, or -1 with the reason in why. */
+static int parse_add(api_ctx *x, const gp_http_request *req, char **labels, const char **why) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    int rc = -1;
+    *labels = NULL;
+    if (!json_is_object(j)) {
+        *why = j ? "the body must be a JSON object" : "malformed JSON";
+        goto out;
+    }
+    const char *id = json_string_value(json_object_get(j, "id"));
+    if (!id || !gp_house_id_valid(gp_str_c(id))) {
+        *why = "bad id: 1-64 of [A-Za-z0-9_.-]";
+        goto out;
+    }
+    snprintf(x->id, sizeof x->id, "%s", id);
+    json_t *l = json_object_get(j, "labels");
+    if (l && !json_is_null(l)) {
+        const char *k;
+        json_t *v;
+        int ok = json_is_object(l) && json_object_size(l) <= MAX_LABELS;
+        json_object_foreach(l, k, v) {
+            ok = ok && json_is_string(v) && strlen(k) > 0 && strlen(k) <= 64 &&
+                 json_string_length(v) <= MAX_LABEL_LEN;
+        }
+        if (!ok) {
+            *why = "bad labels: an object of at most 64 strings";
+            goto out;
+        }
+        *labels = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+    } else {
+        *labels = strdup("{}");
+    }
+    rc = *labels ? 0 : -1;
+    if (rc)
+        *why = "out of memory";
+out:
+    json_decref(j);
+    return rc;
+}
+
+static void add_start(api_ctx *x, const gp_http_request *req) {
+    char *labels;
+    const char *why = NULL;
+    if (parse_add(x, req, &labels, &why) != 0) {
+        fail(x, 400, "bad_request", why);
+        return;
+    }
+    uint8_t secret[GP_SECRET_LEN];
+    char sealed[GP_SEALED_MAX];
+    randombytes_buf(secret, sizeof secret);
+    int rv =
+        gp_secret_seal(g_br.has_master ? g_br.master_key : NULL, gp_str_c(x->id), secret, sealed);
+    gp_secret_to_hex(secret, x->secret_hex);
+    sodium_memzero(secret, sizeof secret);
+    if (rv != 0) {
+        free(labels);
+        fail(x, 503, "unavailable", "sealing the secret failed");
+        return;
+    }
+    char kh[GP_KEY_MAX];
+    gp_key_house(kh, g_br.cfg.prefix, x->id);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, kh);
+    br_args_str(&a, sealed);
+    br_args_str(&a, labels);
+    br_args_u64(&a, br_now_redis());
+    br_args_str(&a, "0"); /* never replace: 409 */
+    x->pending++;
+    rsend(x, &s_add, 1, &a, on_added, NULL);
+    sodium_memzero(sealed, sizeof sealed);
+    free(labels);
+    release(x);
+}
+
+static void add_done(api_ctx *x) {
+    json_t *o = json_pack("{s:s, s:s}", "id", x->id, "secret", x->secret_hex);
+    br_log(BR_LOG_INFO, "house_added", "house=%s by=api addr=%s", x->id, x->addr);
+    done(x, 201, o);
+}
+
+/* --- disable / enable ------------------------------------------------------------------- */
+
+static void on_disabled(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (!x->failed && r->type == REDIS_REPLY_INTEGER)
+        x->registered = r->integer == 1;
+    step_done(x);
+}
+
+static void disable_start(api_ctx *x) {
+    char kh[GP_KEY_MAX], ctl[GP_KEY_MAX];
+    gp_key_house(kh, g_br.cfg.prefix, x->id);
+    gp_key_ctl(ctl, g_br.cfg.prefix);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, kh);
+    br_args_str(&a, x->op == OP_DISABLE ? "1" : "0");
+    br_args_str(&a, ctl);
+    br_args_str(&a, x->id);
+    x->pending++;
+    rsend(x, &s_disable, 1, &a, on_disabled, NULL);
+    release(x);
+}
+
+static void disable_done(api_ctx *x) {
+    if (!x->registered) {
+        fail(x, 404, "not_found", "no such house");
+        return;
+    }
+    int dis = x->op == OP_DISABLE;
+    br_log(BR_LOG_INFO, dis ? "house_disabled" : "house_enabled", "house=%s by=api addr=%s", x->id,
+           x->addr);
+    done(x, 200, json_pack("{s:s, s:b}", "id", x->id, "disabled", dis));
+}
+
+/* --- remove ----------------------------------------------------------------------------- */
+
+static void on_srem(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (!x->failed && r->type == REDIS_REPLY_INTEGER)
+        x->removed += r->integer;
+    step_done(x);
+}
+
+static void on_rm(redisReply *r, void *ud) {
+    api_ctx *x = sub_take(ud, r);
+    if (!x->failed && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        x->removed += r->element[0]->integer;
+        x->stream_len = r->element[1]->integer;
+        char hs[GP_KEY_MAX];
+        gp_key_houses(hs, g_br.cfg.prefix);
+        br_args a;
+        cmd2(&a, "SREM", hs);
+        br_args_str(&a, x->id);
+        rsend(x, NULL, 0, &a, on_srem, NULL);
+    } else {
+        x->failed = 1;
+    }
+    step_done(x);
+}
+
+static void remove_start(api_ctx *x) {
+    const char *p = g_br.cfg.prefix;
+    char k[5][GP_KEY_MAX], ctl[GP_KEY_MAX];
+    gp_key_house(k[0], p, x->id);
+    gp_key_state(k[1], p, x->id);
+    gp_key_epoch(k[2], p, x->id);
+    gp_key_recent(k[3], p, x->id);
+    gp_key_req(k[4], p, x->id);
+    gp_key_ctl(ctl, p);
+    br_args a;
+    br_args_init(&a);
+    for (int i = 0; i < 5; i++)
+        br_args_str(&a, k[i]);
+    br_args_str(&a, "0"); /* the request stream stays: producers' requests get their 504 */
+    br_args_str(&a, ctl);
+    br_args_str(&a, x->id);
+    x->pending++;
+    rsend(x, &s_rm, 5, &a, on_rm, NULL);
+    release(x);
+}
+
+static void remove_done(api_ctx *x) {
+    if (!x->removed) {
+        fail(x, 404, "not_found", "no such house");
+        return;
+    }
+    br_log(BR_LOG_INFO, "house_removed", "house=%s by=api addr=%s pending=%lld", x->id, x->addr,
+           x->stream_len);
+    done(x, 200,
+         json_pack("{s:s, s:b, s:I}", "id", x->id, "removed", 1, "pending",
+                   (json_int_t)x->stream_len));
+}
+
+/* Every command of the call has answered: the answer. */
+static void step_done(api_ctx *x) {
+    if (x->pending)
+        return;
+    if (x->failed) {
+        fail(x, 503, "redis_unavailable", "Redis did not answer");
+        return;
+    }
+    switch (x->op) {
+    case OP_OVERVIEW:
+        overview_done(x);
+        return;
+    case OP_HOUSE:
+        house_done(x);
+        return;
+    case OP_ADD:
+        add_done(x);
+        return;
+    case OP_DISABLE:
+    case OP_ENABLE:
+        disable_done(x);
+        return;
+    case OP_REMOVE:
+        remove_done(x);
+        return;
+    }
+}
+
+/* --- routing ---------------------------------------------------------------------------- */
+
+/* "Authorization: Bearer <token>": 0 ok, 401 none sent, 403 wrong. */
+static int check_auth(const gp_http_request *req) {
+    const char *h = gp_http_header_get(req, "authorization");
+    if (!h || !*h)
+        return 401;
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return 403;
+    const char *t = h + 7;
+    while (*t == ' ')
+        t++;
+    size_t n = strlen(t);
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+        n--;
+    return n && br_admin_token_ok(t, n) ? 0 : 403;
+}
+
+static int is(const gp_http_request *req, const char *m) {
+    return strcmp(req->method, m) == 0;
+}
+
+/* "/api/houses/<id>[/<action>]": the id into x->id, the action (or "") into act. 0, or -1
+ * when the id is not a valid house id. */
+static int split_house_path(api_ctx *x, const char *rest, char *act, size_t actcap) {
+    const char *slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+    snprintf(act, actcap, "%s", slash ? slash + 1 : "");
+    if (n == 0 || n > GP_MAX_HOUSE_ID || !gp_house_id_valid((gp_str){(const uint8_t *)rest, n}))
+        return -1;
+    memcpy(x->id, rest, n);
+    x->id[n] = '\0';
+    return 0;
+}
+
+void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req, void *ud) {
+    (void)ud;
+    api_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        gp_admin_reply_error(call, 503, "unavailable", "out of memory");
+        return;
+    }
+    x->call = call;
+    snprintf(x->method, sizeof x->method, "%s", req->method);
+    snprintf(x->path, sizeof x->path, "%s", req->path);
+    snprintf(x->addr, sizeof x->addr, "%s", gp_admin_call_addr(call));
+    const char *path = req->path;
+
+    if (strcmp(path, "/api/health") == 0) {
+        if (!is(req, "GET")) {
+            fail_allow(x, "GET");
+            return;
+        }
+        const char *why = "";
+        int ready = br_ready(&why);
+        done(x, 200,
+             json_pack("{s:b, s:s, s:b, s:s, s:b}", "ok", 1, "bridge", g_br.cfg.bridge_id, "ready",
+                       ready, "reason", ready ? "" : why, "api", g_br.has_admin_token));
+        return;
+    }
+    if (!g_br.has_admin_token) {
+        fail(x, 403, "admin_disabled",
+             "no admin token is configured on this bridge (--admin-token-file)");
+        return;
+    }
+    int auth = check_auth(req);
+    if (auth == 401) {
+        fail(x, 401, "unauthorized", "send Authorization: Bearer <admin token>");
+        return;
+    }
+    if (auth) {
+        fail(x, 403, "forbidden", "wrong admin token");
+        return;
+    }
+
+    char act[32] = "";
+    if (strcmp(path, "/api/overview") == 0) {
+        if (!is(req, "GET")) {
+            fail_allow(x, "GET");
+            return;
+        }
+        x->op = OP_OVERVIEW;
+    } else if (strcmp(path, "/api/houses") == 0 || strcmp(path, "/api/houses/") == 0) {
+        if (!is(req, "POST")) {
+            fail_allow(x, "POST");
+            return;
+        }
+        x->op = OP_ADD;
+    } else if (strncmp(path, "/api/houses/", 12) == 0) {
+        if (split_house_path(x, path + 12, act, sizeof act) != 0) {
+            fail(x, 400, "bad_request", "bad house id: 1-64 of [A-Za-z0-9_.-]");
+            return;
+        }
+        if (!act[0]) {
+            if (is(req, "GET"))
+                x->op = OP_HOUSE;
+            else if (is(req, "DELETE"))
+                x->op = OP_REMOVE;
+            else {
+                fail_allow(x, "GET, DELETE");
+                return;
+            }
+        } else if (strcmp(act, "disable") == 0 || strcmp(act, "enable") == 0) {
+            if (!is(req, "POST")) {
+                fail_allow(x, "POST");
+                return;
+            }
+            x->op = act[0] == 'd' ? OP_DISABLE : OP_ENABLE;
+        } else {
+            fail(x, 404, "not_found", "no such API path");
+            return;
+        }
+    } else {
+        fail(x, 404, "not_found", "no such API path");
+        return;
+    }
+    if (!br_db_ready(g_br.db)) {
+        fail(x, 503, "redis_unavailable", "Redis is not reachable from this bridge");
+        return;
+    }
+    switch (x->op) {
+    case OP_OVERVIEW:
+        overview_start(x);
+        return;
+    case OP_HOUSE:
+        house_start(x);
+        return;
+    case OP_ADD:
+        add_start(x, req);
+        return;
+    case OP_DISABLE:
+    case OP_ENABLE:
+        disable_start(x);
+        return;
+    case OP_REMOVE:
+        remove_start(x);
+        return;
+    }
+}

@@ -1,0 +1,49 @@
+/* reglua.h — the Lua scripts that change the house registry, shared by the CLI's blocking
+ * registry code (registry.c) and the bridge's JSON API (api.c, async), so that both change
+ * Redis in exactly the same way. Text only: each side sends it with its own client.
+ *
+ * Every script touches the keys of one house only (one Cluster slot); the set of ids
+ * (<p>:houses, another slot) is updated by a separate SADD/SREM. */
+#ifndef GP_REGLUA_H
+#define GP_REGLUA_H
+
+/* KEYS[1] house hash. ARGV: secret (sealed or hex), labels (JSON), created (ms), force
+ * ('1'/'0'). 0 when the house exists and force is not set, else 1. Replacing the secret
+ * keeps a house disabled: rotating a compromised house's secret must not let it back in. */
+#define GP_REG_ADD_LUA                                                                             \
+    "local dis = false\n"                                                                          \
+    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"                                                 \
+    "  if ARGV[4] ~= '1' then return 0 end\n"                                                      \
+    "  dis = redis.call('HGET', KEYS[1], 'disabled')\n"                                            \
+    "  redis.call('DEL', KEYS[1])\n"                                                               \
+    "end\n"                                                                                        \
+    "redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'labels', ARGV[2], 'created', ARGV[3])\n"      \
+    "if dis then redis.call('HSET', KEYS[1], 'disabled', dis) end\n"                               \
+    "return 1\n"
+
+/* KEYS[1] house hash. ARGV: '1' disable / '0' enable, the ctl channel (<p>:ctl), house id.
+ * 0 when the house is not registered, else 1. Disabling also tells the bridges: the one
+ * holding the house closes it (PUBLISH from a script reaches every node of a Cluster). */
+#define GP_REG_DISABLE_LUA                                                                         \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"                                    \
+    "if ARGV[1] == '1' then\n"                                                                     \
+    "  redis.call('HSET', KEYS[1], 'disabled', '1')\n"                                             \
+    "  redis.call('PUBLISH', ARGV[2], 'disable ' .. ARGV[3])\n"                                    \
+    "else\n"                                                                                       \
+    "  redis.call('HDEL', KEYS[1], 'disabled')\n"                                                  \
+    "end\n"                                                                                        \
+    "return 1\n"
+
+/* KEYS: house hash, state, epoch, recent, req. ARGV: purge ('1': the request stream too),
+ * the ctl channel, house id. Returns {1 if the house hash existed, the stream's length
+ * before any purge}. The bridge holding the house is told to let it go ("remove <id>"). */
+#define GP_REG_RM_LUA                                                                              \
+    "local existed = redis.call('EXISTS', KEYS[1])\n"                                              \
+    "local ok, n = pcall(redis.call, 'XLEN', KEYS[5])\n"                                           \
+    "if not ok then n = 0 end\n"                                                                   \
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"                                      \
+    "if ARGV[1] == '1' then redis.call('DEL', KEYS[5]) end\n"                                      \
+    "redis.call('PUBLISH', ARGV[2], 'remove ' .. ARGV[3])\n"                                       \
+    "return {existed, n}\n"
+
+#endif

@@ -1,0 +1,266 @@
+/* stats.c — what a bridge tells about itself: the Prometheus metrics of bridge/ADMIN.md
+ * (declared here, counted where things happen), and the live stats it keeps in Redis for
+ * `ghostport top` and the dashboard: <p>:bstats:<bid> every second (listed in the <p>:bridges
+ * index), and the counters of each held house in its state hash. I/O side (Redis), the
+ * registry itself is metrics.c's pure code. */
+#include "admin_http.h"
+#include "bridge.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BSTATS_TTL_MS 5000
+#define BRIDGES_FORGET_MS 60000 /* index entries of bridges silent this long are dropped */
+#define MAX_NODES 64
+
+br_metrics g_bm;
+
+static struct {
+    uint64_t ping_sent_ns; /* 0: no PING in flight */
+    uint8_t node_seen[MAX_NODES];
+    char host[64];
+} S;
+
+/* forward → final reply: 1 ms ... 60 s */
+static const double DURATION_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5,   1,      2.5,   5,    10,    30,   60};
+
+int br_stats_init(void) {
+    gp_metrics *m = gp_metrics_new();
+    if (!m)
+        return -1;
+    g_bm.reg = m;
+    g_bm.houses = gp_metrics_gauge(m, "gp_bridge_houses", "Houses held by this bridge now.", NULL);
+    g_bm.connections = gp_metrics_counter(
+        m, "gp_bridge_connections_total",
+        "Houses that authenticated and were taken over, by transport.", "transport");
+    g_bm.disconnects =
+        gp_metrics_counter(m, "gp_bridge_disconnects_total",
+                           "Held houses let go (closed, lost, fenced), by transport.", "transport");
+    g_bm.auth_failures = gp_metrics_counter(
+        m, "gp_bridge_auth_failures_total",
+        "Failed authentications (unknown house, bad proof, invalid id), by transport.",
+        "transport");
+    g_bm.requests = gp_metrics_counter(
+        m, "gp_bridge_requests_total",
+        "Final replies written, by status class (error: an error reply of the bridge or house).",
+        "class");
+    g_bm.forwarded =
+        gp_metrics_counter(m, "gp_bridge_forwarded_total", "Requests forwarded to houses.", NULL);
+    g_bm.duration =
+        gp_metrics_histogram(m, "gp_bridge_request_duration_seconds",
+                             "Time from forwarding a request to its final reply.", DURATION_BUCKETS,
+                             sizeof DURATION_BUCKETS / sizeof DURATION_BUCKETS[0]);
+    g_bm.bytes =
+        gp_metrics_counter(m, "gp_bridge_bytes_total",
+                           "Body bytes carried (uncompressed), by direction.", "direction");
+    g_bm.compressed = gp_metrics_counter(
+        m, "gp_bridge_compressed_bytes_total",
+        "Body bytes of zstd-compressed frames before and after compression (both directions).",
+        "stage");
+    g_bm.rudp_rtt = gp_metrics_gauge(m, "gp_bridge_rudp_rtt_seconds",
+                                     "Mean smoothed RTT over the rudp houses held now.", NULL);
+    g_bm.rudp_loss = gp_metrics_gauge(m, "gp_bridge_rudp_loss_ratio",
+                                      "Mean packet loss (worse direction) over rudp houses.", NULL);
+    g_bm.rudp_retx = gp_metrics_counter(m, "gp_bridge_rudp_retransmits_total",
+                                        "Message fragments sent again after a loss (rudp).", NULL);
+    g_bm.rudp_fec = gp_metrics_counter(m, "gp_bridge_rudp_fec_repaired_total",
+                                       "Packets rebuilt from FEC repair packets (rudp).", NULL);
+    g_bm.redis_rtt = gp_metrics_gauge(m, "gp_bridge_redis_rtt_seconds",
+                                      "Round trip of the last Redis PING.", NULL);
+    g_bm.redis_reconnects = gp_metrics_counter(m, "gp_bridge_redis_reconnects_total",
+                                               "Redis command connections re-established.", NULL);
+    g_bm.pending_claimed = gp_metrics_counter(
+        m, "gp_bridge_pending_claimed_total",
+        "Entries delivered again from a pending list (after a crash or a lost reply).", NULL);
+    g_bm.fenced = gp_metrics_counter(m, "gp_bridge_fenced_total",
+                                     "Houses let go because another connection took over.", NULL);
+    g_bm.janitor_timeouts =
+        gp_metrics_counter(m, "gp_bridge_janitor_timeouts_total",
+                           "504s written for requests to houses nobody held.", NULL);
+    g_bm.admin_conns = gp_metrics_gauge(m, "gp_bridge_admin_connections",
+                                        "Open connections to the admin port.", NULL);
+    /* The known label values from the start, so that rate() has a first point. */
+    static const char *const transports[] = {"ws", "wss", "rudp"};
+    for (size_t i = 0; i < 3; i++) {
+        gp_metric_add(g_bm.connections, transports[i], 0);
+        gp_metric_add(g_bm.disconnects, transports[i], 0);
+        gp_metric_add(g_bm.auth_failures, transports[i], 0);
+    }
+    static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx", "error"};
+    for (size_t i = 0; i < 5; i++)
+        gp_metric_add(g_bm.requests, classes[i], 0);
+    gp_metric_add(g_bm.bytes, "to_house", 0);
+    gp_metric_add(g_bm.bytes, "from_house", 0);
+    gp_metric_add(g_bm.compressed, "before", 0);
+    gp_metric_add(g_bm.compressed, "after", 0);
+    g_br.redis_rtt_ms = -1;
+    gethostname(S.host, sizeof S.host - 1);
+    return 0;
+}
+
+void br_stats_free(void) {
+    gp_metrics_free(g_bm.reg);
+    memset(&g_bm, 0, sizeof g_bm);
+}
+
+/* --- counting --------------------------------------------------------------------------- */
+
+static const char *status_class(unsigned status, int is_error) {
+    if (is_error || status < 200 || status > 599)
+        return "error";
+    static const char *const c[] = {"2xx", "3xx", "4xx", "5xx"};
+    return c[status / 100 - 2];
+}
+
+void br_stats_reply(const char *house, uint64_t epoch, unsigned status, int is_error,
+                    uint64_t fwd_ns) {
+    gp_metric_inc(g_bm.requests, status_class(status, is_error));
+    if (fwd_ns)
+        gp_metric_observe(g_bm.duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
+    br_conn *c = epoch ? br_house_find(house) : NULL;
+    if (c && c->epoch == epoch) {
+        c->st_req++;
+        c->st_err += is_error || status >= 500;
+        c->st_dirty = 1;
+    }
+}
+
+void br_stats_bytes(br_conn *c, int from_house, size_t n) {
+    gp_metric_add(g_bm.bytes, from_house ? "from_house" : "to_house", (double)n);
+    if (!c)
+        return;
+    if (from_house)
+        c->st_bytes_in += n;
+    else
+        c->st_bytes_out += n;
+    c->st_dirty = 1;
+}
+
+void br_stats_compressed(size_t before, size_t after) {
+    gp_metric_add(g_bm.compressed, "before", (double)before);
+    gp_metric_add(g_bm.compressed, "after", (double)after);
+}
+
+void br_stats_node_up(int node) {
+    if (node < 0 || node >= MAX_NODES)
+        return;
+    if (S.node_seen[node])
+        gp_metric_inc(g_bm.redis_reconnects, NULL);
+    S.node_seen[node] = 1;
+}
+
+/* Gauges that are read off the running state rather than counted. */
+static void collect(void) {
+    gp_metric_set(g_bm.houses, NULL, g_br.nlive);
+    double rtt, loss;
+    uint64_t retx, fec;
+    br_udp_metrics(&rtt, &loss, &retx, &fec);
+    gp_metric_set(g_bm.rudp_rtt, NULL, rtt / 1000.0);
+    gp_metric_set(g_bm.rudp_loss, NULL, loss);
+    /* Counters owned by the rudp engines: bring ours up to their total. */
+    gp_metric_add(g_bm.rudp_retx, NULL, (double)retx - gp_metric_value(g_bm.rudp_retx, NULL));
+    gp_metric_add(g_bm.rudp_fec, NULL, (double)fec - gp_metric_value(g_bm.rudp_fec, NULL));
+    if (g_br.redis_rtt_ms >= 0)
+        gp_metric_set(g_bm.redis_rtt, NULL, g_br.redis_rtt_ms / 1000.0);
+    gp_metric_set(g_bm.admin_conns, NULL, gp_admin_conns(g_br.admin));
+}
+
+char *br_stats_render(size_t *len) {
+    collect();
+    return gp_metrics_render(g_bm.reg, len);
+}
+
+/* --- Redis ------------------------------------------------------------------------------ */
+
+static void on_pong(redisReply *rep, void *ud) {
+    (void)ud;
+    if (rep && rep->type == REDIS_REPLY_STATUS && S.ping_sent_ns)
+        g_br.redis_rtt_ms = (double)(uv_hrtime() - S.ping_sent_ns) / 1e6;
+    S.ping_sent_ns = 0;
+}
+
+static void ping(void) {
+    if (S.ping_sent_ns)
+        return; /* the last one is still out: the watchdog deals with a stuck connection */
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "PING");
+    S.ping_sent_ns = uv_hrtime();
+    if (br_db_cmd(g_br.db, on_pong, NULL, &a) != 0)
+        S.ping_sent_ns = 0;
+}
+
+static void put_num(br_args *a, const char *name, char buf[32], double v) {
+    br_args_str(a, name);
+    snprintf(buf, 32, "%.0f", v);
+    br_args_str(a, buf);
+}
+
+/* <p>:bstats:<bid> (bridge/ADMIN.md), and our entry in the <p>:bridges index. */
+static void publish_bstats(void) {
+    char key[GP_KEY_MAX], idx[GP_KEY_MAX];
+    if (gp_key_bstats(key, g_br.cfg.prefix, g_br.cfg.bridge_id) < 0 ||
+        gp_key_bridges(idx, g_br.cfg.prefix) < 0)
+        return;
+    uint64_t now = br_now_redis();
+    uint64_t since = now - (br_now() - g_br.started_ms);
+    const br_metrics *m = &g_bm;
+    char v[10][32], rtt[32], pid[24];
+    snprintf(rtt, sizeof rtt, "%.3f", g_br.redis_rtt_ms < 0 ? 0 : g_br.redis_rtt_ms);
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "HSET");
+    br_args_str(&a, key);
+    br_args_str(&a, "id");
+    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, "host");
+    br_args_str(&a, S.host);
+    br_args_str(&a, "pid");
+    br_args_str(&a, pid);
+    put_num(&a, "since_ms", v[0], (double)since);
+    put_num(&a, "ts_ms", v[1], (double)now);
+    put_num(&a, "houses", v[2], g_br.nlive);
+    put_num(&a, "req_total", v[3], gp_metric_total(m->requests));
+    put_num(&a, "err_total", v[4],
+            gp_metric_value(m->requests, "5xx") + gp_metric_value(m->requests, "error"));
+    put_num(&a, "bytes_in", v[5], gp_metric_value(m->bytes, "from_house"));
+    put_num(&a, "bytes_out", v[6], gp_metric_value(m->bytes, "to_house"));
+    put_num(&a, "connects_total", v[7], gp_metric_total(m->connections));
+    put_num(&a, "auth_failures_total", v[8], gp_metric_total(m->auth_failures));
+    br_args_str(&a, "redis_rtt_ms");
+    br_args_str(&a, rtt);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_args_init(&a);
+    br_args_str(&a, "PEXPIRE");
+    br_args_str(&a, key);
+    br_args_u64(&a, BSTATS_TTL_MS);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_args_init(&a);
+    br_args_str(&a, "ZADD");
+    br_args_str(&a, idx);
+    br_args_u64(&a, now);
+    br_args_str(&a, g_br.cfg.bridge_id);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_args_init(&a);
+    br_args_str(&a, "ZREMRANGEBYSCORE");
+    br_args_str(&a, idx);
+    br_args_str(&a, "-inf");
+    br_args_u64(&a, now > BRIDGES_FORGET_MS ? now - BRIDGES_FORGET_MS : 0);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
+}
+
+void br_stats_tick(uint64_t now) {
+    (void)now;
+    if (!br_db_ready(g_br.db) || !g_br.time_ok)
+        return;
+    ping();
+    publish_bstats();
+    /* Houses that had traffic: their state hash gets the new counters (under the fence). */
+    for (br_conn *c = g_br.all; c; c = c->all_next)
+        if (c->in_table && c->st_dirty)
+            br_house_state_update(c);
+}
