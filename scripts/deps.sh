@@ -9,6 +9,10 @@ libjansson-dev libhttp-parser-dev libncurses-dev libcriterion-dev redis-server r
 kcptun openssh-server openssh-client iproute2 tmux"
 # The dashboard's browser test (tests/web) drives Debian's chromium (/usr/bin/chromium).
 PKGS="$PKGS chromium"
+# The deploy suite (tests/integration/deploy.c): systemd-analyze (in bookworm's systemd
+# package itself), docker-compose to validate the compose file (no engine needed), strace to
+# hold the daemons against their units' sandbox, python3-yaml for deploy.py.
+PKGS="$PKGS systemd docker-compose strace python3-yaml"
 
 missing=""
 for p in $PKGS; do
