@@ -57,11 +57,19 @@ static void house_counters(const gp_reg_house *h, long long c[4]) {
     c[0] = h->req_total, c[1] = h->err_total, c[2] = h->bytes_in, c[3] = h->bytes_out;
 }
 
-static int same_bridge_run(const gp_reg_bstats *a, const gp_reg_bstats *b) {
-    return a->pid == b->pid && a->since_ms == b->since_ms;
+/* Start times are written from clocks that can disagree by a few ms from one write to the
+ * next (a bridge's estimate of Redis's clock, the claim script's and the renewal's): within
+ * a second is the same start. A restart that keeps the pid (pid 1 in a container) within a
+ * second also starts its counters again, which rates_of catches. */
+static int near(long long a, long long b) {
+    return a - b < 1000 && b - a < 1000;
 }
+static int same_bridge_run(const gp_reg_bstats *a, const gp_reg_bstats *b) {
+    return a->pid == b->pid && near(a->since_ms, b->since_ms);
+}
+/* The epoch is the fencing counter, new at every connection: it names the connection. */
 static int same_connection(const gp_reg_house *a, const gp_reg_house *b) {
-    return a->connected && b->connected && a->epoch == b->epoch && a->since_ms == b->since_ms &&
+    return a->connected && b->connected && a->epoch == b->epoch && near(a->since_ms, b->since_ms) &&
            strcmp(a->bridge, b->bridge) == 0;
 }
 
