@@ -68,8 +68,10 @@ static long long mono_ms(void) {
 static void rebuild_view(tui *t) {
     const top_snap *s = &t->snaps[0];
     size_t *idx = realloc(t->idx, (s->nhouses ? s->nhouses : 1) * sizeof *idx);
-    if (!idx)
+    if (!idx) {
+        t->nview = 0; /* the old view indexes a snapshot that is gone */
         return;
+    }
     t->idx = idx;
     t->nview = top_view(s, t->filter, t->sort_col, t->reverse, t->idx);
     /* Keep the cursor on the same house when it is still in the view. */
@@ -725,7 +727,8 @@ int top_tui_run(cli_ctx *c, const top_opts *o) {
     noecho();
     nonl();
     keypad(stdscr, TRUE);
-    set_escdelay(25);
+    /* Esc alone vs. the start of an arrow key's sequence: 100 ms leaves room for ssh. */
+    set_escdelay(100);
     curs_set(0);
     if (has_colors()) {
         start_color();
