@@ -735,3 +735,120 @@ Test(top, bridges_from_the_index_when_there_is_one) {
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(bs, 0), "id")), "b1");
     json_decref(d);
 }
+/* --- with the stats real bridges publish ------------------------------------------------ */
+
+static long long hget_ll(const char *key, const char *field) {
+    const char *argv[] = {"HGET", key, field};
+    redisReply *r = h_cmdv(3, argv, NULL);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static int counted(void *ud) {
+    long long want = *(long long *)ud;
+    return hget_ll("gp:bstats:br-e2e", "req_total") >= want &&
+           hget_ll("gp:{farm-1}:state", "req_total") >= want &&
+           hget_ll("gp:{farm-1}:state", "err_total") >= 1;
+}
+
+static int bstats_newer(void *ud) {
+    return hget_ll("gp:bstats:br-e2e", "ts_ms") > *(long long *)ud;
+}
+
+Test(top, live_stats_of_a_real_bridge_and_disable_closes_the_house) {
+    h_redis_start(0);
+    int up_port, bport;
+    h_upstream_start(&up_port);
+    char up_url[64], sec[65], *out, *err;
+    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
+    h_register("farm-1", sec);
+    h_proc *bridge =
+        h_bridge_start(0, &bport, (const char *const[]){"--bridge-id", "br-e2e", NULL}, 1);
+    h_proc *house = h_house_start("farm-1", sec, bport, up_url, NULL);
+    cr_assert(h_wait_connected("farm-1", 15000), "farm-1 did not connect");
+    char state[600];
+    snprintf(state, sizeof state, "%s/top-state.json", h_dir());
+    long long ts = 0;
+    cr_assert(h_wait(bstats_newer, &ts, 5000), "the bridge published no stats within 5 s");
+    json_decref(TOP_JSON("--state", state));
+
+    /* Five good requests and one the house refuses (an unknown service: an error reply). */
+    for (int i = 0; i < 5; i++) {
+        char id[32], path[64];
+        snprintf(id, sizeof id, "e2e-%d", i);
+        snprintf(path, sizeof path, "/echo?n=%d", i);
+        h_request("farm-1", id, "GET", path, NULL, NULL, 0, 10000);
+        h_reply r;
+        cr_assert(h_wait_reply(id, NULL, 15000, &r) && r.status == 200, "request %d", i);
+        h_reply_free(&r);
+    }
+    h_field f[] = {{"id", "e2e-bad", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/x", (size_t)-1},
+                   {"service", "nope", (size_t)-1},
+                   {"reply", "gp:rep:e2e-bad", (size_t)-1}};
+    h_xadd("farm-1", f, 5);
+    h_reply r;
+    cr_assert(h_wait_reply("e2e-bad", NULL, 15000, &r) && r.status == 403);
+    h_reply_free(&r);
+    long long want = 6;
+    cr_assert(h_wait(counted, &want, 10000),
+              "the bridge did not publish the counters within 10 s (bridge %lld, house %lld)",
+              hget_ll("gp:bstats:br-e2e", "req_total"), hget_ll("gp:{farm-1}:state", "req_total"));
+    /* One more publication after that, so that the totals moved between our two samples
+     * and by the bridge's own clock. */
+    ts = hget_ll("gp:bstats:br-e2e", "ts_ms");
+    cr_assert(h_wait(bstats_newer, &ts, 5000), "no new stats within 5 s");
+
+    json_t *d = TOP_JSON("--state", state);
+    json_t *b = by_id(d, "bridges", "br-e2e");
+    assert_near(num(b, "pid"), bridge->pid, "bridge pid");
+    assert_near(num(b, "houses"), 1, "houses held");
+    cr_assert_geq(num(b, "req_total"), 6);
+    cr_assert_geq(num(b, "err_total"), 1);
+    cr_assert_gt(num(b, "bytes_in"), 0);
+    cr_assert_geq(num(b, "connects_total"), 1);
+    cr_assert_geq(num(b, "redis_rtt_ms"), 0);
+    cr_assert(json_string_value(json_object_get(b, "host")), "host");
+    cr_assert_gt(num(b, "req_per_s"), 0, "the bridge's req/s");
+    json_t *h = by_id(d, "houses", "farm-1");
+    cr_assert_str_eq(json_string_value(json_object_get(h, "bridge")), "br-e2e");
+    cr_assert_geq(num(h, "req_total"), 6);
+    cr_assert_geq(num(h, "err_total"), 1);
+    cr_assert_geq(num(h, "loss_pct"), 0);
+    cr_assert_gt(num(h, "req_per_s"), 0, "the house's req/s");
+    json_decref(d);
+
+    /* Its recent requests, newest first: the refused one on top. */
+    d = TOP_JSON("--interval", "0", "--house", "farm-1");
+    json_t *rec = json_object_get(by_id(d, "houses", "farm-1"), "recent");
+    cr_assert_geq(json_array_size(rec), 6, "recent: %zu", json_array_size(rec));
+    json_t *q = json_array_get(rec, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(q, "id")), "e2e-bad");
+    cr_assert_str_eq(json_string_value(json_object_get(q, "error")), "forbidden_upstream");
+    assert_near(num(q, "status"), 403, "status");
+    q = json_array_get(rec, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(q, "method")), "GET");
+    cr_assert(strstr(json_string_value(json_object_get(q, "path")), "/echo"), "path");
+    assert_near(num(q, "status"), 200, "status");
+    cr_assert_geq(num(q, "ms"), 0);
+    json_decref(d);
+
+    /* Disabled: its bridge closes it at once, and it is refused when it comes back. */
+    cr_assert_eq(CLI(&out, &err, "house", "disable", "farm-1"), 0, "%s", err);
+    free(out), free(err);
+    cr_assert(h_wait_offline("farm-1", 10000), "the disabled house is still connected");
+    cr_assert(h_wait_log(house, "house disabled", 10000), "the house was not told why");
+    d = TOP_JSON("--interval", "0");
+    h = by_id(d, "houses", "farm-1");
+    cr_assert(json_is_true(json_object_get(h, "disabled")));
+    cr_assert(json_is_false(json_object_get(h, "connected")));
+    json_decref(d);
+    /* Enabled: a restarted house (no waiting out its back-off) gets in again. */
+    cr_assert_eq(CLI(&out, &err, "house", "enable", "farm-1"), 0, "%s", err);
+    free(out), free(err);
+    h_stop(house);
+    h_house_start("farm-1", sec, bport, up_url, NULL);
+    cr_assert(h_wait_connected("farm-1", 15000), "the enabled house did not get back in");
+}
