@@ -34,6 +34,7 @@ import yaml
 
 DEPLOY = "deploy"
 COMPOSE = os.path.join(DEPLOY, "docker-compose.yml")
+CLUSTER = os.path.join(DEPLOY, "docker-compose.cluster.yml")
 DOCKERFILE = os.path.join(DEPLOY, "Dockerfile")
 UNITS = sorted(glob.glob(os.path.join(DEPLOY, "*.service")))
 PROBLEMS = []
@@ -401,7 +402,8 @@ def redis_settings(svc):
     argv = words(svc.get("command")) or []
     conf = {}
     compose_dir = os.path.dirname(os.path.abspath(COMPOSE))
-    files = {dst: os.path.join(compose_dir, src) for src, dst, named in mounts(svc) if not named}
+    files = {dst: src if os.path.isabs(src) else os.path.join(compose_dir, src)
+             for src, dst, named in mounts(svc) if not named}
     i = 1
     if len(argv) > 1 and not argv[1].startswith("--"):
         path = files.get(argv[1])
@@ -444,6 +446,26 @@ def cmd_compose(bindir):
         if r.returncode == 0 or "GP_MASTER_KEY" not in r.stderr:
             problem("compose: config without GP_MASTER_KEY did not fail naming it")
         print("compose: schema checked with %s" % " ".join(tool))
+
+        # The Redis Cluster override: valid merged with the main file, every node in cluster
+        # mode with the same persistence and eviction settings.
+        if os.path.exists(CLUSTER):
+            r = run(tool + ["-f", COMPOSE, "-f", CLUSTER, "config"], env=dict(env, GP_MASTER_KEY=key))
+            if r.returncode != 0:
+                problem("compose: %s merged with %s is rejected: %s" % (CLUSTER, COMPOSE, r.stderr.strip()))
+            else:
+                merged = yaml.safe_load(r.stdout)["services"]
+                nodes = [n for n, v in merged.items()
+                         if (words(v.get("command")) or [""])[0] == "redis-server"]
+                for n in nodes:
+                    conf = redis_settings(merged[n])
+                    for k, v in (("cluster-enabled", "yes"), ("appendonly", "yes"),
+                                 ("maxmemory-policy", "noeviction")):
+                        if conf.get(k) != v:
+                            problem("compose: cluster node %s: %s is %r" % (n, k, conf.get(k)))
+                if len(nodes) < 3:
+                    problem("compose: the cluster override has %d nodes, want 3" % len(nodes))
+                print("compose: cluster override valid, %d nodes" % len(nodes))
 
     doc = load_compose({"GP_MASTER_KEY": key})
     stages = parse_dockerfile()
