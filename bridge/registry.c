@@ -3,6 +3,7 @@
  * labels and sealed secrets are passed as bytes, never through a format string. */
 #include "registry.h"
 
+#include "reglua.h"
 #include "rkeys.h"
 
 #include <errno.h>
@@ -147,19 +148,10 @@ int gp_reg_master_key(const char *hex, uint8_t out[32]) {
     return gp_secret_from_hex(hex, out) == 0 ? 0 : GP_ERR_INVALID;
 }
 
-/* KEYS[1] house hash. ARGV: secret, labels, created, force. One key, so it runs on a
- * Cluster too; the set of ids is updated separately (another slot). Replacing the secret
- * keeps a house disabled: rotating a compromised house's secret must not let it back in. */
-static const char *ADD_LUA =
-    "local dis = false\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "  if ARGV[4] ~= '1' then return 0 end\n"
-    "  dis = redis.call('HGET', KEYS[1], 'disabled')\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'labels', ARGV[2], 'created', ARGV[3])\n"
-    "if dis then redis.call('HSET', KEYS[1], 'disabled', dis) end\n"
-    "return 1\n";
+/* KEYS[1] house hash. ARGV: secret, labels, created, force (reglua.h: the bridge's JSON API
+ * adds houses with the same script). One key, so it runs on a Cluster too; the set of ids is
+ * updated separately (another slot). */
+static const char *ADD_LUA = GP_REG_ADD_LUA;
 
 int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secret[GP_SECRET_LEN],
                const uint8_t *master_key, const char *labels_json, uint64_t created_ms, int force,
@@ -213,25 +205,26 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
-    redisReply *r = cmd(rc, err, errlen, "XLEN", kreq, NULL);
+    char kctl[GP_KEY_MAX];
+    if (key_ctl(kctl, prefix) < 0) {
+        seterr(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    /* The house's keys (one slot) in one script, shared with the bridge's JSON API
+     * (reglua.h): the bridge holding the house is told to let it go. The set is another
+     * slot. */
+    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_REG_RM_LUA, "5", khouse, kstate, kepoch,
+                        krecent, kreq, purge ? "1" : "0", kctl, id, NULL);
     if (!r)
         return GP_REG_REDIS;
-    long long xlen = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    if (stream_len)
-        *stream_len = xlen;
-
-    /* One DEL per key: the keys share the house's slot, but the set does not. */
     long long removed = 0;
-    const char *keys[] = {khouse, kstate, kepoch, krecent, purge ? kreq : NULL};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && keys[i]; i++) {
-        r = cmd(rc, err, errlen, "DEL", keys[i], NULL);
-        if (!r)
-            return GP_REG_REDIS;
-        if (i == 0 && r->type == REDIS_REPLY_INTEGER)
-            removed += r->integer;
-        freeReplyObject(r);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+        removed = r->element[0]->integer;
+        if (stream_len)
+            *stream_len = r->element[1]->integer;
     }
+    freeReplyObject(r);
     r = cmd(rc, err, errlen, "SREM", khouses, id, NULL);
     if (!r)
         return GP_REG_REDIS;
@@ -492,13 +485,12 @@ long long gp_reg_time_ms(br_rc *rc) {
     return ms;
 }
 
-/* KEYS[1] house hash. ARGV[1]: "1" disable, "0" enable. 0 when the house is not registered
- * (a disabled flag must not create a hash without a secret). */
-static const char *DISABLE_LUA =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-    "if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'disabled', '1')\n"
-    "else redis.call('HDEL', KEYS[1], 'disabled') end\n"
-    "return 1\n";
+/* KEYS[1] house hash. ARGV: "1" disable / "0" enable, the ctl channel, the id. 0 when the
+ * house is not registered (a disabled flag must not create a hash without a secret). The
+ * flag is set before the PUBLISH, in the same script: a bridge that hears the message, or a
+ * house that reconnects meanwhile, finds it (ADMIN.md: the holder closes the house, the
+ * others refuse it). The bridge's JSON API runs the same script (reglua.h). */
+static const char *DISABLE_LUA = GP_REG_DISABLE_LUA;
 
 int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,
                         size_t errlen) {
@@ -511,8 +503,8 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
-    redisReply *r =
-        cmd(rc, err, errlen, "EVAL", DISABLE_LUA, "1", khouse, disabled ? "1" : "0", NULL);
+    redisReply *r = cmd(rc, err, errlen, "EVAL", DISABLE_LUA, "1", khouse, disabled ? "1" : "0",
+                        kctl, id, NULL);
     if (!r)
         return GP_REG_REDIS;
     long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
@@ -521,16 +513,6 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
         seterr(err, errlen, "no house '%s'", id);
         return GP_REG_NOT_FOUND;
     }
-    if (!disabled)
-        return 0;
-    /* The flag is set first: a bridge that hears the message, or a house that reconnects
-     * meanwhile, finds it (ADMIN.md: the holder closes the house, the others refuse it). */
-    char msg[GP_MAX_HOUSE_ID + 16];
-    snprintf(msg, sizeof msg, "disable %s", id);
-    r = cmd(rc, err, errlen, "PUBLISH", kctl, msg, NULL);
-    if (!r)
-        return GP_REG_REDIS;
-    freeReplyObject(r);
     return 0;
 }
 
