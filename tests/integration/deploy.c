@@ -400,6 +400,12 @@ Test(deploy, compose_as_processes) {
     json_t *plan = json_loads(out, 0, &jerr);
     cr_assert(plan, "plan is not JSON (%s): %s", jerr.text, out);
     free(out);
+    if (g_trace && json_is_true(json_object_get(plan, "sanitizer"))) {
+        /* `make asan`: LeakSanitizer fails every exit under ptrace, and the units are for
+         * release builds anyway. */
+        cr_log_warn("deploy: sanitizer build: daemons not traced against their units");
+        g_trace = 0;
+    }
     size_t i;
     json_t *sj;
     g_nsvc = 0;

@@ -367,16 +367,17 @@ def cmd_plan(dirname, bindir):
         if role == "bridge":
             entry_json["listen"] = int(env.get("GP_LISTEN", "8443"))
         plan.append(entry_json)
-    json.dump({"services": plan}, sys.stdout, indent=1)
+    sanitizer = any(SANITIZER.match(so) for so in needed_libs(os.path.join(bindir, "ghostport-bridge")))
+    json.dump({"services": plan, "sanitizer": sanitizer}, sys.stdout, indent=1)
     print()
 
 
 # --- compose: schema and wiring --------------------------------------------------------------
 
 def known_env(binary):
-    names = set(re.findall(r"env (GP_[A-Z0-9_]+)", run([binary, "--help"]).stdout +
-                           run([binary, "--help"]).stderr))
-    return names
+    """The GP_* variables a program reads, from its --help."""
+    r = run([binary, "--help"])
+    return set(re.findall(r"env (GP_[A-Z0-9_]+)", r.stdout + r.stderr))
 
 
 def pending_admin_env():
@@ -567,14 +568,18 @@ def essential(pkg):
     return r.returncode == 0 and (r.stdout.startswith("yes") or "required" in r.stdout)
 
 
-def runtime_packages(stages):
-    """The runtime stage's packages and everything apt installs with them."""
-    if "runtime" not in [s["name"] for s in stages]:
+def stage_packages(stages, stage):
+    """A stage's apt packages and everything apt installs with them."""
+    if stage not in [s["name"] for s in stages]:
         return set()
-    rt = image_config(stages, "runtime")["apt"]
+    pkgs = image_config(stages, stage)["apt"]
     r = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
-             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"] + sorted(rt))
-    return rt | {w.strip("<>:") for w in re.findall(r"(?m)^\s*(?:\|?(?:Pre)?Depends: )?(\S+)$", r.stdout)}
+             "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"] + sorted(pkgs))
+    return pkgs | {w.strip("<>:") for w in re.findall(r"(?m)^\s*(?:\|?(?:Pre)?Depends: )?(\S+)$", r.stdout)}
+
+
+def runtime_packages(stages):
+    return stage_packages(stages, "runtime")
 
 
 SANITIZER = re.compile(r"lib(a|ub|t|l|hwa)san\.so")
@@ -677,6 +682,7 @@ def cmd_dockerfile(builddir):
     # Every library the binaries link: its -dev package (the unversioned lib*.so the linker
     # took) in the build stage, its runtime package in the runtime stage.
     rt = runtime_packages(stages)
+    build_closure = stage_packages(stages, build["name"])
     for b in ("ghostport-bridge", "ghostport-house", "ghostport"):
         path = os.path.join(builddir, "bin", b)
         resolved = lib_paths(path)
@@ -690,7 +696,7 @@ def cmd_dockerfile(builddir):
             elif owner not in rt and not essential(owner):
                 problem("Dockerfile: runtime stage lacks %s (%s needs %s)" % (owner, b, so))
             dev = dpkg_owner(os.path.join(os.path.dirname(real), so.split(".so")[0] + ".so"))
-            if dev and dev not in build_pkgs and not dev.startswith("libc6"):
+            if dev and dev not in build_closure and not dev.startswith("libc6"):
                 problem("Dockerfile: build stage lacks %s (%s links %s)" % (dev, b, so))
     print("dockerfile: build and runtime packages cover the binaries' libraries")
 
