@@ -119,7 +119,7 @@ struct br_conn {
     uint64_t last_rx_ms, last_ping_ms, last_pending_scan_ms, since_ms;
     uint64_t last_renew_ms, next_sweep_ms;
     uint64_t ping_iv; /* ms, as told in WELCOME (a reload changes it for new connections) */
-    unsigned rtt_ms;
+    uint64_t rtt_us;  /* last PING's round trip, 0: none yet */
     /* live stats of this connection (the state hash, bridge/ADMIN.md): final replies, those
      * that are errors, body bytes from the house (in) and to it (out) */
     uint64_t st_req, st_err, st_bytes_in, st_bytes_out;
@@ -272,8 +272,8 @@ void br_janitor_load_scripts(void);
 typedef struct br_metrics {
     gp_metrics *reg;
     gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
-        *bytes, *compressed, *rudp_rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt,
-        *redis_reconnects, *pending_claimed, *fenced, *janitor_timeouts, *admin_conns;
+        *bytes, *compressed, *rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt, *redis_reconnects,
+        *pending_claimed, *fenced, *janitor_timeouts, *admin_conns;
 } br_metrics;
 extern br_metrics g_bm;
 int br_stats_init(void); /* 0, or -1 out of memory */

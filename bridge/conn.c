@@ -166,9 +166,11 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
         br_conn_send(c, &r);
         return;
     case GP_FRAME_PONG: {
-        uint64_t now = br_now();
+        /* Our PINGs carry the monotonic clock in µs: a loopback or LAN RTT is well under a
+         * millisecond. An opaque from the future is not ours. */
+        uint64_t now = uv_hrtime() / 1000;
         if (f->u.ping.opaque <= now)
-            c->rtt_ms = (unsigned)(now - f->u.ping.opaque);
+            c->rtt_us = now - f->u.ping.opaque;
         return;
     }
     case GP_FRAME_RESP_HEAD:
@@ -235,7 +237,7 @@ void br_conn_tick(uint64_t now) {
             gp_frame f;
             memset(&f, 0, sizeof f);
             f.type = GP_FRAME_PING;
-            f.u.ping.opaque = now;
+            f.u.ping.opaque = uv_hrtime() / 1000;
             c->last_ping_ms = now;
             br_conn_send(c, &f);
         }

@@ -560,7 +560,7 @@ void br_house_state_update(br_conn *c) {
     if (ls.rtt_ms > 0)
         snprintf(rtt, sizeof rtt, "%.1f", ls.rtt_ms);
     else
-        snprintf(rtt, sizeof rtt, "%u", c->rtt_ms);
+        snprintf(rtt, sizeof rtt, "%.1f", (double)c->rtt_us / 1000);
     snprintf(loss, sizeof loss, "%.2f", ls.loss * 100);
     br_args a;
     br_args_init(&a);

@@ -60,8 +60,10 @@ int br_stats_init(void) {
         m, "gp_bridge_compressed_bytes_total",
         "Body bytes of zstd-compressed frames before and after compression (both directions).",
         "stage");
-    g_bm.rudp_rtt = gp_metrics_gauge(m, "gp_bridge_rudp_rtt_seconds",
-                                     "Mean smoothed RTT over the rudp houses held now.", NULL);
+    g_bm.rtt = gp_metrics_gauge(m, "gp_bridge_rtt_seconds",
+                                "Mean round trip over the houses held now, by transport (ws, wss: "
+                                "the last ping; rudp: smoothed); 0 while none is measured.",
+                                "transport");
     g_bm.rudp_loss = gp_metrics_gauge(m, "gp_bridge_rudp_loss_ratio",
                                       "Mean packet loss (worse direction) over rudp houses.", NULL);
     g_bm.rudp_retx = gp_metrics_counter(m, "gp_bridge_rudp_retransmits_total",
@@ -158,7 +160,18 @@ static void collect(void) {
     double rtt, loss;
     uint64_t retx, fec;
     br_udp_metrics(&rtt, &loss, &retx, &fec);
-    gp_metric_set(g_bm.rudp_rtt, NULL, rtt / 1000.0);
+    /* RTT by transport: a walk over the held houses (one scrape costs what a tick does). */
+    static const char *const TP[] = {"ws", "wss", "rudp"};
+    double sum[3] = {0, 0, rtt};
+    unsigned n[3] = {0, 0, rtt > 0};
+    for (const br_conn *c = g_br.all; c; c = c->all_next)
+        for (int t = 0; t < 2; t++)
+            if (c->state == BR_CS_LIVE && c->rtt_us > 0 && strcmp(c->tp->name, TP[t]) == 0) {
+                sum[t] += c->rtt_us / 1000.0;
+                n[t]++;
+            }
+    for (int t = 0; t < 3; t++)
+        gp_metric_set(g_bm.rtt, TP[t], n[t] ? sum[t] / n[t] / 1000.0 : 0);
     gp_metric_set(g_bm.rudp_loss, NULL, loss);
     /* Counters owned by the rudp engines: bring ours up to their total. */
     gp_metric_add(g_bm.rudp_retx, NULL, (double)retx - gp_metric_value(g_bm.rudp_retx, NULL));

@@ -34,6 +34,7 @@ typedef struct hs_config {
     char *state_dir;  /* replay journal; NULL or "": none */
     char *bridge_key; /* rudp: the bridges' public key (hex) */
     long long rudp_jitter_ms, rudp_probe_ms;
+    long long reconnect_max_ms; /* cap of the reconnect backoff */
     int state_sync;
     int help;
     long long admin_listen; /* -1: off */

@@ -212,6 +212,9 @@ static const gp_conf_opt opts[] = {
      "hold each rudp datagram 0..N ms before it leaves (hides timing; RTT unaffected)"},
     {"rudp-probe-ms", GP_CONF_INT, OFF(rudp_probe_ms), 100, 3600000, "30000", NULL,
      "on wss while a rudp:// bridge comes first: try UDP again this often (doubling to 5 min)"},
+    {"reconnect-max-ms", GP_CONF_INT, OFF(reconnect_max_ms), 1000, 3600000, "30000", NULL,
+     "longest wait before dialing again (exponential backoff from 250 ms with full jitter; "
+     "after a refusal, such as a disabled house, between half of it and all of it) [SIGHUP]"},
     {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
      "admin port: /healthz, /readyz, /metrics (-1: off; 0: any free port, logged in "
      "event=listening transport=admin)"},
@@ -222,7 +225,8 @@ static const gp_conf_opt opts[] = {
 };
 
 /* What SIGHUP may change in a running house (marked [SIGHUP] in --help). */
-static const char *const reloadable[] = {"log-level", "max-body", "max-response", NULL};
+static const char *const reloadable[] = {"log-level", "max-body", "max-response",
+                                         "reconnect-max-ms", NULL};
 
 static void print_line(void *ud, const char *line) {
     (void)ud;

@@ -25,7 +25,6 @@
 #define LOW_WATER (1u << 20)
 #define HANDSHAKE_MS 15000u /* dial + TLS + auth; the bridge allows 10 s for its part */
 #define BACKOFF_BASE_MS 250u
-#define BACKOFF_CAP_MS 30000u
 #define STABLE_MS 60000u /* a connection up this long resets the backoff */
 #define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight responses */
 #define CLOSE_FLUSH_S 2  /* seconds lws may take to flush a GOAWAY before it kills */
@@ -547,12 +546,13 @@ static void on_retry(uv_timer_t *t) {
 static uint64_t backoff_delay(enum backoff_kind bk) {
     if (bk == BK_NOW)
         return 0;
+    uint32_t cap = (uint32_t)g_hs.cfg.reconnect_max_ms; /* --reconnect-max-ms */
     if (bk == BK_LONG) /* the bridge refused us: hammering it will not help */
-        return BACKOFF_CAP_MS / 2 + randombytes_uniform(BACKOFF_CAP_MS / 2 + 1);
+        return cap / 2 + randombytes_uniform(cap / 2 + 1);
     unsigned a = T.attempt < 16 ? T.attempt : 16;
     uint64_t window = (uint64_t)BACKOFF_BASE_MS << a;
-    if (window > BACKOFF_CAP_MS)
-        window = BACKOFF_CAP_MS;
+    if (window > cap)
+        window = cap;
     T.attempt++;
     return randombytes_uniform((uint32_t)window + 1); /* full jitter */
 }

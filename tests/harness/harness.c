@@ -1144,6 +1144,37 @@ int h_http(int port, const char *method, const char *path, const char *hdrs, con
     return status;
 }
 
+int h_admin_port(const h_proc *p) {
+    cr_assert(h_wait_log(p, "transport=admin port=", 10000), "%s: no admin port logged", p->name);
+    size_t len;
+    char *s = h_read_file(p->log, &len);
+    cr_assert_not_null(s);
+    const char *q = strstr(s + p->log_off, "transport=admin port=");
+    int port = q ? atoi(q + strlen("transport=admin port=")) : -1;
+    free(s);
+    cr_assert(port > 0, "%s: bad admin port", p->name);
+    return port;
+}
+
+char *h_scrape(int port) {
+    char *body = NULL, *hdrs = NULL;
+    int st = h_http(port, "GET", "/metrics", NULL, NULL, 0, &body, &hdrs);
+    cr_assert_eq(st, 200, "GET /metrics: %d", st);
+    cr_assert(hdrs && strstr(hdrs, "Content-Type: text/plain; version=0.0.4"), "content type: %s",
+              hdrs ? hdrs : "-");
+    free(hdrs);
+    cr_assert_not_null(body);
+    return body;
+}
+
+double h_metric(const char *text, const char *key) {
+    size_t kl = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
+            return strtod(p + kl + 1, NULL);
+    return -1;
+}
+
 /* --- data helpers -------------------------------------------------------------------------- */
 
 void h_sha256_hex(const void *p, size_t len, char out[65]) {

@@ -149,6 +149,14 @@ int h_http_get(int port, const char *path, char **body);
 int h_http(int port, const char *method, const char *path, const char *hdrs, const void *body,
            size_t blen, char **resp_body, char **headers);
 
+/* --- admin port --------------------------------------------------------------------------- */
+/* The admin port a daemon started with --admin-listen 0 logged (asserts it within 10 s). */
+int h_admin_port(const h_proc *p);
+/* GET /metrics (asserts 200 and the Prometheus text content type); malloc'd text. */
+char *h_scrape(int port);
+/* The value of one sample ("name{labels}" exactly as rendered), or -1 when absent. */
+double h_metric(const char *text, const char *key);
+
 /* --- data helpers ----------------------------------------------------------------------- */
 void h_sha256_hex(const void *p, size_t len, char out[65]);
 /* The upstream's /bytes/N?seed=S content: sha256("S:0") | sha256("S:1") | ... */

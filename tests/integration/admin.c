@@ -26,19 +26,6 @@ TestSuite(admin, .init = h_init, .fini = h_fini, .timeout = 150);
 
 /* --- helpers ---------------------------------------------------------------------------- */
 
-/* The admin port a process logged (event=listening transport=admin port=P). */
-static int admin_port(const h_proc *p) {
-    cr_assert(h_wait_log(p, "transport=admin port=", 10000), "%s: no admin port logged", p->name);
-    size_t len;
-    char *s = h_read_file(p->log, &len);
-    cr_assert_not_null(s);
-    const char *q = strstr(s + p->log_off, "transport=admin port=");
-    int port = q ? atoi(q + strlen("transport=admin port=")) : -1;
-    free(s);
-    cr_assert(port > 0, "%s: bad admin port", p->name);
-    return port;
-}
-
 static const char *token_file(void) {
     static char path[4096];
     snprintf(path, sizeof path, "%s/admin.token", h_dir());
@@ -51,21 +38,20 @@ static const char *token_file(void) {
 
 /* A bridge with the admin port on a free port and the token (NULL: no token). */
 static h_proc *bridge_admin(int *port, int *aport, const char *token_path) {
-    const char *extra[] = {
-        "--admin-listen", "0", "--bridge-id", "b-admin", token_path ? "--admin-token-file" : NULL,
-        token_path,       NULL};
+    const char *extra[] = {"--admin-listen",
+                           "0",
+                           "--bridge-id",
+                           "b-admin",
+                           "--ping-interval",
+                           "300",
+                           NULL,
+                           NULL,
+                           NULL};
+    if (token_path)
+        extra[6] = "--admin-token-file", extra[7] = token_path;
     h_proc *b = h_bridge_start(0, port, extra, 1);
-    *aport = admin_port(b);
+    *aport = h_admin_port(b);
     return b;
-}
-
-/* The value of one sample ("name{labels}" exactly as rendered), or -1 when absent. */
-static double sample(const char *text, const char *key) {
-    size_t kl = strlen(key);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
-            return strtod(p + kl + 1, NULL);
-    return -1;
 }
 
 /* Checks the exposition format line by line (0.0.4): every sample's metric has # HELP and
@@ -129,11 +115,7 @@ static int check_format(const char *text) {
 }
 
 static char *scrape(int port) {
-    char *body = NULL, *hdrs = NULL;
-    int st = h_http(port, "GET", "/metrics", NULL, NULL, 0, &body, &hdrs);
-    cr_assert_eq(st, 200, "GET /metrics: %d", st);
-    cr_assert(strstr(hdrs, "Content-Type: text/plain; version=0.0.4"), "content type: %s", hdrs);
-    free(hdrs);
+    char *body = h_scrape(port);
     check_format(body);
     return body;
 }
@@ -216,7 +198,7 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
     }
     for (int i = 0; i < 2; i++) {
         cr_assert(h_wait_connected(HOUSES[i], 15000), "house %s did not connect", HOUSES[i]);
-        hport[i] = admin_port(house[i]);
+        hport[i] = h_admin_port(house[i]);
     }
     char *body = NULL;
     cr_assert_eq(h_http(w.aport, "GET", "/healthz", NULL, NULL, 0, &body, NULL), 200);
@@ -227,13 +209,13 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
         cr_assert_eq(h_http(hport[i], "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 200);
 
     char *m0 = scrape(w.aport);
-    cr_assert_eq(sample(m0, "gp_bridge_houses"), 2, "houses gauge: %g",
-                 sample(m0, "gp_bridge_houses"));
-    cr_assert_eq(sample(m0, "gp_bridge_connections_total{transport=\"ws\"}"), 2);
-    double req0 = sample(m0, "gp_bridge_requests_total{class=\"2xx\"}");
-    double fwd0 = sample(m0, "gp_bridge_forwarded_total");
-    double dur0 = sample(m0, "gp_bridge_request_duration_seconds_count");
-    double in0 = sample(m0, "gp_bridge_bytes_total{direction=\"from_house\"}");
+    cr_assert_eq(h_metric(m0, "gp_bridge_houses"), 2, "houses gauge: %g",
+                 h_metric(m0, "gp_bridge_houses"));
+    cr_assert_eq(h_metric(m0, "gp_bridge_connections_total{transport=\"ws\"}"), 2);
+    double req0 = h_metric(m0, "gp_bridge_requests_total{class=\"2xx\"}");
+    double fwd0 = h_metric(m0, "gp_bridge_forwarded_total");
+    double dur0 = h_metric(m0, "gp_bridge_request_duration_seconds_count");
+    double in0 = h_metric(m0, "gp_bridge_bytes_total{direction=\"from_house\"}");
     cr_assert(req0 >= 0 && fwd0 >= 0 && dur0 >= 0 && in0 >= 0, "missing samples:\n%s", m0);
 
     /* Metrics scraped while the load runs: the counters move between two scrapes. */
@@ -254,33 +236,38 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
     h_load_result r = h_load_result_get(l);
     h_load_free(l);
     cr_assert(all && r.lost == 0, "lost %ld of %ld", r.lost, r.sent);
-    double req1 = sample(m1, "gp_bridge_requests_total{class=\"2xx\"}");
-    double req2 = sample(m2, "gp_bridge_requests_total{class=\"2xx\"}");
+    double req1 = h_metric(m1, "gp_bridge_requests_total{class=\"2xx\"}");
+    double req2 = h_metric(m2, "gp_bridge_requests_total{class=\"2xx\"}");
     cr_assert(req1 > req0 && req2 > req1, "requests_total did not move: %g %g %g", req0, req1,
               req2);
-    cr_assert(sample(m2, "gp_bridge_forwarded_total") > sample(m1, "gp_bridge_forwarded_total"));
-    cr_assert(sample(m2, "gp_bridge_request_duration_seconds_count") >
-              sample(m1, "gp_bridge_request_duration_seconds_count"));
-    cr_assert(sample(m2, "gp_bridge_bytes_total{direction=\"from_house\"}") >
-              sample(m1, "gp_bridge_bytes_total{direction=\"from_house\"}"));
+    cr_assert(h_metric(m2, "gp_bridge_forwarded_total") >
+              h_metric(m1, "gp_bridge_forwarded_total"));
+    cr_assert(h_metric(m2, "gp_bridge_request_duration_seconds_count") >
+              h_metric(m1, "gp_bridge_request_duration_seconds_count"));
+    cr_assert(h_metric(m2, "gp_bridge_bytes_total{direction=\"from_house\"}") >
+              h_metric(m1, "gp_bridge_bytes_total{direction=\"from_house\"}"));
 
     /* Settled: every answer the producers got is counted, once. */
     char *m3 = scrape(w.aport);
-    double done = sample(m3, "gp_bridge_requests_total{class=\"2xx\"}") - req0;
+    double done = h_metric(m3, "gp_bridge_requests_total{class=\"2xx\"}") - req0;
     cr_assert_eq((long)done, r.s2xx, "bridge counted %g 2xx replies, the producers got %ld", done,
                  r.s2xx);
-    cr_assert_eq((long)(sample(m3, "gp_bridge_request_duration_seconds_count") - dur0), r.s2xx);
-    cr_assert_eq(sample(m3, "gp_bridge_houses"), 2);
-    cr_assert(sample(m3, "gp_bridge_redis_rtt_seconds") > 0, "no Redis RTT");
+    cr_assert_eq((long)(h_metric(m3, "gp_bridge_request_duration_seconds_count") - dur0), r.s2xx);
+    cr_assert_eq(h_metric(m3, "gp_bridge_houses"), 2);
+    cr_assert(h_metric(m3, "gp_bridge_redis_rtt_seconds") > 0, "no Redis RTT");
+    /* The houses' ping RTT (loopback: above 0, far below a second); no rudp house held. */
+    double ws_rtt = h_metric(m3, "gp_bridge_rtt_seconds{transport=\"ws\"}");
+    cr_assert(ws_rtt > 0 && ws_rtt < 0.5, "ws RTT %g after 3 s of 300 ms pings", ws_rtt);
+    cr_assert_eq(h_metric(m3, "gp_bridge_rtt_seconds{transport=\"rudp\"}"), 0);
     double house_ok = 0;
     for (int i = 0; i < 2; i++) {
         char *hm = scrape(hport[i]);
-        cr_assert_eq(sample(hm, "gp_house_connected"), 1);
-        cr_assert_eq(sample(hm, "gp_house_connects_total{transport=\"ws\"}"), 1);
-        double ok = sample(hm, "gp_house_requests_total{outcome=\"ok\"}");
+        cr_assert_eq(h_metric(hm, "gp_house_connected"), 1);
+        cr_assert_eq(h_metric(hm, "gp_house_connects_total{transport=\"ws\"}"), 1);
+        double ok = h_metric(hm, "gp_house_requests_total{outcome=\"ok\"}");
         cr_assert(ok > 0, "house %s served nothing?\n%s", HOUSES[i], hm);
-        cr_assert_eq(sample(hm, "gp_house_request_duration_seconds_count"), ok);
-        cr_assert(sample(hm, "gp_house_bytes_total{direction=\"to_bridge\"}") > 0);
+        cr_assert_eq(h_metric(hm, "gp_house_request_duration_seconds_count"), ok);
+        cr_assert(h_metric(hm, "gp_house_bytes_total{direction=\"to_bridge\"}") > 0);
         house_ok += ok;
         free(hm);
     }
@@ -302,7 +289,7 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
     rd.want = 200;
     cr_assert(h_wait(ready_is, &rd, 20000), "/readyz did not come back to 200 with Redis");
     char *m4 = scrape(w.aport);
-    cr_assert(sample(m4, "gp_bridge_redis_reconnects_total") >= 1, "no reconnect counted");
+    cr_assert(h_metric(m4, "gp_bridge_redis_reconnects_total") >= 1, "no reconnect counted");
     free(m0), free(m1), free(m2), free(m3), free(m4);
 }
 
@@ -428,7 +415,8 @@ Test(admin, api_add_disable_enable_remove) {
     expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"id\":\"farm-9\"}", 409, "exists");
 
     /* The secret works: the house connects with it. */
-    h_proc *house = h_house_start("farm-9", sec, w.bridge_port, w.up_url, NULL);
+    const char *quick[] = {"--reconnect-max-ms", "2000", NULL};
+    h_proc *house = h_house_start("farm-9", sec, w.bridge_port, w.up_url, quick);
     cr_assert(h_wait_connected("farm-9", 15000), "a house with the API's secret did not connect");
     cr_assert_eq(api(w.aport, "GET", "/api/houses/farm-9", AUTH, NULL, &j), 200);
     cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "labels"), "site")),
@@ -444,13 +432,13 @@ Test(admin, api_add_disable_enable_remove) {
     struct logw goaway = {house, "event=auth_rejected code=auth", "house disabled"};
     cr_assert(h_wait(log_has_both, &goaway, 5000), "house did not log the GOAWAY AUTH");
     cr_assert(h_wait_offline("farm-9", 5000), "still connected after disable");
-    /* The house retries after its long backoff (15-30 s): refused, and not counted as a
-     * failed authentication. */
-    struct logw refused = {w.bridge, "event=auth_refused", "reason=disabled"};
-    cr_assert(h_wait(log_has_both, &refused, 40000), "no refused reconnect within 40 s");
+    /* The house retries after its long backoff (1-2 s here, --reconnect-max-ms): refused,
+     * twice, and not counted as a failed authentication. */
+    cr_assert(h_wait_log_n(w.bridge, "reason=disabled", 2, 10000),
+              "no two refused reconnects within 10 s");
     cr_assert(!h_wait_connected("farm-9", 300), "a disabled house connected");
     char *m = scrape(w.aport);
-    cr_assert_eq(sample(m, "gp_bridge_auth_failures_total{transport=\"ws\"}"), 0,
+    cr_assert_eq(h_metric(m, "gp_bridge_auth_failures_total{transport=\"ws\"}"), 0,
                  "a disabled house counted as an auth failure");
     free(m);
     struct api_wait aw = {w.aport, "/api/overview", "farm-9", "disabled", -1};
@@ -460,7 +448,7 @@ Test(admin, api_add_disable_enable_remove) {
     cr_assert_eq(api(w.aport, "POST", "/api/houses/farm-9/enable", AUTH, NULL, &j), 200);
     cr_assert(json_is_false(json_object_get(j, "disabled")));
     json_decref(j);
-    cr_assert(h_wait_connected("farm-9", 40000), "an enabled house did not reconnect in 40 s");
+    cr_assert(h_wait_connected("farm-9", 10000), "an enabled house did not reconnect in 10 s");
     h_request("farm-9", "after-enable", "GET", "/echo", NULL, NULL, 0, 10000);
     h_reply r;
     cr_assert(h_wait_reply("after-enable", NULL, 10000, &r) && r.status == 200);

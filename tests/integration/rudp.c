@@ -155,14 +155,46 @@ Test(rudp, serves_requests_directly) {
  * requests with 16 KiB responses: every one answered. */
 Test(rudp, thirty_percent_loss_200ms_rtt) {
     world w;
-    world_up(&w, NULL);
+    const char *admin[] = {"--admin-listen", "0", NULL};
+    world_up(&w, admin);
     const char *bad[] = {"--loss", "0.3", "--delay", "100", "--seed", "7", NULL};
     relay_up(&w, bad);
-    house_up(&w, w.relay_port, NULL);
+    house_up(&w, w.relay_port, admin);
     cr_assert(h_wait(on_rudp, NULL, 30000), "house not connected over rudp through the relay");
     h_load_result r = load("rudp_loss30_rtt200", "/bytes/16384", 20, 10000, w.up_port);
     printf("rudp at 30%% loss, 200 ms RTT: %ld requests, p50 %.0f ms, p99 %.0f ms\n", r.sent,
            r.p50_ms, r.p99_ms);
+    fflush(stdout);
+
+    /* What the link did, as both sides' metrics tell it: the relay's 200 ms RTT, loss near its
+     * 30%, and repairs. */
+    const char *side[] = {"bridge", "house"};
+    h_proc *proc[] = {w.bridge, w.house};
+    for (int i = 0; i < 2; i++) {
+        char *m = h_scrape(h_admin_port(proc[i]));
+        char k[4][64];
+        if (i == 0) {
+            snprintf(k[0], sizeof k[0], "gp_bridge_rtt_seconds{transport=\"rudp\"}");
+            snprintf(k[1], sizeof k[1], "gp_bridge_rudp_loss_ratio");
+            snprintf(k[2], sizeof k[2], "gp_bridge_rudp_retransmits_total");
+            snprintf(k[3], sizeof k[3], "gp_bridge_rudp_fec_repaired_total");
+        } else {
+            snprintf(k[0], sizeof k[0], "gp_house_rudp_rtt_seconds");
+            snprintf(k[1], sizeof k[1], "gp_house_rudp_loss_ratio");
+            snprintf(k[2], sizeof k[2], "gp_house_rudp_retransmits_total");
+            snprintf(k[3], sizeof k[3], "gp_house_rudp_fec_repaired_total");
+        }
+        double rtt = h_metric(m, k[0]), loss = h_metric(m, k[1]);
+        double retx = h_metric(m, k[2]), fec = h_metric(m, k[3]);
+        printf("%s metrics: rtt %.3f s, loss %.3f, retransmits %.0f, fec repaired %.0f\n", side[i],
+               rtt, loss, retx, fec);
+        cr_assert(rtt >= 0.19 && rtt < 1.0, "%s: %s = %g, the link's RTT is 0.2 s", side[i], k[0],
+                  rtt);
+        cr_assert(loss > 0.1 && loss < 0.5, "%s: %s = %g, the link loses 30%%", side[i], k[1],
+                  loss);
+        cr_assert(retx + fec > 0, "%s: no retransmit and no FEC repair at 30%% loss", side[i]);
+        free(m);
+    }
     fflush(stdout);
 }
 

@@ -27,28 +27,6 @@ TestSuite(web, .init = h_init, .fini = h_fini, .timeout = 260);
 #define HOUSE "farm-web"
 #define NODE_TIMEOUT_S 200
 
-/* The admin port from the bridge's "event=listening transport=admin port=P" line, or 0. */
-static int admin_port(const h_proc *bridge) {
-    char *log = h_read_file(bridge->log, NULL);
-    int port = 0;
-    for (char *line = log; line && *line && !port;) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = '\0';
-        const char *p;
-        if (strstr(line, "event=listening") && strstr(line, "transport=admin") &&
-            (p = strstr(line, " port=")))
-            port = atoi(p + 6);
-        line = nl ? nl + 1 : NULL;
-    }
-    free(log);
-    return port;
-}
-
-static int admin_listening(void *ud) {
-    return admin_port(ud) > 0 || !h_alive(ud);
-}
-
 static int exited(void *ud) {
     return !h_alive(ud);
 }
@@ -84,15 +62,7 @@ Test(web, dashboard_in_chromium) {
     int port;
     h_proc *bridge = h_bridge_start(
         0, &port, (const char *const[]){"--admin-listen", "0", "--admin-token", TOKEN, NULL}, 0);
-    cr_assert(h_wait(admin_listening, bridge, 10000),
-              "the bridge logged no admin port (event=listening transport=admin) within 10 s: "
-              "is the admin API of bridge/ADMIN.md in this build? (see %s)",
-              bridge->log);
-    cr_assert(h_alive(bridge),
-              "the bridge exited at start with --admin-listen/--admin-token: is the admin API of "
-              "bridge/ADMIN.md in this build? (see %s)",
-              bridge->log);
-    int admin = admin_port(bridge);
+    int admin = h_admin_port(bridge);
     cr_assert(h_wait_port(port, 10000), "the bridge's house port %d is not open", port);
 
     /* The dashboard is served from the binary, without a token. */
