@@ -37,6 +37,7 @@ typedef struct br_config {
         rudp_listen, rudp_jitter_ms;
     char *rudp_key;
     int allow_ws;
+    int check_config; /* --check-config: validate, say so, exit */
     /* the admin port (bridge/ADMIN.md) */
     long long admin_listen, recent;
     char *admin_bind, *admin_token, *admin_token_file;

@@ -95,6 +95,9 @@ static const gp_conf_opt opts[] = {
      "file holding the admin token (wins over admin-token) [SIGHUP]"},
     {"recent", GP_CONF_INT, OFF(recent), 0, 10000, "50", NULL,
      "recent requests kept per house for the dashboard (<prefix>:{h}:recent; 0: none) [SIGHUP]"},
+    {"check-config", GP_CONF_BOOL, OFF(check_config), 0, 1, "0", NULL,
+     "check the configuration (file, environment, flags, the files they name) and exit: 0 when "
+     "it is valid"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
@@ -686,6 +689,16 @@ int main(int argc, char **argv) {
     g_argv = argv;
     if (configure(argc, argv) != 0)
         goto out_conf;
+    if (g_br.cfg.check_config) {
+        uint8_t k[32];
+        int bad = g_br.cfg.rudp_listen >= 0 && br_read_key_file(g_br.cfg.rudp_key, k) != 0;
+        sodium_memzero(k, sizeof k);
+        if (bad)
+            goto out_conf; /* logged */
+        printf("ghostport-bridge: configuration ok\n");
+        rc = 0;
+        goto out_conf;
+    }
     unsigned seed;
     randombytes_buf(&seed, sizeof seed);
     srand(seed);

@@ -37,6 +37,7 @@ typedef struct hs_config {
     long long reconnect_max_ms; /* cap of the reconnect backoff */
     int state_sync;
     int help;
+    int check_config;       /* --check-config: validate, say so, exit */
     long long admin_listen; /* -1: off */
     char *admin_bind;
     /* Repeatable options. `layer` says which source (file, env, flags) is being applied, so

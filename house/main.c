@@ -220,6 +220,9 @@ static const gp_conf_opt opts[] = {
      "event=listening transport=admin)"},
     {"admin-bind", GP_CONF_STR, OFF(admin_bind), 0, 0, "127.0.0.1", NULL,
      "address of the admin port (plain HTTP: keep it on localhost)"},
+    {"check-config", GP_CONF_BOOL, OFF(check_config), 0, 1, "0", NULL,
+     "check the configuration (file, environment, flags, the files they name) and exit: 0 when "
+     "it is valid"},
     {"help", GP_CONF_BOOL, OFF(help), 0, 1, "0", NULL, "print this help"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
@@ -542,6 +545,11 @@ int main(int argc, char **argv) {
     }
     if (g_hs.cfg.help) {
         usage();
+        rc = 0;
+        goto out_conf;
+    }
+    if (g_hs.cfg.check_config) {
+        printf("ghostport-house: configuration ok\n");
         rc = 0;
         goto out_conf;
     }

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Regenerates README.md from scripts/readme-template.md: embeds the producer examples
-# verbatim (the readme test checks they match) and the --help of the three binaries.
+# verbatim (the readme test checks they match) and the --help of the three binaries; and the
+# example config files deploy/bridge.conf and deploy/house.conf (scripts/gen-config.py; the
+# deploy tests check they match the binaries).
 # Usage: scripts/gen-readme.sh [BIN_DIR]   (default build/bin)
 set -eu
 cd "$(dirname "$0")/.."
@@ -24,3 +26,4 @@ t = t.replace("@@house-help@@", run(b + "/ghostport-house", "--help").rstrip("\n
 assert "@@" not in t, "unreplaced placeholder"
 open("README.md", "w").write(t)
 PY
+python3 scripts/gen-config.py "$BIN" deploy

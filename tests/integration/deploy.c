@@ -120,6 +120,12 @@ Test(deploy, compose_file) {
     cr_assert_eq(DEPLOY_PY(60000, "compose", bin), 0, "docker-compose.yml: see the report above");
 }
 
+Test(deploy, config_files) {
+    char bin[PATH_MAX];
+    snprintf(bin, sizeof bin, "%s/bin", build_dir());
+    cr_assert_eq(DEPLOY_PY(60000, "configs", bin), 0, "deploy/*.conf: see the report above");
+}
+
 Test(deploy, dockerfile, .timeout = 900) {
     cr_assert_eq(DEPLOY_PY(850000, "dockerfile", build_dir()), 0,
                  "Dockerfile: see the report above");

@@ -744,6 +744,66 @@ def cmd_dockerfile(builddir):
     done()
 
 
+# --- example config files ----------------------------------------------------------------------
+
+CHECK_FLAGS = {
+    "bridge": ["--allow-ws"],
+    "house": ["--id", "h1", "--secret", "ab" * 32, "--bridge", "ws://127.0.0.1:1/",
+              "--upstream", "http://127.0.0.1:1"],
+}
+
+
+def check_config(binary, role, path):
+    return run([binary, "--config", path, "--check-config"] + CHECK_FLAGS[role], timeout=30)
+
+
+def cmd_configs(bindir):
+    """deploy/bridge.conf and deploy/house.conf: what scripts/gen-config.py makes of the
+    binaries' --help (every option, no stale one), accepted by --check-config as they are and
+    with every default uncommented; a bad line refused, naming its line."""
+    tmp = tempfile.mkdtemp(prefix="deploy-conf-")
+    try:
+        r = run([sys.executable, "scripts/gen-config.py", bindir, tmp])
+        if r.returncode != 0:
+            problem("gen-config.py failed: " + r.stderr)
+            done()
+        for role in ("bridge", "house"):
+            binary = os.path.join(bindir, "ghostport-" + role)
+            path = os.path.join(DEPLOY, role + ".conf")
+            fresh = open(os.path.join(tmp, role + ".conf")).read()
+            if open(path).read() != fresh:
+                problem("%s differs from the binary's --help: run scripts/gen-readme.sh" % path)
+            r = check_config(binary, role, path)
+            if r.returncode != 0 or "configuration ok" not in r.stdout:
+                problem("%s: --check-config refused it: %s" % (path, r.stderr.strip()))
+            # Every default, uncommented, parses as a config line.
+            lines = fresh.splitlines()
+            live = [l[1:] if re.match(r"^#[a-z][a-z0-9-]* = \S", l) else l for l in lines]
+            n = sum(1 for a, b in zip(lines, live) if a != b)
+            full = os.path.join(tmp, role + "-defaults.conf")
+            with open(full, "w") as f:
+                f.write("\n".join(live) + "\n")
+            r = check_config(binary, role, full)
+            if r.returncode != 0:
+                problem("%s with its %d defaults uncommented: refused: %s" %
+                        (path, n, r.stderr.strip()))
+            # A bad value: refused, the error names the line.
+            bad = os.path.join(tmp, role + "-bad.conf")
+            with open(bad, "w") as f:
+                f.write(fresh + "max-body = lots\n")
+            r = check_config(binary, role, bad)
+            where = "line %d" % (len(fresh.splitlines()) + 1)
+            if r.returncode == 0 or where not in r.stderr:
+                problem("%s: a bad max-body line was not refused with its line number (rc %d): %s"
+                        % (role, r.returncode, r.stderr.strip()))
+            if not PROBLEMS:
+                print("configs: %s lists %d options with defaults; accepted as is and "
+                      "uncommented; a bad line refused at %s" % (path, n, where))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    done()
+
+
 # --- systemd units ---------------------------------------------------------------------------
 
 HARDENING = ["ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
@@ -948,6 +1008,8 @@ def main():
         return cmd_compose(a[1])
     if a[:1] == ["dockerfile"] and len(a) == 2:
         return cmd_dockerfile(a[1])
+    if a[:1] == ["configs"] and len(a) == 2:
+        return cmd_configs(a[1])
     if a[:1] == ["units"] and len(a) == 2:
         return cmd_units(a[1])
     if a[:1] == ["trace"] and len(a) in (4, 5):
