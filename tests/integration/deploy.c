@@ -167,7 +167,7 @@ static const char *senv(const svc *s, const char *var) {
 
 /* "env -i K=V... ARGV..." for a service: its environment, nothing of ours (as in a container).
  * args: the command (a JSON array); extra: appended (NULL-terminated, may be NULL); override
- * replaces one variable ("K=V", may be NULL). Strings are malloc'd and never freed (test). */
+ * replaces one variable ("K=V", may be NULL). Free with argv_free. */
 static char **svc_argv(const svc *s, const json_t *args, const char *const *extra,
                        const char *override, const char *trace) {
     size_t n = 0, cap = 64;
@@ -210,6 +210,12 @@ static char **svc_argv(const svc *s, const json_t *args, const char *const *extr
     return v;
 }
 
+static void argv_free(char **v) {
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
 /* The CLI as the compose file's `cli` service runs it: `docker compose run --rm cli ARGS`. */
 static int cli(char **out, const char *const *args) {
     svc *c = find_role("tool", 0);
@@ -219,7 +225,9 @@ static int cli(char **out, const char *const *args) {
         argv0, json_string(json_string_value(json_array_get(json_object_get(c->j, "argv"), 0))));
     char **v = svc_argv(c, argv0, args, NULL, NULL);
     json_decref(argv0);
-    return run(v, NULL, 20000, out);
+    int rc = run(v, NULL, 20000, out);
+    argv_free(v);
+    return rc;
 }
 #define CLI(out, ...) cli(out, (const char *const[]){__VA_ARGS__, NULL})
 
@@ -310,16 +318,18 @@ static void stop_svc(svc *s) {
 static int health_ok(const svc *s, const json_t *cmd, int timeout_ms) {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     char **v = svc_argv(s, cmd, NULL, NULL, NULL);
+    int ok = 0;
     do {
-        if (run(v, NULL, 5000, NULL) == 0)
-            return 1;
+        if (run(v, NULL, 5000, NULL) == 0) {
+            ok = 1;
+            break;
+        }
         struct timespec ts = {0, 200 * 1000000};
         nanosleep(&ts, NULL);
     } while (h_now_ms() < end);
-    return 0;
+    argv_free(v);
+    return ok;
 }
-
-static int g_admin_missing_noted;
 
 /* Starts a service (log <name>.log) and waits for it as `docker compose up` would before
  * starting what depends on it: a one-shot until it exits 0, a daemon until it is healthy. */
@@ -330,6 +340,7 @@ static void start_svc(svc *s, const char *logname, const char *override) {
         snprintf(s->trace, sizeof s->trace, "%s/%s.strace", h_dir(), logname);
     char **v = svc_argv(s, json_object_get(s->j, "argv"), NULL, override, traced ? s->trace : NULL);
     s->p = h_spawn(logname, v);
+    argv_free(v);
     if (strcmp(s->role, "oneshot") == 0) {
         uint64_t end = h_now_ms() + 60000;
         while (h_alive(s->p) && h_now_ms() < end) {
@@ -342,21 +353,6 @@ static void start_svc(svc *s, const char *logname, const char *override) {
         return;
     }
     json_t *hc = json_object_get(s->j, "health");
-    if (json_is_true(json_object_get(s->j, "admin_missing"))) {
-        /* This build has no admin port yet (bridge/ADMIN.md): what its /readyz would say is
-         * read another way until it has. */
-        if (!g_admin_missing_noted++)
-            cr_log_warn("deploy: this build has no --admin-listen: health checks on the admin "
-                        "port are replaced by a port / house-list check");
-        if (strcmp(s->role, "bridge") == 0) {
-            int port = (int)json_integer_value(json_object_get(s->j, "listen"));
-            cr_assert(h_wait_port(port, 30000), "%s does not listen on %d", s->name, port);
-        } else {
-            cr_assert(wait_house(sstr(s, "house_id"), NULL, NULL, 30000),
-                      "%s did not connect within 30 s", s->name);
-        }
-        return;
-    }
     if (hc && !json_is_null(hc)) {
         cr_assert(health_ok(s, hc, 30000), "%s not healthy within 30 s (its healthcheck)", s->name);
         json_t *ih = json_object_get(s->j, "image_health");

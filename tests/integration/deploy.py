@@ -262,10 +262,6 @@ def free_port():
     raise SystemExit("deploy: no free port")
 
 
-def has_admin(binary):
-    return "--admin-listen" in run([binary, "--help"]).stdout
-
-
 def cmd_plan(dirname, bindir):
     doc = load_compose()
     stages = parse_dockerfile()
@@ -299,7 +295,6 @@ def cmd_plan(dirname, bindir):
     for n in services:
         visit(n)
 
-    admin = {b: has_admin(os.path.join(bindir, b)) for b in ("ghostport-bridge", "ghostport-house")}
     plan = []
     for name in order:
         svc = services[name]
@@ -356,10 +351,6 @@ def cmd_plan(dirname, bindir):
             "image_health": [remap(a) for a in image_health] if image_health else None,
             "depends": depends(svc), "ports": {k: v for k, v in own.items()},
         }
-        if role in ("bridge", "house") and not admin[prog]:
-            # The admin port (bridge/ADMIN.md) is not in this build yet: what its health
-            # check would say is read another way (bridge: listening; house: connected).
-            entry_json["admin_missing"] = True
         if role == "house":
             entry_json["house_id"] = env.get("GP_ID", "")
             entry_json["bridge_wss"] = " ".join(
@@ -378,15 +369,6 @@ def known_env(binary):
     """The GP_* variables a program reads, from its --help."""
     r = run([binary, "--help"])
     return set(re.findall(r"env (GP_[A-Z0-9_]+)", r.stdout + r.stderr))
-
-
-def pending_admin_env():
-    """Options bridge/ADMIN.md promises (the admin port), perhaps not in the build yet."""
-    try:
-        text = open("bridge/ADMIN.md").read()
-    except OSError:
-        return set()
-    return {"GP_" + o.upper().replace("-", "_") for o in re.findall(r"--(admin-[a-z-]+)", text)}
 
 
 def compose_tool():
@@ -473,7 +455,6 @@ def cmd_compose(bindir):
     services = doc["services"]
     known = {b: known_env(os.path.join(bindir, b)) for b in
              ("ghostport-bridge", "ghostport-house", "ghostport")}
-    pending = pending_admin_env()
     roles = {}
     for name, svc in services.items():
         target = built_target(svc)
@@ -503,7 +484,7 @@ def cmd_compose(bindir):
             if not var.startswith("GP_"):
                 continue
             progs = [p for p in known if p == prog or re.search(r"\b%s\b" % re.escape(p), script)]
-            if progs and not any(var in known[p] for p in progs) and var not in pending:
+            if progs and not any(var in known[p] for p in progs):
                 problem("compose: %s sets %s, which no option of %s reads" % (name, var, "/".join(progs)))
         for src, dst, named in mounts(svc):
             if named and src not in (doc.get("volumes") or {}):
