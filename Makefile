@@ -168,6 +168,18 @@ build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c
 build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
+# What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
+# through hiredis's reader; the fuzz file includes bridge/registry.c for its static parsers.
+build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rkeys.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
+		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
+# Arbitrary bytes as the body of the JSON API's POST /api/houses.
+build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) jansson) -lm
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)

@@ -5,6 +5,7 @@
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
 #include "admin_http.h"
+#include "api_body.h"
 #include "bridge.h"
 #include "reglua.h"
 
@@ -16,8 +17,6 @@
 #include <strings.h>
 
 #define BRIDGE_FRESH_MS 10000 /* bridges whose stats are older are not listed */
-#define MAX_LABELS 64
-#define MAX_LABEL_LEN 256
 
 static br_script s_add = {GP_REG_ADD_LUA, ""};
 static br_script s_disable = {GP_REG_DISABLE_LUA, ""};
@@ -469,51 +468,10 @@ static void on_added(redisReply *r, void *ud) {
     step_done(x);
 }
 
-/* {"id": "...", "labels": {"k": "v", ...}}: 0, or -1 with the reason in why. */
-static int parse_add(api_ctx *x, const gp_http_request *req, char **labels, const char **why) {
-    json_error_t je;
-    json_t *j = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-    int rc = -1;
-    *labels = NULL;
-    if (!json_is_object(j)) {
-        *why = j ? "the body must be a JSON object" : "malformed JSON";
-        goto out;
-    }
-    const char *id = json_string_value(json_object_get(j, "id"));
-    if (!id || !gp_house_id_valid(gp_str_c(id))) {
-        *why = "bad id: 1-64 of [A-Za-z0-9_.-]";
-        goto out;
-    }
-    snprintf(x->id, sizeof x->id, "%s", id);
-    json_t *l = json_object_get(j, "labels");
-    if (l && !json_is_null(l)) {
-        const char *k;
-        json_t *v;
-        int ok = json_is_object(l) && json_object_size(l) <= MAX_LABELS;
-        json_object_foreach(l, k, v) {
-            ok = ok && json_is_string(v) && strlen(k) > 0 && strlen(k) <= 64 &&
-                 json_string_length(v) <= MAX_LABEL_LEN;
-        }
-        if (!ok) {
-            *why = "bad labels: an object of at most 64 strings";
-            goto out;
-        }
-        *labels = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
-    } else {
-        *labels = strdup("{}");
-    }
-    rc = *labels ? 0 : -1;
-    if (rc)
-        *why = "out of memory";
-out:
-    json_decref(j);
-    return rc;
-}
-
 static void add_start(api_ctx *x, const gp_http_request *req) {
     char *labels;
     const char *why = NULL;
-    if (parse_add(x, req, &labels, &why) != 0) {
+    if (br_api_parse_add(req->body, req->body_len, x->id, &labels, &why) != 0) {
         fail(x, 400, "bad_request", why);
         return;
     }

@@ -802,6 +802,29 @@ static long long json_ll(const json_t *o, const char *key) {
     return -1;
 }
 
+/* One entry of <p>:{h}:recent (JSON written by the bridge's ack script) into *q: 1, or 0 when
+ * it is not one (skipped: the list is anyone's to write). */
+static int recent_parse(gp_reg_recent_req *q, const redisReply *e) {
+    if (e->type != REDIS_REPLY_STRING)
+        return 0;
+    json_error_t je;
+    json_t *o = json_loadb(e->str, e->len, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return 0;
+    }
+    memset(q, 0, sizeof *q);
+    q->ts_ms = json_ll(o, "ts_ms");
+    q->status = (int)json_ll(o, "status");
+    q->ms = json_ll(o, "ms");
+    jstr_copy(q->id, sizeof q->id, o, "id");
+    jstr_copy(q->method, sizeof q->method, o, "method");
+    jstr_copy(q->path, sizeof q->path, o, "path");
+    jstr_copy(q->error, sizeof q->error, o, "error");
+    json_decref(o);
+    return 1;
+}
+
 int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
                   gp_reg_recent_req **out, size_t *n, char *err, size_t errlen) {
     *out = NULL;
@@ -824,26 +847,8 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
         return GP_ERR_NOMEM;
     }
     size_t k = 0;
-    for (size_t i = 0; i < m; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            continue;
-        json_error_t je;
-        json_t *o = json_loadb(e->str, e->len, 0, &je);
-        if (!json_is_object(o)) { /* not ours: skip */
-            json_decref(o);
-            continue;
-        }
-        gp_reg_recent_req *q = &rs[k++];
-        q->ts_ms = json_ll(o, "ts_ms");
-        q->status = (int)json_ll(o, "status");
-        q->ms = json_ll(o, "ms");
-        jstr_copy(q->id, sizeof q->id, o, "id");
-        jstr_copy(q->method, sizeof q->method, o, "method");
-        jstr_copy(q->path, sizeof q->path, o, "path");
-        jstr_copy(q->error, sizeof q->error, o, "error");
-        json_decref(o);
-    }
+    for (size_t i = 0; i < m; i++)
+        k += recent_parse(&rs[k], r->element[i]);
     freeReplyObject(r);
     *out = rs;
     *n = k;

@@ -108,3 +108,34 @@ write("fuzz_admin_http", "chunked", b"\x07POST /x HTTP/1.1\r\nTransfer-Encoding:
 write("fuzz_admin_http", "delete", b"\x01DELETE /api/houses/h1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
 write("fuzz_admin_http", "upgrade", b"\x20GET http://h/x?y HTTP/1.1\r\nUpgrade: websocket\r\n"
       b"Connection: Upgrade\r\n\r\n")
+
+# fuzz_registry input: byte 0 picks the parser (0 house hash, 1 state hash, 2 bridge stats,
+# 3 recent list), then RESP as Redis would send it (HGETALL / LRANGE replies).
+def resp(x):
+    if isinstance(x, list):
+        return b"*%d\r\n" % len(x) + b"".join(resp(e) for e in x)
+    if isinstance(x, int):
+        return b":%d\r\n" % x
+    x = x.encode() if isinstance(x, str) else x
+    return b"$%d\r\n%s\r\n" % (len(x), x)
+
+
+write("fuzz_registry", "house", b"\x00" + resp(["secret", "ab" * 32, "labels", '{"site":"n"}',
+                                                "created", "1700000000000", "disabled", "1"]))
+write("fuzz_registry", "state", b"\x01" + resp(["bridge", "b1", "transport", "rudp", "since",
+                                                "1700000000000", "last_seen", "1700000001000",
+                                                "rtt_ms", "203.4", "epoch", "7", "addr", "10.0.0.2",
+                                                "req_total", "12", "err_total", "1", "bytes_in",
+                                                "300", "bytes_out", "40", "loss_pct", "29.50"]))
+write("fuzz_registry", "bstats", b"\x02" + resp(["id", "b1", "host", "vm\x1b[2J", "pid", "42",
+                                                 "since_ms", "1", "ts_ms", "2", "houses", "3",
+                                                 "redis_rtt_ms", "0.210"]))
+write("fuzz_registry", "recent", b"\x03" + resp([
+    '{"id":"f1","method":"GET","path":"/echo?x=1","status":200,"ms":3,"ts_ms":1700000000000}',
+    '{"id":"f2","method":"POST","path":"/\\u001b[31m","status":502,"error":"upstream_unreachable"}',
+    "not json", 5]))
+
+# fuzz_api_body input: the body of POST /api/houses.
+write("fuzz_api_body", "add", b'{"id":"farm-9","labels":{"site":"north","rack":"4"}}')
+write("fuzz_api_body", "no_labels", b'{"id":"h1","labels":null}')
+write("fuzz_api_body", "bad", b'{"id":"h\\u0000x","labels":{"a":1},"id":"dup"}')

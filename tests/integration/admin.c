@@ -487,6 +487,11 @@ Test(admin, api_bad_input_gets_json_errors) {
     expect_error(w.aport, "POST", "/api/houses", AUTH, "[1,2]", 400, "bad_request");
     expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"id\":\"bad id\"}", 400, "bad_request");
     expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"labels\":{}}", 400, "bad_request");
+    /* An id with a NUL inside is not the id it prints as; a key given twice is ambiguous. */
+    expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"id\":\"ok\\u0000x\"}", 400,
+                 "bad_request");
+    expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"id\":\"a\",\"id\":\"b\"}", 400,
+                 "bad_request");
     expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"id\":\"ok-id\",\"labels\":{\"a\":1}}",
                  400, "bad_request");
     expect_error(w.aport, "POST", "/api/houses", AUTH, "{\"id\":\"ok-id\",\"labels\":[]}", 400,
