@@ -20,6 +20,7 @@ __attribute__((weak)) const uint8_t *br_web_asset(const char *path, size_t *len,
 
 /* --- token ------------------------------------------------------------------------------ */
 
+#define TOKEN_MIN 16 /* bytes: a guessable token would open the whole deployment */
 #define TOKEN_MAX 4096
 
 static void token_hash(const char *t, size_t n, uint8_t out[32]) {
@@ -46,10 +47,12 @@ int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *
             a++;
         while (n > a && strchr(" \t\r\n", buf[n - 1]))
             n--;
-        if (n == a || n - a > TOKEN_MAX - 1) {
+        if (n - a < TOKEN_MIN || n - a > TOKEN_MAX - 1) {
             sodium_memzero(buf, sizeof buf);
-            snprintf(err, errlen, "admin-token-file: %s must hold one token of 1-%d bytes",
-                     cfg->admin_token_file, TOKEN_MAX - 1);
+            snprintf(err, errlen,
+                     "admin-token-file: %s must hold one token of %d-%d bytes (make one with "
+                     "openssl rand -hex 32)",
+                     cfg->admin_token_file, TOKEN_MIN, TOKEN_MAX - 1);
             return -1;
         }
         token_hash(buf + a, n - a, hash);
@@ -58,6 +61,11 @@ int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *
         return 0;
     }
     if (cfg->admin_token && *cfg->admin_token) {
+        if (strlen(cfg->admin_token) < TOKEN_MIN || strlen(cfg->admin_token) > TOKEN_MAX - 1) {
+            snprintf(err, errlen, "admin-token: %d-%d bytes (make one with openssl rand -hex 32)",
+                     TOKEN_MIN, TOKEN_MAX - 1);
+            return -1;
+        }
         token_hash(cfg->admin_token, strlen(cfg->admin_token), hash);
         *has = 1;
     }

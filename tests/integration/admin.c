@@ -21,7 +21,7 @@
 
 TestSuite(admin, .init = h_init, .fini = h_fini, .timeout = 150);
 
-#define TOKEN "t0ken-for-tests"
+#define TOKEN "t0ken-for-the-admin-tests"
 #define AUTH "Authorization: Bearer " TOKEN "\r\n"
 
 /* --- helpers ---------------------------------------------------------------------------- */
@@ -664,4 +664,34 @@ Test(admin, sighup_reloads_config_and_keeps_old_on_error) {
     cr_assert(h_wait_reply("after-house-reload", NULL, 10000, &r) && r.status == 200);
     h_reply_free(&r);
     cr_assert(h_wait_log(house, "event=request ", 5000), "house log level not applied");
+}
+
+/* Rotating the admin token: rewrite its file and send SIGHUP. The old token stops working at
+ * once; a file with a token too short to be safe is refused and the current one kept. */
+Test(admin, token_rotates_on_sighup) {
+    world w;
+    world_up(&w, 1);
+    json_t *j;
+    cr_assert_eq(api(w.aport, "GET", "/api/overview", AUTH, NULL, &j), 200);
+    json_decref(j);
+    const char *next = "rotated-admin-token-0123456789";
+    char next_hdr[128];
+    snprintf(next_hdr, sizeof next_hdr, "Authorization: Bearer %s\r\n", next);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/admin.token", h_dir());
+    write_file(path, "rotated-admin-token-0123456789\n"); /* = next */
+    kill(w.bridge->pid, SIGHUP);
+    struct logw reloaded = {w.bridge, "event=config_reloaded", "admin-token"};
+    cr_assert(h_wait(log_has_both, &reloaded, 5000), "no config_reloaded naming admin-token");
+    expect_error(w.aport, "GET", "/api/overview", AUTH, NULL, 403, "forbidden");
+    cr_assert_eq(api(w.aport, "GET", "/api/overview", next_hdr, NULL, &j), 200);
+    json_decref(j);
+
+    write_file(path, "tiny-tok\n");
+    kill(w.bridge->pid, SIGHUP);
+    cr_assert(h_wait_log(w.bridge, "event=config_reload_failed", 5000));
+    cr_assert_eq(h_log_count(w.bridge, "tiny-tok"), 0, "the refused token is in the log");
+    cr_assert_eq(api(w.aport, "GET", "/api/overview", next_hdr, NULL, &j), 200,
+                 "the current token stopped working after a refused reload");
+    json_decref(j);
 }
