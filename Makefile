@@ -206,7 +206,7 @@ bench: deps
 	$(Q)BUILD=$(BUILD) QUICK=$(QUICK) BENCH='$(BENCH)' ./scripts/bench.sh
 
 demo: deps all
-	$(Q)./scripts/demo.sh
+	$(Q)DEMO_KEEP=$(KEEP) ./scripts/demo.sh
 
 FORMAT_FILES = $(wildcard proto/*.[ch] bridge/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:

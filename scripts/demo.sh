@@ -1,7 +1,9 @@
 #!/bin/sh
 # Ghost Port demo (`make demo`): Redis (yours via GP_REDIS, or a local redis-server on a free
 # port), a sample HTTP upstream, a bridge and a house "demo" on loopback; sends one request
-# with the CLI, prints the reply, and stops everything it started (by PID).
+# with the CLI, prints the reply, the bridge's metrics and `ghostport top --once`, and stops
+# everything it started (by PID). DEMO_KEEP=1 (make demo KEEP=1) keeps it running, with the
+# web dashboard's address and token, until Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${GP_BIN_DIR:-${BUILD:-build}/bin}
@@ -68,8 +70,12 @@ echo "demo: sample upstream on http://127.0.0.1:$UPORT"
 SECRET=$("$BIN/ghostport" house add demo --label purpose=demo --force --quiet)
 
 BPORT=$(free_port)
+APORT=$(free_port)
+# The admin port's token: the dashboard asks for it; a file, as in production.
+python3 -c 'import secrets; print(secrets.token_hex(16))' >"$WORK/admin.token"
 "$BIN/ghostport-bridge" --allow-ws --bind 127.0.0.1 --listen "$BPORT" --redis "$REDIS" \
-    --bridge-id demo-bridge >"$WORK/bridge.log" 2>&1 &
+    --bridge-id demo-bridge --admin-listen "$APORT" --admin-token-file "$WORK/admin.token" \
+    >"$WORK/bridge.log" 2>&1 &
 PIDS="$PIDS $!"
 echo "demo: bridge listening on ws://127.0.0.1:$BPORT/ (plain ws on loopback only)"
 
@@ -88,5 +94,29 @@ echo
 echo "\$ ghostport request demo GET /echo?hello=world -H 'Accept: application/json'"
 "$BIN/ghostport" request demo GET '/echo?hello=world' -H 'Accept: application/json'
 echo
+
+# What an operator sees: the bridge's metrics, and the deployment as `ghostport top` shows it
+# (the bridge publishes its stats every second).
+echo "\$ curl -s http://127.0.0.1:$APORT/metrics | grep -E '^gp_bridge_(houses|requests_total)'"
+python3 - "$APORT" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+print("\n".join(l for l in text.splitlines() if l.startswith(("gp_bridge_houses", "gp_bridge_requests_total"))))
+PY
+echo
+published() {
+    "$BIN/ghostport" top --json -n 0 | grep -q '"req_total":[1-9]'
+}
+wait_for 5 "the bridge's stats in Redis" published
+echo "\$ ghostport top --once"
+"$BIN/ghostport" top --once
+echo
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+    echo "demo: dashboard at http://127.0.0.1:$APORT/ (token: $(cat "$WORK/admin.token"));"
+    echo "demo: in another terminal: GP_REDIS=$REDIS $BIN/ghostport top"
+    echo "demo: running until Ctrl-C"
+    ok=1
+    while :; do sleep 1; done
+fi
 ok=1
 echo "demo: done; stopping what it started"

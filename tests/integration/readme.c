@@ -123,7 +123,7 @@ Test(readme, node_example) {
 }
 
 /* `make demo`'s script: starts its own redis-server, upstream, bridge and house, prints a
- * real reply, and stops what it started. */
+ * real reply, the metrics and a top snapshot, and stops what it started. */
 Test(readme, demo_script) {
     const char *build = getenv("BUILD") && *getenv("BUILD") ? getenv("BUILD") : "build";
     char cmd[512];
@@ -133,5 +133,9 @@ Test(readme, demo_script) {
     cr_assert_eq(rc, 0, "demo.sh exited %d:\n%s", rc, out);
     cr_assert(strstr(out, "HTTP/1.1 200 OK"), "no reply printed:\n%s", out);
     cr_assert(strstr(out, "\"hello\": \"world\""), "not the echo of the request:\n%s", out);
+    /* The operator's view of it: the bridge's metrics count the request, top shows both. */
+    cr_assert(strstr(out, "gp_bridge_requests_total{class=\"2xx\"} 1\n"), "metrics:\n%s", out);
+    cr_assert(strstr(out, "BRIDGES 1") && strstr(out, "HOUSES 1 (1 connected"),
+              "no top snapshot:\n%s", out);
     free(out);
 }
