@@ -85,51 +85,9 @@ int br_admin_token_ok(const char *token, size_t len) {
 
 /* --- plain routes ----------------------------------------------------------------------- */
 
-static int get_or_head(gp_admin_call *call, const gp_http_request *req) {
-    if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
-        return 1;
-    static const char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
-    gp_admin_reply(call, 405, "application/json", "Allow: GET, HEAD\r\n", body, sizeof body - 1);
-    return 0;
-}
-
-static void on_healthz(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)ud;
-    if (get_or_head(call, req))
-        gp_admin_reply(call, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
-}
-
-static void on_readyz(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)ud;
-    if (!get_or_head(call, req))
-        return;
-    const char *why = NULL;
-    if (br_ready(&why)) {
-        gp_admin_reply(call, 200, "text/plain; charset=utf-8", NULL, "ready\n", 6);
-        return;
-    }
-    char body[128];
-    int n = snprintf(body, sizeof body, "{\"ready\":false,\"reason\":\"%s\"}", why);
-    gp_admin_reply(call, 503, "application/json", NULL, body, (size_t)n);
-}
-
-static void on_metrics(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)ud;
-    if (!get_or_head(call, req))
-        return;
-    size_t len;
-    char *text = br_stats_render(&len);
-    if (!text) {
-        gp_admin_reply_error(call, 503, "unavailable", "out of memory");
-        return;
-    }
-    gp_admin_reply(call, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
-    free(text);
-}
-
 static void on_asset(gp_admin_call *call, const gp_http_request *req, void *ud) {
     (void)ud;
-    if (!get_or_head(call, req))
+    if (!gp_admin_get_only(call, req))
         return;
     const char *name = strcmp(req->path, "/") == 0 ? "index.html" : req->path + strlen("/assets/");
     size_t len = 0;
@@ -156,9 +114,8 @@ int br_admin_start(void) {
     gp_admin *a = gp_admin_new(g_br.loop, &ac);
     if (!a)
         return -1;
-    gp_admin_route(a, "/healthz", 0, on_healthz, NULL);
-    gp_admin_route(a, "/readyz", 0, on_readyz, NULL);
-    gp_admin_route(a, "/metrics", 0, on_metrics, NULL);
+    static const gp_admin_probes probes = {br_ready, br_stats_render};
+    gp_admin_route_probes(a, &probes);
     gp_admin_route(a, "/", 0, on_asset, NULL);
     gp_admin_route(a, "/assets/", 1, on_asset, NULL);
     gp_admin_route(a, "/api/", 1, br_api_handle, NULL);

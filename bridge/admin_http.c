@@ -554,3 +554,56 @@ void gp_admin_reply_error(gp_admin_call *call, int status, const char *code, con
     gp_admin_reply(call, status, "application/json", NULL, body ? body : "", len);
     free(body);
 }
+
+/* --- the probes both daemons serve ---------------------------------------------------------- */
+
+int gp_admin_get_only(gp_admin_call *c, const gp_http_request *req) {
+    if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
+        return 1;
+    static const char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
+    gp_admin_reply(c, 405, "application/json", "Allow: GET, HEAD\r\n", body, sizeof body - 1);
+    return 0;
+}
+
+static void on_healthz(gp_admin_call *c, const gp_http_request *req, void *ud) {
+    (void)ud;
+    if (gp_admin_get_only(c, req))
+        gp_admin_reply(c, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
+}
+
+static void on_readyz(gp_admin_call *c, const gp_http_request *req, void *ud) {
+    const gp_admin_probes *p = ud;
+    if (!gp_admin_get_only(c, req))
+        return;
+    const char *why = "not_ready";
+    if (p->ready(&why)) {
+        gp_admin_reply(c, 200, "text/plain; charset=utf-8", NULL, "ready\n", 6);
+        return;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"ready\":false,\"reason\":\"%s\"}", why);
+    gp_admin_reply(c, 503, "application/json", NULL, body, (size_t)n);
+}
+
+static void on_metrics(gp_admin_call *c, const gp_http_request *req, void *ud) {
+    const gp_admin_probes *p = ud;
+    if (!gp_admin_get_only(c, req))
+        return;
+    size_t len;
+    char *text = p->metrics(&len);
+    if (!text) {
+        gp_admin_reply_error(c, 503, "unavailable", "out of memory");
+        return;
+    }
+    gp_admin_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
+    free(text);
+}
+
+int gp_admin_route_probes(gp_admin *a, const gp_admin_probes *p) {
+    void *ud = (void *)p;
+    return gp_admin_route(a, "/healthz", 0, on_healthz, NULL) != 0 ||
+                   gp_admin_route(a, "/readyz", 0, on_readyz, ud) != 0 ||
+                   gp_admin_route(a, "/metrics", 0, on_metrics, ud) != 0
+               ? -1
+               : 0;
+}

@@ -65,4 +65,17 @@ void gp_admin_reply_error(gp_admin_call *c, int status, const char *code, const 
 /* The reason phrase of a status ("OK", "Not Found", ...). */
 const char *gp_admin_status_text(int status);
 
+/* GET or HEAD: 1; anything else is answered 405 (JSON, with Allow) and 0 returned. */
+int gp_admin_get_only(gp_admin_call *c, const gp_http_request *req);
+
+/* The routes both daemons serve alike (GET/HEAD): /healthz, 200 "ok" while the loop runs;
+ * /readyz, 200 "ready" when ready(&why) says so, else 503 {"ready":false,"reason":why};
+ * /metrics, the Prometheus text metrics(&len) renders (malloc'd; NULL: 503). p is borrowed
+ * for the server's lifetime (a static). 0, or -1 when the route table is full. */
+typedef struct gp_admin_probes {
+    int (*ready)(const char **why);
+    char *(*metrics)(size_t *len);
+} gp_admin_probes;
+int gp_admin_route_probes(gp_admin *a, const gp_admin_probes *p);
+
 #endif

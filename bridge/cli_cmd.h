@@ -67,5 +67,7 @@ int cli_request(cli_ctx *c, int argc, char **argv);
 int cli_rudp_keygen(cli_ctx *c, int argc, char **argv); /* cli_keys.c */
 
 uint64_t cli_wall_ms(void);
+/* ms since the epoch as "2026-11-23T21:30:15Z" (UTC), "-" when negative (unknown). */
+void cli_fmt_utc(char *out, size_t cap, long long ms);
 
 #endif

@@ -112,17 +112,6 @@ done:
     return rv;
 }
 
-static void fmt_time(char *out, size_t cap, long long ms) {
-    if (ms < 0) {
-        snprintf(out, cap, "-");
-        return;
-    }
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static void fmt_age(char *out, size_t cap, long long now, long long ms) {
     if (ms < 0 || now < 0) {
         snprintf(out, cap, "-");
@@ -191,9 +180,9 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
             continue;
         }
         char since[32], seen[32], created[32], rtt[32];
-        fmt_time(created, sizeof created, h->created_ms);
+        cli_fmt_utc(created, sizeof created, h->created_ms);
         if (h->connected) {
-            fmt_time(since, sizeof since, h->since_ms);
+            cli_fmt_utc(since, sizeof since, h->since_ms);
             fmt_age(seen, sizeof seen, now, h->last_seen_ms);
             if (h->rtt_ms >= 0)
                 snprintf(rtt, sizeof rtt, "%lldms", h->rtt_ms);

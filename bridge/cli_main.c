@@ -83,6 +83,17 @@ void cli_err(cli_ctx *c, const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
+void cli_fmt_utc(char *out, size_t cap, long long ms) {
+    if (ms < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 uint64_t cli_wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -248,17 +248,6 @@ static int state_save(cli_ctx *c, const char *path, const top_snap *s) {
 
 /* --- plain text ------------------------------------------------------------------------- */
 
-static void fmt_utc(char *out, size_t cap, long long ms) {
-    if (ms < 0) {
-        snprintf(out, cap, "-");
-        return;
-    }
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static void print_bridges(const top_snap *s) {
     int wid = 6, whost = 4;
     for (size_t i = 0; i < s->nbridges; i++) {
@@ -333,7 +322,7 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
     printf("house %s  %s%s\n", h->id, h->connected ? "connected" : "offline",
            h->disabled ? "  DISABLED" : "");
     if (h->connected) {
-        fmt_utc(a, sizeof a, h->since_ms);
+        cli_fmt_utc(a, sizeof a, h->since_ms);
         top_fmt_age(b, sizeof b, s->now_ms, h->since_ms);
         printf("bridge %s  transport %s  addr %s  since %s (%s)\n", h->bridge[0] ? h->bridge : "-",
                h->transport[0] ? h->transport : "-", h->addr[0] ? h->addr : "-", a, b);
@@ -350,7 +339,7 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
     if (h->connected && h->req_total >= 0)
         printf("  (totals: %lld requests, %lld errors, %lld bytes in, %lld out)", h->req_total,
                h->err_total, h->bytes_in, h->bytes_out);
-    fmt_utc(a, sizeof a, h->created_ms);
+    cli_fmt_utc(a, sizeof a, h->created_ms);
     printf("\nlabels %s  created %s\n\n", h->labels[0] ? h->labels : "{}", a);
     printf("RECENT REQUESTS %zu\n", nq);
     if (!nq)
@@ -358,7 +347,7 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
     printf("%-20s %-7s %6s %7s %-32s %s\n", "TIME", "METHOD", "STATUS", "MS", "PATH", "ERROR");
     for (size_t i = 0; i < nq; i++) {
         char st[16], ms[16];
-        fmt_utc(a, sizeof a, q[i].ts_ms);
+        cli_fmt_utc(a, sizeof a, q[i].ts_ms);
         snprintf(st, sizeof st, q[i].status < 0 ? "-" : "%d", q[i].status);
         snprintf(ms, sizeof ms, q[i].ms < 0 ? "-" : "%lld", q[i].ms);
         printf("%-20s %-7s %6s %7s %-32s %s\n", a, q[i].method[0] ? q[i].method : "-", st, ms,
@@ -432,7 +421,7 @@ static int top_once(cli_ctx *c, const top_opts *o) {
         json_decref(doc);
     } else {
         char when[32], iv[48] = "";
-        fmt_utc(when, sizeof when, cur.now_ms);
+        cli_fmt_utc(when, sizeof when, cur.now_ms);
         if (interval >= 1000)
             snprintf(iv, sizeof iv, "  rates over %.1f s", (double)interval / 1000);
         else if (interval >= 0)

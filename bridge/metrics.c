@@ -97,6 +97,12 @@ gp_metric *gp_metrics_histogram(gp_metrics *m, const char *name, const char *hel
     return x;
 }
 
+gp_metric *gp_metrics_duration(gp_metrics *m, const char *name, const char *help) {
+    static const double b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                               0.5,   1,      2.5,   5,    10,    30,   60};
+    return gp_metrics_histogram(m, name, help, b, sizeof b / sizeof b[0]);
+}
+
 /* The series for label_value (created when create is set), or NULL. */
 static series *find(gp_metric *x, const char *label_value, int create) {
     if (!x->label)

@@ -30,6 +30,8 @@ gp_metric *gp_metrics_gauge(gp_metrics *m, const char *name, const char *help, c
  * implicit. NULL when the bounds are invalid. */
 gp_metric *gp_metrics_histogram(gp_metrics *m, const char *name, const char *help,
                                 const double *bounds, size_t n);
+/* A histogram of durations in seconds, the buckets both daemons use: 1 ms ... 60 s. */
+gp_metric *gp_metrics_duration(gp_metrics *m, const char *name, const char *help);
 
 /* Counter: adds v (>= 0; negative values are ignored). label_value NULL for unlabelled.
  * Adding 0 creates the series, so that a known label value shows from the start. */

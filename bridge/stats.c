@@ -23,10 +23,6 @@ static struct {
     char host[64];
 } S;
 
-/* forward → final reply: 1 ms ... 60 s */
-static const double DURATION_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                          0.5,   1,      2.5,   5,    10,    30,   60};
-
 int br_stats_init(void) {
     gp_metrics *m = gp_metrics_new();
     if (!m)
@@ -49,10 +45,8 @@ int br_stats_init(void) {
         "class");
     g_bm.forwarded =
         gp_metrics_counter(m, "gp_bridge_forwarded_total", "Requests forwarded to houses.", NULL);
-    g_bm.duration =
-        gp_metrics_histogram(m, "gp_bridge_request_duration_seconds",
-                             "Time from forwarding a request to its final reply.", DURATION_BUCKETS,
-                             sizeof DURATION_BUCKETS / sizeof DURATION_BUCKETS[0]);
+    g_bm.duration = gp_metrics_duration(m, "gp_bridge_request_duration_seconds",
+                                        "Time from forwarding a request to its final reply.");
     g_bm.bytes =
         gp_metrics_counter(m, "gp_bridge_bytes_total",
                            "Body bytes carried (uncompressed), by direction.", "direction");

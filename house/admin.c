@@ -12,10 +12,6 @@
 hs_metrics g_hm;
 static gp_admin *g_admin;
 
-/* upstream call: 1 ms ... 60 s */
-static const double DURATION_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                          0.5,   1,      2.5,   5,    10,    30,   60};
-
 int hs_admin_init(void) {
     gp_metrics *m = gp_metrics_new();
     if (!m)
@@ -30,9 +26,8 @@ int hs_admin_init(void) {
         m, "gp_house_requests_total",
         "Requests by outcome (as in the request log line: ok, replayed, rejected, failed, ...).",
         "outcome");
-    g_hm.duration = gp_metrics_histogram(m, "gp_house_request_duration_seconds",
-                                         "From a request's head to its outcome.", DURATION_BUCKETS,
-                                         sizeof DURATION_BUCKETS / sizeof DURATION_BUCKETS[0]);
+    g_hm.duration = gp_metrics_duration(m, "gp_house_request_duration_seconds",
+                                        "From a request's head to its outcome.");
     g_hm.upstream_errors =
         gp_metrics_counter(m, "gp_house_upstream_errors_total",
                            "Upstream calls that failed (unreachable, timeout, too large).", NULL);
@@ -93,45 +88,14 @@ static void collect(void) {
 
 /* --- routes ----------------------------------------------------------------------------- */
 
-static int get_or_head(gp_admin_call *call, const gp_http_request *req) {
-    if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
-        return 1;
-    static const char body[] = "{\"error\":\"method_not_allowed\",\"message\":\"use GET\"}";
-    gp_admin_reply(call, 405, "application/json", "Allow: GET, HEAD\r\n", body, sizeof body - 1);
-    return 0;
+static int ready(const char **why) {
+    *why = "not_connected";
+    return hs_tunnel_live();
 }
 
-static void on_healthz(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)ud;
-    if (get_or_head(call, req))
-        gp_admin_reply(call, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
-}
-
-static void on_readyz(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)ud;
-    if (!get_or_head(call, req))
-        return;
-    if (hs_tunnel_live()) {
-        gp_admin_reply(call, 200, "text/plain; charset=utf-8", NULL, "ready\n", 6);
-        return;
-    }
-    static const char body[] = "{\"ready\":false,\"reason\":\"not_connected\"}";
-    gp_admin_reply(call, 503, "application/json", NULL, body, sizeof body - 1);
-}
-
-static void on_metrics(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)ud;
-    if (!get_or_head(call, req))
-        return;
+static char *render(size_t *len) {
     collect();
-    size_t len;
-    char *text = gp_metrics_render(g_hm.reg, &len);
-    if (!text) {
-        gp_admin_reply_error(call, 503, "unavailable", "out of memory");
-        return;
-    }
-    gp_admin_reply(call, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
-    free(text);
+    return gp_metrics_render(g_hm.reg, len);
 }
 
 static void admin_log(int level, const char *event, const char *kv) {
@@ -146,9 +110,8 @@ int hs_admin_start(void) {
     g_admin = gp_admin_new(g_hs.loop, &ac);
     if (!g_admin)
         return -1;
-    gp_admin_route(g_admin, "/healthz", 0, on_healthz, NULL);
-    gp_admin_route(g_admin, "/readyz", 0, on_readyz, NULL);
-    gp_admin_route(g_admin, "/metrics", 0, on_metrics, NULL);
+    static const gp_admin_probes probes = {ready, render};
+    gp_admin_route_probes(g_admin, &probes);
     int port = gp_admin_listen(g_admin);
     if (port < 0) {
         gp_admin_close(g_admin);

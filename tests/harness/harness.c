@@ -1063,36 +1063,7 @@ const char *h_reply_header(const h_reply *r, const char *name) {
 }
 
 int h_http_get(int port, const char *path, char **body) {
-    if (body)
-        *body = NULL;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write_all(fd, req, (size_t)n) != 0) {
-        close(fd);
-        return -1;
-    }
-    size_t len;
-    char *resp = drain_fd(fd, &len);
-    close(fd);
-    if (!resp)
-        return -1;
-    int status = -1;
-    if (strncmp(resp, "HTTP/1.", 7) == 0)
-        status = atoi(resp + 9);
-    char *b = strstr(resp, "\r\n\r\n");
-    if (body)
-        *body = strdup(b ? b + 4 : "");
-    free(resp);
-    return status;
+    return h_http(port, "GET", path, NULL, NULL, 0, body, NULL);
 }
 
 int h_http(int port, const char *method, const char *path, const char *hdrs, const void *body,

@@ -138,8 +138,8 @@ void h_reply_free(h_reply *r);
 /* Value of header `name` (case-insensitive) in the reply's headers JSON (static buffer). */
 const char *h_reply_header(const h_reply *r, const char *name);
 
-/* A plain HTTP/1.0 GET to 127.0.0.1:port (for asking the upstream directly). Returns the
- * status and the body in a malloc'd *body (may be NULL), or -1. */
+/* GET path from 127.0.0.1:port (h_http below, no headers, no body). Returns the status and
+ * the body in a malloc'd *body (may be NULL), or -1. */
 int h_http_get(int port, const char *path, char **body);
 /* One HTTP/1.1 request to 127.0.0.1:port (Connection: close): method, path, extra header
  * lines (each "Name: value\r\n", or NULL), a body (Content-Length is sent when body is not
