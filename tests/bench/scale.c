@@ -10,6 +10,9 @@
  *        (RSS_N - RSS_0) / N, Redis used_memory per house, then the cost of holding them over
  *        a window: bridge and Redis CPU%, Redis commands/s.
  *  bridge_1000, bridge_wss_1000  the bridge's RSS at 1000 houses against the issue's goal.
+ *  observe_<N>  with N idle ws:// houses held: `ghostport top --json` (one sample), the
+ *        dashboard's GET /api/overview and GET /metrics, medians of 3, in ms; baseline: the
+ *        floor, every house's two hashes in one pipeline (top_vs_floor, api_vs_floor).
  *  tput_1house (baseline), tput_100houses  closed-loop producers (one thread, pipelined
  *        XADDs, 64 in flight, replies on one stream) through one bridge holding 100 houses:
  *        every request to one house, then round-robin over the 100; rounds alternate the
@@ -48,6 +51,7 @@
 #define REPLY_KEY "gp:rep:bench-scale"
 #define PER_HOUSE_GOAL 10240 /* bytes of bridge RSS per idle house (issue 5) */
 #define BRIDGE_1000_GOAL_MB 20
+#define ADMIN_TOKEN "bench-scale-admin-token"
 
 static int g_quick;
 static int g_failed;                                     /* a case could not run */
@@ -200,14 +204,127 @@ static long held_by(const char *prefix, long n, const char *bid) {
 /* The harness's bridge (ws:// allowed, debug log) at info level with our id; tls: also wss://
  * with the self-signed certificate (the houses then dial wss://). */
 static h_proc *bridge_start(int port, int *out_port, const char *bid, int tls, int wait) {
-    const char *extra[] = {"--log-level", "info", "--bridge-id", bid, NULL, NULL, NULL, NULL, NULL};
+    const char *extra[] = {"--log-level",
+                           "info",
+                           "--bridge-id",
+                           bid,
+                           "--admin-listen",
+                           "0",
+                           "--admin-token",
+                           ADMIN_TOKEN,
+                           NULL,
+                           NULL,
+                           NULL,
+                           NULL,
+                           NULL};
     if (tls) {
-        extra[4] = "--tls-cert";
-        extra[5] = g_cert;
-        extra[6] = "--tls-key";
-        extra[7] = g_key;
+        extra[8] = "--tls-cert";
+        extra[9] = g_cert;
+        extra[10] = "--tls-key";
+        extra[11] = g_key;
     }
     return h_bridge_start(port, out_port, extra, wait);
+}
+
+static redisContext *connect_redis(void);
+
+/* The admin port the bridge logged, or 0. */
+static int admin_port(const h_proc *br) {
+    if (!h_wait_log(br, "transport=admin port=", 5000))
+        return 0;
+    char *log = h_read_file(br->log, NULL);
+    const char *q = log ? strstr(log, "transport=admin port=") : NULL;
+    int port = q ? atoi(q + strlen("transport=admin port=")) : 0;
+    free(log);
+    return port;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The floor under any view of the deployment: every registered house's two hashes (house
+ * and live state) in one pipeline over one connection, the least a reader must fetch. ms. */
+static double floor_ms(redisContext *c, long n) {
+    uint64_t t0 = now_us();
+    redisReply *m = redisCommand(c, "SMEMBERS gp:houses");
+    if (!m || m->type != REDIS_REPLY_ARRAY || (long)m->elements < n) {
+        if (m)
+            freeReplyObject(m);
+        return -1;
+    }
+    for (size_t i = 0; i < m->elements; i++) {
+        redisAppendCommand(c, "HGETALL gp:{%s}:house", m->element[i]->str);
+        redisAppendCommand(c, "HGETALL gp:{%s}:state", m->element[i]->str);
+    }
+    for (size_t i = 0; i < 2 * m->elements; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK) {
+            freeReplyObject(m);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+    freeReplyObject(m);
+    return (double)(now_us() - t0) / 1000.0;
+}
+
+/* What watching a deployment of n held houses costs: `ghostport top --json` (one sample), the
+ * dashboard's GET /api/overview and a Prometheus scrape, each the median of 3, against the
+ * floor above (median of 3, same moment). */
+static void observe_case(const char *name, h_proc *br, long n) {
+    int aport = admin_port(br);
+    redisContext *c = connect_redis();
+    if (!aport || !c) {
+        bench_result(SUITE, name, "houses=%ld error=no_admin_port_or_redis", n);
+        g_failed = 1;
+        if (c)
+            redisFree(c);
+        return;
+    }
+    double fl[3], top[3], api[3], met[3];
+    size_t api_bytes = 0, top_bytes = 0;
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) {
+        fl[i] = floor_ms(c, n);
+        char *out = NULL, *err = NULL;
+        size_t olen = 0;
+        uint64_t t0 = now_us();
+        int rc = h_cli(&out, &olen, &err,
+                       (const char *const[]){"top", "--json", "--interval", "0", NULL});
+        top[i] = (double)(now_us() - t0) / 1000.0;
+        top_bytes = olen;
+        free(out), free(err);
+        char *body = NULL;
+        t0 = now_us();
+        int st = h_http(aport, "GET", "/api/overview", "Authorization: Bearer " ADMIN_TOKEN "\r\n",
+                        NULL, 0, &body, NULL);
+        api[i] = (double)(now_us() - t0) / 1000.0;
+        api_bytes = body ? strlen(body) : 0;
+        free(body);
+        body = NULL;
+        t0 = now_us();
+        int sm = h_http(aport, "GET", "/metrics", NULL, NULL, 0, &body, NULL);
+        met[i] = (double)(now_us() - t0) / 1000.0;
+        free(body);
+        ok = rc == 0 && st == 200 && sm == 200 && fl[i] >= 0;
+    }
+    redisFree(c);
+    if (!ok) {
+        bench_result(SUITE, name, "houses=%ld error=a_view_failed", n);
+        g_failed = 1;
+        return;
+    }
+    qsort(fl, 3, sizeof *fl, cmp_d);
+    qsort(top, 3, sizeof *top, cmp_d);
+    qsort(api, 3, sizeof *api, cmp_d);
+    qsort(met, 3, sizeof *met, cmp_d);
+    bench_result(SUITE, name,
+                 "houses=%ld top_ms=%.1f api_overview_ms=%.1f floor_ms=%.1f top_vs_floor=%.2f "
+                 "api_vs_floor=%.2f metrics_ms=%.2f top_json_kb=%.0f api_overview_kb=%.0f",
+                 n, top[1], api[1], fl[1], top[1] / fl[1], api[1] / fl[1], met[1],
+                 (double)top_bytes / 1024, (double)api_bytes / 1024);
 }
 
 /* A self-signed ECDSA P-256 certificate for localhost (what a deployment would likely use; an
@@ -460,6 +577,11 @@ static void idle_case(h_proc *redis, long n, int tls, int window_ms, int settle_
                  "epoch:%lld redis_ops_per_house_per_s=%.3f redis_top_per_s=%s window_s=%.1f "
                  "lh_rss_kb=%ld",
                  rate, kb[0], kb[1], kb[2], kb[3], ops_s / (double)n, top, secs, l.rss_kb);
+    if (n >= 1000 && !tls) {
+        char oname[32];
+        snprintf(oname, sizeof oname, "observe_%ld", n);
+        observe_case(oname, br, n);
+    }
     if (n == 1000) {
         double mb = (double)rss * 1024.0 / 1e6;
         bench_result(SUITE, tls ? "bridge_wss_1000" : "bridge_1000",

@@ -1116,25 +1116,25 @@ int h_http(int port, const char *method, const char *path, const char *hdrs, con
 }
 
 int h_admin_port(const h_proc *p) {
-    cr_assert(h_wait_log(p, "transport=admin port=", 10000), "%s: no admin port logged", p->name);
-    size_t len;
-    char *s = h_read_file(p->log, &len);
-    cr_assert_not_null(s);
-    const char *q = strstr(s + p->log_off, "transport=admin port=");
-    int port = q ? atoi(q + strlen("transport=admin port=")) : -1;
+    if (!h_wait_log(p, "transport=admin port=", 10000))
+        return 0;
+    char *s = h_read_file(p->log, NULL);
+    const char *q = s ? strstr(s + p->log_off, "transport=admin port=") : NULL;
+    int port = q ? atoi(q + strlen("transport=admin port=")) : 0;
     free(s);
-    cr_assert(port > 0, "%s: bad admin port", p->name);
-    return port;
+    return port > 0 ? port : 0;
 }
 
 char *h_scrape(int port) {
     char *body = NULL, *hdrs = NULL;
     int st = h_http(port, "GET", "/metrics", NULL, NULL, 0, &body, &hdrs);
-    cr_assert_eq(st, 200, "GET /metrics: %d", st);
-    cr_assert(hdrs && strstr(hdrs, "Content-Type: text/plain; version=0.0.4"), "content type: %s",
-              hdrs ? hdrs : "-");
+    int ok = st == 200 && hdrs && strstr(hdrs, "Content-Type: text/plain; version=0.0.4") && body;
     free(hdrs);
-    cr_assert_not_null(body);
+    if (!ok) {
+        fprintf(stderr, "harness: GET /metrics on port %d: status %d\n", port, st);
+        free(body);
+        return NULL;
+    }
     return body;
 }
 

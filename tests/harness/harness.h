@@ -150,9 +150,10 @@ int h_http(int port, const char *method, const char *path, const char *hdrs, con
            size_t blen, char **resp_body, char **headers);
 
 /* --- admin port --------------------------------------------------------------------------- */
-/* The admin port a daemon started with --admin-listen 0 logged (asserts it within 10 s). */
+/* The admin port a daemon started with --admin-listen 0 logged within 10 s, or 0. */
 int h_admin_port(const h_proc *p);
-/* GET /metrics (asserts 200 and the Prometheus text content type); malloc'd text. */
+/* GET /metrics: the text (malloc'd) when the answer is 200 in the Prometheus text format,
+ * else NULL. */
 char *h_scrape(int port);
 /* The value of one sample ("name{labels}" exactly as rendered), or -1 when absent. */
 double h_metric(const char *text, const char *key);

@@ -51,6 +51,7 @@ static h_proc *bridge_admin(int *port, int *aport, const char *token_path) {
         extra[6] = "--admin-token-file", extra[7] = token_path;
     h_proc *b = h_bridge_start(0, port, extra, 1);
     *aport = h_admin_port(b);
+    cr_assert(*aport, "the bridge logged no admin port");
     return b;
 }
 
@@ -116,6 +117,7 @@ static int check_format(const char *text) {
 
 static char *scrape(int port) {
     char *body = h_scrape(port);
+    cr_assert_not_null(body, "GET /metrics failed (see the log above)");
     check_format(body);
     return body;
 }
@@ -199,6 +201,7 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
     for (int i = 0; i < 2; i++) {
         cr_assert(h_wait_connected(HOUSES[i], 15000), "house %s did not connect", HOUSES[i]);
         hport[i] = h_admin_port(house[i]);
+        cr_assert(hport[i], "house %s logged no admin port", HOUSES[i]);
     }
     char *body = NULL;
     cr_assert_eq(h_http(w.aport, "GET", "/healthz", NULL, NULL, 0, &body, NULL), 200);

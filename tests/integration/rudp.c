@@ -172,6 +172,7 @@ Test(rudp, thirty_percent_loss_200ms_rtt) {
     h_proc *proc[] = {w.bridge, w.house};
     for (int i = 0; i < 2; i++) {
         char *m = h_scrape(h_admin_port(proc[i]));
+        cr_assert_not_null(m, "%s: no metrics from its admin port", side[i]);
         char k[4][64];
         if (i == 0) {
             snprintf(k[0], sizeof k[0], "gp_bridge_rtt_seconds{transport=\"rudp\"}");

@@ -63,6 +63,7 @@ Test(web, dashboard_in_chromium) {
     h_proc *bridge = h_bridge_start(
         0, &port, (const char *const[]){"--admin-listen", "0", "--admin-token", TOKEN, NULL}, 0);
     int admin = h_admin_port(bridge);
+    cr_assert(admin, "the bridge logged no admin port (see %s)", bridge->log);
     cr_assert(h_wait_port(port, 10000), "the bridge's house port %d is not open", port);
 
     /* The dashboard is served from the binary, without a token. */
