@@ -2,6 +2,7 @@
  * in Redis.
  * I/O side (blocking Redis client via registry.c, stdout). */
 #include "cli_cmd.h"
+#include "cli_top.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -169,7 +170,7 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
                 json_object_set_new(o, "addr", json_string(h->addr));
                 json_object_set_new(o, "since", json_integer(h->since_ms));
                 json_object_set_new(o, "last_seen", json_integer(h->last_seen_ms));
-                json_object_set_new(o, "rtt_ms", json_integer(h->rtt_ms));
+                json_object_set_new(o, "rtt_ms", json_real(h->rtt_ms));
                 json_object_set_new(o, "epoch", json_integer(h->epoch));
             }
             char *s = json_dumps(o, JSON_COMPACT);
@@ -185,7 +186,7 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
             cli_fmt_utc(since, sizeof since, h->since_ms);
             fmt_age(seen, sizeof seen, now, h->last_seen_ms);
             if (h->rtt_ms >= 0)
-                snprintf(rtt, sizeof rtt, "%lldms", h->rtt_ms);
+                top_fmt_ms(rtt, sizeof rtt, h->rtt_ms);
             else
                 snprintf(rtt, sizeof rtt, "-");
         }

@@ -107,7 +107,7 @@ static json_t *house_json(const top_house *t) {
     json_object_set_new(o, "since_ms", jint(c ? h->since_ms : -1));
     json_object_set_new(o, "last_seen_ms", jint(c ? h->last_seen_ms : -1));
     json_object_set_new(o, "epoch", jint(c ? h->epoch : -1));
-    json_object_set_new(o, "rtt_ms", jint(c ? h->rtt_ms : -1));
+    json_object_set_new(o, "rtt_ms", jreal(c ? h->rtt_ms : -1));
     json_object_set_new(o, "loss_pct", jreal(c ? h->loss_pct : -1));
     json_object_set_new(o, "ts_ms", jint(c ? h->ts_ms : -1));
     json_object_set_new(o, "req_total", jint(c ? h->req_total : -1));
@@ -303,7 +303,7 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
         if (h->connected) {
             top_fmt_age(since, sizeof since, s->now_ms, h->since_ms);
             top_fmt_age(seen, sizeof seen, s->now_ms, h->last_seen_ms);
-            top_fmt_ms(rtt, sizeof rtt, (double)h->rtt_ms);
+            top_fmt_ms(rtt, sizeof rtt, h->rtt_ms);
             top_fmt_pct(loss, sizeof loss, h->loss_pct);
         }
         top_fmt_rate(req, sizeof req, t->r.req);
@@ -327,7 +327,7 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
         printf("bridge %s  transport %s  addr %s  since %s (%s)\n", h->bridge[0] ? h->bridge : "-",
                h->transport[0] ? h->transport : "-", h->addr[0] ? h->addr : "-", a, b);
         top_fmt_age(a, sizeof a, s->now_ms, h->last_seen_ms);
-        top_fmt_ms(b, sizeof b, (double)h->rtt_ms);
+        top_fmt_ms(b, sizeof b, h->rtt_ms);
         top_fmt_pct(c2, sizeof c2, h->loss_pct);
         printf("last seen %s ago  rtt %s  loss %s  epoch %lld\n", a, b, c2, h->epoch);
     }

@@ -173,7 +173,7 @@ static const char *sort_key(const top_house *h, int col, double *num, int *known
         return NULL;
     case TOP_COL_RTT:
         *known = g->connected && g->rtt_ms >= 0;
-        *num = (double)g->rtt_ms;
+        *num = g->rtt_ms;
         return NULL;
     case TOP_COL_LOSS:
         *known = g->connected && g->loss_pct >= 0;

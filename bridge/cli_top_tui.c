@@ -311,7 +311,7 @@ static void house_cells(const tui *t, const top_house *h, char v[TOP_NCOLS][CELL
             snprintf(v[TOP_COL_TRANSPORT], CELL, "%s", g->transport);
         top_fmt_age(v[TOP_COL_SINCE], CELL, now, g->since_ms);
         top_fmt_age(v[TOP_COL_SEEN], CELL, now, g->last_seen_ms);
-        top_fmt_ms(v[TOP_COL_RTT], CELL, (double)g->rtt_ms);
+        top_fmt_ms(v[TOP_COL_RTT], CELL, g->rtt_ms);
         top_fmt_pct(v[TOP_COL_LOSS], CELL, g->loss_pct);
     }
     top_fmt_rate(v[TOP_COL_REQ], CELL, h->r.req);
@@ -444,7 +444,7 @@ static void draw_detail(tui *t) {
     attroff(A_BOLD);
     top_fmt_age(a, sizeof a, now, h->connected ? h->since_ms : -1);
     top_fmt_age(b, sizeof b, now, h->connected ? h->last_seen_ms : -1);
-    top_fmt_ms(c, sizeof c, h->connected ? (double)h->rtt_ms : -1);
+    top_fmt_ms(c, sizeof c, h->connected ? h->rtt_ms : -1);
     top_fmt_pct(d, sizeof d, h->connected ? h->loss_pct : -1);
     snprintf(s, sizeof s, "connected for %s  last seen %s ago  rtt %s  loss %s", a, b, c, d);
     put(y++, 0, COLS, s);

@@ -301,7 +301,8 @@ static void house_init(gp_reg_house *h, const char *id, size_t idlen) {
         idlen = GP_MAX_HOUSE_ID;
     memcpy(h->id, id, idlen);
     h->id[idlen] = '\0';
-    h->created_ms = h->since_ms = h->last_seen_ms = h->rtt_ms = h->epoch = -1;
+    h->created_ms = h->since_ms = h->last_seen_ms = h->epoch = -1;
+    h->rtt_ms = -1;
     h->req_total = h->err_total = h->bytes_in = h->bytes_out = h->ts_ms = -1;
     h->loss_pct = -1;
 }
@@ -345,8 +346,7 @@ static void state_parse(gp_reg_house *h, const redisReply *r) {
         else if (strcmp(f, "last_seen") == 0)
             h->last_seen_ms = to_ll(v);
         else if (strcmp(f, "rtt_ms") == 0) {
-            double d = to_d(v);
-            h->rtt_ms = d < 0 ? -1 : (long long)(d + 0.5);
+            h->rtt_ms = to_d(v);
         } else if (strcmp(f, "epoch") == 0)
             h->epoch = to_ll(v);
         else if (strcmp(f, "req_total") == 0)

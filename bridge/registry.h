@@ -75,7 +75,8 @@ typedef struct gp_reg_house {
     int disabled;   /* its hash has disabled = 1 (ADMIN.md) */
     int connected;
     char bridge[128], transport[16], addr[64];
-    long long since_ms, last_seen_ms, rtt_ms, epoch; /* -1 when absent */
+    long long since_ms, last_seen_ms, epoch; /* -1 when absent */
+    double rtt_ms;                           /* -1 when absent (0.1 ms resolution) */
     /* Counters of the current connection, written by its bridge (ADMIN.md; -1 when absent):
      * final replies, those that were errors, bytes to / from the house. ts_ms: when the
      * bridge wrote them, if it says (-1: unknown). */
