@@ -135,4 +135,5 @@ int br_admin_start(void) {
 void br_admin_stop(void) {
     gp_admin_close(g_br.admin);
     g_br.admin = NULL;
+    br_api_free();
 }

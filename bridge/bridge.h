@@ -308,6 +308,7 @@ struct gp_http_request;
 /* api.c: the JSON API under /api/ (token auth, Redis). */
 void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req, void *ud);
 void br_api_load_scripts(void);
+void br_api_free(void); /* the stored overview (at exit) */
 /* house.c: the ctl channel (<p>:ctl): "disable <house>" / "remove <house>". */
 void br_house_ctl(const char *msg, size_t mlen);
 

@@ -4,10 +4,15 @@
  * transport-neutral conn.c. I/O side; the codec and the proofs are proto/'s pure functions. */
 #include "bridge.h"
 
+#include <errno.h>
 #include <libwebsockets.h>
+#include <netdb.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 _Static_assert(LWS_PRE <= BR_OUT_PRE, "br_out headroom must hold LWS_PRE");
 
@@ -335,6 +340,33 @@ static void lws_log_emit(int level, const char *line) {
            "lws", "msg=%s", br_q(line, n));
 }
 
+/* 1 when another socket already listens on bind:port (which lws would fail on after
+ * building half a context, see br_tunnel_start). A probe bind with SO_REUSEADDR, as lws
+ * binds: a port in TIME_WAIT is not taken. Port 0 is never taken. */
+static int port_taken(const char *bind_addr, int port) {
+    if (port <= 0)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST},
+                    *res = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    const char *host = bind_addr && *bind_addr ? bind_addr : NULL;
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
+        return 0; /* a name, not an address: lws resolves it (an interface name) */
+    int taken = 0;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        taken = bind(fd, res->ai_addr, res->ai_addrlen) != 0 && errno == EADDRINUSE;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return taken;
+}
+
 int br_tunnel_start(void) {
     const br_config *cfg = &g_br.cfg;
     int tls = cfg->tls_cert && *cfg->tls_cert;
@@ -363,14 +395,29 @@ int br_tunnel_start(void) {
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
     }
+    if (port_taken(cfg->bind, (int)cfg->listen)) {
+        br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d err=%s", br_qs(cfg->bind),
+               cfg->listen, tls, br_qs(strerror(EADDRINUSE)));
+        return -1;
+    }
     g_br.lws = lws_create_context(&info);
     if (!g_br.lws) {
         br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d", br_qs(cfg->bind),
                cfg->listen, tls);
         return -1;
     }
+    /* lws 4.1 returns a context even when its default vhost could not listen (lost a race
+     * for the port checked above), and destroying that context on a foreign loop later jumps
+     * into freed memory. A bridge houses cannot reach must not look started: exit now,
+     * without a teardown (the OS takes back what it holds). */
     struct lws_vhost *vh = lws_get_vhost_by_name(g_br.lws, "default");
-    g_br.listen_port = vh ? lws_get_vhost_listen_port(vh) : (int)cfg->listen;
+    if (!vh) {
+        br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d err=%s", br_qs(cfg->bind),
+               cfg->listen, tls, br_qs("cannot listen (see the lws lines above)"));
+        fflush(stderr);
+        _exit(1);
+    }
+    g_br.listen_port = lws_get_vhost_listen_port(vh);
     br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=%s", br_qs(cfg->bind),
            g_br.listen_port, tls ? "wss" : "ws");
     return 0;

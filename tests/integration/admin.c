@@ -698,3 +698,59 @@ Test(admin, token_rotates_on_sighup) {
                  "the current token stopped working after a refused reload");
     json_decref(j);
 }
+
+/* Many dashboards at once: the overview is built once and shared (calls that arrive while it
+ * is built, and within a second of it, get the same body: the same now_ms); a change made
+ * through the API is seen by the very next overview. */
+Test(admin, overview_is_shared_and_changes_show_at_once) {
+    world w;
+    world_up(&w, 1);
+    char secret[65];
+    h_register("shared-1", secret);
+    enum { N = 16 };
+    int fd[N];
+    char req[256];
+    int rl = snprintf(req, sizeof req,
+                      "GET /api/overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n", AUTH);
+    for (int i = 0; i < N; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)w.aport),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        cr_assert_eq(connect(fd[i], (struct sockaddr *)&a, sizeof a), 0);
+        struct timeval tv = {10, 0};
+        setsockopt(fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(write(fd[i], req, (size_t)rl), rl);
+    long long first = -1;
+    int distinct = 0;
+    for (int i = 0; i < N; i++) {
+        static char buf[65536];
+        size_t n = 0;
+        ssize_t r;
+        while (n < sizeof buf - 1 && (r = read(fd[i], buf + n, sizeof buf - 1 - n)) > 0)
+            n += (size_t)r;
+        buf[n] = '\0';
+        close(fd[i]);
+        cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "call %d: %.200s", i, buf);
+        const char *b = strstr(buf, "\r\n\r\n");
+        json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
+        cr_assert(j && find_by_id(json_object_get(j, "houses"), "shared-1"), "call %d: %s", i,
+                  b ? b : buf);
+        long long now = json_integer_value(json_object_get(j, "now_ms"));
+        if (now != first)
+            distinct++, first = now;
+        json_decref(j);
+    }
+    cr_assert(distinct <= 2, "%d distinct overviews for %d simultaneous calls", distinct, N);
+
+    json_t *j;
+    cr_assert_eq(api(w.aport, "POST", "/api/houses/shared-1/disable", AUTH, NULL, &j), 200);
+    json_decref(j);
+    cr_assert_eq(api(w.aport, "GET", "/api/overview", AUTH, NULL, &j), 200);
+    json_t *h = find_by_id(json_object_get(j, "houses"), "shared-1");
+    cr_assert(h && json_is_true(json_object_get(h, "disabled")),
+              "the overview right after a disable does not show it");
+    json_decref(j);
+}

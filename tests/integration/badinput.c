@@ -477,3 +477,32 @@ Test(badinput, redis_restart_mid_run) {
     assert_serves("h1", "after-restart");
     cr_assert(h_alive(w.bridge), "bridge died");
 }
+
+static int exited(void *ud) {
+    return !h_alive(ud);
+}
+
+/* A port another process holds: the bridge says so and exits 1 (a supervisor restarts it, a
+ * deploy script sees it), for the houses' port and for the admin port. It used to run on
+ * with no house listener, and to crash when the admin port was taken too. */
+Test(badinput, taken_ports_exit_with_an_error) {
+    h_redis_start(0);
+    int port;
+    const char *admin[] = {"--admin-listen", "0", NULL};
+    h_proc *b1 = h_bridge_start(0, &port, admin, 1);
+    int aport = h_admin_port(b1);
+    cr_assert(aport, "the first bridge logged no admin port");
+    char ap[16];
+    snprintf(ap, sizeof ap, "%d", aport);
+    const char *both[] = {"--admin-listen", ap, NULL};
+    h_proc *b2 = h_bridge_start(port, NULL, both, 0);
+    cr_assert(h_wait(exited, b2, 10000), "a bridge on a taken port kept running");
+    cr_assert(WIFEXITED(b2->status) && WEXITSTATUS(b2->status) == 1, "status %d", b2->status);
+    cr_assert(h_log_count(b2, "event=listen_failed") >= 1);
+    const char *admin_only[] = {"--admin-listen", ap, NULL};
+    h_proc *b3 = h_bridge_start(h_free_port(), NULL, admin_only, 0);
+    cr_assert(h_wait(exited, b3, 10000), "a bridge whose admin port is taken kept running");
+    cr_assert(WIFEXITED(b3->status) && WEXITSTATUS(b3->status) == 1, "status %d", b3->status);
+    cr_assert(h_log_count(b3, "transport=admin") >= 1);
+    cr_assert(h_alive(b1), "the first bridge suffered");
+}
