@@ -10,6 +10,7 @@
 #include "reglua.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,18 +40,50 @@ typedef struct api_ctx {
     unsigned pending; /* Redis commands outstanding */
     int failed;       /* one of them got no answer */
     /* results */
-    json_t *bridges, *houses; /* overview */
-    json_t *house, *recent;   /* house detail (house also for the overview's entries) */
+    json_t *bridges;     /* overview: each bridge's stats */
+    struct ov_house *hv; /* overview: every registered id (nh); detail: the one house */
+    size_t nh;
+    json_t *recent; /* house detail */
     int registered;
     long long removed, stream_len;
     char secret_hex[GP_SECRET_HEX_LEN + 1];
 } api_ctx;
 
-/* Per command: the call it belongs to, and the JSON object it fills (borrowed ref). */
+/* Per command: the call it belongs to, and the house it fills (NULL: none). */
 typedef struct sub {
     api_ctx *ctx;
-    json_t *obj;
+    struct ov_house *h;
 } sub;
+
+/* One house as the API shows it (bridge/ADMIN.md), from its two hashes; written as JSON text
+ * directly (at 10,000 houses a jansson object per house was most of an overview's cost). */
+enum { N_CREATED, N_SINCE, N_SEEN, N_RTT, N_LOSS, N_REQ, N_ERR, N_IN, N_OUT, N_NUM };
+typedef struct ov_house {
+    char id[GP_MAX_HOUSE_ID + 1];
+    int registered, disabled, connected;
+    char *labels;             /* compact JSON object; NULL: {} */
+    char *bridge, *transport; /* NULL: null */
+    double num[N_NUM];        /* NAN: null */
+} ov_house;
+
+static void ov_house_init(ov_house *h, const char *id) {
+    memset(h, 0, sizeof *h);
+    snprintf(h->id, sizeof h->id, "%s", id);
+    for (int i = 0; i < N_NUM; i++)
+        h->num[i] = NAN;
+}
+
+static void ov_house_clear(ov_house *h) {
+    free(h->labels);
+    free(h->bridge);
+    free(h->transport);
+}
+
+static void ov_houses_free(ov_house *hv, size_t n) {
+    for (size_t i = 0; hv && i < n; i++)
+        ov_house_clear(&hv[i]);
+    free(hv);
+}
 
 /* The overview is the whole deployment: with many houses it costs the bridge real CPU (one
  * build at 10,000 houses: ~170 ms, bench scale observe_10000). A call within
@@ -70,8 +103,7 @@ static struct {
 
 static void ctx_free(api_ctx *x) {
     json_decref(x->bridges);
-    json_decref(x->houses);
-    json_decref(x->house);
+    ov_houses_free(x->hv, x->nh);
     json_decref(x->recent);
     sodium_memzero(x->secret_hex, sizeof x->secret_hex);
     free(x);
@@ -84,10 +116,8 @@ static void finish_log(const api_ctx *x, int status) {
 
 static void fail(api_ctx *x, int status, const char *code, const char *message);
 
-/* Answers with body (stolen) and ends the call. */
-static void done(api_ctx *x, int status, json_t *body) {
-    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
-    json_decref(body);
+/* Answers with the JSON text s (stolen; NULL: out of memory) and ends the call. */
+static void done_text(api_ctx *x, int status, char *s) {
     if (!s) {
         fail(x, 503, "unavailable", "out of memory");
         return;
@@ -116,6 +146,13 @@ static void done(api_ctx *x, int status, json_t *body) {
         free(s);
     }
     ctx_free(x);
+}
+
+/* Answers with body (stolen) and ends the call. */
+static void done(api_ctx *x, int status, json_t *body) {
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(body);
+    done_text(x, status, s);
 }
 
 static void fail(api_ctx *x, int status, const char *code, const char *message) {
@@ -178,20 +215,6 @@ static void fail_allow(api_ctx *x, const char *allow) {
 
 /* --- values from Redis ------------------------------------------------------------------ */
 
-static json_t *jnum(const redisReply *v) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
-        return json_null();
-    char buf[32];
-    memcpy(buf, v->str, v->len);
-    buf[v->len] = '\0';
-    char *e;
-    long long i = strtoll(buf, &e, 10);
-    if (*e == '\0')
-        return json_integer(i);
-    double d = strtod(buf, &e);
-    return *e == '\0' && d == d ? json_real(d) : json_null();
-}
-
 /* JSON strings must be UTF-8; what Redis holds need not be. */
 static json_t *jstr(const char *p, size_t n) {
     json_t *j = json_stringn(p, n);
@@ -212,56 +235,169 @@ static int field_is(const redisReply *k, const char *name) {
            memcmp(k->str, name, k->len) == 0;
 }
 
-/* A house's JSON with every field of bridge/ADMIN.md, null until known. */
-static json_t *house_new(const char *id) {
-    return json_pack("{s:s, s:{}, s:n, s:b, s:b, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n}",
-                     "id", id, "labels", "created_ms", "disabled", 0, "connected", 0, "bridge",
-                     "transport", "since_ms", "last_seen_ms", "rtt_ms", "loss_pct", "req_total",
-                     "err_total", "bytes_in", "bytes_out");
+/* A number Redis holds as text, NAN when it is not one. */
+static double num_of(const redisReply *v) {
+    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
+        return NAN;
+    char buf[32];
+    memcpy(buf, v->str, v->len);
+    buf[v->len] = '\0';
+    char *e;
+    double d = strtod(buf, &e);
+    return *e == '\0' && isfinite(d) ? d : NAN;
 }
 
-/* HGETALL <p>:{h}:house into o. Returns 1 if the house is registered. */
-static int house_fill(json_t *o, const redisReply *r) {
+static json_t *jnum(const redisReply *v) {
+    double d = num_of(v);
+    if (isnan(d))
+        return json_null();
+    return d == floor(d) && fabs(d) < 9e15 ? json_integer((json_int_t)d) : json_real(d);
+}
+
+/* A copy of a string value for the API, NULL when absent (or out of memory). */
+static char *str_of(const redisReply *v) {
+    return v && v->type == REDIS_REPLY_STRING ? strndup(v->str, v->len) : NULL;
+}
+
+/* HGETALL <p>:{h}:house into h. */
+static void house_parse(ov_house *h, const redisReply *r) {
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
-        return 0;
+        return;
+    h->registered = 1;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (v->type != REDIS_REPLY_STRING)
             continue;
         if (field_is(k, "labels")) {
+            if (v->len == 2 && memcmp(v->str, "{}", 2) == 0)
+                continue; /* most houses: no parse */
             json_t *l = json_loadb(v->str, v->len, 0, NULL);
-            if (json_is_object(l))
-                json_object_set(o, "labels", l);
+            free(h->labels);
+            h->labels = json_is_object(l) ? json_dumps(l, JSON_COMPACT) : NULL;
             json_decref(l);
         } else if (field_is(k, "created")) {
-            json_object_set_new(o, "created_ms", jnum(v));
+            h->num[N_CREATED] = num_of(v);
         } else if (field_is(k, "disabled")) {
-            json_object_set_new(o, "disabled", json_boolean(v->len == 1 && v->str[0] == '1'));
+            h->disabled = v->len == 1 && v->str[0] == '1';
         }
     }
-    return 1;
 }
 
-/* HGETALL <p>:{h}:state into o (the live state: connected while it exists). */
-static void state_fill(json_t *o, const redisReply *r) {
+/* HGETALL <p>:{h}:state into h (the live state: connected while it exists). */
+static void state_parse(ov_house *h, const redisReply *r) {
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
         return;
-    json_object_set_new(o, "connected", json_true());
+    h->connected = 1;
     static const struct {
-        const char *field, *key;
-        int num;
-    } map[] = {{"bridge", "bridge", 0},       {"transport", "transport", 0},
-               {"since", "since_ms", 1},      {"last_seen", "last_seen_ms", 1},
-               {"rtt_ms", "rtt_ms", 1},       {"loss_pct", "loss_pct", 1},
-               {"req_total", "req_total", 1}, {"err_total", "err_total", 1},
-               {"bytes_in", "bytes_in", 1},   {"bytes_out", "bytes_out", 1}};
+        const char *field;
+        int slot;
+    } nums[] = {{"since", N_SINCE},   {"last_seen", N_SEEN}, {"rtt_ms", N_RTT},
+                {"loss_pct", N_LOSS}, {"req_total", N_REQ},  {"err_total", N_ERR},
+                {"bytes_in", N_IN},   {"bytes_out", N_OUT}};
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (v->type != REDIS_REPLY_STRING)
             continue;
-        for (size_t j = 0; j < sizeof map / sizeof map[0]; j++)
-            if (field_is(k, map[j].field))
-                json_object_set_new(o, map[j].key, map[j].num ? jnum(v) : jstr(v->str, v->len));
+        if (field_is(k, "bridge")) {
+            free(h->bridge);
+            h->bridge = str_of(v);
+        } else if (field_is(k, "transport")) {
+            free(h->transport);
+            h->transport = str_of(v);
+        } else {
+            for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
+                if (field_is(k, nums[j].field))
+                    h->num[nums[j].slot] = num_of(v);
+        }
+    }
+}
+
+/* A growing JSON text. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
+
+/* A JSON string of what Redis held: '"' and '\\' escaped, control and non-ASCII bytes as '?'
+ * (ids, bridge ids and transports are ASCII; anything else was not written by us). */
+static void sb_str(sbuf *b, const char *s) {
+    if (!s) {
+        sb_puts(b, "null");
+        return;
+    }
+    sb_put(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            sb_put(b, e, 2);
+        } else {
+            char o = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+            sb_put(b, &o, 1);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+static void sb_num(sbuf *b, double d) {
+    char t[40];
+    if (isnan(d))
+        snprintf(t, sizeof t, "null");
+    else if (d == floor(d) && fabs(d) < 9e15)
+        snprintf(t, sizeof t, "%lld", (long long)d);
+    else
+        snprintf(t, sizeof t, "%.9g", d);
+    sb_puts(b, t);
+}
+
+/* The house's fields, every one of bridge/ADMIN.md (null until known), without the braces. */
+static void sb_house(sbuf *b, const ov_house *h) {
+    static const struct {
+        const char *key;
+        int slot;
+    } nums[] = {{",\"since_ms\":", N_SINCE}, {",\"last_seen_ms\":", N_SEEN},
+                {",\"rtt_ms\":", N_RTT},     {",\"loss_pct\":", N_LOSS},
+                {",\"req_total\":", N_REQ},  {",\"err_total\":", N_ERR},
+                {",\"bytes_in\":", N_IN},    {",\"bytes_out\":", N_OUT}};
+    sb_puts(b, "\"id\":");
+    sb_str(b, h->id);
+    sb_puts(b, ",\"labels\":");
+    sb_puts(b, h->labels ? h->labels : "{}");
+    sb_puts(b, ",\"created_ms\":");
+    sb_num(b, h->num[N_CREATED]);
+    sb_puts(b, h->disabled ? ",\"disabled\":true" : ",\"disabled\":false");
+    sb_puts(b, h->connected ? ",\"connected\":true" : ",\"connected\":false");
+    sb_puts(b, ",\"bridge\":");
+    sb_str(b, h->connected ? h->bridge : NULL);
+    sb_puts(b, ",\"transport\":");
+    sb_str(b, h->connected ? h->transport : NULL);
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        sb_puts(b, nums[i].key);
+        sb_num(b, h->num[nums[i].slot]);
     }
 }
 
@@ -276,17 +412,17 @@ static void release(api_ctx *x) {
     step_done(x);
 }
 
-/* Sends a command (or a script when s is set) for x; cb gets a sub {x, obj}. 0, or -1 when
+/* Sends a command (or a script when s is set) for x; cb gets a sub {x, h}. 0, or -1 when
  * Redis is not there (x->failed is set then). */
 static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis_fn cb,
-                 json_t *obj) {
+                 ov_house *h) {
     sub *u = calloc(1, sizeof *u);
     if (!u) {
         x->failed = 1;
         return -1;
     }
     u->ctx = x;
-    u->obj = obj;
+    u->h = h;
     x->pending++;
     int rc = s ? br_db_eval(g_br.db, s, cb, u, nkeys, a) : br_db_cmd(g_br.db, cb, u, a);
     if (rc != 0) {
@@ -367,90 +503,62 @@ static void on_bridges(redisReply *r, void *ud) {
 }
 
 static void on_house_hash(redisReply *r, void *ud) {
-    json_t *o = ((sub *)ud)->obj;
+    ov_house *h = ((sub *)ud)->h;
     api_ctx *x = sub_take(ud, r);
-    if (house_fill(o, r)) {
-        json_object_set_new(o, "_registered", json_true());
-        x->registered = 1;
-    }
+    house_parse(h, r);
+    x->registered |= h->registered;
     step_done(x);
 }
 
 static void on_state(redisReply *r, void *ud) {
-    json_t *o = ((sub *)ud)->obj;
+    ov_house *h = ((sub *)ud)->h;
     api_ctx *x = sub_take(ud, r);
-    state_fill(o, r);
+    state_parse(h, r);
     step_done(x);
 }
 
-/* Both hashes of one house, into o (which x->houses or x->house holds). */
-static void read_house(api_ctx *x, const char *id, json_t *o) {
+/* Both hashes of house h. */
+static void read_house(api_ctx *x, ov_house *h) {
     char kh[GP_KEY_MAX], ks[GP_KEY_MAX];
-    if (gp_key_house(kh, g_br.cfg.prefix, id) < 0 || gp_key_state(ks, g_br.cfg.prefix, id) < 0)
+    if (gp_key_house(kh, g_br.cfg.prefix, h->id) < 0 ||
+        gp_key_state(ks, g_br.cfg.prefix, h->id) < 0)
         return;
     br_args a;
     cmd2(&a, "HGETALL", kh);
-    if (rsend(x, NULL, 0, &a, on_house_hash, o) != 0)
+    if (rsend(x, NULL, 0, &a, on_house_hash, h) != 0)
         return;
     cmd2(&a, "HGETALL", ks);
-    rsend(x, NULL, 0, &a, on_state, o);
+    rsend(x, NULL, 0, &a, on_state, h);
 }
 
 static void on_members(redisReply *r, void *ud) {
     api_ctx *x = sub_take(ud, r);
-    if (r && r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements && !x->failed; i++) {
-            const redisReply *m = r->element[i];
-            if (m->type != REDIS_REPLY_STRING ||
-                !gp_house_id_valid((gp_str){(const uint8_t *)m->str, m->len}))
-                continue; /* not written by us */
-            char id[GP_MAX_HOUSE_ID + 1];
-            memcpy(id, m->str, m->len);
-            id[m->len] = '\0';
-            json_t *o = house_new(id);
-            if (!o || json_array_append_new(x->houses, o) != 0) {
-                x->failed = 1;
-                break;
-            }
-            read_house(x, id, o);
-        }
+    size_t m = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    x->hv = calloc(m ? m : 1, sizeof *x->hv);
+    if (!x->hv)
+        x->failed = 1;
+    for (size_t i = 0; i < m && !x->failed; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING ||
+            !gp_house_id_valid((gp_str){(const uint8_t *)e->str, e->len}))
+            continue; /* not written by us */
+        char id[GP_MAX_HOUSE_ID + 1];
+        memcpy(id, e->str, e->len);
+        id[e->len] = '\0';
+        ov_house *h = &x->hv[x->nh++];
+        ov_house_init(h, id);
+        read_house(x, h);
     }
     step_done(x);
 }
 
 static int cmp_id(const void *a, const void *b) {
-    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "id")),
-                  json_string_value(json_object_get(*(json_t *const *)b, "id")));
-}
-
-/* The houses that are registered, sorted by id, without the bookkeeping field. */
-static json_t *registered_sorted(json_t *houses) {
-    size_t n = json_array_size(houses), k = 0;
-    json_t **v = calloc(n ? n : 1, sizeof *v);
-    json_t *out = json_array();
-    if (!v || !out) {
-        free(v);
-        json_decref(out);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_array_get(houses, i);
-        if (json_object_get(o, "_registered")) {
-            json_object_del(o, "_registered");
-            v[k++] = o;
-        }
-    }
-    qsort(v, k, sizeof *v, cmp_id);
-    for (size_t i = 0; i < k; i++)
-        json_array_append(out, v[i]);
-    free(v);
-    return out;
+    return strcmp((*(const ov_house *const *)a)->id, (*(const ov_house *const *)b)->id);
 }
 
 static void overview_start(api_ctx *x) {
     x->bridges = json_array();
-    x->houses = json_array();
-    if (!x->bridges || !x->houses) {
+    if (!x->bridges) {
         fail(x, 503, "unavailable", "out of memory");
         return;
     }
@@ -469,12 +577,38 @@ static void overview_start(api_ctx *x) {
     release(x);
 }
 
+/* {"now_ms":..,"bridges":[..],"houses":[..registered ones, sorted by id..]} */
 static void overview_done(api_ctx *x) {
-    json_t *houses = registered_sorted(x->houses);
-    json_t *o = houses ? json_pack("{s:I, s:O, s:o}", "now_ms", (json_int_t)br_now_redis(),
-                                   "bridges", x->bridges, "houses", houses)
-                       : NULL;
-    done(x, 200, o);
+    const ov_house **v = calloc(x->nh ? x->nh : 1, sizeof *v);
+    char *bridges = json_dumps(x->bridges, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    sbuf b = {0};
+    if (!v || !bridges) {
+        free(v), free(bridges);
+        fail(x, 503, "unavailable", "out of memory");
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < x->nh; i++)
+        if (x->hv[i].registered)
+            v[k++] = &x->hv[i];
+    qsort(v, k, sizeof *v, cmp_id);
+    char t[48];
+    snprintf(t, sizeof t, "{\"now_ms\":%llu,\"bridges\":", (unsigned long long)br_now_redis());
+    sb_puts(&b, t);
+    sb_puts(&b, bridges);
+    sb_puts(&b, ",\"houses\":[");
+    for (size_t i = 0; i < k; i++) {
+        sb_puts(&b, i ? ",{" : "{");
+        sb_house(&b, v[i]);
+        sb_puts(&b, "}");
+    }
+    sb_puts(&b, "]}");
+    free(v), free(bridges);
+    if (b.oom) {
+        free(b.p);
+        b.p = NULL;
+    }
+    done_text(x, 200, b.p);
 }
 
 /* --- one house -------------------------------------------------------------------------- */
@@ -493,16 +627,18 @@ static void on_recent(redisReply *r, void *ud) {
 }
 
 static void house_start(api_ctx *x) {
-    x->house = house_new(x->id);
+    x->hv = calloc(1, sizeof *x->hv);
     x->recent = json_array();
-    if (!x->house || !x->recent) {
+    if (!x->hv || !x->recent) {
         fail(x, 503, "unavailable", "out of memory");
         return;
     }
     char kr[GP_KEY_MAX];
     gp_key_recent(kr, g_br.cfg.prefix, x->id);
+    x->nh = 1;
+    ov_house_init(x->hv, x->id);
     x->pending++;
-    read_house(x, x->id, x->house);
+    read_house(x, x->hv);
     br_args a;
     cmd2(&a, "LRANGE", kr);
     br_args_str(&a, "0");
@@ -516,11 +652,19 @@ static void house_done(api_ctx *x) {
         fail(x, 404, "not_found", "no such house");
         return;
     }
-    json_object_del(x->house, "_registered");
-    json_object_set(x->house, "recent", x->recent);
-    json_t *o = x->house;
-    x->house = NULL;
-    done(x, 200, o);
+    char *recent = json_dumps(x->recent, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    sbuf b = {0};
+    sb_puts(&b, "{");
+    sb_house(&b, x->hv);
+    sb_puts(&b, ",\"recent\":");
+    sb_puts(&b, recent ? recent : "[]");
+    sb_puts(&b, "}");
+    free(recent);
+    if (b.oom || !recent) {
+        free(b.p);
+        b.p = NULL;
+    }
+    done_text(x, 200, b.p);
 }
 
 /* --- add -------------------------------------------------------------------------------- */

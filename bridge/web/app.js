@@ -8,6 +8,9 @@
   const POLL_MS = 1000;
   const FETCH_TIMEOUT_MS = 8000;
   const SPARK_POINTS = 60;
+  // Rows the houses table shows at most (after filter and sort): a deployment of thousands
+  // stays responsive; the count says how many more the filter would reach.
+  const MAX_ROWS = 500;
   const TOKEN_KEY = 'ghostport.adminToken';
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -486,9 +489,12 @@
       return c * sortDir;
     });
     const tbody = $('houses').tBodies[0];
-    syncRows(tbody, shown.map((x) => x.h), (h) => String(h.id), buildHouseRow, (tr, h) => updateHouseRow(tr, h, now));
+    const rows = shown.slice(0, MAX_ROWS);
+    syncRows(tbody, rows.map((x) => x.h), (h) => String(h.id), buildHouseRow, (tr, h) => updateHouseRow(tr, h, now));
     const total = list.length;
-    setText($('houses-count'), '(' + (shown.length === total ? total : shown.length + ' of ' + total) + ')');
+    let count = shown.length === total ? String(total) : shown.length + ' of ' + total;
+    if (rows.length < shown.length) count += '; the first ' + rows.length + ' shown: filter to narrow';
+    setText($('houses-count'), '(' + count + ')');
     const empty = $('houses-empty');
     setText(empty, total === 0 ? 'No house is registered yet: add one with “Add house”.' : shown.length === 0 ? 'No house matches the filter.' : '');
     show(empty, shown.length === 0);

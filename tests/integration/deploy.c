@@ -404,8 +404,9 @@ Test(deploy, compose_as_processes) {
     free(out);
     if (g_trace && json_is_true(json_object_get(plan, "sanitizer"))) {
         /* `make asan`: LeakSanitizer fails every exit under ptrace, and the units are for
-         * release builds anyway. */
-        cr_log_warn("deploy: sanitizer build: daemons not traced against their units");
+         * release builds anyway. A note, not cr_log_warn: Criterion 2.4 exits 1 after a
+         * warning even when every test passed. */
+        fprintf(stderr, "deploy: sanitizer build: daemons not traced against their units\n");
         g_trace = 0;
     }
     size_t i;

@@ -289,6 +289,35 @@ async function run(context) {
   await page.screenshot({ path: shot, fullPage: true });
   log(`screenshot: ${shot}`);
 
+  step = 'many houses: the table shows the first 500, the count says so';
+  log(step);
+  const MANY = 520;
+  const added = await page.evaluate(async (n) => {
+    const tok = sessionStorage.getItem('ghostport.adminToken');
+    let ok = 0;
+    for (let i = 0; i < n; i += 20) {
+      const batch = [];
+      for (let j = i; j < Math.min(n, i + 20); j++)
+        batch.push(fetch('/api/houses', {
+          method: 'POST', headers: { Authorization: 'Bearer ' + tok },
+          body: JSON.stringify({ id: 'zz-many-' + String(j).padStart(3, '0') }),
+        }).then((r) => r.status === 201));
+      ok += (await Promise.all(batch)).filter(Boolean).length;
+    }
+    return ok;
+  }, MANY);
+  if (added !== MANY) throw new Error(`added ${added} of ${MANY} houses through the API`);
+  await until('500 rows and the count', () =>
+    document.querySelectorAll('#houses tbody tr').length === 500 &&
+    /^\(\d+; the first 500 shown: filter to narrow\)$/.test(document.getElementById('houses-count').textContent),
+  null, 15000);
+  log(`  count: ${await text('#houses-count')}`);
+  await page.fill('#filter', 'zz-many-51');
+  await until('the filter reaches the houses past the first 500', () =>
+    document.querySelectorAll('#houses tbody tr').length === 10 &&
+    document.querySelector('#houses tbody tr[data-id="zz-many-519"]') !== null, null, 5000);
+  await page.fill('#filter', '');
+
   if (STOP_REDIS_FILE) {
     // The caller stops Redis once this file appears: the page must say so, and keep the table.
     step = 'Redis stopped: "Redis unavailable"';
