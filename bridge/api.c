@@ -86,7 +86,7 @@ static void ov_houses_free(ov_house *hv, size_t n) {
 }
 
 /* The overview is the whole deployment: with many houses it costs the bridge real CPU (one
- * build at 10,000 houses: ~170 ms, bench scale observe_10000). A call within
+ * build at 10,000 houses: ~100 ms of CPU, bench scale observe_10000). A call within
  * OVERVIEW_REUSE_MS of the last build gets that build's body; calls that come while one runs
  * wait for it. Any number of open dashboards then cost at most one build per period, and the
  * data is no older than what bridges publish (every second) anyway. A change made through
