@@ -841,8 +841,13 @@ def cmd_units(bindir):
                     problem("units: %s lacks %s" % (u, h))
             if not any(l.startswith("RestrictAddressFamilies=") for l in lines):
                 problem("units: %s lacks RestrictAddressFamilies=" % u)
-            if not any(l.startswith("ExecReload=/bin/kill -HUP $MAINPID") for l in lines):
-                problem("units: %s lacks ExecReload (SIGHUP)" % u)
+            reload = [l for l in lines if l.startswith("ExecReload=")]
+            start = [l for l in lines if l.startswith("ExecStart=")]
+            if not reload or reload[-1] != "ExecReload=/bin/kill -HUP $MAINPID":
+                problem("units: %s does not end its ExecReload with SIGHUP" % u)
+            elif not start or reload[0] != start[0].replace("ExecStart=", "ExecReload=") + " --check-config":
+                problem("units: %s does not check the config (its ExecStart + --check-config) "
+                        "before the SIGHUP" % u)
             if "house" in u and not any(l.startswith("StateDirectory=") for l in lines):
                 problem("units: %s lacks StateDirectory= (its journal)" % u)
             r = run(["systemd-analyze", "security", "--offline=true", "--threshold=20", c])
