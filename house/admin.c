@@ -37,8 +37,10 @@ int hs_admin_init(void) {
                                           "Responses remembered for redeliveries.", NULL);
     g_hm.cache_bytes =
         gp_metrics_gauge(m, "gp_house_replay_cache_bytes", "Bytes the replay cache holds.", NULL);
-    g_hm.rudp_rtt = gp_metrics_gauge(m, "gp_house_rudp_rtt_seconds",
-                                     "Smoothed RTT of the rudp session (0: none).", NULL);
+    g_hm.rtt = gp_metrics_gauge(m, "gp_house_rtt_seconds",
+                                "Round trip to the bridge: smoothed for rudp, the last ping for "
+                                "ws/wss (0: not connected or not measured yet).",
+                                NULL);
     g_hm.rudp_loss = gp_metrics_gauge(m, "gp_house_rudp_loss_ratio",
                                       "Packet loss of the rudp session, worse direction.", NULL);
     g_hm.rudp_retx = gp_metrics_counter(m, "gp_house_rudp_retransmits_total",
@@ -80,7 +82,7 @@ static void collect(void) {
     double rtt, loss;
     uint64_t retx, fec;
     hs_udp_metrics(&rtt, &loss, &retx, &fec);
-    gp_metric_set(g_hm.rudp_rtt, NULL, rtt / 1000.0);
+    gp_metric_set(g_hm.rtt, NULL, (hs_tunnel_udp() ? rtt : hs_tunnel_ping_rtt_ms()) / 1000.0);
     gp_metric_set(g_hm.rudp_loss, NULL, loss);
     gp_metric_add(g_hm.rudp_retx, NULL, (double)retx - gp_metric_value(g_hm.rudp_retx, NULL));
     gp_metric_add(g_hm.rudp_fec, NULL, (double)fec - gp_metric_value(g_hm.rudp_fec, NULL));

@@ -115,10 +115,12 @@ int hs_tunnel_congested(void);
 
 /* --- tunnel (tunnel.c) ------------------------------------------------------------------ */
 
-int hs_tunnel_start(void);  /* creates the lws context and dials; 0 or -1 */
-int hs_tunnel_live(void);   /* 1 while connected to a bridge (WELCOME received) */
-void hs_tunnel_stop(void);  /* closes the connection, stops timers, destroys the context */
-void hs_tunnel_final(void); /* after the loop has run dry: completes lws teardown */
+int hs_tunnel_start(void);          /* creates the lws context and dials; 0 or -1 */
+int hs_tunnel_live(void);           /* 1 while connected to a bridge (WELCOME received) */
+double hs_tunnel_ping_rtt_ms(void); /* the last PING's round trip (0: none, not connected) */
+int hs_tunnel_udp(void);            /* 1 while connected over rudp:// */
+void hs_tunnel_stop(void);          /* closes the connection, stops timers, destroys the context */
+void hs_tunnel_final(void);         /* after the loop has run dry: completes lws teardown */
 
 /* --- rudp:// (udp.c) ------------------------------------------------------------------- */
 
@@ -152,7 +154,7 @@ struct gp_metric;
 typedef struct hs_metrics {
     struct gp_metrics *reg;
     struct gp_metric *connected, *connects, *requests, *duration, *upstream_errors, *bytes,
-        *cache_entries, *cache_bytes, *rudp_rtt, *rudp_loss, *rudp_retx, *rudp_fec;
+        *cache_entries, *cache_bytes, *rtt, *rudp_loss, *rudp_retx, *rudp_fec;
 } hs_metrics;
 extern hs_metrics g_hm;
 

@@ -84,6 +84,7 @@ static struct {
     size_t bridge_idx;
     const char *url;
     uint64_t dial_ms, live_ms, last_rx_ms, last_ping_ms, drain_ms;
+    uint64_t rtt_us; /* the last PING's round trip on this connection, 0: none yet */
     uint32_t ping_iv, max_frame;
     uint64_t epoch;
     unsigned attempt;
@@ -185,6 +186,14 @@ static void log_request(const hs_stream *s, const char *outcome) {
 
 int hs_tunnel_live(void) {
     return T.state == CS_LIVE;
+}
+
+double hs_tunnel_ping_rtt_ms(void) {
+    return T.state == CS_LIVE ? (double)T.rtt_us / 1000 : 0;
+}
+
+int hs_tunnel_udp(void) {
+    return T.state == CS_LIVE && T.udp;
 }
 
 static void resolve_joined(hs_stream *d);
@@ -888,6 +897,7 @@ static void on_welcome(const gp_frame *f) {
     T.state = CS_LIVE;
     T.live_ms = now;
     T.last_ping_ms = now;
+    T.rtt_us = 0;
     T.ping_iv = f->u.welcome.ping_interval_ms ? f->u.welcome.ping_interval_ms : DEFAULT_PING_MS;
     T.max_frame = f->u.welcome.max_frame ? f->u.welcome.max_frame : GP_DEFAULT_MAX_FRAME;
     T.epoch = f->u.welcome.epoch;
@@ -1243,10 +1253,12 @@ static void on_frame(const gp_frame *f) {
         send_ctl(&r);
         return;
     case GP_FRAME_PONG: {
-        uint64_t now = hs_now_ms();
-        if (f->u.ping.opaque <= now)
-            hs_log(HS_LOG_DEBUG, "pong", "rtt_ms=%llu",
-                   (unsigned long long)(now - f->u.ping.opaque));
+        /* Our PINGs carry the monotonic clock in µs (a LAN RTT is under a millisecond). */
+        uint64_t now = uv_hrtime() / 1000;
+        if (f->u.ping.opaque <= now) {
+            T.rtt_us = now - f->u.ping.opaque;
+            hs_log(HS_LOG_DEBUG, "pong", "rtt_ms=%.3f", (double)T.rtt_us / 1000);
+        }
         return;
     }
     case GP_FRAME_CREDIT: /* reserved in v1 */
@@ -1302,7 +1314,7 @@ static void on_tick(uv_timer_t *t) {
             gp_frame f;
             memset(&f, 0, sizeof f);
             f.type = GP_FRAME_PING;
-            f.u.ping.opaque = now;
+            f.u.ping.opaque = uv_hrtime() / 1000;
             T.last_ping_ms = now;
             send_ctl(&f);
             if (T.udp && hs_log_enabled(HS_LOG_DEBUG)) {

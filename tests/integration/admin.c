@@ -271,6 +271,9 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
         cr_assert(ok > 0, "house %s served nothing?\n%s", HOUSES[i], hm);
         cr_assert_eq(h_metric(hm, "gp_house_request_duration_seconds_count"), ok);
         cr_assert(h_metric(hm, "gp_house_bytes_total{direction=\"to_bridge\"}") > 0);
+        double hrtt = h_metric(hm, "gp_house_rtt_seconds");
+        cr_assert(hrtt > 0 && hrtt < 0.5, "house %s: RTT %g after 3 s of 300 ms pings", HOUSES[i],
+                  hrtt);
         house_ok += ok;
         free(hm);
     }

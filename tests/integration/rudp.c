@@ -180,7 +180,7 @@ Test(rudp, thirty_percent_loss_200ms_rtt) {
             snprintf(k[2], sizeof k[2], "gp_bridge_rudp_retransmits_total");
             snprintf(k[3], sizeof k[3], "gp_bridge_rudp_fec_repaired_total");
         } else {
-            snprintf(k[0], sizeof k[0], "gp_house_rudp_rtt_seconds");
+            snprintf(k[0], sizeof k[0], "gp_house_rtt_seconds");
             snprintf(k[1], sizeof k[1], "gp_house_rudp_loss_ratio");
             snprintf(k[2], sizeof k[2], "gp_house_rudp_retransmits_total");
             snprintf(k[3], sizeof k[3], "gp_house_rudp_fec_repaired_total");
