@@ -179,7 +179,12 @@ build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) jansson) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+# A house's hashes as RESP, parsed and written as the JSON API's view of it.
+build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/api_body.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)

@@ -40,8 +40,8 @@ typedef struct api_ctx {
     unsigned pending; /* Redis commands outstanding */
     int failed;       /* one of them got no answer */
     /* results */
-    json_t *bridges;     /* overview: each bridge's stats */
-    struct ov_house *hv; /* overview: every registered id (nh); detail: the one house */
+    json_t *bridges;   /* overview: each bridge's stats */
+    br_house_view *hv; /* overview: every registered id (nh); detail: the one house */
     size_t nh;
     json_t *recent; /* house detail */
     int registered;
@@ -52,36 +52,12 @@ typedef struct api_ctx {
 /* Per command: the call it belongs to, and the house it fills (NULL: none). */
 typedef struct sub {
     api_ctx *ctx;
-    struct ov_house *h;
+    br_house_view *h;
 } sub;
 
-/* One house as the API shows it (bridge/ADMIN.md), from its two hashes; written as JSON text
- * directly (at 10,000 houses a jansson object per house was most of an overview's cost). */
-enum { N_CREATED, N_SINCE, N_SEEN, N_RTT, N_LOSS, N_REQ, N_ERR, N_IN, N_OUT, N_NUM };
-typedef struct ov_house {
-    char id[GP_MAX_HOUSE_ID + 1];
-    int registered, disabled, connected;
-    char *labels;             /* compact JSON object; NULL: {} */
-    char *bridge, *transport; /* NULL: null */
-    double num[N_NUM];        /* NAN: null */
-} ov_house;
-
-static void ov_house_init(ov_house *h, const char *id) {
-    memset(h, 0, sizeof *h);
-    snprintf(h->id, sizeof h->id, "%s", id);
-    for (int i = 0; i < N_NUM; i++)
-        h->num[i] = NAN;
-}
-
-static void ov_house_clear(ov_house *h) {
-    free(h->labels);
-    free(h->bridge);
-    free(h->transport);
-}
-
-static void ov_houses_free(ov_house *hv, size_t n) {
+static void house_views_free(br_house_view *hv, size_t n) {
     for (size_t i = 0; hv && i < n; i++)
-        ov_house_clear(&hv[i]);
+        br_house_view_clear(&hv[i]);
     free(hv);
 }
 
@@ -103,7 +79,7 @@ static struct {
 
 static void ctx_free(api_ctx *x) {
     json_decref(x->bridges);
-    ov_houses_free(x->hv, x->nh);
+    house_views_free(x->hv, x->nh);
     json_decref(x->recent);
     sodium_memzero(x->secret_hex, sizeof x->secret_hex);
     free(x);
@@ -230,175 +206,11 @@ static json_t *jstr(const char *p, size_t n) {
     return j ? j : json_null();
 }
 
-static int field_is(const redisReply *k, const char *name) {
-    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
-           memcmp(k->str, name, k->len) == 0;
-}
-
-/* A number Redis holds as text, NAN when it is not one. */
-static double num_of(const redisReply *v) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
-        return NAN;
-    char buf[32];
-    memcpy(buf, v->str, v->len);
-    buf[v->len] = '\0';
-    char *e;
-    double d = strtod(buf, &e);
-    return *e == '\0' && isfinite(d) ? d : NAN;
-}
-
 static json_t *jnum(const redisReply *v) {
-    double d = num_of(v);
+    double d = br_redis_num(v);
     if (isnan(d))
         return json_null();
     return d == floor(d) && fabs(d) < 9e15 ? json_integer((json_int_t)d) : json_real(d);
-}
-
-/* A copy of a string value for the API, NULL when absent (or out of memory). */
-static char *str_of(const redisReply *v) {
-    return v && v->type == REDIS_REPLY_STRING ? strndup(v->str, v->len) : NULL;
-}
-
-/* HGETALL <p>:{h}:house into h. */
-static void house_parse(ov_house *h, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
-        return;
-    h->registered = 1;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (v->type != REDIS_REPLY_STRING)
-            continue;
-        if (field_is(k, "labels")) {
-            if (v->len == 2 && memcmp(v->str, "{}", 2) == 0)
-                continue; /* most houses: no parse */
-            json_t *l = json_loadb(v->str, v->len, 0, NULL);
-            free(h->labels);
-            h->labels = json_is_object(l) ? json_dumps(l, JSON_COMPACT) : NULL;
-            json_decref(l);
-        } else if (field_is(k, "created")) {
-            h->num[N_CREATED] = num_of(v);
-        } else if (field_is(k, "disabled")) {
-            h->disabled = v->len == 1 && v->str[0] == '1';
-        }
-    }
-}
-
-/* HGETALL <p>:{h}:state into h (the live state: connected while it exists). */
-static void state_parse(ov_house *h, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
-        return;
-    h->connected = 1;
-    static const struct {
-        const char *field;
-        int slot;
-    } nums[] = {{"since", N_SINCE},   {"last_seen", N_SEEN}, {"rtt_ms", N_RTT},
-                {"loss_pct", N_LOSS}, {"req_total", N_REQ},  {"err_total", N_ERR},
-                {"bytes_in", N_IN},   {"bytes_out", N_OUT}};
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (v->type != REDIS_REPLY_STRING)
-            continue;
-        if (field_is(k, "bridge")) {
-            free(h->bridge);
-            h->bridge = str_of(v);
-        } else if (field_is(k, "transport")) {
-            free(h->transport);
-            h->transport = str_of(v);
-        } else {
-            for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
-                if (field_is(k, nums[j].field))
-                    h->num[nums[j].slot] = num_of(v);
-        }
-    }
-}
-
-/* A growing JSON text. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) {
-    sb_put(b, s, strlen(s));
-}
-
-/* A JSON string of what Redis held: '"' and '\\' escaped, control and non-ASCII bytes as '?'
- * (ids, bridge ids and transports are ASCII; anything else was not written by us). */
-static void sb_str(sbuf *b, const char *s) {
-    if (!s) {
-        sb_puts(b, "null");
-        return;
-    }
-    sb_put(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            sb_put(b, e, 2);
-        } else {
-            char o = c < 0x20 || c >= 0x7f ? '?' : (char)c;
-            sb_put(b, &o, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-static void sb_num(sbuf *b, double d) {
-    char t[40];
-    if (isnan(d))
-        snprintf(t, sizeof t, "null");
-    else if (d == floor(d) && fabs(d) < 9e15)
-        snprintf(t, sizeof t, "%lld", (long long)d);
-    else
-        snprintf(t, sizeof t, "%.9g", d);
-    sb_puts(b, t);
-}
-
-/* The house's fields, every one of bridge/ADMIN.md (null until known), without the braces. */
-static void sb_house(sbuf *b, const ov_house *h) {
-    static const struct {
-        const char *key;
-        int slot;
-    } nums[] = {{",\"since_ms\":", N_SINCE}, {",\"last_seen_ms\":", N_SEEN},
-                {",\"rtt_ms\":", N_RTT},     {",\"loss_pct\":", N_LOSS},
-                {",\"req_total\":", N_REQ},  {",\"err_total\":", N_ERR},
-                {",\"bytes_in\":", N_IN},    {",\"bytes_out\":", N_OUT}};
-    sb_puts(b, "\"id\":");
-    sb_str(b, h->id);
-    sb_puts(b, ",\"labels\":");
-    sb_puts(b, h->labels ? h->labels : "{}");
-    sb_puts(b, ",\"created_ms\":");
-    sb_num(b, h->num[N_CREATED]);
-    sb_puts(b, h->disabled ? ",\"disabled\":true" : ",\"disabled\":false");
-    sb_puts(b, h->connected ? ",\"connected\":true" : ",\"connected\":false");
-    sb_puts(b, ",\"bridge\":");
-    sb_str(b, h->connected ? h->bridge : NULL);
-    sb_puts(b, ",\"transport\":");
-    sb_str(b, h->connected ? h->transport : NULL);
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-        sb_puts(b, nums[i].key);
-        sb_num(b, h->num[nums[i].slot]);
-    }
 }
 
 /* --- commands --------------------------------------------------------------------------- */
@@ -415,7 +227,7 @@ static void release(api_ctx *x) {
 /* Sends a command (or a script when s is set) for x; cb gets a sub {x, h}. 0, or -1 when
  * Redis is not there (x->failed is set then). */
 static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis_fn cb,
-                 ov_house *h) {
+                 br_house_view *h) {
     sub *u = calloc(1, sizeof *u);
     if (!u) {
         x->failed = 1;
@@ -465,7 +277,7 @@ static void on_bstats(redisReply *r, void *ud) {
         for (size_t i = 0; b && i + 1 < r->elements; i += 2) {
             const redisReply *k = r->element[i], *v = r->element[i + 1];
             if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                field_is(k, "ts_ms") || k->len > 64)
+                br_redis_field_is(k, "ts_ms") || k->len > 64)
                 continue;
             char name[72];
             memcpy(name, k->str, k->len);
@@ -503,22 +315,22 @@ static void on_bridges(redisReply *r, void *ud) {
 }
 
 static void on_house_hash(redisReply *r, void *ud) {
-    ov_house *h = ((sub *)ud)->h;
+    br_house_view *h = ((sub *)ud)->h;
     api_ctx *x = sub_take(ud, r);
-    house_parse(h, r);
+    br_house_view_parse_house(h, r);
     x->registered |= h->registered;
     step_done(x);
 }
 
 static void on_state(redisReply *r, void *ud) {
-    ov_house *h = ((sub *)ud)->h;
+    br_house_view *h = ((sub *)ud)->h;
     api_ctx *x = sub_take(ud, r);
-    state_parse(h, r);
+    br_house_view_parse_state(h, r);
     step_done(x);
 }
 
 /* Both hashes of house h. */
-static void read_house(api_ctx *x, ov_house *h) {
+static void read_house(api_ctx *x, br_house_view *h) {
     char kh[GP_KEY_MAX], ks[GP_KEY_MAX];
     if (gp_key_house(kh, g_br.cfg.prefix, h->id) < 0 ||
         gp_key_state(ks, g_br.cfg.prefix, h->id) < 0)
@@ -545,15 +357,15 @@ static void on_members(redisReply *r, void *ud) {
         char id[GP_MAX_HOUSE_ID + 1];
         memcpy(id, e->str, e->len);
         id[e->len] = '\0';
-        ov_house *h = &x->hv[x->nh++];
-        ov_house_init(h, id);
+        br_house_view *h = &x->hv[x->nh++];
+        br_house_view_init(h, id);
         read_house(x, h);
     }
     step_done(x);
 }
 
 static int cmp_id(const void *a, const void *b) {
-    return strcmp((*(const ov_house *const *)a)->id, (*(const ov_house *const *)b)->id);
+    return strcmp((*(const br_house_view *const *)a)->id, (*(const br_house_view *const *)b)->id);
 }
 
 static void overview_start(api_ctx *x) {
@@ -579,9 +391,9 @@ static void overview_start(api_ctx *x) {
 
 /* {"now_ms":..,"bridges":[..],"houses":[..registered ones, sorted by id..]} */
 static void overview_done(api_ctx *x) {
-    const ov_house **v = calloc(x->nh ? x->nh : 1, sizeof *v);
+    const br_house_view **v = calloc(x->nh ? x->nh : 1, sizeof *v);
     char *bridges = json_dumps(x->bridges, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    sbuf b = {0};
+    br_sbuf b = {0};
     if (!v || !bridges) {
         free(v), free(bridges);
         fail(x, 503, "unavailable", "out of memory");
@@ -594,15 +406,15 @@ static void overview_done(api_ctx *x) {
     qsort(v, k, sizeof *v, cmp_id);
     char t[48];
     snprintf(t, sizeof t, "{\"now_ms\":%llu,\"bridges\":", (unsigned long long)br_now_redis());
-    sb_puts(&b, t);
-    sb_puts(&b, bridges);
-    sb_puts(&b, ",\"houses\":[");
+    br_sb_puts(&b, t);
+    br_sb_puts(&b, bridges);
+    br_sb_puts(&b, ",\"houses\":[");
     for (size_t i = 0; i < k; i++) {
-        sb_puts(&b, i ? ",{" : "{");
-        sb_house(&b, v[i]);
-        sb_puts(&b, "}");
+        br_sb_puts(&b, i ? ",{" : "{");
+        br_house_view_json(&b, v[i]);
+        br_sb_puts(&b, "}");
     }
-    sb_puts(&b, "]}");
+    br_sb_puts(&b, "]}");
     free(v), free(bridges);
     if (b.oom) {
         free(b.p);
@@ -636,7 +448,7 @@ static void house_start(api_ctx *x) {
     char kr[GP_KEY_MAX];
     gp_key_recent(kr, g_br.cfg.prefix, x->id);
     x->nh = 1;
-    ov_house_init(x->hv, x->id);
+    br_house_view_init(x->hv, x->id);
     x->pending++;
     read_house(x, x->hv);
     br_args a;
@@ -653,12 +465,12 @@ static void house_done(api_ctx *x) {
         return;
     }
     char *recent = json_dumps(x->recent, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    sbuf b = {0};
-    sb_puts(&b, "{");
-    sb_house(&b, x->hv);
-    sb_puts(&b, ",\"recent\":");
-    sb_puts(&b, recent ? recent : "[]");
-    sb_puts(&b, "}");
+    br_sbuf b = {0};
+    br_sb_puts(&b, "{");
+    br_house_view_json(&b, x->hv);
+    br_sb_puts(&b, ",\"recent\":");
+    br_sb_puts(&b, recent ? recent : "[]");
+    br_sb_puts(&b, "}");
     free(recent);
     if (b.oom || !recent) {
         free(b.p);

@@ -1,8 +1,10 @@
-/* api_body.c — the JSON API's request bodies: parsed with jansson, checked against the
- * registry's limits. Pure (see api_body.h). */
+/* api_body.c — the JSON API's bodies: request bodies parsed with jansson and checked against
+ * the registry's limits; houses read from their hashes and written as JSON text directly. Pure
+ * (see api_body.h). */
 #include "api_body.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,4 +50,174 @@ int br_api_parse_add(const void *body, size_t len, char id[GP_MAX_HOUSE_ID + 1],
 out:
     json_decref(j);
     return rc;
+}
+
+void br_house_view_init(br_house_view *h, const char *id) {
+    memset(h, 0, sizeof *h);
+    snprintf(h->id, sizeof h->id, "%s", id);
+    for (int i = 0; i < N_NUM; i++)
+        h->num[i] = NAN;
+}
+
+void br_house_view_clear(br_house_view *h) {
+    free(h->labels);
+    free(h->bridge);
+    free(h->transport);
+}
+
+int br_redis_field_is(const redisReply *k, const char *name) {
+    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
+           memcmp(k->str, name, k->len) == 0;
+}
+
+/* A number Redis holds as text, NAN when it is not one. */
+double br_redis_num(const redisReply *v) {
+    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
+        return NAN;
+    char buf[32];
+    memcpy(buf, v->str, v->len);
+    buf[v->len] = '\0';
+    char *e;
+    double d = strtod(buf, &e);
+    return *e == '\0' && isfinite(d) ? d : NAN;
+}
+
+/* A copy of a string value for the API, NULL when absent (or out of memory). */
+static char *str_of(const redisReply *v) {
+    return v && v->type == REDIS_REPLY_STRING ? strndup(v->str, v->len) : NULL;
+}
+
+/* HGETALL <p>:{h}:house into h. */
+void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return;
+    h->registered = 1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (v->type != REDIS_REPLY_STRING)
+            continue;
+        if (br_redis_field_is(k, "labels")) {
+            if (v->len == 2 && memcmp(v->str, "{}", 2) == 0)
+                continue; /* most houses: no parse */
+            json_t *l = json_loadb(v->str, v->len, 0, NULL);
+            free(h->labels);
+            h->labels = json_is_object(l) ? json_dumps(l, JSON_COMPACT) : NULL;
+            json_decref(l);
+        } else if (br_redis_field_is(k, "created")) {
+            h->num[N_CREATED] = br_redis_num(v);
+        } else if (br_redis_field_is(k, "disabled")) {
+            h->disabled = v->len == 1 && v->str[0] == '1';
+        }
+    }
+}
+
+/* HGETALL <p>:{h}:state into h (the live state: connected while it exists). */
+void br_house_view_parse_state(br_house_view *h, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return;
+    h->connected = 1;
+    static const struct {
+        const char *field;
+        int slot;
+    } nums[] = {{"since", N_SINCE},   {"last_seen", N_SEEN}, {"rtt_ms", N_RTT},
+                {"loss_pct", N_LOSS}, {"req_total", N_REQ},  {"err_total", N_ERR},
+                {"bytes_in", N_IN},   {"bytes_out", N_OUT}};
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (v->type != REDIS_REPLY_STRING)
+            continue;
+        if (br_redis_field_is(k, "bridge")) {
+            free(h->bridge);
+            h->bridge = str_of(v);
+        } else if (br_redis_field_is(k, "transport")) {
+            free(h->transport);
+            h->transport = str_of(v);
+        } else {
+            for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
+                if (br_redis_field_is(k, nums[j].field))
+                    h->num[nums[j].slot] = br_redis_num(v);
+        }
+    }
+}
+
+void br_sb_put(br_sbuf *b, const char *s, size_t n) {
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void br_sb_puts(br_sbuf *b, const char *s) {
+    br_sb_put(b, s, strlen(s));
+}
+
+/* A JSON string of what Redis held: '"' and '\\' escaped, control and non-ASCII bytes as '?'
+ * (ids, bridge ids and transports are ASCII; anything else was not written by us). */
+static void sb_str(br_sbuf *b, const char *s) {
+    if (!s) {
+        br_sb_puts(b, "null");
+        return;
+    }
+    br_sb_put(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            br_sb_put(b, e, 2);
+        } else {
+            char o = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+            br_sb_put(b, &o, 1);
+        }
+    }
+    br_sb_put(b, "\"", 1);
+}
+
+static void sb_num(br_sbuf *b, double d) {
+    char t[40];
+    if (isnan(d))
+        snprintf(t, sizeof t, "null");
+    else if (d == floor(d) && fabs(d) < 9e15)
+        snprintf(t, sizeof t, "%lld", (long long)d);
+    else
+        snprintf(t, sizeof t, "%.9g", d);
+    br_sb_puts(b, t);
+}
+
+/* The house's fields, every one of bridge/ADMIN.md (null until known), without the braces. */
+void br_house_view_json(br_sbuf *b, const br_house_view *h) {
+    static const struct {
+        const char *key;
+        int slot;
+    } nums[] = {{",\"since_ms\":", N_SINCE}, {",\"last_seen_ms\":", N_SEEN},
+                {",\"rtt_ms\":", N_RTT},     {",\"loss_pct\":", N_LOSS},
+                {",\"req_total\":", N_REQ},  {",\"err_total\":", N_ERR},
+                {",\"bytes_in\":", N_IN},    {",\"bytes_out\":", N_OUT}};
+    br_sb_puts(b, "\"id\":");
+    sb_str(b, h->id);
+    br_sb_puts(b, ",\"labels\":");
+    br_sb_puts(b, h->labels ? h->labels : "{}");
+    br_sb_puts(b, ",\"created_ms\":");
+    sb_num(b, h->num[N_CREATED]);
+    br_sb_puts(b, h->disabled ? ",\"disabled\":true" : ",\"disabled\":false");
+    br_sb_puts(b, h->connected ? ",\"connected\":true" : ",\"connected\":false");
+    br_sb_puts(b, ",\"bridge\":");
+    sb_str(b, h->connected ? h->bridge : NULL);
+    br_sb_puts(b, ",\"transport\":");
+    sb_str(b, h->connected ? h->transport : NULL);
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        br_sb_puts(b, nums[i].key);
+        sb_num(b, h->num[nums[i].slot]);
+    }
 }

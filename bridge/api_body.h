@@ -1,10 +1,12 @@
-/* api_body.h — the JSON API's request bodies (bridge/ADMIN.md), parsed and checked. Pure: no
- * I/O; fuzzed by tests/fuzz/fuzz_api_body.c. */
+/* api_body.h — the JSON API's bodies (bridge/ADMIN.md): requests parsed and checked, houses
+ * read from their Redis hashes and written as JSON. Pure: no I/O; fuzzed by
+ * tests/fuzz/fuzz_api_body.c and tests/fuzz/fuzz_api_house.c. */
 #ifndef BR_API_BODY_H
 #define BR_API_BODY_H
 
 #include "auth.h"
 
+#include <hiredis/hiredis.h>
 #include <stddef.h>
 
 #define BR_API_MAX_LABELS 64     /* labels per house */
@@ -17,5 +19,43 @@
  * message for the client (static). */
 int br_api_parse_add(const void *body, size_t len, char id[GP_MAX_HOUSE_ID + 1], char **labels,
                      const char **why);
+
+/* One house as the API shows it (bridge/ADMIN.md), from its two hashes; written as JSON text
+ * directly (at 10,000 houses a jansson object per house was most of an overview's cost). */
+/* num[] slots */
+enum { N_CREATED, N_SINCE, N_SEEN, N_RTT, N_LOSS, N_REQ, N_ERR, N_IN, N_OUT, N_NUM };
+typedef struct br_house_view {
+    char id[GP_MAX_HOUSE_ID + 1];
+    int registered, disabled, connected;
+    char *labels;             /* compact JSON object; NULL: {} */
+    char *bridge, *transport; /* NULL: null */
+    double num[N_NUM];        /* NAN: null */
+} br_house_view;
+
+/* A growing JSON text. */
+typedef struct br_sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} br_sbuf;
+
+void br_house_view_init(br_house_view *h, const char *id); /* nothing known yet */
+void br_house_view_clear(br_house_view *h);                /* frees its strings */
+/* HGETALL <p>:{h}:house (registered, labels, created, disabled) / <p>:{h}:state (connected,
+ * bridge, transport, numbers) into h; anything else in them is ignored. */
+void br_house_view_parse_house(br_house_view *h, const redisReply *r);
+void br_house_view_parse_state(br_house_view *h, const redisReply *r);
+/* h's fields as JSON, every one of ADMIN.md (null until known), without the braces. Strings
+ * Redis held are escaped, control and non-ASCII bytes written as '?'. */
+void br_house_view_json(br_sbuf *b, const br_house_view *h);
+
+/* Appends to b (b->oom once memory ran out: the text is then incomplete). */
+void br_sb_put(br_sbuf *b, const char *s, size_t n);
+void br_sb_puts(br_sbuf *b, const char *s);
+
+/* A Redis field name equal to name. */
+int br_redis_field_is(const redisReply *k, const char *name);
+/* A number Redis holds as text; NAN when it is not one. */
+double br_redis_num(const redisReply *v);
 
 #endif
