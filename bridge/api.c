@@ -554,14 +554,13 @@ static void on_disabled(redisReply *r, void *ud) {
 }
 
 static void disable_start(api_ctx *x) {
-    char kh[GP_KEY_MAX], ctl[GP_KEY_MAX];
+    char kh[GP_KEY_MAX];
     gp_key_house(kh, g_br.cfg.prefix, x->id);
-    gp_key_ctl(ctl, g_br.cfg.prefix);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kh);
     br_args_str(&a, x->op == OP_DISABLE ? "1" : "0");
-    br_args_str(&a, ctl);
+    br_args_str(&a, g_br.ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
     rsend(x, &s_disable, 1, &a, on_disabled, NULL);
@@ -608,19 +607,18 @@ static void on_rm(redisReply *r, void *ud) {
 
 static void remove_start(api_ctx *x) {
     const char *p = g_br.cfg.prefix;
-    char k[5][GP_KEY_MAX], ctl[GP_KEY_MAX];
+    char k[5][GP_KEY_MAX];
     gp_key_house(k[0], p, x->id);
     gp_key_state(k[1], p, x->id);
     gp_key_epoch(k[2], p, x->id);
     gp_key_recent(k[3], p, x->id);
     gp_key_req(k[4], p, x->id);
-    gp_key_ctl(ctl, p);
     br_args a;
     br_args_init(&a);
     for (int i = 0; i < 5; i++)
         br_args_str(&a, k[i]);
     br_args_str(&a, "0"); /* the request stream stays: producers' requests get their 504 */
-    br_args_str(&a, ctl);
+    br_args_str(&a, g_br.ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
     rsend(x, &s_rm, 5, &a, on_rm, NULL);

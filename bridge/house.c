@@ -185,20 +185,26 @@ static int house_of_channel(const char *chan, size_t clen, char out[GP_MAX_HOUSE
 
 static void fence_out(br_conn *c, const char *why);
 
-/* "<epoch> <house>" on our fence channel: another bridge has claimed the house. */
-static void on_fence_message(const char *msg, size_t mlen) {
-    char buf[GP_MAX_HOUSE_ID + 32];
-    if (mlen >= sizeof buf)
-        return;
+/* "<word> <house>", a message on one of our channels, into buf: the house, or NULL when the
+ * message is not of that shape. */
+static const char *split_house(const char *msg, size_t mlen, char *buf, size_t cap) {
+    if (mlen >= cap)
+        return NULL;
     memcpy(buf, msg, mlen);
     buf[mlen] = '\0';
     char *sp = strchr(buf, ' ');
     if (!sp)
-        return;
+        return NULL;
     *sp = '\0';
-    uint64_t epoch = strtoull(buf, NULL, 10);
-    br_conn *c = br_house_find(sp + 1);
-    if (c && c->epoch < epoch)
+    return sp + 1;
+}
+
+/* "<epoch> <house>" on our fence channel: another bridge has claimed the house. */
+static void on_fence_message(const char *msg, size_t mlen) {
+    char buf[GP_MAX_HOUSE_ID + 32];
+    const char *house = split_house(msg, mlen, buf, sizeof buf);
+    br_conn *c = house ? br_house_find(house) : NULL;
+    if (c && c->epoch < strtoull(buf, NULL, 10))
         fence_out(c, "claimed_elsewhere");
 }
 
@@ -206,16 +212,10 @@ static void on_fence_message(const char *msg, size_t mlen) {
  * the house closes it; the others have nothing to do. */
 void br_house_ctl(const char *msg, size_t mlen) {
     char buf[GP_MAX_HOUSE_ID + 16];
-    if (mlen >= sizeof buf)
-        return;
-    memcpy(buf, msg, mlen);
-    buf[mlen] = '\0';
-    char *sp = strchr(buf, ' ');
-    if (!sp)
-        return;
-    *sp++ = '\0';
-    int disable = strcmp(buf, "disable") == 0, remove = strcmp(buf, "remove") == 0;
-    br_conn *c = (disable || remove) ? br_house_find(sp) : NULL;
+    const char *house = split_house(msg, mlen, buf, sizeof buf);
+    int disable = house && strcmp(buf, "disable") == 0,
+        remove = house && strcmp(buf, "remove") == 0;
+    br_conn *c = (disable || remove) ? br_house_find(house) : NULL;
     if (!c)
         return;
     br_log(BR_LOG_INFO, "house_closed_by_admin", "house=%s addr=%s reason=%s", c->house, c->addr,
@@ -231,9 +231,8 @@ void br_house_on_message(const char *kind, const char *chan, size_t clen, const 
             on_fence_message(msg, mlen);
         return;
     }
-    char ctl[GP_KEY_MAX];
-    int cl = gp_key_ctl(ctl, g_br.cfg.prefix);
-    if (cl > 0 && clen == (size_t)cl && memcmp(chan, ctl, clen) == 0) {
+    const char *ctl = g_br.ctl_channel;
+    if (clen == strlen(ctl) && memcmp(chan, ctl, clen) == 0) {
         if (strcmp(kind, "message") == 0)
             br_house_ctl(msg, mlen);
         return;
@@ -258,9 +257,7 @@ void br_house_on_message(const char *kind, const char *chan, size_t clen, const 
 
 void br_house_sub_up(void) {
     br_db_subscribe(g_br.db, NULL, g_br.fence_channel, 1);
-    char ctl[GP_KEY_MAX];
-    if (gp_key_ctl(ctl, g_br.cfg.prefix) > 0)
-        br_db_subscribe(g_br.db, NULL, ctl, 1);
+    br_db_subscribe(g_br.db, NULL, g_br.ctl_channel, 1);
     for (br_conn *c = g_br.all; c; c = c->all_next)
         if (c->in_table)
             subscribe(c, 1);

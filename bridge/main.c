@@ -323,6 +323,7 @@ static int configure(int argc, char **argv) {
     }
     snprintf(g_br.fence_channel, sizeof g_br.fence_channel, "%s:fence:%s", cfg->prefix,
              cfg->bridge_id);
+    gp_key_ctl(g_br.ctl_channel, cfg->prefix); /* the prefix is checked above: it fits */
     br_log_init(level, cfg->bridge_id);
     return 0;
 bad:

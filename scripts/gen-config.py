@@ -14,44 +14,35 @@ import textwrap
 OPTION = re.compile(r"^  --(\S+)(?: (?:VALUE|N))?\s+(.*) \(env (GP_\w+)(, repeatable)?(?:, default (.*))?\)$")
 SKIP = {"config", "help", "check-config"}  # flags, not settings
 
-HEADER = {
-    "bridge": """\
-# ghostport-bridge configuration: /etc/ghostport/bridge.conf, read with
-#   ghostport-bridge --config /etc/ghostport/bridge.conf   (deploy/ghostport-bridge.service)
+HEADER = """\
+# ghostport-{role} configuration: /etc/ghostport/{role}.conf, read with
+#   ghostport-{role} --config /etc/ghostport/{role}.conf   (deploy/ghostport-{role}.service)
 #
 # One "name = value" per line; '#' starts a comment; a value may be "double-quoted". Every
 # name is also a flag (--name value) and an environment variable (GP_NAME, upper case, '-'
 # as '_'): defaults < this file < environment < flags. Options marked [SIGHUP] are applied
-# again on `systemctl reload ghostport-bridge` (kill -HUP); the others need a restart. Check
+# again on `systemctl reload ghostport-{role}` (kill -HUP); the others need a restart. Check
 # an edited file before reloading:
-#   ghostport-bridge --config /etc/ghostport/bridge.conf --check-config
+#   ghostport-{role} --config /etc/ghostport/{role}.conf --check-config
 #
-# A production bridge sets at least redis, tls-cert and tls-key; most also set rudp-listen
-# with rudp-key, master-key, and admin-listen with admin-token-file (README "Operating").
+{needs}
 # Every option follows, with its default, commented out.
-""",
+"""
+
+NEEDS = {
+    "bridge": """\
+# A production bridge sets at least redis, tls-cert and tls-key; most also set rudp-listen
+# with rudp-key, master-key, and admin-listen with admin-token-file (README "Operating").""",
     "house": """\
-# ghostport-house configuration: /etc/ghostport/house.conf, read with
-#   ghostport-house --config /etc/ghostport/house.conf   (deploy/ghostport-house.service)
-#
-# One "name = value" per line; '#' starts a comment; a value may be "double-quoted". Every
-# name is also a flag (--name value) and an environment variable (GP_NAME, upper case, '-'
-# as '_'): defaults < this file < environment < flags. Options marked [SIGHUP] are applied
-# again on `systemctl reload ghostport-house` (kill -HUP); the others need a restart. Check
-# an edited file before reloading:
-#   ghostport-house --config /etc/ghostport/house.conf --check-config
-#
 # A house sets at least id, secret-file (written by `ghostport house add`), one bridge line
 # per bridge (wss://host:port/, or rudp://host:port with bridge-key), and the upstreams it may
-# call: upstream and/or service lines. Nothing else is reachable through it.
-# Every option follows, with its default, commented out.
-""",
+# call: upstream and/or service lines. Nothing else is reachable through it.""",
 }
 
 
 def sample(binary, role):
     p = subprocess.run([binary, "--help"], capture_output=True, text=True)
-    out = [HEADER[role].rstrip("\n")]
+    out = [HEADER.format(role=role, needs=NEEDS[role]).rstrip("\n")]
     n = 0
     for line in (p.stdout + p.stderr).splitlines():
         m = OPTION.match(line)

@@ -10,24 +10,10 @@
 #include <string.h>
 
 #include "api_body.h"
-
-/* hiredis 0.14 allocates an array before reading it: counts beyond the input are skipped (a
- * Redis server does not send them; see fuzz_registry.c). */
-static int sane_counts(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '*' && p[i] != '$')
-            continue;
-        unsigned long long v = 0;
-        for (size_t j = i + 1; j < n && p[j] >= '0' && p[j] <= '9' && v <= n; j++)
-            v = v * 10 + (p[j] - '0');
-        if (v > n)
-            return 0;
-    }
-    return 1;
-}
+#include "resp_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size < 1 || !sane_counts(data + 1, size - 1))
+    if (size < 1 || !resp_sane_counts(data + 1, size - 1))
         return 0;
     unsigned pick = data[0];
     redisReader *rd = redisReaderCreate();

@@ -9,6 +9,8 @@
 #include <assert.h>
 #include <hiredis/read.h>
 
+#include "resp_input.h"
+
 static void clean(const char *s, size_t cap) {
     size_t n = strnlen(s, cap);
     assert(n < cap);
@@ -16,24 +18,8 @@ static void clean(const char *s, size_t cap) {
         assert((unsigned char)s[i] >= 0x20 && s[i] != 0x7f);
 }
 
-/* hiredis 0.14's reader allocates an array's element vector before reading it (it has no
- * maxelements yet): a header "*777777772" is an out-of-memory in hiredis, not in our parsers,
- * and a Redis server does not send it. Counts beyond the input's size are skipped. */
-static int sane_counts(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '*' && p[i] != '$')
-            continue;
-        unsigned long long v = 0;
-        for (size_t j = i + 1; j < n && p[j] >= '0' && p[j] <= '9' && v <= n; j++)
-            v = v * 10 + (p[j] - '0');
-        if (v > n)
-            return 0;
-    }
-    return 1;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size < 1 || !sane_counts(data + 1, size - 1))
+    if (size < 1 || !resp_sane_counts(data + 1, size - 1))
         return 0;
     int which = data[0] % 4;
     redisReader *rd = redisReaderCreate();

@@ -170,21 +170,15 @@ Test(rudp, thirty_percent_loss_200ms_rtt) {
      * 30%, and repairs. */
     const char *side[] = {"bridge", "house"};
     h_proc *proc[] = {w.bridge, w.house};
+    static const char *const key[2][4] = {
+        {"gp_bridge_rtt_seconds{transport=\"rudp\"}", "gp_bridge_rudp_loss_ratio",
+         "gp_bridge_rudp_retransmits_total", "gp_bridge_rudp_fec_repaired_total"},
+        {"gp_house_rtt_seconds", "gp_house_rudp_loss_ratio", "gp_house_rudp_retransmits_total",
+         "gp_house_rudp_fec_repaired_total"}};
     for (int i = 0; i < 2; i++) {
         char *m = h_scrape(h_admin_port(proc[i]));
         cr_assert_not_null(m, "%s: no metrics from its admin port", side[i]);
-        char k[4][64];
-        if (i == 0) {
-            snprintf(k[0], sizeof k[0], "gp_bridge_rtt_seconds{transport=\"rudp\"}");
-            snprintf(k[1], sizeof k[1], "gp_bridge_rudp_loss_ratio");
-            snprintf(k[2], sizeof k[2], "gp_bridge_rudp_retransmits_total");
-            snprintf(k[3], sizeof k[3], "gp_bridge_rudp_fec_repaired_total");
-        } else {
-            snprintf(k[0], sizeof k[0], "gp_house_rtt_seconds");
-            snprintf(k[1], sizeof k[1], "gp_house_rudp_loss_ratio");
-            snprintf(k[2], sizeof k[2], "gp_house_rudp_retransmits_total");
-            snprintf(k[3], sizeof k[3], "gp_house_rudp_fec_repaired_total");
-        }
+        const char *const *k = key[i];
         double rtt = h_metric(m, k[0]), loss = h_metric(m, k[1]);
         double retx = h_metric(m, k[2]), fec = h_metric(m, k[3]);
         printf("%s metrics: rtt %.3f s, loss %.3f, retransmits %.0f, fec repaired %.0f\n", side[i],

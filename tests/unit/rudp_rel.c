@@ -587,27 +587,30 @@ static int b1_done(sim *s) {
 }
 
 /* 1 MiB as 16 messages of 64 KiB (the tunnel's body chunk) on one lane, 10 Mbit/s
- * bottleneck with a 250 KB queue, 200 ms RTT. Returns goodput in Mbit/s. */
-static double run_goodput(double loss, int fec, uint64_t seed, gp_rel_stats *out) {
-    sim s;
+ * bottleneck with a 250 KB queue, 200 ms RTT: s set up and the messages sent, not run. */
+static void bulk_start(sim *s, double loss, int fec, uint64_t seed) {
     gp_rel_config c = cfg_default(fec);
-    sim_init(&s, seed, &c, &c);
+    sim_init(s, seed, &c, &c);
     sim_link l = link_rtt(loss);
     l.rate_bps = 10000000;
     l.queue_bytes = 250000;
-    sim_link_both(&s, &l);
+    sim_link_both(s, &l);
     static bulk1 b;
     memset(&b, 0, sizeof b);
     b.n = 16;
     g_b1 = &b;
-    s.on_msg = b1_msg;
+    s->on_msg = b1_msg;
+    for (int i = 0; i < b.n; i++)
+        cr_assert_eq(gp_rel_send(s->ep[0], 7, b.buf, make_msg(b.buf, 7, (uint32_t)i, 65536)), 0);
+}
+
+/* bulk_start's transfer to the end. Returns goodput in Mbit/s. */
+static double run_goodput(double loss, int fec, uint64_t seed, gp_rel_stats *out) {
+    sim s;
+    bulk_start(&s, loss, fec, seed);
     uint64_t t0 = s.now;
-    for (int i = 0; i < b.n; i++) {
-        size_t len = make_msg(b.buf, 7, (uint32_t)i, 65536);
-        cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, len), 0);
-    }
     cr_assert(sim_run(&s, t0 + 600 * SIM_SEC, b1_done));
-    cr_assert_eq(b.bad, 0);
+    cr_assert_eq(g_b1->bad, 0);
     double secs = (double)(s.now - t0) / 1e9;
     gp_rel_get_stats(s.ep[0], out);
     sim_free(&s);
@@ -646,19 +649,7 @@ static uint64_t trickle_app(sim *s) {
 
 Test(rudp_rel, bandwidth_estimate_survives_app_limited_rounds) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, 16, &c, &c);
-    sim_link l = link_rtt(0.10);
-    l.rate_bps = 10000000;
-    l.queue_bytes = 250000;
-    sim_link_both(&s, &l);
-    static bulk1 b;
-    memset(&b, 0, sizeof b);
-    b.n = 16;
-    g_b1 = &b;
-    s.on_msg = b1_msg;
-    for (int i = 0; i < b.n; i++)
-        cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, make_msg(b.buf, 7, (uint32_t)i, 65536)), 0);
+    bulk_start(&s, 0.10, 1, 16);
     cr_assert(sim_run(&s, s.now + 60 * SIM_SEC, b1_done));
     gp_rel_stats before, after;
     gp_rel_get_stats(s.ep[0], &before);
