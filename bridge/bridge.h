@@ -276,6 +276,7 @@ typedef struct br_metrics {
     gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
         *bytes, *compressed, *rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt, *redis_reconnects,
         *pending_claimed, *fenced, *janitor_timeouts, *admin_conns;
+    gp_metric *invalid_requests, *reply_failures, *bad_responses; /* requests.c */
 } br_metrics;
 extern br_metrics g_bm;
 int br_stats_init(void); /* 0, or -1 out of memory */

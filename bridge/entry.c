@@ -8,7 +8,6 @@
 #include <string.h>
 
 #define MAX_ID_LEN 200
-#define MAX_REPLY_KEY 1024
 #define MAX_PATH_LEN 16384
 #define MAX_TIMEOUT_MS 86400000ull
 #define DEFAULT_TIMEOUT_MS 30000ull
@@ -130,11 +129,7 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
             bad(o, "id must be 1-200 printable characters");
         o->id = gp_str_c(o->entry_id);
     }
-    if (o->reply.len > MAX_REPLY_KEY ||
-        memchr(o->reply.p ? (const void *)o->reply.p : "", 0, o->reply.len)) {
-        bad(o, "reply must be a key name of at most 1024 bytes");
-        o->reply = (gp_str){0};
-    }
+    /* The reply key is checked against the prefix by br_entry_reply_key (the bridge's). */
     if (have_timeout && (parse_u64(timeout, &o->timeout_ms) != 0 || o->timeout_ms == 0 ||
                          o->timeout_ms > MAX_TIMEOUT_MS)) {
         bad(o, "timeout_ms must be an integer from 1 to 86400000");
@@ -165,4 +160,77 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
                  o->body.len, max_body);
         o->message = o->msgbuf;
     }
+}
+
+/* --- reply keys --------------------------------------------------------------------------- */
+
+const char *br_reply_key_check(const char *key, size_t len, const char *prefix) {
+    size_t plen = strlen(prefix);
+    if (len < plen + 5 || memcmp(key, prefix, plen) != 0 || memcmp(key + plen, ":rep:", 5) != 0)
+        return "reply must be a key of the reply family <prefix>:rep:...";
+    if (len == plen + 5)
+        return "reply must name a key after <prefix>:rep:";
+    if (len > BR_REPLY_KEY_MAX)
+        return "reply key longer than 256 bytes";
+    for (size_t i = 0; i < len; i++)
+        if ((uint8_t)key[i] < 0x20 || key[i] == 0x7f)
+            return "reply key holds a control byte";
+    return NULL;
+}
+
+int br_entry_reply_key(const br_entry *en, const char *prefix, char *out, const char **why) {
+    *why = NULL;
+    out[0] = '\0';
+    size_t len;
+    if (en->reply.len) {
+        if (en->reply.len > BR_REPLY_KEY_MAX) {
+            *why = "reply key longer than 256 bytes";
+            return -1;
+        }
+        memcpy(out, en->reply.p, en->reply.len);
+        len = en->reply.len;
+    } else if (en->has_reply) {
+        /* The default <prefix>:rep:<id>; the id is printable, but may make it too long. */
+        int n = snprintf(out, BR_REPLY_KEY_MAX + 1, "%s:rep:%.*s", prefix, (int)en->id.len,
+                         (const char *)en->id.p);
+        if (n < 0 || n > BR_REPLY_KEY_MAX) {
+            out[0] = '\0';
+            *why = "the default reply key <prefix>:rep:<id> is longer than 256 bytes";
+            return -1;
+        }
+        len = (size_t)n;
+    } else {
+        return 0; /* reply="": no reply wanted */
+    }
+    out[len] = '\0';
+    *why = br_reply_key_check(out, len, prefix);
+    if (*why) {
+        out[0] = '\0';
+        return -1;
+    }
+    return (int)len;
+}
+
+/* --- a house's response ------------------------------------------------------------------- */
+
+int br_resp_status_ok(unsigned status) {
+    return status >= 100 && status <= 599;
+}
+
+const char *br_resp_header_check(gp_str name, gp_str value) {
+    if (!is_token(name, 256))
+        return "header_name";
+    for (size_t i = 0; i < value.len; i++)
+        if ((value.p[i] < 0x20 && value.p[i] != '\t') || value.p[i] == 0x7f)
+            return "header_value";
+    return NULL;
+}
+
+size_t br_clip_len(const char *s, size_t len, size_t max) {
+    if (len <= max)
+        return len;
+    size_t n = max - 3; /* room for the marker */
+    while (n > 0 && ((uint8_t)s[n] & 0xc0) == 0x80)
+        n--; /* s[n] would start the cut: never split a UTF-8 sequence */
+    return n;
 }

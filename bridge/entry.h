@@ -29,4 +29,31 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *out);
  * (json_decref) the result. */
 json_t *br_headers_load(gp_str s);
 
+/* --- reply keys (README: Reply) ----------------------------------------------------------- */
+/* A reply key is `<prefix>:rep:` and at least one more byte, at most BR_REPLY_KEY_MAX bytes in
+ * all, without NUL or control bytes: the bridge writes nothing else for a producer, so that a
+ * `reply` field cannot name the registry, another house's keys or anything outside Ghost Port
+ * (and Redis ACLs can scope a producer to `<prefix>:rep:<producer>:*`). */
+#define BR_REPLY_KEY_MAX 256
+/* NULL if key[0..len) is such a key, else why not (a message for the producer). */
+const char *br_reply_key_check(const char *key, size_t len, const char *prefix);
+/* The reply key of a parsed entry into out[BR_REPLY_KEY_MAX + 1] (NUL-terminated): its
+ * `reply` field, or `<prefix>:rep:<id>` when it has none. Returns the key's length, 0 when no
+ * reply is wanted (an empty `reply` field), or -1 when the key is refused (*why says why). */
+int br_entry_reply_key(const br_entry *en, const char *prefix, char *out, const char **why);
+
+/* --- a house's response (RESP_HEAD), checked before anything reaches a reply ------------- */
+/* Status codes a reply may carry: 100..599 (RFC 9110 §15). */
+int br_resp_status_ok(unsigned status);
+/* NULL if name is an HTTP token (RFC 7230 §3.2.6, 1..256 bytes) and value holds no control
+ * byte but HTAB (no CR, LF, NUL, other C0 or DEL: RFC 7230 field-content); else the reason,
+ * "header_name" or "header_value". */
+const char *br_resp_header_check(gp_str name, gp_str value);
+
+/* The length of s[0..len) cut to at most max bytes at a UTF-8 character boundary (max >=
+ * 4), leaving room for the 3-byte marker BR_CLIP_MARK that the caller appends when the
+ * result is shorter than len. */
+#define BR_CLIP_MARK "\xe2\x80\xa6" /* U+2026 HORIZONTAL ELLIPSIS */
+size_t br_clip_len(const char *s, size_t len, size_t max);
+
 #endif

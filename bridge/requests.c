@@ -53,9 +53,33 @@ static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge'
                                  "redis.call('XDEL', KEYS[2], ARGV[3])\n" RECENT_LUA "return 1\n",
                                  ""};
 
+/* One entry of a reply stream. KEYS: the reply key (its own slot: a script of its own, routed
+ * by it). ARGV: MAXLEN, TTL ms, then the entry's fields and values. The key is one of the
+ * reply family (br_reply_key_check), but a producer may still have put something else there:
+ * anything but a stream is left alone, and the TTL is set only once the XADD has succeeded. */
+static br_script s_reply = {"local t = redis.call('TYPE', KEYS[1])['ok']\n"
+                            "if t ~= 'none' and t ~= 'stream' then\n"
+                            "  return redis.error_reply('WRONGTYPE reply key holds a ' .. t)\n"
+                            "end\n"
+                            "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], "
+                            "'*', unpack(ARGV, 3))\n"
+                            "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                            "return id\n",
+                            ""};
+
+/* A partial reply dropped (its house went away mid-stream). KEYS: the reply key. Only a
+ * stream is ours to delete. */
+static br_script s_reply_drop = {"if redis.call('TYPE', KEYS[1])['ok'] == 'stream' then\n"
+                                 "  return redis.call('DEL', KEYS[1])\n"
+                                 "end\n"
+                                 "return 0\n",
+                                 ""};
+
 void br_req_load_scripts(void) {
     br_db_load_script(g_br.db, &s_ack);
     br_db_load_script(g_br.db, &s_ack_unheld);
+    br_db_load_script(g_br.db, &s_reply);
+    br_db_load_script(g_br.db, &s_reply_drop);
 }
 
 /* --- replies ---------------------------------------------------------------------------- */
@@ -137,9 +161,10 @@ static char *dupn(const void *p, size_t n) {
     return s;
 }
 
-/* c: the holding connection (ack under its epoch), or NULL with holder set (janitor). */
+/* c: the holding connection (ack under its epoch), or NULL with holder set (janitor). key:
+ * the reply key, checked (br_entry_reply_key), or NULL: no reply is written. */
 static br_reply *reply_new(const br_conn *c, const char *house, const char *reqkey,
-                           const char *entry_id, gp_str frame_id, gp_str key, int has_key,
+                           const char *entry_id, gp_str frame_id, const char *key,
                            const char *holder) {
     br_reply *rp = calloc(1, sizeof *rp);
     if (!rp)
@@ -160,18 +185,11 @@ static br_reply *reply_new(const br_conn *c, const char *house, const char *reqk
         rp->holder = strdup(holder ? holder : "");
     }
     rp->frame_id = dupn(frame_id.p, frame_id.len);
-    if (has_key) {
-        if (key.len) {
-            rp->key = dupn(key.p, key.len);
-            rp->keylen = key.len;
-        } else {
-            char k[GP_KEY_MAX];
-            int n = gp_key_reply(k, g_br.cfg.prefix, rp->frame_id ? rp->frame_id : "");
-            rp->key = n > 0 ? dupn(k, (size_t)n) : NULL;
-            rp->keylen = n > 0 ? (size_t)n : 0;
-        }
+    if (key) {
+        rp->keylen = strlen(key);
+        rp->key = dupn(key, rp->keylen);
     }
-    if (!rp->frame_id || (has_key && !rp->key) || (!c && !rp->holder)) {
+    if (!rp->frame_id || (key && !rp->key) || (!c && !rp->holder)) {
         reply_unref(rp);
         return NULL;
     }
@@ -180,13 +198,19 @@ static br_reply *reply_new(const br_conn *c, const char *house, const char *reqk
 
 /* At most this much of a path goes into the recent list (it is for people to read). */
 #define RECENT_PATH_MAX 200
+#define RECENT_METHOD_MAX 40
+
+/* The first max + 1 bytes of s: enough for recent_json to see that it must cut. */
+static char *dup_clip(gp_str s, size_t max) {
+    return dupn(s.p, s.len <= max ? s.len : max + 1);
+}
 
 /* What the recent list says about the request: method, path, when it was forwarded. */
 static void reply_meta(br_reply *rp, gp_str method, gp_str path, uint64_t fwd_ns) {
     free(rp->method);
     free(rp->path);
-    rp->method = dupn(method.p, method.len);
-    rp->path = dupn(path.p, path.len < RECENT_PATH_MAX ? path.len : RECENT_PATH_MAX);
+    rp->method = dup_clip(method, RECENT_METHOD_MAX);
+    rp->path = dup_clip(path, RECENT_PATH_MAX);
     rp->fwd_ns = fwd_ns;
 }
 
@@ -217,8 +241,24 @@ static void on_ack(redisReply *rep, void *ud) {
 
 static json_t *json_bytes(gp_str s);
 
-static json_t *jstr(const char *s) {
-    return s ? json_bytes(gp_str_c(s)) : json_string("");
+/* Each text field of a recent entry is cut to at most this many bytes (marker included):
+ * an invalid request may carry a 1 MiB method, a house a 64 KiB error, and the list is kept
+ * a week and sent on every dashboard poll. A whole entry stays under 1 KiB. */
+#define RECENT_ID_MAX 200
+#define RECENT_ERROR_MAX 80
+
+/* s (NULL: "") as a JSON string of at most max bytes, cut with BR_CLIP_MARK. */
+static json_t *jstr(const char *s, size_t max) {
+    if (!s)
+        return json_string("");
+    size_t len = strlen(s), n = br_clip_len(s, len, max);
+    if (n == len)
+        return json_bytes((gp_str){(const uint8_t *)s, len});
+    char buf[256];
+    n = n < sizeof buf - 4 ? n : sizeof buf - 4;
+    memcpy(buf, s, n);
+    memcpy(buf + n, BR_CLIP_MARK, 3);
+    return json_bytes((gp_str){(const uint8_t *)buf, n + 3});
 }
 
 /* The entry of the house's recent list: {"ts_ms","id","method","path","status","ms","error"}
@@ -230,13 +270,13 @@ static char *recent_json(const br_reply *rp) {
     if (!o)
         return NULL;
     json_object_set_new(o, "ts_ms", json_integer((json_int_t)rp->done_redis_ms));
-    json_object_set_new(o, "id", jstr(rp->frame_id));
-    json_object_set_new(o, "method", jstr(rp->method));
-    json_object_set_new(o, "path", jstr(rp->path));
+    json_object_set_new(o, "id", jstr(rp->frame_id, RECENT_ID_MAX));
+    json_object_set_new(o, "method", jstr(rp->method, RECENT_METHOD_MAX));
+    json_object_set_new(o, "path", jstr(rp->path, RECENT_PATH_MAX));
     json_object_set_new(o, "status", json_integer(rp->status));
     json_object_set_new(
         o, "ms", json_integer(rp->fwd_ns ? (json_int_t)((rp->done_ns - rp->fwd_ns) / 1000000) : 0));
-    json_object_set_new(o, "error", jstr(rp->error));
+    json_object_set_new(o, "error", jstr(rp->error, RECENT_ERROR_MAX));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -281,18 +321,21 @@ static void on_xadd(redisReply *rep, void *ud) {
     if (!rep) {
         rp->lost = 1;
     } else if (rep->type == REDIS_REPLY_ERROR) {
-        /* A permanent refusal (wrong key type, …): retrying cannot help, so the entry is
-         * still acknowledged below, loudly. */
+        /* A permanent refusal (the key holds something else, …): retrying cannot help, so the
+         * entry is still acknowledged below, loudly. */
+        int wrong_type = br_reply_is_error(rep, "WRONGTYPE");
         rp->failed = 1;
-        br_log(BR_LOG_ERROR, "reply_failed", "house=%s entry=%s key=%s err=%s", rp->house,
-               rp->entry_id, br_q(rp->key, rp->keylen), br_qs(rep->str));
+        gp_metric_inc(g_bm.reply_failures, wrong_type ? "wrong_type" : "error");
+        br_log(BR_LOG_ERROR, "reply_failed", "house=%s entry=%s id=%s key=%s reason=%s err=%s",
+               rp->house, rp->entry_id, br_qs(rp->frame_id), br_q(rp->key, rp->keylen),
+               wrong_type ? "wrong_type" : "error", br_qs(rep->str));
     }
     if (rp->final_sent && rp->outstanding == 0)
         reply_done(rp);
     reply_unref(rp);
 }
 
-/* Appends one entry (final or not) to the reply stream and refreshes its TTL. */
+/* Appends one entry (final or not) to the reply stream and refreshes its TTL (s_reply). */
 static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final) {
     if (final && !rp->final_sent) {
         rp->done_ns = uv_hrtime();
@@ -312,12 +355,9 @@ static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final
     snprintf(status, sizeof status, "%u", rp->status);
     br_args a;
     br_args_init(&a);
-    br_args_str(&a, "XADD");
     br_args_bin(&a, rp->key, rp->keylen);
-    br_args_str(&a, "MAXLEN");
-    br_args_str(&a, "~");
     br_args_str(&a, REPLY_MAXLEN);
-    br_args_str(&a, "*");
+    br_args_u64(&a, (uint64_t)g_br.cfg.reply_ttl * 1000);
     br_args_str(&a, "id");
     br_args_str(&a, rp->frame_id);
     br_args_str(&a, "status");
@@ -336,21 +376,39 @@ static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final
     }
     rp->refs++;
     rp->outstanding++;
-    if (br_db_cmd(g_br.db, on_xadd, rp, &a) != 0) {
+    if (br_db_eval(g_br.db, &s_reply, on_xadd, rp, 1, &a) != 0)
         on_xadd(NULL, rp);
-        return;
-    }
-    br_args_init(&a);
-    br_args_str(&a, "PEXPIRE");
-    br_args_bin(&a, rp->key, rp->keylen);
-    br_args_u64(&a, (uint64_t)g_br.cfg.reply_ttl * 1000);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+}
+
+/* The invalid-request counter's reason for an error reply of ours (NULL: not one). */
+static const char *invalid_reason(const char *error) {
+    if (strcmp(error, "bad_request") == 0)
+        return "request";
+    if (strcmp(error, "too_large") == 0)
+        return "too_large";
+    return NULL;
 }
 
 void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_entry *en,
                     int status, const char *error, const char *message, const char *holder) {
-    br_reply *rp = reply_new(holder ? NULL : c, house, reqkey, en->entry_id, en->id, en->reply,
-                             en->has_reply, holder);
+    /* Checked here, where both the holding bridge and the janitor answer: a refused reply
+     * key gets nothing written, only the settling of the entry and its recent line. */
+    char key[BR_REPLY_KEY_MAX + 1];
+    const char *why;
+    int klen = br_entry_reply_key(en, g_br.cfg.prefix, key, &why);
+    if (klen < 0) {
+        status = 400;
+        error = "bad_reply";
+        message = why;
+        gp_metric_inc(g_bm.invalid_requests, "reply_key");
+        br_log(BR_LOG_WARN, "bad_request", "reason=reply_key house=%s entry=%s id=%s key=%s msg=%s",
+               house, en->entry_id, br_q((const char *)en->id.p, en->id.len),
+               br_q((const char *)en->reply.p, en->reply.len), br_qs(why));
+    } else if (invalid_reason(error)) {
+        gp_metric_inc(g_bm.invalid_requests, invalid_reason(error));
+    }
+    br_reply *rp = reply_new(holder ? NULL : c, house, reqkey, en->entry_id, en->id,
+                             klen > 0 ? key : NULL, holder);
     br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s", house,
            en->entry_id, br_q((const char *)en->id.p, en->id.len), status, error, br_qs(message));
     if (!rp)
@@ -419,9 +477,8 @@ static void req_free(br_conn *c, br_req *r) {
              * pending and the redelivery writes the whole reply again. */
             br_args a;
             br_args_init(&a);
-            br_args_str(&a, "DEL");
             br_args_bin(&a, rp->key, rp->keylen);
-            br_db_cmd(g_br.db, NULL, NULL, &a);
+            br_db_eval(g_br.db, &s_reply_drop, NULL, NULL, 1, &a);
         }
         reply_unref(rp);
     }
@@ -452,7 +509,8 @@ void br_req_free_all(br_conn *c) {
     c->min_deadline = 0;
 }
 
-static void forward(br_conn *c, const br_entry *en, uint64_t now) {
+/* key: the checked reply key, or NULL (no reply wanted). */
+static void forward(br_conn *c, const br_entry *en, const char *key, uint64_t now) {
     br_req *r = calloc(1, sizeof *r);
     json_t *h = en->headers.len ? br_headers_load(en->headers) : NULL;
     gp_header hs[GP_MAX_HEADERS];
@@ -463,23 +521,15 @@ static void forward(br_conn *c, const br_entry *en, uint64_t now) {
     r->stream = ++c->next_stream;
     snprintf(r->entry_id, sizeof r->entry_id, "%s", en->entry_id);
     r->frame_id = dupn(en->id.p, en->id.len);
-    if (en->has_reply) {
-        if (en->reply.len) {
-            r->reply_key = dupn(en->reply.p, en->reply.len);
-        } else {
-            char k[GP_KEY_MAX];
-            gp_key_reply(k, g_br.cfg.prefix, r->frame_id ? r->frame_id : "");
-            r->reply_key = strdup(k);
-        }
-    }
+    r->reply_key = key ? strdup(key) : NULL;
     r->deadline = en->deadline;
     r->body_len = en->body.len;
     r->method = dupn(en->method.p, en->method.len);
-    r->path = dupn(en->path.p, en->path.len < RECENT_PATH_MAX ? en->path.len : RECENT_PATH_MAX);
+    r->path = dup_clip(en->path, RECENT_PATH_MAX);
     if (r->body_len)
         r->body = malloc(r->body_len);
-    if (!r->frame_id || (en->has_reply && !r->reply_key) || (r->body_len && !r->body) ||
-        !r->method || !r->path)
+    if (!r->frame_id || (key && !r->reply_key) || (r->body_len && !r->body) || !r->method ||
+        !r->path)
         goto fail;
     if (r->body_len)
         memcpy(r->body, en->body.p, r->body_len);
@@ -570,16 +620,20 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
         if (en.status < 0) {
             /* Trimmed by MAXLEN while pending: nothing to answer, just settle the PEL. */
             br_log(BR_LOG_WARN, "entry_gone", "house=%s entry=%s", c->house, en.entry_id);
-            br_reply *rp = reply_new(c, c->house, c->reqkey, en.entry_id, gp_str_c(en.entry_id),
-                                     (gp_str){0}, 0, NULL);
+            br_reply *rp =
+                reply_new(c, c->house, c->reqkey, en.entry_id, gp_str_c(en.entry_id), NULL, NULL);
             if (rp) {
                 reply_entry(rp, NULL, 0, 1);
                 reply_unref(rp);
             }
             continue;
         }
-        if (en.status) {
-            br_reply_error(c, c->house, c->reqkey, &en, en.status, en.error, en.message, NULL);
+        char key[BR_REPLY_KEY_MAX + 1];
+        const char *why;
+        int klen = br_entry_reply_key(&en, g_br.cfg.prefix, key, &why);
+        if (en.status || klen < 0) { /* br_reply_error says which, and writes no reply */
+            br_reply_error(c, c->house, c->reqkey, &en, en.status ? en.status : 400,
+                           en.status ? en.error : "bad_reply", en.status ? en.message : why, NULL);
             continue;
         }
         if (en.deadline <= now) {
@@ -589,7 +643,7 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
         }
         if (pending) /* delivered before, never acknowledged: delivered again */
             gp_metric_inc(g_bm.pending_claimed, NULL);
-        forward(c, &en, now);
+        forward(c, &en, klen > 0 ? key : NULL, now);
     }
 }
 
@@ -702,8 +756,8 @@ static char *headers_to_json(const gp_header *h, size_t n) {
 
 static br_reply *req_reply(br_conn *c, br_req *r) {
     if (!r->out) {
-        r->out = reply_new(c, c->house, c->reqkey, r->entry_id, gp_str_c(r->frame_id),
-                           gp_str_c(r->reply_key), r->reply_key != NULL, NULL);
+        r->out = reply_new(c, c->house, c->reqkey, r->entry_id, gp_str_c(r->frame_id), r->reply_key,
+                           NULL);
         if (r->out) {
             reply_meta(r->out, gp_str_c(r->method), gp_str_c(r->path), r->fwd_ns);
             reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error), gp_str_c(r->message));
@@ -741,6 +795,58 @@ static void resp_error(br_conn *c, const char *why, uint32_t stream) {
     br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
 }
 
+/* A house's response head with a status no HTTP response has (0, 65535, ...): the producer
+ * gets a 502 bad_response instead, and the house a CANCEL for the body it may still send. */
+static void bad_status(br_conn *c, br_req *r, unsigned status, int fin) {
+    gp_metric_inc(g_bm.bad_responses, "status");
+    br_log(BR_LOG_WARN, "bad_response", "reason=status house=%s entry=%s id=%s status=%u", c->house,
+           r->entry_id, br_qs(r->frame_id), status);
+    if (!fin) {
+        gp_frame cf;
+        memset(&cf, 0, sizeof cf);
+        cf.type = GP_FRAME_CANCEL;
+        cf.stream = r->stream;
+        cf.u.cancel.reason = GP_STR_LIT("bad_response");
+        if (br_conn_send(c, &cf) != 0)
+            return; /* the conn is closing; its requests were freed */
+    }
+    char msg[80];
+    snprintf(msg, sizeof msg, "the house answered with status %u, not 100..599", status);
+    r->status = 502;
+    r->error = strdup("bad_response");
+    r->message = strdup(msg);
+    r->rlen = 0;
+    finish(c, r);
+}
+
+/* The headers of a house's response that may reach a reply: names that are HTTP tokens,
+ * values without control bytes (br_resp_header_check). A malformed one is dropped, logged
+ * and counted, and the rest of the response stands: a house forwards what its upstream sent,
+ * and one sloppy header should not cost the producer the answer, while dropping it is
+ * enough to keep CR/LF or escape sequences from anyone who copies headers onward. Returns
+ * the JSON object of the reply's `headers`. */
+static char *checked_headers(br_conn *c, const br_req *r, const gp_header *h, size_t n) {
+    gp_header ok[GP_MAX_HEADERS];
+    size_t nok = 0, dropped = 0;
+    const char *first = NULL;
+    gp_str first_name = {0};
+    for (size_t i = 0; i < n && i < GP_MAX_HEADERS; i++) {
+        const char *why = br_resp_header_check(h[i].name, h[i].value);
+        if (!why) {
+            ok[nok++] = h[i];
+            continue;
+        }
+        gp_metric_inc(g_bm.bad_responses, why);
+        if (!dropped++)
+            first = why, first_name = h[i].name;
+    }
+    if (dropped)
+        br_log(BR_LOG_WARN, "bad_response", "reason=%s house=%s entry=%s id=%s name=%s dropped=%zu",
+               first, c->house, r->entry_id, br_qs(r->frame_id),
+               br_q((const char *)first_name.p, first_name.len), dropped);
+    return headers_to_json(ok, nok);
+}
+
 void br_req_frame(br_conn *c, const gp_frame *f) {
     br_req *r = find(c, f->stream);
     if (!r) {
@@ -755,8 +861,12 @@ void br_req_frame(br_conn *c, const gp_frame *f) {
             return;
         }
         r->got_head = 1;
+        if (!br_resp_status_ok(f->u.resp_head.status)) {
+            bad_status(c, r, f->u.resp_head.status, f->flags & GP_FLAG_FIN);
+            return;
+        }
         r->status = f->u.resp_head.status;
-        r->headers_json = headers_to_json(f->u.resp_head.headers, f->u.resp_head.nheaders);
+        r->headers_json = checked_headers(c, r, f->u.resp_head.headers, f->u.resp_head.nheaders);
         if (f->u.resp_head.error.len)
             r->error = dupn(f->u.resp_head.error.p, f->u.resp_head.error.len);
         if (f->u.resp_head.message.len)

@@ -76,6 +76,21 @@ int br_stats_init(void) {
     g_bm.janitor_timeouts =
         gp_metrics_counter(m, "gp_bridge_janitor_timeouts_total",
                            "504s written for requests to houses nobody held.", NULL);
+    g_bm.invalid_requests = gp_metrics_counter(
+        m, "gp_bridge_invalid_requests_total",
+        "Requests refused without being forwarded, by reason (reply_key: a reply key outside "
+        "<p>:rep:, request: a malformed field, too_large: the body).",
+        "reason");
+    g_bm.reply_failures = gp_metrics_counter(
+        m, "gp_bridge_reply_failures_total",
+        "Reply entries Redis refused (wrong_type: the reply key holds something other than a "
+        "stream; error: any other error); their requests are settled all the same.",
+        "reason");
+    g_bm.bad_responses = gp_metrics_counter(
+        m, "gp_bridge_bad_responses_total",
+        "Malformed parts of houses' responses (status: not 100..599, answered 502 bad_response; "
+        "header_name, header_value: a header dropped).",
+        "reason");
     g_bm.admin_conns = gp_metrics_gauge(m, "gp_bridge_admin_connections",
                                         "Open connections to the admin port.", NULL);
     /* The known label values from the start, so that rate() has a first point. */
@@ -88,6 +103,14 @@ int br_stats_init(void) {
     static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx", "error"};
     for (size_t i = 0; i < 5; i++)
         gp_metric_add(g_bm.requests, classes[i], 0);
+    static const char *const invalid[] = {"reply_key", "request", "too_large"};
+    for (size_t i = 0; i < 3; i++)
+        gp_metric_add(g_bm.invalid_requests, invalid[i], 0);
+    gp_metric_add(g_bm.reply_failures, "wrong_type", 0);
+    gp_metric_add(g_bm.reply_failures, "error", 0);
+    static const char *const bad[] = {"status", "header_name", "header_value"};
+    for (size_t i = 0; i < 3; i++)
+        gp_metric_add(g_bm.bad_responses, bad[i], 0);
     gp_metric_add(g_bm.bytes, "to_house", 0);
     gp_metric_add(g_bm.bytes, "from_house", 0);
     gp_metric_add(g_bm.compressed, "before", 0);

@@ -358,8 +358,8 @@ h_load *h_load_start(const h_load_cfg *cfg) {
         ld_worker *w = &l->w[k];
         w->l = l;
         w->k = k;
-        snprintf(w->reply_key, sizeof w->reply_key, "%st:rep:%d:%d-%d", l->prefix, (int)getpid(), n,
-                 k);
+        snprintf(w->reply_key, sizeof w->reply_key, "%s:rep:load:%d:%d-%d", l->prefix,
+                 (int)getpid(), n, k);
         atomic_init(&w->producing, 1);
     }
     for (int k = 0; k < np; k++) {

@@ -274,16 +274,17 @@ Test(e2e, reply_has_ttl_and_no_reply_wanted) {
     long long ttl = h_int("PTTL gp:rep:ttl-1");
     cr_assert(ttl > 0 && ttl <= 60000, "reply key PTTL %lld, want (0, 60000]", ttl);
 
-    /* A custom reply key is honoured, with a TTL too. */
+    /* A custom reply key of the reply family (a producer's own gp:rep:<producer>:...) is
+     * honoured, with a TTL too. */
     h_field f[] = {{"id", "custom-1", (size_t)-1},
                    {"method", "GET", (size_t)-1},
                    {"path", "/echo", (size_t)-1},
-                   {"reply", "myapp:replies:1", (size_t)-1}};
+                   {"reply", "gp:rep:myapp:1", (size_t)-1}};
     h_xadd("h1", f, 4);
-    cr_assert(h_wait_reply("custom-1", "myapp:replies:1", 15000, &r));
+    cr_assert(h_wait_reply("custom-1", "gp:rep:myapp:1", 15000, &r));
     cr_assert_eq(r.status, 200);
     h_reply_free(&r);
-    ttl = h_int("PTTL myapp:replies:1");
+    ttl = h_int("PTTL gp:rep:myapp:1");
     cr_assert(ttl > 0 && ttl <= 60000, "custom reply key PTTL %lld", ttl);
 
     /* reply "" : executed, acknowledged, nothing written. */
