@@ -120,6 +120,9 @@ $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
 $(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
 $(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
 $(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
+# The bridge's pure checks of producers' entries and houses' responses.
+$(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/entry.o
+$(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
