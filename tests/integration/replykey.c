@@ -160,27 +160,19 @@ Test(replykey, registry_set_is_not_a_reply_key) {
 
 /* Another house's hash and epoch: the hash was deleted (its house then failed auth), the
  * epoch expired and fenced a connected house. */
-Test(replykey, other_house_keys_are_not_reply_keys) {
+static void other_house_key(const char *key, const char *type) {
     world w;
     world_up(&w);
     char sa[65], sv[65];
     house_up(&w, "att", sa);
     h_proc *vic = house_up(&w, "vic", sv);
     long long epoch = h_int("GET gp:{vic}:epoch");
-    const char *keys[] = {"gp:{vic}:house", "gp:{vic}:epoch"};
-    const char *types[] = {"hash", "string"};
-    for (size_t i = 0; i < 2; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "oh-%zu", i);
-        request_with_reply("att", id, keys[i], (size_t)-1);
-    }
-    for (size_t i = 0; i < 2; i++) {
-        long long t = pttl(keys[i]);
-        cr_assert_eq(t, -1, "%s got a TTL or vanished (PTTL %lld)", keys[i], t);
-        char *ty = type_of(keys[i]);
-        cr_assert_str_eq(ty, types[i], "%s is a %s now", keys[i], ty);
-        free(ty);
-    }
+    request_with_reply("att", "oh-1", key, (size_t)-1);
+    long long t = pttl(key);
+    cr_assert_eq(t, -1, "%s got a TTL or vanished (PTTL %lld)", key, t);
+    char *ty = type_of(key);
+    cr_assert_str_eq(ty, type, "%s is a %s now", key, ty);
+    free(ty);
     redisReply *r = h_cmd("HGET gp:{vic}:house secret");
     cr_assert(r->type == REDIS_REPLY_STRING && strcmp(r->str, sv) == 0, "vic's secret changed");
     freeReplyObject(r);
@@ -193,6 +185,14 @@ Test(replykey, other_house_keys_are_not_reply_keys) {
     h_house_start("vic", sv, w.bridge_port, w.up_url, NULL);
     cr_assert(h_wait_connected("vic", 15000), "vic no longer authenticates");
     assert_serves("vic", "vic-2");
+}
+
+Test(replykey, other_house_hash_is_not_a_reply_key) {
+    other_house_key("gp:{vic}:house", "hash");
+}
+
+Test(replykey, other_house_epoch_is_not_a_reply_key) {
+    other_house_key("gp:{vic}:epoch", "string");
 }
 
 /* Another house's request stream: XADD MAXLEN ~ 1000 trimmed its backlog of 3,000 and the TTL
@@ -297,6 +297,33 @@ Test(replykey, producer_family_and_malformed_keys) {
     assert_serves("att", "mk-after");
 }
 
+/* The janitor answers the requests of houses nobody holds: the same rule for their keys. */
+Test(replykey, janitor_keeps_to_the_family_too) {
+    world w;
+    world_up(&w);
+    char sec[65];
+    h_register("away", sec); /* registered, never connected */
+    h_field f[] = {{"id", "jan-1", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/echo", (size_t)-1},
+                   {"timeout_ms", "300", (size_t)-1},
+                   {"reply", "gp:houses", (size_t)-1}};
+    h_xadd("away", f, 5);
+    h_request("away", "jan-2", "GET", "/echo", NULL, NULL, 0, 300);
+    h_reply r;
+    cr_assert(h_wait_reply("jan-2", NULL, 15000, &r), "no 504 from the janitor");
+    cr_assert_eq(r.status, 504);
+    h_reply_free(&r);
+    cr_assert(h_wait(stream_empty, "away", 15000), "the janitor left an entry");
+    cr_assert_eq(pttl("gp:houses"), -1, "the janitor gave the registry set a TTL");
+    char *t = type_of("gp:houses");
+    cr_assert_str_eq(t, "set");
+    free(t);
+    char *line = recent_of("away", "jan-1");
+    cr_assert(line && strstr(line, "bad_reply"), "recent: %s", line ? line : "(none)");
+    free(line);
+}
+
 /* --- the recent list keeps bounded fields ----------------------------------------------- */
 
 Test(replykey, recent_fields_are_bounded) {
@@ -328,19 +355,20 @@ Test(replykey, recent_fields_are_bounded) {
 
 /* --- a hostile house's response --------------------------------------------------------- */
 
-/* The next REQ_HEAD the bridge sends on fd (PINGs and others skipped); its stream, or 0. */
-static uint32_t next_request(int fd, gp_framer *fr, char *frame_id, size_t cap) {
+/* The next frame of `type` the bridge sends on fd (PINGs and others skipped); its stream, or
+ * 0. A REQ_HEAD's frame id goes to frame_id. */
+static uint32_t next_frame(int fd, gp_framer *fr, uint8_t type, char *frame_id, size_t cap) {
     uint64_t end = h_now_ms() + 15000;
     while (h_now_ms() < end) {
         gp_frame f;
         int k = gp_framer_next(fr, &f);
         cr_assert_geq(k, 0, "bad frame from the bridge");
         if (k == 1) {
-            if (f.type == GP_FRAME_REQ_HEAD) {
+            if (f.type == type && type == GP_FRAME_REQ_HEAD)
                 snprintf(frame_id, cap, "%.*s", (int)f.u.req_head.frame_id.len,
                          (const char *)f.u.req_head.frame_id.p);
+            if (f.type == type)
                 return f.stream;
-            }
             continue;
         }
         uint8_t *msg = NULL;
@@ -373,51 +401,107 @@ static gp_header hdr(const char *n, const char *v) {
     return (gp_header){gp_str_c(n), gp_str_c(v)};
 }
 
-Test(replykey, hostile_house_response_is_checked) {
+/* A world with a real house "good" and a raw client authenticated as house "evil". */
+typedef struct evil {
     world w;
-    world_up(&w);
+    int fd;
+    gp_framer *fr;
+} evil;
+
+static void evil_up(evil *e) {
+    world_up(&e->w);
     char sg[65], se[65];
-    house_up(&w, "good", sg);
+    house_up(&e->w, "good", sg);
     h_register("evil", se);
     uint8_t secret[32];
     cr_assert_eq(gp_secret_from_hex(se, secret), 0);
-    int fd = h_ws_connect(w.bridge_port, NULL, 0);
-    cr_assert(fd >= 0);
+    e->fd = h_ws_connect(e->w.bridge_port, NULL, 0);
+    cr_assert(e->fd >= 0);
     int code, st;
-    cr_assert_eq(h_ws_auth(fd, "evil", secret, &code, NULL, 0, &st), GP_FRAME_WELCOME);
+    cr_assert_eq(h_ws_auth(e->fd, "evil", secret, &code, NULL, 0, &st), GP_FRAME_WELCOME);
     cr_assert(h_wait_connected("evil", 5000));
-    gp_framer *fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
-    char fid[64];
+    e->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
+}
 
-    /* Impossible statuses: a 502 bad_response instead. */
+/* Sends request `id` to evil and returns the stream the bridge forwarded it on. */
+static uint32_t evil_request(evil *e, const char *id) {
+    char fid[64];
+    h_request("evil", id, "GET", "/x", NULL, NULL, 0, 10000);
+    uint32_t s = next_frame(e->fd, e->fr, GP_FRAME_REQ_HEAD, fid, sizeof fid);
+    cr_assert(s, "%s: never forwarded", id);
+    cr_assert_str_eq(fid, id);
+    return s;
+}
+
+static void evil_down(evil *e) {
+    gp_framer_free(e->fr);
+    close(e->fd);
+    assert_serves("good", "after-evil");
+}
+
+static double metric(const world *w, const char *key) {
+    char *m = h_scrape(w->admin_port);
+    cr_assert(m, "no /metrics");
+    double v = h_metric(m, key);
+    free(m);
+    return v;
+}
+
+/* Impossible statuses: a 502 bad_response instead, whether a body was announced or not. */
+Test(replykey, hostile_house_status_is_checked) {
+    evil e;
+    evil_up(&e);
     unsigned statuses[] = {0, 65535, 99, 600};
     for (size_t i = 0; i < 4; i++) {
         char id[32];
         snprintf(id, sizeof id, "st-%zu", i);
-        h_request("evil", id, "GET", "/x", NULL, NULL, 0, 10000);
-        uint32_t s = next_request(fd, fr, fid, sizeof fid);
-        cr_assert(s, "%s: never forwarded", id);
-        cr_assert_str_eq(fid, id);
-        send_head(fd, s, statuses[i], NULL, 0, "", "");
+        uint32_t s = evil_request(&e, id);
+        send_head(e.fd, s, statuses[i], NULL, 0, "", "");
         h_reply r;
         cr_assert(h_wait_reply(id, NULL, 10000, &r), "%s: no reply", id);
         cr_assert_eq(r.status, 502, "status %u came out as %d", statuses[i], r.status);
         cr_assert(r.error && strcmp(r.error, "bad_response") == 0, "error %s",
                   r.error ? r.error : "-");
         cr_assert(r.message && *r.message, "no message");
+        cr_assert_eq(r.entries, 1);
         h_reply_free(&r);
     }
+    /* A head that announces a body: the house gets a CANCEL, its body frames are ignored. */
+    uint32_t s = evil_request(&e, "st-body");
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_RESP_HEAD;
+    f.stream = s;
+    f.u.resp_head.body_len = 5;
+    cr_assert_eq(h_ws_send_frame(e.fd, &f), 0);
+    cr_assert_eq(next_frame(e.fd, e.fr, GP_FRAME_CANCEL, NULL, 0), s, "no CANCEL for the body");
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_RESP_BODY;
+    f.flags = GP_FLAG_FIN;
+    f.stream = s;
+    f.u.body.data = gp_str_c("hello");
+    cr_assert_eq(h_ws_send_frame(e.fd, &f), 0);
+    h_reply r;
+    cr_assert(h_wait_reply("st-body", NULL, 10000, &r), "no reply");
+    cr_assert_eq(r.status, 502);
+    cr_assert_eq(r.body_len, 0, "the body of a bad response reached the reply");
+    h_reply_free(&r);
+    cr_assert(h_wait_log(e.w.bridge, "reason=status", 5000), "no bad_response log line");
+    cr_assert_eq(metric(&e.w, "gp_bridge_bad_responses_total{reason=\"status\"}"), 5);
+    evil_down(&e);
+}
 
-    /* Malformed header names and values are dropped; the rest of the response stands. */
-    h_request("evil", "hd-1", "GET", "/x", NULL, NULL, 0, 10000);
-    uint32_t s = next_request(fd, fr, fid, sizeof fid);
-    cr_assert(s);
+/* Malformed header names and values are dropped; the rest of the response stands. */
+Test(replykey, hostile_house_headers_are_checked) {
+    evil e;
+    evil_up(&e);
+    uint32_t s = evil_request(&e, "hd-1");
     gp_header hs[] = {hdr("x-ok", "fine"),   hdr("x-tab", "a\tb"),
                       hdr("Bad Name", "v1"), hdr("x-crlf\r\nset-cookie", "v2"),
                       hdr("", "v3"),         hdr("x-inject", "a\r\nSet-Cookie: sid=1"),
                       hdr("x-lf", "a\nb"),   hdr("x-esc", "\x1b]0;title\x07"),
                       hdr("x-del", "a\x7f")};
-    send_head(fd, s, 200, hs, sizeof hs / sizeof hs[0], "", "");
+    send_head(e.fd, s, 200, hs, sizeof hs / sizeof hs[0], "", "");
     h_reply r;
     cr_assert(h_wait_reply("hd-1", NULL, 10000, &r), "no reply");
     cr_assert_eq(r.status, 200);
@@ -429,31 +513,30 @@ Test(replykey, hostile_house_response_is_checked) {
                   !strstr(r.headers, "x-esc") && !strstr(r.headers, "x-del"),
               "a header value with control bytes passed: %s", r.headers);
     h_reply_free(&r);
-    cr_assert(h_wait_log(w.bridge, "event=bad_response", 5000), "no bad_response log line");
+    cr_assert(h_wait_log(e.w.bridge, "event=bad_response", 5000), "no bad_response log line");
+    cr_assert_eq(metric(&e.w, "gp_bridge_bad_responses_total{reason=\"header_name\"}"), 3);
+    cr_assert_eq(metric(&e.w, "gp_bridge_bad_responses_total{reason=\"header_value\"}"), 4);
+    evil_down(&e);
+}
 
-    /* A house's error string of 60 KB: the recent list keeps a bounded one. */
-    h_request("evil", "er-1", "GET", "/x", NULL, NULL, 0, 10000);
-    s = next_request(fd, fr, fid, sizeof fid);
-    cr_assert(s);
+/* A house's error string of 60 KB: the recent list keeps a bounded one. */
+Test(replykey, hostile_house_error_is_bounded_in_recent) {
+    evil e;
+    evil_up(&e);
+    uint32_t s = evil_request(&e, "er-1");
     char *err = malloc(60000);
     memset(err, 'e', 59999);
     err[59999] = '\0';
-    send_head(fd, s, 502, NULL, 0, err, "m");
+    send_head(e.fd, s, 502, NULL, 0, err, "m");
     free(err);
+    h_reply r;
     cr_assert(h_wait_reply("er-1", NULL, 10000, &r), "no reply");
+    cr_assert_eq(r.status, 502);
     h_reply_free(&r);
     cr_assert(h_wait(stream_empty, "evil", 10000));
-    char *line = recent_head("evil");
+    char *line = recent_of("evil", "er-1");
     cr_assert(line && strlen(line) < 1024, "recent entry: %zu bytes", line ? strlen(line) : 0);
+    cr_assert(strstr(line, "eeee"), "the error is not shown at all: %s", line);
     free(line);
-
-    char *m = h_scrape(w.admin_port);
-    cr_assert(m, "no /metrics");
-    cr_assert_eq(h_metric(m, "gp_bridge_bad_responses_total{reason=\"status\"}"), 4);
-    cr_assert_eq(h_metric(m, "gp_bridge_bad_responses_total{reason=\"header_name\"}"), 3);
-    cr_assert_eq(h_metric(m, "gp_bridge_bad_responses_total{reason=\"header_value\"}"), 4);
-    free(m);
-    gp_framer_free(fr);
-    close(fd);
-    assert_serves("good", "after-evil");
+    evil_down(&e);
 }
