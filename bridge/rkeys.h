@@ -8,7 +8,8 @@
  * (ms) <p>:{h}:req           STREAM requests (public contract); consumer group GP_GROUP
  *   <p>:{h}:state         HASH  bridge, transport, since (ms), last_seen (ms), rtt_ms, epoch, addr
  *   <p>:{h}:epoch         STRING fencing epoch, INCR on every authenticated connect
- *   <p>:rep:<id>          STREAM reply (public contract), with a TTL
+ *   <p>:rep:<id>          STREAM reply (public contract), with a TTL; a request's `reply` may
+ *                         name any key of this family, <p>:rep:<anything> (br_reply_key_check)
  *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
  *   <p>:janitor           STRING lock (PX): the bridge answering expired requests of unheld houses
  * The live views (bridge/ADMIN.md):
