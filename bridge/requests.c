@@ -56,12 +56,9 @@ static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge'
 /* One entry of a reply stream. KEYS: the reply key (its own slot: a script of its own, routed
  * by it). ARGV: MAXLEN, TTL ms, then the entry's fields and values. The key is one of the
  * reply family (br_reply_key_check), but a producer may still have put something else there:
- * anything but a stream is left alone, and the TTL is set only once the XADD has succeeded. */
-static br_script s_reply = {"local t = redis.call('TYPE', KEYS[1])['ok']\n"
-                            "if t ~= 'none' and t ~= 'stream' then\n"
-                            "  return redis.error_reply('WRONGTYPE reply key holds a ' .. t)\n"
-                            "end\n"
-                            "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], "
+ * XADD then fails with WRONGTYPE without writing anything, and the error ends the script
+ * before PEXPIRE, so the TTL is set only on a stream that just took the entry. */
+static br_script s_reply = {"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], "
                             "'*', unpack(ARGV, 3))\n"
                             "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
                             "return id\n",

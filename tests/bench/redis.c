@@ -526,7 +526,7 @@ static result run_case(int kase, int conc, int redis_port, int http_port, int wa
             producer *p = &rn.p[i];
             p->run = &rn;
             p->k = i;
-            snprintf(p->reply_key, sizeof p->reply_key, "bench:rep:%s:%d", rn.tag, i);
+            snprintf(p->reply_key, sizeof p->reply_key, "gp:rep:bench:%s:%d", rn.tag, i);
             snprintf(p->last, sizeof p->last, "0-0");
             p->w = aconnect(&rn);
             p->r = aconnect(&rn);
@@ -576,7 +576,7 @@ static result run_case(int kase, int conc, int redis_port, int http_port, int wa
     if (kase != C_HTTP) {
         /* The reply streams of this run are done with. */
         for (int i = 0; i < rn.nprod; i++) {
-            redisReply *r = h_cmd("DEL bench:rep:%s:%d", rn.tag, i);
+            redisReply *r = h_cmd("DEL gp:rep:bench:%s:%d", rn.tag, i);
             freeReplyObject(r);
         }
     }
