@@ -324,6 +324,43 @@ Test(replykey, janitor_keeps_to_the_family_too) {
     free(line);
 }
 
+/* In a Redis Cluster the reply key lives in another slot than the house's keys: the reply
+ * script is routed by it, and a refused key is refused there too. */
+Test(replykey, cluster_reply_keys) {
+    h_proc *nodes[3];
+    h_redis_cluster_start(3, 0, nodes);
+    int up_port, bport;
+    h_upstream_start(&up_port);
+    char up_url[64], sec[65];
+    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
+    h_bridge_start(0, &bport, NULL, 1);
+    h_register("att", sec);
+    h_house_start("att", sec, bport, up_url, NULL);
+    cr_assert(h_wait_connected("att", 20000), "house did not connect");
+    /* Keys on several nodes: each gets its reply. */
+    for (int i = 0; i < 6; i++) {
+        char id[32], key[64];
+        snprintf(id, sizeof id, "cl-%d", i);
+        snprintf(key, sizeof key, "gp:rep:p%d:%s", i, id);
+        h_field f[] = {{"id", id, (size_t)-1},
+                       {"method", "GET", (size_t)-1},
+                       {"path", "/echo", (size_t)-1},
+                       {"reply", key, (size_t)-1}};
+        h_xadd("att", f, 4);
+        h_reply r;
+        cr_assert(h_wait_reply(id, key, 15000, &r), "%s: no reply on %s", id, key);
+        cr_assert_eq(r.status, 200);
+        h_reply_free(&r);
+        cr_assert_gt(h_int("PTTL %s", key), 0, "%s without its TTL", key);
+    }
+    request_with_reply("att", "cl-bad", "gp:houses", (size_t)-1);
+    cr_assert_eq(h_int("PTTL gp:houses"), -1, "the registry set got a TTL");
+    freeReplyObject(h_cmd("SET gp:rep:p0:str keep"));
+    request_with_reply("att", "cl-str", "gp:rep:p0:str", (size_t)-1);
+    cr_assert_eq(h_int("PTTL gp:rep:p0:str"), -1, "a string in the family got a TTL");
+    assert_serves("att", "cl-after");
+}
+
 /* --- the recent list keeps bounded fields ----------------------------------------------- */
 
 Test(replykey, recent_fields_are_bounded) {
