@@ -628,7 +628,7 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
         char key[BR_REPLY_KEY_MAX + 1];
         const char *why;
         int klen = br_entry_reply_key(&en, g_br.cfg.prefix, key, &why);
-        if (en.status || klen < 0) { /* br_reply_error says which, and writes no reply */
+        if (en.status || klen < 0) { /* a refused reply key: br_reply_error writes nothing */
             br_reply_error(c, c->house, c->reqkey, &en, en.status ? en.status : 400,
                            en.status ? en.error : "bad_reply", en.status ? en.message : why, NULL);
             continue;
