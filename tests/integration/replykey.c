@@ -385,6 +385,9 @@ Test(replykey, recent_fields_are_bounded) {
     char *line = recent_head("att");
     cr_assert(line, "no recent entry");
     cr_assert_lt(strlen(line), 1024, "recent entry of %zu bytes", strlen(line));
+    printf("replykey=recent_bounded entry_bytes=%zu method_bytes=%zu path_bytes=%zu\n",
+           strlen(line), big, big);
+    fflush(stdout);
     cr_assert(strstr(line, "\"id\":\"big-1\""), "recent: %s", line);
     cr_assert(strstr(line, "MMMM"), "the method is not shown at all: %s", line);
     free(line);
