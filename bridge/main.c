@@ -177,6 +177,11 @@ int br_read_key_file(const char *path, uint8_t out[32]) {
                "hint=\"--rudp-key FILE (ghostport rudp-keygen)\"");
         return -1;
     }
+    char perr[512];
+    if (gp_conf_secret_file_ok(path, perr, sizeof perr) != 0) {
+        br_log(BR_LOG_ERROR, "rudp_key_unprotected", "file=%s err=%s", br_qs(path), br_qs(perr));
+        return -1;
+    }
     size_t len = 0;
     char *text = read_file(path, &len);
     if (!text) {
@@ -265,8 +270,13 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
             return -1;
         }
         int rc = gp_conf_parse_text(opts, cfg, text, len, err, errlen);
+        sodium_memzero(text, len);
         free(text);
         if (rc != 0)
+            return -1;
+        /* A config file that holds the master key or the admin token is a secret file. */
+        if (((cfg->master_key && *cfg->master_key) || (cfg->admin_token && *cfg->admin_token)) &&
+            gp_conf_secret_file_ok(path, err, errlen) != 0)
             return -1;
     }
     int npos = 0, pos[4];
@@ -287,7 +297,7 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
 
 static int configure(int argc, char **argv) {
     br_config *cfg = &g_br.cfg;
-    char err[256] = "";
+    char err[1024] = "";
     if (load_layers(cfg, argc, argv, err, sizeof err) != 0)
         goto bad;
     int level = br_log_level_parse(cfg->log_level);
@@ -391,7 +401,7 @@ static void append(char *list, size_t cap, const char *name) {
 static void reload(void) {
     br_config next;
     memset(&next, 0, sizeof next);
-    char err[256] = "";
+    char err[1024] = "";
     uint8_t token[32];
     int has_token = 0;
     if (load_layers(&next, g_argc, g_argv, err, sizeof err) != 0 ||
