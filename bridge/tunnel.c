@@ -157,8 +157,6 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     int ok = c->secret_known &&
              gp_auth_verify(GP_ROLE_HOUSE, c->secret, id, c->hn, c->bn, f->u.auth.proof) == 0;
     sodium_memzero(c->secret, sizeof c->secret);
-    if (ok)
-        gp_authlimit_refund(g_br.auth_ws, addr, id, br_now());
     if (!ok) {
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
@@ -166,6 +164,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
+    gp_authlimit_refund(g_br.auth_ws, addr, id, br_now()); /* a right proof costs nothing */
     if (c->disabled) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_log(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",

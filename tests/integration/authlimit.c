@@ -307,24 +307,30 @@ Test(authlimit, forged_rudp_inits_lock_nobody_out) {
     cr_assert_eq(gp_secret_from_hex(w.pub, pub), 0);
     int raw = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
     cr_assert(raw >= 0, "raw socket (needs root or CAP_NET_RAW): %s", strerror(errno));
+    /* Rounds of twelve, as a spoofer keeps sending (and the bridge may still be loading its
+     * Redis scripts when the first round arrives), until the bridge has checked one. */
     uint64_t wall = wall_ms();
-    for (int i = 0; i < 12; i++) {
-        randombytes_buf(wrong, sizeof wrong);
-        gp_sess *s = gp_sess_client_new(NULL, pub, GP_STR_LIT("victim"), wrong, rnd, NULL,
-                                        mono_ns(), wall + (uint64_t)i);
-        cr_assert_not_null(s);
-        uint8_t dg[1400];
-        ssize_t n = gp_sess_client_hello(s, dg, sizeof dg, mono_ns());
-        cr_assert_gt(n, 0);
-        send_forged(raw, "127.0.0.1", (uint16_t)(40000 + i), "127.0.0.1", (uint16_t)w.udp_port, dg,
-                    (size_t)n);
-        gp_sess_free(s);
+    int sent = 0;
+    for (int round = 0; round < 10 && !counted_failures(w.bridge); round++) {
+        for (int i = 0; i < 12; i++, sent++) {
+            randombytes_buf(wrong, sizeof wrong);
+            gp_sess *s = gp_sess_client_new(NULL, pub, GP_STR_LIT("victim"), wrong, rnd, NULL,
+                                            mono_ns(), wall + (uint64_t)sent);
+            cr_assert_not_null(s);
+            uint8_t dg[1400];
+            ssize_t n = gp_sess_client_hello(s, dg, sizeof dg, mono_ns());
+            cr_assert_gt(n, 0);
+            send_forged(raw, "127.0.0.1", (uint16_t)(40000 + i), "127.0.0.1", (uint16_t)w.udp_port,
+                        dg, (size_t)n);
+            gp_sess_free(s);
+        }
+        h_wait(counted_failures, w.bridge, 2000);
     }
     close(raw);
     /* The bridge heard them: at least one proof was checked and failed. */
-    cr_assert(h_wait(counted_failures, w.bridge, 10000), "the bridge checked none of the INITs");
+    cr_assert(counted_failures(w.bridge), "the bridge checked none of the INITs");
     int checked = h_log_count(w.bridge, "transport=rudp reason=");
-    printf("forged rudp INITs: 12 sent, %d proofs checked\n", checked);
+    printf("forged rudp INITs: %d sent, %d proofs checked\n", sent, checked);
     fflush(stdout);
 
     h_proc *ws = h_house_start("victim", sec, w.ws_port, w.up_url, NULL);
