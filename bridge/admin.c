@@ -3,6 +3,7 @@
  * I/O side. The admin token is kept only as a hash and compared in constant time. */
 #include "admin_http.h"
 #include "bridge.h"
+#include "conf.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -32,6 +33,11 @@ int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *
     *has = 0;
     memset(hash, 0, 32);
     if (cfg->admin_token_file && *cfg->admin_token_file) {
+        char perr[400];
+        if (gp_conf_secret_file_ok(cfg->admin_token_file, perr, sizeof perr) != 0) {
+            snprintf(err, errlen, "admin-token-file: %s", perr);
+            return -1;
+        }
         FILE *f = fopen(cfg->admin_token_file, "rb");
         if (!f) {
             snprintf(err, errlen, "admin-token-file: %s: %s", cfg->admin_token_file,

@@ -33,8 +33,8 @@ struct lws_context;
 typedef struct br_config {
     char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key, *log_level;
     long long listen, max_body, reply_chunk, reply_ttl, max_inflight, max_inflight_bytes,
-        ping_interval, auth_burst, auth_per_min, redis_timeout, lease_ms, drain_timeout,
-        rudp_listen, rudp_jitter_ms;
+        ping_interval, auth_burst, auth_per_min, auth_addr_burst, auth_addr_per_min, redis_timeout,
+        lease_ms, drain_timeout, rudp_listen, rudp_jitter_ms;
     char *rudp_key;
     int allow_ws;
     int check_config; /* --check-config: validate, say so, exit */
@@ -161,7 +161,8 @@ typedef struct br_bridge {
     br_db *db; /* Redis: one server or a cluster (rdb.h) */
     struct lws_context *lws;
     int listen_port;
-    gp_ratelimit *rl;
+    gp_authlimit *auth_ws;   /* failed-auth budgets of ws/wss houses */
+    gp_authlimit *auth_rudp; /* those of rudp houses (never shared: proto/RUDP.md) */
     gp_zctx *zc;
     uint8_t server_key[32];
     uint8_t master_key[32];

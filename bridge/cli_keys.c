@@ -4,6 +4,7 @@
 #include "cli_cmd.h"
 
 #include "auth.h"
+#include "conf.h"
 #include "rudp_sess.h"
 
 #include <errno.h>
@@ -24,7 +25,11 @@ static void to_hex(const uint8_t k[32], char out[65]) {
 
 /* The private key of FILE (64 hex digits, whitespace ignored). 0, or CLI_FAIL (printed). */
 static int read_key(cli_ctx *c, const char *path, uint8_t priv[32]) {
-    char buf[256], hex[65];
+    char buf[256], hex[65], perr[512];
+    if (gp_conf_secret_file_ok(path, perr, sizeof perr) != 0) {
+        cli_err(c, "%s", perr);
+        return CLI_FAIL;
+    }
     FILE *f = fopen(path, "r");
     size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0, k = 0;
     if (f)

@@ -78,9 +78,14 @@ static const gp_conf_opt opts[] = {
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
      "error, warn, info or debug [SIGHUP]"},
     {"auth-burst", GP_CONF_INT, OFF(auth_burst), 1, 1000000, "10", NULL,
-     "failed auth attempts allowed back to back per address [SIGHUP]"},
+     "failed auth attempts allowed back to back per address and house id [SIGHUP]"},
     {"auth-per-min", GP_CONF_INT, OFF(auth_per_min), 1, 1000000, "6", NULL,
-     "failed auth attempts refilled per minute per address [SIGHUP]"},
+     "failed auth attempts refilled per minute per address and house id [SIGHUP]"},
+    {"auth-addr-burst", GP_CONF_INT, OFF(auth_addr_burst), 1, 1000000, "100", NULL,
+     "failed auth attempts allowed back to back per address, whatever the house ids (one "
+     "address may front many houses: a NAT) [SIGHUP]"},
+    {"auth-addr-per-min", GP_CONF_INT, OFF(auth_addr_per_min), 1, 1000000, "60", NULL,
+     "failed auth attempts refilled per minute per address, whatever the house ids [SIGHUP]"},
     {"redis-timeout", GP_CONF_INT, OFF(redis_timeout), 100, 600000, "5000", NULL,
      "ms before a Redis command or connect is considered lost"},
     {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
@@ -103,9 +108,28 @@ static const gp_conf_opt opts[] = {
 
 /* What SIGHUP may change in a running bridge (the options marked [SIGHUP]); the others are
  * read once at start. */
-static const char *const reloadable[] = {
-    "log-level",     "auth-burst",  "auth-per-min",     "max-inflight", "max-inflight-bytes",
-    "ping-interval", "admin-token", "admin-token-file", "recent",       NULL};
+static const char *const reloadable[] = {"log-level",
+                                         "auth-burst",
+                                         "auth-per-min",
+                                         "auth-addr-burst",
+                                         "auth-addr-per-min",
+                                         "max-inflight",
+                                         "max-inflight-bytes",
+                                         "ping-interval",
+                                         "admin-token",
+                                         "admin-token-file",
+                                         "recent",
+                                         NULL};
+
+/* Failed-auth budgets from the options. The per-address defaults are ten times the per-house
+ * ones: a NAT or CGNAT address may front many houses, and a few of them failing (a secret
+ * being rotated) must not lock the others out, while one address still cannot have more than
+ * about one proof a second checked whatever ids it tries. */
+static gp_authlimit *br_authlimit_new(const br_config *c) {
+    gp_authlimit_conf ac = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
+                            (unsigned)c->auth_addr_burst, (unsigned)c->auth_addr_per_min, 4096};
+    return gp_authlimit_new(&ac);
+}
 
 static void print_line(void *ud, const char *line) {
     (void)ud;
@@ -151,6 +175,11 @@ int br_read_key_file(const char *path, uint8_t out[32]) {
     if (!path || !*path) {
         br_log(BR_LOG_ERROR, "rudp_key_missing",
                "hint=\"--rudp-key FILE (ghostport rudp-keygen)\"");
+        return -1;
+    }
+    char perr[512];
+    if (gp_conf_secret_file_ok(path, perr, sizeof perr) != 0) {
+        br_log(BR_LOG_ERROR, "rudp_key_unprotected", "file=%s err=%s", br_qs(path), br_qs(perr));
         return -1;
     }
     size_t len = 0;
@@ -241,8 +270,13 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
             return -1;
         }
         int rc = gp_conf_parse_text(opts, cfg, text, len, err, errlen);
+        sodium_memzero(text, len);
         free(text);
         if (rc != 0)
+            return -1;
+        /* A config file that holds the master key or the admin token is a secret file. */
+        if (((cfg->master_key && *cfg->master_key) || (cfg->admin_token && *cfg->admin_token)) &&
+            gp_conf_secret_file_ok(path, err, errlen) != 0)
             return -1;
     }
     int npos = 0, pos[4];
@@ -263,7 +297,7 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
 
 static int configure(int argc, char **argv) {
     br_config *cfg = &g_br.cfg;
-    char err[256] = "";
+    char err[1024] = "";
     if (load_layers(cfg, argc, argv, err, sizeof err) != 0)
         goto bad;
     int level = br_log_level_parse(cfg->log_level);
@@ -367,7 +401,7 @@ static void append(char *list, size_t cap, const char *name) {
 static void reload(void) {
     br_config next;
     memset(&next, 0, sizeof next);
-    char err[256] = "";
+    char err[1024] = "";
     uint8_t token[32];
     int has_token = 0;
     if (load_layers(&next, g_argc, g_argv, err, sizeof err) != 0 ||
@@ -401,12 +435,16 @@ static void reload(void) {
     gp_conf_clear(opts, &next);
     br_log_init(br_log_level_parse(cur->log_level), cur->bridge_id);
     if (strstr(changed, "auth-")) {
-        /* A new limiter with the new rates: counts of failures so far start over. */
-        gp_ratelimit *rl =
-            gp_ratelimit_new((unsigned)cur->auth_burst, (unsigned)cur->auth_per_min, 4096);
-        if (rl) {
-            gp_ratelimit_free(g_br.rl);
-            g_br.rl = rl;
+        /* New limiters with the new rates: counts of failures so far start over. */
+        gp_authlimit *ws = br_authlimit_new(cur), *ru = br_authlimit_new(cur);
+        if (ws && ru) {
+            gp_authlimit_free(g_br.auth_ws);
+            gp_authlimit_free(g_br.auth_rudp);
+            g_br.auth_ws = ws;
+            g_br.auth_rudp = ru;
+        } else {
+            gp_authlimit_free(ws);
+            gp_authlimit_free(ru);
         }
     }
     /* The token file is read again even when its name did not change: rotating the token
@@ -709,11 +747,11 @@ int main(int argc, char **argv) {
     static uv_loop_t loop;
     g_br.loop = &loop;
     uv_loop_init(&loop);
-    g_br.rl =
-        gp_ratelimit_new((unsigned)g_br.cfg.auth_burst, (unsigned)g_br.cfg.auth_per_min, 4096);
+    g_br.auth_ws = br_authlimit_new(&g_br.cfg);
+    g_br.auth_rudp = br_authlimit_new(&g_br.cfg);
     g_br.zc = gp_zctx_new(GP_ZSTD_LEVEL);
     g_br.started_ms = uv_now(&loop);
-    if (!g_br.rl || !g_br.zc || br_stats_init() != 0) {
+    if (!g_br.auth_ws || !g_br.auth_rudp || !g_br.zc || br_stats_init() != 0) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
@@ -772,7 +810,8 @@ out:
         br_log(BR_LOG_WARN, "loop_not_empty", NULL);
     br_house_table_free();
     br_udp_final();
-    gp_ratelimit_free(g_br.rl);
+    gp_authlimit_free(g_br.auth_ws);
+    gp_authlimit_free(g_br.auth_rudp);
     gp_zctx_free(g_br.zc);
     br_stats_free();
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);

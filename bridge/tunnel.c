@@ -97,6 +97,12 @@ static void on_secret(redisReply *rep, void *ud) {
     br_conn_unref(c);
 }
 
+static void rate_limited(br_conn *c, gp_str id) {
+    br_log(BR_LOG_WARN, "auth_rate_limited", "addr=%s house=%s transport=%s", c->addr,
+           br_q((const char *)id.p, id.len), c->tp->name);
+    br_conn_close(c, GP_GOAWAY_RATE_LIMIT, "too many failed attempts");
+}
+
 static void on_hello(br_conn *c, const gp_frame *f) {
     gp_str id = f->u.hello.house_id;
     if (f->u.hello.min_ver > GP_PROTO_VERSION || f->u.hello.max_ver < GP_PROTO_VERSION) {
@@ -105,16 +111,15 @@ static void on_hello(br_conn *c, const gp_frame *f) {
         br_conn_close(c, GP_GOAWAY_PROTOCOL, "unsupported protocol version");
         return;
     }
-    gp_str addr = gp_str_c(c->addr);
-    if (!gp_ratelimit_allow(g_br.rl, addr, br_now())) {
-        br_log(BR_LOG_WARN, "auth_rate_limited", "addr=%s house=%s", c->addr,
-               br_q((const char *)id.p, id.len));
-        br_conn_close(c, GP_GOAWAY_RATE_LIMIT, "too many failed attempts");
+    /* An early check that charges nothing: a handshake that could not be verified is not
+     * worth a Redis lookup. The token is taken at AUTH, right before the proof is checked. */
+    if (!gp_authlimit_allow(g_br.auth_ws, gp_str_c(c->addr), id, br_now())) {
+        rate_limited(c, id);
         return;
     }
     if (!gp_house_id_valid(id)) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
-        gp_ratelimit_fail(g_br.rl, addr, br_now());
+        (void)gp_authlimit_take(g_br.auth_ws, gp_str_c(c->addr), id, br_now());
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
                br_q((const char *)id.p, id.len));
@@ -140,18 +145,27 @@ static void on_hello(br_conn *c, const gp_frame *f) {
 }
 
 static void on_auth(br_conn *c, const gp_frame *f) {
-    gp_str id = gp_str_c(c->house);
-    int ok = c->secret_known &&
-             gp_auth_verify(GP_ROLE_HOUSE, c->secret, id, c->hn, c->bn, f->u.auth.proof) == 0;
+    gp_str id = gp_str_c(c->house), addr = gp_str_c(c->addr);
+    /* Charged now, before the proof is checked (given back if it is right): handshakes run in
+     * parallel cannot have more proofs checked than the budget holds. Unknown ids are charged
+     * the same as known ones. */
+    if (!gp_authlimit_take(g_br.auth_ws, addr, id, br_now())) {
+        sodium_memzero(c->secret, sizeof c->secret);
+        rate_limited(c, id);
+        return;
+    }
+    /* Verified under the decoy secret too, so an unknown id costs the same time. */
+    int proof_ok = gp_auth_verify(GP_ROLE_HOUSE, c->secret, id, c->hn, c->bn, f->u.auth.proof) == 0;
+    int ok = proof_ok && c->secret_known;
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
-        gp_ratelimit_fail(g_br.rl, gp_str_c(c->addr), br_now());
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
                c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
+    gp_authlimit_refund(g_br.auth_ws, addr, id, br_now()); /* a right proof costs nothing */
     if (c->disabled) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_log(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",

@@ -20,6 +20,12 @@
 #define CLOSE_LINGER_MS 1000   /* a closing peer keeps its session this long for the GOAWAY */
 #define UNDER_LOAD_PENDING 256 /* secret lookups in flight above which cookies are asked */
 #define PEER_BUCKETS 4096u
+/* Addresses that have not shown they receive at their address: one proof from each may be
+ * checked at a time, and once one fails the address must answer a cookie (mac2) for a
+ * minute before another is checked (proto/RUDP.md, "Failed-auth budgets"). */
+#define UNPROVEN_BURST 1
+#define UNPROVEN_PER_MIN 1
+#define UNPROVEN_SLOTS 4096
 
 typedef struct br_peer {
     struct br_peer *hnext; /* cid table */
@@ -40,12 +46,14 @@ typedef struct lookup {
     struct sockaddr_storage addr;
     socklen_t alen;
     char house[GP_MAX_HOUSE_ID + 1];
+    int proven; /* the initiation carried a valid mac2: its sender receives at addr */
 } lookup;
 
 static struct {
     int on;
     uv_udp_t sock;
     gp_sess_server *srv;
+    gp_ratelimit *unproven; /* by host: initiations whose sender answered no cookie */
     br_peer *table[PEER_BUCKETS];
     unsigned npeers, pending;
     uint64_t retx_gone, fec_gone; /* counters of sessions already freed (for the metrics) */
@@ -369,17 +377,34 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts); /* the initiation's timestamp is wall-clock time */
     uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    /* Charged right before the proof is checked, given back if it is right. A sender that
+     * answered a cookie is charged on the rudp budgets of its address; one that did not may be
+     * anyone forging that address, so it is charged nothing of anyone's: it spends the
+     * address's single unproven token, and a failure makes the address answer cookies. */
+    gp_str h = gp_str_c(host), id = gp_str_c(lk->house);
+    int charged = lk->proven ? gp_authlimit_take(g_br.auth_rudp, h, id, br_now())
+                             : gp_ratelimit_take(U.unproven, h, br_now());
+    if (!charged) {
+        br_log(BR_LOG_DEBUG, "auth_rate_limited", "addr=%s house=%s transport=rudp proven=%d", host,
+               lk->house, lk->proven);
+        gp_sess_hs_free(lk->hs);
+        lk->hs = NULL;
+        return; /* silence: rudp has no GOAWAY before a session */
+    }
     ssize_t n = gp_sess_server_respond(U.srv, lk->hs, psk, floor_ts, &lk->addr, lk->alen, now_ns(),
                                        wall, U.tx, sizeof U.tx, &s);
     lk->hs = NULL; /* consumed */
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
-        gp_ratelimit_fail(g_br.rl, gp_str_c(host), br_now());
         gp_metric_inc(g_bm.auth_failures, "rudp");
-        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s", host,
-               lk->house, psk ? "bad_proof_or_replay" : "unknown_house");
+        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
+               host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
         return;
     }
+    if (lk->proven)
+        gp_authlimit_refund(g_br.auth_rudp, h, id, br_now());
+    else
+        gp_ratelimit_refund(U.unproven, h, br_now());
     if (n > 0) {
         uv_buf_t buf = uv_buf_init((char *)U.tx, (unsigned)n);
         uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)&lk->addr);
@@ -455,10 +480,11 @@ static void on_lookup(redisReply *rep, void *ud) {
 }
 
 static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage *from,
-                    socklen_t flen) {
-    char host[80];
-    addr_host(from, host, sizeof host);
-    if (!gp_ratelimit_allow(g_br.rl, gp_str_c(host), br_now()) || g_br.stopping)
+                    socklen_t flen, const char *host, int proven) {
+    /* An unproven sender got here only with tokens left (on_recv asked the others for a
+     * cookie); a proven one whose address has spent its budget gets silence. */
+    if ((proven && !gp_authlimit_allow_addr(g_br.auth_rudp, gp_str_c(host), br_now())) ||
+        g_br.stopping)
         return; /* silence: rudp has no GOAWAY before a session */
     gp_sess_hs *hs = NULL;
     gp_sess *s = NULL;
@@ -475,12 +501,14 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
         return;
     gp_str id = gp_sess_hs_house_id(hs);
     lookup *lk = calloc(1, sizeof *lk);
-    if (!lk || id.len > GP_MAX_HOUSE_ID) {
+    if (!lk || id.len > GP_MAX_HOUSE_ID ||
+        (proven && !gp_authlimit_allow(g_br.auth_rudp, gp_str_c(host), id, br_now()))) {
         free(lk);
         gp_sess_hs_free(hs);
         return;
     }
     lk->hs = hs;
+    lk->proven = proven;
     memcpy(&lk->addr, from, flen);
     lk->alen = flen;
     memcpy(lk->house, id.p, id.len);
@@ -494,6 +522,14 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
     U.pending++;
     if (br_db_eval(g_br.db, &s_lookup, on_lookup, lk, 2, &a) != 0)
         on_lookup(NULL, lk);
+}
+
+/* 1 when initiations from host must carry a valid mac2 before their proof is checked: an
+ * unproven proof from it failed lately, or its rudp budget is spent (so that only a sender
+ * that receives at the address can be refused on its budget). */
+static int must_prove(const char *host) {
+    return !gp_ratelimit_allow(U.unproven, gp_str_c(host), br_now()) ||
+           !gp_authlimit_allow_addr(g_br.auth_rudp, gp_str_c(host), br_now());
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -521,9 +557,18 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
             on_data(p, b, (size_t)n, &a, alen);
         return;
     }
-    case GP_SESS_INIT:
-        on_init(b, (size_t)n, &a, alen);
-        return;
+    case GP_SESS_INIT: {
+        char host[80];
+        addr_host(&a, host, sizeof host);
+        int proven =
+            under_load || gp_sess_server_init_proven(U.srv, b, (size_t)n, &a, alen, now_ns());
+        if (proven || !must_prove(host)) {
+            on_init(b, (size_t)n, &a, alen, host, proven);
+            return;
+        }
+        /* This address failed unproven, or spent its budget: first it shows it receives. */
+    }
+    /* fallthrough */
     case GP_SESS_COOKIE: {
         ssize_t k =
             gp_sess_server_cookie_reply(U.srv, b, (size_t)n, &a, alen, now_ns(), U.tx, sizeof U.tx);
@@ -551,7 +596,8 @@ int br_udp_start(void) {
     memset(&sc, 0, sizeof sc);
     U.srv = gp_sess_server_new(&sc, priv, on_rand, NULL, now_ns());
     sodium_memzero(priv, sizeof priv);
-    if (!U.srv)
+    U.unproven = gp_ratelimit_new(UNPROVEN_BURST, UNPROVEN_PER_MIN, UNPROVEN_SLOTS);
+    if (!U.srv || !U.unproven)
         return -1;
     struct sockaddr_storage a;
     memset(&a, 0, sizeof a);
@@ -606,4 +652,6 @@ void br_udp_stop(void) {
 void br_udp_final(void) {
     gp_sess_server_free(U.srv);
     U.srv = NULL;
+    gp_ratelimit_free(U.unproven);
+    U.unproven = NULL;
 }

@@ -293,8 +293,12 @@ static int load_config(hs_config *c, int argc, char **argv, char *err, size_t er
             return -1;
         c->layer = 1;
         int rc = gp_conf_parse_text(opts, c, text, len, err, errlen);
+        sodium_memzero(text, len);
         free(text);
         if (rc != 0)
+            return -1;
+        /* A config file that holds the secret itself is a secret file. */
+        if (c->secret && *c->secret && gp_conf_secret_file_ok(file, err, errlen) != 0)
             return -1;
     }
     c->layer = 2;
@@ -334,7 +338,9 @@ static int validate_config(char *err, size_t errlen) {
     if (has_file) {
         size_t len;
         char ferr[256];
-        char *text = read_file(c->secret_file, 4096, &len, ferr, sizeof ferr);
+        char *text = gp_conf_secret_file_ok(c->secret_file, ferr, sizeof ferr) == 0
+                         ? read_file(c->secret_file, 4096, &len, ferr, sizeof ferr)
+                         : NULL;
         if (!text) {
             snprintf(err, errlen, "secret-file: %s", ferr);
             return -1;

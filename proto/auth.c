@@ -273,3 +273,93 @@ void gp_ratelimit_fail(gp_ratelimit *rl, gp_str key, uint64_t now_ms) {
     refill(rl, s, now_ms);
     s->units = s->units >= RL_UNIT ? s->units - RL_UNIT : 0;
 }
+
+int gp_ratelimit_take(gp_ratelimit *rl, gp_str key, uint64_t now_ms) {
+    uint64_t hash;
+    rl_slot *victim = NULL, *s = lookup(rl, key, &hash, &victim);
+    if (!s) {
+        if (rl->cap_units < RL_UNIT)
+            return 0;
+        s = victim;
+        *s = (rl_slot){.hash = hash, .touched_ms = now_ms, .units = rl->cap_units, .used = 1};
+    }
+    refill(rl, s, now_ms);
+    if (s->units < RL_UNIT)
+        return 0;
+    s->units -= RL_UNIT;
+    return 1;
+}
+
+void gp_ratelimit_refund(gp_ratelimit *rl, gp_str key, uint64_t now_ms) {
+    uint64_t hash;
+    rl_slot *s = lookup(rl, key, &hash, NULL);
+    if (!s)
+        return;
+    refill(rl, s, now_ms);
+    s->units = rl->cap_units - s->units > RL_UNIT ? s->units + RL_UNIT : rl->cap_units;
+}
+
+/* ---- failed-auth budgets per (address, house id) and per address ------------------------ */
+
+struct gp_authlimit {
+    gp_ratelimit *pair, *addr;
+};
+
+gp_authlimit *gp_authlimit_new(const gp_authlimit_conf *conf) {
+    gp_authlimit *al = calloc(1, sizeof *al);
+    if (!al)
+        return NULL;
+    al->pair = gp_ratelimit_new(conf->house_burst, conf->house_per_min, conf->slots);
+    al->addr = gp_ratelimit_new(conf->addr_burst, conf->addr_per_min, conf->slots);
+    if (!al->pair || !al->addr) {
+        gp_authlimit_free(al);
+        return NULL;
+    }
+    return al;
+}
+
+void gp_authlimit_free(gp_authlimit *al) {
+    if (!al)
+        return;
+    gp_ratelimit_free(al->pair);
+    gp_ratelimit_free(al->addr);
+    free(al);
+}
+
+/* The pair's key: the address, a NUL (which neither an address nor an id contains, so no two
+ * pairs share a key), the id as sent. Ids longer than any valid one are cut: they are all
+ * refused anyway, and share one budget per prefix. */
+#define PAIR_KEY_MAX (96 + 1 + GP_MAX_HOUSE_ID + 8)
+static gp_str pair_key(gp_str addr, gp_str house, uint8_t buf[PAIR_KEY_MAX]) {
+    size_t a = addr.len < 96 ? addr.len : 96;
+    size_t h = house.len < PAIR_KEY_MAX - 1 - a ? house.len : PAIR_KEY_MAX - 1 - a;
+    memcpy(buf, addr.p, a);
+    buf[a] = 0;
+    if (h)
+        memcpy(buf + a + 1, house.p, h);
+    return (gp_str){buf, a + 1 + h};
+}
+
+int gp_authlimit_allow(gp_authlimit *al, gp_str addr, gp_str house, uint64_t now_ms) {
+    uint8_t kb[PAIR_KEY_MAX];
+    return gp_ratelimit_allow(al->addr, addr, now_ms) &&
+           gp_ratelimit_allow(al->pair, pair_key(addr, house, kb), now_ms);
+}
+
+int gp_authlimit_allow_addr(gp_authlimit *al, gp_str addr, uint64_t now_ms) {
+    return gp_ratelimit_allow(al->addr, addr, now_ms);
+}
+
+int gp_authlimit_take(gp_authlimit *al, gp_str addr, gp_str house, uint64_t now_ms) {
+    uint8_t kb[PAIR_KEY_MAX];
+    gp_str pk = pair_key(addr, house, kb);
+    if (!gp_ratelimit_allow(al->addr, addr, now_ms) || !gp_ratelimit_take(al->pair, pk, now_ms))
+        return 0;
+    return gp_ratelimit_take(al->addr, addr, now_ms); /* allowed just above: cannot fail */
+}
+
+void gp_authlimit_refund(gp_authlimit *al, gp_str addr, gp_str house, uint64_t now_ms) {
+    uint8_t kb[PAIR_KEY_MAX];
+    gp_ratelimit_refund(al->pair, pair_key(addr, house, kb), now_ms);
+    gp_ratelimit_refund(al->addr, addr, now_ms);
+}

@@ -73,5 +73,38 @@ void gp_ratelimit_free(gp_ratelimit *rl); /* NULL ok */
 int gp_ratelimit_allow(gp_ratelimit *rl, gp_str key, uint64_t now_ms);
 /* Records one failed attempt from `key` (consumes a token). */
 void gp_ratelimit_fail(gp_ratelimit *rl, gp_str key, uint64_t now_ms);
+/* Consumes a token of `key` if it has one: 1; else 0 and nothing changes. */
+int gp_ratelimit_take(gp_ratelimit *rl, gp_str key, uint64_t now_ms);
+/* Gives back a token taken by gp_ratelimit_take (never above the burst; a key forgotten in
+ * between is full already). */
+void gp_ratelimit_refund(gp_ratelimit *rl, gp_str key, uint64_t now_ms);
+
+/* Failed-auth budgets of one transport family (the bridge keeps one for ws/wss and another
+ * for rudp): one per (address, house id), so that failures for one house id cannot lock out
+ * the other houses behind the same NAT, and a looser one per address, which bounds how many
+ * proofs one address can have checked whatever ids it tries. An attempt takes a token from
+ * both before its proof is checked and gets them back when the proof is right, so parallel
+ * handshakes can never have more proofs checked than the burst, and houses that authenticate
+ * spend nothing. An unknown house id is charged exactly as a known one (its key is the id as
+ * sent, whether or not it exists). */
+typedef struct gp_authlimit gp_authlimit;
+typedef struct gp_authlimit_conf {
+    unsigned house_burst, house_per_min; /* per (address, house id) */
+    unsigned addr_burst, addr_per_min;   /* per address */
+    size_t slots;                        /* table size of each of the two budgets */
+} gp_authlimit_conf;
+
+gp_authlimit *gp_authlimit_new(const gp_authlimit_conf *conf);
+void gp_authlimit_free(gp_authlimit *al); /* NULL ok */
+/* 1 if both budgets of (addr, house) have a token now; charges nothing (an early refusal
+ * that saves the work of a handshake that could not be checked). */
+int gp_authlimit_allow(gp_authlimit *al, gp_str addr, gp_str house, uint64_t now_ms);
+/* 1 if the address's own budget has a token now (before the house id is known). */
+int gp_authlimit_allow_addr(gp_authlimit *al, gp_str addr, uint64_t now_ms);
+/* Takes one token from each budget, right before a proof is checked: 1; or 0 (rate limited,
+ * nothing taken) when either is empty. */
+int gp_authlimit_take(gp_authlimit *al, gp_str addr, gp_str house, uint64_t now_ms);
+/* The proof was right: gives back both tokens. */
+void gp_authlimit_refund(gp_authlimit *al, gp_str addr, gp_str house, uint64_t now_ms);
 
 #endif

@@ -1,6 +1,7 @@
 /* conf.c — table-driven configuration: defaults, "name = value" text, GP_* environment
  * variables and --flags all go through one setter (pure: the caller reads files and passes
- * an environment lookup, so every entry point can be fuzzed).
+ * an environment lookup, so every entry point can be fuzzed; the one exception,
+ * gp_conf_secret_file_ok, stats a path).
  *
  * Internally every error is written into a local buffer that is always valid, then copied
  * out with the context that the caller would need (a line number, a variable name); callers
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define ERRMAX 256
 
@@ -326,4 +329,27 @@ void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line)
                  t->type == GP_CONF_FN ? ", repeatable" : "");
         out(ud, line);
     }
+}
+
+/* ---- files that hold secrets ------------------------------------------------------------- */
+
+int gp_conf_secret_mode_ok(const char *path, unsigned mode, unsigned owner, unsigned self,
+                           char *err, size_t errlen) {
+    if (owner != self || !(mode & 077u))
+        return 0;
+    char e[ERRMAX * 4];
+    snprintf(e, sizeof e,
+             "%s: permissions 0%03o let %s read or change this secret: fix with chmod 600", path,
+             mode & 0777u, mode & 007u ? "others" : "the group");
+    if (err && errlen)
+        snprintf(err, errlen, "%s", e);
+    return -1;
+}
+
+int gp_conf_secret_file_ok(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (!path || stat(path, &st) != 0)
+        return 0;
+    return gp_conf_secret_mode_ok(path, (unsigned)st.st_mode, (unsigned)st.st_uid,
+                                  (unsigned)geteuid(), err, errlen);
 }

@@ -56,6 +56,18 @@ int gp_conf_parse_argv(const gp_conf_opt *t, void *obj, int argc, char **argv, i
 /* Frees STR fields. */
 void gp_conf_clear(const gp_conf_opt *t, void *obj);
 
+/* Files that hold a secret (a house secret, the rudp private key, the admin token, a config
+ * file that sets a secret) are refused as ssh refuses a private key: when the file belongs to
+ * the user reading it and its group or others have any permission on it. A file someone else
+ * owns was handed to us on purpose (root:ghostport 0640 in the deploy files, a container
+ * platform's secret mounted root-owned 0444), so it is not second-guessed. The decision
+ * (pure) and the check of a path (stat, following links): 0, or -1 with a message that names
+ * the file, its mode and the fix (chmod 600) in err. A path that cannot be stat'ed is left to
+ * the caller's open (0). */
+int gp_conf_secret_mode_ok(const char *path, unsigned mode, unsigned owner, unsigned self,
+                           char *err, size_t errlen);
+int gp_conf_secret_file_ok(const char *path, char *err, size_t errlen);
+
 /* Writes "  --name VALUE   help (env GP_NAME, default X)" lines for --help. */
 void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line), void *ud);
 

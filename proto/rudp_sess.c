@@ -1191,6 +1191,15 @@ int gp_sess_server_classify(gp_sess_server *srv, const uint8_t *dg, size_t len, 
     }
 }
 
+int gp_sess_server_init_proven(gp_sess_server *srv, const uint8_t *dg, size_t len, const void *addr,
+                               size_t addrlen, uint64_t now_ns) {
+    uint8_t u[INIT_MASKED];
+    if (!srv || !dg || init_check(srv, dg, len, u) != 0)
+        return 0;
+    cookie_rotate(srv, now_ns);
+    return mac2_ok(srv, u, dg, len, addr, addrlen);
+}
+
 static void hs_unlink(gp_sess_hs *h) {
     if (!h->srv)
         return;

@@ -223,6 +223,12 @@ GP_WUR ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const
 ssize_t gp_sess_server_resend(gp_sess_server *srv, gp_sess *s, const void *addr, size_t addrlen,
                               uint64_t now_ns, uint8_t *out, size_t cap);
 
+/* 1 if dg is an initiation with a valid mac1 and a mac2 made with a cookie for addr (current
+ * or previous cookie secret): its sender has shown that it receives at addr. Credits nothing
+ * (classify did); 0 otherwise. */
+int gp_sess_server_init_proven(gp_sess_server *srv, const uint8_t *dg, size_t len, const void *addr,
+                               size_t addrlen, uint64_t now_ns);
+
 /* A cookie reply to the initiation dg (which classify called GP_SESS_COOKIE), for addr. No
  * state is kept. Returns its size (never more than len), 0 when the budget forbids it;
  * GP_ERR_AUTH if dg is not an initiation with a valid mac1; GP_ERR_BUFFER if cap < 57. */

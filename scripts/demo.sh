@@ -71,8 +71,10 @@ SECRET=$("$BIN/ghostport" house add demo --label purpose=demo --force --quiet)
 
 BPORT=$(free_port)
 APORT=$(free_port)
-# The admin port's token: the dashboard asks for it; a file, as in production.
-python3 -c 'import secrets; print(secrets.token_hex(16))' >"$WORK/admin.token"
+# The admin port's token: the dashboard asks for it; a file, as in production (0600: the
+# bridge refuses a secret file that others can read).
+(umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16))' >"$WORK/admin.token")
+chmod 600 "$WORK/admin.token"
 "$BIN/ghostport-bridge" --allow-ws --bind 127.0.0.1 --listen "$BPORT" --redis "$REDIS" \
     --bridge-id demo-bridge --admin-listen "$APORT" --admin-token-file "$WORK/admin.token" \
     >"$WORK/bridge.log" 2>&1 &

@@ -82,6 +82,12 @@ static void bridge_rx(world *w, const uint8_t *dg, size_t len, const char *addr,
     int k = gp_sess_server_classify(w->srv, dg, len, addr, strlen(addr), load, w->now, &s);
     check(k >= GP_SESS_DROP && k <= GP_SESS_COOKIE);
     check((k == GP_SESS_DATA) == (s != NULL));
+    /* Proven (a mac2 for this address) only for an initiation with a valid mac1; under load
+     * classify has checked that same mac2. */
+    int proven = gp_sess_server_init_proven(w->srv, dg, len, addr, strlen(addr), w->now);
+    check(proven == 0 || proven == 1);
+    check(!proven || k == GP_SESS_INIT);
+    check(!(load && k == GP_SESS_INIT) || proven);
     if (k == GP_SESS_DATA) {
         unsigned f;
         ssize_t r = gp_sess_open(s, dg, len, out, sizeof out, w->now, &f);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -33,6 +34,7 @@ static const char *token_file(void) {
     cr_assert_not_null(f);
     fprintf(f, "%s\n", TOKEN);
     fclose(f);
+    chmod(path, 0600); /* a secret: the bridge refuses it readable by others */
     return path;
 }
 
@@ -593,11 +595,14 @@ Test(admin, keep_alive_and_pipelining) {
 
 /* --- SIGHUP ----------------------------------------------------------------------------- */
 
+/* 0600: some of these hold secrets (a token, a house secret), which are refused readable by
+ * others. */
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(text, f);
     fclose(f);
+    chmod(path, 0600);
 }
 
 Test(admin, sighup_reloads_config_and_keeps_old_on_error) {

@@ -261,3 +261,128 @@ Test(auth, ratelimit_tiny_tables) {
     cr_assert(!gp_ratelimit_allow(rl, GP_STR_LIT("b"), 2));
     gp_ratelimit_free(rl);
 }
+
+/* ---- failed-auth budgets per (address, house id) and per address (issue 11, defect 4) --- */
+
+static gp_authlimit *authlimit(unsigned hb, unsigned hpm, unsigned ab, unsigned apm) {
+    gp_authlimit_conf c = {hb, hpm, ab, apm, 256};
+    gp_authlimit *al = gp_authlimit_new(&c);
+    cr_assert_not_null(al);
+    return al;
+}
+
+/* An attacker behind a NAT exhausting its budget for one house id leaves the other houses
+ * behind that address alone, and other addresses too. */
+Test(auth, authlimit_per_house_budget_spares_neighbours) {
+    gp_authlimit *al = authlimit(3, 6, 100, 60);
+    gp_str nat = GP_STR_LIT("198.51.100.7"), evil = GP_STR_LIT("victim"),
+           good = GP_STR_LIT("neighbour");
+    uint64_t t = 5000;
+    for (int i = 0; i < 3; i++)
+        cr_assert(gp_authlimit_take(al, nat, evil, t), "attempt %d refused within the burst", i);
+    cr_assert(!gp_authlimit_take(al, nat, evil, t));
+    cr_assert(!gp_authlimit_allow(al, nat, evil, t));
+    cr_assert(gp_authlimit_allow(al, nat, good, t), "a neighbour behind the NAT is locked out");
+    cr_assert(gp_authlimit_take(al, nat, good, t));
+    gp_authlimit_refund(al, nat, good, t);
+    cr_assert(gp_authlimit_allow(al, GP_STR_LIT("203.0.113.1"), evil, t));
+    /* The id's budget refills at its rate (6 a minute: one every 10 s of virtual time). */
+    cr_assert(!gp_authlimit_allow(al, nat, evil, t + 9999));
+    cr_assert(gp_authlimit_take(al, nat, evil, t + 10000));
+    cr_assert(!gp_authlimit_take(al, nat, evil, t + 10000));
+    gp_authlimit_free(al);
+    gp_authlimit_free(NULL);
+}
+
+/* Cycling through ids does not escape the looser budget of the address. */
+Test(auth, authlimit_per_address_budget_bounds_all_ids) {
+    gp_authlimit *al = authlimit(3, 6, 10, 60);
+    gp_str nat = GP_STR_LIT("198.51.100.7");
+    char hid[32];
+    uint64_t t = 1;
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+        snprintf(hid, sizeof hid, "id-%d", i);
+        ok += gp_authlimit_take(al, nat, gp_str_c(hid), t);
+    }
+    cr_assert_eq(ok, 10, "%d attempts from one address passed a per-address burst of 10", ok);
+    cr_assert(!gp_authlimit_allow_addr(al, nat, t));
+    cr_assert(!gp_authlimit_allow(al, nat, GP_STR_LIT("fresh"), t));
+    cr_assert(gp_authlimit_allow_addr(al, GP_STR_LIT("198.51.100.8"), t));
+    /* 60 a minute: one more a second. */
+    cr_assert(gp_authlimit_take(al, nat, GP_STR_LIT("fresh"), t + 1000));
+    cr_assert(!gp_authlimit_take(al, nat, GP_STR_LIT("fresh2"), t + 1000));
+    gp_authlimit_free(al);
+}
+
+/* A refused attempt (one budget empty) takes nothing from the other. */
+Test(auth, authlimit_refusal_takes_nothing) {
+    gp_authlimit *al = authlimit(1, 1, 5, 1);
+    gp_str a = GP_STR_LIT("192.0.2.1");
+    cr_assert(gp_authlimit_take(al, a, GP_STR_LIT("x"), 0));
+    for (int i = 0; i < 20; i++)
+        cr_assert(!gp_authlimit_take(al, a, GP_STR_LIT("x"), 0));
+    /* Only the one real attempt came off the address's 5. */
+    int ok = 0;
+    for (int i = 0; i < 10; i++) {
+        char hid[16];
+        snprintf(hid, sizeof hid, "y%d", i);
+        ok += gp_authlimit_take(al, a, gp_str_c(hid), 0);
+    }
+    cr_assert_eq(ok, 4);
+    gp_authlimit_free(al);
+}
+
+/* Houses that authenticate spend nothing, however often they reconnect; a refund never lifts
+ * a budget above its burst. */
+Test(auth, authlimit_refund_on_success) {
+    gp_authlimit *al = authlimit(3, 1, 5, 1);
+    gp_str a = GP_STR_LIT("192.0.2.1"), h = GP_STR_LIT("h1");
+    for (int i = 0; i < 1000; i++) {
+        cr_assert(gp_authlimit_take(al, a, h, (uint64_t)i), "success %d was charged", i);
+        gp_authlimit_refund(al, a, h, (uint64_t)i);
+    }
+    gp_authlimit_refund(al, a, h, 1000); /* nothing was taken: no extra token */
+    gp_authlimit_refund(al, a, h, 1000);
+    int ok = 0;
+    for (int i = 0; i < 10; i++)
+        ok += gp_authlimit_take(al, a, h, 1000);
+    cr_assert_eq(ok, 3, "burst 3 gave %d attempts after refunds", ok);
+    gp_authlimit_free(al);
+}
+
+/* 60 handshakes started before any proof is checked (the budget is taken per attempt, not
+ * per failure): only the burst gets its proof checked, whatever the order of outcomes. */
+Test(auth, authlimit_parallel_attempts_capped_by_burst) {
+    gp_authlimit *al = authlimit(10, 6, 100, 60);
+    gp_str a = GP_STR_LIT("192.0.2.1"), h = GP_STR_LIT("h1");
+    uint64_t t = 42;
+    int all = 1;
+    for (int i = 0; i < 60; i++) /* every HELLO passes the early check: nothing is charged */
+        all &= gp_authlimit_allow(al, a, h, t);
+    cr_assert(all);
+    int checked = 0;
+    for (int i = 0; i < 60; i++) /* then the 60 AUTHs */
+        checked += gp_authlimit_take(al, a, h, t);
+    cr_assert_eq(checked, 10, "%d proofs checked against a burst of 10", checked);
+    /* One of the ten was right: its token comes back, and one more may be tried. */
+    gp_authlimit_refund(al, a, h, t);
+    cr_assert(gp_authlimit_take(al, a, h, t));
+    cr_assert(!gp_authlimit_take(al, a, h, t));
+    gp_authlimit_free(al);
+}
+
+Test(auth, ratelimit_take_and_refund) {
+    gp_ratelimit *rl = gp_ratelimit_new(2, 1, 16);
+    gp_str k = GP_STR_LIT("k");
+    cr_assert(gp_ratelimit_take(rl, k, 0));
+    cr_assert(gp_ratelimit_take(rl, k, 0));
+    cr_assert(!gp_ratelimit_take(rl, k, 0));
+    gp_ratelimit_refund(rl, k, 0);
+    cr_assert(gp_ratelimit_allow(rl, k, 0));
+    cr_assert(gp_ratelimit_take(rl, k, 0));
+    cr_assert(!gp_ratelimit_allow(rl, k, 0));
+    gp_ratelimit_refund(rl, GP_STR_LIT("never-seen"), 0); /* no slot: nothing to do */
+    cr_assert(gp_ratelimit_allow(rl, GP_STR_LIT("never-seen"), 0));
+    gp_ratelimit_free(rl);
+}

@@ -267,3 +267,29 @@ Test(conf, usage_lists_every_option) {
         lines++;
     cr_assert_eq(lines, 6);
 }
+
+/* Secret files, as ssh judges a private key: refused when ours and open to group or others;
+ * someone else's file handed to us is not second-guessed. */
+Test(conf, secret_file_modes) {
+    char msg[512];
+    cr_assert_eq(gp_conf_secret_mode_ok("s", 0100600, 1000, 1000, msg, sizeof msg), 0);
+    cr_assert_eq(gp_conf_secret_mode_ok("s", 0100400, 1000, 1000, msg, sizeof msg), 0);
+    static const unsigned open_modes[] = {0644, 0640, 0604, 0660, 0602, 0620, 0610, 0601, 0777};
+    for (size_t i = 0; i < sizeof open_modes / sizeof open_modes[0]; i++) {
+        msg[0] = '\0';
+        cr_assert_eq(gp_conf_secret_mode_ok("/etc/gp/house.secret", 0100000 | open_modes[i], 0, 0,
+                                            msg, sizeof msg),
+                     -1, "mode 0%o accepted", open_modes[i]);
+        char mode[8];
+        snprintf(mode, sizeof mode, "0%o", open_modes[i]);
+        cr_assert(strstr(msg, "/etc/gp/house.secret") && strstr(msg, mode) &&
+                      strstr(msg, "chmod 600"),
+                  "message does not name the file, its mode and the fix: %s", msg);
+    }
+    /* root:ghostport 0640 read by a service user in that group; a root-owned 0444 mount. */
+    cr_assert_eq(gp_conf_secret_mode_ok("s", 0100640, 0, 1000, msg, sizeof msg), 0);
+    cr_assert_eq(gp_conf_secret_mode_ok("s", 0100444, 0, 10001, msg, sizeof msg), 0);
+    cr_assert_eq(gp_conf_secret_mode_ok("s", 0100644, 1, 1, NULL, 0), -1); /* err optional */
+    cr_assert_eq(gp_conf_secret_file_ok("/nonexistent/secret", msg, sizeof msg), 0,
+                 "a missing file is left to the caller's open");
+}

@@ -377,6 +377,35 @@ Test(rudp_sess, forged_initiations_dropped_without_dh) {
     world_free(&w);
 }
 
+/* gp_sess_server_init_proven: an initiation is proven only by a mac2 made with a cookie for
+ * the address it comes from (the bridge charges failed-auth budgets only for those). */
+Test(rudp_sess, init_proven_only_with_a_cookie_for_that_address) {
+    world w;
+    world_init(&w, 8, NULL);
+    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    uint8_t init[BUF], ck[BUF], out[BUF];
+    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
+    cr_assert_eq(gp_sess_server_init_proven(w.srv, init, (size_t)n, ADDR(A1), w.now), 0,
+                 "no cookie yet: its random mac2 proves nothing");
+    gp_sess *s;
+    cr_assert_eq(gp_sess_server_classify(w.srv, init, (size_t)n, ADDR(A1), 1, w.now, &s),
+                 GP_SESS_COOKIE);
+    ssize_t cn =
+        gp_sess_server_cookie_reply(w.srv, init, (size_t)n, ADDR(A1), w.now, ck, sizeof ck);
+    cr_assert_gt(cn, 0);
+    unsigned f = 0;
+    cr_assert_eq(gp_sess_open(h, ck, (size_t)cn, out, sizeof out, w.now, &f), 0);
+    n = gp_sess_client_hello(h, init, sizeof init, w.now);
+    cr_assert_eq(gp_sess_server_init_proven(w.srv, init, (size_t)n, ADDR(A1), w.now), 1);
+    cr_assert_eq(gp_sess_server_init_proven(w.srv, init, (size_t)n, ADDR(A2), w.now), 0,
+                 "a cookie for another address proves nothing");
+    init[n - 40] ^= 1; /* mac1 no longer holds */
+    cr_assert_eq(gp_sess_server_init_proven(w.srv, init, (size_t)n, ADDR(A1), w.now), 0);
+    cr_assert_eq(gp_sess_server_init_proven(NULL, init, (size_t)n, ADDR(A1), w.now), 0);
+    gp_sess_free(h);
+    world_free(&w);
+}
+
 Test(rudp_sess, cookie_under_load) {
     world w;
     world_init(&w, 8, NULL);
