@@ -188,16 +188,12 @@ static void visit(jhouse *h) {
     }
 }
 
-static void scan_stream(jhouse *h) {
-    visit(h);
-}
-
 /* The state names a holder: it holds the house only while its lease lives (a bridge killed
  * with -9 leaves its state behind). */
 static void on_lease(redisReply *rep, void *ud) {
     jhouse *h = ud;
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
-        scan_stream(h);
+        visit(h);
     else
         free(h);
     step_done();
@@ -217,7 +213,7 @@ static void on_state(redisReply *rep, void *ud) {
         if (jsend(on_lease, h, &a) != 0)
             free(h);
     } else {
-        scan_stream(h);
+        visit(h);
     }
     step_done();
 }

@@ -222,3 +222,39 @@ Test(janitor, cost_note_backlog_vs_empty) {
     cr_assert(h_wait(zcard_is, &z2, 60000), "the janitor did not index the backlog in 60 s");
     measure("10,001 waiting requests", 5);
 }
+
+/* The same on a 3-node Redis Cluster: houses whose keys live on different nodes, each with
+ * long requests ahead of short ones; the index stays in each house's slot. */
+Test(janitor, cluster_long_deadlines_ahead) {
+    h_proc *nodes[3];
+    h_redis_cluster_start(3, 0, nodes);
+    int bport;
+    h_bridge_start(0, &bport, NULL, 1);
+    static const char *const ids[] = {"h1", "h2", "h3", "h4"};
+    uint64_t t0 = h_now_ms();
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < 50; i++) {
+            char fid[32];
+            snprintf(fid, sizeof fid, "%s-long-%d", ids[k], i);
+            req_timeout(ids[k], fid, 86400000);
+        }
+        for (int i = 0; i < 2; i++) {
+            char fid[32];
+            snprintf(fid, sizeof fid, "%s-short-%d", ids[k], i);
+            req_timeout(ids[k], fid, 2000);
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 2; i++) {
+            char fid[32];
+            snprintf(fid, sizeof fid, "%s-short-%d", ids[k], i);
+            int left = (int)(t0 + 2000 + 10000 - h_now_ms());
+            h_reply r;
+            cr_assert(h_wait_reply(fid, NULL, left > 0 ? left : 1, &r),
+                      "%s: no 504 within 10 s of its deadline on the cluster", fid);
+            cr_assert_eq(r.status, 504);
+            h_reply_free(&r);
+        }
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(h_int("XLEN gp:{%s}:req", ids[k]), 50);
+}
