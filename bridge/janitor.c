@@ -33,6 +33,11 @@
  * (br_entry_parse) before answering, and re-scores it if the two disagree. */
 #define DEFAULT_TIMEOUT_MS 30000
 #define MAX_TIMEOUT_MS 86400000
+/* The index and its cursor expire together this long after they last grew: members of
+ * entries a bridge delivered while it held the house are otherwise dropped only when the
+ * janitor visits the house again; after a long held spell (twice the longest deadline) the
+ * next visit simply indexes what is left in the stream again. */
+#define INDEX_TTL_MS (2ull * MAX_TIMEOUT_MS)
 
 /* KEYS: lock. ARGV: bridge id, ttl ms. SET NX PX, or renew if it is already ours. */
 static br_script s_lock = {
@@ -51,8 +56,8 @@ static struct {
 
 /* KEYS: req, deadlines, cursor. ARGV: now (Redis ms), new entries to index at most, due
  * entries to return at most, default timeout ms, largest timeout ms, '1' to look for due
- * entries even when more new ones remain. Indexes the entries after the cursor (deadline =
- * the entry id's ms + its timeout_ms) and moves the cursor past them; returns {number
+ * entries even when more new ones remain, the index's TTL ms. Indexes the entries after the cursor
+ * (deadline = the entry id's ms + its timeout_ms) and moves the cursor past them; returns {number
  * indexed, due entries that still exist} — the due ones only once the index has caught up
  * (or when told), so that one visit looks them up once. Due members whose entry is gone are
  * removed; twice the limit of them are looked at, so that last visit's answers, gone now,
@@ -69,7 +74,10 @@ static br_script s_due = {
     "  local ms = tonumber(string.match(e[1], '^(%d+)')) or 0\n"
     "  redis.call('ZADD', KEYS[2], ms + n, e[1])\n"
     "end\n"
-    "if #new > 0 then redis.call('SET', KEYS[3], new[#new][1]) end\n"
+    "if #new > 0 then\n"
+    "  redis.call('SET', KEYS[3], new[#new][1], 'PX', ARGV[7])\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
+    "end\n"
     "local lim = tonumber(ARGV[3])\n"
     "if #new >= tonumber(ARGV[2]) and ARGV[6] ~= '1' then return {#new, {}} end\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 2 * lim)\n"
@@ -180,6 +188,7 @@ static void visit(jhouse *h) {
     br_args_u64(&a, DEFAULT_TIMEOUT_MS);
     br_args_u64(&a, MAX_TIMEOUT_MS);
     br_args_str(&a, h->calls + 1 >= INDEX_BATCHES ? "1" : "0");
+    br_args_u64(&a, INDEX_TTL_MS);
     h->calls++;
     J.pending++;
     if (br_db_eval(g_br.db, &s_due, on_due, h, 3, &a) != 0) {
