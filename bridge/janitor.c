@@ -63,7 +63,8 @@ static struct {
  * removed; twice the limit of them are looked at, so that last visit's answers, gone now,
  * never starve the next due ones. */
 static br_script s_due = {
-    "local cur = redis.call('GET', KEYS[3]) or '0-0'\n"
+    "local cur = redis.call('GET', KEYS[3])\n"
+    "if not (cur and string.match(cur, '^%d+%-%d+$')) then cur = '0-0' end\n"
     "local new = redis.call('XRANGE', KEYS[1], '(' .. cur, '+', 'COUNT', ARGV[2])\n"
     "local def, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "for _, e in ipairs(new) do\n"

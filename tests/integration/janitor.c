@@ -86,6 +86,8 @@ Test(janitor, unregistered_and_returning_houses) {
     int bport, up;
     h_bridge_start(0, &bport, NULL, 1);
     h_upstream_start(&up);
+    /* A cursor that is not an entry id (someone's hand edit) is read as "from the start". */
+    freeReplyObject(h_cmd("SET gp:{typo}:jcursor not-an-id"));
     for (int i = 0; i < 3; i++) {
         char fid[32];
         snprintf(fid, sizeof fid, "typo-long-%d", i);
