@@ -114,6 +114,8 @@ $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
+# The house's request checks (path normalisation, header names and values).
+$(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.
 $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
 # The admin port's pure halves: request parsing (http-parser) and the metrics registry.
@@ -167,6 +169,10 @@ build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ihouse -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO)) -lm
+# The house's request checks: a path joined to a base never leaves it.
+build-fuzz/fuzz_reqcheck: tests/fuzz/fuzz_reqcheck.c house/reqcheck.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ihouse -fsanitize=fuzzer,address,undefined -o $@ $^
 # Key names read back from Redis (SCAN, keyspace channels) -> house ids.
 build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
 	@mkdir -p $(dir $@)

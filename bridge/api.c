@@ -607,21 +607,24 @@ static void on_rm(redisReply *r, void *ud) {
 
 static void remove_start(api_ctx *x) {
     const char *p = g_br.cfg.prefix;
-    char k[5][GP_KEY_MAX];
+    char k[GP_REG_RM_NKEYS][GP_KEY_MAX];
     gp_key_house(k[0], p, x->id);
     gp_key_state(k[1], p, x->id);
     gp_key_epoch(k[2], p, x->id);
     gp_key_recent(k[3], p, x->id);
     gp_key_req(k[4], p, x->id);
+    gp_key_rudp_ts(k[5], p, x->id);
+    gp_key_deadlines(k[6], p, x->id);
+    gp_key_jcursor(k[7], p, x->id);
     br_args a;
     br_args_init(&a);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < GP_REG_RM_NKEYS; i++)
         br_args_str(&a, k[i]);
     br_args_str(&a, "0"); /* the request stream stays: producers' requests get their 504 */
     br_args_str(&a, g_br.ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
-    rsend(x, &s_rm, 5, &a, on_rm, NULL);
+    rsend(x, &s_rm, GP_REG_RM_NKEYS, &a, on_rm, NULL);
     release(x);
 }
 

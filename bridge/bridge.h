@@ -239,6 +239,8 @@ void br_req_frame(br_conn *c, const gp_frame *f);
 void br_req_free_all(br_conn *c);
 void br_req_deadlines(br_conn *c, uint64_t now_redis);
 int br_req_in_flight(const br_conn *c, const char *entry_id);
+/* 1 while a reply to (house, entry) is being written or acknowledged by this bridge. */
+int br_reply_settling(const char *house, const char *entry_id);
 /* Next body frame of the round-robin queue into *f (data borrowed / in scratch). 1 if a
  * frame was produced, 0 if the queue is empty. When it was the body's last chunk, *spent
  * receives the body buffer, which the caller frees once the frame is encoded. */

@@ -24,9 +24,10 @@ static const cli_command commands[] = {
      "list registered houses with their state (bridge, transport, since, rtt, disabled)",
      "  --json             one JSON object per line instead of a table\n"},
     {"house", "rm", cli_house_rm, "ID [--purge]",
-     "remove a house: its registry entry, live state and fencing epoch",
-     "  --purge            also delete its request stream (pending requests are lost;\n"
-     "                     without it the stream is kept and its length reported)\n"},
+     "remove a house: its registry entry, live state, epoch, recent list, rudp stamp",
+     "  --purge            also delete its request stream and the janitor's index of it\n"
+     "                     (pending requests are lost; without it the stream is kept and\n"
+     "                     its length reported)\n"},
     {"house", "disable", cli_house_disable, "ID",
      "refuse a house: a bridge holding it closes it, and it cannot connect again",
      "  Sets disabled=1 in its registry hash and publishes \"disable ID\" on <prefix>:ctl.\n"

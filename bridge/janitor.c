@@ -3,8 +3,19 @@
  * passed somebody must answer it. One bridge at a time (a short lock key) walks the request
  * streams a slice per tick (SCAN MATCH <p>:{*}:req TYPE stream — not the registry: a
  * request for a house id that was never registered, a producer's typo, is owed its 504 too),
- * and for each house with no live holder answers the expired entries at the head of its
- * stream. Bounded work per tick. I/O side. */
+ * and for each house with no live holder answers the entries whose deadline has passed.
+ *
+ * Deadlines are not in stream order (a 24 h request may sit ahead of a 2 s one), so reading
+ * the head of the stream is not enough, and reading all of it costs as much as the backlog.
+ * Instead each house has an index in its own slot: <p>:{h}:deadlines (ZSET, entry id scored
+ * by deadline) and <p>:{h}:jcursor (the last entry id indexed). One script per visit indexes
+ * the entries after the cursor and returns those due; a member whose entry is gone (answered
+ * and acknowledged — by the janitor or by a bridge that took the house over —, trimmed,
+ * deleted) leaves the index when it next falls due. So a visit costs the new entries plus the
+ * due ones, whatever the backlog; due entries are answered through the bridge's settle path
+ * (br_reply_error: reply, then XACK+XDEL under the holder check) and leave the index on the
+ * visit after, once gone. `house rm --purge` deletes both keys with the stream (reglua.h).
+ * Bounded work per tick. I/O side. */
 #include "bridge.h"
 
 #include <stdlib.h>
@@ -12,7 +23,21 @@
 
 #define LOCK_MS 3000
 #define KEYS_PER_TICK 1000 /* SCAN COUNT: keys looked at per tick, of any kind */
-#define ENTRIES_PER_HOUSE 50
+/* Entries per script call (their bodies pass through the script's memory, up to max-body
+ * each): new ones indexed, due ones returned. A house with more new entries gets further
+ * calls in the same tick, up to INDEX_BATCHES; the rest waits for the next tick. */
+#define NEW_PER_CALL 100
+#define DUE_PER_CALL 50
+#define INDEX_BATCHES 20
+/* As bridge/entry.c reads `timeout_ms`; the janitor checks each due entry with its parser
+ * (br_entry_parse) before answering, and re-scores it if the two disagree. */
+#define DEFAULT_TIMEOUT_MS 30000
+#define MAX_TIMEOUT_MS 86400000
+/* The index and its cursor expire together this long after they last grew: members of
+ * entries a bridge delivered while it held the house are otherwise dropped only when the
+ * janitor visits the house again; after a long held spell (twice the longest deadline) the
+ * next visit simply indexes what is left in the stream again. */
+#define INDEX_TTL_MS (2ull * MAX_TIMEOUT_MS)
 
 /* KEYS: lock. ARGV: bridge id, ttl ms. SET NX PX, or renew if it is already ours. */
 static br_script s_lock = {
@@ -29,13 +54,52 @@ static struct {
     int node;         /* a cluster is walked one node after the other */
 } J = {0, 0, "0", 0};
 
+/* KEYS: req, deadlines, cursor. ARGV: now (Redis ms), new entries to index at most, due
+ * entries to return at most, default timeout ms, largest timeout ms, '1' to look for due
+ * entries even when more new ones remain, the index's TTL ms. Indexes the entries after the cursor
+ * (deadline = the entry id's ms + its timeout_ms) and moves the cursor past them; returns {number
+ * indexed, due entries that still exist} — the due ones only once the index has caught up
+ * (or when told), so that one visit looks them up once. Due members whose entry is gone are
+ * removed; twice the limit of them are looked at, so that last visit's answers, gone now,
+ * never starve the next due ones. */
+static br_script s_due = {
+    "local cur = redis.call('GET', KEYS[3])\n"
+    "if not (cur and string.match(cur, '^%d+%-%d+$')) then cur = '0-0' end\n"
+    "local new = redis.call('XRANGE', KEYS[1], '(' .. cur, '+', 'COUNT', ARGV[2])\n"
+    "local def, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "for _, e in ipairs(new) do\n"
+    "  local t, f = nil, e[2]\n"
+    "  for i = 1, #f - 1, 2 do if f[i] == 'timeout_ms' then t = f[i + 1] end end\n"
+    "  local n = t and #t <= 19 and string.match(t, '^%d+$') and tonumber(t) or nil\n"
+    "  if not n or n < 1 or n > max then n = def end\n"
+    "  local ms = tonumber(string.match(e[1], '^(%d+)')) or 0\n"
+    "  redis.call('ZADD', KEYS[2], ms + n, e[1])\n"
+    "end\n"
+    "if #new > 0 then\n"
+    "  redis.call('SET', KEYS[3], new[#new][1], 'PX', ARGV[7])\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
+    "end\n"
+    "local lim = tonumber(ARGV[3])\n"
+    "if #new >= tonumber(ARGV[2]) and ARGV[6] ~= '1' then return {#new, {}} end\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 2 * lim)\n"
+    "local out = {}\n"
+    "for _, id in ipairs(due) do\n"
+    "  local e = redis.call('XRANGE', KEYS[1], id, id)\n"
+    "  if #e == 0 then redis.call('ZREM', KEYS[2], id)\n"
+    "  elseif #out < lim then out[#out + 1] = e[1] end\n"
+    "end\n"
+    "return {#new, out}\n",
+    ""};
+
 typedef struct jhouse {
     char id[GP_MAX_HOUSE_ID + 1];
     char holder[80];
+    int calls; /* s_due calls this tick */
 } jhouse;
 
 void br_janitor_load_scripts(void) {
     br_db_load_script(g_br.db, &s_lock);
+    br_db_load_script(g_br.db, &s_due);
 }
 
 static void step_done(void) {
@@ -51,21 +115,45 @@ static int jsend(br_redis_fn fn, void *ud, const br_args *a) {
     return -1;
 }
 
-static void on_range(redisReply *rep, void *ud) {
+static void visit(jhouse *h);
+
+/* Re-scores a due member whose deadline, as the bridge's parser reads it, is later. */
+static void rescore(const char *house, const br_entry *en) {
+    char key[GP_KEY_MAX];
+    gp_key_deadlines(key, g_br.cfg.prefix, house);
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "ZADD");
+    br_args_str(&a, key);
+    br_args_str(&a, "XX");
+    br_args_u64(&a, en->deadline);
+    br_args_str(&a, en->entry_id);
+    br_db_cmd(g_br.db, NULL, NULL, &a);
+}
+
+static void on_due(redisReply *rep, void *ud) {
     jhouse *h = ud;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && !br_house_find(h->id)) {
+    int again = 0;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_ARRAY && !br_house_find(h->id)) {
         uint64_t now = br_now_redis();
         char reqkey[GP_KEY_MAX];
         gp_key_req(reqkey, g_br.cfg.prefix, h->id);
-        for (size_t i = 0; i < rep->elements; i++) {
-            const redisReply *e = rep->element[i];
+        const redisReply *due = rep->element[1];
+        for (size_t i = 0; i < due->elements; i++) {
+            const redisReply *e = due->element[i];
             if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
                 e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48)
                 continue;
             br_entry en;
             br_entry_parse(e, g_br.cfg.max_body, &en);
-            if (en.status < 0 || en.deadline > now)
+            if (en.status < 0 || br_reply_settling(h->id, en.entry_id))
+                continue; /* answered already, its acknowledgement on its way */
+            if (en.deadline > now) {
+                rescore(h->id, &en);
                 continue;
+            }
             if (en.status) {
                 br_reply_error(NULL, h->id, reqkey, &en, en.status, en.error, en.message,
                                h->holder);
@@ -75,24 +163,39 @@ static void on_range(redisReply *rep, void *ud) {
                                "no bridge holds this house", h->holder);
             }
         }
+        /* A full batch of new entries: more may follow, index them now. */
+        again = rep->element[0]->integer >= NEW_PER_CALL && h->calls < INDEX_BATCHES;
     }
-    free(h);
+    if (again)
+        visit(h);
+    else
+        free(h);
     step_done();
 }
 
-static void scan_stream(jhouse *h) {
-    char key[GP_KEY_MAX];
-    gp_key_req(key, g_br.cfg.prefix, h->id);
+static void visit(jhouse *h) {
+    char kreq[GP_KEY_MAX], kdl[GP_KEY_MAX], kcur[GP_KEY_MAX];
+    gp_key_req(kreq, g_br.cfg.prefix, h->id);
+    gp_key_deadlines(kdl, g_br.cfg.prefix, h->id);
+    gp_key_jcursor(kcur, g_br.cfg.prefix, h->id);
     br_args a;
     br_args_init(&a);
-    br_args_str(&a, "XRANGE");
-    br_args_str(&a, key);
-    br_args_str(&a, "-");
-    br_args_str(&a, "+");
-    br_args_str(&a, "COUNT");
-    br_args_u64(&a, ENTRIES_PER_HOUSE);
-    if (jsend(on_range, h, &a) != 0)
+    br_args_str(&a, kreq);
+    br_args_str(&a, kdl);
+    br_args_str(&a, kcur);
+    br_args_u64(&a, br_now_redis());
+    br_args_u64(&a, NEW_PER_CALL);
+    br_args_u64(&a, DUE_PER_CALL);
+    br_args_u64(&a, DEFAULT_TIMEOUT_MS);
+    br_args_u64(&a, MAX_TIMEOUT_MS);
+    br_args_str(&a, h->calls + 1 >= INDEX_BATCHES ? "1" : "0");
+    br_args_u64(&a, INDEX_TTL_MS);
+    h->calls++;
+    J.pending++;
+    if (br_db_eval(g_br.db, &s_due, on_due, h, 3, &a) != 0) {
+        J.pending--;
         free(h);
+    }
 }
 
 /* The state names a holder: it holds the house only while its lease lives (a bridge killed
@@ -100,7 +203,7 @@ static void scan_stream(jhouse *h) {
 static void on_lease(redisReply *rep, void *ud) {
     jhouse *h = ud;
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
-        scan_stream(h);
+        visit(h);
     else
         free(h);
     step_done();
@@ -120,7 +223,7 @@ static void on_state(redisReply *rep, void *ud) {
         if (jsend(on_lease, h, &a) != 0)
             free(h);
     } else {
-        scan_stream(h);
+        visit(h);
     }
     step_done();
 }

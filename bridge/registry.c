@@ -205,16 +205,19 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
-    char kctl[GP_KEY_MAX];
-    if (key_ctl(kctl, prefix) < 0) {
+    char kctl[GP_KEY_MAX], krudp[GP_KEY_MAX], kdl[GP_KEY_MAX], kcur[GP_KEY_MAX];
+    if (key_ctl(kctl, prefix) < 0 || gp_key_rudp_ts(krudp, prefix, id) < 0 ||
+        gp_key_deadlines(kdl, prefix, id) < 0 || gp_key_jcursor(kcur, prefix, id) < 0) {
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     /* The house's keys (one slot) in one script, shared with the bridge's JSON API
      * (reglua.h): the bridge holding the house is told to let it go. The set is another
      * slot. */
-    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_REG_RM_LUA, "5", khouse, kstate, kepoch,
-                        krecent, kreq, purge ? "1" : "0", kctl, id, NULL);
+    char nkeys[8];
+    snprintf(nkeys, sizeof nkeys, "%d", GP_REG_RM_NKEYS);
+    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_REG_RM_LUA, nkeys, khouse, kstate, kepoch,
+                        krecent, kreq, krudp, kdl, kcur, purge ? "1" : "0", kctl, id, NULL);
     if (!r)
         return GP_REG_REDIS;
     long long removed = 0;

@@ -416,6 +416,10 @@ void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_
     reply_unref(rp);
 }
 
+int br_reply_settling(const char *house, const char *entry_id) {
+    return settling(house, entry_id);
+}
+
 /* --- requests in flight ----------------------------------------------------------------- */
 
 int br_req_in_flight(const br_conn *c, const char *entry_id) {

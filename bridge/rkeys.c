@@ -40,6 +40,15 @@ int gp_key_janitor(char *out, const char *p) {
 int gp_key_recent(char *out, const char *p, const char *h) {
     return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:recent", p, h));
 }
+int gp_key_rudp_ts(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:rudp_ts", p, h));
+}
+int gp_key_deadlines(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:deadlines", p, h));
+}
+int gp_key_jcursor(char *out, const char *p, const char *h) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:jcursor", p, h));
+}
 int gp_key_ctl(char *out, const char *p) {
     return fmt(out, snprintf(out, GP_KEY_MAX, "%s:ctl", p));
 }

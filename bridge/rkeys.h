@@ -12,6 +12,9 @@
  *                         name any key of this family, <p>:rep:<anything> (br_reply_key_check)
  *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
  *   <p>:janitor           STRING lock (PX): the bridge answering expired requests of unheld houses
+ *   <p>:{h}:deadlines     ZSET  the janitor's index of the request stream: entry id by deadline
+ *   <p>:{h}:jcursor       STRING the last entry id the janitor has indexed
+ *   <p>:{h}:rudp_ts       STRING time of the last accepted rudp:// initiation (bridge/udp.c)
  * The live views (bridge/ADMIN.md):
  *   <p>:{h}:recent        LIST  the house's last requests, newest first (JSON objects)
  *   <p>:ctl               channel "disable <h>" / "remove <h>": the bridge holding h closes it
@@ -40,6 +43,9 @@ int gp_key_reply(char *out, const char *prefix, const char *frame_id);
 int gp_key_bridge(char *out, const char *prefix, const char *bridge_id);
 int gp_key_janitor(char *out, const char *prefix);
 int gp_key_recent(char *out, const char *prefix, const char *house);
+int gp_key_rudp_ts(char *out, const char *prefix, const char *house);
+int gp_key_deadlines(char *out, const char *prefix, const char *house);
+int gp_key_jcursor(char *out, const char *prefix, const char *house);
 int gp_key_ctl(char *out, const char *prefix);
 int gp_key_bstats(char *out, const char *prefix, const char *bridge_id);
 int gp_key_bridges(char *out, const char *prefix);

@@ -185,7 +185,9 @@ static const gp_conf_opt opts[] = {
     {"upstream", GP_CONF_STR, OFF(upstream), 0, 0, NULL, NULL,
      "default upstream base URL, e.g. http://127.0.0.1:8080 (requests without a service)"},
     {"service", GP_CONF_FN, 0, 0, 0, NULL, set_service,
-     "named upstream NAME=URL; repeat for more. Nothing else is ever reachable"},
+     "named upstream NAME=URL; repeat for more. Nothing else is ever reachable: a request's "
+     "path is normalised under the base URL's path and refused (400) if its dot segments "
+     "(.., %2e%2e) would leave it or it holds \\, %2f or %5c"},
     {"max-body", GP_CONF_INT, OFF(max_body), 0, 1LL << 32, "8388608", NULL,
      "largest request body in bytes (larger: 413 too_large) [SIGHUP]"},
     {"max-response", GP_CONF_INT, OFF(max_response), 0, 1LL << 40, "67108864", NULL,

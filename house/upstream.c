@@ -4,8 +4,13 @@
  * I/O side.
  *
  * Security: the URL is always a configured base URL plus the request's path, which must start
- * with '/', so the authority comes from the config and never from the request; redirects are
- * not followed, only http/https are allowed, proxies from the environment are ignored.
+ * with '/', so the authority comes from the config and never from the request; the path is
+ * normalised first and refused if its dot segments (plain or percent-encoded) would climb
+ * out of the base path (reqcheck.c), and curl is told to send it as it is then, so what the
+ * upstream sees is what was checked; header names must be tokens and values free of control
+ * bytes (an upstream may read "Transfer-Encoding :" or a VT differently from the house);
+ * redirects are not followed, only http/https are allowed, proxies from the environment are
+ * ignored.
  *
  * A response is streamed as it arrives: RESP_HEAD once the final status and headers are in,
  * then RESP_BODY chunks of GP_BODY_CHUNK, the last with FIN. When a transfer fails after its
@@ -14,6 +19,7 @@
 #include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
+#include "reqcheck.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -173,13 +179,6 @@ static int token_ok(const char *s, size_t max) {
     return 1;
 }
 
-static int header_value_ok(const char *v) {
-    for (; *v; v++)
-        if (*v == '\r' || *v == '\n')
-            return 0;
-    return 1;
-}
-
 /* Headers that describe one hop, not the message; curl sets its own where needed. */
 static int hop_by_hop(const char *n, size_t len) {
     static const char *const names[] = {"connection",
@@ -222,10 +221,24 @@ int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const
             *message = "path contains spaces or control characters (percent-encode them)";
             return -1;
         }
+    char *clean = malloc(pl + 1);
+    const char *why = NULL;
+    int cl = clean ? hs_path_clean(r->path, pl, clean, pl + 1, &why) : -1;
+    free(clean);
+    if (cl < 0) {
+        *message = why ? why : "house out of memory";
+        return -1;
+    }
     for (size_t i = 0; i < r->nheaders; i++) {
-        const char *n = (const char *)r->headers[i].name.p;
-        if (!token_ok(n, 256) || !header_value_ok((const char *)r->headers[i].value.p)) {
-            *message = "header name must be an HTTP token, value without CR/LF";
+        const gp_header *h = &r->headers[i];
+        int name_ok = hs_header_name_ok((const char *)h->name.p, h->name.len);
+        if (!name_ok || !hs_header_value_ok((const char *)h->value.p, h->value.len)) {
+            char shown[72];
+            hs_printable((const char *)h->name.p, h->name.len, shown, sizeof shown);
+            snprintf(msg, sizeof msg, "header \"%s\": %s", shown,
+                     !name_ok ? "name must be an HTTP token (no spaces, no ':')"
+                              : "value holds a control character (only HTAB is allowed)");
+            *message = msg;
             return -1;
         }
     }
@@ -485,10 +498,11 @@ static int add_header(hs_xfer *x, const char *line) {
 
 static int build(hs_xfer *x, const hs_request *r) {
     size_t bl = strlen(r->base_url), pl = strlen(r->path);
-    if (!(x->url = malloc(bl + pl + 1)))
+    const char *why;
+    if (!(x->url = malloc(bl + pl + 1)) ||
+        hs_path_clean(r->path, pl, x->url + bl, pl + 1, &why) < 0) /* checked before: no fail */
         return -1;
     memcpy(x->url, r->base_url, bl);
-    memcpy(x->url + bl, r->path, pl + 1);
     CURL *e = x->e;
     int ok = 1;
 #define SET(opt, val) ok &= curl_easy_setopt(e, opt, val) == CURLE_OK
@@ -499,6 +513,7 @@ static int build(hs_xfer *x, const hs_request *r) {
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_NOPROXY, "*");
+    SET(CURLOPT_PATH_AS_IS, 1L); /* already normalised: no second reading of its dots */
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, x);
     SET(CURLOPT_WRITEFUNCTION, on_write);

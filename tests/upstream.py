@@ -13,6 +13,8 @@ Endpoints (any method unless noted):
   /hits?id=X      how many requests carried X-Frame-Id: X so far (JSON {"id":..,"hits":n});
                   without id: the whole table
   /headers        JSON object of the request headers (lower-cased names)
+  /seen           JSON list of the raw request targets received so far, in order (not
+                  counting requests for /seen itself): what a house really asked for
 """
 import argparse
 import hashlib
@@ -25,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 HITS = {}
 HITS_LOCK = threading.Lock()
+SEEN = []  # raw request targets, as received
 
 
 def pseudo_random(n, seed):
@@ -79,6 +82,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         body = self.read_body()
+        if self.path == "/seen":
+            with HITS_LOCK:
+                return self.send_json(200, list(SEEN))
+        with HITS_LOCK:
+            SEEN.append(self.path)
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         parts = [p for p in url.path.split("/") if p]
