@@ -50,31 +50,54 @@ static int is_token(gp_str s, size_t max) {
     return 1;
 }
 
-/* Header values may hold any byte but CR, LF and NUL (no header injection upstream). */
+/* Header values, both ways (a producer's request, a house's response): no control byte but
+ * HTAB, and no DEL (RFC 7230 field-value). CR/LF would inject headers; VT, FF, ESC and the
+ * rest are read differently by different parsers, so nobody downstream sees them. */
 static int header_value_ok(const char *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+    for (size_t i = 0; i < n; i++) {
+        uint8_t b = (uint8_t)v[i];
+        if ((b < 0x20 && b != '\t') || b == 0x7f)
             return 0;
+    }
     return 1;
 }
 
-/* NULL if `s` is not a JSON object of string values usable as HTTP headers. */
-json_t *br_headers_load(gp_str s) {
+/* why (NULL ok): what is wrong, naming the header (printable bytes of its name, at most 40). */
+static json_t *headers_bad(json_t *h, char *why, size_t whylen, const char *k, const char *what) {
+    if (why && whylen) {
+        char name[41];
+        size_t n = 0;
+        for (; k && k[n] && n < sizeof name - 1; n++)
+            name[n] = k[n] > 0x20 && k[n] < 0x7f && k[n] != '"' && k[n] != '\\' ? k[n] : '?';
+        name[n] = '\0';
+        if (k)
+            snprintf(why, whylen, "header \"%s\": %s", name, what);
+        else
+            snprintf(why, whylen, "headers %s", what);
+    }
+    json_decref(h);
+    return NULL;
+}
+
+json_t *br_headers_load(gp_str s, char *why, size_t whylen) {
     json_t *h = json_loadb((const char *)s.p, s.len, 0, NULL);
-    if (!h || !json_is_object(h) || json_object_size(h) > GP_MAX_HEADERS)
-        goto bad;
+    if (!h || !json_is_object(h))
+        return headers_bad(h, why, whylen, NULL, "must be a JSON object of string values");
+    if (json_object_size(h) > GP_MAX_HEADERS)
+        return headers_bad(h, why, whylen, NULL, "has too many entries");
     for (void *it = json_object_iter(h); it; it = json_object_iter_next(h, it)) {
         const char *k = json_object_iter_key(it);
         json_t *v = json_object_iter_value(it);
-        if (!json_is_string(v) || !is_token(gp_str_c(k), 256) ||
-            !header_value_ok(json_string_value(v), json_string_length(v)) ||
-            json_string_length(v) > 65535)
-            goto bad;
+        if (!is_token(gp_str_c(k), 256))
+            return headers_bad(h, why, whylen, k, "name is not an HTTP token (1-256 bytes)");
+        if (!json_is_string(v))
+            return headers_bad(h, why, whylen, k, "value is not a string");
+        if (json_string_length(v) > 65535)
+            return headers_bad(h, why, whylen, k, "value is longer than 65535 bytes");
+        if (!header_value_ok(json_string_value(v), json_string_length(v)))
+            return headers_bad(h, why, whylen, k, "value holds a control character other than tab");
     }
     return h;
-bad:
-    json_decref(h);
-    return NULL;
 }
 
 static void bad(br_entry *o, const char *msg) {
@@ -147,10 +170,10 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
         bad(o, "path must start with / and hold no spaces or control characters");
     if (o->service.len > 255 || !printable(o->service))
         bad(o, "service must be a printable name of at most 255 bytes");
-    if (o->headers.len) {
-        json_t *h = br_headers_load(o->headers);
+    if (o->headers.len && !o->status) { /* msgbuf: nobody's message yet */
+        json_t *h = br_headers_load(o->headers, o->msgbuf, sizeof o->msgbuf);
         if (!h)
-            bad(o, "headers must be a JSON object of string values");
+            bad(o, o->msgbuf);
         json_decref(h);
     }
     if (!o->status && o->body.len > (size_t)max_body) {
@@ -220,9 +243,8 @@ int br_resp_status_ok(unsigned status) {
 const char *br_resp_header_check(gp_str name, gp_str value) {
     if (!is_token(name, 256))
         return "header_name";
-    for (size_t i = 0; i < value.len; i++)
-        if ((value.p[i] < 0x20 && value.p[i] != '\t') || value.p[i] == 0x7f)
-            return "header_value";
+    if (!header_value_ok((const char *)value.p, value.len))
+        return "header_value";
     return NULL;
 }
 

@@ -25,9 +25,10 @@ typedef struct br_entry {
 void br_entry_parse(const redisReply *e, long long max_body, br_entry *out);
 
 /* Parses a `headers` field: a JSON object of at most GP_MAX_HEADERS string values whose names
- * are HTTP tokens and whose values hold no CR, LF or NUL. NULL if it is not; the caller owns
- * (json_decref) the result. */
-json_t *br_headers_load(gp_str s);
+ * are HTTP tokens and whose values hold no control byte but tab (nor DEL). NULL if it is not,
+ * with what is wrong, naming the header, in why (NULL ok); the caller owns (json_decref) the
+ * result. */
+json_t *br_headers_load(gp_str s, char *why, size_t whylen);
 
 /* --- reply keys (README: Reply) ----------------------------------------------------------- */
 /* A reply key is `<prefix>:rep:` and at least one more byte, at most BR_REPLY_KEY_MAX bytes in

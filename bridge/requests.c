@@ -513,7 +513,7 @@ void br_req_free_all(br_conn *c) {
 /* key: the checked reply key, or NULL (no reply wanted). */
 static void forward(br_conn *c, const br_entry *en, const char *key, uint64_t now) {
     br_req *r = calloc(1, sizeof *r);
-    json_t *h = en->headers.len ? br_headers_load(en->headers) : NULL;
+    json_t *h = en->headers.len ? br_headers_load(en->headers, NULL, 0) : NULL;
     gp_header hs[GP_MAX_HEADERS];
     size_t nh = 0;
     if (!r)

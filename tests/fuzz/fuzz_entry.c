@@ -86,7 +86,7 @@ static int announces_huge(const uint8_t *p, size_t n) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    json_decref(br_headers_load((gp_str){data, size}));
+    json_decref(br_headers_load((gp_str){data, size}, NULL, 0));
     check_header(data, size);
     if (announces_huge(data, size))
         return 0;

@@ -143,7 +143,7 @@ Test(guard, hostile_header_names_and_values_are_refused) {
     static const struct {
         const char *headers, *names;
     } bad[] = {
-        /* The bridge's entry parser refuses this name already (without naming it); the
+        /* The bridge's entry parser refuses this name already (as "Transfer-Encoding?"); the
          * house refuses it too when a bridge lets it through (tests/unit/reqcheck.c). */
         {"{\"Transfer-Encoding \":\"chunked\"}", NULL},
         {"{\"X-Vt\":\"a\\u000bb\"}", "X-Vt"},

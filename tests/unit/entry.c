@@ -140,3 +140,37 @@ Test(entry, clip_keeps_utf8_whole) {
     size_t n = br_clip_len(u, strlen(u), 6);
     cr_assert_eq(n, 2, "cut to %zu", n);
 }
+
+/* A producer's request headers: the same value rule as a house's response, and the message
+ * names the header (the bridge answers 400 before the house ever sees them). */
+static const char *hl(const char *json) {
+    static char why[160];
+    json_t *h = br_headers_load(gp_str_c(json), why, sizeof why);
+    if (h) {
+        json_decref(h);
+        return NULL;
+    }
+    return why;
+}
+
+Test(entry, request_headers) {
+    cr_assert_null(hl("{\"X-Tab\":\"a\\tb\",\"X-Utf8\":\"caf\\u00e9\"}"));
+    const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"{\"X-Vt\":\"a\\u000bb\"}", "header \"X-Vt\": value holds a control character"},
+        {"{\"X-Ff\":\"\\u000c\"}", "header \"X-Ff\": value holds a control character"},
+        {"{\"X-Esc\":\"\\u001b]0;t\\u0007\"}", "header \"X-Esc\": value holds a control"},
+        {"{\"X-Del\":\"a\\u007f\"}", "header \"X-Del\": value holds a control"},
+        {"{\"X-Cr\":\"a\\r\\nSet-Cookie: x\"}", "header \"X-Cr\": value holds a control"},
+        {"{\"Transfer-Encoding \":\"chunked\"}", "header \"Transfer-Encoding?\": name is not"},
+        {"{\"X-N\":1}", "header \"X-N\": value is not a string"},
+        {"[1]", "headers must be a JSON object"},
+        {"{", "headers must be a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = hl(bad[i].json);
+        cr_assert_not_null(why, "%s was accepted", bad[i].json);
+        cr_assert(strncmp(why, bad[i].why, strlen(bad[i].why)) == 0, "%s: '%s'", bad[i].json, why);
+    }
+}
