@@ -40,7 +40,9 @@ typedef struct br_config {
     int check_config; /* --check-config: validate, say so, exit */
     /* the admin port (bridge/ADMIN.md) */
     long long admin_listen, recent;
-    char *admin_bind, *admin_token, *admin_token_file;
+    char *admin_bind, *admin_token, *admin_token_file, *admin_host;
+    /* connections that have not authenticated yet (bridge/flood.c) */
+    long long preauth_max, preauth_per_addr, auth_timeout;
 } br_config;
 
 typedef struct br_req br_req;
@@ -275,7 +277,8 @@ typedef struct br_metrics {
     gp_metrics *reg;
     gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
         *bytes, *compressed, *rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt, *redis_reconnects,
-        *pending_claimed, *fenced, *janitor_timeouts, *admin_conns;
+        *pending_claimed, *fenced, *janitor_timeouts, *admin_conns, *preauth, *preauth_shed,
+        *accept_pauses, *log_suppressed;
 } br_metrics;
 extern br_metrics g_bm;
 int br_stats_init(void); /* 0, or -1 out of memory */

@@ -3,6 +3,7 @@
  * AUTH -> WELCOME) with rate limiting and decoy secrets. What follows the handshake is the
  * transport-neutral conn.c. I/O side; the codec and the proofs are proto/'s pure functions. */
 #include "bridge.h"
+#include "flood.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -175,9 +177,11 @@ static void on_frame(br_conn *c, const gp_frame *f) {
             protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     case BR_CS_CHALLENGED:
-        if (f->type == GP_FRAME_AUTH)
+        if (f->type == GP_FRAME_AUTH) {
             on_auth(c, f);
-        else
+            if (c->state == BR_CS_CLAIMING || c->state == BR_CS_LIVE)
+                br_flood_authed(wsi_of(c)); /* proved who it is: no longer pre-auth */
+        } else
             protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     case BR_CS_LOOKUP:
@@ -273,6 +277,7 @@ static void on_established(struct lws *wsi, br_conn **slot) {
         c = NULL;
     }
     *slot = c;
+    br_flood_upgraded(wsi);
     if (c && g_br.stopping)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
@@ -287,6 +292,21 @@ static void on_closed(br_conn *c) {
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
+    /* Connection life, before `user` is our slot (flood.c counts pre-auth connections). */
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        br_flood_accepted(
+            (const struct sockaddr *)&((struct lws_filter_network_conn_args *)user)->cli_addr);
+        return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        br_flood_adopted(wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        br_flood_destroyed(wsi);
+        return 0;
+    default:
+        break;
+    }
     br_conn **slot = user;
     br_conn *c = slot ? *slot : NULL;
     switch (reason) {
@@ -324,20 +344,29 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
  * would slowly touch 600 MiB as the heap is reused. */
 #define RX_BUFFER 4096
 
+/* Descriptors kept out of lws's table (a quarter of the limit when that is less): Redis (two
+ * per node, up to 64 nodes), the admin port (64 connections), UDP, uv's own, files. */
+#define FD_RESERVE 320
+
 static const struct lws_protocols protocols[] = {
     /* First, so an upgrade that names no subprotocol still lands here. */
     {"ghostport.v1", callback, sizeof(br_conn *), RX_BUFFER, 0, NULL, GP_BODY_CHUNK + 4096},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* lws's lines: a peer can trigger them at will, so they are rate-limited. lws 4.1 logs a
+ * failed accept(2) and returns, leaving the listening socket readable: out of descriptors,
+ * that is a busy loop, which flood.c breaks. */
 static void lws_log_emit(int level, const char *line) {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    br_log(level == LLL_ERR    ? BR_LOG_ERROR
-           : level == LLL_WARN ? BR_LOG_WARN
-                               : BR_LOG_DEBUG,
-           "lws", "msg=%s", br_q(line, n));
+    if (strstr(line, "accept: errno 24") || strstr(line, "accept: errno 23"))
+        br_flood_emfile();
+    br_logr(level == LLL_ERR    ? BR_LOG_ERROR
+            : level == LLL_WARN ? BR_LOG_WARN
+                                : BR_LOG_DEBUG,
+            "lws", "msg=%s", br_q(line, n));
 }
 
 /* 1 when another socket already listens on bind:port (which lws would fail on after
@@ -400,7 +429,24 @@ int br_tunnel_start(void) {
                cfg->listen, tls, br_qs(strerror(EADDRINUSE)));
         return -1;
     }
+    /* lws sizes its descriptor table from the soft limit it sees when the context is made,
+     * and stops accepting when that table is full. Show it the limit less a reserve for the
+     * rest (Redis, the admin port, UDP, files), then give the process its limit back: the
+     * table fills before the process does, so accept(2) does not meet EMFILE in a flood. */
+    struct rlimit rl;
+    unsigned lws_fds = 1u << 20;
+    int lowered = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64) {
+        rlim_t reserve = rl.rlim_cur / 4 < FD_RESERVE ? rl.rlim_cur / 4 : FD_RESERVE;
+        struct rlimit lower = {rl.rlim_cur - reserve, rl.rlim_max};
+        lowered = setrlimit(RLIMIT_NOFILE, &lower) == 0;
+        if (lowered)
+            lws_fds = (unsigned)lower.rlim_cur;
+    }
     g_br.lws = lws_create_context(&info);
+    if (lowered)
+        setrlimit(RLIMIT_NOFILE, &rl);
+    br_flood_init(lws_fds);
     if (!g_br.lws) {
         br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d", br_qs(cfg->bind),
                cfg->listen, tls);
@@ -418,7 +464,11 @@ int br_tunnel_start(void) {
         _exit(1);
     }
     g_br.listen_port = lws_get_vhost_listen_port(vh);
-    br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=%s", br_qs(cfg->bind),
-           g_br.listen_port, tls ? "wss" : "ws");
+    br_log(BR_LOG_INFO, "listening",
+           "bind=%s port=%d transport=%s max_fds=%llu lws_fds=%u preauth_max=%u "
+           "preauth_per_addr=%u",
+           br_qs(cfg->bind), g_br.listen_port, tls ? "wss" : "ws",
+           (unsigned long long)(lowered ? rl.rlim_cur : 0), lws_fds, br_flood_cap_total(),
+           br_flood_cap_addr());
     return 0;
 }
