@@ -305,6 +305,9 @@ void br_admin_stop(void);
 /* Reads cfg's admin token (admin-token-file wins over admin-token) into hash (BLAKE2b-256)
  * and *has (0: none configured). 0, or -1 with a message in err (file unreadable, empty). */
 int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *err, size_t errlen);
+/* A bearer token from client addr ("ip:port"), with wrong ones rate-limited per address:
+ * 0 right, 403 wrong, 429 too many wrong ones lately (retry after *retry_s seconds). */
+int br_admin_token_check(const char *addr, const char *token, size_t len, unsigned *retry_s);
 /* Constant-time check of a bearer token against the configured one. */
 int br_admin_token_ok(const char *token, size_t len);
 struct gp_admin_call;
