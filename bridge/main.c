@@ -98,9 +98,8 @@ static const gp_conf_opt opts[] = {
     {"admin-bind", GP_CONF_STR, OFF(admin_bind), 0, 0, "127.0.0.1", NULL,
      "address of the admin port (plain HTTP: keep it on localhost or a management network)"},
     {"admin-host", GP_CONF_STR, OFF(admin_host), 0, 0, NULL, NULL,
-     "Host names the admin port answers, comma-separated, besides localhost, 127.0.0.1, [::1] "
-     "and the admin bind address (others get 421: no DNS rebinding); add the names a browser "
-     "or Prometheus uses"},
+     "Host names the admin port answers, comma-separated, besides IP addresses and localhost "
+     "(others get 421: no DNS rebinding); add the names a browser or Prometheus uses"},
     {"admin-token", GP_CONF_STR, OFF(admin_token), 0, 0, NULL, NULL,
      "bearer token for the JSON API (prefer admin-token-file; none: the API answers 403 "
      "admin_disabled) [SIGHUP]"},
