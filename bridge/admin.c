@@ -131,7 +131,11 @@ static void on_asset(gp_admin_call *call, const gp_http_request *req, void *ud) 
 /* --- server ----------------------------------------------------------------------------- */
 
 static void admin_log(int level, const char *event, const char *kv) {
-    br_log(level, event, "%s", kv);
+    /* warnings here are a client's doing (busy, misdirected): rate-limited */
+    if (level <= BR_LOG_WARN)
+        br_logr(level, event, "%s", kv);
+    else
+        br_log(level, event, "%s", kv);
 }
 
 int br_admin_start(void) {
