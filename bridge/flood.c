@@ -46,7 +46,7 @@ typedef struct pa_rec {
 
 struct pa_addr {
     pa_addr *hnext;
-    char ip[INET6_ADDRSTRLEN];
+    char ip[INET6_ADDRSTRLEN + 4];
     unsigned n;
     pa_rec *head, *tail;
 };
@@ -58,7 +58,8 @@ static struct {
     unsigned n;
     pa_rec *by_wsi[BUCKETS];
     pa_addr *by_addr[BUCKETS];
-    char pending[INET6_ADDRSTRLEN]; /* address of the connection being adopted */
+    char
+        pending[INET6_ADDRSTRLEN + 4]; /* address (IPv6: its /64) of the connection being adopted */
     int has_pending;
     /* EMFILE */
     int spare;
@@ -208,10 +209,17 @@ static void peer_ip(const struct sockaddr *sa, char *out, size_t cap) {
     } else if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
         /* IPv4 peers on a dual-stack socket: count them under their IPv4 address */
-        if (IN6_IS_ADDR_V4MAPPED(a6))
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
             inet_ntop(AF_INET, a6->s6_addr + 12, out, (socklen_t)cap);
-        else
-            inet_ntop(AF_INET6, a6, out, (socklen_t)cap);
+        } else {
+            /* One IPv6 host usually holds a whole /64: count per /64, or the per-address
+             * cap would mean nothing there. */
+            struct in6_addr net = *a6;
+            memset(net.s6_addr + 8, 0, 8);
+            char t[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, &net, t, sizeof t);
+            snprintf(out, cap, "%.*s/64", (int)(cap > 4 ? cap - 4 : 0), t);
+        }
     }
 }
 
