@@ -24,13 +24,11 @@
  * body, and a reset can discard the answer before the client reads it. */
 #include "admin_http.h"
 
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define MAX_ROUTES 32
 #define READ_BUF 16384
@@ -313,40 +311,6 @@ static const route *match(const gp_admin *a, const char *path) {
     return best;
 }
 
-/* Host (name or name:port): an IP literal, localhost, or a configured name. */
-static int host_ok(const gp_admin *a, const char *host) {
-    char name[256];
-    size_t n = strlen(host);
-    if (n == 0)
-        return 1; /* not a browser: browsers always name the host */
-    if (host[0] == '[')
-        return strchr(host, ']') != NULL; /* [IPv6 literal]:port */
-    const char *colon = strrchr(host, ':');
-    if (colon && strspn(colon + 1, "0123456789") == strlen(colon + 1))
-        n = (size_t)(colon - host);
-    if (n >= sizeof name)
-        return 0;
-    memcpy(name, host, n);
-    name[n] = '\0';
-    struct in_addr ia;
-    if (inet_pton(AF_INET, name, &ia) == 1 || strcasecmp(name, "localhost") == 0)
-        return 1;
-    for (const char *p = a->hosts; *p;) {
-        size_t len = strcspn(p, ",");
-        const char *e = p + len;
-        while (p < e && *p == ' ')
-            p++;
-        const char *pc = memchr(p, ':', (size_t)(e - p)); /* an entry may name a port */
-        size_t l = (size_t)((pc ? pc : e) - p);
-        while (l && p[l - 1] == ' ')
-            l--;
-        if (l == n && strncasecmp(p, name, n) == 0)
-            return 1;
-        p = *e ? e + 1 : e;
-    }
-    return 0;
-}
-
 static void dispatch(conn *c, const gp_http_request *req) {
     gp_admin_call *call = calloc(1, sizeof *call);
     if (!call) {
@@ -359,7 +323,7 @@ static void dispatch(conn *c, const gp_http_request *req) {
     c->call = call;
     uv_timer_stop(&c->timer);
     const char *host = gp_http_header_get(req, "host");
-    if (host && !host_ok(c->a, host)) {
+    if (host && !gp_http_host_allowed(host, c->a->hosts)) {
         char shown[65];
         size_t k = 0;
         for (const char *p = host; *p && k < sizeof shown - 1; p++)
