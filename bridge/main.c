@@ -86,8 +86,8 @@ static const gp_conf_opt opts[] = {
      "connections not authenticated yet, in all (at most half the descriptors lws may use); "
      "past it the oldest is closed"},
     {"preauth-per-addr", GP_CONF_INT, OFF(preauth_per_addr), 1, 1000000, "256", NULL,
-     "connections not authenticated yet per source address (houses behind one NAT share it); "
-     "past it that address's oldest is closed"},
+     "connections not authenticated yet per source address (IPv6: per /64; houses behind one "
+     "NAT share it); past it that address's oldest is closed"},
     {"auth-timeout", GP_CONF_INT, OFF(auth_timeout), 1, 600, "10", NULL,
      "seconds from accept for a house to authenticate before it is closed"},
     {"redis-timeout", GP_CONF_INT, OFF(redis_timeout), 100, 600000, "5000", NULL,
