@@ -440,8 +440,8 @@ int br_tunnel_start(void) {
         rlim_t reserve = rl.rlim_cur / 4 < FD_RESERVE ? rl.rlim_cur / 4 : FD_RESERVE;
         struct rlimit lower = {rl.rlim_cur - reserve, rl.rlim_max};
         lowered = setrlimit(RLIMIT_NOFILE, &lower) == 0;
-        if (lowered)
-            lws_fds = (unsigned)lower.rlim_cur;
+        if (lowered) /* lws takes a limit over 10,000,000 for a mistake and uses 2,560 */
+            lws_fds = lower.rlim_cur > 10000000 ? 2560 : (unsigned)lower.rlim_cur;
     }
     g_br.lws = lws_create_context(&info);
     if (lowered)
