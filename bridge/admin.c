@@ -78,6 +78,27 @@ int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *
     return 0;
 }
 
+/* Wrong tokens per client address: TOKEN_BURST back to back, then one every
+ * TOKEN_RETRY_S seconds; past that the API answers 429 without looking at the token. */
+#define TOKEN_BURST 10
+#define TOKEN_RETRY_S 10
+static gp_ratelimit *g_token_rl;
+
+int br_admin_token_check(const char *addr, const char *token, size_t len, unsigned *retry_s) {
+    if (!g_token_rl && !(g_token_rl = gp_ratelimit_new(TOKEN_BURST, 60 / TOKEN_RETRY_S, 4096)))
+        return 403;
+    /* "ip:port": the port changes with every connection, the address does not */
+    const char *colon = strrchr(addr, ':');
+    gp_str key = {(const uint8_t *)addr, colon ? (size_t)(colon - addr) : strlen(addr)};
+    *retry_s = TOKEN_RETRY_S;
+    if (!gp_ratelimit_allow(g_token_rl, key, br_now()))
+        return 429;
+    if (br_admin_token_ok(token, len))
+        return 0;
+    gp_ratelimit_fail(g_token_rl, key, br_now());
+    return 403;
+}
+
 int br_admin_token_ok(const char *token, size_t len) {
     if (!g_br.has_admin_token)
         return 0;
@@ -91,6 +112,12 @@ int br_admin_token_ok(const char *token, size_t len) {
 
 /* --- plain routes ----------------------------------------------------------------------- */
 
+/* The dashboard's policy (also in index.html's <meta>, which cannot say frame-ancestors). */
+#define DASHBOARD_HEADERS                                                                          \
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "           \
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "              \
+    "frame-ancestors 'none'\r\n"
+
 static void on_asset(gp_admin_call *call, const gp_http_request *req, void *ud) {
     (void)ud;
     if (!gp_admin_get_only(call, req))
@@ -103,20 +130,28 @@ static void on_asset(gp_admin_call *call, const gp_http_request *req, void *ud) 
         gp_admin_reply_error(call, 404, "not_found", "no such file");
         return;
     }
-    gp_admin_reply(call, 200, ctype ? ctype : "application/octet-stream", NULL, p, len);
+    gp_admin_reply(call, 200, ctype ? ctype : "application/octet-stream", DASHBOARD_HEADERS, p,
+                   len);
 }
 
 /* --- server ----------------------------------------------------------------------------- */
 
 static void admin_log(int level, const char *event, const char *kv) {
-    br_log(level, event, "%s", kv);
+    /* warnings here are a client's doing (busy, misdirected): rate-limited */
+    if (level <= BR_LOG_WARN)
+        br_logr(level, event, "%s", kv);
+    else
+        br_log(level, event, "%s", kv);
 }
 
 int br_admin_start(void) {
     const br_config *cfg = &g_br.cfg;
     if (cfg->admin_listen < 0)
         return 0;
-    gp_admin_cfg ac = {.bind = cfg->admin_bind, .port = (int)cfg->admin_listen, .log = admin_log};
+    gp_admin_cfg ac = {.bind = cfg->admin_bind,
+                       .port = (int)cfg->admin_listen,
+                       .hosts = cfg->admin_host,
+                       .log = admin_log};
     gp_admin *a = gp_admin_new(g_br.loop, &ac);
     if (!a)
         return -1;
@@ -142,4 +177,6 @@ void br_admin_stop(void) {
     gp_admin_close(g_br.admin);
     g_br.admin = NULL;
     br_api_free();
+    gp_ratelimit_free(g_token_rl);
+    g_token_rl = NULL;
 }

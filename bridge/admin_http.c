@@ -4,9 +4,19 @@
  * One request at a time per connection: while a handler has not answered, the connection
  * stops reading, and bytes already read that belong to the next request (pipelining) wait
  * in a copy. So a connection holds at most one request and one read buffer of input, and a
- * slow or hostile client costs a bounded amount of memory: max_conns of those. Timers: a
- * connection without a request closes after idle_ms; a request must arrive whole within
- * request_ms of its first byte (a slow drip of bytes does not keep it alive).
+ * slow or hostile client costs a bounded amount of memory: max_conns of those. Timers: a new
+ * connection must deliver a whole request within request_ms of its accept; a keep-alive one
+ * without a request closes after idle_ms, and once a request starts it must be whole within
+ * request_ms (a slow drip of bytes does not keep it alive).
+ *
+ * Slowloris: a client may hold at most max_per_addr connections and all clients max_conns.
+ * A new connection past a cap closes the OLDEST connection (of that address, or of all) that
+ * has no request being answered, so held-open half requests cannot lock out /metrics,
+ * /readyz or the dashboard; only when every connection is busy is the newcomer refused.
+ *
+ * DNS rebinding: a page of some web site whose name later resolves to this address would be
+ * same-origin with the admin port. Such a request names that site in Host, so requests are
+ * answered only for IP literals, localhost and the names configured (421 otherwise).
  *
  * A request refused before it was read whole (413, 400) is answered and the connection then
  * lingers: its write side is shut and what the client still sends is read and dropped for a
@@ -39,6 +49,7 @@ struct gp_admin {
     uv_loop_t *loop;
     gp_admin_cfg cfg;
     char bind[64];
+    char hosts[512];
     uv_tcp_t listener;
     int listener_open, closing;
     route routes[MAX_ROUTES];
@@ -61,7 +72,10 @@ struct conn {
     unsigned writes; /* uv_write requests in flight */
     gp_http_req *parser;
     char addr[80];
-    uint8_t *pend; /* input read past a request whose answer is pending */
+    char ip[INET6_ADDRSTRLEN];
+    uint64_t since;  /* accepted, loop ms: the oldest is shed first */
+    int deadline_on; /* the request deadline runs (from accept, or the request's first byte) */
+    uint8_t *pend;   /* input read past a request whose answer is pending */
     size_t pend_len;
     gp_admin_call *call;
 };
@@ -115,6 +129,10 @@ const char *gp_admin_status_text(int status) {
         return "Conflict";
     case 413:
         return "Payload Too Large";
+    case 421:
+        return "Misdirected Request";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -180,7 +198,13 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void arm_idle(conn *c) {
+    c->deadline_on = 0;
     uv_timer_start(&c->timer, on_timer, c->a->cfg.idle_ms, 0);
+}
+
+static void arm_request(conn *c) {
+    c->deadline_on = 1;
+    uv_timer_start(&c->timer, on_timer, c->a->cfg.request_ms, 0);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
@@ -233,12 +257,19 @@ static void send_raw(conn *c, char *head, size_t hlen, const void *body, size_t 
 
 static void respond(conn *c, int status, const char *ctype, const char *extra, const void *body,
                     size_t len, int keep_alive, int head) {
-    char h[1024];
+    char h[2048];
+    /* Nothing here is meant to be framed or to run as a page, unless the handler (the
+     * dashboard) sends its own policy. */
+    int own_csp = extra && strstr(extra, "Content-Security-Policy:");
     int n = snprintf(h, sizeof h,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                     "X-Frame-Options: DENY\r\n%s"
                      "Connection: %s\r\n%s\r\n",
                      status, gp_admin_status_text(status), ctype ? ctype : "text/plain", len,
+                     own_csp ? ""
+                             : "Content-Security-Policy: default-src 'none'; "
+                               "frame-ancestors 'none'\r\n",
                      keep_alive ? "keep-alive" : "close", extra ? extra : "");
     if (n < 0 || (size_t)n >= sizeof h) {
         conn_close(c);
@@ -291,6 +322,19 @@ static void dispatch(conn *c, const gp_http_request *req) {
     call->head = strcmp(req->method, "HEAD") == 0;
     c->call = call;
     uv_timer_stop(&c->timer);
+    const char *host = gp_http_header_get(req, "host");
+    if (host && !gp_http_host_allowed(host, c->a->hosts)) {
+        char shown[65];
+        size_t k = 0;
+        for (const char *p = host; *p && k < sizeof shown - 1; p++)
+            shown[k++] = (*p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : '?';
+        shown[k] = '\0';
+        logf_(c->a, 1, "admin_http_misdirected", "addr=%s host=\"%s\"", c->addr, shown);
+        gp_admin_reply_error(call, 421, "misdirected_request",
+                             "this admin port does not answer for that Host name; add it with "
+                             "--admin-host");
+        return;
+    }
     const route *r = match(c->a, req->path);
     if (!r) {
         gp_admin_reply_error(call, 404, "not_found", "no such path");
@@ -304,8 +348,8 @@ static void dispatch(conn *c, const gp_http_request *req) {
 static void process(conn *c, const uint8_t *data, size_t len) {
     c->in_process = 1;
     while (!c->closing && !c->close_after && !c->call && len > 0) {
-        if (!gp_http_req_started(c->parser))
-            uv_timer_start(&c->timer, on_timer, c->a->cfg.request_ms, 0);
+        if (!gp_http_req_started(c->parser) && !c->deadline_on)
+            arm_request(c);
         size_t used = 0;
         int rc = gp_http_req_feed(c->parser, data, len, &used);
         data += used;
@@ -389,36 +433,73 @@ static void on_reject_closed(uv_handle_t *h) {
     free(h);
 }
 
+static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                           "Content-Length: 61\r\nConnection: close\r\n\r\n"
+                           "{\"error\":\"unavailable\",\"message\":\"too many admin connections\"}";
+
+/* No request is being answered on it: closing it costs its client nothing but a retry. */
+static int sheddable(const conn *c) {
+    return !c->closing && !c->call && !c->close_after && !c->lingering && c->writes == 0;
+}
+
+/* The oldest sheddable connection (of address ip, or of all when ip is NULL), not `except`. */
+static conn *oldest(gp_admin *a, const char *ip, const conn *except, unsigned *count) {
+    conn *best = NULL;
+    unsigned n = 0;
+    for (conn *c = a->conns; c; c = c->next) {
+        if (c == except || c->closing || (ip && strcmp(c->ip, ip) != 0))
+            continue;
+        n++;
+        if (sheddable(c) && (!best || c->since <= best->since))
+            best = c;
+    }
+    if (count)
+        *count = n;
+    return best;
+}
+
+/* Makes room for c under the caps: 0, or -1 when every connection in the way is busy. */
+static int admit(gp_admin *a, conn *c) {
+    unsigned same = 0;
+    conn *v = oldest(a, c->ip, c, &same);
+    if (same >= a->cfg.max_per_addr) {
+        if (!v)
+            return -1;
+        logf_(a, 3, "admin_http_shed", "addr=%s reason=per_address conns=%u", v->addr, same);
+        conn_close(v);
+    }
+    if (a->nconns - 1 >= a->cfg.max_conns) {
+        v = oldest(a, NULL, c, NULL);
+        if (!v)
+            return -1;
+        logf_(a, 3, "admin_http_shed", "addr=%s reason=total conns=%u", v->addr, a->nconns - 1);
+        conn_close(v);
+    }
+    return 0;
+}
+
 static void on_connection(uv_stream_t *srv, int status) {
     gp_admin *a = srv->data;
     if (status < 0 || a->closing)
         return;
-    if (a->nconns >= a->cfg.max_conns) {
-        uv_tcp_t *t = malloc(sizeof *t);
-        if (!t)
-            return;
-        uv_tcp_init(a->loop, t);
-        if (uv_accept(srv, (uv_stream_t *)t) == 0) {
-            static const char busy[] =
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                "Content-Length: 61\r\nConnection: close\r\n\r\n"
-                "{\"error\":\"unavailable\",\"message\":\"too many admin connections\"}";
-            uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
-            uv_try_write((uv_stream_t *)t, &b, 1);
-        }
-        logf_(a, 1, "admin_http_busy", "conns=%u max=%u", a->nconns, a->cfg.max_conns);
-        uv_close((uv_handle_t *)t, on_reject_closed);
-        return;
-    }
     conn *c = calloc(1, sizeof *c);
     if (!c || !(c->parser = gp_http_req_new(a->cfg.max_body))) {
         free(c);
+        /* Take it off the queue, or libuv calls again at once. */
+        uv_tcp_t *t = malloc(sizeof *t);
+        if (t && uv_tcp_init(a->loop, t) == 0) {
+            (void)uv_accept(srv, (uv_stream_t *)t);
+            uv_close((uv_handle_t *)t, on_reject_closed);
+        } else {
+            free(t);
+        }
         return;
     }
     c->a = a;
     uv_tcp_init(a->loop, &c->tcp);
     uv_timer_init(a->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    c->since = uv_now(a->loop);
     a->handles++;
     c->next = a->conns;
     if (a->conns)
@@ -442,9 +523,18 @@ static void on_connection(uv_stream_t *srv, int status) {
             port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         }
     }
+    snprintf(c->ip, sizeof c->ip, "%s", ip);
     snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
+    if (admit(a, c) != 0) {
+        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        logf_(a, 1, "admin_http_busy", "addr=%s conns=%u max=%u per_addr_max=%u", c->addr,
+              a->nconns - 1, a->cfg.max_conns, a->cfg.max_per_addr);
+        conn_close(c);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
-    arm_idle(c);
+    arm_request(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -458,12 +548,16 @@ gp_admin *gp_admin_new(uv_loop_t *loop, const gp_admin_cfg *cfg) {
     a->cfg = *cfg;
     snprintf(a->bind, sizeof a->bind, "%s", cfg->bind && *cfg->bind ? cfg->bind : "127.0.0.1");
     a->cfg.bind = a->bind;
+    snprintf(a->hosts, sizeof a->hosts, "%s", cfg->hosts ? cfg->hosts : "");
+    a->cfg.hosts = a->hosts;
     if (!a->cfg.max_conns)
         a->cfg.max_conns = 64;
+    if (!a->cfg.max_per_addr)
+        a->cfg.max_per_addr = 16;
     if (!a->cfg.idle_ms)
-        a->cfg.idle_ms = 30000;
+        a->cfg.idle_ms = 15000;
     if (!a->cfg.request_ms)
-        a->cfg.request_ms = 10000;
+        a->cfg.request_ms = 5000;
     if (!a->cfg.max_body)
         a->cfg.max_body = GP_HTTP_MAX_BODY;
     return a;

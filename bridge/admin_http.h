@@ -24,11 +24,17 @@ typedef void (*gp_admin_fn)(gp_admin_call *call, const gp_http_request *req, voi
 typedef void (*gp_admin_log_fn)(int level, const char *event, const char *kv);
 
 typedef struct gp_admin_cfg {
-    const char *bind;    /* address (copied); NULL: 127.0.0.1 */
-    int port;            /* 0: any free port */
-    unsigned max_conns;  /* concurrent connections (0: 64); more are answered 503 */
-    unsigned idle_ms;    /* keep-alive connection without a request (0: 30 s) */
-    unsigned request_ms; /* from a request's first byte to its last (0: 10 s) */
+    const char *bind; /* address (copied); NULL: 127.0.0.1 */
+    int port;         /* 0: any free port */
+    /* Concurrent connections (0: 64) and per client address (0: 16). A new connection past
+     * either cap closes the oldest connection (of all, or of that address) that has no
+     * request being answered; when there is none it is answered 503. */
+    unsigned max_conns, max_per_addr;
+    unsigned idle_ms;    /* keep-alive connection without a request (0: 15 s) */
+    unsigned request_ms; /* a whole request, from accept or from its first byte (0: 5 s) */
+    /* Host names answered besides IP literals and localhost (comma-separated, copied; NULL:
+     * none). A request naming another Host gets 421: DNS rebinding cannot reach the port. */
+    const char *hosts;
     size_t max_body;     /* 0: GP_HTTP_MAX_BODY */
     gp_admin_log_fn log; /* may be NULL */
 } gp_admin_cfg;

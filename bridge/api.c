@@ -670,8 +670,9 @@ static void step_done(api_ctx *x) {
 
 /* --- routing ---------------------------------------------------------------------------- */
 
-/* "Authorization: Bearer <token>": 0 ok, 401 none sent, 403 wrong. */
-static int check_auth(const gp_http_request *req) {
+/* "Authorization: Bearer <token>": 0 ok, 401 none sent, 403 wrong, 429 too many wrong ones
+ * from this address (*retry_s). */
+static int check_auth(const gp_http_request *req, const char *addr, unsigned *retry_s) {
     const char *h = gp_http_header_get(req, "authorization");
     if (!h || !*h)
         return 401;
@@ -683,7 +684,7 @@ static int check_auth(const gp_http_request *req) {
     size_t n = strlen(t);
     while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
         n--;
-    return n && br_admin_token_ok(t, n) ? 0 : 403;
+    return n ? br_admin_token_check(addr, t, n, retry_s) : 403;
 }
 
 static int is(const gp_http_request *req, const char *m) {
@@ -733,7 +734,20 @@ void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req
              "no admin token is configured on this bridge (--admin-token-file)");
         return;
     }
-    int auth = check_auth(req);
+    unsigned retry_s = 0;
+    int auth = check_auth(req, x->addr, &retry_s);
+    if (auth == 429) {
+        char hdr[64], body[160];
+        snprintf(hdr, sizeof hdr, "Retry-After: %u\r\n", retry_s);
+        int n = snprintf(body, sizeof body,
+                         "{\"error\":\"rate_limited\",\"message\":\"too many wrong admin "
+                         "tokens from this address, retry in %u s\"}",
+                         retry_s);
+        finish_log(x, 429);
+        gp_admin_reply(x->call, 429, "application/json", hdr, body, (size_t)n);
+        ctx_free(x);
+        return;
+    }
     if (auth == 401) {
         fail(x, 401, "unauthorized", "send Authorization: Bearer <admin token>");
         return;

@@ -40,7 +40,9 @@ typedef struct br_config {
     int check_config; /* --check-config: validate, say so, exit */
     /* the admin port (bridge/ADMIN.md) */
     long long admin_listen, recent;
-    char *admin_bind, *admin_token, *admin_token_file;
+    char *admin_bind, *admin_token, *admin_token_file, *admin_host;
+    /* connections that have not authenticated yet (bridge/flood.c) */
+    long long preauth_max, preauth_per_addr, auth_timeout;
 } br_config;
 
 typedef struct br_req br_req;
@@ -278,7 +280,8 @@ typedef struct br_metrics {
     gp_metrics *reg;
     gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
         *bytes, *compressed, *rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt, *redis_reconnects,
-        *pending_claimed, *fenced, *janitor_timeouts, *admin_conns;
+        *pending_claimed, *fenced, *janitor_timeouts, *admin_conns, *preauth, *preauth_shed,
+        *accept_pauses, *log_suppressed;
     gp_metric *invalid_requests, *reply_failures, *bad_responses; /* requests.c */
 } br_metrics;
 extern br_metrics g_bm;
@@ -306,6 +309,9 @@ void br_admin_stop(void);
 /* Reads cfg's admin token (admin-token-file wins over admin-token) into hash (BLAKE2b-256)
  * and *has (0: none configured). 0, or -1 with a message in err (file unreadable, empty). */
 int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *err, size_t errlen);
+/* A bearer token from client addr ("ip:port"), with wrong ones rate-limited per address:
+ * 0 right, 403 wrong, 429 too many wrong ones lately (retry after *retry_s seconds). */
+int br_admin_token_check(const char *addr, const char *token, size_t len, unsigned *retry_s);
 /* Constant-time check of a bearer token against the configured one. */
 int br_admin_token_ok(const char *token, size_t len);
 struct gp_admin_call;

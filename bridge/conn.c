@@ -3,13 +3,13 @@
  * frames waiting for the transport, closing with a GOAWAY, and the frames of a live
  * connection (PING/PONG, responses, GOAWAY). I/O side; the transports only move bytes. */
 #include "bridge.h"
+#include "flood.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_QUEUE_BYTES (16u << 20)
-#define HANDSHAKE_MS 10000
 
 br_conn *br_conn_new(const br_transport *tp, void *tpd, const char *addr) {
     br_conn *c = calloc(1, sizeof *c);
@@ -150,9 +150,9 @@ void br_conn_closed(br_conn *c, const char *why) {
 }
 
 void br_conn_protocol_error(br_conn *c, const char *why, const char *detail) {
-    br_log(BR_LOG_WARN, "protocol_error", "house=%s addr=%s conn=%llu reason=%s detail=%s",
-           c->house[0] ? c->house : "-", c->addr, (unsigned long long)c->serial, why,
-           br_qs(detail));
+    br_logr(BR_LOG_WARN, "protocol_error", "house=%s addr=%s conn=%llu reason=%s detail=%s",
+            c->house[0] ? c->house : "-", c->addr, (unsigned long long)c->serial, why,
+            br_qs(detail));
     br_conn_close(c, GP_GOAWAY_PROTOCOL, why);
 }
 
@@ -220,9 +220,9 @@ void br_conn_tick(uint64_t now) {
         if (c->state == BR_CS_CLOSING)
             continue;
         if (c->state != BR_CS_LIVE) {
-            if (now - c->accepted_ms > HANDSHAKE_MS) {
-                br_log(BR_LOG_WARN, "handshake_timeout", "addr=%s house=%s", c->addr,
-                       c->house[0] ? c->house : "-");
+            if (now - c->accepted_ms > (uint64_t)g_br.cfg.auth_timeout * 1000) {
+                br_logr(BR_LOG_WARN, "handshake_timeout", "addr=%s house=%s", c->addr,
+                        c->house[0] ? c->house : "-");
                 br_conn_close(c, GP_GOAWAY_PROTOCOL, "handshake timeout");
             }
             continue;
@@ -242,4 +242,5 @@ void br_conn_tick(uint64_t now) {
             br_conn_send(c, &f);
         }
     }
+    br_flood_tick(now); /* after the GOAWAYs above: WebSockets get theirs first */
 }

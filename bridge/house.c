@@ -426,7 +426,7 @@ static void on_claimed(redisReply *rep, void *ud) {
     if (rep->integer == -1) {
         /* Disabled between the secret lookup and now: refused as at authentication. */
         if (br_conn_alive(c)) {
-            br_log(BR_LOG_INFO, "auth_refused", "house=%s addr=%s transport=%s reason=disabled",
+            br_logr(BR_LOG_INFO, "auth_refused", "house=%s addr=%s transport=%s reason=disabled",
                    c->house, c->addr, c->tp->name);
             br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
         }

@@ -8,10 +8,12 @@
  * 80 KiB: HPE_HEADER_OVERFLOW), the header count and the body here. */
 #include "http_req.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct gp_http_req {
     http_parser hp;
@@ -227,4 +229,47 @@ const char *gp_http_header_get(const gp_http_request *r, const char *name) {
         if (strcmp(r->headers[i].name, name) == 0)
             return r->headers[i].value;
     return NULL;
+}
+
+/* --- Host names ---------------------------------------------------------------------------- */
+
+int gp_http_host_allowed(const char *host, const char *names) {
+    char name[256];
+    size_t n = strlen(host);
+    if (n == 0)
+        return 1;
+    if (host[0] == '[') { /* [IPv6 literal] or [IPv6 literal]:port */
+        const char *e = strchr(host, ']');
+        struct in6_addr a6;
+        if (!e || (size_t)(e - host - 1) >= sizeof name ||
+            (e[1] && (e[1] != ':' || strspn(e + 2, "0123456789") != strlen(e + 2))))
+            return 0;
+        memcpy(name, host + 1, (size_t)(e - host - 1));
+        name[e - host - 1] = '\0';
+        return inet_pton(AF_INET6, name, &a6) == 1;
+    }
+    const char *colon = strrchr(host, ':');
+    if (colon && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+        n = (size_t)(colon - host);
+    if (n == 0 || n >= sizeof name)
+        return 0;
+    memcpy(name, host, n);
+    name[n] = '\0';
+    struct in_addr ia;
+    if (inet_pton(AF_INET, name, &ia) == 1 || strcasecmp(name, "localhost") == 0)
+        return 1;
+    for (const char *p = names ? names : ""; *p;) {
+        const char *e = p + strcspn(p, ",");
+        const char *q = p;
+        while (q < e && *q == ' ')
+            q++;
+        const char *pc = memchr(q, ':', (size_t)(e - q));
+        size_t l = (size_t)((pc ? pc : e) - q);
+        while (l && q[l - 1] == ' ')
+            l--;
+        if (l == n && strncasecmp(q, name, n) == 0)
+            return 1;
+        p = *e ? e + 1 : e;
+    }
+    return 0;
 }

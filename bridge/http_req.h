@@ -69,4 +69,10 @@ int gp_http_req_started(const gp_http_req *p);
 /* The value of header `name` (lower case), or NULL. The first one if repeated. */
 const char *gp_http_header_get(const gp_http_request *r, const char *name);
 
+/* Whether a Host header value (name or name:port) is one the admin port answers: an IPv4
+ * literal, a bracketed IPv6 literal, "localhost" or one of `names` (comma-separated, spaces
+ * around them ignored, each may carry a :port which is ignored; case-insensitive). An empty
+ * value passes (browsers always send one). names may be NULL. */
+int gp_http_host_allowed(const char *host, const char *names);
+
 #endif

@@ -18,6 +18,14 @@ int br_log_enabled(int level);
 void br_log(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The same for lines a peer can trigger at will (floods, refusals, a library's complaints):
+ * per event name at most 20 lines back to back and 10 a second; the lines dropped are
+ * counted and the next line of that event that gets through ends with suppressed=N. */
+void br_logr(int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Lines dropped by br_logr since start (all events). */
+unsigned long long br_log_suppressed(void);
+
 /* Quotes and escapes untrusted text for a value: returns "..." with `"`, `\` and control
  * bytes escaped, truncated to ~200 bytes. The result lives in one of 8 rotating static
  * buffers (single-threaded daemon): use it within the same br_log call. */

@@ -4,6 +4,7 @@
  * I/O side. */
 #include "bridge.h"
 #include "conf.h"
+#include "flood.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -86,6 +87,14 @@ static const gp_conf_opt opts[] = {
      "address may front many houses: a NAT) [SIGHUP]"},
     {"auth-addr-per-min", GP_CONF_INT, OFF(auth_addr_per_min), 1, 1000000, "60", NULL,
      "failed auth attempts refilled per minute per address, whatever the house ids [SIGHUP]"},
+    {"preauth-max", GP_CONF_INT, OFF(preauth_max), 1, 1000000, "4096", NULL,
+     "connections not authenticated yet, in all (at most half the descriptors lws may use); "
+     "past it the oldest is closed"},
+    {"preauth-per-addr", GP_CONF_INT, OFF(preauth_per_addr), 1, 1000000, "256", NULL,
+     "connections not authenticated yet per source address (IPv6: per /64; houses behind one "
+     "NAT share it); past it that address's oldest is closed"},
+    {"auth-timeout", GP_CONF_INT, OFF(auth_timeout), 1, 600, "10", NULL,
+     "seconds from accept for a house to authenticate before it is closed"},
     {"redis-timeout", GP_CONF_INT, OFF(redis_timeout), 100, 600000, "5000", NULL,
      "ms before a Redis command or connect is considered lost"},
     {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
@@ -93,6 +102,9 @@ static const gp_conf_opt opts[] = {
      "free port, logged in event=listening transport=admin)"},
     {"admin-bind", GP_CONF_STR, OFF(admin_bind), 0, 0, "127.0.0.1", NULL,
      "address of the admin port (plain HTTP: keep it on localhost or a management network)"},
+    {"admin-host", GP_CONF_STR, OFF(admin_host), 0, 0, NULL, NULL,
+     "Host names the admin port answers, comma-separated, besides IP addresses and localhost "
+     "(others get 421: no DNS rebinding); add the names a browser or Prometheus uses"},
     {"admin-token", GP_CONF_STR, OFF(admin_token), 0, 0, NULL, NULL,
      "bearer token for the JSON API (prefer admin-token-file; none: the API answers 403 "
      "admin_disabled) [SIGHUP]"},
@@ -590,6 +602,7 @@ static void drained(void) {
     uv_close((uv_handle_t *)&g_br.sigterm, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.sighup, on_closed_handle);
     br_admin_stop();
+    br_flood_free();
     /* From inside the loop: lws closes its handles, and finishes destroying the context
      * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
     if (g_br.lws)
@@ -797,6 +810,7 @@ int main(int argc, char **argv) {
     goto out;
 out_loop:
     br_admin_stop();
+    br_flood_free();
     br_udp_stop();
     br_db_free(g_br.db);
     g_br.db = NULL;

@@ -93,6 +93,23 @@ int br_stats_init(void) {
         "reason");
     g_bm.admin_conns = gp_metrics_gauge(m, "gp_bridge_admin_connections",
                                         "Open connections to the admin port.", NULL);
+    g_bm.preauth = gp_metrics_gauge(m, "gp_bridge_preauth_connections",
+                                    "House-listener connections not authenticated yet.", NULL);
+    g_bm.preauth_shed = gp_metrics_counter(
+        m, "gp_bridge_preauth_shed_total",
+        "Pre-auth connections closed to make room or at their deadline, by reason "
+        "(per_address, total: a cap was reached and the oldest went; deadline).",
+        "reason");
+    g_bm.accept_pauses =
+        gp_metrics_counter(m, "gp_bridge_accept_pauses_total",
+                           "Times the house listener paused accepting: out of descriptors.", NULL);
+    g_bm.log_suppressed =
+        gp_metrics_counter(m, "gp_bridge_log_suppressed_total",
+                           "Log lines dropped by the per-event rate limit.", NULL);
+    static const char *const shed_reasons[] = {"per_address", "total", "deadline"};
+    for (size_t i = 0; i < 3; i++)
+        gp_metric_add(g_bm.preauth_shed, shed_reasons[i], 0);
+    gp_metric_add(g_bm.accept_pauses, NULL, 0);
     /* The known label values from the start, so that rate() has a first point. */
     static const char *const transports[] = {"ws", "wss", "rudp"};
     for (size_t i = 0; i < 3; i++) {
@@ -196,6 +213,8 @@ static void collect(void) {
     if (g_br.redis_rtt_ms >= 0)
         gp_metric_set(g_bm.redis_rtt, NULL, g_br.redis_rtt_ms / 1000.0);
     gp_metric_set(g_bm.admin_conns, NULL, gp_admin_conns(g_br.admin));
+    gp_metric_add(g_bm.log_suppressed, NULL,
+                  (double)br_log_suppressed() - gp_metric_value(g_bm.log_suppressed, NULL));
 }
 
 char *br_stats_render(size_t *len) {

@@ -3,6 +3,7 @@
  * AUTH -> WELCOME) with rate limiting and decoy secrets. What follows the handshake is the
  * transport-neutral conn.c. I/O side; the codec and the proofs are proto/'s pure functions. */
 #include "bridge.h"
+#include "flood.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,7 +62,7 @@ static void on_secret(redisReply *rep, void *ud) {
     }
     gp_str id = gp_str_c(c->house);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        br_log(BR_LOG_WARN, "auth_unavailable", "house=%s addr=%s err=%s", c->house, c->addr,
+        br_logr(BR_LOG_WARN, "auth_unavailable", "house=%s addr=%s err=%s", c->house, c->addr,
                br_qs(rep ? rep->str : "redis unavailable"));
         br_conn_close(c, GP_GOAWAY_DRAINING, "registry unavailable, retry later");
         br_conn_unref(c);
@@ -98,7 +100,7 @@ static void on_secret(redisReply *rep, void *ud) {
 }
 
 static void rate_limited(br_conn *c, gp_str id) {
-    br_log(BR_LOG_WARN, "auth_rate_limited", "addr=%s house=%s transport=%s", c->addr,
+    br_logr(BR_LOG_WARN, "auth_rate_limited", "addr=%s house=%s transport=%s", c->addr,
            br_q((const char *)id.p, id.len), c->tp->name);
     br_conn_close(c, GP_GOAWAY_RATE_LIMIT, "too many failed attempts");
 }
@@ -121,7 +123,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
         (void)gp_authlimit_take(g_br.auth_ws, gp_str_c(c->addr), id, br_now());
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
-        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
+        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
                br_q((const char *)id.p, id.len));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
@@ -160,7 +162,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
-        br_log(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
+        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
                c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
@@ -168,7 +170,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     gp_authlimit_refund(g_br.auth_ws, addr, id, br_now()); /* a right proof costs nothing */
     if (c->disabled) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
-        br_log(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
+        br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
                c->addr, c->house, c->tp->name);
         br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
         return;
@@ -189,9 +191,11 @@ static void on_frame(br_conn *c, const gp_frame *f) {
             protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     case BR_CS_CHALLENGED:
-        if (f->type == GP_FRAME_AUTH)
+        if (f->type == GP_FRAME_AUTH) {
             on_auth(c, f);
-        else
+            if (c->state == BR_CS_CLAIMING || c->state == BR_CS_LIVE)
+                br_flood_authed(wsi_of(c)); /* proved who it is: no longer pre-auth */
+        } else
             protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     case BR_CS_LOOKUP:
@@ -287,6 +291,7 @@ static void on_established(struct lws *wsi, br_conn **slot) {
         c = NULL;
     }
     *slot = c;
+    br_flood_upgraded(wsi);
     if (c && g_br.stopping)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
@@ -301,6 +306,21 @@ static void on_closed(br_conn *c) {
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
+    /* Connection life, before `user` is our slot (flood.c counts pre-auth connections). */
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        br_flood_accepted(
+            (const struct sockaddr *)&((struct lws_filter_network_conn_args *)user)->cli_addr);
+        return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        br_flood_adopted(wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        br_flood_destroyed(wsi);
+        return 0;
+    default:
+        break;
+    }
     br_conn **slot = user;
     br_conn *c = slot ? *slot : NULL;
     switch (reason) {
@@ -338,20 +358,29 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
  * would slowly touch 600 MiB as the heap is reused. */
 #define RX_BUFFER 4096
 
+/* Descriptors kept out of lws's table (a quarter of the limit when that is less): Redis (two
+ * per node, up to 64 nodes), the admin port (64 connections), UDP, uv's own, files. */
+#define FD_RESERVE 320
+
 static const struct lws_protocols protocols[] = {
     /* First, so an upgrade that names no subprotocol still lands here. */
     {"ghostport.v1", callback, sizeof(br_conn *), RX_BUFFER, 0, NULL, GP_BODY_CHUNK + 4096},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* lws's lines: a peer can trigger them at will, so they are rate-limited. lws 4.1 logs a
+ * failed accept(2) and returns, leaving the listening socket readable: out of descriptors,
+ * that is a busy loop, which flood.c breaks. */
 static void lws_log_emit(int level, const char *line) {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    br_log(level == LLL_ERR    ? BR_LOG_ERROR
-           : level == LLL_WARN ? BR_LOG_WARN
-                               : BR_LOG_DEBUG,
-           "lws", "msg=%s", br_q(line, n));
+    if (strstr(line, "accept: errno 24") || strstr(line, "accept: errno 23"))
+        br_flood_emfile();
+    br_logr(level == LLL_ERR    ? BR_LOG_ERROR
+            : level == LLL_WARN ? BR_LOG_WARN
+                                : BR_LOG_DEBUG,
+            "lws", "msg=%s", br_q(line, n));
 }
 
 /* 1 when another socket already listens on bind:port (which lws would fail on after
@@ -414,7 +443,24 @@ int br_tunnel_start(void) {
                cfg->listen, tls, br_qs(strerror(EADDRINUSE)));
         return -1;
     }
+    /* lws sizes its descriptor table from the soft limit it sees when the context is made,
+     * and stops accepting when that table is full. Show it the limit less a reserve for the
+     * rest (Redis, the admin port, UDP, files), then give the process its limit back: the
+     * table fills before the process does, so accept(2) does not meet EMFILE in a flood. */
+    struct rlimit rl;
+    unsigned lws_fds = 1u << 20;
+    int lowered = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64) {
+        rlim_t reserve = rl.rlim_cur / 4 < FD_RESERVE ? rl.rlim_cur / 4 : FD_RESERVE;
+        struct rlimit lower = {rl.rlim_cur - reserve, rl.rlim_max};
+        lowered = setrlimit(RLIMIT_NOFILE, &lower) == 0;
+        if (lowered) /* lws takes a limit over 10,000,000 for a mistake and uses 2,560 */
+            lws_fds = lower.rlim_cur > 10000000 ? 2560 : (unsigned)lower.rlim_cur;
+    }
     g_br.lws = lws_create_context(&info);
+    if (lowered)
+        setrlimit(RLIMIT_NOFILE, &rl);
+    br_flood_init(lws_fds);
     if (!g_br.lws) {
         br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d", br_qs(cfg->bind),
                cfg->listen, tls);
@@ -432,7 +478,11 @@ int br_tunnel_start(void) {
         _exit(1);
     }
     g_br.listen_port = lws_get_vhost_listen_port(vh);
-    br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=%s", br_qs(cfg->bind),
-           g_br.listen_port, tls ? "wss" : "ws");
+    br_log(BR_LOG_INFO, "listening",
+           "bind=%s port=%d transport=%s max_fds=%llu lws_fds=%u preauth_max=%u "
+           "preauth_per_addr=%u",
+           br_qs(cfg->bind), g_br.listen_port, tls ? "wss" : "ws",
+           (unsigned long long)(lowered ? rl.rlim_cur : 0), lws_fds, br_flood_cap_total(),
+           br_flood_cap_addr());
     return 0;
 }

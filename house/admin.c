@@ -108,7 +108,10 @@ int hs_admin_start(void) {
     const hs_config *c = &g_hs.cfg;
     if (c->admin_listen < 0)
         return 0;
-    gp_admin_cfg ac = {.bind = c->admin_bind, .port = (int)c->admin_listen, .log = admin_log};
+    gp_admin_cfg ac = {.bind = c->admin_bind,
+                       .port = (int)c->admin_listen,
+                       .hosts = c->admin_host,
+                       .log = admin_log};
     g_admin = gp_admin_new(g_hs.loop, &ac);
     if (!g_admin)
         return -1;

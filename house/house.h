@@ -40,6 +40,7 @@ typedef struct hs_config {
     int check_config;       /* --check-config: validate, say so, exit */
     long long admin_listen; /* -1: off */
     char *admin_bind;
+    char *admin_host; /* names the admin port answers besides IP literals and localhost */
     /* Repeatable options. `layer` says which source (file, env, flags) is being applied, so
      * that a later source replaces a list instead of appending to it. */
     int layer;

@@ -222,6 +222,9 @@ static const gp_conf_opt opts[] = {
      "event=listening transport=admin)"},
     {"admin-bind", GP_CONF_STR, OFF(admin_bind), 0, 0, "127.0.0.1", NULL,
      "address of the admin port (plain HTTP: keep it on localhost)"},
+    {"admin-host", GP_CONF_STR, OFF(admin_host), 0, 0, NULL, NULL,
+     "Host names the admin port answers, comma-separated, besides IP addresses and localhost "
+     "(others get 421: no DNS rebinding); add the names Prometheus scrapes by"},
     {"check-config", GP_CONF_BOOL, OFF(check_config), 0, 1, "0", NULL,
      "check the configuration (file, environment, flags, the files they name) and exit: 0 when "
      "it is valid"},

@@ -2,7 +2,8 @@
  * over http-parser): arbitrary bytes are fed as one connection's input, in pieces whose
  * sizes come from the first byte, request after request as the server does (pipelining).
  * Whatever completes must honour the bounds: header count, body size, NUL-terminated strings
- * and consumption that never runs past the input. */
+ * and consumption that never runs past the input. Each complete request's Host goes through
+ * the Host check (gp_http_host_allowed), which must not read past it. */
 #include <stdint.h>
 #include <string.h>
 
@@ -43,6 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 __builtin_trap();
         if (r->body[r->body_len] != '\0')
             __builtin_trap();
+        const char *host = gp_http_header_get(r, "host");
+        if (host && gp_http_host_allowed(host, NULL) &&
+            !gp_http_host_allowed(host, "dash.example, prom.example:9090"))
+            __builtin_trap(); /* more names never refuse more */
         requests++;
         if (!r->keep_alive)
             break;

@@ -563,8 +563,8 @@ Test(admin, keep_alive_and_pipelining) {
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const char two[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                       "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char two[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                       "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     cr_assert_eq(write(fd, two, sizeof two - 1), (ssize_t)(sizeof two - 1));
     char buf[8192];
     size_t n = 0;
@@ -581,7 +581,7 @@ Test(admin, keep_alive_and_pipelining) {
     buf[n] = '\0';
     cr_assert(strstr(buf, "ok\n") && strstr(buf, "ready\n"), "pipelined answers: %s", buf);
     cr_assert(strstr(buf, "Connection: keep-alive"), "%s", buf);
-    const char third[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const char third[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     cr_assert_eq(write(fd, third, sizeof third - 1), (ssize_t)(sizeof third - 1));
     n = 0;
     ssize_t r;
@@ -723,8 +723,9 @@ Test(admin, overview_is_shared_and_changes_show_at_once) {
     enum { N = 16 };
     int fd[N];
     char req[256];
-    int rl = snprintf(req, sizeof req,
-                      "GET /api/overview HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n", AUTH);
+    int rl = snprintf(
+        req, sizeof req,
+        "GET /api/overview HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n", AUTH);
     for (int i = 0; i < N; i++) {
         fd[i] = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET,

@@ -192,3 +192,40 @@ Test(http_req, absolute_form_target) {
     cr_assert_str_eq(gp_http_req_get(p)->query, "a=b");
     gp_http_req_free(p);
 }
+
+/* DNS rebinding: only IP literals, localhost and configured names pass. */
+Test(http_req, host_allowed) {
+    const char *names = "dash.example, prom.example:9090 ,x";
+    const char *ok[] = {"",
+                        "127.0.0.1",
+                        "127.0.0.1:8080",
+                        "10.0.0.7:9090",
+                        "[::1]",
+                        "[::1]:9090",
+                        "[fe80::1]",
+                        "localhost",
+                        "LOCALHOST",
+                        "localhost:80",
+                        "dash.example",
+                        "Dash.Example:1",
+                        "prom.example",
+                        "x",
+                        "x:1"};
+    const char *bad[] = {"evil.example",
+                         "127.0.0.1.evil.example",
+                         "localhost.evil",
+                         "dash.example.evil",
+                         "[::1",
+                         "[::1]x",
+                         "[not-ip]",
+                         ":80",
+                         "prom.example:90x",
+                         "xx",
+                         "1.2.3.4.5"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        cr_assert(gp_http_host_allowed(ok[i], names), "refused %s", ok[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_not(gp_http_host_allowed(bad[i], names), "allowed %s", bad[i]);
+    cr_assert_not(gp_http_host_allowed("dash.example", NULL));
+    cr_assert(gp_http_host_allowed("localhost", NULL));
+}

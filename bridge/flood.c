@@ -1,0 +1,387 @@
+/* flood.c — the house listener under a connection flood (see flood.h). I/O side.
+ *
+ * Every connection lws accepts is "pre-auth" until its house proves who it is. A flood of
+ * idle connections costs a descriptor each and, left alone, fills the process's table: then
+ * accept(2) fails, the listening socket stays readable and lws spins on it. So:
+ *  - pre-auth connections are capped per source address and in total; a new one that would
+ *    pass a cap sheds the OLDEST pre-auth connection (of its address, or of all) instead of
+ *    being refused: a house that arrives while a flood sits idle still gets in, and a flood
+ *    cannot keep its neighbours behind one address out;
+ *  - each has a deadline (--auth-timeout) from its accept, whatever stage it is in;
+ *  - lws's own table is sized below the process limit (tunnel.c), so its accept modulation
+ *    stops accepting before the process runs out; and if accept still fails with EMFILE
+ *    (descriptors used elsewhere), a spare descriptor is given up to accept and close what
+ *    waits in the listen queue, and the listener is paused for a backoff.
+ * Records are found by wsi (a hash) and kept in accept order, globally and per address. */
+#include "flood.h"
+#include "bridge.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUCKETS 4096
+#define UPGRADED_GRACE_MS 5000 /* a WebSocket's deadline is br_conn's; this is a backstop */
+#define MAX_LISTENERS 4
+#define PAUSE_MIN_MS 50
+#define PAUSE_MAX_MS 2000
+#define DRAIN_MAX 1024 /* connections accepted and closed per EMFILE */
+
+typedef struct pa_addr pa_addr;
+typedef struct pa_rec {
+    struct pa_rec *prev, *next;   /* every pre-auth connection, oldest first */
+    struct pa_rec *aprev, *anext; /* those of the same address, oldest first */
+    struct pa_rec *hnext;         /* wsi hash chain */
+    pa_addr *a;
+    struct lws *wsi;
+    uint64_t t; /* accepted, loop ms */
+    int upgraded;
+} pa_rec;
+
+struct pa_addr {
+    pa_addr *hnext;
+    char ip[INET6_ADDRSTRLEN + 4];
+    unsigned n;
+    pa_rec *head, *tail;
+};
+
+static struct {
+    unsigned cap_total, cap_addr;
+    uint64_t timeout_ms;
+    pa_rec *head, *tail;
+    unsigned n;
+    pa_rec *by_wsi[BUCKETS];
+    pa_addr *by_addr[BUCKETS];
+    char
+        pending[INET6_ADDRSTRLEN + 4]; /* address (IPv6: its /64) of the connection being adopted */
+    int has_pending;
+    /* EMFILE */
+    int spare;
+    uv_poll_t *lhandles[MAX_LISTENERS];
+    uv_poll_cb lcbs[MAX_LISTENERS];
+    int nlisteners, paused;
+    unsigned pause_ms;
+    uint64_t resumed_ms;
+    uv_timer_t pause_timer;
+    int timer_init;
+} F = {.spare = -1};
+
+static unsigned hash_ptr(const void *p) {
+    uintptr_t v = (uintptr_t)p;
+    v ^= v >> 17;
+    v *= 0x9E3779B97F4A7C15ull;
+    return (unsigned)(v >> 40) % BUCKETS;
+}
+
+static unsigned hash_str(const char *s) {
+    uint32_t h = 2166136261u;
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h % BUCKETS;
+}
+
+static void gauge(void) {
+    gp_metric_set(g_bm.preauth, NULL, F.n);
+}
+
+void br_flood_init(unsigned lws_fds) {
+    unsigned total = (unsigned)g_br.cfg.preauth_max, per = (unsigned)g_br.cfg.preauth_per_addr;
+    /* At most half of lws's table: the other half stays for houses that authenticated. */
+    if (total > lws_fds / 2)
+        total = lws_fds / 2 ? lws_fds / 2 : 1;
+    if (per > total)
+        per = total;
+    F.cap_total = total;
+    F.cap_addr = per;
+    F.timeout_ms = (uint64_t)g_br.cfg.auth_timeout * 1000;
+    F.pause_ms = PAUSE_MIN_MS;
+    if (F.spare < 0)
+        F.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!F.timer_init) {
+        uv_timer_init(g_br.loop, &F.pause_timer);
+        F.timer_init = 1;
+    }
+    gauge();
+}
+
+unsigned br_flood_cap_total(void) {
+    return F.cap_total;
+}
+
+unsigned br_flood_cap_addr(void) {
+    return F.cap_addr;
+}
+
+unsigned br_flood_preauth(void) {
+    return F.n;
+}
+
+/* --- records ------------------------------------------------------------------------------ */
+
+static pa_addr *addr_get(const char *ip, int create) {
+    unsigned h = hash_str(ip);
+    for (pa_addr *a = F.by_addr[h]; a; a = a->hnext)
+        if (strcmp(a->ip, ip) == 0)
+            return a;
+    if (!create)
+        return NULL;
+    pa_addr *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    snprintf(a->ip, sizeof a->ip, "%s", ip);
+    a->hnext = F.by_addr[h];
+    F.by_addr[h] = a;
+    return a;
+}
+
+static void addr_put(pa_addr *a) {
+    if (a->n)
+        return;
+    pa_addr **pp = &F.by_addr[hash_str(a->ip)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = a->hnext;
+    free(a);
+}
+
+static pa_rec *rec_find(struct lws *wsi) {
+    for (pa_rec *r = F.by_wsi[hash_ptr(wsi)]; r; r = r->hnext)
+        if (r->wsi == wsi)
+            return r;
+    return NULL;
+}
+
+/* Unlinks and frees r: it is no longer counted. */
+static void rec_drop(pa_rec *r) {
+    pa_rec **pp = &F.by_wsi[hash_ptr(r->wsi)];
+    while (*pp && *pp != r)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = r->hnext;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        F.head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        F.tail = r->prev;
+    pa_addr *a = r->a;
+    if (r->aprev)
+        r->aprev->anext = r->anext;
+    else
+        a->head = r->anext;
+    if (r->anext)
+        r->anext->aprev = r->aprev;
+    else
+        a->tail = r->aprev;
+    a->n--;
+    F.n--;
+    addr_put(a);
+    free(r);
+    gauge();
+}
+
+/* Closes a pre-auth connection (lws closes it on its next turn) and stops counting it. */
+/* Closes a pre-auth connection now (its descriptor is free for the next accept) and stops
+ * counting it. Never called with that wsi on the stack: from the listener's accept, or the
+ * tick. */
+static void shed(pa_rec *r, const char *reason, uint64_t now) {
+    struct lws *wsi = r->wsi;
+    gp_metric_inc(g_bm.preauth_shed, reason);
+    br_logr(BR_LOG_WARN, "preauth_shed", "addr=%s reason=%s age_ms=%llu preauth=%u", r->a->ip,
+            reason, (unsigned long long)(now - r->t), F.n - 1);
+    rec_drop(r); /* first: closing calls br_flood_destroyed */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+}
+
+static void peer_ip(const struct sockaddr *sa, char *out, size_t cap) {
+    snprintf(out, cap, "?");
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        /* IPv4 peers on a dual-stack socket: count them under their IPv4 address */
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            inet_ntop(AF_INET, a6->s6_addr + 12, out, (socklen_t)cap);
+        } else {
+            /* One IPv6 host usually holds a whole /64: count per /64, or the per-address
+             * cap would mean nothing there. */
+            struct in6_addr net = *a6;
+            memset(net.s6_addr + 8, 0, 8);
+            char t[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, &net, t, sizeof t);
+            snprintf(out, cap, "%.*s/64", (int)(cap > 4 ? cap - 4 : 0), t);
+        }
+    }
+}
+
+void br_flood_accepted(const struct sockaddr *sa) {
+    uint64_t now = br_now();
+    peer_ip(sa, F.pending, sizeof F.pending);
+    F.has_pending = 1;
+    pa_addr *a = addr_get(F.pending, 0);
+    if (a && a->n >= F.cap_addr && a->head)
+        shed(a->head, "per_address", now);
+    if (F.n >= F.cap_total && F.head)
+        shed(F.head, "total", now);
+}
+
+void br_flood_adopted(struct lws *wsi) {
+    if (!F.has_pending)
+        return;
+    F.has_pending = 0;
+    pa_rec *r = calloc(1, sizeof *r);
+    pa_addr *a = r ? addr_get(F.pending, 1) : NULL;
+    if (!a) {
+        free(r); /* out of memory: uncounted, the handshake deadline still applies */
+        return;
+    }
+    r->wsi = wsi;
+    r->a = a;
+    r->t = br_now();
+    unsigned h = hash_ptr(wsi);
+    r->hnext = F.by_wsi[h];
+    F.by_wsi[h] = r;
+    r->prev = F.tail;
+    if (F.tail)
+        F.tail->next = r;
+    else
+        F.head = r;
+    F.tail = r;
+    r->aprev = a->tail;
+    if (a->tail)
+        a->tail->anext = r;
+    else
+        a->head = r;
+    a->tail = r;
+    a->n++;
+    F.n++;
+    gauge();
+}
+
+void br_flood_upgraded(struct lws *wsi) {
+    pa_rec *r = rec_find(wsi);
+    if (r)
+        r->upgraded = 1;
+}
+
+void br_flood_authed(struct lws *wsi) {
+    pa_rec *r = rec_find(wsi);
+    if (r)
+        rec_drop(r);
+}
+
+void br_flood_destroyed(struct lws *wsi) {
+    pa_rec *r = rec_find(wsi);
+    if (r)
+        rec_drop(r);
+}
+
+void br_flood_tick(uint64_t now) {
+    for (pa_rec *r = F.head, *n; r; r = n) {
+        n = r->next;
+        if (now - r->t < F.timeout_ms)
+            break; /* oldest first: the rest are younger */
+        if (!r->upgraded || now - r->t >= F.timeout_ms + UPGRADED_GRACE_MS)
+            shed(r, "deadline", now);
+    }
+}
+
+/* --- EMFILE --------------------------------------------------------------------------------- */
+
+static void find_listener(uv_handle_t *h, void *ud) {
+    (void)ud;
+    uv_os_fd_t fd;
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    if (h->type != UV_POLL || F.nlisteners >= MAX_LISTENERS || uv_fileno(h, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc)
+        return;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (port != g_br.listen_port)
+        return;
+    F.lhandles[F.nlisteners] = (uv_poll_t *)h;
+    F.lcbs[F.nlisteners++] = ((uv_poll_t *)h)->poll_cb;
+}
+
+/* Accepts and closes what waits on the listening sockets, with the spare descriptor's slot. */
+static int drain(void) {
+    int n = 0;
+    if (F.spare >= 0) {
+        close(F.spare);
+        F.spare = -1;
+    }
+    for (int i = 0; i < F.nlisteners; i++) {
+        uv_os_fd_t lfd;
+        if (uv_fileno((uv_handle_t *)F.lhandles[i], &lfd) != 0)
+            continue;
+        while (n < DRAIN_MAX) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0)
+                break;
+            close(fd);
+            n++;
+        }
+    }
+    F.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return n;
+}
+
+static void on_resume(uv_timer_t *t) {
+    (void)t;
+    F.paused = 0;
+    F.resumed_ms = br_now();
+    for (int i = 0; i < F.nlisteners; i++)
+        if (F.lcbs[i] && !uv_is_closing((uv_handle_t *)F.lhandles[i]))
+            uv_poll_start(F.lhandles[i], UV_READABLE, F.lcbs[i]);
+}
+
+void br_flood_emfile(void) {
+    if (!g_br.lws || !F.timer_init)
+        return;
+    if (!F.nlisteners)
+        uv_walk(g_br.loop, find_listener, NULL);
+    int dropped = drain();
+    if (F.paused)
+        return;
+    uint64_t now = br_now();
+    /* Again soon after the last pause: back off further. */
+    F.pause_ms = now - F.resumed_ms < 2 * (uint64_t)F.pause_ms
+                     ? (F.pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : F.pause_ms * 2)
+                     : PAUSE_MIN_MS;
+    F.paused = 1;
+    for (int i = 0; i < F.nlisteners; i++)
+        uv_poll_stop(F.lhandles[i]);
+    uv_timer_start(&F.pause_timer, on_resume, F.pause_ms, 0);
+    gp_metric_inc(g_bm.accept_pauses, NULL);
+    br_logr(BR_LOG_WARN, "accept_paused",
+            "err=EMFILE pause_ms=%u dropped=%d preauth=%u hint=\"raise LimitNOFILE\"", F.pause_ms,
+            dropped, F.n);
+}
+
+void br_flood_free(void) {
+    while (F.head)
+        rec_drop(F.head);
+    if (F.spare >= 0)
+        close(F.spare);
+    F.spare = -1;
+    if (F.timer_init) {
+        uv_timer_stop(&F.pause_timer);
+        uv_close((uv_handle_t *)&F.pause_timer, NULL);
+        F.timer_init = 0;
+    }
+    F.nlisteners = 0;
+}

@@ -1,0 +1,41 @@
+/* flood.h — the house listener's defences against connection floods (flood.c): caps on
+ * connections that have not authenticated yet (per source address and in total, the oldest
+ * shed first), their deadline, and no busy loop when accept(2) runs out of descriptors.
+ * I/O side: it closes lws connections and touches the listening socket. */
+#ifndef BR_FLOOD_H
+#define BR_FLOOD_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct lws;
+
+/* Sizes the caps from the options and the descriptors lws may use (its table). */
+void br_flood_init(unsigned lws_fds);
+/* The total and per-address caps in force (after clamping to the table). */
+unsigned br_flood_cap_total(void);
+unsigned br_flood_cap_addr(void);
+
+/* A connection from sa was accepted (LWS_CALLBACK_FILTER_NETWORK_CONNECTION): makes room
+ * for it under the caps by shedding the oldest pre-auth connection of its address, or of
+ * all, and remembers its address for br_flood_adopted. Always admits it. */
+void br_flood_accepted(const struct sockaddr *sa);
+/* lws made the accepted connection wsi (LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED). */
+void br_flood_adopted(struct lws *wsi);
+/* The connection became a WebSocket (br_conn now keeps the handshake deadline). */
+void br_flood_upgraded(struct lws *wsi);
+/* The house on wsi authenticated: no longer pre-auth. */
+void br_flood_authed(struct lws *wsi);
+/* lws frees wsi (LWS_CALLBACK_WSI_DESTROY). */
+void br_flood_destroyed(struct lws *wsi);
+/* Every second: closes pre-auth connections past their deadline. */
+void br_flood_tick(uint64_t now_ms);
+/* accept(2) failed for want of descriptors (lws logged it): drain the listen queue with the
+ * spare descriptor, and pause accepting for a while. */
+void br_flood_emfile(void);
+/* Pre-auth connections now. */
+unsigned br_flood_preauth(void);
+/* At exit. */
+void br_flood_free(void);
+
+#endif

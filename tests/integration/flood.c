@@ -1,0 +1,201 @@
+/* flood.c — connection floods against the house listener: a bridge with few descriptors
+ * (256) under more idle TCP connections than it has, held open. It must not spin (CPU well
+ * under a core), must not flood its log, must keep serving the house it holds, and must let
+ * a new house in while the flood sits there. Real processes, loopback only. */
+#include "../harness/harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+TestSuite(flood, .init = h_init, .fini = h_fini, .timeout = 120);
+
+#define FLOOD 400
+
+/* The bridge under `prlimit --nofile=N:N` (prlimit sets its own limit, then execs). */
+static h_proc *bridge_limited(int limit, int port, const char *const *extra) {
+    char ports[16], bin[4096], lim[48];
+    snprintf(ports, sizeof ports, "%d", port);
+    snprintf(lim, sizeof lim, "--nofile=%d:%d", limit, limit);
+    snprintf(bin, sizeof bin, "%s", h_bin("ghostport-bridge"));
+    const char *argv[32] = {"prlimit",     lim,           "--",       bin,   "--allow-ws",
+                            "--bind",      "127.0.0.1",   "--listen", ports, "--redis",
+                            h_redis_url(), "--log-level", "info"};
+    int n = 13;
+    for (int i = 0; extra && extra[i] && n < 30; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    h_proc *p = h_spawn("bridge", (char *const *)argv);
+    cr_assert(h_wait_port(port, 10000), "bridge did not listen on %d", port);
+    return p;
+}
+
+/* utime + stime of a process, in clock ticks. */
+static long long cpu_ticks(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char *s = h_read_file(path, NULL);
+    cr_assert(s, "cannot read %s", path);
+    const char *p = strrchr(s, ')');
+    cr_assert(p);
+    unsigned long long ut = 0, st = 0;
+    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) */
+    int got = sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st);
+    free(s);
+    cr_assert_eq(got, 2, "cannot parse %s", path);
+    return (long long)(ut + st);
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* FLOOD idle connections to port (non-blocking connects; the kernel completes them from its
+ * listen queue whether the bridge accepts or not). Returns how many were opened. */
+static int open_flood(int port, int *fds, int n) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            break;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+            close(fd);
+            break;
+        }
+        fds[k++] = fd;
+    }
+    return k;
+}
+
+static void serves(const char *house, const char *frame_id) {
+    h_request(house, frame_id, "GET", "/echo?ok=1", NULL, NULL, 0, 10000);
+    h_reply r;
+    cr_assert(h_wait_reply(frame_id, NULL, 10000, &r), "%s: house %s did not answer", frame_id,
+              house);
+    cr_assert_eq(r.status, 200, "%s: status %d", frame_id, r.status);
+    h_reply_free(&r);
+}
+
+Test(flood, idle_connections_past_the_fd_limit) {
+    /* The test itself holds FLOOD sockets. */
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2048 && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < 2048 ? rl.rlim_max : 2048;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    h_redis_start(0);
+    int up_port;
+    h_upstream_start(&up_port);
+    char up_url[64];
+    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
+    int port = h_free_port();
+    h_proc *br = bridge_limited(256, port, NULL);
+    char s1[65], s2[65];
+    h_register("old", s1);
+    h_house_start("old", s1, port, up_url, NULL);
+    cr_assert(h_wait_connected("old", 15000), "house did not connect before the flood");
+    serves("old", "before");
+
+    static int fds[FLOOD];
+    long log0 = file_size(br->log);
+    int n = open_flood(port, fds, FLOOD);
+    cr_assert_gt(n, 256, "opened only %d connections", n);
+
+    /* CPU over 2 s with the flood held (a measurement window, not a wait). */
+    long long t0 = cpu_ticks(br->pid);
+    uint64_t w0 = h_now_ms();
+    usleep(2000 * 1000);
+    long long t1 = cpu_ticks(br->pid);
+    double secs = (double)(h_now_ms() - w0) / 1000.0;
+    double cpu = (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK) / secs;
+    cr_assert(h_alive(br), "bridge died under the flood");
+    cr_assert_lt(cpu, 0.5, "bridge used %.0f%% of a core under an idle flood", cpu * 100);
+    long grew = file_size(br->log) - log0;
+    cr_assert_lt(grew, 256 * 1024, "log grew by %ld bytes in %.1f s", grew, secs);
+
+    /* The house it holds still answers, and a new house gets in while the flood is held. */
+    serves("old", "during");
+    h_register("new", s2);
+    h_house_start("new", s2, port, up_url, NULL);
+    cr_assert(h_wait_connected("new", 15000), "a new house could not connect during the flood");
+    serves("new", "new-during");
+    cr_assert(h_log_count(br, "event=preauth_shed") > 0, "no pre-auth connection was shed");
+    cr_assert(h_log_count(br, "suppressed=") > 0, "no log line counted what was suppressed");
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* The reserve kept out of lws's reach used up by the admin port (64 connections held from
+ * four addresses): the house listener then meets EMFILE, and must pause, not spin. */
+Test(flood, out_of_descriptors_pauses_instead_of_spinning) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2048 && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < 2048 ? rl.rlim_max : 2048;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    h_redis_start(0);
+    int up_port;
+    h_upstream_start(&up_port);
+    char up_url[64];
+    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
+    int port = h_free_port();
+    const char *extra[] = {"--admin-listen", "0", NULL};
+    h_proc *br = bridge_limited(100, port, extra);
+    int aport = h_admin_port(br);
+    cr_assert(aport, "no admin port");
+    char s1[65];
+    h_register("old", s1);
+    h_house_start("old", s1, port, up_url, NULL);
+    cr_assert(h_wait_connected("old", 15000), "house did not connect before the flood");
+
+    static int fds[FLOOD], adm[64];
+    int n = open_flood(port, fds, 100);
+    /* Let it take those in (on a bridge that sheds, the first shed says so). */
+    h_wait_log(br, "event=preauth_shed", 3000);
+    int na = 0;
+    for (int a = 0; a < 4; a++)
+        for (int i = 0; i < 16; i++) {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in src = {.sin_family = AF_INET};
+            src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)a);
+            struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)aport)};
+            dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (fd >= 0 && bind(fd, (struct sockaddr *)&src, sizeof src) == 0 &&
+                connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0)
+                adm[na++] = fd;
+            else if (fd >= 0)
+                close(fd);
+        }
+    n += open_flood(port, fds + n, FLOOD - n);
+    long log0 = file_size(br->log);
+    long long t0 = cpu_ticks(br->pid);
+    uint64_t w0 = h_now_ms();
+    usleep(2000 * 1000); /* a measurement window, not a wait */
+    long long t1 = cpu_ticks(br->pid);
+    double secs = (double)(h_now_ms() - w0) / 1000.0;
+    double cpu = (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK) / secs;
+    cr_assert(h_alive(br), "bridge died under the flood");
+    cr_assert_lt(cpu, 0.5, "bridge used %.0f%% of a core out of descriptors", cpu * 100);
+    long grew = file_size(br->log) - log0;
+    cr_assert_lt(grew, 256 * 1024, "log grew by %ld bytes in %.1f s", grew, secs);
+    cr_assert(h_log_count(br, "event=accept_paused") > 0, "the listener never met EMFILE");
+    serves("old", "out-of-fds");
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    for (int i = 0; i < na; i++)
+        close(adm[i]);
+}
