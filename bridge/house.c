@@ -427,7 +427,7 @@ static void on_claimed(redisReply *rep, void *ud) {
         /* Disabled between the secret lookup and now: refused as at authentication. */
         if (br_conn_alive(c)) {
             br_logr(BR_LOG_INFO, "auth_refused", "house=%s addr=%s transport=%s reason=disabled",
-                   c->house, c->addr, c->tp->name);
+                    c->house, c->addr, c->tp->name);
             br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
         }
         br_conn_unref(c);

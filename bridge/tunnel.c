@@ -63,7 +63,7 @@ static void on_secret(redisReply *rep, void *ud) {
     gp_str id = gp_str_c(c->house);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         br_logr(BR_LOG_WARN, "auth_unavailable", "house=%s addr=%s err=%s", c->house, c->addr,
-               br_qs(rep ? rep->str : "redis unavailable"));
+                br_qs(rep ? rep->str : "redis unavailable"));
         br_conn_close(c, GP_GOAWAY_DRAINING, "registry unavailable, retry later");
         br_conn_unref(c);
         return;
@@ -101,7 +101,7 @@ static void on_secret(redisReply *rep, void *ud) {
 
 static void rate_limited(br_conn *c, gp_str id) {
     br_logr(BR_LOG_WARN, "auth_rate_limited", "addr=%s house=%s transport=%s", c->addr,
-           br_q((const char *)id.p, id.len), c->tp->name);
+            br_q((const char *)id.p, id.len), c->tp->name);
     br_conn_close(c, GP_GOAWAY_RATE_LIMIT, "too many failed attempts");
 }
 
@@ -124,7 +124,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
         (void)gp_authlimit_take(g_br.auth_ws, gp_str_c(c->addr), id, br_now());
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
-               br_q((const char *)id.p, id.len));
+                br_q((const char *)id.p, id.len));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
@@ -163,7 +163,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     if (!ok) {
         gp_metric_inc(g_bm.auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
-               c->secret_known ? "bad_proof" : "unknown_house");
+                c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
@@ -171,7 +171,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     if (c->disabled) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
-               c->addr, c->house, c->tp->name);
+                c->addr, c->house, c->tp->name);
         br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
         return;
     }

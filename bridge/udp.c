@@ -398,7 +398,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
         gp_metric_inc(g_bm.auth_failures, "rudp");
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
-               host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
+                host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
         return;
     }
     if (lk->proven)
@@ -460,8 +460,8 @@ static void on_lookup(redisReply *rep, void *ud) {
          * not a failed attempt. The house's initiations are not even verified. */
         char host[80];
         addr_host(&lk->addr, host, sizeof host);
-        br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=rudp reason=disabled", host,
-               lk->house);
+        br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=rudp reason=disabled",
+                host, lk->house);
         gp_sess_hs_free(lk->hs);
         free(lk);
         return;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ static h_proc *bridge_admin(int *aport, const char *const *more) {
     cr_assert_not_null(f);
     fprintf(f, "%s\n", TOKEN);
     fclose(f);
+    chmod(path, 0600); /* a secret: the bridge refuses it readable by others */
     const char *extra[16] = {"--admin-listen",     "0", "--admin-bind", "0.0.0.0",
                              "--admin-token-file", path};
     int n = 6;
