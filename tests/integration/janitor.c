@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 TestSuite(janitor, .init = h_init, .fini = h_fini, .timeout = 180);
 
@@ -154,6 +155,7 @@ Test(janitor, rm_removes_every_key_of_the_house) {
     cr_assert_not_null(f);
     fputs("rm-token-for-the-janitor-suite\n", f);
     fclose(f);
+    chmod(tok, 0600); /* a secret: the bridge refuses it readable by others */
     const char *extra[] = {"--admin-listen", "0", "--admin-token-file", tok, NULL};
     int bport;
     h_proc *b = h_bridge_start(0, &bport, extra, 1);
