@@ -27,11 +27,12 @@ PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
 BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
-CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c
+CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c bridge/rurl.c
 # The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
 ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
 HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
-HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c
+HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c \
+	bridge/rurl.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 IT_SRC := $(wildcard tests/integration/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
@@ -96,7 +97,7 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
-$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(PROTO_LIB)
+$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(BUILD)/obj/bridge/rurl.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -120,6 +121,8 @@ $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
 $(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
 $(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
 $(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
+# The Redis address parser (bridge/rurl.c) is pure.
+$(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/rurl.o
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -185,6 +188,10 @@ build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/api_body.c $(PROTO
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+# Redis addresses from flags, environment and config files.
+build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/rurl.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)

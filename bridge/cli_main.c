@@ -131,6 +131,16 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
             c->redis_url = v;
         return r;
     }
+    if ((r = cli_opt_val(argc, argv, i, "--redis-user", NULL, &v)) != 0) {
+        if (r > 0)
+            c->redis_user = v;
+        return r;
+    }
+    if ((r = cli_opt_val(argc, argv, i, "--redis-password-file", NULL, &v)) != 0) {
+        if (r > 0)
+            c->redis_password_file = v;
+        return r;
+    }
     if ((r = cli_opt_val(argc, argv, i, "--prefix", NULL, &v)) != 0) {
         if (r > 0)
             c->prefix = v;
@@ -144,13 +154,29 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
     return 0;
 }
 
+int cli_redis_addr(cli_ctx *c, gp_rurl *u) {
+    char err[512];
+    gp_rurl_redact(c->redis_url, c->redis_shown, sizeof c->redis_shown);
+    if (gp_rurl_parse(c->redis_url, u, err, sizeof err) != 0 ||
+        gp_rurl_credentials(u, c->redis_user, c->redis_password_file, err, sizeof err) != 0) {
+        gp_rurl_wipe(u);
+        cli_err(c, "%s", err);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
 br_rc *cli_connect(cli_ctx *c) {
-    char err[256];
+    char err[512];
     if (!*c->prefix || strlen(c->prefix) > 64) {
         cli_err(c, "--prefix must be 1-64 characters");
         return NULL;
     }
-    br_rc *rc = gp_reg_connect(c->redis_url, 5000, err, sizeof err);
+    gp_rurl u;
+    if (cli_redis_addr(c, &u) != 0)
+        return NULL;
+    br_rc *rc = gp_reg_connect(&u, 5000, err, sizeof err, NULL);
+    gp_rurl_wipe(&u);
     if (!rc)
         cli_err(c, "%s", err);
     return rc;
@@ -170,8 +196,12 @@ int cli_master_key(cli_ctx *c, uint8_t out[32], int *have) {
 
 static void print_globals(FILE *f) {
     fprintf(f, "global options (anywhere on the line):\n"
-               "  --redis URL         redis://host:port/db or host:port (env GP_REDIS,\n"
-               "                      default " DEFAULT_REDIS ")\n"
+               "  --redis URL         redis://[user:password@]host:port/db, rediss://... (TLS)\n"
+               "                      or host:port (env GP_REDIS, default " DEFAULT_REDIS ")\n"
+               "  --redis-user USER   Redis ACL user (env GP_REDIS_USER; default: the URL's)\n"
+               "  --redis-password-file FILE\n"
+               "                      Redis password, first line of FILE (env\n"
+               "                      GP_REDIS_PASSWORD_FILE; wins over the URL's)\n"
                "  --prefix P          key prefix (env GP_PREFIX, default gp)\n"
                "  --master-key HEX    64 hex digits; house secrets are sealed with it in Redis\n"
                "                      (env GP_MASTER_KEY; must match the bridges' key)\n");
@@ -242,6 +272,8 @@ int main(int argc, char **argv) {
         .redis_url = env_or("GP_REDIS", DEFAULT_REDIS),
         .prefix = env_or("GP_PREFIX", "gp"),
         .master_hex = env_or("GP_MASTER_KEY", NULL),
+        .redis_user = env_or("GP_REDIS_USER", NULL),
+        .redis_password_file = env_or("GP_REDIS_PASSWORD_FILE", NULL),
     };
     if (gp_auth_init() != 0) {
         cli_err(&c, "libsodium initialisation failed");

@@ -19,10 +19,12 @@ typedef struct rnode {
 
 struct br_rc {
     int timeout_ms, db;
+    char *user, *pass; /* AUTH (NULL: none) */
+    int auth_failed;
     rnode nodes[MAX_NODES]; /* nodes[0] is the seed */
     int n;
     uint8_t slot_node[16384]; /* 0: unknown, ask the seed (or the seed itself) */
-    char err[256];
+    char err[768];
 };
 
 br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms) {
@@ -45,11 +47,60 @@ void br_rc_reset(br_rc *rc) {
         }
 }
 
+static void free_creds(br_rc *rc) {
+    if (rc->pass)
+        explicit_bzero(rc->pass, strlen(rc->pass));
+    free(rc->user);
+    free(rc->pass);
+    rc->user = rc->pass = NULL;
+}
+
 void br_rc_free(br_rc *rc) {
     if (!rc)
         return;
     br_rc_reset(rc);
+    free_creds(rc);
     free(rc);
+}
+
+int br_rc_set_auth(br_rc *rc, const char *user, const char *pass) {
+    free_creds(rc);
+    rc->user = user && *user ? strdup(user) : NULL;
+    rc->pass = pass ? strdup(pass) : NULL;
+    if ((user && *user && !rc->user) || (pass && !rc->pass)) {
+        free_creds(rc);
+        return -1;
+    }
+    return 0;
+}
+
+br_rc *br_rc_new_url(const gp_rurl *u, int timeout_ms) {
+    br_rc *rc = br_rc_new(u->host, u->port, u->db, timeout_ms);
+    if (rc && br_rc_set_auth(rc, u->user, u->has_pass ? u->pass : NULL) != 0) {
+        br_rc_free(rc);
+        return NULL;
+    }
+    return rc;
+}
+
+int br_rc_auth_failed(const br_rc *rc) {
+    return rc->auth_failed;
+}
+
+/* Redis's answer to a first command is about credentials: the message for people. */
+static int auth_error(br_rc *rc, const char *where, const char *msg) {
+    int noauth = strncmp(msg, "NOAUTH", 6) == 0;
+    if (!noauth && strncmp(msg, "WRONGPASS", 9) != 0 && strncmp(msg, "NOPERM", 6) != 0 &&
+        !strstr(msg, "invalid password") && !strstr(msg, "without any password configured"))
+        return 0;
+    rc->auth_failed = 1;
+    snprintf(rc->err, sizeof rc->err, "Redis at %s %s (%s): %s", where,
+             noauth ? "requires a password" : "refused the credentials", msg,
+             noauth ? "give --redis-password-file FILE (env GP_REDIS_PASSWORD_FILE) or "
+                      "redis://user:password@host in --redis"
+                    : "check --redis-user, --redis-password-file and the URL's user and "
+                      "password against the server's requirepass or ACL");
+    return 1;
 }
 
 static struct timeval tv_of(int ms) {
@@ -98,10 +149,32 @@ static redisContext *ctx(br_rc *rc, int i) {
     }
     if (rc->timeout_ms)
         redisSetTimeout(c, tv_of(rc->timeout_ms));
+    char where[300];
+    snprintf(where, sizeof where, strchr(nd->host, ':') ? "[%s]:%d" : "%s:%d", nd->host, nd->port);
+    if (rc->pass) {
+        /* By vector: the password is never formatted into a command string. */
+        const char *argv[3] = {"AUTH", rc->user ? rc->user : rc->pass, rc->pass};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(rc->pass)};
+        redisReply *r = redisCommandArgv(c, rc->user ? 3 : 2, argv, lens);
+        int ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r && r->type == REDIS_REPLY_ERROR && !auth_error(rc, where, r->str)) {
+            rc->auth_failed = 1; /* any refusal of AUTH is about the credentials */
+            snprintf(rc->err, sizeof rc->err, "Redis at %s refused AUTH: %s", where, r->str);
+        } else if (!ok && !(r && r->type == REDIS_REPLY_ERROR)) {
+            snprintf(rc->err, sizeof rc->err, "AUTH at %s: %s", where,
+                     c->errstr[0] ? c->errstr : "unexpected reply");
+        }
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
     if (rc->db) {
         redisReply *r = redisCommand(c, "SELECT %d", rc->db);
         int ok = r && r->type == REDIS_REPLY_STATUS;
-        if (!ok)
+        if (!ok && !(r && r->type == REDIS_REPLY_ERROR && auth_error(rc, where, r->str)))
             snprintf(rc->err, sizeof rc->err, "SELECT %d: %s", rc->db,
                      r && r->type == REDIS_REPLY_ERROR ? r->str : "failed");
         if (r)
@@ -111,6 +184,7 @@ static redisContext *ctx(br_rc *rc, int i) {
             return NULL;
         }
     }
+    rc->auth_failed = 0;
     return nd->c = c;
 }
 
@@ -200,7 +274,10 @@ int br_rc_ping(br_rc *rc) {
     const char *argv[] = {"PING"};
     redisReply *r = br_rc_cmdv(rc, 1, argv, NULL);
     int ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r && !ok)
+    char where[300];
+    snprintf(where, sizeof where, strchr(rc->nodes[0].host, ':') ? "[%s]:%d" : "%s:%d",
+             rc->nodes[0].host, rc->nodes[0].port);
+    if (r && !ok && !(r->type == REDIS_REPLY_ERROR && auth_error(rc, where, r->str)))
         snprintf(rc->err, sizeof rc->err, "PING: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     if (r)

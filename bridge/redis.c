@@ -26,9 +26,11 @@ typedef struct br_cmd {
 struct br_redis {
     uv_loop_t *loop;
     br_redis_cfg cfg;
-    char *host, *hb;
+    char *host, *hb, *user, *pass;
     redisAsyncContext *ac;
-    int ready;   /* connected, SELECT sent */
+    int ready;  /* connected, handshake (AUTH, SELECT, PING) done */
+    int hs_err; /* the handshake of the current connection failed */
+    int auth_failed, auth_logged;
     int closing; /* br_redis_free called */
     int nclosed; /* timer handles closed so far */
     int quiet;   /* failure already logged since the last success */
@@ -127,10 +129,66 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
         r->cfg.on_down(r);
 }
 
-static void on_select(redisAsyncContext *ac, void *reply, void *priv) {
-    (void)ac, (void)priv;
-    if (br_reply_is_error(reply, NULL))
-        br_log(BR_LOG_ERROR, "redis_select_failed", "err=%s", br_qs(((redisReply *)reply)->str));
+/* The handshake's replies, in order: AUTH (if any), SELECT (if any), PING. A refusal ends the
+ * connection (hiredis disconnects once the pipelined replies are in) and the retry timer
+ * takes over with its backoff. */
+static void hs_fail(br_redis *r, redisAsyncContext *ac, const redisReply *rep, const char *what) {
+    if (r->hs_err)
+        return;
+    r->hs_err = 1;
+    const char *msg = rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply";
+    int auth = strncmp(msg, "WRONGPASS", 9) == 0 || strncmp(msg, "NOAUTH", 6) == 0 ||
+               strncmp(msg, "NOPERM", 6) == 0 || strstr(msg, "invalid password") ||
+               strstr(msg, "without any password configured") || strcmp(what, "AUTH") == 0;
+    if (auth) {
+        r->auth_failed = 1;
+        /* One error line per outage: the retries go on quietly (debug). */
+        const char *hint = strncmp(msg, "NOAUTH", 6) == 0
+                               ? "Redis requires a password: give --redis-password-file FILE (or "
+                                 "redis://user:password@host in --redis)"
+                           : r->pass
+                               ? "Redis refused the user or password: check --redis-user, "
+                                 "--redis-password-file and the URL's credentials against the "
+                                 "server's requirepass or ACL"
+                               : "check the server's ACL for this user";
+        br_log(r->auth_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_auth_failed",
+               "conn=%s addr=%s:%d user=%s err=%s hint=%s action=retrying", r->cfg.name, r->host,
+               r->cfg.port, br_qs(r->user ? r->user : "default"), br_qs(msg), br_qs(hint));
+        r->auth_logged = 1;
+    } else {
+        br_log(BR_LOG_ERROR, "redis_setup_failed", "conn=%s addr=%s:%d cmd=%s err=%s", r->cfg.name,
+               r->host, r->cfg.port, what, br_qs(msg));
+    }
+    r->quiet = 1; /* the reason is logged: no redis_down warning on top */
+    redisAsyncDisconnect(ac);
+}
+
+static void on_hs(redisAsyncContext *ac, void *reply, void *priv) {
+    br_redis *r = ac->data;
+    redisReply *rep = reply;
+    const char *what = priv;
+    if (!r || r->ac != ac || !rep)
+        return; /* context being dropped */
+    if (strcmp(what, "PING") != 0) {
+        if (rep->type != REDIS_REPLY_STATUS)
+            hs_fail(r, ac, rep, what);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_STATUS) {
+        hs_fail(r, ac, rep, what);
+        return;
+    }
+    if (r->hs_err)
+        return;
+    r->ready = 1;
+    r->quiet = 0;
+    r->auth_failed = r->auth_logged = 0;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->last_rx_ms = now_ms(r);
+    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d auth=%s", r->cfg.name, r->host,
+           r->cfg.port, r->cfg.db, r->pass ? (r->user ? "user" : "password") : "none");
+    if (r->cfg.on_up)
+        r->cfg.on_up(r);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status) {
@@ -144,19 +202,20 @@ static void on_connect(const redisAsyncContext *cac, int status) {
         return;
     }
     redisEnableKeepAlive(&ac->c);
-    r->ready = 1;
-    r->quiet = 0;
-    r->backoff_ms = BACKOFF_MIN_MS;
+    r->hs_err = 0;
     r->last_rx_ms = now_ms(r);
-    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d", r->cfg.name, r->host, r->cfg.port,
-           r->cfg.db);
+    /* Pipelined: one round trip. Arguments go by vector, so a password is never formatted. */
+    if (r->pass) {
+        const char *argv[3] = {"AUTH", r->user ? r->user : r->pass, r->pass};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(r->pass)};
+        redisAsyncCommandArgv(ac, on_hs, "AUTH", r->user ? 3 : 2, argv, lens);
+    }
     if (r->cfg.db && !r->hb) {
         char db[16];
         snprintf(db, sizeof db, "%d", r->cfg.db);
-        redisAsyncCommand(ac, on_select, NULL, "SELECT %s", db);
+        redisAsyncCommand(ac, on_hs, "SELECT", "SELECT %s", db);
     }
-    if (r->cfg.on_up)
-        r->cfg.on_up(r);
+    redisAsyncCommand(ac, on_hs, "PING", "PING");
 }
 
 static void start_connect(br_redis *r) {
@@ -399,6 +458,15 @@ static void watchdog(uv_timer_t *t) {
 
 /* --- object ---------------------------------------------------------------------------- */
 
+static void free_strings(br_redis *r) {
+    if (r->pass)
+        explicit_bzero(r->pass, strlen(r->pass));
+    free(r->host);
+    free(r->hb);
+    free(r->user);
+    free(r->pass);
+}
+
 br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
     br_redis *r = calloc(1, sizeof *r);
     if (!r)
@@ -407,9 +475,12 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
     r->cfg = *cfg;
     r->host = strdup(cfg->host);
     r->hb = cfg->hb_channel ? strdup(cfg->hb_channel) : NULL;
-    if (!r->host || (cfg->hb_channel && !r->hb)) {
-        free(r->host);
-        free(r->hb);
+    r->user = cfg->user && *cfg->user ? strdup(cfg->user) : NULL;
+    r->pass = cfg->pass ? strdup(cfg->pass) : NULL;
+    r->cfg.user = r->cfg.pass = NULL; /* ours are the copies above */
+    if (!r->host || (cfg->hb_channel && !r->hb) || (cfg->user && *cfg->user && !r->user) ||
+        (cfg->pass && !r->pass)) {
+        free_strings(r);
         free(r);
         return NULL;
     }
@@ -426,6 +497,10 @@ void *br_redis_ud(const br_redis *r) {
     return r->cfg.ud;
 }
 
+int br_redis_auth_failed(const br_redis *r) {
+    return r && r->auth_failed;
+}
+
 int br_redis_ready(const br_redis *r) {
     return r && r->ready && r->ac && !r->closing;
 }
@@ -433,8 +508,7 @@ int br_redis_ready(const br_redis *r) {
 static void on_timer_closed(uv_handle_t *h) {
     br_redis *r = h->data;
     if (++r->nclosed == 2) {
-        free(r->host);
-        free(r->hb);
+        free_strings(r);
         free(r);
     }
 }
