@@ -22,17 +22,18 @@ override CFLAGS += -Werror
 endif
 
 PKGS_PROTO := libsodium libzstd
-PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson
+PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson openssl
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
 BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
-CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c bridge/rurl.c
+CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c bridge/rurl.c \
+	bridge/tlsrelay.c
 # The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
 ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
 HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
 HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c \
-	bridge/rurl.c
+	bridge/rurl.c bridge/tlsrelay.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 IT_SRC := $(wildcard tests/integration/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
@@ -52,7 +53,7 @@ TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 # http-parser (the admin port) ships no pkg-config file.
-LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser
+LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
 .PHONY: all deps test unit integration asan fuzz bench demo clean format format-check
@@ -97,7 +98,8 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
-$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(BUILD)/obj/bridge/rurl.o $(PROTO_LIB)
+$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
+		$(call obj,bridge/rurl.c bridge/rclient.c bridge/rkeys.c bridge/tlsrelay.c) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -173,10 +175,12 @@ build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
 # through hiredis's reader; the fuzz file includes bridge/registry.c for its static parsers.
-build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rkeys.c $(PROTO_SRC)
+build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rkeys.c bridge/rurl.c \
+		bridge/tlsrelay.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson openssl) \
+		-lpthread -lm
 build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)

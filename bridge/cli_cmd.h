@@ -24,7 +24,8 @@ typedef struct cli_ctx {
     const char *master_hex;          /* --master-key / GP_MASTER_KEY / none */
     const char *redis_user;          /* --redis-user / GP_REDIS_USER / the URL's */
     const char *redis_password_file; /* --redis-password-file / GP_REDIS_PASSWORD_FILE */
-    char redis_shown[320];           /* the URL with its password masked, for output */
+    const char *redis_ca_file, *redis_cert_file, *redis_key_file; /* rediss:// */
+    char redis_shown[320]; /* the URL with its password masked, for output */
 } cli_ctx;
 
 typedef struct cli_command {

@@ -3,8 +3,10 @@
  * lives in its own file and is one row of `commands` below, so adding one means adding a
  * row. */
 #include "cli_cmd.h"
+#include "tlsrelay.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +143,18 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
             c->redis_password_file = v;
         return r;
     }
+    static const struct {
+        const char *name;
+        size_t off;
+    } files[] = {{"--redis-ca-file", offsetof(cli_ctx, redis_ca_file)},
+                 {"--redis-cert-file", offsetof(cli_ctx, redis_cert_file)},
+                 {"--redis-key-file", offsetof(cli_ctx, redis_key_file)}};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        if ((r = cli_opt_val(argc, argv, i, files[k].name, NULL, &v)) != 0) {
+            if (r > 0)
+                *(const char **)((char *)c + files[k].off) = v;
+            return r;
+        }
     if ((r = cli_opt_val(argc, argv, i, "--prefix", NULL, &v)) != 0) {
         if (r > 0)
             c->prefix = v;
@@ -158,7 +172,9 @@ int cli_redis_addr(cli_ctx *c, gp_rurl *u) {
     char err[512];
     gp_rurl_redact(c->redis_url, c->redis_shown, sizeof c->redis_shown);
     if (gp_rurl_parse(c->redis_url, u, err, sizeof err) != 0 ||
-        gp_rurl_credentials(u, c->redis_user, c->redis_password_file, err, sizeof err) != 0) {
+        gp_rurl_credentials(u, c->redis_user, c->redis_password_file, err, sizeof err) != 0 ||
+        (u->tls && gp_tlsrelay_config(c->redis_ca_file, c->redis_cert_file, c->redis_key_file, err,
+                                      sizeof err) != 0)) {
         gp_rurl_wipe(u);
         cli_err(c, "%s", err);
         return CLI_USAGE;
@@ -202,6 +218,11 @@ static void print_globals(FILE *f) {
                "  --redis-password-file FILE\n"
                "                      Redis password, first line of FILE (env\n"
                "                      GP_REDIS_PASSWORD_FILE; wins over the URL's)\n"
+               "  --redis-ca-file FILE  rediss://: CA certificates Redis's must chain to\n"
+               "                      (env GP_REDIS_CA_FILE; default: the system's)\n"
+               "  --redis-cert-file FILE, --redis-key-file FILE\n"
+               "                      rediss://: client certificate and key (env\n"
+               "                      GP_REDIS_CERT_FILE, GP_REDIS_KEY_FILE)\n"
                "  --prefix P          key prefix (env GP_PREFIX, default gp)\n"
                "  --master-key HEX    64 hex digits; house secrets are sealed with it in Redis\n"
                "                      (env GP_MASTER_KEY; must match the bridges' key)\n");
@@ -274,6 +295,9 @@ int main(int argc, char **argv) {
         .master_hex = env_or("GP_MASTER_KEY", NULL),
         .redis_user = env_or("GP_REDIS_USER", NULL),
         .redis_password_file = env_or("GP_REDIS_PASSWORD_FILE", NULL),
+        .redis_ca_file = env_or("GP_REDIS_CA_FILE", NULL),
+        .redis_cert_file = env_or("GP_REDIS_CERT_FILE", NULL),
+        .redis_key_file = env_or("GP_REDIS_KEY_FILE", NULL),
     };
     if (gp_auth_init() != 0) {
         cli_err(&c, "libsodium initialisation failed");

@@ -4,6 +4,7 @@
  * I/O side. */
 #include "bridge.h"
 #include "conf.h"
+#include "tlsrelay.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -248,6 +249,11 @@ static int configure(int argc, char **argv) {
     if (gp_rurl_parse(cfg->redis, &g_br.rurl, err, sizeof err) != 0 ||
         gp_rurl_credentials(&g_br.rurl, cfg->redis_user, cfg->redis_password_file, err,
                             sizeof err) != 0)
+        goto bad;
+    /* rediss://: the certificates are loaded and checked now, so that a wrong file stops the
+     * start (and --check-config) instead of every connection. */
+    if (g_br.rurl.tls && gp_tlsrelay_config(cfg->redis_ca_file, cfg->redis_cert_file,
+                                            cfg->redis_key_file, err, sizeof err) != 0)
         goto bad;
     snprintf(g_br.rhost, sizeof g_br.rhost, "%s", g_br.rurl.host);
     g_br.rport = g_br.rurl.port;
@@ -703,6 +709,7 @@ int main(int argc, char **argv) {
                      .db = g_br.rdb,
                      .user = g_br.rurl.user[0] ? g_br.rurl.user : NULL,
                      .pass = g_br.rurl.has_pass ? g_br.rurl.pass : NULL,
+                     .tls = g_br.rurl.tls,
                      .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
                      .hb_channel = hb,
                      .on_node_up = node_up,
@@ -756,6 +763,7 @@ out:
     gp_zctx_free(g_br.zc);
     br_stats_free();
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);
+    gp_tlsrelay_stop();
 out_conf:
     sodium_memzero(g_br.master_key, sizeof g_br.master_key);
     gp_rurl_wipe(&g_br.rurl);

@@ -28,6 +28,11 @@ int br_rc_set_auth(br_rc *rc, const char *user, const char *pass);
 /* 1 when the last failure was Redis refusing the credentials (WRONGPASS, NOAUTH): the message
  * in br_rc_error says which and what to do. */
 int br_rc_auth_failed(const br_rc *rc);
+/* One connection to host:port with u's credentials, db and TLS (through the relay of
+ * tlsrelay.h when u->tls): AUTH, SELECT. NULL with a message in err (*auth_failed = 1 when
+ * Redis refused the credentials). For tools that pipeline on a raw context. */
+redisContext *br_rc_dial(const gp_rurl *u, const char *host, int port, int timeout_ms, char *err,
+                         size_t errlen, int *auth_failed);
 /* Connects the seed and PINGs it: 0, or -1 with the reason in br_rc_error. */
 int br_rc_ping(br_rc *rc);
 /* Command timeout for what follows (e.g. longer than an XREAD BLOCK). */

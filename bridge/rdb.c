@@ -302,6 +302,7 @@ static node *node_get(br_db *db, const char *host, int port) {
                       .db = db->cfg.db,
                       .user = db->cfg.user,
                       .pass = db->cfg.pass,
+                      .tls = db->cfg.tls,
                       .timeout_ms = db->cfg.timeout_ms,
                       .on_up = cmd_up,
                       .on_down = cmd_down,

@@ -26,6 +26,7 @@ typedef struct br_db_cfg {
     /* AUTH on every connection of every node, redirections' new nodes included (see
      * br_redis_cfg; copied). */
     const char *user, *pass;
+    int tls; /* rediss:// (every node through the TLS relay, tlsrelay.h) */
     unsigned timeout_ms;
     const char *hb_channel; /* subscriber heartbeat channel (copied) */
     /* A node's command connection is up and routing is known: (re)issue per-node setup. */

@@ -4,6 +4,7 @@
 #include "redis.h"
 
 #include "log.h"
+#include "tlsrelay.h"
 #include "uvredis.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@ struct br_redis {
     redisAsyncContext *ac;
     int ready;  /* connected, handshake (AUTH, SELECT, PING) done */
     int hs_err; /* the handshake of the current connection failed */
-    int auth_failed, auth_logged;
+    int auth_failed, auth_logged, tls_logged;
     int closing; /* br_redis_free called */
     int nclosed; /* timer handles closed so far */
     int quiet;   /* failure already logged since the last success */
@@ -98,6 +99,17 @@ static void conn_lost(br_redis *r, const char *why) {
     r->ac->data = NULL;
     r->ac = NULL;
     r->ready = 0;
+    char tls_why[256] = "";
+    if (r->cfg.tls && !r->closing)
+        gp_tlsrelay_last_error(r->host, r->cfg.port, tls_why, sizeof tls_why);
+    if (tls_why[0]) {
+        /* The relay refused the server (certificate, handshake): an error, never a fallback
+         * to plain text. Once per outage. */
+        br_log(r->tls_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_tls_failed",
+               "conn=%s addr=%s:%d err=%s action=retrying", r->cfg.name, r->host, r->cfg.port,
+               br_qs(tls_why));
+        r->tls_logged = r->quiet = 1;
+    }
     /* One warning per outage, not one per retry. */
     if (!r->closing)
         br_log(r->quiet ? BR_LOG_DEBUG : BR_LOG_WARN, "redis_down", "conn=%s addr=%s:%d reason=%s",
@@ -182,11 +194,11 @@ static void on_hs(redisAsyncContext *ac, void *reply, void *priv) {
         return;
     r->ready = 1;
     r->quiet = 0;
-    r->auth_failed = r->auth_logged = 0;
+    r->auth_failed = r->auth_logged = r->tls_logged = 0;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->last_rx_ms = now_ms(r);
-    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d auth=%s", r->cfg.name, r->host,
-           r->cfg.port, r->cfg.db, r->pass ? (r->user ? "user" : "password") : "none");
+    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d auth=%s tls=%d", r->cfg.name, r->host,
+           r->cfg.port, r->cfg.db, r->pass ? (r->user ? "user" : "password") : "none", r->cfg.tls);
     if (r->cfg.on_up)
         r->cfg.on_up(r);
 }
@@ -201,7 +213,8 @@ static void on_connect(const redisAsyncContext *cac, int status) {
         conn_lost(r, ac->errstr);
         return;
     }
-    redisEnableKeepAlive(&ac->c);
+    if (!r->cfg.tls) /* a UNIX socket to the relay has no keepalive; the relay's TCP does */
+        redisEnableKeepAlive(&ac->c);
     r->hs_err = 0;
     r->last_rx_ms = now_ms(r);
     /* Pipelined: one round trip. Arguments go by vector, so a password is never formatted. */
@@ -221,7 +234,19 @@ static void on_connect(const redisAsyncContext *cac, int status) {
 static void start_connect(br_redis *r) {
     if (r->closing || r->ac)
         return;
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->cfg.port);
+    redisAsyncContext *ac;
+    if (r->cfg.tls) {
+        char path[128], err[256];
+        if (gp_tlsrelay_path(r->host, r->cfg.port, path, sizeof path, err, sizeof err) != 0) {
+            br_log(BR_LOG_ERROR, "redis_tls_failed", "conn=%s addr=%s:%d err=%s", r->cfg.name,
+                   r->host, r->cfg.port, br_qs(err));
+            schedule_retry(r);
+            return;
+        }
+        ac = redisAsyncConnectUnix(path);
+    } else {
+        ac = redisAsyncConnect(r->host, r->cfg.port);
+    }
     if (!ac) {
         schedule_retry(r);
         return;

@@ -42,6 +42,7 @@ typedef struct br_redis_cfg {
     /* Credentials sent by AUTH on every (re)connection before anything else: user NULL or
      * "" for the default user; pass NULL for none (copied, wiped on free). */
     const char *user, *pass;
+    int tls;                      /* rediss://: through the TLS relay (tlsrelay.h) */
     unsigned timeout_ms;          /* command timeout / subscriber silence limit */
     const char *hb_channel;       /* subscriber only: heartbeat channel (copied) */
     br_redis_msg_fn on_msg;       /* subscriber only */
