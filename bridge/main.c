@@ -465,7 +465,6 @@ static void refresh_lease(void) {
 /* A node's command connection came up (at start, after a Redis restart, or a new node of
  * a cluster): scripts, clock, our lease, and every held house re-asserted under its fence. */
 static void node_up(br_db *db, int node) {
-    (void)db;
     br_stats_node_up(node);
     refresh_time();
     br_house_load_scripts();
@@ -475,6 +474,8 @@ static void node_up(br_db *db, int node) {
     br_api_load_scripts();
     refresh_lease();
     br_house_redis_up();
+    if (br_db_ready(db)) /* every node up and routed: /readyz turns 200 with this line */
+        br_log(BR_LOG_INFO, "redis_ready", "nodes=%d", br_db_nodes(db));
 }
 
 int br_ready(const char **why) {
