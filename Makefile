@@ -140,9 +140,16 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROT
 # In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
 # Then the quick benchmarks run, so that they cannot rot (they report, they never fail on a
 # timing; they fail only when they could not run).
+# Then a named subset once more against a Redis with a password and TLS only (every program
+# logs in and goes through the TLS relay; tests/harness/harness.h, GP_TEST_REDIS): the
+# end-to-end, CLI and admin suites and a Redis Cluster (tls-cluster) test.
+REDIS_SECURE_MODE ?= auth+tls
+REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin \
+	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end
 test: deps $(if $(filter true,$(CI)),format-check)
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS)
+	$(Q)BUILD=$(BUILD) GP_TEST_REDIS=$(REDIS_SECURE_MODE) ./scripts/run-tests.sh $(REDIS_SECURE_SUITES)
 	$(Q)$(MAKE) --no-print-directory bench QUICK=1
 
 unit: $(UNIT_BINS)
@@ -150,6 +157,7 @@ unit: $(UNIT_BINS)
 
 integration: all $(TOOL_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS)
+	$(Q)BUILD=$(BUILD) GP_TEST_REDIS=$(REDIS_SECURE_MODE) ./scripts/run-tests.sh $(REDIS_SECURE_SUITES)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps

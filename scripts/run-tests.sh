@@ -2,18 +2,23 @@
 # Runs each test binary given, prints its output, and closes with one summary line
 # "N passed, N failed" counted from Criterion's per-binary synthesis lines.
 # Exits non-zero if any test failed or crashed, or a binary did not run.
+# An argument BINARY=PATTERN runs only the tests matching Criterion's --filter PATTERN.
 set -u
 passed=0 failed=0 broken=""
-for t in "$@"; do
+for arg in "$@"; do
+    t=${arg%%=*}
+    filter=""
+    [ "$t" != "$arg" ] && filter="--filter=${arg#*=}"
     name=$(basename "$t")
     log=$(mktemp)
-    echo "== $name"
+    echo "== $name${filter:+ $filter}${GP_TEST_REDIS:+ (GP_TEST_REDIS=$GP_TEST_REDIS)}"
     # --jobs 1 for integration tests keeps two cores free for the processes they start.
     case "$name" in
         it_*) jobs="--jobs=1" ;;
         *) jobs="" ;;
     esac
-    "$t" $jobs --verbose=0 >"$log" 2>&1
+    # shellcheck disable=SC2086
+    "$t" $jobs $filter --verbose=0 >"$log" 2>&1
     rc=$?
     cat "$log"
     line=$(grep -a "Synthesis:" "$log" | tail -1)
