@@ -92,6 +92,11 @@ static void schedule_retry(br_redis *r) {
     uv_timer_start(&r->retry, on_retry, delay, 0);
 }
 
+/* A reason of the TLS relay that is about reaching the node, not about TLS. */
+static int tcp_reason(const char *why) {
+    return strstr(why, "connect:") == why || strstr(why, "cannot resolve") == why;
+}
+
 /* Forget the context (hiredis frees it, or we are about to). */
 static void conn_lost(br_redis *r, const char *why) {
     if (!r->ac)
@@ -102,7 +107,11 @@ static void conn_lost(br_redis *r, const char *why) {
     char tls_why[256] = "";
     if (r->cfg.tls && !r->closing)
         gp_tlsrelay_last_error(r->host, r->cfg.port, tls_why, sizeof tls_why);
-    if (tls_why[0]) {
+    /* Through the relay, a refused TCP connect only shows as a closed UNIX socket: the
+     * relay's reason is the real one. */
+    if (tcp_reason(tls_why)) {
+        why = tls_why;
+    } else if (tls_why[0]) {
         /* The relay refused the server (certificate, handshake): an error, never a fallback
          * to plain text. Once per outage. */
         br_log(r->tls_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_tls_failed",

@@ -934,6 +934,13 @@ int h_wait_offline(const char *house, int timeout_ms) {
 
 /* --- Ghost Port processes ------------------------------------------------------------------ */
 
+/* The bridge's Redis is ready, or refused for a reason that retries will not change soon. */
+static int redis_settled(void *ud) {
+    const h_proc *p = ud;
+    return h_log_count(p, "event=redis_ready") || h_log_count(p, "event=redis_auth_failed") ||
+           h_log_count(p, "event=redis_tls_failed");
+}
+
 h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wait) {
     if (!port)
         port = h_free_port();
@@ -983,7 +990,7 @@ h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wa
      * whose Redis is down) for its Redis to be ready, as it is at once in plain mode. */
     mode_parse();
     if (wait && g_redis_url[0] && (g_mode.auth || g_mode.tls))
-        h_wait_log(p, "event=redis_ready", 5000);
+        h_wait(redis_settled, p, 5000);
     return p;
 }
 
