@@ -6,6 +6,7 @@
 #include "tlsrelay.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -394,6 +395,49 @@ static void *run(void *arg) {
     return NULL;
 }
 
+/* Directories left by relays that died without cleaning up (kill -9): ours (same uid), with
+ * a pid file naming a process that is gone. Only their sockets and pid file are removed. */
+static void sweep_stale(const char *base) {
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "gp-redis-tls-", 13) != 0)
+            continue;
+        char dir[512], f[600];
+        snprintf(dir, sizeof dir, "%s/%s", base, e->d_name);
+        struct stat st;
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
+            continue;
+        snprintf(f, sizeof f, "%s/pid", dir);
+        FILE *pf = fopen(f, "r");
+        long pid = 0;
+        if (!pf)
+            continue;
+        if (fscanf(pf, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(pf);
+        if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        DIR *sd = opendir(dir);
+        struct dirent *se;
+        while (sd && (se = readdir(sd))) {
+            size_t l = strlen(se->d_name);
+            if (l > 5 && strcmp(se->d_name + l - 5, ".sock") == 0) {
+                snprintf(f, sizeof f, "%s/%s", dir, se->d_name);
+                unlink(f);
+            }
+        }
+        if (sd)
+            closedir(sd);
+        snprintf(f, sizeof f, "%s/pid", dir);
+        unlink(f);
+        rmdir(dir);
+    }
+    closedir(d);
+}
+
 static int start(char *err, size_t errlen) {
     if (g.running)
         return 0;
@@ -407,6 +451,14 @@ static int start(char *err, size_t errlen) {
         snprintf(err, errlen, "TLS relay: cannot create a private directory in %s: %s", base,
                  strerror(errno));
         return -1;
+    }
+    sweep_stale(base);
+    char pidf[sizeof g.dir + 8];
+    snprintf(pidf, sizeof pidf, "%s/pid", g.dir);
+    FILE *pf = fopen(pidf, "w");
+    if (pf) {
+        fprintf(pf, "%ld\n", (long)getpid());
+        fclose(pf);
     }
     if (pipe2(g.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "TLS relay: pipe: %s", strerror(errno));
@@ -511,6 +563,9 @@ void gp_tlsrelay_stop(void) {
         unlink(g.eps[i].path);
     }
     g.nep = 0;
+    char pidf[sizeof g.dir + 8];
+    snprintf(pidf, sizeof pidf, "%s/pid", g.dir);
+    unlink(pidf);
     rmdir(g.dir);
     close(g.wake[0]);
     close(g.wake[1]);
