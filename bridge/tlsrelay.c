@@ -251,6 +251,17 @@ static void handshake_failed(conn *c, int rv) {
     set_err(c->ep, "%s", why);
 }
 
+/* A session that ends with a TLS error after its handshake: with TLS 1.3 the server checks a
+ * client certificate only then (tls-auth-clients), and says so with an alert. Kept as the
+ * node's last error; a clean close is not one. */
+static void session_error(conn *c, int rv) {
+    if (SSL_get_error(c->ssl, rv) != SSL_ERROR_SSL)
+        return;
+    char why[200];
+    ssl_errstr(why, sizeof why);
+    set_err(c->ep, "%s", why);
+}
+
 /* Moves what it can. 0: keep the connection, -1: close it. */
 static int step(conn *c, short srev) {
     c->want_r = c->want_w = 0;
@@ -293,8 +304,10 @@ static int step(conn *c, short srev) {
             ERR_clear_error();
             int n = SSL_write(c->ssl, c->c2s, (int)c->c2s_len);
             if (n <= 0) {
-                if (ssl_wait(c, n) != 0)
+                if (ssl_wait(c, n) != 0) {
+                    session_error(c, n);
                     return -1;
+                }
                 break;
             }
             memmove(c->c2s, c->c2s + n, c->c2s_len - (size_t)n);
@@ -304,8 +317,10 @@ static int step(conn *c, short srev) {
             ERR_clear_error();
             int n = SSL_read(c->ssl, c->s2c + c->s2c_len, (int)(BUF - c->s2c_len));
             if (n <= 0) {
-                if (ssl_wait(c, n) != 0)
+                if (ssl_wait(c, n) != 0) {
+                    session_error(c, n);
                     c->st = C_DRAIN; /* the server closed: hand over what it said */
+                }
                 break;
             }
             c->s2c_len += (size_t)n;

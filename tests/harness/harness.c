@@ -482,7 +482,7 @@ int h_wait_log(const h_proc *p, const char *needle, int timeout_ms) {
 
 /* GP_TEST_REDIS (harness.h): how Redis is started and reached. Parsed once per process. */
 static struct {
-    int parsed, auth, tls;
+    int parsed, auth, tls, mtls;
     char acl[PATH_MAX];         /* acl=FILE: ACL SETUSER lines loaded after start */
     char user[128], upass[256]; /* user=NAME: the programs' user and its password */
     char pass[80];              /* requirepass: the default user's (the harness's own) */
@@ -503,12 +503,15 @@ static void mode_parse(void) {
             g_mode.auth = 1;
         else if (!strcmp(w, "tls"))
             g_mode.tls = 1;
+        else if (!strcmp(w, "mtls"))
+            g_mode.tls = g_mode.mtls = 1;
         else if (!strncmp(w, "acl=", 4))
             abspath(g_mode.acl, sizeof g_mode.acl, w + 4), g_mode.auth = 1;
         else if (!strncmp(w, "user=", 5))
             snprintf(g_mode.user, sizeof g_mode.user, "%s", w + 5), g_mode.auth = 1;
         else
-            fail("GP_TEST_REDIS: unknown word '%s' (want auth, tls, acl=FILE, user=NAME, joined "
+            fail("GP_TEST_REDIS: unknown word '%s' (want auth, tls, mtls, acl=FILE, user=NAME, "
+                 "joined "
                  "by '+')",
                  w);
     }
@@ -531,7 +534,10 @@ void h_redis_mode_set(const char *spec) {
 const char *h_redis_mode(void) {
     mode_parse();
     static char m[64];
-    snprintf(m, sizeof m, "%s%s%s%s", g_mode.auth ? "auth" : "plain", g_mode.tls ? "+tls" : "",
+    snprintf(m, sizeof m, "%s%s%s%s", g_mode.auth ? "auth" : "plain",
+             g_mode.mtls  ? "+mtls"
+             : g_mode.tls ? "+tls"
+                          : "",
              g_mode.acl[0] ? "+acl" : "", g_mode.user[0] ? "+user" : "");
     return m;
 }
@@ -563,9 +569,16 @@ static void make_certs(void) {
     if (system(cmd) != 0)
         fail("openssl could not make the test certificates (see %s/openssl.log)", g_dir);
     char err[512];
-    if (gp_tlsrelay_config(g_mode.ca, NULL, NULL, err, sizeof err) != 0)
+    /* mtls: Redis wants a client certificate; the server's own (signed by the same CA, no
+     * extended key usage) serves as the programs' and the harness's. */
+    if (gp_tlsrelay_config(g_mode.ca, g_mode.mtls ? g_mode.cert : NULL,
+                           g_mode.mtls ? g_mode.key : NULL, err, sizeof err) != 0)
         fail("%s", err);
     setenv("GP_REDIS_CA_FILE", g_mode.ca, 1);
+    if (g_mode.mtls) {
+        setenv("GP_REDIS_CERT_FILE", g_mode.cert, 1);
+        setenv("GP_REDIS_KEY_FILE", g_mode.key, 1);
+    }
 }
 
 /* The harness's own address of a node: the default user (all rights), TLS as configured. */
@@ -726,9 +739,12 @@ static h_proc *redis_start(int port, int aof, int cluster) {
         argv[n++] = g_mode.pass;
     }
     if (g_mode.tls) {
-        const char *t[] = {"--tls-port",         ports,      "--tls-cert-file",    g_mode.cert,
-                           "--tls-key-file",     g_mode.key, "--tls-ca-cert-file", g_mode.ca,
-                           "--tls-auth-clients", "no",       "--tls-replication",  "yes"};
+        const char *t[] = {"--tls-port",         ports,
+                           "--tls-cert-file",    g_mode.cert,
+                           "--tls-key-file",     g_mode.key,
+                           "--tls-ca-cert-file", g_mode.ca,
+                           "--tls-auth-clients", g_mode.mtls ? "yes" : "no",
+                           "--tls-replication",  "yes"};
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
             argv[n++] = t[i];
         if (cluster) {

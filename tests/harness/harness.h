@@ -84,6 +84,8 @@ const char *h_redis_url(void);
  *   tls         TLS only (port 0, tls-port; tls-cluster for a cluster), with a CA and a
  *               certificate made by openssl in the test directory; the CA reaches every
  *               program as GP_REDIS_CA_FILE, and the harness's own client uses the TLS relay
+ *   mtls        tls, and Redis wants a client certificate (tls-auth-clients yes): every
+ *               program gets one through GP_REDIS_CERT_FILE / GP_REDIS_KEY_FILE
  *   acl=FILE    after start, each "user NAME rules..." line of FILE (Redis's ACL file
  *               format) is loaded with ACL SETUSER (implies auth)
  *   user=NAME   the programs log in as NAME (its password: the line's first ">password"

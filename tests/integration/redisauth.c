@@ -208,3 +208,26 @@ Test(redisauth, redis_restart_reauthenticates) {
     cr_assert(h_wait_connected("re1", 15000), "house did not connect");
     roundtrip("re1", "re-1");
 }
+
+Test(redisauth, tls_client_certificate) {
+    h_redis_mode_set("auth+mtls");
+    h_redis_start(0);
+    /* Without a certificate Redis ends the handshake: a TLS error, not ready. */
+    char *cert = strdup(getenv("GP_REDIS_CERT_FILE")), *key = strdup(getenv("GP_REDIS_KEY_FILE"));
+    unsetenv("GP_REDIS_CERT_FILE");
+    unsetenv("GP_REDIS_KEY_FILE");
+    int aport;
+    h_proc *b = bridge(NULL, &aport);
+    cr_assert(h_wait_log(b, "event=redis_tls_failed", 10000), "no redis_tls_failed line");
+    cr_assert_eq(h_log_count(b, "event=redis_up"), 0, "connected without a certificate");
+    h_stop(b);
+    /* With --redis-cert-file / --redis-key-file it is let in. */
+    const char *extra[] = {
+        "--redis-cert-file", cert, "--redis-key-file", key, "--admin-listen", "0", NULL};
+    b = h_bridge_start(0, NULL, extra, 1);
+    aport = h_admin_port(b);
+    struct ready rd = {aport, 200, NULL};
+    cr_assert(h_wait(ready_is, &rd, 10000), "not ready with a client certificate");
+    free(cert);
+    free(key);
+}
