@@ -87,12 +87,17 @@ static int auth_error(char *err, size_t errlen, const char *where, const char *m
     if (!noauth && strncmp(msg, "WRONGPASS", 9) != 0 && strncmp(msg, "NOPERM", 6) != 0 &&
         !strstr(msg, "invalid password") && !strstr(msg, "without any password configured"))
         return 0;
+    int noperm = strncmp(msg, "NOPERM", 6) == 0;
     snprintf(err, errlen, "Redis at %s %s (%s): %s", where,
-             noauth ? "requires a password" : "refused the credentials", msg,
-             noauth ? "give --redis-password-file FILE (env GP_REDIS_PASSWORD_FILE) or "
-                      "redis://user:password@host in --redis"
-                    : "check --redis-user, --redis-password-file and the URL's user and "
-                      "password against the server's requirepass or ACL");
+             noauth   ? "requires a password"
+             : noperm ? "refused a command to this user"
+                      : "refused the credentials",
+             msg,
+             noauth   ? "give --redis-password-file FILE (env GP_REDIS_PASSWORD_FILE) or "
+                        "redis://user:password@host in --redis"
+             : noperm ? "grant the user what it needs in the server's ACL"
+                      : "check --redis-user, --redis-password-file and the URL's user and "
+                        "password against the server's requirepass or ACL");
     return 1;
 }
 

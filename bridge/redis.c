@@ -164,14 +164,16 @@ static void hs_fail(br_redis *r, redisAsyncContext *ac, const redisReply *rep, c
     if (auth) {
         r->auth_failed = 1;
         /* One error line per outage: the retries go on quietly (debug). */
-        const char *hint = strncmp(msg, "NOAUTH", 6) == 0
-                               ? "Redis requires a password: give --redis-password-file FILE (or "
-                                 "redis://user:password@host in --redis)"
-                           : r->pass
-                               ? "Redis refused the user or password: check --redis-user, "
-                                 "--redis-password-file and the URL's credentials against the "
-                                 "server's requirepass or ACL"
-                               : "check the server's ACL for this user";
+        const char *hint =
+            strncmp(msg, "NOAUTH", 6) == 0
+                ? "Redis requires a password: give --redis-password-file FILE (or "
+                  "redis://user:password@host in --redis)"
+            : strncmp(msg, "NOPERM", 6) == 0
+                ? "the ACL user may not run a command every connection needs (AUTH, SELECT, "
+                  "PING): grant them in the server's ACL"
+                : "Redis refused the user or password: check --redis-user, "
+                  "--redis-password-file and the URL's credentials against the server's "
+                  "requirepass or ACL";
         br_log(r->auth_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_auth_failed",
                "conn=%s addr=%s:%d user=%s err=%s hint=%s action=retrying", r->cfg.name, r->host,
                r->cfg.port, br_qs(r->user ? r->user : "default"), br_qs(msg), br_qs(hint));
