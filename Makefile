@@ -22,16 +22,18 @@ override CFLAGS += -Werror
 endif
 
 PKGS_PROTO := libsodium libzstd
-PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson
+PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson openssl
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
 BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
-CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c
+CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c bridge/rurl.c \
+	bridge/tlsrelay.c
 # The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
 ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
 HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
-HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c
+HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c \
+	bridge/rurl.c bridge/tlsrelay.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 IT_SRC := $(wildcard tests/integration/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
@@ -51,7 +53,7 @@ TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 # http-parser (the admin port) ships no pkg-config file.
-LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser
+LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
 .PHONY: all deps test unit integration asan fuzz bench demo clean format format-check
@@ -96,7 +98,8 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
-$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(PROTO_LIB)
+$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
+		$(call obj,bridge/rurl.c bridge/rclient.c bridge/rkeys.c bridge/tlsrelay.c) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -125,6 +128,8 @@ $(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
+# The Redis address parser (bridge/rurl.c) is pure.
+$(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/rurl.o
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -140,16 +145,24 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROT
 # In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
 # Then the quick benchmarks run, so that they cannot rot (they report, they never fail on a
 # timing; they fail only when they could not run).
+# Then a named subset once more against a Redis with a password and TLS only (every program
+# logs in and goes through the TLS relay; tests/harness/harness.h, GP_TEST_REDIS): the
+# end-to-end, CLI and admin suites and a Redis Cluster (tls-cluster) test.
+REDIS_SECURE_MODE ?= auth+tls
+REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin \
+	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end
 test: deps $(if $(filter true,$(CI)),format-check)
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS)
-	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS)
+	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \
+		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
 	$(Q)$(MAKE) --no-print-directory bench QUICK=1
 
 unit: $(UNIT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS)
 
 integration: all $(TOOL_BINS) $(IT_BINS)
-	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS)
+	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS) \
+		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan: deps
@@ -179,10 +192,12 @@ build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
 # through hiredis's reader; the fuzz file includes bridge/registry.c for its static parsers.
-build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rkeys.c $(PROTO_SRC)
+build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rkeys.c bridge/rurl.c \
+		bridge/tlsrelay.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson openssl) \
+		-lpthread -lm
 build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)
@@ -194,6 +209,10 @@ build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/api_body.c $(PROTO
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+# Redis addresses from flags, environment and config files.
+build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/rurl.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)

@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "rdb.h"
 #include "rkeys.h"
+#include "rurl.h"
 
 #include <stdint.h>
 #include <uv.h>
@@ -43,6 +44,8 @@ typedef struct br_config {
     char *admin_bind, *admin_token, *admin_token_file, *admin_host;
     /* connections that have not authenticated yet (bridge/flood.c) */
     long long preauth_max, preauth_per_addr, auth_timeout;
+    /* Redis credentials and TLS beside --redis (bridge/rurl.h, bridge/tlsrelay.h) */
+    char *redis_user, *redis_password_file, *redis_ca_file, *redis_cert_file, *redis_key_file;
 } br_config;
 
 typedef struct br_req br_req;
@@ -160,7 +163,8 @@ typedef struct br_bridge {
     char ctl_channel[GP_KEY_MAX]; /* <prefix>:ctl: disable/remove a house (ADMIN.md) */
     char rhost[256];
     int rport, rdb;
-    br_db *db; /* Redis: one server or a cluster (rdb.h) */
+    gp_rurl rurl; /* the parsed --redis with its credentials (password wiped at exit) */
+    br_db *db;    /* Redis: one server or a cluster (rdb.h) */
     struct lws_context *lws;
     int listen_port;
     gp_authlimit *auth_ws;   /* failed-auth budgets of ws/wss houses */

@@ -19,9 +19,13 @@ enum {
 
 typedef struct cli_ctx {
     const char *prog;
-    const char *redis_url;  /* --redis / GP_REDIS / 127.0.0.1:6379 */
-    const char *prefix;     /* --prefix / GP_PREFIX / gp */
-    const char *master_hex; /* --master-key / GP_MASTER_KEY / none */
+    const char *redis_url;           /* --redis / GP_REDIS / 127.0.0.1:6379 */
+    const char *prefix;              /* --prefix / GP_PREFIX / gp */
+    const char *master_hex;          /* --master-key / GP_MASTER_KEY / none */
+    const char *redis_user;          /* --redis-user / GP_REDIS_USER / the URL's */
+    const char *redis_password_file; /* --redis-password-file / GP_REDIS_PASSWORD_FILE */
+    const char *redis_ca_file, *redis_cert_file, *redis_key_file; /* rediss:// */
+    char redis_shown[320]; /* the URL with its password masked, for output */
 } cli_ctx;
 
 typedef struct cli_command {
@@ -44,8 +48,12 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i);
  * it does not match. */
 int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt, const char **val);
 
-/* Connects to the configured Redis; prints the error and returns NULL on failure. */
+/* Connects to the configured Redis; prints the error and returns NULL on failure (the
+ * command then exits with CLI_USAGE, 2: a refused password is a Redis error too). */
 br_rc *cli_connect(cli_ctx *c);
+/* The configured address with its credentials (URL, --redis-user, --redis-password-file):
+ * 0, or CLI_USAGE with the error printed. The caller wipes u (gp_rurl_wipe). */
+int cli_redis_addr(cli_ctx *c, gp_rurl *u);
 
 /* Parses the master key if one is configured: 0 (out set, *have = 1), 0 with *have = 0 when
  * none is configured, CLI_USAGE (message printed) if it is not 64 hex digits. */

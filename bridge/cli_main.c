@@ -3,8 +3,10 @@
  * lives in its own file and is one row of `commands` below, so adding one means adding a
  * row. */
 #include "cli_cmd.h"
+#include "tlsrelay.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +134,28 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
             c->redis_url = v;
         return r;
     }
+    if ((r = cli_opt_val(argc, argv, i, "--redis-user", NULL, &v)) != 0) {
+        if (r > 0)
+            c->redis_user = v;
+        return r;
+    }
+    if ((r = cli_opt_val(argc, argv, i, "--redis-password-file", NULL, &v)) != 0) {
+        if (r > 0)
+            c->redis_password_file = v;
+        return r;
+    }
+    static const struct {
+        const char *name;
+        size_t off;
+    } files[] = {{"--redis-ca-file", offsetof(cli_ctx, redis_ca_file)},
+                 {"--redis-cert-file", offsetof(cli_ctx, redis_cert_file)},
+                 {"--redis-key-file", offsetof(cli_ctx, redis_key_file)}};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        if ((r = cli_opt_val(argc, argv, i, files[k].name, NULL, &v)) != 0) {
+            if (r > 0)
+                *(const char **)((char *)c + files[k].off) = v;
+            return r;
+        }
     if ((r = cli_opt_val(argc, argv, i, "--prefix", NULL, &v)) != 0) {
         if (r > 0)
             c->prefix = v;
@@ -145,13 +169,31 @@ int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
     return 0;
 }
 
+int cli_redis_addr(cli_ctx *c, gp_rurl *u) {
+    char err[512];
+    gp_rurl_redact(c->redis_url, c->redis_shown, sizeof c->redis_shown);
+    if (gp_rurl_parse(c->redis_url, u, err, sizeof err) != 0 ||
+        gp_rurl_credentials(u, c->redis_user, c->redis_password_file, err, sizeof err) != 0 ||
+        (u->tls && gp_tlsrelay_config(c->redis_ca_file, c->redis_cert_file, c->redis_key_file, err,
+                                      sizeof err) != 0)) {
+        gp_rurl_wipe(u);
+        cli_err(c, "%s", err);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
 br_rc *cli_connect(cli_ctx *c) {
-    char err[256];
+    char err[512];
     if (!*c->prefix || strlen(c->prefix) > 64) {
         cli_err(c, "--prefix must be 1-64 characters");
         return NULL;
     }
-    br_rc *rc = gp_reg_connect(c->redis_url, 5000, err, sizeof err);
+    gp_rurl u;
+    if (cli_redis_addr(c, &u) != 0)
+        return NULL;
+    br_rc *rc = gp_reg_connect(&u, 5000, err, sizeof err, NULL);
+    gp_rurl_wipe(&u);
     if (!rc)
         cli_err(c, "%s", err);
     return rc;
@@ -171,8 +213,17 @@ int cli_master_key(cli_ctx *c, uint8_t out[32], int *have) {
 
 static void print_globals(FILE *f) {
     fprintf(f, "global options (anywhere on the line):\n"
-               "  --redis URL         redis://host:port/db or host:port (env GP_REDIS,\n"
-               "                      default " DEFAULT_REDIS ")\n"
+               "  --redis URL         redis://[user:password@]host:port/db, rediss://... (TLS)\n"
+               "                      or host:port (env GP_REDIS, default " DEFAULT_REDIS ")\n"
+               "  --redis-user USER   Redis ACL user (env GP_REDIS_USER; default: the URL's)\n"
+               "  --redis-password-file FILE\n"
+               "                      Redis password, first line of FILE (env\n"
+               "                      GP_REDIS_PASSWORD_FILE; wins over the URL's)\n"
+               "  --redis-ca-file FILE  rediss://: CA certificates Redis's must chain to\n"
+               "                      (env GP_REDIS_CA_FILE; default: the system's)\n"
+               "  --redis-cert-file FILE, --redis-key-file FILE\n"
+               "                      rediss://: client certificate and key (env\n"
+               "                      GP_REDIS_CERT_FILE, GP_REDIS_KEY_FILE)\n"
                "  --prefix P          key prefix (env GP_PREFIX, default gp)\n"
                "  --master-key HEX    64 hex digits; house secrets are sealed with it in Redis\n"
                "                      (env GP_MASTER_KEY; must match the bridges' key)\n");
@@ -243,6 +294,11 @@ int main(int argc, char **argv) {
         .redis_url = env_or("GP_REDIS", DEFAULT_REDIS),
         .prefix = env_or("GP_PREFIX", "gp"),
         .master_hex = env_or("GP_MASTER_KEY", NULL),
+        .redis_user = env_or("GP_REDIS_USER", NULL),
+        .redis_password_file = env_or("GP_REDIS_PASSWORD_FILE", NULL),
+        .redis_ca_file = env_or("GP_REDIS_CA_FILE", NULL),
+        .redis_cert_file = env_or("GP_REDIS_CERT_FILE", NULL),
+        .redis_key_file = env_or("GP_REDIS_KEY_FILE", NULL),
     };
     if (gp_auth_init() != 0) {
         cli_err(&c, "libsodium initialisation failed");

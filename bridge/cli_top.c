@@ -428,7 +428,7 @@ static int top_once(cli_ctx *c, const top_opts *o) {
             snprintf(iv, sizeof iv, "  rates over %lld ms", interval);
         else if (o->state)
             snprintf(iv, sizeof iv, "  (first sample: no rates yet)");
-        printf("ghostport top  %s  redis %s  prefix %s%s\n\n", when, c->redis_url, c->prefix, iv);
+        printf("ghostport top  %s  redis %s  prefix %s%s\n\n", when, c->redis_shown, c->prefix, iv);
         if (o->house) {
             print_house_detail(&cur, &cur.houses[idx[0]], recent, nrecent);
         } else {

@@ -680,15 +680,11 @@ static int on_key(tui *t, int ch) {
 /* --- the loop --------------------------------------------------------------------------- */
 
 int top_tui_run(cli_ctx *c, const top_opts *o) {
-    char host[256];
-    int port, db;
-    if (gp_reg_parse_url(c->redis_url, host, sizeof host, &port, &db) != 0) {
-        cli_err(c, "invalid Redis address '%s' (want redis://host:port/db or host:port)",
-                c->redis_url);
+    gp_rurl u;
+    if (cli_redis_addr(c, &u) != 0)
         return CLI_USAGE;
-    }
     tui t = {.c = c, .o = o, .sort_col = o->sort_col, .reverse = o->reverse};
-    snprintf(t.redis_host, sizeof t.redis_host, "%s:%d", host, port);
+    gp_rurl_hostport(u.host, u.port, t.redis_host, sizeof t.redis_host);
     if (o->filter)
         snprintf(t.filter, sizeof t.filter, "%s", o->filter);
     if (o->house) {
@@ -696,11 +692,13 @@ int top_tui_run(cli_ctx *c, const top_opts *o) {
         t.detail = 1;
     }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        gp_rurl_wipe(&u);
         cli_err(c, "top needs a terminal; use --once or --json for plain output");
         return CLI_USAGE;
     }
     /* A short timeout: the view should not freeze for long on a Redis that went silent. */
-    t.rc = br_rc_new(host, port, db, 1500);
+    t.rc = br_rc_new_url(&u, 1500);
+    gp_rurl_wipe(&u);
     if (!t.rc) {
         cli_err(c, "out of memory");
         return CLI_USAGE;

@@ -5,6 +5,7 @@
 #include "bridge.h"
 #include "conf.h"
 #include "flood.h"
+#include "tlsrelay.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -41,7 +42,18 @@ static const gp_conf_opt opts[] = {
     {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL,
      "read options from FILE (name = value lines)"},
     {"redis", GP_CONF_STR, OFF(redis), 0, 0, "127.0.0.1:6379", NULL,
-     "Redis: redis://host:port/db or host:port"},
+     "Redis: redis://[user:password@]host:port/db, rediss://... (TLS) or host:port"},
+    {"redis-user", GP_CONF_STR, OFF(redis_user), 0, 0, NULL, NULL,
+     "Redis ACL user to AUTH as (default: the URL's, else the default user)"},
+    {"redis-password-file", GP_CONF_STR, OFF(redis_password_file), 0, 0, NULL, NULL,
+     "file holding the Redis password, one line (wins over a password in the URL)"},
+    {"redis-ca-file", GP_CONF_STR, OFF(redis_ca_file), 0, 0, NULL, NULL,
+     "rediss://: CA certificates (PEM) Redis's certificate must chain to (default: the "
+     "system's)"},
+    {"redis-cert-file", GP_CONF_STR, OFF(redis_cert_file), 0, 0, NULL, NULL,
+     "rediss://: client certificate (PEM), for Redis's tls-auth-clients"},
+    {"redis-key-file", GP_CONF_STR, OFF(redis_key_file), 0, 0, NULL, NULL,
+     "rediss://: the client certificate's private key (PEM)"},
     {"prefix", GP_CONF_STR, OFF(prefix), 0, 0, GP_DEFAULT_PREFIX, NULL, "Redis key prefix"},
     {"listen", GP_CONF_INT, OFF(listen), 0, 65535, "8443", NULL,
      "port houses connect to (0: any free port, logged in event=listening)"},
@@ -215,42 +227,6 @@ int br_read_key_file(const char *path, uint8_t out[32]) {
     return rc == 0 ? 0 : -1;
 }
 
-/* redis://host:port/db, host:port, host */
-static int parse_redis(const char *s, char *host, size_t hcap, int *port, int *db) {
-    *port = 6379;
-    *db = 0;
-    if (strncmp(s, "redis://", 8) == 0)
-        s += 8;
-    const char *slash = strchr(s, '/');
-    size_t hp = slash ? (size_t)(slash - s) : strlen(s);
-    if (slash && slash[1]) {
-        char *end;
-        long v = strtol(slash + 1, &end, 10);
-        if (*end || v < 0 || v > 1000)
-            return -1;
-        *db = (int)v;
-    }
-    const char *colon = memchr(s, ':', hp);
-    size_t hl = colon ? (size_t)(colon - s) : hp;
-    if (colon) {
-        char pbuf[8] = "";
-        size_t pl = hp - hl - 1;
-        if (pl == 0 || pl >= sizeof pbuf)
-            return -1;
-        memcpy(pbuf, colon + 1, pl);
-        char *end;
-        long v = strtol(pbuf, &end, 10);
-        if (*end || v < 1 || v > 65535)
-            return -1;
-        *port = (int)v;
-    }
-    if (hl == 0 || hl >= hcap)
-        return -1;
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    return 0;
-}
-
 static int valid_bridge_id(const char *s) {
     size_t n = strlen(s);
     if (n == 0 || n > 64)
@@ -316,10 +292,18 @@ static int configure(int argc, char **argv) {
     if (br_admin_load_token(cfg, g_br.admin_token_hash, &g_br.has_admin_token, err, sizeof err) !=
         0)
         goto bad;
-    if (parse_redis(cfg->redis, g_br.rhost, sizeof g_br.rhost, &g_br.rport, &g_br.rdb) != 0) {
-        snprintf(err, sizeof err, "redis: cannot parse %s (want redis://host:port/db)", cfg->redis);
+    if (gp_rurl_parse(cfg->redis, &g_br.rurl, err, sizeof err) != 0 ||
+        gp_rurl_credentials(&g_br.rurl, cfg->redis_user, cfg->redis_password_file, err,
+                            sizeof err) != 0)
         goto bad;
-    }
+    /* rediss://: the certificates are loaded and checked now, so that a wrong file stops the
+     * start (and --check-config) instead of every connection. */
+    if (g_br.rurl.tls && gp_tlsrelay_config(cfg->redis_ca_file, cfg->redis_cert_file,
+                                            cfg->redis_key_file, err, sizeof err) != 0)
+        goto bad;
+    snprintf(g_br.rhost, sizeof g_br.rhost, "%s", g_br.rurl.host);
+    g_br.rport = g_br.rurl.port;
+    g_br.rdb = g_br.rurl.db;
     if (!cfg->prefix[0] || strlen(cfg->prefix) > 64 || strpbrk(cfg->prefix, "{} ")) {
         snprintf(err, sizeof err, "prefix: 1-64 characters without braces or spaces");
         goto bad;
@@ -531,7 +515,6 @@ static void refresh_lease(void) {
 /* A node's command connection came up (at start, after a Redis restart, or a new node of
  * a cluster): scripts, clock, our lease, and every held house re-asserted under its fence. */
 static void node_up(br_db *db, int node) {
-    (void)db;
     br_stats_node_up(node);
     refresh_time();
     br_house_load_scripts();
@@ -541,6 +524,8 @@ static void node_up(br_db *db, int node) {
     br_api_load_scripts();
     refresh_lease();
     br_house_redis_up();
+    if (br_db_ready(db)) /* every node up and routed: /readyz turns 200 with this line */
+        br_log(BR_LOG_INFO, "redis_ready", "nodes=%d", br_db_nodes(db));
 }
 
 int br_ready(const char **why) {
@@ -549,7 +534,7 @@ int br_ready(const char **why) {
     else if (!g_br.lws)
         *why = "listener_down";
     else if (!br_db_ready(g_br.db))
-        *why = "redis_unavailable";
+        *why = br_db_auth_failed(g_br.db) ? "redis_auth_failed" : "redis_unavailable";
     else
         return 1;
     return 0;
@@ -774,6 +759,9 @@ int main(int argc, char **argv) {
     br_db_cfg dbc = {.host = g_br.rhost,
                      .port = g_br.rport,
                      .db = g_br.rdb,
+                     .user = g_br.rurl.user[0] ? g_br.rurl.user : NULL,
+                     .pass = g_br.rurl.has_pass ? g_br.rurl.pass : NULL,
+                     .tls = g_br.rurl.tls,
                      .timeout_ms = (unsigned)g_br.cfg.redis_timeout,
                      .hb_channel = hb,
                      .on_node_up = node_up,
@@ -829,8 +817,10 @@ out:
     gp_zctx_free(g_br.zc);
     br_stats_free();
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);
+    gp_tlsrelay_stop();
 out_conf:
     sodium_memzero(g_br.master_key, sizeof g_br.master_key);
+    gp_rurl_wipe(&g_br.rurl);
     gp_conf_clear(opts, &g_br.cfg);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "rclient.h"
 
 #include "rkeys.h"
+#include "tlsrelay.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,21 +19,32 @@ typedef struct rnode {
 } rnode;
 
 struct br_rc {
-    int timeout_ms, db;
+    int timeout_ms;
+    gp_rurl u; /* seed address, db, credentials, TLS */
+    int auth_failed;
     rnode nodes[MAX_NODES]; /* nodes[0] is the seed */
     int n;
     uint8_t slot_node[16384]; /* 0: unknown, ask the seed (or the seed itself) */
-    char err[256];
+    char err[768];
 };
 
 br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms) {
+    gp_rurl u;
+    memset(&u, 0, sizeof u);
+    snprintf(u.host, sizeof u.host, "%s", host);
+    u.port = port;
+    u.db = db;
+    return br_rc_new_url(&u, timeout_ms);
+}
+
+br_rc *br_rc_new_url(const gp_rurl *u, int timeout_ms) {
     br_rc *rc = calloc(1, sizeof *rc);
     if (!rc)
         return NULL;
-    snprintf(rc->nodes[0].host, sizeof rc->nodes[0].host, "%s", host);
-    rc->nodes[0].port = port;
+    rc->u = *u;
+    snprintf(rc->nodes[0].host, sizeof rc->nodes[0].host, "%s", u->host);
+    rc->nodes[0].port = u->port;
     rc->n = 1;
-    rc->db = db;
     rc->timeout_ms = timeout_ms;
     return rc;
 }
@@ -49,7 +61,44 @@ void br_rc_free(br_rc *rc) {
     if (!rc)
         return;
     br_rc_reset(rc);
+    gp_rurl_wipe(&rc->u);
     free(rc);
+}
+
+int br_rc_set_auth(br_rc *rc, const char *user, const char *pass) {
+    if ((user && strlen(user) >= sizeof rc->u.user) || (pass && strlen(pass) >= sizeof rc->u.pass))
+        return -1;
+    snprintf(rc->u.user, sizeof rc->u.user, "%s", user ? user : "");
+    gp_rurl_wipe(&rc->u);
+    rc->u.has_pass = pass != NULL;
+    if (pass)
+        snprintf(rc->u.pass, sizeof rc->u.pass, "%s", pass);
+    return 0;
+}
+
+int br_rc_auth_failed(const br_rc *rc) {
+    return rc->auth_failed;
+}
+
+/* Redis's refusal of a first command when it is about credentials: the message for people.
+ * 0 when it is not. */
+static int auth_error(char *err, size_t errlen, const char *where, const char *msg) {
+    int noauth = strncmp(msg, "NOAUTH", 6) == 0;
+    if (!noauth && strncmp(msg, "WRONGPASS", 9) != 0 && strncmp(msg, "NOPERM", 6) != 0 &&
+        !strstr(msg, "invalid password") && !strstr(msg, "without any password configured"))
+        return 0;
+    int noperm = strncmp(msg, "NOPERM", 6) == 0;
+    snprintf(err, errlen, "Redis at %s %s (%s): %s", where,
+             noauth   ? "requires a password"
+             : noperm ? "refused a command to this user"
+                      : "refused the credentials",
+             msg,
+             noauth   ? "give --redis-password-file FILE (env GP_REDIS_PASSWORD_FILE) or "
+                        "redis://user:password@host in --redis"
+             : noperm ? "grant the user what it needs in the server's ACL"
+                      : "check --redis-user, --redis-password-file and the URL's user and "
+                        "password against the server's requirepass or ACL");
+    return 1;
 }
 
 static struct timeval tv_of(int ms) {
@@ -82,44 +131,103 @@ static int node_index(br_rc *rc, const char *host, int port) {
     return rc->n++;
 }
 
-static redisContext *ctx(br_rc *rc, int i) {
-    rnode *nd = &rc->nodes[i];
-    if (nd->c)
-        return nd->c;
-    redisContext *c = rc->timeout_ms
-                          ? redisConnectWithTimeout(nd->host, nd->port, tv_of(rc->timeout_ms))
-                          : redisConnect(nd->host, nd->port);
+/* A first command of the handshake: 0 when Redis said OK, else -1 with err set (*auth_failed
+ * when the refusal is about credentials). */
+static int hs_cmd(redisContext *c, int argc, const char **argv, const size_t *lens,
+                  const char *where, char *err, size_t errlen, int *auth_failed) {
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (!ok && r && r->type == REDIS_REPLY_ERROR) {
+        if (auth_error(err, errlen, where, r->str) || strcmp(argv[0], "AUTH") == 0) {
+            *auth_failed = 1; /* any refusal of AUTH is about the credentials */
+            if (strcmp(argv[0], "AUTH") == 0 && !strstr(err, r->str))
+                snprintf(err, errlen, "Redis at %s refused AUTH: %s", where, r->str);
+        } else {
+            snprintf(err, errlen, "%s at %s: %s", argv[0], where, r->str);
+        }
+    } else if (!ok) {
+        snprintf(err, errlen, "%s at %s: %s", argv[0], where,
+                 c->errstr[0] ? c->errstr : "unexpected reply");
+    }
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+redisContext *br_rc_dial(const gp_rurl *u, const char *host, int port, int timeout_ms, char *err,
+                         size_t errlen, int *auth_failed) {
+    char where[300];
+    gp_rurl_hostport(host, port, where, sizeof where);
+    *auth_failed = 0;
+    redisContext *c;
+    if (u->tls) {
+        char path[256];
+        if (gp_tlsrelay_path(host, port, path, sizeof path, err, errlen) != 0)
+            return NULL;
+        c = timeout_ms ? redisConnectUnixWithTimeout(path, tv_of(timeout_ms))
+                       : redisConnectUnix(path);
+    } else {
+        c = timeout_ms ? redisConnectWithTimeout(host, port, tv_of(timeout_ms))
+                       : redisConnect(host, port);
+    }
     if (!c || c->err) {
-        snprintf(rc->err, sizeof rc->err, "cannot connect to Redis at %s:%d: %s", nd->host,
-                 nd->port, c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s", where,
+                 c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
         return NULL;
     }
-    if (rc->timeout_ms)
-        redisSetTimeout(c, tv_of(rc->timeout_ms));
-    if (rc->db) {
-        redisReply *r = redisCommand(c, "SELECT %d", rc->db);
-        int ok = r && r->type == REDIS_REPLY_STATUS;
-        if (!ok)
-            snprintf(rc->err, sizeof rc->err, "SELECT %d: %s", rc->db,
-                     r && r->type == REDIS_REPLY_ERROR ? r->str : "failed");
-        if (r)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
+    if (timeout_ms)
+        redisSetTimeout(c, tv_of(timeout_ms));
+    /* Arguments by vector: the password is never formatted into a command string. */
+    int rv = 0;
+    if (u->has_pass) {
+        const char *argv[3] = {"AUTH", u->user[0] ? u->user : u->pass, u->pass};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(u->pass)};
+        rv = hs_cmd(c, u->user[0] ? 3 : 2, argv, lens, where, err, errlen, auth_failed);
     }
-    return nd->c = c;
+    if (rv == 0 && u->db) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", u->db);
+        const char *argv[2] = {"SELECT", db};
+        rv = hs_cmd(c, 2, argv, NULL, where, err, errlen, auth_failed);
+    }
+    if (rv != 0 && u->tls) {
+        /* The relay closed the connection: say why (certificate, handshake). */
+        char why[256];
+        gp_tlsrelay_last_error(host, port, why, sizeof why);
+        if (why[0])
+            snprintf(err, errlen, "TLS to Redis at %s failed: %s", where, why);
+    }
+    if (rv != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static redisContext *ctx(br_rc *rc, int i) {
+    rnode *nd = &rc->nodes[i];
+    if (nd->c)
+        return nd->c;
+    nd->c = br_rc_dial(&rc->u, nd->host, nd->port, rc->timeout_ms, rc->err, sizeof rc->err,
+                       &rc->auth_failed);
+    return nd->c;
 }
 
 static void drop(br_rc *rc, int i) {
     rnode *nd = &rc->nodes[i];
     if (!nd->c)
         return;
-    snprintf(rc->err, sizeof rc->err, "%s:%d: %s", nd->host, nd->port,
-             nd->c->errstr[0] ? nd->c->errstr : "connection lost");
+    char why[256] = "";
+    if (rc->u.tls) /* the relay closed the connection: say why */
+        gp_tlsrelay_last_error(nd->host, nd->port, why, sizeof why);
+    if (why[0])
+        snprintf(rc->err, sizeof rc->err, "TLS to Redis at %s:%d failed: %s", nd->host, nd->port,
+                 why);
+    else
+        snprintf(rc->err, sizeof rc->err, "%s:%d: %s", nd->host, nd->port,
+                 nd->c->errstr[0] ? nd->c->errstr : "connection lost");
     redisFree(nd->c);
     nd->c = NULL;
 }
@@ -200,7 +308,12 @@ int br_rc_ping(br_rc *rc) {
     const char *argv[] = {"PING"};
     redisReply *r = br_rc_cmdv(rc, 1, argv, NULL);
     int ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r && !ok)
+    char where[300];
+    gp_rurl_hostport(rc->nodes[0].host, rc->nodes[0].port, where, sizeof where);
+    if (r && !ok && r->type == REDIS_REPLY_ERROR &&
+        auth_error(rc->err, sizeof rc->err, where, r->str))
+        rc->auth_failed = 1;
+    else if (r && !ok)
         snprintf(rc->err, sizeof rc->err, "PING: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     if (r)

@@ -9,13 +9,30 @@
 
 #include <hiredis/hiredis.h>
 
+#include "rurl.h"
+
 typedef struct br_rc br_rc;
 
 /* Seed host:port (db: SELECTed on every connection; a cluster has only db 0); timeout_ms
  * for connects and commands (0: none). NULL on allocation failure. Nothing is connected
  * until the first command (or br_rc_ping). */
 br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms);
+/* The same for a parsed address (rurl.h): its host, port, db and credentials. NULL on
+ * allocation failure. */
+br_rc *br_rc_new_url(const gp_rurl *u, int timeout_ms);
 void br_rc_free(br_rc *rc); /* NULL ok */
+/* Credentials sent by AUTH on every connection, redirections' nodes included, before SELECT:
+ * user NULL or "" for the default user, pass NULL for none. Copied (wiped on free). 0 or -1
+ * (no memory). */
+int br_rc_set_auth(br_rc *rc, const char *user, const char *pass);
+/* 1 when the last failure was Redis refusing the credentials (WRONGPASS, NOAUTH): the message
+ * in br_rc_error says which and what to do. */
+int br_rc_auth_failed(const br_rc *rc);
+/* One connection to host:port with u's credentials, db and TLS (through the relay of
+ * tlsrelay.h when u->tls): AUTH, SELECT. NULL with a message in err (*auth_failed = 1 when
+ * Redis refused the credentials). For tools that pipeline on a raw context. */
+redisContext *br_rc_dial(const gp_rurl *u, const char *host, int port, int timeout_ms, char *err,
+                         size_t errlen, int *auth_failed);
 /* Connects the seed and PINGs it: 0, or -1 with the reason in br_rc_error. */
 int br_rc_ping(br_rc *rc);
 /* Command timeout for what follows (e.g. longer than an XREAD BLOCK). */

@@ -30,7 +30,7 @@ enum { MODE_UNKNOWN, MODE_SINGLE, MODE_CLUSTER };
 struct br_db {
     uv_loop_t *loop;
     br_db_cfg cfg;
-    char *seed_host, *hb;
+    char *seed_host, *hb, *user, *pass;
     int mode;
     node *nodes[MAX_NODES];
     int nnodes;
@@ -93,6 +93,15 @@ int br_db_ready(const br_db *db) {
 
 int br_db_doorbell_ok(const br_db *db) {
     return db && all_ready(db, 1);
+}
+
+int br_db_auth_failed(const br_db *db) {
+    if (!db)
+        return 0;
+    for (int i = 0; i < db->nnodes; i++)
+        if (br_redis_auth_failed(db->nodes[i]->cmd) || br_redis_auth_failed(db->nodes[i]->sub))
+            return 1;
+    return 0;
 }
 
 int br_db_cluster(const br_db *db) {
@@ -291,6 +300,9 @@ static node *node_get(br_db *db, const char *host, int port) {
                       .host = host,
                       .port = port,
                       .db = db->cfg.db,
+                      .user = db->cfg.user,
+                      .pass = db->cfg.pass,
+                      .tls = db->cfg.tls,
                       .timeout_ms = db->cfg.timeout_ms,
                       .on_up = cmd_up,
                       .on_down = cmd_down,
@@ -312,6 +324,15 @@ static node *node_get(br_db *db, const char *host, int port) {
     return n;
 }
 
+static void free_strings(br_db *db) {
+    if (db->pass)
+        explicit_bzero(db->pass, strlen(db->pass));
+    free(db->seed_host);
+    free(db->hb);
+    free(db->user);
+    free(db->pass);
+}
+
 br_db *br_db_new(uv_loop_t *loop, const br_db_cfg *cfg) {
     br_db *db = calloc(1, sizeof *db);
     if (!db)
@@ -320,9 +341,12 @@ br_db *br_db_new(uv_loop_t *loop, const br_db_cfg *cfg) {
     db->cfg = *cfg;
     db->seed_host = strdup(cfg->host);
     db->hb = strdup(cfg->hb_channel ? cfg->hb_channel : "gp:hb");
-    if (!db->seed_host || !db->hb || !node_get(db, cfg->host, cfg->port)) {
-        free(db->seed_host);
-        free(db->hb);
+    db->user = cfg->user ? strdup(cfg->user) : NULL;
+    db->pass = cfg->pass ? strdup(cfg->pass) : NULL;
+    db->cfg.user = db->user, db->cfg.pass = db->pass;
+    if (!db->seed_host || !db->hb || (cfg->user && !db->user) || (cfg->pass && !db->pass) ||
+        !node_get(db, cfg->host, cfg->port)) {
+        free_strings(db);
         free(db);
         return NULL;
     }
@@ -337,8 +361,7 @@ void br_db_free(br_db *db) {
         br_redis_free(db->nodes[i]->sub);
         free(db->nodes[i]);
     }
-    free(db->seed_host);
-    free(db->hb);
+    free_strings(db);
     free(db);
 }
 

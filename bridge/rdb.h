@@ -23,6 +23,10 @@ typedef struct br_db br_db;
 typedef struct br_db_cfg {
     const char *host; /* seed (copied) */
     int port, db;     /* db must be 0 for a cluster */
+    /* AUTH on every connection of every node, redirections' new nodes included (see
+     * br_redis_cfg; copied). */
+    const char *user, *pass;
+    int tls; /* rediss:// (every node through the TLS relay, tlsrelay.h) */
     unsigned timeout_ms;
     const char *hb_channel; /* subscriber heartbeat channel (copied) */
     /* A node's command connection is up and routing is known: (re)issue per-node setup. */
@@ -44,6 +48,8 @@ int br_db_ready(const br_db *db);
 /* Also every node's keyspace notifications on and its subscriber up: the doorbell rings. */
 int br_db_doorbell_ok(const br_db *db);
 int br_db_cluster(const br_db *db); /* 1 in a Redis Cluster */
+/* 1 when some node's connection was last refused for its credentials (br_redis_auth_failed). */
+int br_db_auth_failed(const br_db *db);
 int br_db_nodes(const br_db *db);
 
 /* A command routed by its key (the key's position is known per command name; keyless ones

@@ -4,6 +4,7 @@
 #include "redis.h"
 
 #include "log.h"
+#include "tlsrelay.h"
 #include "uvredis.h"
 
 #include <errno.h>
@@ -26,9 +27,11 @@ typedef struct br_cmd {
 struct br_redis {
     uv_loop_t *loop;
     br_redis_cfg cfg;
-    char *host, *hb;
+    char *host, *hb, *user, *pass;
     redisAsyncContext *ac;
-    int ready;   /* connected, SELECT sent */
+    int ready;  /* connected, handshake (AUTH, SELECT, PING) done */
+    int hs_err; /* the handshake of the current connection failed */
+    int auth_failed, auth_logged, tls_logged;
     int closing; /* br_redis_free called */
     int nclosed; /* timer handles closed so far */
     int quiet;   /* failure already logged since the last success */
@@ -89,6 +92,11 @@ static void schedule_retry(br_redis *r) {
     uv_timer_start(&r->retry, on_retry, delay, 0);
 }
 
+/* A reason of the TLS relay that is about reaching the node, not about TLS. */
+static int tcp_reason(const char *why) {
+    return strstr(why, "connect:") == why || strstr(why, "cannot resolve") == why;
+}
+
 /* Forget the context (hiredis frees it, or we are about to). */
 static void conn_lost(br_redis *r, const char *why) {
     if (!r->ac)
@@ -96,6 +104,21 @@ static void conn_lost(br_redis *r, const char *why) {
     r->ac->data = NULL;
     r->ac = NULL;
     r->ready = 0;
+    char tls_why[256] = "";
+    if (r->cfg.tls && !r->closing)
+        gp_tlsrelay_last_error(r->host, r->cfg.port, tls_why, sizeof tls_why);
+    /* Through the relay, a refused TCP connect only shows as a closed UNIX socket: the
+     * relay's reason is the real one. */
+    if (tcp_reason(tls_why)) {
+        why = tls_why;
+    } else if (tls_why[0]) {
+        /* The relay refused the server (certificate, handshake): an error, never a fallback
+         * to plain text. Once per outage. */
+        br_log(r->tls_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_tls_failed",
+               "conn=%s addr=%s:%d err=%s action=retrying", r->cfg.name, r->host, r->cfg.port,
+               br_qs(tls_why));
+        r->tls_logged = r->quiet = 1;
+    }
     /* One warning per outage, not one per retry. */
     if (!r->closing)
         br_log(r->quiet ? BR_LOG_DEBUG : BR_LOG_WARN, "redis_down", "conn=%s addr=%s:%d reason=%s",
@@ -127,10 +150,68 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
         r->cfg.on_down(r);
 }
 
-static void on_select(redisAsyncContext *ac, void *reply, void *priv) {
-    (void)ac, (void)priv;
-    if (br_reply_is_error(reply, NULL))
-        br_log(BR_LOG_ERROR, "redis_select_failed", "err=%s", br_qs(((redisReply *)reply)->str));
+/* The handshake's replies, in order: AUTH (if any), SELECT (if any), PING. A refusal ends the
+ * connection (hiredis disconnects once the pipelined replies are in) and the retry timer
+ * takes over with its backoff. */
+static void hs_fail(br_redis *r, redisAsyncContext *ac, const redisReply *rep, const char *what) {
+    if (r->hs_err)
+        return;
+    r->hs_err = 1;
+    const char *msg = rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply";
+    int auth = strncmp(msg, "WRONGPASS", 9) == 0 || strncmp(msg, "NOAUTH", 6) == 0 ||
+               strncmp(msg, "NOPERM", 6) == 0 || strstr(msg, "invalid password") ||
+               strstr(msg, "without any password configured") || strcmp(what, "AUTH") == 0;
+    if (auth) {
+        r->auth_failed = 1;
+        /* One error line per outage: the retries go on quietly (debug). */
+        const char *hint =
+            strncmp(msg, "NOAUTH", 6) == 0
+                ? "Redis requires a password: give --redis-password-file FILE (or "
+                  "redis://user:password@host in --redis)"
+            : strncmp(msg, "NOPERM", 6) == 0
+                ? "the ACL user may not run a command every connection needs (AUTH, SELECT, "
+                  "PING): grant them in the server's ACL"
+                : "Redis refused the user or password: check --redis-user, "
+                  "--redis-password-file and the URL's credentials against the server's "
+                  "requirepass or ACL";
+        br_log(r->auth_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_auth_failed",
+               "conn=%s addr=%s:%d user=%s err=%s hint=%s action=retrying", r->cfg.name, r->host,
+               r->cfg.port, br_qs(r->user ? r->user : "default"), br_qs(msg), br_qs(hint));
+        r->auth_logged = 1;
+    } else {
+        br_log(BR_LOG_ERROR, "redis_setup_failed", "conn=%s addr=%s:%d cmd=%s err=%s", r->cfg.name,
+               r->host, r->cfg.port, what, br_qs(msg));
+    }
+    r->quiet = 1; /* the reason is logged: no redis_down warning on top */
+    redisAsyncDisconnect(ac);
+}
+
+static void on_hs(redisAsyncContext *ac, void *reply, void *priv) {
+    br_redis *r = ac->data;
+    redisReply *rep = reply;
+    const char *what = priv;
+    if (!r || r->ac != ac || !rep)
+        return; /* context being dropped */
+    if (strcmp(what, "PING") != 0) {
+        if (rep->type != REDIS_REPLY_STATUS)
+            hs_fail(r, ac, rep, what);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_STATUS) {
+        hs_fail(r, ac, rep, what);
+        return;
+    }
+    if (r->hs_err)
+        return;
+    r->ready = 1;
+    r->quiet = 0;
+    r->auth_failed = r->auth_logged = r->tls_logged = 0;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    r->last_rx_ms = now_ms(r);
+    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d auth=%s tls=%d", r->cfg.name, r->host,
+           r->cfg.port, r->cfg.db, r->pass ? (r->user ? "user" : "password") : "none", r->cfg.tls);
+    if (r->cfg.on_up)
+        r->cfg.on_up(r);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status) {
@@ -143,26 +224,40 @@ static void on_connect(const redisAsyncContext *cac, int status) {
         conn_lost(r, ac->errstr);
         return;
     }
-    redisEnableKeepAlive(&ac->c);
-    r->ready = 1;
-    r->quiet = 0;
-    r->backoff_ms = BACKOFF_MIN_MS;
+    if (!r->cfg.tls) /* a UNIX socket to the relay has no keepalive; the relay's TCP does */
+        redisEnableKeepAlive(&ac->c);
+    r->hs_err = 0;
     r->last_rx_ms = now_ms(r);
-    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d", r->cfg.name, r->host, r->cfg.port,
-           r->cfg.db);
+    /* Pipelined: one round trip. Arguments go by vector, so a password is never formatted. */
+    if (r->pass) {
+        const char *argv[3] = {"AUTH", r->user ? r->user : r->pass, r->pass};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(r->pass)};
+        redisAsyncCommandArgv(ac, on_hs, "AUTH", r->user ? 3 : 2, argv, lens);
+    }
     if (r->cfg.db && !r->hb) {
         char db[16];
         snprintf(db, sizeof db, "%d", r->cfg.db);
-        redisAsyncCommand(ac, on_select, NULL, "SELECT %s", db);
+        redisAsyncCommand(ac, on_hs, "SELECT", "SELECT %s", db);
     }
-    if (r->cfg.on_up)
-        r->cfg.on_up(r);
+    redisAsyncCommand(ac, on_hs, "PING", "PING");
 }
 
 static void start_connect(br_redis *r) {
     if (r->closing || r->ac)
         return;
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->cfg.port);
+    redisAsyncContext *ac;
+    if (r->cfg.tls) {
+        char path[128], err[256];
+        if (gp_tlsrelay_path(r->host, r->cfg.port, path, sizeof path, err, sizeof err) != 0) {
+            br_log(BR_LOG_ERROR, "redis_tls_failed", "conn=%s addr=%s:%d err=%s", r->cfg.name,
+                   r->host, r->cfg.port, br_qs(err));
+            schedule_retry(r);
+            return;
+        }
+        ac = redisAsyncConnectUnix(path);
+    } else {
+        ac = redisAsyncConnect(r->host, r->cfg.port);
+    }
     if (!ac) {
         schedule_retry(r);
         return;
@@ -399,6 +494,15 @@ static void watchdog(uv_timer_t *t) {
 
 /* --- object ---------------------------------------------------------------------------- */
 
+static void free_strings(br_redis *r) {
+    if (r->pass)
+        explicit_bzero(r->pass, strlen(r->pass));
+    free(r->host);
+    free(r->hb);
+    free(r->user);
+    free(r->pass);
+}
+
 br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
     br_redis *r = calloc(1, sizeof *r);
     if (!r)
@@ -407,9 +511,12 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
     r->cfg = *cfg;
     r->host = strdup(cfg->host);
     r->hb = cfg->hb_channel ? strdup(cfg->hb_channel) : NULL;
-    if (!r->host || (cfg->hb_channel && !r->hb)) {
-        free(r->host);
-        free(r->hb);
+    r->user = cfg->user && *cfg->user ? strdup(cfg->user) : NULL;
+    r->pass = cfg->pass ? strdup(cfg->pass) : NULL;
+    r->cfg.user = r->cfg.pass = NULL; /* ours are the copies above */
+    if (!r->host || (cfg->hb_channel && !r->hb) || (cfg->user && *cfg->user && !r->user) ||
+        (cfg->pass && !r->pass)) {
+        free_strings(r);
         free(r);
         return NULL;
     }
@@ -426,6 +533,10 @@ void *br_redis_ud(const br_redis *r) {
     return r->cfg.ud;
 }
 
+int br_redis_auth_failed(const br_redis *r) {
+    return r && r->auth_failed;
+}
+
 int br_redis_ready(const br_redis *r) {
     return r && r->ready && r->ac && !r->closing;
 }
@@ -433,8 +544,7 @@ int br_redis_ready(const br_redis *r) {
 static void on_timer_closed(uv_handle_t *h) {
     br_redis *r = h->data;
     if (++r->nclosed == 2) {
-        free(r->host);
-        free(r->hb);
+        free_strings(r);
         free(r);
     }
 }

@@ -10,7 +10,10 @@
  *  - an idle connection is PINGed every second (TCP keepalive underneath);
  *  - a subscriber connection re-SUBSCRIBEs a heartbeat channel every second and is replaced
  *    when the confirmations stop;
- *  - contexts are only ever freed from our own timer callbacks, never from hiredis's. */
+ *  - contexts are only ever freed from our own timer callbacks, never from hiredis's;
+ *  - every connection starts with a handshake (AUTH when there is a password, SELECT, PING)
+ *    and is ready only once it succeeded: a refused password is told apart from an outage,
+ *    and no command is ever sent on an unauthenticated connection. */
 #ifndef BR_REDIS_H
 #define BR_REDIS_H
 
@@ -36,6 +39,10 @@ typedef struct br_redis_cfg {
     const char *name; /* for logs: "cmd" or "sub" (borrowed, static) */
     const char *host; /* copied */
     int port, db;
+    /* Credentials sent by AUTH on every (re)connection before anything else: user NULL or
+     * "" for the default user; pass NULL for none (copied, wiped on free). */
+    const char *user, *pass;
+    int tls;                      /* rediss://: through the TLS relay (tlsrelay.h) */
     unsigned timeout_ms;          /* command timeout / subscriber silence limit */
     const char *hb_channel;       /* subscriber only: heartbeat channel (copied) */
     br_redis_msg_fn on_msg;       /* subscriber only */
@@ -51,6 +58,10 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg);
  * the timers; the memory is released once libuv has closed them. NULL ok. */
 void br_redis_free(br_redis *r);
 int br_redis_ready(const br_redis *r);
+/* 1 when the last connection attempt was refused for its credentials (WRONGPASS, NOAUTH,
+ * or a user without the right to AUTH): the operator must fix the password; retries go on
+ * with backoff. 0 again once a connection is up. */
+int br_redis_auth_failed(const br_redis *r);
 void *br_redis_ud(const br_redis *r);
 
 /* Argument vector builder with explicit lengths (binary-safe). Borrowed pointers must stay

@@ -66,77 +66,19 @@ static int key_ctl(char *out, const char *p) {
     return key_fmt(out, snprintf(out, GP_KEY_MAX, "%s:ctl", p));
 }
 
-int gp_reg_parse_url(const char *url, char *host, size_t hostcap, int *port, int *db) {
-    *port = 6379;
-    *db = 0;
-    if (!url || !*url)
-        return GP_ERR_INVALID;
-    const char *s = url;
-    if (strncmp(s, "redis://", 8) == 0)
-        s += 8;
-    else if (strstr(s, "://"))
-        return GP_ERR_INVALID; /* rediss:// (TLS) is not supported by hiredis 0.14 */
-    /* Credentials are not supported: hiredis 0.14 has no AUTH of its own and we do not
-     * want passwords on command lines. */
-    if (strchr(s, '@'))
-        return GP_ERR_INVALID;
-    const char *end = s + strcspn(s, "/");
-    const char *colon = NULL;
-    const char *hs = s, *he;
-    if (*s == '[') { /* [ipv6]:port */
-        const char *rb = memchr(s, ']', (size_t)(end - s));
-        if (!rb)
-            return GP_ERR_INVALID;
-        hs = s + 1;
-        he = rb;
-        if (rb + 1 < end) {
-            if (rb[1] != ':')
-                return GP_ERR_INVALID;
-            colon = rb + 1;
-        }
-    } else {
-        colon = memchr(s, ':', (size_t)(end - s));
-        he = colon ? colon : end;
-    }
-    size_t hl = (size_t)(he - hs);
-    if (hl == 0 || hl + 1 > hostcap)
-        return GP_ERR_INVALID;
-    memcpy(host, hs, hl);
-    host[hl] = '\0';
-    if (colon) {
-        char *pe;
-        errno = 0;
-        long p = strtol(colon + 1, &pe, 10);
-        if (pe != end || pe == colon + 1 || p < 1 || p > 65535 || errno)
-            return GP_ERR_INVALID;
-        *port = (int)p;
-    }
-    if (*end == '/' && end[1]) {
-        char *pe;
-        errno = 0;
-        long d = strtol(end + 1, &pe, 10);
-        if (*pe || pe == end + 1 || d < 0 || d > 100000 || errno)
-            return GP_ERR_INVALID;
-        *db = (int)d;
-    }
-    return 0;
-}
-
-br_rc *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, size_t errlen) {
-    char host[256];
-    int port, db;
-    if (gp_reg_parse_url(url, host, sizeof host, &port, &db) != 0) {
-        seterr(err, errlen, "invalid Redis address '%s' (want redis://host:port/db or host:port)",
-               url);
-        return NULL;
-    }
-    br_rc *rc = br_rc_new(host, port, db, (int)timeout_ms);
+br_rc *gp_reg_connect(const gp_rurl *u, unsigned timeout_ms, char *err, size_t errlen,
+                      int *auth_failed) {
+    if (auth_failed)
+        *auth_failed = 0;
+    br_rc *rc = br_rc_new_url(u, (int)timeout_ms);
     if (!rc) {
         seterr(err, errlen, "out of memory");
         return NULL;
     }
     if (br_rc_ping(rc) != 0) {
         seterr(err, errlen, "%s", br_rc_error(rc));
+        if (auth_failed)
+            *auth_failed = br_rc_auth_failed(rc);
         br_rc_free(rc);
         return NULL;
     }

@@ -28,16 +28,14 @@ enum {
     GP_REG_REDIS = -102,     /* Redis error or connection lost: message in err */
 };
 
-/* Connects to a Redis URL: "redis://host:port/db", "redis://host:port", "host:port" or
- * "host" (port 6379, db 0) — one server or any node of a Redis Cluster (commands follow
- * MOVED, see rclient.h). A db other than 0 is SELECTed. timeout_ms bounds connect and every
- * command (0: no timeout). Returns a client the caller frees with br_rc_free, or NULL with a
- * message in err. */
-br_rc *gp_reg_connect(const char *url, unsigned timeout_ms, char *err, size_t errlen);
-
-/* Parses a Redis URL as above. host gets a NUL-terminated copy (hostcap bytes). 0 or
- * GP_ERR_INVALID. */
-int gp_reg_parse_url(const char *url, char *host, size_t hostcap, int *port, int *db);
+/* Connects to a parsed Redis address (rurl.h: "redis://[user:password@]host:port/db",
+ * "host:port", ...) — one server or any node of a Redis Cluster (commands follow MOVED, see
+ * rclient.h) — with AUTH when it has a password, SELECT when its db is not 0, then PING.
+ * timeout_ms bounds connect and every command (0: no timeout). Returns a client the caller
+ * frees with br_rc_free, or NULL with a message in err (*auth_failed, when not NULL, is set
+ * to 1 when Redis refused the credentials). */
+br_rc *gp_reg_connect(const gp_rurl *u, unsigned timeout_ms, char *err, size_t errlen,
+                      int *auth_failed);
 
 /* Parses a 64-hex-digit master key into out[32]. 0 or GP_ERR_INVALID. */
 int gp_reg_master_key(const char *hex, uint8_t out[32]);

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang llvm curl ca-certificates openssl
 libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libhiredis-dev libsodium-dev libzstd-dev libcurl4-openssl-dev
-libjansson-dev libhttp-parser-dev libncurses-dev libcriterion-dev redis-server redis-tools python3 python3-redis
+libjansson-dev libssl-dev libhttp-parser-dev libncurses-dev libcriterion-dev redis-server redis-tools python3 python3-redis
 kcptun openssh-server openssh-client iproute2 tmux"
 # The dashboard's browser test (tests/web) drives Debian's chromium (/usr/bin/chromium).
 PKGS="$PKGS chromium"

@@ -2,18 +2,35 @@
 # Runs each test binary given, prints its output, and closes with one summary line
 # "N passed, N failed" counted from Criterion's per-binary synthesis lines.
 # Exits non-zero if any test failed or crashed, or a binary did not run.
+# An argument BINARY=PATTERN runs only the tests matching Criterion's --filter PATTERN;
+# --env VAR=VALUE exports VAR for the binaries after it (one summary line for all of them:
+# `make test` runs a subset again against a Redis with a password, ACL users and TLS).
 set -u
 passed=0 failed=0 broken=""
-for t in "$@"; do
+env_next=0
+for arg in "$@"; do
+    if [ "$env_next" = 1 ]; then
+        export "${arg?}"
+        env_next=0
+        continue
+    fi
+    if [ "$arg" = "--env" ]; then
+        env_next=1
+        continue
+    fi
+    t=${arg%%=*}
+    filter=""
+    [ "$t" != "$arg" ] && filter="--filter=${arg#*=}"
     name=$(basename "$t")
     log=$(mktemp)
-    echo "== $name"
+    echo "== $name${filter:+ $filter}${GP_TEST_REDIS:+ (GP_TEST_REDIS=$GP_TEST_REDIS)}"
     # --jobs 1 for integration tests keeps two cores free for the processes they start.
     case "$name" in
         it_*) jobs="--jobs=1" ;;
         *) jobs="" ;;
     esac
-    "$t" $jobs --verbose=0 >"$log" 2>&1
+    # shellcheck disable=SC2086
+    "$t" $jobs $filter --verbose=0 >"$log" 2>&1
     rc=$?
     cat "$log"
     line=$(grep -a "Synthesis:" "$log" | tail -1)

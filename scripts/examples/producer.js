@@ -3,7 +3,14 @@ const { createClient, commandOptions } = require('redis');
 const { randomUUID } = require('crypto');
 
 async function main() {
-  const client = createClient({ url: process.env.GP_REDIS || 'redis://127.0.0.1:6379/0' });
+  // GP_REDIS: redis://[user:password@]host:port/db, or rediss://... for TLS (GP_REDIS_CA_FILE:
+  // its CA); REDISCLI_AUTH: the password, if it is not in the URL.
+  const url = process.env.GP_REDIS || 'redis://127.0.0.1:6379/0';
+  const opts = { url };
+  if (process.env.REDISCLI_AUTH) opts.password = process.env.REDISCLI_AUTH;
+  if (url.startsWith('rediss://') && process.env.GP_REDIS_CA_FILE)
+    opts.socket = { tls: true, ca: require('fs').readFileSync(process.env.GP_REDIS_CA_FILE) };
+  const client = createClient(opts);
   await client.connect();
   const house = process.env.GP_HOUSE || 'demo';
   const id = randomUUID();

@@ -8,7 +8,15 @@ import uuid
 
 import redis
 
-r = redis.Redis.from_url(os.environ.get("GP_REDIS", "redis://127.0.0.1:6379/0"))
+# GP_REDIS: redis://[user:password@]host:port/db, or rediss://... for TLS (GP_REDIS_CA_FILE:
+# its CA); REDISCLI_AUTH: the password, if it is not in the URL.
+url = os.environ.get("GP_REDIS", "redis://127.0.0.1:6379/0")
+opts = {}
+if os.environ.get("REDISCLI_AUTH"):
+    opts["password"] = os.environ["REDISCLI_AUTH"]
+if url.startswith("rediss://") and os.environ.get("GP_REDIS_CA_FILE"):
+    opts["ssl_ca_certs"] = os.environ["GP_REDIS_CA_FILE"]
+r = redis.Redis.from_url(url, **opts)
 house = os.environ.get("GP_HOUSE", "demo")
 frame_id = str(uuid.uuid4())
 reply_key = f"gp:rep:{frame_id}"

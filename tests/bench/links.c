@@ -406,13 +406,8 @@ static void w_add(work *w, double t0, double ms, int ok, int censored, double us
 }
 
 static redisContext *rconnect(void) {
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", g_redis_port_v, tv);
-    if (!c || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
+    char err[512]; /* as the harness: AUTH and TLS per GP_TEST_REDIS */
+    return h_redis_connect(g_redis_port_v, 5000, err, sizeof err);
 }
 
 static const redisReply *field(const redisReply *kvs, const char *name) {

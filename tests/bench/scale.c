@@ -628,13 +628,12 @@ typedef struct sent_slot {
 } sent_slot;
 
 static redisContext *connect_redis(void) {
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", h_redis_port(), tv);
-    if (!c || c->err) {
-        fprintf(stderr, "scale: redis connect: %s\n", c ? c->errstr : "out of memory");
+    char err[512]; /* as the harness: AUTH and TLS per GP_TEST_REDIS */
+    redisContext *c = h_redis_connect(h_redis_port(), 5000, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "scale: redis connect: %s\n", err);
         die();
     }
-    redisSetTimeout(c, tv);
     return c;
 }
 

@@ -3,6 +3,7 @@
  * every wait polls a condition with a bound. */
 #include "harness.h"
 #include "../../bridge/rclient.h"
+#include "../../bridge/tlsrelay.h"
 
 #include "auth.h"
 #include "frame.h"
@@ -10,6 +11,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +47,7 @@ static char g_upstream[PATH_MAX];
 static h_proc g_procs[MAX_PROCS];
 static int g_nprocs;
 static int g_redis_port;
-static char g_redis_url[64];
+static char g_redis_url[1024];
 static br_rc *g_rc; /* the harness's own client: one server or a cluster */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -266,8 +268,20 @@ h_proc *h_spawn(const char *name, char *const argv[]) {
         fail("open %s: %s", p->log, strerror(errno));
     char line[4096];
     int n = snprintf(line, sizeof line, "=== harness: start");
-    for (int i = 0; argv[i] && n < (int)sizeof line - 2; i++)
-        n += snprintf(line + n, sizeof line - (size_t)n, " %s", argv[i]);
+    for (int i = 0; argv[i] && n < (int)sizeof line - 2; i++) {
+        /* Passwords stay out of logs, ours included: Redis URLs masked, -a/--requirepass
+         * values hidden (the tests grep these logs for leaks). */
+        char shown[1024];
+        int secret = i > 0 && (!strcmp(argv[i - 1], "--requirepass") ||
+                               !strcmp(argv[i - 1], "--masterauth") || !strcmp(argv[i - 1], "-a"));
+        if (secret)
+            snprintf(shown, sizeof shown, "***");
+        else if (strstr(argv[i], "redis://") || strstr(argv[i], "rediss://"))
+            gp_rurl_redact(argv[i], shown, sizeof shown);
+        else
+            snprintf(shown, sizeof shown, "%s", argv[i]);
+        n += snprintf(line + n, sizeof line - (size_t)n, " %s", shown);
+    }
     if (n > (int)sizeof line - 2)
         n = (int)sizeof line - 2;
     line[n++] = '\n';
@@ -466,19 +480,214 @@ int h_wait_log(const h_proc *p, const char *needle, int timeout_ms) {
 
 /* --- Redis --------------------------------------------------------------------------------- */
 
+/* GP_TEST_REDIS (harness.h): how Redis is started and reached. Parsed once per process. */
+static struct {
+    int parsed, auth, tls, mtls;
+    char acl[PATH_MAX];         /* acl=FILE: ACL SETUSER lines loaded after start */
+    char user[128], upass[256]; /* user=NAME: the programs' user and its password */
+    char pass[80];              /* requirepass: the default user's (the harness's own) */
+    char ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16]; /* made per test */
+} g_mode;
+
+static void mode_parse(void) {
+    if (g_mode.parsed)
+        return;
+    g_mode.parsed = 1;
+    const char *v = getenv("GP_TEST_REDIS");
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", v ? v : "");
+    for (char *save = NULL, *w = strtok_r(buf, "+,", &save); w; w = strtok_r(NULL, "+,", &save)) {
+        if (!strcmp(w, "plain"))
+            continue;
+        else if (!strcmp(w, "auth"))
+            g_mode.auth = 1;
+        else if (!strcmp(w, "tls"))
+            g_mode.tls = 1;
+        else if (!strcmp(w, "mtls"))
+            g_mode.tls = g_mode.mtls = 1;
+        else if (!strncmp(w, "acl=", 4))
+            abspath(g_mode.acl, sizeof g_mode.acl, w + 4), g_mode.auth = 1;
+        else if (!strncmp(w, "user=", 5))
+            snprintf(g_mode.user, sizeof g_mode.user, "%s", w + 5), g_mode.auth = 1;
+        else
+            fail("GP_TEST_REDIS: unknown word '%s' (want auth, tls, mtls, acl=FILE, user=NAME, "
+                 "joined "
+                 "by '+')",
+                 w);
+    }
+    if (g_mode.auth) {
+        /* '@' and '/' in it: every program must percent-decode the URL's password. */
+        uint8_t r[12];
+        char hex[25];
+        randombytes_buf(r, sizeof r);
+        sodium_bin2hex(hex, sizeof hex, r, sizeof r);
+        snprintf(g_mode.pass, sizeof g_mode.pass, "gp@t/%s", hex);
+    }
+}
+
+void h_redis_mode_set(const char *spec) {
+    memset(&g_mode, 0, sizeof g_mode);
+    setenv("GP_TEST_REDIS", spec, 1);
+    mode_parse();
+}
+
+const char *h_redis_mode(void) {
+    mode_parse();
+    static char m[64];
+    snprintf(m, sizeof m, "%s%s%s%s", g_mode.auth ? "auth" : "plain",
+             g_mode.mtls  ? "+mtls"
+             : g_mode.tls ? "+tls"
+                          : "",
+             g_mode.acl[0] ? "+acl" : "", g_mode.user[0] ? "+user" : "");
+    return m;
+}
+
+const char *h_redis_password(void) {
+    mode_parse();
+    return g_mode.auth ? g_mode.pass : NULL;
+}
+
+/* Certificates for a TLS Redis, made with openssl in the test directory: a CA and a
+ * server certificate for 127.0.0.1, ::1 and localhost. The CA goes to every program through
+ * GP_REDIS_CA_FILE (the bridge's and the CLI's --redis-ca-file). */
+static void make_certs(void) {
+    if (g_mode.ca[0] && access(g_mode.ca, R_OK) == 0)
+        return;
+    char cmd[PATH_MAX + 1024];
+    sfmt(g_mode.ca, sizeof g_mode.ca, "%s/redis-ca.pem", g_dir);
+    sfmt(g_mode.cert, sizeof g_mode.cert, "%s/redis-cert.pem", g_dir);
+    sfmt(g_mode.key, sizeof g_mode.key, "%s/redis-key.pem", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && (openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout redis-ca.key -out redis-ca.pem -days 2 -subj /CN=gp-test-ca && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+             "redis-key.pem -out redis.csr -subj /CN=localhost && "
+             "printf 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\\n' >redis.ext && "
+             "openssl x509 -req -in redis.csr -CA redis-ca.pem -CAkey redis-ca.key "
+             "-CAcreateserial -out redis-cert.pem -days 2 -extfile redis.ext) >openssl.log 2>&1",
+             g_dir);
+    if (system(cmd) != 0)
+        fail("openssl could not make the test certificates (see %s/openssl.log)", g_dir);
+    char err[512];
+    /* mtls: Redis wants a client certificate; the server's own (signed by the same CA, no
+     * extended key usage) serves as the programs' and the harness's. */
+    if (gp_tlsrelay_config(g_mode.ca, g_mode.mtls ? g_mode.cert : NULL,
+                           g_mode.mtls ? g_mode.key : NULL, err, sizeof err) != 0)
+        fail("%s", err);
+    setenv("GP_REDIS_CA_FILE", g_mode.ca, 1);
+    if (g_mode.mtls) {
+        setenv("GP_REDIS_CERT_FILE", g_mode.cert, 1);
+        setenv("GP_REDIS_KEY_FILE", g_mode.key, 1);
+    }
+}
+
+/* The harness's own address of a node: the default user (all rights), TLS as configured. */
+static void admin_url(gp_rurl *u, int port) {
+    memset(u, 0, sizeof *u);
+    snprintf(u->host, sizeof u->host, "127.0.0.1");
+    u->port = port;
+    u->tls = g_mode.tls;
+    if (g_mode.auth) {
+        u->has_pass = 1;
+        snprintf(u->pass, sizeof u->pass, "%s", g_mode.pass);
+    }
+}
+
+struct br_rc *h_redis_client(int port, int timeout_ms) {
+    mode_parse();
+    gp_rurl u;
+    admin_url(&u, port);
+    return br_rc_new_url(&u, timeout_ms);
+}
+
+redisContext *h_redis_connect(int port, int timeout_ms, char *err, size_t errlen) {
+    mode_parse();
+    gp_rurl u;
+    int af;
+    admin_url(&u, port);
+    return br_rc_dial(&u, "127.0.0.1", port, timeout_ms, err, errlen, &af);
+}
+
+static void pct(const char *s, char *out, size_t cap) {
+    size_t o = 0;
+    for (; *s && o + 4 < cap; s++)
+        o += (size_t)(isalnum((unsigned char)*s) || strchr("-._~", *s)
+                          ? snprintf(out + o, cap - o, "%c", *s)
+                          : snprintf(out + o, cap - o, "%%%02X", (unsigned char)*s));
+    out[o] = '\0';
+}
+
+/* What the programs get: redis[s]://[user:password@]127.0.0.1:PORT/0. */
+static void set_url(int port) {
+    char cred[1200] = "", epw[600];
+    if (g_mode.user[0]) {
+        char eu[400];
+        pct(g_mode.user, eu, sizeof eu);
+        pct(g_mode.upass, epw, sizeof epw);
+        snprintf(cred, sizeof cred, "%s:%s@", eu, epw);
+    } else if (g_mode.auth) {
+        pct(g_mode.pass, epw, sizeof epw);
+        snprintf(cred, sizeof cred, ":%s@", epw);
+    }
+    snprintf(g_redis_url, sizeof g_redis_url, "%s://%s127.0.0.1:%d/0",
+             g_mode.tls ? "rediss" : "redis", cred, port);
+}
+
+/* acl=FILE: every "user NAME rules..." line (Redis's ACL file format; # comments) becomes
+ * ACL SETUSER NAME rules... on the node; user=NAME takes its password from the first
+ * ">password" rule of its line. */
+static void load_acl(int port) {
+    if (!g_mode.acl[0])
+        return;
+    FILE *f = fopen(g_mode.acl, "r");
+    if (!f)
+        fail("GP_TEST_REDIS acl=%s: %s", g_mode.acl, strerror(errno));
+    char err[512];
+    redisContext *c = h_redis_connect(port, 5000, err, sizeof err);
+    if (!c)
+        fail("acl: %s", err);
+    char line[4096];
+    int found = !g_mode.user[0];
+    while (fgets(line, sizeof line, f)) {
+        const char *argv[128] = {"ACL", "SETUSER"};
+        int n = 2;
+        char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+        if (!w || w[0] == '#' || strcmp(w, "user") != 0)
+            continue;
+        for (w = strtok_r(NULL, " \t\r\n", &save); w && n < 127;
+             w = strtok_r(NULL, " \t\r\n", &save))
+            argv[n++] = w;
+        if (n < 3)
+            continue;
+        if (g_mode.user[0] && !strcmp(argv[2], g_mode.user)) {
+            found = 1;
+            for (int i = 3; i < n; i++)
+                if (argv[i][0] == '>' && !g_mode.upass[0])
+                    snprintf(g_mode.upass, sizeof g_mode.upass, "%s", argv[i] + 1);
+        }
+        redisReply *r = redisCommandArgv(c, n, argv, NULL);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            fail("acl: ACL SETUSER %s: %s", argv[2], r ? r->str : c->errstr);
+        freeReplyObject(r);
+    }
+    fclose(f);
+    redisFree(c);
+    if (!found)
+        fail("GP_TEST_REDIS: user=%s is not in %s", g_mode.user, g_mode.acl);
+}
+
 static int redis_pong(void *ud) {
     int port = *(int *)ud;
-    struct timeval tv = {0, 200000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    char err[512];
+    redisContext *c = h_redis_connect(port, 200, err, sizeof err);
     int ok = 0;
-    if (c && !c->err) {
+    if (c) {
         redisReply *r = redisCommand(c, "PING");
         ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
         if (r)
             freeReplyObject(r);
-    }
-    if (c)
         redisFree(c);
+    }
     return ok;
 }
 
@@ -500,9 +709,12 @@ static h_proc *redis_start(int port, int aof, int cluster) {
         mkdir(dir, 0755);
         snprintf(name, sizeof name, "redis-%d", port);
     }
-    const char *argv[32] = {env_or("GP_REDIS_SERVER", "redis-server"),
+    mode_parse();
+    if (g_mode.tls)
+        make_certs();
+    const char *argv[48] = {env_or("GP_REDIS_SERVER", "redis-server"),
                             "--port",
-                            ports,
+                            g_mode.tls ? "0" : ports,
                             "--bind",
                             "127.0.0.1",
                             "--save",
@@ -520,6 +732,26 @@ static h_proc *redis_start(int port, int aof, int cluster) {
         argv[n++] = "--appendfsync";
         argv[n++] = "always";
     }
+    if (g_mode.auth) {
+        argv[n++] = "--requirepass";
+        argv[n++] = g_mode.pass;
+        argv[n++] = "--masterauth"; /* replicas, and the cluster's own links */
+        argv[n++] = g_mode.pass;
+    }
+    if (g_mode.tls) {
+        const char *t[] = {"--tls-port",         ports,
+                           "--tls-cert-file",    g_mode.cert,
+                           "--tls-key-file",     g_mode.key,
+                           "--tls-ca-cert-file", g_mode.ca,
+                           "--tls-auth-clients", g_mode.mtls ? "yes" : "no",
+                           "--tls-replication",  "yes"};
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            argv[n++] = t[i];
+        if (cluster) {
+            argv[n++] = "--tls-cluster";
+            argv[n++] = "yes";
+        }
+    }
     if (cluster) {
         argv[n++] = "--cluster-enabled";
         argv[n++] = "yes";
@@ -532,9 +764,10 @@ static h_proc *redis_start(int port, int aof, int cluster) {
     h_proc *p = h_spawn(name, (char *const *)argv);
     if (!h_wait(redis_pong, &port, 10000))
         fail("redis-server on port %d did not answer PING within 10 s (see %s)", port, p->log);
+    load_acl(port);
     if (!cluster || !g_redis_port) {
         g_redis_port = port;
-        snprintf(g_redis_url, sizeof g_redis_url, "redis://127.0.0.1:%d/0", port);
+        set_url(port);
         br_rc_free(g_rc);
         g_rc = NULL;
     }
@@ -544,9 +777,9 @@ static h_proc *redis_start(int port, int aof, int cluster) {
 static int cluster_ok(void *ud) {
     const int *ports = ud;
     for (int i = 0; ports[i]; i++) {
-        struct timeval tv = {1, 0};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", ports[i], tv);
-        redisReply *r = c && !c->err ? redisCommand(c, "CLUSTER INFO") : NULL;
+        char err[512];
+        redisContext *c = h_redis_connect(ports[i], 1000, err, sizeof err);
+        redisReply *r = c ? redisCommand(c, "CLUSTER INFO") : NULL;
         int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
         if (r)
             freeReplyObject(r);
@@ -567,9 +800,19 @@ void h_redis_cluster_start(int n, int aof, h_proc **out) {
         out[i] = redis_start(0, aof, 1);
         ports[i] = atoi(strrchr(out[i]->name, '-') + 1); /* named redis-PORT */
     }
-    const char *argv[32] = {"redis-cli", "--cluster", "create"};
+    const char *argv[40] = {"redis-cli", "--cluster", "create"};
     char addrs[8][32];
     int k = 3;
+    if (g_mode.auth) {
+        argv[k++] = "-a";
+        argv[k++] = g_mode.pass;
+        argv[k++] = "--no-auth-warning";
+    }
+    if (g_mode.tls) {
+        argv[k++] = "--tls";
+        argv[k++] = "--cacert";
+        argv[k++] = g_mode.ca;
+    }
     for (int i = 0; i < n; i++) {
         snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", ports[i]);
         argv[k++] = addrs[i];
@@ -607,8 +850,12 @@ const char *h_redis_url(void) {
 }
 
 br_rc *h_redis(void) {
-    if (!g_rc && !(g_rc = br_rc_new("127.0.0.1", g_redis_port, 0, 5000)))
-        fail("out of memory");
+    if (!g_rc) {
+        gp_rurl u;
+        admin_url(&u, g_redis_port);
+        if (!(g_rc = br_rc_new_url(&u, 5000)))
+            fail("out of memory");
+    }
     return g_rc;
 }
 
@@ -703,6 +950,13 @@ int h_wait_offline(const char *house, int timeout_ms) {
 
 /* --- Ghost Port processes ------------------------------------------------------------------ */
 
+/* The bridge's Redis is ready, or refused for a reason that retries will not change soon. */
+static int redis_settled(void *ud) {
+    const h_proc *p = ud;
+    return h_log_count(p, "event=redis_ready") || h_log_count(p, "event=redis_auth_failed") ||
+           h_log_count(p, "event=redis_tls_failed");
+}
+
 h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wait) {
     if (!port)
         port = h_free_port();
@@ -747,6 +1001,12 @@ h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wa
     h_proc *p = h_spawn(name, (char *const *)argv);
     if (wait && !h_wait_port(port, 10000))
         fail("bridge did not accept connections on %d within 10 s (see %s)", port, p->log);
+    /* With a password or TLS the bridge's Redis handshake takes a few round trips more than
+     * the tests' first steps after the port opens: wait (softly: a test may start a bridge
+     * whose Redis is down) for its Redis to be ready, as it is at once in plain mode. */
+    mode_parse();
+    if (wait && g_redis_url[0] && (g_mode.auth || g_mode.tls))
+        h_wait(redis_settled, p, 5000);
     return p;
 }
 

@@ -76,7 +76,32 @@ h_proc *h_redis_start_aof(int port);
  * for the bridge and the harness's own client (which follows MOVED, see bridge/rclient.h). */
 void h_redis_cluster_start(int n, int aof, h_proc **out);
 int h_redis_port(void);
-const char *h_redis_url(void); /* "redis://127.0.0.1:PORT/0" */
+/* "redis://127.0.0.1:PORT/0"; with GP_TEST_REDIS (below) "rediss://", credentials. */
+const char *h_redis_url(void);
+/* GP_TEST_REDIS: how every Redis of the suites is started and reached, words joined by '+':
+ *   auth        requirepass with a random password (it has '@' and '/': the URL carries it
+ *               percent-encoded, and every program must decode it)
+ *   tls         TLS only (port 0, tls-port; tls-cluster for a cluster), with a CA and a
+ *               certificate made by openssl in the test directory; the CA reaches every
+ *               program as GP_REDIS_CA_FILE, and the harness's own client uses the TLS relay
+ *   mtls        tls, and Redis wants a client certificate (tls-auth-clients yes): every
+ *               program gets one through GP_REDIS_CERT_FILE / GP_REDIS_KEY_FILE
+ *   acl=FILE    after start, each "user NAME rules..." line of FILE (Redis's ACL file
+ *               format) is loaded with ACL SETUSER (implies auth)
+ *   user=NAME   the programs log in as NAME (its password: the line's first ">password"
+ *               rule); the harness's own client stays the default user with all rights
+ * e.g. GP_TEST_REDIS=auth+tls, or auth+acl=deploy/redis-users.acl+user=gp-bridge. Unset or
+ * "plain": no password, no TLS. */
+const char *h_redis_mode(void); /* "plain", "auth+tls", ... for messages */
+/* Sets the mode for this test (before its first h_redis_start), whatever the environment. */
+void h_redis_mode_set(const char *spec);
+const char *h_redis_password(void); /* the default user's password, NULL without auth */
+/* A raw connection to the node on port as the harness (AUTH, TLS as the mode says): for
+ * tests that need their own context (subscribers, pipelines). NULL with a message in err. */
+redisContext *h_redis_connect(int port, int timeout_ms, char *err, size_t errlen);
+/* A new client of its own (rclient.h) for the node on port, as the harness: for threads.
+ * NULL on allocation failure. */
+struct br_rc *h_redis_client(int port, int timeout_ms);
 /* The harness's own client (one server or a cluster, see bridge/rclient.h; reconnects if the server
  * was restarted). */
 struct br_rc *h_redis(void);

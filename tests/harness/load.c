@@ -263,7 +263,7 @@ static void send_request(h_load *l, ld_worker *w, br_rc *c, size_t i) {
 static void *producer_main(void *arg) {
     ld_worker *w = arg;
     h_load *l = w->l;
-    br_rc *c = br_rc_new("127.0.0.1", l->port, 0, CMD_TIMEOUT_MS);
+    br_rc *c = h_redis_client(l->port, CMD_TIMEOUT_MS);
     uint64_t period = (uint64_t)l->nprod * 1000000000ull / (uint64_t)l->rate;
     uint64_t next = now_ns() + period * (uint64_t)w->k / (uint64_t)l->nprod;
     while (sleep_until(&l->stop, next)) {
@@ -287,7 +287,7 @@ static void *producer_main(void *arg) {
 static void *reader_main(void *arg) {
     ld_worker *w = arg;
     h_load *l = w->l;
-    br_rc *c = br_rc_new("127.0.0.1", l->port, 0, CMD_TIMEOUT_MS);
+    br_rc *c = h_redis_client(l->port, CMD_TIMEOUT_MS);
     char last[64] = "0-0", why[256];
     unsigned bo = BACKOFF_MIN_MS;
     int down = 0;

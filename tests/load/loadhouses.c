@@ -12,6 +12,9 @@
  * Memory per house is a small struct plus what lws needs for a connection: frames arrive in
  * pieces of at most RX_BUFFER bytes and are decoded in place, a gp_framer exists only while a
  * frame spans pieces, and response bodies are generated chunk by chunk at write time. */
+#include "../../bridge/rclient.h"
+#include "../../bridge/rurl.h"
+#include "../../bridge/tlsrelay.h"
 #include "auth.h"
 #include "conf.h"
 #include "frame.h"
@@ -62,6 +65,7 @@ typedef struct lh_config {
     lh_bridge *bridges;
     size_t nbridges;
     char *redis, *prefix, *id_prefix, *log_level, *master_key, *ca_file;
+    char *redis_user, *redis_password_file, *redis_ca_file;
     long long count, connect_rate, response_bytes, delay_ms, stats_interval, remember_ms;
     int reg, spread, no_replay, insecure, help;
 } lh_config;
@@ -1457,7 +1461,13 @@ static const gp_conf_opt opts[] = {
     {"bridge", GP_CONF_FN, 0, 0, 0, NULL, set_bridge,
      "bridge URL ws://host:port/ or wss://...; repeat for more (houses rotate on reconnect)"},
     {"redis", GP_CONF_STR, OFF(redis), 0, 0, "redis://127.0.0.1:6379/0", NULL,
-     "Redis: redis://host:port/db or host:port"},
+     "Redis: redis://[user:password@]host:port/db, rediss://... (TLS) or host:port"},
+    {"redis-user", GP_CONF_STR, OFF(redis_user), 0, 0, NULL, NULL,
+     "Redis ACL user (default: the URL's)"},
+    {"redis-password-file", GP_CONF_STR, OFF(redis_password_file), 0, 0, NULL, NULL,
+     "file holding the Redis password (wins over the URL's)"},
+    {"redis-ca-file", GP_CONF_STR, OFF(redis_ca_file), 0, 0, NULL, NULL,
+     "rediss://: CA certificates for Redis (default: the system's)"},
     {"prefix", GP_CONF_STR, OFF(prefix), 0, 0, "gp", NULL, "Redis key prefix"},
     {"count", GP_CONF_INT, OFF(count), 1, 1000000, NULL, NULL, "number of houses (required)"},
     {"id-prefix", GP_CONF_STR, OFF(id_prefix), 0, 0, "lh-", NULL,
@@ -1593,61 +1603,18 @@ static int raise_fd_limit(size_t n, char *err, size_t errlen) {
 /* --- Redis: registration and secrets ------------------------------------------------------ */
 
 static redisContext *redis_connect(const char *url, char *err, size_t errlen) {
-    const char *s = url;
-    if (strncmp(s, "redis://", 8) == 0)
-        s += 8;
-    else if (strstr(s, "://") || strchr(s, '@')) {
-        snprintf(err, errlen, "redis: \"%s\" is not redis://host:port/db or host:port", url);
+    gp_rurl u;
+    int auth_failed;
+    if (gp_rurl_parse(url, &u, err, errlen) != 0 ||
+        gp_rurl_credentials(&u, G.cfg.redis_user, G.cfg.redis_password_file, err, errlen) != 0 ||
+        (u.tls && gp_tlsrelay_config(G.cfg.redis_ca_file, NULL, NULL, err, errlen) != 0)) {
+        gp_rurl_wipe(&u);
         return NULL;
     }
-    char host[256];
-    int port = 6379, db = 0;
-    size_t hl = strcspn(s, ":/");
-    if (hl == 0 || hl >= sizeof host) {
-        snprintf(err, errlen, "redis: \"%s\" has no host", url);
-        return NULL;
-    }
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    s += hl;
-    char *end;
-    if (*s == ':') {
-        long p = strtol(s + 1, &end, 10);
-        if (end == s + 1 || p < 1 || p > 65535 || (*end && *end != '/')) {
-            snprintf(err, errlen, "redis: bad port in \"%s\"", url);
-            return NULL;
-        }
-        port = (int)p;
-        s = end;
-    }
-    if (*s == '/' && s[1]) {
-        long d = strtol(s + 1, &end, 10);
-        if (*end || d < 0 || d > 100000) {
-            snprintf(err, errlen, "redis: bad database in \"%s\"", url);
-            return NULL;
-        }
-        db = (int)d;
-    }
-    struct timeval tv = {5, 0};
-    redisContext *rc = redisConnectWithTimeout(host, port, tv);
-    if (!rc || rc->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s:%d: %s", host, port,
-                 rc ? rc->errstr : "out of memory");
-        redisFree(rc);
-        return NULL;
-    }
-    redisSetTimeout(rc, (struct timeval){30, 0});
-    if (db) {
-        redisReply *r = redisCommand(rc, "SELECT %d", db);
-        int bad = !r || r->type == REDIS_REPLY_ERROR;
-        if (bad)
-            snprintf(err, errlen, "redis: SELECT %d: %s", db, r ? r->str : rc->errstr);
-        freeReplyObject(r);
-        if (bad) {
-            redisFree(rc);
-            return NULL;
-        }
-    }
+    redisContext *rc = br_rc_dial(&u, u.host, u.port, 5000, err, errlen, &auth_failed);
+    gp_rurl_wipe(&u);
+    if (rc)
+        redisSetTimeout(rc, (struct timeval){30, 0});
     return rc;
 }
 
