@@ -20,8 +20,18 @@ static int exited(void *ud) {
 /* Runs `sh -c cmd` (env GP_REDIS and GP_HOUSE=demo set), bounded; returns its exit code and
  * its output (stdout+stderr) in *out. */
 static int run_sh(const char *name, const char *cmd, int timeout_ms, char **out) {
-    char env[600];
-    snprintf(env, sizeof env, "export GP_REDIS='%s' GP_HOUSE=demo; %s", h_redis_url(), cmd);
+    char env[1200];
+    const char *pw = h_redis_password(), *url = h_redis_url(), *at = strchr(url, '@');
+    if (pw && at && strstr(name, "-sh")) {
+        /* redis-cli does not percent-decode a URL's password: the shell example takes it from
+         * REDISCLI_AUTH (as its comment says), and the URL without credentials. */
+        const char *scheme_end = strstr(url, "://");
+        int slen = scheme_end ? (int)(scheme_end - url) + 3 : 0;
+        snprintf(env, sizeof env, "export REDISCLI_AUTH='%s' GP_REDIS='%.*s%s' GP_HOUSE=demo; %s",
+                 pw, slen, url, at + 1, cmd);
+    } else {
+        snprintf(env, sizeof env, "export GP_REDIS='%s' GP_HOUSE=demo; %s", url, cmd);
+    }
     char *argv[] = {"sh", "-c", env, NULL};
     h_proc *p = h_spawn(name, argv);
     if (!h_wait(exited, p, timeout_ms)) {

@@ -645,8 +645,9 @@ Test(top, house_disable_enable_sets_the_flag_and_tells_the_bridges) {
     char sec[65], *out, *err;
     h_register("farm-1", sec);
     /* Listen on the control channel as a bridge does. */
-    redisContext *sub = redisConnect("127.0.0.1", h_redis_port());
-    cr_assert(sub && !sub->err);
+    char cerr[256];
+    redisContext *sub = h_redis_connect(h_redis_port(), 5000, cerr, sizeof cerr);
+    cr_assert(sub, "%s", cerr);
     struct timeval tv = {5, 0};
     redisSetTimeout(sub, tv);
     redisReply *r = redisCommand(sub, "SUBSCRIBE gp:ctl");
