@@ -120,6 +120,8 @@ $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
 $(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
 $(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
 $(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
+# The CLI's escaping of control characters in what it prints.
+$(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli_esc.o
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
