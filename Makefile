@@ -177,6 +177,10 @@ build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rke
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
+# What the CLI prints of others' text, escaped (bridge/cli_esc.c): pure, no libraries.
+build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli_esc.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
