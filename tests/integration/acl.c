@@ -336,7 +336,9 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     char up[64];
     snprintf(up, sizeof up, "http://127.0.0.1:%d", up_port);
     h_bridge_start(0, &bport, (const char *const[]){"--redis", bridge_url, NULL}, 1);
-    h_house_start("farm-1", secret, bport, up, NULL);
+    /* Back within a second once enabled again (after a refusal it waits 15-30 s by default). */
+    h_house_start("farm-1", secret, bport, up,
+                  (const char *const[]){"--reconnect-max-ms", "1000", NULL});
     cr_assert(h_wait_connected("farm-1", 20000), "farm-1 did not connect through a gp-bridge");
 
     /* The producer: its house answers, an offline one gets the janitor's 504. */
