@@ -130,6 +130,8 @@ $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
 # The Redis address parser (bridge/rurl.c) is pure.
 $(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/rurl.o
+# The CLI's escaping of control characters in what it prints.
+$(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli_esc.o
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -202,6 +204,10 @@ build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rke
 		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson openssl) \
 		-lpthread -lm
 build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
+# What the CLI prints of others' text, escaped (bridge/cli_esc.c): pure, no libraries.
+build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli_esc.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)

@@ -2,6 +2,7 @@
  * in Redis.
  * I/O side (blocking Redis client via registry.c, stdout). */
 #include "cli_cmd.h"
+#include "cli_esc.h"
 #include "cli_top.h"
 
 #include <jansson.h>
@@ -173,7 +174,8 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
                 json_object_set_new(o, "rtt_ms", json_real(h->rtt_ms));
                 json_object_set_new(o, "epoch", json_integer(h->epoch));
             }
-            char *s = json_dumps(o, JSON_COMPACT);
+            /* ASCII only: a C1 control in a label (valid JSON as raw UTF-8) as \u009d. */
+            char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
             if (s)
                 printf("%s\n", s);
             free(s);
@@ -192,11 +194,18 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         }
         /* Disabled wins: a house still connected is about to be closed by its bridge. */
         const char *state = h->disabled ? "disabled" : h->connected ? "connected" : "offline";
+        /* What bridges and `house add` wrote, printed with control characters escaped. */
+        char bridge[4 * sizeof h->bridge], transport[4 * sizeof h->transport];
+        char *labels = cli_esc_dup(h->labels, strlen(h->labels));
         printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id, state,
-               h->connected ? h->bridge : "-", h->connected && h->transport[0] ? h->transport : "-",
+               h->connected ? cli_esc_str(bridge, sizeof bridge, h->bridge) : "-",
+               h->connected && h->transport[0]
+                   ? cli_esc_str(transport, sizeof transport, h->transport)
+                   : "-",
                h->connected ? since : "-", h->connected ? seen : "-", h->connected ? rtt : "-",
                h->registered ? created : "(missing)",
-               h->labels[0] && strcmp(h->labels, "{}") != 0 ? h->labels : "-");
+               labels && h->labels[0] && strcmp(h->labels, "{}") != 0 ? labels : "-");
+        free(labels);
     }
     free(hs);
     return CLI_OK;

@@ -2,6 +2,7 @@
  * as any producer would send it (one XADD), then a blocking XREAD loop on the reply stream
  * until its final entry, printed the way `curl -i` prints a response. I/O side. */
 #include "cli_cmd.h"
+#include "cli_esc.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -221,6 +222,16 @@ static int take_entry(reply_state *st, const char *frame_id, const redisReply *f
     return 0;
 }
 
+/* "name: value" with control characters escaped: a CR/LF in a house's header value must not
+ * print a line of its own (a forged header), nor an escape sequence reach the terminal. */
+static void print_header(const char *k, const char *v) {
+    char *ek = cli_esc_dup(k, strlen(k)), *ev = cli_esc_dup(v, strlen(v));
+    if (ek && ev)
+        printf("%s: %s\r\n", ek, ev);
+    free(ek);
+    free(ev);
+}
+
 static void print_headers(const char *json) {
     json_error_t je;
     json_t *h = json ? json_loads(json, JSON_DECODE_ANY, &je) : NULL;
@@ -232,13 +243,13 @@ static void print_headers(const char *json) {
     json_t *v;
     json_object_foreach(h, k, v) {
         if (json_is_string(v)) {
-            printf("%s: %s\r\n", k, json_string_value(v));
+            print_header(k, json_string_value(v));
         } else if (json_is_array(v)) {
             size_t i;
             json_t *e;
             json_array_foreach(v, i, e) {
                 if (json_is_string(e))
-                    printf("%s: %s\r\n", k, json_string_value(e));
+                    print_header(k, json_string_value(e));
             }
         }
     }
@@ -462,7 +473,11 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
     }
     if (st.error && *st.error) {
         fflush(stdout);
-        cli_err(c, "%d %s: %s", st.status, st.error, st.message ? st.message : "");
+        char *ee = cli_esc_dup(st.error, strlen(st.error));
+        char *em = st.message ? cli_esc_dup(st.message, strlen(st.message)) : NULL;
+        cli_err(c, "%d %s: %s", st.status, ee ? ee : "?", em ? em : "");
+        free(ee);
+        free(em);
         rv = CLI_FAIL;
         goto done;
     }

@@ -3,6 +3,7 @@
  * previous run). The live view is cli_top_tui.c; the model (rates, sorting, formats)
  * cli_top_model.c. I/O side: blocking Redis client, stdout, the state file. */
 #include "cli_top.h"
+#include "cli_esc.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -251,7 +252,8 @@ static int state_save(cli_ctx *c, const char *path, const top_snap *s) {
 static void print_bridges(const top_snap *s) {
     int wid = 6, whost = 4;
     for (size_t i = 0; i < s->nbridges; i++) {
-        int l = (int)strlen(s->bridges[i].s.id), m = (int)strlen(s->bridges[i].s.host);
+        int l = (int)cli_esc(NULL, 0, s->bridges[i].s.id, strlen(s->bridges[i].s.id)),
+            m = (int)cli_esc(NULL, 0, s->bridges[i].s.host, strlen(s->bridges[i].s.host));
         wid = l > wid ? l : wid;
         whost = m > whost ? m : whost;
     }
@@ -265,6 +267,7 @@ static void print_bridges(const top_snap *s) {
     for (size_t i = 0; i < s->nbridges; i++) {
         const top_bridge *b = &s->bridges[i];
         char up[16], req[16], er[16], in[16], out[16], rtt[16], houses[24], pid[24];
+        char id[4 * sizeof b->s.id], host[4 * sizeof b->s.host]; /* escaped */
         top_fmt_age(up, sizeof up, s->now_ms, b->s.since_ms);
         top_fmt_rate(req, sizeof req, b->r.req);
         top_fmt_rate(er, sizeof er, b->r.err);
@@ -273,8 +276,10 @@ static void print_bridges(const top_snap *s) {
         top_fmt_ms(rtt, sizeof rtt, b->s.redis_rtt_ms);
         snprintf(houses, sizeof houses, b->s.houses < 0 ? "-" : "%lld", b->s.houses);
         snprintf(pid, sizeof pid, b->s.pid < 0 ? "-" : "%lld", b->s.pid);
-        printf("%-*s %-*s %8s %7s %6s %7s %7s %7s %7s %9s\n", wid, b->s.id, whost,
-               b->s.host[0] ? b->s.host : "-", pid, up, houses, req, er, in, out, rtt);
+        printf("%-*s %-*s %8s %7s %6s %7s %7s %7s %7s %9s\n", wid,
+               cli_esc_str(id, sizeof id, b->s.id), whost,
+               b->s.host[0] ? cli_esc_str(host, sizeof host, b->s.host) : "-", pid, up, houses, req,
+               er, in, out, rtt);
     }
 }
 
@@ -287,7 +292,8 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
     }
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &s->houses[idx[i]].h;
-        int l = (int)strlen(h->id), m = h->connected ? (int)strlen(h->bridge) : 1;
+        int l = (int)strlen(h->id),
+            m = h->connected ? (int)cli_esc(NULL, 0, h->bridge, strlen(h->bridge)) : 1;
         wid = l > wid ? l : wid;
         wbr = m > wbr ? m : wbr;
     }
@@ -300,6 +306,7 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
         const top_house *t = &s->houses[idx[i]];
         const gp_reg_house *h = &t->h;
         char since[16] = "-", seen[16] = "-", rtt[16] = "-", loss[16] = "-", req[16], er[16];
+        char br[4 * sizeof h->bridge], tr[4 * sizeof h->transport]; /* escaped */
         if (h->connected) {
             top_fmt_age(since, sizeof since, s->now_ms, h->since_ms);
             top_fmt_age(seen, sizeof seen, s->now_ms, h->last_seen_ms);
@@ -309,9 +316,9 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
         top_fmt_rate(req, sizeof req, t->r.req);
         top_fmt_rate(er, sizeof er, t->r.err);
         printf("%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %s\n", wid, h->id, wbr,
-               h->connected && h->bridge[0] ? h->bridge : "-",
-               h->connected && h->transport[0] ? h->transport : "-", since, seen, rtt, loss, req,
-               er, h->disabled ? "yes" : "no");
+               h->connected && h->bridge[0] ? cli_esc_str(br, sizeof br, h->bridge) : "-",
+               h->connected && h->transport[0] ? cli_esc_str(tr, sizeof tr, h->transport) : "-",
+               since, seen, rtt, loss, req, er, h->disabled ? "yes" : "no");
     }
 }
 
@@ -319,13 +326,18 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
                                size_t nq) {
     const gp_reg_house *h = &t->h;
     char a[32], b[32], c2[32], d[32];
+    /* Everything others wrote is printed with control characters escaped. */
+    char br[4 * sizeof h->bridge], tr[4 * sizeof h->transport], addr[4 * sizeof h->addr];
+    char labels[4 * sizeof h->labels];
     printf("house %s  %s%s\n", h->id, h->connected ? "connected" : "offline",
            h->disabled ? "  DISABLED" : "");
     if (h->connected) {
         cli_fmt_utc(a, sizeof a, h->since_ms);
         top_fmt_age(b, sizeof b, s->now_ms, h->since_ms);
-        printf("bridge %s  transport %s  addr %s  since %s (%s)\n", h->bridge[0] ? h->bridge : "-",
-               h->transport[0] ? h->transport : "-", h->addr[0] ? h->addr : "-", a, b);
+        printf("bridge %s  transport %s  addr %s  since %s (%s)\n",
+               h->bridge[0] ? cli_esc_str(br, sizeof br, h->bridge) : "-",
+               h->transport[0] ? cli_esc_str(tr, sizeof tr, h->transport) : "-",
+               h->addr[0] ? cli_esc_str(addr, sizeof addr, h->addr) : "-", a, b);
         top_fmt_age(a, sizeof a, s->now_ms, h->last_seen_ms);
         top_fmt_ms(b, sizeof b, h->rtt_ms);
         top_fmt_pct(c2, sizeof c2, h->loss_pct);
@@ -340,18 +352,22 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
         printf("  (totals: %lld requests, %lld errors, %lld bytes in, %lld out)", h->req_total,
                h->err_total, h->bytes_in, h->bytes_out);
     cli_fmt_utc(a, sizeof a, h->created_ms);
-    printf("\nlabels %s  created %s\n\n", h->labels[0] ? h->labels : "{}", a);
+    printf("\nlabels %s  created %s\n\n",
+           h->labels[0] ? cli_esc_str(labels, sizeof labels, h->labels) : "{}", a);
     printf("RECENT REQUESTS %zu\n", nq);
     if (!nq)
         return;
     printf("%-20s %-7s %6s %7s %-32s %s\n", "TIME", "METHOD", "STATUS", "MS", "PATH", "ERROR");
     for (size_t i = 0; i < nq; i++) {
-        char st[16], ms[16];
+        char st[16], ms[16], m[4 * sizeof q[i].method], p[4 * sizeof q[i].path],
+            e[4 * sizeof q[i].error];
         cli_fmt_utc(a, sizeof a, q[i].ts_ms);
         snprintf(st, sizeof st, q[i].status < 0 ? "-" : "%d", q[i].status);
         snprintf(ms, sizeof ms, q[i].ms < 0 ? "-" : "%lld", q[i].ms);
-        printf("%-20s %-7s %6s %7s %-32s %s\n", a, q[i].method[0] ? q[i].method : "-", st, ms,
-               q[i].path[0] ? q[i].path : "-", q[i].error[0] ? q[i].error : "-");
+        printf("%-20s %-7s %6s %7s %-32s %s\n", a,
+               q[i].method[0] ? cli_esc_str(m, sizeof m, q[i].method) : "-", st, ms,
+               q[i].path[0] ? cli_esc_str(p, sizeof p, q[i].path) : "-",
+               q[i].error[0] ? cli_esc_str(e, sizeof e, q[i].error) : "-");
     }
 }
 
@@ -414,7 +430,8 @@ static int top_once(cli_ctx *c, const top_opts *o) {
     }
     if (o->json) {
         json_t *doc = snap_json(&cur, interval, idx, n, o->house ? recent : NULL, nrecent);
-        char *txt = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+        /* ASCII only: C1 controls (valid JSON as raw UTF-8) come out as \u0080..\u009f. */
+        char *txt = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(12));
         if (txt)
             printf("%s\n", txt);
         free(txt);

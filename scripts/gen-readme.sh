@@ -18,6 +18,7 @@ def run(*a):
 t = open("scripts/readme-template.md").read()
 for name in ("producer.sh", "producer.py", "producer.js"):
     t = t.replace("@@%s@@" % name, strip_shebang(open("scripts/examples/" + name).read()).rstrip("\n"))
+t = t.replace("@@redis-users.acl@@", open("deploy/redis-users.acl").read().rstrip("\n"))
 t = t.replace("@@cli-help@@", run(b + "/ghostport", "--help").rstrip("\n"))
 cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "house disable", "house enable", "top", "request"))
 t = t.replace("@@cli-cmds@@", cmds.rstrip("\n"))

@@ -110,7 +110,8 @@ write("fuzz_admin_http", "upgrade", b"\x20GET http://h/x?y HTTP/1.1\r\nUpgrade: 
       b"Connection: Upgrade\r\n\r\n")
 
 # fuzz_registry input: byte 0 picks the parser (0 house hash, 1 state hash, 2 bridge stats,
-# 3 recent list), then RESP as Redis would send it (HGETALL / LRANGE replies).
+# 3 recent list), then RESP as Redis would send it (HMGET labels created disabled of the house
+# hash; HGETALL / LRANGE replies for the others).
 def resp(x):
     if isinstance(x, list):
         return b"*%d\r\n" % len(x) + b"".join(resp(e) for e in x)
@@ -120,8 +121,7 @@ def resp(x):
     return b"$%d\r\n%s\r\n" % (len(x), x)
 
 
-write("fuzz_registry", "house", b"\x00" + resp(["secret", "ab" * 32, "labels", '{"site":"n"}',
-                                                "created", "1700000000000", "disabled", "1"]))
+write("fuzz_registry", "house", b"\x00" + resp(['{"site":"n\xc2\x9d"}', "1700000000000", "1"]))
 write("fuzz_registry", "state", b"\x01" + resp(["bridge", "b1", "transport", "rudp", "since",
                                                 "1700000000000", "last_seen", "1700000001000",
                                                 "rtt_ms", "203.4", "epoch", "7", "addr", "10.0.0.2",
@@ -148,3 +148,8 @@ write("fuzz_api_house", "both", b"\x02" + resp(["secret", "ab" * 32, "labels", '
               "loss_pct", "29.50", "req_total", "12", "bytes_in", "0x10", "epoch", "7"]))
 write("fuzz_api_house", "odd", b"\x01" + resp(["bridge", "\x1b[2J\xc3", "rtt_ms", "nan", "since",
                                                 "1e400"]) + resp([1, 2, "x"]))
+
+# fuzz_cli_esc input: byte 0 is the size of the cut buffer, then the text to escape.
+write("fuzz_cli_esc", "osc", b"\x10" + b"\x1b]0;pwned\x07 a\r\nSet-Cookie: x=1")
+write("fuzz_cli_esc", "c1", b"\x05" + b"\xc2\x9d0;t\xc2\x9c \x9b2J caf\xc3\xa9 \xf0\x9f\x98\x80")
+write("fuzz_cli_esc", "invalid", b"\xff" + b"\xc0\x9d \xe0\x82\x9d \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82")

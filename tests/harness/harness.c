@@ -691,6 +691,8 @@ static int redis_pong(void *ud) {
     return ok;
 }
 
+static const char *g_aclfile; /* --aclfile for the next redis_start (h_redis_start_acl) */
+
 /* redis-server on a loopback port with its files in the test directory. aof: every write
  * is appended and fsync'd before Redis acknowledges it, so a kill -9 loses nothing that was
  * acknowledged and a restart with the same --dir reloads it. cluster: a cluster node, with
@@ -759,6 +761,10 @@ static h_proc *redis_start(int port, int aof, int cluster) {
         argv[n++] = "3000";
         argv[n++] = "--cluster-port";
         argv[n++] = bus;
+    }
+    if (g_aclfile) {
+        argv[n++] = "--aclfile";
+        argv[n++] = g_aclfile;
     }
     argv[n] = NULL;
     h_proc *p = h_spawn(name, (char *const *)argv);
@@ -839,6 +845,13 @@ h_proc *h_redis_start(int port) {
 
 h_proc *h_redis_start_aof(int port) {
     return redis_start(port, 1, 0);
+}
+
+h_proc *h_redis_start_acl(int port, const char *aclfile) {
+    g_aclfile = aclfile;
+    h_proc *p = redis_start(port, 0, 0);
+    g_aclfile = NULL;
+    return p;
 }
 
 int h_redis_port(void) {

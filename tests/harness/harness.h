@@ -70,6 +70,9 @@ h_proc *h_redis_start(int port);
  * h_kill9, h_redis_start_aof on the same port comes back with everything Redis acknowledged.
  * Waits for PING, which Redis answers only once the AOF is loaded. */
 h_proc *h_redis_start_aof(int port);
+/* The same as h_redis_start with --aclfile PATH (Redis's ACL users; the harness's own client
+ * and its PING use the `default` user, so the file must leave it on, without a password). */
+h_proc *h_redis_start_acl(int port, const char *aclfile);
 /* A Redis Cluster of n masters (no replicas) on free ports, created with `redis-cli --cluster
  * create`; waits until every node says cluster_state:ok. out[0..n) get the processes (logs
  * redis-PORT.log); h_redis_port()/h_redis_url() name the first node, which serves as the seed

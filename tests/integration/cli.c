@@ -250,3 +250,98 @@ Test(cli, request_without_bridge_exits_3) {
     cr_assert_lt(h_now_ms() - t0, 10000, "waited far past the deadline");
     free(out), free(err);
 }
+
+/* No terminal control character of someone else's text reaches the terminal: C0 (ESC, BEL,
+ * CR, LF), DEL, C1 as UTF-8 (U+009D: OSC, U+009B: CSI) or as raw bytes. */
+static void assert_no_controls(const char *what, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int c1_utf8 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+        cr_assert(!(*p < 0x20 && *p != '\n' && *p != '\r') && *p != 0x7f && !c1_utf8 &&
+                      !(*p >= 0x80 && *p <= 0x9f &&
+                        (p == (const unsigned char *)s || (p[-1] & 0xe0) != 0xc0)),
+                  "%s: control byte 0x%02x at offset %td: %s", what, *p, (const char *)p - s, s);
+    }
+}
+
+/* A hostile house's reply, written straight into Redis as a bridge would (before the CLI
+ * asks: it reads the reply stream from its start): header values with CR/LF (a forged
+ * Set-Cookie line), an OSC title sequence in C0 and C1 form, a raw 0x9b byte. */
+Test(cli, request_escapes_control_characters) {
+    h_redis_start(0);
+    char sec[65];
+    h_register("h1", sec);
+    const char *hdrs = "{\"x-split\":\"a\\r\\nSet-Cookie: stolen=1\","
+                       "\"x-title\":\"\\u001b]0;pwned\\u0007\","
+                       "\"x-c1\":\"\\u009d0;pwned\\u009c\","
+                       "\"x-fine\":\"caf\\u00e9\"}";
+    redisReply *r =
+        h_cmd("XADD gp:rep:evil-1 * id evil-1 status 200 headers %s body ok final 1", hdrs);
+    freeReplyObject(r);
+    char *out, *err;
+    cr_assert_eq(
+        CLI(&out, &err, "request", "h1", "GET", "/", "--id", "evil-1", "--timeout", "2000"), 0,
+        "stderr: %s", err);
+    /* Every line of the head is one of ours: no line starts with the forged header. */
+    cr_assert_null(strstr(out, "\nSet-Cookie"), "a header value forged a line:\n%s", out);
+    cr_assert(strstr(out, "x-split: a\\r\\nSet-Cookie: stolen=1\r\n"), "%s", out);
+    cr_assert(strstr(out, "x-title: \\x1b]0;pwned\\x07\r\n"), "%s", out);
+    cr_assert(strstr(out, "x-c1: \\u009d0;pwned\\u009c\r\n"), "%s", out);
+    cr_assert(strstr(out, "x-fine: caf\xc3\xa9\r\n"), "valid UTF-8 is kept: %s", out);
+    assert_no_controls("request output", out);
+    free(out), free(err);
+
+    /* An error reply: `error` and `message` go to stderr, escaped too. */
+    r = h_cmd("XADD gp:rep:evil-2 * id evil-2 status 502 error %b message %b body '' final 1",
+              "bad\x1b[2J", (size_t)7,
+              "up\xc2\x9b"
+              "2J\r\nok \x9b"
+              "31m",
+              (size_t)15);
+    freeReplyObject(r);
+    cr_assert_eq(
+        CLI(&out, &err, "request", "h1", "GET", "/", "--id", "evil-2", "--timeout", "2000"), 1);
+    cr_assert(strstr(err, "502 bad\\x1b[2J: up\\u009b2J\\r\\nok \\x9b31m"), "stderr: %s", err);
+    assert_no_controls("request stderr", err);
+    free(out), free(err);
+}
+
+/* `house list` and `top --once` print labels, bridge ids and recent requests that others
+ * wrote: C1 controls (U+009D) are escaped as well as C0. */
+Test(cli, list_and_top_escape_control_characters) {
+    h_redis_start(0);
+    char sec[65];
+    h_register("h1", sec);
+    /* As `house add --label k=...` stores it: JSON, with C1 characters as raw UTF-8. */
+    const char *labels = "{\"k\":\"\xc2\x9d"
+                         "0;pwned\xc2\x9c\"}";
+    redisReply *r = h_cmd("HSET gp:{h1}:house labels %s", labels);
+    freeReplyObject(r);
+    r = h_cmd("HSET gp:{h1}:state bridge %b transport ws since 1 last_seen 1",
+              "b\xc2\x9d"
+              "1",
+              (size_t)5);
+    freeReplyObject(r);
+    r = h_cmd("LPUSH gp:{h1}:recent %s",
+              "{\"ts_ms\":1,\"id\":\"r1\",\"method\":\"GET\",\"path\":\"/\\u009d0;t\\u009c\","
+              "\"status\":502,\"ms\":3,\"error\":\"e\\u009b2J\\u001b[2J\"}");
+    freeReplyObject(r);
+    char *out, *err;
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0, "%s", err);
+    assert_no_controls("house list", out);
+    cr_assert(strstr(out, "\\u009d0;pwned\\u009c"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0, "%s", err);
+    assert_no_controls("house list --json", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0", "--house", "h1"), 0, "%s",
+                 err);
+    assert_no_controls("top --once --house", out);
+    cr_assert(strstr(out, "/\\u009d0;t\\u009c"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
+    assert_no_controls("top --once", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "top", "--json", "--house", "h1"), 0, "%s", err);
+    assert_no_controls("top --json", out);
+    free(out), free(err);
+}

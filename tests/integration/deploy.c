@@ -473,6 +473,21 @@ Test(deploy, compose_as_processes) {
         (int)json_integer_value(json_object_get(json_object_get(redis->j, "ports"), "6379"));
     redisContext *rc_ = redisConnect("127.0.0.1", rport);
     cr_assert(rc_ && !rc_->err, "redis on %d", rport);
+    /* Its ACL users are on: a client that has not logged in gets nothing but NOAUTH. The
+     * operator's user (password made by the redis-users job) may read the settings. */
+    redisReply *ar = redisCommand(rc_, "PING");
+    cr_assert(ar && ar->type == REDIS_REPLY_ERROR && strstr(ar->str, "NOAUTH"),
+              "redis answers a client that has not logged in: %s", ar ? ar->str : rc_->errstr);
+    freeReplyObject(ar);
+    char pwpath[PATH_MAX];
+    snprintf(pwpath, sizeof pwpath, "%s/vol/cli-redis/ops.password", h_dir());
+    char *pw = h_read_file(pwpath, NULL);
+    cr_assert(pw, "no %s (the redis-users job makes it)", pwpath);
+    pw[strcspn(pw, "\r\n")] = '\0';
+    ar = redisCommand(rc_, "AUTH gp-ops %s", pw);
+    cr_assert(ar && ar->type == REDIS_REPLY_STATUS, "AUTH gp-ops: %s", ar ? ar->str : "");
+    freeReplyObject(ar);
+    free(pw);
     const char *want_conf[][2] = {{"appendonly", "yes"},
                                   {"maxmemory-policy", "noeviction"},
                                   {"notify-keyspace-events", NULL}};

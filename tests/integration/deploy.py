@@ -368,7 +368,7 @@ def cmd_plan(dirname, bindir):
 def known_env(binary):
     """The GP_* variables a program reads, from its --help."""
     r = run([binary, "--help"])
-    return set(re.findall(r"env (GP_[A-Z0-9_]+)", r.stdout + r.stderr))
+    return set(re.findall(r"env\s+(GP_[A-Z0-9_]+)", r.stdout + r.stderr))
 
 
 def compose_tool():
