@@ -145,17 +145,19 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROT
 
 # Tests: the runner prints each binary's result and closes with "N passed, N failed".
 # In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
-# The same run ends with a named subset once more against a Redis with a password and TLS only (every program
-# logs in and goes through the TLS relay; tests/harness/harness.h, GP_TEST_REDIS): every
-# program that talks to Redis — the bridge (end-to-end, admin, reply keys, janitor), the CLI
-# and top, the README's producers (redis-cli, Python, Node) — and a Redis Cluster (tls-cluster).
+# The same run ends with a named subset once more against a Redis with a password and TLS
+# only (every program logs in and goes through the TLS relay; tests/harness/harness.h,
+# GP_TEST_REDIS): every program that talks to Redis — the bridge (end-to-end, admin, reply
+# keys, janitor), the CLI and top, the README's producers (redis-cli, Python, Node) —, a
+# Redis Cluster (tls-cluster), and the ACL users of deploy/redis-users.acl (acl.c: bridge,
+# CLI admin and viewer, producers, each as its own user, behind the password and TLS).
 # Then the quick benchmarks run, so that they cannot rot (they report, they never fail on a
 # timing; they fail only when they could not run).
 REDIS_SECURE_MODE ?= auth+tls
 REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin \
 	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end '$(BUILD)/tests/it_readme=readme/*_example' \
 	'$(BUILD)/tests/it_top=top/once*' '$(BUILD)/tests/it_top=top/house*' $(BUILD)/tests/it_replykey \
-	$(BUILD)/tests/it_janitor
+	$(BUILD)/tests/it_janitor $(BUILD)/tests/it_acl
 test: deps $(if $(filter true,$(CI)),format-check)
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \

@@ -3,24 +3,18 @@
  * CLI each logged in as their own user, a house and its upstream, and producers speaking
  * RESP with AUTH.
  *
- * The bridge and the CLI reach Redis through a loopback relay that logs in for them (sends
- * AUTH <user> <password> first, then relays bytes): the role is the one Redis enforces, the
- * programs need no password option. With the password options (redis://user:pw@host), drop
- * the relay: via() below is the one place that builds those addresses.
+ * The bridge and the CLI log in with their role's user in the Redis URL
+ * (redis://user:pw@host, rediss:// when the suite runs with TLS: make test runs it again with
+ * GP_TEST_REDIS=auth+tls, so these users also stand behind a password and TLS).
  *
  * Every refusal is checked twice: the role's user gets NOPERM, and a user with broader rules
  * (`~* &* +@all`) does not, so each check can fail. */
 #include "../harness/harness.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 TestSuite(acl, .init = h_init, .fini = h_fini, .timeout = 120);
@@ -42,7 +36,9 @@ static const char *acl_copy(const char *extra) {
     int users = 0;
     for (char *line = strtok(src, "\n"); line; line = strtok(NULL, "\n")) {
         if (strncmp(line, "user default ", 13) == 0) {
-            fputs("user default on nopass ~* &* +@all\n", f);
+            /* The harness's own client, with its password when the mode has one. */
+            const char *pw = h_redis_password();
+            fprintf(f, "user default on %s%s ~* &* +@all\n", pw ? ">" : "nopass", pw ? pw : "");
             continue;
         }
         users += strncmp(line, "user ", 5) == 0;
@@ -71,112 +67,20 @@ static const char *acl_copy(const char *extra) {
     return path;
 }
 
-/* --- the relay that logs in ----------------------------------------------------------- */
+/* --- addresses --------------------------------------------------------------------------- */
 
-typedef struct relay {
-    int lfd, target;
-    char auth[256]; /* the AUTH command in RESP */
-    size_t auth_len;
-} relay;
-
-typedef struct conn {
-    relay *r;
-    int c;
-} conn;
-
-static int dial(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
-        return fd;
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-static int pass(int from, int to) {
-    char buf[65536];
-    ssize_t n = read(from, buf, sizeof buf);
-    for (ssize_t o = 0; n > 0 && o < n;) {
-        ssize_t w = write(to, buf + o, (size_t)(n - o));
-        if (w <= 0)
-            return -1;
-        o += w;
-    }
-    return n > 0 ? 0 : -1;
-}
-
-/* One connection: AUTH on the target, its "+OK" swallowed, then bytes both ways. A refused
- * AUTH closes the client's connection (it sees Redis go away, and retries). */
-static void *conn_main(void *arg) {
-    conn *k = arg;
-    int t = dial(k->r->target);
-    char line[256];
-    size_t n = 0;
-    if (t >= 0 && write(t, k->r->auth, k->r->auth_len) == (ssize_t)k->r->auth_len) {
-        while (n + 1 < sizeof line && read(t, line + n, 1) == 1 && line[n] != '\n')
-            n++;
-    }
-    if (n >= 3 && strncmp(line, "+OK", 3) == 0) {
-        struct pollfd p[2] = {{.fd = k->c, .events = POLLIN}, {.fd = t, .events = POLLIN}};
-        while (poll(p, 2, -1) > 0) {
-            if ((p[0].revents && pass(k->c, t) != 0) || (p[1].revents && pass(t, k->c) != 0))
-                break;
-        }
-    }
-    if (t >= 0)
-        close(t);
-    close(k->c);
-    free(k);
-    return NULL;
-}
-
-static void *accept_main(void *arg) {
-    relay *r = arg;
-    for (;;) {
-        int c = accept(r->lfd, NULL, NULL);
-        if (c < 0)
-            return NULL;
-        conn *k = malloc(sizeof *k);
-        pthread_t th;
-        if (!k) {
-            close(c);
-            continue;
-        }
-        *k = (conn){r, c};
-        if (pthread_create(&th, NULL, conn_main, k) != 0) {
-            close(c);
-            free(k);
-            continue;
-        }
-        pthread_detach(th);
-    }
-}
-
-/* A relay to the test's Redis logged in as user (password "pw-<role>", see acl_copy). Returns
- * the address for --redis (static buffer per call site: copy it). The process ends with the
- * test, and its threads with it. */
+/* The address for --redis that logs in as user: the harness's own (redis:// or rediss://,
+ * port) with that user's credentials instead of the harness's. Returns a static buffer per
+ * call site: copy it. */
 static const char *via(const char *user, const char *password) {
-    relay *r = calloc(1, sizeof *r);
-    cr_assert(r);
-    r->target = h_redis_port();
-    int len = snprintf(r->auth, sizeof r->auth, "*3\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n",
-                       strlen(user), user, strlen(password), password);
-    r->auth_len = (size_t)len;
-    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    cr_assert(r->lfd >= 0 && bind(r->lfd, (struct sockaddr *)&a, sizeof a) == 0 &&
-              listen(r->lfd, 64) == 0 && getsockname(r->lfd, (struct sockaddr *)&a, &al) == 0);
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, accept_main, r), 0);
-    pthread_detach(th);
-    static char url[8][64];
+    const char *url = h_redis_url(), *sep = strstr(url, "://");
+    const char *host = strrchr(url, '@');
+    cr_assert(sep, "harness URL %s", url);
+    host = host ? host + 1 : sep + 3;
+    static char out[8][512];
     static int k;
-    char *u = url[k++ % 8];
-    snprintf(u, 64, "redis://127.0.0.1:%d/0", ntohs(a.sin_port));
+    char *u = out[k++ % 8];
+    snprintf(u, 512, "%.*s://%s:%s@%s", (int)(sep - url), url, user, password, host);
     return u;
 }
 
@@ -184,8 +88,9 @@ static const char *via(const char *user, const char *password) {
 
 /* A producer's (or anyone's) own connection, logged in as user. */
 static redisContext *login(const char *user, const char *password) {
-    redisContext *c = redisConnect("127.0.0.1", h_redis_port());
-    cr_assert(c && !c->err, "connect to redis");
+    char err[256];
+    redisContext *c = h_redis_connect(h_redis_port(), 5000, err, sizeof err);
+    cr_assert(c, "connect to redis: %s", err);
     redisReply *r = redisCommand(c, "AUTH %s %s", user, password);
     cr_assert(r && r->type == REDIS_REPLY_STATUS, "AUTH %s: %s", user, r ? r->str : c->errstr);
     freeReplyObject(r);
