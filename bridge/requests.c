@@ -56,17 +56,31 @@ static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge'
 /* One entry of a reply stream. KEYS: the reply key (its own slot: a script of its own, routed
  * by it). ARGV: MAXLEN, TTL ms, then the entry's fields and values. The key is one of the
  * reply family (br_reply_key_check), but a producer may still have put something else there:
- * XADD then fails with WRONGTYPE without writing anything, and the error ends the script
- * before PEXPIRE, so the TTL is set only on a stream that just took the entry. */
-static br_script s_reply = {"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], "
+ * XADD then fails with WRONGTYPE without writing anything, and the error ends the script.
+ * A stream that exists without a TTL is its producer's own (a long-lived inbox, or one made
+ * by XGROUP CREATE … MKSTREAM): the entry is appended, but the stream is neither trimmed nor
+ * given a TTL, so a request naming someone else's inbox cannot make it shrink or expire. A
+ * stream the bridge created (no key before, or a TTL already: an earlier entry's) is trimmed
+ * and its TTL set or pushed later (GT: never shortened). */
+static br_script s_reply = {"local ttl = redis.call('PTTL', KEYS[1])\n"
+                            "if ttl == -1 then\n"
+                            "  return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n"
+                            "end\n"
+                            "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], "
                             "'*', unpack(ARGV, 3))\n"
-                            "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                            "if ttl == -2 then\n"
+                            "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                            "else\n"
+                            "  redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')\n"
+                            "end\n"
                             "return id\n",
                             ""};
 
 /* A partial reply dropped (its house went away mid-stream). KEYS: the reply key. Only a
- * stream is ours to delete. */
-static br_script s_reply_drop = {"if redis.call('TYPE', KEYS[1])['ok'] == 'stream' then\n"
+ * stream the bridge created (it has a TTL) is ours to delete; a producer's own keeps the
+ * partial entries (the redelivery writes the whole reply after them). */
+static br_script s_reply_drop = {"if redis.call('TYPE', KEYS[1])['ok'] == 'stream' and "
+                                 "redis.call('PTTL', KEYS[1]) >= 0 then\n"
                                  "  return redis.call('DEL', KEYS[1])\n"
                                  "end\n"
                                  "return 0\n",

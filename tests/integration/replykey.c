@@ -242,6 +242,39 @@ Test(replykey, family_key_of_another_type_is_left_alone) {
     assert_serves("att", "fam-after");
 }
 
+/* A reply-family stream that exists without a TTL was made by its producer (a long-lived
+ * inbox): the bridge appends the reply but neither trims it nor gives it a TTL, so another
+ * producer naming it in `reply` cannot make it expire or shrink. One the bridge created (it
+ * has a TTL) is trimmed and its TTL refreshed as usual. */
+Test(replykey, producer_owned_stream_keeps_its_entries_and_no_ttl) {
+    world w;
+    world_up(&w);
+    char sa[65];
+    house_up(&w, "own", sa);
+    /* alice's inbox: 1,500 entries, no TTL (over the bridge's MAXLEN ~ 1000). */
+    for (int i = 0; i < 1500; i++)
+        freeReplyObject(h_cmd("XADD gp:rep:alice:inbox * n %d", i));
+    long long before = h_int("XLEN gp:rep:alice:inbox");
+    request_with_reply("own", "own-1", "gp:rep:alice:inbox", (size_t)-1);
+    redisReply *x = h_cmd("XREVRANGE gp:rep:alice:inbox + - COUNT 1");
+    cr_assert(x->type == REDIS_REPLY_ARRAY && x->elements == 1, "the inbox is empty");
+    const redisReply *fv = x->element[0]->element[1];
+    int got = 0;
+    for (size_t i = 0; i + 1 < fv->elements; i += 2)
+        got |= !strcmp(fv->element[i]->str, "id") && !strcmp(fv->element[i + 1]->str, "own-1");
+    freeReplyObject(x);
+    cr_assert(got, "the reply is not the inbox's newest entry");
+    cr_assert_eq(pttl("gp:rep:alice:inbox"), -1, "the producer's inbox got a TTL");
+    cr_assert_eq(h_int("XLEN gp:rep:alice:inbox"), before + 1, "the inbox was trimmed");
+    h_reply r;
+    /* A reply key the bridge creates still gets its TTL. */
+    request_with_reply("own", "own-2", "gp:rep:alice:own-2", (size_t)-1);
+    cr_assert(h_wait_reply("own-2", "gp:rep:alice:own-2", 15000, &r), "no reply");
+    h_reply_free(&r);
+    long long t = pttl("gp:rep:alice:own-2");
+    cr_assert(t > 0 && t <= 1000, "a key the bridge created: PTTL %lld", t);
+}
+
 /* What the contract allows: a producer-bound family gp:rep:<producer>:<anything> and the
  * default gp:rep:<id>. Malformed keys are refused whatever their prefix. */
 Test(replykey, producer_family_and_malformed_keys) {
