@@ -258,9 +258,9 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     freeReplyObject(r);
     /* It may name another family in `reply`: the bridge writes there (inside gp:rep:), but
      * only that family's owner can read it. */
-    cr_assert_eq(produce(login("gp-producer-app2", "pw-app2"), "farm-1", "a3", "gp:rep:app2:a3",
-                         10000, error),
-                 200);
+    redisContext *p2 = login("gp-producer-app2", "pw-app2");
+    cr_assert_eq(produce(p2, "farm-1", "a3", "gp:rep:app2:a3", 10000, error), 200);
+    redisFree(p2);
     r = redisCommand(p, "XADD gp:{farm-1}:req * id a4 method GET path /echo reply gp:rep:app2:a4");
     cr_assert(r && r->type == REDIS_REPLY_STRING);
     freeReplyObject(r);
