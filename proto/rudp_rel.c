@@ -15,6 +15,8 @@
  * per-lane order with no per-lane state at the receiver, so lanes are free. */
 #include "rudp_rel.h"
 
+#include "rudp_ring.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -288,8 +290,7 @@ struct gp_rel {
     gp_rel_stats st;
 
     /* sender: messages */
-    smsg **sm;
-    size_t sm_cap;
+    gp_ring sm; /* smsg * by id: [sm_floor, next_id) */
     uint64_t sm_floor, next_id; /* ids below sm_floor are fully acked (and freed) */
     size_t sbuf_bytes;
     slane **lanes;
@@ -301,8 +302,7 @@ struct gp_rel {
     size_t chunk_budget;
 
     /* sender: packets */
-    srec *sr;
-    size_t sr_cap;
+    gp_ring sr; /* srec by packet number: [sr_base, next_pn) */
     uint64_t sr_base, next_pn;
     uint64_t inflight, eliciting_inflight;
     uint64_t last_eliciting_sent;
@@ -362,8 +362,7 @@ struct gp_rel {
     double rx_loss;
 
     /* receiver: messages */
-    rmsg **rm;
-    size_t rm_cap;
+    gp_ring rm; /* rmsg * by id: [rx_floor, rx_floor + rm.cap), NULL where none */
     uint64_t rx_floor; /* ids below it were delivered */
     size_t rx_mem;
     dq *dq_head, *dq_tail;
@@ -411,27 +410,21 @@ int gp_rel_config_check(const gp_rel_config *c) {
     return 0;
 }
 
-/* ---- sender message ring: ids [sm_floor, next_id) at id & (cap - 1) ---- */
+/* ---- sender messages: ids [sm_floor, next_id) in the ring r->sm ---- */
+
+static smsg **sm_slot(const gp_rel *r, uint64_t id) {
+    return (smsg **)gp_ring_at(&r->sm, id);
+}
 
 static smsg *sm_get(const gp_rel *r, uint64_t id) {
     if (id < r->sm_floor || id >= r->next_id)
         return NULL;
-    return r->sm[id & (r->sm_cap - 1)];
+    return *sm_slot(r, id);
 }
 
-static int sm_reserve(gp_rel *r) {
-    if (r->next_id - r->sm_floor < r->sm_cap)
-        return 0;
-    size_t ncap = r->sm_cap ? r->sm_cap * 2 : 16;
-    smsg **n = calloc(ncap, sizeof *n);
-    if (!n)
-        return GP_ERR_NOMEM;
-    for (uint64_t id = r->sm_floor; id < r->next_id; id++)
-        n[id & (ncap - 1)] = r->sm[id & (r->sm_cap - 1)];
-    free(r->sm);
-    r->sm = n;
-    r->sm_cap = ncap;
-    return 0;
+static int sm_reserve(gp_rel *r) { /* room for id next_id */
+    return gp_ring_fit(&r->sm, r->sm_floor, r->next_id, r->next_id + 1 - r->sm_floor) ? GP_ERR_NOMEM
+                                                                                        : 0;
 }
 
 static void smsg_free(smsg *m) {
@@ -605,47 +598,43 @@ static int rq_front(gp_rel *r, smsg **m, uint32_t *idx) {
     return 0;
 }
 
-/* ---- sent packet ring: pns [sr_base, next_pn) at pn & (cap - 1) ---- */
+/* ---- sent packets: pns [sr_base, next_pn) in the ring r->sr ---- */
+
+static srec *sr_slot(const gp_rel *r, uint64_t pn) {
+    return (srec *)gp_ring_at(&r->sr, pn);
+}
 
 static srec *sr_get(const gp_rel *r, uint64_t pn) {
     if (pn < r->sr_base || pn >= r->next_pn)
         return NULL;
-    srec *s = &r->sr[pn & (r->sr_cap - 1)];
+    srec *s = sr_slot(r, pn);
     return s->pn == pn ? s : NULL;
 }
 
+/* Room for packet next_pn; GP_ERR_BUFFER at SR_RING_MAX (the caller resolves the oldest). */
 static int sr_reserve(gp_rel *r) {
-    if (r->next_pn - r->sr_base < r->sr_cap)
-        return 0;
-    if (r->sr_cap >= SR_RING_MAX)
-        return GP_ERR_BUFFER; /* the caller resolves the oldest first */
-    size_t ncap = r->sr_cap ? r->sr_cap * 2 : 64;
-    srec *n = malloc(ncap * sizeof *n);
-    if (!n)
-        return GP_ERR_NOMEM;
-    for (uint64_t pn = r->sr_base; pn < r->next_pn; pn++)
-        n[pn & (ncap - 1)] = r->sr[pn & (r->sr_cap - 1)];
-    free(r->sr);
-    r->sr = n;
-    r->sr_cap = ncap;
-    return 0;
+    return gp_ring_fit(&r->sr, r->sr_base, r->next_pn, r->next_pn + 1 - r->sr_base);
 }
 
 static void sr_advance(gp_rel *r) {
     while (r->sr_base < r->next_pn) {
-        srec *s = &r->sr[r->sr_base & (r->sr_cap - 1)];
+        srec *s = sr_slot(r, r->sr_base);
         if (!(s->flags & SF_RESOLVED))
             break;
         r->sr_base++;
     }
 }
 
-/* ---- receiver message ring: ids [rx_floor, rx_floor + cap) at id & (cap - 1) ---- */
+/* ---- received messages: ids [rx_floor, rx_floor + cap) in the ring r->rm ---- */
+
+static rmsg **rm_slot(const gp_rel *r, uint64_t id) {
+    return (rmsg **)gp_ring_at(&r->rm, id);
+}
 
 static rmsg *rm_get(const gp_rel *r, uint64_t id) {
-    if (id < r->rx_floor || id - r->rx_floor >= r->rm_cap)
+    if (id < r->rx_floor || id - r->rx_floor >= r->rm.cap)
         return NULL;
-    rmsg *m = r->rm[id & (r->rm_cap - 1)];
+    rmsg *m = *rm_slot(r, id);
     return m && m->id == id ? m : NULL;
 }
 
@@ -654,26 +643,16 @@ static rmsg *rm_make(gp_rel *r, uint64_t id) {
     rmsg *m = rm_get(r, id);
     if (m)
         return m;
-    if (id - r->rx_floor >= r->rm_cap) {
-        size_t ncap = r->rm_cap ? r->rm_cap : 16;
-        while (id - r->rx_floor >= ncap)
-            ncap *= 2;
-        rmsg **n = calloc(ncap, sizeof *n);
-        if (!n)
-            return NULL;
-        for (size_t i = 0; i < r->rm_cap; i++)
-            if (r->rm[i])
-                n[r->rm[i]->id & (ncap - 1)] = r->rm[i];
-        free(r->rm);
-        r->rm = n;
-        r->rm_cap = ncap;
-    }
+    /* Every record in the ring has an id in [rx_floor, rx_floor + cap): that is the window
+     * to move. */
+    if (gp_ring_fit(&r->rm, r->rx_floor, r->rx_floor + r->rm.cap, id + 1 - r->rx_floor))
+        return NULL;
     m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->id = id;
     m->dep = NONE;
-    r->rm[id & (r->rm_cap - 1)] = m;
+    *rm_slot(r, id) = m;
     return m;
 }
 
@@ -702,6 +681,9 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     if (!r)
         goto fail;
     r->cfg = *cfg;
+    gp_ring_init(&r->sm, sizeof(smsg *), 16, (size_t)1 << 62);
+    gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
+    gp_ring_init(&r->rm, sizeof(rmsg *), 16, (size_t)1 << 62);
     r->now = now_ns;
     r->rng = cfg->seed;
     r->last_rx = r->last_tx = now_ns;
@@ -730,16 +712,16 @@ void gp_rel_free(gp_rel *r) {
     if (!r)
         return;
     for (uint64_t id = r->sm_floor; id < r->next_id; id++)
-        smsg_free(r->sm[id & (r->sm_cap - 1)]);
-    free(r->sm);
+        smsg_free(*sm_slot(r, id));
+    gp_ring_free(&r->sm);
     for (size_t i = 0; i < r->lanes_cap; i++)
         free(r->lanes[i]);
     free(r->lanes);
     free(r->rq);
-    free(r->sr);
-    for (size_t i = 0; i < r->rm_cap; i++)
-        rmsg_free(r->rm[i]);
-    free(r->rm);
+    gp_ring_free(&r->sr);
+    for (uint64_t id = r->rx_floor; id < r->rx_floor + r->rm.cap; id++)
+        rmsg_free(*rm_slot(r, id));
+    gp_ring_free(&r->rm);
     while (r->dq_head) {
         dq *n = r->dq_head;
         r->dq_head = n->next;
@@ -838,7 +820,7 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
     m->len = len;
     m->csz = csz;
     m->nchunks = (uint32_t)nchunks;
-    r->sm[id & (r->sm_cap - 1)] = m;
+    *sm_slot(r, id) = m;
     r->next_id++;
     r->sbuf_bytes += len;
     if (l->qtail)
@@ -861,14 +843,14 @@ nomem:
 /* Frees fully acked messages at the floor; their lanes go when nothing else refers to them. */
 static void sm_advance(gp_rel *r) {
     while (r->sm_floor < r->next_id) {
-        smsg *m = r->sm[r->sm_floor & (r->sm_cap - 1)];
+        smsg *m = *sm_slot(r, r->sm_floor);
         if (m->nacked < m->nchunks)
             break;
         r->sbuf_bytes -= m->len;
         slane *l = lane_find(r, m->lane);
         if (l && !l->qhead && l->last_id == m->id)
             lane_remove(r, l);
-        r->sm[r->sm_floor & (r->sm_cap - 1)] = NULL;
+        *sm_slot(r, r->sm_floor) = NULL;
         smsg_free(m);
         r->sm_floor++;
     }
@@ -1089,7 +1071,7 @@ static void detect_lost(gp_rel *r, uint64_t now) {
     uint64_t delay = u64max(rtt * 9 / 8, GRANULARITY_NS);
     uint64_t end = u64min(r->largest_acked, r->next_pn);
     for (uint64_t pn = r->sr_base; pn < end; pn++) {
-        srec *s = &r->sr[pn & (r->sr_cap - 1)];
+        srec *s = sr_slot(r, pn);
         if ((s->flags & SF_RESOLVED) || !(s->flags & SF_INFLIGHT))
             continue;
         /* An FEC source is not lost by the packet threshold until an ack newer than its
@@ -1403,7 +1385,7 @@ static void rx_floor_advance(gp_rel *r) {
         rmsg *m = rm_get(r, r->rx_floor);
         if (!m || !m->delivered)
             return;
-        r->rm[m->id & (r->rm_cap - 1)] = NULL;
+        *rm_slot(r, m->id) = NULL;
         rmsg_free(m);
         r->rx_floor++;
     }
@@ -2103,7 +2085,7 @@ static unsigned ack_repeats(const gp_rel *r);
 static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t send_at) {
     int rc = sr_reserve(r);
     if (rc == GP_ERR_BUFFER) { /* ring at its bound: the oldest unresolved packet is lost */
-        on_lost(r, &r->sr[r->sr_base & (r->sr_cap - 1)]);
+        on_lost(r, sr_slot(r, r->sr_base));
         sr_advance(r);
         rc = sr_reserve(r);
     }
@@ -2192,7 +2174,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         else if (kind == K_PROBE || r->st.retransmits != rtx0)
             r->fec_rtx = 1;
     }
-    r->sr[pn & (r->sr_cap - 1)] = rec;
+    *sr_slot(r, pn) = rec;
     r->next_pn++;
     r->last_tx = now;
     r->st.pkts_sent++;
