@@ -15,7 +15,9 @@
  * per-lane order with no per-lane state at the receiver, so lanes are free. */
 #include "rudp_rel.h"
 
+#include "rudp_ack.h"
 #include "rudp_ring.h"
+#include "rudp_varint.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +30,6 @@
 #define PKT_THRESHOLD 3           /* RFC 9002 kPacketThreshold */
 #define MIN_RTT_WINDOW_NS (10 * SEC)
 #define MSG_WINDOW 4096u /* message ids in flight between sender floor and newest */
-#define RANGES_STORED 64 /* received packet-number ranges the receiver remembers */
-#define RANGES_SENT 32   /* ranges per ACK frame at most */
-#define ACK_RANGES_MAX_DECODE 256
 #define REFS_MAX 16            /* message fragments per packet */
 #define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
 #define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
@@ -51,8 +50,6 @@
 #define FEC_RX_SLOTS 64       /* protected packets the receiver keeps for decoding */
 #define FEC_RX_BLOCKS 8
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
-#define LOSS_WINDOW_FIRST 16u      /* the receiver measures loss over windows of packet numbers */
-#define LOSS_WINDOW 32u
 #define FEC_PRIOR_LOSS 0.2   /* what FEC assumes before any loss was measured */
 #define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
 #define FEC_TAIL_TARGET 0.05 /* block-failure probability aimed at when a burst ends */
@@ -63,7 +60,7 @@
 #define NONE UINT64_MAX
 
 /* frame types */
-enum { FT_PING = 0x01, FT_ACK = 0x02, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = 0x20 };
+enum { FT_PING = 0x01, FT_ACK = GP_ACK_FT, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = 0x20 };
 #define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
 
 /* chunk states */
@@ -164,35 +161,6 @@ static inline uint8_t cauchy(unsigned i, unsigned j) {
     return gf_inv((uint8_t)((FEC_K_MAX + i) ^ j));
 }
 
-/* ---- varints: 2-bit length prefix (1, 2, 4 or 8 bytes), 62-bit values, big-endian ---- */
-static size_t vlen(uint64_t v) {
-    return v < 0x40 ? 1 : v < 0x4000 ? 2 : v < 0x40000000 ? 4 : 8;
-}
-static uint8_t *vput(uint8_t *p, uint64_t v) {
-    size_t n = vlen(v);
-    uint8_t tag = n == 1 ? 0x00 : n == 2 ? 0x40 : n == 4 ? 0x80 : 0xc0;
-    for (size_t i = n; i-- > 0;) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-    p[0] = (uint8_t)((p[0] & 0x3f) | tag);
-    return p + n;
-}
-/* Decoders take (p, end, &out) and return the position after the field, NULL on overrun
- * (a NULL p propagates, so a chain of reads needs one check at the end). */
-static const uint8_t *vget(const uint8_t *p, const uint8_t *end, uint64_t *out) {
-    if (!p || p >= end)
-        return NULL;
-    size_t n = (size_t)1 << (p[0] >> 6);
-    if ((size_t)(end - p) < n)
-        return NULL;
-    uint64_t v = p[0] & 0x3f;
-    for (size_t i = 1; i < n; i++)
-        v = v << 8 | p[i];
-    *out = v;
-    return p + n;
-}
-
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
     return a < b ? a : b;
 }
@@ -263,10 +231,6 @@ typedef struct dq {
     size_t len;
     uint8_t *data;
 } dq;
-
-typedef struct pnrange {
-    uint64_t lo, hi; /* inclusive */
-} pnrange;
 
 typedef struct fec_rx_block {
     int used;
@@ -347,9 +311,7 @@ struct gp_rel {
     int fec_closing; /* block closed, repairs being sent */
 
     /* receiver: packets and acks */
-    pnrange rng_[RANGES_STORED];
-    size_t nranges;
-    uint64_t rx_pn_floor; /* packet numbers below it count as already seen */
+    gp_ack_ranges rx; /* packet numbers received */
     int has_rx;
     uint64_t rx_largest, rx_largest_time;
     int ack_dirty, ack_now;
@@ -358,8 +320,7 @@ struct gp_rel {
     unsigned ack_rep_left; /* copies of the last ACK still to send if nothing follows it */
     int ack_repeating;     /* the ACK being built is such a copy */
     uint64_t ack_rep_at;
-    unsigned loss_seen, loss_miss, loss_windows;
-    double rx_loss;
+    gp_ack_loss rxl; /* loss we measure on the peer's packets (reported in our ACKs) */
 
     /* receiver: messages */
     gp_ring rm; /* rmsg * by id: [rx_floor, rx_floor + rm.cap), NULL where none */
@@ -796,9 +757,9 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
      * header at its largest. Fixed per message, so chunk i is the same bytes in every
      * retransmission and the receiver tracks one bit per chunk. */
     size_t B = r->chunk_budget;
-    size_t hs = 1 + vlen(id) + vlen(dep_delta) + vlen(lane) + vlen(len);
+    size_t hs = 1 + gp_vlen(id) + gp_vlen(dep_delta) + gp_vlen(lane) + gp_vlen(len);
     int single = hs + len <= B;
-    size_t csz = single ? len : B - hs - vlen(B) - vlen(len);
+    size_t csz = single ? len : B - hs - gp_vlen(B) - gp_vlen(len);
     size_t nchunks = single ? 1 : (len + csz - 1) / csz;
 
     smsg *m = calloc(1, sizeof *m + nchunks * (sizeof(uint64_t) + 1));
@@ -1090,93 +1051,11 @@ static void detect_lost(gp_rel *r, uint64_t now) {
     sr_advance(r);
 }
 
-/* ---- received packet numbers ---- */
-
-/* 1 if pn was received already, or is too old to tell (below the floor). */
-static int rx_seen(const gp_rel *r, uint64_t pn) {
-    if (pn < r->rx_pn_floor)
-        return 1;
-    for (size_t i = r->nranges; i-- > 0;) {
-        if (pn > r->rng_[i].hi)
-            return 0;
-        if (pn >= r->rng_[i].lo)
-            return 1;
-    }
-    return 0;
-}
-
-static void rx_ranges_drop_below(gp_rel *r, uint64_t floor) {
-    size_t k = 0;
-    while (k < r->nranges && r->rng_[k].hi < floor)
-        k++;
-    memmove(r->rng_, r->rng_ + k, (r->nranges - k) * sizeof *r->rng_);
-    r->nranges -= k;
-    if (r->nranges && r->rng_[0].lo < floor)
-        r->rng_[0].lo = floor;
-    if (floor > r->rx_pn_floor)
-        r->rx_pn_floor = floor;
-}
-
-static void rx_add(gp_rel *r, uint64_t pn) {
-    size_t n = r->nranges, i = 0;
-    while (i < n && r->rng_[i].lo <= pn)
-        i++;
-    /* ranges[i-1].lo <= pn < ranges[i].lo; pn is not inside ranges[i-1] (rx_seen said so) */
-    if (i > 0 && r->rng_[i - 1].hi + 1 == pn) {
-        r->rng_[i - 1].hi = pn;
-        if (i < n && r->rng_[i].lo == pn + 1) {
-            r->rng_[i - 1].hi = r->rng_[i].hi;
-            memmove(r->rng_ + i, r->rng_ + i + 1, (n - i - 1) * sizeof *r->rng_);
-            r->nranges--;
-        }
-        return;
-    }
-    if (i < n && r->rng_[i].lo == pn + 1) {
-        r->rng_[i].lo = pn;
-        return;
-    }
-    if (n == RANGES_STORED) {
-        /* Bounded: forget the oldest range. Its packets were acked in many ACK frames
-         * already (each ACK repeats the newest ranges). */
-        if (i == 0)
-            return;
-        rx_ranges_drop_below(r, r->rng_[0].hi + 1);
-        i--;
-        n = r->nranges;
-    }
-    memmove(r->rng_ + i + 1, r->rng_ + i, (n - i) * sizeof *r->rng_);
-    r->rng_[i] = (pnrange){pn, pn};
-    r->nranges++;
-}
-
-/* Loss the receiver measures: packet-number gaps over windows of 32 packets, smoothed.
- * A late packet takes back a miss. Packets rebuilt by FEC stay counted as missing: this
- * measures the channel, which is what the sender sizes FEC from. */
-static void rx_loss_count(gp_rel *r, uint64_t pn) {
-    if (!r->has_rx || pn > r->rx_largest) {
-        uint64_t gap = r->has_rx ? pn - r->rx_largest - 1 : pn;
-        r->loss_miss += (unsigned)u64min(gap, 256);
-    } else if (r->loss_miss) {
-        r->loss_miss--;
-    }
-    r->loss_seen++;
-    unsigned tot = r->loss_seen + r->loss_miss;
-    /* The first window (16 packets) is taken as is, so the sender compensates for loss from
-     * its second round trip on; later windows of 32 are smoothed (1/4). */
-    if (tot >= (r->loss_windows ? LOSS_WINDOW : LOSS_WINDOW_FIRST)) {
-        double sample = (double)r->loss_miss / tot;
-        r->rx_loss = r->loss_windows++ ? r->rx_loss + (sample - r->rx_loss) / 4 : sample;
-        r->loss_seen = r->loss_miss = 0;
-    }
-}
-
 /* ---- frames ---- */
 
 typedef struct frame {
     uint8_t type;
-    /* ACK */
-    uint64_t largest, delay_us, loss_bp, nranges, first;
-    const uint8_t *ranges, *ranges_end;
+    gp_ack_frame ack;
     /* MSG / MSG_CHUNK */
     uint64_t id, dep_delta, lane, len, csz, idx;
     /* REPAIR */
@@ -1184,22 +1063,6 @@ typedef struct frame {
     const uint8_t *data;
     size_t dlen;
 } frame;
-
-/* Iterates the ACK ranges after the first: *hi, *lo in, the next range out. The ranges were
- * validated by frame_decode. */
-static const uint8_t *ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi,
-                                     uint64_t *lo) {
-    uint64_t gap, len;
-    p = vget(p, end, &gap);
-    p = vget(p, end, &len);
-    if (!p || *lo < gap + 2)
-        return NULL;
-    *hi = *lo - gap - 2;
-    if (*hi < len)
-        return NULL;
-    *lo = *hi - len;
-    return p;
-}
 
 /* Decodes one frame at p. Returns the position after it, or NULL with *err set. pn is the
  * packet's number (a repair refers back from it). Checks everything that does not depend on
@@ -1214,37 +1077,17 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
     switch (f->type) {
     case FT_PING:
         return p;
-    case FT_ACK: {
-        p = vget(p, end, &f->largest);
-        p = vget(p, end, &f->delay_us);
-        p = vget(p, end, &f->loss_bp);
-        p = vget(p, end, &f->nranges);
-        p = vget(p, end, &f->first);
-        if (!p || f->loss_bp > 10000 || f->nranges > ACK_RANGES_MAX_DECODE)
-            return NULL;
-        /* An ack for a packet number we never sent is a lie (or an optimistic-ack attack
-         * to inflate our rate): reject the whole packet. */
-        if (f->largest >= r->next_pn || f->first > f->largest)
-            return NULL;
-        f->ranges = p;
-        uint64_t hi = f->largest, lo = f->largest - f->first;
-        for (uint64_t i = 0; i < f->nranges; i++) {
-            p = ack_next_range(p, end, &hi, &lo);
-            if (!p)
-                return NULL;
-        }
-        f->ranges_end = p;
-        return p;
-    }
+    case FT_ACK:
+        return gp_ack_decode(p, end, r->next_pn, &f->ack);
     case FT_MSG:
     case FT_MSG_CHUNK: {
-        p = vget(p, end, &f->id);
-        p = vget(p, end, &f->dep_delta);
-        p = vget(p, end, &f->lane);
-        p = vget(p, end, &f->len);
+        p = gp_vget(p, end, &f->id);
+        p = gp_vget(p, end, &f->dep_delta);
+        p = gp_vget(p, end, &f->lane);
+        p = gp_vget(p, end, &f->len);
         if (f->type == FT_MSG_CHUNK) {
-            p = vget(p, end, &f->csz);
-            p = vget(p, end, &f->idx);
+            p = gp_vget(p, end, &f->csz);
+            p = gp_vget(p, end, &f->idx);
         }
         if (!p || f->lane > UINT32_MAX || f->dep_delta > f->id || f->len == 0)
             return NULL;
@@ -1269,10 +1112,10 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
         return p + f->dlen;
     }
     case FT_REPAIR:
-        p = vget(p, end, &f->back);
-        p = vget(p, end, &f->k);
-        p = vget(p, end, &f->ridx);
-        p = vget(p, end, &f->L);
+        p = gp_vget(p, end, &f->back);
+        p = gp_vget(p, end, &f->k);
+        p = gp_vget(p, end, &f->ridx);
+        p = gp_vget(p, end, &f->L);
         if (!p || f->k == 0 || f->k > FEC_K_MAX || f->ridx >= FEC_M_MAX || f->back < f->k ||
             f->back > pn || f->L < 3 || f->L > r->cfg.max_payload || (uint64_t)(end - p) < f->L)
             return NULL;
@@ -1314,7 +1157,7 @@ static void on_acked(gp_rel *r, srec *s, uint64_t now, rate_sample *rs) {
     /* The peer has seen our ACK frame up to ack_largest: stop repeating those ranges
      * (RFC 9000 §13.2.4), which keeps ACK frames small. */
     if (s->ack_largest != NONE)
-        rx_ranges_drop_below(r, s->ack_largest + 1);
+        gp_ack_drop_below(&r->rx, s->ack_largest + 1);
     for (unsigned i = 0; i < s->nrefs; i++)
         chunk_acked(r, s->refs[i].id, s->refs[i].idx);
 }
@@ -1323,8 +1166,9 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
     rate_sample rs = {0};
     uint64_t newly = 0, sent_at = 0;
     int largest_new = 0, largest_elicit = 0; /* largest_elicit: acked promptly */
-    const uint8_t *p = f->ranges;
-    uint64_t hi = f->largest, lo = f->largest - f->first;
+    const gp_ack_frame *a = &f->ack;
+    const uint8_t *p = a->ranges;
+    uint64_t hi = a->largest, lo = a->largest - a->first;
     for (uint64_t i = 0;; i++) {
         /* Only the part of the range inside the ring can name unresolved packets: work is
          * bounded by the ring, whatever the ranges claim. */
@@ -1334,7 +1178,7 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
                 srec *s = sr_get(r, pn);
                 if (!s || (s->flags & SF_RESOLVED))
                     continue;
-                if (pn == f->largest) {
+                if (pn == a->largest) {
                     largest_new = 1;
                     largest_elicit = !!(s->flags & SF_INFLIGHT);
                     sent_at = s->sent_at;
@@ -1343,19 +1187,19 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
                 on_acked(r, s, now, &rs);
             }
         }
-        if (i == f->nranges)
+        if (i == a->nranges)
             break;
-        p = ack_next_range(p, f->ranges_end, &hi, &lo);
+        p = gp_ack_next_range(p, a->ranges_end, &hi, &lo);
     }
-    if (!r->has_largest_acked || f->largest > r->largest_acked) {
+    if (!r->has_largest_acked || a->largest > r->largest_acked) {
         r->has_largest_acked = 1;
-        r->largest_acked = f->largest;
+        r->largest_acked = a->largest;
     }
-    r->peer_loss = (double)f->loss_bp / 10000.0;
+    r->peer_loss = (double)a->loss_bp / 10000.0;
     /* The peer's first loss window closes when it has seen our packet number 15 (it counts
      * numbers, received or missing, from 0): an ACK with a larger `largest` carries a
      * measurement; before it, loss_bp is 0 for want of one. */
-    if (f->largest >= LOSS_WINDOW_FIRST - 1)
+    if (a->largest >= GP_ACK_LOSS_WINDOW_FIRST - 1)
         r->peer_loss_known = 1;
     /* RTT from the largest newly acked packet if the peer acks it promptly (RFC 9002 §5.1):
      * ack-eliciting packets, and repairs, which arm the peer's ack timer too — a burst's last
@@ -1364,7 +1208,7 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
      * packets, which the peer may hold, are never in flight, hence never newly acked.) An
      * ACK rebuilt by FEC arrived late: no sample. */
     if (largest_new && largest_elicit && !recovered && now >= sent_at)
-        rtt_update(r, now - sent_at, f->delay_us * 1000, now);
+        rtt_update(r, now - sent_at, a->delay_us * 1000, now);
     if (newly)
         r->pto_count = 0;
     detect_lost(r, now);
@@ -1525,7 +1369,7 @@ static void fec_try(gp_rel *r, fec_rx_block *b, uint64_t now) {
     unsigned unk[FEC_K_MAX], u = 0, missing = 0;
     for (unsigned j = 0; j < b->k; j++) {
         uint64_t pn = b->first + j;
-        if (!rx_seen(r, pn))
+        if (!gp_ack_seen(&r->rx, pn))
             missing++;
         if (!fec_slot_has(r, pn))
             unk[u++] = j;
@@ -1600,9 +1444,9 @@ static void fec_try(gp_rel *r, fec_rx_block *b, uint64_t now) {
             const uint8_t *q = rhs + (size_t)c * L;
             size_t len = (size_t)q[0] << 8 | q[1];
             uint64_t pn = first + unk[c];
-            if (len == 0 || len > L - 2 || rx_seen(r, pn))
+            if (len == 0 || len > L - 2 || gp_ack_seen(&r->rx, pn))
                 continue;
-            if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && rx_seen(r, pn))
+            if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && gp_ack_seen(&r->rx, pn))
                 r->st.fec_repaired++;
         }
     }
@@ -1615,7 +1459,7 @@ static fec_rx_block *fec_repair_store(gp_rel *r, uint64_t pn, const frame *f) {
     unsigned k = (unsigned)f->k;
     unsigned missing = 0;
     for (unsigned j = 0; j < k; j++)
-        missing += !rx_seen(r, first + j);
+        missing += !gp_ack_seen(&r->rx, first + j);
     if (!missing)
         return NULL;
     fec_rx_block *b = NULL, *victim = NULL;
@@ -1703,7 +1547,7 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
         r->st.malformed++;
         return GP_ERR_MALFORMED;
     }
-    if (rx_seen(r, pn)) {
+    if (gp_ack_seen(&r->rx, pn)) {
         r->st.duplicates++;
         r->last_rx = now;
         return 0;
@@ -1735,14 +1579,14 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
 
     r->st.pkts_recv++;
     if (!recovered)
-        rx_loss_count(r, pn);
+        gp_ack_loss_count(&r->rxl, pn, r->has_rx, r->rx_largest);
     int in_order = !r->has_rx || pn == r->rx_largest + 1;
     if (!r->has_rx || pn > r->rx_largest) {
         r->has_rx = 1;
         r->rx_largest = pn;
         r->rx_largest_time = now;
     }
-    rx_add(r, pn);
+    gp_ack_add(&r->rx, pn);
     r->ack_dirty = 1;
     /* Ack every second ack-eliciting packet, at once on a gap (the sender's loss detection
      * wants to hear about it), else within max_ack_delay. Repair packets only arm the
@@ -1779,7 +1623,7 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
         r->st.malformed++;
         return GP_ERR_MALFORMED;
     }
-    const uint8_t *q = vget(p + 1, end, &pn);
+    const uint8_t *q = gp_vget(p + 1, end, &pn);
     if (!q) {
         r->st.malformed++;
         return GP_ERR_MALFORMED;
@@ -1799,7 +1643,7 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
 static double fec_loss(const gp_rel *r) {
     if (r->peer_loss_known)
         return r->peer_loss;
-    return r->loss_windows ? r->rx_loss : FEC_PRIOR_LOSS;
+    return r->rxl.windows ? r->rxl.rate : FEC_PRIOR_LOSS;
 }
 
 static int fec_active(const gp_rel *r) {
@@ -1906,21 +1750,21 @@ static int fec_add(gp_rel *r, uint64_t pn, const uint8_t *frames, size_t len, ui
 enum { K_DATA, K_PROBE, K_ACK, K_PING, K_REPAIR };
 
 static size_t frag_size(const smsg *m, uint32_t idx) {
-    size_t h = 1 + vlen(m->id) + vlen(m->dep_delta) + vlen(m->lane) + vlen(m->len);
+    size_t h = 1 + gp_vlen(m->id) + gp_vlen(m->dep_delta) + gp_vlen(m->lane) + gp_vlen(m->len);
     if (!m->single)
-        h += vlen(m->csz) + vlen(idx);
+        h += gp_vlen(m->csz) + gp_vlen(idx);
     return h + chunk_len(m, idx);
 }
 
 static uint8_t *frag_put(uint8_t *p, const smsg *m, uint32_t idx) {
     *p++ = m->single ? FT_MSG : FT_MSG_CHUNK;
-    p = vput(p, m->id);
-    p = vput(p, m->dep_delta);
-    p = vput(p, m->lane);
-    p = vput(p, m->len);
+    p = gp_vput(p, m->id);
+    p = gp_vput(p, m->dep_delta);
+    p = gp_vput(p, m->lane);
+    p = gp_vput(p, m->len);
     if (!m->single) {
-        p = vput(p, m->csz);
-        p = vput(p, idx);
+        p = gp_vput(p, m->csz);
+        p = gp_vput(p, idx);
     }
     size_t n = chunk_len(m, idx);
     memcpy(p, m->data + (size_t)idx * m->csz, n);
@@ -2005,52 +1849,23 @@ static void probe_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
 }
 
 static uint8_t *ack_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t now, uint64_t *largest) {
-    size_t n = r->nranges;
-    if (!n)
-        return NULL;
-    const pnrange *R = r->rng_;
-    uint64_t lg = R[n - 1].hi, first = R[n - 1].hi - R[n - 1].lo;
     /* `now` is the send_at time: an ACK held back by the caller's jitter reports that too. */
     uint64_t delay_us = now > r->rx_largest_time ? (now - r->rx_largest_time) / 1000 : 0;
-    double lb = r->rx_loss * 10000.0 + 0.5;
-    uint64_t loss_bp = lb > 10000 ? 10000 : (uint64_t)lb;
-    size_t hdr = 1 + vlen(lg) + vlen(delay_us) + vlen(loss_bp) + 1 + vlen(first);
-    if (hdr > (size_t)(end - p))
-        return NULL;
-    size_t room = (size_t)(end - p) - hdr, used = 0, cnt = 0;
-    for (size_t i = n - 1; i-- > 0 && cnt < RANGES_SENT;) {
-        size_t sz = vlen(R[i + 1].lo - R[i].hi - 2) + vlen(R[i].hi - R[i].lo);
-        if (used + sz > room)
-            break;
-        used += sz;
-        cnt++;
-    }
-    *p++ = FT_ACK;
-    p = vput(p, lg);
-    p = vput(p, delay_us);
-    p = vput(p, loss_bp);
-    p = vput(p, cnt);
-    p = vput(p, first);
-    for (size_t i = n - 1; cnt-- > 0; i--) {
-        p = vput(p, R[i].lo - R[i - 1].hi - 2);
-        p = vput(p, R[i - 1].hi - R[i - 1].lo);
-    }
-    *largest = lg;
-    return p;
+    return gp_ack_encode(&r->rx, p, end, delay_us, gp_ack_loss_bp(&r->rxl), largest);
 }
 
 static uint8_t *repair_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t pn) {
     unsigned i = r->fec_m_sent, k = r->fec_k;
     size_t L = r->fec_L, stride = 2 + r->cfg.max_payload;
     uint64_t back = pn - r->fec_first;
-    size_t need = 1 + vlen(back) + vlen(k) + vlen(i) + vlen(L) + L;
+    size_t need = 1 + gp_vlen(back) + gp_vlen(k) + gp_vlen(i) + gp_vlen(L) + L;
     if (need > (size_t)(end - p))
         return NULL;
     *p++ = FT_REPAIR;
-    p = vput(p, back);
-    p = vput(p, k);
-    p = vput(p, i);
-    p = vput(p, L);
+    p = gp_vput(p, back);
+    p = gp_vput(p, k);
+    p = gp_vput(p, i);
+    p = gp_vput(p, L);
     memset(p, 0, L);
     for (unsigned j = 0; j < k; j++)
         gf_addmul(p, r->fec_img + j * stride, cauchy(i, j), L);
@@ -2100,7 +1915,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
                   (r->fec_open || ((kind == K_DATA || kind == K_PROBE) && fec_active(r)));
     uint8_t *p = buf;
     *p++ = protect ? HF_PROTECTED : 0;
-    p = vput(p, pn);
+    p = gp_vput(p, pn);
     uint8_t *frames = p, *end = buf + mp - (protect ? FEC_RESERVE : 0);
     srec rec;
     memset(&rec, 0, sizeof rec);
@@ -2116,7 +1931,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         }
         p = q;
     } else {
-        int want_ack = r->ack_dirty && r->nranges;
+        int want_ack = r->ack_dirty && r->rx.n;
         uint8_t *dend = end;
         if (want_ack && kind != K_ACK && kind != K_PING)
             dend = end - ACK_ROOM;
@@ -2208,20 +2023,13 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
 }
 
 static int ack_due(const gp_rel *r, uint64_t now) {
-    return r->ack_dirty && r->nranges &&
+    return r->ack_dirty && r->rx.n &&
            (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
 }
 
-/* The last ACK before a pause is the one nothing repeats: every ACK repeats the ranges of
- * the ones before it, but when a burst ends no further ACK follows. If it is lost, the
- * sender cannot tell the burst's unrecovered tail from packets still in flight (RFC 9002
- * declares nothing lost above the largest acknowledged) and waits for a probe timeout, and
- * the probe's own ACK, a round trip later — at 30% loss, in 30% of the bursts that need a
- * retransmission. So on a lossy path the last ACK goes again, ACK_REPEAT_GAP_NS apart,
- * until the chance that every copy is lost is under ~5%: one copy below 20% loss, two
- * above. A clean path (under 1% measured) sends no copies. */
+/* Copies of a burst's last ACK (see gp_ack_repeats), on the loss we measure. */
 static unsigned ack_repeats(const gp_rel *r) {
-    return r->rx_loss < FEC_MIN_LOSS ? 0 : r->rx_loss < 0.2 ? 1 : 2;
+    return gp_ack_repeats(r->rxl.rate);
 }
 
 static int keepalive_due(const gp_rel *r, uint64_t now) {
@@ -2274,7 +2082,7 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
     }
     if (paced && !r->fec_closing && r->inflight < r->cwnd && has_data(r))
         return build(r, buf, K_DATA, now, send_at);
-    if (r->ack_rep_left && !r->ack_dirty && r->nranges && now >= r->ack_rep_at) {
+    if (r->ack_rep_left && !r->ack_dirty && r->rx.n && now >= r->ack_rep_at) {
         r->ack_dirty = r->ack_now = r->ack_repeating = 1;
     }
     if (ack_due(r, now))
@@ -2297,9 +2105,9 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
     uint64_t t = r->last_rx + r->cfg.dead_after_ns;
     if (r->probes_due)
         return r->now;
-    if (r->ack_rep_left && !r->ack_dirty && r->nranges)
+    if (r->ack_rep_left && !r->ack_dirty && r->rx.n)
         t = u64min(t, r->ack_rep_at);
-    if (r->ack_dirty && r->nranges) {
+    if (r->ack_dirty && r->rx.n) {
         if (r->ack_now)
             return r->now;
         if (r->ack_deadline)
@@ -2326,7 +2134,7 @@ void gp_rel_get_stats(const gp_rel *r, gp_rel_stats *out) {
     out->min_rtt_ns = r->have_rtt ? r->min_rtt : 0;
     out->latest_rtt_ns = r->latest_rtt;
     out->loss_rate_tx = r->peer_loss;
-    out->loss_rate_rx = r->rx_loss;
+    out->loss_rate_rx = r->rxl.rate;
     out->loss_rate_det = r->det_loss;
     out->cwnd_bytes = r->cwnd;
     out->inflight = r->inflight;
