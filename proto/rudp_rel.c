@@ -16,6 +16,7 @@
 #include "rudp_rel.h"
 
 #include "rudp_ack.h"
+#include "rudp_fec.h"
 #include "rudp_ring.h"
 #include "rudp_varint.h"
 
@@ -33,7 +34,6 @@
 #define REFS_MAX 16            /* message fragments per packet */
 #define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
 #define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
-#define FEC_RESERVE 20         /* room a protected packet leaves for the repair header */
 #define ACK_ROOM 32            /* room a full data packet leaves for a piggybacked ACK */
 #define MIN_CHUNK 64
 #define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
@@ -44,23 +44,12 @@
 #define PACE_CREDIT_MAX_NS (25 * MS)
 #define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
 #define STARTUP_CWND_GAIN 2.0 /* BBRv3's: 2.885 x BDP in flight overflows a 1-BDP buffer */
-#define FEC_K_MAX 32          /* sources per block we can decode */
-#define FEC_K_TARGET 16       /* sources per block we send */
-#define FEC_M_MAX 32          /* repairs per block */
-#define FEC_RX_SLOTS 64       /* protected packets the receiver keeps for decoding */
-#define FEC_RX_BLOCKS 8
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
-#define FEC_PRIOR_LOSS 0.2   /* what FEC assumes before any loss was measured */
-#define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
-#define FEC_TAIL_TARGET 0.05 /* block-failure probability aimed at when a burst ends */
-#define FEC_RTX_TARGET 0.01  /* ... when it carries retransmissions, or is small: */
-#define FEC_SMALL_K 4
-#define FEC_MID_TARGET 0.25 /* ... for a full block in a longer transfer */
 
 #define NONE UINT64_MAX
 
 /* frame types */
-enum { FT_PING = 0x01, FT_ACK = GP_ACK_FT, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = 0x20 };
+enum { FT_PING = 0x01, FT_ACK = GP_ACK_FT, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = GP_FEC_FT };
 #define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
 
 /* chunk states */
@@ -77,89 +66,6 @@ enum {
 
 enum { BBR_STARTUP = 0, BBR_DRAIN = 1, BBR_PROBE_BW = 2 };
 static const double bbr_cycle[8] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
-
-/* GF(256), polynomial 0x11d, generator 2: exp table doubled so log a + log b needs no mod. */
-static const uint8_t gf_exp[512] = {
-    1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116, 232, 205, 135, 19,  38,  76,  152, 45,
-    90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,  96,  192, 157, 39,  78,  156, 37,  74,
-    148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,  140, 5,   10,  20,  40,  80,  160, 93,
-    186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194, 153, 47,  94,  188, 101, 202, 137, 15,
-    30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177, 127, 254, 225, 223, 163, 91,  182, 113,
-    226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,  52,  104, 208, 189, 103, 206, 129, 31,
-    62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151, 51,  102, 204, 133, 23,  46,  92,  184,
-    109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,  168, 77,  154, 41,  82,  164, 85,  170,
-    73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191, 99,  198, 145, 63,  126, 252, 229, 215,
-    179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,  98,  196, 149, 55,  110, 220, 165, 87,
-    174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,  56,  112, 224, 221, 167, 83,  166, 81,
-    162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,  172, 69,  138, 9,   18,  36,  72,  144,
-    61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,  22,  44,  88,  176, 125, 250, 233, 207,
-    131, 27,  54,  108, 216, 173, 71,  142, 1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116,
-    232, 205, 135, 19,  38,  76,  152, 45,  90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,
-    96,  192, 157, 39,  78,  156, 37,  74,  148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,
-    140, 5,   10,  20,  40,  80,  160, 93,  186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194,
-    153, 47,  94,  188, 101, 202, 137, 15,  30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177,
-    127, 254, 225, 223, 163, 91,  182, 113, 226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,
-    52,  104, 208, 189, 103, 206, 129, 31,  62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151,
-    51,  102, 204, 133, 23,  46,  92,  184, 109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,
-    168, 77,  154, 41,  82,  164, 85,  170, 73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191,
-    99,  198, 145, 63,  126, 252, 229, 215, 179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,
-    98,  196, 149, 55,  110, 220, 165, 87,  174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,
-    56,  112, 224, 221, 167, 83,  166, 81,  162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,
-    172, 69,  138, 9,   18,  36,  72,  144, 61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,
-    22,  44,  88,  176, 125, 250, 233, 207, 131, 27,  54,  108, 216, 173, 71,  142, 1,   2,
-};
-static const uint8_t gf_log[256] = {
-    0,   0,   1,   25,  2,   50,  26,  198, 3,   223, 51,  238, 27,  104, 199, 75,  4,   100, 224,
-    14,  52,  141, 239, 129, 28,  193, 105, 248, 200, 8,   76,  113, 5,   138, 101, 47,  225, 36,
-    15,  33,  53,  147, 142, 218, 240, 18,  130, 69,  29,  181, 194, 125, 106, 39,  249, 185, 201,
-    154, 9,   120, 77,  228, 114, 166, 6,   191, 139, 98,  102, 221, 48,  253, 226, 152, 37,  179,
-    16,  145, 34,  136, 54,  208, 148, 206, 143, 150, 219, 189, 241, 210, 19,  92,  131, 56,  70,
-    64,  30,  66,  182, 163, 195, 72,  126, 110, 107, 58,  40,  84,  250, 133, 186, 61,  202, 94,
-    155, 159, 10,  21,  121, 43,  78,  212, 229, 172, 115, 243, 167, 87,  7,   112, 192, 247, 140,
-    128, 99,  13,  103, 74,  222, 237, 49,  197, 254, 24,  227, 165, 153, 119, 38,  184, 180, 124,
-    17,  68,  146, 217, 35,  32,  137, 46,  55,  63,  209, 91,  149, 188, 207, 205, 144, 135, 151,
-    178, 220, 252, 190, 97,  242, 86,  211, 171, 20,  42,  93,  158, 132, 60,  57,  83,  71,  109,
-    65,  162, 31,  45,  67,  216, 183, 123, 164, 118, 196, 23,  73,  236, 127, 12,  111, 246, 108,
-    161, 59,  82,  41,  157, 85,  170, 251, 96,  134, 177, 187, 204, 62,  90,  203, 89,  95,  176,
-    156, 169, 160, 81,  11,  245, 22,  235, 122, 117, 44,  215, 79,  174, 213, 233, 230, 231, 173,
-    232, 116, 214, 244, 234, 168, 80,  88,  175,
-};
-
-static inline uint8_t gf_mul(uint8_t a, uint8_t b) {
-    return a && b ? gf_exp[gf_log[a] + gf_log[b]] : 0;
-}
-static inline uint8_t gf_inv(uint8_t a) { /* a != 0 */
-    return gf_exp[255 - gf_log[a]];
-}
-/* dst ^= c * src over n bytes, through the 256-entry row of c's products: one lookup per
- * byte and no branch (the log/exp form took two and a branch). Repairs are k x m x L of
- * these, 16 x 12 x 1.1 KB per block at 30% loss: the engine's hottest loop by far. */
-static void gf_addmul(uint8_t *dst, const uint8_t *src, uint8_t c, size_t n) {
-    if (!c)
-        return;
-    uint8_t row[256];
-    unsigned lc = gf_log[c];
-    row[0] = 0;
-    for (unsigned x = 1; x < 256; x++)
-        row[x] = gf_exp[gf_log[x] + lc];
-    for (size_t i = 0; i < n; i++)
-        dst[i] ^= row[src[i]];
-}
-static void gf_scale(uint8_t *dst, uint8_t c, size_t n) {
-    uint8_t row[256];
-    unsigned lc = gf_log[c];
-    row[0] = 0;
-    for (unsigned x = 1; x < 256; x++)
-        row[x] = gf_exp[gf_log[x] + lc];
-    for (size_t i = 0; i < n; i++)
-        dst[i] = row[dst[i]];
-}
-/* Coefficient of source j in repair i: a Cauchy matrix 1/(x_i + y_j) with x_i = 32 + i and
- * y_j = j, disjoint sets, so every square submatrix is invertible and the code is MDS: any k
- * of the k + m packets of a block rebuild its k sources. */
-static inline uint8_t cauchy(unsigned i, unsigned j) {
-    return gf_inv((uint8_t)((FEC_K_MAX + i) ^ j));
-}
 
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
     return a < b ? a : b;
@@ -232,21 +138,6 @@ typedef struct dq {
     uint8_t *data;
 } dq;
 
-typedef struct fec_rx_block {
-    int used;
-    uint64_t first;
-    unsigned k;
-    size_t L;
-    unsigned nrep;
-    uint8_t idx[FEC_M_MAX];
-    uint8_t *rep[FEC_M_MAX];
-} fec_rx_block;
-
-typedef struct fec_slot {
-    uint64_t pn; /* NONE: empty */
-    size_t len;
-} fec_slot;
-
 struct gp_rel {
     gp_rel_config cfg;
     uint64_t now, rng;
@@ -301,14 +192,7 @@ struct gp_rel {
     uint64_t pace_next;
     int cwnd_blocked; /* the last call sent nothing for a full window (see pace_credit) */
 
-    /* FEC, sending */
-    uint8_t *fec_img; /* FEC_K_TARGET images of (2 + max_payload) bytes */
-    int fec_open;
-    int fec_rtx; /* the open block carries retransmitted chunks or a probe */
-    uint64_t fec_first, fec_opened_at;
-    unsigned fec_k, fec_m, fec_m_sent;
-    size_t fec_L;
-    int fec_closing; /* block closed, repairs being sent */
+    gp_fec_tx ftx; /* FEC, sending: the open block */
 
     /* receiver: packets and acks */
     gp_ack_ranges rx; /* packet numbers received */
@@ -330,10 +214,7 @@ struct gp_rel {
     uint8_t *lent;
     size_t lent_len;
 
-    /* FEC, receiving */
-    uint8_t *fec_slots; /* FEC_RX_SLOTS x max_payload */
-    fec_slot slot[FEC_RX_SLOTS];
-    fec_rx_block blk[FEC_RX_BLOCKS];
+    gp_fec_rx frx; /* FEC, receiving: protected packets and repairs */
 };
 
 static uint64_t rng_next(gp_rel *r) { /* splitmix64 */
@@ -648,7 +529,7 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     r->now = now_ns;
     r->rng = cfg->seed;
     r->last_rx = r->last_tx = now_ns;
-    r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - FEC_RESERVE - ACK_ROOM;
+    r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
     r->srtt = INITIAL_RTT_NS;
     r->rttvar = INITIAL_RTT_NS / 2;
     r->min_rtt = NONE;
@@ -661,8 +542,8 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
      * startup gain: fast enough that a first response is not held back by pacing. */
     r->pacing_rate = (uint64_t)(STARTUP_GAIN * (double)r->cwnd * 10.0);
     r->cycle_idx = (int)(rng_next(r) % 8);
-    for (size_t i = 0; i < FEC_RX_SLOTS; i++)
-        r->slot[i].pn = NONE;
+    gp_fec_tx_init(&r->ftx, cfg->max_payload);
+    gp_fec_rx_init(&r->frx, cfg->max_payload);
     return r;
 fail:
     gp_rel_free(r);
@@ -690,11 +571,8 @@ void gp_rel_free(gp_rel *r) {
         free(n);
     }
     free(r->lent);
-    free(r->fec_img);
-    free(r->fec_slots);
-    for (size_t b = 0; b < FEC_RX_BLOCKS; b++)
-        for (unsigned i = 0; i < r->blk[b].nrep; i++)
-            free(r->blk[b].rep[i]);
+    gp_fec_tx_free(&r->ftx);
+    gp_fec_rx_free(&r->frx);
     free(r);
 }
 
@@ -1116,7 +994,7 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
         p = gp_vget(p, end, &f->k);
         p = gp_vget(p, end, &f->ridx);
         p = gp_vget(p, end, &f->L);
-        if (!p || f->k == 0 || f->k > FEC_K_MAX || f->ridx >= FEC_M_MAX || f->back < f->k ||
+        if (!p || f->k == 0 || f->k > GP_FEC_K_MAX || f->ridx >= GP_FEC_M_MAX || f->back < f->k ||
             f->back > pn || f->L < 3 || f->L > r->cfg.max_payload || (uint64_t)(end - p) < f->L)
             return NULL;
         f->data = p;
@@ -1354,159 +1232,25 @@ ssize_t gp_rel_recv(gp_rel *r, uint32_t *lane, const uint8_t **msg) {
 static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, const uint8_t *end,
                      uint64_t now, int recovered);
 
-static void fec_block_free(fec_rx_block *b) {
-    for (unsigned i = 0; i < b->nrep; i++)
-        free(b->rep[i]);
-    memset(b, 0, sizeof *b);
-}
-
-static int fec_slot_has(const gp_rel *r, uint64_t pn) {
-    return r->fec_slots && r->slot[pn % FEC_RX_SLOTS].pn == pn;
-}
-
-/* Rebuilds the missing sources of block b if enough repairs arrived. */
-static void fec_try(gp_rel *r, fec_rx_block *b, uint64_t now) {
-    unsigned unk[FEC_K_MAX], u = 0, missing = 0;
-    for (unsigned j = 0; j < b->k; j++) {
-        uint64_t pn = b->first + j;
-        if (!gp_ack_seen(&r->rx, pn))
-            missing++;
-        if (!fec_slot_has(r, pn))
-            unk[u++] = j;
-    }
-    if (!missing) {
-        fec_block_free(b);
-        return;
-    }
-    if (b->nrep < u)
-        return;
+/* Rebuilds the missing sources of block b if enough repairs arrived, and processes them as
+ * if they had arrived (one at a time: each may change what counts as seen). */
+static void fec_try(gp_rel *r, gp_fec_rx_block *b, uint64_t now) {
+    unsigned unk[GP_FEC_K_MAX], u = 0;
+    uint64_t first = 0;
     size_t L = b->L;
-    uint8_t *rhs = malloc((size_t)u * L + L);
-    if (!rhs)
+    uint8_t *rows = gp_fec_rx_solve(&r->frx, b, &r->rx, unk, &u, &first);
+    if (!rows)
         return;
-    uint8_t *img = rhs + (size_t)u * L;
-    for (unsigned i = 0; i < u; i++)
-        memcpy(rhs + (size_t)i * L, b->rep[i], L);
-    /* Subtract the known sources from each repair: what remains is a combination of the
-     * unknown ones only. */
-    for (unsigned j = 0, c = 0; j < b->k; j++) {
-        if (c < u && unk[c] == j) {
-            c++;
-            continue;
-        }
-        const fec_slot *s = &r->slot[(b->first + j) % FEC_RX_SLOTS];
-        memset(img, 0, L);
-        img[0] = (uint8_t)(s->len >> 8);
-        img[1] = (uint8_t)s->len;
-        memcpy(img + 2, r->fec_slots + ((b->first + j) % FEC_RX_SLOTS) * r->cfg.max_payload,
-               s->len < L - 2 ? s->len : L - 2);
-        for (unsigned i = 0; i < u; i++)
-            gf_addmul(rhs + (size_t)i * L, img, cauchy(b->idx[i], j), L);
-    }
-    /* Gauss-Jordan on the u x u Cauchy submatrix (always invertible). */
-    uint8_t a[FEC_K_MAX][FEC_K_MAX];
-    for (unsigned i = 0; i < u; i++)
-        for (unsigned c = 0; c < u; c++)
-            a[i][c] = cauchy(b->idx[i], unk[c]);
     for (unsigned c = 0; c < u; c++) {
-        unsigned piv = c;
-        while (piv < u && !a[piv][c])
-            piv++;
-        if (piv == u)
-            goto out;
-        if (piv != c) {
-            for (unsigned x = 0; x < u; x++) {
-                uint8_t t = a[c][x];
-                a[c][x] = a[piv][x];
-                a[piv][x] = t;
-            }
-            memcpy(img, rhs + (size_t)c * L, L);
-            memcpy(rhs + (size_t)c * L, rhs + (size_t)piv * L, L);
-            memcpy(rhs + (size_t)piv * L, img, L);
-        }
-        uint8_t inv = gf_inv(a[c][c]);
-        for (unsigned x = 0; x < u; x++)
-            a[c][x] = gf_mul(a[c][x], inv);
-        gf_scale(rhs + (size_t)c * L, inv, L);
-        for (unsigned i = 0; i < u; i++) {
-            if (i == c || !a[i][c])
-                continue;
-            uint8_t f = a[i][c];
-            for (unsigned x = 0; x < u; x++)
-                a[i][x] ^= gf_mul(f, a[c][x]);
-            gf_addmul(rhs + (size_t)i * L, rhs + (size_t)c * L, f, L);
-        }
+        const uint8_t *q = rows + (size_t)c * L;
+        size_t len = (size_t)q[0] << 8 | q[1];
+        uint64_t pn = first + unk[c];
+        if (len == 0 || len > L - 2 || gp_ack_seen(&r->rx, pn))
+            continue;
+        if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && gp_ack_seen(&r->rx, pn))
+            r->st.fec_repaired++;
     }
-    {
-        uint64_t first = b->first;
-        fec_block_free(b); /* before feeding: nothing below may refer to it */
-        for (unsigned c = 0; c < u; c++) {
-            const uint8_t *q = rhs + (size_t)c * L;
-            size_t len = (size_t)q[0] << 8 | q[1];
-            uint64_t pn = first + unk[c];
-            if (len == 0 || len > L - 2 || gp_ack_seen(&r->rx, pn))
-                continue;
-            if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && gp_ack_seen(&r->rx, pn))
-                r->st.fec_repaired++;
-        }
-    }
-out:
-    free(rhs);
-}
-
-static fec_rx_block *fec_repair_store(gp_rel *r, uint64_t pn, const frame *f) {
-    uint64_t first = pn - f->back;
-    unsigned k = (unsigned)f->k;
-    unsigned missing = 0;
-    for (unsigned j = 0; j < k; j++)
-        missing += !gp_ack_seen(&r->rx, first + j);
-    if (!missing)
-        return NULL;
-    fec_rx_block *b = NULL, *victim = NULL;
-    for (size_t i = 0; i < FEC_RX_BLOCKS; i++) {
-        fec_rx_block *x = &r->blk[i];
-        /* Blocks whose sources left the slots can no longer be decoded. */
-        if (x->used && r->has_rx && x->first + x->k + FEC_RX_SLOTS <= r->rx_largest)
-            fec_block_free(x);
-        if (x->used && x->first == first)
-            b = x;
-        /* Victim: a free block, else the oldest one. */
-        if (!victim || (victim->used && (!x->used || x->first < victim->first)))
-            victim = x;
-    }
-    if (b) {
-        if (b->k != k || b->L != f->L)
-            return NULL;
-    } else {
-        b = victim;
-        fec_block_free(b);
-        b->used = 1;
-        b->first = first;
-        b->k = k;
-        b->L = (size_t)f->L;
-    }
-    for (unsigned i = 0; i < b->nrep; i++)
-        if (b->idx[i] == f->ridx)
-            return NULL;
-    if (b->nrep == FEC_M_MAX)
-        return NULL;
-    uint8_t *d = malloc(b->L);
-    if (!d)
-        return NULL;
-    memcpy(d, f->data, b->L);
-    b->idx[b->nrep] = (uint8_t)f->ridx;
-    b->rep[b->nrep++] = d;
-    return b;
-}
-
-static void fec_source_store(gp_rel *r, uint64_t pn, const uint8_t *p, size_t len) {
-    size_t mp = r->cfg.max_payload;
-    if (!r->fec_slots && !(r->fec_slots = malloc(FEC_RX_SLOTS * mp)))
-        return;
-    fec_slot *s = &r->slot[pn % FEC_RX_SLOTS];
-    s->pn = pn;
-    s->len = len;
-    memcpy(r->fec_slots + (pn % FEC_RX_SLOTS) * mp, p, len);
+    free(rows);
 }
 
 /* ---- receiving packets ---- */
@@ -1555,7 +1299,7 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
     r->last_rx = now;
 
     int rc = 0, refused = 0;
-    fec_rx_block *tryb = NULL;
+    gp_fec_rx_block *tryb = NULL;
     for (const uint8_t *q = p; q < end;) {
         q = frame_decode(r, pn, q, end, &f, &err);
         if (!q)
@@ -1569,7 +1313,8 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
             else if (e < 0)
                 rc = e;
         } else if (f.type == FT_REPAIR && !recovered) {
-            tryb = fec_repair_store(r, pn, &f);
+            tryb = gp_fec_rx_repair(&r->frx, pn - f.back, (unsigned)f.k, (unsigned)f.ridx, f.data,
+                                    (size_t)f.L, &r->rx, r->has_rx, r->rx_largest);
         }
     }
     if (refused) {
@@ -1601,9 +1346,9 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
     /* Decoding runs after the packet is fully applied, and rebuilt packets never decode
      * further (recovered = 1 skips repairs), so recursion is one level deep. */
     if (!recovered && (flags & HF_PROTECTED)) {
-        fec_source_store(r, pn, p, (size_t)(end - p));
-        for (size_t i = 0; i < FEC_RX_BLOCKS; i++) {
-            fec_rx_block *b = &r->blk[i];
+        gp_fec_rx_source(&r->frx, pn, p, (size_t)(end - p));
+        for (size_t i = 0; i < GP_FEC_RX_BLOCKS; i++) {
+            gp_fec_rx_block *b = &r->frx.blk[i];
             if (b->used && pn >= b->first && pn < b->first + b->k)
                 fec_try(r, b, now);
         }
@@ -1638,48 +1383,20 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
  * anything (its first 16 of our packet numbers), a session's first bursts would go out
  * unprotected, and on a lossy path their recovery — with no RTT sample yet, or one or two —
  * is the slowest of the session. So until then FEC assumes the loss we measure on the peer's
- * packets (paths are usually about as lossy both ways), or FEC_PRIOR_LOSS before that too.
+ * packets (paths are usually about as lossy both ways), or GP_FEC_PRIOR_LOSS before that too.
  * On a clean path that costs a few repairs in the first round trip of a session. */
 static double fec_loss(const gp_rel *r) {
     if (r->peer_loss_known)
         return r->peer_loss;
-    return r->rxl.windows ? r->rxl.rate : FEC_PRIOR_LOSS;
+    return r->rxl.windows ? r->rxl.rate : GP_FEC_PRIOR_LOSS;
 }
 
 static int fec_active(const gp_rel *r) {
-    return r->cfg.fec && fec_loss(r) >= FEC_MIN_LOSS;
-}
-
-/* Smallest m such that a block of k sources plus m repairs fails to decode (more than m of
- * the k + m packets lost, losses independent at rate p) with probability <= target. */
-static unsigned fec_repairs(unsigned k, double p, double target) {
-    if (p <= 0)
-        return 0;
-    if (p > 0.5)
-        p = 0.5;
-    for (unsigned m = 0; m < FEC_M_MAX; m++) {
-        unsigned n = k + m;
-        double pmf = 1, cdf;
-        for (unsigned i = 0; i < n; i++)
-            pmf *= 1 - p;
-        cdf = pmf;
-        for (unsigned i = 0; i < m; i++) {
-            pmf *= (double)(n - i) / (double)(i + 1) * p / (1 - p);
-            cdf += pmf;
-        }
-        if (1 - cdf <= target)
-            return m;
-    }
-    return FEC_M_MAX;
-}
-
-static uint64_t fec_hold(const gp_rel *r) {
-    uint64_t h = r->srtt / 4;
-    return h < 5 * MS ? 5 * MS : h > 50 * MS ? 50 * MS : h;
+    return r->cfg.fec && fec_loss(r) >= GP_FEC_MIN_LOSS;
 }
 
 static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
-    for (uint64_t pn = r->fec_first; pn < r->fec_first + r->fec_k; pn++) {
+    for (uint64_t pn = r->ftx.first; pn < r->ftx.first + r->ftx.k; pn++) {
         srec *s = sr_get(r, pn);
         if (!s || (s->flags & SF_RESOLVED))
             continue;
@@ -1688,61 +1405,15 @@ static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
         if (last_repair_pn)
             s->loss_ref = u64max(s->loss_ref, now);
     }
-    r->fec_closing = 0;
-    r->fec_k = 0;
+    r->ftx.closing = 0;
+    r->ftx.k = 0;
 }
 
-/* Closes the open block. `tail`: the burst ended (nothing more to send). A tail block that
- * fails costs its messages a little over one round trip: the time threshold (9/8 RTT after
- * the last repair) reveals the loss and the missing chunks go again, in a block of their
- * own. Two failures in a row are what pushes an exchange past ~3 RTT, so:
- * - a block carrying retransmissions (or a probe) aims at 1%;
- * - so does a small one (up to FEC_SMALL_K packets: a request, control frames), whose
- *   repairs cost few bytes;
- * - a larger first transmission aims at 5%. Aiming it at 1% too spent as many repair bytes
- *   as data bytes at 30% loss (15 repairs for 15 sources, where 5% takes 12 and the loss
- *   itself is 6.4), and under load those bytes compete with the data.
- * A full block in the middle of a transfer aims at 25% and leaves the rest to fast
- * retransmission: later packets reveal its losses within a round trip. */
+/* Closes the open block (`tail`: the burst ended); repairs are sized by gp_fec_tx_close. A
+ * block that needs none is finalized at once. */
 static void fec_close(gp_rel *r, int tail, uint64_t now) {
-    r->fec_open = 0;
-    double p = fec_loss(r);
-    double target = !tail                                   ? FEC_MID_TARGET
-                    : r->fec_rtx || r->fec_k <= FEC_SMALL_K ? FEC_RTX_TARGET
-                                                            : FEC_TAIL_TARGET;
-    unsigned m = fec_repairs(r->fec_k, p, target);
-    if (m > r->fec_k + 3)
-        m = r->fec_k + 3;
-    if (!r->cfg.fec || m == 0) {
+    if (!gp_fec_tx_close(&r->ftx, tail, fec_loss(r), r->cfg.fec))
         fec_finalize(r, 0, now);
-        return;
-    }
-    r->fec_closing = 1;
-    r->fec_m = m;
-    r->fec_m_sent = 0;
-}
-
-static int fec_add(gp_rel *r, uint64_t pn, const uint8_t *frames, size_t len, uint64_t now) {
-    size_t stride = 2 + r->cfg.max_payload;
-    if (!r->fec_img && !(r->fec_img = malloc(FEC_K_TARGET * stride)))
-        return GP_ERR_NOMEM;
-    if (!r->fec_open) {
-        r->fec_open = 1;
-        r->fec_rtx = 0;
-        r->fec_first = pn;
-        r->fec_k = 0;
-        r->fec_L = 0;
-        r->fec_opened_at = now;
-    }
-    uint8_t *img = r->fec_img + r->fec_k * stride;
-    img[0] = (uint8_t)(len >> 8);
-    img[1] = (uint8_t)len;
-    memcpy(img + 2, frames, len);
-    memset(img + 2 + len, 0, stride - 2 - len);
-    if (2 + len > r->fec_L)
-        r->fec_L = 2 + len;
-    r->fec_k++;
-    return 0;
 }
 
 /* ---- building packets ---- */
@@ -1854,24 +1525,6 @@ static uint8_t *ack_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t now, uint6
     return gp_ack_encode(&r->rx, p, end, delay_us, gp_ack_loss_bp(&r->rxl), largest);
 }
 
-static uint8_t *repair_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t pn) {
-    unsigned i = r->fec_m_sent, k = r->fec_k;
-    size_t L = r->fec_L, stride = 2 + r->cfg.max_payload;
-    uint64_t back = pn - r->fec_first;
-    size_t need = 1 + gp_vlen(back) + gp_vlen(k) + gp_vlen(i) + gp_vlen(L) + L;
-    if (need > (size_t)(end - p))
-        return NULL;
-    *p++ = FT_REPAIR;
-    p = gp_vput(p, back);
-    p = gp_vput(p, k);
-    p = gp_vput(p, i);
-    p = gp_vput(p, L);
-    memset(p, 0, L);
-    for (unsigned j = 0; j < k; j++)
-        gf_addmul(p, r->fec_img + j * stride, cauchy(i, j), L);
-    return p + L;
-}
-
 /* How far behind schedule the pacer may fall and still catch up, as time at the pacing rate.
  * Hosts do not call back exactly at gp_rel_expiry: libuv timers count whole milliseconds and
  * a busy machine wakes several ms late. If a late call could only use a couple of packets of
@@ -1911,12 +1564,12 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     /* Data and probes open an FEC block; while one is open every packet joins it (a block is
      * a run of consecutive packet numbers). Keepalives do not open one: liveness has its own
      * probing, and a repair per idle ping would triple an idle link's cost. */
-    int protect = kind != K_REPAIR && !r->fec_closing &&
-                  (r->fec_open || ((kind == K_DATA || kind == K_PROBE) && fec_active(r)));
+    int protect = kind != K_REPAIR && !r->ftx.closing &&
+                  (r->ftx.open || ((kind == K_DATA || kind == K_PROBE) && fec_active(r)));
     uint8_t *p = buf;
     *p++ = protect ? HF_PROTECTED : 0;
     p = gp_vput(p, pn);
-    uint8_t *frames = p, *end = buf + mp - (protect ? FEC_RESERVE : 0);
+    uint8_t *frames = p, *end = buf + mp - (protect ? GP_FEC_RESERVE : 0);
     srec rec;
     memset(&rec, 0, sizeof rec);
     rec.pn = pn;
@@ -1924,8 +1577,8 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     int elicit = 0;
     uint64_t rtx0 = r->st.retransmits;
     if (kind == K_REPAIR) {
-        uint8_t *q = repair_put(r, p, buf + mp, pn);
-        if (!q) { /* cannot happen with FEC_RESERVE; give the block up rather than stall */
+        uint8_t *q = gp_fec_tx_repair_put(&r->ftx, p, buf + mp, pn);
+        if (!q) { /* cannot happen with GP_FEC_RESERVE; give the block up rather than stall */
             fec_finalize(r, 0, now);
             return 0;
         }
@@ -1984,10 +1637,10 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     }
     if (protect) {
         rec.flags |= SF_FEC_PENDING;
-        if (fec_add(r, pn, frames, (size_t)(p - frames), now))
+        if (gp_fec_tx_add(&r->ftx, pn, frames, (size_t)(p - frames), now))
             rec.flags &= (uint8_t)~SF_FEC_PENDING, protect = 0;
         else if (kind == K_PROBE || r->st.retransmits != rtx0)
-            r->fec_rtx = 1;
+            r->ftx.rtx = 1;
     }
     *sr_slot(r, pn) = rec;
     r->next_pn++;
@@ -2010,11 +1663,11 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     if (kind == K_REPAIR) {
         r->st.fec_sent++;
         r->st.fec_bytes += size;
-        if (++r->fec_m_sent == r->fec_m)
+        if (++r->ftx.m_sent == r->ftx.m)
             fec_finalize(r, pn, send_at);
-    } else if (protect && r->fec_open) {
+    } else if (protect && r->ftx.open) {
         int burst_end = !has_data(r);
-        if (r->fec_k >= FEC_K_TARGET || burst_end)
+        if (r->ftx.k >= GP_FEC_K_TARGET || burst_end)
             fec_close(r, burst_end, now);
     }
     if (rec.flags & SF_RESOLVED)
@@ -2054,7 +1707,7 @@ static void on_timers(gp_rel *r, uint64_t now) {
         r->probes_due = 2;
         r->pto_deadline = now + pto_interval(r);
     }
-    if (r->fec_open && now >= r->fec_opened_at + fec_hold(r))
+    if (r->ftx.open && now >= r->ftx.opened_at + gp_fec_hold(r->srtt))
         fec_close(r, 0, now);
 }
 
@@ -2075,12 +1728,12 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         return build(r, buf, K_PROBE, now, send_at);
     }
     int paced = now >= r->pace_next;
-    if (paced && r->fec_closing) {
+    if (paced && r->ftx.closing) {
         ssize_t n = build(r, buf, K_REPAIR, now, send_at);
         if (n)
             return n;
     }
-    if (paced && !r->fec_closing && r->inflight < r->cwnd && has_data(r))
+    if (paced && !r->ftx.closing && r->inflight < r->cwnd && has_data(r))
         return build(r, buf, K_DATA, now, send_at);
     if (r->ack_rep_left && !r->ack_dirty && r->rx.n && now >= r->ack_rep_at) {
         r->ack_dirty = r->ack_now = r->ack_repeating = 1;
@@ -2091,7 +1744,7 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         r->st.keepalives++;
         return build(r, buf, K_PING, now, send_at);
     }
-    r->cwnd_blocked = !r->fec_closing && has_data(r) && r->inflight >= r->cwnd;
+    r->cwnd_blocked = !r->ftx.closing && has_data(r) && r->inflight >= r->cwnd;
     /* Nothing to send although the window has room: samples taken now measure the
      * application, not the path (delivery-rate estimation, app-limited marking). */
     if (!has_data(r) && r->inflight < r->cwnd)
@@ -2117,10 +1770,10 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
         t = u64min(t, r->loss_time);
     else if (r->pto_deadline)
         t = u64min(t, r->pto_deadline);
-    if (r->fec_closing || (has_data(r) && r->inflight < r->cwnd))
+    if (r->ftx.closing || (has_data(r) && r->inflight < r->cwnd))
         t = u64min(t, r->pace_next);
-    if (r->fec_open)
-        t = u64min(t, r->fec_opened_at + fec_hold(r));
+    if (r->ftx.open)
+        t = u64min(t, r->ftx.opened_at + gp_fec_hold(r->srtt));
     t = u64min(t, r->last_tx + r->cfg.idle_keepalive_ns);
     if (!r->eliciting_inflight)
         t = u64min(t, r->last_rx + r->cfg.idle_keepalive_ns / 2);
