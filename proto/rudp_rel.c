@@ -6,16 +6,23 @@
  * (unsent, in flight, lost, acked) and remembers the newest packet number carrying it.
  * Packet numbers are never reused: a retransmission is a new packet, so every ack gives an
  * unambiguous RTT sample (QUIC's rule, RFC 9000 §12.3). Sent packets are kept in a ring by
- * packet number until acked or declared lost (RFC 9002 loss detection). Congestion control
- * is BBR-like with loss-compensated bandwidth samples; FEC is a systematic Cauchy
- * Reed-Solomon code over GF(256) on blocks closed at the end of each burst.
+ * packet number until acked or declared lost (RFC 9002 loss detection).
  *
  * Receiver side: messages carry a global id and the id of the previous message of their lane
  * ("dep"); a message is delivered once complete and once its dep was delivered. That gives
- * per-lane order with no per-lane state at the receiver, so lanes are free. */
+ * per-lane order with no per-lane state at the receiver, so lanes are free.
+ *
+ * This file is the engine: messages, lanes, packets, loss detection, timers, pacing, and the
+ * glue between the parts it calls, each a file of its own with its own unit test:
+ *   rudp_ack.[ch]    received packet numbers, the ACK frame, the receiver's loss meter;
+ *   rudp_fec.[ch]    the Cauchy Reed-Solomon code, the open block, the receiver's store;
+ *   rudp_cc.[ch]     RTT estimation and the congestion controller (an ops record: BBR-like);
+ *   rudp_ring.[ch]   the ring buffer of the engine's windows (messages, packets);
+ *   rudp_varint.h    the varints of every frame. */
 #include "rudp_rel.h"
 
 #include "rudp_ack.h"
+#include "rudp_cc.h"
 #include "rudp_fec.h"
 #include "rudp_ring.h"
 #include "rudp_varint.h"
@@ -27,23 +34,16 @@
 #define MS 1000000ull
 #define SEC 1000000000ull
 #define GRANULARITY_NS (1 * MS)   /* RFC 9002 kGranularity */
-#define INITIAL_RTT_NS (250 * MS) /* before the first sample (RFC 9002 uses 333 ms) */
 #define PKT_THRESHOLD 3           /* RFC 9002 kPacketThreshold */
-#define MIN_RTT_WINDOW_NS (10 * SEC)
 #define MSG_WINDOW 4096u /* message ids in flight between sender floor and newest */
 #define REFS_MAX 16            /* message fragments per packet */
 #define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
 #define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
 #define ACK_ROOM 32            /* room a full data packet leaves for a piggybacked ACK */
 #define MIN_CHUNK 64
-#define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
-#define MIN_CWND_PACKETS 4
-#define BW_ROUNDS 10
 #define RR_QUANTUM 16384            /* bytes of new data a lane sends per round-robin turn */
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
 #define PACE_CREDIT_MAX_NS (25 * MS)
-#define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
-#define STARTUP_CWND_GAIN 2.0 /* BBRv3's: 2.885 x BDP in flight overflows a 1-BDP buffer */
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
 
 #define NONE UINT64_MAX
@@ -64,8 +64,6 @@ enum {
     SF_FEC_PENDING = 16 /* FEC source whose repairs are not all sent yet */
 };
 
-enum { BBR_STARTUP = 0, BBR_DRAIN = 1, BBR_PROBE_BW = 2 };
-static const double bbr_cycle[8] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
 
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
     return a < b ? a : b;
@@ -140,7 +138,7 @@ typedef struct dq {
 
 struct gp_rel {
     gp_rel_config cfg;
-    uint64_t now, rng;
+    uint64_t now;
     int dead;
     gp_rel_stats st;
 
@@ -172,23 +170,12 @@ struct gp_rel {
     int peer_loss_known; /* the peer has measured a first window (it saw our pn 15) */
     double det_loss;
 
-    /* RTT (RFC 9002 §5) */
-    int have_rtt;
-    uint64_t srtt, rttvar, min_rtt, min_rtt_stamp, latest_rtt;
+    gp_rtt rtt; /* RFC 9002 §5 */
 
     /* delivery rate (draft-cheng-iccrg-delivery-rate-estimation) */
     uint64_t delivered, delivered_time, first_sent_time, app_limited_until;
 
-    /* BBR-like congestion control */
-    int bbr_state, filled_pipe, full_bw_count, cycle_idx;
-    uint64_t bw; /* bytes/s, max filter */
-    uint64_t bw_slot[BW_ROUNDS], bw_slot_round[BW_ROUNDS];
-    uint64_t round_count, next_round_delivered;
-    uint64_t full_bw, cycle_stamp;
-    uint64_t round_min_rtt; /* smallest RTT sample of the current round (queue detection) */
-    unsigned delay_hits;    /* consecutive RTT samples showing a queue (startup exit) */
-    double pacing_gain, cwnd_gain;
-    uint64_t cwnd, pacing_rate; /* bytes, bytes/s */
+    gp_cc cc; /* congestion control: sets cc.cwnd and cc.pacing_rate */
     uint64_t pace_next;
     int cwnd_blocked; /* the last call sent nothing for a full window (see pace_credit) */
 
@@ -216,13 +203,6 @@ struct gp_rel {
 
     gp_fec_rx frx; /* FEC, receiving: protected packets and repairs */
 };
-
-static uint64_t rng_next(gp_rel *r) { /* splitmix64 */
-    uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* ---- config ---- */
 
@@ -508,8 +488,6 @@ static void rmsg_free(rmsg *m) {
 
 /* ---- lifecycle ---- */
 
-static void bbr_set(gp_rel *r);
-
 gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     gp_rel_config def;
     gp_rel *r = NULL;
@@ -527,21 +505,10 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
     gp_ring_init(&r->rm, sizeof(rmsg *), 16, (size_t)1 << 62);
     r->now = now_ns;
-    r->rng = cfg->seed;
     r->last_rx = r->last_tx = now_ns;
     r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
-    r->srtt = INITIAL_RTT_NS;
-    r->rttvar = INITIAL_RTT_NS / 2;
-    r->min_rtt = NONE;
-    r->round_min_rtt = NONE;
-    r->bbr_state = BBR_STARTUP;
-    r->pacing_gain = STARTUP_GAIN;
-    r->cwnd_gain = STARTUP_CWND_GAIN;
-    r->cwnd = (uint64_t)IW_PACKETS * cfg->max_payload;
-    /* Before any sample, pace the initial window over a guessed 100 ms round trip at the
-     * startup gain: fast enough that a first response is not held back by pacing. */
-    r->pacing_rate = (uint64_t)(STARTUP_GAIN * (double)r->cwnd * 10.0);
-    r->cycle_idx = (int)(rng_next(r) % 8);
+    gp_rtt_init(&r->rtt);
+    gp_cc_init(&r->cc, cfg->cc, cfg->max_payload, cfg->seed);
     gp_fec_tx_init(&r->ftx, cfg->max_payload);
     gp_fec_rx_init(&r->frx, cfg->max_payload);
     return r;
@@ -710,37 +677,17 @@ static void chunk_acked(gp_rel *r, uint64_t id, uint32_t idx) {
 
 /* ---- RTT, PTO ---- */
 
-static void rtt_update(gp_rel *r, uint64_t sample, uint64_t ack_delay, uint64_t now) {
-    if (sample == 0)
-        sample = 1;
-    r->latest_rtt = sample;
-    /* min_rtt over a 10 s window (BBR's filter), so a route change is noticed. */
-    if (!r->have_rtt || sample <= r->min_rtt || now - r->min_rtt_stamp > MIN_RTT_WINDOW_NS) {
-        r->min_rtt = sample;
-        r->min_rtt_stamp = now;
-    }
-    if (sample < r->round_min_rtt)
-        r->round_min_rtt = sample;
-    /* The peer's reported delay is trusted up to its ack timer plus the send jitter its
-     * caller may add (RFC 9002 caps at max_ack_delay alone; ours also covers jitter). */
-    ack_delay = u64min(ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS);
-    /* RFC 9002 §5.3 subtracts the delay only if the result stays >= min_rtt, else not at
-     * all; but min_rtt itself holds some ack delay, so with jittered acks nothing would ever
-     * be subtracted. Subtract, then clamp at min_rtt. */
-    uint64_t adj = sample > ack_delay ? u64max(sample - ack_delay, r->min_rtt) : sample;
-    if (!r->have_rtt) {
-        r->have_rtt = 1;
-        r->srtt = adj;
-        r->rttvar = adj / 2;
-    } else {
-        uint64_t d = r->srtt > adj ? r->srtt - adj : adj - r->srtt;
-        r->rttvar = (3 * r->rttvar + d) / 4;
-        r->srtt = (7 * r->srtt + adj) / 8;
-    }
+/* An RTT sample; the peer's ack delay is trusted up to its ack timer plus the send jitter its
+ * caller may add. The controller sees every sample. */
+static void rtt_sample(gp_rel *r, uint64_t sample, uint64_t ack_delay, uint64_t now) {
+    gp_rtt_update(&r->rtt, sample, ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS,
+                  now);
+    if (r->cc.ops->on_rtt)
+        r->cc.ops->on_rtt(&r->cc, sample ? sample : 1);
 }
 
 static uint64_t pto_interval(const gp_rel *r) {
-    uint64_t base = r->srtt + u64max(4 * r->rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
+    uint64_t base = r->rtt.srtt + u64max(4 * r->rtt.rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
     /* RFC 9002 doubles without bound; on a link that blacks out for seconds that means
      * minutes of silence after it comes back. The backoff stops at 2 s (or at the base
      * interval if that is longer). */
@@ -752,127 +699,6 @@ static uint64_t pto_interval(const gp_rel *r) {
 
 static void set_pto(gp_rel *r) {
     r->pto_deadline = r->eliciting_inflight ? r->last_eliciting_sent + pto_interval(r) : 0;
-}
-
-/* ---- BBR-like congestion control ----
- * Loss-based controllers (Reno, Cubic) halve on every loss: at 5-30% random loss the window
- * never grows. BBR models the path instead (bottleneck bandwidth = max delivery rate over
- * 10 rounds, propagation delay = min RTT) and ignores loss. Plain BBR still decays at high
- * random loss, because the delivery rate it measures is (1 - p) x what it sent, and its
- * 1.25 probing gain cannot make up more than 20% loss. So a sample taken while the RTT shows
- * no standing queue is divided by (1 - p), p being the loss the peer measures: random loss
- * then no longer shrinks the estimate. While a queue stands (RTT above min_rtt) the raw
- * delivery rate is the bottleneck rate itself and is used as is — a full queue is exactly
- * when losses may be congestive, so congestion still caps the rate. */
-
-static uint64_t bdp_bytes(const gp_rel *r, double gain) {
-    if (!r->bw || !r->have_rtt)
-        return (uint64_t)IW_PACKETS * r->cfg.max_payload;
-    return (uint64_t)(gain * (double)r->bw * (double)r->min_rtt / 1e9);
-}
-
-static void bbr_set(gp_rel *r) {
-    uint64_t mss = r->cfg.max_payload;
-    if (!r->bw)
-        return;
-    uint64_t c = bdp_bytes(r, r->cwnd_gain) + 3 * mss;
-    if (!r->filled_pipe)
-        c = u64max(c, (uint64_t)IW_PACKETS * mss);
-    r->cwnd = u64max(c, (uint64_t)MIN_CWND_PACKETS * mss);
-    uint64_t p = (uint64_t)(r->pacing_gain * (double)r->bw);
-    /* Floor: never slower than a minimum window per smoothed RTT. */
-    uint64_t floor = (uint64_t)MIN_CWND_PACKETS * mss * SEC / u64max(r->srtt, GRANULARITY_NS);
-    p = u64max(p, floor);
-    r->pacing_rate = r->filled_pipe ? p : u64max(r->pacing_rate, p);
-}
-
-static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_delivered,
-                       uint64_t interval, int app_limited, uint64_t rs_rtt) {
-    int round_start = 0;
-    if (rs_valid && prior_delivered >= r->next_round_delivered) {
-        r->next_round_delivered = r->delivered;
-        r->round_count++;
-        round_start = 1;
-    }
-    if (r->app_limited_until && r->delivered > r->app_limited_until)
-        r->app_limited_until = 0;
-    /* Startup exit on delay, per sample (in the spirit of HyStart++): eight RTT samples in a
-     * row a quarter above min_rtt (+10 ms for jitter) mean the queue is filling now; waiting
-     * for the round to end (BBR's plateau test) overflows a shallow buffer first. Random
-     * loss never looks like this, so it never ends startup early. */
-    if (!r->filled_pipe && r->have_rtt && rs_valid) {
-        if (rs_rtt > r->min_rtt + r->min_rtt / 4 + 10 * MS) {
-            if (++r->delay_hits >= 8)
-                r->filled_pipe = 1;
-        } else {
-            r->delay_hits = 0;
-        }
-    }
-    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt) {
-        uint64_t d = r->delivered - prior_delivered;
-        double bw = (double)d * 1e9 / (double)interval;
-        uint64_t quiet = r->min_rtt + u64max(r->min_rtt / 8, 10 * MS);
-        if (rs_rtt <= quiet) {
-            double p = r->peer_loss < 0.5 ? r->peer_loss : 0.5;
-            bw /= 1.0 - p;
-        }
-        uint64_t b = (uint64_t)bw;
-        if (!app_limited || b >= r->bw) {
-            size_t s = r->round_count % BW_ROUNDS;
-            if (r->bw_slot_round[s] != r->round_count) {
-                r->bw_slot_round[s] = r->round_count;
-                r->bw_slot[s] = 0;
-            }
-            r->bw_slot[s] = u64max(r->bw_slot[s], b);
-        }
-        uint64_t best = 0;
-        for (size_t i = 0; i < BW_ROUNDS; i++)
-            if (r->bw_slot_round[i] + BW_ROUNDS > r->round_count)
-                best = u64max(best, r->bw_slot[i]);
-        /* Ten rounds of app-limited samples only (a request/response load that never fills
-         * the window) leave no slot in the window: the estimate then stands, as Linux BBR's
-         * max filter does — it must not fall to whatever an app-limited sample says. */
-        if (best)
-            r->bw = best;
-    }
-    if (round_start) {
-        if (!r->filled_pipe && !app_limited && r->bw) {
-            if (r->bw >= r->full_bw + r->full_bw / 4) {
-                r->full_bw = r->bw;
-                r->full_bw_count = 0;
-            } else if (++r->full_bw_count >= 3) {
-                r->filled_pipe = 1;
-            }
-        }
-        /* A whole round whose best RTT sits well above min_rtt means a standing queue: the
-         * pipe is full even if the bandwidth samples still grow (they grow with loss
-         * compensation while we overfill). Leave startup before the queue overflows. */
-        if (!r->filled_pipe && r->have_rtt && r->round_min_rtt != NONE &&
-            r->round_min_rtt > r->min_rtt + r->min_rtt / 4 + 20 * MS)
-            r->filled_pipe = 1;
-        r->round_min_rtt = NONE;
-    }
-    if (r->bbr_state == BBR_STARTUP && r->filled_pipe) {
-        r->bbr_state = BBR_DRAIN;
-        r->pacing_gain = 1.0 / STARTUP_GAIN;
-        r->cwnd_gain = STARTUP_CWND_GAIN;
-    }
-    if (r->bbr_state == BBR_DRAIN && r->inflight <= bdp_bytes(r, 1.0)) {
-        r->bbr_state = BBR_PROBE_BW;
-        r->cycle_idx = (int)(rng_next(r) % 7);
-        if (r->cycle_idx >= 1) /* never start in the draining phase */
-            r->cycle_idx++;
-        r->cycle_stamp = now;
-        r->cwnd_gain = 2.0;
-    }
-    if (r->bbr_state == BBR_PROBE_BW) {
-        if (r->have_rtt && now - r->cycle_stamp > r->min_rtt) {
-            r->cycle_idx = (r->cycle_idx + 1) % 8;
-            r->cycle_stamp = now;
-        }
-        r->pacing_gain = bbr_cycle[r->cycle_idx];
-    }
-    bbr_set(r);
 }
 
 /* ---- loss detection (RFC 9002 §6) ---- */
@@ -890,6 +716,8 @@ static void on_lost(gp_rel *r, srec *s) {
         r->eliciting_inflight--;
     r->st.pkts_lost++;
     det_loss_sample(r, 1);
+    if (r->cc.ops->on_lost)
+        r->cc.ops->on_lost(&r->cc, s->size, r->now);
     for (unsigned i = 0; i < s->nrefs; i++) {
         smsg *m = sm_get(r, s->refs[i].id);
         uint32_t idx = s->refs[i].idx;
@@ -906,7 +734,7 @@ static void detect_lost(gp_rel *r, uint64_t now) {
     r->loss_time = 0;
     if (!r->has_largest_acked)
         return;
-    uint64_t rtt = u64max(r->latest_rtt, r->srtt);
+    uint64_t rtt = u64max(r->rtt.latest, r->rtt.srtt);
     uint64_t delay = u64max(rtt * 9 / 8, GRANULARITY_NS);
     uint64_t end = u64min(r->largest_acked, r->next_pn);
     for (uint64_t pn = r->sr_base; pn < end; pn++) {
@@ -1086,14 +914,25 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
      * packets, which the peer may hold, are never in flight, hence never newly acked.) An
      * ACK rebuilt by FEC arrived late: no sample. */
     if (largest_new && largest_elicit && !recovered && now >= sent_at)
-        rtt_update(r, now - sent_at, a->delay_us * 1000, now);
+        rtt_sample(r, now - sent_at, a->delay_us * 1000, now);
     if (newly)
         r->pto_count = 0;
     detect_lost(r, now);
     if (newly) {
         uint64_t ack_elapsed = r->delivered_time - rs.prior_time;
         uint64_t interval = u64max(rs.send_elapsed, ack_elapsed);
-        bbr_on_ack(r, now, rs.valid, rs.prior_delivered, interval, rs.app_limited, rs.rtt);
+        if (r->app_limited_until && r->delivered > r->app_limited_until)
+            r->app_limited_until = 0;
+        gp_cc_ack ca = {.now = now,
+                        .valid = rs.valid,
+                        .app_limited = rs.app_limited,
+                        .prior_delivered = rs.prior_delivered,
+                        .delivered = r->delivered,
+                        .interval = interval,
+                        .rtt = rs.rtt,
+                        .inflight = r->inflight,
+                        .peer_loss = r->peer_loss};
+        r->cc.ops->on_ack(&r->cc, &ca, &r->rtt);
     }
     sr_advance(r);
     sm_advance(r);
@@ -1538,7 +1377,7 @@ static uint8_t *ack_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t now, uint6
  * into bursts into the bottleneck's queue (a bulk transfer at 20-30% loss lost ~12% of its
  * goodput that way). */
 static uint64_t pace_credit(const gp_rel *r) {
-    uint64_t c = r->srtt / 4;
+    uint64_t c = r->rtt.srtt / 4;
     return c < PACE_CREDIT_MIN_NS   ? PACE_CREDIT_MIN_NS
            : c > PACE_CREDIT_MAX_NS ? PACE_CREDIT_MAX_NS
                                     : c;
@@ -1655,7 +1494,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     if (kind == K_DATA || kind == K_REPAIR) {
         /* Pacing: one packet per size/rate, with the credit of a late call kept up to
          * pace_credit() (see there). */
-        uint64_t iv = (uint64_t)size * SEC / u64max(r->pacing_rate, 1);
+        uint64_t iv = (uint64_t)size * SEC / u64max(r->cc.pacing_rate, 1);
         uint64_t keep = r->cwnd_blocked ? 2 * iv : u64max(2 * iv, pace_credit(r));
         uint64_t lo = now > keep ? now - keep : 0;
         r->pace_next = u64max(r->pace_next, lo) + iv;
@@ -1707,7 +1546,7 @@ static void on_timers(gp_rel *r, uint64_t now) {
         r->probes_due = 2;
         r->pto_deadline = now + pto_interval(r);
     }
-    if (r->ftx.open && now >= r->ftx.opened_at + gp_fec_hold(r->srtt))
+    if (r->ftx.open && now >= r->ftx.opened_at + gp_fec_hold(r->rtt.srtt))
         fec_close(r, 0, now);
 }
 
@@ -1733,7 +1572,7 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         if (n)
             return n;
     }
-    if (paced && !r->ftx.closing && r->inflight < r->cwnd && has_data(r))
+    if (paced && !r->ftx.closing && r->inflight < r->cc.cwnd && has_data(r))
         return build(r, buf, K_DATA, now, send_at);
     if (r->ack_rep_left && !r->ack_dirty && r->rx.n && now >= r->ack_rep_at) {
         r->ack_dirty = r->ack_now = r->ack_repeating = 1;
@@ -1744,10 +1583,10 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         r->st.keepalives++;
         return build(r, buf, K_PING, now, send_at);
     }
-    r->cwnd_blocked = !r->ftx.closing && has_data(r) && r->inflight >= r->cwnd;
+    r->cwnd_blocked = !r->ftx.closing && has_data(r) && r->inflight >= r->cc.cwnd;
     /* Nothing to send although the window has room: samples taken now measure the
      * application, not the path (delivery-rate estimation, app-limited marking). */
-    if (!has_data(r) && r->inflight < r->cwnd)
+    if (!has_data(r) && r->inflight < r->cc.cwnd)
         r->app_limited_until = u64max(r->delivered + r->inflight, 1);
     return 0;
 }
@@ -1770,10 +1609,10 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
         t = u64min(t, r->loss_time);
     else if (r->pto_deadline)
         t = u64min(t, r->pto_deadline);
-    if (r->ftx.closing || (has_data(r) && r->inflight < r->cwnd))
+    if (r->ftx.closing || (has_data(r) && r->inflight < r->cc.cwnd))
         t = u64min(t, r->pace_next);
     if (r->ftx.open)
-        t = u64min(t, r->ftx.opened_at + gp_fec_hold(r->srtt));
+        t = u64min(t, r->ftx.opened_at + gp_fec_hold(r->rtt.srtt));
     t = u64min(t, r->last_tx + r->cfg.idle_keepalive_ns);
     if (!r->eliciting_inflight)
         t = u64min(t, r->last_rx + r->cfg.idle_keepalive_ns / 2);
@@ -1782,16 +1621,16 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
 
 void gp_rel_get_stats(const gp_rel *r, gp_rel_stats *out) {
     *out = r->st;
-    out->srtt_ns = r->srtt;
-    out->rttvar_ns = r->rttvar;
-    out->min_rtt_ns = r->have_rtt ? r->min_rtt : 0;
-    out->latest_rtt_ns = r->latest_rtt;
+    out->srtt_ns = r->rtt.srtt;
+    out->rttvar_ns = r->rtt.rttvar;
+    out->min_rtt_ns = r->rtt.have ? r->rtt.min_rtt : 0;
+    out->latest_rtt_ns = r->rtt.latest;
     out->loss_rate_tx = r->peer_loss;
     out->loss_rate_rx = r->rxl.rate;
     out->loss_rate_det = r->det_loss;
-    out->cwnd_bytes = r->cwnd;
+    out->cwnd_bytes = r->cc.cwnd;
     out->inflight = r->inflight;
-    out->pacing_bps = r->pacing_rate * 8;
-    out->btlbw_bps = r->bw * 8;
-    out->cc_state = r->bbr_state;
+    out->pacing_bps = r->cc.pacing_rate * 8;
+    out->btlbw_bps = r->cc.bw * 8;
+    out->cc_state = r->cc.state;
 }

@@ -51,10 +51,14 @@ typedef struct gp_rel_config {
     uint64_t dead_after_ns;     /* dead after this long without any packet from the peer */
     int fec;                    /* 0 off, 1 adaptive (redundancy follows the measured loss) */
     uint64_t seed;              /* randomness (congestion control's probing phase) */
+    /* Congestion controller (rudp_cc.h); NULL: gp_cc_bbr. Not on the wire: each peer may
+     * run its own. */
+    const struct gp_cc_ops *cc;
 } gp_rel_config;
 
 /* Fills *cfg with the defaults: max_payload 1140, max_message 1 MiB + 64, send_buffer 8 MiB,
- * recv_buffer 2 x send_buffer + max_message, keepalive 20 s, dead after 30 s, fec 1, seed 0.
+ * recv_buffer 2 x send_buffer + max_message, keepalive 20 s, dead after 30 s, fec 1, seed 0,
+ * cc NULL (BBR-like).
  * Callers start from this and change what they need. */
 void gp_rel_config_init(gp_rel_config *cfg);
 
