@@ -24,6 +24,7 @@
 #include "rudp_ack.h"
 #include "rudp_cc.h"
 #include "rudp_fec.h"
+#include "rudp_reasm.h"
 #include "rudp_ring.h"
 #include "rudp_varint.h"
 
@@ -35,7 +36,7 @@
 #define SEC 1000000000ull
 #define GRANULARITY_NS (1 * MS)   /* RFC 9002 kGranularity */
 #define PKT_THRESHOLD 3           /* RFC 9002 kPacketThreshold */
-#define MSG_WINDOW 4096u /* message ids in flight between sender floor and newest */
+#define MSG_WINDOW GP_REASM_WINDOW /* message ids between sender floor and newest */
 #define REFS_MAX 16            /* message fragments per packet */
 #define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
 #define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
@@ -117,25 +118,6 @@ typedef struct rq_ent {
     uint32_t idx;
 } rq_ent;
 
-/* A message being received. */
-typedef struct rmsg {
-    uint64_t id;
-    int known, complete, delivered, has_waiter;
-    uint32_t lane;
-    uint64_t dep;    /* NONE: first of its lane (as far as ordering goes) */
-    uint64_t waiter; /* the next message of the lane, complete and waiting for this one */
-    size_t len, csz;
-    uint32_t nchunks, nrecv;
-    uint8_t *bits, *data;
-} rmsg;
-
-typedef struct dq {
-    struct dq *next;
-    uint32_t lane;
-    size_t len;
-    uint8_t *data;
-} dq;
-
 struct gp_rel {
     gp_rel_config cfg;
     uint64_t now;
@@ -194,12 +176,7 @@ struct gp_rel {
     gp_ack_loss rxl; /* loss we measure on the peer's packets (reported in our ACKs) */
 
     /* receiver: messages */
-    gp_ring rm; /* rmsg * by id: [rx_floor, rx_floor + rm.cap), NULL where none */
-    uint64_t rx_floor; /* ids below it were delivered */
-    size_t rx_mem;
-    dq *dq_head, *dq_tail;
-    uint8_t *lent;
-    size_t lent_len;
+    gp_reasm reasm; /* reassembly, delivery in lane order */
 
     gp_fec_rx frx; /* FEC, receiving: protected packets and repairs */
 };
@@ -447,45 +424,6 @@ static void sr_advance(gp_rel *r) {
     }
 }
 
-/* ---- received messages: ids [rx_floor, rx_floor + cap) in the ring r->rm ---- */
-
-static rmsg **rm_slot(const gp_rel *r, uint64_t id) {
-    return (rmsg **)gp_ring_at(&r->rm, id);
-}
-
-static rmsg *rm_get(const gp_rel *r, uint64_t id) {
-    if (id < r->rx_floor || id - r->rx_floor >= r->rm.cap)
-        return NULL;
-    rmsg *m = *rm_slot(r, id);
-    return m && m->id == id ? m : NULL;
-}
-
-/* Finds or creates the record of message id (rx_floor <= id < rx_floor + MSG_WINDOW). */
-static rmsg *rm_make(gp_rel *r, uint64_t id) {
-    rmsg *m = rm_get(r, id);
-    if (m)
-        return m;
-    /* Every record in the ring has an id in [rx_floor, rx_floor + cap): that is the window
-     * to move. */
-    if (gp_ring_fit(&r->rm, r->rx_floor, r->rx_floor + r->rm.cap, id + 1 - r->rx_floor))
-        return NULL;
-    m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
-    m->id = id;
-    m->dep = NONE;
-    *rm_slot(r, id) = m;
-    return m;
-}
-
-static void rmsg_free(rmsg *m) {
-    if (!m)
-        return;
-    free(m->bits);
-    free(m->data);
-    free(m);
-}
-
 /* ---- lifecycle ---- */
 
 gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
@@ -503,7 +441,7 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     r->cfg = *cfg;
     gp_ring_init(&r->sm, sizeof(smsg *), 16, (size_t)1 << 62);
     gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
-    gp_ring_init(&r->rm, sizeof(rmsg *), 16, (size_t)1 << 62);
+    gp_reasm_init(&r->reasm, cfg->recv_buffer);
     r->now = now_ns;
     r->last_rx = r->last_tx = now_ns;
     r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
@@ -528,16 +466,7 @@ void gp_rel_free(gp_rel *r) {
     free(r->lanes);
     free(r->rq);
     gp_ring_free(&r->sr);
-    for (uint64_t id = r->rx_floor; id < r->rx_floor + r->rm.cap; id++)
-        rmsg_free(*rm_slot(r, id));
-    gp_ring_free(&r->rm);
-    while (r->dq_head) {
-        dq *n = r->dq_head;
-        r->dq_head = n->next;
-        free(n->data);
-        free(n);
-    }
-    free(r->lent);
+    gp_reasm_free(&r->reasm);
     gp_fec_tx_free(&r->ftx);
     gp_fec_rx_free(&r->frx);
     free(r);
@@ -941,129 +870,22 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
 
 /* ---- messages received ---- */
 
-static void rx_floor_advance(gp_rel *r) {
-    for (;;) {
-        rmsg *m = rm_get(r, r->rx_floor);
-        if (!m || !m->delivered)
-            return;
-        *rm_slot(r, m->id) = NULL;
-        rmsg_free(m);
-        r->rx_floor++;
-    }
-}
-
-/* Delivers m if its lane predecessor was delivered, then whatever waited on it. */
-static int try_deliver(gp_rel *r, rmsg *m) {
-    for (;;) {
-        if (m->dep != NONE && m->dep >= r->rx_floor) {
-            rmsg *d = rm_get(r, m->dep);
-            if (!d || !d->delivered) {
-                if (!d && !(d = rm_make(r, m->dep)))
-                    return GP_ERR_NOMEM;
-                d->has_waiter = 1;
-                d->waiter = m->id;
-                return 0;
-            }
-        }
-        dq *n = malloc(sizeof *n);
-        if (!n)
-            return GP_ERR_NOMEM;
-        n->next = NULL;
-        n->lane = m->lane;
-        n->len = m->len;
-        n->data = m->data;
-        m->data = NULL;
-        if (r->dq_tail)
-            r->dq_tail->next = n;
-        else
-            r->dq_head = n;
-        r->dq_tail = n;
-        m->delivered = 1;
-        r->st.msgs_delivered++;
-        int hw = m->has_waiter;
-        uint64_t w = m->waiter;
-        rx_floor_advance(r); /* may free m */
-        if (!hw)
-            return 0;
-        m = rm_get(r, w);
-        if (!m || !m->complete || m->delivered)
-            return 0;
-    }
-}
-
-/* Applies one fragment. Returns 0, 1 if it was refused for lack of room (message window or
- * receive buffer), or GP_ERR_NOMEM. */
-static int rx_msg(gp_rel *r, const frame *f) {
-    if (f->id < r->rx_floor)
-        return 0; /* delivered already: a retransmission crossed our ack */
-    if (f->id - r->rx_floor >= MSG_WINDOW)
-        return 1;
+/* The fragment a MSG or MSG_CHUNK frame carries, for the reassembly. */
+static gp_reasm_frag frag_of(const frame *f) {
     int chunked = f->type == FT_MSG_CHUNK;
-    uint64_t csz = chunked ? f->csz : f->len;
-    rmsg *m = rm_get(r, f->id);
-    /* The oldest undelivered message is always admitted: everything else may wait for it,
-     * so refusing it could deadlock a full buffer. */
-    if ((!m || !m->known) && f->id != r->rx_floor && r->rx_mem + f->len > r->cfg.recv_buffer)
-        return 1;
-    if (!m && !(m = rm_make(r, f->id)))
-        return GP_ERR_NOMEM;
-    if (!m->known) {
-        size_t nchunks = chunked ? (size_t)((f->len + csz - 1) / csz) : 1;
-        m->data = malloc((size_t)f->len);
-        m->bits = calloc((nchunks + 7) / 8, 1);
-        if (!m->data || !m->bits) {
-            free(m->data);
-            free(m->bits);
-            m->data = m->bits = NULL;
-            return GP_ERR_NOMEM;
-        }
-        m->known = 1;
-        m->lane = (uint32_t)f->lane;
-        m->dep = f->dep_delta ? f->id - f->dep_delta : NONE;
-        m->len = (size_t)f->len;
-        m->csz = (size_t)csz;
-        m->nchunks = (uint32_t)nchunks;
-        r->rx_mem += m->len;
-    } else if (m->lane != f->lane || m->len != f->len || m->csz != csz ||
-               m->dep != (f->dep_delta ? f->id - f->dep_delta : NONE) ||
-               (m->nchunks > 1) != chunked) {
-        return 0; /* checked in the first pass; only a packet rebuilt by FEC gets here */
-    }
-    if (m->complete)
-        return 0;
-    uint32_t idx = chunked ? (uint32_t)f->idx : 0;
-    if (m->bits[idx / 8] & (1u << (idx % 8)))
-        return 0;
-    m->bits[idx / 8] |= (uint8_t)(1u << (idx % 8));
-    memcpy(m->data + (size_t)idx * m->csz, f->data, f->dlen);
-    if (++m->nrecv < m->nchunks)
-        return 0;
-    m->complete = 1;
-    free(m->bits);
-    m->bits = NULL;
-    return try_deliver(r, m);
+    return (gp_reasm_frag){.id = f->id,
+                           .dep = f->dep_delta ? f->id - f->dep_delta : NONE,
+                           .lane = (uint32_t)f->lane,
+                           .chunked = chunked,
+                           .len = (size_t)f->len,
+                           .csz = (size_t)(chunked ? f->csz : f->len),
+                           .idx = chunked ? (uint32_t)f->idx : 0,
+                           .data = f->data,
+                           .dlen = f->dlen};
 }
 
 ssize_t gp_rel_recv(gp_rel *r, uint32_t *lane, const uint8_t **msg) {
-    if (r->lent) {
-        free(r->lent);
-        r->rx_mem -= r->lent_len;
-        r->lent = NULL;
-        r->lent_len = 0;
-    }
-    dq *n = r->dq_head;
-    if (!n)
-        return 0;
-    r->dq_head = n->next;
-    if (!r->dq_head)
-        r->dq_tail = NULL;
-    r->lent = n->data;
-    r->lent_len = n->len;
-    *lane = n->lane;
-    *msg = n->data;
-    ssize_t len = (ssize_t)n->len;
-    free(n);
-    return len;
+    return gp_reasm_recv(&r->reasm, lane, msg);
 }
 
 /* ---- FEC, receiving ---- */
@@ -1115,12 +937,8 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
             repair = 1;
         } else if (f.type == FT_MSG || f.type == FT_MSG_CHUNK) {
             eliciting = 1;
-            rmsg *m = rm_get(r, f.id);
-            uint64_t csz = f.type == FT_MSG_CHUNK ? f.csz : f.len;
-            if (m && m->known &&
-                (m->lane != f.lane || m->len != f.len || m->csz != csz ||
-                 m->dep != (f.dep_delta ? f.id - f.dep_delta : NONE) ||
-                 (m->nchunks > 1) != (f.type == FT_MSG_CHUNK))) {
+            gp_reasm_frag g = frag_of(&f);
+            if (gp_reasm_conflicts(&r->reasm, &g)) {
                 r->st.malformed++;
                 return GP_ERR_MALFORMED;
             }
@@ -1146,7 +964,8 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
         if (f.type == FT_ACK) {
             on_ack_frame(r, &f, now, recovered);
         } else if (f.type == FT_MSG || f.type == FT_MSG_CHUNK) {
-            int e = rx_msg(r, &f);
+            gp_reasm_frag g = frag_of(&f);
+            int e = gp_reasm_add(&r->reasm, &g);
             if (e > 0)
                 refused = 1;
             else if (e < 0)
@@ -1621,6 +1440,7 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
 
 void gp_rel_get_stats(const gp_rel *r, gp_rel_stats *out) {
     *out = r->st;
+    out->msgs_delivered = r->reasm.delivered;
     out->srtt_ns = r->rtt.srtt;
     out->rttvar_ns = r->rtt.rttvar;
     out->min_rtt_ns = r->rtt.have ? r->rtt.min_rtt : 0;
