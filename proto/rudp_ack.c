@@ -94,8 +94,7 @@ uint8_t *gp_ack_encode(const gp_ack_ranges *a, uint8_t *p, uint8_t *end, uint64_
     return p;
 }
 
-const uint8_t *gp_ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi,
-                                 uint64_t *lo) {
+const uint8_t *gp_ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi, uint64_t *lo) {
     uint64_t gap, len;
     p = gp_vget(p, end, &gap);
     p = gp_vget(p, end, &len);

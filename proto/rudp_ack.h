@@ -68,8 +68,7 @@ const uint8_t *gp_ack_decode(const uint8_t *p, const uint8_t *end, uint64_t next
 /* The range after [*lo, *hi]: start with hi = largest, lo = largest - first, p = ranges,
  * end = ranges_end; returns the position after it (NULL if invalid, which cannot happen on a
  * frame gp_ack_decode accepted). */
-const uint8_t *gp_ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi,
-                                 uint64_t *lo);
+const uint8_t *gp_ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi, uint64_t *lo);
 
 /* The receiver's loss meter: packet-number gaps over windows (16 numbers, then 32 smoothed
  * 1/4). A late packet takes back a miss. Zeroed is "nothing measured yet". */

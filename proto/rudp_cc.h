@@ -17,13 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GP_RTT_INITIAL_NS 250000000ull /* before the first sample (RFC 9002 uses 333 ms) */
+#define GP_RTT_INITIAL_NS 250000000ull      /* before the first sample (RFC 9002 uses 333 ms) */
 #define GP_RTT_MIN_WINDOW_NS 10000000000ull /* min_rtt is a minimum over 10 s */
 #define GP_CC_IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
 
 /* ---- round-trip time ---- */
 typedef struct gp_rtt {
-    int have;            /* a sample was taken (before it: srtt = 250 ms, min_rtt = none) */
+    int have;              /* a sample was taken (before it: srtt = 250 ms, min_rtt = none) */
     uint64_t srtt, rttvar; /* smoothed, ack delay taken off */
     uint64_t min_rtt;      /* windowed minimum of raw samples (UINT64_MAX: none yet) */
     uint64_t min_rtt_stamp, latest;
@@ -81,8 +81,8 @@ typedef struct gp_cc_bbr_state {
 
 struct gp_cc {
     const gp_cc_ops *ops;
-    uint64_t mss;         /* max_payload: the packet size windows are counted in */
-    uint64_t seed;        /* randomness for the algorithm */
+    uint64_t mss;  /* max_payload: the packet size windows are counted in */
+    uint64_t seed; /* randomness for the algorithm */
     /* Outputs, read by the engine after every call: */
     uint64_t cwnd;        /* bytes that may be in flight */
     uint64_t pacing_rate; /* bytes/s */

@@ -94,7 +94,6 @@ static inline uint8_t cauchy(unsigned i, unsigned j) {
     return gf_inv((uint8_t)((GP_FEC_K_MAX + i) ^ j));
 }
 
-
 /* ---- the code ---- */
 
 void gp_fec_encode(uint8_t *out, const uint8_t *img, size_t stride, unsigned k, unsigned i,

@@ -18,15 +18,15 @@
 
 #include "rudp_ack.h"
 
-#define GP_FEC_FT 0x20         /* the REPAIR frame's type byte */
-#define GP_FEC_K_MAX 32        /* sources per block we can decode */
-#define GP_FEC_K_TARGET 16     /* sources per block we send */
-#define GP_FEC_M_MAX 32        /* repairs per block */
-#define GP_FEC_RX_SLOTS 64     /* protected packets the receiver keeps for decoding */
-#define GP_FEC_RX_BLOCKS 8     /* blocks whose repairs the receiver keeps */
-#define GP_FEC_RESERVE 20      /* room a protected packet leaves for the repair header */
-#define GP_FEC_MIN_LOSS 0.01   /* below this measured loss FEC is off: ~zero cost on clean links */
-#define GP_FEC_PRIOR_LOSS 0.2  /* what FEC assumes before any loss was measured */
+#define GP_FEC_FT 0x20          /* the REPAIR frame's type byte */
+#define GP_FEC_K_MAX 32         /* sources per block we can decode */
+#define GP_FEC_K_TARGET 16      /* sources per block we send */
+#define GP_FEC_M_MAX 32         /* repairs per block */
+#define GP_FEC_RX_SLOTS 64      /* protected packets the receiver keeps for decoding */
+#define GP_FEC_RX_BLOCKS 8      /* blocks whose repairs the receiver keeps */
+#define GP_FEC_RESERVE 20       /* room a protected packet leaves for the repair header */
+#define GP_FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
+#define GP_FEC_PRIOR_LOSS 0.2   /* what FEC assumes before any loss was measured */
 #define GP_FEC_TAIL_TARGET 0.05 /* block-failure probability aimed at when a burst ends */
 #define GP_FEC_RTX_TARGET 0.01  /* ... when it carries retransmissions, or is small: */
 #define GP_FEC_SMALL_K 4

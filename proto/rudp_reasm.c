@@ -210,4 +210,3 @@ ssize_t gp_reasm_recv(gp_reasm *q, uint32_t *lane, const uint8_t **msg) {
     free(n);
     return len;
 }
-

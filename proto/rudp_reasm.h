@@ -22,9 +22,9 @@ typedef struct gp_reasm_frag {
     uint64_t id;
     uint64_t dep; /* id of the lane's previous message, UINT64_MAX: none to wait for */
     uint32_t lane;
-    int chunked;       /* a MSG_CHUNK (else a whole message, MSG) */
-    size_t len, csz;   /* message length; chunk size (len when not chunked) */
-    uint32_t idx;      /* chunk index (0 when not chunked) */
+    int chunked;     /* a MSG_CHUNK (else a whole message, MSG) */
+    size_t len, csz; /* message length; chunk size (len when not chunked) */
+    uint32_t idx;    /* chunk index (0 when not chunked) */
     const uint8_t *data;
     size_t dlen;
 } gp_reasm_frag;
@@ -32,9 +32,9 @@ typedef struct gp_reasm_frag {
 typedef struct gp_reasm_dq gp_reasm_dq;
 
 typedef struct gp_reasm {
-    gp_ring rm;          /* records by id: [floor, floor + rm.cap), NULL where none */
-    uint64_t floor;      /* ids below it were delivered */
-    size_t mem, max_mem; /* bytes of partial, waiting and undelivered messages; the bound */
+    gp_ring rm;               /* records by id: [floor, floor + rm.cap), NULL where none */
+    uint64_t floor;           /* ids below it were delivered */
+    size_t mem, max_mem;      /* bytes of partial, waiting and undelivered messages; the bound */
     gp_reasm_dq *head, *tail; /* delivered, not yet taken */
     uint8_t *lent;            /* what gp_reasm_recv lent last */
     size_t lent_len;

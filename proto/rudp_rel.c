@@ -34,13 +34,13 @@
 /* ---- tunables (protocol constants; the rationale is in RUDP.md) ---- */
 #define MS 1000000ull
 #define SEC 1000000000ull
-#define GRANULARITY_NS (1 * MS)   /* RFC 9002 kGranularity */
-#define PKT_THRESHOLD 3           /* RFC 9002 kPacketThreshold */
+#define GRANULARITY_NS (1 * MS)    /* RFC 9002 kGranularity */
+#define PKT_THRESHOLD 3            /* RFC 9002 kPacketThreshold */
 #define MSG_WINDOW GP_REASM_WINDOW /* message ids between sender floor and newest */
-#define REFS_MAX 16            /* message fragments per packet */
-#define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
-#define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
-#define ACK_ROOM 32            /* room a full data packet leaves for a piggybacked ACK */
+#define REFS_MAX 16                /* message fragments per packet */
+#define SR_RING_MAX (1u << 16)     /* unresolved sent packets; beyond it the oldest is lost */
+#define PKT_HDR_MAX 9              /* flags + 8-byte packet number */
+#define ACK_ROOM 32                /* room a full data packet leaves for a piggybacked ACK */
 #define MIN_CHUNK 64
 #define RR_QUANTUM 16384            /* bytes of new data a lane sends per round-robin turn */
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
@@ -50,7 +50,13 @@
 #define NONE UINT64_MAX
 
 /* frame types */
-enum { FT_PING = 0x01, FT_ACK = GP_ACK_FT, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = GP_FEC_FT };
+enum {
+    FT_PING = 0x01,
+    FT_ACK = GP_ACK_FT,
+    FT_MSG = 0x10,
+    FT_MSG_CHUNK = 0x11,
+    FT_REPAIR = GP_FEC_FT
+};
 #define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
 
 /* chunk states */
@@ -64,7 +70,6 @@ enum {
     SF_RESOLVED = 8,    /* acked or declared lost */
     SF_FEC_PENDING = 16 /* FEC source whose repairs are not all sent yet */
 };
-
 
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
     return a < b ? a : b;
@@ -125,7 +130,7 @@ struct gp_rel {
     gp_rel_stats st;
 
     /* sender: messages */
-    gp_ring sm; /* smsg * by id: [sm_floor, next_id) */
+    gp_ring sm;                 /* smsg * by id: [sm_floor, next_id) */
     uint64_t sm_floor, next_id; /* ids below sm_floor are fully acked (and freed) */
     size_t sbuf_bytes;
     slane **lanes;
@@ -222,8 +227,8 @@ static smsg *sm_get(const gp_rel *r, uint64_t id) {
 }
 
 static int sm_reserve(gp_rel *r) { /* room for id next_id */
-    return gp_ring_fit(&r->sm, r->sm_floor, r->next_id, r->next_id + 1 - r->sm_floor) ? GP_ERR_NOMEM
-                                                                                        : 0;
+    uint64_t span = r->next_id + 1 - r->sm_floor;
+    return gp_ring_fit(&r->sm, r->sm_floor, r->next_id, span) ? GP_ERR_NOMEM : 0;
 }
 
 static void smsg_free(smsg *m) {
@@ -609,14 +614,14 @@ static void chunk_acked(gp_rel *r, uint64_t id, uint32_t idx) {
 /* An RTT sample; the peer's ack delay is trusted up to its ack timer plus the send jitter its
  * caller may add. The controller sees every sample. */
 static void rtt_sample(gp_rel *r, uint64_t sample, uint64_t ack_delay, uint64_t now) {
-    gp_rtt_update(&r->rtt, sample, ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS,
-                  now);
+    gp_rtt_update(&r->rtt, sample, ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS, now);
     if (r->cc.ops->on_rtt)
         r->cc.ops->on_rtt(&r->cc, sample ? sample : 1);
 }
 
 static uint64_t pto_interval(const gp_rel *r) {
-    uint64_t base = r->rtt.srtt + u64max(4 * r->rtt.rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
+    uint64_t base =
+        r->rtt.srtt + u64max(4 * r->rtt.rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
     /* RFC 9002 doubles without bound; on a link that blacks out for seconds that means
      * minutes of silence after it comes back. The backoff stops at 2 s (or at the base
      * interval if that is longer). */
@@ -1334,8 +1339,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
 }
 
 static int ack_due(const gp_rel *r, uint64_t now) {
-    return r->ack_dirty && r->rx.n &&
-           (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
+    return r->ack_dirty && r->rx.n && (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
 }
 
 /* Copies of a burst's last ACK (see gp_ack_repeats), on the loss we measure. */
