@@ -20,7 +20,10 @@
  *
  * Loss recovery: selective acks with ranges, packet and time thresholds, a probe timeout
  * with capped backoff, adaptive forward error correction, and a congestion controller that
- * does not read random loss as congestion (see proto/RUDP.md, "Reliability").
+ * does not read random loss as congestion (see proto/RUDP.md, "Reliability"). The ACK ranges
+ * (rudp_ack.*), FEC (rudp_fec.*), congestion control (rudp_cc.*, swappable through
+ * gp_rel_config.cc) and reassembly (rudp_reasm.*) are files of their own; RUDP.md's
+ * "Code map" says which owns what.
  *
  * Threading: a gp_rel is not thread-safe; one owner calls everything. */
 #ifndef GP_RUDP_REL_H
