@@ -63,7 +63,7 @@ static void rmsg_free(rmsg *m) {
 
 void gp_reasm_init(gp_reasm *q, size_t recv_buffer) {
     memset(q, 0, sizeof *q);
-    gp_ring_init(&q->rm, sizeof(rmsg *), 16, (size_t)1 << 62);
+    gp_ring_init(&q->rm, sizeof(rmsg *), 16, GP_RING_UNBOUNDED);
     q->max_mem = recv_buffer;
 }
 

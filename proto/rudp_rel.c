@@ -17,6 +17,7 @@
  *   rudp_ack.[ch]    received packet numbers, the ACK frame, the receiver's loss meter;
  *   rudp_fec.[ch]    the Cauchy Reed-Solomon code, the open block, the receiver's store;
  *   rudp_cc.[ch]     RTT estimation and the congestion controller (an ops record: BBR-like);
+ *   rudp_reasm.[ch]  received messages: reassembly, the receive buffer, lane-ordered delivery;
  *   rudp_ring.[ch]   the ring buffer of the engine's windows (messages, packets);
  *   rudp_varint.h    the varints of every frame. */
 #include "rudp_rel.h"
@@ -444,7 +445,7 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     if (!r)
         goto fail;
     r->cfg = *cfg;
-    gp_ring_init(&r->sm, sizeof(smsg *), 16, (size_t)1 << 62);
+    gp_ring_init(&r->sm, sizeof(smsg *), 16, GP_RING_UNBOUNDED);
     gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
     gp_reasm_init(&r->reasm, cfg->recv_buffer);
     r->now = now_ns;

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define GP_RING_UNBOUNDED ((size_t)1 << 62) /* max_cap of a ring bounded by its user */
+
 typedef struct gp_ring {
     uint8_t *slots;
     size_t cap;       /* slots: 0, or a power of two from first_cap up to max_cap */
