@@ -6,14 +6,28 @@
  * (unsent, in flight, lost, acked) and remembers the newest packet number carrying it.
  * Packet numbers are never reused: a retransmission is a new packet, so every ack gives an
  * unambiguous RTT sample (QUIC's rule, RFC 9000 §12.3). Sent packets are kept in a ring by
- * packet number until acked or declared lost (RFC 9002 loss detection). Congestion control
- * is BBR-like with loss-compensated bandwidth samples; FEC is a systematic Cauchy
- * Reed-Solomon code over GF(256) on blocks closed at the end of each burst.
+ * packet number until acked or declared lost (RFC 9002 loss detection).
  *
  * Receiver side: messages carry a global id and the id of the previous message of their lane
  * ("dep"); a message is delivered once complete and once its dep was delivered. That gives
- * per-lane order with no per-lane state at the receiver, so lanes are free. */
+ * per-lane order with no per-lane state at the receiver, so lanes are free.
+ *
+ * This file is the engine: messages, lanes, packets, loss detection, timers, pacing, and the
+ * glue between the parts it calls, each a file of its own with its own unit test:
+ *   rudp_ack.[ch]    received packet numbers, the ACK frame, the receiver's loss meter;
+ *   rudp_fec.[ch]    the Cauchy Reed-Solomon code, the open block, the receiver's store;
+ *   rudp_cc.[ch]     RTT estimation and the congestion controller (an ops record: BBR-like);
+ *   rudp_reasm.[ch]  received messages: reassembly, the receive buffer, lane-ordered delivery;
+ *   rudp_ring.[ch]   the ring buffer of the engine's windows (messages, packets);
+ *   rudp_varint.h    the varints of every frame. */
 #include "rudp_rel.h"
+
+#include "rudp_ack.h"
+#include "rudp_cc.h"
+#include "rudp_fec.h"
+#include "rudp_reasm.h"
+#include "rudp_ring.h"
+#include "rudp_varint.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,47 +35,29 @@
 /* ---- tunables (protocol constants; the rationale is in RUDP.md) ---- */
 #define MS 1000000ull
 #define SEC 1000000000ull
-#define GRANULARITY_NS (1 * MS)   /* RFC 9002 kGranularity */
-#define INITIAL_RTT_NS (250 * MS) /* before the first sample (RFC 9002 uses 333 ms) */
-#define PKT_THRESHOLD 3           /* RFC 9002 kPacketThreshold */
-#define MIN_RTT_WINDOW_NS (10 * SEC)
-#define MSG_WINDOW 4096u /* message ids in flight between sender floor and newest */
-#define RANGES_STORED 64 /* received packet-number ranges the receiver remembers */
-#define RANGES_SENT 32   /* ranges per ACK frame at most */
-#define ACK_RANGES_MAX_DECODE 256
-#define REFS_MAX 16            /* message fragments per packet */
-#define SR_RING_MAX (1u << 16) /* unresolved sent packets; beyond it the oldest is lost */
-#define PKT_HDR_MAX 9          /* flags + 8-byte packet number */
-#define FEC_RESERVE 20         /* room a protected packet leaves for the repair header */
-#define ACK_ROOM 32            /* room a full data packet leaves for a piggybacked ACK */
+#define GRANULARITY_NS (1 * MS)    /* RFC 9002 kGranularity */
+#define PKT_THRESHOLD 3            /* RFC 9002 kPacketThreshold */
+#define MSG_WINDOW GP_REASM_WINDOW /* message ids between sender floor and newest */
+#define REFS_MAX 16                /* message fragments per packet */
+#define SR_RING_MAX (1u << 16)     /* unresolved sent packets; beyond it the oldest is lost */
+#define PKT_HDR_MAX 9              /* flags + 8-byte packet number */
+#define ACK_ROOM 32                /* room a full data packet leaves for a piggybacked ACK */
 #define MIN_CHUNK 64
-#define IW_PACKETS 32 /* initial window: a 16 KiB response goes out in the first flight */
-#define MIN_CWND_PACKETS 4
-#define BW_ROUNDS 10
 #define RR_QUANTUM 16384            /* bytes of new data a lane sends per round-robin turn */
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
 #define PACE_CREDIT_MAX_NS (25 * MS)
-#define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
-#define STARTUP_CWND_GAIN 2.0 /* BBRv3's: 2.885 x BDP in flight overflows a 1-BDP buffer */
-#define FEC_K_MAX 32          /* sources per block we can decode */
-#define FEC_K_TARGET 16       /* sources per block we send */
-#define FEC_M_MAX 32          /* repairs per block */
-#define FEC_RX_SLOTS 64       /* protected packets the receiver keeps for decoding */
-#define FEC_RX_BLOCKS 8
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
-#define LOSS_WINDOW_FIRST 16u      /* the receiver measures loss over windows of packet numbers */
-#define LOSS_WINDOW 32u
-#define FEC_PRIOR_LOSS 0.2   /* what FEC assumes before any loss was measured */
-#define FEC_MIN_LOSS 0.01    /* below this measured loss FEC is off: ~zero cost on clean links */
-#define FEC_TAIL_TARGET 0.05 /* block-failure probability aimed at when a burst ends */
-#define FEC_RTX_TARGET 0.01  /* ... when it carries retransmissions, or is small: */
-#define FEC_SMALL_K 4
-#define FEC_MID_TARGET 0.25 /* ... for a full block in a longer transfer */
 
 #define NONE UINT64_MAX
 
 /* frame types */
-enum { FT_PING = 0x01, FT_ACK = 0x02, FT_MSG = 0x10, FT_MSG_CHUNK = 0x11, FT_REPAIR = 0x20 };
+enum {
+    FT_PING = 0x01,
+    FT_ACK = GP_ACK_FT,
+    FT_MSG = 0x10,
+    FT_MSG_CHUNK = 0x11,
+    FT_REPAIR = GP_FEC_FT
+};
 #define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
 
 /* chunk states */
@@ -75,121 +71,6 @@ enum {
     SF_RESOLVED = 8,    /* acked or declared lost */
     SF_FEC_PENDING = 16 /* FEC source whose repairs are not all sent yet */
 };
-
-enum { BBR_STARTUP = 0, BBR_DRAIN = 1, BBR_PROBE_BW = 2 };
-static const double bbr_cycle[8] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
-
-/* GF(256), polynomial 0x11d, generator 2: exp table doubled so log a + log b needs no mod. */
-static const uint8_t gf_exp[512] = {
-    1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116, 232, 205, 135, 19,  38,  76,  152, 45,
-    90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,  96,  192, 157, 39,  78,  156, 37,  74,
-    148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,  140, 5,   10,  20,  40,  80,  160, 93,
-    186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194, 153, 47,  94,  188, 101, 202, 137, 15,
-    30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177, 127, 254, 225, 223, 163, 91,  182, 113,
-    226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,  52,  104, 208, 189, 103, 206, 129, 31,
-    62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151, 51,  102, 204, 133, 23,  46,  92,  184,
-    109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,  168, 77,  154, 41,  82,  164, 85,  170,
-    73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191, 99,  198, 145, 63,  126, 252, 229, 215,
-    179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,  98,  196, 149, 55,  110, 220, 165, 87,
-    174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,  56,  112, 224, 221, 167, 83,  166, 81,
-    162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,  172, 69,  138, 9,   18,  36,  72,  144,
-    61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,  22,  44,  88,  176, 125, 250, 233, 207,
-    131, 27,  54,  108, 216, 173, 71,  142, 1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116,
-    232, 205, 135, 19,  38,  76,  152, 45,  90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,
-    96,  192, 157, 39,  78,  156, 37,  74,  148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,
-    140, 5,   10,  20,  40,  80,  160, 93,  186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194,
-    153, 47,  94,  188, 101, 202, 137, 15,  30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177,
-    127, 254, 225, 223, 163, 91,  182, 113, 226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,
-    52,  104, 208, 189, 103, 206, 129, 31,  62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151,
-    51,  102, 204, 133, 23,  46,  92,  184, 109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,
-    168, 77,  154, 41,  82,  164, 85,  170, 73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191,
-    99,  198, 145, 63,  126, 252, 229, 215, 179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,
-    98,  196, 149, 55,  110, 220, 165, 87,  174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,
-    56,  112, 224, 221, 167, 83,  166, 81,  162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,
-    172, 69,  138, 9,   18,  36,  72,  144, 61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,
-    22,  44,  88,  176, 125, 250, 233, 207, 131, 27,  54,  108, 216, 173, 71,  142, 1,   2,
-};
-static const uint8_t gf_log[256] = {
-    0,   0,   1,   25,  2,   50,  26,  198, 3,   223, 51,  238, 27,  104, 199, 75,  4,   100, 224,
-    14,  52,  141, 239, 129, 28,  193, 105, 248, 200, 8,   76,  113, 5,   138, 101, 47,  225, 36,
-    15,  33,  53,  147, 142, 218, 240, 18,  130, 69,  29,  181, 194, 125, 106, 39,  249, 185, 201,
-    154, 9,   120, 77,  228, 114, 166, 6,   191, 139, 98,  102, 221, 48,  253, 226, 152, 37,  179,
-    16,  145, 34,  136, 54,  208, 148, 206, 143, 150, 219, 189, 241, 210, 19,  92,  131, 56,  70,
-    64,  30,  66,  182, 163, 195, 72,  126, 110, 107, 58,  40,  84,  250, 133, 186, 61,  202, 94,
-    155, 159, 10,  21,  121, 43,  78,  212, 229, 172, 115, 243, 167, 87,  7,   112, 192, 247, 140,
-    128, 99,  13,  103, 74,  222, 237, 49,  197, 254, 24,  227, 165, 153, 119, 38,  184, 180, 124,
-    17,  68,  146, 217, 35,  32,  137, 46,  55,  63,  209, 91,  149, 188, 207, 205, 144, 135, 151,
-    178, 220, 252, 190, 97,  242, 86,  211, 171, 20,  42,  93,  158, 132, 60,  57,  83,  71,  109,
-    65,  162, 31,  45,  67,  216, 183, 123, 164, 118, 196, 23,  73,  236, 127, 12,  111, 246, 108,
-    161, 59,  82,  41,  157, 85,  170, 251, 96,  134, 177, 187, 204, 62,  90,  203, 89,  95,  176,
-    156, 169, 160, 81,  11,  245, 22,  235, 122, 117, 44,  215, 79,  174, 213, 233, 230, 231, 173,
-    232, 116, 214, 244, 234, 168, 80,  88,  175,
-};
-
-static inline uint8_t gf_mul(uint8_t a, uint8_t b) {
-    return a && b ? gf_exp[gf_log[a] + gf_log[b]] : 0;
-}
-static inline uint8_t gf_inv(uint8_t a) { /* a != 0 */
-    return gf_exp[255 - gf_log[a]];
-}
-/* dst ^= c * src over n bytes, through the 256-entry row of c's products: one lookup per
- * byte and no branch (the log/exp form took two and a branch). Repairs are k x m x L of
- * these, 16 x 12 x 1.1 KB per block at 30% loss: the engine's hottest loop by far. */
-static void gf_addmul(uint8_t *dst, const uint8_t *src, uint8_t c, size_t n) {
-    if (!c)
-        return;
-    uint8_t row[256];
-    unsigned lc = gf_log[c];
-    row[0] = 0;
-    for (unsigned x = 1; x < 256; x++)
-        row[x] = gf_exp[gf_log[x] + lc];
-    for (size_t i = 0; i < n; i++)
-        dst[i] ^= row[src[i]];
-}
-static void gf_scale(uint8_t *dst, uint8_t c, size_t n) {
-    uint8_t row[256];
-    unsigned lc = gf_log[c];
-    row[0] = 0;
-    for (unsigned x = 1; x < 256; x++)
-        row[x] = gf_exp[gf_log[x] + lc];
-    for (size_t i = 0; i < n; i++)
-        dst[i] = row[dst[i]];
-}
-/* Coefficient of source j in repair i: a Cauchy matrix 1/(x_i + y_j) with x_i = 32 + i and
- * y_j = j, disjoint sets, so every square submatrix is invertible and the code is MDS: any k
- * of the k + m packets of a block rebuild its k sources. */
-static inline uint8_t cauchy(unsigned i, unsigned j) {
-    return gf_inv((uint8_t)((FEC_K_MAX + i) ^ j));
-}
-
-/* ---- varints: 2-bit length prefix (1, 2, 4 or 8 bytes), 62-bit values, big-endian ---- */
-static size_t vlen(uint64_t v) {
-    return v < 0x40 ? 1 : v < 0x4000 ? 2 : v < 0x40000000 ? 4 : 8;
-}
-static uint8_t *vput(uint8_t *p, uint64_t v) {
-    size_t n = vlen(v);
-    uint8_t tag = n == 1 ? 0x00 : n == 2 ? 0x40 : n == 4 ? 0x80 : 0xc0;
-    for (size_t i = n; i-- > 0;) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-    p[0] = (uint8_t)((p[0] & 0x3f) | tag);
-    return p + n;
-}
-/* Decoders take (p, end, &out) and return the position after the field, NULL on overrun
- * (a NULL p propagates, so a chain of reads needs one check at the end). */
-static const uint8_t *vget(const uint8_t *p, const uint8_t *end, uint64_t *out) {
-    if (!p || p >= end)
-        return NULL;
-    size_t n = (size_t)1 << (p[0] >> 6);
-    if ((size_t)(end - p) < n)
-        return NULL;
-    uint64_t v = p[0] & 0x3f;
-    for (size_t i = 1; i < n; i++)
-        v = v << 8 | p[i];
-    *out = v;
-    return p + n;
-}
 
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
     return a < b ? a : b;
@@ -243,53 +124,14 @@ typedef struct rq_ent {
     uint32_t idx;
 } rq_ent;
 
-/* A message being received. */
-typedef struct rmsg {
-    uint64_t id;
-    int known, complete, delivered, has_waiter;
-    uint32_t lane;
-    uint64_t dep;    /* NONE: first of its lane (as far as ordering goes) */
-    uint64_t waiter; /* the next message of the lane, complete and waiting for this one */
-    size_t len, csz;
-    uint32_t nchunks, nrecv;
-    uint8_t *bits, *data;
-} rmsg;
-
-typedef struct dq {
-    struct dq *next;
-    uint32_t lane;
-    size_t len;
-    uint8_t *data;
-} dq;
-
-typedef struct pnrange {
-    uint64_t lo, hi; /* inclusive */
-} pnrange;
-
-typedef struct fec_rx_block {
-    int used;
-    uint64_t first;
-    unsigned k;
-    size_t L;
-    unsigned nrep;
-    uint8_t idx[FEC_M_MAX];
-    uint8_t *rep[FEC_M_MAX];
-} fec_rx_block;
-
-typedef struct fec_slot {
-    uint64_t pn; /* NONE: empty */
-    size_t len;
-} fec_slot;
-
 struct gp_rel {
     gp_rel_config cfg;
-    uint64_t now, rng;
+    uint64_t now;
     int dead;
     gp_rel_stats st;
 
     /* sender: messages */
-    smsg **sm;
-    size_t sm_cap;
+    gp_ring sm;                 /* smsg * by id: [sm_floor, next_id) */
     uint64_t sm_floor, next_id; /* ids below sm_floor are fully acked (and freed) */
     size_t sbuf_bytes;
     slane **lanes;
@@ -301,8 +143,7 @@ struct gp_rel {
     size_t chunk_budget;
 
     /* sender: packets */
-    srec *sr;
-    size_t sr_cap;
+    gp_ring sr; /* srec by packet number: [sr_base, next_pn) */
     uint64_t sr_base, next_pn;
     uint64_t inflight, eliciting_inflight;
     uint64_t last_eliciting_sent;
@@ -317,39 +158,19 @@ struct gp_rel {
     int peer_loss_known; /* the peer has measured a first window (it saw our pn 15) */
     double det_loss;
 
-    /* RTT (RFC 9002 §5) */
-    int have_rtt;
-    uint64_t srtt, rttvar, min_rtt, min_rtt_stamp, latest_rtt;
+    gp_rtt rtt; /* RFC 9002 §5 */
 
     /* delivery rate (draft-cheng-iccrg-delivery-rate-estimation) */
     uint64_t delivered, delivered_time, first_sent_time, app_limited_until;
 
-    /* BBR-like congestion control */
-    int bbr_state, filled_pipe, full_bw_count, cycle_idx;
-    uint64_t bw; /* bytes/s, max filter */
-    uint64_t bw_slot[BW_ROUNDS], bw_slot_round[BW_ROUNDS];
-    uint64_t round_count, next_round_delivered;
-    uint64_t full_bw, cycle_stamp;
-    uint64_t round_min_rtt; /* smallest RTT sample of the current round (queue detection) */
-    unsigned delay_hits;    /* consecutive RTT samples showing a queue (startup exit) */
-    double pacing_gain, cwnd_gain;
-    uint64_t cwnd, pacing_rate; /* bytes, bytes/s */
+    gp_cc cc; /* congestion control: sets cc.cwnd and cc.pacing_rate */
     uint64_t pace_next;
     int cwnd_blocked; /* the last call sent nothing for a full window (see pace_credit) */
 
-    /* FEC, sending */
-    uint8_t *fec_img; /* FEC_K_TARGET images of (2 + max_payload) bytes */
-    int fec_open;
-    int fec_rtx; /* the open block carries retransmitted chunks or a probe */
-    uint64_t fec_first, fec_opened_at;
-    unsigned fec_k, fec_m, fec_m_sent;
-    size_t fec_L;
-    int fec_closing; /* block closed, repairs being sent */
+    gp_fec_tx ftx; /* FEC, sending: the open block */
 
     /* receiver: packets and acks */
-    pnrange rng_[RANGES_STORED];
-    size_t nranges;
-    uint64_t rx_pn_floor; /* packet numbers below it count as already seen */
+    gp_ack_ranges rx; /* packet numbers received */
     int has_rx;
     uint64_t rx_largest, rx_largest_time;
     int ack_dirty, ack_now;
@@ -358,30 +179,13 @@ struct gp_rel {
     unsigned ack_rep_left; /* copies of the last ACK still to send if nothing follows it */
     int ack_repeating;     /* the ACK being built is such a copy */
     uint64_t ack_rep_at;
-    unsigned loss_seen, loss_miss, loss_windows;
-    double rx_loss;
+    gp_ack_loss rxl; /* loss we measure on the peer's packets (reported in our ACKs) */
 
     /* receiver: messages */
-    rmsg **rm;
-    size_t rm_cap;
-    uint64_t rx_floor; /* ids below it were delivered */
-    size_t rx_mem;
-    dq *dq_head, *dq_tail;
-    uint8_t *lent;
-    size_t lent_len;
+    gp_reasm reasm; /* reassembly, delivery in lane order */
 
-    /* FEC, receiving */
-    uint8_t *fec_slots; /* FEC_RX_SLOTS x max_payload */
-    fec_slot slot[FEC_RX_SLOTS];
-    fec_rx_block blk[FEC_RX_BLOCKS];
+    gp_fec_rx frx; /* FEC, receiving: protected packets and repairs */
 };
-
-static uint64_t rng_next(gp_rel *r) { /* splitmix64 */
-    uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* ---- config ---- */
 
@@ -411,27 +215,21 @@ int gp_rel_config_check(const gp_rel_config *c) {
     return 0;
 }
 
-/* ---- sender message ring: ids [sm_floor, next_id) at id & (cap - 1) ---- */
+/* ---- sender messages: ids [sm_floor, next_id) in the ring r->sm ---- */
+
+static smsg **sm_slot(const gp_rel *r, uint64_t id) {
+    return (smsg **)gp_ring_at(&r->sm, id);
+}
 
 static smsg *sm_get(const gp_rel *r, uint64_t id) {
     if (id < r->sm_floor || id >= r->next_id)
         return NULL;
-    return r->sm[id & (r->sm_cap - 1)];
+    return *sm_slot(r, id);
 }
 
-static int sm_reserve(gp_rel *r) {
-    if (r->next_id - r->sm_floor < r->sm_cap)
-        return 0;
-    size_t ncap = r->sm_cap ? r->sm_cap * 2 : 16;
-    smsg **n = calloc(ncap, sizeof *n);
-    if (!n)
-        return GP_ERR_NOMEM;
-    for (uint64_t id = r->sm_floor; id < r->next_id; id++)
-        n[id & (ncap - 1)] = r->sm[id & (r->sm_cap - 1)];
-    free(r->sm);
-    r->sm = n;
-    r->sm_cap = ncap;
-    return 0;
+static int sm_reserve(gp_rel *r) { /* room for id next_id */
+    uint64_t span = r->next_id + 1 - r->sm_floor;
+    return gp_ring_fit(&r->sm, r->sm_floor, r->next_id, span) ? GP_ERR_NOMEM : 0;
 }
 
 static void smsg_free(smsg *m) {
@@ -605,89 +403,34 @@ static int rq_front(gp_rel *r, smsg **m, uint32_t *idx) {
     return 0;
 }
 
-/* ---- sent packet ring: pns [sr_base, next_pn) at pn & (cap - 1) ---- */
+/* ---- sent packets: pns [sr_base, next_pn) in the ring r->sr ---- */
+
+static srec *sr_slot(const gp_rel *r, uint64_t pn) {
+    return (srec *)gp_ring_at(&r->sr, pn);
+}
 
 static srec *sr_get(const gp_rel *r, uint64_t pn) {
     if (pn < r->sr_base || pn >= r->next_pn)
         return NULL;
-    srec *s = &r->sr[pn & (r->sr_cap - 1)];
+    srec *s = sr_slot(r, pn);
     return s->pn == pn ? s : NULL;
 }
 
+/* Room for packet next_pn; GP_ERR_BUFFER at SR_RING_MAX (the caller resolves the oldest). */
 static int sr_reserve(gp_rel *r) {
-    if (r->next_pn - r->sr_base < r->sr_cap)
-        return 0;
-    if (r->sr_cap >= SR_RING_MAX)
-        return GP_ERR_BUFFER; /* the caller resolves the oldest first */
-    size_t ncap = r->sr_cap ? r->sr_cap * 2 : 64;
-    srec *n = malloc(ncap * sizeof *n);
-    if (!n)
-        return GP_ERR_NOMEM;
-    for (uint64_t pn = r->sr_base; pn < r->next_pn; pn++)
-        n[pn & (ncap - 1)] = r->sr[pn & (r->sr_cap - 1)];
-    free(r->sr);
-    r->sr = n;
-    r->sr_cap = ncap;
-    return 0;
+    return gp_ring_fit(&r->sr, r->sr_base, r->next_pn, r->next_pn + 1 - r->sr_base);
 }
 
 static void sr_advance(gp_rel *r) {
     while (r->sr_base < r->next_pn) {
-        srec *s = &r->sr[r->sr_base & (r->sr_cap - 1)];
+        srec *s = sr_slot(r, r->sr_base);
         if (!(s->flags & SF_RESOLVED))
             break;
         r->sr_base++;
     }
 }
 
-/* ---- receiver message ring: ids [rx_floor, rx_floor + cap) at id & (cap - 1) ---- */
-
-static rmsg *rm_get(const gp_rel *r, uint64_t id) {
-    if (id < r->rx_floor || id - r->rx_floor >= r->rm_cap)
-        return NULL;
-    rmsg *m = r->rm[id & (r->rm_cap - 1)];
-    return m && m->id == id ? m : NULL;
-}
-
-/* Finds or creates the record of message id (rx_floor <= id < rx_floor + MSG_WINDOW). */
-static rmsg *rm_make(gp_rel *r, uint64_t id) {
-    rmsg *m = rm_get(r, id);
-    if (m)
-        return m;
-    if (id - r->rx_floor >= r->rm_cap) {
-        size_t ncap = r->rm_cap ? r->rm_cap : 16;
-        while (id - r->rx_floor >= ncap)
-            ncap *= 2;
-        rmsg **n = calloc(ncap, sizeof *n);
-        if (!n)
-            return NULL;
-        for (size_t i = 0; i < r->rm_cap; i++)
-            if (r->rm[i])
-                n[r->rm[i]->id & (ncap - 1)] = r->rm[i];
-        free(r->rm);
-        r->rm = n;
-        r->rm_cap = ncap;
-    }
-    m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
-    m->id = id;
-    m->dep = NONE;
-    r->rm[id & (r->rm_cap - 1)] = m;
-    return m;
-}
-
-static void rmsg_free(rmsg *m) {
-    if (!m)
-        return;
-    free(m->bits);
-    free(m->data);
-    free(m);
-}
-
 /* ---- lifecycle ---- */
-
-static void bbr_set(gp_rel *r);
 
 gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     gp_rel_config def;
@@ -702,24 +445,16 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     if (!r)
         goto fail;
     r->cfg = *cfg;
+    gp_ring_init(&r->sm, sizeof(smsg *), 16, GP_RING_UNBOUNDED);
+    gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
+    gp_reasm_init(&r->reasm, cfg->recv_buffer);
     r->now = now_ns;
-    r->rng = cfg->seed;
     r->last_rx = r->last_tx = now_ns;
-    r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - FEC_RESERVE - ACK_ROOM;
-    r->srtt = INITIAL_RTT_NS;
-    r->rttvar = INITIAL_RTT_NS / 2;
-    r->min_rtt = NONE;
-    r->round_min_rtt = NONE;
-    r->bbr_state = BBR_STARTUP;
-    r->pacing_gain = STARTUP_GAIN;
-    r->cwnd_gain = STARTUP_CWND_GAIN;
-    r->cwnd = (uint64_t)IW_PACKETS * cfg->max_payload;
-    /* Before any sample, pace the initial window over a guessed 100 ms round trip at the
-     * startup gain: fast enough that a first response is not held back by pacing. */
-    r->pacing_rate = (uint64_t)(STARTUP_GAIN * (double)r->cwnd * 10.0);
-    r->cycle_idx = (int)(rng_next(r) % 8);
-    for (size_t i = 0; i < FEC_RX_SLOTS; i++)
-        r->slot[i].pn = NONE;
+    r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
+    gp_rtt_init(&r->rtt);
+    gp_cc_init(&r->cc, cfg->cc, cfg->max_payload, cfg->seed);
+    gp_fec_tx_init(&r->ftx, cfg->max_payload);
+    gp_fec_rx_init(&r->frx, cfg->max_payload);
     return r;
 fail:
     gp_rel_free(r);
@@ -730,28 +465,16 @@ void gp_rel_free(gp_rel *r) {
     if (!r)
         return;
     for (uint64_t id = r->sm_floor; id < r->next_id; id++)
-        smsg_free(r->sm[id & (r->sm_cap - 1)]);
-    free(r->sm);
+        smsg_free(*sm_slot(r, id));
+    gp_ring_free(&r->sm);
     for (size_t i = 0; i < r->lanes_cap; i++)
         free(r->lanes[i]);
     free(r->lanes);
     free(r->rq);
-    free(r->sr);
-    for (size_t i = 0; i < r->rm_cap; i++)
-        rmsg_free(r->rm[i]);
-    free(r->rm);
-    while (r->dq_head) {
-        dq *n = r->dq_head;
-        r->dq_head = n->next;
-        free(n->data);
-        free(n);
-    }
-    free(r->lent);
-    free(r->fec_img);
-    free(r->fec_slots);
-    for (size_t b = 0; b < FEC_RX_BLOCKS; b++)
-        for (unsigned i = 0; i < r->blk[b].nrep; i++)
-            free(r->blk[b].rep[i]);
+    gp_ring_free(&r->sr);
+    gp_reasm_free(&r->reasm);
+    gp_fec_tx_free(&r->ftx);
+    gp_fec_rx_free(&r->frx);
     free(r);
 }
 
@@ -814,9 +537,9 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
      * header at its largest. Fixed per message, so chunk i is the same bytes in every
      * retransmission and the receiver tracks one bit per chunk. */
     size_t B = r->chunk_budget;
-    size_t hs = 1 + vlen(id) + vlen(dep_delta) + vlen(lane) + vlen(len);
+    size_t hs = 1 + gp_vlen(id) + gp_vlen(dep_delta) + gp_vlen(lane) + gp_vlen(len);
     int single = hs + len <= B;
-    size_t csz = single ? len : B - hs - vlen(B) - vlen(len);
+    size_t csz = single ? len : B - hs - gp_vlen(B) - gp_vlen(len);
     size_t nchunks = single ? 1 : (len + csz - 1) / csz;
 
     smsg *m = calloc(1, sizeof *m + nchunks * (sizeof(uint64_t) + 1));
@@ -838,7 +561,7 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
     m->len = len;
     m->csz = csz;
     m->nchunks = (uint32_t)nchunks;
-    r->sm[id & (r->sm_cap - 1)] = m;
+    *sm_slot(r, id) = m;
     r->next_id++;
     r->sbuf_bytes += len;
     if (l->qtail)
@@ -861,14 +584,14 @@ nomem:
 /* Frees fully acked messages at the floor; their lanes go when nothing else refers to them. */
 static void sm_advance(gp_rel *r) {
     while (r->sm_floor < r->next_id) {
-        smsg *m = r->sm[r->sm_floor & (r->sm_cap - 1)];
+        smsg *m = *sm_slot(r, r->sm_floor);
         if (m->nacked < m->nchunks)
             break;
         r->sbuf_bytes -= m->len;
         slane *l = lane_find(r, m->lane);
         if (l && !l->qhead && l->last_id == m->id)
             lane_remove(r, l);
-        r->sm[r->sm_floor & (r->sm_cap - 1)] = NULL;
+        *sm_slot(r, r->sm_floor) = NULL;
         smsg_free(m);
         r->sm_floor++;
     }
@@ -889,37 +612,17 @@ static void chunk_acked(gp_rel *r, uint64_t id, uint32_t idx) {
 
 /* ---- RTT, PTO ---- */
 
-static void rtt_update(gp_rel *r, uint64_t sample, uint64_t ack_delay, uint64_t now) {
-    if (sample == 0)
-        sample = 1;
-    r->latest_rtt = sample;
-    /* min_rtt over a 10 s window (BBR's filter), so a route change is noticed. */
-    if (!r->have_rtt || sample <= r->min_rtt || now - r->min_rtt_stamp > MIN_RTT_WINDOW_NS) {
-        r->min_rtt = sample;
-        r->min_rtt_stamp = now;
-    }
-    if (sample < r->round_min_rtt)
-        r->round_min_rtt = sample;
-    /* The peer's reported delay is trusted up to its ack timer plus the send jitter its
-     * caller may add (RFC 9002 caps at max_ack_delay alone; ours also covers jitter). */
-    ack_delay = u64min(ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS);
-    /* RFC 9002 §5.3 subtracts the delay only if the result stays >= min_rtt, else not at
-     * all; but min_rtt itself holds some ack delay, so with jittered acks nothing would ever
-     * be subtracted. Subtract, then clamp at min_rtt. */
-    uint64_t adj = sample > ack_delay ? u64max(sample - ack_delay, r->min_rtt) : sample;
-    if (!r->have_rtt) {
-        r->have_rtt = 1;
-        r->srtt = adj;
-        r->rttvar = adj / 2;
-    } else {
-        uint64_t d = r->srtt > adj ? r->srtt - adj : adj - r->srtt;
-        r->rttvar = (3 * r->rttvar + d) / 4;
-        r->srtt = (7 * r->srtt + adj) / 8;
-    }
+/* An RTT sample; the peer's ack delay is trusted up to its ack timer plus the send jitter its
+ * caller may add. The controller sees every sample. */
+static void rtt_sample(gp_rel *r, uint64_t sample, uint64_t ack_delay, uint64_t now) {
+    gp_rtt_update(&r->rtt, sample, ack_delay, GP_REL_MAX_ACK_DELAY_NS + GP_REL_MAX_JITTER_NS, now);
+    if (r->cc.ops->on_rtt)
+        r->cc.ops->on_rtt(&r->cc, sample ? sample : 1);
 }
 
 static uint64_t pto_interval(const gp_rel *r) {
-    uint64_t base = r->srtt + u64max(4 * r->rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
+    uint64_t base =
+        r->rtt.srtt + u64max(4 * r->rtt.rttvar, GRANULARITY_NS) + GP_REL_MAX_ACK_DELAY_NS;
     /* RFC 9002 doubles without bound; on a link that blacks out for seconds that means
      * minutes of silence after it comes back. The backoff stops at 2 s (or at the base
      * interval if that is longer). */
@@ -931,127 +634,6 @@ static uint64_t pto_interval(const gp_rel *r) {
 
 static void set_pto(gp_rel *r) {
     r->pto_deadline = r->eliciting_inflight ? r->last_eliciting_sent + pto_interval(r) : 0;
-}
-
-/* ---- BBR-like congestion control ----
- * Loss-based controllers (Reno, Cubic) halve on every loss: at 5-30% random loss the window
- * never grows. BBR models the path instead (bottleneck bandwidth = max delivery rate over
- * 10 rounds, propagation delay = min RTT) and ignores loss. Plain BBR still decays at high
- * random loss, because the delivery rate it measures is (1 - p) x what it sent, and its
- * 1.25 probing gain cannot make up more than 20% loss. So a sample taken while the RTT shows
- * no standing queue is divided by (1 - p), p being the loss the peer measures: random loss
- * then no longer shrinks the estimate. While a queue stands (RTT above min_rtt) the raw
- * delivery rate is the bottleneck rate itself and is used as is — a full queue is exactly
- * when losses may be congestive, so congestion still caps the rate. */
-
-static uint64_t bdp_bytes(const gp_rel *r, double gain) {
-    if (!r->bw || !r->have_rtt)
-        return (uint64_t)IW_PACKETS * r->cfg.max_payload;
-    return (uint64_t)(gain * (double)r->bw * (double)r->min_rtt / 1e9);
-}
-
-static void bbr_set(gp_rel *r) {
-    uint64_t mss = r->cfg.max_payload;
-    if (!r->bw)
-        return;
-    uint64_t c = bdp_bytes(r, r->cwnd_gain) + 3 * mss;
-    if (!r->filled_pipe)
-        c = u64max(c, (uint64_t)IW_PACKETS * mss);
-    r->cwnd = u64max(c, (uint64_t)MIN_CWND_PACKETS * mss);
-    uint64_t p = (uint64_t)(r->pacing_gain * (double)r->bw);
-    /* Floor: never slower than a minimum window per smoothed RTT. */
-    uint64_t floor = (uint64_t)MIN_CWND_PACKETS * mss * SEC / u64max(r->srtt, GRANULARITY_NS);
-    p = u64max(p, floor);
-    r->pacing_rate = r->filled_pipe ? p : u64max(r->pacing_rate, p);
-}
-
-static void bbr_on_ack(gp_rel *r, uint64_t now, int rs_valid, uint64_t prior_delivered,
-                       uint64_t interval, int app_limited, uint64_t rs_rtt) {
-    int round_start = 0;
-    if (rs_valid && prior_delivered >= r->next_round_delivered) {
-        r->next_round_delivered = r->delivered;
-        r->round_count++;
-        round_start = 1;
-    }
-    if (r->app_limited_until && r->delivered > r->app_limited_until)
-        r->app_limited_until = 0;
-    /* Startup exit on delay, per sample (in the spirit of HyStart++): eight RTT samples in a
-     * row a quarter above min_rtt (+10 ms for jitter) mean the queue is filling now; waiting
-     * for the round to end (BBR's plateau test) overflows a shallow buffer first. Random
-     * loss never looks like this, so it never ends startup early. */
-    if (!r->filled_pipe && r->have_rtt && rs_valid) {
-        if (rs_rtt > r->min_rtt + r->min_rtt / 4 + 10 * MS) {
-            if (++r->delay_hits >= 8)
-                r->filled_pipe = 1;
-        } else {
-            r->delay_hits = 0;
-        }
-    }
-    if (rs_valid && interval > 0 && r->have_rtt && interval >= r->min_rtt) {
-        uint64_t d = r->delivered - prior_delivered;
-        double bw = (double)d * 1e9 / (double)interval;
-        uint64_t quiet = r->min_rtt + u64max(r->min_rtt / 8, 10 * MS);
-        if (rs_rtt <= quiet) {
-            double p = r->peer_loss < 0.5 ? r->peer_loss : 0.5;
-            bw /= 1.0 - p;
-        }
-        uint64_t b = (uint64_t)bw;
-        if (!app_limited || b >= r->bw) {
-            size_t s = r->round_count % BW_ROUNDS;
-            if (r->bw_slot_round[s] != r->round_count) {
-                r->bw_slot_round[s] = r->round_count;
-                r->bw_slot[s] = 0;
-            }
-            r->bw_slot[s] = u64max(r->bw_slot[s], b);
-        }
-        uint64_t best = 0;
-        for (size_t i = 0; i < BW_ROUNDS; i++)
-            if (r->bw_slot_round[i] + BW_ROUNDS > r->round_count)
-                best = u64max(best, r->bw_slot[i]);
-        /* Ten rounds of app-limited samples only (a request/response load that never fills
-         * the window) leave no slot in the window: the estimate then stands, as Linux BBR's
-         * max filter does — it must not fall to whatever an app-limited sample says. */
-        if (best)
-            r->bw = best;
-    }
-    if (round_start) {
-        if (!r->filled_pipe && !app_limited && r->bw) {
-            if (r->bw >= r->full_bw + r->full_bw / 4) {
-                r->full_bw = r->bw;
-                r->full_bw_count = 0;
-            } else if (++r->full_bw_count >= 3) {
-                r->filled_pipe = 1;
-            }
-        }
-        /* A whole round whose best RTT sits well above min_rtt means a standing queue: the
-         * pipe is full even if the bandwidth samples still grow (they grow with loss
-         * compensation while we overfill). Leave startup before the queue overflows. */
-        if (!r->filled_pipe && r->have_rtt && r->round_min_rtt != NONE &&
-            r->round_min_rtt > r->min_rtt + r->min_rtt / 4 + 20 * MS)
-            r->filled_pipe = 1;
-        r->round_min_rtt = NONE;
-    }
-    if (r->bbr_state == BBR_STARTUP && r->filled_pipe) {
-        r->bbr_state = BBR_DRAIN;
-        r->pacing_gain = 1.0 / STARTUP_GAIN;
-        r->cwnd_gain = STARTUP_CWND_GAIN;
-    }
-    if (r->bbr_state == BBR_DRAIN && r->inflight <= bdp_bytes(r, 1.0)) {
-        r->bbr_state = BBR_PROBE_BW;
-        r->cycle_idx = (int)(rng_next(r) % 7);
-        if (r->cycle_idx >= 1) /* never start in the draining phase */
-            r->cycle_idx++;
-        r->cycle_stamp = now;
-        r->cwnd_gain = 2.0;
-    }
-    if (r->bbr_state == BBR_PROBE_BW) {
-        if (r->have_rtt && now - r->cycle_stamp > r->min_rtt) {
-            r->cycle_idx = (r->cycle_idx + 1) % 8;
-            r->cycle_stamp = now;
-        }
-        r->pacing_gain = bbr_cycle[r->cycle_idx];
-    }
-    bbr_set(r);
 }
 
 /* ---- loss detection (RFC 9002 §6) ---- */
@@ -1069,6 +651,8 @@ static void on_lost(gp_rel *r, srec *s) {
         r->eliciting_inflight--;
     r->st.pkts_lost++;
     det_loss_sample(r, 1);
+    if (r->cc.ops->on_lost)
+        r->cc.ops->on_lost(&r->cc, s->size, r->now);
     for (unsigned i = 0; i < s->nrefs; i++) {
         smsg *m = sm_get(r, s->refs[i].id);
         uint32_t idx = s->refs[i].idx;
@@ -1085,11 +669,11 @@ static void detect_lost(gp_rel *r, uint64_t now) {
     r->loss_time = 0;
     if (!r->has_largest_acked)
         return;
-    uint64_t rtt = u64max(r->latest_rtt, r->srtt);
+    uint64_t rtt = u64max(r->rtt.latest, r->rtt.srtt);
     uint64_t delay = u64max(rtt * 9 / 8, GRANULARITY_NS);
     uint64_t end = u64min(r->largest_acked, r->next_pn);
     for (uint64_t pn = r->sr_base; pn < end; pn++) {
-        srec *s = &r->sr[pn & (r->sr_cap - 1)];
+        srec *s = sr_slot(r, pn);
         if ((s->flags & SF_RESOLVED) || !(s->flags & SF_INFLIGHT))
             continue;
         /* An FEC source is not lost by the packet threshold until an ack newer than its
@@ -1108,93 +692,11 @@ static void detect_lost(gp_rel *r, uint64_t now) {
     sr_advance(r);
 }
 
-/* ---- received packet numbers ---- */
-
-/* 1 if pn was received already, or is too old to tell (below the floor). */
-static int rx_seen(const gp_rel *r, uint64_t pn) {
-    if (pn < r->rx_pn_floor)
-        return 1;
-    for (size_t i = r->nranges; i-- > 0;) {
-        if (pn > r->rng_[i].hi)
-            return 0;
-        if (pn >= r->rng_[i].lo)
-            return 1;
-    }
-    return 0;
-}
-
-static void rx_ranges_drop_below(gp_rel *r, uint64_t floor) {
-    size_t k = 0;
-    while (k < r->nranges && r->rng_[k].hi < floor)
-        k++;
-    memmove(r->rng_, r->rng_ + k, (r->nranges - k) * sizeof *r->rng_);
-    r->nranges -= k;
-    if (r->nranges && r->rng_[0].lo < floor)
-        r->rng_[0].lo = floor;
-    if (floor > r->rx_pn_floor)
-        r->rx_pn_floor = floor;
-}
-
-static void rx_add(gp_rel *r, uint64_t pn) {
-    size_t n = r->nranges, i = 0;
-    while (i < n && r->rng_[i].lo <= pn)
-        i++;
-    /* ranges[i-1].lo <= pn < ranges[i].lo; pn is not inside ranges[i-1] (rx_seen said so) */
-    if (i > 0 && r->rng_[i - 1].hi + 1 == pn) {
-        r->rng_[i - 1].hi = pn;
-        if (i < n && r->rng_[i].lo == pn + 1) {
-            r->rng_[i - 1].hi = r->rng_[i].hi;
-            memmove(r->rng_ + i, r->rng_ + i + 1, (n - i - 1) * sizeof *r->rng_);
-            r->nranges--;
-        }
-        return;
-    }
-    if (i < n && r->rng_[i].lo == pn + 1) {
-        r->rng_[i].lo = pn;
-        return;
-    }
-    if (n == RANGES_STORED) {
-        /* Bounded: forget the oldest range. Its packets were acked in many ACK frames
-         * already (each ACK repeats the newest ranges). */
-        if (i == 0)
-            return;
-        rx_ranges_drop_below(r, r->rng_[0].hi + 1);
-        i--;
-        n = r->nranges;
-    }
-    memmove(r->rng_ + i + 1, r->rng_ + i, (n - i) * sizeof *r->rng_);
-    r->rng_[i] = (pnrange){pn, pn};
-    r->nranges++;
-}
-
-/* Loss the receiver measures: packet-number gaps over windows of 32 packets, smoothed.
- * A late packet takes back a miss. Packets rebuilt by FEC stay counted as missing: this
- * measures the channel, which is what the sender sizes FEC from. */
-static void rx_loss_count(gp_rel *r, uint64_t pn) {
-    if (!r->has_rx || pn > r->rx_largest) {
-        uint64_t gap = r->has_rx ? pn - r->rx_largest - 1 : pn;
-        r->loss_miss += (unsigned)u64min(gap, 256);
-    } else if (r->loss_miss) {
-        r->loss_miss--;
-    }
-    r->loss_seen++;
-    unsigned tot = r->loss_seen + r->loss_miss;
-    /* The first window (16 packets) is taken as is, so the sender compensates for loss from
-     * its second round trip on; later windows of 32 are smoothed (1/4). */
-    if (tot >= (r->loss_windows ? LOSS_WINDOW : LOSS_WINDOW_FIRST)) {
-        double sample = (double)r->loss_miss / tot;
-        r->rx_loss = r->loss_windows++ ? r->rx_loss + (sample - r->rx_loss) / 4 : sample;
-        r->loss_seen = r->loss_miss = 0;
-    }
-}
-
 /* ---- frames ---- */
 
 typedef struct frame {
     uint8_t type;
-    /* ACK */
-    uint64_t largest, delay_us, loss_bp, nranges, first;
-    const uint8_t *ranges, *ranges_end;
+    gp_ack_frame ack;
     /* MSG / MSG_CHUNK */
     uint64_t id, dep_delta, lane, len, csz, idx;
     /* REPAIR */
@@ -1202,22 +704,6 @@ typedef struct frame {
     const uint8_t *data;
     size_t dlen;
 } frame;
-
-/* Iterates the ACK ranges after the first: *hi, *lo in, the next range out. The ranges were
- * validated by frame_decode. */
-static const uint8_t *ack_next_range(const uint8_t *p, const uint8_t *end, uint64_t *hi,
-                                     uint64_t *lo) {
-    uint64_t gap, len;
-    p = vget(p, end, &gap);
-    p = vget(p, end, &len);
-    if (!p || *lo < gap + 2)
-        return NULL;
-    *hi = *lo - gap - 2;
-    if (*hi < len)
-        return NULL;
-    *lo = *hi - len;
-    return p;
-}
 
 /* Decodes one frame at p. Returns the position after it, or NULL with *err set. pn is the
  * packet's number (a repair refers back from it). Checks everything that does not depend on
@@ -1232,37 +718,17 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
     switch (f->type) {
     case FT_PING:
         return p;
-    case FT_ACK: {
-        p = vget(p, end, &f->largest);
-        p = vget(p, end, &f->delay_us);
-        p = vget(p, end, &f->loss_bp);
-        p = vget(p, end, &f->nranges);
-        p = vget(p, end, &f->first);
-        if (!p || f->loss_bp > 10000 || f->nranges > ACK_RANGES_MAX_DECODE)
-            return NULL;
-        /* An ack for a packet number we never sent is a lie (or an optimistic-ack attack
-         * to inflate our rate): reject the whole packet. */
-        if (f->largest >= r->next_pn || f->first > f->largest)
-            return NULL;
-        f->ranges = p;
-        uint64_t hi = f->largest, lo = f->largest - f->first;
-        for (uint64_t i = 0; i < f->nranges; i++) {
-            p = ack_next_range(p, end, &hi, &lo);
-            if (!p)
-                return NULL;
-        }
-        f->ranges_end = p;
-        return p;
-    }
+    case FT_ACK:
+        return gp_ack_decode(p, end, r->next_pn, &f->ack);
     case FT_MSG:
     case FT_MSG_CHUNK: {
-        p = vget(p, end, &f->id);
-        p = vget(p, end, &f->dep_delta);
-        p = vget(p, end, &f->lane);
-        p = vget(p, end, &f->len);
+        p = gp_vget(p, end, &f->id);
+        p = gp_vget(p, end, &f->dep_delta);
+        p = gp_vget(p, end, &f->lane);
+        p = gp_vget(p, end, &f->len);
         if (f->type == FT_MSG_CHUNK) {
-            p = vget(p, end, &f->csz);
-            p = vget(p, end, &f->idx);
+            p = gp_vget(p, end, &f->csz);
+            p = gp_vget(p, end, &f->idx);
         }
         if (!p || f->lane > UINT32_MAX || f->dep_delta > f->id || f->len == 0)
             return NULL;
@@ -1287,11 +753,11 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
         return p + f->dlen;
     }
     case FT_REPAIR:
-        p = vget(p, end, &f->back);
-        p = vget(p, end, &f->k);
-        p = vget(p, end, &f->ridx);
-        p = vget(p, end, &f->L);
-        if (!p || f->k == 0 || f->k > FEC_K_MAX || f->ridx >= FEC_M_MAX || f->back < f->k ||
+        p = gp_vget(p, end, &f->back);
+        p = gp_vget(p, end, &f->k);
+        p = gp_vget(p, end, &f->ridx);
+        p = gp_vget(p, end, &f->L);
+        if (!p || f->k == 0 || f->k > GP_FEC_K_MAX || f->ridx >= GP_FEC_M_MAX || f->back < f->k ||
             f->back > pn || f->L < 3 || f->L > r->cfg.max_payload || (uint64_t)(end - p) < f->L)
             return NULL;
         f->data = p;
@@ -1332,7 +798,7 @@ static void on_acked(gp_rel *r, srec *s, uint64_t now, rate_sample *rs) {
     /* The peer has seen our ACK frame up to ack_largest: stop repeating those ranges
      * (RFC 9000 §13.2.4), which keeps ACK frames small. */
     if (s->ack_largest != NONE)
-        rx_ranges_drop_below(r, s->ack_largest + 1);
+        gp_ack_drop_below(&r->rx, s->ack_largest + 1);
     for (unsigned i = 0; i < s->nrefs; i++)
         chunk_acked(r, s->refs[i].id, s->refs[i].idx);
 }
@@ -1341,8 +807,9 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
     rate_sample rs = {0};
     uint64_t newly = 0, sent_at = 0;
     int largest_new = 0, largest_elicit = 0; /* largest_elicit: acked promptly */
-    const uint8_t *p = f->ranges;
-    uint64_t hi = f->largest, lo = f->largest - f->first;
+    const gp_ack_frame *a = &f->ack;
+    const uint8_t *p = a->ranges;
+    uint64_t hi = a->largest, lo = a->largest - a->first;
     for (uint64_t i = 0;; i++) {
         /* Only the part of the range inside the ring can name unresolved packets: work is
          * bounded by the ring, whatever the ranges claim. */
@@ -1352,7 +819,7 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
                 srec *s = sr_get(r, pn);
                 if (!s || (s->flags & SF_RESOLVED))
                     continue;
-                if (pn == f->largest) {
+                if (pn == a->largest) {
                     largest_new = 1;
                     largest_elicit = !!(s->flags & SF_INFLIGHT);
                     sent_at = s->sent_at;
@@ -1361,19 +828,19 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
                 on_acked(r, s, now, &rs);
             }
         }
-        if (i == f->nranges)
+        if (i == a->nranges)
             break;
-        p = ack_next_range(p, f->ranges_end, &hi, &lo);
+        p = gp_ack_next_range(p, a->ranges_end, &hi, &lo);
     }
-    if (!r->has_largest_acked || f->largest > r->largest_acked) {
+    if (!r->has_largest_acked || a->largest > r->largest_acked) {
         r->has_largest_acked = 1;
-        r->largest_acked = f->largest;
+        r->largest_acked = a->largest;
     }
-    r->peer_loss = (double)f->loss_bp / 10000.0;
+    r->peer_loss = (double)a->loss_bp / 10000.0;
     /* The peer's first loss window closes when it has seen our packet number 15 (it counts
      * numbers, received or missing, from 0): an ACK with a larger `largest` carries a
      * measurement; before it, loss_bp is 0 for want of one. */
-    if (f->largest >= LOSS_WINDOW_FIRST - 1)
+    if (a->largest >= GP_ACK_LOSS_WINDOW_FIRST - 1)
         r->peer_loss_known = 1;
     /* RTT from the largest newly acked packet if the peer acks it promptly (RFC 9002 §5.1):
      * ack-eliciting packets, and repairs, which arm the peer's ack timer too — a burst's last
@@ -1382,14 +849,25 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
      * packets, which the peer may hold, are never in flight, hence never newly acked.) An
      * ACK rebuilt by FEC arrived late: no sample. */
     if (largest_new && largest_elicit && !recovered && now >= sent_at)
-        rtt_update(r, now - sent_at, f->delay_us * 1000, now);
+        rtt_sample(r, now - sent_at, a->delay_us * 1000, now);
     if (newly)
         r->pto_count = 0;
     detect_lost(r, now);
     if (newly) {
         uint64_t ack_elapsed = r->delivered_time - rs.prior_time;
         uint64_t interval = u64max(rs.send_elapsed, ack_elapsed);
-        bbr_on_ack(r, now, rs.valid, rs.prior_delivered, interval, rs.app_limited, rs.rtt);
+        if (r->app_limited_until && r->delivered > r->app_limited_until)
+            r->app_limited_until = 0;
+        gp_cc_ack ca = {.now = now,
+                        .valid = rs.valid,
+                        .app_limited = rs.app_limited,
+                        .prior_delivered = rs.prior_delivered,
+                        .delivered = r->delivered,
+                        .interval = interval,
+                        .rtt = rs.rtt,
+                        .inflight = r->inflight,
+                        .peer_loss = r->peer_loss};
+        r->cc.ops->on_ack(&r->cc, &ca, &r->rtt);
     }
     sr_advance(r);
     sm_advance(r);
@@ -1398,129 +876,22 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
 
 /* ---- messages received ---- */
 
-static void rx_floor_advance(gp_rel *r) {
-    for (;;) {
-        rmsg *m = rm_get(r, r->rx_floor);
-        if (!m || !m->delivered)
-            return;
-        r->rm[m->id & (r->rm_cap - 1)] = NULL;
-        rmsg_free(m);
-        r->rx_floor++;
-    }
-}
-
-/* Delivers m if its lane predecessor was delivered, then whatever waited on it. */
-static int try_deliver(gp_rel *r, rmsg *m) {
-    for (;;) {
-        if (m->dep != NONE && m->dep >= r->rx_floor) {
-            rmsg *d = rm_get(r, m->dep);
-            if (!d || !d->delivered) {
-                if (!d && !(d = rm_make(r, m->dep)))
-                    return GP_ERR_NOMEM;
-                d->has_waiter = 1;
-                d->waiter = m->id;
-                return 0;
-            }
-        }
-        dq *n = malloc(sizeof *n);
-        if (!n)
-            return GP_ERR_NOMEM;
-        n->next = NULL;
-        n->lane = m->lane;
-        n->len = m->len;
-        n->data = m->data;
-        m->data = NULL;
-        if (r->dq_tail)
-            r->dq_tail->next = n;
-        else
-            r->dq_head = n;
-        r->dq_tail = n;
-        m->delivered = 1;
-        r->st.msgs_delivered++;
-        int hw = m->has_waiter;
-        uint64_t w = m->waiter;
-        rx_floor_advance(r); /* may free m */
-        if (!hw)
-            return 0;
-        m = rm_get(r, w);
-        if (!m || !m->complete || m->delivered)
-            return 0;
-    }
-}
-
-/* Applies one fragment. Returns 0, 1 if it was refused for lack of room (message window or
- * receive buffer), or GP_ERR_NOMEM. */
-static int rx_msg(gp_rel *r, const frame *f) {
-    if (f->id < r->rx_floor)
-        return 0; /* delivered already: a retransmission crossed our ack */
-    if (f->id - r->rx_floor >= MSG_WINDOW)
-        return 1;
+/* The fragment a MSG or MSG_CHUNK frame carries, for the reassembly. */
+static gp_reasm_frag frag_of(const frame *f) {
     int chunked = f->type == FT_MSG_CHUNK;
-    uint64_t csz = chunked ? f->csz : f->len;
-    rmsg *m = rm_get(r, f->id);
-    /* The oldest undelivered message is always admitted: everything else may wait for it,
-     * so refusing it could deadlock a full buffer. */
-    if ((!m || !m->known) && f->id != r->rx_floor && r->rx_mem + f->len > r->cfg.recv_buffer)
-        return 1;
-    if (!m && !(m = rm_make(r, f->id)))
-        return GP_ERR_NOMEM;
-    if (!m->known) {
-        size_t nchunks = chunked ? (size_t)((f->len + csz - 1) / csz) : 1;
-        m->data = malloc((size_t)f->len);
-        m->bits = calloc((nchunks + 7) / 8, 1);
-        if (!m->data || !m->bits) {
-            free(m->data);
-            free(m->bits);
-            m->data = m->bits = NULL;
-            return GP_ERR_NOMEM;
-        }
-        m->known = 1;
-        m->lane = (uint32_t)f->lane;
-        m->dep = f->dep_delta ? f->id - f->dep_delta : NONE;
-        m->len = (size_t)f->len;
-        m->csz = (size_t)csz;
-        m->nchunks = (uint32_t)nchunks;
-        r->rx_mem += m->len;
-    } else if (m->lane != f->lane || m->len != f->len || m->csz != csz ||
-               m->dep != (f->dep_delta ? f->id - f->dep_delta : NONE) ||
-               (m->nchunks > 1) != chunked) {
-        return 0; /* checked in the first pass; only a packet rebuilt by FEC gets here */
-    }
-    if (m->complete)
-        return 0;
-    uint32_t idx = chunked ? (uint32_t)f->idx : 0;
-    if (m->bits[idx / 8] & (1u << (idx % 8)))
-        return 0;
-    m->bits[idx / 8] |= (uint8_t)(1u << (idx % 8));
-    memcpy(m->data + (size_t)idx * m->csz, f->data, f->dlen);
-    if (++m->nrecv < m->nchunks)
-        return 0;
-    m->complete = 1;
-    free(m->bits);
-    m->bits = NULL;
-    return try_deliver(r, m);
+    return (gp_reasm_frag){.id = f->id,
+                           .dep = f->dep_delta ? f->id - f->dep_delta : NONE,
+                           .lane = (uint32_t)f->lane,
+                           .chunked = chunked,
+                           .len = (size_t)f->len,
+                           .csz = (size_t)(chunked ? f->csz : f->len),
+                           .idx = chunked ? (uint32_t)f->idx : 0,
+                           .data = f->data,
+                           .dlen = f->dlen};
 }
 
 ssize_t gp_rel_recv(gp_rel *r, uint32_t *lane, const uint8_t **msg) {
-    if (r->lent) {
-        free(r->lent);
-        r->rx_mem -= r->lent_len;
-        r->lent = NULL;
-        r->lent_len = 0;
-    }
-    dq *n = r->dq_head;
-    if (!n)
-        return 0;
-    r->dq_head = n->next;
-    if (!r->dq_head)
-        r->dq_tail = NULL;
-    r->lent = n->data;
-    r->lent_len = n->len;
-    *lane = n->lane;
-    *msg = n->data;
-    ssize_t len = (ssize_t)n->len;
-    free(n);
-    return len;
+    return gp_reasm_recv(&r->reasm, lane, msg);
 }
 
 /* ---- FEC, receiving ---- */
@@ -1528,159 +899,25 @@ ssize_t gp_rel_recv(gp_rel *r, uint32_t *lane, const uint8_t **msg) {
 static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, const uint8_t *end,
                      uint64_t now, int recovered);
 
-static void fec_block_free(fec_rx_block *b) {
-    for (unsigned i = 0; i < b->nrep; i++)
-        free(b->rep[i]);
-    memset(b, 0, sizeof *b);
-}
-
-static int fec_slot_has(const gp_rel *r, uint64_t pn) {
-    return r->fec_slots && r->slot[pn % FEC_RX_SLOTS].pn == pn;
-}
-
-/* Rebuilds the missing sources of block b if enough repairs arrived. */
-static void fec_try(gp_rel *r, fec_rx_block *b, uint64_t now) {
-    unsigned unk[FEC_K_MAX], u = 0, missing = 0;
-    for (unsigned j = 0; j < b->k; j++) {
-        uint64_t pn = b->first + j;
-        if (!rx_seen(r, pn))
-            missing++;
-        if (!fec_slot_has(r, pn))
-            unk[u++] = j;
-    }
-    if (!missing) {
-        fec_block_free(b);
-        return;
-    }
-    if (b->nrep < u)
-        return;
+/* Rebuilds the missing sources of block b if enough repairs arrived, and processes them as
+ * if they had arrived (one at a time: each may change what counts as seen). */
+static void fec_try(gp_rel *r, gp_fec_rx_block *b, uint64_t now) {
+    unsigned unk[GP_FEC_K_MAX], u = 0;
+    uint64_t first = 0;
     size_t L = b->L;
-    uint8_t *rhs = malloc((size_t)u * L + L);
-    if (!rhs)
+    uint8_t *rows = gp_fec_rx_solve(&r->frx, b, &r->rx, unk, &u, &first);
+    if (!rows)
         return;
-    uint8_t *img = rhs + (size_t)u * L;
-    for (unsigned i = 0; i < u; i++)
-        memcpy(rhs + (size_t)i * L, b->rep[i], L);
-    /* Subtract the known sources from each repair: what remains is a combination of the
-     * unknown ones only. */
-    for (unsigned j = 0, c = 0; j < b->k; j++) {
-        if (c < u && unk[c] == j) {
-            c++;
-            continue;
-        }
-        const fec_slot *s = &r->slot[(b->first + j) % FEC_RX_SLOTS];
-        memset(img, 0, L);
-        img[0] = (uint8_t)(s->len >> 8);
-        img[1] = (uint8_t)s->len;
-        memcpy(img + 2, r->fec_slots + ((b->first + j) % FEC_RX_SLOTS) * r->cfg.max_payload,
-               s->len < L - 2 ? s->len : L - 2);
-        for (unsigned i = 0; i < u; i++)
-            gf_addmul(rhs + (size_t)i * L, img, cauchy(b->idx[i], j), L);
-    }
-    /* Gauss-Jordan on the u x u Cauchy submatrix (always invertible). */
-    uint8_t a[FEC_K_MAX][FEC_K_MAX];
-    for (unsigned i = 0; i < u; i++)
-        for (unsigned c = 0; c < u; c++)
-            a[i][c] = cauchy(b->idx[i], unk[c]);
     for (unsigned c = 0; c < u; c++) {
-        unsigned piv = c;
-        while (piv < u && !a[piv][c])
-            piv++;
-        if (piv == u)
-            goto out;
-        if (piv != c) {
-            for (unsigned x = 0; x < u; x++) {
-                uint8_t t = a[c][x];
-                a[c][x] = a[piv][x];
-                a[piv][x] = t;
-            }
-            memcpy(img, rhs + (size_t)c * L, L);
-            memcpy(rhs + (size_t)c * L, rhs + (size_t)piv * L, L);
-            memcpy(rhs + (size_t)piv * L, img, L);
-        }
-        uint8_t inv = gf_inv(a[c][c]);
-        for (unsigned x = 0; x < u; x++)
-            a[c][x] = gf_mul(a[c][x], inv);
-        gf_scale(rhs + (size_t)c * L, inv, L);
-        for (unsigned i = 0; i < u; i++) {
-            if (i == c || !a[i][c])
-                continue;
-            uint8_t f = a[i][c];
-            for (unsigned x = 0; x < u; x++)
-                a[i][x] ^= gf_mul(f, a[c][x]);
-            gf_addmul(rhs + (size_t)i * L, rhs + (size_t)c * L, f, L);
-        }
+        const uint8_t *q = rows + (size_t)c * L;
+        size_t len = (size_t)q[0] << 8 | q[1];
+        uint64_t pn = first + unk[c];
+        if (len == 0 || len > L - 2 || gp_ack_seen(&r->rx, pn))
+            continue;
+        if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && gp_ack_seen(&r->rx, pn))
+            r->st.fec_repaired++;
     }
-    {
-        uint64_t first = b->first;
-        fec_block_free(b); /* before feeding: nothing below may refer to it */
-        for (unsigned c = 0; c < u; c++) {
-            const uint8_t *q = rhs + (size_t)c * L;
-            size_t len = (size_t)q[0] << 8 | q[1];
-            uint64_t pn = first + unk[c];
-            if (len == 0 || len > L - 2 || rx_seen(r, pn))
-                continue;
-            if (rx_packet(r, pn, 0, q + 2, q + 2 + len, now, 1) == 0 && rx_seen(r, pn))
-                r->st.fec_repaired++;
-        }
-    }
-out:
-    free(rhs);
-}
-
-static fec_rx_block *fec_repair_store(gp_rel *r, uint64_t pn, const frame *f) {
-    uint64_t first = pn - f->back;
-    unsigned k = (unsigned)f->k;
-    unsigned missing = 0;
-    for (unsigned j = 0; j < k; j++)
-        missing += !rx_seen(r, first + j);
-    if (!missing)
-        return NULL;
-    fec_rx_block *b = NULL, *victim = NULL;
-    for (size_t i = 0; i < FEC_RX_BLOCKS; i++) {
-        fec_rx_block *x = &r->blk[i];
-        /* Blocks whose sources left the slots can no longer be decoded. */
-        if (x->used && r->has_rx && x->first + x->k + FEC_RX_SLOTS <= r->rx_largest)
-            fec_block_free(x);
-        if (x->used && x->first == first)
-            b = x;
-        /* Victim: a free block, else the oldest one. */
-        if (!victim || (victim->used && (!x->used || x->first < victim->first)))
-            victim = x;
-    }
-    if (b) {
-        if (b->k != k || b->L != f->L)
-            return NULL;
-    } else {
-        b = victim;
-        fec_block_free(b);
-        b->used = 1;
-        b->first = first;
-        b->k = k;
-        b->L = (size_t)f->L;
-    }
-    for (unsigned i = 0; i < b->nrep; i++)
-        if (b->idx[i] == f->ridx)
-            return NULL;
-    if (b->nrep == FEC_M_MAX)
-        return NULL;
-    uint8_t *d = malloc(b->L);
-    if (!d)
-        return NULL;
-    memcpy(d, f->data, b->L);
-    b->idx[b->nrep] = (uint8_t)f->ridx;
-    b->rep[b->nrep++] = d;
-    return b;
-}
-
-static void fec_source_store(gp_rel *r, uint64_t pn, const uint8_t *p, size_t len) {
-    size_t mp = r->cfg.max_payload;
-    if (!r->fec_slots && !(r->fec_slots = malloc(FEC_RX_SLOTS * mp)))
-        return;
-    fec_slot *s = &r->slot[pn % FEC_RX_SLOTS];
-    s->pn = pn;
-    s->len = len;
-    memcpy(r->fec_slots + (pn % FEC_RX_SLOTS) * mp, p, len);
+    free(rows);
 }
 
 /* ---- receiving packets ---- */
@@ -1706,12 +943,8 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
             repair = 1;
         } else if (f.type == FT_MSG || f.type == FT_MSG_CHUNK) {
             eliciting = 1;
-            rmsg *m = rm_get(r, f.id);
-            uint64_t csz = f.type == FT_MSG_CHUNK ? f.csz : f.len;
-            if (m && m->known &&
-                (m->lane != f.lane || m->len != f.len || m->csz != csz ||
-                 m->dep != (f.dep_delta ? f.id - f.dep_delta : NONE) ||
-                 (m->nchunks > 1) != (f.type == FT_MSG_CHUNK))) {
+            gp_reasm_frag g = frag_of(&f);
+            if (gp_reasm_conflicts(&r->reasm, &g)) {
                 r->st.malformed++;
                 return GP_ERR_MALFORMED;
             }
@@ -1721,7 +954,7 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
         r->st.malformed++;
         return GP_ERR_MALFORMED;
     }
-    if (rx_seen(r, pn)) {
+    if (gp_ack_seen(&r->rx, pn)) {
         r->st.duplicates++;
         r->last_rx = now;
         return 0;
@@ -1729,7 +962,7 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
     r->last_rx = now;
 
     int rc = 0, refused = 0;
-    fec_rx_block *tryb = NULL;
+    gp_fec_rx_block *tryb = NULL;
     for (const uint8_t *q = p; q < end;) {
         q = frame_decode(r, pn, q, end, &f, &err);
         if (!q)
@@ -1737,13 +970,15 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
         if (f.type == FT_ACK) {
             on_ack_frame(r, &f, now, recovered);
         } else if (f.type == FT_MSG || f.type == FT_MSG_CHUNK) {
-            int e = rx_msg(r, &f);
+            gp_reasm_frag g = frag_of(&f);
+            int e = gp_reasm_add(&r->reasm, &g);
             if (e > 0)
                 refused = 1;
             else if (e < 0)
                 rc = e;
         } else if (f.type == FT_REPAIR && !recovered) {
-            tryb = fec_repair_store(r, pn, &f);
+            tryb = gp_fec_rx_repair(&r->frx, pn - f.back, (unsigned)f.k, (unsigned)f.ridx, f.data,
+                                    (size_t)f.L, &r->rx, r->has_rx, r->rx_largest);
         }
     }
     if (refused) {
@@ -1753,14 +988,14 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
 
     r->st.pkts_recv++;
     if (!recovered)
-        rx_loss_count(r, pn);
+        gp_ack_loss_count(&r->rxl, pn, r->has_rx, r->rx_largest);
     int in_order = !r->has_rx || pn == r->rx_largest + 1;
     if (!r->has_rx || pn > r->rx_largest) {
         r->has_rx = 1;
         r->rx_largest = pn;
         r->rx_largest_time = now;
     }
-    rx_add(r, pn);
+    gp_ack_add(&r->rx, pn);
     r->ack_dirty = 1;
     /* Ack every second ack-eliciting packet, at once on a gap (the sender's loss detection
      * wants to hear about it), else within max_ack_delay. Repair packets only arm the
@@ -1775,9 +1010,9 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
     /* Decoding runs after the packet is fully applied, and rebuilt packets never decode
      * further (recovered = 1 skips repairs), so recursion is one level deep. */
     if (!recovered && (flags & HF_PROTECTED)) {
-        fec_source_store(r, pn, p, (size_t)(end - p));
-        for (size_t i = 0; i < FEC_RX_BLOCKS; i++) {
-            fec_rx_block *b = &r->blk[i];
+        gp_fec_rx_source(&r->frx, pn, p, (size_t)(end - p));
+        for (size_t i = 0; i < GP_FEC_RX_BLOCKS; i++) {
+            gp_fec_rx_block *b = &r->frx.blk[i];
             if (b->used && pn >= b->first && pn < b->first + b->k)
                 fec_try(r, b, now);
         }
@@ -1797,7 +1032,7 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
         r->st.malformed++;
         return GP_ERR_MALFORMED;
     }
-    const uint8_t *q = vget(p + 1, end, &pn);
+    const uint8_t *q = gp_vget(p + 1, end, &pn);
     if (!q) {
         r->st.malformed++;
         return GP_ERR_MALFORMED;
@@ -1812,48 +1047,20 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
  * anything (its first 16 of our packet numbers), a session's first bursts would go out
  * unprotected, and on a lossy path their recovery — with no RTT sample yet, or one or two —
  * is the slowest of the session. So until then FEC assumes the loss we measure on the peer's
- * packets (paths are usually about as lossy both ways), or FEC_PRIOR_LOSS before that too.
+ * packets (paths are usually about as lossy both ways), or GP_FEC_PRIOR_LOSS before that too.
  * On a clean path that costs a few repairs in the first round trip of a session. */
 static double fec_loss(const gp_rel *r) {
     if (r->peer_loss_known)
         return r->peer_loss;
-    return r->loss_windows ? r->rx_loss : FEC_PRIOR_LOSS;
+    return r->rxl.windows ? r->rxl.rate : GP_FEC_PRIOR_LOSS;
 }
 
 static int fec_active(const gp_rel *r) {
-    return r->cfg.fec && fec_loss(r) >= FEC_MIN_LOSS;
-}
-
-/* Smallest m such that a block of k sources plus m repairs fails to decode (more than m of
- * the k + m packets lost, losses independent at rate p) with probability <= target. */
-static unsigned fec_repairs(unsigned k, double p, double target) {
-    if (p <= 0)
-        return 0;
-    if (p > 0.5)
-        p = 0.5;
-    for (unsigned m = 0; m < FEC_M_MAX; m++) {
-        unsigned n = k + m;
-        double pmf = 1, cdf;
-        for (unsigned i = 0; i < n; i++)
-            pmf *= 1 - p;
-        cdf = pmf;
-        for (unsigned i = 0; i < m; i++) {
-            pmf *= (double)(n - i) / (double)(i + 1) * p / (1 - p);
-            cdf += pmf;
-        }
-        if (1 - cdf <= target)
-            return m;
-    }
-    return FEC_M_MAX;
-}
-
-static uint64_t fec_hold(const gp_rel *r) {
-    uint64_t h = r->srtt / 4;
-    return h < 5 * MS ? 5 * MS : h > 50 * MS ? 50 * MS : h;
+    return r->cfg.fec && fec_loss(r) >= GP_FEC_MIN_LOSS;
 }
 
 static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
-    for (uint64_t pn = r->fec_first; pn < r->fec_first + r->fec_k; pn++) {
+    for (uint64_t pn = r->ftx.first; pn < r->ftx.first + r->ftx.k; pn++) {
         srec *s = sr_get(r, pn);
         if (!s || (s->flags & SF_RESOLVED))
             continue;
@@ -1862,61 +1069,15 @@ static void fec_finalize(gp_rel *r, uint64_t last_repair_pn, uint64_t now) {
         if (last_repair_pn)
             s->loss_ref = u64max(s->loss_ref, now);
     }
-    r->fec_closing = 0;
-    r->fec_k = 0;
+    r->ftx.closing = 0;
+    r->ftx.k = 0;
 }
 
-/* Closes the open block. `tail`: the burst ended (nothing more to send). A tail block that
- * fails costs its messages a little over one round trip: the time threshold (9/8 RTT after
- * the last repair) reveals the loss and the missing chunks go again, in a block of their
- * own. Two failures in a row are what pushes an exchange past ~3 RTT, so:
- * - a block carrying retransmissions (or a probe) aims at 1%;
- * - so does a small one (up to FEC_SMALL_K packets: a request, control frames), whose
- *   repairs cost few bytes;
- * - a larger first transmission aims at 5%. Aiming it at 1% too spent as many repair bytes
- *   as data bytes at 30% loss (15 repairs for 15 sources, where 5% takes 12 and the loss
- *   itself is 6.4), and under load those bytes compete with the data.
- * A full block in the middle of a transfer aims at 25% and leaves the rest to fast
- * retransmission: later packets reveal its losses within a round trip. */
+/* Closes the open block (`tail`: the burst ended); repairs are sized by gp_fec_tx_close. A
+ * block that needs none is finalized at once. */
 static void fec_close(gp_rel *r, int tail, uint64_t now) {
-    r->fec_open = 0;
-    double p = fec_loss(r);
-    double target = !tail                                   ? FEC_MID_TARGET
-                    : r->fec_rtx || r->fec_k <= FEC_SMALL_K ? FEC_RTX_TARGET
-                                                            : FEC_TAIL_TARGET;
-    unsigned m = fec_repairs(r->fec_k, p, target);
-    if (m > r->fec_k + 3)
-        m = r->fec_k + 3;
-    if (!r->cfg.fec || m == 0) {
+    if (!gp_fec_tx_close(&r->ftx, tail, fec_loss(r), r->cfg.fec))
         fec_finalize(r, 0, now);
-        return;
-    }
-    r->fec_closing = 1;
-    r->fec_m = m;
-    r->fec_m_sent = 0;
-}
-
-static int fec_add(gp_rel *r, uint64_t pn, const uint8_t *frames, size_t len, uint64_t now) {
-    size_t stride = 2 + r->cfg.max_payload;
-    if (!r->fec_img && !(r->fec_img = malloc(FEC_K_TARGET * stride)))
-        return GP_ERR_NOMEM;
-    if (!r->fec_open) {
-        r->fec_open = 1;
-        r->fec_rtx = 0;
-        r->fec_first = pn;
-        r->fec_k = 0;
-        r->fec_L = 0;
-        r->fec_opened_at = now;
-    }
-    uint8_t *img = r->fec_img + r->fec_k * stride;
-    img[0] = (uint8_t)(len >> 8);
-    img[1] = (uint8_t)len;
-    memcpy(img + 2, frames, len);
-    memset(img + 2 + len, 0, stride - 2 - len);
-    if (2 + len > r->fec_L)
-        r->fec_L = 2 + len;
-    r->fec_k++;
-    return 0;
 }
 
 /* ---- building packets ---- */
@@ -1924,21 +1085,21 @@ static int fec_add(gp_rel *r, uint64_t pn, const uint8_t *frames, size_t len, ui
 enum { K_DATA, K_PROBE, K_ACK, K_PING, K_REPAIR };
 
 static size_t frag_size(const smsg *m, uint32_t idx) {
-    size_t h = 1 + vlen(m->id) + vlen(m->dep_delta) + vlen(m->lane) + vlen(m->len);
+    size_t h = 1 + gp_vlen(m->id) + gp_vlen(m->dep_delta) + gp_vlen(m->lane) + gp_vlen(m->len);
     if (!m->single)
-        h += vlen(m->csz) + vlen(idx);
+        h += gp_vlen(m->csz) + gp_vlen(idx);
     return h + chunk_len(m, idx);
 }
 
 static uint8_t *frag_put(uint8_t *p, const smsg *m, uint32_t idx) {
     *p++ = m->single ? FT_MSG : FT_MSG_CHUNK;
-    p = vput(p, m->id);
-    p = vput(p, m->dep_delta);
-    p = vput(p, m->lane);
-    p = vput(p, m->len);
+    p = gp_vput(p, m->id);
+    p = gp_vput(p, m->dep_delta);
+    p = gp_vput(p, m->lane);
+    p = gp_vput(p, m->len);
     if (!m->single) {
-        p = vput(p, m->csz);
-        p = vput(p, idx);
+        p = gp_vput(p, m->csz);
+        p = gp_vput(p, idx);
     }
     size_t n = chunk_len(m, idx);
     memcpy(p, m->data + (size_t)idx * m->csz, n);
@@ -2023,56 +1184,9 @@ static void probe_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
 }
 
 static uint8_t *ack_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t now, uint64_t *largest) {
-    size_t n = r->nranges;
-    if (!n)
-        return NULL;
-    const pnrange *R = r->rng_;
-    uint64_t lg = R[n - 1].hi, first = R[n - 1].hi - R[n - 1].lo;
     /* `now` is the send_at time: an ACK held back by the caller's jitter reports that too. */
     uint64_t delay_us = now > r->rx_largest_time ? (now - r->rx_largest_time) / 1000 : 0;
-    double lb = r->rx_loss * 10000.0 + 0.5;
-    uint64_t loss_bp = lb > 10000 ? 10000 : (uint64_t)lb;
-    size_t hdr = 1 + vlen(lg) + vlen(delay_us) + vlen(loss_bp) + 1 + vlen(first);
-    if (hdr > (size_t)(end - p))
-        return NULL;
-    size_t room = (size_t)(end - p) - hdr, used = 0, cnt = 0;
-    for (size_t i = n - 1; i-- > 0 && cnt < RANGES_SENT;) {
-        size_t sz = vlen(R[i + 1].lo - R[i].hi - 2) + vlen(R[i].hi - R[i].lo);
-        if (used + sz > room)
-            break;
-        used += sz;
-        cnt++;
-    }
-    *p++ = FT_ACK;
-    p = vput(p, lg);
-    p = vput(p, delay_us);
-    p = vput(p, loss_bp);
-    p = vput(p, cnt);
-    p = vput(p, first);
-    for (size_t i = n - 1; cnt-- > 0; i--) {
-        p = vput(p, R[i].lo - R[i - 1].hi - 2);
-        p = vput(p, R[i - 1].hi - R[i - 1].lo);
-    }
-    *largest = lg;
-    return p;
-}
-
-static uint8_t *repair_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t pn) {
-    unsigned i = r->fec_m_sent, k = r->fec_k;
-    size_t L = r->fec_L, stride = 2 + r->cfg.max_payload;
-    uint64_t back = pn - r->fec_first;
-    size_t need = 1 + vlen(back) + vlen(k) + vlen(i) + vlen(L) + L;
-    if (need > (size_t)(end - p))
-        return NULL;
-    *p++ = FT_REPAIR;
-    p = vput(p, back);
-    p = vput(p, k);
-    p = vput(p, i);
-    p = vput(p, L);
-    memset(p, 0, L);
-    for (unsigned j = 0; j < k; j++)
-        gf_addmul(p, r->fec_img + j * stride, cauchy(i, j), L);
-    return p + L;
+    return gp_ack_encode(&r->rx, p, end, delay_us, gp_ack_loss_bp(&r->rxl), largest);
 }
 
 /* How far behind schedule the pacer may fall and still catch up, as time at the pacing rate.
@@ -2088,7 +1202,7 @@ static uint8_t *repair_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t pn) {
  * into bursts into the bottleneck's queue (a bulk transfer at 20-30% loss lost ~12% of its
  * goodput that way). */
 static uint64_t pace_credit(const gp_rel *r) {
-    uint64_t c = r->srtt / 4;
+    uint64_t c = r->rtt.srtt / 4;
     return c < PACE_CREDIT_MIN_NS   ? PACE_CREDIT_MIN_NS
            : c > PACE_CREDIT_MAX_NS ? PACE_CREDIT_MAX_NS
                                     : c;
@@ -2103,7 +1217,7 @@ static unsigned ack_repeats(const gp_rel *r);
 static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t send_at) {
     int rc = sr_reserve(r);
     if (rc == GP_ERR_BUFFER) { /* ring at its bound: the oldest unresolved packet is lost */
-        on_lost(r, &r->sr[r->sr_base & (r->sr_cap - 1)]);
+        on_lost(r, sr_slot(r, r->sr_base));
         sr_advance(r);
         rc = sr_reserve(r);
     }
@@ -2114,12 +1228,12 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     /* Data and probes open an FEC block; while one is open every packet joins it (a block is
      * a run of consecutive packet numbers). Keepalives do not open one: liveness has its own
      * probing, and a repair per idle ping would triple an idle link's cost. */
-    int protect = kind != K_REPAIR && !r->fec_closing &&
-                  (r->fec_open || ((kind == K_DATA || kind == K_PROBE) && fec_active(r)));
+    int protect = kind != K_REPAIR && !r->ftx.closing &&
+                  (r->ftx.open || ((kind == K_DATA || kind == K_PROBE) && fec_active(r)));
     uint8_t *p = buf;
     *p++ = protect ? HF_PROTECTED : 0;
-    p = vput(p, pn);
-    uint8_t *frames = p, *end = buf + mp - (protect ? FEC_RESERVE : 0);
+    p = gp_vput(p, pn);
+    uint8_t *frames = p, *end = buf + mp - (protect ? GP_FEC_RESERVE : 0);
     srec rec;
     memset(&rec, 0, sizeof rec);
     rec.pn = pn;
@@ -2127,14 +1241,14 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     int elicit = 0;
     uint64_t rtx0 = r->st.retransmits;
     if (kind == K_REPAIR) {
-        uint8_t *q = repair_put(r, p, buf + mp, pn);
-        if (!q) { /* cannot happen with FEC_RESERVE; give the block up rather than stall */
+        uint8_t *q = gp_fec_tx_repair_put(&r->ftx, p, buf + mp, pn);
+        if (!q) { /* cannot happen with GP_FEC_RESERVE; give the block up rather than stall */
             fec_finalize(r, 0, now);
             return 0;
         }
         p = q;
     } else {
-        int want_ack = r->ack_dirty && r->nranges;
+        int want_ack = r->ack_dirty && r->rx.n;
         uint8_t *dend = end;
         if (want_ack && kind != K_ACK && kind != K_PING)
             dend = end - ACK_ROOM;
@@ -2187,12 +1301,12 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     }
     if (protect) {
         rec.flags |= SF_FEC_PENDING;
-        if (fec_add(r, pn, frames, (size_t)(p - frames), now))
+        if (gp_fec_tx_add(&r->ftx, pn, frames, (size_t)(p - frames), now))
             rec.flags &= (uint8_t)~SF_FEC_PENDING, protect = 0;
         else if (kind == K_PROBE || r->st.retransmits != rtx0)
-            r->fec_rtx = 1;
+            r->ftx.rtx = 1;
     }
-    r->sr[pn & (r->sr_cap - 1)] = rec;
+    *sr_slot(r, pn) = rec;
     r->next_pn++;
     r->last_tx = now;
     r->st.pkts_sent++;
@@ -2205,7 +1319,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     if (kind == K_DATA || kind == K_REPAIR) {
         /* Pacing: one packet per size/rate, with the credit of a late call kept up to
          * pace_credit() (see there). */
-        uint64_t iv = (uint64_t)size * SEC / u64max(r->pacing_rate, 1);
+        uint64_t iv = (uint64_t)size * SEC / u64max(r->cc.pacing_rate, 1);
         uint64_t keep = r->cwnd_blocked ? 2 * iv : u64max(2 * iv, pace_credit(r));
         uint64_t lo = now > keep ? now - keep : 0;
         r->pace_next = u64max(r->pace_next, lo) + iv;
@@ -2213,11 +1327,11 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     if (kind == K_REPAIR) {
         r->st.fec_sent++;
         r->st.fec_bytes += size;
-        if (++r->fec_m_sent == r->fec_m)
+        if (++r->ftx.m_sent == r->ftx.m)
             fec_finalize(r, pn, send_at);
-    } else if (protect && r->fec_open) {
+    } else if (protect && r->ftx.open) {
         int burst_end = !has_data(r);
-        if (r->fec_k >= FEC_K_TARGET || burst_end)
+        if (r->ftx.k >= GP_FEC_K_TARGET || burst_end)
             fec_close(r, burst_end, now);
     }
     if (rec.flags & SF_RESOLVED)
@@ -2226,20 +1340,12 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
 }
 
 static int ack_due(const gp_rel *r, uint64_t now) {
-    return r->ack_dirty && r->nranges &&
-           (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
+    return r->ack_dirty && r->rx.n && (r->ack_now || (r->ack_deadline && now >= r->ack_deadline));
 }
 
-/* The last ACK before a pause is the one nothing repeats: every ACK repeats the ranges of
- * the ones before it, but when a burst ends no further ACK follows. If it is lost, the
- * sender cannot tell the burst's unrecovered tail from packets still in flight (RFC 9002
- * declares nothing lost above the largest acknowledged) and waits for a probe timeout, and
- * the probe's own ACK, a round trip later — at 30% loss, in 30% of the bursts that need a
- * retransmission. So on a lossy path the last ACK goes again, ACK_REPEAT_GAP_NS apart,
- * until the chance that every copy is lost is under ~5%: one copy below 20% loss, two
- * above. A clean path (under 1% measured) sends no copies. */
+/* Copies of a burst's last ACK (see gp_ack_repeats), on the loss we measure. */
 static unsigned ack_repeats(const gp_rel *r) {
-    return r->rx_loss < FEC_MIN_LOSS ? 0 : r->rx_loss < 0.2 ? 1 : 2;
+    return gp_ack_repeats(r->rxl.rate);
 }
 
 static int keepalive_due(const gp_rel *r, uint64_t now) {
@@ -2264,7 +1370,7 @@ static void on_timers(gp_rel *r, uint64_t now) {
         r->probes_due = 2;
         r->pto_deadline = now + pto_interval(r);
     }
-    if (r->fec_open && now >= r->fec_opened_at + fec_hold(r))
+    if (r->ftx.open && now >= r->ftx.opened_at + gp_fec_hold(r->rtt.srtt))
         fec_close(r, 0, now);
 }
 
@@ -2285,14 +1391,14 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         return build(r, buf, K_PROBE, now, send_at);
     }
     int paced = now >= r->pace_next;
-    if (paced && r->fec_closing) {
+    if (paced && r->ftx.closing) {
         ssize_t n = build(r, buf, K_REPAIR, now, send_at);
         if (n)
             return n;
     }
-    if (paced && !r->fec_closing && r->inflight < r->cwnd && has_data(r))
+    if (paced && !r->ftx.closing && r->inflight < r->cc.cwnd && has_data(r))
         return build(r, buf, K_DATA, now, send_at);
-    if (r->ack_rep_left && !r->ack_dirty && r->nranges && now >= r->ack_rep_at) {
+    if (r->ack_rep_left && !r->ack_dirty && r->rx.n && now >= r->ack_rep_at) {
         r->ack_dirty = r->ack_now = r->ack_repeating = 1;
     }
     if (ack_due(r, now))
@@ -2301,10 +1407,10 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         r->st.keepalives++;
         return build(r, buf, K_PING, now, send_at);
     }
-    r->cwnd_blocked = !r->fec_closing && has_data(r) && r->inflight >= r->cwnd;
+    r->cwnd_blocked = !r->ftx.closing && has_data(r) && r->inflight >= r->cc.cwnd;
     /* Nothing to send although the window has room: samples taken now measure the
      * application, not the path (delivery-rate estimation, app-limited marking). */
-    if (!has_data(r) && r->inflight < r->cwnd)
+    if (!has_data(r) && r->inflight < r->cc.cwnd)
         r->app_limited_until = u64max(r->delivered + r->inflight, 1);
     return 0;
 }
@@ -2315,9 +1421,9 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
     uint64_t t = r->last_rx + r->cfg.dead_after_ns;
     if (r->probes_due)
         return r->now;
-    if (r->ack_rep_left && !r->ack_dirty && r->nranges)
+    if (r->ack_rep_left && !r->ack_dirty && r->rx.n)
         t = u64min(t, r->ack_rep_at);
-    if (r->ack_dirty && r->nranges) {
+    if (r->ack_dirty && r->rx.n) {
         if (r->ack_now)
             return r->now;
         if (r->ack_deadline)
@@ -2327,10 +1433,10 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
         t = u64min(t, r->loss_time);
     else if (r->pto_deadline)
         t = u64min(t, r->pto_deadline);
-    if (r->fec_closing || (has_data(r) && r->inflight < r->cwnd))
+    if (r->ftx.closing || (has_data(r) && r->inflight < r->cc.cwnd))
         t = u64min(t, r->pace_next);
-    if (r->fec_open)
-        t = u64min(t, r->fec_opened_at + fec_hold(r));
+    if (r->ftx.open)
+        t = u64min(t, r->ftx.opened_at + gp_fec_hold(r->rtt.srtt));
     t = u64min(t, r->last_tx + r->cfg.idle_keepalive_ns);
     if (!r->eliciting_inflight)
         t = u64min(t, r->last_rx + r->cfg.idle_keepalive_ns / 2);
@@ -2339,16 +1445,17 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
 
 void gp_rel_get_stats(const gp_rel *r, gp_rel_stats *out) {
     *out = r->st;
-    out->srtt_ns = r->srtt;
-    out->rttvar_ns = r->rttvar;
-    out->min_rtt_ns = r->have_rtt ? r->min_rtt : 0;
-    out->latest_rtt_ns = r->latest_rtt;
+    out->msgs_delivered = r->reasm.delivered;
+    out->srtt_ns = r->rtt.srtt;
+    out->rttvar_ns = r->rtt.rttvar;
+    out->min_rtt_ns = r->rtt.have ? r->rtt.min_rtt : 0;
+    out->latest_rtt_ns = r->rtt.latest;
     out->loss_rate_tx = r->peer_loss;
-    out->loss_rate_rx = r->rx_loss;
+    out->loss_rate_rx = r->rxl.rate;
     out->loss_rate_det = r->det_loss;
-    out->cwnd_bytes = r->cwnd;
+    out->cwnd_bytes = r->cc.cwnd;
     out->inflight = r->inflight;
-    out->pacing_bps = r->pacing_rate * 8;
-    out->btlbw_bps = r->bw * 8;
-    out->cc_state = r->bbr_state;
+    out->pacing_bps = r->cc.pacing_rate * 8;
+    out->btlbw_bps = r->cc.bw * 8;
+    out->cc_state = r->cc.state;
 }

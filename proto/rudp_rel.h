@@ -20,7 +20,10 @@
  *
  * Loss recovery: selective acks with ranges, packet and time thresholds, a probe timeout
  * with capped backoff, adaptive forward error correction, and a congestion controller that
- * does not read random loss as congestion (see proto/RUDP.md, "Reliability").
+ * does not read random loss as congestion (see proto/RUDP.md, "Reliability"). The ACK ranges
+ * (rudp_ack.*), FEC (rudp_fec.*), congestion control (rudp_cc.*, swappable through
+ * gp_rel_config.cc) and reassembly (rudp_reasm.*) are files of their own; RUDP.md's
+ * "Code map" says which owns what.
  *
  * Threading: a gp_rel is not thread-safe; one owner calls everything. */
 #ifndef GP_RUDP_REL_H
@@ -51,10 +54,14 @@ typedef struct gp_rel_config {
     uint64_t dead_after_ns;     /* dead after this long without any packet from the peer */
     int fec;                    /* 0 off, 1 adaptive (redundancy follows the measured loss) */
     uint64_t seed;              /* randomness (congestion control's probing phase) */
+    /* Congestion controller (rudp_cc.h); NULL: gp_cc_bbr. Not on the wire: each peer may
+     * run its own. */
+    const struct gp_cc_ops *cc;
 } gp_rel_config;
 
 /* Fills *cfg with the defaults: max_payload 1140, max_message 1 MiB + 64, send_buffer 8 MiB,
- * recv_buffer 2 x send_buffer + max_message, keepalive 20 s, dead after 30 s, fec 1, seed 0.
+ * recv_buffer 2 x send_buffer + max_message, keepalive 20 s, dead after 30 s, fec 1, seed 0,
+ * cc NULL (BBR-like).
  * Callers start from this and change what they need. */
 void gp_rel_config_init(gp_rel_config *cfg);
 

@@ -14,6 +14,7 @@
  *  - the bridge does no X25519 for a datagram that lacks a valid mac1. */
 #include "rudp_sess.h"
 #include "auth.h" /* gp_house_id_valid, GP_MAX_HOUSE_ID */
+#include "rudp_noise.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -115,196 +116,12 @@ static uint64_t elapsed(uint64_t now, uint64_t then) {
     return now > then ? now - then : 0;
 }
 
-/* ---- primitives ------------------------------------------------------------------------ */
+/* ---- filler bits (the generator and the other primitives: rudp_noise.c) ---------------- */
 
-static void hmac2(uint8_t out[32], const uint8_t key[32], const uint8_t *a, size_t alen,
-                  const uint8_t *b, size_t blen) {
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, key, 32);
-    crypto_auth_hmacsha256_update(&st, a, alen);
-    if (blen)
-        crypto_auth_hmacsha256_update(&st, b, blen);
-    crypto_auth_hmacsha256_final(&st, out);
-    sodium_memzero(&st, sizeof st);
-}
-
-/* Noise's HKDF (Noise spec 4.3) with HMAC-SHA-256: two or three outputs. Outputs may alias ck
- * (the PRK is computed first). */
-static void hkdf(const uint8_t ck[32], const uint8_t *ikm, size_t n, uint8_t *o1, uint8_t *o2,
-                 uint8_t *o3) {
-    static const uint8_t one = 1, two = 2, three = 3;
-    uint8_t prk[32], a[32], b[32], c[32];
-    hmac2(prk, ck, ikm, n, NULL, 0);
-    hmac2(a, prk, &one, 1, NULL, 0);
-    hmac2(b, prk, a, 32, &two, 1);
-    if (o3)
-        hmac2(c, prk, b, 32, &three, 1);
-    memcpy(o1, a, 32);
-    memcpy(o2, b, 32);
-    if (o3)
-        memcpy(o3, c, 32);
-    sodium_memzero(prk, sizeof prk);
-    sodium_memzero(a, sizeof a);
-    sodium_memzero(b, sizeof b);
-    sodium_memzero(c, sizeof c);
-}
-
-/* A labelled PRF output of a 32-byte key (HKDF-Expand, one block). out may alias key. */
-static void prf(uint8_t out[32], const uint8_t key[32], const char *label) {
-    static const char pfx[] = "gp/rudp/v1 ";
-    uint8_t t[32];
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, key, 32);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)pfx, sizeof pfx - 1);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)label, strlen(label));
-    crypto_auth_hmacsha256_final(&st, t);
-    memcpy(out, t, 32);
-    sodium_memzero(&st, sizeof st);
-    sodium_memzero(t, sizeof t);
-}
-
-/* Keys anyone holding the bridges' public key can compute: they hide bytes from observers who
- * do not have it and let the bridge find its bearings before any DH. extra: an ephemeral key
- * for the house-bound handshake keys, else NULL. */
-static void pub_key(uint8_t out[32], const char *label, const uint8_t spub[32],
-                    const uint8_t *extra) {
-    static const char pfx[] = "gp/rudp/v1 ";
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, 32);
-    crypto_generichash_update(&st, (const uint8_t *)pfx, sizeof pfx - 1);
-    crypto_generichash_update(&st, (const uint8_t *)label, strlen(label));
-    crypto_generichash_update(&st, spub, 32);
-    if (extra)
-        crypto_generichash_update(&st, extra, 32);
-    crypto_generichash_final(&st, out, 32);
-}
-
-/* Keyed BLAKE2b-128 of a || b (mac1, mac2, cookies, table keys). key: 16..64 bytes. */
-static void mac16(uint8_t out[MAC], const uint8_t *key, size_t keylen, const uint8_t *a,
-                  size_t alen, const uint8_t *b, size_t blen) {
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, key, keylen, MAC);
-    crypto_generichash_update(&st, a, alen);
-    if (blen)
-        crypto_generichash_update(&st, b, blen);
-    crypto_generichash_final(&st, out, MAC);
-    sodium_memzero(&st, sizeof st);
-}
-
-static void hash16(uint8_t out[16], const uint8_t *p, size_t n) {
-    crypto_generichash(out, 16, p, n, NULL, 0);
-}
-
-/* Header mask: XChaCha20 keystream under `key` with the datagram's 16-byte sample (its tag or
- * trailing MAC) as nonce, so every datagram gets a fresh mask (as QUIC's header protection)
- * and every bit of the sample changes it: flipping any sample bit garbles the whole header. */
-static void mask_stream(const uint8_t key[32], const uint8_t sample[SAMPLE], uint8_t *out,
-                        size_t n) {
-    uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {0};
-    memcpy(nonce, sample, SAMPLE);
-    crypto_stream_xchacha20(out, n, nonce, key);
-}
-
-/* X25519 public keys are < 2^255: their top bit is always 0. Senders set it at random (RFC
- * 7748 s5: receivers ignore it); receivers clear it before use and in every hash. */
-static void canon(uint8_t out[32], const uint8_t wire[32]) {
-    memcpy(out, wire, 32);
-    out[31] &= 0x7f;
-}
-
-/* ---- seeded generator for padding and filler bits -------------------------------------- */
-
-/* The caller's randomness (a syscall per call in production) seeds a ChaCha20 keystream once;
- * padding lengths, pad bytes and the random header bits come from it. */
-typedef struct prng {
-    uint8_t key[32];
-    uint64_t ctr;
-    uint8_t buf[64];
-    unsigned pos;
-} prng;
-
-static void prng_seed(prng *r, gp_sess_rand_fn rnd, void *ud) {
-    rnd(ud, r->key, sizeof r->key);
-    r->ctr = 0;
-    r->pos = sizeof r->buf;
-}
-
-static void prng_bytes(prng *r, uint8_t *p, size_t n) {
-    while (n) {
-        if (r->pos == sizeof r->buf) {
-            uint8_t nonce[8];
-            for (int i = 0; i < 8; i++)
-                nonce[i] = (uint8_t)(r->ctr >> (8 * i));
-            r->ctr++;
-            crypto_stream_chacha20(r->buf, sizeof r->buf, nonce, r->key);
-            r->pos = 0;
-        }
-        size_t take = min_sz(n, sizeof r->buf - r->pos);
-        memcpy(p, r->buf + r->pos, take);
-        r->pos += (unsigned)take, p += take, n -= take;
-    }
-}
-
-static uint32_t prng_below(prng *r, uint32_t n) {
-    uint8_t b[4];
-    prng_bytes(r, b, sizeof b);
-    return (uint32_t)(((uint64_t)get_be32(b) * n) >> 32);
-}
-
-static uint8_t filler_type(prng *r, unsigned type) {
+static uint8_t filler_type(gp_noise_prng *r, unsigned type) {
     uint8_t b;
-    prng_bytes(r, &b, 1);
+    gp_noise_prng_bytes(r, &b, 1);
     return (uint8_t)((b & ~TYPE_BITS) | type);
-}
-
-/* ---- Noise symmetric state ------------------------------------------------------------- */
-
-typedef struct sym {
-    uint8_t h[32], ck[32], k[32];
-} sym;
-
-static const uint8_t zero_nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
-
-static void mix_hash(sym *s, const uint8_t *d, size_t n) {
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, s->h, 32);
-    crypto_hash_sha256_update(&st, d, n);
-    crypto_hash_sha256_final(&st, s->h);
-}
-
-/* h = ck = HASH(protocol name), then the responder's static key as pre-message (NK). */
-static void sym_init(sym *s, const uint8_t spub[32]) {
-    static const char name[] = "GhostPort_rudp1_NKpsk1_25519_ChaChaPoly_SHA256";
-    crypto_hash_sha256(s->h, (const uint8_t *)name, sizeof name - 1);
-    memcpy(s->ck, s->h, 32);
-    memset(s->k, 0, 32);
-    mix_hash(s, spub, 32);
-}
-
-static void mix_key(sym *s, const uint8_t *ikm, size_t n) {
-    hkdf(s->ck, ikm, n, s->ck, s->k, NULL);
-}
-
-static void mix_key_and_hash(sym *s, const uint8_t psk[32]) {
-    uint8_t t[32];
-    hkdf(s->ck, psk, 32, s->ck, t, s->k);
-    mix_hash(s, t, 32);
-    sodium_memzero(t, sizeof t);
-}
-
-/* Each key k is used for exactly one encryption (every mix_key makes a new one): nonce 0. */
-static void enc_hash(sym *s, const uint8_t *p, size_t n, uint8_t *c) {
-    crypto_aead_chacha20poly1305_ietf_encrypt(c, NULL, p, n, s->h, 32, NULL, zero_nonce, s->k);
-    mix_hash(s, c, n + TAG);
-}
-
-static int dec_hash(sym *s, const uint8_t *c, size_t clen, uint8_t *p) {
-    if (crypto_aead_chacha20poly1305_ietf_decrypt(p, NULL, NULL, c, clen, s->h, 32, zero_nonce,
-                                                  s->k) != 0)
-        return -1;
-    mix_hash(s, c, clen);
-    return 0;
 }
 
 /* ---- replay window and packet numbers -------------------------------------------------- */
@@ -379,7 +196,7 @@ struct gp_sess {
     gp_sess_conf conf;
     gp_sess_rand_fn rnd;
     void *ud;
-    prng rng;
+    gp_noise_prng rng;
     uint32_t bucket[MAX_BUCKETS];
     size_t nbuckets;
 
@@ -396,7 +213,7 @@ struct gp_sess {
     uint8_t e_priv[32];
     uint8_t inner[INIT_INNER];
     uint8_t init_hash[16];
-    sym hs;
+    gp_noise_sym hs;
     uint8_t cookie[COOKIE_LEN];
     int has_cookie;
     uint64_t cookie_ns, created_ns, hello_next_ns, hello_rto_ns;
@@ -439,10 +256,10 @@ static int conf_resolve(const gp_sess_conf *in, gp_sess_conf *out) {
  * rungs 5-15% apart bound the average padding near 7% of the datagram. */
 static void buckets_init(gp_sess *s) {
     size_t n = 0;
-    uint32_t b = 40 + prng_below(&s->rng, 64);
+    uint32_t b = 40 + gp_noise_prng_below(&s->rng, 64);
     while (b < s->conf.mtu && n < MAX_BUCKETS - 1) {
         s->bucket[n++] = b;
-        uint32_t step = b * (5 + prng_below(&s->rng, 11)) / 100;
+        uint32_t step = b * (5 + gp_noise_prng_below(&s->rng, 11)) / 100;
         b += step < 16 ? 16 : step;
     }
     s->bucket[n++] = (uint32_t)s->conf.mtu;
@@ -455,7 +272,7 @@ static size_t pad_target(gp_sess *s, size_t need) {
     size_t i = 0;
     while (i + 1 < s->nbuckets && s->bucket[i] < need)
         i++;
-    if (i + 1 < s->nbuckets && prng_below(&s->rng, 4) == 0)
+    if (i + 1 < s->nbuckets && gp_noise_prng_below(&s->rng, 4) == 0)
         i++;
     return s->bucket[i] > need ? s->bucket[i] : need;
 }
@@ -470,7 +287,7 @@ static gp_sess *sess_alloc(const gp_sess_conf *conf, gp_sess_rand_fn rnd, void *
     s->conf = c;
     s->rnd = rnd;
     s->ud = ud;
-    prng_seed(&s->rng, rnd, ud);
+    gp_noise_prng_seed(&s->rng, rnd, ud);
     buckets_init(s);
     return s;
 }
@@ -478,18 +295,18 @@ static gp_sess *sess_alloc(const gp_sess_conf *conf, gp_sess_rand_fn rnd, void *
 /* Traffic keys from the final chaining key: a chain per direction (key epoch e uses
  * PRF(chain_e, "key"); chain_e+1 = PRF(chain_e, "next"), so an old key cannot be recomputed
  * from a newer state) and a fixed header-mask key per direction. */
-static void derive_traffic(gp_sess *s, const sym *t, uint64_t now_ns) {
+static void derive_traffic(gp_sess *s, const gp_noise_sym *t, uint64_t now_ns) {
     uint8_t c2s[32], s2c[32], hp_c2s[32], hp_s2c[32];
-    prf(c2s, t->ck, "c2s chain");
-    prf(s2c, t->ck, "s2c chain");
-    prf(hp_c2s, t->ck, "c2s hp");
-    prf(hp_s2c, t->ck, "s2c hp");
+    gp_noise_prf(c2s, t->ck, "c2s chain");
+    gp_noise_prf(s2c, t->ck, "s2c chain");
+    gp_noise_prf(hp_c2s, t->ck, "c2s hp");
+    gp_noise_prf(hp_s2c, t->ck, "s2c hp");
     memcpy(s->tx.chain, s->bridge ? s2c : c2s, 32);
     memcpy(s->rx.chain, s->bridge ? c2s : s2c, 32);
     memcpy(s->hp_tx, s->bridge ? hp_s2c : hp_c2s, 32);
     memcpy(s->hp_rx, s->bridge ? hp_c2s : hp_s2c, 32);
-    prf(s->tx.key, s->tx.chain, "key");
-    prf(s->rx.cur, s->rx.chain, "key");
+    gp_noise_prf(s->tx.key, s->tx.chain, "key");
+    gp_noise_prf(s->rx.cur, s->rx.chain, "key");
     s->tx.epoch_ns = now_ns;
     s->state = ST_EST;
     sodium_memzero(c2s, 32);
@@ -510,8 +327,8 @@ static void tx_maybe_rekey(gp_sess *s, uint64_t now_ns) {
         return;
     if ((t->epoch & 3) != s->rx.peer_echo)
         return;
-    prf(t->chain, t->chain, "next");
-    prf(t->key, t->chain, "key");
+    gp_noise_prf(t->chain, t->chain, "next");
+    gp_noise_prf(t->key, t->chain, "key");
     t->epoch++;
     t->epoch_pkts = 0;
     t->epoch_ns = now_ns;
@@ -555,10 +372,10 @@ ssize_t gp_sess_seal(gp_sess *s, const uint8_t *payload, size_t len, uint8_t *ou
      * first), the packet number under the session's key. */
     uint8_t m[C2S_HDR];
     if (!s->bridge) {
-        mask_stream(s->k_c2s_hdr, tag, m, 9);
-        mask_stream(s->hp_tx, tag, m + 9, 4);
+        gp_noise_mask(s->k_c2s_hdr, tag, m, 9);
+        gp_noise_mask(s->hp_tx, tag, m + 9, 4);
     } else {
-        mask_stream(s->hp_tx, tag, m, S2C_HDR);
+        gp_noise_mask(s->hp_tx, tag, m, S2C_HDR);
     }
     xor_into(out, out, m, hdr);
 
@@ -583,10 +400,10 @@ static ssize_t open_data(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out
     const uint8_t *tag = dg + len - TAG;
     uint8_t h[C2S_HDR], m[C2S_HDR];
     if (s->bridge) {
-        mask_stream(s->k_c2s_hdr, tag, m, 9);
-        mask_stream(s->hp_rx, tag, m + 9, 4);
+        gp_noise_mask(s->k_c2s_hdr, tag, m, 9);
+        gp_noise_mask(s->hp_rx, tag, m + 9, 4);
     } else {
-        mask_stream(s->hp_rx, tag, m, S2C_HDR);
+        gp_noise_mask(s->hp_rx, tag, m, S2C_HDR);
     }
     xor_into(h, dg, m, hdr);
     if ((h[0] & TYPE_BITS) != T_DATA)
@@ -612,8 +429,8 @@ static ssize_t open_data(gp_sess *s, const uint8_t *dg, size_t len, uint8_t *out
             return R_OLD_KEY; /* a straggler, or garbage: it cannot be told any more */
         k = s->rx.prev;
     } else if (d == 1) {
-        prf(chain, s->rx.chain, "next");
-        prf(key, chain, "key");
+        gp_noise_prf(chain, s->rx.chain, "next");
+        gp_noise_prf(key, chain, "key");
         k = key;
     }
     uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
@@ -684,12 +501,12 @@ gp_sess *gp_sess_client_new(const gp_sess_conf *conf, const uint8_t bridge_pub[G
     if (!s)
         return NULL;
     uint8_t e_pub[32], es[32], idblock[ID_BLOCK] = {0}, ts8[8];
-    sym *t = &s->hs;
+    gp_noise_sym *t = &s->hs;
 
     memcpy(s->spub, bridge_pub, 32);
-    pub_key(s->k_mac1, "mac1", s->spub, NULL);
-    pub_key(s->k_c2s_hdr, "c2s hdr", s->spub, NULL);
-    pub_key(s->k_cookie, "cookie", s->spub, NULL);
+    gp_noise_pub_key(s->k_mac1, "mac1", s->spub, NULL);
+    gp_noise_pub_key(s->k_c2s_hdr, "c2s hdr", s->spub, NULL);
+    gp_noise_pub_key(s->k_cookie, "cookie", s->spub, NULL);
 
     rnd(ud, s->e_priv, 32);
     crypto_scalarmult_base(e_pub, s->e_priv);
@@ -697,21 +514,21 @@ gp_sess *gp_sess_client_new(const gp_sess_conf *conf, const uint8_t bridge_pub[G
     s->inner[31] |= (uint8_t)(filler_type(&s->rng, 0) & 0x80);
 
     /* -> e, es, {id}, psk, {ts}  (psk handshakes also MixKey(e), Noise s9.2) */
-    sym_init(t, s->spub);
-    mix_hash(t, e_pub, 32);
-    mix_key(t, e_pub, 32);
+    gp_noise_init(t, s->spub);
+    gp_noise_mix_hash(t, e_pub, 32);
+    gp_noise_mix_key(t, e_pub, 32);
     if (crypto_scalarmult(es, s->e_priv, s->spub) != 0)
         goto fail; /* a low-order "bridge key" */
-    mix_key(t, es, 32);
+    gp_noise_mix_key(t, es, 32);
     idblock[0] = (uint8_t)house_id.len;
     memcpy(idblock + 1, house_id.p, house_id.len);
-    enc_hash(t, idblock, ID_BLOCK, s->inner + INIT_ID - 1);
-    mix_key_and_hash(t, secret);
+    gp_noise_enc_hash(t, idblock, ID_BLOCK, s->inner + INIT_ID - 1);
+    gp_noise_mix_key_and_hash(t, secret);
     put_be64(ts8, wall_ms);
-    enc_hash(t, ts8, 8, s->inner + INIT_TS - 1);
-    hash16(s->init_hash, s->inner, INIT_INNER);
-    pub_key(s->k_hs_mask, "s2c hs mask", s->spub, e_pub);
-    pub_key(s->k_hs_mac, "s2c hs mac", s->spub, e_pub);
+    gp_noise_enc_hash(t, ts8, 8, s->inner + INIT_TS - 1);
+    gp_noise_hash16(s->init_hash, s->inner, INIT_INNER);
+    gp_noise_pub_key(s->k_hs_mask, "s2c hs mask", s->spub, e_pub);
+    gp_noise_pub_key(s->k_hs_mac, "s2c hs mac", s->spub, e_pub);
 
     memcpy(s->house_id, house_id.p, house_id.len);
     s->house_id_len = house_id.len;
@@ -737,21 +554,22 @@ ssize_t gp_sess_client_hello(gp_sess *s, uint8_t *out, size_t cap, uint64_t now_
         return GP_ERR_BUFFER;
     size_t total = INIT_MIN;
     if (!s->conf.no_padding)
-        total += prng_below(&s->rng, INIT_PAD_SPAN);
+        total += gp_noise_prng_below(&s->rng, INIT_PAD_SPAN);
     total = min_sz(total, min_sz(s->conf.mtu, cap));
 
     out[0] = filler_type(&s->rng, T_INIT);
     memcpy(out + 1, s->inner, INIT_INNER);
-    prng_bytes(&s->rng, out + INIT_MASKED, total - 2 * MAC - INIT_MASKED);
+    gp_noise_prng_bytes(&s->rng, out + INIT_MASKED, total - 2 * MAC - INIT_MASKED);
     uint8_t *mac1 = out + total - 2 * MAC, *mac2 = out + total - MAC;
-    mac16(mac1, s->k_mac1, 32, out, total - 2 * MAC, NULL, 0);
+    gp_noise_mac16(mac1, s->k_mac1, 32, out, total - 2 * MAC, NULL, 0);
     if (s->has_cookie && elapsed(now_ns, s->cookie_ns) < COOKIE_USE_NS)
-        mac16(mac2, s->cookie, COOKIE_LEN, out, total - MAC, NULL, 0);
+        gp_noise_mac16(mac2, s->cookie, COOKIE_LEN, out, total - MAC, NULL, 0);
     else
-        prng_bytes(&s->rng, mac2, MAC); /* no cookie: random, so the trailer never is constant */
+        gp_noise_prng_bytes(&s->rng, mac2,
+                            MAC); /* no cookie: random, so the trailer never is constant */
     /* The MACs cover the clear bytes; the mask (seeded by mac2) goes on last. */
     uint8_t m[INIT_MASKED];
-    mask_stream(s->k_c2s_hdr, mac2, m, INIT_MASKED);
+    gp_noise_mask(s->k_c2s_hdr, mac2, m, INIT_MASKED);
     xor_into(out, out, m, INIT_MASKED);
 
     s->hello_next_ns = now_ns + s->hello_rto_ns;
@@ -790,17 +608,18 @@ static ssize_t open_resp(gp_sess *s, const uint8_t *dg, size_t len, const uint8_
         return R_SHORT;
     uint8_t u[RESP_MASKED], want[MAC], e_b[32], ee[32], cid8[8];
     xor_into(u, dg, m, RESP_MASKED);
-    mac16(want, s->k_hs_mac, 32, u, RESP_MASKED, dg + RESP_MASKED, len - MAC - RESP_MASKED);
+    gp_noise_mac16(want, s->k_hs_mac, 32, u, RESP_MASKED, dg + RESP_MASKED,
+                   len - MAC - RESP_MASKED);
     if (sodium_memcmp(want, dg + len - MAC, MAC) != 0)
         return R_AUTH; /* cheap filter before the DH */
-    canon(e_b, u + RESP_E);
-    sym t = s->hs;
-    mix_hash(&t, e_b, 32);
-    mix_key(&t, e_b, 32);
+    gp_noise_canon(e_b, u + RESP_E);
+    gp_noise_sym t = s->hs;
+    gp_noise_mix_hash(&t, e_b, 32);
+    gp_noise_mix_key(&t, e_b, 32);
     ssize_t rc = R_AUTH;
     if (crypto_scalarmult(ee, s->e_priv, e_b) == 0) {
-        mix_key(&t, ee, 32);
-        if (dec_hash(&t, u + RESP_CT, RESP_CT_LEN, cid8) == 0 && get_be64(cid8) != 0) {
+        gp_noise_mix_key(&t, ee, 32);
+        if (gp_noise_dec_hash(&t, u + RESP_CT, RESP_CT_LEN, cid8) == 0 && get_be64(cid8) != 0) {
             s->cid = get_be64(cid8);
             derive_traffic(s, &t, now_ns);
             s->confirmed = 1;
@@ -822,7 +641,7 @@ static ssize_t open_handshake(gp_sess *s, const uint8_t *dg, size_t len, uint64_
     if (len < COOKIE_MIN)
         return R_SHORT;
     uint8_t m[RESP_MASKED];
-    mask_stream(s->k_hs_mask, dg + len - SAMPLE, m, RESP_MASKED);
+    gp_noise_mask(s->k_hs_mask, dg + len - SAMPLE, m, RESP_MASKED);
     switch ((dg[0] ^ m[0]) & TYPE_BITS) {
     case T_COOKIE:
         return open_cookie(s, dg, len, dg[0] ^ m[0], now_ns, flags);
@@ -839,11 +658,12 @@ static int is_handshake_dup(gp_sess *s, const uint8_t *dg, size_t len) {
     if (len < COOKIE_MIN)
         return 0;
     uint8_t m[RESP_MASKED], u[RESP_MASKED], want[MAC], pt[COOKIE_LEN + COOKIE_PAD_SPAN];
-    mask_stream(s->k_hs_mask, dg + len - SAMPLE, m, RESP_MASKED);
+    gp_noise_mask(s->k_hs_mask, dg + len - SAMPLE, m, RESP_MASKED);
     unsigned type = (dg[0] ^ m[0]) & TYPE_BITS;
     if (type == T_RESP && len >= RESP_MIN) {
         xor_into(u, dg, m, RESP_MASKED);
-        mac16(want, s->k_hs_mac, 32, u, RESP_MASKED, dg + RESP_MASKED, len - MAC - RESP_MASKED);
+        gp_noise_mac16(want, s->k_hs_mac, 32, u, RESP_MASKED, dg + RESP_MASKED,
+                       len - MAC - RESP_MASKED);
         return sodium_memcmp(want, dg + len - MAC, MAC) == 0;
     }
     if (type != T_COOKIE || len > COOKIE_MAX)
@@ -926,7 +746,7 @@ struct gp_sess_hs {
     gp_sess_hs *prev, *next;
     char id[GP_MAX_HOUSE_ID + 1];
     size_t id_len;
-    sym t;
+    gp_noise_sym t;
     uint8_t e[32]; /* the house's ephemeral, canonical */
     uint8_t enc_ts[INIT_TS_CT];
     uint8_t init_hash[16];
@@ -937,10 +757,10 @@ struct gp_sess_server {
     gp_sess_server_conf conf;
     gp_sess_rand_fn rnd;
     void *ud;
-    prng rng;
+    gp_noise_prng rng;
     uint8_t spriv[32], spub[32];
     uint8_t k_mac1[32], k_c2s_hdr[32], k_cookie[32];
-    sym sym0;
+    gp_noise_sym sym0;
     uint8_t cookie_cur[32], cookie_prev[32];
     uint64_t cookie_ns;
     uint8_t tbl_key[32];
@@ -973,7 +793,7 @@ static slot *tbl_find(slot *t, size_t sets, const uint8_t key[16], int create) {
 
 static void tbl_key(const gp_sess_server *srv, uint8_t kind, const void *p, size_t n,
                     uint8_t out[16]) {
-    mac16(out, srv->tbl_key, 32, &kind, 1, p, n);
+    gp_noise_mac16(out, srv->tbl_key, 32, &kind, 1, p, n);
 }
 
 static size_t idx_home(const gp_sess_server *srv, uint64_t cid) {
@@ -1065,11 +885,11 @@ gp_sess_server *gp_sess_server_new(const gp_sess_server_conf *conf,
     memcpy(srv->spriv, priv, 32);
     if (gp_sess_pubkey(priv, srv->spub) != 0)
         goto fail;
-    pub_key(srv->k_mac1, "mac1", srv->spub, NULL);
-    pub_key(srv->k_c2s_hdr, "c2s hdr", srv->spub, NULL);
-    pub_key(srv->k_cookie, "cookie", srv->spub, NULL);
-    sym_init(&srv->sym0, srv->spub);
-    prng_seed(&srv->rng, rnd, ud);
+    gp_noise_pub_key(srv->k_mac1, "mac1", srv->spub, NULL);
+    gp_noise_pub_key(srv->k_c2s_hdr, "c2s hdr", srv->spub, NULL);
+    gp_noise_pub_key(srv->k_cookie, "cookie", srv->spub, NULL);
+    gp_noise_init(&srv->sym0, srv->spub);
+    gp_noise_prng_seed(&srv->rng, rnd, ud);
     rnd(ud, srv->cookie_cur, 32);
     rnd(ud, srv->cookie_prev, 32);
     rnd(ud, srv->tbl_key, 32);
@@ -1111,7 +931,7 @@ static void cookie_rotate(gp_sess_server *srv, uint64_t now_ns) {
 
 static void make_cookie(const uint8_t secret[32], const void *addr, size_t alen,
                         uint8_t out[COOKIE_LEN]) {
-    mac16(out, secret, 32, (const uint8_t *)"cookie", 6, addr, addr ? alen : 0);
+    gp_noise_mac16(out, secret, 32, (const uint8_t *)"cookie", 6, addr, addr ? alen : 0);
 }
 
 /* Unmasks an initiation's first INIT_MASKED bytes into u and checks its type and mac1. No DH,
@@ -1121,11 +941,12 @@ static int init_check(const gp_sess_server *srv, const uint8_t *dg, size_t len,
     if (len < INIT_MIN || len > GP_SESS_DGRAM_MAX)
         return -1;
     uint8_t m[INIT_MASKED], want[MAC];
-    mask_stream(srv->k_c2s_hdr, dg + len - MAC, m, INIT_MASKED);
+    gp_noise_mask(srv->k_c2s_hdr, dg + len - MAC, m, INIT_MASKED);
     xor_into(u, dg, m, INIT_MASKED);
     if ((u[0] & TYPE_BITS) != T_INIT)
         return -1;
-    mac16(want, srv->k_mac1, 32, u, INIT_MASKED, dg + INIT_MASKED, len - 2 * MAC - INIT_MASKED);
+    gp_noise_mac16(want, srv->k_mac1, 32, u, INIT_MASKED, dg + INIT_MASKED,
+                   len - 2 * MAC - INIT_MASKED);
     return sodium_memcmp(want, dg + len - 2 * MAC, MAC) == 0 ? 0 : -1;
 }
 
@@ -1136,7 +957,8 @@ static int mac2_ok(const gp_sess_server *srv, const uint8_t *u, const uint8_t *d
     for (int i = 0; i < 2 && !ok; i++) {
         uint8_t cookie[COOKIE_LEN], want[MAC];
         make_cookie(secrets[i], addr, alen, cookie);
-        mac16(want, cookie, COOKIE_LEN, u, INIT_MASKED, dg + INIT_MASKED, len - MAC - INIT_MASKED);
+        gp_noise_mac16(want, cookie, COOKIE_LEN, u, INIT_MASKED, dg + INIT_MASKED,
+                       len - MAC - INIT_MASKED);
         ok = sodium_memcmp(want, dg + len - MAC, MAC) == 0;
         sodium_memzero(cookie, sizeof cookie);
     }
@@ -1155,7 +977,7 @@ int gp_sess_server_classify(gp_sess_server *srv, const uint8_t *dg, size_t len, 
         return GP_SESS_DROP;
     }
     uint8_t m[9], u[INIT_MASKED];
-    mask_stream(srv->k_c2s_hdr, dg + len - SAMPLE, m, sizeof m);
+    gp_noise_mask(srv->k_c2s_hdr, dg + len - SAMPLE, m, sizeof m);
     switch ((dg[0] ^ m[0]) & TYPE_BITS) {
     case T_DATA: {
         uint8_t cid8[8];
@@ -1253,18 +1075,18 @@ int gp_sess_server_parse(gp_sess_server *srv, const uint8_t *dg, size_t len, uin
         srv->st.drop_mac1++;
         return GP_ERR_AUTH;
     }
-    sym t = srv->sym0;
-    canon(e, u + INIT_E);
-    mix_hash(&t, e, 32);
-    mix_key(&t, e, 32);
+    gp_noise_sym t = srv->sym0;
+    gp_noise_canon(e, u + INIT_E);
+    gp_noise_mix_hash(&t, e, 32);
+    gp_noise_mix_key(&t, e, 32);
     srv->st.dh++;
     int rc = GP_ERR_AUTH;
     if (crypto_scalarmult(es, srv->spriv, e) != 0) {
         srv->st.drop_init_auth++;
         goto out;
     }
-    mix_key(&t, es, 32);
-    if (dec_hash(&t, u + INIT_ID, INIT_ID_CT, idblock) != 0) {
+    gp_noise_mix_key(&t, es, 32);
+    if (gp_noise_dec_hash(&t, u + INIT_ID, INIT_ID_CT, idblock) != 0) {
         srv->st.drop_init_auth++;
         goto out;
     }
@@ -1277,7 +1099,7 @@ int gp_sess_server_parse(gp_sess_server *srv, const uint8_t *dg, size_t len, uin
         rc = GP_ERR_MALFORMED;
         goto out;
     }
-    hash16(hash, u + 1, INIT_INNER);
+    gp_noise_hash16(hash, u + 1, INIT_INNER);
     tbl_key(srv, 'h', idblock + 1, idlen, key);
     int same;
     gp_sess *old = retransmit_target(srv, tbl_find(srv->replay, srv->replay_sets, key, 0), hash,
@@ -1332,7 +1154,7 @@ static ssize_t build_resp(gp_sess_server *srv, gp_sess *s, const void *addr, siz
     size_t hi = min_sz(min_sz(s->resp_cap, s->conf.mtu), cap);
     size_t total = RESP_MIN;
     if (!s->conf.no_padding && hi > RESP_MIN)
-        total += prng_below(&s->rng, (uint32_t)(hi - RESP_MIN + 1));
+        total += gp_noise_prng_below(&s->rng, (uint32_t)(hi - RESP_MIN + 1));
     if (!gp_sess_server_amp_allow(srv, addr, alen, total)) {
         srv->st.drop_amp++;
         return 0;
@@ -1340,10 +1162,10 @@ static ssize_t build_resp(gp_sess_server *srv, gp_sess *s, const void *addr, siz
     out[0] = filler_type(&s->rng, T_RESP);
     memcpy(out + RESP_E, s->resp_e, 32);
     memcpy(out + RESP_CT, s->resp_ct, RESP_CT_LEN);
-    prng_bytes(&s->rng, out + RESP_MASKED, total - MAC - RESP_MASKED);
-    mac16(out + total - MAC, s->k_hs_mac, 32, out, total - MAC, NULL, 0);
+    gp_noise_prng_bytes(&s->rng, out + RESP_MASKED, total - MAC - RESP_MASKED);
+    gp_noise_mac16(out + total - MAC, s->k_hs_mac, 32, out, total - MAC, NULL, 0);
     uint8_t m[RESP_MASKED];
-    mask_stream(s->k_hs_mask, out + total - MAC, m, RESP_MASKED);
+    gp_noise_mask(s->k_hs_mask, out + total - MAC, m, RESP_MASKED);
     xor_into(out, out, m, RESP_MASKED);
     return (ssize_t)total;
 }
@@ -1356,7 +1178,7 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
     if (!hs)
         return GP_ERR_INVALID;
     ssize_t rc;
-    sym t = hs->t;
+    gp_noise_sym t = hs->t;
     uint8_t key[16], ts8[8], e_priv[32], e_pub[32], ee[32], cid8[8];
     gp_sess *s = NULL;
     if (!srv || hs->srv != srv) {
@@ -1390,8 +1212,8 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
         srv->st.drop_replay++;
         goto out;
     }
-    mix_key_and_hash(&t, psk);
-    if (dec_hash(&t, hs->enc_ts, INIT_TS_CT, ts8) != 0) {
+    gp_noise_mix_key_and_hash(&t, psk);
+    if (gp_noise_dec_hash(&t, hs->enc_ts, INIT_TS_CT, ts8) != 0) {
         srv->st.drop_psk++; /* the house does not hold this secret */
         goto out;
     }
@@ -1418,11 +1240,11 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
     srv->rnd(srv->ud, e_priv, 32);
     crypto_scalarmult_base(e_pub, e_priv);
     srv->st.dh += 2;
-    mix_hash(&t, e_pub, 32);
-    mix_key(&t, e_pub, 32);
+    gp_noise_mix_hash(&t, e_pub, 32);
+    gp_noise_mix_key(&t, e_pub, 32);
     if (crypto_scalarmult(ee, e_priv, hs->e) != 0)
         goto out; /* unreachable: a low-order e already failed es */
-    mix_key(&t, ee, 32);
+    gp_noise_mix_key(&t, ee, 32);
     for (int tries = 0;; tries++) { /* random, non-zero, unique among live sessions */
         if (tries == 64) {
             rc = GP_ERR_NOMEM; /* only a broken random source gets here */
@@ -1433,14 +1255,14 @@ ssize_t gp_sess_server_respond(gp_sess_server *srv, gp_sess_hs *hs, const uint8_
         if (s->cid && !idx_get(srv, s->cid))
             break;
     }
-    enc_hash(&t, cid8, 8, s->resp_ct);
+    gp_noise_enc_hash(&t, cid8, 8, s->resp_ct);
     memcpy(s->resp_e, e_pub, 32);
     s->resp_e[31] |= (uint8_t)(filler_type(&s->rng, 0) & 0x80);
     derive_traffic(s, &t, now_ns);
     memcpy(s->spub, srv->spub, 32);
     memcpy(s->k_c2s_hdr, srv->k_c2s_hdr, 32);
-    pub_key(s->k_hs_mask, "s2c hs mask", srv->spub, hs->e);
-    pub_key(s->k_hs_mac, "s2c hs mac", srv->spub, hs->e);
+    gp_noise_pub_key(s->k_hs_mask, "s2c hs mask", srv->spub, hs->e);
+    gp_noise_pub_key(s->k_hs_mac, "s2c hs mac", srv->spub, hs->e);
     memcpy(s->house_id, hs->id, hs->id_len);
     s->house_id_len = hs->id_len;
     s->ts = ts;
@@ -1503,17 +1325,17 @@ ssize_t gp_sess_server_cookie_reply(gp_sess_server *srv, const uint8_t *dg, size
     size_t hi = min_sz(min_sz(min_sz(len, COOKIE_MAX), srv->conf.sess.mtu), cap);
     size_t total = COOKIE_MIN;
     if (!srv->conf.sess.no_padding)
-        total += prng_below(&srv->rng, (uint32_t)(hi - COOKIE_MIN + 1));
+        total += gp_noise_prng_below(&srv->rng, (uint32_t)(hi - COOKIE_MIN + 1));
     if (!gp_sess_server_amp_allow(srv, addr, addrlen, total)) {
         srv->st.drop_amp++;
         return 0;
     }
-    canon(e, u + INIT_E);
-    pub_key(k_mask, "s2c hs mask", srv->spub, e);
+    gp_noise_canon(e, u + INIT_E);
+    gp_noise_pub_key(k_mask, "s2c hs mask", srv->spub, e);
     out[0] = filler_type(&srv->rng, T_COOKIE);
-    hash16(ad, u + 1, INIT_INNER);
+    gp_noise_hash16(ad, u + 1, INIT_INNER);
     ad[16] = out[0];
-    prng_bytes(&srv->rng, out + 1, CK_CT - 1); /* XChaCha nonce: 192 random bits */
+    gp_noise_prng_bytes(&srv->rng, out + 1, CK_CT - 1); /* XChaCha nonce: 192 random bits */
     make_cookie(srv->cookie_cur, addr, addrlen, out + CK_CT);
     memset(out + CK_CT + COOKIE_LEN, 0, total - COOKIE_MIN);
     /* AD: the hash of the initiation proper (the same in all its retransmits, so the house
@@ -1522,7 +1344,7 @@ ssize_t gp_sess_server_cookie_reply(gp_sess_server *srv, const uint8_t *dg, size
     crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out + CK_CT, out + total - TAG, NULL,
                                                         out + CK_CT, total - TAG - CK_CT, ad,
                                                         sizeof ad, NULL, out + 1, srv->k_cookie);
-    mask_stream(k_mask, out + total - TAG, m, 1);
+    gp_noise_mask(k_mask, out + total - TAG, m, 1);
     out[0] ^= m[0];
     srv->st.cookies_sent++;
     return (ssize_t)total;
