@@ -515,7 +515,7 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, c->addr);
     br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
     char fpre[GP_KEY_MAX + 16];
-    snprintf(fpre, sizeof fpre, "%s:fence:", p);
+    gp_key_fence(fpre, p, ""); /* the script appends the old holder's id */
     br_args_str(&a, fpre);
     br_args_str(&a, c->house);
     br_conn_ref(c);

@@ -39,7 +39,7 @@
  * if the house hash existed, the stream's length before any purge}. The bridge holding the
  * house is told to let it go ("remove <id>"). The janitor's index of the stream (deadlines,
  * jcursor) goes with the stream: while the stream stays its requests still get their 504. */
-#define GP_REG_RM_NKEYS 8
+#define GP_REG_RM_NKEYS 8 /* GP_HOUSE_NKEYS: gp_key_house_all (rkeys.h) builds them */
 #define GP_REG_RM_LUA                                                                              \
     "local existed = redis.call('EXISTS', KEYS[1])\n"                                              \
     "local ok, n = pcall(redis.call, 'XLEN', KEYS[5])\n"                                           \

@@ -21,6 +21,9 @@
  *   <p>:bstats:<bid>      HASH  a running bridge's stats, written every second (PEXPIRE 5 s)
  *   <p>:bridges           ZSET  bridge ids scored by the ms of their last stats: which
  *                               <p>:bstats:<bid> to read without a SCAN
+ *   <p>:fence:<bid>       channel "<epoch> <house>": another bridge claimed one of bid's houses
+ *   <p>:hb:<bid>          channel nothing published: the subscriber's heartbeat
+ * README.md's key layout table documents the same list (checked by tests/unit/rkeys.c).
  */
 #ifndef GP_RKEYS_H
 #define GP_RKEYS_H
@@ -49,6 +52,23 @@ int gp_key_jcursor(char *out, const char *prefix, const char *house);
 int gp_key_ctl(char *out, const char *prefix);
 int gp_key_bstats(char *out, const char *prefix, const char *bridge_id);
 int gp_key_bridges(char *out, const char *prefix);
+/* Pub/sub channels (no keys): a bridge's fence channel (another bridge claimed one of its
+ * houses) and its heartbeat channel (its subscriber connection resubscribes every second). */
+int gp_key_fence(char *out, const char *prefix, const char *bridge_id);
+int gp_key_hb(char *out, const char *prefix, const char *bridge_id);
+
+/* Every key and channel name of the layout, as a template: entry i (from 0) is written into
+ * out[GP_KEY_MAX] by its builder above with the placeholders "<p>" (prefix), "h" (house: the
+ * key shows "{h}"), "<bid>" (bridge) and "<id>" (reply), its Redis type into *type ("SET",
+ * "HASH", ... or "channel"). Returns the length, or -1 past the last entry. README.md's key
+ * layout table is checked against this list (tests/unit/rkeys.c). */
+int gp_key_template(size_t i, char *out, const char **type);
+
+/* The keys of house h, in the order the removal script takes them (store_house.h,
+ * GP_REG_RM_NKEYS): house hash, state, epoch, recent, req, rudp_ts, deadlines, jcursor.
+ * 0, or -1 if one would not fit. Every key with the house's hash tag is one of these. */
+#define GP_HOUSE_NKEYS 8
+int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *prefix, const char *house);
 
 /* The Redis Cluster hash slot of a key: CRC16/XMODEM of the key, or of its {hash tag}. */
 unsigned gp_key_slot(const char *key, size_t len);

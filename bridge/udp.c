@@ -433,7 +433,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     arm(p);
     /* Remember the time of this initiation, so that a replay of it fails everywhere. */
     char key[GP_KEY_MAX], tsv[24];
-    snprintf(key, sizeof key, "%s:{%s}:rudp_ts", g_br.cfg.prefix, lk->house);
+    gp_key_rudp_ts(key, g_br.cfg.prefix, lk->house);
     snprintf(tsv, sizeof tsv, "%llu", (unsigned long long)gp_sess_timestamp(s));
     br_args a;
     br_args_init(&a);
@@ -514,7 +514,7 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
     memcpy(lk->house, id.p, id.len);
     char khouse[GP_KEY_MAX], kts[GP_KEY_MAX];
     gp_key_house(khouse, g_br.cfg.prefix, lk->house);
-    snprintf(kts, sizeof kts, "%s:{%s}:rudp_ts", g_br.cfg.prefix, lk->house);
+    gp_key_rudp_ts(kts, g_br.cfg.prefix, lk->house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, khouse);
