@@ -3,8 +3,8 @@
  * labels and sealed secrets are passed as bytes, never through a format string. */
 #include "registry.h"
 
-#include "reglua.h"
 #include "rkeys.h"
+#include "store_house.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -75,7 +75,7 @@ int gp_reg_master_key(const char *hex, uint8_t out[32]) {
     return gp_secret_from_hex(hex, out) == 0 ? 0 : GP_ERR_INVALID;
 }
 
-/* KEYS[1] house hash. ARGV: secret, labels, created, force (reglua.h: the bridge's JSON API
+/* KEYS[1] house hash. ARGV: secret, labels, created, force (store_house.h: the bridge's JSON API
  * adds houses with the same script). One key, so it runs on a Cluster too; the set of ids is
  * updated separately (another slot). */
 static const char *ADD_LUA = GP_REG_ADD_LUA;
@@ -131,7 +131,7 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
         return GP_ERR_INVALID;
     }
     /* Every key of the house (one slot) in one script, shared with the bridge's JSON API
-     * (reglua.h): the bridge holding the house is told to let it go. The set is another
+     * (store_house.h): the bridge holding the house is told to let it go. The set is another
      * slot. */
     char nkeys[8];
     snprintf(nkeys, sizeof nkeys, "%d", GP_REG_RM_NKEYS);
@@ -319,7 +319,7 @@ long long gp_reg_time_ms(br_rc *rc) {
  * house is not registered (a disabled flag must not create a hash without a secret). The
  * flag is set before the PUBLISH, in the same script: a bridge that hears the message, or a
  * house that reconnects meanwhile, finds it (ADMIN.md: the holder closes the house, the
- * others refuse it). The bridge's JSON API runs the same script (reglua.h). */
+ * others refuse it). The bridge's JSON API runs the same script (store_house.h). */
 static const char *DISABLE_LUA = GP_REG_DISABLE_LUA;
 
 int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,

@@ -1,11 +1,14 @@
-/* reglua.h — the Lua scripts that change the house registry, shared by the CLI's blocking
- * registry code (registry.c) and the bridge's JSON API (api.c, async), so that both change
- * Redis in exactly the same way. Text only: each side sends it with its own client.
+/* store_house.h — the store's house registry family: the set of ids <p>:houses and each
+ * house's hash <p>:{h}:house (README.md's key layout; key names in rkeys.h, the CLI's reads
+ * in registry.c / store_views.c). The Lua scripts that change the registry, shared by the
+ * CLI's blocking registry code (registry.c) and the bridge's JSON API (api.c, async), so that
+ * both change Redis in exactly the same way. Text only: each side sends it with its own
+ * client.
  *
  * Every script touches the keys of one house only (one Cluster slot); the set of ids
  * (<p>:houses, another slot) is updated by a separate SADD/SREM. */
-#ifndef GP_REGLUA_H
-#define GP_REGLUA_H
+#ifndef GP_STORE_HOUSE_H
+#define GP_STORE_HOUSE_H
 
 /* KEYS[1] house hash. ARGV: secret (sealed or hex), labels (JSON), created (ms), force
  * ('1'/'0'). 0 when the house exists and force is not set, else 1. Replacing the secret

@@ -1,0 +1,15 @@
+/* store_bridge.h — the store's bridge family: a running bridge's lease <p>:bridge:<bid>, its
+ * stats <p>:bstats:<bid> and their index <p>:bridges (plain commands, bridge/main.c and
+ * stats.c; parsed by store_views.c), and the janitor's lock <p>:janitor, whose script is
+ * here as Lua text (sent by bridge/janitor.c). */
+#ifndef GP_STORE_BRIDGE_H
+#define GP_STORE_BRIDGE_H
+
+/* KEYS: lock. ARGV: bridge id, ttl ms. SET NX PX, or renew if it is already ours. */
+#define GP_LUA_JANITOR_LOCK                                                                        \
+    "local v = redis.call('GET', KEYS[1])\n"                                                       \
+    "if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end\n"         \
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"                  \
+    "return 0\n"
+
+#endif
