@@ -134,6 +134,9 @@ $(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/rurl.o
 $(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli_esc.o
 # The Redis key layout (pure names), checked against README.md's table.
 $(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/rkeys.o
+# The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.
+$(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store_state.o $(BUILD)/obj/bridge/store_views.o
+$(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)

@@ -19,6 +19,7 @@
 #include "bridge.h"
 #include "store_bridge.h"
 #include "store_req.h"
+#include "store_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +219,7 @@ static void on_scan(redisReply *rep, void *ud) {
             br_args_init(&a);
             br_args_str(&a, "HGET");
             br_args_str(&a, key);
-            br_args_str(&a, "bridge");
+            br_args_str(&a, GP_STATE_BRIDGE);
             if (jsend(on_state, h, &a) != 0)
                 free(h);
         }

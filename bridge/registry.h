@@ -1,15 +1,8 @@
 /* registry.h — the house registry in Redis, synchronous (hiredis blocking API), for the
  * `ghostport` CLI and the integration-test harness. I/O side: every function here talks to
- * Redis over the given client (rclient.h). Keys are those of rkeys.h:
- *   <p>:houses        SET   registered ids
- *   <p>:{h}:house     HASH  secret (sealed with the master key, or hex), labels (JSON), created
- *   <p>:{h}:state     HASH  live state written by the bridge holding the house
- *   <p>:{h}:epoch     STRING fencing epoch
- *   <p>:{h}:recent    LIST  the house's last completed requests (JSON, newest first)
- *   <p>:bstats:<bid>  HASH  a bridge's live stats
- *   <p>:bridges       ZSET  ids of the bridges publishing stats (score: ms of the last)
- *   <p>:ctl           channel: "disable <house>"
- * The daemon (bridge) reads the same keys through its own async code. */
+ * Redis over the given client (rclient.h). Keys are those of rkeys.h (README.md's key
+ * layout), the scripts those of store_house.h, the parsers store_state.c and store_views.c,
+ * shared with the daemon's JSON API, which reads the same keys through its own async code. */
 #ifndef GP_REGISTRY_H
 #define GP_REGISTRY_H
 
