@@ -3,6 +3,7 @@
  * of a house's recent list (registry.h). No I/O: registry.c does the reading; fuzzed by
  * tests/fuzz/fuzz_registry.c. */
 #include "registry.h"
+#include "store_bridge.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -37,31 +38,31 @@ void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r) {
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         const char *f = k->str;
-        if (strcmp(f, "id") == 0)
+        if (strcmp(f, GP_BSTATS_ID) == 0)
             gp_reply_copy(b->id, sizeof b->id, v);
-        else if (strcmp(f, "host") == 0)
+        else if (strcmp(f, GP_BSTATS_HOST) == 0)
             gp_reply_copy(b->host, sizeof b->host, v);
-        else if (strcmp(f, "pid") == 0)
+        else if (strcmp(f, GP_BSTATS_PID) == 0)
             b->pid = gp_reply_ll(v);
-        else if (strcmp(f, "since_ms") == 0)
+        else if (strcmp(f, GP_BSTATS_SINCE) == 0)
             b->since_ms = gp_reply_ll(v);
-        else if (strcmp(f, "ts_ms") == 0)
+        else if (strcmp(f, GP_BSTATS_TS) == 0)
             b->ts_ms = gp_reply_ll(v);
-        else if (strcmp(f, "houses") == 0)
+        else if (strcmp(f, GP_BSTATS_HOUSES) == 0)
             b->houses = gp_reply_ll(v);
-        else if (strcmp(f, "req_total") == 0)
+        else if (strcmp(f, GP_BSTATS_REQ_TOTAL) == 0)
             b->req_total = gp_reply_ll(v);
-        else if (strcmp(f, "err_total") == 0)
+        else if (strcmp(f, GP_BSTATS_ERR_TOTAL) == 0)
             b->err_total = gp_reply_ll(v);
-        else if (strcmp(f, "bytes_in") == 0)
+        else if (strcmp(f, GP_BSTATS_BYTES_IN) == 0)
             b->bytes_in = gp_reply_ll(v);
-        else if (strcmp(f, "bytes_out") == 0)
+        else if (strcmp(f, GP_BSTATS_BYTES_OUT) == 0)
             b->bytes_out = gp_reply_ll(v);
-        else if (strcmp(f, "connects_total") == 0)
+        else if (strcmp(f, GP_BSTATS_CONNECTS) == 0)
             b->connects_total = gp_reply_ll(v);
-        else if (strcmp(f, "auth_failures_total") == 0)
+        else if (strcmp(f, GP_BSTATS_AUTH_FAILURES) == 0)
             b->auth_failures_total = gp_reply_ll(v);
-        else if (strcmp(f, "redis_rtt_ms") == 0)
+        else if (strcmp(f, GP_BSTATS_REDIS_RTT) == 0)
             b->redis_rtt_ms = gp_reply_num(v);
     }
 }
