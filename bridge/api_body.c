@@ -2,6 +2,7 @@
  * the registry's limits; houses read from their hashes and written as JSON text directly. Pure
  * (see api_body.h). */
 #include "api_body.h"
+#include "store_house.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -89,16 +90,16 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (v->type != REDIS_REPLY_STRING)
             continue;
-        if (br_redis_field_is(k, "labels")) {
+        if (br_redis_field_is(k, GP_HOUSE_LABELS)) {
             if (v->len == 2 && memcmp(v->str, "{}", 2) == 0)
                 continue; /* most houses: no parse */
             json_t *l = json_loadb(v->str, v->len, 0, NULL);
             free(h->labels);
             h->labels = json_is_object(l) ? json_dumps(l, JSON_COMPACT) : NULL;
             json_decref(l);
-        } else if (br_redis_field_is(k, "created")) {
+        } else if (br_redis_field_is(k, GP_HOUSE_CREATED)) {
             h->created_ms = br_redis_num(v);
-        } else if (br_redis_field_is(k, "disabled")) {
+        } else if (br_redis_field_is(k, GP_HOUSE_DISABLED)) {
             h->disabled = v->len == 1 && v->str[0] == '1';
         }
     }

@@ -165,7 +165,7 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
     char khouse[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0)
         return GP_ERR_INVALID;
-    redisReply *r = cmd(rc, err, errlen, "HGET", khouse, "secret", NULL);
+    redisReply *r = cmd(rc, err, errlen, "HGET", khouse, GP_HOUSE_SECRET, NULL);
     if (!r)
         return GP_REG_REDIS;
     if (r->type != REDIS_REPLY_STRING) {

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "rclient.h"
+#include "store_house.h"
 #include "store_state.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -132,7 +133,7 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
  * gp_reg_house_init: nothing known of house id[0..idlen). gp_reg_house_parse: the HMGET
  * reply of GP_REG_HOUSE_FIELDS. gp_reg_bstats_parse: HGETALL <p>:bstats:<bid> (an array).
  * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object. */
-#define GP_REG_HOUSE_FIELDS "labels", "created", "disabled"
+#define GP_REG_HOUSE_FIELDS GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED
 #define GP_REG_NHOUSE_FIELDS 3
 void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen);
 void gp_reg_house_parse(gp_reg_house *h, const redisReply *r);

@@ -10,6 +10,13 @@
 #ifndef GP_STORE_HOUSE_H
 #define GP_STORE_HOUSE_H
 
+/* The fields of a house's hash (README.md's key layout). The scripts below name them in
+ * their Lua text. */
+#define GP_HOUSE_SECRET "secret"     /* sealed (enc1:...) or 64 hex digits, see proto/auth.h */
+#define GP_HOUSE_LABELS "labels"     /* a JSON object */
+#define GP_HOUSE_CREATED "created"   /* ms */
+#define GP_HOUSE_DISABLED "disabled" /* "1" while disabled */
+
 /* KEYS[1] house hash. ARGV: secret (sealed or hex), labels (JSON), created (ms), force
  * ('1'/'0'). 0 when the house exists and force is not set, else 1. Replacing the secret
  * keeps a house disabled: rotating a compromised house's secret must not let it back in. */
