@@ -2,8 +2,9 @@
  * lies ahead of them in the stream (long deadlines first, short ones behind), through the
  * janitor's deadline index; and a house's keys (its janitor index, its rudp_ts) go with
  * `house rm` / `--purge` / the API's DELETE: after a house was used every way that leaves
- * keys, `house rm --purge` leaves none with its hash tag in the whole keyspace. Also a cost note, printed, not asserted: Redis
- * commands per janitor pass with a 10,000-entry backlog and with none (INFO commandstats). */
+ * keys, `house rm --purge` leaves none with its hash tag in the whole keyspace. Also a cost note,
+ * printed, not asserted: Redis commands per janitor pass with a 10,000-entry backlog and with none
+ * (INFO commandstats). */
 #include "../harness/harness.h"
 
 #include <criterion/criterion.h>
