@@ -28,7 +28,7 @@ PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 PROTO_SRC := $(wildcard proto/*.c)
 BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
 CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c bridge/rurl.c \
-	bridge/tlsrelay.c
+	bridge/tlsrelay.c bridge/store_state.c bridge/store_views.c
 # The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
 ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
 HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
@@ -132,6 +132,11 @@ $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
 $(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/rurl.o
 # The CLI's escaping of control characters in what it prints.
 $(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli_esc.o
+# The Redis key layout (pure names), checked against README.md's table.
+$(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/rkeys.o
+# The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.
+$(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store_state.o $(BUILD)/obj/bridge/store_views.o
+$(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -198,25 +203,24 @@ build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
-# through hiredis's reader; the fuzz file includes bridge/registry.c for its static parsers.
-build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/rclient.c bridge/rkeys.c bridge/rurl.c \
-		bridge/tlsrelay.c $(PROTO_SRC)
+# through hiredis's reader, into the store's pure parsers.
+build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store_views.c bridge/store_state.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $(filter-out bridge/registry.c %.h,$^) $(call PC,--libs,$(PKGS_PROTO) hiredis jansson openssl) \
-		-lpthread -lm
-build-fuzz/fuzz_registry: bridge/registry.c bridge/reglua.h
+		-o $@ $^ $(call PC,--libs,hiredis jansson) -lm
 # What the CLI prints of others' text, escaped (bridge/cli_esc.c): pure, no libraries.
 build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli_esc.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
-build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c $(PROTO_SRC)
+build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c bridge/store_state.c \
+		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 # A house's hashes as RESP, parsed and written as the JSON API's view of it.
-build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/api_body.c $(PROTO_SRC)
+build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/api_body.c bridge/store_state.c \
+		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm

@@ -1,13 +1,13 @@
 /* api.c — the admin port's JSON API (bridge/ADMIN.md): the overview of every bridge and house
  * and one house's detail, read from Redis so that any bridge answers for all; adding,
- * disabling, enabling and removing a house, with the same Lua as the CLI (reglua.h). Token
+ * disabling, enabling and removing a house, with the same Lua as the CLI (store_house.h). Token
  * auth (admin.c), JSON errors, one log line per call, never with a token or a secret. I/O
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
 #include "admin_http.h"
 #include "api_body.h"
 #include "bridge.h"
-#include "reglua.h"
+#include "store_house.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -607,15 +607,8 @@ static void on_rm(redisReply *r, void *ud) {
 
 static void remove_start(api_ctx *x) {
     const char *p = g_br.cfg.prefix;
-    char k[GP_REG_RM_NKEYS][GP_KEY_MAX];
-    gp_key_house(k[0], p, x->id);
-    gp_key_state(k[1], p, x->id);
-    gp_key_epoch(k[2], p, x->id);
-    gp_key_recent(k[3], p, x->id);
-    gp_key_req(k[4], p, x->id);
-    gp_key_rudp_ts(k[5], p, x->id);
-    gp_key_deadlines(k[6], p, x->id);
-    gp_key_jcursor(k[7], p, x->id);
+    char k[GP_HOUSE_NKEYS][GP_KEY_MAX];
+    gp_key_house_all(k, p, x->id); /* the id is checked: the keys fit */
     br_args a;
     br_args_init(&a);
     for (int i = 0; i < GP_REG_RM_NKEYS; i++)

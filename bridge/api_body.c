@@ -2,6 +2,7 @@
  * the registry's limits; houses read from their hashes and written as JSON text directly. Pure
  * (see api_body.h). */
 #include "api_body.h"
+#include "store_house.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -55,14 +56,12 @@ out:
 void br_house_view_init(br_house_view *h, const char *id) {
     memset(h, 0, sizeof *h);
     snprintf(h->id, sizeof h->id, "%s", id);
-    for (int i = 0; i < N_NUM; i++)
-        h->num[i] = NAN;
+    h->created_ms = NAN;
+    gp_state_init(&h->st);
 }
 
 void br_house_view_clear(br_house_view *h) {
     free(h->labels);
-    free(h->bridge);
-    free(h->transport);
 }
 
 int br_redis_field_is(const redisReply *k, const char *name) {
@@ -82,11 +81,6 @@ double br_redis_num(const redisReply *v) {
     return *e == '\0' && isfinite(d) ? d : NAN;
 }
 
-/* A copy of a string value for the API, NULL when absent (or out of memory). */
-static char *str_of(const redisReply *v) {
-    return v && v->type == REDIS_REPLY_STRING ? strndup(v->str, v->len) : NULL;
-}
-
 /* HGETALL <p>:{h}:house into h. */
 void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
@@ -96,16 +90,16 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (v->type != REDIS_REPLY_STRING)
             continue;
-        if (br_redis_field_is(k, "labels")) {
+        if (br_redis_field_is(k, GP_HOUSE_LABELS)) {
             if (v->len == 2 && memcmp(v->str, "{}", 2) == 0)
                 continue; /* most houses: no parse */
             json_t *l = json_loadb(v->str, v->len, 0, NULL);
             free(h->labels);
             h->labels = json_is_object(l) ? json_dumps(l, JSON_COMPACT) : NULL;
             json_decref(l);
-        } else if (br_redis_field_is(k, "created")) {
-            h->num[N_CREATED] = br_redis_num(v);
-        } else if (br_redis_field_is(k, "disabled")) {
+        } else if (br_redis_field_is(k, GP_HOUSE_CREATED)) {
+            h->created_ms = br_redis_num(v);
+        } else if (br_redis_field_is(k, GP_HOUSE_DISABLED)) {
             h->disabled = v->len == 1 && v->str[0] == '1';
         }
     }
@@ -113,31 +107,7 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
 
 /* HGETALL <p>:{h}:state into h (the live state: connected while it exists). */
 void br_house_view_parse_state(br_house_view *h, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
-        return;
-    h->connected = 1;
-    static const struct {
-        const char *field;
-        int slot;
-    } nums[] = {{"since", N_SINCE},   {"last_seen", N_SEEN}, {"rtt_ms", N_RTT},
-                {"loss_pct", N_LOSS}, {"req_total", N_REQ},  {"err_total", N_ERR},
-                {"bytes_in", N_IN},   {"bytes_out", N_OUT}};
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (v->type != REDIS_REPLY_STRING)
-            continue;
-        if (br_redis_field_is(k, "bridge")) {
-            free(h->bridge);
-            h->bridge = str_of(v);
-        } else if (br_redis_field_is(k, "transport")) {
-            free(h->transport);
-            h->transport = str_of(v);
-        } else {
-            for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
-                if (br_redis_field_is(k, nums[j].field))
-                    h->num[nums[j].slot] = br_redis_num(v);
-        }
-    }
+    gp_state_parse(&h->st, r);
 }
 
 void br_sb_put(br_sbuf *b, const char *s, size_t n) {
@@ -197,27 +167,32 @@ static void sb_num(br_sbuf *b, double d) {
 
 /* The house's fields, every one of bridge/ADMIN.md (null until known), without the braces. */
 void br_house_view_json(br_sbuf *b, const br_house_view *h) {
-    static const struct {
+    const gp_state *st = &h->st;
+    const struct {
         const char *key;
-        int slot;
-    } nums[] = {{",\"since_ms\":", N_SINCE}, {",\"last_seen_ms\":", N_SEEN},
-                {",\"rtt_ms\":", N_RTT},     {",\"loss_pct\":", N_LOSS},
-                {",\"req_total\":", N_REQ},  {",\"err_total\":", N_ERR},
-                {",\"bytes_in\":", N_IN},    {",\"bytes_out\":", N_OUT}};
+        double v;
+    } nums[] = {{",\"since_ms\":", (double)st->since_ms},
+                {",\"last_seen_ms\":", (double)st->last_seen_ms},
+                {",\"rtt_ms\":", st->rtt_ms},
+                {",\"loss_pct\":", st->loss_pct},
+                {",\"req_total\":", (double)st->req_total},
+                {",\"err_total\":", (double)st->err_total},
+                {",\"bytes_in\":", (double)st->bytes_in},
+                {",\"bytes_out\":", (double)st->bytes_out}};
     br_sb_puts(b, "\"id\":");
     sb_str(b, h->id);
     br_sb_puts(b, ",\"labels\":");
     br_sb_puts(b, h->labels ? h->labels : "{}");
     br_sb_puts(b, ",\"created_ms\":");
-    sb_num(b, h->num[N_CREATED]);
+    sb_num(b, h->created_ms);
     br_sb_puts(b, h->disabled ? ",\"disabled\":true" : ",\"disabled\":false");
-    br_sb_puts(b, h->connected ? ",\"connected\":true" : ",\"connected\":false");
+    br_sb_puts(b, st->connected ? ",\"connected\":true" : ",\"connected\":false");
     br_sb_puts(b, ",\"bridge\":");
-    sb_str(b, h->connected ? h->bridge : NULL);
+    sb_str(b, st->connected && st->bridge[0] ? st->bridge : NULL);
     br_sb_puts(b, ",\"transport\":");
-    sb_str(b, h->connected ? h->transport : NULL);
+    sb_str(b, st->connected && st->transport[0] ? st->transport : NULL);
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         br_sb_puts(b, nums[i].key);
-        sb_num(b, h->num[nums[i].slot]);
+        sb_num(b, nums[i].v == -1 ? NAN : nums[i].v); /* -1: absent */
     }
 }

@@ -5,6 +5,7 @@
 #define BR_API_BODY_H
 
 #include "auth.h"
+#include "store_state.h"
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
@@ -22,14 +23,12 @@ int br_api_parse_add(const void *body, size_t len, char id[GP_MAX_HOUSE_ID + 1],
 
 /* One house as the API shows it (bridge/ADMIN.md), from its two hashes; written as JSON text
  * directly (at 10,000 houses a jansson object per house was most of an overview's cost). */
-/* num[] slots */
-enum { N_CREATED, N_SINCE, N_SEEN, N_RTT, N_LOSS, N_REQ, N_ERR, N_IN, N_OUT, N_NUM };
 typedef struct br_house_view {
     char id[GP_MAX_HOUSE_ID + 1];
-    int registered, disabled, connected;
-    char *labels;             /* compact JSON object; NULL: {} */
-    char *bridge, *transport; /* NULL: null */
-    double num[N_NUM];        /* NAN: null */
+    int registered, disabled;
+    char *labels;      /* compact JSON object; NULL: {} */
+    double created_ms; /* NAN: null */
+    gp_state st;       /* the live state (store_state.h): -1 and "" are null */
 } br_house_view;
 
 /* A growing JSON text. */
@@ -41,8 +40,8 @@ typedef struct br_sbuf {
 
 void br_house_view_init(br_house_view *h, const char *id); /* nothing known yet */
 void br_house_view_clear(br_house_view *h);                /* frees its strings */
-/* HGETALL <p>:{h}:house (registered, labels, created, disabled) / <p>:{h}:state (connected,
- * bridge, transport, numbers) into h; anything else in them is ignored. */
+/* HGETALL <p>:{h}:house (registered, labels, created, disabled) / <p>:{h}:state (the one
+ * parser of the live state, gp_state_parse) into h; anything else in them is ignored. */
 void br_house_view_parse_house(br_house_view *h, const redisReply *r);
 void br_house_view_parse_state(br_house_view *h, const redisReply *r);
 /* h's fields as JSON, every one of ADMIN.md (null until known), without the braces. Strings

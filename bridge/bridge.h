@@ -159,8 +159,8 @@ typedef struct br_bridge {
     uv_loop_t *loop;
     br_config cfg;
     char host_pid[128];
-    char fence_channel[160];      /* <prefix>:fence:<bridge id>: other bridges' claims of ours */
-    char ctl_channel[GP_KEY_MAX]; /* <prefix>:ctl: disable/remove a house (ADMIN.md) */
+    char fence_channel[GP_KEY_MAX]; /* <prefix>:fence:<bridge id>: other bridges' claims of ours */
+    char ctl_channel[GP_KEY_MAX];   /* <prefix>:ctl: disable/remove a house (ADMIN.md) */
     char rhost[256];
     int rport, rdb;
     gp_rurl rurl; /* the parsed --redis with its credentials (password wiped at exit) */

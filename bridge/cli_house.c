@@ -160,19 +160,19 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         const gp_reg_house *h = &hs[i];
         if (as_json) {
             json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:I}", "id", h->id, "registered",
-                                  h->registered, "connected", h->connected, "disabled", h->disabled,
-                                  "created", (json_int_t)h->created_ms);
+                                  h->registered, "connected", h->st.connected, "disabled",
+                                  h->disabled, "created", (json_int_t)h->created_ms);
             json_error_t je;
             json_t *labels = json_loads(h->labels[0] ? h->labels : "{}", 0, &je);
             json_object_set_new(o, "labels", labels ? labels : json_object());
-            if (h->connected) {
-                json_object_set_new(o, "bridge", json_string(h->bridge));
-                json_object_set_new(o, "transport", json_string(h->transport));
-                json_object_set_new(o, "addr", json_string(h->addr));
-                json_object_set_new(o, "since", json_integer(h->since_ms));
-                json_object_set_new(o, "last_seen", json_integer(h->last_seen_ms));
-                json_object_set_new(o, "rtt_ms", json_real(h->rtt_ms));
-                json_object_set_new(o, "epoch", json_integer(h->epoch));
+            if (h->st.connected) {
+                json_object_set_new(o, "bridge", json_string(h->st.bridge));
+                json_object_set_new(o, "transport", json_string(h->st.transport));
+                json_object_set_new(o, "addr", json_string(h->st.addr));
+                json_object_set_new(o, "since", json_integer(h->st.since_ms));
+                json_object_set_new(o, "last_seen", json_integer(h->st.last_seen_ms));
+                json_object_set_new(o, "rtt_ms", json_real(h->st.rtt_ms));
+                json_object_set_new(o, "epoch", json_integer(h->st.epoch));
             }
             /* ASCII only: a C1 control in a label (valid JSON as raw UTF-8) as \u009d. */
             char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -184,26 +184,26 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         }
         char since[32], seen[32], created[32], rtt[32];
         cli_fmt_utc(created, sizeof created, h->created_ms);
-        if (h->connected) {
-            cli_fmt_utc(since, sizeof since, h->since_ms);
-            fmt_age(seen, sizeof seen, now, h->last_seen_ms);
-            if (h->rtt_ms >= 0)
-                top_fmt_ms(rtt, sizeof rtt, h->rtt_ms);
+        if (h->st.connected) {
+            cli_fmt_utc(since, sizeof since, h->st.since_ms);
+            fmt_age(seen, sizeof seen, now, h->st.last_seen_ms);
+            if (h->st.rtt_ms >= 0)
+                top_fmt_ms(rtt, sizeof rtt, h->st.rtt_ms);
             else
                 snprintf(rtt, sizeof rtt, "-");
         }
         /* Disabled wins: a house still connected is about to be closed by its bridge. */
-        const char *state = h->disabled ? "disabled" : h->connected ? "connected" : "offline";
+        const char *state = h->disabled ? "disabled" : h->st.connected ? "connected" : "offline";
         /* What bridges and `house add` wrote, printed with control characters escaped. */
-        char bridge[4 * sizeof h->bridge], transport[4 * sizeof h->transport];
+        char bridge[4 * sizeof h->st.bridge], transport[4 * sizeof h->st.transport];
         char *labels = cli_esc_dup(h->labels, strlen(h->labels));
         printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id, state,
-               h->connected ? cli_esc_str(bridge, sizeof bridge, h->bridge) : "-",
-               h->connected && h->transport[0]
-                   ? cli_esc_str(transport, sizeof transport, h->transport)
+               h->st.connected ? cli_esc_str(bridge, sizeof bridge, h->st.bridge) : "-",
+               h->st.connected && h->st.transport[0]
+                   ? cli_esc_str(transport, sizeof transport, h->st.transport)
                    : "-",
-               h->connected ? since : "-", h->connected ? seen : "-", h->connected ? rtt : "-",
-               h->registered ? created : "(missing)",
+               h->st.connected ? since : "-", h->st.connected ? seen : "-",
+               h->st.connected ? rtt : "-", h->registered ? created : "(missing)",
                labels && h->labels[0] && strcmp(h->labels, "{}") != 0 ? labels : "-");
         free(labels);
     }
@@ -240,7 +240,7 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
         return CLI_USAGE;
     gp_reg_house h;
     char err[256];
-    int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.connected;
+    int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.st.connected;
     long long xlen = 0;
     int r = gp_reg_rm(rc, c->prefix, id, purge, &xlen, err, sizeof err);
     br_rc_free(rc);
@@ -267,7 +267,7 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
     if (connected)
         printf("note: the house is connected to bridge %s; it stays connected until it "
                "reconnects, and is then refused.\n",
-               h.bridge);
+               h.st.bridge);
     return CLI_OK;
 }
 

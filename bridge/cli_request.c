@@ -361,7 +361,7 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
                 house, c->prefix);
         goto done;
     }
-    if (!h.connected)
+    if (!h.st.connected)
         fprintf(stderr,
                 "%s: note: house %s is offline; the request waits in its stream until a bridge "
                 "picks it up or its %lld ms deadline passes\n",

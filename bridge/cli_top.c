@@ -100,21 +100,21 @@ static json_t *house_json(const top_house *t) {
     json_object_set_new(o, "created_ms", jint(h->created_ms));
     json_object_set_new(o, "registered", json_boolean(h->registered));
     json_object_set_new(o, "disabled", json_boolean(h->disabled));
-    json_object_set_new(o, "connected", json_boolean(h->connected));
-    int c = h->connected;
-    json_object_set_new(o, "bridge", c ? jstr(h->bridge) : json_null());
-    json_object_set_new(o, "transport", c ? jstr(h->transport) : json_null());
-    json_object_set_new(o, "addr", c ? jstr(h->addr) : json_null());
-    json_object_set_new(o, "since_ms", jint(c ? h->since_ms : -1));
-    json_object_set_new(o, "last_seen_ms", jint(c ? h->last_seen_ms : -1));
-    json_object_set_new(o, "epoch", jint(c ? h->epoch : -1));
-    json_object_set_new(o, "rtt_ms", jreal(c ? h->rtt_ms : -1));
-    json_object_set_new(o, "loss_pct", jreal(c ? h->loss_pct : -1));
-    json_object_set_new(o, "ts_ms", jint(c ? h->ts_ms : -1));
-    json_object_set_new(o, "req_total", jint(c ? h->req_total : -1));
-    json_object_set_new(o, "err_total", jint(c ? h->err_total : -1));
-    json_object_set_new(o, "bytes_in", jint(c ? h->bytes_in : -1));
-    json_object_set_new(o, "bytes_out", jint(c ? h->bytes_out : -1));
+    json_object_set_new(o, "connected", json_boolean(h->st.connected));
+    int c = h->st.connected;
+    json_object_set_new(o, "bridge", c ? jstr(h->st.bridge) : json_null());
+    json_object_set_new(o, "transport", c ? jstr(h->st.transport) : json_null());
+    json_object_set_new(o, "addr", c ? jstr(h->st.addr) : json_null());
+    json_object_set_new(o, "since_ms", jint(c ? h->st.since_ms : -1));
+    json_object_set_new(o, "last_seen_ms", jint(c ? h->st.last_seen_ms : -1));
+    json_object_set_new(o, "epoch", jint(c ? h->st.epoch : -1));
+    json_object_set_new(o, "rtt_ms", jreal(c ? h->st.rtt_ms : -1));
+    json_object_set_new(o, "loss_pct", jreal(c ? h->st.loss_pct : -1));
+    json_object_set_new(o, "ts_ms", jint(c ? h->st.ts_ms : -1));
+    json_object_set_new(o, "req_total", jint(c ? h->st.req_total : -1));
+    json_object_set_new(o, "err_total", jint(c ? h->st.err_total : -1));
+    json_object_set_new(o, "bytes_in", jint(c ? h->st.bytes_in : -1));
+    json_object_set_new(o, "bytes_out", jint(c ? h->st.bytes_out : -1));
     set_rates(o, &t->r);
     return o;
 }
@@ -210,15 +210,15 @@ static int state_load(const char *path, top_snap *s) {
     json_array_foreach(hs, i, e) {
         top_house *h = &s->houses[s->nhouses++];
         jget_s(h->h.id, sizeof h->h.id, e, "id");
-        jget_s(h->h.bridge, sizeof h->h.bridge, e, "bridge");
-        h->h.connected = json_is_true(json_object_get(e, "connected"));
-        h->h.epoch = jget_ll(e, "epoch");
-        h->h.since_ms = jget_ll(e, "since_ms");
-        h->h.ts_ms = jget_ll(e, "ts_ms");
-        h->h.req_total = jget_ll(e, "req_total");
-        h->h.err_total = jget_ll(e, "err_total");
-        h->h.bytes_in = jget_ll(e, "bytes_in");
-        h->h.bytes_out = jget_ll(e, "bytes_out");
+        jget_s(h->h.st.bridge, sizeof h->h.st.bridge, e, "bridge");
+        h->h.st.connected = json_is_true(json_object_get(e, "connected"));
+        h->h.st.epoch = jget_ll(e, "epoch");
+        h->h.st.since_ms = jget_ll(e, "since_ms");
+        h->h.st.ts_ms = jget_ll(e, "ts_ms");
+        h->h.st.req_total = jget_ll(e, "req_total");
+        h->h.st.err_total = jget_ll(e, "err_total");
+        h->h.st.bytes_in = jget_ll(e, "bytes_in");
+        h->h.st.bytes_out = jget_ll(e, "bytes_out");
         jget_rates(&h->r, e);
     }
     json_decref(o);
@@ -287,13 +287,13 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
     size_t conn = 0, dis = 0;
     int wid = 2, wbr = 6;
     for (size_t i = 0; i < s->nhouses; i++) {
-        conn += s->houses[i].h.connected;
+        conn += s->houses[i].h.st.connected;
         dis += s->houses[i].h.disabled;
     }
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &s->houses[idx[i]].h;
         int l = (int)strlen(h->id),
-            m = h->connected ? (int)cli_esc(NULL, 0, h->bridge, strlen(h->bridge)) : 1;
+            m = h->st.connected ? (int)cli_esc(NULL, 0, h->st.bridge, strlen(h->st.bridge)) : 1;
         wid = l > wid ? l : wid;
         wbr = m > wbr ? m : wbr;
     }
@@ -306,18 +306,19 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
         const top_house *t = &s->houses[idx[i]];
         const gp_reg_house *h = &t->h;
         char since[16] = "-", seen[16] = "-", rtt[16] = "-", loss[16] = "-", req[16], er[16];
-        char br[4 * sizeof h->bridge], tr[4 * sizeof h->transport]; /* escaped */
-        if (h->connected) {
-            top_fmt_age(since, sizeof since, s->now_ms, h->since_ms);
-            top_fmt_age(seen, sizeof seen, s->now_ms, h->last_seen_ms);
-            top_fmt_ms(rtt, sizeof rtt, h->rtt_ms);
-            top_fmt_pct(loss, sizeof loss, h->loss_pct);
+        char br[4 * sizeof h->st.bridge], tr[4 * sizeof h->st.transport]; /* escaped */
+        if (h->st.connected) {
+            top_fmt_age(since, sizeof since, s->now_ms, h->st.since_ms);
+            top_fmt_age(seen, sizeof seen, s->now_ms, h->st.last_seen_ms);
+            top_fmt_ms(rtt, sizeof rtt, h->st.rtt_ms);
+            top_fmt_pct(loss, sizeof loss, h->st.loss_pct);
         }
         top_fmt_rate(req, sizeof req, t->r.req);
         top_fmt_rate(er, sizeof er, t->r.err);
         printf("%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %s\n", wid, h->id, wbr,
-               h->connected && h->bridge[0] ? cli_esc_str(br, sizeof br, h->bridge) : "-",
-               h->connected && h->transport[0] ? cli_esc_str(tr, sizeof tr, h->transport) : "-",
+               h->st.connected && h->st.bridge[0] ? cli_esc_str(br, sizeof br, h->st.bridge) : "-",
+               h->st.connected && h->st.transport[0] ? cli_esc_str(tr, sizeof tr, h->st.transport)
+                                                     : "-",
                since, seen, rtt, loss, req, er, h->disabled ? "yes" : "no");
     }
 }
@@ -327,30 +328,30 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
     const gp_reg_house *h = &t->h;
     char a[32], b[32], c2[32], d[32];
     /* Everything others wrote is printed with control characters escaped. */
-    char br[4 * sizeof h->bridge], tr[4 * sizeof h->transport], addr[4 * sizeof h->addr];
+    char br[4 * sizeof h->st.bridge], tr[4 * sizeof h->st.transport], addr[4 * sizeof h->st.addr];
     char labels[4 * sizeof h->labels];
-    printf("house %s  %s%s\n", h->id, h->connected ? "connected" : "offline",
+    printf("house %s  %s%s\n", h->id, h->st.connected ? "connected" : "offline",
            h->disabled ? "  DISABLED" : "");
-    if (h->connected) {
-        cli_fmt_utc(a, sizeof a, h->since_ms);
-        top_fmt_age(b, sizeof b, s->now_ms, h->since_ms);
+    if (h->st.connected) {
+        cli_fmt_utc(a, sizeof a, h->st.since_ms);
+        top_fmt_age(b, sizeof b, s->now_ms, h->st.since_ms);
         printf("bridge %s  transport %s  addr %s  since %s (%s)\n",
-               h->bridge[0] ? cli_esc_str(br, sizeof br, h->bridge) : "-",
-               h->transport[0] ? cli_esc_str(tr, sizeof tr, h->transport) : "-",
-               h->addr[0] ? cli_esc_str(addr, sizeof addr, h->addr) : "-", a, b);
-        top_fmt_age(a, sizeof a, s->now_ms, h->last_seen_ms);
-        top_fmt_ms(b, sizeof b, h->rtt_ms);
-        top_fmt_pct(c2, sizeof c2, h->loss_pct);
-        printf("last seen %s ago  rtt %s  loss %s  epoch %lld\n", a, b, c2, h->epoch);
+               h->st.bridge[0] ? cli_esc_str(br, sizeof br, h->st.bridge) : "-",
+               h->st.transport[0] ? cli_esc_str(tr, sizeof tr, h->st.transport) : "-",
+               h->st.addr[0] ? cli_esc_str(addr, sizeof addr, h->st.addr) : "-", a, b);
+        top_fmt_age(a, sizeof a, s->now_ms, h->st.last_seen_ms);
+        top_fmt_ms(b, sizeof b, h->st.rtt_ms);
+        top_fmt_pct(c2, sizeof c2, h->st.loss_pct);
+        printf("last seen %s ago  rtt %s  loss %s  epoch %lld\n", a, b, c2, h->st.epoch);
     }
     top_fmt_rate(a, sizeof a, t->r.req);
     top_fmt_rate(b, sizeof b, t->r.err);
     top_fmt_bytes(c2, sizeof c2, t->r.in);
     top_fmt_bytes(d, sizeof d, t->r.out);
     printf("req/s %s  err/s %s  in %s/s  out %s/s", a, b, c2, d);
-    if (h->connected && h->req_total >= 0)
-        printf("  (totals: %lld requests, %lld errors, %lld bytes in, %lld out)", h->req_total,
-               h->err_total, h->bytes_in, h->bytes_out);
+    if (h->st.connected && h->st.req_total >= 0)
+        printf("  (totals: %lld requests, %lld errors, %lld bytes in, %lld out)", h->st.req_total,
+               h->st.err_total, h->st.bytes_in, h->st.bytes_out);
     cli_fmt_utc(a, sizeof a, h->created_ms);
     printf("\nlabels %s  created %s\n\n",
            h->labels[0] ? cli_esc_str(labels, sizeof labels, h->labels) : "{}", a);

@@ -54,7 +54,7 @@ static void bridge_counters(const gp_reg_bstats *s, long long c[4]) {
     c[0] = s->req_total, c[1] = s->err_total, c[2] = s->bytes_in, c[3] = s->bytes_out;
 }
 static void house_counters(const gp_reg_house *h, long long c[4]) {
-    c[0] = h->req_total, c[1] = h->err_total, c[2] = h->bytes_in, c[3] = h->bytes_out;
+    c[0] = h->st.req_total, c[1] = h->st.err_total, c[2] = h->st.bytes_in, c[3] = h->st.bytes_out;
 }
 
 /* Start times are written from clocks that can disagree by a few ms from one write to the
@@ -69,8 +69,8 @@ static int same_bridge_run(const gp_reg_bstats *a, const gp_reg_bstats *b) {
 }
 /* The epoch is the fencing counter, new at every connection: it names the connection. */
 static int same_connection(const gp_reg_house *a, const gp_reg_house *b) {
-    return a->connected && b->connected && a->epoch == b->epoch && near(a->since_ms, b->since_ms) &&
-           strcmp(a->bridge, b->bridge) == 0;
+    return a->st.connected && b->st.connected && a->st.epoch == b->st.epoch &&
+           near(a->st.since_ms, b->st.since_ms) && strcmp(a->st.bridge, b->st.bridge) == 0;
 }
 
 void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev) {
@@ -105,16 +105,16 @@ void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev)
         top_house *h = &cur->houses[i];
         long long c[4], p[4];
         house_counters(&h->h, c);
-        long long t = h->h.ts_ms > 0 ? h->h.ts_ms : cur->now_ms;
+        long long t = h->h.st.ts_ms > 0 ? h->h.st.ts_ms : cur->now_ms;
         h->r = UNKNOWN;
-        if (!h->h.connected)
+        if (!h->h.st.connected)
             continue;
         int done = 0;
         for (size_t j = 0; j < nprev && !done; j++) {
             const top_house *o = prev[j] ? find_house(prev[j], h->h.id) : NULL;
             if (!o || !same_connection(&h->h, &o->h))
                 continue;
-            long long dt = t - (o->h.ts_ms > 0 ? o->h.ts_ms : prev[j]->now_ms);
+            long long dt = t - (o->h.st.ts_ms > 0 ? o->h.st.ts_ms : prev[j]->now_ms);
             house_counters(&o->h, p);
             if (dt > 0 && rates_of(&h->r, c, p, dt) == 0)
                 done = 1;
@@ -158,26 +158,26 @@ static const char *sort_key(const top_house *h, int col, double *num, int *known
     case TOP_COL_ID:
         return g->id;
     case TOP_COL_BRIDGE:
-        *known = g->connected && g->bridge[0];
-        return g->bridge;
+        *known = g->st.connected && g->st.bridge[0];
+        return g->st.bridge;
     case TOP_COL_TRANSPORT:
-        *known = g->connected && g->transport[0];
-        return g->transport;
+        *known = g->st.connected && g->st.transport[0];
+        return g->st.transport;
     case TOP_COL_SINCE: /* shown as an age: ascending = most recently connected first */
-        *known = g->connected && g->since_ms >= 0;
-        *num = -(double)g->since_ms;
+        *known = g->st.connected && g->st.since_ms >= 0;
+        *num = -(double)g->st.since_ms;
         return NULL;
     case TOP_COL_SEEN:
-        *known = g->connected && g->last_seen_ms >= 0;
-        *num = -(double)g->last_seen_ms;
+        *known = g->st.connected && g->st.last_seen_ms >= 0;
+        *num = -(double)g->st.last_seen_ms;
         return NULL;
     case TOP_COL_RTT:
-        *known = g->connected && g->rtt_ms >= 0;
-        *num = g->rtt_ms;
+        *known = g->st.connected && g->st.rtt_ms >= 0;
+        *num = g->st.rtt_ms;
         return NULL;
     case TOP_COL_LOSS:
-        *known = g->connected && g->loss_pct >= 0;
-        *num = g->loss_pct;
+        *known = g->st.connected && g->st.loss_pct >= 0;
+        *num = g->st.loss_pct;
         return NULL;
     case TOP_COL_REQ:
         *known = h->r.req >= 0;
@@ -310,7 +310,7 @@ int top_hist_push(top_hist **hist, size_t *n, const top_snap *cur) {
             e->n--;
         }
         e->req[e->n] = (float)h->r.req;
-        e->rtt[e->n] = h->h.connected && h->h.rtt_ms >= 0 ? (float)h->h.rtt_ms : -1.0f;
+        e->rtt[e->n] = h->h.st.connected && h->h.st.rtt_ms >= 0 ? (float)h->h.st.rtt_ms : -1.0f;
         e->n++;
     }
     free(*hist);

@@ -215,7 +215,7 @@ static void draw_status(tui *t) {
     double req = 0, er = 0;
     int rknown = 0;
     for (size_t i = 0; i < sn->nhouses; i++) {
-        conn += sn->houses[i].h.connected;
+        conn += sn->houses[i].h.st.connected;
         dis += sn->houses[i].h.disabled;
     }
     for (size_t i = 0; i < sn->nbridges; i++)
@@ -304,15 +304,15 @@ static void house_cells(const tui *t, const top_house *h, char v[TOP_NCOLS][CELL
     for (int i = 0; i < TOP_NCOLS; i++)
         snprintf(v[i], CELL, "-");
     snprintf(v[TOP_COL_ID], CELL, "%s", g->id);
-    if (g->connected) {
-        if (g->bridge[0])
-            snprintf(v[TOP_COL_BRIDGE], CELL, "%s", g->bridge);
-        if (g->transport[0])
-            snprintf(v[TOP_COL_TRANSPORT], CELL, "%s", g->transport);
-        top_fmt_age(v[TOP_COL_SINCE], CELL, now, g->since_ms);
-        top_fmt_age(v[TOP_COL_SEEN], CELL, now, g->last_seen_ms);
-        top_fmt_ms(v[TOP_COL_RTT], CELL, g->rtt_ms);
-        top_fmt_pct(v[TOP_COL_LOSS], CELL, g->loss_pct);
+    if (g->st.connected) {
+        if (g->st.bridge[0])
+            snprintf(v[TOP_COL_BRIDGE], CELL, "%s", g->st.bridge);
+        if (g->st.transport[0])
+            snprintf(v[TOP_COL_TRANSPORT], CELL, "%s", g->st.transport);
+        top_fmt_age(v[TOP_COL_SINCE], CELL, now, g->st.since_ms);
+        top_fmt_age(v[TOP_COL_SEEN], CELL, now, g->st.last_seen_ms);
+        top_fmt_ms(v[TOP_COL_RTT], CELL, g->st.rtt_ms);
+        top_fmt_pct(v[TOP_COL_LOSS], CELL, g->st.loss_pct);
     }
     top_fmt_rate(v[TOP_COL_REQ], CELL, h->r.req);
     top_fmt_rate(v[TOP_COL_ERR], CELL, h->r.err);
@@ -361,7 +361,7 @@ static void draw_houses(tui *t, int y, int rows) {
         const top_house *h = &t->snaps[0].houses[t->idx[k]];
         char v[TOP_NCOLS][CELL];
         house_cells(t, h, v);
-        attr_t a = k == t->cur ? A_REVERSE : h->h.connected ? A_NORMAL : A_DIM;
+        attr_t a = k == t->cur ? A_REVERSE : h->h.st.connected ? A_NORMAL : A_DIM;
         if (k == t->cur)
             bar(y + r, A_REVERSE);
         attron(a);
@@ -435,17 +435,17 @@ static void draw_detail(tui *t) {
     char s[1024], a[32], b[32], c[32], d[32];
     int y = 2;
     snprintf(s, sizeof s, "%s%s  bridge %s  transport %s  addr %s",
-             h->connected ? "connected" : "offline", h->disabled ? "  DISABLED" : "",
-             h->connected && h->bridge[0] ? h->bridge : "-",
-             h->connected && h->transport[0] ? h->transport : "-",
-             h->connected && h->addr[0] ? h->addr : "-");
+             h->st.connected ? "connected" : "offline", h->disabled ? "  DISABLED" : "",
+             h->st.connected && h->st.bridge[0] ? h->st.bridge : "-",
+             h->st.connected && h->st.transport[0] ? h->st.transport : "-",
+             h->st.connected && h->st.addr[0] ? h->st.addr : "-");
     attron(A_BOLD);
     put(y++, 0, COLS, s);
     attroff(A_BOLD);
-    top_fmt_age(a, sizeof a, now, h->connected ? h->since_ms : -1);
-    top_fmt_age(b, sizeof b, now, h->connected ? h->last_seen_ms : -1);
-    top_fmt_ms(c, sizeof c, h->connected ? h->rtt_ms : -1);
-    top_fmt_pct(d, sizeof d, h->connected ? h->loss_pct : -1);
+    top_fmt_age(a, sizeof a, now, h->st.connected ? h->st.since_ms : -1);
+    top_fmt_age(b, sizeof b, now, h->st.connected ? h->st.last_seen_ms : -1);
+    top_fmt_ms(c, sizeof c, h->st.connected ? h->st.rtt_ms : -1);
+    top_fmt_pct(d, sizeof d, h->st.connected ? h->st.loss_pct : -1);
     snprintf(s, sizeof s, "connected for %s  last seen %s ago  rtt %s  loss %s", a, b, c, d);
     put(y++, 0, COLS, s);
     top_fmt_rate(a, sizeof a, th->r.req);
@@ -453,9 +453,9 @@ static void draw_detail(tui *t) {
     top_fmt_bytes(c, sizeof c, th->r.in);
     top_fmt_bytes(d, sizeof d, th->r.out);
     int n = snprintf(s, sizeof s, "req/s %s  err/s %s  in %s/s  out %s/s", a, b, c, d);
-    if (h->connected && h->req_total >= 0)
-        snprintf(s + n, sizeof s - (size_t)n, "  totals %lld req, %lld err", h->req_total,
-                 h->err_total);
+    if (h->st.connected && h->st.req_total >= 0)
+        snprintf(s + n, sizeof s - (size_t)n, "  totals %lld req, %lld err", h->st.req_total,
+                 h->st.err_total);
     put(y++, 0, COLS, s);
     snprintf(s, sizeof s, "labels %s", h->labels[0] ? h->labels : "{}");
     put(y++, 0, COLS, s);

@@ -23,6 +23,8 @@
  * healthy, every SWEEP_FAST_MS while it is not (keyspace notifications refused, subscriber
  * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
 #include "bridge.h"
+#include "store_req.h"
+#include "store_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,58 +34,14 @@
 #define SWEEP_FAST_MS 1000
 #define SWEEP_SLOW_MS 15000
 
-/* KEYS: epoch, state, house. ARGV: bridge, transport, now, addr, lease ms, fence channel
- * prefix, house id.
- * New epoch and a fresh state; the previous holder (another bridge) hears of it on its
- * fence channel. -1, and nothing changes, when the house is disabled (checked at
- * authentication already; this closes the window of a disable in between). */
-static br_script s_claim = {
-    "if redis.call('HGET', KEYS[3], 'disabled') == '1' then return -1 end\n"
-    "local e = redis.call('INCR', KEYS[1])\n"
-    "local old = redis.call('HGET', KEYS[2], 'bridge')\n"
-    "redis.call('DEL', KEYS[2])\n"
-    "redis.call('HSET', KEYS[2], 'bridge', ARGV[1], 'transport', ARGV[2], 'since', ARGV[3],\n"
-    "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4], 'req_total', 0, 'err_total', 0,\n"
-    "  'bytes_in', 0, 'bytes_out', 0, 'loss_pct', 0)\n"
-    "redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
-    "if old and old ~= ARGV[1] then\n"
-    "  redis.call('PUBLISH', ARGV[6] .. old, e .. ' ' .. ARGV[7])\n"
-    "end\n"
-    "return e\n",
-    ""};
+/* The lease and fenced-read scripts, with their KEYS and ARGV: store_state.h, store_req.h. */
+static br_script s_claim = {GP_LUA_STATE_CLAIM, ""};
 
-/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
- * req_total, err_total, bytes_in, bytes_out, loss_pct (the live stats of bridge/ADMIN.md).
- * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
- * Redis lost its data (restart without persistence): re-assert ours rather than drop a
- * house that is still connected. */
-static br_script s_refresh = {
-    "local e = redis.call('GET', KEYS[1])\n"
-    "if e == false then redis.call('SET', KEYS[1], ARGV[1]) e = ARGV[1] end\n"
-    "if e ~= ARGV[1] then return 0 end\n"
-    "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"
-    "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7],\n"
-    "  'req_total', ARGV[9], 'err_total', ARGV[10], 'bytes_in', ARGV[11],\n"
-    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13])\n"
-    "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"
-    "return 1\n",
-    ""};
+static br_script s_refresh = {GP_LUA_STATE_REFRESH, ""};
 
-/* KEYS: epoch, state. ARGV: epoch. Clears the state only if it is still ours. */
-static br_script s_release = {
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end\n"
-    "return 0\n",
-    ""};
+static br_script s_release = {GP_LUA_STATE_RELEASE, ""};
 
-/* KEYS: epoch, req. ARGV: epoch, group, consumer, count, start id. The fenced read: -1 when
- * the house has a newer epoch (nothing is read), else XREADGROUP's reply (nil: no entries;
- * a NOGROUP error is returned as such). */
-static br_script s_read = {
-    "local e = redis.call('GET', KEYS[1])\n"
-    "if e ~= ARGV[1] and e ~= false then return -1 end\n"
-    "return redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],\n"
-    "  'STREAMS', KEYS[2], ARGV[5])\n",
-    ""};
+static br_script s_read = {GP_LUA_REQ_FENCED_READ, ""};
 
 void br_house_load_scripts(void) {
     br_db_load_script(g_br.db, &s_claim);
@@ -515,7 +473,7 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, c->addr);
     br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
     char fpre[GP_KEY_MAX + 16];
-    snprintf(fpre, sizeof fpre, "%s:fence:", p);
+    gp_key_fence(fpre, p, ""); /* the script appends the old holder's id */
     br_args_str(&a, fpre);
     br_args_str(&a, c->house);
     br_conn_ref(c);

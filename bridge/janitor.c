@@ -14,9 +14,12 @@
  * deleted) leaves the index when it next falls due. So a visit costs the new entries plus the
  * due ones, whatever the backlog; due entries are answered through the bridge's settle path
  * (br_reply_error: reply, then XACK+XDEL under the holder check) and leave the index on the
- * visit after, once gone. `house rm --purge` deletes both keys with the stream (reglua.h).
+ * visit after, once gone. `house rm --purge` deletes both keys with the stream (store_house.h).
  * Bounded work per tick. I/O side. */
 #include "bridge.h"
+#include "store_bridge.h"
+#include "store_req.h"
+#include "store_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +42,8 @@
  * next visit simply indexes what is left in the stream again. */
 #define INDEX_TTL_MS (2ull * MAX_TIMEOUT_MS)
 
-/* KEYS: lock. ARGV: bridge id, ttl ms. SET NX PX, or renew if it is already ours. */
-static br_script s_lock = {
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end\n"
-    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
-    "return 0\n",
-    ""};
+/* The lock and index scripts, with their KEYS and ARGV: store_bridge.h, store_req.h. */
+static br_script s_lock = {GP_LUA_JANITOR_LOCK, ""};
 
 static struct {
     int busy;         /* a pass is running */
@@ -54,42 +52,7 @@ static struct {
     int node;         /* a cluster is walked one node after the other */
 } J = {0, 0, "0", 0};
 
-/* KEYS: req, deadlines, cursor. ARGV: now (Redis ms), new entries to index at most, due
- * entries to return at most, default timeout ms, largest timeout ms, '1' to look for due
- * entries even when more new ones remain, the index's TTL ms. Indexes the entries after the cursor
- * (deadline = the entry id's ms + its timeout_ms) and moves the cursor past them; returns {number
- * indexed, due entries that still exist} — the due ones only once the index has caught up
- * (or when told), so that one visit looks them up once. Due members whose entry is gone are
- * removed; twice the limit of them are looked at, so that last visit's answers, gone now,
- * never starve the next due ones. */
-static br_script s_due = {
-    "local cur = redis.call('GET', KEYS[3])\n"
-    "if not (cur and string.match(cur, '^%d+%-%d+$')) then cur = '0-0' end\n"
-    "local new = redis.call('XRANGE', KEYS[1], '(' .. cur, '+', 'COUNT', ARGV[2])\n"
-    "local def, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-    "for _, e in ipairs(new) do\n"
-    "  local t, f = nil, e[2]\n"
-    "  for i = 1, #f - 1, 2 do if f[i] == 'timeout_ms' then t = f[i + 1] end end\n"
-    "  local n = t and #t <= 19 and string.match(t, '^%d+$') and tonumber(t) or nil\n"
-    "  if not n or n < 1 or n > max then n = def end\n"
-    "  local ms = tonumber(string.match(e[1], '^(%d+)')) or 0\n"
-    "  redis.call('ZADD', KEYS[2], ms + n, e[1])\n"
-    "end\n"
-    "if #new > 0 then\n"
-    "  redis.call('SET', KEYS[3], new[#new][1], 'PX', ARGV[7])\n"
-    "  redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
-    "end\n"
-    "local lim = tonumber(ARGV[3])\n"
-    "if #new >= tonumber(ARGV[2]) and ARGV[6] ~= '1' then return {#new, {}} end\n"
-    "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 2 * lim)\n"
-    "local out = {}\n"
-    "for _, id in ipairs(due) do\n"
-    "  local e = redis.call('XRANGE', KEYS[1], id, id)\n"
-    "  if #e == 0 then redis.call('ZREM', KEYS[2], id)\n"
-    "  elseif #out < lim then out[#out + 1] = e[1] end\n"
-    "end\n"
-    "return {#new, out}\n",
-    ""};
+static br_script s_due = {GP_LUA_REQ_JANITOR_DUE, ""};
 
 typedef struct jhouse {
     char id[GP_MAX_HOUSE_ID + 1];
@@ -256,7 +219,7 @@ static void on_scan(redisReply *rep, void *ud) {
             br_args_init(&a);
             br_args_str(&a, "HGET");
             br_args_str(&a, key);
-            br_args_str(&a, "bridge");
+            br_args_str(&a, GP_STATE_BRIDGE);
             if (jsend(on_state, h, &a) != 0)
                 free(h);
         }

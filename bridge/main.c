@@ -351,8 +351,9 @@ static int configure(int argc, char **argv) {
         g_br.has_master = 1;
         sodium_memzero(cfg->master_key, strlen(cfg->master_key));
     }
-    snprintf(g_br.fence_channel, sizeof g_br.fence_channel, "%s:fence:%s", cfg->prefix,
-             cfg->bridge_id);
+    char fence[GP_KEY_MAX];
+    gp_key_fence(fence, cfg->prefix, cfg->bridge_id);
+    snprintf(g_br.fence_channel, sizeof g_br.fence_channel, "%s", fence);
     gp_key_ctl(g_br.ctl_channel, cfg->prefix); /* the prefix is checked above: it fits */
     br_log_init(level, cfg->bridge_id);
     return 0;
@@ -755,7 +756,7 @@ int main(int argc, char **argv) {
     }
 
     char hb[GP_KEY_MAX + 16];
-    snprintf(hb, sizeof hb, "%s:hb:%s", g_br.cfg.prefix, g_br.cfg.bridge_id);
+    gp_key_hb(hb, g_br.cfg.prefix, g_br.cfg.bridge_id);
     br_db_cfg dbc = {.host = g_br.rhost,
                      .port = g_br.rport,
                      .db = g_br.rdb,

@@ -3,8 +3,8 @@
  * labels and sealed secrets are passed as bytes, never through a format string. */
 #include "registry.h"
 
-#include "reglua.h"
 #include "rkeys.h"
+#include "store_house.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -51,21 +51,6 @@ static redisReply *cmd(br_rc *rc, char *err, size_t errlen, const char *first, .
     return r;
 }
 
-/* Keys of ADMIN.md's live views, written by the bridges (rkeys.h has the older ones). */
-static int key_fmt(char *out, int n) {
-    if (n < 0 || n >= GP_KEY_MAX) {
-        out[0] = '\0';
-        return -1;
-    }
-    return n;
-}
-static int key_recent(char *out, const char *p, const char *h) {
-    return key_fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:recent", p, h));
-}
-static int key_ctl(char *out, const char *p) {
-    return key_fmt(out, snprintf(out, GP_KEY_MAX, "%s:ctl", p));
-}
-
 br_rc *gp_reg_connect(const gp_rurl *u, unsigned timeout_ms, char *err, size_t errlen,
                       int *auth_failed) {
     if (auth_failed)
@@ -90,7 +75,7 @@ int gp_reg_master_key(const char *hex, uint8_t out[32]) {
     return gp_secret_from_hex(hex, out) == 0 ? 0 : GP_ERR_INVALID;
 }
 
-/* KEYS[1] house hash. ARGV: secret, labels, created, force (reglua.h: the bridge's JSON API
+/* KEYS[1] house hash. ARGV: secret, labels, created, force (store_house.h: the bridge's JSON API
  * adds houses with the same script). One key, so it runs on a Cluster too; the set of ids is
  * updated separately (another slot). */
 static const char *ADD_LUA = GP_REG_ADD_LUA;
@@ -135,31 +120,23 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
 
 int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
               char *err, size_t errlen) {
-    char khouse[GP_KEY_MAX], khouses[GP_KEY_MAX], kstate[GP_KEY_MAX], kepoch[GP_KEY_MAX],
-        kreq[GP_KEY_MAX], krecent[GP_KEY_MAX];
+    char k[GP_HOUSE_NKEYS][GP_KEY_MAX], khouses[GP_KEY_MAX], kctl[GP_KEY_MAX];
     if (!gp_house_id_valid(gp_str_c(id))) {
         seterr(err, errlen, "invalid house id '%s'", id);
         return GP_ERR_INVALID;
     }
-    if (gp_key_house(khouse, prefix, id) < 0 || gp_key_houses(khouses, prefix) < 0 ||
-        gp_key_state(kstate, prefix, id) < 0 || gp_key_epoch(kepoch, prefix, id) < 0 ||
-        gp_key_req(kreq, prefix, id) < 0 || key_recent(krecent, prefix, id) < 0) {
+    if (gp_key_house_all(k, prefix, id) < 0 || gp_key_houses(khouses, prefix) < 0 ||
+        gp_key_ctl(kctl, prefix) < 0) {
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
-    char kctl[GP_KEY_MAX], krudp[GP_KEY_MAX], kdl[GP_KEY_MAX], kcur[GP_KEY_MAX];
-    if (key_ctl(kctl, prefix) < 0 || gp_key_rudp_ts(krudp, prefix, id) < 0 ||
-        gp_key_deadlines(kdl, prefix, id) < 0 || gp_key_jcursor(kcur, prefix, id) < 0) {
-        seterr(err, errlen, "prefix too long");
-        return GP_ERR_INVALID;
-    }
-    /* The house's keys (one slot) in one script, shared with the bridge's JSON API
-     * (reglua.h): the bridge holding the house is told to let it go. The set is another
+    /* Every key of the house (one slot) in one script, shared with the bridge's JSON API
+     * (store_house.h): the bridge holding the house is told to let it go. The set is another
      * slot. */
     char nkeys[8];
     snprintf(nkeys, sizeof nkeys, "%d", GP_REG_RM_NKEYS);
-    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_REG_RM_LUA, nkeys, khouse, kstate, kepoch,
-                        krecent, kreq, krudp, kdl, kcur, purge ? "1" : "0", kctl, id, NULL);
+    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_REG_RM_LUA, nkeys, k[0], k[1], k[2], k[3], k[4],
+                        k[5], k[6], k[7], purge ? "1" : "0", kctl, id, NULL);
     if (!r)
         return GP_REG_REDIS;
     long long removed = 0;
@@ -188,7 +165,7 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
     char khouse[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0)
         return GP_ERR_INVALID;
-    redisReply *r = cmd(rc, err, errlen, "HGET", khouse, "secret", NULL);
+    redisReply *r = cmd(rc, err, errlen, "HGET", khouse, GP_HOUSE_SECRET, NULL);
     if (!r)
         return GP_REG_REDIS;
     if (r->type != REDIS_REPLY_STRING) {
@@ -206,126 +183,26 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
     return rv;
 }
 
-static long long to_ll(const redisReply *v) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 20)
-        return -1;
-    char buf[24];
-    memcpy(buf, v->str, v->len);
-    buf[v->len] = '\0';
-    char *e;
-    long long x = strtoll(buf, &e, 10);
-    return *e ? -1 : x;
-}
-
-static void copy_str(char *dst, size_t cap, const redisReply *v) {
-    size_t n = v->len < cap - 1 ? v->len : cap - 1;
-    memcpy(dst, v->str, n);
-    dst[n] = '\0';
-    /* Values come from Redis, written by anyone: keep control bytes off the terminal. */
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)dst[i] < 0x20 || dst[i] == 0x7f)
-            dst[i] = '?';
-    if (v->len > cap - 1 && cap > 4)
-        memcpy(dst + cap - 4, "...", 4);
-}
-
-static double to_d(const redisReply *v) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
-        return -1;
-    char buf[32];
-    memcpy(buf, v->str, v->len);
-    buf[v->len] = '\0';
-    char *e;
-    double x = strtod(buf, &e);
-    return *e || x != x ? -1 : x;
-}
-
-static void house_init(gp_reg_house *h, const char *id, size_t idlen) {
-    memset(h, 0, sizeof *h);
-    if (idlen > GP_MAX_HOUSE_ID)
-        idlen = GP_MAX_HOUSE_ID;
-    memcpy(h->id, id, idlen);
-    h->id[idlen] = '\0';
-    h->created_ms = h->since_ms = h->last_seen_ms = h->epoch = -1;
-    h->rtt_ms = -1;
-    h->req_total = h->err_total = h->bytes_in = h->bytes_out = h->ts_ms = -1;
-    h->loss_pct = -1;
-}
-
 /* The fields of the house hash that are shown, by name: never the secret, which a listing has
  * no use for (HGETALL would carry it to every `house list` and `top`). Every house written by
  * Ghost Port has `created` and `labels`. */
-#define HOUSE_FIELDS "labels", "created", "disabled"
-enum { NHOUSE_FIELDS = 3 };
-
-/* The HMGET reply of HOUSE_FIELDS, see registry.h. */
-static void house_parse(gp_reg_house *h, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != NHOUSE_FIELDS)
-        return;
-    for (size_t i = 0; i < NHOUSE_FIELDS; i++)
-        h->registered |= r->element[i]->type == REDIS_REPLY_STRING;
-    const redisReply *labels = r->element[0], *created = r->element[1], *dis = r->element[2];
-    if (labels->type == REDIS_REPLY_STRING)
-        copy_str(h->labels, sizeof h->labels, labels);
-    if (created->type == REDIS_REPLY_STRING)
-        h->created_ms = to_ll(created);
-    h->disabled = dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
-}
-
-/* Fields of the live state hash (HGETALL reply), written by the bridge holding the house. */
-static void state_parse(gp_reg_house *h, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
-        return;
-    h->connected = 1;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        const char *f = k->str;
-        if (strcmp(f, "bridge") == 0)
-            copy_str(h->bridge, sizeof h->bridge, v);
-        else if (strcmp(f, "transport") == 0)
-            copy_str(h->transport, sizeof h->transport, v);
-        else if (strcmp(f, "addr") == 0)
-            copy_str(h->addr, sizeof h->addr, v);
-        else if (strcmp(f, "since") == 0)
-            h->since_ms = to_ll(v);
-        else if (strcmp(f, "last_seen") == 0)
-            h->last_seen_ms = to_ll(v);
-        else if (strcmp(f, "rtt_ms") == 0) {
-            h->rtt_ms = to_d(v);
-        } else if (strcmp(f, "epoch") == 0)
-            h->epoch = to_ll(v);
-        else if (strcmp(f, "req_total") == 0)
-            h->req_total = to_ll(v);
-        else if (strcmp(f, "err_total") == 0)
-            h->err_total = to_ll(v);
-        else if (strcmp(f, "bytes_in") == 0)
-            h->bytes_in = to_ll(v);
-        else if (strcmp(f, "bytes_out") == 0)
-            h->bytes_out = to_ll(v);
-        else if (strcmp(f, "loss_pct") == 0)
-            h->loss_pct = to_d(v);
-        else if (strcmp(f, "ts_ms") == 0)
-            h->ts_ms = to_ll(v);
-    }
-}
+#define HOUSE_FIELDS GP_REG_HOUSE_FIELDS
 
 int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen) {
-    house_init(h, id, strlen(id));
+    gp_reg_house_init(h, id, strlen(id));
     char khouse[GP_KEY_MAX], kstate[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0 || gp_key_state(kstate, prefix, id) < 0)
         return GP_ERR_INVALID;
     redisReply *r = cmd(rc, err, errlen, "HMGET", khouse, HOUSE_FIELDS, NULL);
     if (!r)
         return GP_REG_REDIS;
-    house_parse(h, r);
+    gp_reg_house_parse(h, r);
     freeReplyObject(r);
     r = cmd(rc, err, errlen, "HGETALL", kstate, NULL);
     if (!r)
         return GP_REG_REDIS;
-    state_parse(h, r);
+    gp_state_parse(&h->st, r);
     freeReplyObject(r);
     return 0;
 }
@@ -370,8 +247,8 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
     gp_reg_house *hs = calloc(m ? m : 1, sizeof *hs);
     /* Two commands per house, all in one pipeline: HMGET of the house hash's shown fields
      * (keys[2k]), HGETALL of its state (keys[2k+1]). */
-    enum { HARGS = 2 + NHOUSE_FIELDS, SARGS = 2, ARGS = HARGS + SARGS };
-    static const char *const fields[NHOUSE_FIELDS] = {HOUSE_FIELDS};
+    enum { HARGS = 2 + GP_REG_NHOUSE_FIELDS, SARGS = 2, ARGS = HARGS + SARGS };
+    static const char *const fields[GP_REG_NHOUSE_FIELDS] = {HOUSE_FIELDS};
     char(*keys)[GP_KEY_MAX] = calloc(m ? 2 * m : 1, GP_KEY_MAX);
     const char **argv = calloc(m ? ARGS * m : 1, sizeof *argv);
     br_rc_cmd *cmds = calloc(m ? 2 * m : 1, sizeof *cmds);
@@ -385,7 +262,7 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
         if (e->type != REDIS_REPLY_STRING ||
             !gp_house_id_valid((gp_str){(const uint8_t *)e->str, e->len}))
             continue; /* not written by us: skip rather than print junk */
-        house_init(&hs[k], e->str, e->len);
+        gp_reg_house_init(&hs[k], e->str, e->len);
         if (gp_key_house(keys[2 * k], prefix, hs[k].id) < 0 ||
             gp_key_state(keys[2 * k + 1], prefix, hs[k].id) < 0) {
             rv = GP_ERR_INVALID;
@@ -394,7 +271,7 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
         const char **a = &argv[ARGS * k];
         a[0] = "HMGET";
         a[1] = keys[2 * k];
-        for (int j = 0; j < NHOUSE_FIELDS; j++)
+        for (int j = 0; j < GP_REG_NHOUSE_FIELDS; j++)
             a[2 + j] = fields[j];
         a[HARGS] = "HGETALL";
         a[HARGS + 1] = keys[2 * k + 1];
@@ -406,8 +283,8 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
     if (rv != 0)
         goto done;
     for (size_t i = 0; i < k; i++) {
-        house_parse(&hs[i], rep[2 * i]);
-        state_parse(&hs[i], rep[2 * i + 1]);
+        gp_reg_house_parse(&hs[i], rep[2 * i]);
+        gp_state_parse(&hs[i].st, rep[2 * i + 1]);
         freeReplyObject(rep[2 * i]);
         freeReplyObject(rep[2 * i + 1]);
     }
@@ -442,7 +319,7 @@ long long gp_reg_time_ms(br_rc *rc) {
  * house is not registered (a disabled flag must not create a hash without a secret). The
  * flag is set before the PUBLISH, in the same script: a bridge that hears the message, or a
  * house that reconnects meanwhile, finds it (ADMIN.md: the holder closes the house, the
- * others refuse it). The bridge's JSON API runs the same script (reglua.h). */
+ * others refuse it). The bridge's JSON API runs the same script (store_house.h). */
 static const char *DISABLE_LUA = GP_REG_DISABLE_LUA;
 
 int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,
@@ -452,7 +329,7 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
         return GP_ERR_INVALID;
     }
     char khouse[GP_KEY_MAX], kctl[GP_KEY_MAX];
-    if (gp_key_house(khouse, prefix, id) < 0 || key_ctl(kctl, prefix) < 0) {
+    if (gp_key_house(khouse, prefix, id) < 0 || gp_key_ctl(kctl, prefix) < 0) {
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
@@ -596,41 +473,6 @@ void gp_reg_keys_free(char **keys, size_t n) {
     free(keys);
 }
 
-static void bstats_parse(gp_reg_bstats *b, const redisReply *r) {
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        const char *f = k->str;
-        if (strcmp(f, "id") == 0)
-            copy_str(b->id, sizeof b->id, v);
-        else if (strcmp(f, "host") == 0)
-            copy_str(b->host, sizeof b->host, v);
-        else if (strcmp(f, "pid") == 0)
-            b->pid = to_ll(v);
-        else if (strcmp(f, "since_ms") == 0)
-            b->since_ms = to_ll(v);
-        else if (strcmp(f, "ts_ms") == 0)
-            b->ts_ms = to_ll(v);
-        else if (strcmp(f, "houses") == 0)
-            b->houses = to_ll(v);
-        else if (strcmp(f, "req_total") == 0)
-            b->req_total = to_ll(v);
-        else if (strcmp(f, "err_total") == 0)
-            b->err_total = to_ll(v);
-        else if (strcmp(f, "bytes_in") == 0)
-            b->bytes_in = to_ll(v);
-        else if (strcmp(f, "bytes_out") == 0)
-            b->bytes_out = to_ll(v);
-        else if (strcmp(f, "connects_total") == 0)
-            b->connects_total = to_ll(v);
-        else if (strcmp(f, "auth_failures_total") == 0)
-            b->auth_failures_total = to_ll(v);
-        else if (strcmp(f, "redis_rtt_ms") == 0)
-            b->redis_rtt_ms = to_d(v);
-    }
-}
-
 /* The stats keys of the bridges listed in the <p>:bridges index (a ZSET of bridge ids scored
  * by the time of their last stats, kept by the bridges themselves): no SCAN, whose cost grows
  * with the whole keyspace. Empty when there is no index (bridges that predate it). */
@@ -639,7 +481,7 @@ static int bridges_index(br_rc *rc, const char *prefix, char ***keys, size_t *n,
     *keys = NULL;
     *n = 0;
     char kidx[GP_KEY_MAX];
-    if (key_fmt(kidx, snprintf(kidx, GP_KEY_MAX, "%s:bridges", prefix)) < 0) {
+    if (gp_key_bridges(kidx, prefix) < 0) {
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
@@ -656,7 +498,7 @@ static int bridges_index(br_rc *rc, const char *prefix, char ***keys, size_t *n,
         const redisReply *e = r->element[i];
         char key[GP_KEY_MAX];
         if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len) ||
-            key_fmt(key, snprintf(key, GP_KEY_MAX, "%s:bstats:%s", prefix, e->str)) < 0)
+            gp_key_bstats(key, prefix, e->str) < 0)
             continue;
         if (!(k[*n] = strdup(key))) {
             freeReplyObject(r);
@@ -725,12 +567,12 @@ int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_
             b->pid = b->since_ms = b->ts_ms = b->houses = b->req_total = b->err_total = -1;
             b->bytes_in = b->bytes_out = b->connects_total = b->auth_failures_total = -1;
             b->redis_rtt_ms = -1;
-            bstats_parse(b, rep[i]);
+            gp_reg_bstats_parse(b, rep[i]);
             if (!b->id[0]) { /* the key names it too */
                 redisReply v = {.type = REDIS_REPLY_STRING,
                                 .str = keys[i] + plen,
                                 .len = strlen(keys[i] + plen)};
-                copy_str(b->id, sizeof b->id, &v);
+                gp_reply_copy(b->id, sizeof b->id, &v);
             }
         }
         freeReplyObject(rep[i]);
@@ -748,51 +590,12 @@ done:
     return rv;
 }
 
-static void jstr_copy(char *dst, size_t cap, const json_t *o, const char *key) {
-    const char *s = json_string_value(json_object_get(o, key));
-    redisReply v = {
-        .type = REDIS_REPLY_STRING, .str = (char *)(s ? s : ""), .len = s ? strlen(s) : 0};
-    copy_str(dst, cap, &v);
-}
-
-static long long json_ll(const json_t *o, const char *key) {
-    const json_t *v = json_object_get(o, key);
-    if (json_is_integer(v))
-        return json_integer_value(v);
-    if (json_is_real(v))
-        return (long long)json_real_value(v);
-    return -1;
-}
-
-/* One entry of <p>:{h}:recent (JSON written by the bridge's ack script) into *q: 1, or 0 when
- * it is not one (skipped: the list is anyone's to write). */
-static int recent_parse(gp_reg_recent_req *q, const redisReply *e) {
-    if (e->type != REDIS_REPLY_STRING)
-        return 0;
-    json_error_t je;
-    json_t *o = json_loadb(e->str, e->len, 0, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return 0;
-    }
-    memset(q, 0, sizeof *q);
-    q->ts_ms = json_ll(o, "ts_ms");
-    q->status = (int)json_ll(o, "status");
-    q->ms = json_ll(o, "ms");
-    jstr_copy(q->id, sizeof q->id, o, "id");
-    jstr_copy(q->method, sizeof q->method, o, "method");
-    jstr_copy(q->path, sizeof q->path, o, "path");
-    jstr_copy(q->error, sizeof q->error, o, "error");
-    json_decref(o);
-    return 1;
-}
-
 int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
                   gp_reg_recent_req **out, size_t *n, char *err, size_t errlen) {
     *out = NULL;
     *n = 0;
     char krecent[GP_KEY_MAX], stop[24];
-    if (key_recent(krecent, prefix, id) < 0) {
+    if (gp_key_recent(krecent, prefix, id) < 0) {
         seterr(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
@@ -810,7 +613,7 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
     }
     size_t k = 0;
     for (size_t i = 0; i < m; i++)
-        k += recent_parse(&rs[k], r->element[i]);
+        k += gp_reg_recent_parse(&rs[k], r->element[i]);
     freeReplyObject(r);
     *out = rs;
     *n = k;

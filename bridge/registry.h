@@ -1,15 +1,8 @@
 /* registry.h — the house registry in Redis, synchronous (hiredis blocking API), for the
  * `ghostport` CLI and the integration-test harness. I/O side: every function here talks to
- * Redis over the given client (rclient.h). Keys are those of rkeys.h:
- *   <p>:houses        SET   registered ids
- *   <p>:{h}:house     HASH  secret (sealed with the master key, or hex), labels (JSON), created
- *   <p>:{h}:state     HASH  live state written by the bridge holding the house
- *   <p>:{h}:epoch     STRING fencing epoch
- *   <p>:{h}:recent    LIST  the house's last completed requests (JSON, newest first)
- *   <p>:bstats:<bid>  HASH  a bridge's live stats
- *   <p>:bridges       ZSET  ids of the bridges publishing stats (score: ms of the last)
- *   <p>:ctl           channel: "disable <house>"
- * The daemon (bridge) reads the same keys through its own async code. */
+ * Redis over the given client (rclient.h). Keys are those of rkeys.h (README.md's key
+ * layout), the scripts those of store_house.h, the parsers store_state.c and store_views.c,
+ * shared with the daemon's JSON API, which reads the same keys through its own async code. */
 #ifndef GP_REGISTRY_H
 #define GP_REGISTRY_H
 
@@ -18,6 +11,8 @@
 #include <hiredis/hiredis.h>
 
 #include "rclient.h"
+#include "store_house.h"
+#include "store_state.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,22 +59,14 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
                   uint8_t out[GP_SECRET_LEN], char *err, size_t errlen);
 
 /* One registered house as shown by `ghostport house list` and `top`. Strings are
- * NUL-terminated; empty when absent. connected is 1 when a live state hash exists. */
+ * NUL-terminated; empty when absent. */
 typedef struct gp_reg_house {
     char id[GP_MAX_HOUSE_ID + 1];
     char labels[512]; /* JSON text, truncated with "..." if longer */
     long long created_ms;
     int registered; /* the house hash exists (0: only a stale set member) */
     int disabled;   /* its hash has disabled = 1 (ADMIN.md) */
-    int connected;
-    char bridge[128], transport[16], addr[64];
-    long long since_ms, last_seen_ms, epoch; /* -1 when absent */
-    double rtt_ms;                           /* -1 when absent (0.1 ms resolution) */
-    /* Counters of the current connection, written by its bridge (ADMIN.md; -1 when absent):
-     * final replies, those that were errors, bytes to / from the house. ts_ms: when the
-     * bridge wrote them, if it says (-1: unknown). */
-    long long req_total, err_total, bytes_in, bytes_out, ts_ms;
-    double loss_pct; /* rudp's loss estimate, 0 for wss; -1 when absent */
+    gp_state st;    /* its live state (store_state.h): st.connected while a bridge holds it */
 } gp_reg_house;
 
 /* Lists registered houses sorted by id into a malloc'd array (*out, freed with free()),
@@ -140,5 +127,17 @@ typedef struct gp_reg_recent_req {
  * GP_REG_REDIS or GP_ERR_NOMEM. */
 int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
                   gp_reg_recent_req **out, size_t *n, char *err, size_t errlen);
+
+/* The pure parsers (store_views.c), for registry.c and the fuzz target: values come from
+ * Redis, written by anyone; strings come out terminated, control bytes replaced.
+ * gp_reg_house_init: nothing known of house id[0..idlen). gp_reg_house_parse: the HMGET
+ * reply of GP_REG_HOUSE_FIELDS. gp_reg_bstats_parse: HGETALL <p>:bstats:<bid> (an array).
+ * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object. */
+#define GP_REG_HOUSE_FIELDS GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED
+#define GP_REG_NHOUSE_FIELDS 3
+void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen);
+void gp_reg_house_parse(gp_reg_house *h, const redisReply *r);
+void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r);
+int gp_reg_recent_parse(gp_reg_recent_req *q, const redisReply *e);
 
 #endif

@@ -8,6 +8,8 @@
  * gives a duplicate reply, never a lost one. A reply whose write was lost (timeout,
  * disconnect) is not acknowledged: the entry stays pending and is delivered again. */
 #include "bridge.h"
+#include "store_reply.h"
+#include "store_req.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -17,74 +19,15 @@
 
 #define REPLY_MAXLEN "1000"
 
-/* The house's recent requests (bridge/ADMIN.md) are kept by the acknowledgement: same slot,
- * no extra round trip. ARGV[4] is the entry's JSON line, ARGV[5] how many to keep (0: none).
- * The list expires a week after the house's last request, so request streams of ids that
- * were never registered (a producer's typo, answered 504 by the janitor) leave nothing. */
-#define RECENT_LUA                                                                                 \
-    "local keep = tonumber(ARGV[5])\n"                                                             \
-    "if keep > 0 then\n"                                                                           \
-    "  redis.call('LPUSH', KEYS[3], ARGV[4])\n"                                                    \
-    "  redis.call('LTRIM', KEYS[3], 0, keep - 1)\n"                                                \
-    "  redis.call('PEXPIRE', KEYS[3], 604800000)\n"                                                \
-    "end\n"
+/* The acknowledgement and reply scripts, with their KEYS and ARGV: store_req.h,
+ * store_reply.h. */
+static br_script s_ack = {GP_LUA_REQ_ACK, ""};
 
-/* KEYS: epoch, req, recent. ARGV: epoch, group, entry id, recent JSON, recent count.
- * Acknowledges the entry, whose reply Redis has confirmed, and checks the fence: 0 when the
- * house is someone else's now (the caller lets it go). The entry is settled either way: its
- * reply exists, so leaving it pending could only make the new owner deliver it again and the
- * producer get a second reply — which is what happened when a draining bridge's last answers
- * were acknowledged just after its house had connected elsewhere. Fencing keeps a stale
- * bridge from taking requests (the fenced read); it has nothing to protect in an entry that is
- * already answered. */
-static br_script s_ack = {"local ok = redis.call('GET', KEYS[1]) == ARGV[1]\n"
-                          "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
-                          "redis.call('XDEL', KEYS[2], ARGV[3])\n" RECENT_LUA
-                          "return ok and 1 or 0\n",
-                          ""};
+static br_script s_ack_unheld = {GP_LUA_REQ_ACK_UNHELD, ""};
 
-/* Janitor variant. KEYS: state, req, recent. ARGV: expected holder ('' = nobody), group,
- * entry id, recent JSON, recent count. The group may not exist (the house never connected),
- * hence pcall. */
-static br_script s_ack_unheld = {"local b = redis.call('HGET', KEYS[1], 'bridge')\n"
-                                 "if b == false then b = '' end\n"
-                                 "if b ~= ARGV[1] then return 0 end\n"
-                                 "pcall(redis.call, 'XACK', KEYS[2], ARGV[2], ARGV[3])\n"
-                                 "redis.call('XDEL', KEYS[2], ARGV[3])\n" RECENT_LUA "return 1\n",
-                                 ""};
+static br_script s_reply = {GP_LUA_REPLY_ADD, ""};
 
-/* One entry of a reply stream. KEYS: the reply key (its own slot: a script of its own, routed
- * by it). ARGV: MAXLEN, TTL ms, then the entry's fields and values. The key is one of the
- * reply family (br_reply_key_check), but a producer may still have put something else there:
- * XADD then fails with WRONGTYPE without writing anything, and the error ends the script.
- * A stream that exists without a TTL is its producer's own (a long-lived inbox, or one made
- * by XGROUP CREATE … MKSTREAM): the entry is appended, but the stream is neither trimmed nor
- * given a TTL, so a request naming someone else's inbox cannot make it shrink or expire. A
- * stream the bridge created (no key before, or a TTL already: an earlier entry's) is trimmed
- * and its TTL set or pushed later (GT: never shortened). */
-static br_script s_reply = {"local ttl = redis.call('PTTL', KEYS[1])\n"
-                            "if ttl == -1 then\n"
-                            "  return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n"
-                            "end\n"
-                            "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], "
-                            "'*', unpack(ARGV, 3))\n"
-                            "if ttl == -2 then\n"
-                            "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-                            "else\n"
-                            "  redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')\n"
-                            "end\n"
-                            "return id\n",
-                            ""};
-
-/* A partial reply dropped (its house went away mid-stream). KEYS: the reply key. Only a
- * stream the bridge created (it has a TTL) is ours to delete; a producer's own keeps the
- * partial entries (the redelivery writes the whole reply after them). */
-static br_script s_reply_drop = {"if redis.call('TYPE', KEYS[1])['ok'] == 'stream' and "
-                                 "redis.call('PTTL', KEYS[1]) >= 0 then\n"
-                                 "  return redis.call('DEL', KEYS[1])\n"
-                                 "end\n"
-                                 "return 0\n",
-                                 ""};
+static br_script s_reply_drop = {GP_LUA_REPLY_DROP, ""};
 
 void br_req_load_scripts(void) {
     br_db_load_script(g_br.db, &s_ack);

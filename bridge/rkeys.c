@@ -59,6 +59,66 @@ int gp_key_bridges(char *out, const char *p) {
     return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bridges", p));
 }
 
+int gp_key_fence(char *out, const char *p, const char *b) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:fence:%s", p, b));
+}
+int gp_key_hb(char *out, const char *p, const char *b) {
+    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:hb:%s", p, b));
+}
+
+int gp_key_template(size_t i, char *out, const char **type) {
+    const char *p = "<p>", *h = "h", *b = "<bid>";
+    switch (i) {
+    case 0:
+        return *type = "SET", gp_key_houses(out, p);
+    case 1:
+        return *type = "HASH", gp_key_house(out, p, h);
+    case 2:
+        return *type = "STREAM", gp_key_req(out, p, h);
+    case 3:
+        return *type = "HASH", gp_key_state(out, p, h);
+    case 4:
+        return *type = "STRING", gp_key_epoch(out, p, h);
+    case 5:
+        return *type = "STRING", gp_key_rudp_ts(out, p, h);
+    case 6:
+        return *type = "ZSET", gp_key_deadlines(out, p, h);
+    case 7:
+        return *type = "STRING", gp_key_jcursor(out, p, h);
+    case 8:
+        return *type = "STREAM", gp_key_reply(out, p, "<id>");
+    case 9:
+        return *type = "STRING", gp_key_bridge(out, p, b);
+    case 10:
+        return *type = "STRING", gp_key_janitor(out, p);
+    case 11:
+        return *type = "channel", gp_key_fence(out, p, b);
+    case 12:
+        return *type = "LIST", gp_key_recent(out, p, h);
+    case 13:
+        return *type = "HASH", gp_key_bstats(out, p, b);
+    case 14:
+        return *type = "ZSET", gp_key_bridges(out, p);
+    case 15:
+        return *type = "channel", gp_key_ctl(out, p);
+    case 16:
+        return *type = "channel", gp_key_hb(out, p, b);
+    default:
+        return -1;
+    }
+}
+
+int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *p, const char *h) {
+    int n[GP_HOUSE_NKEYS] = {gp_key_house(out[0], p, h),     gp_key_state(out[1], p, h),
+                             gp_key_epoch(out[2], p, h),     gp_key_recent(out[3], p, h),
+                             gp_key_req(out[4], p, h),       gp_key_rudp_ts(out[5], p, h),
+                             gp_key_deadlines(out[6], p, h), gp_key_jcursor(out[7], p, h)};
+    for (int i = 0; i < GP_HOUSE_NKEYS; i++)
+        if (n[i] < 0)
+            return -1;
+    return 0;
+}
+
 int gp_key_house_of_req(const char *key, size_t len, const char *prefix, char *out, size_t cap) {
     size_t plen = strlen(prefix);
     if (len < plen + 2 + 1 + 5 || memcmp(key, prefix, plen) != 0 || key[plen] != ':' ||

@@ -1,27 +1,13 @@
-/* rkeys.h — the Redis key layout, shared by the bridge daemon and the ghostport CLI.
+/* rkeys.h — the store's key names: every Redis key and channel name of Ghost Port is built
+ * here, for the bridge daemon, its JSON API, the ghostport CLI and the tests. The layout
+ * itself (types, contents) is documented once, in README.md's "Redis key layout" table, which
+ * tests/unit/rkeys.c checks against gp_key_template below, row for row. The scripts and
+ * parsers of each family are in the store's headers: store_house.h (registry), store_state.h
+ * (live state, lease, epoch, rudp_ts), store_req.h (request stream, janitor index, recent
+ * list), store_reply.h (reply keys), store_bridge.h (bridge lease, stats, janitor lock).
  *
  * Every key starts with the configurable prefix (default "gp"). Keys of one house carry its
- * id in braces so they share one Redis Cluster slot.
- *
- *   <p>:houses            SET   ids of registered houses (for `ghostport house list`)
- *   <p>:{h}:house         HASH  secret (sealed or hex, see proto/auth.h), labels (JSON), created
- * (ms) <p>:{h}:req           STREAM requests (public contract); consumer group GP_GROUP
- *   <p>:{h}:state         HASH  bridge, transport, since (ms), last_seen (ms), rtt_ms, epoch, addr
- *   <p>:{h}:epoch         STRING fencing epoch, INCR on every authenticated connect
- *   <p>:rep:<id>          STREAM reply (public contract), with a TTL; a request's `reply` may
- *                         name any key of this family, <p>:rep:<anything> (br_reply_key_check)
- *   <p>:bridge:<bid>      STRING lease of a running bridge (value: pid@host, PX ttl)
- *   <p>:janitor           STRING lock (PX): the bridge answering expired requests of unheld houses
- *   <p>:{h}:deadlines     ZSET  the janitor's index of the request stream: entry id by deadline
- *   <p>:{h}:jcursor       STRING the last entry id the janitor has indexed
- *   <p>:{h}:rudp_ts       STRING time of the last accepted rudp:// initiation (bridge/udp.c)
- * The live views (bridge/ADMIN.md):
- *   <p>:{h}:recent        LIST  the house's last requests, newest first (JSON objects)
- *   <p>:ctl               channel "disable <h>" / "remove <h>": the bridge holding h closes it
- *   <p>:bstats:<bid>      HASH  a running bridge's stats, written every second (PEXPIRE 5 s)
- *   <p>:bridges           ZSET  bridge ids scored by the ms of their last stats: which
- *                               <p>:bstats:<bid> to read without a SCAN
- */
+ * id in braces so they share one Redis Cluster slot (gp_key_house_all lists them all). */
 #ifndef GP_RKEYS_H
 #define GP_RKEYS_H
 
@@ -49,6 +35,23 @@ int gp_key_jcursor(char *out, const char *prefix, const char *house);
 int gp_key_ctl(char *out, const char *prefix);
 int gp_key_bstats(char *out, const char *prefix, const char *bridge_id);
 int gp_key_bridges(char *out, const char *prefix);
+/* Pub/sub channels (no keys): a bridge's fence channel (another bridge claimed one of its
+ * houses) and its heartbeat channel (its subscriber connection resubscribes every second). */
+int gp_key_fence(char *out, const char *prefix, const char *bridge_id);
+int gp_key_hb(char *out, const char *prefix, const char *bridge_id);
+
+/* Every key and channel name of the layout, as a template: entry i (from 0) is written into
+ * out[GP_KEY_MAX] by its builder above with the placeholders "<p>" (prefix), "h" (house: the
+ * key shows "{h}"), "<bid>" (bridge) and "<id>" (reply), its Redis type into *type ("SET",
+ * "HASH", ... or "channel"). Returns the length, or -1 past the last entry. README.md's key
+ * layout table is checked against this list (tests/unit/rkeys.c). */
+int gp_key_template(size_t i, char *out, const char **type);
+
+/* The keys of house h, in the order the removal script takes them (store_house.h,
+ * GP_REG_RM_NKEYS): house hash, state, epoch, recent, req, rudp_ts, deadlines, jcursor.
+ * 0, or -1 if one would not fit. Every key with the house's hash tag is one of these. */
+#define GP_HOUSE_NKEYS 8
+int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *prefix, const char *house);
 
 /* The Redis Cluster hash slot of a key: CRC16/XMODEM of the key, or of its {hash tag}. */
 unsigned gp_key_slot(const char *key, size_t len);

@@ -5,6 +5,7 @@
  * registry itself is metrics.c's pure code. */
 #include "admin_http.h"
 #include "bridge.h"
+#include "store_bridge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,23 +265,23 @@ static void publish_bstats(void) {
     br_args_init(&a);
     br_args_str(&a, "HSET");
     br_args_str(&a, key);
-    br_args_str(&a, "id");
+    br_args_str(&a, GP_BSTATS_ID);
     br_args_str(&a, g_br.cfg.bridge_id);
-    br_args_str(&a, "host");
+    br_args_str(&a, GP_BSTATS_HOST);
     br_args_str(&a, S.host);
-    br_args_str(&a, "pid");
+    br_args_str(&a, GP_BSTATS_PID);
     br_args_str(&a, pid);
-    put_num(&a, "since_ms", v[0], (double)since);
-    put_num(&a, "ts_ms", v[1], (double)now);
-    put_num(&a, "houses", v[2], g_br.nlive);
-    put_num(&a, "req_total", v[3], gp_metric_total(m->requests));
-    put_num(&a, "err_total", v[4],
+    put_num(&a, GP_BSTATS_SINCE, v[0], (double)since);
+    put_num(&a, GP_BSTATS_TS, v[1], (double)now);
+    put_num(&a, GP_BSTATS_HOUSES, v[2], g_br.nlive);
+    put_num(&a, GP_BSTATS_REQ_TOTAL, v[3], gp_metric_total(m->requests));
+    put_num(&a, GP_BSTATS_ERR_TOTAL, v[4],
             gp_metric_value(m->requests, "5xx") + gp_metric_value(m->requests, "error"));
-    put_num(&a, "bytes_in", v[5], gp_metric_value(m->bytes, "from_house"));
-    put_num(&a, "bytes_out", v[6], gp_metric_value(m->bytes, "to_house"));
-    put_num(&a, "connects_total", v[7], gp_metric_total(m->connections));
-    put_num(&a, "auth_failures_total", v[8], gp_metric_total(m->auth_failures));
-    br_args_str(&a, "redis_rtt_ms");
+    put_num(&a, GP_BSTATS_BYTES_IN, v[5], gp_metric_value(m->bytes, "from_house"));
+    put_num(&a, GP_BSTATS_BYTES_OUT, v[6], gp_metric_value(m->bytes, "to_house"));
+    put_num(&a, GP_BSTATS_CONNECTS, v[7], gp_metric_total(m->connections));
+    put_num(&a, GP_BSTATS_AUTH_FAILURES, v[8], gp_metric_total(m->auth_failures));
+    br_args_str(&a, GP_BSTATS_REDIS_RTT);
     br_args_str(&a, rtt);
     br_db_cmd(g_br.db, NULL, NULL, &a);
     br_args_init(&a);

@@ -6,6 +6,7 @@
  * timers and Redis here, the protocol in proto/. */
 #include "bridge.h"
 #include "rudp.h"
+#include "store_state.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -357,18 +358,10 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
         pump(p);
 }
 
-/* KEYS: house hash, rudp_ts. The stored secret, the last accepted initiation time, and
- * whether the house is disabled. */
-static br_script s_lookup = {"return {redis.call('HGET', KEYS[1], 'secret'),\n"
-                             "        redis.call('GET', KEYS[2]),\n"
-                             "        redis.call('HGET', KEYS[1], 'disabled')}\n",
-                             ""};
+/* The initiation's lookup and replay floor, with their KEYS and ARGV: store_state.h. */
+static br_script s_lookup = {GP_LUA_RUDP_LOOKUP, ""};
 
-/* KEYS: rudp_ts. ARGV: timestamp. Only ever moves forward. */
-static br_script s_ts = {"local t = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-                         "if tonumber(ARGV[1]) > t then redis.call('SET', KEYS[1], ARGV[1]) end\n"
-                         "return 1\n",
-                         ""};
+static br_script s_ts = {GP_LUA_RUDP_TS, ""};
 
 static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     gp_sess *s = NULL;
@@ -433,7 +426,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     arm(p);
     /* Remember the time of this initiation, so that a replay of it fails everywhere. */
     char key[GP_KEY_MAX], tsv[24];
-    snprintf(key, sizeof key, "%s:{%s}:rudp_ts", g_br.cfg.prefix, lk->house);
+    gp_key_rudp_ts(key, g_br.cfg.prefix, lk->house);
     snprintf(tsv, sizeof tsv, "%llu", (unsigned long long)gp_sess_timestamp(s));
     br_args a;
     br_args_init(&a);
@@ -514,7 +507,7 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
     memcpy(lk->house, id.p, id.len);
     char khouse[GP_KEY_MAX], kts[GP_KEY_MAX];
     gp_key_house(khouse, g_br.cfg.prefix, lk->house);
-    snprintf(kts, sizeof kts, "%s:{%s}:rudp_ts", g_br.cfg.prefix, lk->house);
+    gp_key_rudp_ts(kts, g_br.cfg.prefix, lk->house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, khouse);

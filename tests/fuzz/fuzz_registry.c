@@ -1,13 +1,15 @@
 /* fuzz_registry.c — libFuzzer target for what `ghostport top`, `house list` and the CLI read
- * back from Redis (bridge/registry.c): the house hash, the live state hash, a bridge's stats
- * hash and the recent-requests list, all writable by anyone with access to Redis. The input's
- * first byte picks the parser; the rest is RESP, turned into a reply by hiredis's own reader
- * (as the client would), then parsed. Whatever is parsed must keep its strings terminated
- * within their fields and free of control bytes (they are printed to terminals). */
-#include "../../bridge/registry.c"
-
+ * back from Redis, through the store's pure parsers (bridge/store_views.c, store_state.c):
+ * the house hash, the live state hash, a bridge's stats hash and the recent-requests list,
+ * all writable by anyone with access to Redis. The input's first byte picks the parser; the
+ * rest is RESP, turned into a reply by hiredis's own reader (as the client would), then
+ * parsed. Whatever is parsed must keep its strings terminated within their fields and free
+ * of control bytes (they are printed to terminals). */
 #include <assert.h>
 #include <hiredis/read.h>
+#include <string.h>
+
+#include "registry.h"
 
 #include "resp_input.h"
 
@@ -34,25 +36,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const redisReply *r = reply;
         if (which == 0 || which == 1) {
             gp_reg_house h;
-            house_init(&h, "fuzz", 4);
+            gp_reg_house_init(&h, "fuzz", 4);
             if (which == 0)
-                house_parse(&h, r);
+                gp_reg_house_parse(&h, r);
             else
-                state_parse(&h, r);
+                gp_state_parse(&h.st, r);
             clean(h.labels, sizeof h.labels);
-            clean(h.bridge, sizeof h.bridge);
-            clean(h.transport, sizeof h.transport);
-            clean(h.addr, sizeof h.addr);
+            clean(h.st.bridge, sizeof h.st.bridge);
+            clean(h.st.transport, sizeof h.st.transport);
+            clean(h.st.addr, sizeof h.st.addr);
         } else if (which == 2 && r->type == REDIS_REPLY_ARRAY) { /* as gp_reg_bstats_list */
             gp_reg_bstats b;
             memset(&b, 0, sizeof b);
-            bstats_parse(&b, r);
+            gp_reg_bstats_parse(&b, r);
             clean(b.id, sizeof b.id);
             clean(b.host, sizeof b.host);
         } else if (which == 3 && r->type == REDIS_REPLY_ARRAY) { /* as gp_reg_recent */
             for (size_t i = 0; i < r->elements; i++) {
                 gp_reg_recent_req q;
-                if (!recent_parse(&q, r->element[i]))
+                if (!gp_reg_recent_parse(&q, r->element[i]))
                     continue;
                 clean(q.id, sizeof q.id);
                 clean(q.method, sizeof q.method);

@@ -1,8 +1,10 @@
 /* janitor.c — requests to houses nobody holds get their 504 after their deadline, whatever
  * lies ahead of them in the stream (long deadlines first, short ones behind), through the
  * janitor's deadline index; and a house's keys (its janitor index, its rudp_ts) go with
- * `house rm` / `--purge` / the API's DELETE. Also a cost note, printed, not asserted: Redis
- * commands per janitor pass with a 10,000-entry backlog and with none (INFO commandstats). */
+ * `house rm` / `--purge` / the API's DELETE: after a house was used every way that leaves
+ * keys, `house rm --purge` leaves none with its hash tag in the whole keyspace. Also a cost note,
+ * printed, not asserted: Redis commands per janitor pass with a 10,000-entry backlog and with none
+ * (INFO commandstats). */
 #include "../harness/harness.h"
 
 #include <criterion/criterion.h>
@@ -169,6 +171,110 @@ Test(janitor, rm_removes_every_key_of_the_house) {
     free(body);
     cr_assert_eq(h_int("EXISTS gp:{rm-c}:house"), 0);
     cr_assert_eq(h_int("EXISTS gp:{rm-c}:rudp_ts"), 0, "the API's DELETE left rudp_ts");
+}
+
+/* The keys holding `tag` ("{house}") among ALL keys of the server (KEYS *: a test's own
+ * Redis), as one sorted, space-separated line (malloc'd). */
+static char *keys_with(const char *tag) {
+    redisReply *r = h_cmd("KEYS *");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    char **k = calloc(r->elements + 1, sizeof *k);
+    size_t n = 0, len = 1;
+    for (size_t i = 0; i < r->elements; i++)
+        if (strstr(r->element[i]->str, tag))
+            len += strlen(k[n++] = r->element[i]->str) + 1;
+    for (size_t i = 0; i + 1 < n; i++) /* a few keys: a selection sort will do */
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(k[j], k[i]) < 0) {
+                char *t = k[i];
+                k[i] = k[j], k[j] = t;
+            }
+    char *out = calloc(1, len);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(out, " ");
+        strcat(out, k[i]);
+    }
+    free(k);
+    freeReplyObject(r);
+    return out;
+}
+
+/* The bridge's stats (rewritten every second) say it holds no house. */
+static int bridge_holds_none(void *ud) {
+    (void)ud;
+    redisReply *r = h_cmd("HGET gp:bstats:b1 houses");
+    int none = r->type == REDIS_REPLY_STRING && strcmp(r->str, "0") == 0;
+    freeReplyObject(r);
+    return none;
+}
+
+static int has_deadline(void *ud) {
+    return h_int("ZCARD gp:{%s}:deadlines", (const char *)ud) >= 1;
+}
+
+/* A house used in every way that leaves keys — connected over rudp:// (state, epoch, rudp_ts),
+ * served requests (stream, recent list), requests waiting while it was away (the janitor's
+ * index and cursor) — then `house rm --purge` while it is connected: afterwards no key of the
+ * whole keyspace carries its hash tag, also once its bridge has let it go. */
+Test(janitor, rm_purge_leaves_no_key_of_a_used_house) {
+    h_redis_start(0);
+    int up;
+    h_upstream_start(&up);
+    char upurl[64], keyf[600], udp[16], secret[65], pub[65], rurl[64];
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    snprintf(keyf, sizeof keyf, "%s/rudp.key", h_dir());
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", keyf, NULL}),
+                 0, "rudp-keygen: %s", err);
+    snprintf(pub, sizeof pub, "%.64s", out);
+    free(out), free(err);
+    int uport = h_free_port();
+    snprintf(udp, sizeof udp, "%d", uport);
+    snprintf(rurl, sizeof rurl, "rudp://127.0.0.1:%d", uport);
+    const char *bx[] = {"--bridge-id", "b1", "--rudp-listen", udp, "--rudp-key", keyf, NULL};
+    int bport;
+    h_proc *b = h_bridge_start(0, &bport, bx, 1);
+    h_register("used", secret);
+    const char *hx[] = {"--bridge-key", pub, NULL};
+    h_proc *house = h_house_start_url("used", secret, rurl, upurl, hx);
+    cr_assert(h_wait_connected("used", 15000), "the house did not connect over rudp");
+    h_reply r;
+    h_request("used", "used-1", "GET", "/echo", NULL, NULL, 0, 10000);
+    cr_assert(h_wait_reply("used-1", NULL, 15000, &r) && r.status == 200, "used-1 not served");
+    h_reply_free(&r);
+    /* Away: a request waits, and the janitor indexes it. */
+    h_stop(house);
+    cr_assert(h_wait_offline("used", 15000));
+    req_timeout("used", "used-2", 86400000);
+    cr_assert(h_wait(has_deadline, "used", 20000), "the janitor did not index the stream");
+    /* Back: the waiting request is served. */
+    house = h_house_start_url("used", secret, rurl, upurl, hx);
+    cr_assert(h_wait_connected("used", 15000), "the house did not come back");
+    cr_assert(h_wait_reply("used-2", NULL, 15000, &r) && r.status == 200, "used-2 not served");
+    h_reply_free(&r);
+
+    char *before = keys_with("{used}");
+    const char *kinds[] = {"house", "state",   "epoch",     "recent",
+                           "req",   "rudp_ts", "deadlines", "jcursor"};
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "gp:{used}:%s", kinds[i]);
+        cr_assert(strstr(before, k), "the test did not create %s: %s", k, before);
+    }
+    const char *purge[] = {"house", "rm", "used", "--purge", NULL};
+    cr_assert_eq(cli_ok(purge), 0);
+    char *after = keys_with("{used}");
+    cr_assert_str_eq(after, "", "house rm --purge left: %s (before: %s)", after, before);
+    free(after);
+    /* The bridge closes the house and lets it go: nothing comes back. */
+    cr_assert(h_wait_log(b, "house_closed_by_admin", 10000), "the bridge kept the house");
+    cr_assert(h_wait(bridge_holds_none, NULL, 10000), "the bridge still holds the house");
+    after = keys_with("{used}");
+    cr_assert_str_eq(after, "", "keys came back once the bridge let go: %s (before: %s)", after,
+                     before);
+    free(after);
+    free(before);
 }
 
 /* INFO commandstats: calls of `name` (0 when never called). */

@@ -1,11 +1,21 @@
-/* reglua.h — the Lua scripts that change the house registry, shared by the CLI's blocking
- * registry code (registry.c) and the bridge's JSON API (api.c, async), so that both change
- * Redis in exactly the same way. Text only: each side sends it with its own client.
+/* store_house.h — the store's house registry family: the set of ids <p>:houses and each
+ * house's hash <p>:{h}:house (README.md's key layout; key names in rkeys.h, the CLI's reads
+ * in registry.c / store_views.c). The Lua scripts that change the registry, shared by the
+ * CLI's blocking registry code (registry.c) and the bridge's JSON API (api.c, async), so that
+ * both change Redis in exactly the same way. Text only: each side sends it with its own
+ * client.
  *
  * Every script touches the keys of one house only (one Cluster slot); the set of ids
  * (<p>:houses, another slot) is updated by a separate SADD/SREM. */
-#ifndef GP_REGLUA_H
-#define GP_REGLUA_H
+#ifndef GP_STORE_HOUSE_H
+#define GP_STORE_HOUSE_H
+
+/* The fields of a house's hash (README.md's key layout). The scripts below name them in
+ * their Lua text. */
+#define GP_HOUSE_SECRET "secret"     /* sealed (enc1:...) or 64 hex digits, see proto/auth.h */
+#define GP_HOUSE_LABELS "labels"     /* a JSON object */
+#define GP_HOUSE_CREATED "created"   /* ms */
+#define GP_HOUSE_DISABLED "disabled" /* "1" while disabled */
 
 /* KEYS[1] house hash. ARGV: secret (sealed or hex), labels (JSON), created (ms), force
  * ('1'/'0'). 0 when the house exists and force is not set, else 1. Replacing the secret
@@ -39,7 +49,7 @@
  * if the house hash existed, the stream's length before any purge}. The bridge holding the
  * house is told to let it go ("remove <id>"). The janitor's index of the stream (deadlines,
  * jcursor) goes with the stream: while the stream stays its requests still get their 504. */
-#define GP_REG_RM_NKEYS 8
+#define GP_REG_RM_NKEYS 8 /* GP_HOUSE_NKEYS: gp_key_house_all (rkeys.h) builds them */
 #define GP_REG_RM_LUA                                                                              \
     "local existed = redis.call('EXISTS', KEYS[1])\n"                                              \
     "local ok, n = pcall(redis.call, 'XLEN', KEYS[5])\n"                                           \

@@ -1,0 +1,108 @@
+/* store_state.h — the store's live state of a house, <p>:{h}:state (README.md's key layout):
+ * the hash the bridge holding a house keeps while it holds it (its lease: PEXPIRE), written by
+ * the claim and refresh scripts below (sent by bridge/house.c). Its field names, its scripts,
+ * the one struct it is read into and the one parser of it, shared by the daemon's JSON API
+ * (api_body.c), the CLI's `house list` / `house show` and `top` (registry.c). Pure: no I/O; fuzzed
+ * by tests/fuzz/fuzz_registry.c and tests/fuzz/fuzz_api_house.c. */
+#ifndef GP_STORE_STATE_H
+#define GP_STORE_STATE_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+/* The fields (README.md). The scripts that write them name them in their Lua text. */
+#define GP_STATE_BRIDGE "bridge"       /* id of the bridge holding the house */
+#define GP_STATE_TRANSPORT "transport" /* ws, wss or rudp */
+#define GP_STATE_SINCE "since"         /* ms of the claim */
+#define GP_STATE_LAST_SEEN "last_seen" /* ms of the last sign of life */
+#define GP_STATE_RTT "rtt_ms"          /* ping RTT (rudp: smoothed RTT), 0.1 ms */
+#define GP_STATE_EPOCH "epoch"         /* the fencing epoch of this connection */
+#define GP_STATE_ADDR "addr"           /* the house's address as the bridge saw it */
+#define GP_STATE_REQ_TOTAL "req_total" /* counters of the connection, written by its bridge */
+#define GP_STATE_ERR_TOTAL "err_total"
+#define GP_STATE_BYTES_IN "bytes_in"
+#define GP_STATE_BYTES_OUT "bytes_out"
+#define GP_STATE_LOSS "loss_pct" /* rudp's loss estimate, 0 for wss */
+#define GP_STATE_TS "ts_ms"      /* when the bridge wrote the counters */
+
+/* One house's live state. Strings are NUL-terminated, control bytes replaced by '?', "..."
+ * at the end when truncated; empty when absent. Numbers are -1 when absent or not numbers. */
+typedef struct gp_state {
+    int connected; /* the hash exists */
+    char bridge[128], transport[16], addr[64];
+    long long since_ms, last_seen_ms, epoch;
+    double rtt_ms; /* 0.1 ms resolution */
+    long long req_total, err_total, bytes_in, bytes_out, ts_ms;
+    double loss_pct;
+} gp_state;
+
+void gp_state_init(gp_state *s); /* nothing known: not connected */
+/* HGETALL <p>:{h}:state into s (fields it does not know are ignored; any reply is safe). */
+void gp_state_parse(gp_state *s, const redisReply *r);
+
+/* Values of Redis replies as the store reads them (anyone with access may have written
+ * them): an integer / a finite number written as text, -1 when absent or not one; a string
+ * copied into dst[cap] as gp_state's strings are. */
+long long gp_reply_ll(const redisReply *v);
+double gp_reply_num(const redisReply *v);
+void gp_reply_copy(char *dst, size_t cap, const redisReply *v);
+
+/* --- the scripts of the family (Lua text; the bridge sends each with its own client) ------
+ * The claim, refresh and release of a house's lease (the state hash and the fencing epoch,
+ * bridge/house.c), and the rudp:// initiation's replay floor (<p>:{h}:rudp_ts, bridge/udp.c).
+ * Every script touches the keys of one house only (one Cluster slot). */
+
+/* KEYS: epoch, state, house. ARGV: bridge, transport, now, addr, lease ms, fence channel
+ * prefix, house id.
+ * New epoch and a fresh state; the previous holder (another bridge) hears of it on its
+ * fence channel. -1, and nothing changes, when the house is disabled (checked at
+ * authentication already; this closes the window of a disable in between). */
+#define GP_LUA_STATE_CLAIM                                                                         \
+    "if redis.call('HGET', KEYS[3], 'disabled') == '1' then return -1 end\n"                       \
+    "local e = redis.call('INCR', KEYS[1])\n"                                                      \
+    "local old = redis.call('HGET', KEYS[2], 'bridge')\n"                                          \
+    "redis.call('DEL', KEYS[2])\n"                                                                 \
+    "redis.call('HSET', KEYS[2], 'bridge', ARGV[1], 'transport', ARGV[2], 'since', ARGV[3],\n"     \
+    "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4], 'req_total', 0, 'err_total', 0,\n"       \
+    "  'bytes_in', 0, 'bytes_out', 0, 'loss_pct', 0)\n"                                            \
+    "redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"                                                    \
+    "if old and old ~= ARGV[1] then\n"                                                             \
+    "  redis.call('PUBLISH', ARGV[6] .. old, e .. ' ' .. ARGV[7])\n"                               \
+    "end\n"                                                                                        \
+    "return e\n"
+
+/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
+ * req_total, err_total, bytes_in, bytes_out, loss_pct (the live stats of bridge/ADMIN.md).
+ * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
+ * Redis lost its data (restart without persistence): re-assert ours rather than drop a
+ * house that is still connected. */
+#define GP_LUA_STATE_REFRESH                                                                       \
+    "local e = redis.call('GET', KEYS[1])\n"                                                       \
+    "if e == false then redis.call('SET', KEYS[1], ARGV[1]) e = ARGV[1] end\n"                     \
+    "if e ~= ARGV[1] then return 0 end\n"                                                          \
+    "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"     \
+    "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7],\n"              \
+    "  'req_total', ARGV[9], 'err_total', ARGV[10], 'bytes_in', ARGV[11],\n"                       \
+    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13])\n"                                             \
+    "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"                                                    \
+    "return 1\n"
+
+/* KEYS: epoch, state. ARGV: epoch. Clears the state only if it is still ours. */
+#define GP_LUA_STATE_RELEASE                                                                       \
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end\n"      \
+    "return 0\n"
+
+/* KEYS: house hash, rudp_ts. The stored secret, the last accepted initiation time, and
+ * whether the house is disabled. */
+#define GP_LUA_RUDP_LOOKUP                                                                         \
+    "return {redis.call('HGET', KEYS[1], 'secret'),\n"                                             \
+    "        redis.call('GET', KEYS[2]),\n"                                                        \
+    "        redis.call('HGET', KEYS[1], 'disabled')}\n"
+
+/* KEYS: rudp_ts. ARGV: timestamp. Only ever moves forward. */
+#define GP_LUA_RUDP_TS                                                                             \
+    "local t = tonumber(redis.call('GET', KEYS[1]) or '0')\n"                                      \
+    "if tonumber(ARGV[1]) > t then redis.call('SET', KEYS[1], ARGV[1]) end\n"                      \
+    "return 1\n"
+
+#endif

@@ -1,0 +1,107 @@
+/* store_views.c — the pure parsers of what the CLI and `top` read back from Redis besides the
+ * live state (store_state.c): a house's registry hash, a bridge's stats hash and the entries
+ * of a house's recent list (registry.h). No I/O: registry.c does the reading; fuzzed by
+ * tests/fuzz/fuzz_registry.c. */
+#include "registry.h"
+#include "store_bridge.h"
+
+#include <jansson.h>
+#include <string.h>
+
+void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen) {
+    memset(h, 0, sizeof *h);
+    if (idlen > GP_MAX_HOUSE_ID)
+        idlen = GP_MAX_HOUSE_ID;
+    memcpy(h->id, id, idlen);
+    h->id[idlen] = '\0';
+    h->created_ms = -1;
+    gp_state_init(&h->st);
+}
+
+/* The HMGET reply of HOUSE_FIELDS, see registry.h. */
+void gp_reg_house_parse(gp_reg_house *h, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != GP_REG_NHOUSE_FIELDS)
+        return;
+    for (size_t i = 0; i < GP_REG_NHOUSE_FIELDS; i++)
+        h->registered |= r->element[i]->type == REDIS_REPLY_STRING;
+    const redisReply *labels = r->element[0], *created = r->element[1], *dis = r->element[2];
+    if (labels->type == REDIS_REPLY_STRING)
+        gp_reply_copy(h->labels, sizeof h->labels, labels);
+    if (created->type == REDIS_REPLY_STRING)
+        h->created_ms = gp_reply_ll(created);
+    h->disabled = dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
+}
+
+void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r) {
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        const char *f = k->str;
+        if (strcmp(f, GP_BSTATS_ID) == 0)
+            gp_reply_copy(b->id, sizeof b->id, v);
+        else if (strcmp(f, GP_BSTATS_HOST) == 0)
+            gp_reply_copy(b->host, sizeof b->host, v);
+        else if (strcmp(f, GP_BSTATS_PID) == 0)
+            b->pid = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_SINCE) == 0)
+            b->since_ms = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_TS) == 0)
+            b->ts_ms = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_HOUSES) == 0)
+            b->houses = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_REQ_TOTAL) == 0)
+            b->req_total = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_ERR_TOTAL) == 0)
+            b->err_total = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_BYTES_IN) == 0)
+            b->bytes_in = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_BYTES_OUT) == 0)
+            b->bytes_out = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_CONNECTS) == 0)
+            b->connects_total = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_AUTH_FAILURES) == 0)
+            b->auth_failures_total = gp_reply_ll(v);
+        else if (strcmp(f, GP_BSTATS_REDIS_RTT) == 0)
+            b->redis_rtt_ms = gp_reply_num(v);
+    }
+}
+
+static void jstr_copy(char *dst, size_t cap, const json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    redisReply v = {
+        .type = REDIS_REPLY_STRING, .str = (char *)(s ? s : ""), .len = s ? strlen(s) : 0};
+    gp_reply_copy(dst, cap, &v);
+}
+
+static long long json_ll(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_real(v))
+        return (long long)json_real_value(v);
+    return -1;
+}
+
+/* One entry of <p>:{h}:recent (JSON written by the bridge's ack script) into *q: 1, or 0 when
+ * it is not one (skipped: the list is anyone's to write). */
+int gp_reg_recent_parse(gp_reg_recent_req *q, const redisReply *e) {
+    if (e->type != REDIS_REPLY_STRING)
+        return 0;
+    json_error_t je;
+    json_t *o = json_loadb(e->str, e->len, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return 0;
+    }
+    memset(q, 0, sizeof *q);
+    q->ts_ms = json_ll(o, "ts_ms");
+    q->status = (int)json_ll(o, "status");
+    q->ms = json_ll(o, "ms");
+    jstr_copy(q->id, sizeof q->id, o, "id");
+    jstr_copy(q->method, sizeof q->method, o, "method");
+    jstr_copy(q->path, sizeof q->path, o, "path");
+    jstr_copy(q->error, sizeof q->error, o, "error");
+    json_decref(o);
+    return 1;
+}
