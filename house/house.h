@@ -56,6 +56,7 @@ typedef struct hs_config {
 
 typedef struct hs_tunnel hs_tunnel;
 typedef struct hs_upstream hs_upstream;
+typedef struct hs_exec hs_exec;
 typedef struct hs_cache hs_cache;
 typedef struct hs_journal hs_journal;
 struct gp_admin;
@@ -81,8 +82,15 @@ typedef struct hs_house {
     struct gp_admin *admin;
     hs_cache *cache;     /* replay cache (cache.c) */
     hs_journal *journal; /* its mirror on disk (journal_file.c) */
-    hs_upstream *upstream;
+    /* What runs the requests: the tunnel calls exec only (ghostport-house: hs_upstream_exec
+     * with its upstream as exec_ud; a load tool may answer in-process instead). */
+    const hs_exec *exec;
+    void *exec_ud;
+    hs_upstream *upstream; /* NULL when exec is not upstream.c's */
     hs_tunnel *tunnel;
+    /* An lws client context shared by the houses of a process (hs_ws_context_new; its owner
+     * destroys it after stopping them); NULL: the house's ws transport makes its own. */
+    struct lws_context *ws_ctx;
 } hs_house;
 
 uint64_t hs_now_ms(void); /* monotonic */
@@ -149,6 +157,12 @@ void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and t
 void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws teardown */
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
 
+/* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
+ * NULLs *pcontext once a foreign-loop teardown is complete. */
+struct lws_context;
+struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file,
+                                      struct lws_context **pcontext);
+
 /* --- admin port and metrics (admin.c) --------------------------------------------------- */
 
 int hs_admin_init(hs_house *h); /* the metrics; 0 or -1 (out of memory) */
@@ -162,7 +176,24 @@ void hs_admin_final(hs_house *h); /* after the loop: frees the metrics */
 void hs_metrics_request(hs_house *h, const char *outcome, uint64_t start_ns, size_t from_bridge,
                         uint64_t to_bridge);
 
+/* --- running requests ------------------------------------------------------------------ */
+
+/* The executor interface; every function gets exec_ud. check: as soon as a request's head is
+ * known, may it run (see hs_upstream_check)? start: run it, answering through
+ * hs_stream_head/body and finally hs_stream_upstream_done; NULL after answering an error
+ * itself. abort: stop a running call without calling back (CANCEL, disconnect). resume:
+ * queued bytes went below the low-water mark (hs_tunnel_congested went 0). */
+struct hs_exec {
+    int (*check)(void *ud, hs_request *r, uint16_t *status, const char **error,
+                 const char **message);
+    hs_xfer *(*start)(void *ud, hs_stream *s);
+    void (*abort)(void *ud, hs_xfer *x);
+    void (*resume)(void *ud);
+};
+
 /* --- upstream (upstream.c) -------------------------------------------------------------- */
+
+extern const hs_exec hs_upstream_exec; /* upstream.c as the executor; exec_ud: hs_upstream */
 
 hs_upstream *hs_upstream_new(hs_house *h); /* NULL: out of memory */
 void hs_upstream_stop(hs_upstream *u); /* aborts transfers and closes handles; the loop ends it */
@@ -171,7 +202,7 @@ void hs_upstream_free(hs_upstream *u); /* after the loop has run dry */
 /* Checks a request as soon as its head is known: method and path usable (400 bad_request),
  * service configured (403 forbidden_upstream). Sets r->base_url and returns 0, or fills
  * status/error/message (static or long-lived strings) and returns -1. */
-int hs_upstream_check(const hs_upstream *u, hs_request *r, uint16_t *status, const char **error,
+int hs_upstream_check(hs_upstream *u, hs_request *r, uint16_t *status, const char **error,
                       const char **message);
 /* Starts the request of `s` (hs_stream_request). On success returns the transfer, which
  * later calls hs_stream_head/body and finally hs_stream_upstream_done. On failure returns

@@ -610,7 +610,8 @@ int main(int argc, char **argv) {
     hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.h.cfg.id,
            g_hs.h.cfg.nbridges, hs_qs(g_hs.h.cfg.upstream), g_hs.h.cfg.nservices);
     rc = 1;
-    if (hs_admin_init(h) != 0 || !(h->upstream = hs_upstream_new(h)) ||
+    h->exec = &hs_upstream_exec;
+    if (hs_admin_init(h) != 0 || !(h->exec_ud = h->upstream = hs_upstream_new(h)) ||
         !(h->tunnel = hs_tunnel_new(h)) || hs_tunnel_start(h->tunnel) != 0 ||
         hs_admin_start(h, admin_log) != 0) {
         h->stopping = 1;

@@ -1,5 +1,6 @@
 /* tr_ws.c — the house's ws:// and wss:// transport (transport.h): a libwebsockets client on
- * the house's libuv loop, one lws context per house. It owns the lws context and the wsi,
+ * the house's libuv loop, in an lws context of its own or in one shared by the houses of a
+ * process (hs_house.ws_ctx, hs_ws_context_new). It owns its context (when not shared), the wsi,
  * TLS options (--ca-file, --insecure), the WebSocket close handshake and lws's log; the frames
  * it carries and what they mean are the tunnel core's (tunnel.c). Received binary messages
  * go up as a byte stream (a frame may span messages); writes pull one frame per WRITEABLE.
@@ -22,6 +23,7 @@ typedef struct tr_ws {
     hs_transport base; /* first: the callback finds us from it */
     hs_house *h;
     struct lws_context *ctx;
+    int shared; /* ctx is hs_house.ws_ctx: its owner destroys it */
     struct lws *wsi;
     int active;  /* a connection of ours is under way: dialled, its end not reported yet */
     int open;    /* established */
@@ -29,9 +31,11 @@ typedef struct tr_ws {
     int tls;
 } tr_ws;
 
-/* lws calls back with no pointer of ours but the context's user data. */
+/* Our wsi carries us as its opaque user data (from the connect info); in a context of our
+ * own, the context's user data says it too (before lws has copied the former). */
 static tr_ws *of_wsi(struct lws *wsi) {
-    return lws_context_user(lws_get_context(wsi));
+    tr_ws *w = lws_get_opaque_user_data(wsi);
+    return w ? w : lws_context_user(lws_get_context(wsi));
 }
 
 static void ended(tr_ws *w, const char *why) {
@@ -146,6 +150,7 @@ static int ws_dial(hs_transport *t, const char *url) {
     i.origin = host;
     i.protocol = SUBPROTOCOL;
     i.local_protocol_name = SUBPROTOCOL;
+    i.opaque_user_data = w;
     if (tls) {
         i.ssl_connection = LCCSCF_USE_SSL;
         if (w->h->cfg.insecure)
@@ -191,16 +196,23 @@ static void ws_close(hs_transport *t) {
 }
 
 /* From inside the loop: lws closes the connection (CLIENT_CLOSED -> on_closed) and its own
- * handles; it NULLs w->ctx through info.pcontext once libuv has closed them. */
+ * handles; it NULLs w->ctx through info.pcontext once libuv has closed them. In a shared
+ * context only our connection goes (the owner destroys the context). */
 static void ws_stop(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
+    if (w->shared) {
+        if (w->wsi)
+            lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK,
+                            w->open ? LWS_TO_KILL_ASYNC : LWS_TO_KILL_SYNC);
+        return;
+    }
     if (w->ctx)
         lws_context_destroy(w->ctx);
 }
 
 static void ws_free(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
-    if (w->ctx)
+    if (w->ctx && !w->shared)
         lws_context_destroy(w->ctx);
     w->ctx = NULL;
     free(w);
@@ -228,6 +240,38 @@ static void lws_log_emit(int level, const char *line) {
     hs_log(level == LLL_ERR ? HS_LOG_WARN : HS_LOG_DEBUG, "lws", "msg=%s", hs_q(line, n));
 }
 
+/* A client context on loop; user: what the callback finds for a wsi not yet ours. */
+static struct lws_context *context_new(uv_loop_t *loop, const char *ca_file, void *user,
+                                       struct lws_context **pcontext) {
+    /* lws's log is the process's: the last context made sets its level. */
+    lws_set_log_level(LLL_ERR | (hs_log_enabled(HS_LOG_DEBUG) ? LLL_WARN | LLL_NOTICE : 0),
+                      lws_log_emit);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *loops[1] = {loop};
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.foreign_loops = loops;
+    info.pcontext = pcontext;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = protocols;
+    info.gid = -1;
+    info.uid = -1;
+    info.user = user;
+    info.timeout_secs = HANDSHAKE_S;
+    if (ca_file && *ca_file)
+        info.client_ssl_ca_filepath = ca_file;
+    struct lws_context *ctx = lws_create_context(&info);
+    if (!ctx)
+        hs_log(HS_LOG_ERROR, "lws_init_failed", NULL);
+    return ctx;
+}
+
+struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file,
+                                      struct lws_context **pcontext) {
+    return context_new(loop, ca_file, NULL, pcontext);
+}
+
 hs_transport *hs_tr_ws_new(hs_house *h, const hs_transport_up *up) {
     tr_ws *w = calloc(1, sizeof *w);
     if (!w) {
@@ -237,27 +281,10 @@ hs_transport *hs_tr_ws_new(hs_house *h, const hs_transport_up *up) {
     w->base.ops = &ws_ops;
     w->base.up = up;
     w->h = h;
-    /* lws's log is the process's: the last house to start sets its level. */
-    lws_set_log_level(LLL_ERR | (hs_log_enabled(HS_LOG_DEBUG) ? LLL_WARN | LLL_NOTICE : 0),
-                      lws_log_emit);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    void *loops[1] = {h->loop};
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
-                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.foreign_loops = loops;
-    info.pcontext = &w->ctx;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
-    info.gid = -1;
-    info.uid = -1;
-    info.user = w;
-    info.timeout_secs = HANDSHAKE_S;
-    if (h->cfg.ca_file && *h->cfg.ca_file)
-        info.client_ssl_ca_filepath = h->cfg.ca_file;
-    w->ctx = lws_create_context(&info);
-    if (!w->ctx) {
-        hs_log(HS_LOG_ERROR, "lws_init_failed", NULL);
+    if (h->ws_ctx) {
+        w->ctx = h->ws_ctx;
+        w->shared = 1;
+    } else if (!(w->ctx = context_new(h->loop, h->cfg.ca_file, w, &w->ctx))) {
         free(w);
         return NULL;
     }

@@ -259,7 +259,7 @@ static size_t streams_abort_all(hs_tunnel *t, int detach) {
                 continue;
             }
             if (s->up) {
-                hs_upstream_abort(s->up);
+                t->h->exec->abort(t->h->exec_ud, s->up);
                 s->up = NULL;
                 n++;
             }
@@ -269,7 +269,7 @@ static size_t streams_abort_all(hs_tunnel *t, int detach) {
     while (!detach && t->detached) {
         hs_stream *d = t->detached;
         if (d->up)
-            hs_upstream_abort(d->up);
+            t->h->exec->abort(t->h->exec_ud, d->up);
         d->up = NULL;
         stream_free(d);
     }
@@ -505,7 +505,7 @@ static void sent_out(hs_tunnel *t, hs_stream *s) {
         stream_maybe_done(s);
     if (t->congested && t->q_bytes < LOW_WATER) {
         t->congested = 0;
-        hs_upstream_resume(t->h->upstream);
+        t->h->exec->resume(t->h->exec_ud);
     }
 }
 
@@ -1001,7 +1001,7 @@ static void dispatch(hs_stream *s) {
         stream_maybe_done(s);
         return;
     }
-    s->up = hs_upstream_start(t->h->upstream, s);
+    s->up = t->h->exec->start(t->h->exec_ud, s);
     if (!s->up) {
         hs_journal_forget(t->h->journal, &s->req);
         log_request(s, "failed"); /* answered with an error head by upstream.c */
@@ -1113,7 +1113,7 @@ static void on_req_head(hs_tunnel *t, const gp_frame *f) {
     char mbuf[128];
     if (!ok) {
         status = 400, err = "bad_request", msg = "NUL byte in method, path or headers";
-    } else if (hs_upstream_check(t->h->upstream, r, &status, &err, &msg) == 0) {
+    } else if (t->h->exec->check(t->h->exec_ud, r, &status, &err, &msg) == 0) {
         status = 0;
         if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len > (uint64_t)t->h->cfg.max_body) {
             snprintf(mbuf, sizeof mbuf, "request body of %llu bytes exceeds max-body %lld",
@@ -1204,7 +1204,7 @@ static void on_cancel(hs_tunnel *t, const gp_frame *f) {
         return;
     }
     if (s->up) {
-        hs_upstream_abort(s->up);
+        t->h->exec->abort(t->h->exec_ud, s->up);
         s->up = NULL;
         hs_journal_forget(t->h->journal, &s->req);
     }

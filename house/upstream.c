@@ -68,6 +68,7 @@ struct hs_upstream {
     size_t npaused;
     sock_ctx *socks; /* every poll handle we opened, so that shutdown can close those curl
                         never removed */
+    char msg[160];   /* hs_upstream_check's message, valid until its next call */
 };
 
 struct sock_ctx {
@@ -208,9 +209,9 @@ static int hop_by_hop(const char *n, size_t len) {
     return 0;
 }
 
-int hs_upstream_check(const hs_upstream *u, hs_request *r, uint16_t *status, const char **error,
+int hs_upstream_check(hs_upstream *u, hs_request *r, uint16_t *status, const char **error,
                       const char **message) {
-    static char msg[160];
+    char *msg = u->msg;
     *status = 400;
     *error = "bad_request";
     if (!token_ok(r->method, MAX_METHOD_LEN)) {
@@ -245,7 +246,7 @@ int hs_upstream_check(const hs_upstream *u, hs_request *r, uint16_t *status, con
         if (!name_ok || !hs_header_value_ok((const char *)h->value.p, h->value.len)) {
             char shown[72];
             hs_printable((const char *)h->name.p, h->name.len, shown, sizeof shown);
-            snprintf(msg, sizeof msg, "header \"%s\": %s", shown,
+            snprintf(msg, sizeof u->msg, "header \"%s\": %s", shown,
                      !name_ok ? "name must be an HTTP token (no spaces, no ':')"
                               : "value holds a control character (only HTAB is allowed)");
             *message = msg;
@@ -268,7 +269,7 @@ int hs_upstream_check(const hs_upstream *u, hs_request *r, uint16_t *status, con
             r->base_url = c->services[i].url;
             return 0;
         }
-    snprintf(msg, sizeof msg, "service %s is not configured on this house", hs_qs(r->service));
+    snprintf(msg, sizeof u->msg, "service %s is not configured on this house", hs_qs(r->service));
     *message = msg;
     return -1;
 }
@@ -669,3 +670,25 @@ void hs_upstream_free(hs_upstream *u) {
     hs_upstream_stop(u);
     free(u);
 }
+
+/* --- as the house's executor ------------------------------------------------------------ */
+
+static int exec_check(void *ud, hs_request *r, uint16_t *status, const char **error,
+                      const char **message) {
+    return hs_upstream_check(ud, r, status, error, message);
+}
+
+static hs_xfer *exec_start(void *ud, hs_stream *s) {
+    return hs_upstream_start(ud, s);
+}
+
+static void exec_abort(void *ud, hs_xfer *x) {
+    (void)ud;
+    hs_upstream_abort(x);
+}
+
+static void exec_resume(void *ud) {
+    hs_upstream_resume(ud);
+}
+
+const hs_exec hs_upstream_exec = {exec_check, exec_start, exec_abort, exec_resume};
