@@ -49,7 +49,7 @@ IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process;
 # tests/relay: the UDP impairment relay).
-TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay
+TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-househost
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 # http-parser (the admin port) ships no pkg-config file.
@@ -100,6 +100,13 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 
 $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
 		$(call obj,bridge/rurl.c bridge/rclient.c bridge/rkeys.c bridge/tlsrelay.c) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
+# Many real houses (house/'s code, without its main.c) in one process.
+$(BUILD)/bin/gp-househost: $(BUILD)/obj/tests/load/househost.o \
+		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm

@@ -24,10 +24,6 @@ static struct {
 
 static uv_signal_t g_sigint, g_sigterm, g_sighup;
 
-uint64_t hs_now_ms(void) {
-    return uv_hrtime() / 1000000u;
-}
-
 /* --- repeatable options ------------------------------------------------------------------ */
 
 static int starts_with(const char *s, const char *p) {

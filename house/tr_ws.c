@@ -23,7 +23,8 @@ typedef struct tr_ws {
     hs_transport base; /* first: the callback finds us from it */
     hs_house *h;
     struct lws_context *ctx;
-    int shared; /* ctx is hs_house.ws_ctx: its owner destroys it */
+    int shared;  /* ctx is hs_house.ws_ctx: its owner destroys it */
+    int stopped; /* shared: our connection was told to go (once) */
     struct lws *wsi;
     int active;  /* a connection of ours is under way: dialled, its end not reported yet */
     int open;    /* established */
@@ -201,9 +202,10 @@ static void ws_close(hs_transport *t) {
 static void ws_stop(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
     if (w->shared) {
-        if (w->wsi)
+        if (w->wsi && !w->stopped)
             lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK,
                             w->open ? LWS_TO_KILL_ASYNC : LWS_TO_KILL_SYNC);
+        w->stopped = 1;
         return;
     }
     if (w->ctx)
