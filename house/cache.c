@@ -51,7 +51,7 @@ struct hs_centry {
 
 /* One house's cache. */
 struct hs_cache {
-    hs_centry *buckets[CACHE_BUCKETS];
+    hs_centry **buckets;  /* CACHE_BUCKETS, from the first commit: an idle house costs little */
     hs_clist full, tombs; /* each oldest first */
     size_t bytes, count;
     uint64_t evicted_early;
@@ -161,6 +161,7 @@ void hs_cache_free(hs_cache *c) {
     if (!c)
         return;
     hs_cache_clear(c);
+    free(c->buckets);
     free(c);
 }
 
@@ -226,11 +227,16 @@ uint64_t hs_cache_retention(uint64_t now, uint64_t deadline_ms) {
     return deadline_ms + CACHE_SLACK_MS > keep ? deadline_ms + CACHE_SLACK_MS : keep;
 }
 
-void hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now, uint64_t deadline_ms) {
-    hs_cache_commit_until(c, e, now, hs_cache_retention(now, deadline_ms));
+int hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now, uint64_t deadline_ms) {
+    return hs_cache_commit_until(c, e, now, hs_cache_retention(now, deadline_ms));
 }
 
-void hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
+int hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
+    if (!c->buckets && !(c->buckets = calloc(CACHE_BUCKETS, sizeof *c->buckets))) {
+        entry_free(e);
+        c->evicted_early++; /* not kept: counted as the one way at-most-once is lost */
+        return -1;
+    }
     for (hs_centry *o = c->buckets[hash(e->frame_id)], *n; o; o = n) {
         n = o->hnext;
         if (strcmp(o->frame_id, e->frame_id) == 0) {
@@ -259,12 +265,13 @@ void hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now, uint64_t kee
     c->count++;
     e->in_table = 1;
     expire(c, now);
+    return 0;
 }
 
 const hs_centry *hs_cache_find(hs_cache *c, const char *frame_id, const char *method,
                                const char *path, uint64_t now) {
     expire(c, now);
-    if (!frame_id || !*frame_id)
+    if (!frame_id || !*frame_id || !c->buckets)
         return NULL;
     for (hs_centry *e = c->buckets[hash(frame_id)]; e; e = e->hnext)
         if (strcmp(e->frame_id, frame_id) == 0)

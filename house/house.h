@@ -227,12 +227,13 @@ hs_centry *hs_cache_begin(hs_cache *c, const char *frame_id, const char *method,
 /* Appends body bytes; -1 when the entry would exceed its limit (discard it then). */
 int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len);
 /* Hands e over to the cache, to be kept at least until deadline_ms (the request's deadline,
- * on the same clock as now_ms) and at least 10 minutes: until hs_cache_retention(). */
-void hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
+ * on the same clock as now_ms) and at least 10 minutes: until hs_cache_retention(). 0, or -1
+ * when the cache could not take it (out of memory: e is freed, counted as evicted early). */
+int hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
 /* The keep-until hs_cache_commit gives: the later of now_ms + 10 min and deadline_ms + 60 s. */
 uint64_t hs_cache_retention(uint64_t now_ms, uint64_t deadline_ms);
 /* hs_cache_commit with an absolute keep-until (on now_ms's clock): a journal's entries. */
-void hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now_ms, uint64_t keep_until_ms);
+int hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now_ms, uint64_t keep_until_ms);
 void hs_cache_discard(hs_centry *e); /* NULL ok; an entry not committed */
 /* The remembered response for this frame id (same method and path), or NULL. Borrowed until
  * the next cache call. */

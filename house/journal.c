@@ -327,8 +327,9 @@ static void insert(jload *l, gp_str frame_id, gp_str method, gp_str path, uint64
     /* Nothing is kept longer than the longest deadline allows: a clock that was far ahead
      * when the record was written (or a hostile value) cannot pin an entry for ever. */
     uint64_t left = keep_wall - l->now_wall;
-    hs_cache_commit_until(l->cache, e, l->now_mono,
-                          l->now_mono + (left < KEEP_MAX_MS ? left : KEEP_MAX_MS));
+    if (hs_cache_commit_until(l->cache, e, l->now_mono,
+                              l->now_mono + (left < KEEP_MAX_MS ? left : KEEP_MAX_MS)) != 0)
+        l->oom = 1;
 }
 
 static void insert_tombstone(void *ud, gp_str frame_id, gp_str method, gp_str path,

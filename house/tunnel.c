@@ -626,7 +626,7 @@ static void maybe_finish_drain(hs_tunnel *t) {
         conn_close(t, "draining", BK_NOW);
 }
 
-/* Which transport serves a bridge URL. */
+/* Which transport serves a bridge URL (the rudp one exists when a bridge is rudp://). */
 static hs_transport *transport_for(hs_tunnel *t, const char *url) {
     return strncmp(url, "rudp://", 7) == 0 ? t->rudp : t->ws;
 }
@@ -1355,12 +1355,15 @@ int hs_tunnel_start(hs_tunnel *t) {
     uv_timer_init(t->h->loop, &t->probe);
     t->retry.data = t->tick.data = t->probe.data = t;
     t->timers = 1;
-    t->rudp = hs_tr_rudp_new(t->h, &t->up);
+    int rudp = 0; /* its transport only where a bridge needs it: a house costs less */
+    for (size_t i = 0; i < t->h->cfg.nbridges; i++)
+        rudp |= strncmp(t->h->cfg.bridges[i], "rudp://", 7) == 0;
+    t->rudp = rudp ? hs_tr_rudp_new(t->h, &t->up) : NULL;
     t->zc = gp_zctx_new(GP_ZSTD_LEVEL);
     t->zcap = gp_compress_bound(GP_BODY_CHUNK);
     t->zbuf = malloc(t->zcap);
     t->rxf = malloc(sizeof *t->rxf);
-    if (!t->rudp || !t->zc || !t->zbuf || !t->rxf) {
+    if ((rudp && !t->rudp) || !t->zc || !t->zbuf || !t->rxf) {
         hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
         return -1;
     }
