@@ -124,6 +124,13 @@ $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
+# The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
+$(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
+		house/cache.c house/journal.c house/journal_file.c house/log.c bridge/metrics.c) \
+		$(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
+		$(LIBS_PROTO) -luv -lm
 # The house's request checks (path normalisation, header names and values).
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.
