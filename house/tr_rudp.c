@@ -455,7 +455,6 @@ static const char *rudp_label(hs_transport *t) {
 }
 
 static const hs_transport_ops rudp_ops = {
-    .scheme = "rudp",
     .flags = HS_TR_AUTHENTICATES | HS_TR_UNORDERED,
     .dial = rudp_dial,
     .send = rudp_send,

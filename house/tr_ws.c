@@ -225,7 +225,6 @@ static const char *ws_label(hs_transport *t) {
 }
 
 static const hs_transport_ops ws_ops = {
-    .scheme = "ws",
     .flags = 0,
     .dial = ws_dial,
     .send = ws_send,

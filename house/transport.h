@@ -70,8 +70,7 @@ enum {
 #define HS_TR_BAD_URL (-2) /* dial: the URL does not parse */
 
 typedef struct hs_transport_ops {
-    const char *scheme; /* the bridge URLs it serves: "ws" (also wss), "rudp" */
-    unsigned flags;     /* HS_TR_* */
+    unsigned flags; /* HS_TR_* */
     /* Starts a connection to url. 0: under way (on_open or on_closed follow); -1: failed at
      * once (a failure reported through on_closed meanwhile counts too); HS_TR_BAD_URL. */
     int (*dial)(hs_transport *t, const char *url);

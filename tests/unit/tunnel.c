@@ -40,8 +40,7 @@ static const char *f_label(hs_transport *t) {
     (void)t;
     return "ws";
 }
-static const hs_transport_ops f_ops = {.scheme = "ws",
-                                       .dial = f_dial,
+static const hs_transport_ops f_ops = {.dial = f_dial,
                                        .send = f_send,
                                        .close = f_close,
                                        .stop = f_nop,
@@ -158,8 +157,8 @@ static void feed(const gp_frame *f) {
     F.base.up->on_bytes(F.base.up->ud, &F.base, b, (size_t)n);
 }
 
-/* The bridge's side of the handshake; `good`: with the right proof. Returns the house's
- * HELLO nonce. */
+/* The bridge's side of the handshake; `good`: with the right proof (else the house must
+ * refuse it before its AUTH). */
 static void handshake(int good) {
     cr_assert_eq(F.dials, 1);
     F.base.up->on_open(F.base.up->ud, &F.base);
