@@ -93,3 +93,60 @@ Test(househost, three_houses_in_one_process) {
     for (int i = 0; i < N; i++)
         cr_assert(h_wait_offline(ids[i], 15000), "%s still held after the exit", ids[i]);
 }
+
+/* The same tunnels with an executor of the tool's own (hs_exec) instead of libcurl: no
+ * upstream runs, each house answers 300 bytes of JSON that name it, and a redelivery is
+ * still answered by the house's replay cache. */
+Test(househost, in_process_executor) {
+    h_redis_start(0);
+    int bridge_port;
+    h_bridge_start(0, &bridge_port, NULL, 1);
+    char url[64], secret[2][65], spec[2][256];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", bridge_port);
+    const char *ids[2] = {"ip-1", "ip-2"};
+    for (int i = 0; i < 2; i++) {
+        h_register(ids[i], secret[i]);
+        snprintf(spec[i], sizeof spec[i], "%s=%s", ids[i], secret[i]);
+    }
+    char *argv[] = {(char *)h_bin("gp-househost"),
+                    "--bridge",
+                    url,
+                    "--response-bytes",
+                    "300",
+                    "--delay-ms",
+                    "20",
+                    spec[0],
+                    spec[1],
+                    NULL};
+    h_proc *p = h_spawn("househost", argv);
+    for (int i = 0; i < 2; i++)
+        cr_assert(h_wait_connected(ids[i], 15000), "%s did not connect", ids[i]);
+    for (int i = 0; i < 2; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "ip-req-%d", i + 1);
+        h_request(ids[i], id, "GET", "/anything", NULL, NULL, 0, 10000);
+        h_reply r;
+        cr_assert(h_wait_reply(id, NULL, 15000, &r), "%s: no reply", ids[i]);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(r.body_len, 300);
+        cr_assert_str_eq(h_json_str((const char *)r.body, "house"), ids[i]);
+        cr_assert_str_eq(h_json_str((const char *)r.body, "id"), id);
+        h_reply_free(&r);
+    }
+    cr_assert_eq(h_log_count(p, "outcome=ok"), 2);
+    h_field f[] = {{"id", "ip-req-1", (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", "/anything", (size_t)-1},
+                   {"reply", "gp:rep:ip-again", (size_t)-1}};
+    h_xadd("ip-1", f, 4);
+    h_reply r;
+    cr_assert(h_wait_reply("ip-req-1", "gp:rep:ip-again", 15000, &r), "no reply to the redelivery");
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 300);
+    h_reply_free(&r);
+    cr_assert_eq(h_log_count(p, "outcome=replayed"), 1, "the redelivery ran again");
+    cr_assert_eq(h_log_count(p, "outcome=ok"), 2);
+    int st = h_stop(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "gp-househost status %d", st);
+    cr_assert_eq(h_log_count(p, "event=loop_not_empty"), 0, "handles left open at exit");
+}

@@ -5,10 +5,15 @@
  * (no module keeps one of its own) and the base for gp-loadhouses to run the house's code
  * instead of its own copy (tests/load/README.md says what that still needs).
  *
- *   gp-househost --bridge URL [--bridge URL...] --upstream URL [--log-level L] ID=SECRET...
+ *   gp-househost --bridge URL [--bridge URL...] (--upstream URL | --response-bytes B
+ *                [--delay-ms D]) [--log-level L] ID=SECRET...
  *
  * SECRET is the house's 64 hex digits. Every house uses the same bridges and default
- * upstream; the other options take ghostport-house's defaults. The log is ghostport-house's
+ * upstream; the other options take ghostport-house's defaults. With --response-bytes no
+ * upstream is called: an executor of this file (hs_exec, house/house.h) answers every request
+ * with 200, application/json and B bytes ({"house":..,"id":..,"exec":1} padded with spaces,
+ * as gp-loadhouses answers) after D ms; the tunnel, its replay cache included, is the
+ * house's. The log is ghostport-house's
  * (one stream for all houses: its lines say house=). SIGTERM/SIGINT: every house stops as
  * ghostport-house does, then exit 0. I/O side, test-only. */
 #include "../../house/house.h"
@@ -31,14 +36,115 @@ static struct {
     char *bridges[MAX_BRIDGES];
     size_t nbridges;
     const char *upstream, *log_level;
+    long long response_bytes, delay_ms; /* response_bytes -1: call --upstream */
     uv_signal_t sigint, sigterm;
+    uv_timer_t think;                  /* in-process answers due */
+    struct job *jobs_head, *jobs_tail; /* in due order: the delay is the same for all */
     int stopping;
 } G;
 
 static void usage(void) {
-    fprintf(stderr, "usage: gp-househost --bridge URL [--bridge URL...] --upstream URL "
-                    "[--log-level L] ID=SECRET...\n");
+    fprintf(stderr, "usage: gp-househost --bridge URL [--bridge URL...] (--upstream URL | "
+                    "--response-bytes B [--delay-ms D]) [--log-level L] ID=SECRET...\n");
 }
+
+/* --- the in-process executor (--response-bytes) ----------------------------------------- */
+
+typedef struct job {
+    struct job *next, *prev;
+    hs_house *h;
+    hs_stream *s;
+    uint64_t due;
+} job;
+
+static void job_unlink(job *j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        G.jobs_head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        G.jobs_tail = j->prev;
+}
+
+static void answer(job *j) {
+    const hs_request *r = hs_stream_request(j->s);
+    size_t n = (size_t)G.response_bytes;
+    char *b = malloc(n + 1);
+    if (!b) {
+        hs_stream_head(j->s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
+        hs_stream_upstream_done(j->s, "failed");
+        return;
+    }
+    int w = snprintf(b, n + 1, "{\"house\":\"%s\",\"id\":\"%s\",\"exec\":1}", j->h->cfg.id,
+                     r->frame_id);
+    if (w >= 0 && (size_t)w < n)
+        memset(b + w, ' ', n - (size_t)w);
+    gp_header ct = {GP_STR_LIT("content-type"), GP_STR_LIT("application/json")};
+    hs_stream_head(j->s, 200, &ct, 1, "", "", n, n == 0);
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < GP_BODY_CHUNK ? n - off : GP_BODY_CHUNK;
+        hs_stream_body(j->s, ct.value, (const uint8_t *)b + off, k, off + k == n);
+        off += k;
+    }
+    free(b);
+    hs_stream_upstream_done(j->s, "ok");
+}
+
+static void on_think(uv_timer_t *t) {
+    (void)t;
+    uint64_t now = hs_now_ms();
+    while (G.jobs_head && G.jobs_head->due <= now) {
+        job *j = G.jobs_head;
+        job_unlink(j);
+        answer(j);
+        free(j);
+    }
+    if (G.jobs_head)
+        uv_timer_start(&G.think, on_think, G.jobs_head->due - now, 0);
+}
+
+static int x_check(void *ud, hs_request *r, uint16_t *status, const char **error,
+                   const char **message) {
+    (void)ud, (void)status, (void)error, (void)message;
+    r->base_url = "in-process";
+    return 0;
+}
+
+/* Answered from the loop, never from inside start: the tunnel holds the transfer once start
+ * has returned it. */
+static hs_xfer *x_start(void *ud, hs_stream *s) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
+        return NULL;
+    }
+    j->h = ud;
+    j->s = s;
+    j->due = hs_now_ms() + (uint64_t)G.delay_ms;
+    j->prev = G.jobs_tail;
+    if (G.jobs_tail)
+        G.jobs_tail->next = j;
+    else
+        G.jobs_head = j;
+    G.jobs_tail = j;
+    if (G.jobs_head == j)
+        uv_timer_start(&G.think, on_think, (uint64_t)G.delay_ms, 0);
+    return (hs_xfer *)j;
+}
+
+static void x_abort(void *ud, hs_xfer *x) {
+    (void)ud;
+    job_unlink((job *)x);
+    free(x);
+}
+
+static void x_resume(void *ud) {
+    (void)ud; /* answers are queued whole: nothing waits for room */
+}
+
+static const hs_exec in_process = {x_check, x_start, x_abort, x_resume};
 
 static void house_free(hs_house *h) {
     if (!h)
@@ -76,9 +182,14 @@ static hs_house *house_new(const char *spec) {
     h->cache = hs_cache_new();
     char err[256] = "";
     h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, sizeof err) : NULL;
-    h->exec = &hs_upstream_exec;
-    h->exec_ud = h->upstream = h->journal ? hs_upstream_new(h) : NULL;
-    h->tunnel = h->upstream ? hs_tunnel_new(h) : NULL;
+    if (G.response_bytes >= 0) {
+        h->exec = &in_process;
+        h->exec_ud = h;
+    } else {
+        h->exec = &hs_upstream_exec;
+        h->exec_ud = h->upstream = h->journal ? hs_upstream_new(h) : NULL;
+    }
+    h->tunnel = h->journal && h->exec_ud ? hs_tunnel_new(h) : NULL;
     if (!h->tunnel) {
         fprintf(stderr, "gp-househost: out of memory\n");
         house_free(h);
@@ -106,6 +217,7 @@ static void stop_all(void) {
     }
     if (G.ctx)
         lws_context_destroy(G.ctx);
+    uv_close((uv_handle_t *)&G.think, NULL);
     uv_close((uv_handle_t *)&G.sigint, NULL);
     uv_close((uv_handle_t *)&G.sigterm, NULL);
 }
@@ -119,6 +231,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static int parse_args(int argc, char **argv) {
     G.log_level = "info";
+    G.response_bytes = -1;
     G.houses = calloc((size_t)argc, sizeof *G.houses);
     if (!G.houses)
         return -1;
@@ -131,12 +244,18 @@ static int parse_args(int argc, char **argv) {
             G.upstream = argv[++i];
         else if (strcmp(a, "--log-level") == 0 && has_value)
             G.log_level = argv[++i];
+        else if (strcmp(a, "--response-bytes") == 0 && has_value)
+            G.response_bytes = strtoll(argv[++i], NULL, 10);
+        else if (strcmp(a, "--delay-ms") == 0 && has_value)
+            G.delay_ms = strtoll(argv[++i], NULL, 10);
         else if (strncmp(a, "--", 2) == 0)
             return -1;
         else
             G.n++;
     }
-    return G.nbridges && G.upstream && G.n && hs_log_parse_level(G.log_level) >= 0 ? 0 : -1;
+    int exec_ok = (G.upstream != NULL) != (G.response_bytes >= 0) &&
+                  G.response_bytes <= (1LL << 30) && G.delay_ms >= 0;
+    return G.nbridges && exec_ok && G.n && hs_log_parse_level(G.log_level) >= 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -163,6 +282,7 @@ int main(int argc, char **argv) {
             made++;
     }
     G.n = made;
+    uv_timer_init(&G.loop, &G.think);
     uv_signal_init(&G.loop, &G.sigint);
     uv_signal_init(&G.loop, &G.sigterm);
     uv_signal_start(&G.sigint, on_signal, SIGINT);
