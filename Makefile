@@ -49,7 +49,7 @@ IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process;
 # tests/relay: the UDP impairment relay).
-TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay
+TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-househost
 
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 # http-parser (the admin port) ships no pkg-config file.
@@ -104,6 +104,13 @@ $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
+# Many real houses (house/'s code, without its main.c) in one process.
+$(BUILD)/bin/gp-househost: $(BUILD)/obj/tests/load/househost.o \
+		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+
 $(BUILD)/bin/gp-relay: $(BUILD)/obj/tests/relay/relay.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
@@ -117,6 +124,13 @@ $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
+# The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
+$(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
+		house/cache.c house/journal.c house/journal_file.c house/log.c bridge/metrics.c) \
+		$(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
+		$(LIBS_PROTO) -luv -lm
 # The house's request checks (path normalisation, header names and values).
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.

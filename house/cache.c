@@ -37,7 +37,7 @@ typedef struct hs_clist {
 
 struct hs_centry {
     hs_centry *hnext;         /* hash chain */
-    hs_centry *older, *newer; /* its age list: C.full or C.tombs */
+    hs_centry *older, *newer; /* its age list: c->full or c->tombs */
     char *frame_id, *method, *path;
     uint16_t status; /* 0: tombstone */
     gp_header *headers;
@@ -49,12 +49,13 @@ struct hs_centry {
     int in_table;
 };
 
-static struct {
-    hs_centry *buckets[CACHE_BUCKETS];
+/* One house's cache. */
+struct hs_cache {
+    hs_centry **buckets;  /* CACHE_BUCKETS, from the first commit: an idle house costs little */
     hs_clist full, tombs; /* each oldest first */
     size_t bytes, count;
     uint64_t evicted_early;
-} C;
+};
 
 static unsigned hash(const char *s) {
     unsigned h = 2166136261u; /* FNV-1a */
@@ -74,8 +75,8 @@ static void entry_free(hs_centry *e) {
     free(e);
 }
 
-static hs_clist *list_of(hs_centry *e) {
-    return e->status ? &C.full : &C.tombs;
+static hs_clist *list_of(hs_cache *c, hs_centry *e) {
+    return e->status ? &c->full : &c->tombs;
 }
 
 static void list_remove(hs_clist *l, hs_centry *e) {
@@ -100,15 +101,15 @@ static void list_append(hs_clist *l, hs_centry *e) {
     l->newest = e;
 }
 
-static void unlink_entry(hs_centry *e) {
-    hs_centry **pp = &C.buckets[hash(e->frame_id)];
+static void unlink_entry(hs_cache *c, hs_centry *e) {
+    hs_centry **pp = &c->buckets[hash(e->frame_id)];
     while (*pp && *pp != e)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = e->hnext;
-    list_remove(list_of(e), e);
-    C.bytes -= e->bytes;
-    C.count--;
+    list_remove(list_of(c, e), e);
+    c->bytes -= e->bytes;
+    c->count--;
     e->in_table = 0;
 }
 
@@ -117,43 +118,56 @@ static size_t base_bytes(const hs_centry *e) {
 }
 
 /* Keeps the entry's identity, drops what it answered with. */
-static void make_tombstone(hs_centry *e) {
-    list_remove(&C.full, e);
+static void make_tombstone(hs_cache *c, hs_centry *e) {
+    list_remove(&c->full, e);
     free(e->headers);
     free(e->body);
     e->headers = NULL;
     e->body = NULL;
     e->nheaders = e->len = e->cap = 0;
     e->status = 0;
-    C.bytes -= e->bytes;
+    c->bytes -= e->bytes;
     e->bytes = base_bytes(e);
-    C.bytes += e->bytes;
-    list_append(&C.tombs, e);
+    c->bytes += e->bytes;
+    list_append(&c->tombs, e);
 }
 
-static void drop_expired(hs_clist *l, uint64_t now) {
+static void drop_expired(hs_cache *c, hs_clist *l, uint64_t now) {
     while (l->oldest && now >= l->oldest->keep_until_ms) {
         hs_centry *e = l->oldest;
-        unlink_entry(e);
+        unlink_entry(c, e);
         entry_free(e);
     }
 }
 
-static void expire(uint64_t now) {
-    drop_expired(&C.full, now);
-    drop_expired(&C.tombs, now);
-    while (C.bytes > CACHE_TOTAL_MAX && C.full.oldest)
-        make_tombstone(C.full.oldest);
-    while ((C.bytes > CACHE_TOTAL_MAX || C.count > CACHE_MAX_ENTRIES) && C.tombs.oldest) {
-        hs_centry *e = C.tombs.oldest;
-        unlink_entry(e);
+static void expire(hs_cache *c, uint64_t now) {
+    drop_expired(c, &c->full, now);
+    drop_expired(c, &c->tombs, now);
+    while (c->bytes > CACHE_TOTAL_MAX && c->full.oldest)
+        make_tombstone(c, c->full.oldest);
+    while ((c->bytes > CACHE_TOTAL_MAX || c->count > CACHE_MAX_ENTRIES) && c->tombs.oldest) {
+        hs_centry *e = c->tombs.oldest;
+        unlink_entry(c, e);
         entry_free(e);
-        C.evicted_early++;
+        c->evicted_early++;
     }
 }
 
-hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *path,
+hs_cache *hs_cache_new(void) {
+    return calloc(1, sizeof(hs_cache));
+}
+
+void hs_cache_free(hs_cache *c) {
+    if (!c)
+        return;
+    hs_cache_clear(c);
+    free(c->buckets);
+    free(c);
+}
+
+hs_centry *hs_cache_begin(hs_cache *c, const char *frame_id, const char *method, const char *path,
                           uint16_t status, const gp_header *h, size_t nh) {
+    (void)c; /* an entry joins its cache at commit */
     if (!frame_id || !*frame_id)
         return NULL;
     hs_centry *e = calloc(1, sizeof *e);
@@ -213,15 +227,20 @@ uint64_t hs_cache_retention(uint64_t now, uint64_t deadline_ms) {
     return deadline_ms + CACHE_SLACK_MS > keep ? deadline_ms + CACHE_SLACK_MS : keep;
 }
 
-void hs_cache_commit(hs_centry *e, uint64_t now, uint64_t deadline_ms) {
-    hs_cache_commit_until(e, now, hs_cache_retention(now, deadline_ms));
+int hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now, uint64_t deadline_ms) {
+    return hs_cache_commit_until(c, e, now, hs_cache_retention(now, deadline_ms));
 }
 
-void hs_cache_commit_until(hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
-    for (hs_centry *o = C.buckets[hash(e->frame_id)], *n; o; o = n) {
+int hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
+    if (!c->buckets && !(c->buckets = calloc(CACHE_BUCKETS, sizeof *c->buckets))) {
+        entry_free(e);
+        c->evicted_early++; /* not kept: counted as the one way at-most-once is lost */
+        return -1;
+    }
+    for (hs_centry *o = c->buckets[hash(e->frame_id)], *n; o; o = n) {
         n = o->hnext;
         if (strcmp(o->frame_id, e->frame_id) == 0) {
-            unlink_entry(o);
+            unlink_entry(c, o);
             entry_free(o);
         }
     }
@@ -239,21 +258,22 @@ void hs_cache_commit_until(hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
     e->bytes += e->len;
     e->keep_until_ms = keep_until_ms;
     unsigned b = hash(e->frame_id);
-    e->hnext = C.buckets[b];
-    C.buckets[b] = e;
-    list_append(list_of(e), e);
-    C.bytes += e->bytes;
-    C.count++;
+    e->hnext = c->buckets[b];
+    c->buckets[b] = e;
+    list_append(list_of(c, e), e);
+    c->bytes += e->bytes;
+    c->count++;
     e->in_table = 1;
-    expire(now);
+    expire(c, now);
+    return 0;
 }
 
-const hs_centry *hs_cache_find(const char *frame_id, const char *method, const char *path,
-                               uint64_t now) {
-    expire(now);
-    if (!frame_id || !*frame_id)
+const hs_centry *hs_cache_find(hs_cache *c, const char *frame_id, const char *method,
+                               const char *path, uint64_t now) {
+    expire(c, now);
+    if (!frame_id || !*frame_id || !c->buckets)
         return NULL;
-    for (hs_centry *e = C.buckets[hash(frame_id)]; e; e = e->hnext)
+    for (hs_centry *e = c->buckets[hash(frame_id)]; e; e = e->hnext)
         if (strcmp(e->frame_id, frame_id) == 0)
             /* The same id for another request is a producer bug: run it, do not replay. */
             return strcmp(e->method, method) == 0 && strcmp(e->path, path) == 0 ? e : NULL;
@@ -272,14 +292,15 @@ const char *hs_cache_path(const hs_centry *e) {
 uint64_t hs_cache_kept_until(const hs_centry *e) {
     return e->keep_until_ms;
 }
-size_t hs_cache_budget(void) {
+size_t hs_cache_budget(hs_cache *c) {
+    (void)c;
     return CACHE_TOTAL_MAX;
 }
 
-void hs_cache_each(void (*fn)(void *ud, const hs_centry *e), void *ud) {
-    for (const hs_centry *e = C.tombs.oldest; e; e = e->newer)
+void hs_cache_each(hs_cache *c, void (*fn)(void *ud, const hs_centry *e), void *ud) {
+    for (const hs_centry *e = c->tombs.oldest; e; e = e->newer)
         fn(ud, e);
-    for (const hs_centry *e = C.full.oldest; e; e = e->newer)
+    for (const hs_centry *e = c->full.oldest; e; e = e->newer)
         fn(ud, e);
 }
 
@@ -294,18 +315,18 @@ gp_str hs_cache_body(const hs_centry *e) {
     return (gp_str){e->body, e->len};
 }
 
-void hs_cache_stats(size_t *entries, size_t *bytes, uint64_t *evicted_early) {
-    *entries = C.count;
-    *bytes = C.bytes;
-    *evicted_early = C.evicted_early;
+void hs_cache_stats(hs_cache *c, size_t *entries, size_t *bytes, uint64_t *evicted_early) {
+    *entries = c->count;
+    *bytes = c->bytes;
+    *evicted_early = c->evicted_early;
 }
 
-void hs_cache_clear(void) {
-    hs_clist *lists[2] = {&C.full, &C.tombs};
+void hs_cache_clear(hs_cache *c) {
+    hs_clist *lists[2] = {&c->full, &c->tombs};
     for (int i = 0; i < 2; i++)
         while (lists[i]->oldest) {
             hs_centry *e = lists[i]->oldest;
-            unlink_entry(e);
+            unlink_entry(c, e);
             entry_free(e);
         }
 }

@@ -1,8 +1,11 @@
 /* house.h — shared declarations of ghostport-house, the agent that dials a bridge and runs
- * requests against its own allowlisted upstreams. I/O side: main.c owns config, signals and
- * the libuv loop; tunnel.c the WebSocket to the bridge (handshake, frames, send scheduling,
- * reconnects); upstream.c the libcurl multi handle driven by the same loop; log.c the
- * one-line key=value event log. The pure protocol pieces come from proto/. */
+ * requests against its own allowlisted upstreams. A house is an hs_house (below) handed to
+ * every module; main.c owns the one of the process, its config, signals and the libuv loop.
+ * tunnel.c is the connection to a bridge (handshake, streams, send scheduling, replay,
+ * reconnects) over a transport of transport.h (tr_ws.c: ws/wss; tr_rudp.c: rudp);
+ * upstream.c the libcurl multi handle driven by the same loop; cache.c and journal_file.c
+ * the replay cache and its file; admin.c the admin port and metrics; log.c the one-line
+ * key=value event log (the process's). The pure protocol pieces come from proto/. */
 #ifndef HOUSE_H
 #define HOUSE_H
 
@@ -51,18 +54,44 @@ typedef struct hs_config {
     size_t nservices;
 } hs_config;
 
-/* Global state of the process: one loop, one config. */
-typedef struct hs_globals {
+typedef struct hs_tunnel hs_tunnel;
+typedef struct hs_upstream hs_upstream;
+typedef struct hs_exec hs_exec;
+typedef struct hs_cache hs_cache;
+typedef struct hs_journal hs_journal;
+struct gp_admin;
+
+/* The metrics of bridge/ADMIN.md for the house (gp_house_*), admin.c. */
+struct gp_metric;
+typedef struct hs_metrics {
+    struct gp_metrics *reg;
+    struct gp_metric *connected, *connects, *requests, *duration, *upstream_errors, *bytes,
+        *cache_entries, *cache_bytes, *rtt, *rudp_loss, *rudp_retx, *rudp_fec;
+} hs_metrics;
+
+/* One house: what every module of it is given (constructor style: hs_tunnel_new(h), ...).
+ * Nothing below main.c keeps a house of its own, so one process can run many of them on one
+ * loop (tests/load). Modules reach each other only through these pointers. */
+typedef struct hs_house {
     uv_loop_t *loop;
     hs_config cfg;
     uint8_t secret[GP_SECRET_LEN];
     uint8_t bridge_key[32]; /* rudp: the bridges' static public key */
     int stopping;
-    int argc; /* as given: SIGHUP reads the configuration again the same way */
-    char **argv;
-} hs_globals;
-
-extern hs_globals g_hs;
+    hs_metrics m; /* reg NULL: no metrics are kept (every gp_metric_* call is then a no-op) */
+    struct gp_admin *admin;
+    hs_cache *cache;     /* replay cache (cache.c) */
+    hs_journal *journal; /* its mirror on disk (journal_file.c) */
+    /* What runs the requests: the tunnel calls exec only (ghostport-house: hs_upstream_exec
+     * with its upstream as exec_ud; a load tool may answer in-process instead). */
+    const hs_exec *exec;
+    void *exec_ud;
+    hs_upstream *upstream; /* NULL when exec is not upstream.c's */
+    hs_tunnel *tunnel;
+    /* An lws client context shared by the houses of a process (hs_ws_context_new; its owner
+     * destroys it after stopping them); NULL: the house's ws transport makes its own. */
+    struct lws_context *ws_ctx;
+} hs_house;
 
 uint64_t hs_now_ms(void); /* monotonic */
 
@@ -112,103 +141,104 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
 void hs_stream_upstream_done(hs_stream *s, const char *outcome);
 
 /* 1 while queued outgoing bytes are above the high-water mark: upstream.c pauses reads. */
-int hs_tunnel_congested(void);
+int hs_tunnel_congested(const hs_tunnel *t);
 
-/* --- tunnel (tunnel.c) ------------------------------------------------------------------ */
+/* --- tunnel (tunnel.c; its transports: transport.h) ------------------------------------ */
 
-int hs_tunnel_start(void);          /* creates the lws context and dials; 0 or -1 */
-int hs_tunnel_live(void);           /* 1 while connected to a bridge (WELCOME received) */
-double hs_tunnel_ping_rtt_ms(void); /* the last PING's round trip (0: none, not connected) */
-int hs_tunnel_udp(void);            /* 1 while connected over rudp:// */
-void hs_tunnel_stop(void);          /* closes the connection, stops timers, destroys the context */
-void hs_tunnel_final(void);         /* after the loop has run dry: completes lws teardown */
+hs_tunnel *hs_tunnel_new(hs_house *h);  /* NULL: out of memory */
+int hs_tunnel_start(hs_tunnel *t);      /* creates the transports and dials; 0 or -1 */
+int hs_tunnel_live(const hs_tunnel *t); /* 1 while connected to a bridge (WELCOME received) */
+/* The connection's round trip (the transport's own estimate when it has one, else the last
+ * PING's; 0: none, not connected), loss (0..1) and the transports' retransmits and FEC
+ * repairs since start. */
+void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *retransmits,
+                    uint64_t *fec_repaired);
+void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and transports */
+void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws teardown */
+void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
 
-/* --- rudp:// (udp.c) ------------------------------------------------------------------- */
-
-void hs_udp_init(void);
-int hs_udp_dial(const char *host, int port);  /* 0: under way (hs_tunnel_udp_up/gone follow) */
-int hs_udp_probe(const char *host, int port); /* 0: under way (hs_tunnel_probe_result follows) */
-void hs_udp_kick(void);                       /* frames are queued: send them (from the loop) */
-void hs_udp_close(void);
-void hs_udp_flush_now(void);
-/* shutdown: what is queued (a GOAWAY) goes out at once */ /* flush a GOAWAY briefly, then
-                                                              hs_tunnel_udp_gone */
-void hs_udp_stop(void);                   /* shutdown: everything goes, no callbacks */
-void hs_udp_stats(char *out, size_t cap); /* "srtt_ms=... loss_tx=..." of the session, or "" */
-/* For the metrics: the session's smoothed RTT and loss (worse direction, 0..1; both 0 when
- * there is none) and retransmits / FEC repairs over every session since start. */
-void hs_udp_metrics(double *rtt_ms, double *loss, uint64_t *retransmits, uint64_t *fec_repaired);
-
-/* tunnel.c, for udp.c */
-struct gp_rudp;
-void hs_tunnel_udp_up(void);    /* session established: the bridge's WELCOME comes next */
-void hs_tunnel_udp_heard(void); /* a datagram of the session arrived */
-void hs_tunnel_udp_frame(const uint8_t *m, size_t n); /* one message: one frame */
-void hs_tunnel_udp_gone(const char *why);             /* the session is over */
-void hs_tunnel_probe_result(int ok);                  /* UDP to the preferred bridge works */
-void hs_tunnel_fill(struct gp_rudp *ru);              /* moves queued frames into the engine */
+/* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
+ * NULLs *pcontext once a foreign-loop teardown is complete. */
+struct lws_context;
+struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file,
+                                      struct lws_context **pcontext);
 
 /* --- admin port and metrics (admin.c) --------------------------------------------------- */
 
-/* The metrics of bridge/ADMIN.md for the house (gp_house_*). */
-struct gp_metric;
-typedef struct hs_metrics {
-    struct gp_metrics *reg;
-    struct gp_metric *connected, *connects, *requests, *duration, *upstream_errors, *bytes,
-        *cache_entries, *cache_bytes, *rtt, *rudp_loss, *rudp_retx, *rudp_fec;
-} hs_metrics;
-extern hs_metrics g_hm;
-
-int hs_admin_init(void);   /* the metrics; 0 or -1 (out of memory) */
-int hs_admin_start(void);  /* listens on --admin-listen unless -1; 0 or -1 */
-void hs_admin_stop(void);  /* closes the port (from the loop) */
-void hs_admin_final(void); /* after the loop: frees the metrics */
+int hs_admin_init(hs_house *h); /* the metrics; 0 or -1 (out of memory) */
+/* Listens on --admin-listen unless -1; 0 or -1. The server's own log lines go to log (the
+ * daemon's: they name the house). */
+int hs_admin_start(hs_house *h, void (*log)(int level, const char *event, const char *kv));
+void hs_admin_stop(hs_house *h);  /* closes the port (from the loop) */
+void hs_admin_final(hs_house *h); /* after the loop: frees the metrics */
 /* A request's log line was written: counts it (outcome's first word), its duration since
  * start_ns (uv_hrtime), body bytes from the bridge and to it. */
-void hs_metrics_request(const char *outcome, uint64_t start_ns, size_t from_bridge,
+void hs_metrics_request(hs_house *h, const char *outcome, uint64_t start_ns, size_t from_bridge,
                         uint64_t to_bridge);
+
+/* --- running requests ------------------------------------------------------------------ */
+
+/* The executor interface; every function gets exec_ud. check: as soon as a request's head is
+ * known, may it run (see hs_upstream_check)? start: run it, answering through
+ * hs_stream_head/body and finally hs_stream_upstream_done; NULL after answering an error
+ * itself. abort: stop a running call without calling back (CANCEL, disconnect). resume:
+ * queued bytes went below the low-water mark (hs_tunnel_congested went 0). */
+struct hs_exec {
+    int (*check)(void *ud, hs_request *r, uint16_t *status, const char **error,
+                 const char **message);
+    hs_xfer *(*start)(void *ud, hs_stream *s);
+    void (*abort)(void *ud, hs_xfer *x);
+    void (*resume)(void *ud);
+};
 
 /* --- upstream (upstream.c) -------------------------------------------------------------- */
 
-int hs_upstream_init(void);
-void hs_upstream_stop(void);  /* aborts transfers and closes handles; the loop finishes it */
-void hs_upstream_final(void); /* after the loop has run dry */
+extern const hs_exec hs_upstream_exec; /* upstream.c as the executor; exec_ud: hs_upstream */
+
+hs_upstream *hs_upstream_new(hs_house *h); /* NULL: out of memory */
+void hs_upstream_stop(hs_upstream *u); /* aborts transfers and closes handles; the loop ends it */
+void hs_upstream_free(hs_upstream *u); /* after the loop has run dry */
 
 /* Checks a request as soon as its head is known: method and path usable (400 bad_request),
  * service configured (403 forbidden_upstream). Sets r->base_url and returns 0, or fills
  * status/error/message (static or long-lived strings) and returns -1. */
-int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const char **message);
+int hs_upstream_check(hs_upstream *u, hs_request *r, uint16_t *status, const char **error,
+                      const char **message);
 /* Starts the request of `s` (hs_stream_request). On success returns the transfer, which
  * later calls hs_stream_head/body and finally hs_stream_upstream_done. On failure returns
  * NULL after answering the stream with an error head itself. */
-hs_xfer *hs_upstream_start(hs_stream *s);
+hs_xfer *hs_upstream_start(hs_upstream *u, hs_stream *s);
 /* Aborts a transfer without calling back into the stream (CANCEL, disconnect). */
 void hs_upstream_abort(hs_xfer *x);
 /* Queued bytes went below the low-water mark: unpause transfers (from a loop callback). */
-void hs_upstream_resume(void);
+void hs_upstream_resume(hs_upstream *u);
 
 /* --- replay cache (cache.c) ------------------------------------------------------------ */
 
 typedef struct hs_centry hs_centry;
 
+hs_cache *hs_cache_new(void);    /* one house's cache; NULL: out of memory */
+void hs_cache_free(hs_cache *c); /* NULL ok */
+
 /* Starts recording a response (copies everything). NULL when not cacheable or out of memory.
  * Status 0 with no headers makes a tombstone: "this request ran, its response is not kept". */
-hs_centry *hs_cache_begin(const char *frame_id, const char *method, const char *path,
+hs_centry *hs_cache_begin(hs_cache *c, const char *frame_id, const char *method, const char *path,
                           uint16_t status, const gp_header *h, size_t nh);
 /* Appends body bytes; -1 when the entry would exceed its limit (discard it then). */
 int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len);
 /* Hands e over to the cache, to be kept at least until deadline_ms (the request's deadline,
- * on the same clock as now_ms) and at least 10 minutes: until hs_cache_retention(). */
-void hs_cache_commit(hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
+ * on the same clock as now_ms) and at least 10 minutes: until hs_cache_retention(). 0, or -1
+ * when the cache could not take it (out of memory: e is freed, counted as evicted early). */
+int hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
 /* The keep-until hs_cache_commit gives: the later of now_ms + 10 min and deadline_ms + 60 s. */
 uint64_t hs_cache_retention(uint64_t now_ms, uint64_t deadline_ms);
 /* hs_cache_commit with an absolute keep-until (on now_ms's clock): a journal's entries. */
-void hs_cache_commit_until(hs_centry *e, uint64_t now_ms, uint64_t keep_until_ms);
-void hs_cache_discard(hs_centry *e); /* NULL ok */
+int hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now_ms, uint64_t keep_until_ms);
+void hs_cache_discard(hs_centry *e); /* NULL ok; an entry not committed */
 /* The remembered response for this frame id (same method and path), or NULL. Borrowed until
  * the next cache call. */
-const hs_centry *hs_cache_find(const char *frame_id, const char *method, const char *path,
-                               uint64_t now_ms);
+const hs_centry *hs_cache_find(hs_cache *c, const char *frame_id, const char *method,
+                               const char *path, uint64_t now_ms);
 uint16_t hs_cache_status(const hs_centry *e);
 const gp_header *hs_cache_headers(const hs_centry *e, size_t *n);
 gp_str hs_cache_body(const hs_centry *e);
@@ -219,11 +249,11 @@ const char *hs_cache_path(const hs_centry *e);
 uint64_t hs_cache_kept_until(const hs_centry *e);
 /* Calls fn for every entry, tombstones first, each kind oldest first. fn must not call the
  * cache's other functions (they may expire entries). Expired entries may still be seen. */
-void hs_cache_each(void (*fn)(void *ud, const hs_centry *e), void *ud);
-size_t hs_cache_budget(void); /* bytes all entries may take together */
-void hs_cache_clear(void);
+void hs_cache_each(hs_cache *c, void (*fn)(void *ud, const hs_centry *e), void *ud);
+size_t hs_cache_budget(hs_cache *c); /* bytes all entries may take together */
+void hs_cache_clear(hs_cache *c);
 /* Entries, accounted bytes, and entries dropped before their time for want of room. */
-void hs_cache_stats(size_t *entries, size_t *bytes, uint64_t *evicted_early);
+void hs_cache_stats(hs_cache *c, size_t *entries, size_t *bytes, uint64_t *evicted_early);
 
 /* --- replay journal (journal_file.c; the pure codec is journal.h) ----------------------- */
 
@@ -233,19 +263,20 @@ void hs_cache_stats(size_t *entries, size_t *bytes, uint64_t *evicted_early);
 
 /* Opens (creates: DIR mode 0700, the file 0600) and locks DIR/<id>.journal, rebuilds the
  * cache from it and cuts a torn or corrupt tail. dir NULL or "" disables the journal. sync:
- * fdatasync each START before its call runs (--state-sync). Returns 0, or -1 with a message
- * in err (unwritable directory, another house holding the lock, out of memory): the house
- * must not start then. Logs event=journal_loaded (and journal_truncated). */
-int hs_journal_open(const char *dir, const char *id, int sync, char *err, size_t errlen);
-void hs_journal_close(void); /* at exit; releases the lock */
+ * fdatasync each START before its call runs (--state-sync). Returns the journal of cache c,
+ * or NULL with a message in err (unwritable directory, another house holding the lock, out
+ * of memory): the house must not start then. Logs event=journal_loaded (and journal_truncated). */
+hs_journal *hs_journal_open(hs_cache *c, const char *dir, const char *id, int sync, char *err,
+                            size_t errlen);
+void hs_journal_close(hs_journal *j); /* at exit; releases the lock; NULL ok */
 /* The call of r is about to run on the upstream (started at start_ms, monotonic): a START
  * record. Returns 0, or -1 when it could not be written: do not run the call then (a restart
  * could not know that it ran). */
-int hs_journal_start(const hs_request *r, uint64_t start_ms);
+int hs_journal_start(hs_journal *j, const hs_request *r, uint64_t start_ms);
 /* hs_cache_commit, after writing e's response (or its tombstone) as a DONE record. */
-void hs_journal_commit(hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
+void hs_journal_commit(hs_journal *j, hs_centry *e, uint64_t now_ms, uint64_t deadline_ms);
 /* The call of r ended with nothing to remember (FORGET): as in memory, a delivery of it
  * again runs it. */
-void hs_journal_forget(const hs_request *r);
+void hs_journal_forget(hs_journal *j, const hs_request *r);
 
 #endif

@@ -297,6 +297,7 @@ void hs_jset_each(const hs_jset *s,
 #define KEEP_MAX_MS (25ull * 3600u * 1000u)
 
 typedef struct jload {
+    hs_cache *cache;
     uint64_t now_wall, now_mono;
     int oom;
 } jload;
@@ -314,7 +315,7 @@ static char *cstr(gp_str s) {
 static void insert(jload *l, gp_str frame_id, gp_str method, gp_str path, uint64_t keep_wall,
                    uint16_t status, const gp_header *h, size_t nh, gp_str body) {
     char *id = cstr(frame_id), *m = cstr(method), *pa = cstr(path);
-    hs_centry *e = id && m && pa ? hs_cache_begin(id, m, pa, status, h, nh) : NULL;
+    hs_centry *e = id && m && pa ? hs_cache_begin(l->cache, id, m, pa, status, h, nh) : NULL;
     free(id);
     free(m);
     free(pa);
@@ -326,7 +327,9 @@ static void insert(jload *l, gp_str frame_id, gp_str method, gp_str path, uint64
     /* Nothing is kept longer than the longest deadline allows: a clock that was far ahead
      * when the record was written (or a hostile value) cannot pin an entry for ever. */
     uint64_t left = keep_wall - l->now_wall;
-    hs_cache_commit_until(e, l->now_mono, l->now_mono + (left < KEEP_MAX_MS ? left : KEEP_MAX_MS));
+    if (hs_cache_commit_until(l->cache, e, l->now_mono,
+                              l->now_mono + (left < KEEP_MAX_MS ? left : KEEP_MAX_MS)) != 0)
+        l->oom = 1;
 }
 
 static void insert_tombstone(void *ud, gp_str frame_id, gp_str method, gp_str path,
@@ -344,8 +347,8 @@ static void count_entry(void *ud, const hs_centry *e) {
         st->tombstones++;
 }
 
-int hs_journal_load(const uint8_t *p, size_t len, uint64_t now_wall_ms, uint64_t now_mono_ms,
-                    hs_jload_stats *st) {
+int hs_journal_load(hs_cache *c, const uint8_t *p, size_t len, uint64_t now_wall_ms,
+                    uint64_t now_mono_ms, hs_jload_stats *st) {
     memset(st, 0, sizeof *st);
     if (len == 0)
         return 0;
@@ -365,7 +368,7 @@ int hs_journal_load(const uint8_t *p, size_t len, uint64_t now_wall_ms, uint64_t
         free(r);
         return GP_ERR_NOMEM;
     }
-    jload l = {now_wall_ms, now_mono_ms, 0};
+    jload l = {c, now_wall_ms, now_mono_ms, 0};
     size_t off = HS_JOURNAL_MAGIC_LEN;
     while (off < len && !l.oom) {
         ssize_t n = hs_jrec_decode(p + off, len - off, r);
@@ -401,6 +404,6 @@ int hs_journal_load(const uint8_t *p, size_t len, uint64_t now_wall_ms, uint64_t
     }
     hs_jset_free(open);
     free(r);
-    hs_cache_each(count_entry, st);
+    hs_cache_each(c, count_entry, st);
     return l.oom ? GP_ERR_NOMEM : 0;
 }

@@ -99,7 +99,7 @@ typedef struct hs_jload_stats {
                           for a wrong magic) */
 } hs_jload_stats;
 
-/* Rebuilds the replay cache from a journal's bytes p[0..len), which start with the magic:
+/* Rebuilds the replay cache c from a journal's bytes p[0..len), which start with the magic:
  * DONE -> a full entry or a tombstone; START with no later DONE or FORGET -> a tombstone (it
  * may have run: never run it again); FORGET -> nothing. Records whose keep-until is at or
  * before now_wall_ms are skipped; the others are kept until their keep-until, converted to
@@ -107,7 +107,7 @@ typedef struct hs_jload_stats {
  * st->err say where and why (the caller cuts the file there). Returns 0, or GP_ERR_NOMEM when
  * the cache could not take an entry (the caller must not run requests then: at-most-once
  * could not be kept). An empty p (a new file) is fine: good_bytes 0, err 0. */
-int hs_journal_load(const uint8_t *p, size_t len, uint64_t now_wall_ms, uint64_t now_mono_ms,
-                    hs_jload_stats *st) GP_WUR;
+int hs_journal_load(hs_cache *c, const uint8_t *p, size_t len, uint64_t now_wall_ms,
+                    uint64_t now_mono_ms, hs_jload_stats *st) GP_WUR;
 
 #endif

@@ -31,8 +31,10 @@
 #define COMPACT_MIN (64ull << 20) /* compaction threshold: this or 4x the cache's budget */
 #define WBUF_CAP (1u << 20)       /* compaction's write buffer */
 
-static struct {
-    int fd; /* -1: no journal */
+/* One house's journal. */
+struct hs_journal {
+    hs_cache *cache; /* what it mirrors */
+    int fd;          /* -1: no journal */
     int sync;
     char *dir, *path, *tmp;
     uint64_t off;        /* end of the last whole record */
@@ -41,7 +43,7 @@ static struct {
     uint8_t *buf;        /* one encoded record */
     size_t cap;
     hs_jset *running; /* STARTs written whose DONE or FORGET is not: kept by compaction */
-} J = {.fd = -1};
+};
 
 static uint64_t wall_ms(void) {
     struct timespec ts;
@@ -80,39 +82,39 @@ static int fsync_dir(const char *dir) {
     return rc;
 }
 
-/* Encodes r into J.buf. Returns its size, GP_ERR_INVALID (cannot be a record) or
+/* Encodes r into j->buf. Returns its size, GP_ERR_INVALID (cannot be a record) or
  * GP_ERR_NOMEM. */
-static ssize_t encode(const hs_jrec *r) {
+static ssize_t encode(hs_journal *j, const hs_jrec *r) {
     size_t n = hs_jrec_size(r);
     if (n == 0)
         return GP_ERR_INVALID;
-    if (n > J.cap) {
-        uint8_t *b = realloc(J.buf, n);
+    if (n > j->cap) {
+        uint8_t *b = realloc(j->buf, n);
         if (!b)
             return GP_ERR_NOMEM;
-        J.buf = b;
-        J.cap = n;
+        j->buf = b;
+        j->cap = n;
     }
-    return hs_jrec_encode(r, J.buf, J.cap);
+    return hs_jrec_encode(r, j->buf, j->cap);
 }
 
-/* Appends r at J.off. 0, or -1 (logged) with the file cut back to its last whole record. */
-static int append(const hs_jrec *r) {
-    ssize_t n = encode(r);
+/* Appends r at j->off. 0, or -1 (logged) with the file cut back to its last whole record. */
+static int append(hs_journal *j, const hs_jrec *r) {
+    ssize_t n = encode(j, r);
     if (n < 0) {
         hs_log(HS_LOG_ERROR, "journal_write_failed", "id=%s error=%s",
                hs_q(r->frame_id.p, r->frame_id.len), gp_strerror((int)n));
         return -1;
     }
-    if (write_all(J.fd, J.buf, (size_t)n, J.off) != 0) {
+    if (write_all(j->fd, j->buf, (size_t)n, j->off) != 0) {
         int e = errno;
-        int cut = ftruncate(J.fd, (off_t)J.off);
+        int cut = ftruncate(j->fd, (off_t)j->off);
         hs_log(HS_LOG_ERROR, "journal_write_failed", "path=%s id=%s error=%s cut_back=%s",
-               hs_qs(J.path), hs_q(r->frame_id.p, r->frame_id.len), hs_qs(strerror(e)),
+               hs_qs(j->path), hs_q(r->frame_id.p, r->frame_id.len), hs_qs(strerror(e)),
                cut == 0 ? "yes" : "failed");
         return -1;
     }
-    J.off += (uint64_t)n;
+    j->off += (uint64_t)n;
     return 0;
 }
 
@@ -145,6 +147,7 @@ static void rec_done(hs_jrec *r, const hs_centry *e, uint64_t keep_wall) {
 /* --- compaction ------------------------------------------------------------------------- */
 
 typedef struct cwriter {
+    hs_journal *j;
     int fd;
     uint64_t off; /* bytes written to fd */
     uint8_t *wb;
@@ -175,13 +178,14 @@ static void cw_put(cwriter *w, const uint8_t *p, size_t n) {
 }
 
 static void cw_rec(cwriter *w, const hs_jrec *r) {
-    ssize_t n = encode(r);
+    hs_journal *j = w->j;
+    ssize_t n = encode(j, r);
     if (n < 0) {
         if (!w->err)
             w->err = ENOMEM;
         return;
     }
-    cw_put(w, J.buf, (size_t)n);
+    cw_put(w, j->buf, (size_t)n);
     w->records++;
 }
 
@@ -212,13 +216,13 @@ static void compact_running(void *ud, gp_str frame_id, gp_str method, gp_str pat
     cw_rec(w, &r);
 }
 
-static void compact(void) {
-    uint64_t t0 = hs_now_ms(), before = J.off;
-    cwriter w = {.fd = -1, .now_mono = t0, .now_wall = wall_ms()};
+static void compact(hs_journal *j) {
+    uint64_t t0 = hs_now_ms(), before = j->off;
+    cwriter w = {.j = j, .fd = -1, .now_mono = t0, .now_wall = wall_ms()};
     const char *step = "open";
-    hs_jset_prune(J.running, w.now_wall);
+    hs_jset_prune(j->running, w.now_wall);
     w.wb = malloc(WBUF_CAP);
-    w.fd = open(J.tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    w.fd = open(j->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (!w.wb || w.fd < 0) {
         w.err = !w.wb ? ENOMEM : errno;
         goto fail;
@@ -230,8 +234,8 @@ static void compact(void) {
     }
     step = "write";
     cw_put(&w, (const uint8_t *)HS_JOURNAL_MAGIC, HS_JOURNAL_MAGIC_LEN);
-    hs_cache_each(compact_entry, &w);
-    hs_jset_each(J.running, compact_running, &w);
+    hs_cache_each(j->cache, compact_entry, &w);
+    hs_jset_each(j->running, compact_running, &w);
     cw_flush(&w);
     if (w.err)
         goto fail;
@@ -241,37 +245,37 @@ static void compact(void) {
         goto fail;
     }
     step = "rename";
-    if (rename(J.tmp, J.path) != 0) {
+    if (rename(j->tmp, j->path) != 0) {
         w.err = errno;
         goto fail;
     }
     /* From here the new file is the journal: a failure to sync the directory only weakens
      * durability until the next sync, so it is logged and the new file kept. */
-    int dir_synced = fsync_dir(J.dir) == 0;
-    close(J.fd); /* releases the old file's lock; the new one is already locked */
-    J.fd = w.fd;
-    J.off = w.off;
-    J.compact_at = J.off * 2 > J.threshold ? J.off * 2 : J.threshold;
+    int dir_synced = fsync_dir(j->dir) == 0;
+    close(j->fd); /* releases the old file's lock; the new one is already locked */
+    j->fd = w.fd;
+    j->off = w.off;
+    j->compact_at = j->off * 2 > j->threshold ? j->off * 2 : j->threshold;
     free(w.wb);
     hs_log(HS_LOG_INFO, "journal_compacted",
-           "path=%s bytes_before=%llu bytes=%llu records=%zu dir_synced=%s ms=%llu", hs_qs(J.path),
-           (unsigned long long)before, (unsigned long long)J.off, w.records,
+           "path=%s bytes_before=%llu bytes=%llu records=%zu dir_synced=%s ms=%llu", hs_qs(j->path),
+           (unsigned long long)before, (unsigned long long)j->off, w.records,
            dir_synced ? "yes" : "no", (unsigned long long)(hs_now_ms() - t0));
     return;
 fail:
     if (w.fd >= 0) {
         close(w.fd);
-        unlink(J.tmp);
+        unlink(j->tmp);
     }
     free(w.wb);
-    J.compact_at = J.off + J.threshold / 4; /* try again later, not on every record */
-    hs_log(HS_LOG_ERROR, "journal_compact_failed", "path=%s step=%s error=%s ms=%llu", hs_qs(J.tmp),
-           step, hs_qs(strerror(w.err)), (unsigned long long)(hs_now_ms() - t0));
+    j->compact_at = j->off + j->threshold / 4; /* try again later, not on every record */
+    hs_log(HS_LOG_ERROR, "journal_compact_failed", "path=%s step=%s error=%s ms=%llu",
+           hs_qs(j->tmp), step, hs_qs(strerror(w.err)), (unsigned long long)(hs_now_ms() - t0));
 }
 
-static void maybe_compact(void) {
-    if (J.fd >= 0 && J.off >= J.compact_at)
-        compact();
+static void maybe_compact(hs_journal *j) {
+    if (j->fd >= 0 && j->off >= j->compact_at)
+        compact(j);
 }
 
 /* --- opening ---------------------------------------------------------------------------- */
@@ -326,43 +330,53 @@ static const char *why(int err) {
     }
 }
 
-int hs_journal_open(const char *dir, const char *id, int sync, char *err, size_t errlen) {
+hs_journal *hs_journal_open(hs_cache *c, const char *dir, const char *id, int sync, char *err,
+                            size_t errlen) {
+    hs_journal *j = calloc(1, sizeof *j);
+    if (!j) {
+        snprintf(err, errlen, "state-dir: out of memory");
+        return NULL;
+    }
+    j->cache = c;
+    j->fd = -1;
     if (!dir || !*dir)
-        return 0;
+        return j;
     uint64_t t0 = hs_now_ms();
     int fd = -1;
     uint8_t *map = NULL;
     struct stat st;
     if (mkdir_p(dir) != 0) {
         snprintf(err, errlen, "state-dir: cannot create %s: %s", dir, strerror(errno));
-        return -1;
+        free(j);
+        return NULL;
     }
     if (access(dir, W_OK | X_OK) != 0) {
         snprintf(err, errlen, "state-dir: %s is not writable: %s", dir, strerror(errno));
-        return -1;
+        free(j);
+        return NULL;
     }
-    J.sync = sync;
-    J.dir = strdup(dir);
-    J.path = path_of(dir, id, ".journal");
-    J.tmp = path_of(dir, id, ".journal.tmp");
-    J.running = hs_jset_new();
-    if (!J.dir || !J.path || !J.tmp || !J.running) {
+    j->sync = sync;
+    j->dir = strdup(dir);
+    j->path = path_of(dir, id, ".journal");
+    j->tmp = path_of(dir, id, ".journal.tmp");
+    j->running = hs_jset_new();
+    if (!j->dir || !j->path || !j->tmp || !j->running) {
         snprintf(err, errlen, "state-dir: out of memory");
         goto fail;
     }
-    fd = open(J.path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd = open(j->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "state-dir: cannot open %s: %s", J.path, strerror(errno));
+        snprintf(err, errlen, "state-dir: cannot open %s: %s", j->path, strerror(errno));
         goto fail;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(err, errlen, "state-dir: %s: %s", J.path,
+        snprintf(err, errlen, "state-dir: %s: %s", j->path,
                  errno == EWOULDBLOCK ? "in use by another ghostport-house with the same id"
                                       : strerror(errno));
         goto fail;
     }
     if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "state-dir: %s: %s", J.path, strerror(errno));
+        snprintf(err, errlen, "state-dir: %s: %s", j->path, strerror(errno));
         goto fail;
     }
     size_t size = (size_t)st.st_size;
@@ -370,120 +384,119 @@ int hs_journal_open(const char *dir, const char *id, int sync, char *err, size_t
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
             map = NULL;
-            snprintf(err, errlen, "state-dir: cannot read %s: %s", J.path, strerror(errno));
+            snprintf(err, errlen, "state-dir: cannot read %s: %s", j->path, strerror(errno));
             goto fail;
         }
     }
     hs_jload_stats ls;
-    int rc = hs_journal_load(map, size, wall_ms(), hs_now_ms(), &ls);
+    int rc = hs_journal_load(c, map, size, wall_ms(), hs_now_ms(), &ls);
     if (map)
         munmap(map, size);
     if (rc != 0) {
-        snprintf(err, errlen, "state-dir: %s: out of memory rebuilding the replay cache", J.path);
+        snprintf(err, errlen, "state-dir: %s: out of memory rebuilding the replay cache", j->path);
         goto fail;
     }
     if (ls.err)
         hs_log(HS_LOG_WARN, "journal_truncated", "path=%s offset=%zu size=%zu reason=%s",
-               hs_qs(J.path), ls.good_bytes, size, why(ls.err));
-    J.off = ls.good_bytes;
-    if (J.off < size && ftruncate(fd, (off_t)J.off) != 0) {
-        snprintf(err, errlen, "state-dir: cannot truncate %s: %s", J.path, strerror(errno));
+               hs_qs(j->path), ls.good_bytes, size, why(ls.err));
+    j->off = ls.good_bytes;
+    if (j->off < size && ftruncate(fd, (off_t)j->off) != 0) {
+        snprintf(err, errlen, "state-dir: cannot truncate %s: %s", j->path, strerror(errno));
         goto fail;
     }
-    if (J.off == 0) {
+    if (j->off == 0) {
         /* A new (or unusable) file: the magic, made durable with its directory entry. */
         if (write_all(fd, (const uint8_t *)HS_JOURNAL_MAGIC, HS_JOURNAL_MAGIC_LEN, 0) != 0 ||
             fsync(fd) != 0 || fsync_dir(dir) != 0) {
-            snprintf(err, errlen, "state-dir: cannot write %s: %s", J.path, strerror(errno));
+            snprintf(err, errlen, "state-dir: cannot write %s: %s", j->path, strerror(errno));
             goto fail;
         }
-        J.off = HS_JOURNAL_MAGIC_LEN;
+        j->off = HS_JOURNAL_MAGIC_LEN;
     }
-    J.fd = fd;
-    J.threshold = 4ull * hs_cache_budget();
-    if (J.threshold < COMPACT_MIN)
-        J.threshold = COMPACT_MIN;
-    J.compact_at = J.threshold;
+    j->fd = fd;
+    j->threshold = 4ull * hs_cache_budget(j->cache);
+    if (j->threshold < COMPACT_MIN)
+        j->threshold = COMPACT_MIN;
+    j->compact_at = j->threshold;
     hs_log(HS_LOG_INFO, "journal_loaded",
            "path=%s entries=%zu tombstones=%zu records=%zu expired=%zu bytes=%llu sync=%s ms=%llu",
-           hs_qs(J.path), ls.entries, ls.tombstones, ls.records, ls.expired,
-           (unsigned long long)J.off, sync ? "yes" : "no", (unsigned long long)(hs_now_ms() - t0));
-    maybe_compact();
-    return 0;
+           hs_qs(j->path), ls.entries, ls.tombstones, ls.records, ls.expired,
+           (unsigned long long)j->off, sync ? "yes" : "no", (unsigned long long)(hs_now_ms() - t0));
+    maybe_compact(j);
+    return j;
 fail:
     if (fd >= 0)
         close(fd);
-    hs_journal_close();
-    hs_cache_clear();
-    return -1;
+    hs_journal_close(j);
+    hs_cache_clear(c);
+    return NULL;
 }
 
-void hs_journal_close(void) {
-    if (J.fd >= 0)
-        close(J.fd);
-    J.fd = -1;
-    free(J.dir);
-    free(J.path);
-    free(J.tmp);
-    free(J.buf);
-    hs_jset_free(J.running);
-    J.dir = J.path = J.tmp = NULL;
-    J.buf = NULL;
-    J.cap = 0;
-    J.running = NULL;
+void hs_journal_close(hs_journal *j) {
+    if (!j)
+        return;
+    if (j->fd >= 0)
+        close(j->fd);
+    j->fd = -1;
+    free(j->dir);
+    free(j->path);
+    free(j->tmp);
+    free(j->buf);
+    hs_jset_free(j->running);
+    free(j);
 }
 
 /* --- the hooks -------------------------------------------------------------------------- */
 
-int hs_journal_start(const hs_request *r, uint64_t start_ms) {
-    if (J.fd < 0)
+int hs_journal_start(hs_journal *j, const hs_request *r, uint64_t start_ms) {
+    if (j->fd < 0)
         return 0;
     uint64_t now = hs_now_ms(), wall = wall_ms();
     uint64_t keep = to_wall(hs_cache_retention(now, start_ms + r->timeout_ms), now, wall);
     hs_jrec rec;
     rec_head(&rec, HS_JREC_START, r->frame_id, r->method, r->path, keep);
-    if (hs_jset_add(J.running, rec.frame_id, rec.method, rec.path, keep) != 0) {
+    if (hs_jset_add(j->running, rec.frame_id, rec.method, rec.path, keep) != 0) {
         hs_log(HS_LOG_ERROR, "journal_write_failed", "id=%s error=out_of_memory",
                hs_qs(r->frame_id));
         return -1;
     }
-    if (append(&rec) != 0) {
-        hs_jset_remove(J.running, rec.frame_id, rec.method, rec.path);
+    if (append(j, &rec) != 0) {
+        hs_jset_remove(j->running, rec.frame_id, rec.method, rec.path);
         return -1;
     }
-    if (J.sync && fdatasync(J.fd) != 0) {
+    if (j->sync && fdatasync(j->fd) != 0) {
         /* Written but maybe not durable: the call does not run, and says so (FORGET). */
-        hs_log(HS_LOG_ERROR, "journal_sync_failed", "path=%s id=%s error=%s", hs_qs(J.path),
+        hs_log(HS_LOG_ERROR, "journal_sync_failed", "path=%s id=%s error=%s", hs_qs(j->path),
                hs_qs(r->frame_id), hs_qs(strerror(errno)));
-        hs_journal_forget(r);
+        hs_journal_forget(j, r);
         return -1;
     }
     return 0;
 }
 
-void hs_journal_commit(hs_centry *e, uint64_t now_ms, uint64_t deadline_ms) {
+void hs_journal_commit(hs_journal *j, hs_centry *e, uint64_t now_ms, uint64_t deadline_ms) {
     uint64_t keep = hs_cache_retention(now_ms, deadline_ms);
-    if (J.fd >= 0) {
+    if (j->fd >= 0) {
         hs_jrec *rec = malloc(sizeof *rec);
         if (rec) {
             rec_done(rec, e, to_wall(keep, now_ms, wall_ms()));
-            hs_jset_remove(J.running, rec->frame_id, rec->method, rec->path);
+            hs_jset_remove(j->running, rec->frame_id, rec->method, rec->path);
             /* A failure leaves the START: after a restart the call counts as having run. */
-            append(rec);
+            append(j, rec);
             free(rec);
         }
     }
-    hs_cache_commit_until(e, now_ms, keep);
-    maybe_compact();
+    hs_cache_commit_until(j->cache, e, now_ms, keep);
+    maybe_compact(j);
 }
 
-void hs_journal_forget(const hs_request *r) {
-    if (J.fd < 0)
+void hs_journal_forget(hs_journal *j, const hs_request *r) {
+    if (j->fd < 0)
         return;
     hs_jrec rec;
     rec_head(&rec, HS_JREC_FORGET, r->frame_id, r->method, r->path, 0);
-    if (!hs_jset_remove(J.running, rec.frame_id, rec.method, rec.path))
+    if (!hs_jset_remove(j->running, rec.frame_id, rec.method, rec.path))
         return; /* no START of it was written */
-    append(&rec);
-    maybe_compact();
+    append(j, &rec);
+    maybe_compact(j);
 }

@@ -1,6 +1,8 @@
 /* log.c — the house's event log: one line per event on stderr, key=value pairs, values quoted
  * only when they need it, so that `grep event=connected` and simple parsers both work.
- * I/O side (writes to stderr, reads the wall clock for ts=). */
+ * The log is the process's, not a house's: its level is one for all the houses a process
+ * runs (their lines say house=). Also the house's monotonic clock (hs_now_ms). I/O side
+ * (writes to stderr, reads the wall clock for ts=). */
 #include "house.h"
 
 #include <stdarg.h>
@@ -100,4 +102,8 @@ const char *hs_q(const void *vp, size_t len) {
 
 const char *hs_qs(const char *s) {
     return hs_q(s ? s : "", s ? strlen(s) : 0);
+}
+
+uint64_t hs_now_ms(void) {
+    return uv_hrtime() / 1000000u;
 }

@@ -14,13 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-hs_globals g_hs;
+/* The process's one top-level object: its house (every module gets it through its
+ * constructor) and the command line, read again on SIGHUP. */
+static struct {
+    hs_house h;
+    int argc;
+    char **argv;
+} g_hs;
 
 static uv_signal_t g_sigint, g_sigterm, g_sighup;
-
-uint64_t hs_now_ms(void) {
-    return uv_hrtime() / 1000000u;
-}
 
 /* --- repeatable options ------------------------------------------------------------------ */
 
@@ -321,7 +323,7 @@ static int load_config(hs_config *c, int argc, char **argv, char *err, size_t er
 }
 
 static int validate_config(char *err, size_t errlen) {
-    hs_config *c = &g_hs.cfg;
+    hs_config *c = &g_hs.h.cfg;
     if (!c->id || !*c->id) {
         snprintf(err, errlen, "id: required (--id, GP_ID)");
         return -1;
@@ -373,7 +375,7 @@ static int validate_config(char *err, size_t errlen) {
             return -1;
         }
     }
-    int rc = gp_secret_from_hex(hex, g_hs.secret);
+    int rc = gp_secret_from_hex(hex, g_hs.h.secret);
     sodium_memzero(hex, sizeof hex);
     if (rc != 0) {
         snprintf(err, errlen, "secret: must be exactly 64 hex digits");
@@ -388,7 +390,7 @@ static int validate_config(char *err, size_t errlen) {
     int rudp = 0;
     for (size_t i = 0; i < c->nbridges; i++)
         rudp |= starts_with(c->bridges[i], "rudp://");
-    if (rudp && (!c->bridge_key || gp_secret_from_hex(c->bridge_key, g_hs.bridge_key) != 0)) {
+    if (rudp && (!c->bridge_key || gp_secret_from_hex(c->bridge_key, g_hs.h.bridge_key) != 0)) {
         snprintf(err, errlen, "bridge-key: rudp:// needs the bridges' public key (64 hex digits)");
         return -1;
     }
@@ -428,8 +430,8 @@ static void free_config(hs_config *c) {
 }
 
 static void clear_config(void) {
-    free_config(&g_hs.cfg);
-    sodium_memzero(g_hs.secret, sizeof g_hs.secret);
+    free_config(&g_hs.h.cfg);
+    sodium_memzero(g_hs.h.secret, sizeof g_hs.h.secret);
 }
 
 /* --- SIGHUP ------------------------------------------------------------------------------ */
@@ -470,13 +472,13 @@ static void reload(void) {
         if (!err[0])
             snprintf(err, sizeof err, "log-level: \"%s\" is not error, warn, info or debug",
                      next.log_level);
-        hs_log(HS_LOG_WARN, "config_reload_failed", "house=%s err=%s kept=old", g_hs.cfg.id,
+        hs_log(HS_LOG_WARN, "config_reload_failed", "house=%s err=%s kept=old", g_hs.h.cfg.id,
                hs_qs(err));
         free_config(&next);
         return;
     }
     char changed[256] = "", restart[512] = "";
-    hs_config *cur = &g_hs.cfg;
+    hs_config *cur = &g_hs.h.cfg;
     for (const gp_conf_opt *o = opts; o->name; o++) {
         const char *pa = (const char *)cur + o->offset, *pb = (const char *)&next + o->offset;
         int differs = 0;
@@ -526,15 +528,24 @@ static void on_sighup(uv_signal_t *h, int signum) {
 
 /* --- signals and shutdown ---------------------------------------------------------------- */
 
+static void stop_house(hs_house *h) {
+    if (h->tunnel)
+        hs_tunnel_stop(h->tunnel);
+    hs_upstream_stop(h->upstream);
+    hs_admin_stop(h);
+}
+
+static void admin_log(int level, const char *event, const char *kv) {
+    hs_log(level, event, "house=%s %s", g_hs.h.cfg.id, kv);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     (void)h;
-    if (g_hs.stopping)
+    if (g_hs.h.stopping)
         return;
-    g_hs.stopping = 1;
+    g_hs.h.stopping = 1;
     hs_log(HS_LOG_INFO, "shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    hs_tunnel_stop();
-    hs_upstream_stop();
-    hs_admin_stop();
+    stop_house(&g_hs.h);
     uv_close((uv_handle_t *)&g_sigint, NULL);
     uv_close((uv_handle_t *)&g_sigterm, NULL);
     uv_close((uv_handle_t *)&g_sighup, NULL);
@@ -549,24 +560,30 @@ int main(int argc, char **argv) {
     }
     g_hs.argc = argc;
     g_hs.argv = argv;
-    if (load_config(&g_hs.cfg, argc, argv, err, sizeof err) != 0 ||
-        (!g_hs.cfg.help && validate_config(err, sizeof err) != 0)) {
+    if (load_config(&g_hs.h.cfg, argc, argv, err, sizeof err) != 0 ||
+        (!g_hs.h.cfg.help && validate_config(err, sizeof err) != 0)) {
         fprintf(stderr, "ghostport-house: %s\n(see --help)\n", err);
         goto out_conf;
     }
-    if (g_hs.cfg.help) {
+    if (g_hs.h.cfg.help) {
         usage();
         rc = 0;
         goto out_conf;
     }
-    if (g_hs.cfg.check_config) {
+    if (g_hs.h.cfg.check_config) {
         printf("ghostport-house: configuration ok\n");
         rc = 0;
         goto out_conf;
     }
+    hs_house *h = &g_hs.h;
     /* Before dialing: a redelivery must find what the journal remembers. */
-    if (hs_journal_open(g_hs.cfg.state_dir, g_hs.cfg.id, g_hs.cfg.state_sync, err, sizeof err) !=
-        0) {
+    h->cache = hs_cache_new();
+    if (!h->cache)
+        snprintf(err, sizeof err, "out of memory");
+    else
+        h->journal = hs_journal_open(h->cache, h->cfg.state_dir, h->cfg.id, h->cfg.state_sync, err,
+                                     sizeof err);
+    if (!h->journal) {
         fprintf(stderr, "ghostport-house: %s\n", err);
         goto out_conf;
     }
@@ -578,7 +595,7 @@ int main(int argc, char **argv) {
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
-    g_hs.loop = &loop;
+    g_hs.h.loop = &loop;
     uv_signal_init(&loop, &g_sigint);
     uv_signal_init(&loop, &g_sigterm);
     uv_signal_init(&loop, &g_sighup);
@@ -586,15 +603,15 @@ int main(int argc, char **argv) {
     uv_signal_start(&g_sigterm, on_signal, SIGTERM);
     uv_signal_start(&g_sighup, on_sighup, SIGHUP);
 
-    hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.cfg.id,
-           g_hs.cfg.nbridges, hs_qs(g_hs.cfg.upstream), g_hs.cfg.nservices);
+    hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.h.cfg.id,
+           g_hs.h.cfg.nbridges, hs_qs(g_hs.h.cfg.upstream), g_hs.h.cfg.nservices);
     rc = 1;
-    if (hs_admin_init() != 0 || hs_upstream_init() != 0 || hs_tunnel_start() != 0 ||
-        hs_admin_start() != 0) {
-        g_hs.stopping = 1;
-        hs_tunnel_stop();
-        hs_upstream_stop();
-        hs_admin_stop();
+    h->exec = &hs_upstream_exec;
+    if (hs_admin_init(h) != 0 || !(h->exec_ud = h->upstream = hs_upstream_new(h)) ||
+        !(h->tunnel = hs_tunnel_new(h)) || hs_tunnel_start(h->tunnel) != 0 ||
+        hs_admin_start(h, admin_log) != 0) {
+        h->stopping = 1;
+        stop_house(h);
         uv_close((uv_handle_t *)&g_sigint, NULL);
         uv_close((uv_handle_t *)&g_sigterm, NULL);
         uv_close((uv_handle_t *)&g_sighup, NULL);
@@ -603,17 +620,22 @@ int main(int argc, char **argv) {
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
-    hs_tunnel_final();
-    hs_upstream_final();
+    if (h->tunnel)
+        hs_tunnel_final(h->tunnel);
+    hs_upstream_stop(h->upstream);
     uv_run(&loop, UV_RUN_DEFAULT);
-    hs_admin_final();
+    hs_tunnel_free(h->tunnel);
+    hs_upstream_free(h->upstream);
+    h->tunnel = NULL;
+    h->upstream = NULL;
+    hs_admin_final(h);
     if (uv_loop_close(&loop) != 0)
         hs_log(HS_LOG_WARN, "loop_not_empty", NULL);
     curl_global_cleanup();
     hs_log(HS_LOG_INFO, "stopped", NULL);
 out_conf:
-    hs_journal_close();
-    hs_cache_clear();
+    hs_journal_close(g_hs.h.journal);
+    hs_cache_free(g_hs.h.cache);
     clear_config();
     return rc;
 }

@@ -1,20 +1,21 @@
-/* tunnel.c — the house's connection to a bridge: a libwebsockets client on our libuv loop,
- * the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE -> AUTH -> WELCOME), the request
- * streams the bridge opens, the round-robin send scheduler, liveness (PING/PONG) and the
- * reconnect policy (full-jitter exponential backoff, bridge rotation). I/O side; the codec
- * and the proofs are proto/'s pure functions.
+/* tunnel.c — the house's tunnel core: the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE
+ * -> AUTH -> WELCOME), the request streams the bridge opens, the round-robin send scheduler,
+ * replay and joining of redelivered requests (with cache.c and journal_file.c), liveness
+ * (PING/PONG) and the reconnect policy (full-jitter exponential backoff, bridge rotation,
+ * going back to a probed rudp:// bridge). It talks to a bridge only through the transport
+ * interface of transport.h (tr_ws.c, tr_rudp.c): no sockets here. One hs_tunnel per house.
+ * The codec and the proofs are proto/'s pure functions.
  *
  * Memory is bounded by the send queue: every outgoing frame is encoded once into its own
- * buffer (with LWS_PRE headroom) on a per-stream queue; WRITEABLE writes one frame per call,
- * taking control frames first and then one frame from each stream in turn, so a 5 MiB
+ * buffer (with HS_OUT_PRE headroom) on a per-stream queue; the transport pulls one frame at
+ * a time, control frames first and then one frame from each stream in turn, so a 5 MiB
  * response never holds up a small one. Above HIGH_WATER queued bytes upstream.c pauses its
  * transfers; below LOW_WATER they resume. */
 #include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
-#include "rudp.h"
+#include "transport.h"
 
-#include <libwebsockets.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +28,11 @@
 #define BACKOFF_BASE_MS 250u
 #define STABLE_MS 60000u /* a connection up this long resets the backoff */
 #define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight responses */
-#define CLOSE_FLUSH_S 2  /* seconds lws may take to flush a GOAWAY before it kills */
 #define DEFAULT_PING_MS 5000u
 #define NBUCKETS 256u
-#define SUBPROTOCOL "ghostport.v1"
-
-typedef struct hs_out {
-    struct hs_out *next;
-    size_t len;
-    uint8_t buf[]; /* LWS_PRE + frame */
-} hs_out;
 
 struct hs_stream {
+    hs_tunnel *t;
     uint32_t id;
     hs_stream *hnext; /* hash chain */
     hs_stream *rnext; /* ready ring: streams with queued frames */
@@ -62,7 +56,7 @@ struct hs_stream {
      * redelivered request is answered from there instead of running twice. */
     int detached;
     int rec_dropped;   /* the response outgrew what the cache keeps */
-    hs_stream *dnext;  /* T.detached list */
+    hs_stream *dnext;  /* t->detached list */
     hs_stream *joined; /* this (new) stream waits for that detached call's response */
 };
 
@@ -71,9 +65,13 @@ enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING
 /* What the next reconnect delay looks like. */
 enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW };
 
-static struct {
-    struct lws_context *ctx;
-    struct lws *wsi;
+struct early;
+
+struct hs_tunnel {
+    hs_house *h;
+    hs_transport_up up; /* our callbacks, given to both transports */
+    hs_transport *ws, *rudp;
+    hs_transport *tr; /* the current connection's, NULL between connections */
     enum conn_state state;
     gp_framer *fr;
     gp_zctx *zc;
@@ -91,7 +89,6 @@ static struct {
     enum backoff_kind next_backoff;
     char reason[160];
     int draining;
-    int udp;       /* this connection is rudp:// (udp.c), not lws */
     int switch_to; /* the next dial goes to this bridge index (-1: the next one) */
     uint64_t probe_iv;
     int probe_idx; /* the preferred rudp:// bridge being probed while on wss (-1: none) */
@@ -106,53 +103,55 @@ static struct {
     uint64_t requests;   /* served on this connection */
     size_t aborted;      /* streams detached/aborted ahead of conn_ended, for its log line */
     hs_stream *detached; /* streams whose upstream call outlived their connection */
-} T;
+    struct early *early, **early_tail; /* frames ahead of WELCOME (HS_TR_UNORDERED) */
+    size_t early_bytes;
+};
 
-static void conn_close(const char *reason, enum backoff_kind bk);
-static void early_drop(void);
+static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
+static void early_drop(hs_tunnel *t);
 
 /* --- streams ---------------------------------------------------------------------------- */
 
-static hs_stream *stream_find(uint32_t id) {
-    for (hs_stream *s = T.buckets[id % NBUCKETS]; s; s = s->hnext)
+static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
+    for (hs_stream *s = t->buckets[id % NBUCKETS]; s; s = s->hnext)
         if (s->id == id)
             return s;
     return NULL;
 }
 
-static void ring_remove(hs_stream *s) {
+static void ring_remove(hs_tunnel *t, hs_stream *s) {
     if (!s->in_ring)
         return;
-    hs_stream **pp = &T.ring_head, *prev = NULL;
+    hs_stream **pp = &t->ring_head, *prev = NULL;
     while (*pp && *pp != s) {
         prev = *pp;
         pp = &(*pp)->rnext;
     }
     if (*pp) {
         *pp = s->rnext;
-        if (T.ring_tail == s)
-            T.ring_tail = prev;
+        if (t->ring_tail == s)
+            t->ring_tail = prev;
     }
     s->rnext = NULL;
     s->in_ring = 0;
 }
 
-static void ring_push(hs_stream *s) {
+static void ring_push(hs_tunnel *t, hs_stream *s) {
     if (s->in_ring)
         return;
     s->rnext = NULL;
-    if (T.ring_tail)
-        T.ring_tail->rnext = s;
+    if (t->ring_tail)
+        t->ring_tail->rnext = s;
     else
-        T.ring_head = s;
-    T.ring_tail = s;
+        t->ring_head = s;
+    t->ring_tail = s;
     s->in_ring = 1;
 }
 
-static void queue_drop(hs_out **head, hs_out **tail) {
+static void queue_drop(hs_tunnel *t, hs_out **head, hs_out **tail) {
     for (hs_out *o = *head, *n; o; o = n) {
         n = o->next;
-        T.q_bytes -= o->len;
+        t->q_bytes -= o->len;
         free(o);
     }
     *head = *tail = NULL;
@@ -174,6 +173,7 @@ static void request_clear(hs_request *r) {
 }
 
 static void log_request(const hs_stream *s, const char *outcome) {
+    hs_tunnel *t = s->t;
     const hs_request *r = &s->req;
     hs_log(HS_LOG_INFO, "request",
            "id=%s stream=%u method=%s path=%s service=%s status=%u error=%s outcome=%s "
@@ -181,27 +181,20 @@ static void log_request(const hs_stream *s, const char *outcome) {
            hs_qs(r->frame_id), s->id, hs_qs(r->method), hs_qs(r->path), hs_qs(r->service),
            s->status, s->error ? s->error : "", outcome, (unsigned long long)s->resp_bytes,
            (unsigned long long)(hs_now_ms() - s->start_ms));
-    hs_metrics_request(outcome, s->start_ns, r->body_len, s->resp_bytes);
+    hs_metrics_request(t->h, outcome, s->start_ns, r->body_len, s->resp_bytes);
 }
 
-int hs_tunnel_live(void) {
-    return T.state == CS_LIVE;
-}
-
-double hs_tunnel_ping_rtt_ms(void) {
-    return T.state == CS_LIVE ? (double)T.rtt_us / 1000 : 0;
-}
-
-int hs_tunnel_udp(void) {
-    return T.state == CS_LIVE && T.udp;
+int hs_tunnel_live(const hs_tunnel *t) {
+    return t->state == CS_LIVE;
 }
 
 static void resolve_joined(hs_stream *d);
 
 /* Unlinks and frees; the caller has dealt with s->up. */
 static void stream_free(hs_stream *s) {
+    hs_tunnel *t = s->t;
     if (s->detached) {
-        hs_stream **dp = &T.detached;
+        hs_stream **dp = &t->detached;
         while (*dp && *dp != s)
             dp = &(*dp)->dnext;
         if (*dp)
@@ -211,27 +204,28 @@ static void stream_free(hs_stream *s) {
         free(s);
         return;
     }
-    hs_stream **pp = &T.buckets[s->id % NBUCKETS];
+    hs_stream **pp = &t->buckets[s->id % NBUCKETS];
     while (*pp && *pp != s)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = s->hnext;
-    ring_remove(s);
-    queue_drop(&s->qh, &s->qt);
+    ring_remove(t, s);
+    queue_drop(t, &s->qh, &s->qt);
     request_clear(&s->req);
     hs_cache_discard(s->rec);
-    T.nstreams--;
+    t->nstreams--;
     free(s);
 }
 
-static void maybe_finish_drain(void);
+static void maybe_finish_drain(hs_tunnel *t);
 
 /* A stream is done when the upstream has let go, its last frame is queued and written. */
 static void stream_maybe_done(hs_stream *s) {
     if (s->up || !s->resp_fin || s->qh)
         return;
+    hs_tunnel *t = s->t;
     stream_free(s);
-    maybe_finish_drain();
+    maybe_finish_drain(t);
 }
 
 /* The connection is gone: no frame is sent for its streams any more, and the bridge will
@@ -240,41 +234,42 @@ static void stream_maybe_done(hs_stream *s) {
  * upstream never runs a request twice); without it (shutdown) they are aborted, detached
  * ones included. Returns how many calls were detached or aborted. */
 static void stream_detach(hs_stream *s) {
-    hs_stream **pp = &T.buckets[s->id % NBUCKETS];
+    hs_tunnel *t = s->t;
+    hs_stream **pp = &t->buckets[s->id % NBUCKETS];
     while (*pp && *pp != s)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = s->hnext;
-    T.nstreams--;
-    ring_remove(s);
-    queue_drop(&s->qh, &s->qt);
+    t->nstreams--;
+    ring_remove(t, s);
+    queue_drop(t, &s->qh, &s->qt);
     s->detached = 1;
-    s->dnext = T.detached;
-    T.detached = s;
+    s->dnext = t->detached;
+    t->detached = s;
 }
 
-static size_t streams_abort_all(int detach) {
+static size_t streams_abort_all(hs_tunnel *t, int detach) {
     size_t n = 0;
     for (unsigned b = 0; b < NBUCKETS; b++)
-        while (T.buckets[b]) {
-            hs_stream *s = T.buckets[b];
+        while (t->buckets[b]) {
+            hs_stream *s = t->buckets[b];
             if (s->up && detach) {
                 stream_detach(s);
                 n++;
                 continue;
             }
             if (s->up) {
-                hs_upstream_abort(s->up);
+                t->h->exec->abort(t->h->exec_ud, s->up);
                 s->up = NULL;
                 n++;
             }
             stream_free(s);
         }
-    T.ring_head = T.ring_tail = NULL;
-    while (!detach && T.detached) {
-        hs_stream *d = T.detached;
+    t->ring_head = t->ring_tail = NULL;
+    while (!detach && t->detached) {
+        hs_stream *d = t->detached;
         if (d->up)
-            hs_upstream_abort(d->up);
+            t->h->exec->abort(t->h->exec_ud, d->up);
         d->up = NULL;
         stream_free(d);
     }
@@ -290,19 +285,21 @@ static int same_request(const hs_request *a, const hs_request *b) {
  * (its connection dropped) or on this connection (the same request delivered twice at once:
  * a producer's retry, or an XADD Redis kept although its reply was lost). */
 static hs_stream *running_find(const hs_stream *self) {
-    for (hs_stream *d = T.detached; d; d = d->dnext)
+    hs_tunnel *t = self->t;
+    for (hs_stream *d = t->detached; d; d = d->dnext)
         if (d->up && same_request(&d->req, &self->req))
             return d;
     for (unsigned b = 0; b < NBUCKETS; b++)
-        for (hs_stream *s = T.buckets[b]; s; s = s->hnext)
+        for (hs_stream *s = t->buckets[b]; s; s = s->hnext)
             if (s != self && s->up && same_request(&s->req, &self->req))
                 return s;
     return NULL;
 }
 
 static int has_joiners(const hs_stream *d) {
+    const hs_tunnel *t = d->t;
     for (unsigned b = 0; b < NBUCKETS; b++)
-        for (const hs_stream *w = T.buckets[b]; w; w = w->hnext)
+        for (const hs_stream *w = t->buckets[b]; w; w = w->hnext)
             if (w->joined == d)
                 return 1;
     return 0;
@@ -312,55 +309,55 @@ const hs_request *hs_stream_request(const hs_stream *s) {
     return &s->req;
 }
 
-int hs_tunnel_congested(void) {
-    return T.congested;
+int hs_tunnel_congested(const hs_tunnel *t) {
+    return t->congested;
 }
 
 /* --- sending ---------------------------------------------------------------------------- */
 
-static void want_write(void) {
-    if (T.udp) {
-        if (T.state >= CS_AUTH)
-            hs_udp_kick();
-    } else if (T.wsi && T.state >= CS_HELLO) {
-        lws_callback_on_writable(T.wsi);
-    }
+/* Frames are queued: the transport pulls them when it can write. (A transport that
+ * authenticates itself goes from CONNECTING to AUTH: HELLO is never its state.) */
+static void want_write(hs_tunnel *t) {
+    if (t->tr && t->state >= CS_HELLO)
+        t->tr->ops->send(t->tr);
 }
 
 /* Encodes f onto the stream's queue (s NULL: the control queue, sent first). */
-static int queue_frame(hs_stream *s, const gp_frame *f) {
+static int queue_frame(hs_tunnel *t, hs_stream *s, const gp_frame *f) {
     if (s && s->detached)
         return 0; /* its connection is gone: the response only goes to the cache */
     size_t n = gp_frame_size(f);
-    if (n - GP_FRAME_HEADER_LEN > T.max_frame)
+    if (n - GP_FRAME_HEADER_LEN > t->max_frame)
         return GP_ERR_TOO_LARGE;
-    hs_out *o = malloc(sizeof *o + LWS_PRE + n);
+    hs_out *o = malloc(sizeof *o + HS_OUT_PRE + n);
     if (!o)
         return GP_ERR_NOMEM;
-    ssize_t w = gp_frame_encode(f, o->buf + LWS_PRE, n);
+    ssize_t w = gp_frame_encode(f, o->buf + HS_OUT_PRE, n);
     if (w < 0) {
         free(o);
         return (int)w;
     }
     o->len = (size_t)w;
     o->next = NULL;
-    hs_out **head = s ? &s->qh : &T.ctl_head, **tail = s ? &s->qt : &T.ctl_tail;
+    o->s = s;
+    o->lane = s ? s->id : 0;
+    hs_out **head = s ? &s->qh : &t->ctl_head, **tail = s ? &s->qt : &t->ctl_tail;
     if (*tail)
         (*tail)->next = o;
     else
         *head = o;
     *tail = o;
-    T.q_bytes += o->len;
-    if (T.q_bytes > HIGH_WATER)
-        T.congested = 1;
+    t->q_bytes += o->len;
+    if (t->q_bytes > HIGH_WATER)
+        t->congested = 1;
     if (s)
-        ring_push(s);
-    want_write();
+        ring_push(t, s);
+    want_write(t);
     return 0;
 }
 
-static void send_ctl(const gp_frame *f) {
-    int rc = queue_frame(NULL, f);
+static void send_ctl(hs_tunnel *t, const gp_frame *f) {
+    int rc = queue_frame(t, NULL, f);
     if (rc != 0)
         hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=%s err=%s", gp_frame_type_name(f->type),
                gp_strerror(rc));
@@ -372,6 +369,7 @@ static void send_error_head(hs_stream *s, uint16_t status, const char *error, co
 
 void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh, const char *error,
                     const char *message, uint64_t body_len, int fin) {
+    hs_tunnel *t = s->t;
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_RESP_HEAD;
@@ -386,15 +384,16 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
     s->status = status;
     s->error = error && *error ? error : NULL;
     if (!s->replay && !s->error && !s->rec)
-        s->rec = hs_cache_begin(s->req.frame_id, s->req.method, s->req.path, status, h, nh);
-    int rc = queue_frame(s, &f);
+        s->rec =
+            hs_cache_begin(t->h->cache, s->req.frame_id, s->req.method, s->req.path, status, h, nh);
+    int rc = queue_frame(t, s, &f);
     if (rc == GP_ERR_TOO_LARGE && nh) {
         /* Headers that do not fit a frame: keep the status, say what happened. */
         hs_log(HS_LOG_WARN, "response_headers_dropped", "stream=%u id=%s headers=%zu", s->id,
                hs_qs(s->req.frame_id), nh);
         f.u.resp_head.headers = NULL;
         f.u.resp_head.nheaders = 0;
-        rc = queue_frame(s, &f);
+        rc = queue_frame(t, s, &f);
     }
     if (rc != 0)
         hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=RESP_HEAD stream=%u err=%s", s->id,
@@ -404,6 +403,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
 }
 
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin) {
+    hs_tunnel *t = s->t;
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_RESP_BODY;
@@ -411,10 +411,10 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
     f.stream = s->id;
     f.u.body.data = (gp_str){p, len};
     if (gp_compress_worthwhile(content_type, p, len)) {
-        ssize_t z = gp_compress(T.zc, p, len, T.zbuf, T.zcap);
+        ssize_t z = gp_compress(t->zc, p, len, t->zbuf, t->zcap);
         if (z > 0) {
             f.flags |= GP_FLAG_ZSTD;
-            f.u.body.data = (gp_str){T.zbuf, (size_t)z};
+            f.u.body.data = (gp_str){t->zbuf, (size_t)z};
         }
     }
     s->resp_bytes += len;
@@ -423,7 +423,7 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
         s->rec = NULL;
         s->rec_dropped = 1;
     }
-    int rc = queue_frame(s, &f);
+    int rc = queue_frame(t, s, &f);
     if (rc != 0)
         hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=RESP_BODY stream=%u err=%s", s->id,
                gp_strerror(rc));
@@ -432,19 +432,21 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
 }
 
 void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
+    hs_tunnel *t = s->t;
     s->up = NULL;
     if (s->rec && strcmp(outcome, "ok") == 0) {
-        hs_journal_commit(s->rec, hs_now_ms(), s->start_ms + s->req.timeout_ms);
+        hs_journal_commit(t->h->journal, s->rec, hs_now_ms(), s->start_ms + s->req.timeout_ms);
     } else {
         hs_cache_discard(s->rec);
         if (s->rec_dropped) {
             /* It ran, but its response is not kept: remember that much, so that a delivery
              * of it again is told so instead of running the upstream call twice. */
-            hs_centry *t = hs_cache_begin(s->req.frame_id, s->req.method, s->req.path, 0, NULL, 0);
-            if (t)
-                hs_journal_commit(t, hs_now_ms(), s->start_ms + s->req.timeout_ms);
+            hs_centry *ts = hs_cache_begin(t->h->cache, s->req.frame_id, s->req.method, s->req.path,
+                                           0, NULL, 0);
+            if (ts)
+                hs_journal_commit(t->h->journal, ts, hs_now_ms(), s->start_ms + s->req.timeout_ms);
         } else {
-            hs_journal_forget(&s->req);
+            hs_journal_forget(t->h->journal, &s->req);
         }
     }
     s->rec = NULL;
@@ -457,26 +459,26 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
         return;
     }
     log_request(s, outcome);
-    T.requests++;
+    t->requests++;
     resolve_joined(s); /* s stays in the table meanwhile, so the connection cannot end */
     stream_maybe_done(s);
 }
 
 /* The next frame to send, taken off its queue, if it is at most max bytes: control frames
  * first, then one frame of each stream that has something to say, in turn (round robin: a
- * 5 MiB response never holds up a small one). *sp: its stream, NULL for control. */
-static hs_out *next_out(hs_stream **sp, size_t max) {
+ * 5 MiB response never holds up a small one). Its stream (o->s) is NULL for control. */
+static hs_out *next_out(hs_tunnel *t, size_t max) {
     hs_out *o = NULL;
     hs_stream *s = NULL;
-    if (T.ctl_head) {
-        if (T.ctl_head->len > max)
+    if (t->ctl_head) {
+        if (t->ctl_head->len > max)
             return NULL;
-        o = T.ctl_head;
-        T.ctl_head = o->next;
-        if (!T.ctl_head)
-            T.ctl_tail = NULL;
-    } else if (T.state == CS_LIVE && T.ring_head) {
-        s = T.ring_head;
+        o = t->ctl_head;
+        t->ctl_head = o->next;
+        if (!t->ctl_head)
+            t->ctl_tail = NULL;
+    } else if (t->state == CS_LIVE && t->ring_head) {
+        s = t->ring_head;
         if (s->qh->len > max)
             return NULL;
         o = s->qh;
@@ -484,470 +486,468 @@ static hs_out *next_out(hs_stream **sp, size_t max) {
         if (!s->qh)
             s->qt = NULL;
         /* Round robin: the stream goes to the back of the ring if it has more to say. */
-        T.ring_head = s->rnext;
-        if (!T.ring_head)
-            T.ring_tail = NULL;
+        t->ring_head = s->rnext;
+        if (!t->ring_head)
+            t->ring_tail = NULL;
         s->in_ring = 0;
         s->rnext = NULL;
         if (s->qh)
-            ring_push(s);
+            ring_push(t, s);
     }
     if (o)
-        T.q_bytes -= o->len;
-    *sp = s;
+        t->q_bytes -= o->len;
     return o;
 }
 
 /* A frame of s (or a control frame) has gone to the transport. */
-static void sent_out(hs_stream *s) {
+static void sent_out(hs_tunnel *t, hs_stream *s) {
     if (s)
         stream_maybe_done(s);
-    if (T.congested && T.q_bytes < LOW_WATER) {
-        T.congested = 0;
-        hs_upstream_resume();
+    if (t->congested && t->q_bytes < LOW_WATER) {
+        t->congested = 0;
+        t->h->exec->resume(t->h->exec_ud);
     }
 }
 
-void hs_tunnel_fill(gp_rudp *ru) {
-    hs_out *o;
-    hs_stream *s;
-    while (T.udp && (o = next_out(&s, gp_rudp_send_space(ru))) != NULL) {
-        int rc = gp_rudp_send(ru, s ? s->id : 0, o->buf + LWS_PRE, o->len);
-        free(o);
-        if (rc != 0)
-            hs_log(HS_LOG_ERROR, "rudp_send_failed", "err=%s", gp_strerror(rc));
-        sent_out(s);
-    }
+/* --- the transport's pull side (transport.h) ---------------------------------------------- */
+
+static hs_out *up_pull(void *ud, hs_transport *tr, size_t max) {
+    hs_tunnel *t = ud;
+    return tr == t->tr ? next_out(t, max) : NULL;
 }
 
-static int on_writeable(struct lws *wsi) {
-    hs_stream *s;
-    hs_out *o = next_out(&s, SIZE_MAX);
-    if (o) {
-        int w = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_BINARY);
-        int short_write = w < (int)o->len;
-        free(o);
-        if (short_write) {
-            snprintf(T.reason, sizeof T.reason, "write_failed");
-            return -1;
-        }
-    }
-    sent_out(s);
-    if (T.state == CS_CLOSING && !T.ctl_head) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
-    }
-    if (T.ctl_head || (T.state == CS_LIVE && T.ring_head))
-        lws_callback_on_writable(wsi);
-    return 0;
+static int up_pending(void *ud, hs_transport *tr) {
+    hs_tunnel *t = ud;
+    return tr == t->tr && (t->ctl_head || (t->state == CS_LIVE && t->ring_head));
+}
+
+/* A pulled frame is written (ok), or was not (the connection is failing: it closes next). */
+static void up_sent(void *ud, hs_transport *tr, hs_out *o, int ok) {
+    hs_tunnel *t = ud;
+    hs_stream *s = o ? o->s : NULL;
+    free(o);
+    if (ok && tr == t->tr)
+        sent_out(t, s);
 }
 
 /* --- connection lifecycle --------------------------------------------------------------- */
 
-static void dial(void);
-static void tick_start(void);
+static void dial(hs_tunnel *t);
+static void tick_start(hs_tunnel *t);
 
-static void on_retry(uv_timer_t *t) {
-    (void)t;
-    dial();
+static void on_retry(uv_timer_t *tm) {
+    dial(tm->data);
 }
 
-static uint64_t backoff_delay(enum backoff_kind bk) {
+static uint64_t backoff_delay(hs_tunnel *t, enum backoff_kind bk) {
     if (bk == BK_NOW)
         return 0;
-    uint32_t cap = (uint32_t)g_hs.cfg.reconnect_max_ms; /* --reconnect-max-ms */
+    uint32_t cap = (uint32_t)t->h->cfg.reconnect_max_ms; /* --reconnect-max-ms */
     if (bk == BK_LONG) /* the bridge refused us: hammering it will not help */
         return cap / 2 + randombytes_uniform(cap / 2 + 1);
-    unsigned a = T.attempt < 16 ? T.attempt : 16;
+    unsigned a = t->attempt < 16 ? t->attempt : 16;
     uint64_t window = (uint64_t)BACKOFF_BASE_MS << a;
     if (window > cap)
         window = cap;
-    T.attempt++;
+    t->attempt++;
     return randombytes_uniform((uint32_t)window + 1); /* full jitter */
 }
 
 /* The current connection is gone (connect error or close): clean up, plan the next dial. */
-static void conn_ended(const char *why) {
+static void conn_ended(hs_tunnel *t, const char *why) {
     uint64_t now = hs_now_ms();
-    int was_live = T.live_ms != 0;
-    if (!T.reason[0])
-        snprintf(T.reason, sizeof T.reason, "%s", why ? why : "closed");
-    size_t detached = streams_abort_all(!g_hs.stopping) + T.aborted;
-    T.aborted = 0;
-    queue_drop(&T.ctl_head, &T.ctl_tail);
-    T.congested = 0;
-    T.wsi = NULL;
-    T.udp = 0;
-    early_drop();
-    T.state = CS_IDLE;
-    T.draining = 0;
-    T.probe_idx = -1;
-    uv_timer_stop(&T.tick);
-    uv_timer_stop(&T.probe);
-    if (was_live && now - T.live_ms >= STABLE_MS)
-        T.attempt = 0;
-    if (was_live || T.dial_ms)
+    int was_live = t->live_ms != 0;
+    if (!t->reason[0])
+        snprintf(t->reason, sizeof t->reason, "%s", why ? why : "closed");
+    size_t detached = streams_abort_all(t, !t->h->stopping) + t->aborted;
+    t->aborted = 0;
+    queue_drop(t, &t->ctl_head, &t->ctl_tail);
+    t->congested = 0;
+    t->tr = NULL;
+    early_drop(t);
+    t->state = CS_IDLE;
+    t->draining = 0;
+    t->probe_idx = -1;
+    uv_timer_stop(&t->tick);
+    uv_timer_stop(&t->probe);
+    if (was_live && now - t->live_ms >= STABLE_MS)
+        t->attempt = 0;
+    if (was_live || t->dial_ms)
         hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
-               "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", g_hs.cfg.id, hs_qs(T.url),
-               hs_qs(T.reason), (unsigned long long)(was_live ? now - T.live_ms : 0), detached);
-    T.live_ms = 0;
-    if (g_hs.stopping)
+               "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", t->h->cfg.id, hs_qs(t->url),
+               hs_qs(t->reason), (unsigned long long)(was_live ? now - t->live_ms : 0), detached);
+    t->live_ms = 0;
+    if (t->h->stopping)
         return;
     /* Several bridges: the next attempt goes to the next one (or back to rudp:// when a
      * probe found UDP open again). */
-    T.bridge_idx = T.switch_to >= 0 ? (size_t)T.switch_to : (T.bridge_idx + 1) % g_hs.cfg.nbridges;
-    T.switch_to = -1;
-    uint64_t ms = backoff_delay(T.next_backoff);
-    T.next_backoff = BK_NORMAL;
+    t->bridge_idx =
+        t->switch_to >= 0 ? (size_t)t->switch_to : (t->bridge_idx + 1) % t->h->cfg.nbridges;
+    t->switch_to = -1;
+    uint64_t ms = backoff_delay(t, t->next_backoff);
+    t->next_backoff = BK_NORMAL;
     hs_log(HS_LOG_INFO, "reconnect_in", "ms=%llu bridge=%s attempt=%u", (unsigned long long)ms,
-           hs_qs(g_hs.cfg.bridges[T.bridge_idx]), T.attempt);
-    uv_timer_start(&T.retry, on_retry, ms, 0);
+           hs_qs(t->h->cfg.bridges[t->bridge_idx]), t->attempt);
+    uv_timer_start(&t->retry, on_retry, ms, 0);
 }
 
-/* Closes the connection; conn_ended() follows from lws. Frames queued on the control queue
- * (a GOAWAY) are flushed first when the socket is open. */
-static void conn_close(const char *reason, enum backoff_kind bk) {
-    if (T.state == CS_IDLE || T.state == CS_CLOSING || (!T.wsi && !T.udp))
+/* Closes the connection; conn_ended() follows from the transport. Frames queued on the
+ * control queue (a GOAWAY) are flushed first when the connection is open. */
+static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk) {
+    if (t->state == CS_IDLE || t->state == CS_CLOSING || !t->tr)
         return;
-    snprintf(T.reason, sizeof T.reason, "%s", reason);
+    snprintf(t->reason, sizeof t->reason, "%s", reason);
     if (bk != BK_NORMAL)
-        T.next_backoff = bk;
-    int open = T.state >= CS_HELLO;
-    T.state = CS_CLOSING;
+        t->next_backoff = bk;
+    t->state = CS_CLOSING;
     /* Nothing more goes out for the streams; their upstream calls stop now. */
-    T.aborted += streams_abort_all(!g_hs.stopping);
-    if (T.udp) {
-        hs_udp_close(); /* flushes a GOAWAY, then hs_tunnel_udp_gone */
-        return;
-    }
-    if (open) {
-        lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
-        lws_callback_on_writable(T.wsi);
-    } else {
-        /* Still connecting (only the tick gets here, outside any lws callback). lws 4.1
-         * ignores LWS_TO_KILL_ASYNC on a connecting wsi, so kill it now. */
-        lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-    }
+    t->aborted += streams_abort_all(t, !t->h->stopping);
+    t->tr->ops->close(t->tr); /* flushes a GOAWAY, then on_closed */
 }
 
-static void send_goaway(uint16_t code, const char *msg) {
+static void send_goaway(hs_tunnel *t, uint16_t code, const char *msg) {
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_GOAWAY;
     f.u.goaway.code = code;
     f.u.goaway.message = gp_str_c(msg);
-    send_ctl(&f);
+    send_ctl(t, &f);
 }
 
-static void protocol_error(const char *why, const char *detail) {
-    hs_log(HS_LOG_WARN, "protocol_error", "house=%s bridge=%s reason=%s detail=%s", g_hs.cfg.id,
-           hs_qs(T.url), why, hs_qs(detail));
-    send_goaway(GP_GOAWAY_PROTOCOL, why);
-    conn_close(why, BK_NORMAL);
+static void protocol_error(hs_tunnel *t, const char *why, const char *detail) {
+    hs_log(HS_LOG_WARN, "protocol_error", "house=%s bridge=%s reason=%s detail=%s", t->h->cfg.id,
+           hs_qs(t->url), why, hs_qs(detail));
+    send_goaway(t, GP_GOAWAY_PROTOCOL, why);
+    conn_close(t, why, BK_NORMAL);
 }
 
-static void maybe_finish_drain(void) {
-    if (T.draining && T.state == CS_LIVE && T.nstreams == 0)
-        conn_close("draining", BK_NOW);
+static void maybe_finish_drain(hs_tunnel *t) {
+    if (t->draining && t->state == CS_LIVE && t->nstreams == 0)
+        conn_close(t, "draining", BK_NOW);
 }
 
-static void dial(void) {
-    if (g_hs.stopping || T.state != CS_IDLE)
+/* Which transport serves a bridge URL (the rudp one exists when a bridge is rudp://). */
+static hs_transport *transport_for(hs_tunnel *t, const char *url) {
+    return strncmp(url, "rudp://", 7) == 0 ? t->rudp : t->ws;
+}
+
+/* The transport has parsed the URL and is about to connect: the handshake clock starts. */
+static int up_dialing(void *ud, hs_transport *tr, int tls) {
+    hs_tunnel *t = ud;
+    t->tr = tr;
+    t->reason[0] = '\0';
+    t->state = CS_CONNECTING;
+    t->dial_ms = hs_now_ms();
+    t->live_ms = 0;
+    t->draining = 0;
+    t->max_frame = GP_DEFAULT_MAX_FRAME;
+    t->ping_iv = DEFAULT_PING_MS;
+    gp_framer_free(t->fr);
+    t->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
+    hs_log(HS_LOG_DEBUG, "dialing", "bridge=%s tls=%d", hs_qs(t->url), tls);
+    tick_start(t); /* enforces the handshake deadline */
+    if (!t->fr) {
+        conn_ended(t, "out_of_memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void dial(hs_tunnel *t) {
+    if (t->h->stopping || t->state != CS_IDLE)
         return;
-    const char *url = g_hs.cfg.bridges[T.bridge_idx];
-    T.url = url;
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", url);
-    const char *prot = NULL, *ads = NULL, *path = NULL;
-    int port = 0;
-    if (lws_parse_uri(buf, &prot, &ads, &port, &path) || !ads || !*ads) {
+    const char *url = t->h->cfg.bridges[t->bridge_idx];
+    t->url = url;
+    hs_transport *tr = transport_for(t, url);
+    int rc = tr->ops->dial(tr, url);
+    if (rc == HS_TR_BAD_URL) {
         hs_log(HS_LOG_ERROR, "bad_bridge_url", "bridge=%s", hs_qs(url));
-        T.dial_ms = 0;
-        T.reason[0] = '\0';
-        conn_ended("bad_url");
-        return;
+        t->dial_ms = 0;
+        t->reason[0] = '\0';
+        conn_ended(t, "bad_url");
+    } else if (rc != 0 && t->state != CS_IDLE) { /* not reported through on_closed already */
+        conn_ended(t, "connect_failed");
     }
-    int tls = strcmp(prot, "wss") == 0;
-    char fullpath[400], host[300];
-    snprintf(fullpath, sizeof fullpath, "/%s", path ? path : "");
-    snprintf(host, sizeof host, "%s:%d", ads, port);
-
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof i);
-    i.context = T.ctx;
-    i.address = ads;
-    i.port = port;
-    i.path = fullpath;
-    i.host = host;
-    i.origin = host;
-    i.protocol = SUBPROTOCOL;
-    i.local_protocol_name = SUBPROTOCOL;
-    if (tls) {
-        i.ssl_connection = LCCSCF_USE_SSL;
-        if (g_hs.cfg.insecure)
-            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                                LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-    }
-
-    T.reason[0] = '\0';
-    T.state = CS_CONNECTING;
-    T.dial_ms = hs_now_ms();
-    T.live_ms = 0;
-    T.draining = 0;
-    T.max_frame = GP_DEFAULT_MAX_FRAME;
-    T.ping_iv = DEFAULT_PING_MS;
-    gp_framer_free(T.fr);
-    T.fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
-    hs_log(HS_LOG_DEBUG, "dialing", "bridge=%s tls=%d", hs_qs(url), tls);
-    tick_start(); /* enforces the handshake deadline */
-    if (!T.fr) {
-        conn_ended("out_of_memory");
-        return;
-    }
-    T.wsi = NULL;
-    if (strcmp(prot, "rudp") == 0) {
-        /* The session handshake authenticates both ends: no HELLO/CHALLENGE/AUTH follows,
-         * the bridge's WELCOME does (hs_tunnel_udp_up). */
-        T.udp = 1;
-        if (hs_udp_dial(ads, port) != 0)
-            conn_ended("connect_failed");
-        return;
-    }
-    struct lws *w = lws_client_connect_via_info(&i);
-    if (T.state == CS_IDLE)
-        return; /* lws already reported the failure through the callback */
-    if (!w)
-        conn_ended("connect_failed");
-    else
-        T.wsi = w;
 }
 
-/* --- rudp:// ------------------------------------------------------------------------------ */
+/* --- the transport's events (transport.h) -------------------------------------------------- */
 
-void hs_tunnel_udp_up(void) {
-    if (!T.udp || T.state != CS_CONNECTING)
+static void on_established(hs_tunnel *t);
+static void on_frame(hs_tunnel *t, const gp_frame *f);
+
+static void up_open(void *ud, hs_transport *tr) {
+    hs_tunnel *t = ud;
+    if (tr != t->tr || t->state != CS_CONNECTING)
         return;
-    T.state = CS_AUTH; /* waiting for WELCOME */
-    T.last_rx_ms = hs_now_ms();
+    if (!(tr->ops->flags & HS_TR_AUTHENTICATES)) {
+        on_established(t);
+        return;
+    }
+    t->state = CS_AUTH; /* the session authenticated both ends: waiting for WELCOME */
+    t->last_rx_ms = hs_now_ms();
 }
 
-void hs_tunnel_udp_heard(void) {
-    if (T.udp)
-        T.last_rx_ms = hs_now_ms();
+static void up_heard(void *ud, hs_transport *tr) {
+    hs_tunnel *t = ud;
+    if (tr == t->tr)
+        t->last_rx_ms = hs_now_ms();
 }
 
-void hs_tunnel_udp_gone(const char *why) {
-    if (T.udp)
-        conn_ended(why ? why : "closed");
+static void up_closed(void *ud, hs_transport *tr, const char *why) {
+    hs_tunnel *t = ud;
+    if (tr == t->tr)
+        conn_ended(t, why ? why : "closed");
 }
 
-static void on_frame(const gp_frame *f);
-static void protocol_error(const char *why, const char *detail);
+static void up_reason(void *ud, hs_transport *tr, const char *why, int replace) {
+    hs_tunnel *t = ud;
+    if (tr == t->tr && (replace || !t->reason[0]))
+        snprintf(t->reason, sizeof t->reason, "%s", why);
+}
 
-/* Lanes are independent: a request the bridge sent right after WELCOME can arrive before it
- * when the WELCOME's packet was lost. Such frames wait here (bounded) for the WELCOME. */
+/* Frames only mean something between HELLO (or the transport's own handshake) and close. */
+static int receiving(const hs_tunnel *t, const hs_transport *tr) {
+    return tr == t->tr && t->state >= CS_HELLO && t->state != CS_CLOSING;
+}
+
+static void up_error(void *ud, hs_transport *tr, const char *why) {
+    hs_tunnel *t = ud;
+    if (receiving(t, tr))
+        protocol_error(t, why, NULL);
+}
+
+/* Lanes are independent (HS_TR_UNORDERED): a request the bridge sent right after WELCOME can
+ * arrive before it when the WELCOME's packet was lost. Such frames wait here (bounded) for
+ * the WELCOME. */
 typedef struct early {
     struct early *next;
     size_t len;
     uint8_t b[];
 } early;
-static early *g_early, **g_early_tail = &g_early;
-static size_t g_early_bytes;
 #define EARLY_MAX (4u << 20)
 
-static void early_drop(void) {
-    while (g_early) {
-        early *e = g_early;
-        g_early = e->next;
+static void early_drop(hs_tunnel *t) {
+    while (t->early) {
+        early *e = t->early;
+        t->early = e->next;
         free(e);
     }
-    g_early_tail = &g_early;
-    g_early_bytes = 0;
+    t->early_tail = &t->early;
+    t->early_bytes = 0;
 }
 
-static void udp_frame(const uint8_t *m, size_t n) {
-    ssize_t k = gp_frame_decode(m, n, T.max_frame, T.rxf);
+static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
+    ssize_t k = gp_frame_decode(m, n, t->max_frame, t->rxf);
     if (k != (ssize_t)n) {
-        protocol_error("bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
+        protocol_error(t, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
         return;
     }
-    int welcome = T.rxf->type == GP_FRAME_WELCOME;
-    if (T.state == CS_AUTH && !welcome && T.rxf->type != GP_FRAME_GOAWAY) {
-        early *e = g_early_bytes + n <= EARLY_MAX ? malloc(sizeof *e + n) : NULL;
+    int welcome = t->rxf->type == GP_FRAME_WELCOME;
+    if (t->state == CS_AUTH && !welcome && t->rxf->type != GP_FRAME_GOAWAY &&
+        (t->tr->ops->flags & HS_TR_UNORDERED)) {
+        early *e = t->early_bytes + n <= EARLY_MAX ? malloc(sizeof *e + n) : NULL;
         if (!e) {
-            protocol_error("too_much_before_welcome", NULL);
+            protocol_error(t, "too_much_before_welcome", NULL);
             return;
         }
         e->next = NULL;
         e->len = n;
         memcpy(e->b, m, n);
-        *g_early_tail = e;
-        g_early_tail = &e->next;
-        g_early_bytes += n;
+        *t->early_tail = e;
+        t->early_tail = &e->next;
+        t->early_bytes += n;
         return;
     }
-    on_frame(T.rxf);
-    if (welcome && T.state == CS_LIVE) {
-        early *e = g_early;
-        g_early = NULL;
-        g_early_tail = &g_early;
-        g_early_bytes = 0;
+    on_frame(t, t->rxf);
+    if (welcome && t->state == CS_LIVE) {
+        early *e = t->early;
+        t->early = NULL;
+        t->early_tail = &t->early;
+        t->early_bytes = 0;
         while (e) {
             early *next = e->next;
-            if (T.state == CS_LIVE)
-                udp_frame(e->b, e->len);
+            if (t->state == CS_LIVE)
+                frame_in(t, e->b, e->len);
             free(e);
             e = next;
         }
     }
 }
 
-void hs_tunnel_udp_frame(const uint8_t *m, size_t n) {
-    if (!T.udp || T.state < CS_AUTH || T.state == CS_CLOSING)
-        return;
-    udp_frame(m, n);
+/* One message of a message transport: one frame. */
+static void up_frame(void *ud, hs_transport *tr, const uint8_t *m, size_t n) {
+    hs_tunnel *t = ud;
+    if (receiving(t, tr))
+        frame_in(t, m, n);
 }
 
-/* On wss while a rudp:// bridge is configured: see now and then whether UDP gets through
- * again, and go back to it when it does. The probe is a handshake alone; it does not touch
- * the live connection. */
-static int first_rudp(void) {
-    for (size_t i = 0; i < g_hs.cfg.nbridges; i++)
-        if (strncmp(g_hs.cfg.bridges[i], "rudp://", 7) == 0)
+/* A byte stream of frames (ws: a binary message's bytes, frames may span messages). */
+static void up_bytes(void *ud, hs_transport *tr, const uint8_t *p, size_t len) {
+    hs_tunnel *t = ud;
+    if (!receiving(t, tr))
+        return;
+    int rc = gp_framer_feed(t->fr, p, len);
+    while (rc == 0 && t->state != CS_CLOSING && t->state != CS_IDLE) {
+        rc = gp_framer_next(t->fr, t->rxf);
+        if (rc <= 0)
+            break;
+        on_frame(t, t->rxf);
+        rc = 0;
+    }
+    if (rc < 0 && t->state != CS_CLOSING && t->state != CS_IDLE)
+        protocol_error(t, rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
+                       gp_strerror(rc));
+}
+
+/* While on a transport that cannot probe (wss) and a bridge is configured on one that can
+ * (rudp://): see now and then whether that path gets through again, and go back to it when
+ * it does. The probe is a handshake alone; it does not touch the live connection. */
+static int first_probe_target(hs_tunnel *t) {
+    for (size_t i = 0; i < t->h->cfg.nbridges; i++) {
+        hs_transport *tr = transport_for(t, t->h->cfg.bridges[i]);
+        if (tr != t->tr && tr->ops->probe)
             return (int)i;
+    }
     return -1;
 }
 
-static void on_probe(uv_timer_t *t) {
-    (void)t;
-    if (T.state != CS_LIVE || T.udp || T.probe_idx < 0)
+static void probe_result(hs_tunnel *t, int ok);
+
+static void on_probe(uv_timer_t *tm) {
+    hs_tunnel *t = tm->data;
+    if (t->state != CS_LIVE || t->probe_idx < 0)
         return;
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", g_hs.cfg.bridges[T.probe_idx]);
-    const char *prot = NULL, *ads = NULL, *path = NULL;
-    int port = 0;
-    if (lws_parse_uri(buf, &prot, &ads, &port, &path) || hs_udp_probe(ads, port) != 0)
-        hs_tunnel_probe_result(0);
+    const char *url = t->h->cfg.bridges[t->probe_idx];
+    hs_transport *tr = transport_for(t, url);
+    if (tr->ops->probe(tr, url) != 0)
+        probe_result(t, 0);
 }
 
-static void probe_start(void) {
-    T.probe_idx = T.udp ? -1 : first_rudp();
-    if (T.probe_idx < 0)
+static void probe_start(hs_tunnel *t) {
+    t->probe_idx = t->tr->ops->probe ? -1 : first_probe_target(t);
+    if (t->probe_idx < 0)
         return;
-    if (!T.probe_iv)
-        T.probe_iv = (uint64_t)g_hs.cfg.rudp_probe_ms;
-    uv_timer_start(&T.probe, on_probe, T.probe_iv, 0);
+    if (!t->probe_iv)
+        t->probe_iv = (uint64_t)t->h->cfg.rudp_probe_ms;
+    uv_timer_start(&t->probe, on_probe, t->probe_iv, 0);
 }
 
-void hs_tunnel_probe_result(int ok) {
-    if (T.state != CS_LIVE || T.udp || T.probe_idx < 0)
+static void probe_result(hs_tunnel *t, int ok) {
+    if (t->state != CS_LIVE || t->probe_idx < 0)
         return;
     if (!ok) {
-        T.probe_iv = T.probe_iv * 2 > 300000 ? 300000 : T.probe_iv * 2;
-        uv_timer_start(&T.probe, on_probe, T.probe_iv, 0);
+        t->probe_iv = t->probe_iv * 2 > 300000 ? 300000 : t->probe_iv * 2;
+        uv_timer_start(&t->probe, on_probe, t->probe_iv, 0);
         return;
     }
-    hs_log(HS_LOG_INFO, "rudp_available", "house=%s bridge=%s from=%s", g_hs.cfg.id,
-           hs_qs(g_hs.cfg.bridges[T.probe_idx]), hs_qs(T.url));
-    T.probe_iv = 0;
-    T.switch_to = T.probe_idx;
+    hs_log(HS_LOG_INFO, "rudp_available", "house=%s bridge=%s from=%s", t->h->cfg.id,
+           hs_qs(t->h->cfg.bridges[t->probe_idx]), hs_qs(t->url));
+    t->probe_iv = 0;
+    t->switch_to = t->probe_idx;
     /* Requests in flight here are delivered again over rudp (joined, never run twice). */
-    send_goaway(GP_GOAWAY_DRAINING, "moving to rudp");
-    conn_close("moving_to_rudp", BK_NOW);
+    send_goaway(t, GP_GOAWAY_DRAINING, "moving to rudp");
+    conn_close(t, "moving_to_rudp", BK_NOW);
+}
+
+static void up_probe(void *ud, hs_transport *tr, int ok) {
+    (void)tr;
+    probe_result(ud, ok);
 }
 
 /* --- handshake and incoming frames ------------------------------------------------------ */
 
-static void on_established(void) {
-    T.state = CS_HELLO;
-    T.last_rx_ms = hs_now_ms();
-    randombytes_buf(T.hn, sizeof T.hn);
+static void on_established(hs_tunnel *t) {
+    t->state = CS_HELLO;
+    t->last_rx_ms = hs_now_ms();
+    randombytes_buf(t->hn, sizeof t->hn);
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_HELLO;
     f.u.hello.min_ver = GP_PROTO_VERSION;
     f.u.hello.max_ver = GP_PROTO_VERSION;
-    f.u.hello.house_id = gp_str_c(g_hs.cfg.id);
-    f.u.hello.nonce = T.hn;
-    send_ctl(&f);
+    f.u.hello.house_id = gp_str_c(t->h->cfg.id);
+    f.u.hello.nonce = t->hn;
+    send_ctl(t, &f);
 }
 
-static void on_challenge(const gp_frame *f) {
-    gp_str id = gp_str_c(g_hs.cfg.id);
-    if (gp_auth_verify(GP_ROLE_BRIDGE, g_hs.secret, id, T.hn, f->u.challenge.nonce,
+static void on_challenge(hs_tunnel *t, const gp_frame *f) {
+    gp_str id = gp_str_c(t->h->cfg.id);
+    if (gp_auth_verify(GP_ROLE_BRIDGE, t->h->secret, id, t->hn, f->u.challenge.nonce,
                        f->u.challenge.proof) != 0) {
         /* The bridge does not know our secret: an impostor, or our registry entry differs. */
-        hs_log(HS_LOG_ERROR, "bridge_auth_failed", "house=%s bridge=%s", g_hs.cfg.id, hs_qs(T.url));
-        conn_close("bridge_auth_failed", BK_LONG);
+        hs_log(HS_LOG_ERROR, "bridge_auth_failed", "house=%s bridge=%s", t->h->cfg.id,
+               hs_qs(t->url));
+        conn_close(t, "bridge_auth_failed", BK_LONG);
         return;
     }
     uint8_t proof[GP_PROOF_LEN];
-    gp_auth_proof(GP_ROLE_HOUSE, g_hs.secret, id, T.hn, f->u.challenge.nonce, proof);
+    gp_auth_proof(GP_ROLE_HOUSE, t->h->secret, id, t->hn, f->u.challenge.nonce, proof);
     gp_frame a;
     memset(&a, 0, sizeof a);
     a.type = GP_FRAME_AUTH;
     a.u.auth.proof = proof;
-    send_ctl(&a);
+    send_ctl(t, &a);
     sodium_memzero(proof, sizeof proof);
-    T.state = CS_AUTH;
+    t->state = CS_AUTH;
 }
 
-static void on_welcome(const gp_frame *f) {
+static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     uint64_t now = hs_now_ms();
-    T.state = CS_LIVE;
-    T.live_ms = now;
-    T.last_ping_ms = now;
-    T.rtt_us = 0;
-    T.ping_iv = f->u.welcome.ping_interval_ms ? f->u.welcome.ping_interval_ms : DEFAULT_PING_MS;
-    T.max_frame = f->u.welcome.max_frame ? f->u.welcome.max_frame : GP_DEFAULT_MAX_FRAME;
-    T.epoch = f->u.welcome.epoch;
-    T.requests = 0;
-    tick_start();
-    probe_start();
-    gp_metric_inc(g_hm.connects, T.udp ? "rudp" : strncmp(T.url, "wss://", 6) == 0 ? "wss" : "ws");
+    t->state = CS_LIVE;
+    t->live_ms = now;
+    t->last_ping_ms = now;
+    t->rtt_us = 0;
+    t->ping_iv = f->u.welcome.ping_interval_ms ? f->u.welcome.ping_interval_ms : DEFAULT_PING_MS;
+    t->max_frame = f->u.welcome.max_frame ? f->u.welcome.max_frame : GP_DEFAULT_MAX_FRAME;
+    t->epoch = f->u.welcome.epoch;
+    t->requests = 0;
+    tick_start(t);
+    probe_start(t);
+    gp_metric_inc(t->h->m.connects, t->tr->ops->label(t->tr));
     hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
-           g_hs.cfg.id, hs_qs(T.url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
-           (unsigned long long)T.epoch, T.ping_iv);
+           t->h->cfg.id, hs_qs(t->url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
+           (unsigned long long)t->epoch, t->ping_iv);
 }
 
-static void on_goaway(const gp_frame *f) {
+static void on_goaway(hs_tunnel *t, const gp_frame *f) {
     uint16_t code = f->u.goaway.code;
     const char *msg = hs_q(f->u.goaway.message.p, f->u.goaway.message.len);
     switch (code) {
     case GP_GOAWAY_DRAINING:
-        hs_log(HS_LOG_INFO, "goaway", "code=draining bridge=%s msg=%s inflight=%zu", hs_qs(T.url),
-               msg, T.nstreams);
-        if (T.state != CS_LIVE) {
+        hs_log(HS_LOG_INFO, "goaway", "code=draining bridge=%s msg=%s inflight=%zu", hs_qs(t->url),
+               msg, t->nstreams);
+        if (t->state != CS_LIVE) {
             /* Refused while connecting (the bridge is going away): the usual backoff, not an
              * immediate redial, or a house with one bridge hammers it until it is gone. */
-            conn_close("draining", BK_NORMAL);
+            conn_close(t, "draining", BK_NORMAL);
             return;
         }
         /* Finish what is in flight, then move on; the close usually comes from the bridge. */
-        T.draining = 1;
-        T.drain_ms = hs_now_ms();
-        T.next_backoff = BK_NOW;
-        maybe_finish_drain();
+        t->draining = 1;
+        t->drain_ms = hs_now_ms();
+        t->next_backoff = BK_NOW;
+        maybe_finish_drain(t);
         return;
     case GP_GOAWAY_AUTH:
         /* Wrong secret, or the house is disabled or removed (msg says which). */
-        hs_log(HS_LOG_ERROR, "auth_rejected", "code=auth house=%s bridge=%s msg=%s", g_hs.cfg.id,
-               hs_qs(T.url), msg);
-        conn_close("auth_rejected", BK_LONG);
+        hs_log(HS_LOG_ERROR, "auth_rejected", "code=auth house=%s bridge=%s msg=%s", t->h->cfg.id,
+               hs_qs(t->url), msg);
+        conn_close(t, "auth_rejected", BK_LONG);
         return;
     case GP_GOAWAY_RATE_LIMIT:
-        hs_log(HS_LOG_ERROR, "auth_rate_limited", "house=%s bridge=%s msg=%s", g_hs.cfg.id,
-               hs_qs(T.url), msg);
-        conn_close("rate_limited", BK_LONG);
+        hs_log(HS_LOG_ERROR, "auth_rate_limited", "house=%s bridge=%s msg=%s", t->h->cfg.id,
+               hs_qs(t->url), msg);
+        conn_close(t, "rate_limited", BK_LONG);
         return;
     case GP_GOAWAY_FENCED:
         /* Another connection of this id took over (a second house with our id?). */
-        hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", g_hs.cfg.id, hs_qs(T.url), msg);
-        conn_close("fenced", BK_LONG);
+        hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", t->h->cfg.id, hs_qs(t->url),
+               msg);
+        conn_close(t, "fenced", BK_LONG);
         return;
     default:
-        hs_log(HS_LOG_WARN, "goaway", "code=%u bridge=%s msg=%s", code, hs_qs(T.url), msg);
-        conn_close("goaway", BK_NORMAL);
+        hs_log(HS_LOG_WARN, "goaway", "code=%u bridge=%s msg=%s", code, hs_qs(t->url), msg);
+        conn_close(t, "goaway", BK_NORMAL);
         return;
     }
 }
@@ -973,8 +973,9 @@ static void answer_again(hs_stream *s, const hs_centry *e);
 /* This frame id (same method and path) already ran or is running: answer from memory, or
  * wait for that call. Returns 1 when s is taken care of that way. */
 static int answered_or_joined(hs_stream *s) {
+    hs_tunnel *t = s->t;
     const hs_request *r = &s->req;
-    const hs_centry *e = hs_cache_find(r->frame_id, r->method, r->path, hs_now_ms());
+    const hs_centry *e = hs_cache_find(t->h->cache, r->frame_id, r->method, r->path, hs_now_ms());
     if (e) {
         answer_again(s, e);
         return 1;
@@ -990,18 +991,19 @@ static int answered_or_joined(hs_stream *s) {
 }
 
 static void dispatch(hs_stream *s) {
+    hs_tunnel *t = s->t;
     s->dispatched = 1;
     if (answered_or_joined(s))
         return;
-    if (hs_journal_start(&s->req, s->start_ms) != 0) {
+    if (hs_journal_start(t->h->journal, &s->req, s->start_ms) != 0) {
         send_error_head(s, 503, "unavailable", "house could not write its journal");
         log_request(s, "journal_failed");
         stream_maybe_done(s);
         return;
     }
-    s->up = hs_upstream_start(s);
+    s->up = t->h->exec->start(t->h->exec_ud, s);
     if (!s->up) {
-        hs_journal_forget(&s->req);
+        hs_journal_forget(t->h->journal, &s->req);
         log_request(s, "failed"); /* answered with an error head by upstream.c */
         stream_maybe_done(s);
     }
@@ -1046,9 +1048,11 @@ static void answer_again(hs_stream *s, const hs_centry *e) {
 
 /* The detached call `d` has ended: answer the streams that joined it. */
 static void resolve_joined(hs_stream *d) {
-    const hs_centry *e = hs_cache_find(d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
+    hs_tunnel *t = d->t;
+    const hs_centry *e =
+        hs_cache_find(t->h->cache, d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
     for (unsigned b = 0; b < NBUCKETS; b++)
-        for (hs_stream *w = T.buckets[b], *next; w; w = next) {
+        for (hs_stream *w = t->buckets[b], *next; w; w = next) {
             next = w->hnext;
             if (w->joined != d)
                 continue;
@@ -1057,22 +1061,23 @@ static void resolve_joined(hs_stream *d) {
         }
 }
 
-static void on_req_head(const gp_frame *f) {
-    if (f->stream == 0 || stream_find(f->stream)) {
-        protocol_error("bad_stream_id", NULL);
+static void on_req_head(hs_tunnel *t, const gp_frame *f) {
+    if (f->stream == 0 || stream_find(t, f->stream)) {
+        protocol_error(t, "bad_stream_id", NULL);
         return;
     }
     hs_stream *s = calloc(1, sizeof *s);
     if (!s) {
-        protocol_error("out_of_memory", NULL);
+        protocol_error(t, "out_of_memory", NULL);
         return;
     }
+    s->t = t;
     s->id = f->stream;
     s->start_ms = hs_now_ms();
     s->start_ns = uv_hrtime();
-    s->hnext = T.buckets[s->id % NBUCKETS];
-    T.buckets[s->id % NBUCKETS] = s;
-    T.nstreams++;
+    s->hnext = t->buckets[s->id % NBUCKETS];
+    t->buckets[s->id % NBUCKETS] = s;
+    t->nstreams++;
     hs_request *r = &s->req;
     const __typeof__(f->u.req_head) *h = &f->u.req_head;
     r->frame_id = dup_str(h->frame_id);
@@ -1108,11 +1113,11 @@ static void on_req_head(const gp_frame *f) {
     char mbuf[128];
     if (!ok) {
         status = 400, err = "bad_request", msg = "NUL byte in method, path or headers";
-    } else if (hs_upstream_check(r, &status, &err, &msg) == 0) {
+    } else if (t->h->exec->check(t->h->exec_ud, r, &status, &err, &msg) == 0) {
         status = 0;
-        if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len > (uint64_t)g_hs.cfg.max_body) {
+        if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len > (uint64_t)t->h->cfg.max_body) {
             snprintf(mbuf, sizeof mbuf, "request body of %llu bytes exceeds max-body %lld",
-                     (unsigned long long)s->declared_len, g_hs.cfg.max_body);
+                     (unsigned long long)s->declared_len, t->h->cfg.max_body);
             status = 413, err = "too_large", msg = mbuf;
         }
     }
@@ -1130,25 +1135,26 @@ static void on_req_head(const gp_frame *f) {
         answered_or_joined(s); /* known already: the body that follows is ignored */
 }
 
-static void on_req_body(const gp_frame *f) {
-    hs_stream *s = stream_find(f->stream);
+static void on_req_body(hs_tunnel *t, const gp_frame *f) {
+    hs_stream *s = stream_find(t, f->stream);
     if (!s || s->dispatched)
         return; /* answered early (403/413/...) or cancelled: the rest is noise */
     hs_request *r = &s->req;
     gp_str d = f->u.body.data;
-    size_t max = (size_t)g_hs.cfg.max_body, n = d.len;
+    size_t max = (size_t)t->h->cfg.max_body, n = d.len;
     int zstd = f->flags & GP_FLAG_ZSTD;
     if (zstd) {
         ssize_t dn = gp_decompressed_size(d.p, d.len);
         if (dn < 0 || (size_t)dn > GP_BODY_CHUNK * 2u) {
-            protocol_error("bad_compressed_body", gp_strerror(dn < 0 ? (int)dn : GP_ERR_TOO_LARGE));
+            protocol_error(t, "bad_compressed_body",
+                           gp_strerror(dn < 0 ? (int)dn : GP_ERR_TOO_LARGE));
             return;
         }
         n = (size_t)dn;
     }
     if (r->body_len + n > max) {
         char mbuf[128];
-        snprintf(mbuf, sizeof mbuf, "request body exceeds max-body %lld", g_hs.cfg.max_body);
+        snprintf(mbuf, sizeof mbuf, "request body exceeds max-body %lld", t->h->cfg.max_body);
         s->dispatched = 1;
         send_error_head(s, 413, "too_large", mbuf);
         log_request(s, "rejected");
@@ -1172,9 +1178,9 @@ static void on_req_body(const gp_frame *f) {
         s->body_cap = cap;
     }
     if (zstd) {
-        ssize_t m = gp_decompress(T.zc, d.p, d.len, r->body + r->body_len, n);
+        ssize_t m = gp_decompress(t->zc, d.p, d.len, r->body + r->body_len, n);
         if (m < 0) {
-            protocol_error("bad_compressed_body", gp_strerror((int)m));
+            protocol_error(t, "bad_compressed_body", gp_strerror((int)m));
             return;
         }
         r->body_len += (size_t)m;
@@ -1186,21 +1192,21 @@ static void on_req_body(const gp_frame *f) {
         dispatch(s);
 }
 
-static void on_cancel(const gp_frame *f) {
-    hs_stream *s = stream_find(f->stream);
+static void on_cancel(hs_tunnel *t, const gp_frame *f) {
+    hs_stream *s = stream_find(t, f->stream);
     if (!s)
         return;
     if (s->up && has_joiners(s)) {
         /* Another delivery of the same request waits for this call: it goes on detached. */
         log_request(s, "cancelled_call_kept_for_a_redelivery");
         stream_detach(s);
-        maybe_finish_drain();
+        maybe_finish_drain(t);
         return;
     }
     if (s->up) {
-        hs_upstream_abort(s->up);
+        t->h->exec->abort(t->h->exec_ud, s->up);
         s->up = NULL;
-        hs_journal_forget(&s->req);
+        hs_journal_forget(t->h->journal, &s->req);
     }
     s->error = "cancelled";
     char outcome[160];
@@ -1208,27 +1214,27 @@ static void on_cancel(const gp_frame *f) {
              hs_q(f->u.cancel.reason.p, f->u.cancel.reason.len));
     log_request(s, outcome);
     stream_free(s);
-    maybe_finish_drain();
+    maybe_finish_drain(t);
 }
 
-static void on_frame(const gp_frame *f) {
-    T.last_rx_ms = hs_now_ms();
+static void on_frame(hs_tunnel *t, const gp_frame *f) {
+    t->last_rx_ms = hs_now_ms();
     if (f->type == GP_FRAME_GOAWAY) {
-        on_goaway(f);
+        on_goaway(t, f);
         return;
     }
-    switch (T.state) {
+    switch (t->state) {
     case CS_HELLO:
         if (f->type == GP_FRAME_CHALLENGE)
-            on_challenge(f);
+            on_challenge(t, f);
         else
-            protocol_error("unexpected_frame", gp_frame_type_name(f->type));
+            protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     case CS_AUTH:
         if (f->type == GP_FRAME_WELCOME)
-            on_welcome(f);
+            on_welcome(t, f);
         else
-            protocol_error("unexpected_frame", gp_frame_type_name(f->type));
+            protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     case CS_LIVE:
         break;
@@ -1238,90 +1244,68 @@ static void on_frame(const gp_frame *f) {
     gp_frame r;
     switch (f->type) {
     case GP_FRAME_REQ_HEAD:
-        on_req_head(f);
+        on_req_head(t, f);
         return;
     case GP_FRAME_REQ_BODY:
-        on_req_body(f);
+        on_req_body(t, f);
         return;
     case GP_FRAME_CANCEL:
-        on_cancel(f);
+        on_cancel(t, f);
         return;
     case GP_FRAME_PING:
         memset(&r, 0, sizeof r);
         r.type = GP_FRAME_PONG;
         r.u.ping.opaque = f->u.ping.opaque;
-        send_ctl(&r);
+        send_ctl(t, &r);
         return;
     case GP_FRAME_PONG: {
         /* Our PINGs carry the monotonic clock in µs (a LAN RTT is under a millisecond). */
         uint64_t now = uv_hrtime() / 1000;
         if (f->u.ping.opaque <= now) {
-            T.rtt_us = now - f->u.ping.opaque;
-            hs_log(HS_LOG_DEBUG, "pong", "rtt_ms=%.3f", (double)T.rtt_us / 1000);
+            t->rtt_us = now - f->u.ping.opaque;
+            hs_log(HS_LOG_DEBUG, "pong", "rtt_ms=%.3f", (double)t->rtt_us / 1000);
         }
         return;
     }
     case GP_FRAME_CREDIT: /* reserved in v1 */
         return;
     default:
-        protocol_error("unexpected_frame", gp_frame_type_name(f->type));
+        protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
     }
-}
-
-static void on_receive(struct lws *wsi, const void *in, size_t len) {
-    if (T.state == CS_CLOSING || T.state < CS_HELLO)
-        return;
-    if (!lws_frame_is_binary(wsi)) {
-        protocol_error("text_message", NULL);
-        return;
-    }
-    int rc = gp_framer_feed(T.fr, in, len);
-    while (rc == 0 && T.state != CS_CLOSING && T.state != CS_IDLE) {
-        rc = gp_framer_next(T.fr, T.rxf);
-        if (rc <= 0)
-            break;
-        on_frame(T.rxf);
-        rc = 0;
-    }
-    if (rc < 0 && T.state != CS_CLOSING && T.state != CS_IDLE)
-        protocol_error(rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame", gp_strerror(rc));
 }
 
 /* --- liveness tick ---------------------------------------------------------------------- */
 
-static void on_tick(uv_timer_t *t) {
-    (void)t;
+static void on_tick(uv_timer_t *tm) {
+    hs_tunnel *t = tm->data;
     uint64_t now = hs_now_ms();
-    switch (T.state) {
+    switch (t->state) {
     case CS_CONNECTING:
     case CS_HELLO:
     case CS_AUTH:
-        if (now - T.dial_ms > HANDSHAKE_MS)
-            conn_close("handshake_timeout", BK_NORMAL);
+        if (now - t->dial_ms > HANDSHAKE_MS)
+            conn_close(t, "handshake_timeout", BK_NORMAL);
         return;
     case CS_LIVE:
-        if (now - T.last_rx_ms > 3ull * T.ping_iv) {
-            hs_log(HS_LOG_WARN, "bridge_silent", "bridge=%s silent_ms=%llu", hs_qs(T.url),
-                   (unsigned long long)(now - T.last_rx_ms));
-            conn_close("ping_timeout", BK_NORMAL);
+        if (now - t->last_rx_ms > 3ull * t->ping_iv) {
+            hs_log(HS_LOG_WARN, "bridge_silent", "bridge=%s silent_ms=%llu", hs_qs(t->url),
+                   (unsigned long long)(now - t->last_rx_ms));
+            conn_close(t, "ping_timeout", BK_NORMAL);
             return;
         }
-        if (T.draining && now - T.drain_ms > DRAIN_MS) {
-            conn_close("draining", BK_NOW);
+        if (t->draining && now - t->drain_ms > DRAIN_MS) {
+            conn_close(t, "draining", BK_NOW);
             return;
         }
-        if (now - T.last_ping_ms >= T.ping_iv) {
+        if (now - t->last_ping_ms >= t->ping_iv) {
             gp_frame f;
             memset(&f, 0, sizeof f);
             f.type = GP_FRAME_PING;
             f.u.ping.opaque = uv_hrtime() / 1000;
-            T.last_ping_ms = now;
-            send_ctl(&f);
-            if (T.udp && hs_log_enabled(HS_LOG_DEBUG)) {
-                char st[256];
-                hs_udp_stats(st, sizeof st);
-                hs_log(HS_LOG_DEBUG, "rudp_stats", "%s", st);
-            }
+            t->last_ping_ms = now;
+            send_ctl(t, &f);
+            if (t->tr->ops->log_stats && hs_log_enabled(HS_LOG_DEBUG))
+                t->tr->ops->log_stats(t->tr);
         }
         return;
     default:
@@ -1329,166 +1313,137 @@ static void on_tick(uv_timer_t *t) {
     }
 }
 
-static void tick_start(void) {
+static void tick_start(hs_tunnel *t) {
     /* A quarter interval keeps the 3x-silence detection within 25% of its target. */
-    uint64_t iv = T.state == CS_LIVE ? T.ping_iv / 4 : 250;
+    uint64_t iv = t->state == CS_LIVE ? t->ping_iv / 4 : 250;
     if (iv < 20)
         iv = 20;
     if (iv > 1000)
         iv = 1000;
-    uv_timer_start(&T.tick, on_tick, iv, iv);
+    uv_timer_start(&t->tick, on_tick, iv, iv);
 }
 
-/* --- lws glue --------------------------------------------------------------------------- */
+/* --- start and stop --------------------------------------------------------------------- */
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len) {
-    /* A late callback of an older connection must not touch the current one. */
-    int ours = T.state != CS_IDLE && !T.udp && (!T.wsi || wsi == T.wsi);
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (ours) {
-            char why[160];
-            snprintf(why, sizeof why, "%s", in ? (const char *)in : "connect_failed");
-            if (!T.reason[0])
-                snprintf(T.reason, sizeof T.reason, "%s", why);
-            conn_ended(why);
-        }
-        return 0;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (ours && T.state == CS_CONNECTING) {
-            T.wsi = wsi;
-            on_established();
-        }
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (ours)
-            on_receive(wsi, in, len);
-        return 0;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return ours ? on_writeable(wsi) : 0;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (ours && !T.reason[0]) {
-            unsigned code = len >= 2 ? ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1] : 0;
-            snprintf(T.reason, sizeof T.reason, "peer_closed code=%u", code);
-        }
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        if (ours)
-            conn_ended("closed");
-        return 0;
-    case LWS_CALLBACK_WSI_DESTROY:
-        /* A wsi killed while still connecting (our handshake deadline) gets neither of the
-         * above: this is the one callback every wsi ends with. */
-        if (ours && wsi == T.wsi)
-            conn_ended("closed");
-        return 0;
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
-    }
+hs_tunnel *hs_tunnel_new(hs_house *h) {
+    hs_tunnel *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->h = h;
+    t->switch_to = t->probe_idx = -1;
+    t->early_tail = &t->early;
+    t->max_frame = GP_DEFAULT_MAX_FRAME;
+    t->up = (hs_transport_up){.ud = t,
+                              .on_dialing = up_dialing,
+                              .on_open = up_open,
+                              .on_bytes = up_bytes,
+                              .on_frame = up_frame,
+                              .on_heard = up_heard,
+                              .on_error = up_error,
+                              .on_reason = up_reason,
+                              .on_closed = up_closed,
+                              .pull = up_pull,
+                              .pending = up_pending,
+                              .sent = up_sent,
+                              .on_probe = up_probe};
+    return t;
 }
 
-static const struct lws_protocols protocols[] = {
-    {SUBPROTOCOL, callback, 0, GP_BODY_CHUNK + 4096, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static void lws_log_emit(int level, const char *line) {
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    hs_log(level == LLL_ERR ? HS_LOG_WARN : HS_LOG_DEBUG, "lws", "msg=%s", hs_q(line, n));
-}
-
-int hs_tunnel_start(void) {
-    uv_timer_init(g_hs.loop, &T.retry);
-    uv_timer_init(g_hs.loop, &T.tick);
-    uv_timer_init(g_hs.loop, &T.probe);
-    T.timers = 1;
-    T.switch_to = T.probe_idx = -1;
-    hs_udp_init();
-    T.zc = gp_zctx_new(GP_ZSTD_LEVEL);
-    T.zcap = gp_compress_bound(GP_BODY_CHUNK);
-    T.zbuf = malloc(T.zcap);
-    T.rxf = malloc(sizeof *T.rxf);
-    T.max_frame = GP_DEFAULT_MAX_FRAME;
-    if (!T.zc || !T.zbuf || !T.rxf) {
+int hs_tunnel_start(hs_tunnel *t) {
+    uv_timer_init(t->h->loop, &t->retry);
+    uv_timer_init(t->h->loop, &t->tick);
+    uv_timer_init(t->h->loop, &t->probe);
+    t->retry.data = t->tick.data = t->probe.data = t;
+    t->timers = 1;
+    int rudp = 0; /* its transport only where a bridge needs it: a house costs less */
+    for (size_t i = 0; i < t->h->cfg.nbridges; i++)
+        rudp |= strncmp(t->h->cfg.bridges[i], "rudp://", 7) == 0;
+    t->rudp = rudp ? hs_tr_rudp_new(t->h, &t->up) : NULL;
+    t->zc = gp_zctx_new(GP_ZSTD_LEVEL);
+    t->zcap = gp_compress_bound(GP_BODY_CHUNK);
+    t->zbuf = malloc(t->zcap);
+    t->rxf = malloc(sizeof *t->rxf);
+    if ((rudp && !t->rudp) || !t->zc || !t->zbuf || !t->rxf) {
         hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
         return -1;
     }
-    lws_set_log_level(LLL_ERR | (hs_log_enabled(HS_LOG_DEBUG) ? LLL_WARN | LLL_NOTICE : 0),
-                      lws_log_emit);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    void *loops[1] = {g_hs.loop};
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
-                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.foreign_loops = loops;
-    info.pcontext = &T.ctx;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
-    info.gid = -1;
-    info.uid = -1;
-    info.timeout_secs = HANDSHAKE_MS / 1000 + 5; /* our own deadline fires first */
-    if (g_hs.cfg.ca_file && *g_hs.cfg.ca_file)
-        info.client_ssl_ca_filepath = g_hs.cfg.ca_file;
-    T.ctx = lws_create_context(&info);
-    if (!T.ctx) {
-        hs_log(HS_LOG_ERROR, "lws_init_failed", NULL);
+    t->ws = hs_tr_ws_new(t->h, &t->up); /* logs why not */
+    if (!t->ws)
         return -1;
-    }
-    for (size_t i = 0; i < g_hs.cfg.nbridges; i++) {
-        const char *u = g_hs.cfg.bridges[i];
-        if (strncmp(u, "ws://", 5) == 0)
-            hs_log(HS_LOG_WARN, "plain_ws", "bridge=%s note=\"no TLS: testing only\"", hs_qs(u));
-    }
-    if (g_hs.cfg.insecure)
-        hs_log(HS_LOG_WARN, "tls_insecure",
-               "note=\"bridge certificates are not verified: testing only\"");
-    dial();
+    dial(t);
     return 0;
 }
 
-void hs_tunnel_stop(void) {
-    if (T.state != CS_IDLE) {
-        snprintf(T.reason, sizeof T.reason, "shutdown");
-        /* Now, not when lws reports the close: upstream.c is stopped right after us. */
-        T.aborted = streams_abort_all(0);
-    } else {
-        streams_abort_all(0); /* between connections: only detached calls are left */
+void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *retransmits,
+                    uint64_t *fec_repaired) {
+    *rtt_ms = *loss = 0;
+    *retransmits = *fec_repaired = 0;
+    int own_rtt = 0;
+    hs_transport *all[2] = {t->ws, t->rudp};
+    for (int i = 0; i < 2; i++) {
+        if (!all[i] || !all[i]->ops->metrics)
+            continue;
+        double r, l;
+        uint64_t x, f;
+        all[i]->ops->metrics(all[i], &r, &l, &x, &f);
+        *retransmits += x;
+        *fec_repaired += f;
+        if (l > *loss)
+            *loss = l;
+        if (t->state == CS_LIVE && all[i] == t->tr) {
+            *rtt_ms = r;
+            own_rtt = 1;
+        }
     }
-    if (T.timers) {
-        uv_close((uv_handle_t *)&T.retry, NULL);
-        uv_close((uv_handle_t *)&T.tick, NULL);
-        uv_close((uv_handle_t *)&T.probe, NULL);
-        T.timers = 0;
-    }
-    if (T.udp && T.state >= CS_AUTH) {
-        /* No close handshake under UDP: say goodbye, so the bridge lets go now. */
-        send_goaway(GP_GOAWAY_DRAINING, "house shutting down");
-        hs_udp_flush_now();
-    }
-    hs_udp_stop();
-    /* From inside the loop: lws closes the connection (CLIENT_CLOSED -> conn_ended, which
-     * sees g_hs.stopping) and its own handles; it NULLs T.ctx through info.pcontext once
-     * libuv has closed them. */
-    if (T.ctx)
-        lws_context_destroy(T.ctx);
+    if (!own_rtt)
+        *rtt_ms = t->state == CS_LIVE ? (double)t->rtt_us / 1000 : 0;
 }
 
-void hs_tunnel_final(void) {
-    if (T.ctx)
-        lws_context_destroy(T.ctx);
-    T.ctx = NULL;
-    streams_abort_all(0);
-    queue_drop(&T.ctl_head, &T.ctl_tail);
-    hs_cache_clear();
-    gp_framer_free(T.fr);
-    gp_zctx_free(T.zc);
-    free(T.zbuf);
-    free(T.rxf);
-    T.fr = NULL;
-    T.zc = NULL;
-    T.zbuf = NULL;
-    T.rxf = NULL;
+void hs_tunnel_stop(hs_tunnel *t) {
+    if (t->state != CS_IDLE) {
+        snprintf(t->reason, sizeof t->reason, "shutdown");
+        /* Now, not when the transport reports the close: upstream.c is stopped right after. */
+        t->aborted = streams_abort_all(t, 0);
+    } else {
+        streams_abort_all(t, 0); /* between connections: only detached calls are left */
+    }
+    if (t->timers) {
+        uv_close((uv_handle_t *)&t->retry, NULL);
+        uv_close((uv_handle_t *)&t->tick, NULL);
+        uv_close((uv_handle_t *)&t->probe, NULL);
+        t->timers = 0;
+    }
+    if (t->tr && t->tr->ops->flush_now && t->state >= CS_AUTH) {
+        /* No close handshake of its own (rudp): say goodbye, so the bridge lets go now. */
+        send_goaway(t, GP_GOAWAY_DRAINING, "house shutting down");
+        t->tr->ops->flush_now(t->tr);
+    }
+    /* From inside the loop. lws closes a ws connection (on_closed -> conn_ended, which sees
+     * h->stopping) and its own handles. */
+    if (t->rudp)
+        t->rudp->ops->stop(t->rudp);
+    if (t->ws)
+        t->ws->ops->stop(t->ws);
+}
+
+void hs_tunnel_final(hs_tunnel *t) {
+    if (t->ws)
+        t->ws->ops->stop(t->ws); /* lws's second half of a foreign-loop teardown */
+    streams_abort_all(t, 0);
+    queue_drop(t, &t->ctl_head, &t->ctl_tail);
+    early_drop(t);
+}
+
+void hs_tunnel_free(hs_tunnel *t) {
+    if (!t)
+        return;
+    if (t->ws)
+        t->ws->ops->free(t->ws);
+    if (t->rudp)
+        t->rudp->ops->free(t->rudp);
+    gp_framer_free(t->fr);
+    gp_zctx_free(t->zc);
+    free(t->zbuf);
+    free(t->rxf);
+    free(t);
 }

@@ -31,6 +31,7 @@
 #define MAX_METHOD_LEN 32u
 
 struct hs_xfer {
+    hs_upstream *u;
     CURL *e;
     hs_stream *s;
     hs_xfer *prev, *next; /* all live transfers */
@@ -54,34 +55,39 @@ struct hs_xfer {
     int paused, too_large;
 };
 
-static struct {
+typedef struct sock_ctx sock_ctx;
+
+/* One house's upstream side. */
+struct hs_upstream {
+    hs_house *h;
     CURLM *multi;
     uv_timer_t timer;  /* curl's timeout */
-    uv_timer_t resume; /* unpauses transfers outside any lws or curl callback */
+    uv_timer_t resume; /* unpauses transfers outside any transport or curl callback */
     int handles;       /* initialised, not yet closed */
     hs_xfer *all;
     size_t npaused;
-} U;
+    sock_ctx *socks; /* every poll handle we opened, so that shutdown can close those curl
+                        never removed */
+    char msg[160];   /* hs_upstream_check's message, valid until its next call */
+};
 
-typedef struct sock_ctx {
+struct sock_ctx {
+    hs_upstream *u;
     uv_poll_t poll;
     curl_socket_t fd;
     int events; /* what the poll watches now (-1: not started) */
     struct sock_ctx *prev, *next;
-} sock_ctx;
+};
 
 static void free_sock(uv_handle_t *h) {
     free(h->data);
 }
 
-/* Every poll handle we opened, so that shutdown can close those curl never removed. */
-static sock_ctx *g_socks;
-
 static void sock_close(sock_ctx *c) {
     if (c->prev)
         c->prev->next = c->next;
     else
-        g_socks = c->next;
+        c->u->socks = c->next;
     if (c->next)
         c->next->prev = c->prev;
     /* uv_close drops the fd from the loop now, before curl may reuse the number. */
@@ -91,10 +97,11 @@ static void sock_close(sock_ctx *c) {
 
 /* --- curl <-> libuv --------------------------------------------------------------------- */
 
-static void check_done(void);
+static void check_done(hs_upstream *u);
 
 static void on_poll(uv_poll_t *p, int status, int events) {
     sock_ctx *c = p->data;
+    hs_upstream *u = c->u;
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -103,17 +110,18 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
     int running;
-    curl_multi_socket_action(U.multi, c->fd, flags, &running);
-    check_done();
+    curl_multi_socket_action(u->multi, c->fd, flags, &running);
+    check_done(u);
 }
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp) {
-    (void)e, (void)ud;
+    (void)e;
+    hs_upstream *u = ud;
     sock_ctx *c = sockp;
     if (what == CURL_POLL_REMOVE) {
         if (c) {
             sock_close(c);
-            curl_multi_assign(U.multi, fd, NULL);
+            curl_multi_assign(u->multi, fd, NULL);
         }
         return 0;
     }
@@ -121,19 +129,20 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
         c = calloc(1, sizeof *c);
         if (!c)
             return -1;
-        if (uv_poll_init_socket(g_hs.loop, &c->poll, fd) != 0) {
+        if (uv_poll_init_socket(u->h->loop, &c->poll, fd) != 0) {
             hs_log(HS_LOG_ERROR, "uv_poll_failed", "fd=%d", (int)fd);
             free(c);
             return -1;
         }
+        c->u = u;
         c->fd = fd;
         c->events = -1;
         c->poll.data = c;
-        c->next = g_socks;
-        if (g_socks)
-            g_socks->prev = c;
-        g_socks = c;
-        curl_multi_assign(U.multi, fd, c);
+        c->next = u->socks;
+        if (u->socks)
+            u->socks->prev = c;
+        u->socks = c;
+        curl_multi_assign(u->multi, fd, c);
     }
     int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
     /* curl repeats itself; libuv's uv_poll_start always re-registers (epoll DEL + ADD). */
@@ -145,20 +154,21 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
 }
 
 static void on_curl_timeout(uv_timer_t *t) {
-    (void)t;
+    hs_upstream *u = t->data;
     int running;
-    curl_multi_socket_action(U.multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done();
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(u);
 }
 
 static int on_timer(CURLM *m, long ms, void *ud) {
-    (void)m, (void)ud;
-    if (!U.handles)
+    (void)m;
+    hs_upstream *u = ud;
+    if (!u->handles)
         return 0;
     if (ms < 0)
-        uv_timer_stop(&U.timer);
+        uv_timer_stop(&u->timer);
     else /* 0 too goes through the loop: socket_action must not recurse from here */
-        uv_timer_start(&U.timer, on_curl_timeout, (uint64_t)ms, 0);
+        uv_timer_start(&u->timer, on_curl_timeout, (uint64_t)ms, 0);
     return 0;
 }
 
@@ -199,8 +209,9 @@ static int hop_by_hop(const char *n, size_t len) {
     return 0;
 }
 
-int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const char **message) {
-    static char msg[160];
+int hs_upstream_check(hs_upstream *u, hs_request *r, uint16_t *status, const char **error,
+                      const char **message) {
+    char *msg = u->msg;
     *status = 400;
     *error = "bad_request";
     if (!token_ok(r->method, MAX_METHOD_LEN)) {
@@ -235,7 +246,7 @@ int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const
         if (!name_ok || !hs_header_value_ok((const char *)h->value.p, h->value.len)) {
             char shown[72];
             hs_printable((const char *)h->name.p, h->name.len, shown, sizeof shown);
-            snprintf(msg, sizeof msg, "header \"%s\": %s", shown,
+            snprintf(msg, sizeof u->msg, "header \"%s\": %s", shown,
                      !name_ok ? "name must be an HTTP token (no spaces, no ':')"
                               : "value holds a control character (only HTAB is allowed)");
             *message = msg;
@@ -244,7 +255,7 @@ int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const
     }
     *status = 403;
     *error = "forbidden_upstream";
-    const hs_config *c = &g_hs.cfg;
+    const hs_config *c = &u->h->cfg;
     if (!r->service[0]) {
         if (!c->upstream || !*c->upstream) {
             *message = "this house has no default upstream; name a service";
@@ -258,7 +269,7 @@ int hs_upstream_check(hs_request *r, uint16_t *status, const char **error, const
             r->base_url = c->services[i].url;
             return 0;
         }
-    snprintf(msg, sizeof msg, "service %s is not configured on this house", hs_qs(r->service));
+    snprintf(msg, sizeof u->msg, "service %s is not configured on this house", hs_qs(r->service));
     *message = msg;
     return -1;
 }
@@ -289,7 +300,7 @@ static int headers_complete(hs_xfer *x, long code) {
         x->body_len = 0;
     else
         x->body_len = cl >= 0 ? (uint64_t)cl : GP_LEN_UNKNOWN;
-    if (x->body_len != GP_LEN_UNKNOWN && x->body_len > (uint64_t)g_hs.cfg.max_response) {
+    if (x->body_len != GP_LEN_UNKNOWN && x->body_len > (uint64_t)x->u->h->cfg.max_response) {
         x->too_large = 1;
         return -1;
     }
@@ -363,15 +374,15 @@ static size_t on_header(char *b, size_t size, size_t nmemb, void *ud) {
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
     hs_xfer *x = ud;
     size_t len = size * nmemb;
-    if (hs_tunnel_congested()) {
+    if (hs_tunnel_congested(x->u->h->tunnel)) {
         /* curl keeps the bytes and hands them over again once unpaused. */
         if (!x->paused) {
             x->paused = 1;
-            U.npaused++;
+            x->u->npaused++;
         }
         return CURL_WRITEFUNC_PAUSE;
     }
-    if (x->total + len > (uint64_t)g_hs.cfg.max_response) {
+    if (x->total + len > (uint64_t)x->u->h->cfg.max_response) {
         x->too_large = 1;
         return 0; /* CURLE_WRITE_ERROR */
     }
@@ -406,14 +417,14 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
 static void xfer_free(hs_xfer *x) {
     if (x->prev)
         x->prev->next = x->next;
-    else if (U.all == x)
-        U.all = x->next;
+    else if (x->u->all == x)
+        x->u->all = x->next;
     if (x->next)
         x->next->prev = x->prev;
     if (x->paused)
-        U.npaused--;
+        x->u->npaused--;
     if (x->e) {
-        curl_multi_remove_handle(U.multi, x->e);
+        curl_multi_remove_handle(x->u->multi, x->e);
         curl_easy_cleanup(x->e);
     }
     curl_slist_free_all(x->hl);
@@ -431,7 +442,7 @@ static void finish(hs_xfer *x, CURLcode rc) {
     hs_stream *s = x->s;
     const char *outcome = "ok";
     if (rc != CURLE_OK)
-        gp_metric_inc(g_hm.upstream_errors, NULL);
+        gp_metric_inc(x->u->h->m.upstream_errors, NULL);
     char msg[CURL_ERROR_SIZE + 64];
     const char *detail = x->err[0] ? x->err : curl_easy_strerror(rc);
     if (rc == CURLE_OK) {
@@ -453,7 +464,7 @@ static void finish(hs_xfer *x, CURLcode rc) {
         hs_stream_body(s, ctype_of(x), x->chunk, x->too_large ? 0 : x->clen, 1);
     } else if (x->too_large) {
         snprintf(msg, sizeof msg, "upstream response exceeds max-response %lld bytes",
-                 g_hs.cfg.max_response);
+                 x->u->h->cfg.max_response);
         answer_error(x, 413, "too_large", msg);
         outcome = "too_large";
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
@@ -474,10 +485,10 @@ static void finish(hs_xfer *x, CURLcode rc) {
     hs_stream_upstream_done(s, outcome);
 }
 
-static void check_done(void) {
+static void check_done(hs_upstream *u) {
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(U.multi, &left))) {
+    while ((m = curl_multi_info_read(u->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
         hs_xfer *x = NULL;
@@ -563,20 +574,21 @@ static int build(hs_xfer *x, const hs_request *r) {
     return ok ? 0 : -1;
 }
 
-hs_xfer *hs_upstream_start(hs_stream *s) {
+hs_xfer *hs_upstream_start(hs_upstream *u, hs_stream *s) {
     const hs_request *r = hs_stream_request(s);
     hs_xfer *x = calloc(1, sizeof *x);
     if (!x) {
         hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
         return NULL;
     }
+    x->u = u;
     x->s = s;
-    x->next = U.all;
-    if (U.all)
-        U.all->prev = x;
-    U.all = x;
+    x->next = u->all;
+    if (u->all)
+        u->all->prev = x;
+    u->all = x;
     x->e = curl_easy_init();
-    if (!x->e || build(x, r) != 0 || curl_multi_add_handle(U.multi, x->e) != CURLM_OK) {
+    if (!x->e || build(x, r) != 0 || curl_multi_add_handle(u->multi, x->e) != CURLM_OK) {
         if (x->e) {
             curl_easy_cleanup(x->e);
             x->e = NULL;
@@ -595,54 +607,88 @@ void hs_upstream_abort(hs_xfer *x) {
 }
 
 static void on_resume(uv_timer_t *t) {
-    (void)t;
+    hs_upstream *u = t->data;
     /* Unpausing may deliver data that pauses a transfer again; that is fine. */
-    for (hs_xfer *x = U.all, *n; x && !hs_tunnel_congested(); x = n) {
+    for (hs_xfer *x = u->all, *n; x && !hs_tunnel_congested(u->h->tunnel); x = n) {
         n = x->next;
         if (x->paused) {
             x->paused = 0;
-            U.npaused--;
+            u->npaused--;
             curl_easy_pause(x->e, CURLPAUSE_CONT);
         }
     }
 }
 
-void hs_upstream_resume(void) {
-    if (U.handles && U.npaused)
-        uv_timer_start(&U.resume, on_resume, 0, 0);
+void hs_upstream_resume(hs_upstream *u) {
+    if (u->handles && u->npaused)
+        uv_timer_start(&u->resume, on_resume, 0, 0);
 }
 
-int hs_upstream_init(void) {
-    U.multi = curl_multi_init();
-    if (!U.multi)
-        return -1;
-    uv_timer_init(g_hs.loop, &U.timer);
-    uv_timer_init(g_hs.loop, &U.resume);
-    U.handles = 1;
-    curl_multi_setopt(U.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(U.multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(U.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g_hs.cfg.max_conns);
-    curl_multi_setopt(U.multi, CURLMOPT_MAXCONNECTS, (long)g_hs.cfg.max_conns);
-    return 0;
+hs_upstream *hs_upstream_new(hs_house *h) {
+    hs_upstream *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->h = h;
+    u->multi = curl_multi_init();
+    if (!u->multi) {
+        free(u);
+        return NULL;
+    }
+    uv_timer_init(h->loop, &u->timer);
+    uv_timer_init(h->loop, &u->resume);
+    u->timer.data = u->resume.data = u;
+    u->handles = 1;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->cfg.max_conns);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)h->cfg.max_conns);
+    return u;
 }
 
-void hs_upstream_stop(void) {
-    while (U.all)
-        xfer_free(U.all);
-    if (U.multi) {
+void hs_upstream_stop(hs_upstream *u) {
+    if (!u)
+        return;
+    while (u->all)
+        xfer_free(u->all);
+    if (u->multi) {
         /* Cleanup closes cached connections, telling on_socket to close their polls. */
-        curl_multi_cleanup(U.multi);
-        U.multi = NULL;
+        curl_multi_cleanup(u->multi);
+        u->multi = NULL;
     }
-    while (g_socks)
-        sock_close(g_socks);
-    if (U.handles) {
-        U.handles = 0;
-        uv_close((uv_handle_t *)&U.timer, NULL);
-        uv_close((uv_handle_t *)&U.resume, NULL);
+    while (u->socks)
+        sock_close(u->socks);
+    if (u->handles) {
+        u->handles = 0;
+        uv_close((uv_handle_t *)&u->timer, NULL);
+        uv_close((uv_handle_t *)&u->resume, NULL);
     }
 }
 
-void hs_upstream_final(void) {
-    hs_upstream_stop();
+void hs_upstream_free(hs_upstream *u) {
+    hs_upstream_stop(u);
+    free(u);
 }
+
+/* --- as the house's executor ------------------------------------------------------------ */
+
+static int exec_check(void *ud, hs_request *r, uint16_t *status, const char **error,
+                      const char **message) {
+    return hs_upstream_check(ud, r, status, error, message);
+}
+
+static hs_xfer *exec_start(void *ud, hs_stream *s) {
+    return hs_upstream_start(ud, s);
+}
+
+static void exec_abort(void *ud, hs_xfer *x) {
+    (void)ud;
+    hs_upstream_abort(x);
+}
+
+static void exec_resume(void *ud) {
+    hs_upstream_resume(ud);
+}
+
+const hs_exec hs_upstream_exec = {exec_check, exec_start, exec_abort, exec_resume};

@@ -48,8 +48,10 @@ static uint8_t *seal(const uint8_t *p, size_t n, size_t *out_len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int init;
+    static hs_cache *C; /* one for the run, cleared after each input */
     if (!init) {
         check(sodium_init() >= 0);
+        check((C = hs_cache_new()) != NULL);
         init = 1;
     }
     if (size < 1)
@@ -86,17 +88,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* The loader agrees, and leaves the cache consistent. */
     hs_jload_stats st;
-    int rc = hs_journal_load(j, len, NOW_WALL, NOW_MONO, &st);
+    int rc = hs_journal_load(C, j, len, NOW_WALL, NOW_MONO, &st);
     check(rc == 0 || rc == GP_ERR_NOMEM);
     if (rc == 0) {
         check(st.good_bytes == off && st.records == records && st.err == err);
         check(st.entries + st.tombstones <= records);
         size_t entries, bytes;
         uint64_t early;
-        hs_cache_stats(&entries, &bytes, &early);
+        hs_cache_stats(C, &entries, &bytes, &early);
         check(entries == st.entries + st.tombstones);
     }
-    hs_cache_clear();
+    hs_cache_clear(C);
     free(j);
     return 0;
 }

@@ -15,12 +15,16 @@
 #define MONO 5000ull          /* the cache's clock at the same moment */
 #define MIN_MS (60u * 1000u)
 
+static hs_cache *C; /* the cache a journal rebuilds, one per test */
+
 static void init(void) {
     cr_assert_geq(sodium_init(), 0);
+    C = hs_cache_new();
+    cr_assert_not_null(C);
 }
 
 static void fini(void) {
-    hs_cache_clear();
+    hs_cache_free(C);
 }
 
 TestSuite(journal, .init = init, .fini = fini);
@@ -197,12 +201,12 @@ Test(journal, truncated_at_every_byte_stops_cleanly) {
                 cr_assert_eq(n, GP_ERR_TRUNCATED, "cut %zu: %zd", cut, n);
         }
         hs_jload_stats st;
-        cr_assert_eq(hs_journal_load(b.p, cut, WALL, MONO, &st), 0);
+        cr_assert_eq(hs_journal_load(C, b.p, cut, WALL, MONO, &st), 0);
         size_t want = cut == 0 ? 0 : cut < HS_JOURNAL_MAGIC_LEN ? 0 : whole;
         cr_assert_eq(st.good_bytes, want, "cut %zu: good %zu want %zu", cut, st.good_bytes, want);
         cr_assert_eq(st.err, cut == want ? 0 : GP_ERR_TRUNCATED, "cut %zu err %d", cut, st.err);
         cr_assert_eq(st.records, cut < HS_JOURNAL_MAGIC_LEN ? 0 : nrec);
-        hs_cache_clear();
+        hs_cache_clear(C);
     }
     free(b.p);
 }
@@ -223,7 +227,7 @@ Test(journal, corrupt_check_is_caught) {
         }
     hs_jload_stats st;
     b.p[b.len - 1] ^= 1; /* the check itself */
-    cr_assert_eq(hs_journal_load(b.p, b.len, WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, b.p, b.len, WALL, MONO, &st), 0);
     cr_assert_eq(st.err, GP_ERR_MALFORMED);
     cr_assert_eq(st.good_bytes, HS_JOURNAL_MAGIC_LEN);
     free(b.p);
@@ -305,15 +309,15 @@ Test(journal, hostile_lengths_are_refused) {
 Test(journal, a_file_that_is_not_a_journal_is_refused_whole) {
     hs_jload_stats st;
     const char *junk = "this is not a journal at all";
-    cr_assert_eq(hs_journal_load((const uint8_t *)junk, strlen(junk), WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, (const uint8_t *)junk, strlen(junk), WALL, MONO, &st), 0);
     cr_assert_eq(st.err, GP_ERR_VERSION);
     cr_assert_eq(st.good_bytes, 0);
-    cr_assert_eq(hs_journal_load(NULL, 0, WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, NULL, 0, WALL, MONO, &st), 0);
     cr_assert_eq(st.err, 0, "an empty file is a new journal");
 }
 
 static const hs_centry *find(const char *id, const char *path) {
-    return hs_cache_find(id, "GET", path, MONO);
+    return hs_cache_find(C, id, "GET", path, MONO);
 }
 
 /* START alone -> tombstone (it may have run); START+DONE -> the response; START+FORGET ->
@@ -330,7 +334,7 @@ Test(journal, load_rebuilds_the_cache) {
     jb_rec(&b, rec(HS_JREC_START, "big", "/big", keep));
     jb_rec(&b, done("big", "/big", keep, 0, NULL));
     hs_jload_stats st;
-    cr_assert_eq(hs_journal_load(b.p, b.len, WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, b.p, b.len, WALL, MONO, &st), 0);
     cr_assert_eq(st.err, 0);
     cr_assert_eq(st.good_bytes, b.len);
     cr_assert_eq(st.records, 7);
@@ -367,7 +371,7 @@ Test(journal, load_keeps_until_the_recorded_time_and_skips_expired) {
     jb_rec(&b, rec(HS_JREC_START, "old-start", "/x", WALL - 1));
     jb_rec(&b, rec(HS_JREC_START, "new-start", "/x", WALL + 2 * MIN_MS));
     hs_jload_stats st;
-    cr_assert_eq(hs_journal_load(b.p, b.len, WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, b.p, b.len, WALL, MONO, &st), 0);
     cr_assert_eq(st.expired, 3);
     cr_assert_eq(st.entries, 1);
     cr_assert_eq(st.tombstones, 1);
@@ -375,10 +379,10 @@ Test(journal, load_keeps_until_the_recorded_time_and_skips_expired) {
     cr_assert_null(find("now", "/x"));
     cr_assert_null(find("old-start", "/x"));
     /* In time order: a lookup expires what is due. */
-    cr_assert_not_null(hs_cache_find("new-start", "GET", "/x", MONO + 2 * MIN_MS - 1));
-    cr_assert_null(hs_cache_find("new-start", "GET", "/x", MONO + 2 * MIN_MS));
-    cr_assert_not_null(hs_cache_find("fresh", "GET", "/x", MONO + 5 * MIN_MS - 1));
-    cr_assert_null(hs_cache_find("fresh", "GET", "/x", MONO + 5 * MIN_MS));
+    cr_assert_not_null(hs_cache_find(C, "new-start", "GET", "/x", MONO + 2 * MIN_MS - 1));
+    cr_assert_null(hs_cache_find(C, "new-start", "GET", "/x", MONO + 2 * MIN_MS));
+    cr_assert_not_null(hs_cache_find(C, "fresh", "GET", "/x", MONO + 5 * MIN_MS - 1));
+    cr_assert_null(hs_cache_find(C, "fresh", "GET", "/x", MONO + 5 * MIN_MS));
     free(b.p);
 }
 
@@ -388,9 +392,9 @@ Test(journal, load_caps_a_far_future_keep_until) {
     jb_init(&b);
     jb_rec(&b, done("far", "/x", UINT64_MAX, 200, "x"));
     hs_jload_stats st;
-    cr_assert_eq(hs_journal_load(b.p, b.len, WALL, MONO, &st), 0);
-    cr_assert_not_null(hs_cache_find("far", "GET", "/x", MONO + 24ull * 3600 * 1000));
-    cr_assert_null(hs_cache_find("far", "GET", "/x", MONO + 26ull * 3600 * 1000));
+    cr_assert_eq(hs_journal_load(C, b.p, b.len, WALL, MONO, &st), 0);
+    cr_assert_not_null(hs_cache_find(C, "far", "GET", "/x", MONO + 24ull * 3600 * 1000));
+    cr_assert_null(hs_cache_find(C, "far", "GET", "/x", MONO + 26ull * 3600 * 1000));
     free(b.p);
 }
 
@@ -405,7 +409,7 @@ Test(journal, load_stops_at_the_first_bad_record) {
     jb_rec(&b, done("after", "/x", WALL + MIN_MS, 200, "x"));
     b.p[bad + 6] ^= 0x40;
     hs_jload_stats st;
-    cr_assert_eq(hs_journal_load(b.p, b.len, WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, b.p, b.len, WALL, MONO, &st), 0);
     cr_assert_eq(st.err, GP_ERR_MALFORMED);
     cr_assert_eq(st.good_bytes, bad);
     cr_assert_not_null(find("before", "/x"));
@@ -422,7 +426,7 @@ Test(journal, later_done_replaces_earlier) {
     jb_rec(&b, done("a", "/x", WALL + MIN_MS, 200, "first"));
     jb_rec(&b, done("a", "/x", WALL + MIN_MS, 500, "second"));
     hs_jload_stats st;
-    cr_assert_eq(hs_journal_load(b.p, b.len, WALL, MONO, &st), 0);
+    cr_assert_eq(hs_journal_load(C, b.p, b.len, WALL, MONO, &st), 0);
     const hs_centry *e = find("a", "/x");
     cr_assert_eq(hs_cache_status(e), 500);
     cr_assert(str_is(hs_cache_body(e), "second"));

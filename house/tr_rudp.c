@@ -1,11 +1,14 @@
-/* udp.c — the house's rudp:// transport (proto/RUDP.md, "The tunnel over rudp"): a libuv UDP
- * socket towards one bridge, the session handshake (gp_sess: initiation, retransmits,
- * cookies), then a gp_rudp carrying the tunnel's frames, one message each on its stream's
- * lane. tunnel.c decides what to send (hs_tunnel_fill) and what frames mean; this file moves
- * datagrams. Also the probe: a handshake alone, to learn whether UDP gets through again while
- * the house is on wss. I/O side. */
+/* tr_rudp.c — the house's rudp:// transport (transport.h; proto/RUDP.md, "The tunnel over
+ * rudp"): a libuv UDP socket towards one bridge, the session handshake (gp_sess: initiation,
+ * retransmits, cookies), then a gp_rudp carrying the tunnel's frames, one message each on its
+ * stream's lane. The tunnel core decides what to send (pulled while the engine has room) and
+ * what frames mean; this file moves datagrams. Also the probe: a handshake alone, to learn
+ * whether UDP gets through again while the house is on wss. One per house. I/O side. */
 #include "house.h"
 #include "rudp.h"
+#include "transport.h"
+
+#include <libwebsockets.h> /* lws_parse_uri: bridge URLs read as tr_ws.c reads them */
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,8 +28,11 @@
 #define HELLO_RTO_NS (500ull * 1000000ull)
 #define HELLO_LIFETIME_NS (8ull * 1000000000ull)
 
+typedef struct tr_rudp tr_rudp;
+
 /* One UDP path to a bridge: the connection, or the probe. */
 typedef struct upath {
+    tr_rudp *r;
     int probe;
     int active, closing;
     unsigned gen;   /* bumped on every reset: a late DNS answer for an older dial is ignored */
@@ -39,11 +45,15 @@ typedef struct upath {
     uint64_t close_at;
 } upath;
 
-static upath g_conn = {.probe = 0}, g_probe = {.probe = 1};
-static uint64_t g_retx_gone, g_fec_gone; /* of sessions already over (metrics) */
-static uint8_t g_rx[65536], g_tx[MTU + 64];
-static uint64_t g_last_wall;
-static int g_timers;
+struct tr_rudp {
+    hs_transport base;
+    hs_house *h;
+    upath conn, probe;
+    uint64_t retx_gone, fec_gone; /* of sessions already over (metrics) */
+    uint64_t last_wall;
+    int timers;
+    uint8_t rx[65536], tx[MTU + 64];
+};
 
 static void on_rand(void *ud, uint8_t *p, size_t n) {
     (void)ud;
@@ -55,36 +65,37 @@ static uint64_t now_ns(void) {
 }
 
 /* Initiation timestamps must grow strictly, across handshakes of this process too. */
-static uint64_t next_wall(void) {
+static uint64_t next_wall(tr_rudp *r) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t w = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (w <= g_last_wall)
-        w = g_last_wall + 1;
-    return g_last_wall = w;
+    if (w <= r->last_wall)
+        w = r->last_wall + 1;
+    return r->last_wall = w;
 }
 
 static void on_sock_closed(uv_handle_t *h) {
     free(h);
 }
 
-/* Everything of the path goes; no callback to tunnel.c. */
+/* Everything of the path goes; no callback to the core. */
 static void path_reset(upath *u) {
+    tr_rudp *r = u->r;
     u->gen++;
     if (u->sock) {
         uv_udp_recv_stop(u->sock);
         uv_close((uv_handle_t *)u->sock, on_sock_closed);
         u->sock = NULL;
     }
-    if (g_timers) {
+    if (r->timers) {
         uv_timer_stop(&u->timer);
         uv_timer_stop(&u->kick);
     }
     if (u->ru && !u->probe) {
         gp_rudp_stats st;
         gp_rudp_stats_get(u->ru, &st);
-        g_retx_gone += st.rel.retransmits;
-        g_fec_gone += st.rel.fec_repaired;
+        r->retx_gone += st.rel.retransmits;
+        r->fec_gone += st.rel.fec_repaired;
     }
     gp_sess_free(u->hs);
     gp_rudp_free(u->ru);
@@ -93,13 +104,26 @@ static void path_reset(upath *u) {
     u->active = u->closing = 0;
 }
 
-/* The path ended by itself (dead, refused, closed): tell tunnel.c. */
+/* The path ended by itself (dead, refused, closed): tell the core. */
 static void path_end(upath *u, const char *why) {
+    const hs_transport_up *up = u->r->base.up;
     path_reset(u);
     if (u->probe)
-        hs_tunnel_probe_result(0);
+        up->on_probe(up->ud, &u->r->base, 0);
     else
-        hs_tunnel_udp_gone(why);
+        up->on_closed(up->ud, &u->r->base, why);
+}
+
+/* Frames from the core into the engine while it has room. */
+static void fill(tr_rudp *r, gp_rudp *ru) {
+    const hs_transport_up *up = r->base.up;
+    hs_out *o;
+    while ((o = up->pull(up->ud, &r->base, gp_rudp_send_space(ru))) != NULL) {
+        int rc = gp_rudp_send(ru, o->lane, o->buf + HS_OUT_PRE, o->len);
+        if (rc != 0)
+            hs_log(HS_LOG_ERROR, "rudp_send_failed", "err=%s", gp_strerror(rc));
+        up->sent(up->ud, &r->base, o, 1);
+    }
 }
 
 static void send_now(upath *u, const uint8_t *b, size_t len) {
@@ -114,24 +138,24 @@ static void arm(upath *u);
  * to send again. */
 static int send_hello(upath *u, uint64_t now) {
     for (int i = 0; i < HELLO_COPIES; i++) {
-        ssize_t n = gp_sess_client_hello(u->hs, g_tx, sizeof g_tx, now);
+        ssize_t n = gp_sess_client_hello(u->hs, u->r->tx, sizeof u->r->tx, now);
         if (n < 0)
             return -1;
-        send_now(u, g_tx, (size_t)n);
+        send_now(u, u->r->tx, (size_t)n);
     }
     return 0;
 }
 
-/* Frames from tunnel.c into the engine, then the engine's datagrams onto the wire. */
+/* Frames from the core into the engine, then the engine's datagrams onto the wire. */
 static void pump(upath *u) {
     if (!u->ru)
         return;
     if (!u->probe)
-        hs_tunnel_fill(u->ru);
+        fill(u->r, u->ru);
     uint64_t now = now_ns();
     ssize_t n;
-    while ((n = gp_rudp_output(u->ru, g_tx, sizeof g_tx, now)) > 0)
-        send_now(u, g_tx, (size_t)n);
+    while ((n = gp_rudp_output(u->ru, u->r->tx, sizeof u->r->tx, now)) > 0)
+        send_now(u, u->r->tx, (size_t)n);
     if (n < 0 || gp_rudp_dead(u->ru)) {
         path_end(u, "rudp_dead");
         return;
@@ -173,23 +197,26 @@ static void on_kick(uv_timer_t *t) {
 }
 
 static void deliver(upath *u) {
+    const hs_transport_up *up = u->r->base.up;
     uint32_t lane;
     const uint8_t *m;
     ssize_t n;
     while (u->ru && (n = gp_rudp_recv(u->ru, &lane, &m)) != 0)
         if (n > 0)
-            hs_tunnel_udp_frame(m, (size_t)n); /* may close us: u->ru then NULL */
+            up->on_frame(up->ud, &u->r->base, m, (size_t)n); /* may close us: u->ru NULL */
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)h, (void)suggested;
-    *buf = uv_buf_init((char *)g_rx, sizeof g_rx);
+    (void)suggested;
+    tr_rudp *r = ((upath *)h->data)->r;
+    *buf = uv_buf_init((char *)r->rx, sizeof r->rx);
 }
 
 static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
                     unsigned flags) {
     (void)flags, (void)from;
     upath *u = h->data;
+    const hs_transport_up *up = u->r->base.up;
     if (n <= 0 || !u->active || u->closing)
         return;
     const uint8_t *b = (const uint8_t *)buf->base;
@@ -207,7 +234,7 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
             return;
         gp_rudp_conf conf;
         gp_rudp_conf_init(&conf);
-        conf.jitter_ms = (unsigned)g_hs.cfg.rudp_jitter_ms;
+        conf.jitter_ms = (unsigned)u->r->h->cfg.rudp_jitter_ms;
         u->ru = gp_rudp_new(u->hs, &conf, on_rand, NULL, now); /* takes the session over */
         u->hs = NULL;
         if (!u->ru) {
@@ -217,28 +244,29 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
         if (u->probe) {
             /* UDP gets through. The probe's session is not used: the bridge forgets it. */
             path_reset(u);
-            hs_tunnel_probe_result(1);
+            up->on_probe(up->ud, &u->r->base, 1);
             return;
         }
-        hs_tunnel_udp_up();
+        up->on_open(up->ud, &u->r->base);
         pump(u); /* the first datagram confirms the session to the bridge */
         return;
     }
     if (!u->ru || gp_rudp_input(u->ru, b, (size_t)n, now, NULL) != 0)
         return;
-    hs_tunnel_udp_heard();
+    up->on_heard(up->ud, &u->r->base);
     deliver(u);
     if (u->ru)
         pump(u);
 }
 
 static void start_session(upath *u) {
+    hs_house *h = u->r->h;
     u->hs = gp_sess_client_new(
         &(gp_sess_conf){.hello_rto_ns = HELLO_RTO_NS, .hello_lifetime_ns = HELLO_LIFETIME_NS},
-        g_hs.bridge_key, gp_str_c(g_hs.cfg.id), g_hs.secret, on_rand, NULL, now_ns(), next_wall());
+        h->bridge_key, gp_str_c(h->cfg.id), h->secret, on_rand, NULL, now_ns(), next_wall(u->r));
     int rc = -1;
     if (u->hs && (u->sock = malloc(sizeof *u->sock)) != NULL) {
-        if ((rc = uv_udp_init(g_hs.loop, u->sock)) != 0) {
+        if ((rc = uv_udp_init(h->loop, u->sock)) != 0) {
             free(u->sock);
             u->sock = NULL;
         } else {
@@ -296,7 +324,7 @@ static int path_dial(upath *u, const char *host, int port) {
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_DGRAM;
-    if (uv_getaddrinfo(g_hs.loop, &g->req, on_resolved, host, NULL, &hints) != 0) {
+    if (uv_getaddrinfo(u->r->h->loop, &g->req, on_resolved, host, NULL, &hints) != 0) {
         free(g);
         u->active = 0;
         return -1;
@@ -304,34 +332,49 @@ static int path_dial(upath *u, const char *host, int port) {
     return 0;
 }
 
-/* --- API for tunnel.c ----------------------------------------------------------------------- */
+/* --- the transport's ops (transport.h) ---------------------------------------------------- */
 
-void hs_udp_init(void) {
-    upath *paths[2] = {&g_conn, &g_probe};
-    for (int i = 0; i < 2; i++) {
-        uv_timer_init(g_hs.loop, &paths[i]->timer);
-        uv_timer_init(g_hs.loop, &paths[i]->kick);
-        paths[i]->timer.data = paths[i]->kick.data = paths[i];
-    }
-    g_timers = 1;
+/* host and port of a rudp:// URL, into buf. 0 or -1. */
+static int parse_url(const char *url, char *buf, size_t cap, const char **host, int *port) {
+    snprintf(buf, cap, "%s", url);
+    const char *prot = NULL, *path = NULL;
+    *host = NULL;
+    return lws_parse_uri(buf, &prot, host, port, &path) || !*host || !**host ? -1 : 0;
 }
 
-int hs_udp_dial(const char *host, int port) {
-    return path_dial(&g_conn, host, port);
+static int rudp_dial(hs_transport *t, const char *url) {
+    tr_rudp *r = (tr_rudp *)t;
+    char buf[512];
+    const char *host;
+    int port = 0;
+    if (parse_url(url, buf, sizeof buf, &host, &port) != 0)
+        return HS_TR_BAD_URL;
+    if (t->up->on_dialing(t->up->ud, t, 0) != 0)
+        return -1;
+    /* The session handshake authenticates both ends: no HELLO/CHALLENGE/AUTH follows, the
+     * bridge's WELCOME does (on_open). */
+    return path_dial(&r->conn, host, port);
 }
 
-int hs_udp_probe(const char *host, int port) {
-    return path_dial(&g_probe, host, port);
+static int rudp_probe(hs_transport *t, const char *url) {
+    tr_rudp *r = (tr_rudp *)t;
+    char buf[512];
+    const char *host;
+    int port = 0;
+    if (parse_url(url, buf, sizeof buf, &host, &port) != 0)
+        return -1;
+    return path_dial(&r->probe, host, port);
 }
 
-void hs_udp_kick(void) {
+static void rudp_send(hs_transport *t) {
+    upath *u = &((tr_rudp *)t)->conn;
     /* From the loop, not from inside whoever queued a frame (it may be mid-stream). */
-    if (g_conn.ru && !uv_is_active((uv_handle_t *)&g_conn.kick))
-        uv_timer_start(&g_conn.kick, on_kick, 0, 0);
+    if (u->ru && !uv_is_active((uv_handle_t *)&u->kick))
+        uv_timer_start(&u->kick, on_kick, 0, 0);
 }
 
-void hs_udp_close(void) {
-    upath *u = &g_conn;
+static void rudp_close(hs_transport *t) {
+    upath *u = &((tr_rudp *)t)->conn;
     if (!u->active || u->closing)
         return;
     if (!u->ru) { /* still resolving or handshaking: nothing to flush */
@@ -340,57 +383,106 @@ void hs_udp_close(void) {
     }
     u->closing = 1;
     u->close_at = hs_now_ms() + CLOSE_LINGER_MS;
-    hs_udp_kick(); /* the GOAWAY, from the loop */
+    rudp_send(t); /* the GOAWAY, from the loop */
 }
 
-void hs_udp_flush_now(void) {
-    upath *u = &g_conn;
+static void rudp_flush_now(hs_transport *t) {
+    tr_rudp *r = (tr_rudp *)t;
+    upath *u = &r->conn;
     if (!u->ru)
         return;
-    hs_tunnel_fill(u->ru);
+    fill(r, u->ru);
     ssize_t n;
     /* Far enough in the future that jittered datagrams count as due: nothing waits now. */
-    while ((n = gp_rudp_output(u->ru, g_tx, sizeof g_tx, now_ns() + 1000000000ull)) > 0)
-        send_now(u, g_tx, (size_t)n);
+    while ((n = gp_rudp_output(u->ru, r->tx, sizeof r->tx, now_ns() + 1000000000ull)) > 0)
+        send_now(u, r->tx, (size_t)n);
 }
 
-void hs_udp_stop(void) {
-    path_reset(&g_conn);
-    path_reset(&g_probe);
-    if (g_timers) {
-        upath *paths[2] = {&g_conn, &g_probe};
+static void rudp_stop(hs_transport *t) {
+    tr_rudp *r = (tr_rudp *)t;
+    path_reset(&r->conn);
+    path_reset(&r->probe);
+    if (r->timers) {
+        upath *paths[2] = {&r->conn, &r->probe};
         for (int i = 0; i < 2; i++) {
             uv_close((uv_handle_t *)&paths[i]->timer, NULL);
             uv_close((uv_handle_t *)&paths[i]->kick, NULL);
         }
-        g_timers = 0;
+        r->timers = 0;
     }
 }
 
-void hs_udp_metrics(double *rtt_ms, double *loss, uint64_t *retransmits, uint64_t *fec_repaired) {
+static void rudp_free(hs_transport *t) {
+    free(t); /* after rudp_stop and the loop: nothing of it is in libuv's hands */
+}
+
+static void rudp_metrics(hs_transport *t, double *rtt_ms, double *loss, uint64_t *retransmits,
+                         uint64_t *fec_repaired) {
+    tr_rudp *r = (tr_rudp *)t;
     *rtt_ms = *loss = 0;
-    *retransmits = g_retx_gone;
-    *fec_repaired = g_fec_gone;
-    if (!g_conn.ru)
+    *retransmits = r->retx_gone;
+    *fec_repaired = r->fec_gone;
+    if (!r->conn.ru)
         return;
     gp_rudp_stats st;
-    gp_rudp_stats_get(g_conn.ru, &st);
+    gp_rudp_stats_get(r->conn.ru, &st);
     *rtt_ms = (double)st.rel.srtt_ns / 1e6;
     *loss = st.rel.loss_rate_tx > st.rel.loss_rate_rx ? st.rel.loss_rate_tx : st.rel.loss_rate_rx;
     *retransmits += st.rel.retransmits;
     *fec_repaired += st.rel.fec_repaired;
 }
 
-void hs_udp_stats(char *out, size_t cap) {
-    out[0] = '\0';
-    if (!g_conn.ru)
-        return;
-    gp_rudp_stats st;
-    gp_rudp_stats_get(g_conn.ru, &st);
-    snprintf(out, cap,
-             "srtt_ms=%.1f loss_tx=%.3f loss_rx=%.3f retransmits=%llu fec_repaired=%llu "
-             "cwnd=%llu",
-             (double)st.rel.srtt_ns / 1e6, st.rel.loss_rate_tx, st.rel.loss_rate_rx,
-             (unsigned long long)st.rel.retransmits, (unsigned long long)st.rel.fec_repaired,
-             (unsigned long long)st.rel.cwnd_bytes);
+/* "srtt_ms=... loss_tx=..." of the session (an empty line without one). */
+static void rudp_log_stats(hs_transport *t) {
+    tr_rudp *r = (tr_rudp *)t;
+    char out[256] = "";
+    if (r->conn.ru) {
+        gp_rudp_stats st;
+        gp_rudp_stats_get(r->conn.ru, &st);
+        snprintf(out, sizeof out,
+                 "srtt_ms=%.1f loss_tx=%.3f loss_rx=%.3f retransmits=%llu fec_repaired=%llu "
+                 "cwnd=%llu",
+                 (double)st.rel.srtt_ns / 1e6, st.rel.loss_rate_tx, st.rel.loss_rate_rx,
+                 (unsigned long long)st.rel.retransmits, (unsigned long long)st.rel.fec_repaired,
+                 (unsigned long long)st.rel.cwnd_bytes);
+    }
+    hs_log(HS_LOG_DEBUG, "rudp_stats", "%s", out);
+}
+
+static const char *rudp_label(hs_transport *t) {
+    (void)t;
+    return "rudp";
+}
+
+static const hs_transport_ops rudp_ops = {
+    .flags = HS_TR_AUTHENTICATES | HS_TR_UNORDERED,
+    .dial = rudp_dial,
+    .send = rudp_send,
+    .close = rudp_close,
+    .flush_now = rudp_flush_now,
+    .stop = rudp_stop,
+    .free = rudp_free,
+    .probe = rudp_probe,
+    .metrics = rudp_metrics,
+    .log_stats = rudp_log_stats,
+    .label = rudp_label,
+};
+
+hs_transport *hs_tr_rudp_new(hs_house *h, const hs_transport_up *up) {
+    tr_rudp *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->base.ops = &rudp_ops;
+    r->base.up = up;
+    r->h = h;
+    upath *paths[2] = {&r->conn, &r->probe};
+    for (int i = 0; i < 2; i++) {
+        paths[i]->r = r;
+        paths[i]->probe = i;
+        uv_timer_init(h->loop, &paths[i]->timer);
+        uv_timer_init(h->loop, &paths[i]->kick);
+        paths[i]->timer.data = paths[i]->kick.data = paths[i];
+    }
+    r->timers = 1;
+    return &r->base;
 }

@@ -1,0 +1,312 @@
+/* househost.c — gp-househost: N real houses in one process. Each is an hs_house running
+ * house/'s own code (tunnel core, ws/wss and rudp transports, libcurl upstream, replay cache),
+ * all on one libuv loop and one shared lws client context, so what it shows on the wire is
+ * what ghostport-house does. It is the proof that the house's state lives in its hs_house
+ * (no module keeps one of its own) and the base for gp-loadhouses to run the house's code
+ * instead of its own copy (tests/load/README.md says what that still needs).
+ *
+ *   gp-househost --bridge URL [--bridge URL...] (--upstream URL | --response-bytes B
+ *                [--delay-ms D]) [--log-level L] ID=SECRET...
+ *
+ * SECRET is the house's 64 hex digits. Every house uses the same bridges and default
+ * upstream; the other options take ghostport-house's defaults. With --response-bytes no
+ * upstream is called: an executor of this file (hs_exec, house/house.h) answers every request
+ * with 200, application/json and B bytes ({"house":..,"id":..,"exec":1} padded with spaces,
+ * as gp-loadhouses answers) after D ms; the tunnel, its replay cache included, is the
+ * house's. The log is ghostport-house's
+ * (one stream for all houses: its lines say house=). SIGTERM/SIGINT: every house stops as
+ * ghostport-house does, then exit 0. I/O side, test-only. */
+#include "../../house/house.h"
+
+#include <curl/curl.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BRIDGES 16
+
+static struct {
+    uv_loop_t loop;
+    struct lws_context *ctx; /* shared by every house's ws transport */
+    hs_house **houses;
+    size_t n;
+    char *bridges[MAX_BRIDGES];
+    size_t nbridges;
+    const char *upstream, *log_level;
+    long long response_bytes, delay_ms; /* response_bytes -1: call --upstream */
+    uv_signal_t sigint, sigterm;
+    uv_timer_t think;                  /* in-process answers due */
+    struct job *jobs_head, *jobs_tail; /* in due order: the delay is the same for all */
+    int stopping;
+} G;
+
+static void usage(void) {
+    fprintf(stderr, "usage: gp-househost --bridge URL [--bridge URL...] (--upstream URL | "
+                    "--response-bytes B [--delay-ms D]) [--log-level L] ID=SECRET...\n");
+}
+
+/* --- the in-process executor (--response-bytes) ----------------------------------------- */
+
+typedef struct job {
+    struct job *next, *prev;
+    hs_house *h;
+    hs_stream *s;
+    uint64_t due;
+} job;
+
+static void job_unlink(job *j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        G.jobs_head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        G.jobs_tail = j->prev;
+}
+
+static void answer(job *j) {
+    const hs_request *r = hs_stream_request(j->s);
+    size_t n = (size_t)G.response_bytes;
+    char *b = malloc(n + 1);
+    if (!b) {
+        hs_stream_head(j->s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
+        hs_stream_upstream_done(j->s, "failed");
+        return;
+    }
+    int w = snprintf(b, n + 1, "{\"house\":\"%s\",\"id\":\"%s\",\"exec\":1}", j->h->cfg.id,
+                     r->frame_id);
+    if (w >= 0 && (size_t)w < n)
+        memset(b + w, ' ', n - (size_t)w);
+    gp_header ct = {GP_STR_LIT("content-type"), GP_STR_LIT("application/json")};
+    hs_stream_head(j->s, 200, &ct, 1, "", "", n, n == 0);
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < GP_BODY_CHUNK ? n - off : GP_BODY_CHUNK;
+        hs_stream_body(j->s, ct.value, (const uint8_t *)b + off, k, off + k == n);
+        off += k;
+    }
+    free(b);
+    hs_stream_upstream_done(j->s, "ok");
+}
+
+static void on_think(uv_timer_t *t) {
+    (void)t;
+    uint64_t now = hs_now_ms();
+    while (G.jobs_head && G.jobs_head->due <= now) {
+        job *j = G.jobs_head;
+        job_unlink(j);
+        answer(j);
+        free(j);
+    }
+    if (G.jobs_head)
+        uv_timer_start(&G.think, on_think, G.jobs_head->due - now, 0);
+}
+
+static int x_check(void *ud, hs_request *r, uint16_t *status, const char **error,
+                   const char **message) {
+    (void)ud, (void)status, (void)error, (void)message;
+    r->base_url = "in-process";
+    return 0;
+}
+
+/* Answered from the loop, never from inside start: the tunnel holds the transfer once start
+ * has returned it. */
+static hs_xfer *x_start(void *ud, hs_stream *s) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
+        return NULL;
+    }
+    j->h = ud;
+    j->s = s;
+    j->due = hs_now_ms() + (uint64_t)G.delay_ms;
+    j->prev = G.jobs_tail;
+    if (G.jobs_tail)
+        G.jobs_tail->next = j;
+    else
+        G.jobs_head = j;
+    G.jobs_tail = j;
+    if (G.jobs_head == j)
+        uv_timer_start(&G.think, on_think, (uint64_t)G.delay_ms, 0);
+    return (hs_xfer *)j;
+}
+
+static void x_abort(void *ud, hs_xfer *x) {
+    (void)ud;
+    job_unlink((job *)x);
+    free(x);
+}
+
+static void x_resume(void *ud) {
+    (void)ud; /* answers are queued whole: nothing waits for room */
+}
+
+static const hs_exec in_process = {x_check, x_start, x_abort, x_resume};
+
+static void house_free(hs_house *h) {
+    if (!h)
+        return;
+    hs_tunnel_free(h->tunnel);
+    hs_upstream_free(h->upstream);
+    hs_journal_close(h->journal);
+    hs_cache_free(h->cache);
+    free(h->cfg.id);
+    sodium_memzero(h->secret, sizeof h->secret);
+    free(h);
+}
+
+/* One house with ghostport-house's defaults; NULL with a message on stderr. */
+static hs_house *house_new(const char *spec) {
+    const char *eq = strchr(spec, '=');
+    hs_house *h = calloc(1, sizeof *h);
+    if (!h || !eq)
+        goto bad;
+    h->loop = &G.loop;
+    h->ws_ctx = G.ctx;
+    hs_config *c = &h->cfg;
+    c->id = strndup(spec, (size_t)(eq - spec));
+    if (!c->id || !gp_house_id_valid(gp_str_c(c->id)) || gp_secret_from_hex(eq + 1, h->secret))
+        goto bad;
+    c->upstream = (char *)G.upstream;
+    c->bridges = G.bridges;
+    c->nbridges = G.nbridges;
+    c->max_body = 8388608;
+    c->max_response = 67108864;
+    c->max_conns = 64;
+    c->reconnect_max_ms = 30000;
+    c->rudp_probe_ms = 30000;
+    c->admin_listen = -1;
+    h->cache = hs_cache_new();
+    char err[256] = "";
+    h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, sizeof err) : NULL;
+    if (G.response_bytes >= 0) {
+        h->exec = &in_process;
+        h->exec_ud = h;
+    } else {
+        h->exec = &hs_upstream_exec;
+        h->exec_ud = h->upstream = h->journal ? hs_upstream_new(h) : NULL;
+    }
+    h->tunnel = h->journal && h->exec_ud ? hs_tunnel_new(h) : NULL;
+    if (!h->tunnel) {
+        fprintf(stderr, "gp-househost: out of memory\n");
+        house_free(h);
+        return NULL;
+    }
+    return h;
+bad:
+    fprintf(stderr, "gp-househost: \"%s\" is not ID=SECRET (64 hex digits)\n", spec);
+    house_free(h);
+    return NULL;
+}
+
+/* As ghostport-house on SIGTERM, for every house; then the shared context goes, which
+ * closes the connections still open. */
+static void stop_all(void) {
+    if (G.stopping)
+        return;
+    G.stopping = 1;
+    for (size_t i = 0; i < G.n; i++) {
+        hs_house *h = G.houses[i];
+        h->stopping = 1;
+        if (h->tunnel)
+            hs_tunnel_stop(h->tunnel);
+        hs_upstream_stop(h->upstream);
+    }
+    if (G.ctx)
+        lws_context_destroy(G.ctx);
+    uv_close((uv_handle_t *)&G.think, NULL);
+    uv_close((uv_handle_t *)&G.sigint, NULL);
+    uv_close((uv_handle_t *)&G.sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    (void)s;
+    hs_log(HS_LOG_INFO, "shutdown", "signal=%s houses=%zu", signum == SIGINT ? "SIGINT" : "SIGTERM",
+           G.n);
+    stop_all();
+}
+
+static int parse_args(int argc, char **argv) {
+    G.log_level = "info";
+    G.response_bytes = -1;
+    G.houses = calloc((size_t)argc, sizeof *G.houses);
+    if (!G.houses)
+        return -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has_value = i + 1 < argc;
+        if (strcmp(a, "--bridge") == 0 && has_value && G.nbridges < MAX_BRIDGES)
+            G.bridges[G.nbridges++] = argv[++i];
+        else if (strcmp(a, "--upstream") == 0 && has_value)
+            G.upstream = argv[++i];
+        else if (strcmp(a, "--log-level") == 0 && has_value)
+            G.log_level = argv[++i];
+        else if (strcmp(a, "--response-bytes") == 0 && has_value)
+            G.response_bytes = strtoll(argv[++i], NULL, 10);
+        else if (strcmp(a, "--delay-ms") == 0 && has_value)
+            G.delay_ms = strtoll(argv[++i], NULL, 10);
+        else if (strncmp(a, "--", 2) == 0)
+            return -1;
+        else
+            G.n++;
+    }
+    int exec_ok = (G.upstream != NULL) != (G.response_bytes >= 0) &&
+                  G.response_bytes <= (1LL << 30) && G.delay_ms >= 0;
+    return G.nbridges && exec_ok && G.n && hs_log_parse_level(G.log_level) >= 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+    if (gp_auth_init() != 0 || parse_args(argc, argv) != 0) {
+        usage();
+        return 2;
+    }
+    hs_log_set_level(hs_log_parse_level(G.log_level));
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    uv_loop_init(&G.loop);
+    G.ctx = hs_ws_context_new(&G.loop, NULL, &G.ctx);
+    int rc = G.ctx ? 0 : 1;
+    size_t made = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        if (strncmp(argv[i], "--", 2) == 0) {
+            i++;
+            continue;
+        }
+        if (!(G.houses[made] = house_new(argv[i])))
+            rc = 2;
+        else
+            made++;
+    }
+    G.n = made;
+    uv_timer_init(&G.loop, &G.think);
+    uv_signal_init(&G.loop, &G.sigint);
+    uv_signal_init(&G.loop, &G.sigterm);
+    uv_signal_start(&G.sigint, on_signal, SIGINT);
+    uv_signal_start(&G.sigterm, on_signal, SIGTERM);
+    hs_log(HS_LOG_INFO, "starting", "houses=%zu bridges=%zu upstream=%s", G.n, G.nbridges,
+           hs_qs(G.upstream));
+    for (size_t i = 0; i < G.n && rc == 0; i++)
+        if (hs_tunnel_start(G.houses[i]->tunnel) != 0)
+            rc = 1;
+    if (rc != 0)
+        stop_all();
+    uv_run(&G.loop, UV_RUN_DEFAULT);
+    /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
+    for (size_t i = 0; i < G.n; i++)
+        hs_tunnel_final(G.houses[i]->tunnel);
+    if (G.ctx)
+        lws_context_destroy(G.ctx);
+    uv_run(&G.loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < G.n; i++)
+        house_free(G.houses[i]);
+    free(G.houses);
+    if (uv_loop_close(&G.loop) != 0)
+        hs_log(HS_LOG_WARN, "loop_not_empty", NULL);
+    curl_global_cleanup();
+    hs_log(HS_LOG_INFO, "stopped", NULL);
+    return rc;
+}
