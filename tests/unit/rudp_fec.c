@@ -127,6 +127,7 @@ Test(rudp_fec, closing_a_block_picks_the_target_by_kind) {
     cr_assert_eq(t.L, 2 + sizeof pkt);
     cr_assert_eq(gp_fec_tx_close(&t, 1, 0.3, 1), 12, "a burst's tail aims at 5%%");
     cr_assert(!t.open && t.closing);
+    gp_fec_tx_free(&t);
 
     gp_fec_tx_init(&t, MP);
     for (unsigned j = 0; j < 16; j++)
