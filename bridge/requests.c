@@ -3,11 +3,12 @@
  * reply entries; every entry ends with exactly one final reply, then an acknowledgement
  * under the house's fencing epoch. I/O side (Redis + the tunnel), parsing is local.
  *
- * Order on completion (DESIGN.md): XADD the reply, and only once Redis has confirmed it,
- * XACK+XDEL in a Lua script that first checks the epoch is still ours. A crash in between
- * gives a duplicate reply, never a lost one. A reply whose write was lost (timeout,
- * disconnect) is not acknowledged: the entry stays pending and is delivered again. */
+ * The reply writer and the settling table (reply entries, the ack only after Redis
+ * confirmed them, the recent list) are the core in reqcore.c, without globals; this file
+ * builds it with the daemon's Redis, clocks and stats (replies()). The in-flight table,
+ * body round robin, response chunking and deadlines are still here, on their br_conn. */
 #include "bridge.h"
+#include "reqcore.h"
 #include "store_reply.h"
 #include "store_req.h"
 
@@ -17,92 +18,89 @@
 #include <string.h>
 #include <strings.h>
 
-#define REPLY_MAXLEN "1000"
-
-/* The acknowledgement and reply scripts, with their KEYS and ARGV: store_req.h,
+/* The core's scripts (reqcore.h's br_rs_script), with their KEYS and ARGV: store_req.h,
  * store_reply.h. */
-static br_script s_ack = {GP_LUA_REQ_ACK, ""};
-
-static br_script s_ack_unheld = {GP_LUA_REQ_ACK_UNHELD, ""};
-
-static br_script s_reply = {GP_LUA_REPLY_ADD, ""};
-
-static br_script s_reply_drop = {GP_LUA_REPLY_DROP, ""};
+static br_script s_scripts[] = {
+    [BR_RS_ACK] = {GP_LUA_REQ_ACK, ""},
+    [BR_RS_ACK_UNHELD] = {GP_LUA_REQ_ACK_UNHELD, ""},
+    [BR_RS_REPLY] = {GP_LUA_REPLY_ADD, ""},
+    [BR_RS_REPLY_DROP] = {GP_LUA_REPLY_DROP, ""},
+};
 
 void br_req_load_scripts(void) {
-    br_db_load_script(g_br.db, &s_ack);
-    br_db_load_script(g_br.db, &s_ack_unheld);
-    br_db_load_script(g_br.db, &s_reply);
-    br_db_load_script(g_br.db, &s_reply_drop);
+    for (size_t i = 0; i < sizeof s_scripts / sizeof s_scripts[0]; i++)
+        br_db_load_script(g_br.db, &s_scripts[i]);
 }
 
-/* --- replies ---------------------------------------------------------------------------- */
+/* --- the reply writer (reqcore.c) with the daemon's Redis, clocks and stats -------------- */
 
-/* One reply being written: shared by the XADD callbacks of its entries (refcounted), so it
- * outlives the request and even the connection. */
-typedef struct br_reply {
-    struct br_reply *snext; /* settling table */
-    int refs, lost, failed, final_sent;
-    unsigned outstanding;
-    char house[GP_MAX_HOUSE_ID + 1];
-    char reqkey[GP_KEY_MAX], fencekey[GP_KEY_MAX]; /* epoch key, or state key (janitor) */
-    char *holder;                                  /* NULL: ack under `epoch` */
-    uint64_t epoch;
-    char entry_id[48];
-    char *key; /* NULL: no reply wanted */
-    size_t keylen;
-    char *frame_id, *headers, *error, *message;
-    unsigned status;
-    /* for the metrics and the house's recent requests */
-    char *method, *path;
-    uint64_t fwd_ns, done_ns; /* uv_hrtime: forwarded (0: never), final reply issued */
-    uint64_t done_redis_ms;   /* Redis clock ms of the final reply */
-} br_reply;
-
-/* Replies written or being written whose entry is not yet acknowledged, by (house, entry id):
- * the entry is still in the pending list meanwhile, and a pending rescan must not deliver it
- * again (the producer would get the same reply twice without any crash). */
-#define SETTLE_BUCKETS 1024u
-static br_reply *g_settling[SETTLE_BUCKETS];
-
-static unsigned settle_hash(const char *house, const char *entry_id) {
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (const char *p = house; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    for (const char *p = entry_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % SETTLE_BUCKETS;
+static int op_eval(void *ud, br_rs_script s, int nkeys, const br_args *a, br_redis_fn fn,
+                   void *fnud) {
+    (void)ud;
+    return br_db_eval(g_br.db, &s_scripts[s], fn, fnud, nkeys, a);
 }
 
-static void settle_remove(br_reply *rp) {
-    br_reply **pp = &g_settling[settle_hash(rp->house, rp->entry_id)];
-    while (*pp && *pp != rp)
-        pp = &(*pp)->snext;
-    if (*pp)
-        *pp = rp->snext;
+static uint64_t op_now_ns(void *ud) {
+    (void)ud;
+    return uv_hrtime();
 }
 
-static int settling(const char *house, const char *entry_id) {
-    for (br_reply *rp = g_settling[settle_hash(house, entry_id)]; rp; rp = rp->snext)
-        if (strcmp(rp->entry_id, entry_id) == 0 && strcmp(rp->house, house) == 0)
-            return 1;
-    return 0;
+static uint64_t op_now_redis_ms(void *ud) {
+    (void)ud;
+    return br_now_redis();
 }
 
-static void reply_unref(br_reply *rp) {
-    if (!rp || --rp->refs > 0)
-        return;
-    settle_remove(rp);
-    g_br.replies_live--;
-    free(rp->holder);
-    free(rp->key);
-    free(rp->frame_id);
-    free(rp->headers);
-    free(rp->error);
-    free(rp->message);
-    free(rp->method);
-    free(rp->path);
-    free(rp);
+static void op_fenced(void *ud, const char *house, uint64_t epoch) {
+    (void)ud;
+    br_house_fenced(house, epoch);
+}
+
+static void op_final(void *ud, const char *house, uint64_t epoch, unsigned status, int is_error,
+                     uint64_t fwd_ns) {
+    (void)ud;
+    br_stats_reply(house, epoch, status, is_error, fwd_ns);
+}
+
+static void op_reply_failed(void *ud, const char *reason) {
+    (void)ud;
+    gp_metric_inc(g_bm.reply_failures, reason);
+}
+
+static void op_live(void *ud, unsigned n) {
+    (void)ud;
+    g_br.replies_live = n;
+}
+
+static const br_replies_ops s_ops = {op_eval,  op_now_ns,       op_now_redis_ms, op_fenced,
+                                     op_final, op_reply_failed, op_live};
+static br_replies *s_replies;
+
+/* The writer, its settings refreshed from the configuration (--recent is [SIGHUP]). Made on
+ * first use; a few KiB that cannot fail to be allocated at startup in practice. */
+static br_replies *replies(void) {
+    br_replies_cfg cfg = {g_br.cfg.prefix, g_br.cfg.recent, g_br.cfg.reply_ttl};
+    if (!s_replies) {
+        s_replies = br_replies_new(&cfg, &s_ops, NULL);
+        if (!s_replies)
+            abort();
+    } else {
+        br_replies_set_cfg(s_replies, &cfg);
+    }
+    return s_replies;
+}
+
+/* c: the holding connection (ack under its epoch), or NULL with holder set (janitor). key:
+ * the reply key, checked (br_entry_reply_key), or NULL: no reply is written. */
+static br_reply *reply_new(const br_conn *c, const char *house, const char *reqkey,
+                           const char *entry_id, gp_str frame_id, const char *key,
+                           const char *holder) {
+    char fencekey[GP_KEY_MAX];
+    if (c)
+        snprintf(fencekey, sizeof fencekey, "%s", c->epochkey);
+    else
+        gp_key_state(fencekey, g_br.cfg.prefix, house);
+    return br_reply_new(replies(), house, reqkey, entry_id, frame_id, key, fencekey,
+                        c ? c->epoch : 0, c ? NULL : (holder ? holder : ""));
 }
 
 static char *dupn(const void *p, size_t n) {
@@ -115,223 +113,12 @@ static char *dupn(const void *p, size_t n) {
     return s;
 }
 
-/* c: the holding connection (ack under its epoch), or NULL with holder set (janitor). key:
- * the reply key, checked (br_entry_reply_key), or NULL: no reply is written. */
-static br_reply *reply_new(const br_conn *c, const char *house, const char *reqkey,
-                           const char *entry_id, gp_str frame_id, const char *key,
-                           const char *holder) {
-    br_reply *rp = calloc(1, sizeof *rp);
-    if (!rp)
-        return NULL;
-    rp->refs = 1;
-    g_br.replies_live++;
-    snprintf(rp->house, sizeof rp->house, "%s", house);
-    snprintf(rp->reqkey, sizeof rp->reqkey, "%s", reqkey);
-    snprintf(rp->entry_id, sizeof rp->entry_id, "%s", entry_id);
-    unsigned b = settle_hash(rp->house, rp->entry_id);
-    rp->snext = g_settling[b];
-    g_settling[b] = rp;
-    if (c) {
-        snprintf(rp->fencekey, sizeof rp->fencekey, "%s", c->epochkey);
-        rp->epoch = c->epoch;
-    } else {
-        gp_key_state(rp->fencekey, g_br.cfg.prefix, house);
-        rp->holder = strdup(holder ? holder : "");
-    }
-    rp->frame_id = dupn(frame_id.p, frame_id.len);
-    if (key) {
-        rp->keylen = strlen(key);
-        rp->key = dupn(key, rp->keylen);
-    }
-    if (!rp->frame_id || (key && !rp->key) || (!c && !rp->holder)) {
-        reply_unref(rp);
-        return NULL;
-    }
-    return rp;
-}
-
 /* At most this much of a path goes into the recent list (it is for people to read). */
 #define RECENT_PATH_MAX 200
-#define RECENT_METHOD_MAX 40
 
-/* The first max + 1 bytes of s: enough for recent_json to see that it must cut. */
+/* The first max + 1 bytes of s: enough for the recent line (reqcore.c) to see that it must cut. */
 static char *dup_clip(gp_str s, size_t max) {
     return dupn(s.p, s.len <= max ? s.len : max + 1);
-}
-
-/* What the recent list says about the request: method, path, when it was forwarded. */
-static void reply_meta(br_reply *rp, gp_str method, gp_str path, uint64_t fwd_ns) {
-    free(rp->method);
-    free(rp->path);
-    rp->method = dup_clip(method, RECENT_METHOD_MAX);
-    rp->path = dup_clip(path, RECENT_PATH_MAX);
-    rp->fwd_ns = fwd_ns;
-}
-
-static void reply_set(br_reply *rp, unsigned status, const char *headers, gp_str error,
-                      gp_str message) {
-    rp->status = status;
-    free(rp->headers);
-    free(rp->error);
-    free(rp->message);
-    rp->headers = strdup(headers ? headers : "{}");
-    rp->error = error.len ? dupn(error.p, error.len) : NULL;
-    rp->message = message.len ? dupn(message.p, message.len) : NULL;
-}
-
-static void on_ack(redisReply *rep, void *ud) {
-    br_reply *rp = ud;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
-        if (!rp->holder)
-            br_house_fenced(rp->house, rp->epoch);
-        br_log(BR_LOG_INFO, "ack_refused", "house=%s entry=%s reason=%s", rp->house, rp->entry_id,
-               rp->holder ? "house_now_held" : "fenced");
-    } else if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        br_log(BR_LOG_WARN, "ack_failed", "house=%s entry=%s err=%s", rp->house, rp->entry_id,
-               br_qs(rep ? rep->str : "redis unavailable"));
-    }
-    reply_unref(rp);
-}
-
-static json_t *json_bytes(gp_str s);
-
-/* Each text field of a recent entry is cut to at most this many bytes (marker included):
- * an invalid request may carry a 1 MiB method, a house a 64 KiB error, and the list is kept
- * a week and sent on every dashboard poll. A whole entry stays under 1 KiB. */
-#define RECENT_ID_MAX 200
-#define RECENT_ERROR_MAX 80
-
-/* s (NULL: "") as a JSON string of at most max bytes, cut with BR_CLIP_MARK. */
-static json_t *jstr(const char *s, size_t max) {
-    if (!s)
-        return json_string("");
-    size_t len = strlen(s), n = br_clip_len(s, len, max);
-    if (n == len)
-        return json_bytes((gp_str){(const uint8_t *)s, len});
-    char buf[256];
-    n = n < sizeof buf - 4 ? n : sizeof buf - 4;
-    memcpy(buf, s, n);
-    memcpy(buf + n, BR_CLIP_MARK, 3);
-    return json_bytes((gp_str){(const uint8_t *)buf, n + 3});
-}
-
-/* The entry of the house's recent list: {"ts_ms","id","method","path","status","ms","error"}
- * (bridge/ADMIN.md). NULL when there is none to keep (no status: an entry that vanished). */
-static char *recent_json(const br_reply *rp) {
-    if (!rp->status || g_br.cfg.recent <= 0)
-        return NULL;
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "ts_ms", json_integer((json_int_t)rp->done_redis_ms));
-    json_object_set_new(o, "id", jstr(rp->frame_id, RECENT_ID_MAX));
-    json_object_set_new(o, "method", jstr(rp->method, RECENT_METHOD_MAX));
-    json_object_set_new(o, "path", jstr(rp->path, RECENT_PATH_MAX));
-    json_object_set_new(o, "status", json_integer(rp->status));
-    json_object_set_new(
-        o, "ms", json_integer(rp->fwd_ns ? (json_int_t)((rp->done_ns - rp->fwd_ns) / 1000000) : 0));
-    json_object_set_new(o, "error", jstr(rp->error, RECENT_ERROR_MAX));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
-static void reply_ack(br_reply *rp) {
-    char recent[GP_KEY_MAX];
-    gp_key_recent(recent, g_br.cfg.prefix, rp->house);
-    char *line = recent_json(rp);
-    br_args a;
-    br_args_init(&a);
-    br_args_str(&a, rp->fencekey);
-    br_args_str(&a, rp->reqkey);
-    br_args_str(&a, recent);
-    if (rp->holder)
-        br_args_str(&a, rp->holder);
-    else
-        br_args_u64(&a, rp->epoch);
-    br_args_str(&a, GP_GROUP);
-    br_args_str(&a, rp->entry_id);
-    br_args_str(&a, line ? line : "");
-    br_args_u64(&a, line ? (uint64_t)g_br.cfg.recent : 0);
-    rp->refs++;
-    if (br_db_eval(g_br.db, rp->holder ? &s_ack_unheld : &s_ack, on_ack, rp, 3, &a) != 0)
-        reply_unref(rp);
-    free(line);
-}
-
-static void reply_done(br_reply *rp) {
-    if (rp->lost) {
-        /* Not acknowledged: the entry stays pending and is delivered again. */
-        br_log(BR_LOG_WARN, "reply_lost", "house=%s entry=%s id=%s", rp->house, rp->entry_id,
-               br_qs(rp->frame_id));
-        return;
-    }
-    reply_ack(rp);
-}
-
-static void on_xadd(redisReply *rep, void *ud) {
-    br_reply *rp = ud;
-    rp->outstanding--;
-    if (!rep) {
-        rp->lost = 1;
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        /* A permanent refusal (the key holds something else, …): retrying cannot help, so the
-         * entry is still acknowledged below, loudly. */
-        int wrong_type = br_reply_is_error(rep, "WRONGTYPE");
-        rp->failed = 1;
-        gp_metric_inc(g_bm.reply_failures, wrong_type ? "wrong_type" : "error");
-        br_log(BR_LOG_ERROR, "reply_failed", "house=%s entry=%s id=%s key=%s reason=%s err=%s",
-               rp->house, rp->entry_id, br_qs(rp->frame_id), br_q(rp->key, rp->keylen),
-               wrong_type ? "wrong_type" : "error", br_qs(rep->str));
-    }
-    if (rp->final_sent && rp->outstanding == 0)
-        reply_done(rp);
-    reply_unref(rp);
-}
-
-/* Appends one entry (final or not) to the reply stream and refreshes its TTL (s_reply). */
-static void reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final) {
-    if (final && !rp->final_sent) {
-        rp->done_ns = uv_hrtime();
-        rp->done_redis_ms = br_now_redis();
-        if (rp->status) /* 0: an entry that vanished, no reply */
-            br_stats_reply(rp->house, rp->holder ? 0 : rp->epoch, rp->status, rp->error != NULL,
-                           rp->fwd_ns);
-    }
-    if (final)
-        rp->final_sent = 1;
-    if (!rp->key) {
-        if (final && rp->outstanding == 0)
-            reply_done(rp);
-        return;
-    }
-    char status[8];
-    snprintf(status, sizeof status, "%u", rp->status);
-    br_args a;
-    br_args_init(&a);
-    br_args_bin(&a, rp->key, rp->keylen);
-    br_args_str(&a, REPLY_MAXLEN);
-    br_args_u64(&a, (uint64_t)g_br.cfg.reply_ttl * 1000);
-    br_args_str(&a, "id");
-    br_args_str(&a, rp->frame_id);
-    br_args_str(&a, "status");
-    br_args_str(&a, status);
-    br_args_str(&a, "headers");
-    br_args_str(&a, rp->headers ? rp->headers : "{}");
-    br_args_str(&a, "body");
-    br_args_bin(&a, body, len);
-    br_args_str(&a, "final");
-    br_args_str(&a, final ? "1" : "0");
-    if (rp->error) {
-        br_args_str(&a, "error");
-        br_args_str(&a, rp->error);
-        br_args_str(&a, "message");
-        br_args_str(&a, rp->message ? rp->message : "");
-    }
-    rp->refs++;
-    rp->outstanding++;
-    if (br_db_eval(g_br.db, &s_reply, on_xadd, rp, 1, &a) != 0)
-        on_xadd(NULL, rp);
 }
 
 /* The invalid-request counter's reason for an error reply of ours (NULL: not one). */
@@ -367,14 +154,14 @@ void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_
            en->entry_id, br_q((const char *)en->id.p, en->id.len), status, error, br_qs(message));
     if (!rp)
         return; /* out of memory: the entry stays pending and comes back */
-    reply_meta(rp, en->method, en->path, 0);
-    reply_set(rp, (unsigned)status, "{}", gp_str_c(error), gp_str_c(message));
-    reply_entry(rp, NULL, 0, 1);
-    reply_unref(rp);
+    br_reply_meta(rp, en->method, en->path, 0);
+    br_reply_set(rp, (unsigned)status, "{}", gp_str_c(error), gp_str_c(message));
+    br_reply_entry(rp, NULL, 0, 1);
+    br_reply_unref(rp);
 }
 
 int br_reply_settling(const char *house, const char *entry_id) {
-    return settling(house, entry_id);
+    return br_replies_settling(replies(), house, entry_id);
 }
 
 /* --- requests in flight ----------------------------------------------------------------- */
@@ -383,7 +170,7 @@ int br_req_in_flight(const br_conn *c, const char *entry_id) {
     for (const br_req *r = c->reqs; r; r = r->next)
         if (strcmp(r->entry_id, entry_id) == 0)
             return 1;
-    return settling(c->house, entry_id);
+    return br_replies_settling(replies(), c->house, entry_id);
 }
 
 static br_req *find(br_conn *c, uint32_t stream) {
@@ -428,18 +215,9 @@ static void req_free(br_conn *c, br_req *r) {
     if (r->next)
         r->next->prev = r->prev;
     c->ninflight--;
-    if (r->out) {
-        br_reply *rp = r->out;
-        if (!rp->final_sent && rp->key) {
-            /* Abandoned mid-stream (house gone): drop the partial reply, the entry stays
-             * pending and the redelivery writes the whole reply again. */
-            br_args a;
-            br_args_init(&a);
-            br_args_bin(&a, rp->key, rp->keylen);
-            br_db_eval(g_br.db, &s_reply_drop, NULL, NULL, 1, &a);
-        }
-        reply_unref(rp);
-    }
+    /* Abandoned mid-stream (house gone): the core drops the partial reply, the entry stays
+     * pending and the redelivery writes the whole reply again. */
+    br_reply_abandon(r->out);
     free(r->frame_id);
     free(r->reply_key);
     free(r->method);
@@ -581,8 +359,8 @@ void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
             br_reply *rp =
                 reply_new(c, c->house, c->reqkey, en.entry_id, gp_str_c(en.entry_id), NULL, NULL);
             if (rp) {
-                reply_entry(rp, NULL, 0, 1);
-                reply_unref(rp);
+                br_reply_entry(rp, NULL, 0, 1);
+                br_reply_unref(rp);
             }
             continue;
         }
@@ -651,22 +429,6 @@ int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint
 
 /* --- responses in ------------------------------------------------------------------------ */
 
-/* JSON strings must be UTF-8; header bytes from the wire need not be. */
-static json_t *json_bytes(gp_str s) {
-    json_t *j = json_stringn((const char *)s.p, s.len);
-    if (j)
-        return j;
-    char *t = dupn(s.p, s.len);
-    if (!t)
-        return NULL;
-    for (size_t i = 0; i < s.len; i++)
-        if ((unsigned char)t[i] >= 0x80 || t[i] == '\0')
-            t[i] = '?';
-    j = json_stringn(t, s.len);
-    free(t);
-    return j;
-}
-
 static char *headers_to_json(const gp_header *h, size_t n) {
     json_t *o = json_object();
     if (!o)
@@ -680,8 +442,8 @@ static char *headers_to_json(const gp_header *h, size_t n) {
             continue; /* the house never sends such a name; drop rather than truncate */
         for (size_t j = 0; j < nm.len; j++)
             lname[j] = (char)tolower(nm.p[j]);
-        json_t *name = json_bytes((gp_str){(const uint8_t *)lname, nm.len});
-        json_t *val = json_bytes(h[i].value);
+        json_t *name = br_json_bytes((gp_str){(const uint8_t *)lname, nm.len});
+        json_t *val = br_json_bytes(h[i].value);
         if (!name || !val) {
             json_decref(name);
             json_decref(val);
@@ -717,8 +479,9 @@ static br_reply *req_reply(br_conn *c, br_req *r) {
         r->out = reply_new(c, c->house, c->reqkey, r->entry_id, gp_str_c(r->frame_id), r->reply_key,
                            NULL);
         if (r->out) {
-            reply_meta(r->out, gp_str_c(r->method), gp_str_c(r->path), r->fwd_ns);
-            reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error), gp_str_c(r->message));
+            br_reply_meta(r->out, gp_str_c(r->method), gp_str_c(r->path), r->fwd_ns);
+            br_reply_set(r->out, r->status, r->headers_json, gp_str_c(r->error),
+                         gp_str_c(r->message));
         }
     }
     return r->out;
@@ -727,7 +490,7 @@ static br_reply *req_reply(br_conn *c, br_req *r) {
 static void finish(br_conn *c, br_req *r) {
     br_reply *rp = req_reply(c, r);
     if (rp)
-        reply_entry(rp, r->rbuf, r->rlen, 1);
+        br_reply_entry(rp, r->rbuf, r->rlen, 1);
     br_log(BR_LOG_DEBUG, "request_done", "house=%s entry=%s id=%s status=%u", c->house, r->entry_id,
            br_qs(r->frame_id), r->status);
     req_done(c, r);
@@ -868,7 +631,7 @@ void br_req_frame(br_conn *c, const gp_frame *f) {
         size_t off = 0;
         while (r->rlen - off >= chunk) {
             if (rp)
-                reply_entry(rp, r->rbuf + off, chunk, 0);
+                br_reply_entry(rp, r->rbuf + off, chunk, 0);
             off += chunk;
         }
         memmove(r->rbuf, r->rbuf + off, r->rlen - off);
@@ -879,7 +642,7 @@ void br_req_frame(br_conn *c, const gp_frame *f) {
         br_reply *rp = r->reply_key ? req_reply(c, r) : NULL;
         size_t off = 0;
         while (rp && r->rlen - off > chunk) {
-            reply_entry(rp, r->rbuf + off, chunk, 0);
+            br_reply_entry(rp, r->rbuf + off, chunk, 0);
             off += chunk;
         }
         memmove(r->rbuf, r->rbuf + off, r->rlen - off);
@@ -909,9 +672,9 @@ void br_req_deadlines(br_conn *c, uint64_t now) {
             return; /* the send failed and closed the conn, freeing every request */
         br_reply *rp = req_reply(c, r);
         if (rp) {
-            reply_set(rp, 504, "{}", GP_STR_LIT("timeout"),
-                      GP_STR_LIT("the house did not answer before the deadline"));
-            reply_entry(rp, NULL, 0, 1);
+            br_reply_set(rp, 504, "{}", GP_STR_LIT("timeout"),
+                         GP_STR_LIT("the house did not answer before the deadline"));
+            br_reply_entry(rp, NULL, 0, 1);
         }
         req_done(c, r);
     }
