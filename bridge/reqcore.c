@@ -495,6 +495,13 @@ br_req *br_reqtab_body_head(const br_reqtab *t) {
     return t->body_head;
 }
 
+long long br_reqtab_room(const br_reqtab *t, long long max_inflight, long long max_bytes) {
+    long long cap = max_inflight - (long long)(t ? t->ninflight : 0);
+    if (cap <= 0 || (long long)(t ? t->inflight_bytes : 0) >= max_bytes)
+        return 0;
+    return cap;
+}
+
 int br_reqtab_in_flight(const br_reqtab *t, const char *entry_id) {
     for (const br_req *r = t->reqs; r; r = r->next)
         if (strcmp(r->entry_id, entry_id) == 0)

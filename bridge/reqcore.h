@@ -144,6 +144,10 @@ void br_reqtab_deadlines(br_reqtab *t, uint64_t now);
 /* The next REQ_BODY frame (round robin between bodies), compressed into scratch when it
  * pays. 0: none. *spent: a body buffer to free once f is encoded (or NULL). */
 int br_reqtab_next_body(br_reqtab *t, gp_frame *f, uint8_t *scratch, size_t cap, uint8_t **spent);
+/* Backpressure: how many more entries may be read (max_inflight less those in flight), 0 when
+ * full or when the bodies held reach max_bytes: a house that does not keep up leaves its
+ * backlog in Redis, never in our memory. t NULL: an empty table. */
+long long br_reqtab_room(const br_reqtab *t, long long max_inflight, long long max_bytes);
 int br_reqtab_in_flight(const br_reqtab *t, const char *entry_id); /* or settling */
 unsigned br_reqtab_count(const br_reqtab *t);
 size_t br_reqtab_bytes(const br_reqtab *t);          /* request body bytes held */

@@ -679,6 +679,33 @@ Test(reqtab, counters_for_backpressure) {
     cr_assert_eq(H.rooms, 3);
 }
 
+Test(reqtab, max_inflight_and_max_inflight_bytes_stop_reading) {
+    cr_assert_eq(br_reqtab_room(NULL, 3, 1024), 3, "no table yet: all the room");
+    cr_assert_eq(br_reqtab_room(T, 3, 1024), 3);
+    get("1700000000000-0", "r1", T0);
+    get("1700000000000-1", "r2", T0);
+    cr_assert_eq(br_reqtab_room(T, 3, 1024), 1);
+    cr_assert_eq(br_reqtab_room(T, 2, 1024), 0, "max-inflight reached");
+    char body[2000];
+    memset(body, 'z', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    const char *kv[] = {"method", "POST", "path", "/u", "body", body, "timeout_ms", "5000"};
+    feed("1700000000000-2", 8, kv, 0, T0);
+    cr_assert_eq(br_reqtab_room(T, 10, 1024), 0, "max-inflight-bytes reached");
+    cr_assert_eq(br_reqtab_room(T, 10, 4096), 7);
+    int rooms = H.rooms;
+    resp_head(1, 200, 1, NULL, 0);
+    cr_assert_eq(H.rooms, rooms + 1, "the owner hears of the room");
+    cr_assert_eq(br_reqtab_room(T, 2, 4096), 0);
+    resp_head(2, 200, 1, NULL, 0);
+    cr_assert_eq(br_reqtab_room(T, 2, 4096), 1);
+    uint8_t scratch[70000], *spent;
+    gp_frame f;
+    cr_assert(br_reqtab_next_body(T, &f, scratch, sizeof scratch, &spent));
+    free(spent);
+    cr_assert_eq(br_reqtab_room(T, 10, 1024), 9, "its body went out: bytes free again");
+}
+
 Test(reqtab, bodies_go_out_round_robin) {
     static char big[200001];
     memset(big, 'y', sizeof big - 1);
