@@ -151,6 +151,13 @@ $(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/rkeys.o
 # The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.
 $(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store_state.o $(BUILD)/obj/bridge/store_views.o
 $(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
+# The bridge's request/reply core on a fake house, a fake Redis and a virtual clock.
+$(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge/reqcore.c \
+		bridge/redis.c bridge/log.c bridge/entry.c bridge/rkeys.c bridge/tlsrelay.c \
+		bridge/uvredis.c) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
+		$(LIBS_PROTO) -lhiredis -ljansson -luv -lssl -lcrypto -lm
 
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)

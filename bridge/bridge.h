@@ -3,14 +3,15 @@
  *
  * Files: main.c (config, startup, periodic tick, shutdown), tunnel.c (libwebsockets, frame
  * I/O, handshake), house.c (owning a house in Redis: claim/release, fencing, reading its
- * stream, the keyspace doorbell), requests.c (stream entries -> frames, frames -> reply
- * entries, deadlines, acknowledgement), janitor.c (504s for houses nobody holds),
- * redis.c (connections), log.c; admin.c (the admin port: health, metrics, the dashboard)
- * with api.c (its JSON API), stats.c (metrics and the live stats bridges keep in Redis).
+ * stream, the keyspace doorbell), requests.c (glue of the request/reply core reqcore.c:
+ * stream entries -> frames, frames -> reply entries, deadlines, acknowledgement), janitor.c (504s
+ * for houses nobody holds), redis.c (connections), log.c; admin.c (the admin port: health, metrics,
+ * the dashboard) with api.c (its JSON API), stats.c (metrics and the live stats bridges keep in
+ * Redis).
  *
  * Lifetimes: a br_conn is created by lws on accept and lives until lws closes it AND every
- * Redis callback that references it has run (refcount). A br_req belongs to its conn and
- * dies with it; Redis callbacks never point at a br_req (they get a br_reply). */
+ * Redis callback that references it has run (refcount). Its requests (reqcore.h's br_req, in
+ * its br_reqtab) die with it; Redis callbacks never point at a br_req (they get a br_reply). */
 #ifndef BR_BRIDGE_H
 #define BR_BRIDGE_H
 
@@ -113,12 +114,13 @@ struct br_conn {
     uint64_t epoch;
     char *reqkey, *statekey, *epochkey, *housekey, *recentkey; /* in one block (keys) */
     char *keys;
-    uint32_t next_stream;
-    br_req *reqs; /* in flight, newest first */
+    /* The requests in flight (reqcore.h's table, made by requests.c), and its counters as
+     * the rest of the daemon reads them (requests.c keeps them up to date). */
+    struct br_reqtab *rq;
     unsigned ninflight;
-    size_t inflight_bytes;         /* request body bytes held here (not yet sent to the house) */
-    br_req *body_head, *body_tail; /* requests with body bytes still to send, round robin */
-    uint64_t min_deadline;         /* earliest deadline among reqs (Redis ms), 0: none */
+    size_t inflight_bytes; /* request body bytes held here (not yet sent to the house) */
+    br_req *body_head;     /* non-NULL: request body bytes still to send */
+    uint64_t min_deadline; /* earliest deadline among reqs (Redis ms), 0: none */
     int reading, reading_pending, read_again, read_pending, read_capped;
     unsigned read_count; /* COUNT of the read in flight */
     char pcursor[48];    /* reading the pending list: last id seen */
@@ -130,29 +132,6 @@ struct br_conn {
      * that are errors, body bytes from the house (in) and to it (out) */
     uint64_t st_req, st_err, st_bytes_in, st_bytes_out;
     int st_dirty; /* changed since the state hash was last written */
-};
-
-struct br_req {
-    br_req *next, *prev; /* conn->reqs */
-    br_req *bnext;       /* conn body queue */
-    br_conn *conn;
-    uint32_t stream;
-    char entry_id[48];
-    char *frame_id, *reply_key; /* reply_key NULL: no reply wanted */
-    char *method, *path;        /* for the house's recent requests (path truncated) */
-    uint64_t fwd_ns;            /* uv_hrtime() when forwarded */
-    char *content_type;
-    uint64_t deadline; /* Redis ms */
-    uint8_t *body;
-    size_t body_len, body_off;
-    int in_body_queue;
-    /* response */
-    int got_head;
-    unsigned status;
-    char *headers_json, *error, *message;
-    uint8_t *rbuf;
-    size_t rlen, rcap;
-    struct br_reply *out; /* reply being streamed to Redis (NULL until the first entry) */
 };
 
 typedef struct br_bridge {
@@ -242,7 +221,8 @@ void br_house_load_scripts(void);
 /* requests.c */
 void br_req_entries(br_conn *c, const redisReply *entries, int pending);
 void br_req_frame(br_conn *c, const gp_frame *f);
-void br_req_free_all(br_conn *c);
+void br_req_free_all(br_conn *c);  /* every request dropped, entries left pending */
+void br_req_conn_free(br_conn *c); /* the connection's table, once it is freed */
 void br_req_deadlines(br_conn *c, uint64_t now_redis);
 int br_req_in_flight(const br_conn *c, const char *entry_id);
 /* 1 while a reply to (house, entry) is being written or acknowledged by this bridge. */

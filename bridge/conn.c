@@ -48,6 +48,7 @@ void br_conn_unref(br_conn *c) {
     if (!c || --c->refs > 0)
         return;
     out_free_all(c);
+    br_req_conn_free(c);
     gp_framer_free(c->fr);
     free(c->keys);
     sodium_memzero(c->secret, sizeof c->secret);

@@ -23,6 +23,7 @@
  * healthy, every SWEEP_FAST_MS while it is not (keyspace notifications refused, subscriber
  * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
 #include "bridge.h"
+#include "reqcore.h"
 #include "store_req.h"
 #include "store_state.h"
 
@@ -288,8 +289,8 @@ void br_house_read(br_conn *c) {
     }
     /* Backpressure: a house that does not keep up leaves its backlog in Redis (bounded by
      * the producers' MAXLEN), never in our memory. */
-    long long cap = g_br.cfg.max_inflight - (long long)c->ninflight;
-    if (cap <= 0 || (long long)c->inflight_bytes >= g_br.cfg.max_inflight_bytes) {
+    long long cap = br_reqtab_room(c->rq, g_br.cfg.max_inflight, g_br.cfg.max_inflight_bytes);
+    if (cap <= 0) {
         c->read_capped = 1;
         return;
     }
