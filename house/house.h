@@ -54,6 +54,7 @@ typedef struct hs_config {
     size_t nservices;
 } hs_config;
 
+typedef struct hs_house hs_house;
 typedef struct hs_tunnel hs_tunnel;
 typedef struct hs_upstream hs_upstream;
 typedef struct hs_exec hs_exec;
@@ -69,10 +70,32 @@ typedef struct hs_metrics {
         *cache_entries, *cache_bytes, *rtt, *rudp_loss, *rudp_retx, *rudp_fec;
 } hs_metrics;
 
+/* What a house's tunnel tells whoever runs it (hs_house.hooks; optional, NULL for none): the
+ * moments of its connection, for counters beyond the log (tests/load), and a dial gate so
+ * that the houses of a process can share one dial pacer. */
+enum hs_event {
+    HS_EV_DIALING,      /* a dial to `bridge` is under way (connecting, handshake next) */
+    HS_EV_LIVE,         /* WELCOME received: connected to `bridge` */
+    HS_EV_DISCONNECTED, /* a live connection ended (`reason`) */
+    HS_EV_DIAL_FAILED,  /* a dial ended before WELCOME (`reason`) */
+    HS_EV_FENCED,       /* GOAWAY FENCED: another connection with this id won */
+    HS_EV_WAITING,      /* the next dial comes after a backoff of `ms` (or through the gate) */
+};
+
+typedef struct hs_hooks {
+    /* Optional. Called from the loop; must not stop or free the house. */
+    void (*on_event)(void *ud, hs_house *h, enum hs_event ev, const char *bridge,
+                     const char *reason, uint64_t ms);
+    /* Optional dial gate: when set, every dial (the first and each reconnect, once its backoff
+     * is over) waits for the owner, who calls hs_tunnel_dial(h->tunnel) when the house may
+     * dial (not after hs_tunnel_stop). */
+    void (*dial_gate)(void *ud, hs_house *h);
+} hs_hooks;
+
 /* One house: what every module of it is given (constructor style: hs_tunnel_new(h), ...).
  * Nothing below main.c keeps a house of its own, so one process can run many of them on one
  * loop (tests/load). Modules reach each other only through these pointers. */
-typedef struct hs_house {
+struct hs_house {
     uv_loop_t *loop;
     hs_config cfg;
     uint8_t secret[GP_SECRET_LEN];
@@ -91,7 +114,10 @@ typedef struct hs_house {
     /* An lws client context shared by the houses of a process (hs_ws_context_new; its owner
      * destroys it after stopping them); NULL: the house's ws transport makes its own. */
     struct lws_context *ws_ctx;
-} hs_house;
+    const hs_hooks *hooks; /* NULL: none */
+    void *hooks_ud;
+    size_t first_bridge; /* the index of cfg.bridges the first dial goes to (mod nbridges) */
+};
 
 uint64_t hs_now_ms(void); /* monotonic */
 
@@ -148,6 +174,9 @@ int hs_tunnel_congested(const hs_tunnel *t);
 hs_tunnel *hs_tunnel_new(hs_house *h);  /* NULL: out of memory */
 int hs_tunnel_start(hs_tunnel *t);      /* creates the transports and dials; 0 or -1 */
 int hs_tunnel_live(const hs_tunnel *t); /* 1 while connected to a bridge (WELCOME received) */
+/* The dial gate (hs_hooks.dial_gate) lets the house dial now; nothing when it is not waiting
+ * at the gate (already dialing, connected, or stopping). */
+void hs_tunnel_dial(hs_tunnel *t);
 /* The connection's round trip (the transport's own estimate when it has one, else the last
  * PING's; 0: none, not connected), loss (0..1) and the transports' retransmits and FEC
  * repairs since start. */

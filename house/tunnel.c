@@ -94,6 +94,7 @@ struct hs_tunnel {
     int probe_idx; /* the preferred rudp:// bridge being probed while on wss (-1: none) */
     uv_timer_t retry, tick, probe;
     int timers; /* initialised, not yet closed */
+    int gated;  /* waiting at the owner's dial gate (hs_hooks.dial_gate) */
     hs_stream *buckets[NBUCKETS];
     size_t nstreams;
     hs_stream *ring_head, *ring_tail;
@@ -109,6 +110,12 @@ struct hs_tunnel {
 
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
 static void early_drop(hs_tunnel *t);
+
+static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms) {
+    const hs_hooks *k = t->h->hooks;
+    if (k && k->on_event)
+        k->on_event(t->h->hooks_ud, t->h, ev, t->url, reason, ms);
+}
 
 /* --- streams ---------------------------------------------------------------------------- */
 
@@ -402,6 +409,21 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
         s->resp_fin = 1;
 }
 
+/* The zstd context (and, to compress, its output buffer: 64 KiB) come with the first body
+ * that needs them, not with the house: most houses of a load test never compress. 0 when
+ * out of memory (a response body then goes out uncompressed). */
+static int zstd_ready(hs_tunnel *t, int compress) {
+    if (!t->zc && !(t->zc = gp_zctx_new(GP_ZSTD_LEVEL)))
+        return 0;
+    if (compress && !t->zbuf) {
+        size_t cap = gp_compress_bound(GP_BODY_CHUNK);
+        if (!(t->zbuf = malloc(cap)))
+            return 0;
+        t->zcap = cap;
+    }
+    return 1;
+}
+
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin) {
     hs_tunnel *t = s->t;
     gp_frame f;
@@ -410,7 +432,7 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
     f.flags = fin ? GP_FLAG_FIN : 0;
     f.stream = s->id;
     f.u.body.data = (gp_str){p, len};
-    if (gp_compress_worthwhile(content_type, p, len)) {
+    if (gp_compress_worthwhile(content_type, p, len) && zstd_ready(t, 1)) {
         ssize_t z = gp_compress(t->zc, p, len, t->zbuf, t->zcap);
         if (z > 0) {
             f.flags |= GP_FLAG_ZSTD;
@@ -535,8 +557,28 @@ static void up_sent(void *ud, hs_transport *tr, hs_out *o, int ok) {
 static void dial(hs_tunnel *t);
 static void tick_start(hs_tunnel *t);
 
+/* Time to dial: now, or once the owner's gate lets the house through (hs_tunnel_dial). */
+static void dial_or_wait(hs_tunnel *t) {
+    const hs_hooks *k = t->h->hooks;
+    if (t->h->stopping || t->state != CS_IDLE || t->gated)
+        return;
+    if (k && k->dial_gate) {
+        t->gated = 1;
+        k->dial_gate(t->h->hooks_ud, t->h);
+        return;
+    }
+    dial(t);
+}
+
+void hs_tunnel_dial(hs_tunnel *t) {
+    if (!t->gated)
+        return;
+    t->gated = 0;
+    dial(t);
+}
+
 static void on_retry(uv_timer_t *tm) {
-    dial(tm->data);
+    dial_or_wait(tm->data);
 }
 
 static uint64_t backoff_delay(hs_tunnel *t, enum backoff_kind bk) {
@@ -573,6 +615,8 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     if (was_live && now - t->live_ms >= STABLE_MS)
         t->attempt = 0;
     if (was_live || t->dial_ms)
+        event(t, was_live ? HS_EV_DISCONNECTED : HS_EV_DIAL_FAILED, t->reason, 0);
+    if (was_live || t->dial_ms)
         hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
                "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", t->h->cfg.id, hs_qs(t->url),
                hs_qs(t->reason), (unsigned long long)(was_live ? now - t->live_ms : 0), detached);
@@ -588,6 +632,7 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     t->next_backoff = BK_NORMAL;
     hs_log(HS_LOG_INFO, "reconnect_in", "ms=%llu bridge=%s attempt=%u", (unsigned long long)ms,
            hs_qs(t->h->cfg.bridges[t->bridge_idx]), t->attempt);
+    event(t, HS_EV_WAITING, NULL, ms);
     uv_timer_start(&t->retry, on_retry, ms, 0);
 }
 
@@ -645,6 +690,7 @@ static int up_dialing(void *ud, hs_transport *tr, int tls) {
     gp_framer_free(t->fr);
     t->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
     hs_log(HS_LOG_DEBUG, "dialing", "bridge=%s tls=%d", hs_qs(t->url), tls);
+    event(t, HS_EV_DIALING, NULL, 0);
     tick_start(t); /* enforces the handshake deadline */
     if (!t->fr) {
         conn_ended(t, "out_of_memory");
@@ -904,6 +950,7 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     tick_start(t);
     probe_start(t);
     gp_metric_inc(t->h->m.connects, t->tr->ops->label(t->tr));
+    event(t, HS_EV_LIVE, NULL, 0);
     hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
            t->h->cfg.id, hs_qs(t->url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
            (unsigned long long)t->epoch, t->ping_iv);
@@ -943,6 +990,7 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         /* Another connection of this id took over (a second house with our id?). */
         hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", t->h->cfg.id, hs_qs(t->url),
                msg);
+        event(t, HS_EV_FENCED, "fenced", 0);
         conn_close(t, "fenced", BK_LONG);
         return;
     default:
@@ -1152,6 +1200,12 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         }
         n = (size_t)dn;
     }
+    if (zstd && !zstd_ready(t, 0)) {
+        s->dispatched = 1;
+        send_error_head(s, 503, "unavailable", "house out of memory");
+        stream_maybe_done(s);
+        return;
+    }
     if (r->body_len + n > max) {
         char mbuf[128];
         snprintf(mbuf, sizeof mbuf, "request body exceeds max-body %lld", t->h->cfg.max_body);
@@ -1359,18 +1413,16 @@ int hs_tunnel_start(hs_tunnel *t) {
     for (size_t i = 0; i < t->h->cfg.nbridges; i++)
         rudp |= strncmp(t->h->cfg.bridges[i], "rudp://", 7) == 0;
     t->rudp = rudp ? hs_tr_rudp_new(t->h, &t->up) : NULL;
-    t->zc = gp_zctx_new(GP_ZSTD_LEVEL);
-    t->zcap = gp_compress_bound(GP_BODY_CHUNK);
-    t->zbuf = malloc(t->zcap);
     t->rxf = malloc(sizeof *t->rxf);
-    if ((rudp && !t->rudp) || !t->zc || !t->zbuf || !t->rxf) {
+    if ((rudp && !t->rudp) || !t->rxf) {
         hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
         return -1;
     }
     t->ws = hs_tr_ws_new(t->h, &t->up); /* logs why not */
     if (!t->ws)
         return -1;
-    dial(t);
+    t->bridge_idx = t->h->cfg.nbridges ? t->h->first_bridge % t->h->cfg.nbridges : 0;
+    dial_or_wait(t);
     return 0;
 }
 
@@ -1400,6 +1452,7 @@ void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *
 }
 
 void hs_tunnel_stop(hs_tunnel *t) {
+    t->gated = 0; /* a late hs_tunnel_dial does nothing */
     if (t->state != CS_IDLE) {
         snprintf(t->reason, sizeof t->reason, "shutdown");
         /* Now, not when the transport reports the close: upstream.c is stopped right after. */
