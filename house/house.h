@@ -187,9 +187,15 @@ void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
 
 /* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
- * NULLs *pcontext once a foreign-loop teardown is complete. */
+ * NULLs *pcontext once a foreign-loop teardown is complete. flags: HS_WS_SMALL_RX. */
+enum {
+    /* Each connection's receive buffer is 4 KiB instead of a body chunk (68 KiB, mostly
+     * untouched but a few pages resident each): for many mostly idle houses in one process.
+     * Frames are reassembled by the tunnel either way. */
+    HS_WS_SMALL_RX = 1,
+};
 struct lws_context;
-struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file,
+struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
                                       struct lws_context **pcontext);
 
 /* --- admin port and metrics (admin.c) --------------------------------------------------- */

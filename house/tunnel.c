@@ -75,7 +75,6 @@ struct hs_tunnel {
     enum conn_state state;
     gp_framer *fr;
     gp_zctx *zc;
-    gp_frame *rxf; /* decode scratch: gp_frame is large */
     uint8_t *zbuf;
     size_t zcap;
     uint8_t hn[GP_NONCE_LEN];
@@ -93,9 +92,9 @@ struct hs_tunnel {
     uint64_t probe_iv;
     int probe_idx; /* the preferred rudp:// bridge being probed while on wss (-1: none) */
     uv_timer_t retry, tick, probe;
-    int timers; /* initialised, not yet closed */
-    int gated;  /* waiting at the owner's dial gate (hs_hooks.dial_gate) */
-    hs_stream *buckets[NBUCKETS];
+    int timers;          /* initialised, not yet closed */
+    int gated;           /* waiting at the owner's dial gate (hs_hooks.dial_gate) */
+    hs_stream **buckets; /* NBUCKETS chains, with the first stream: an idle house has none */
     size_t nstreams;
     hs_stream *ring_head, *ring_tail;
     hs_out *ctl_head, *ctl_tail;
@@ -120,7 +119,7 @@ static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t m
 /* --- streams ---------------------------------------------------------------------------- */
 
 static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
-    for (hs_stream *s = t->buckets[id % NBUCKETS]; s; s = s->hnext)
+    for (hs_stream *s = t->buckets ? t->buckets[id % NBUCKETS] : NULL; s; s = s->hnext)
         if (s->id == id)
             return s;
     return NULL;
@@ -257,7 +256,7 @@ static void stream_detach(hs_stream *s) {
 
 static size_t streams_abort_all(hs_tunnel *t, int detach) {
     size_t n = 0;
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         while (t->buckets[b]) {
             hs_stream *s = t->buckets[b];
             if (s->up && detach) {
@@ -296,7 +295,7 @@ static hs_stream *running_find(const hs_stream *self) {
     for (hs_stream *d = t->detached; d; d = d->dnext)
         if (d->up && same_request(&d->req, &self->req))
             return d;
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         for (hs_stream *s = t->buckets[b]; s; s = s->hnext)
             if (s != self && s->up && same_request(&s->req, &self->req))
                 return s;
@@ -305,7 +304,7 @@ static hs_stream *running_find(const hs_stream *self) {
 
 static int has_joiners(const hs_stream *d) {
     const hs_tunnel *t = d->t;
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         for (const hs_stream *w = t->buckets[b]; w; w = w->hnext)
             if (w->joined == d)
                 return 1;
@@ -782,14 +781,17 @@ static void early_drop(hs_tunnel *t) {
     t->early_bytes = 0;
 }
 
+/* A decoded frame lives on the stack of the call that handles it (about 4 KiB): a house
+ * keeps no decode scratch between frames. */
 static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
-    ssize_t k = gp_frame_decode(m, n, t->max_frame, t->rxf);
+    gp_frame f;
+    ssize_t k = gp_frame_decode(m, n, t->max_frame, &f);
     if (k != (ssize_t)n) {
         protocol_error(t, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
         return;
     }
-    int welcome = t->rxf->type == GP_FRAME_WELCOME;
-    if (t->state == CS_AUTH && !welcome && t->rxf->type != GP_FRAME_GOAWAY &&
+    int welcome = f.type == GP_FRAME_WELCOME;
+    if (t->state == CS_AUTH && !welcome && f.type != GP_FRAME_GOAWAY &&
         (t->tr->ops->flags & HS_TR_UNORDERED)) {
         early *e = t->early_bytes + n <= EARLY_MAX ? malloc(sizeof *e + n) : NULL;
         if (!e) {
@@ -804,7 +806,7 @@ static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
         t->early_bytes += n;
         return;
     }
-    on_frame(t, t->rxf);
+    on_frame(t, &f);
     if (welcome && t->state == CS_LIVE) {
         early *e = t->early;
         t->early = NULL;
@@ -832,12 +834,13 @@ static void up_bytes(void *ud, hs_transport *tr, const uint8_t *p, size_t len) {
     hs_tunnel *t = ud;
     if (!receiving(t, tr))
         return;
+    gp_frame f;
     int rc = gp_framer_feed(t->fr, p, len);
     while (rc == 0 && t->state != CS_CLOSING && t->state != CS_IDLE) {
-        rc = gp_framer_next(t->fr, t->rxf);
+        rc = gp_framer_next(t->fr, &f);
         if (rc <= 0)
             break;
-        on_frame(t, t->rxf);
+        on_frame(t, &f);
         rc = 0;
     }
     if (rc < 0 && t->state != CS_CLOSING && t->state != CS_IDLE)
@@ -1099,7 +1102,7 @@ static void resolve_joined(hs_stream *d) {
     hs_tunnel *t = d->t;
     const hs_centry *e =
         hs_cache_find(t->h->cache, d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         for (hs_stream *w = t->buckets[b], *next; w; w = next) {
             next = w->hnext;
             if (w->joined != d)
@@ -1114,7 +1117,9 @@ static void on_req_head(hs_tunnel *t, const gp_frame *f) {
         protocol_error(t, "bad_stream_id", NULL);
         return;
     }
-    hs_stream *s = calloc(1, sizeof *s);
+    if (!t->buckets)
+        t->buckets = calloc(NBUCKETS, sizeof *t->buckets);
+    hs_stream *s = t->buckets ? calloc(1, sizeof *s) : NULL;
     if (!s) {
         protocol_error(t, "out_of_memory", NULL);
         return;
@@ -1413,8 +1418,7 @@ int hs_tunnel_start(hs_tunnel *t) {
     for (size_t i = 0; i < t->h->cfg.nbridges; i++)
         rudp |= strncmp(t->h->cfg.bridges[i], "rudp://", 7) == 0;
     t->rudp = rudp ? hs_tr_rudp_new(t->h, &t->up) : NULL;
-    t->rxf = malloc(sizeof *t->rxf);
-    if ((rudp && !t->rudp) || !t->rxf) {
+    if (rudp && !t->rudp) {
         hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
         return -1;
     }
@@ -1497,6 +1501,6 @@ void hs_tunnel_free(hs_tunnel *t) {
     gp_framer_free(t->fr);
     gp_zctx_free(t->zc);
     free(t->zbuf);
-    free(t->rxf);
+    free(t->buckets);
     free(t);
 }

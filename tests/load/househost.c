@@ -268,7 +268,7 @@ int main(int argc, char **argv) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
     uv_loop_init(&G.loop);
-    G.ctx = hs_ws_context_new(&G.loop, NULL, &G.ctx);
+    G.ctx = hs_ws_context_new(&G.loop, NULL, HS_WS_SMALL_RX, &G.ctx);
     int rc = G.ctx ? 0 : 1;
     size_t made = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
