@@ -80,6 +80,11 @@ enum hs_event {
     HS_EV_DIAL_FAILED,  /* a dial ended before WELCOME (`reason`) */
     HS_EV_FENCED,       /* GOAWAY FENCED: another connection with this id won */
     HS_EV_WAITING,      /* the next dial comes after a backoff of `ms` (or through the gate) */
+    /* A request's moments (`reason`: its frame id): */
+    HS_EV_REQUEST,   /* a REQ_HEAD arrived (a delivery, redeliveries included) */
+    HS_EV_REPLAYED,  /* it had run (or is running): answered from the replay cache (or joined) */
+    HS_EV_ANSWERED,  /* its response is written completely */
+    HS_EV_CANCELLED, /* a CANCEL dropped its stream */
 };
 
 typedef struct hs_hooks {
@@ -117,6 +122,10 @@ struct hs_house {
     const hs_hooks *hooks; /* NULL: none */
     void *hooks_ud;
     size_t first_bridge; /* the index of cfg.bridges the first dial goes to (mod nbridges) */
+    /* Every delivery runs, even of a frame id that ran before: no replay cache lookup, no
+     * joining of a running call, nothing recorded. Breaks at-most-once: for load tests that
+     * show what the replay cache prevents. */
+    int no_replay;
 };
 
 uint64_t hs_now_ms(void); /* monotonic */

@@ -110,13 +110,15 @@ struct hs_tunnel {
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
 static void early_drop(hs_tunnel *t);
 
+static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms);
+
+/* --- streams ---------------------------------------------------------------------------- */
+
 static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms) {
     const hs_hooks *k = t->h->hooks;
     if (k && k->on_event)
         k->on_event(t->h->hooks_ud, t->h, ev, t->url, reason, ms);
 }
-
-/* --- streams ---------------------------------------------------------------------------- */
 
 static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
     for (hs_stream *s = t->buckets ? t->buckets[id % NBUCKETS] : NULL; s; s = s->hnext)
@@ -230,6 +232,8 @@ static void stream_maybe_done(hs_stream *s) {
     if (s->up || !s->resp_fin || s->qh)
         return;
     hs_tunnel *t = s->t;
+    if (!s->detached)
+        event(t, HS_EV_ANSWERED, s->req.frame_id, 0);
     stream_free(s);
     maybe_finish_drain(t);
 }
@@ -389,7 +393,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
     f.u.resp_head.body_len = body_len;
     s->status = status;
     s->error = error && *error ? error : NULL;
-    if (!s->replay && !s->error && !s->rec)
+    if (!s->replay && !s->error && !s->rec && !t->h->no_replay)
         s->rec =
             hs_cache_begin(t->h->cache, s->req.frame_id, s->req.method, s->req.path, status, h, nh);
     int rc = queue_frame(t, s, &f);
@@ -1026,14 +1030,18 @@ static void answer_again(hs_stream *s, const hs_centry *e);
 static int answered_or_joined(hs_stream *s) {
     hs_tunnel *t = s->t;
     const hs_request *r = &s->req;
+    if (t->h->no_replay)
+        return 0;
     const hs_centry *e = hs_cache_find(t->h->cache, r->frame_id, r->method, r->path, hs_now_ms());
     if (e) {
+        event(t, HS_EV_REPLAYED, r->frame_id, 0);
         answer_again(s, e);
         return 1;
     }
     hs_stream *d = running_find(s);
     if (!d)
         return 0;
+    event(t, HS_EV_REPLAYED, r->frame_id, 0);
     s->dispatched = 1;
     s->joined = d;
     hs_log(HS_LOG_INFO, "request_joined", "id=%s stream=%u running=%s", hs_qs(r->frame_id), s->id,
@@ -1139,6 +1147,7 @@ static void on_req_head(hs_tunnel *t, const gp_frame *f) {
     r->service = dup_str(h->service);
     r->timeout_ms = h->timeout_ms;
     s->declared_len = h->body_len;
+    event(t, HS_EV_REQUEST, r->frame_id, 0);
     int oom = !r->frame_id || !r->method || !r->path || !r->service;
     if (h->nheaders && !oom) {
         r->headers = calloc(h->nheaders, sizeof *r->headers);
@@ -1255,6 +1264,7 @@ static void on_cancel(hs_tunnel *t, const gp_frame *f) {
     hs_stream *s = stream_find(t, f->stream);
     if (!s)
         return;
+    event(t, HS_EV_CANCELLED, s->req.frame_id, 0);
     if (s->up && has_joiners(s)) {
         /* Another delivery of the same request waits for this call: it goes on detached. */
         log_request(s, "cancelled_call_kept_for_a_redelivery");

@@ -251,7 +251,7 @@ Test(tunnel, bridge_with_a_wrong_proof_is_refused) {
 /* --- hooks: events and the dial gate ----------------------------------------------------- */
 
 static struct {
-    int n[HS_EV_WAITING + 1];
+    int n[HS_EV_CANCELLED + 1];
     int gated;
     char reason[64];
 } E;
@@ -326,4 +326,41 @@ Test(tunnel, a_compressible_response_is_compressed) {
     cr_assert(pull() && rx.type == GP_FRAME_RESP_BODY);
     cr_assert(rx.flags & GP_FLAG_ZSTD, "a compressible body went out raw");
     cr_assert_lt(rx.u.body.data.len, sizeof body);
+}
+
+Test(tunnel, request_events_and_no_replay) {
+    memset(&E, 0, sizeof E);
+    restart_with_hooks();
+    hs_tunnel_dial(H.tunnel);
+    handshake(1);
+    request(1, "f3");
+    cr_assert_eq(E.n[HS_EV_REQUEST], 1);
+    gp_header h = {GP_STR_LIT("content-type"), GP_STR_LIT("text/plain")};
+    hs_stream_head(X.last, 200, &h, 1, "", "", 5, 0);
+    hs_stream_body(X.last, h.value, (const uint8_t *)"hello", 5, 1);
+    hs_stream_upstream_done(X.last, "ok");
+    cr_assert_eq(E.n[HS_EV_ANSWERED], 0, "answered before it was written");
+    expect_hello(1);
+    cr_assert_eq(E.n[HS_EV_ANSWERED], 1);
+    request(3, "f3"); /* redelivered: replayed */
+    cr_assert_eq(E.n[HS_EV_REPLAYED], 1);
+    cr_assert_eq(X.starts, 1);
+    expect_hello(3);
+    cr_assert_eq(E.n[HS_EV_ANSWERED], 2);
+    /* Cancelled while running. */
+    request(5, "f4");
+    cr_assert_eq(X.starts, 2);
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_CANCEL;
+    f.stream = 5;
+    f.u.cancel.reason = gp_str_c("deadline");
+    feed(&f);
+    cr_assert_eq(E.n[HS_EV_CANCELLED], 1);
+    cr_assert_eq(X.aborts, 1);
+    /* Without the replay cache a redelivery runs again. */
+    H.no_replay = 1;
+    request(7, "f3");
+    cr_assert_eq(X.starts, 3, "no_replay: the redelivery did not run");
+    cr_assert_eq(E.n[HS_EV_REPLAYED], 1);
 }
