@@ -138,6 +138,11 @@ enum { HS_LOG_ERROR = 0, HS_LOG_WARN = 1, HS_LOG_INFO = 2, HS_LOG_DEBUG = 3 };
 int hs_log_parse_level(const char *s);
 void hs_log_set_level(int level);
 int hs_log_enabled(int level);
+/* Where the lines go instead of stderr (NULL: stderr again): the event and its key=value
+ * pairs, for a process that runs many houses and rate-limits or counts their lines. Called
+ * only for enabled levels. */
+typedef void (*hs_log_sink)(int level, const char *event, const char *kv);
+void hs_log_set_sink(hs_log_sink sink);
 /* One line to stderr: "ts=... level=... event=<event> <fmt...>". */
 void hs_log(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -364,3 +364,19 @@ Test(tunnel, request_events_and_no_replay) {
     cr_assert_eq(X.starts, 3, "no_replay: the redelivery did not run");
     cr_assert_eq(E.n[HS_EV_REPLAYED], 1);
 }
+
+/* hs_log_set_sink: the lines go to the sink, not stderr. */
+static char sunk[256];
+static void sink(int level, const char *event, const char *kv) {
+    if (level == HS_LOG_INFO && strcmp(event, "connected") == 0)
+        snprintf(sunk, sizeof sunk, "%s", kv);
+}
+
+Test(tunnel, log_lines_go_to_the_sink) {
+    sunk[0] = '\0';
+    hs_log_set_level(HS_LOG_INFO);
+    hs_log_set_sink(sink);
+    handshake(1);
+    hs_log_set_sink(NULL);
+    cr_assert(strstr(sunk, "house=h1 ") != NULL, "connected went elsewhere: \"%s\"", sunk);
+}
