@@ -268,6 +268,10 @@ typedef struct hs_centry hs_centry;
 
 hs_cache *hs_cache_new(void);    /* one house's cache; NULL: out of memory */
 void hs_cache_free(hs_cache *c); /* NULL ok */
+/* Every entry committed from now on is kept keep_ms (UINT64_MAX: for ever), whatever its
+ * request's deadline; 0: as asked (hs_cache_retention). A knob for load tests that trade the
+ * retention promise for memory, or keep everything. */
+void hs_cache_set_keep(hs_cache *c, uint64_t keep_ms);
 
 /* Starts recording a response (copies everything). NULL when not cacheable or out of memory.
  * Status 0 with no headers makes a tombstone: "this request ran, its response is not kept". */
