@@ -60,6 +60,7 @@ typedef struct hs_upstream hs_upstream;
 typedef struct hs_exec hs_exec;
 typedef struct hs_cache hs_cache;
 typedef struct hs_journal hs_journal;
+typedef struct hs_zstate hs_zstate;
 struct gp_admin;
 
 /* The metrics of bridge/ADMIN.md for the house (gp_house_*), admin.c. */
@@ -119,6 +120,9 @@ struct hs_house {
     /* An lws client context shared by the houses of a process (hs_ws_context_new; its owner
      * destroys it after stopping them); NULL: the house's ws transport makes its own. */
     struct lws_context *ws_ctx;
+    /* Compression state shared by the houses of a process (hs_zstate_new; its owner frees it
+     * after them); NULL: the tunnel makes its own with its first compressed body. */
+    hs_zstate *zs;
     const hs_hooks *hooks; /* NULL: none */
     void *hooks_ud;
     size_t first_bridge; /* the index of cfg.bridges the first dial goes to (mod nbridges) */
@@ -199,6 +203,8 @@ void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *
 void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and transports */
 void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws teardown */
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
+hs_zstate *hs_zstate_new(void);     /* for hs_house.zs; NULL: out of memory */
+void hs_zstate_free(hs_zstate *z);  /* NULL ok */
 
 /* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
  * NULLs *pcontext once a foreign-loop teardown is complete. flags: HS_WS_SMALL_RX. */

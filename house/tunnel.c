@@ -74,9 +74,7 @@ struct hs_tunnel {
     hs_transport *tr; /* the current connection's, NULL between connections */
     enum conn_state state;
     gp_framer *fr;
-    gp_zctx *zc;
-    uint8_t *zbuf;
-    size_t zcap;
+    hs_zstate *zs; /* its own compression state, with its first compressed body */
     uint8_t hn[GP_NONCE_LEN];
     size_t bridge_idx;
     const char *url;
@@ -412,19 +410,43 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
         s->resp_fin = 1;
 }
 
-/* The zstd context (and, to compress, its output buffer: 64 KiB) come with the first body
- * that needs them, not with the house: most houses of a load test never compress. 0 when
- * out of memory (a response body then goes out uncompressed). */
-static int zstd_ready(hs_tunnel *t, int compress) {
-    if (!t->zc && !(t->zc = gp_zctx_new(GP_ZSTD_LEVEL)))
-        return 0;
-    if (compress && !t->zbuf) {
+/* Compression state: a zstd context and, to compress, an output buffer (64 KiB). The
+ * houses of a process may share one (hs_house.zs): a body is compressed and copied into its
+ * frame at once, so nothing stays in it between calls. */
+struct hs_zstate {
+    gp_zctx *zc;
+    uint8_t *zbuf;
+    size_t zcap;
+};
+
+hs_zstate *hs_zstate_new(void) {
+    return calloc(1, sizeof(hs_zstate));
+}
+
+void hs_zstate_free(hs_zstate *z) {
+    if (!z)
+        return;
+    gp_zctx_free(z->zc);
+    free(z->zbuf);
+    free(z);
+}
+
+/* The house's compression state, its parts made with the first body that needs them (most
+ * houses of a load test never compress). NULL when out of memory (a response body then goes
+ * out uncompressed). */
+static hs_zstate *zstd_ready(hs_tunnel *t, int compress) {
+    hs_zstate *z = t->h->zs;
+    if (!z && !(z = t->zs) && !(z = t->zs = hs_zstate_new()))
+        return NULL;
+    if (!z->zc && !(z->zc = gp_zctx_new(GP_ZSTD_LEVEL)))
+        return NULL;
+    if (compress && !z->zbuf) {
         size_t cap = gp_compress_bound(GP_BODY_CHUNK);
-        if (!(t->zbuf = malloc(cap)))
-            return 0;
-        t->zcap = cap;
+        if (!(z->zbuf = malloc(cap)))
+            return NULL;
+        z->zcap = cap;
     }
-    return 1;
+    return z;
 }
 
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin) {
@@ -435,11 +457,12 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
     f.flags = fin ? GP_FLAG_FIN : 0;
     f.stream = s->id;
     f.u.body.data = (gp_str){p, len};
-    if (gp_compress_worthwhile(content_type, p, len) && zstd_ready(t, 1)) {
-        ssize_t z = gp_compress(t->zc, p, len, t->zbuf, t->zcap);
+    hs_zstate *zs = gp_compress_worthwhile(content_type, p, len) ? zstd_ready(t, 1) : NULL;
+    if (zs) {
+        ssize_t z = gp_compress(zs->zc, p, len, zs->zbuf, zs->zcap);
         if (z > 0) {
             f.flags |= GP_FLAG_ZSTD;
-            f.u.body.data = (gp_str){t->zbuf, (size_t)z};
+            f.u.body.data = (gp_str){zs->zbuf, (size_t)z};
         }
     }
     s->resp_bytes += len;
@@ -1246,7 +1269,7 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         s->body_cap = cap;
     }
     if (zstd) {
-        ssize_t m = gp_decompress(t->zc, d.p, d.len, r->body + r->body_len, n);
+        ssize_t m = gp_decompress(zstd_ready(t, 0)->zc, d.p, d.len, r->body + r->body_len, n);
         if (m < 0) {
             protocol_error(t, "bad_compressed_body", gp_strerror((int)m));
             return;
@@ -1509,8 +1532,7 @@ void hs_tunnel_free(hs_tunnel *t) {
     if (t->rudp)
         t->rudp->ops->free(t->rudp);
     gp_framer_free(t->fr);
-    gp_zctx_free(t->zc);
-    free(t->zbuf);
+    hs_zstate_free(t->zs);
     free(t->buckets);
     free(t);
 }

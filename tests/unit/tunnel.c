@@ -328,6 +328,26 @@ Test(tunnel, a_compressible_response_is_compressed) {
     cr_assert_lt(rx.u.body.data.len, sizeof body);
 }
 
+/* The same through a compression state shared by the houses of a process (hs_house.zs). */
+Test(tunnel, a_shared_compression_state_compresses) {
+    hs_zstate *zs = hs_zstate_new();
+    cr_assert_not_null(zs);
+    H.zs = zs;
+    handshake(1);
+    request(1, "f5");
+    static uint8_t body[8192];
+    memset(body, 'b', sizeof body);
+    gp_header h = {GP_STR_LIT("content-type"), GP_STR_LIT("text/plain")};
+    hs_stream_head(X.last, 200, &h, 1, "", "", sizeof body, 0);
+    hs_stream_body(X.last, h.value, body, sizeof body, 1);
+    hs_stream_upstream_done(X.last, "ok");
+    cr_assert(pull() && rx.type == GP_FRAME_RESP_HEAD);
+    cr_assert(pull() && rx.type == GP_FRAME_RESP_BODY);
+    cr_assert(rx.flags & GP_FLAG_ZSTD, "a compressible body went out raw");
+    H.zs = NULL;
+    hs_zstate_free(zs);
+}
+
 Test(tunnel, request_events_and_no_replay) {
     memset(&E, 0, sizeof E);
     restart_with_hooks();
