@@ -203,8 +203,16 @@ void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *
 void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and transports */
 void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws teardown */
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
-hs_zstate *hs_zstate_new(void);     /* for hs_house.zs; NULL: out of memory */
-void hs_zstate_free(hs_zstate *z);  /* NULL ok */
+
+/* --- compression state (zstate.c) ------------------------------------------------------- */
+
+hs_zstate *hs_zstate_new(void);    /* for hs_house.zs; NULL: out of memory */
+void hs_zstate_free(hs_zstate *z); /* NULL ok */
+/* shared, or else *own (made when NULL), with its zstd context and, with compress, its output
+ * buffer; NULL when out of memory. */
+hs_zstate *hs_zstate_ready(hs_zstate *shared, hs_zstate **own, int compress);
+struct gp_zctx *hs_zstate_zctx(const hs_zstate *z);
+uint8_t *hs_zstate_buf(const hs_zstate *z, size_t *cap); /* the output buffer and its size */
 
 /* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
  * NULLs *pcontext once a foreign-loop teardown is complete. flags: HS_WS_SMALL_RX. */

@@ -108,8 +108,6 @@ struct hs_tunnel {
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
 static void early_drop(hs_tunnel *t);
 
-static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms);
-
 /* --- streams ---------------------------------------------------------------------------- */
 
 static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms) {
@@ -410,45 +408,6 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
         s->resp_fin = 1;
 }
 
-/* Compression state: a zstd context and, to compress, an output buffer (64 KiB). The
- * houses of a process may share one (hs_house.zs): a body is compressed and copied into its
- * frame at once, so nothing stays in it between calls. */
-struct hs_zstate {
-    gp_zctx *zc;
-    uint8_t *zbuf;
-    size_t zcap;
-};
-
-hs_zstate *hs_zstate_new(void) {
-    return calloc(1, sizeof(hs_zstate));
-}
-
-void hs_zstate_free(hs_zstate *z) {
-    if (!z)
-        return;
-    gp_zctx_free(z->zc);
-    free(z->zbuf);
-    free(z);
-}
-
-/* The house's compression state, its parts made with the first body that needs them (most
- * houses of a load test never compress). NULL when out of memory (a response body then goes
- * out uncompressed). */
-static hs_zstate *zstd_ready(hs_tunnel *t, int compress) {
-    hs_zstate *z = t->h->zs;
-    if (!z && !(z = t->zs) && !(z = t->zs = hs_zstate_new()))
-        return NULL;
-    if (!z->zc && !(z->zc = gp_zctx_new(GP_ZSTD_LEVEL)))
-        return NULL;
-    if (compress && !z->zbuf) {
-        size_t cap = gp_compress_bound(GP_BODY_CHUNK);
-        if (!(z->zbuf = malloc(cap)))
-            return NULL;
-        z->zcap = cap;
-    }
-    return z;
-}
-
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin) {
     hs_tunnel *t = s->t;
     gp_frame f;
@@ -457,12 +416,15 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
     f.flags = fin ? GP_FLAG_FIN : 0;
     f.stream = s->id;
     f.u.body.data = (gp_str){p, len};
-    hs_zstate *zs = gp_compress_worthwhile(content_type, p, len) ? zstd_ready(t, 1) : NULL;
+    hs_zstate *zs =
+        gp_compress_worthwhile(content_type, p, len) ? hs_zstate_ready(t->h->zs, &t->zs, 1) : NULL;
     if (zs) {
-        ssize_t z = gp_compress(zs->zc, p, len, zs->zbuf, zs->zcap);
+        size_t cap;
+        uint8_t *zbuf = hs_zstate_buf(zs, &cap);
+        ssize_t z = gp_compress(hs_zstate_zctx(zs), p, len, zbuf, cap);
         if (z > 0) {
             f.flags |= GP_FLAG_ZSTD;
-            f.u.body.data = (gp_str){zs->zbuf, (size_t)z};
+            f.u.body.data = (gp_str){zbuf, (size_t)z};
         }
     }
     s->resp_bytes += len;
@@ -808,8 +770,7 @@ static void early_drop(hs_tunnel *t) {
     t->early_bytes = 0;
 }
 
-/* A decoded frame lives on the stack of the call that handles it (about 4 KiB): a house
- * keeps no decode scratch between frames. */
+/* A decoded frame (about 4 KiB) lives on the stack: a house keeps no decode scratch. */
 static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
     gp_frame f;
     ssize_t k = gp_frame_decode(m, n, t->max_frame, &f);
@@ -1237,7 +1198,7 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         }
         n = (size_t)dn;
     }
-    if (zstd && !zstd_ready(t, 0)) {
+    if (zstd && !hs_zstate_ready(t->h->zs, &t->zs, 0)) {
         s->dispatched = 1;
         send_error_head(s, 503, "unavailable", "house out of memory");
         stream_maybe_done(s);
@@ -1269,7 +1230,8 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         s->body_cap = cap;
     }
     if (zstd) {
-        ssize_t m = gp_decompress(zstd_ready(t, 0)->zc, d.p, d.len, r->body + r->body_len, n);
+        ssize_t m = gp_decompress(hs_zstate_zctx(hs_zstate_ready(t->h->zs, &t->zs, 0)), d.p, d.len,
+                                  r->body + r->body_len, n);
         if (m < 0) {
             protocol_error(t, "bad_compressed_body", gp_strerror((int)m));
             return;
