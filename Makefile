@@ -98,8 +98,10 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
+# Many houses for fault tests and benchmarks: house/'s code (without its main.c) as well.
 $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
-		$(call obj,bridge/rurl.c bridge/rclient.c bridge/rkeys.c bridge/tlsrelay.c) $(PROTO_LIB)
+		$(call obj,bridge/rurl.c bridge/rclient.c bridge/rkeys.c bridge/tlsrelay.c) \
+		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -126,7 +128,7 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
-		house/cache.c house/journal.c house/journal_file.c house/log.c bridge/metrics.c) \
+		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/log.c bridge/metrics.c) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \

@@ -55,6 +55,7 @@ struct hs_cache {
     hs_clist full, tombs; /* each oldest first */
     size_t bytes, count;
     uint64_t evicted_early;
+    uint64_t keep_ms; /* hs_cache_set_keep; 0: the retention the caller asks */
 };
 
 static unsigned hash(const char *s) {
@@ -157,6 +158,10 @@ hs_cache *hs_cache_new(void) {
     return calloc(1, sizeof(hs_cache));
 }
 
+void hs_cache_set_keep(hs_cache *c, uint64_t keep_ms) {
+    c->keep_ms = keep_ms;
+}
+
 void hs_cache_free(hs_cache *c) {
     if (!c)
         return;
@@ -232,6 +237,8 @@ int hs_cache_commit(hs_cache *c, hs_centry *e, uint64_t now, uint64_t deadline_m
 }
 
 int hs_cache_commit_until(hs_cache *c, hs_centry *e, uint64_t now, uint64_t keep_until_ms) {
+    if (c->keep_ms)
+        keep_until_ms = c->keep_ms > UINT64_MAX - now ? UINT64_MAX : now + c->keep_ms;
     if (!c->buckets && !(c->buckets = calloc(CACHE_BUCKETS, sizeof *c->buckets))) {
         entry_free(e);
         c->evicted_early++; /* not kept: counted as the one way at-most-once is lost */

@@ -54,11 +54,13 @@ typedef struct hs_config {
     size_t nservices;
 } hs_config;
 
+typedef struct hs_house hs_house;
 typedef struct hs_tunnel hs_tunnel;
 typedef struct hs_upstream hs_upstream;
 typedef struct hs_exec hs_exec;
 typedef struct hs_cache hs_cache;
 typedef struct hs_journal hs_journal;
+typedef struct hs_zstate hs_zstate;
 struct gp_admin;
 
 /* The metrics of bridge/ADMIN.md for the house (gp_house_*), admin.c. */
@@ -69,10 +71,37 @@ typedef struct hs_metrics {
         *cache_entries, *cache_bytes, *rtt, *rudp_loss, *rudp_retx, *rudp_fec;
 } hs_metrics;
 
+/* What a house's tunnel tells whoever runs it (hs_house.hooks; optional, NULL for none): the
+ * moments of its connection, for counters beyond the log (tests/load), and a dial gate so
+ * that the houses of a process can share one dial pacer. */
+enum hs_event {
+    HS_EV_DIALING,      /* a dial to `bridge` is under way (connecting, handshake next) */
+    HS_EV_LIVE,         /* WELCOME received: connected to `bridge` */
+    HS_EV_DISCONNECTED, /* a live connection ended (`reason`) */
+    HS_EV_DIAL_FAILED,  /* a dial ended before WELCOME (`reason`) */
+    HS_EV_FENCED,       /* GOAWAY FENCED: another connection with this id won */
+    HS_EV_WAITING,      /* the next dial comes after a backoff of `ms` (or through the gate) */
+    /* A request's moments (`reason`: its frame id): */
+    HS_EV_REQUEST,   /* a REQ_HEAD arrived (a delivery, redeliveries included) */
+    HS_EV_REPLAYED,  /* it had run (or is running): answered from the replay cache (or joined) */
+    HS_EV_ANSWERED,  /* its response is written completely */
+    HS_EV_CANCELLED, /* a CANCEL dropped its stream */
+};
+
+typedef struct hs_hooks {
+    /* Optional. Called from the loop; must not stop or free the house. */
+    void (*on_event)(void *ud, hs_house *h, enum hs_event ev, const char *bridge,
+                     const char *reason, uint64_t ms);
+    /* Optional dial gate: when set, every dial (the first and each reconnect, once its backoff
+     * is over) waits for the owner, who calls hs_tunnel_dial(h->tunnel) when the house may
+     * dial (not after hs_tunnel_stop). */
+    void (*dial_gate)(void *ud, hs_house *h);
+} hs_hooks;
+
 /* One house: what every module of it is given (constructor style: hs_tunnel_new(h), ...).
  * Nothing below main.c keeps a house of its own, so one process can run many of them on one
  * loop (tests/load). Modules reach each other only through these pointers. */
-typedef struct hs_house {
+struct hs_house {
     uv_loop_t *loop;
     hs_config cfg;
     uint8_t secret[GP_SECRET_LEN];
@@ -91,7 +120,17 @@ typedef struct hs_house {
     /* An lws client context shared by the houses of a process (hs_ws_context_new; its owner
      * destroys it after stopping them); NULL: the house's ws transport makes its own. */
     struct lws_context *ws_ctx;
-} hs_house;
+    /* Compression state shared by the houses of a process (hs_zstate_new; its owner frees it
+     * after them); NULL: the tunnel makes its own with its first compressed body. */
+    hs_zstate *zs;
+    const hs_hooks *hooks; /* NULL: none */
+    void *hooks_ud;
+    size_t first_bridge; /* the index of cfg.bridges the first dial goes to (mod nbridges) */
+    /* Every delivery runs, even of a frame id that ran before: no replay cache lookup, no
+     * joining of a running call, nothing recorded. Breaks at-most-once: for load tests that
+     * show what the replay cache prevents. */
+    int no_replay;
+};
 
 uint64_t hs_now_ms(void); /* monotonic */
 
@@ -103,6 +142,11 @@ enum { HS_LOG_ERROR = 0, HS_LOG_WARN = 1, HS_LOG_INFO = 2, HS_LOG_DEBUG = 3 };
 int hs_log_parse_level(const char *s);
 void hs_log_set_level(int level);
 int hs_log_enabled(int level);
+/* Where the lines go instead of stderr (NULL: stderr again): the event and its key=value
+ * pairs, for a process that runs many houses and rate-limits or counts their lines. Called
+ * only for enabled levels. */
+typedef void (*hs_log_sink)(int level, const char *event, const char *kv);
+void hs_log_set_sink(hs_log_sink sink);
 /* One line to stderr: "ts=... level=... event=<event> <fmt...>". */
 void hs_log(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -148,6 +192,9 @@ int hs_tunnel_congested(const hs_tunnel *t);
 hs_tunnel *hs_tunnel_new(hs_house *h);  /* NULL: out of memory */
 int hs_tunnel_start(hs_tunnel *t);      /* creates the transports and dials; 0 or -1 */
 int hs_tunnel_live(const hs_tunnel *t); /* 1 while connected to a bridge (WELCOME received) */
+/* The dial gate (hs_hooks.dial_gate) lets the house dial now; nothing when it is not waiting
+ * at the gate (already dialing, connected, or stopping). */
+void hs_tunnel_dial(hs_tunnel *t);
 /* The connection's round trip (the transport's own estimate when it has one, else the last
  * PING's; 0: none, not connected), loss (0..1) and the transports' retransmits and FEC
  * repairs since start. */
@@ -157,10 +204,26 @@ void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and t
 void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws teardown */
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
 
+/* --- compression state (zstate.c) ------------------------------------------------------- */
+
+hs_zstate *hs_zstate_new(void);    /* for hs_house.zs; NULL: out of memory */
+void hs_zstate_free(hs_zstate *z); /* NULL ok */
+/* shared, or else *own (made when NULL), with its zstd context and, with compress, its output
+ * buffer; NULL when out of memory. */
+hs_zstate *hs_zstate_ready(hs_zstate *shared, hs_zstate **own, int compress);
+struct gp_zctx *hs_zstate_zctx(const hs_zstate *z);
+uint8_t *hs_zstate_buf(const hs_zstate *z, size_t *cap); /* the output buffer and its size */
+
 /* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
- * NULLs *pcontext once a foreign-loop teardown is complete. */
+ * NULLs *pcontext once a foreign-loop teardown is complete. flags: HS_WS_SMALL_RX. */
+enum {
+    /* Each connection's receive buffer is 4 KiB instead of a body chunk (68 KiB, mostly
+     * untouched but a few pages resident each): for many mostly idle houses in one process.
+     * Frames are reassembled by the tunnel either way. */
+    HS_WS_SMALL_RX = 1,
+};
 struct lws_context;
-struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file,
+struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
                                       struct lws_context **pcontext);
 
 /* --- admin port and metrics (admin.c) --------------------------------------------------- */
@@ -219,6 +282,10 @@ typedef struct hs_centry hs_centry;
 
 hs_cache *hs_cache_new(void);    /* one house's cache; NULL: out of memory */
 void hs_cache_free(hs_cache *c); /* NULL ok */
+/* Every entry committed from now on is kept keep_ms (UINT64_MAX: for ever), whatever its
+ * request's deadline; 0: as asked (hs_cache_retention). A knob for load tests that trade the
+ * retention promise for memory, or keep everything. */
+void hs_cache_set_keep(hs_cache *c, uint64_t keep_ms);
 
 /* Starts recording a response (copies everything). NULL when not cacheable or out of memory.
  * Status 0 with no headers makes a tombstone: "this request ran, its response is not kept". */

@@ -12,6 +12,7 @@
 #include <time.h>
 
 static int g_level = HS_LOG_INFO;
+static hs_log_sink g_sink; /* NULL: stderr */
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 int hs_log_parse_level(const char *s) {
@@ -29,9 +30,24 @@ int hs_log_enabled(int level) {
     return level <= g_level;
 }
 
+void hs_log_set_sink(hs_log_sink sink) {
+    g_sink = sink;
+}
+
 void hs_log(int level, const char *event, const char *fmt, ...) {
     if (!hs_log_enabled(level))
         return;
+    if (g_sink) {
+        char kv[2048] = "";
+        if (fmt && *fmt) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(kv, sizeof kv, fmt, ap);
+            va_end(ap);
+        }
+        g_sink(level, event, kv);
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

@@ -127,6 +127,11 @@ static const struct lws_protocols protocols[] = {
     {SUBPROTOCOL, callback, 0, GP_BODY_CHUNK + 4096, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+static const struct lws_protocols protocols_small_rx[] = {
+    /* HS_WS_SMALL_RX */
+    {SUBPROTOCOL, callback, 0, 4096 + GP_FRAME_HEADER_LEN, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
 
 static int ws_dial(hs_transport *t, const char *url) {
     tr_ws *w = (tr_ws *)t;
@@ -242,8 +247,8 @@ static void lws_log_emit(int level, const char *line) {
 }
 
 /* A client context on loop; user: what the callback finds for a wsi not yet ours. */
-static struct lws_context *context_new(uv_loop_t *loop, const char *ca_file, void *user,
-                                       struct lws_context **pcontext) {
+static struct lws_context *context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
+                                       void *user, struct lws_context **pcontext) {
     /* lws's log is the process's: the last context made sets its level. */
     lws_set_log_level(LLL_ERR | (hs_log_enabled(HS_LOG_DEBUG) ? LLL_WARN | LLL_NOTICE : 0),
                       lws_log_emit);
@@ -255,7 +260,7 @@ static struct lws_context *context_new(uv_loop_t *loop, const char *ca_file, voi
     info.foreign_loops = loops;
     info.pcontext = pcontext;
     info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
+    info.protocols = flags & HS_WS_SMALL_RX ? protocols_small_rx : protocols;
     info.gid = -1;
     info.uid = -1;
     info.user = user;
@@ -268,9 +273,9 @@ static struct lws_context *context_new(uv_loop_t *loop, const char *ca_file, voi
     return ctx;
 }
 
-struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file,
+struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
                                       struct lws_context **pcontext) {
-    return context_new(loop, ca_file, NULL, pcontext);
+    return context_new(loop, ca_file, flags, NULL, pcontext);
 }
 
 hs_transport *hs_tr_ws_new(hs_house *h, const hs_transport_up *up) {
@@ -285,7 +290,7 @@ hs_transport *hs_tr_ws_new(hs_house *h, const hs_transport_up *up) {
     if (h->ws_ctx) {
         w->ctx = h->ws_ctx;
         w->shared = 1;
-    } else if (!(w->ctx = context_new(h->loop, h->cfg.ca_file, w, &w->ctx))) {
+    } else if (!(w->ctx = context_new(h->loop, h->cfg.ca_file, 0, w, &w->ctx))) {
         free(w);
         return NULL;
     }

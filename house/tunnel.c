@@ -74,10 +74,7 @@ struct hs_tunnel {
     hs_transport *tr; /* the current connection's, NULL between connections */
     enum conn_state state;
     gp_framer *fr;
-    gp_zctx *zc;
-    gp_frame *rxf; /* decode scratch: gp_frame is large */
-    uint8_t *zbuf;
-    size_t zcap;
+    hs_zstate *zs; /* its own compression state, with its first compressed body */
     uint8_t hn[GP_NONCE_LEN];
     size_t bridge_idx;
     const char *url;
@@ -93,8 +90,9 @@ struct hs_tunnel {
     uint64_t probe_iv;
     int probe_idx; /* the preferred rudp:// bridge being probed while on wss (-1: none) */
     uv_timer_t retry, tick, probe;
-    int timers; /* initialised, not yet closed */
-    hs_stream *buckets[NBUCKETS];
+    int timers;          /* initialised, not yet closed */
+    int gated;           /* waiting at the owner's dial gate (hs_hooks.dial_gate) */
+    hs_stream **buckets; /* NBUCKETS chains, with the first stream: an idle house has none */
     size_t nstreams;
     hs_stream *ring_head, *ring_tail;
     hs_out *ctl_head, *ctl_tail;
@@ -112,8 +110,14 @@ static void early_drop(hs_tunnel *t);
 
 /* --- streams ---------------------------------------------------------------------------- */
 
+static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms) {
+    const hs_hooks *k = t->h->hooks;
+    if (k && k->on_event)
+        k->on_event(t->h->hooks_ud, t->h, ev, t->url, reason, ms);
+}
+
 static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
-    for (hs_stream *s = t->buckets[id % NBUCKETS]; s; s = s->hnext)
+    for (hs_stream *s = t->buckets ? t->buckets[id % NBUCKETS] : NULL; s; s = s->hnext)
         if (s->id == id)
             return s;
     return NULL;
@@ -224,6 +228,8 @@ static void stream_maybe_done(hs_stream *s) {
     if (s->up || !s->resp_fin || s->qh)
         return;
     hs_tunnel *t = s->t;
+    if (!s->detached)
+        event(t, HS_EV_ANSWERED, s->req.frame_id, 0);
     stream_free(s);
     maybe_finish_drain(t);
 }
@@ -250,7 +256,7 @@ static void stream_detach(hs_stream *s) {
 
 static size_t streams_abort_all(hs_tunnel *t, int detach) {
     size_t n = 0;
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         while (t->buckets[b]) {
             hs_stream *s = t->buckets[b];
             if (s->up && detach) {
@@ -289,7 +295,7 @@ static hs_stream *running_find(const hs_stream *self) {
     for (hs_stream *d = t->detached; d; d = d->dnext)
         if (d->up && same_request(&d->req, &self->req))
             return d;
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         for (hs_stream *s = t->buckets[b]; s; s = s->hnext)
             if (s != self && s->up && same_request(&s->req, &self->req))
                 return s;
@@ -298,7 +304,7 @@ static hs_stream *running_find(const hs_stream *self) {
 
 static int has_joiners(const hs_stream *d) {
     const hs_tunnel *t = d->t;
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         for (const hs_stream *w = t->buckets[b]; w; w = w->hnext)
             if (w->joined == d)
                 return 1;
@@ -383,7 +389,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
     f.u.resp_head.body_len = body_len;
     s->status = status;
     s->error = error && *error ? error : NULL;
-    if (!s->replay && !s->error && !s->rec)
+    if (!s->replay && !s->error && !s->rec && !t->h->no_replay)
         s->rec =
             hs_cache_begin(t->h->cache, s->req.frame_id, s->req.method, s->req.path, status, h, nh);
     int rc = queue_frame(t, s, &f);
@@ -410,11 +416,15 @@ void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t 
     f.flags = fin ? GP_FLAG_FIN : 0;
     f.stream = s->id;
     f.u.body.data = (gp_str){p, len};
-    if (gp_compress_worthwhile(content_type, p, len)) {
-        ssize_t z = gp_compress(t->zc, p, len, t->zbuf, t->zcap);
+    hs_zstate *zs =
+        gp_compress_worthwhile(content_type, p, len) ? hs_zstate_ready(t->h->zs, &t->zs, 1) : NULL;
+    if (zs) {
+        size_t cap;
+        uint8_t *zbuf = hs_zstate_buf(zs, &cap);
+        ssize_t z = gp_compress(hs_zstate_zctx(zs), p, len, zbuf, cap);
         if (z > 0) {
             f.flags |= GP_FLAG_ZSTD;
-            f.u.body.data = (gp_str){t->zbuf, (size_t)z};
+            f.u.body.data = (gp_str){zbuf, (size_t)z};
         }
     }
     s->resp_bytes += len;
@@ -535,8 +545,28 @@ static void up_sent(void *ud, hs_transport *tr, hs_out *o, int ok) {
 static void dial(hs_tunnel *t);
 static void tick_start(hs_tunnel *t);
 
+/* Time to dial: now, or once the owner's gate lets the house through (hs_tunnel_dial). */
+static void dial_or_wait(hs_tunnel *t) {
+    const hs_hooks *k = t->h->hooks;
+    if (t->h->stopping || t->state != CS_IDLE || t->gated)
+        return;
+    if (k && k->dial_gate) {
+        t->gated = 1;
+        k->dial_gate(t->h->hooks_ud, t->h);
+        return;
+    }
+    dial(t);
+}
+
+void hs_tunnel_dial(hs_tunnel *t) {
+    if (!t->gated)
+        return;
+    t->gated = 0;
+    dial(t);
+}
+
 static void on_retry(uv_timer_t *tm) {
-    dial(tm->data);
+    dial_or_wait(tm->data);
 }
 
 static uint64_t backoff_delay(hs_tunnel *t, enum backoff_kind bk) {
@@ -573,6 +603,8 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     if (was_live && now - t->live_ms >= STABLE_MS)
         t->attempt = 0;
     if (was_live || t->dial_ms)
+        event(t, was_live ? HS_EV_DISCONNECTED : HS_EV_DIAL_FAILED, t->reason, 0);
+    if (was_live || t->dial_ms)
         hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
                "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", t->h->cfg.id, hs_qs(t->url),
                hs_qs(t->reason), (unsigned long long)(was_live ? now - t->live_ms : 0), detached);
@@ -588,6 +620,7 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     t->next_backoff = BK_NORMAL;
     hs_log(HS_LOG_INFO, "reconnect_in", "ms=%llu bridge=%s attempt=%u", (unsigned long long)ms,
            hs_qs(t->h->cfg.bridges[t->bridge_idx]), t->attempt);
+    event(t, HS_EV_WAITING, NULL, ms);
     uv_timer_start(&t->retry, on_retry, ms, 0);
 }
 
@@ -645,6 +678,7 @@ static int up_dialing(void *ud, hs_transport *tr, int tls) {
     gp_framer_free(t->fr);
     t->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
     hs_log(HS_LOG_DEBUG, "dialing", "bridge=%s tls=%d", hs_qs(t->url), tls);
+    event(t, HS_EV_DIALING, NULL, 0);
     tick_start(t); /* enforces the handshake deadline */
     if (!t->fr) {
         conn_ended(t, "out_of_memory");
@@ -736,14 +770,16 @@ static void early_drop(hs_tunnel *t) {
     t->early_bytes = 0;
 }
 
+/* A decoded frame (about 4 KiB) lives on the stack: a house keeps no decode scratch. */
 static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
-    ssize_t k = gp_frame_decode(m, n, t->max_frame, t->rxf);
+    gp_frame f;
+    ssize_t k = gp_frame_decode(m, n, t->max_frame, &f);
     if (k != (ssize_t)n) {
         protocol_error(t, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
         return;
     }
-    int welcome = t->rxf->type == GP_FRAME_WELCOME;
-    if (t->state == CS_AUTH && !welcome && t->rxf->type != GP_FRAME_GOAWAY &&
+    int welcome = f.type == GP_FRAME_WELCOME;
+    if (t->state == CS_AUTH && !welcome && f.type != GP_FRAME_GOAWAY &&
         (t->tr->ops->flags & HS_TR_UNORDERED)) {
         early *e = t->early_bytes + n <= EARLY_MAX ? malloc(sizeof *e + n) : NULL;
         if (!e) {
@@ -758,7 +794,7 @@ static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
         t->early_bytes += n;
         return;
     }
-    on_frame(t, t->rxf);
+    on_frame(t, &f);
     if (welcome && t->state == CS_LIVE) {
         early *e = t->early;
         t->early = NULL;
@@ -786,12 +822,13 @@ static void up_bytes(void *ud, hs_transport *tr, const uint8_t *p, size_t len) {
     hs_tunnel *t = ud;
     if (!receiving(t, tr))
         return;
+    gp_frame f;
     int rc = gp_framer_feed(t->fr, p, len);
     while (rc == 0 && t->state != CS_CLOSING && t->state != CS_IDLE) {
-        rc = gp_framer_next(t->fr, t->rxf);
+        rc = gp_framer_next(t->fr, &f);
         if (rc <= 0)
             break;
-        on_frame(t, t->rxf);
+        on_frame(t, &f);
         rc = 0;
     }
     if (rc < 0 && t->state != CS_CLOSING && t->state != CS_IDLE)
@@ -904,6 +941,7 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     tick_start(t);
     probe_start(t);
     gp_metric_inc(t->h->m.connects, t->tr->ops->label(t->tr));
+    event(t, HS_EV_LIVE, NULL, 0);
     hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
            t->h->cfg.id, hs_qs(t->url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
            (unsigned long long)t->epoch, t->ping_iv);
@@ -943,6 +981,7 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         /* Another connection of this id took over (a second house with our id?). */
         hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", t->h->cfg.id, hs_qs(t->url),
                msg);
+        event(t, HS_EV_FENCED, "fenced", 0);
         conn_close(t, "fenced", BK_LONG);
         return;
     default:
@@ -975,14 +1014,18 @@ static void answer_again(hs_stream *s, const hs_centry *e);
 static int answered_or_joined(hs_stream *s) {
     hs_tunnel *t = s->t;
     const hs_request *r = &s->req;
+    if (t->h->no_replay)
+        return 0;
     const hs_centry *e = hs_cache_find(t->h->cache, r->frame_id, r->method, r->path, hs_now_ms());
     if (e) {
+        event(t, HS_EV_REPLAYED, r->frame_id, 0);
         answer_again(s, e);
         return 1;
     }
     hs_stream *d = running_find(s);
     if (!d)
         return 0;
+    event(t, HS_EV_REPLAYED, r->frame_id, 0);
     s->dispatched = 1;
     s->joined = d;
     hs_log(HS_LOG_INFO, "request_joined", "id=%s stream=%u running=%s", hs_qs(r->frame_id), s->id,
@@ -1051,7 +1094,7 @@ static void resolve_joined(hs_stream *d) {
     hs_tunnel *t = d->t;
     const hs_centry *e =
         hs_cache_find(t->h->cache, d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
-    for (unsigned b = 0; b < NBUCKETS; b++)
+    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
         for (hs_stream *w = t->buckets[b], *next; w; w = next) {
             next = w->hnext;
             if (w->joined != d)
@@ -1066,7 +1109,9 @@ static void on_req_head(hs_tunnel *t, const gp_frame *f) {
         protocol_error(t, "bad_stream_id", NULL);
         return;
     }
-    hs_stream *s = calloc(1, sizeof *s);
+    if (!t->buckets)
+        t->buckets = calloc(NBUCKETS, sizeof *t->buckets);
+    hs_stream *s = t->buckets ? calloc(1, sizeof *s) : NULL;
     if (!s) {
         protocol_error(t, "out_of_memory", NULL);
         return;
@@ -1086,6 +1131,7 @@ static void on_req_head(hs_tunnel *t, const gp_frame *f) {
     r->service = dup_str(h->service);
     r->timeout_ms = h->timeout_ms;
     s->declared_len = h->body_len;
+    event(t, HS_EV_REQUEST, r->frame_id, 0);
     int oom = !r->frame_id || !r->method || !r->path || !r->service;
     if (h->nheaders && !oom) {
         r->headers = calloc(h->nheaders, sizeof *r->headers);
@@ -1152,6 +1198,12 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         }
         n = (size_t)dn;
     }
+    if (zstd && !hs_zstate_ready(t->h->zs, &t->zs, 0)) {
+        s->dispatched = 1;
+        send_error_head(s, 503, "unavailable", "house out of memory");
+        stream_maybe_done(s);
+        return;
+    }
     if (r->body_len + n > max) {
         char mbuf[128];
         snprintf(mbuf, sizeof mbuf, "request body exceeds max-body %lld", t->h->cfg.max_body);
@@ -1178,7 +1230,8 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         s->body_cap = cap;
     }
     if (zstd) {
-        ssize_t m = gp_decompress(t->zc, d.p, d.len, r->body + r->body_len, n);
+        ssize_t m = gp_decompress(hs_zstate_zctx(hs_zstate_ready(t->h->zs, &t->zs, 0)), d.p, d.len,
+                                  r->body + r->body_len, n);
         if (m < 0) {
             protocol_error(t, "bad_compressed_body", gp_strerror((int)m));
             return;
@@ -1196,6 +1249,7 @@ static void on_cancel(hs_tunnel *t, const gp_frame *f) {
     hs_stream *s = stream_find(t, f->stream);
     if (!s)
         return;
+    event(t, HS_EV_CANCELLED, s->req.frame_id, 0);
     if (s->up && has_joiners(s)) {
         /* Another delivery of the same request waits for this call: it goes on detached. */
         log_request(s, "cancelled_call_kept_for_a_redelivery");
@@ -1359,18 +1413,15 @@ int hs_tunnel_start(hs_tunnel *t) {
     for (size_t i = 0; i < t->h->cfg.nbridges; i++)
         rudp |= strncmp(t->h->cfg.bridges[i], "rudp://", 7) == 0;
     t->rudp = rudp ? hs_tr_rudp_new(t->h, &t->up) : NULL;
-    t->zc = gp_zctx_new(GP_ZSTD_LEVEL);
-    t->zcap = gp_compress_bound(GP_BODY_CHUNK);
-    t->zbuf = malloc(t->zcap);
-    t->rxf = malloc(sizeof *t->rxf);
-    if ((rudp && !t->rudp) || !t->zc || !t->zbuf || !t->rxf) {
+    if (rudp && !t->rudp) {
         hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
         return -1;
     }
     t->ws = hs_tr_ws_new(t->h, &t->up); /* logs why not */
     if (!t->ws)
         return -1;
-    dial(t);
+    t->bridge_idx = t->h->cfg.nbridges ? t->h->first_bridge % t->h->cfg.nbridges : 0;
+    dial_or_wait(t);
     return 0;
 }
 
@@ -1400,6 +1451,7 @@ void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *
 }
 
 void hs_tunnel_stop(hs_tunnel *t) {
+    t->gated = 0; /* a late hs_tunnel_dial does nothing */
     if (t->state != CS_IDLE) {
         snprintf(t->reason, sizeof t->reason, "shutdown");
         /* Now, not when the transport reports the close: upstream.c is stopped right after. */
@@ -1442,8 +1494,7 @@ void hs_tunnel_free(hs_tunnel *t) {
     if (t->rudp)
         t->rudp->ops->free(t->rudp);
     gp_framer_free(t->fr);
-    gp_zctx_free(t->zc);
-    free(t->zbuf);
-    free(t->rxf);
+    hs_zstate_free(t->zs);
+    free(t->buckets);
     free(t);
 }

@@ -574,9 +574,25 @@ static int build(hs_xfer *x, const hs_request *r) {
     return ok ? 0 : -1;
 }
 
+/* The multi handle comes with the first request, not with the house: a process running many
+ * mostly idle houses (tests/load) should not keep one each. NULL when out of memory. */
+static CURLM *multi_of(hs_upstream *u) {
+    if (u->multi || !u->handles)
+        return u->multi;
+    if (!(u->multi = curl_multi_init()))
+        return NULL;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)u->h->cfg.max_conns);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)u->h->cfg.max_conns);
+    return u->multi;
+}
+
 hs_xfer *hs_upstream_start(hs_upstream *u, hs_stream *s) {
     const hs_request *r = hs_stream_request(s);
-    hs_xfer *x = calloc(1, sizeof *x);
+    hs_xfer *x = multi_of(u) ? calloc(1, sizeof *x) : NULL;
     if (!x) {
         hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
         return NULL;
@@ -629,21 +645,10 @@ hs_upstream *hs_upstream_new(hs_house *h) {
     if (!u)
         return NULL;
     u->h = h;
-    u->multi = curl_multi_init();
-    if (!u->multi) {
-        free(u);
-        return NULL;
-    }
     uv_timer_init(h->loop, &u->timer);
     uv_timer_init(h->loop, &u->resume);
     u->timer.data = u->resume.data = u;
     u->handles = 1;
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->cfg.max_conns);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)h->cfg.max_conns);
     return u;
 }
 

@@ -31,6 +31,7 @@
 static struct {
     uv_loop_t loop;
     struct lws_context *ctx; /* shared by every house's ws transport */
+    hs_zstate *zs;           /* and one compression state */
     hs_house **houses;
     size_t n;
     char *bridges[MAX_BRIDGES];
@@ -166,6 +167,7 @@ static hs_house *house_new(const char *spec) {
         goto bad;
     h->loop = &G.loop;
     h->ws_ctx = G.ctx;
+    h->zs = G.zs;
     hs_config *c = &h->cfg;
     c->id = strndup(spec, (size_t)(eq - spec));
     if (!c->id || !gp_house_id_valid(gp_str_c(c->id)) || gp_secret_from_hex(eq + 1, h->secret))
@@ -268,8 +270,9 @@ int main(int argc, char **argv) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
     uv_loop_init(&G.loop);
-    G.ctx = hs_ws_context_new(&G.loop, NULL, &G.ctx);
-    int rc = G.ctx ? 0 : 1;
+    G.ctx = hs_ws_context_new(&G.loop, NULL, HS_WS_SMALL_RX, &G.ctx);
+    G.zs = hs_zstate_new();
+    int rc = G.ctx && G.zs ? 0 : 1;
     size_t made = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         if (strncmp(argv[i], "--", 2) == 0) {
@@ -304,6 +307,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < G.n; i++)
         house_free(G.houses[i]);
     free(G.houses);
+    hs_zstate_free(G.zs);
     if (uv_loop_close(&G.loop) != 0)
         hs_log(HS_LOG_WARN, "loop_not_empty", NULL);
     curl_global_cleanup();

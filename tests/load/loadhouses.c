@@ -1,20 +1,20 @@
-/* loadhouses.c — gp-loadhouses: N simulated houses in one process, for fault tests and
- * benchmarks of the bridge. Every house is one libwebsockets client connection (all of them in
- * one lws context on one libuv loop) that speaks to the bridge exactly as house/tunnel.c does:
- * the HELLO/CHALLENGE/AUTH/WELCOME handshake (the bridge's proof is checked), PING/PONG,
- * GOAWAY, full-jitter reconnect backoff and bridge rotation. Instead of calling an upstream it
- * answers every request itself: RESP_HEAD 200 and a B-byte body after D ms of think time.
- * Like the real house it remembers the frame ids it has executed, so a request delivered again
- * is answered from that memory (`replayed`) instead of running twice (`dup_exec`, which counts
- * second executions and must stay 0). Progress goes to stdout as key=value event lines.
- * I/O side, test-only; frames and proofs are proto/'s pure functions.
- *
- * Memory per house is a small struct plus what lws needs for a connection: frames arrive in
- * pieces of at most RX_BUFFER bytes and are decoded in place, a gp_framer exists only while a
- * frame spans pieces, and response bodies are generated chunk by chunk at write time. */
+/* loadhouses.c — gp-loadhouses: N houses in one process, for fault tests and benchmarks of
+ * the bridge. Every house is a real house: an hs_house (house/house.h) with house/'s own
+ * tunnel, ws transport, replay cache and reconnect policy, all of them on one libuv loop, in
+ * one lws context (a 4 KiB receive buffer per connection) and with one compression state.
+ * Instead of calling an upstream, an executor of this tool (hs_exec) answers every request:
+ * 200, application/json and a B-byte body after D ms of think time. The house remembers what
+ * ran (its replay cache), so a request delivered again is answered from there (`replayed`)
+ * instead of running twice; this tool counts executions per frame id (`execs`, and
+ * `dup_exec` for second ones, which must stay 0). The house's hooks (hs_hooks) feed the
+ * counters and stdout lines, and its dial gate lets every dial (first connects and
+ * reconnects) through one pacer at --connect-rate. The houses' log lines go through a sink
+ * that rate-limits per-house trouble. Progress goes to stdout as key=value event lines.
+ * I/O side, test-only. */
 #include "../../bridge/rclient.h"
 #include "../../bridge/rurl.h"
 #include "../../bridge/tlsrelay.h"
+#include "../../house/house.h"
 #include "auth.h"
 #include "conf.h"
 #include "frame.h"
@@ -36,19 +36,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define SUBPROTOCOL "ghostport.v1"
-#define RX_BUFFER (4096u + GP_FRAME_HEADER_LEN)
-#define HANDSHAKE_MS 15000u /* dial + auth; the bridge allows 10 s for its part */
-#define BACKOFF_BASE_MS 250u
-#define BACKOFF_CAP_MS 30000u
-#define STABLE_MS 60000u /* a connection up this long resets the backoff */
-#define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight answers */
-#define CLOSE_FLUSH_S 2  /* seconds lws may take to flush a close before it kills */
-#define STOP_WAIT_MS 3000u
-#define DEFAULT_PING_MS 5000u
 #define PACE_MS 10u       /* dial pacer tick */
 #define PACE_BURST_MS 50u /* dial credit saved up at most */
-#define SWEEP_MS 100u     /* liveness checks of every house */
+#define SWEEP_MS 1000u    /* ageing of the execution memory */
 #define FD_RESERVE 64u    /* descriptors besides the houses' sockets */
 #define REDIS_BATCH 1000u
 
@@ -70,71 +60,39 @@ typedef struct lh_config {
     int reg, spread, no_replay, insecure, help;
 } lh_config;
 
-/* --- houses, streams, executions ---------------------------------------------------------- */
+/* --- houses and executions ---------------------------------------------------------------- */
 
-typedef struct lh_out {
-    struct lh_out *next;
-    size_t len;
-    uint8_t buf[]; /* LWS_PRE + frame */
-} lh_out;
+enum lh_state { LH_WAITING, LH_CONNECTING, LH_LIVE };
 
-typedef struct lh_house lh_house;
-typedef struct lh_stream lh_stream;
-typedef struct lh_exec lh_exec;
-
-enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
-enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW };
-
-struct lh_house {
-    struct lws *wsi;
-    gp_framer *fr; /* only while a frame spans several received pieces */
-    lh_out *ctl_head, *ctl_tail;
-    lh_stream *streams;               /* streams of the current connection */
-    lh_stream *ring_head, *ring_tail; /* streams with a frame to write, round robin */
-    lh_house *dnext;                  /* dial queue */
-    const char *reason;
-    uint64_t dial_ms, live_ms, last_rx_ms, last_ping_ms, drain_ms;
-    uint32_t idx, ping_iv, max_frame, nstreams;
-    uint16_t attempt, bridge_idx;
-    uint8_t state, next_backoff, draining, in_dialq, ever_live, has_wsi;
-    uint8_t secret[GP_SECRET_LEN];
-    uint8_t hn[GP_NONCE_LEN];
-};
-
-enum stream_phase { ST_BODY, ST_THINK, ST_JOIN, ST_SEND };
-
-struct lh_stream {
-    lh_stream *snext, *sprev; /* house's list (not while detached) */
-    lh_stream *rnext;         /* house's write ring */
-    lh_stream *tnext, *tprev; /* think FIFO */
-    lh_stream *jnext;         /* joiners of an execution */
-    lh_house *h;
-    lh_exec *ex; /* ST_THINK: the execution it runs; ST_JOIN: the one it waits for */
-    char *fid;
-    size_t fidlen;
-    uint64_t ready_ms, sent;
-    uint32_t id, exec_no;
-    uint8_t phase, head_sent, fin_sent, in_ring, detached;
-};
+typedef struct lh_house {
+    hs_house h;             /* first: the hooks are handed &h */
+    struct lh_house *dnext; /* dial queue */
+    uint32_t idx;
+    uint8_t state, in_dialq, ever_live;
+} lh_house;
 
 enum exec_state { EX_RUNNING, EX_DONE, EX_ABORTED };
 
-/* One frame id of one house that was executed (or is executing). Finished entries are kept
- * for --remember-ms in an age FIFO, like the real house's replay cache. */
-struct lh_exec {
-    lh_exec *hnext, *anext;
-    lh_stream *runner, *joiners;
+/* One frame id of one house that was executed (or is executing), kept for --remember-ms in
+ * an age FIFO: what tells a second execution (dup_exec) from a first. */
+typedef struct lh_exec {
+    struct lh_exec *hnext, *anext;
     uint64_t done_ms;
-    uint32_t house, execs;
+    uint32_t house, execs, running;
     uint8_t state, in_age;
     uint16_t idlen;
     char id[];
-};
+} lh_exec;
 
-typedef struct lh_due {
-    uint64_t at;
-    uint32_t house;
-} lh_due;
+/* An execution in its think time (one FIFO: the delay is the same for all). */
+typedef struct lh_job {
+    struct lh_job *next, *prev;
+    lh_house *lh;
+    hs_stream *s;
+    lh_exec *e;
+    uint32_t exec_no;
+    uint64_t due;
+} lh_job;
 
 static struct {
     lh_config cfg;
@@ -143,31 +101,29 @@ static struct {
     int has_master;
     uv_loop_t *loop;
     struct lws_context *ctx;
+    hs_zstate *zs;
+    char **urls;
     lh_house *houses;
     size_t n;
     int stopping, handles_open;
-    uint64_t start_ms, stop_ms;
-    uv_timer_t pace, sweep, stats, think, stop;
+    uint64_t start_ms;
+    uv_timer_t pace, sweep, stats, think;
     uv_signal_t sigint, sigterm;
-    /* dialing: a FIFO paced at --connect-rate, fed by a min-heap of backoff deadlines */
+    /* dialing: the houses the gate holds, let through at --connect-rate */
     lh_house *dq_head, *dq_tail;
     double credit;
     uint64_t credit_ms;
-    lh_due *heap;
-    size_t nheap;
-    /* executions in their think time, in deadline order (the delay is the same for all) */
-    lh_stream *think_head, *think_tail;
+    lh_job *jobs_head, *jobs_tail;
     lh_exec **eb;
     size_t neb, nexec;
     lh_exec *age_head, *age_tail;
     /* counters */
-    size_t n_live, n_connecting, n_open;
+    size_t n_live, n_connecting;
     uint64_t requests, replayed, dup_exec, reconnects, execs, answered, cancelled, disconnects,
         dial_failures, fenced, warn_suppressed;
     uint64_t warn_ms;
     int all_connected;
-    gp_frame *rxf;
-    uint8_t *wbuf, *body;
+    uint8_t *body;
 } G;
 
 static uint64_t now_ms(void) {
@@ -217,26 +173,6 @@ static void emit(const char *fmt, ...) {
     fflush(stdout);
 }
 
-/* A log-safe copy of bytes from the network, for a bare value (spaces 0) or one inside
- * double quotes (spaces 1): anything else unusual becomes '?'. Rotating buffers, so one log
- * call may use a few. */
-static const char *safe_text(const uint8_t *p, size_t n, int spaces) {
-    static char bufs[4][96];
-    static unsigned k;
-    char *b = bufs[k++ % 4];
-    size_t m = n < sizeof bufs[0] - 1 ? n : sizeof bufs[0] - 1;
-    for (size_t i = 0; i < m; i++)
-        b[i] = (p[i] > ' ' || (spaces && p[i] == ' ')) && p[i] < 0x7f && p[i] != '"' && p[i] != '\\'
-                   ? (char)p[i]
-                   : '?';
-    b[m] = '\0';
-    return m || spaces ? b : "-";
-}
-
-static const char *safe(const uint8_t *p, size_t n) {
-    return safe_text(p, n, 0);
-}
-
 static const char *house_id(const lh_house *h) {
     static char bufs[4][GP_MAX_HOUSE_ID + 1];
     static unsigned k;
@@ -267,6 +203,30 @@ static void print_stats(int final) {
          (unsigned long long)G.cancelled, (unsigned long long)G.disconnects,
          (unsigned long long)G.dial_failures, (unsigned long long)G.fenced,
          (unsigned long long)(now_ms() - G.start_ms), final ? " final=1" : "");
+}
+
+/* --- the houses' log: per-house trouble at most once a second ----------------------------- */
+
+/* A house logs every connect and request at info, and trouble (a refused dial, a dropped
+ * connection, a fence) at warn or error. 10,000 houses losing their bridge must not flood
+ * stderr, but a run that never connects must not look merely slow either: trouble goes out
+ * at most once a second, each line saying how many were left out since the last one. With
+ * --log-level debug every line goes out. */
+static void house_log(int level, const char *event, const char *kv) {
+    if (G.log_level >= LOG_DEBUG) {
+        lh_log(level, event, "%s", kv);
+        return;
+    }
+    if (level > HS_LOG_WARN || (G.stopping && level == HS_LOG_WARN))
+        return; /* every house says goodbye at shutdown: not trouble */
+    uint64_t now = now_ms();
+    if (G.warn_ms && now - G.warn_ms < 1000) {
+        G.warn_suppressed++;
+        return;
+    }
+    lh_log(level, event, "%s suppressed=%llu", kv, (unsigned long long)G.warn_suppressed);
+    G.warn_ms = now;
+    G.warn_suppressed = 0;
 }
 
 /* --- execution memory --------------------------------------------------------------------- */
@@ -330,10 +290,11 @@ static void exec_free(lh_exec *e) {
     free(e);
 }
 
-/* The execution ended (done or aborted): its entry starts ageing. */
+/* An execution ended (done or aborted): once none of its frame id runs, its entry starts
+ * ageing. */
 static void exec_settle(lh_exec *e, enum exec_state st, uint64_t now) {
-    e->state = (uint8_t)st;
-    e->runner = NULL;
+    e->running--;
+    e->state = (uint8_t)(e->running ? EX_RUNNING : st);
     e->done_ms = now;
     if (e->in_age)
         return; /* ran again: it keeps its place, and is dropped a little late */
@@ -361,72 +322,7 @@ static void exec_prune(uint64_t now) {
     }
 }
 
-/* --- sending ------------------------------------------------------------------------------ */
-
-static void want_write(lh_house *h) {
-    if (h->wsi && h->state >= CS_HELLO)
-        lws_callback_on_writable(h->wsi);
-}
-
-static void send_ctl(lh_house *h, const gp_frame *f) {
-    size_t n = gp_frame_size(f);
-    lh_out *o = malloc(sizeof *o + LWS_PRE + n);
-    ssize_t w = o ? gp_frame_encode(f, o->buf + LWS_PRE, n) : GP_ERR_NOMEM;
-    if (w < 0) {
-        lh_log(LOG_ERROR, "frame_encode_failed", "house=%s type=%s err=%s", house_id(h),
-               gp_frame_type_name(f->type), gp_strerror((int)w));
-        free(o);
-        return;
-    }
-    o->len = (size_t)w;
-    o->next = NULL;
-    if (h->ctl_tail)
-        h->ctl_tail->next = o;
-    else
-        h->ctl_head = o;
-    h->ctl_tail = o;
-    want_write(h);
-}
-
-static void ctl_drop(lh_house *h) {
-    for (lh_out *o = h->ctl_head, *n; o; o = n) {
-        n = o->next;
-        free(o);
-    }
-    h->ctl_head = h->ctl_tail = NULL;
-}
-
-static void ring_push(lh_stream *s) {
-    lh_house *h = s->h;
-    if (s->in_ring)
-        return;
-    s->rnext = NULL;
-    if (h->ring_tail)
-        h->ring_tail->rnext = s;
-    else
-        h->ring_head = s;
-    h->ring_tail = s;
-    s->in_ring = 1;
-    want_write(h);
-}
-
-static void ring_remove(lh_stream *s) {
-    if (!s->in_ring)
-        return;
-    lh_house *h = s->h;
-    lh_stream **pp = &h->ring_head, *prev = NULL;
-    while (*pp && *pp != s) {
-        prev = *pp;
-        pp = &(*pp)->rnext;
-    }
-    if (*pp) {
-        *pp = s->rnext;
-        if (h->ring_tail == s)
-            h->ring_tail = prev;
-    }
-    s->rnext = NULL;
-    s->in_ring = 0;
-}
+/* --- the executor (hs_exec): answers in-process ------------------------------------------- */
 
 /* Appends a JSON string body (without quotes) of p[0..n) to out; returns the new length. */
 static size_t json_escape(char *out, size_t o, size_t cap, const char *p, size_t n) {
@@ -444,13 +340,24 @@ static size_t json_escape(char *out, size_t o, size_t cap, const char *p, size_t
     return o;
 }
 
-/* Body bytes [off, off + n) of a stream's response: a small JSON object naming the house,
- * the frame id and which execution answered, padded with spaces (still valid JSON). */
-static void fill_body(const lh_stream *s, uint8_t *out, uint64_t off, size_t n) {
+static void job_unlink(lh_job *j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        G.jobs_head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        G.jobs_tail = j->prev;
+}
+
+/* Body bytes [off, off + n) of an answer: a small JSON object naming the house, the frame id
+ * and which execution answered, padded with spaces (still valid JSON). */
+static void fill_body(const lh_job *j, const char *fid, uint8_t *out, uint64_t off, size_t n) {
     char js[1024];
-    size_t jl = (size_t)snprintf(js, sizeof js, "{\"house\":\"%s\",\"id\":\"", house_id(s->h));
-    jl = json_escape(js, jl, sizeof js - 32, s->fid, s->fidlen);
-    jl += (size_t)snprintf(js + jl, sizeof js - jl, "\",\"exec\":%u}", s->exec_no);
+    size_t jl = (size_t)snprintf(js, sizeof js, "{\"house\":\"%s\",\"id\":\"", j->lh->h.cfg.id);
+    jl = json_escape(js, jl, sizeof js - 32, fid, strlen(fid));
+    jl += (size_t)snprintf(js + jl, sizeof js - jl, "\",\"exec\":%u}", j->exec_no);
     size_t k = 0;
     if (off < jl) {
         k = jl - (size_t)off < n ? jl - (size_t)off : n;
@@ -459,792 +366,172 @@ static void fill_body(const lh_stream *s, uint8_t *out, uint64_t off, size_t n) 
     memset(out + k, ' ', n - k);
 }
 
-static void stream_unlink(lh_stream *s) {
-    if (s->detached)
-        return;
-    lh_house *h = s->h;
-    if (s->sprev)
-        s->sprev->snext = s->snext;
-    else if (h->streams == s)
-        h->streams = s->snext;
-    if (s->snext)
-        s->snext->sprev = s->sprev;
-    s->snext = s->sprev = NULL;
-    h->nstreams--;
-    ring_remove(s);
-}
-
-static void stream_free(lh_stream *s) {
-    stream_unlink(s);
-    free(s->fid);
-    free(s);
-}
-
-static void conn_close(lh_house *h, const char *reason, enum backoff_kind bk);
-
-static void maybe_finish_drain(lh_house *h) {
-    if (h->draining && h->state == CS_LIVE && h->nstreams == 0)
-        conn_close(h, "drained", BK_NOW);
-}
-
-/* Writes the next frame of stream s. Returns 0 or -1 (write failed). */
-static int write_stream_frame(lh_house *h, lh_stream *s, struct lws *wsi) {
-    gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.stream = s->id;
+/* Queued whole: the tunnel sends its frames round-robin with the other streams. */
+static void answer(lh_job *j) {
+    const hs_request *r = hs_stream_request(j->s);
     uint64_t total = (uint64_t)G.cfg.response_bytes;
     gp_header ct = {GP_STR_LIT("content-type"), GP_STR_LIT("application/json")};
-    if (!s->head_sent) {
-        f.type = GP_FRAME_RESP_HEAD;
-        f.u.resp_head.status = 200;
-        f.u.resp_head.headers = &ct;
-        f.u.resp_head.nheaders = 1;
-        f.u.resp_head.body_len = total;
-        s->head_sent = 1;
-    } else {
-        size_t chunk = h->max_frame < GP_BODY_CHUNK ? h->max_frame : GP_BODY_CHUNK;
-        size_t n = total - s->sent < chunk ? (size_t)(total - s->sent) : chunk;
-        fill_body(s, G.body, s->sent, n);
-        f.type = GP_FRAME_RESP_BODY;
-        f.u.body.data = (gp_str){G.body, n};
-        s->sent += n;
-        if (s->sent == total) {
-            f.flags = GP_FLAG_FIN;
-            s->fin_sent = 1;
-        }
+    hs_stream_head(j->s, 200, &ct, 1, "", "", total, total == 0);
+    for (uint64_t off = 0; off < total;) {
+        size_t k = total - off < GP_BODY_CHUNK ? (size_t)(total - off) : GP_BODY_CHUNK;
+        fill_body(j, r->frame_id, G.body, off, k);
+        hs_stream_body(j->s, ct.value, G.body, k, off + k == total);
+        off += k;
     }
-    ssize_t w = gp_frame_encode(&f, G.wbuf + LWS_PRE, GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64);
-    if (w < 0) {
-        lh_log(LOG_ERROR, "frame_encode_failed", "house=%s type=%s err=%s", house_id(h),
-               gp_frame_type_name(f.type), gp_strerror((int)w));
-        return -1;
-    }
-    /* lws buffers what the socket does not take; a short count is a failure. */
-    return lws_write(wsi, G.wbuf + LWS_PRE, (size_t)w, LWS_WRITE_BINARY) < (int)w ? -1 : 0;
-}
-
-static int on_writeable(lh_house *h, struct lws *wsi) {
-    if (h->ctl_head) {
-        lh_out *o = h->ctl_head;
-        h->ctl_head = o->next;
-        if (!h->ctl_head)
-            h->ctl_tail = NULL;
-        int w = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_BINARY);
-        int short_write = w < (int)o->len;
-        free(o);
-        if (short_write) {
-            h->reason = "write_failed";
-            return -1;
-        }
-    } else if (h->state == CS_LIVE && h->ring_head) {
-        lh_stream *s = h->ring_head;
-        h->ring_head = s->rnext;
-        if (!h->ring_head)
-            h->ring_tail = NULL;
-        s->rnext = NULL;
-        s->in_ring = 0;
-        if (write_stream_frame(h, s, wsi) != 0) {
-            h->reason = "write_failed";
-            return -1;
-        }
-        if (s->fin_sent) {
-            G.answered++;
-            stream_free(s);
-            maybe_finish_drain(h);
-        } else {
-            ring_push(s); /* round robin: to the back of the ring */
-        }
-    }
-    if (h->state == CS_CLOSING && !h->ctl_head) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
-    }
-    if (h->ctl_head || (h->state == CS_LIVE && h->ring_head))
-        lws_callback_on_writable(wsi);
-    return 0;
-}
-
-/* --- executing requests ------------------------------------------------------------------- */
-
-static void go_send(lh_stream *s) {
-    s->phase = ST_SEND;
-    s->ex = NULL;
-    ring_push(s);
-}
-
-static void think_remove(lh_stream *s) {
-    if (s->tprev)
-        s->tprev->tnext = s->tnext;
-    else
-        G.think_head = s->tnext;
-    if (s->tnext)
-        s->tnext->tprev = s->tprev;
-    else
-        G.think_tail = s->tprev;
-    s->tnext = s->tprev = NULL;
-}
-
-static void dispatch(lh_stream *s);
-
-/* The execution s was running is over: s and every stream that joined it answer. */
-static void exec_finish(lh_stream *s, uint64_t now) {
-    lh_exec *e = s->ex;
-    exec_settle(e, EX_DONE, now);
-    lh_stream *j = e->joiners;
-    e->joiners = NULL;
-    while (j) {
-        lh_stream *next = j->jnext;
-        j->jnext = NULL;
-        j->exec_no = e->execs;
-        G.replayed++;
-        go_send(j);
-        j = next;
-    }
-    if (s->detached) {
-        /* Its connection is gone; the answer lives on in the memory for the redelivery. */
-        s->ex = NULL;
-        stream_free(s);
-        return;
-    }
-    go_send(s);
-}
-
-/* The execution s was running stopped before its end (CANCEL, shutdown). Streams that
- * joined it are dispatched again: one of them runs it again (a second execution). */
-static void exec_abort(lh_stream *s) {
-    lh_exec *e = s->ex;
-    s->ex = NULL;
-    exec_settle(e, EX_ABORTED, now_ms());
-    lh_stream *j = e->joiners;
-    e->joiners = NULL;
-    while (j) {
-        lh_stream *next = j->jnext;
-        j->jnext = NULL;
-        j->ex = NULL;
-        dispatch(j);
-        j = next;
-    }
-}
-
-static void joiner_remove(lh_stream *s) {
-    lh_stream **pp = &s->ex->joiners;
-    while (*pp && *pp != s)
-        pp = &(*pp)->jnext;
-    if (*pp)
-        *pp = s->jnext;
-    s->jnext = NULL;
-    s->ex = NULL;
+    exec_settle(j->e, EX_DONE, now_ms());
+    hs_stream_upstream_done(j->s, "ok");
 }
 
 static void on_think(uv_timer_t *t) {
     (void)t;
     uint64_t now = now_ms();
-    while (G.think_head && G.think_head->ready_ms <= now) {
-        lh_stream *s = G.think_head;
-        think_remove(s);
-        exec_finish(s, now);
+    while (G.jobs_head && G.jobs_head->due <= now) {
+        lh_job *j = G.jobs_head;
+        job_unlink(j);
+        answer(j);
+        free(j);
     }
-    if (G.think_head && !G.stopping)
-        uv_timer_start(&G.think, on_think, G.think_head->ready_ms - now, 0);
+    if (G.jobs_head && !G.stopping)
+        uv_timer_start(&G.think, on_think, G.jobs_head->due - now, 0);
 }
 
-/* The request of s is complete: answer it from memory, join a running execution of the same
- * frame id, or execute it. */
-static void dispatch(lh_stream *s) {
-    lh_house *h = s->h;
-    lh_exec *e = exec_find(h->idx, s->fid, s->fidlen);
-    if (e && e->state == EX_DONE && !G.cfg.no_replay) {
-        G.replayed++;
-        s->exec_no = e->execs;
-        lh_log(LOG_DEBUG, "replayed", "house=%s id=%s stream=%u", house_id(h),
-               safe((const uint8_t *)s->fid, s->fidlen), s->id);
-        go_send(s);
-        return;
-    }
-    if (e && e->state == EX_RUNNING) {
-        /* Delivered again while the first delivery still runs: wait for its answer. */
-        s->phase = ST_JOIN;
-        s->ex = e;
-        s->jnext = e->joiners;
-        e->joiners = s;
-        return;
-    }
+static int x_check(void *ud, hs_request *r, uint16_t *status, const char **error,
+                   const char **message) {
+    (void)ud, (void)status, (void)error, (void)message;
+    r->base_url = "in-process";
+    return 0;
+}
+
+/* An execution: counted, remembered, answered from the loop after the think time (never
+ * from inside start: the tunnel holds the transfer once start has returned it). */
+static hs_xfer *x_start(void *ud, hs_stream *s) {
+    lh_house *lh = ud;
+    const hs_request *r = hs_stream_request(s);
+    size_t n = strlen(r->frame_id);
+    lh_exec *e = exec_find(lh->idx, r->frame_id, n);
     if (e) {
         G.dup_exec++;
-        lh_log(G.cfg.no_replay ? LOG_DEBUG : LOG_WARN, "dup_exec",
-               "house=%s id=%s stream=%u execs=%u", house_id(h),
-               safe((const uint8_t *)s->fid, s->fidlen), s->id, e->execs + 1);
-    } else if (!(e = exec_new(h->idx, s->fid, s->fidlen))) {
-        lh_log(LOG_ERROR, "out_of_memory", "house=%s stream=%u", house_id(h), s->id);
-        stream_free(s);
-        return;
+        lh_log(G.cfg.no_replay ? LOG_DEBUG : LOG_WARN, "dup_exec", "house=%s id=%s execs=%u",
+               lh->h.cfg.id, hs_qs(r->frame_id), e->execs + 1);
+    }
+    lh_job *j = calloc(1, sizeof *j);
+    if (!j || (!e && !(e = exec_new(lh->idx, r->frame_id, n)))) {
+        free(j);
+        hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
+        return NULL;
     }
     G.execs++;
     e->execs++;
+    e->running++;
     e->state = EX_RUNNING;
-    e->runner = s;
-    s->ex = e;
-    s->exec_no = e->execs;
-    uint64_t now = now_ms();
-    if (G.cfg.delay_ms == 0) {
-        exec_finish(s, now);
-        return;
-    }
-    s->phase = ST_THINK;
-    s->ready_ms = now + (uint64_t)G.cfg.delay_ms;
-    s->tnext = NULL;
-    s->tprev = G.think_tail;
-    if (G.think_tail)
-        G.think_tail->tnext = s;
+    j->lh = lh;
+    j->s = s;
+    j->e = e;
+    j->exec_no = e->execs;
+    j->due = now_ms() + (uint64_t)G.cfg.delay_ms;
+    j->prev = G.jobs_tail;
+    if (G.jobs_tail)
+        G.jobs_tail->next = j;
     else
-        G.think_head = s;
-    G.think_tail = s;
-    if (G.think_head == s)
+        G.jobs_head = j;
+    G.jobs_tail = j;
+    if (G.jobs_head == j)
         uv_timer_start(&G.think, on_think, (uint64_t)G.cfg.delay_ms, 0);
+    return (hs_xfer *)j;
 }
 
-/* The connection of h is gone or going: nothing more is written for its streams. With
- * `detach`, executions in their think time go on (their answers land in the memory, for the
- * redelivery); without it (shutdown) they are abandoned. */
-static void streams_drop(lh_house *h, int detach) {
-    for (lh_stream *s = h->streams, *next; s; s = next) {
-        next = s->snext;
-        if (s->phase == ST_JOIN) {
-            joiner_remove(s);
-            stream_free(s);
+/* CANCEL, or shutdown: the execution stops before its end (a redelivery runs it again). */
+static void x_abort(void *ud, hs_xfer *x) {
+    (void)ud;
+    lh_job *j = (lh_job *)x;
+    job_unlink(j);
+    exec_settle(j->e, EX_ABORTED, now_ms());
+    free(j);
+}
+
+static void x_resume(void *ud) {
+    (void)ud; /* answers are queued whole: nothing waits for room */
+}
+
+static const hs_exec in_process = {x_check, x_start, x_abort, x_resume};
+
+/* --- the houses' events (hs_hooks) and the dial pacer ------------------------------------- */
+
+static void set_state(lh_house *lh, enum lh_state st) {
+    G.n_connecting += (size_t)(st == LH_CONNECTING) - (size_t)(lh->state == LH_CONNECTING);
+    G.n_live += (size_t)(st == LH_LIVE) - (size_t)(lh->state == LH_LIVE);
+    lh->state = (uint8_t)st;
+}
+
+static void on_event(void *ud, hs_house *h, enum hs_event ev, const char *bridge,
+                     const char *reason, uint64_t ms) {
+    (void)ud, (void)bridge, (void)reason, (void)ms;
+    lh_house *lh = (lh_house *)h;
+    switch (ev) {
+    case HS_EV_DIALING:
+        set_state(lh, LH_CONNECTING);
+        return;
+    case HS_EV_LIVE:
+        set_state(lh, LH_LIVE);
+        if (lh->ever_live)
+            G.reconnects++;
+        lh->ever_live = 1;
+        if (!G.all_connected && G.n_live == G.n) {
+            G.all_connected = 1;
+            emit("event=all_connected n=%zu ms=%llu", G.n,
+                 (unsigned long long)(now_ms() - G.start_ms));
         }
-    }
-    while (h->streams) {
-        lh_stream *s = h->streams;
-        if (s->phase == ST_THINK && detach) {
-            stream_unlink(s);
-            s->detached = 1;
-            continue;
-        }
-        if (s->phase == ST_THINK) {
-            think_remove(s);
-            exec_abort(s);
-        }
-        stream_free(s);
-    }
-    h->ring_head = h->ring_tail = NULL;
-}
-
-static lh_stream *stream_find(lh_house *h, uint32_t id) {
-    for (lh_stream *s = h->streams; s; s = s->snext)
-        if (s->id == id)
-            return s;
-    return NULL;
-}
-
-/* --- connections -------------------------------------------------------------------------- */
-
-static void set_state(lh_house *h, enum conn_state st) {
-    int was_c = h->state >= CS_CONNECTING && h->state <= CS_AUTH,
-        is_c = st >= CS_CONNECTING && st <= CS_AUTH;
-    G.n_connecting += (size_t)is_c - (size_t)was_c;
-    G.n_live += (size_t)(st == CS_LIVE) - (size_t)(h->state == CS_LIVE);
-    h->state = (uint8_t)st;
-}
-
-static void heap_push(uint64_t at, uint32_t house) {
-    size_t i = G.nheap++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (G.heap[p].at <= at)
-            break;
-        G.heap[i] = G.heap[p];
-        i = p;
-    }
-    G.heap[i] = (lh_due){at, house};
-}
-
-static uint32_t heap_pop(void) {
-    uint32_t top = G.heap[0].house;
-    lh_due last = G.heap[--G.nheap];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= G.nheap)
-            break;
-        if (c + 1 < G.nheap && G.heap[c + 1].at < G.heap[c].at)
-            c++;
-        if (last.at <= G.heap[c].at)
-            break;
-        G.heap[i] = G.heap[c];
-        i = c;
-    }
-    if (G.nheap)
-        G.heap[i] = last;
-    return top;
-}
-
-static void dialq_push(lh_house *h) {
-    if (h->in_dialq)
         return;
-    h->in_dialq = 1;
-    h->dnext = NULL;
-    if (G.dq_tail)
-        G.dq_tail->dnext = h;
-    else
-        G.dq_head = h;
-    G.dq_tail = h;
-}
-
-static uint64_t backoff_delay(lh_house *h) {
-    enum backoff_kind bk = (enum backoff_kind)h->next_backoff;
-    h->next_backoff = BK_NORMAL;
-    if (bk == BK_NOW)
-        return 0;
-    if (bk == BK_LONG) /* the bridge refused us: hammering it will not help */
-        return BACKOFF_CAP_MS / 2 + randombytes_uniform(BACKOFF_CAP_MS / 2 + 1);
-    unsigned a = h->attempt < 16 ? h->attempt : 16;
-    uint64_t window = (uint64_t)BACKOFF_BASE_MS << a;
-    if (window > BACKOFF_CAP_MS)
-        window = BACKOFF_CAP_MS;
-    h->attempt++;
-    return randombytes_uniform((uint32_t)window + 1); /* full jitter */
-}
-
-/* Per-house trouble (a refused dial, a dropped connection, a fence) at most once a second:
- * 10,000 houses losing their bridge must not flood stderr, but a run that never connects must
- * not look merely slow either. Every line says how many were left out since the last one. */
-static void warn_limited(uint64_t now, const char *event, const lh_house *h, const char *url,
-                         const char *reason) {
-    if (G.warn_ms && now - G.warn_ms < 1000) {
-        G.warn_suppressed++;
+    case HS_EV_DISCONNECTED:
+        set_state(lh, LH_WAITING);
+        if (!G.stopping)
+            G.disconnects++;
         return;
-    }
-    lh_log(LOG_WARN, event, "house=%s bridge=%s reason=\"%s\" suppressed=%llu", house_id(h), url,
-           reason, (unsigned long long)G.warn_suppressed);
-    G.warn_ms = now;
-    G.warn_suppressed = 0;
-}
-
-/* The connection of h is over (connect error or close): clean up, plan the next dial. */
-static void conn_ended(lh_house *h, struct lws *wsi, const char *why) {
-    if (wsi)
-        lws_set_opaque_user_data(wsi, NULL); /* its late callbacks are not ours any more */
-    if (!h->has_wsi)
+    case HS_EV_DIAL_FAILED:
+        set_state(lh, LH_WAITING);
+        if (!G.stopping)
+            G.dial_failures++;
         return;
-    h->has_wsi = 0;
-    G.n_open--;
-    uint64_t now = now_ms();
-    int was_live = h->live_ms != 0;
-    streams_drop(h, !G.stopping);
-    ctl_drop(h);
-    gp_framer_free(h->fr);
-    h->fr = NULL;
-    h->wsi = NULL;
-    h->draining = 0;
-    set_state(h, CS_IDLE);
-    if (was_live) {
-        G.disconnects++;
-        if (now - h->live_ms >= STABLE_MS)
-            h->attempt = 0;
-    } else {
-        G.dial_failures++;
-    }
-    const char *reason = h->reason ? h->reason : why;
-    const char *url = G.cfg.bridges[h->bridge_idx].url;
-    int expected = G.stopping || (h->reason && strcmp(h->reason, "drained") == 0);
-    if (G.log_level >= LOG_DEBUG || expected)
-        lh_log(LOG_DEBUG, was_live ? "disconnected" : "connect_failed",
-               "house=%s bridge=%s reason=\"%s\" up_ms=%llu", house_id(h), url, reason,
-               (unsigned long long)(was_live ? now - h->live_ms : 0));
-    else
-        warn_limited(now, was_live ? "disconnected" : "connect_failed", h, url, reason);
-    h->live_ms = 0;
-    if (G.stopping)
-        return;
-    h->bridge_idx = (uint16_t)((h->bridge_idx + 1u) % G.cfg.nbridges);
-    uint64_t ms = backoff_delay(h);
-    if (ms == 0)
-        dialq_push(h);
-    else
-        heap_push(now + ms, h->idx);
-}
-
-/* Closes the connection; conn_ended() follows from lws. Control frames already queued (a
- * GOAWAY) go out first when the socket is open. Outside lws callbacks when still connecting. */
-static void conn_close(lh_house *h, const char *reason, enum backoff_kind bk) {
-    if (h->state == CS_IDLE || h->state == CS_CLOSING || !h->wsi)
-        return;
-    h->reason = reason;
-    if (bk != BK_NORMAL)
-        h->next_backoff = (uint8_t)bk;
-    int open = h->state >= CS_HELLO;
-    set_state(h, CS_CLOSING);
-    streams_drop(h, !G.stopping);
-    if (open) {
-        lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
-        lws_callback_on_writable(h->wsi);
-    } else {
-        /* lws 4.1 ignores LWS_TO_KILL_ASYNC on a connecting wsi: kill it now. */
-        lws_set_timeout(h->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-    }
-}
-
-static void protocol_error(lh_house *h, const char *why, const char *detail) {
-    lh_log(LOG_WARN, "protocol_error", "house=%s bridge=%s reason=%s detail=%s", house_id(h),
-           G.cfg.bridges[h->bridge_idx].url, why, detail ? detail : "-");
-    gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_GOAWAY;
-    f.u.goaway.code = GP_GOAWAY_PROTOCOL;
-    f.u.goaway.message = gp_str_c(why);
-    send_ctl(h, &f);
-    conn_close(h, why, BK_NORMAL);
-}
-
-static void dial(lh_house *h) {
-    if (G.stopping || h->state != CS_IDLE)
-        return;
-    const lh_bridge *b = &G.cfg.bridges[h->bridge_idx];
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof i);
-    i.context = G.ctx;
-    i.address = b->host;
-    i.port = b->port;
-    i.path = b->path;
-    i.host = b->hostport;
-    i.origin = b->hostport;
-    i.protocol = SUBPROTOCOL;
-    i.local_protocol_name = SUBPROTOCOL;
-    i.opaque_user_data = h;
-    if (b->tls) {
-        i.ssl_connection = LCCSCF_USE_SSL;
-        if (G.cfg.insecure)
-            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                                LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-    }
-    h->reason = NULL;
-    h->dial_ms = now_ms();
-    h->live_ms = 0;
-    h->draining = 0;
-    h->max_frame = GP_DEFAULT_MAX_FRAME;
-    h->ping_iv = DEFAULT_PING_MS;
-    h->wsi = NULL;
-    h->has_wsi = 1;
-    G.n_open++;
-    set_state(h, CS_CONNECTING);
-    lh_log(LOG_DEBUG, "dialing", "house=%s bridge=%s", house_id(h), b->url);
-    struct lws *w = lws_client_connect_via_info(&i);
-    if (h->state != CS_CONNECTING)
-        return; /* lws already reported the failure through the callback */
-    if (!w)
-        conn_ended(h, NULL, "connect_failed");
-    else
-        h->wsi = w;
-}
-
-/* --- handshake and incoming frames -------------------------------------------------------- */
-
-static void on_established(lh_house *h, struct lws *wsi) {
-    h->wsi = wsi;
-    set_state(h, CS_HELLO);
-    h->last_rx_ms = now_ms();
-    randombytes_buf(h->hn, sizeof h->hn);
-    gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_HELLO;
-    f.u.hello.min_ver = GP_PROTO_VERSION;
-    f.u.hello.max_ver = GP_PROTO_VERSION;
-    f.u.hello.house_id = gp_str_c(house_id(h));
-    f.u.hello.nonce = h->hn;
-    send_ctl(h, &f);
-}
-
-static void on_challenge(lh_house *h, const gp_frame *f) {
-    const char *idc = house_id(h);
-    gp_str id = gp_str_c(idc);
-    if (gp_auth_verify(GP_ROLE_BRIDGE, h->secret, id, h->hn, f->u.challenge.nonce,
-                       f->u.challenge.proof) != 0) {
-        /* The bridge does not know our secret: an impostor, or the registry differs. */
-        warn_limited(now_ms(), "bridge_auth_failed", h, G.cfg.bridges[h->bridge_idx].url,
-                     "the bridge does not know our secret");
-        conn_close(h, "bridge_auth_failed", BK_LONG);
-        return;
-    }
-    uint8_t proof[GP_PROOF_LEN];
-    gp_auth_proof(GP_ROLE_HOUSE, h->secret, id, h->hn, f->u.challenge.nonce, proof);
-    gp_frame a;
-    memset(&a, 0, sizeof a);
-    a.type = GP_FRAME_AUTH;
-    a.u.auth.proof = proof;
-    send_ctl(h, &a);
-    sodium_memzero(proof, sizeof proof);
-    set_state(h, CS_AUTH);
-}
-
-static void on_welcome(lh_house *h, const gp_frame *f) {
-    uint64_t now = now_ms();
-    set_state(h, CS_LIVE);
-    h->live_ms = now;
-    h->last_ping_ms = now;
-    h->ping_iv = f->u.welcome.ping_interval_ms ? f->u.welcome.ping_interval_ms : DEFAULT_PING_MS;
-    h->max_frame = f->u.welcome.max_frame ? f->u.welcome.max_frame : GP_DEFAULT_MAX_FRAME;
-    if (h->max_frame < 1024)
-        h->max_frame = 1024;
-    if (h->ever_live)
-        G.reconnects++;
-    h->ever_live = 1;
-    lh_log(LOG_DEBUG, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu", house_id(h),
-           G.cfg.bridges[h->bridge_idx].url,
-           safe(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
-           (unsigned long long)f->u.welcome.epoch);
-    if (!G.all_connected && G.n_live == G.n) {
-        G.all_connected = 1;
-        emit("event=all_connected n=%zu ms=%llu", G.n, (unsigned long long)(now - G.start_ms));
-    }
-}
-
-static void on_goaway(lh_house *h, const gp_frame *f) {
-    uint16_t code = f->u.goaway.code;
-    const char *msg = safe_text(f->u.goaway.message.p, f->u.goaway.message.len, 1);
-    const char *url = G.cfg.bridges[h->bridge_idx].url;
-    switch (code) {
-    case GP_GOAWAY_DRAINING:
-        lh_log(LOG_DEBUG, "goaway", "house=%s code=draining bridge=%s inflight=%u", house_id(h),
-               url, h->nstreams);
-        if (h->state != CS_LIVE) {
-            conn_close(h, "draining", BK_NOW);
-            return;
-        }
-        /* Finish what is in flight, then move to the next bridge at once. */
-        h->draining = 1;
-        h->drain_ms = now_ms();
-        h->next_backoff = BK_NOW;
-        maybe_finish_drain(h);
-        return;
-    case GP_GOAWAY_FENCED:
-        /* A newer connection of this house id won. */
+    case HS_EV_FENCED:
         G.fenced++;
-        conn_close(h, "fenced", BK_NORMAL);
         return;
-    case GP_GOAWAY_AUTH:
-        warn_limited(now_ms(), "auth_rejected", h, url, msg);
-        conn_close(h, "auth_rejected", BK_LONG);
+    case HS_EV_WAITING:
         return;
-    case GP_GOAWAY_RATE_LIMIT:
-        warn_limited(now_ms(), "auth_rate_limited", h, url, msg);
-        conn_close(h, "rate_limited", BK_LONG);
+    case HS_EV_REQUEST:
+        G.requests++;
         return;
-    default:
-        lh_log(LOG_WARN, "goaway", "house=%s code=%u bridge=%s msg=\"%s\"", house_id(h), code, url,
-               msg);
-        conn_close(h, "goaway", BK_NORMAL);
+    case HS_EV_REPLAYED:
+        G.replayed++;
+        return;
+    case HS_EV_ANSWERED:
+        G.answered++;
+        return;
+    case HS_EV_CANCELLED:
+        G.cancelled++;
         return;
     }
 }
 
-static void on_req_head(lh_house *h, const gp_frame *f) {
-    if (f->stream == 0 || stream_find(h, f->stream)) {
-        protocol_error(h, "bad_stream_id", NULL);
+/* The house's dial gate: it waits in the queue until the pacer lets it through. */
+static void dial_gate(void *ud, hs_house *h) {
+    (void)ud;
+    lh_house *lh = (lh_house *)h;
+    if (lh->in_dialq || G.stopping)
         return;
-    }
-    G.requests++;
-    gp_str fid = f->u.req_head.frame_id;
-    lh_stream *s = calloc(1, sizeof *s);
-    char *id = malloc(fid.len + 1);
-    if (!s || !id) {
-        free(s);
-        free(id);
-        lh_log(LOG_ERROR, "out_of_memory", "house=%s stream=%u", house_id(h), f->stream);
-        return; /* unanswered: the bridge times it out */
-    }
-    if (fid.len)
-        memcpy(id, fid.p, fid.len);
-    id[fid.len] = '\0';
-    s->id = f->stream;
-    s->h = h;
-    s->fid = id;
-    s->fidlen = fid.len;
-    s->phase = ST_BODY;
-    s->snext = h->streams;
-    if (h->streams)
-        h->streams->sprev = s;
-    h->streams = s;
-    h->nstreams++;
-    if (f->flags & GP_FLAG_FIN)
-        dispatch(s);
+    lh->in_dialq = 1;
+    lh->dnext = NULL;
+    if (G.dq_tail)
+        G.dq_tail->dnext = lh;
+    else
+        G.dq_head = lh;
+    G.dq_tail = lh;
 }
 
-static void on_req_body(lh_house *h, const gp_frame *f) {
-    lh_stream *s = stream_find(h, f->stream);
-    if (s && s->phase == ST_BODY && (f->flags & GP_FLAG_FIN))
-        dispatch(s); /* the body itself is not needed for the answer */
-}
-
-static void on_cancel(lh_house *h, const gp_frame *f) {
-    lh_stream *s = stream_find(h, f->stream);
-    if (!s)
-        return;
-    G.cancelled++;
-    lh_log(LOG_DEBUG, "cancelled", "house=%s stream=%u id=%s reason=%s", house_id(h), s->id,
-           safe((const uint8_t *)s->fid, s->fidlen),
-           safe(f->u.cancel.reason.p, f->u.cancel.reason.len));
-    if (s->phase == ST_THINK) {
-        think_remove(s);
-        exec_abort(s);
-    } else if (s->phase == ST_JOIN) {
-        joiner_remove(s);
-    }
-    stream_free(s);
-    maybe_finish_drain(h);
-}
-
-static void on_frame(lh_house *h, const gp_frame *f) {
-    h->last_rx_ms = now_ms();
-    if (f->type == GP_FRAME_GOAWAY) {
-        on_goaway(h, f);
-        return;
-    }
-    if (h->state == CS_HELLO || h->state == CS_AUTH) {
-        if (h->state == CS_HELLO && f->type == GP_FRAME_CHALLENGE)
-            on_challenge(h, f);
-        else if (h->state == CS_AUTH && f->type == GP_FRAME_WELCOME)
-            on_welcome(h, f);
-        else
-            protocol_error(h, "unexpected_frame", gp_frame_type_name(f->type));
-        return;
-    }
-    if (h->state != CS_LIVE)
-        return;
-    gp_frame r;
-    switch (f->type) {
-    case GP_FRAME_REQ_HEAD:
-        on_req_head(h, f);
-        return;
-    case GP_FRAME_REQ_BODY:
-        on_req_body(h, f);
-        return;
-    case GP_FRAME_CANCEL:
-        on_cancel(h, f);
-        return;
-    case GP_FRAME_PING:
-        memset(&r, 0, sizeof r);
-        r.type = GP_FRAME_PONG;
-        r.u.ping.opaque = f->u.ping.opaque;
-        send_ctl(h, &r);
-        return;
-    case GP_FRAME_PONG:
-    case GP_FRAME_CREDIT: /* reserved in v1 */
-        return;
-    default:
-        protocol_error(h, "unexpected_frame", gp_frame_type_name(f->type));
-    }
-}
-
-static int conn_open(const lh_house *h) {
-    return h->state >= CS_HELLO && h->state <= CS_LIVE;
-}
-
-/* Whole frames are decoded straight from lws's buffer; only a frame that spans pieces goes
- * through a gp_framer, which is dropped again once it is empty. */
-static void on_receive(lh_house *h, struct lws *wsi, const uint8_t *in, size_t len) {
-    if (!conn_open(h))
-        return;
-    if (!lws_frame_is_binary(wsi)) {
-        protocol_error(h, "text_message", NULL);
-        return;
-    }
-    gp_frame *f = G.rxf;
-    if (!h->fr) {
-        while (len && conn_open(h)) {
-            ssize_t n = gp_frame_decode(in, len, GP_DEFAULT_MAX_FRAME, f);
-            if (n == GP_ERR_TRUNCATED)
-                break;
-            if (n < 0) {
-                protocol_error(h, n == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
-                               gp_strerror((int)n));
-                return;
-            }
-            in += n;
-            len -= (size_t)n;
-            on_frame(h, f);
-        }
-        if (!len || !conn_open(h))
-            return;
-        if (!(h->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME))) {
-            protocol_error(h, "out_of_memory", NULL);
-            return;
-        }
-    }
-    int rc = gp_framer_feed(h->fr, in, len);
-    while (rc == 0 && conn_open(h)) {
-        rc = gp_framer_next(h->fr, f);
-        if (rc <= 0)
-            break;
-        on_frame(h, f);
-        rc = 0;
-    }
-    if (!conn_open(h))
-        return;
-    if (rc < 0) {
-        protocol_error(h, rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
-                       gp_strerror(rc));
-    } else if (gp_framer_pending(h->fr) == 0) {
-        gp_framer_free(h->fr);
-        h->fr = NULL;
-    }
-}
-
-/* --- lws glue ----------------------------------------------------------------------------- */
-
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len) {
-    /* Each wsi carries its house until the house is done with it (conn_ended). */
-    lh_house *h = wsi ? lws_get_opaque_user_data(wsi) : NULL;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (h)
-            conn_ended(h, wsi, in ? safe_text(in, strnlen(in, 80), 1) : "connect_failed");
-        return 0;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (h && h->state == CS_CONNECTING)
-            on_established(h, wsi);
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (h)
-            on_receive(h, wsi, in, len);
-        return 0;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return h ? on_writeable(h, wsi) : -1;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (h && !h->reason)
-            h->reason = "peer_closed";
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-    case LWS_CALLBACK_WSI_DESTROY:
-        /* A wsi killed while still connecting gets only WSI_DESTROY. */
-        if (h)
-            conn_ended(h, wsi, "closed");
-        return 0;
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
-    }
-}
-
-static const struct lws_protocols protocols[] = {
-    {SUBPROTOCOL, callback, 0, RX_BUFFER, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static void lws_log_emit(int level, const char *line) {
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    lh_log(level == LLL_ERR ? LOG_WARN : LOG_DEBUG, "lws", "msg=\"%.*s\"", (int)n, line);
-}
-
-/* --- timers: pacing, liveness, stats ------------------------------------------------------ */
+static const hs_hooks hooks = {on_event, dial_gate};
 
 static void on_pace(uv_timer_t *t) {
     (void)t;
     uint64_t now = now_ms();
-    while (G.nheap && G.heap[0].at <= now)
-        dialq_push(&G.houses[heap_pop()]);
     double cap = (double)G.cfg.connect_rate * PACE_BURST_MS / 1000.0;
     if (cap < 1.0)
         cap = 1.0;
@@ -1253,56 +540,20 @@ static void on_pace(uv_timer_t *t) {
     if (G.credit > cap)
         G.credit = cap;
     while (G.credit >= 1.0 && G.dq_head && !G.stopping) {
-        lh_house *h = G.dq_head;
-        G.dq_head = h->dnext;
+        lh_house *lh = G.dq_head;
+        G.dq_head = lh->dnext;
         if (!G.dq_head)
             G.dq_tail = NULL;
-        h->in_dialq = 0;
-        h->dnext = NULL;
+        lh->in_dialq = 0;
+        lh->dnext = NULL;
         G.credit -= 1.0;
-        dial(h);
-    }
-}
-
-static void sweep_house(lh_house *h, uint64_t now) {
-    switch (h->state) {
-    case CS_CONNECTING:
-    case CS_HELLO:
-    case CS_AUTH:
-        if (now - h->dial_ms > HANDSHAKE_MS)
-            conn_close(h, "handshake_timeout", BK_NORMAL);
-        return;
-    case CS_LIVE:
-        if (now - h->last_rx_ms > 3ull * h->ping_iv) {
-            lh_log(LOG_DEBUG, "bridge_silent", "house=%s bridge=%s silent_ms=%llu", house_id(h),
-                   G.cfg.bridges[h->bridge_idx].url, (unsigned long long)(now - h->last_rx_ms));
-            conn_close(h, "ping_timeout", BK_NORMAL);
-            return;
-        }
-        if (h->draining && now - h->drain_ms > DRAIN_MS) {
-            conn_close(h, "drain_timeout", BK_NOW);
-            return;
-        }
-        if (now - h->last_ping_ms >= h->ping_iv) {
-            gp_frame f;
-            memset(&f, 0, sizeof f);
-            f.type = GP_FRAME_PING;
-            f.u.ping.opaque = now;
-            h->last_ping_ms = now;
-            send_ctl(h, &f);
-        }
-        return;
-    default:
-        return;
+        hs_tunnel_dial(lh->h.tunnel);
     }
 }
 
 static void on_sweep(uv_timer_t *t) {
     (void)t;
-    uint64_t now = now_ms();
-    for (size_t i = 0; i < G.n; i++)
-        sweep_house(&G.houses[i], now);
-    exec_prune(now);
+    exec_prune(now_ms());
 }
 
 static void on_stats(uv_timer_t *t) {
@@ -1320,60 +571,34 @@ static void close_handles(void) {
     uv_close((uv_handle_t *)&G.sweep, NULL);
     uv_close((uv_handle_t *)&G.stats, NULL);
     uv_close((uv_handle_t *)&G.think, NULL);
-    uv_close((uv_handle_t *)&G.stop, NULL);
     uv_close((uv_handle_t *)&G.sigint, NULL);
     uv_close((uv_handle_t *)&G.sigterm, NULL);
 }
 
-static void finish_stop(void) {
-    uv_timer_stop(&G.stop);
-    /* lws closes what is left and its own handles; it NULLs G.ctx (info.pcontext) once
-     * libuv has closed them. */
-    if (G.ctx)
-        lws_context_destroy(G.ctx);
-    close_handles();
-}
-
-static void on_stop_tick(uv_timer_t *t) {
-    (void)t;
-    if (G.n_open == 0 || now_ms() - G.stop_ms >= STOP_WAIT_MS)
-        finish_stop();
-}
-
-/* Stops dialing and executing, closes every connection with a WebSocket close (bounded by
- * STOP_WAIT_MS), then lets lws and libuv wind down. */
+/* Stops dialing and executing and every house as ghostport-house stops (its connection
+ * closed with a WebSocket close); then the shared context goes, which closes what is left,
+ * and lws and libuv wind down. */
 static void begin_stop(const char *why) {
     if (G.stopping)
         return;
     G.stopping = 1;
-    G.stop_ms = now_ms();
     lh_log(LOG_INFO, "shutdown", "reason=%s", why);
     print_stats(1);
-    uv_timer_stop(&G.pace);
-    uv_timer_stop(&G.sweep);
-    uv_timer_stop(&G.stats);
-    uv_timer_stop(&G.think);
-    G.nheap = 0;
-    for (lh_house *h = G.dq_head, *n; h; h = n) {
-        n = h->dnext;
-        h->in_dialq = 0;
-        h->dnext = NULL;
+    for (lh_house *lh = G.dq_head, *n; lh; lh = n) {
+        n = lh->dnext;
+        lh->in_dialq = 0;
+        lh->dnext = NULL;
     }
     G.dq_head = G.dq_tail = NULL;
-    for (size_t i = 0; i < G.n; i++)
-        streams_drop(&G.houses[i], 0);
-    while (G.think_head) { /* detached executions */
-        lh_stream *s = G.think_head;
-        think_remove(s);
-        exec_abort(s);
-        stream_free(s);
+    for (size_t i = 0; i < G.n; i++) {
+        hs_house *h = &G.houses[i].h;
+        h->stopping = 1;
+        if (h->tunnel)
+            hs_tunnel_stop(h->tunnel);
     }
-    for (size_t i = 0; i < G.n; i++)
-        conn_close(&G.houses[i], "shutdown", BK_NORMAL);
-    if (G.n_open == 0)
-        finish_stop();
-    else
-        uv_timer_start(&G.stop, on_stop_tick, 20, 20);
+    if (G.ctx)
+        lws_context_destroy(G.ctx);
+    close_handles();
 }
 
 static void close_stray_handle(uv_handle_t *h, void *arg) {
@@ -1658,7 +883,7 @@ static int register_houses(redisContext *rc, char *err, size_t errlen) {
         int rcode = 0;
         for (size_t k = 0; k < m; k++) {
             lh_house *h = &G.houses[base + k];
-            randombytes_buf(h->secret, sizeof h->secret);
+            randombytes_buf(h->h.secret, sizeof h->h.secret);
             ids[k] = strdup(house_id(h));
             if (!ids[k]) {
                 for (size_t j = 0; j < k; j++)
@@ -1666,7 +891,7 @@ static int register_houses(redisContext *rc, char *err, size_t errlen) {
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            if (gp_secret_seal(G.has_master ? G.master_key : NULL, gp_str_c(ids[k]), h->secret,
+            if (gp_secret_seal(G.has_master ? G.master_key : NULL, gp_str_c(ids[k]), h->h.secret,
                                sealed) != 0) {
                 rcode = -1;
                 snprintf(err, errlen, "sealing a secret failed");
@@ -1716,7 +941,8 @@ static int load_secrets(redisContext *rc, char *err, size_t errlen) {
                 rcode = -1;
             } else if (rcode == 0 &&
                        gp_secret_open(G.has_master ? G.master_key : NULL, gp_str_c(house_id(h)),
-                                      (gp_str){(const uint8_t *)r->str, r->len}, h->secret) != 0) {
+                                      (gp_str){(const uint8_t *)r->str, r->len},
+                                      h->h.secret) != 0) {
                 snprintf(err, errlen, "house %s: its stored secret cannot be read%s", house_id(h),
                          G.has_master ? " with this master key" : " (sealed? give --master-key)");
                 rcode = -1;
@@ -1743,34 +969,62 @@ static int setup_secrets(char *err, size_t errlen) {
 
 /* --- main --------------------------------------------------------------------------------- */
 
-static int start(char *err, size_t errlen) {
-    lws_set_log_level(LLL_ERR | (G.log_level >= LOG_DEBUG ? LLL_WARN : 0), lws_log_emit);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    void *loops[1] = {G.loop};
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
-                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.foreign_loops = loops;
-    info.pcontext = &G.ctx;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = protocols;
-    info.gid = -1;
-    info.uid = -1;
-    info.timeout_secs = HANDSHAKE_MS / 1000 + 5; /* our own deadline fires first */
-    if (G.cfg.ca_file && *G.cfg.ca_file)
-        info.client_ssl_ca_filepath = G.cfg.ca_file;
-    G.ctx = lws_create_context(&info);
-    if (!G.ctx) {
-        snprintf(err, errlen, "lws_create_context failed");
+/* House i as ghostport-house's defaults make it, with this tool's executor and hooks. */
+static int house_init(lh_house *lh, char *err, size_t errlen) {
+    hs_house *h = &lh->h;
+    hs_config *c = &h->cfg;
+    h->loop = G.loop;
+    h->ws_ctx = G.ctx;
+    h->zs = G.zs;
+    h->hooks = &hooks;
+    h->first_bridge = G.cfg.spread ? lh->idx : 0;
+    h->no_replay = G.cfg.no_replay;
+    h->exec = &in_process;
+    h->exec_ud = lh;
+    c->id = strdup(house_id(lh));
+    c->bridges = G.urls;
+    c->nbridges = G.cfg.nbridges;
+    c->max_body = 8388608;
+    c->max_response = 67108864;
+    c->max_conns = 64;
+    c->reconnect_max_ms = 30000;
+    c->rudp_probe_ms = 30000;
+    c->admin_listen = -1;
+    c->ca_file = G.cfg.ca_file;
+    c->insecure = G.cfg.insecure;
+    h->cache = c->id ? hs_cache_new() : NULL;
+    if (h->cache)
+        hs_cache_set_keep(h->cache, G.cfg.remember_ms ? (uint64_t)G.cfg.remember_ms : UINT64_MAX);
+    h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, errlen) : NULL;
+    h->tunnel = h->journal ? hs_tunnel_new(h) : NULL;
+    if (!h->tunnel) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < G.n; i++) {
-        lh_house *h = &G.houses[i];
-        h->bridge_idx = (uint16_t)(G.cfg.spread ? i % G.cfg.nbridges : 0);
-        dialq_push(h);
+    return 0;
+}
+
+static int start(char *err, size_t errlen) {
+    G.ctx = hs_ws_context_new(G.loop, G.cfg.ca_file, HS_WS_SMALL_RX, &G.ctx);
+    G.zs = hs_zstate_new();
+    G.urls = calloc(G.cfg.nbridges, sizeof *G.urls);
+    if (!G.ctx || !G.zs || !G.urls) {
+        snprintf(err, errlen, "%s", G.ctx ? "out of memory" : "lws_create_context failed");
+        return -1;
     }
+    for (size_t i = 0; i < G.cfg.nbridges; i++)
+        G.urls[i] = G.cfg.bridges[i].url;
+    for (size_t i = 0; i < G.n; i++)
+        if (house_init(&G.houses[i], err, errlen) != 0)
+            return -1;
     G.credit = 1.0;
     G.credit_ms = now_ms();
+    /* Every house's first dial waits at the gate; the pacer lets them through in order. */
+    for (size_t i = 0; i < G.n; i++)
+        if (hs_tunnel_start(G.houses[i].h.tunnel) != 0) {
+            snprintf(err, errlen, "house %s could not start", G.houses[i].h.cfg.id);
+            return -1;
+        }
     uv_timer_start(&G.pace, on_pace, 0, PACE_MS);
     uv_timer_start(&G.sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     if (G.cfg.stats_interval > 0)
@@ -1781,16 +1035,17 @@ static int start(char *err, size_t errlen) {
 
 static void free_all(void) {
     for (size_t i = 0; G.houses && i < G.n; i++) {
-        lh_house *h = &G.houses[i];
-        streams_drop(h, 0);
-        ctl_drop(h);
-        gp_framer_free(h->fr);
+        hs_house *h = &G.houses[i].h;
+        hs_tunnel_free(h->tunnel);
+        hs_journal_close(h->journal);
+        hs_cache_free(h->cache);
+        free(h->cfg.id);
         sodium_memzero(h->secret, sizeof h->secret);
     }
-    while (G.think_head) {
-        lh_stream *s = G.think_head;
-        think_remove(s);
-        stream_free(s);
+    while (G.jobs_head) {
+        lh_job *j = G.jobs_head;
+        job_unlink(j);
+        free(j);
     }
     for (size_t i = 0; G.eb && i < G.neb; i++)
         for (lh_exec *e = G.eb[i], *n; e; e = n) {
@@ -1799,9 +1054,8 @@ static void free_all(void) {
         }
     free(G.eb);
     free(G.houses);
-    free(G.heap);
-    free(G.rxf);
-    free(G.wbuf);
+    free(G.urls);
+    hs_zstate_free(G.zs);
     free(G.body);
     gp_conf_clear(opts, &G.cfg);
     free_bridges(&G.cfg);
@@ -1832,13 +1086,10 @@ int main(int argc, char **argv) {
     rc = 1;
     G.start_ms = now_ms();
     G.houses = calloc(G.n, sizeof *G.houses);
-    G.heap = calloc(G.n, sizeof *G.heap);
     G.neb = 1024;
     G.eb = calloc(G.neb, sizeof *G.eb);
-    G.rxf = malloc(sizeof *G.rxf);
-    G.wbuf = malloc(LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64);
     G.body = malloc(GP_BODY_CHUNK);
-    if (!G.houses || !G.heap || !G.eb || !G.rxf || !G.wbuf || !G.body) {
+    if (!G.houses || !G.eb || !G.body) {
         fprintf(stderr, "gp-loadhouses: out of memory\n");
         goto out;
     }
@@ -1849,6 +1100,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gp-loadhouses: %s\n", err);
         goto out;
     }
+    /* The houses log through house_log: warn and error, or everything at debug. */
+    hs_log_set_level(G.log_level >= LOG_DEBUG ? HS_LOG_DEBUG : HS_LOG_WARN);
+    hs_log_set_sink(house_log);
     uv_loop_t loop;
     uv_loop_init(&loop);
     G.loop = &loop;
@@ -1856,7 +1110,6 @@ int main(int argc, char **argv) {
     uv_timer_init(&loop, &G.sweep);
     uv_timer_init(&loop, &G.stats);
     uv_timer_init(&loop, &G.think);
-    uv_timer_init(&loop, &G.stop);
     uv_signal_init(&loop, &G.sigint);
     uv_signal_init(&loop, &G.sigterm);
     uv_signal_start(&G.sigint, on_signal, SIGINT);
@@ -1865,13 +1118,16 @@ int main(int argc, char **argv) {
     G.start_ms = now_ms();
     if (start(err, sizeof err) != 0) {
         fprintf(stderr, "gp-loadhouses: %s\n", err);
-        G.stopping = 1;
-        finish_stop();
+        begin_stop("start_failed");
+        rc = 1;
     } else {
         rc = 0;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
+    for (size_t i = 0; i < G.n; i++)
+        if (G.houses[i].h.tunnel)
+            hs_tunnel_final(G.houses[i].h.tunnel);
     if (G.ctx)
         lws_context_destroy(G.ctx);
     G.ctx = NULL;

@@ -125,3 +125,14 @@ Test(cache, count_cap_evicts_oldest_and_counts_it) {
     cr_assert_null(hs_cache_find(C, "t-0", "GET", "/x", 1000));
     cr_assert_not_null(hs_cache_find(C, "t-5", "GET", "/x", 1000));
 }
+
+/* hs_cache_set_keep: a load test's own retention, shorter or for ever. */
+Test(cache, set_keep_overrides_the_retention) {
+    hs_cache_set_keep(C, 1000);
+    store("short", 200, 1, 0, 2 * 60 * MIN_MS);
+    cr_assert_not_null(hs_cache_find(C, "short", "GET", "/x", 999));
+    cr_assert_null(hs_cache_find(C, "short", "GET", "/x", 1000));
+    hs_cache_set_keep(C, UINT64_MAX);
+    store("ever", 200, 1, 5000, 6000);
+    cr_assert_not_null(hs_cache_find(C, "ever", "GET", "/x", 1000 * 60 * MIN_MS));
+}

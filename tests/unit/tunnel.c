@@ -99,6 +99,7 @@ static hs_house H;
 static char *bridges[] = {"ws://bridge.invalid/"};
 static gp_frame rx; /* the last frame pulled */
 static uint8_t rxbuf[1 << 17];
+static const hs_hooks *init_hooks; /* the next init()'s hs_house.hooks */
 
 static void init(void) {
     cr_assert_geq(sodium_init(), 0);
@@ -118,6 +119,8 @@ static void init(void) {
     cr_assert_not_null(H.cache = hs_cache_new());
     cr_assert_not_null(H.journal = hs_journal_open(H.cache, NULL, "h1", 0, err, sizeof err));
     H.exec = &x_exec;
+    H.hooks = init_hooks;
+    init_hooks = NULL;
     cr_assert_not_null(H.tunnel = hs_tunnel_new(&H));
     cr_assert_eq(hs_tunnel_start(H.tunnel), 0);
 }
@@ -243,4 +246,157 @@ Test(tunnel, bridge_with_a_wrong_proof_is_refused) {
     cr_assert_eq(F.closes, 1, "the connection was not closed");
     cr_assert_not(hs_tunnel_live(H.tunnel));
     cr_assert_eq(pull(), 0, "AUTH went to an impostor");
+}
+
+/* --- hooks: events and the dial gate ----------------------------------------------------- */
+
+static struct {
+    int n[HS_EV_CANCELLED + 1];
+    int gated;
+    char reason[64];
+} E;
+
+static void e_event(void *ud, hs_house *h, enum hs_event ev, const char *bridge, const char *reason,
+                    uint64_t ms) {
+    (void)ud, (void)h, (void)bridge, (void)ms;
+    E.n[ev]++;
+    if (reason)
+        snprintf(E.reason, sizeof E.reason, "%s", reason);
+}
+static void e_gate(void *ud, hs_house *h) {
+    (void)ud, (void)h;
+    E.gated++;
+}
+static const hs_hooks e_hooks = {e_event, e_gate};
+
+/* The house of init() with hooks, started again: the first dial waits at the gate. */
+static void restart_with_hooks(void) {
+    fini();
+    init_hooks = &e_hooks;
+    init();
+}
+
+Test(tunnel, hooks_report_the_connection_and_gate_every_dial) {
+    memset(&E, 0, sizeof E);
+    restart_with_hooks();
+    H.cfg.reconnect_max_ms = 20; /* a fence's long backoff: 10..20 ms here */
+    cr_assert_eq(F.dials, 0, "dialed past the gate");
+    cr_assert_eq(E.gated, 1, "the first dial did not ask the gate");
+    hs_tunnel_dial(H.tunnel);
+    cr_assert_eq(F.dials, 1);
+    hs_tunnel_dial(H.tunnel); /* not at the gate: nothing */
+    cr_assert_eq(F.dials, 1);
+    cr_assert_eq(E.n[HS_EV_DIALING], 1);
+    handshake(1);
+    cr_assert_eq(E.n[HS_EV_LIVE], 1);
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_GOAWAY;
+    f.u.goaway.code = GP_GOAWAY_FENCED;
+    f.u.goaway.message = gp_str_c("another connection");
+    feed(&f);
+    cr_assert_eq(E.n[HS_EV_FENCED], 1);
+    cr_assert_eq(F.closes, 1);
+    F.base.up->on_closed(F.base.up->ud, &F.base, "closed");
+    cr_assert_eq(E.n[HS_EV_DISCONNECTED], 1);
+    cr_assert_str_eq(E.reason, "fenced");
+    cr_assert_eq(E.n[HS_EV_WAITING], 1);
+    /* The backoff runs out: the reconnect asks the gate again, and dials only through it. */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(E.gated, 2, "the reconnect did not ask the gate");
+    cr_assert_eq(F.dials, 1);
+    hs_tunnel_dial(H.tunnel);
+    cr_assert_eq(F.dials, 2);
+    F.base.up->on_closed(F.base.up->ud, &F.base, "refused");
+    cr_assert_eq(E.n[HS_EV_DIAL_FAILED], 1);
+}
+
+/* The zstd context and buffer come with the first body that needs them. */
+Test(tunnel, a_compressible_response_is_compressed) {
+    handshake(1);
+    request(1, "f2");
+    cr_assert_eq(X.starts, 1);
+    static uint8_t body[8192];
+    memset(body, 'a', sizeof body);
+    gp_header h = {GP_STR_LIT("content-type"), GP_STR_LIT("text/plain")};
+    hs_stream_head(X.last, 200, &h, 1, "", "", sizeof body, 0);
+    hs_stream_body(X.last, h.value, body, sizeof body, 1);
+    hs_stream_upstream_done(X.last, "ok");
+    cr_assert(pull() && rx.type == GP_FRAME_RESP_HEAD);
+    cr_assert(pull() && rx.type == GP_FRAME_RESP_BODY);
+    cr_assert(rx.flags & GP_FLAG_ZSTD, "a compressible body went out raw");
+    cr_assert_lt(rx.u.body.data.len, sizeof body);
+}
+
+/* The same through a compression state shared by the houses of a process (hs_house.zs). */
+Test(tunnel, a_shared_compression_state_compresses) {
+    hs_zstate *zs = hs_zstate_new();
+    cr_assert_not_null(zs);
+    H.zs = zs;
+    handshake(1);
+    request(1, "f5");
+    static uint8_t body[8192];
+    memset(body, 'b', sizeof body);
+    gp_header h = {GP_STR_LIT("content-type"), GP_STR_LIT("text/plain")};
+    hs_stream_head(X.last, 200, &h, 1, "", "", sizeof body, 0);
+    hs_stream_body(X.last, h.value, body, sizeof body, 1);
+    hs_stream_upstream_done(X.last, "ok");
+    cr_assert(pull() && rx.type == GP_FRAME_RESP_HEAD);
+    cr_assert(pull() && rx.type == GP_FRAME_RESP_BODY);
+    cr_assert(rx.flags & GP_FLAG_ZSTD, "a compressible body went out raw");
+    H.zs = NULL;
+    hs_zstate_free(zs);
+}
+
+Test(tunnel, request_events_and_no_replay) {
+    memset(&E, 0, sizeof E);
+    restart_with_hooks();
+    hs_tunnel_dial(H.tunnel);
+    handshake(1);
+    request(1, "f3");
+    cr_assert_eq(E.n[HS_EV_REQUEST], 1);
+    gp_header h = {GP_STR_LIT("content-type"), GP_STR_LIT("text/plain")};
+    hs_stream_head(X.last, 200, &h, 1, "", "", 5, 0);
+    hs_stream_body(X.last, h.value, (const uint8_t *)"hello", 5, 1);
+    hs_stream_upstream_done(X.last, "ok");
+    cr_assert_eq(E.n[HS_EV_ANSWERED], 0, "answered before it was written");
+    expect_hello(1);
+    cr_assert_eq(E.n[HS_EV_ANSWERED], 1);
+    request(3, "f3"); /* redelivered: replayed */
+    cr_assert_eq(E.n[HS_EV_REPLAYED], 1);
+    cr_assert_eq(X.starts, 1);
+    expect_hello(3);
+    cr_assert_eq(E.n[HS_EV_ANSWERED], 2);
+    /* Cancelled while running. */
+    request(5, "f4");
+    cr_assert_eq(X.starts, 2);
+    gp_frame f;
+    memset(&f, 0, sizeof f);
+    f.type = GP_FRAME_CANCEL;
+    f.stream = 5;
+    f.u.cancel.reason = gp_str_c("deadline");
+    feed(&f);
+    cr_assert_eq(E.n[HS_EV_CANCELLED], 1);
+    cr_assert_eq(X.aborts, 1);
+    /* Without the replay cache a redelivery runs again. */
+    H.no_replay = 1;
+    request(7, "f3");
+    cr_assert_eq(X.starts, 3, "no_replay: the redelivery did not run");
+    cr_assert_eq(E.n[HS_EV_REPLAYED], 1);
+}
+
+/* hs_log_set_sink: the lines go to the sink, not stderr. */
+static char sunk[256];
+static void sink(int level, const char *event, const char *kv) {
+    if (level == HS_LOG_INFO && strcmp(event, "connected") == 0)
+        snprintf(sunk, sizeof sunk, "%s", kv);
+}
+
+Test(tunnel, log_lines_go_to_the_sink) {
+    sunk[0] = '\0';
+    hs_log_set_level(HS_LOG_INFO);
+    hs_log_set_sink(sink);
+    handshake(1);
+    hs_log_set_sink(NULL);
+    cr_assert(strstr(sunk, "house=h1 ") != NULL, "connected went elsewhere: \"%s\"", sunk);
 }
