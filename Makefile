@@ -7,6 +7,7 @@
 #   make bench      benchmarks (tests/bench/README.md); QUICK=1: the small version (< 1 min);
 #                   BENCH="redis scale": only the suites with these name prefixes
 #   make format-check
+#   make check-layers  the include rules between proto/, bridge/ and house/ (bridge/DESIGN.md)
 CC ?= cc
 CFLAGS ?= -O2 -g
 BUILD ?= build
@@ -56,7 +57,7 @@ LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
 LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
-.PHONY: all deps test unit integration asan fuzz bench demo clean format format-check
+.PHONY: all deps test unit integration asan fuzz bench demo clean format format-check check-layers
 all: $(BINS)
 
 deps:
@@ -186,7 +187,13 @@ REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests
 	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end '$(BUILD)/tests/it_readme=readme/*_example' \
 	'$(BUILD)/tests/it_top=top/once*' '$(BUILD)/tests/it_top=top/house*' $(BUILD)/tests/it_replykey \
 	$(BUILD)/tests/it_janitor $(BUILD)/tests/it_acl
-test: deps $(if $(filter true,$(CI)),format-check)
+# The include rules of bridge/DESIGN.md ("Layers"), then the check's own test: each include
+# it plants in a copy of the tree must fail it (both well under a second).
+check-layers:
+	$(Q)./scripts/check-layers.py
+	$(Q)./scripts/check-layers.py --self-test
+
+test: deps check-layers $(if $(filter true,$(CI)),format-check)
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)

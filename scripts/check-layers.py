@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""check-layers.py — the include rules of bridge/DESIGN.md ("Layers"), checked.
+
+  scripts/check-layers.py [ROOT]      check the tree at ROOT (default: the repository)
+  scripts/check-layers.py --self-test copy the tree to a temp dir, plant forbidden includes,
+                                      and check that each one is caught
+
+Rules (exit 1 and one line per violation if broken):
+  1. proto/ is the sans-I/O core: it includes no event-loop, socket, thread, Redis, HTTP or
+     WebSocket header. It may read files (conf.c: stdio, unistd, sys/stat) and use libsodium
+     and zstd.
+  2. bridge/ includes nothing from house/.
+  3. house/ includes nothing from bridge/, except SHARED_EXCEPTIONS below.
+bridge/'s own modules (X.c + X.h) should form no include cycle: cycles are printed as a
+warning, not a failure, until the bridge's split (issue 12) removes them.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# Headers proto/ must not include: I/O, event loops, network, threads, Redis, HTTP, TLS.
+FORBIDDEN_IN_PROTO = re.compile(
+    r"^(uv\.h|uv/.*|libwebsockets\.h|lws_.*|hiredis/.*|hiredis\.h|curl/.*|jansson\.h|"
+    r"openssl/.*|http_parser\.h|sys/socket\.h|sys/un\.h|sys/epoll\.h|sys/select\.h|"
+    r"netinet/.*|arpa/.*|netdb\.h|poll\.h|pthread\.h|signal\.h|curses\.h)$")
+
+# The one documented exception to rule 3: the admin port and the metrics registry are shared
+# by both daemons and still live in bridge/ — the shared runtime has yet to move to a place
+# both can use (issue 12, "Folders that show the programs"). Any other bridge/ include fails.
+SHARED_EXCEPTIONS = {"bridge/admin_http.h", "bridge/metrics.h"}
+
+INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
+LAYERS = ("proto", "bridge", "house")
+
+
+def sources(root, layer):
+    d = os.path.join(root, layer)
+    if not os.path.isdir(d):
+        return []
+    return sorted(f for f in os.listdir(d) if f.endswith((".c", ".h")))
+
+
+def includes(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    for m in INCLUDE.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        yield line, m.group(1), m.group(2)
+
+
+def resolve(root, layer, quote, name):
+    """The layer/file a quoted include names ("x.h": own folder, then proto/ via -Iproto;
+    "../bridge/x.h": that folder), or None for a system header."""
+    if quote == "<":
+        return None
+    own = os.path.normpath(os.path.join(layer, name))
+    if os.path.exists(os.path.join(root, own)):
+        return own
+    via_proto = os.path.normpath(os.path.join("proto", name))
+    if os.path.exists(os.path.join(root, via_proto)):
+        return via_proto
+    return own
+
+
+def check(root):
+    errors = []
+    for layer in LAYERS:
+        for f in sources(root, layer):
+            rel = f"{layer}/{f}"
+            for line, quote, name in includes(os.path.join(root, rel)):
+                target = resolve(root, layer, quote, name)
+                where = f"{rel}:{line}: #include {quote}{name}"
+                if layer == "proto":
+                    if quote == "<" and FORBIDDEN_IN_PROTO.match(name):
+                        errors.append(f"{where}: proto/ is sans-I/O (no sockets, loops, threads, "
+                                      "Redis, HTTP)")
+                    elif target and not target.startswith("proto/"):
+                        errors.append(f"{where}: proto/ includes only proto/")
+                elif layer == "bridge" and target and target.startswith("house/"):
+                    errors.append(f"{where}: bridge/ must not include house/")
+                elif layer == "house" and target and target.startswith("bridge/"):
+                    if target not in SHARED_EXCEPTIONS:
+                        errors.append(f"{where}: house/ must not include bridge/ (shared "
+                                      f"exceptions: {', '.join(sorted(SHARED_EXCEPTIONS))})")
+    return errors
+
+
+def bridge_graph(root):
+    """bridge/'s module graph: module X is X.c and X.h; X -> Y when X.c or X.h includes
+    bridge/Y.h."""
+    graph = {}
+    for f in sources(root, "bridge"):
+        mod = f[:-2]
+        graph.setdefault(mod, set())
+        for _, quote, name in includes(os.path.join(root, "bridge", f)):
+            target = resolve(root, "bridge", quote, name)
+            if target and target.startswith("bridge/") and target.endswith(".h"):
+                dep = os.path.basename(target)[:-2]
+                if dep != mod:
+                    graph[mod].add(dep)
+                    graph.setdefault(dep, set())
+    return graph
+
+
+def bridge_cycles(root):
+    """Strongly connected components (size > 1) of bridge_graph."""
+    graph = bridge_graph(root)
+    index, low, stack, on, sccs = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan; the graph is a few dozen nodes, recursion is fine
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sccs
+
+
+def run(root):
+    errors = check(root)
+    for e in errors:
+        print(f"check-layers: {e}", file=sys.stderr)
+    for comp in bridge_cycles(root):
+        print(f"check-layers: warning: include cycle among bridge/ modules: {' <-> '.join(comp)}",
+              file=sys.stderr)
+    hub = [m for m, deps in sorted(bridge_graph(root).items()) if "bridge" in deps]
+    if hub:  # no include cycle, but the call circles hide behind the one shared header
+        print(f"check-layers: note: {len(hub)} bridge/ modules share bridge.h: {' '.join(hub)}",
+              file=sys.stderr)
+    if errors:
+        print(f"check-layers: FAILED ({len(errors)} forbidden includes)", file=sys.stderr)
+        return 1
+    print("check-layers: ok (proto/ sans-I/O; bridge/ and house/ apart but for "
+          f"{len(SHARED_EXCEPTIONS)} shared headers)")
+    return 0
+
+
+def self_test(root):
+    """Each planted include must make the check fail; the untouched copy must pass."""
+    plants = [
+        ("proto/frame.c", "#include <uv.h>\n"),
+        ("proto/rudp_ack.c", "#include <sys/socket.h>\n"),
+        ("bridge/entry.c", '#include "../house/house.h"\n'),
+        ("house/reqcheck.c", '#include "../bridge/log.h"\n'),
+    ]
+    me = os.path.abspath(__file__)
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="gp-layers-") as tmp:
+        for layer in LAYERS:
+            os.makedirs(os.path.join(tmp, layer))
+            for f in sources(root, layer):
+                shutil.copy(os.path.join(root, layer, f), os.path.join(tmp, layer, f))
+        clean = subprocess.run([sys.executable, me, tmp], capture_output=True)
+        if clean.returncode != 0:
+            print("check-layers self-test: the untouched copy fails", file=sys.stderr)
+            failures += 1
+        for path, line in plants:
+            p = os.path.join(tmp, path)
+            with open(p, encoding="utf-8") as f:
+                orig = f.read()
+            with open(p, "w", encoding="utf-8") as f:
+                f.write(line + orig)
+            r = subprocess.run([sys.executable, me, tmp], capture_output=True)
+            with open(p, "w", encoding="utf-8") as f:
+                f.write(orig)
+            if r.returncode == 0:
+                print(f"check-layers self-test: planted {line.strip()} in {path} passed",
+                      file=sys.stderr)
+                failures += 1
+    if failures:
+        print(f"check-layers self-test: FAILED ({failures})", file=sys.stderr)
+        return 1
+    print(f"check-layers self-test: ok ({len(plants)} planted includes caught)")
+    return 0
+
+
+def main():
+    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    args = sys.argv[1:]
+    if args and args[0] == "--self-test":
+        return self_test(root)
+    return run(args[0] if args else root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
