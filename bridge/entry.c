@@ -1,4 +1,4 @@
-/* entry.c — validation of one request stream entry (the public Redis contract, DESIGN.md)
+/* entry.c — validation of one request stream entry (README.md, "The public Redis contract")
  * into a br_entry. Pure: it reads a hiredis reply tree and allocates nothing that outlives the
  * call, so it is fuzzed on its own (tests/fuzz/fuzz_entry.c) without Redis or sockets. */
 #include "entry.h"

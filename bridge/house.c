@@ -3,7 +3,7 @@
  * reading each house's request stream through the consumer group without ever blocking the
  * shared connection. I/O side.
  *
- * Fencing (DESIGN.md, delivery guarantees). Every authenticated connect INCRs the house's
+ * Fencing (README.md, "Delivery guarantees"). Every authenticated connect INCRs the house's
  * epoch; the connection that got the highest epoch owns the house. Three things keep a
  * bridge that lost the house from serving it:
  *  - every read of the stream is a script that checks the epoch first, so a stale holder
@@ -15,11 +15,11 @@
  *    fence, so a lost PUBLISH costs at most a third of the lease (the slow path).
  * Acknowledgements check the fence too (requests.c), and settle their answered entry anyway.
  *
- * Wake-up (DESIGN.md, "things that bite"): a multi-key blocking XREADGROUP does not scale
- * and does not work on a Cluster, so each held house's stream is read with a non-blocking
- * single-key read when (a) its keyspace notification rings (`xadd` on the stream, delivered
- * to the subscriber connection) or its subscription is confirmed, (b) a read came back full
- * or capacity freed up, or (c) the sweep passes: every SWEEP_SLOW_MS while the doorbell is
+ * Wake-up (README.md, "Delivery guarantees", wake-up at scale): a multi-key blocking XREADGROUP
+ * does not scale and does not work on a Cluster, so each held house's stream is read with a
+ * non-blocking single-key read when (a) its keyspace notification rings (`xadd` on the stream,
+ * delivered to the subscriber connection) or its subscription is confirmed, (b) a read came back
+ * full or capacity freed up, or (c) the sweep passes: every SWEEP_SLOW_MS while the doorbell is
  * healthy, every SWEEP_FAST_MS while it is not (keyspace notifications refused, subscriber
  * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
 #include "bridge.h"

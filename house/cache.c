@@ -1,6 +1,6 @@
 /* cache.c — recent responses by frame id, so that a request the bridge delivers again (it
  * crashed after we answered but before it acknowledged, or the connection dropped in between)
- * gets the remembered response instead of running twice (DESIGN.md, delivery guarantees).
+ * gets the remembered response instead of running twice (README.md, "Delivery guarantees").
  *
  * What is kept, and for how long: complete upstream replies of at most CACHE_ENTRY_MAX body
  * bytes, each at least until the later of CACHE_TTL_MS after it was stored and its request's

@@ -385,8 +385,8 @@ static void kill9_mid_flight(world *w, const char *id) {
     kill9_mid_flight_path(w, id, "/slow?ms=1500");
 }
 
-/* DESIGN.md: a bridge killed with kill -9 mid-flight loses nothing; the house's pending entry
- * is delivered again when it reconnects (to any bridge). */
+/* README.md, "Delivery guarantees": a bridge killed with kill -9 mid-flight loses nothing; the
+ * house's pending entry is delivered again when it reconnects (to any bridge). */
 Test(e2e, bridge_kill9_mid_flight_loses_nothing) {
     world w;
     world_up(&w, "h1", NULL);
@@ -401,9 +401,9 @@ Test(e2e, bridge_kill9_mid_flight_loses_nothing) {
     cr_assert(h_wait(no_pending, "h1", 10000), "entry still pending");
 }
 
-/* DESIGN.md: "The house remembers recent frame ids with their responses, so a redelivered
- * request returns the remembered response instead of running twice" — for the request that
- * was in flight when its bridge died. */
+/* README.md, "Delivery guarantees" (exactly-once effects at the house): a request delivered
+ * again gets the remembered response instead of running twice — for the request that was in
+ * flight when its bridge died. */
 Test(e2e, redelivery_after_kill9_does_not_run_twice) {
     world w;
     world_up(&w, "h1", NULL);

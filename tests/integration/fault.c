@@ -1,4 +1,4 @@
-/* Fault tests (issue 3, DESIGN.md "Delivery guarantees"): a steady load from several
+/* Fault tests (issue 3, README.md "Delivery guarantees"): a steady load from several
  * producers runs while a bridge is killed, bridges are restarted one after the other, a house
  * is killed, Redis is restarted, a house's first connection goes half-open, and 2,000 houses
  * share one bridge. At the end every request is checked one by one (tests/harness/load.h):
