@@ -1,7 +1,7 @@
 /* upstream.c — runs the bridge's requests against the house's own upstreams with libcurl's
  * multi interface, driven by the same libuv loop as the tunnel (CURLMOPT_SOCKETFUNCTION with
- * uv_poll, CURLMOPT_TIMERFUNCTION with a uv_timer, as curl's multi-uv.c example does).
- * I/O side.
+ * uv_poll, CURLMOPT_TIMERFUNCTION with a uv_timer, as libcurl's multi-interface example for libuv
+ * does). I/O side.
  *
  * Security: the URL is always a configured base URL plus the request's path, which must start
  * with '/', so the authority comes from the config and never from the request; the path is

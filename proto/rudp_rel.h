@@ -3,7 +3,7 @@
  * gp_rel turns an unreliable, unordered datagram service into ordered lanes of messages. It
  * sees only PLAINTEXT packet payloads: the session layer (rudp_sess.*) encrypts, pads and
  * authenticates whole datagrams around what gp_rel_output() produces and hands what it
- * decrypted to gp_rel_input(). Like KCP's ikcp.c, ngtcp2 and picoquic it has no socket, no
+ * decrypted to gp_rel_input(). Like KCP, ngtcp2 and picoquic it has no socket, no
  * clock, no global state and never prints: the caller feeds packets and the time
  * (nanoseconds on any monotonic clock), pulls packets to send, and asks when to call again.
  *
