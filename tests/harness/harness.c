@@ -1120,16 +1120,19 @@ static char *drain_fd(int fd, size_t *len) {
     return s;
 }
 
-int h_cli(char **out, size_t *out_len, char **err, const char *const *args) {
+static char *slurp(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY);
+    char *s = fd >= 0 ? drain_fd(fd, len) : strdup("");
+    if (fd >= 0)
+        close(fd);
+    return s;
+}
+
+int h_run(const char *const *argv, int timeout_ms, char **out, size_t *out_len, char **err) {
     char outp[PATH_MAX + 32], errp[PATH_MAX + 32];
-    static int ncli;
-    sfmt(outp, sizeof outp, "%s/cli%d.out", g_dir, ncli);
-    sfmt(errp, sizeof errp, "%s/cli%d.err", g_dir, ncli++);
-    const char *argv[64] = {h_bin("ghostport"), "--redis", g_redis_url};
-    int n = 3;
-    for (int i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
+    static int nrun;
+    sfmt(outp, sizeof outp, "%s/run%d.out", g_dir, nrun);
+    sfmt(errp, sizeof errp, "%s/run%d.err", g_dir, nrun++);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
@@ -1137,7 +1140,7 @@ int h_cli(char **out, size_t *out_len, char **err, const char *const *args) {
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = err ? open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644) : o;
         int nul = open("/dev/null", O_RDONLY);
         if (o < 0 || e < 0 || nul < 0)
             _exit(126);
@@ -1151,7 +1154,7 @@ int h_cli(char **out, size_t *out_len, char **err, const char *const *args) {
         _exit(127);
     }
     int st;
-    uint64_t end = h_now_ms() + 120000;
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     while (waitpid(pid, &st, WNOHANG) == 0) {
         if (h_now_ms() > end) {
             kill(pid, SIGKILL);
@@ -1161,19 +1164,27 @@ int h_cli(char **out, size_t *out_len, char **err, const char *const *args) {
         struct timespec ts = {0, 5 * 1000000};
         nanosleep(&ts, NULL);
     }
-    if (out) {
-        int fd = open(outp, O_RDONLY);
-        *out = fd >= 0 ? drain_fd(fd, out_len) : strdup("");
-        if (fd >= 0)
-            close(fd);
-    }
-    if (err) {
-        int fd = open(errp, O_RDONLY);
-        *err = fd >= 0 ? drain_fd(fd, NULL) : strdup("");
-        if (fd >= 0)
-            close(fd);
-    }
+    if (out)
+        *out = slurp(outp, out_len);
+    if (err)
+        *err = slurp(errp, NULL);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+int h_cli(char **out, size_t *out_len, char **err, const char *const *args) {
+    const char *argv[64] = {h_bin("ghostport"), "--redis", g_redis_url};
+    int n = 3;
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    /* Its own stderr file even when the caller does not want it: stdout stays clean. */
+    char *e = NULL;
+    int rc = h_run(argv, 120000, out, out_len, &e);
+    if (err)
+        *err = e;
+    else
+        free(e);
+    return rc;
 }
 
 /* --- requests ------------------------------------------------------------------------------ */

@@ -131,6 +131,10 @@ h_proc *h_upstream_start(int *out_port);
 /* Registers a house directly in Redis (secret stored as hex, no master key); writes the
  * secret's hex into secret_hex[65]. */
 void h_register(const char *house, char secret_hex[65]);
+/* Runs argv (argv[0] a path) to its end, killed after timeout_ms; stdout into a malloc'd *out
+ * (out NULL: dropped), stderr into *err, or with stdout when err is NULL. Returns the exit
+ * code, or 128 + the signal that ended it (a timeout: 137). */
+int h_run(const char *const *argv, int timeout_ms, char **out, size_t *out_len, char **err);
 /* Runs the ghostport CLI with argv (NULL-terminated, without argv[0]) and the harness's
  * Redis; captures stdout (and stderr) into malloc'd buffers. Returns the exit code. */
 int h_cli(char **out, size_t *out_len, char **err, const char *const *args);

@@ -5,15 +5,10 @@
  * `chmod 600`, by the daemon and by --check-config alike. 0600 is accepted. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../harness/harness.h"
@@ -36,46 +31,9 @@ static void write_mode(const char *path, const char *text, mode_t mode) {
     cr_assert_eq(chmod(path, mode), 0);
 }
 
-/* Runs argv to its end (bounded), stdout and stderr into *out. Returns the exit status, or
- * -1 if it had to be killed. */
+/* Runs argv to its end (bounded, 20 s), stdout and stderr together into *out. */
 static int run(const char *const *argv, char **out) {
-    static int nrun;
-    char outp[700];
-    snprintf(outp, sizeof outp, "%s/run%d.out", h_dir(), nrun++);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (o < 0 || nul < 0)
-            _exit(126);
-        dup2(nul, 0);
-        dup2(o, 1);
-        dup2(o, 2);
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0, killed = 0;
-    uint64_t end = h_now_ms() + 20000;
-    while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (h_now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            killed = 1;
-            break;
-        }
-        struct timespec ts = {0, 5 * 1000000};
-        nanosleep(&ts, NULL);
-    }
-    size_t len;
-    *out = h_read_file(outp, &len);
-    if (!*out)
-        *out = strdup("");
-    return killed ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return h_run(argv, 20000, out, NULL, NULL);
 }
 
 /* Refused, and the message names the file, its mode and the fix. */
