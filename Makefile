@@ -27,14 +27,18 @@ PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson openss
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
-BRIDGE_SRC := $(filter-out bridge/cli_%.c bridge/registry.c bridge/rclient.c,$(wildcard bridge/*.c))
-CLI_SRC := $(wildcard bridge/cli_*.c) bridge/registry.c bridge/rkeys.c bridge/rclient.c bridge/rurl.c \
-	bridge/tlsrelay.c bridge/store_state.c bridge/store_views.c
+# One folder a program (bridge/DESIGN.md, "Code map"): the daemon, its admin port and dashboard,
+# the CLI; bridge/store/ is the Redis side all of them share.
+STORE_SRC := $(wildcard bridge/store/*.c)
+BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
+	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
+CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
+	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
 # The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
 ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
 HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
-HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/rkeys.c bridge/rclient.c bridge/uvredis.c \
-	bridge/rurl.c bridge/tlsrelay.c
+HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/store/rkeys.c bridge/store/rclient.c bridge/store/uvredis.c \
+	bridge/store/rurl.c bridge/store/tlsrelay.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
 IT_SRC := $(wildcard tests/integration/*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
@@ -72,12 +76,12 @@ $(PROTO_LIB): $(call obj,$(PROTO_SRC))
 	@mkdir -p $(dir $@)
 	$(Q)$(AR) rcs $@ $^
 
-# The dashboard (bridge/web/*) compiled into the bridge: br_web_asset() in a generated file,
-# regenerated when a web file changes (bridge/ADMIN.md, scripts/embed-web.py).
+# The dashboard (bridge/admin/web/*) compiled into the bridge: br_web_asset() in a generated file,
+# regenerated when a web file changes (bridge/admin/ADMIN.md, scripts/embed-web.py).
 WEB_OBJ := $(BUILD)/obj/gen/web_assets.o
-$(BUILD)/gen/web_assets.c: scripts/embed-web.py bridge/web $(wildcard bridge/web/*)
+$(BUILD)/gen/web_assets.c: scripts/embed-web.py bridge/admin/web $(wildcard bridge/admin/web/*)
 	@mkdir -p $(dir $@)
-	$(Q)python3 scripts/embed-web.py bridge/web $@
+	$(Q)python3 scripts/embed-web.py bridge/admin/web $@
 
 $(WEB_OBJ): $(BUILD)/gen/web_assets.c
 	@mkdir -p $(dir $@)
@@ -101,7 +105,7 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 
 # Many houses for fault tests and benchmarks: house/'s code (without its main.c) as well.
 $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
-		$(call obj,bridge/rurl.c bridge/rclient.c bridge/rkeys.c bridge/tlsrelay.c) \
+		$(call obj,bridge/store/rurl.c bridge/store/rclient.c bridge/store/rkeys.c bridge/store/tlsrelay.c) \
 		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
@@ -143,21 +147,21 @@ $(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
 $(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
 $(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
 # The bridge's pure checks of producers' entries and houses' responses.
-$(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/entry.o
+$(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
-# The Redis address parser (bridge/rurl.c) is pure.
-$(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/rurl.o
+# The Redis address parser (bridge/store/rurl.c) is pure.
+$(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/store/rurl.o
 # The CLI's escaping of control characters in what it prints.
-$(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli_esc.o
+$(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli/cli_esc.o
 # The Redis key layout (pure names), checked against README.md's table.
-$(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/rkeys.o
+$(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/store/rkeys.o
 # The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.
-$(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store_state.o $(BUILD)/obj/bridge/store_views.o
+$(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store/store_state.o $(BUILD)/obj/bridge/store/store_views.o
 $(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
 # The bridge's request/reply core on a fake house, a fake Redis and a virtual clock.
-$(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge/reqcore.c \
-		bridge/redis.c bridge/log.c bridge/entry.c bridge/rkeys.c bridge/tlsrelay.c \
-		bridge/uvredis.c) $(PROTO_LIB)
+$(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge/daemon/reqcore.c \
+		bridge/store/redis.c bridge/log.c bridge/daemon/entry.c bridge/store/rkeys.c bridge/store/tlsrelay.c \
+		bridge/store/uvredis.c) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -lhiredis -ljansson -luv -lssl -lcrypto -lm
@@ -215,7 +219,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_TIME ?= 30
 # The entry fuzzer also takes the bridge's pure entry parser, hiredis's reader and jansson.
-build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/entry.c $(PROTO_SRC)
+build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/daemon/entry.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
@@ -229,33 +233,33 @@ build-fuzz/fuzz_reqcheck: tests/fuzz/fuzz_reqcheck.c house/reqcheck.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ihouse -fsanitize=fuzzer,address,undefined -o $@ $^
 # Key names read back from Redis (SCAN, keyspace channels) -> house ids.
-build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/rkeys.c
+build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/store/rkeys.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
 # through hiredis's reader, into the store's pure parsers.
-build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store_views.c bridge/store_state.c
+build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store/store_views.c bridge/store/store_state.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,hiredis jansson) -lm
-# What the CLI prints of others' text, escaped (bridge/cli_esc.c): pure, no libraries.
-build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli_esc.c
+# What the CLI prints of others' text, escaped (bridge/cli/cli_esc.c): pure, no libraries.
+build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli/cli_esc.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
-build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/api_body.c bridge/store_state.c \
+build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/admin/api_body.c bridge/store/store_state.c \
 		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 # A house's hashes as RESP, parsed and written as the JSON API's view of it.
-build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/api_body.c bridge/store_state.c \
+build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c bridge/store/store_state.c \
 		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 # Redis addresses from flags, environment and config files.
-build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/rurl.c
+build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
@@ -286,7 +290,7 @@ bench: deps
 demo: deps all
 	$(Q)DEMO_KEEP=$(KEEP) ./scripts/demo.sh
 
-FORMAT_FILES = $(wildcard proto/*.[ch] bridge/*.[ch] house/*.[ch] tests/*/*.[ch])
+FORMAT_FILES = $(wildcard proto/*.[ch] bridge/*.[ch] bridge/*/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 

@@ -1,4 +1,4 @@
-/* admin.c — the house's admin port (bridge/ADMIN.md): /healthz, /readyz (connected to a
+/* admin.c — the house's admin port (bridge/admin/ADMIN.md): /healthz, /readyz (connected to a
  * bridge) and /metrics (gp_house_*), on the admin HTTP server shared with the bridge
  * (bridge/admin_http.c) and its metrics registry (bridge/metrics.c). I/O side. */
 #include "../bridge/admin_http.h"
@@ -90,7 +90,7 @@ static void collect(hs_house *h) {
 
 /* --- routes ----------------------------------------------------------------------------- */
 
-/* The probes of bridge/ADMIN.md, answered as gp_admin_route_probes answers them; routed here
+/* The probes of bridge/admin/ADMIN.md, answered as gp_admin_route_probes answers them; routed here
  * with the house as their pointer (the probes' record carries none). */
 static void on_healthz(gp_admin_call *c, const gp_http_request *req, void *ud) {
     (void)ud;

@@ -63,7 +63,7 @@ typedef struct hs_journal hs_journal;
 typedef struct hs_zstate hs_zstate;
 struct gp_admin;
 
-/* The metrics of bridge/ADMIN.md for the house (gp_house_*), admin.c. */
+/* The metrics of bridge/admin/ADMIN.md for the house (gp_house_*), admin.c. */
 struct gp_metric;
 typedef struct hs_metrics {
     struct gp_metrics *reg;

@@ -37,10 +37,14 @@ LAYERS = ("proto", "bridge", "house")
 
 
 def sources(root, layer):
+    """The .c and .h files under root/layer, as paths relative to it (folders included)."""
     d = os.path.join(root, layer)
-    if not os.path.isdir(d):
-        return []
-    return sorted(f for f in os.listdir(d) if f.endswith((".c", ".h")))
+    out = []
+    for dirpath, _, names in os.walk(d):
+        for n in names:
+            if n.endswith((".c", ".h")):
+                out.append(os.path.relpath(os.path.join(dirpath, n), d))
+    return sorted(out)
 
 
 def includes(path):
@@ -51,12 +55,12 @@ def includes(path):
         yield line, m.group(1), m.group(2)
 
 
-def resolve(root, layer, quote, name):
+def resolve(root, where, quote, name):
     """The layer/file a quoted include names ("x.h": own folder, then proto/ via -Iproto;
     "../bridge/x.h": that folder), or None for a system header."""
     if quote == "<":
         return None
-    own = os.path.normpath(os.path.join(layer, name))
+    own = os.path.normpath(os.path.join(where, name))
     if os.path.exists(os.path.join(root, own)):
         return own
     via_proto = os.path.normpath(os.path.join("proto", name))
@@ -71,7 +75,7 @@ def check(root):
         for f in sources(root, layer):
             rel = f"{layer}/{f}"
             for line, quote, name in includes(os.path.join(root, rel)):
-                target = resolve(root, layer, quote, name)
+                target = resolve(root, os.path.dirname(rel), quote, name)
                 where = f"{rel}:{line}: #include {quote}{name}"
                 if layer == "proto":
                     if quote == "<" and FORBIDDEN_IN_PROTO.match(name):
@@ -89,16 +93,16 @@ def check(root):
 
 
 def bridge_graph(root):
-    """bridge/'s module graph: module X is X.c and X.h; X -> Y when X.c or X.h includes
-    bridge/Y.h."""
+    """bridge/'s module graph: module X is X.c and X.h (X a path under bridge/, e.g. daemon/conn);
+    X -> Y when X.c or X.h includes bridge/Y.h."""
     graph = {}
     for f in sources(root, "bridge"):
         mod = f[:-2]
         graph.setdefault(mod, set())
         for _, quote, name in includes(os.path.join(root, "bridge", f)):
-            target = resolve(root, "bridge", quote, name)
+            target = resolve(root, os.path.dirname(os.path.join("bridge", f)), quote, name)
             if target and target.startswith("bridge/") and target.endswith(".h"):
-                dep = os.path.basename(target)[:-2]
+                dep = target[len("bridge/"):-2]
                 if dep != mod:
                     graph[mod].add(dep)
                     graph.setdefault(dep, set())
@@ -144,7 +148,7 @@ def run(root):
     for comp in bridge_cycles(root):
         print(f"check-layers: warning: include cycle among bridge/ modules: {' <-> '.join(comp)}",
               file=sys.stderr)
-    hub = [m for m, deps in sorted(bridge_graph(root).items()) if "bridge" in deps]
+    hub = [m for m, deps in sorted(bridge_graph(root).items()) if "daemon/bridge" in deps]
     if hub:  # no include cycle, but the call circles hide behind the one shared header
         print(f"check-layers: note: {len(hub)} bridge/ modules share bridge.h: {' '.join(hub)}",
               file=sys.stderr)
@@ -161,15 +165,16 @@ def self_test(root):
     plants = [
         ("proto/frame.c", "#include <uv.h>\n"),
         ("proto/rudp_ack.c", "#include <sys/socket.h>\n"),
-        ("bridge/entry.c", '#include "../house/house.h"\n'),
+        ("bridge/daemon/entry.c", '#include "../../house/house.h"\n'),
         ("house/reqcheck.c", '#include "../bridge/log.h"\n'),
     ]
     me = os.path.abspath(__file__)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="gp-layers-") as tmp:
         for layer in LAYERS:
-            os.makedirs(os.path.join(tmp, layer))
+            os.makedirs(os.path.join(tmp, layer), exist_ok=True)
             for f in sources(root, layer):
+                os.makedirs(os.path.dirname(os.path.join(tmp, layer, f)), exist_ok=True)
                 shutil.copy(os.path.join(root, layer, f), os.path.join(tmp, layer, f))
         clean = subprocess.run([sys.executable, me, tmp], capture_output=True)
         if clean.returncode != 0:

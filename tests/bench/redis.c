@@ -9,7 +9,7 @@
  * Reports requests/s, latency percentiles, CPU per request of every process (utime+stime
  * deltas from /proc) and the daemons' peak RSS, with the ratios against the baselines.
  * Test-only I/O: one libuv loop drives the hiredis async producers or the HTTP clients. */
-#include "../../bridge/uvredis.h"
+#include "../../bridge/store/uvredis.h"
 #include "../harness/harness.h"
 #include "bench.h"
 

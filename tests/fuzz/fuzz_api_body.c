@@ -1,4 +1,4 @@
-/* fuzz_api_body.c — libFuzzer target for the JSON API's request bodies (bridge/api_body.c):
+/* fuzz_api_body.c — libFuzzer target for the JSON API's request bodies (bridge/admin/api_body.c):
  * arbitrary bytes as the body of POST /api/houses. What is accepted must be a valid house id
  * and labels that are a JSON object of at most BR_API_MAX_LABELS short strings; what is
  * refused must say why. */

@@ -1,4 +1,4 @@
-/* fuzz_api_house.c — libFuzzer target for the JSON API's view of a house (bridge/api_body.c):
+/* fuzz_api_house.c — libFuzzer target for the JSON API's view of a house (bridge/admin/api_body.c):
  * its house and state hashes as Redis might hold them (anyone with access can write there),
  * as RESP through hiredis's own reader, parsed, then written as JSON. The first byte picks
  * which hash each reply fills. Whatever Redis held, the text must be one valid JSON object

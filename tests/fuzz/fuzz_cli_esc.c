@@ -1,8 +1,8 @@
 /* fuzz_cli_esc.c — libFuzzer target for the CLI's escaping of what others wrote
- * (bridge/cli_esc.c): any bytes in, and what comes out must be safe to print to a terminal
+ * (bridge/cli/cli_esc.c): any bytes in, and what comes out must be safe to print to a terminal
  * (valid UTF-8 without C0, DEL or C1 controls), as long as announced, and a cut output a
  * prefix of the whole. The first input byte picks the size of the cut buffer. */
-#include "../../bridge/cli_esc.h"
+#include "../../bridge/cli/cli_esc.h"
 
 #include <assert.h>
 #include <stdint.h>

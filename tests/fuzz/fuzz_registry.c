@@ -1,5 +1,5 @@
 /* fuzz_registry.c — libFuzzer target for what `ghostport top`, `house list` and the CLI read
- * back from Redis, through the store's pure parsers (bridge/store_views.c, store_state.c):
+ * back from Redis, through the store's pure parsers (bridge/store/store_views.c, store_state.c):
  * the house hash, the live state hash, a bridge's stats hash and the recent-requests list,
  * all writable by anyone with access to Redis. The input's first byte picks the parser; the
  * rest is RESP, turned into a reply by hiredis's own reader (as the client would), then

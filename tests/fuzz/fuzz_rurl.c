@@ -1,4 +1,4 @@
-/* fuzz_rurl.c — libFuzzer target for the Redis address parser (bridge/rurl.c): addresses come
+/* fuzz_rurl.c — libFuzzer target for the Redis address parser (bridge/store/rurl.c): addresses come
  * from flags, environment and config files. Whatever parses must survive a round trip through
  * its percent-encoded form, and the redaction must find every password the parser finds. */
 #include <stdint.h>

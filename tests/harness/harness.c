@@ -2,8 +2,8 @@
  * client, plain sockets for the raw WebSocket client. Nothing here sleeps to synchronise:
  * every wait polls a condition with a bound. */
 #include "harness.h"
-#include "../../bridge/rclient.h"
-#include "../../bridge/tlsrelay.h"
+#include "../../bridge/store/rclient.h"
+#include "../../bridge/store/tlsrelay.h"
 
 #include "auth.h"
 #include "frame.h"

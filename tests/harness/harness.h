@@ -76,7 +76,7 @@ h_proc *h_redis_start_acl(int port, const char *aclfile);
 /* A Redis Cluster of n masters (no replicas) on free ports, created with `redis-cli --cluster
  * create`; waits until every node says cluster_state:ok. out[0..n) get the processes (logs
  * redis-PORT.log); h_redis_port()/h_redis_url() name the first node, which serves as the seed
- * for the bridge and the harness's own client (which follows MOVED, see bridge/rclient.h). */
+ * for the bridge and the harness's own client (which follows MOVED, see bridge/store/rclient.h). */
 void h_redis_cluster_start(int n, int aof, h_proc **out);
 int h_redis_port(void);
 /* "redis://127.0.0.1:PORT/0"; with GP_TEST_REDIS (below) "rediss://", credentials. */
@@ -105,7 +105,7 @@ redisContext *h_redis_connect(int port, int timeout_ms, char *err, size_t errlen
 /* A new client of its own (rclient.h) for the node on port, as the harness: for threads.
  * NULL on allocation failure. */
 struct br_rc *h_redis_client(int port, int timeout_ms);
-/* The harness's own client (one server or a cluster, see bridge/rclient.h; reconnects if the server
+/* The harness's own client (one server or a cluster, see bridge/store/rclient.h; reconnects if the server
  * was restarted). */
 struct br_rc *h_redis(void);
 /* redisCommand on h_redis(); NULL reply fails the test. Caller frees. */

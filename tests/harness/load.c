@@ -7,7 +7,7 @@
  * this process and load), so matching a reply to its request is a parse and a bounds check,
  * not a search: tens of thousands of requests cost nothing to match. */
 #include "load.h"
-#include "../../bridge/rclient.h"
+#include "../../bridge/store/rclient.h"
 
 #include "harness.h"
 

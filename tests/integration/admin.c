@@ -1,4 +1,4 @@
-/* admin.c — the admin port of bridge/ADMIN.md against real processes: Prometheus metrics
+/* admin.c — the admin port of bridge/admin/ADMIN.md against real processes: Prometheus metrics
  * scraped and parsed while a steady load runs (bridge and house), /readyz following Redis
  * away and back, the JSON API (overview, a house's recent requests, add / disable / enable /
  * remove with a house that really connects and is really refused), bad input to the API with

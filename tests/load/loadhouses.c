@@ -11,9 +11,9 @@
  * reconnects) through one pacer at --connect-rate. The houses' log lines go through a sink
  * that rate-limits per-house trouble. Progress goes to stdout as key=value event lines.
  * I/O side, test-only. */
-#include "../../bridge/rclient.h"
-#include "../../bridge/rurl.h"
-#include "../../bridge/tlsrelay.h"
+#include "../../bridge/store/rclient.h"
+#include "../../bridge/store/rurl.h"
+#include "../../bridge/store/tlsrelay.h"
 #include "../../house/house.h"
 #include "auth.h"
 #include "conf.h"

@@ -1,6 +1,6 @@
 /* cli_esc.c — escaping of terminal control characters in the CLI's output
- * (bridge/cli_esc.c): C0, DEL, C1 as UTF-8 and as raw bytes, invalid UTF-8; valid text kept. */
-#include "../../bridge/cli_esc.h"
+ * (bridge/cli/cli_esc.c): C0, DEL, C1 as UTF-8 and as raw bytes, invalid UTF-8; valid text kept. */
+#include "../../bridge/cli/cli_esc.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
-/* entry.c — the bridge's pure checks of what producers and houses send (bridge/entry.c):
+/* entry.c — the bridge's pure checks of what producers and houses send (bridge/daemon/entry.c):
  * reply keys confined to <prefix>:rep:, an entry's reply key (given or default), a house's
  * response status and header names/values, and the cutting of recent-list fields. */
-#include "../../bridge/entry.h"
+#include "../../bridge/daemon/entry.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
-/* reqcore.c — the bridge's request/reply core (bridge/reqcore.c) driven with a fake house, a
+/* reqcore.c — the bridge's request/reply core (bridge/daemon/reqcore.c) driven with a fake house, a
  * fake Redis and a virtual clock: every script the core runs is recorded with its arguments
  * and answered by the test, in any order, and every frame it sends to the house is recorded,
  * so the contract (a request forwarded, its response chunked into reply entries, deadlines
  * as 504s, the ack only after Redis confirmed the reply, a lost or abandoned reply never
  * acked, backpressure counters, bad house responses) is checked in milliseconds. */
-#include "../../bridge/reqcore.h"
+#include "../../bridge/daemon/reqcore.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
-/* rkeys.c — the Redis key layout (bridge/rkeys.c): the names the builders write, what they
+/* rkeys.c — the Redis key layout (bridge/store/rkeys.c): the names the builders write, what they
  * refuse, the house id read back from a stream key, Cluster slots, and README.md's key layout
  * table row for row against gp_key_template (the layout is documented once, and that
  * document is checked against the code here). */
-#include "../../bridge/rkeys.h"
+#include "../../bridge/store/rkeys.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

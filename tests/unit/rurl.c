@@ -1,7 +1,7 @@
-/* rurl.c — the one Redis address parser (bridge/rurl.c): every accepted form, percent-decoding
+/* rurl.c — the one Redis address parser (bridge/store/rurl.c): every accepted form, percent-decoding
  * of the credentials, what is refused, and that no error message or redacted URL carries the
  * password. */
-#include "../../bridge/rurl.h"
+#include "../../bridge/store/rurl.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>

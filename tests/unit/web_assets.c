@@ -1,5 +1,5 @@
 /* web_assets.c — the dashboard files compiled into the bridge (scripts/embed-web.py):
- * br_web_asset() returns each file of bridge/web/ byte for byte with its content type, and
+ * br_web_asset() returns each file of bridge/admin/web/ byte for byte with its content type, and
  * NULL for anything else. Run from the repository root (as `make test` does). */
 #include <criterion/criterion.h>
 #include <stdint.h>
@@ -32,7 +32,7 @@ static uint8_t *slurp(const char *path, size_t *len) {
 
 static void same_as_file(const char *name, const char *type) {
     char path[256];
-    snprintf(path, sizeof path, "bridge/web/%s", name);
+    snprintf(path, sizeof path, "bridge/admin/web/%s", name);
     size_t flen, len = 0;
     uint8_t *want = slurp(path, &flen);
     const char *ct = NULL;

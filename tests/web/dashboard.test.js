@@ -1,4 +1,4 @@
-// Browser test of the bridge's dashboard (bridge/web/) in Debian's headless chromium, driven by
+// Browser test of the bridge's dashboard (bridge/admin/web/) in Debian's headless chromium, driven by
 // playwright-core. Run by tests/integration/web.c against a real bridge, house and upstream:
 //
 //   node tests/web/dashboard.test.js URL TOKEN HOUSE TRANSPORT OUTDIR [PATH_PREFIX] [MIN_REQUESTS]

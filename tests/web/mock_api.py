@@ -3,7 +3,7 @@
 
 usage: mock_api.py [--port 8099] [--token T] [--web DIR]
 
-Serves bridge/web/ at GET / and GET /assets/<file>, and the JSON API of bridge/ADMIN.md
+Serves bridge/admin/web/ at GET / and GET /assets/<file>, and the JSON API of bridge/admin/ADMIN.md
 (overview, one house with recent requests, add, disable/enable, remove; Bearer token; JSON
 errors) from in-memory data that moves: counters grow, recent requests appear, a disabled house
 drops at once and an enabled one comes back two seconds later. GET /mock/redis?down=1 (no

@@ -24,8 +24,8 @@
  * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
 #include "bridge.h"
 #include "reqcore.h"
-#include "store_req.h"
-#include "store_state.h"
+#include "../store/store_req.h"
+#include "../store/store_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -167,7 +167,7 @@ static void on_fence_message(const char *msg, size_t mlen) {
         fence_out(c, "claimed_elsewhere");
 }
 
-/* "disable <house>" / "remove <house>" on <p>:ctl (bridge/ADMIN.md): whichever bridge holds
+/* "disable <house>" / "remove <house>" on <p>:ctl (bridge/admin/ADMIN.md): whichever bridge holds
  * the house closes it; the others have nothing to do. */
 void br_house_ctl(const char *msg, size_t mlen) {
     char buf[GP_MAX_HOUSE_ID + 16];

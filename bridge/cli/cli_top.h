@@ -8,7 +8,7 @@
 #define GP_CLI_TOP_H
 
 #include "cli_cmd.h"
-#include "registry.h"
+#include "../store/registry.h"
 
 #include <stddef.h>
 

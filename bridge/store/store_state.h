@@ -1,6 +1,6 @@
 /* store_state.h — the store's live state of a house, <p>:{h}:state (README.md's key layout):
  * the hash the bridge holding a house keeps while it holds it (its lease: PEXPIRE), written by
- * the claim and refresh scripts below (sent by bridge/house.c). Its field names, its scripts,
+ * the claim and refresh scripts below (sent by bridge/daemon/house.c). Its field names, its scripts,
  * the one struct it is read into and the one parser of it, shared by the daemon's JSON API
  * (api_body.c), the CLI's `house list` / `house show` and `top` (registry.c). Pure: no I/O; fuzzed
  * by tests/fuzz/fuzz_registry.c and tests/fuzz/fuzz_api_house.c. */
@@ -49,7 +49,7 @@ void gp_reply_copy(char *dst, size_t cap, const redisReply *v);
 
 /* --- the scripts of the family (Lua text; the bridge sends each with its own client) ------
  * The claim, refresh and release of a house's lease (the state hash and the fencing epoch,
- * bridge/house.c), and the rudp:// initiation's replay floor (<p>:{h}:rudp_ts, bridge/udp.c).
+ * bridge/daemon/house.c), and the rudp:// initiation's replay floor (<p>:{h}:rudp_ts, bridge/daemon/udp.c).
  * Every script touches the keys of one house only (one Cluster slot). */
 
 /* KEYS: epoch, state, house. ARGV: bridge, transport, now, addr, lease ms, fence channel
@@ -72,7 +72,7 @@ void gp_reply_copy(char *dst, size_t cap, const redisReply *v);
     "return e\n"
 
 /* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
- * req_total, err_total, bytes_in, bytes_out, loss_pct (the live stats of bridge/ADMIN.md).
+ * req_total, err_total, bytes_in, bytes_out, loss_pct (the live stats of bridge/admin/ADMIN.md).
  * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
  * Redis lost its data (restart without persistence): re-assert ours rather than drop a
  * house that is still connected. */

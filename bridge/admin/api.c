@@ -1,13 +1,13 @@
-/* api.c — the admin port's JSON API (bridge/ADMIN.md): the overview of every bridge and house
+/* api.c — the admin port's JSON API (bridge/admin/ADMIN.md): the overview of every bridge and house
  * and one house's detail, read from Redis so that any bridge answers for all; adding,
  * disabling, enabling and removing a house, with the same Lua as the CLI (store_house.h). Token
  * auth (admin.c), JSON errors, one log line per call, never with a token or a secret. I/O
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
-#include "admin_http.h"
+#include "../admin_http.h"
 #include "api_body.h"
-#include "bridge.h"
-#include "store_house.h"
+#include "../daemon/bridge.h"
+#include "../store/store_house.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -17,9 +17,9 @@
  * visit after, once gone. `house rm --purge` deletes both keys with the stream (store_house.h).
  * Bounded work per tick. I/O side. */
 #include "bridge.h"
-#include "store_bridge.h"
-#include "store_req.h"
-#include "store_state.h"
+#include "../store/store_bridge.h"
+#include "../store/store_req.h"
+#include "../store/store_state.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +32,7 @@
 #define NEW_PER_CALL 100
 #define DUE_PER_CALL 50
 #define INDEX_BATCHES 20
-/* As bridge/entry.c reads `timeout_ms`; the janitor checks each due entry with its parser
+/* As bridge/daemon/entry.c reads `timeout_ms`; the janitor checks each due entry with its parser
  * (br_entry_parse) before answering, and re-scores it if the two disagree. */
 #define DEFAULT_TIMEOUT_MS 30000
 #define MAX_TIMEOUT_MS 86400000

@@ -1,11 +1,11 @@
-/* stats.c — what a bridge tells about itself: the Prometheus metrics of bridge/ADMIN.md
+/* stats.c — what a bridge tells about itself: the Prometheus metrics of bridge/admin/ADMIN.md
  * (declared here, counted where things happen), and the live stats it keeps in Redis for
  * `ghostport top` and the dashboard: <p>:bstats:<bid> every second (listed in the <p>:bridges
  * index), and the counters of each held house in its state hash. I/O side (Redis), the
  * registry itself is metrics.c's pure code. */
-#include "admin_http.h"
-#include "bridge.h"
-#include "store_bridge.h"
+#include "../admin_http.h"
+#include "../daemon/bridge.h"
+#include "../store/store_bridge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,7 +249,7 @@ static void put_num(br_args *a, const char *name, char buf[32], double v) {
     br_args_str(a, buf);
 }
 
-/* <p>:bstats:<bid> (bridge/ADMIN.md), and our entry in the <p>:bridges index. */
+/* <p>:bstats:<bid> (bridge/admin/ADMIN.md), and our entry in the <p>:bridges index. */
 static void publish_bstats(void) {
     char key[GP_KEY_MAX], idx[GP_KEY_MAX];
     if (gp_key_bstats(key, g_br.cfg.prefix, g_br.cfg.bridge_id) < 0 ||

@@ -3,7 +3,7 @@
  * MOVED/ASK redirections and the per-node setup (keyspace notifications). */
 #include "rdb.h"
 
-#include "log.h"
+#include "../log.h"
 #include "rkeys.h"
 
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * lives in its own file and is one row of `commands` below, so adding one means adding a
  * row. */
 #include "cli_cmd.h"
-#include "tlsrelay.h"
+#include "../store/tlsrelay.h"
 
 #include <stdarg.h>
 #include <stddef.h>

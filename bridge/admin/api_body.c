@@ -2,7 +2,7 @@
  * the registry's limits; houses read from their hashes and written as JSON text directly. Pure
  * (see api_body.h). */
 #include "api_body.h"
-#include "store_house.h"
+#include "../store/store_house.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -165,7 +165,7 @@ static void sb_num(br_sbuf *b, double d) {
     br_sb_puts(b, t);
 }
 
-/* The house's fields, every one of bridge/ADMIN.md (null until known), without the braces. */
+/* The house's fields, every one of bridge/admin/ADMIN.md (null until known), without the braces. */
 void br_house_view_json(br_sbuf *b, const br_house_view *h) {
     const gp_state *st = &h->st;
     const struct {

@@ -4,7 +4,7 @@
  *
  * Accepted forms (as redis-cli -u and the client libraries read them):
  *   redis://[user[:password]@]host[:port][/db]    plain TCP
- *   rediss://[user[:password]@]host[:port][/db]   TLS (bridge/tlsrelay.h)
+ *   rediss://[user[:password]@]host[:port][/db]   TLS (bridge/store/tlsrelay.h)
  *   host[:port]                                   plain TCP, db 0
  * host is a name, an IPv4 address or an IPv6 address in brackets ([::1]:6379). Port 6379 and
  * db 0 by default. In the user information, "x@" alone is a password (the `default` user,

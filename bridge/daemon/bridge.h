@@ -20,11 +20,11 @@
 #include "entry.h"
 #include "frame.h"
 #include "gp.h"
-#include "log.h"
-#include "metrics.h"
-#include "rdb.h"
-#include "rkeys.h"
-#include "rurl.h"
+#include "../log.h"
+#include "../metrics.h"
+#include "../store/rdb.h"
+#include "../store/rkeys.h"
+#include "../store/rurl.h"
 
 #include <stdint.h>
 #include <uv.h>
@@ -40,12 +40,12 @@ typedef struct br_config {
     char *rudp_key;
     int allow_ws;
     int check_config; /* --check-config: validate, say so, exit */
-    /* the admin port (bridge/ADMIN.md) */
+    /* the admin port (bridge/admin/ADMIN.md) */
     long long admin_listen, recent;
     char *admin_bind, *admin_token, *admin_token_file, *admin_host;
-    /* connections that have not authenticated yet (bridge/flood.c) */
+    /* connections that have not authenticated yet (bridge/daemon/flood.c) */
     long long preauth_max, preauth_per_addr, auth_timeout;
-    /* Redis credentials and TLS beside --redis (bridge/rurl.h, bridge/tlsrelay.h) */
+    /* Redis credentials and TLS beside --redis (bridge/store/rurl.h, bridge/store/tlsrelay.h) */
     char *redis_user, *redis_password_file, *redis_ca_file, *redis_cert_file, *redis_key_file;
 } br_config;
 
@@ -128,7 +128,7 @@ struct br_conn {
     uint64_t last_renew_ms, next_sweep_ms;
     uint64_t ping_iv; /* ms, as told in WELCOME (a reload changes it for new connections) */
     uint64_t rtt_us;  /* last PING's round trip, 0: none yet */
-    /* live stats of this connection (the state hash, bridge/ADMIN.md): final replies, those
+    /* live stats of this connection (the state hash, bridge/admin/ADMIN.md): final replies, those
      * that are errors, body bytes from the house (in) and to it (out) */
     uint64_t st_req, st_err, st_bytes_in, st_bytes_out;
     int st_dirty; /* changed since the state hash was last written */
@@ -259,7 +259,7 @@ void br_udp_metrics(double *rtt_ms_mean, double *loss_mean, uint64_t *retransmit
 void br_janitor_tick(uint64_t now);
 void br_janitor_load_scripts(void);
 
-/* stats.c: the metrics of bridge/ADMIN.md and the live stats kept in Redis. */
+/* stats.c: the metrics of bridge/admin/ADMIN.md and the live stats kept in Redis. */
 typedef struct br_metrics {
     gp_metrics *reg;
     gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
@@ -287,7 +287,7 @@ void br_stats_compressed(size_t before, size_t after);
 /* Redis (re)connected a node: the metrics count reconnects. */
 void br_stats_node_up(int node);
 
-/* admin.c: the admin port (bridge/ADMIN.md). */
+/* admin.c: the admin port (bridge/admin/ADMIN.md). */
 int br_admin_start(void); /* 0 (also when off), -1: cannot listen */
 void br_admin_stop(void);
 /* Reads cfg's admin token (admin-token-file wins over admin-token) into hash (BLAKE2b-256)

@@ -1,11 +1,11 @@
 /* store_bridge.h — the store's bridge family: a running bridge's lease <p>:bridge:<bid>, its
- * stats <p>:bstats:<bid> and their index <p>:bridges (plain commands, bridge/main.c and
+ * stats <p>:bstats:<bid> and their index <p>:bridges (plain commands, bridge/daemon/main.c and
  * stats.c; parsed by store_views.c), and the janitor's lock <p>:janitor, whose script is
- * here as Lua text (sent by bridge/janitor.c). */
+ * here as Lua text (sent by bridge/daemon/janitor.c). */
 #ifndef GP_STORE_BRIDGE_H
 #define GP_STORE_BRIDGE_H
 
-/* The fields of <p>:bstats:<bid> (bridge/ADMIN.md), written by bridge/stats.c every second
+/* The fields of <p>:bstats:<bid> (bridge/admin/ADMIN.md), written by bridge/admin/stats.c every second
  * and read by store_views.c (gp_reg_bstats_parse) for `top`. */
 #define GP_BSTATS_ID "id"
 #define GP_BSTATS_HOST "host"

@@ -1,8 +1,8 @@
-/* admin.c — the bridge's admin port (bridge/ADMIN.md): /healthz, /readyz, /metrics, the
+/* admin.c — the bridge's admin port (bridge/admin/ADMIN.md): /healthz, /readyz, /metrics, the
  * dashboard's static files, and the JSON API under /api/ (api.c), on admin_http.c's server.
  * I/O side. The admin token is kept only as a hash and compared in constant time. */
-#include "admin_http.h"
-#include "bridge.h"
+#include "../admin_http.h"
+#include "../daemon/bridge.h"
 #include "conf.h"
 
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The dashboard's files, generated from bridge/web/ (scripts/embed-web.py). Until that file
+/* The dashboard's files, generated from bridge/admin/web/ (scripts/embed-web.py). Until that file
  * is linked in, this fallback answers "no such file". */
 __attribute__((weak)) const uint8_t *br_web_asset(const char *path, size_t *len,
                                                   const char **content_type) {

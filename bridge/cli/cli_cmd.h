@@ -4,8 +4,8 @@
 #ifndef GP_CLI_CMD_H
 #define GP_CLI_CMD_H
 
-#include "registry.h"
-#include "rkeys.h"
+#include "../store/registry.h"
+#include "../store/rkeys.h"
 
 #include <stdint.h>
 

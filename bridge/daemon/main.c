@@ -5,7 +5,7 @@
 #include "bridge.h"
 #include "conf.h"
 #include "flood.h"
-#include "tlsrelay.h"
+#include "../store/tlsrelay.h"
 
 #include <errno.h>
 #include <libwebsockets.h>

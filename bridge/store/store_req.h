@@ -2,8 +2,8 @@
  * <p>:{h}:req (the public contract) with its consumer group GP_GROUP and one consumer
  * GP_CONSUMER (rkeys.h), the janitor's index of it (<p>:{h}:deadlines, <p>:{h}:jcursor) and
  * the house's recent list (<p>:{h}:recent, kept by the acknowledgement). The scripts that read
- * and settle its entries, as Lua text: bridge/house.c (fenced read), bridge/requests.c
- * (acknowledgements), bridge/janitor.c (index). Each touches the keys of one house only (one
+ * and settle its entries, as Lua text: bridge/daemon/house.c (fenced read), bridge/daemon/requests.c
+ * (acknowledgements), bridge/daemon/janitor.c (index). Each touches the keys of one house only (one
  * Cluster slot). */
 #ifndef GP_STORE_REQ_H
 #define GP_STORE_REQ_H
@@ -17,7 +17,7 @@
     "return redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],\n"              \
     "  'STREAMS', KEYS[2], ARGV[5])\n"
 
-/* The house's recent requests (bridge/ADMIN.md) are kept by the acknowledgement: same slot,
+/* The house's recent requests (bridge/admin/ADMIN.md) are kept by the acknowledgement: same slot,
  * no extra round trip. ARGV[4] is the entry's JSON line, ARGV[5] how many to keep (0: none).
  * The list expires a week after the house's last request, so request streams of ids that
  * were never registered (a producer's typo, answered 504 by the janitor) leave nothing. */

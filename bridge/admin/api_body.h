@@ -1,11 +1,11 @@
-/* api_body.h — the JSON API's bodies (bridge/ADMIN.md): requests parsed and checked, houses
+/* api_body.h — the JSON API's bodies (bridge/admin/ADMIN.md): requests parsed and checked, houses
  * read from their Redis hashes and written as JSON. Pure: no I/O; fuzzed by
  * tests/fuzz/fuzz_api_body.c and tests/fuzz/fuzz_api_house.c. */
 #ifndef BR_API_BODY_H
 #define BR_API_BODY_H
 
 #include "auth.h"
-#include "store_state.h"
+#include "../store/store_state.h"
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
@@ -21,7 +21,7 @@
 int br_api_parse_add(const void *body, size_t len, char id[GP_MAX_HOUSE_ID + 1], char **labels,
                      const char **why);
 
-/* One house as the API shows it (bridge/ADMIN.md), from its two hashes; written as JSON text
+/* One house as the API shows it (bridge/admin/ADMIN.md), from its two hashes; written as JSON text
  * directly (at 10,000 houses a jansson object per house was most of an overview's cost). */
 typedef struct br_house_view {
     char id[GP_MAX_HOUSE_ID + 1];

@@ -7,8 +7,8 @@
  * (ninflight, inflight_bytes, min_deadline, body_head). */
 #include "bridge.h"
 #include "reqcore.h"
-#include "store_reply.h"
-#include "store_req.h"
+#include "../store/store_reply.h"
+#include "../store/store_req.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-// Ghost Port dashboard: a client of the bridge's admin JSON API (bridge/ADMIN.md).
+// Ghost Port dashboard: a client of the bridge's admin JSON API (bridge/admin/ADMIN.md).
 // Vanilla JS, no build step. Data only ever reaches the page through textContent / attributes
 // (never innerHTML); the admin token lives in sessionStorage and travels only in the
 // Authorization header.

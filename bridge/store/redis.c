@@ -3,7 +3,7 @@
  * adapter, timers via libuv. */
 #include "redis.h"
 
-#include "log.h"
+#include "../log.h"
 #include "tlsrelay.h"
 #include "uvredis.h"
 

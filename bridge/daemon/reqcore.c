@@ -11,8 +11,8 @@
 #include "reqcore.h"
 
 #include "entry.h"
-#include "log.h"
-#include "rkeys.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -242,7 +242,7 @@ static json_t *jstr(const char *s, size_t max) {
 }
 
 /* The entry of the house's recent list: {"ts_ms","id","method","path","status","ms","error"}
- * (bridge/ADMIN.md). NULL when there is none to keep (no status: an entry that vanished). */
+ * (bridge/admin/ADMIN.md). NULL when there is none to keep (no status: an entry that vanished). */
 static char *recent_json(const br_reply *rp) {
     if (!rp->status || rp->rs->cfg.recent <= 0)
         return NULL;

@@ -6,7 +6,7 @@
  * timers and Redis here, the protocol in proto/. */
 #include "bridge.h"
 #include "rudp.h"
-#include "store_state.h"
+#include "../store/store_state.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -449,7 +449,7 @@ static void on_lookup(redisReply *rep, void *ud) {
     const redisReply *sec = rep->element[0], *ts = rep->element[1];
     const redisReply *dis = rep->elements > 2 ? rep->element[2] : NULL;
     if (dis && dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1') {
-        /* Disabled (bridge/ADMIN.md): silence, as rudp has no GOAWAY before a session, and
+        /* Disabled (bridge/admin/ADMIN.md): silence, as rudp has no GOAWAY before a session, and
          * not a failed attempt. The house's initiations are not even verified. */
         char host[80];
         addr_host(&lk->addr, host, sizeof host);
