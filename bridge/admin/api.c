@@ -5,9 +5,9 @@
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
 #include "../admin_http.h"
-#include "api_body.h"
 #include "../daemon/bridge.h"
 #include "../store/store_house.h"
+#include "api_body.h"
 
 #include <jansson.h>
 #include <math.h>

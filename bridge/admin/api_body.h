@@ -4,8 +4,8 @@
 #ifndef BR_API_BODY_H
 #define BR_API_BODY_H
 
-#include "auth.h"
 #include "../store/store_state.h"
+#include "auth.h"
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>

@@ -2,8 +2,8 @@
  * table and dispatch, help. I/O side (blocking Redis client, stdout/stderr). Each command
  * lives in its own file and is one row of `commands` below, so adding one means adding a
  * row. */
-#include "cli_cmd.h"
 #include "../store/tlsrelay.h"
+#include "cli_cmd.h"
 
 #include <stdarg.h>
 #include <stddef.h>

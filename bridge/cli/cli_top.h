@@ -7,8 +7,8 @@
 #ifndef GP_CLI_TOP_H
 #define GP_CLI_TOP_H
 
-#include "cli_cmd.h"
 #include "../store/registry.h"
+#include "cli_cmd.h"
 
 #include <stddef.h>
 

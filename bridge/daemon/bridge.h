@@ -15,16 +15,16 @@
 #ifndef BR_BRIDGE_H
 #define BR_BRIDGE_H
 
-#include "auth.h"
-#include "compress.h"
-#include "entry.h"
-#include "frame.h"
-#include "gp.h"
 #include "../log.h"
 #include "../metrics.h"
 #include "../store/rdb.h"
 #include "../store/rkeys.h"
 #include "../store/rurl.h"
+#include "auth.h"
+#include "compress.h"
+#include "entry.h"
+#include "frame.h"
+#include "gp.h"
 
 #include <stdint.h>
 #include <uv.h>

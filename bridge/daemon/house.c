@@ -22,10 +22,10 @@
  * full or capacity freed up, or (c) the sweep passes: every SWEEP_SLOW_MS while the doorbell is
  * healthy, every SWEEP_FAST_MS while it is not (keyspace notifications refused, subscriber
  * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
-#include "bridge.h"
-#include "reqcore.h"
 #include "../store/store_req.h"
 #include "../store/store_state.h"
+#include "bridge.h"
+#include "reqcore.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -16,10 +16,10 @@
  * (br_reply_error: reply, then XACK+XDEL under the holder check) and leave the index on the
  * visit after, once gone. `house rm --purge` deletes both keys with the stream (store_house.h).
  * Bounded work per tick. I/O side. */
-#include "bridge.h"
 #include "../store/store_bridge.h"
 #include "../store/store_req.h"
 #include "../store/store_state.h"
+#include "bridge.h"
 
 #include <stdlib.h>
 #include <string.h>

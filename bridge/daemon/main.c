@@ -2,10 +2,10 @@
  * shutdown. One libuv loop hosts everything: libwebsockets (foreign loop), two hiredis
  * connections (commands, and a subscriber for the keyspace doorbell) and our timers.
  * I/O side. */
+#include "../store/tlsrelay.h"
 #include "bridge.h"
 #include "conf.h"
 #include "flood.h"
-#include "../store/tlsrelay.h"
 
 #include <errno.h>
 #include <libwebsockets.h>

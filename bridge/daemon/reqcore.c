@@ -10,9 +10,9 @@
  * acknowledged: the entry stays pending and is delivered again. */
 #include "reqcore.h"
 
-#include "entry.h"
 #include "../log.h"
 #include "../store/rkeys.h"
+#include "entry.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -18,12 +18,12 @@
 #ifndef BR_REQCORE_H
 #define BR_REQCORE_H
 
+#include "../store/redis.h"
 #include "auth.h"
 #include "compress.h"
 #include "entry.h"
 #include "frame.h"
 #include "gp.h"
-#include "../store/redis.h"
 
 #include <jansson.h>
 #include <stddef.h>

@@ -5,10 +5,10 @@
  * metrics). Owns the one br_replies of the daemon and each live br_conn's br_reqtab (c->rq),
  * and mirrors the table's counters into the br_conn fields that the rest of the daemon reads
  * (ninflight, inflight_bytes, min_deadline, body_head). */
-#include "bridge.h"
-#include "reqcore.h"
 #include "../store/store_reply.h"
 #include "../store/store_req.h"
+#include "bridge.h"
+#include "reqcore.h"
 
 #include <stdlib.h>
 #include <string.h>

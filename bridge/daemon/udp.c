@@ -4,9 +4,9 @@
  * datagram confirms its session; from there on it is a house connection like any other
  * (conn.c), its frames one message each on the lane of their stream. I/O side: sockets,
  * timers and Redis here, the protocol in proto/. */
+#include "../store/store_state.h"
 #include "bridge.h"
 #include "rudp.h"
-#include "../store/store_state.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -5,8 +5,8 @@
 #ifndef GP_STORE_BRIDGE_H
 #define GP_STORE_BRIDGE_H
 
-/* The fields of <p>:bstats:<bid> (bridge/admin/ADMIN.md), written by bridge/admin/stats.c every second
- * and read by store_views.c (gp_reg_bstats_parse) for `top`. */
+/* The fields of <p>:bstats:<bid> (bridge/admin/ADMIN.md), written by bridge/admin/stats.c every
+ * second and read by store_views.c (gp_reg_bstats_parse) for `top`. */
 #define GP_BSTATS_ID "id"
 #define GP_BSTATS_HOST "host"
 #define GP_BSTATS_PID "pid"

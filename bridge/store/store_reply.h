@@ -1,7 +1,7 @@
 /* store_reply.h — the store's reply family: <p>:rep:<id> streams (the public contract, see
  * README.md), each its own slot, named by the request's `reply` field within this family only
- * (br_reply_key_check, bridge/daemon/entry.c). The scripts bridge/daemon/requests.c writes them with, as
- * Lua text. */
+ * (br_reply_key_check, bridge/daemon/entry.c). The scripts bridge/daemon/requests.c writes them
+ * with, as Lua text. */
 #ifndef GP_STORE_REPLY_H
 #define GP_STORE_REPLY_H
 

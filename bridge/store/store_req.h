@@ -2,9 +2,9 @@
  * <p>:{h}:req (the public contract) with its consumer group GP_GROUP and one consumer
  * GP_CONSUMER (rkeys.h), the janitor's index of it (<p>:{h}:deadlines, <p>:{h}:jcursor) and
  * the house's recent list (<p>:{h}:recent, kept by the acknowledgement). The scripts that read
- * and settle its entries, as Lua text: bridge/daemon/house.c (fenced read), bridge/daemon/requests.c
- * (acknowledgements), bridge/daemon/janitor.c (index). Each touches the keys of one house only (one
- * Cluster slot). */
+ * and settle its entries, as Lua text: bridge/daemon/house.c (fenced read),
+ * bridge/daemon/requests.c (acknowledgements), bridge/daemon/janitor.c (index). Each touches the
+ * keys of one house only (one Cluster slot). */
 #ifndef GP_STORE_REQ_H
 #define GP_STORE_REQ_H
 

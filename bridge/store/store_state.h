@@ -1,7 +1,7 @@
 /* store_state.h — the store's live state of a house, <p>:{h}:state (README.md's key layout):
  * the hash the bridge holding a house keeps while it holds it (its lease: PEXPIRE), written by
- * the claim and refresh scripts below (sent by bridge/daemon/house.c). Its field names, its scripts,
- * the one struct it is read into and the one parser of it, shared by the daemon's JSON API
+ * the claim and refresh scripts below (sent by bridge/daemon/house.c). Its field names, its
+ * scripts, the one struct it is read into and the one parser of it, shared by the daemon's JSON API
  * (api_body.c), the CLI's `house list` / `house show` and `top` (registry.c). Pure: no I/O; fuzzed
  * by tests/fuzz/fuzz_registry.c and tests/fuzz/fuzz_api_house.c. */
 #ifndef GP_STORE_STATE_H
@@ -49,8 +49,8 @@ void gp_reply_copy(char *dst, size_t cap, const redisReply *v);
 
 /* --- the scripts of the family (Lua text; the bridge sends each with its own client) ------
  * The claim, refresh and release of a house's lease (the state hash and the fencing epoch,
- * bridge/daemon/house.c), and the rudp:// initiation's replay floor (<p>:{h}:rudp_ts, bridge/daemon/udp.c).
- * Every script touches the keys of one house only (one Cluster slot). */
+ * bridge/daemon/house.c), and the rudp:// initiation's replay floor (<p>:{h}:rudp_ts,
+ * bridge/daemon/udp.c). Every script touches the keys of one house only (one Cluster slot). */
 
 /* KEYS: epoch, state, house. ARGV: bridge, transport, now, addr, lease ms, fence channel
  * prefix, house id.

@@ -105,8 +105,8 @@ redisContext *h_redis_connect(int port, int timeout_ms, char *err, size_t errlen
 /* A new client of its own (rclient.h) for the node on port, as the harness: for threads.
  * NULL on allocation failure. */
 struct br_rc *h_redis_client(int port, int timeout_ms);
-/* The harness's own client (one server or a cluster, see bridge/store/rclient.h; reconnects if the server
- * was restarted). */
+/* The harness's own client (one server or a cluster, see bridge/store/rclient.h; reconnects if the
+ * server was restarted). */
 struct br_rc *h_redis(void);
 /* redisCommand on h_redis(); NULL reply fails the test. Caller frees. */
 redisReply *h_cmd(const char *fmt, ...);

@@ -1,6 +1,6 @@
-/* rurl.c — the one Redis address parser (bridge/store/rurl.c): every accepted form, percent-decoding
- * of the credentials, what is refused, and that no error message or redacted URL carries the
- * password. */
+/* rurl.c — the one Redis address parser (bridge/store/rurl.c): every accepted form,
+ * percent-decoding of the credentials, what is refused, and that no error message or redacted URL
+ * carries the password. */
 #include "../../bridge/store/rurl.h"
 
 #include <criterion/criterion.h>

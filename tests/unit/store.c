@@ -1,6 +1,6 @@
-/* store.c — the store's pure parsers of what Redis holds (bridge/store/store_state.c, the one parser
- * of a house's live state, and bridge/store/store_views.c): replies as RESP through hiredis's own
- * reader, as the clients get them; values anyone could have written come out bounded,
+/* store.c — the store's pure parsers of what Redis holds (bridge/store/store_state.c, the one
+ * parser of a house's live state, and bridge/store/store_views.c): replies as RESP through
+ * hiredis's own reader, as the clients get them; values anyone could have written come out bounded,
  * terminated, without control bytes, and numbers that are not numbers as "absent" (-1). */
 #include "../../bridge/store/registry.h"
 #include "../../bridge/store/store_state.h"
