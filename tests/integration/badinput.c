@@ -2,7 +2,7 @@
  * malformed stream entries, limits, forbidden upstreams, dead upstreams, deadlines, failed
  * auth and its rate limit, hostile WebSocket peers, and Redis going away. Real processes,
  * started and stopped by PID. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include "auth.h"
 #include "frame.h"
@@ -17,34 +17,11 @@
 
 TestSuite(badinput, .init = h_init, .fini = h_fini, .timeout = 120);
 
-typedef struct world {
-    int bridge_port, up_port;
-    char up_url[64];
-    h_proc *redis, *bridge, *up, *house;
-    char secret[65];
-} world;
+typedef h_world world;
 
 static void world_up(world *w, const char *id, const char *const *bridge_extra,
                      const char *const *house_extra) {
-    memset(w, 0, sizeof *w);
-    w->redis = h_redis_start(0);
-    w->up = h_upstream_start(&w->up_port);
-    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
-    w->bridge = h_bridge_start(0, &w->bridge_port, bridge_extra, 1);
-    h_register(id, w->secret);
-    w->house = h_house_start(id, w->secret, w->bridge_port, w->up_url, house_extra);
-    cr_assert(h_wait_connected(id, 15000), "house %s did not connect within 15 s", id);
-}
-
-/* A normal request still works: nobody was disturbed. */
-static void assert_serves(const char *house, const char *frame_id) {
-    h_request(house, frame_id, "GET", "/echo?ok=1", NULL, NULL, 0, 15000);
-    h_reply r;
-    cr_assert(h_wait_reply(frame_id, NULL, 20000, &r), "%s: no reply from house %s", frame_id,
-              house);
-    cr_assert_eq(r.status, 200, "%s: status %d error %s", frame_id, r.status,
-                 r.error ? r.error : "-");
-    h_reply_free(&r);
+    h_world_up(w, id, bridge_extra, house_extra);
 }
 
 static void expect_error(const char *frame_id, int status, const char *error, int timeout_ms) {
@@ -58,20 +35,6 @@ static void expect_error(const char *frame_id, int status, const char *error, in
     cr_assert(r.message && *r.message, "%s: error reply without a message", frame_id);
     cr_assert_eq(r.entries, 1, "an error reply is one final entry");
     h_reply_free(&r);
-}
-
-static int xpending(const char *house) {
-    redisReply *r = h_cmd("XPENDING gp:{%s}:req gp", house);
-    int n = -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER)
-        n = (int)r->element[0]->integer;
-    freeReplyObject(r);
-    return n;
-}
-
-static int no_pending(void *ud) {
-    return xpending(ud) == 0;
 }
 
 Test(badinput, missing_method_or_path_is_400) {
@@ -110,8 +73,8 @@ Test(badinput, missing_method_or_path_is_400) {
     cr_assert(r.message && strstr(r.message, "method"), "message '%s' does not name the field",
               r.message ? r.message : "");
     h_reply_free(&r);
-    cr_assert(h_wait(no_pending, "h1", 10000), "bad entries left pending");
-    assert_serves("h1", "after-bad");
+    cr_assert(h_wait(h_no_pending, "h1", 10000), "bad entries left pending");
+    h_assert_serves("h1", "after-bad");
 }
 
 Test(badinput, malformed_headers_json_is_400) {
@@ -129,7 +92,7 @@ Test(badinput, malformed_headers_json_is_400) {
         snprintf(id, sizeof id, "mh-%zu", i);
         expect_error(id, 400, "bad_request", 15000);
     }
-    assert_serves("h1", "after-headers");
+    h_assert_serves("h1", "after-headers");
 }
 
 Test(badinput, body_over_max_is_413) {
@@ -225,15 +188,13 @@ Test(badinput, deadline_passed_is_504_never_forwarded) {
     uint64_t t0 = h_now_ms();
     expect_error("slow-1", 504, "timeout", 10000);
     cr_assert_lt(h_now_ms() - t0, 4500, "504 came long after the deadline");
-    assert_serves("h1", "after-slow");
+    h_assert_serves("h1", "after-slow");
 }
 
 Test(badinput, house_offline_gets_504_at_deadline) {
-    h_redis_start(0);
-    int bport;
-    h_bridge_start(0, &bport, NULL, 1);
-    char sec[65];
-    h_register("away", sec); /* registered, never started */
+    world w;
+    world_up(&w, NULL, NULL, NULL);
+    h_register("away", w.secret); /* registered, never started */
     h_request("away", "off-1", "GET", "/echo", NULL, NULL, 0, 1000);
     h_reply r;
     cr_assert_eq(h_wait_reply("off-1", NULL, 500, &r), 0, "replied before the deadline");
@@ -296,7 +257,7 @@ Test(badinput, wrong_secret_and_unknown_id_same_answer) {
     cr_assert_eq(h_int("EXISTS gp:{h1}:state"), 0, "a house with a wrong secret got a state");
     cr_assert_eq(h_int("EXISTS gp:{ghost}:state"), 0, "an unknown house got a state");
     cr_assert(h_wait_log(w.bridge, "auth_failed", 5000), "bridge did not log the failure");
-    assert_serves("good", "after-auth");
+    h_assert_serves("good", "after-auth");
 }
 
 Test(badinput, failed_auth_is_rate_limited) {
@@ -370,7 +331,7 @@ Test(badinput, hostile_websocket_frames) {
     n = h_log_count(w.bridge, "protocol_error");
     h_ws_send(fd, 2, junk, sizeof junk, 1);
     closes_and_logs(&w, fd, "garbage", "protocol_error", n);
-    assert_serves("good", "after-garbage");
+    h_assert_serves("good", "after-garbage");
 
     /* 2. a text message. */
     fd = h_ws_connect(w.bridge_port, NULL, 0);
@@ -398,7 +359,7 @@ Test(badinput, hostile_websocket_frames) {
     h_ws_send(fd, 2, b, big, 1);
     free(b);
     closes_and_logs(&w, fd, "oversized message", "protocol_error", n);
-    assert_serves("good", "after-oversized");
+    h_assert_serves("good", "after-oversized");
 
     /* 5. a truncated WebSocket frame, then the peer half-closes. */
     fd = h_ws_connect(w.bridge_port, NULL, 0);
@@ -433,7 +394,7 @@ Test(badinput, hostile_websocket_frames) {
     cr_assert(log && strstr(log, "house=h2"), "protocol error not logged with the house id");
     free(log);
 
-    assert_serves("good", "after-all");
+    h_assert_serves("good", "after-all");
     cr_assert(h_alive(w.bridge), "bridge died");
 }
 
@@ -457,13 +418,13 @@ Test(badinput, redis_unavailable_at_bridge_start) {
     cr_assert(h_wait_port(bport, 15000), "bridge never listened");
     h_house_start("h1", sec, bport, upurl, NULL);
     cr_assert(h_wait_connected("h1", 20000), "house not connected after Redis came up");
-    assert_serves("h1", "late-redis");
+    h_assert_serves("h1", "late-redis");
 }
 
 Test(badinput, redis_restart_mid_run) {
     world w;
     world_up(&w, "h1", NULL, NULL);
-    assert_serves("h1", "before-restart");
+    h_assert_serves("h1", "before-restart");
     int rport = h_redis_port();
     h_kill9(w.redis);
     cr_assert(h_wait_log(w.bridge, "redis_unavailable", 15000), "bridge did not log losing Redis");
@@ -474,7 +435,7 @@ Test(badinput, redis_restart_mid_run) {
     r = h_cmd("SADD gp:houses h1");
     freeReplyObject(r);
     cr_assert(h_wait_connected("h1", 20000), "house state not restored after the Redis restart");
-    assert_serves("h1", "after-restart");
+    h_assert_serves("h1", "after-restart");
     cr_assert(h_alive(w.bridge), "bridge died");
 }
 

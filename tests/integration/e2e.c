@@ -1,7 +1,7 @@
 /* e2e.c — the main job end to end with real processes: producer XADD → Redis → bridge →
  * house → local HTTP upstream → reply stream. Every test starts its own redis-server, bridge,
  * house(s) and upstream on free loopback ports and stops them by PID. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -10,37 +10,11 @@
 
 TestSuite(e2e, .init = h_init, .fini = h_fini, .timeout = 120);
 
-typedef struct world {
-    int bridge_port, up_port;
-    char up_url[64];
-    h_proc *redis, *bridge, *up, *house;
-    char secret[65];
-} world;
+typedef h_world world;
 
 /* Redis, an upstream, a bridge (with extra args) and house `id`, connected. */
 static void world_up(world *w, const char *id, const char *const *bridge_extra) {
-    memset(w, 0, sizeof *w);
-    w->redis = h_redis_start(0);
-    w->up = h_upstream_start(&w->up_port);
-    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
-    w->bridge = h_bridge_start(0, &w->bridge_port, bridge_extra, 1);
-    h_register(id, w->secret);
-    w->house = h_house_start(id, w->secret, w->bridge_port, w->up_url, NULL);
-    cr_assert(h_wait_connected(id, 15000), "house %s did not connect within 15 s", id);
-}
-
-static int xpending(const char *house) {
-    redisReply *r = h_cmd("XPENDING gp:{%s}:req gp", house);
-    int n = -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER)
-        n = (int)r->element[0]->integer;
-    freeReplyObject(r);
-    return n;
-}
-
-static int no_pending(void *ud) {
-    return xpending(ud) == 0;
+    h_world_up(w, id, bridge_extra, NULL);
 }
 
 Test(e2e, get_with_headers_and_query) {
@@ -177,7 +151,18 @@ Test(e2e, two_hundred_concurrent) {
         h_reply_free(&r);
     }
     /* Acknowledged after the replies: nothing stays pending. */
-    cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending: %d", xpending("h1"));
+    cr_assert(h_wait(h_no_pending, "h1", 10000), "entries still pending: %d", h_xpending("h1"));
+}
+
+/* Request <prefix>-<i> was answered 200 by the upstream at host (its /headers echo). */
+static void served_by(const char *prefix, int i, const char *host) {
+    char id[32];
+    h_reply r;
+    snprintf(id, sizeof id, "%s-%d", prefix, i);
+    cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(h_json_str((char *)r.body, "host"), host, "%s served by the wrong house", id);
+    h_reply_free(&r);
 }
 
 Test(e2e, two_houses_one_bridge) {
@@ -201,20 +186,8 @@ Test(e2e, two_houses_one_bridge) {
     snprintf(host_a, sizeof host_a, "127.0.0.1:%d", w.up_port);
     snprintf(host_b, sizeof host_b, "127.0.0.1:%d", up2);
     for (int i = 0; i < 10; i++) {
-        char id[32];
-        h_reply r;
-        snprintf(id, sizeof id, "a-%d", i);
-        cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
-        cr_assert_eq(r.status, 200);
-        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_a, "%s served by the wrong house",
-                         id);
-        h_reply_free(&r);
-        snprintf(id, sizeof id, "b-%d", i);
-        cr_assert(h_wait_reply(id, NULL, 20000, &r), "no reply for %s", id);
-        cr_assert_eq(r.status, 200);
-        cr_assert_str_eq(h_json_str((char *)r.body, "host"), host_b, "%s served by the wrong house",
-                         id);
-        h_reply_free(&r);
+        served_by("a", i, host_a);
+        served_by("b", i, host_b);
     }
     /* Both live states name the same bridge. */
     redisReply *a = h_cmd("HGET gp:{ha}:state bridge"), *b = h_cmd("HGET gp:{hb}:state bridge");
@@ -227,11 +200,7 @@ Test(e2e, two_houses_one_bridge) {
 Test(e2e, house_restart_mid_run) {
     world w;
     world_up(&w, "h1", NULL);
-    h_request("h1", "before", "GET", "/echo?when=before", NULL, NULL, 0, 10000);
-    h_reply r;
-    cr_assert(h_wait_reply("before", NULL, 15000, &r));
-    cr_assert_eq(r.status, 200);
-    h_reply_free(&r);
+    h_assert_get_ok("h1", "before", "/echo?when=before");
 
     h_stop(w.house);
     cr_assert(h_wait_offline("h1", 15000), "the bridge did not notice the house leaving");
@@ -247,6 +216,7 @@ Test(e2e, house_restart_mid_run) {
     /* ... and are served once it is back. */
     w.house = h_house_start("h1", w.secret, w.bridge_port, w.up_url, NULL);
     cr_assert(h_wait_connected("h1", 15000), "house did not reconnect");
+    h_reply r;
     for (int i = 0; i < 5; i++) {
         char id[32], want[32];
         snprintf(id, sizeof id, "during-%d", i);
@@ -259,28 +229,21 @@ Test(e2e, house_restart_mid_run) {
         cr_assert(strstr((char *)r.body, want));
         h_reply_free(&r);
     }
-    cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending");
+    cr_assert(h_wait(h_no_pending, "h1", 10000), "entries still pending");
 }
 
 Test(e2e, reply_has_ttl_and_no_reply_wanted) {
     world w;
     const char *extra[] = {"--reply-ttl", "60", NULL};
     world_up(&w, "h1", extra);
-    h_request("h1", "ttl-1", "GET", "/echo", NULL, NULL, 0, 10000);
-    h_reply r;
-    cr_assert(h_wait_reply("ttl-1", NULL, 15000, &r));
-    cr_assert_eq(r.status, 200);
-    h_reply_free(&r);
+    h_assert_get_ok("h1", "ttl-1", "/echo");
     long long ttl = h_int("PTTL gp:rep:ttl-1");
     cr_assert(ttl > 0 && ttl <= 60000, "reply key PTTL %lld, want (0, 60000]", ttl);
 
     /* A custom reply key of the reply family (a producer's own gp:rep:<producer>:...) is
      * honoured, with a TTL too. */
-    h_field f[] = {{"id", "custom-1", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1},
-                   {"reply", "gp:rep:myapp:1", (size_t)-1}};
-    h_xadd("h1", f, 4);
+    h_xadd_get("h1", "custom-1", "/echo", "gp:rep:myapp:1");
+    h_reply r;
     cr_assert(h_wait_reply("custom-1", "gp:rep:myapp:1", 15000, &r));
     cr_assert_eq(r.status, 200);
     h_reply_free(&r);
@@ -288,12 +251,7 @@ Test(e2e, reply_has_ttl_and_no_reply_wanted) {
     cr_assert(ttl > 0 && ttl <= 60000, "custom reply key PTTL %lld", ttl);
 
     /* reply "" : executed, acknowledged, nothing written. */
-    h_field g[] = {{"id", "fire-1", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1},
-                   {"headers", "{\"x-frame-id\":\"fire-1\"}", (size_t)-1},
-                   {"reply", "", 0}};
-    h_xadd("h1", g, 5);
+    h_xadd_tagged("h1", "fire-1", "GET", "/echo", NULL, NULL, "", 0);
     /* The upstream counts requests carrying X-Frame-Id: fire-1; ask it through the tunnel. */
     int hits = 0;
     for (int tries = 0; tries < 200 && hits < 1; tries++) {
@@ -306,7 +264,7 @@ Test(e2e, reply_has_ttl_and_no_reply_wanted) {
     }
     cr_assert_eq(hits, 1, "fire-and-forget request ran %d times", hits);
     cr_assert_eq(h_int("EXISTS gp:rep:fire-1"), 0, "reply written although reply was empty");
-    cr_assert(h_wait(no_pending, "h1", 10000), "entries still pending");
+    cr_assert(h_wait(h_no_pending, "h1", 10000), "entries still pending");
 }
 
 /* wss:// as the README shows it: a self-signed certificate made with openssl, the bridge
@@ -315,15 +273,9 @@ Test(e2e, wss_with_self_signed_certificate) {
     h_redis_start(0);
     int up;
     h_upstream_start(&up);
-    char cmd[2048], cert[700], key[700];
-    snprintf(cert, sizeof cert, "%s/bridge.crt", h_dir());
-    snprintf(key, sizeof key, "%s/bridge.key", h_dir());
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 365 -keyout '%s' -out '%s' "
-             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
-             ">'%s/openssl.log' 2>&1",
-             key, cert, h_dir());
-    cr_assert_eq(system(cmd), 0, "openssl failed (see openssl.log)");
+    char cert[700], key[700];
+    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
+              "openssl failed (see openssl.log)");
     int bport;
     const char *bx[] = {"--tls-cert", cert, "--tls-key", key, NULL};
     h_bridge_start(0, &bport, bx, 1);
@@ -352,175 +304,129 @@ Test(e2e, wss_with_self_signed_certificate) {
     cr_assert_eq(h_int("EXISTS gp:{tls2}:state"), 0, "house connected to an untrusted bridge");
 }
 
-struct hits_arg {
-    int port;
-    const char *id;
-};
-
-static int upstream_hit(void *ud) {
-    struct hits_arg *a = ud;
-    char path[128], *body = NULL;
-    snprintf(path, sizeof path, "/hits?id=%s", a->id);
-    int st = h_http_get(a->port, path, &body);
-    int hits = st == 200 ? (int)h_json_int(body, "hits") : 0;
-    free(body);
-    return hits >= 1;
-}
-
 /* Sends a slow request, kills the bridge with -9 while the upstream works on it, starts a new
- * bridge on the same address and waits for the reply. */
-static void kill9_mid_flight_path(world *w, const char *id, const char *path) {
+ * bridge on the same address and waits (30 s) for the reply into *r. */
+static void kill9_mid_flight_path(world *w, const char *id, const char *path, h_reply *r) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
     h_request("h1", id, "GET", path, hdr, NULL, 0, 60000);
-    struct hits_arg a = {w->up_port, id};
-    cr_assert(h_wait(upstream_hit, &a, 10000), "request never reached the upstream");
+    h_hits_arg a = {w->up_port, id};
+    cr_assert(h_wait(h_upstream_hit, &a, 10000), "request never reached the upstream");
     h_kill9(w->bridge); /* the upstream is still working on it */
     cr_assert_eq(h_int("EXISTS gp:rep:%s", id), 0, "reply written before the kill");
     w->bridge = h_bridge_start(w->bridge_port, NULL, NULL, 1);
     cr_assert(h_wait_log(w->bridge, "house_connected", 30000), "house did not reconnect");
+    cr_assert(h_wait_reply(id, NULL, 30000, r), "request in flight during kill -9 was lost");
 }
 
-static void kill9_mid_flight(world *w, const char *id) {
-    kill9_mid_flight_path(w, id, "/slow?ms=1500");
+/* Frame id `id` sent twice to a fresh world's house, on reply keys gp:rep:<id>-a and -b (the
+ * second once the first was answered when after_reply, else at once); check() judges both final
+ * replies; the upstream must have run the frame id once. */
+static void twice_runs_once(const char *id, const char *method, const char *path, const char *body,
+                            int after_reply, void (*check)(const h_reply *r1, const h_reply *r2)) {
+    world w;
+    world_up(&w, "h1", NULL);
+    char ka[96], kb[96];
+    snprintf(ka, sizeof ka, "gp:rep:%s-a", id);
+    snprintf(kb, sizeof kb, "gp:rep:%s-b", id);
+    h_reply r1, r2;
+    h_xadd_tagged("h1", id, method, path, body, NULL, ka, (size_t)-1);
+    if (after_reply)
+        cr_assert(h_wait_reply(id, ka, 15000, &r1), "%s: no first reply", id);
+    h_xadd_tagged("h1", id, method, path, body, NULL, kb, (size_t)-1);
+    if (!after_reply)
+        cr_assert(h_wait_reply(id, ka, 15000, &r1), "%s: no first reply", id);
+    cr_assert(h_wait_reply(id, kb, 15000, &r2), "%s: no second reply", id);
+    check(&r1, &r2);
+    h_reply_free(&r1);
+    h_reply_free(&r2);
+    cr_assert_eq(h_hits(w.up_port, id), 1, "%s: the frame id ran again", id);
+}
+
+/* A fresh world's house gets a slow request (path) whose bridge is killed -9 mid-flight;
+ * check() judges the reply that comes after the new bridge took over; with once, the upstream
+ * must have run the request once. */
+static void kill9_case(const char *id, const char *path, int once,
+                       void (*check)(const h_reply *r)) {
+    world w;
+    world_up(&w, "h1", NULL);
+    h_reply r;
+    kill9_mid_flight_path(&w, id, path, &r);
+    check(&r);
+    h_reply_free(&r);
+    if (once)
+        cr_assert_eq(h_hits(w.up_port, id), 1, "%s: the redelivered request ran again", id);
+    cr_assert(h_wait(h_no_pending, "h1", 10000), "entry still pending");
+}
+
+static void slow_once(const h_reply *r) {
+    cr_assert_eq(r->status, 200, "status %d %s %s", r->status, r->error ? r->error : "",
+                 r->message ? r->message : "");
+    cr_assert_str_eq((char *)r->body, "slow\n");
+    cr_assert_eq(r->extra, 0, "more than one reply");
+}
+
+static void replay_unavailable(const h_reply *r) {
+    h_assert_error_reply(r, 502, "replay_unavailable");
 }
 
 /* README.md, "Delivery guarantees": a bridge killed with kill -9 mid-flight loses nothing; the
  * house's pending entry is delivered again when it reconnects (to any bridge). */
 Test(e2e, bridge_kill9_mid_flight_loses_nothing) {
-    world w;
-    world_up(&w, "h1", NULL);
-    kill9_mid_flight(&w, "mid-1");
-    h_reply r;
-    cr_assert(h_wait_reply("mid-1", NULL, 30000, &r), "request in flight during kill -9 was lost");
-    cr_assert_eq(r.status, 200, "status %d %s %s", r.status, r.error ? r.error : "",
-                 r.message ? r.message : "");
-    cr_assert_str_eq((char *)r.body, "slow\n");
-    cr_assert_eq(r.extra, 0, "more than one reply");
-    h_reply_free(&r);
-    cr_assert(h_wait(no_pending, "h1", 10000), "entry still pending");
+    kill9_case("mid-1", "/slow?ms=1500", 0, slow_once);
 }
 
 /* README.md, "Delivery guarantees" (exactly-once effects at the house): a request delivered
  * again gets the remembered response instead of running twice — for the request that was in
  * flight when its bridge died. */
 Test(e2e, redelivery_after_kill9_does_not_run_twice) {
-    world w;
-    world_up(&w, "h1", NULL);
-    kill9_mid_flight(&w, "mid-2");
-    h_reply r;
-    cr_assert(h_wait_reply("mid-2", NULL, 30000, &r), "request in flight during kill -9 was lost");
-    cr_assert_eq(r.status, 200);
-    h_reply_free(&r);
-    char *body = NULL;
-    cr_assert_eq(h_http_get(w.up_port, "/hits?id=mid-2", &body), 200);
-    cr_assert_eq(h_json_int(body, "hits"), 1, "the redelivered request ran again: %s", body);
-    free(body);
+    kill9_case("mid-2", "/slow?ms=1500", 1, slow_once);
+}
+
+static void same_answer(const h_reply *r1, const h_reply *r2) {
+    cr_assert_eq(r1->status, 200);
+    cr_assert_eq(r2->status, 200);
+    cr_assert_eq(r1->body_len, r2->body_len);
+    cr_assert(memcmp(r1->body, r2->body, r1->body_len) == 0, "the retry got a different body");
 }
 
 /* A producer retrying with the same frame id gets the remembered response: the upstream runs
  * the request once. */
 Test(e2e, same_frame_id_answered_from_memory) {
-    world w;
-    world_up(&w, "h1", NULL);
-    h_field f[] = {
-        {"id", "retry-1", (size_t)-1},   {"method", "POST", (size_t)-1},
-        {"path", "/echo", (size_t)-1},   {"headers", "{\"x-frame-id\":\"retry-1\"}", (size_t)-1},
-        {"body", "payload", (size_t)-1}, {"reply", "gp:rep:retry-1a", (size_t)-1}};
-    h_xadd("h1", f, 6);
-    h_reply r1, r2;
-    cr_assert(h_wait_reply("retry-1", "gp:rep:retry-1a", 15000, &r1));
-    cr_assert_eq(r1.status, 200);
-    f[5].val = "gp:rep:retry-1b";
-    h_xadd("h1", f, 6);
-    cr_assert(h_wait_reply("retry-1", "gp:rep:retry-1b", 15000, &r2));
-    cr_assert_eq(r2.status, 200);
-    cr_assert_eq(r1.body_len, r2.body_len);
-    cr_assert(memcmp(r1.body, r2.body, r1.body_len) == 0, "the retry got a different body");
-    h_reply_free(&r1);
-    h_reply_free(&r2);
-    char *body = NULL;
-    cr_assert_eq(h_http_get(w.up_port, "/hits?id=retry-1", &body), 200);
-    cr_assert_eq(h_json_int(body, "hits"), 1, "the retried frame id ran again: %s", body);
-    free(body);
+    twice_runs_once("retry-1", "POST", "/echo", "payload", 1, same_answer);
+}
+
+static void both_slow(const h_reply *r1, const h_reply *r2) {
+    cr_assert_eq(r1->status, 200);
+    cr_assert_eq(r2->status, 200);
+    cr_assert_str_eq((char *)r2->body, "slow\n");
 }
 
 /* The same frame id delivered twice at once (a producer retrying before the first reply, or
  * an XADD that Redis kept although its acknowledgement was lost): the second waits for the
  * first's call and gets its response; the upstream runs it once. */
 Test(e2e, same_frame_id_twice_at_once_runs_once) {
-    world w;
-    world_up(&w, "h1", NULL);
-    h_field f[] = {{"id", "twin-1", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/slow?ms=300", (size_t)-1},
-                   {"headers", "{\"x-frame-id\":\"twin-1\"}", (size_t)-1},
-                   {"reply", "gp:rep:twin-1a", (size_t)-1}};
-    h_xadd("h1", f, 5);
-    f[4].val = "gp:rep:twin-1b";
-    h_xadd("h1", f, 5);
-    h_reply r1, r2;
-    cr_assert(h_wait_reply("twin-1", "gp:rep:twin-1a", 15000, &r1));
-    cr_assert(h_wait_reply("twin-1", "gp:rep:twin-1b", 15000, &r2));
-    cr_assert_eq(r1.status, 200);
-    cr_assert_eq(r2.status, 200);
-    cr_assert_str_eq((char *)r2.body, "slow\n");
-    h_reply_free(&r1);
-    h_reply_free(&r2);
-    char *body = NULL;
-    cr_assert_eq(h_http_get(w.up_port, "/hits?id=twin-1", &body), 200);
-    cr_assert_eq(h_json_int(body, "hits"), 1, "the twin ran twice: %s", body);
-    free(body);
+    twice_runs_once("twin-1", "GET", "/slow?ms=300", NULL, 0, both_slow);
 }
 
 /* The call in flight when the bridge died returns a response too large for the house's memory
  * (over 1 MiB): the redelivery must not run it again, so the producer gets a clear 502
  * replay_unavailable instead of a second upstream call. */
 Test(e2e, redelivery_of_unrememberable_response_is_502_not_a_rerun) {
-    world w;
-    world_up(&w, "h1", NULL);
-    kill9_mid_flight_path(&w, "mid-big", "/slow?ms=1500&bytes=2000000");
-    h_reply r;
-    cr_assert(h_wait_reply("mid-big", NULL, 30000, &r),
-              "request in flight during kill -9 was lost");
-    cr_assert_eq(r.status, 502, "status %d", r.status);
-    cr_assert(r.error && strcmp(r.error, "replay_unavailable") == 0, "error %s",
-              r.error ? r.error : "(none)");
-    h_reply_free(&r);
-    char *body = NULL;
-    cr_assert_eq(h_http_get(w.up_port, "/hits?id=mid-big", &body), 200);
-    cr_assert_eq(h_json_int(body, "hits"), 1, "the redelivered request ran again: %s", body);
-    free(body);
+    kill9_case("mid-big", "/slow?ms=1500&bytes=2000000", 1, replay_unavailable);
+}
+
+static void big_then_tombstone(const h_reply *r1, const h_reply *r2) {
+    cr_assert_eq(r1->status, 200);
+    cr_assert_eq(r1->body_len, 2000000);
+    replay_unavailable(r2);
 }
 
 /* A request that already ran with a response too large to remember, delivered again after it
  * finished (here: a producer retrying the same frame id), is answered 502 replay_unavailable
  * from the house's tombstone; the upstream still runs it once. */
 Test(e2e, rerun_of_unrememberable_response_is_502) {
-    world w;
-    world_up(&w, "h1", NULL);
-    h_field f[] = {{"id", "big-retry", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/bytes/2000000", (size_t)-1},
-                   {"headers", "{\"x-frame-id\":\"big-retry\"}", (size_t)-1},
-                   {"reply", "gp:rep:big-retry-a", (size_t)-1}};
-    h_xadd("h1", f, 5);
-    h_reply r1, r2;
-    cr_assert(h_wait_reply("big-retry", "gp:rep:big-retry-a", 15000, &r1));
-    cr_assert_eq(r1.status, 200);
-    cr_assert_eq(r1.body_len, 2000000);
-    f[4].val = "gp:rep:big-retry-b";
-    h_xadd("h1", f, 5);
-    cr_assert(h_wait_reply("big-retry", "gp:rep:big-retry-b", 15000, &r2));
-    cr_assert_eq(r2.status, 502, "status %d", r2.status);
-    cr_assert(r2.error && strcmp(r2.error, "replay_unavailable") == 0, "error %s",
-              r2.error ? r2.error : "(none)");
-    h_reply_free(&r1);
-    h_reply_free(&r2);
-    char *body = NULL;
-    cr_assert_eq(h_http_get(w.up_port, "/hits?id=big-retry", &body), 200);
-    cr_assert_eq(h_json_int(body, "hits"), 1, "the request ran again: %s", body);
-    free(body);
+    twice_runs_once("big-retry", "GET", "/bytes/2000000", NULL, 1, big_then_tombstone);
 }
 
 /* Liveness: with pings every 200 ms a quiet, healthy house stays connected across many

@@ -3,7 +3,7 @@
  * on one libuv loop and one lws context. Each house connects with its own id and secret,
  * answers its own requests, keeps its own replay cache (a frame id one house ran is not
  * replayed by another), and all of them stop cleanly on SIGTERM. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -15,24 +15,9 @@ TestSuite(househost, .init = h_init, .fini = h_fini, .timeout = 120);
 
 #define N 3
 
-/* Upstream calls that carried x-frame-id: id (tests/upstream.py counts them). */
-static int hits(int port, const char *id) {
-    char path[128], *body = NULL;
-    snprintf(path, sizeof path, "/hits?id=%s", id);
-    int st = h_http_get(port, path, &body);
-    int n = st == 200 ? (int)h_json_int(body, "hits") : -1;
-    free(body);
-    return n;
-}
-
 /* GET /echo of frame id `id` to `house`, answered on `reply`; returns the status. */
 static int get(const char *house, const char *id, const char *reply) {
-    char hdr[96];
-    snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
-    h_field f[] = {{"id", id, (size_t)-1},        {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1}, {"headers", hdr, (size_t)-1},
-                   {"timeout_ms", "10000", 5},    {"reply", reply, (size_t)-1}};
-    h_xadd(house, f, 6);
+    h_xadd_tagged(house, id, "GET", "/echo", NULL, "10000", reply, (size_t)-1);
     h_reply r;
     cr_assert(h_wait_reply(id, reply, 15000, &r), "%s: no reply for %s", house, id);
     int status = r.status;
@@ -40,33 +25,34 @@ static int get(const char *house, const char *id, const char *reply) {
     return status;
 }
 
-Test(househost, three_houses_in_one_process) {
-    h_redis_start(0);
-    int up_port, bridge_port;
-    h_upstream_start(&up_port);
-    h_bridge_start(0, &bridge_port, NULL, 1);
-    char up_url[64], url[64], secret[N][65], spec[N][256], ids[N][16];
-    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
+/* Registers houses ids[0..n) and runs them all in one gp-househost, with opts (NULL-terminated)
+ * before the houses, against the bridge on bridge_port; waits until each is connected. */
+static h_proc *househost_up(int bridge_port, int n, const char *const ids[],
+                            const char *const *opts) {
+    static char url[64], secret[N][65], spec[N][256];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", bridge_port);
-    for (int i = 0; i < N; i++) {
-        snprintf(ids[i], sizeof ids[i], "hh-%d", i + 1);
+    const char *argv[32] = {h_bin("gp-househost"), "--bridge", url};
+    int k = 3;
+    for (int i = 0; opts && opts[i]; i++)
+        argv[k++] = opts[i];
+    for (int i = 0; i < n; i++) {
         h_register(ids[i], secret[i]);
         snprintf(spec[i], sizeof spec[i], "%s=%s", ids[i], secret[i]);
+        argv[k++] = spec[i];
     }
-    char *argv[] = {(char *)h_bin("gp-househost"),
-                    "--bridge",
-                    url,
-                    "--upstream",
-                    up_url,
-                    "--log-level",
-                    "debug",
-                    spec[0],
-                    spec[1],
-                    spec[2],
-                    NULL};
-    h_proc *p = h_spawn("househost", argv);
-    for (int i = 0; i < N; i++)
+    argv[k] = NULL;
+    h_proc *p = h_spawn("househost", (char *const *)argv);
+    for (int i = 0; i < n; i++)
         cr_assert(h_wait_connected(ids[i], 15000), "%s did not connect", ids[i]);
+    return p;
+}
+
+Test(househost, three_houses_in_one_process) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    const char *ids[N] = {"hh-1", "hh-2", "hh-3"};
+    const char *opts[] = {"--upstream", w.up_url, "--log-level", "debug", NULL};
+    h_proc *p = househost_up(w.bridge_port, N, ids, opts);
     cr_assert_eq(h_log_count(p, "event=connected"), N);
 
     for (int i = 0; i < N; i++) {
@@ -74,15 +60,15 @@ Test(househost, three_houses_in_one_process) {
         snprintf(id, sizeof id, "hh-req-%d", i + 1);
         snprintf(reply, sizeof reply, "gp:rep:%s", id);
         cr_assert_eq(get(ids[i], id, reply), 200, "%s", ids[i]);
-        cr_assert_eq(hits(up_port, id), 1);
+        cr_assert_eq(h_hits(w.up_port, id), 1);
     }
     /* hh-1's frame id at hh-2: hh-2 never ran it, so it runs (caches are per house)... */
     cr_assert_eq(get("hh-2", "hh-req-1", "gp:rep:other-house"), 200);
-    cr_assert_eq(hits(up_port, "hh-req-1"), 2, "hh-2 answered from hh-1's cache");
+    cr_assert_eq(h_hits(w.up_port, "hh-req-1"), 2, "hh-2 answered from hh-1's cache");
     cr_assert_eq(h_log_count(p, "outcome=replayed"), 0);
     /* ...and at hh-1 again it is answered from hh-1's cache, not run a third time. */
     cr_assert_eq(get("hh-1", "hh-req-1", "gp:rep:same-house"), 200);
-    cr_assert_eq(hits(up_port, "hh-req-1"), 2, "hh-1 ran its frame id twice");
+    cr_assert_eq(h_hits(w.up_port, "hh-req-1"), 2, "hh-1 ran its frame id twice");
     cr_assert_eq(h_log_count(p, "outcome=replayed"), 1);
 
     int st = h_stop(p);
@@ -101,26 +87,9 @@ Test(househost, in_process_executor) {
     h_redis_start(0);
     int bridge_port;
     h_bridge_start(0, &bridge_port, NULL, 1);
-    char url[64], secret[2][65], spec[2][256];
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", bridge_port);
     const char *ids[2] = {"ip-1", "ip-2"};
-    for (int i = 0; i < 2; i++) {
-        h_register(ids[i], secret[i]);
-        snprintf(spec[i], sizeof spec[i], "%s=%s", ids[i], secret[i]);
-    }
-    char *argv[] = {(char *)h_bin("gp-househost"),
-                    "--bridge",
-                    url,
-                    "--response-bytes",
-                    "300",
-                    "--delay-ms",
-                    "20",
-                    spec[0],
-                    spec[1],
-                    NULL};
-    h_proc *p = h_spawn("househost", argv);
-    for (int i = 0; i < 2; i++)
-        cr_assert(h_wait_connected(ids[i], 15000), "%s did not connect", ids[i]);
+    const char *opts[] = {"--response-bytes", "300", "--delay-ms", "20", NULL};
+    h_proc *p = househost_up(bridge_port, 2, ids, opts);
     for (int i = 0; i < 2; i++) {
         char id[32];
         snprintf(id, sizeof id, "ip-req-%d", i + 1);
@@ -134,11 +103,7 @@ Test(househost, in_process_executor) {
         h_reply_free(&r);
     }
     cr_assert_eq(h_log_count(p, "outcome=ok"), 2);
-    h_field f[] = {{"id", "ip-req-1", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/anything", (size_t)-1},
-                   {"reply", "gp:rep:ip-again", (size_t)-1}};
-    h_xadd("ip-1", f, 4);
+    h_xadd_get("ip-1", "ip-req-1", "/anything", "gp:rep:ip-again");
     h_reply r;
     cr_assert(h_wait_reply("ip-req-1", "gp:rep:ip-again", 15000, &r), "no reply to the redelivery");
     cr_assert_eq(r.status, 200);

@@ -7,7 +7,7 @@
  * with an impossible status or malformed header names/values never reaches a reply as such.
  * Real redis-server, bridge, houses and upstream on loopback ports; a raw WebSocket client
  * plays the hostile house. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include "auth.h"
 #include "frame.h"
@@ -20,40 +20,19 @@
 
 TestSuite(replykey, .init = h_init, .fini = h_fini, .timeout = 120);
 
-typedef struct world {
-    int bridge_port, up_port, admin_port;
-    char up_url[64];
-    h_proc *redis, *bridge, *up;
-} world;
+typedef h_world world;
 
 /* Redis, an upstream and a bridge whose replies expire after 1 s (so that a TTL set on the
- * wrong key does its damage within the test) and whose admin port serves /metrics. */
+ * wrong key does its damage within the test) and whose admin port serves /metrics (the port:
+ * h_admin_port(w.bridge)). */
 static void world_up(world *w) {
-    memset(w, 0, sizeof *w);
-    w->redis = h_redis_start(0);
-    w->up = h_upstream_start(&w->up_port);
-    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
     const char *extra[] = {"--reply-ttl", "1", "--admin-listen", "0", NULL};
-    w->bridge = h_bridge_start(0, &w->bridge_port, extra, 1);
-    w->admin_port = h_admin_port(w->bridge);
-    cr_assert(w->admin_port, "the bridge logged no admin port");
+    h_world_up(w, NULL, extra, NULL);
+    cr_assert(h_admin_port(w->bridge), "the bridge logged no admin port");
 }
 
 static h_proc *house_up(world *w, const char *id, char secret[65]) {
-    h_register(id, secret);
-    h_proc *h = h_house_start(id, secret, w->bridge_port, w->up_url, NULL);
-    cr_assert(h_wait_connected(id, 15000), "house %s did not connect within 15 s", id);
-    return h;
-}
-
-static void assert_serves(const char *house, const char *frame_id) {
-    h_request(house, frame_id, "GET", "/echo?ok=1", NULL, NULL, 0, 15000);
-    h_reply r;
-    cr_assert(h_wait_reply(frame_id, NULL, 20000, &r), "%s: no reply from house %s", frame_id,
-              house);
-    cr_assert_eq(r.status, 200, "%s: status %d error %s", frame_id, r.status,
-                 r.error ? r.error : "-");
-    h_reply_free(&r);
+    return h_house_up(w, id, secret, NULL);
 }
 
 static int stream_empty(void *house) {
@@ -65,12 +44,7 @@ static int stream_empty(void *house) {
  * entry is settled (acknowledged and deleted). */
 static void request_with_reply(const char *house, const char *frame_id, const char *reply,
                                size_t len) {
-    char hdr[128];
-    snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", frame_id);
-    h_field f[] = {{"id", frame_id, (size_t)-1},        {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1},       {"headers", hdr, (size_t)-1},
-                   {"timeout_ms", "10000", (size_t)-1}, {"reply", reply, len}};
-    h_xadd(house, f, 6);
+    h_xadd_tagged(house, frame_id, "GET", "/echo", NULL, "10000", reply, len);
     cr_assert(h_wait(stream_empty, (void *)house, 15000), "%s: request (reply %.60s) never settled",
               frame_id, reply);
 }
@@ -138,7 +112,7 @@ Test(replykey, registry_set_is_not_a_reply_key) {
     free(t);
     cr_assert(h_wait_log_n(w.bridge, "reason=reply_key", refused + 1, 5000),
               "no bad_request log line for the refused reply key");
-    assert_serves("att", "reg-after"); /* time passes: a TTL of 1 s would have run out */
+    h_assert_serves("att", "reg-after"); /* time passes: a TTL of 1 s would have run out */
     char *out = NULL, *err = NULL;
     const char *args[] = {"house", "list", NULL};
     cr_assert_eq(h_cli(&out, NULL, &err, args), 0, "house list failed: %s", err ? err : "");
@@ -150,7 +124,7 @@ Test(replykey, registry_set_is_not_a_reply_key) {
     cr_assert(line && strstr(line, "bad_reply"), "recent list: %s", line ? line : "(none)");
     cr_assert(strstr(line, "\"status\":400"), "recent list: %s", line);
     free(line);
-    char *m = h_scrape(w.admin_port);
+    char *m = h_scrape(h_admin_port(w.bridge));
     cr_assert(m, "no /metrics");
     double n = h_metric(m, "gp_bridge_invalid_requests_total{reason=\"reply_key\"}");
     cr_assert_eq(n, 1, "invalid_requests_total{reason=\"reply_key\"} = %g", n);
@@ -177,14 +151,14 @@ static void other_house_key(const char *key, const char *type) {
     cr_assert(r->type == REDIS_REPLY_STRING && strcmp(r->str, sv) == 0, "vic's secret changed");
     freeReplyObject(r);
     cr_assert_eq(h_int("GET gp:{vic}:epoch"), epoch, "vic's epoch changed");
-    assert_serves("vic", "vic-1");
+    h_assert_serves("vic", "vic-1");
     cr_assert_eq(h_log_count(w.bridge, "event=house_fenced"), 0, "vic was fenced");
     /* It still authenticates: a fresh connection is welcomed. */
     h_stop(vic);
     cr_assert(h_wait_offline("vic", 15000), "vic's state not cleared");
     h_house_start("vic", sv, w.bridge_port, w.up_url, NULL);
     cr_assert(h_wait_connected("vic", 15000), "vic no longer authenticates");
-    assert_serves("vic", "vic-2");
+    h_assert_serves("vic", "vic-2");
 }
 
 Test(replykey, other_house_hash_is_not_a_reply_key) {
@@ -234,12 +208,12 @@ Test(replykey, family_key_of_another_type_is_left_alone) {
     cr_assert(r->type == REDIS_REPLY_STRING && strcmp(r->str, "keep-me") == 0, "string changed");
     freeReplyObject(r);
     cr_assert_eq(h_int("HLEN gp:rep:alice:hash"), 1, "hash changed");
-    char *m = h_scrape(w.admin_port);
+    char *m = h_scrape(h_admin_port(w.bridge));
     cr_assert(m, "no /metrics");
     double n = h_metric(m, "gp_bridge_reply_failures_total{reason=\"wrong_type\"}");
     cr_assert_eq(n, 2, "reply_failures_total{reason=\"wrong_type\"} = %g", n);
     free(m);
-    assert_serves("att", "fam-after");
+    h_assert_serves("att", "fam-after");
 }
 
 /* A reply-family stream that exists without a TTL was made by its producer (a long-lived
@@ -282,11 +256,7 @@ Test(replykey, producer_family_and_malformed_keys) {
     world_up(&w);
     char sa[65];
     house_up(&w, "att", sa);
-    h_field f[] = {{"id", "pf-1", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/echo?p=1", (size_t)-1},
-                   {"reply", "gp:rep:alice:pf-1", (size_t)-1}};
-    h_xadd("att", f, 4);
+    h_xadd_get("att", "pf-1", "/echo?p=1", "gp:rep:alice:pf-1");
     h_reply r;
     cr_assert(h_wait_reply("pf-1", "gp:rep:alice:pf-1", 15000, &r), "no reply in alice's family");
     cr_assert_eq(r.status, 200, "status %d error %s", r.status, r.error ? r.error : "-");
@@ -322,12 +292,12 @@ Test(replykey, producer_family_and_malformed_keys) {
     cr_assert_eq(h_int("EXISTS gp:rep"), 0);
     cr_assert_eq(h_int("EXISTS rep:x"), 0);
     cr_assert_eq(h_int("EXISTS gp:REP:x"), 0);
-    char *m = h_scrape(w.admin_port);
+    char *m = h_scrape(h_admin_port(w.bridge));
     cr_assert(m, "no /metrics");
     double n = h_metric(m, "gp_bridge_invalid_requests_total{reason=\"reply_key\"}");
     cr_assert_eq(n, (double)nbad, "invalid_requests_total{reason=\"reply_key\"} = %g", n);
     free(m);
-    assert_serves("att", "mk-after");
+    h_assert_serves("att", "mk-after");
 }
 
 /* The janitor answers the requests of houses nobody holds: the same rule for their keys. */
@@ -391,7 +361,7 @@ Test(replykey, cluster_reply_keys) {
     freeReplyObject(h_cmd("SET gp:rep:p0:str keep"));
     request_with_reply("att", "cl-str", "gp:rep:p0:str", (size_t)-1);
     cr_assert_eq(h_int("PTTL gp:rep:p0:str"), -1, "a string in the family got a TTL");
-    assert_serves("att", "cl-after");
+    h_assert_serves("att", "cl-after");
 }
 
 /* --- the recent list keeps bounded fields ----------------------------------------------- */
@@ -509,11 +479,11 @@ static uint32_t evil_request(evil *e, const char *id) {
 static void evil_down(evil *e) {
     gp_framer_free(e->fr);
     close(e->fd);
-    assert_serves("good", "after-evil");
+    h_assert_serves("good", "after-evil");
 }
 
 static double metric(const world *w, const char *key) {
-    char *m = h_scrape(w->admin_port);
+    char *m = h_scrape(h_admin_port(w->bridge));
     cr_assert(m, "no /metrics");
     double v = h_metric(m, key);
     free(m);

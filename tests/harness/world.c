@@ -1,0 +1,122 @@
+/* world.c — see world.h. */
+#include "world.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+void h_world_up(h_world *w, const char *id, const char *const *bridge_extra,
+                const char *const *house_extra) {
+    memset(w, 0, sizeof *w);
+    w->redis = h_redis_start(0);
+    w->up = h_upstream_start(&w->up_port);
+    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
+    w->bridge = h_bridge_start(0, &w->bridge_port, bridge_extra, 1);
+    if (id)
+        w->house = h_house_up(w, id, w->secret, house_extra);
+}
+
+h_proc *h_house_up(const h_world *w, const char *id, char secret[65], const char *const *extra) {
+    h_register(id, secret);
+    h_proc *h = h_house_start(id, secret, w->bridge_port, w->up_url, extra);
+    cr_assert(h_wait_connected(id, 15000), "house %s did not connect within 15 s", id);
+    return h;
+}
+
+int h_hits(int port, const char *id) {
+    char path[128], *body = NULL;
+    snprintf(path, sizeof path, "/hits?id=%s", id);
+    int st = h_http_get(port, path, &body);
+    int n = st == 200 ? (int)h_json_int(body, "hits") : -1;
+    free(body);
+    return n;
+}
+
+int h_upstream_hit(void *ud) {
+    const h_hits_arg *a = ud;
+    return h_hits(a->port, a->id) >= 1;
+}
+
+int h_xpending(const char *house) {
+    redisReply *r = h_cmd("XPENDING gp:{%s}:req gp", house);
+    int n = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER)
+        n = (int)r->element[0]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+int h_no_pending(void *house) {
+    return h_xpending(house) == 0;
+}
+
+const char *h_xadd_tagged(const char *house, const char *id, const char *method, const char *path,
+                          const char *body, const char *timeout_ms, const char *reply,
+                          size_t rlen) {
+    char hdr[160];
+    snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
+    h_field f[7] = {{"id", id, (size_t)-1},
+                    {"method", method, (size_t)-1},
+                    {"path", path, (size_t)-1},
+                    {"headers", hdr, (size_t)-1}};
+    size_t n = 4;
+    if (body)
+        f[n++] = (h_field){"body", body, (size_t)-1};
+    if (timeout_ms)
+        f[n++] = (h_field){"timeout_ms", timeout_ms, (size_t)-1};
+    f[n++] = (h_field){"reply", reply, rlen};
+    return h_xadd(house, f, n);
+}
+
+const char *h_xadd_get(const char *house, const char *id, const char *path, const char *reply) {
+    h_field f[] = {{"id", id, (size_t)-1},
+                   {"method", "GET", (size_t)-1},
+                   {"path", path, (size_t)-1},
+                   {"reply", reply, (size_t)-1}};
+    return h_xadd(house, f, 4);
+}
+
+void h_assert_serves(const char *house, const char *frame_id) {
+    h_assert_get_ok(house, frame_id, "/echo?ok=1");
+}
+
+void h_assert_get_ok(const char *house, const char *frame_id, const char *path) {
+    h_request(house, frame_id, "GET", path, NULL, NULL, 0, 15000);
+    h_reply r;
+    cr_assert(h_wait_reply(frame_id, NULL, 20000, &r), "%s: no reply from house %s", frame_id,
+              house);
+    cr_assert_eq(r.status, 200, "%s: status %d error %s", frame_id, r.status,
+                 r.error ? r.error : "-");
+    h_reply_free(&r);
+}
+
+void h_assert_error_reply(const h_reply *r, int status, const char *error) {
+    cr_assert_eq(r->status, status, "status %d, want %d (error %s message %s)", r->status, status,
+                 r->error ? r->error : "-", r->message ? r->message : "-");
+    cr_assert(r->error && strcmp(r->error, error) == 0, "error '%s', want '%s'",
+              r->error ? r->error : "(none)", error);
+}
+
+int h_self_signed(const char *newkey, char *cert, size_t certlen, char *key, size_t keylen) {
+    char cmd[8192];
+    snprintf(cert, certlen, "%s/bridge.crt", h_dir());
+    snprintf(key, keylen, "%s/bridge.key", h_dir());
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey %s -nodes -days 365 -keyout '%s' -out '%s' "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             ">'%s/openssl.log' 2>&1",
+             newkey, key, cert, h_dir());
+    return system(cmd) == 0;
+}
+
+void h_raise_nofile(unsigned long n) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < n && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < n ? rl.rlim_max : n;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}

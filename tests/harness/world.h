@@ -1,0 +1,65 @@
+/* world.h — the system most integration tests start, and the checks they share: Redis, the
+ * upstream (tests/upstream.py), a bridge and houses, connected; how often the upstream ran a
+ * frame id; what is still pending; a house that still serves. Built on harness.h; test-only. */
+#ifndef GP_WORLD_H
+#define GP_WORLD_H
+#include "harness.h"
+
+typedef struct h_world {
+    int bridge_port, up_port;
+    char up_url[64]; /* http://127.0.0.1:<up_port> */
+    h_proc *redis, *bridge, *up, *house;
+    char secret[65]; /* house's, when h_world_up started one */
+} h_world;
+
+/* Zeroes w; starts Redis, the upstream and a bridge (extra args, may be NULL); with id not NULL
+ * also registers house id and starts it (house_extra may be NULL), and fails the test unless
+ * it connects within 15 s. */
+void h_world_up(h_world *w, const char *id, const char *const *bridge_extra,
+                const char *const *house_extra);
+/* Registers house id (secret into secret[65]), starts it against w's bridge and upstream and
+ * fails the test unless it connects within 15 s. */
+h_proc *h_house_up(const h_world *w, const char *id, char secret[65], const char *const *extra);
+
+/* Upstream calls that carried x-frame-id: id (tests/upstream.py counts them), or -1 when the
+ * upstream did not answer 200. */
+int h_hits(int port, const char *id);
+/* For h_wait: the upstream at port has seen frame id `id` at least once. */
+typedef struct h_hits_arg {
+    int port;
+    const char *id;
+} h_hits_arg;
+int h_upstream_hit(void *hits_arg);
+
+/* Entries of house's request stream delivered and not yet acknowledged (XPENDING), -1 on an
+ * unexpected reply; h_no_pending(house) for h_wait. */
+int h_xpending(const char *house);
+int h_no_pending(void *house);
+
+/* XADD of one request tagged with an x-frame-id: id header (so that the upstream counts it,
+ * h_hits): fields id, method, path, headers, then body and timeout_ms when not NULL, and reply
+ * (rlen bytes, (size_t)-1: strlen). Returns the entry id (static buffer). */
+const char *h_xadd_tagged(const char *house, const char *id, const char *method, const char *path,
+                          const char *body, const char *timeout_ms, const char *reply, size_t rlen);
+
+/* XADD of a GET of path as frame id `id`, answered on reply (no other fields). */
+const char *h_xadd_get(const char *house, const char *id, const char *path, const char *reply);
+
+/* GET path as frame_id to house gets a 200 within 20 s. */
+void h_assert_get_ok(const char *house, const char *frame_id, const char *path);
+/* The same for /echo?ok=1: nobody was disturbed. */
+void h_assert_serves(const char *house, const char *frame_id);
+
+/* The reply is an error reply: status and error as given. */
+void h_assert_error_reply(const h_reply *r, int status, const char *error);
+
+/* A self-signed certificate for localhost and 127.0.0.1 (openssl req -newkey <newkey>, e.g.
+ * "rsa:2048" or "ec -pkeyopt ec_paramgen_curve:P-256") as bridge.crt / bridge.key in the test
+ * directory, their paths in cert and key; openssl's output in openssl.log. 1, or 0 if openssl
+ * failed. */
+int h_self_signed(const char *newkey, char *cert, size_t certlen, char *key, size_t keylen);
+
+/* Raises this process's soft descriptor limit to at least n where the hard limit allows (a
+ * test that holds many sockets itself). */
+void h_raise_nofile(unsigned long n);
+#endif
