@@ -2,10 +2,12 @@
 #include "world.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 void h_world_up(h_world *w, const char *id, const char *const *bridge_extra,
                 const char *const *house_extra) {
@@ -93,11 +95,41 @@ void h_assert_get_ok(const char *house, const char *frame_id, const char *path) 
     h_reply_free(&r);
 }
 
+h_load_result h_load_finish(h_load *l, const char *name, int upstream_port) {
+    int settled = h_load_settle(l, 5000);
+    if (upstream_port)
+        h_load_check_upstream(l, upstream_port);
+    h_load_report(l, name);
+    h_load_result r = h_load_result_get(l);
+    h_load_free(l);
+    cr_assert(settled, "%s: %ld of %ld requests got no final reply", name, r.lost, r.sent);
+    if (upstream_port)
+        cr_assert_eq(r.upstream_dup, 0, "%s: the upstream ran %ld frame ids twice", name,
+                     r.upstream_dup);
+    return r;
+}
+
 void h_assert_error_reply(const h_reply *r, int status, const char *error) {
     cr_assert_eq(r->status, status, "status %d, want %d (error %s message %s)", r->status, status,
                  r->error ? r->error : "-", r->message ? r->message : "-");
     cr_assert(r->error && strcmp(r->error, error) == 0, "error '%s', want '%s'",
               r->error ? r->error : "(none)", error);
+}
+
+char *h_path(const char *name) {
+    static char paths[8][600];
+    static int n;
+    char *p = paths[n++ % 8];
+    snprintf(p, 600, "%s/%s", h_dir(), name);
+    return p;
+}
+
+void h_write_file(const char *path, const char *text, int mode) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+    cr_assert_eq(chmod(path, (mode_t)mode), 0, "chmod %s: %s", path, strerror(errno));
 }
 
 int h_self_signed(const char *newkey, char *cert, size_t certlen, char *key, size_t keylen) {

@@ -4,6 +4,7 @@
 #ifndef GP_WORLD_H
 #define GP_WORLD_H
 #include "harness.h"
+#include "load.h"
 
 typedef struct h_world {
     int bridge_port, up_port;
@@ -50,8 +51,20 @@ void h_assert_get_ok(const char *house, const char *frame_id, const char *path);
 /* The same for /echo?ok=1: nobody was disturbed. */
 void h_assert_serves(const char *house, const char *frame_id);
 
+/* Ends a load (tests/harness/load.h) and checks it request by request: settled within 5 s of
+ * the last deadline (every request got its final reply), and with upstream_port, the upstream
+ * ran no frame id twice; the report is printed under name. Fails the test otherwise; frees l
+ * and returns the figures. */
+h_load_result h_load_finish(h_load *l, const char *name, int upstream_port);
+
 /* The reply is an error reply: status and error as given. */
 void h_assert_error_reply(const h_reply *r, int status, const char *error);
+
+/* <test directory>/name, in one of 8 static buffers used in turn. */
+char *h_path(const char *name);
+/* Writes text to path and sets its mode (0600 for a secret: the daemons refuse one others can
+ * read); fails the test if it cannot. */
+void h_write_file(const char *path, const char *text, int mode);
 
 /* A self-signed certificate for localhost and 127.0.0.1 (openssl req -newkey <newkey>, e.g.
  * "rsa:2048" or "ec -pkeyopt ec_paramgen_curve:P-256") as bridge.crt / bridge.key in the test

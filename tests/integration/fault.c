@@ -13,9 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../harness/harness.h"
 #include "../harness/load.h"
 #include "../harness/proxy.h"
+#include "../harness/world.h"
 #include "auth.h"
 #include "frame.h"
 
@@ -115,23 +115,47 @@ static h_load *load_start(const char *const *houses, size_t n, int rate) {
 
 /* Ends the load and checks the promise request by request. */
 static h_load_result load_finish(h_load *l, const char *name, int upstream_port) {
-    int settled = h_load_settle(l, 5000);
-    if (upstream_port)
-        h_load_check_upstream(l, upstream_port);
-    h_load_report(l, name);
-    h_load_result r = h_load_result_get(l);
-    h_load_free(l);
-    cr_assert(settled, "%s: %ld of %ld requests got no final reply", name, r.lost, r.sent);
+    h_load_result r = h_load_finish(l, name, upstream_port);
     cr_assert_eq(r.lost, 0, "%s: %ld requests lost", name, r.lost);
     cr_assert_gt(r.sent, 0);
-    if (upstream_port)
-        cr_assert_eq(r.upstream_dup, 0, "%s: the upstream ran %ld frame ids twice", name,
-                     r.upstream_dup);
     return r;
 }
 
 static int exited_cleanly(int status) {
     return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Every house connected to b1 (h1 through first_url when not NULL), a load of 100 requests/s
+ * running for 2 s; then the fault window opens (h_load_mark). */
+static h_load *load_on_b1(world *w, const char *first_url) {
+    for (int i = 0; i < NH; i++)
+        house_up(w, i, i == 0 ? first_url : NULL, NULL);
+    cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
+    h_load *l = load_start(g_houses, NH, 100);
+    h_load_run_for(l, 2000);
+    h_load_mark(l, 1);
+    return l;
+}
+
+/* The usual start of a fault: the world (as world_up_on), then load_on_b1. */
+static h_load *loaded_world(world *w, int cluster, int aof, const char *const *bridge_extra) {
+    world_up_on(w, cluster, aof, bridge_extra);
+    return load_on_b1(w, NULL);
+}
+
+/* The usual end: the fault window closes, 3 s more load, then every request is checked. */
+static h_load_result after_fault(h_load *l, const char *name, int upstream_port) {
+    h_load_mark(l, 0);
+    h_load_run_for(l, 3000);
+    return load_finish(l, name, upstream_port);
+}
+
+/* The world with only h1 started, held by b1. */
+static void world_h1(world *w, int cluster, const char *const *bridge_extra) {
+    world_up_on(w, cluster, 0, bridge_extra);
+    house_up(w, 0, NULL, NULL);
+    struct held h = {"h1", "b1"};
+    cr_assert(h_wait(held_by, &h, 15000), "h1 did not connect to b1");
 }
 
 TestSuite(fault, .init = h_init, .fini = h_fini, .timeout = 180);
@@ -140,18 +164,10 @@ TestSuite(fault, .init = h_init, .fini = h_fini, .timeout = 180);
  * bridge, which claims their pending entries and delivers them again. */
 static void bridge_kill9(int cluster, const char *name) {
     world w;
-    world_up_on(&w, cluster, 0, NULL);
-    for (int i = 0; i < NH; i++)
-        house_up(&w, i, NULL, NULL);
-    cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
-    h_load *l = load_start(g_houses, NH, 100);
-    h_load_run_for(l, 2000);
-    h_load_mark(l, 1);
+    h_load *l = loaded_world(&w, cluster, 0, NULL);
     h_kill9(w.br[0]);
     cr_assert(wait_all_held_by("b2", 15000), "houses did not move to b2");
-    h_load_mark(l, 0);
-    h_load_run_for(l, 3000);
-    h_load_result r = load_finish(l, name, w.up_port);
+    h_load_result r = after_fault(l, name, w.up_port);
     cr_assert_eq(r.s5xx, 0, "%ld 5xx replies", r.s5xx);
 }
 
@@ -169,13 +185,7 @@ Test(fault, cluster_bridge_kill9) {
  * b2), start it again, then the same for b2. Nothing lost, no 5xx, no duplicate. */
 static void rolling_restart(int cluster, const char *name) {
     world w;
-    world_up_on(&w, cluster, 0, NULL);
-    for (int i = 0; i < NH; i++)
-        house_up(&w, i, NULL, NULL);
-    cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
-    h_load *l = load_start(g_houses, NH, 100);
-    h_load_run_for(l, 2000);
-    h_load_mark(l, 1);
+    h_load *l = loaded_world(&w, cluster, 0, NULL);
     for (int k = 0; k < 2; k++) {
         cr_assert(exited_cleanly(h_stop(w.br[k])), "bridge b%d did not drain and exit cleanly",
                   k + 1);
@@ -184,9 +194,7 @@ static void rolling_restart(int cluster, const char *name) {
         cr_assert(wait_all_held_by(k ? "b1" : "b2", 15000), "houses did not move off b%d", k + 1);
         bridge_up(&w, k, NULL);
     }
-    h_load_mark(l, 0);
-    h_load_run_for(l, 3000);
-    h_load_result r = load_finish(l, name, w.up_port);
+    h_load_result r = after_fault(l, name, w.up_port);
     cr_assert_eq(r.s5xx, 0, "%ld 5xx replies during a rolling restart", r.s5xx);
     cr_assert_eq(r.dup_replies, 0, "%ld duplicate replies during a rolling restart", r.dup_replies);
 }
@@ -205,20 +213,12 @@ Test(fault, cluster_rolling_restart) {
  * replayed when its response was recorded). */
 Test(fault, house_killed_and_restarted) {
     world w;
-    world_up(&w, 0, NULL);
-    for (int i = 0; i < NH; i++)
-        house_up(&w, i, NULL, NULL);
-    cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
-    h_load *l = load_start(g_houses, NH, 100);
-    h_load_run_for(l, 2000);
-    h_load_mark(l, 1);
+    h_load *l = loaded_world(&w, STANDALONE, 0, NULL);
     h_kill9(w.house[0]);
     h_load_run_for(l, 2000); /* requests for h1 pile up in its stream */
     h_proc *h = house_up(&w, 0, NULL, NULL);
     cr_assert(h_wait_log(h, "event=connected", 15000), "h1 did not come back");
-    h_load_mark(l, 0);
-    h_load_run_for(l, 3000);
-    load_finish(l, "house_kill9_restart", w.up_port);
+    after_fault(l, "house_kill9_restart", w.up_port);
 }
 
 struct reconn {
@@ -236,22 +236,14 @@ static int bridge_reconnected(void *ud) {
  * acknowledged is lost; bridges reconnect on their own; producers re-send what was refused. */
 Test(fault, redis_restart_with_aof) {
     world w;
-    world_up(&w, 1, NULL);
-    for (int i = 0; i < NH; i++)
-        house_up(&w, i, NULL, NULL);
-    cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
-    h_load *l = load_start(g_houses, NH, 100);
-    h_load_run_for(l, 2000);
-    h_load_mark(l, 1);
+    h_load *l = loaded_world(&w, STANDALONE, 1, NULL);
     int port = h_redis_port();
     struct reconn rc = {w.br[0], h_log_count_all(w.br[0], "event=redis_up")};
     h_kill9(w.redis);
     h_load_run_for(l, 1000); /* producers see it gone and retry */
     w.redis = h_redis_start_aof(port);
     cr_assert(h_wait(bridge_reconnected, &rc, 20000), "bridge did not reconnect to Redis");
-    h_load_mark(l, 0);
-    h_load_run_for(l, 3000);
-    load_finish(l, "redis_restart_aof", w.up_port);
+    after_fault(l, "redis_restart_aof", w.up_port);
 }
 
 /* 5. A house's connection to b1 goes half-open (the path goes dark, nothing is closed). The
@@ -266,13 +258,7 @@ Test(fault, half_open_connection_fenced) {
     h_proxy *px = h_proxy_start(w.bport[0], &pport);
     char via[64];
     snprintf(via, sizeof via, "ws://127.0.0.1:%d/", pport);
-    house_up(&w, 0, via, NULL);
-    for (int i = 1; i < NH; i++)
-        house_up(&w, i, NULL, NULL);
-    cr_assert(wait_all_held_by("b1", 15000), "houses did not connect to b1");
-    h_load *l = load_start(g_houses, NH, 100);
-    h_load_run_for(l, 2000);
-    h_load_mark(l, 1);
+    h_load *l = load_on_b1(&w, via);
     h_proxy_freeze(px, 0, 1); /* b1 -> house goes dark; the house still talks to b1 */
     struct held moved = {"h1", "b2"};
     cr_assert(h_wait(held_by, &moved, 20000), "h1 did not move to b2");
@@ -280,9 +266,7 @@ Test(fault, half_open_connection_fenced) {
     cr_assert(h_wait_log(w.br[0], "event=house_fenced", 15000),
               "b1 was not fenced out within the 15 s lease");
     uint64_t fenced_after = h_now_ms() - t_moved;
-    h_load_mark(l, 0);
-    h_load_run_for(l, 3000);
-    h_load_result r = load_finish(l, "half_open_fence", w.up_port);
+    h_load_result r = after_fault(l, "half_open_fence", w.up_port);
     h_proxy_stop(px);
     printf("fault=half_open_fence fenced_after_ms<=%llu\n", (unsigned long long)fenced_after);
     fflush(stdout);
@@ -388,10 +372,7 @@ static long xpending_count(const char *house) {
 Test(fault, slow_house_backlog_stays_in_redis) {
     world w;
     const char *cap[] = {"--max-inflight", "3", NULL};
-    world_up(&w, 0, cap);
-    house_up(&w, 0, NULL, NULL);
-    struct held h = {"h1", "b1"};
-    cr_assert(h_wait(held_by, &h, 15000), "h1 did not connect");
+    world_h1(&w, STANDALONE, cap);
     enum { N = 30 };
     char id[N][32];
     for (int i = 0; i < N; i++) {
@@ -433,10 +414,7 @@ static int stream_empty(void *house) {
 Test(fault, claim_fences_previous_holder_at_once) {
     world w;
     const char *long_lease[] = {"--lease-ms", "60000", NULL}; /* no renewal during the test */
-    world_up(&w, 0, long_lease);
-    house_up(&w, 0, NULL, NULL);
-    struct held h = {"h1", "b1"};
-    cr_assert(h_wait(held_by, &h, 15000), "h1 did not connect to b1");
+    world_h1(&w, STANDALONE, long_lease);
     /* One round trip first: b1's start-up reads are done, so no read of its can be the one
      * that notices the new epoch. */
     h_request("h1", "warm-1", "GET", "/echo", NULL, NULL, 0, 5000);
@@ -464,10 +442,7 @@ Test(fault, claim_fences_previous_holder_at_once) {
  * stream lands on a node no held house uses, still gets its 504. */
 Test(fault, cluster_unheld_house_gets_504) {
     world w;
-    world_up_on(&w, CLUSTER, 0, NULL);
-    house_up(&w, 0, NULL, NULL);
-    struct held h = {"h1", "b1"};
-    cr_assert(h_wait(held_by, &h, 15000), "h1 did not connect");
+    world_h1(&w, CLUSTER, NULL);
     h_request("no-such-house", "typo-c", "GET", "/echo", NULL, NULL, 0, 1000);
     h_reply r;
     cr_assert(h_wait_reply("typo-c", NULL, 15000, &r), "no 504 for an unheld house");

@@ -2,7 +2,7 @@
  * (256) under more idle TCP connections than it has, held open. It must not spin (CPU well
  * under a core), must not flood its log, must keep serving the house it holds, and must let
  * a new house in while the flood sits there. Real processes, loopback only. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -79,42 +79,22 @@ static int open_flood(int port, int *fds, int n) {
     return k;
 }
 
-static void serves(const char *house, const char *frame_id) {
-    h_request(house, frame_id, "GET", "/echo?ok=1", NULL, NULL, 0, 10000);
-    h_reply r;
-    cr_assert(h_wait_reply(frame_id, NULL, 10000, &r), "%s: house %s did not answer", frame_id,
-              house);
-    cr_assert_eq(r.status, 200, "%s: status %d", frame_id, r.status);
-    h_reply_free(&r);
+/* Redis, an upstream and a bridge (on w->bridge_port) under a descriptor limit; the test
+ * itself may hold 2048 sockets. */
+static void world_limited(h_world *w, int limit, const char *const *extra) {
+    h_raise_nofile(2048);
+    memset(w, 0, sizeof *w);
+    w->redis = h_redis_start(0);
+    w->up = h_upstream_start(&w->up_port);
+    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
+    w->bridge_port = h_free_port();
+    w->bridge = bridge_limited(limit, w->bridge_port, extra);
 }
 
-Test(flood, idle_connections_past_the_fd_limit) {
-    /* The test itself holds FLOOD sockets. */
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < 2048 && rl.rlim_max > rl.rlim_cur) {
-        rl.rlim_cur = rl.rlim_max < 2048 ? rl.rlim_max : 2048;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    h_redis_start(0);
-    int up_port;
-    h_upstream_start(&up_port);
-    char up_url[64];
-    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
-    int port = h_free_port();
-    h_proc *br = bridge_limited(256, port, NULL);
-    char s1[65], s2[65];
-    h_register("old", s1);
-    h_house_start("old", s1, port, up_url, NULL);
-    cr_assert(h_wait_connected("old", 15000), "house did not connect before the flood");
-    serves("old", "before");
-
-    static int fds[FLOOD];
-    long log0 = file_size(br->log);
-    int n = open_flood(port, fds, FLOOD);
-    cr_assert_gt(n, 256, "opened only %d connections", n);
-
-    /* CPU over 2 s with the flood held (a measurement window, not a wait). */
+/* The bridge's CPU over 2 s with the flood held (a measurement window, not a wait), and its
+ * log's growth since it was log0 bytes: it must stay alive, under half a core, and under
+ * 256 KiB of log. */
+static void assert_quiet_under(h_proc *br, long log0, const char *what) {
     long long t0 = cpu_ticks(br->pid);
     uint64_t w0 = h_now_ms();
     usleep(2000 * 1000);
@@ -122,16 +102,30 @@ Test(flood, idle_connections_past_the_fd_limit) {
     double secs = (double)(h_now_ms() - w0) / 1000.0;
     double cpu = (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK) / secs;
     cr_assert(h_alive(br), "bridge died under the flood");
-    cr_assert_lt(cpu, 0.5, "bridge used %.0f%% of a core under an idle flood", cpu * 100);
+    cr_assert_lt(cpu, 0.5, "bridge used %.0f%% of a core %s", cpu * 100, what);
     long grew = file_size(br->log) - log0;
     cr_assert_lt(grew, 256 * 1024, "log grew by %ld bytes in %.1f s", grew, secs);
+}
+
+Test(flood, idle_connections_past_the_fd_limit) {
+    h_world w;
+    world_limited(&w, 256, NULL);
+    h_proc *br = w.bridge;
+    int port = w.bridge_port;
+    char s1[65], s2[65];
+    h_house_up(&w, "old", s1, NULL);
+    h_assert_serves("old", "before");
+
+    static int fds[FLOOD];
+    long log0 = file_size(br->log);
+    int n = open_flood(port, fds, FLOOD);
+    cr_assert_gt(n, 256, "opened only %d connections", n);
+    assert_quiet_under(br, log0, "under an idle flood");
 
     /* The house it holds still answers, and a new house gets in while the flood is held. */
-    serves("old", "during");
-    h_register("new", s2);
-    h_house_start("new", s2, port, up_url, NULL);
-    cr_assert(h_wait_connected("new", 15000), "a new house could not connect during the flood");
-    serves("new", "new-during");
+    h_assert_serves("old", "during");
+    h_house_up(&w, "new", s2, NULL); /* a new house connects during the flood */
+    h_assert_serves("new", "new-during");
     cr_assert(h_log_count(br, "event=preauth_shed") > 0, "no pre-auth connection was shed");
     cr_assert(h_log_count(br, "suppressed=") > 0, "no log line counted what was suppressed");
     for (int i = 0; i < n; i++)
@@ -141,26 +135,15 @@ Test(flood, idle_connections_past_the_fd_limit) {
 /* The reserve kept out of lws's reach used up by the admin port (64 connections held from
  * four addresses): the house listener then meets EMFILE, and must pause, not spin. */
 Test(flood, out_of_descriptors_pauses_instead_of_spinning) {
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < 2048 && rl.rlim_max > rl.rlim_cur) {
-        rl.rlim_cur = rl.rlim_max < 2048 ? rl.rlim_max : 2048;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    h_redis_start(0);
-    int up_port;
-    h_upstream_start(&up_port);
-    char up_url[64];
-    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
-    int port = h_free_port();
+    h_world w;
     const char *extra[] = {"--admin-listen", "0", NULL};
-    h_proc *br = bridge_limited(100, port, extra);
+    world_limited(&w, 100, extra);
+    h_proc *br = w.bridge;
+    int port = w.bridge_port;
     int aport = h_admin_port(br);
     cr_assert(aport, "no admin port");
     char s1[65];
-    h_register("old", s1);
-    h_house_start("old", s1, port, up_url, NULL);
-    cr_assert(h_wait_connected("old", 15000), "house did not connect before the flood");
+    h_house_up(&w, "old", s1, NULL);
 
     static int fds[FLOOD], adm[64];
     int n = open_flood(port, fds, 100);
@@ -181,19 +164,9 @@ Test(flood, out_of_descriptors_pauses_instead_of_spinning) {
                 close(fd);
         }
     n += open_flood(port, fds + n, FLOOD - n);
-    long log0 = file_size(br->log);
-    long long t0 = cpu_ticks(br->pid);
-    uint64_t w0 = h_now_ms();
-    usleep(2000 * 1000); /* a measurement window, not a wait */
-    long long t1 = cpu_ticks(br->pid);
-    double secs = (double)(h_now_ms() - w0) / 1000.0;
-    double cpu = (double)(t1 - t0) / (double)sysconf(_SC_CLK_TCK) / secs;
-    cr_assert(h_alive(br), "bridge died under the flood");
-    cr_assert_lt(cpu, 0.5, "bridge used %.0f%% of a core out of descriptors", cpu * 100);
-    long grew = file_size(br->log) - log0;
-    cr_assert_lt(grew, 256 * 1024, "log grew by %ld bytes in %.1f s", grew, secs);
+    assert_quiet_under(br, file_size(br->log), "out of descriptors");
     cr_assert(h_log_count(br, "event=accept_paused") > 0, "the listener never met EMFILE");
-    serves("old", "out-of-fds");
+    h_assert_serves("old", "out-of-fds");
     for (int i = 0; i < n; i++)
         close(fds[i]);
     for (int i = 0; i < na; i++)

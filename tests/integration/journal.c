@@ -2,7 +2,7 @@
  * with kill -9 while a call runs, or after it answered but before the bridge acknowledged,
  * comes back remembering it, so the upstream never runs the request twice; a torn or
  * unreadable journal is cut and the house serves on; two houses cannot share one journal. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -44,39 +44,20 @@ static void house_up(world *w) {
     cr_assert(h_wait_log(w->house, "event=connected", 15000), "house did not connect");
 }
 
-struct hits_arg {
-    int port;
-    const char *id;
-};
-
-static int hits(int port, const char *id) {
-    char path[128], *body = NULL;
-    snprintf(path, sizeof path, "/hits?id=%s", id);
-    int st = h_http_get(port, path, &body);
-    int n = st == 200 ? (int)h_json_int(body, "hits") : -1;
-    free(body);
-    return n;
-}
-
-static int upstream_hit(void *ud) {
-    struct hits_arg *a = ud;
-    return hits(a->port, a->id) >= 1;
-}
-
 /* XADD of frame id `id` (GET path, x-frame-id header) with its own reply key. */
 static void send_get(const char *id, const char *path, const char *reply) {
-    char hdr[96];
-    snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
-    h_field f[] = {{"id", id, (size_t)-1},     {"method", "GET", (size_t)-1},
-                   {"path", path, (size_t)-1}, {"headers", hdr, (size_t)-1},
-                   {"timeout_ms", "60000", 5}, {"reply", reply, (size_t)-1}};
-    h_xadd(HOUSE, f, 6);
+    h_xadd_tagged(HOUSE, id, "GET", path, NULL, "60000", reply, (size_t)-1);
+}
+
+/* The same, then waits until the upstream is working on it. */
+static void send_get_reached(const world *w, const char *id, const char *path, const char *reply) {
+    send_get(id, path, reply);
+    h_hits_arg a = {w->up_port, id};
+    cr_assert(h_wait(h_upstream_hit, &a, 10000), "%s never reached the upstream", id);
 }
 
 static void expect_replay_unavailable(const h_reply *r) {
-    cr_assert_eq(r->status, 502, "status %d error %s", r->status, r->error ? r->error : "(none)");
-    cr_assert(r->error && strcmp(r->error, "replay_unavailable") == 0, "error %s",
-              r->error ? r->error : "(none)");
+    h_assert_error_reply(r, 502, "replay_unavailable");
 }
 
 /* kill -9 of the house while the upstream works on a call: its memory is gone, but the
@@ -86,9 +67,7 @@ Test(journal, house_kill9_mid_call_redelivery_is_502_not_a_rerun) {
     world w;
     world_up(&w);
     house_up(&w);
-    send_get("jk-1", "/slow?ms=1500", "gp:rep:jk-1");
-    struct hits_arg a = {w.up_port, "jk-1"};
-    cr_assert(h_wait(upstream_hit, &a, 10000), "request never reached the upstream");
+    send_get_reached(&w, "jk-1", "/slow?ms=1500", "gp:rep:jk-1");
     h_kill9(w.house);
     cr_assert_eq(h_int("EXISTS gp:rep:jk-1"), 0, "reply written before the kill");
 
@@ -98,7 +77,7 @@ Test(journal, house_kill9_mid_call_redelivery_is_502_not_a_rerun) {
     cr_assert(h_wait_reply("jk-1", NULL, 30000, &r), "the redelivered request got no reply");
     expect_replay_unavailable(&r);
     h_reply_free(&r);
-    cr_assert_eq(hits(w.up_port, "jk-1"), 1, "the upstream ran the request again");
+    cr_assert_eq(h_hits(w.up_port, "jk-1"), 1, "the upstream ran the request again");
     cr_assert_eq(h_log_count(w.house, "outcome=replay_unavailable"), 1);
 }
 
@@ -126,7 +105,7 @@ Test(journal, answered_then_kill9_retry_replays_from_the_journal) {
     cr_assert(ct && strcmp(ct, "application/json") == 0, "headers not replayed: %s", r2.headers);
     h_reply_free(&r1);
     h_reply_free(&r2);
-    cr_assert_eq(hits(w.up_port, "jr-1"), 1, "the retried frame id ran again");
+    cr_assert_eq(h_hits(w.up_port, "jr-1"), 1, "the retried frame id ran again");
     cr_assert_eq(h_log_count(w.house, "outcome=replayed"), 1);
 }
 
@@ -161,7 +140,7 @@ Test(journal, torn_tail_is_cut_and_the_house_serves) {
     cr_assert(h_wait_reply("jt-a", "gp:rep:jt-a2", 15000, &r));
     expect_replay_unavailable(&r);
     h_reply_free(&r);
-    cr_assert_eq(hits(w.up_port, "jt-a"), 1, "ran again");
+    cr_assert_eq(h_hits(w.up_port, "jt-a"), 1, "ran again");
 
     send_get("jt-b", "/echo?n=b", "gp:rep:jt-b");
     cr_assert(h_wait_reply("jt-b", NULL, 15000, &r), "no reply after the cut");
@@ -234,9 +213,7 @@ Test(journal, compaction_keeps_running_calls_and_the_cache, .timeout = 240) {
     world w;
     world_up(&w);
     house_up(&w);
-    send_get("jc-slow", "/slow?ms=60000", "gp:rep:jc-slow");
-    struct hits_arg a = {w.up_port, "jc-slow"};
-    cr_assert(h_wait(upstream_hit, &a, 10000), "slow request never reached the upstream");
+    send_get_reached(&w, "jc-slow", "/slow?ms=60000", "gp:rep:jc-slow");
 
     /* 1,000,000-byte responses (under the cache's 1 MiB entry limit), 16 at a time. */
     char id[32], reply[48];
@@ -281,7 +258,7 @@ Test(journal, compaction_keeps_running_calls_and_the_cache, .timeout = 240) {
     cr_assert(h_wait_reply("jc-0", "gp:rep:jc-0-again", 30000, &r));
     expect_replay_unavailable(&r); /* over the cache's budget: a tombstone */
     h_reply_free(&r);
-    cr_assert_eq(hits(w.up_port, "jc-slow"), 1);
-    cr_assert_eq(hits(w.up_port, "jc-0"), 1);
-    cr_assert_eq(hits(w.up_port, id), 1);
+    cr_assert_eq(h_hits(w.up_port, "jc-slow"), 1);
+    cr_assert_eq(h_hits(w.up_port, "jc-0"), 1);
+    cr_assert_eq(h_hits(w.up_port, id), 1);
 }

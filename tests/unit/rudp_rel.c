@@ -57,6 +57,35 @@ static gp_rel_config cfg_default(int fec) {
     return c;
 }
 
+/* link_rtt(loss) behind a bottleneck of rate_bps with a queue of queue_bytes. */
+static sim_link link_of(double loss, uint64_t rate_bps, size_t queue_bytes) {
+    sim_link l = link_rtt(loss);
+    l.rate_bps = rate_bps;
+    l.queue_bytes = queue_bytes;
+    return l;
+}
+
+/* Two engines of cfg_default(fec) on link l both ways, seeded. */
+static void sim_on(sim *s, uint64_t seed, int fec, const sim_link *l) {
+    gp_rel_config c = cfg_default(fec);
+    sim_init(s, seed, &c, &c);
+    sim_link_both(s, l);
+}
+
+/* The same on link_rtt(loss). */
+static void sim_plain(sim *s, uint64_t seed, int fec, double loss) {
+    sim_link l = link_rtt(loss);
+    sim_on(s, seed, fec, &l);
+}
+
+/* Both directions go dark from `from` to `to`. */
+static void sim_blackout(sim *s, uint64_t from, uint64_t to) {
+    for (int i = 0; i < 2; i++) {
+        s->dir[i].c.black_from = from;
+        s->dir[i].c.black_to = to;
+    }
+}
+
 /* ---- bulk: many messages of mixed sizes on several lanes, both directions ---- */
 
 #define BULK_LANES 8
@@ -136,12 +165,8 @@ static int bulk_done(sim *s) {
 
 static void run_bulk(double loss, uint64_t seed) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, seed, &c, &c);
-    sim_link l = link_rtt(loss);
-    l.rate_bps = 20000000;
-    l.queue_bytes = 400000;
-    sim_link_both(&s, &l);
+    sim_link l = link_of(loss, 20000000, 400000);
+    sim_on(&s, seed, 1, &l);
     static bulk b;
     g_bulk = &b;
     bulk_gen(&s, &b, 150, 256 * 1024);
@@ -242,12 +267,8 @@ typedef struct ex_result {
 /* n exchanges "1-packet request, 16 KiB response" over a 10 Mbit/s, 200 ms RTT link. */
 static ex_result run_exchanges(double loss, int fec, int n, uint64_t seed, uint64_t jitter) {
     sim s;
-    gp_rel_config c = cfg_default(fec);
-    sim_init(&s, seed, &c, &c);
-    sim_link l = link_rtt(loss);
-    l.rate_bps = 10000000;
-    l.queue_bytes = 250000;
-    sim_link_both(&s, &l);
+    sim_link l = link_of(loss, 10000000, 250000);
+    sim_on(&s, seed, fec, &l);
     s.send_jitter_ns = jitter;
     static exch x;
     memset(&x, 0, sizeof x);
@@ -589,12 +610,8 @@ static int b1_done(sim *s) {
 /* 1 MiB as 16 messages of 64 KiB (the tunnel's body chunk) on one lane, 10 Mbit/s
  * bottleneck with a 250 KB queue, 200 ms RTT: s set up and the messages sent, not run. */
 static void bulk_start(sim *s, double loss, int fec, uint64_t seed) {
-    gp_rel_config c = cfg_default(fec);
-    sim_init(s, seed, &c, &c);
-    sim_link l = link_rtt(loss);
-    l.rate_bps = 10000000;
-    l.queue_bytes = 250000;
-    sim_link_both(s, &l);
+    sim_link l = link_of(loss, 10000000, 250000);
+    sim_on(s, seed, fec, &l);
     static bulk1 b;
     memset(&b, 0, sizeof b);
     b.n = 16;
@@ -694,15 +711,18 @@ static int lanes_done(sim *s) {
     return g_lanes.t_a && g_lanes.t_b;
 }
 
+/* Two engines without FEC on a clean path whose first packet (pn 0) from ep 0 is lost; the
+ * times lanes 1 and 2 deliver go to g_lanes. */
+static void lanes_start(sim *s, uint64_t seed) {
+    sim_plain(s, seed, 0, 0);
+    s->drop = drop_first_pn0;
+    s->on_msg = lanes_msg;
+    memset(&g_lanes, 0, sizeof g_lanes);
+}
+
 Test(rudp_rel, a_lost_packet_on_one_lane_does_not_delay_another) {
     sim s;
-    gp_rel_config c = cfg_default(0);
-    sim_init(&s, 5, &c, &c);
-    sim_link l = link_rtt(0);
-    sim_link_both(&s, &l);
-    s.drop = drop_first_pn0;
-    s.on_msg = lanes_msg;
-    memset(&g_lanes, 0, sizeof g_lanes);
+    lanes_start(&s, 5);
     static uint8_t buf[3000];
     uint64_t t0 = s.now;
     /* Lane 1's message goes first (older id) and loses its first packet. */
@@ -718,13 +738,7 @@ Test(rudp_rel, a_lost_packet_on_one_lane_does_not_delay_another) {
 
 Test(rudp_rel, messages_of_one_lane_wait_for_a_lost_predecessor) {
     sim s;
-    gp_rel_config c = cfg_default(0);
-    sim_init(&s, 6, &c, &c);
-    sim_link l = link_rtt(0);
-    sim_link_both(&s, &l);
-    s.drop = drop_first_pn0;
-    s.on_msg = lanes_msg;
-    memset(&g_lanes, 0, sizeof g_lanes);
+    lanes_start(&s, 6);
     static uint8_t buf[3000];
     uint64_t t0 = s.now;
     cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 3000)), 0);
@@ -742,16 +756,12 @@ Test(rudp_rel, messages_of_one_lane_wait_for_a_lost_predecessor) {
 
 Test(rudp_rel, survives_reordering_duplication_and_jitter) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, 7, &c, &c);
-    sim_link l = link_rtt(0.05);
+    sim_link l = link_of(0.05, 20000000, 400000);
     l.jitter_ns = 20 * SIM_MS;
     l.reorder = 0.10;
     l.reorder_ns = 40 * SIM_MS;
     l.dup = 0.10;
-    l.rate_bps = 20000000;
-    l.queue_bytes = 400000;
-    sim_link_both(&s, &l);
+    sim_on(&s, 7, 1, &l);
     s.send_jitter_ns = 15 * SIM_MS;
     static bulk b;
     g_bulk = &b;
@@ -798,18 +808,13 @@ static void tx_gap(sim *s, int from, uint64_t t, const uint8_t *p, size_t len) {
 
 Test(rudp_rel, ten_second_blackout_is_survived_with_capped_probe_backoff) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, 9, &c, &c);
-    sim_link l = link_rtt(0.02);
-    l.rate_bps = 5000000;
-    l.queue_bytes = 200000;
-    uint64_t t0 = s.now;
-    l.black_from = t0 + 1 * SIM_SEC;
-    l.black_to = t0 + 11 * SIM_SEC;
-    sim_link_both(&s, &l);
+    sim_link l = link_of(0.02, 5000000, 200000);
+    sim_on(&s, 9, 1, &l);
+    const uint64_t from = s.now + 1 * SIM_SEC, to = s.now + 11 * SIM_SEC;
+    sim_blackout(&s, from, to);
     memset(&g_tx, 0, sizeof g_tx);
-    g_tx.from = l.black_from;
-    g_tx.to = l.black_to;
+    g_tx.from = from;
+    g_tx.to = to;
     s.on_tx = tx_gap;
     static bulk1 b;
     memset(&b, 0, sizeof b);
@@ -819,13 +824,13 @@ Test(rudp_rel, ten_second_blackout_is_survived_with_capped_probe_backoff) {
     for (int i = 0; i < b.n; i++)
         cr_assert_eq(gp_rel_send(s.ep[0], 7, b.buf, make_msg(b.buf, 7, (uint32_t)i, 65536)), 0);
     /* Mid-blackout (10 s of silence by its end) nobody is dead. */
-    sim_run(&s, l.black_to, NULL);
+    sim_run(&s, to, NULL);
     cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
     cr_assert_lt(b.got, b.n, "the blackout should have cut the transfer");
-    cr_assert(sim_run(&s, l.black_to + 60 * SIM_SEC, b1_done), "transfer did not resume");
+    cr_assert(sim_run(&s, to + 60 * SIM_SEC, b1_done), "transfer did not resume");
     printf("blackout 10 s: transfer done %.2f s after it ended; longest gap between probes "
            "during it: %.2f s (hub), %.2f s (house)\n",
-           (double)(s.now - l.black_to) / 1e9, (double)g_tx.max_gap[0] / 1e9,
+           (double)(s.now - to) / 1e9, (double)g_tx.max_gap[0] / 1e9,
            (double)g_tx.max_gap[1] / 1e9);
     cr_assert_eq(b.bad, 0);
     cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
@@ -833,25 +838,21 @@ Test(rudp_rel, ten_second_blackout_is_survived_with_capped_probe_backoff) {
     cr_assert_leq(g_tx.max_gap[0], GP_REL_PTO_CAP_NS + 5 * SIM_MS);
     cr_assert_gt(g_tx.max_gap[0], 0);
     /* Resumed promptly: no backoff hangover. */
-    cr_assert_lt(s.now - l.black_to, 10 * SIM_SEC);
+    cr_assert_lt(s.now - to, 10 * SIM_SEC);
     sim_free(&s);
 }
 
 Test(rudp_rel, forty_second_blackout_is_declared_dead_after_dead_after) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, 10, &c, &c);
-    sim_link l = link_rtt(0);
-    uint64_t t0 = s.now;
-    l.black_from = t0 + 1 * SIM_SEC;
-    l.black_to = t0 + 41 * SIM_SEC;
-    sim_link_both(&s, &l);
+    sim_plain(&s, 10, 1, 0);
+    const uint64_t from = s.now + 1 * SIM_SEC;
+    sim_blackout(&s, from, s.now + 41 * SIM_SEC);
     static uint8_t buf[100];
     cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 100)), 0);
     /* 29 s into the silence: probing, not dead. */
-    sim_run(&s, l.black_from + 29 * SIM_SEC, NULL);
+    sim_run(&s, from + 29 * SIM_SEC, NULL);
     cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
-    sim_run(&s, l.black_from + 31 * SIM_SEC, NULL);
+    sim_run(&s, from + 31 * SIM_SEC, NULL);
     cr_assert(gp_rel_dead(s.ep[0]) && gp_rel_dead(s.ep[1]));
     static uint8_t out[2000];
     cr_assert_eq(gp_rel_output(s.ep[0], out, sizeof out, s.now, s.now), GP_ERR_STATE);
@@ -863,10 +864,7 @@ Test(rudp_rel, forty_second_blackout_is_declared_dead_after_dead_after) {
 Test(rudp_rel, idle_engines_keep_the_nat_binding_alive) {
     for (int lossy = 0; lossy < 2; lossy++) {
         sim s;
-        gp_rel_config c = cfg_default(1);
-        sim_init(&s, 11 + (uint64_t)lossy, &c, &c);
-        sim_link l = link_rtt(lossy ? 0.30 : 0);
-        sim_link_both(&s, &l);
+        sim_plain(&s, 11 + (uint64_t)lossy, 1, lossy ? 0.30 : 0);
         memset(&g_tx, 0, sizeof g_tx);
         g_tx.from = 0;
         g_tx.to = UINT64_MAX;
@@ -881,7 +879,7 @@ Test(rudp_rel, idle_engines_keep_the_nat_binding_alive) {
                lossy ? 30 : 0, (double)g_tx.max_gap[0] / 1e9, (double)g_tx.max_gap[1] / 1e9,
                (unsigned long long)a.pkts_sent);
         for (int e = 0; e < 2; e++) {
-            cr_assert_leq(g_tx.max_gap[e], c.idle_keepalive_ns);
+            cr_assert_leq(g_tx.max_gap[e], cfg_default(1).idle_keepalive_ns);
             cr_assert_gt(g_tx.max_gap[e], 0);
             /* 30% loss each way loses a probe or its ack half the time: not dead for it. */
             cr_assert(!gp_rel_dead(s.ep[e]), "declared dead on an idle %s link",
@@ -988,6 +986,22 @@ static uint8_t *vput_t(uint8_t *p, uint64_t v) {
     return p;
 }
 
+/* A hand-made packet in buf: header flags, packet number pn, one frame of `type` with the
+ * varints v[0..n), then `fill` bytes of fill_byte. Returns its length. */
+static size_t forge(uint8_t *buf, uint8_t flags, uint64_t pn, uint8_t type, const uint64_t *v,
+                    size_t n, size_t fill, uint8_t fill_byte) {
+    uint8_t *p = buf;
+    *p++ = flags;
+    p = vput_t(p, pn);
+    *p++ = type;
+    for (size_t i = 0; i < n; i++)
+        p = vput_t(p, v[i]);
+    memset(p, fill_byte, fill);
+    return (size_t)(p + fill - buf);
+}
+#define V(...) (const uint64_t[]){__VA_ARGS__}, sizeof((const uint64_t[]){__VA_ARGS__}) / 8
+#define V0 NULL, 0
+
 typedef struct cap_t {
     uint8_t pkt[64][1200];
     size_t len[64];
@@ -1018,10 +1032,8 @@ static int one_done(sim *s) {
 
 Test(rudp_rel, hostile_input_is_rejected_and_counted) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, 13, &c, &c);
-    sim_link l = link_rtt(0);
-    sim_link_both(&s, &l);
+    sim_plain(&s, 13, 1, 0);
+    const gp_rel_config c = cfg_default(1);
     memset(&g_cap, 0, sizeof g_cap);
     s.on_tx = capture;
     s.on_msg = one_msg;
@@ -1057,108 +1069,43 @@ Test(rudp_rel, hostile_input_is_rejected_and_counted) {
     gp_rel_get_stats(b, &st);
     cr_assert_eq(st.malformed - st0.malformed, (uint64_t)bad);
 
-    uint8_t *p;
     uint64_t pn = 1000000;
     /* Overlong: more than max_payload. */
     memset(buf, 0, sizeof buf);
     cr_assert_eq(gp_rel_input(b, buf, c.max_payload + 1, now), GP_ERR_MALFORMED);
     /* Unknown header flags. */
-    p = buf;
-    *p++ = 0x80;
-    p = vput_t(p, pn++);
-    *p++ = 0x01;
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    cr_assert_eq(gp_rel_input(b, buf, forge(buf, 0x80, pn++, 0x01, V0, 0, 0), now),
+                 GP_ERR_MALFORMED);
     /* Unknown frame type. */
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x7f;
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
-    /* A message claiming more than max_message. */
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x11;
-    p = vput_t(p, 50);                /* id */
-    p = vput_t(p, 0);                 /* dep */
-    p = vput_t(p, 1);                 /* lane */
-    p = vput_t(p, c.max_message + 1); /* len */
-    p = vput_t(p, 1000);              /* csz */
-    p = vput_t(p, 0);                 /* idx */
-    memset(p, 0xaa, 1000);
-    p += 1000;
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_TOO_LARGE);
+    cr_assert_eq(gp_rel_input(b, buf, forge(buf, 0, pn++, 0x7f, V0, 0, 0), now), GP_ERR_MALFORMED);
+    /* A message claiming more than max_message: id, dep, lane, len, csz, idx. */
+    cr_assert_eq(
+        gp_rel_input(b, buf,
+                     forge(buf, 0, pn++, 0x11, V(50, 0, 1, c.max_message + 1, 1000, 0), 1000, 0xaa),
+                     now),
+        GP_ERR_TOO_LARGE);
     /* A fragment whose data runs past the packet. */
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x10;
-    p = vput_t(p, 50);
-    p = vput_t(p, 0);
-    p = vput_t(p, 1);
-    p = vput_t(p, 900);
-    memset(p, 0xaa, 100);
-    p += 100;
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    cr_assert_eq(gp_rel_input(b, buf, forge(buf, 0, pn++, 0x10, V(50, 0, 1, 900), 100, 0xaa), now),
+                 GP_ERR_MALFORMED);
     /* A varint claiming 8 bytes at the end of the packet. */
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x02;
-    *p++ = 0xc0;
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
-    /* An ACK of packet numbers b never sent. */
+    cr_assert_eq(gp_rel_input(b, buf, forge(buf, 0, pn++, 0x02, V0, 1, 0xc0), now),
+                 GP_ERR_MALFORMED);
+    /* An ACK of packet numbers b never sent: largest, delay, loss, ranges, first range. */
     gp_rel_get_stats(b, &st0);
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x02;
-    p = vput_t(p, st0.pkts_sent + 5); /* largest */
-    p = vput_t(p, 0);                 /* delay */
-    p = vput_t(p, 0);                 /* loss */
-    p = vput_t(p, 0);                 /* ranges */
-    p = vput_t(p, 10);                /* first range */
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
-    /* ACK ranges running below packet number 0. */
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x02;
-    p = vput_t(p, 1);
-    p = vput_t(p, 0);
-    p = vput_t(p, 0);
-    p = vput_t(p, 1);
-    p = vput_t(p, 0);
-    p = vput_t(p, 5); /* gap below 1 */
-    p = vput_t(p, 0);
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
-    /* A repair claiming sources after itself. */
-    p = buf;
-    *p++ = 0;
-    p = vput_t(p, pn++);
-    *p++ = 0x20;
-    p = vput_t(p, 1); /* back */
-    p = vput_t(p, 4); /* k > back */
-    p = vput_t(p, 0);
-    p = vput_t(p, 10);
-    memset(p, 0, 10);
-    p += 10;
-    cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), GP_ERR_MALFORMED);
+    cr_assert_eq(gp_rel_input(b, buf,
+                              forge(buf, 0, pn++, 0x02, V(st0.pkts_sent + 5, 0, 0, 0, 10), 0, 0),
+                              now),
+                 GP_ERR_MALFORMED);
+    /* ACK ranges running below packet number 0 (a gap of 5 below 1). */
+    cr_assert_eq(gp_rel_input(b, buf, forge(buf, 0, pn++, 0x02, V(1, 0, 0, 1, 0, 5, 0), 0, 0), now),
+                 GP_ERR_MALFORMED);
+    /* A repair claiming sources after itself: back 1, k 4 > back. */
+    cr_assert_eq(gp_rel_input(b, buf, forge(buf, 0, pn++, 0x20, V(1, 4, 0, 10), 10, 0), now),
+                 GP_ERR_MALFORMED);
     /* Inconsistent fragments of one message (length changes between fragments). */
     for (int k = 0; k < 2; k++) {
-        p = buf;
-        *p++ = 0;
-        p = vput_t(p, pn++);
-        *p++ = 0x11;
-        p = vput_t(p, 60);
-        p = vput_t(p, 0);
-        p = vput_t(p, 1);
-        p = vput_t(p, k ? 3000 : 2000);
-        p = vput_t(p, 500);
-        p = vput_t(p, 1);
-        memset(p, 0xaa, 500);
-        p += 500;
-        cr_assert_eq(gp_rel_input(b, buf, (size_t)(p - buf), now), k ? GP_ERR_MALFORMED : 0);
+        size_t n = forge(buf, 0, pn++, 0x11, V(60, 0, 1, k ? 3000 : 2000, 500, 1), 500, 0xaa);
+        cr_assert_eq(gp_rel_input(b, buf, n, now), k ? GP_ERR_MALFORMED : 0);
     }
 
     /* And the session still works. */
@@ -1218,10 +1165,7 @@ static int many_done(sim *s) {
 
 Test(rudp_rel, thousands_of_lanes_come_and_go) {
     sim s;
-    gp_rel_config c = cfg_default(1);
-    sim_init(&s, 15, &c, &c);
-    sim_link l = link_rtt(0.10);
-    sim_link_both(&s, &l);
+    sim_plain(&s, 15, 1, 0.10);
     s.on_msg = many_msg;
     memset(&g_many, 0, sizeof g_many);
     static uint8_t buf[2000];
