@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../unit/trng.h"
 #include "rudp_sess.h"
 
 #define NS 1000000000ull
@@ -29,20 +30,6 @@
             abort();                                                                               \
         }                                                                                          \
     } while (0)
-
-typedef struct trng {
-    uint8_t key[32];
-    uint64_t ctr;
-} trng;
-
-static void trand(void *ud, uint8_t *p, size_t n) {
-    trng *r = ud;
-    uint8_t nonce[8];
-    for (int i = 0; i < 8; i++)
-        nonce[i] = (uint8_t)(r->ctr >> (8 * i));
-    r->ctr++;
-    crypto_stream_chacha20(p, n, nonce, r->key);
-}
 
 static const uint8_t PSK[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 static const char ADDR[] = "192.0.2.1:9", ADDR2[] = "192.0.2.2:9";

@@ -193,6 +193,23 @@ Test(reqcore, ack_only_after_redis_confirmed_the_reply) {
     cr_assert_eq(F.nfenced, 0);
 }
 
+/* The reply went out as three entries (final 0, 0, 1) and Redis confirms them in the order a,
+ * b, last: only after the last of them may the request be acknowledged (call 3); then nothing
+ * of the reply stays. */
+static void three_chunks_confirmed(int a, int b, int last) {
+    cr_assert_eq(count(BR_RS_REPLY), 3);
+    cr_assert_str_eq(field(&F.calls[0], "final"), "0");
+    cr_assert_str_eq(field(&F.calls[1], "final"), "0");
+    cr_assert_str_eq(field(&F.calls[2], "final"), "1");
+    answer_int(a, 1);
+    answer_int(b, 1);
+    cr_assert_eq(count(BR_RS_ACK), 0, "chunk %d is still unconfirmed", last);
+    answer_int(last, 1);
+    cr_assert_eq(count(BR_RS_ACK), 1);
+    answer_int(3, 1);
+    cr_assert_eq(br_replies_live(RS), 0);
+}
+
 Test(reqcore, chunks_all_confirmed_before_the_ack_in_any_order) {
     br_reply *rp = held("gp:reply:a");
     br_reply_set(rp, 200, "{}", (gp_str){0}, (gp_str){0});
@@ -200,17 +217,7 @@ Test(reqcore, chunks_all_confirmed_before_the_ack_in_any_order) {
     br_reply_entry(rp, (const uint8_t *)"bbbb", 4, 0);
     br_reply_entry(rp, (const uint8_t *)"cc", 2, 1);
     br_reply_unref(rp);
-    cr_assert_eq(count(BR_RS_REPLY), 3);
-    cr_assert_str_eq(field(&F.calls[0], "final"), "0");
-    cr_assert_str_eq(field(&F.calls[1], "final"), "0");
-    cr_assert_str_eq(field(&F.calls[2], "final"), "1");
-    answer_int(2, 1);
-    answer_int(0, 1);
-    cr_assert_eq(count(BR_RS_ACK), 0, "a chunk is still unconfirmed");
-    answer_int(1, 1);
-    cr_assert_eq(count(BR_RS_ACK), 1);
-    answer_int(3, 1);
-    cr_assert_eq(br_replies_live(RS), 0);
+    three_chunks_confirmed(2, 0, 1);
 }
 
 Test(reqcore, lost_reply_is_never_acked_and_stops_settling) {
@@ -568,17 +575,8 @@ Test(reqtab, response_chunked_into_reply_entries) {
     cr_assert_eq(strlen(field(&F.calls[0], "body")), 255, "argv copy is cut at 255");
     cr_assert_str_eq(field(&F.calls[0], "final"), "0");
     resp_body(1, big, 1500, 1); /* 476 + 1500 = 1976: one more entry of 1024, the final 952 */
-    cr_assert_eq(count(BR_RS_REPLY), 3);
-    cr_assert_str_eq(field(&F.calls[1], "final"), "0");
-    cr_assert_str_eq(field(&F.calls[2], "final"), "1");
     cr_assert_eq(H.in, 3000);
-    answer_int(2, 1);
-    answer_int(1, 1);
-    cr_assert_eq(count(BR_RS_ACK), 0, "the first chunk is not confirmed yet");
-    answer_int(0, 1);
-    cr_assert_eq(count(BR_RS_ACK), 1);
-    answer_int(3, 1);
-    cr_assert_eq(br_replies_live(RS), 0);
+    three_chunks_confirmed(2, 1, 0);
 }
 
 Test(reqtab, deadline_passed_cancels_and_answers_504) {

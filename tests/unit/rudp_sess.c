@@ -8,34 +8,11 @@
 #include <string.h>
 
 #include "rudp_sess.h"
+#include "trng.h"
 
 #define NS 1000000000ull
 #define WALL 1700000000000ull /* a wall clock in ms */
 #define BUF 2048
-
-/* Seeded randomness: a ChaCha20 keystream per generator. */
-typedef struct trng {
-    uint8_t key[32];
-    uint64_t ctr;
-} trng;
-
-static void trand(void *ud, uint8_t *p, size_t n) {
-    trng *r = ud;
-    uint8_t nonce[8];
-    for (int i = 0; i < 8; i++)
-        nonce[i] = (uint8_t)(r->ctr >> (8 * i));
-    r->ctr++;
-    crypto_stream_chacha20(p, n, nonce, r->key);
-}
-
-static trng trng_seed(uint64_t seed) {
-    trng r = {.ctr = 0};
-    memset(r.key, 0, sizeof r.key);
-    for (int i = 0; i < 8; i++)
-        r.key[i] = (uint8_t)(seed >> (8 * i));
-    r.key[31] = 0x5a;
-    return r;
-}
 
 static uint8_t psk[32], psk2[32];
 static const char A1[] = "198.51.100.7:40000", A2[] = "203.0.113.9:51111", A3[] = "192.0.2.44:1024";

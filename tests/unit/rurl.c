@@ -25,33 +25,27 @@ static void bad(const char *url, const char *secret) {
         cr_assert_null(strstr(err, secret), "the error shows the password: %s", err);
 }
 
+/* text parses, to host, port and db. */
+static gp_rurl at(const char *text, const char *host, int port, int db) {
+    gp_rurl u = ok(text);
+    cr_assert_str_eq(u.host, host, "%s", text);
+    cr_assert_eq(u.port, port, "%s", text);
+    cr_assert_eq(u.db, db, "%s", text);
+    return u;
+}
+
 Test(rurl, plain_forms) {
-    gp_rurl u = ok("127.0.0.1:6380");
-    cr_assert_str_eq(u.host, "127.0.0.1");
-    cr_assert_eq(u.port, 6380);
-    cr_assert_eq(u.db, 0);
+    gp_rurl u = at("127.0.0.1:6380", "127.0.0.1", 6380, 0);
     cr_assert_eq(u.tls, 0);
     cr_assert_eq(u.has_pass, 0);
-    u = ok("localhost");
-    cr_assert_str_eq(u.host, "localhost");
-    cr_assert_eq(u.port, 6379);
-    u = ok("redis://redis.example.com:7000/3");
-    cr_assert_str_eq(u.host, "redis.example.com");
-    cr_assert_eq(u.port, 7000);
-    cr_assert_eq(u.db, 3);
-    u = ok("redis://h/");
-    cr_assert_eq(u.port, 6379);
-    cr_assert_eq(u.db, 0);
+    at("localhost", "localhost", 6379, 0);
+    at("redis://redis.example.com:7000/3", "redis.example.com", 7000, 3);
+    at("redis://h/", "h", 6379, 0);
 }
 
 Test(rurl, ipv6) {
-    gp_rurl u = ok("[::1]:6379");
-    cr_assert_str_eq(u.host, "::1");
-    cr_assert_eq(u.port, 6379);
-    u = ok("rediss://:pw@[fd00::2]/1");
-    cr_assert_str_eq(u.host, "fd00::2");
-    cr_assert_eq(u.port, 6379);
-    cr_assert_eq(u.db, 1);
+    at("[::1]:6379", "::1", 6379, 0);
+    gp_rurl u = at("rediss://:pw@[fd00::2]/1", "fd00::2", 6379, 1);
     cr_assert_eq(u.tls, 1);
     char hp[64];
     gp_rurl_hostport(u.host, u.port, hp, sizeof hp);
