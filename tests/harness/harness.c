@@ -902,13 +902,19 @@ static redisReply *vcmd(const char *fmt, va_list ap) {
     return r;
 }
 
+/* vcmd, failing the test on a NULL reply. */
+static redisReply *vcmd_or_fail(const char *fmt, va_list ap) {
+    redisReply *r = vcmd(fmt, ap);
+    if (!r)
+        fail("redis command '%s' failed: %s", fmt, br_rc_error(h_redis()));
+    return r;
+}
+
 redisReply *h_cmd(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = vcmd(fmt, ap);
+    redisReply *r = vcmd_or_fail(fmt, ap);
     va_end(ap);
-    if (!r)
-        fail("redis command '%s' failed: %s", fmt, br_rc_error(h_redis()));
     return r;
 }
 
@@ -922,10 +928,8 @@ redisReply *h_cmdv(int argc, const char **argv, const size_t *lens) {
 long long h_int(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = vcmd(fmt, ap);
+    redisReply *r = vcmd_or_fail(fmt, ap);
     va_end(ap);
-    if (!r)
-        fail("redis command '%s' failed: %s", fmt, br_rc_error(h_redis()));
     long long v = -1;
     if (r->type == REDIS_REPLY_INTEGER)
         v = r->integer;
@@ -1352,12 +1356,7 @@ int h_http_get(int port, const char *path, char **body) {
     return h_http(port, "GET", path, NULL, NULL, 0, body, NULL);
 }
 
-int h_http(int port, const char *method, const char *path, const char *hdrs, const void *body,
-           size_t blen, char **resp_body, char **headers) {
-    if (resp_body)
-        *resp_body = NULL;
-    if (headers)
-        *headers = NULL;
+int h_dial(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
@@ -1367,6 +1366,18 @@ int h_http(int port, const char *method, const char *path, const char *hdrs, con
             close(fd);
         return -1;
     }
+    return fd;
+}
+
+int h_http(int port, const char *method, const char *path, const char *hdrs, const void *body,
+           size_t blen, char **resp_body, char **headers) {
+    if (resp_body)
+        *resp_body = NULL;
+    if (headers)
+        *headers = NULL;
+    int fd = h_dial(port);
+    if (fd < 0)
+        return -1;
     struct timeval tv = {10, 0}; /* bounded: a server that never answers fails the call */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char head[4096];
@@ -1705,8 +1716,7 @@ int h_ws_wait_closed(int fd, int timeout_ms) {
     }
 }
 
-/* Next Ghost Port frame from the connection, through a framer (a frame may span messages). */
-static int next_frame(int fd, gp_framer *fr, gp_frame *f, int timeout_ms) {
+int h_ws_next_frame(int fd, gp_framer *fr, gp_frame *f, int timeout_ms) {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         int r = gp_framer_next(fr, f);
@@ -1747,7 +1757,7 @@ int h_ws_auth(int fd, const char *id, const uint8_t secret[32], int *code, char 
     gp_framer *fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
     gp_frame in;
     int rv = -1;
-    if (next_frame(fd, fr, &in, 5000) != 1)
+    if (h_ws_next_frame(fd, fr, &in, 5000) != 1)
         goto done;
     if (in.type == GP_FRAME_GOAWAY) {
         *code = in.u.goaway.code;
@@ -1769,7 +1779,7 @@ int h_ws_auth(int fd, const char *id, const uint8_t secret[32], int *code, char 
     *stage = 1;
     if (h_ws_send_frame(fd, &f) != 0)
         goto done;
-    if (next_frame(fd, fr, &in, 5000) != 1)
+    if (h_ws_next_frame(fd, fr, &in, 5000) != 1)
         goto done;
     rv = in.type;
     if (in.type == GP_FRAME_GOAWAY) {

@@ -173,6 +173,8 @@ const char *h_reply_header(const h_reply *r, const char *name);
 /* GET path from 127.0.0.1:port (h_http below, no headers, no body). Returns the status and
  * the body in a malloc'd *body (may be NULL), or -1. */
 int h_http_get(int port, const char *path, char **body);
+/* A TCP connection to 127.0.0.1:port (blocking), or -1. */
+int h_dial(int port);
 /* One HTTP/1.1 request to 127.0.0.1:port (Connection: close): method, path, extra header
  * lines (each "Name: value\r\n", or NULL), a body (Content-Length is sent when body is not
  * NULL). Returns the status and the response body in a malloc'd *body (may be NULL), or -1
@@ -215,6 +217,11 @@ long h_ws_recv(int fd, uint8_t **out, int timeout_ms, int *closed);
 /* Waits until the peer closes (close frame or EOF), discarding data. 1 closed, 0 timeout. */
 int h_ws_wait_closed(int fd, int timeout_ms);
 
+/* The next Ghost Port frame from fd through the framer fr (a frame may span messages): 1 with
+ * *f set; or, on close or timeout, -100; the framer's error (< 0) for a bad frame. */
+struct gp_framer;
+struct gp_frame;
+int h_ws_next_frame(int fd, struct gp_framer *fr, struct gp_frame *f, int timeout_ms);
 /* Runs the auth handshake as house `id` with `secret` (raw 32 bytes) on a connected fd.
  * Returns the type of the first frame after AUTH (GP_FRAME_WELCOME / GP_FRAME_GOAWAY), with
  * the GOAWAY code in *code and message in msg; or -1 if the connection closed / timed out

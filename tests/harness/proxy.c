@@ -1,5 +1,6 @@
 /* proxy.c — see proxy.h. */
 #include "proxy.h"
+#include "harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,19 +31,6 @@ struct h_proxy {
 static void die(const char *what) {
     fprintf(stderr, "proxy: %s: %s\n", what, strerror(errno));
     abort();
-}
-
-static int dial(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 static void close_pair(pair *p) {
@@ -101,7 +89,7 @@ static void *run(void *arg) {
                 int c = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
                 if (c < 0)
                     continue;
-                int t = dial(p->target_port);
+                int t = h_dial(p->target_port);
                 if (t < 0 || p->npairs >= MAX_PAIRS) {
                     close(c);
                     if (t >= 0)

@@ -4,8 +4,8 @@
  * remove with a house that really connects and is really refused), bad input to the API with
  * its JSON errors, HTTP keep-alive and pipelining, and SIGHUP reloading the config file.
  * Real redis-server, bridge, houses and upstream on loopback ports, stopped by PID. */
-#include "../harness/harness.h"
 #include "../harness/load.h"
+#include "../harness/world.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -28,13 +28,8 @@ TestSuite(admin, .init = h_init, .fini = h_fini, .timeout = 150);
 /* --- helpers ---------------------------------------------------------------------------- */
 
 static const char *token_file(void) {
-    static char path[4096];
-    snprintf(path, sizeof path, "%s/admin.token", h_dir());
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "%s\n", TOKEN);
-    fclose(f);
-    chmod(path, 0600); /* a secret: the bridge refuses it readable by others */
+    char *path = h_path("admin.token");
+    h_write_file(path, TOKEN "\n", 0600);
     return path;
 }
 
@@ -224,12 +219,8 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
     cr_assert(req0 >= 0 && fwd0 >= 0 && dur0 >= 0 && in0 >= 0, "missing samples:\n%s", m0);
 
     /* Metrics scraped while the load runs: the counters move between two scrapes. */
-    h_load_cfg cfg = {.producers = 2,
-                      .rate = 100,
-                      .houses = HOUSES,
-                      .nhouses = 2,
-                      .path = "/echo",
-                      .timeout_ms = 10000};
+    /* 2 producers; the defaults otherwise: 100 requests/s of GET /echo, 10 s deadlines. */
+    h_load_cfg cfg = {.producers = 2, .houses = HOUSES, .nhouses = 2};
     h_load *l = h_load_start(&cfg);
     cr_assert_not_null(l);
     h_load_run_for(l, 1500);
@@ -598,11 +589,7 @@ Test(admin, keep_alive_and_pipelining) {
 /* 0600: some of these hold secrets (a token, a house secret), which are refused readable by
  * others. */
 static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-    chmod(path, 0600);
+    h_write_file(path, text, 0600);
 }
 
 Test(admin, sighup_reloads_config_and_keeps_old_on_error) {

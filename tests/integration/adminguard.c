@@ -3,7 +3,7 @@
  * rebinding: only IP literals, localhost and configured names), the dashboard's security
  * headers, and wrong admin tokens rate-limited per address. Real redis-server and bridge on
  * loopback ports, stopped by PID. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -22,13 +22,8 @@ TestSuite(adminguard, .init = h_init, .fini = h_fini, .timeout = 120);
 #define TOKEN "t0ken-for-the-admin-guard-tests"
 
 static h_proc *bridge_admin(int *aport, const char *const *more) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/admin.token", h_dir());
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "%s\n", TOKEN);
-    fclose(f);
-    chmod(path, 0600); /* a secret: the bridge refuses it readable by others */
+    char *path = h_path("admin.token");
+    h_write_file(path, TOKEN "\n", 0600); /* a secret: the bridge refuses it readable by others */
     const char *extra[16] = {"--admin-listen",     "0", "--admin-bind", "0.0.0.0",
                              "--admin-token-file", path};
     int n = 6;

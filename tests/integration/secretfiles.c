@@ -11,25 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 TestSuite(secretfiles, .init = h_init, .fini = h_fini, .timeout = 120);
-
-static char *path_in_dir(const char *name) {
-    static char paths[8][600];
-    static int n;
-    char *p = paths[n++ % 8];
-    snprintf(p, 600, "%s/%s", h_dir(), name);
-    return p;
-}
-
-static void write_mode(const char *path, const char *text, mode_t mode) {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-    cr_assert_eq(chmod(path, mode), 0);
-}
 
 /* Runs argv to its end (bounded, 20 s), stdout and stderr together into *out. */
 static int run(const char *const *argv, char **out) {
@@ -46,115 +30,97 @@ static void assert_refused(const char *what, int rc, const char *out, const char
               out);
 }
 
+/* With file at `mode`, argv is refused, and the message names the file, its mode and the fix. */
+static void refused_at(const char *what, const char *const *argv, const char *file, mode_t mode) {
+    char m[8];
+    snprintf(m, sizeof m, "%04o", (unsigned)mode);
+    cr_assert_eq(chmod(file, mode), 0);
+    char *out;
+    int rc = run(argv, &out);
+    assert_refused(what, rc, out, file, m);
+    free(out);
+}
+
+/* With file at 0600 (or `mode`, a file without secrets), argv is accepted. */
+static void accepted_at(const char *what, const char *const *argv, const char *file, mode_t mode) {
+    cr_assert_eq(chmod(file, mode), 0);
+    char *out;
+    int rc = run(argv, &out);
+    cr_assert_eq(rc, 0, "%s: a %04o file was refused: %s", what, (unsigned)mode, out);
+    free(out);
+}
+
 static const char HEX[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
 
 Test(secretfiles, house_refuses_a_secret_file_others_can_read) {
-    h_redis_start(0);
-    int up_port, bport;
-    h_upstream_start(&up_port);
-    h_bridge_start(0, &bport, NULL, 1);
-    char sec[65], url[64], up[64];
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char sec[65], url[64];
     h_register("h1", sec);
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", bport);
-    snprintf(up, sizeof up, "http://127.0.0.1:%d", up_port);
-    char *file = path_in_dir("house.secret");
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", w.bridge_port);
+    const char *up = w.up_url;
+    char *file = h_path("house.secret");
     char text[80];
     snprintf(text, sizeof text, "%s\n", sec);
-    write_mode(file, text, 0644);
+    h_write_file(file, text, 0644);
     char bin[700];
     snprintf(bin, sizeof bin, "%s", h_bin("ghostport-house"));
 
     const char *check[] = {bin, "--id",       "h1", "--secret-file",  file, "--bridge",
                            url, "--upstream", up,   "--check-config", NULL};
-    char *out;
-    int rc = run(check, &out);
-    assert_refused("house --check-config", rc, out, file, "0644");
-    free(out);
+    refused_at("house --check-config", check, file, 0644);
     const char *live[] = {bin,          "--id", "h1", "--secret-file", file, "--bridge", url,
                           "--upstream", up,     NULL};
-    rc = run(live, &out); /* refused at start: exits, never connects */
-    assert_refused("house", rc, out, file, "0644");
-    free(out);
+    refused_at("house", live, file, 0644); /* refused at start: exits, never connects */
     cr_assert_eq(h_int("EXISTS gp:{h1}:state"), 0);
-    chmod(file, 0640); /* group-readable is refused too */
-    rc = run(check, &out);
-    assert_refused("house --check-config", rc, out, file, "0640");
-    free(out);
-
-    chmod(file, 0600);
-    rc = run(check, &out);
-    cr_assert_eq(rc, 0, "a 0600 secret file was refused: %s", out);
-    free(out);
+    refused_at("house --check-config", check, file, 0640); /* group-readable is refused too */
+    accepted_at("house --check-config", check, file, 0600);
     h_spawn("house-h1", (char *const *)live);
     cr_assert(h_wait_connected("h1", 15000), "the house with a 0600 secret file did not connect");
 
     /* A config file that holds the secret itself is a secret file too. */
-    char *conf = path_in_dir("house.conf");
+    char *conf = h_path("house.conf");
     char ctext[400];
     snprintf(ctext, sizeof ctext, "id = h2\nsecret = %s\nbridge = %s\nupstream = %s\n", sec, url,
              up);
-    write_mode(conf, ctext, 0644);
+    h_write_file(conf, ctext, 0644);
     const char *cc[] = {bin, "--config", conf, "--check-config", NULL};
-    rc = run(cc, &out);
-    assert_refused("house --config", rc, out, conf, "0644");
-    free(out);
-    chmod(conf, 0600);
-    rc = run(cc, &out);
-    cr_assert_eq(rc, 0, "a 0600 config file was refused: %s", out);
-    free(out);
+    refused_at("house --config", cc, conf, 0644);
+    accepted_at("house --config", cc, conf, 0600);
 }
 
 Test(secretfiles, bridge_refuses_key_token_and_config_others_can_read) {
     char bin[700];
     snprintf(bin, sizeof bin, "%s", h_bin("ghostport-bridge"));
-    char *key = path_in_dir("rudp.key"), *token = path_in_dir("admin.token");
-    char *conf = path_in_dir("bridge.conf");
-    write_mode(key, HEX, 0644);
-    write_mode(token, "an-admin-token-of-some-length-0123\n", 0600);
+    char *key = h_path("rudp.key"), *token = h_path("admin.token");
+    char *conf = h_path("bridge.conf");
+    h_write_file(key, HEX, 0644);
+    h_write_file(token, "an-admin-token-of-some-length-0123\n", 0600);
     const char *with_key[] = {bin,          "--allow-ws", "--rudp-listen",  "0",
                               "--rudp-key", key,          "--check-config", NULL};
-    char *out;
-    int rc = run(with_key, &out);
-    assert_refused("bridge --rudp-key", rc, out, key, "0644");
-    free(out);
-    chmod(key, 0600);
-    rc = run(with_key, &out);
-    cr_assert_eq(rc, 0, "a 0600 rudp key was refused: %s", out);
-    free(out);
+    refused_at("bridge --rudp-key", with_key, key, 0644);
+    accepted_at("bridge --rudp-key", with_key, key, 0600);
 
     const char *with_token[] = {bin,   "--allow-ws",     "--admin-token-file",
                                 token, "--check-config", NULL};
-    chmod(token, 0604);
-    rc = run(with_token, &out);
-    assert_refused("bridge --admin-token-file", rc, out, token, "0604");
-    free(out);
-    chmod(token, 0600);
-    rc = run(with_token, &out);
-    cr_assert_eq(rc, 0, "a 0600 admin token file was refused: %s", out);
-    free(out);
+    refused_at("bridge --admin-token-file", with_token, token, 0604);
+    accepted_at("bridge --admin-token-file", with_token, token, 0600);
 
     /* The master key lives in the config file (or GP_MASTER_KEY): then so does a secret. */
     char ctext[200];
     snprintf(ctext, sizeof ctext, "allow-ws = 1\nmaster-key = %s", HEX);
-    write_mode(conf, ctext, 0640);
+    h_write_file(conf, ctext, 0640);
     const char *with_conf[] = {bin, "--config", conf, "--check-config", NULL};
-    rc = run(with_conf, &out);
-    assert_refused("bridge --config with master-key", rc, out, conf, "0640");
-    free(out);
-    chmod(conf, 0600);
-    rc = run(with_conf, &out);
-    cr_assert_eq(rc, 0, "a 0600 config file was refused: %s", out);
-    free(out);
+    refused_at("bridge --config with master-key", with_conf, conf, 0640);
+    accepted_at("bridge --config with master-key", with_conf, conf, 0600);
     /* A config file without a secret in it may be readable by anyone. */
-    write_mode(conf, "allow-ws = 1\nlog-level = info\n", 0644);
-    rc = run(with_conf, &out);
-    cr_assert_eq(rc, 0, "a config file without secrets was refused: %s", out);
-    free(out);
+    h_write_file(conf, "allow-ws = 1\nlog-level = info\n", 0644);
+    accepted_at("bridge --config without secrets", with_conf, conf, 0644);
 }
 
 Test(secretfiles, cli_refuses_a_key_others_can_read) {
     h_redis_start(0);
-    char *key = path_in_dir("rudp.key");
+    char *key = h_path("rudp.key");
     char *out = NULL, *err = NULL;
     cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", key, NULL}),
                  0, "rudp-keygen: %s", err);
