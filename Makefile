@@ -103,8 +103,9 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
-# Many houses for fault tests and benchmarks: house/'s code (without its main.c) as well.
-$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
+# Many houses for fault tests and benchmarks: house/'s code (without its main.c) as well. Both
+# many-houses tools share tests/load/inproc.c (house defaults, the in-process executor).
+$(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(BUILD)/obj/tests/load/inproc.o \
 		$(call obj,bridge/store/rurl.c bridge/store/rclient.c bridge/store/rkeys.c bridge/store/tlsrelay.c) \
 		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -112,7 +113,7 @@ $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o \
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
 # Many real houses (house/'s code, without its main.c) in one process.
-$(BUILD)/bin/gp-househost: $(BUILD)/obj/tests/load/househost.o \
+$(BUILD)/bin/gp-househost: $(BUILD)/obj/tests/load/househost.o $(BUILD)/obj/tests/load/inproc.o \
 		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
@@ -170,7 +171,9 @@ $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_NET) -lm -lpthread
 
-$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
+# Benchmarks report, they do not assert: they take the harness without world.c (Criterion's).
+BENCH_HARNESS_SRC := $(filter-out tests/harness/world.c,$(HARNESS_SRC))
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(BENCH_HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 # Objects named only by pattern rules are intermediate: keep them (no rebuild on every run).

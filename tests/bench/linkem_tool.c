@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../relay/impair.h"
+
 #define LK_MAX_PKT 65536       /* read buffer: any packet a TUN device can hand us */
 #define LK_READ_BURST 256      /* packets read per wake-up and direction before timers run */
 #define LK_MAX_PENDING 200000u /* packets held per direction (the delay line), beyond: dropped */
@@ -90,17 +92,10 @@ typedef struct lk_dir {
 enum lk_fate { LK_FORWARD = 0, LK_DROP_LOSS, LK_DROP_QUEUE };
 enum { D_LOSS = 1, D_JITTER };
 
-static uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1), a function of (seed, direction, packet number, purpose) only. */
+/* Uniform in [0, 1), a function of (seed, direction, packet number, purpose) only (direction
+ * keys 1 and 2, as gp-relay's). */
 static double lk_uniform(uint64_t seed, int dir, uint64_t n, unsigned what) {
-    uint64_t h = mix64(mix64(mix64(seed) ^ n) ^ ((uint64_t)(dir + 1) << 32 | what));
-    return (double)(h >> 11) * 0x1p-53;
+    return imp_uniform(seed, (uint32_t)(dir + 1), n, what);
 }
 
 /* Decides the fate of the next packet of direction `dir` (len bytes, arriving at now_ns) and
@@ -113,18 +108,10 @@ static enum lk_fate lk_decide(lk_dir *d, int dir, size_t len, uint64_t now_ns,
                               uint64_t *release_ns) {
     const lk_params *p = &d->p;
     uint64_t n = ++d->n, t = now_ns;
-    if (p->rate_bps > 0) {
-        double ns_per_byte = 8e9 / p->rate_bps;
-        double held =
-            d->link_free_ns > now_ns ? (double)(d->link_free_ns - now_ns) / ns_per_byte : 0;
-        if (held + (double)len > p->queue_bytes)
-            return LK_DROP_QUEUE;
-        uint64_t from = d->link_free_ns > now_ns ? d->link_free_ns : now_ns;
-        d->link_free_ns = from + (uint64_t)((double)len * ns_per_byte + 0.5);
-        if (held + (double)len > d->st.queue_hw)
-            d->st.queue_hw = held + (double)len;
-        t = d->link_free_ns;
-    }
+    double held;
+    if (p->rate_bps > 0 && imp_bottleneck(&d->link_free_ns, p->rate_bps, p->queue_bytes, len,
+                                          now_ns, &held, &d->st.queue_hw, &t) != 0)
+        return LK_DROP_QUEUE;
     if (p->loss > 0 && lk_uniform(p->seed, dir, n, D_LOSS) < p->loss)
         return LK_DROP_LOSS;
     double delay = p->delay_ms;

@@ -282,6 +282,15 @@ static void relay_start(relay *r, const char *name, int target_port, const char 
     cr_assert(r->port > 0);
 }
 
+/* An echo server (replying when `reply`), gp-relay in front of it with extra, and a client of
+ * the relay: the usual rig of a test. */
+static echo *rig_up(int reply, const char *const *extra, relay *r, client *c) {
+    echo *e = echo_start(reply);
+    relay_start(r, "relay", e->port, extra);
+    client_open(c, r->port);
+    return e;
+}
+
 /* Stops the relay (SIGTERM), checks it exited 0 and keeps its final stats lines. */
 static void relay_stop(relay *r) {
     int st = h_stop(r->p);
@@ -300,6 +309,12 @@ static void relay_stop(relay *r) {
     }
     free(log);
     cr_assert(r->up[0] && r->down[0], "no final stats lines (see %s)", r->p->log);
+}
+
+/* The rig's relay stopped (its final stats in r), then the echo server. */
+static void rig_down(relay *r, echo *e) {
+    relay_stop(r);
+    echo_stop(e);
 }
 
 /* A numeric field of a key=value line. */
@@ -338,11 +353,9 @@ static void logged_drops(const relay *r, const char *dir, unsigned char *map, si
 /* --- tests -------------------------------------------------------------------------------- */
 
 Test(relay, clean_path_delivers_everything_intact) {
-    echo *e = echo_start(1);
     relay r;
-    relay_start(&r, "relay", e->port, NULL);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, NULL, &r, &c);
     /* At most 32 in flight: a lost datagram would stall this and fail the bounded wait. */
     uint32_t next = 0;
     for (; next < 32; next++)
@@ -451,16 +464,13 @@ Test(relay, loss_rate_is_binomial_and_seeded) {
 }
 
 Test(relay, bursty_loss_comes_in_runs) {
-    echo *e = echo_start(0);
     const char *extra[] = {"--loss-up", "0.3", "--burst-len-up", "5", "--seed", "3", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(0, extra, &r, &c);
     client_send_paced(&c, 0, 2000);
     echo s = echo_wait_quiet(e, 300);
-    relay_stop(&r);
-    echo_stop(e);
+    rig_down(&r, e);
     cr_assert_eq(kv(r.up, "in"), 2000, "%s", r.up);
     cr_assert_eq(s.nrecv, kv(r.up, "out"));
     cr_assert_eq(kv(r.up, "drop_burst"), 2000 - s.nrecv);
@@ -478,12 +488,10 @@ Test(relay, bursty_loss_comes_in_runs) {
 }
 
 Test(relay, delay_bounds_rtt_from_below) {
-    echo *e = echo_start(1);
     const char *extra[] = {"--delay", "100", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, extra, &r, &c);
     for (uint32_t i = 0; i < 5; i++) {
         double t0 = now_ms();
         client_send(&c, i, len_of(i));
@@ -492,26 +500,22 @@ Test(relay, delay_bounds_rtt_from_below) {
         cr_assert_eq(seq, (long)i, "datagram %u did not come back within 5 s", i);
         cr_assert(rtt >= 200.0, "round trip %.1f ms with 100 ms each way", rtt);
     }
-    relay_stop(&r);
+    rig_down(&r, e);
     cr_assert_eq(kv(r.down, "out"), 5);
-    echo_stop(e);
 }
 
 Test(relay, rate_limit_drops_tail_of_burst) {
-    echo *e = echo_start(0);
     const char *extra[] = {"--rate-up", "1M", "--queue-bytes-up", "8000", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(0, extra, &r, &c);
     /* 60 kB at once into an 8 kB queue draining 125 bytes per ms. */
     double t0 = now_ms();
     for (uint32_t i = 0; i < 60; i++)
         client_send(&c, i, 1000);
     /* What the queue held leaves 8 ms apart: 300 ms of quiet means it is empty. */
     echo s = echo_wait_quiet(e, 300);
-    relay_stop(&r);
-    echo_stop(e);
+    rig_down(&r, e);
     long long out = kv(r.up, "out");
     cr_assert_eq(kv(r.up, "in"), 60, "%s", r.up);
     cr_assert_eq(s.nrecv, out, "relay sent %lld, echo got %d", out, s.nrecv);
@@ -549,12 +553,10 @@ static void send_to_old_port(echo *e, size_t len) {
 }
 
 Test(relay, rebinding_changes_source_port) {
-    echo *e = echo_start(1);
     const char *extra[] = {"--rebind-every", "150", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, extra, &r, &c);
     wait_two_ports(&c, e);
     cr_assert(h_wait_log(r.p, "event=rebind ", 1000));
     /* Without --rebind-drop the old mapping still delivers... */
@@ -576,27 +578,22 @@ Test(relay, rebinding_changes_source_port) {
 }
 
 Test(relay, rebinding_rotates_source_addresses) {
-    echo *e = echo_start(1);
     const char *extra[] = {"--rebind-every", "150", "--source", "127.0.0.2,127.0.0.3", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, extra, &r, &c);
     wait_two_ports(&c, e);
     echo s = echo_snap(e);
     cr_assert_eq(s.addrs[0], 0x7f000002u, "first source %08x", s.addrs[0]);
     cr_assert_eq(s.addrs[1], 0x7f000003u, "second source %08x", s.addrs[1]);
-    relay_stop(&r);
-    echo_stop(e);
+    rig_down(&r, e);
 }
 
 Test(relay, rebind_drop_silences_the_old_port) {
-    echo *e = echo_start(1);
     const char *extra[] = {"--rebind-every", "150", "--rebind-drop", "--log-level", "debug", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, extra, &r, &c);
     wait_two_ports(&c, e);
     send_to_old_port(e, 777);
     cr_assert(h_wait_log(r.p, "len=777 reason=rebind", 5000),
@@ -609,12 +606,10 @@ Test(relay, rebind_drop_silences_the_old_port) {
 }
 
 Test(relay, sigusr1_drops_everything_sigusr2_restores) {
-    echo *e = echo_start(1);
     const char *extra[] = {"--log-level", "debug", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, extra, &r, &c);
     client_send(&c, 1, 100);
     cr_assert_eq(client_recv(&c, 5000), 1, "no echo before SIGUSR1");
 
@@ -630,19 +625,16 @@ Test(relay, sigusr1_drops_everything_sigusr2_restores) {
     cr_assert(h_wait_log(r.p, "event=drop_all on=0", 5000));
     client_send(&c, 30, 100);
     cr_assert_eq(client_recv(&c, 5000), 30, "no echo after SIGUSR2");
-    relay_stop(&r);
+    rig_down(&r, e);
     cr_assert_eq(kv(r.up, "drop_blocked"), 20);
     cr_assert_eq(kv(r.up, "out"), 2);
-    echo_stop(e);
 }
 
 Test(relay, blackout_window_drops_everything) {
-    echo *e = echo_start(1);
     const char *extra[] = {"--blackout", "0:600000", "--log-level", "debug", NULL};
     relay r;
-    relay_start(&r, "relay", e->port, extra);
     client c;
-    client_open(&c, r.port);
+    echo *e = rig_up(1, extra, &r, &c);
     for (uint32_t i = 0; i < 10; i++)
         client_send(&c, i, 64);
     cr_assert(h_wait_log_n(r.p, "reason=blackout", 10, 5000));
@@ -664,8 +656,7 @@ Test(relay, jitter_keeps_order_reorder_and_dup_do_not) {
     echo s = echo_wait_quiet(e, 300);
     cr_assert_eq(s.nrecv, 300);
     cr_assert(s.inorder, "jitter without --reorder reordered datagrams");
-    relay_stop(&r);
-    echo_stop(e);
+    rig_down(&r, e);
     close(c.fd);
 
     /* Reordering and duplication: some overtaken, some twice, the relay's books balanced. */
@@ -675,8 +666,7 @@ Test(relay, jitter_keeps_order_reorder_and_dup_do_not) {
     client_open(&c, r.port);
     client_send_paced(&c, 0, 300);
     s = echo_wait_quiet(e, 300);
-    relay_stop(&r);
-    echo_stop(e);
+    rig_down(&r, e);
     int twice = 0;
     for (int i = 0; i < 300; i++) {
         cr_assert(s.seen[i] >= 1 && s.seen[i] <= 2, "seq %d arrived %d times", i, s.seen[i]);

@@ -17,6 +17,7 @@
  * (one stream for all houses: its lines say house=). SIGTERM/SIGINT: every house stops as
  * ghostport-house does, then exit 0. I/O side, test-only. */
 #include "../../house/house.h"
+#include "inproc.h"
 
 #include <curl/curl.h>
 #include <libwebsockets.h>
@@ -39,8 +40,6 @@ static struct {
     const char *upstream, *log_level;
     long long response_bytes, delay_ms; /* response_bytes -1: call --upstream */
     uv_signal_t sigint, sigterm;
-    uv_timer_t think;                  /* in-process answers due */
-    struct job *jobs_head, *jobs_tail; /* in due order: the delay is the same for all */
     int stopping;
 } G;
 
@@ -48,104 +47,6 @@ static void usage(void) {
     fprintf(stderr, "usage: gp-househost --bridge URL [--bridge URL...] (--upstream URL | "
                     "--response-bytes B [--delay-ms D]) [--log-level L] ID=SECRET...\n");
 }
-
-/* --- the in-process executor (--response-bytes) ----------------------------------------- */
-
-typedef struct job {
-    struct job *next, *prev;
-    hs_house *h;
-    hs_stream *s;
-    uint64_t due;
-} job;
-
-static void job_unlink(job *j) {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        G.jobs_head = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        G.jobs_tail = j->prev;
-}
-
-static void answer(job *j) {
-    const hs_request *r = hs_stream_request(j->s);
-    size_t n = (size_t)G.response_bytes;
-    char *b = malloc(n + 1);
-    if (!b) {
-        hs_stream_head(j->s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
-        hs_stream_upstream_done(j->s, "failed");
-        return;
-    }
-    int w = snprintf(b, n + 1, "{\"house\":\"%s\",\"id\":\"%s\",\"exec\":1}", j->h->cfg.id,
-                     r->frame_id);
-    if (w >= 0 && (size_t)w < n)
-        memset(b + w, ' ', n - (size_t)w);
-    gp_header ct = {GP_STR_LIT("content-type"), GP_STR_LIT("application/json")};
-    hs_stream_head(j->s, 200, &ct, 1, "", "", n, n == 0);
-    for (size_t off = 0; off < n;) {
-        size_t k = n - off < GP_BODY_CHUNK ? n - off : GP_BODY_CHUNK;
-        hs_stream_body(j->s, ct.value, (const uint8_t *)b + off, k, off + k == n);
-        off += k;
-    }
-    free(b);
-    hs_stream_upstream_done(j->s, "ok");
-}
-
-static void on_think(uv_timer_t *t) {
-    (void)t;
-    uint64_t now = hs_now_ms();
-    while (G.jobs_head && G.jobs_head->due <= now) {
-        job *j = G.jobs_head;
-        job_unlink(j);
-        answer(j);
-        free(j);
-    }
-    if (G.jobs_head)
-        uv_timer_start(&G.think, on_think, G.jobs_head->due - now, 0);
-}
-
-static int x_check(void *ud, hs_request *r, uint16_t *status, const char **error,
-                   const char **message) {
-    (void)ud, (void)status, (void)error, (void)message;
-    r->base_url = "in-process";
-    return 0;
-}
-
-/* Answered from the loop, never from inside start: the tunnel holds the transfer once start
- * has returned it. */
-static hs_xfer *x_start(void *ud, hs_stream *s) {
-    job *j = calloc(1, sizeof *j);
-    if (!j) {
-        hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
-        return NULL;
-    }
-    j->h = ud;
-    j->s = s;
-    j->due = hs_now_ms() + (uint64_t)G.delay_ms;
-    j->prev = G.jobs_tail;
-    if (G.jobs_tail)
-        G.jobs_tail->next = j;
-    else
-        G.jobs_head = j;
-    G.jobs_tail = j;
-    if (G.jobs_head == j)
-        uv_timer_start(&G.think, on_think, (uint64_t)G.delay_ms, 0);
-    return (hs_xfer *)j;
-}
-
-static void x_abort(void *ud, hs_xfer *x) {
-    (void)ud;
-    job_unlink((job *)x);
-    free(x);
-}
-
-static void x_resume(void *ud) {
-    (void)ud; /* answers are queued whole: nothing waits for room */
-}
-
-static const hs_exec in_process = {x_check, x_start, x_abort, x_resume};
 
 static void house_free(hs_house *h) {
     if (!h)
@@ -175,17 +76,12 @@ static hs_house *house_new(const char *spec) {
     c->upstream = (char *)G.upstream;
     c->bridges = G.bridges;
     c->nbridges = G.nbridges;
-    c->max_body = 8388608;
-    c->max_response = 67108864;
-    c->max_conns = 64;
-    c->reconnect_max_ms = 30000;
-    c->rudp_probe_ms = 30000;
-    c->admin_listen = -1;
+    lt_house_defaults(c);
     h->cache = hs_cache_new();
     char err[256] = "";
     h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, sizeof err) : NULL;
     if (G.response_bytes >= 0) {
-        h->exec = &in_process;
+        h->exec = &lt_inproc_exec;
         h->exec_ud = h;
     } else {
         h->exec = &hs_upstream_exec;
@@ -219,7 +115,7 @@ static void stop_all(void) {
     }
     if (G.ctx)
         lws_context_destroy(G.ctx);
-    uv_close((uv_handle_t *)&G.think, NULL);
+    lt_inproc_close();
     uv_close((uv_handle_t *)&G.sigint, NULL);
     uv_close((uv_handle_t *)&G.sigterm, NULL);
 }
@@ -272,7 +168,12 @@ int main(int argc, char **argv) {
     uv_loop_init(&G.loop);
     G.ctx = hs_ws_context_new(&G.loop, NULL, HS_WS_SMALL_RX, &G.ctx);
     G.zs = hs_zstate_new();
-    int rc = G.ctx && G.zs ? 0 : 1;
+    /* --response-bytes: the tool's executor answers (tests/load/inproc.h) */
+    int rc = G.ctx && G.zs &&
+                     lt_inproc_init(&G.loop, G.response_bytes >= 0 ? (uint64_t)G.response_bytes : 0,
+                                    (uint64_t)G.delay_ms, NULL) == 0
+                 ? 0
+                 : 1;
     size_t made = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         if (strncmp(argv[i], "--", 2) == 0) {
@@ -285,7 +186,6 @@ int main(int argc, char **argv) {
             made++;
     }
     G.n = made;
-    uv_timer_init(&G.loop, &G.think);
     uv_signal_init(&G.loop, &G.sigint);
     uv_signal_init(&G.loop, &G.sigterm);
     uv_signal_start(&G.sigint, on_signal, SIGINT);
@@ -307,6 +207,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < G.n; i++)
         house_free(G.houses[i]);
     free(G.houses);
+    lt_inproc_free();
     hs_zstate_free(G.zs);
     if (uv_loop_close(&G.loop) != 0)
         hs_log(HS_LOG_WARN, "loop_not_empty", NULL);

@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "conf.h"
 #include "frame.h"
+#include "inproc.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -84,16 +85,6 @@ typedef struct lh_exec {
     char id[];
 } lh_exec;
 
-/* An execution in its think time (one FIFO: the delay is the same for all). */
-typedef struct lh_job {
-    struct lh_job *next, *prev;
-    lh_house *lh;
-    hs_stream *s;
-    lh_exec *e;
-    uint32_t exec_no;
-    uint64_t due;
-} lh_job;
-
 static struct {
     lh_config cfg;
     int log_level;
@@ -107,13 +98,12 @@ static struct {
     size_t n;
     int stopping, handles_open;
     uint64_t start_ms;
-    uv_timer_t pace, sweep, stats, think;
+    uv_timer_t pace, sweep, stats;
     uv_signal_t sigint, sigterm;
     /* dialing: the houses the gate holds, let through at --connect-rate */
     lh_house *dq_head, *dq_tail;
     double credit;
     uint64_t credit_ms;
-    lh_job *jobs_head, *jobs_tail;
     lh_exec **eb;
     size_t neb, nexec;
     lh_exec *age_head, *age_tail;
@@ -123,7 +113,6 @@ static struct {
         dial_failures, fenced, warn_suppressed;
     uint64_t warn_ms;
     int all_connected;
-    uint8_t *body;
 } G;
 
 static uint64_t now_ms(void) {
@@ -322,90 +311,11 @@ static void exec_prune(uint64_t now) {
     }
 }
 
-/* --- the executor (hs_exec): answers in-process ------------------------------------------- */
+/* --- the executions (tests/load/inproc.h answers them) ------------------------------------ */
 
-/* Appends a JSON string body (without quotes) of p[0..n) to out; returns the new length. */
-static size_t json_escape(char *out, size_t o, size_t cap, const char *p, size_t n) {
-    for (size_t i = 0; i < n && o + 7 < cap; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    return o;
-}
-
-static void job_unlink(lh_job *j) {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        G.jobs_head = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        G.jobs_tail = j->prev;
-}
-
-/* Body bytes [off, off + n) of an answer: a small JSON object naming the house, the frame id
- * and which execution answered, padded with spaces (still valid JSON). */
-static void fill_body(const lh_job *j, const char *fid, uint8_t *out, uint64_t off, size_t n) {
-    char js[1024];
-    size_t jl = (size_t)snprintf(js, sizeof js, "{\"house\":\"%s\",\"id\":\"", j->lh->h.cfg.id);
-    jl = json_escape(js, jl, sizeof js - 32, fid, strlen(fid));
-    jl += (size_t)snprintf(js + jl, sizeof js - jl, "\",\"exec\":%u}", j->exec_no);
-    size_t k = 0;
-    if (off < jl) {
-        k = jl - (size_t)off < n ? jl - (size_t)off : n;
-        memcpy(out, js + off, k);
-    }
-    memset(out + k, ' ', n - k);
-}
-
-/* Queued whole: the tunnel sends its frames round-robin with the other streams. */
-static void answer(lh_job *j) {
-    const hs_request *r = hs_stream_request(j->s);
-    uint64_t total = (uint64_t)G.cfg.response_bytes;
-    gp_header ct = {GP_STR_LIT("content-type"), GP_STR_LIT("application/json")};
-    hs_stream_head(j->s, 200, &ct, 1, "", "", total, total == 0);
-    for (uint64_t off = 0; off < total;) {
-        size_t k = total - off < GP_BODY_CHUNK ? (size_t)(total - off) : GP_BODY_CHUNK;
-        fill_body(j, r->frame_id, G.body, off, k);
-        hs_stream_body(j->s, ct.value, G.body, k, off + k == total);
-        off += k;
-    }
-    exec_settle(j->e, EX_DONE, now_ms());
-    hs_stream_upstream_done(j->s, "ok");
-}
-
-static void on_think(uv_timer_t *t) {
-    (void)t;
-    uint64_t now = now_ms();
-    while (G.jobs_head && G.jobs_head->due <= now) {
-        lh_job *j = G.jobs_head;
-        job_unlink(j);
-        answer(j);
-        free(j);
-    }
-    if (G.jobs_head && !G.stopping)
-        uv_timer_start(&G.think, on_think, G.jobs_head->due - now, 0);
-}
-
-static int x_check(void *ud, hs_request *r, uint16_t *status, const char **error,
-                   const char **message) {
-    (void)ud, (void)status, (void)error, (void)message;
-    r->base_url = "in-process";
-    return 0;
-}
-
-/* An execution: counted, remembered, answered from the loop after the think time (never
- * from inside start: the tunnel holds the transfer once start has returned it). */
-static hs_xfer *x_start(void *ud, hs_stream *s) {
-    lh_house *lh = ud;
+/* An execution: counted and remembered; a second one of a frame id is a dup_exec. */
+static unsigned exec_start(hs_house *h, hs_stream *s, void **tok) {
+    lh_house *lh = (lh_house *)h;
     const hs_request *r = hs_stream_request(s);
     size_t n = strlen(r->frame_id);
     lh_exec *e = exec_find(lh->idx, r->frame_id, n);
@@ -414,46 +324,22 @@ static hs_xfer *x_start(void *ud, hs_stream *s) {
         lh_log(G.cfg.no_replay ? LOG_DEBUG : LOG_WARN, "dup_exec", "house=%s id=%s execs=%u",
                lh->h.cfg.id, hs_qs(r->frame_id), e->execs + 1);
     }
-    lh_job *j = calloc(1, sizeof *j);
-    if (!j || (!e && !(e = exec_new(lh->idx, r->frame_id, n)))) {
-        free(j);
-        hs_stream_head(s, 503, NULL, 0, "unavailable", "house out of memory", 0, 1);
-        return NULL;
-    }
+    if (!e && !(e = exec_new(lh->idx, r->frame_id, n)))
+        return 0;
     G.execs++;
     e->execs++;
     e->running++;
     e->state = EX_RUNNING;
-    j->lh = lh;
-    j->s = s;
-    j->e = e;
-    j->exec_no = e->execs;
-    j->due = now_ms() + (uint64_t)G.cfg.delay_ms;
-    j->prev = G.jobs_tail;
-    if (G.jobs_tail)
-        G.jobs_tail->next = j;
-    else
-        G.jobs_head = j;
-    G.jobs_tail = j;
-    if (G.jobs_head == j)
-        uv_timer_start(&G.think, on_think, (uint64_t)G.cfg.delay_ms, 0);
-    return (hs_xfer *)j;
+    *tok = e;
+    return e->execs;
 }
 
-/* CANCEL, or shutdown: the execution stops before its end (a redelivery runs it again). */
-static void x_abort(void *ud, hs_xfer *x) {
-    (void)ud;
-    lh_job *j = (lh_job *)x;
-    job_unlink(j);
-    exec_settle(j->e, EX_ABORTED, now_ms());
-    free(j);
+/* Answered, or stopped before its end (CANCEL, shutdown: a redelivery runs it again). */
+static void exec_end(void *tok, int aborted) {
+    exec_settle(tok, aborted ? EX_ABORTED : EX_DONE, now_ms());
 }
 
-static void x_resume(void *ud) {
-    (void)ud; /* answers are queued whole: nothing waits for room */
-}
-
-static const hs_exec in_process = {x_check, x_start, x_abort, x_resume};
+static const lt_exec_hooks exec_hooks = {exec_start, exec_end};
 
 /* --- the houses' events (hs_hooks) and the dial pacer ------------------------------------- */
 
@@ -570,7 +456,7 @@ static void close_handles(void) {
     uv_close((uv_handle_t *)&G.pace, NULL);
     uv_close((uv_handle_t *)&G.sweep, NULL);
     uv_close((uv_handle_t *)&G.stats, NULL);
-    uv_close((uv_handle_t *)&G.think, NULL);
+    lt_inproc_close();
     uv_close((uv_handle_t *)&G.sigint, NULL);
     uv_close((uv_handle_t *)&G.sigterm, NULL);
 }
@@ -979,17 +865,12 @@ static int house_init(lh_house *lh, char *err, size_t errlen) {
     h->hooks = &hooks;
     h->first_bridge = G.cfg.spread ? lh->idx : 0;
     h->no_replay = G.cfg.no_replay;
-    h->exec = &in_process;
+    h->exec = &lt_inproc_exec;
     h->exec_ud = lh;
     c->id = strdup(house_id(lh));
     c->bridges = G.urls;
     c->nbridges = G.cfg.nbridges;
-    c->max_body = 8388608;
-    c->max_response = 67108864;
-    c->max_conns = 64;
-    c->reconnect_max_ms = 30000;
-    c->rudp_probe_ms = 30000;
-    c->admin_listen = -1;
+    lt_house_defaults(c);
     c->ca_file = G.cfg.ca_file;
     c->insecure = G.cfg.insecure;
     h->cache = c->id ? hs_cache_new() : NULL;
@@ -1042,11 +923,7 @@ static void free_all(void) {
         free(h->cfg.id);
         sodium_memzero(h->secret, sizeof h->secret);
     }
-    while (G.jobs_head) {
-        lh_job *j = G.jobs_head;
-        job_unlink(j);
-        free(j);
-    }
+    lt_inproc_free();
     for (size_t i = 0; G.eb && i < G.neb; i++)
         for (lh_exec *e = G.eb[i], *n; e; e = n) {
             n = e->hnext;
@@ -1056,7 +933,6 @@ static void free_all(void) {
     free(G.houses);
     free(G.urls);
     hs_zstate_free(G.zs);
-    free(G.body);
     gp_conf_clear(opts, &G.cfg);
     free_bridges(&G.cfg);
     sodium_memzero(G.master_key, sizeof G.master_key);
@@ -1088,8 +964,7 @@ int main(int argc, char **argv) {
     G.houses = calloc(G.n, sizeof *G.houses);
     G.neb = 1024;
     G.eb = calloc(G.neb, sizeof *G.eb);
-    G.body = malloc(GP_BODY_CHUNK);
-    if (!G.houses || !G.eb || !G.body) {
+    if (!G.houses || !G.eb) {
         fprintf(stderr, "gp-loadhouses: out of memory\n");
         goto out;
     }
@@ -1106,10 +981,14 @@ int main(int argc, char **argv) {
     uv_loop_t loop;
     uv_loop_init(&loop);
     G.loop = &loop;
+    if (lt_inproc_init(&loop, (uint64_t)G.cfg.response_bytes, (uint64_t)G.cfg.delay_ms,
+                       &exec_hooks) != 0) {
+        fprintf(stderr, "gp-loadhouses: out of memory\n");
+        goto out;
+    }
     uv_timer_init(&loop, &G.pace);
     uv_timer_init(&loop, &G.sweep);
     uv_timer_init(&loop, &G.stats);
-    uv_timer_init(&loop, &G.think);
     uv_signal_init(&loop, &G.sigint);
     uv_signal_init(&loop, &G.sigterm);
     uv_signal_start(&G.sigint, on_signal, SIGINT);

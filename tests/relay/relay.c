@@ -15,6 +15,7 @@
  * datagram. The second half is the I/O side: one libuv loop, its timers (monotonic clock),
  * sockets and signals, and the key=value event lines on stdout. Test tool. */
 #include "conf.h"
+#include "impair.h"
 
 #include <errno.h>
 #include <math.h>
@@ -396,17 +397,9 @@ typedef struct rl_verdict {
 /* Draw purposes; per copy c the jitter and reordering draws are D_COPY + 4c + 0..3. */
 enum { D_GE = 1, D_LOSS, D_BADLOSS, D_DUP, D_COPY };
 
-static uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [0, 1): a function of (seed, direction, datagram number, purpose) only. */
 static double rl_uniform(uint64_t seed, int dir, uint64_t n, unsigned what) {
-    uint64_t h = mix64(mix64(mix64(seed) ^ n) ^ ((uint64_t)dir << 32 | what));
-    return (double)(h >> 11) * 0x1p-53;
+    return imp_uniform(seed, (uint32_t)dir, n, what);
 }
 
 static double rl_normal(uint64_t seed, int dir, uint64_t n, unsigned what) {
@@ -459,21 +452,12 @@ static void rl_decide(const rl_model *m, rl_dstate *s, int dir, size_t len, uint
         uint64_t t = now_ns;
         cp->reason = -1;
         if (d->rate_bps > 0) {
-            /* A fluid bottleneck: what it holds is what it has not yet sent. */
-            double ns_per_byte = 8e9 / d->rate_bps;
-            double held =
-                s->link_free_ns > now_ns ? (double)(s->link_free_ns - now_ns) / ns_per_byte : 0;
-            cp->queued_bytes = held;
-            if (held + (double)len > d->queue_bytes) {
+            if (imp_bottleneck(&s->link_free_ns, d->rate_bps, d->queue_bytes, len, now_ns,
+                               &cp->queued_bytes, &s->st.queue_hw, &t) != 0) {
                 cp->reason = R_QUEUE;
                 s->st.dropped[R_QUEUE]++;
                 continue;
             }
-            uint64_t from = s->link_free_ns > now_ns ? s->link_free_ns : now_ns;
-            s->link_free_ns = from + (uint64_t)((double)len * ns_per_byte + 0.5);
-            if (held + (double)len > s->st.queue_hw)
-                s->st.queue_hw = held + (double)len;
-            t = s->link_free_ns;
             cp->queue_ms = (double)(t - now_ns) / 1e6;
         }
         double delay = d->delay_ms;
