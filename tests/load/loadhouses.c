@@ -15,6 +15,7 @@
 #include "../../bridge/store/rurl.h"
 #include "../../bridge/store/tlsrelay.h"
 #include "../../house/house.h"
+#include "../harness/tool.h"
 #include "auth.h"
 #include "conf.h"
 #include "frame.h"
@@ -610,40 +611,19 @@ static const gp_conf_opt opts[] = {
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
 
-static void print_line(void *ud, const char *line) {
-    (void)ud;
-    printf("%s\n", line);
-}
-
 static void usage(void) {
-    printf("usage: gp-loadhouses --bridge URL --count N [options]\n"
-           "Simulates N Ghost Port houses in one process: each dials a bridge, authenticates and\n"
-           "answers every request with 200 and a generated body. Events on stdout:\n"
-           "event=registered, event=all_connected, event=stats (and a final one on SIGTERM).\n\n"
-           "options (each also as environment variable GP_<NAME>):\n");
-    gp_conf_usage(opts, print_line, NULL);
+    static const char text[] =
+        "usage: gp-loadhouses --bridge URL --count N [options]\n"
+        "Simulates N Ghost Port houses in one process: each dials a bridge, authenticates and\n"
+        "answers every request with 200 and a generated body. Events on stdout:\n"
+        "event=registered, event=all_connected, event=stats (and a final one on SIGTERM).\n";
+    tool_usage(text, opts, tool_print_line);
 }
 
 static int load_config(int argc, char **argv, char *err, size_t errlen) {
     lh_config *c = &G.cfg;
-    if (gp_conf_defaults(opts, c, err, errlen) != 0)
-        return -1;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            c->help = 1;
-            return 0;
-        }
-    c->layer = 1;
-    if (gp_conf_apply_env(opts, c, getenv, err, errlen) != 0)
-        return -1;
-    c->layer = 2;
-    int npos = 0, pos[1];
-    if (gp_conf_parse_argv(opts, c, argc, argv, 1, pos, 1, &npos, err, errlen) != 0)
-        return -1;
-    if (npos) {
-        snprintf(err, errlen, "unexpected argument \"%s\" (options start with --)", argv[pos[0]]);
-        return -1;
-    }
+    if (tool_conf_load(opts, c, &c->help, &c->layer, argc, argv, err, errlen) != 0 || c->help)
+        return c->help ? 0 : -1;
     if (c->nbridges == 0) {
         snprintf(err, errlen, "bridge: at least one is required (--bridge ws://host:port/)");
         return -1;
@@ -652,14 +632,8 @@ static int load_config(int argc, char **argv, char *err, size_t errlen) {
         snprintf(err, errlen, "count: required (--count N)");
         return -1;
     }
-    G.log_level = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcasecmp(c->log_level, level_names[i]) == 0)
-            G.log_level = i;
-    if (G.log_level < 0) {
-        snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug", c->log_level);
+    if ((G.log_level = tool_log_level(c->log_level, err, errlen)) < 0)
         return -1;
-    }
     char idbuf[128];
     snprintf(idbuf, sizeof idbuf, "%s%lld", c->id_prefix, c->count);
     if (strlen(c->id_prefix) > 48 || !gp_house_id_valid(gp_str_c(idbuf))) {
@@ -940,20 +914,14 @@ static void free_all(void) {
 
 int main(int argc, char **argv) {
     char err[512] = "";
-    int rc = 2;
     if (gp_auth_init() != 0) {
         fprintf(stderr, "gp-loadhouses: libsodium initialisation failed\n");
         return 1;
     }
-    if (load_config(argc, argv, err, sizeof err) != 0) {
-        fprintf(stderr, "gp-loadhouses: %s\n(see --help)\n", err);
+    int rc = tool_configure("gp-loadhouses", argc, argv, load_config, &G.cfg.help, usage);
+    if (rc >= 0)
         goto out;
-    }
-    if (G.cfg.help) {
-        usage();
-        rc = 0;
-        goto out;
-    }
+    rc = 2;
     G.n = (size_t)G.cfg.count;
     if (raise_fd_limit(G.n, err, sizeof err) != 0) {
         fprintf(stderr, "gp-loadhouses: %s\n", err);

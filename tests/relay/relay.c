@@ -14,6 +14,7 @@
  * datagrams; only the Gilbert-Elliott state carries over, and it advances exactly once per
  * datagram. The second half is the I/O side: one libuv loop, its timers (monotonic clock),
  * sockets and signals, and the key=value event lines on stdout. Test tool. */
+#include "../harness/tool.h"
 #include "conf.h"
 #include "impair.h"
 
@@ -1118,46 +1119,26 @@ static void print_line(void *ud, const char *line) {
 }
 
 static void usage(void) {
-    printf("usage: gp-relay --target HOST:PORT [--listen HOST:PORT] [impairments]\n"
-           "Relays UDP datagrams from clients to the target and back, impairing each direction\n"
-           "(up: client->target, down: target->client). Options marked (both directions) also\n"
-           "exist as NAME-up and NAME-down; a later one overrides an earlier one. Signals:\n"
-           "SIGUSR1 drops everything, SIGUSR2 stops that, SIGTERM/SIGINT print the final stats\n"
-           "and exit 0. See tests/relay/README.md.\n\n"
-           "options (each also as environment variable GP_<NAME>):\n");
-    gp_conf_usage(opts, print_line, NULL);
+    static const char text[] =
+        "usage: gp-relay --target HOST:PORT [--listen HOST:PORT] [impairments]\n"
+        "Relays UDP datagrams from clients to the target and back, impairing each direction\n"
+        "(up: client->target, down: target->client). Options marked (both directions) also\n"
+        "exist as NAME-up and NAME-down; a later one overrides an earlier one. Signals:\n"
+        "SIGUSR1 drops everything, SIGUSR2 stops that, SIGTERM/SIGINT print the final stats\n"
+        "and exit 0. See tests/relay/README.md.\n";
+    tool_usage(text, opts, print_line);
 }
 
 static int load_config(int argc, char **argv, char *err, size_t errlen) {
     rl_config *c = &G.cfg;
-    if (gp_conf_defaults(opts, c, err, errlen) != 0)
-        return -1;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            c->help = 1;
-            return 0;
-        }
-    if (gp_conf_apply_env(opts, c, getenv, err, errlen) != 0)
-        return -1;
-    int npos = 0, pos[1];
-    if (gp_conf_parse_argv(opts, c, argc, argv, 1, pos, 1, &npos, err, errlen) != 0)
-        return -1;
-    if (npos) {
-        snprintf(err, errlen, "unexpected argument \"%s\" (options start with --)", argv[pos[0]]);
-        return -1;
-    }
+    if (tool_conf_load(opts, c, &c->help, NULL, argc, argv, err, errlen) != 0 || c->help)
+        return c->help ? 0 : -1;
     if (!c->target || !*c->target) {
         snprintf(err, errlen, "target: required (--target HOST:PORT)");
         return -1;
     }
-    G.log_level = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcasecmp(c->log_level, LEVELS[i]) == 0)
-            G.log_level = i;
-    if (G.log_level < 0) {
-        snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug", c->log_level);
+    if ((G.log_level = tool_log_level(c->log_level, err, errlen)) < 0)
         return -1;
-    }
     if (rl_validate(c, err, errlen) != 0)
         return -1;
     struct sockaddr_storage l;
@@ -1236,17 +1217,10 @@ static void print_config(void) {
 
 int main(int argc, char **argv) {
     char err[512] = "";
-    int rc = 2;
     G.model.start_ns = uv_hrtime();
-    if (load_config(argc, argv, err, sizeof err) != 0) {
-        fprintf(stderr, "gp-relay: %s\n(see --help)\n", err);
+    int rc = tool_configure("gp-relay", argc, argv, load_config, &G.cfg.help, usage);
+    if (rc >= 0)
         goto out;
-    }
-    if (G.cfg.help) {
-        usage();
-        rc = 0;
-        goto out;
-    }
     rc = 1;
     G.model.cfg = &G.cfg;
     uv_loop_t loop;
