@@ -53,6 +53,13 @@ static void world_free(world *w) {
     gp_sess_server_free(w->srv);
 }
 
+/* The end of a test that made a bridge session b and a house h of its own: all freed. */
+static void world_end(world *w, gp_sess *b, gp_sess *h) {
+    gp_sess_free(b);
+    gp_sess_free(h);
+    world_free(w);
+}
+
 /* House side of a new handshake. */
 static gp_sess *house_new(world *w, const gp_sess_conf *conf, const char *id, const uint8_t *secret,
                           uint64_t wall) {
@@ -62,17 +69,59 @@ static gp_sess *house_new(world *w, const gp_sess_conf *conf, const char *id, co
     return h;
 }
 
-/* Runs INIT -> classify -> parse -> respond(p) -> house open; returns the bridge session. */
-static gp_sess *do_handshake(world *w, gp_sess *house, const uint8_t *p, const char *addr,
-                             size_t alen) {
-    uint8_t init[BUF], resp[BUF], out[BUF];
-    ssize_t n = gp_sess_client_hello(house, init, sizeof init, w->now);
+/* A bridge (seeded) and one house "house-1" of it, not yet connected. */
+static gp_sess *world_house(world *w, uint64_t seed) {
+    world_init(w, seed, NULL);
+    return house_new(w, NULL, "house-1", psk, WALL);
+}
+
+/* Under load: house h's next initiation (into init[BUF], its length in *n) from addr is
+ * answered with a cookie reply, into ck[BUF]; its length returned. */
+static ssize_t hello_cookie(world *w, gp_sess *h, uint8_t *init, ssize_t *n, const char *addr,
+                            size_t alen, uint8_t *ck) {
+    *n = gp_sess_client_hello(h, init, BUF, w->now);
+    cr_assert_gt(*n, 0);
+    gp_sess *s;
+    cr_assert_eq(gp_sess_server_classify(w->srv, init, (size_t)*n, addr, alen, 1, w->now, &s),
+                 GP_SESS_COOKIE);
+    return gp_sess_server_cookie_reply(w->srv, init, (size_t)*n, addr, alen, w->now, ck, BUF);
+}
+
+/* House h's next initiation, into init[BUF] (its length returned), arriving from addr:
+ * classified as an initiation (no load) and parsed as a new handshake into *hs. */
+static ssize_t hello_new(world *w, gp_sess *h, uint8_t *init, const char *addr, size_t alen,
+                         gp_sess_hs **hs) {
+    ssize_t n = gp_sess_client_hello(h, init, BUF, w->now);
     cr_assert_gt(n, 0);
     gp_sess *s = NULL;
     cr_assert_eq(gp_sess_server_classify(w->srv, init, (size_t)n, addr, alen, 0, w->now, &s),
                  GP_SESS_INIT);
-    gp_sess_hs *hs = NULL;
+    cr_assert_eq(gp_sess_server_parse(w->srv, init, (size_t)n, w->now, hs, &s), GP_SESS_HS_NEW);
+    return n;
+}
+
+/* House h's next initiation (from A1), parsed as a new handshake, is refused when the bridge
+ * responds with psk p (NULL: the house is unknown): GP_ERR_AUTH, and no session. */
+static void refused_at_respond(world *w, gp_sess *h, const uint8_t *p) {
+    uint8_t init[BUF], resp[BUF];
+    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w->now);
+    cr_assert_gt(n, 0);
+    gp_sess_hs *hs;
+    gp_sess *s = NULL;
     cr_assert_eq(gp_sess_server_parse(w->srv, init, (size_t)n, w->now, &hs, &s), GP_SESS_HS_NEW);
+    cr_assert_eq(
+        gp_sess_server_respond(w->srv, hs, p, 0, ADDR(A1), w->now, WALL, resp, sizeof resp, &s),
+        GP_ERR_AUTH);
+    cr_assert_null(s);
+}
+
+/* Runs INIT -> classify -> parse -> respond(p) -> house open; returns the bridge session. */
+static gp_sess *do_handshake(world *w, gp_sess *house, const uint8_t *p, const char *addr,
+                             size_t alen) {
+    uint8_t init[BUF], resp[BUF], out[BUF];
+    gp_sess *s = NULL;
+    gp_sess_hs *hs = NULL;
+    ssize_t n = hello_new(w, house, init, addr, alen, &hs);
     gp_str hid = gp_sess_hs_house_id(hs), want = gp_sess_house_id(house);
     cr_assert(hid.len == want.len && memcmp(hid.p, want.p, hid.len) == 0);
     ssize_t r =
@@ -213,12 +262,9 @@ Test(rudp_sess, wrong_psk_house_fails_at_bridge) {
     world_init(&w, 3, NULL);
     gp_sess *h = house_new(&w, NULL, "house-1", psk2, WALL); /* the house holds another secret */
     uint8_t init[BUF], resp[BUF];
-    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
     gp_sess *s;
     gp_sess_hs *hs;
-    cr_assert_eq(gp_sess_server_classify(w.srv, init, (size_t)n, ADDR(A1), 0, w.now, &s),
-                 GP_SESS_INIT);
-    cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)n, w.now, &hs, &s), GP_SESS_HS_NEW);
+    hello_new(&w, h, init, ADDR(A1), &hs);
     cr_assert_eq(
         gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A1), w.now, WALL, resp, sizeof resp, &s),
         GP_ERR_AUTH);
@@ -228,11 +274,7 @@ Test(rudp_sess, wrong_psk_house_fails_at_bridge) {
     cr_assert_eq(c.drop_psk, 1);
     cr_assert_eq(c.handshakes, 0);
     /* An unknown house (no psk found) is refused the same way: silence. */
-    n = gp_sess_client_hello(h, init, sizeof init, w.now);
-    cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)n, w.now, &hs, &s), GP_SESS_HS_NEW);
-    cr_assert_eq(
-        gp_sess_server_respond(w.srv, hs, NULL, 0, ADDR(A1), w.now, WALL, resp, sizeof resp, &s),
-        GP_ERR_AUTH);
+    refused_at_respond(&w, h, NULL);
     gp_sess_server_stats(w.srv, &c);
     cr_assert_eq(c.drop_unknown_house, 1);
     gp_sess_free(h);
@@ -358,8 +400,7 @@ Test(rudp_sess, forged_initiations_dropped_without_dh) {
  * the address it comes from (the bridge charges failed-auth budgets only for those). */
 Test(rudp_sess, init_proven_only_with_a_cookie_for_that_address) {
     world w;
-    world_init(&w, 8, NULL);
-    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    gp_sess *h = world_house(&w, 8);
     uint8_t init[BUF], ck[BUF], out[BUF];
     ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
     cr_assert_eq(gp_sess_server_init_proven(w.srv, init, (size_t)n, ADDR(A1), w.now), 0,
@@ -385,15 +426,11 @@ Test(rudp_sess, init_proven_only_with_a_cookie_for_that_address) {
 
 Test(rudp_sess, cookie_under_load) {
     world w;
-    world_init(&w, 8, NULL);
-    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    gp_sess *h = world_house(&w, 8);
     uint8_t init[BUF], ck[BUF], resp[BUF], out[BUF];
-    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
+    ssize_t n;
     gp_sess *s;
-    cr_assert_eq(gp_sess_server_classify(w.srv, init, (size_t)n, ADDR(A1), 1, w.now, &s),
-                 GP_SESS_COOKIE);
-    ssize_t cn =
-        gp_sess_server_cookie_reply(w.srv, init, (size_t)n, ADDR(A1), w.now, ck, sizeof ck);
+    ssize_t cn = hello_cookie(&w, h, init, &n, ADDR(A1), ck);
     cr_assert_geq(cn, 57);
     cr_assert_leq(cn, n);
     gp_sess_server_counters c;
@@ -436,9 +473,7 @@ Test(rudp_sess, cookie_under_load) {
     cr_assert_eq(
         gp_sess_server_cookie_reply(w.srv, init, (size_t)n, ADDR(A1), w.now, ck, sizeof ck),
         GP_ERR_AUTH);
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
 }
 
 Test(rudp_sess, amplification_budget) {
@@ -459,12 +494,9 @@ Test(rudp_sess, amplification_budget) {
      * runs out; never more than 3x what the address sent. */
     gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
     uint8_t init[BUF], resp[BUF];
-    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
-    gp_sess *s, *b;
+    gp_sess *b;
     gp_sess_hs *hs;
-    cr_assert_eq(gp_sess_server_classify(w.srv, init, (size_t)n, ADDR(A2), 0, w.now, &s),
-                 GP_SESS_INIT);
-    cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)n, w.now, &hs, &s), GP_SESS_HS_NEW);
+    ssize_t n = hello_new(&w, h, init, ADDR(A2), &hs);
     ssize_t sent =
         gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A2), w.now, WALL, resp, sizeof resp, &b);
     cr_assert_gt(sent, 0);
@@ -494,24 +526,18 @@ Test(rudp_sess, amplification_budget) {
         cr_assert_gt(cn, 0);
         cr_assert_leq(cn, n);
     }
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
 }
 
 /* A lost response: the house retransmits (different bytes, same handshake), the bridge answers
  * with the same session's response, and both end with the same keys. */
 Test(rudp_sess, lost_response_retransmit) {
     world w;
-    world_init(&w, 10, NULL);
-    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    gp_sess *h = world_house(&w, 10);
     uint8_t i1[BUF], i2[BUF], r1[BUF], r2[BUF], out[BUF], dg[BUF];
-    ssize_t n1 = gp_sess_client_hello(h, i1, sizeof i1, w.now);
     gp_sess *s, *b;
     gp_sess_hs *hs;
-    cr_assert_eq(gp_sess_server_classify(w.srv, i1, (size_t)n1, ADDR(A1), 0, w.now, &s),
-                 GP_SESS_INIT);
-    cr_assert_eq(gp_sess_server_parse(w.srv, i1, (size_t)n1, w.now, &hs, &s), GP_SESS_HS_NEW);
+    ssize_t n1 = hello_new(&w, h, i1, ADDR(A1), &hs);
     ssize_t m1 =
         gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A1), w.now, WALL, r1, sizeof r1, &b);
     cr_assert_gt(m1, 0); /* ... and lost */
@@ -547,48 +573,44 @@ Test(rudp_sess, lost_response_retransmit) {
     gp_sess_server_stats(w.srv, &c);
     cr_assert_eq(c.retransmits, 1);
     cr_assert_eq(c.handshakes, 1);
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
+}
+
+/* Every single-bit flip of the datagram p[0..n) and every truncation of it is refused by house
+ * h (the flips with GP_ERR_AUTH when auth_err, else with any error); p is left as it was. */
+static void refused_if_tampered(gp_sess *h, uint64_t now, uint8_t *p, ssize_t n, int auth_err,
+                                const char *what) {
+    uint8_t out[BUF];
+    for (ssize_t i = 0; i < n; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            p[i] ^= (uint8_t)(1 << bit);
+            int rc = gp_sess_open(h, p, (size_t)n, out, sizeof out, now, NULL);
+            cr_assert(auth_err ? rc == GP_ERR_AUTH : rc < 0, "%s byte %zd bit %d: %d", what, i, bit,
+                      rc);
+            p[i] ^= (uint8_t)(1 << bit);
+        }
+    for (ssize_t len = 0; len < n; len++)
+        cr_assert_lt(gp_sess_open(h, p, (size_t)len, out, sizeof out, now, NULL), 0,
+                     "%s cut at %zd", what, len);
 }
 
 /* Every bit of a response and of a cookie reply is authenticated: any flip is refused, and the
  * handshake then still completes with the genuine datagram. */
 Test(rudp_sess, tampered_handshake_replies_refused) {
     world w;
-    world_init(&w, 15, NULL);
-    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    gp_sess *h = world_house(&w, 15);
     uint8_t init[BUF], ck[BUF], resp[BUF], out[BUF];
-    ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
+    ssize_t n;
     gp_sess *s, *b;
     gp_sess_hs *hs;
     gp_sess_server_amp_validate(w.srv, ADDR(A1));
-    cr_assert_eq(gp_sess_server_classify(w.srv, init, (size_t)n, ADDR(A1), 1, w.now, &s),
-                 GP_SESS_COOKIE);
-    ssize_t cn =
-        gp_sess_server_cookie_reply(w.srv, init, (size_t)n, ADDR(A1), w.now, ck, sizeof ck);
-    for (ssize_t i = 0; i < cn; i++)
-        for (int bit = 0; bit < 8; bit++) {
-            ck[i] ^= (uint8_t)(1 << bit);
-            cr_assert_eq(gp_sess_open(h, ck, (size_t)cn, out, sizeof out, w.now, NULL), GP_ERR_AUTH,
-                         "cookie byte %zd bit %d", i, bit);
-            ck[i] ^= (uint8_t)(1 << bit);
-        }
-    for (ssize_t len = 0; len < cn; len++)
-        cr_assert_lt(gp_sess_open(h, ck, (size_t)len, out, sizeof out, w.now, NULL), 0);
+    ssize_t cn = hello_cookie(&w, h, init, &n, ADDR(A1), ck);
+    refused_if_tampered(h, w.now, ck, cn, 1, "cookie");
     cr_assert_eq(gp_sess_expiry(h), w.now + NS, "no cookie taken");
     cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)n, w.now, &hs, &s), GP_SESS_HS_NEW);
     ssize_t r =
         gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A1), w.now, WALL, resp, sizeof resp, &b);
-    for (ssize_t i = 0; i < r; i++)
-        for (int bit = 0; bit < 8; bit++) {
-            resp[i] ^= (uint8_t)(1 << bit);
-            cr_assert_lt(gp_sess_open(h, resp, (size_t)r, out, sizeof out, w.now, NULL), 0,
-                         "response byte %zd bit %d", i, bit);
-            resp[i] ^= (uint8_t)(1 << bit);
-        }
-    for (ssize_t len = 0; len < r; len++)
-        cr_assert_lt(gp_sess_open(h, resp, (size_t)len, out, sizeof out, w.now, NULL), 0);
+    refused_if_tampered(h, w.now, resp, r, 0, "response");
     cr_assert_not(gp_sess_established(h));
     gp_sess_counters c;
     gp_sess_stats(h, &c);
@@ -598,16 +620,13 @@ Test(rudp_sess, tampered_handshake_replies_refused) {
     cr_assert(f & GP_SESS_RX_COOKIE);
     cr_assert_eq(gp_sess_open(h, resp, (size_t)r, out, sizeof out, w.now, &f), 0);
     cr_assert(f & GP_SESS_RX_ESTABLISHED);
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
 }
 
 /* A retransmit parsed while the first copy still awaits its psk: the second respond resends. */
 Test(rudp_sess, duplicate_initiations_awaiting_psk) {
     world w;
-    world_init(&w, 11, NULL);
-    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    gp_sess *h = world_house(&w, 11);
     uint8_t i1[BUF], i2[BUF], r1[BUF], r2[BUF], out[BUF];
     ssize_t n1 = gp_sess_client_hello(h, i1, sizeof i1, w.now);
     ssize_t n2 = gp_sess_client_hello(h, i2, sizeof i2, w.now);
@@ -654,11 +673,7 @@ Test(rudp_sess, handshake_replay_rejected) {
     uint64_t walls[] = {WALL - 1, WALL};
     for (int i = 0; i < 2; i++) {
         gp_sess *old = house_new(&w, NULL, "house-1", psk, walls[i]);
-        ssize_t m = gp_sess_client_hello(old, init, sizeof init, w.now);
-        cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)m, w.now, &hs, &s), GP_SESS_HS_NEW);
-        cr_assert_eq(
-            gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A1), w.now, WALL, resp, sizeof resp, &s),
-            GP_ERR_AUTH);
+        refused_at_respond(&w, old, psk);
         gp_sess_free(old);
     }
     gp_sess_server_stats(w.srv, &c);
@@ -684,26 +699,17 @@ Test(rudp_sess, handshake_replay_rejected) {
     cr_assert_eq(c.handshakes, 2);
     gp_sess_free(b3);
     gp_sess_free(h3);
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
 }
 
 Test(rudp_sess, clock_skew_checked_when_configured) {
     gp_sess_server_conf sc = {.max_skew_ms = 60000};
     world w;
     world_init(&w, 13, &sc);
-    uint8_t init[BUF], resp[BUF];
     uint64_t walls[] = {WALL - 61000, WALL + 61000};
     for (int i = 0; i < 2; i++) {
         gp_sess *h = house_new(&w, NULL, "house-1", psk, walls[i]);
-        ssize_t n = gp_sess_client_hello(h, init, sizeof init, w.now);
-        gp_sess_hs *hs;
-        gp_sess *s;
-        cr_assert_eq(gp_sess_server_parse(w.srv, init, (size_t)n, w.now, &hs, &s), GP_SESS_HS_NEW);
-        cr_assert_eq(
-            gp_sess_server_respond(w.srv, hs, psk, 0, ADDR(A1), w.now, WALL, resp, sizeof resp, &s),
-            GP_ERR_AUTH);
+        refused_at_respond(&w, h, psk);
         gp_sess_free(h);
     }
     gp_sess_server_counters c;
@@ -711,9 +717,7 @@ Test(rudp_sess, clock_skew_checked_when_configured) {
     cr_assert_eq(c.drop_skew, 2);
     gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL + 59000);
     gp_sess *b = do_handshake(&w, h, psk, ADDR(A1));
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
 }
 
 Test(rudp_sess, pending_handshakes_bounded) {
@@ -1152,9 +1156,7 @@ Test(rudp_sess, no_constant_byte_in_handshakes) {
     }
     check_no_constant(first, N, "cookie replies");
     (void)R;
-    gp_sess_free(b);
-    gp_sess_free(h);
-    world_free(&w);
+    world_end(&w, b, h);
 }
 
 /* Padding: sizes spread over the session's ladder; the average growth stays bounded. */
@@ -1240,8 +1242,7 @@ Test(rudp_sess, payload_limits) {
 
 Test(rudp_sess, hello_schedule_and_lifetime) {
     world w;
-    world_init(&w, 33, NULL);
-    gp_sess *h = house_new(&w, NULL, "house-1", psk, WALL);
+    gp_sess *h = world_house(&w, 33);
     uint8_t dg[BUF];
     uint64_t t0 = w.now;
     cr_assert_eq(gp_sess_expiry(h), t0);
