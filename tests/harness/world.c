@@ -55,30 +55,38 @@ int h_no_pending(void *house) {
     return h_xpending(house) == 0;
 }
 
+const char *h_xadd_req(const char *house, const h_req *r) {
+    const char *names[] = {"id",      "method", "path",       "service",
+                           "headers", "body",   "timeout_ms", "reply"};
+    const char *vals[] = {r->id,      r->method, r->path,       r->service,
+                          r->headers, r->body,   r->timeout_ms, r->reply};
+    h_field f[8];
+    size_t n = 0;
+    for (size_t i = 0; i < 8; i++)
+        if (vals[i])
+            f[n++] = (h_field){names[i], vals[i], (size_t)-1};
+    if (r->reply && r->reply_len)
+        f[n - 1].len = r->reply_len;
+    return h_xadd(house, f, n);
+}
+
 const char *h_xadd_tagged(const char *house, const char *id, const char *method, const char *path,
                           const char *body, const char *timeout_ms, const char *reply,
                           size_t rlen) {
     char hdr[160];
     snprintf(hdr, sizeof hdr, "{\"x-frame-id\":\"%s\"}", id);
-    h_field f[7] = {{"id", id, (size_t)-1},
-                    {"method", method, (size_t)-1},
-                    {"path", path, (size_t)-1},
-                    {"headers", hdr, (size_t)-1}};
-    size_t n = 4;
-    if (body)
-        f[n++] = (h_field){"body", body, (size_t)-1};
-    if (timeout_ms)
-        f[n++] = (h_field){"timeout_ms", timeout_ms, (size_t)-1};
-    f[n++] = (h_field){"reply", reply, rlen};
-    return h_xadd(house, f, n);
+    return h_xadd_req(house, &(h_req){.id = id,
+                                      .method = method,
+                                      .path = path,
+                                      .headers = hdr,
+                                      .body = body,
+                                      .timeout_ms = timeout_ms,
+                                      .reply = reply,
+                                      .reply_len = rlen == (size_t)-1 ? 0 : rlen});
 }
 
 const char *h_xadd_get(const char *house, const char *id, const char *path, const char *reply) {
-    h_field f[] = {{"id", id, (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", path, (size_t)-1},
-                   {"reply", reply, (size_t)-1}};
-    return h_xadd(house, f, 4);
+    return h_xadd_req(house, &(h_req){.id = id, .method = "GET", .path = path, .reply = reply});
 }
 
 void h_assert_serves(const char *house, const char *frame_id) {

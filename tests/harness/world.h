@@ -37,6 +37,15 @@ int h_upstream_hit(void *hits_arg);
 int h_xpending(const char *house);
 int h_no_pending(void *house);
 
+/* One request of the public contract: each field that is not NULL is sent, in this order;
+ * reply_len is the reply's length when it is binary (0: strlen). */
+typedef struct h_req {
+    const char *id, *method, *path, *service, *headers, *body, *timeout_ms, *reply;
+    size_t reply_len;
+} h_req;
+/* XADD of r to house's stream; returns the entry id (static buffer). */
+const char *h_xadd_req(const char *house, const h_req *r);
+
 /* XADD of one request tagged with an x-frame-id: id header (so that the upstream counts it,
  * h_hits): fields id, method, path, headers, then body and timeout_ms when not NULL, and reply
  * (rlen bytes, (size_t)-1: strlen). Returns the entry id (static buffer). */

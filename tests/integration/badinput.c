@@ -119,18 +119,12 @@ Test(badinput, unknown_service_is_403_named_service_works) {
     snprintf(svc, sizeof svc, "other=http://127.0.0.1:%d", up2);
     const char *hextra[] = {"--service", svc, NULL};
     world_up(&w, "h1", NULL, hextra);
-    h_field f[] = {{"id", "svc-bad", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1},
-                   {"service", "nope", (size_t)-1}};
-    h_xadd("h1", f, 4);
+    h_xadd_req("h1",
+               &(h_req){.id = "svc-bad", .method = "GET", .path = "/echo", .service = "nope"});
     expect_error("svc-bad", 403, "forbidden_upstream", 15000);
 
-    h_field g[] = {{"id", "svc-ok", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/headers", (size_t)-1},
-                   {"service", "other", (size_t)-1}};
-    h_xadd("h1", g, 4);
+    h_xadd_req("h1",
+               &(h_req){.id = "svc-ok", .method = "GET", .path = "/headers", .service = "other"});
     h_reply r;
     cr_assert(h_wait_reply("svc-ok", NULL, 15000, &r));
     cr_assert_eq(r.status, 200, "named service: %d %s", r.status, r.message ? r.message : "");

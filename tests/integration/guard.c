@@ -4,7 +4,7 @@
  * before the colon, VT/FF/ESC/DEL in a value) are refused with a 400 naming the header,
  * before any upstream call. The test upstream records every request target it receives
  * (GET /seen), so "never reached" is checked where it matters: at the upstream. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -60,16 +60,12 @@ static const char *send_req(const char *house, const char *fid, const char *serv
                             const char *path, const char *headers) {
     char reply[96];
     snprintf(reply, sizeof reply, "gp:rep:%s", fid);
-    h_field f[6] = {{"id", fid, (size_t)-1},
-                    {"method", "GET", (size_t)-1},
-                    {"path", path, (size_t)-1},
-                    {"reply", reply, (size_t)-1}};
-    size_t n = 4;
-    if (service)
-        f[n++] = (h_field){"service", service, (size_t)-1};
-    if (headers)
-        f[n++] = (h_field){"headers", headers, (size_t)-1};
-    return h_xadd(house, f, n);
+    return h_xadd_req(house, &(h_req){.id = fid,
+                                      .method = "GET",
+                                      .path = path,
+                                      .service = service,
+                                      .headers = headers,
+                                      .reply = reply});
 }
 
 static void expect_400(const char *fid, const char *path, const char *want_in_message) {

@@ -5,7 +5,7 @@
  * keys, `house rm --purge` leaves none with its hash tag in the whole keyspace. Also a cost note,
  * printed, not asserted: Redis commands per janitor pass with a 10,000-entry backlog and with none
  * (INFO commandstats). */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -19,31 +19,22 @@ static const char *req_timeout(const char *house, const char *fid, unsigned time
     char reply[96], t[16];
     snprintf(reply, sizeof reply, "gp:rep:%s", fid);
     snprintf(t, sizeof t, "%u", timeout_ms);
-    h_field f[] = {{"id", fid, (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/echo", (size_t)-1},
-                   {"timeout_ms", t, (size_t)-1},
-                   {"reply", reply, (size_t)-1}};
-    return h_xadd(house, f, sizeof f / sizeof *f);
+    return h_xadd_req(
+        house,
+        &(h_req){.id = fid, .method = "GET", .path = "/echo", .timeout_ms = t, .reply = reply});
 }
 
-struct zcard {
-    const char *house;
+/* For h_wait: the count Redis answers to fmt (one %s: the house) is want. */
+struct count_is {
+    const char *fmt, *house;
     long long want;
 };
-static int zcard_is(void *ud) {
-    struct zcard *z = ud;
-    return h_int("ZCARD gp:{%s}:deadlines", z->house) == z->want;
+static int count_is(void *ud) {
+    struct count_is *c = ud;
+    return h_int(c->fmt, c->house) == c->want;
 }
-
-struct xlen {
-    const char *house;
-    long long want;
-};
-static int xlen_is(void *ud) {
-    struct xlen *x = ud;
-    return h_int("XLEN gp:{%s}:req", x->house) == x->want;
-}
+#define ZCARD "ZCARD gp:{%s}:deadlines"
+#define XLEN "XLEN gp:{%s}:req"
 
 /* The issue's numbers: 50 requests of 24 h at the head of an offline house's stream, then 5
  * of 2 s. Each of the 5 gets its 504 within 10 s of its deadline; the 50 are left alone. */
@@ -81,14 +72,15 @@ Test(janitor, long_deadlines_ahead_do_not_hide_expired_requests) {
     cr_assert_eq(got, 5, "%d of 5 short requests got their 504 within 10 s of the deadline", got);
     /* A reply is written before its entry is acknowledged and deleted: the last XDEL may
      * follow the last reply by a moment. */
-    struct xlen xl = {"away", 50};
-    cr_assert(h_wait(xlen_is, &xl, 5000), "the 24 h requests are not all still waiting (XLEN %lld)",
+    struct count_is xl = {XLEN, "away", 50};
+    cr_assert(h_wait(count_is, &xl, 5000),
+              "the 24 h requests are not all still waiting (XLEN %lld)",
               h_int("XLEN gp:{away}:req"));
     cr_assert_gt(h_int("PTTL gp:{away}:deadlines"), 0, "the index has no TTL");
     cr_assert_gt(h_int("PTTL gp:{away}:jcursor"), 0, "the cursor has no TTL");
     /* The answered ones leave the index on a later pass, once their entries are gone. */
-    struct zcard z = {"away", 50};
-    cr_assert(h_wait(zcard_is, &z, 10000),
+    struct count_is z = {ZCARD, "away", 50};
+    cr_assert(h_wait(count_is, &z, 10000),
               "the index does not come to hold exactly the 50 waiting requests");
     /* None of the long ones was answered. */
     cr_assert_eq(h_int("EXISTS gp:rep:long-0"), 0);
@@ -333,8 +325,8 @@ Test(janitor, cost_note_backlog_vs_empty) {
     char secret[65];
     h_register("quiet", secret);
     req_timeout("quiet", "quiet-1", 86400000);
-    struct zcard z1 = {"quiet", 1};
-    cr_assert(h_wait(zcard_is, &z1, 15000), "the janitor did not index the quiet house");
+    struct count_is z1 = {ZCARD, "quiet", 1};
+    cr_assert(h_wait(count_is, &z1, 15000), "the janitor did not index the quiet house");
     measure("1 waiting request", 5);
 
     /* 10,000 waiting requests of 24 h, added in one pipeline-free loop. */
@@ -344,8 +336,8 @@ Test(janitor, cost_note_backlog_vs_empty) {
         req_timeout("quiet", fid, 86400000);
     }
     uint64_t t0 = h_now_ms();
-    struct zcard z2 = {"quiet", 10001};
-    cr_assert(h_wait(zcard_is, &z2, 60000), "the janitor did not index the backlog in 60 s");
+    struct count_is z2 = {ZCARD, "quiet", 10001};
+    cr_assert(h_wait(count_is, &z2, 60000), "the janitor did not index the backlog in 60 s");
     fprintf(stderr, "janitor: 10,000 new entries indexed within %llu ms\n",
             (unsigned long long)(h_now_ms() - t0));
     measure("10,001 waiting requests", 5);
@@ -384,8 +376,9 @@ Test(janitor, cluster_long_deadlines_ahead) {
             h_reply_free(&r);
         }
     for (int k = 0; k < 4; k++) {
-        struct xlen xl = {ids[k], 50}; /* the last XDEL may follow the last reply a moment */
-        cr_assert(h_wait(xlen_is, &xl, 5000), "%s: XLEN %lld, want 50", ids[k],
+        struct count_is xl = {XLEN, ids[k],
+                              50}; /* the last XDEL may follow the last reply a moment */
+        cr_assert(h_wait(count_is, &xl, 5000), "%s: XLEN %lld, want 50", ids[k],
                   h_int("XLEN gp:{%s}:req", ids[k]));
     }
 }

@@ -4,7 +4,7 @@
  * are checked against stats written into Redis as ADMIN.md has the bridges write them (exact
  * values, rates from two snapshots), on one server and on a 3-node cluster. Every wait is a
  * bounded poll on a condition. */
-#include "../harness/harness.h"
+#include "../harness/world.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -640,6 +640,17 @@ Test(top, json_on_a_cluster_reads_every_node) {
 
 /* --- disable / enable ------------------------------------------------------------------ */
 
+/* `house list` shows farm-1 as `word`, and its --json says `json`. */
+static void farm1_listed_as(const char *word, const char *json) {
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0);
+    cr_assert(strstr(line_with(out, "farm-1"), word), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0);
+    cr_assert(strstr(out, json), "%s", out);
+    free(out), free(err);
+}
+
 Test(top, house_disable_enable_sets_the_flag_and_tells_the_bridges) {
     h_redis_start(0);
     char sec[65], *out, *err;
@@ -669,12 +680,7 @@ Test(top, house_disable_enable_sets_the_flag_and_tells_the_bridges) {
     cr_assert_str_eq(r->element[2]->str, "disable farm-1");
     freeReplyObject(r);
 
-    cr_assert_eq(CLI(&out, &err, "house", "list"), 0);
-    cr_assert(strstr(line_with(out, "farm-1"), "disabled"), "%s", out);
-    free(out), free(err);
-    cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0);
-    cr_assert(strstr(out, "\"disabled\":true"), "%s", out);
-    free(out), free(err);
+    farm1_listed_as("disabled", "\"disabled\":true");
     json_t *d = TOP_JSON("--interval", "0");
     cr_assert(json_is_true(json_object_get(by_id(d, "houses", "farm-1"), "disabled")));
     json_decref(d);
@@ -687,12 +693,7 @@ Test(top, house_disable_enable_sets_the_flag_and_tells_the_bridges) {
     cr_assert(strstr(out, "farm-1 enabled"), "%s", out);
     free(out), free(err);
     cr_assert_eq(h_int("HEXISTS gp:{farm-1}:house disabled"), 0);
-    cr_assert_eq(CLI(&out, &err, "house", "list"), 0);
-    cr_assert(strstr(line_with(out, "farm-1"), "offline"), "%s", out);
-    free(out), free(err);
-    cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0);
-    cr_assert(strstr(out, "\"disabled\":false"), "%s", out);
-    free(out), free(err);
+    farm1_listed_as("offline", "\"disabled\":false");
 
     /* No such house: nothing written, nothing published; bad usage. */
     cr_assert_eq(CLI(&out, &err, "house", "disable", "nope"), 1);
@@ -784,12 +785,11 @@ Test(top, live_stats_of_a_real_bridge_and_disable_closes_the_house) {
         cr_assert(h_wait_reply(id, NULL, 15000, &r) && r.status == 200, "request %d", i);
         h_reply_free(&r);
     }
-    h_field f[] = {{"id", "e2e-bad", (size_t)-1},
-                   {"method", "GET", (size_t)-1},
-                   {"path", "/x", (size_t)-1},
-                   {"service", "nope", (size_t)-1},
-                   {"reply", "gp:rep:e2e-bad", (size_t)-1}};
-    h_xadd("farm-1", f, 5);
+    h_xadd_req("farm-1", &(h_req){.id = "e2e-bad",
+                                  .method = "GET",
+                                  .path = "/x",
+                                  .service = "nope",
+                                  .reply = "gp:rep:e2e-bad"});
     h_reply r;
     cr_assert(h_wait_reply("e2e-bad", NULL, 15000, &r) && r.status == 403);
     h_reply_free(&r);
