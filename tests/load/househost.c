@@ -10,11 +10,11 @@
  *
  * SECRET is the house's 64 hex digits. Every house uses the same bridges and default
  * upstream; the other options take ghostport-house's defaults. With --response-bytes no
- * upstream is called: an executor of this file (hs_exec, house/house.h) answers every request
- * with 200, application/json and B bytes ({"house":..,"id":..,"exec":1} padded with spaces,
- * as gp-loadhouses answers) after D ms; the tunnel, its replay cache included, is the
- * house's. The log is ghostport-house's
- * (one stream for all houses: its lines say house=). SIGTERM/SIGINT: every house stops as
+ * upstream is called: the executor of inproc.c (hs_exec, house/house.h), which gp-loadhouses
+ * uses too, answers every request with 200, application/json and B bytes
+ * ({"house":..,"id":..,"exec":1} padded with spaces) after D ms; the tunnel, its replay cache
+ * included, is the house's. The log is ghostport-house's (one stream for all houses: its
+ * lines say house=). SIGTERM/SIGINT: every house stops as
  * ghostport-house does, then exit 0. I/O side, test-only. */
 #include "../../house/house.h"
 #include "inproc.h"

@@ -2,7 +2,7 @@
  * the bridge. Every house is a real house: an hs_house (house/house.h) with house/'s own
  * tunnel, ws transport, replay cache and reconnect policy, all of them on one libuv loop, in
  * one lws context (a 4 KiB receive buffer per connection) and with one compression state.
- * Instead of calling an upstream, an executor of this tool (hs_exec) answers every request:
+ * Instead of calling an upstream, the executor of inproc.c (hs_exec) answers every request:
  * 200, application/json and a B-byte body after D ms of think time. The house remembers what
  * ran (its replay cache), so a request delivered again is answered from there (`replayed`)
  * instead of running twice; this tool counts executions per frame id (`execs`, and
