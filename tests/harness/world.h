@@ -1,6 +1,7 @@
 /* world.h — the system most integration tests start, and the checks they share: Redis, the
  * upstream (tests/upstream.py), a bridge and houses, connected; how often the upstream ran a
- * frame id; what is still pending; a house that still serves. Built on harness.h; test-only. */
+ * frame id; what is still pending; a house that still serves. Built on harness.h; it fails the
+ * test with Criterion's asserts, so the benchmarks (no Criterion) link the harness without it. */
 #ifndef GP_WORLD_H
 #define GP_WORLD_H
 #include "harness.h"

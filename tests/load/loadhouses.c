@@ -44,6 +44,17 @@
 #define FD_RESERVE 64u    /* descriptors besides the houses' sockets */
 #define REDIS_BATCH 1000u
 
+/* Appends node to the singly linked FIFO head..tail that links through node->next. */
+#define FIFO_PUSH(head, tail, node, next)                                                          \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        if (tail)                                                                                  \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
+
 /* --- configuration ----------------------------------------------------------------------- */
 
 typedef struct lh_bridge {
@@ -289,12 +300,7 @@ static void exec_settle(lh_exec *e, enum exec_state st, uint64_t now) {
     if (e->in_age)
         return; /* ran again: it keeps its place, and is dropped a little late */
     e->in_age = 1;
-    e->anext = NULL;
-    if (G.age_tail)
-        G.age_tail->anext = e;
-    else
-        G.age_head = e;
-    G.age_tail = e;
+    FIFO_PUSH(G.age_head, G.age_tail, e, anext);
 }
 
 static void exec_prune(uint64_t now) {
@@ -406,12 +412,7 @@ static void dial_gate(void *ud, hs_house *h) {
     if (lh->in_dialq || G.stopping)
         return;
     lh->in_dialq = 1;
-    lh->dnext = NULL;
-    if (G.dq_tail)
-        G.dq_tail->dnext = lh;
-    else
-        G.dq_head = lh;
-    G.dq_tail = lh;
+    FIFO_PUSH(G.dq_head, G.dq_tail, lh, dnext);
 }
 
 static const hs_hooks hooks = {on_event, dial_gate};
