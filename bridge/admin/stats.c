@@ -3,8 +3,10 @@
  * `ghostport top` and the dashboard: <p>:bstats:<bid> every second (listed in the <p>:bridges
  * index), and the counters of each held house in its state hash. I/O side (Redis), the
  * registry itself is metrics.c's pure code. */
+#include "stats.h"
 #include "../admin_http.h"
-#include "../daemon/bridge.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_bridge.h"
 
 #include <stdio.h>
@@ -19,12 +21,15 @@
 br_metrics g_bm;
 
 static struct {
+    br_stats_src src;
+    double redis_rtt_ms;   /* last PING round trip, -1: none yet */
     uint64_t ping_sent_ns; /* 0: no PING in flight */
     uint8_t node_seen[MAX_NODES];
     char host[64];
 } S;
 
-int br_stats_init(void) {
+int br_stats_init(const br_stats_src *src) {
+    S.src = *src;
     gp_metrics *m = gp_metrics_new();
     if (!m)
         return -1;
@@ -133,7 +138,7 @@ int br_stats_init(void) {
     gp_metric_add(g_bm.bytes, "from_house", 0);
     gp_metric_add(g_bm.compressed, "before", 0);
     gp_metric_add(g_bm.compressed, "after", 0);
-    g_br.redis_rtt_ms = -1;
+    S.redis_rtt_ms = -1;
     gethostname(S.host, sizeof S.host - 1);
     return 0;
 }
@@ -152,13 +157,11 @@ static const char *status_class(unsigned status, int is_error) {
     return c[status / 100 - 2];
 }
 
-void br_stats_reply(const char *house, uint64_t epoch, unsigned status, int is_error,
-                    uint64_t fwd_ns) {
+void br_stats_reply(br_conn *c, unsigned status, int is_error, uint64_t fwd_ns) {
     gp_metric_inc(g_bm.requests, status_class(status, is_error));
     if (fwd_ns)
         gp_metric_observe(g_bm.duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
-    br_conn *c = epoch ? br_house_find(house) : NULL;
-    if (c && c->epoch == epoch) {
+    if (c) {
         c->st_req++;
         c->st_err += is_error || status >= 500;
         c->st_dirty = 1;
@@ -191,15 +194,15 @@ void br_stats_node_up(int node) {
 
 /* Gauges that are read off the running state rather than counted. */
 static void collect(void) {
-    gp_metric_set(g_bm.houses, NULL, g_br.nlive);
+    gp_metric_set(g_bm.houses, NULL, *S.src.nlive);
     double rtt, loss;
     uint64_t retx, fec;
-    br_udp_metrics(&rtt, &loss, &retx, &fec);
+    S.src.link_metrics(&rtt, &loss, &retx, &fec);
     /* RTT by transport: a walk over the held houses (one scrape costs what a tick does). */
     static const char *const TP[] = {"ws", "wss", "rudp"};
     double sum[3] = {0, 0, rtt};
     unsigned n[3] = {0, 0, rtt > 0};
-    for (const br_conn *c = g_br.all; c; c = c->all_next)
+    for (const br_conn *c = S.src.conns->all; c; c = c->all_next)
         for (int t = 0; t < 2; t++)
             if (c->state == BR_CS_LIVE && c->rtt_us > 0 && strcmp(c->tp->name, TP[t]) == 0) {
                 sum[t] += c->rtt_us / 1000.0;
@@ -211,9 +214,9 @@ static void collect(void) {
     /* Counters owned by the rudp engines: bring ours up to their total. */
     gp_metric_add(g_bm.rudp_retx, NULL, (double)retx - gp_metric_value(g_bm.rudp_retx, NULL));
     gp_metric_add(g_bm.rudp_fec, NULL, (double)fec - gp_metric_value(g_bm.rudp_fec, NULL));
-    if (g_br.redis_rtt_ms >= 0)
-        gp_metric_set(g_bm.redis_rtt, NULL, g_br.redis_rtt_ms / 1000.0);
-    gp_metric_set(g_bm.admin_conns, NULL, gp_admin_conns(g_br.admin));
+    if (S.redis_rtt_ms >= 0)
+        gp_metric_set(g_bm.redis_rtt, NULL, S.redis_rtt_ms / 1000.0);
+    gp_metric_set(g_bm.admin_conns, NULL, gp_admin_conns(*S.src.admin));
     gp_metric_add(g_bm.log_suppressed, NULL,
                   (double)br_log_suppressed() - gp_metric_value(g_bm.log_suppressed, NULL));
 }
@@ -228,7 +231,7 @@ char *br_stats_render(size_t *len) {
 static void on_pong(redisReply *rep, void *ud) {
     (void)ud;
     if (rep && rep->type == REDIS_REPLY_STATUS && S.ping_sent_ns)
-        g_br.redis_rtt_ms = (double)(uv_hrtime() - S.ping_sent_ns) / 1e6;
+        S.redis_rtt_ms = (double)(uv_hrtime() - S.ping_sent_ns) / 1e6;
     S.ping_sent_ns = 0;
 }
 
@@ -239,7 +242,7 @@ static void ping(void) {
     br_args_init(&a);
     br_args_str(&a, "PING");
     S.ping_sent_ns = uv_hrtime();
-    if (br_db_cmd(g_br.db, on_pong, NULL, &a) != 0)
+    if (br_db_cmd(S.src.env->db, on_pong, NULL, &a) != 0)
         S.ping_sent_ns = 0;
 }
 
@@ -252,28 +255,29 @@ static void put_num(br_args *a, const char *name, char buf[32], double v) {
 /* <p>:bstats:<bid> (bridge/admin/ADMIN.md), and our entry in the <p>:bridges index. */
 static void publish_bstats(void) {
     char key[GP_KEY_MAX], idx[GP_KEY_MAX];
-    if (gp_key_bstats(key, g_br.cfg.prefix, g_br.cfg.bridge_id) < 0 ||
-        gp_key_bridges(idx, g_br.cfg.prefix) < 0)
+    if (gp_key_bstats(key, S.src.env->cfg->prefix, S.src.env->cfg->bridge_id) < 0 ||
+        gp_key_bridges(idx, S.src.env->cfg->prefix) < 0)
         return;
-    uint64_t now = br_now_redis();
-    uint64_t since = now - (br_now() - g_br.started_ms);
+    const br_env *e = S.src.env;
+    uint64_t now = br_env_now_redis(e);
+    uint64_t since = now - (br_env_now(e) - e->started_ms);
     const br_metrics *m = &g_bm;
     char v[10][32], rtt[32], pid[24];
-    snprintf(rtt, sizeof rtt, "%.3f", g_br.redis_rtt_ms < 0 ? 0 : g_br.redis_rtt_ms);
+    snprintf(rtt, sizeof rtt, "%.3f", S.redis_rtt_ms < 0 ? 0 : S.redis_rtt_ms);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "HSET");
     br_args_str(&a, key);
     br_args_str(&a, GP_BSTATS_ID);
-    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, S.src.env->cfg->bridge_id);
     br_args_str(&a, GP_BSTATS_HOST);
     br_args_str(&a, S.host);
     br_args_str(&a, GP_BSTATS_PID);
     br_args_str(&a, pid);
     put_num(&a, GP_BSTATS_SINCE, v[0], (double)since);
     put_num(&a, GP_BSTATS_TS, v[1], (double)now);
-    put_num(&a, GP_BSTATS_HOUSES, v[2], g_br.nlive);
+    put_num(&a, GP_BSTATS_HOUSES, v[2], *S.src.nlive);
     put_num(&a, GP_BSTATS_REQ_TOTAL, v[3], gp_metric_total(m->requests));
     put_num(&a, GP_BSTATS_ERR_TOTAL, v[4],
             gp_metric_value(m->requests, "5xx") + gp_metric_value(m->requests, "error"));
@@ -283,34 +287,34 @@ static void publish_bstats(void) {
     put_num(&a, GP_BSTATS_AUTH_FAILURES, v[8], gp_metric_total(m->auth_failures));
     br_args_str(&a, GP_BSTATS_REDIS_RTT);
     br_args_str(&a, rtt);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "PEXPIRE");
     br_args_str(&a, key);
     br_args_u64(&a, BSTATS_TTL_MS);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "ZADD");
     br_args_str(&a, idx);
     br_args_u64(&a, now);
-    br_args_str(&a, g_br.cfg.bridge_id);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_args_str(&a, S.src.env->cfg->bridge_id);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "ZREMRANGEBYSCORE");
     br_args_str(&a, idx);
     br_args_str(&a, "-inf");
     br_args_u64(&a, now > BRIDGES_FORGET_MS ? now - BRIDGES_FORGET_MS : 0);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
 }
 
 void br_stats_tick(uint64_t now) {
     (void)now;
-    if (!br_db_ready(g_br.db) || !g_br.time_ok)
+    if (!br_db_ready(S.src.env->db) || !S.src.env->time_ok)
         return;
     ping();
     publish_bstats();
     /* Houses that had traffic: their state hash gets the new counters (under the fence). */
-    for (br_conn *c = g_br.all; c; c = c->all_next)
+    for (br_conn *c = S.src.conns->all; c; c = c->all_next)
         if (c->in_table && c->st_dirty)
-            br_house_state_update(c);
+            S.src.state_update(S.src.ud, c);
 }
