@@ -1,7 +1,9 @@
 /* conn.c — a house connection, whatever carries it (WebSocket in tunnel.c, rudp in udp.c):
  * its lifetime (refcounted: Redis callbacks may outlive the transport), the queue of encoded
  * frames waiting for the transport, closing with a GOAWAY, and the frames of a live
- * connection (PING/PONG, responses, GOAWAY). I/O side; the transports only move bytes. */
+ * connection (PING/PONG and GOAWAY here; responses go up). What concerns the house (its
+ * requests, letting go of it) goes up through the hooks its holder installed (conn.h), so
+ * this file calls no module above it. I/O side; the transports only move bytes. */
 #include "conn.h"
 #include "../log.h"
 
