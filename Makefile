@@ -276,6 +276,11 @@ build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		-lhttp_parser
+# The bridge's channel messages (fence, ctl) against its table of held houses.
+build-fuzz/fuzz_htable: tests/fuzz/fuzz_htable.c bridge/daemon/htable.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,$(PKGS_PROTO)) -lm
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
