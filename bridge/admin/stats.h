@@ -1,5 +1,5 @@
 /* stats.h — what a bridge tells about itself (stats.c): the metrics of bridge/admin/ADMIN.md,
- * counted where things happen through g_bm and the br_stats_* calls, and the live stats it
+ * counted where things happen through env->metrics and the br_stats_* calls, and the live stats it
  * keeps in Redis. It reads the rest of the daemon only through the br_stats_src given at
  * init (main.c fills it), so the modules that count can include this header freely. */
 #ifndef BR_STATS_H
@@ -21,11 +21,11 @@ typedef struct br_metrics {
         *accept_pauses, *log_suppressed;
     gp_metric *invalid_requests, *reply_failures, *bad_responses; /* requests.c */
 } br_metrics;
-extern br_metrics g_bm;
 
 /* The read-only view of the daemon that the gauges and the live stats are taken from. */
 typedef struct br_stats_src {
     const br_env *env;
+    br_metrics *metrics;           /* filled by br_stats_init (env->metrics points here) */
     const br_conns *conns;         /* every connection (RTT by transport, dirty state) */
     const unsigned *nlive;         /* houses held now */
     struct gp_admin *const *admin; /* the admin port (its connections), *admin NULL: off */

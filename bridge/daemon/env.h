@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+struct br_metrics; /* admin/stats.h */
+
 typedef struct br_env {
     uv_loop_t *loop;
     const br_config *cfg; /* reloaded in place on SIGHUP: read it at use, do not copy it */
@@ -29,6 +31,7 @@ typedef struct br_env {
     int time_ok;               /* the Redis clock offset is known */
     int64_t time_offset;       /* Redis ms - loop ms */
     uint64_t started_ms;       /* loop ms at start */
+    const struct br_metrics *metrics; /* where the modules count (admin/stats.h) */
 } br_env;
 
 /* The loop's monotonic ms, and Redis's clock in ms (the loop's plus the offset measured

@@ -91,7 +91,7 @@ static unsigned hash_str(const char *s) {
 }
 
 static void gauge(void) {
-    gp_metric_set(g_bm.preauth, NULL, F.n);
+    gp_metric_set(F.env->metrics->preauth, NULL, F.n);
 }
 
 void br_flood_init(const br_env *env, struct lws_context *const *lws, const int *listen_port,
@@ -204,7 +204,7 @@ static void rec_drop(pa_rec *r) {
  * tick. */
 static void shed(pa_rec *r, const char *reason, uint64_t now) {
     struct lws *wsi = r->wsi;
-    gp_metric_inc(g_bm.preauth_shed, reason);
+    gp_metric_inc(F.env->metrics->preauth_shed, reason);
     br_logr(BR_LOG_WARN, "preauth_shed", "addr=%s reason=%s age_ms=%llu preauth=%u", r->a->ip,
             reason, (unsigned long long)(now - r->t), F.n - 1);
     rec_drop(r); /* first: closing calls br_flood_destroyed */
@@ -375,7 +375,7 @@ void br_flood_emfile(void) {
     for (int i = 0; i < F.nlisteners; i++)
         uv_poll_stop(F.lhandles[i]);
     uv_timer_start(&F.pause_timer, on_resume, F.pause_ms, 0);
-    gp_metric_inc(g_bm.accept_pauses, NULL);
+    gp_metric_inc(F.env->metrics->accept_pauses, NULL);
     br_logr(BR_LOG_WARN, "accept_paused",
             "err=EMFILE pause_ms=%u dropped=%d preauth=%u hint=\"raise LimitNOFILE\"", F.pause_ms,
             dropped, F.n);

@@ -274,7 +274,7 @@ static void create_group(br_houses *h, br_conn *c) {
 /* --- claim / release / fencing ---------------------------------------------------------- */
 
 static void fence_out(br_houses *h, br_conn *c, const char *why) {
-    gp_metric_inc(g_bm.fenced, NULL);
+    gp_metric_inc(h->env->metrics->fenced, NULL);
     br_log(BR_LOG_WARN, "house_fenced", "house=%s epoch=%llu addr=%s reason=%s", c->house,
            (unsigned long long)c->epoch, c->addr, why);
     br_house_teardown(h, c, 0);
@@ -336,7 +336,7 @@ static void on_claimed(redisReply *rep, void *ud) {
         return;
     }
     c->state = BR_CS_LIVE;
-    gp_metric_inc(g_bm.connections, c->tp->name);
+    gp_metric_inc(e->metrics->connections, c->tp->name);
     c->since_ms = br_env_now_redis(e);
     c->last_ping_ms = c->last_renew_ms = br_env_now(e);
     c->next_sweep_ms = br_env_now(e) + SWEEP_FAST_MS;
@@ -413,7 +413,7 @@ void br_house_claim(br_houses *h, br_conn *c) {
 void br_house_teardown(br_houses *h, br_conn *c, int do_release) {
     if (!c->in_table)
         return;
-    gp_metric_inc(g_bm.disconnects, c->tp->name);
+    gp_metric_inc(h->env->metrics->disconnects, c->tp->name);
     br_htable_remove(&h->table, c);
     subscribe(h, c, 0);
     br_req_free_all(c);

@@ -132,7 +132,7 @@ static void on_due(redisReply *rep, void *ud) {
                 br_reply_error(NULL, h->id, reqkey, &en, en.status, en.error, en.message,
                                h->holder);
             } else {
-                gp_metric_inc(g_bm.janitor_timeouts, NULL);
+                gp_metric_inc(J.env->metrics->janitor_timeouts, NULL);
                 br_reply_error(NULL, h->id, reqkey, &en, 504, "timeout",
                                "no bridge holds this house", h->holder);
             }

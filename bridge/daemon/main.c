@@ -61,6 +61,7 @@ typedef struct br_bridge {
     struct gp_admin *admin; /* the admin port, NULL when off */
     int admin_port;         /* its port once listening */
     br_admin_token token;   /* the admin token (hash), reloaded on SIGHUP */
+    br_metrics metrics;     /* the metrics' handles (admin/stats.c makes them) */
 } br_bridge;
 
 static br_bridge g_br;
@@ -753,6 +754,7 @@ static void wire(void) {
     e->rdb = g_br.rdb;
     e->fence_channel = g_br.fence_channel;
     e->ctl_channel = g_br.ctl_channel;
+    e->metrics = &g_br.metrics;
     g_br.conns.env = e;
     br_houses_init(&g_br.houses, e, &g_br.conns);
     br_janitor_init(e, &g_br.houses);
@@ -765,6 +767,7 @@ static void state_update(void *ud, br_conn *c) {
 static int start_stats(void) {
     static br_stats_src src;
     src = (br_stats_src){.env = &g_br.env,
+                         .metrics = &g_br.metrics,
                          .conns = &g_br.conns,
                          .nlive = &g_br.houses.table.n,
                          .admin = &g_br.admin,

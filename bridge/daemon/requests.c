@@ -78,11 +78,11 @@ static void op_final(void *ud, const char *house, uint64_t epoch, unsigned statu
 static void op_count(void *ud, br_rc_metric m, const char *label) {
     (void)ud;
     gp_metric *const metrics[] = {
-        [BR_RC_REPLY_FAILURES] = g_bm.reply_failures,
-        [BR_RC_INVALID_REQUESTS] = g_bm.invalid_requests,
-        [BR_RC_FORWARDED] = g_bm.forwarded,
-        [BR_RC_PENDING_CLAIMED] = g_bm.pending_claimed,
-        [BR_RC_BAD_RESPONSES] = g_bm.bad_responses,
+        [BR_RC_REPLY_FAILURES] = R.env->metrics->reply_failures,
+        [BR_RC_INVALID_REQUESTS] = R.env->metrics->invalid_requests,
+        [BR_RC_FORWARDED] = R.env->metrics->forwarded,
+        [BR_RC_PENDING_CLAIMED] = R.env->metrics->pending_claimed,
+        [BR_RC_BAD_RESPONSES] = R.env->metrics->bad_responses,
     };
     gp_metric_inc(metrics[m], label);
 }

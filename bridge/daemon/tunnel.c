@@ -133,7 +133,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     if (!gp_house_id_valid(id)) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
         (void)gp_authlimit_take(T.env->auth_ws, gp_str_c(c->addr), id, br_env_now(T.env));
-        gp_metric_inc(g_bm.auth_failures, c->tp->name);
+        gp_metric_inc(T.env->metrics->auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
                 br_q((const char *)id.p, id.len));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
@@ -172,7 +172,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     int ok = proof_ok && c->secret_known;
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
-        gp_metric_inc(g_bm.auth_failures, c->tp->name);
+        gp_metric_inc(T.env->metrics->auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
                 c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");

@@ -396,7 +396,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     lk->hs = NULL; /* consumed */
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
-        gp_metric_inc(g_bm.auth_failures, "rudp");
+        gp_metric_inc(U.env->metrics->auth_failures, "rudp");
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
                 host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
         return;
