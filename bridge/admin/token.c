@@ -1,5 +1,5 @@
 /* token.c — the admin token (see token.h): read once at start and on SIGHUP, kept as a hash,
- * checked in constant time. */
+ * checked in constant time. I/O side (it reads the token file). */
 #include "token.h"
 #include "auth.h"
 #include "conf.h"
