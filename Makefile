@@ -167,6 +167,15 @@ $(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -lhiredis -ljansson -luv -lssl -lcrypto -lm
 
+# The daemon's table of held houses and its fencing/ctl decisions (bridge/daemon/htable.c).
+$(BUILD)/tests/unit_htable: $(BUILD)/obj/bridge/daemon/htable.o
+# The daemon's connection layer (bridge/daemon/conn.c) on a fake transport and fake hooks.
+$(BUILD)/tests/unit_conn: $(BUILD)/obj/tests/unit/conn.o $(call obj,bridge/daemon/conn.c \
+		bridge/log.c) $(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
+		$(LIBS_PROTO) -luv -lm
+
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_NET) -lm -lpthread
@@ -270,6 +279,11 @@ build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		-lhttp_parser
+# The bridge's channel messages (fence, ctl) against its table of held houses.
+build-fuzz/fuzz_htable: tests/fuzz/fuzz_htable.c bridge/daemon/htable.c $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,$(PKGS_PROTO)) -lm
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \

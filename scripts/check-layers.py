@@ -11,8 +11,10 @@ Rules (exit 1 and one line per violation if broken):
      and zstd.
   2. bridge/ includes nothing from house/.
   3. house/ includes nothing from bridge/, except SHARED_EXCEPTIONS below.
-bridge/'s own modules (X.c + X.h) should form no include cycle: cycles are printed as a
-warning, not a failure, until the bridge's split (issue 12) removes them.
+  4. bridge/'s own modules (X.c + X.h, X a path under bridge/) form no include cycle: X -> Y
+     when X.c or X.h includes Y.h (bridge/DESIGN.md, "Layers").
+  5. No bridge/ source but bridge/daemon/main.c names the daemon's top-level object (g_br):
+     the modules below get what they need at init or through the context of each call.
 """
 import os
 import re
@@ -141,22 +143,50 @@ def bridge_cycles(root):
     return sccs
 
 
+# The daemon's top-level object, and the one file allowed to name it.
+TOP_OBJECT = re.compile(r"\bg_br\b")
+TOP_OWNER = "bridge/daemon/main.c"
+
+
+def strip_comments(text):
+    """C source without its comments, string and character literals (which may name g_br);
+    line numbers are kept."""
+    return re.sub(r"""/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'""",
+                  lambda m: "\n" * m.group(0).count("\n") if m.group(0)[0] == "/" else "0",
+                  text, flags=re.S)
+
+
+def bridge_rules(root):
+    """Rules 4 and 5: include cycles among bridge/ modules, and g_br named below main.c."""
+    errors = []
+    for comp in bridge_cycles(root):
+        errors.append(f"bridge/: include cycle among modules: {' <-> '.join(comp)} (a module "
+                      "reports upward through callbacks instead of including its caller)")
+    for f in sources(root, "bridge"):
+        rel = f"bridge/{f}"
+        if rel == TOP_OWNER:
+            continue
+        with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as fh:
+            text = strip_comments(fh.read())
+        for n, line in enumerate(text.split("\n"), 1):
+            if TOP_OBJECT.search(line):
+                errors.append(f"{rel}:{n}: names g_br, the daemon's top-level object (only "
+                              f"{TOP_OWNER} may; pass a context at init)")
+    return errors
+
+
 def run(root):
     errors = check(root)
-    for e in errors:
+    bridge_errors = bridge_rules(root)
+    for e in errors + bridge_errors:
         print(f"check-layers: {e}", file=sys.stderr)
-    for comp in bridge_cycles(root):
-        print(f"check-layers: warning: include cycle among bridge/ modules: {' <-> '.join(comp)}",
-              file=sys.stderr)
-    hub = [m for m, deps in sorted(bridge_graph(root).items()) if "daemon/bridge" in deps]
-    if hub:  # no include cycle, but the call circles hide behind the one shared header
-        print(f"check-layers: note: {len(hub)} bridge/ modules share bridge.h: {' '.join(hub)}",
-              file=sys.stderr)
-    if errors:
-        print(f"check-layers: FAILED ({len(errors)} forbidden includes)", file=sys.stderr)
+    if errors or bridge_errors:
+        print(f"check-layers: FAILED ({len(errors)} forbidden includes, {len(bridge_errors)} "
+              "bridge/ module violations)", file=sys.stderr)
         return 1
     print("check-layers: ok (proto/ sans-I/O; bridge/ and house/ apart but for "
-          f"{len(SHARED_EXCEPTIONS)} shared headers)")
+          f"{len(SHARED_EXCEPTIONS)} shared headers; bridge/ modules acyclic, g_br only in "
+          "main.c)")
     return 0
 
 
@@ -167,6 +197,9 @@ def self_test(root):
         ("proto/rudp_ack.c", "#include <sys/socket.h>\n"),
         ("bridge/daemon/entry.c", '#include "../../house/house.h"\n'),
         ("house/reqcheck.c", '#include "../bridge/log.h"\n'),
+        # bridge/ rules: conn.h already sits below house.h, so this closes a cycle
+        ("bridge/daemon/conn.c", '#include "house.h"\n'),
+        ("bridge/daemon/house.c", "static int planted(void) { return g_br.stopping; }\n"),
     ]
     me = os.path.abspath(__file__)
     failures = 0
@@ -196,7 +229,7 @@ def self_test(root):
     if failures:
         print(f"check-layers self-test: FAILED ({failures})", file=sys.stderr)
         return 1
-    print(f"check-layers self-test: ok ({len(plants)} planted includes caught)")
+    print(f"check-layers self-test: ok ({len(plants)} planted violations caught)")
     return 0
 
 

@@ -4,8 +4,10 @@
  * auth (admin.c), JSON errors, one log line per call, never with a token or a secret. I/O
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
+#include "api.h"
 #include "../admin_http.h"
-#include "../daemon/bridge.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_house.h"
 #include "api_body.h"
 
@@ -23,10 +25,16 @@ static br_script s_add = {GP_REG_ADD_LUA, ""};
 static br_script s_disable = {GP_REG_DISABLE_LUA, ""};
 static br_script s_rm = {GP_REG_RM_LUA, ""};
 
+static br_admin_view V; /* given at init */
+
+void br_api_init(const br_admin_view *v) {
+    V = *v;
+}
+
 void br_api_load_scripts(void) {
-    br_db_load_script(g_br.db, &s_add);
-    br_db_load_script(g_br.db, &s_disable);
-    br_db_load_script(g_br.db, &s_rm);
+    br_db_load_script(V.env->db, &s_add);
+    br_db_load_script(V.env->db, &s_disable);
+    br_db_load_script(V.env->db, &s_rm);
 }
 
 enum op { OP_OVERVIEW, OP_HOUSE, OP_ADD, OP_DISABLE, OP_ENABLE, OP_REMOVE };
@@ -105,7 +113,7 @@ static void done_text(api_ctx *x, int status, char *s) {
         free(g_ov.body);
         g_ov.body = s;
         g_ov.len = strlen(s);
-        g_ov.at = br_now();
+        g_ov.at = br_env_now(V.env);
         for (size_t i = 0; i < g_ov.nwait; i++) {
             finish_log(g_ov.waiters[i], 200);
             gp_admin_reply(g_ov.waiters[i]->call, 200, "application/json", NULL, s, g_ov.len);
@@ -149,7 +157,7 @@ static void fail(api_ctx *x, int status, const char *code, const char *message) 
 /* An overview call: the stored body when it is fresh, a place among the waiters when a build
  * runs; 0 when it must build (it is then the building call). */
 static int overview_shared(api_ctx *x) {
-    if (g_ov.body && br_now() - g_ov.at < OVERVIEW_REUSE_MS) {
+    if (g_ov.body && br_env_now(V.env) - g_ov.at < OVERVIEW_REUSE_MS) {
         finish_log(x, 200);
         gp_admin_reply(x->call, 200, "application/json", NULL, g_ov.body, g_ov.len);
         ctx_free(x);
@@ -236,7 +244,7 @@ static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis
     u->ctx = x;
     u->h = h;
     x->pending++;
-    int rc = s ? br_db_eval(g_br.db, s, cb, u, nkeys, a) : br_db_cmd(g_br.db, cb, u, a);
+    int rc = s ? br_db_eval(V.env->db, s, cb, u, nkeys, a) : br_db_cmd(V.env->db, cb, u, a);
     if (rc != 0) {
         x->pending--;
         x->failed = 1;
@@ -304,7 +312,7 @@ static void on_bridges(redisReply *r, void *ud) {
                 continue;
             memcpy(bid, m->str, m->len);
             bid[m->len] = '\0';
-            if (gp_key_bstats(key, g_br.cfg.prefix, bid) < 0)
+            if (gp_key_bstats(key, V.env->cfg->prefix, bid) < 0)
                 continue;
             br_args a;
             cmd2(&a, "HGETALL", key);
@@ -332,8 +340,8 @@ static void on_state(redisReply *r, void *ud) {
 /* Both hashes of house h. */
 static void read_house(api_ctx *x, br_house_view *h) {
     char kh[GP_KEY_MAX], ks[GP_KEY_MAX];
-    if (gp_key_house(kh, g_br.cfg.prefix, h->id) < 0 ||
-        gp_key_state(ks, g_br.cfg.prefix, h->id) < 0)
+    if (gp_key_house(kh, V.env->cfg->prefix, h->id) < 0 ||
+        gp_key_state(ks, V.env->cfg->prefix, h->id) < 0)
         return;
     br_args a;
     cmd2(&a, "HGETALL", kh);
@@ -375,9 +383,9 @@ static void overview_start(api_ctx *x) {
         return;
     }
     char idx[GP_KEY_MAX], hs[GP_KEY_MAX];
-    gp_key_bridges(idx, g_br.cfg.prefix);
-    gp_key_houses(hs, g_br.cfg.prefix);
-    uint64_t now = br_now_redis();
+    gp_key_bridges(idx, V.env->cfg->prefix);
+    gp_key_houses(hs, V.env->cfg->prefix);
+    uint64_t now = br_env_now_redis(V.env);
     br_args a;
     cmd2(&a, "ZRANGEBYSCORE", idx);
     br_args_u64(&a, now > BRIDGE_FRESH_MS ? now - BRIDGE_FRESH_MS : 0);
@@ -405,7 +413,8 @@ static void overview_done(api_ctx *x) {
             v[k++] = &x->hv[i];
     qsort(v, k, sizeof *v, cmp_id);
     char t[48];
-    snprintf(t, sizeof t, "{\"now_ms\":%llu,\"bridges\":", (unsigned long long)br_now_redis());
+    snprintf(t, sizeof t,
+             "{\"now_ms\":%llu,\"bridges\":", (unsigned long long)br_env_now_redis(V.env));
     br_sb_puts(&b, t);
     br_sb_puts(&b, bridges);
     br_sb_puts(&b, ",\"houses\":[");
@@ -446,7 +455,7 @@ static void house_start(api_ctx *x) {
         return;
     }
     char kr[GP_KEY_MAX];
-    gp_key_recent(kr, g_br.cfg.prefix, x->id);
+    gp_key_recent(kr, V.env->cfg->prefix, x->id);
     x->nh = 1;
     br_house_view_init(x->hv, x->id);
     x->pending++;
@@ -454,7 +463,7 @@ static void house_start(api_ctx *x) {
     br_args a;
     cmd2(&a, "LRANGE", kr);
     br_args_str(&a, "0");
-    br_args_u64(&a, (uint64_t)(g_br.cfg.recent > 0 ? g_br.cfg.recent : 50) - 1);
+    br_args_u64(&a, (uint64_t)(V.env->cfg->recent > 0 ? V.env->cfg->recent : 50) - 1);
     rsend(x, NULL, 0, &a, on_recent, NULL);
     release(x);
 }
@@ -494,7 +503,7 @@ static void on_added(redisReply *r, void *ud) {
     }
     if (!x->failed) {
         char hs[GP_KEY_MAX];
-        gp_key_houses(hs, g_br.cfg.prefix);
+        gp_key_houses(hs, V.env->cfg->prefix);
         br_args a;
         cmd2(&a, "SADD", hs);
         br_args_str(&a, x->id);
@@ -513,8 +522,7 @@ static void add_start(api_ctx *x, const gp_http_request *req) {
     uint8_t secret[GP_SECRET_LEN];
     char sealed[GP_SEALED_MAX];
     randombytes_buf(secret, sizeof secret);
-    int rv =
-        gp_secret_seal(g_br.has_master ? g_br.master_key : NULL, gp_str_c(x->id), secret, sealed);
+    int rv = gp_secret_seal(V.env->master_key, gp_str_c(x->id), secret, sealed);
     gp_secret_to_hex(secret, x->secret_hex);
     sodium_memzero(secret, sizeof secret);
     if (rv != 0) {
@@ -523,13 +531,13 @@ static void add_start(api_ctx *x, const gp_http_request *req) {
         return;
     }
     char kh[GP_KEY_MAX];
-    gp_key_house(kh, g_br.cfg.prefix, x->id);
+    gp_key_house(kh, V.env->cfg->prefix, x->id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kh);
     br_args_str(&a, sealed);
     br_args_str(&a, labels);
-    br_args_u64(&a, br_now_redis());
+    br_args_u64(&a, br_env_now_redis(V.env));
     br_args_str(&a, "0"); /* never replace: 409 */
     x->pending++;
     rsend(x, &s_add, 1, &a, on_added, NULL);
@@ -555,12 +563,12 @@ static void on_disabled(redisReply *r, void *ud) {
 
 static void disable_start(api_ctx *x) {
     char kh[GP_KEY_MAX];
-    gp_key_house(kh, g_br.cfg.prefix, x->id);
+    gp_key_house(kh, V.env->cfg->prefix, x->id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kh);
     br_args_str(&a, x->op == OP_DISABLE ? "1" : "0");
-    br_args_str(&a, g_br.ctl_channel);
+    br_args_str(&a, V.env->ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
     rsend(x, &s_disable, 1, &a, on_disabled, NULL);
@@ -594,7 +602,7 @@ static void on_rm(redisReply *r, void *ud) {
         x->removed += r->element[0]->integer;
         x->stream_len = r->element[1]->integer;
         char hs[GP_KEY_MAX];
-        gp_key_houses(hs, g_br.cfg.prefix);
+        gp_key_houses(hs, V.env->cfg->prefix);
         br_args a;
         cmd2(&a, "SREM", hs);
         br_args_str(&a, x->id);
@@ -606,7 +614,7 @@ static void on_rm(redisReply *r, void *ud) {
 }
 
 static void remove_start(api_ctx *x) {
-    const char *p = g_br.cfg.prefix;
+    const char *p = V.env->cfg->prefix;
     char k[GP_HOUSE_NKEYS][GP_KEY_MAX];
     gp_key_house_all(k, p, x->id); /* the id is checked: the keys fit */
     br_args a;
@@ -614,7 +622,7 @@ static void remove_start(api_ctx *x) {
     for (int i = 0; i < GP_REG_RM_NKEYS; i++)
         br_args_str(&a, k[i]);
     br_args_str(&a, "0"); /* the request stream stays: producers' requests get their 504 */
-    br_args_str(&a, g_br.ctl_channel);
+    br_args_str(&a, V.env->ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
     rsend(x, &s_rm, GP_REG_RM_NKEYS, &a, on_rm, NULL);
@@ -677,7 +685,7 @@ static int check_auth(const gp_http_request *req, const char *addr, unsigned *re
     size_t n = strlen(t);
     while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
         n--;
-    return n ? br_admin_token_check(addr, t, n, retry_s) : 403;
+    return n ? br_admin_token_check(V.token, addr, t, n, br_env_now(V.env), retry_s) : 403;
 }
 
 static int is(const gp_http_request *req, const char *m) {
@@ -716,13 +724,13 @@ void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req
             return;
         }
         const char *why = "";
-        int ready = br_ready(&why);
+        int ready = V.ready(&why);
         done(x, 200,
-             json_pack("{s:b, s:s, s:b, s:s, s:b}", "ok", 1, "bridge", g_br.cfg.bridge_id, "ready",
-                       ready, "reason", ready ? "" : why, "api", g_br.has_admin_token));
+             json_pack("{s:b, s:s, s:b, s:s, s:b}", "ok", 1, "bridge", V.env->cfg->bridge_id,
+                       "ready", ready, "reason", ready ? "" : why, "api", V.token->has));
         return;
     }
-    if (!g_br.has_admin_token) {
+    if (!V.token->has) {
         fail(x, 403, "admin_disabled",
              "no admin token is configured on this bridge (--admin-token-file)");
         return;
@@ -791,7 +799,7 @@ void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req
         fail(x, 404, "not_found", "no such API path");
         return;
     }
-    if (!br_db_ready(g_br.db)) {
+    if (!br_db_ready(V.env->db)) {
         fail(x, 503, "redis_unavailable", "Redis is not reachable from this bridge");
         return;
     }

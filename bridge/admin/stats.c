@@ -3,8 +3,10 @@
  * `ghostport top` and the dashboard: <p>:bstats:<bid> every second (listed in the <p>:bridges
  * index), and the counters of each held house in its state hash. I/O side (Redis), the
  * registry itself is metrics.c's pure code. */
+#include "stats.h"
 #include "../admin_http.h"
-#include "../daemon/bridge.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_bridge.h"
 
 #include <stdio.h>
@@ -16,131 +18,136 @@
 #define BRIDGES_FORGET_MS 60000 /* index entries of bridges silent this long are dropped */
 #define MAX_NODES 64
 
-br_metrics g_bm;
-
 static struct {
+    br_stats_src src;
+    br_metrics *m;         /* src.metrics: the handles made here, counted everywhere */
+    double redis_rtt_ms;   /* last PING round trip, -1: none yet */
     uint64_t ping_sent_ns; /* 0: no PING in flight */
     uint8_t node_seen[MAX_NODES];
     char host[64];
 } S;
 
-int br_stats_init(void) {
+int br_stats_init(const br_stats_src *src) {
+    S.src = *src;
+    S.m = src->metrics;
     gp_metrics *m = gp_metrics_new();
     if (!m)
         return -1;
-    g_bm.reg = m;
-    g_bm.houses = gp_metrics_gauge(m, "gp_bridge_houses", "Houses held by this bridge now.", NULL);
-    g_bm.connections = gp_metrics_counter(
+    S.m->reg = m;
+    S.m->houses = gp_metrics_gauge(m, "gp_bridge_houses", "Houses held by this bridge now.", NULL);
+    S.m->connections = gp_metrics_counter(
         m, "gp_bridge_connections_total",
         "Houses that authenticated and were taken over, by transport.", "transport");
-    g_bm.disconnects =
+    S.m->disconnects =
         gp_metrics_counter(m, "gp_bridge_disconnects_total",
                            "Held houses let go (closed, lost, fenced), by transport.", "transport");
-    g_bm.auth_failures = gp_metrics_counter(
+    S.m->auth_failures = gp_metrics_counter(
         m, "gp_bridge_auth_failures_total",
         "Failed authentications (unknown house, bad proof, invalid id), by transport.",
         "transport");
-    g_bm.requests = gp_metrics_counter(
+    S.m->requests = gp_metrics_counter(
         m, "gp_bridge_requests_total",
         "Final replies written, by status class (error: an error reply of the bridge or house).",
         "class");
-    g_bm.forwarded =
+    S.m->forwarded =
         gp_metrics_counter(m, "gp_bridge_forwarded_total", "Requests forwarded to houses.", NULL);
-    g_bm.duration = gp_metrics_duration(m, "gp_bridge_request_duration_seconds",
+    S.m->duration = gp_metrics_duration(m, "gp_bridge_request_duration_seconds",
                                         "Time from forwarding a request to its final reply.");
-    g_bm.bytes =
+    S.m->bytes =
         gp_metrics_counter(m, "gp_bridge_bytes_total",
                            "Body bytes carried (uncompressed), by direction.", "direction");
-    g_bm.compressed = gp_metrics_counter(
+    S.m->compressed = gp_metrics_counter(
         m, "gp_bridge_compressed_bytes_total",
         "Body bytes of zstd-compressed frames before and after compression (both directions).",
         "stage");
-    g_bm.rtt = gp_metrics_gauge(m, "gp_bridge_rtt_seconds",
+    S.m->rtt = gp_metrics_gauge(m, "gp_bridge_rtt_seconds",
                                 "Mean round trip over the houses held now, by transport (ws, wss: "
                                 "the last ping; rudp: smoothed); 0 while none is measured.",
                                 "transport");
-    g_bm.rudp_loss = gp_metrics_gauge(m, "gp_bridge_rudp_loss_ratio",
+    S.m->rudp_loss = gp_metrics_gauge(m, "gp_bridge_rudp_loss_ratio",
                                       "Mean packet loss (worse direction) over rudp houses.", NULL);
-    g_bm.rudp_retx = gp_metrics_counter(m, "gp_bridge_rudp_retransmits_total",
+    S.m->rudp_retx = gp_metrics_counter(m, "gp_bridge_rudp_retransmits_total",
                                         "Message fragments sent again after a loss (rudp).", NULL);
-    g_bm.rudp_fec = gp_metrics_counter(m, "gp_bridge_rudp_fec_repaired_total",
+    S.m->rudp_fec = gp_metrics_counter(m, "gp_bridge_rudp_fec_repaired_total",
                                        "Packets rebuilt from FEC repair packets (rudp).", NULL);
-    g_bm.redis_rtt = gp_metrics_gauge(m, "gp_bridge_redis_rtt_seconds",
+    S.m->redis_rtt = gp_metrics_gauge(m, "gp_bridge_redis_rtt_seconds",
                                       "Round trip of the last Redis PING.", NULL);
-    g_bm.redis_reconnects = gp_metrics_counter(m, "gp_bridge_redis_reconnects_total",
+    S.m->redis_reconnects = gp_metrics_counter(m, "gp_bridge_redis_reconnects_total",
                                                "Redis command connections re-established.", NULL);
-    g_bm.pending_claimed = gp_metrics_counter(
+    S.m->pending_claimed = gp_metrics_counter(
         m, "gp_bridge_pending_claimed_total",
         "Entries delivered again from a pending list (after a crash or a lost reply).", NULL);
-    g_bm.fenced = gp_metrics_counter(m, "gp_bridge_fenced_total",
+    S.m->fenced = gp_metrics_counter(m, "gp_bridge_fenced_total",
                                      "Houses let go because another connection took over.", NULL);
-    g_bm.janitor_timeouts =
+    S.m->janitor_timeouts =
         gp_metrics_counter(m, "gp_bridge_janitor_timeouts_total",
                            "504s written for requests to houses nobody held.", NULL);
-    g_bm.invalid_requests = gp_metrics_counter(
+    S.m->invalid_requests = gp_metrics_counter(
         m, "gp_bridge_invalid_requests_total",
         "Requests refused without being forwarded, by reason (reply_key: a reply key outside "
         "<p>:rep:, request: a malformed field, too_large: the body).",
         "reason");
-    g_bm.reply_failures = gp_metrics_counter(
+    S.m->reply_failures = gp_metrics_counter(
         m, "gp_bridge_reply_failures_total",
         "Reply entries Redis refused (wrong_type: the reply key holds something other than a "
         "stream; error: any other error); their requests are settled all the same.",
         "reason");
-    g_bm.bad_responses = gp_metrics_counter(
+    S.m->bad_responses = gp_metrics_counter(
         m, "gp_bridge_bad_responses_total",
         "Malformed parts of houses' responses (status: not 100..599, answered 502 bad_response; "
         "header_name, header_value: a header dropped).",
         "reason");
-    g_bm.admin_conns = gp_metrics_gauge(m, "gp_bridge_admin_connections",
+    S.m->admin_conns = gp_metrics_gauge(m, "gp_bridge_admin_connections",
                                         "Open connections to the admin port.", NULL);
-    g_bm.preauth = gp_metrics_gauge(m, "gp_bridge_preauth_connections",
+    S.m->preauth = gp_metrics_gauge(m, "gp_bridge_preauth_connections",
                                     "House-listener connections not authenticated yet.", NULL);
-    g_bm.preauth_shed = gp_metrics_counter(
+    S.m->preauth_shed = gp_metrics_counter(
         m, "gp_bridge_preauth_shed_total",
         "Pre-auth connections closed to make room or at their deadline, by reason "
         "(per_address, total: a cap was reached and the oldest went; deadline).",
         "reason");
-    g_bm.accept_pauses =
+    S.m->accept_pauses =
         gp_metrics_counter(m, "gp_bridge_accept_pauses_total",
                            "Times the house listener paused accepting: out of descriptors.", NULL);
-    g_bm.log_suppressed =
+    S.m->log_suppressed =
         gp_metrics_counter(m, "gp_bridge_log_suppressed_total",
                            "Log lines dropped by the per-event rate limit.", NULL);
     static const char *const shed_reasons[] = {"per_address", "total", "deadline"};
     for (size_t i = 0; i < 3; i++)
-        gp_metric_add(g_bm.preauth_shed, shed_reasons[i], 0);
-    gp_metric_add(g_bm.accept_pauses, NULL, 0);
+        gp_metric_add(S.m->preauth_shed, shed_reasons[i], 0);
+    gp_metric_add(S.m->accept_pauses, NULL, 0);
     /* The known label values from the start, so that rate() has a first point. */
     static const char *const transports[] = {"ws", "wss", "rudp"};
     for (size_t i = 0; i < 3; i++) {
-        gp_metric_add(g_bm.connections, transports[i], 0);
-        gp_metric_add(g_bm.disconnects, transports[i], 0);
-        gp_metric_add(g_bm.auth_failures, transports[i], 0);
+        gp_metric_add(S.m->connections, transports[i], 0);
+        gp_metric_add(S.m->disconnects, transports[i], 0);
+        gp_metric_add(S.m->auth_failures, transports[i], 0);
     }
     static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx", "error"};
     for (size_t i = 0; i < 5; i++)
-        gp_metric_add(g_bm.requests, classes[i], 0);
+        gp_metric_add(S.m->requests, classes[i], 0);
     static const char *const invalid[] = {"reply_key", "request", "too_large"};
     for (size_t i = 0; i < 3; i++)
-        gp_metric_add(g_bm.invalid_requests, invalid[i], 0);
-    gp_metric_add(g_bm.reply_failures, "wrong_type", 0);
-    gp_metric_add(g_bm.reply_failures, "error", 0);
+        gp_metric_add(S.m->invalid_requests, invalid[i], 0);
+    gp_metric_add(S.m->reply_failures, "wrong_type", 0);
+    gp_metric_add(S.m->reply_failures, "error", 0);
     static const char *const bad[] = {"status", "header_name", "header_value"};
     for (size_t i = 0; i < 3; i++)
-        gp_metric_add(g_bm.bad_responses, bad[i], 0);
-    gp_metric_add(g_bm.bytes, "to_house", 0);
-    gp_metric_add(g_bm.bytes, "from_house", 0);
-    gp_metric_add(g_bm.compressed, "before", 0);
-    gp_metric_add(g_bm.compressed, "after", 0);
-    g_br.redis_rtt_ms = -1;
+        gp_metric_add(S.m->bad_responses, bad[i], 0);
+    gp_metric_add(S.m->bytes, "to_house", 0);
+    gp_metric_add(S.m->bytes, "from_house", 0);
+    gp_metric_add(S.m->compressed, "before", 0);
+    gp_metric_add(S.m->compressed, "after", 0);
+    S.redis_rtt_ms = -1;
     gethostname(S.host, sizeof S.host - 1);
     return 0;
 }
 
 void br_stats_free(void) {
-    gp_metrics_free(g_bm.reg);
-    memset(&g_bm, 0, sizeof g_bm);
+    if (!S.m)
+        return; /* never started */
+    gp_metrics_free(S.m->reg);
+    memset(S.m, 0, sizeof *S.m);
 }
 
 /* --- counting --------------------------------------------------------------------------- */
@@ -152,13 +159,11 @@ static const char *status_class(unsigned status, int is_error) {
     return c[status / 100 - 2];
 }
 
-void br_stats_reply(const char *house, uint64_t epoch, unsigned status, int is_error,
-                    uint64_t fwd_ns) {
-    gp_metric_inc(g_bm.requests, status_class(status, is_error));
+void br_stats_reply(br_conn *c, unsigned status, int is_error, uint64_t fwd_ns) {
+    gp_metric_inc(S.m->requests, status_class(status, is_error));
     if (fwd_ns)
-        gp_metric_observe(g_bm.duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
-    br_conn *c = epoch ? br_house_find(house) : NULL;
-    if (c && c->epoch == epoch) {
+        gp_metric_observe(S.m->duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
+    if (c) {
         c->st_req++;
         c->st_err += is_error || status >= 500;
         c->st_dirty = 1;
@@ -166,7 +171,7 @@ void br_stats_reply(const char *house, uint64_t epoch, unsigned status, int is_e
 }
 
 void br_stats_bytes(br_conn *c, int from_house, size_t n) {
-    gp_metric_add(g_bm.bytes, from_house ? "from_house" : "to_house", (double)n);
+    gp_metric_add(S.m->bytes, from_house ? "from_house" : "to_house", (double)n);
     if (!c)
         return;
     if (from_house)
@@ -177,50 +182,50 @@ void br_stats_bytes(br_conn *c, int from_house, size_t n) {
 }
 
 void br_stats_compressed(size_t before, size_t after) {
-    gp_metric_add(g_bm.compressed, "before", (double)before);
-    gp_metric_add(g_bm.compressed, "after", (double)after);
+    gp_metric_add(S.m->compressed, "before", (double)before);
+    gp_metric_add(S.m->compressed, "after", (double)after);
 }
 
 void br_stats_node_up(int node) {
     if (node < 0 || node >= MAX_NODES)
         return;
     if (S.node_seen[node])
-        gp_metric_inc(g_bm.redis_reconnects, NULL);
+        gp_metric_inc(S.m->redis_reconnects, NULL);
     S.node_seen[node] = 1;
 }
 
 /* Gauges that are read off the running state rather than counted. */
 static void collect(void) {
-    gp_metric_set(g_bm.houses, NULL, g_br.nlive);
+    gp_metric_set(S.m->houses, NULL, *S.src.nlive);
     double rtt, loss;
     uint64_t retx, fec;
-    br_udp_metrics(&rtt, &loss, &retx, &fec);
+    S.src.link_metrics(&rtt, &loss, &retx, &fec);
     /* RTT by transport: a walk over the held houses (one scrape costs what a tick does). */
     static const char *const TP[] = {"ws", "wss", "rudp"};
     double sum[3] = {0, 0, rtt};
     unsigned n[3] = {0, 0, rtt > 0};
-    for (const br_conn *c = g_br.all; c; c = c->all_next)
+    for (const br_conn *c = S.src.conns->all; c; c = c->all_next)
         for (int t = 0; t < 2; t++)
             if (c->state == BR_CS_LIVE && c->rtt_us > 0 && strcmp(c->tp->name, TP[t]) == 0) {
                 sum[t] += c->rtt_us / 1000.0;
                 n[t]++;
             }
     for (int t = 0; t < 3; t++)
-        gp_metric_set(g_bm.rtt, TP[t], n[t] ? sum[t] / n[t] / 1000.0 : 0);
-    gp_metric_set(g_bm.rudp_loss, NULL, loss);
+        gp_metric_set(S.m->rtt, TP[t], n[t] ? sum[t] / n[t] / 1000.0 : 0);
+    gp_metric_set(S.m->rudp_loss, NULL, loss);
     /* Counters owned by the rudp engines: bring ours up to their total. */
-    gp_metric_add(g_bm.rudp_retx, NULL, (double)retx - gp_metric_value(g_bm.rudp_retx, NULL));
-    gp_metric_add(g_bm.rudp_fec, NULL, (double)fec - gp_metric_value(g_bm.rudp_fec, NULL));
-    if (g_br.redis_rtt_ms >= 0)
-        gp_metric_set(g_bm.redis_rtt, NULL, g_br.redis_rtt_ms / 1000.0);
-    gp_metric_set(g_bm.admin_conns, NULL, gp_admin_conns(g_br.admin));
-    gp_metric_add(g_bm.log_suppressed, NULL,
-                  (double)br_log_suppressed() - gp_metric_value(g_bm.log_suppressed, NULL));
+    gp_metric_add(S.m->rudp_retx, NULL, (double)retx - gp_metric_value(S.m->rudp_retx, NULL));
+    gp_metric_add(S.m->rudp_fec, NULL, (double)fec - gp_metric_value(S.m->rudp_fec, NULL));
+    if (S.redis_rtt_ms >= 0)
+        gp_metric_set(S.m->redis_rtt, NULL, S.redis_rtt_ms / 1000.0);
+    gp_metric_set(S.m->admin_conns, NULL, gp_admin_conns(*S.src.admin));
+    gp_metric_add(S.m->log_suppressed, NULL,
+                  (double)br_log_suppressed() - gp_metric_value(S.m->log_suppressed, NULL));
 }
 
 char *br_stats_render(size_t *len) {
     collect();
-    return gp_metrics_render(g_bm.reg, len);
+    return gp_metrics_render(S.m->reg, len);
 }
 
 /* --- Redis ------------------------------------------------------------------------------ */
@@ -228,7 +233,7 @@ char *br_stats_render(size_t *len) {
 static void on_pong(redisReply *rep, void *ud) {
     (void)ud;
     if (rep && rep->type == REDIS_REPLY_STATUS && S.ping_sent_ns)
-        g_br.redis_rtt_ms = (double)(uv_hrtime() - S.ping_sent_ns) / 1e6;
+        S.redis_rtt_ms = (double)(uv_hrtime() - S.ping_sent_ns) / 1e6;
     S.ping_sent_ns = 0;
 }
 
@@ -239,7 +244,7 @@ static void ping(void) {
     br_args_init(&a);
     br_args_str(&a, "PING");
     S.ping_sent_ns = uv_hrtime();
-    if (br_db_cmd(g_br.db, on_pong, NULL, &a) != 0)
+    if (br_db_cmd(S.src.env->db, on_pong, NULL, &a) != 0)
         S.ping_sent_ns = 0;
 }
 
@@ -252,28 +257,29 @@ static void put_num(br_args *a, const char *name, char buf[32], double v) {
 /* <p>:bstats:<bid> (bridge/admin/ADMIN.md), and our entry in the <p>:bridges index. */
 static void publish_bstats(void) {
     char key[GP_KEY_MAX], idx[GP_KEY_MAX];
-    if (gp_key_bstats(key, g_br.cfg.prefix, g_br.cfg.bridge_id) < 0 ||
-        gp_key_bridges(idx, g_br.cfg.prefix) < 0)
+    if (gp_key_bstats(key, S.src.env->cfg->prefix, S.src.env->cfg->bridge_id) < 0 ||
+        gp_key_bridges(idx, S.src.env->cfg->prefix) < 0)
         return;
-    uint64_t now = br_now_redis();
-    uint64_t since = now - (br_now() - g_br.started_ms);
-    const br_metrics *m = &g_bm;
+    const br_env *e = S.src.env;
+    uint64_t now = br_env_now_redis(e);
+    uint64_t since = now - (br_env_now(e) - e->started_ms);
+    const br_metrics *m = S.m;
     char v[10][32], rtt[32], pid[24];
-    snprintf(rtt, sizeof rtt, "%.3f", g_br.redis_rtt_ms < 0 ? 0 : g_br.redis_rtt_ms);
+    snprintf(rtt, sizeof rtt, "%.3f", S.redis_rtt_ms < 0 ? 0 : S.redis_rtt_ms);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "HSET");
     br_args_str(&a, key);
     br_args_str(&a, GP_BSTATS_ID);
-    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, S.src.env->cfg->bridge_id);
     br_args_str(&a, GP_BSTATS_HOST);
     br_args_str(&a, S.host);
     br_args_str(&a, GP_BSTATS_PID);
     br_args_str(&a, pid);
     put_num(&a, GP_BSTATS_SINCE, v[0], (double)since);
     put_num(&a, GP_BSTATS_TS, v[1], (double)now);
-    put_num(&a, GP_BSTATS_HOUSES, v[2], g_br.nlive);
+    put_num(&a, GP_BSTATS_HOUSES, v[2], *S.src.nlive);
     put_num(&a, GP_BSTATS_REQ_TOTAL, v[3], gp_metric_total(m->requests));
     put_num(&a, GP_BSTATS_ERR_TOTAL, v[4],
             gp_metric_value(m->requests, "5xx") + gp_metric_value(m->requests, "error"));
@@ -283,34 +289,34 @@ static void publish_bstats(void) {
     put_num(&a, GP_BSTATS_AUTH_FAILURES, v[8], gp_metric_total(m->auth_failures));
     br_args_str(&a, GP_BSTATS_REDIS_RTT);
     br_args_str(&a, rtt);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "PEXPIRE");
     br_args_str(&a, key);
     br_args_u64(&a, BSTATS_TTL_MS);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "ZADD");
     br_args_str(&a, idx);
     br_args_u64(&a, now);
-    br_args_str(&a, g_br.cfg.bridge_id);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_args_str(&a, S.src.env->cfg->bridge_id);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "ZREMRANGEBYSCORE");
     br_args_str(&a, idx);
     br_args_str(&a, "-inf");
     br_args_u64(&a, now > BRIDGES_FORGET_MS ? now - BRIDGES_FORGET_MS : 0);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(S.src.env->db, NULL, NULL, &a);
 }
 
 void br_stats_tick(uint64_t now) {
     (void)now;
-    if (!br_db_ready(g_br.db) || !g_br.time_ok)
+    if (!br_db_ready(S.src.env->db) || !S.src.env->time_ok)
         return;
     ping();
     publish_bstats();
     /* Houses that had traffic: their state hash gets the new counters (under the fence). */
-    for (br_conn *c = g_br.all; c; c = c->all_next)
+    for (br_conn *c = S.src.conns->all; c; c = c->all_next)
         if (c->in_table && c->st_dirty)
-            br_house_state_update(c);
+            S.src.state_update(S.src.ud, c);
 }

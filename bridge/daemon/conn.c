@@ -1,9 +1,11 @@
 /* conn.c — a house connection, whatever carries it (WebSocket in tunnel.c, rudp in udp.c):
  * its lifetime (refcounted: Redis callbacks may outlive the transport), the queue of encoded
  * frames waiting for the transport, closing with a GOAWAY, and the frames of a live
- * connection (PING/PONG, responses, GOAWAY). I/O side; the transports only move bytes. */
-#include "bridge.h"
-#include "flood.h"
+ * connection (PING/PONG and GOAWAY here; responses go up). What concerns the house (its
+ * requests, letting go of it) goes up through the hooks its holder installed (conn.h), so
+ * this file calls no module above it. I/O side; the transports only move bytes. */
+#include "conn.h"
+#include "../log.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -11,21 +13,22 @@
 
 #define MAX_QUEUE_BYTES (16u << 20)
 
-br_conn *br_conn_new(const br_transport *tp, void *tpd, const char *addr) {
+br_conn *br_conn_new(br_conns *cs, const br_transport *tp, void *tpd, const char *addr) {
     br_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    c->owner = cs;
     c->tp = tp;
     c->tpd = tpd;
     c->refs = 1;
     c->state = BR_CS_HELLO;
-    c->serial = ++g_br.conn_serial;
-    c->accepted_ms = c->last_rx_ms = br_now();
+    c->serial = ++cs->serial;
+    c->accepted_ms = c->last_rx_ms = br_env_now(cs->env);
     snprintf(c->addr, sizeof c->addr, "%s", addr);
-    c->all_next = g_br.all;
-    if (g_br.all)
-        g_br.all->all_prev = c;
-    g_br.all = c;
+    c->all_next = cs->all;
+    if (cs->all)
+        cs->all->all_prev = c;
+    cs->all = c;
     br_log(BR_LOG_DEBUG, "conn_open", "conn=%llu addr=%s transport=%s",
            (unsigned long long)c->serial, c->addr, tp->name);
     return c;
@@ -48,7 +51,9 @@ void br_conn_unref(br_conn *c) {
     if (!c || --c->refs > 0)
         return;
     out_free_all(c);
-    br_req_conn_free(c);
+    const br_conn_hooks *h = &c->owner->hooks;
+    if (h->on_free)
+        h->on_free(h->ud, c);
     gp_framer_free(c->fr);
     free(c->keys);
     sodium_memzero(c->secret, sizeof c->secret);
@@ -116,22 +121,25 @@ void br_conn_goaway(br_conn *c, int code, const char *msg) {
     br_conn_send(c, &f);
 }
 
+/* The holder lets go of the house and drops the requests (house.c: teardown, requests). */
+static void up_closed(br_conn *c) {
+    const br_conn_hooks *h = &c->owner->hooks;
+    if (h->on_closed)
+        h->on_closed(h->ud, c);
+}
+
 void br_conn_close(br_conn *c, int goaway_code, const char *msg) {
     if (!c->tpd || c->state == BR_CS_CLOSING)
         return;
     if (goaway_code && !c->goaway_sent)
         br_conn_goaway(c, goaway_code, msg);
-    if (c->in_table)
-        br_house_teardown(c, 1);
-    br_req_free_all(c);
+    up_closed(c);
     c->state = BR_CS_CLOSING;
     c->tp->close(c);
 }
 
 void br_conn_closed(br_conn *c, const char *why) {
-    if (c->in_table)
-        br_house_teardown(c, 1);
-    br_req_free_all(c);
+    up_closed(c);
     br_log(why           ? BR_LOG_WARN
            : c->house[0] ? BR_LOG_INFO
                          : BR_LOG_DEBUG,
@@ -143,7 +151,7 @@ void br_conn_closed(br_conn *c, const char *why) {
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
-        g_br.all = c->all_next;
+        c->owner->all = c->all_next;
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
     out_free_all(c);
@@ -175,9 +183,12 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
         return;
     }
     case GP_FRAME_RESP_HEAD:
-    case GP_FRAME_RESP_BODY:
-        br_req_frame(c, f);
+    case GP_FRAME_RESP_BODY: {
+        const br_conn_hooks *h = &c->owner->hooks;
+        if (h->on_frame)
+            h->on_frame(h->ud, c, f);
         return;
+    }
     case GP_FRAME_CREDIT: /* reserved in v1 */
     case GP_FRAME_CANCEL:
         return;
@@ -193,8 +204,8 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
 
 /* GOAWAY DRAINING to every house: one with requests in flight stays until they are
  * answered (requests.c closes it after the last), the others are closed now. */
-void br_conn_drain_all(void) {
-    for (br_conn *c = g_br.all; c; c = c->all_next) {
+void br_conn_drain_all(br_conns *cs) {
+    for (br_conn *c = cs->all; c; c = c->all_next) {
         if (c->state == BR_CS_LIVE && c->ninflight > 0)
             br_conn_goaway(c, GP_GOAWAY_DRAINING, "bridge shutting down");
         else
@@ -202,26 +213,27 @@ void br_conn_drain_all(void) {
     }
 }
 
-void br_conn_close_all(void) {
-    for (br_conn *c = g_br.all; c; c = c->all_next)
+void br_conn_close_all(br_conns *cs) {
+    for (br_conn *c = cs->all; c; c = c->all_next)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
 
-unsigned br_conn_count_open(void) {
+unsigned br_conn_count_open(const br_conns *cs) {
     unsigned n = 0;
-    for (const br_conn *c = g_br.all; c; c = c->all_next)
+    for (const br_conn *c = cs->all; c; c = c->all_next)
         n += c->state != BR_CS_CLOSING;
     return n;
 }
 
-void br_conn_tick(uint64_t now) {
-    for (br_conn *c = g_br.all, *n; c; c = n) {
+void br_conn_tick(br_conns *cs, uint64_t now) {
+    const br_config *cfg = cs->env->cfg;
+    for (br_conn *c = cs->all, *n; c; c = n) {
         n = c->all_next;
-        uint64_t iv = c->ping_iv ? c->ping_iv : (uint64_t)g_br.cfg.ping_interval;
+        uint64_t iv = c->ping_iv ? c->ping_iv : (uint64_t)cfg->ping_interval;
         if (c->state == BR_CS_CLOSING)
             continue;
         if (c->state != BR_CS_LIVE) {
-            if (now - c->accepted_ms > (uint64_t)g_br.cfg.auth_timeout * 1000) {
+            if (now - c->accepted_ms > (uint64_t)cfg->auth_timeout * 1000) {
                 br_logr(BR_LOG_WARN, "handshake_timeout", "addr=%s house=%s", c->addr,
                         c->house[0] ? c->house : "-");
                 br_conn_close(c, GP_GOAWAY_PROTOCOL, "handshake timeout");
@@ -243,5 +255,4 @@ void br_conn_tick(uint64_t now) {
             br_conn_send(c, &f);
         }
     }
-    br_flood_tick(now); /* after the GOAWAYs above: WebSockets get theirs first */
 }

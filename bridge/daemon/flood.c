@@ -14,7 +14,8 @@
  *    waits in the listen queue, and the listener is paused for a backoff.
  * Records are found by wsi (a hash) and kept in accept order, globally and per address. */
 #include "flood.h"
-#include "bridge.h"
+#include "../admin/stats.h"
+#include "../log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,6 +53,9 @@ struct pa_addr {
 };
 
 static struct {
+    const br_env *env;
+    struct lws_context *const *lws; /* tunnel.c's, NULL until it is made */
+    const int *listen_port;
     unsigned cap_total, cap_addr;
     uint64_t timeout_ms;
     pa_rec *head, *tail;
@@ -87,11 +91,16 @@ static unsigned hash_str(const char *s) {
 }
 
 static void gauge(void) {
-    gp_metric_set(g_bm.preauth, NULL, F.n);
+    gp_metric_set(F.env->metrics->preauth, NULL, F.n);
 }
 
-void br_flood_init(unsigned lws_fds) {
-    unsigned total = (unsigned)g_br.cfg.preauth_max, per = (unsigned)g_br.cfg.preauth_per_addr;
+void br_flood_init(const br_env *env, struct lws_context *const *lws, const int *listen_port,
+                   unsigned lws_fds) {
+    F.env = env;
+    F.lws = lws;
+    F.listen_port = listen_port;
+    const br_config *cfg = env->cfg;
+    unsigned total = (unsigned)cfg->preauth_max, per = (unsigned)cfg->preauth_per_addr;
     /* At most half of lws's table: the other half stays for houses that authenticated. */
     if (total > lws_fds / 2)
         total = lws_fds / 2 ? lws_fds / 2 : 1;
@@ -99,12 +108,12 @@ void br_flood_init(unsigned lws_fds) {
         per = total;
     F.cap_total = total;
     F.cap_addr = per;
-    F.timeout_ms = (uint64_t)g_br.cfg.auth_timeout * 1000;
+    F.timeout_ms = (uint64_t)cfg->auth_timeout * 1000;
     F.pause_ms = PAUSE_MIN_MS;
     if (F.spare < 0)
         F.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!F.timer_init) {
-        uv_timer_init(g_br.loop, &F.pause_timer);
+        uv_timer_init(env->loop, &F.pause_timer);
         F.timer_init = 1;
     }
     gauge();
@@ -195,7 +204,7 @@ static void rec_drop(pa_rec *r) {
  * tick. */
 static void shed(pa_rec *r, const char *reason, uint64_t now) {
     struct lws *wsi = r->wsi;
-    gp_metric_inc(g_bm.preauth_shed, reason);
+    gp_metric_inc(F.env->metrics->preauth_shed, reason);
     br_logr(BR_LOG_WARN, "preauth_shed", "addr=%s reason=%s age_ms=%llu preauth=%u", r->a->ip,
             reason, (unsigned long long)(now - r->t), F.n - 1);
     rec_drop(r); /* first: closing calls br_flood_destroyed */
@@ -224,7 +233,7 @@ static void peer_ip(const struct sockaddr *sa, char *out, size_t cap) {
 }
 
 void br_flood_accepted(const struct sockaddr *sa) {
-    uint64_t now = br_now();
+    uint64_t now = br_env_now(F.env);
     peer_ip(sa, F.pending, sizeof F.pending);
     F.has_pending = 1;
     pa_addr *a = addr_get(F.pending, 0);
@@ -246,7 +255,7 @@ void br_flood_adopted(struct lws *wsi) {
     }
     r->wsi = wsi;
     r->a = a;
-    r->t = br_now();
+    r->t = br_env_now(F.env);
     unsigned h = hash_ptr(wsi);
     r->hnext = F.by_wsi[h];
     F.by_wsi[h] = r;
@@ -311,7 +320,7 @@ static void find_listener(uv_handle_t *h, void *ud) {
         return;
     int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (port != g_br.listen_port)
+    if (port != *F.listen_port)
         return;
     F.lhandles[F.nlisteners] = (uv_poll_t *)h;
     F.lcbs[F.nlisteners++] = ((uv_poll_t *)h)->poll_cb;
@@ -343,21 +352,21 @@ static int drain(void) {
 static void on_resume(uv_timer_t *t) {
     (void)t;
     F.paused = 0;
-    F.resumed_ms = br_now();
+    F.resumed_ms = br_env_now(F.env);
     for (int i = 0; i < F.nlisteners; i++)
         if (F.lcbs[i] && !uv_is_closing((uv_handle_t *)F.lhandles[i]))
             uv_poll_start(F.lhandles[i], UV_READABLE, F.lcbs[i]);
 }
 
 void br_flood_emfile(void) {
-    if (!g_br.lws || !F.timer_init)
+    if (!F.lws || !*F.lws || !F.timer_init)
         return;
     if (!F.nlisteners)
-        uv_walk(g_br.loop, find_listener, NULL);
+        uv_walk(F.env->loop, find_listener, NULL);
     int dropped = drain();
     if (F.paused)
         return;
-    uint64_t now = br_now();
+    uint64_t now = br_env_now(F.env);
     /* Again soon after the last pause: back off further. */
     F.pause_ms = now - F.resumed_ms < 2 * (uint64_t)F.pause_ms
                      ? (F.pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : F.pause_ms * 2)
@@ -366,7 +375,7 @@ void br_flood_emfile(void) {
     for (int i = 0; i < F.nlisteners; i++)
         uv_poll_stop(F.lhandles[i]);
     uv_timer_start(&F.pause_timer, on_resume, F.pause_ms, 0);
-    gp_metric_inc(g_bm.accept_pauses, NULL);
+    gp_metric_inc(F.env->metrics->accept_pauses, NULL);
     br_logr(BR_LOG_WARN, "accept_paused",
             "err=EMFILE pause_ms=%u dropped=%d preauth=%u hint=\"raise LimitNOFILE\"", F.pause_ms,
             dropped, F.n);

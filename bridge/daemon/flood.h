@@ -5,13 +5,18 @@
 #ifndef BR_FLOOD_H
 #define BR_FLOOD_H
 
+#include "env.h"
+
 #include <stdint.h>
 #include <sys/socket.h>
 
 struct lws;
+struct lws_context;
 
-/* Sizes the caps from the options and the descriptors lws may use (its table). */
-void br_flood_init(unsigned lws_fds);
+/* Sizes the caps from the options and the descriptors lws may use (its table). env, and
+ * where the listener's lws context and port will be (tunnel.c's), are kept. */
+void br_flood_init(const br_env *env, struct lws_context *const *lws, const int *listen_port,
+                   unsigned lws_fds);
 /* The total and per-address caps in force (after clamping to the table). */
 unsigned br_flood_cap_total(void);
 unsigned br_flood_cap_addr(void);

@@ -22,10 +22,14 @@
  * full or capacity freed up, or (c) the sweep passes: every SWEEP_SLOW_MS while the doorbell is
  * healthy, every SWEEP_FAST_MS while it is not (keyspace notifications refused, subscriber
  * down). (c) alone is correct; (a) removes its latency without polling 10,000 streams. */
+#include "house.h"
+#include "../admin/stats.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_req.h"
 #include "../store/store_state.h"
-#include "bridge.h"
 #include "reqcore.h"
+#include "requests.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,137 +48,54 @@ static br_script s_release = {GP_LUA_STATE_RELEASE, ""};
 
 static br_script s_read = {GP_LUA_REQ_FENCED_READ, ""};
 
-void br_house_load_scripts(void) {
-    br_db_load_script(g_br.db, &s_claim);
-    br_db_load_script(g_br.db, &s_refresh);
-    br_db_load_script(g_br.db, &s_release);
-    br_db_load_script(g_br.db, &s_read);
+void br_house_load_scripts(br_houses *h) {
+    br_db_load_script(h->env->db, &s_claim);
+    br_db_load_script(h->env->db, &s_refresh);
+    br_db_load_script(h->env->db, &s_release);
+    br_db_load_script(h->env->db, &s_read);
 }
 
-/* --- table of held houses --------------------------------------------------------------- */
-
-static size_t hash(const char *s) {
-    size_t h = 1469598103934665603ull;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
+/* The houses of a connection's callbacks (they carry the br_conn): the hooks' owner. */
+static br_houses *of(const br_conn *c) {
+    return c->owner->hooks.ud;
 }
 
-static int table_grow(void) {
-    size_t n = g_br.table_size ? g_br.table_size * 2 : 1024;
-    br_conn **t = calloc(n, sizeof *t);
-    if (!t)
-        return -1;
-    for (size_t i = 0; i < g_br.table_size; i++) {
-        for (br_conn *c = g_br.table[i], *next; c; c = next) {
-            next = c->hnext;
-            size_t b = hash(c->house) & (n - 1);
-            c->hnext = t[b];
-            t[b] = c;
-        }
-    }
-    free(g_br.table);
-    g_br.table = t;
-    g_br.table_size = n;
-    return 0;
-}
-
-br_conn *br_house_find(const char *house) {
-    if (!g_br.table_size)
-        return NULL;
-    for (br_conn *c = g_br.table[hash(house) & (g_br.table_size - 1)]; c; c = c->hnext)
-        if (strcmp(c->house, house) == 0)
-            return c;
-    return NULL;
-}
-
-static int table_insert(br_conn *c) {
-    if (g_br.nlive + 1 > g_br.table_size && table_grow() != 0)
-        return -1;
-    size_t b = hash(c->house) & (g_br.table_size - 1);
-    c->hnext = g_br.table[b];
-    g_br.table[b] = c;
-    c->in_table = 1;
-    g_br.nlive++;
-    return 0;
-}
-
-static void table_remove(br_conn *c) {
-    if (!c->in_table)
-        return;
-    br_conn **pp = &g_br.table[hash(c->house) & (g_br.table_size - 1)];
-    while (*pp && *pp != c)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = c->hnext;
-    c->hnext = NULL;
-    c->in_table = 0;
-    g_br.nlive--;
-}
-
-void br_house_table_free(void) {
-    free(g_br.table);
-    g_br.table = NULL;
-    g_br.table_size = 0;
+br_conn *br_house_find(const br_houses *h, const char *house) {
+    return br_htable_find(&h->table, house);
 }
 
 /* --- doorbell --------------------------------------------------------------------------- */
 
-static void channel_of(char out[GP_KEY_MAX + 32], const br_conn *c) {
-    snprintf(out, GP_KEY_MAX + 32, "__keyspace@%d__:%s", g_br.rdb, c->reqkey);
+static void channel_of(char out[GP_KEY_MAX + 32], const br_houses *h, const br_conn *c) {
+    snprintf(out, GP_KEY_MAX + 32, "__keyspace@%d__:%s", h->env->rdb, c->reqkey);
 }
 
-static void subscribe(br_conn *c, int on) {
+static void subscribe(br_houses *h, br_conn *c, int on) {
     char ch[GP_KEY_MAX + 32];
-    channel_of(ch, c);
-    br_db_subscribe(g_br.db, c->reqkey, ch, on); /* on the node that holds the stream */
+    channel_of(ch, h, c);
+    br_db_subscribe(h->env->db, c->reqkey, ch, on); /* on the node that holds the stream */
 }
 
 /* "__keyspace@0__:gp:{h1}:req" -> "h1" */
-static int house_of_channel(const char *chan, size_t clen, char out[GP_MAX_HOUSE_ID + 1]) {
+static int house_of_channel(const br_houses *h, const char *chan, size_t clen,
+                            char out[GP_MAX_HOUSE_ID + 1]) {
     const char *key = memchr(chan, ':', clen);
     if (!key)
         return -1;
     key++;
-    return gp_key_house_of_req(key, (size_t)(chan + clen - key), g_br.cfg.prefix, out,
+    return gp_key_house_of_req(key, (size_t)(chan + clen - key), h->env->cfg->prefix, out,
                                GP_MAX_HOUSE_ID + 1) < 0
                ? -1
                : 0;
 }
 
-static void fence_out(br_conn *c, const char *why);
-
-/* "<word> <house>", a message on one of our channels, into buf: the house, or NULL when the
- * message is not of that shape. */
-static const char *split_house(const char *msg, size_t mlen, char *buf, size_t cap) {
-    if (mlen >= cap)
-        return NULL;
-    memcpy(buf, msg, mlen);
-    buf[mlen] = '\0';
-    char *sp = strchr(buf, ' ');
-    if (!sp)
-        return NULL;
-    *sp = '\0';
-    return sp + 1;
-}
-
-/* "<epoch> <house>" on our fence channel: another bridge has claimed the house. */
-static void on_fence_message(const char *msg, size_t mlen) {
-    char buf[GP_MAX_HOUSE_ID + 32];
-    const char *house = split_house(msg, mlen, buf, sizeof buf);
-    br_conn *c = house ? br_house_find(house) : NULL;
-    if (c && c->epoch < strtoull(buf, NULL, 10))
-        fence_out(c, "claimed_elsewhere");
-}
+static void fence_out(br_houses *h, br_conn *c, const char *why);
 
 /* "disable <house>" / "remove <house>" on <p>:ctl (bridge/admin/ADMIN.md): whichever bridge holds
  * the house closes it; the others have nothing to do. */
-void br_house_ctl(const char *msg, size_t mlen) {
-    char buf[GP_MAX_HOUSE_ID + 16];
-    const char *house = split_house(msg, mlen, buf, sizeof buf);
-    int disable = house && strcmp(buf, "disable") == 0,
-        remove = house && strcmp(buf, "remove") == 0;
-    br_conn *c = (disable || remove) ? br_house_find(house) : NULL;
+static void on_ctl_message(br_houses *h, const char *msg, size_t mlen) {
+    int disable = 0;
+    br_conn *c = br_htable_ctl_target(&h->table, msg, mlen, &disable);
     if (!c)
         return;
     br_log(BR_LOG_INFO, "house_closed_by_admin", "house=%s addr=%s reason=%s", c->house, c->addr,
@@ -182,57 +103,61 @@ void br_house_ctl(const char *msg, size_t mlen) {
     br_conn_close(c, GP_GOAWAY_AUTH, disable ? "house disabled" : "house removed");
 }
 
-void br_house_on_message(const char *kind, const char *chan, size_t clen, const char *msg,
-                         size_t mlen) {
-    const char *fch = g_br.fence_channel;
+void br_house_on_message(br_houses *h, const char *kind, const char *chan, size_t clen,
+                         const char *msg, size_t mlen) {
+    const char *fch = h->env->fence_channel;
     if (clen == strlen(fch) && memcmp(chan, fch, clen) == 0) {
-        if (strcmp(kind, "message") == 0)
-            on_fence_message(msg, mlen);
+        /* "<epoch> <house>": another bridge has claimed the house. */
+        br_conn *c =
+            strcmp(kind, "message") == 0 ? br_htable_fence_target(&h->table, msg, mlen) : NULL;
+        if (c)
+            fence_out(h, c, "claimed_elsewhere");
         return;
     }
-    const char *ctl = g_br.ctl_channel;
+    const char *ctl = h->env->ctl_channel;
     if (clen == strlen(ctl) && memcmp(chan, ctl, clen) == 0) {
         if (strcmp(kind, "message") == 0)
-            br_house_ctl(msg, mlen);
+            on_ctl_message(h, msg, mlen);
         return;
     }
     char house[GP_MAX_HOUSE_ID + 1];
-    if (house_of_channel(chan, clen, house) != 0)
+    if (house_of_channel(h, chan, clen, house) != 0)
         return;
-    br_conn *c = br_house_find(house);
+    br_conn *c = br_house_find(h, house);
     if (strcmp(kind, "message") == 0) {
         /* Only new entries matter; our own XDELs ring too and must not cause reads. */
         if (c && mlen == 4 && memcmp(msg, "xadd", 4) == 0)
-            br_house_read(c);
+            br_house_read(h, c);
     } else if (strcmp(kind, "subscribe") == 0 && c) {
         /* From here on every XADD rings; one read catches what came before. */
-        br_house_read(c);
+        br_house_read(h, c);
     } else if (strcmp(kind, "unsubscribe") == 0 && c) {
         /* hiredis 0.14 forgets a channel's callback when an UNSUBSCRIBE is confirmed, even if
          * we SUBSCRIBEd again meanwhile (house reconnected): subscribe once more. */
-        subscribe(c, 1);
+        subscribe(h, c, 1);
     }
 }
 
-void br_house_sub_up(void) {
-    br_db_subscribe(g_br.db, NULL, g_br.fence_channel, 1);
-    br_db_subscribe(g_br.db, NULL, g_br.ctl_channel, 1);
-    for (br_conn *c = g_br.all; c; c = c->all_next)
+void br_house_sub_up(br_houses *h) {
+    br_db_subscribe(h->env->db, NULL, h->env->fence_channel, 1);
+    br_db_subscribe(h->env->db, NULL, h->env->ctl_channel, 1);
+    for (br_conn *c = h->conns->all; c; c = c->all_next)
         if (c->in_table)
-            subscribe(c, 1);
+            subscribe(h, c, 1);
 }
 
 /* Keyspace notifications are on and the subscriber is connected: the sweep can be slow. */
-static int doorbell_ok(void) {
-    return br_db_doorbell_ok(g_br.db);
+static int doorbell_ok(const br_houses *h) {
+    return br_db_doorbell_ok(h->env->db);
 }
 
 /* --- reading the stream ----------------------------------------------------------------- */
 
-static void create_group(br_conn *c);
+static void create_group(br_houses *h, br_conn *c);
 
 static void on_read(redisReply *rep, void *ud) {
     br_conn *c = ud;
+    br_houses *h = of(c);
     c->reading = 0;
     if (!br_conn_alive(c) || !c->in_table || !rep) {
         br_conn_unref(c);
@@ -240,7 +165,7 @@ static void on_read(redisReply *rep, void *ud) {
     }
     if (br_reply_is_error(rep, "NOGROUP")) {
         /* Someone deleted the stream (or Redis lost it): recreate and start over. */
-        create_group(c);
+        create_group(h, c);
         br_conn_unref(c);
         return;
     }
@@ -250,7 +175,7 @@ static void on_read(redisReply *rep, void *ud) {
         return;
     }
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer == -1) {
-        fence_out(c, "epoch_moved");
+        fence_out(h, c, "epoch_moved");
         br_conn_unref(c);
         return;
     }
@@ -276,12 +201,13 @@ static void on_read(redisReply *rep, void *ud) {
     else if (!pending && c->read_pending)
         again = 1; /* a pending scan was asked for while this read ran */
     if ((again || (pending && n == 0)) && br_conn_alive(c))
-        br_house_read(c);
+        br_house_read(h, c);
     br_conn_unref(c);
 }
 
-void br_house_read(br_conn *c) {
-    if (!br_conn_alive(c) || c->state != BR_CS_LIVE || !c->in_table || g_br.stopping)
+void br_house_read(br_houses *h, br_conn *c) {
+    const br_env *e = h->env;
+    if (!br_conn_alive(c) || c->state != BR_CS_LIVE || !c->in_table || e->stopping)
         return;
     if (c->reading) {
         c->read_again = 1; /* the bell rang during a read: read once more after it */
@@ -289,13 +215,13 @@ void br_house_read(br_conn *c) {
     }
     /* Backpressure: a house that does not keep up leaves its backlog in Redis (bounded by
      * the producers' MAXLEN), never in our memory. */
-    long long cap = br_reqtab_room(c->rq, g_br.cfg.max_inflight, g_br.cfg.max_inflight_bytes);
+    long long cap = br_reqtab_room(c->rq, e->cfg->max_inflight, e->cfg->max_inflight_bytes);
     if (cap <= 0) {
         c->read_capped = 1;
         return;
     }
     c->read_capped = 0;
-    c->next_sweep_ms = br_now() + (doorbell_ok() ? SWEEP_SLOW_MS : SWEEP_FAST_MS);
+    c->next_sweep_ms = br_env_now(e) + (doorbell_ok(h) ? SWEEP_SLOW_MS : SWEEP_FAST_MS);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, c->epochkey);
@@ -309,7 +235,7 @@ void br_house_read(br_conn *c) {
     br_conn_ref(c);
     c->reading = 1;
     c->reading_pending = c->read_pending;
-    if (br_db_eval(g_br.db, &s_read, on_read, c, 2, &a) != 0) {
+    if (br_db_eval(e->db, &s_read, on_read, c, 2, &a) != 0) {
         c->reading = 0;
         br_conn_unref(c);
     }
@@ -325,13 +251,13 @@ static void on_group(redisReply *rep, void *ud) {
          * and never acknowledged. */
         c->read_pending = 1;
         strcpy(c->pcursor, "0");
-        c->last_pending_scan_ms = br_now();
-        br_house_read(c);
+        c->last_pending_scan_ms = br_env_now(of(c)->env);
+        br_house_read(of(c), c);
     }
     br_conn_unref(c);
 }
 
-static void create_group(br_conn *c) {
+static void create_group(br_houses *h, br_conn *c) {
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "XGROUP");
@@ -341,38 +267,39 @@ static void create_group(br_conn *c) {
     br_args_str(&a, "0");
     br_args_str(&a, "MKSTREAM");
     br_conn_ref(c);
-    if (br_db_cmd(g_br.db, on_group, c, &a) != 0)
+    if (br_db_cmd(h->env->db, on_group, c, &a) != 0)
         br_conn_unref(c);
 }
 
 /* --- claim / release / fencing ---------------------------------------------------------- */
 
-static void fence_out(br_conn *c, const char *why) {
-    gp_metric_inc(g_bm.fenced, NULL);
+static void fence_out(br_houses *h, br_conn *c, const char *why) {
+    gp_metric_inc(h->env->metrics->fenced, NULL);
     br_log(BR_LOG_WARN, "house_fenced", "house=%s epoch=%llu addr=%s reason=%s", c->house,
            (unsigned long long)c->epoch, c->addr, why);
-    br_house_teardown(c, 0);
+    br_house_teardown(h, c, 0);
     br_conn_close(c, GP_GOAWAY_FENCED, "another connection of this house took over");
 }
 
-void br_house_fenced(const char *house, uint64_t epoch) {
-    br_conn *c = br_house_find(house);
+void br_house_fenced(br_houses *h, const char *house, uint64_t epoch) {
+    br_conn *c = br_house_find(h, house);
     if (c && c->epoch == epoch)
-        fence_out(c, "epoch_moved");
+        fence_out(h, c, "epoch_moved");
 }
 
-static void release(const char *house, const char *epochkey, const char *statekey, uint64_t epoch) {
+static void release(br_houses *h, const char *epochkey, const char *statekey, uint64_t epoch) {
     br_args a;
     br_args_init(&a);
     br_args_str(&a, epochkey);
     br_args_str(&a, statekey);
     br_args_u64(&a, epoch);
-    (void)house;
-    br_db_eval(g_br.db, &s_release, NULL, NULL, 2, &a);
+    br_db_eval(h->env->db, &s_release, NULL, NULL, 2, &a);
 }
 
 static void on_claimed(redisReply *rep, void *ud) {
     br_conn *c = ud;
+    br_houses *h = of(c);
+    const br_env *e = h->env;
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
         if (br_conn_alive(c)) {
             br_log(BR_LOG_WARN, "claim_failed", "house=%s addr=%s err=%s", c->house, c->addr,
@@ -395,46 +322,46 @@ static void on_claimed(redisReply *rep, void *ud) {
     uint64_t epoch = (uint64_t)rep->integer;
     if (!br_conn_alive(c) || c->state != BR_CS_CLAIMING) {
         /* Gone while claiming: don't leave a state that names us. */
-        release(c->house, c->epochkey, c->statekey, epoch);
+        release(h, c->epochkey, c->statekey, epoch);
         br_conn_unref(c);
         return;
     }
     c->epoch = epoch;
-    br_conn *old = br_house_find(c->house);
+    br_conn *old = br_house_find(h, c->house);
     if (old) /* same house again on this bridge: the newer connection wins */
-        fence_out(old, "newer_connection");
-    if (table_insert(c) != 0) {
+        fence_out(h, old, "newer_connection");
+    if (br_htable_insert(&h->table, c) != 0) {
         br_conn_close(c, GP_GOAWAY_DRAINING, "out of memory");
         br_conn_unref(c);
         return;
     }
     c->state = BR_CS_LIVE;
-    gp_metric_inc(g_bm.connections, c->tp->name);
-    c->since_ms = br_now_redis();
-    c->last_ping_ms = c->last_renew_ms = br_now();
-    c->next_sweep_ms = br_now() + SWEEP_FAST_MS;
+    gp_metric_inc(e->metrics->connections, c->tp->name);
+    c->since_ms = br_env_now_redis(e);
+    c->last_ping_ms = c->last_renew_ms = br_env_now(e);
+    c->next_sweep_ms = br_env_now(e) + SWEEP_FAST_MS;
     br_log(BR_LOG_INFO, "house_connected", "house=%s addr=%s epoch=%llu transport=%s", c->house,
            c->addr, (unsigned long long)epoch, c->tp->name);
 
     gp_frame f;
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_WELCOME;
-    f.u.welcome.bridge_id = gp_str_c(g_br.cfg.bridge_id);
+    f.u.welcome.bridge_id = gp_str_c(e->cfg->bridge_id);
     f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
-    c->ping_iv = (uint64_t)g_br.cfg.ping_interval;
+    c->ping_iv = (uint64_t)e->cfg->ping_interval;
     f.u.welcome.ping_interval_ms = (uint32_t)c->ping_iv;
     f.u.welcome.window = 0;
     f.u.welcome.epoch = epoch;
     br_conn_send(c, &f);
-    subscribe(c, 1);
-    create_group(c);
+    subscribe(h, c, 1);
+    create_group(h, c);
     br_conn_unref(c);
 }
 
 /* The house's keys, each sized to fit (a bridge holds thousands of houses). */
 #define NKEYS 5
-static int keys_init(br_conn *c) {
-    const char *p = g_br.cfg.prefix;
+static int keys_init(const br_env *e, br_conn *c) {
+    const char *p = e->cfg->prefix;
     char k[NKEYS][GP_KEY_MAX];
     int n[NKEYS] = {gp_key_req(k[0], p, c->house), gp_key_state(k[1], p, c->house),
                     gp_key_epoch(k[2], p, c->house), gp_key_house(k[3], p, c->house),
@@ -457,9 +384,10 @@ static int keys_init(br_conn *c) {
     return 0;
 }
 
-void br_house_claim(br_conn *c) {
-    const char *p = g_br.cfg.prefix;
-    if (keys_init(c) != 0) {
+void br_house_claim(br_houses *h, br_conn *c) {
+    const br_env *e = h->env;
+    const char *p = e->cfg->prefix;
+    if (keys_init(e, c) != 0) {
         br_conn_close(c, GP_GOAWAY_DRAINING, "out of memory");
         return;
     }
@@ -468,29 +396,29 @@ void br_house_claim(br_conn *c) {
     br_args_str(&a, c->epochkey);
     br_args_str(&a, c->statekey);
     br_args_str(&a, c->housekey);
-    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, e->cfg->bridge_id);
     br_args_str(&a, c->tp->name);
-    br_args_u64(&a, br_now_redis());
+    br_args_u64(&a, br_env_now_redis(e));
     br_args_str(&a, c->addr);
-    br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
+    br_args_u64(&a, (uint64_t)e->cfg->lease_ms);
     char fpre[GP_KEY_MAX + 16];
     gp_key_fence(fpre, p, ""); /* the script appends the old holder's id */
     br_args_str(&a, fpre);
     br_args_str(&a, c->house);
     br_conn_ref(c);
-    if (br_db_eval(g_br.db, &s_claim, on_claimed, c, 3, &a) != 0)
+    if (br_db_eval(e->db, &s_claim, on_claimed, c, 3, &a) != 0)
         on_claimed(NULL, c);
 }
 
-void br_house_teardown(br_conn *c, int do_release) {
+void br_house_teardown(br_houses *h, br_conn *c, int do_release) {
     if (!c->in_table)
         return;
-    gp_metric_inc(g_bm.disconnects, c->tp->name);
-    table_remove(c);
-    subscribe(c, 0);
+    gp_metric_inc(h->env->metrics->disconnects, c->tp->name);
+    br_htable_remove(&h->table, c);
+    subscribe(h, c, 0);
     br_req_free_all(c);
     if (do_release) {
-        release(c->house, c->epochkey, c->statekey, c->epoch);
+        release(h, c->epochkey, c->statekey, c->epoch);
         br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house, c->addr,
                (unsigned long long)c->epoch);
     }
@@ -500,11 +428,12 @@ static void on_refreshed(redisReply *rep, void *ud) {
     br_conn *c = ud;
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0 && br_conn_alive(c) &&
         c->in_table)
-        fence_out(c, "epoch_moved");
+        fence_out(of(c), c, "epoch_moved");
     br_conn_unref(c);
 }
 
-void br_house_state_update(br_conn *c) {
+void br_house_state_update(br_houses *h, br_conn *c) {
+    const br_env *e = h->env;
     if (!c->in_table)
         return;
     br_link_stats ls;
@@ -523,46 +452,46 @@ void br_house_state_update(br_conn *c) {
     br_args_str(&a, c->epochkey);
     br_args_str(&a, c->statekey);
     br_args_u64(&a, c->epoch);
-    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, e->cfg->bridge_id);
     br_args_str(&a, c->tp->name);
     br_args_u64(&a, c->since_ms);
-    br_args_u64(&a, br_now_redis() - (br_now() - c->last_rx_ms));
+    br_args_u64(&a, br_env_now_redis(e) - (br_env_now(e) - c->last_rx_ms));
     br_args_str(&a, rtt);
     br_args_str(&a, c->addr);
-    br_args_u64(&a, (uint64_t)g_br.cfg.lease_ms);
+    br_args_u64(&a, (uint64_t)e->cfg->lease_ms);
     br_args_u64(&a, c->st_req);
     br_args_u64(&a, c->st_err);
     br_args_u64(&a, c->st_bytes_in);
     br_args_u64(&a, c->st_bytes_out);
     br_args_str(&a, loss);
     c->st_dirty = 0;
-    c->last_renew_ms = br_now();
+    c->last_renew_ms = br_env_now(e);
     br_conn_ref(c);
-    if (br_db_eval(g_br.db, &s_refresh, on_refreshed, c, 2, &a) != 0)
+    if (br_db_eval(e->db, &s_refresh, on_refreshed, c, 2, &a) != 0)
         br_conn_unref(c);
 }
 
 /* Redis came back (maybe restarted, maybe empty): re-assert ownership, make sure every
  * group exists, and re-read each house's pending list. */
-void br_house_redis_up(void) {
-    for (br_conn *c = g_br.all; c; c = c->all_next) {
+void br_house_redis_up(br_houses *h) {
+    for (br_conn *c = h->conns->all; c; c = c->all_next) {
         if (!c->in_table)
             continue;
         c->read_again = 0;
-        br_house_state_update(c);
-        create_group(c);
+        br_house_state_update(h, c);
+        create_group(h, c);
     }
 }
 
 /* Called every 100 ms: lease renewals and sweeps fall due one house at a time, so their
  * Redis traffic is spread evenly instead of arriving in bursts. */
-void br_house_tick(uint64_t now) {
-    uint64_t renew = (uint64_t)g_br.cfg.lease_ms / 3;
-    for (br_conn *c = g_br.all; c; c = c->all_next) {
+void br_house_tick(br_houses *h, uint64_t now) {
+    uint64_t renew = (uint64_t)h->env->cfg->lease_ms / 3;
+    for (br_conn *c = h->conns->all; c; c = c->all_next) {
         if (!c->in_table)
             continue;
         if (now - c->last_renew_ms >= renew)
-            br_house_state_update(c);
+            br_house_state_update(h, c);
         if (c->reading)
             continue;
         if (now - c->last_pending_scan_ms >= PENDING_RESCAN_MS) {
@@ -573,9 +502,51 @@ void br_house_tick(uint64_t now) {
             c->next_sweep_ms = now;
         }
         /* Doorbell gone quiet (subscriber reconnecting): don't wait out a slow sweep. */
-        if (!doorbell_ok() && c->next_sweep_ms > now + SWEEP_FAST_MS)
+        if (!doorbell_ok(h) && c->next_sweep_ms > now + SWEEP_FAST_MS)
             c->next_sweep_ms = now + SWEEP_FAST_MS;
         if (now >= c->next_sweep_ms)
-            br_house_read(c);
+            br_house_read(h, c);
     }
+}
+
+/* --- the hooks of the connections and the ops of the requests ------------------------- */
+
+static void hook_frame(void *ud, br_conn *c, const gp_frame *f) {
+    (void)ud;
+    br_req_frame(c, f);
+}
+
+static void hook_closed(void *ud, br_conn *c) {
+    if (c->in_table)
+        br_house_teardown(ud, c, 1);
+    br_req_free_all(c);
+}
+
+static void hook_free(void *ud, br_conn *c) {
+    (void)ud;
+    br_req_conn_free(c);
+}
+
+static void op_fenced(void *ud, const char *house, uint64_t epoch) {
+    br_house_fenced(ud, house, epoch);
+}
+
+static br_conn *op_find(void *ud, const char *house) {
+    return br_house_find(ud, house);
+}
+
+static void op_read_more(void *ud, br_conn *c) {
+    br_house_read(ud, c);
+}
+
+void br_houses_init(br_houses *h, const br_env *env, br_conns *conns) {
+    memset(h, 0, sizeof *h);
+    h->env = env;
+    h->conns = conns;
+    conns->hooks = (br_conn_hooks){h, hook_frame, hook_closed, hook_free};
+    br_requests_init(env, &(br_requests_ops){h, op_fenced, op_find, op_read_more});
+}
+
+void br_houses_free(br_houses *h) {
+    br_htable_free(&h->table);
 }

@@ -16,10 +16,14 @@
  * (br_reply_error: reply, then XACK+XDEL under the holder check) and leave the index on the
  * visit after, once gone. `house rm --purge` deletes both keys with the stream (store_house.h).
  * Bounded work per tick. I/O side. */
+#include "janitor.h"
+#include "../admin/stats.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_bridge.h"
 #include "../store/store_req.h"
 #include "../store/store_state.h"
-#include "bridge.h"
+#include "requests.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +50,13 @@
 static br_script s_lock = {GP_LUA_JANITOR_LOCK, ""};
 
 static struct {
+    const br_env *env;
+    const br_houses *houses;
     int busy;         /* a pass is running */
     unsigned pending; /* outstanding commands of this pass */
     char cursor[32];  /* SCAN cursor on node `node`, kept across ticks */
     int node;         /* a cluster is walked one node after the other */
-} J = {0, 0, "0", 0};
+} J = {.cursor = "0"};
 
 static br_script s_due = {GP_LUA_REQ_JANITOR_DUE, ""};
 
@@ -60,9 +66,14 @@ typedef struct jhouse {
     int calls; /* s_due calls this tick */
 } jhouse;
 
+void br_janitor_init(const br_env *env, const br_houses *houses) {
+    J.env = env;
+    J.houses = houses;
+}
+
 void br_janitor_load_scripts(void) {
-    br_db_load_script(g_br.db, &s_lock);
-    br_db_load_script(g_br.db, &s_due);
+    br_db_load_script(J.env->db, &s_lock);
+    br_db_load_script(J.env->db, &s_due);
 }
 
 static void step_done(void) {
@@ -72,7 +83,7 @@ static void step_done(void) {
 
 static int jsend(br_redis_fn fn, void *ud, const br_args *a) {
     J.pending++;
-    if (br_db_cmd(g_br.db, fn, ud, a) == 0)
+    if (br_db_cmd(J.env->db, fn, ud, a) == 0)
         return 0;
     J.pending--;
     return -1;
@@ -83,7 +94,7 @@ static void visit(jhouse *h);
 /* Re-scores a due member whose deadline, as the bridge's parser reads it, is later. */
 static void rescore(const char *house, const br_entry *en) {
     char key[GP_KEY_MAX];
-    gp_key_deadlines(key, g_br.cfg.prefix, house);
+    gp_key_deadlines(key, J.env->cfg->prefix, house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "ZADD");
@@ -91,7 +102,7 @@ static void rescore(const char *house, const br_entry *en) {
     br_args_str(&a, "XX");
     br_args_u64(&a, en->deadline);
     br_args_str(&a, en->entry_id);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(J.env->db, NULL, NULL, &a);
 }
 
 static void on_due(redisReply *rep, void *ud) {
@@ -99,10 +110,10 @@ static void on_due(redisReply *rep, void *ud) {
     int again = 0;
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER &&
-        rep->element[1]->type == REDIS_REPLY_ARRAY && !br_house_find(h->id)) {
-        uint64_t now = br_now_redis();
+        rep->element[1]->type == REDIS_REPLY_ARRAY && !br_house_find(J.houses, h->id)) {
+        uint64_t now = br_env_now_redis(J.env);
         char reqkey[GP_KEY_MAX];
-        gp_key_req(reqkey, g_br.cfg.prefix, h->id);
+        gp_key_req(reqkey, J.env->cfg->prefix, h->id);
         const redisReply *due = rep->element[1];
         for (size_t i = 0; i < due->elements; i++) {
             const redisReply *e = due->element[i];
@@ -110,7 +121,7 @@ static void on_due(redisReply *rep, void *ud) {
                 e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48)
                 continue;
             br_entry en;
-            br_entry_parse(e, g_br.cfg.max_body, &en);
+            br_entry_parse(e, J.env->cfg->max_body, &en);
             if (en.status < 0 || br_reply_settling(h->id, en.entry_id))
                 continue; /* answered already, its acknowledgement on its way */
             if (en.deadline > now) {
@@ -121,7 +132,7 @@ static void on_due(redisReply *rep, void *ud) {
                 br_reply_error(NULL, h->id, reqkey, &en, en.status, en.error, en.message,
                                h->holder);
             } else {
-                gp_metric_inc(g_bm.janitor_timeouts, NULL);
+                gp_metric_inc(J.env->metrics->janitor_timeouts, NULL);
                 br_reply_error(NULL, h->id, reqkey, &en, 504, "timeout",
                                "no bridge holds this house", h->holder);
             }
@@ -138,15 +149,15 @@ static void on_due(redisReply *rep, void *ud) {
 
 static void visit(jhouse *h) {
     char kreq[GP_KEY_MAX], kdl[GP_KEY_MAX], kcur[GP_KEY_MAX];
-    gp_key_req(kreq, g_br.cfg.prefix, h->id);
-    gp_key_deadlines(kdl, g_br.cfg.prefix, h->id);
-    gp_key_jcursor(kcur, g_br.cfg.prefix, h->id);
+    gp_key_req(kreq, J.env->cfg->prefix, h->id);
+    gp_key_deadlines(kdl, J.env->cfg->prefix, h->id);
+    gp_key_jcursor(kcur, J.env->cfg->prefix, h->id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kreq);
     br_args_str(&a, kdl);
     br_args_str(&a, kcur);
-    br_args_u64(&a, br_now_redis());
+    br_args_u64(&a, br_env_now_redis(J.env));
     br_args_u64(&a, NEW_PER_CALL);
     br_args_u64(&a, DUE_PER_CALL);
     br_args_u64(&a, DEFAULT_TIMEOUT_MS);
@@ -155,7 +166,7 @@ static void visit(jhouse *h) {
     br_args_u64(&a, INDEX_TTL_MS);
     h->calls++;
     J.pending++;
-    if (br_db_eval(g_br.db, &s_due, on_due, h, 3, &a) != 0) {
+    if (br_db_eval(J.env->db, &s_due, on_due, h, 3, &a) != 0) {
         J.pending--;
         free(h);
     }
@@ -174,7 +185,7 @@ static void on_lease(redisReply *rep, void *ud) {
 
 static void on_state(redisReply *rep, void *ud) {
     jhouse *h = ud;
-    if (!rep || rep->type == REDIS_REPLY_ERROR || br_house_find(h->id)) {
+    if (!rep || rep->type == REDIS_REPLY_ERROR || br_house_find(J.houses, h->id)) {
         free(h);
     } else if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
         snprintf(h->holder, sizeof h->holder, "%.*s", (int)rep->len, rep->str);
@@ -182,7 +193,7 @@ static void on_state(redisReply *rep, void *ud) {
         br_args a;
         br_args_init(&a);
         br_args_str(&a, "EXISTS");
-        br_args_str(&a, gp_key_bridge(key, g_br.cfg.prefix, h->holder) > 0 ? key : "");
+        br_args_str(&a, gp_key_bridge(key, J.env->cfg->prefix, h->holder) > 0 ? key : "");
         if (jsend(on_lease, h, &a) != 0)
             free(h);
     } else {
@@ -198,23 +209,23 @@ static void on_scan(redisReply *rep, void *ud) {
         rep->element[1]->type == REDIS_REPLY_ARRAY) {
         memcpy(J.cursor, rep->element[0]->str, rep->element[0]->len + 1);
         if (strcmp(J.cursor, "0") == 0) /* this node is done: the next one */
-            J.node = (J.node + 1) % br_db_nodes(g_br.db);
+            J.node = (J.node + 1) % br_db_nodes(J.env->db);
         const redisReply *keys = rep->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
             const redisReply *k = keys->element[i];
             char id[GP_MAX_HOUSE_ID + 1];
             int n = k->type == REDIS_REPLY_STRING
-                        ? gp_key_house_of_req(k->str, k->len, g_br.cfg.prefix, id, sizeof id)
+                        ? gp_key_house_of_req(k->str, k->len, J.env->cfg->prefix, id, sizeof id)
                         : -1;
             if (n <= 0 || !gp_house_id_valid((gp_str){(const uint8_t *)id, (size_t)n}) ||
-                br_house_find(id))
+                br_house_find(J.houses, id))
                 continue;
             jhouse *h = calloc(1, sizeof *h);
             if (!h)
                 break;
             memcpy(h->id, id, (size_t)n + 1);
             char key[GP_KEY_MAX];
-            gp_key_state(key, g_br.cfg.prefix, h->id);
+            gp_key_state(key, J.env->cfg->prefix, h->id);
             br_args a;
             br_args_init(&a);
             br_args_str(&a, "HGET");
@@ -232,7 +243,7 @@ static void on_lock(redisReply *rep, void *ud) {
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
         /* The prefix is literal: escape what a glob pattern would read. */
         char pat[GP_KEY_MAX * 2 + 16], *o = pat;
-        for (const char *p = g_br.cfg.prefix; *p; p++) {
+        for (const char *p = J.env->cfg->prefix; *p; p++) {
             if (strchr("*?[]\\", *p))
                 *o++ = '\\';
             *o++ = *p;
@@ -248,12 +259,12 @@ static void on_lock(redisReply *rep, void *ud) {
         br_args_u64(&a, KEYS_PER_TICK);
         br_args_str(&a, "TYPE");
         br_args_str(&a, "stream");
-        if (J.node >= br_db_nodes(g_br.db))
+        if (J.node >= br_db_nodes(J.env->db))
             J.node = 0;
         J.pending++;
-        if (br_db_cmd_node(g_br.db, J.node, on_scan, NULL, &a) != 0) {
+        if (br_db_cmd_node(J.env->db, J.node, on_scan, NULL, &a) != 0) {
             J.pending--; /* that node is away: go on with the next */
-            J.node = (J.node + 1) % br_db_nodes(g_br.db);
+            J.node = (J.node + 1) % br_db_nodes(J.env->db);
             strcpy(J.cursor, "0");
         }
     }
@@ -262,17 +273,17 @@ static void on_lock(redisReply *rep, void *ud) {
 
 void br_janitor_tick(uint64_t now) {
     (void)now;
-    if (J.busy || g_br.stopping || !g_br.time_ok || !br_db_ready(g_br.db))
+    if (J.busy || J.env->stopping || !J.env->time_ok || !br_db_ready(J.env->db))
         return;
     char key[GP_KEY_MAX];
-    gp_key_janitor(key, g_br.cfg.prefix);
+    gp_key_janitor(key, J.env->cfg->prefix);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, key);
-    br_args_str(&a, g_br.cfg.bridge_id);
+    br_args_str(&a, J.env->cfg->bridge_id);
     br_args_u64(&a, LOCK_MS);
     J.busy = 1;
     J.pending = 1;
-    if (br_db_eval(g_br.db, &s_lock, on_lock, NULL, 1, &a) != 0)
+    if (br_db_eval(J.env->db, &s_lock, on_lock, NULL, 1, &a) != 0)
         J.busy = 0, J.pending = 0;
 }

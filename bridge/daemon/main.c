@@ -2,10 +2,20 @@
  * shutdown. One libuv loop hosts everything: libwebsockets (foreign loop), two hiredis
  * connections (commands, and a subscriber for the keyspace doorbell) and our timers.
  * I/O side. */
+#include "../admin/admin.h"
+#include "../admin/stats.h"
+#include "../log.h"
+#include "../store/rkeys.h"
+#include "../store/rurl.h"
 #include "../store/tlsrelay.h"
-#include "bridge.h"
 #include "conf.h"
+#include "conn.h"
 #include "flood.h"
+#include "house.h"
+#include "janitor.h"
+#include "requests.h"
+#include "tunnel.h"
+#include "udp.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -27,7 +37,34 @@
 #define LEASE_MS 5000
 #define SHUTDOWN_GRACE_MS 2000
 
-br_bridge g_br;
+/* The daemon's one top-level object (Redis keeps `server`): only this file names it. The
+ * modules below get what they need at init: env (what they share), their own contexts
+ * (conns, houses), or a narrow view (the admin port's). */
+typedef struct br_bridge {
+    br_config cfg;
+    br_env env; /* loop, cfg, db, keys, clocks as the modules see them */
+    br_conns conns;
+    br_houses houses;
+    char host_pid[128];
+    char fence_channel[GP_KEY_MAX]; /* <prefix>:fence:<bridge id>: other bridges' claims of ours */
+    char ctl_channel[GP_KEY_MAX];   /* <prefix>:ctl: disable/remove a house (ADMIN.md) */
+    char rhost[256];
+    int rport, rdb;
+    gp_rurl rurl; /* the parsed --redis with its credentials (password wiped at exit) */
+    struct lws_context *lws;
+    int listen_port;
+    uint8_t server_key[32];
+    uint8_t master_key[32];
+    int has_master;
+    uv_timer_t tick;
+    uv_signal_t sigint, sigterm, sighup;
+    struct gp_admin *admin; /* the admin port, NULL when off */
+    int admin_port;         /* its port once listening */
+    br_admin_token token;   /* the admin token (hash), reloaded on SIGHUP */
+    br_metrics metrics;     /* the metrics' handles (admin/stats.c makes them) */
+} br_bridge;
+
+static br_bridge g_br;
 
 static uint64_t g_last_slow, g_last_time;
 static uv_timer_t g_grace;
@@ -195,7 +232,7 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-int br_read_key_file(const char *path, uint8_t out[32]) {
+static int br_read_key_file(const char *path, uint8_t out[32]) {
     if (!path || !*path) {
         br_log(BR_LOG_ERROR, "rudp_key_missing",
                "hint=\"--rudp-key FILE (ghostport rudp-keygen)\"");
@@ -289,8 +326,7 @@ static int configure(int argc, char **argv) {
     if (load_layers(cfg, argc, argv, err, sizeof err) != 0)
         goto bad;
     int level = br_log_level_parse(cfg->log_level);
-    if (br_admin_load_token(cfg, g_br.admin_token_hash, &g_br.has_admin_token, err, sizeof err) !=
-        0)
+    if (br_admin_load_token(cfg, g_br.token.hash, &g_br.token.has, err, sizeof err) != 0)
         goto bad;
     if (gp_rurl_parse(cfg->redis, &g_br.rurl, err, sizeof err) != 0 ||
         gp_rurl_credentials(&g_br.rurl, cfg->redis_user, cfg->redis_password_file, err,
@@ -435,10 +471,10 @@ static void reload(void) {
         /* New limiters with the new rates: counts of failures so far start over. */
         gp_authlimit *ws = br_authlimit_new(cur), *ru = br_authlimit_new(cur);
         if (ws && ru) {
-            gp_authlimit_free(g_br.auth_ws);
-            gp_authlimit_free(g_br.auth_rudp);
-            g_br.auth_ws = ws;
-            g_br.auth_rudp = ru;
+            gp_authlimit_free(g_br.env.auth_ws);
+            gp_authlimit_free(g_br.env.auth_rudp);
+            g_br.env.auth_ws = ws;
+            g_br.env.auth_rudp = ru;
         } else {
             gp_authlimit_free(ws);
             gp_authlimit_free(ru);
@@ -446,18 +482,17 @@ static void reload(void) {
     }
     /* The token file is read again even when its name did not change: rotating the token
      * is writing the file and sending SIGHUP. */
-    if (has_token != g_br.has_admin_token ||
-        sodium_memcmp(token, g_br.admin_token_hash, sizeof token) != 0) {
+    if (has_token != g_br.token.has || sodium_memcmp(token, g_br.token.hash, sizeof token) != 0) {
         if (!strstr(changed, "admin-token"))
             append(changed, sizeof changed, "admin-token");
-        memcpy(g_br.admin_token_hash, token, sizeof token);
-        g_br.has_admin_token = has_token;
+        memcpy(g_br.token.hash, token, sizeof token);
+        g_br.token.has = has_token;
     }
     sodium_memzero(token, sizeof token);
     /* More room per house: read what was waiting. */
-    for (br_conn *c = g_br.all; c; c = c->all_next)
+    for (br_conn *c = g_br.conns.all; c; c = c->all_next)
         if (c->in_table && c->read_capped)
-            br_house_read(c);
+            br_house_read(&g_br.houses, c);
     br_log(BR_LOG_INFO, "config_reloaded", "changed=%s%s%s", changed[0] ? changed : "none",
            restart[0] ? " restart_needed=" : "", restart);
 }
@@ -469,14 +504,14 @@ static void on_sighup(uv_signal_t *s, int signum) {
 
 /* --- time ------------------------------------------------------------------------------- */
 
-uint64_t br_now(void) {
-    return uv_now(g_br.loop);
+static uint64_t br_now(void) {
+    return uv_now(g_br.env.loop);
 }
 
 /* Deadlines are entry-id time + timeout_ms, both on Redis's clock; we keep an offset from
  * TIME so that no clock sync between machines matters. */
-uint64_t br_now_redis(void) {
-    return (uint64_t)((int64_t)br_now() + g_br.time_offset);
+static uint64_t br_now_redis(void) {
+    return (uint64_t)((int64_t)br_now() + g_br.env.time_offset);
 }
 
 static void on_time(redisReply *rep, void *ud) {
@@ -486,15 +521,15 @@ static void on_time(redisReply *rep, void *ud) {
         return;
     uint64_t ms = strtoull(rep->element[0]->str, NULL, 10) * 1000 +
                   strtoull(rep->element[1]->str, NULL, 10) / 1000;
-    g_br.time_offset = (int64_t)ms - (int64_t)br_now();
-    g_br.time_ok = 1;
+    g_br.env.time_offset = (int64_t)ms - (int64_t)br_now();
+    g_br.env.time_ok = 1;
 }
 
 static void refresh_time(void) {
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "TIME");
-    br_db_cmd(g_br.db, on_time, NULL, &a);
+    br_db_cmd(g_br.env.db, on_time, NULL, &a);
     g_last_time = br_now();
 }
 
@@ -510,7 +545,7 @@ static void refresh_lease(void) {
     br_args_str(&a, g_br.host_pid);
     br_args_str(&a, "PX");
     br_args_u64(&a, LEASE_MS);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(g_br.env.db, NULL, NULL, &a);
 }
 
 /* A node's command connection came up (at start, after a Redis restart, or a new node of
@@ -518,24 +553,24 @@ static void refresh_lease(void) {
 static void node_up(br_db *db, int node) {
     br_stats_node_up(node);
     refresh_time();
-    br_house_load_scripts();
+    br_house_load_scripts(&g_br.houses);
     br_req_load_scripts();
     br_janitor_load_scripts();
     br_udp_load_scripts();
     br_api_load_scripts();
     refresh_lease();
-    br_house_redis_up();
+    br_house_redis_up(&g_br.houses);
     if (br_db_ready(db)) /* every node up and routed: /readyz turns 200 with this line */
         br_log(BR_LOG_INFO, "redis_ready", "nodes=%d", br_db_nodes(db));
 }
 
-int br_ready(const char **why) {
-    if (g_br.stopping)
+static int br_ready(const char **why) {
+    if (g_br.env.stopping)
         *why = "draining";
     else if (!g_br.lws)
         *why = "listener_down";
-    else if (!br_db_ready(g_br.db))
-        *why = br_db_auth_failed(g_br.db) ? "redis_auth_failed" : "redis_unavailable";
+    else if (!br_db_ready(g_br.env.db))
+        *why = br_db_auth_failed(g_br.env.db) ? "redis_auth_failed" : "redis_unavailable";
     else
         return 1;
     return 0;
@@ -543,17 +578,22 @@ int br_ready(const char **why) {
 
 static void node_down(br_db *db, int node) {
     (void)db;
-    br_log(BR_LOG_WARN, "redis_unavailable", "node=%d held=%u action=retrying", node, g_br.nlive);
+    br_log(BR_LOG_WARN, "redis_unavailable", "node=%d held=%u action=retrying", node,
+           g_br.houses.table.n);
 }
 
 static void sub_up(br_db *db, int node) {
     (void)db, (void)node;
-    br_house_sub_up();
+    br_house_sub_up(&g_br.houses);
 }
 
 static void map_changed(br_db *db) {
     (void)db;
-    br_house_sub_up();
+    br_house_sub_up(&g_br.houses);
+}
+
+static void on_msg(const char *kind, const char *chan, size_t clen, const char *msg, size_t mlen) {
+    br_house_on_message(&g_br.houses, kind, chan, clen, msg, mlen);
 }
 
 /* --- shutdown --------------------------------------------------------------------------- *
@@ -580,7 +620,7 @@ static void drained(void) {
     if (g_drained)
         return;
     g_drained = 1;
-    br_log(BR_LOG_INFO, "shutdown", "phase=closing replies_unsettled=%u", g_br.replies_live);
+    br_log(BR_LOG_INFO, "shutdown", "phase=closing replies_unsettled=%u", br_req_replies_live());
     uv_timer_stop(&g_grace);
     uv_close((uv_handle_t *)&g_grace, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
@@ -594,17 +634,17 @@ static void drained(void) {
     if (g_br.lws)
         lws_context_destroy(g_br.lws);
     br_udp_stop();
-    br_db_free(g_br.db);
-    g_br.db = NULL;
+    br_db_free(g_br.env.db);
+    g_br.env.db = NULL;
 }
 
 /* Runs from a timer, never from the hiredis callback itself: drained() frees the very
  * context that would be calling us. */
 static void on_grace(uv_timer_t *t) {
     (void)t;
-    if (!g_barrier_done || g_br.replies_live)
+    if (!g_barrier_done || br_req_replies_live())
         br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired replies_unsettled=%u",
-               g_br.replies_live);
+               br_req_replies_live());
     drained();
 }
 
@@ -618,36 +658,36 @@ static void shut_down(const char *why) {
     if (g_shutting)
         return;
     g_shutting = 1;
-    unsigned left = br_conn_count_open();
+    unsigned left = br_conn_count_open(&g_br.conns);
     br_log(left ? BR_LOG_WARN : BR_LOG_INFO, "shutdown", "phase=settling reason=%s houses_left=%u",
            why, left);
-    br_conn_close_all();
+    br_conn_close_all(&g_br.conns);
     char key[GP_KEY_MAX];
     gp_key_bridge(key, g_br.cfg.prefix, g_br.cfg.bridge_id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "DEL");
     br_args_str(&a, key);
-    br_db_cmd(g_br.db, NULL, NULL, &a);
+    br_db_cmd(g_br.env.db, NULL, NULL, &a);
     /* Replies arrive in order: when this PING returns, the releases above are done. */
     br_args_init(&a);
     br_args_str(&a, "PING");
     uv_timer_start(&g_grace, on_grace, SHUTDOWN_GRACE_MS, 0);
-    if (br_db_cmd(g_br.db, on_barrier, NULL, &a) != 0)
+    if (br_db_cmd(g_br.env.db, on_barrier, NULL, &a) != 0)
         on_barrier(NULL, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
     (void)s;
-    if (g_br.stopping) {
+    if (g_br.env.stopping) {
         shut_down("second_signal");
         return;
     }
-    g_br.stopping = 1;
+    g_br.env.stopping = 1;
     g_drain_start = br_now();
     br_log(BR_LOG_INFO, "shutdown", "phase=draining signal=%d held=%u timeout_ms=%lld", signum,
-           g_br.nlive, g_br.cfg.drain_timeout);
-    br_conn_drain_all();
+           g_br.houses.table.n, g_br.cfg.drain_timeout);
+    br_conn_drain_all(&g_br.conns);
 }
 
 /* --- tick ------------------------------------------------------------------------------- */
@@ -658,10 +698,10 @@ static void on_signal(uv_signal_t *s, int signum) {
 static void trim_heap(uint64_t now) {
 #ifdef __GLIBC__
     static uint64_t last_ms, last_serial;
-    if (now - last_ms < 30000 || g_br.conn_serial - last_serial < 256)
+    if (now - last_ms < 30000 || g_br.conns.serial - last_serial < 256)
         return;
     last_ms = now;
-    last_serial = g_br.conn_serial;
+    last_serial = g_br.conns.serial;
     malloc_trim(0);
 #else
     (void)now;
@@ -671,34 +711,80 @@ static void trim_heap(uint64_t now) {
 static void on_tick(uv_timer_t *t) {
     (void)t;
     uint64_t now = br_now();
-    if (g_br.time_ok) {
+    if (g_br.env.time_ok) {
         uint64_t nr = br_now_redis();
-        for (br_conn *c = g_br.all; c; c = c->all_next)
+        for (br_conn *c = g_br.conns.all; c; c = c->all_next)
             if (c->in_table && c->min_deadline && c->min_deadline <= nr)
                 br_req_deadlines(c, nr);
     }
-    if (g_br.stopping && !g_shutting &&
-        (br_conn_count_open() == 0 || now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
-        shut_down(br_conn_count_open() ? "drain_timeout" : "drained");
+    if (g_br.env.stopping && !g_shutting &&
+        (br_conn_count_open(&g_br.conns) == 0 ||
+         now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
+        shut_down(br_conn_count_open(&g_br.conns) ? "drain_timeout" : "drained");
     if (g_shutting) {
-        if (g_barrier_done && g_br.replies_live == 0)
+        if (g_barrier_done && br_req_replies_live() == 0)
             uv_timer_start(&g_grace, on_grace, 0, 0);
         return;
     }
-    if (br_db_ready(g_br.db))
-        br_house_tick(now);
+    if (br_db_ready(g_br.env.db))
+        br_house_tick(&g_br.houses, now);
     if (now - g_last_slow < SLOW_TICK_MS)
         return;
     g_last_slow = now;
-    br_conn_tick(now);
+    br_conn_tick(&g_br.conns, now);
+    br_flood_tick(now); /* after the GOAWAYs above: WebSockets get theirs first */
     trim_heap(now);
-    if (!br_db_ready(g_br.db))
+    if (!br_db_ready(g_br.env.db))
         return;
     if (now - g_last_time >= TIME_REFRESH_MS)
         refresh_time();
     refresh_lease();
     br_janitor_tick(now);
     br_stats_tick(now);
+}
+
+/* --- wiring ----------------------------------------------------------------------------- */
+
+/* The env the modules share, and their contexts over it (once configured, loop made). */
+static void wire(void) {
+    br_env *e = &g_br.env;
+    e->cfg = &g_br.cfg;
+    e->master_key = g_br.has_master ? g_br.master_key : NULL;
+    e->server_key = g_br.server_key;
+    e->rdb = g_br.rdb;
+    e->fence_channel = g_br.fence_channel;
+    e->ctl_channel = g_br.ctl_channel;
+    e->metrics = &g_br.metrics;
+    g_br.conns.env = e;
+    br_houses_init(&g_br.houses, e, &g_br.conns);
+    br_janitor_init(e, &g_br.houses);
+}
+
+static void state_update(void *ud, br_conn *c) {
+    br_house_state_update(ud, c);
+}
+
+static int start_stats(void) {
+    static br_stats_src src;
+    src = (br_stats_src){.env = &g_br.env,
+                         .metrics = &g_br.metrics,
+                         .conns = &g_br.conns,
+                         .nlive = &g_br.houses.table.n,
+                         .admin = &g_br.admin,
+                         .ud = &g_br.houses,
+                         .state_update = state_update,
+                         .link_metrics = br_udp_metrics};
+    return br_stats_init(&src);
+}
+
+/* rudp, when on, with the key of --rudp-key. */
+static int start_udp(void) {
+    uint8_t key[32] = {0};
+    int rc = g_br.cfg.rudp_listen >= 0 && br_read_key_file(g_br.cfg.rudp_key, key) != 0
+                 ? -1
+                 : br_udp_start(&g_br.env, &g_br.conns, &g_br.houses, key);
+    sodium_memzero(key, sizeof key);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -744,13 +830,14 @@ int main(int argc, char **argv) {
     randombytes_buf(g_br.server_key, sizeof g_br.server_key);
 
     static uv_loop_t loop;
-    g_br.loop = &loop;
+    g_br.env.loop = &loop;
     uv_loop_init(&loop);
-    g_br.auth_ws = br_authlimit_new(&g_br.cfg);
-    g_br.auth_rudp = br_authlimit_new(&g_br.cfg);
-    g_br.zc = gp_zctx_new(GP_ZSTD_LEVEL);
-    g_br.started_ms = uv_now(&loop);
-    if (!g_br.auth_ws || !g_br.auth_rudp || !g_br.zc || br_stats_init() != 0) {
+    g_br.env.auth_ws = br_authlimit_new(&g_br.cfg);
+    g_br.env.auth_rudp = br_authlimit_new(&g_br.cfg);
+    g_br.env.zc = gp_zctx_new(GP_ZSTD_LEVEL);
+    g_br.env.started_ms = uv_now(&loop);
+    wire();
+    if (!g_br.env.auth_ws || !g_br.env.auth_rudp || !g_br.env.zc || start_stats() != 0) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
@@ -768,14 +855,16 @@ int main(int argc, char **argv) {
                      .on_node_up = node_up,
                      .on_node_down = node_down,
                      .on_sub_up = sub_up,
-                     .on_msg = br_house_on_message,
+                     .on_msg = on_msg,
                      .on_map_changed = map_changed};
-    g_br.db = br_db_new(&loop, &dbc);
-    if (!g_br.db) {
+    g_br.env.db = br_db_new(&loop, &dbc);
+    if (!g_br.env.db) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
-    if (br_tunnel_start() != 0 || br_udp_start() != 0 || br_admin_start() != 0)
+    static const br_admin_view admin_view = {&g_br.env, &g_br.token, br_ready};
+    if (br_tunnel_start(&g_br.env, &g_br.conns, &g_br.houses, &g_br.lws, &g_br.listen_port) != 0 ||
+        start_udp() != 0 || br_admin_start(&admin_view, &g_br.admin, &g_br.admin_port) != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);
@@ -801,21 +890,21 @@ out_loop:
     br_admin_stop();
     br_flood_free();
     br_udp_stop();
-    br_db_free(g_br.db);
-    g_br.db = NULL;
+    br_db_free(g_br.env.db);
+    g_br.env.db = NULL;
 out:
     /* lws finishes its own teardown only once its handles are closed; a second destroy
      * after the loop has stopped is the documented way to complete it. */
     if (g_br.lws)
         lws_context_destroy(g_br.lws);
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (g_br.loop && uv_loop_close(&loop) != 0)
+    if (g_br.env.loop && uv_loop_close(&loop) != 0)
         br_log(BR_LOG_WARN, "loop_not_empty", NULL);
-    br_house_table_free();
+    br_houses_free(&g_br.houses);
     br_udp_final();
-    gp_authlimit_free(g_br.auth_ws);
-    gp_authlimit_free(g_br.auth_rudp);
-    gp_zctx_free(g_br.zc);
+    gp_authlimit_free(g_br.env.auth_ws);
+    gp_authlimit_free(g_br.env.auth_rudp);
+    gp_zctx_free(g_br.env.zc);
     br_stats_free();
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);
     gp_tlsrelay_stop();

@@ -37,7 +37,7 @@ typedef enum {
     BR_RS_REPLY_DROP, /* a partial reply abandoned mid-stream */
 } br_rs_script;
 
-/* The counters the core increments (the daemon's g_bm, bridge/admin/ADMIN.md). */
+/* The counters the core increments (the daemon's metrics, bridge/admin/ADMIN.md). */
 typedef enum {
     BR_RC_REPLY_FAILURES,   /* label: wrong_type, error */
     BR_RC_INVALID_REQUESTS, /* label: request, too_large, reply_key */

@@ -5,9 +5,12 @@
  * metrics). Owns the one br_replies of the daemon and each live br_conn's br_reqtab (c->rq),
  * and mirrors the table's counters into the br_conn fields that the rest of the daemon reads
  * (ninflight, inflight_bytes, min_deadline, body_head). */
+#include "requests.h"
+#include "../admin/stats.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_reply.h"
 #include "../store/store_req.h"
-#include "bridge.h"
 #include "reqcore.h"
 
 #include <stdlib.h>
@@ -22,9 +25,24 @@ static br_script s_scripts[] = {
     [BR_RS_REPLY_DROP] = {GP_LUA_REPLY_DROP, ""},
 };
 
+static struct {
+    const br_env *env;
+    br_requests_ops up;
+    unsigned replies_live;
+} R;
+
+void br_requests_init(const br_env *env, const br_requests_ops *ops) {
+    R.env = env;
+    R.up = *ops;
+}
+
+unsigned br_req_replies_live(void) {
+    return R.replies_live;
+}
+
 void br_req_load_scripts(void) {
     for (size_t i = 0; i < sizeof s_scripts / sizeof s_scripts[0]; i++)
-        br_db_load_script(g_br.db, &s_scripts[i]);
+        br_db_load_script(R.env->db, &s_scripts[i]);
 }
 
 /* --- the reply writer with the daemon's Redis, clocks and stats ------------------------- */
@@ -32,7 +50,7 @@ void br_req_load_scripts(void) {
 static int op_eval(void *ud, br_rs_script s, int nkeys, const br_args *a, br_redis_fn fn,
                    void *fnud) {
     (void)ud;
-    return br_db_eval(g_br.db, &s_scripts[s], fn, fnud, nkeys, a);
+    return br_db_eval(R.env->db, &s_scripts[s], fn, fnud, nkeys, a);
 }
 
 static uint64_t op_now_ns(void *ud) {
@@ -42,35 +60,36 @@ static uint64_t op_now_ns(void *ud) {
 
 static uint64_t op_now_redis_ms(void *ud) {
     (void)ud;
-    return br_now_redis();
+    return br_env_now_redis(R.env);
 }
 
 static void op_fenced(void *ud, const char *house, uint64_t epoch) {
     (void)ud;
-    br_house_fenced(house, epoch);
+    R.up.fenced(R.up.ud, house, epoch);
 }
 
 static void op_final(void *ud, const char *house, uint64_t epoch, unsigned status, int is_error,
                      uint64_t fwd_ns) {
     (void)ud;
-    br_stats_reply(house, epoch, status, is_error, fwd_ns);
+    br_conn *c = epoch ? R.up.find(R.up.ud, house) : NULL;
+    br_stats_reply(c && c->epoch == epoch ? c : NULL, status, is_error, fwd_ns);
 }
 
 static void op_count(void *ud, br_rc_metric m, const char *label) {
     (void)ud;
     gp_metric *const metrics[] = {
-        [BR_RC_REPLY_FAILURES] = g_bm.reply_failures,
-        [BR_RC_INVALID_REQUESTS] = g_bm.invalid_requests,
-        [BR_RC_FORWARDED] = g_bm.forwarded,
-        [BR_RC_PENDING_CLAIMED] = g_bm.pending_claimed,
-        [BR_RC_BAD_RESPONSES] = g_bm.bad_responses,
+        [BR_RC_REPLY_FAILURES] = R.env->metrics->reply_failures,
+        [BR_RC_INVALID_REQUESTS] = R.env->metrics->invalid_requests,
+        [BR_RC_FORWARDED] = R.env->metrics->forwarded,
+        [BR_RC_PENDING_CLAIMED] = R.env->metrics->pending_claimed,
+        [BR_RC_BAD_RESPONSES] = R.env->metrics->bad_responses,
     };
     gp_metric_inc(metrics[m], label);
 }
 
 static void op_live(void *ud, unsigned n) {
     (void)ud;
-    g_br.replies_live = n;
+    R.replies_live = n;
 }
 
 static const br_replies_ops s_ops = {op_eval,  op_now_ns, op_now_redis_ms, op_fenced,
@@ -80,7 +99,7 @@ static br_replies *s_replies;
 /* The writer, its settings refreshed from the configuration (--recent is [SIGHUP]). Made on
  * first use; a few KiB that cannot fail to be allocated at startup in practice. */
 static br_replies *replies(void) {
-    br_replies_cfg cfg = {g_br.cfg.prefix, g_br.cfg.recent, g_br.cfg.reply_ttl};
+    br_replies_cfg cfg = {R.env->cfg->prefix, R.env->cfg->recent, R.env->cfg->reply_ttl};
     if (!s_replies) {
         s_replies = br_replies_new(&cfg, &s_ops, NULL);
         if (!s_replies)
@@ -95,7 +114,7 @@ void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_
                     int status, const char *error, const char *message, const char *holder) {
     char fencekey[GP_KEY_MAX];
     if (holder || !c)
-        gp_key_state(fencekey, g_br.cfg.prefix, house);
+        gp_key_state(fencekey, R.env->cfg->prefix, house);
     else
         snprintf(fencekey, sizeof fencekey, "%s", c->epochkey);
     br_replies_error(replies(), house, reqkey, fencekey, holder || !c ? 0 : c->epoch,
@@ -131,10 +150,10 @@ static void op_protocol_error(void *ud, const char *why, uint32_t stream) {
 static void op_room(void *ud) {
     br_conn *c = ud;
     mirror(c);
-    if (g_br.stopping && c->ninflight == 0)
+    if (R.env->stopping && c->ninflight == 0)
         br_conn_close(c, 0, NULL); /* draining: its last request is answered */
     else if (c->read_capped)
-        br_house_read(c);
+        R.up.read_more(R.up.ud, c);
 }
 
 static void op_bytes(void *ud, int in, size_t n) {
@@ -153,9 +172,13 @@ static const br_reqtab_ops s_tab_ops = {op_send, op_protocol_error, op_room, op_
  * epoch are known). NULL when out of memory. */
 static br_reqtab *table(br_conn *c) {
     if (!c->rq) {
-        br_reqtab_cfg cfg = {c->house, c->reqkey,         c->epochkey,
-                             c->epoch, g_br.cfg.max_body, (size_t)g_br.cfg.reply_chunk,
-                             g_br.zc};
+        br_reqtab_cfg cfg = {c->house,
+                             c->reqkey,
+                             c->epochkey,
+                             c->epoch,
+                             R.env->cfg->max_body,
+                             (size_t)R.env->cfg->reply_chunk,
+                             R.env->zc};
         c->rq = br_reqtab_new(replies(), &cfg, &s_tab_ops, c);
     }
     return c->rq;
@@ -177,7 +200,7 @@ void br_req_conn_free(br_conn *c) {
 }
 
 void br_req_entries(br_conn *c, const redisReply *entries, int pending) {
-    uint64_t now = br_now_redis();
+    uint64_t now = br_env_now_redis(R.env);
     br_reqtab *t = table(c);
     if (!t) {
         br_log(BR_LOG_ERROR, "out_of_memory", "house=%s", c->house);

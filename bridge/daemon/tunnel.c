@@ -2,8 +2,12 @@
  * reassembly and writing, and the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE ->
  * AUTH -> WELCOME) with rate limiting and decoy secrets. What follows the handshake is the
  * transport-neutral conn.c. I/O side; the codec and the proofs are proto/'s pure functions. */
-#include "bridge.h"
+#include "tunnel.h"
+#include "../admin/stats.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "flood.h"
+#include "requests.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -26,6 +30,13 @@ static uint8_t g_zbuf[GP_BODY_CHUNK];
 static uint8_t g_wbuf[LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
 
 static const br_transport TP_WS, TP_WSS;
+
+/* What the transport was given at start. */
+static struct {
+    const br_env *env;
+    br_conns *conns;
+    br_houses *houses;
+} T;
 
 static struct lws *wsi_of(const br_conn *c) {
     return c->tpd;
@@ -76,7 +87,7 @@ static void on_secret(redisReply *rep, void *ud) {
     c->disabled = dis && dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
     if (sec && sec->type == REDIS_REPLY_STRING) {
         gp_str stored = {(const uint8_t *)sec->str, sec->len};
-        int rc = gp_secret_open(g_br.has_master ? g_br.master_key : NULL, id, stored, c->secret);
+        int rc = gp_secret_open(T.env->master_key, id, stored, c->secret);
         if (rc == 0)
             c->secret_known = 1;
         else
@@ -85,7 +96,7 @@ static void on_secret(redisReply *rep, void *ud) {
     }
     /* Unknown (or unreadable) id: answer exactly as for a known one, under a decoy secret. */
     if (!c->secret_known)
-        gp_auth_decoy_secret(g_br.server_key, id, c->secret);
+        gp_auth_decoy_secret(T.env->server_key, id, c->secret);
     randombytes_buf(c->bn, sizeof c->bn);
     uint8_t proof[GP_PROOF_LEN];
     gp_auth_proof(GP_ROLE_BRIDGE, c->secret, id, c->hn, c->bn, proof);
@@ -115,14 +126,14 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     }
     /* An early check that charges nothing: a handshake that could not be verified is not
      * worth a Redis lookup. The token is taken at AUTH, right before the proof is checked. */
-    if (!gp_authlimit_allow(g_br.auth_ws, gp_str_c(c->addr), id, br_now())) {
+    if (!gp_authlimit_allow(T.env->auth_ws, gp_str_c(c->addr), id, br_env_now(T.env))) {
         rate_limited(c, id);
         return;
     }
     if (!gp_house_id_valid(id)) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
-        (void)gp_authlimit_take(g_br.auth_ws, gp_str_c(c->addr), id, br_now());
-        gp_metric_inc(g_bm.auth_failures, c->tp->name);
+        (void)gp_authlimit_take(T.env->auth_ws, gp_str_c(c->addr), id, br_env_now(T.env));
+        gp_metric_inc(T.env->metrics->auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
                 br_q((const char *)id.p, id.len));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
@@ -133,7 +144,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     memcpy(c->hn, f->u.hello.nonce, GP_NONCE_LEN);
 
     char key[GP_KEY_MAX];
-    gp_key_house(key, g_br.cfg.prefix, c->house);
+    gp_key_house(key, T.env->cfg->prefix, c->house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "HMGET");
@@ -142,7 +153,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     br_args_str(&a, "disabled");
     c->state = BR_CS_LOOKUP;
     br_conn_ref(c);
-    if (br_db_cmd(g_br.db, on_secret, c, &a) != 0)
+    if (br_db_cmd(T.env->db, on_secret, c, &a) != 0)
         on_secret(NULL, c);
 }
 
@@ -151,7 +162,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     /* Charged now, before the proof is checked (given back if it is right): handshakes run in
      * parallel cannot have more proofs checked than the budget holds. Unknown ids are charged
      * the same as known ones. */
-    if (!gp_authlimit_take(g_br.auth_ws, addr, id, br_now())) {
+    if (!gp_authlimit_take(T.env->auth_ws, addr, id, br_env_now(T.env))) {
         sodium_memzero(c->secret, sizeof c->secret);
         rate_limited(c, id);
         return;
@@ -161,13 +172,14 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     int ok = proof_ok && c->secret_known;
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
-        gp_metric_inc(g_bm.auth_failures, c->tp->name);
+        gp_metric_inc(T.env->metrics->auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
                 c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
-    gp_authlimit_refund(g_br.auth_ws, addr, id, br_now()); /* a right proof costs nothing */
+    gp_authlimit_refund(T.env->auth_ws, addr, id,
+                        br_env_now(T.env)); /* a right proof costs nothing */
     if (c->disabled) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
@@ -176,13 +188,13 @@ static void on_auth(br_conn *c, const gp_frame *f) {
         return;
     }
     c->state = BR_CS_CLAIMING;
-    br_house_claim(c);
+    br_house_claim(T.houses, c);
 }
 
 /* --- incoming frames -------------------------------------------------------------------- */
 
 static void on_frame(br_conn *c, const gp_frame *f) {
-    c->last_rx_ms = br_now(); /* any frame proves the house alive */
+    c->last_rx_ms = br_env_now(T.env); /* any frame proves the house alive */
     switch (c->state) {
     case BR_CS_HELLO:
         if (f->type == GP_FRAME_HELLO)
@@ -283,7 +295,7 @@ static void on_established(struct lws *wsi, br_conn **slot) {
     char a[64] = "";
     lws_get_peer_simple(wsi, a, sizeof a);
     /* IPv4 peers on a dual-stack socket show up as ::ffff:a.b.c.d */
-    br_conn *c = br_conn_new(lws_is_ssl(wsi) ? &TP_WSS : &TP_WS, wsi,
+    br_conn *c = br_conn_new(T.conns, lws_is_ssl(wsi) ? &TP_WSS : &TP_WS, wsi,
                              strncmp(a, "::ffff:", 7) == 0 ? a + 7 : a);
     if (c && !(c->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME))) {
         c->tpd = NULL;
@@ -292,7 +304,7 @@ static void on_established(struct lws *wsi, br_conn **slot) {
     }
     *slot = c;
     br_flood_upgraded(wsi);
-    if (c && g_br.stopping)
+    if (c && T.env->stopping)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
 
@@ -410,18 +422,22 @@ static int port_taken(const char *bind_addr, int port) {
     return taken;
 }
 
-int br_tunnel_start(void) {
-    const br_config *cfg = &g_br.cfg;
+int br_tunnel_start(const br_env *env, br_conns *conns, br_houses *houses, struct lws_context **lws,
+                    int *listen_port) {
+    T.env = env;
+    T.conns = conns;
+    T.houses = houses;
+    const br_config *cfg = env->cfg;
     int tls = cfg->tls_cert && *cfg->tls_cert;
     lws_set_log_level(LLL_ERR | LLL_WARN | (br_log_enabled(BR_LOG_DEBUG) ? LLL_NOTICE : 0),
                       lws_log_emit);
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    void *loops[1] = {g_br.loop};
+    void *loops[1] = {env->loop};
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
     info.foreign_loops = loops;
-    info.pcontext = &g_br.lws;
+    info.pcontext = lws;
     info.port = (int)cfg->listen;
     /* lws binds the wildcard address when iface is NULL. */
     if (cfg->bind && *cfg->bind && strcmp(cfg->bind, "0.0.0.0") != 0 &&
@@ -457,11 +473,11 @@ int br_tunnel_start(void) {
         if (lowered) /* lws takes a limit over 10,000,000 for a mistake and uses 2,560 */
             lws_fds = lower.rlim_cur > 10000000 ? 2560 : (unsigned)lower.rlim_cur;
     }
-    g_br.lws = lws_create_context(&info);
+    *lws = lws_create_context(&info);
     if (lowered)
         setrlimit(RLIMIT_NOFILE, &rl);
-    br_flood_init(lws_fds);
-    if (!g_br.lws) {
+    br_flood_init(env, lws, listen_port, lws_fds);
+    if (!*lws) {
         br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d", br_qs(cfg->bind),
                cfg->listen, tls);
         return -1;
@@ -470,18 +486,18 @@ int br_tunnel_start(void) {
      * for the port checked above), and destroying that context on a foreign loop later jumps
      * into freed memory. A bridge houses cannot reach must not look started: exit now,
      * without a teardown (the OS takes back what it holds). */
-    struct lws_vhost *vh = lws_get_vhost_by_name(g_br.lws, "default");
+    struct lws_vhost *vh = lws_get_vhost_by_name(*lws, "default");
     if (!vh) {
         br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d err=%s", br_qs(cfg->bind),
                cfg->listen, tls, br_qs("cannot listen (see the lws lines above)"));
         fflush(stderr);
         _exit(1);
     }
-    g_br.listen_port = lws_get_vhost_listen_port(vh);
+    *listen_port = lws_get_vhost_listen_port(vh);
     br_log(BR_LOG_INFO, "listening",
            "bind=%s port=%d transport=%s max_fds=%llu lws_fds=%u preauth_max=%u "
            "preauth_per_addr=%u",
-           br_qs(cfg->bind), g_br.listen_port, tls ? "wss" : "ws",
+           br_qs(cfg->bind), *listen_port, tls ? "wss" : "ws",
            (unsigned long long)(lowered ? rl.rlim_cur : 0), lws_fds, br_flood_cap_total(),
            br_flood_cap_addr());
     return 0;

@@ -4,8 +4,12 @@
  * datagram confirms its session; from there on it is a house connection like any other
  * (conn.c), its frames one message each on the lane of their stream. I/O side: sockets,
  * timers and Redis here, the protocol in proto/. */
+#include "udp.h"
+#include "../admin/stats.h"
+#include "../log.h"
+#include "../store/rkeys.h"
 #include "../store/store_state.h"
-#include "bridge.h"
+#include "requests.h"
 #include "rudp.h"
 
 #include <arpa/inet.h>
@@ -51,6 +55,9 @@ typedef struct lookup {
 } lookup;
 
 static struct {
+    const br_env *env;
+    br_conns *conns;
+    br_houses *houses;
     int on;
     uv_udp_t sock;
     gp_sess_server *srv;
@@ -192,7 +199,7 @@ static void pump(br_peer *p) {
 static void on_timer(uv_timer_t *t) {
     br_peer *p = t->data;
     uint64_t now = now_ns();
-    if (p->closing && br_now() >= p->close_at) {
+    if (p->closing && br_env_now(U.env) >= p->close_at) {
         peer_free(p, NULL);
         return;
     }
@@ -210,7 +217,7 @@ static void arm(br_peer *p) {
     uint64_t now = now_ns();
     uint64_t ms = next == UINT64_MAX ? 60000 : next <= now ? 0 : (next - now + 999999) / 1000000;
     if (p->closing) {
-        uint64_t left = p->close_at > br_now() ? p->close_at - br_now() : 0;
+        uint64_t left = p->close_at > br_env_now(U.env) ? p->close_at - br_env_now(U.env) : 0;
         if (left < ms)
             ms = left;
     }
@@ -229,7 +236,7 @@ static void rudp_close(br_conn *c) {
     if (!p || p->closing)
         return;
     p->closing = 1;
-    p->close_at = br_now() + CLOSE_LINGER_MS;
+    p->close_at = br_env_now(U.env) + CLOSE_LINGER_MS;
     pump(p); /* the GOAWAY, if any */
 }
 
@@ -282,7 +289,7 @@ static void on_confirmed(br_peer *p) {
     gp_str id = gp_sess_house_id(s);
     char a[80];
     addr_host(&p->addr, a, sizeof a);
-    br_conn *c = br_conn_new(&TP_RUDP, p, a);
+    br_conn *c = br_conn_new(U.conns, &TP_RUDP, p, a);
     if (!c) {
         peer_free(p, NULL);
         return;
@@ -290,13 +297,13 @@ static void on_confirmed(br_peer *p) {
     p->c = c;
     memcpy(c->house, id.p, id.len);
     c->house[id.len] = '\0';
-    if (g_br.stopping) {
+    if (U.env->stopping) {
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
         return;
     }
     /* The session proved the secret: straight to the claim (no HELLO/CHALLENGE/AUTH). */
     c->state = BR_CS_CLAIMING;
-    br_house_claim(c);
+    br_house_claim(U.houses, c);
 }
 
 static void deliver(br_peer *p) {
@@ -328,7 +335,7 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
     if (gp_rudp_input(p->ru, b, len, now_ns(), &flags) != 0)
         return; /* tampered, replayed, foreign: dropped and counted by the session */
     if (p->c)
-        p->c->last_rx_ms = br_now();
+        p->c->last_rx_ms = br_env_now(U.env);
     if ((flags & GP_SESS_RX_NEWEST) && !same_addr(&p->addr, p->alen, from, flen)) {
         /* NAT rebinding or a new network: the session follows the house (as WireGuard's
          * roaming does). The datagram that moved it was authenticated and newer than any
@@ -375,8 +382,8 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
      * anyone forging that address, so it is charged nothing of anyone's: it spends the
      * address's single unproven token, and a failure makes the address answer cookies. */
     gp_str h = gp_str_c(host), id = gp_str_c(lk->house);
-    int charged = lk->proven ? gp_authlimit_take(g_br.auth_rudp, h, id, br_now())
-                             : gp_ratelimit_take(U.unproven, h, br_now());
+    int charged = lk->proven ? gp_authlimit_take(U.env->auth_rudp, h, id, br_env_now(U.env))
+                             : gp_ratelimit_take(U.unproven, h, br_env_now(U.env));
     if (!charged) {
         br_log(BR_LOG_DEBUG, "auth_rate_limited", "addr=%s house=%s transport=rudp proven=%d", host,
                lk->house, lk->proven);
@@ -389,15 +396,15 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     lk->hs = NULL; /* consumed */
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
-        gp_metric_inc(g_bm.auth_failures, "rudp");
+        gp_metric_inc(U.env->metrics->auth_failures, "rudp");
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
                 host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
         return;
     }
     if (lk->proven)
-        gp_authlimit_refund(g_br.auth_rudp, h, id, br_now());
+        gp_authlimit_refund(U.env->auth_rudp, h, id, br_env_now(U.env));
     else
-        gp_ratelimit_refund(U.unproven, h, br_now());
+        gp_ratelimit_refund(U.unproven, h, br_env_now(U.env));
     if (n > 0) {
         uv_buf_t buf = uv_buf_init((char *)U.tx, (unsigned)n);
         uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)&lk->addr);
@@ -406,7 +413,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
         return; /* a duplicate: its response went out again */
     gp_rudp_conf conf;
     gp_rudp_conf_init(&conf);
-    conf.jitter_ms = (unsigned)g_br.cfg.rudp_jitter_ms;
+    conf.jitter_ms = (unsigned)U.env->cfg->rudp_jitter_ms;
     br_peer *p = calloc(1, sizeof *p);
     gp_rudp *ru = gp_rudp_new(s, &conf, on_rand, NULL, now_ns()); /* takes s over */
     if (!p || !ru) {
@@ -418,7 +425,7 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     p->cid = gp_sess_cid(s);
     memcpy(&p->addr, &lk->addr, lk->alen);
     p->alen = lk->alen;
-    uv_timer_init(g_br.loop, &p->timer);
+    uv_timer_init(U.env->loop, &p->timer);
     p->timer.data = p;
     p->hnext = U.table[p->cid % PEER_BUCKETS];
     U.table[p->cid % PEER_BUCKETS] = p;
@@ -426,13 +433,13 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     arm(p);
     /* Remember the time of this initiation, so that a replay of it fails everywhere. */
     char key[GP_KEY_MAX], tsv[24];
-    gp_key_rudp_ts(key, g_br.cfg.prefix, lk->house);
+    gp_key_rudp_ts(key, U.env->cfg->prefix, lk->house);
     snprintf(tsv, sizeof tsv, "%llu", (unsigned long long)gp_sess_timestamp(s));
     br_args a;
     br_args_init(&a);
     br_args_str(&a, key);
     br_args_str(&a, tsv);
-    br_db_eval(g_br.db, &s_ts, NULL, NULL, 1, &a);
+    br_db_eval(U.env->db, &s_ts, NULL, NULL, 1, &a);
 }
 
 static void on_lookup(redisReply *rep, void *ud) {
@@ -460,7 +467,7 @@ static void on_lookup(redisReply *rep, void *ud) {
         return;
     }
     if (sec->type == REDIS_REPLY_STRING) {
-        int rc = gp_secret_open(g_br.has_master ? g_br.master_key : NULL, gp_str_c(lk->house),
+        int rc = gp_secret_open(U.env->master_key, gp_str_c(lk->house),
                                 (gp_str){(const uint8_t *)sec->str, sec->len}, psk);
         known = rc == 0;
         if (rc != 0)
@@ -476,8 +483,8 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
                     socklen_t flen, const char *host, int proven) {
     /* An unproven sender got here only with tokens left (on_recv asked the others for a
      * cookie); a proven one whose address has spent its budget gets silence. */
-    if ((proven && !gp_authlimit_allow_addr(g_br.auth_rudp, gp_str_c(host), br_now())) ||
-        g_br.stopping)
+    if ((proven && !gp_authlimit_allow_addr(U.env->auth_rudp, gp_str_c(host), br_env_now(U.env))) ||
+        U.env->stopping)
         return; /* silence: rudp has no GOAWAY before a session */
     gp_sess_hs *hs = NULL;
     gp_sess *s = NULL;
@@ -495,7 +502,7 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
     gp_str id = gp_sess_hs_house_id(hs);
     lookup *lk = calloc(1, sizeof *lk);
     if (!lk || id.len > GP_MAX_HOUSE_ID ||
-        (proven && !gp_authlimit_allow(g_br.auth_rudp, gp_str_c(host), id, br_now()))) {
+        (proven && !gp_authlimit_allow(U.env->auth_rudp, gp_str_c(host), id, br_env_now(U.env)))) {
         free(lk);
         gp_sess_hs_free(hs);
         return;
@@ -506,14 +513,14 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
     lk->alen = flen;
     memcpy(lk->house, id.p, id.len);
     char khouse[GP_KEY_MAX], kts[GP_KEY_MAX];
-    gp_key_house(khouse, g_br.cfg.prefix, lk->house);
-    gp_key_rudp_ts(kts, g_br.cfg.prefix, lk->house);
+    gp_key_house(khouse, U.env->cfg->prefix, lk->house);
+    gp_key_rudp_ts(kts, U.env->cfg->prefix, lk->house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, khouse);
     br_args_str(&a, kts);
     U.pending++;
-    if (br_db_eval(g_br.db, &s_lookup, on_lookup, lk, 2, &a) != 0)
+    if (br_db_eval(U.env->db, &s_lookup, on_lookup, lk, 2, &a) != 0)
         on_lookup(NULL, lk);
 }
 
@@ -521,8 +528,8 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
  * unproven proof from it failed lately, or its rudp budget is spent (so that only a sender
  * that receives at the address can be refused on its budget). */
 static int must_prove(const char *host) {
-    return !gp_ratelimit_allow(U.unproven, gp_str_c(host), br_now()) ||
-           !gp_authlimit_allow_addr(g_br.auth_rudp, gp_str_c(host), br_now());
+    return !gp_ratelimit_allow(U.unproven, gp_str_c(host), br_env_now(U.env)) ||
+           !gp_authlimit_allow_addr(U.env->auth_rudp, gp_str_c(host), br_env_now(U.env));
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -578,17 +585,16 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
 
 /* --- start / stop --------------------------------------------------------------------------- */
 
-int br_udp_start(void) {
-    const br_config *cfg = &g_br.cfg;
+int br_udp_start(const br_env *env, br_conns *conns, br_houses *houses, const uint8_t key[32]) {
+    U.env = env;
+    U.conns = conns;
+    U.houses = houses;
+    const br_config *cfg = env->cfg;
     if (cfg->rudp_listen < 0)
         return 0;
-    uint8_t priv[32];
-    if (br_read_key_file(cfg->rudp_key, priv) != 0)
-        return -1;
     gp_sess_server_conf sc;
     memset(&sc, 0, sizeof sc);
-    U.srv = gp_sess_server_new(&sc, priv, on_rand, NULL, now_ns());
-    sodium_memzero(priv, sizeof priv);
+    U.srv = gp_sess_server_new(&sc, key, on_rand, NULL, now_ns());
     U.unproven = gp_ratelimit_new(UNPROVEN_BURST, UNPROVEN_PER_MIN, UNPROVEN_SLOTS);
     if (!U.srv || !U.unproven)
         return -1;
@@ -600,7 +606,7 @@ int br_udp_start(void) {
         br_log(BR_LOG_ERROR, "listen_failed", "transport=rudp bind=%s err=bad_address", bind);
         return -1;
     }
-    uv_udp_init(g_br.loop, &U.sock);
+    uv_udp_init(env->loop, &U.sock);
     int rc = uv_udp_bind(&U.sock, (const struct sockaddr *)&a, 0);
     if (rc == 0) {
         int big = 4 << 20; /* bursts of many houses' datagrams */
@@ -626,8 +632,8 @@ int br_udp_start(void) {
 }
 
 void br_udp_load_scripts(void) {
-    br_db_load_script(g_br.db, &s_lookup);
-    br_db_load_script(g_br.db, &s_ts);
+    br_db_load_script(U.env->db, &s_lookup);
+    br_db_load_script(U.env->db, &s_ts);
 }
 
 /* Every peer goes (their conns were closed with GOAWAYs already), then the socket. */

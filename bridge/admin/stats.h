@@ -1,0 +1,56 @@
+/* stats.h — what a bridge tells about itself (stats.c): the metrics of bridge/admin/ADMIN.md,
+ * counted where things happen through env->metrics and the br_stats_* calls, and the live stats it
+ * keeps in Redis. It reads the rest of the daemon only through the br_stats_src given at
+ * init (main.c fills it), so the modules that count can include this header freely. */
+#ifndef BR_STATS_H
+#define BR_STATS_H
+
+#include "../daemon/conn.h"
+#include "../metrics.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gp_admin;
+
+typedef struct br_metrics {
+    gp_metrics *reg;
+    gp_metric *houses, *connections, *disconnects, *auth_failures, *requests, *forwarded, *duration,
+        *bytes, *compressed, *rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt, *redis_reconnects,
+        *pending_claimed, *fenced, *janitor_timeouts, *admin_conns, *preauth, *preauth_shed,
+        *accept_pauses, *log_suppressed;
+    gp_metric *invalid_requests, *reply_failures, *bad_responses; /* requests.c */
+} br_metrics;
+
+/* The read-only view of the daemon that the gauges and the live stats are taken from. */
+typedef struct br_stats_src {
+    const br_env *env;
+    br_metrics *metrics;           /* filled by br_stats_init (env->metrics points here) */
+    const br_conns *conns;         /* every connection (RTT by transport, dirty state) */
+    const unsigned *nlive;         /* houses held now */
+    struct gp_admin *const *admin; /* the admin port (its connections), *admin NULL: off */
+    void *ud;
+    void (*state_update)(void *ud, br_conn *c); /* house.c: write c's state hash now */
+    /* udp.c: mean RTT and loss over rudp sessions, retransmits and FEC repairs since start */
+    void (*link_metrics)(double *rtt_ms, double *loss, uint64_t *retx, uint64_t *fec);
+} br_stats_src;
+
+int br_stats_init(const br_stats_src *src); /* 0, or -1 out of memory (src is kept) */
+void br_stats_free(void);
+/* Every second: Redis PING (RTT), <p>:bstats:<bid>, and the state hash of each house that
+ * had traffic since the last pass. */
+void br_stats_tick(uint64_t now);
+/* The metrics page (malloc'd, Prometheus text); NULL: out of memory. */
+char *br_stats_render(size_t *len);
+/* A final reply was written: counts it in the metrics, and in c's live stats when the reply
+ * was for the connection that holds the house now (c NULL: none, the janitor's). */
+void br_stats_reply(br_conn *c, unsigned status, int is_error,
+                    uint64_t fwd_ns); /* fwd_ns: uv_hrtime() when forwarded, 0: never */
+/* Body bytes moved for connection c (NULL: none), direction 0 to the house, 1 from it. */
+void br_stats_bytes(br_conn *c, int from_house, size_t n);
+/* A body chunk compressed (before -> after bytes). */
+void br_stats_compressed(size_t before, size_t after);
+/* Redis (re)connected a node: the metrics count reconnects. */
+void br_stats_node_up(int node);
+
+#endif
