@@ -78,7 +78,7 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
                char *err, size_t errlen) {
     if (!gp_house_id_valid(gp_str_c(id))) {
         gp_errf(err, errlen, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -", id,
-               GP_MAX_HOUSE_ID);
+                GP_MAX_HOUSE_ID);
         return GP_ERR_INVALID;
     }
     char khouse[GP_KEY_MAX], khouses[GP_KEY_MAX];
@@ -171,8 +171,8 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
     freeReplyObject(r);
     if (rv != 0)
         gp_errf(err, errlen, "cannot read the secret of '%s': %s", id,
-               rv == GP_ERR_AUTH ? "sealed with another master key (or none given)"
-                                 : "stored value is not a secret");
+                rv == GP_ERR_AUTH ? "sealed with another master key (or none given)"
+                                  : "stored value is not a secret");
     return rv;
 }
 
@@ -211,7 +211,7 @@ static int pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out, c
         for (int i = 0; i < n; i++)
             if (out[i]->type == REDIS_REPLY_ERROR) {
                 gp_errf(err, errlen, "redis: %s: %.*s", cmds[i].argv[0], (int)out[i]->len,
-                       out[i]->str);
+                        out[i]->str);
                 goto fail;
             }
         return 0;
@@ -371,7 +371,7 @@ static int scan_node(br_rc *rc, const char *host, int port, const char *pattern,
             r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
             r->element[0]->len >= sizeof cursor) {
             gp_errf(err, errlen, "redis: SCAN on %s:%d: %s", host, port,
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             freeReplyObject(r);
             return GP_REG_REDIS;
         }

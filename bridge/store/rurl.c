@@ -133,7 +133,7 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
     if (at) {
         if (!sl) {
             gp_errf(err, errlen,
-                   "Redis address '%s': credentials need the redis:// or rediss:// form", shown);
+                    "Redis address '%s': credentials need the redis:// or rediss:// form", shown);
             return -1;
         }
         const char *colon = memchr(s, ':', (size_t)(at - s));
@@ -145,9 +145,9 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
         if (pct_decode(pw, (size_t)(at - pw), u->pass, sizeof u->pass) != 0) {
             gp_rurl_wipe(u);
             gp_errf(err, errlen,
-                   "Redis address '%s': the password is not valid (percent-encode '@', ':', "
-                   "'/' and '%%'; at most %d bytes)",
-                   shown, GP_RURL_PASS_MAX - 1);
+                    "Redis address '%s': the password is not valid (percent-encode '@', ':', "
+                    "'/' and '%%'; at most %d bytes)",
+                    shown, GP_RURL_PASS_MAX - 1);
             return -1;
         }
         u->has_pass = 1;
@@ -198,9 +198,9 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
 bad_host:
     gp_rurl_wipe(u);
     gp_errf(err, errlen,
-           "Redis address '%s' is not valid (want redis://[user:password@]host:port/db, "
-           "rediss://... for TLS, or host:port)",
-           shown);
+            "Redis address '%s' is not valid (want redis://[user:password@]host:port/db, "
+            "rediss://... for TLS, or host:port)",
+            shown);
     return -1;
 }
 
@@ -222,7 +222,7 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
     FILE *f = fopen(password_file, "rb");
     if (!f) {
         gp_errf(err, errlen, "cannot read the Redis password file %s: %s", password_file,
-               strerror(errno));
+                strerror(errno));
         return -1;
     }
     char buf[GP_RURL_PASS_MAX + 2];
@@ -240,7 +240,7 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
     explicit_bzero(buf, sizeof buf);
     if (!ok) {
         gp_errf(err, errlen, "Redis password file %s: want one line of 1-%d bytes", password_file,
-               GP_RURL_PASS_MAX - 1);
+                GP_RURL_PASS_MAX - 1);
         return -1;
     }
     return 0;
