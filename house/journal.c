@@ -9,6 +9,7 @@
 #include "journal.h"
 
 #include "bytes.h"
+#include "list.h"
 
 #include <sodium.h>
 #include <stddef.h>
@@ -198,14 +199,7 @@ static void jset_unlink(hs_jset *s, jcall *c) {
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = c->hnext;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->oldest = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        s->newest = c->prev;
+    GP_LIST_UNLINK(s->oldest, s->newest, c, prev, next);
     s->count--;
     free(c);
 }
@@ -233,13 +227,7 @@ int hs_jset_add(hs_jset *s, gp_str frame_id, gp_str method, gp_str path, uint64_
     unsigned b = jhash(frame_id);
     c->hnext = s->buckets[b];
     s->buckets[b] = c;
-    c->next = NULL;
-    c->prev = s->newest;
-    if (s->newest)
-        s->newest->next = c;
-    else
-        s->oldest = c;
-    s->newest = c;
+    GP_LIST_APPEND(s->oldest, s->newest, c, prev, next);
     s->count++;
     return 0;
 }

@@ -4,6 +4,7 @@
 #include "redis.h"
 
 #include "../log.h"
+#include "list.h"
 #include "tlsrelay.h"
 #include "uvredis.h"
 
@@ -290,14 +291,7 @@ static void cmd_cb(redisAsyncContext *ac, void *reply, void *priv) {
     (void)ac;
     if (reply)
         r->last_rx_ms = now_ms(r);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        r->tail = c->prev;
+    GP_LIST_UNLINK(r->head, r->tail, c, prev, next);
     if (c->fn)
         c->fn(reply, c->ud);
     free(c);
@@ -315,12 +309,7 @@ int br_redis_cmd(br_redis *r, br_redis_fn fn, void *ud, const br_args *a) {
         free(c);
         return -1;
     }
-    c->prev = r->tail;
-    if (r->tail)
-        r->tail->next = c;
-    else
-        r->head = c;
-    r->tail = c;
+    GP_LIST_APPEND(r->head, r->tail, c, prev, next);
     return 0;
 }
 
