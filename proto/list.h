@@ -24,19 +24,6 @@
         (last) = (e);                                                                              \
     } while (0)
 
-/* Both ends: e (in the list) leaves it; its own links are left as they were. */
-#define GP_LIST_UNLINK(first, last, e, prev, next)                                                 \
-    do {                                                                                           \
-        if ((e)->prev)                                                                             \
-            (e)->prev->next = (e)->next;                                                           \
-        else                                                                                       \
-            (first) = (e)->next;                                                                   \
-        if ((e)->next)                                                                             \
-            (e)->next->prev = (e)->prev;                                                           \
-        else                                                                                       \
-            (last) = (e)->prev;                                                                    \
-    } while (0)
-
 /* Head only: e becomes the first element. */
 #define GP_LIST_PUSH(head, e, prev, next)                                                          \
     do {                                                                                           \
@@ -56,6 +43,14 @@
             (head) = (e)->next;                                                                    \
         if ((e)->next)                                                                             \
             (e)->next->prev = (e)->prev;                                                           \
+    } while (0)
+
+/* Both ends: e (in the list) leaves it; its own links are left as they were. */
+#define GP_LIST_UNLINK(first, last, e, prev, next)                                                 \
+    do {                                                                                           \
+        if (!(e)->next)                                                                            \
+            (last) = (e)->prev;                                                                    \
+        GP_LIST_REMOVE(first, e, prev, next);                                                      \
     } while (0)
 
 #endif
