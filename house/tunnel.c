@@ -14,6 +14,7 @@
 #include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
+#include "list.h"
 #include "transport.h"
 
 #include <sodium.h>
@@ -143,12 +144,7 @@ static void ring_remove(hs_tunnel *t, hs_stream *s) {
 static void ring_push(hs_tunnel *t, hs_stream *s) {
     if (s->in_ring)
         return;
-    s->rnext = NULL;
-    if (t->ring_tail)
-        t->ring_tail->rnext = s;
-    else
-        t->ring_head = s;
-    t->ring_tail = s;
+    GP_SLIST_APPEND(t->ring_head, t->ring_tail, s, rnext);
     s->in_ring = 1;
 }
 
@@ -348,11 +344,7 @@ static int queue_frame(hs_tunnel *t, hs_stream *s, const gp_frame *f) {
     o->s = s;
     o->lane = s ? s->id : 0;
     hs_out **head = s ? &s->qh : &t->ctl_head, **tail = s ? &s->qt : &t->ctl_tail;
-    if (*tail)
-        (*tail)->next = o;
-    else
-        *head = o;
-    *tail = o;
+    GP_SLIST_APPEND(*head, *tail, o, next);
     t->q_bytes += o->len;
     if (t->q_bytes > HIGH_WATER)
         t->congested = 1;
@@ -484,21 +476,15 @@ static hs_out *next_out(hs_tunnel *t, size_t max) {
         if (t->ctl_head->len > max)
             return NULL;
         o = t->ctl_head;
-        t->ctl_head = o->next;
-        if (!t->ctl_head)
-            t->ctl_tail = NULL;
+        GP_SLIST_SHIFT(t->ctl_head, t->ctl_tail, next);
     } else if (t->state == CS_LIVE && t->ring_head) {
         s = t->ring_head;
         if (s->qh->len > max)
             return NULL;
         o = s->qh;
-        s->qh = o->next;
-        if (!s->qh)
-            s->qt = NULL;
+        GP_SLIST_SHIFT(s->qh, s->qt, next);
         /* Round robin: the stream goes to the back of the ring if it has more to say. */
-        t->ring_head = s->rnext;
-        if (!t->ring_head)
-            t->ring_tail = NULL;
+        GP_SLIST_SHIFT(t->ring_head, t->ring_tail, rnext);
         s->in_ring = 0;
         s->rnext = NULL;
         if (s->qh)

@@ -4,9 +4,10 @@
  * that one definition serves every element type (as BSD's <sys/queue.h> does); each argument
  * is an lvalue without side effects, and may be evaluated more than once.
  *
- * Two shapes: a list with both ends (first, last), appended at the last end; and a list
- * with a head only, pushed at the head. Removing takes the element's own links, so it is
- * O(1) from anywhere. */
+ * Three shapes: a list with both ends (first, last), appended at the last end; a list with a
+ * head only, pushed at the head (removing takes the element's own links, so it is O(1) from
+ * anywhere in either); and a singly linked queue (GP_SLIST), appended at its last end and
+ * taken from its first. */
 #ifndef GP_LIST_H
 #define GP_LIST_H
 
@@ -51,6 +52,25 @@
         if (!(e)->next)                                                                            \
             (last) = (e)->prev;                                                                    \
         GP_LIST_REMOVE(first, e, prev, next);                                                      \
+    } while (0)
+
+/* Singly linked queues (first, last; one link, `next`): e joins at the last end. */
+#define GP_SLIST_APPEND(first, last, e, next)                                                      \
+    do {                                                                                           \
+        (e)->next = NULL;                                                                          \
+        if (last)                                                                                  \
+            (last)->next = (e);                                                                    \
+        else                                                                                       \
+            (first) = (e);                                                                         \
+        (last) = (e);                                                                              \
+    } while (0)
+
+/* Singly linked queues: the first element (there is one) leaves; its own link is left. */
+#define GP_SLIST_SHIFT(first, last, next)                                                          \
+    do {                                                                                           \
+        (first) = (first)->next;                                                                   \
+        if (!(first))                                                                              \
+            (last) = NULL;                                                                         \
     } while (0)
 
 #endif
