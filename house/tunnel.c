@@ -1293,20 +1293,14 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
         on_cancel(t, f);
         return;
     case GP_FRAME_PING:
-        memset(&r, 0, sizeof r);
-        r.type = GP_FRAME_PONG;
-        r.u.ping.opaque = f->u.ping.opaque;
+        gp_frame_pong(&r, f);
         send_ctl(t, &r);
         return;
-    case GP_FRAME_PONG: {
+    case GP_FRAME_PONG:
         /* Our PINGs carry the monotonic clock in µs (a LAN RTT is under a millisecond). */
-        uint64_t now = uv_hrtime() / 1000;
-        if (f->u.ping.opaque <= now) {
-            t->rtt_us = now - f->u.ping.opaque;
+        if (gp_frame_pong_rtt(f, uv_hrtime() / 1000, &t->rtt_us))
             hs_log(HS_LOG_DEBUG, "pong", "rtt_ms=%.3f", (double)t->rtt_us / 1000);
-        }
         return;
-    }
     case GP_FRAME_CREDIT: /* reserved in v1 */
         return;
     default:

@@ -568,3 +568,28 @@ Test(frame, names) {
     cr_assert(gp_str_eq(gp_str_c(NULL), ""));
     cr_assert(gp_str_eq((gp_str){NULL, 0}, NULL));
 }
+
+/* Keepalive: the PONG echoes the PING's opaque; a PONG's opaque from the future gives no RTT. */
+Test(frame, pong_answers_ping) {
+    gp_frame ping = {.type = GP_FRAME_PING, .stream = 7}, pong;
+    ping.u.ping.opaque = 1000;
+    gp_frame_pong(&pong, &ping);
+    cr_assert_eq(pong.type, GP_FRAME_PONG);
+    cr_assert_eq(pong.stream, 0);
+    cr_assert_eq(pong.u.ping.opaque, 1000);
+    uint64_t rtt = 42;
+    cr_assert_eq(gp_frame_pong_rtt(&pong, 1250, &rtt), 1);
+    cr_assert_eq(rtt, 250);
+    cr_assert_eq(gp_frame_pong_rtt(&pong, 999, &rtt), 0);
+    cr_assert_eq(rtt, 250, "nothing written for an opaque from the future");
+}
+
+/* The errf writer: formats into err, and takes no err at all. */
+Test(frame, errf) {
+    char err[8];
+    gp_errf(err, sizeof err, "%s=%d", "abc", 12345);
+    cr_assert_str_eq(err, "abc=123");
+    gp_errf(NULL, 0, "%s", "dropped");
+    gp_errf(err, 0, "%s", "dropped");
+    cr_assert_str_eq(err, "abc=123");
+}
