@@ -1333,9 +1333,7 @@ static void on_tick(uv_timer_t *tm) {
         }
         if (now - t->last_ping_ms >= t->ping_iv) {
             gp_frame f;
-            memset(&f, 0, sizeof f);
-            f.type = GP_FRAME_PING;
-            f.u.ping.opaque = uv_hrtime() / 1000;
+            gp_frame_ping(&f, uv_hrtime() / 1000);
             t->last_ping_ms = now;
             send_ctl(t, &f);
             if (t->tr->ops->log_stats && hs_log_enabled(HS_LOG_DEBUG))

@@ -420,10 +420,15 @@ const char *gp_frame_type_name(uint8_t type) {
     return type >= 1 && type <= GP_FRAME_TYPE_MAX ? names[type] : "UNKNOWN";
 }
 
-void gp_frame_pong(gp_frame *out, const gp_frame *ping) {
+void gp_frame_ping(gp_frame *out, uint64_t opaque) {
     memset(out, 0, sizeof *out);
+    out->type = GP_FRAME_PING;
+    out->u.ping.opaque = opaque;
+}
+
+void gp_frame_pong(gp_frame *out, const gp_frame *ping) {
+    gp_frame_ping(out, ping->u.ping.opaque);
     out->type = GP_FRAME_PONG;
-    out->u.ping.opaque = ping->u.ping.opaque;
 }
 
 int gp_frame_pong_rtt(const gp_frame *pong, uint64_t now_us, uint64_t *rtt_us) {

@@ -179,7 +179,9 @@ size_t gp_framer_pending(const gp_framer *fr);
 
 const char *gp_frame_type_name(uint8_t type);
 
-/* Keepalive, as both ends do it. The PONG answering a PING (its opaque echoed) into *out. */
+/* Keepalive, as both ends do it. A PING carrying opaque (our monotonic clock in µs) into
+ * *out; the PONG answering a PING (its opaque echoed) into *out. */
+void gp_frame_ping(gp_frame *out, uint64_t opaque);
 void gp_frame_pong(gp_frame *out, const gp_frame *ping);
 /* The round trip a PONG reports when our PING's opaque was our monotonic clock in µs: 1 with
  * *rtt_us = now_us - opaque, or 0 (nothing written) when the opaque is from the future, so

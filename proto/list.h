@@ -17,12 +17,7 @@
 #define GP_LIST_APPEND(first, last, e, prev, next)                                                 \
     do {                                                                                           \
         (e)->prev = (last);                                                                        \
-        (e)->next = NULL;                                                                          \
-        if (last)                                                                                  \
-            (last)->next = (e);                                                                    \
-        else                                                                                       \
-            (first) = (e);                                                                         \
-        (last) = (e);                                                                              \
+        GP_SLIST_APPEND(first, last, e, next);                                                     \
     } while (0)
 
 /* Head only: e becomes the first element. */

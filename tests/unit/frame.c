@@ -571,8 +571,10 @@ Test(frame, names) {
 
 /* Keepalive: the PONG echoes the PING's opaque; a PONG's opaque from the future gives no RTT. */
 Test(frame, pong_answers_ping) {
-    gp_frame ping = {.type = GP_FRAME_PING, .stream = 7}, pong;
-    ping.u.ping.opaque = 1000;
+    gp_frame ping, pong;
+    gp_frame_ping(&ping, 1000);
+    cr_assert_eq(ping.type, GP_FRAME_PING);
+    ping.stream = 7;
     gp_frame_pong(&pong, &ping);
     cr_assert_eq(pong.type, GP_FRAME_PONG);
     cr_assert_eq(pong.stream, 0);
