@@ -1263,24 +1263,23 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
         on_goaway(t, f);
         return;
     }
-    switch (t->state) {
-    case CS_HELLO:
-        if (f->type == GP_FRAME_CHALLENGE)
-            on_challenge(t, f);
-        else
-            protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+    /* Before LIVE, each handshake state takes one frame type; any other is a protocol error. */
+    static const struct {
+        enum conn_state state;
+        uint8_t type;
+        void (*fn)(hs_tunnel *t, const gp_frame *f);
+    } handshake[] = {{CS_HELLO, GP_FRAME_CHALLENGE, on_challenge},
+                     {CS_AUTH, GP_FRAME_WELCOME, on_welcome}};
+    for (size_t i = 0; i < sizeof handshake / sizeof handshake[0]; i++)
+        if (t->state == handshake[i].state) {
+            if (f->type == handshake[i].type)
+                handshake[i].fn(t, f);
+            else
+                protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+            return;
+        }
+    if (t->state != CS_LIVE)
         return;
-    case CS_AUTH:
-        if (f->type == GP_FRAME_WELCOME)
-            on_welcome(t, f);
-        else
-            protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
-        return;
-    case CS_LIVE:
-        break;
-    default:
-        return;
-    }
     gp_frame r;
     switch (f->type) {
     case GP_FRAME_REQ_HEAD:
