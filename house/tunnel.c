@@ -369,10 +369,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
                     const char *message, uint64_t body_len, int fin) {
     hs_tunnel *t = s->t;
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_RESP_HEAD;
-    f.flags = fin ? GP_FLAG_FIN : 0;
-    f.stream = s->id;
+    gp_frame_init(&f, GP_FRAME_RESP_HEAD, s->id, fin ? GP_FLAG_FIN : 0);
     f.u.resp_head.status = status;
     f.u.resp_head.headers = (gp_header *)h;
     f.u.resp_head.nheaders = nh;
@@ -403,10 +400,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin) {
     hs_tunnel *t = s->t;
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_RESP_BODY;
-    f.flags = fin ? GP_FLAG_FIN : 0;
-    f.stream = s->id;
+    gp_frame_init(&f, GP_FRAME_RESP_BODY, s->id, fin ? GP_FLAG_FIN : 0);
     f.u.body.data = (gp_str){p, len};
     hs_zstate *zs =
         gp_compress_worthwhile(content_type, p, len) ? hs_zstate_ready(t->h->zs, &t->zs, 1) : NULL;
@@ -626,8 +620,7 @@ static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk) {
 
 static void send_goaway(hs_tunnel *t, uint16_t code, const char *msg) {
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_GOAWAY;
+    gp_frame_init(&f, GP_FRAME_GOAWAY, 0, 0);
     f.u.goaway.code = code;
     f.u.goaway.message = gp_str_c(msg);
     send_ctl(t, &f);
@@ -884,8 +877,7 @@ static void on_established(hs_tunnel *t) {
     t->last_rx_ms = hs_now_ms();
     randombytes_buf(t->hn, sizeof t->hn);
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_HELLO;
+    gp_frame_init(&f, GP_FRAME_HELLO, 0, 0);
     f.u.hello.min_ver = GP_PROTO_VERSION;
     f.u.hello.max_ver = GP_PROTO_VERSION;
     f.u.hello.house_id = gp_str_c(t->h->cfg.id);
@@ -906,8 +898,7 @@ static void on_challenge(hs_tunnel *t, const gp_frame *f) {
     uint8_t proof[GP_PROOF_LEN];
     gp_auth_proof(GP_ROLE_HOUSE, t->h->secret, id, t->hn, f->u.challenge.nonce, proof);
     gp_frame a;
-    memset(&a, 0, sizeof a);
-    a.type = GP_FRAME_AUTH;
+    gp_frame_init(&a, GP_FRAME_AUTH, 0, 0);
     a.u.auth.proof = proof;
     send_ctl(t, &a);
     sodium_memzero(proof, sizeof proof);

@@ -420,9 +420,15 @@ const char *gp_frame_type_name(uint8_t type) {
     return type >= 1 && type <= GP_FRAME_TYPE_MAX ? names[type] : "UNKNOWN";
 }
 
+void gp_frame_init(gp_frame *f, uint8_t type, uint32_t stream, uint8_t flags) {
+    memset(f, 0, sizeof *f);
+    f->type = type;
+    f->stream = stream;
+    f->flags = flags;
+}
+
 void gp_frame_ping(gp_frame *out, uint64_t opaque) {
-    memset(out, 0, sizeof *out);
-    out->type = GP_FRAME_PING;
+    gp_frame_init(out, GP_FRAME_PING, 0, 0);
     out->u.ping.opaque = opaque;
 }
 

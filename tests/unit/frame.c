@@ -586,6 +586,23 @@ Test(frame, pong_answers_ping) {
     cr_assert_eq(rtt, 250, "nothing written for an opaque from the future");
 }
 
+/* A frame made by gp_frame_init encodes as its type, stream and flags with zero fields. */
+Test(frame, init_gives_an_empty_frame) {
+    gp_frame f, g;
+    memset(&f, 0xab, sizeof f);
+    gp_frame_init(&f, GP_FRAME_RESP_BODY, 9, GP_FLAG_FIN);
+    cr_assert_eq(f.type, GP_FRAME_RESP_BODY);
+    cr_assert_eq(f.stream, 9);
+    cr_assert_eq(f.flags, GP_FLAG_FIN);
+    cr_assert_eq(f.u.body.data.len, 0);
+    uint8_t buf[64];
+    ssize_t n = gp_frame_encode(&f, buf, sizeof buf);
+    cr_assert_eq(n, GP_FRAME_HEADER_LEN);
+    cr_assert_eq(gp_frame_decode(buf, (size_t)n, 1024, &g), n);
+    cr_assert_eq(g.stream, 9);
+    cr_assert_eq(g.flags, GP_FLAG_FIN);
+}
+
 /* The errf writer: formats into err, and takes no err at all. */
 Test(frame, errf) {
     char err[8];
