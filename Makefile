@@ -126,7 +126,7 @@ $(BUILD)/bin/gp-relay: $(BUILD)/obj/tests/relay/relay.o $(PROTO_LIB)
 
 $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_PROTO) $(UNIT_LIBS) -lm
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion $(LIBS_PROTO) $(UNIT_LIBS) -lm
 
 # The house's replay cache is pure bookkeeping: its unit test links it alone.
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
@@ -247,12 +247,12 @@ build-fuzz/fuzz_reqcheck: tests/fuzz/fuzz_reqcheck.c house/reqcheck.c
 # Key names read back from Redis (SCAN, keyspace channels) -> house ids.
 build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/store/rkeys.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^
 # What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
 # through hiredis's reader, into the store's pure parsers.
 build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store/store_views.c bridge/store/store_state.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,hiredis jansson) -lm
 # What the CLI prints of others' text, escaped (bridge/cli/cli_esc.c): pure, no libraries.
 build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli/cli_esc.c
@@ -271,9 +271,9 @@ build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c b
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
 # Redis addresses from flags, environment and config files.
-build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c
+build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c proto/gp.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
 	@mkdir -p $(dir $@)

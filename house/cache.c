@@ -17,6 +17,7 @@
  * (hs_cache_each). */
 #include "house.h"
 #include "journal.h"
+#include "list.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -81,25 +82,12 @@ static hs_clist *list_of(hs_cache *c, hs_centry *e) {
 }
 
 static void list_remove(hs_clist *l, hs_centry *e) {
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        l->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        l->newest = e->older;
+    GP_LIST_UNLINK(l->oldest, l->newest, e, older, newer);
     e->older = e->newer = NULL;
 }
 
 static void list_append(hs_clist *l, hs_centry *e) {
-    e->older = l->newest;
-    e->newer = NULL;
-    if (l->newest)
-        l->newest->newer = e;
-    else
-        l->oldest = e;
-    l->newest = e;
+    GP_LIST_APPEND(l->oldest, l->newest, e, older, newer);
 }
 
 static void unlink_entry(hs_cache *c, hs_centry *e) {

@@ -8,18 +8,15 @@
  * decoded record borrowing from the input. */
 #include "journal.h"
 
+#include "bytes.h"
+#include "list.h"
+
 #include <sodium.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* --- encoding --------------------------------------------------------------------------- */
-
-static uint8_t *put_be(uint8_t *p, uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; i--)
-        *p++ = (uint8_t)(v >> (8 * i));
-    return p;
-}
 
 static uint8_t *put_bytes(uint8_t *p, const uint8_t *src, size_t n) {
     if (n)
@@ -28,7 +25,7 @@ static uint8_t *put_bytes(uint8_t *p, const uint8_t *src, size_t n) {
 }
 
 static uint8_t *put_str(uint8_t *p, gp_str s) {
-    return put_bytes(put_be(p, s.len, 2), s.p, s.len);
+    return put_bytes(gp_be_put(p, s.len, 2), s.p, s.len);
 }
 
 static void check_of(const uint8_t *p, size_t n, uint8_t out[HS_JREC_CHECK_LEN]) {
@@ -73,37 +70,27 @@ ssize_t hs_jrec_encode(const hs_jrec *r, uint8_t *buf, size_t cap) {
         return GP_ERR_INVALID;
     if (cap < n + HS_JREC_OVERHEAD)
         return GP_ERR_BUFFER;
-    uint8_t *p = put_be(buf, n, 4);
+    uint8_t *p = gp_be_put(buf, n, 4);
     *p++ = r->type;
-    p = put_be(p, r->keep_until_ms, 8);
+    p = gp_be_put(p, r->keep_until_ms, 8);
     p = put_str(p, r->frame_id);
     p = put_str(p, r->method);
     p = put_str(p, r->path);
     if (r->type == HS_JREC_DONE) {
-        p = put_be(p, r->status, 2);
-        p = put_be(p, r->nheaders, 2);
+        p = gp_be_put(p, r->status, 2);
+        p = gp_be_put(p, r->nheaders, 2);
         for (size_t i = 0; i < r->nheaders; i++) {
             p = put_str(p, r->headers[i].name);
-            p = put_bytes(put_be(p, r->headers[i].value.len, 4), r->headers[i].value.p,
+            p = put_bytes(gp_be_put(p, r->headers[i].value.len, 4), r->headers[i].value.p,
                           r->headers[i].value.len);
         }
-        p = put_bytes(put_be(p, r->body.len, 4), r->body.p, r->body.len);
+        p = put_bytes(gp_be_put(p, r->body.len, 4), r->body.p, r->body.len);
     }
     check_of(buf, 4 + n, p);
     return (ssize_t)(n + HS_JREC_OVERHEAD);
 }
 
 /* --- decoding --------------------------------------------------------------------------- */
-
-static const uint8_t *get_be(const uint8_t *p, const uint8_t *end, int n, uint64_t *v) {
-    if (!p || end - p < n)
-        return NULL;
-    uint64_t x = 0;
-    for (int i = 0; i < n; i++)
-        x = x << 8 | p[i];
-    *v = x;
-    return p + n;
-}
 
 static const uint8_t *get_bytes(const uint8_t *p, const uint8_t *end, uint64_t n, gp_str *out) {
     if (!p || (uint64_t)(end - p) < n)
@@ -115,7 +102,7 @@ static const uint8_t *get_bytes(const uint8_t *p, const uint8_t *end, uint64_t n
 /* A u16-length string without NUL bytes (they would not survive the cache's C strings). */
 static const uint8_t *get_str(const uint8_t *p, const uint8_t *end, gp_str *s) {
     uint64_t n = 0;
-    p = get_be(p, end, 2, &n);
+    p = gp_be_get(p, end, 2, &n);
     p = get_bytes(p, end, n, s);
     if (p && s->len && memchr(s->p, 0, s->len))
         return NULL;
@@ -125,7 +112,7 @@ static const uint8_t *get_str(const uint8_t *p, const uint8_t *end, gp_str *s) {
 ssize_t hs_jrec_decode(const uint8_t *p, size_t len, hs_jrec *out) {
     const uint8_t *end = p + len;
     uint64_t n;
-    if (!get_be(p, end, 4, &n))
+    if (!gp_be_get(p, end, 4, &n))
         return GP_ERR_TRUNCATED;
     if (n > HS_JREC_MAX)
         return GP_ERR_TOO_LARGE;
@@ -138,8 +125,8 @@ ssize_t hs_jrec_decode(const uint8_t *p, size_t len, hs_jrec *out) {
     const uint8_t *q = p + 4, *pend = q + n;
     uint64_t type = 0, keep = 0, v = 0;
     memset(out, 0, offsetof(hs_jrec, hbuf));
-    q = get_be(q, pend, 1, &type);
-    q = get_be(q, pend, 8, &keep);
+    q = gp_be_get(q, pend, 1, &type);
+    q = gp_be_get(q, pend, 8, &keep);
     q = get_str(q, pend, &out->frame_id);
     q = get_str(q, pend, &out->method);
     q = get_str(q, pend, &out->path);
@@ -150,20 +137,20 @@ ssize_t hs_jrec_decode(const uint8_t *p, size_t len, hs_jrec *out) {
     out->headers = out->hbuf;
     if (type == HS_JREC_DONE) {
         uint64_t status = 0, nh = 0;
-        q = get_be(q, pend, 2, &status);
-        q = get_be(q, pend, 2, &nh);
+        q = gp_be_get(q, pend, 2, &status);
+        q = gp_be_get(q, pend, 2, &nh);
         if (!q || nh > GP_MAX_HEADERS || (status == 0 && nh))
             return GP_ERR_MALFORMED;
         out->status = (uint16_t)status;
         for (size_t i = 0; i < nh; i++) {
             q = get_str(q, pend, &out->hbuf[i].name);
-            q = get_be(q, pend, 4, &v);
+            q = gp_be_get(q, pend, 4, &v);
             q = get_bytes(q, pend, v, &out->hbuf[i].value);
             if (!q)
                 return GP_ERR_MALFORMED;
         }
         out->nheaders = (size_t)nh;
-        q = get_be(q, pend, 4, &v);
+        q = gp_be_get(q, pend, 4, &v);
         if (!q || v > HS_JREC_MAX_BODY || (status == 0 && v))
             return GP_ERR_MALFORMED;
         q = get_bytes(q, pend, v, &out->body);
@@ -212,14 +199,7 @@ static void jset_unlink(hs_jset *s, jcall *c) {
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = c->hnext;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->oldest = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        s->newest = c->prev;
+    GP_LIST_UNLINK(s->oldest, s->newest, c, prev, next);
     s->count--;
     free(c);
 }
@@ -247,13 +227,7 @@ int hs_jset_add(hs_jset *s, gp_str frame_id, gp_str method, gp_str path, uint64_
     unsigned b = jhash(frame_id);
     c->hnext = s->buckets[b];
     s->buckets[b] = c;
-    c->next = NULL;
-    c->prev = s->newest;
-    if (s->newest)
-        s->newest->next = c;
-    else
-        s->oldest = c;
-    s->newest = c;
+    GP_LIST_APPEND(s->oldest, s->newest, c, prev, next);
     s->count++;
     return 0;
 }

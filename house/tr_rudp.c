@@ -182,8 +182,7 @@ static void on_timer(uv_timer_t *t) {
 
 static void arm(upath *u) {
     uint64_t next = u->hs ? gp_sess_expiry(u->hs) : u->ru ? gp_rudp_expiry(u->ru) : UINT64_MAX;
-    uint64_t now = now_ns();
-    uint64_t ms = next == UINT64_MAX ? 60000 : next <= now ? 0 : (next - now + 999999) / 1000000;
+    uint64_t ms = gp_rudp_timer_ms(next, now_ns());
     if (u->closing) {
         uint64_t left = u->close_at > hs_now_ms() ? u->close_at - hs_now_ms() : 0;
         if (left < ms)
@@ -334,36 +333,37 @@ static int path_dial(upath *u, const char *host, int port) {
 
 /* --- the transport's ops (transport.h) ---------------------------------------------------- */
 
-/* host and port of a rudp:// URL, into buf. 0 or -1. */
-static int parse_url(const char *url, char *buf, size_t cap, const char **host, int *port) {
-    snprintf(buf, cap, "%s", url);
+/* The host and port of a rudp:// URL (host points into buf, a copy of the URL). */
+typedef struct dest {
+    char buf[512];
+    const char *host;
+    int port;
+} dest;
+
+static int parse_url(const char *url, dest *d) {
+    snprintf(d->buf, sizeof d->buf, "%s", url);
     const char *prot = NULL, *path = NULL;
-    *host = NULL;
-    return lws_parse_uri(buf, &prot, host, port, &path) || !*host || !**host ? -1 : 0;
+    d->host = NULL;
+    d->port = 0;
+    if (lws_parse_uri(d->buf, &prot, &d->host, &d->port, &path) != 0)
+        return -1;
+    return d->host && *d->host ? 0 : -1;
 }
 
 static int rudp_dial(hs_transport *t, const char *url) {
-    tr_rudp *r = (tr_rudp *)t;
-    char buf[512];
-    const char *host;
-    int port = 0;
-    if (parse_url(url, buf, sizeof buf, &host, &port) != 0)
+    dest d;
+    if (parse_url(url, &d) != 0)
         return HS_TR_BAD_URL;
     if (t->up->on_dialing(t->up->ud, t, 0) != 0)
         return -1;
     /* The session handshake authenticates both ends: no HELLO/CHALLENGE/AUTH follows, the
      * bridge's WELCOME does (on_open). */
-    return path_dial(&r->conn, host, port);
+    return path_dial(&((tr_rudp *)t)->conn, d.host, d.port);
 }
 
 static int rudp_probe(hs_transport *t, const char *url) {
-    tr_rudp *r = (tr_rudp *)t;
-    char buf[512];
-    const char *host;
-    int port = 0;
-    if (parse_url(url, buf, sizeof buf, &host, &port) != 0)
-        return -1;
-    return path_dial(&r->probe, host, port);
+    dest d;
+    return parse_url(url, &d) != 0 ? -1 : path_dial(&((tr_rudp *)t)->probe, d.host, d.port);
 }
 
 static void rudp_send(hs_transport *t) {

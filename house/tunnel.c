@@ -14,6 +14,7 @@
 #include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
+#include "list.h"
 #include "transport.h"
 
 #include <sodium.h>
@@ -143,12 +144,7 @@ static void ring_remove(hs_tunnel *t, hs_stream *s) {
 static void ring_push(hs_tunnel *t, hs_stream *s) {
     if (s->in_ring)
         return;
-    s->rnext = NULL;
-    if (t->ring_tail)
-        t->ring_tail->rnext = s;
-    else
-        t->ring_head = s;
-    t->ring_tail = s;
+    GP_SLIST_APPEND(t->ring_head, t->ring_tail, s, rnext);
     s->in_ring = 1;
 }
 
@@ -348,11 +344,7 @@ static int queue_frame(hs_tunnel *t, hs_stream *s, const gp_frame *f) {
     o->s = s;
     o->lane = s ? s->id : 0;
     hs_out **head = s ? &s->qh : &t->ctl_head, **tail = s ? &s->qt : &t->ctl_tail;
-    if (*tail)
-        (*tail)->next = o;
-    else
-        *head = o;
-    *tail = o;
+    GP_SLIST_APPEND(*head, *tail, o, next);
     t->q_bytes += o->len;
     if (t->q_bytes > HIGH_WATER)
         t->congested = 1;
@@ -377,10 +369,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
                     const char *message, uint64_t body_len, int fin) {
     hs_tunnel *t = s->t;
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_RESP_HEAD;
-    f.flags = fin ? GP_FLAG_FIN : 0;
-    f.stream = s->id;
+    gp_frame_init(&f, GP_FRAME_RESP_HEAD, s->id, fin ? GP_FLAG_FIN : 0);
     f.u.resp_head.status = status;
     f.u.resp_head.headers = (gp_header *)h;
     f.u.resp_head.nheaders = nh;
@@ -411,10 +400,7 @@ void hs_stream_head(hs_stream *s, uint16_t status, const gp_header *h, size_t nh
 void hs_stream_body(hs_stream *s, gp_str content_type, const uint8_t *p, size_t len, int fin) {
     hs_tunnel *t = s->t;
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_RESP_BODY;
-    f.flags = fin ? GP_FLAG_FIN : 0;
-    f.stream = s->id;
+    gp_frame_init(&f, GP_FRAME_RESP_BODY, s->id, fin ? GP_FLAG_FIN : 0);
     f.u.body.data = (gp_str){p, len};
     hs_zstate *zs =
         gp_compress_worthwhile(content_type, p, len) ? hs_zstate_ready(t->h->zs, &t->zs, 1) : NULL;
@@ -484,21 +470,15 @@ static hs_out *next_out(hs_tunnel *t, size_t max) {
         if (t->ctl_head->len > max)
             return NULL;
         o = t->ctl_head;
-        t->ctl_head = o->next;
-        if (!t->ctl_head)
-            t->ctl_tail = NULL;
+        GP_SLIST_SHIFT(t->ctl_head, t->ctl_tail, next);
     } else if (t->state == CS_LIVE && t->ring_head) {
         s = t->ring_head;
         if (s->qh->len > max)
             return NULL;
         o = s->qh;
-        s->qh = o->next;
-        if (!s->qh)
-            s->qt = NULL;
+        GP_SLIST_SHIFT(s->qh, s->qt, next);
         /* Round robin: the stream goes to the back of the ring if it has more to say. */
-        t->ring_head = s->rnext;
-        if (!t->ring_head)
-            t->ring_tail = NULL;
+        GP_SLIST_SHIFT(t->ring_head, t->ring_tail, rnext);
         s->in_ring = 0;
         s->rnext = NULL;
         if (s->qh)
@@ -640,8 +620,7 @@ static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk) {
 
 static void send_goaway(hs_tunnel *t, uint16_t code, const char *msg) {
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_GOAWAY;
+    gp_frame_init(&f, GP_FRAME_GOAWAY, 0, 0);
     f.u.goaway.code = code;
     f.u.goaway.message = gp_str_c(msg);
     send_ctl(t, &f);
@@ -898,8 +877,7 @@ static void on_established(hs_tunnel *t) {
     t->last_rx_ms = hs_now_ms();
     randombytes_buf(t->hn, sizeof t->hn);
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_HELLO;
+    gp_frame_init(&f, GP_FRAME_HELLO, 0, 0);
     f.u.hello.min_ver = GP_PROTO_VERSION;
     f.u.hello.max_ver = GP_PROTO_VERSION;
     f.u.hello.house_id = gp_str_c(t->h->cfg.id);
@@ -920,8 +898,7 @@ static void on_challenge(hs_tunnel *t, const gp_frame *f) {
     uint8_t proof[GP_PROOF_LEN];
     gp_auth_proof(GP_ROLE_HOUSE, t->h->secret, id, t->hn, f->u.challenge.nonce, proof);
     gp_frame a;
-    memset(&a, 0, sizeof a);
-    a.type = GP_FRAME_AUTH;
+    gp_frame_init(&a, GP_FRAME_AUTH, 0, 0);
     a.u.auth.proof = proof;
     send_ctl(t, &a);
     sodium_memzero(proof, sizeof proof);
@@ -1277,24 +1254,23 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
         on_goaway(t, f);
         return;
     }
-    switch (t->state) {
-    case CS_HELLO:
-        if (f->type == GP_FRAME_CHALLENGE)
-            on_challenge(t, f);
-        else
-            protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+    /* Before LIVE, each handshake state takes one frame type; any other is a protocol error. */
+    static const struct {
+        enum conn_state state;
+        uint8_t type;
+        void (*fn)(hs_tunnel *t, const gp_frame *f);
+    } handshake[] = {{CS_HELLO, GP_FRAME_CHALLENGE, on_challenge},
+                     {CS_AUTH, GP_FRAME_WELCOME, on_welcome}};
+    for (size_t i = 0; i < sizeof handshake / sizeof handshake[0]; i++)
+        if (t->state == handshake[i].state) {
+            if (f->type == handshake[i].type)
+                handshake[i].fn(t, f);
+            else
+                protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+            return;
+        }
+    if (t->state != CS_LIVE)
         return;
-    case CS_AUTH:
-        if (f->type == GP_FRAME_WELCOME)
-            on_welcome(t, f);
-        else
-            protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
-        return;
-    case CS_LIVE:
-        break;
-    default:
-        return;
-    }
     gp_frame r;
     switch (f->type) {
     case GP_FRAME_REQ_HEAD:
@@ -1307,20 +1283,14 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
         on_cancel(t, f);
         return;
     case GP_FRAME_PING:
-        memset(&r, 0, sizeof r);
-        r.type = GP_FRAME_PONG;
-        r.u.ping.opaque = f->u.ping.opaque;
+        gp_frame_pong(&r, f);
         send_ctl(t, &r);
         return;
-    case GP_FRAME_PONG: {
+    case GP_FRAME_PONG:
         /* Our PINGs carry the monotonic clock in µs (a LAN RTT is under a millisecond). */
-        uint64_t now = uv_hrtime() / 1000;
-        if (f->u.ping.opaque <= now) {
-            t->rtt_us = now - f->u.ping.opaque;
+        if (gp_frame_pong_rtt(f, uv_hrtime() / 1000, &t->rtt_us))
             hs_log(HS_LOG_DEBUG, "pong", "rtt_ms=%.3f", (double)t->rtt_us / 1000);
-        }
         return;
-    }
     case GP_FRAME_CREDIT: /* reserved in v1 */
         return;
     default:
@@ -1353,9 +1323,7 @@ static void on_tick(uv_timer_t *tm) {
         }
         if (now - t->last_ping_ms >= t->ping_iv) {
             gp_frame f;
-            memset(&f, 0, sizeof f);
-            f.type = GP_FRAME_PING;
-            f.u.ping.opaque = uv_hrtime() / 1000;
+            gp_frame_ping(&f, uv_hrtime() / 1000);
             t->last_ping_ms = now;
             send_ctl(t, &f);
             if (t->tr->ops->log_stats && hs_log_enabled(HS_LOG_DEBUG))

@@ -19,6 +19,7 @@
 #include "../bridge/metrics.h"
 #include "compress.h"
 #include "house.h"
+#include "list.h"
 #include "reqcheck.h"
 
 #include <curl/curl.h>
@@ -84,12 +85,7 @@ static void free_sock(uv_handle_t *h) {
 }
 
 static void sock_close(sock_ctx *c) {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->u->socks = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    GP_LIST_REMOVE(c->u->socks, c, prev, next);
     /* uv_close drops the fd from the loop now, before curl may reuse the number. */
     uv_poll_stop(&c->poll);
     uv_close((uv_handle_t *)&c->poll, free_sock);
@@ -138,10 +134,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
         c->fd = fd;
         c->events = -1;
         c->poll.data = c;
-        c->next = u->socks;
-        if (u->socks)
-            u->socks->prev = c;
-        u->socks = c;
+        GP_LIST_PUSH(u->socks, c, prev, next);
         curl_multi_assign(u->multi, fd, c);
     }
     int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
@@ -599,10 +592,7 @@ hs_xfer *hs_upstream_start(hs_upstream *u, hs_stream *s) {
     }
     x->u = u;
     x->s = s;
-    x->next = u->all;
-    if (u->all)
-        u->all->prev = x;
-    u->all = x;
+    GP_LIST_PUSH(u->all, x, prev, next);
     x->e = curl_easy_init();
     if (!x->e || build(x, r) != 0 || curl_multi_add_handle(u->multi, x->e) != CURLM_OK) {
         if (x->e) {

@@ -8,6 +8,7 @@
 #include "frame.h"
 
 #include "auth.h" /* GP_MAX_HOUSE_ID */
+#include "bytes.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,7 @@ static void set_err(wbuf *w, int err) {
 
 static void put_be(wbuf *w, uint64_t v, int nbytes) {
     if (w->p)
-        for (int i = 0; i < nbytes; i++)
-            w->p[w->n + i] = (uint8_t)(v >> (8 * (nbytes - 1 - i)));
+        gp_be_put(w->p + w->n, v, nbytes);
     w->n += (size_t)nbytes;
 }
 
@@ -173,39 +173,29 @@ ssize_t gp_frame_encode(const gp_frame *f, uint8_t *buf, size_t cap) {
 /* ---- decoding ---------------------------------------------------------------------- */
 
 /* Cursor helpers: return the advanced cursor, or NULL on overrun; a NULL cursor stays NULL. */
-static const uint8_t *get_be(const uint8_t *p, const uint8_t *end, int n, uint64_t *v) {
-    if (!p || end - p < n)
-        return NULL;
-    uint64_t x = 0;
-    for (int i = 0; i < n; i++)
-        x = x << 8 | p[i];
-    *v = x;
-    return p + n;
-}
-
 static const uint8_t *get_u8(const uint8_t *p, const uint8_t *end, uint8_t *v) {
     uint64_t x = 0;
-    p = get_be(p, end, 1, &x);
+    p = gp_be_get(p, end, 1, &x);
     *v = (uint8_t)x;
     return p;
 }
 
 static const uint8_t *get_u16(const uint8_t *p, const uint8_t *end, uint16_t *v) {
     uint64_t x = 0;
-    p = get_be(p, end, 2, &x);
+    p = gp_be_get(p, end, 2, &x);
     *v = (uint16_t)x;
     return p;
 }
 
 static const uint8_t *get_u32(const uint8_t *p, const uint8_t *end, uint32_t *v) {
     uint64_t x = 0;
-    p = get_be(p, end, 4, &x);
+    p = gp_be_get(p, end, 4, &x);
     *v = (uint32_t)x;
     return p;
 }
 
 static const uint8_t *get_u64(const uint8_t *p, const uint8_t *end, uint64_t *v) {
-    return get_be(p, end, 8, v);
+    return gp_be_get(p, end, 8, v);
 }
 
 static const uint8_t *get_bytes(const uint8_t *p, const uint8_t *end, size_t n,
@@ -428,4 +418,28 @@ const char *gp_frame_type_name(uint8_t type) {
         [GP_FRAME_GOAWAY] = "GOAWAY",
     };
     return type >= 1 && type <= GP_FRAME_TYPE_MAX ? names[type] : "UNKNOWN";
+}
+
+void gp_frame_init(gp_frame *f, uint8_t type, uint32_t stream, uint8_t flags) {
+    memset(f, 0, sizeof *f);
+    f->type = type;
+    f->stream = stream;
+    f->flags = flags;
+}
+
+void gp_frame_ping(gp_frame *out, uint64_t opaque) {
+    gp_frame_init(out, GP_FRAME_PING, 0, 0);
+    out->u.ping.opaque = opaque;
+}
+
+void gp_frame_pong(gp_frame *out, const gp_frame *ping) {
+    gp_frame_ping(out, ping->u.ping.opaque);
+    out->type = GP_FRAME_PONG;
+}
+
+int gp_frame_pong_rtt(const gp_frame *pong, uint64_t now_us, uint64_t *rtt_us) {
+    if (pong->u.ping.opaque > now_us)
+        return 0;
+    *rtt_us = now_us - pong->u.ping.opaque;
+    return 1;
 }

@@ -179,4 +179,17 @@ size_t gp_framer_pending(const gp_framer *fr);
 
 const char *gp_frame_type_name(uint8_t type);
 
+/* *f emptied and made a frame of `type` on `stream` with `flags`: every payload field zero,
+ * for the caller to fill. */
+void gp_frame_init(gp_frame *f, uint8_t type, uint32_t stream, uint8_t flags);
+
+/* Keepalive, as both ends do it. A PING carrying opaque (our monotonic clock in µs) into
+ * *out; the PONG answering a PING (its opaque echoed) into *out. */
+void gp_frame_ping(gp_frame *out, uint64_t opaque);
+void gp_frame_pong(gp_frame *out, const gp_frame *ping);
+/* The round trip a PONG reports when our PING's opaque was our monotonic clock in µs: 1 with
+ * *rtt_us = now_us - opaque, or 0 (nothing written) when the opaque is from the future, so
+ * not ours. */
+int gp_frame_pong_rtt(const gp_frame *pong, uint64_t now_us, uint64_t *rtt_us);
+
 #endif

@@ -2,6 +2,8 @@
  * I/O, no allocation. */
 #include "gp.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *gp_strerror(int err) {
@@ -40,4 +42,13 @@ gp_str gp_str_c(const char *s) {
 int gp_str_eq(gp_str a, const char *c) {
     gp_str b = gp_str_c(c);
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+void gp_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

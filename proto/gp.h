@@ -38,6 +38,11 @@ typedef struct gp_str {
 gp_str gp_str_c(const char *s); /* borrow a C string (NULL -> empty) */
 int gp_str_eq(gp_str a, const char *c);
 
+/* Writes a formatted error message into err[errlen], if the caller gave one (err may be NULL
+ * or errlen 0: the message is dropped). The one writer of the "char *err, size_t errlen" out
+ * parameter that parsers and the store's clients take. */
+__attribute__((format(printf, 3, 4))) void gp_errf(char *err, size_t errlen, const char *fmt, ...);
+
 /* Log sink injected by the host. level: 0 error, 1 warn, 2 info, 3 debug. */
 typedef void (*gp_log_fn)(void *ud, int level, const char *msg);
 

@@ -254,6 +254,12 @@ uint64_t gp_rudp_expiry(const gp_rudp *r) {
     return e;
 }
 
+uint64_t gp_rudp_timer_ms(uint64_t expiry_ns, uint64_t now_ns) {
+    if (expiry_ns == UINT64_MAX)
+        return 60000;
+    return expiry_ns <= now_ns ? 0 : (expiry_ns - now_ns + 999999) / 1000000;
+}
+
 int gp_rudp_dead(const gp_rudp *r) {
     return gp_rel_dead(r->rel);
 }

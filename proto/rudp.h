@@ -66,6 +66,10 @@ ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns);
 
 /* When to call gp_rudp_output next (engine timers, held datagrams); UINT64_MAX: nothing. */
 uint64_t gp_rudp_expiry(const gp_rudp *r);
+/* A timer's delay in ms for an expiry in ns (gp_rudp_expiry, gp_sess_expiry): rounded up, 0
+ * when already due, 60 s when nothing is (UINT64_MAX). The bridge and the house arm their
+ * timers with it. */
+uint64_t gp_rudp_timer_ms(uint64_t expiry_ns, uint64_t now_ns);
 int gp_rudp_dead(const gp_rudp *r);
 
 typedef struct gp_rudp_stats {

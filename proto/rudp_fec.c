@@ -11,8 +11,9 @@
 
 #define MS 1000000ull
 
-/* GF(256), polynomial 0x11d, generator 2: exp table doubled so log a + log b needs no mod. */
-static const uint8_t gf_exp[512] = {
+/* GF(256), polynomial 0x11d, generator 2: gf_exp[i] = 2^i, gf_log its inverse (gf_log[0] is
+ * unused). */
+static const uint8_t gf_exp[255] = {
     1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116, 232, 205, 135, 19,  38,  76,  152, 45,
     90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,  96,  192, 157, 39,  78,  156, 37,  74,
     148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,  140, 5,   10,  20,  40,  80,  160, 93,
@@ -26,20 +27,7 @@ static const uint8_t gf_exp[512] = {
     174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,  56,  112, 224, 221, 167, 83,  166, 81,
     162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,  172, 69,  138, 9,   18,  36,  72,  144,
     61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,  22,  44,  88,  176, 125, 250, 233, 207,
-    131, 27,  54,  108, 216, 173, 71,  142, 1,   2,   4,   8,   16,  32,  64,  128, 29,  58,  116,
-    232, 205, 135, 19,  38,  76,  152, 45,  90,  180, 117, 234, 201, 143, 3,   6,   12,  24,  48,
-    96,  192, 157, 39,  78,  156, 37,  74,  148, 53,  106, 212, 181, 119, 238, 193, 159, 35,  70,
-    140, 5,   10,  20,  40,  80,  160, 93,  186, 105, 210, 185, 111, 222, 161, 95,  190, 97,  194,
-    153, 47,  94,  188, 101, 202, 137, 15,  30,  60,  120, 240, 253, 231, 211, 187, 107, 214, 177,
-    127, 254, 225, 223, 163, 91,  182, 113, 226, 217, 175, 67,  134, 17,  34,  68,  136, 13,  26,
-    52,  104, 208, 189, 103, 206, 129, 31,  62,  124, 248, 237, 199, 147, 59,  118, 236, 197, 151,
-    51,  102, 204, 133, 23,  46,  92,  184, 109, 218, 169, 79,  158, 33,  66,  132, 21,  42,  84,
-    168, 77,  154, 41,  82,  164, 85,  170, 73,  146, 57,  114, 228, 213, 183, 115, 230, 209, 191,
-    99,  198, 145, 63,  126, 252, 229, 215, 179, 123, 246, 241, 255, 227, 219, 171, 75,  150, 49,
-    98,  196, 149, 55,  110, 220, 165, 87,  174, 65,  130, 25,  50,  100, 200, 141, 7,   14,  28,
-    56,  112, 224, 221, 167, 83,  166, 81,  162, 89,  178, 121, 242, 249, 239, 195, 155, 43,  86,
-    172, 69,  138, 9,   18,  36,  72,  144, 61,  122, 244, 245, 247, 243, 251, 235, 203, 139, 11,
-    22,  44,  88,  176, 125, 250, 233, 207, 131, 27,  54,  108, 216, 173, 71,  142, 1,   2,
+    131, 27,  54,  108, 216, 173, 71,  142,
 };
 static const uint8_t gf_log[256] = {
     0,   0,   1,   25,  2,   50,  26,  198, 3,   223, 51,  238, 27,  104, 199, 75,  4,   100, 224,
@@ -59,10 +47,20 @@ static const uint8_t gf_log[256] = {
 };
 
 static inline uint8_t gf_mul(uint8_t a, uint8_t b) {
-    return a && b ? gf_exp[gf_log[a] + gf_log[b]] : 0;
+    return a && b ? gf_exp[(gf_log[a] + gf_log[b]) % 255] : 0;
 }
 static inline uint8_t gf_inv(uint8_t a) { /* a != 0 */
-    return gf_exp[255 - gf_log[a]];
+    return gf_exp[(255 - gf_log[a]) % 255];
+}
+/* row[x] = c * x for every x: walks the powers of 2, 2^i -> 2^(i + log c), so it needs neither
+ * a product per entry nor a mod. c != 0. */
+static void gf_row(uint8_t row[256], uint8_t c) {
+    unsigned e = gf_log[c];
+    row[0] = 0;
+    for (unsigned i = 0; i < 255; i++) {
+        row[gf_exp[i]] = gf_exp[e];
+        e = e == 254 ? 0 : e + 1;
+    }
 }
 /* dst ^= c * src over n bytes, through the 256-entry row of c's products: one lookup per
  * byte and no branch (the log/exp form took two and a branch). Repairs are k x m x L of
@@ -71,19 +69,13 @@ static void gf_addmul(uint8_t *dst, const uint8_t *src, uint8_t c, size_t n) {
     if (!c)
         return;
     uint8_t row[256];
-    unsigned lc = gf_log[c];
-    row[0] = 0;
-    for (unsigned x = 1; x < 256; x++)
-        row[x] = gf_exp[gf_log[x] + lc];
+    gf_row(row, c);
     for (size_t i = 0; i < n; i++)
         dst[i] ^= row[src[i]];
 }
 static void gf_scale(uint8_t *dst, uint8_t c, size_t n) {
     uint8_t row[256];
-    unsigned lc = gf_log[c];
-    row[0] = 0;
-    for (unsigned x = 1; x < 256; x++)
-        row[x] = gf_exp[gf_log[x] + lc];
+    gf_row(row, c);
     for (size_t i = 0; i < n; i++)
         dst[i] = row[dst[i]];
 }

@@ -2,6 +2,8 @@
  * rudp_reasm.h for what this file owns and why it stands apart from the engine). */
 #include "rudp_reasm.h"
 
+#include "list.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,16 +116,11 @@ static int try_deliver(gp_reasm *q, rmsg *m) {
         gp_reasm_dq *n = malloc(sizeof *n);
         if (!n)
             return GP_ERR_NOMEM;
-        n->next = NULL;
         n->lane = m->lane;
         n->len = m->len;
         n->data = m->data;
         m->data = NULL;
-        if (q->tail)
-            q->tail->next = n;
-        else
-            q->head = n;
-        q->tail = n;
+        GP_SLIST_APPEND(q->head, q->tail, n, next);
         m->delivered = 1;
         q->delivered++;
         int hw = m->has_waiter;
@@ -199,9 +196,7 @@ ssize_t gp_reasm_recv(gp_reasm *q, uint32_t *lane, const uint8_t **msg) {
     gp_reasm_dq *n = q->head;
     if (!n)
         return 0;
-    q->head = n->next;
-    if (!q->head)
-        q->tail = NULL;
+    GP_SLIST_SHIFT(q->head, q->tail, next);
     q->lent = n->data;
     q->lent_len = n->len;
     *lane = n->lane;

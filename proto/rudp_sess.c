@@ -14,6 +14,7 @@
  *  - the bridge does no X25519 for a datagram that lacks a valid mac1. */
 #include "rudp_sess.h"
 #include "auth.h" /* gp_house_id_valid, GP_MAX_HOUSE_ID */
+#include "list.h"
 #include "rudp_noise.h"
 
 #include <sodium.h>
@@ -1025,12 +1026,7 @@ int gp_sess_server_init_proven(gp_sess_server *srv, const uint8_t *dg, size_t le
 static void hs_unlink(gp_sess_hs *h) {
     if (!h->srv)
         return;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        h->srv->pending = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
+    GP_LIST_REMOVE(h->srv->pending, h, prev, next);
     h->srv->npending--;
     h->srv = NULL;
 }
@@ -1132,10 +1128,7 @@ int gp_sess_server_parse(gp_sess_server *srv, const uint8_t *dg, size_t len, uin
     memcpy(h->init_hash, hash, 16);
     h->init_len = len;
     h->srv = srv;
-    h->next = srv->pending;
-    if (h->next)
-        h->next->prev = h;
-    srv->pending = h;
+    GP_LIST_PUSH(srv->pending, h, prev, next);
     srv->npending++;
     *hs = h;
     rc = GP_SESS_HS_NEW;

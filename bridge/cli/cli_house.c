@@ -211,33 +211,47 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
     return CLI_OK;
 }
 
-int cli_house_rm(cli_ctx *c, int argc, char **argv) {
+/* `house <sub> [--purge] ID` (purge NULL: the subcommand takes no option): the house id,
+ * checked, and a connection to Redis. NULL, with the exit code in *rv, when the arguments are
+ * wrong or Redis cannot be reached. */
+static br_rc *house_id_connect(cli_ctx *c, const char *sub, int argc, char **argv, const char **idp,
+                               int *purge, int *rv) {
     const char *id = NULL;
-    int purge = 0;
+    *rv = CLI_USAGE;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--purge") == 0)
-            purge = 1;
+        if (purge && strcmp(argv[i], "--purge") == 0)
+            *purge = 1;
         else if (strcmp(argv[i], "--") == 0)
             continue;
         else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_err(c, "house rm: unknown option '%s'", argv[i]);
-            return cli_usage(c, "house", "rm");
+            cli_err(c, "house %s: unknown option '%s'", sub, argv[i]);
+            *rv = cli_usage(c, "house", sub);
+            return NULL;
         } else if (!id)
             id = argv[i];
         else {
-            cli_err(c, "house rm: unexpected argument '%s'", argv[i]);
-            return CLI_USAGE;
+            cli_err(c, "house %s: unexpected argument '%s'", sub, argv[i]);
+            return NULL;
         }
     }
-    if (!id)
-        return cli_usage(c, "house", "rm");
+    if (!id) {
+        *rv = cli_usage(c, "house", sub);
+        return NULL;
+    }
     if (!gp_house_id_valid(gp_str_c(id))) {
         cli_err(c, "invalid house id '%s'", id);
-        return CLI_USAGE;
+        return NULL;
     }
-    br_rc *rc = cli_connect(c);
+    *idp = id;
+    return cli_connect(c);
+}
+
+int cli_house_rm(cli_ctx *c, int argc, char **argv) {
+    const char *id = NULL;
+    int purge = 0, rv;
+    br_rc *rc = house_id_connect(c, "rm", argc, argv, &id, &purge, &rv);
     if (!rc)
-        return CLI_USAGE;
+        return rv;
     gp_reg_house h;
     char err[256];
     int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.st.connected;
@@ -272,29 +286,11 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
 }
 
 static int set_disabled(cli_ctx *c, int argc, char **argv, int disabled) {
-    const char *sub = disabled ? "disable" : "enable", *id = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            continue;
-        if (argv[i][0] == '-' && argv[i][1]) {
-            cli_err(c, "house %s: unknown option '%s'", sub, argv[i]);
-            return cli_usage(c, "house", sub);
-        }
-        if (id) {
-            cli_err(c, "house %s: unexpected argument '%s'", sub, argv[i]);
-            return CLI_USAGE;
-        }
-        id = argv[i];
-    }
-    if (!id)
-        return cli_usage(c, "house", sub);
-    if (!gp_house_id_valid(gp_str_c(id))) {
-        cli_err(c, "invalid house id '%s'", id);
-        return CLI_USAGE;
-    }
-    br_rc *rc = cli_connect(c);
+    const char *id = NULL;
+    int rv;
+    br_rc *rc = house_id_connect(c, disabled ? "disable" : "enable", argc, argv, &id, NULL, &rv);
     if (!rc)
-        return CLI_USAGE;
+        return rv;
     char err[256];
     int r = gp_reg_set_disabled(rc, c->prefix, id, disabled, err, sizeof err);
     br_rc_free(rc);

@@ -127,44 +127,26 @@ int cli_opt_val(int argc, char **argv, int *i, const char *lng, const char *shrt
 }
 
 int cli_global_opt(cli_ctx *c, int argc, char **argv, int *i) {
-    const char *v;
-    int r;
-    if ((r = cli_opt_val(argc, argv, i, "--redis", NULL, &v)) != 0) {
-        if (r > 0)
-            c->redis_url = v;
-        return r;
-    }
-    if ((r = cli_opt_val(argc, argv, i, "--redis-user", NULL, &v)) != 0) {
-        if (r > 0)
-            c->redis_user = v;
-        return r;
-    }
-    if ((r = cli_opt_val(argc, argv, i, "--redis-password-file", NULL, &v)) != 0) {
-        if (r > 0)
-            c->redis_password_file = v;
-        return r;
-    }
+    /* Every global option takes a value, kept (borrowed from argv) in its cli_ctx field. */
     static const struct {
         const char *name;
         size_t off;
-    } files[] = {{"--redis-ca-file", offsetof(cli_ctx, redis_ca_file)},
-                 {"--redis-cert-file", offsetof(cli_ctx, redis_cert_file)},
-                 {"--redis-key-file", offsetof(cli_ctx, redis_key_file)}};
-    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
-        if ((r = cli_opt_val(argc, argv, i, files[k].name, NULL, &v)) != 0) {
+    } opts[] = {{"--redis", offsetof(cli_ctx, redis_url)},
+                {"--redis-user", offsetof(cli_ctx, redis_user)},
+                {"--redis-password-file", offsetof(cli_ctx, redis_password_file)},
+                {"--redis-ca-file", offsetof(cli_ctx, redis_ca_file)},
+                {"--redis-cert-file", offsetof(cli_ctx, redis_cert_file)},
+                {"--redis-key-file", offsetof(cli_ctx, redis_key_file)},
+                {"--prefix", offsetof(cli_ctx, prefix)},
+                {"--master-key", offsetof(cli_ctx, master_hex)}};
+    const char *v;
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        int r = cli_opt_val(argc, argv, i, opts[k].name, NULL, &v);
+        if (r != 0) {
             if (r > 0)
-                *(const char **)((char *)c + files[k].off) = v;
+                *(const char **)((char *)c + opts[k].off) = v;
             return r;
         }
-    if ((r = cli_opt_val(argc, argv, i, "--prefix", NULL, &v)) != 0) {
-        if (r > 0)
-            c->prefix = v;
-        return r;
-    }
-    if ((r = cli_opt_val(argc, argv, i, "--master-key", NULL, &v)) != 0) {
-        if (r > 0)
-            c->master_hex = v;
-        return r;
     }
     return 0;
 }

@@ -70,22 +70,20 @@ static void set_rates(json_t *o, const top_rates *r) {
     json_object_set_new(o, "bytes_out_per_s", jreal(r->out));
 }
 
+/* A bridge as `top --json` shows it: its stats under the names of its stats hash. */
 static json_t *bridge_json(const top_bridge *b) {
-    const gp_reg_bstats *s = &b->s;
     json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(s->id));
-    json_object_set_new(o, "host", jstr(s->host));
-    json_object_set_new(o, "pid", jint(s->pid));
-    json_object_set_new(o, "since_ms", jint(s->since_ms));
-    json_object_set_new(o, "ts_ms", jint(s->ts_ms));
-    json_object_set_new(o, "houses", jint(s->houses));
-    json_object_set_new(o, "req_total", jint(s->req_total));
-    json_object_set_new(o, "err_total", jint(s->err_total));
-    json_object_set_new(o, "bytes_in", jint(s->bytes_in));
-    json_object_set_new(o, "bytes_out", jint(s->bytes_out));
-    json_object_set_new(o, "connects_total", jint(s->connects_total));
-    json_object_set_new(o, "auth_failures_total", jint(s->auth_failures_total));
-    json_object_set_new(o, "redis_rtt_ms", jreal(s->redis_rtt_ms));
+    json_object_set_new(o, "id", json_string(b->s.id)); /* a string even when empty */
+    for (size_t i = 0; i < gp_reg_bstats_nfields; i++) {
+        const gp_hash_field *f = &gp_reg_bstats_fields[i];
+        const char *at = (const char *)&b->s + f->off;
+        if (json_object_get(o, f->name))
+            continue;
+        json_object_set_new(o, f->name,
+                            f->kind == GP_HF_LL    ? jint(*(const long long *)at)
+                            : f->kind == GP_HF_NUM ? jreal(*(const double *)at)
+                                                   : jstr(at));
+    }
     set_rates(o, &b->r);
     return o;
 }

@@ -73,6 +73,53 @@ static int same_connection(const gp_reg_house *a, const gp_reg_house *b) {
            near(a->st.since_ms, b->st.since_ms) && strcmp(a->st.bridge, b->st.bridge) == 0;
 }
 
+/* The same bridge run, or house connection, as `row` in an earlier snapshot s: 1 with its
+ * counters, stamp and rates, or 0 when s has none. */
+typedef int (*earlier_fn)(const top_snap *s, const void *row, long long p[4], long long *ts,
+                          const top_rates **r);
+
+static int bridge_earlier(const top_snap *s, const void *row, long long p[4], long long *ts,
+                          const top_rates **r) {
+    const top_bridge *b = row, *o = find_bridge(s, b->s.id);
+    if (!o || !same_bridge_run(&b->s, &o->s))
+        return 0;
+    bridge_counters(&o->s, p);
+    *ts = o->s.ts_ms;
+    *r = &o->r;
+    return 1;
+}
+
+static int house_earlier(const top_snap *s, const void *row, long long p[4], long long *ts,
+                         const top_rates **r) {
+    const top_house *h = row, *o = find_house(s, h->h.id);
+    if (!o || !same_connection(&h->h, &o->h))
+        return 0;
+    house_counters(&o->h, p);
+    *ts = o->h.st.ts_ms;
+    *r = &o->r;
+    return 1;
+}
+
+/* The rates of `row` (counters c, stamped t) into *out: from the oldest earlier sample of the
+ * same run whose counters are no larger; failing that, the newest sample's rates (nothing
+ * newer than it: the row has not been published since); failing that, unknown. */
+static void row_rates(top_rates *out, const void *row, const long long c[4], long long t,
+                      const top_snap *const *prev, size_t nprev, const top_snap *newest,
+                      earlier_fn earlier) {
+    long long p[4], pt;
+    const top_rates *pr;
+    *out = UNKNOWN;
+    for (size_t j = 0; j < nprev; j++) {
+        if (!prev[j] || !earlier(prev[j], row, p, &pt, &pr))
+            continue;
+        long long dt = t - (pt > 0 ? pt : prev[j]->now_ms);
+        if (dt > 0 && rates_of(out, c, p, dt) == 0)
+            return;
+    }
+    if (newest && earlier(newest, row, p, &pt, &pr))
+        *out = *pr;
+}
+
 void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev) {
     const top_snap *newest = NULL;
     for (size_t j = 0; j < nprev; j++)
@@ -80,50 +127,19 @@ void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev)
             newest = prev[j];
     for (size_t i = 0; i < cur->nbridges; i++) {
         top_bridge *b = &cur->bridges[i];
-        long long c[4], p[4];
+        long long c[4];
         bridge_counters(&b->s, c);
         long long t = b->s.ts_ms > 0 ? b->s.ts_ms : cur->now_ms;
-        b->r = UNKNOWN;
-        int done = 0;
-        for (size_t j = 0; j < nprev && !done; j++) {
-            const top_bridge *o = prev[j] ? find_bridge(prev[j], b->s.id) : NULL;
-            if (!o || !same_bridge_run(&b->s, &o->s))
-                continue;
-            long long dt = t - (o->s.ts_ms > 0 ? o->s.ts_ms : prev[j]->now_ms);
-            bridge_counters(&o->s, p);
-            if (dt > 0 && rates_of(&b->r, c, p, dt) == 0)
-                done = 1;
-        }
-        if (!done && newest) {
-            /* Nothing newer than the last sample: the bridge has not published since. */
-            const top_bridge *o = find_bridge(newest, b->s.id);
-            if (o && same_bridge_run(&b->s, &o->s))
-                b->r = o->r;
-        }
+        row_rates(&b->r, b, c, t, prev, nprev, newest, bridge_earlier);
     }
     for (size_t i = 0; i < cur->nhouses; i++) {
         top_house *h = &cur->houses[i];
-        long long c[4], p[4];
+        long long c[4];
         house_counters(&h->h, c);
         long long t = h->h.st.ts_ms > 0 ? h->h.st.ts_ms : cur->now_ms;
         h->r = UNKNOWN;
-        if (!h->h.st.connected)
-            continue;
-        int done = 0;
-        for (size_t j = 0; j < nprev && !done; j++) {
-            const top_house *o = prev[j] ? find_house(prev[j], h->h.id) : NULL;
-            if (!o || !same_connection(&h->h, &o->h))
-                continue;
-            long long dt = t - (o->h.st.ts_ms > 0 ? o->h.st.ts_ms : prev[j]->now_ms);
-            house_counters(&o->h, p);
-            if (dt > 0 && rates_of(&h->r, c, p, dt) == 0)
-                done = 1;
-        }
-        if (!done && newest) {
-            const top_house *o = find_house(newest, h->h.id);
-            if (o && same_connection(&h->h, &o->h))
-                h->r = o->r;
-        }
+        if (h->h.st.connected)
+            row_rates(&h->r, h, c, t, prev, nprev, newest, house_earlier);
     }
 }
 

@@ -30,7 +30,7 @@ enum { MODE_UNKNOWN, MODE_SINGLE, MODE_CLUSTER };
 struct br_db {
     uv_loop_t *loop;
     br_db_cfg cfg;
-    char *seed_host, *hb, *user, *pass;
+    br_redis_strs s; /* the seed node's host, heartbeat channel, user, password */
     int mode;
     node *nodes[MAX_NODES];
     int nnodes;
@@ -203,8 +203,7 @@ static void on_slots(redisReply *rep, void *ud) {
             continue;
         long long lo = r->element[0]->integer, hi = r->element[1]->integer;
         const char *host = r->element[2]->element[0]->str;
-        node *n =
-            node_get(db, *host ? host : db->seed_host, (int)r->element[2]->element[1]->integer);
+        node *n = node_get(db, *host ? host : db->s.host, (int)r->element[2]->element[1]->integer);
         if (!n || lo < 0 || hi >= NSLOTS || lo > hi)
             continue;
         for (long long s = lo; s <= hi; s++)
@@ -309,7 +308,7 @@ static node *node_get(br_db *db, const char *host, int port) {
                       .ud = n};
     n->cmd = br_redis_new(db->loop, &c);
     c.name = "sub";
-    c.hb_channel = db->hb;
+    c.hb_channel = db->s.hb;
     c.on_msg = sub_msg;
     c.on_up = sub_up;
     c.on_down = NULL;
@@ -324,29 +323,20 @@ static node *node_get(br_db *db, const char *host, int port) {
     return n;
 }
 
-static void free_strings(br_db *db) {
-    if (db->pass)
-        explicit_bzero(db->pass, strlen(db->pass));
-    free(db->seed_host);
-    free(db->hb);
-    free(db->user);
-    free(db->pass);
-}
-
 br_db *br_db_new(uv_loop_t *loop, const br_db_cfg *cfg) {
     br_db *db = calloc(1, sizeof *db);
     if (!db)
         return NULL;
     db->loop = loop;
     db->cfg = *cfg;
-    db->seed_host = strdup(cfg->host);
-    db->hb = strdup(cfg->hb_channel ? cfg->hb_channel : "gp:hb");
-    db->user = cfg->user ? strdup(cfg->user) : NULL;
-    db->pass = cfg->pass ? strdup(cfg->pass) : NULL;
-    db->cfg.user = db->user, db->cfg.pass = db->pass;
-    if (!db->seed_host || !db->hb || (cfg->user && !db->user) || (cfg->pass && !db->pass) ||
-        !node_get(db, cfg->host, cfg->port)) {
-        free_strings(db);
+    if (br_redis_strs_dup(&db->s, cfg->host, cfg->hb_channel ? cfg->hb_channel : "gp:hb", cfg->user,
+                          cfg->pass) != 0) {
+        free(db);
+        return NULL;
+    }
+    db->cfg.user = db->s.user, db->cfg.pass = db->s.pass;
+    if (!node_get(db, cfg->host, cfg->port)) {
+        br_redis_strs_free(&db->s);
         free(db);
         return NULL;
     }
@@ -361,7 +351,7 @@ void br_db_free(br_db *db) {
         br_redis_free(db->nodes[i]->sub);
         free(db->nodes[i]);
     }
-    free_strings(db);
+    br_redis_strs_free(&db->s);
     free(db);
 }
 
@@ -400,7 +390,7 @@ static node *redirect_target(br_db *db, const char *err, unsigned *slot) {
     char host[256];
     memcpy(host, addr + 1, (size_t)(colon - addr - 1));
     host[colon - addr - 1] = '\0';
-    return node_get(db, host[0] ? host : db->seed_host, atoi(colon + 1));
+    return node_get(db, host[0] ? host : db->s.host, atoi(colon + 1));
 }
 
 static void rq_reply(redisReply *rep, void *ud) {

@@ -4,6 +4,7 @@
 #include "redis.h"
 
 #include "../log.h"
+#include "list.h"
 #include "tlsrelay.h"
 #include "uvredis.h"
 
@@ -27,7 +28,7 @@ typedef struct br_cmd {
 struct br_redis {
     uv_loop_t *loop;
     br_redis_cfg cfg;
-    char *host, *hb, *user, *pass;
+    br_redis_strs s; /* host, heartbeat channel, user, password */
     redisAsyncContext *ac;
     int ready;  /* connected, handshake (AUTH, SELECT, PING) done */
     int hs_err; /* the handshake of the current connection failed */
@@ -106,7 +107,7 @@ static void conn_lost(br_redis *r, const char *why) {
     r->ready = 0;
     char tls_why[256] = "";
     if (r->cfg.tls && !r->closing)
-        gp_tlsrelay_last_error(r->host, r->cfg.port, tls_why, sizeof tls_why);
+        gp_tlsrelay_last_error(r->s.host, r->cfg.port, tls_why, sizeof tls_why);
     /* Through the relay, a refused TCP connect only shows as a closed UNIX socket: the
      * relay's reason is the real one. */
     if (tcp_reason(tls_why)) {
@@ -115,14 +116,14 @@ static void conn_lost(br_redis *r, const char *why) {
         /* The relay refused the server (certificate, handshake): an error, never a fallback
          * to plain text. Once per outage. */
         br_log(r->tls_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_tls_failed",
-               "conn=%s addr=%s:%d err=%s action=retrying", r->cfg.name, r->host, r->cfg.port,
+               "conn=%s addr=%s:%d err=%s action=retrying", r->cfg.name, r->s.host, r->cfg.port,
                br_qs(tls_why));
         r->tls_logged = r->quiet = 1;
     }
     /* One warning per outage, not one per retry. */
     if (!r->closing)
         br_log(r->quiet ? BR_LOG_DEBUG : BR_LOG_WARN, "redis_down", "conn=%s addr=%s:%d reason=%s",
-               r->cfg.name, r->host, r->cfg.port, br_qs(why));
+               r->cfg.name, r->s.host, r->cfg.port, br_qs(why));
     r->quiet = 1;
     schedule_retry(r);
 }
@@ -175,12 +176,12 @@ static void hs_fail(br_redis *r, redisAsyncContext *ac, const redisReply *rep, c
                   "--redis-password-file and the URL's credentials against the server's "
                   "requirepass or ACL";
         br_log(r->auth_logged ? BR_LOG_DEBUG : BR_LOG_ERROR, "redis_auth_failed",
-               "conn=%s addr=%s:%d user=%s err=%s hint=%s action=retrying", r->cfg.name, r->host,
-               r->cfg.port, br_qs(r->user ? r->user : "default"), br_qs(msg), br_qs(hint));
+               "conn=%s addr=%s:%d user=%s err=%s hint=%s action=retrying", r->cfg.name, r->s.host,
+               r->cfg.port, br_qs(r->s.user ? r->s.user : "default"), br_qs(msg), br_qs(hint));
         r->auth_logged = 1;
     } else {
         br_log(BR_LOG_ERROR, "redis_setup_failed", "conn=%s addr=%s:%d cmd=%s err=%s", r->cfg.name,
-               r->host, r->cfg.port, what, br_qs(msg));
+               r->s.host, r->cfg.port, what, br_qs(msg));
     }
     r->quiet = 1; /* the reason is logged: no redis_down warning on top */
     redisAsyncDisconnect(ac);
@@ -208,8 +209,9 @@ static void on_hs(redisAsyncContext *ac, void *reply, void *priv) {
     r->auth_failed = r->auth_logged = r->tls_logged = 0;
     r->backoff_ms = BACKOFF_MIN_MS;
     r->last_rx_ms = now_ms(r);
-    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d auth=%s tls=%d", r->cfg.name, r->host,
-           r->cfg.port, r->cfg.db, r->pass ? (r->user ? "user" : "password") : "none", r->cfg.tls);
+    br_log(BR_LOG_INFO, "redis_up", "conn=%s addr=%s:%d db=%d auth=%s tls=%d", r->cfg.name,
+           r->s.host, r->cfg.port, r->cfg.db,
+           r->s.pass ? (r->s.user ? "user" : "password") : "none", r->cfg.tls);
     if (r->cfg.on_up)
         r->cfg.on_up(r);
 }
@@ -229,12 +231,12 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     r->hs_err = 0;
     r->last_rx_ms = now_ms(r);
     /* Pipelined: one round trip. Arguments go by vector, so a password is never formatted. */
-    if (r->pass) {
-        const char *argv[3] = {"AUTH", r->user ? r->user : r->pass, r->pass};
-        size_t lens[3] = {4, strlen(argv[1]), strlen(r->pass)};
-        redisAsyncCommandArgv(ac, on_hs, "AUTH", r->user ? 3 : 2, argv, lens);
+    if (r->s.pass) {
+        const char *argv[3] = {"AUTH", r->s.user ? r->s.user : r->s.pass, r->s.pass};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(r->s.pass)};
+        redisAsyncCommandArgv(ac, on_hs, "AUTH", r->s.user ? 3 : 2, argv, lens);
     }
-    if (r->cfg.db && !r->hb) {
+    if (r->cfg.db && !r->s.hb) {
         char db[16];
         snprintf(db, sizeof db, "%d", r->cfg.db);
         redisAsyncCommand(ac, on_hs, "SELECT", "SELECT %s", db);
@@ -248,15 +250,15 @@ static void start_connect(br_redis *r) {
     redisAsyncContext *ac;
     if (r->cfg.tls) {
         char path[128], err[256];
-        if (gp_tlsrelay_path(r->host, r->cfg.port, path, sizeof path, err, sizeof err) != 0) {
+        if (gp_tlsrelay_path(r->s.host, r->cfg.port, path, sizeof path, err, sizeof err) != 0) {
             br_log(BR_LOG_ERROR, "redis_tls_failed", "conn=%s addr=%s:%d err=%s", r->cfg.name,
-                   r->host, r->cfg.port, br_qs(err));
+                   r->s.host, r->cfg.port, br_qs(err));
             schedule_retry(r);
             return;
         }
         ac = redisAsyncConnectUnix(path);
     } else {
-        ac = redisAsyncConnect(r->host, r->cfg.port);
+        ac = redisAsyncConnect(r->s.host, r->cfg.port);
     }
     if (!ac) {
         schedule_retry(r);
@@ -289,14 +291,7 @@ static void cmd_cb(redisAsyncContext *ac, void *reply, void *priv) {
     (void)ac;
     if (reply)
         r->last_rx_ms = now_ms(r);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        r->tail = c->prev;
+    GP_LIST_UNLINK(r->head, r->tail, c, prev, next);
     if (c->fn)
         c->fn(reply, c->ud);
     free(c);
@@ -314,12 +309,7 @@ int br_redis_cmd(br_redis *r, br_redis_fn fn, void *ud, const br_args *a) {
         free(c);
         return -1;
     }
-    c->prev = r->tail;
-    if (r->tail)
-        r->tail->next = c;
-    else
-        r->head = c;
-    r->tail = c;
+    GP_LIST_APPEND(r->head, r->tail, c, prev, next);
     return 0;
 }
 
@@ -428,7 +418,7 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv) {
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
         return;
     const redisReply *chan = rep->element[1], *msg = rep->element[2];
-    if (r->hb && chan->len == strlen(r->hb) && memcmp(chan->str, r->hb, chan->len) == 0)
+    if (r->s.hb && chan->len == strlen(r->s.hb) && memcmp(chan->str, r->s.hb, chan->len) == 0)
         return;
     if (r->cfg.on_msg)
         r->cfg.on_msg(r, rep->element[0]->str, chan->str, chan->len,
@@ -470,14 +460,14 @@ static void watchdog(uv_timer_t *t) {
             kill_conn(r, "connect timeout");
         return;
     }
-    if (r->hb) {
+    if (r->s.hb) {
         if (now - r->last_rx_ms > r->cfg.timeout_ms) {
             kill_conn(r, "subscriber heartbeat lost");
             return;
         }
         /* Re-subscribing an already subscribed channel is answered with a confirmation:
          * a PING that works in subscribed mode on RESP2. */
-        br_redis_subscribe(r, r->hb, 1);
+        br_redis_subscribe(r, r->s.hb, 1);
         return;
     }
     if (r->head && now - r->head->sent_ms > r->cfg.timeout_ms) {
@@ -494,13 +484,32 @@ static void watchdog(uv_timer_t *t) {
 
 /* --- object ---------------------------------------------------------------------------- */
 
-static void free_strings(br_redis *r) {
-    if (r->pass)
-        explicit_bzero(r->pass, strlen(r->pass));
-    free(r->host);
-    free(r->hb);
-    free(r->user);
-    free(r->pass);
+static char *dup_or_null(const char *s, int *failed) {
+    char *c = s ? strdup(s) : NULL;
+    *failed |= s && !c;
+    return c;
+}
+
+int br_redis_strs_dup(br_redis_strs *s, const char *host, const char *hb, const char *user,
+                      const char *pass) {
+    int failed = 0;
+    s->host = dup_or_null(host, &failed);
+    s->hb = dup_or_null(hb, &failed);
+    s->user = dup_or_null(user, &failed);
+    s->pass = dup_or_null(pass, &failed);
+    if (failed)
+        br_redis_strs_free(s);
+    return failed ? -1 : 0;
+}
+
+void br_redis_strs_free(br_redis_strs *s) {
+    if (s->pass)
+        explicit_bzero(s->pass, strlen(s->pass));
+    free(s->host);
+    free(s->hb);
+    free(s->user);
+    free(s->pass);
+    *s = (br_redis_strs){0};
 }
 
 br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
@@ -509,14 +518,9 @@ br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg) {
         return NULL;
     r->loop = loop;
     r->cfg = *cfg;
-    r->host = strdup(cfg->host);
-    r->hb = cfg->hb_channel ? strdup(cfg->hb_channel) : NULL;
-    r->user = cfg->user && *cfg->user ? strdup(cfg->user) : NULL;
-    r->pass = cfg->pass ? strdup(cfg->pass) : NULL;
-    r->cfg.user = r->cfg.pass = NULL; /* ours are the copies above */
-    if (!r->host || (cfg->hb_channel && !r->hb) || (cfg->user && *cfg->user && !r->user) ||
-        (cfg->pass && !r->pass)) {
-        free_strings(r);
+    r->cfg.user = r->cfg.pass = NULL; /* ours are the copies below */
+    if (br_redis_strs_dup(&r->s, cfg->host, cfg->hb_channel,
+                          cfg->user && *cfg->user ? cfg->user : NULL, cfg->pass) != 0) {
         free(r);
         return NULL;
     }
@@ -544,7 +548,7 @@ int br_redis_ready(const br_redis *r) {
 static void on_timer_closed(uv_handle_t *h) {
     br_redis *r = h->data;
     if (++r->nclosed == 2) {
-        free_strings(r);
+        br_redis_strs_free(&r->s);
         free(r);
     }
 }

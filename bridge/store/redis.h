@@ -51,6 +51,17 @@ typedef struct br_redis_cfg {
     void *ud;                     /* for the callbacks: br_redis_ud() */
 } br_redis_cfg;
 
+/* The strings a client keeps its own copies of: host, heartbeat channel, ACL user and
+ * password (wiped before it is freed). A br_redis holds one set, the cluster-aware br_db
+ * (rdb.h) another for the nodes it creates. */
+typedef struct br_redis_strs {
+    char *host, *hb, *user, *pass;
+} br_redis_strs;
+/* Copies each string (NULL stays NULL). 0, or -1 with nothing held when a copy fails. */
+int br_redis_strs_dup(br_redis_strs *s, const char *host, const char *hb, const char *user,
+                      const char *pass);
+void br_redis_strs_free(br_redis_strs *s); /* and wipes the password */
+
 /* Creates the connection object and starts connecting (failures are retried). NULL on
  * allocation failure. */
 br_redis *br_redis_new(uv_loop_t *loop, const br_redis_cfg *cfg);

@@ -3,6 +3,8 @@
  * labels and sealed secrets are passed as bytes, never through a format string. */
 #include "registry.h"
 
+#include "gp.h"
+
 #include "rkeys.h"
 #include "store_house.h"
 
@@ -13,15 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Runs one command given as NUL-terminated strings (NULL-terminated list). The reply is
  * the caller's; NULL on a connection error (message in err), and an error reply is turned
@@ -40,11 +33,11 @@ static redisReply *cmd(br_rc *rc, char *err, size_t errlen, const char *first, .
     va_end(ap);
     redisReply *r = br_rc_cmdv(rc, argc, argv, lens);
     if (!r) {
-        seterr(err, errlen, "redis: %s", br_rc_error(rc));
+        gp_errf(err, errlen, "redis: %s", br_rc_error(rc));
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        seterr(err, errlen, "redis: %s: %.*s", first, (int)r->len, r->str);
+        gp_errf(err, errlen, "redis: %s: %.*s", first, (int)r->len, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -57,11 +50,11 @@ br_rc *gp_reg_connect(const gp_rurl *u, unsigned timeout_ms, char *err, size_t e
         *auth_failed = 0;
     br_rc *rc = br_rc_new_url(u, (int)timeout_ms);
     if (!rc) {
-        seterr(err, errlen, "out of memory");
+        gp_errf(err, errlen, "out of memory");
         return NULL;
     }
     if (br_rc_ping(rc) != 0) {
-        seterr(err, errlen, "%s", br_rc_error(rc));
+        gp_errf(err, errlen, "%s", br_rc_error(rc));
         if (auth_failed)
             *auth_failed = br_rc_auth_failed(rc);
         br_rc_free(rc);
@@ -84,19 +77,19 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
                const uint8_t *master_key, const char *labels_json, uint64_t created_ms, int force,
                char *err, size_t errlen) {
     if (!gp_house_id_valid(gp_str_c(id))) {
-        seterr(err, errlen, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -", id,
-               GP_MAX_HOUSE_ID);
+        gp_errf(err, errlen, "invalid house id '%s': use 1-%d characters of A-Z a-z 0-9 _ . -", id,
+                GP_MAX_HOUSE_ID);
         return GP_ERR_INVALID;
     }
     char khouse[GP_KEY_MAX], khouses[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0 || gp_key_houses(khouses, prefix) < 0) {
-        seterr(err, errlen, "prefix too long");
+        gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     char sealed[GP_SEALED_MAX];
     int rv = gp_secret_seal(master_key, gp_str_c(id), secret, sealed);
     if (rv != 0) {
-        seterr(err, errlen, "sealing the secret failed: %s", gp_strerror(rv));
+        gp_errf(err, errlen, "sealing the secret failed: %s", gp_strerror(rv));
         return rv;
     }
     char created[24];
@@ -108,7 +101,7 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
     long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
     if (ok == 0) {
-        seterr(err, errlen, "house '%s' already exists (use --force to replace its secret)", id);
+        gp_errf(err, errlen, "house '%s' already exists (use --force to replace its secret)", id);
         return GP_REG_EXISTS;
     }
     r = cmd(rc, err, errlen, "SADD", khouses, id, NULL);
@@ -122,12 +115,12 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
               char *err, size_t errlen) {
     char k[GP_HOUSE_NKEYS][GP_KEY_MAX], khouses[GP_KEY_MAX], kctl[GP_KEY_MAX];
     if (!gp_house_id_valid(gp_str_c(id))) {
-        seterr(err, errlen, "invalid house id '%s'", id);
+        gp_errf(err, errlen, "invalid house id '%s'", id);
         return GP_ERR_INVALID;
     }
     if (gp_key_house_all(k, prefix, id) < 0 || gp_key_houses(khouses, prefix) < 0 ||
         gp_key_ctl(kctl, prefix) < 0) {
-        seterr(err, errlen, "prefix too long");
+        gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     /* Every key of the house (one slot) in one script, shared with the bridge's JSON API
@@ -154,7 +147,7 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
         removed += r->integer;
     freeReplyObject(r);
     if (!removed) {
-        seterr(err, errlen, "no house '%s'", id);
+        gp_errf(err, errlen, "no house '%s'", id);
         return GP_REG_NOT_FOUND;
     }
     return 0;
@@ -170,16 +163,16 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
         return GP_REG_REDIS;
     if (r->type != REDIS_REPLY_STRING) {
         freeReplyObject(r);
-        seterr(err, errlen, "no house '%s'", id);
+        gp_errf(err, errlen, "no house '%s'", id);
         return GP_REG_NOT_FOUND;
     }
     int rv =
         gp_secret_open(master_key, gp_str_c(id), (gp_str){(const uint8_t *)r->str, r->len}, out);
     freeReplyObject(r);
     if (rv != 0)
-        seterr(err, errlen, "cannot read the secret of '%s': %s", id,
-               rv == GP_ERR_AUTH ? "sealed with another master key (or none given)"
-                                 : "stored value is not a secret");
+        gp_errf(err, errlen, "cannot read the secret of '%s': %s", id,
+                rv == GP_ERR_AUTH ? "sealed with another master key (or none given)"
+                                  : "stored value is not a secret");
     return rv;
 }
 
@@ -217,13 +210,13 @@ static int pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out, c
     if (br_rc_pipeline(rc, n, cmds, out) == 0) {
         for (int i = 0; i < n; i++)
             if (out[i]->type == REDIS_REPLY_ERROR) {
-                seterr(err, errlen, "redis: %s: %.*s", cmds[i].argv[0], (int)out[i]->len,
-                       out[i]->str);
+                gp_errf(err, errlen, "redis: %s: %.*s", cmds[i].argv[0], (int)out[i]->len,
+                        out[i]->str);
                 goto fail;
             }
         return 0;
     }
-    seterr(err, errlen, "redis: %s", br_rc_error(rc));
+    gp_errf(err, errlen, "redis: %s", br_rc_error(rc));
 fail:
     for (int i = 0; i < n; i++)
         if (out[i]) {
@@ -325,12 +318,12 @@ static const char *DISABLE_LUA = GP_REG_DISABLE_LUA;
 int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,
                         size_t errlen) {
     if (!gp_house_id_valid(gp_str_c(id))) {
-        seterr(err, errlen, "invalid house id '%s'", id);
+        gp_errf(err, errlen, "invalid house id '%s'", id);
         return GP_ERR_INVALID;
     }
     char khouse[GP_KEY_MAX], kctl[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0 || gp_key_ctl(kctl, prefix) < 0) {
-        seterr(err, errlen, "prefix too long");
+        gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     redisReply *r = cmd(rc, err, errlen, "EVAL", DISABLE_LUA, "1", khouse, disabled ? "1" : "0",
@@ -340,7 +333,7 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
     long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
     if (ok != 1) {
-        seterr(err, errlen, "no house '%s'", id);
+        gp_errf(err, errlen, "no house '%s'", id);
         return GP_REG_NOT_FOUND;
     }
     return 0;
@@ -371,14 +364,14 @@ static int scan_node(br_rc *rc, const char *host, int port, const char *pattern,
         const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
         redisReply *r = br_rc_cmd_node(rc, host, port, 6, argv, NULL);
         if (!r) {
-            seterr(err, errlen, "redis: %s", br_rc_error(rc));
+            gp_errf(err, errlen, "redis: %s", br_rc_error(rc));
             return GP_REG_REDIS;
         }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
             r->element[0]->len >= sizeof cursor) {
-            seterr(err, errlen, "redis: SCAN on %s:%d: %s", host, port,
-                   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            gp_errf(err, errlen, "redis: SCAN on %s:%d: %s", host, port,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             freeReplyObject(r);
             return GP_REG_REDIS;
         }
@@ -418,7 +411,7 @@ int gp_reg_scan(br_rc *rc, const char *pattern, char ***keys, size_t *n, char *e
     const char *argv[] = {"CLUSTER", "SLOTS"};
     redisReply *r = br_rc_cmdv(rc, 2, argv, NULL);
     if (!r) {
-        seterr(err, errlen, "redis: %s", br_rc_error(rc));
+        gp_errf(err, errlen, "redis: %s", br_rc_error(rc));
         return GP_REG_REDIS;
     }
     int rv = 0;
@@ -450,7 +443,7 @@ int gp_reg_scan(br_rc *rc, const char *pattern, char ***keys, size_t *n, char *e
             if (dup)
                 continue;
             if (nseen == 16) {
-                seterr(err, errlen, "redis: more than 16 cluster masters");
+                gp_errf(err, errlen, "redis: more than 16 cluster masters");
                 rv = GP_REG_REDIS;
                 break;
             }
@@ -482,7 +475,7 @@ static int bridges_index(br_rc *rc, const char *prefix, char ***keys, size_t *n,
     *n = 0;
     char kidx[GP_KEY_MAX];
     if (gp_key_bridges(kidx, prefix) < 0) {
-        seterr(err, errlen, "prefix too long");
+        gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     redisReply *r = cmd(rc, err, errlen, "ZRANGE", kidx, "0", "-1", NULL);
@@ -523,7 +516,7 @@ int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_
     *n = 0;
     char pattern[2 * GP_KEY_MAX];
     if (glob_prefix(pattern, sizeof pattern, prefix, ":bstats:*") != 0) {
-        seterr(err, errlen, "prefix too long");
+        gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     char **keys;
@@ -596,7 +589,7 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
     *n = 0;
     char krecent[GP_KEY_MAX], stop[24];
     if (gp_key_recent(krecent, prefix, id) < 0) {
-        seterr(err, errlen, "prefix too long");
+        gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
     if (max == 0)

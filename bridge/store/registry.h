@@ -138,6 +138,10 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
 void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen);
 void gp_reg_house_parse(gp_reg_house *h, const redisReply *r);
 void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r);
+/* The fields of a bridge's stats hash as gp_reg_bstats_parse reads them (store_state.h), in
+ * the hash's order: the CLI's `top --json` writes a bridge with the same names. */
+extern const gp_hash_field gp_reg_bstats_fields[];
+extern const size_t gp_reg_bstats_nfields;
 int gp_reg_recent_parse(gp_reg_recent_req *q, const redisReply *e);
 
 #endif

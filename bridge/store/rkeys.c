@@ -5,7 +5,54 @@
 #include <stdio.h>
 #include <string.h>
 
-static int fmt(char *out, int n) {
+/* The layout, one row a key or channel, in the order of README.md's key layout table (that is
+ * gp_key_template's order): the name's format (the prefix, then the house, bridge or reply id
+ * where the name has one), the Redis type, and the placeholder the template shows for the id. */
+enum {
+    K_HOUSES,
+    K_HOUSE,
+    K_REQ,
+    K_STATE,
+    K_EPOCH,
+    K_RUDP_TS,
+    K_DEADLINES,
+    K_JCURSOR,
+    K_REPLY,
+    K_BRIDGE,
+    K_JANITOR,
+    K_FENCE,
+    K_RECENT,
+    K_BSTATS,
+    K_BRIDGES,
+    K_CTL,
+    K_HB,
+    K_NROWS
+};
+static const struct {
+    const char *fmt, *type, *placeholder;
+} rows[K_NROWS] = {
+    [K_HOUSES] = {"%s:houses", "SET", NULL},
+    [K_HOUSE] = {"%s:{%s}:house", "HASH", "h"},
+    [K_REQ] = {"%s:{%s}:req", "STREAM", "h"},
+    [K_STATE] = {"%s:{%s}:state", "HASH", "h"},
+    [K_EPOCH] = {"%s:{%s}:epoch", "STRING", "h"},
+    [K_RUDP_TS] = {"%s:{%s}:rudp_ts", "STRING", "h"},
+    [K_DEADLINES] = {"%s:{%s}:deadlines", "ZSET", "h"},
+    [K_JCURSOR] = {"%s:{%s}:jcursor", "STRING", "h"},
+    [K_REPLY] = {"%s:rep:%s", "STREAM", "<id>"},
+    [K_BRIDGE] = {"%s:bridge:%s", "STRING", "<bid>"},
+    [K_JANITOR] = {"%s:janitor", "STRING", NULL},
+    [K_FENCE] = {"%s:fence:%s", "channel", "<bid>"},
+    [K_RECENT] = {"%s:{%s}:recent", "LIST", "h"},
+    [K_BSTATS] = {"%s:bstats:%s", "HASH", "<bid>"},
+    [K_BRIDGES] = {"%s:bridges", "ZSET", NULL},
+    [K_CTL] = {"%s:ctl", "channel", NULL},
+    [K_HB] = {"%s:hb:%s", "channel", "<bid>"},
+};
+
+/* Row k's name for prefix p and id a (unused by the rows without an id) into out[GP_KEY_MAX]. */
+static int key(char *out, int k, const char *p, const char *a) {
+    int n = snprintf(out, GP_KEY_MAX, rows[k].fmt, p, a);
     if (n < 0 || n >= GP_KEY_MAX) {
         out[0] = '\0';
         return -1;
@@ -13,110 +60,49 @@ static int fmt(char *out, int n) {
     return n;
 }
 
-int gp_key_houses(char *out, const char *p) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:houses", p));
-}
-int gp_key_house(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:house", p, h));
-}
-int gp_key_req(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:req", p, h));
-}
-int gp_key_state(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:state", p, h));
-}
-int gp_key_epoch(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:epoch", p, h));
-}
-int gp_key_reply(char *out, const char *p, const char *id) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:rep:%s", p, id));
-}
-int gp_key_bridge(char *out, const char *p, const char *b) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bridge:%s", p, b));
-}
-int gp_key_janitor(char *out, const char *p) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:janitor", p));
-}
-int gp_key_recent(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:recent", p, h));
-}
-int gp_key_rudp_ts(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:rudp_ts", p, h));
-}
-int gp_key_deadlines(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:deadlines", p, h));
-}
-int gp_key_jcursor(char *out, const char *p, const char *h) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:{%s}:jcursor", p, h));
-}
-int gp_key_ctl(char *out, const char *p) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:ctl", p));
-}
-int gp_key_bstats(char *out, const char *p, const char *b) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bstats:%s", p, b));
-}
-int gp_key_bridges(char *out, const char *p) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:bridges", p));
-}
-
-int gp_key_fence(char *out, const char *p, const char *b) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:fence:%s", p, b));
-}
-int gp_key_hb(char *out, const char *p, const char *b) {
-    return fmt(out, snprintf(out, GP_KEY_MAX, "%s:hb:%s", p, b));
-}
+/* The public builders, one a row: BUILD_P for the names of the prefix alone, BUILD_PA for those
+ * that also carry an id. */
+#define BUILD_P(name, k)                                                                           \
+    int gp_key_##name(char *out, const char *p) {                                                  \
+        return key(out, k, p, NULL);                                                               \
+    }
+#define BUILD_PA(name, k)                                                                          \
+    int gp_key_##name(char *out, const char *p, const char *a) {                                   \
+        return key(out, k, p, a);                                                                  \
+    }
+BUILD_P(houses, K_HOUSES)
+BUILD_PA(house, K_HOUSE)
+BUILD_PA(req, K_REQ)
+BUILD_PA(state, K_STATE)
+BUILD_PA(epoch, K_EPOCH)
+BUILD_PA(rudp_ts, K_RUDP_TS)
+BUILD_PA(deadlines, K_DEADLINES)
+BUILD_PA(jcursor, K_JCURSOR)
+BUILD_PA(reply, K_REPLY)
+BUILD_PA(bridge, K_BRIDGE)
+BUILD_P(janitor, K_JANITOR)
+BUILD_PA(fence, K_FENCE)
+BUILD_PA(recent, K_RECENT)
+BUILD_PA(bstats, K_BSTATS)
+BUILD_P(bridges, K_BRIDGES)
+BUILD_P(ctl, K_CTL)
+BUILD_PA(hb, K_HB)
 
 int gp_key_template(size_t i, char *out, const char **type) {
-    const char *p = "<p>", *h = "h", *b = "<bid>";
-    switch (i) {
-    case 0:
-        return *type = "SET", gp_key_houses(out, p);
-    case 1:
-        return *type = "HASH", gp_key_house(out, p, h);
-    case 2:
-        return *type = "STREAM", gp_key_req(out, p, h);
-    case 3:
-        return *type = "HASH", gp_key_state(out, p, h);
-    case 4:
-        return *type = "STRING", gp_key_epoch(out, p, h);
-    case 5:
-        return *type = "STRING", gp_key_rudp_ts(out, p, h);
-    case 6:
-        return *type = "ZSET", gp_key_deadlines(out, p, h);
-    case 7:
-        return *type = "STRING", gp_key_jcursor(out, p, h);
-    case 8:
-        return *type = "STREAM", gp_key_reply(out, p, "<id>");
-    case 9:
-        return *type = "STRING", gp_key_bridge(out, p, b);
-    case 10:
-        return *type = "STRING", gp_key_janitor(out, p);
-    case 11:
-        return *type = "channel", gp_key_fence(out, p, b);
-    case 12:
-        return *type = "LIST", gp_key_recent(out, p, h);
-    case 13:
-        return *type = "HASH", gp_key_bstats(out, p, b);
-    case 14:
-        return *type = "ZSET", gp_key_bridges(out, p);
-    case 15:
-        return *type = "channel", gp_key_ctl(out, p);
-    case 16:
-        return *type = "channel", gp_key_hb(out, p, b);
-    default:
+    if (i >= K_NROWS)
         return -1;
-    }
+    *type = rows[i].type;
+    return key(out, (int)i, "<p>", rows[i].placeholder);
 }
 
 int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *p, const char *h) {
-    int n[GP_HOUSE_NKEYS] = {gp_key_house(out[0], p, h),     gp_key_state(out[1], p, h),
-                             gp_key_epoch(out[2], p, h),     gp_key_recent(out[3], p, h),
-                             gp_key_req(out[4], p, h),       gp_key_rudp_ts(out[5], p, h),
-                             gp_key_deadlines(out[6], p, h), gp_key_jcursor(out[7], p, h)};
+    static const int order[GP_HOUSE_NKEYS] = {K_HOUSE, K_STATE,   K_EPOCH,     K_RECENT,
+                                              K_REQ,   K_RUDP_TS, K_DEADLINES, K_JCURSOR};
+    int rc = 0;
     for (int i = 0; i < GP_HOUSE_NKEYS; i++)
-        if (n[i] < 0)
-            return -1;
-    return 0;
+        if (key(out[i], order[i], p, h) < 0)
+            rc = -1;
+    return rc;
 }
 
 int gp_key_house_of_req(const char *key, size_t len, const char *prefix, char *out, size_t cap) {

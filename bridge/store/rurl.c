@@ -1,20 +1,12 @@
 /* rurl.c — see rurl.h. Pure parsing, plus the one file read of gp_rurl_credentials. */
 #include "rurl.h"
 
+#include "gp.h"
+
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Length of the scheme prefix ("redis://" 8, "rediss://" 9, none 0); -1 for another scheme. */
 static int scheme_len(const char *s, int *tls) {
@@ -128,34 +120,34 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
     char shown[320];
     gp_rurl_redact(url, shown, sizeof shown);
     if (!url || !*url) {
-        seterr(err, errlen, "empty Redis address");
+        gp_errf(err, errlen, "empty Redis address");
         return -1;
     }
     int sl = scheme_len(url, &u->tls);
     if (sl < 0) {
-        seterr(err, errlen, "Redis address '%s': the scheme must be redis:// or rediss://", shown);
+        gp_errf(err, errlen, "Redis address '%s': the scheme must be redis:// or rediss://", shown);
         return -1;
     }
     const char *s = url + sl;
     const char *at = userinfo_end(s);
     if (at) {
         if (!sl) {
-            seterr(err, errlen,
-                   "Redis address '%s': credentials need the redis:// or rediss:// form", shown);
+            gp_errf(err, errlen,
+                    "Redis address '%s': credentials need the redis:// or rediss:// form", shown);
             return -1;
         }
         const char *colon = memchr(s, ':', (size_t)(at - s));
         const char *pw = colon ? colon + 1 : s;
         if (colon && pct_decode(s, (size_t)(colon - s), u->user, sizeof u->user) != 0) {
-            seterr(err, errlen, "Redis address '%s': the user name is not valid", shown);
+            gp_errf(err, errlen, "Redis address '%s': the user name is not valid", shown);
             return -1;
         }
         if (pct_decode(pw, (size_t)(at - pw), u->pass, sizeof u->pass) != 0) {
             gp_rurl_wipe(u);
-            seterr(err, errlen,
-                   "Redis address '%s': the password is not valid (percent-encode '@', ':', "
-                   "'/' and '%%'; at most %d bytes)",
-                   shown, GP_RURL_PASS_MAX - 1);
+            gp_errf(err, errlen,
+                    "Redis address '%s': the password is not valid (percent-encode '@', ':', "
+                    "'/' and '%%'; at most %d bytes)",
+                    shown, GP_RURL_PASS_MAX - 1);
             return -1;
         }
         u->has_pass = 1;
@@ -189,7 +181,7 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
     if (port) {
         if (parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v < 1) {
             gp_rurl_wipe(u);
-            seterr(err, errlen, "Redis address '%s': the port must be 1-65535", shown);
+            gp_errf(err, errlen, "Redis address '%s': the port must be 1-65535", shown);
             return -1;
         }
         u->port = (int)v;
@@ -197,7 +189,7 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
     if (*end == '/' && end[1]) {
         if (parse_uint(end + 1, strlen(end + 1), 100000, &v) != 0) {
             gp_rurl_wipe(u);
-            seterr(err, errlen, "Redis address '%s': the database must be a number (/0)", shown);
+            gp_errf(err, errlen, "Redis address '%s': the database must be a number (/0)", shown);
             return -1;
         }
         u->db = (int)v;
@@ -205,10 +197,10 @@ int gp_rurl_parse(const char *url, gp_rurl *u, char *err, size_t errlen) {
     return 0;
 bad_host:
     gp_rurl_wipe(u);
-    seterr(err, errlen,
-           "Redis address '%s' is not valid (want redis://[user:password@]host:port/db, "
-           "rediss://... for TLS, or host:port)",
-           shown);
+    gp_errf(err, errlen,
+            "Redis address '%s' is not valid (want redis://[user:password@]host:port/db, "
+            "rediss://... for TLS, or host:port)",
+            shown);
     return -1;
 }
 
@@ -220,7 +212,7 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
                         size_t errlen) {
     if (user && *user) {
         if (strlen(user) >= sizeof u->user) {
-            seterr(err, errlen, "redis-user: at most %d bytes", GP_RURL_USER_MAX - 1);
+            gp_errf(err, errlen, "redis-user: at most %d bytes", GP_RURL_USER_MAX - 1);
             return -1;
         }
         snprintf(u->user, sizeof u->user, "%s", user);
@@ -229,8 +221,8 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
         return 0;
     FILE *f = fopen(password_file, "rb");
     if (!f) {
-        seterr(err, errlen, "cannot read the Redis password file %s: %s", password_file,
-               strerror(errno));
+        gp_errf(err, errlen, "cannot read the Redis password file %s: %s", password_file,
+                strerror(errno));
         return -1;
     }
     char buf[GP_RURL_PASS_MAX + 2];
@@ -247,8 +239,8 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
     }
     explicit_bzero(buf, sizeof buf);
     if (!ok) {
-        seterr(err, errlen, "Redis password file %s: want one line of 1-%d bytes", password_file,
-               GP_RURL_PASS_MAX - 1);
+        gp_errf(err, errlen, "Redis password file %s: want one line of 1-%d bytes", password_file,
+                GP_RURL_PASS_MAX - 1);
         return -1;
     }
     return 0;

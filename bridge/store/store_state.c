@@ -5,24 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-long long gp_reply_ll(const redisReply *v) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 20)
-        return -1;
-    char buf[24];
+/* v's bytes as a C string in buf[cap] (v a non-empty string shorter than cap), or NULL. */
+static const char *reply_text(const redisReply *v, char *buf, size_t cap) {
+    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len >= cap)
+        return NULL;
     memcpy(buf, v->str, v->len);
     buf[v->len] = '\0';
-    char *e;
+    return buf;
+}
+
+long long gp_reply_ll(const redisReply *v) {
+    char buf[21], *e;
+    if (!reply_text(v, buf, sizeof buf))
+        return -1;
     long long x = strtoll(buf, &e, 10);
     return *e ? -1 : x;
 }
 
 double gp_reply_num(const redisReply *v) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
+    char buf[31], *e;
+    if (!reply_text(v, buf, sizeof buf))
         return -1;
-    char buf[32];
-    memcpy(buf, v->str, v->len);
-    buf[v->len] = '\0';
-    char *e;
     double x = strtod(buf, &e);
     return *e || !isfinite(x) ? -1 : x;
 }
@@ -50,38 +53,49 @@ static int is(const redisReply *k, const char *name) {
     return k->len == strlen(name) && memcmp(k->str, name, k->len) == 0;
 }
 
-void gp_state_parse(gp_state *s, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+static void read_field(void *dst, const gp_hash_field *f, const redisReply *v) {
+    char *at = (char *)dst + f->off;
+    if (f->kind == GP_HF_LL)
+        *(long long *)at = gp_reply_ll(v);
+    else if (f->kind == GP_HF_NUM)
+        *(double *)at = gp_reply_num(v);
+    else
+        gp_reply_copy(at, f->cap, v);
+}
+
+void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY)
         return;
-    s->connected = 1;
-    static const struct {
-        const char *field;
-        size_t off;
-    } lls[] = {{GP_STATE_SINCE, offsetof(gp_state, since_ms)},
-               {GP_STATE_LAST_SEEN, offsetof(gp_state, last_seen_ms)},
-               {GP_STATE_EPOCH, offsetof(gp_state, epoch)},
-               {GP_STATE_REQ_TOTAL, offsetof(gp_state, req_total)},
-               {GP_STATE_ERR_TOTAL, offsetof(gp_state, err_total)},
-               {GP_STATE_BYTES_IN, offsetof(gp_state, bytes_in)},
-               {GP_STATE_BYTES_OUT, offsetof(gp_state, bytes_out)},
-               {GP_STATE_TS, offsetof(gp_state, ts_ms)}};
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
-        if (is(k, GP_STATE_BRIDGE))
-            gp_reply_copy(s->bridge, sizeof s->bridge, v);
-        else if (is(k, GP_STATE_TRANSPORT))
-            gp_reply_copy(s->transport, sizeof s->transport, v);
-        else if (is(k, GP_STATE_ADDR))
-            gp_reply_copy(s->addr, sizeof s->addr, v);
-        else if (is(k, GP_STATE_RTT))
-            s->rtt_ms = gp_reply_num(v);
-        else if (is(k, GP_STATE_LOSS))
-            s->loss_pct = gp_reply_num(v);
-        else
-            for (size_t j = 0; j < sizeof lls / sizeof lls[0]; j++)
-                if (is(k, lls[j].field))
-                    *(long long *)((char *)s + lls[j].off) = gp_reply_ll(v);
+        for (size_t j = 0; j < n; j++)
+            if (is(k, fields[j].name)) {
+                read_field(dst, &fields[j], v);
+                break;
+            }
     }
+}
+
+void gp_state_parse(gp_state *s, const redisReply *r) {
+    static const gp_hash_field fields[] = {
+        GP_HF_STR_OF(gp_state, GP_STATE_BRIDGE, bridge),
+        GP_HF_STR_OF(gp_state, GP_STATE_TRANSPORT, transport),
+        GP_HF_STR_OF(gp_state, GP_STATE_ADDR, addr),
+        GP_HF_NUM_OF(gp_state, GP_STATE_RTT, rtt_ms),
+        GP_HF_NUM_OF(gp_state, GP_STATE_LOSS, loss_pct),
+        GP_HF_LL_OF(gp_state, GP_STATE_SINCE, since_ms),
+        GP_HF_LL_OF(gp_state, GP_STATE_LAST_SEEN, last_seen_ms),
+        GP_HF_LL_OF(gp_state, GP_STATE_EPOCH, epoch),
+        GP_HF_LL_OF(gp_state, GP_STATE_REQ_TOTAL, req_total),
+        GP_HF_LL_OF(gp_state, GP_STATE_ERR_TOTAL, err_total),
+        GP_HF_LL_OF(gp_state, GP_STATE_BYTES_IN, bytes_in),
+        GP_HF_LL_OF(gp_state, GP_STATE_BYTES_OUT, bytes_out),
+        GP_HF_LL_OF(gp_state, GP_STATE_TS, ts_ms),
+    };
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
+        return;
+    s->connected = 1;
+    gp_hash_parse(s, fields, sizeof fields / sizeof fields[0], r);
 }

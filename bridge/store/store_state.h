@@ -47,6 +47,27 @@ long long gp_reply_ll(const redisReply *v);
 double gp_reply_num(const redisReply *v);
 void gp_reply_copy(char *dst, size_t cap, const redisReply *v);
 
+/* A hash read into a struct by a table of its fields: each field's name, where its value goes
+ * (offset in the struct) and as what (gp_reply_ll into a long long, gp_reply_num into a
+ * double, gp_reply_copy into a char array of `cap` bytes). The live state and a bridge's stats
+ * hash (store_views.c) are both read this way. */
+typedef struct gp_hash_field {
+    const char *name;
+    size_t off;
+    enum { GP_HF_LL, GP_HF_NUM, GP_HF_STR } kind;
+    size_t cap;
+} gp_hash_field;
+#define GP_HF_LL_OF(type, name, member)                                                            \
+    { name, offsetof(type, member), GP_HF_LL, 0 }
+#define GP_HF_NUM_OF(type, name, member)                                                           \
+    { name, offsetof(type, member), GP_HF_NUM, 0 }
+#define GP_HF_STR_OF(type, name, member)                                                           \
+    { name, offsetof(type, member), GP_HF_STR, sizeof(((type *)0)->member) }
+/* An HGETALL reply (field, value, field, value, ...) into dst by fields[0..n): a field named
+ * exactly as in the table is read (the last one wins), any other field, and any entry that is
+ * not a string, is skipped. Any reply is safe. */
+void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redisReply *r);
+
 /* --- the scripts of the family (Lua text; the bridge sends each with its own client) ------
  * The claim, refresh and release of a house's lease (the state hash and the fencing epoch,
  * bridge/daemon/house.c), and the rudp:// initiation's replay floor (<p>:{h}:rudp_ts,

@@ -32,39 +32,25 @@ void gp_reg_house_parse(gp_reg_house *h, const redisReply *r) {
     h->disabled = dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
 }
 
+const gp_hash_field gp_reg_bstats_fields[] = {
+    GP_HF_STR_OF(gp_reg_bstats, GP_BSTATS_ID, id),
+    GP_HF_STR_OF(gp_reg_bstats, GP_BSTATS_HOST, host),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_PID, pid),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_SINCE, since_ms),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_TS, ts_ms),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_HOUSES, houses),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_REQ_TOTAL, req_total),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_ERR_TOTAL, err_total),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_BYTES_IN, bytes_in),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_BYTES_OUT, bytes_out),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_CONNECTS, connects_total),
+    GP_HF_LL_OF(gp_reg_bstats, GP_BSTATS_AUTH_FAILURES, auth_failures_total),
+    GP_HF_NUM_OF(gp_reg_bstats, GP_BSTATS_REDIS_RTT, redis_rtt_ms),
+};
+const size_t gp_reg_bstats_nfields = sizeof gp_reg_bstats_fields / sizeof gp_reg_bstats_fields[0];
+
 void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r) {
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        const char *f = k->str;
-        if (strcmp(f, GP_BSTATS_ID) == 0)
-            gp_reply_copy(b->id, sizeof b->id, v);
-        else if (strcmp(f, GP_BSTATS_HOST) == 0)
-            gp_reply_copy(b->host, sizeof b->host, v);
-        else if (strcmp(f, GP_BSTATS_PID) == 0)
-            b->pid = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_SINCE) == 0)
-            b->since_ms = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_TS) == 0)
-            b->ts_ms = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_HOUSES) == 0)
-            b->houses = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_REQ_TOTAL) == 0)
-            b->req_total = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_ERR_TOTAL) == 0)
-            b->err_total = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_BYTES_IN) == 0)
-            b->bytes_in = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_BYTES_OUT) == 0)
-            b->bytes_out = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_CONNECTS) == 0)
-            b->connects_total = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_AUTH_FAILURES) == 0)
-            b->auth_failures_total = gp_reply_ll(v);
-        else if (strcmp(f, GP_BSTATS_REDIS_RTT) == 0)
-            b->redis_rtt_ms = gp_reply_num(v);
-    }
+    gp_hash_parse(b, gp_reg_bstats_fields, gp_reg_bstats_nfields, r);
 }
 
 static void jstr_copy(char *dst, size_t cap, const json_t *o, const char *key) {

@@ -568,3 +568,47 @@ Test(frame, names) {
     cr_assert(gp_str_eq(gp_str_c(NULL), ""));
     cr_assert(gp_str_eq((gp_str){NULL, 0}, NULL));
 }
+
+/* Keepalive: the PONG echoes the PING's opaque; a PONG's opaque from the future gives no RTT. */
+Test(frame, pong_answers_ping) {
+    gp_frame ping, pong;
+    gp_frame_ping(&ping, 1000);
+    cr_assert_eq(ping.type, GP_FRAME_PING);
+    ping.stream = 7;
+    gp_frame_pong(&pong, &ping);
+    cr_assert_eq(pong.type, GP_FRAME_PONG);
+    cr_assert_eq(pong.stream, 0);
+    cr_assert_eq(pong.u.ping.opaque, 1000);
+    uint64_t rtt = 42;
+    cr_assert_eq(gp_frame_pong_rtt(&pong, 1250, &rtt), 1);
+    cr_assert_eq(rtt, 250);
+    cr_assert_eq(gp_frame_pong_rtt(&pong, 999, &rtt), 0);
+    cr_assert_eq(rtt, 250, "nothing written for an opaque from the future");
+}
+
+/* A frame made by gp_frame_init encodes as its type, stream and flags with zero fields. */
+Test(frame, init_gives_an_empty_frame) {
+    gp_frame f, g;
+    memset(&f, 0xab, sizeof f);
+    gp_frame_init(&f, GP_FRAME_RESP_BODY, 9, GP_FLAG_FIN);
+    cr_assert_eq(f.type, GP_FRAME_RESP_BODY);
+    cr_assert_eq(f.stream, 9);
+    cr_assert_eq(f.flags, GP_FLAG_FIN);
+    cr_assert_eq(f.u.body.data.len, 0);
+    uint8_t buf[64];
+    ssize_t n = gp_frame_encode(&f, buf, sizeof buf);
+    cr_assert_eq(n, GP_FRAME_HEADER_LEN);
+    cr_assert_eq(gp_frame_decode(buf, (size_t)n, 1024, &g), n);
+    cr_assert_eq(g.stream, 9);
+    cr_assert_eq(g.flags, GP_FLAG_FIN);
+}
+
+/* The errf writer: formats into err, and takes no err at all. */
+Test(frame, errf) {
+    char err[8];
+    gp_errf(err, sizeof err, "%s=%d", "abc", 12345);
+    cr_assert_str_eq(err, "abc=123");
+    gp_errf(NULL, 0, "%s", "dropped");
+    gp_errf(err, 0, "%s", "dropped");
+    cr_assert_str_eq(err, "abc=123");
+}

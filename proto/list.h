@@ -1,0 +1,71 @@
+/* list.h — intrusive doubly-linked lists, as the request, call and cache queues of the
+ * protocol core, the house and the store's Redis client keep them. The element carries its two
+ * links, named by the caller (prev/next, older/newer); the owner keeps the ends. Macros, so
+ * that one definition serves every element type (as BSD's <sys/queue.h> does); each argument
+ * is an lvalue without side effects, and may be evaluated more than once.
+ *
+ * Three shapes: a list with both ends (first, last), appended at the last end; a list with a
+ * head only, pushed at the head (removing takes the element's own links, so it is O(1) from
+ * anywhere in either); and a singly linked queue (GP_SLIST), appended at its last end and
+ * taken from its first. */
+#ifndef GP_LIST_H
+#define GP_LIST_H
+
+#include <stddef.h>
+
+/* Both ends: e becomes the last element. */
+#define GP_LIST_APPEND(first, last, e, prev, next)                                                 \
+    do {                                                                                           \
+        (e)->prev = (last);                                                                        \
+        GP_SLIST_APPEND(first, last, e, next);                                                     \
+    } while (0)
+
+/* Head only: e becomes the first element. */
+#define GP_LIST_PUSH(head, e, prev, next)                                                          \
+    do {                                                                                           \
+        (e)->prev = NULL;                                                                          \
+        (e)->next = (head);                                                                        \
+        if (head)                                                                                  \
+            (head)->prev = (e);                                                                    \
+        (head) = (e);                                                                              \
+    } while (0)
+
+/* Head only: e (in the list) leaves it; its own links are left as they were. */
+#define GP_LIST_REMOVE(head, e, prev, next)                                                        \
+    do {                                                                                           \
+        if ((e)->prev)                                                                             \
+            (e)->prev->next = (e)->next;                                                           \
+        else                                                                                       \
+            (head) = (e)->next;                                                                    \
+        if ((e)->next)                                                                             \
+            (e)->next->prev = (e)->prev;                                                           \
+    } while (0)
+
+/* Both ends: e (in the list) leaves it; its own links are left as they were. */
+#define GP_LIST_UNLINK(first, last, e, prev, next)                                                 \
+    do {                                                                                           \
+        if (!(e)->next)                                                                            \
+            (last) = (e)->prev;                                                                    \
+        GP_LIST_REMOVE(first, e, prev, next);                                                      \
+    } while (0)
+
+/* Singly linked queues (first, last; one link, `next`): e joins at the last end. */
+#define GP_SLIST_APPEND(first, last, e, next)                                                      \
+    do {                                                                                           \
+        (e)->next = NULL;                                                                          \
+        if (last)                                                                                  \
+            (last)->next = (e);                                                                    \
+        else                                                                                       \
+            (first) = (e);                                                                         \
+        (last) = (e);                                                                              \
+    } while (0)
+
+/* Singly linked queues: the first element (there is one) leaves; its own link is left. */
+#define GP_SLIST_SHIFT(first, last, next)                                                          \
+    do {                                                                                           \
+        (first) = (first)->next;                                                                   \
+        if (!(first))                                                                              \
+            (last) = NULL;                                                                         \
+    } while (0)
+
+#endif
