@@ -34,8 +34,9 @@ BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
 	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
 	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
-# The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
-ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
+# The admin port's HTTP server (libuv side) is shared by both daemons; its pure halves (request
+# parsing, metrics registry) are in proto/.
+ADMIN_SRC := bridge/admin_http.c
 HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
 HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/store/rkeys.c bridge/store/rclient.c bridge/store/uvredis.c \
 	bridge/store/rurl.c bridge/store/tlsrelay.c
@@ -56,7 +57,8 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # tests/relay: the UDP impairment relay).
 TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-househost
 
-LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
+# proto/http_req.c parses with http-parser (no pkg-config file; a pure byte parser).
+LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser
 # http-parser (the admin port) ships no pkg-config file.
 LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
@@ -133,7 +135,7 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
-		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/log.c bridge/metrics.c) \
+		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/log.c) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
@@ -142,10 +144,6 @@ $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tu
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.
 $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
-# The admin port's pure halves: request parsing (http-parser) and the metrics registry.
-$(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
-$(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
-$(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
@@ -222,12 +220,12 @@ FUZZ_TIME ?= 30
 build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/daemon/entry.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # The journal fuzzer decodes records and rebuilds the house's replay cache from them.
 build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ihouse -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO)) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
 # The house's request checks: a path joined to a base never leaves it.
 build-fuzz/fuzz_reqcheck: tests/fuzz/fuzz_reqcheck.c house/reqcheck.c
 	@mkdir -p $(dir $@)
@@ -251,26 +249,26 @@ build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/admin/api_body.c bri
 		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # A house's hashes as RESP, parsed and written as the JSON API's view of it.
 build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c bridge/store/store_state.c \
 		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # Redis addresses from flags, environment and config files.
 build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
-build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
+build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^ \
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		-lhttp_parser
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
-		$(call PC,--libs,$(PKGS_PROTO)) -lm
+		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
 fuzz: deps $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \

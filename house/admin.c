@@ -2,7 +2,7 @@
  * bridge) and /metrics (gp_house_*), on the admin HTTP server shared with the bridge
  * (bridge/admin_http.c) and its metrics registry (bridge/metrics.c). I/O side. */
 #include "../bridge/admin_http.h"
-#include "../bridge/metrics.h"
+#include "metrics.h"
 #include "house.h"
 
 #include <stdio.h>

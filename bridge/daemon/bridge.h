@@ -16,7 +16,7 @@
 #define BR_BRIDGE_H
 
 #include "../log.h"
-#include "../metrics.h"
+#include "metrics.h"
 #include "../store/rdb.h"
 #include "../store/rkeys.h"
 #include "../store/rurl.h"

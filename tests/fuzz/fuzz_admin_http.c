@@ -1,4 +1,4 @@
-/* fuzz_admin_http.c — libFuzzer target for the admin port's request parsing (bridge/http_req.c
+/* fuzz_admin_http.c — libFuzzer target for the admin port's request parsing (proto/http_req.c
  * over http-parser): arbitrary bytes are fed as one connection's input, in pieces whose
  * sizes come from the first byte, request after request as the server does (pipelining).
  * Whatever completes must honour the bounds: header count, body size, NUL-terminated strings
