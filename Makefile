@@ -34,10 +34,9 @@ BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
 	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
 	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
-# The admin port's HTTP server (libuv side) is shared by both daemons; its pure halves (request
-# parsing, metrics registry) are in proto/.
-ADMIN_SRC := bridge/admin_http.c
-HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
+# The admin port (HTTP server, request parsing, metrics) is in proto/, shared by both daemons;
+# each keeps its thin libuv glue (bridge/admin/admin_uv.c, house/admin_uv.c).
+HOUSE_SRC := $(wildcard house/*.c)
 HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/store/rkeys.c bridge/store/rclient.c bridge/store/uvredis.c \
 	bridge/store/rurl.c bridge/store/tlsrelay.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -144,6 +143,9 @@ $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tu
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.
 $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
+# The admin port's server without its I/O, fed bytes by a fake glue (jansson: the reference
+# for its JSON errors).
+$(BUILD)/tests/unit_admin_http: UNIT_LIBS := -ljansson
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
@@ -261,7 +263,7 @@ build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
-build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c
+build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/admin_http.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		-lhttp_parser

@@ -11,9 +11,9 @@
  * a time, control frames first and then one frame from each stream in turn, so a 5 MiB
  * response never holds up a small one. Above HIGH_WATER queued bytes upstream.c pauses its
  * transfers; below LOW_WATER they resume. */
-#include "metrics.h"
 #include "compress.h"
 #include "house.h"
+#include "metrics.h"
 #include "transport.h"
 
 #include <sodium.h>

@@ -16,9 +16,9 @@
  * then RESP_BODY chunks of GP_BODY_CHUNK, the last with FIN. When a transfer fails after its
  * head went out the status can no longer change: the stream is then closed with an empty
  * RESP_BODY FIN (the body is short) and event=response_truncated is logged. */
-#include "metrics.h"
 #include "compress.h"
 #include "house.h"
+#include "metrics.h"
 #include "reqcheck.h"
 
 #include <curl/curl.h>

@@ -1,8 +1,8 @@
 /* admin.c — the bridge's admin port (bridge/admin/ADMIN.md): /healthz, /readyz, /metrics, the
  * dashboard's static files, and the JSON API under /api/ (api.c), on admin_http.c's server.
  * I/O side. The admin token is kept only as a hash and compared in constant time. */
-#include "../admin_http.h"
 #include "../daemon/bridge.h"
+#include "admin_uv.h"
 #include "conf.h"
 
 #include <errno.h>

@@ -4,9 +4,9 @@
  * auth (admin.c), JSON errors, one log line per call, never with a token or a secret. I/O
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
-#include "../admin_http.h"
 #include "../daemon/bridge.h"
 #include "../store/store_house.h"
+#include "admin_http.h"
 #include "api_body.h"
 
 #include <jansson.h>

@@ -3,9 +3,9 @@
  * `ghostport top` and the dashboard: <p>:bstats:<bid> every second (listed in the <p>:bridges
  * index), and the counters of each held house in its state hash. I/O side (Redis), the
  * registry itself is metrics.c's pure code. */
-#include "../admin_http.h"
 #include "../daemon/bridge.h"
 #include "../store/store_bridge.h"
+#include "admin_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,7 +16,6 @@
 #define BR_BRIDGE_H
 
 #include "../log.h"
-#include "metrics.h"
 #include "../store/rdb.h"
 #include "../store/rkeys.h"
 #include "../store/rurl.h"
@@ -25,6 +24,7 @@
 #include "entry.h"
 #include "frame.h"
 #include "gp.h"
+#include "metrics.h"
 
 #include <stdint.h>
 #include <uv.h>

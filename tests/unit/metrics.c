@@ -1,4 +1,4 @@
-/* metrics.c — the metrics registry (bridge/metrics.c): counters with a label, gauges,
+/* metrics.c — the metrics registry (proto/metrics.c): counters with a label, gauges,
  * histograms, and the Prometheus text format 0.0.4 they render to. */
 #include "metrics.h"
 
