@@ -126,7 +126,8 @@ $(BUILD)/bin/gp-relay: $(BUILD)/obj/tests/relay/relay.o $(PROTO_LIB)
 
 $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_PROTO) $(UNIT_LIBS) -lm
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion $(LIBS_PROTO) \
+		$(UNIT_LIBS) -lm
 
 # The house's replay cache is pure bookkeeping: its unit test links it alone.
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
@@ -134,7 +135,7 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
-		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/log.c) \
+		house/zstate.c house/cache.c house/journal.c house/journal_file.c) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
@@ -160,7 +161,7 @@ $(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store/store_state.o $(BUILD)/obj/
 $(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
 # The bridge's request/reply core on a fake house, a fake Redis and a virtual clock.
 $(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge/daemon/reqcore.c \
-		bridge/store/redis.c bridge/log.c bridge/daemon/entry.c bridge/store/rkeys.c bridge/store/tlsrelay.c \
+		bridge/store/redis.c bridge/daemon/entry.c bridge/store/rkeys.c bridge/store/tlsrelay.c \
 		bridge/store/uvredis.c) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \

@@ -2,7 +2,7 @@
  * bridge) and /metrics (gp_house_*), on the admin HTTP server shared with the bridge
  * (proto/admin_http.c, on this loop through admin_uv.c) and its metrics registry
  * (proto/metrics.c). I/O side. */
-#include "admin_uv.h"
+#include "admin_http.h"
 #include "house.h"
 #include "metrics.h"
 

@@ -1,4 +1,5 @@
-/* admin_uv.c — the admin port's I/O glue on libuv (see admin_uv.h). I/O side: it accepts,
+/* admin_uv.c — the admin port's I/O glue on libuv (gp_admin_new, gp_admin_listen and
+ * gp_admin_close of admin_http.h). I/O side: it accepts,
  * reads, writes and runs one timer a connection, and hands every event to the server in
  * proto/admin_http.c, which decides everything else (parsing, routes, limits, keep-alive,
  * timeouts, shedding, lingering).
@@ -7,7 +8,9 @@
  * so it cannot live in proto/ (sans-I/O, checked by scripts/check-layers.py), and house/ may
  * not include bridge/ nor bridge/ house/. Everything that can be pure is in proto/; what is
  * left is the libuv calls themselves, kept to this one small file per daemon. */
-#include "admin_uv.h"
+#include "admin_http.h"
+
+#include <uv.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * dashboard's static files, and the JSON API under /api/ (api.c), on admin_http.c's server.
  * I/O side. The admin token is kept only as a hash and compared in constant time. */
 #include "../daemon/bridge.h"
-#include "admin_uv.h"
+#include "admin_http.h"
 #include "conf.h"
 
 #include <errno.h>

@@ -169,32 +169,6 @@ static void usage(void) {
     gp_conf_usage(opts, print_line, NULL);
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 int br_read_key_file(const char *path, uint8_t out[32]) {
     if (!path || !*path) {
         br_log(BR_LOG_ERROR, "rudp_key_missing",
@@ -202,27 +176,12 @@ int br_read_key_file(const char *path, uint8_t out[32]) {
         return -1;
     }
     char perr[512];
-    if (gp_conf_secret_file_ok(path, perr, sizeof perr) != 0) {
+    int rc = gp_read_key_file(path, GP_KEY_SPACES, out, perr, sizeof perr);
+    if (rc == GP_KEY_UNPROTECTED)
         br_log(BR_LOG_ERROR, "rudp_key_unprotected", "file=%s err=%s", br_qs(path), br_qs(perr));
-        return -1;
-    }
-    size_t len = 0;
-    char *text = read_file(path, &len);
-    if (!text) {
+    else if (rc == GP_KEY_UNREADABLE)
         br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s", br_qs(path), strerror(errno));
-        return -1;
-    }
-    char hex[65] = "";
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < 65; i++)
-        if (!strchr(" \t\r\n", text[i]))
-            hex[n++] = text[i];
-    hex[n < 65 ? n : 64] = '\0';
-    sodium_memzero(text, len);
-    free(text);
-    int rc = n == 64 ? gp_secret_from_hex(hex, out) : -1;
-    sodium_memzero(hex, sizeof hex);
-    if (rc != 0)
+    else if (rc != 0)
         br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\"", br_qs(path));
     return rc == 0 ? 0 : -1;
 }
@@ -243,23 +202,11 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
     if (gp_conf_defaults(opts, cfg, err, errlen) != 0)
         return -1;
     /* The file comes first in precedence order, so find its name before the rest. */
-    const char *path = getenv("GP_CONFIG");
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-            path = argv[i + 1];
-        else if (strncmp(argv[i], "--config=", 9) == 0)
-            path = argv[i] + 9;
-    }
+    const char *path = gp_conf_file_arg(argc, argv, getenv("GP_CONFIG"));
     if (path && *path) {
-        size_t len = 0;
-        char *text = read_file(path, &len);
-        if (!text) {
+        int rc = gp_conf_load_file(opts, cfg, path, (size_t)64 << 20, err, errlen);
+        if (rc == GP_CONF_EREAD)
             snprintf(err, errlen, "cannot read config %s: %s", path, strerror(errno));
-            return -1;
-        }
-        int rc = gp_conf_parse_text(opts, cfg, text, len, err, errlen);
-        sodium_memzero(text, len);
-        free(text);
         if (rc != 0)
             return -1;
         /* A config file that holds the master key or the admin token is a secret file. */
