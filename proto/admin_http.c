@@ -25,6 +25,8 @@
  * body, and a reset can discard the answer before the client reads it. */
 #include "admin_http.h"
 
+#include "list.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +54,7 @@ struct gp_admin {
     int closing;
     route routes[MAX_ROUTES];
     size_t nroutes;
-    conn *conns;
+    conn *conns, *conns_tail;
     unsigned nconns;
     unsigned handles; /* references: the glue's (its listener) and each unreleased conn's */
 };
@@ -159,12 +161,7 @@ static void conn_close(conn *c) {
         c->call->c = NULL; /* its answer, whenever it comes, is dropped */
         c->call = NULL;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    GP_DL_UNLINK(a->conns, a->conns_tail, c, prev, next);
     a->nconns--;
     a->io.timer_stop(c->io);
     a->io.close(c->io);
@@ -515,10 +512,7 @@ gp_admin_conn *gp_admin_accepted(gp_admin *a, void *io, const char *ip, int port
     c->io = io;
     c->since = a->io.now(a->io.ud);
     a->handles++;
-    c->next = a->conns;
-    if (a->conns)
-        a->conns->prev = c;
-    a->conns = c;
+    GP_DL_PREPEND(a->conns, a->conns_tail, c, prev, next); /* newest first */
     a->nconns++;
     snprintf(c->ip, sizeof c->ip, "%s", ip);
     snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
