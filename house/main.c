@@ -376,16 +376,18 @@ static void clear_config(void) {
 
 /* --- SIGHUP ------------------------------------------------------------------------------ */
 
-static int is_reloadable(const char *name) {
-    for (size_t i = 0; reloadable[i]; i++)
-        if (strcmp(reloadable[i], name) == 0)
-            return 1;
-    return 0;
-}
-
-static void append(char *list, size_t cap, const char *name) {
-    size_t n = strlen(list);
-    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+/* Whether option o differs (the secret is wiped once read: not comparable; upstream is kept
+ * without its trailing '/'). */
+static int opt_differs(const gp_conf_opt *o, const void *cur, const void *next) {
+    if (!strcmp(o->name, "config") || !strcmp(o->name, "secret") || !strcmp(o->name, "help"))
+        return 0;
+    if (strcmp(o->name, "upstream") != 0)
+        return gp_conf_differs(o, cur, next);
+    const char *sa = ((const hs_config *)cur)->upstream, *sb = ((const hs_config *)next)->upstream;
+    size_t la = sa ? strlen(sa) : 0, lb = sb ? strlen(sb) : 0;
+    while (lb && sb[lb - 1] == '/')
+        lb--;
+    return la != lb || (la && memcmp(sa, sb, la) != 0);
 }
 
 static int lists_differ(const hs_config *a, const hs_config *b) {
@@ -419,42 +421,10 @@ static void reload(void) {
     }
     char changed[256] = "", restart[512] = "";
     hs_config *cur = &g_hs.h.cfg;
-    for (const gp_conf_opt *o = opts; o->name; o++) {
-        const char *pa = (const char *)cur + o->offset, *pb = (const char *)&next + o->offset;
-        int differs = 0;
-        if (o->type == GP_CONF_STR) {
-            const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-            size_t la = sa ? strlen(sa) : 0, lb = sb ? strlen(sb) : 0;
-            if (strcmp(o->name, "upstream") == 0) /* kept without its trailing '/' */
-                while (lb && sb[lb - 1] == '/')
-                    lb--;
-            differs = la != lb || (la && memcmp(sa, sb, la) != 0);
-        } else if (o->type == GP_CONF_INT) {
-            differs = *(const long long *)pa != *(const long long *)pb;
-        } else if (o->type == GP_CONF_BOOL) {
-            differs = *(const int *)pa != *(const int *)pb;
-        }
-        /* The secret is wiped once read: not comparable. */
-        if (!differs || !strcmp(o->name, "config") || !strcmp(o->name, "secret") ||
-            !strcmp(o->name, "help"))
-            continue;
-        if (!is_reloadable(o->name)) {
-            append(restart, sizeof restart, o->name);
-            continue;
-        }
-        append(changed, sizeof changed, o->name);
-        if (o->type == GP_CONF_STR) {
-            char **dst = (char **)((char *)cur + o->offset);
-            char **src = (char **)((char *)&next + o->offset);
-            char *t = *dst;
-            *dst = *src;
-            *src = t;
-        } else if (o->type == GP_CONF_INT) {
-            *(long long *)((char *)cur + o->offset) = *(long long *)pb;
-        }
-    }
+    gp_conf_reload(opts, cur, &next, reloadable, opt_differs, changed, sizeof changed, restart,
+                   sizeof restart);
     if (lists_differ(cur, &next))
-        append(restart, sizeof restart, "bridge/service");
+        gp_conf_list_append(restart, sizeof restart, "bridge/service");
     free_config(&next);
     hs_log_set_level(hs_log_parse_level(cur->log_level));
     hs_log(HS_LOG_INFO, "config_reloaded", "house=%s changed=%s%s%s", cur->id,

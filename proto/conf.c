@@ -461,3 +461,55 @@ int gp_conf_load_file(const gp_conf_opt *t, void *obj, const char *path, size_t 
     free(text);
     return rc != 0 ? -1 : 0;
 }
+
+/* ---- SIGHUP ------------------------------------------------------------------------------ */
+
+int gp_conf_differs(const gp_conf_opt *o, const void *cur, const void *next) {
+    const char *pa = (const char *)cur + o->offset, *pb = (const char *)next + o->offset;
+    switch (o->type) {
+    case GP_CONF_STR: {
+        const char *sa = *(char *const *)(const void *)pa, *sb = *(char *const *)(const void *)pb;
+        return strcmp(sa ? sa : "", sb ? sb : "") != 0;
+    }
+    case GP_CONF_INT:
+        return *(const long long *)(const void *)pa != *(const long long *)(const void *)pb;
+    case GP_CONF_BOOL:
+        return *(const int *)(const void *)pa != *(const int *)(const void *)pb;
+    default:
+        return 0;
+    }
+}
+
+void gp_conf_list_append(char *list, size_t cap, const char *name) {
+    size_t n = strlen(list);
+    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+}
+
+static int named(const char *const *names, const char *name) {
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+void gp_conf_reload(const gp_conf_opt *t, void *cur, void *next, const char *const *reloadable,
+                    int (*differs)(const gp_conf_opt *o, const void *cur, const void *next),
+                    char *changed, size_t ccap, char *restart, size_t rcap) {
+    for (const gp_conf_opt *o = t; o->name; o++) {
+        if (!differs(o, cur, next))
+            continue;
+        if (!named(reloadable, o->name)) {
+            gp_conf_list_append(restart, rcap, o->name);
+            continue;
+        }
+        gp_conf_list_append(changed, ccap, o->name);
+        char *dst = (char *)cur + o->offset, *src = (char *)next + o->offset;
+        if (o->type == GP_CONF_STR) {
+            char *tmp = *(char **)(void *)dst;
+            *(char **)(void *)dst = *(char **)(void *)src;
+            *(char **)(void *)src = tmp; /* the old value is freed with next */
+        } else if (o->type == GP_CONF_INT) {
+            *(long long *)(void *)dst = *(long long *)(void *)src;
+        }
+    }
+}

@@ -84,6 +84,19 @@ enum { GP_CONF_EREAD = -2 };
 int gp_conf_load_file(const gp_conf_opt *t, void *obj, const char *path, size_t max, char *err,
                       size_t errlen);
 
+/* SIGHUP in both daemons: the configuration read again (next, as at start) is compared with
+ * the running one (cur) option by option with differs (which also says 0 for options that
+ * cannot be compared: secrets wiped once read, computed defaults; gp_conf_differs is the
+ * plain comparison). An option that differs and is named in reloadable (NULL-terminated) is
+ * applied (a STR is swapped, so the old value is freed with next; an INT copied) and its
+ * name appended to changed; one that differs and is not, to restart (comma-separated). */
+int gp_conf_differs(const gp_conf_opt *o, const void *cur, const void *next);
+void gp_conf_reload(const gp_conf_opt *t, void *cur, void *next, const char *const *reloadable,
+                    int (*differs)(const gp_conf_opt *o, const void *cur, const void *next),
+                    char *changed, size_t ccap, char *restart, size_t rcap);
+/* Appends name to a comma-separated list (cut at cap). */
+void gp_conf_list_append(char *list, size_t cap, const char *name);
+
 /* A key file (a house secret, the bridges' rudp private key): 64 hex digits, whitespace
  * around them ignored (with GP_KEY_SPACES anywhere), the file checked as a secret file
  * (gp_conf_secret_file_ok) before it is read. 0 with the key in out, or one of the errors

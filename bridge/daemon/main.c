@@ -311,34 +311,16 @@ bad:
 
 /* --- SIGHUP: reloading what is safe ------------------------------------------------------ */
 
-static int is_reloadable(const char *name) {
-    for (size_t i = 0; reloadable[i]; i++)
-        if (strcmp(reloadable[i], name) == 0)
-            return 1;
-    return 0;
-}
-
-/* Whether option o differs between two configs. */
-static int opt_differs(const gp_conf_opt *o, const br_config *a, const br_config *b) {
-    const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
-    switch (o->type) {
-    case GP_CONF_STR: {
-        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-        return strcmp(sa ? sa : "", sb ? sb : "") != 0;
-    }
-    case GP_CONF_INT:
-        return *(const long long *)pa != *(const long long *)pb;
-    case GP_CONF_BOOL:
-        return *(const int *)pa != *(const int *)pb;
-    default:
+/* Whether option o differs between two configs (the master key is wiped once read; a
+ * default bridge id is computed). */
+static int opt_differs(const gp_conf_opt *o, const void *cur, const void *next) {
+    const br_config *b = next;
+    if (strcmp(o->name, "config") == 0 || strcmp(o->name, "master-key") == 0 ||
+        (strcmp(o->name, "bridge-id") == 0 && !(b->bridge_id && *b->bridge_id)))
         return 0;
-    }
+    return gp_conf_differs(o, cur, next);
 }
-
-static void append(char *list, size_t cap, const char *name) {
-    size_t n = strlen(list);
-    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
-}
+#define append gp_conf_list_append /* the shared list helper, under its old name here */
 
 /* Reads the configuration again as at start (file, environment, the same flags) and applies
  * the options marked [SIGHUP]; a file that does not parse changes nothing. */
@@ -356,26 +338,8 @@ static void reload(void) {
     }
     char changed[512] = "", restart[512] = "";
     br_config *cur = &g_br.cfg;
-    for (const gp_conf_opt *o = opts; o->name; o++) {
-        if (strcmp(o->name, "config") == 0 || strcmp(o->name, "master-key") == 0 ||
-            (strcmp(o->name, "bridge-id") == 0 && !(next.bridge_id && *next.bridge_id)) ||
-            !opt_differs(o, cur, &next))
-            continue; /* the master key is wiped once read; a default bridge id is computed */
-        if (!is_reloadable(o->name)) {
-            append(restart, sizeof restart, o->name);
-            continue;
-        }
-        append(changed, sizeof changed, o->name);
-        if (o->type == GP_CONF_STR) {
-            char **dst = (char **)((char *)cur + o->offset),
-                 **src = (char **)((char *)&next + o->offset);
-            char *t = *dst;
-            *dst = *src;
-            *src = t; /* the old value is freed with `next` */
-        } else if (o->type == GP_CONF_INT) {
-            *(long long *)((char *)cur + o->offset) = *(long long *)((char *)&next + o->offset);
-        }
-    }
+    gp_conf_reload(opts, cur, &next, reloadable, opt_differs, changed, sizeof changed, restart,
+                   sizeof restart);
     gp_conf_clear(opts, &next);
     br_log_init(br_log_level_parse(cur->log_level), cur->bridge_id);
     if (strstr(changed, "auth-")) {

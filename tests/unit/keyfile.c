@@ -145,3 +145,43 @@ Test(keyfile, config_file_named_and_loaded, .fini = done) {
     cr_assert(strstr(err, "n"), "%s", err);
     gp_conf_clear(t, &o);
 }
+
+/* SIGHUP's comparison: what differs and may be reloaded is applied and named in changed;
+ * what differs and may not, in restart; what differs() skips, nowhere. */
+typedef struct rcfg {
+    char *level, *secret, *addr;
+    long long n, port;
+    int flag;
+} rcfg;
+static const gp_conf_opt rt[] = {
+    {"log-level", GP_CONF_STR, offsetof(rcfg, level), 0, 0, NULL, NULL, "l"},
+    {"secret", GP_CONF_STR, offsetof(rcfg, secret), 0, 0, NULL, NULL, "s"},
+    {"addr", GP_CONF_STR, offsetof(rcfg, addr), 0, 0, NULL, NULL, "a"},
+    {"n", GP_CONF_INT, offsetof(rcfg, n), 0, 100, NULL, NULL, "n"},
+    {"port", GP_CONF_INT, offsetof(rcfg, port), 0, 100, NULL, NULL, "p"},
+    {"flag", GP_CONF_BOOL, offsetof(rcfg, flag), 0, 1, NULL, NULL, "f"},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+};
+static int skip_secret(const gp_conf_opt *o, const void *cur, const void *next) {
+    return strcmp(o->name, "secret") != 0 && gp_conf_differs(o, cur, next);
+}
+
+Test(keyfile, reload_applies_the_reloadable_and_names_the_rest) {
+    rcfg cur = {strdup("info"), strdup("old"), NULL, 1, 80, 0};
+    rcfg next = {strdup("debug"), strdup("new"), strdup("x"), 2, 81, 0};
+    static const char *const reloadable[] = {"log-level", "n", NULL};
+    char changed[64] = "", restart[64] = "";
+    gp_conf_reload(rt, &cur, &next, reloadable, skip_secret, changed, sizeof changed, restart,
+                   sizeof restart);
+    cr_assert_str_eq(changed, "log-level,n");
+    cr_assert_str_eq(restart, "addr,port", "NULL and \"x\" differ; the secret is skipped");
+    cr_assert_str_eq(cur.level, "debug");
+    cr_assert_str_eq(next.level, "info", "swapped: the old value goes with next");
+    cr_assert_eq(cur.n, 2);
+    cr_assert_eq(cur.port, 80, "not reloadable: kept");
+    cr_assert_str_eq(cur.secret, "old");
+    gp_conf_list_append(changed, 16, "admin-token");
+    cr_assert_str_eq(changed, "log-level,n,adm", "cut at cap");
+    gp_conf_clear(rt, &cur);
+    gp_conf_clear(rt, &next);
+}
