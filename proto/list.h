@@ -1,5 +1,5 @@
 /* list.h — the intrusive linked lists of the tree, as macros over any struct and any field
- * names (the way BSD's sys/queue.h and utlist do it). Pure: no allocation.
+ * names (in the manner of the BSD queue macros). Pure: no allocation.
  *
  * A doubly linked list is a head and a tail pointer; each element has a prev and a next
  * field (named by the caller: prev/next, older/newer, aprev/anext...). A queue is the same
@@ -7,10 +7,9 @@
 #ifndef GP_LIST_H
 #define GP_LIST_H
 
-/* Appends e at the tail. */
-#define GP_DL_APPEND(head, tail, e, prev, next)                                                    \
+/* A queue (next only): appends e at the tail. */
+#define GP_Q_APPEND(head, tail, e, next)                                                           \
     do {                                                                                           \
-        (e)->prev = (tail);                                                                        \
         (e)->next = NULL;                                                                          \
         if (tail)                                                                                  \
             (tail)->next = (e);                                                                    \
@@ -19,17 +18,15 @@
         (tail) = (e);                                                                              \
     } while (0)
 
-/* Inserts e before the head. */
-#define GP_DL_PREPEND(head, tail, e, prev, next)                                                   \
+/* Appends e at the tail. */
+#define GP_DL_APPEND(head, tail, e, prev, next)                                                    \
     do {                                                                                           \
-        (e)->prev = NULL;                                                                          \
-        (e)->next = (head);                                                                        \
-        if (head)                                                                                  \
-            (head)->prev = (e);                                                                    \
-        else                                                                                       \
-            (tail) = (e);                                                                          \
-        (head) = (e);                                                                              \
+        (e)->prev = (tail);                                                                        \
+        GP_Q_APPEND(head, tail, e, next);                                                          \
     } while (0)
+
+/* Inserts e before the head: appending to the list read backwards. */
+#define GP_DL_PREPEND(head, tail, e, prev, next) GP_DL_APPEND(tail, head, e, next, prev)
 
 /* Takes e out (its own prev and next are left as they were). */
 #define GP_DL_UNLINK(head, tail, e, prev, next)                                                    \
@@ -42,17 +39,6 @@
             (e)->next->prev = (e)->prev;                                                           \
         else                                                                                       \
             (tail) = (e)->prev;                                                                    \
-    } while (0)
-
-/* A queue (next only): appends e at the tail. */
-#define GP_Q_APPEND(head, tail, e, next)                                                           \
-    do {                                                                                           \
-        (e)->next = NULL;                                                                          \
-        if (tail)                                                                                  \
-            (tail)->next = (e);                                                                    \
-        else                                                                                       \
-            (head) = (e);                                                                          \
-        (tail) = (e);                                                                              \
     } while (0)
 
 #endif
