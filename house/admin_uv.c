@@ -1,8 +1,7 @@
 /* admin_uv.c — the admin port's I/O glue on libuv (gp_admin_new, gp_admin_listen and
- * gp_admin_close of admin_http.h). I/O side: it accepts,
- * reads, writes and runs one timer a connection, and hands every event to the server in
- * proto/admin_http.c, which decides everything else (parsing, routes, limits, keep-alive,
- * timeouts, shedding, lingering).
+ * gp_admin_close of admin_http.h). I/O side: it accepts, reads, writes and runs one timer a
+ * connection, and hands every event to the server in proto/admin_http.c, which decides
+ * everything else (parsing, routes, limits, keep-alive, timeouts, shedding, lingering).
  *
  * Why this file exists twice (house/ and bridge/admin/, the same code): the glue needs libuv,
  * so it cannot live in proto/ (sans-I/O, checked by scripts/check-layers.py), and house/ may
@@ -143,6 +142,10 @@ static void peer(uv_tcp_t *t, char *ip, size_t cap, int *port) {
     }
 }
 
+static void on_rejected(uv_handle_t *h) {
+    free(h);
+}
+
 static void on_connection(uv_stream_t *srv, int status) {
     glue *gl = srv->data;
     if (status < 0)
@@ -152,7 +155,7 @@ static void on_connection(uv_stream_t *srv, int status) {
         uv_tcp_t *t = malloc(sizeof *t);
         if (t && uv_tcp_init(gl->loop, t) == 0) {
             (void)uv_accept(srv, (uv_stream_t *)t);
-            uv_close((uv_handle_t *)t, (uv_close_cb)free);
+            uv_close((uv_handle_t *)t, on_rejected);
         } else {
             free(t);
         }
