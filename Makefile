@@ -34,9 +34,9 @@ BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
 	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
 	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
-# The admin port (HTTP server, request parsing, metrics) is shared by both daemons.
-ADMIN_SRC := bridge/admin_http.c bridge/http_req.c bridge/metrics.c
-HOUSE_SRC := $(wildcard house/*.c) $(ADMIN_SRC)
+# The admin port (HTTP server, request parsing, metrics) is in proto/, shared by both daemons;
+# each keeps its thin libuv glue (bridge/admin/admin_uv.c, house/admin_uv.c).
+HOUSE_SRC := $(wildcard house/*.c)
 HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/store/rkeys.c bridge/store/rclient.c bridge/store/uvredis.c \
 	bridge/store/rurl.c bridge/store/tlsrelay.c
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -56,7 +56,8 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # tests/relay: the UDP impairment relay).
 TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-househost
 
-LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO))
+# proto/http_req.c parses with http-parser (no pkg-config file; a pure byte parser).
+LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser
 # http-parser (the admin port) ships no pkg-config file.
 LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
@@ -126,7 +127,8 @@ $(BUILD)/bin/gp-relay: $(BUILD)/obj/tests/relay/relay.o $(PROTO_LIB)
 
 $(BUILD)/tests/unit_%: $(BUILD)/obj/tests/unit/%.o $(PROTO_LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion $(LIBS_PROTO) $(UNIT_LIBS) -lm
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion $(LIBS_PROTO) \
+		$(UNIT_LIBS) -lm
 
 # The house's replay cache is pure bookkeeping: its unit test links it alone.
 $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
@@ -134,7 +136,7 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
-		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/log.c bridge/metrics.c) \
+		house/zstate.c house/cache.c house/journal.c house/journal_file.c) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
@@ -143,10 +145,9 @@ $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tu
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.
 $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
-# The admin port's pure halves: request parsing (http-parser) and the metrics registry.
-$(BUILD)/tests/unit_http_req: $(BUILD)/obj/bridge/http_req.o
-$(BUILD)/tests/unit_http_req: UNIT_LIBS := -lhttp_parser
-$(BUILD)/tests/unit_metrics: $(BUILD)/obj/bridge/metrics.o
+# The admin port's server without its I/O, fed bytes by a fake glue (jansson: the reference
+# for its JSON errors).
+$(BUILD)/tests/unit_admin_http: UNIT_LIBS := -ljansson
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
@@ -161,7 +162,7 @@ $(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store/store_state.o $(BUILD)/obj/
 $(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
 # The bridge's request/reply core on a fake house, a fake Redis and a virtual clock.
 $(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge/daemon/reqcore.c \
-		bridge/store/redis.c bridge/log.c bridge/daemon/entry.c bridge/store/rkeys.c bridge/store/tlsrelay.c \
+		bridge/store/redis.c bridge/daemon/entry.c bridge/store/rkeys.c bridge/store/tlsrelay.c \
 		bridge/store/uvredis.c) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
@@ -170,8 +171,8 @@ $(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge
 # The daemon's table of held houses and its fencing/ctl decisions (bridge/daemon/htable.c).
 $(BUILD)/tests/unit_htable: $(BUILD)/obj/bridge/daemon/htable.o
 # The daemon's connection layer (bridge/daemon/conn.c) on a fake transport and fake hooks.
-$(BUILD)/tests/unit_conn: $(BUILD)/obj/tests/unit/conn.o $(call obj,bridge/daemon/conn.c \
-		bridge/log.c) $(PROTO_LIB)
+$(BUILD)/tests/unit_conn: $(BUILD)/obj/tests/unit/conn.o $(call obj,bridge/daemon/conn.c) \
+		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -luv -lm
@@ -234,12 +235,12 @@ FUZZ_TIME ?= 30
 build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/daemon/entry.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # The journal fuzzer decodes records and rebuilds the house's replay cache from them.
 build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ihouse -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO)) -lm
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
 # The house's request checks: a path joined to a base never leaves it.
 build-fuzz/fuzz_reqcheck: tests/fuzz/fuzz_reqcheck.c house/reqcheck.c
 	@mkdir -p $(dir $@)
@@ -262,22 +263,22 @@ build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli/cli_esc.c
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/admin/api_body.c bridge/store/store_state.c \
 		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -Ibridge/admin -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # A house's hashes as RESP, parsed and written as the JSON API's view of it.
 build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c bridge/store/store_state.c \
 		$(PROTO_SRC)
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
-		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lm
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -Ibridge/admin -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # Redis addresses from flags, environment and config files.
 build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c proto/gp.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
-build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c bridge/http_req.c
+build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/admin_http.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^ \
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		-lhttp_parser
 # The bridge's channel messages (fence, ctl) against its table of held houses.
 build-fuzz/fuzz_htable: tests/fuzz/fuzz_htable.c bridge/daemon/htable.c $(PROTO_SRC)
@@ -287,7 +288,7 @@ build-fuzz/fuzz_htable: tests/fuzz/fuzz_htable.c bridge/daemon/htable.c $(PROTO_
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
-		$(call PC,--libs,$(PKGS_PROTO)) -lm
+		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
 fuzz: deps $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \

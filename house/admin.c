@@ -1,9 +1,10 @@
 /* admin.c — the house's admin port (bridge/admin/ADMIN.md): /healthz, /readyz (connected to a
  * bridge) and /metrics (gp_house_*), on the admin HTTP server shared with the bridge
- * (bridge/admin_http.c) and its metrics registry (bridge/metrics.c). I/O side. */
-#include "../bridge/admin_http.h"
-#include "../bridge/metrics.h"
+ * (proto/admin_http.c, on this loop through admin_uv.c) and its metrics registry
+ * (proto/metrics.c). I/O side. */
+#include "admin_http.h"
 #include "house.h"
+#include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -15,6 +15,7 @@
  * the journal (journal.h) mirrors every commit on disk and rebuilds this cache at start-up
  * (hs_cache_commit_until, with each entry's own keep-until); compaction reads it back
  * (hs_cache_each). */
+#include "buf.h"
 #include "house.h"
 #include "journal.h"
 #include "list.h"
@@ -195,16 +196,8 @@ hs_centry *hs_cache_begin(hs_cache *c, const char *frame_id, const char *method,
 int hs_cache_append(hs_centry *e, const uint8_t *p, size_t len) {
     if (e->len + len > CACHE_ENTRY_MAX)
         return -1;
-    if (e->len + len > e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 4096;
-        while (cap < e->len + len)
-            cap *= 2;
-        uint8_t *b = realloc(e->body, cap);
-        if (!b)
-            return -1;
-        e->body = b;
-        e->cap = cap;
-    }
+    if (gp_grow(&e->body, &e->cap, e->len + len, 4096, 1) != 0)
+        return -1;
     if (len)
         memcpy(e->body + e->len, p, len);
     e->len += len;

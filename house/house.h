@@ -4,15 +4,18 @@
  * tunnel.c is the connection to a bridge (handshake, streams, send scheduling, replay,
  * reconnects) over a transport of transport.h (tr_ws.c: ws/wss; tr_rudp.c: rudp);
  * upstream.c the libcurl multi handle driven by the same loop; cache.c and journal_file.c
- * the replay cache and its file; admin.c the admin port and metrics; log.c the one-line
- * key=value event log (the process's). The pure protocol pieces come from proto/. */
+ * the replay cache and its file; admin.c the admin port and metrics. The pure protocol
+ * pieces and the runtime shared with the bridge (the one-line key=value event log,
+ * proto/logger.c; the admin port's server; buffers; key files) come from proto/. */
 #ifndef HOUSE_H
 #define HOUSE_H
 
 #include "auth.h"
 #include "frame.h"
+#include "logger.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 /* --- config (main.c) ------------------------------------------------------------------- */
@@ -132,28 +135,36 @@ struct hs_house {
     int no_replay;
 };
 
-uint64_t hs_now_ms(void); /* monotonic */
+static inline uint64_t hs_now_ms(void) { /* monotonic */
+    return uv_hrtime() / 1000000u;
+}
 
-/* --- log (log.c) ------------------------------------------------------------------------- */
+/* --- log: the shared logger (proto/logger.h) under the house's names --------------------- */
 
-enum { HS_LOG_ERROR = 0, HS_LOG_WARN = 1, HS_LOG_INFO = 2, HS_LOG_DEBUG = 3 };
+enum {
+    HS_LOG_ERROR = GP_LOG_ERROR,
+    HS_LOG_WARN = GP_LOG_WARN,
+    HS_LOG_INFO = GP_LOG_INFO,
+    HS_LOG_DEBUG = GP_LOG_DEBUG
+};
 
 /* Parses "error|warn|info|debug". Returns the level or -1. */
-int hs_log_parse_level(const char *s);
-void hs_log_set_level(int level);
-int hs_log_enabled(int level);
+#define hs_log_parse_level gp_log_level_parse
+#define hs_log_set_level gp_log_set_level
+#define hs_log_enabled gp_log_enabled
 /* Where the lines go instead of stderr (NULL: stderr again): the event and its key=value
  * pairs, for a process that runs many houses and rate-limits or counts their lines. Called
  * only for enabled levels. */
-typedef void (*hs_log_sink)(int level, const char *event, const char *kv);
-void hs_log_set_sink(hs_log_sink sink);
+typedef gp_log_sink hs_log_sink;
+#define hs_log_set_sink gp_log_set_sink
 /* One line to stderr: "ts=... level=... event=<event> <fmt...>". */
-void hs_log(int level, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#define hs_log gp_log
 /* A log-safe rendering of p[0..len): bare if it is plain, else double-quoted with escapes.
  * Returns one of a few rotating static buffers: use within one hs_log call. */
-const char *hs_q(const void *p, size_t len);
-const char *hs_qs(const char *s); /* NULL -> "" */
+#define hs_q gp_qv
+static inline const char *hs_qs(const char *s) { /* NULL -> "" */
+    return gp_qv(s ? s : "", s ? strlen(s) : 0);
+}
 
 /* --- streams: one request/response exchange (tunnel.c) ---------------------------------- */
 

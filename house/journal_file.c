@@ -14,6 +14,7 @@
  * <id>.journal.tmp, fsyncs it, renames it over the journal and fsyncs the directory, all on
  * the loop: the cache's byte budget bounds it. The lock moves with the file: the new file is
  * locked before the rename, so a second house with the same id finds one or the other locked. */
+#include "buf.h"
 #include "house.h"
 #include "journal.h"
 
@@ -88,13 +89,8 @@ static ssize_t encode(hs_journal *j, const hs_jrec *r) {
     size_t n = hs_jrec_size(r);
     if (n == 0)
         return GP_ERR_INVALID;
-    if (n > j->cap) {
-        uint8_t *b = realloc(j->buf, n);
-        if (!b)
-            return GP_ERR_NOMEM;
-        j->buf = b;
-        j->cap = n;
-    }
+    if (gp_grow(&j->buf, &j->cap, n, n, 1) != 0)
+        return GP_ERR_NOMEM;
     return hs_jrec_encode(r, j->buf, j->cap);
 }
 

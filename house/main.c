@@ -252,57 +252,20 @@ static void usage(void) {
     gp_conf_usage(opts, print_line, NULL);
 }
 
-static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad || n > max) {
-        snprintf(err, errlen, "%s: %s", path,
-                 !buf  ? "out of memory"
-                 : bad ? "read error"
-                       : "file too large");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* Defaults < config file < environment < flags. The file's name itself may come from a flag
  * or GP_CONFIG, so it is looked up first. */
 static int load_config(hs_config *c, int argc, char **argv, char *err, size_t errlen) {
     if (gp_conf_defaults(opts, c, err, errlen) != 0)
         return -1;
-    const char *file = getenv("GP_CONFIG");
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-            file = argv[i + 1];
-        else if (starts_with(argv[i], "--config="))
-            file = argv[i] + 9;
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+    const char *file = gp_conf_file_arg(argc, argv, getenv("GP_CONFIG"));
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             c->help = 1;
-    }
     if (c->help)
         return 0;
     if (file && *file) {
-        size_t len;
-        char *text = read_file(file, 1 << 20, &len, err, errlen);
-        if (!text)
-            return -1;
         c->layer = 1;
-        int rc = gp_conf_parse_text(opts, c, text, len, err, errlen);
-        sodium_memzero(text, len);
-        free(text);
-        if (rc != 0)
+        if (gp_conf_load_file(opts, c, file, 1 << 20, err, errlen) != 0)
             return -1;
         /* A config file that holds the secret itself is a secret file. */
         if (c->secret && *c->secret && gp_conf_secret_file_ok(file, err, errlen) != 0)
@@ -341,45 +304,22 @@ static int validate_config(char *err, size_t errlen) {
         snprintf(err, errlen, "secret: required (--secret-file FILE, GP_SECRET or --secret)");
         return -1;
     }
-    char hex[GP_SECRET_HEX_LEN + 1];
     if (has_file) {
-        size_t len;
         char ferr[256];
-        char *text = gp_conf_secret_file_ok(c->secret_file, ferr, sizeof ferr) == 0
-                         ? read_file(c->secret_file, 4096, &len, ferr, sizeof ferr)
-                         : NULL;
-        if (!text) {
+        if (gp_read_key_file(c->secret_file, 0, g_hs.h.secret, ferr, sizeof ferr) != 0) {
             snprintf(err, errlen, "secret-file: %s", ferr);
             return -1;
         }
-        char *p = text;
-        while (isspace((unsigned char)*p))
-            p++;
-        size_t n = strlen(p);
-        while (n && isspace((unsigned char)p[n - 1]))
-            n--;
-        snprintf(hex, sizeof hex, "%.*s", (int)(n < sizeof hex ? n : sizeof hex - 1), p);
-        int ok = n == GP_SECRET_HEX_LEN;
-        sodium_memzero(text, len);
-        free(text);
-        if (!ok) {
-            snprintf(err, errlen, "secret-file: %s must hold exactly 64 hex digits",
-                     c->secret_file);
-            return -1;
-        }
     } else {
-        snprintf(hex, sizeof hex, "%s", c->secret);
         if (strlen(c->secret) != GP_SECRET_HEX_LEN) {
             snprintf(err, errlen, "secret: must be exactly 64 hex digits (got %zu characters)",
                      strlen(c->secret));
             return -1;
         }
-    }
-    int rc = gp_secret_from_hex(hex, g_hs.h.secret);
-    sodium_memzero(hex, sizeof hex);
-    if (rc != 0) {
-        snprintf(err, errlen, "secret: must be exactly 64 hex digits");
-        return -1;
+        if (gp_secret_from_hex(c->secret, g_hs.h.secret) != 0) {
+            snprintf(err, errlen, "secret: must be exactly 64 hex digits");
+            return -1;
+        }
     }
     if (c->secret)
         sodium_memzero(c->secret, strlen(c->secret));
@@ -436,16 +376,18 @@ static void clear_config(void) {
 
 /* --- SIGHUP ------------------------------------------------------------------------------ */
 
-static int is_reloadable(const char *name) {
-    for (size_t i = 0; reloadable[i]; i++)
-        if (strcmp(reloadable[i], name) == 0)
-            return 1;
-    return 0;
-}
-
-static void append(char *list, size_t cap, const char *name) {
-    size_t n = strlen(list);
-    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+/* Whether option o differs (the secret is wiped once read: not comparable; upstream is kept
+ * without its trailing '/'). */
+static int opt_differs(const gp_conf_opt *o, const void *cur, const void *next) {
+    if (!strcmp(o->name, "config") || !strcmp(o->name, "secret") || !strcmp(o->name, "help"))
+        return 0;
+    if (strcmp(o->name, "upstream") != 0)
+        return gp_conf_differs(o, cur, next);
+    const char *sa = ((const hs_config *)cur)->upstream, *sb = ((const hs_config *)next)->upstream;
+    size_t la = sa ? strlen(sa) : 0, lb = sb ? strlen(sb) : 0;
+    while (lb && sb[lb - 1] == '/')
+        lb--;
+    return la != lb || (la && memcmp(sa, sb, la) != 0);
 }
 
 static int lists_differ(const hs_config *a, const hs_config *b) {
@@ -479,42 +421,10 @@ static void reload(void) {
     }
     char changed[256] = "", restart[512] = "";
     hs_config *cur = &g_hs.h.cfg;
-    for (const gp_conf_opt *o = opts; o->name; o++) {
-        const char *pa = (const char *)cur + o->offset, *pb = (const char *)&next + o->offset;
-        int differs = 0;
-        if (o->type == GP_CONF_STR) {
-            const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-            size_t la = sa ? strlen(sa) : 0, lb = sb ? strlen(sb) : 0;
-            if (strcmp(o->name, "upstream") == 0) /* kept without its trailing '/' */
-                while (lb && sb[lb - 1] == '/')
-                    lb--;
-            differs = la != lb || (la && memcmp(sa, sb, la) != 0);
-        } else if (o->type == GP_CONF_INT) {
-            differs = *(const long long *)pa != *(const long long *)pb;
-        } else if (o->type == GP_CONF_BOOL) {
-            differs = *(const int *)pa != *(const int *)pb;
-        }
-        /* The secret is wiped once read: not comparable. */
-        if (!differs || !strcmp(o->name, "config") || !strcmp(o->name, "secret") ||
-            !strcmp(o->name, "help"))
-            continue;
-        if (!is_reloadable(o->name)) {
-            append(restart, sizeof restart, o->name);
-            continue;
-        }
-        append(changed, sizeof changed, o->name);
-        if (o->type == GP_CONF_STR) {
-            char **dst = (char **)((char *)cur + o->offset);
-            char **src = (char **)((char *)&next + o->offset);
-            char *t = *dst;
-            *dst = *src;
-            *src = t;
-        } else if (o->type == GP_CONF_INT) {
-            *(long long *)((char *)cur + o->offset) = *(long long *)pb;
-        }
-    }
+    gp_conf_reload(opts, cur, &next, reloadable, opt_differs, changed, sizeof changed, restart,
+                   sizeof restart);
     if (lists_differ(cur, &next))
-        append(restart, sizeof restart, "bridge/service");
+        gp_conf_list_append(restart, sizeof restart, "bridge/service");
     free_config(&next);
     hs_log_set_level(hs_log_parse_level(cur->log_level));
     hs_log(HS_LOG_INFO, "config_reloaded", "house=%s changed=%s%s%s", cur->id,

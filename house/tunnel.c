@@ -11,10 +11,11 @@
  * a time, control frames first and then one frame from each stream in turn, so a 5 MiB
  * response never holds up a small one. Above HIGH_WATER queued bytes upstream.c pauses its
  * transfers; below LOW_WATER they resume. */
-#include "../bridge/metrics.h"
+#include "buf.h"
 #include "compress.h"
 #include "house.h"
 #include "list.h"
+#include "metrics.h"
 #include "transport.h"
 
 #include <sodium.h>
@@ -1190,21 +1191,15 @@ static void on_req_body(hs_tunnel *t, const gp_frame *f) {
         stream_maybe_done(s);
         return;
     }
-    if (r->body_len + n > s->body_cap) {
-        size_t cap = s->body_cap ? s->body_cap : 65536;
-        if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len <= max && cap < s->declared_len)
-            cap = (size_t)s->declared_len;
-        while (cap < r->body_len + n)
-            cap *= 2;
-        uint8_t *b = realloc(r->body, cap);
-        if (!b) {
-            s->dispatched = 1;
-            send_error_head(s, 503, "unavailable", "house out of memory");
-            stream_maybe_done(s);
-            return;
-        }
-        r->body = b;
-        s->body_cap = cap;
+    /* room from the declared length when it is within bounds, else doubling from 64 KiB */
+    size_t first = 65536;
+    if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len <= max && first < s->declared_len)
+        first = (size_t)s->declared_len;
+    if (gp_grow(&r->body, &s->body_cap, r->body_len + n, first, 1) != 0) {
+        s->dispatched = 1;
+        send_error_head(s, 503, "unavailable", "house out of memory");
+        stream_maybe_done(s);
+        return;
     }
     if (zstd) {
         ssize_t m = gp_decompress(hs_zstate_zctx(hs_zstate_ready(t->h->zs, &t->zs, 0)), d.p, d.len,

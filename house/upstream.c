@@ -16,10 +16,11 @@
  * then RESP_BODY chunks of GP_BODY_CHUNK, the last with FIN. When a transfer fails after its
  * head went out the status can no longer change: the stream is then closed with an empty
  * RESP_BODY FIN (the body is short) and event=response_truncated is logged. */
-#include "../bridge/metrics.h"
+#include "buf.h"
 #include "compress.h"
 #include "house.h"
 #include "list.h"
+#include "metrics.h"
 #include "reqcheck.h"
 
 #include <curl/curl.h>
@@ -342,16 +343,8 @@ static size_t on_header(char *b, size_t size, size_t nmemb, void *ud) {
         snprintf(x->ctype, sizeof x->ctype, "%.*s", (int)vl, v);
     if (x->nh >= GP_MAX_HEADERS || x->hlen + nl + vl > MAX_RESP_HEADER_BYTES)
         return len;
-    if (x->hlen + nl + vl > x->hcap) {
-        size_t cap = x->hcap ? x->hcap * 2 : 2048;
-        while (cap < x->hlen + nl + vl)
-            cap *= 2;
-        char *p = realloc(x->hraw, cap);
-        if (!p)
-            return len;
-        x->hraw = p;
-        x->hcap = cap;
-    }
+    if (gp_grow(&x->hraw, &x->hcap, x->hlen + nl + vl, 2048, 1) != 0)
+        return len;
     x->hidx[x->nh].no = (uint32_t)x->hlen;
     x->hidx[x->nh].nl = (uint32_t)nl;
     memcpy(x->hraw + x->hlen, b, nl);

@@ -8,7 +8,12 @@
  * may pass err NULL. */
 #include "conf.h"
 
+#include "auth.h"
+#include "buf.h"
+
 #include <ctype.h>
+#include <errno.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,4 +357,159 @@ int gp_conf_secret_file_ok(const char *path, char *err, size_t errlen) {
         return 0;
     return gp_conf_secret_mode_ok(path, (unsigned)st.st_mode, (unsigned)st.st_uid,
                                   (unsigned)geteuid(), err, errlen);
+}
+
+/* ---- reading files ------------------------------------------------------------------------ */
+
+char *gp_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
+        errno = e;
+        return NULL;
+    }
+    gp_buf b = {0};
+    const char *why = NULL;
+    int e = 0;
+    for (;;) {
+        if (gp_buf_reserve(&b, 4096) != 0) {
+            why = "out of memory", e = ENOMEM;
+            break;
+        }
+        size_t n = fread(b.p + b.len, 1, 4096, f);
+        b.len += n;
+        if (b.len > max) {
+            why = "file too large", e = EFBIG;
+            break;
+        }
+        if (n < 4096) {
+            if (ferror(f))
+                why = "read error", e = errno ? errno : EIO;
+            break;
+        }
+    }
+    fclose(f);
+    if (why) {
+        if (b.p)
+            sodium_memzero(b.p, b.cap);
+        gp_buf_free(&b);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, why);
+        errno = e;
+        return NULL;
+    }
+    b.p[b.len] = '\0';
+    return gp_buf_take(&b, len);
+}
+
+int gp_read_key_file(const char *path, int flags, unsigned char out[32], char *err, size_t errlen) {
+    if (gp_conf_secret_file_ok(path, err, errlen) != 0)
+        return GP_KEY_UNPROTECTED;
+    size_t len = 0;
+    char *text = gp_read_file(path, 65536, &len, err, errlen);
+    if (!text)
+        return GP_KEY_UNREADABLE;
+    char hex[GP_SECRET_HEX_LEN + 1];
+    size_t a = 0, z = len, n = 0;
+    while (a < z && isspace((unsigned char)text[a]))
+        a++;
+    while (z > a && isspace((unsigned char)text[z - 1]))
+        z--;
+    int bad = 0;
+    for (size_t i = a; i < z && !bad; i++) {
+        if ((flags & GP_KEY_SPACES) && isspace((unsigned char)text[i]))
+            continue;
+        if (n == GP_SECRET_HEX_LEN)
+            bad = 1;
+        else
+            hex[n++] = text[i];
+    }
+    hex[n] = '\0';
+    sodium_memzero(text, len);
+    free(text);
+    int rc = !bad && n == GP_SECRET_HEX_LEN ? gp_secret_from_hex(hex, out) : -1;
+    sodium_memzero(hex, sizeof hex);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s must hold exactly 64 hex digits", path);
+        return GP_KEY_INVALID;
+    }
+    return 0;
+}
+
+const char *gp_conf_file_arg(int argc, char **argv, const char *env) {
+    const char *path = env;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    return path;
+}
+
+int gp_conf_load_file(const gp_conf_opt *t, void *obj, const char *path, size_t max, char *err,
+                      size_t errlen) {
+    size_t len = 0;
+    char *text = gp_read_file(path, max, &len, err, errlen);
+    if (!text)
+        return GP_CONF_EREAD;
+    int rc = gp_conf_parse_text(t, obj, text, len, err, errlen);
+    sodium_memzero(text, len);
+    free(text);
+    return rc != 0 ? -1 : 0;
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------------------ */
+
+int gp_conf_differs(const gp_conf_opt *o, const void *cur, const void *next) {
+    const char *pa = (const char *)cur + o->offset, *pb = (const char *)next + o->offset;
+    switch (o->type) {
+    case GP_CONF_STR: {
+        const char *sa = *(char *const *)(const void *)pa, *sb = *(char *const *)(const void *)pb;
+        return strcmp(sa ? sa : "", sb ? sb : "") != 0;
+    }
+    case GP_CONF_INT:
+        return *(const long long *)(const void *)pa != *(const long long *)(const void *)pb;
+    case GP_CONF_BOOL:
+        return *(const int *)(const void *)pa != *(const int *)(const void *)pb;
+    default:
+        return 0;
+    }
+}
+
+void gp_conf_list_append(char *list, size_t cap, const char *name) {
+    size_t n = strlen(list);
+    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
+}
+
+static int named(const char *const *names, const char *name) {
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+void gp_conf_reload(const gp_conf_opt *t, void *cur, void *next, const char *const *reloadable,
+                    int (*differs)(const gp_conf_opt *o, const void *cur, const void *next),
+                    char *changed, size_t ccap, char *restart, size_t rcap) {
+    for (const gp_conf_opt *o = t; o->name; o++) {
+        if (!differs(o, cur, next))
+            continue;
+        if (!named(reloadable, o->name)) {
+            gp_conf_list_append(restart, rcap, o->name);
+            continue;
+        }
+        gp_conf_list_append(changed, ccap, o->name);
+        char *dst = (char *)cur + o->offset, *src = (char *)next + o->offset;
+        if (o->type == GP_CONF_STR) {
+            char *tmp = *(char **)(void *)dst;
+            *(char **)(void *)dst = *(char **)(void *)src;
+            *(char **)(void *)src = tmp; /* the old value is freed with next */
+        } else if (o->type == GP_CONF_INT) {
+            *(long long *)(void *)dst = *(long long *)(void *)src;
+        }
+    }
 }

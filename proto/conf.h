@@ -68,6 +68,43 @@ int gp_conf_secret_mode_ok(const char *path, unsigned mode, unsigned owner, unsi
                            char *err, size_t errlen);
 int gp_conf_secret_file_ok(const char *path, char *err, size_t errlen);
 
+/* The whole file at path, at most max bytes, NUL-terminated (malloc'd; *len its length; wipe
+ * a secret's text before freeing it). NULL with "<path>: <reason>" in err (may be NULL) and
+ * errno kept from the failing call (EFBIG: over max). The one file reader of both daemons. */
+char *gp_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
+/* The config layer of both daemons (defaults < file < environment < flags): the file named
+ * by the last --config FILE or --config=FILE in argv[1..] (up to "--"), else env (GP_CONFIG;
+ * may be NULL). NULL or "": none. */
+const char *gp_conf_file_arg(int argc, char **argv, const char *env);
+/* Reads the config file at path (at most max bytes) and parses it into obj
+ * (gp_conf_parse_text); the text is wiped after. 0; -1 with the parse error in err; or
+ * GP_CONF_EREAD when it cannot be read (err "<path>: <reason>", errno kept). */
+enum { GP_CONF_EREAD = -2 };
+int gp_conf_load_file(const gp_conf_opt *t, void *obj, const char *path, size_t max, char *err,
+                      size_t errlen);
+
+/* SIGHUP in both daemons: the configuration read again (next, as at start) is compared with
+ * the running one (cur) option by option with differs (which also says 0 for options that
+ * cannot be compared: secrets wiped once read, computed defaults; gp_conf_differs is the
+ * plain comparison). An option that differs and is named in reloadable (NULL-terminated) is
+ * applied (a STR is swapped, so the old value is freed with next; an INT copied) and its
+ * name appended to changed; one that differs and is not, to restart (comma-separated). */
+int gp_conf_differs(const gp_conf_opt *o, const void *cur, const void *next);
+void gp_conf_reload(const gp_conf_opt *t, void *cur, void *next, const char *const *reloadable,
+                    int (*differs)(const gp_conf_opt *o, const void *cur, const void *next),
+                    char *changed, size_t ccap, char *restart, size_t rcap);
+/* Appends name to a comma-separated list (cut at cap). */
+void gp_conf_list_append(char *list, size_t cap, const char *name);
+
+/* A key file (a house secret, the bridges' rudp private key): 64 hex digits, whitespace
+ * around them ignored (with GP_KEY_SPACES anywhere), the file checked as a secret file
+ * (gp_conf_secret_file_ok) before it is read. 0 with the key in out, or one of the errors
+ * below with a message in err (errno kept for GP_KEY_UNREADABLE). */
+enum { GP_KEY_SPACES = 1 };
+enum { GP_KEY_UNPROTECTED = -1, GP_KEY_UNREADABLE = -2, GP_KEY_INVALID = -3 };
+int gp_read_key_file(const char *path, int flags, unsigned char out[32], char *err, size_t errlen);
+
 /* Writes "  --name VALUE   help (env GP_NAME, default X)" lines for --help. */
 void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line), void *ud);
 

@@ -8,6 +8,7 @@
 #include "frame.h"
 
 #include "auth.h" /* GP_MAX_HOUSE_ID */
+#include "buf.h"
 #include "bytes.h"
 
 #include <stdlib.h>
@@ -369,18 +370,9 @@ int gp_framer_feed(gp_framer *fr, const uint8_t *p, size_t len) {
             memmove(fr->buf, fr->buf + fr->start, pending);
         fr->start = 0;
         fr->end = pending;
-        if (len > fr->cap - pending) {
-            if (len > SIZE_MAX / 2 - pending)
-                return fr->err = GP_ERR_NOMEM;
-            size_t ncap = fr->cap ? fr->cap : FRAMER_FIRST;
-            while (ncap < pending + len)
-                ncap *= 2;
-            uint8_t *nb = realloc(fr->buf, ncap);
-            if (!nb)
-                return fr->err = GP_ERR_NOMEM; /* the stream lost bytes: nothing can follow */
-            fr->buf = nb;
-            fr->cap = ncap;
-        }
+        if (len > SIZE_MAX / 2 - pending ||
+            gp_grow(&fr->buf, &fr->cap, pending + len, FRAMER_FIRST, 1) != 0)
+            return fr->err = GP_ERR_NOMEM; /* the stream lost bytes: nothing can follow */
     }
     memcpy(fr->buf + fr->end, p, len);
     fr->end += len;

@@ -20,6 +20,9 @@
         GP_SLIST_APPEND(first, last, e, next);                                                     \
     } while (0)
 
+/* Both ends: e becomes the first element (appending to the list read backwards). */
+#define GP_LIST_PREPEND(first, last, e, prev, next) GP_LIST_APPEND(last, first, e, next, prev)
+
 /* Head only: e becomes the first element. */
 #define GP_LIST_PUSH(head, e, prev, next)                                                          \
     do {                                                                                           \

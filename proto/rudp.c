@@ -3,6 +3,7 @@
  * the datagrams, the time and the randomness. */
 #include "rudp.h"
 
+#include "buf.h"
 #include "compress.h"
 #include "frame.h"
 
@@ -172,13 +173,8 @@ ssize_t gp_rudp_recv(gp_rudp *r, uint32_t *lane, const uint8_t **msg) {
     ssize_t size = gp_decompressed_size(m, (size_t)n);
     if (size <= 0 || (size_t)size > MAX_MSG)
         return GP_ERR_MALFORMED;
-    if ((size_t)size > r->rcap) {
-        uint8_t *b = realloc(r->rbuf, (size_t)size);
-        if (!b)
-            return GP_ERR_NOMEM;
-        r->rbuf = b;
-        r->rcap = (size_t)size;
-    }
+    if (gp_grow(&r->rbuf, &r->rcap, (size_t)size, (size_t)size, 1) != 0)
+        return GP_ERR_NOMEM;
     ssize_t d = gp_decompress(r->z, m, (size_t)n, r->rbuf, r->rcap);
     if (d < 0)
         return GP_ERR_MALFORMED;

@@ -22,6 +22,7 @@
  *   rudp_varint.h    the varints of every frame. */
 #include "rudp_rel.h"
 
+#include "buf.h"
 #include "rudp_ack.h"
 #include "rudp_cc.h"
 #include "rudp_fec.h"
@@ -352,14 +353,8 @@ static int rq_less(rq_ent a, rq_ent b) {
 }
 
 static int rq_push(gp_rel *r, uint64_t id, uint32_t idx) {
-    if (r->rq_len == r->rq_cap) {
-        size_t ncap = r->rq_cap ? r->rq_cap * 2 : 64;
-        rq_ent *n = realloc(r->rq, ncap * sizeof *n);
-        if (!n)
-            return GP_ERR_NOMEM;
-        r->rq = n;
-        r->rq_cap = ncap;
-    }
+    if (gp_grow(&r->rq, &r->rq_cap, r->rq_len + 1, 64, sizeof *r->rq) != 0)
+        return GP_ERR_NOMEM;
     rq_ent e = {id, idx};
     size_t i = r->rq_len++;
     while (i > 0 && rq_less(e, r->rq[(i - 1) / 2])) {

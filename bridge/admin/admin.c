@@ -2,9 +2,10 @@
  * dashboard's static files, and the JSON API under /api/ (api.c), on admin_http.c's server.
  * I/O side. The admin token is kept only as a hash and compared in constant time. */
 #include "admin.h"
-#include "../admin_http.h"
 #include "../log.h"
+#include "admin_http.h"
 #include "api.h"
+#include "conf.h"
 #include "stats.h"
 
 #include <errno.h>

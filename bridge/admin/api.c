@@ -5,10 +5,10 @@
  * side: every answer waits for Redis (async, through rdb.h), so a call keeps its own copy of
  * what it needs from the request. */
 #include "api.h"
-#include "../admin_http.h"
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_house.h"
+#include "admin_http.h"
 #include "api_body.h"
 
 #include <jansson.h>
@@ -167,15 +167,9 @@ static int overview_shared(api_ctx *x) {
         g_ov.building = x;
         return 0;
     }
-    if (g_ov.nwait == g_ov.capwait) {
-        size_t cap = g_ov.capwait ? 2 * g_ov.capwait : 8;
-        api_ctx **w = realloc(g_ov.waiters, cap * sizeof *w);
-        if (!w) {
-            fail(x, 503, "unavailable", "out of memory");
-            return 1;
-        }
-        g_ov.waiters = w;
-        g_ov.capwait = cap;
+    if (gp_grow(&g_ov.waiters, &g_ov.capwait, g_ov.nwait + 1, 8, sizeof *g_ov.waiters) != 0) {
+        fail(x, 503, "unavailable", "out of memory");
+        return 1;
     }
     g_ov.waiters[g_ov.nwait++] = x;
     return 1;

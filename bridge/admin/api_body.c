@@ -110,29 +110,6 @@ void br_house_view_parse_state(br_house_view *h, const redisReply *r) {
     gp_state_parse(&h->st, r);
 }
 
-void br_sb_put(br_sbuf *b, const char *s, size_t n) {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void br_sb_puts(br_sbuf *b, const char *s) {
-    br_sb_put(b, s, strlen(s));
-}
-
 /* A JSON string of what Redis held: '"' and '\\' escaped, control and non-ASCII bytes as '?'
  * (ids, bridge ids and transports are ASCII; anything else was not written by us). */
 static void sb_str(br_sbuf *b, const char *s) {

@@ -6,6 +6,7 @@
 
 #include "../store/store_state.h"
 #include "auth.h"
+#include "buf.h"
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
@@ -31,12 +32,8 @@ typedef struct br_house_view {
     gp_state st;       /* the live state (store_state.h): -1 and "" are null */
 } br_house_view;
 
-/* A growing JSON text. */
-typedef struct br_sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} br_sbuf;
+/* A growing JSON text (proto/buf.h). */
+typedef gp_buf br_sbuf;
 
 void br_house_view_init(br_house_view *h, const char *id); /* nothing known yet */
 void br_house_view_clear(br_house_view *h);                /* frees its strings */
@@ -49,8 +46,8 @@ void br_house_view_parse_state(br_house_view *h, const redisReply *r);
 void br_house_view_json(br_sbuf *b, const br_house_view *h);
 
 /* Appends to b (b->oom once memory ran out: the text is then incomplete). */
-void br_sb_put(br_sbuf *b, const char *s, size_t n);
-void br_sb_puts(br_sbuf *b, const char *s);
+#define br_sb_put(b, s, n) ((void)gp_buf_add((b), (s), (n)))
+#define br_sb_puts(b, s) ((void)gp_buf_puts((b), (s)))
 
 /* A Redis field name equal to name. */
 int br_redis_field_is(const redisReply *k, const char *name);

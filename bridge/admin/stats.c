@@ -4,10 +4,10 @@
  * index), and the counters of each held house in its state hash. I/O side (Redis), the
  * registry itself is metrics.c's pure code. */
 #include "stats.h"
-#include "../admin_http.h"
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_bridge.h"
+#include "admin_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>

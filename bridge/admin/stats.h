@@ -6,7 +6,7 @@
 #define BR_STATS_H
 
 #include "../daemon/conn.h"
-#include "../metrics.h"
+#include "metrics.h"
 
 #include <stddef.h>
 #include <stdint.h>

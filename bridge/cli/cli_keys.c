@@ -25,31 +25,15 @@ static void to_hex(const uint8_t k[32], char out[65]) {
 
 /* The private key of FILE (64 hex digits, whitespace ignored). 0, or CLI_FAIL (printed). */
 static int read_key(cli_ctx *c, const char *path, uint8_t priv[32]) {
-    char buf[256], hex[65], perr[512];
-    if (gp_conf_secret_file_ok(path, perr, sizeof perr) != 0) {
+    char perr[512];
+    int rc = gp_read_key_file(path, GP_KEY_SPACES, priv, perr, sizeof perr);
+    if (rc == GP_KEY_UNPROTECTED)
         cli_err(c, "%s", perr);
-        return CLI_FAIL;
-    }
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0, k = 0;
-    if (f)
-        fclose(f);
-    else {
+    else if (rc == GP_KEY_UNREADABLE)
         cli_err(c, "cannot read %s: %s", path, strerror(errno));
-        return CLI_FAIL;
-    }
-    for (size_t i = 0; i < n && k < 64; i++)
-        if (!strchr(" \t\r\n", buf[i]))
-            hex[k++] = buf[i];
-    hex[k] = '\0';
-    sodium_memzero(buf, sizeof buf);
-    int rc = k == 64 ? gp_secret_from_hex(hex, priv) : -1;
-    sodium_memzero(hex, sizeof hex);
-    if (rc != 0) {
+    else if (rc != 0)
         cli_err(c, "%s does not hold a key (64 hex digits)", path);
-        return CLI_FAIL;
-    }
-    return 0;
+    return rc == 0 ? 0 : CLI_FAIL;
 }
 
 int cli_rudp_keygen(cli_ctx *c, int argc, char **argv) {

@@ -1,6 +1,7 @@
 /* cli_request.c — `ghostport request`: one request through the public Redis contract, exactly
  * as any producer would send it (one XADD), then a blocking XREAD loop on the reply stream
  * until its final entry, printed the way `curl -i` prints a response. I/O side. */
+#include "buf.h"
 #include "cli_cmd.h"
 #include "cli_esc.h"
 
@@ -16,28 +17,8 @@
 #define WAIT_MARGIN_MS 2000 /* the bridge answers 504 at the deadline; allow for its clock */
 #define MAX_BODY_FILE (1024u * 1024u * 1024u)
 
-typedef struct buf {
-    uint8_t *p;
-    size_t len, cap;
-} buf;
-
-static int buf_add(buf *b, const void *p, size_t n) {
-    if (n == 0)
-        return 0;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q)
-            return -1;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
+typedef gp_buf buf; /* proto/buf.h */
+#define buf_add gp_buf_add
 
 static int read_file(cli_ctx *c, const char *path, buf *out) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");

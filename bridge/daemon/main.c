@@ -206,32 +206,6 @@ static void usage(void) {
     gp_conf_usage(opts, print_line, NULL);
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 static int br_read_key_file(const char *path, uint8_t out[32]) {
     if (!path || !*path) {
         br_log(BR_LOG_ERROR, "rudp_key_missing",
@@ -239,27 +213,12 @@ static int br_read_key_file(const char *path, uint8_t out[32]) {
         return -1;
     }
     char perr[512];
-    if (gp_conf_secret_file_ok(path, perr, sizeof perr) != 0) {
+    int rc = gp_read_key_file(path, GP_KEY_SPACES, out, perr, sizeof perr);
+    if (rc == GP_KEY_UNPROTECTED)
         br_log(BR_LOG_ERROR, "rudp_key_unprotected", "file=%s err=%s", br_qs(path), br_qs(perr));
-        return -1;
-    }
-    size_t len = 0;
-    char *text = read_file(path, &len);
-    if (!text) {
+    else if (rc == GP_KEY_UNREADABLE)
         br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s", br_qs(path), strerror(errno));
-        return -1;
-    }
-    char hex[65] = "";
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < 65; i++)
-        if (!strchr(" \t\r\n", text[i]))
-            hex[n++] = text[i];
-    hex[n < 65 ? n : 64] = '\0';
-    sodium_memzero(text, len);
-    free(text);
-    int rc = n == 64 ? gp_secret_from_hex(hex, out) : -1;
-    sodium_memzero(hex, sizeof hex);
-    if (rc != 0)
+    else if (rc != 0)
         br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\"", br_qs(path));
     return rc == 0 ? 0 : -1;
 }
@@ -280,23 +239,11 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
     if (gp_conf_defaults(opts, cfg, err, errlen) != 0)
         return -1;
     /* The file comes first in precedence order, so find its name before the rest. */
-    const char *path = getenv("GP_CONFIG");
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-            path = argv[i + 1];
-        else if (strncmp(argv[i], "--config=", 9) == 0)
-            path = argv[i] + 9;
-    }
+    const char *path = gp_conf_file_arg(argc, argv, getenv("GP_CONFIG"));
     if (path && *path) {
-        size_t len = 0;
-        char *text = read_file(path, &len);
-        if (!text) {
+        int rc = gp_conf_load_file(opts, cfg, path, (size_t)64 << 20, err, errlen);
+        if (rc == GP_CONF_EREAD)
             snprintf(err, errlen, "cannot read config %s: %s", path, strerror(errno));
-            return -1;
-        }
-        int rc = gp_conf_parse_text(opts, cfg, text, len, err, errlen);
-        sodium_memzero(text, len);
-        free(text);
         if (rc != 0)
             return -1;
         /* A config file that holds the master key or the admin token is a secret file. */
@@ -400,34 +347,16 @@ bad:
 
 /* --- SIGHUP: reloading what is safe ------------------------------------------------------ */
 
-static int is_reloadable(const char *name) {
-    for (size_t i = 0; reloadable[i]; i++)
-        if (strcmp(reloadable[i], name) == 0)
-            return 1;
-    return 0;
-}
-
-/* Whether option o differs between two configs. */
-static int opt_differs(const gp_conf_opt *o, const br_config *a, const br_config *b) {
-    const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
-    switch (o->type) {
-    case GP_CONF_STR: {
-        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-        return strcmp(sa ? sa : "", sb ? sb : "") != 0;
-    }
-    case GP_CONF_INT:
-        return *(const long long *)pa != *(const long long *)pb;
-    case GP_CONF_BOOL:
-        return *(const int *)pa != *(const int *)pb;
-    default:
+/* Whether option o differs between two configs (the master key is wiped once read; a
+ * default bridge id is computed). */
+static int opt_differs(const gp_conf_opt *o, const void *cur, const void *next) {
+    const br_config *b = next;
+    if (strcmp(o->name, "config") == 0 || strcmp(o->name, "master-key") == 0 ||
+        (strcmp(o->name, "bridge-id") == 0 && !(b->bridge_id && *b->bridge_id)))
         return 0;
-    }
+    return gp_conf_differs(o, cur, next);
 }
-
-static void append(char *list, size_t cap, const char *name) {
-    size_t n = strlen(list);
-    snprintf(list + n, cap - n, "%s%s", n ? "," : "", name);
-}
+#define append gp_conf_list_append /* the shared list helper, under its old name here */
 
 /* Reads the configuration again as at start (file, environment, the same flags) and applies
  * the options marked [SIGHUP]; a file that does not parse changes nothing. */
@@ -445,26 +374,8 @@ static void reload(void) {
     }
     char changed[512] = "", restart[512] = "";
     br_config *cur = &g_br.cfg;
-    for (const gp_conf_opt *o = opts; o->name; o++) {
-        if (strcmp(o->name, "config") == 0 || strcmp(o->name, "master-key") == 0 ||
-            (strcmp(o->name, "bridge-id") == 0 && !(next.bridge_id && *next.bridge_id)) ||
-            !opt_differs(o, cur, &next))
-            continue; /* the master key is wiped once read; a default bridge id is computed */
-        if (!is_reloadable(o->name)) {
-            append(restart, sizeof restart, o->name);
-            continue;
-        }
-        append(changed, sizeof changed, o->name);
-        if (o->type == GP_CONF_STR) {
-            char **dst = (char **)((char *)cur + o->offset),
-                 **src = (char **)((char *)&next + o->offset);
-            char *t = *dst;
-            *dst = *src;
-            *src = t; /* the old value is freed with `next` */
-        } else if (o->type == GP_CONF_INT) {
-            *(long long *)((char *)cur + o->offset) = *(long long *)((char *)&next + o->offset);
-        }
-    }
+    gp_conf_reload(opts, cur, &next, reloadable, opt_differs, changed, sizeof changed, restart,
+                   sizeof restart);
     gp_conf_clear(opts, &next);
     br_log_init(br_log_level_parse(cur->log_level), cur->bridge_id);
     if (strstr(changed, "auth-")) {

@@ -12,6 +12,7 @@
 
 #include "../log.h"
 #include "../store/rkeys.h"
+#include "buf.h"
 #include "entry.h"
 
 #include <ctype.h>
@@ -830,17 +831,7 @@ static void finish(br_reqtab *t, br_req *r) {
 }
 
 static int rbuf_reserve(br_req *r, size_t more) {
-    if (r->rlen + more <= r->rcap)
-        return 0;
-    size_t cap = r->rcap ? r->rcap * 2 : 65536;
-    while (cap < r->rlen + more)
-        cap *= 2;
-    uint8_t *p = realloc(r->rbuf, cap);
-    if (!p)
-        return -1;
-    r->rbuf = p;
-    r->rcap = cap;
-    return 0;
+    return gp_grow(&r->rbuf, &r->rcap, r->rlen + more, 65536, 1);
 }
 
 /* A house's response head with a status no HTTP response has (0, 65535, ...): the producer

@@ -3,6 +3,7 @@
  * labels and sealed secrets are passed as bytes, never through a format string. */
 #include "registry.h"
 
+#include "buf.h"
 #include "gp.h"
 
 #include "rkeys.h"
@@ -380,15 +381,9 @@ static int scan_node(br_rc *rc, const char *host, int port, const char *pattern,
         for (size_t i = 0; i < ks->elements; i++) {
             if (ks->element[i]->type != REDIS_REPLY_STRING)
                 continue;
-            if (*n == *cap) {
-                size_t nc = *cap ? 2 * *cap : 64;
-                char **nk = realloc(*keys, nc * sizeof *nk);
-                if (!nk) {
-                    freeReplyObject(r);
-                    return GP_ERR_NOMEM;
-                }
-                *keys = nk;
-                *cap = nc;
+            if (gp_grow(keys, cap, *n + 1, 64, sizeof **keys) != 0) {
+                freeReplyObject(r);
+                return GP_ERR_NOMEM;
             }
             if (!((*keys)[*n] = strndup(ks->element[i]->str, ks->element[i]->len))) {
                 freeReplyObject(r);

@@ -1,21 +1,123 @@
-/* fuzz_admin_http.c — libFuzzer target for the admin port's request parsing (bridge/http_req.c
+/* fuzz_admin_http.c — libFuzzer target for the admin port's request parsing (proto/http_req.c
  * over http-parser): arbitrary bytes are fed as one connection's input, in pieces whose
  * sizes come from the first byte, request after request as the server does (pipelining).
  * Whatever completes must honour the bounds: header count, body size, NUL-terminated strings
  * and consumption that never runs past the input. Each complete request's Host goes through
- * the Host check (gp_http_host_allowed), which must not read past it. */
+ * the Host check (gp_http_host_allowed), which must not read past it. The same bytes then go
+ * to the whole server without its I/O (proto/admin_http.c) through a fake glue, with routes
+ * that answer at once or later: every answer must start with a status line, and the server
+ * must free itself once closed. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "admin_http.h"
 #include "http_req.h"
 
 #define MAX_BODY 4096 /* small, so that the fuzzer reaches the limit */
+
+typedef struct fio {
+    gp_admin_conn *c;
+    int closed, reading;
+    unsigned pending;
+} fio;
+
+static uint64_t f_now(void *ud) {
+    (void)ud;
+    return 0;
+}
+static int done;
+static void f_done(void *ud) {
+    (void)ud;
+    done = 1;
+}
+static int f_write(void *io, const void *buf, size_t len) {
+    if (len < 12 || memcmp(buf, "HTTP/1.1 ", 9) != 0)
+        __builtin_trap();
+    ((fio *)io)->pending++;
+    return 0;
+}
+static void f_try_write(void *io, const void *buf, size_t len) {
+    (void)io, (void)buf, (void)len;
+}
+static int f_reading(void *io, int on) {
+    ((fio *)io)->reading = on;
+    return 0;
+}
+static int f_shutdown(void *io) {
+    (void)io;
+    return 0;
+}
+static void f_timer(void *io, unsigned ms) {
+    (void)io, (void)ms;
+}
+static void f_timer_stop(void *io) {
+    (void)io;
+}
+static void f_close(void *io) {
+    ((fio *)io)->closed = 1;
+}
+static const gp_admin_io io = {NULL,      f_now,      f_done,  f_write,      f_try_write,
+                               f_reading, f_shutdown, f_timer, f_timer_stop, f_close};
+
+static gp_admin_call *held;
+static void now_fn(gp_admin_call *c, const gp_http_request *req, void *ud) {
+    (void)ud;
+    gp_admin_reply(c, 200, "text/plain", NULL, req->body, req->body_len);
+}
+static void later_fn(gp_admin_call *c, const gp_http_request *req, void *ud) {
+    (void)req, (void)ud;
+    held = c;
+}
+
+/* The bytes as one connection to the server core, in pieces of `step`. */
+static void serve(const uint8_t *data, size_t size, size_t step) {
+    gp_admin_cfg cfg = {.max_body = MAX_BODY, .hosts = "dash.example"};
+    gp_admin *a = gp_admin_core_new(&cfg, &io);
+    if (!a)
+        return;
+    gp_admin_route(a, "/", 1, now_fn, NULL);
+    gp_admin_route(a, "/later", 1, later_fn, NULL);
+    fio f = {0};
+    held = NULL;
+    done = 0;
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 1);
+    if (!f.c) {
+        gp_admin_shutdown(a);
+        gp_admin_unref(a);
+        return;
+    }
+    for (size_t off = 0; off < size && !f.closed;) {
+        size_t n = size - off < step ? size - off : step;
+        gp_admin_input(f.c, data + off, (long)n);
+        off += n;
+        while (held) { /* answered on the next turn; what was read meanwhile is kept */
+            gp_admin_call *c = held;
+            held = NULL;
+            gp_admin_reply_error(c, 503, "later", "answered later");
+        }
+        while (f.pending && !f.closed) {
+            f.pending--;
+            gp_admin_written(f.c, 0);
+        }
+    }
+    gp_admin_shutdown(a);
+    if (!f.closed)
+        __builtin_trap();
+    if (held) /* the client left first: the answer is dropped */
+        gp_admin_reply(held, 200, NULL, NULL, NULL, 0);
+    gp_admin_released(f.c);
+    gp_admin_unref(a);
+    if (!done)
+        __builtin_trap();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
     size_t step = (size_t)data[0] % 64 + 1;
     data++, size--;
+    serve(data, size, step);
     gp_http_req *p = gp_http_req_new(MAX_BODY);
     if (!p)
         return 0;

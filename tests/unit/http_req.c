@@ -1,7 +1,7 @@
-/* http_req.c — the admin port's request parsing (bridge/http_req.c over http-parser): whole
+/* http_req.c — the admin port's request parsing (proto/http_req.c over http-parser): whole
  * requests, every split point, pipelining, keep-alive, and the limits (body size, header
  * count, header bytes, malformed input, upgrades). */
-#include "../../bridge/http_req.h"
+#include "http_req.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

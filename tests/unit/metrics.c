@@ -1,6 +1,6 @@
-/* metrics.c — the metrics registry (bridge/metrics.c): counters with a label, gauges,
+/* metrics.c — the metrics registry (proto/metrics.c): counters with a label, gauges,
  * histograms, and the Prometheus text format 0.0.4 they render to. */
-#include "../../bridge/metrics.h"
+#include "metrics.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

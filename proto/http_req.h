@@ -1,8 +1,9 @@
 /* http_req.h — HTTP/1.1 requests out of a byte stream, for the admin port of both daemons.
  * Pure: fed bytes, hands out one complete request at a time; the parsing itself is
  * http-parser's (Debian libhttp-parser), this file only collects what it reports and bounds
- * it (request size, header count). No sockets, no loop: admin_http.c does the I/O, and
- * tests/fuzz/fuzz_admin_http.c feeds it arbitrary bytes.
+ * it (request size, header count). No sockets, no loop: admin_http.c (the server) feeds it,
+ * each daemon's admin_uv.c does the I/O, and tests/fuzz/fuzz_admin_http.c feeds it arbitrary
+ * bytes.
  *
  * Use: feed bytes until GP_HTTP_DONE, read gp_http_req_get(), answer it, then
  * gp_http_req_next() and feed the bytes the last call did not consume (pipelining). Errors

@@ -1,5 +1,6 @@
-/* admin_http.c — the admin port's HTTP/1.1 server on a libuv loop (see admin_http.h). I/O
- * side: TCP, timers and writes; requests come out of http_req.c.
+/* admin_http.c — the admin port's HTTP/1.1 server without its I/O (see admin_http.h). Pure:
+ * the glue (admin_uv.c of each daemon) reads and writes the sockets and runs the timers this
+ * file asks for; requests come out of http_req.c.
  *
  * One request at a time per connection: while a handler has not answered, the connection
  * stops reading, and bytes already read that belong to the next request (pipelining) wait
@@ -24,14 +25,14 @@
  * body, and a reset can discard the answer before the client reads it. */
 #include "admin_http.h"
 
-#include <jansson.h>
+#include "list.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ROUTES 32
-#define READ_BUF 16384
 #define LINGER_MS 2000 /* reading what a refused client still sends, then close */
 #define LINGER_BYTES (4u << 20)
 
@@ -43,36 +44,32 @@ typedef struct route {
     void *ud;
 } route;
 
-typedef struct conn conn;
+typedef struct gp_admin_conn conn;
 
 struct gp_admin {
-    uv_loop_t *loop;
+    gp_admin_io io;
     gp_admin_cfg cfg;
     char bind[64];
     char hosts[512];
-    uv_tcp_t listener;
-    int listener_open, closing;
+    int closing;
     route routes[MAX_ROUTES];
     size_t nroutes;
-    conn *conns;
+    conn *conns, *conns_tail;
     unsigned nconns;
-    unsigned handles; /* handles not yet closed by libuv: the listener's and conns' */
+    unsigned handles; /* references: the glue's (its listener) and each unreleased conn's */
 };
 
-struct conn {
+struct gp_admin_conn {
     conn *prev, *next;
     gp_admin *a;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    int nclosed; /* of tcp and timer */
+    void *io; /* the glue's handle */
     int closing, close_after, in_process;
     int linger, lingering; /* refused mid-request: drain before closing / draining now */
     size_t lingered;
-    uv_shutdown_t shut;
-    unsigned writes; /* uv_write requests in flight */
+    unsigned writes; /* writes in flight */
     gp_http_req *parser;
     char addr[80];
-    char ip[INET6_ADDRSTRLEN];
+    char ip[48];     /* an IPv6 address in text (INET6_ADDRSTRLEN) */
     uint64_t since;  /* accepted, loop ms: the oldest is shed first */
     int deadline_on; /* the request deadline runs (from accept, or the request's first byte) */
     uint8_t *pend;   /* input read past a request whose answer is pending */
@@ -85,16 +82,8 @@ struct gp_admin_call {
     int keep_alive, head;
 };
 
-typedef struct wreq {
-    uv_write_t w;
-    conn *c;
-    size_t len;
-    char buf[];
-} wreq;
-
-static void logf_(gp_admin *a, int level, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void logf_(gp_admin *a, int level, const char *event, const char *fmt, ...) {
+#define logf_ gp_admin_logf
+void gp_admin_logf(const gp_admin *a, int level, const char *event, const char *fmt, ...) {
     if (!a->cfg.log)
         return;
     char kv[512];
@@ -147,14 +136,14 @@ const char *gp_admin_status_text(int status) {
 /* --- connections ------------------------------------------------------------------------ */
 
 static void maybe_free_admin(gp_admin *a) {
-    if (a->closing && a->handles == 0)
-        free(a);
+    if (!a->closing || a->handles != 0)
+        return;
+    if (a->io.done)
+        a->io.done(a->io.ud);
+    free(a);
 }
 
-static void on_conn_handle_closed(uv_handle_t *h) {
-    conn *c = h->data;
-    if (++c->nclosed < 2)
-        return;
+void gp_admin_released(conn *c) {
     gp_admin *a = c->a;
     gp_http_req_free(c->parser);
     free(c->pend);
@@ -172,20 +161,15 @@ static void conn_close(conn *c) {
         c->call->c = NULL; /* its answer, whenever it comes, is dropped */
         c->call = NULL;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    GP_LIST_UNLINK(a->conns, a->conns_tail, c, prev, next);
     a->nconns--;
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    a->io.timer_stop(c->io);
+    a->io.close(c->io);
 }
 
-static void on_timer(uv_timer_t *t) {
-    conn *c = t->data;
+void gp_admin_timeout(conn *c) {
+    if (c->closing)
+        return;
     if (c->lingering) {
         conn_close(c);
         return;
@@ -199,33 +183,22 @@ static void on_timer(uv_timer_t *t) {
 
 static void arm_idle(conn *c) {
     c->deadline_on = 0;
-    uv_timer_start(&c->timer, on_timer, c->a->cfg.idle_ms, 0);
+    c->a->io.timer(c->io, c->a->cfg.idle_ms);
 }
 
 static void arm_request(conn *c) {
     c->deadline_on = 1;
-    uv_timer_start(&c->timer, on_timer, c->a->cfg.request_ms, 0);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b);
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-    (void)req, (void)status; /* the linger timer or the client's EOF ends it */
+    c->a->io.timer(c->io, c->a->cfg.request_ms);
 }
 
 static void start_linger(conn *c) {
     c->lingering = 1;
-    uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
-    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    c->a->io.timer(c->io, LINGER_MS); /* it, or the client's EOF, ends the linger */
+    if (c->a->io.shutdown(c->io) != 0 || c->a->io.reading(c->io, 1) != 0)
         conn_close(c);
 }
 
-static void on_written(uv_write_t *w, int status) {
-    wreq *r = (wreq *)w;
-    conn *c = r->c;
-    free(r);
+void gp_admin_written(conn *c, int status) {
     c->writes--;
     if (c->closing)
         return;
@@ -236,19 +209,17 @@ static void on_written(uv_write_t *w, int status) {
 }
 
 static void send_raw(conn *c, char *head, size_t hlen, const void *body, size_t blen) {
-    wreq *r = malloc(sizeof *r + hlen + blen);
-    if (!r) {
+    char *buf = malloc(hlen + blen + 1);
+    if (!buf) {
         conn_close(c);
         return;
     }
-    memcpy(r->buf, head, hlen);
+    memcpy(buf, head, hlen);
     if (blen)
-        memcpy(r->buf + hlen, body, blen);
-    r->c = c;
-    r->len = hlen + blen;
-    uv_buf_t b = uv_buf_init(r->buf, (unsigned)r->len);
-    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-        free(r);
+        memcpy(buf + hlen, body, blen);
+    int rc = c->a->io.write(c->io, buf, hlen + blen);
+    free(buf);
+    if (rc != 0) {
         conn_close(c);
         return;
     }
@@ -280,18 +251,81 @@ static void respond(conn *c, int status, const char *ctype, const char *extra, c
     send_raw(c, h, (size_t)n, body, head ? 0 : len);
 }
 
-static char *error_json(const char *code, const char *message, size_t *len) {
-    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message ? message : "");
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    *len = s ? strlen(s) : 0;
+/* Well-formed UTF-8 (what a JSON string may hold). */
+static int utf8_ok(const unsigned char *s) {
+    while (*s) {
+        unsigned c = *s, n = c < 0x80             ? 0
+                             : (c & 0xe0) == 0xc0 ? 1
+                             : (c & 0xf0) == 0xe0 ? 2
+                             : (c & 0xf8) == 0xf0 ? 3
+                                                  : 9;
+        if (n == 9 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4))
+            return 0;
+        unsigned cp = n ? c & (0x3f >> n) : c;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
+/* s as a JSON string, escaped as jansson writes it (the answers stay byte for byte). */
+static size_t json_str(char *out, const char *s) {
+    size_t k = 0;
+    out[k++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const char *e = *p == '"'    ? "\\\""
+                        : *p == '\\' ? "\\\\"
+                        : *p == '\b' ? "\\b"
+                        : *p == '\f' ? "\\f"
+                        : *p == '\n' ? "\\n"
+                        : *p == '\r' ? "\\r"
+                        : *p == '\t' ? "\\t"
+                                     : NULL;
+        if (e) {
+            memcpy(out + k, e, 2);
+            k += 2;
+        } else if (*p < 0x20) {
+            k += (size_t)sprintf(out + k, "\\u%04X", *p);
+        } else {
+            out[k++] = (char)*p;
+        }
+    }
+    out[k++] = '"';
+    return k;
+}
+
+char *gp_admin_error_json(const char *code, const char *message, size_t *len) {
+    message = message ? message : "";
+    *len = 0;
+    if (!utf8_ok((const unsigned char *)code) || !utf8_ok((const unsigned char *)message))
+        return NULL;
+    char *s = malloc(32 + 6 * (strlen(code) + strlen(message)));
+    if (!s)
+        return NULL;
+    size_t k = 0;
+    memcpy(s + k, "{\"error\":", 9);
+    k += 9;
+    k += json_str(s + k, code);
+    memcpy(s + k, ",\"message\":", 11);
+    k += 11;
+    k += json_str(s + k, message);
+    s[k++] = '}';
+    s[k] = '\0';
+    *len = k;
     return s;
 }
 
 /* A request the server itself refuses (malformed, too large): answered, then closed. */
 static void refuse(conn *c, int status, const char *code, const char *message) {
     size_t len;
-    char *body = error_json(code, message, &len);
+    char *body = gp_admin_error_json(code, message, &len);
     logf_(c->a, 3, "admin_http_refused", "addr=%s status=%d error=%s", c->addr, status, code);
     c->linger = 1;
     respond(c, status, "application/json", NULL, body ? body : "", len, 0, 0);
@@ -321,7 +355,7 @@ static void dispatch(conn *c, const gp_http_request *req) {
     call->keep_alive = req->keep_alive;
     call->head = strcmp(req->method, "HEAD") == 0;
     c->call = call;
-    uv_timer_stop(&c->timer);
+    c->a->io.timer_stop(c->io);
     const char *host = gp_http_header_get(req, "host");
     if (host && !gp_http_host_allowed(host, c->a->hosts)) {
         char shown[65];
@@ -389,30 +423,22 @@ static void process(conn *c, const uint8_t *data, size_t len) {
     c->pend_len = len;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
-    (void)h, (void)suggested;
-    b->base = malloc(READ_BUF);
-    b->len = b->base ? READ_BUF : 0;
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-    conn *c = s->data;
+void gp_admin_input(conn *c, const void *data, long n) {
+    if (c->closing)
+        return;
     if (c->lingering) {
-        free(b->base);
         if (n < 0 || (c->lingered += (size_t)n) > LINGER_BYTES)
             conn_close(c);
         return;
     }
     if (n < 0) {
-        free(b->base);
         conn_close(c);
         return;
     }
-    if (n > 0 && !c->closing)
-        process(c, (const uint8_t *)b->base, (size_t)n);
-    free(b->base);
+    if (n > 0)
+        process(c, data, (size_t)n);
     if (!c->closing && (c->call || c->close_after))
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->a->io.reading(c->io, 0);
 }
 
 /* A late answer came: go on with what was read meanwhile, then read again. */
@@ -426,11 +452,7 @@ static void resume(conn *c) {
         free(p);
     }
     if (!c->closing && !c->call && !c->close_after)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
-
-static void on_reject_closed(uv_handle_t *h) {
-    free(h);
+        c->a->io.reading(c->io, 1);
 }
 
 static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -478,73 +500,42 @@ static int admit(gp_admin *a, conn *c) {
     return 0;
 }
 
-static void on_connection(uv_stream_t *srv, int status) {
-    gp_admin *a = srv->data;
-    if (status < 0 || a->closing)
-        return;
+gp_admin_conn *gp_admin_accepted(gp_admin *a, void *io, const char *ip, int port) {
+    if (a->closing)
+        return NULL;
     conn *c = calloc(1, sizeof *c);
     if (!c || !(c->parser = gp_http_req_new(a->cfg.max_body))) {
         free(c);
-        /* Take it off the queue, or libuv calls again at once. */
-        uv_tcp_t *t = malloc(sizeof *t);
-        if (t && uv_tcp_init(a->loop, t) == 0) {
-            (void)uv_accept(srv, (uv_stream_t *)t);
-            uv_close((uv_handle_t *)t, on_reject_closed);
-        } else {
-            free(t);
-        }
-        return;
+        return NULL;
     }
     c->a = a;
-    uv_tcp_init(a->loop, &c->tcp);
-    uv_timer_init(a->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->since = uv_now(a->loop);
+    c->io = io;
+    c->since = a->io.now(a->io.ud);
     a->handles++;
-    c->next = a->conns;
-    if (a->conns)
-        a->conns->prev = c;
-    a->conns = c;
+    GP_LIST_PREPEND(a->conns, a->conns_tail, c, prev, next); /* newest first */
     a->nconns++;
-    if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
-        return;
-    }
-    struct sockaddr_storage ss;
-    int slen = sizeof ss;
-    char ip[INET6_ADDRSTRLEN + 8] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &slen) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
     snprintf(c->ip, sizeof c->ip, "%s", ip);
     snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
     if (admit(a, c) != 0) {
-        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        a->io.try_write(io, busy, sizeof busy - 1);
         logf_(a, 1, "admin_http_busy", "addr=%s conns=%u max=%u per_addr_max=%u", c->addr,
               a->nconns - 1, a->cfg.max_conns, a->cfg.max_per_addr);
         conn_close(c);
-        return;
+        return c;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     arm_request(c);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    a->io.reading(io, 1);
+    return c;
 }
 
 /* --- public ----------------------------------------------------------------------------- */
 
-gp_admin *gp_admin_new(uv_loop_t *loop, const gp_admin_cfg *cfg) {
+gp_admin *gp_admin_core_new(const gp_admin_cfg *cfg, const gp_admin_io *io) {
     gp_admin *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    a->loop = loop;
+    a->io = *io;
+    a->handles = 1; /* the glue's */
     a->cfg = *cfg;
     snprintf(a->bind, sizeof a->bind, "%s", cfg->bind && *cfg->bind ? cfg->bind : "127.0.0.1");
     a->cfg.bind = a->bind;
@@ -563,6 +554,14 @@ gp_admin *gp_admin_new(uv_loop_t *loop, const gp_admin_cfg *cfg) {
     return a;
 }
 
+const gp_admin_cfg *gp_admin_config(const gp_admin *a) {
+    return &a->cfg;
+}
+
+void *gp_admin_io_ud(const gp_admin *a) {
+    return a->io.ud;
+}
+
 int gp_admin_route(gp_admin *a, const char *path, int prefix, gp_admin_fn fn, void *ud) {
     if (a->nroutes >= MAX_ROUTES)
         return -1;
@@ -570,50 +569,17 @@ int gp_admin_route(gp_admin *a, const char *path, int prefix, gp_admin_fn fn, vo
     return 0;
 }
 
-static void on_listener_closed(uv_handle_t *h) {
-    gp_admin *a = h->data;
-    a->handles--;
-    maybe_free_admin(a);
-}
-
-int gp_admin_listen(gp_admin *a) {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (uv_ip4_addr(a->bind, a->cfg.port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(a->bind, a->cfg.port, (struct sockaddr_in6 *)&ss) != 0) {
-        logf_(a, 0, "listen_failed", "transport=admin bind=%s err=bad_address", a->bind);
-        return UV_EINVAL;
-    }
-    uv_tcp_init(a->loop, &a->listener);
-    a->listener.data = a;
-    a->listener_open = 1;
-    a->handles++;
-    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
-    if (rc != 0) {
-        logf_(a, 0, "listen_failed", "transport=admin bind=%s port=%d err=%s", a->bind, a->cfg.port,
-              uv_strerror(rc));
-        return rc;
-    }
-    struct sockaddr_storage got;
-    int glen = sizeof got;
-    uv_tcp_getsockname(&a->listener, (struct sockaddr *)&got, &glen);
-    int port = got.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
-                                         : ntohs(((struct sockaddr_in *)&got)->sin_port);
-    return port;
-}
-
-void gp_admin_close(gp_admin *a) {
-    if (!a || a->closing)
-        return;
+int gp_admin_shutdown(gp_admin *a) {
+    if (a->closing)
+        return -1;
     a->closing = 1;
     while (a->conns)
         conn_close(a->conns);
-    if (a->listener_open) {
-        a->listener_open = 0;
-        uv_close((uv_handle_t *)&a->listener, on_listener_closed);
-    }
+    return 0;
+}
+
+void gp_admin_unref(gp_admin *a) {
+    a->handles--;
     maybe_free_admin(a);
 }
 
@@ -644,7 +610,7 @@ void gp_admin_reply(gp_admin_call *call, int status, const char *content_type,
 
 void gp_admin_reply_error(gp_admin_call *call, int status, const char *code, const char *message) {
     size_t len;
-    char *body = error_json(code, message, &len);
+    char *body = gp_admin_error_json(code, message, &len);
     gp_admin_reply(call, status, "application/json", NULL, body ? body : "", len);
     free(body);
 }

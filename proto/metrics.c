@@ -5,6 +5,8 @@
  * the text format is floating point anyway. */
 #include "metrics.h"
 
+#include "buf.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -172,39 +174,8 @@ double gp_metric_total(const gp_metric *x) {
 
 /* --- rendering ------------------------------------------------------------------------- */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf *b, const char *fmt, ...) {
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n + 1;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
+typedef gp_buf buf;
+#define put gp_buf_printf /* an allocation failure sticks (b->oom): checked once at the end */
 
 /* Label values escape \, " and newline; help text escapes \ and newline (0.0.4). */
 static void put_escaped(buf *b, const char *s, int quote) {
@@ -232,10 +203,7 @@ static void put_value(buf *b, double v) {
 static const char *const kind_names[] = {"counter", "gauge", "histogram"};
 
 char *gp_metrics_render(const gp_metrics *m, size_t *len) {
-    buf b = {malloc(4096), 0, 4096, 0};
-    if (!b.p)
-        return NULL;
-    b.p[0] = '\0';
+    buf b = {0};
     for (const gp_metric *x = m ? m->head : NULL; x; x = x->next) {
         put(&b, "# HELP %s ", x->name);
         put_escaped(&b, x->help ? x->help : "", 0);
@@ -265,11 +233,5 @@ char *gp_metrics_render(const gp_metrics *m, size_t *len) {
             put(&b, "\n");
         }
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    if (len)
-        *len = b.len;
-    return b.p;
+    return gp_buf_take(&b, len);
 }

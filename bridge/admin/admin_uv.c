@@ -1,0 +1,236 @@
+/* admin_uv.c — the admin port's I/O glue on libuv (gp_admin_new, gp_admin_listen and
+ * gp_admin_close of admin_http.h). I/O side: it accepts, reads, writes and runs one timer a
+ * connection, and hands every event to the server in proto/admin_http.c, which decides
+ * everything else (parsing, routes, limits, keep-alive, timeouts, shedding, lingering).
+ *
+ * Why this file exists twice (bridge/admin/ and house/, the same code): the glue needs libuv,
+ * so it cannot live in proto/ (sans-I/O, checked by scripts/check-layers.py), and house/ may
+ * not include bridge/ nor bridge/ house/. Everything that can be pure is in proto/; what is
+ * left is the libuv calls themselves, kept to this one small file per daemon. */
+#include "admin_http.h"
+
+#include <uv.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BUF 16384
+
+typedef struct glue {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    int listener_open;
+    gp_admin *a;
+} glue;
+
+typedef struct gconn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    int nclosed; /* of tcp and timer */
+    gp_admin_conn *c;
+} gconn;
+
+typedef struct wreq {
+    uv_write_t w;
+    gconn *g;
+    char buf[];
+} wreq;
+
+static uint64_t io_now(void *ud) {
+    return uv_now(((glue *)ud)->loop);
+}
+
+static void io_done(void *ud) {
+    free(ud);
+}
+
+static void on_written(uv_write_t *w, int status) {
+    wreq *r = (wreq *)w;
+    gconn *g = r->g;
+    free(r);
+    gp_admin_written(g->c, status);
+}
+
+static int io_write(void *io, const void *buf, size_t len) {
+    gconn *g = io;
+    wreq *r = malloc(sizeof *r + len);
+    if (!r)
+        return -1;
+    memcpy(r->buf, buf, len);
+    r->g = g;
+    uv_buf_t b = uv_buf_init(r->buf, (unsigned)len);
+    if (uv_write(&r->w, (uv_stream_t *)&g->tcp, &b, 1, on_written) != 0) {
+        free(r);
+        return -1;
+    }
+    return 0;
+}
+
+static void io_try_write(void *io, const void *buf, size_t len) {
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    uv_try_write((uv_stream_t *)&((gconn *)io)->tcp, &b, 1);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+    (void)h, (void)suggested;
+    b->base = malloc(READ_BUF);
+    b->len = b->base ? READ_BUF : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    gp_admin_input(((gconn *)s->data)->c, b->base, (long)n);
+    free(b->base);
+}
+
+static int io_reading(void *io, int on) {
+    uv_stream_t *s = (uv_stream_t *)&((gconn *)io)->tcp;
+    return on ? uv_read_start(s, on_alloc, on_read) : uv_read_stop(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)req, (void)status; /* the server's linger timer or the client's EOF ends it */
+}
+
+static int io_shutdown(void *io) {
+    gconn *g = io;
+    return uv_shutdown(&g->shut, (uv_stream_t *)&g->tcp, on_shutdown);
+}
+
+static void on_timer(uv_timer_t *t) {
+    gp_admin_timeout(((gconn *)t->data)->c);
+}
+
+static void io_timer(void *io, unsigned ms) {
+    uv_timer_start(&((gconn *)io)->timer, on_timer, ms, 0);
+}
+
+static void io_timer_stop(void *io) {
+    uv_timer_stop(&((gconn *)io)->timer);
+}
+
+static void on_closed(uv_handle_t *h) {
+    gconn *g = h->data;
+    if (++g->nclosed < 2)
+        return;
+    if (g->c)
+        gp_admin_released(g->c);
+    free(g);
+}
+
+static void io_close(void *io) {
+    gconn *g = io;
+    uv_close((uv_handle_t *)&g->tcp, on_closed);
+    uv_close((uv_handle_t *)&g->timer, on_closed);
+}
+
+/* "ip" and port of the peer ("?" and 0 when unknown). */
+static void peer(uv_tcp_t *t, char *ip, size_t cap, int *port) {
+    struct sockaddr_storage ss;
+    int slen = sizeof ss;
+    snprintf(ip, cap, "?");
+    *port = 0;
+    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &slen) != 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, cap);
+        *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, cap);
+        *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+}
+
+static void on_rejected(uv_handle_t *h) {
+    free(h);
+}
+
+static void on_connection(uv_stream_t *srv, int status) {
+    glue *gl = srv->data;
+    if (status < 0)
+        return;
+    gconn *g = calloc(1, sizeof *g);
+    if (!g) { /* take it off the queue, or libuv calls again at once */
+        uv_tcp_t *t = malloc(sizeof *t);
+        if (t && uv_tcp_init(gl->loop, t) == 0) {
+            (void)uv_accept(srv, (uv_stream_t *)t);
+            uv_close((uv_handle_t *)t, on_rejected);
+        } else {
+            free(t);
+        }
+        return;
+    }
+    uv_tcp_init(gl->loop, &g->tcp);
+    uv_timer_init(gl->loop, &g->timer);
+    g->tcp.data = g->timer.data = g;
+    char ip[INET6_ADDRSTRLEN + 8] = "?";
+    int port = 0;
+    if (uv_accept(srv, (uv_stream_t *)&g->tcp) == 0) {
+        peer(&g->tcp, ip, sizeof ip, &port);
+        uv_tcp_nodelay(&g->tcp, 1);
+        g->c = gp_admin_accepted(gl->a, g, ip, port);
+    }
+    if (!g->c) /* not accepted, or out of memory: closed, nobody else knows it */
+        io_close(g);
+}
+
+gp_admin *gp_admin_new(uv_loop_t *loop, const gp_admin_cfg *cfg) {
+    glue *gl = calloc(1, sizeof *gl);
+    if (!gl)
+        return NULL;
+    gl->loop = loop;
+    const gp_admin_io io = {gl,         io_now,      io_done,  io_write,      io_try_write,
+                            io_reading, io_shutdown, io_timer, io_timer_stop, io_close};
+    gl->a = gp_admin_core_new(cfg, &io);
+    gp_admin *a = gl->a;
+    if (!a)
+        free(gl);
+    return a;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+    gp_admin_unref(((glue *)h->data)->a);
+}
+
+int gp_admin_listen(gp_admin *a) {
+    glue *gl = gp_admin_io_ud(a);
+    const gp_admin_cfg *cfg = gp_admin_config(a);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&ss) != 0) {
+        gp_admin_logf(a, 0, "listen_failed", "transport=admin bind=%s err=bad_address", cfg->bind);
+        return UV_EINVAL;
+    }
+    uv_tcp_init(gl->loop, &gl->listener);
+    gl->listener.data = gl;
+    gl->listener_open = 1;
+    int rc = uv_tcp_bind(&gl->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&gl->listener, 128, on_connection);
+    if (rc != 0) {
+        gp_admin_logf(a, 0, "listen_failed", "transport=admin bind=%s port=%d err=%s", cfg->bind,
+                      cfg->port, uv_strerror(rc));
+        return rc;
+    }
+    struct sockaddr_storage got;
+    int glen = sizeof got;
+    uv_tcp_getsockname(&gl->listener, (struct sockaddr *)&got, &glen);
+    return got.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
+                                     : ntohs(((struct sockaddr_in *)&got)->sin_port);
+}
+
+void gp_admin_close(gp_admin *a) {
+    if (!a)
+        return;
+    glue *gl = gp_admin_io_ud(a);
+    if (gp_admin_shutdown(a) != 0)
+        return; /* closing already */
+    if (gl->listener_open) {
+        gl->listener_open = 0;
+        uv_close((uv_handle_t *)&gl->listener, on_listener_closed);
+    } else {
+        gp_admin_unref(a);
+    }
+}

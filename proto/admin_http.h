@@ -1,0 +1,138 @@
+/* admin_http.h — the admin port of both daemons: a small HTTP/1.1 server (keep-alive, one
+ * request at a time per connection, bounded request size and header count, idle and request
+ * timeouts, a cap on concurrent connections) with routes the daemon registers. Pure: this is
+ * the server without its I/O (bytes in, parsed request, route, response bytes out, limits,
+ * keep-alive, timers asked for), driven through gp_admin_io by a thin glue that owns the
+ * sockets and timers: each daemon's admin_uv.c (bridge/admin/, house/) on its libuv loop,
+ * or a test feeding bytes. The parsing is http_req.h's.
+ *
+ * A handler answers with gp_admin_reply, exactly once, either before it returns or later
+ * (after Redis answered, say). If the client went away meanwhile the reply is dropped; the
+ * call itself stays valid until answered, so a handler never needs to know. */
+#ifndef GP_ADMIN_HTTP_H
+#define GP_ADMIN_HTTP_H
+
+#include "http_req.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gp_admin gp_admin;
+typedef struct gp_admin_call gp_admin_call;
+typedef struct gp_admin_conn gp_admin_conn;
+
+/* A request for a registered route. req is borrowed until the reply. */
+typedef void (*gp_admin_fn)(gp_admin_call *call, const gp_http_request *req, void *ud);
+
+/* Log sink (the daemon's): level 0 error .. 3 debug; kv holds `key=value` pairs. */
+typedef void (*gp_admin_log_fn)(int level, const char *event, const char *kv);
+
+typedef struct gp_admin_cfg {
+    const char *bind; /* address (copied); NULL: 127.0.0.1 */
+    int port;         /* 0: any free port */
+    /* Concurrent connections (0: 64) and per client address (0: 16). A new connection past
+     * either cap closes the oldest connection (of all, or of that address) that has no
+     * request being answered; when there is none it is answered 503. */
+    unsigned max_conns, max_per_addr;
+    unsigned idle_ms;    /* keep-alive connection without a request (0: 15 s) */
+    unsigned request_ms; /* a whole request, from accept or from its first byte (0: 5 s) */
+    /* Host names answered besides IP literals and localhost (comma-separated, copied; NULL:
+     * none). A request naming another Host gets 421: DNS rebinding cannot reach the port. */
+    const char *hosts;
+    size_t max_body;     /* 0: GP_HTTP_MAX_BODY */
+    gp_admin_log_fn log; /* may be NULL */
+} gp_admin_cfg;
+
+/* What the server asks of its I/O glue. `io` is the glue's handle of one connection (the one
+ * it passed to gp_admin_accepted). Every call is made from the loop's thread. */
+typedef struct gp_admin_io {
+    void *ud;                  /* the glue's, passed to now and done */
+    uint64_t (*now)(void *ud); /* the loop's clock, ms (a connection's age: the oldest is shed) */
+    void (*done)(void *ud);    /* the server is freed (after gp_admin_close and every release) */
+    /* Queue a copy of buf; its completion is reported by gp_admin_written. 0, or <0: failed. */
+    int (*write)(void *io, const void *buf, size_t len);
+    void (*try_write)(void *io, const void *buf, size_t len); /* now, best effort, no report */
+    int (*reading)(void *io, int on);     /* start (1) or stop (0) delivering input. 0 or <0 */
+    int (*shutdown)(void *io);            /* shut the write side once queued writes are out */
+    void (*timer)(void *io, unsigned ms); /* (re)arm the one timer: gp_admin_timeout when due */
+    void (*timer_stop)(void *io);
+    /* Close the connection; when the glue no longer touches it, it calls gp_admin_released. */
+    void (*close)(void *io);
+} gp_admin_io;
+
+/* Creates the server (the glue listens). io is copied. NULL: out of memory. */
+gp_admin *gp_admin_core_new(const gp_admin_cfg *cfg, const gp_admin_io *io);
+/* The configuration with its defaults filled in (bind, port for the glue's listener). */
+const gp_admin_cfg *gp_admin_config(const gp_admin *a);
+void *gp_admin_io_ud(const gp_admin *a);
+/* Logs through cfg.log (a no-op without one). */
+void gp_admin_logf(const gp_admin *a, int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The glue's events. A connection accepted from ip:port (io: the glue's handle of it): the
+ * server's side of it, which may already be closing (over the caps: answered 503), or NULL
+ * when out of memory (the glue closes it on its own). */
+gp_admin_conn *gp_admin_accepted(gp_admin *a, void *io, const char *ip, int port);
+/* n bytes read (n < 0: end of input or an error). */
+void gp_admin_input(gp_admin_conn *c, const void *data, long n);
+void gp_admin_written(gp_admin_conn *c, int status); /* status < 0: the write failed */
+void gp_admin_timeout(gp_admin_conn *c);
+/* The glue closed it (after io->close): the server forgets the connection. */
+void gp_admin_released(gp_admin_conn *c);
+/* Closes every connection and marks the server closing; the glue's own reference (its
+ * listener) ends with gp_admin_unref, and the server is freed once the connections are
+ * released as well. */
+int gp_admin_shutdown(gp_admin *a); /* 0, or -1 when closing already */
+void gp_admin_unref(gp_admin *a);
+
+/* The server on a libuv loop: implemented by each daemon's glue, admin_uv.c (bridge/admin/,
+ * house/), not here — proto/ does not include libuv, it only names the loop's type. */
+struct uv_loop_s;
+/* Creates the server (not listening yet). NULL: out of memory. */
+gp_admin *gp_admin_new(struct uv_loop_s *loop, const gp_admin_cfg *cfg);
+/* Starts listening. Returns the port (the real one when cfg->port was 0), or a negative
+ * libuv error (logged). */
+int gp_admin_listen(gp_admin *a);
+/* Closes the listener and every connection; memory is released as libuv closes handles
+ * and pending calls are answered (their replies are dropped). NULL ok. */
+void gp_admin_close(gp_admin *a);
+
+/* Routes `path` (exact), or every path starting with it when prefix is set, to fn. The
+ * longest match wins; an unmatched path is answered 404 by the server. path is borrowed
+ * (a literal). 0, or -1 when the table is full (32 routes). */
+int gp_admin_route(gp_admin *a, const char *path, int prefix, gp_admin_fn fn, void *ud);
+
+/* {"error":code,"message":message} as jansson would write it (malloc'd, *len its length), or
+ * NULL when out of memory or either string is not UTF-8. */
+char *gp_admin_error_json(const char *code, const char *message, size_t *len);
+
+/* Connections open now (for tests and metrics). */
+unsigned gp_admin_conns(const gp_admin *a);
+
+/* Peer address "ip:port" of the call's connection (borrowed; "" once it is gone). */
+const char *gp_admin_call_addr(const gp_admin_call *c);
+
+/* Answers the call: status, content type, extra header lines (each "Name: value\r\n", or
+ * NULL), body copied. After this the call (and the request) is gone. */
+void gp_admin_reply(gp_admin_call *c, int status, const char *content_type,
+                    const char *extra_headers, const void *body, size_t len);
+/* An error as JSON: {"error":"<code>","message":"<message>"} (both escaped). */
+void gp_admin_reply_error(gp_admin_call *c, int status, const char *code, const char *message);
+
+/* The reason phrase of a status ("OK", "Not Found", ...). */
+const char *gp_admin_status_text(int status);
+
+/* GET or HEAD: 1; anything else is answered 405 (JSON, with Allow) and 0 returned. */
+int gp_admin_get_only(gp_admin_call *c, const gp_http_request *req);
+
+/* The routes both daemons serve alike (GET/HEAD): /healthz, 200 "ok" while the loop runs;
+ * /readyz, 200 "ready" when ready(&why) says so, else 503 {"ready":false,"reason":why};
+ * /metrics, the Prometheus text metrics(&len) renders (malloc'd; NULL: 503). p is borrowed
+ * for the server's lifetime (a static). 0, or -1 when the route table is full. */
+typedef struct gp_admin_probes {
+    int (*ready)(const char **why);
+    char *(*metrics)(size_t *len);
+} gp_admin_probes;
+int gp_admin_route_probes(gp_admin *a, const gp_admin_probes *p);
+
+#endif

@@ -1,0 +1,258 @@
+/* admin_http.c — the admin port's server without its I/O (proto/admin_http.c), fed bytes
+ * through a fake glue: what it answers, when it stops and resumes reading, which timer it
+ * asks for, whom it sheds over the caps, and its JSON errors (as jansson writes them). */
+#include "admin_http.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One connection as the fake glue holds it. */
+typedef struct fconn {
+    gp_admin_conn *c;
+    char out[16384];
+    size_t outlen;
+    unsigned pending; /* writes not yet reported done */
+    int reading, shut, closed, timer_on;
+    unsigned timer_ms;
+} fconn;
+
+static uint64_t clock_ms;
+static int done_called;
+
+static uint64_t f_now(void *ud) {
+    (void)ud;
+    return clock_ms;
+}
+static void f_done(void *ud) {
+    (void)ud;
+    done_called++;
+}
+static int f_write(void *io, const void *buf, size_t len) {
+    fconn *f = io;
+    cr_assert_lt(f->outlen + len, sizeof f->out);
+    memcpy(f->out + f->outlen, buf, len);
+    f->outlen += len;
+    f->out[f->outlen] = '\0';
+    f->pending++;
+    return 0;
+}
+static void f_try_write(void *io, const void *buf, size_t len) {
+    fconn *f = io;
+    memcpy(f->out + f->outlen, buf, len);
+    f->outlen += len;
+    f->out[f->outlen] = '\0';
+}
+static int f_reading(void *io, int on) {
+    ((fconn *)io)->reading = on;
+    return 0;
+}
+static int f_shutdown(void *io) {
+    ((fconn *)io)->shut = 1;
+    return 0;
+}
+static void f_timer(void *io, unsigned ms) {
+    ((fconn *)io)->timer_on = 1;
+    ((fconn *)io)->timer_ms = ms;
+}
+static void f_timer_stop(void *io) {
+    ((fconn *)io)->timer_on = 0;
+}
+static void f_close(void *io) {
+    ((fconn *)io)->closed = 1;
+}
+
+static const gp_admin_io fio = {NULL,      f_now,      f_done,  f_write,      f_try_write,
+                                f_reading, f_shutdown, f_timer, f_timer_stop, f_close};
+
+static gp_admin *server(const gp_admin_cfg *cfg) {
+    clock_ms = 1000;
+    done_called = 0;
+    gp_admin_cfg def = {0};
+    gp_admin *a = gp_admin_core_new(cfg ? cfg : &def, &fio);
+    cr_assert_not_null(a);
+    return a;
+}
+
+static void feed(fconn *f, const char *s) {
+    gp_admin_input(f->c, s, (long)strlen(s));
+}
+
+/* The writes complete (the glue reports them), as the loop would on its next turn. */
+static void flush(fconn *f) {
+    while (f->pending) {
+        f->pending--;
+        gp_admin_written(f->c, 0);
+    }
+}
+
+/* The server is closed and every connection released: it frees itself (done once). */
+static void teardown(gp_admin *a, fconn **fs, size_t n) {
+    gp_admin_shutdown(a);
+    for (size_t i = 0; i < n; i++) {
+        flush(fs[i]);
+        cr_assert(fs[i]->closed);
+        gp_admin_released(fs[i]->c);
+    }
+    cr_assert_eq(done_called, 0);
+    gp_admin_unref(a);
+    cr_assert_eq(done_called, 1);
+}
+
+static int ready_yes(const char **why) {
+    (void)why;
+    return 1;
+}
+static char *metrics_text(size_t *len) {
+    *len = 6;
+    return strdup("x 1\n\n\n");
+}
+static const gp_admin_probes probes = {ready_yes, metrics_text};
+
+Test(admin_http, probe_answered_with_keep_alive_then_idle_timer) {
+    gp_admin *a = server(NULL);
+    gp_admin_route_probes(a, &probes);
+    fconn f = {0};
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 5555);
+    cr_assert_not_null(f.c);
+    cr_assert(f.reading);
+    cr_assert(f.timer_on && f.timer_ms == 5000, "the request deadline runs from accept");
+    feed(&f, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n");
+    cr_assert(strstr(f.out, "HTTP/1.1 200 OK\r\n") == f.out, "%s", f.out);
+    cr_assert(strstr(f.out, "Connection: keep-alive\r\n"), "%s", f.out);
+    cr_assert(strstr(f.out, "X-Frame-Options: DENY\r\n"), "%s", f.out);
+    cr_assert(strstr(f.out, "\r\n\r\nok\n"), "%s", f.out);
+    cr_assert(f.timer_on && f.timer_ms == 15000, "idle timer after the answer");
+    cr_assert_eq(gp_admin_conns(a), 1);
+    flush(&f);
+    cr_assert(!f.closed);
+    gp_admin_timeout(f.c); /* idle: closed */
+    cr_assert(f.closed);
+    cr_assert_eq(gp_admin_conns(a), 0);
+    gp_admin_released(f.c);
+    gp_admin_shutdown(a);
+    gp_admin_unref(a);
+    cr_assert_eq(done_called, 1);
+}
+
+static gp_admin_call *held;
+static void later(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)req, (void)ud;
+    held = call;
+}
+
+Test(admin_http, pipelined_request_waits_for_a_late_answer) {
+    gp_admin *a = server(NULL);
+    gp_admin_route(a, "/slow", 0, later, NULL);
+    gp_admin_route_probes(a, &probes);
+    fconn f = {0};
+    f.c = gp_admin_accepted(a, &f, "::1", 7);
+    held = NULL;
+    feed(&f, "GET /slow HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n");
+    cr_assert_not_null(held);
+    cr_assert_eq(f.outlen, 0);
+    cr_assert(!f.reading, "reading stops while a handler has not answered");
+    cr_assert_str_eq(gp_admin_call_addr(held), "::1:7");
+    gp_admin_reply(held, 200, "text/plain", NULL, "late", 4);
+    cr_assert(strstr(f.out, "\r\n\r\nlate"), "%s", f.out);
+    /* the kept input is the next request: answered 404 from the pipeline */
+    cr_assert(strstr(f.out, "HTTP/1.1 404 Not Found\r\n"), "%s", f.out);
+    cr_assert(strstr(f.out, "{\"error\":\"not_found\",\"message\":\"no such path\"}"), "%s", f.out);
+    cr_assert(f.reading, "reading resumes");
+    fconn *fs[] = {&f};
+    teardown(a, fs, 1);
+}
+
+Test(admin_http, answer_after_the_client_left_is_dropped) {
+    gp_admin *a = server(NULL);
+    gp_admin_route(a, "/slow", 0, later, NULL);
+    fconn f = {0};
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+    held = NULL;
+    feed(&f, "GET /slow HTTP/1.1\r\n\r\n");
+    cr_assert_not_null(held);
+    gp_admin_input(f.c, NULL, -1); /* EOF */
+    cr_assert(f.closed);
+    cr_assert_str_eq(gp_admin_call_addr(held), "");
+    gp_admin_reply(held, 200, "text/plain", NULL, "x", 1);
+    cr_assert_eq(f.outlen, 0);
+    gp_admin_released(f.c);
+    gp_admin_shutdown(a);
+    gp_admin_unref(a);
+    cr_assert_eq(done_called, 1);
+}
+
+Test(admin_http, foreign_host_is_misdirected_and_bad_input_refused_then_lingers) {
+    gp_admin *a = server(NULL);
+    gp_admin_route_probes(a, &probes);
+    fconn f = {0}, g = {0};
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 1);
+    feed(&f, "GET /healthz HTTP/1.1\r\nHost: evil.example:8080\r\n\r\n");
+    cr_assert(strstr(f.out, "HTTP/1.1 421 Misdirected Request\r\n") == f.out, "%s", f.out);
+    cr_assert(strstr(f.out, "\"error\":\"misdirected_request\""), "%s", f.out);
+    g.c = gp_admin_accepted(a, &g, "127.0.0.1", 2);
+    feed(&g, "NOT HTTP AT ALL\r\n\r\n");
+    cr_assert(strstr(g.out, "HTTP/1.1 400 Bad Request\r\n") == g.out, "%s", g.out);
+    cr_assert(strstr(g.out, "Connection: close\r\n"), "%s", g.out);
+    cr_assert(!g.shut && !g.closed, "lingering waits for the answer to be written");
+    flush(&g);
+    cr_assert(g.shut && !g.closed && g.reading, "write side shut, input still drained");
+    cr_assert_eq(g.timer_ms, 2000);
+    feed(&g, "more bytes the client still sends");
+    cr_assert(!g.closed);
+    gp_admin_timeout(g.c);
+    cr_assert(g.closed);
+    gp_admin_released(g.c);
+    fconn *fs[] = {&f};
+    teardown(a, fs, 1);
+}
+
+Test(admin_http, caps_shed_the_oldest_idle_or_refuse_when_all_busy) {
+    gp_admin_cfg cfg = {.max_conns = 2, .max_per_addr = 1};
+    gp_admin *a = server(&cfg);
+    gp_admin_route(a, "/slow", 0, later, NULL);
+    fconn x = {0}, y = {0}, z = {0}, w = {0};
+    x.c = gp_admin_accepted(a, &x, "10.0.0.1", 1);
+    clock_ms++;
+    y.c = gp_admin_accepted(a, &y, "10.0.0.1", 2); /* same address: x (idle) is shed */
+    cr_assert(x.closed && !y.closed);
+    gp_admin_released(x.c);
+    held = NULL;
+    feed(&y, "GET /slow HTTP/1.1\r\n\r\n"); /* y is busy now */
+    clock_ms++;
+    z.c = gp_admin_accepted(a, &z, "10.0.0.1", 3); /* the only other one is busy: 503 */
+    cr_assert(z.closed && !y.closed);
+    cr_assert(strstr(z.out, "HTTP/1.1 503 Service Unavailable\r\n"), "%s", z.out);
+    cr_assert(strstr(z.out, "too many admin connections"), "%s", z.out);
+    gp_admin_released(z.c);
+    w.c = gp_admin_accepted(a, &w, "10.0.0.2", 4); /* another address, under the total */
+    cr_assert(!w.closed);
+    cr_assert_eq(gp_admin_conns(a), 2);
+    gp_admin_reply(held, 204, NULL, NULL, NULL, 0);
+    fconn *fs[] = {&y, &w};
+    teardown(a, fs, 2);
+}
+
+/* The JSON errors are byte for byte what jansson wrote before the server left libuv. */
+Test(admin_http, error_json_as_jansson_writes_it) {
+    static const char *cases[] = {"plain", "quote\" back\\ slash/", "ctl\x01\x1f\x7f\b\f\n\r\t",
+                                  "utf8 \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", ""};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *o = json_pack("{s:s, s:s}", "error", "code", "message", cases[i]);
+        char *want = json_dumps(o, JSON_COMPACT);
+        size_t len;
+        char *got = gp_admin_error_json("code", cases[i], &len);
+        cr_assert_str_eq(got, want);
+        cr_assert_eq(len, strlen(want));
+        free(got);
+        free(want);
+        json_decref(o);
+    }
+    static const char *bad[] = {"\xff", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"};
+    size_t len;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_null(json_pack("{s:s}", "m", bad[i]));
+        cr_assert_null(gp_admin_error_json("code", bad[i], &len), "case %zu", i);
+    }
+}

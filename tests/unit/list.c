@@ -1,0 +1,55 @@
+/* list.c — the intrusive list macros (proto/list.h) on a struct with its own field names. */
+#include "list.h"
+
+#include <criterion/criterion.h>
+#include <stddef.h>
+
+typedef struct item {
+    int v;
+    struct item *older, *newer, *qnext;
+} item;
+
+static void check(item *head, item *tail, const int *want, size_t n) {
+    size_t i = 0;
+    item *last = NULL;
+    for (item *x = head; x; last = x, x = x->newer, i++) {
+        cr_assert_lt(i, n);
+        cr_assert_eq(x->v, want[i], "at %zu", i);
+        cr_assert_eq(x->older, last);
+    }
+    cr_assert_eq(i, n);
+    cr_assert_eq(tail, last);
+}
+
+Test(list, append_prepend_unlink) {
+    item it[4] = {{.v = 0}, {.v = 1}, {.v = 2}, {.v = 3}};
+    item *head = NULL, *tail = NULL;
+    GP_LIST_APPEND(head, tail, &it[1], older, newer);
+    GP_LIST_APPEND(head, tail, &it[2], older, newer);
+    GP_LIST_PREPEND(head, tail, &it[0], older, newer);
+    GP_LIST_APPEND(head, tail, &it[3], older, newer);
+    check(head, tail, (int[]){0, 1, 2, 3}, 4);
+    GP_LIST_UNLINK(head, tail, &it[2], older, newer); /* middle */
+    check(head, tail, (int[]){0, 1, 3}, 3);
+    GP_LIST_UNLINK(head, tail, &it[0], older, newer); /* head */
+    check(head, tail, (int[]){1, 3}, 2);
+    GP_LIST_UNLINK(head, tail, &it[3], older, newer); /* tail */
+    check(head, tail, (int[]){1}, 1);
+    GP_LIST_UNLINK(head, tail, &it[1], older, newer); /* the last one */
+    cr_assert_null(head);
+    cr_assert_null(tail);
+    GP_LIST_PREPEND(head, tail, &it[2], older, newer); /* into an empty list */
+    check(head, tail, (int[]){2}, 1);
+}
+
+Test(list, queue_append) {
+    item it[3] = {{.v = 0}, {.v = 1}, {.v = 2}};
+    item *head = NULL, *tail = NULL;
+    for (int i = 0; i < 3; i++)
+        GP_SLIST_APPEND(head, tail, &it[i], qnext);
+    int i = 0;
+    for (item *x = head; x; x = x->qnext)
+        cr_assert_eq(x->v, i++);
+    cr_assert_eq(i, 3);
+    cr_assert_eq(tail, &it[2]);
+}
