@@ -27,6 +27,10 @@ PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson openss
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
+# proto/adapters/: the libuv glue of the shared runtime (the admin port's I/O, the daemons'
+# signals), outside the sans-I/O core and its library: its own archive, linked by the programs
+# only (bridge/DESIGN.md, "Layers"; hiredis keeps its event-loop adapters the same way).
+UV_SRC := $(wildcard proto/adapters/*.c)
 # One folder a program (bridge/DESIGN.md, "Code map"): the daemon, its admin port and dashboard,
 # the CLI; bridge/store/ is the Redis side all of them share.
 STORE_SRC := $(wildcard bridge/store/*.c)
@@ -35,7 +39,7 @@ BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
 	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
 # The admin port (HTTP server, request parsing, metrics) is in proto/, shared by both daemons;
-# each keeps its thin libuv glue (bridge/admin/admin_uv.c, house/admin_uv.c).
+# its libuv glue is proto/adapters/uv_admin.c (libgpuv.a).
 HOUSE_SRC := $(wildcard house/*.c)
 HARNESS_SRC := $(wildcard tests/harness/*.c) bridge/store/rkeys.c bridge/store/rclient.c bridge/store/uvredis.c \
 	bridge/store/rurl.c bridge/store/tlsrelay.c
@@ -46,6 +50,7 @@ BENCH_SRC := $(wildcard tests/bench/*.c)
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_LIB := $(BUILD)/libgpproto.a
+UV_LIB := $(BUILD)/libgpuv.a
 BINS := $(BUILD)/bin/ghostport-bridge $(BUILD)/bin/ghostport-house $(BUILD)/bin/ghostport
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit_%,$(UNIT_SRC))
 IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
@@ -77,6 +82,11 @@ $(PROTO_LIB): $(call obj,$(PROTO_SRC))
 	@mkdir -p $(dir $@)
 	$(Q)$(AR) rcs $@ $^
 
+# Listed before $(PROTO_LIB) on a link line: the adapters call into it.
+$(UV_LIB): $(call obj,$(UV_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)$(AR) rcs $@ $^
+
 # The dashboard (bridge/admin/web/*) compiled into the bridge: br_web_asset() in a generated file,
 # regenerated when a web file changes (bridge/admin/ADMIN.md, scripts/embed-web.py).
 WEB_OBJ := $(BUILD)/obj/gen/web_assets.o
@@ -89,7 +99,7 @@ $(WEB_OBJ): $(BUILD)/gen/web_assets.c
 	@$(if $(Q),echo "  CC $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(PROTO_LIB)
+$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -99,7 +109,7 @@ $(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(PROTO_LIB)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) $(or $(call PC,--libs,ncursesw),-lncursesw) -lm
 
-$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
+$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -108,14 +118,14 @@ $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(PROTO_LIB)
 # many-houses tools share tests/load/inproc.c (house defaults, the in-process executor).
 $(BUILD)/bin/gp-loadhouses: $(BUILD)/obj/tests/load/loadhouses.o $(BUILD)/obj/tests/load/inproc.o \
 		$(call obj,bridge/store/rurl.c bridge/store/rclient.c bridge/store/rkeys.c bridge/store/tlsrelay.c) \
-		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
+		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
 # Many real houses (house/'s code, without its main.c) in one process.
 $(BUILD)/bin/gp-househost: $(BUILD)/obj/tests/load/househost.o $(BUILD)/obj/tests/load/inproc.o \
-		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(PROTO_LIB)
+		$(call obj,$(filter-out house/main.c,$(HOUSE_SRC))) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
@@ -308,7 +318,7 @@ bench: deps
 demo: deps all
 	$(Q)DEMO_KEEP=$(KEEP) ./scripts/demo.sh
 
-FORMAT_FILES = $(wildcard proto/*.[ch] bridge/*.[ch] bridge/*/*.[ch] house/*.[ch] tests/*/*.[ch])
+FORMAT_FILES = $(wildcard proto/*.[ch] proto/*/*.[ch] bridge/*.[ch] bridge/*/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 

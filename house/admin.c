@@ -1,8 +1,8 @@
 /* admin.c — the house's admin port (bridge/admin/ADMIN.md): /healthz, /readyz (connected to a
  * bridge) and /metrics (gp_house_*), on the admin HTTP server shared with the bridge
- * (proto/admin_http.c, on this loop through admin_uv.c) and its metrics registry
+ * (proto/admin_http.c, on this loop through proto/adapters/uv_admin.c) and its metrics registry
  * (proto/metrics.c). I/O side. */
-#include "admin_http.h"
+#include "adapters/uv_admin.h"
 #include "house.h"
 #include "metrics.h"
 

@@ -1,6 +1,6 @@
 /* admin_http.c — the admin port's HTTP/1.1 server without its I/O (see admin_http.h). Pure:
- * the glue (admin_uv.c of each daemon) reads and writes the sockets and runs the timers this
- * file asks for; requests come out of http_req.c.
+ * the glue (proto/adapters/uv_admin.c, both daemons') reads and writes the sockets and runs
+ * the timers this file asks for; requests come out of http_req.c.
  *
  * One request at a time per connection: while a handler has not answered, the connection
  * stops reading, and bytes already read that belong to the next request (pipelining) wait

@@ -3,8 +3,8 @@
  * timeouts, a cap on concurrent connections) with routes the daemon registers. Pure: this is
  * the server without its I/O (bytes in, parsed request, route, response bytes out, limits,
  * keep-alive, timers asked for), driven through gp_admin_io by a thin glue that owns the
- * sockets and timers: each daemon's admin_uv.c (bridge/admin/, house/) on its libuv loop,
- * or a test feeding bytes. The parsing is http_req.h's.
+ * sockets and timers: proto/adapters/uv_admin.[ch] on a libuv loop (both daemons), or a
+ * test feeding bytes. The parsing is http_req.h's.
  *
  * A handler answers with gp_admin_reply, exactly once, either before it returns or later
  * (after Redis answered, say). If the client went away meanwhile the reply is dropped; the
@@ -85,17 +85,8 @@ void gp_admin_released(gp_admin_conn *c);
 int gp_admin_shutdown(gp_admin *a); /* 0, or -1 when closing already */
 void gp_admin_unref(gp_admin *a);
 
-/* The server on a libuv loop: implemented by each daemon's glue, admin_uv.c (bridge/admin/,
- * house/), not here — proto/ does not include libuv, it only names the loop's type. */
-struct uv_loop_s;
-/* Creates the server (not listening yet). NULL: out of memory. */
-gp_admin *gp_admin_new(struct uv_loop_s *loop, const gp_admin_cfg *cfg);
-/* Starts listening. Returns the port (the real one when cfg->port was 0), or a negative
- * libuv error (logged). */
-int gp_admin_listen(gp_admin *a);
-/* Closes the listener and every connection; memory is released as libuv closes handles
- * and pending calls are answered (their replies are dropped). NULL ok. */
-void gp_admin_close(gp_admin *a);
+/* The server on a libuv loop (gp_admin_new, gp_admin_listen, gp_admin_close) is the
+ * adapter's, proto/adapters/uv_admin.h, outside this sans-I/O core and its library. */
 
 /* Routes `path` (exact), or every path starting with it when prefix is set, to fn. The
  * longest match wins; an unmatched path is answered 404 by the server. path is borrowed

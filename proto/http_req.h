@@ -2,8 +2,8 @@
  * Pure: fed bytes, hands out one complete request at a time; the parsing itself is
  * http-parser's (Debian libhttp-parser), this file only collects what it reports and bounds
  * it (request size, header count). No sockets, no loop: admin_http.c (the server) feeds it,
- * each daemon's admin_uv.c does the I/O, and tests/fuzz/fuzz_admin_http.c feeds it arbitrary
- * bytes.
+ * the libuv adapter (proto/adapters/uv_admin.c) does the I/O, and
+ * tests/fuzz/fuzz_admin_http.c feeds it arbitrary bytes.
  *
  * Use: feed bytes until GP_HTTP_DONE, read gp_http_req_get(), answer it, then
  * gp_http_req_next() and feed the bytes the last call did not consume (pipelining). Errors

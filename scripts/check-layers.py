@@ -8,9 +8,13 @@
 Rules (exit 1 and one line per violation if broken):
   1. proto/ is the sans-I/O core: it includes no event-loop, socket, thread, Redis, HTTP or
      WebSocket header. It may read files (conf.c: stdio, unistd, sys/stat) and use libsodium
-     and zstd.
+     and zstd. Outside the core: proto/adapters/, the libuv glue of the shared runtime (its own
+     archive, libgpuv.a, linked by the programs only, as hiredis keeps its adapters/ beside its
+     library): no core file includes an adapter, and an adapter includes only proto/ headers,
+     the C library and libuv (no lws, hiredis, curl, jansson, OpenSSL, ...).
   2. bridge/ includes nothing from house/.
-  3. house/ includes nothing from bridge/ (the runtime both daemons share is in proto/).
+  3. house/ includes nothing from bridge/ (the runtime both daemons share is in proto/, its
+     libuv glue in proto/adapters/, which both may include).
   4. bridge/'s own modules (X.c + X.h, X a path under bridge/) form no include cycle: X -> Y
      when X.c or X.h includes Y.h (bridge/DESIGN.md, "Layers").
   5. No bridge/ source but bridge/daemon/main.c names the daemon's top-level object (g_br):
@@ -29,6 +33,16 @@ FORBIDDEN_IN_PROTO = re.compile(
     r"openssl/.*|http_parser\.h|sys/socket\.h|sys/un\.h|sys/epoll\.h|sys/select\.h|"
     r"netinet/.*|arpa/.*|netdb\.h|poll\.h|pthread\.h|signal\.h|curses\.h)$")
 
+# The folder of proto/ outside the sans-I/O core: event-loop adapters (libuv), one copy both
+# daemons link (libgpuv.a). Core files must not include them.
+ADAPTERS = "adapters/"
+
+# What an adapter must not include: any library but libuv (and the C library). Quoted includes
+# must resolve inside proto/.
+FORBIDDEN_IN_ADAPTER = re.compile(
+    r"^(libwebsockets\.h|lws_.*|hiredis/.*|hiredis\.h|curl/.*|jansson\.h|openssl/.*|"
+    r"http_parser\.h|sodium\.h|sodium/.*|zstd\.h|criterion/.*|n?curses.*\.h)$")
+
 # Pure exceptions to FORBIDDEN_IN_PROTO, by file: the admin port's request parser (shared by
 # both daemons) is pure bytes in, request out. http-parser is a byte parser with no I/O of
 # its own, and inet_pton (arpa/inet.h) only converts text to an address, for the Host check.
@@ -36,8 +50,8 @@ FORBIDDEN_IN_PROTO = re.compile(
 PROTO_PURE = {("http_req.c", "http_parser.h"), ("http_req.c", "arpa/inet.h")}
 
 # Exceptions to rule 3: none. The runtime both daemons share (admin port, metrics, logger core,
-# buffers, key files) is pure and lives in proto/; the admin port's libuv glue is one small
-# file in each daemon (bridge/admin/admin_uv.c, house/admin_uv.c). Keep this empty.
+# buffers, key files) is pure and lives in proto/; the admin port's libuv glue is one adapter
+# both include (proto/adapters/uv_admin.c). Keep this empty.
 SHARED_EXCEPTIONS = set()
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
@@ -85,8 +99,18 @@ def check(root):
             for line, quote, name in includes(os.path.join(root, rel)):
                 target = resolve(root, os.path.dirname(rel), quote, name)
                 where = f"{rel}:{line}: #include {quote}{name}"
-                if layer == "proto":
-                    if (quote == "<" and FORBIDDEN_IN_PROTO.match(name)
+                if layer == "proto" and f.startswith(ADAPTERS):
+                    if quote == "<" and FORBIDDEN_IN_ADAPTER.match(name):
+                        errors.append(f"{where}: an adapter includes only proto/, the C library "
+                                      "and libuv")
+                    elif target and not target.startswith("proto/"):
+                        errors.append(f"{where}: an adapter includes only proto/, the C library "
+                                      "and libuv")
+                elif layer == "proto":
+                    if target and target.startswith("proto/" + ADAPTERS):
+                        errors.append(f"{where}: proto/'s core does not include its adapters "
+                                      "(they are I/O, outside libgpproto.a)")
+                    elif (quote == "<" and FORBIDDEN_IN_PROTO.match(name)
                             and (f, name) not in PROTO_PURE):
                         errors.append(f"{where}: proto/ is sans-I/O (no sockets, loops, threads, "
                                       "Redis, HTTP)")
@@ -191,7 +215,7 @@ def run(root):
         print(f"check-layers: FAILED ({len(errors)} forbidden includes, {len(bridge_errors)} "
               "bridge/ module violations)", file=sys.stderr)
         return 1
-    print("check-layers: ok (proto/ sans-I/O; bridge/ and house/ apart"
+    print("check-layers: ok (proto/ sans-I/O, its adapters libuv only; bridge/ and house/ apart"
           + (f" but for {len(SHARED_EXCEPTIONS)} shared headers" if SHARED_EXCEPTIONS else "")
           + "; bridge/ modules acyclic, g_br only in main.c)")
     return 0
@@ -206,6 +230,10 @@ def self_test(root):
         ("bridge/daemon/entry.c", '#include "../../house/house.h"\n'),
         ("house/reqcheck.c", '#include "../bridge/log.h"\n'),
         ("house/admin.c", '#include "../bridge/admin/api_body.h"\n'),
+        # proto/adapters/: the core may not reach its adapters, an adapter only libuv
+        ("proto/metrics.c", '#include "adapters/uv_admin.h"\n'),
+        ("proto/adapters/uv_admin.c", "#include <hiredis/hiredis.h>\n"),
+        ("proto/adapters/uv_admin.c", '#include "../../bridge/log.h"\n'),
         # bridge/ rules: conn.h already sits below house.h, so this closes a cycle
         ("bridge/daemon/conn.c", '#include "house.h"\n'),
         ("bridge/daemon/house.c", "static int planted(void) { return g_br.stopping; }\n"),

@@ -3,7 +3,7 @@
  * I/O side. The admin token is kept only as a hash and compared in constant time. */
 #include "admin.h"
 #include "../log.h"
-#include "admin_http.h"
+#include "adapters/uv_admin.h"
 #include "api.h"
 #include "conf.h"
 #include "stats.h"

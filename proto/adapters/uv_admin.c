@@ -1,13 +1,14 @@
-/* admin_uv.c — the admin port's I/O glue on libuv (gp_admin_new, gp_admin_listen and
- * gp_admin_close of admin_http.h). I/O side: it accepts, reads, writes and runs one timer a
- * connection, and hands every event to the server in proto/admin_http.c, which decides
- * everything else (parsing, routes, limits, keep-alive, timeouts, shedding, lingering).
+/* uv_admin.c — the admin port's I/O glue on libuv (uv_admin.h: gp_admin_new, gp_admin_listen
+ * and gp_admin_close). I/O side: it accepts, reads, writes and runs one timer a connection,
+ * and hands every event to the server in proto/admin_http.c, which decides everything else
+ * (parsing, routes, limits, keep-alive, timeouts, shedding, lingering).
  *
- * Why this file exists twice (bridge/admin/ and house/, the same code): the glue needs libuv,
- * so it cannot live in proto/ (sans-I/O, checked by scripts/check-layers.py), and house/ may
- * not include bridge/ nor bridge/ house/. Everything that can be pure is in proto/; what is
- * left is the libuv calls themselves, kept to this one small file per daemon. */
-#include "admin_http.h"
+ * Why here, in proto/adapters/ (the way hiredis keeps its event-loop adapters beside its
+ * library): both daemons run the same glue, so it is written once, not once in each; it needs
+ * libuv, so it stays out of proto/'s sans-I/O core and its library (libgpproto.a) and is built
+ * into its own archive, libgpuv.a, which the daemons and the tools that host a house link; and
+ * bridge/ and house/ both include it from here, so neither includes the other. */
+#include "uv_admin.h"
 
 #include <uv.h>
 
