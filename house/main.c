@@ -1,6 +1,7 @@
 /* main.c — ghostport-house: configuration (proto/conf.h table: file < env < flags), checks
  * that fail fast with exit status 2, signals, and the one libuv loop that hosts both the
  * WebSocket to the bridge (tunnel.c) and the upstream HTTP calls (upstream.c). I/O side. */
+#include "adapters/uv_signals.h"
 #include "conf.h"
 #include "house.h"
 
@@ -22,7 +23,7 @@ static struct {
     char **argv;
 } g_hs;
 
-static uv_signal_t g_sigint, g_sigterm, g_sighup;
+static gp_uv_signals g_signals; /* SIGINT, SIGTERM: stop; SIGHUP: reload */
 
 /* --- repeatable options ------------------------------------------------------------------ */
 
@@ -431,8 +432,8 @@ static void reload(void) {
            changed[0] ? changed : "none", restart[0] ? " restart_needed=" : "", restart);
 }
 
-static void on_sighup(uv_signal_t *h, int signum) {
-    (void)h, (void)signum;
+static void on_sighup(void *ud) {
+    (void)ud;
     reload();
 }
 
@@ -449,16 +450,14 @@ static void admin_log(int level, const char *event, const char *kv) {
     hs_log(level, event, "house=%s %s", g_hs.h.cfg.id, kv);
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-    (void)h;
+static void on_signal(void *ud, int signum) {
+    (void)ud;
     if (g_hs.h.stopping)
         return;
     g_hs.h.stopping = 1;
     hs_log(HS_LOG_INFO, "shutdown", "signal=%s", signum == SIGINT ? "SIGINT" : "SIGTERM");
     stop_house(&g_hs.h);
-    uv_close((uv_handle_t *)&g_sigint, NULL);
-    uv_close((uv_handle_t *)&g_sigterm, NULL);
-    uv_close((uv_handle_t *)&g_sighup, NULL);
+    gp_uv_signals_close(&g_signals);
 }
 
 int main(int argc, char **argv) {
@@ -506,12 +505,7 @@ int main(int argc, char **argv) {
     uv_loop_t loop;
     uv_loop_init(&loop);
     g_hs.h.loop = &loop;
-    uv_signal_init(&loop, &g_sigint);
-    uv_signal_init(&loop, &g_sigterm);
-    uv_signal_init(&loop, &g_sighup);
-    uv_signal_start(&g_sigint, on_signal, SIGINT);
-    uv_signal_start(&g_sigterm, on_signal, SIGTERM);
-    uv_signal_start(&g_sighup, on_sighup, SIGHUP);
+    gp_uv_signals_start(&g_signals, &loop, on_signal, on_sighup, NULL);
 
     hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.h.cfg.id,
            g_hs.h.cfg.nbridges, hs_qs(g_hs.h.cfg.upstream), g_hs.h.cfg.nservices);
@@ -522,9 +516,7 @@ int main(int argc, char **argv) {
         hs_admin_start(h, admin_log) != 0) {
         h->stopping = 1;
         stop_house(h);
-        uv_close((uv_handle_t *)&g_sigint, NULL);
-        uv_close((uv_handle_t *)&g_sigterm, NULL);
-        uv_close((uv_handle_t *)&g_sighup, NULL);
+        gp_uv_signals_close(&g_signals);
     } else {
         rc = 0;
     }

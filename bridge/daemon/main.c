@@ -8,6 +8,7 @@
 #include "../store/rkeys.h"
 #include "../store/rurl.h"
 #include "../store/tlsrelay.h"
+#include "adapters/uv_signals.h"
 #include "conf.h"
 #include "conn.h"
 #include "flood.h"
@@ -57,7 +58,7 @@ typedef struct br_bridge {
     uint8_t master_key[32];
     int has_master;
     uv_timer_t tick;
-    uv_signal_t sigint, sigterm, sighup;
+    gp_uv_signals signals;  /* SIGINT, SIGTERM: drain; SIGHUP: reload */
     struct gp_admin *admin; /* the admin port, NULL when off */
     int admin_port;         /* its port once listening */
     br_admin_token token;   /* the admin token (hash), reloaded on SIGHUP */
@@ -408,8 +409,8 @@ static void reload(void) {
            restart[0] ? " restart_needed=" : "", restart);
 }
 
-static void on_sighup(uv_signal_t *s, int signum) {
-    (void)s, (void)signum;
+static void on_sighup(void *ud) {
+    (void)ud;
     reload();
 }
 
@@ -535,9 +536,7 @@ static void drained(void) {
     uv_timer_stop(&g_grace);
     uv_close((uv_handle_t *)&g_grace, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
-    uv_close((uv_handle_t *)&g_br.sigint, on_closed_handle);
-    uv_close((uv_handle_t *)&g_br.sigterm, on_closed_handle);
-    uv_close((uv_handle_t *)&g_br.sighup, on_closed_handle);
+    gp_uv_signals_close(&g_br.signals);
     br_admin_stop();
     br_flood_free();
     /* From inside the loop: lws closes its handles, and finishes destroying the context
@@ -588,8 +587,8 @@ static void shut_down(const char *why) {
         on_barrier(NULL, NULL);
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-    (void)s;
+static void on_signal(void *ud, int signum) {
+    (void)ud;
     if (g_br.env.stopping) {
         shut_down("second_signal");
         return;
@@ -781,12 +780,7 @@ int main(int argc, char **argv) {
     uv_timer_init(&loop, &g_br.tick);
     uv_timer_start(&g_br.tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(&loop, &g_grace);
-    uv_signal_init(&loop, &g_br.sigint);
-    uv_signal_init(&loop, &g_br.sigterm);
-    uv_signal_init(&loop, &g_br.sighup);
-    uv_signal_start(&g_br.sigint, on_signal, SIGINT);
-    uv_signal_start(&g_br.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&g_br.sighup, on_sighup, SIGHUP);
+    gp_uv_signals_start(&g_br.signals, &loop, on_signal, on_sighup, NULL);
     struct rlimit fds = {0, 0};
     getrlimit(RLIMIT_NOFILE, &fds);
     br_log(BR_LOG_INFO, "bridge_started",
