@@ -158,6 +158,9 @@ $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
 # The admin port's server without its I/O, fed bytes by a fake glue (jansson: the reference
 # for its JSON errors).
 $(BUILD)/tests/unit_admin_http: UNIT_LIBS := -ljansson
+# The signals both daemons watch (proto/adapters/uv_signals.c), raised at the test on a real loop.
+$(BUILD)/tests/unit_uv_signals: $(UV_LIB)
+$(BUILD)/tests/unit_uv_signals: UNIT_LIBS := -luv
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
