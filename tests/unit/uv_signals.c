@@ -11,6 +11,10 @@ typedef struct seen {
     int reloads, stops, last;
 } seen;
 
+static uv_loop_t loop;
+static seen s;
+static gp_uv_signals sig;
+
 static void on_stop(void *ud, int signum) {
     seen *s = ud;
     s->stops++;
@@ -21,27 +25,27 @@ static void on_reload(void *ud) {
     ((seen *)ud)->reloads++;
 }
 
-/* Raises sig and runs the loop until *count moves (the handler has written to libuv's pipe
+/* Raises signum and runs the loop until *count moves (the handler has written to libuv's pipe
  * by the time raise returns; the test's timeout bounds a failure). */
-static void raise_and_wait(uv_loop_t *loop, int sig, const int *count) {
+static void raise_and_wait(int signum, const int *count) {
     int before = *count;
-    cr_assert_eq(raise(sig), 0);
+    cr_assert_eq(raise(signum), 0);
     while (*count == before)
-        uv_run(loop, UV_RUN_ONCE);
+        uv_run(&loop, UV_RUN_ONCE);
 }
 
-Test(uv_signals, reload_and_stop_reach_the_callbacks, .timeout = 10) {
-    uv_loop_t loop;
+static void start(void) {
     uv_loop_init(&loop);
-    seen s = {0};
-    gp_uv_signals sig;
     gp_uv_signals_start(&sig, &loop, on_stop, on_reload, &s);
-    raise_and_wait(&loop, SIGHUP, &s.reloads);
+}
+
+Test(uv_signals, reload_and_stop_reach_the_callbacks, .init = start, .timeout = 10) {
+    raise_and_wait(SIGHUP, &s.reloads);
     cr_assert_eq(s.reloads, 1);
     cr_assert_eq(s.stops, 0);
-    raise_and_wait(&loop, SIGTERM, &s.stops);
+    raise_and_wait(SIGTERM, &s.stops);
     cr_assert_eq(s.last, SIGTERM);
-    raise_and_wait(&loop, SIGINT, &s.stops);
+    raise_and_wait(SIGINT, &s.stops);
     cr_assert_eq(s.last, SIGINT);
     cr_assert_eq(s.stops, 2, "every stop signal is reported, not only the first");
     cr_assert_eq(s.reloads, 1);
@@ -50,12 +54,7 @@ Test(uv_signals, reload_and_stop_reach_the_callbacks, .timeout = 10) {
     cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
-Test(uv_signals, closed_handles_let_the_loop_end, .timeout = 10) {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    seen s = {0};
-    gp_uv_signals sig;
-    gp_uv_signals_start(&sig, &loop, on_stop, on_reload, &s);
+Test(uv_signals, closed_handles_let_the_loop_end, .init = start, .timeout = 10) {
     cr_assert_neq(uv_loop_alive(&loop), 0, "watching signals keeps the loop running");
     gp_uv_signals_close(&sig);
     gp_uv_signals_close(&sig); /* a second close (a stop after a failed start) does nothing */
