@@ -12,7 +12,7 @@ typedef struct seen {
 } seen;
 
 static uv_loop_t loop;
-static seen s;
+static seen S;
 static gp_uv_signals sig;
 
 static void on_stop(void *ud, int signum) {
@@ -36,19 +36,19 @@ static void raise_and_wait(int signum, const int *count) {
 
 static void start(void) {
     uv_loop_init(&loop);
-    gp_uv_signals_start(&sig, &loop, on_stop, on_reload, &s);
+    gp_uv_signals_start(&sig, &loop, on_stop, on_reload, &S);
 }
 
 Test(uv_signals, reload_and_stop_reach_the_callbacks, .init = start, .timeout = 10) {
-    raise_and_wait(SIGHUP, &s.reloads);
-    cr_assert_eq(s.reloads, 1);
-    cr_assert_eq(s.stops, 0);
-    raise_and_wait(SIGTERM, &s.stops);
-    cr_assert_eq(s.last, SIGTERM);
-    raise_and_wait(SIGINT, &s.stops);
-    cr_assert_eq(s.last, SIGINT);
-    cr_assert_eq(s.stops, 2, "every stop signal is reported, not only the first");
-    cr_assert_eq(s.reloads, 1);
+    raise_and_wait(SIGHUP, &S.reloads);
+    cr_assert_eq(S.reloads, 1);
+    cr_assert_eq(S.stops, 0);
+    raise_and_wait(SIGTERM, &S.stops);
+    cr_assert_eq(S.last, SIGTERM);
+    raise_and_wait(SIGINT, &S.stops);
+    cr_assert_eq(S.last, SIGINT);
+    cr_assert_eq(S.stops, 2, "every stop signal is reported, not only the first");
+    cr_assert_eq(S.reloads, 1);
     gp_uv_signals_close(&sig);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0);
