@@ -50,19 +50,23 @@ static int g_redis_port;
 static char g_redis_url[1024];
 static br_rc *g_rc; /* the harness's own client: one server or a cluster */
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* The harness's own errors end the test as a crash (abort), with every process stopped. */
+#define fail(...) h_fatal("harness", -1, __VA_ARGS__)
 static int write_all(int fd, const void *p, size_t n);
 static char *drain_fd(int fd, size_t *len);
-static void fail(const char *fmt, ...) {
+
+void h_fatal(const char *who, int exit_code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "harness: ");
+    fprintf(stderr, "%s: ", who);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
     fflush(stderr);
     h_stop_all();
-    abort();
+    if (exit_code < 0)
+        abort();
+    exit(exit_code);
 }
 
 /* snprintf without -Wformat-truncation noise: every path here is far below PATH_MAX. */
