@@ -2,6 +2,7 @@
 #include "inproc.h"
 #include "list.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,28 @@ void lt_house_defaults(hs_config *c) {
     c->reconnect_max_ms = 30000;
     c->rudp_probe_ms = 30000;
     c->admin_listen = -1;
+}
+
+int lt_house_open(hs_house *h, uv_loop_t *loop, struct lws_context *ws_ctx, hs_zstate *zs,
+                  char *err, size_t errlen) {
+    h->loop = loop;
+    h->ws_ctx = ws_ctx;
+    h->zs = zs;
+    lt_house_defaults(&h->cfg);
+    h->cache = hs_cache_new();
+    h->journal = h->cache ? hs_journal_open(h->cache, NULL, h->cfg.id, 0, err, errlen) : NULL;
+    if (!h->cache && errlen)
+        snprintf(err, errlen, "out of memory");
+    return h->journal ? 0 : -1;
+}
+
+void lt_house_close(hs_house *h) {
+    hs_tunnel_free(h->tunnel);
+    hs_upstream_free(h->upstream);
+    hs_journal_close(h->journal);
+    hs_cache_free(h->cache);
+    free(h->cfg.id);
+    sodium_memzero(h->secret, sizeof h->secret);
 }
 
 /* Appends a JSON string body (without quotes) of p[0..n) to out; returns the new length. */

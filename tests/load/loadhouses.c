@@ -807,9 +807,6 @@ static int setup_secrets(char *err, size_t errlen) {
 static int house_init(lh_house *lh, char *err, size_t errlen) {
     hs_house *h = &lh->h;
     hs_config *c = &h->cfg;
-    h->loop = G.loop;
-    h->ws_ctx = G.ctx;
-    h->zs = G.zs;
     h->hooks = &hooks;
     h->first_bridge = G.cfg.spread ? lh->idx : 0;
     h->no_replay = G.cfg.no_replay;
@@ -818,14 +815,16 @@ static int house_init(lh_house *lh, char *err, size_t errlen) {
     c->id = strdup(house_id(lh));
     c->bridges = G.urls;
     c->nbridges = G.cfg.nbridges;
-    lt_house_defaults(c);
+    if (!c->id) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (lt_house_open(h, G.loop, G.ctx, G.zs, err, errlen) != 0)
+        return -1;
     c->ca_file = G.cfg.ca_file;
     c->insecure = G.cfg.insecure;
-    h->cache = c->id ? hs_cache_new() : NULL;
-    if (h->cache)
-        hs_cache_set_keep(h->cache, G.cfg.remember_ms ? (uint64_t)G.cfg.remember_ms : UINT64_MAX);
-    h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, errlen) : NULL;
-    h->tunnel = h->journal ? hs_tunnel_new(h) : NULL;
+    hs_cache_set_keep(h->cache, G.cfg.remember_ms ? (uint64_t)G.cfg.remember_ms : UINT64_MAX);
+    h->tunnel = hs_tunnel_new(h);
     if (!h->tunnel) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -863,14 +862,8 @@ static int start(char *err, size_t errlen) {
 }
 
 static void free_all(void) {
-    for (size_t i = 0; G.houses && i < G.n; i++) {
-        hs_house *h = &G.houses[i].h;
-        hs_tunnel_free(h->tunnel);
-        hs_journal_close(h->journal);
-        hs_cache_free(h->cache);
-        free(h->cfg.id);
-        sodium_memzero(h->secret, sizeof h->secret);
-    }
+    for (size_t i = 0; G.houses && i < G.n; i++)
+        lt_house_close(&G.houses[i].h);
     lt_inproc_free();
     for (size_t i = 0; G.eb && i < G.neb; i++)
         for (lh_exec *e = G.eb[i], *n; e; e = n) {
