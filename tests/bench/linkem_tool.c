@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_tun.h>
+#include <math.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -162,30 +163,33 @@ static double lk_num(const char *s, double suffix_base) {
 /* Applies one "key=value" to p (dir= is handled by the caller). 0, or -1 with err set. A new
  * seed also restarts the packet numbering (*reseed = 1), so the same seed replays the same
  * loss pattern from the next packet on. */
+/* The numeric keys: their k/M/G suffix base (0: none), the range a value other than 0 must
+ * fall in, and the field they set. */
+static const struct lk_key {
+    const char *key;
+    double base, min, max;
+    size_t off;
+} LK_KEYS[] = {
+    {"loss", 0, 0, 1, offsetof(lk_params, loss)},
+    {"delay", 0, 0, 60000, offsetof(lk_params, delay_ms)},
+    {"jitter", 0, 0, 60000, offsetof(lk_params, jitter_ms)},
+    {"rate", 1000, 8, HUGE_VAL, offsetof(lk_params, rate_bps)},
+    {"queue", 1024, 0, 1e9, offsetof(lk_params, queue_bytes)},
+};
+
 static int lk_set_one(lk_params *p, const char *key, const char *val, int *reseed, char *err,
                       size_t errlen) {
-    double v;
-    if (strcmp(key, "loss") == 0) {
-        if ((v = lk_num(val, 0)) < 0 || v > 1)
+    for (size_t i = 0; i < sizeof LK_KEYS / sizeof LK_KEYS[0]; i++) {
+        const struct lk_key *k = &LK_KEYS[i];
+        if (strcmp(key, k->key) != 0)
+            continue;
+        double v = lk_num(val, k->base);
+        if (v < 0 || (v != 0 && v < k->min) || v > k->max)
             goto bad;
-        p->loss = v;
-    } else if (strcmp(key, "delay") == 0) {
-        if ((v = lk_num(val, 0)) < 0 || v > 60000)
-            goto bad;
-        p->delay_ms = v;
-    } else if (strcmp(key, "jitter") == 0) {
-        if ((v = lk_num(val, 0)) < 0 || v > 60000)
-            goto bad;
-        p->jitter_ms = v;
-    } else if (strcmp(key, "rate") == 0) {
-        if ((v = lk_num(val, 1000)) < 0 || (v > 0 && v < 8))
-            goto bad;
-        p->rate_bps = v;
-    } else if (strcmp(key, "queue") == 0) {
-        if ((v = lk_num(val, 1024)) < 0 || v > 1e9)
-            goto bad;
-        p->queue_bytes = v;
-    } else if (strcmp(key, "seed") == 0) {
+        *(double *)((char *)p + k->off) = v;
+        return 0;
+    }
+    if (strcmp(key, "seed") == 0) {
         char *end;
         errno = 0;
         unsigned long long s = strtoull(val, &end, 10);
