@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_tun.h>
+#include <math.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -45,6 +46,7 @@
 #include <unistd.h>
 
 #include "../relay/impair.h"
+#include "list.h"
 
 #define LK_MAX_PKT 65536       /* read buffer: any packet a TUN device can hand us */
 #define LK_READ_BURST 256      /* packets read per wake-up and direction before timers run */
@@ -161,30 +163,33 @@ static double lk_num(const char *s, double suffix_base) {
 /* Applies one "key=value" to p (dir= is handled by the caller). 0, or -1 with err set. A new
  * seed also restarts the packet numbering (*reseed = 1), so the same seed replays the same
  * loss pattern from the next packet on. */
+/* The numeric keys: their k/M/G suffix base (0: none), the range a value other than 0 must
+ * fall in, and the field they set. */
+static const struct lk_key {
+    const char *key;
+    double base, min, max;
+    size_t off;
+} LK_KEYS[] = {
+    {"loss", 0, 0, 1, offsetof(lk_params, loss)},
+    {"delay", 0, 0, 60000, offsetof(lk_params, delay_ms)},
+    {"jitter", 0, 0, 60000, offsetof(lk_params, jitter_ms)},
+    {"rate", 1000, 8, HUGE_VAL, offsetof(lk_params, rate_bps)},
+    {"queue", 1024, 0, 1e9, offsetof(lk_params, queue_bytes)},
+};
+
 static int lk_set_one(lk_params *p, const char *key, const char *val, int *reseed, char *err,
                       size_t errlen) {
-    double v;
-    if (strcmp(key, "loss") == 0) {
-        if ((v = lk_num(val, 0)) < 0 || v > 1)
+    for (size_t i = 0; i < sizeof LK_KEYS / sizeof LK_KEYS[0]; i++) {
+        const struct lk_key *k = &LK_KEYS[i];
+        if (strcmp(key, k->key) != 0)
+            continue;
+        double v = lk_num(val, k->base);
+        if (v < 0 || (v != 0 && v < k->min) || v > k->max)
             goto bad;
-        p->loss = v;
-    } else if (strcmp(key, "delay") == 0) {
-        if ((v = lk_num(val, 0)) < 0 || v > 60000)
-            goto bad;
-        p->delay_ms = v;
-    } else if (strcmp(key, "jitter") == 0) {
-        if ((v = lk_num(val, 0)) < 0 || v > 60000)
-            goto bad;
-        p->jitter_ms = v;
-    } else if (strcmp(key, "rate") == 0) {
-        if ((v = lk_num(val, 1000)) < 0 || (v > 0 && v < 8))
-            goto bad;
-        p->rate_bps = v;
-    } else if (strcmp(key, "queue") == 0) {
-        if ((v = lk_num(val, 1024)) < 0 || v > 1e9)
-            goto bad;
-        p->queue_bytes = v;
-    } else if (strcmp(key, "seed") == 0) {
+        *(double *)((char *)p + k->off) = v;
+        return 0;
+    }
+    if (strcmp(key, "seed") == 0) {
         char *end;
         errno = 0;
         unsigned long long s = strtoull(val, &end, 10);
@@ -421,15 +426,10 @@ static void lk_read(int dir, uint8_t *buf) {
             d->st.drop_limit++;
             continue;
         }
-        p->next = NULL;
         p->release_ns = rel;
         p->len = (uint32_t)n;
         memcpy(p->data, buf, (size_t)n);
-        if (d->tail)
-            d->tail->next = p;
-        else
-            d->head = p;
-        d->tail = p;
+        GP_SLIST_APPEND(d->head, d->tail, p, next);
         d->pending++;
     }
 }
@@ -522,7 +522,8 @@ int main(int argc, char **argv) {
     int mtu = 1500;
     for (int i = 0; i < 2; i++)
         g_dir[i].p = (lk_params){.queue_bytes = 65536, .seed = 1};
-    enum { O_TUN_A = 256, O_TUN_B, O_NS_A, O_NS_B, O_ADDR_A, O_ADDR_B, O_MTU, O_CTL, O_SET };
+    /* O_KEY: an impairment for both directions, as --set 'KEY=value' (KEY: the option's name). */
+    enum { O_TUN_A = 256, O_TUN_B, O_NS_A, O_NS_B, O_ADDR_A, O_ADDR_B, O_MTU, O_CTL, O_SET, O_KEY };
     static const struct option opts[] = {
         {"tun-a", required_argument, NULL, O_TUN_A},
         {"tun-b", required_argument, NULL, O_TUN_B},
@@ -533,37 +534,31 @@ int main(int argc, char **argv) {
         {"mtu", required_argument, NULL, O_MTU},
         {"ctl", required_argument, NULL, O_CTL},
         {"set", required_argument, NULL, O_SET},
-        {"delay", required_argument, NULL, 'd'},
-        {"jitter", required_argument, NULL, 'j'},
-        {"loss", required_argument, NULL, 'l'},
-        {"rate", required_argument, NULL, 'r'},
-        {"queue", required_argument, NULL, 'q'},
-        {"seed", required_argument, NULL, 's'},
+        {"delay", required_argument, NULL, O_KEY},
+        {"jitter", required_argument, NULL, O_KEY},
+        {"loss", required_argument, NULL, O_KEY},
+        {"rate", required_argument, NULL, O_KEY},
+        {"queue", required_argument, NULL, O_KEY},
+        {"seed", required_argument, NULL, O_KEY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int o;
+    int o, idx = 0;
     char err[256], spec[300];
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
         const char *key = NULL;
         switch (o) {
         case O_TUN_A:
-            tun[0] = optarg;
-            break;
         case O_TUN_B:
-            tun[1] = optarg;
+            tun[o - O_TUN_A] = optarg;
             break;
         case O_NS_A:
-            ns[0] = optarg;
-            break;
         case O_NS_B:
-            ns[1] = optarg;
+            ns[o - O_NS_A] = optarg;
             break;
         case O_ADDR_A:
-            addr[0] = optarg;
-            break;
         case O_ADDR_B:
-            addr[1] = optarg;
+            addr[o - O_ADDR_A] = optarg;
             break;
         case O_MTU:
             mtu = atoi(optarg);
@@ -577,23 +572,8 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'd':
-            key = "delay";
-            break;
-        case 'j':
-            key = "jitter";
-            break;
-        case 'l':
-            key = "loss";
-            break;
-        case 'r':
-            key = "rate";
-            break;
-        case 'q':
-            key = "queue";
-            break;
-        case 's':
-            key = "seed";
+        case O_KEY:
+            key = opts[idx].name;
             break;
         case 'h':
             usage(stdout);

@@ -52,17 +52,7 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench redis: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    h_stop_all();
-    exit(1);
-}
+#define die(...) h_fatal("bench redis", 1, __VA_ARGS__)
 
 /* ---- the Redis-only consumer (a process of its own) ----------------------------------- */
 
@@ -73,6 +63,19 @@ static const redisReply *fv_get(const redisReply *fv, const char *name) {
         if (fv->element[i]->type == REDIS_REPLY_STRING && strcmp(fv->element[i]->str, name) == 0)
             return fv->element[i + 1]->type == REDIS_REPLY_STRING ? fv->element[i + 1] : NULL;
     return NULL;
+}
+
+/* The entries of a one-stream XREAD/XREADGROUP reply ([[stream, [entry, ...]]]), or NULL. */
+static const redisReply *xread_entries(const redisReply *r) {
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                   r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2
+               ? r->element[0]->element[1]
+               : NULL;
+}
+
+/* An entry's [field, value, ...] when it is [id, [...]], else NULL (skipped). */
+static const redisReply *entry_fv(const redisReply *e) {
+    return e->type == REDIS_REPLY_ARRAY && e->elements >= 2 ? e->element[1] : NULL;
 }
 
 static void append_read(redisContext *c, const char *stream) {
@@ -111,34 +114,30 @@ static int consumer_main(int port, const char *stream) {
         }
         r = vr;
         size_t ncmd = 0;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-            const redisReply *es = r->element[0]->element[1];
-            for (size_t i = 0; i < es->elements; i++) {
-                const redisReply *e = es->element[i];
-                if (e->type != REDIS_REPLY_ARRAY || e->elements < 2)
-                    continue;
-                const redisReply *id = fv_get(e->element[1], "id"),
-                                 *rk = fv_get(e->element[1], "reply");
-                const char *eid = e->element[0]->str;
-                if (id && rk && rk->len) {
-                    const char *a[] = {"XADD", rk->str, "MAXLEN", "~",   "1000",    "*",
-                                       "id",   id->str, "status", "200", "headers", hdr,
-                                       "body", body,    "final",  "1"};
-                    size_t l[16];
-                    for (int k = 0; k < 16; k++) /* body is binary, not a C string */
-                        l[k] = k == 13 ? sizeof body : strlen(a[k]);
-                    redisAppendCommandArgv(c, 16, a, l);
-                    const char *p[] = {"PEXPIRE", rk->str, REPLY_TTL_MS};
-                    redisAppendCommandArgv(c, 3, p, NULL);
-                    ncmd += 2;
-                }
-                const char *ack[] = {"XACK", stream, GROUP, eid};
-                redisAppendCommandArgv(c, 4, ack, NULL);
-                const char *del[] = {"XDEL", stream, eid};
-                redisAppendCommandArgv(c, 3, del, NULL);
+        const redisReply *es = xread_entries(r);
+        for (size_t i = 0; es && i < es->elements; i++) {
+            const redisReply *e = es->element[i], *fv = entry_fv(e);
+            if (!fv)
+                continue;
+            const redisReply *id = fv_get(fv, "id"), *rk = fv_get(fv, "reply");
+            const char *eid = e->element[0]->str;
+            if (id && rk && rk->len) {
+                const char *a[] = {"XADD", rk->str, "MAXLEN", "~",   "1000",    "*",
+                                   "id",   id->str, "status", "200", "headers", hdr,
+                                   "body", body,    "final",  "1"};
+                size_t l[16];
+                for (int k = 0; k < 16; k++) /* body is binary, not a C string */
+                    l[k] = k == 13 ? sizeof body : strlen(a[k]);
+                redisAppendCommandArgv(c, 16, a, l);
+                const char *p[] = {"PEXPIRE", rk->str, REPLY_TTL_MS};
+                redisAppendCommandArgv(c, 3, p, NULL);
                 ncmd += 2;
             }
+            const char *ack[] = {"XACK", stream, GROUP, eid};
+            redisAppendCommandArgv(c, 4, ack, NULL);
+            const char *del[] = {"XDEL", stream, eid};
+            redisAppendCommandArgv(c, 3, del, NULL);
+            ncmd += 2;
         }
         freeReplyObject(r);
         append_read(c, stream);
@@ -296,35 +295,31 @@ static void on_replies(redisAsyncContext *ac, void *vr, void *ud) {
     (void)ac;
     if (!r || rn->phase == 3)
         return;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-        const redisReply *es = r->element[0]->element[1];
-        for (size_t i = 0; i < es->elements; i++) {
-            const redisReply *e = es->element[i];
-            if (e->type != REDIS_REPLY_ARRAY || e->elements < 2)
-                continue;
-            snprintf(p->last, sizeof p->last, "%s", e->element[0]->str);
-            const redisReply *id = fv_get(e->element[1], "id"),
-                             *fin = fv_get(e->element[1], "final"),
-                             *st = fv_get(e->element[1], "status");
-            const char *dot = id ? strrchr(id->str, '.') : NULL;
-            if (!dot || !fin || strcmp(fin->str, "1") != 0)
-                continue;
-            uint64_t seq = strtoull(dot + 1, NULL, 10);
-            slot *s = &p->ring[seq % RING];
-            if (s->seq != seq || !s->t)
-                continue; /* a duplicate */
-            if (!st || strcmp(st->str, "200") != 0)
-                rn->errors++;
-            record(rn, s->t);
-            s->t = 0;
-            p->inflight--;
-            rn->inflight--;
-            if (rn->phase < 2)
-                producer_send(p);
-        }
-    } else if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_ERROR)
         die("XREAD: %s", r->str);
+    const redisReply *es = xread_entries(r);
+    for (size_t i = 0; es && i < es->elements; i++) {
+        const redisReply *e = es->element[i], *fv = entry_fv(e);
+        if (!fv)
+            continue;
+        snprintf(p->last, sizeof p->last, "%s", e->element[0]->str);
+        const redisReply *id = fv_get(fv, "id"), *fin = fv_get(fv, "final"),
+                         *st = fv_get(fv, "status");
+        const char *dot = id ? strrchr(id->str, '.') : NULL;
+        if (!dot || !fin || strcmp(fin->str, "1") != 0)
+            continue;
+        uint64_t seq = strtoull(dot + 1, NULL, 10);
+        slot *s = &p->ring[seq % RING];
+        if (s->seq != seq || !s->t)
+            continue; /* a duplicate */
+        if (!st || strcmp(st->str, "200") != 0)
+            rn->errors++;
+        record(rn, s->t);
+        s->t = 0;
+        p->inflight--;
+        rn->inflight--;
+        if (rn->phase < 2)
+            producer_send(p);
     }
     producer_read(p);
 }

@@ -50,19 +50,23 @@ static int g_redis_port;
 static char g_redis_url[1024];
 static br_rc *g_rc; /* the harness's own client: one server or a cluster */
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* The harness's own errors end the test as a crash (abort), with every process stopped. */
+#define fail(...) h_fatal("harness", -1, __VA_ARGS__)
 static int write_all(int fd, const void *p, size_t n);
 static char *drain_fd(int fd, size_t *len);
-static void fail(const char *fmt, ...) {
+
+void h_fatal(const char *who, int exit_code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "harness: ");
+    fprintf(stderr, "%s: ", who);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
     fflush(stderr);
     h_stop_all();
-    abort();
+    if (exit_code < 0)
+        abort();
+    exit(exit_code);
 }
 
 /* snprintf without -Wformat-truncation noise: every path here is far below PATH_MAX. */
@@ -969,11 +973,14 @@ int h_wait_offline(const char *house, int timeout_ms) {
 
 /* --- Ghost Port processes ------------------------------------------------------------------ */
 
-/* The bridge's Redis is ready, or refused for a reason that retries will not change soon. */
+/* The bridge's Redis is ready (the line /readyz turns 200 with), or refused for a reason that
+ * retries will not change soon, or not there at all (a test that starts a bridge before its
+ * Redis, or with Redis down, sees one of the last two at once and is not held up). */
 static int redis_settled(void *ud) {
     const h_proc *p = ud;
     return h_log_count(p, "event=redis_ready") || h_log_count(p, "event=redis_auth_failed") ||
-           h_log_count(p, "event=redis_tls_failed");
+           h_log_count(p, "event=redis_tls_failed") || h_log_count(p, "event=redis_down") ||
+           h_log_count(p, "event=redis_connect_failed");
 }
 
 h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wait) {
@@ -1020,11 +1027,11 @@ h_proc *h_bridge_start(int port, int *out_port, const char *const *extra, int wa
     h_proc *p = h_spawn(name, (char *const *)argv);
     if (wait && !h_wait_port(port, 10000))
         fail("bridge did not accept connections on %d within 10 s (see %s)", port, p->log);
-    /* With a password or TLS the bridge's Redis handshake takes a few round trips more than
-     * the tests' first steps after the port opens: wait (softly: a test may start a bridge
-     * whose Redis is down) for its Redis to be ready, as it is at once in plain mode. */
-    mode_parse();
-    if (wait && g_redis_url[0] && (g_mode.auth || g_mode.tls))
+    /* The port opens before the bridge's first Redis connection is up (a few round trips
+     * more with a password or TLS, and a scheduling race even in plain mode): a test's first
+     * request could meet 503 redis_unavailable. Wait (softly: a test may start a bridge whose
+     * Redis is down or slow on purpose) until its Redis is settled, in every mode. */
+    if (wait && g_redis_url[0])
         h_wait(redis_settled, p, 5000);
     return p;
 }

@@ -45,6 +45,10 @@ typedef struct h_proc {
 h_proc *h_spawn(const char *name, char *const argv[]);
 /* 1 if still running (reaps it otherwise). */
 int h_alive(h_proc *p);
+/* "<who>: <message>" on stderr, every process started here stopped, then abort() (exit_code
+ * < 0: a test's crash) or exit(exit_code) (a benchmark's failure). */
+void h_fatal(const char *who, int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
 /* SIGTERM, wait up to 5 s, then SIGKILL. Returns the wait status (or -1 if not running). */
 int h_stop(h_proc *p);
 void h_kill9(h_proc *p); /* SIGKILL and reap */

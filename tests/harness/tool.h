@@ -6,11 +6,11 @@
 #ifndef GP_TEST_TOOL_H
 #define GP_TEST_TOOL_H
 #include "conf.h"
+#include "logger.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* Options' help lines as gp_conf_usage writes them, one a line. */
 static inline void tool_print_line(void *ud, const char *line) {
@@ -55,14 +55,13 @@ static inline int tool_conf_load(const gp_conf_opt *opts, void *cfg, int *help, 
     return 0;
 }
 
-/* The level named (error 0, warn 1, info 2, debug 3), or -1 with a message in err. */
+/* The level named (proto/logger.h's: error 0, warn 1, info 2, debug 3), or -1 with a message
+ * in err. */
 static inline int tool_log_level(const char *name, char *err, size_t errlen) {
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++)
-        if (strcasecmp(name, names[i]) == 0)
-            return i;
-    snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug", name);
-    return -1;
+    int level = gp_log_level_parse(name);
+    if (level < 0)
+        snprintf(err, errlen, "log-level: \"%s\" is not error, warn, info or debug", name);
+    return level;
 }
 
 /* The start of a tool's main: load(argc, argv, err) and, when it asked for help, usage().

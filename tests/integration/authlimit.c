@@ -200,8 +200,8 @@ Test(authlimit, parallel_handshakes_check_at_most_the_burst) {
     cr_assert_leq(failed, BURST);
     cr_assert_eq(other, 0, "%d AUTHs got neither a refusal nor a rate limit", other);
     cr_assert_eq(failed + limited, challenged);
-    /* The bridge's auth lines are rate-limited (20 back to back per event, bridge/log.c): a
-     * refusal is logged, but not every one of a burst. */
+    /* The bridge's auth lines are rate-limited (20 back to back per event: GP_LOG_RL_BURST in
+     * proto/logger.h): a refusal is logged, but not every one of a burst. */
     int logged = h_log_count(w.bridge, "event=auth_rate_limited");
     cr_assert(logged >= (limited < 20 ? limited : 20) && logged <= limited,
               "%d auth_rate_limited lines for %d refusals", logged, limited);

@@ -5,9 +5,11 @@
 #include "../harness/world.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 TestSuite(flood, .init = h_init, .fini = h_fini, .timeout = 120);
 
 #define FLOOD 400
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* The bridge under `prlimit --nofile=N:N` (prlimit sets its own limit, then execs). */
 static h_proc *bridge_limited(int limit, int port, const char *const *extra) {
@@ -53,6 +57,51 @@ static long long cpu_ticks(pid_t pid) {
     free(s);
     cr_assert_eq(got, 2, "cannot parse %s", path);
     return (long long)(ut + st);
+}
+
+/* Descriptors the process holds now (entries of /proc/PID/fd), or -1. */
+static int fd_count(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* 1 when the peer of fd closed it (readable, and reading would give EOF or a reset). */
+static int peer_closed(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char c;
+    if (poll(&p, 1, 0) != 1)
+        return 0;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+struct shed {
+    const int *fds;
+    int n, want;
+};
+static int shed_done(void *ud) {
+    const struct shed *s = ud;
+    int closed = 0;
+    for (int i = 0; i < s->n; i++)
+        closed += peer_closed(s->fds[i]);
+    return closed >= s->want;
+}
+
+struct fds_full {
+    pid_t pid;
+    int limit;
+};
+static int out_of_fds(void *ud) {
+    const struct fds_full *f = ud;
+    return fd_count(f->pid) >= f->limit;
 }
 
 static long file_size(const char *path) {
@@ -133,22 +182,34 @@ Test(flood, idle_connections_past_the_fd_limit) {
 }
 
 /* The reserve kept out of lws's reach used up by the admin port (64 connections held from
- * four addresses): the house listener then meets EMFILE, and must pause, not spin. */
+ * four addresses): the house listener then meets EMFILE, and must pause, not spin; once the
+ * descriptors are given back it accepts again.
+ * Each step waits for the bridge to have finished the one before, because which path the
+ * second flood takes depends on it: if the admin port accepts while lws still works through
+ * the first flood's queue, lws's later accepts get descriptors numbered past its table, which
+ * lws closes at once ("too high", its table-full path) — the process never fills and
+ * accept(2) never meets EMFILE. So: the first flood is shed down to a known cap (30 held, the
+ * rest closed by the bridge) with low descriptor numbers; then the admin connections fill
+ * every descriptor left; only then comes the second flood, whose accept(2) must fail. */
+#define PREAUTH_CAP 30
 Test(flood, out_of_descriptors_pauses_instead_of_spinning) {
     h_world w;
-    const char *extra[] = {"--admin-listen", "0", NULL};
+    const char *extra[] = {
+        "--admin-listen", "0", "--preauth-max", STR(PREAUTH_CAP), "--preauth-per-addr",
+        STR(PREAUTH_CAP), NULL};
     world_limited(&w, 100, extra);
     h_proc *br = w.bridge;
     int port = w.bridge_port;
     int aport = h_admin_port(br);
     cr_assert(aport, "no admin port");
-    char s1[65];
+    char s1[65], s2[65];
     h_house_up(&w, "old", s1, NULL);
 
     static int fds[FLOOD], adm[64];
     int n = open_flood(port, fds, 100);
-    /* Let it take those in (on a bridge that sheds, the first shed says so). */
-    h_wait_log(br, "event=preauth_shed", 3000);
+    struct shed sh = {fds, n, n - PREAUTH_CAP};
+    cr_assert(h_wait(shed_done, &sh, 10000), "the bridge did not shed the first flood to %d",
+              PREAUTH_CAP);
     int na = 0;
     for (int a = 0; a < 4; a++)
         for (int i = 0; i < 16; i++) {
@@ -163,12 +224,21 @@ Test(flood, out_of_descriptors_pauses_instead_of_spinning) {
             else if (fd >= 0)
                 close(fd);
         }
+    /* Well within the admin port's request timeout (5 s from accept), which frees them. */
+    struct fds_full full = {br->pid, 100};
+    cr_assert(h_wait(out_of_fds, &full, 3000),
+              "the bridge never ran out of descriptors (%d of %d held)", fd_count(br->pid),
+              full.limit);
+    long log0 = file_size(br->log);
     n += open_flood(port, fds + n, FLOOD - n);
-    assert_quiet_under(br, file_size(br->log), "out of descriptors");
+    assert_quiet_under(br, log0, "out of descriptors");
     cr_assert(h_log_count(br, "event=accept_paused") > 0, "the listener never met EMFILE");
     h_assert_serves("old", "out-of-fds");
     for (int i = 0; i < n; i++)
         close(fds[i]);
     for (int i = 0; i < na; i++)
         close(adm[i]);
+    /* Paused, not stopped: with descriptors back, a new house gets in. */
+    h_house_up(&w, "new", s2, NULL);
+    h_assert_serves("new", "after-fds");
 }

@@ -22,7 +22,6 @@
 #include <curl/curl.h>
 #include <libwebsockets.h>
 #include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +50,7 @@ static void usage(void) {
 static void house_free(hs_house *h) {
     if (!h)
         return;
-    hs_tunnel_free(h->tunnel);
-    hs_upstream_free(h->upstream);
-    hs_journal_close(h->journal);
-    hs_cache_free(h->cache);
-    free(h->cfg.id);
-    sodium_memzero(h->secret, sizeof h->secret);
+    lt_house_close(h);
     free(h);
 }
 
@@ -66,9 +60,6 @@ static hs_house *house_new(const char *spec) {
     hs_house *h = calloc(1, sizeof *h);
     if (!h || !eq)
         goto bad;
-    h->loop = &G.loop;
-    h->ws_ctx = G.ctx;
-    h->zs = G.zs;
     hs_config *c = &h->cfg;
     c->id = strndup(spec, (size_t)(eq - spec));
     if (!c->id || !gp_house_id_valid(gp_str_c(c->id)) || gp_secret_from_hex(eq + 1, h->secret))
@@ -76,18 +67,16 @@ static hs_house *house_new(const char *spec) {
     c->upstream = (char *)G.upstream;
     c->bridges = G.bridges;
     c->nbridges = G.nbridges;
-    lt_house_defaults(c);
-    h->cache = hs_cache_new();
     char err[256] = "";
-    h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, sizeof err) : NULL;
+    int opened = lt_house_open(h, &G.loop, G.ctx, G.zs, err, sizeof err) == 0;
     if (G.response_bytes >= 0) {
         h->exec = &lt_inproc_exec;
         h->exec_ud = h;
     } else {
         h->exec = &hs_upstream_exec;
-        h->exec_ud = h->upstream = h->journal ? hs_upstream_new(h) : NULL;
+        h->exec_ud = h->upstream = opened ? hs_upstream_new(h) : NULL;
     }
-    h->tunnel = h->journal && h->exec_ud ? hs_tunnel_new(h) : NULL;
+    h->tunnel = opened && h->exec_ud ? hs_tunnel_new(h) : NULL;
     if (!h->tunnel) {
         fprintf(stderr, "gp-househost: out of memory\n");
         house_free(h);

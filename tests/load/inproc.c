@@ -1,6 +1,8 @@
 /* inproc.c — see inproc.h. */
 #include "inproc.h"
+#include "list.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,15 +36,26 @@ void lt_house_defaults(hs_config *c) {
     c->admin_listen = -1;
 }
 
-static void unlink_job(lt_job *j) {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        X.head = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    else
-        X.tail = j->prev;
+int lt_house_open(hs_house *h, uv_loop_t *loop, struct lws_context *ws_ctx, hs_zstate *zs,
+                  char *err, size_t errlen) {
+    h->loop = loop;
+    h->ws_ctx = ws_ctx;
+    h->zs = zs;
+    lt_house_defaults(&h->cfg);
+    h->cache = hs_cache_new();
+    h->journal = h->cache ? hs_journal_open(h->cache, NULL, h->cfg.id, 0, err, errlen) : NULL;
+    if (!h->cache && errlen)
+        snprintf(err, errlen, "out of memory");
+    return h->journal ? 0 : -1;
+}
+
+void lt_house_close(hs_house *h) {
+    hs_tunnel_free(h->tunnel);
+    hs_upstream_free(h->upstream);
+    hs_journal_close(h->journal);
+    hs_cache_free(h->cache);
+    free(h->cfg.id);
+    sodium_memzero(h->secret, sizeof h->secret);
 }
 
 /* Appends a JSON string body (without quotes) of p[0..n) to out; returns the new length. */
@@ -98,7 +111,7 @@ static void on_think(uv_timer_t *t) {
     uint64_t now = hs_now_ms();
     while (X.head && X.head->due <= now) {
         lt_job *j = X.head;
-        unlink_job(j);
+        GP_LIST_UNLINK(X.head, X.tail, j, prev, next);
         answer(j);
         free(j);
     }
@@ -128,12 +141,7 @@ static hs_xfer *x_start(void *ud, hs_stream *s) {
     j->s = s;
     j->exec_no = no;
     j->due = hs_now_ms() + X.delay_ms;
-    j->prev = X.tail;
-    if (X.tail)
-        X.tail->next = j;
-    else
-        X.head = j;
-    X.tail = j;
+    GP_LIST_APPEND(X.head, X.tail, j, prev, next);
     if (X.head == j)
         uv_timer_start(&X.think, on_think, X.delay_ms, 0);
     return (hs_xfer *)j;
@@ -142,7 +150,7 @@ static hs_xfer *x_start(void *ud, hs_stream *s) {
 static void x_abort(void *ud, hs_xfer *x) {
     (void)ud;
     lt_job *j = (lt_job *)x;
-    unlink_job(j);
+    GP_LIST_UNLINK(X.head, X.tail, j, prev, next);
     if (X.hooks && X.hooks->end)
         X.hooks->end(j->tok, 1);
     free(j);
@@ -177,7 +185,7 @@ void lt_inproc_close(void) {
 void lt_inproc_free(void) {
     while (X.head) {
         lt_job *j = X.head;
-        unlink_job(j);
+        GP_LIST_UNLINK(X.head, X.tail, j, prev, next);
         free(j);
     }
     free(X.body);

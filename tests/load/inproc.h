@@ -13,6 +13,16 @@
  * connections, reconnect and rudp probe intervals, no admin port. */
 void lt_house_defaults(hs_config *c);
 
+/* The parts of a house both tools make alike, on h (zeroed, cfg.id set): its loop, lws
+ * context and zstd state, ghostport-house's defaults (lt_house_defaults), and its memory of
+ * calls: a response cache and a journal without a state directory. The caller then sets the
+ * executor and makes the tunnel. 0, or -1 with a message in err. */
+int lt_house_open(hs_house *h, uv_loop_t *loop, struct lws_context *ws_ctx, hs_zstate *zs,
+                  char *err, size_t errlen);
+/* Frees what a tool's house holds (tunnel, upstream, journal, cache; each may be NULL) and its
+ * id, and wipes its secret; h itself stays. */
+void lt_house_close(hs_house *h);
+
 /* A tool's view of the executions (either may be NULL): start is told of an execution of s
  * by house h and returns its number for the body's "exec" (1: a first run), or 0 when the
  * house cannot run it (then answered 503 unavailable); *tok is handed to end when it ends

@@ -20,6 +20,8 @@
 #include "conf.h"
 #include "frame.h"
 #include "inproc.h"
+#include "list.h"
+#include "logger.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -43,17 +45,6 @@
 #define SWEEP_MS 1000u    /* ageing of the execution memory */
 #define FD_RESERVE 64u    /* descriptors besides the houses' sockets */
 #define REDIS_BATCH 1000u
-
-/* Appends node to the singly linked FIFO head..tail that links through node->next. */
-#define FIFO_PUSH(head, tail, node, next)                                                          \
-    do {                                                                                           \
-        (node)->next = NULL;                                                                       \
-        if (tail)                                                                                  \
-            (tail)->next = (node);                                                                 \
-        else                                                                                       \
-            (head) = (node);                                                                       \
-        (tail) = (node);                                                                           \
-    } while (0)
 
 /* --- configuration ----------------------------------------------------------------------- */
 
@@ -133,34 +124,20 @@ static uint64_t now_ms(void) {
 
 /* --- output and log ----------------------------------------------------------------------- */
 
-enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-
+/* The tool's own lines, formatted and written as the daemons' (proto/logger.h), but not
+ * through the process logger: that one's sink is house_log below, which thins out what the
+ * in-process houses say. */
 static void lh_log(int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void lh_log(int level, const char *event, const char *fmt, ...) {
     if (level > G.log_level)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    char line[1024];
-    int n = snprintf(line, sizeof line, "ts=%lld.%03ld level=%s event=%s", (long long)ts.tv_sec,
-                     ts.tv_nsec / 1000000, level_names[level], event);
-    if (fmt && n > 0 && (size_t)n < sizeof line - 2) {
-        line[n++] = ' ';
-        va_list ap;
-        va_start(ap, fmt);
-        int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-        va_end(ap);
-        if (m > 0)
-            n += m;
-    }
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof line - 1)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    fwrite(line, 1, (size_t)n, stderr);
+    char line[GP_LOG_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = gp_log_vformat(line, level, event, NULL, NULL, fmt, ap);
+    va_end(ap);
+    gp_log_emit(line, n);
 }
 
 /* One event line on stdout, flushed at once: a test reading our pipe sees it now. */
@@ -214,7 +191,7 @@ static void print_stats(int final) {
  * at most once a second, each line saying how many were left out since the last one. With
  * --log-level debug every line goes out. */
 static void house_log(int level, const char *event, const char *kv) {
-    if (G.log_level >= LOG_DEBUG) {
+    if (G.log_level >= GP_LOG_DEBUG) {
         lh_log(level, event, "%s", kv);
         return;
     }
@@ -300,7 +277,7 @@ static void exec_settle(lh_exec *e, enum exec_state st, uint64_t now) {
     if (e->in_age)
         return; /* ran again: it keeps its place, and is dropped a little late */
     e->in_age = 1;
-    FIFO_PUSH(G.age_head, G.age_tail, e, anext);
+    GP_SLIST_APPEND(G.age_head, G.age_tail, e, anext);
 }
 
 static void exec_prune(uint64_t now) {
@@ -309,9 +286,7 @@ static void exec_prune(uint64_t now) {
         if (e->state != EX_RUNNING &&
             (G.cfg.remember_ms == 0 || now - e->done_ms < (uint64_t)G.cfg.remember_ms))
             return;
-        G.age_head = e->anext;
-        if (!G.age_head)
-            G.age_tail = NULL;
+        GP_SLIST_SHIFT(G.age_head, G.age_tail, anext);
         e->in_age = 0;
         if (e->state != EX_RUNNING) /* running again: back in the FIFO when it ends */
             exec_free(e);
@@ -328,7 +303,7 @@ static unsigned exec_start(hs_house *h, hs_stream *s, void **tok) {
     lh_exec *e = exec_find(lh->idx, r->frame_id, n);
     if (e) {
         G.dup_exec++;
-        lh_log(G.cfg.no_replay ? LOG_DEBUG : LOG_WARN, "dup_exec", "house=%s id=%s execs=%u",
+        lh_log(G.cfg.no_replay ? GP_LOG_DEBUG : GP_LOG_WARN, "dup_exec", "house=%s id=%s execs=%u",
                lh->h.cfg.id, hs_qs(r->frame_id), e->execs + 1);
     }
     if (!e && !(e = exec_new(lh->idx, r->frame_id, n)))
@@ -412,7 +387,7 @@ static void dial_gate(void *ud, hs_house *h) {
     if (lh->in_dialq || G.stopping)
         return;
     lh->in_dialq = 1;
-    FIFO_PUSH(G.dq_head, G.dq_tail, lh, dnext);
+    GP_SLIST_APPEND(G.dq_head, G.dq_tail, lh, dnext);
 }
 
 static const hs_hooks hooks = {on_event, dial_gate};
@@ -429,9 +404,7 @@ static void on_pace(uv_timer_t *t) {
         G.credit = cap;
     while (G.credit >= 1.0 && G.dq_head && !G.stopping) {
         lh_house *lh = G.dq_head;
-        G.dq_head = lh->dnext;
-        if (!G.dq_head)
-            G.dq_tail = NULL;
+        GP_SLIST_SHIFT(G.dq_head, G.dq_tail, dnext);
         lh->in_dialq = 0;
         lh->dnext = NULL;
         G.credit -= 1.0;
@@ -470,7 +443,7 @@ static void begin_stop(const char *why) {
     if (G.stopping)
         return;
     G.stopping = 1;
-    lh_log(LOG_INFO, "shutdown", "reason=%s", why);
+    lh_log(GP_LOG_INFO, "shutdown", "reason=%s", why);
     print_stats(1);
     for (lh_house *lh = G.dq_head, *n; lh; lh = n) {
         n = lh->dnext;
@@ -493,7 +466,7 @@ static void close_stray_handle(uv_handle_t *h, void *arg) {
     (void)arg;
     if (uv_is_closing(h))
         return;
-    lh_log(LOG_WARN, "stray_handle", "type=%s active=%d", uv_handle_type_name(h->type),
+    lh_log(GP_LOG_WARN, "stray_handle", "type=%s active=%d", uv_handle_type_name(h->type),
            uv_is_active(h));
     uv_close(h, NULL);
 }
@@ -834,9 +807,6 @@ static int setup_secrets(char *err, size_t errlen) {
 static int house_init(lh_house *lh, char *err, size_t errlen) {
     hs_house *h = &lh->h;
     hs_config *c = &h->cfg;
-    h->loop = G.loop;
-    h->ws_ctx = G.ctx;
-    h->zs = G.zs;
     h->hooks = &hooks;
     h->first_bridge = G.cfg.spread ? lh->idx : 0;
     h->no_replay = G.cfg.no_replay;
@@ -845,14 +815,16 @@ static int house_init(lh_house *lh, char *err, size_t errlen) {
     c->id = strdup(house_id(lh));
     c->bridges = G.urls;
     c->nbridges = G.cfg.nbridges;
-    lt_house_defaults(c);
+    if (!c->id) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (lt_house_open(h, G.loop, G.ctx, G.zs, err, errlen) != 0)
+        return -1;
     c->ca_file = G.cfg.ca_file;
     c->insecure = G.cfg.insecure;
-    h->cache = c->id ? hs_cache_new() : NULL;
-    if (h->cache)
-        hs_cache_set_keep(h->cache, G.cfg.remember_ms ? (uint64_t)G.cfg.remember_ms : UINT64_MAX);
-    h->journal = h->cache ? hs_journal_open(h->cache, NULL, c->id, 0, err, errlen) : NULL;
-    h->tunnel = h->journal ? hs_tunnel_new(h) : NULL;
+    hs_cache_set_keep(h->cache, G.cfg.remember_ms ? (uint64_t)G.cfg.remember_ms : UINT64_MAX);
+    h->tunnel = hs_tunnel_new(h);
     if (!h->tunnel) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -890,14 +862,8 @@ static int start(char *err, size_t errlen) {
 }
 
 static void free_all(void) {
-    for (size_t i = 0; G.houses && i < G.n; i++) {
-        hs_house *h = &G.houses[i].h;
-        hs_tunnel_free(h->tunnel);
-        hs_journal_close(h->journal);
-        hs_cache_free(h->cache);
-        free(h->cfg.id);
-        sodium_memzero(h->secret, sizeof h->secret);
-    }
+    for (size_t i = 0; G.houses && i < G.n; i++)
+        lt_house_close(&G.houses[i].h);
     lt_inproc_free();
     for (size_t i = 0; G.eb && i < G.neb; i++)
         for (lh_exec *e = G.eb[i], *n; e; e = n) {
@@ -945,7 +911,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     /* The houses log through house_log: warn and error, or everything at debug. */
-    hs_log_set_level(G.log_level >= LOG_DEBUG ? HS_LOG_DEBUG : HS_LOG_WARN);
+    hs_log_set_level(G.log_level >= GP_LOG_DEBUG ? HS_LOG_DEBUG : HS_LOG_WARN);
     hs_log_set_sink(house_log);
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -986,7 +952,7 @@ int main(int argc, char **argv) {
         uv_walk(&loop, close_stray_handle, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&loop) != 0)
-            lh_log(LOG_WARN, "loop_not_empty", NULL);
+            lh_log(GP_LOG_WARN, "loop_not_empty", NULL);
     }
 out:
     free_all();

@@ -17,6 +17,7 @@
 #include "../harness/tool.h"
 #include "conf.h"
 #include "impair.h"
+#include "list.h"
 
 #include <errno.h>
 #include <math.h>
@@ -931,10 +932,7 @@ static rl_flow *flow_new(const struct sockaddr *a) {
     unsigned b = addr_hash(a);
     f->hnext = G.hash[b];
     G.hash[b] = f;
-    f->next = G.flows;
-    if (G.flows)
-        G.flows->prev = f;
-    G.flows = f;
+    GP_LIST_PUSH(G.flows, f, prev, next);
     G.nflows++;
     rl_log(L_INFO, "flow", "client=%s port=%d upstream=%s flows=%zu", f->name, f->cur->port,
            f->cur->name, G.nflows);
@@ -961,12 +959,7 @@ static void flow_expire(rl_flow *f) {
     while (*pp != f)
         pp = &(*pp)->hnext;
     *pp = f->hnext;
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        G.flows = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    GP_LIST_REMOVE(G.flows, f, prev, next);
     G.nflows--;
     rl_log(L_INFO, "flow_idle", "client=%s flows=%zu", f->name, G.nflows);
     flow_close_handles(f, on_flow_timer_closed);

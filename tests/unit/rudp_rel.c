@@ -207,6 +207,23 @@ Test(rudp_rel, delivers_everything_in_lane_order_at_30_loss) {
 
 /* ---- request/response exchanges ---- */
 
+/* Endpoint ep sends message seq of lane, len bytes (built in buf): 0 a request, 1 its answer. */
+static void send_msg(sim *s, int ep, uint32_t lane, uint32_t seq, uint8_t *buf, size_t len) {
+    size_t n = make_msg(buf, lane, seq, len);
+    cr_assert_eq(gp_rel_send(s->ep[ep], lane, buf, n), 0);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The num/den quantile of v[0..n) in ms (sorts v). */
+static double pct_ms(uint64_t *v, size_t n, size_t num, size_t den) {
+    qsort(v, n, sizeof v[0], cmp_u64);
+    return (double)v[n * num / den] / 1e6;
+}
+
 #define EX_MAX 1000
 
 typedef struct exch {
@@ -223,8 +240,7 @@ static exch *g_ex;
 static uint64_t ex_app(sim *s) {
     exch *x = g_ex;
     if (x->sent == x->done_n && x->sent < x->n && s->now >= x->next_at) {
-        size_t len = make_msg(x->buf, (uint32_t)x->sent, 0, x->req_len);
-        cr_assert_eq(gp_rel_send(s->ep[0], (uint32_t)x->sent, x->buf, len), 0);
+        send_msg(s, 0, (uint32_t)x->sent, 0, x->buf, x->req_len);
         x->t_start = s->now;
         x->sent++;
     }
@@ -239,8 +255,7 @@ static void ex_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) 
         return;
     }
     if (ep == 1) { /* the house answers every request with a 16 KiB body */
-        size_t n = make_msg(x->buf, lane, 1, x->resp_len);
-        cr_assert_eq(gp_rel_send(s->ep[1], lane, x->buf, n), 0);
+        send_msg(s, 1, lane, 1, x->buf, x->resp_len);
         return;
     }
     x->lat[x->done_n++] = s->now - x->t_start;
@@ -252,11 +267,6 @@ static void ex_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) 
 static int ex_done(sim *s) {
     (void)s;
     return g_ex->done_n == g_ex->n;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 typedef struct ex_result {
@@ -283,11 +293,10 @@ static ex_result run_exchanges(double loss, int fec, int n, uint64_t seed, uint6
     cr_assert(ok, "only %d of %d exchanges completed", x.done_n, n);
     cr_assert_eq(x.bad, 0);
     cr_assert_eq(s.stalls, 0);
-    qsort(x.lat, (size_t)n, sizeof x.lat[0], cmp_u64);
     ex_result res;
-    res.p50_ms = (double)x.lat[n / 2] / 1e6;
-    res.p99_ms = (double)x.lat[n * 99 / 100] / 1e6;
-    res.max_ms = (double)x.lat[n - 1] / 1e6;
+    res.p50_ms = pct_ms(x.lat, (size_t)n, 1, 2);
+    res.p99_ms = pct_ms(x.lat, (size_t)n, 99, 100);
+    res.max_ms = (double)x.lat[n - 1] / 1e6; /* sorted */
     gp_rel_get_stats(s.ep[0], &res.a);
     gp_rel_get_stats(s.ep[1], &res.b);
     sim_free(&s);
@@ -361,8 +370,7 @@ static uint64_t load_app(sim *s) {
     load *L = g_load;
     while (L->sent < L->n && s->now >= L->t_next) {
         uint32_t lane = (uint32_t)L->sent + 1;
-        size_t len = make_msg(L->buf, lane, 0, L->req_len);
-        cr_assert_eq(gp_rel_send(s->ep[0], lane, L->buf, len), 0);
+        send_msg(s, 0, lane, 0, L->buf, L->req_len);
         L->t_req[L->sent++] = s->now;
         L->t_next += L->period;
     }
@@ -387,8 +395,7 @@ static void load_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len
     }
     if (ep == 1) {
         L->t_arr[lane - 1] = s->now - L->t_req[lane - 1];
-        size_t n = make_msg(L->buf, lane, 1, L->resp_len);
-        cr_assert_eq(gp_rel_send(s->ep[1], lane, L->buf, n), 0);
+        send_msg(s, 1, lane, 1, L->buf, L->resp_len);
         return;
     }
     L->lat[lane - 1] = s->now - L->t_req[lane - 1];
@@ -420,11 +427,6 @@ typedef struct load_result {
     double fec_share;         /* of the responder's payload bytes, repairs */
     uint64_t pkts, retransmits, repairs, probes, repaired;
 } load_result;
-
-static double pct_ms(uint64_t *v, size_t n, size_t num, size_t den) {
-    qsort(v, n, sizeof v[0], cmp_u64);
-    return (double)v[n * num / den] / 1e6;
-}
 
 static load_result run_load(uint64_t rate_bps, double loss, uint64_t seed, int host) {
     static uint64_t all[LOAD_RUNS * LOAD_N], steady[LOAD_RUNS * LOAD_N];
