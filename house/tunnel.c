@@ -128,16 +128,7 @@ static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
 static void ring_remove(hs_tunnel *t, hs_stream *s) {
     if (!s->in_ring)
         return;
-    hs_stream **pp = &t->ring_head, *prev = NULL;
-    while (*pp && *pp != s) {
-        prev = *pp;
-        pp = &(*pp)->rnext;
-    }
-    if (*pp) {
-        *pp = s->rnext;
-        if (t->ring_tail == s)
-            t->ring_tail = prev;
-    }
+    GP_SLIST_REMOVE(t->ring_head, t->ring_tail, s, rnext);
     s->rnext = NULL;
     s->in_ring = 0;
 }
@@ -341,7 +332,6 @@ static int queue_frame(hs_tunnel *t, hs_stream *s, const gp_frame *f) {
         return (int)w;
     }
     o->len = (size_t)w;
-    o->next = NULL;
     o->s = s;
     o->lane = s ? s->id : 0;
     hs_out **head = s ? &s->qh : &t->ctl_head, **tail = s ? &s->qt : &t->ctl_tail;

@@ -7,7 +7,7 @@
  * Three shapes: a list with both ends (first, last), appended at the last end; a list with a
  * head only, pushed at the head (removing takes the element's own links, so it is O(1) from
  * anywhere in either); and a singly linked queue (GP_SLIST), appended at its last end and
- * taken from its first. */
+ * taken from its first (or, walking, from anywhere). */
 #ifndef GP_LIST_H
 #define GP_LIST_H
 
@@ -69,6 +69,22 @@
         (first) = (first)->next;                                                                   \
         if (!(first))                                                                              \
             (last) = NULL;                                                                         \
+    } while (0)
+
+/* Singly linked queues: e leaves from wherever it stands (a walk from the first end: O(n));
+ * nothing happens when e is not in the queue. Its own link is left as it was. */
+#define GP_SLIST_REMOVE(first, last, e, next)                                                      \
+    do {                                                                                           \
+        __typeof__(e) *gp_pp_ = &(first), gp_prev_ = NULL;                                         \
+        while (*gp_pp_ && *gp_pp_ != (e)) {                                                        \
+            gp_prev_ = *gp_pp_;                                                                    \
+            gp_pp_ = &(*gp_pp_)->next;                                                             \
+        }                                                                                          \
+        if (*gp_pp_) {                                                                             \
+            *gp_pp_ = (e)->next;                                                                   \
+            if ((last) == (e))                                                                     \
+                (last) = gp_prev_;                                                                 \
+        }                                                                                          \
     } while (0)
 
 #endif

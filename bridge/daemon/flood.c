@@ -16,6 +16,7 @@
 #include "flood.h"
 #include "../admin/stats.h"
 #include "../log.h"
+#include "list.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -174,23 +175,9 @@ static void rec_drop(pa_rec *r) {
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = r->hnext;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        F.head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        F.tail = r->prev;
+    GP_LIST_UNLINK(F.head, F.tail, r, prev, next);
     pa_addr *a = r->a;
-    if (r->aprev)
-        r->aprev->anext = r->anext;
-    else
-        a->head = r->anext;
-    if (r->anext)
-        r->anext->aprev = r->aprev;
-    else
-        a->tail = r->aprev;
+    GP_LIST_UNLINK(a->head, a->tail, r, aprev, anext);
     a->n--;
     F.n--;
     addr_put(a);
@@ -259,18 +246,8 @@ void br_flood_adopted(struct lws *wsi) {
     unsigned h = hash_ptr(wsi);
     r->hnext = F.by_wsi[h];
     F.by_wsi[h] = r;
-    r->prev = F.tail;
-    if (F.tail)
-        F.tail->next = r;
-    else
-        F.head = r;
-    F.tail = r;
-    r->aprev = a->tail;
-    if (a->tail)
-        a->tail->anext = r;
-    else
-        a->head = r;
-    a->tail = r;
+    GP_LIST_APPEND(F.head, F.tail, r, prev, next);
+    GP_LIST_APPEND(a->head, a->tail, r, aprev, anext);
     a->n++;
     F.n++;
     gauge();
