@@ -70,12 +70,8 @@ static unsigned hash(const char *s) {
 static void entry_free(hs_centry *e) {
     if (!e)
         return;
-    free(e->frame_id);
-    free(e->method);
-    free(e->path);
-    free(e->headers); /* names and values live in the same block */
-    free(e->body);
-    free(e);
+    /* headers: names and values live in the same block */
+    GP_FREE_ALL(e->frame_id, e->method, e->path, e->headers, e->body, e);
 }
 
 static hs_clist *list_of(hs_cache *c, hs_centry *e) {
