@@ -88,11 +88,16 @@ static int check_http_url(const char *v, size_t n, char *err, size_t errlen, con
     return 0;
 }
 
-/* Calls add for each entry of value: a value may hold several, separated by commas or spaces
- * (handy in GP_BRIDGE). 0, or add's error. */
-static int each_entry(hs_config *c, const char *value,
-                      int (*add)(hs_config *c, const char *p, size_t n, char *err, size_t errlen),
-                      char *err, size_t errlen) {
+/* A list option (--bridge, --service): a value may hold several entries, separated by commas
+ * or spaces (handy in GP_BRIDGE), each given to add; a later layer (file < environment < flags)
+ * replaces the list (clear), a repeat within one layer adds to it. 0, or add's error. */
+static int set_list(hs_config *c, int *list_layer, void (*clear)(hs_config *c), const char *value,
+                    int (*add)(hs_config *c, const char *p, size_t n, char *err, size_t errlen),
+                    char *err, size_t errlen) {
+    if (*list_layer != c->layer) {
+        clear(c);
+        *list_layer = c->layer;
+    }
     for (const char *p = value; *p; p += strspn(p, ", \t")) {
         size_t n = strcspn(p, ", \t");
         int rc = n ? add(c, p, n, err, errlen) : 0;
@@ -125,11 +130,7 @@ static int add_bridge(hs_config *c, const char *p, size_t n, char *err, size_t e
 
 static int set_bridge(void *obj, const char *value, char *err, size_t errlen) {
     hs_config *c = obj;
-    if (c->bridges_layer != c->layer) {
-        free_bridges(c);
-        c->bridges_layer = c->layer;
-    }
-    return each_entry(c, value, add_bridge, err, errlen);
+    return set_list(c, &c->bridges_layer, free_bridges, value, add_bridge, err, errlen);
 }
 
 static int valid_service_name(const char *p, size_t n) {
@@ -170,11 +171,7 @@ static int add_service(hs_config *c, const char *p, size_t n, char *err, size_t 
 
 static int set_service(void *obj, const char *value, char *err, size_t errlen) {
     hs_config *c = obj;
-    if (c->services_layer != c->layer) {
-        free_services(c);
-        c->services_layer = c->layer;
-    }
-    return each_entry(c, value, add_service, err, errlen);
+    return set_list(c, &c->services_layer, free_services, value, add_service, err, errlen);
 }
 
 #define OFF(f) offsetof(hs_config, f)
