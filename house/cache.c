@@ -88,11 +88,7 @@ static void list_append(hs_clist *l, hs_centry *e) {
 }
 
 static void unlink_entry(hs_cache *c, hs_centry *e) {
-    hs_centry **pp = &c->buckets[hash(e->frame_id)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
+    GP_CHAIN_REMOVE(c->buckets[hash(e->frame_id)], e, hnext);
     list_remove(list_of(c, e), e);
     c->bytes -= e->bytes;
     c->count--;

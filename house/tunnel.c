@@ -196,11 +196,7 @@ static void stream_free(hs_stream *s) {
         free(s);
         return;
     }
-    hs_stream **pp = &t->buckets[s->id % NBUCKETS];
-    while (*pp && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = s->hnext;
+    GP_CHAIN_REMOVE(t->buckets[s->id % NBUCKETS], s, hnext);
     ring_remove(t, s);
     queue_drop(t, &s->qh, &s->qt);
     request_clear(&s->req);
@@ -229,11 +225,7 @@ static void stream_maybe_done(hs_stream *s) {
  * ones included. Returns how many calls were detached or aborted. */
 static void stream_detach(hs_stream *s) {
     hs_tunnel *t = s->t;
-    hs_stream **pp = &t->buckets[s->id % NBUCKETS];
-    while (*pp && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = s->hnext;
+    GP_CHAIN_REMOVE(t->buckets[s->id % NBUCKETS], s, hnext);
     t->nstreams--;
     ring_remove(t, s);
     queue_drop(t, &s->qh, &s->qt);

@@ -153,11 +153,7 @@ static pa_addr *addr_get(const char *ip, int create) {
 static void addr_put(pa_addr *a) {
     if (a->n)
         return;
-    pa_addr **pp = &F.by_addr[hash_str(a->ip)];
-    while (*pp && *pp != a)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = a->hnext;
+    GP_CHAIN_REMOVE(F.by_addr[hash_str(a->ip)], a, hnext);
     free(a);
 }
 
@@ -170,11 +166,7 @@ static pa_rec *rec_find(struct lws *wsi) {
 
 /* Unlinks and frees r: it is no longer counted. */
 static void rec_drop(pa_rec *r) {
-    pa_rec **pp = &F.by_wsi[hash_ptr(r->wsi)];
-    while (*pp && *pp != r)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = r->hnext;
+    GP_CHAIN_REMOVE(F.by_wsi[hash_ptr(r->wsi)], r, hnext);
     GP_LIST_UNLINK(F.head, F.tail, r, prev, next);
     pa_addr *a = r->a;
     GP_LIST_UNLINK(a->head, a->tail, r, aprev, anext);

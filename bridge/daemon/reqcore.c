@@ -94,11 +94,7 @@ static unsigned settle_hash(const char *house, const char *entry_id) {
 }
 
 static void settle_remove(br_reply *rp) {
-    br_reply **pp = &rp->rs->settling[settle_hash(rp->house, rp->entry_id)];
-    while (*pp && *pp != rp)
-        pp = &(*pp)->snext;
-    if (*pp)
-        *pp = rp->snext;
+    GP_CHAIN_REMOVE(rp->rs->settling[settle_hash(rp->house, rp->entry_id)], rp, snext);
 }
 
 int br_replies_settling(const br_replies *rs, const char *house, const char *entry_id) {

@@ -9,6 +9,7 @@
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_state.h"
+#include "list.h"
 #include "requests.h"
 #include "rudp.h"
 
@@ -127,11 +128,7 @@ static void on_timer_closed(uv_handle_t *h) {
 
 /* Forgets the peer: its conn (if any) is told it is gone, the session is wiped. */
 static void peer_free(br_peer *p, const char *why) {
-    br_peer **pp = &U.table[p->cid % PEER_BUCKETS];
-    while (*pp && *pp != p)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = p->hnext;
+    GP_CHAIN_REMOVE(U.table[p->cid % PEER_BUCKETS], p, hnext);
     U.npeers--;
     gp_rudp_stats st;
     gp_rudp_stats_get(p->ru, &st);

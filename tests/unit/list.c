@@ -83,3 +83,19 @@ Test(list, queue_remove_anywhere) {
     GP_SLIST_APPEND(head, tail, &it[4], qnext); /* usable again */
     cr_assert_eq(queue_digits(head, tail), 5);
 }
+
+Test(list, chain_remove_anywhere) {
+    item it[4] = {{.v = 1}, {.v = 2}, {.v = 3}, {.v = 4}};
+    item *head = NULL;
+    for (int i = 2; i >= 0; i--) /* pushed at the head by hand, as the hash buckets do */
+        it[i].qnext = head, head = &it[i];
+    GP_CHAIN_REMOVE(head, &it[3], qnext); /* not in it: nothing happens */
+    item *tail = &it[2];
+    cr_assert_eq(queue_digits(head, tail), 123);
+    GP_CHAIN_REMOVE(head, &it[1], qnext); /* middle */
+    cr_assert_eq(queue_digits(head, tail), 13);
+    GP_CHAIN_REMOVE(head, &it[0], qnext); /* head */
+    cr_assert_eq(queue_digits(head, tail), 3);
+    GP_CHAIN_REMOVE(head, &it[2], qnext); /* the only one */
+    cr_assert_null(head);
+}
