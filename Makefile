@@ -284,10 +284,12 @@ build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c b
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -Ibridge/admin -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
-# Redis addresses from flags, environment and config files.
-build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c proto/gp.c
+# Redis addresses from flags, environment and config files (the password file is read with
+# proto/conf.c's gp_read_file, hence the proto sources).
+build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/admin_http.c
 	@mkdir -p $(dir $@)
@@ -297,7 +299,7 @@ build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/
 build-fuzz/fuzz_htable: tests/fuzz/fuzz_htable.c bridge/daemon/htable.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
-		$(call PC,--libs,$(PKGS_PROTO)) -lm
+		$(call PC,--libs,$(PKGS_PROTO))-lhttp_parser -lm
 build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \

@@ -70,12 +70,8 @@ static unsigned hash(const char *s) {
 static void entry_free(hs_centry *e) {
     if (!e)
         return;
-    free(e->frame_id);
-    free(e->method);
-    free(e->path);
-    free(e->headers); /* names and values live in the same block */
-    free(e->body);
-    free(e);
+    /* headers: names and values live in the same block */
+    GP_FREE_ALL(e->frame_id, e->method, e->path, e->headers, e->body, e);
 }
 
 static hs_clist *list_of(hs_cache *c, hs_centry *e) {
@@ -92,11 +88,7 @@ static void list_append(hs_clist *l, hs_centry *e) {
 }
 
 static void unlink_entry(hs_cache *c, hs_centry *e) {
-    hs_centry **pp = &c->buckets[hash(e->frame_id)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
+    GP_CHAIN_REMOVE(c->buckets[hash(e->frame_id)], e, hnext);
     list_remove(list_of(c, e), e);
     c->bytes -= e->bytes;
     c->count--;

@@ -194,11 +194,7 @@ hs_jset *hs_jset_new(void) {
 }
 
 static void jset_unlink(hs_jset *s, jcall *c) {
-    jcall **pp = &s->buckets[jhash(c->frame_id)];
-    while (*pp && *pp != c)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = c->hnext;
+    GP_CHAIN_REMOVE(s->buckets[jhash(c->frame_id)], c, hnext);
     GP_LIST_UNLINK(s->oldest, s->newest, c, prev, next);
     s->count--;
     free(c);

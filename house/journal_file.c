@@ -434,12 +434,8 @@ void hs_journal_close(hs_journal *j) {
     if (j->fd >= 0)
         close(j->fd);
     j->fd = -1;
-    free(j->dir);
-    free(j->path);
-    free(j->tmp);
-    free(j->buf);
     hs_jset_free(j->running);
-    free(j);
+    GP_FREE_ALL(j->dir, j->path, j->tmp, j->buf, j);
 }
 
 /* --- the hooks -------------------------------------------------------------------------- */

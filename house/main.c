@@ -89,39 +89,49 @@ static int check_http_url(const char *v, size_t n, char *err, size_t errlen, con
     return 0;
 }
 
-/* Each value may hold several entries separated by commas or spaces (handy in GP_BRIDGE). */
-static int set_bridge(void *obj, const char *value, char *err, size_t errlen) {
-    hs_config *c = obj;
-    if (c->bridges_layer != c->layer) {
-        free_bridges(c);
-        c->bridges_layer = c->layer;
+/* A list option (--bridge, --service): a value may hold several entries, separated by commas
+ * or spaces (handy in GP_BRIDGE), each given to add; a later layer (file < environment < flags)
+ * replaces the list (clear), a repeat within one layer adds to it. 0, or add's error. */
+static int set_list(hs_config *c, int *list_layer, void (*clear)(hs_config *c), const char *value,
+                    int (*add)(hs_config *c, const char *p, size_t n, char *err, size_t errlen),
+                    char *err, size_t errlen) {
+    if (*list_layer != c->layer) {
+        clear(c);
+        *list_layer = c->layer;
     }
-    const char *p = value;
-    while (*p) {
+    for (const char *p = value; *p; p += strspn(p, ", \t")) {
         size_t n = strcspn(p, ", \t");
-        if (n) {
-            if (!starts_with(p, "ws://") && !starts_with(p, "wss://") &&
-                !starts_with(p, "rudp://")) {
-                snprintf(err, errlen, "bridge: \"%.*s\" must start with wss://, rudp:// (or ws://)",
-                         (int)n, p);
-                return GP_ERR_INVALID;
-            }
-            if (n >= 400) {
-                snprintf(err, errlen, "bridge: URL too long");
-                return GP_ERR_INVALID;
-            }
-            char **b = realloc(c->bridges, (c->nbridges + 1) * sizeof *b);
-            if (!b)
-                return GP_ERR_NOMEM;
-            c->bridges = b;
-            if (!(b[c->nbridges] = strndup(p, n)))
-                return GP_ERR_NOMEM;
-            c->nbridges++;
-        }
+        int rc = n ? add(c, p, n, err, errlen) : 0;
+        if (rc != 0)
+            return rc;
         p += n;
-        p += strspn(p, ", \t");
     }
     return 0;
+}
+
+static int add_bridge(hs_config *c, const char *p, size_t n, char *err, size_t errlen) {
+    if (!starts_with(p, "ws://") && !starts_with(p, "wss://") && !starts_with(p, "rudp://")) {
+        snprintf(err, errlen, "bridge: \"%.*s\" must start with wss://, rudp:// (or ws://)", (int)n,
+                 p);
+        return GP_ERR_INVALID;
+    }
+    if (n >= 400) {
+        snprintf(err, errlen, "bridge: URL too long");
+        return GP_ERR_INVALID;
+    }
+    char **b = realloc(c->bridges, (c->nbridges + 1) * sizeof *b);
+    if (!b)
+        return GP_ERR_NOMEM;
+    c->bridges = b;
+    if (!(b[c->nbridges] = strndup(p, n)))
+        return GP_ERR_NOMEM;
+    c->nbridges++;
+    return 0;
+}
+
+static int set_bridge(void *obj, const char *value, char *err, size_t errlen) {
+    hs_config *c = obj;
+    return set_list(c, &c->bridges_layer, free_bridges, value, add_bridge, err, errlen);
 }
 
 static int valid_service_name(const char *p, size_t n) {
@@ -133,45 +143,36 @@ static int valid_service_name(const char *p, size_t n) {
     return 1;
 }
 
+static int add_service(hs_config *c, const char *p, size_t n, char *err, size_t errlen) {
+    const char *eq = memchr(p, '=', n);
+    if (!eq || !valid_service_name(p, (size_t)(eq - p))) {
+        snprintf(err, errlen, "service: \"%.*s\" must be NAME=URL, NAME of 1-64 [A-Za-z0-9_.-]",
+                 (int)n, p);
+        return GP_ERR_INVALID;
+    }
+    size_t nl = (size_t)(eq - p), ul = n - nl - 1;
+    if (check_http_url(eq + 1, ul, err, errlen, "service") != 0)
+        return GP_ERR_INVALID;
+    for (size_t i = 0; i < c->nservices; i++)
+        if (strlen(c->services[i].name) == nl && memcmp(c->services[i].name, p, nl) == 0) {
+            snprintf(err, errlen, "service: \"%.*s\" given twice", (int)nl, p);
+            return GP_ERR_INVALID;
+        }
+    hs_service *s = realloc(c->services, (c->nservices + 1) * sizeof *s);
+    if (!s)
+        return GP_ERR_NOMEM;
+    c->services = s;
+    s[c->nservices].name = strndup(p, nl);
+    s[c->nservices].url = base_url_dup(eq + 1, ul);
+    c->nservices++;
+    if (!s[c->nservices - 1].name || !s[c->nservices - 1].url)
+        return GP_ERR_NOMEM;
+    return 0;
+}
+
 static int set_service(void *obj, const char *value, char *err, size_t errlen) {
     hs_config *c = obj;
-    if (c->services_layer != c->layer) {
-        free_services(c);
-        c->services_layer = c->layer;
-    }
-    const char *p = value;
-    while (*p) {
-        size_t n = strcspn(p, ", \t");
-        if (n) {
-            const char *eq = memchr(p, '=', n);
-            if (!eq || !valid_service_name(p, (size_t)(eq - p))) {
-                snprintf(err, errlen,
-                         "service: \"%.*s\" must be NAME=URL, NAME of 1-64 [A-Za-z0-9_.-]", (int)n,
-                         p);
-                return GP_ERR_INVALID;
-            }
-            size_t nl = (size_t)(eq - p), ul = n - nl - 1;
-            if (check_http_url(eq + 1, ul, err, errlen, "service") != 0)
-                return GP_ERR_INVALID;
-            for (size_t i = 0; i < c->nservices; i++)
-                if (strlen(c->services[i].name) == nl && memcmp(c->services[i].name, p, nl) == 0) {
-                    snprintf(err, errlen, "service: \"%.*s\" given twice", (int)nl, p);
-                    return GP_ERR_INVALID;
-                }
-            hs_service *s = realloc(c->services, (c->nservices + 1) * sizeof *s);
-            if (!s)
-                return GP_ERR_NOMEM;
-            c->services = s;
-            s[c->nservices].name = strndup(p, nl);
-            s[c->nservices].url = base_url_dup(eq + 1, ul);
-            c->nservices++;
-            if (!s[c->nservices - 1].name || !s[c->nservices - 1].url)
-                return GP_ERR_NOMEM;
-        }
-        p += n;
-        p += strspn(p, ", \t");
-    }
-    return 0;
+    return set_list(c, &c->services_layer, free_services, value, add_service, err, errlen);
 }
 
 #define OFF(f) offsetof(hs_config, f)

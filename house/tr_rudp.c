@@ -126,7 +126,8 @@ static void fill(tr_rudp *r, gp_rudp *ru) {
     }
 }
 
-static void send_now(upath *u, const uint8_t *b, size_t len) {
+static void send_now(void *ud, const uint8_t *b, size_t len) {
+    upath *u = ud;
     uv_buf_t buf = uv_buf_init((char *)b, (unsigned)len);
     /* A datagram the kernel cannot take now is a lost one: the engine sends it again. */
     uv_udp_try_send(u->sock, &buf, 1, (const struct sockaddr *)&u->addr);
@@ -152,11 +153,7 @@ static void pump(upath *u) {
         return;
     if (!u->probe)
         fill(u->r, u->ru);
-    uint64_t now = now_ns();
-    ssize_t n;
-    while ((n = gp_rudp_output(u->ru, u->r->tx, sizeof u->r->tx, now)) > 0)
-        send_now(u, u->r->tx, (size_t)n);
-    if (n < 0 || gp_rudp_dead(u->ru)) {
+    if (gp_rudp_flush(u->ru, u->r->tx, sizeof u->r->tx, now_ns(), send_now, u) != 0) {
         path_end(u, "rudp_dead");
         return;
     }

@@ -128,16 +128,7 @@ static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
 static void ring_remove(hs_tunnel *t, hs_stream *s) {
     if (!s->in_ring)
         return;
-    hs_stream **pp = &t->ring_head, *prev = NULL;
-    while (*pp && *pp != s) {
-        prev = *pp;
-        pp = &(*pp)->rnext;
-    }
-    if (*pp) {
-        *pp = s->rnext;
-        if (t->ring_tail == s)
-            t->ring_tail = prev;
-    }
+    GP_SLIST_REMOVE(t->ring_head, t->ring_tail, s, rnext);
     s->rnext = NULL;
     s->in_ring = 0;
 }
@@ -205,11 +196,7 @@ static void stream_free(hs_stream *s) {
         free(s);
         return;
     }
-    hs_stream **pp = &t->buckets[s->id % NBUCKETS];
-    while (*pp && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = s->hnext;
+    GP_CHAIN_REMOVE(t->buckets[s->id % NBUCKETS], s, hnext);
     ring_remove(t, s);
     queue_drop(t, &s->qh, &s->qt);
     request_clear(&s->req);
@@ -238,11 +225,7 @@ static void stream_maybe_done(hs_stream *s) {
  * ones included. Returns how many calls were detached or aborted. */
 static void stream_detach(hs_stream *s) {
     hs_tunnel *t = s->t;
-    hs_stream **pp = &t->buckets[s->id % NBUCKETS];
-    while (*pp && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = s->hnext;
+    GP_CHAIN_REMOVE(t->buckets[s->id % NBUCKETS], s, hnext);
     t->nstreams--;
     ring_remove(t, s);
     queue_drop(t, &s->qh, &s->qt);
@@ -341,7 +324,6 @@ static int queue_frame(hs_tunnel *t, hs_stream *s, const gp_frame *f) {
         return (int)w;
     }
     o->len = (size_t)w;
-    o->next = NULL;
     o->s = s;
     o->lane = s ? s->id : 0;
     hs_out **head = s ? &s->qh : &t->ctl_head, **tail = s ? &s->qt : &t->ctl_tail;

@@ -401,12 +401,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
 /* --- transfers -------------------------------------------------------------------------- */
 
 static void xfer_free(hs_xfer *x) {
-    if (x->prev)
-        x->prev->next = x->next;
-    else if (x->u->all == x)
-        x->u->all = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
+    GP_LIST_REMOVE(x->u->all, x, prev, next);
     if (x->paused)
         x->u->npaused--;
     if (x->e) {
@@ -414,10 +409,7 @@ static void xfer_free(hs_xfer *x) {
         curl_easy_cleanup(x->e);
     }
     curl_slist_free_all(x->hl);
-    free(x->url);
-    free(x->hraw);
-    free(x->chunk);
-    free(x);
+    GP_FREE_ALL(x->url, x->hraw, x->chunk, x);
 }
 
 static void answer_error(hs_xfer *x, uint16_t status, const char *error, const char *message) {

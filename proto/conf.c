@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -361,9 +362,31 @@ int gp_conf_secret_file_ok(const char *path, char *err, size_t errlen) {
 
 /* ---- reading files ------------------------------------------------------------------------ */
 
+int gp_read_fd(int fd, size_t max, gp_buf *out) {
+    for (;;) {
+        if (gp_buf_reserve(out, 4096) != 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+        ssize_t n = read(fd, out->p + out->len, 4096);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        out->len += (size_t)n;
+        out->p[out->len] = '\0';
+        if (out->len > max) {
+            errno = EFBIG;
+            return -1;
+        }
+        if (n == 0)
+            return 0;
+    }
+}
+
 char *gp_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         int e = errno;
         if (err && errlen)
             snprintf(err, errlen, "%s: %s", path, strerror(e));
@@ -371,36 +394,20 @@ char *gp_read_file(const char *path, size_t max, size_t *len, char *err, size_t 
         return NULL;
     }
     gp_buf b = {0};
-    const char *why = NULL;
-    int e = 0;
-    for (;;) {
-        if (gp_buf_reserve(&b, 4096) != 0) {
-            why = "out of memory", e = ENOMEM;
-            break;
-        }
-        size_t n = fread(b.p + b.len, 1, 4096, f);
-        b.len += n;
-        if (b.len > max) {
-            why = "file too large", e = EFBIG;
-            break;
-        }
-        if (n < 4096) {
-            if (ferror(f))
-                why = "read error", e = errno ? errno : EIO;
-            break;
-        }
-    }
-    fclose(f);
-    if (why) {
+    int rc = gp_read_fd(fd, max, &b), e = errno;
+    close(fd);
+    if (rc != 0) {
         if (b.p)
             sodium_memzero(b.p, b.cap);
         gp_buf_free(&b);
         if (err && errlen)
-            snprintf(err, errlen, "%s: %s", path, why);
+            snprintf(err, errlen, "%s: %s", path,
+                     e == EFBIG    ? "file too large"
+                     : e == ENOMEM ? "out of memory"
+                                   : "read error");
         errno = e;
         return NULL;
     }
-    b.p[b.len] = '\0';
     return gp_buf_take(&b, len);
 }
 

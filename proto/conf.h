@@ -7,6 +7,7 @@
 #ifndef GP_CONF_H
 #define GP_CONF_H
 
+#include "buf.h"
 #include "gp.h"
 
 enum gp_conf_type {
@@ -72,6 +73,10 @@ int gp_conf_secret_file_ok(const char *path, char *err, size_t errlen);
  * a secret's text before freeing it). NULL with "<path>: <reason>" in err (may be NULL) and
  * errno kept from the failing call (EFBIG: over max). The one file reader of both daemons. */
 char *gp_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+/* Appends what is left to read on fd (up to its end) to out: 0, or -1 with errno (EFBIG once
+ * out holds more than max bytes, ENOMEM, or read's); out keeps what was read (wipe a
+ * secret's). gp_read_file's reader, for a caller that opened the file itself (or stdin). */
+int gp_read_fd(int fd, size_t max, gp_buf *out);
 
 /* The config layer of both daemons (defaults < file < environment < flags): the file named
  * by the last --config FILE or --config=FILE in argv[1..] (up to "--"), else env (GP_CONFIG;

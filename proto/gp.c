@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *gp_strerror(int err) {
@@ -51,4 +52,9 @@ void gp_errf(char *err, size_t errlen, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+void gp_free_all(void *const *ps, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(ps[i]);
 }

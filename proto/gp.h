@@ -43,6 +43,12 @@ int gp_str_eq(gp_str a, const char *c);
  * parameter that parsers and the store's clients take. */
 __attribute__((format(printf, 3, 4))) void gp_errf(char *err, size_t errlen, const char *fmt, ...);
 
+/* Frees each pointer given (NULL ones too): a destructor's list of owned strings and buffers
+ * in one statement. GP_FREE_ALL(a, b, c) is gp_free_all over {a, b, c}. */
+void gp_free_all(void *const *ps, size_t n);
+#define GP_FREE_ALL(...)                                                                           \
+    gp_free_all((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
+
 /* Log sink injected by the host. level: 0 error, 1 warn, 2 info, 3 debug. */
 typedef void (*gp_log_fn)(void *ud, int level, const char *msg);
 

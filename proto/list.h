@@ -4,10 +4,11 @@
  * that one definition serves every element type (as BSD's <sys/queue.h> does); each argument
  * is an lvalue without side effects, and may be evaluated more than once.
  *
- * Three shapes: a list with both ends (first, last), appended at the last end; a list with a
+ * Four shapes: a list with both ends (first, last), appended at the last end; a list with a
  * head only, pushed at the head (removing takes the element's own links, so it is O(1) from
- * anywhere in either); and a singly linked queue (GP_SLIST), appended at its last end and
- * taken from its first. */
+ * anywhere in either); a singly linked queue (GP_SLIST), appended at its last end and taken
+ * from its first (or, walking, from anywhere); and a chain (GP_CHAIN: a hash bucket's, one
+ * link, pushed at the head by hand), left by walking. */
 #ifndef GP_LIST_H
 #define GP_LIST_H
 
@@ -69,6 +70,33 @@
         (first) = (first)->next;                                                                   \
         if (!(first))                                                                              \
             (last) = NULL;                                                                         \
+    } while (0)
+
+/* Singly linked queues: e leaves from wherever it stands (a walk from the first end: O(n));
+ * nothing happens when e is not in the queue. Its own link is left as it was. */
+#define GP_SLIST_REMOVE(first, last, e, next)                                                      \
+    do {                                                                                           \
+        __typeof__(e) *gp_pp_ = &(first), gp_prev_ = NULL;                                         \
+        while (*gp_pp_ && *gp_pp_ != (e)) {                                                        \
+            gp_prev_ = *gp_pp_;                                                                    \
+            gp_pp_ = &(*gp_pp_)->next;                                                             \
+        }                                                                                          \
+        if (*gp_pp_) {                                                                             \
+            *gp_pp_ = (e)->next;                                                                   \
+            if ((last) == (e))                                                                     \
+                (last) = gp_prev_;                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* Chains (a hash bucket: a head and one link): e leaves from wherever it stands (a walk from
+ * the head: O(n)); nothing happens when e is not in the chain. Its own link is left as it was. */
+#define GP_CHAIN_REMOVE(head, e, next)                                                             \
+    do {                                                                                           \
+        __typeof__(e) *gp_pp_ = &(head);                                                           \
+        while (*gp_pp_ && *gp_pp_ != (e))                                                          \
+            gp_pp_ = &(*gp_pp_)->next;                                                             \
+        if (*gp_pp_)                                                                               \
+            *gp_pp_ = (e)->next;                                                                   \
     } while (0)
 
 #endif

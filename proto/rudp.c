@@ -250,6 +250,14 @@ uint64_t gp_rudp_expiry(const gp_rudp *r) {
     return e;
 }
 
+int gp_rudp_flush(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns,
+                  void (*send)(void *ud, const uint8_t *b, size_t len), void *ud) {
+    ssize_t n;
+    while ((n = gp_rudp_output(r, out, cap, now_ns)) > 0)
+        send(ud, out, (size_t)n);
+    return n < 0 || gp_rudp_dead(r) ? -1 : 0;
+}
+
 uint64_t gp_rudp_timer_ms(uint64_t expiry_ns, uint64_t now_ns) {
     if (expiry_ns == UINT64_MAX)
         return 60000;

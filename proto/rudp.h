@@ -63,6 +63,11 @@ ssize_t gp_rudp_recv(gp_rudp *r, uint32_t *lane, const uint8_t **msg);
  * samples are taken from when they leave); gp_rudp_expiry says when the next one is due.
  * 0 when nothing is due; GP_ERR_STATE once the peer is dead (close). */
 ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns);
+/* Every datagram due now, each through send(ud, out, len) as gp_rudp_output gives it (out:
+ * the caller's buffer, as there). 0, or -1 when the connection is dead (an engine error, or
+ * the peer silent: gp_rudp_dead); the caller then closes it. The glue of both daemons. */
+int gp_rudp_flush(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns,
+                  void (*send)(void *ud, const uint8_t *b, size_t len), void *ud);
 
 /* When to call gp_rudp_output next (engine timers, held datagrams); UINT64_MAX: nothing. */
 uint64_t gp_rudp_expiry(const gp_rudp *r);

@@ -23,6 +23,7 @@
 #include "rudp_rel.h"
 
 #include "buf.h"
+#include "list.h"
 #include "rudp_ack.h"
 #include "rudp_cc.h"
 #include "rudp_fec.h"
@@ -559,11 +560,7 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
     *sm_slot(r, id) = m;
     r->next_id++;
     r->sbuf_bytes += len;
-    if (l->qtail)
-        l->qtail->qnext = m;
-    else
-        l->qhead = m;
-    l->qtail = m;
+    GP_SLIST_APPEND(l->qhead, l->qtail, m, qnext);
     l->last_id = id;
     rr_add(r, l);
     r->st.msgs_sent++;
@@ -1140,10 +1137,9 @@ static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
         ref_add(r, rec, m, idx);
         r->rr_sent += chunk_len(m, idx);
         if (++m->next_unsent == m->nchunks) {
-            l->qhead = m->qnext;
+            GP_SLIST_SHIFT(l->qhead, l->qtail, qnext);
             m->qnext = NULL;
             if (!l->qhead) {
-                l->qtail = NULL;
                 rr_del(r, l);
                 r->rr_sent = 0;
                 continue;

@@ -482,6 +482,16 @@ static void house_done(api_ctx *x) {
     done_text(x, 200, b.p);
 }
 
+/* x's house into (SADD) or out of (SREM) the index of registered houses, <p>:houses. */
+static void houses_index(api_ctx *x, const char *verb, br_redis_fn cb) {
+    char hs[GP_KEY_MAX];
+    gp_key_houses(hs, V.env->cfg->prefix);
+    br_args a;
+    cmd2(&a, verb, hs);
+    br_args_str(&a, x->id);
+    rsend(x, NULL, 0, &a, cb, NULL);
+}
+
 /* --- add -------------------------------------------------------------------------------- */
 
 static void on_sadd(redisReply *r, void *ud) {
@@ -496,12 +506,7 @@ static void on_added(redisReply *r, void *ud) {
         return;
     }
     if (!x->failed) {
-        char hs[GP_KEY_MAX];
-        gp_key_houses(hs, V.env->cfg->prefix);
-        br_args a;
-        cmd2(&a, "SADD", hs);
-        br_args_str(&a, x->id);
-        rsend(x, NULL, 0, &a, on_sadd, NULL);
+        houses_index(x, "SADD", on_sadd);
     }
     step_done(x);
 }
@@ -595,12 +600,7 @@ static void on_rm(redisReply *r, void *ud) {
         r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
         x->removed += r->element[0]->integer;
         x->stream_len = r->element[1]->integer;
-        char hs[GP_KEY_MAX];
-        gp_key_houses(hs, V.env->cfg->prefix);
-        br_args a;
-        cmd2(&a, "SREM", hs);
-        br_args_str(&a, x->id);
-        rsend(x, NULL, 0, &a, on_srem, NULL);
+        houses_index(x, "SREM", on_srem);
     } else {
         x->failed = 1;
     }

@@ -9,6 +9,7 @@
 #include "../store/store_bridge.h"
 #include "admin_http.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,85 @@ static struct {
     char host[64];
 } S;
 
+/* The metrics of bridge/admin/ADMIN.md, in the order the page lists them: where the handle
+ * goes in br_metrics, the kind, name, help, label, and the series shown as 0 from the start
+ * (so that rate() has a first point): the label values, space-separated; "": the unlabeled
+ * series; NULL: none until counted. */
+enum { COUNTER, GAUGE, DURATION };
+typedef struct metric_spec {
+    size_t off;
+    int kind;
+    const char *name, *help, *label, *zero;
+} metric_spec;
+#define M(field) offsetof(br_metrics, field)
+static const metric_spec specs[] = {
+    {M(houses), GAUGE, "gp_bridge_houses", "Houses held by this bridge now.", NULL, NULL},
+    {M(connections), COUNTER, "gp_bridge_connections_total",
+     "Houses that authenticated and were taken over, by transport.", "transport", "ws wss rudp"},
+    {M(disconnects), COUNTER, "gp_bridge_disconnects_total",
+     "Held houses let go (closed, lost, fenced), by transport.", "transport", "ws wss rudp"},
+    {M(auth_failures), COUNTER, "gp_bridge_auth_failures_total",
+     "Failed authentications (unknown house, bad proof, invalid id), by transport.", "transport",
+     "ws wss rudp"},
+    {M(requests), COUNTER, "gp_bridge_requests_total",
+     "Final replies written, by status class (error: an error reply of the bridge or house).",
+     "class", "2xx 3xx 4xx 5xx error"},
+    {M(forwarded), COUNTER, "gp_bridge_forwarded_total", "Requests forwarded to houses.", NULL,
+     NULL},
+    {M(duration), DURATION, "gp_bridge_request_duration_seconds",
+     "Time from forwarding a request to its final reply.", NULL, NULL},
+    {M(bytes), COUNTER, "gp_bridge_bytes_total", "Body bytes carried (uncompressed), by direction.",
+     "direction", "to_house from_house"},
+    {M(compressed), COUNTER, "gp_bridge_compressed_bytes_total",
+     "Body bytes of zstd-compressed frames before and after compression (both directions).",
+     "stage", "before after"},
+    {M(rtt), GAUGE, "gp_bridge_rtt_seconds",
+     "Mean round trip over the houses held now, by transport (ws, wss: the last ping; rudp: "
+     "smoothed); 0 while none is measured.",
+     "transport", NULL},
+    {M(rudp_loss), GAUGE, "gp_bridge_rudp_loss_ratio",
+     "Mean packet loss (worse direction) over rudp houses.", NULL, NULL},
+    {M(rudp_retx), COUNTER, "gp_bridge_rudp_retransmits_total",
+     "Message fragments sent again after a loss (rudp).", NULL, NULL},
+    {M(rudp_fec), COUNTER, "gp_bridge_rudp_fec_repaired_total",
+     "Packets rebuilt from FEC repair packets (rudp).", NULL, NULL},
+    {M(redis_rtt), GAUGE, "gp_bridge_redis_rtt_seconds", "Round trip of the last Redis PING.", NULL,
+     NULL},
+    {M(redis_reconnects), COUNTER, "gp_bridge_redis_reconnects_total",
+     "Redis command connections re-established.", NULL, NULL},
+    {M(pending_claimed), COUNTER, "gp_bridge_pending_claimed_total",
+     "Entries delivered again from a pending list (after a crash or a lost reply).", NULL, NULL},
+    {M(fenced), COUNTER, "gp_bridge_fenced_total",
+     "Houses let go because another connection took over.", NULL, NULL},
+    {M(janitor_timeouts), COUNTER, "gp_bridge_janitor_timeouts_total",
+     "504s written for requests to houses nobody held.", NULL, NULL},
+    {M(invalid_requests), COUNTER, "gp_bridge_invalid_requests_total",
+     "Requests refused without being forwarded, by reason (reply_key: a reply key outside "
+     "<p>:rep:, request: a malformed field, too_large: the body).",
+     "reason", "reply_key request too_large"},
+    {M(reply_failures), COUNTER, "gp_bridge_reply_failures_total",
+     "Reply entries Redis refused (wrong_type: the reply key holds something other than a stream; "
+     "error: any other error); their requests are settled all the same.",
+     "reason", "wrong_type error"},
+    {M(bad_responses), COUNTER, "gp_bridge_bad_responses_total",
+     "Malformed parts of houses' responses (status: not 100..599, answered 502 bad_response; "
+     "header_name, header_value: a header dropped).",
+     "reason", "status header_name header_value"},
+    {M(admin_conns), GAUGE, "gp_bridge_admin_connections", "Open connections to the admin port.",
+     NULL, NULL},
+    {M(preauth), GAUGE, "gp_bridge_preauth_connections",
+     "House-listener connections not authenticated yet.", NULL, NULL},
+    {M(preauth_shed), COUNTER, "gp_bridge_preauth_shed_total",
+     "Pre-auth connections closed to make room or at their deadline, by reason (per_address, "
+     "total: a cap was reached and the oldest went; deadline).",
+     "reason", "per_address total deadline"},
+    {M(accept_pauses), COUNTER, "gp_bridge_accept_pauses_total",
+     "Times the house listener paused accepting: out of descriptors.", NULL, ""},
+    {M(log_suppressed), COUNTER, "gp_bridge_log_suppressed_total",
+     "Log lines dropped by the per-event rate limit.", NULL, NULL},
+};
+#undef M
+
 int br_stats_init(const br_stats_src *src) {
     S.src = *src;
     S.m = src->metrics;
@@ -34,110 +114,22 @@ int br_stats_init(const br_stats_src *src) {
     if (!m)
         return -1;
     S.m->reg = m;
-    S.m->houses = gp_metrics_gauge(m, "gp_bridge_houses", "Houses held by this bridge now.", NULL);
-    S.m->connections = gp_metrics_counter(
-        m, "gp_bridge_connections_total",
-        "Houses that authenticated and were taken over, by transport.", "transport");
-    S.m->disconnects =
-        gp_metrics_counter(m, "gp_bridge_disconnects_total",
-                           "Held houses let go (closed, lost, fenced), by transport.", "transport");
-    S.m->auth_failures = gp_metrics_counter(
-        m, "gp_bridge_auth_failures_total",
-        "Failed authentications (unknown house, bad proof, invalid id), by transport.",
-        "transport");
-    S.m->requests = gp_metrics_counter(
-        m, "gp_bridge_requests_total",
-        "Final replies written, by status class (error: an error reply of the bridge or house).",
-        "class");
-    S.m->forwarded =
-        gp_metrics_counter(m, "gp_bridge_forwarded_total", "Requests forwarded to houses.", NULL);
-    S.m->duration = gp_metrics_duration(m, "gp_bridge_request_duration_seconds",
-                                        "Time from forwarding a request to its final reply.");
-    S.m->bytes =
-        gp_metrics_counter(m, "gp_bridge_bytes_total",
-                           "Body bytes carried (uncompressed), by direction.", "direction");
-    S.m->compressed = gp_metrics_counter(
-        m, "gp_bridge_compressed_bytes_total",
-        "Body bytes of zstd-compressed frames before and after compression (both directions).",
-        "stage");
-    S.m->rtt = gp_metrics_gauge(m, "gp_bridge_rtt_seconds",
-                                "Mean round trip over the houses held now, by transport (ws, wss: "
-                                "the last ping; rudp: smoothed); 0 while none is measured.",
-                                "transport");
-    S.m->rudp_loss = gp_metrics_gauge(m, "gp_bridge_rudp_loss_ratio",
-                                      "Mean packet loss (worse direction) over rudp houses.", NULL);
-    S.m->rudp_retx = gp_metrics_counter(m, "gp_bridge_rudp_retransmits_total",
-                                        "Message fragments sent again after a loss (rudp).", NULL);
-    S.m->rudp_fec = gp_metrics_counter(m, "gp_bridge_rudp_fec_repaired_total",
-                                       "Packets rebuilt from FEC repair packets (rudp).", NULL);
-    S.m->redis_rtt = gp_metrics_gauge(m, "gp_bridge_redis_rtt_seconds",
-                                      "Round trip of the last Redis PING.", NULL);
-    S.m->redis_reconnects = gp_metrics_counter(m, "gp_bridge_redis_reconnects_total",
-                                               "Redis command connections re-established.", NULL);
-    S.m->pending_claimed = gp_metrics_counter(
-        m, "gp_bridge_pending_claimed_total",
-        "Entries delivered again from a pending list (after a crash or a lost reply).", NULL);
-    S.m->fenced = gp_metrics_counter(m, "gp_bridge_fenced_total",
-                                     "Houses let go because another connection took over.", NULL);
-    S.m->janitor_timeouts =
-        gp_metrics_counter(m, "gp_bridge_janitor_timeouts_total",
-                           "504s written for requests to houses nobody held.", NULL);
-    S.m->invalid_requests = gp_metrics_counter(
-        m, "gp_bridge_invalid_requests_total",
-        "Requests refused without being forwarded, by reason (reply_key: a reply key outside "
-        "<p>:rep:, request: a malformed field, too_large: the body).",
-        "reason");
-    S.m->reply_failures = gp_metrics_counter(
-        m, "gp_bridge_reply_failures_total",
-        "Reply entries Redis refused (wrong_type: the reply key holds something other than a "
-        "stream; error: any other error); their requests are settled all the same.",
-        "reason");
-    S.m->bad_responses = gp_metrics_counter(
-        m, "gp_bridge_bad_responses_total",
-        "Malformed parts of houses' responses (status: not 100..599, answered 502 bad_response; "
-        "header_name, header_value: a header dropped).",
-        "reason");
-    S.m->admin_conns = gp_metrics_gauge(m, "gp_bridge_admin_connections",
-                                        "Open connections to the admin port.", NULL);
-    S.m->preauth = gp_metrics_gauge(m, "gp_bridge_preauth_connections",
-                                    "House-listener connections not authenticated yet.", NULL);
-    S.m->preauth_shed = gp_metrics_counter(
-        m, "gp_bridge_preauth_shed_total",
-        "Pre-auth connections closed to make room or at their deadline, by reason "
-        "(per_address, total: a cap was reached and the oldest went; deadline).",
-        "reason");
-    S.m->accept_pauses =
-        gp_metrics_counter(m, "gp_bridge_accept_pauses_total",
-                           "Times the house listener paused accepting: out of descriptors.", NULL);
-    S.m->log_suppressed =
-        gp_metrics_counter(m, "gp_bridge_log_suppressed_total",
-                           "Log lines dropped by the per-event rate limit.", NULL);
-    static const char *const shed_reasons[] = {"per_address", "total", "deadline"};
-    for (size_t i = 0; i < 3; i++)
-        gp_metric_add(S.m->preauth_shed, shed_reasons[i], 0);
-    gp_metric_add(S.m->accept_pauses, NULL, 0);
-    /* The known label values from the start, so that rate() has a first point. */
-    static const char *const transports[] = {"ws", "wss", "rudp"};
-    for (size_t i = 0; i < 3; i++) {
-        gp_metric_add(S.m->connections, transports[i], 0);
-        gp_metric_add(S.m->disconnects, transports[i], 0);
-        gp_metric_add(S.m->auth_failures, transports[i], 0);
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        const metric_spec *sp = &specs[i];
+        gp_metric *x = sp->kind == GAUGE     ? gp_metrics_gauge(m, sp->name, sp->help, sp->label)
+                       : sp->kind == COUNTER ? gp_metrics_counter(m, sp->name, sp->help, sp->label)
+                                             : gp_metrics_duration(m, sp->name, sp->help);
+        *(gp_metric **)((char *)S.m + sp->off) = x;
+        if (sp->zero && !*sp->zero)
+            gp_metric_add(x, NULL, 0);
+        for (const char *z = sp->zero; z && *z; z += strspn(z, " ")) {
+            char v[32];
+            size_t n = strcspn(z, " ");
+            snprintf(v, sizeof v, "%.*s", (int)n, z);
+            gp_metric_add(x, v, 0);
+            z += n;
+        }
     }
-    static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx", "error"};
-    for (size_t i = 0; i < 5; i++)
-        gp_metric_add(S.m->requests, classes[i], 0);
-    static const char *const invalid[] = {"reply_key", "request", "too_large"};
-    for (size_t i = 0; i < 3; i++)
-        gp_metric_add(S.m->invalid_requests, invalid[i], 0);
-    gp_metric_add(S.m->reply_failures, "wrong_type", 0);
-    gp_metric_add(S.m->reply_failures, "error", 0);
-    static const char *const bad[] = {"status", "header_name", "header_value"};
-    for (size_t i = 0; i < 3; i++)
-        gp_metric_add(S.m->bad_responses, bad[i], 0);
-    gp_metric_add(S.m->bytes, "to_house", 0);
-    gp_metric_add(S.m->bytes, "from_house", 0);
-    gp_metric_add(S.m->compressed, "before", 0);
-    gp_metric_add(S.m->compressed, "after", 0);
     S.redis_rtt_ms = -1;
     gethostname(S.host, sizeof S.host - 1);
     return 0;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TOKEN_MIN 16 /* bytes: a guessable token would open the whole deployment */
@@ -26,23 +27,24 @@ int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *
             snprintf(err, errlen, "admin-token-file: %s", perr);
             return -1;
         }
-        FILE *f = fopen(cfg->admin_token_file, "rb");
-        if (!f) {
-            snprintf(err, errlen, "admin-token-file: %s: %s", cfg->admin_token_file,
-                     strerror(errno));
+        /* Past TOKEN_MAX bytes it cannot hold a token: said as for one of the wrong size. */
+        size_t len = 0;
+        char *buf = gp_read_file(cfg->admin_token_file, TOKEN_MAX, &len, perr, sizeof perr);
+        if (!buf && errno != EFBIG) {
+            snprintf(err, errlen, "admin-token-file: %s", perr);
             return -1;
         }
-        char buf[TOKEN_MAX + 1];
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
         /* One line; surrounding whitespace (a trailing newline) is not part of it. */
-        size_t a = 0;
+        size_t a = 0, n = len;
         while (a < n && strchr(" \t\r\n", buf[a]))
             a++;
         while (n > a && strchr(" \t\r\n", buf[n - 1]))
             n--;
-        if (n - a < TOKEN_MIN || n - a > TOKEN_MAX - 1) {
-            sodium_memzero(buf, sizeof buf);
+        if (!buf || n - a < TOKEN_MIN || n - a > TOKEN_MAX - 1) {
+            if (buf) {
+                sodium_memzero(buf, len);
+                free(buf);
+            }
             snprintf(err, errlen,
                      "admin-token-file: %s must hold one token of %d-%d bytes (make one with "
                      "openssl rand -hex 32)",
@@ -50,7 +52,8 @@ int br_admin_load_token(const br_config *cfg, uint8_t hash[32], int *has, char *
             return -1;
         }
         token_hash(buf + a, n - a, hash);
-        sodium_memzero(buf, sizeof buf);
+        sodium_memzero(buf, len);
+        free(buf);
         *has = 1;
         return 0;
     }

@@ -4,13 +4,16 @@
 #include "buf.h"
 #include "cli_cmd.h"
 #include "cli_esc.h"
+#include "conf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define MAX_TIMEOUT_MS 86400000
@@ -21,27 +24,18 @@ typedef gp_buf buf; /* proto/buf.h */
 #define buf_add gp_buf_add
 
 static int read_file(cli_ctx *c, const char *path, buf *out) {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f) {
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         cli_err(c, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    uint8_t chunk[65536];
-    size_t n;
-    int rv = 0;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (out->len + n > MAX_BODY_FILE || buf_add(out, chunk, n) != 0) {
-            cli_err(c, "%s: too large", path);
-            rv = -1;
-            break;
-        }
-    }
-    if (ferror(f)) {
+    int rv = gp_read_fd(fd, MAX_BODY_FILE, out);
+    if (rv != 0 && (errno == EFBIG || errno == ENOMEM))
+        cli_err(c, "%s: too large", path);
+    else if (rv != 0)
         cli_err(c, "reading %s: %s", path, strerror(errno));
-        rv = -1;
-    }
-    if (f != stdin)
-        fclose(f);
+    if (fd != STDIN_FILENO)
+        close(fd);
     return rv;
 }
 

@@ -6,6 +6,7 @@
  * this file calls no module above it. I/O side; the transports only move bytes. */
 #include "conn.h"
 #include "../log.h"
+#include "list.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -25,10 +26,7 @@ br_conn *br_conn_new(br_conns *cs, const br_transport *tp, void *tpd, const char
     c->serial = ++cs->serial;
     c->accepted_ms = c->last_rx_ms = br_env_now(cs->env);
     snprintf(c->addr, sizeof c->addr, "%s", addr);
-    c->all_next = cs->all;
-    if (cs->all)
-        cs->all->all_prev = c;
-    cs->all = c;
+    GP_LIST_PUSH(cs->all, c, all_prev, all_next);
     br_log(BR_LOG_DEBUG, "conn_open", "conn=%llu addr=%s transport=%s",
            (unsigned long long)c->serial, c->addr, tp->name);
     return c;
@@ -91,12 +89,7 @@ int br_conn_send(br_conn *c, const gp_frame *f) {
     }
     o->len = (size_t)w;
     o->lane = f->stream;
-    o->next = NULL;
-    if (c->q_tail)
-        c->q_tail->next = o;
-    else
-        c->q_head = o;
-    c->q_tail = o;
+    GP_SLIST_APPEND(c->q_head, c->q_tail, o, next);
     c->q_bytes += o->len;
     if (c->q_bytes > MAX_QUEUE_BYTES) {
         br_log(BR_LOG_WARN, "send_queue_overflow", "house=%s addr=%s bytes=%zu", c->house, c->addr,
@@ -114,8 +107,7 @@ fail:
 void br_conn_goaway(br_conn *c, int code, const char *msg) {
     c->goaway_sent = 1;
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_GOAWAY;
+    gp_frame_init(&f, GP_FRAME_GOAWAY, 0, 0);
     f.u.goaway.code = (uint16_t)code;
     f.u.goaway.message = gp_str_c(msg);
     br_conn_send(c, &f);
@@ -148,12 +140,7 @@ void br_conn_closed(br_conn *c, const char *why) {
            why ? " reason=" : "", why ? why : "");
     c->state = BR_CS_CLOSING;
     c->tpd = NULL;
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        c->owner->all = c->all_next;
-    if (c->all_next)
-        c->all_next->all_prev = c->all_prev;
+    GP_LIST_REMOVE(c->owner->all, c, all_prev, all_next);
     out_free_all(c);
     br_conn_unref(c);
 }
@@ -169,17 +156,13 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
     gp_frame r;
     switch (f->type) {
     case GP_FRAME_PING:
-        memset(&r, 0, sizeof r);
-        r.type = GP_FRAME_PONG;
-        r.u.ping.opaque = f->u.ping.opaque;
+        gp_frame_pong(&r, f);
         br_conn_send(c, &r);
         return;
     case GP_FRAME_PONG: {
         /* Our PINGs carry the monotonic clock in µs: a loopback or LAN RTT is well under a
          * millisecond. An opaque from the future is not ours. */
-        uint64_t now = uv_hrtime() / 1000;
-        if (f->u.ping.opaque <= now)
-            c->rtt_us = now - f->u.ping.opaque;
+        gp_frame_pong_rtt(f, uv_hrtime() / 1000, &c->rtt_us);
         return;
     }
     case GP_FRAME_RESP_HEAD:
@@ -248,9 +231,7 @@ void br_conn_tick(br_conns *cs, uint64_t now) {
         }
         if (now - c->last_ping_ms >= iv) {
             gp_frame f;
-            memset(&f, 0, sizeof f);
-            f.type = GP_FRAME_PING;
-            f.u.ping.opaque = uv_hrtime() / 1000;
+            gp_frame_ping(&f, uv_hrtime() / 1000);
             c->last_ping_ms = now;
             br_conn_send(c, &f);
         }

@@ -16,6 +16,7 @@
 #include "flood.h"
 #include "../admin/stats.h"
 #include "../log.h"
+#include "list.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -152,11 +153,7 @@ static pa_addr *addr_get(const char *ip, int create) {
 static void addr_put(pa_addr *a) {
     if (a->n)
         return;
-    pa_addr **pp = &F.by_addr[hash_str(a->ip)];
-    while (*pp && *pp != a)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = a->hnext;
+    GP_CHAIN_REMOVE(F.by_addr[hash_str(a->ip)], a, hnext);
     free(a);
 }
 
@@ -169,28 +166,10 @@ static pa_rec *rec_find(struct lws *wsi) {
 
 /* Unlinks and frees r: it is no longer counted. */
 static void rec_drop(pa_rec *r) {
-    pa_rec **pp = &F.by_wsi[hash_ptr(r->wsi)];
-    while (*pp && *pp != r)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = r->hnext;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        F.head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        F.tail = r->prev;
+    GP_CHAIN_REMOVE(F.by_wsi[hash_ptr(r->wsi)], r, hnext);
+    GP_LIST_UNLINK(F.head, F.tail, r, prev, next);
     pa_addr *a = r->a;
-    if (r->aprev)
-        r->aprev->anext = r->anext;
-    else
-        a->head = r->anext;
-    if (r->anext)
-        r->anext->aprev = r->aprev;
-    else
-        a->tail = r->aprev;
+    GP_LIST_UNLINK(a->head, a->tail, r, aprev, anext);
     a->n--;
     F.n--;
     addr_put(a);
@@ -259,18 +238,8 @@ void br_flood_adopted(struct lws *wsi) {
     unsigned h = hash_ptr(wsi);
     r->hnext = F.by_wsi[h];
     F.by_wsi[h] = r;
-    r->prev = F.tail;
-    if (F.tail)
-        F.tail->next = r;
-    else
-        F.head = r;
-    F.tail = r;
-    r->aprev = a->tail;
-    if (a->tail)
-        a->tail->anext = r;
-    else
-        a->head = r;
-    a->tail = r;
+    GP_LIST_APPEND(F.head, F.tail, r, prev, next);
+    GP_LIST_APPEND(a->head, a->tail, r, aprev, anext);
     a->n++;
     F.n++;
     gauge();

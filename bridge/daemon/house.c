@@ -344,8 +344,7 @@ static void on_claimed(redisReply *rep, void *ud) {
            c->addr, (unsigned long long)epoch, c->tp->name);
 
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_WELCOME;
+    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
     f.u.welcome.bridge_id = gp_str_c(e->cfg->bridge_id);
     f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
     c->ping_iv = (uint64_t)e->cfg->ping_interval;

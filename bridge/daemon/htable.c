@@ -1,5 +1,6 @@
 /* htable.c — the table of held houses and the decisions on it (see htable.h). Pure. */
 #include "htable.h"
+#include "list.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -53,11 +54,7 @@ int br_htable_insert(br_htable *t, br_conn *c) {
 void br_htable_remove(br_htable *t, br_conn *c) {
     if (!c->in_table)
         return;
-    br_conn **pp = &t->b[hash(c->house) & (t->size - 1)];
-    while (*pp && *pp != c)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = c->hnext;
+    GP_CHAIN_REMOVE(t->b[hash(c->house) & (t->size - 1)], c, hnext);
     c->hnext = NULL;
     c->in_table = 0;
     t->n--;

@@ -14,6 +14,7 @@
 #include "../store/rkeys.h"
 #include "buf.h"
 #include "entry.h"
+#include "list.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -93,11 +94,7 @@ static unsigned settle_hash(const char *house, const char *entry_id) {
 }
 
 static void settle_remove(br_reply *rp) {
-    br_reply **pp = &rp->rs->settling[settle_hash(rp->house, rp->entry_id)];
-    while (*pp && *pp != rp)
-        pp = &(*pp)->snext;
-    if (*pp)
-        *pp = rp->snext;
+    GP_CHAIN_REMOVE(rp->rs->settling[settle_hash(rp->house, rp->entry_id)], rp, snext);
 }
 
 int br_replies_settling(const br_replies *rs, const char *house, const char *entry_id) {
@@ -112,15 +109,8 @@ void br_reply_unref(br_reply *rp) {
         return;
     settle_remove(rp);
     live_add(rp->rs, -1);
-    free(rp->holder);
-    free(rp->key);
-    free(rp->frame_id);
-    free(rp->headers);
-    free(rp->error);
-    free(rp->message);
-    free(rp->method);
-    free(rp->path);
-    free(rp);
+    GP_FREE_ALL(rp->holder, rp->key, rp->frame_id, rp->headers, rp->error, rp->message, rp->method,
+                rp->path, rp);
 }
 
 static char *dupn(const void *p, size_t n) {
@@ -520,51 +510,26 @@ static br_req *find(br_reqtab *t, uint32_t stream) {
 static void body_unlink(br_reqtab *t, br_req *r) {
     if (!r->in_body_queue)
         return;
-    br_req **pp = &t->body_head, *prev = NULL;
-    while (*pp && *pp != r)
-        prev = *pp, pp = &(*pp)->bnext;
-    if (*pp)
-        *pp = r->bnext;
-    if (t->body_tail == r)
-        t->body_tail = prev;
+    GP_SLIST_REMOVE(t->body_head, t->body_tail, r, bnext);
     r->bnext = NULL;
     r->in_body_queue = 0;
 }
 
 static void body_push(br_reqtab *t, br_req *r) {
-    r->bnext = NULL;
     r->in_body_queue = 1;
-    if (t->body_tail)
-        t->body_tail->bnext = r;
-    else
-        t->body_head = r;
-    t->body_tail = r;
+    GP_SLIST_APPEND(t->body_head, t->body_tail, r, bnext);
 }
 
 static void req_free_fields(br_req *r) {
-    free(r->frame_id);
-    free(r->reply_key);
-    free(r->method);
-    free(r->path);
-    free(r->content_type);
-    free(r->body);
-    free(r->headers_json);
-    free(r->error);
-    free(r->message);
-    free(r->rbuf);
-    free(r);
+    GP_FREE_ALL(r->frame_id, r->reply_key, r->method, r->path, r->content_type, r->body,
+                r->headers_json, r->error, r->message, r->rbuf, r);
 }
 
 static void req_free(br_reqtab *t, br_req *r) {
     body_unlink(t, r);
     if (r->body)
         t->inflight_bytes -= r->body_len;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        t->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    GP_LIST_REMOVE(t->reqs, r, prev, next);
     t->ninflight--;
     /* Abandoned mid-stream (house gone): the partial reply is dropped, the entry stays
      * pending and the redelivery writes the whole reply again. */
@@ -628,10 +593,7 @@ static void forward(br_reqtab *t, const br_entry *en, const char *key, uint64_t 
     }
 
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_REQ_HEAD;
-    f.stream = r->stream;
-    f.flags = r->body_len ? 0 : GP_FLAG_FIN;
+    gp_frame_init(&f, GP_FRAME_REQ_HEAD, r->stream, r->body_len ? 0 : GP_FLAG_FIN);
     f.u.req_head.frame_id = en->id;
     f.u.req_head.method = en->method;
     f.u.req_head.path = en->path;
@@ -650,10 +612,7 @@ static void forward(br_reqtab *t, const br_entry *en, const char *key, uint64_t 
         return;
     }
 
-    r->next = t->reqs;
-    if (t->reqs)
-        t->reqs->prev = r;
-    t->reqs = r;
+    GP_LIST_PUSH(t->reqs, r, prev, next);
     t->ninflight++;
     t->inflight_bytes += r->body_len;
     if (!t->min_deadline || r->deadline < t->min_deadline)
@@ -842,9 +801,7 @@ static void bad_status(br_reqtab *t, br_req *r, unsigned status, int fin) {
            r->entry_id, br_qs(r->frame_id), status);
     if (!fin) {
         gp_frame cf;
-        memset(&cf, 0, sizeof cf);
-        cf.type = GP_FRAME_CANCEL;
-        cf.stream = r->stream;
+        gp_frame_init(&cf, GP_FRAME_CANCEL, r->stream, 0);
         cf.u.cancel.reason = GP_STR_LIT("bad_response");
         if (t->ops.send(t->ud, &cf) != 0)
             return; /* the conn is closing; its requests were freed */
@@ -987,9 +944,7 @@ void br_reqtab_deadlines(br_reqtab *t, uint64_t now) {
         br_log(BR_LOG_INFO, "request_timeout", "house=%s entry=%s id=%s stream=%u", t->house,
                r->entry_id, br_qs(r->frame_id), r->stream);
         gp_frame f;
-        memset(&f, 0, sizeof f);
-        f.type = GP_FRAME_CANCEL;
-        f.stream = r->stream;
+        gp_frame_init(&f, GP_FRAME_CANCEL, r->stream, 0);
         f.u.cancel.reason = GP_STR_LIT("deadline");
         t->ops.send(t->ud, &f);
         if (!t->reqs)

@@ -101,8 +101,7 @@ static void on_secret(redisReply *rep, void *ud) {
     uint8_t proof[GP_PROOF_LEN];
     gp_auth_proof(GP_ROLE_BRIDGE, c->secret, id, c->hn, c->bn, proof);
     gp_frame f;
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_CHALLENGE;
+    gp_frame_init(&f, GP_FRAME_CHALLENGE, 0, 0);
     f.u.challenge.nonce = c->bn;
     f.u.challenge.proof = proof;
     c->state = BR_CS_CHALLENGED;

@@ -9,6 +9,7 @@
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_state.h"
+#include "list.h"
 #include "requests.h"
 #include "rudp.h"
 
@@ -127,11 +128,7 @@ static void on_timer_closed(uv_handle_t *h) {
 
 /* Forgets the peer: its conn (if any) is told it is gone, the session is wiped. */
 static void peer_free(br_peer *p, const char *why) {
-    br_peer **pp = &U.table[p->cid % PEER_BUCKETS];
-    while (*pp && *pp != p)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = p->hnext;
+    GP_CHAIN_REMOVE(U.table[p->cid % PEER_BUCKETS], p, hnext);
     U.npeers--;
     gp_rudp_stats st;
     gp_rudp_stats_get(p->ru, &st);
@@ -145,7 +142,8 @@ static void peer_free(br_peer *p, const char *why) {
     uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
 
-static void send_dgram(br_peer *p, const uint8_t *b, size_t len) {
+static void send_dgram(void *ud, const uint8_t *b, size_t len) {
+    br_peer *p = ud;
     if (!p->validated &&
         !gp_sess_server_amp_allow(U.srv, &p->addr, p->alen, len)) /* 3x rule, new address */
         return;
@@ -182,11 +180,7 @@ static void pump(br_peer *p) {
                 gp_rudp_send(p->ru, f.stream, U.wbuf, (size_t)n);
         }
     }
-    uint64_t now = now_ns();
-    ssize_t n;
-    while ((n = gp_rudp_output(p->ru, U.tx, sizeof U.tx, now)) > 0)
-        send_dgram(p, U.tx, (size_t)n);
-    if (n < 0 || gp_rudp_dead(p->ru)) {
+    if (gp_rudp_flush(p->ru, U.tx, sizeof U.tx, now_ns(), send_dgram, p) != 0) {
         if (p->c)
             br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s transport=rudp reason=silent",
                    p->c->house, p->c->addr);
@@ -213,9 +207,7 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void arm(br_peer *p) {
-    uint64_t next = gp_rudp_expiry(p->ru);
-    uint64_t now = now_ns();
-    uint64_t ms = next == UINT64_MAX ? 60000 : next <= now ? 0 : (next - now + 999999) / 1000000;
+    uint64_t ms = gp_rudp_timer_ms(gp_rudp_expiry(p->ru), now_ns());
     if (p->closing) {
         uint64_t left = p->close_at > br_env_now(U.env) ? p->close_at - br_env_now(U.env) : 0;
         if (left < ms)

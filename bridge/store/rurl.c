@@ -1,12 +1,15 @@
 /* rurl.c — see rurl.h. Pure parsing, plus the one file read of gp_rurl_credentials. */
 #include "rurl.h"
 
+#include "conf.h"
 #include "gp.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PASS_FILE_MAX 65536 /* bytes read of a password file at the most */
 
 /* Length of the scheme prefix ("redis://" 8, "rediss://" 9, none 0); -1 for another scheme. */
 static int scheme_len(const char *s, int *tls) {
@@ -219,25 +222,26 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
     }
     if (!password_file || !*password_file)
         return 0;
-    FILE *f = fopen(password_file, "rb");
-    if (!f) {
-        gp_errf(err, errlen, "cannot read the Redis password file %s: %s", password_file,
-                strerror(errno));
+    /* A file past PASS_FILE_MAX bytes is no password file: said as for a wrong line. */
+    char rerr[300];
+    size_t n = 0;
+    char *buf = gp_read_file(password_file, PASS_FILE_MAX, &n, rerr, sizeof rerr);
+    if (!buf && errno != EFBIG) {
+        gp_errf(err, errlen, "cannot read the Redis password file %s", rerr);
         return -1;
     }
-    char buf[GP_RURL_PASS_MAX + 2];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
     /* The first line, without its end: files are written with echo and editors. */
-    size_t len = strcspn(buf, "\r\n");
+    size_t len = buf ? strcspn(buf, "\r\n") : 0;
     int ok = len > 0 && len < GP_RURL_PASS_MAX && memchr(buf, '\0', len) == NULL;
     if (ok) {
         memcpy(u->pass, buf, len);
         u->pass[len] = '\0';
         u->has_pass = 1;
     }
-    explicit_bzero(buf, sizeof buf);
+    if (buf) {
+        explicit_bzero(buf, n);
+        free(buf);
+    }
     if (!ok) {
         gp_errf(err, errlen, "Redis password file %s: want one line of 1-%d bytes", password_file,
                 GP_RURL_PASS_MAX - 1);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "conf.h"
 
 #define HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -58,6 +59,29 @@ Test(keyfile, read_file_larger_than_a_chunk) {
     free(t);
     free(big);
     done();
+}
+
+/* gp_read_fd: what the CLI reads from stdin or a file it opened; appends, bounded. */
+Test(keyfile, read_fd_appends_from_a_pipe_and_is_bounded) {
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(write(p[1], "body", 4), 4);
+    close(p[1]);
+    gp_buf b = {0};
+    gp_buf_add(&b, "<", 1);
+    cr_assert_eq(gp_read_fd(p[0], 100, &b), 0);
+    close(p[0]);
+    cr_assert_eq(b.len, 5);
+    cr_assert_str_eq(b.p, "<body");
+    gp_buf_free(&b);
+
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(write(p[1], "0123456789", 10), 10);
+    close(p[1]);
+    cr_assert_eq(gp_read_fd(p[0], 9, &b), -1);
+    cr_assert_eq(errno, EFBIG);
+    close(p[0]);
+    gp_buf_free(&b);
 }
 
 Test(keyfile, missing_file_names_it_and_keeps_errno) {

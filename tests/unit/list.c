@@ -53,3 +53,49 @@ Test(list, queue_append) {
     cr_assert_eq(i, 3);
     cr_assert_eq(tail, &it[2]);
 }
+
+/* The queue's values in order, as a number (1, 2, 3 -> 123; empty -> 0), its tail checked. */
+static int queue_digits(item *head, item *tail) {
+    int d = 0;
+    item *last = NULL;
+    for (item *x = head; x; x = x->qnext)
+        d = d * 10 + x->v, last = x;
+    cr_assert_eq(tail, last);
+    return d;
+}
+
+Test(list, queue_remove_anywhere) {
+    item it[5] = {{.v = 1}, {.v = 2}, {.v = 3}, {.v = 4}, {.v = 5}};
+    item *head = NULL, *tail = NULL;
+    for (int i = 0; i < 4; i++)
+        GP_SLIST_APPEND(head, tail, &it[i], qnext);
+    GP_SLIST_REMOVE(head, tail, &it[4], qnext); /* not in it: nothing happens */
+    cr_assert_eq(queue_digits(head, tail), 1234);
+    GP_SLIST_REMOVE(head, tail, &it[2], qnext); /* middle */
+    cr_assert_eq(queue_digits(head, tail), 124);
+    GP_SLIST_REMOVE(head, tail, &it[3], qnext); /* last: the tail moves back */
+    cr_assert_eq(queue_digits(head, tail), 12);
+    GP_SLIST_REMOVE(head, tail, &it[0], qnext); /* first */
+    cr_assert_eq(queue_digits(head, tail), 2);
+    GP_SLIST_REMOVE(head, tail, &it[1], qnext); /* the only one */
+    cr_assert_null(head);
+    cr_assert_null(tail);
+    GP_SLIST_APPEND(head, tail, &it[4], qnext); /* usable again */
+    cr_assert_eq(queue_digits(head, tail), 5);
+}
+
+Test(list, chain_remove_anywhere) {
+    item it[4] = {{.v = 1}, {.v = 2}, {.v = 3}, {.v = 4}};
+    item *head = NULL;
+    for (int i = 2; i >= 0; i--) /* pushed at the head by hand, as the hash buckets do */
+        it[i].qnext = head, head = &it[i];
+    GP_CHAIN_REMOVE(head, &it[3], qnext); /* not in it: nothing happens */
+    item *tail = &it[2];
+    cr_assert_eq(queue_digits(head, tail), 123);
+    GP_CHAIN_REMOVE(head, &it[1], qnext); /* middle */
+    cr_assert_eq(queue_digits(head, tail), 13);
+    GP_CHAIN_REMOVE(head, &it[0], qnext); /* head */
+    cr_assert_eq(queue_digits(head, tail), 3);
+    GP_CHAIN_REMOVE(head, &it[2], qnext); /* the only one */
+    cr_assert_null(head);
+}
