@@ -247,7 +247,7 @@ FUZZ_TIME ?= 30
 # The entry fuzzer also takes the bridge's pure entry parser, hiredis's reader and jansson.
 build-fuzz/fuzz_entry: tests/fuzz/fuzz_entry.c bridge/daemon/entry.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -fsanitize=fuzzer,address,undefined \
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/daemon -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # The journal fuzzer decodes records and rebuilds the house's replay cache from them.
 build-fuzz/fuzz_journal: tests/fuzz/fuzz_journal.c house/journal.c house/cache.c $(PROTO_SRC)
