@@ -190,6 +190,13 @@ $(BUILD)/tests/unit_conn: $(BUILD)/obj/tests/unit/conn.o $(call obj,bridge/daemo
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -luv -lm
 
+# Two of the house listener's flood guards (bridge/daemon/flood.c) side by side in one process.
+$(BUILD)/tests/unit_flood: $(BUILD)/obj/tests/unit/flood.o $(call obj,bridge/daemon/flood.c) \
+		$(PROTO_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
+		$(LIBS_PROTO) -lwebsockets -luv -lm
+
 $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_NET) -lm -lpthread

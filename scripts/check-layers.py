@@ -19,6 +19,10 @@ Rules (exit 1 and one line per violation if broken):
      when X.c or X.h includes Y.h (bridge/DESIGN.md, "Layers").
   5. No bridge/ source but bridge/daemon/main.c names the daemon's top-level object (g_br):
      the modules below get what they need at init or through the context of each call.
+  6. No bridge/daemon/ or bridge/admin/ source but main.c defines a mutable object at file
+     scope (static or not) or a `static` one in a function: a module's state lives in its
+     context (br_X_new, passed to every call), not in a singleton. `const` tables are fine;
+     STATE_ALLOWED lists, with the reason, what must stay.
 """
 import os
 import re
@@ -187,8 +191,121 @@ def strip_comments(text):
                   text, flags=re.S)
 
 
+# Rule 6: the modules below main.c keep no state of their own at file scope. Mutable objects
+# defined outside any function (static or not) or `static` inside one, in bridge/daemon/ and
+# bridge/admin/ but main.c, are singletons by another name: each module's state lives in the
+# context main.c makes and passes to every call (bridge/DESIGN.md, "Layers"). `const` objects
+# (tables, script texts) are fine. Allowed, by (file, name), only with the reason why it must
+# stay:
+STATE_DIRS = ("bridge/daemon/", "bridge/admin/")
+STATE_ALLOWED = {
+    # lws 4.1's log sink (lws_set_log_level) is process-wide and carries no user pointer; an
+    # EMFILE on accept(2) reaches the daemon only as one of its lines, so the listening
+    # tunnels are listed where that sink can find them (each tunnel adds and removes itself).
+    ("bridge/daemon/tunnel.c", "s_log_sinks"),
+}
+IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+def strip_preprocessor(text):
+    """Directives (with their continuation lines) blanked; line numbers kept."""
+    return re.sub(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*",
+                  lambda m: "\n" * m.group(0).count("\n"), text, flags=re.M)
+
+
+def collapse_braces(s):
+    """Text with the contents of every {...} removed (struct bodies, initializers)."""
+    out, depth = [], 0
+    for ch in s:
+        if ch == "{":
+            if depth == 0:
+                out.append("{}")
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def mutable_object(decl, block):
+    """The name of the mutable object `decl` (one top-level or block statement, comments
+    stripped) defines, or None: a function, a type, an extern, a const object, or (in a
+    block) anything but a static."""
+    d = " ".join(collapse_braces(decl).split())
+    words = IDENT.findall(d)
+    if not words or words[0] in ("typedef", "extern", "return", "_Static_assert"):
+        return None
+    if block and words[0] != "static":
+        return None
+    head = d.split("=", 1)[0]
+    if "(" in head and "(*" not in head.replace("( *", "(*"):
+        return None  # a function (prototype or definition), not an object
+    if re.fullmatch(r"(static\s+)?(struct|union|enum)\s*\w*\s*\{\}\s*", head):
+        return None  # a type declared, no object
+    if re.fullmatch(r"(struct|union|enum)\s+\w+\s*", head):
+        return None  # a forward declaration
+    star = head.rfind("*")
+    after = head[star + 1:] if star >= 0 else head
+    if re.search(r"\bconst\b", after):
+        return None
+    names = IDENT.findall(re.sub(r"\[[^\]]*\]", "", head))
+    return names[-1] if names else None
+
+
+def statements(text):
+    """(line, text, in_block) of each file-scope declaration and each statement directly in a
+    function body that starts with `static` (comments and directives already blanked)."""
+    i, n, start = 0, len(text), 0
+    while i < n:
+        ch = text[i]
+        if ch == ";":
+            lead = len(text[start:i]) - len(text[start:i].lstrip())
+            yield text.count("\n", 0, start + lead) + 1, text[start:i], False
+            start = i + 1
+        elif ch == "{":
+            prefix = text[start:i]
+            if re.search(r"\)\s*$", prefix) and "=" not in prefix:  # a function body
+                depth, j = 1, i + 1
+                while j < n and depth:
+                    depth += {"{": 1, "}": -1}.get(text[j], 0)
+                    j += 1
+                body = text[i + 1:j - 1]
+                for m in re.finditer(r"(?:^|(?<=[;{}]))\s*(static\b[^;{]*(?:\{[^;]*?\})?[^;]*);",
+                                     body):
+                    yield text.count("\n", 0, i + 1 + m.start(1)) + 1, m.group(1), True
+                i, start = j, j
+                continue
+            depth, j = 1, i + 1  # a struct body or an initializer: part of this declaration
+            while j < n and depth:
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            i = j
+            continue
+        i += 1
+
+
+def module_state(root):
+    """Rule 6: mutable file-scope (or block-scope static) objects below main.c."""
+    errors = []
+    for f in sources(root, "bridge"):
+        rel = f"bridge/{f}"
+        if rel == TOP_OWNER or not rel.startswith(STATE_DIRS):
+            continue
+        with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as fh:
+            text = strip_preprocessor(strip_comments(fh.read()))
+        for line, decl, block in statements(text):
+            name = mutable_object(decl, block)
+            if name and (rel, name) not in STATE_ALLOWED:
+                errors.append(f"{rel}:{line}: mutable {'static' if block else 'file-scope'} "
+                              f"object `{name}` (module state belongs in its context, made by "
+                              f"{TOP_OWNER}; tables are `static const`)")
+    return errors
+
+
 def bridge_rules(root):
-    """Rules 4 and 5: include cycles among bridge/ modules, and g_br named below main.c."""
+    """Rules 4, 5 and 6: include cycles among bridge/ modules, g_br named below main.c, and
+    module state outside a context."""
     errors = []
     for comp in bridge_cycles(root):
         errors.append(f"bridge/: include cycle among modules: {' <-> '.join(comp)} (a module "
@@ -203,7 +320,7 @@ def bridge_rules(root):
             if TOP_OBJECT.search(line):
                 errors.append(f"{rel}:{n}: names g_br, the daemon's top-level object (only "
                               f"{TOP_OWNER} may; pass a context at init)")
-    return errors
+    return errors + module_state(root)
 
 
 def run(root):
@@ -217,7 +334,8 @@ def run(root):
         return 1
     print("check-layers: ok (proto/ sans-I/O, its adapters libuv only; bridge/ and house/ apart"
           + (f" but for {len(SHARED_EXCEPTIONS)} shared headers" if SHARED_EXCEPTIONS else "")
-          + "; bridge/ modules acyclic, g_br only in main.c)")
+          + "; bridge/ modules acyclic, g_br only in main.c, no module state outside a "
+          "context)")
     return 0
 
 
@@ -237,6 +355,10 @@ def self_test(root):
         # bridge/ rules: conn.h already sits below house.h, so this closes a cycle
         ("bridge/daemon/conn.c", '#include "house.h"\n'),
         ("bridge/daemon/house.c", "static int planted(void) { return g_br.stopping; }\n"),
+        # module state at file scope, and a static in a function, below main.c
+        ("bridge/daemon/flood.c", "static unsigned planted_count;\n"),
+        ("bridge/admin/api.c", 'static br_script s_planted = {"return 1", ""};\n'),
+        ("bridge/daemon/janitor.c", "void planted(void) { static int calls; calls++; }\n"),
     ]
     me = os.path.abspath(__file__)
     failures = 0

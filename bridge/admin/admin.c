@@ -6,7 +6,6 @@
 #include "adapters/uv_admin.h"
 #include "api.h"
 #include "conf.h"
-#include "stats.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -22,11 +21,14 @@ __attribute__((weak)) const uint8_t *br_web_asset(const char *path, size_t *len,
     return NULL;
 }
 
-/* What the admin port was given at start. */
-static struct {
+/* The admin port: what it was given at start, its API, its probes (their record is the
+ * server's ud for /readyz and /metrics, so it lives as long as the port). */
+struct br_admin {
     br_admin_view v;
     struct gp_admin **admin;
-} S;
+    br_api *api;
+    gp_admin_probes probes;
+};
 
 /* --- plain routes ----------------------------------------------------------------------- */
 
@@ -62,11 +64,27 @@ static void admin_log(int level, const char *event, const char *kv) {
         br_log(level, event, "%s", kv);
 }
 
-int br_admin_start(const br_admin_view *v, struct gp_admin **admin, int *admin_port) {
+br_admin *br_admin_new(const br_admin_view *v) {
+    br_admin *ad = calloc(1, sizeof *ad);
+    if (!ad)
+        return NULL;
+    ad->v = *v;
+    ad->api = br_api_new(v);
+    if (!ad->api) {
+        free(ad);
+        return NULL;
+    }
+    return ad;
+}
+
+void br_admin_load_scripts(br_admin *ad) {
+    br_api_load_scripts(ad->api);
+}
+
+int br_admin_start(br_admin *ad, struct gp_admin **admin, int *admin_port) {
+    const br_admin_view *v = &ad->v;
     const br_config *cfg = v->env->cfg;
-    S.v = *v;
-    S.admin = admin;
-    br_api_init(v);
+    ad->admin = admin;
     if (cfg->admin_listen < 0)
         return 0;
     gp_admin_cfg ac = {.bind = cfg->admin_bind,
@@ -76,13 +94,12 @@ int br_admin_start(const br_admin_view *v, struct gp_admin **admin, int *admin_p
     gp_admin *a = gp_admin_new(v->env->loop, &ac);
     if (!a)
         return -1;
-    static gp_admin_probes probes;
-    probes = (gp_admin_probes){v->ready, br_stats_render};
-    gp_admin_route_probes(a, &probes);
+    ad->probes = (gp_admin_probes){v->ready, v->metrics};
+    gp_admin_route_probes(a, &ad->probes);
     gp_admin_route(a, "/", 0, on_asset, NULL);
     gp_admin_route(a, "/assets/", 1, on_asset, NULL);
-    gp_admin_route(a, "/api/", 1, br_api_handle, NULL);
-    gp_admin_route(a, "/api", 0, br_api_handle, NULL);
+    gp_admin_route(a, "/api/", 1, br_api_handle, ad->api);
+    gp_admin_route(a, "/api", 0, br_api_handle, ad->api);
     int port = gp_admin_listen(a);
     if (port < 0) {
         gp_admin_close(a);
@@ -95,12 +112,18 @@ int br_admin_start(const br_admin_view *v, struct gp_admin **admin, int *admin_p
     return 0;
 }
 
-void br_admin_stop(void) {
-    if (S.admin) {
-        gp_admin_close(*S.admin);
-        *S.admin = NULL;
+void br_admin_stop(br_admin *ad) {
+    if (ad->admin && *ad->admin) {
+        gp_admin_close(*ad->admin);
+        *ad->admin = NULL;
     }
-    br_api_free();
-    if (S.v.token)
-        br_admin_token_free(S.v.token);
+    if (ad->v.token)
+        br_admin_token_free(ad->v.token);
+}
+
+void br_admin_free(br_admin *ad) {
+    if (!ad)
+        return;
+    br_api_free(ad->api);
+    free(ad);
 }

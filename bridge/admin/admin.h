@@ -7,9 +7,15 @@
 
 struct gp_admin;
 
-/* Starts the admin port when configured (v is kept; *admin and *admin_port receive the
- * server and its port). 0 (also when off), -1: cannot listen. */
-int br_admin_start(const br_admin_view *v, struct gp_admin **admin, int *admin_port);
-void br_admin_stop(void);
+/* A context: the view (copied), its API (br_api), the probes' record. main.c makes it.
+ * NULL: out of memory. */
+typedef struct br_admin br_admin;
+br_admin *br_admin_new(const br_admin_view *v);
+void br_admin_load_scripts(br_admin *ad); /* the API's (Redis came up) */
+/* Starts the admin port when configured (*admin and *admin_port receive the server and its
+ * port). 0 (also when off), -1: cannot listen. */
+int br_admin_start(br_admin *ad, struct gp_admin **admin, int *admin_port);
+void br_admin_stop(br_admin *ad); /* closes the port (from the loop) */
+void br_admin_free(br_admin *ad); /* after the loop (NULL ok) */
 
 #endif

@@ -21,26 +21,11 @@
 
 #define BRIDGE_FRESH_MS 10000 /* bridges whose stats are older are not listed */
 
-static br_script s_add = {GP_REG_ADD_LUA, ""};
-static br_script s_disable = {GP_REG_DISABLE_LUA, ""};
-static br_script s_rm = {GP_REG_RM_LUA, ""};
-
-static br_admin_view V; /* given at init */
-
-void br_api_init(const br_admin_view *v) {
-    V = *v;
-}
-
-void br_api_load_scripts(void) {
-    br_db_load_script(V.env->db, &s_add);
-    br_db_load_script(V.env->db, &s_disable);
-    br_db_load_script(V.env->db, &s_rm);
-}
-
 enum op { OP_OVERVIEW, OP_HOUSE, OP_ADD, OP_DISABLE, OP_ENABLE, OP_REMOVE };
 
 /* One API call in flight. */
 typedef struct api_ctx {
+    br_api *api;
     gp_admin_call *call;
     enum op op;
     char method[16], path[128], addr[80];
@@ -76,14 +61,39 @@ static void house_views_free(br_house_view *hv, size_t n) {
  * data is no older than what bridges publish (every second) anyway. A change made through
  * the API drops the stored body, so its author sees it at once. */
 #define OVERVIEW_REUSE_MS 1000
-static struct {
+typedef struct overview {
     char *body; /* the last build's JSON, NULL: none */
     size_t len;
     uint64_t at;       /* loop ms of that build */
     api_ctx *building; /* the call whose build runs, NULL: none */
     api_ctx **waiters; /* calls answered with it */
     size_t nwait, capwait;
-} g_ov;
+} overview;
+
+/* The API of one admin port: what it was given, its scripts (texts and SHAs: store_house.h),
+ * the stored overview. Each call in flight points back to it (api_ctx.api). */
+struct br_api {
+    br_admin_view v;
+    br_script add, disable, rm;
+    overview ov;
+};
+
+br_api *br_api_new(const br_admin_view *v) {
+    br_api *api = calloc(1, sizeof *api);
+    if (!api)
+        return NULL;
+    api->v = *v;
+    api->add = (br_script){GP_REG_ADD_LUA, ""};
+    api->disable = (br_script){GP_REG_DISABLE_LUA, ""};
+    api->rm = (br_script){GP_REG_RM_LUA, ""};
+    return api;
+}
+
+void br_api_load_scripts(br_api *api) {
+    br_db_load_script(api->v.env->db, &api->add);
+    br_db_load_script(api->v.env->db, &api->disable);
+    br_db_load_script(api->v.env->db, &api->rm);
+}
 
 static void ctx_free(api_ctx *x) {
     json_decref(x->bridges);
@@ -110,21 +120,22 @@ static void done_text(api_ctx *x, int status, char *s) {
     gp_admin_reply(x->call, status, "application/json", NULL, s, strlen(s));
     if (x->op == OP_OVERVIEW && status == 200) {
         /* Kept for the calls waiting and those of the next OVERVIEW_REUSE_MS. */
-        free(g_ov.body);
-        g_ov.body = s;
-        g_ov.len = strlen(s);
-        g_ov.at = br_env_now(V.env);
-        for (size_t i = 0; i < g_ov.nwait; i++) {
-            finish_log(g_ov.waiters[i], 200);
-            gp_admin_reply(g_ov.waiters[i]->call, 200, "application/json", NULL, s, g_ov.len);
-            ctx_free(g_ov.waiters[i]);
+        free(x->api->ov.body);
+        x->api->ov.body = s;
+        x->api->ov.len = strlen(s);
+        x->api->ov.at = br_env_now(x->api->v.env);
+        for (size_t i = 0; i < x->api->ov.nwait; i++) {
+            finish_log(x->api->ov.waiters[i], 200);
+            gp_admin_reply(x->api->ov.waiters[i]->call, 200, "application/json", NULL, s,
+                           x->api->ov.len);
+            ctx_free(x->api->ov.waiters[i]);
         }
-        g_ov.nwait = 0;
-        g_ov.building = NULL;
+        x->api->ov.nwait = 0;
+        x->api->ov.building = NULL;
     } else {
         if (x->op != OP_OVERVIEW && x->op != OP_HOUSE && status < 300) {
-            free(g_ov.body); /* a change: the next overview is built afresh */
-            g_ov.body = NULL;
+            free(x->api->ov.body); /* a change: the next overview is built afresh */
+            x->api->ov.body = NULL;
         }
         sodium_memzero(s, strlen(s)); /* may hold a new secret */
         free(s);
@@ -142,14 +153,14 @@ static void done(api_ctx *x, int status, json_t *body) {
 static void fail(api_ctx *x, int status, const char *code, const char *message) {
     finish_log(x, status);
     gp_admin_reply_error(x->call, status, code, message);
-    if (x == g_ov.building) { /* those waiting for its build get the same answer */
-        for (size_t i = 0; i < g_ov.nwait; i++) {
-            finish_log(g_ov.waiters[i], status);
-            gp_admin_reply_error(g_ov.waiters[i]->call, status, code, message);
-            ctx_free(g_ov.waiters[i]);
+    if (x == x->api->ov.building) { /* those waiting for its build get the same answer */
+        for (size_t i = 0; i < x->api->ov.nwait; i++) {
+            finish_log(x->api->ov.waiters[i], status);
+            gp_admin_reply_error(x->api->ov.waiters[i]->call, status, code, message);
+            ctx_free(x->api->ov.waiters[i]);
         }
-        g_ov.nwait = 0;
-        g_ov.building = NULL;
+        x->api->ov.nwait = 0;
+        x->api->ov.building = NULL;
     }
     ctx_free(x);
 }
@@ -157,28 +168,31 @@ static void fail(api_ctx *x, int status, const char *code, const char *message) 
 /* An overview call: the stored body when it is fresh, a place among the waiters when a build
  * runs; 0 when it must build (it is then the building call). */
 static int overview_shared(api_ctx *x) {
-    if (g_ov.body && br_env_now(V.env) - g_ov.at < OVERVIEW_REUSE_MS) {
+    if (x->api->ov.body && br_env_now(x->api->v.env) - x->api->ov.at < OVERVIEW_REUSE_MS) {
         finish_log(x, 200);
-        gp_admin_reply(x->call, 200, "application/json", NULL, g_ov.body, g_ov.len);
+        gp_admin_reply(x->call, 200, "application/json", NULL, x->api->ov.body, x->api->ov.len);
         ctx_free(x);
         return 1;
     }
-    if (!g_ov.building) {
-        g_ov.building = x;
+    if (!x->api->ov.building) {
+        x->api->ov.building = x;
         return 0;
     }
-    if (gp_grow(&g_ov.waiters, &g_ov.capwait, g_ov.nwait + 1, 8, sizeof *g_ov.waiters) != 0) {
+    if (gp_grow(&x->api->ov.waiters, &x->api->ov.capwait, x->api->ov.nwait + 1, 8,
+                sizeof *x->api->ov.waiters) != 0) {
         fail(x, 503, "unavailable", "out of memory");
         return 1;
     }
-    g_ov.waiters[g_ov.nwait++] = x;
+    x->api->ov.waiters[x->api->ov.nwait++] = x;
     return 1;
 }
 
-void br_api_free(void) {
-    free(g_ov.body);
-    free(g_ov.waiters);
-    memset(&g_ov, 0, sizeof g_ov);
+void br_api_free(br_api *api) {
+    if (!api)
+        return;
+    free(api->ov.body);
+    free(api->ov.waiters);
+    free(api);
 }
 
 static void fail_allow(api_ctx *x, const char *allow) {
@@ -238,7 +252,8 @@ static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis
     u->ctx = x;
     u->h = h;
     x->pending++;
-    int rc = s ? br_db_eval(V.env->db, s, cb, u, nkeys, a) : br_db_cmd(V.env->db, cb, u, a);
+    int rc = s ? br_db_eval(x->api->v.env->db, s, cb, u, nkeys, a)
+               : br_db_cmd(x->api->v.env->db, cb, u, a);
     if (rc != 0) {
         x->pending--;
         x->failed = 1;
@@ -306,7 +321,7 @@ static void on_bridges(redisReply *r, void *ud) {
                 continue;
             memcpy(bid, m->str, m->len);
             bid[m->len] = '\0';
-            if (gp_key_bstats(key, V.env->cfg->prefix, bid) < 0)
+            if (gp_key_bstats(key, x->api->v.env->cfg->prefix, bid) < 0)
                 continue;
             br_args a;
             cmd2(&a, "HGETALL", key);
@@ -334,8 +349,8 @@ static void on_state(redisReply *r, void *ud) {
 /* Both hashes of house h. */
 static void read_house(api_ctx *x, br_house_view *h) {
     char kh[GP_KEY_MAX], ks[GP_KEY_MAX];
-    if (gp_key_house(kh, V.env->cfg->prefix, h->id) < 0 ||
-        gp_key_state(ks, V.env->cfg->prefix, h->id) < 0)
+    if (gp_key_house(kh, x->api->v.env->cfg->prefix, h->id) < 0 ||
+        gp_key_state(ks, x->api->v.env->cfg->prefix, h->id) < 0)
         return;
     br_args a;
     cmd2(&a, "HGETALL", kh);
@@ -377,9 +392,9 @@ static void overview_start(api_ctx *x) {
         return;
     }
     char idx[GP_KEY_MAX], hs[GP_KEY_MAX];
-    gp_key_bridges(idx, V.env->cfg->prefix);
-    gp_key_houses(hs, V.env->cfg->prefix);
-    uint64_t now = br_env_now_redis(V.env);
+    gp_key_bridges(idx, x->api->v.env->cfg->prefix);
+    gp_key_houses(hs, x->api->v.env->cfg->prefix);
+    uint64_t now = br_env_now_redis(x->api->v.env);
     br_args a;
     cmd2(&a, "ZRANGEBYSCORE", idx);
     br_args_u64(&a, now > BRIDGE_FRESH_MS ? now - BRIDGE_FRESH_MS : 0);
@@ -408,7 +423,7 @@ static void overview_done(api_ctx *x) {
     qsort(v, k, sizeof *v, cmp_id);
     char t[48];
     snprintf(t, sizeof t,
-             "{\"now_ms\":%llu,\"bridges\":", (unsigned long long)br_env_now_redis(V.env));
+             "{\"now_ms\":%llu,\"bridges\":", (unsigned long long)br_env_now_redis(x->api->v.env));
     br_sb_puts(&b, t);
     br_sb_puts(&b, bridges);
     br_sb_puts(&b, ",\"houses\":[");
@@ -449,7 +464,7 @@ static void house_start(api_ctx *x) {
         return;
     }
     char kr[GP_KEY_MAX];
-    gp_key_recent(kr, V.env->cfg->prefix, x->id);
+    gp_key_recent(kr, x->api->v.env->cfg->prefix, x->id);
     x->nh = 1;
     br_house_view_init(x->hv, x->id);
     x->pending++;
@@ -457,7 +472,8 @@ static void house_start(api_ctx *x) {
     br_args a;
     cmd2(&a, "LRANGE", kr);
     br_args_str(&a, "0");
-    br_args_u64(&a, (uint64_t)(V.env->cfg->recent > 0 ? V.env->cfg->recent : 50) - 1);
+    br_args_u64(&a,
+                (uint64_t)(x->api->v.env->cfg->recent > 0 ? x->api->v.env->cfg->recent : 50) - 1);
     rsend(x, NULL, 0, &a, on_recent, NULL);
     release(x);
 }
@@ -485,7 +501,7 @@ static void house_done(api_ctx *x) {
 /* x's house into (SADD) or out of (SREM) the index of registered houses, <p>:houses. */
 static void houses_index(api_ctx *x, const char *verb, br_redis_fn cb) {
     char hs[GP_KEY_MAX];
-    gp_key_houses(hs, V.env->cfg->prefix);
+    gp_key_houses(hs, x->api->v.env->cfg->prefix);
     br_args a;
     cmd2(&a, verb, hs);
     br_args_str(&a, x->id);
@@ -521,7 +537,7 @@ static void add_start(api_ctx *x, const gp_http_request *req) {
     uint8_t secret[GP_SECRET_LEN];
     char sealed[GP_SEALED_MAX];
     randombytes_buf(secret, sizeof secret);
-    int rv = gp_secret_seal(V.env->master_key, gp_str_c(x->id), secret, sealed);
+    int rv = gp_secret_seal(x->api->v.env->master_key, gp_str_c(x->id), secret, sealed);
     gp_secret_to_hex(secret, x->secret_hex);
     sodium_memzero(secret, sizeof secret);
     if (rv != 0) {
@@ -530,16 +546,16 @@ static void add_start(api_ctx *x, const gp_http_request *req) {
         return;
     }
     char kh[GP_KEY_MAX];
-    gp_key_house(kh, V.env->cfg->prefix, x->id);
+    gp_key_house(kh, x->api->v.env->cfg->prefix, x->id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kh);
     br_args_str(&a, sealed);
     br_args_str(&a, labels);
-    br_args_u64(&a, br_env_now_redis(V.env));
+    br_args_u64(&a, br_env_now_redis(x->api->v.env));
     br_args_str(&a, "0"); /* never replace: 409 */
     x->pending++;
-    rsend(x, &s_add, 1, &a, on_added, NULL);
+    rsend(x, &x->api->add, 1, &a, on_added, NULL);
     sodium_memzero(sealed, sizeof sealed);
     free(labels);
     release(x);
@@ -562,15 +578,15 @@ static void on_disabled(redisReply *r, void *ud) {
 
 static void disable_start(api_ctx *x) {
     char kh[GP_KEY_MAX];
-    gp_key_house(kh, V.env->cfg->prefix, x->id);
+    gp_key_house(kh, x->api->v.env->cfg->prefix, x->id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kh);
     br_args_str(&a, x->op == OP_DISABLE ? "1" : "0");
-    br_args_str(&a, V.env->ctl_channel);
+    br_args_str(&a, x->api->v.env->ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
-    rsend(x, &s_disable, 1, &a, on_disabled, NULL);
+    rsend(x, &x->api->disable, 1, &a, on_disabled, NULL);
     release(x);
 }
 
@@ -608,7 +624,7 @@ static void on_rm(redisReply *r, void *ud) {
 }
 
 static void remove_start(api_ctx *x) {
-    const char *p = V.env->cfg->prefix;
+    const char *p = x->api->v.env->cfg->prefix;
     char k[GP_HOUSE_NKEYS][GP_KEY_MAX];
     gp_key_house_all(k, p, x->id); /* the id is checked: the keys fit */
     br_args a;
@@ -616,10 +632,10 @@ static void remove_start(api_ctx *x) {
     for (int i = 0; i < GP_REG_RM_NKEYS; i++)
         br_args_str(&a, k[i]);
     br_args_str(&a, "0"); /* the request stream stays: producers' requests get their 504 */
-    br_args_str(&a, V.env->ctl_channel);
+    br_args_str(&a, x->api->v.env->ctl_channel);
     br_args_str(&a, x->id);
     x->pending++;
-    rsend(x, &s_rm, GP_REG_RM_NKEYS, &a, on_rm, NULL);
+    rsend(x, &x->api->rm, GP_REG_RM_NKEYS, &a, on_rm, NULL);
     release(x);
 }
 
@@ -667,7 +683,8 @@ static void step_done(api_ctx *x) {
 
 /* "Authorization: Bearer <token>": 0 ok, 401 none sent, 403 wrong, 429 too many wrong ones
  * from this address (*retry_s). */
-static int check_auth(const gp_http_request *req, const char *addr, unsigned *retry_s) {
+static int check_auth(br_api *api, const gp_http_request *req, const char *addr,
+                      unsigned *retry_s) {
     const char *h = gp_http_header_get(req, "authorization");
     if (!h || !*h)
         return 401;
@@ -679,7 +696,8 @@ static int check_auth(const gp_http_request *req, const char *addr, unsigned *re
     size_t n = strlen(t);
     while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
         n--;
-    return n ? br_admin_token_check(V.token, addr, t, n, br_env_now(V.env), retry_s) : 403;
+    return n ? br_admin_token_check(api->v.token, addr, t, n, br_env_now(api->v.env), retry_s)
+             : 403;
 }
 
 static int is(const gp_http_request *req, const char *m) {
@@ -700,12 +718,13 @@ static int split_house_path(api_ctx *x, const char *rest, char *act, size_t actc
 }
 
 void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req, void *ud) {
-    (void)ud;
+    br_api *api = ud;
     api_ctx *x = calloc(1, sizeof *x);
     if (!x) {
         gp_admin_reply_error(call, 503, "unavailable", "out of memory");
         return;
     }
+    x->api = api;
     x->call = call;
     snprintf(x->method, sizeof x->method, "%s", req->method);
     snprintf(x->path, sizeof x->path, "%s", req->path);
@@ -718,19 +737,20 @@ void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req
             return;
         }
         const char *why = "";
-        int ready = V.ready(&why);
+        int ready = x->api->v.ready(&why);
         done(x, 200,
-             json_pack("{s:b, s:s, s:b, s:s, s:b}", "ok", 1, "bridge", V.env->cfg->bridge_id,
-                       "ready", ready, "reason", ready ? "" : why, "api", V.token->has));
+             json_pack("{s:b, s:s, s:b, s:s, s:b}", "ok", 1, "bridge",
+                       x->api->v.env->cfg->bridge_id, "ready", ready, "reason", ready ? "" : why,
+                       "api", x->api->v.token->has));
         return;
     }
-    if (!V.token->has) {
+    if (!x->api->v.token->has) {
         fail(x, 403, "admin_disabled",
              "no admin token is configured on this bridge (--admin-token-file)");
         return;
     }
     unsigned retry_s = 0;
-    int auth = check_auth(req, x->addr, &retry_s);
+    int auth = check_auth(api, req, x->addr, &retry_s);
     if (auth == 429) {
         char hdr[64], body[160];
         snprintf(hdr, sizeof hdr, "Retry-After: %u\r\n", retry_s);
@@ -793,7 +813,7 @@ void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req
         fail(x, 404, "not_found", "no such API path");
         return;
     }
-    if (!br_db_ready(V.env->db)) {
+    if (!br_db_ready(x->api->v.env->db)) {
         fail(x, 503, "redis_unavailable", "Redis is not reachable from this bridge");
         return;
     }

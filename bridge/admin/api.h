@@ -14,11 +14,16 @@ typedef struct br_admin_view {
     br_admin_token *token;
     /* 1 when Redis answers and the house listener is up; else 0 with *why (/readyz). */
     int (*ready)(const char **why);
+    /* The Prometheus text of /metrics (malloc'd; NULL: out of memory). */
+    char *(*metrics)(size_t *len);
 } br_admin_view;
 
-void br_api_init(const br_admin_view *v);
+/* A context: the view (copied), the registry scripts' SHAs, the stored overview. NULL: out
+ * of memory. The admin port makes it and routes /api to br_api_handle with it as ud. */
+typedef struct br_api br_api;
+br_api *br_api_new(const br_admin_view *v);
 void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req, void *ud);
-void br_api_load_scripts(void);
-void br_api_free(void); /* the stored overview (at exit) */
+void br_api_load_scripts(br_api *api);
+void br_api_free(br_api *api); /* the stored overview and api (at exit; NULL ok) */
 
 #endif

@@ -19,14 +19,14 @@
 #define BRIDGES_FORGET_MS 60000 /* index entries of bridges silent this long are dropped */
 #define MAX_NODES 64
 
-static struct {
+struct br_stats {
     br_stats_src src;
     br_metrics *m;         /* src.metrics: the handles made here, counted everywhere */
     double redis_rtt_ms;   /* last PING round trip, -1: none yet */
     uint64_t ping_sent_ns; /* 0: no PING in flight */
     uint8_t node_seen[MAX_NODES];
     char host[64];
-} S;
+};
 
 /* The metrics of bridge/admin/ADMIN.md, in the order the page lists them: where the handle
  * goes in br_metrics, the kind, name, help, label, and the series shown as 0 from the start
@@ -107,19 +107,24 @@ static const metric_spec specs[] = {
 };
 #undef M
 
-int br_stats_init(const br_stats_src *src) {
-    S.src = *src;
-    S.m = src->metrics;
+br_stats *br_stats_new(const br_stats_src *src) {
+    br_stats *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->src = *src;
+    st->m = src->metrics;
     gp_metrics *m = gp_metrics_new();
-    if (!m)
-        return -1;
-    S.m->reg = m;
+    if (!m) {
+        free(st);
+        return NULL;
+    }
+    st->m->reg = m;
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         const metric_spec *sp = &specs[i];
         gp_metric *x = sp->kind == GAUGE     ? gp_metrics_gauge(m, sp->name, sp->help, sp->label)
                        : sp->kind == COUNTER ? gp_metrics_counter(m, sp->name, sp->help, sp->label)
                                              : gp_metrics_duration(m, sp->name, sp->help);
-        *(gp_metric **)((char *)S.m + sp->off) = x;
+        *(gp_metric **)((char *)st->m + sp->off) = x;
         if (sp->zero && !*sp->zero)
             gp_metric_add(x, NULL, 0);
         for (const char *z = sp->zero; z && *z; z += strspn(z, " ")) {
@@ -130,16 +135,17 @@ int br_stats_init(const br_stats_src *src) {
             z += n;
         }
     }
-    S.redis_rtt_ms = -1;
-    gethostname(S.host, sizeof S.host - 1);
-    return 0;
+    st->redis_rtt_ms = -1;
+    gethostname(st->host, sizeof st->host - 1);
+    return st;
 }
 
-void br_stats_free(void) {
-    if (!S.m)
+void br_stats_free(br_stats *st) {
+    if (!st)
         return; /* never started */
-    gp_metrics_free(S.m->reg);
-    memset(S.m, 0, sizeof *S.m);
+    gp_metrics_free(st->m->reg);
+    memset(st->m, 0, sizeof *st->m);
+    free(st);
 }
 
 /* --- counting --------------------------------------------------------------------------- */
@@ -151,10 +157,10 @@ static const char *status_class(unsigned status, int is_error) {
     return c[status / 100 - 2];
 }
 
-void br_stats_reply(br_conn *c, unsigned status, int is_error, uint64_t fwd_ns) {
-    gp_metric_inc(S.m->requests, status_class(status, is_error));
+void br_stats_reply(br_stats *st, br_conn *c, unsigned status, int is_error, uint64_t fwd_ns) {
+    gp_metric_inc(st->m->requests, status_class(status, is_error));
     if (fwd_ns)
-        gp_metric_observe(S.m->duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
+        gp_metric_observe(st->m->duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
     if (c) {
         c->st_req++;
         c->st_err += is_error || status >= 500;
@@ -162,8 +168,8 @@ void br_stats_reply(br_conn *c, unsigned status, int is_error, uint64_t fwd_ns) 
     }
 }
 
-void br_stats_bytes(br_conn *c, int from_house, size_t n) {
-    gp_metric_add(S.m->bytes, from_house ? "from_house" : "to_house", (double)n);
+void br_stats_bytes(br_stats *st, br_conn *c, int from_house, size_t n) {
+    gp_metric_add(st->m->bytes, from_house ? "from_house" : "to_house", (double)n);
     if (!c)
         return;
     if (from_house)
@@ -173,71 +179,71 @@ void br_stats_bytes(br_conn *c, int from_house, size_t n) {
     c->st_dirty = 1;
 }
 
-void br_stats_compressed(size_t before, size_t after) {
-    gp_metric_add(S.m->compressed, "before", (double)before);
-    gp_metric_add(S.m->compressed, "after", (double)after);
+void br_stats_compressed(br_stats *st, size_t before, size_t after) {
+    gp_metric_add(st->m->compressed, "before", (double)before);
+    gp_metric_add(st->m->compressed, "after", (double)after);
 }
 
-void br_stats_node_up(int node) {
+void br_stats_node_up(br_stats *st, int node) {
     if (node < 0 || node >= MAX_NODES)
         return;
-    if (S.node_seen[node])
-        gp_metric_inc(S.m->redis_reconnects, NULL);
-    S.node_seen[node] = 1;
+    if (st->node_seen[node])
+        gp_metric_inc(st->m->redis_reconnects, NULL);
+    st->node_seen[node] = 1;
 }
 
 /* Gauges that are read off the running state rather than counted. */
-static void collect(void) {
-    gp_metric_set(S.m->houses, NULL, *S.src.nlive);
+static void collect(br_stats *st) {
+    gp_metric_set(st->m->houses, NULL, *st->src.nlive);
     double rtt, loss;
     uint64_t retx, fec;
-    S.src.link_metrics(&rtt, &loss, &retx, &fec);
+    st->src.link_metrics(st->src.link_ud, &rtt, &loss, &retx, &fec);
     /* RTT by transport: a walk over the held houses (one scrape costs what a tick does). */
     static const char *const TP[] = {"ws", "wss", "rudp"};
     double sum[3] = {0, 0, rtt};
     unsigned n[3] = {0, 0, rtt > 0};
-    for (const br_conn *c = S.src.conns->all; c; c = c->all_next)
+    for (const br_conn *c = st->src.conns->all; c; c = c->all_next)
         for (int t = 0; t < 2; t++)
             if (c->state == BR_CS_LIVE && c->rtt_us > 0 && strcmp(c->tp->name, TP[t]) == 0) {
                 sum[t] += c->rtt_us / 1000.0;
                 n[t]++;
             }
     for (int t = 0; t < 3; t++)
-        gp_metric_set(S.m->rtt, TP[t], n[t] ? sum[t] / n[t] / 1000.0 : 0);
-    gp_metric_set(S.m->rudp_loss, NULL, loss);
+        gp_metric_set(st->m->rtt, TP[t], n[t] ? sum[t] / n[t] / 1000.0 : 0);
+    gp_metric_set(st->m->rudp_loss, NULL, loss);
     /* Counters owned by the rudp engines: bring ours up to their total. */
-    gp_metric_add(S.m->rudp_retx, NULL, (double)retx - gp_metric_value(S.m->rudp_retx, NULL));
-    gp_metric_add(S.m->rudp_fec, NULL, (double)fec - gp_metric_value(S.m->rudp_fec, NULL));
-    if (S.redis_rtt_ms >= 0)
-        gp_metric_set(S.m->redis_rtt, NULL, S.redis_rtt_ms / 1000.0);
-    gp_metric_set(S.m->admin_conns, NULL, gp_admin_conns(*S.src.admin));
-    gp_metric_add(S.m->log_suppressed, NULL,
-                  (double)br_log_suppressed() - gp_metric_value(S.m->log_suppressed, NULL));
+    gp_metric_add(st->m->rudp_retx, NULL, (double)retx - gp_metric_value(st->m->rudp_retx, NULL));
+    gp_metric_add(st->m->rudp_fec, NULL, (double)fec - gp_metric_value(st->m->rudp_fec, NULL));
+    if (st->redis_rtt_ms >= 0)
+        gp_metric_set(st->m->redis_rtt, NULL, st->redis_rtt_ms / 1000.0);
+    gp_metric_set(st->m->admin_conns, NULL, gp_admin_conns(*st->src.admin));
+    gp_metric_add(st->m->log_suppressed, NULL,
+                  (double)br_log_suppressed() - gp_metric_value(st->m->log_suppressed, NULL));
 }
 
-char *br_stats_render(size_t *len) {
-    collect();
-    return gp_metrics_render(S.m->reg, len);
+char *br_stats_render(br_stats *st, size_t *len) {
+    collect(st);
+    return gp_metrics_render(st->m->reg, len);
 }
 
 /* --- Redis ------------------------------------------------------------------------------ */
 
 static void on_pong(redisReply *rep, void *ud) {
-    (void)ud;
-    if (rep && rep->type == REDIS_REPLY_STATUS && S.ping_sent_ns)
-        S.redis_rtt_ms = (double)(uv_hrtime() - S.ping_sent_ns) / 1e6;
-    S.ping_sent_ns = 0;
+    br_stats *st = ud;
+    if (rep && rep->type == REDIS_REPLY_STATUS && st->ping_sent_ns)
+        st->redis_rtt_ms = (double)(uv_hrtime() - st->ping_sent_ns) / 1e6;
+    st->ping_sent_ns = 0;
 }
 
-static void ping(void) {
-    if (S.ping_sent_ns)
+static void ping(br_stats *st) {
+    if (st->ping_sent_ns)
         return; /* the last one is still out: the watchdog deals with a stuck connection */
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "PING");
-    S.ping_sent_ns = uv_hrtime();
-    if (br_db_cmd(S.src.env->db, on_pong, NULL, &a) != 0)
-        S.ping_sent_ns = 0;
+    st->ping_sent_ns = uv_hrtime();
+    if (br_db_cmd(st->src.env->db, on_pong, st, &a) != 0)
+        st->ping_sent_ns = 0;
 }
 
 static void put_num(br_args *a, const char *name, char buf[32], double v) {
@@ -247,31 +253,31 @@ static void put_num(br_args *a, const char *name, char buf[32], double v) {
 }
 
 /* <p>:bstats:<bid> (bridge/admin/ADMIN.md), and our entry in the <p>:bridges index. */
-static void publish_bstats(void) {
+static void publish_bstats(br_stats *st) {
     char key[GP_KEY_MAX], idx[GP_KEY_MAX];
-    if (gp_key_bstats(key, S.src.env->cfg->prefix, S.src.env->cfg->bridge_id) < 0 ||
-        gp_key_bridges(idx, S.src.env->cfg->prefix) < 0)
+    if (gp_key_bstats(key, st->src.env->cfg->prefix, st->src.env->cfg->bridge_id) < 0 ||
+        gp_key_bridges(idx, st->src.env->cfg->prefix) < 0)
         return;
-    const br_env *e = S.src.env;
+    const br_env *e = st->src.env;
     uint64_t now = br_env_now_redis(e);
     uint64_t since = now - (br_env_now(e) - e->started_ms);
-    const br_metrics *m = S.m;
+    const br_metrics *m = st->m;
     char v[10][32], rtt[32], pid[24];
-    snprintf(rtt, sizeof rtt, "%.3f", S.redis_rtt_ms < 0 ? 0 : S.redis_rtt_ms);
+    snprintf(rtt, sizeof rtt, "%.3f", st->redis_rtt_ms < 0 ? 0 : st->redis_rtt_ms);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "HSET");
     br_args_str(&a, key);
     br_args_str(&a, GP_BSTATS_ID);
-    br_args_str(&a, S.src.env->cfg->bridge_id);
+    br_args_str(&a, st->src.env->cfg->bridge_id);
     br_args_str(&a, GP_BSTATS_HOST);
-    br_args_str(&a, S.host);
+    br_args_str(&a, st->host);
     br_args_str(&a, GP_BSTATS_PID);
     br_args_str(&a, pid);
     put_num(&a, GP_BSTATS_SINCE, v[0], (double)since);
     put_num(&a, GP_BSTATS_TS, v[1], (double)now);
-    put_num(&a, GP_BSTATS_HOUSES, v[2], *S.src.nlive);
+    put_num(&a, GP_BSTATS_HOUSES, v[2], *st->src.nlive);
     put_num(&a, GP_BSTATS_REQ_TOTAL, v[3], gp_metric_total(m->requests));
     put_num(&a, GP_BSTATS_ERR_TOTAL, v[4],
             gp_metric_value(m->requests, "5xx") + gp_metric_value(m->requests, "error"));
@@ -281,34 +287,34 @@ static void publish_bstats(void) {
     put_num(&a, GP_BSTATS_AUTH_FAILURES, v[8], gp_metric_total(m->auth_failures));
     br_args_str(&a, GP_BSTATS_REDIS_RTT);
     br_args_str(&a, rtt);
-    br_db_cmd(S.src.env->db, NULL, NULL, &a);
+    br_db_cmd(st->src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "PEXPIRE");
     br_args_str(&a, key);
     br_args_u64(&a, BSTATS_TTL_MS);
-    br_db_cmd(S.src.env->db, NULL, NULL, &a);
+    br_db_cmd(st->src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "ZADD");
     br_args_str(&a, idx);
     br_args_u64(&a, now);
-    br_args_str(&a, S.src.env->cfg->bridge_id);
-    br_db_cmd(S.src.env->db, NULL, NULL, &a);
+    br_args_str(&a, st->src.env->cfg->bridge_id);
+    br_db_cmd(st->src.env->db, NULL, NULL, &a);
     br_args_init(&a);
     br_args_str(&a, "ZREMRANGEBYSCORE");
     br_args_str(&a, idx);
     br_args_str(&a, "-inf");
     br_args_u64(&a, now > BRIDGES_FORGET_MS ? now - BRIDGES_FORGET_MS : 0);
-    br_db_cmd(S.src.env->db, NULL, NULL, &a);
+    br_db_cmd(st->src.env->db, NULL, NULL, &a);
 }
 
-void br_stats_tick(uint64_t now) {
+void br_stats_tick(br_stats *st, uint64_t now) {
     (void)now;
-    if (!br_db_ready(S.src.env->db) || !S.src.env->time_ok)
+    if (!br_db_ready(st->src.env->db) || !st->src.env->time_ok)
         return;
-    ping();
-    publish_bstats();
+    ping(st);
+    publish_bstats(st);
     /* Houses that had traffic: their state hash gets the new counters (under the fence). */
-    for (br_conn *c = S.src.conns->all; c; c = c->all_next)
+    for (br_conn *c = st->src.conns->all; c; c = c->all_next)
         if (c->in_table && c->st_dirty)
-            S.src.state_update(S.src.ud, c);
+            st->src.state_update(st->src.ud, c);
 }

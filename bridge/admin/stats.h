@@ -25,32 +25,30 @@ typedef struct br_metrics {
 /* The read-only view of the daemon that the gauges and the live stats are taken from. */
 typedef struct br_stats_src {
     const br_env *env;
-    br_metrics *metrics;           /* filled by br_stats_init (env->metrics points here) */
+    br_metrics *metrics;           /* filled by br_stats_new (env->metrics points here) */
     const br_conns *conns;         /* every connection (RTT by transport, dirty state) */
     const unsigned *nlive;         /* houses held now */
     struct gp_admin *const *admin; /* the admin port (its connections), *admin NULL: off */
     void *ud;
     void (*state_update)(void *ud, br_conn *c); /* house.c: write c's state hash now */
     /* udp.c: mean RTT and loss over rudp sessions, retransmits and FEC repairs since start */
-    void (*link_metrics)(double *rtt_ms, double *loss, uint64_t *retx, uint64_t *fec);
+    void *link_ud;
+    void (*link_metrics)(void *link_ud, double *rtt_ms, double *loss, uint64_t *retx,
+                         uint64_t *fec);
 } br_stats_src;
 
-int br_stats_init(const br_stats_src *src); /* 0, or -1 out of memory (src is kept) */
-void br_stats_free(void);
-/* Every second: Redis PING (RTT), <p>:bstats:<bid>, and the state hash of each house that
- * had traffic since the last pass. */
-void br_stats_tick(uint64_t now);
-/* The metrics page (malloc'd, Prometheus text); NULL: out of memory. */
-char *br_stats_render(size_t *len);
-/* A final reply was written: counts it in the metrics, and in c's live stats when the reply
- * was for the connection that holds the house now (c NULL: none, the janitor's). */
-void br_stats_reply(br_conn *c, unsigned status, int is_error,
+typedef struct br_stats br_stats;
+
+/* The metrics' registry (into src->metrics) and the live stats' state; src is kept. NULL:
+ * out of memory. main.c makes it; the request core counts through it. */
+br_stats *br_stats_new(const br_stats_src *src);
+void br_stats_free(br_stats *st); /* NULL ok */
+void br_stats_tick(br_stats *st, uint64_t now);
+char *br_stats_render(br_stats *st, size_t *len);
+void br_stats_reply(br_stats *st, br_conn *c, unsigned status, int is_error,
                     uint64_t fwd_ns); /* fwd_ns: uv_hrtime() when forwarded, 0: never */
-/* Body bytes moved for connection c (NULL: none), direction 0 to the house, 1 from it. */
-void br_stats_bytes(br_conn *c, int from_house, size_t n);
-/* A body chunk compressed (before -> after bytes). */
-void br_stats_compressed(size_t before, size_t after);
-/* Redis (re)connected a node: the metrics count reconnects. */
-void br_stats_node_up(int node);
+void br_stats_bytes(br_stats *st, br_conn *c, int from_house, size_t n);
+void br_stats_compressed(br_stats *st, size_t before, size_t after);
+void br_stats_node_up(br_stats *st, int node);
 
 #endif

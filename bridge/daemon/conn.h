@@ -54,6 +54,7 @@ typedef struct br_transport {
     void (*close)(br_conn *c); /* the conn is CLOSING: flush what is queued, briefly, then end */
     /* Link measurements into *out (NULL: the transport has none, all zero). */
     void (*stats)(const br_conn *c, br_link_stats *out);
+    void *ctx; /* the transport's own context (br_tunnel, br_udp): how its callbacks find it */
 } br_transport;
 
 /* What a connection reports upward (house.c installs them; any may be NULL). */

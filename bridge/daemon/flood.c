@@ -53,7 +53,7 @@ struct pa_addr {
     pa_rec *head, *tail;
 };
 
-static struct {
+struct br_flood {
     const br_env *env;
     struct lws_context *const *lws; /* tunnel.c's, NULL until it is made */
     const int *listen_port;
@@ -75,7 +75,7 @@ static struct {
     uint64_t resumed_ms;
     uv_timer_t pause_timer;
     int timer_init;
-} F = {.spare = -1};
+};
 
 static unsigned hash_ptr(const void *p) {
     uintptr_t v = (uintptr_t)p;
@@ -91,15 +91,24 @@ static unsigned hash_str(const char *s) {
     return h % BUCKETS;
 }
 
-static void gauge(void) {
-    gp_metric_set(F.env->metrics->preauth, NULL, F.n);
+static void gauge(br_flood *fl) {
+    gp_metric_set(fl->env->metrics->preauth, NULL, fl->n);
 }
 
-void br_flood_init(const br_env *env, struct lws_context *const *lws, const int *listen_port,
+br_flood *br_flood_new(const br_env *env) {
+    br_flood *fl = calloc(1, sizeof *fl);
+    if (!fl)
+        return NULL;
+    fl->env = env;
+    fl->spare = -1;
+    return fl;
+}
+
+void br_flood_init(br_flood *fl, struct lws_context *const *lws, const int *listen_port,
                    unsigned lws_fds) {
-    F.env = env;
-    F.lws = lws;
-    F.listen_port = listen_port;
+    const br_env *env = fl->env;
+    fl->lws = lws;
+    fl->listen_port = listen_port;
     const br_config *cfg = env->cfg;
     unsigned total = (unsigned)cfg->preauth_max, per = (unsigned)cfg->preauth_per_addr;
     /* At most half of lws's table: the other half stays for houses that authenticated. */
@@ -107,36 +116,37 @@ void br_flood_init(const br_env *env, struct lws_context *const *lws, const int 
         total = lws_fds / 2 ? lws_fds / 2 : 1;
     if (per > total)
         per = total;
-    F.cap_total = total;
-    F.cap_addr = per;
-    F.timeout_ms = (uint64_t)cfg->auth_timeout * 1000;
-    F.pause_ms = PAUSE_MIN_MS;
-    if (F.spare < 0)
-        F.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!F.timer_init) {
-        uv_timer_init(env->loop, &F.pause_timer);
-        F.timer_init = 1;
+    fl->cap_total = total;
+    fl->cap_addr = per;
+    fl->timeout_ms = (uint64_t)cfg->auth_timeout * 1000;
+    fl->pause_ms = PAUSE_MIN_MS;
+    if (fl->spare < 0)
+        fl->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!fl->timer_init) {
+        uv_timer_init(env->loop, &fl->pause_timer);
+        fl->pause_timer.data = fl;
+        fl->timer_init = 1;
     }
-    gauge();
+    gauge(fl);
 }
 
-unsigned br_flood_cap_total(void) {
-    return F.cap_total;
+unsigned br_flood_cap_total(const br_flood *fl) {
+    return fl->cap_total;
 }
 
-unsigned br_flood_cap_addr(void) {
-    return F.cap_addr;
+unsigned br_flood_cap_addr(const br_flood *fl) {
+    return fl->cap_addr;
 }
 
-unsigned br_flood_preauth(void) {
-    return F.n;
+unsigned br_flood_preauth(const br_flood *fl) {
+    return fl->n;
 }
 
 /* --- records ------------------------------------------------------------------------------ */
 
-static pa_addr *addr_get(const char *ip, int create) {
+static pa_addr *addr_get(br_flood *fl, const char *ip, int create) {
     unsigned h = hash_str(ip);
-    for (pa_addr *a = F.by_addr[h]; a; a = a->hnext)
+    for (pa_addr *a = fl->by_addr[h]; a; a = a->hnext)
         if (strcmp(a->ip, ip) == 0)
             return a;
     if (!create)
@@ -145,48 +155,48 @@ static pa_addr *addr_get(const char *ip, int create) {
     if (!a)
         return NULL;
     snprintf(a->ip, sizeof a->ip, "%s", ip);
-    a->hnext = F.by_addr[h];
-    F.by_addr[h] = a;
+    a->hnext = fl->by_addr[h];
+    fl->by_addr[h] = a;
     return a;
 }
 
-static void addr_put(pa_addr *a) {
+static void addr_put(br_flood *fl, pa_addr *a) {
     if (a->n)
         return;
-    GP_CHAIN_REMOVE(F.by_addr[hash_str(a->ip)], a, hnext);
+    GP_CHAIN_REMOVE(fl->by_addr[hash_str(a->ip)], a, hnext);
     free(a);
 }
 
-static pa_rec *rec_find(struct lws *wsi) {
-    for (pa_rec *r = F.by_wsi[hash_ptr(wsi)]; r; r = r->hnext)
+static pa_rec *rec_find(br_flood *fl, struct lws *wsi) {
+    for (pa_rec *r = fl->by_wsi[hash_ptr(wsi)]; r; r = r->hnext)
         if (r->wsi == wsi)
             return r;
     return NULL;
 }
 
 /* Unlinks and frees r: it is no longer counted. */
-static void rec_drop(pa_rec *r) {
-    GP_CHAIN_REMOVE(F.by_wsi[hash_ptr(r->wsi)], r, hnext);
-    GP_LIST_UNLINK(F.head, F.tail, r, prev, next);
+static void rec_drop(br_flood *fl, pa_rec *r) {
+    GP_CHAIN_REMOVE(fl->by_wsi[hash_ptr(r->wsi)], r, hnext);
+    GP_LIST_UNLINK(fl->head, fl->tail, r, prev, next);
     pa_addr *a = r->a;
     GP_LIST_UNLINK(a->head, a->tail, r, aprev, anext);
     a->n--;
-    F.n--;
-    addr_put(a);
+    fl->n--;
+    addr_put(fl, a);
     free(r);
-    gauge();
+    gauge(fl);
 }
 
 /* Closes a pre-auth connection (lws closes it on its next turn) and stops counting it. */
 /* Closes a pre-auth connection now (its descriptor is free for the next accept) and stops
  * counting it. Never called with that wsi on the stack: from the listener's accept, or the
  * tick. */
-static void shed(pa_rec *r, const char *reason, uint64_t now) {
+static void shed(br_flood *fl, pa_rec *r, const char *reason, uint64_t now) {
     struct lws *wsi = r->wsi;
-    gp_metric_inc(F.env->metrics->preauth_shed, reason);
+    gp_metric_inc(fl->env->metrics->preauth_shed, reason);
     br_logr(BR_LOG_WARN, "preauth_shed", "addr=%s reason=%s age_ms=%llu preauth=%u", r->a->ip,
-            reason, (unsigned long long)(now - r->t), F.n - 1);
-    rec_drop(r); /* first: closing calls br_flood_destroyed */
+            reason, (unsigned long long)(now - r->t), fl->n - 1);
+    rec_drop(fl, r); /* first: closing calls br_flood_destroyed */
     lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
 }
 
@@ -211,76 +221,76 @@ static void peer_ip(const struct sockaddr *sa, char *out, size_t cap) {
     }
 }
 
-void br_flood_accepted(const struct sockaddr *sa) {
-    uint64_t now = br_env_now(F.env);
-    peer_ip(sa, F.pending, sizeof F.pending);
-    F.has_pending = 1;
-    pa_addr *a = addr_get(F.pending, 0);
-    if (a && a->n >= F.cap_addr && a->head)
-        shed(a->head, "per_address", now);
-    if (F.n >= F.cap_total && F.head)
-        shed(F.head, "total", now);
+void br_flood_accepted(br_flood *fl, const struct sockaddr *sa) {
+    uint64_t now = br_env_now(fl->env);
+    peer_ip(sa, fl->pending, sizeof fl->pending);
+    fl->has_pending = 1;
+    pa_addr *a = addr_get(fl, fl->pending, 0);
+    if (a && a->n >= fl->cap_addr && a->head)
+        shed(fl, a->head, "per_address", now);
+    if (fl->n >= fl->cap_total && fl->head)
+        shed(fl, fl->head, "total", now);
 }
 
-void br_flood_adopted(struct lws *wsi) {
-    if (!F.has_pending)
+void br_flood_adopted(br_flood *fl, struct lws *wsi) {
+    if (!fl->has_pending)
         return;
-    F.has_pending = 0;
+    fl->has_pending = 0;
     pa_rec *r = calloc(1, sizeof *r);
-    pa_addr *a = r ? addr_get(F.pending, 1) : NULL;
+    pa_addr *a = r ? addr_get(fl, fl->pending, 1) : NULL;
     if (!a) {
         free(r); /* out of memory: uncounted, the handshake deadline still applies */
         return;
     }
     r->wsi = wsi;
     r->a = a;
-    r->t = br_env_now(F.env);
+    r->t = br_env_now(fl->env);
     unsigned h = hash_ptr(wsi);
-    r->hnext = F.by_wsi[h];
-    F.by_wsi[h] = r;
-    GP_LIST_APPEND(F.head, F.tail, r, prev, next);
+    r->hnext = fl->by_wsi[h];
+    fl->by_wsi[h] = r;
+    GP_LIST_APPEND(fl->head, fl->tail, r, prev, next);
     GP_LIST_APPEND(a->head, a->tail, r, aprev, anext);
     a->n++;
-    F.n++;
-    gauge();
+    fl->n++;
+    gauge(fl);
 }
 
-void br_flood_upgraded(struct lws *wsi) {
-    pa_rec *r = rec_find(wsi);
+void br_flood_upgraded(br_flood *fl, struct lws *wsi) {
+    pa_rec *r = rec_find(fl, wsi);
     if (r)
         r->upgraded = 1;
 }
 
-void br_flood_authed(struct lws *wsi) {
-    pa_rec *r = rec_find(wsi);
+void br_flood_authed(br_flood *fl, struct lws *wsi) {
+    pa_rec *r = rec_find(fl, wsi);
     if (r)
-        rec_drop(r);
+        rec_drop(fl, r);
 }
 
-void br_flood_destroyed(struct lws *wsi) {
-    pa_rec *r = rec_find(wsi);
+void br_flood_destroyed(br_flood *fl, struct lws *wsi) {
+    pa_rec *r = rec_find(fl, wsi);
     if (r)
-        rec_drop(r);
+        rec_drop(fl, r);
 }
 
-void br_flood_tick(uint64_t now) {
-    for (pa_rec *r = F.head, *n; r; r = n) {
+void br_flood_tick(br_flood *fl, uint64_t now) {
+    for (pa_rec *r = fl->head, *n; r; r = n) {
         n = r->next;
-        if (now - r->t < F.timeout_ms)
+        if (now - r->t < fl->timeout_ms)
             break; /* oldest first: the rest are younger */
-        if (!r->upgraded || now - r->t >= F.timeout_ms + UPGRADED_GRACE_MS)
-            shed(r, "deadline", now);
+        if (!r->upgraded || now - r->t >= fl->timeout_ms + UPGRADED_GRACE_MS)
+            shed(fl, r, "deadline", now);
     }
 }
 
 /* --- EMFILE --------------------------------------------------------------------------------- */
 
 static void find_listener(uv_handle_t *h, void *ud) {
-    (void)ud;
+    br_flood *fl = ud;
     uv_os_fd_t fd;
     int acc = 0;
     socklen_t len = sizeof acc;
-    if (h->type != UV_POLL || F.nlisteners >= MAX_LISTENERS || uv_fileno(h, &fd) != 0 ||
+    if (h->type != UV_POLL || fl->nlisteners >= MAX_LISTENERS || uv_fileno(h, &fd) != 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc)
         return;
     struct sockaddr_storage ss;
@@ -289,22 +299,22 @@ static void find_listener(uv_handle_t *h, void *ud) {
         return;
     int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (port != *F.listen_port)
+    if (port != *fl->listen_port)
         return;
-    F.lhandles[F.nlisteners] = (uv_poll_t *)h;
-    F.lcbs[F.nlisteners++] = ((uv_poll_t *)h)->poll_cb;
+    fl->lhandles[fl->nlisteners] = (uv_poll_t *)h;
+    fl->lcbs[fl->nlisteners++] = ((uv_poll_t *)h)->poll_cb;
 }
 
 /* Accepts and closes what waits on the listening sockets, with the spare descriptor's slot. */
-static int drain(void) {
+static int drain(br_flood *fl) {
     int n = 0;
-    if (F.spare >= 0) {
-        close(F.spare);
-        F.spare = -1;
+    if (fl->spare >= 0) {
+        close(fl->spare);
+        fl->spare = -1;
     }
-    for (int i = 0; i < F.nlisteners; i++) {
+    for (int i = 0; i < fl->nlisteners; i++) {
         uv_os_fd_t lfd;
-        if (uv_fileno((uv_handle_t *)F.lhandles[i], &lfd) != 0)
+        if (uv_fileno((uv_handle_t *)fl->lhandles[i], &lfd) != 0)
             continue;
         while (n < DRAIN_MAX) {
             int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -314,52 +324,59 @@ static int drain(void) {
             n++;
         }
     }
-    F.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    fl->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return n;
 }
 
 static void on_resume(uv_timer_t *t) {
-    (void)t;
-    F.paused = 0;
-    F.resumed_ms = br_env_now(F.env);
-    for (int i = 0; i < F.nlisteners; i++)
-        if (F.lcbs[i] && !uv_is_closing((uv_handle_t *)F.lhandles[i]))
-            uv_poll_start(F.lhandles[i], UV_READABLE, F.lcbs[i]);
+    br_flood *fl = t->data;
+    fl->paused = 0;
+    fl->resumed_ms = br_env_now(fl->env);
+    for (int i = 0; i < fl->nlisteners; i++)
+        if (fl->lcbs[i] && !uv_is_closing((uv_handle_t *)fl->lhandles[i]))
+            uv_poll_start(fl->lhandles[i], UV_READABLE, fl->lcbs[i]);
 }
 
-void br_flood_emfile(void) {
-    if (!F.lws || !*F.lws || !F.timer_init)
+void br_flood_emfile(br_flood *fl) {
+    if (!fl->lws || !*fl->lws || !fl->timer_init)
         return;
-    if (!F.nlisteners)
-        uv_walk(F.env->loop, find_listener, NULL);
-    int dropped = drain();
-    if (F.paused)
+    if (!fl->nlisteners)
+        uv_walk(fl->env->loop, find_listener, fl);
+    int dropped = drain(fl);
+    if (fl->paused)
         return;
-    uint64_t now = br_env_now(F.env);
+    uint64_t now = br_env_now(fl->env);
     /* Again soon after the last pause: back off further. */
-    F.pause_ms = now - F.resumed_ms < 2 * (uint64_t)F.pause_ms
-                     ? (F.pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : F.pause_ms * 2)
-                     : PAUSE_MIN_MS;
-    F.paused = 1;
-    for (int i = 0; i < F.nlisteners; i++)
-        uv_poll_stop(F.lhandles[i]);
-    uv_timer_start(&F.pause_timer, on_resume, F.pause_ms, 0);
-    gp_metric_inc(F.env->metrics->accept_pauses, NULL);
+    fl->pause_ms = now - fl->resumed_ms < 2 * (uint64_t)fl->pause_ms
+                       ? (fl->pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : fl->pause_ms * 2)
+                       : PAUSE_MIN_MS;
+    fl->paused = 1;
+    for (int i = 0; i < fl->nlisteners; i++)
+        uv_poll_stop(fl->lhandles[i]);
+    uv_timer_start(&fl->pause_timer, on_resume, fl->pause_ms, 0);
+    gp_metric_inc(fl->env->metrics->accept_pauses, NULL);
     br_logr(BR_LOG_WARN, "accept_paused",
-            "err=EMFILE pause_ms=%u dropped=%d preauth=%u hint=\"raise LimitNOFILE\"", F.pause_ms,
-            dropped, F.n);
+            "err=EMFILE pause_ms=%u dropped=%d preauth=%u hint=\"raise LimitNOFILE\"", fl->pause_ms,
+            dropped, fl->n);
 }
 
-void br_flood_free(void) {
-    while (F.head)
-        rec_drop(F.head);
-    if (F.spare >= 0)
-        close(F.spare);
-    F.spare = -1;
-    if (F.timer_init) {
-        uv_timer_stop(&F.pause_timer);
-        uv_close((uv_handle_t *)&F.pause_timer, NULL);
-        F.timer_init = 0;
+void br_flood_stop(br_flood *fl) {
+    while (fl->head)
+        rec_drop(fl, fl->head);
+    if (fl->spare >= 0)
+        close(fl->spare);
+    fl->spare = -1;
+    if (fl->timer_init) {
+        uv_timer_stop(&fl->pause_timer);
+        uv_close((uv_handle_t *)&fl->pause_timer, NULL);
+        fl->timer_init = 0;
     }
-    F.nlisteners = 0;
+    fl->nlisteners = 0;
+}
+
+void br_flood_free(br_flood *fl) {
+    if (!fl)
+        return;
+    br_flood_stop(fl);
+    free(fl);
 }

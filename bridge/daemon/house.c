@@ -39,20 +39,11 @@
 #define SWEEP_FAST_MS 1000
 #define SWEEP_SLOW_MS 15000
 
-/* The lease and fenced-read scripts, with their KEYS and ARGV: store_state.h, store_req.h. */
-static br_script s_claim = {GP_LUA_STATE_CLAIM, ""};
-
-static br_script s_refresh = {GP_LUA_STATE_REFRESH, ""};
-
-static br_script s_release = {GP_LUA_STATE_RELEASE, ""};
-
-static br_script s_read = {GP_LUA_REQ_FENCED_READ, ""};
-
 void br_house_load_scripts(br_houses *h) {
-    br_db_load_script(h->env->db, &s_claim);
-    br_db_load_script(h->env->db, &s_refresh);
-    br_db_load_script(h->env->db, &s_release);
-    br_db_load_script(h->env->db, &s_read);
+    br_db_load_script(h->env->db, &h->claim);
+    br_db_load_script(h->env->db, &h->refresh);
+    br_db_load_script(h->env->db, &h->release);
+    br_db_load_script(h->env->db, &h->read);
 }
 
 /* The houses of a connection's callbacks (they carry the br_conn): the hooks' owner. */
@@ -192,7 +183,7 @@ static void on_read(redisReply *rep, void *ud) {
                 last->element[0]->type == REDIS_REPLY_STRING && last->element[0]->len < 48)
                 memcpy(c->pcursor, last->element[0]->str, last->element[0]->len + 1);
         }
-        br_req_entries(c, entries, pending);
+        br_req_entries(h->reqs, c, entries, pending);
     }
     int again = c->read_again || (n > 0 && (pending || n >= c->read_count));
     c->read_again = 0;
@@ -235,7 +226,7 @@ void br_house_read(br_houses *h, br_conn *c) {
     br_conn_ref(c);
     c->reading = 1;
     c->reading_pending = c->read_pending;
-    if (br_db_eval(e->db, &s_read, on_read, c, 2, &a) != 0) {
+    if (br_db_eval(e->db, &h->read, on_read, c, 2, &a) != 0) {
         c->reading = 0;
         br_conn_unref(c);
     }
@@ -293,7 +284,7 @@ static void release(br_houses *h, const char *epochkey, const char *statekey, ui
     br_args_str(&a, epochkey);
     br_args_str(&a, statekey);
     br_args_u64(&a, epoch);
-    br_db_eval(h->env->db, &s_release, NULL, NULL, 2, &a);
+    br_db_eval(h->env->db, &h->release, NULL, NULL, 2, &a);
 }
 
 static void on_claimed(redisReply *rep, void *ud) {
@@ -405,7 +396,7 @@ void br_house_claim(br_houses *h, br_conn *c) {
     br_args_str(&a, fpre);
     br_args_str(&a, c->house);
     br_conn_ref(c);
-    if (br_db_eval(e->db, &s_claim, on_claimed, c, 3, &a) != 0)
+    if (br_db_eval(e->db, &h->claim, on_claimed, c, 3, &a) != 0)
         on_claimed(NULL, c);
 }
 
@@ -415,7 +406,7 @@ void br_house_teardown(br_houses *h, br_conn *c, int do_release) {
     gp_metric_inc(h->env->metrics->disconnects, c->tp->name);
     br_htable_remove(&h->table, c);
     subscribe(h, c, 0);
-    br_req_free_all(c);
+    br_req_free_all(h->reqs, c);
     if (do_release) {
         release(h, c->epochkey, c->statekey, c->epoch);
         br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house, c->addr,
@@ -466,7 +457,7 @@ void br_house_state_update(br_houses *h, br_conn *c) {
     c->st_dirty = 0;
     c->last_renew_ms = br_env_now(e);
     br_conn_ref(c);
-    if (br_db_eval(e->db, &s_refresh, on_refreshed, c, 2, &a) != 0)
+    if (br_db_eval(e->db, &h->refresh, on_refreshed, c, 2, &a) != 0)
         br_conn_unref(c);
 }
 
@@ -511,19 +502,20 @@ void br_house_tick(br_houses *h, uint64_t now) {
 /* --- the hooks of the connections and the ops of the requests ------------------------- */
 
 static void hook_frame(void *ud, br_conn *c, const gp_frame *f) {
-    (void)ud;
-    br_req_frame(c, f);
+    br_houses *h = ud;
+    br_req_frame(h->reqs, c, f);
 }
 
 static void hook_closed(void *ud, br_conn *c) {
+    br_houses *h = ud;
     if (c->in_table)
-        br_house_teardown(ud, c, 1);
-    br_req_free_all(c);
+        br_house_teardown(h, c, 1);
+    br_req_free_all(h->reqs, c);
 }
 
 static void hook_free(void *ud, br_conn *c) {
-    (void)ud;
-    br_req_conn_free(c);
+    br_houses *h = ud;
+    br_req_conn_free(h->reqs, c);
 }
 
 static void op_fenced(void *ud, const char *house, uint64_t epoch) {
@@ -538,12 +530,16 @@ static void op_read_more(void *ud, br_conn *c) {
     br_house_read(ud, c);
 }
 
-void br_houses_init(br_houses *h, const br_env *env, br_conns *conns) {
-    memset(h, 0, sizeof *h);
-    h->env = env;
-    h->conns = conns;
+void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_requests *reqs) {
+    *h = (br_houses){.env = env,
+                     .conns = conns,
+                     .reqs = reqs,
+                     .claim = {GP_LUA_STATE_CLAIM, ""},
+                     .refresh = {GP_LUA_STATE_REFRESH, ""},
+                     .release = {GP_LUA_STATE_RELEASE, ""},
+                     .read = {GP_LUA_REQ_FENCED_READ, ""}};
     conns->hooks = (br_conn_hooks){h, hook_frame, hook_closed, hook_free};
-    br_requests_init(env, &(br_requests_ops){h, op_fenced, op_find, op_read_more});
+    br_requests_set_ops(reqs, &(br_requests_ops){h, op_fenced, op_find, op_read_more});
 }
 
 void br_houses_free(br_houses *h) {

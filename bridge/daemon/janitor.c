@@ -46,55 +46,67 @@
  * next visit simply indexes what is left in the stream again. */
 #define INDEX_TTL_MS (2ull * MAX_TIMEOUT_MS)
 
-/* The lock and index scripts, with their KEYS and ARGV: store_bridge.h, store_req.h. */
-static br_script s_lock = {GP_LUA_JANITOR_LOCK, ""};
-
-static struct {
+struct br_janitor {
     const br_env *env;
     const br_houses *houses;
+    br_requests *reqs; /* settling checks and the 504s go through the request core */
+    /* The lock and index scripts (texts and SHAs), with their KEYS and ARGV: store_bridge.h,
+     * store_req.h. */
+    br_script lock, due;
     int busy;         /* a pass is running */
     unsigned pending; /* outstanding commands of this pass */
     char cursor[32];  /* SCAN cursor on node `node`, kept across ticks */
     int node;         /* a cluster is walked one node after the other */
-} J = {.cursor = "0"};
-
-static br_script s_due = {GP_LUA_REQ_JANITOR_DUE, ""};
+};
 
 typedef struct jhouse {
+    br_janitor *j;
     char id[GP_MAX_HOUSE_ID + 1];
     char holder[80];
-    int calls; /* s_due calls this tick */
+    int calls; /* due-script calls this tick */
 } jhouse;
 
-void br_janitor_init(const br_env *env, const br_houses *houses) {
-    J.env = env;
-    J.houses = houses;
+br_janitor *br_janitor_new(const br_env *env, const br_houses *houses, br_requests *reqs) {
+    br_janitor *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    *j = (br_janitor){.env = env,
+                      .houses = houses,
+                      .reqs = reqs,
+                      .lock = {GP_LUA_JANITOR_LOCK, ""},
+                      .due = {GP_LUA_REQ_JANITOR_DUE, ""},
+                      .cursor = "0"};
+    return j;
 }
 
-void br_janitor_load_scripts(void) {
-    br_db_load_script(J.env->db, &s_lock);
-    br_db_load_script(J.env->db, &s_due);
+void br_janitor_free(br_janitor *j) {
+    free(j);
 }
 
-static void step_done(void) {
-    if (J.pending && --J.pending == 0)
-        J.busy = 0;
+void br_janitor_load_scripts(br_janitor *j) {
+    br_db_load_script(j->env->db, &j->lock);
+    br_db_load_script(j->env->db, &j->due);
 }
 
-static int jsend(br_redis_fn fn, void *ud, const br_args *a) {
-    J.pending++;
-    if (br_db_cmd(J.env->db, fn, ud, a) == 0)
+static void step_done(br_janitor *j) {
+    if (j->pending && --j->pending == 0)
+        j->busy = 0;
+}
+
+static int jsend(br_janitor *j, br_redis_fn fn, void *ud, const br_args *a) {
+    j->pending++;
+    if (br_db_cmd(j->env->db, fn, ud, a) == 0)
         return 0;
-    J.pending--;
+    j->pending--;
     return -1;
 }
 
 static void visit(jhouse *h);
 
 /* Re-scores a due member whose deadline, as the bridge's parser reads it, is later. */
-static void rescore(const char *house, const br_entry *en) {
+static void rescore(br_janitor *j, const char *house, const br_entry *en) {
     char key[GP_KEY_MAX];
-    gp_key_deadlines(key, J.env->cfg->prefix, house);
+    gp_key_deadlines(key, j->env->cfg->prefix, house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "ZADD");
@@ -102,18 +114,19 @@ static void rescore(const char *house, const br_entry *en) {
     br_args_str(&a, "XX");
     br_args_u64(&a, en->deadline);
     br_args_str(&a, en->entry_id);
-    br_db_cmd(J.env->db, NULL, NULL, &a);
+    br_db_cmd(j->env->db, NULL, NULL, &a);
 }
 
 static void on_due(redisReply *rep, void *ud) {
     jhouse *h = ud;
+    br_janitor *j = h->j;
     int again = 0;
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER &&
-        rep->element[1]->type == REDIS_REPLY_ARRAY && !br_house_find(J.houses, h->id)) {
-        uint64_t now = br_env_now_redis(J.env);
+        rep->element[1]->type == REDIS_REPLY_ARRAY && !br_house_find(j->houses, h->id)) {
+        uint64_t now = br_env_now_redis(j->env);
         char reqkey[GP_KEY_MAX];
-        gp_key_req(reqkey, J.env->cfg->prefix, h->id);
+        gp_key_req(reqkey, j->env->cfg->prefix, h->id);
         const redisReply *due = rep->element[1];
         for (size_t i = 0; i < due->elements; i++) {
             const redisReply *e = due->element[i];
@@ -121,19 +134,19 @@ static void on_due(redisReply *rep, void *ud) {
                 e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48)
                 continue;
             br_entry en;
-            br_entry_parse(e, J.env->cfg->max_body, &en);
-            if (en.status < 0 || br_reply_settling(h->id, en.entry_id))
+            br_entry_parse(e, j->env->cfg->max_body, &en);
+            if (en.status < 0 || br_reply_settling(j->reqs, h->id, en.entry_id))
                 continue; /* answered already, its acknowledgement on its way */
             if (en.deadline > now) {
-                rescore(h->id, &en);
+                rescore(h->j, h->id, &en);
                 continue;
             }
             if (en.status) {
-                br_reply_error(NULL, h->id, reqkey, &en, en.status, en.error, en.message,
+                br_reply_error(j->reqs, NULL, h->id, reqkey, &en, en.status, en.error, en.message,
                                h->holder);
             } else {
-                gp_metric_inc(J.env->metrics->janitor_timeouts, NULL);
-                br_reply_error(NULL, h->id, reqkey, &en, 504, "timeout",
+                gp_metric_inc(j->env->metrics->janitor_timeouts, NULL);
+                br_reply_error(j->reqs, NULL, h->id, reqkey, &en, 504, "timeout",
                                "no bridge holds this house", h->holder);
             }
         }
@@ -144,20 +157,21 @@ static void on_due(redisReply *rep, void *ud) {
         visit(h);
     else
         free(h);
-    step_done();
+    step_done(j);
 }
 
 static void visit(jhouse *h) {
+    br_janitor *j = h->j;
     char kreq[GP_KEY_MAX], kdl[GP_KEY_MAX], kcur[GP_KEY_MAX];
-    gp_key_req(kreq, J.env->cfg->prefix, h->id);
-    gp_key_deadlines(kdl, J.env->cfg->prefix, h->id);
-    gp_key_jcursor(kcur, J.env->cfg->prefix, h->id);
+    gp_key_req(kreq, j->env->cfg->prefix, h->id);
+    gp_key_deadlines(kdl, j->env->cfg->prefix, h->id);
+    gp_key_jcursor(kcur, j->env->cfg->prefix, h->id);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, kreq);
     br_args_str(&a, kdl);
     br_args_str(&a, kcur);
-    br_args_u64(&a, br_env_now_redis(J.env));
+    br_args_u64(&a, br_env_now_redis(j->env));
     br_args_u64(&a, NEW_PER_CALL);
     br_args_u64(&a, DUE_PER_CALL);
     br_args_u64(&a, DEFAULT_TIMEOUT_MS);
@@ -165,9 +179,9 @@ static void visit(jhouse *h) {
     br_args_str(&a, h->calls + 1 >= INDEX_BATCHES ? "1" : "0");
     br_args_u64(&a, INDEX_TTL_MS);
     h->calls++;
-    J.pending++;
-    if (br_db_eval(J.env->db, &s_due, on_due, h, 3, &a) != 0) {
-        J.pending--;
+    j->pending++;
+    if (br_db_eval(j->env->db, &j->due, on_due, h, 3, &a) != 0) {
+        j->pending--;
         free(h);
     }
 }
@@ -176,16 +190,18 @@ static void visit(jhouse *h) {
  * with -9 leaves its state behind). */
 static void on_lease(redisReply *rep, void *ud) {
     jhouse *h = ud;
+    br_janitor *j = h->j;
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
         visit(h);
     else
         free(h);
-    step_done();
+    step_done(j);
 }
 
 static void on_state(redisReply *rep, void *ud) {
     jhouse *h = ud;
-    if (!rep || rep->type == REDIS_REPLY_ERROR || br_house_find(J.houses, h->id)) {
+    br_janitor *j = h->j;
+    if (!rep || rep->type == REDIS_REPLY_ERROR || br_house_find(j->houses, h->id)) {
         free(h);
     } else if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
         snprintf(h->holder, sizeof h->holder, "%.*s", (int)rep->len, rep->str);
@@ -193,57 +209,58 @@ static void on_state(redisReply *rep, void *ud) {
         br_args a;
         br_args_init(&a);
         br_args_str(&a, "EXISTS");
-        br_args_str(&a, gp_key_bridge(key, J.env->cfg->prefix, h->holder) > 0 ? key : "");
-        if (jsend(on_lease, h, &a) != 0)
+        br_args_str(&a, gp_key_bridge(key, j->env->cfg->prefix, h->holder) > 0 ? key : "");
+        if (jsend(j, on_lease, h, &a) != 0)
             free(h);
     } else {
         visit(h);
     }
-    step_done();
+    step_done(j);
 }
 
 static void on_scan(redisReply *rep, void *ud) {
-    (void)ud;
+    br_janitor *j = ud;
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof J.cursor &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[0]->len < sizeof j->cursor &&
         rep->element[1]->type == REDIS_REPLY_ARRAY) {
-        memcpy(J.cursor, rep->element[0]->str, rep->element[0]->len + 1);
-        if (strcmp(J.cursor, "0") == 0) /* this node is done: the next one */
-            J.node = (J.node + 1) % br_db_nodes(J.env->db);
+        memcpy(j->cursor, rep->element[0]->str, rep->element[0]->len + 1);
+        if (strcmp(j->cursor, "0") == 0) /* this node is done: the next one */
+            j->node = (j->node + 1) % br_db_nodes(j->env->db);
         const redisReply *keys = rep->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
             const redisReply *k = keys->element[i];
             char id[GP_MAX_HOUSE_ID + 1];
             int n = k->type == REDIS_REPLY_STRING
-                        ? gp_key_house_of_req(k->str, k->len, J.env->cfg->prefix, id, sizeof id)
+                        ? gp_key_house_of_req(k->str, k->len, j->env->cfg->prefix, id, sizeof id)
                         : -1;
             if (n <= 0 || !gp_house_id_valid((gp_str){(const uint8_t *)id, (size_t)n}) ||
-                br_house_find(J.houses, id))
+                br_house_find(j->houses, id))
                 continue;
             jhouse *h = calloc(1, sizeof *h);
             if (!h)
                 break;
+            h->j = j;
             memcpy(h->id, id, (size_t)n + 1);
             char key[GP_KEY_MAX];
-            gp_key_state(key, J.env->cfg->prefix, h->id);
+            gp_key_state(key, j->env->cfg->prefix, h->id);
             br_args a;
             br_args_init(&a);
             br_args_str(&a, "HGET");
             br_args_str(&a, key);
             br_args_str(&a, GP_STATE_BRIDGE);
-            if (jsend(on_state, h, &a) != 0)
+            if (jsend(j, on_state, h, &a) != 0)
                 free(h);
         }
     }
-    step_done();
+    step_done(j);
 }
 
 static void on_lock(redisReply *rep, void *ud) {
-    (void)ud;
+    br_janitor *j = ud;
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
         /* The prefix is literal: escape what a glob pattern would read. */
         char pat[GP_KEY_MAX * 2 + 16], *o = pat;
-        for (const char *p = J.env->cfg->prefix; *p; p++) {
+        for (const char *p = j->env->cfg->prefix; *p; p++) {
             if (strchr("*?[]\\", *p))
                 *o++ = '\\';
             *o++ = *p;
@@ -252,38 +269,38 @@ static void on_lock(redisReply *rep, void *ud) {
         br_args a;
         br_args_init(&a);
         br_args_str(&a, "SCAN");
-        br_args_str(&a, J.cursor);
+        br_args_str(&a, j->cursor);
         br_args_str(&a, "MATCH");
         br_args_str(&a, pat);
         br_args_str(&a, "COUNT");
         br_args_u64(&a, KEYS_PER_TICK);
         br_args_str(&a, "TYPE");
         br_args_str(&a, "stream");
-        if (J.node >= br_db_nodes(J.env->db))
-            J.node = 0;
-        J.pending++;
-        if (br_db_cmd_node(J.env->db, J.node, on_scan, NULL, &a) != 0) {
-            J.pending--; /* that node is away: go on with the next */
-            J.node = (J.node + 1) % br_db_nodes(J.env->db);
-            strcpy(J.cursor, "0");
+        if (j->node >= br_db_nodes(j->env->db))
+            j->node = 0;
+        j->pending++;
+        if (br_db_cmd_node(j->env->db, j->node, on_scan, j, &a) != 0) {
+            j->pending--; /* that node is away: go on with the next */
+            j->node = (j->node + 1) % br_db_nodes(j->env->db);
+            strcpy(j->cursor, "0");
         }
     }
-    step_done();
+    step_done(j);
 }
 
-void br_janitor_tick(uint64_t now) {
+void br_janitor_tick(br_janitor *j, uint64_t now) {
     (void)now;
-    if (J.busy || J.env->stopping || !J.env->time_ok || !br_db_ready(J.env->db))
+    if (j->busy || j->env->stopping || !j->env->time_ok || !br_db_ready(j->env->db))
         return;
     char key[GP_KEY_MAX];
-    gp_key_janitor(key, J.env->cfg->prefix);
+    gp_key_janitor(key, j->env->cfg->prefix);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, key);
-    br_args_str(&a, J.env->cfg->bridge_id);
+    br_args_str(&a, j->env->cfg->bridge_id);
     br_args_u64(&a, LOCK_MS);
-    J.busy = 1;
-    J.pending = 1;
-    if (br_db_eval(J.env->db, &s_lock, on_lock, NULL, 1, &a) != 0)
-        J.busy = 0, J.pending = 0;
+    j->busy = 1;
+    j->pending = 1;
+    if (br_db_eval(j->env->db, &j->lock, on_lock, j, 1, &a) != 0)
+        j->busy = 0, j->pending = 0;
 }

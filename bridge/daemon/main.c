@@ -63,6 +63,14 @@ typedef struct br_bridge {
     int admin_port;         /* its port once listening */
     br_admin_token token;   /* the admin token (hash), reloaded on SIGHUP */
     br_metrics metrics;     /* the metrics' handles (admin/stats.c makes them) */
+    /* The modules' contexts, made by wire() in this order and freed in reverse at exit. */
+    br_stats *stats;     /* metrics registry, live stats in Redis */
+    br_requests *reqs;   /* request/reply core: reply writer, settling table, its scripts */
+    br_janitor *janitor; /* 504s for houses nobody holds */
+    br_flood *flood;     /* pre-auth caps of the house listener */
+    br_tunnel *tunnel;   /* ws/wss listener */
+    br_udp *udp;         /* rudp listener and sessions */
+    br_admin *adm;       /* admin port and its JSON API */
 } br_bridge;
 
 static br_bridge g_br;
@@ -463,13 +471,13 @@ static void refresh_lease(void) {
 /* A node's command connection came up (at start, after a Redis restart, or a new node of
  * a cluster): scripts, clock, our lease, and every held house re-asserted under its fence. */
 static void node_up(br_db *db, int node) {
-    br_stats_node_up(node);
+    br_stats_node_up(g_br.stats, node);
     refresh_time();
     br_house_load_scripts(&g_br.houses);
-    br_req_load_scripts();
-    br_janitor_load_scripts();
-    br_udp_load_scripts();
-    br_api_load_scripts();
+    br_req_load_scripts(g_br.reqs);
+    br_janitor_load_scripts(g_br.janitor);
+    br_udp_load_scripts(g_br.udp);
+    br_admin_load_scripts(g_br.adm);
     refresh_lease();
     br_house_redis_up(&g_br.houses);
     if (br_db_ready(db)) /* every node up and routed: /readyz turns 200 with this line */
@@ -532,18 +540,19 @@ static void drained(void) {
     if (g_drained)
         return;
     g_drained = 1;
-    br_log(BR_LOG_INFO, "shutdown", "phase=closing replies_unsettled=%u", br_req_replies_live());
+    br_log(BR_LOG_INFO, "shutdown", "phase=closing replies_unsettled=%u",
+           br_req_replies_live(g_br.reqs));
     uv_timer_stop(&g_grace);
     uv_close((uv_handle_t *)&g_grace, on_closed_handle);
     uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
     gp_uv_signals_close(&g_br.signals);
-    br_admin_stop();
-    br_flood_free();
+    br_admin_stop(g_br.adm);
+    br_flood_stop(g_br.flood);
     /* From inside the loop: lws closes its handles, and finishes destroying the context
      * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
     if (g_br.lws)
         lws_context_destroy(g_br.lws);
-    br_udp_stop();
+    br_udp_stop(g_br.udp);
     br_db_free(g_br.env.db);
     g_br.env.db = NULL;
 }
@@ -552,9 +561,9 @@ static void drained(void) {
  * context that would be calling us. */
 static void on_grace(uv_timer_t *t) {
     (void)t;
-    if (!g_barrier_done || br_req_replies_live())
+    if (!g_barrier_done || br_req_replies_live(g_br.reqs))
         br_log(BR_LOG_WARN, "shutdown", "phase=grace_expired replies_unsettled=%u",
-               br_req_replies_live());
+               br_req_replies_live(g_br.reqs));
     drained();
 }
 
@@ -625,14 +634,14 @@ static void on_tick(uv_timer_t *t) {
         uint64_t nr = br_now_redis();
         for (br_conn *c = g_br.conns.all; c; c = c->all_next)
             if (c->in_table && c->min_deadline && c->min_deadline <= nr)
-                br_req_deadlines(c, nr);
+                br_req_deadlines(g_br.reqs, c, nr);
     }
     if (g_br.env.stopping && !g_shutting &&
         (br_conn_count_open(&g_br.conns) == 0 ||
          now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
         shut_down(br_conn_count_open(&g_br.conns) ? "drain_timeout" : "drained");
     if (g_shutting) {
-        if (g_barrier_done && br_req_replies_live() == 0)
+        if (g_barrier_done && br_req_replies_live(g_br.reqs) == 0)
             uv_timer_start(&g_grace, on_grace, 0, 0);
         return;
     }
@@ -642,21 +651,34 @@ static void on_tick(uv_timer_t *t) {
         return;
     g_last_slow = now;
     br_conn_tick(&g_br.conns, now);
-    br_flood_tick(now); /* after the GOAWAYs above: WebSockets get theirs first */
+    br_flood_tick(g_br.flood, now); /* after the GOAWAYs above: WebSockets get theirs first */
     trim_heap(now);
     if (!br_db_ready(g_br.env.db))
         return;
     if (now - g_last_time >= TIME_REFRESH_MS)
         refresh_time();
     refresh_lease();
-    br_janitor_tick(now);
-    br_stats_tick(now);
+    br_janitor_tick(g_br.janitor, now);
+    br_stats_tick(g_br.stats, now);
 }
 
 /* --- wiring ----------------------------------------------------------------------------- */
 
-/* The env the modules share, and their contexts over it (once configured, loop made). */
-static void wire(void) {
+static void state_update(void *ud, br_conn *c) {
+    br_house_state_update(ud, c);
+}
+
+static void link_metrics(void *ud, double *rtt, double *loss, uint64_t *retx, uint64_t *fec) {
+    br_udp_metrics(((br_bridge *)ud)->udp, rtt, loss, retx, fec);
+}
+
+static char *render_metrics(size_t *len) {
+    return br_stats_render(g_br.stats, len);
+}
+
+/* The env the modules share, and their contexts over it (once configured, loop made).
+ * 0, or -1: out of memory. */
+static int wire(void) {
     br_env *e = &g_br.env;
     e->cfg = &g_br.cfg;
     e->master_key = g_br.has_master ? g_br.master_key : NULL;
@@ -666,25 +688,26 @@ static void wire(void) {
     e->ctl_channel = g_br.ctl_channel;
     e->metrics = &g_br.metrics;
     g_br.conns.env = e;
-    br_houses_init(&g_br.houses, e, &g_br.conns);
-    br_janitor_init(e, &g_br.houses);
-}
-
-static void state_update(void *ud, br_conn *c) {
-    br_house_state_update(ud, c);
-}
-
-static int start_stats(void) {
-    static br_stats_src src;
-    src = (br_stats_src){.env = &g_br.env,
-                         .metrics = &g_br.metrics,
-                         .conns = &g_br.conns,
-                         .nlive = &g_br.houses.table.n,
-                         .admin = &g_br.admin,
-                         .ud = &g_br.houses,
-                         .state_update = state_update,
-                         .link_metrics = br_udp_metrics};
-    return br_stats_init(&src);
+    br_stats_src src = {.env = e,
+                        .metrics = &g_br.metrics,
+                        .conns = &g_br.conns,
+                        .nlive = &g_br.houses.table.n,
+                        .admin = &g_br.admin,
+                        .ud = &g_br.houses,
+                        .state_update = state_update,
+                        .link_ud = &g_br,
+                        .link_metrics = link_metrics};
+    if (!(g_br.stats = br_stats_new(&src)) || !(g_br.reqs = br_requests_new(e, g_br.stats)))
+        return -1;
+    br_houses_init(&g_br.houses, e, &g_br.conns, g_br.reqs);
+    br_admin_view av = {e, &g_br.token, br_ready, render_metrics};
+    g_br.janitor = br_janitor_new(e, &g_br.houses, g_br.reqs);
+    g_br.flood = br_flood_new(e);
+    g_br.tunnel =
+        g_br.flood ? br_tunnel_new(e, &g_br.conns, &g_br.houses, g_br.reqs, g_br.flood) : NULL;
+    g_br.udp = br_udp_new(e, &g_br.conns, &g_br.houses, g_br.reqs);
+    g_br.adm = br_admin_new(&av);
+    return g_br.janitor && g_br.tunnel && g_br.udp && g_br.adm ? 0 : -1;
 }
 
 /* rudp, when on, with the key of --rudp-key. */
@@ -692,7 +715,7 @@ static int start_udp(void) {
     uint8_t key[32] = {0};
     int rc = g_br.cfg.rudp_listen >= 0 && br_read_key_file(g_br.cfg.rudp_key, key) != 0
                  ? -1
-                 : br_udp_start(&g_br.env, &g_br.conns, &g_br.houses, key);
+                 : br_udp_start(g_br.udp, key);
     sodium_memzero(key, sizeof key);
     return rc;
 }
@@ -746,8 +769,7 @@ int main(int argc, char **argv) {
     g_br.env.auth_rudp = br_authlimit_new(&g_br.cfg);
     g_br.env.zc = gp_zctx_new(GP_ZSTD_LEVEL);
     g_br.env.started_ms = uv_now(&loop);
-    wire();
-    if (!g_br.env.auth_ws || !g_br.env.auth_rudp || !g_br.env.zc || start_stats() != 0) {
+    if (!g_br.env.auth_ws || !g_br.env.auth_rudp || !g_br.env.zc || wire() != 0) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
@@ -772,9 +794,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-bridge: out of memory\n");
         goto out;
     }
-    static const br_admin_view admin_view = {&g_br.env, &g_br.token, br_ready};
-    if (br_tunnel_start(&g_br.env, &g_br.conns, &g_br.houses, &g_br.lws, &g_br.listen_port) != 0 ||
-        start_udp() != 0 || br_admin_start(&admin_view, &g_br.admin, &g_br.admin_port) != 0)
+    if (br_tunnel_start(g_br.tunnel, &g_br.lws, &g_br.listen_port) != 0 || start_udp() != 0 ||
+        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);
@@ -792,9 +813,9 @@ int main(int argc, char **argv) {
     rc = 0;
     goto out;
 out_loop:
-    br_admin_stop();
-    br_flood_free();
-    br_udp_stop();
+    br_admin_stop(g_br.adm);
+    br_flood_stop(g_br.flood);
+    br_udp_stop(g_br.udp);
     br_db_free(g_br.env.db);
     g_br.env.db = NULL;
 out:
@@ -805,12 +826,17 @@ out:
     uv_run(&loop, UV_RUN_DEFAULT);
     if (g_br.env.loop && uv_loop_close(&loop) != 0)
         br_log(BR_LOG_WARN, "loop_not_empty", NULL);
+    br_tunnel_free(g_br.tunnel);
+    br_flood_free(g_br.flood);
+    br_udp_free(g_br.udp);
+    br_janitor_free(g_br.janitor);
+    br_admin_free(g_br.adm);
     br_houses_free(&g_br.houses);
-    br_udp_final();
+    br_requests_free(g_br.reqs);
     gp_authlimit_free(g_br.env.auth_ws);
     gp_authlimit_free(g_br.env.auth_rudp);
     gp_zctx_free(g_br.env.zc);
-    br_stats_free();
+    br_stats_free(g_br.stats);
     br_log(BR_LOG_INFO, "bridge_stopped", NULL);
     gp_tlsrelay_stop();
 out_conf:

@@ -552,6 +552,10 @@ void br_reqtab_free_all(br_reqtab *t) {
     t->min_deadline = 0;
 }
 
+void *br_reqtab_owner(const br_reqtab *t) {
+    return t->rs->ud;
+}
+
 void br_reqtab_free(br_reqtab *t) {
     if (!t)
         return;

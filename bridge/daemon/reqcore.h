@@ -35,6 +35,7 @@ typedef enum {
     BR_RS_ACK_UNHELD, /* XACK+XDEL under the state hash's holder (the janitor) */
     BR_RS_REPLY,      /* one reply entry, TTL refreshed */
     BR_RS_REPLY_DROP, /* a partial reply abandoned mid-stream */
+    BR_RS_COUNT
 } br_rs_script;
 
 /* The counters the core increments (the daemon's metrics, bridge/admin/ADMIN.md). */
@@ -130,6 +131,8 @@ typedef struct br_reqtab_ops {
 
 br_reqtab *br_reqtab_new(br_replies *rs, const br_reqtab_cfg *cfg, const br_reqtab_ops *ops,
                          void *ud);
+/* The ud its br_replies was made with (the glue's context), for the table's callbacks. */
+void *br_reqtab_owner(const br_reqtab *t);
 void br_reqtab_free(br_reqtab *t); /* frees its requests too (abandoning their replies); NULL ok */
 /* Every request dropped: partial replies abandoned, entries left pending. */
 void br_reqtab_free_all(br_reqtab *t);

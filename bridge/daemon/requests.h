@@ -21,28 +21,37 @@ typedef struct br_requests_ops {
     void (*read_more)(void *ud, br_conn *c);
 } br_requests_ops;
 
-/* Before any other call: the daemon's env and the ops up (both kept). */
-void br_requests_init(const br_env *env, const br_requests_ops *ops);
-void br_req_load_scripts(void);
-void br_req_entries(br_conn *c, const redisReply *entries, int pending);
-void br_req_frame(br_conn *c, const gp_frame *f);
-void br_req_free_all(br_conn *c);  /* every request dropped, entries left pending */
-void br_req_conn_free(br_conn *c); /* the connection's table, once it is freed */
-void br_req_deadlines(br_conn *c, uint64_t now_redis);
-int br_req_in_flight(const br_conn *c, const char *entry_id);
+typedef struct br_requests br_requests;
+struct br_stats;
+
+/* A context: its reply writer and settling table, its scripts' SHAs, the ops up. env and
+ * stats are kept (they outlive it). NULL: out of memory. main.c makes it; br_houses_init
+ * installs the ops before the first entry is read. */
+br_requests *br_requests_new(const br_env *env, struct br_stats *stats);
+void br_requests_set_ops(br_requests *r, const br_requests_ops *ops);
+void br_requests_free(br_requests *r); /* at exit, after the loop (NULL ok) */
+void br_req_load_scripts(br_requests *r);
+void br_req_entries(br_requests *r, br_conn *c, const redisReply *entries, int pending);
+void br_req_frame(br_requests *r, br_conn *c, const gp_frame *f);
+void br_req_free_all(br_requests *r, br_conn *c);  /* every request dropped, entries left pending */
+void br_req_conn_free(br_requests *r, br_conn *c); /* the connection's table, once it is freed */
+void br_req_deadlines(br_requests *r, br_conn *c, uint64_t now_redis);
+int br_req_in_flight(br_requests *r, const br_conn *c, const char *entry_id);
 /* 1 while a reply to (house, entry) is being written or acknowledged by this bridge. */
-int br_reply_settling(const char *house, const char *entry_id);
+int br_reply_settling(br_requests *r, const char *house, const char *entry_id);
 /* br_reply objects alive: reply writes and acks not yet settled (shutdown waits for 0). */
-unsigned br_req_replies_live(void);
+unsigned br_req_replies_live(const br_requests *r);
 /* Next body frame of the round-robin queue into *f (data borrowed / in scratch). 1 if a
  * frame was produced, 0 if the queue is empty. When it was the body's last chunk, *spent
  * receives the body buffer, which the caller frees once the frame is encoded. */
-int br_req_next_body(br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap, uint8_t **spent);
+int br_req_next_body(br_requests *r, br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap,
+                     uint8_t **spent);
 
 /* Writes an error reply (final) for entry `en` and then acks it. holder: NULL = acked under
  * our epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
  * "" for none). Takes no ownership. */
-void br_reply_error(br_conn *c, const char *house, const char *reqkey, const br_entry *en,
-                    int status, const char *error, const char *message, const char *holder);
+void br_reply_error(br_requests *r, br_conn *c, const char *house, const char *reqkey,
+                    const br_entry *en, int status, const char *error, const char *message,
+                    const char *holder);
 
 #endif

@@ -25,18 +25,34 @@ _Static_assert(LWS_PRE <= BR_OUT_PRE, "br_out headroom must hold LWS_PRE");
 /* A message normally holds one frame; allow a few frames' worth before calling it abuse. */
 #define MAX_MESSAGE_BYTES (4u * (GP_DEFAULT_MAX_FRAME + GP_FRAME_HEADER_LEN))
 
-/* Scratch for lazily encoded body frames (single-threaded: one write at a time). */
-static uint8_t g_zbuf[GP_BODY_CHUNK];
-static uint8_t g_wbuf[LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
-
-static const br_transport TP_WS, TP_WSS;
-
-/* What the transport was given at start. */
-static struct {
+/* A listener and what it was given: its connections find it through their transport
+ * record (c->tp->ctx), lws callbacks through the context's user pointer. */
+struct br_tunnel {
     const br_env *env;
     br_conns *conns;
     br_houses *houses;
-} T;
+    br_requests *reqs;
+    br_flood *flood;
+    br_transport tp_ws, tp_wss; /* ctx: this tunnel */
+    br_tunnel *next_sink;       /* the list of lws's log sink (below) */
+    /* Scratch for lazily encoded body frames (single-threaded: one write at a time). */
+    uint8_t zbuf[GP_BODY_CHUNK];
+    uint8_t wbuf[LWS_PRE + GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
+};
+
+/* lws 4.1's log sink (lws_set_log_level) is process-wide and carries no user pointer, and
+ * an EMFILE on accept(2) reaches us only as one of its lines (lws_log_emit): the tunnels
+ * that listen are listed here so that line reaches their flood guards. The one mutable
+ * file-scope variable below main.c (scripts/check-layers.py allows it by name). */
+static br_tunnel *s_log_sinks;
+
+static br_tunnel *tunnel_of(const br_conn *c) {
+    return c->tp->ctx;
+}
+
+static br_tunnel *tunnel_of_wsi(struct lws *wsi) {
+    return lws_context_user(lws_get_context(wsi));
+}
 
 static struct lws *wsi_of(const br_conn *c) {
     return c->tpd;
@@ -56,9 +72,6 @@ static void ws_close(br_conn *c) {
     lws_callback_on_writable(wsi_of(c));
 }
 
-static const br_transport TP_WS = {"ws", ws_kick, ws_close, NULL};
-static const br_transport TP_WSS = {"wss", ws_kick, ws_close, NULL};
-
 static void protocol_error(br_conn *c, const char *why, const char *detail) {
     br_conn_protocol_error(c, why, detail);
 }
@@ -67,6 +80,7 @@ static void protocol_error(br_conn *c, const char *why, const char *detail) {
 
 static void on_secret(redisReply *rep, void *ud) {
     br_conn *c = ud;
+    br_tunnel *tn = tunnel_of(c);
     if (!br_conn_alive(c) || c->state != BR_CS_LOOKUP) {
         br_conn_unref(c);
         return;
@@ -87,7 +101,7 @@ static void on_secret(redisReply *rep, void *ud) {
     c->disabled = dis && dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
     if (sec && sec->type == REDIS_REPLY_STRING) {
         gp_str stored = {(const uint8_t *)sec->str, sec->len};
-        int rc = gp_secret_open(T.env->master_key, id, stored, c->secret);
+        int rc = gp_secret_open(tn->env->master_key, id, stored, c->secret);
         if (rc == 0)
             c->secret_known = 1;
         else
@@ -96,7 +110,7 @@ static void on_secret(redisReply *rep, void *ud) {
     }
     /* Unknown (or unreadable) id: answer exactly as for a known one, under a decoy secret. */
     if (!c->secret_known)
-        gp_auth_decoy_secret(T.env->server_key, id, c->secret);
+        gp_auth_decoy_secret(tn->env->server_key, id, c->secret);
     randombytes_buf(c->bn, sizeof c->bn);
     uint8_t proof[GP_PROOF_LEN];
     gp_auth_proof(GP_ROLE_BRIDGE, c->secret, id, c->hn, c->bn, proof);
@@ -116,6 +130,7 @@ static void rate_limited(br_conn *c, gp_str id) {
 }
 
 static void on_hello(br_conn *c, const gp_frame *f) {
+    br_tunnel *tn = tunnel_of(c);
     gp_str id = f->u.hello.house_id;
     if (f->u.hello.min_ver > GP_PROTO_VERSION || f->u.hello.max_ver < GP_PROTO_VERSION) {
         br_log(BR_LOG_WARN, "protocol_error", "addr=%s reason=version min=%u max=%u", c->addr,
@@ -125,14 +140,14 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     }
     /* An early check that charges nothing: a handshake that could not be verified is not
      * worth a Redis lookup. The token is taken at AUTH, right before the proof is checked. */
-    if (!gp_authlimit_allow(T.env->auth_ws, gp_str_c(c->addr), id, br_env_now(T.env))) {
+    if (!gp_authlimit_allow(tn->env->auth_ws, gp_str_c(c->addr), id, br_env_now(tn->env))) {
         rate_limited(c, id);
         return;
     }
     if (!gp_house_id_valid(id)) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
-        (void)gp_authlimit_take(T.env->auth_ws, gp_str_c(c->addr), id, br_env_now(T.env));
-        gp_metric_inc(T.env->metrics->auth_failures, c->tp->name);
+        (void)gp_authlimit_take(tn->env->auth_ws, gp_str_c(c->addr), id, br_env_now(tn->env));
+        gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
                 br_q((const char *)id.p, id.len));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
@@ -143,7 +158,7 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     memcpy(c->hn, f->u.hello.nonce, GP_NONCE_LEN);
 
     char key[GP_KEY_MAX];
-    gp_key_house(key, T.env->cfg->prefix, c->house);
+    gp_key_house(key, tn->env->cfg->prefix, c->house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "HMGET");
@@ -152,16 +167,17 @@ static void on_hello(br_conn *c, const gp_frame *f) {
     br_args_str(&a, "disabled");
     c->state = BR_CS_LOOKUP;
     br_conn_ref(c);
-    if (br_db_cmd(T.env->db, on_secret, c, &a) != 0)
+    if (br_db_cmd(tn->env->db, on_secret, c, &a) != 0)
         on_secret(NULL, c);
 }
 
 static void on_auth(br_conn *c, const gp_frame *f) {
+    br_tunnel *tn = tunnel_of(c);
     gp_str id = gp_str_c(c->house), addr = gp_str_c(c->addr);
     /* Charged now, before the proof is checked (given back if it is right): handshakes run in
      * parallel cannot have more proofs checked than the budget holds. Unknown ids are charged
      * the same as known ones. */
-    if (!gp_authlimit_take(T.env->auth_ws, addr, id, br_env_now(T.env))) {
+    if (!gp_authlimit_take(tn->env->auth_ws, addr, id, br_env_now(tn->env))) {
         sodium_memzero(c->secret, sizeof c->secret);
         rate_limited(c, id);
         return;
@@ -171,14 +187,14 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     int ok = proof_ok && c->secret_known;
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
-        gp_metric_inc(T.env->metrics->auth_failures, c->tp->name);
+        gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
                 c->secret_known ? "bad_proof" : "unknown_house");
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
-    gp_authlimit_refund(T.env->auth_ws, addr, id,
-                        br_env_now(T.env)); /* a right proof costs nothing */
+    gp_authlimit_refund(tn->env->auth_ws, addr, id,
+                        br_env_now(tn->env)); /* a right proof costs nothing */
     if (c->disabled) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
@@ -187,13 +203,14 @@ static void on_auth(br_conn *c, const gp_frame *f) {
         return;
     }
     c->state = BR_CS_CLAIMING;
-    br_house_claim(T.houses, c);
+    br_house_claim(tn->houses, c);
 }
 
 /* --- incoming frames -------------------------------------------------------------------- */
 
 static void on_frame(br_conn *c, const gp_frame *f) {
-    c->last_rx_ms = br_env_now(T.env); /* any frame proves the house alive */
+    br_tunnel *tn = tunnel_of(c);
+    c->last_rx_ms = br_env_now(tn->env); /* any frame proves the house alive */
     switch (c->state) {
     case BR_CS_HELLO:
         if (f->type == GP_FRAME_HELLO)
@@ -205,7 +222,7 @@ static void on_frame(br_conn *c, const gp_frame *f) {
         if (f->type == GP_FRAME_AUTH) {
             on_auth(c, f);
             if (c->state == BR_CS_CLAIMING || c->state == BR_CS_LIVE)
-                br_flood_authed(wsi_of(c)); /* proved who it is: no longer pre-auth */
+                br_flood_authed(tn->flood, wsi_of(c)); /* proved who it is: no longer pre-auth */
         } else
             protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
         return;
@@ -255,6 +272,7 @@ static void on_receive(br_conn *c, struct lws *wsi, const void *in, size_t len) 
 /* --- writing ---------------------------------------------------------------------------- */
 
 static int on_writeable(br_conn *c, struct lws *wsi) {
+    br_tunnel *tn = tunnel_of(c);
     br_out *o = br_conn_pop(c);
     if (o) {
         int w = lws_write(wsi, o->buf + BR_OUT_PRE, o->len, LWS_WRITE_BINARY);
@@ -265,15 +283,15 @@ static int on_writeable(br_conn *c, struct lws *wsi) {
     } else if (c->state == BR_CS_LIVE) {
         gp_frame f;
         uint8_t *spent;
-        if (br_req_next_body(c, &f, g_zbuf, sizeof g_zbuf, &spent)) {
-            ssize_t n = gp_frame_encode(&f, g_wbuf + LWS_PRE, sizeof g_wbuf - LWS_PRE);
+        if (br_req_next_body(tn->reqs, c, &f, tn->zbuf, sizeof tn->zbuf, &spent)) {
+            ssize_t n = gp_frame_encode(&f, tn->wbuf + LWS_PRE, sizeof tn->wbuf - LWS_PRE);
             free(spent);
             if (n < 0) {
                 br_log(BR_LOG_ERROR, "frame_encode_failed", "house=%s err=%s", c->house,
                        gp_strerror((int)n));
                 return -1;
             }
-            if (lws_write(wsi, g_wbuf + LWS_PRE, (size_t)n, LWS_WRITE_BINARY) < (int)n)
+            if (lws_write(wsi, tn->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_BINARY) < (int)n)
                 return -1;
         }
     }
@@ -291,10 +309,11 @@ static int on_writeable(br_conn *c, struct lws *wsi) {
 /* --- lws glue --------------------------------------------------------------------------- */
 
 static void on_established(struct lws *wsi, br_conn **slot) {
+    br_tunnel *tn = tunnel_of_wsi(wsi);
     char a[64] = "";
     lws_get_peer_simple(wsi, a, sizeof a);
     /* IPv4 peers on a dual-stack socket show up as ::ffff:a.b.c.d */
-    br_conn *c = br_conn_new(T.conns, lws_is_ssl(wsi) ? &TP_WSS : &TP_WS, wsi,
+    br_conn *c = br_conn_new(tn->conns, lws_is_ssl(wsi) ? &tn->tp_wss : &tn->tp_ws, wsi,
                              strncmp(a, "::ffff:", 7) == 0 ? a + 7 : a);
     if (c && !(c->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME))) {
         c->tpd = NULL;
@@ -302,8 +321,8 @@ static void on_established(struct lws *wsi, br_conn **slot) {
         c = NULL;
     }
     *slot = c;
-    br_flood_upgraded(wsi);
-    if (c && T.env->stopping)
+    br_flood_upgraded(tn->flood, wsi);
+    if (c && tn->env->stopping)
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
 
@@ -321,13 +340,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         br_flood_accepted(
+            tunnel_of_wsi(wsi)->flood,
             (const struct sockaddr *)&((struct lws_filter_network_conn_args *)user)->cli_addr);
         return 0;
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
-        br_flood_adopted(wsi);
+        br_flood_adopted(tunnel_of_wsi(wsi)->flood, wsi);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        br_flood_destroyed(wsi);
+        br_flood_destroyed(tunnel_of_wsi(wsi)->flood, wsi);
         return 0;
     default:
         break;
@@ -387,7 +407,8 @@ static void lws_log_emit(int level, const char *line) {
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
     if (strstr(line, "accept: errno 24") || strstr(line, "accept: errno 23"))
-        br_flood_emfile();
+        for (br_tunnel *tn = s_log_sinks; tn; tn = tn->next_sink)
+            br_flood_emfile(tn->flood);
     br_logr(level == LLL_ERR    ? BR_LOG_ERROR
             : level == LLL_WARN ? BR_LOG_WARN
                                 : BR_LOG_DEBUG,
@@ -421,11 +442,34 @@ static int port_taken(const char *bind_addr, int port) {
     return taken;
 }
 
-int br_tunnel_start(const br_env *env, br_conns *conns, br_houses *houses, struct lws_context **lws,
-                    int *listen_port) {
-    T.env = env;
-    T.conns = conns;
-    T.houses = houses;
+br_tunnel *br_tunnel_new(const br_env *env, br_conns *conns, br_houses *houses, br_requests *reqs,
+                         br_flood *flood) {
+    br_tunnel *tn = calloc(1, sizeof *tn);
+    if (!tn)
+        return NULL;
+    tn->env = env;
+    tn->conns = conns;
+    tn->houses = houses;
+    tn->reqs = reqs;
+    tn->flood = flood;
+    tn->tp_ws = (br_transport){"ws", ws_kick, ws_close, NULL, tn};
+    tn->tp_wss = (br_transport){"wss", ws_kick, ws_close, NULL, tn};
+    return tn;
+}
+
+void br_tunnel_free(br_tunnel *tn) {
+    if (!tn)
+        return;
+    for (br_tunnel **p = &s_log_sinks; *p; p = &(*p)->next_sink)
+        if (*p == tn) {
+            *p = tn->next_sink;
+            break;
+        }
+    free(tn);
+}
+
+int br_tunnel_start(br_tunnel *tn, struct lws_context **lws, int *listen_port) {
+    const br_env *env = tn->env;
     const br_config *cfg = env->cfg;
     int tls = cfg->tls_cert && *cfg->tls_cert;
     lws_set_log_level(LLL_ERR | LLL_WARN | (br_log_enabled(BR_LOG_DEBUG) ? LLL_NOTICE : 0),
@@ -437,6 +481,7 @@ int br_tunnel_start(const br_env *env, br_conns *conns, br_houses *houses, struc
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
     info.foreign_loops = loops;
     info.pcontext = lws;
+    info.user = tn;
     info.port = (int)cfg->listen;
     /* lws binds the wildcard address when iface is NULL. */
     if (cfg->bind && *cfg->bind && strcmp(cfg->bind, "0.0.0.0") != 0 &&
@@ -475,7 +520,9 @@ int br_tunnel_start(const br_env *env, br_conns *conns, br_houses *houses, struc
     *lws = lws_create_context(&info);
     if (lowered)
         setrlimit(RLIMIT_NOFILE, &rl);
-    br_flood_init(env, lws, listen_port, lws_fds);
+    br_flood_init(tn->flood, lws, listen_port, lws_fds);
+    tn->next_sink = s_log_sinks;
+    s_log_sinks = tn;
     if (!*lws) {
         br_log(BR_LOG_ERROR, "listen_failed", "bind=%s port=%lld tls=%d", br_qs(cfg->bind),
                cfg->listen, tls);
@@ -497,7 +544,7 @@ int br_tunnel_start(const br_env *env, br_conns *conns, br_houses *houses, struc
            "bind=%s port=%d transport=%s max_fds=%llu lws_fds=%u preauth_max=%u "
            "preauth_per_addr=%u",
            br_qs(cfg->bind), *listen_port, tls ? "wss" : "ws",
-           (unsigned long long)(lowered ? rl.rlim_cur : 0), lws_fds, br_flood_cap_total(),
-           br_flood_cap_addr());
+           (unsigned long long)(lowered ? rl.rlim_cur : 0), lws_fds, br_flood_cap_total(tn->flood),
+           br_flood_cap_addr(tn->flood));
     return 0;
 }

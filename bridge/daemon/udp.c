@@ -33,7 +33,10 @@
 #define UNPROVEN_PER_MIN 1
 #define UNPROVEN_SLOTS 4096
 
+typedef struct br_udp br_udp;
+
 typedef struct br_peer {
+    br_udp *u;
     struct br_peer *hnext; /* cid table */
     uint64_t cid;
     gp_rudp *ru;
@@ -48,6 +51,7 @@ typedef struct br_peer {
 
 /* A secret lookup in flight for a parsed initiation. */
 typedef struct lookup {
+    br_udp *u;
     gp_sess_hs *hs;
     struct sockaddr_storage addr;
     socklen_t alen;
@@ -55,10 +59,16 @@ typedef struct lookup {
     int proven; /* the initiation carried a valid mac2: its sender receives at addr */
 } lookup;
 
-static struct {
+/* The rudp listener and its sessions. Peers and lookups point back to it; its conns find it
+ * through their transport record (c->tp->ctx), the socket through its handle's data. */
+struct br_udp {
     const br_env *env;
     br_conns *conns;
     br_houses *houses;
+    br_requests *reqs;
+    br_transport tp; /* ctx: this br_udp */
+    /* The session lookup and replay-floor scripts (texts and SHAs): store_house.h. */
+    br_script lookup, ts;
     int on;
     uv_udp_t sock;
     gp_sess_server *srv;
@@ -70,7 +80,7 @@ static struct {
     uint8_t tx[MTU + 64];
     uint8_t zbuf[GP_BODY_CHUNK];
     uint8_t wbuf[GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
-} U;
+};
 
 static void on_rand(void *ud, uint8_t *p, size_t n) {
     (void)ud;
@@ -113,8 +123,8 @@ static int same_addr(const struct sockaddr_storage *a, socklen_t al,
 
 /* --- peers ---------------------------------------------------------------------------------- */
 
-static br_peer *peer_find(uint64_t cid) {
-    for (br_peer *p = U.table[cid % PEER_BUCKETS]; p; p = p->hnext)
+static br_peer *peer_find(br_udp *u, uint64_t cid) {
+    for (br_peer *p = u->table[cid % PEER_BUCKETS]; p; p = p->hnext)
         if (p->cid == cid)
             return p;
     return NULL;
@@ -128,12 +138,13 @@ static void on_timer_closed(uv_handle_t *h) {
 
 /* Forgets the peer: its conn (if any) is told it is gone, the session is wiped. */
 static void peer_free(br_peer *p, const char *why) {
-    GP_CHAIN_REMOVE(U.table[p->cid % PEER_BUCKETS], p, hnext);
-    U.npeers--;
+    br_udp *u = p->u;
+    GP_CHAIN_REMOVE(u->table[p->cid % PEER_BUCKETS], p, hnext);
+    u->npeers--;
     gp_rudp_stats st;
     gp_rudp_stats_get(p->ru, &st);
-    U.retx_gone += st.rel.retransmits;
-    U.fec_gone += st.rel.fec_repaired;
+    u->retx_gone += st.rel.retransmits;
+    u->fec_gone += st.rel.fec_repaired;
     uv_timer_stop(&p->timer);
     br_conn *c = p->c;
     p->c = NULL;
@@ -144,12 +155,13 @@ static void peer_free(br_peer *p, const char *why) {
 
 static void send_dgram(void *ud, const uint8_t *b, size_t len) {
     br_peer *p = ud;
+    br_udp *u = p->u;
     if (!p->validated &&
-        !gp_sess_server_amp_allow(U.srv, &p->addr, p->alen, len)) /* 3x rule, new address */
+        !gp_sess_server_amp_allow(u->srv, &p->addr, p->alen, len)) /* 3x rule, new address */
         return;
     uv_buf_t buf = uv_buf_init((char *)b, (unsigned)len);
     /* UDP: a datagram the kernel cannot take now is a lost one; the engine resends. */
-    uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)&p->addr);
+    uv_udp_try_send(&u->sock, &buf, 1, (const struct sockaddr *)&p->addr);
 }
 
 static void arm(br_peer *p);
@@ -157,6 +169,7 @@ static void arm(br_peer *p);
 /* Moves queued frames and body chunks into the engine while it has room, then sends what the
  * engine has to send (now, or after its jitter). */
 static void pump(br_peer *p) {
+    br_udp *u = p->u;
     br_conn *c = p->c;
     if (c && c->tpd) {
         br_out *o;
@@ -169,18 +182,18 @@ static void pump(br_peer *p) {
                        gp_strerror(rc));
         }
         while (c->state == BR_CS_LIVE && !c->q_head && c->body_head &&
-               gp_rudp_send_space(p->ru) >= sizeof U.wbuf) {
+               gp_rudp_send_space(p->ru) >= sizeof u->wbuf) {
             gp_frame f;
             uint8_t *spent;
-            if (!br_req_next_body(c, &f, U.zbuf, sizeof U.zbuf, &spent))
+            if (!br_req_next_body(u->reqs, c, &f, u->zbuf, sizeof u->zbuf, &spent))
                 break;
-            ssize_t n = gp_frame_encode(&f, U.wbuf, sizeof U.wbuf);
+            ssize_t n = gp_frame_encode(&f, u->wbuf, sizeof u->wbuf);
             free(spent);
             if (n > 0)
-                gp_rudp_send(p->ru, f.stream, U.wbuf, (size_t)n);
+                gp_rudp_send(p->ru, f.stream, u->wbuf, (size_t)n);
         }
     }
-    if (gp_rudp_flush(p->ru, U.tx, sizeof U.tx, now_ns(), send_dgram, p) != 0) {
+    if (gp_rudp_flush(p->ru, u->tx, sizeof u->tx, now_ns(), send_dgram, p) != 0) {
         if (p->c)
             br_log(BR_LOG_WARN, "house_timeout", "house=%s addr=%s transport=rudp reason=silent",
                    p->c->house, p->c->addr);
@@ -192,8 +205,9 @@ static void pump(br_peer *p) {
 
 static void on_timer(uv_timer_t *t) {
     br_peer *p = t->data;
+    br_udp *u = p->u;
     uint64_t now = now_ns();
-    if (p->closing && br_env_now(U.env) >= p->close_at) {
+    if (p->closing && br_env_now(u->env) >= p->close_at) {
         peer_free(p, NULL);
         return;
     }
@@ -207,9 +221,10 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void arm(br_peer *p) {
+    br_udp *u = p->u;
     uint64_t ms = gp_rudp_timer_ms(gp_rudp_expiry(p->ru), now_ns());
     if (p->closing) {
-        uint64_t left = p->close_at > br_env_now(U.env) ? p->close_at - br_env_now(U.env) : 0;
+        uint64_t left = p->close_at > br_env_now(u->env) ? p->close_at - br_env_now(u->env) : 0;
         if (left < ms)
             ms = left;
     }
@@ -225,10 +240,11 @@ static void rudp_kick(br_conn *c) {
 
 static void rudp_close(br_conn *c) {
     br_peer *p = c->tpd;
+    br_udp *u = c->tp->ctx;
     if (!p || p->closing)
         return;
     p->closing = 1;
-    p->close_at = br_env_now(U.env) + CLOSE_LINGER_MS;
+    p->close_at = br_env_now(u->env) + CLOSE_LINGER_MS;
     pump(p); /* the GOAWAY, if any */
 }
 
@@ -249,15 +265,14 @@ static void rudp_stats(const br_conn *c, br_link_stats *out) {
         link_stats(p->ru, out);
 }
 
-static const br_transport TP_RUDP = {"rudp", rudp_kick, rudp_close, rudp_stats};
-
-void br_udp_metrics(double *rtt_ms_mean, double *loss_mean, uint64_t *retransmits,
+void br_udp_metrics(void *ud, double *rtt_ms_mean, double *loss_mean, uint64_t *retransmits,
                     uint64_t *fec_repaired) {
+    const br_udp *u = ud;
     double rtt = 0, loss = 0;
-    uint64_t retx = U.retx_gone, fec = U.fec_gone;
+    uint64_t retx = u->retx_gone, fec = u->fec_gone;
     unsigned n = 0;
-    for (unsigned b = 0; U.on && b < PEER_BUCKETS; b++)
-        for (const br_peer *p = U.table[b]; p; p = p->hnext) {
+    for (unsigned b = 0; u->on && b < PEER_BUCKETS; b++)
+        for (const br_peer *p = u->table[b]; p; p = p->hnext) {
             br_link_stats ls;
             link_stats(p->ru, &ls);
             retx += ls.retransmits;
@@ -277,11 +292,12 @@ void br_udp_metrics(double *rtt_ms_mean, double *loss_mean, uint64_t *retransmit
 /* --- datagrams in --------------------------------------------------------------------------- */
 
 static void on_confirmed(br_peer *p) {
+    br_udp *u = p->u;
     gp_sess *s = gp_rudp_sess(p->ru);
     gp_str id = gp_sess_house_id(s);
     char a[80];
     addr_host(&p->addr, a, sizeof a);
-    br_conn *c = br_conn_new(U.conns, &TP_RUDP, p, a);
+    br_conn *c = br_conn_new(u->conns, &u->tp, p, a);
     if (!c) {
         peer_free(p, NULL);
         return;
@@ -289,13 +305,13 @@ static void on_confirmed(br_peer *p) {
     p->c = c;
     memcpy(c->house, id.p, id.len);
     c->house[id.len] = '\0';
-    if (U.env->stopping) {
+    if (u->env->stopping) {
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
         return;
     }
     /* The session proved the secret: straight to the claim (no HELLO/CHALLENGE/AUTH). */
     c->state = BR_CS_CLAIMING;
-    br_house_claim(U.houses, c);
+    br_house_claim(u->houses, c);
 }
 
 static void deliver(br_peer *p) {
@@ -323,11 +339,12 @@ static void deliver(br_peer *p) {
 
 static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct sockaddr_storage *from,
                     socklen_t flen) {
+    br_udp *u = p->u;
     unsigned flags = 0;
     if (gp_rudp_input(p->ru, b, len, now_ns(), &flags) != 0)
         return; /* tampered, replayed, foreign: dropped and counted by the session */
     if (p->c)
-        p->c->last_rx_ms = br_env_now(U.env);
+        p->c->last_rx_ms = br_env_now(u->env);
     if ((flags & GP_SESS_RX_NEWEST) && !same_addr(&p->addr, p->alen, from, flen)) {
         /* NAT rebinding or a new network: the session follows the house (as WireGuard's
          * roaming does). The datagram that moved it was authenticated and newer than any
@@ -347,7 +364,7 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
     }
     if (!p->validated) { /* the house's first datagram of the session confirms its address */
         p->validated = 1;
-        gp_sess_server_amp_validate(U.srv, from, flen);
+        gp_sess_server_amp_validate(u->srv, from, flen);
     }
     if ((flags & GP_SESS_RX_CONFIRMED) && !p->c)
         on_confirmed(p);
@@ -358,11 +375,8 @@ static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct socka
 }
 
 /* The initiation's lookup and replay floor, with their KEYS and ARGV: store_state.h. */
-static br_script s_lookup = {GP_LUA_RUDP_LOOKUP, ""};
-
-static br_script s_ts = {GP_LUA_RUDP_TS, ""};
-
 static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
+    br_udp *u = lk->u;
     gp_sess *s = NULL;
     char host[80];
     addr_host(&lk->addr, host, sizeof host);
@@ -374,8 +388,8 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
      * anyone forging that address, so it is charged nothing of anyone's: it spends the
      * address's single unproven token, and a failure makes the address answer cookies. */
     gp_str h = gp_str_c(host), id = gp_str_c(lk->house);
-    int charged = lk->proven ? gp_authlimit_take(U.env->auth_rudp, h, id, br_env_now(U.env))
-                             : gp_ratelimit_take(U.unproven, h, br_env_now(U.env));
+    int charged = lk->proven ? gp_authlimit_take(u->env->auth_rudp, h, id, br_env_now(u->env))
+                             : gp_ratelimit_take(u->unproven, h, br_env_now(u->env));
     if (!charged) {
         br_log(BR_LOG_DEBUG, "auth_rate_limited", "addr=%s house=%s transport=rudp proven=%d", host,
                lk->house, lk->proven);
@@ -383,29 +397,29 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
         lk->hs = NULL;
         return; /* silence: rudp has no GOAWAY before a session */
     }
-    ssize_t n = gp_sess_server_respond(U.srv, lk->hs, psk, floor_ts, &lk->addr, lk->alen, now_ns(),
-                                       wall, U.tx, sizeof U.tx, &s);
+    ssize_t n = gp_sess_server_respond(u->srv, lk->hs, psk, floor_ts, &lk->addr, lk->alen, now_ns(),
+                                       wall, u->tx, sizeof u->tx, &s);
     lk->hs = NULL; /* consumed */
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
-        gp_metric_inc(U.env->metrics->auth_failures, "rudp");
+        gp_metric_inc(u->env->metrics->auth_failures, "rudp");
         br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
                 host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
         return;
     }
     if (lk->proven)
-        gp_authlimit_refund(U.env->auth_rudp, h, id, br_env_now(U.env));
+        gp_authlimit_refund(u->env->auth_rudp, h, id, br_env_now(u->env));
     else
-        gp_ratelimit_refund(U.unproven, h, br_env_now(U.env));
+        gp_ratelimit_refund(u->unproven, h, br_env_now(u->env));
     if (n > 0) {
-        uv_buf_t buf = uv_buf_init((char *)U.tx, (unsigned)n);
-        uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)&lk->addr);
+        uv_buf_t buf = uv_buf_init((char *)u->tx, (unsigned)n);
+        uv_udp_try_send(&u->sock, &buf, 1, (const struct sockaddr *)&lk->addr);
     }
     if (!s)
         return; /* a duplicate: its response went out again */
     gp_rudp_conf conf;
     gp_rudp_conf_init(&conf);
-    conf.jitter_ms = (unsigned)U.env->cfg->rudp_jitter_ms;
+    conf.jitter_ms = (unsigned)u->env->cfg->rudp_jitter_ms;
     br_peer *p = calloc(1, sizeof *p);
     gp_rudp *ru = gp_rudp_new(s, &conf, on_rand, NULL, now_ns()); /* takes s over */
     if (!p || !ru) {
@@ -413,31 +427,33 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
         gp_rudp_free(ru);
         return;
     }
+    p->u = u;
     p->ru = ru;
     p->cid = gp_sess_cid(s);
     memcpy(&p->addr, &lk->addr, lk->alen);
     p->alen = lk->alen;
-    uv_timer_init(U.env->loop, &p->timer);
+    uv_timer_init(u->env->loop, &p->timer);
     p->timer.data = p;
-    p->hnext = U.table[p->cid % PEER_BUCKETS];
-    U.table[p->cid % PEER_BUCKETS] = p;
-    U.npeers++;
+    p->hnext = u->table[p->cid % PEER_BUCKETS];
+    u->table[p->cid % PEER_BUCKETS] = p;
+    u->npeers++;
     arm(p);
     /* Remember the time of this initiation, so that a replay of it fails everywhere. */
     char key[GP_KEY_MAX], tsv[24];
-    gp_key_rudp_ts(key, U.env->cfg->prefix, lk->house);
+    gp_key_rudp_ts(key, u->env->cfg->prefix, lk->house);
     snprintf(tsv, sizeof tsv, "%llu", (unsigned long long)gp_sess_timestamp(s));
     br_args a;
     br_args_init(&a);
     br_args_str(&a, key);
     br_args_str(&a, tsv);
-    br_db_eval(U.env->db, &s_ts, NULL, NULL, 1, &a);
+    br_db_eval(u->env->db, &u->ts, NULL, NULL, 1, &a);
 }
 
 static void on_lookup(redisReply *rep, void *ud) {
     lookup *lk = ud;
-    U.pending--;
-    if (!U.on || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
+    br_udp *u = lk->u;
+    u->pending--;
+    if (!u->on || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
         /* Redis is away: no answer; the house retransmits its initiation. */
         gp_sess_hs_free(lk->hs);
         free(lk);
@@ -459,7 +475,7 @@ static void on_lookup(redisReply *rep, void *ud) {
         return;
     }
     if (sec->type == REDIS_REPLY_STRING) {
-        int rc = gp_secret_open(U.env->master_key, gp_str_c(lk->house),
+        int rc = gp_secret_open(u->env->master_key, gp_str_c(lk->house),
                                 (gp_str){(const uint8_t *)sec->str, sec->len}, psk);
         known = rc == 0;
         if (rc != 0)
@@ -471,21 +487,22 @@ static void on_lookup(redisReply *rep, void *ud) {
     free(lk);
 }
 
-static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage *from,
+static void on_init(br_udp *u, const uint8_t *b, size_t len, const struct sockaddr_storage *from,
                     socklen_t flen, const char *host, int proven) {
     /* An unproven sender got here only with tokens left (on_recv asked the others for a
      * cookie); a proven one whose address has spent its budget gets silence. */
-    if ((proven && !gp_authlimit_allow_addr(U.env->auth_rudp, gp_str_c(host), br_env_now(U.env))) ||
-        U.env->stopping)
+    if ((proven &&
+         !gp_authlimit_allow_addr(u->env->auth_rudp, gp_str_c(host), br_env_now(u->env))) ||
+        u->env->stopping)
         return; /* silence: rudp has no GOAWAY before a session */
     gp_sess_hs *hs = NULL;
     gp_sess *s = NULL;
-    int rc = gp_sess_server_parse(U.srv, b, len, now_ns(), &hs, &s);
+    int rc = gp_sess_server_parse(u->srv, b, len, now_ns(), &hs, &s);
     if (rc == GP_SESS_HS_RETRANSMIT) {
-        ssize_t n = gp_sess_server_resend(U.srv, s, from, flen, now_ns(), U.tx, sizeof U.tx);
+        ssize_t n = gp_sess_server_resend(u->srv, s, from, flen, now_ns(), u->tx, sizeof u->tx);
         if (n > 0) {
-            uv_buf_t buf = uv_buf_init((char *)U.tx, (unsigned)n);
-            uv_udp_try_send(&U.sock, &buf, 1, (const struct sockaddr *)from);
+            uv_buf_t buf = uv_buf_init((char *)u->tx, (unsigned)n);
+            uv_udp_try_send(&u->sock, &buf, 1, (const struct sockaddr *)from);
         }
         return;
     }
@@ -494,44 +511,48 @@ static void on_init(const uint8_t *b, size_t len, const struct sockaddr_storage 
     gp_str id = gp_sess_hs_house_id(hs);
     lookup *lk = calloc(1, sizeof *lk);
     if (!lk || id.len > GP_MAX_HOUSE_ID ||
-        (proven && !gp_authlimit_allow(U.env->auth_rudp, gp_str_c(host), id, br_env_now(U.env)))) {
+        (proven &&
+         !gp_authlimit_allow(u->env->auth_rudp, gp_str_c(host), id, br_env_now(u->env)))) {
         free(lk);
         gp_sess_hs_free(hs);
         return;
     }
+    lk->u = u;
     lk->hs = hs;
     lk->proven = proven;
     memcpy(&lk->addr, from, flen);
     lk->alen = flen;
     memcpy(lk->house, id.p, id.len);
     char khouse[GP_KEY_MAX], kts[GP_KEY_MAX];
-    gp_key_house(khouse, U.env->cfg->prefix, lk->house);
-    gp_key_rudp_ts(kts, U.env->cfg->prefix, lk->house);
+    gp_key_house(khouse, u->env->cfg->prefix, lk->house);
+    gp_key_rudp_ts(kts, u->env->cfg->prefix, lk->house);
     br_args a;
     br_args_init(&a);
     br_args_str(&a, khouse);
     br_args_str(&a, kts);
-    U.pending++;
-    if (br_db_eval(U.env->db, &s_lookup, on_lookup, lk, 2, &a) != 0)
+    u->pending++;
+    if (br_db_eval(u->env->db, &u->lookup, on_lookup, lk, 2, &a) != 0)
         on_lookup(NULL, lk);
 }
 
 /* 1 when initiations from host must carry a valid mac2 before their proof is checked: an
  * unproven proof from it failed lately, or its rudp budget is spent (so that only a sender
  * that receives at the address can be refused on its budget). */
-static int must_prove(const char *host) {
-    return !gp_ratelimit_allow(U.unproven, gp_str_c(host), br_env_now(U.env)) ||
-           !gp_authlimit_allow_addr(U.env->auth_rudp, gp_str_c(host), br_env_now(U.env));
+static int must_prove(br_udp *u, const char *host) {
+    return !gp_ratelimit_allow(u->unproven, gp_str_c(host), br_env_now(u->env)) ||
+           !gp_authlimit_allow_addr(u->env->auth_rudp, gp_str_c(host), br_env_now(u->env));
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    br_udp *u = h->data;
     (void)h, (void)suggested;
-    *buf = uv_buf_init((char *)U.rx, sizeof U.rx);
+    *buf = uv_buf_init((char *)u->rx, sizeof u->rx);
 }
 
 static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
                     unsigned flags) {
-    (void)h, (void)flags;
+    (void)flags;
+    br_udp *u = h->data;
     if (n <= 0 || !from)
         return;
     struct sockaddr_storage a;
@@ -541,10 +562,10 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
     memcpy(&a, from, alen);
     const uint8_t *b = (const uint8_t *)buf->base;
     gp_sess *s = NULL;
-    int under_load = U.pending > UNDER_LOAD_PENDING;
-    switch (gp_sess_server_classify(U.srv, b, (size_t)n, &a, alen, under_load, now_ns(), &s)) {
+    int under_load = u->pending > UNDER_LOAD_PENDING;
+    switch (gp_sess_server_classify(u->srv, b, (size_t)n, &a, alen, under_load, now_ns(), &s)) {
     case GP_SESS_DATA: {
-        br_peer *p = s ? peer_find(gp_sess_cid(s)) : NULL;
+        br_peer *p = s ? peer_find(u, gp_sess_cid(s)) : NULL;
         if (p)
             on_data(p, b, (size_t)n, &a, alen);
         return;
@@ -553,20 +574,20 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
         char host[80];
         addr_host(&a, host, sizeof host);
         int proven =
-            under_load || gp_sess_server_init_proven(U.srv, b, (size_t)n, &a, alen, now_ns());
-        if (proven || !must_prove(host)) {
-            on_init(b, (size_t)n, &a, alen, host, proven);
+            under_load || gp_sess_server_init_proven(u->srv, b, (size_t)n, &a, alen, now_ns());
+        if (proven || !must_prove(u, host)) {
+            on_init(u, b, (size_t)n, &a, alen, host, proven);
             return;
         }
         /* This address failed unproven, or spent its budget: first it shows it receives. */
     }
     /* fallthrough */
     case GP_SESS_COOKIE: {
-        ssize_t k =
-            gp_sess_server_cookie_reply(U.srv, b, (size_t)n, &a, alen, now_ns(), U.tx, sizeof U.tx);
+        ssize_t k = gp_sess_server_cookie_reply(u->srv, b, (size_t)n, &a, alen, now_ns(), u->tx,
+                                                sizeof u->tx);
         if (k > 0) {
-            uv_buf_t out = uv_buf_init((char *)U.tx, (unsigned)k);
-            uv_udp_try_send(&U.sock, &out, 1, (const struct sockaddr *)&a);
+            uv_buf_t out = uv_buf_init((char *)u->tx, (unsigned)k);
+            uv_udp_try_send(&u->sock, &out, 1, (const struct sockaddr *)&a);
         }
         return;
     }
@@ -577,18 +598,39 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
 
 /* --- start / stop --------------------------------------------------------------------------- */
 
-int br_udp_start(const br_env *env, br_conns *conns, br_houses *houses, const uint8_t key[32]) {
-    U.env = env;
-    U.conns = conns;
-    U.houses = houses;
+br_udp *br_udp_new(const br_env *env, br_conns *conns, br_houses *houses, br_requests *reqs) {
+    br_udp *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->env = env;
+    u->conns = conns;
+    u->houses = houses;
+    u->reqs = reqs;
+    u->tp = (br_transport){"rudp", rudp_kick, rudp_close, rudp_stats, u};
+    u->lookup = (br_script){GP_LUA_RUDP_LOOKUP, ""};
+    u->ts = (br_script){GP_LUA_RUDP_TS, ""};
+    u->sock.data = u;
+    return u;
+}
+
+void br_udp_free(br_udp *u) {
+    if (!u)
+        return;
+    gp_sess_server_free(u->srv);
+    gp_ratelimit_free(u->unproven);
+    free(u);
+}
+
+int br_udp_start(br_udp *u, const uint8_t key[32]) {
+    const br_env *env = u->env;
     const br_config *cfg = env->cfg;
     if (cfg->rudp_listen < 0)
         return 0;
     gp_sess_server_conf sc;
     memset(&sc, 0, sizeof sc);
-    U.srv = gp_sess_server_new(&sc, key, on_rand, NULL, now_ns());
-    U.unproven = gp_ratelimit_new(UNPROVEN_BURST, UNPROVEN_PER_MIN, UNPROVEN_SLOTS);
-    if (!U.srv || !U.unproven)
+    u->srv = gp_sess_server_new(&sc, key, on_rand, NULL, now_ns());
+    u->unproven = gp_ratelimit_new(UNPROVEN_BURST, UNPROVEN_PER_MIN, UNPROVEN_SLOTS);
+    if (!u->srv || !u->unproven)
         return -1;
     struct sockaddr_storage a;
     memset(&a, 0, sizeof a);
@@ -598,51 +640,45 @@ int br_udp_start(const br_env *env, br_conns *conns, br_houses *houses, const ui
         br_log(BR_LOG_ERROR, "listen_failed", "transport=rudp bind=%s err=bad_address", bind);
         return -1;
     }
-    uv_udp_init(env->loop, &U.sock);
-    int rc = uv_udp_bind(&U.sock, (const struct sockaddr *)&a, 0);
+    uv_udp_init(env->loop, &u->sock);
+    u->sock.data = u;
+    int rc = uv_udp_bind(&u->sock, (const struct sockaddr *)&a, 0);
     if (rc == 0) {
         int big = 4 << 20; /* bursts of many houses' datagrams */
-        uv_send_buffer_size((uv_handle_t *)&U.sock, &big);
+        uv_send_buffer_size((uv_handle_t *)&u->sock, &big);
         big = 4 << 20;
-        uv_recv_buffer_size((uv_handle_t *)&U.sock, &big);
-        rc = uv_udp_recv_start(&U.sock, on_alloc, on_recv);
+        uv_recv_buffer_size((uv_handle_t *)&u->sock, &big);
+        rc = uv_udp_recv_start(&u->sock, on_alloc, on_recv);
     }
     if (rc != 0) {
         br_log(BR_LOG_ERROR, "listen_failed", "transport=rudp bind=%s port=%lld err=%s", bind,
                cfg->rudp_listen, uv_strerror(rc));
-        uv_close((uv_handle_t *)&U.sock, NULL);
+        uv_close((uv_handle_t *)&u->sock, NULL);
         return -1;
     }
     struct sockaddr_storage got;
     int glen = sizeof got;
-    uv_udp_getsockname(&U.sock, (struct sockaddr *)&got, &glen);
+    uv_udp_getsockname(&u->sock, (struct sockaddr *)&got, &glen);
     int port = got.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
                                          : ntohs(((struct sockaddr_in *)&got)->sin_port);
-    U.on = 1;
+    u->on = 1;
     br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=rudp", bind, port);
     return 0;
 }
 
-void br_udp_load_scripts(void) {
-    br_db_load_script(U.env->db, &s_lookup);
-    br_db_load_script(U.env->db, &s_ts);
+void br_udp_load_scripts(br_udp *u) {
+    br_db_load_script(u->env->db, &u->lookup);
+    br_db_load_script(u->env->db, &u->ts);
 }
 
 /* Every peer goes (their conns were closed with GOAWAYs already), then the socket. */
-void br_udp_stop(void) {
-    if (!U.on)
+void br_udp_stop(br_udp *u) {
+    if (!u->on)
         return;
-    U.on = 0;
+    u->on = 0;
     for (unsigned b = 0; b < PEER_BUCKETS; b++)
-        while (U.table[b])
-            peer_free(U.table[b], NULL);
-    uv_udp_recv_stop(&U.sock);
-    uv_close((uv_handle_t *)&U.sock, NULL);
-}
-
-void br_udp_final(void) {
-    gp_sess_server_free(U.srv);
-    U.srv = NULL;
-    gp_ratelimit_free(U.unproven);
-    U.unproven = NULL;
+        while (u->table[b])
+            peer_free(u->table[b], NULL);
+    uv_udp_recv_stop(&u->sock);
+    uv_close((uv_handle_t *)&u->sock, NULL);
 }
