@@ -34,7 +34,7 @@ UV_SRC := $(wildcard proto/adapters/*.c)
 # One folder a program (bridge/DESIGN.md, "Code map"): the daemon, its admin port and dashboard,
 # the CLI; bridge/store/ is the Redis side all of them share.
 STORE_SRC := $(wildcard bridge/store/*.c)
-BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
+BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/front/*.c bridge/*.c) \
 	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
 	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
