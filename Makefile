@@ -164,6 +164,8 @@ $(BUILD)/tests/unit_uv_signals: UNIT_LIBS := -luv
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
+# The HTTP front door's pure parts: routes, tokens, credentials, hop-by-hop headers.
+$(BUILD)/tests/unit_froute: $(BUILD)/obj/bridge/front/froute.o
 # The Redis address parser (bridge/store/rurl.c) is pure.
 $(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/store/rurl.o
 # The CLI's escaping of control characters in what it prints.
@@ -290,6 +292,16 @@ build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
+# The HTTP front door's routes (target, Host), Authorization header and header checks.
+build-fuzz/fuzz_froute: tests/fuzz/fuzz_froute.c bridge/front/froute.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,libsodium)
+# The front door's token file (--http-token-file) and the check against it.
+build-fuzz/fuzz_ftokens: tests/fuzz/fuzz_ftokens.c bridge/front/froute.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,libsodium)
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/admin_http.c
 	@mkdir -p $(dir $@)
