@@ -215,7 +215,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(BENCH_HARNESS_SRC)) 
 # Then the quick benchmarks run, so that they cannot rot (they report, they never fail on a
 # timing; they fail only when they could not run).
 REDIS_SECURE_MODE ?= auth+tls
-REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin \
+REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin $(BUILD)/tests/it_front \
 	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end '$(BUILD)/tests/it_readme=readme/*_example' \
 	'$(BUILD)/tests/it_top=top/once*' '$(BUILD)/tests/it_top=top/house*' $(BUILD)/tests/it_replykey \
 	$(BUILD)/tests/it_janitor $(BUILD)/tests/it_acl

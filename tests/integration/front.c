@@ -3,10 +3,13 @@
  * (tests/upstream.py) and redis-server on loopback. GET and POST through to the upstream with
  * headers and body intact, a named service, Host routing, 404s, the token file (401 with a
  * challenge, 403 outside the globs, Bearer and Basic, failures rate-limited), a house nobody
- * holds (the janitor's 504 with its JSON body), a 5 MiB reply streamed chunked and whole. */
+ * holds (the janitor's 504 with its JSON body), a 5 MiB reply streamed chunked and whole, a
+ * body over --max-body (413), the metrics, and a request in flight while the bridge holding
+ * the house is killed with kill -9 (answered all the same: the contract's guarantee). */
 #include "../harness/world.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,4 +241,73 @@ Test(front, refuses_to_start_without_auth_or_off_loopback) {
     const char *wide[] = {"--http-listen", "0", "--http-public", "--http-bind", "0.0.0.0", NULL};
     h_proc *c = h_bridge_start(0, &port, wide, 0);
     cr_assert(h_wait_log(c, "http-insecure", 10000), "no clear refusal of plain HTTP off loopback");
+}
+
+Test(front, body_over_max_body_is_413_and_metrics_count) {
+    const char *bx[] = {"--max-body", "1024", "--admin-listen", "0", NULL};
+    public_world(bx);
+    int admin = h_admin_port(W.bridge);
+    cr_assert(admin);
+    char big[2048];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    resp r;
+    const char *post[] = {"--data-binary", big, NULL};
+    curl(&r, P, "/h/farm-1/echo", post);
+    cr_assert_eq(r.status, 413, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "too_large", "%s", r.body);
+    resp_free(&r);
+    curl(&r, P, "/h/farm-1/echo", NULL);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    curl(&r, P, "/nope", NULL);
+    resp_free(&r);
+    char *m = h_scrape(admin);
+    cr_assert_not_null(m);
+    cr_assert_geq(h_metric(m, "gp_bridge_http_requests_total{class=\"2xx\"}"), 1, "%s", m);
+    cr_assert_geq(h_metric(m, "gp_bridge_http_requests_total{class=\"4xx\"}"), 1, "%s", m);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_inflight"), 0, "%s", m);
+    free(m);
+}
+
+typedef struct bg_curl {
+    int port, rc;
+    char *out;
+    size_t len;
+} bg_curl;
+
+static void *curl_thread(void *ud) {
+    bg_curl *b = ud;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/h/farm-1/slow?ms=2000", b->port);
+    const char *argv[] = {"/usr/bin/curl", "-sS", "--max-time", "60", "-w",
+                          "|%{http_code}", url,   NULL};
+    b->rc = h_run(argv, 70000, &b->out, &b->len, NULL);
+    return NULL;
+}
+
+static int pending(void *house) {
+    return h_xpending(house) > 0;
+}
+
+/* The front door on one bridge, the house held by another that is killed with kill -9 while
+ * the upstream works on the request: the house reconnects, the request is delivered again
+ * (README.md "Delivery guarantees") and curl gets its answer. */
+Test(front, request_survives_kill9_of_the_bridge_holding_the_house) {
+    h_world_up(&W, "farm-1", NULL, NULL);
+    int bport;
+    const char *fx[] = {"--http-listen", "0", "--http-public", "--bridge-id", "b-front", NULL};
+    h_proc *front = h_bridge_start(0, &bport, fx, 1);
+    P = http_port(front);
+    cr_assert(P);
+    bg_curl b = {.port = P};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, curl_thread, &b), 0);
+    cr_assert(h_wait(pending, "farm-1", 10000), "the request never reached the house");
+    h_kill9(W.bridge); /* the upstream is still working on it */
+    W.bridge = h_bridge_start(W.bridge_port, NULL, NULL, 1);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.rc, 0, "curl: %d %s", b.rc, b.out ? b.out : "");
+    cr_assert_str_eq(b.out, "slow\n|200");
+    free(b.out);
 }
