@@ -72,6 +72,7 @@ struct gp_admin_conn {
     char ip[48];     /* an IPv6 address in text (INET6_ADDRSTRLEN) */
     uint64_t since;  /* accepted, loop ms: the oldest is shed first */
     int deadline_on; /* the request deadline runs (from accept, or the request's first byte) */
+    int continued;   /* 100 Continue sent for the request being read */
     uint8_t *pend;   /* input read past a request whose answer is pending */
     size_t pend_len;
     gp_admin_call *call;
@@ -393,8 +394,16 @@ static void process(conn *c, const uint8_t *data, size_t len) {
         int rc = gp_http_req_feed(c->parser, data, len, &used);
         data += used;
         len -= used;
-        if (rc == GP_HTTP_MORE)
+        if (rc == GP_HTTP_MORE) {
+            if (c->a->cfg.continue_100 && !c->continued &&
+                gp_http_req_expects_continue(c->parser)) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                c->continued = 1;
+                send_raw(c, (char *)cont, sizeof cont - 1, NULL, 0);
+            }
             break;
+        }
+        c->continued = 0;
         if (rc == GP_HTTP_DONE) {
             dispatch(c, gp_http_req_get(c->parser));
             continue; /* answered already: next request; else the loop ends */

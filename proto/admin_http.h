@@ -42,6 +42,9 @@ typedef struct gp_admin_cfg {
     /* Answer whatever Host a request names (a proxy that routes on it: bridge/front/);
      * hosts is then not used. */
     int any_host;
+    /* Answer `Expect: 100-continue` with `100 Continue` once the headers passed the size
+     * checks (a proxy taking uploads: clients otherwise wait a second before the body). */
+    int continue_100;
     size_t max_body;     /* 0: GP_HTTP_MAX_BODY */
     gp_admin_log_fn log; /* may be NULL */
 } gp_admin_cfg;

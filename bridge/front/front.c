@@ -421,7 +421,7 @@ static char *headers_json(const br_front *f, const gp_http_request *req, const c
     for (size_t i = 0; ok && i < req->nheaders; i++) {
         const char *n = req->headers[i].name, *v = req->headers[i].value;
         if (fr_hop_by_hop(n, conn) || strcmp(n, "host") == 0 || strcmp(n, "content-length") == 0 ||
-            strcmp(n, "x-gp-timeout-ms") == 0 ||
+            strcmp(n, "x-gp-timeout-ms") == 0 || strcmp(n, "expect") == 0 ||
             (!f->cfg.public_ && strcmp(n, "authorization") == 0) ||
             strncmp(n, "x-forwarded-", 12) == 0)
             continue;
@@ -673,6 +673,7 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
     gp_admin_cfg ac = {.bind = cfg->bind,
                        .port = cfg->port,
                        .any_host = 1,
+                       .continue_100 = 1,
                        .max_conns = 1024,
                        .max_per_addr = 1024,
                        .request_ms = 30000,

@@ -120,6 +120,23 @@ Test(front, get_post_service_and_404) {
     cr_assert_eq(h_json_int(r.body, "body_len"), 10, "%s", r.body);
     resp_free(&r);
 
+    /* 1 MiB of binary (curl asks Expect: 100-continue first): the upstream sees every byte */
+    uint8_t *big = h_prandom(1 << 20, "up");
+    const char *bf = h_path("front.upload");
+    FILE *fp = fopen(bf, "wb");
+    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
+    fclose(fp);
+    char sum[65], at[600];
+    h_sha256_hex(big, 1 << 20, sum);
+    free(big);
+    snprintf(at, sizeof at, "@%s", bf);
+    const char *upload[] = {"--data-binary", at, NULL};
+    curl(&r, P, "/h/farm-1/echo", upload);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_eq(h_json_int(r.body, "body_len"), 1 << 20, "%s", r.body);
+    cr_assert_str_eq(h_json_str(r.body, "body_sha256"), sum);
+    resp_free(&r);
+
     curl(&r, P, "/h/farm-1@alt/status/418", NULL);
     cr_assert_eq(r.status, 418, "%s", r.headers);
     cr_assert_str_eq(r.body, "status 418\n");

@@ -317,3 +317,41 @@ Test(admin_http, streamed_answer_with_length_and_abort) {
     gp_admin_unref(a);
     cr_assert_eq(done_called, 1);
 }
+
+static const gp_http_request *last_req;
+static void take(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)ud;
+    last_req = req;
+    gp_admin_reply(call, 200, "text/plain", NULL, req->body, req->body_len);
+}
+
+/* Expect: 100-continue is answered 100 Continue once the headers are in (with continue_100,
+ * as the front door sets it), then the body and the answer follow; without the flag (the
+ * admin port) nothing changes: no interim answer. */
+Test(admin_http, expect_100_continue_when_asked_for) {
+    for (int on = 0; on <= 1; on++) {
+        gp_admin_cfg cfg = {.continue_100 = on};
+        gp_admin *a = server(&cfg);
+        gp_admin_route(a, "/up", 0, take, NULL);
+        fconn f = {0};
+        f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+        feed(&f, "POST /up HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 4\r\n\r\n");
+        if (on)
+            cr_assert_str_eq(f.out, "HTTP/1.1 100 Continue\r\n\r\n");
+        else
+            cr_assert_eq(f.outlen, 0, "%s", f.out);
+        feed(&f, "ab");
+        cr_assert(on ? f.outlen == 25 : f.outlen == 0, "100 Continue once: %s", f.out);
+        feed(&f, "cd");
+        cr_assert(strstr(f.out, "HTTP/1.1 200 OK\r\n"), "%s", f.out);
+        cr_assert(strstr(f.out, "\r\n\r\nabcd"), "%s", f.out);
+        /* the next request without Expect gets no interim answer */
+        size_t before = f.outlen;
+        feed(&f, "POST /up HTTP/1.1\r\nContent-Length: 1\r\n\r\n");
+        cr_assert_eq(f.outlen, before);
+        feed(&f, "x");
+        cr_assert(!strstr(f.out + before, "100 Continue"), "%s", f.out + before);
+        fconn *fs[] = {&f};
+        teardown(a, fs, 1);
+    }
+}
