@@ -44,6 +44,7 @@ struct fr_req {
     char house[FR_HOUSE_MAX + 1];
     uint64_t t0, wait_until;
     int status, started;
+    int refs; /* the XADD's answer and the read chain: freed when both are over */
 };
 
 struct br_front {
@@ -104,7 +105,23 @@ static void error_reply(br_front *f, gp_admin_call *call, int status, const char
 
 static void pump(br_front *f);
 
-/* The request is over (answered, or its client gone): the reader goes back to the pool. */
+/* One of the request's two holders let go (the XADD's answer came, or its read chain
+ * ended); the last frees it, and a stopping front door with its last request. */
+static void req_unref(fr_req *rq) {
+    if (--rq->refs > 0)
+        return;
+    br_front *f = rq->f;
+    f->inflight--;
+    if (f->m_inflight)
+        gp_metric_set(f->m_inflight, NULL, f->inflight);
+    br_log(BR_LOG_DEBUG, "http_request", "house=%s status=%d ms=%llu", rq->house, rq->status,
+           (unsigned long long)(uv_now(f->cfg.loop) - rq->t0));
+    free(rq);
+    if (f->stopping && f->inflight == 0)
+        front_free(f);
+}
+
+/* The read chain is over (answered, or its client gone): the reader goes back to the pool. */
 static void req_done(fr_req *rq) {
     br_front *f = rq->f;
     if (rq->call) { /* not answered yet: the client is gone or the front door stops */
@@ -113,18 +130,11 @@ static void req_done(fr_req *rq) {
     }
     if (rq->rd)
         rq->rd->busy = NULL;
-    f->inflight--;
-    if (f->m_inflight)
-        gp_metric_set(f->m_inflight, NULL, f->inflight);
-    br_log(BR_LOG_DEBUG, "http_request", "house=%s status=%d ms=%llu", rq->house, rq->status,
-           (unsigned long long)(uv_now(f->cfg.loop) - rq->t0));
-    free(rq);
-    if (f->stopping) {
-        if (f->inflight == 0)
-            front_free(f);
-        return;
-    }
-    pump(f);
+    rq->rd = NULL;
+    int stopping = f->stopping;
+    req_unref(rq);
+    if (!stopping)
+        pump(f);
 }
 
 static void answer_error(fr_req *rq, int status, const char *code, const char *msg) {
@@ -394,19 +404,22 @@ static void enqueue(fr_req *rq) {
     pump(f);
 }
 
+/* The XADD's answer. Its reply is being read already (the read was sent with it, not after
+ * it: one Redis round trip less a request); a refused XADD answers 503, and the read chain
+ * ends at its next turn, finding the call answered. */
 static void on_xadd(redisReply *r, void *ud) {
     fr_req *rq = ud;
-    if (rq->f->stopping) {
-        answer_error(rq, 503, "unavailable", "the front door is stopping");
-        return;
-    }
-    if (!r || r->type == REDIS_REPLY_ERROR) {
+    if (!rq->f->stopping && (!r || r->type == REDIS_REPLY_ERROR)) {
         br_logr(BR_LOG_WARN, "http_xadd_failed", "house=%s error=%s", rq->house,
                 r ? br_q(r->str, r->len) : "\"no answer\"");
-        answer_error(rq, 503, "unavailable", "Redis did not take the request");
-        return;
+        if (rq->call && !rq->started) {
+            rq->status = 503;
+            error_reply(rq->f, rq->call, 503, "unavailable", "Redis did not take the request",
+                        NULL);
+            rq->call = NULL;
+        }
     }
-    enqueue(rq);
+    req_unref(rq);
 }
 
 /* --- the request: HTTP -> one entry of the contract ------------------------------------------ */
@@ -568,6 +581,7 @@ static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud
         if (rq) {
             rq->f = f;
             rq->call = call;
+            rq->refs = 2;
             rq->t0 = uv_now(f->cfg.loop);
             rq->wait_until = rq->t0 + (uint64_t)timeout + FR_WAIT_GRACE_MS;
             snprintf(rq->last, sizeof rq->last, "0-0");
@@ -583,6 +597,8 @@ static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud
                 free(rq);
             }
             error_reply(f, call, 503, "unavailable", "Redis is not connected", NULL);
+        } else {
+            enqueue(rq);
         }
     }
     free(headers);
