@@ -410,7 +410,7 @@ static void process(conn *c, const uint8_t *data, size_t len) {
         }
         switch (rc) {
         case GP_HTTP_ETOO_LARGE:
-            refuse(c, 413, "too_large", "request body over the admin port's limit");
+            refuse(c, 413, "too_large", "request body over this port's limit");
             break;
         case GP_HTTP_EHEADERS:
             refuse(c, 431, "bad_request", "too many or too large headers");

@@ -193,6 +193,15 @@ Test(front, house_nobody_holds_gets_the_janitors_504) {
     cr_assert_eq(r.status, 504, "%s", r.headers);
     cr_assert_str_eq(h_json_str(r.body, "error"), "timeout", "%s", r.body);
     resp_free(&r);
+    /* Redis refuses the XADD (the stream key holds a string): 503 at once, JSON */
+    h_int("SET gp:{broken}:req not-a-stream");
+    curl(&r, P, "/h/broken/echo", NULL);
+    cr_assert_eq(r.status, 503, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "unavailable", "%s", r.body);
+    resp_free(&r);
+    curl(&r, P, "/h/farm-1/status/200", NULL); /* the others go on */
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    resp_free(&r);
     const char *bad[] = {"-H", "X-Gp-Timeout-Ms: soon", NULL};
     curl(&r, P, "/h/farm-1/echo", bad);
     cr_assert_eq(r.status, 400, "%s", r.headers);
