@@ -44,6 +44,7 @@ struct fr_req {
     char house[FR_HOUSE_MAX + 1];
     uint64_t t0, wait_until;
     int status, started;
+    int head; /* a HEAD request: the upstream's Content-Length is the answer's */
     int refs; /* the XADD's answer and the read chain: freed when both are over */
 };
 
@@ -182,8 +183,10 @@ static void entry_fields(const redisReply *kv, fr_entry *e) {
 }
 
 /* The upstream's headers (the reply's JSON object) as header lines, without hop-by-hop ones
- * and without the framing the front door sets itself. malloc'd. */
-static char *header_lines(const redisReply *hj) {
+ * and without the framing the front door sets itself (its Content-Length into *clen, -1 when
+ * absent). malloc'd. */
+static char *header_lines(const redisReply *hj, long long *clen) {
+    *clen = -1;
     json_t *h = hj ? json_loadb(hj->str, hj->len, 0, NULL) : NULL;
     size_t cap = 64, n = 0;
     char *out = malloc(cap);
@@ -199,6 +202,8 @@ static char *header_lines(const redisReply *hj) {
     if (json_is_object(h))
         json_object_foreach(h, name, v) {
             const char *s = json_string_value(v);
+            if (s && strcmp(name, "content-length") == 0 && *s >= '0' && *s <= '9')
+                *clen = strtoll(s, NULL, 10);
             if (!s || fr_hop_by_hop(name, conn) || strcmp(name, "content-length") == 0 ||
                 !fr_header_ok(name, s))
                 continue;
@@ -239,10 +244,12 @@ static int on_entry(fr_req *rq, const fr_entry *e) {
             rq->call = NULL;
             return 1;
         }
-        char *lines = header_lines(e->headers);
+        long long clen;
+        char *lines = header_lines(e->headers, &clen);
+        long long len = final ? (long long)(e->body ? e->body->len : 0) : -1;
         rq->started = 1;
         gp_admin_stream_start(rq->call, status, lines ? lines : "",
-                              final ? (long long)(e->body ? e->body->len : 0) : -1);
+                              rq->head && clen >= 0 ? clen : len);
         free(lines);
         count(rq->f, status);
     }
@@ -582,6 +589,7 @@ static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud
             rq->f = f;
             rq->call = call;
             rq->refs = 2;
+            rq->head = strcmp(req->method, "HEAD") == 0;
             rq->t0 = uv_now(f->cfg.loop);
             rq->wait_until = rq->t0 + (uint64_t)timeout + FR_WAIT_GRACE_MS;
             snprintf(rq->last, sizeof rq->last, "0-0");

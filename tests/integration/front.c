@@ -142,6 +142,13 @@ Test(front, get_post_service_and_404) {
     cr_assert_str_eq(r.body, "status 418\n");
     resp_free(&r);
 
+    const char *head[] = {"-I", NULL}; /* HEAD: the upstream's length, no body */
+    curl(&r, P, "/h/farm-1/bytes/1234", head);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_not_null(hdr(&r, "content-length"), "%s", r.headers);
+    cr_assert_str_eq(hdr(&r, "content-length"), "1234", "%s", r.headers);
+    resp_free(&r);
+
     curl(&r, P, "/h/farm-1@nosuch/echo", NULL); /* the house refuses: its JSON error kept */
     cr_assert_eq(r.status, 403, "%s", r.headers);
     cr_assert_str_eq(h_json_str(r.body, "error"), "forbidden_upstream", "%s", r.body);
