@@ -57,7 +57,7 @@ struct br_front {
     fr_tokens tokens;
     gp_authlimit *limit;
     fr_reader *readers[FR_MAX_READERS];
-    unsigned nreaders, inflight;
+    unsigned nreaders, inflight, nwait;
     fr_req *wait_head, *wait_tail;
     gp_metric *m_req, *m_auth, *m_inflight;
 };
@@ -262,22 +262,30 @@ static int on_entry(fr_req *rq, const fr_entry *e) {
     return final;
 }
 
-static void issue_read(fr_req *rq);
+static int issue_read(fr_req *rq);
+
+/* The reader cannot read for rq now: rq goes back to the head of the line (the reply waits
+ * in Redis), to be taken by the next reader that is up. */
+static void requeue(fr_req *rq) {
+    br_front *f = rq->f;
+    rq->rd->busy = NULL;
+    rq->rd = NULL;
+    rq->next = f->wait_head;
+    f->wait_head = rq;
+    if (!f->wait_tail)
+        f->wait_tail = rq;
+    f->nwait++;
+}
 
 static void on_read(redisReply *r, void *ud) {
     fr_req *rq = ud;
     br_front *f = rq->f;
-    if (!r) { /* the reader's connection is lost (or stopping): the reply waits in Redis */
+    if (!r) { /* the reader's connection is lost (or stopping) */
         if (f->stopping) {
             answer_error(rq, 503, "unavailable", "the front door is stopping");
             return;
         }
-        rq->rd->busy = NULL;
-        rq->rd = NULL;
-        rq->next = f->wait_head; /* first in line again */
-        f->wait_head = rq;
-        if (!f->wait_tail)
-            f->wait_tail = rq;
+        requeue(rq);
         pump(f);
         return;
     }
@@ -309,7 +317,8 @@ static void on_read(redisReply *r, void *ud) {
     issue_read(rq);
 }
 
-static void issue_read(fr_req *rq) {
+/* The next XREAD of rq's reply; -1 when it could not be sent (rq is back in the queue). */
+static int issue_read(fr_req *rq) {
     br_front *f = rq->f;
     uint64_t now = uv_now(f->cfg.loop);
     if (rq->call && gp_admin_call_gone(rq->call)) {
@@ -318,11 +327,11 @@ static void issue_read(fr_req *rq) {
     }
     if (!rq->call) {
         req_done(rq);
-        return;
+        return 0;
     }
     if (now >= rq->wait_until) {
         answer_error(rq, 504, "timeout", "no reply came by the deadline");
-        return;
+        return 0;
     }
     uint64_t block = rq->wait_until - now, cap = f->cfg.redis_timeout_ms / 2;
     if (block > cap)
@@ -337,8 +346,10 @@ static void issue_read(fr_req *rq) {
     br_args_str(&a, "STREAMS");
     br_args_str(&a, rq->key);
     br_args_str(&a, rq->last);
-    if (br_redis_cmd(rq->rd->r, on_read, rq, &a) != 0)
-        on_read(NULL, rq); /* not connected: back in the queue */
+    if (br_redis_cmd(rq->rd->r, on_read, rq, &a) == 0)
+        return 0;
+    requeue(rq); /* not connected: its reconnection (reader_up) pumps again */
+    return -1;
 }
 
 /* --- reader pool ------------------------------------------------------------------------------ */
@@ -371,8 +382,9 @@ static fr_reader *reader_new(br_front *f) {
     return rd;
 }
 
-/* Hands waiting requests to idle connected readers, and opens a reader more when all are
- * busy (it takes the next waiting request once it is up). */
+/* Hands waiting requests to idle connected readers, and opens as many readers more as there
+ * are requests waiting beyond those connecting (each takes the next waiting request once it
+ * is up). */
 static void pump(br_front *f) {
     while (f->wait_head && !f->stopping) {
         fr_reader *idle = NULL;
@@ -385,18 +397,20 @@ static void pump(br_front *f) {
                 connecting++;
         }
         if (!idle) {
-            if (connecting == 0 && f->nreaders < FR_MAX_READERS)
-                reader_new(f);
+            while (connecting++ < f->nwait && f->nreaders < FR_MAX_READERS && reader_new(f))
+                ;
             return;
         }
         fr_req *rq = f->wait_head;
         f->wait_head = rq->next;
         if (!f->wait_head)
             f->wait_tail = NULL;
+        f->nwait--;
         rq->next = NULL;
         rq->rd = idle;
         idle->busy = rq;
-        issue_read(rq);
+        if (issue_read(rq) != 0)
+            return;
     }
 }
 
@@ -408,6 +422,7 @@ static void enqueue(fr_req *rq) {
     else
         f->wait_head = rq;
     f->wait_tail = rq;
+    f->nwait++;
     pump(f);
 }
 
@@ -735,6 +750,7 @@ void br_front_stop(br_front *f) {
     while (f->wait_head) {
         fr_req *rq = f->wait_head;
         f->wait_head = rq->next;
+        f->nwait--;
         answer_error(rq, 503, "unavailable", "the front door is stopping");
     }
     f->wait_tail = NULL;

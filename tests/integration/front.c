@@ -344,3 +344,30 @@ Test(front, request_survives_kill9_of_the_bridge_holding_the_house) {
     cr_assert_str_eq(b.out, "slow\n|200");
     free(b.out);
 }
+
+/* 64 requests at once (curl --parallel), each waiting on the upstream: the front door opens
+ * reader connections as they are needed and every one is answered. */
+Test(front, many_at_once) {
+    public_world(NULL);
+    enum { N = 64 };
+    static char urls[N][128];
+    const char *argv[12 + 3 * N] = {
+        "/usr/bin/curl",  "-sS", "--max-time", "60", "-Z", "--parallel-max", "64", "-w",
+        "%{http_code}\\n"};
+    int n = 9;
+    for (int i = 0; i < N; i++) {
+        snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%d/h/farm-1/slow?ms=300&i=%d", P, i);
+        argv[n++] = "-o";
+        argv[n++] = "/dev/null";
+        argv[n++] = urls[i];
+    }
+    argv[n] = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    cr_assert_eq(h_run(argv, 90000, &out, &len, NULL), 0, "%s", out ? out : "");
+    int ok = 0;
+    for (const char *p = out; (p = strstr(p, "200\n")); p += 4)
+        ok++;
+    cr_assert_eq(ok, N, "%s", out);
+    free(out);
+}
