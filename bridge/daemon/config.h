@@ -20,8 +20,8 @@ typedef struct br_config {
     char *redis_user, *redis_password_file, *redis_ca_file, *redis_cert_file, *redis_key_file;
     /* the HTTP front door (bridge/front/) */
     long long http_listen, http_timeout_ms;
-    char *http_bind, *http_token_file, *http_domain;
-    int http_insecure, http_public;
+    char *http_bind, *http_token_file, *http_domain, *http_cert, *http_key;
+    int http_insecure, http_public, http_tls;
 } br_config;
 
 #endif

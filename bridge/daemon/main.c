@@ -169,6 +169,12 @@ static const gp_conf_opt opts[] = {
      "logged in event=listening transport=http)"},
     {"http-bind", GP_CONF_STR, OFF(http_bind), 0, 0, "127.0.0.1", NULL,
      "address of the front door (plain HTTP: loopback only, unless http-insecure)"},
+    {"http-tls", GP_CONF_BOOL, OFF(http_tls), 0, 1, "0", NULL,
+     "HTTPS on the front door, with http-cert/http-key, else the bridge's tls-cert/tls-key"},
+    {"http-cert", GP_CONF_STR, OFF(http_cert), 0, 0, NULL, NULL,
+     "the front door's own TLS certificate (PEM; implies http-tls)"},
+    {"http-key", GP_CONF_STR, OFF(http_key), 0, 0, NULL, NULL,
+     "the front door's own TLS private key (PEM)"},
     {"http-insecure", GP_CONF_BOOL, OFF(http_insecure), 0, 1, "0", NULL,
      "allow plain HTTP on a non-loopback http-bind (behind a TLS proxy)"},
     {"http-token-file", GP_CONF_STR, OFF(http_token_file), 0, 0, NULL, NULL,
@@ -743,13 +749,21 @@ static int start_front(void) {
                        .auth_limit = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
                                       (unsigned)c->auth_addr_burst, (unsigned)c->auth_addr_per_min,
                                       4096}};
-    char err[512];
-    if (!(g_br.front = br_front_start(&fc, err, sizeof err))) {
-        br_log(BR_LOG_ERROR, "bad_config", "option=http-listen reason=%s", br_qs(err));
-        fprintf(stderr, "ghostport-bridge: %s\n", err);
-        return -1;
+    int own = c->http_cert && *c->http_cert;
+    if (own || c->http_tls) {
+        fc.cert = own ? c->http_cert : c->tls_cert;
+        fc.key = own ? c->http_key : c->tls_key;
     }
-    return 0;
+    char err[512];
+    if ((own || c->http_tls) && !(fc.cert && *fc.cert && fc.key && *fc.key))
+        snprintf(err, sizeof err,
+                 "--http-tls needs --http-cert and --http-key, or the bridge's "
+                 "--tls-cert and --tls-key");
+    else if ((g_br.front = br_front_start(&fc, err, sizeof err)))
+        return 0;
+    br_log(BR_LOG_ERROR, "bad_config", "option=http-listen reason=%s", br_qs(err));
+    fprintf(stderr, "ghostport-bridge: %s\n", err);
+    return -1;
 }
 
 int main(int argc, char **argv) {

@@ -12,6 +12,7 @@
 #include "../store/rkeys.h"
 #include "adapters/uv_admin.h"
 #include "conf.h"
+#include "front_tls.h"
 #include "froute.h"
 
 #include <arpa/inet.h>
@@ -53,7 +54,7 @@ struct br_front {
     br_redis_strs strs;
     char *prefix, *domain;
     gp_admin *srv;
-    int port, stopping;
+    int port, stopping, tls;
     fr_tokens tokens;
     gp_authlimit *limit;
     fr_reader *readers[FR_MAX_READERS];
@@ -483,7 +484,8 @@ static char *headers_json(const br_front *f, const gp_http_request *req, const c
     snprintf(fwd, sizeof fwd, "%s%s%s", xff ? xff : "", xff ? ", " : "", ip);
     if (ok)
         ok = json_object_set_new(h, "x-forwarded-for", json_string(fwd)) == 0 &&
-             json_object_set_new(h, "x-forwarded-proto", json_string("http")) == 0 &&
+             json_object_set_new(h, "x-forwarded-proto", json_string(f->tls ? "https" : "http")) ==
+                 0 &&
              (!host || json_object_set_new(h, "x-forwarded-host", json_string(host)) == 0);
     char *out = ok ? json_dumps(h, JSON_COMPACT) : NULL;
     json_decref(h);
@@ -662,11 +664,13 @@ static int load_tokens(br_front *f, char *err, size_t errlen) {
 
 static int check_cfg(const br_front_cfg *c, char *err, size_t errlen) {
     const char *bind = c->bind && *c->bind ? c->bind : "127.0.0.1";
-    if (!br_front_loopback(bind) && !c->insecure) {
+    int tls = c->cert && *c->cert && c->key && *c->key;
+    if (!tls && !br_front_loopback(bind) && !c->insecure) {
         snprintf(err, errlen,
-                 "--http-bind %s is not a loopback address and the front door speaks plain HTTP "
-                 "(TLS for it is not built yet): put a TLS proxy in front and pass "
-                 "--http-insecure, or bind to 127.0.0.1",
+                 "--http-bind %s is not a loopback address and the front door would speak plain "
+                 "HTTP: give it a certificate (--http-tls, with --http-cert/--http-key or the "
+                 "bridge's --tls-cert/--tls-key), or pass --http-insecure behind a TLS proxy, "
+                 "or bind to 127.0.0.1",
                  bind);
         return -1;
     }
@@ -718,21 +722,25 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
                        .request_ms = 30000,
                        .max_body = (size_t)cfg->max_body,
                        .log = front_log};
-    if (!(f->srv = gp_admin_new(cfg->loop, &ac))) {
+    f->tls = cfg->cert && *cfg->cert && cfg->key && *cfg->key;
+    if (f->tls) {
+        if (!(f->srv = br_front_tls_new(cfg->loop, &ac, cfg->cert, cfg->key, err, errlen)))
+            goto fail;
+    } else if (!(f->srv = gp_admin_new(cfg->loop, &ac))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     gp_admin_route(f->srv, "/", 1, on_request, f);
-    if ((f->port = gp_admin_listen(f->srv)) < 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d", cfg->bind ? cfg->bind : "127.0.0.1",
-                 cfg->port);
-        gp_admin_close(f->srv);
+    if ((f->port = f->tls ? br_front_tls_listen(f->srv) : gp_admin_listen(f->srv)) < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind ? cfg->bind : "127.0.0.1",
+                 cfg->port, uv_strerror(f->port));
+        f->tls ? br_front_tls_close(f->srv) : gp_admin_close(f->srv);
         goto fail;
     }
     metrics_init(f);
-    br_log(BR_LOG_INFO, "listening", "transport=http port=%d bind=%s auth=%s domain=%s", f->port,
-           br_qs(cfg->bind ? cfg->bind : "127.0.0.1"), cfg->public_ ? "public" : "token",
-           br_qs(f->domain));
+    br_log(BR_LOG_INFO, "listening", "transport=http port=%d bind=%s tls=%d auth=%s domain=%s",
+           f->port, br_qs(cfg->bind ? cfg->bind : "127.0.0.1"), f->tls,
+           cfg->public_ ? "public" : "token", br_qs(f->domain));
     return f;
 fail:
     if (f)
@@ -745,7 +753,7 @@ void br_front_stop(br_front *f) {
         return;
     f->stopping = 1;
     f->inflight++; /* held until the end of this call: a request ending here frees nothing */
-    gp_admin_close(f->srv);
+    f->tls ? br_front_tls_close(f->srv) : gp_admin_close(f->srv);
     f->srv = NULL;
     while (f->wait_head) {
         fr_req *rq = f->wait_head;

@@ -25,10 +25,11 @@ typedef struct br_front_cfg {
     int rport, rdb, rtls;
     const char *ruser, *rpass;
     unsigned redis_timeout_ms;
-    const char *bind; /* NULL: 127.0.0.1 */
-    int port;         /* 0: any free port */
-    int insecure;     /* plain HTTP on a non-loopback address was asked for */
-    int public_;      /* no token needed */
+    const char *bind;       /* NULL: 127.0.0.1 */
+    int port;               /* 0: any free port */
+    int insecure;           /* plain HTTP on a non-loopback address was asked for */
+    const char *cert, *key; /* TLS (front_tls.h) when both are set (PEM files) */
+    int public_;            /* no token needed */
     const char *token_file;
     const char *domain; /* Host routing under it (NULL/"": off) */
     long long timeout_ms, max_body;
@@ -36,8 +37,8 @@ typedef struct br_front_cfg {
     gp_authlimit_conf auth_limit; /* failed token attempts per address */
 } br_front_cfg;
 
-/* Checks the configuration (loopback or --http-insecure, a token file or --http-public; the
- * token file read), listens, and logs event=listening transport=http. NULL with the reason in
+/* Checks the configuration (TLS, loopback or --http-insecure; a token file or --http-public;
+ * the token file read), listens, and logs event=listening transport=http. NULL with the reason in
  * err (also logged by the caller). */
 br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen);
 int br_front_port(const br_front *f);

@@ -39,7 +39,10 @@ typedef struct resp {
 /* curl -sS -D- with args (NULL-terminated) against http://127.0.0.1:port<path>. */
 static void curl(resp *r, int port, const char *path, const char *const *args) {
     char url[512], hdr_path[600];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    if (strncmp(path, "https://", 8) == 0)
+        snprintf(url, sizeof url, "%s", path); /* a whole URL */
+    else
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     snprintf(hdr_path, sizeof hdr_path, "%s", h_path("curl.headers"));
     const char *argv[32] = {"/usr/bin/curl", "-sS", "--max-time", "30", "-D", hdr_path, "-o", "-"};
     int n = 8;
@@ -370,4 +373,87 @@ Test(front, many_at_once) {
         ok++;
     cr_assert_eq(ok, N, "%s", out);
     free(out);
+}
+
+/* HTTPS with the front door's own certificate (--http-cert/--http-key; self-signed, curl
+ * trusting it): a GET that says https in X-Forwarded-Proto, a 1 MiB upload and a 5 MiB chunked
+ * reply, whole; a client speaking plain HTTP to it is dropped and disturbs nobody. */
+Test(front, https_with_its_own_certificate) {
+    char cert[700], key[700];
+    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
+              "openssl failed (see openssl.log)");
+    const char *bx[] = {"--http-cert", cert, "--http-key", key, NULL};
+    public_world(bx);
+    cr_assert(h_wait_log(W.bridge, "transport=http port=", 1000));
+    cr_assert(h_wait_log(W.bridge, "tls=1", 1000), "the front door is not on TLS");
+    char url[256];
+    resp r;
+    const char *ca[] = {"--cacert", cert, NULL};
+    snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/echo?tls=1", P);
+    curl(&r, P, url, ca);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert(strstr(r.body, "\"x-forwarded-proto\": \"https\"") ||
+                  strstr(r.body, "\"x-forwarded-proto\":\"https\""),
+              "%s", r.body);
+    resp_free(&r);
+
+    uint8_t *big = h_prandom(1 << 20, "tls-up");
+    const char *bf = h_path("front.tls-upload");
+    FILE *fp = fopen(bf, "wb");
+    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
+    fclose(fp);
+    char sum[65], at[600];
+    h_sha256_hex(big, 1 << 20, sum);
+    free(big);
+    snprintf(at, sizeof at, "@%s", bf);
+    const char *upload[] = {"--cacert", cert, "--data-binary", at, NULL};
+    curl(&r, P, url, upload);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "body_sha256"), sum);
+    resp_free(&r);
+
+    /* plain HTTP to the TLS port: no answer but a closed connection */
+    char *body = NULL;
+    cr_assert_lt(h_http(P, "GET", "/h/farm-1/echo", NULL, NULL, 0, &body, NULL), 200);
+    free(body);
+
+    snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/bytes/5242880?seed=tls", P);
+    curl(&r, P, url, ca);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_eq(r.body_len, 5242880u);
+    h_sha256_hex(r.body, r.body_len, sum);
+    cr_assert_str_eq(hdr(&r, "x-sha256"), sum);
+    resp_free(&r);
+}
+
+/* --http-tls with the bridge's own certificate (--tls-cert/--tls-key, as for wss://): the house
+ * connects over wss and curl reaches it over https on the front door. */
+Test(front, https_with_the_bridges_certificate) {
+    h_redis_start(0);
+    int up;
+    h_upstream_start(&up);
+    char cert[700], key[700];
+    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
+              "openssl failed (see openssl.log)");
+    int bport;
+    const char *bx[] = {"--tls-cert",    cert, "--tls-key",     key, "--http-tls",
+                        "--http-listen", "0",  "--http-public", NULL};
+    h_proc *b = h_bridge_start(0, &bport, bx, 1);
+    P = http_port(b);
+    cr_assert(P);
+    char sec[65], wss[64], upurl[64];
+    h_register("farm-1", sec);
+    snprintf(wss, sizeof wss, "wss://localhost:%d/", bport);
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    const char *hx[] = {"--ca-file", cert, NULL};
+    h_house_start_url("farm-1", sec, wss, upurl, hx);
+    cr_assert(h_wait_connected("farm-1", 15000), "house did not connect over wss");
+    char url[256];
+    snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/status/200", P);
+    resp r;
+    const char *ca[] = {"--cacert", cert, NULL};
+    curl(&r, P, url, ca);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(r.body, "status 200\n");
+    resp_free(&r);
 }
