@@ -34,7 +34,7 @@ UV_SRC := $(wildcard proto/adapters/*.c)
 # One folder a program (bridge/DESIGN.md, "Code map"): the daemon, its admin port and dashboard,
 # the CLI; bridge/store/ is the Redis side all of them share.
 STORE_SRC := $(wildcard bridge/store/*.c)
-BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/*.c) \
+BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/front/*.c bridge/*.c) \
 	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
 	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
@@ -164,6 +164,8 @@ $(BUILD)/tests/unit_uv_signals: UNIT_LIBS := -luv
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
+# The HTTP front door's pure parts: routes, tokens, credentials, hop-by-hop headers.
+$(BUILD)/tests/unit_froute: $(BUILD)/obj/bridge/front/froute.o
 # The Redis address parser (bridge/store/rurl.c) is pure.
 $(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/store/rurl.o
 # The CLI's escaping of control characters in what it prints.
@@ -220,7 +222,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(BENCH_HARNESS_SRC)) 
 # Then the quick benchmarks run, so that they cannot rot (they report, they never fail on a
 # timing; they fail only when they could not run).
 REDIS_SECURE_MODE ?= auth+tls
-REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin \
+REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin $(BUILD)/tests/it_front \
 	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end '$(BUILD)/tests/it_readme=readme/*_example' \
 	'$(BUILD)/tests/it_top=top/once*' '$(BUILD)/tests/it_top=top/house*' $(BUILD)/tests/it_replykey \
 	$(BUILD)/tests/it_janitor $(BUILD)/tests/it_acl
@@ -297,6 +299,16 @@ build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
+# The HTTP front door's routes (target, Host), Authorization header and header checks.
+build-fuzz/fuzz_froute: tests/fuzz/fuzz_froute.c bridge/front/froute.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,libsodium)
+# The front door's token file (--http-token-file) and the check against it.
+build-fuzz/fuzz_ftokens: tests/fuzz/fuzz_ftokens.c bridge/front/froute.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,libsodium)
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/admin_http.c
 	@mkdir -p $(dir $@)

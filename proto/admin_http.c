@@ -72,6 +72,7 @@ struct gp_admin_conn {
     char ip[48];     /* an IPv6 address in text (INET6_ADDRSTRLEN) */
     uint64_t since;  /* accepted, loop ms: the oldest is shed first */
     int deadline_on; /* the request deadline runs (from accept, or the request's first byte) */
+    int continued;   /* 100 Continue sent for the request being read */
     uint8_t *pend;   /* input read past a request whose answer is pending */
     size_t pend_len;
     gp_admin_call *call;
@@ -80,6 +81,7 @@ struct gp_admin_conn {
 struct gp_admin_call {
     conn *c; /* NULL once the connection is gone */
     int keep_alive, head;
+    int chunked; /* a streamed answer in chunked transfer coding (gp_admin_stream_start) */
 };
 
 #define logf_ gp_admin_logf
@@ -126,8 +128,12 @@ const char *gp_admin_status_text(int status) {
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     default:
         return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
@@ -357,7 +363,7 @@ static void dispatch(conn *c, const gp_http_request *req) {
     c->call = call;
     c->a->io.timer_stop(c->io);
     const char *host = gp_http_header_get(req, "host");
-    if (host && !gp_http_host_allowed(host, c->a->hosts)) {
+    if (host && !c->a->cfg.any_host && !gp_http_host_allowed(host, c->a->hosts)) {
         char shown[65];
         size_t k = 0;
         for (const char *p = host; *p && k < sizeof shown - 1; p++)
@@ -388,15 +394,23 @@ static void process(conn *c, const uint8_t *data, size_t len) {
         int rc = gp_http_req_feed(c->parser, data, len, &used);
         data += used;
         len -= used;
-        if (rc == GP_HTTP_MORE)
+        if (rc == GP_HTTP_MORE) {
+            if (c->a->cfg.continue_100 && !c->continued &&
+                gp_http_req_expects_continue(c->parser)) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                c->continued = 1;
+                send_raw(c, (char *)cont, sizeof cont - 1, NULL, 0);
+            }
             break;
+        }
+        c->continued = 0;
         if (rc == GP_HTTP_DONE) {
             dispatch(c, gp_http_req_get(c->parser));
             continue; /* answered already: next request; else the loop ends */
         }
         switch (rc) {
         case GP_HTTP_ETOO_LARGE:
-            refuse(c, 413, "too_large", "request body over the admin port's limit");
+            refuse(c, 413, "too_large", "request body over this port's limit");
             break;
         case GP_HTTP_EHEADERS:
             refuse(c, 431, "bad_request", "too many or too large headers");
@@ -591,6 +605,16 @@ const char *gp_admin_call_addr(const gp_admin_call *call) {
     return call->c ? call->c->addr : "";
 }
 
+/* The call is answered (its bytes queued): on to the next request of the connection. */
+static void call_done(conn *c) {
+    gp_http_req_next(c->parser);
+    if (c->closing || c->close_after)
+        return;
+    arm_idle(c);
+    if (!c->in_process)
+        resume(c); /* answered later: pick up where reading stopped */
+}
+
 void gp_admin_reply(gp_admin_call *call, int status, const char *content_type,
                     const char *extra_headers, const void *body, size_t len) {
     conn *c = call->c;
@@ -600,12 +624,93 @@ void gp_admin_reply(gp_admin_call *call, int status, const char *content_type,
         return;
     c->call = NULL;
     respond(c, status, content_type, extra_headers, body, len, keep_alive, head);
-    gp_http_req_next(c->parser);
-    if (c->closing || c->close_after)
+    call_done(c);
+}
+
+int gp_admin_call_gone(const gp_admin_call *call) {
+    return !call->c || call->c->closing;
+}
+
+const char *gp_admin_call_ip(const gp_admin_call *call) {
+    return call->c ? call->c->ip : "";
+}
+
+void gp_admin_stream_start(gp_admin_call *call, int status, const char *headers, long long len) {
+    conn *c = call->c;
+    if (!c || c->closing)
         return;
-    arm_idle(c);
-    if (!c->in_process)
-        resume(c); /* answered later: pick up where reading stopped */
+    call->chunked = len < 0 && !call->head;
+    size_t cap = (headers ? strlen(headers) : 0) + 256;
+    char *h = malloc(cap);
+    if (!h) {
+        conn_close(c);
+        return;
+    }
+    char framing[64];
+    if (len >= 0)
+        snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", len);
+    else
+        snprintf(framing, sizeof framing, "%s", call->head ? "" : "Transfer-Encoding: chunked\r\n");
+    int n = snprintf(h, cap, "HTTP/1.1 %d %s\r\n%s%sConnection: %s\r\n\r\n", status,
+                     gp_admin_status_text(status), headers ? headers : "", framing,
+                     call->keep_alive ? "keep-alive" : "close");
+    if (n > 0 && (size_t)n < cap)
+        send_raw(c, h, (size_t)n, NULL, 0);
+    else
+        conn_close(c);
+    free(h);
+}
+
+void gp_admin_stream_data(gp_admin_call *call, const void *p, size_t len) {
+    conn *c = call->c;
+    if (!c || c->closing || call->head || len == 0)
+        return;
+    if (!call->chunked) {
+        char none = 0;
+        send_raw(c, &none, 0, p, len);
+        return;
+    }
+    char head[24];
+    int n = snprintf(head, sizeof head, "%zx\r\n", len);
+    char *buf = malloc((size_t)n + len + 2);
+    if (!buf) {
+        conn_close(c);
+        return;
+    }
+    memcpy(buf, head, (size_t)n);
+    memcpy(buf + n, p, len);
+    memcpy(buf + (size_t)n + len, "\r\n", 2);
+    send_raw(c, buf, (size_t)n + len + 2, NULL, 0);
+    free(buf);
+}
+
+void gp_admin_stream_abort(gp_admin_call *call) {
+    conn *c = call->c;
+    free(call);
+    if (c && !c->closing) {
+        c->call = NULL;
+        conn_close(c);
+    }
+}
+
+void gp_admin_stream_end(gp_admin_call *call) {
+    conn *c = call->c;
+    int keep_alive = call->keep_alive, chunked = call->chunked;
+    free(call);
+    if (!c || c->closing)
+        return;
+    c->call = NULL;
+    if (!keep_alive)
+        c->close_after = 1;
+    if (chunked) {
+        char end[] = "0\r\n\r\n";
+        send_raw(c, end, sizeof end - 1, NULL, 0);
+    } else if (!keep_alive && c->writes == 0) {
+        conn_close(c);
+    }
+    if (c->closing)
+        return;
+    call_done(c);
 }
 
 void gp_admin_reply_error(gp_admin_call *call, int status, const char *code, const char *message) {

@@ -39,6 +39,12 @@ typedef struct gp_admin_cfg {
     /* Host names answered besides IP literals and localhost (comma-separated, copied; NULL:
      * none). A request naming another Host gets 421: DNS rebinding cannot reach the port. */
     const char *hosts;
+    /* Answer whatever Host a request names (a proxy that routes on it: bridge/front/);
+     * hosts is then not used. */
+    int any_host;
+    /* Answer `Expect: 100-continue` with `100 Continue` once the headers passed the size
+     * checks (a proxy taking uploads: clients otherwise wait a second before the body). */
+    int continue_100;
     size_t max_body;     /* 0: GP_HTTP_MAX_BODY */
     gp_admin_log_fn log; /* may be NULL */
 } gp_admin_cfg;
@@ -109,6 +115,23 @@ void gp_admin_reply(gp_admin_call *c, int status, const char *content_type,
                     const char *extra_headers, const void *body, size_t len);
 /* An error as JSON: {"error":"<code>","message":"<message>"} (both escaped). */
 void gp_admin_reply_error(gp_admin_call *c, int status, const char *code, const char *message);
+
+/* A streamed answer (a proxy's, bridge/front/): the status line, the handler's header lines
+ * as given (each "Name: value\r\n"; none of gp_admin_reply's defaults are added), then
+ * Content-Length: len when len >= 0, else Transfer-Encoding: chunked, and Connection. Then
+ * gp_admin_stream_data any number of times (each a chunk when chunked; with len >= 0 the
+ * caller sends exactly len bytes) and gp_admin_stream_end once, which ends the call as
+ * gp_admin_reply does. HEAD: no body is sent. What comes after the client left is dropped. */
+void gp_admin_stream_start(gp_admin_call *c, int status, const char *headers, long long len);
+void gp_admin_stream_data(gp_admin_call *c, const void *p, size_t len);
+void gp_admin_stream_end(gp_admin_call *c);
+/* Ends the call by closing the connection: a streamed answer that cannot be completed must
+ * not look complete (no last chunk is sent). */
+void gp_admin_stream_abort(gp_admin_call *c);
+/* 1 once the call's connection is gone (its answer would be dropped). */
+int gp_admin_call_gone(const gp_admin_call *c);
+/* The client's address without the port ("" once it is gone). */
+const char *gp_admin_call_ip(const gp_admin_call *c);
 
 /* The reason phrase of a status ("OK", "Not Found", ...). */
 const char *gp_admin_status_text(int status);

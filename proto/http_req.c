@@ -24,6 +24,7 @@ struct gp_http_req {
     int in_value;            /* the last header callback was a value */
     int state;               /* GP_HTTP_MORE, DONE or an error (sticky) */
     int started;
+    int headers_done; /* the current request's headers are complete */
 };
 
 static int grow(char **s, size_t *len, const char *p, size_t n) {
@@ -117,6 +118,7 @@ static int on_headers_complete(http_parser *hp) {
     r->method = http_method_str((enum http_method)hp->method);
     r->keep_alive = http_should_keep_alive(hp) && !hp->upgrade;
     r->http_minor = hp->http_minor;
+    q->headers_done = 1;
     return 0;
 }
 
@@ -158,7 +160,14 @@ static void clear(gp_http_req *q) {
     q->tlen = q->nlen = q->vlen = 0;
     q->in_value = 0;
     q->started = 0;
+    q->headers_done = 0;
     q->state = GP_HTTP_MORE;
+}
+
+int gp_http_req_expects_continue(const gp_http_req *q) {
+    const char *e =
+        q->headers_done && q->state == GP_HTTP_MORE ? gp_http_header_get(&q->r, "expect") : NULL;
+    return e && strcasecmp(e, "100-continue") == 0;
 }
 
 gp_http_req *gp_http_req_new(size_t max_body) {

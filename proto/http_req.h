@@ -67,6 +67,10 @@ void gp_http_req_next(gp_http_req *p);
 /* 1 once any byte of the current request has been fed (a request is under way). */
 int gp_http_req_started(const gp_http_req *p);
 
+/* 1 while the current request's headers are complete, its body is still to come and it
+ * asked for `Expect: 100-continue` (the server may then say `100 Continue`). */
+int gp_http_req_expects_continue(const gp_http_req *p);
+
 /* The value of header `name` (lower case), or NULL. The first one if repeated. */
 const char *gp_http_header_get(const gp_http_request *r, const char *name);
 

@@ -18,6 +18,10 @@ typedef struct br_config {
     long long preauth_max, preauth_per_addr, auth_timeout;
     /* Redis credentials and TLS beside --redis (bridge/store/rurl.h, bridge/store/tlsrelay.h) */
     char *redis_user, *redis_password_file, *redis_ca_file, *redis_cert_file, *redis_key_file;
+    /* the HTTP front door (bridge/front/) */
+    long long http_listen, http_timeout_ms;
+    char *http_bind, *http_token_file, *http_domain, *http_cert, *http_key;
+    int http_insecure, http_public, http_tls;
 } br_config;
 
 #endif

@@ -4,6 +4,7 @@
  * I/O side. */
 #include "../admin/admin.h"
 #include "../admin/stats.h"
+#include "../front/front.h"
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/rurl.h"
@@ -71,6 +72,7 @@ typedef struct br_bridge {
     br_tunnel *tunnel;   /* ws/wss listener */
     br_udp *udp;         /* rudp listener and sessions */
     br_admin *adm;       /* admin port and its JSON API */
+    br_front *front;     /* the HTTP front door, NULL when off */
 } br_bridge;
 
 static br_bridge g_br;
@@ -170,6 +172,27 @@ static const gp_conf_opt opts[] = {
      "file holding the admin token (wins over admin-token) [SIGHUP]"},
     {"recent", GP_CONF_INT, OFF(recent), 0, 10000, "50", NULL,
      "recent requests kept per house for the dashboard (<prefix>:{h}:recent; 0: none) [SIGHUP]"},
+    {"http-listen", GP_CONF_INT, OFF(http_listen), -1, 65535, "-1", NULL,
+     "HTTP front door: curl a house's upstream at /h/<house>/<path> (-1: off; 0: any free port, "
+     "logged in event=listening transport=http)"},
+    {"http-bind", GP_CONF_STR, OFF(http_bind), 0, 0, "127.0.0.1", NULL,
+     "address of the front door (plain HTTP: loopback only, unless http-insecure)"},
+    {"http-tls", GP_CONF_BOOL, OFF(http_tls), 0, 1, "0", NULL,
+     "HTTPS on the front door, with http-cert/http-key, else the bridge's tls-cert/tls-key"},
+    {"http-cert", GP_CONF_STR, OFF(http_cert), 0, 0, NULL, NULL,
+     "the front door's own TLS certificate (PEM; implies http-tls)"},
+    {"http-key", GP_CONF_STR, OFF(http_key), 0, 0, NULL, NULL,
+     "the front door's own TLS private key (PEM)"},
+    {"http-insecure", GP_CONF_BOOL, OFF(http_insecure), 0, 1, "0", NULL,
+     "allow plain HTTP on a non-loopback http-bind (behind a TLS proxy)"},
+    {"http-token-file", GP_CONF_STR, OFF(http_token_file), 0, 0, NULL, NULL,
+     "front door tokens, lines TOKEN HOUSE-GLOB [SERVICE-GLOB] (mode 0600; Bearer or Basic)"},
+    {"http-public", GP_CONF_BOOL, OFF(http_public), 0, 1, "0", NULL,
+     "front door open to anyone who reaches it (instead of http-token-file)"},
+    {"http-domain", GP_CONF_STR, OFF(http_domain), 0, 0, NULL, NULL,
+     "route Host <house>.DOMAIN and <service>.<house>.DOMAIN to the whole path"},
+    {"http-timeout-ms", GP_CONF_INT, OFF(http_timeout_ms), 1, 86400000, "30000", NULL,
+     "front door requests' timeout_ms when they send no X-Gp-Timeout-Ms"},
     {"check-config", GP_CONF_BOOL, OFF(check_config), 0, 1, "0", NULL,
      "check the configuration (file, environment, flags, the files they name) and exit: 0 when "
      "it is valid"},
@@ -547,6 +570,8 @@ static void drained(void) {
     uv_close((uv_handle_t *)&g_br.tick, on_closed_handle);
     gp_uv_signals_close(&g_br.signals);
     br_admin_stop(g_br.adm);
+    br_front_stop(g_br.front);
+    g_br.front = NULL;
     br_flood_stop(g_br.flood);
     /* From inside the loop: lws closes its handles, and finishes destroying the context
      * (NULLing g_br.lws through info.pcontext) once libuv has closed them. */
@@ -720,6 +745,50 @@ static int start_udp(void) {
     return rc;
 }
 
+/* The HTTP front door, when --http-listen is given (bridge/front/front.h). */
+static int start_front(void) {
+    const br_config *c = &g_br.cfg;
+    if (c->http_listen < 0)
+        return 0;
+    br_front_cfg fc = {.loop = g_br.env.loop,
+                       .db = g_br.env.db,
+                       .prefix = c->prefix,
+                       .rhost = g_br.rhost,
+                       .rport = g_br.rport,
+                       .rdb = g_br.rdb,
+                       .rtls = g_br.rurl.tls,
+                       .ruser = g_br.rurl.user[0] ? g_br.rurl.user : NULL,
+                       .rpass = g_br.rurl.has_pass ? g_br.rurl.pass : NULL,
+                       .redis_timeout_ms = (unsigned)c->redis_timeout,
+                       .bind = c->http_bind,
+                       .port = (int)c->http_listen,
+                       .insecure = c->http_insecure,
+                       .public_ = c->http_public,
+                       .token_file = c->http_token_file,
+                       .domain = c->http_domain,
+                       .timeout_ms = c->http_timeout_ms,
+                       .max_body = c->max_body,
+                       .reg = g_br.metrics.reg,
+                       .auth_limit = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
+                                      (unsigned)c->auth_addr_burst, (unsigned)c->auth_addr_per_min,
+                                      4096}};
+    int own = c->http_cert && *c->http_cert;
+    if (own || c->http_tls) {
+        fc.cert = own ? c->http_cert : c->tls_cert;
+        fc.key = own ? c->http_key : c->tls_key;
+    }
+    char err[512];
+    if ((own || c->http_tls) && !(fc.cert && *fc.cert && fc.key && *fc.key))
+        snprintf(err, sizeof err,
+                 "--http-tls needs --http-cert and --http-key, or the bridge's "
+                 "--tls-cert and --tls-key");
+    else if ((g_br.front = br_front_start(&fc, err, sizeof err)))
+        return 0;
+    br_log(BR_LOG_ERROR, "bad_config", "option=http-listen reason=%s", br_qs(err));
+    fprintf(stderr, "ghostport-bridge: %s\n", err);
+    return -1;
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -795,7 +864,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (br_tunnel_start(g_br.tunnel, &g_br.lws, &g_br.listen_port) != 0 || start_udp() != 0 ||
-        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0)
+        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0 || start_front() != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);
@@ -814,6 +883,8 @@ int main(int argc, char **argv) {
     goto out;
 out_loop:
     br_admin_stop(g_br.adm);
+    br_front_stop(g_br.front);
+    g_br.front = NULL;
     br_flood_stop(g_br.flood);
     br_udp_stop(g_br.udp);
     br_db_free(g_br.env.db);

@@ -6,7 +6,9 @@
  * the Host check (gp_http_host_allowed), which must not read past it. The same bytes then go
  * to the whole server without its I/O (proto/admin_http.c) through a fake glue, with routes
  * that answer at once or later: every answer must start with a status line, and the server
- * must free itself once closed. */
+ * must free itself once closed. The first byte's top bit configures the server as the HTTP
+ * front door does (any Host, 100 Continue) and answers late calls with streamed answers
+ * (chunked, with a length, aborted). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +29,13 @@ static uint64_t f_now(void *ud) {
     return 0;
 }
 static int done;
+static int in_body; /* a streamed answer's body (or its last chunk) is being written */
 static void f_done(void *ud) {
     (void)ud;
     done = 1;
 }
 static int f_write(void *io, const void *buf, size_t len) {
-    if (len < 12 || memcmp(buf, "HTTP/1.1 ", 9) != 0)
+    if (!in_body && (len < 12 || memcmp(buf, "HTTP/1.1 ", 9) != 0))
         __builtin_trap();
     ((fio *)io)->pending++;
     return 0;
@@ -70,9 +73,41 @@ static void later_fn(gp_admin_call *c, const gp_http_request *req, void *ud) {
     held = c;
 }
 
-/* The bytes as one connection to the server core, in pieces of `step`. */
-static void serve(const uint8_t *data, size_t size, size_t step) {
-    gp_admin_cfg cfg = {.max_body = MAX_BODY, .hosts = "dash.example"};
+/* A late answer: as JSON, or (the front door's way, proxy != 0) streamed in chunks,
+ * streamed with a length, or aborted midway. */
+static void answer_later(gp_admin_call *c, int proxy, unsigned turn) {
+    switch (proxy ? turn % 4 : 0) {
+    case 0:
+        gp_admin_reply_error(c, 503, "later", "answered later");
+        break;
+    case 1:
+        gp_admin_stream_start(c, 200, "X-A: b\r\n", -1);
+        in_body = 1;
+        gp_admin_stream_data(c, "abc", 3);
+        gp_admin_stream_data(c, "", 0);
+        gp_admin_stream_end(c);
+        break;
+    case 2:
+        gp_admin_stream_start(c, 504, NULL, 2);
+        in_body = 1;
+        gp_admin_stream_data(c, "ab", 2);
+        gp_admin_stream_end(c);
+        break;
+    default:
+        gp_admin_stream_start(c, 200, NULL, -1);
+        in_body = 1;
+        gp_admin_stream_data(c, "abc", 3);
+        gp_admin_stream_abort(c);
+    }
+    in_body = 0;
+}
+
+/* The bytes as one connection to the server core, in pieces of `step`; proxy: configured as
+ * the front door configures it (any Host, 100 Continue, streamed answers). */
+static void serve(const uint8_t *data, size_t size, size_t step, int proxy) {
+    gp_admin_cfg cfg = {
+        .max_body = MAX_BODY, .hosts = "dash.example", .any_host = proxy, .continue_100 = proxy};
+    unsigned turn = 0;
     gp_admin *a = gp_admin_core_new(&cfg, &io);
     if (!a)
         return;
@@ -94,7 +129,7 @@ static void serve(const uint8_t *data, size_t size, size_t step) {
         while (held) { /* answered on the next turn; what was read meanwhile is kept */
             gp_admin_call *c = held;
             held = NULL;
-            gp_admin_reply_error(c, 503, "later", "answered later");
+            answer_later(c, proxy, turn++);
         }
         while (f.pending && !f.closed) {
             f.pending--;
@@ -116,8 +151,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1)
         return 0;
     size_t step = (size_t)data[0] % 64 + 1;
+    int proxy = data[0] >> 7;
     data++, size--;
-    serve(data, size, step);
+    serve(data, size, step, proxy);
     gp_http_req *p = gp_http_req_new(MAX_BODY);
     if (!p)
         return 0;

@@ -256,3 +256,102 @@ Test(admin_http, error_json_as_jansson_writes_it) {
         cr_assert_null(gp_admin_error_json("code", bad[i], &len), "case %zu", i);
     }
 }
+
+/* A proxy's streamed answer (bridge/front/): its own headers, chunks, the last chunk, then the
+ * pipelined next request; a Host the admin port would refuse passes with any_host. */
+Test(admin_http, streamed_answer_chunked_then_next_request) {
+    gp_admin_cfg cfg = {.any_host = 1};
+    gp_admin *a = server(&cfg);
+    gp_admin_route(a, "/slow", 0, later, NULL);
+    gp_admin_route_probes(a, &probes);
+    fconn f = {0};
+    f.c = gp_admin_accepted(a, &f, "10.0.0.1", 9);
+    held = NULL;
+    feed(&f, "GET /slow HTTP/1.1\r\nHost: farm-1.example.org\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
+    cr_assert_not_null(held);
+    cr_assert_str_eq(gp_admin_call_ip(held), "10.0.0.1");
+    cr_assert(!gp_admin_call_gone(held));
+    gp_admin_stream_start(held, 504, "X-Up: 1\r\n", -1);
+    gp_admin_stream_data(held, "hello ", 6);
+    gp_admin_stream_data(held, "world", 5);
+    cr_assert(!strstr(f.out, "healthz") && !strstr(f.out, "\r\nok\n"), "nothing of the next yet");
+    gp_admin_stream_end(held);
+    const char *want = "HTTP/1.1 504 Gateway Timeout\r\nX-Up: 1\r\nTransfer-Encoding: chunked\r\n"
+                       "Connection: keep-alive\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+                       "HTTP/1.1 200 OK\r\n";
+    cr_assert(strncmp(f.out, want, strlen(want)) == 0, "%s", f.out);
+    cr_assert(!strstr(f.out, "X-Frame-Options: DENY\r\nConnection: keep-alive\r\n\r\n6"),
+              "no admin defaults on a streamed answer");
+    fconn *fs[] = {&f};
+    teardown(a, fs, 1);
+}
+
+/* With a length: the bytes as they are; Connection: close ends the connection after them;
+ * an aborted stream closes at once, without a last chunk. */
+Test(admin_http, streamed_answer_with_length_and_abort) {
+    gp_admin *a = server(NULL);
+    gp_admin_route(a, "/slow", 0, later, NULL);
+    fconn f = {0};
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+    held = NULL;
+    feed(&f, "GET /slow HTTP/1.1\r\nConnection: close\r\n\r\n");
+    gp_admin_stream_start(held, 200, NULL, 3);
+    gp_admin_stream_data(held, "abc", 3);
+    gp_admin_stream_end(held);
+    cr_assert(strstr(f.out, "Content-Length: 3\r\nConnection: close\r\n\r\nabc"), "%s", f.out);
+    flush(&f);
+    cr_assert(f.closed || f.shut, "closed after the answer");
+    gp_admin_released(f.c);
+
+    fconn g = {0};
+    g.c = gp_admin_accepted(a, &g, "127.0.0.1", 10);
+    held = NULL;
+    feed(&g, "GET /slow HTTP/1.1\r\n\r\n");
+    gp_admin_stream_start(held, 200, NULL, -1);
+    gp_admin_stream_data(held, "part", 4);
+    gp_admin_stream_abort(held);
+    cr_assert(g.closed);
+    cr_assert_null(strstr(g.out, "0\r\n\r\n"), "an aborted stream must not look complete");
+    gp_admin_released(g.c);
+    gp_admin_shutdown(a);
+    gp_admin_unref(a);
+    cr_assert_eq(done_called, 1);
+}
+
+static const gp_http_request *last_req;
+static void take(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)ud;
+    last_req = req;
+    gp_admin_reply(call, 200, "text/plain", NULL, req->body, req->body_len);
+}
+
+/* Expect: 100-continue is answered 100 Continue once the headers are in (with continue_100,
+ * as the front door sets it), then the body and the answer follow; without the flag (the
+ * admin port) nothing changes: no interim answer. */
+Test(admin_http, expect_100_continue_when_asked_for) {
+    for (int on = 0; on <= 1; on++) {
+        gp_admin_cfg cfg = {.continue_100 = on};
+        gp_admin *a = server(&cfg);
+        gp_admin_route(a, "/up", 0, take, NULL);
+        fconn f = {0};
+        f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+        feed(&f, "POST /up HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 4\r\n\r\n");
+        if (on)
+            cr_assert_str_eq(f.out, "HTTP/1.1 100 Continue\r\n\r\n");
+        else
+            cr_assert_eq(f.outlen, 0, "%s", f.out);
+        feed(&f, "ab");
+        cr_assert(on ? f.outlen == 25 : f.outlen == 0, "100 Continue once: %s", f.out);
+        feed(&f, "cd");
+        cr_assert(strstr(f.out, "HTTP/1.1 200 OK\r\n"), "%s", f.out);
+        cr_assert(strstr(f.out, "\r\n\r\nabcd"), "%s", f.out);
+        /* the next request without Expect gets no interim answer */
+        size_t before = f.outlen;
+        feed(&f, "POST /up HTTP/1.1\r\nContent-Length: 1\r\n\r\n");
+        cr_assert_eq(f.outlen, before);
+        feed(&f, "x");
+        cr_assert(!strstr(f.out + before, "100 Continue"), "%s", f.out + before);
+        fconn *fs[] = {&f};
+        teardown(a, fs, 1);
+    }
+}

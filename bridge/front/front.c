@@ -1,0 +1,772 @@
+/* front.c — the bridge's HTTP front door (front.h, README.md "The HTTP front door"). I/O side:
+ * the HTTP server is the admin port's sans-I/O core (proto/admin_http.h, with its streamed
+ * answers) on its libuv adapter; the pure parts are froute.c.
+ *
+ * A request: route (404), token (401/403/429), one XADD of the public contract on the
+ * bridge's Redis connection, then the reply key read with XREAD BLOCK on a reader connection
+ * of the front door's own pool (one request a reader at a time, so a blocked read never
+ * delays another; requests wait in a queue when all are busy), each entry written to the
+ * client as it arrives: one entry with Content-Length, several as chunks. */
+#include "front.h"
+#include "../log.h"
+#include "../store/rkeys.h"
+#include "adapters/uv_admin.h"
+#include "conf.h"
+#include "front_tls.h"
+#include "froute.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FR_MAX_READERS 256     /* reader connections; more requests wait for one */
+#define FR_WAIT_GRACE_MS 10000 /* past the deadline: the holder's or the janitor's 504 is due */
+#define FR_TOKEN_FILE_MAX (1u << 20)
+#define FR_MAX_TIMEOUT_MS 86400000LL
+
+typedef struct fr_req fr_req;
+
+typedef struct fr_reader {
+    br_front *f;
+    br_redis *r;
+    fr_req *busy;
+} fr_reader;
+
+struct fr_req {
+    fr_req *next; /* the wait queue */
+    br_front *f;
+    gp_admin_call *call; /* NULL once answered */
+    fr_reader *rd;
+    char key[GP_KEY_MAX];
+    char last[64];
+    char house[FR_HOUSE_MAX + 1];
+    uint64_t t0, wait_until;
+    int status, started;
+    int head; /* a HEAD request: the upstream's Content-Length is the answer's */
+    int refs; /* the XADD's answer and the read chain: freed when both are over */
+};
+
+struct br_front {
+    br_front_cfg cfg;
+    br_redis_strs strs;
+    char *prefix, *domain;
+    gp_admin *srv;
+    int port, stopping, tls;
+    fr_tokens tokens;
+    gp_authlimit *limit;
+    fr_reader *readers[FR_MAX_READERS];
+    unsigned nreaders, inflight, nwait;
+    fr_req *wait_head, *wait_tail;
+    gp_metric *m_req, *m_auth, *m_inflight;
+};
+
+int br_front_loopback(const char *addr) {
+    unsigned char b[16];
+    if (!addr || strcmp(addr, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, addr, b) == 1)
+        return b[0] == 127;
+    static const unsigned char one[16] = {[15] = 1};
+    return inet_pton(AF_INET6, addr, b) == 1 && memcmp(b, one, 16) == 0;
+}
+
+int br_front_port(const br_front *f) {
+    return f ? f->port : -1;
+}
+
+/* --- answering ------------------------------------------------------------------------------ */
+
+static void count(br_front *f, int status) {
+    static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    if (f->m_req && status >= 100 && status < 600)
+        gp_metric_inc(f->m_req, cls[status / 100 - 1]);
+}
+
+static void front_free(br_front *f) {
+    for (unsigned i = 0; i < f->nreaders; i++)
+        free(f->readers[i]);
+    fr_tokens_free(&f->tokens);
+    gp_authlimit_free(f->limit);
+    br_redis_strs_free(&f->strs);
+    free(f->prefix);
+    free(f->domain);
+    free(f);
+}
+
+static void error_reply(br_front *f, gp_admin_call *call, int status, const char *code,
+                        const char *msg, const char *extra) {
+    size_t len = 0;
+    char *body = gp_admin_error_json(code, msg, &len);
+    gp_admin_reply(call, status, "application/json", extra, body ? body : "", body ? len : 0);
+    free(body);
+    count(f, status);
+}
+
+static void pump(br_front *f);
+
+/* One of the request's two holders let go (the XADD's answer came, or its read chain
+ * ended); the last frees it, and a stopping front door with its last request. */
+static void req_unref(fr_req *rq) {
+    if (--rq->refs > 0)
+        return;
+    br_front *f = rq->f;
+    f->inflight--;
+    if (f->m_inflight)
+        gp_metric_set(f->m_inflight, NULL, f->inflight);
+    br_log(BR_LOG_DEBUG, "http_request", "house=%s status=%d ms=%llu", rq->house, rq->status,
+           (unsigned long long)(uv_now(f->cfg.loop) - rq->t0));
+    free(rq);
+    if (f->stopping && f->inflight == 0)
+        front_free(f);
+}
+
+/* The read chain is over (answered, or its client gone): the reader goes back to the pool. */
+static void req_done(fr_req *rq) {
+    br_front *f = rq->f;
+    if (rq->call) { /* not answered yet: the client is gone or the front door stops */
+        error_reply(f, rq->call, 503, "unavailable", "the front door is stopping", NULL);
+        rq->call = NULL;
+    }
+    if (rq->rd)
+        rq->rd->busy = NULL;
+    rq->rd = NULL;
+    int stopping = f->stopping;
+    req_unref(rq);
+    if (!stopping)
+        pump(f);
+}
+
+static void answer_error(fr_req *rq, int status, const char *code, const char *msg) {
+    rq->status = status;
+    if (rq->call && !rq->started)
+        error_reply(rq->f, rq->call, status, code, msg, NULL);
+    else if (rq->call)
+        gp_admin_stream_abort(rq->call); /* mid-stream: the client sees it cut short */
+    rq->call = NULL;
+    req_done(rq);
+}
+
+/* --- the reply: entries -> HTTP -------------------------------------------------------------- */
+
+typedef struct fr_entry {
+    const redisReply *status, *headers, *body, *final, *error, *message;
+} fr_entry;
+
+static int field_is(const redisReply *k, const char *name) {
+    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
+           memcmp(k->str, name, k->len) == 0;
+}
+
+static void entry_fields(const redisReply *kv, fr_entry *e) {
+    memset(e, 0, sizeof *e);
+    if (kv->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        const redisReply *k = kv->element[i], *v = kv->element[i + 1];
+        if (v->type != REDIS_REPLY_STRING)
+            continue;
+        if (field_is(k, "status"))
+            e->status = v;
+        else if (field_is(k, "headers"))
+            e->headers = v;
+        else if (field_is(k, "body"))
+            e->body = v;
+        else if (field_is(k, "final"))
+            e->final = v;
+        else if (field_is(k, "error"))
+            e->error = v;
+        else if (field_is(k, "message"))
+            e->message = v;
+    }
+}
+
+/* The upstream's headers (the reply's JSON object) as header lines, without hop-by-hop ones
+ * and without the framing the front door sets itself (its Content-Length into *clen, -1 when
+ * absent). malloc'd. */
+static char *header_lines(const redisReply *hj, long long *clen) {
+    *clen = -1;
+    json_t *h = hj ? json_loadb(hj->str, hj->len, 0, NULL) : NULL;
+    size_t cap = 64, n = 0;
+    char *out = malloc(cap);
+    if (!out) {
+        json_decref(h);
+        return NULL;
+    }
+    out[0] = '\0';
+    const char *conn =
+        json_is_object(h) ? json_string_value(json_object_get(h, "connection")) : NULL;
+    const char *name;
+    json_t *v;
+    if (json_is_object(h))
+        json_object_foreach(h, name, v) {
+            const char *s = json_string_value(v);
+            if (s && strcmp(name, "content-length") == 0 && *s >= '0' && *s <= '9')
+                *clen = strtoll(s, NULL, 10);
+            if (!s || fr_hop_by_hop(name, conn) || strcmp(name, "content-length") == 0 ||
+                !fr_header_ok(name, s))
+                continue;
+            size_t need = n + strlen(name) + strlen(s) + 5;
+            if (need > cap) {
+                char *p = realloc(out, need * 2);
+                if (!p)
+                    break;
+                out = p;
+                cap = need * 2;
+            }
+            n += (size_t)sprintf(out + n, "%s: %s\r\n", name, s);
+        }
+    json_decref(h);
+    return out;
+}
+
+static int is_final(const fr_entry *e) {
+    return e->final && e->final->len == 1 && e->final->str[0] == '1';
+}
+
+/* One entry of the reply: 1 when it was the final one. */
+static int on_entry(fr_req *rq, const fr_entry *e) {
+    int final = is_final(e);
+    if (!rq->call) /* client gone: read on to the end only to stop at it */
+        return final;
+    if (!rq->started) {
+        int status = e->status ? atoi(e->status->str) : 502;
+        if (status < 100 || status > 599)
+            status = 502;
+        rq->status = status;
+        if (e->error) {
+            char code[64], msg[512];
+            snprintf(code, sizeof code, "%.*s", (int)e->error->len, e->error->str);
+            snprintf(msg, sizeof msg, "%.*s", e->message ? (int)e->message->len : 0,
+                     e->message ? e->message->str : "");
+            error_reply(rq->f, rq->call, status, code, msg, NULL);
+            rq->call = NULL;
+            return 1;
+        }
+        long long clen;
+        char *lines = header_lines(e->headers, &clen);
+        long long len = final ? (long long)(e->body ? e->body->len : 0) : -1;
+        rq->started = 1;
+        gp_admin_stream_start(rq->call, status, lines ? lines : "",
+                              rq->head && clen >= 0 ? clen : len);
+        free(lines);
+        count(rq->f, status);
+    }
+    if (e->body && e->body->len)
+        gp_admin_stream_data(rq->call, e->body->str, e->body->len);
+    if (final) {
+        gp_admin_stream_end(rq->call);
+        rq->call = NULL;
+    }
+    return final;
+}
+
+static int issue_read(fr_req *rq);
+
+/* The reader cannot read for rq now: rq goes back to the head of the line (the reply waits
+ * in Redis), to be taken by the next reader that is up. */
+static void requeue(fr_req *rq) {
+    br_front *f = rq->f;
+    rq->rd->busy = NULL;
+    rq->rd = NULL;
+    rq->next = f->wait_head;
+    f->wait_head = rq;
+    if (!f->wait_tail)
+        f->wait_tail = rq;
+    f->nwait++;
+}
+
+static void on_read(redisReply *r, void *ud) {
+    fr_req *rq = ud;
+    br_front *f = rq->f;
+    if (!r) { /* the reader's connection is lost (or stopping) */
+        if (f->stopping) {
+            answer_error(rq, 503, "unavailable", "the front door is stopping");
+            return;
+        }
+        requeue(rq);
+        pump(f);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        br_logr(BR_LOG_WARN, "http_read_failed", "house=%s error=%s", rq->house,
+                br_q(r->str, r->len));
+        answer_error(rq, 503, "unavailable", "reading the reply from Redis failed");
+        return;
+    }
+    /* [[key, [[id, [field, value, ...]], ...]]], or nil when the block timed out */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        const redisReply *es = r->element[0]->element[1];
+        for (size_t i = 0; es->type == REDIS_REPLY_ARRAY && i < es->elements; i++) {
+            const redisReply *en = es->element[i];
+            if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+                en->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            snprintf(rq->last, sizeof rq->last, "%.*s", (int)en->element[0]->len,
+                     en->element[0]->str);
+            fr_entry e;
+            entry_fields(en->element[1], &e);
+            if (on_entry(rq, &e)) {
+                req_done(rq);
+                return;
+            }
+        }
+    }
+    issue_read(rq);
+}
+
+/* The next XREAD of rq's reply; -1 when it could not be sent (rq is back in the queue). */
+static int issue_read(fr_req *rq) {
+    br_front *f = rq->f;
+    uint64_t now = uv_now(f->cfg.loop);
+    if (rq->call && gp_admin_call_gone(rq->call)) {
+        gp_admin_reply(rq->call, 499, NULL, NULL, NULL, 0); /* dropped: only frees the call */
+        rq->call = NULL;
+    }
+    if (!rq->call) {
+        req_done(rq);
+        return 0;
+    }
+    if (now >= rq->wait_until) {
+        answer_error(rq, 504, "timeout", "no reply came by the deadline");
+        return 0;
+    }
+    uint64_t block = rq->wait_until - now, cap = f->cfg.redis_timeout_ms / 2;
+    if (block > cap)
+        block = cap ? cap : 1;
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "XREAD");
+    br_args_str(&a, "COUNT");
+    br_args_str(&a, "64");
+    br_args_str(&a, "BLOCK");
+    br_args_u64(&a, block);
+    br_args_str(&a, "STREAMS");
+    br_args_str(&a, rq->key);
+    br_args_str(&a, rq->last);
+    if (br_redis_cmd(rq->rd->r, on_read, rq, &a) == 0)
+        return 0;
+    requeue(rq); /* not connected: its reconnection (reader_up) pumps again */
+    return -1;
+}
+
+/* --- reader pool ------------------------------------------------------------------------------ */
+
+static void reader_up(br_redis *r) {
+    fr_reader *rd = br_redis_ud(r);
+    pump(rd->f);
+}
+
+static fr_reader *reader_new(br_front *f) {
+    fr_reader *rd = calloc(1, sizeof *rd);
+    if (!rd)
+        return NULL;
+    rd->f = f;
+    br_redis_cfg rc = {.name = "http",
+                       .host = f->strs.host,
+                       .port = f->cfg.rport,
+                       .db = f->cfg.rdb,
+                       .user = f->strs.user,
+                       .pass = f->strs.pass,
+                       .tls = f->cfg.rtls,
+                       .timeout_ms = f->cfg.redis_timeout_ms,
+                       .on_up = reader_up,
+                       .ud = rd};
+    if (!(rd->r = br_redis_new(f->cfg.loop, &rc))) {
+        free(rd);
+        return NULL;
+    }
+    f->readers[f->nreaders++] = rd;
+    return rd;
+}
+
+/* Hands waiting requests to idle connected readers, and opens as many readers more as there
+ * are requests waiting beyond those connecting (each takes the next waiting request once it
+ * is up). */
+static void pump(br_front *f) {
+    while (f->wait_head && !f->stopping) {
+        fr_reader *idle = NULL;
+        unsigned connecting = 0;
+        for (unsigned i = 0; i < f->nreaders && !idle; i++) {
+            fr_reader *rd = f->readers[i];
+            if (!rd->busy && br_redis_ready(rd->r))
+                idle = rd;
+            else if (!rd->busy)
+                connecting++;
+        }
+        if (!idle) {
+            while (connecting++ < f->nwait && f->nreaders < FR_MAX_READERS && reader_new(f))
+                ;
+            return;
+        }
+        fr_req *rq = f->wait_head;
+        f->wait_head = rq->next;
+        if (!f->wait_head)
+            f->wait_tail = NULL;
+        f->nwait--;
+        rq->next = NULL;
+        rq->rd = idle;
+        idle->busy = rq;
+        if (issue_read(rq) != 0)
+            return;
+    }
+}
+
+static void enqueue(fr_req *rq) {
+    br_front *f = rq->f;
+    rq->next = NULL;
+    if (f->wait_tail)
+        f->wait_tail->next = rq;
+    else
+        f->wait_head = rq;
+    f->wait_tail = rq;
+    f->nwait++;
+    pump(f);
+}
+
+/* The XADD's answer. Its reply is being read already (the read was sent with it, not after
+ * it: one Redis round trip less a request); a refused XADD answers 503, and the read chain
+ * ends at its next turn, finding the call answered. */
+static void on_xadd(redisReply *r, void *ud) {
+    fr_req *rq = ud;
+    if (!rq->f->stopping && (!r || r->type == REDIS_REPLY_ERROR)) {
+        br_logr(BR_LOG_WARN, "http_xadd_failed", "house=%s error=%s", rq->house,
+                r ? br_q(r->str, r->len) : "\"no answer\"");
+        if (rq->call && !rq->started) {
+            rq->status = 503;
+            error_reply(rq->f, rq->call, 503, "unavailable", "Redis did not take the request",
+                        NULL);
+            rq->call = NULL;
+        }
+    }
+    req_unref(rq);
+}
+
+/* --- the request: HTTP -> one entry of the contract ------------------------------------------ */
+
+/* The request's headers for the contract: hop-by-hop ones, Host, the front door's own
+ * (Authorization when it checked a token, X-Gp-Timeout-Ms) and Content-Length left out;
+ * X-Forwarded-For/-Proto/-Host added. NULL: a value that is not UTF-8 (or out of memory). */
+static char *headers_json(const br_front *f, const gp_http_request *req, const char *ip) {
+    json_t *h = json_object();
+    const char *conn = gp_http_header_get(req, "connection");
+    int ok = h != NULL;
+    for (size_t i = 0; ok && i < req->nheaders; i++) {
+        const char *n = req->headers[i].name, *v = req->headers[i].value;
+        if (fr_hop_by_hop(n, conn) || strcmp(n, "host") == 0 || strcmp(n, "content-length") == 0 ||
+            strcmp(n, "x-gp-timeout-ms") == 0 || strcmp(n, "expect") == 0 ||
+            (!f->cfg.public_ && strcmp(n, "authorization") == 0) ||
+            strncmp(n, "x-forwarded-", 12) == 0)
+            continue;
+        json_t *old = json_object_get(h, n);
+        json_t *s;
+        if (old) {
+            size_t need = strlen(json_string_value(old)) + strlen(v) + 3;
+            char *j = malloc(need);
+            if (!j) {
+                ok = 0;
+                break;
+            }
+            snprintf(j, need, "%s, %s", json_string_value(old), v);
+            s = json_string(j);
+            free(j);
+        } else {
+            s = json_string(v);
+        }
+        ok = s && json_object_set_new(h, n, s) == 0;
+    }
+    const char *xff = gp_http_header_get(req, "x-forwarded-for");
+    const char *host = gp_http_header_get(req, "host");
+    char fwd[1024];
+    snprintf(fwd, sizeof fwd, "%s%s%s", xff ? xff : "", xff ? ", " : "", ip);
+    if (ok)
+        ok = json_object_set_new(h, "x-forwarded-for", json_string(fwd)) == 0 &&
+             json_object_set_new(h, "x-forwarded-proto", json_string(f->tls ? "https" : "http")) ==
+                 0 &&
+             (!host || json_object_set_new(h, "x-forwarded-host", json_string(host)) == 0);
+    char *out = ok ? json_dumps(h, JSON_COMPACT) : NULL;
+    json_decref(h);
+    return out;
+}
+
+/* The front door's token check: 0 to go on, or answered (-1). */
+static int authorize(br_front *f, gp_admin_call *call, const gp_http_request *req,
+                     const fr_route *rt) {
+    static const char challenge[] = "WWW-Authenticate: Bearer realm=\"ghostport\"\r\n"
+                                    "WWW-Authenticate: Basic realm=\"ghostport\"\r\n";
+    if (f->cfg.public_)
+        return 0;
+    const char *ip = gp_admin_call_ip(call);
+    gp_str addr = {(const uint8_t *)ip, strlen(ip)};
+    gp_str house = {(const uint8_t *)rt->house, strlen(rt->house)};
+    uint64_t now = uv_now(f->cfg.loop);
+    char tok[512];
+    const char *reason = NULL;
+    int status = 0;
+    if (!gp_authlimit_allow_addr(f->limit, addr, now)) {
+        reason = "rate_limited", status = 429;
+    } else if (fr_auth_token(gp_http_header_get(req, "authorization"), tok, sizeof tok) != 0) {
+        reason = "missing", status = 401;
+    } else if (!gp_authlimit_take(f->limit, addr, house, now)) {
+        reason = "rate_limited", status = 429;
+    } else {
+        int rc = fr_tokens_check(&f->tokens, tok, strlen(tok), rt->house, rt->service);
+        if (rc == FR_AUTH_OK)
+            gp_authlimit_refund(f->limit, addr, house, now);
+        reason = rc == FR_AUTH_OK ? NULL : rc == FR_AUTH_FORBIDDEN ? "forbidden" : "unknown";
+        status = rc == FR_AUTH_OK ? 0 : rc == FR_AUTH_FORBIDDEN ? 403 : 401;
+    }
+    sodium_memzero(tok, sizeof tok);
+    if (!reason)
+        return 0;
+    if (f->m_auth)
+        gp_metric_inc(f->m_auth, reason);
+    br_logr(BR_LOG_WARN, "http_auth_failed", "addr=%s house=%s reason=%s", br_qs(ip), rt->house,
+            reason);
+    if (status == 429)
+        error_reply(f, call, 429, "rate_limited",
+                    "too many failed attempts from this address; "
+                    "wait a minute",
+                    "Retry-After: 60\r\n");
+    else if (status == 403)
+        error_reply(f, call, 403, "forbidden", "this token does not reach that house or service",
+                    NULL);
+    else
+        error_reply(f, call, 401, "unauthorized",
+                    reason[0] == 'm' ? "a token is needed (Authorization: Bearer TOKEN)"
+                                     : "unknown token",
+                    challenge);
+    return -1;
+}
+
+/* X-Gp-Timeout-Ms, or the default: 1..86400000, else -1. */
+static long long timeout_of(const br_front *f, const gp_http_request *req) {
+    const char *v = gp_http_header_get(req, "x-gp-timeout-ms");
+    if (!v)
+        return f->cfg.timeout_ms;
+    char *end;
+    long long t = strtoll(v, &end, 10);
+    return *v >= '0' && *v <= '9' && *end == '\0' && t >= 1 && t <= FR_MAX_TIMEOUT_MS ? t : -1;
+}
+
+static int submit(br_front *f, fr_req *rq, const gp_http_request *req, const fr_route *rt,
+                  long long timeout, const char *headers) {
+    uint8_t rnd[16];
+    char id[33], reqkey[GP_KEY_MAX];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(id, sizeof id, rnd, sizeof rnd);
+    if (gp_key_req(reqkey, f->prefix, rt->house) < 0 || gp_key_reply(rq->key, f->prefix, id) < 0)
+        return -1;
+    br_args a;
+    br_args_init(&a);
+    const char *fixed[] = {"XADD",    reqkey,  "MAXLEN", "~",         "10000", "*",
+                           "id",      id,      "method", req->method, "path",  rt->path,
+                           "headers", headers, "reply",  rq->key};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        br_args_str(&a, fixed[i]);
+    br_args_str(&a, "timeout_ms");
+    br_args_u64(&a, (uint64_t)timeout);
+    br_args_str(&a, "body");
+    br_args_bin(&a, req->body ? (const void *)req->body : "", req->body_len);
+    if (rt->service[0]) {
+        br_args_str(&a, "service");
+        br_args_str(&a, rt->service);
+    }
+    return br_db_cmd(f->cfg.db, on_xadd, rq, &a);
+}
+
+static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    br_front *f = ud;
+    if (f->stopping) {
+        error_reply(f, call, 503, "unavailable", "the bridge is stopping", NULL);
+        return;
+    }
+    fr_route rt;
+    const char *why;
+    if (fr_route_parse(req->target, gp_http_header_get(req, "host"), f->domain, &rt, &why) != 0) {
+        error_reply(f, call, 404, "not_found", why, NULL);
+        return;
+    }
+    long long timeout = timeout_of(f, req);
+    char *headers = NULL;
+    if (authorize(f, call, req, &rt) != 0) {
+        fr_route_clear(&rt);
+        return;
+    }
+    if (timeout < 0) {
+        error_reply(f, call, 400, "bad_request", "X-Gp-Timeout-Ms must be 1..86400000", NULL);
+    } else if (!(headers = headers_json(f, req, gp_admin_call_ip(call)))) {
+        error_reply(f, call, 400, "bad_request", "a header value is not UTF-8", NULL);
+    } else {
+        fr_req *rq = calloc(1, sizeof *rq);
+        if (rq) {
+            rq->f = f;
+            rq->call = call;
+            rq->refs = 2;
+            rq->head = strcmp(req->method, "HEAD") == 0;
+            rq->t0 = uv_now(f->cfg.loop);
+            rq->wait_until = rq->t0 + (uint64_t)timeout + FR_WAIT_GRACE_MS;
+            snprintf(rq->last, sizeof rq->last, "0-0");
+            snprintf(rq->house, sizeof rq->house, "%s", rt.house);
+            f->inflight++;
+            if (f->m_inflight)
+                gp_metric_set(f->m_inflight, NULL, f->inflight);
+        }
+        if (!rq || submit(f, rq, req, &rt, timeout, headers) != 0) {
+            if (rq) {
+                rq->call = NULL;
+                f->inflight--;
+                free(rq);
+            }
+            error_reply(f, call, 503, "unavailable", "Redis is not connected", NULL);
+        } else {
+            enqueue(rq);
+        }
+    }
+    free(headers);
+    fr_route_clear(&rt);
+}
+
+/* --- start, stop -------------------------------------------------------------------------------
+ */
+
+static void front_log(int level, const char *event, const char *kv) {
+    if (level <= BR_LOG_WARN)
+        br_logr(level, event, "%s", kv);
+    else
+        br_log(level, event, "%s", kv);
+}
+
+static int load_tokens(br_front *f, char *err, size_t errlen) {
+    char why[256];
+    if (gp_conf_secret_file_ok(f->cfg.token_file, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--http-token-file: %s", why);
+        return -1;
+    }
+    size_t len = 0;
+    char *text = gp_read_file(f->cfg.token_file, FR_TOKEN_FILE_MAX, &len, why, sizeof why);
+    if (!text) {
+        snprintf(err, errlen, "--http-token-file: %s", why);
+        return -1;
+    }
+    int rc = fr_tokens_parse(text, len, &f->tokens, why, sizeof why);
+    sodium_memzero(text, len);
+    free(text);
+    if (rc != 0)
+        snprintf(err, errlen, "--http-token-file %s: %s", f->cfg.token_file, why);
+    else if (f->tokens.n == 0 && (rc = -1) != 0)
+        snprintf(err, errlen, "--http-token-file %s: no token in it", f->cfg.token_file);
+    return rc;
+}
+
+static int check_cfg(const br_front_cfg *c, char *err, size_t errlen) {
+    const char *bind = c->bind && *c->bind ? c->bind : "127.0.0.1";
+    int tls = c->cert && *c->cert && c->key && *c->key;
+    if (!tls && !br_front_loopback(bind) && !c->insecure) {
+        snprintf(err, errlen,
+                 "--http-bind %s is not a loopback address and the front door would speak plain "
+                 "HTTP: give it a certificate (--http-tls, with --http-cert/--http-key or the "
+                 "bridge's --tls-cert/--tls-key), or pass --http-insecure behind a TLS proxy, "
+                 "or bind to 127.0.0.1",
+                 bind);
+        return -1;
+    }
+    int has_file = c->token_file && *c->token_file;
+    if (!has_file && !c->public_) {
+        snprintf(err, errlen,
+                 "--http-listen needs --http-token-file FILE (lines TOKEN HOUSE-GLOB "
+                 "[SERVICE-GLOB]) or, for open access, --http-public");
+        return -1;
+    }
+    if (has_file && c->public_) {
+        snprintf(err, errlen, "--http-token-file and --http-public exclude each other");
+        return -1;
+    }
+    return 0;
+}
+
+static void metrics_init(br_front *f) {
+    if (!f->cfg.reg)
+        return;
+    f->m_req = gp_metrics_counter(f->cfg.reg, "gp_bridge_http_requests_total",
+                                  "front door HTTP requests answered, by status class", "class");
+    f->m_auth = gp_metrics_counter(f->cfg.reg, "gp_bridge_http_auth_failures_total",
+                                   "front door requests refused by the token check", "reason");
+    f->m_inflight = gp_metrics_gauge(f->cfg.reg, "gp_bridge_http_inflight",
+                                     "front door requests waiting for their reply", NULL);
+}
+
+br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
+    if (check_cfg(cfg, err, errlen) != 0)
+        return NULL;
+    br_front *f = calloc(1, sizeof *f);
+    if (!f || !(f->prefix = strdup(cfg->prefix)) ||
+        !(f->domain = strdup(cfg->domain ? cfg->domain : "")) ||
+        br_redis_strs_dup(&f->strs, cfg->rhost, NULL, cfg->ruser, cfg->rpass) != 0 ||
+        !(f->limit = gp_authlimit_new(&cfg->auth_limit))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    f->cfg = *cfg;
+    if (cfg->token_file && *cfg->token_file && load_tokens(f, err, errlen) != 0)
+        goto fail;
+    gp_admin_cfg ac = {.bind = cfg->bind,
+                       .port = cfg->port,
+                       .any_host = 1,
+                       .continue_100 = 1,
+                       .max_conns = 1024,
+                       .max_per_addr = 1024,
+                       .request_ms = 30000,
+                       .max_body = (size_t)cfg->max_body,
+                       .log = front_log};
+    f->tls = cfg->cert && *cfg->cert && cfg->key && *cfg->key;
+    if (f->tls) {
+        if (!(f->srv = br_front_tls_new(cfg->loop, &ac, cfg->cert, cfg->key, err, errlen)))
+            goto fail;
+    } else if (!(f->srv = gp_admin_new(cfg->loop, &ac))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    gp_admin_route(f->srv, "/", 1, on_request, f);
+    if ((f->port = f->tls ? br_front_tls_listen(f->srv) : gp_admin_listen(f->srv)) < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind ? cfg->bind : "127.0.0.1",
+                 cfg->port, uv_strerror(f->port));
+        f->tls ? br_front_tls_close(f->srv) : gp_admin_close(f->srv);
+        goto fail;
+    }
+    metrics_init(f);
+    br_log(BR_LOG_INFO, "listening", "transport=http port=%d bind=%s tls=%d auth=%s domain=%s",
+           f->port, br_qs(cfg->bind ? cfg->bind : "127.0.0.1"), f->tls,
+           cfg->public_ ? "public" : "token", br_qs(f->domain));
+    return f;
+fail:
+    if (f)
+        front_free(f);
+    return NULL;
+}
+
+void br_front_stop(br_front *f) {
+    if (!f || f->stopping)
+        return;
+    f->stopping = 1;
+    f->inflight++; /* held until the end of this call: a request ending here frees nothing */
+    f->tls ? br_front_tls_close(f->srv) : gp_admin_close(f->srv);
+    f->srv = NULL;
+    while (f->wait_head) {
+        fr_req *rq = f->wait_head;
+        f->wait_head = rq->next;
+        f->nwait--;
+        answer_error(rq, 503, "unavailable", "the front door is stopping");
+    }
+    f->wait_tail = NULL;
+    for (unsigned i = 0; i < f->nreaders; i++) { /* their reads end with NULL: req_done */
+        br_redis *r = f->readers[i]->r;
+        f->readers[i]->r = NULL;
+        br_redis_free(r);
+    }
+    if (--f->inflight == 0)
+        front_free(f);
+}

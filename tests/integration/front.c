@@ -1,0 +1,459 @@
+/* front.c — the bridge's HTTP front door (bridge/front/, README.md "The HTTP front door") as a
+ * user meets it: curl against a real bridge (--http-listen 0) with a real house, upstream
+ * (tests/upstream.py) and redis-server on loopback. GET and POST through to the upstream with
+ * headers and body intact, a named service, Host routing, 404s, the token file (401 with a
+ * challenge, 403 outside the globs, Bearer and Basic, failures rate-limited), a house nobody
+ * holds (the janitor's 504 with its JSON body), a 5 MiB reply streamed chunked and whole, a
+ * body over --max-body (413), the metrics, and a request in flight while the bridge holding
+ * the house is killed with kill -9 (answered all the same: the contract's guarantee). */
+#include "../harness/world.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(front, .init = h_init, .fini = h_fini, .timeout = 150);
+
+#define TOKEN "front-door-token-farm-0123"
+#define TOKEN_OTHER "front-door-token-other-4567"
+
+/* The front door's port a bridge logged (event=listening transport=http), or 0. */
+static int http_port(const h_proc *p) {
+    if (!h_wait_log(p, "transport=http port=", 10000))
+        return 0;
+    char *s = h_read_file(p->log, NULL);
+    const char *q = s ? strstr(s + p->log_off, "transport=http port=") : NULL;
+    int port = q ? atoi(q + strlen("transport=http port=")) : 0;
+    free(s);
+    return port;
+}
+
+typedef struct resp {
+    int status;
+    char *headers, *body;
+    size_t body_len;
+} resp;
+
+/* curl -sS -D- with args (NULL-terminated) against http://127.0.0.1:port<path>. */
+static void curl(resp *r, int port, const char *path, const char *const *args) {
+    char url[512], hdr_path[600];
+    if (strncmp(path, "https://", 8) == 0)
+        snprintf(url, sizeof url, "%s", path); /* a whole URL */
+    else
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    snprintf(hdr_path, sizeof hdr_path, "%s", h_path("curl.headers"));
+    const char *argv[32] = {"/usr/bin/curl", "-sS", "--max-time", "30", "-D", hdr_path, "-o", "-"};
+    int n = 8;
+    for (int i = 0; args && args[i] && n < 30; i++)
+        argv[n++] = args[i];
+    argv[n++] = url;
+    argv[n] = NULL;
+    memset(r, 0, sizeof *r);
+    char *err = NULL;
+    int rc = h_run(argv, 40000, &r->body, &r->body_len, &err);
+    cr_assert_eq(rc, 0, "curl %s failed (%d): %s", url, rc, err ? err : "");
+    free(err);
+    r->headers = h_read_file(hdr_path, NULL);
+    cr_assert_not_null(r->headers);
+    r->status = atoi(r->headers + strlen("HTTP/1.1 "));
+}
+
+static void resp_free(resp *r) {
+    free(r->headers);
+    free(r->body);
+}
+
+/* Header lookup in curl's dump (case-insensitive name, static value), or NULL. */
+static const char *hdr(const resp *r, const char *name) {
+    static char v[512];
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : "") {
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *s = p + nl + 1;
+            while (*s == ' ')
+                s++;
+            size_t l = strcspn(s, "\r\n");
+            snprintf(v, sizeof v, "%.*s", (int)l, s);
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static h_world W;
+static int P;
+
+static void public_world(const char *const *extra_bridge) {
+    const char *bx[16] = {"--http-listen", "0", "--http-public", "--reply-chunk", "1048576"};
+    int n = 5;
+    for (int i = 0; extra_bridge && extra_bridge[i]; i++)
+        bx[n++] = extra_bridge[i];
+    char svc[128];
+    /* the house's named upstream "alt" is the same upstream (the echo shows which path) */
+    h_world_up(&W, NULL, bx, NULL);
+    snprintf(svc, sizeof svc, "alt=%s", W.up_url);
+    const char *hx[] = {"--service", svc, NULL};
+    W.house = h_house_up(&W, "farm-1", W.secret, hx);
+    P = http_port(W.bridge);
+    cr_assert(P, "the bridge logged no front door port");
+}
+
+Test(front, get_post_service_and_404) {
+    public_world(NULL);
+    resp r;
+    const char *get[] = {"-H", "X-Test: hello", NULL};
+    curl(&r, P, "/h/farm-1/echo?x=1", get);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "method"), "GET");
+    cr_assert_str_eq(h_json_str(r.body, "path"), "/echo");
+    cr_assert(strstr(r.body, "\"x-test\": \"hello\"") || strstr(r.body, "\"x-test\":\"hello\""),
+              "%s", r.body);
+    cr_assert(strstr(r.body, "x-forwarded-for"), "%s", r.body);
+    cr_assert(strstr(r.body, "\"x\": \"1\"") || strstr(r.body, "\"x\":\"1\""), "%s", r.body);
+    cr_assert_not_null(hdr(&r, "content-length"), "a one-entry reply has a length");
+    resp_free(&r);
+
+    const char *post[] = {
+        "-X", "POST", "--data-binary", "0123456789", "-H", "Content-Type: text/plain", NULL};
+    curl(&r, P, "/h/farm-1/echo", post);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(h_json_str(r.body, "method"), "POST");
+    cr_assert_eq(h_json_int(r.body, "body_len"), 10, "%s", r.body);
+    resp_free(&r);
+
+    /* 1 MiB of binary (curl asks Expect: 100-continue first): the upstream sees every byte */
+    uint8_t *big = h_prandom(1 << 20, "up");
+    const char *bf = h_path("front.upload");
+    FILE *fp = fopen(bf, "wb");
+    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
+    fclose(fp);
+    char sum[65], at[600];
+    h_sha256_hex(big, 1 << 20, sum);
+    free(big);
+    snprintf(at, sizeof at, "@%s", bf);
+    const char *upload[] = {"--data-binary", at, NULL};
+    curl(&r, P, "/h/farm-1/echo", upload);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_eq(h_json_int(r.body, "body_len"), 1 << 20, "%s", r.body);
+    cr_assert_str_eq(h_json_str(r.body, "body_sha256"), sum);
+    resp_free(&r);
+
+    curl(&r, P, "/h/farm-1@alt/status/418", NULL);
+    cr_assert_eq(r.status, 418, "%s", r.headers);
+    cr_assert_str_eq(r.body, "status 418\n");
+    resp_free(&r);
+
+    const char *head[] = {"-I", NULL}; /* HEAD: the upstream's length, no body */
+    curl(&r, P, "/h/farm-1/bytes/1234", head);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_not_null(hdr(&r, "content-length"), "%s", r.headers);
+    cr_assert_str_eq(hdr(&r, "content-length"), "1234", "%s", r.headers);
+    resp_free(&r);
+
+    curl(&r, P, "/h/farm-1@nosuch/echo", NULL); /* the house refuses: its JSON error kept */
+    cr_assert_eq(r.status, 403, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "forbidden_upstream", "%s", r.body);
+    resp_free(&r);
+
+    const char *bad[] = {"/", "/nope", "/h/", "/h/bad%20id/x", "/h/farm-1@/x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        curl(&r, P, bad[i], NULL);
+        cr_assert_eq(r.status, 404, "%s: %s", bad[i], r.headers);
+        cr_assert_str_eq(h_json_str(r.body, "error"), "not_found", "%s", r.body);
+        resp_free(&r);
+    }
+}
+
+Test(front, host_routing_and_chunked_stream) {
+    const char *bx[] = {"--http-domain", "gp.test", NULL};
+    public_world(bx);
+    resp r;
+    const char *host[] = {"-H", "Host: farm-1.gp.test", NULL};
+    curl(&r, P, "/echo", host);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "path"), "/echo");
+    resp_free(&r);
+    const char *svc[] = {"-H", "Host: ALT.farm-1.gp.test:8080", NULL};
+    curl(&r, P, "/status/201", svc);
+    cr_assert_eq(r.status, 201, "%s", r.headers);
+    resp_free(&r);
+
+    /* 5 MiB in 1 MiB entries: chunked, whole, the upstream's checksum header kept */
+    curl(&r, P, "/h/farm-1/bytes/5242880?seed=front", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_eq(r.body_len, 5242880u);
+    const char *te = hdr(&r, "transfer-encoding");
+    cr_assert(te && strcmp(te, "chunked") == 0, "%s", r.headers);
+    char sum[65];
+    h_sha256_hex(r.body, r.body_len, sum);
+    cr_assert_not_null(hdr(&r, "x-sha256"), "%s", r.headers);
+    cr_assert_str_eq(hdr(&r, "x-sha256"), sum);
+    resp_free(&r);
+}
+
+Test(front, house_nobody_holds_gets_the_janitors_504) {
+    public_world(NULL);
+    char secret[65];
+    h_register("ghost", secret);
+    resp r;
+    const char *t[] = {"-H", "X-Gp-Timeout-Ms: 300", NULL};
+    curl(&r, P, "/h/ghost/echo", t);
+    cr_assert_eq(r.status, 504, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "timeout", "%s", r.body);
+    resp_free(&r);
+    /* Redis refuses the XADD (the stream key holds a string): 503 at once, JSON */
+    h_int("SET gp:{broken}:req not-a-stream");
+    curl(&r, P, "/h/broken/echo", NULL);
+    cr_assert_eq(r.status, 503, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "unavailable", "%s", r.body);
+    resp_free(&r);
+    curl(&r, P, "/h/farm-1/status/200", NULL); /* the others go on */
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    resp_free(&r);
+    const char *bad[] = {"-H", "X-Gp-Timeout-Ms: soon", NULL};
+    curl(&r, P, "/h/farm-1/echo", bad);
+    cr_assert_eq(r.status, 400, "%s", r.headers);
+    resp_free(&r);
+}
+
+Test(front, tokens) {
+    const char *tf = h_path("front.tokens");
+    h_write_file(tf, "# front door tokens\n" TOKEN " farm-*\n" TOKEN_OTHER " other-* web\n", 0600);
+    const char *bx[] = {"--http-listen",
+                        "0",
+                        "--http-token-file",
+                        tf,
+                        "--auth-addr-burst",
+                        "5",
+                        "--auth-addr-per-min",
+                        "1",
+                        NULL};
+    h_world_up(&W, "farm-1", bx, NULL);
+    P = http_port(W.bridge);
+    cr_assert(P);
+    resp r;
+    curl(&r, P, "/h/farm-1/echo", NULL);
+    cr_assert_eq(r.status, 401, "%s", r.headers);
+    cr_assert_not_null(hdr(&r, "www-authenticate"), "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "unauthorized");
+    resp_free(&r);
+
+    const char *bearer[] = {"-H", "Authorization: Bearer " TOKEN, NULL};
+    curl(&r, P, "/h/farm-1/echo", bearer);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_null(strstr(r.body, TOKEN), "the front door's token reached the upstream");
+    resp_free(&r);
+    const char *basic[] = {"-u", "me:" TOKEN, NULL};
+    curl(&r, P, "/h/farm-1/echo", basic);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    resp_free(&r);
+
+    const char *other[] = {"-H", "Authorization: Bearer " TOKEN_OTHER, NULL};
+    curl(&r, P, "/h/farm-1/echo", other);
+    cr_assert_eq(r.status, 403, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "forbidden");
+    resp_free(&r);
+
+    /* wrong tokens: refused 401 until the address's budget is spent, then 429 */
+    const char *wrong[] = {"-H", "Authorization: Bearer not-the-token-at-all", NULL};
+    int limited = 0;
+    for (int i = 0; i < 10 && !limited; i++) {
+        curl(&r, P, "/h/farm-1/echo", wrong);
+        cr_assert(r.status == 401 || r.status == 429, "%s", r.headers);
+        limited = r.status == 429;
+        resp_free(&r);
+    }
+    cr_assert(limited, "failed attempts were never rate-limited");
+}
+
+Test(front, refuses_to_start_without_auth_or_off_loopback) {
+    h_redis_start(0);
+    int port;
+    const char *noauth[] = {"--http-listen", "0", NULL};
+    h_proc *b = h_bridge_start(0, &port, noauth, 0);
+    cr_assert(h_wait_log(b, "http-public", 10000), "no clear refusal without auth");
+    const char *wide[] = {"--http-listen", "0", "--http-public", "--http-bind", "0.0.0.0", NULL};
+    h_proc *c = h_bridge_start(0, &port, wide, 0);
+    cr_assert(h_wait_log(c, "http-insecure", 10000), "no clear refusal of plain HTTP off loopback");
+}
+
+Test(front, body_over_max_body_is_413_and_metrics_count) {
+    const char *bx[] = {"--max-body", "1024", "--admin-listen", "0", NULL};
+    public_world(bx);
+    int admin = h_admin_port(W.bridge);
+    cr_assert(admin);
+    char big[2048];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    resp r;
+    const char *post[] = {"--data-binary", big, NULL};
+    curl(&r, P, "/h/farm-1/echo", post);
+    cr_assert_eq(r.status, 413, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "too_large", "%s", r.body);
+    resp_free(&r);
+    curl(&r, P, "/h/farm-1/echo", NULL);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    curl(&r, P, "/nope", NULL);
+    resp_free(&r);
+    char *m = h_scrape(admin);
+    cr_assert_not_null(m);
+    cr_assert_geq(h_metric(m, "gp_bridge_http_requests_total{class=\"2xx\"}"), 1, "%s", m);
+    cr_assert_geq(h_metric(m, "gp_bridge_http_requests_total{class=\"4xx\"}"), 1, "%s", m);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_inflight"), 0, "%s", m);
+    free(m);
+}
+
+typedef struct bg_curl {
+    int port, rc;
+    char *out;
+    size_t len;
+} bg_curl;
+
+static void *curl_thread(void *ud) {
+    bg_curl *b = ud;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/h/farm-1/slow?ms=2000", b->port);
+    const char *argv[] = {"/usr/bin/curl", "-sS", "--max-time", "60", "-w",
+                          "|%{http_code}", url,   NULL};
+    b->rc = h_run(argv, 70000, &b->out, &b->len, NULL);
+    return NULL;
+}
+
+static int pending(void *house) {
+    return h_xpending(house) > 0;
+}
+
+/* The front door on one bridge, the house held by another that is killed with kill -9 while
+ * the upstream works on the request: the house reconnects, the request is delivered again
+ * (README.md "Delivery guarantees") and curl gets its answer. */
+Test(front, request_survives_kill9_of_the_bridge_holding_the_house) {
+    h_world_up(&W, "farm-1", NULL, NULL);
+    int bport;
+    const char *fx[] = {"--http-listen", "0", "--http-public", "--bridge-id", "b-front", NULL};
+    h_proc *front = h_bridge_start(0, &bport, fx, 1);
+    P = http_port(front);
+    cr_assert(P);
+    bg_curl b = {.port = P};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, curl_thread, &b), 0);
+    cr_assert(h_wait(pending, "farm-1", 10000), "the request never reached the house");
+    h_kill9(W.bridge); /* the upstream is still working on it */
+    W.bridge = h_bridge_start(W.bridge_port, NULL, NULL, 1);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.rc, 0, "curl: %d %s", b.rc, b.out ? b.out : "");
+    cr_assert_str_eq(b.out, "slow\n|200");
+    free(b.out);
+}
+
+/* 64 requests at once (curl --parallel), each waiting on the upstream: the front door opens
+ * reader connections as they are needed and every one is answered. */
+Test(front, many_at_once) {
+    public_world(NULL);
+    enum { N = 64 };
+    static char urls[N][128];
+    const char *argv[12 + 3 * N] = {
+        "/usr/bin/curl",  "-sS", "--max-time", "60", "-Z", "--parallel-max", "64", "-w",
+        "%{http_code}\\n"};
+    int n = 9;
+    for (int i = 0; i < N; i++) {
+        snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%d/h/farm-1/slow?ms=300&i=%d", P, i);
+        argv[n++] = "-o";
+        argv[n++] = "/dev/null";
+        argv[n++] = urls[i];
+    }
+    argv[n] = NULL;
+    char *out = NULL;
+    size_t len = 0;
+    cr_assert_eq(h_run(argv, 90000, &out, &len, NULL), 0, "%s", out ? out : "");
+    int ok = 0;
+    for (const char *p = out; (p = strstr(p, "200\n")); p += 4)
+        ok++;
+    cr_assert_eq(ok, N, "%s", out);
+    free(out);
+}
+
+/* HTTPS with the front door's own certificate (--http-cert/--http-key; self-signed, curl
+ * trusting it): a GET that says https in X-Forwarded-Proto, a 1 MiB upload and a 5 MiB chunked
+ * reply, whole; a client speaking plain HTTP to it is dropped and disturbs nobody. */
+Test(front, https_with_its_own_certificate) {
+    char cert[700], key[700];
+    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
+              "openssl failed (see openssl.log)");
+    const char *bx[] = {"--http-cert", cert, "--http-key", key, NULL};
+    public_world(bx);
+    cr_assert(h_wait_log(W.bridge, "transport=http port=", 1000));
+    cr_assert(h_wait_log(W.bridge, "tls=1", 1000), "the front door is not on TLS");
+    char url[256];
+    resp r;
+    const char *ca[] = {"--cacert", cert, NULL};
+    snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/echo?tls=1", P);
+    curl(&r, P, url, ca);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert(strstr(r.body, "\"x-forwarded-proto\": \"https\"") ||
+                  strstr(r.body, "\"x-forwarded-proto\":\"https\""),
+              "%s", r.body);
+    resp_free(&r);
+
+    uint8_t *big = h_prandom(1 << 20, "tls-up");
+    const char *bf = h_path("front.tls-upload");
+    FILE *fp = fopen(bf, "wb");
+    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
+    fclose(fp);
+    char sum[65], at[600];
+    h_sha256_hex(big, 1 << 20, sum);
+    free(big);
+    snprintf(at, sizeof at, "@%s", bf);
+    const char *upload[] = {"--cacert", cert, "--data-binary", at, NULL};
+    curl(&r, P, url, upload);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "body_sha256"), sum);
+    resp_free(&r);
+
+    /* plain HTTP to the TLS port: no answer but a closed connection */
+    char *body = NULL;
+    cr_assert_lt(h_http(P, "GET", "/h/farm-1/echo", NULL, NULL, 0, &body, NULL), 200);
+    free(body);
+
+    snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/bytes/5242880?seed=tls", P);
+    curl(&r, P, url, ca);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_eq(r.body_len, 5242880u);
+    h_sha256_hex(r.body, r.body_len, sum);
+    cr_assert_str_eq(hdr(&r, "x-sha256"), sum);
+    resp_free(&r);
+}
+
+/* --http-tls with the bridge's own certificate (--tls-cert/--tls-key, as for wss://): the house
+ * connects over wss and curl reaches it over https on the front door. */
+Test(front, https_with_the_bridges_certificate) {
+    h_redis_start(0);
+    int up;
+    h_upstream_start(&up);
+    char cert[700], key[700];
+    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
+              "openssl failed (see openssl.log)");
+    int bport;
+    const char *bx[] = {"--tls-cert",    cert, "--tls-key",     key, "--http-tls",
+                        "--http-listen", "0",  "--http-public", NULL};
+    h_proc *b = h_bridge_start(0, &bport, bx, 1);
+    P = http_port(b);
+    cr_assert(P);
+    char sec[65], wss[64], upurl[64];
+    h_register("farm-1", sec);
+    snprintf(wss, sizeof wss, "wss://localhost:%d/", bport);
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    const char *hx[] = {"--ca-file", cert, NULL};
+    h_house_start_url("farm-1", sec, wss, upurl, hx);
+    cr_assert(h_wait_connected("farm-1", 15000), "house did not connect over wss");
+    char url[256];
+    snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/status/200", P);
+    resp r;
+    const char *ca[] = {"--cacert", cert, NULL};
+    curl(&r, P, url, ca);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(r.body, "status 200\n");
+    resp_free(&r);
+}
