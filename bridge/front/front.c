@@ -731,10 +731,10 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
         goto fail;
     }
     gp_admin_route(f->srv, "/", 1, on_request, f);
-    if ((f->port = f->tls ? br_front_tls_listen(f->srv) : gp_admin_listen(f->srv)) < 0) {
+    if ((f->port = gp_admin_listen(f->srv)) < 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->bind ? cfg->bind : "127.0.0.1",
                  cfg->port, uv_strerror(f->port));
-        f->tls ? br_front_tls_close(f->srv) : gp_admin_close(f->srv);
+        gp_admin_close(f->srv);
         goto fail;
     }
     metrics_init(f);
@@ -753,7 +753,7 @@ void br_front_stop(br_front *f) {
         return;
     f->stopping = 1;
     f->inflight++; /* held until the end of this call: a request ending here frees nothing */
-    f->tls ? br_front_tls_close(f->srv) : gp_admin_close(f->srv);
+    gp_admin_close(f->srv);
     f->srv = NULL;
     while (f->wait_head) {
         fr_req *rq = f->wait_head;

@@ -22,20 +22,27 @@ typedef struct glue {
     uv_loop_t *loop;
     uv_tcp_t listener;
     int listener_open;
+    int filtered;
+    gp_admin_filter f; /* when filtered */
     gp_admin *a;
 } glue;
 
 typedef struct gconn {
     uv_tcp_t tcp;
     uv_timer_t timer;
+    uv_idle_t drain; /* hands input held in the filter over once the core reads again */
     uv_shutdown_t shut;
-    int nclosed; /* of tcp and timer */
+    int nclosed; /* of tcp, timer and drain */
+    int closing, reading;
+    glue *gl;
+    void *fc; /* the filter's session, or NULL */
     gp_admin_conn *c;
 } gconn;
 
 typedef struct wreq {
     uv_write_t w;
     gconn *g;
+    int report; /* the core's write (reported), or the filter's own (handshake, alerts) */
     char buf[];
 } wreq;
 
@@ -44,23 +51,34 @@ static uint64_t io_now(void *ud) {
 }
 
 static void io_done(void *ud) {
-    free(ud);
+    glue *gl = ud;
+    if (gl->filtered && gl->f.done)
+        gl->f.done(gl->f.ud);
+    free(gl);
 }
 
 static void on_written(uv_write_t *w, int status) {
     wreq *r = (wreq *)w;
     gconn *g = r->g;
+    int report = r->report;
     free(r);
-    gp_admin_written(g->c, status);
+    if (report)
+        gp_admin_written(g->c, status);
 }
 
-static int io_write(void *io, const void *buf, size_t len) {
-    gconn *g = io;
-    wreq *r = malloc(sizeof *r + len);
+/* One socket write of len bytes: buf, or (buf NULL) what the filter has. 0, or -1. */
+static int send_bytes(gconn *g, const void *buf, size_t len, int report) {
+    wreq *r = malloc(sizeof *r + len + 1);
     if (!r)
         return -1;
-    memcpy(r->buf, buf, len);
+    if (buf)
+        memcpy(r->buf, buf, len);
+    else if (len && g->gl->f.take(g->fc, r->buf, len) != len) {
+        free(r);
+        return -1;
+    }
     r->g = g;
+    r->report = report;
     uv_buf_t b = uv_buf_init(r->buf, (unsigned)len);
     if (uv_write(&r->w, (uv_stream_t *)&g->tcp, &b, 1, on_written) != 0) {
         free(r);
@@ -69,9 +87,29 @@ static int io_write(void *io, const void *buf, size_t len) {
     return 0;
 }
 
+/* Writes what the filter has for the socket: 0 (also when nothing and not reporting), or -1. */
+static int flush(gconn *g, int report) {
+    size_t n = g->gl->f.pending(g->fc);
+    return n == 0 && !report ? 0 : send_bytes(g, NULL, n, report);
+}
+
+static int io_write(void *io, const void *buf, size_t len) {
+    gconn *g = io;
+    if (!g->fc)
+        return send_bytes(g, buf, len, 1);
+    if (g->closing || g->gl->f.out(g->fc, buf, len) != 0)
+        return -1;
+    return flush(g, 1);
+}
+
 static void io_try_write(void *io, const void *buf, size_t len) {
-    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-    uv_try_write((uv_stream_t *)&((gconn *)io)->tcp, &b, 1);
+    gconn *g = io;
+    if (!g->fc) {
+        uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+        uv_try_write((uv_stream_t *)&g->tcp, &b, 1);
+    } else if (!g->closing && g->gl->f.out(g->fc, buf, len) == 0) {
+        flush(g, 0); /* before a handshake (the 503 of a connection over the caps): dropped */
+    }
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -80,14 +118,55 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     b->len = b->base ? READ_BUF : 0;
 }
 
+/* Hands the filter's output to the core while it reads. */
+static void deliver(gconn *g) {
+    char buf[READ_BUF];
+    while (g->reading && !g->closing) {
+        long n = g->gl->f.read(g->fc, buf, sizeof buf);
+        if (n > 0) {
+            gp_admin_input(g->c, buf, n);
+            continue;
+        }
+        flush(g, 0); /* a key update, an alert */
+        if (n < 0 && !g->closing)
+            gp_admin_input(g->c, NULL, -1); /* the session's end, or a broken one */
+        break;
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-    gp_admin_input(((gconn *)s->data)->c, b->base, (long)n);
+    gconn *g = s->data;
+    if (!g->fc) {
+        gp_admin_input(g->c, b->base, (long)n);
+        free(b->base);
+        return;
+    }
+    int bad = n < 0 || (n > 0 && g->gl->f.in(g->fc, b->base, (size_t)n) != 0);
     free(b->base);
+    if (n >= 0)
+        flush(g, 0); /* the handshake's answer */
+    if (bad) {
+        if (!g->closing)
+            gp_admin_input(g->c, NULL, -1); /* not the filter's protocol, or the peer left */
+        return;
+    }
+    deliver(g);
+}
+
+static void on_drain(uv_idle_t *h) {
+    uv_idle_stop(h);
+    deliver(h->data);
 }
 
 static int io_reading(void *io, int on) {
-    uv_stream_t *s = (uv_stream_t *)&((gconn *)io)->tcp;
-    return on ? uv_read_start(s, on_alloc, on_read) : uv_read_stop(s);
+    gconn *g = io;
+    uv_stream_t *s = (uv_stream_t *)&g->tcp;
+    g->reading = on;
+    if (!on)
+        return uv_read_stop(s);
+    if (g->fc && g->gl->f.held(g->fc))
+        uv_idle_start(&g->drain, on_drain); /* not from inside the core's own call */
+    return uv_read_start(s, on_alloc, on_read);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -96,6 +175,10 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static int io_shutdown(void *io) {
     gconn *g = io;
+    if (g->fc) {
+        g->gl->f.shutdown(g->fc);
+        flush(g, 0);
+    }
     return uv_shutdown(&g->shut, (uv_stream_t *)&g->tcp, on_shutdown);
 }
 
@@ -113,17 +196,21 @@ static void io_timer_stop(void *io) {
 
 static void on_closed(uv_handle_t *h) {
     gconn *g = h->data;
-    if (++g->nclosed < 2)
+    if (++g->nclosed < 3)
         return;
     if (g->c)
         gp_admin_released(g->c);
+    if (g->fc)
+        g->gl->f.free(g->fc);
     free(g);
 }
 
 static void io_close(void *io) {
     gconn *g = io;
+    g->closing = 1;
     uv_close((uv_handle_t *)&g->tcp, on_closed);
     uv_close((uv_handle_t *)&g->timer, on_closed);
+    uv_close((uv_handle_t *)&g->drain, on_closed);
 }
 
 /* "ip" and port of the peer ("?" and 0 when unknown). */
@@ -152,6 +239,10 @@ static void on_connection(uv_stream_t *srv, int status) {
     if (status < 0)
         return;
     gconn *g = calloc(1, sizeof *g);
+    if (g && gl->filtered && !(g->fc = gl->f.open(gl->f.ud))) {
+        free(g);
+        g = NULL;
+    }
     if (!g) { /* take it off the queue, or libuv calls again at once */
         uv_tcp_t *t = malloc(sizeof *t);
         if (t && uv_tcp_init(gl->loop, t) == 0) {
@@ -162,9 +253,11 @@ static void on_connection(uv_stream_t *srv, int status) {
         }
         return;
     }
+    g->gl = gl;
     uv_tcp_init(gl->loop, &g->tcp);
     uv_timer_init(gl->loop, &g->timer);
-    g->tcp.data = g->timer.data = g;
+    uv_idle_init(gl->loop, &g->drain);
+    g->tcp.data = g->timer.data = g->drain.data = g;
     char ip[INET6_ADDRSTRLEN + 8] = "?";
     int port = 0;
     if (uv_accept(srv, (uv_stream_t *)&g->tcp) == 0) {
@@ -177,16 +270,28 @@ static void on_connection(uv_stream_t *srv, int status) {
 }
 
 gp_admin *gp_admin_new(uv_loop_t *loop, const gp_admin_cfg *cfg) {
+    return gp_admin_new_filtered(loop, cfg, NULL);
+}
+
+gp_admin *gp_admin_new_filtered(uv_loop_t *loop, const gp_admin_cfg *cfg,
+                                const gp_admin_filter *f) {
     glue *gl = calloc(1, sizeof *gl);
-    if (!gl)
+    if (!gl) {
+        if (f && f->done)
+            f->done(f->ud);
         return NULL;
+    }
     gl->loop = loop;
+    if (f) {
+        gl->filtered = 1;
+        gl->f = *f;
+    }
     const gp_admin_io io = {gl,         io_now,      io_done,  io_write,      io_try_write,
                             io_reading, io_shutdown, io_timer, io_timer_stop, io_close};
     gl->a = gp_admin_core_new(cfg, &io);
     gp_admin *a = gl->a;
     if (!a)
-        free(gl);
+        io_done(gl);
     return a;
 }
 
