@@ -1419,14 +1419,20 @@ int h_http(int port, const char *method, const char *path, const char *hdrs, con
     return status;
 }
 
-int h_admin_port(const h_proc *p) {
-    if (!h_wait_log(p, "transport=admin port=", 10000))
+int h_listen_port(const h_proc *p, const char *transport) {
+    char what[64];
+    snprintf(what, sizeof what, "transport=%s port=", transport);
+    if (!h_wait_log(p, what, 10000))
         return 0;
     char *s = h_read_file(p->log, NULL);
-    const char *q = s ? strstr(s + p->log_off, "transport=admin port=") : NULL;
-    int port = q ? atoi(q + strlen("transport=admin port=")) : 0;
+    const char *q = s ? strstr(s + p->log_off, what) : NULL;
+    int port = q ? atoi(q + strlen(what)) : 0;
     free(s);
     return port > 0 ? port : 0;
+}
+
+int h_admin_port(const h_proc *p) {
+    return h_listen_port(p, "admin");
 }
 
 char *h_scrape(int port) {

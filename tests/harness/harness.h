@@ -190,6 +190,9 @@ int h_http(int port, const char *method, const char *path, const char *hdrs, con
 /* --- admin port --------------------------------------------------------------------------- */
 /* The admin port a daemon started with --admin-listen 0 logged within 10 s, or 0. */
 int h_admin_port(const h_proc *p);
+/* The port a daemon logged listening on (event=listening transport=<transport> port=N) within
+ * 10 s, or 0: "admin", "http" (the bridge's front door). */
+int h_listen_port(const h_proc *p, const char *transport);
 /* GET /metrics: the text (malloc'd) when the answer is 200 in the Prometheus text format,
  * else NULL. */
 char *h_scrape(int port);

@@ -20,6 +20,26 @@ void h_world_up(h_world *w, const char *id, const char *const *bridge_extra,
         w->house = h_house_up(w, id, w->secret, house_extra);
 }
 
+void h_world_wss_up(h_world *w, const char *id, const char *const *bridge_extra, char *cert,
+                    char *key) {
+    memset(w, 0, sizeof *w);
+    w->redis = h_redis_start(0);
+    w->up = h_upstream_start(&w->up_port);
+    snprintf(w->up_url, sizeof w->up_url, "http://127.0.0.1:%d", w->up_port);
+    cr_assert(h_self_signed("rsa:2048", cert, 700, key, 700), "openssl failed (see openssl.log)");
+    const char *bx[32] = {"--tls-cert", cert, "--tls-key", key};
+    int n = 4;
+    for (int i = 0; bridge_extra && bridge_extra[i] && n < 31; i++)
+        bx[n++] = bridge_extra[i];
+    w->bridge = h_bridge_start(0, &w->bridge_port, bx, 1);
+    char url[64];
+    snprintf(url, sizeof url, "wss://localhost:%d/", w->bridge_port);
+    h_register(id, w->secret);
+    const char *hx[] = {"--ca-file", cert, NULL};
+    w->house = h_house_start_url(id, w->secret, url, w->up_url, hx);
+    cr_assert(h_wait_connected(id, 15000), "house %s did not connect over wss", id);
+}
+
 h_proc *h_house_up(const h_world *w, const char *id, char secret[65], const char *const *extra) {
     h_register(id, secret);
     h_proc *h = h_house_start(id, secret, w->bridge_port, w->up_url, extra);

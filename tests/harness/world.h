@@ -19,6 +19,11 @@ typedef struct h_world {
  * it connects within 15 s. */
 void h_world_up(h_world *w, const char *id, const char *const *bridge_extra,
                 const char *const *house_extra);
+/* As h_world_up, the bridge serving wss:// with a fresh self-signed certificate for localhost
+ * (h_self_signed: paths into cert and key, 700 bytes each; bridge_extra follows --tls-cert and
+ * --tls-key), and house id (not NULL) connected over wss trusting it (--ca-file cert). */
+void h_world_wss_up(h_world *w, const char *id, const char *const *bridge_extra, char *cert,
+                    char *key);
 /* Registers house id (secret into secret[65]), starts it against w's bridge and upstream and
  * fails the test unless it connects within 15 s. */
 h_proc *h_house_up(const h_world *w, const char *id, char secret[65], const char *const *extra);

@@ -270,22 +270,9 @@ Test(e2e, reply_has_ttl_and_no_reply_wanted) {
 /* wss:// as the README shows it: a self-signed certificate made with openssl, the bridge
  * with --tls-cert/--tls-key, the house trusting it with --ca-file. */
 Test(e2e, wss_with_self_signed_certificate) {
-    h_redis_start(0);
-    int up;
-    h_upstream_start(&up);
+    world w;
     char cert[700], key[700];
-    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
-              "openssl failed (see openssl.log)");
-    int bport;
-    const char *bx[] = {"--tls-cert", cert, "--tls-key", key, NULL};
-    h_bridge_start(0, &bport, bx, 1);
-    char sec[65], url[64], upurl[64];
-    h_register("tls1", sec);
-    snprintf(url, sizeof url, "wss://localhost:%d/", bport);
-    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
-    const char *hx[] = {"--ca-file", cert, NULL};
-    h_house_start_url("tls1", sec, url, upurl, hx);
-    cr_assert(h_wait_connected("tls1", 15000), "house did not connect over wss");
+    h_world_wss_up(&w, "tls1", NULL, cert, key);
     redisReply *t = h_cmd("HGET gp:{tls1}:state transport");
     cr_assert(t->type == REDIS_REPLY_STRING && strcmp(t->str, "wss") == 0,
               "transport is %s, want wss", t->type == REDIS_REPLY_STRING ? t->str : "(nil)");
@@ -299,7 +286,9 @@ Test(e2e, wss_with_self_signed_certificate) {
     /* A house that does not trust the certificate never connects. */
     char sec2[65];
     h_register("tls2", sec2);
-    h_proc *bad = h_house_start_url("tls2", sec2, url, upurl, NULL);
+    char url[64];
+    snprintf(url, sizeof url, "wss://localhost:%d/", w.bridge_port);
+    h_proc *bad = h_house_start_url("tls2", sec2, url, w.up_url, NULL);
     cr_assert(h_wait_log(bad, "connect_failed", 15000), "untrusted certificate: no failure");
     cr_assert_eq(h_int("EXISTS gp:{tls2}:state"), 0, "house connected to an untrusted bridge");
 }

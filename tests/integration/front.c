@@ -21,13 +21,7 @@ TestSuite(front, .init = h_init, .fini = h_fini, .timeout = 150);
 
 /* The front door's port a bridge logged (event=listening transport=http), or 0. */
 static int http_port(const h_proc *p) {
-    if (!h_wait_log(p, "transport=http port=", 10000))
-        return 0;
-    char *s = h_read_file(p->log, NULL);
-    const char *q = s ? strstr(s + p->log_off, "transport=http port=") : NULL;
-    int port = q ? atoi(q + strlen("transport=http port=")) : 0;
-    free(s);
-    return port;
+    return h_listen_port(p, "http");
 }
 
 typedef struct resp {
@@ -58,6 +52,19 @@ static void curl(resp *r, int port, const char *path, const char *const *args) {
     r->headers = h_read_file(hdr_path, NULL);
     cr_assert_not_null(r->headers);
     r->status = atoi(r->headers + strlen("HTTP/1.1 "));
+}
+
+/* 1 MiB of pseudo-random bytes (seed) in the file name: "@<path>" into at[600] (curl's
+ * --data-binary) and their SHA-256 into sum[65]. */
+static void upload_file(const char *seed, const char *name, char *at, char *sum) {
+    uint8_t *big = h_prandom(1 << 20, seed);
+    const char *bf = h_path(name);
+    FILE *fp = fopen(bf, "wb");
+    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
+    fclose(fp);
+    h_sha256_hex(big, 1 << 20, sum);
+    free(big);
+    snprintf(at, 600, "@%s", bf);
 }
 
 static void resp_free(resp *r) {
@@ -124,15 +131,8 @@ Test(front, get_post_service_and_404) {
     resp_free(&r);
 
     /* 1 MiB of binary (curl asks Expect: 100-continue first): the upstream sees every byte */
-    uint8_t *big = h_prandom(1 << 20, "up");
-    const char *bf = h_path("front.upload");
-    FILE *fp = fopen(bf, "wb");
-    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
-    fclose(fp);
     char sum[65], at[600];
-    h_sha256_hex(big, 1 << 20, sum);
-    free(big);
-    snprintf(at, sizeof at, "@%s", bf);
+    upload_file("up", "front.upload", at, sum);
     const char *upload[] = {"--data-binary", at, NULL};
     curl(&r, P, "/h/farm-1/echo", upload);
     cr_assert_eq(r.status, 200, "%s", r.headers);
@@ -397,15 +397,8 @@ Test(front, https_with_its_own_certificate) {
               "%s", r.body);
     resp_free(&r);
 
-    uint8_t *big = h_prandom(1 << 20, "tls-up");
-    const char *bf = h_path("front.tls-upload");
-    FILE *fp = fopen(bf, "wb");
-    cr_assert(fp && fwrite(big, 1, 1 << 20, fp) == 1 << 20);
-    fclose(fp);
     char sum[65], at[600];
-    h_sha256_hex(big, 1 << 20, sum);
-    free(big);
-    snprintf(at, sizeof at, "@%s", bf);
+    upload_file("tls-up", "front.tls-upload", at, sum);
     const char *upload[] = {"--cacert", cert, "--data-binary", at, NULL};
     curl(&r, P, url, upload);
     cr_assert_eq(r.status, 200, "%s", r.headers);
@@ -429,25 +422,11 @@ Test(front, https_with_its_own_certificate) {
 /* --http-tls with the bridge's own certificate (--tls-cert/--tls-key, as for wss://): the house
  * connects over wss and curl reaches it over https on the front door. */
 Test(front, https_with_the_bridges_certificate) {
-    h_redis_start(0);
-    int up;
-    h_upstream_start(&up);
     char cert[700], key[700];
-    cr_assert(h_self_signed("rsa:2048", cert, sizeof cert, key, sizeof key),
-              "openssl failed (see openssl.log)");
-    int bport;
-    const char *bx[] = {"--tls-cert",    cert, "--tls-key",     key, "--http-tls",
-                        "--http-listen", "0",  "--http-public", NULL};
-    h_proc *b = h_bridge_start(0, &bport, bx, 1);
-    P = http_port(b);
+    const char *bx[] = {"--http-tls", "--http-listen", "0", "--http-public", NULL};
+    h_world_wss_up(&W, "farm-1", bx, cert, key);
+    P = http_port(W.bridge);
     cr_assert(P);
-    char sec[65], wss[64], upurl[64];
-    h_register("farm-1", sec);
-    snprintf(wss, sizeof wss, "wss://localhost:%d/", bport);
-    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
-    const char *hx[] = {"--ca-file", cert, NULL};
-    h_house_start_url("farm-1", sec, wss, upurl, hx);
-    cr_assert(h_wait_connected("farm-1", 15000), "house did not connect over wss");
     char url[256];
     snprintf(url, sizeof url, "https://localhost:%d/h/farm-1/status/200", P);
     resp r;
