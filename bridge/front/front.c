@@ -32,6 +32,7 @@ typedef struct fr_req fr_req;
 typedef struct fr_reader {
     br_front *f;
     br_redis *r;
+    int node; /* the Redis node it reads from (br_db_key_node) */
     fr_req *busy;
 } fr_reader;
 
@@ -45,13 +46,13 @@ struct fr_req {
     char house[FR_HOUSE_MAX + 1];
     uint64_t t0, wait_until;
     int status, started;
-    int head; /* a HEAD request: the upstream's Content-Length is the answer's */
-    int refs; /* the XADD's answer and the read chain: freed when both are over */
+    int asked; /* a reader was opened for it */
+    int head;  /* a HEAD request: the upstream's Content-Length is the answer's */
+    int refs;  /* the XADD's answer and the read chain: freed when both are over */
 };
 
 struct br_front {
     br_front_cfg cfg;
-    br_redis_strs strs;
     char *prefix, *domain;
     gp_admin *srv;
     int port, stopping, tls;
@@ -90,7 +91,6 @@ static void front_free(br_front *f) {
         free(f->readers[i]);
     fr_tokens_free(&f->tokens);
     gp_authlimit_free(f->limit);
-    br_redis_strs_free(&f->strs);
     free(f->prefix);
     free(f->domain);
     free(f);
@@ -360,22 +360,32 @@ static void reader_up(br_redis *r) {
     pump(rd->f);
 }
 
-static fr_reader *reader_new(br_front *f) {
+/* Drops an idle reader (not busy): its connection closes, its slot in the pool is free. */
+static void reader_drop(br_front *f, unsigned i) {
+    fr_reader *rd = f->readers[i];
+    br_redis_free(rd->r);
+    free(rd);
+    f->readers[i] = f->readers[--f->nreaders];
+}
+
+/* A reader on Redis node `node` (the one holding the reply keys it will read: in a cluster,
+ * a key on another node answers MOVED). With the pool full, an idle reader of another node
+ * makes room. NULL: none could be opened. */
+static fr_reader *reader_new(br_front *f, int node) {
+    if (f->nreaders >= FR_MAX_READERS) {
+        unsigned i = 0;
+        while (i < f->nreaders && (f->readers[i]->busy || f->readers[i]->node == node))
+            i++;
+        if (i == f->nreaders)
+            return NULL;
+        reader_drop(f, i);
+    }
     fr_reader *rd = calloc(1, sizeof *rd);
     if (!rd)
         return NULL;
     rd->f = f;
-    br_redis_cfg rc = {.name = "http",
-                       .host = f->strs.host,
-                       .port = f->cfg.rport,
-                       .db = f->cfg.rdb,
-                       .user = f->strs.user,
-                       .pass = f->strs.pass,
-                       .tls = f->cfg.rtls,
-                       .timeout_ms = f->cfg.redis_timeout_ms,
-                       .on_up = reader_up,
-                       .ud = rd};
-    if (!(rd->r = br_redis_new(f->cfg.loop, &rc))) {
+    rd->node = node;
+    if (!(rd->r = br_db_connect(f->cfg.db, node, "http", reader_up, rd))) {
         free(rd);
         return NULL;
     }
@@ -383,35 +393,39 @@ static fr_reader *reader_new(br_front *f) {
     return rd;
 }
 
-/* Hands waiting requests to idle connected readers, and opens as many readers more as there
- * are requests waiting beyond those connecting (each takes the next waiting request once it
- * is up). */
+/* Hands waiting requests to idle connected readers on their reply key's node, and opens one
+ * reader for each waiting request that has none coming (it takes the next waiting request of
+ * its node once it is up). */
 static void pump(br_front *f) {
-    while (f->wait_head && !f->stopping) {
+    fr_req *prev = NULL, *next;
+    for (fr_req *rq = f->wait_head; rq && !f->stopping; rq = next) {
+        next = rq->next;
+        int node = br_db_key_node(f->cfg.db, rq->key);
         fr_reader *idle = NULL;
-        unsigned connecting = 0;
         for (unsigned i = 0; i < f->nreaders && !idle; i++) {
             fr_reader *rd = f->readers[i];
-            if (!rd->busy && br_redis_ready(rd->r))
+            if (!rd->busy && rd->node == node && br_redis_ready(rd->r))
                 idle = rd;
-            else if (!rd->busy)
-                connecting++;
         }
         if (!idle) {
-            while (connecting++ < f->nwait && f->nreaders < FR_MAX_READERS && reader_new(f))
-                ;
-            return;
+            if (!rq->asked && reader_new(f, node))
+                rq->asked = 1;
+            prev = rq;
+            continue;
         }
-        fr_req *rq = f->wait_head;
-        f->wait_head = rq->next;
-        if (!f->wait_head)
-            f->wait_tail = NULL;
+        if (prev)
+            prev->next = next;
+        else
+            f->wait_head = next;
+        if (f->wait_tail == rq)
+            f->wait_tail = prev;
         f->nwait--;
         rq->next = NULL;
         rq->rd = idle;
         idle->busy = rq;
         if (issue_read(rq) != 0)
             return;
+        prev = NULL, next = f->wait_head; /* issue_read may have changed the queue */
     }
 }
 
@@ -705,7 +719,6 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
     br_front *f = calloc(1, sizeof *f);
     if (!f || !(f->prefix = strdup(cfg->prefix)) ||
         !(f->domain = strdup(cfg->domain ? cfg->domain : "")) ||
-        br_redis_strs_dup(&f->strs, cfg->rhost, NULL, cfg->ruser, cfg->rpass) != 0 ||
         !(f->limit = gp_authlimit_new(&cfg->auth_limit))) {
         snprintf(err, errlen, "out of memory");
         goto fail;

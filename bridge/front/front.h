@@ -17,13 +17,10 @@ typedef struct br_front br_front;
 
 typedef struct br_front_cfg {
     uv_loop_t *loop;
-    br_db *db;          /* the bridge's Redis (XADD) */
+    /* The bridge's Redis: the XADD, and the reply readers' own connections (br_db_connect: a
+     * blocking XREAD never stalls a command connection) to the node of each reply key. */
+    br_db *db;
     const char *prefix; /* key prefix */
-    /* The Redis the reply readers connect to (their own connections: a blocking XREAD never
-     * stalls the bridge's command connection). Copied. */
-    const char *rhost;
-    int rport, rdb, rtls;
-    const char *ruser, *rpass;
     unsigned redis_timeout_ms;
     const char *bind;       /* NULL: 127.0.0.1 */
     int port;               /* 0: any free port */

@@ -282,6 +282,21 @@ static void sub_msg(br_redis *r, const char *kind, const char *chan, size_t clen
         n->db->cfg.on_msg(kind, chan, clen, msg, mlen);
 }
 
+/* A connection to host:port with the database's number, credentials, TLS and timeout. */
+static br_redis_cfg conn_cfg(const br_db *db, const char *name, const char *host, int port,
+                             void (*on_up)(br_redis *), void *ud) {
+    return (br_redis_cfg){.name = name,
+                          .host = host,
+                          .port = port,
+                          .db = db->cfg.db,
+                          .user = db->cfg.user,
+                          .pass = db->cfg.pass,
+                          .tls = db->cfg.tls,
+                          .timeout_ms = db->cfg.timeout_ms,
+                          .on_up = on_up,
+                          .ud = ud};
+}
+
 static node *node_get(br_db *db, const char *host, int port) {
     for (int i = 0; i < db->nnodes; i++)
         if (db->nodes[i]->port == port && strcmp(db->nodes[i]->host, host) == 0)
@@ -295,17 +310,8 @@ static node *node_get(br_db *db, const char *host, int port) {
     n->idx = db->nnodes;
     snprintf(n->host, sizeof n->host, "%s", host);
     n->port = port;
-    br_redis_cfg c = {.name = "cmd",
-                      .host = host,
-                      .port = port,
-                      .db = db->cfg.db,
-                      .user = db->cfg.user,
-                      .pass = db->cfg.pass,
-                      .tls = db->cfg.tls,
-                      .timeout_ms = db->cfg.timeout_ms,
-                      .on_up = cmd_up,
-                      .on_down = cmd_down,
-                      .ud = n};
+    br_redis_cfg c = conn_cfg(db, "cmd", host, port, cmd_up, n);
+    c.on_down = cmd_down;
     n->cmd = br_redis_new(db->loop, &c);
     c.name = "sub";
     c.hb_channel = db->s.hb;
@@ -486,4 +492,19 @@ void br_db_load_script(br_db *db, br_script *s) {
 int br_db_subscribe(br_db *db, const char *key, const char *channel, int on) {
     node *n = node_for_slot(db, key ? gp_key_slot(key, strlen(key)) : 0);
     return n ? br_redis_subscribe(n->sub, channel, on) : -1;
+}
+
+int br_db_key_node(const br_db *db, const char *key) {
+    if (db->mode != MODE_CLUSTER) /* the seed: one server, or the map not known yet */
+        return 0;
+    unsigned i = db->slot_node[gp_key_slot(key, strlen(key))];
+    return i < (unsigned)db->nnodes ? (int)i : 0;
+}
+
+br_redis *br_db_connect(br_db *db, int idx, const char *name, void (*on_up)(br_redis *), void *ud) {
+    if (idx < 0 || idx >= db->nnodes)
+        return NULL;
+    const node *n = db->nodes[idx];
+    br_redis_cfg c = conn_cfg(db, name, n->host, n->port, on_up, ud);
+    return br_redis_new(db->loop, &c);
 }

@@ -63,6 +63,13 @@ int br_db_cmd_node(br_db *db, int node, br_redis_fn fn, void *ud, const br_args 
 /* SCRIPT LOAD on every node that is up (each node keeps its own script cache). */
 void br_db_load_script(br_db *db, br_script *s);
 
+/* The node holding key's slot (0, the seed, outside a cluster or while the map is unknown). */
+int br_db_key_node(const br_db *db, const char *key);
+/* A connection of the caller's own to node idx (br_db_key_node), with the database's number,
+ * credentials, TLS and timeout: for a blocking read that must not stall the node's command
+ * connection. on_up and ud as in br_redis_cfg. NULL: no such node, or out of memory. */
+br_redis *br_db_connect(br_db *db, int idx, const char *name, void (*on_up)(br_redis *), void *ud);
+
 /* SUBSCRIBE/UNSUBSCRIBE channel on the subscriber of the node holding `key` (a keyspace
  * channel), or on the first node's when key is NULL (an ordinary channel). 0 or -1. */
 int br_db_subscribe(br_db *db, const char *key, const char *channel, int on);

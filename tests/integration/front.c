@@ -436,3 +436,30 @@ Test(front, https_with_the_bridges_certificate) {
     cr_assert_str_eq(r.body, "status 200\n");
     resp_free(&r);
 }
+
+/* In a Redis Cluster a reply key (gp:rep:<random id>) lives in a slot of its own, mostly on
+ * another node than the seed the bridge was given: the front door reads it on the node that
+ * holds it. Twelve requests, their keys spread over the three nodes, all answered 200. */
+Test(front, redis_cluster) {
+    h_proc *nodes[3];
+    h_redis_cluster_start(3, 0, nodes);
+    int up, bport;
+    h_upstream_start(&up);
+    const char *bx[] = {"--http-listen", "0", "--http-public", NULL};
+    h_proc *b = h_bridge_start(0, &bport, bx, 1);
+    P = http_port(b);
+    cr_assert(P);
+    char sec[65], upurl[64];
+    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
+    h_register("farm-1", sec);
+    h_house_start("farm-1", sec, bport, upurl, NULL);
+    cr_assert(h_wait_connected("farm-1", 20000), "house did not connect");
+    for (int i = 0; i < 12; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/h/farm-1/status/200?i=%d", i);
+        resp r;
+        curl(&r, P, path, NULL);
+        cr_assert_eq(r.status, 200, "request %d: %s%s", i, r.headers, r.body);
+        resp_free(&r);
+    }
+}
