@@ -186,7 +186,8 @@ static const gp_conf_opt opts[] = {
     {"http-insecure", GP_CONF_BOOL, OFF(http_insecure), 0, 1, "0", NULL,
      "allow plain HTTP on a non-loopback http-bind (behind a TLS proxy)"},
     {"http-token-file", GP_CONF_STR, OFF(http_token_file), 0, 0, NULL, NULL,
-     "front door tokens, lines TOKEN HOUSE-GLOB [SERVICE-GLOB] (mode 0600; Bearer or Basic)"},
+     "front door tokens, lines TOKEN HOUSE-GLOB [SERVICE-GLOB] (mode 0600; Bearer or Basic) "
+     "[SIGHUP: read again; a new name needs a restart]"},
     {"http-public", GP_CONF_BOOL, OFF(http_public), 0, 1, "0", NULL,
      "front door open to anyone who reaches it (instead of http-token-file)"},
     {"http-domain", GP_CONF_STR, OFF(http_domain), 0, 0, NULL, NULL,
@@ -432,6 +433,10 @@ static void reload(void) {
         g_br.token.has = has_token;
     }
     sodium_memzero(token, sizeof token);
+    /* The front door's token file, read again as the admin token's. */
+    if (br_front_reload_tokens(g_br.front, err, sizeof err) != 0)
+        br_log(BR_LOG_WARN, "config_reload_failed", "option=http-token-file err=%s kept=old",
+               br_qs(err));
     /* More room per house: read what was waiting. */
     for (br_conn *c = g_br.conns.all; c; c = c->all_next)
         if (c->in_table && c->read_capped)
@@ -745,38 +750,49 @@ static int start_udp(void) {
     return rc;
 }
 
-/* The HTTP front door, when --http-listen is given (bridge/front/front.h). */
-static int start_front(void) {
+/* The front door's configuration from the bridge's options: 0, or -1 with the reason. */
+static int front_cfg(br_front_cfg *fc, char *err, size_t errlen) {
     const br_config *c = &g_br.cfg;
-    if (c->http_listen < 0)
-        return 0;
-    br_front_cfg fc = {.loop = g_br.env.loop,
-                       .db = g_br.env.db,
-                       .prefix = c->prefix,
-                       .redis_timeout_ms = (unsigned)c->redis_timeout,
-                       .bind = c->http_bind,
-                       .port = (int)c->http_listen,
-                       .insecure = c->http_insecure,
-                       .public_ = c->http_public,
-                       .token_file = c->http_token_file,
-                       .domain = c->http_domain,
-                       .timeout_ms = c->http_timeout_ms,
-                       .max_body = c->max_body,
-                       .reg = g_br.metrics.reg,
-                       .auth_limit = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
-                                      (unsigned)c->auth_addr_burst, (unsigned)c->auth_addr_per_min,
-                                      4096}};
+    *fc = (br_front_cfg){.loop = g_br.env.loop,
+                         .db = g_br.env.db,
+                         .prefix = c->prefix,
+                         .redis_timeout_ms = (unsigned)c->redis_timeout,
+                         .bind = c->http_bind,
+                         .port = (int)c->http_listen,
+                         .insecure = c->http_insecure,
+                         .public_ = c->http_public,
+                         .token_file = c->http_token_file,
+                         .domain = c->http_domain,
+                         .timeout_ms = c->http_timeout_ms,
+                         .max_body = c->max_body,
+                         .reg = g_br.metrics.reg,
+                         .auth_limit = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
+                                        (unsigned)c->auth_addr_burst,
+                                        (unsigned)c->auth_addr_per_min, 4096}};
     int own = c->http_cert && *c->http_cert;
     if (own || c->http_tls) {
-        fc.cert = own ? c->http_cert : c->tls_cert;
-        fc.key = own ? c->http_key : c->tls_key;
+        fc->cert = own ? c->http_cert : c->tls_cert;
+        fc->key = own ? c->http_key : c->tls_key;
+        if (!(fc->cert && *fc->cert && fc->key && *fc->key)) {
+            snprintf(err, errlen,
+                     "--http-tls needs --http-cert and --http-key, or the bridge's "
+                     "--tls-cert and --tls-key");
+            return -1;
+        }
     }
+    return 0;
+}
+
+/* The HTTP front door, when --http-listen is given (bridge/front/front.h); with check, only
+ * its checks (--check-config: options and token file, nothing listens). */
+static int start_front(int check) {
+    if (g_br.cfg.http_listen < 0)
+        return 0;
+    br_front_cfg fc;
     char err[512];
-    if ((own || c->http_tls) && !(fc.cert && *fc.cert && fc.key && *fc.key))
-        snprintf(err, sizeof err,
-                 "--http-tls needs --http-cert and --http-key, or the bridge's "
-                 "--tls-cert and --tls-key");
-    else if ((g_br.front = br_front_start(&fc, err, sizeof err)))
+    if (front_cfg(&fc, err, sizeof err) == 0 &&
+        (check ? br_front_check(&fc, err, sizeof err) == 0
+               : (g_br.front = br_front_start(&fc, err, sizeof err)) != NULL))
         return 0;
     br_log(BR_LOG_ERROR, "bad_config", "option=http-listen reason=%s", br_qs(err));
     fprintf(stderr, "ghostport-bridge: %s\n", err);
@@ -813,7 +829,7 @@ int main(int argc, char **argv) {
         uint8_t k[32];
         int bad = g_br.cfg.rudp_listen >= 0 && br_read_key_file(g_br.cfg.rudp_key, k) != 0;
         sodium_memzero(k, sizeof k);
-        if (bad)
+        if (bad || start_front(1) != 0)
             goto out_conf; /* logged */
         printf("ghostport-bridge: configuration ok\n");
         rc = 0;
@@ -858,7 +874,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (br_tunnel_start(g_br.tunnel, &g_br.lws, &g_br.listen_port) != 0 || start_udp() != 0 ||
-        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0 || start_front() != 0)
+        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0 || start_front(0) != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);

@@ -654,26 +654,46 @@ static void front_log(int level, const char *event, const char *kv) {
         br_log(level, event, "%s", kv);
 }
 
-static int load_tokens(br_front *f, char *err, size_t errlen) {
+/* Reads and parses the token file into out (empty on failure): 0, or -1 with the reason. */
+static int load_tokens(const char *file, fr_tokens *out, char *err, size_t errlen) {
     char why[256];
-    if (gp_conf_secret_file_ok(f->cfg.token_file, why, sizeof why) != 0) {
+    memset(out, 0, sizeof *out);
+    if (gp_conf_secret_file_ok(file, why, sizeof why) != 0) {
         snprintf(err, errlen, "--http-token-file: %s", why);
         return -1;
     }
     size_t len = 0;
-    char *text = gp_read_file(f->cfg.token_file, FR_TOKEN_FILE_MAX, &len, why, sizeof why);
+    char *text = gp_read_file(file, FR_TOKEN_FILE_MAX, &len, why, sizeof why);
     if (!text) {
         snprintf(err, errlen, "--http-token-file: %s", why);
         return -1;
     }
-    int rc = fr_tokens_parse(text, len, &f->tokens, why, sizeof why);
+    int rc = fr_tokens_parse(text, len, out, why, sizeof why);
     sodium_memzero(text, len);
     free(text);
-    if (rc != 0)
-        snprintf(err, errlen, "--http-token-file %s: %s", f->cfg.token_file, why);
-    else if (f->tokens.n == 0 && (rc = -1) != 0)
-        snprintf(err, errlen, "--http-token-file %s: no token in it", f->cfg.token_file);
+    if (rc != 0) {
+        snprintf(err, errlen, "--http-token-file %s: %s", file, why);
+    } else if (out->n == 0) {
+        snprintf(err, errlen, "--http-token-file %s: no token in it", file);
+        rc = -1;
+    }
     return rc;
+}
+
+static int has_token_file(const br_front_cfg *c) {
+    return c->token_file && *c->token_file;
+}
+
+int br_front_reload_tokens(br_front *f, char *err, size_t errlen) {
+    if (!f || !has_token_file(&f->cfg))
+        return 0;
+    fr_tokens next;
+    if (load_tokens(f->cfg.token_file, &next, err, errlen) != 0)
+        return -1;
+    fr_tokens_free(&f->tokens);
+    f->tokens = next;
+    br_log(BR_LOG_INFO, "http_tokens_loaded", "tokens=%zu", next.n);
+    return 0;
 }
 
 static int check_cfg(const br_front_cfg *c, char *err, size_t errlen) {
@@ -688,7 +708,7 @@ static int check_cfg(const br_front_cfg *c, char *err, size_t errlen) {
                  bind);
         return -1;
     }
-    int has_file = c->token_file && *c->token_file;
+    int has_file = has_token_file(c);
     if (!has_file && !c->public_) {
         snprintf(err, errlen,
                  "--http-listen needs --http-token-file FILE (lines TOKEN HOUSE-GLOB "
@@ -699,6 +719,17 @@ static int check_cfg(const br_front_cfg *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--http-token-file and --http-public exclude each other");
         return -1;
     }
+    return 0;
+}
+
+int br_front_check(const br_front_cfg *cfg, char *err, size_t errlen) {
+    if (check_cfg(cfg, err, errlen) != 0)
+        return -1;
+    fr_tokens t;
+    if (has_token_file(cfg) && load_tokens(cfg->token_file, &t, err, errlen) != 0)
+        return -1;
+    if (has_token_file(cfg))
+        fr_tokens_free(&t);
     return 0;
 }
 
@@ -724,7 +755,7 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
         goto fail;
     }
     f->cfg = *cfg;
-    if (cfg->token_file && *cfg->token_file && load_tokens(f, err, errlen) != 0)
+    if (has_token_file(cfg) && load_tokens(cfg->token_file, &f->tokens, err, errlen) != 0)
         goto fail;
     gp_admin_cfg ac = {.bind = cfg->bind,
                        .port = cfg->port,

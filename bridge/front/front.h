@@ -39,6 +39,13 @@ typedef struct br_front_cfg {
  * err (also logged by the caller). */
 br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen);
 int br_front_port(const br_front *f);
+/* The checks of br_front_start without listening (--check-config): the options, and the token
+ * file read and parsed. 0, or -1 with the reason in err. */
+int br_front_check(const br_front_cfg *cfg, char *err, size_t errlen);
+/* Reads the token file again (SIGHUP: rotating tokens is rewriting the file): the new tokens
+ * replace the old ones, or, when it cannot be read or parsed, the old ones stay and -1 comes
+ * back with the reason in err. 0 also without a token file. NULL ok. */
+int br_front_reload_tokens(br_front *f, char *err, size_t errlen);
 /* Stops listening; requests under way are answered 503 and the object freed once the last
  * of them is. NULL ok. */
 void br_front_stop(br_front *f);

@@ -10,9 +10,11 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 TestSuite(front, .init = h_init, .fini = h_fini, .timeout = 150);
 
@@ -462,4 +464,77 @@ Test(front, redis_cluster) {
         cr_assert_eq(r.status, 200, "request %d: %s%s", i, r.headers, r.body);
         resp_free(&r);
     }
+}
+
+/* SIGHUP reads the token file again (rotating tokens is rewriting the file): the new token
+ * works and the old one is refused at once; a file that does not parse keeps the tokens
+ * before it. */
+Test(front, sighup_reloads_the_token_file) {
+    const char *tf = h_path("front.tokens");
+    h_write_file(tf, TOKEN " farm-*\n", 0600);
+    const char *bx[] = {"--http-listen", "0", "--http-token-file", tf, NULL};
+    h_world_up(&W, "farm-1", bx, NULL);
+    P = http_port(W.bridge);
+    cr_assert(P);
+    const char *old_tok[] = {"-H", "Authorization: Bearer " TOKEN, NULL};
+    const char *new_tok[] = {"-H", "Authorization: Bearer " TOKEN_OTHER, NULL};
+    resp r;
+    curl(&r, P, "/h/farm-1/echo", new_tok);
+    cr_assert_eq(r.status, 401, "%s", r.headers);
+    resp_free(&r);
+
+    h_write_file(tf, TOKEN_OTHER " farm-*\n", 0600);
+    kill(W.bridge->pid, SIGHUP);
+    cr_assert(h_wait_log(W.bridge, "event=http_tokens_loaded", 5000), "no reload of the tokens");
+    curl(&r, P, "/h/farm-1/echo", new_tok);
+    cr_assert_eq(r.status, 200, "the new token: %s", r.headers);
+    resp_free(&r);
+    curl(&r, P, "/h/farm-1/echo", old_tok);
+    cr_assert_eq(r.status, 401, "the old token still works: %s", r.headers);
+    resp_free(&r);
+
+    h_write_file(tf, "short farm-*\n", 0600);
+    kill(W.bridge->pid, SIGHUP);
+    cr_assert(h_wait_log(W.bridge, "option=http-token-file", 5000), "no reload failure logged");
+    curl(&r, P, "/h/farm-1/echo", new_tok);
+    cr_assert_eq(r.status, 200, "a broken file took the tokens away: %s", r.headers);
+    resp_free(&r);
+}
+
+/* --check-config checks the front door too: its options and its token file, read and parsed
+ * (exit 1 with the reason), without listening. */
+Test(front, check_config_reads_the_token_file) {
+    h_redis_start(0);
+    const char *tf = h_path("front.tokens");
+    char bin[700];
+    snprintf(bin, sizeof bin, "%s", h_bin("ghostport-bridge"));
+    const char *argv[] = {bin, "--allow-ws",        "--redis", h_redis_url(),    "--http-listen",
+                          "0", "--http-token-file", tf,        "--check-config", NULL};
+    struct {
+        const char *text; /* NULL: no file */
+        int ok;
+        const char *says;
+    } cases[] = {{TOKEN " farm-*\n", 1, "configuration ok"},
+                 {"short farm-*\n", 0, "shorter than 16"},
+                 {TOKEN "\n", 0, "want TOKEN HOUSE-GLOB"},
+                 {"# nothing\n", 0, "no token in it"},
+                 {NULL, 0, "http-token-file"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unlink(tf);
+        if (cases[i].text)
+            h_write_file(tf, cases[i].text, 0600);
+        char *out = NULL;
+        int rc = h_run(argv, 20000, &out, NULL, NULL);
+        cr_assert_eq(rc != 0, !cases[i].ok, "case %zu: exit %d: %s", i, rc, out ? out : "");
+        cr_assert(out && strstr(out, cases[i].says), "case %zu: %s", i, out ? out : "");
+        free(out);
+    }
+    /* neither a token file nor --http-public */
+    const char *open_door[] = {bin, "--allow-ws",     "--redis", h_redis_url(), "--http-listen",
+                               "0", "--check-config", NULL};
+    char *out = NULL;
+    int rc = h_run(open_door, 20000, &out, NULL, NULL);
+    cr_assert_neq(rc, 0, "%s", out ? out : "");
+    cr_assert(out && strstr(out, "--http-public"), "%s", out ? out : "");
+    free(out);
 }
