@@ -67,6 +67,13 @@ struct gp_admin_conn {
     int linger, lingering; /* refused mid-request: drain before closing / draining now */
     size_t lingered;
     unsigned writes; /* writes in flight */
+    /* Their lengths, oldest first (a ring: they complete in order), and their sum. */
+    size_t *wlen, queued;
+    unsigned wcap, whead;
+    /* gp_admin_call_on_drain's: called once queued <= drain_below, or when released. */
+    void (*drain_fn)(void *ud);
+    void *drain_ud;
+    size_t drain_below;
     gp_http_req *parser;
     char addr[80];
     char ip[48];     /* an IPv6 address in text (INET6_ADDRSTRLEN) */
@@ -149,8 +156,18 @@ static void maybe_free_admin(gp_admin *a) {
     free(a);
 }
 
+/* Calls the drain callback once (it may close c, not free it). */
+static void drained(conn *c) {
+    void (*fn)(void *) = c->drain_fn;
+    c->drain_fn = NULL;
+    if (fn)
+        fn(c->drain_ud);
+}
+
 void gp_admin_released(conn *c) {
     gp_admin *a = c->a;
+    drained(c); /* a waiting writer learns the connection is gone */
+    free(c->wlen);
     gp_http_req_free(c->parser);
     free(c->pend);
     free(c);
@@ -204,19 +221,56 @@ static void start_linger(conn *c) {
         conn_close(c);
 }
 
+/* Counts a write of len bytes in flight: 0, or -1 (out of memory). */
+static int wlen_push(conn *c, size_t len) {
+    if (c->writes == c->wcap) {
+        unsigned cap = c->wcap ? c->wcap * 2 : 8;
+        size_t *v = malloc(cap * sizeof *v);
+        if (!v)
+            return -1;
+        for (unsigned i = 0; i < c->writes; i++)
+            v[i] = c->wlen[(c->whead + i) % c->wcap];
+        free(c->wlen);
+        c->wlen = v, c->wcap = cap, c->whead = 0;
+    }
+    c->wlen[(c->whead + c->writes) % c->wcap] = len;
+    c->writes++;
+    c->queued += len;
+    return 0;
+}
+
 void gp_admin_written(conn *c, int status) {
-    c->writes--;
+    if (c->writes > 0) {
+        c->queued -= c->wlen[c->whead];
+        c->whead = (c->whead + 1) % c->wcap;
+        c->writes--;
+    }
     if (c->closing)
         return;
     if (status < 0)
         conn_close(c);
     else if (c->close_after && c->writes == 0 && !c->lingering)
         c->linger ? start_linger(c) : conn_close(c);
+    else if (c->drain_fn && c->queued <= c->drain_below)
+        drained(c);
+}
+
+size_t gp_admin_call_queued(const gp_admin_call *call) {
+    return call->c ? call->c->queued : 0;
+}
+
+int gp_admin_call_on_drain(gp_admin_call *call, size_t below, void (*fn)(void *ud), void *ud) {
+    conn *c = call->c;
+    if (!c || c->closing)
+        return -1;
+    c->drain_fn = fn, c->drain_ud = ud, c->drain_below = below;
+    return 0;
 }
 
 static void send_raw(conn *c, char *head, size_t hlen, const void *body, size_t blen) {
     char *buf = malloc(hlen + blen + 1);
-    if (!buf) {
+    if (!buf || wlen_push(c, hlen + blen) != 0) {
+        free(buf);
         conn_close(c);
         return;
     }
@@ -225,13 +279,12 @@ static void send_raw(conn *c, char *head, size_t hlen, const void *body, size_t 
         memcpy(buf + hlen, body, blen);
     int rc = c->a->io.write(c->io, buf, hlen + blen);
     free(buf);
-    if (rc != 0) {
+    if (rc != 0) { /* not in flight after all: the newest length goes */
+        c->writes--;
+        c->queued -= hlen + blen;
         conn_close(c);
-        return;
     }
-    c->writes++;
 }
-
 static void respond(conn *c, int status, const char *ctype, const char *extra, const void *body,
                     size_t len, int keep_alive, int head) {
     char h[2048];

@@ -130,6 +130,13 @@ void gp_admin_stream_end(gp_admin_call *c);
 void gp_admin_stream_abort(gp_admin_call *c);
 /* 1 once the call's connection is gone (its answer would be dropped). */
 int gp_admin_call_gone(const gp_admin_call *c);
+/* Bytes handed to the call's connection and not yet written out (0 once it is gone): a proxy
+ * streaming an answer stops fetching more while a slow client has many queued. */
+size_t gp_admin_call_queued(const gp_admin_call *c);
+/* fn(ud) once, when the connection's queued bytes fall to `below` or less, or, if it closes
+ * first, when it is released (from the glue's close: the call is gone then). Replaces an
+ * earlier one. -1 (fn not called): the connection is gone already. */
+int gp_admin_call_on_drain(gp_admin_call *c, size_t below, void (*fn)(void *ud), void *ud);
 /* The client's address without the port ("" once it is gone). */
 const char *gp_admin_call_ip(const gp_admin_call *c);
 

@@ -26,6 +26,13 @@
 #define FR_WAIT_GRACE_MS 10000 /* past the deadline: the holder's or the janitor's 504 is due */
 #define FR_TOKEN_FILE_MAX (1u << 20)
 #define FR_MAX_TIMEOUT_MS 86400000LL
+/* Reply bytes queued for one HTTP connection (a slow client) past which its reply stream is no
+ * longer read: it waits in Redis, bounded there by the contract, not in the bridge. */
+#define FR_MAX_QUEUED (1u << 20)
+/* Entries an XREAD asks for: few until their size is known, then as many as fit in
+ * FR_MAX_QUEUED (so one read of big chunks never holds a whole reply), at most FR_MAX_COUNT. */
+#define FR_FIRST_COUNT 4
+#define FR_MAX_COUNT 64
 
 typedef struct fr_req fr_req;
 
@@ -46,9 +53,10 @@ struct fr_req {
     char house[FR_HOUSE_MAX + 1];
     uint64_t t0, wait_until;
     int status, started;
-    int asked; /* a reader was opened for it */
-    int head;  /* a HEAD request: the upstream's Content-Length is the answer's */
-    int refs;  /* the XADD's answer and the read chain: freed when both are over */
+    int asked;      /* a reader was opened for it */
+    unsigned count; /* entries an XREAD asks for (0: FR_FIRST_COUNT) */
+    int head;       /* a HEAD request: the upstream's Content-Length is the answer's */
+    int refs;       /* the XADD's answer and the read chain: freed when both are over */
 };
 
 struct br_front {
@@ -61,7 +69,7 @@ struct br_front {
     fr_reader *readers[FR_MAX_READERS];
     unsigned nreaders, inflight, nwait;
     fr_req *wait_head, *wait_tail;
-    gp_metric *m_req, *m_auth, *m_inflight;
+    gp_metric *m_req, *m_auth, *m_inflight, *m_paused;
 };
 
 int br_front_loopback(const char *addr) {
@@ -278,6 +286,8 @@ static void requeue(fr_req *rq) {
     f->nwait++;
 }
 
+static void on_drained(void *ud);
+
 static void on_read(redisReply *r, void *ud) {
     fr_req *rq = ud;
     br_front *f = rq->f;
@@ -309,13 +319,34 @@ static void on_read(redisReply *r, void *ud) {
                      en->element[0]->str);
             fr_entry e;
             entry_fields(en->element[1], &e);
+            size_t big = e.body ? e.body->len + 1 : 1;
+            unsigned fit = (unsigned)(FR_MAX_QUEUED / big);
+            fit = fit < 1 ? 1 : fit > FR_MAX_COUNT ? FR_MAX_COUNT : fit;
+            if (!rq->count || fit < rq->count)
+                rq->count = fit;
             if (on_entry(rq, &e)) {
                 req_done(rq);
                 return;
             }
+            if (rq->call && gp_admin_call_queued(rq->call) > FR_MAX_QUEUED &&
+                gp_admin_call_on_drain(rq->call, FR_MAX_QUEUED / 2, on_drained, rq) == 0) {
+                if (f->m_paused)
+                    gp_metric_inc(f->m_paused, NULL);
+                return; /* the entries after rq->last wait in Redis, read again on drain */
+            }
         }
     }
     issue_read(rq);
+}
+
+/* The slow client took enough of what was queued for it (or its connection is gone, or the
+ * front door stops): the reply is read on from rq->last. */
+static void on_drained(void *ud) {
+    fr_req *rq = ud;
+    if (rq->f->stopping)
+        answer_error(rq, 503, "unavailable", "the front door is stopping");
+    else
+        issue_read(rq);
 }
 
 /* The next XREAD of rq's reply; -1 when it could not be sent (rq is back in the queue). */
@@ -341,7 +372,7 @@ static int issue_read(fr_req *rq) {
     br_args_init(&a);
     br_args_str(&a, "XREAD");
     br_args_str(&a, "COUNT");
-    br_args_str(&a, "64");
+    br_args_u64(&a, rq->count ? rq->count : FR_FIRST_COUNT);
     br_args_str(&a, "BLOCK");
     br_args_u64(&a, block);
     br_args_str(&a, "STREAMS");
@@ -742,6 +773,10 @@ static void metrics_init(br_front *f) {
                                    "front door requests refused by the token check", "reason");
     f->m_inflight = gp_metrics_gauge(f->cfg.reg, "gp_bridge_http_inflight",
                                      "front door requests waiting for their reply", NULL);
+    f->m_paused = gp_metrics_counter(f->cfg.reg, "gp_bridge_http_reads_paused_total",
+                                     "front door replies no longer read while a slow client had "
+                                     "over 1 MiB queued",
+                                     NULL);
 }
 
 br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {

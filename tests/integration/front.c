@@ -8,12 +8,15 @@
  * the house is killed with kill -9 (answered all the same: the contract's guarantee). */
 #include "../harness/world.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 TestSuite(front, .init = h_init, .fini = h_fini, .timeout = 150);
@@ -537,4 +540,96 @@ Test(front, check_config_reads_the_token_file) {
     cr_assert_neq(rc, 0, "%s", out ? out : "");
     cr_assert(out && strstr(out, "--http-public"), "%s", out ? out : "");
     free(out);
+}
+
+/* The bridge's resident memory, KiB (/proc), or -1. */
+static long rss_kib(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *s = h_read_file(path, NULL);
+    const char *q = s ? strstr(s, "VmRSS:") : NULL;
+    long kib = q ? atol(q + 6) : -1;
+    free(s);
+    return kib;
+}
+
+#define SLOW_REPLY (32L << 20)
+
+struct slow {
+    pid_t bridge;
+    long base_kib;
+    int admin;
+};
+
+/* The whole reply is in Redis: its last entry is the final one. */
+static int reply_complete(void *ud) {
+    (void)ud;
+    redisReply *k = h_cmd("KEYS gp:rep:*");
+    int done = 0;
+    for (size_t i = 0; k->type == REDIS_REPLY_ARRAY && i < k->elements && !done; i++) {
+        redisReply *e = h_cmd("XREVRANGE %s + - COUNT 1", k->element[i]->str);
+        if (e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
+            const redisReply *fv = e->element[0]->element[1];
+            for (size_t j = 0; j + 1 < fv->elements; j += 2)
+                done |= strcmp(fv->element[j]->str, "final") == 0;
+        }
+        freeReplyObject(e);
+    }
+    freeReplyObject(k);
+    return done;
+}
+
+/* The bridge either stopped reading the reply (its metric) or has taken most of it in. */
+static int paused_or_grown(void *ud) {
+    const struct slow *s = ud;
+    if (rss_kib(s->bridge) > s->base_kib + (long)(SLOW_REPLY >> 10) / 2)
+        return 1;
+    char *m = h_scrape(s->admin);
+    int paused = m && h_metric(m, "gp_bridge_http_reads_paused_total") >= 1;
+    free(m);
+    return paused;
+}
+
+/* A client that does not read its answer: the bridge stops reading the reply stream once about
+ * 1 MiB is queued for it, so its memory stays far below the 32 MiB reply (which waits in Redis);
+ * once the client reads, the whole reply arrives. */
+Test(front, slow_client_bounded_memory) {
+    const char *bx[] = {"--admin-listen", "0", NULL};
+    public_world(bx);
+    struct slow s = {W.bridge->pid, rss_kib(W.bridge->pid), h_admin_port(W.bridge)};
+    cr_assert(s.base_kib > 0 && s.admin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 65536;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)P)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET /h/farm-1/bytes/%ld?seed=slow HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "X-Gp-Timeout-Ms: 120000\r\nConnection: close\r\n\r\n",
+                     SLOW_REPLY);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    cr_assert(h_wait(reply_complete, NULL, 60000), "the reply never reached Redis whole");
+    cr_assert(h_wait(paused_or_grown, &s, 20000), "neither paused nor grown");
+    long rss = rss_kib(s.bridge);
+    cr_assert_leq(rss, s.base_kib + (long)(SLOW_REPLY >> 10) / 2,
+                  "the bridge holds the reply for its slow client: rss %ld KiB, %ld before", rss,
+                  s.base_kib);
+    /* now read it all: every byte arrives, and the chunked answer ends */
+    size_t got = 0;
+    char buf[65536], tail[5] = {0};
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        for (ssize_t i = 0; i < r; i++) { /* the last 5 bytes, whatever the reads' sizes */
+            memmove(tail, tail + 1, 4);
+            tail[4] = buf[i];
+        }
+    }
+    close(fd);
+    cr_assert_geq(got, (size_t)SLOW_REPLY, "only %zu bytes arrived", got);
+    cr_assert(memcmp(tail, "0\r\n\r\n", 5) == 0, "the chunked answer did not end");
 }
