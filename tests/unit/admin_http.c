@@ -318,6 +318,52 @@ Test(admin_http, streamed_answer_with_length_and_abort) {
     cr_assert_eq(done_called, 1);
 }
 
+static int drains;
+static void on_drain(void *ud) {
+    (void)ud;
+    drains++;
+}
+
+/* What a streamed answer has queued and not yet written (a slow client), and the drain
+ * callback: once the queue falls to its mark, and once more when a connection closes with a
+ * waiter (at its release, when the call is gone). */
+Test(admin_http, queued_bytes_and_drain) {
+    gp_admin *a = server(NULL);
+    gp_admin_route(a, "/slow", 0, later, NULL);
+    fconn f = {0};
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+    held = NULL;
+    feed(&f, "GET /slow HTTP/1.1\r\n\r\n");
+    gp_admin_stream_start(held, 200, NULL, -1);
+    size_t head = gp_admin_call_queued(held);
+    cr_assert_gt(head, 0);
+    gp_admin_stream_data(held, "0123456789", 10);
+    cr_assert_eq(gp_admin_call_queued(held), head + 15, "10 bytes as a chunk: a\\r\\n...\\r\\n");
+    drains = 0;
+    cr_assert_eq(gp_admin_call_on_drain(held, 0, on_drain, NULL), 0);
+    f.pending--;
+    gp_admin_written(f.c, 0); /* the head is out, the chunk is not */
+    cr_assert_eq(gp_admin_call_queued(held), 15);
+    cr_assert_eq(drains, 0, "not drained to the mark yet");
+    f.pending--;
+    gp_admin_written(f.c, 0);
+    cr_assert_eq(gp_admin_call_queued(held), 0);
+    cr_assert_eq(drains, 1);
+    flush(&f);
+    cr_assert_eq(drains, 1, "once");
+
+    gp_admin_stream_data(held, "more", 4);
+    cr_assert_eq(gp_admin_call_on_drain(held, 0, on_drain, NULL), 0);
+    gp_admin_stream_abort(held); /* the connection closes with a waiter */
+    cr_assert_eq(drains, 1, "not from inside the close");
+    flush(&f);
+    cr_assert_eq(drains, 1);
+    gp_admin_released(f.c);
+    cr_assert_eq(drains, 2, "the waiter learns at the release");
+    gp_admin_shutdown(a);
+    gp_admin_unref(a);
+}
+
 static const gp_http_request *last_req;
 static void take(gp_admin_call *call, const gp_http_request *req, void *ud) {
     (void)ud;
