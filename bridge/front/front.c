@@ -41,6 +41,7 @@ typedef struct fr_reader {
     br_redis *r;
     int node; /* the Redis node it reads from (br_db_key_node) */
     fr_req *busy;
+    uint64_t idle_since; /* loop ms: not busy since */
 } fr_reader;
 
 struct fr_req {
@@ -53,7 +54,7 @@ struct fr_req {
     char house[FR_HOUSE_MAX + 1];
     uint64_t t0, wait_until;
     int status, started;
-    int asked;      /* a reader was opened for it */
+    int asked;      /* 1 + the node a reader was opened on for it (0: none) */
     unsigned count; /* entries an XREAD asks for (0: FR_FIRST_COUNT) */
     int head;       /* a HEAD request: the upstream's Content-Length is the answer's */
     int refs;       /* the XADD's answer and the read chain: freed when both are over */
@@ -70,6 +71,7 @@ struct br_front {
     unsigned nreaders, inflight, nwait;
     fr_req *wait_head, *wait_tail;
     gp_metric *m_req, *m_auth, *m_inflight, *m_paused;
+    uv_timer_t *sweep; /* closes idle readers; its own allocation, freed when libuv closed it */
 };
 
 int br_front_loopback(const char *addr) {
@@ -115,6 +117,12 @@ static void error_reply(br_front *f, gp_admin_call *call, int status, const char
 
 static void pump(br_front *f);
 
+/* The reader's request is over: it is idle from now. */
+static void reader_free_up(fr_reader *rd) {
+    rd->busy = NULL;
+    rd->idle_since = uv_now(rd->f->cfg.loop);
+}
+
 /* One of the request's two holders let go (the XADD's answer came, or its read chain
  * ended); the last frees it, and a stopping front door with its last request. */
 static void req_unref(fr_req *rq) {
@@ -139,7 +147,7 @@ static void req_done(fr_req *rq) {
         rq->call = NULL;
     }
     if (rq->rd)
-        rq->rd->busy = NULL;
+        reader_free_up(rq->rd);
     rq->rd = NULL;
     int stopping = f->stopping;
     req_unref(rq);
@@ -277,7 +285,7 @@ static int issue_read(fr_req *rq);
  * in Redis), to be taken by the next reader that is up. */
 static void requeue(fr_req *rq) {
     br_front *f = rq->f;
-    rq->rd->busy = NULL;
+    reader_free_up(rq->rd);
     rq->rd = NULL;
     rq->next = f->wait_head;
     f->wait_head = rq;
@@ -416,6 +424,7 @@ static fr_reader *reader_new(br_front *f, int node) {
         return NULL;
     rd->f = f;
     rd->node = node;
+    rd->idle_since = uv_now(f->cfg.loop);
     if (!(rd->r = br_db_connect(f->cfg.db, node, "http", reader_up, rd))) {
         free(rd);
         return NULL;
@@ -439,8 +448,8 @@ static void pump(br_front *f) {
                 idle = rd;
         }
         if (!idle) {
-            if (!rq->asked && reader_new(f, node))
-                rq->asked = 1;
+            if (rq->asked != node + 1 && reader_new(f, node))
+                rq->asked = node + 1;
             prev = rq;
             continue;
         }
@@ -458,6 +467,31 @@ static void pump(br_front *f) {
             return;
         prev = NULL, next = f->wait_head; /* issue_read may have changed the queue */
     }
+}
+
+/* How long a connected reader may sit idle before it is closed: twice the Redis timeout (its
+ * XREADs block for half of that), at least a second. */
+static uint64_t reader_idle_ms(const br_front *f) {
+    uint64_t ms = 2ull * f->cfg.redis_timeout_ms;
+    return ms < 1000 ? 1000 : ms;
+}
+
+/* Closes the readers idle for longer than reader_idle_ms: a burst's pool shrinks back. A reader
+ * still connecting is kept (a waiting request may count on it). */
+static void on_sweep(uv_timer_t *t) {
+    br_front *f = t->data;
+    uint64_t now = uv_now(f->cfg.loop), idle = reader_idle_ms(f);
+    for (unsigned i = 0; i < f->nreaders;) {
+        fr_reader *rd = f->readers[i];
+        if (!rd->busy && br_redis_ready(rd->r) && now - rd->idle_since >= idle)
+            reader_drop(f, i); /* the last one moves to i */
+        else
+            i++;
+    }
+}
+
+static void on_sweep_closed(uv_handle_t *h) {
+    free(h);
 }
 
 static void enqueue(fr_req *rq) {
@@ -817,6 +851,12 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
         goto fail;
     }
     metrics_init(f);
+    if ((f->sweep = malloc(sizeof *f->sweep))) {
+        uv_timer_init(cfg->loop, f->sweep);
+        f->sweep->data = f;
+        uint64_t every = reader_idle_ms(f) / 2;
+        uv_timer_start(f->sweep, on_sweep, every, every);
+    }
     br_log(BR_LOG_INFO, "listening", "transport=http port=%d bind=%s tls=%d auth=%s domain=%s",
            f->port, br_qs(cfg->bind ? cfg->bind : "127.0.0.1"), f->tls,
            cfg->public_ ? "public" : "token", br_qs(f->domain));
@@ -832,6 +872,9 @@ void br_front_stop(br_front *f) {
         return;
     f->stopping = 1;
     f->inflight++; /* held until the end of this call: a request ending here frees nothing */
+    if (f->sweep)
+        uv_close((uv_handle_t *)f->sweep, on_sweep_closed);
+    f->sweep = NULL;
     gp_admin_close(f->srv);
     f->srv = NULL;
     while (f->wait_head) {

@@ -355,29 +355,59 @@ Test(front, request_survives_kill9_of_the_bridge_holding_the_house) {
 
 /* 64 requests at once (curl --parallel), each waiting on the upstream: the front door opens
  * reader connections as they are needed and every one is answered. */
-Test(front, many_at_once) {
-    public_world(NULL);
-    enum { N = 64 };
-    static char urls[N][128];
-    const char *argv[12 + 3 * N] = {
+/* n requests at once, each waiting 300 ms on the upstream: every one answered 200. */
+static void all_at_once(int n) {
+    static char urls[64][128];
+    const char *argv[12 + 3 * 64] = {
         "/usr/bin/curl",  "-sS", "--max-time", "60", "-Z", "--parallel-max", "64", "-w",
         "%{http_code}\\n"};
-    int n = 9;
-    for (int i = 0; i < N; i++) {
+    int k = 9;
+    for (int i = 0; i < n && i < 64; i++) {
         snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%d/h/farm-1/slow?ms=300&i=%d", P, i);
-        argv[n++] = "-o";
-        argv[n++] = "/dev/null";
-        argv[n++] = urls[i];
+        argv[k++] = "-o";
+        argv[k++] = "/dev/null";
+        argv[k++] = urls[i];
     }
-    argv[n] = NULL;
+    argv[k] = NULL;
     char *out = NULL;
     size_t len = 0;
     cr_assert_eq(h_run(argv, 90000, &out, &len, NULL), 0, "%s", out ? out : "");
     int ok = 0;
     for (const char *p = out; (p = strstr(p, "200\n")); p += 4)
         ok++;
-    cr_assert_eq(ok, N, "%s", out);
+    cr_assert_eq(ok, n, "%s", out);
     free(out);
+}
+
+Test(front, many_at_once) {
+    public_world(NULL);
+    all_at_once(64);
+}
+
+static int clients_at_most(void *ud) {
+    redisReply *r = h_cmd("CLIENT LIST");
+    int n = 0;
+    for (const char *p = r->type == REDIS_REPLY_STRING ? r->str : ""; (p = strchr(p, '\n')); p++)
+        n++;
+    freeReplyObject(r);
+    return n <= *(int *)ud;
+}
+
+/* The reader connections opened for a burst are closed once they have been idle a while
+ * (twice --redis-timeout): the pool shrinks back to nothing. */
+Test(front, idle_readers_are_closed) {
+    const char *bx[] = {"--redis-timeout", "1000", NULL};
+    public_world(bx);
+    redisReply *r = h_cmd("CLIENT LIST");
+    int before = 0;
+    for (const char *p = r->str; (p = strchr(p, '\n')); p++)
+        before++;
+    freeReplyObject(r);
+    all_at_once(16);
+    int more = before + 8;
+    cr_assert(!clients_at_most(&more), "the burst opened no readers");
+    cr_assert(h_wait(clients_at_most, &before, 15000), "idle readers were never closed");
+    all_at_once(4); /* and new ones open as needed */
 }
 
 /* HTTPS with the front door's own certificate (--http-cert/--http-key; self-signed, curl
