@@ -56,6 +56,7 @@ struct fr_req {
     int status, started;
     int asked;      /* 1 + the node a reader was opened on for it (0: none) */
     unsigned count; /* entries an XREAD asks for (0: FR_FIRST_COUNT) */
+    int paused;     /* waiting for its client to take what is queued (on_drained) */
     int head;       /* a HEAD request: the upstream's Content-Length is the answer's */
     int refs;       /* the XADD's answer and the read chain: freed when both are over */
 };
@@ -338,6 +339,7 @@ static void on_read(redisReply *r, void *ud) {
             }
             if (rq->call && gp_admin_call_queued(rq->call) > FR_MAX_QUEUED &&
                 gp_admin_call_on_drain(rq->call, FR_MAX_QUEUED / 2, on_drained, rq) == 0) {
+                rq->paused = 1;
                 if (f->m_paused)
                     gp_metric_inc(f->m_paused, NULL);
                 return; /* the entries after rq->last wait in Redis, read again on drain */
@@ -351,6 +353,7 @@ static void on_read(redisReply *r, void *ud) {
  * front door stops): the reply is read on from rq->last. */
 static void on_drained(void *ud) {
     fr_req *rq = ud;
+    rq->paused = 0;
     if (rq->f->stopping)
         answer_error(rq, 503, "unavailable", "the front door is stopping");
     else
@@ -477,10 +480,22 @@ static uint64_t reader_idle_ms(const br_front *f) {
 }
 
 /* Closes the readers idle for longer than reader_idle_ms: a burst's pool shrinks back. A reader
- * still connecting is kept (a waiting request may count on it). */
+ * still connecting is kept (a waiting request may count on it). A reply paused for a client
+ * that does not read is cut at its deadline, as any reply not done by then (issue_read): the
+ * connection closes, and its release calls on_drained, which ends the request. */
 static void on_sweep(uv_timer_t *t) {
     br_front *f = t->data;
     uint64_t now = uv_now(f->cfg.loop), idle = reader_idle_ms(f);
+    for (unsigned i = 0; i < f->nreaders; i++) {
+        fr_req *rq = f->readers[i]->busy;
+        if (rq && rq->paused && rq->call && now >= rq->wait_until) {
+            br_logr(BR_LOG_WARN, "http_slow_client", "house=%s addr=%s", rq->house,
+                    br_qs(gp_admin_call_ip(rq->call)));
+            rq->status = 504;
+            gp_admin_stream_abort(rq->call);
+            rq->call = NULL;
+        }
+    }
     for (unsigned i = 0; i < f->nreaders;) {
         fr_reader *rd = f->readers[i];
         if (!rd->busy && br_redis_ready(rd->r) && now - rd->idle_since >= idle)

@@ -666,3 +666,36 @@ Test(front, slow_client_bounded_memory) {
     cr_assert_geq(got, (size_t)SLOW_REPLY, "only %zu bytes arrived", got);
     cr_assert(memcmp(tail, "0\r\n\r\n", 5) == 0, "the chunked answer did not end");
 }
+
+static int none_inflight(void *ud) {
+    char *m = h_scrape(*(int *)ud);
+    int none = m && h_metric(m, "gp_bridge_http_inflight") == 0;
+    free(m);
+    return none;
+}
+
+/* A client that never reads does not hold its request (and a reader connection) past the
+ * deadline either: its stream is cut as any reply not done by then (deadline + 10 s). */
+Test(front, slow_client_cut_at_the_deadline) {
+    const char *bx[] = {"--admin-listen", "0", "--redis-timeout", "1000", NULL};
+    public_world(bx);
+    int admin = h_admin_port(W.bridge);
+    cr_assert(admin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 65536;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)P)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "GET /h/farm-1/bytes/%ld?seed=cut HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "X-Gp-Timeout-Ms: 5000\r\n\r\n",
+                     SLOW_REPLY);
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    struct slow s = {W.bridge->pid, rss_kib(W.bridge->pid), admin};
+    cr_assert(h_wait(paused_or_grown, &s, 20000), "never paused");
+    cr_assert(!none_inflight(&admin), "the request ended already");
+    cr_assert(h_wait(none_inflight, &admin, 30000), "the paused request outlived its deadline");
+    close(fd);
+}
