@@ -8,8 +8,8 @@
  * Rounds alternate the cases (AB, then BA); per round p50/p99 of each, and the front door's
  * added p50 (front - producer) and p50 ratio (front / producer); medians over the rounds.
  * Reports, never asserts a timing (tests/bench/README.md). */
-#include "../harness/harness.h"
 #include "bench.h"
+#include "bench_world.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -133,21 +133,6 @@ static stats measure(int front, redisContext *c, int fd, int n) {
     return (stats){bench_pct(v, (size_t)n, 50), bench_pct(v, (size_t)n, 99)};
 }
 
-static h_proc *start_upstream(int *port) {
-    char bin[PATH_MAX + 32], abs[PATH_MAX], ports[16];
-    const char *build = getenv("BUILD");
-    snprintf(bin, sizeof bin, "%s/bench/httpd_tool", build && *build ? build : "build");
-    if (access(bin, X_OK) != 0 || !realpath(bin, abs))
-        die("%s: not built (make bench builds it)", bin);
-    *port = h_free_port();
-    snprintf(ports, sizeof ports, "%d", *port);
-    char *const argv[] = {abs, "--port", ports, "--size", "100", NULL};
-    h_proc *p = h_spawn("upstream", argv);
-    if (!h_wait_log(p, "listening", 10000))
-        die("httpd_tool did not start (see %s)", p->log);
-    return p;
-}
-
 int main(void) {
     int quick = bench_quick();
     int rounds = quick ? 2 : 7, n = quick ? 300 : 2000;
@@ -156,7 +141,9 @@ int main(void) {
     char secret[65];
     h_register(HOUSE, secret);
     int up;
-    start_upstream(&up);
+    char err[512];
+    if (!bench_httpd(&up, 100, err, sizeof err))
+        die("%s", err);
     int hport = h_free_port(); /* at log-level warn the bridge does not log it */
     char hports[16];
     snprintf(hports, sizeof hports, "%d", hport);
@@ -165,12 +152,8 @@ int main(void) {
     h_proc *bridge = h_bridge_start(0, &bport, bx, 1);
     if (!h_wait_port(hport, 10000))
         die("the front door did not listen on %d (see %s)", hport, bridge->log);
-    char upurl[64];
-    snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
-    const char *hx[] = {"--log-level", "warn", NULL};
-    h_proc *house = h_house_start(HOUSE, secret, bport, upurl, hx);
-    if (!h_wait_connected(HOUSE, 15000))
-        die("house did not connect (see %s, %s)", house->log, bridge->log);
+    if (!bench_house(HOUSE, secret, bport, up))
+        die("house did not connect (see its log and %s)", bridge->log);
     redisContext *c = redisConnect("127.0.0.1", h_redis_port());
     if (!c || c->err)
         die("redis: %s", c ? c->errstr : "out of memory");

@@ -12,6 +12,7 @@
 #include "../../bridge/store/uvredis.h"
 #include "../harness/harness.h"
 #include "bench.h"
+#include "bench_world.h"
 
 #include <errno.h>
 #include <hiredis/async.h>
@@ -585,26 +586,6 @@ static result run_case(int kase, int conc, int redis_port, int http_port, int wa
 
 static char g_self[PATH_MAX];
 
-static h_proc *start_upstream(int *port) {
-    char bin[PATH_MAX + 32], ports[16];
-    const char *build = getenv("BUILD");
-    snprintf(bin, sizeof bin, "%s/bench/httpd_tool", build && *build ? build : "build");
-    if (access(bin, X_OK) != 0)
-        die("%s: not built (make bench builds it)", bin);
-    char abs[PATH_MAX];
-    if (!realpath(bin, abs))
-        die("realpath %s: %s", bin, strerror(errno));
-    *port = h_free_port();
-    snprintf(ports, sizeof ports, "%d", *port);
-    char size[16];
-    snprintf(size, sizeof size, "%d", RESP_BYTES);
-    char *const argv[] = {abs, "--port", ports, "--size", size, NULL};
-    h_proc *p = h_spawn("upstream", argv);
-    if (!h_wait_log(p, "listening", 10000))
-        die("httpd_tool did not start (see %s)", p->log);
-    return p;
-}
-
 /* The CPU keys of case kase: each process that takes part in it. */
 static int cpu_relevant(int i, int kase) {
     switch (i) {
@@ -814,16 +795,18 @@ int main(int argc, char **argv) {
     char secret[65];
     h_register(HOUSE, secret);
     int hport;
-    h_proc *up = start_upstream(&hport);
+    char err[512];
+    h_proc *up = bench_httpd(&hport, RESP_BYTES, err, sizeof err);
+    if (!up)
+        die("%s", err);
     const char *bx[] = {"--log-level", "warn", NULL};
     int bport;
     h_proc *bridge = h_bridge_start(0, &bport, bx, 1);
     char upurl[64];
     snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", hport);
-    const char *hx[] = {"--log-level", "warn", NULL};
-    h_proc *house = h_house_start(HOUSE, secret, bport, upurl, hx);
-    if (!h_wait_connected(HOUSE, 15000))
-        die("house did not connect (see %s, %s)", house->log, bridge->log);
+    h_proc *house = bench_house(HOUSE, secret, bport, hport);
+    if (!house)
+        die("house did not connect (see its log and %s)", bridge->log);
     char ports[16];
     snprintf(ports, sizeof ports, "%d", rport);
     char *const cargv[] = {g_self, "consumer", ports, BASE_STREAM, NULL};

@@ -623,14 +623,9 @@ static int paused_or_grown(void *ud) {
     return paused;
 }
 
-/* A client that does not read its answer: the bridge stops reading the reply stream once about
- * 1 MiB is queued for it, so its memory stays far below the 32 MiB reply (which waits in Redis);
- * once the client reads, the whole reply arrives. */
-Test(front, slow_client_bounded_memory) {
-    const char *bx[] = {"--admin-listen", "0", NULL};
-    public_world(bx);
-    struct slow s = {W.bridge->pid, rss_kib(W.bridge->pid), h_admin_port(W.bridge)};
-    cr_assert(s.base_kib > 0 && s.admin);
+/* A client with a small receive buffer that asks the front door (P) for SLOW_REPLY bytes
+ * (seed) with that timeout and reads nothing yet: its socket. */
+static int slow_get(const char *seed, int timeout_ms) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int small = 65536;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -639,10 +634,22 @@ Test(front, slow_client_bounded_memory) {
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     char req[256];
     int n = snprintf(req, sizeof req,
-                     "GET /h/farm-1/bytes/%ld?seed=slow HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "X-Gp-Timeout-Ms: 120000\r\nConnection: close\r\n\r\n",
-                     SLOW_REPLY);
+                     "GET /h/farm-1/bytes/%ld?seed=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "X-Gp-Timeout-Ms: %d\r\nConnection: close\r\n\r\n",
+                     SLOW_REPLY, seed, timeout_ms);
     cr_assert_eq(write(fd, req, (size_t)n), n);
+    return fd;
+}
+
+/* A client that does not read its answer: the bridge stops reading the reply stream once about
+ * 1 MiB is queued for it, so its memory stays far below the 32 MiB reply (which waits in Redis);
+ * once the client reads, the whole reply arrives. */
+Test(front, slow_client_bounded_memory) {
+    const char *bx[] = {"--admin-listen", "0", NULL};
+    public_world(bx);
+    struct slow s = {W.bridge->pid, rss_kib(W.bridge->pid), h_admin_port(W.bridge)};
+    cr_assert(s.base_kib > 0 && s.admin);
+    int fd = slow_get("slow", 120000);
     cr_assert(h_wait(reply_complete, NULL, 60000), "the reply never reached Redis whole");
     cr_assert(h_wait(paused_or_grown, &s, 20000), "neither paused nor grown");
     long rss = rss_kib(s.bridge);
@@ -681,18 +688,7 @@ Test(front, slow_client_cut_at_the_deadline) {
     public_world(bx);
     int admin = h_admin_port(W.bridge);
     cr_assert(admin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int small = 65536;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)P)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    char req[256];
-    int n = snprintf(req, sizeof req,
-                     "GET /h/farm-1/bytes/%ld?seed=cut HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "X-Gp-Timeout-Ms: 5000\r\n\r\n",
-                     SLOW_REPLY);
-    cr_assert_eq(write(fd, req, (size_t)n), n);
+    int fd = slow_get("cut", 5000);
     struct slow s = {W.bridge->pid, rss_kib(W.bridge->pid), admin};
     cr_assert(h_wait(paused_or_grown, &s, 20000), "never paused");
     cr_assert(!none_inflight(&admin), "the request ended already");
