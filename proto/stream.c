@@ -122,11 +122,13 @@ int gp_stream_on_ack(gp_stream *s, uint64_t now_ms, uint64_t ack, uint32_t win) 
 }
 
 uint64_t gp_stream_can_send(const gp_stream *s) {
-    if (s->reset != GP_SR_NONE || s->snd_fin)
+    if (s->reset != GP_SR_NONE)
         return 0;
     uint64_t limit = s->snd_acked + s->snd_win;
     if (limit > GP_STREAM_OFF_MAX)
         limit = GP_STREAM_OFF_MAX;
+    if (s->snd_fin && limit > s->snd_fin_off)
+        limit = s->snd_fin_off; /* after a resume: the bytes up to our fin, written again */
     return limit > s->snd_next ? limit - s->snd_next : 0;
 }
 

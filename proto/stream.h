@@ -95,7 +95,8 @@ void gp_stream_ack_written(gp_stream *s, uint64_t now_ms, uint64_t ack);
  * GP_ERR_MALFORMED; a win outside the bounds resets as malformed. */
 int gp_stream_on_ack(gp_stream *s, uint64_t now_ms, uint64_t ack, uint32_t win) GP_WUR;
 
-/* How many bytes may be written now: the credit left, 0 once closed for sending or reset. */
+/* How many bytes may be written now: the credit left, never past our fin (after a resume,
+ * the bytes up to it are written again), 0 after a reset. */
 uint64_t gp_stream_can_send(const gp_stream *s);
 
 /* n bytes were written at snd_next. GP_ERR_INVALID if that is more than gp_stream_can_send. */

@@ -68,8 +68,8 @@ static void check(const gp_stream *s) {
     if (s->rcv_fin && s->rcv_next > s->rcv_fin_off)
         __builtin_trap();
     uint64_t c = gp_stream_can_send(s);
-    if ((s->reset != GP_SR_NONE || s->snd_fin) && c)
-        __builtin_trap();
+    if ((s->reset != GP_SR_NONE && c) || (s->snd_fin && s->snd_next + c > s->snd_fin_off))
+        __builtin_trap(); /* no credit after a reset, no byte past our fin */
     if (c && s->snd_next + c > s->snd_acked + s->snd_win)
         __builtin_trap();
     if (s->snd_win < GP_STREAM_WIN_MIN || s->snd_win > GP_STREAM_WIN_MAX)

@@ -260,6 +260,21 @@ Test(stream, half_close_writer_side) {
     cr_assert(gp_stream_done(&b));
 }
 
+Test(stream, resume_after_fin_writes_the_rest_again) {
+    gp_stream w = mk(0);
+    cr_assert_eq(gp_stream_sent(&w, 1, 1000), GP_OK);
+    cr_assert_eq(gp_stream_close(&w), GP_OK);
+    gp_stream_fin_written(&w, 1);
+    cr_assert_eq(gp_stream_can_send(&w), 0);
+    cr_assert_eq(gp_stream_on_ack(&w, 2, 400, 0), GP_OK);
+    cr_assert_eq(gp_stream_resume(&w), 400);
+    cr_assert_eq(gp_stream_can_send(&w), 600, "the unacknowledged bytes up to the fin");
+    cr_assert(gp_stream_fin_due(&w), "and the fin again");
+    cr_assert_eq(gp_stream_sent(&w, 3, 601), GP_ERR_INVALID, "never past the fin");
+    cr_assert_eq(gp_stream_sent(&w, 3, 600), GP_OK);
+    cr_assert_eq(gp_stream_can_send(&w), 0);
+}
+
 Test(stream, fin_rules) {
     gp_stream r = mk(0);
     cr_assert_eq(data(&r, 1, 0, 10, 1, NULL), GP_OK);
