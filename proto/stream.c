@@ -102,6 +102,13 @@ void gp_stream_ack_written(gp_stream *s, uint64_t now_ms, uint64_t ack) {
     s->last_ack_ms = now_ms;
 }
 
+int gp_stream_grow_window(gp_stream *s, uint32_t win) {
+    if (win < s->rcv_win || win > GP_STREAM_WIN_MAX)
+        return GP_ERR_INVALID;
+    s->rcv_win = win;
+    return GP_OK;
+}
+
 /* --- sending ---------------------------------------------------------------------------- */
 
 int gp_stream_on_ack(gp_stream *s, uint64_t now_ms, uint64_t ack, uint32_t win) {
@@ -112,8 +119,8 @@ int gp_stream_on_ack(gp_stream *s, uint64_t now_ms, uint64_t ack, uint32_t win) 
     if (win && (win < GP_STREAM_WIN_MIN || win > GP_STREAM_WIN_MAX))
         return fail(s, GP_SR_MALFORMED);
     s->last_rx_ms = now_ms;
-    if (win)
-        s->snd_win = win;
+    if (win > s->snd_win)
+        s->snd_win = win; /* a smaller one is stale: credit once given is not taken back */
     if (ack > s->snd_acked)
         s->snd_acked = ack;
     if (s->snd_next < s->snd_acked)

@@ -88,11 +88,16 @@ int gp_stream_ack_due(const gp_stream *s, uint64_t now_ms, int flush, uint64_t *
 /* The ack `ack` was written (from gp_stream_ack_due). */
 void gp_stream_ack_written(gp_stream *s, uint64_t now_ms, uint64_t ack);
 
+/* Grows our receive window to `win` (the caller then writes an entry with `win`): at once,
+ * since the peer can only have used less. GP_ERR_INVALID for a smaller one or over the max. */
+int gp_stream_grow_window(gp_stream *s, uint32_t win) GP_WUR;
+
 /* --- sending ---------------------------------------------------------------------------- */
 
-/* The peer acknowledged up to `ack`, and (win != 0) set its window to `win`. An ack below the
- * one we have is stale and ignored; one beyond snd_next resets (GP_SR_BAD_ACK) and returns
- * GP_ERR_MALFORMED; a win outside the bounds resets as malformed. */
+/* The peer acknowledged up to `ack`, and (win != 0) grew its window to `win`. An ack below the
+ * one we have, or a smaller win, is stale (a replayed older entry) and ignored; an ack beyond
+ * what was ever written resets (GP_SR_BAD_ACK) and returns GP_ERR_MALFORMED; a win outside
+ * the bounds resets as malformed. */
 int gp_stream_on_ack(gp_stream *s, uint64_t now_ms, uint64_t ack, uint32_t win) GP_WUR;
 
 /* How many bytes may be written now: the credit left, never past our fin (after a resume,

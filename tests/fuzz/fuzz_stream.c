@@ -2,9 +2,9 @@
  * proto/STREAMS.md). Input: a sequence of ops, each one byte then its operands: entries as
  * field lists (parsed, built back and parsed again, then applied to the endpoint), open
  * entries, and raw events (data at an offset, acks with windows, consumption, writes,
- * half-close, resume, clock ticks, resets), offsets either raw or near the endpoint's own.
- * Properties: the codec round-trips whatever it accepts and names what it refuses; the
- * endpoint's invariants hold after every op (acked <= next <= high, consumed <= delivered,
+ * half-close, resume, clock ticks, resets, window growth), offsets either raw or near the
+ * endpoint's own. Properties: the codec round-trips whatever it accepts and names what it refuses;
+ * the endpoint's invariants hold after every op (acked <= next <= high, consumed <= delivered,
  * nothing delivered past the window or the fin, no credit after a reset or a fin, every byte
  * of an accepted data event either skipped or delivered). */
 #include <stdint.h>
@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint8_t op = u8(&d);
         size_t skip = 0, take = 0;
         uint64_t x;
-        switch (op % 12) {
+        switch (op % 13) {
         case 0: {
             gp_stream_entry e;
             if (entry(&d, &e) && gp_stream_apply(&s, now, &e, &skip, &take) == GP_OK &&
@@ -192,6 +192,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 11:
             gp_stream_fin_written(&s, now);
             break;
+        case 12: {
+            uint32_t before = s.rcv_win, w = (uint32_t)uN(&d, 4);
+            if ((gp_stream_grow_window(&s, w) == GP_OK) != (w >= before && w <= GP_STREAM_WIN_MAX))
+                __builtin_trap();
+            break;
+        }
         }
         check(&s);
         (void)gp_stream_done(&s);

@@ -56,7 +56,7 @@ Test(stream, writer_stops_at_window_and_resumes_on_ack) {
     cr_assert_eq(gp_stream_on_ack(&w, 4, 1000, 2 * WIN), GP_OK);
     cr_assert_eq(gp_stream_can_send(&w), 1000 + WIN, "a larger window from win");
     cr_assert_eq(gp_stream_on_ack(&w, 5, 1000, GP_STREAM_WIN_MIN), GP_OK);
-    cr_assert_eq(gp_stream_can_send(&w), 0, "a shrunk window: the writer waits");
+    cr_assert_eq(gp_stream_can_send(&w), 1000 + WIN, "a smaller win is stale: ignored");
     cr_assert_eq(w.reset, GP_SR_NONE);
 }
 
@@ -81,6 +81,13 @@ Test(stream, reader_refuses_data_beyond_its_window) {
     cr_assert_eq(take, 3000);
     cr_assert_eq(data(&r2, 3, WIN + 3000, 1, 0, NULL), GP_ERR_MALFORMED, "window again full");
     cr_assert_eq(r2.reset, GP_SR_WINDOW);
+
+    gp_stream r3 = mk(0);
+    cr_assert_eq(gp_stream_grow_window(&r3, WIN - 1), GP_ERR_INVALID, "credit is not taken back");
+    cr_assert_eq(gp_stream_grow_window(&r3, GP_STREAM_WIN_MAX + 1), GP_ERR_INVALID);
+    cr_assert_eq(gp_stream_grow_window(&r3, 2 * WIN), GP_OK);
+    cr_assert_eq(data(&r3, 1, 0, 2 * WIN, 0, &take), GP_OK, "the grown window at once");
+    cr_assert_eq(take, 2 * WIN);
 }
 
 /* The byte stream through a simulated Redis key: writer w puts entries on `key`, a carrier
