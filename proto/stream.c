@@ -93,7 +93,7 @@ int gp_stream_ack_due(const gp_stream *s, uint64_t now_ms, int flush, uint64_t *
         return 1;
     if (flush && fresh > 0)
         return 1;
-    return now_ms - s->last_ack_ms >= s->idle_ms / 3; /* keep-alive */
+    return now_ms >= s->last_ack_ms && now_ms - s->last_ack_ms >= s->idle_ms / 3; /* keep-alive */
 }
 
 void gp_stream_ack_written(gp_stream *s, uint64_t now_ms, uint64_t ack) {
@@ -191,8 +191,8 @@ void gp_stream_reset(gp_stream *s, gp_stream_reason why) {
 int gp_stream_tick(gp_stream *s, uint64_t now_ms) {
     if (s->reset != GP_SR_NONE || gp_stream_done(s))
         return 0;
-    if (now_ms - s->last_rx_ms < s->idle_ms)
-        return 0;
+    if (now_ms < s->last_rx_ms || now_ms - s->last_rx_ms < s->idle_ms)
+        return 0; /* a clock before the last entry (the caller's clocks differ) is no timeout */
     s->reset = GP_SR_IDLE;
     return 1;
 }

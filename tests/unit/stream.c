@@ -325,6 +325,10 @@ Test(stream, idle_timeout_on_a_virtual_clock) {
     cr_assert_eq(s.reset, GP_SR_IDLE);
     cr_assert_str_eq(gp_stream_reason_name(s.reset), "idle");
 
+    gp_stream b = mk(5000);
+    cr_assert_eq(gp_stream_tick(&b, 10), 0, "a clock before the last entry is no timeout");
+    cr_assert_eq(gp_stream_ack_due(&b, 10, 0, &ack), 0);
+
     gp_stream t = mk(0);
     for (uint64_t now = 0; now < 10 * IDLE; now += IDLE / 2) {
         cr_assert_eq(gp_stream_on_ack(&t, now, 0, 0), GP_OK, "the peer's keep-alive");
