@@ -153,3 +153,28 @@ write("fuzz_api_house", "odd", b"\x01" + resp(["bridge", "\x1b[2J\xc3", "rtt_ms"
 write("fuzz_cli_esc", "osc", b"\x10" + b"\x1b]0;pwned\x07 a\r\nSet-Cookie: x=1")
 write("fuzz_cli_esc", "c1", b"\x05" + b"\xc2\x9d0;t\xc2\x9c \x9b2J caf\xc3\xa9 \xf0\x9f\x98\x80")
 write("fuzz_cli_esc", "invalid", b"\xff" + b"\xc0\x9d \xe0\x82\x9d \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82")
+
+# fuzz_stream input: 2 bytes of window, then ops (fuzz_stream.c): op 0 an entry of a byte key,
+# op 1 an open entry, each as a field count, then name length (1 byte), name, value length
+# (2 bytes, little-endian), value; op 2 data (offset mode, offset, length, shift, fin), op 3 an
+# ack, op 4 consumed, op 5 sent, op 8 a clock tick.
+def sfields(pairs):
+    out = bytes([len(pairs)])
+    for n, v in pairs:
+        n = n.encode() if isinstance(n, str) else n
+        v = v.encode() if isinstance(v, str) else v
+        out += bytes([len(n)]) + n + struct.pack("<H", len(v)) + v
+    return out
+
+SW = b"\x00\x01"
+write("fuzz_stream", "data_ack", SW + b"\x00" + sfields([("off", "0"), ("data", "hello"), ("ack", "0")])
+      + b"\x04\x05\x00\x00" + b"\x0a\x01" + b"\x05\x10\x00\x00"
+      + b"\x00" + sfields([("off", "0"), ("data", "hello world"), ("fin", "1")]))
+write("fuzz_stream", "rst", SW + b"\x00" + sfields([("rst", "refused"), ("message", "no")]))
+write("fuzz_stream", "win", SW + b"\x05\x00\x10\x00" + b"\x00" + sfields([("ack", "4096"), ("win", "65536")])
+      + b"\x07" + b"\x03\x00\x00\x10" + b"\x00\x00\x00\x00")
+write("fuzz_stream", "open", SW + b"\x01" + sfields([("kind", "stream"), ("id", "9b1e"), ("service", "ssh"),
+                                                     ("window", "65536"), ("idle_ms", "60000"),
+                                                     ("timeout_ms", "5000"), ("reply", "gp:rep:9b1e")]))
+write("fuzz_stream", "events", SW + b"\x02\x00\x00\x00\x00\x01\x00" + b"\x02\x00\xf0\xff\x20\x00\x00\x01"
+      + b"\x06\x01" + b"\x08\xff\xff" + b"\x02\x01" + b"\xff" * 8 + b"\x02\x00\x00")
