@@ -30,7 +30,7 @@ static void tp_close(br_conn *c) {
     (void)c;
     F.closes++;
 }
-static const br_transport TP = {"ws", tp_kick, tp_close, NULL};
+static const br_transport TP = {.name = "ws", .kick = tp_kick, .close = tp_close};
 
 static void up_frame(void *ud, br_conn *c, const gp_frame *f) {
     (void)ud, (void)c;
