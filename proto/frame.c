@@ -88,6 +88,8 @@ static void put_payload(wbuf *w, const gp_frame *f) {
         put_be(w, f->u.welcome.ping_interval_ms, 4);
         put_be(w, f->u.welcome.window, 4);
         put_be(w, f->u.welcome.epoch, 8);
+        if (f->u.welcome.proto)
+            put_be(w, f->u.welcome.proto, 1);
         break;
     case GP_FRAME_REQ_HEAD:
         put_str(w, f->u.req_head.frame_id);
@@ -123,7 +125,43 @@ static void put_payload(wbuf *w, const gp_frame *f) {
         put_be(w, f->u.goaway.code, 2);
         put_str(w, f->u.goaway.message);
         break;
+    case GP_FRAME_S_OPEN:
+        put_str(w, f->u.s_open.sid);
+        put_str(w, f->u.s_open.service);
+        put_be(w, f->u.s_open.window, 4);
+        put_be(w, f->u.s_open.idle_ms, 4);
+        put_be(w, f->u.s_open.timeout_ms, 4);
+        break;
+    case GP_FRAME_S_OPENED:
+        put_str(w, f->u.s_opened.sid);
+        put_be(w, f->u.s_opened.status, 2);
+        put_str(w, f->u.s_opened.error);
+        put_str(w, f->u.s_opened.message);
+        break;
+    case GP_FRAME_S_ENTRY:
+        if (f->u.s_entry.has & ~GP_SE_MASK)
+            set_err(w, GP_ERR_INVALID);
+        put_str(w, f->u.s_entry.sid);
+        put_be(w, f->u.s_entry.has, 1);
+        put_be(w, f->u.s_entry.off, 8);
+        put_be(w, f->u.s_entry.ack, 8);
+        put_be(w, f->u.s_entry.win, 4);
+        put_str(w, f->u.s_entry.rst);
+        put_str(w, f->u.s_entry.message);
+        put_bytes(w, f->u.s_entry.data.p, f->u.s_entry.data.len);
+        break;
+    case GP_FRAME_S_ATTACH:
+        put_str(w, f->u.s_attach.sid);
+        put_be(w, f->u.s_attach.rcv_next, 8);
+        put_be(w, f->u.s_attach.snd_acked, 8);
+        break;
     }
+}
+
+/* A stream id (STREAMS.md): 1..GP_MAX_SID bytes; its alphabet is the stream codec's check. */
+#define GP_MAX_SID 64
+static int sid_ok(gp_str sid) {
+    return sid.len >= 1 && sid.len <= GP_MAX_SID;
 }
 
 /* HELLO is the only frame read before the peer is known: bound its id here already. */
@@ -132,7 +170,7 @@ static int house_id_len_ok(size_t len) {
 }
 
 static int is_body(uint8_t type) {
-    return type == GP_FRAME_REQ_BODY || type == GP_FRAME_RESP_BODY;
+    return type == GP_FRAME_REQ_BODY || type == GP_FRAME_RESP_BODY || type == GP_FRAME_S_ENTRY;
 }
 
 /* Compression only ever applies to body bytes; anywhere else the flag is a peer's bug. */
@@ -276,6 +314,11 @@ ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_f
         q = get_u32(q, end, &out->u.welcome.ping_interval_ms);
         q = get_u32(q, end, &out->u.welcome.window);
         q = get_u64(q, end, &out->u.welcome.epoch);
+        if (q && q < end) { /* protocol 2 or later says so in one more byte */
+            q = get_u8(q, end, &out->u.welcome.proto);
+            if (out->u.welcome.proto < GP_PROTO_MIN)
+                q = NULL;
+        }
         break;
     case GP_FRAME_REQ_HEAD:
         out->u.req_head.headers = out->hbuf;
@@ -313,6 +356,46 @@ ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_f
     case GP_FRAME_GOAWAY:
         q = get_u16(q, end, &out->u.goaway.code);
         q = get_str(q, end, &out->u.goaway.message);
+        break;
+    case GP_FRAME_S_OPEN:
+        q = get_str(q, end, &out->u.s_open.sid);
+        q = get_str(q, end, &out->u.s_open.service);
+        q = get_u32(q, end, &out->u.s_open.window);
+        q = get_u32(q, end, &out->u.s_open.idle_ms);
+        q = get_u32(q, end, &out->u.s_open.timeout_ms);
+        if (q && !sid_ok(out->u.s_open.sid))
+            q = NULL;
+        break;
+    case GP_FRAME_S_OPENED:
+        q = get_str(q, end, &out->u.s_opened.sid);
+        q = get_u16(q, end, &out->u.s_opened.status);
+        q = get_str(q, end, &out->u.s_opened.error);
+        q = get_str(q, end, &out->u.s_opened.message);
+        if (q && !sid_ok(out->u.s_opened.sid))
+            q = NULL;
+        break;
+    case GP_FRAME_S_ENTRY:
+        q = get_str(q, end, &out->u.s_entry.sid);
+        q = get_u8(q, end, &out->u.s_entry.has);
+        q = get_u64(q, end, &out->u.s_entry.off);
+        q = get_u64(q, end, &out->u.s_entry.ack);
+        q = get_u32(q, end, &out->u.s_entry.win);
+        q = get_str(q, end, &out->u.s_entry.rst);
+        q = get_str(q, end, &out->u.s_entry.message);
+        if (q) {
+            out->u.s_entry.data = (gp_str){q, (size_t)(end - q)};
+            if (!sid_ok(out->u.s_entry.sid) || (out->u.s_entry.has & ~GP_SE_MASK))
+                q = NULL;
+            else
+                q = end;
+        }
+        break;
+    case GP_FRAME_S_ATTACH:
+        q = get_str(q, end, &out->u.s_attach.sid);
+        q = get_u64(q, end, &out->u.s_attach.rcv_next);
+        q = get_u64(q, end, &out->u.s_attach.snd_acked);
+        if (q && !sid_ok(out->u.s_attach.sid))
+            q = NULL;
         break;
     }
     /* NULL (overrun) and trailing bytes are both malformed: the payload is exact. */
@@ -407,7 +490,9 @@ const char *gp_frame_type_name(uint8_t type) {
         [GP_FRAME_RESP_HEAD] = "RESP_HEAD", [GP_FRAME_RESP_BODY] = "RESP_BODY",
         [GP_FRAME_CANCEL] = "CANCEL",       [GP_FRAME_PING] = "PING",
         [GP_FRAME_PONG] = "PONG",           [GP_FRAME_CREDIT] = "CREDIT",
-        [GP_FRAME_GOAWAY] = "GOAWAY",
+        [GP_FRAME_GOAWAY] = "GOAWAY",       [GP_FRAME_S_OPEN] = "S_OPEN",
+        [GP_FRAME_S_OPENED] = "S_OPENED",   [GP_FRAME_S_ENTRY] = "S_ENTRY",
+        [GP_FRAME_S_ATTACH] = "S_ATTACH",
     };
     return type >= 1 && type <= GP_FRAME_TYPE_MAX ? names[type] : "UNKNOWN";
 }

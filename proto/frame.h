@@ -32,6 +32,18 @@
  *   CREDIT     u32 increment (bytes the receiver may additionally accept on `stream`;
  *              stream 0 = connection-level)
  *   GOAWAY     u16 code, str message
+ * TCP streams through Redis (proto/STREAMS.md; protocol 2, `stream` 0, a stream is named by
+ * its contract id `sid` since it outlives any one tunnel connection):
+ *   S_OPEN     str sid, str service, u32 window, u32 idle_ms, u32 timeout_ms   (bridge->house)
+ *   S_OPENED   str sid, u16 status, str error, str message                      (house->bridge)
+ *   S_ENTRY    str sid, u8 has (GP_SE_*), u64 off, u64 ack, u32 win, str rst, str message,
+ *              then data to the end (zstd if GP_FLAG_ZSTD): one entry of the contract, from
+ *              `sin` (bridge->house) or for `sout` (house->bridge)
+ *   S_ATTACH   str sid, u64 rcv_next (the sin bytes the house has), u64 snd_acked (the sout
+ *              bytes the opener acknowledged)   (house->bridge, after WELCOME: a stream the
+ *              house still holds, to be carried by this bridge from those offsets)
+ * WELCOME carries one more byte, u8 proto (the version the bridge speaks with this house),
+ * only when the house's HELLO offered 2 or more: a house of protocol 1 gets the frame it knows.
  * A HEAD with GP_FLAG_FIN carries the whole exchange (no body frames follow).
  * Unknown flags bits must be zero; unknown types are GP_ERR_MALFORMED.
  */
@@ -40,7 +52,13 @@
 
 #include "gp.h"
 
+/* The frame format (the header's `ver` byte): unchanged since the first house. */
 #define GP_PROTO_VERSION 1
+/* What HELLO negotiates: the protocol spoken on top of that format. 1: requests; 2: adds
+ * TCP streams (S_* frames). A bridge or house only sends S_* frames once both speak 2. */
+#define GP_PROTO_MIN 1
+#define GP_PROTO_MAX 2
+#define GP_PROTO_STREAMS 2
 #define GP_FRAME_HEADER_LEN 12
 #define GP_NONCE_LEN 32
 #define GP_PROOF_LEN 32
@@ -63,7 +81,20 @@ enum gp_frame_type {
     GP_FRAME_PONG = 11,
     GP_FRAME_CREDIT = 12,
     GP_FRAME_GOAWAY = 13,
-    GP_FRAME_TYPE_MAX = 13,
+    GP_FRAME_S_OPEN = 14,
+    GP_FRAME_S_OPENED = 15,
+    GP_FRAME_S_ENTRY = 16,
+    GP_FRAME_S_ATTACH = 17,
+    GP_FRAME_TYPE_MAX = 17,
+};
+
+/* S_ENTRY `has` bits: which of the entry's fields are present (as gp_stream_entry's has_*). */
+enum {
+    GP_SE_OFF = 0x01,
+    GP_SE_ACK = 0x02,
+    GP_SE_WIN = 0x04,
+    GP_SE_FIN = 0x08,
+    GP_SE_MASK = 0x0f,
 };
 
 enum {
@@ -107,6 +138,7 @@ typedef struct gp_frame {
             gp_str bridge_id;
             uint32_t max_frame, ping_interval_ms, window;
             uint64_t epoch;
+            uint8_t proto; /* 0: absent, a protocol-1 WELCOME (encode 0 to leave it out) */
         } welcome;
         struct {
             gp_str frame_id, method, path, service;
@@ -138,6 +170,26 @@ typedef struct gp_frame {
             uint16_t code;
             gp_str message;
         } goaway;
+        struct {
+            gp_str sid, service;
+            uint32_t window, idle_ms, timeout_ms;
+        } s_open;
+        struct {
+            gp_str sid;
+            uint16_t status;
+            gp_str error, message;
+        } s_opened;
+        struct {
+            gp_str sid;
+            uint8_t has; /* GP_SE_* */
+            uint64_t off, ack;
+            uint32_t win;
+            gp_str rst, message, data;
+        } s_entry;
+        struct {
+            gp_str sid;
+            uint64_t rcv_next, snd_acked;
+        } s_attach;
     } u;
     gp_header hbuf[GP_MAX_HEADERS]; /* storage the decoder fills for HEAD frames */
 } gp_frame;

@@ -98,7 +98,8 @@ struct br_conn {
     char house[GP_MAX_HOUSE_ID + 1];
     uint8_t hn[GP_NONCE_LEN], bn[GP_NONCE_LEN], secret[GP_SECRET_LEN];
     int secret_known;
-    int disabled; /* the registry says `disabled`: refused once the proof checked out */
+    int disabled;  /* the registry says `disabled`: refused once the proof checked out */
+    uint8_t proto; /* negotiated in HELLO: GP_PROTO_STREAMS and up carry TCP streams */
     uint64_t accepted_ms;
 
     /* live */

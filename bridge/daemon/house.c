@@ -342,6 +342,8 @@ static void on_claimed(redisReply *rep, void *ud) {
     f.u.welcome.ping_interval_ms = (uint32_t)c->ping_iv;
     f.u.welcome.window = 0;
     f.u.welcome.epoch = epoch;
+    if (c->proto >= GP_PROTO_STREAMS) /* a protocol-1 house gets the WELCOME it knows */
+        f.u.welcome.proto = c->proto;
     br_conn_send(c, &f);
     subscribe(h, c, 1);
     create_group(h, c);

@@ -132,12 +132,14 @@ static void rate_limited(br_conn *c, gp_str id) {
 static void on_hello(br_conn *c, const gp_frame *f) {
     br_tunnel *tn = tunnel_of(c);
     gp_str id = f->u.hello.house_id;
-    if (f->u.hello.min_ver > GP_PROTO_VERSION || f->u.hello.max_ver < GP_PROTO_VERSION) {
+    if (f->u.hello.min_ver > GP_PROTO_MAX || f->u.hello.max_ver < GP_PROTO_MIN ||
+        f->u.hello.min_ver > f->u.hello.max_ver) {
         br_log(BR_LOG_WARN, "protocol_error", "addr=%s reason=version min=%u max=%u", c->addr,
                f->u.hello.min_ver, f->u.hello.max_ver);
         br_conn_close(c, GP_GOAWAY_PROTOCOL, "unsupported protocol version");
         return;
     }
+    c->proto = f->u.hello.max_ver < GP_PROTO_MAX ? f->u.hello.max_ver : GP_PROTO_MAX;
     /* An early check that charges nothing: a handshake that could not be verified is not
      * worth a Redis lookup. The token is taken at AUTH, right before the proof is checked. */
     if (!gp_authlimit_allow(tn->env->auth_ws, gp_str_c(c->addr), id, br_env_now(tn->env))) {

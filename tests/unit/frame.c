@@ -22,7 +22,7 @@ static gp_header hdrs[] = {
 /* One frame of every type, with every field set to something recognisable. */
 static size_t samples(gp_frame *f) {
     size_t n = 0;
-    memset(f, 0, 16 * sizeof *f);
+    memset(f, 0, 24 * sizeof *f);
     f[n].type = GP_FRAME_HELLO;
     f[n].u.hello.min_ver = 1;
     f[n].u.hello.max_ver = 2;
@@ -78,6 +78,31 @@ static size_t samples(gp_frame *f) {
     f[n].type = GP_FRAME_GOAWAY;
     f[n].u.goaway.code = GP_GOAWAY_DRAINING;
     f[n++].u.goaway.message = GP_STR_LIT("draining");
+    f[n].type = GP_FRAME_S_OPEN;
+    f[n].u.s_open.sid = GP_STR_LIT("9b1e-sid");
+    f[n].u.s_open.service = GP_STR_LIT("ssh");
+    f[n].u.s_open.window = 1u << 20;
+    f[n].u.s_open.idle_ms = 300000;
+    f[n++].u.s_open.timeout_ms = 10000;
+    f[n].type = GP_FRAME_S_OPENED;
+    f[n].u.s_opened.sid = GP_STR_LIT("9b1e-sid");
+    f[n].u.s_opened.status = 502;
+    f[n].u.s_opened.error = GP_STR_LIT("upstream_unreachable");
+    f[n++].u.s_opened.message = GP_STR_LIT("connect 127.0.0.1:22: refused");
+    f[n].type = GP_FRAME_S_ENTRY;
+    f[n].flags = GP_FLAG_ZSTD;
+    f[n].u.s_entry.sid = GP_STR_LIT("9b1e-sid");
+    f[n].u.s_entry.has = GP_SE_OFF | GP_SE_ACK | GP_SE_WIN | GP_SE_FIN;
+    f[n].u.s_entry.off = (1ull << 53) - 1;
+    f[n].u.s_entry.ack = 0x0102030405ull;
+    f[n].u.s_entry.win = 65536;
+    f[n].u.s_entry.rst = GP_STR_LIT("");
+    f[n].u.s_entry.message = GP_STR_LIT("");
+    f[n++].u.s_entry.data = (gp_str){body_bytes, sizeof body_bytes};
+    f[n].type = GP_FRAME_S_ATTACH;
+    f[n].u.s_attach.sid = GP_STR_LIT("9b1e-sid");
+    f[n].u.s_attach.rcv_next = 12345;
+    f[n++].u.s_attach.snd_acked = 0xffffffffffull;
     return n;
 }
 
@@ -156,6 +181,34 @@ static void frame_eq(const gp_frame *a, const gp_frame *b) {
         cr_assert_eq(a->u.goaway.code, b->u.goaway.code);
         str_eq(a->u.goaway.message, b->u.goaway.message);
         break;
+    case GP_FRAME_S_OPEN:
+        str_eq(a->u.s_open.sid, b->u.s_open.sid);
+        str_eq(a->u.s_open.service, b->u.s_open.service);
+        cr_assert_eq(a->u.s_open.window, b->u.s_open.window);
+        cr_assert_eq(a->u.s_open.idle_ms, b->u.s_open.idle_ms);
+        cr_assert_eq(a->u.s_open.timeout_ms, b->u.s_open.timeout_ms);
+        break;
+    case GP_FRAME_S_OPENED:
+        str_eq(a->u.s_opened.sid, b->u.s_opened.sid);
+        cr_assert_eq(a->u.s_opened.status, b->u.s_opened.status);
+        str_eq(a->u.s_opened.error, b->u.s_opened.error);
+        str_eq(a->u.s_opened.message, b->u.s_opened.message);
+        break;
+    case GP_FRAME_S_ENTRY:
+        str_eq(a->u.s_entry.sid, b->u.s_entry.sid);
+        cr_assert_eq(a->u.s_entry.has, b->u.s_entry.has);
+        cr_assert_eq(a->u.s_entry.off, b->u.s_entry.off);
+        cr_assert_eq(a->u.s_entry.ack, b->u.s_entry.ack);
+        cr_assert_eq(a->u.s_entry.win, b->u.s_entry.win);
+        str_eq(a->u.s_entry.rst, b->u.s_entry.rst);
+        str_eq(a->u.s_entry.message, b->u.s_entry.message);
+        str_eq(a->u.s_entry.data, b->u.s_entry.data);
+        break;
+    case GP_FRAME_S_ATTACH:
+        str_eq(a->u.s_attach.sid, b->u.s_attach.sid);
+        cr_assert_eq(a->u.s_attach.rcv_next, b->u.s_attach.rcv_next);
+        cr_assert_eq(a->u.s_attach.snd_acked, b->u.s_attach.snd_acked);
+        break;
     default:
         cr_assert_fail("unexpected type %d", a->type);
     }
@@ -181,7 +234,7 @@ static void hdr(uint8_t *b, uint8_t ver, uint8_t type, uint8_t flags, uint32_t s
 }
 
 Test(frame, every_kind_round_trips) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     cr_assert_eq(n, GP_FRAME_TYPE_MAX);
     uint8_t buf[1024];
@@ -195,6 +248,55 @@ Test(frame, every_kind_round_trips) {
     }
 }
 
+/* WELCOME says the protocol only to a house that offered 2: a protocol-1 house decodes the
+ * frame it always knew (no trailing byte), and a new house reads such a frame as protocol 1. */
+Test(frame, welcome_proto_byte_only_when_set) {
+    gp_frame f, g;
+    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
+    f.u.welcome.bridge_id = GP_STR_LIT("b");
+    uint8_t buf[128];
+    size_t n1 = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n1, MAX, &g), (ssize_t)n1);
+    cr_assert_eq(g.u.welcome.proto, 0, "absent: protocol 1");
+    f.u.welcome.proto = GP_PROTO_STREAMS;
+    size_t n2 = encode(&f, buf, sizeof buf);
+    cr_assert_eq(n2, n1 + 1);
+    cr_assert_eq(gp_frame_decode(buf, n2, MAX, &g), (ssize_t)n2);
+    cr_assert_eq(g.u.welcome.proto, GP_PROTO_STREAMS);
+    buf[n2 - 1] = 0; /* protocol 0 does not exist */
+    cr_assert_eq(gp_frame_decode(buf, n2, MAX, &g), GP_ERR_MALFORMED);
+}
+
+/* Stream frames name their stream: an empty or over-long sid, or unknown `has` bits, are
+ * malformed, never handed to the endpoint. */
+Test(frame, stream_frames_check_sid_and_bits) {
+    gp_frame f, g;
+    uint8_t buf[256];
+    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
+    f.u.s_entry.sid = GP_STR_LIT("s");
+    f.u.s_entry.has = GP_SE_ACK;
+    size_t n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, MAX, &g), (ssize_t)n);
+    cr_assert_eq(g.u.s_entry.data.len, 0);
+    buf[GP_FRAME_HEADER_LEN + 3] = 0x10; /* the has byte after "s" */
+    cr_assert_eq(gp_frame_decode(buf, n, MAX, &g), GP_ERR_MALFORMED);
+    f.u.s_entry.has = 0x10;
+    cr_assert_eq(gp_frame_encode(&f, buf, sizeof buf), GP_ERR_INVALID);
+    f.u.s_entry.has = 0;
+    f.u.s_entry.sid = GP_STR_LIT("");
+    n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, MAX, &g), GP_ERR_MALFORMED);
+    char big[65];
+    memset(big, 'a', sizeof big);
+    gp_frame_init(&f, GP_FRAME_S_ATTACH, 0, 0);
+    f.u.s_attach.sid = (gp_str){(const uint8_t *)big, sizeof big};
+    n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, MAX, &g), GP_ERR_MALFORMED);
+    f.u.s_attach.sid = (gp_str){(const uint8_t *)big, 64};
+    n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, MAX, &g), (ssize_t)n);
+}
+
 Test(frame, header_is_big_endian) {
     gp_frame f = {.type = GP_FRAME_PING, .flags = GP_FLAG_FIN, .stream = 0x0a0b0c0d};
     f.u.ping.opaque = 0x1122334455667788ull;
@@ -206,7 +308,7 @@ Test(frame, header_is_big_endian) {
 }
 
 Test(frame, every_prefix_is_truncated) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[1024];
     for (size_t i = 0; i < n; i++) {
@@ -218,7 +320,7 @@ Test(frame, every_prefix_is_truncated) {
 }
 
 Test(frame, decode_consumes_one_frame_of_several) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[4096];
     size_t len = encode(&f[4], buf, sizeof buf);
@@ -229,7 +331,7 @@ Test(frame, decode_consumes_one_frame_of_several) {
 }
 
 Test(frame, framer_split_at_every_byte_boundary) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[1024];
     for (size_t i = 0; i < n; i++) {
@@ -254,7 +356,7 @@ Test(frame, framer_split_at_every_byte_boundary) {
 }
 
 Test(frame, framer_one_byte_at_a_time) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[8192];
     size_t len = 0;
@@ -276,7 +378,7 @@ Test(frame, framer_one_byte_at_a_time) {
 }
 
 Test(frame, framer_many_frames_in_one_feed) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[8192];
     size_t len = 0;
@@ -394,12 +496,13 @@ Test(frame, max_headers_round_trip) {
 }
 
 Test(frame, trailing_bytes_are_malformed) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[1024];
     for (size_t i = 0; i < n; i++) {
-        if (f[i].type == GP_FRAME_REQ_BODY || f[i].type == GP_FRAME_RESP_BODY)
-            continue; /* a body is all payload: nothing can trail it */
+        if (f[i].type == GP_FRAME_REQ_BODY || f[i].type == GP_FRAME_RESP_BODY ||
+            f[i].type == GP_FRAME_S_ENTRY)
+            continue; /* bytes run to the end of a body or entry: nothing can trail them */
         size_t len = encode(&f[i], buf, sizeof buf);
         buf[len] = 0;
         buf[11]++; /* payload length one larger, low byte never 0xff here */
@@ -447,7 +550,7 @@ Test(frame, zstd_flag_only_on_bodies) {
 }
 
 Test(frame, hello_house_id_length) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     samples(f);
     uint8_t buf[256], id[65];
     memset(id, 'a', sizeof id);
@@ -473,7 +576,7 @@ Test(frame, hello_house_id_length) {
 }
 
 Test(frame, errors_are_sticky) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     samples(f);
     uint8_t good[256], bad[GP_FRAME_HEADER_LEN];
     size_t len = encode(&f[9], good, sizeof good);
@@ -499,7 +602,7 @@ Test(frame, errors_are_sticky) {
 }
 
 Test(frame, encode_buffer_too_small) {
-    gp_frame f[16];
+    gp_frame f[24];
     size_t n = samples(f);
     uint8_t buf[1024];
     for (size_t i = 0; i < n; i++) {
@@ -532,7 +635,7 @@ Test(frame, encode_unrepresentable) {
 /* Every single-byte corruption of every sample either fails cleanly or decodes to a frame
  * that re-encodes to exactly the corrupted bytes. */
 Test(frame, corrupted_bytes_fail_cleanly_or_round_trip) {
-    gp_frame f[16], g;
+    gp_frame f[24], g;
     size_t n = samples(f);
     uint8_t buf[1024], again[1024];
     for (size_t i = 0; i < n; i++) {
