@@ -640,7 +640,8 @@ static void send_open(br_stream *st) {
     f.u.s_open.service = gp_str_c(st->service);
     f.u.s_open.window = st->window;
     f.u.s_open.idle_ms = st->idle_ms;
-    f.u.s_open.timeout_ms = (uint32_t)(st->deadline > now ? st->deadline - now : 1);
+    uint64_t left = st->deadline > now ? st->deadline - now : 1; /* clocks differ by a few ms */
+    f.u.s_open.timeout_ms = (uint32_t)(left < st->timeout_ms ? left : st->timeout_ms);
     br_conn_send(st->c, &f);
 }
 

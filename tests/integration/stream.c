@@ -1,0 +1,588 @@
+/* stream.c — TCP streams through Redis, the bridge's side (proto/STREAMS.md,
+ * bridge/daemon/streams.c) against a real Redis and a real bridge. The house is a fake one
+ * here, speaking the tunnel's frames on a raw WebSocket (the harness's client), so that every
+ * frame the bridge sends can be looked at and every frame a hostile house could send can be
+ * sent: opens refused (a protocol-1 house, bad fields, reply keys, existing keys, timeouts,
+ * unknown kinds), the relay both ways with acks trimming each key, resets, and a takeover by a
+ * second bridge (S_ATTACH). The end-to-end run with the real house is at the end. */
+#include "stream.h"
+#include "../harness/world.h"
+#include "auth.h"
+#include "frame.h"
+
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+TestSuite(stream, .init = h_init, .fini = h_fini, .timeout = 120);
+
+/* --- a fake house on a raw WebSocket ------------------------------------------------------ */
+
+typedef struct fake {
+    int fd;
+    gp_framer *fr;
+    uint64_t epoch;
+    int proto; /* what WELCOME named (1: nothing) */
+} fake;
+
+/* Connects house id (registered: secret_hex) to the bridge on port, offering protocols
+ * 1..max_proto; fails the test unless WELCOME comes and the house is held. */
+static void fake_up(fake *h, int port, const char *id, const char *secret_hex, int max_proto) {
+    uint8_t secret[32];
+    cr_assert_eq(sodium_hex2bin(secret, sizeof secret, secret_hex, 64, NULL, NULL, NULL), 0);
+    char why[128];
+    h->fd = h_ws_connect(port, why, sizeof why);
+    cr_assert_geq(h->fd, 0, "ws connect: %s", why);
+    h->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
+    uint8_t hn[32], bn[32], proof[32];
+    randombytes_buf(hn, sizeof hn);
+    gp_frame f, in;
+    gp_frame_init(&f, GP_FRAME_HELLO, 0, 0);
+    f.u.hello.min_ver = 1;
+    f.u.hello.max_ver = (uint8_t)max_proto;
+    f.u.hello.house_id = gp_str_c(id);
+    f.u.hello.nonce = hn;
+    cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
+    cr_assert_eq(h_ws_next_frame(h->fd, h->fr, &in, 5000), 1);
+    cr_assert_eq(in.type, GP_FRAME_CHALLENGE);
+    memcpy(bn, in.u.challenge.nonce, 32);
+    gp_auth_proof(GP_ROLE_HOUSE, secret, gp_str_c(id), hn, bn, proof);
+    gp_frame_init(&f, GP_FRAME_AUTH, 0, 0);
+    f.u.auth.proof = proof;
+    cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
+    cr_assert_eq(h_ws_next_frame(h->fd, h->fr, &in, 5000), 1);
+    cr_assert_eq(in.type, GP_FRAME_WELCOME, "got %s", gp_frame_type_name(in.type));
+    h->epoch = in.u.welcome.epoch;
+    h->proto = in.u.welcome.proto ? in.u.welcome.proto : 1;
+    cr_assert(h_wait_connected(id, 10000), "%s not held", id);
+}
+
+static void fake_down(fake *h) {
+    close(h->fd);
+    gp_framer_free(h->fr);
+    h->fd = -1;
+    h->fr = NULL;
+}
+
+/* The next frame that is not a PING (answered) into *f: 1, or 0 after timeout_ms. */
+static int fake_next(fake *h, gp_frame *f, int timeout_ms) {
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = h_now_ms();
+        if (now >= end)
+            return 0;
+        int rc = h_ws_next_frame(h->fd, h->fr, f, (int)(end - now));
+        if (rc != 1)
+            return 0;
+        if (f->type == GP_FRAME_PING) {
+            gp_frame p;
+            gp_frame_pong(&p, f);
+            h_ws_send_frame(h->fd, &p);
+            continue;
+        }
+        return 1;
+    }
+}
+
+/* The next frame of type `type` (others skipped), failing the test after 10 s. */
+static void fake_expect(fake *h, gp_frame *f, int type) {
+    for (;;) {
+        cr_assert(fake_next(h, f, 10000), "no %s from the bridge", gp_frame_type_name(type));
+        if (f->type == type)
+            return;
+    }
+}
+
+static void fake_opened(fake *h, const char *sid, unsigned status, const char *error,
+                        const char *message) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_OPENED, 0, 0);
+    f.u.s_opened.sid = gp_str_c(sid);
+    f.u.s_opened.status = (uint16_t)status;
+    f.u.s_opened.error = gp_str_c(error);
+    f.u.s_opened.message = gp_str_c(message);
+    cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
+}
+
+/* S_ENTRY from the house: has (GP_SE_*), off, ack, data (NULL: none), rst (NULL: none). */
+static void fake_entry(fake *h, const char *sid, uint8_t has, uint64_t off, uint64_t ack,
+                       const char *data, const char *rst) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
+    f.u.s_entry.sid = gp_str_c(sid);
+    f.u.s_entry.has = has;
+    f.u.s_entry.off = off;
+    f.u.s_entry.ack = ack;
+    f.u.s_entry.data = gp_str_c(data);
+    f.u.s_entry.rst = gp_str_c(rst);
+    cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
+}
+
+static void fake_attach(fake *h, const char *sid, uint64_t rcv_next, uint64_t snd_acked) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_ATTACH, 0, 0);
+    f.u.s_attach.sid = gp_str_c(sid);
+    f.u.s_attach.rcv_next = rcv_next;
+    f.u.s_attach.snd_acked = snd_acked;
+    cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
+}
+
+/* --- the opener's side, in Redis ---------------------------------------------------------- */
+
+/* XADD of an open entry `kind stream id sid service svc` plus extra name/value pairs (NULL
+ * ended); returns the entry id. */
+static const char *open_stream(const char *house, const char *sid, const char *svc,
+                               const char *const *extra) {
+    h_field f[24] = {{"kind", "stream", (size_t)-1}, {"id", sid, (size_t)-1}};
+    size_t n = 2;
+    if (svc)
+        f[n++] = (h_field){"service", svc, (size_t)-1};
+    for (int i = 0; extra && extra[i] && extra[i + 1] && n < 24; i += 2)
+        f[n++] = (h_field){extra[i], extra[i + 1], (size_t)-1};
+    return h_xadd(house, f, n);
+}
+
+/* The outcome of sid's open on key (NULL: gp:rep:<sid>) within 15 s; fails without one. */
+static void outcome(const char *sid, const char *key, h_reply *r) {
+    cr_assert(h_wait_reply(sid, key, 15000, r), "no outcome for %s", sid);
+}
+
+static void sin_key(char *k, const char *house, const char *sid) {
+    snprintf(k, 256, "gp:{%s}:sin:%s", house, sid);
+}
+static void sout_key(char *k, const char *house, const char *sid) {
+    snprintf(k, 256, "gp:{%s}:sout:%s", house, sid);
+}
+
+/* XADD to sin of house's stream sid: name/value pairs (NULL ended). */
+static void sin_add(const char *house, const char *sid, const char *const *nv) {
+    char k[256];
+    sin_key(k, house, sid);
+    const char *argv[40] = {"XADD", k, "*"};
+    int n = 3;
+    for (int i = 0; nv[i] && n < 38; i++)
+        argv[n++] = nv[i];
+    redisReply *r = h_cmdv(n, argv, NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD sin: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "?");
+    freeReplyObject(r);
+}
+
+static long long xlen(const char *key) {
+    redisReply *r = h_cmd("XLEN %s", key);
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+static long long pttl(const char *key) {
+    redisReply *r = h_cmd("PTTL %s", key);
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : -3;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Field `name` of sout's entry i (0: oldest) as a malloc'd string, NULL when absent. */
+static char *sout_field(const char *house, const char *sid, size_t i, const char *name) {
+    char k[256];
+    sout_key(k, house, sid);
+    redisReply *r = h_cmd("XRANGE %s - +", k);
+    char *out = NULL;
+    if (r->type == REDIS_REPLY_ARRAY && i < r->elements) {
+        const redisReply *fv = r->element[i]->element[1];
+        for (size_t j = 0; j + 1 < fv->elements; j += 2)
+            if (strcmp(fv->element[j]->str, name) == 0)
+                out = strndup(fv->element[j + 1]->str, fv->element[j + 1]->len);
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+typedef struct key_len {
+    const char *key;
+    long long want;
+} key_len;
+static int has_len(void *ud) {
+    const key_len *k = ud;
+    return xlen(k->key) == k->want;
+}
+
+/* --- refusals ----------------------------------------------------------------------------- */
+
+/* A house that offered only protocol 1 cannot carry streams: 501 unsupported naming its
+ * protocol, an rst on sout, the open entry acknowledged, and the house keeps its connection. */
+Test(stream, protocol_1_house_is_refused_clearly) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("old-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "old-1", secret, 1);
+    cr_assert_eq(h.proto, 1);
+    open_stream("old-1", "s-old", "ssh", NULL);
+    h_reply r;
+    outcome("s-old", NULL, &r);
+    h_assert_error_reply(&r, 501, "unsupported");
+    cr_assert(r.message && strstr(r.message, "protocol 1") &&
+                  strstr(r.message, "upgrade the house"),
+              "message: %s", r.message ? r.message : "-");
+    h_reply_free(&r);
+    char *rst = sout_field("old-1", "s-old", 0, "rst");
+    cr_assert(rst && strcmp(rst, "unsupported") == 0, "sout rst %s", rst ? rst : "(none)");
+    free(rst);
+    char k[256];
+    sout_key(k, "old-1", "s-old");
+    long long t = pttl(k);
+    cr_assert(t > 0 && t <= 60000, "sout TTL %lld", t);
+    cr_assert(h_wait(h_no_pending, "old-1", 5000), "open entry not acknowledged");
+    /* No S_* frame reached the protocol-1 house, and it is still held. */
+    gp_frame f;
+    cr_assert_not(fake_next(&h, &f, 300) && f.type >= GP_FRAME_S_OPEN, "an S_* frame was sent");
+    cr_assert(h_wait_connected("old-1", 1000));
+    cr_assert_eq(h_log_count(w.bridge, "event=stream_open"), 1);
+    fake_down(&h);
+}
+
+/* Every refusal before the house is asked: each field named, reply keys checked as requests'
+ * are, ids of existing keys, unknown kinds; nothing reaches the house, nobody else is
+ * disturbed. */
+Test(stream, bad_opens_are_answered_and_acknowledged) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("bad-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "bad-1", secret, 2);
+    cr_assert_eq(h.proto, 2);
+    h_reply r;
+
+    open_stream("bad-1", "s-nosvc", NULL, NULL);
+    outcome("s-nosvc", NULL, &r);
+    h_assert_error_reply(&r, 400, "bad_request");
+    cr_assert(r.message && strstr(r.message, "service"), "message: %s", r.message);
+    h_reply_free(&r);
+
+    const char *badwin[] = {"window", "12", NULL};
+    open_stream("bad-1", "s-win", "ssh", badwin);
+    outcome("s-win", NULL, &r);
+    h_assert_error_reply(&r, 400, "bad_request");
+    cr_assert(r.message && strstr(r.message, "window"), "message: %s", r.message);
+    h_reply_free(&r);
+    char *rst = sout_field("bad-1", "s-win", 0, "rst");
+    cr_assert(rst && strcmp(rst, "bad_request") == 0, "sout rst %s", rst ? rst : "(none)");
+    free(rst);
+
+    const char *badidle[] = {"idle_ms", "5", "reply", "gp:rep:mine:idle", NULL};
+    open_stream("bad-1", "s-idle", "ssh", badidle);
+    outcome("s-idle", "gp:rep:mine:idle", &r);
+    h_assert_error_reply(&r, 400, "bad_request");
+    cr_assert(r.message && strstr(r.message, "idle_ms"), "message: %s", r.message);
+    h_reply_free(&r);
+
+    /* A bad sid: 400 on the default reply key of that id; no byte key named. */
+    open_stream("bad-1", "bad/sid", "ssh", NULL);
+    outcome("bad/sid", NULL, &r);
+    h_assert_error_reply(&r, 400, "bad_request");
+    cr_assert(r.message && strstr(r.message, "id"), "message: %s", r.message);
+    h_reply_free(&r);
+
+    /* A reply key outside the family: nothing written there; the entry is still settled. */
+    const char *badreply[] = {"reply", "gp:{bad-1}:house", NULL};
+    open_stream("bad-1", "s-reply", "ssh", badreply);
+    cr_assert(h_wait(h_no_pending, "bad-1", 10000), "entries left pending");
+    redisReply *x = h_cmd("HLEN gp:{bad-1}:house");
+    cr_assert_eq(x->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(x);
+    x = h_cmd("TYPE gp:{bad-1}:house");
+    cr_assert_str_eq(x->str, "hash", "the registry hash was written to");
+    freeReplyObject(x);
+
+    /* An unknown kind is a 400 naming `kind`, as bad requests get. */
+    h_field uk[] = {{"kind", "udp", (size_t)-1},
+                    {"id", "s-kind", (size_t)-1},
+                    {"method", "GET", (size_t)-1},
+                    {"path", "/", (size_t)-1}};
+    h_xadd("bad-1", uk, 4);
+    outcome("s-kind", NULL, &r);
+    h_assert_error_reply(&r, 400, "bad_request");
+    cr_assert(r.message && strstr(r.message, "kind"), "message: %s", r.message);
+    h_reply_free(&r);
+
+    /* Byte keys that exist already: 409, and no rst written into someone's live stream. */
+    char k[256];
+    sin_key(k, "bad-1", "s-old");
+    x = h_cmd("XADD %s * off 0 data x", k);
+    freeReplyObject(x);
+    open_stream("bad-1", "s-old", "ssh", NULL);
+    outcome("s-old", NULL, &r);
+    h_assert_error_reply(&r, 409, "stream_exists");
+    h_reply_free(&r);
+    sout_key(k, "bad-1", "s-old");
+    cr_assert_eq(xlen(k), 0, "rst written on an existing stream's sout");
+
+    cr_assert(h_wait(h_no_pending, "bad-1", 10000), "entries left pending");
+    gp_frame f;
+    while (fake_next(&h, &f, 300))
+        cr_assert(f.type != GP_FRAME_S_OPEN, "a refused open reached the house");
+    cr_assert(h_wait_connected("bad-1", 1000));
+    fake_down(&h);
+}
+
+/* S_OPEN carries the open's fields; a house that does not answer within timeout_ms gets the
+ * open reset, the opener a 504; a house's refusal is the opener's outcome. */
+Test(stream, house_outcomes_and_timeout) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("oc-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "oc-1", secret, 2);
+    gp_frame f;
+    h_reply r;
+
+    const char *t[] = {"timeout_ms", "1500", "window", "65536", "idle_ms", "20000", NULL};
+    open_stream("oc-1", "s-slow", "ssh", t);
+    fake_expect(&h, &f, GP_FRAME_S_OPEN);
+    cr_assert(gp_str_eq(f.u.s_open.sid, "s-slow"));
+    cr_assert(gp_str_eq(f.u.s_open.service, "ssh"));
+    cr_assert_eq(f.u.s_open.window, 65536);
+    cr_assert_eq(f.u.s_open.idle_ms, 20000);
+    cr_assert(f.u.s_open.timeout_ms > 0 && f.u.s_open.timeout_ms <= 1500);
+    outcome("s-slow", NULL, &r);
+    h_assert_error_reply(&r, 504, "timeout");
+    h_reply_free(&r);
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(gp_str_eq(f.u.s_entry.sid, "s-slow"));
+    cr_assert(gp_str_eq(f.u.s_entry.rst, "timeout"));
+    /* The late answer names a stream the bridge no longer has: ignored. */
+    fake_opened(&h, "s-slow", 200, "", "");
+
+    open_stream("oc-1", "s-forbidden", "mail", NULL);
+    fake_expect(&h, &f, GP_FRAME_S_OPEN);
+    fake_opened(&h, "s-forbidden", 403, "forbidden_service", "no service mail here");
+    outcome("s-forbidden", NULL, &r);
+    h_assert_error_reply(&r, 403, "forbidden_service");
+    cr_assert(r.message && strcmp(r.message, "no service mail here") == 0);
+    h_reply_free(&r);
+    char *rst = sout_field("oc-1", "s-forbidden", 0, "rst");
+    cr_assert(rst && strcmp(rst, "forbidden_service") == 0, "sout rst %s", rst ? rst : "(none)");
+    free(rst);
+    cr_assert(h_wait(h_no_pending, "oc-1", 10000), "entries left pending");
+    fake_down(&h);
+}
+
+/* --- relaying ------------------------------------------------------------------------------ */
+
+/* Opens sid on fake house h (service ssh) and checks the 200 outcome. */
+static void open_ok(fake *h, const char *house, const char *sid, const char *const *extra) {
+    gp_frame f;
+    open_stream(house, sid, "ssh", extra);
+    fake_expect(h, &f, GP_FRAME_S_OPEN);
+    cr_assert(gp_str_eq(f.u.s_open.sid, sid));
+    fake_opened(h, sid, 200, "", "");
+    h_reply r;
+    outcome(sid, NULL, &r);
+    cr_assert_eq(r.status, 200, "status %d error %s", r.status, r.error ? r.error : "-");
+    cr_assert_null(r.error);
+    h_reply_free(&r);
+    /* The outcome entry says what it is. */
+    char k[256];
+    snprintf(k, sizeof k, "gp:rep:%s", sid);
+    redisReply *x = h_cmd("XRANGE %s - +", k);
+    cr_assert_eq(x->elements, 1);
+    const redisReply *fv = x->element[0]->element[1];
+    int kind = 0;
+    for (size_t j = 0; j + 1 < fv->elements; j += 2)
+        kind += strcmp(fv->element[j]->str, "kind") == 0 &&
+                strcmp(fv->element[j + 1]->str, "stream") == 0;
+    cr_assert_eq(kind, 1, "no `kind stream` in the outcome");
+    freeReplyObject(x);
+}
+
+/* Both directions through the bridge; each side's ack trims the other's key; the keys' TTL is
+ * 2 x idle_ms; a malformed sin entry resets the stream (rst malformed naming the field) and
+ * nobody else: another stream of the same house goes on. */
+Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("rl-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "rl-1", secret, 2);
+    const char *idle[] = {"idle_ms", "30000", NULL};
+    open_ok(&h, "rl-1", "s-a", idle);
+    open_ok(&h, "rl-1", "s-b", NULL);
+    cr_assert(h_wait(h_no_pending, "rl-1", 10000), "open entries left pending");
+    char ink[256], outk[256];
+    sin_key(ink, "rl-1", "s-a");
+    sout_key(outk, "rl-1", "s-a");
+
+    /* opener -> house */
+    const char *d1[] = {"off", "0", "data", "hello", NULL};
+    sin_add("rl-1", "s-a", d1);
+    gp_frame f;
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(gp_str_eq(f.u.s_entry.sid, "s-a"));
+    cr_assert_eq(f.u.s_entry.has & GP_SE_OFF, GP_SE_OFF);
+    cr_assert_eq(f.u.s_entry.off, 0);
+    cr_assert(gp_str_eq(f.u.s_entry.data, "hello"));
+
+    /* house -> opener, with the house's ack of "hello": sin's entry goes */
+    fake_entry(&h, "s-a", GP_SE_OFF | GP_SE_ACK, 0, 5, "world", NULL);
+    key_len out1 = {outk, 1}, in0 = {ink, 0};
+    cr_assert(h_wait(has_len, &out1, 10000), "sout has %lld entries", xlen(outk));
+    char *data = sout_field("rl-1", "s-a", 0, "data"), *ack = sout_field("rl-1", "s-a", 0, "ack");
+    cr_assert(data && strcmp(data, "world") == 0 && ack && strcmp(ack, "5") == 0);
+    free(data);
+    free(ack);
+    cr_assert(h_wait(has_len, &in0, 10000), "sin not trimmed below the house's ack");
+    long long t = pttl(outk);
+    cr_assert(t > 50000 && t <= 60000, "sout TTL %lld, want 2 x idle_ms", t);
+
+    /* The opener's ack trims sout. */
+    const char *a1[] = {"ack", "5", NULL};
+    sin_add("rl-1", "s-a", a1);
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert_eq(f.u.s_entry.has, GP_SE_ACK);
+    cr_assert_eq(f.u.s_entry.ack, 5);
+    key_len out0 = {outk, 0};
+    cr_assert(h_wait(has_len, &out0, 10000), "sout not trimmed below the opener's ack");
+
+    /* A frame naming no stream is ignored. */
+    fake_entry(&h, "s-nobody", GP_SE_OFF, 0, 0, "zzz", NULL);
+
+    /* A malformed sin entry: rst malformed to both sides, the message naming the field. */
+    const char *bad[] = {"off", "five", "data", "x", NULL};
+    sin_add("rl-1", "s-a", bad);
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(gp_str_eq(f.u.s_entry.sid, "s-a"));
+    cr_assert(gp_str_eq(f.u.s_entry.rst, "malformed"), "rst %.*s", (int)f.u.s_entry.rst.len,
+              (const char *)f.u.s_entry.rst.p);
+    key_len out1b = {outk, 1};
+    cr_assert(h_wait(has_len, &out1b, 10000));
+    char *rst = sout_field("rl-1", "s-a", 0, "rst"), *msg = sout_field("rl-1", "s-a", 0, "message");
+    cr_assert(rst && strcmp(rst, "malformed") == 0);
+    cr_assert(msg && strstr(msg, "off"), "message %s", msg ? msg : "-");
+    free(rst);
+    free(msg);
+    t = pttl(outk);
+    cr_assert(t > 0 && t <= 60000, "sout TTL %lld after the reset", t);
+    cr_assert(h_log_count(w.bridge, "event=stream_reset") >= 1);
+
+    /* s-b is undisturbed. */
+    const char *d2[] = {"off", "0", "data", "still here", NULL};
+    sin_add("rl-1", "s-b", d2);
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(gp_str_eq(f.u.s_entry.sid, "s-b"));
+    cr_assert(gp_str_eq(f.u.s_entry.data, "still here"));
+
+    /* A malformed entry from the house (data beyond a reset's rules: rst with data) resets
+     * s-b only. */
+    fake_entry(&h, "s-b", GP_SE_OFF, 0, 0, "x", "closed");
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(gp_str_eq(f.u.s_entry.sid, "s-b"));
+    cr_assert(gp_str_eq(f.u.s_entry.rst, "malformed"));
+    char outb[256];
+    sout_key(outb, "rl-1", "s-b");
+    key_len ob = {outb, 1};
+    cr_assert(h_wait(has_len, &ob, 10000));
+    rst = sout_field("rl-1", "s-b", 0, "rst");
+    cr_assert(rst && strcmp(rst, "malformed") == 0);
+    free(rst);
+    cr_assert(h_wait_connected("rl-1", 1000), "the house lost its connection");
+
+    /* The metrics. */
+    char *body = NULL;
+    (void)body;
+    fake_down(&h);
+}
+
+/* Both fins delivered and acknowledged: the stream is over, both keys expire in 60 s. */
+Test(stream, clean_close_expires_both_keys) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("fin-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "fin-1", secret, 2);
+    open_ok(&h, "fin-1", "s-f", NULL);
+    const char *d[] = {"off", "0", "data", "abc", "fin", "1", NULL};
+    sin_add("fin-1", "s-f", d);
+    gp_frame f;
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert_eq(f.u.s_entry.has & GP_SE_FIN, GP_SE_FIN);
+    fake_entry(&h, "s-f", GP_SE_OFF | GP_SE_FIN | GP_SE_ACK, 0, 3, "xyz", NULL);
+    const char *a[] = {"ack", "3", NULL};
+    sin_add("fin-1", "s-f", a);
+    cr_assert(h_wait_log(w.bridge, "event=stream_closed", 10000), "stream not closed");
+    char ink[256], outk[256];
+    sin_key(ink, "fin-1", "s-f");
+    sout_key(outk, "fin-1", "s-f");
+    long long ti = pttl(ink), to = pttl(outk);
+    cr_assert(ti > 0 && ti <= 60000 && to > 0 && to <= 60000, "TTLs %lld %lld", ti, to);
+    fake_down(&h);
+}
+
+/* --- takeover ------------------------------------------------------------------------------- */
+
+/* A bridge is killed mid-stream; the house connects to another and names its stream
+ * (S_ATTACH): the new bridge reads sin from the start (only what the house has not
+ * acknowledged is there), skips what sout already holds when the house sends it again, and
+ * trims by the acks it learns. */
+Test(stream, takeover_by_attach) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("tk-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "tk-1", secret, 2);
+    open_ok(&h, "tk-1", "s-t", NULL);
+    char ink[256], outk[256];
+    sin_key(ink, "tk-1", "s-t");
+    sout_key(outk, "tk-1", "s-t");
+    const char *d1[] = {"off", "0", "data", "aaaa", NULL};
+    const char *d2[] = {"off", "4", "data", "bbbb", NULL};
+    sin_add("tk-1", "s-t", d1);
+    sin_add("tk-1", "s-t", d2);
+    gp_frame f;
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert_eq(f.u.s_entry.off, 4);
+    /* The house consumed the first 4 bytes only, and sent 6 of its own. */
+    fake_entry(&h, "s-t", GP_SE_OFF | GP_SE_ACK, 0, 4, "xxxyyy", NULL);
+    key_len o1 = {outk, 1}, i1 = {ink, 1};
+    cr_assert(h_wait(has_len, &o1, 10000));
+    cr_assert(h_wait(has_len, &i1, 10000), "sin holds %lld entries", xlen(ink));
+
+    h_kill9(w.bridge);
+    fake_down(&h);
+    int port2 = 0;
+    h_proc *b2 = h_bridge_start(0, &port2, NULL, 1);
+    fake_up(&h, port2, "tk-1", secret, 2);
+    fake_attach(&h, "s-t", 8, 0);
+    /* sin again from its first entry still there: bytes 4..8 */
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(gp_str_eq(f.u.s_entry.sid, "s-t"));
+    cr_assert_eq(f.u.s_entry.off, 4);
+    cr_assert(gp_str_eq(f.u.s_entry.data, "bbbb"));
+    /* The house sends its bytes again from the opener's ack (0) and two more: only the new
+     * ones are appended. */
+    fake_entry(&h, "s-t", GP_SE_OFF, 0, 0, "xxxyyyzz", NULL);
+    key_len o2 = {outk, 2};
+    cr_assert(h_wait(has_len, &o2, 10000), "sout holds %lld entries", xlen(outk));
+    char *off = sout_field("tk-1", "s-t", 1, "off"), *data = sout_field("tk-1", "s-t", 1, "data");
+    cr_assert(off && strcmp(off, "6") == 0 && data && strcmp(data, "zz") == 0, "off %s data %s",
+              off ? off : "-", data ? data : "-");
+    free(off);
+    free(data);
+    /* The opener acknowledges all 8: both of sout's entries go. */
+    const char *a[] = {"ack", "8", NULL};
+    sin_add("tk-1", "s-t", a);
+    key_len o0 = {outk, 0};
+    cr_assert(h_wait(has_len, &o0, 10000), "sout holds %lld entries", xlen(outk));
+    cr_assert_eq(h_log_count(b2, "event=stream_attach"), 1);
+    fake_down(&h);
+}
