@@ -10,11 +10,15 @@
 #include "auth.h"
 #include "frame.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 TestSuite(stream, .init = h_init, .fini = h_fini, .timeout = 120);
@@ -585,4 +589,218 @@ Test(stream, takeover_by_attach) {
     cr_assert(h_wait(has_len, &o0, 10000), "sout holds %lld entries", xlen(outk));
     cr_assert_eq(h_log_count(b2, "event=stream_attach"), 1);
     fake_down(&h);
+}
+
+/* --- end to end: the real house, a TCP echo service, a bridge killed mid-stream -------------- */
+
+typedef struct echo_srv {
+    int lfd, port;
+    pthread_t th;
+    uint64_t bytes;
+} echo_srv;
+
+/* One connection at a time, everything echoed until EOF, then a half-close back. */
+static void *echo_main(void *ud) {
+    echo_srv *e = ud;
+    for (;;) {
+        int fd = accept(e->lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        char buf[65536];
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            for (ssize_t o = 0; o < n;) {
+                ssize_t w = write(fd, buf + o, (size_t)(n - o));
+                if (w <= 0)
+                    break;
+                o += w;
+            }
+            __atomic_add_fetch(&e->bytes, (uint64_t)n, __ATOMIC_SEQ_CST);
+        }
+        shutdown(fd, SHUT_WR);
+        close(fd);
+    }
+}
+
+static void echo_start(echo_srv *e) {
+    memset(e, 0, sizeof *e);
+    e->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(e->lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(e->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(e->lfd, 8), 0);
+    socklen_t l = sizeof a;
+    getsockname(e->lfd, (struct sockaddr *)&a, &l);
+    e->port = ntohs(a.sin_port);
+    cr_assert_eq(pthread_create(&e->th, NULL, echo_main, e), 0);
+}
+
+/* The opener of the contract, in the test: sends `data` (n bytes) on sin within the house's
+ * credit, reads sout into `got` (offsets: duplicates dropped, a gap fails), acknowledges what
+ * it read, trims its own sin entries below the house's ack, sends fin at the end and waits
+ * for the echo's fin. After `kill_at` bytes came back it calls kill_fn once. */
+typedef struct opener {
+    const char *house, *sid;
+    const uint8_t *data;
+    size_t n, window, kill_at;
+    void (*kill_fn)(void *);
+    void *kill_ud;
+    uint8_t *got;
+    uint64_t rcv_next, snd_next, snd_acked;
+    int fin_sent, fin_got, killed;
+    char last[64];
+} opener;
+
+static void opener_run(opener *o, int timeout_ms) {
+    char ink[256], outk[256];
+    sin_key(ink, o->house, o->sid);
+    sout_key(outk, o->house, o->sid);
+    strcpy(o->last, "0-0");
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms, acked_sent = 0;
+    while (!(o->fin_got && o->rcv_next == o->n)) {
+        cr_assert(h_now_ms() < end, "stream stalled: sent %llu acked %llu got %llu",
+                  (unsigned long long)o->snd_next, (unsigned long long)o->snd_acked,
+                  (unsigned long long)o->rcv_next);
+        /* write within the credit */
+        while (o->snd_next < o->n && o->snd_next < o->snd_acked + o->window) {
+            size_t k = o->n - o->snd_next;
+            uint64_t credit = o->snd_acked + o->window - o->snd_next;
+            if (k > 65536)
+                k = 65536;
+            if (k > credit)
+                k = (size_t)credit;
+            char off[24];
+            snprintf(off, sizeof off, "%llu", (unsigned long long)o->snd_next);
+            const char *argv[] = {
+                "XADD", ink, "*", "off", off, "data", (const char *)o->data + o->snd_next};
+            size_t lens[] = {4, strlen(ink), 1, 3, strlen(off), 4, k};
+            redisReply *r = h_cmdv(7, argv, lens);
+            cr_assert_eq(r->type, REDIS_REPLY_STRING);
+            freeReplyObject(r);
+            o->snd_next += k;
+        }
+        if (o->snd_next == o->n && !o->fin_sent) {
+            char off[24];
+            snprintf(off, sizeof off, "%llu", (unsigned long long)o->n);
+            const char *f[] = {"off", off, "fin", "1", NULL};
+            sin_add(o->house, o->sid, f);
+            o->fin_sent = 1;
+        }
+        /* read what came back */
+        redisReply *r = h_cmd("XREAD COUNT 64 BLOCK 100 STREAMS %s %s", outk, o->last);
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+            const redisReply *en = r->element[0]->element[1];
+            for (size_t i = 0; i < en->elements; i++) {
+                snprintf(o->last, sizeof o->last, "%s", en->element[i]->element[0]->str);
+                const redisReply *fv = en->element[i]->element[1];
+                uint64_t off = 0;
+                int has_off = 0, fin = 0;
+                const redisReply *data = NULL;
+                for (size_t j = 0; j + 1 < fv->elements; j += 2) {
+                    const char *k = fv->element[j]->str;
+                    const redisReply *v = fv->element[j + 1];
+                    if (!strcmp(k, "off"))
+                        off = strtoull(v->str, NULL, 10), has_off = 1;
+                    else if (!strcmp(k, "data"))
+                        data = v;
+                    else if (!strcmp(k, "fin"))
+                        fin = 1;
+                    else if (!strcmp(k, "ack") && strtoull(v->str, NULL, 10) > o->snd_acked)
+                        o->snd_acked = strtoull(v->str, NULL, 10);
+                    else if (!strcmp(k, "rst"))
+                        cr_assert_fail("stream reset: %s", v->str);
+                }
+                if (!has_off)
+                    continue;
+                size_t len = data ? data->len : 0;
+                cr_assert_leq(off, o->rcv_next, "gap: entry at %llu, expected %llu",
+                              (unsigned long long)off, (unsigned long long)o->rcv_next);
+                if (off + len > o->rcv_next) {
+                    size_t skip = (size_t)(o->rcv_next - off);
+                    cr_assert_leq(off + len, o->n, "more bytes than were sent");
+                    memcpy(o->got + o->rcv_next, data->str + skip, len - skip);
+                    o->rcv_next = off + len;
+                }
+                if (fin)
+                    o->fin_got = 1;
+            }
+        }
+        freeReplyObject(r);
+        if (o->rcv_next > acked_sent) {
+            char a[24];
+            snprintf(a, sizeof a, "%llu", (unsigned long long)o->rcv_next);
+            const char *f[] = {"ack", a, NULL};
+            sin_add(o->house, o->sid, f);
+            acked_sent = o->rcv_next;
+        }
+        if (!o->killed && o->kill_fn && o->rcv_next >= o->kill_at) {
+            o->killed = 1;
+            o->kill_fn(o->kill_ud);
+        }
+    }
+}
+
+typedef struct two_bridges {
+    h_proc *b[2];
+    int killed; /* which one */
+} two_bridges;
+
+static void kill_holder(void *ud) {
+    two_bridges *t = ud;
+    int i = h_log_count_all(t->b[0], "event=house_connected") > 0 ? 0 : 1;
+    t->killed = i;
+    h_kill9(t->b[i]);
+}
+
+/* 3 MiB through a 256 KiB window to a TCP echo service on the real house, the bridge holding
+ * it SIGKILLed after 1 MiB came back: the house moves to the other bridge, names its stream
+ * (S_ATTACH) and the bytes complete intact, in order, each once. */
+Test(stream, real_house_echo_survives_a_bridge_kill) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    int port2 = 0;
+    two_bridges tb = {.b = {w.bridge, h_bridge_start(0, &port2, NULL, 1)}};
+    echo_srv echo;
+    echo_start(&echo);
+    char svc[64], b2[64], secret[65];
+    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
+    snprintf(b2, sizeof b2, "ws://127.0.0.1:%d/", port2);
+    h_register("e2e-s", secret);
+    const char *extra[] = {"--bridge", b2, "--tcp-service", svc, NULL};
+    h_proc *house = h_house_start("e2e-s", secret, w.bridge_port, w.up_url, extra);
+    cr_assert(h_wait_connected("e2e-s", 15000));
+
+    const char *win[] = {"window", "262144", "idle_ms", "60000", NULL};
+    open_stream("e2e-s", "s-echo", "echo", win);
+    h_reply r;
+    outcome("s-echo", NULL, &r);
+    cr_assert_eq(r.status, 200, "status %d error %s msg %s", r.status, r.error ? r.error : "-",
+                 r.message ? r.message : "-");
+    h_reply_free(&r);
+
+    size_t n = 3u << 20;
+    uint8_t *data = h_prandom(n, "stream-e2e");
+    opener o = {.house = "e2e-s",
+                .sid = "s-echo",
+                .data = data,
+                .n = n,
+                .window = 262144,
+                .kill_at = 1u << 20,
+                .kill_fn = kill_holder,
+                .kill_ud = &tb,
+                .got = malloc(n)};
+    opener_run(&o, 90000);
+    cr_assert(o.killed, "no bridge was killed");
+    char hs[65], hg[65];
+    h_sha256_hex(data, n, hs);
+    h_sha256_hex(o.got, n, hg);
+    cr_assert_str_eq(hg, hs, "the bytes came back changed");
+    h_proc *alive = tb.b[1 - tb.killed];
+    cr_assert(h_wait_log(alive, "event=stream_attach", 5000), "the new bridge never attached");
+    cr_assert(h_wait_log(alive, "event=stream_closed", 15000), "the stream did not close cleanly");
+    cr_assert_eq(h_log_count_all(house, "event=stream_reset"), 0);
+    free(data);
+    free(o.got);
 }
