@@ -87,6 +87,7 @@ typedef struct br_stream {
     uint64_t sout_high; /* end of the bytes sout holds (sout_known) */
     int sout_known;
     uint64_t opener_ack, house_ack;
+    uint64_t snd_win; /* the opener's receive window: the house writes below opener_ack + it */
     int sin_fin, sout_fin;
     uint64_t sin_fin_end, sout_fin_end;
     st_marks out, in; /* sout entries to trim by the opener's ack, sin by the house's */
@@ -181,6 +182,8 @@ static br_stream *st_new(br_streams *s, br_conn *c, const char *sid) {
     snprintf(st->sid, sizeof st->sid, "%s", sid);
     strcpy(st->sin_last, "0-0");
     st->ttl_ms = ATTACH_TTL_MS;
+    st->snd_win = GP_STREAM_WIN_MAX; /* the open's, once known */
+    c->nstreams++;
     unsigned b = hash(st->sin);
     st->hnext = s->bucket[b];
     s->bucket[b] = st;
@@ -218,6 +221,7 @@ static void st_drop(br_stream *st) {
     s->n--;
     br_conn *c = st->c;
     st->c = NULL;
+    c->nstreams--;
     br_conn_unref(c);
     st_unref(st);
 }
@@ -276,17 +280,35 @@ typedef struct st_write_ctx {
 } st_write_ctx;
 
 static void st_trim(br_stream *st);
+static void rst_entry(gp_stream_entry *e, const char *reason, const char *message);
+static void count_reset(br_streams *s, const char *house, const char *sid, const char *reason,
+                        const char *by, const char *message);
+static void send_entry(br_conn *c, const char *sid, const gp_stream_entry *e);
 
 static void on_write(redisReply *rep, void *ud) {
     st_write_ctx *w = ud;
     br_stream *st = w->st;
     br_streams *s = st->s;
     if (!rep) {
-        /* Lost (Redis timeout or reconnect): the opener sees a gap if it held bytes. */
+        /* Lost (Redis timed out or the connection was replaced): whether it was written is
+         * unknown. Bytes must not go missing in sout, and only the house still has them: its
+         * connection is closed, it reconnects, names the stream (S_ATTACH) and sends again
+         * from the opener's ack; the scan of sout then skips only what is there. */
         br_log(BR_LOG_WARN, "stream_write_lost", "house=%s sid=%s", st->house, st->sid);
+        if (w->has_off && st->state == ST_LIVE && br_conn_alive(st->c))
+            br_conn_close(st->c, GP_GOAWAY_DRAINING, "a stream write was lost: reconnect");
     } else if (rep->type == REDIS_REPLY_ERROR) {
         br_log(BR_LOG_WARN, "stream_write_failed", "house=%s sid=%s err=%s", st->house, st->sid,
                br_qs(rep->str));
+        if (st->state == ST_LIVE && br_conn_alive(st->c)) {
+            /* sout is not ours to write (WRONGTYPE: someone put another type there): the
+             * stream cannot go on; the house learns it, the opener sees no more bytes. */
+            gp_stream_entry e;
+            rst_entry(&e, "closed", "the bridge cannot write sout");
+            count_reset(s, st->house, st->sid, "closed", "bridge", "sout write failed");
+            send_entry(st->c, st->sid, &e);
+            st_drop(st);
+        }
     } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == -1) {
         if (s->up.fenced)
             s->up.fenced(s->up.ud, st->house, st->epoch);
@@ -468,6 +490,8 @@ static int sin_entry(br_stream *st, const redisReply *en) {
     marks_push(&st->in, id->str, id->len, e.has_off ? e.off + e.data.len : st->sin_high);
     if (e.has_ack && e.ack > st->opener_ack)
         st->opener_ack = e.ack;
+    if (e.has_win && e.win > st->snd_win)
+        st->snd_win = e.win;
     send_entry(st->c, st->sid, &e);
     if (st->state != ST_LIVE)
         return -1; /* the send closed the connection: its streams are gone */
@@ -735,8 +759,9 @@ void br_streams_open(br_streams *s, br_conn *c, const redisReply *e, int pending
                "deadline passed before the stream was opened", "timeout");
         return;
     }
-    if (s->n >= BR_STREAMS_MAX) {
-        snprintf(msg, sizeof msg, "this bridge relays its maximum of %d streams", BR_STREAMS_MAX);
+    if (s->n >= BR_STREAMS_MAX || c->nstreams >= BR_STREAMS_PER_HOUSE) {
+        snprintf(msg, sizeof msg, "this bridge relays its maximum of %d streams (%d a house)",
+                 BR_STREAMS_MAX, BR_STREAMS_PER_HOUSE);
         refuse(s, c, entry_id, o.id, reply, has_reply, 503, "unavailable", msg, "unavailable");
         return;
     }
@@ -759,6 +784,7 @@ void br_streams_open(br_streams *s, br_conn *c, const redisReply *e, int pending
     st->has_reply = has_reply;
     st->deadline = deadline;
     st->window = o.window;
+    st->snd_win = o.window;
     st->idle_ms = o.idle_ms;
     st->timeout_ms = o.timeout_ms;
     st->ttl_ms = 2ull * o.idle_ms;
@@ -883,6 +909,12 @@ static void on_entry(br_streams *s, br_conn *c, const gp_frame *f) {
         st_reset(st, "malformed", "the house sent a malformed entry", 1);
         return;
     }
+    if (e.has_off && e.off + e.data.len > st->opener_ack + st->snd_win) {
+        /* The house ran past the opener's credit: Redis would hold more than the window. */
+        free(zbuf);
+        st_reset(st, "window", "the house wrote beyond the opener's window", 1);
+        return;
+    }
     if (e.has_off) {
         uint64_t end = e.off + e.data.len;
         gp_metric_add(s->m_bytes, "out", (double)e.data.len);
@@ -930,7 +962,10 @@ static void on_scan(redisReply *rep, void *ud) {
         const redisReply *v = rep->element[1];
         st_marks old = st->out; /* written by us since the scan was sent: after these */
         st->out = (st_marks){0};
-        uint64_t high = 0;
+        /* What sout holds without a hole, from the opener's ack: a write lost in the middle
+         * (stream_write_lost) is sent again by the house and written again. */
+        uint64_t high = st->opener_ack;
+        int hole = 0;
         for (size_t i = 0; i < v->elements; i++) {
             const redisReply *m = v->element[i];
             if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
@@ -940,7 +975,9 @@ static void on_scan(redisReply *rep, void *ud) {
                 continue;
             uint64_t off = strtoull(m->element[1]->str, NULL, 10),
                      end = off + (uint64_t)m->element[2]->integer;
-            if (end > high)
+            if (off > high)
+                hole = 1;
+            else if (!hole && end > high)
                 high = end;
             marks_push(&st->out, m->element[0]->str, m->element[0]->len, end);
         }
@@ -974,7 +1011,7 @@ static void on_attach(br_streams *s, br_conn *c, const gp_frame *f) {
     char id[GP_STREAM_ID_MAX + 1];
     memcpy(id, sid.p, sid.len);
     id[sid.len] = '\0';
-    if (s->n >= BR_STREAMS_MAX || !(st = st_new(s, c, id))) {
+    if (s->n >= BR_STREAMS_MAX || c->nstreams >= BR_STREAMS_PER_HOUSE || !(st = st_new(s, c, id))) {
         gp_stream_entry e;
         rst_entry(&e, "unavailable", "the bridge relays its maximum of streams");
         count_reset(s, c->house, id, "unavailable", "bridge", "at BR_STREAMS_MAX");

@@ -20,6 +20,9 @@
 
 /* Streams relayed by one bridge at most (opening or open): more opens get 503 unavailable. */
 #define BR_STREAMS_MAX 10000
+/* ... and for one house connection (its own --max-streams is the house's check; this one
+ * keeps a hostile house from taking every slot of the bridge with S_ATTACH). */
+#define BR_STREAMS_PER_HOUSE 4096
 
 typedef struct br_streams br_streams;
 
