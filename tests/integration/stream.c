@@ -591,6 +591,11 @@ Test(stream, takeover_by_attach) {
     fake_down(&h);
 }
 
+typedef struct sout_has {
+    const char *house, *sid, *want;
+} sout_has;
+static int sout_holds(void *ud);
+
 /* --- end to end: the real house, a TCP echo service, a bridge killed mid-stream -------------- */
 
 typedef struct echo_srv {
@@ -801,6 +806,162 @@ Test(stream, real_house_echo_survives_a_bridge_kill) {
     cr_assert(h_wait_log(alive, "event=stream_attach", 5000), "the new bridge never attached");
     cr_assert(h_wait_log(alive, "event=stream_closed", 15000), "the stream did not close cleanly");
     cr_assert_eq(h_log_count_all(house, "event=stream_reset"), 0);
+    /* Every byte was acknowledged both ways: neither key holds data any more. */
+    sout_has none = {"e2e-s", "s-echo", ""};
+    cr_assert(h_wait(sout_holds, &none, 5000), "sout still holds acknowledged bytes");
     free(data);
     free(o.got);
+}
+
+/* The sout `data` bytes of house's stream sid concatenated (malloc'd, *n its length). */
+static char *sout_bytes(const char *house, const char *sid, size_t *n) {
+    char k[256];
+    sout_key(k, house, sid);
+    redisReply *r = h_cmd("XRANGE %s - +", k);
+    char *out = calloc(1, 1);
+    *n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *fv = r->element[i]->element[1];
+        for (size_t j = 0; j + 1 < fv->elements; j += 2)
+            if (strcmp(fv->element[j]->str, "data") == 0) {
+                out = realloc(out, *n + fv->element[j + 1]->len + 1);
+                memcpy(out + *n, fv->element[j + 1]->str, fv->element[j + 1]->len);
+                *n += fv->element[j + 1]->len;
+                out[*n] = '\0';
+            }
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+static int sout_holds(void *ud) {
+    const sout_has *a = ud;
+    size_t n;
+    char *b = sout_bytes(a->house, a->sid, &n);
+    int ok = strcmp(b, a->want) == 0;
+    free(b);
+    return ok;
+}
+
+/* A metric's value in /metrics of the admin port (-1: absent). */
+static double metric(int aport, const char *line_start) {
+    char *body = NULL;
+    cr_assert_eq(h_http_get(aport, "/metrics", &body), 200);
+    char needle[160];
+    snprintf(needle, sizeof needle, "\n%s", line_start); /* a sample, not its # HELP */
+    const char *p = body ? strstr(body, needle) : NULL;
+    double v = p ? atof(p + strlen(needle)) : -1;
+    free(body);
+    return v;
+}
+
+typedef struct metric_is {
+    int aport;
+    const char *line;
+    double want;
+} metric_is;
+static int metric_reaches(void *ud) {
+    const metric_is *m = ud;
+    return metric(m->aport, m->line) == m->want;
+}
+/* The metric reaches want within 5 s (the rendered page may be a second old). */
+static void wait_metric(int aport, const char *line, double want) {
+    metric_is m = {aport, line, want};
+    cr_assert(h_wait(metric_reaches, &m, 5000), "%s is %g, want %g", line, metric(aport, line),
+              want);
+}
+
+/* A bridge that lost the house (its epoch moved on) writes nothing more to sout: the write
+ * script checks the epoch first, and the bridge lets the house go. The metrics follow. */
+Test(stream, fenced_bridge_writes_nothing) {
+    h_world w;
+    const char *extra[] = {"--admin-listen", "0", NULL};
+    h_world_up(&w, NULL, extra, NULL);
+    int aport = h_admin_port(w.bridge);
+    cr_assert(aport > 0);
+    char secret[65];
+    h_register("fen-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "fen-1", secret, 2);
+    open_ok(&h, "fen-1", "s-fen", NULL);
+    wait_metric(aport, "gp_bridge_streams_open ", 1);
+    fake_entry(&h, "s-fen", GP_SE_OFF, 0, 0, "before", NULL);
+    sout_has b = {"fen-1", "s-fen", "before"};
+    cr_assert(h_wait(sout_holds, &b, 10000));
+    wait_metric(aport, "gp_bridge_stream_bytes_total{dir=\"out\"} ", 6);
+
+    redisReply *x = h_cmd("INCR gp:{fen-1}:epoch");
+    freeReplyObject(x);
+    fake_entry(&h, "s-fen", GP_SE_OFF, 6, 0, "after", NULL);
+    gp_frame f;
+    fake_expect(&h, &f, GP_FRAME_GOAWAY);
+    cr_assert_eq(f.u.goaway.code, GP_GOAWAY_FENCED);
+    size_t n;
+    char *all = sout_bytes("fen-1", "s-fen", &n);
+    cr_assert_str_eq(all, "before", "a fenced bridge wrote to sout");
+    free(all);
+    cr_assert(h_wait_log(w.bridge, "event=house_fenced", 5000));
+    wait_metric(aport, "gp_bridge_streams_open ", 0);
+    fake_down(&h);
+}
+
+/* With the real house: a service it does not allow is a 403 (and an rst on sout); bytes go
+ * through to the echo service and back; a malformed sin entry resets the stream at both ends,
+ * the house closing the service connection. */
+Test(stream, real_house_refuses_unknown_services_and_resets_on_malformed_entries) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    echo_srv echo;
+    echo_start(&echo);
+    char svc[64], secret[65];
+    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
+    h_register("rh-1", secret);
+    const char *extra[] = {"--tcp-service", svc, NULL};
+    h_proc *house = h_house_start("rh-1", secret, w.bridge_port, w.up_url, extra);
+    cr_assert(h_wait_connected("rh-1", 15000));
+    h_reply r;
+
+    open_stream("rh-1", "s-nope", "nope", NULL);
+    outcome("s-nope", NULL, &r);
+    h_assert_error_reply(&r, 403, "forbidden_service");
+    h_reply_free(&r);
+    char *rst = sout_field("rh-1", "s-nope", 0, "rst");
+    cr_assert(rst && strcmp(rst, "forbidden_service") == 0, "sout rst %s", rst ? rst : "(none)");
+    free(rst);
+
+    open_stream("rh-1", "s-e", "echo", NULL);
+    outcome("s-e", NULL, &r);
+    cr_assert_eq(r.status, 200, "status %d error %s", r.status, r.error ? r.error : "-");
+    h_reply_free(&r);
+    const char *d[] = {"off", "0", "data", "ping", NULL};
+    sin_add("rh-1", "s-e", d);
+    sout_has b = {"rh-1", "s-e", "ping"};
+    cr_assert(h_wait(sout_holds, &b, 10000), "no echo");
+
+    const char *bad[] = {"off", "4", "data", "x", "fin", "yes", NULL};
+    sin_add("rh-1", "s-e", bad);
+    char outk[256];
+    sout_key(outk, "rh-1", "s-e");
+    uint64_t end = h_now_ms() + 10000;
+    char *m = NULL;
+    for (;;) {
+        redisReply *x = h_cmd("XRANGE %s - +", outk);
+        for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i < x->elements && !m; i++) {
+            const redisReply *fv = x->element[i]->element[1];
+            for (size_t j = 0; j + 1 < fv->elements; j += 2)
+                if (!strcmp(fv->element[j]->str, "rst") &&
+                    !strcmp(fv->element[j + 1]->str, "malformed"))
+                    m = strdup("malformed");
+        }
+        freeReplyObject(x);
+        if (m || h_now_ms() > end)
+            break;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(m, "no rst malformed on sout");
+    free(m);
+    cr_assert(h_wait_log(house, "sid=s-e", 10000));
+    cr_assert(h_wait_log(w.bridge, "event=stream_reset", 5000));
+    cr_assert(h_wait_connected("rh-1", 1000), "the house lost its connection");
 }
