@@ -6,6 +6,7 @@
  * unknown kinds), the relay both ways with acks trimming each key, resets, and a takeover by a
  * second bridge (S_ATTACH). The end-to-end run with the real house is at the end. */
 #include "stream.h"
+#include "../../bridge/store/rkeys.h"
 #include "../harness/world.h"
 #include "auth.h"
 #include "frame.h"
@@ -964,4 +965,48 @@ Test(stream, real_house_refuses_unknown_services_and_resets_on_malformed_entries
     cr_assert(h_wait_log(house, "sid=s-e", 10000));
     cr_assert(h_wait_log(w.bridge, "event=stream_reset", 5000));
     cr_assert(h_wait_connected("rh-1", 1000), "the house lost its connection");
+}
+
+/* On a Redis Cluster: the house's keys on a node that is not the seed (its doorbell, scripts
+ * and reads all go there), 512 KiB through the echo service and back. */
+Test(stream, cluster_echo) {
+    h_proc *nodes[3];
+    h_redis_cluster_start(3, 0, nodes);
+    int up_port;
+    h_upstream_start(&up_port);
+    char up_url[64];
+    snprintf(up_url, sizeof up_url, "http://127.0.0.1:%d", up_port);
+    int bport = 0;
+    h_proc *b = h_bridge_start(0, &bport, NULL, 1);
+    char id[32] = "";
+    for (int i = 0; i < 1000 && !id[0]; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "gp:{cl-%d}:req", i);
+        if (gp_key_slot(k, strlen(k)) >= 10923)
+            snprintf(id, sizeof id, "cl-%d", i);
+    }
+    cr_assert(id[0]);
+    echo_srv echo;
+    echo_start(&echo);
+    char svc[64], secret[65];
+    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
+    h_register(id, secret);
+    const char *extra[] = {"--tcp-service", svc, NULL};
+    h_house_start(id, secret, bport, up_url, extra);
+    cr_assert(h_wait_connected(id, 15000));
+    open_stream(id, "s-cl", "echo", NULL);
+    h_reply r;
+    outcome("s-cl", NULL, &r);
+    cr_assert_eq(r.status, 200, "status %d error %s msg %s", r.status, r.error ? r.error : "-",
+                 r.message ? r.message : "-");
+    h_reply_free(&r);
+    size_t n = 512u << 10;
+    uint8_t *data = h_prandom(n, "stream-cluster");
+    opener o = {
+        .house = id, .sid = "s-cl", .data = data, .n = n, .window = 1u << 20, .got = malloc(n)};
+    opener_run(&o, 60000);
+    cr_assert_eq(memcmp(o.got, data, n), 0, "the bytes came back changed");
+    cr_assert(h_wait_log(b, "event=stream_closed", 15000), "the stream did not close cleanly");
+    free(data);
+    free(o.got);
 }
