@@ -1010,3 +1010,25 @@ Test(stream, cluster_echo) {
     free(data);
     free(o.got);
 }
+
+/* An open for a house nobody holds is answered by the janitor once its deadline passed, as a
+ * request is: 504 timeout, with `kind stream`. */
+Test(stream, janitor_answers_opens_nobody_carries) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("off-1", secret);
+    const char *t[] = {"timeout_ms", "1000", NULL};
+    open_stream("off-1", "s-off", "ssh", t);
+    h_reply r;
+    cr_assert(h_wait_reply("s-off", NULL, 30000, &r), "no outcome");
+    h_assert_error_reply(&r, 504, "timeout");
+    h_reply_free(&r);
+    redisReply *x = h_cmd("XRANGE gp:rep:s-off - +");
+    const redisReply *fv = x->element[0]->element[1];
+    int kind = 0;
+    for (size_t j = 0; j + 1 < fv->elements; j += 2)
+        kind += !strcmp(fv->element[j]->str, "kind") && !strcmp(fv->element[j + 1]->str, "stream");
+    cr_assert_eq(kind, 1, "the janitor's answer does not say kind stream");
+    freeReplyObject(x);
+}
