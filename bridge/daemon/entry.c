@@ -123,7 +123,7 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
         o->status = -1; /* deleted or trimmed while pending */
         return;
     }
-    int have_method = 0, have_path = 0, have_id = 0, have_timeout = 0;
+    int have_method = 0, have_path = 0, have_id = 0, have_timeout = 0, kinds = 0;
     gp_str timeout = {0};
     for (size_t i = 0; i + 1 < fv->elements; i += 2) {
         const redisReply *k = fv->element[i], *v = fv->element[i + 1];
@@ -147,12 +147,14 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
         else if (gp_str_eq(ks, "reply"))
             o->reply = vs, o->has_reply = vs.len > 0;
         else if (gp_str_eq(ks, "kind"))
-            o->kind = vs;
+            kinds++, o->kind = vs;
     }
     /* The kind of entry first: a stream open is routed before this (br_entry_kind), anything
      * but a request here is a producer's mistake, and the message should say so. */
-    int stream = o->kind.p && gp_str_eq(o->kind, "stream");
-    if (o->kind.p && !stream && !gp_str_eq(o->kind, "http"))
+    int stream = kinds == 1 && gp_str_eq(o->kind, "stream");
+    if (kinds > 1)
+        bad(o, "kind given twice");
+    else if (o->kind.p && !stream && !gp_str_eq(o->kind, "http"))
         bad(o, "kind must be http (a request, also when absent) or stream (a TCP stream open)");
     if (stream)
         o->reply_kind = "stream"; /* the janitor's 504 to an open nobody carried */
@@ -201,16 +203,19 @@ int br_entry_kind(const redisReply *e) {
         e->element[1]->type != REDIS_REPLY_ARRAY)
         return BR_KIND_HTTP; /* not an entry, or deleted: the request path settles it */
     const redisReply *fv = e->element[1];
+    int kind = BR_KIND_HTTP, n = 0;
     for (size_t i = 0; i + 1 < fv->elements; i += 2) {
         const redisReply *k = fv->element[i], *v = fv->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 4 ||
             memcmp(k->str, "kind", 4) != 0)
             continue;
+        n++;
         if (v->len == 6 && memcmp(v->str, "stream", 6) == 0)
-            return BR_KIND_STREAM;
-        return v->len == 4 && memcmp(v->str, "http", 4) == 0 ? BR_KIND_HTTP : BR_KIND_OTHER;
+            kind = BR_KIND_STREAM;
+        else
+            kind = v->len == 4 && memcmp(v->str, "http", 4) == 0 ? BR_KIND_HTTP : BR_KIND_OTHER;
     }
-    return BR_KIND_HTTP;
+    return n > 1 ? BR_KIND_OTHER : kind; /* twice: br_entry_parse's 400 */
 }
 
 /* --- reply keys --------------------------------------------------------------------------- */

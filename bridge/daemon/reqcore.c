@@ -679,6 +679,11 @@ void br_reqtab_entry(br_reqtab *t, const redisReply *e, int pending, uint64_t no
                          en.status ? en.message : why);
         return;
     }
+    if (en.reply_kind) { /* a stream open: streams.c's (house.c routes it there) */
+        br_replies_error(t->rs, t->house, t->reqkey, t->epochkey, t->epoch, NULL, &en, 501,
+                         "unsupported", "this bridge carries no TCP streams");
+        return;
+    }
     if (en.deadline <= now) {
         br_replies_error(t->rs, t->house, t->reqkey, t->epochkey, t->epoch, NULL, &en, 504,
                          "timeout", "deadline passed before the request was forwarded");

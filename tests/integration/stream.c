@@ -316,6 +316,17 @@ Test(stream, bad_opens_are_answered_and_acknowledged) {
     cr_assert(r.message && strstr(r.message, "kind"), "message: %s", r.message);
     h_reply_free(&r);
 
+    /* `kind` twice is a 400 too, whichever comes last. */
+    h_field k2[] = {{"kind", "http", (size_t)-1},
+                    {"kind", "stream", (size_t)-1},
+                    {"id", "s-kind2", (size_t)-1},
+                    {"service", "ssh", (size_t)-1}};
+    h_xadd("bad-1", k2, 4);
+    outcome("s-kind2", NULL, &r);
+    h_assert_error_reply(&r, 400, "bad_request");
+    cr_assert(r.message && strstr(r.message, "kind"), "message: %s", r.message);
+    h_reply_free(&r);
+
     /* Byte keys that exist already: 409, and no rst written into someone's live stream. */
     char k[256];
     sin_key(k, "bad-1", "s-old");
