@@ -40,7 +40,7 @@
 #define READ_COUNT 16        /* sin entries a read */
 #define QUEUE_MAX (4u << 20) /* pause reading sin while the house's queue holds more */
 #define SWEEP_FAST_MS 250    /* read every open stream this often while no doorbell */
-#define SWEEP_SLOW_MS 5000   /* ... and this often while it rings */
+#define SWEEP_SLOW_MS 15000  /* ... and this often while it rings (house.c's pace) */
 #define TRIM_PER_CALL 8      /* entry ids deleted per direction in one write */
 #define MARKS_MAX 65536      /* entries remembered per direction (more: left to the TTL) */
 #define END_TTL_MS 60000     /* store_stream.h's, once a stream is over */
@@ -83,8 +83,9 @@ typedef struct br_stream {
     char sin_last[48];
     int reading, read_again, paused, subscribed;
     uint64_t next_sweep;
-    uint64_t sin_high;  /* end of the sin bytes forwarded */
-    uint64_t sout_high; /* end of the bytes sout holds (sout_known) */
+    uint64_t last_active; /* loop ms of the last entry either way (forgotten after ttl_ms) */
+    uint64_t sin_high;    /* end of the sin bytes forwarded */
+    uint64_t sout_high;   /* end of the bytes sout holds (sout_known) */
     int sout_known;
     uint64_t opener_ack, house_ack;
     uint64_t snd_win; /* the opener's receive window: the house writes below opener_ack + it */
@@ -183,6 +184,7 @@ static br_stream *st_new(br_streams *s, br_conn *c, const char *sid) {
     strcpy(st->sin_last, "0-0");
     st->ttl_ms = ATTACH_TTL_MS;
     st->snd_win = GP_STREAM_WIN_MAX; /* the open's, once known */
+    st->last_active = br_env_now(s->env);
     c->nstreams++;
     unsigned b = hash(st->sin);
     st->hnext = s->bucket[b];
@@ -465,6 +467,7 @@ static int sin_entry(br_stream *st, const redisReply *en) {
         return 0;
     const redisReply *id = en->element[0];
     memcpy(st->sin_last, id->str, id->len + 1);
+    st->last_active = br_env_now(s->env);
     if (en->element[1]->type != REDIS_REPLY_ARRAY)
         return 0; /* deleted meanwhile */
     gp_stream_field f[GP_STREAM_FIELDS_MAX + 1];
@@ -904,6 +907,7 @@ static void on_entry(br_streams *s, br_conn *c, const gp_frame *f) {
     }
     gp_stream_entry e;
     uint8_t *zbuf;
+    st->last_active = br_env_now(s->env);
     if (entry_of(s, f, &e, &zbuf) != 0) {
         free(zbuf);
         st_reset(st, "malformed", "the house sent a malformed entry", 1);
@@ -1105,6 +1109,12 @@ void br_streams_tick(br_streams *s, uint64_t now) {
         if (st->state == ST_OPENING && now_redis >= st->deadline) {
             st_refuse(st, 504, "timeout", "the house did not open the stream within timeout_ms",
                       "timeout", 1);
+        } else if (st->state == ST_LIVE && now - st->last_active > st->ttl_ms) {
+            /* Nothing either way for as long as its keys live: both sides are gone (their
+             * resets were lost). Forgotten here; Redis expires the keys. */
+            br_log(BR_LOG_INFO, "stream_forgotten", "house=%s sid=%s idle_ms=%llu", st->house,
+                   st->sid, (unsigned long long)(now - st->last_active));
+            st_drop(st);
         } else if (st->state == ST_LIVE) {
             if (st->paused && st->c->q_bytes <= QUEUE_MAX / 2)
                 st_read(st);
