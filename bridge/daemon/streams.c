@@ -704,8 +704,8 @@ void br_streams_open(br_streams *s, br_conn *c, const redisReply *e, int pending
         if (br_reply_settling(s->reqs, c->house, entry_id))
             return; /* its outcome is being written */
         for (br_stream *st = s->all; st; st = st->next)
-            if (st->c == c && strcmp(st->entry_id, entry_id) == 0)
-                return; /* being opened here */
+            if (st->c == c && st->state != ST_LIVE && strcmp(st->entry_id, entry_id) == 0)
+                return; /* being opened here (once open, its outcome is written again) */
     }
     /* The raw id and reply fields: the outcome goes where the request core would send it. */
     const redisReply *fv = e->element[1];
