@@ -63,12 +63,21 @@ static void f_close(void *io) {
 static const gp_admin_io fio = {NULL,      f_now,      f_done,  f_write,      f_try_write,
                                 f_reading, f_shutdown, f_timer, f_timer_stop, f_close};
 
+static gp_admin_call *held;
+static void later(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)req, (void)ud;
+    held = call;
+}
+
+/* A server on the fake glue; its /slow handler (`later`) answers later: it holds the call in
+ * `held`. */
 static gp_admin *server(const gp_admin_cfg *cfg) {
     clock_ms = 1000;
     done_called = 0;
     gp_admin_cfg def = {0};
     gp_admin *a = gp_admin_core_new(cfg ? cfg : &def, &fio);
     cr_assert_not_null(a);
+    gp_admin_route(a, "/slow", 0, later, NULL);
     return a;
 }
 
@@ -132,12 +141,6 @@ Test(admin_http, probe_answered_with_keep_alive_then_idle_timer) {
     teardown(a, NULL, 0);
 }
 
-static gp_admin_call *held;
-static void later(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)req, (void)ud;
-    held = call;
-}
-
 /* f connects from ip:port and sends req, whose handler (`later`) holds the call in `held`. */
 static void ask_later(gp_admin *a, fconn *f, const char *ip, int port, const char *req) {
     f->c = gp_admin_accepted(a, f, ip, port);
@@ -148,7 +151,6 @@ static void ask_later(gp_admin *a, fconn *f, const char *ip, int port, const cha
 
 Test(admin_http, pipelined_request_waits_for_a_late_answer) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     gp_admin_route_probes(a, &probes);
     fconn f = {0};
     ask_later(a, &f, "::1", 7, "GET /slow HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n");
@@ -167,7 +169,6 @@ Test(admin_http, pipelined_request_waits_for_a_late_answer) {
 
 Test(admin_http, answer_after_the_client_left_is_dropped) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn f = {0};
     ask_later(a, &f, "127.0.0.1", 9, "GET /slow HTTP/1.1\r\n\r\n");
     gp_admin_input(f.c, NULL, -1); /* EOF */
@@ -207,7 +208,6 @@ Test(admin_http, foreign_host_is_misdirected_and_bad_input_refused_then_lingers)
 Test(admin_http, caps_shed_the_oldest_idle_or_refuse_when_all_busy) {
     gp_admin_cfg cfg = {.max_conns = 2, .max_per_addr = 1};
     gp_admin *a = server(&cfg);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn x = {0}, y = {0}, z = {0}, w = {0};
     x.c = gp_admin_accepted(a, &x, "10.0.0.1", 1);
     clock_ms++;
@@ -258,7 +258,6 @@ Test(admin_http, error_json_as_jansson_writes_it) {
 Test(admin_http, streamed_answer_chunked_then_next_request) {
     gp_admin_cfg cfg = {.any_host = 1};
     gp_admin *a = server(&cfg);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     gp_admin_route_probes(a, &probes);
     fconn f = {0};
     ask_later(
@@ -285,7 +284,6 @@ Test(admin_http, streamed_answer_chunked_then_next_request) {
  * an aborted stream closes at once, without a last chunk. */
 Test(admin_http, streamed_answer_with_length_and_abort) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn f = {0};
     ask_later(a, &f, "127.0.0.1", 9, "GET /slow HTTP/1.1\r\nConnection: close\r\n\r\n");
     gp_admin_stream_start(held, 200, NULL, 3);
@@ -318,7 +316,6 @@ static void on_drain(void *ud) {
  * waiter (at its release, when the call is gone). */
 Test(admin_http, queued_bytes_and_drain) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn f = {0};
     ask_later(a, &f, "127.0.0.1", 9, "GET /slow HTTP/1.1\r\n\r\n");
     gp_admin_stream_start(held, 200, NULL, -1);
