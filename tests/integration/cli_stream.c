@@ -40,6 +40,7 @@ typedef enum {
     P_RST,       /* resets (refused) at the first byte */
     P_MALFORMED, /* writes an entry the contract forbids at the first byte */
     P_REFUSE,    /* answers the open 403 forbidden_service */
+    P_SILENT,    /* answers the open 200, then reads sin and never writes again */
 } peer_mode;
 
 #define BANNER "SSH-2.0-ghostport-test-peer\r\n"
@@ -55,6 +56,7 @@ typedef struct peer_stream {
     char rst[GP_STREAM_REASON_MAX + 1]; /* the opener's rst reason, if any */
     char err[256];                      /* the peer's own complaint */
     uint64_t received;
+    atomic_int acks_seen; /* entries from the opener with ack and nothing else */
     uint64_t max_unacked; /* most sin data bytes at or above our last ack, seen on Redis */
     char sha[65];         /* of the bytes received */
 } peer_stream;
@@ -65,6 +67,7 @@ typedef struct peer {
     pthread_t t;
     atomic_int stop;
     int nopen;
+    char from[64]; /* the request stream's last entry when started: opens after it count */
     peer_stream st[4];
     char err[256];
 } peer;
@@ -199,6 +202,8 @@ static void *peer_stream_main(void *arg) {
                     snprintf(ps->err, sizeof ps->err, "malformed sin entry: %s", perr);
                     break;
                 }
+                if (e.has_ack && !e.has_off && !e.rst[0])
+                    atomic_fetch_add(&ps->acks_seen, 1);
                 size_t skip, take;
                 int rv = gp_stream_apply(&s, now_ms(), &e, &skip, &take);
                 if (s.reset == GP_SR_PEER) {
@@ -241,6 +246,8 @@ static void *peer_stream_main(void *arg) {
         uint64_t now = now_ms();
         if (s.rcv_fin && s.rcv_next == s.rcv_fin_off)
             ps->fin_seen = 1;
+        if (pr->mode == P_SILENT)
+            continue; /* until stopped: no ack, no keep-alive */
         if (pr->mode == P_SLOW_SINK) {
             uint64_t u = sin_unacked(rc, kin, s.rcv_acked);
             if (u > ps->max_unacked)
@@ -313,8 +320,9 @@ static void *peer_stream_main(void *arg) {
 static void *peer_main(void *arg) {
     peer *pr = arg;
     struct br_rc *rc = h_redis_client(h_redis_port(), 10000);
-    char kreq[300], last[64] = "0-0";
+    char kreq[300], last[64];
     snprintf(kreq, sizeof kreq, "gp:{%s}:req", HOUSE);
+    snprintf(last, sizeof last, "%s", pr->from);
     uint64_t deadline = now_ms() + PEER_DEADLINE_MS;
     while (pr->nopen < pr->want && !atomic_load(&pr->stop) && now_ms() < deadline) {
         const char *xv[] = {"XREAD", "COUNT", "16", "BLOCK", "50", "STREAMS", kreq, last};
@@ -383,6 +391,11 @@ static void peer_start(peer *pr, peer_mode mode, int want) {
     memset(pr, 0, sizeof *pr);
     pr->mode = mode;
     pr->want = want;
+    snprintf(pr->from, sizeof pr->from, "0-0");
+    redisReply *x = h_cmd("XREVRANGE gp:{%s}:req + - COUNT 1", HOUSE);
+    if (x->type == REDIS_REPLY_ARRAY && x->elements == 1)
+        snprintf(pr->from, sizeof pr->from, "%s", x->element[0]->element[0]->str);
+    freeReplyObject(x);
     cr_assert_eq(pthread_create(&pr->t, NULL, peer_main, pr), 0);
 }
 
@@ -594,6 +607,9 @@ Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
     cr_assert_str_eq(ps->service, "ssh");
     cr_assert_eq(strlen(ps->sid), 32, "sid %s", ps->sid);
     cr_assert_eq(sin_data_left(ps->sid), 0, "acknowledged sin entries were not trimmed");
+    /* sin expires on its own (2 x idle_ms from the last write). */
+    long long ttl = h_int("PTTL gp:{%s}:sin:%s", HOUSE, ps->sid);
+    cr_assert(ttl > 0 && ttl <= 600000, "sin's TTL: %lld", ttl);
     /* The reply key of the open is deleted once read. */
     cr_assert_eq(h_int("EXISTS gp:rep:%s", ps->sid), 0);
     free(err), free(data), free(back);
@@ -813,4 +829,84 @@ Test(cli_stream, forward_gives_each_connection_its_own_stream) {
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forward: wait status %d", st);
     for (int i = 0; i < 2; i++)
         free(c[i].data), free(c[i].back);
+}
+
+/* For h_wait: the peer's first stream has seen at least 4 keep-alive acks. */
+static int four_keepalives(void *ud) {
+    peer *pr = ud;
+    return pr->nopen > 0 && atomic_load(&pr->st[0].acks_seen) >= 4;
+}
+
+Test(cli_stream, keepalives_hold_a_quiet_stream_and_a_silent_house_times_out) {
+    setup();
+    /* Quiet both ways with --idle 1000: the CLI acks every third of it, the peer too, and
+     * nobody times out. */
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
+    cr_assert(h_wait(four_keepalives, &pr, 10000), "fewer than 4 keep-alives from the CLI");
+    cr_assert(cli_running(&r), "the CLI ended on a quiet stream");
+    close(r.in);
+    r.in = -1;
+    int code = cli_wait(&r, 10000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
+    free(err);
+    cli_close(&r);
+
+    /* A house that never writes again: the CLI resets with idle after --idle. */
+    peer_start(&pr, P_SILENT, 1);
+    uint64_t t0 = h_now_ms();
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
+    code = cli_wait(&r, 15000);
+    uint64_t took = h_now_ms() - t0;
+    err = cli_stderr(&r);
+    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "1000 ms") && strstr(err, "timed out"), "stderr: %s", err);
+    cr_assert(took >= 1000 && took < 8000, "idle reset after %llu ms", (unsigned long long)took);
+    atomic_store(&pr.stop, 1);
+    pthread_join(pr.t, NULL);
+    cr_assert_str_eq(pr.st[0].rst, "idle", "the house was not told: '%s'", pr.st[0].rst);
+    free(err);
+    cli_close(&r);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(cli_stream, interactive_keystrokes_come_back_without_polling_delays) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    enum { N = 25 };
+    uint64_t rtt[N];
+    for (int i = 0; i < N; i++) {
+        char ch = (char)('a' + i), back = 0;
+        uint64_t t0 = h_now_ms();
+        cr_assert_eq(write(r.in, &ch, 1), 1);
+        struct pollfd pf = {.fd = r.out, .events = POLLIN};
+        cr_assert_eq(poll(&pf, 1, 10000), 1, "keystroke %d did not come back", i);
+        cr_assert_eq(read(r.out, &back, 1), 1);
+        cr_assert_eq(back, ch);
+        rtt[i] = h_now_ms() - t0;
+    }
+    qsort(rtt, N, sizeof rtt[0], cmp_u64);
+    /* A 100 ms polling step anywhere on the path would show in the median. */
+    cr_assert_lt(rtt[N / 2], 50, "median keystroke round trip %llu ms",
+                 (unsigned long long)rtt[N / 2]);
+    close(r.in);
+    r.in = -1;
+    long got;
+    free(read_all(r.out, 0, &got, 10000));
+    int code = cli_wait(&r, 10000);
+    cr_assert_eq(code, 0);
+    peer_join(&pr);
+    cli_close(&r);
 }
