@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,12 +32,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define CHUNK (64u << 10)      /* data bytes an entry (STREAMS.md: writers use 64 KiB) */
 #define STEP_MS 500            /* longest XREAD BLOCK: how soon a local stop is noticed */
 #define READ_COUNT 64          /* entries an XREAD */
+#define READ_COUNT_S "64"      /* the same, as XREAD takes it */
 #define WAIT_MARGIN_MS 2000    /* the open's outcome may come a little after timeout_ms */
 #define REDIS_TIMEOUT_MS 10000 /* connect and command timeout (beside BLOCK) */
 #define DEFAULT_OPEN_MS 30000  /* timeout_ms of the open */
@@ -176,6 +179,7 @@ typedef struct pump {
     char sid[33];
     char kreq[GP_KEY_MAX], kin[GP_KEY_MAX], kout[GP_KEY_MAX], krep[GP_KEY_MAX];
     int in_fd, out_fd, is_sock;
+    int out_sock;   /* out_fd is a socket (send with MSG_DONTWAIT); else writes of PIPE_BUF */
     br_rc *rr, *rw; /* the reader's and the writer's Redis connections */
 
     pthread_mutex_t mu;
@@ -312,12 +316,47 @@ static void wake_writer(pump *p) {
     (void)w;
 }
 
-static int write_all(pump *p, const uint8_t *b, size_t n) {
+static int write_ack(pump *p, int flush);
+
+/* Hands n delivered bytes to the output, each byte consumed (acknowledgeable) as it goes.
+ * Never blocks for long: while the output is full it keeps the stream alive (keep-alive
+ * acks), so a user who stops reading for a while only stops the house at the window. 0, or
+ * -1 with errno (EINTR: interrupted by a signal). */
+static int write_out(pump *p, const uint8_t *b, size_t n) {
     while (n > 0) {
-        ssize_t w = p->is_sock ? send(p->out_fd, b, n, MSG_NOSIGNAL) : write(p->out_fd, b, n);
+        if (g_stop) {
+            errno = EINTR;
+            return -1;
+        }
+        uint64_t now = mono_ms();
+        pthread_mutex_lock(&p->mu);
+        uint64_t t = p->s.last_ack_ms + p->s.idle_ms / 3;
+        pthread_mutex_unlock(&p->mu);
+        uint64_t wait = t > now ? t - now : 0;
+        if (wait > STEP_MS)
+            wait = STEP_MS;
+        struct pollfd pf = {.fd = p->out_fd, .events = POLLOUT};
+        int pr = poll(&pf, 1, (int)wait);
+        if (pr < 0 && errno != EINTR)
+            return -1;
+        if (pr <= 0) {
+            if (write_ack(p, 0) != 0) /* a keep-alive when due */
+                return -1;
+            continue;
+        }
+        size_t chunk = p->out_sock || n < PIPE_BUF ? n : PIPE_BUF;
+        ssize_t w = p->out_sock ? send(p->out_fd, b, chunk, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                : write(p->out_fd, b, chunk);
         if (w < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
                 continue;
+            return -1;
+        }
+        pthread_mutex_lock(&p->mu);
+        int bad = gp_stream_consumed(&p->s, (uint64_t)w) != 0;
+        pthread_mutex_unlock(&p->mu);
+        if (bad) {
+            errno = EINVAL;
             return -1;
         }
         b += w;
@@ -509,21 +548,44 @@ static int take_entry(pump *p, const redisReply *ent) {
     if (e.has_ack || e.has_win)
         pthread_cond_broadcast(&p->cv); /* credit */
     pthread_mutex_unlock(&p->mu);
-    if (take > 0) {
-        if (write_all(p, e.data.p + skip, take) != 0) {
-            int en = errno;
-            pthread_mutex_lock(&p->mu);
+    if (take > 0 && write_out(p, e.data.p + skip, take) != 0) {
+        int en = errno;
+        pthread_mutex_lock(&p->mu);
+        if (en == EINTR && g_stop)
+            local_reset(p, GP_SR_LOCAL, "interrupted");
+        else
             local_reset(p, GP_SR_LOCAL, "writing %s: %s",
                         p->is_sock ? "to the connection" : "stdout", strerror(en));
-            pthread_mutex_unlock(&p->mu);
-            send_rst(p, p->rr, "the opener's output closed");
-            return 1;
-        }
-        pthread_mutex_lock(&p->mu);
-        if (gp_stream_consumed(&p->s, take) != 0)
-            local_reset(p, GP_SR_LOCAL, "internal error: consumed past delivered");
         pthread_mutex_unlock(&p->mu);
+        send_rst(p, p->rr,
+                 en == EINTR ? "the opener was interrupted" : "the opener's output closed");
+        return 1;
     }
+    return 0;
+}
+
+/* Writes an ack when gp_stream_ack_due says so (flush: we caught up with sout); deletes our
+ * previous ack-only entry, which the new one supersedes. Reader thread only. 0, or -1 when
+ * the XADD failed (recorded). */
+static int write_ack(pump *p, int flush) {
+    uint64_t now = mono_ms(), ack = 0;
+    pthread_mutex_lock(&p->mu);
+    int due = p->s.reset == GP_SR_NONE && gp_stream_ack_due(&p->s, now, flush, &ack);
+    pthread_mutex_unlock(&p->mu);
+    if (!due)
+        return 0;
+    gp_stream_entry e = {.has_ack = 1, .ack = ack};
+    char id[48];
+    if (xadd_entry(p, p->rr, &e, id, sizeof id) != 0)
+        return -1;
+    pthread_mutex_lock(&p->mu);
+    gp_stream_ack_written(&p->s, now, ack);
+    char prev[1][48];
+    memcpy(prev[0], p->last_ack_id, sizeof prev[0]);
+    snprintf(p->last_ack_id, sizeof p->last_ack_id, "%s", id);
+    pthread_mutex_unlock(&p->mu);
+    if (prev[0][0])
+        xdel(p, p->rr, prev, 1); /* superseded by the new one */
     return 0;
 }
 
@@ -536,8 +598,6 @@ static int housekeeping(pump *p, int caught_up) {
     if (close_out)
         p->out_closed = 1;
     size_t ntrim = take_trim(p, ids, XDEL_BATCH);
-    uint64_t ack = 0;
-    int due = p->s.reset == GP_SR_NONE && gp_stream_ack_due(&p->s, now, caught_up, &ack);
     pthread_mutex_unlock(&p->mu);
     if (close_out) {
         if (p->is_sock)
@@ -546,23 +606,8 @@ static int housekeeping(pump *p, int caught_up) {
             close(p->out_fd); /* the user's reader sees EOF */
     }
     xdel(p, p->rr, ids, ntrim);
-    if (due) {
-        gp_stream_entry e = {.has_ack = 1, .ack = ack};
-        char id[48];
-        if (xadd_entry(p, p->rr, &e, id, sizeof id) != 0)
-            return 1;
-        pthread_mutex_lock(&p->mu);
-        gp_stream_ack_written(&p->s, now, ack);
-        char prev[48];
-        memcpy(prev, p->last_ack_id, sizeof prev);
-        snprintf(p->last_ack_id, sizeof p->last_ack_id, "%s", id);
-        pthread_mutex_unlock(&p->mu);
-        if (prev[0]) {
-            char one[1][48];
-            memcpy(one[0], prev, 48);
-            xdel(p, p->rr, one, 1); /* superseded by the new one */
-        }
-    }
+    if (write_ack(p, caught_up) != 0)
+        return 1;
     pthread_mutex_lock(&p->mu);
     int idle = gp_stream_tick(&p->s, now);
     if (idle)
@@ -596,7 +641,7 @@ static void reader_loop(pump *p) {
         char bs[24];
         snprintf(bs, sizeof bs, "%llu", (unsigned long long)block);
         br_rc_set_timeout(p->rr, (int)block + REDIS_TIMEOUT_MS);
-        const char *xv[] = {"XREAD", "COUNT", "64", "BLOCK", bs, "STREAMS", p->kout, last};
+        const char *xv[] = {"XREAD", "COUNT", READ_COUNT_S, "BLOCK", bs, "STREAMS", p->kout, last};
         redisReply *r = br_rc_cmdv(p->rr, 8, xv, NULL);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             pthread_mutex_lock(&p->mu);
@@ -819,6 +864,8 @@ static int pump_init(pump *p, cli_ctx *c, const st_conf *cf, const gp_rurl *u, i
     p->in_fd = in_fd;
     p->out_fd = out_fd;
     p->is_sock = is_sock;
+    struct stat st;
+    p->out_sock = is_sock || (fstat(out_fd, &st) == 0 && S_ISSOCK(st.st_mode));
     if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
     pthread_mutex_init(&p->mu, NULL);

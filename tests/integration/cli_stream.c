@@ -41,7 +41,13 @@ typedef enum {
     P_MALFORMED, /* writes an entry the contract forbids at the first byte */
     P_REFUSE,    /* answers the open 403 forbidden_service */
     P_SILENT,    /* answers the open 200, then reads sin and never writes again */
+    P_FLOOD,     /* sends FLOOD_N bytes of flood_byte(i) as fast as the credit allows, then fin */
 } peer_mode;
+
+#define FLOOD_N (768u << 10)
+static uint8_t flood_byte(uint64_t i) {
+    return (uint8_t)(i * 7 + i / 251);
+}
 
 #define BANNER "SSH-2.0-ghostport-test-peer\r\n"
 
@@ -179,6 +185,24 @@ static void *peer_stream_main(void *arg) {
             snprintf(ps->err, sizeof ps->err, "banner: XADD failed");
     }
     while (!ps->err[0] && !atomic_load(&pr->stop) && now_ms() < deadline) {
+        while (pr->mode == P_FLOOD && s.snd_next < FLOOD_N && gp_stream_can_send(&s) > 0) {
+            uint8_t chunk[65536];
+            uint64_t cs = gp_stream_can_send(&s), left = FLOOD_N - s.snd_next;
+            size_t n = (size_t)(cs < left ? cs : left);
+            if (n > sizeof chunk)
+                n = sizeof chunk;
+            for (size_t i = 0; i < n; i++)
+                chunk[i] = flood_byte(s.snd_next + i);
+            gp_stream_entry e = {.has_off = 1, .off = s.snd_next, .data = {chunk, n}};
+            e.fin = s.snd_next + n == FLOOD_N;
+            if (gp_stream_sent(&s, now_ms(), n) != 0 || (e.fin && gp_stream_close(&s) != 0) ||
+                xadd_entry(rc, kout, &e) != 0) {
+                snprintf(ps->err, sizeof ps->err, "flood: XADD sout failed");
+                break;
+            }
+            if (e.fin)
+                gp_stream_fin_written(&s, now_ms());
+        }
         const char *xv[] = {"XREAD", "COUNT", "64", "BLOCK", "30", "STREAMS", kin, last};
         redisReply *r = br_rc_cmdv(rc, 8, xv, NULL);
         if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -908,5 +932,33 @@ Test(cli_stream, interactive_keystrokes_come_back_without_polling_delays) {
     int code = cli_wait(&r, 10000);
     cr_assert_eq(code, 0);
     peer_join(&pr);
+    cli_close(&r);
+}
+
+Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_stream) {
+    setup();
+    /* The house sends more than the pipe holds; the test does not read stdout for a while:
+     * the CLI must go on sending keep-alives (else the house would reset it as idle after
+     * 1000 ms), and the house stops at the window. Then everything arrives. */
+    peer pr;
+    peer_start(&pr, P_FLOOD, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "--window",
+                                        "262144", "-q", NULL});
+    cr_assert(h_wait(four_keepalives, &pr, 15000), "fewer than 4 keep-alives while blocked");
+    cr_assert(cli_running(&r), "the CLI ended while its stdout was full");
+    long got;
+    uint8_t *out = read_all(r.out, FLOOD_N, &got, 30000);
+    cr_assert_eq(got, (long)FLOOD_N, "stdout: %ld of %u bytes", got, FLOOD_N);
+    for (size_t i = 0; i < FLOOD_N; i++)
+        cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
+    close(r.in);
+    r.in = -1;
+    int code = cli_wait(&r, 10000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
+    free(out), free(err);
     cli_close(&r);
 }
