@@ -589,8 +589,10 @@ static int write_ack(pump *p, int flush) {
     return 0;
 }
 
-/* After a batch: close the output at the peer's fin, trim, ack, tick. 0 on, 1 over. */
-static int housekeeping(pump *p, int caught_up) {
+/* After a batch of `got` entries: close the output at the peer's fin, trim, ack, tick. 0 on,
+ * 1 over. */
+static int housekeeping(pump *p, size_t got) {
+    int caught_up = got < READ_COUNT;
     uint64_t now = mono_ms();
     char ids[XDEL_BATCH][48];
     pthread_mutex_lock(&p->mu);
@@ -608,8 +610,10 @@ static int housekeeping(pump *p, int caught_up) {
     xdel(p, p->rr, ids, ntrim);
     if (write_ack(p, caught_up) != 0)
         return 1;
+    /* The idle clock only when sout had nothing new: after a long write to a full output,
+     * the house's keep-alives may be waiting on sout unread. */
     pthread_mutex_lock(&p->mu);
-    int idle = gp_stream_tick(&p->s, now);
+    int idle = got == 0 && gp_stream_tick(&p->s, now);
     if (idle)
         local_reset(p, GP_SR_IDLE, "nothing from the house for %u ms: stream timed out",
                     p->cf->idle_ms);
@@ -678,7 +682,7 @@ static void reader_loop(pump *p) {
         freeReplyObject(r);
         if (over)
             return;
-        if (housekeeping(p, got < READ_COUNT))
+        if (housekeeping(p, got))
             return;
     }
 }

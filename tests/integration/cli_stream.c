@@ -949,7 +949,8 @@ Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_
     cr_assert(cli_running(&r), "the CLI ended while its stdout was full");
     long got;
     uint8_t *out = read_all(r.out, FLOOD_N, &got, 30000);
-    cr_assert_eq(got, (long)FLOOD_N, "stdout: %ld of %u bytes", got, FLOOD_N);
+    cr_assert_eq(got, (long)FLOOD_N, "stdout: %ld of %u bytes; peer: %s; stderr: %s", got, FLOOD_N,
+                 pr.st[0].err, cli_stderr(&r));
     for (size_t i = 0; i < FLOOD_N; i++)
         cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
     close(r.in);
