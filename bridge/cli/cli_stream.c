@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,8 @@ enum {
     ST_NOANSWER = CLI_TIMEOUT,
 };
 
-static volatile sig_atomic_t g_stop;  /* SIGINT/SIGTERM/SIGHUP */
+static atomic_int
+    g_stop; /* SIGINT/SIGTERM/SIGHUP (lock-free: safe in a handler, read by threads) */
 static int g_stop_pipe[2] = {-1, -1}; /* forward: wakes the accept loop */
 
 static void on_signal(int sig) {
