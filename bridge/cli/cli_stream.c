@@ -274,6 +274,8 @@ static void xdel(pump *p, br_rc *rc, char (*ids)[48], size_t n) {
         freeReplyObject(r);
 }
 
+static void rst_entry(pump *p, br_rc *rc, const char *reason, const char *message);
+
 /* Writes our rst (the stream's reset reason) once, with a message. */
 static void send_rst(pump *p, br_rc *rc, const char *message) {
     pthread_mutex_lock(&p->mu);
@@ -285,8 +287,13 @@ static void send_rst(pump *p, br_rc *rc, const char *message) {
     gp_stream_reason why = p->s.reset == GP_SR_NONE ? GP_SR_LOCAL : p->s.reset;
     gp_stream_reset(&p->s, why);
     pthread_mutex_unlock(&p->mu);
+    rst_entry(p, rc, gp_stream_reason_name(why), message);
+}
+
+/* Writes an rst entry with reason (a token of STREAMS.md) and a message on sin. */
+static void rst_entry(pump *p, br_rc *rc, const char *reason, const char *message) {
     gp_stream_entry e = {0};
-    snprintf(e.rst, sizeof e.rst, "%s", gp_stream_reason_name(why));
+    snprintf(e.rst, sizeof e.rst, "%s", reason);
     /* The message must be printable and short: cut at the first byte that is not. */
     char msg[GP_STREAM_MESSAGE_MAX + 1];
     size_t n = 0;
@@ -780,14 +787,18 @@ static int open_stream(pump *p) {
     if (r)
         freeReplyObject(r);
     if (!final) {
+        /* Should the house open it after all (its bridge delivers the open late), the rst
+         * already waiting on sin closes it at once rather than after idle_ms. */
         if (g_stop) {
             pump_fail(p, ST_FAIL, "interrupted while opening");
+            rst_entry(p, p->rr, "closed", "the opener was interrupted while opening");
             return ST_FAIL;
         }
         pump_fail(p, ST_NOANSWER,
                   "no answer to the open of %s on house %s within %u ms (is the house "
                   "connected? see `ghostport house list`)",
                   p->cf->service, p->cf->house, p->cf->timeout_ms + WAIT_MARGIN_MS);
+        rst_entry(p, p->rr, "timeout", "the opener gave up waiting for the outcome of the open");
         return ST_NOANSWER;
     }
     if (status == 200 && !error[0])

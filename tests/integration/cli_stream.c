@@ -780,6 +780,17 @@ Test(cli_stream, no_answer_to_the_open_exits_3) {
         cr_assert(found, "open entry lacks %s %s", want[k], want[k + 1]);
     }
     freeReplyObject(x);
+    /* ... and an rst timeout waits on sin, should the house open it late. */
+    x = h_cmd("KEYS gp:{%s}:sin:*", HOUSE);
+    cr_assert_eq(x->elements, 1);
+    redisReply *y = h_cmd("XRANGE %s - +", x->element[0]->str);
+    cr_assert_eq(y->elements, 1);
+    const redisReply *rf = y->element[0]->element[1];
+    cr_assert(rf->elements >= 2 && !strcmp(rf->element[0]->str, "rst") &&
+                  !strcmp(rf->element[1]->str, "timeout"),
+              "sin's entry is not rst timeout");
+    freeReplyObject(y);
+    freeReplyObject(x);
     /* Usage errors: exit 2. */
     cli_close(&r);
     cli_start(&r, (const char *const[]){"connect", HOUSE, NULL});
