@@ -974,3 +974,58 @@ Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_
     free(out), free(err);
     cli_close(&r);
 }
+
+Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
+    setup();
+    /* connect: SIGTERM mid-stream -> rst closed to the house, exit 1 with the reason. */
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    cr_assert_eq(write(r.in, "ping", 4), 4);
+    char buf[4];
+    struct pollfd pf = {.fd = r.out, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1);
+    cr_assert_eq(read(r.out, buf, 4), 4);
+    kill(r.pid, SIGTERM);
+    int code = cli_wait(&r, 10000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "interrupted"), "stderr: %s", err);
+    peer_join(&pr);
+    cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
+                     pr.st[0].err);
+    free(err);
+    cli_close(&r);
+
+    /* forward: SIGTERM with a connection open -> its stream reset, the client's connection
+     * ends, the listener exits 0. */
+    peer_start(&pr, P_ECHO, 1);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "%d", port); /* the default address: 127.0.0.1 */
+    const char *argv[] = {
+        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
+    h_proc *fw = h_spawn("forward", (char *const *)argv);
+    char line[64];
+    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
+    cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
+    int fd = h_dial(port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(send(fd, "ping", 4, MSG_NOSIGNAL), 4);
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1);
+    cr_assert_eq(recv(fd, buf, 4, 0), 4);
+    cr_assert_eq(memcmp(buf, "ping", 4), 0);
+    int st = h_stop(fw);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forward: wait status %d", st);
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1, "the client's connection stayed open");
+    cr_assert(recv(fd, buf, 4, 0) <= 0, "data after the stop");
+    close(fd);
+    atomic_store(&pr.stop, 1);
+    pthread_join(pr.t, NULL);
+    cr_assert_eq(pr.nopen, 1);
+    cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
+                     pr.st[0].err);
+}
