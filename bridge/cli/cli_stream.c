@@ -598,6 +598,16 @@ static int write_ack(pump *p, int flush) {
     return 0;
 }
 
+/* Closes stdout (its reader sees EOF) and puts /dev/null in its place, so that no socket
+ * opened later takes descriptor 1. */
+static void release_out(int fd) {
+    int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (nul < 0 || dup2(nul, fd) < 0)
+        close(fd);
+    if (nul >= 0 && nul != fd)
+        close(nul);
+}
+
 /* After a batch of `got` entries: close the output at the peer's fin, trim, ack, tick. 0 on,
  * 1 over. */
 static int housekeeping(pump *p, size_t got) {
@@ -614,7 +624,7 @@ static int housekeeping(pump *p, size_t got) {
         if (p->is_sock)
             shutdown(p->out_fd, SHUT_WR);
         else
-            close(p->out_fd); /* the user's reader sees EOF */
+            release_out(p->out_fd); /* the user's reader sees EOF */
     }
     xdel(p, p->rr, ids, ntrim);
     if (write_ack(p, caught_up) != 0)
@@ -842,8 +852,10 @@ static int run_stream(pump *p) {
     int rv = open_stream(p);
     if (rv != 0)
         return rv;
-    if (!(p->rw = dial(p)))
+    if (!(p->rw = dial(p))) {
+        rst_entry(p, p->rr, "closed", "the opener could not make its second Redis connection");
         return ST_FAIL;
+    }
     if (gp_stream_init(&p->s, mono_ms(), cf->window, cf->idle_ms) != 0) {
         pump_fail(p, ST_FAIL, "bad window or idle");
         return ST_FAIL;
@@ -857,10 +869,12 @@ static int run_stream(pump *p) {
     reader_loop(p);
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
-    int done = gp_stream_done(&p->s) && !p->why[0];
     pthread_mutex_unlock(&p->mu);
     wake_writer(p);
     pthread_join(wt, NULL);
+    pthread_mutex_lock(&p->mu);
+    int done = gp_stream_done(&p->s) && !p->why[0]; /* the writer's last XADD included */
+    pthread_mutex_unlock(&p->mu);
     if (!done) {
         /* A failure of the writer after the reader stopped: tell the house too. */
         send_rst(p, p->rr, "the opener stopped");
