@@ -70,6 +70,10 @@ typedef struct peer_stream {
 typedef struct peer {
     peer_mode mode;
     int want; /* opens to serve */
+    /* P_MALFORMED: the entry written (pairs), default off 12x data zz */
+    const char *bad[8];
+    size_t bad_lens[8];
+    int nbad;
     pthread_t t;
     atomic_int stop;
     int nopen;
@@ -259,7 +263,10 @@ static void *peer_stream_main(void *arg) {
                 }
                 if (pr->mode == P_MALFORMED) {
                     const char *fv[] = {"off", "12x", "data", "zz"};
-                    xadd_raw(rc, kout, fv, NULL, 2);
+                    if (pr->nbad)
+                        xadd_raw(rc, kout, pr->bad, pr->bad_lens, pr->nbad);
+                    else
+                        xadd_raw(rc, kout, fv, NULL, 2);
                     pr->mode = P_ECHO; /* then wait for the opener's rst */
                 }
             }
@@ -740,6 +747,47 @@ Test(cli_stream, a_malformed_entry_resets_the_stream) {
                      pr.st[0].err);
     free(err);
     cli_close(&r);
+}
+
+Test(cli_stream, hostile_entries_reset_the_stream_with_their_reason) {
+    setup();
+    static char big[5000];
+    memset(big, 'y', sizeof big);
+    static const struct {
+        const char *fv[6];
+        size_t lens[6];
+        int n;
+        const char *reason, *says;
+    } cases[] = {
+        {{"off", "100", "data", "x"}, {3, 3, 4, 1}, 2, "gap", "gap"},
+        {{"ack", "999999"}, {3, 6}, 1, "bad_ack", "bad_ack"},
+        {{"off", "0", "data", big}, {3, 1, 4, sizeof big}, 2, "window", "window"},
+        {{"rst", "Not-A-Token"}, {3, 11}, 1, "malformed", "bad rst"},
+        {{"foo", "bar"}, {3, 3}, 1, "malformed", "no off, ack, win or rst"},
+        {{"ack", "1", "ack", "1"}, {3, 1, 3, 1}, 2, "malformed", "ack repeated"},
+        {{"off", "0", "fin", "yes"}, {3, 1, 3, 3}, 2, "malformed", "bad fin"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        peer pr;
+        peer_start(&pr, P_MALFORMED, 1);
+        for (int i = 0; i < 2 * cases[k].n; i++)
+            pr.bad[i] = cases[k].fv[i], pr.bad_lens[i] = cases[k].lens[i];
+        pr.nbad = cases[k].n;
+        cli_run r;
+        cli_start(&r,
+                  (const char *const[]){"connect", HOUSE, "ssh", "--window", "4096", "-q", NULL});
+        cr_assert_eq(write(r.in, "x", 1), 1);
+        int code = cli_wait(&r, 20000);
+        char *err = cli_stderr(&r);
+        cr_assert_eq(code, 1, "case %zu: exit %d; stderr: %s", k, code, err);
+        cr_assert(strstr(err, cases[k].says), "case %zu: stderr: %s", k, err);
+        cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "case %zu: not one line: %s", k, err);
+        peer_join(&pr);
+        cr_assert_str_eq(pr.st[0].rst, cases[k].reason, "case %zu: the house saw rst '%s' (%s)", k,
+                         pr.st[0].rst, pr.st[0].err);
+        free(err);
+        cli_close(&r);
+    }
 }
 
 Test(cli_stream, a_refused_open_exits_2_with_status_error_and_message) {
