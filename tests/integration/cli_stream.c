@@ -1077,3 +1077,34 @@ Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
     cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
                      pr.st[0].err);
 }
+
+Test(cli_stream, connect_on_a_redis_cluster) {
+    /* The request stream, sin and sout share the house's slot; the reply key has its own:
+     * every command goes to its node (MOVED followed), none is cross-slot. */
+    signal(SIGPIPE, SIG_IGN);
+    h_proc *nodes[3];
+    h_redis_cluster_start(3, 0, nodes);
+    char secret[65];
+    h_register(HOUSE, secret);
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    size_t n = 300000;
+    uint8_t *data = random_bytes(n);
+    feeder f = {.fd = r.in, .p = data, .len = n};
+    pthread_create(&f.t, NULL, feed_main, &f);
+    long got;
+    uint8_t *back = read_all(r.out, n, &got, 60000);
+    int code = cli_wait(&r, 20000);
+    pthread_join(f.t, NULL);
+    r.in = -1;
+    char *err = cli_stderr(&r);
+    cr_assert_eq(got, (long)n, "got %ld of %zu; stderr: %s", got, n, err);
+    cr_assert_eq(memcmp(data, back, n), 0);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
+    free(err), free(data), free(back);
+    cli_close(&r);
+}
