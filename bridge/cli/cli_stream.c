@@ -618,7 +618,6 @@ static int housekeeping(pump *p, size_t got) {
     int close_out = !p->out_closed && p->s.rcv_fin && p->s.rcv_consumed == p->s.rcv_fin_off;
     if (close_out)
         p->out_closed = 1;
-    size_t ntrim = take_trim(p, ids, XDEL_BATCH);
     pthread_mutex_unlock(&p->mu);
     if (close_out) {
         if (p->is_sock)
@@ -626,7 +625,14 @@ static int housekeeping(pump *p, size_t got) {
         else
             release_out(p->out_fd); /* the user's reader sees EOF */
     }
-    xdel(p, p->rr, ids, ntrim);
+    for (;;) { /* every entry the house's ack covers, XDEL_BATCH a command */
+        pthread_mutex_lock(&p->mu);
+        size_t ntrim = take_trim(p, ids, XDEL_BATCH);
+        pthread_mutex_unlock(&p->mu);
+        if (ntrim == 0)
+            break;
+        xdel(p, p->rr, ids, ntrim);
+    }
     if (write_ack(p, caught_up) != 0)
         return 1;
     /* The idle clock only when sout had nothing new: after a long write to a full output,
