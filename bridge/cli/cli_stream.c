@@ -8,7 +8,8 @@
  * a thread): the writer reads the input (poll on it and a wake-up pipe: no polling steps on
  * the interactive path) and XADDs data entries below acked + window, waiting on a condition
  * variable for credit; the reader XREADs `sout` (BLOCK, at most STEP_MS so that it notices a
- * local reset or a signal), writes the bytes out, acknowledges them, trims our `sin` entries
+ * local reset or a signal), writes the bytes out (waiting for POLLOUT, so that a user who
+ * stops reading still gets keep-alives sent), acknowledges them, trims our `sin` entries
  * below the house's ack and keeps the stream alive. Both share the gp_stream under a mutex.
  * Everything read from Redis is hostile: a bad entry resets the stream with a reason. I/O
  * side. */
@@ -55,8 +56,8 @@ enum {
     ST_NOANSWER = CLI_TIMEOUT,
 };
 
-static atomic_int
-    g_stop; /* SIGINT/SIGTERM/SIGHUP (lock-free: safe in a handler, read by threads) */
+/* SIGINT/SIGTERM/SIGHUP seen (lock-free: written by the handler, read by every thread). */
+static atomic_int g_stop;
 static int g_stop_pipe[2] = {-1, -1}; /* forward: wakes the accept loop */
 
 static void on_signal(int sig) {
