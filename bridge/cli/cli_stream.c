@@ -1017,11 +1017,15 @@ static void *conn_main(void *arg) {
             /* A reset: the client sees one too. */
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             setsockopt(fc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            flockfile(stderr); /* one line, whatever the other streams print */
             cli_err(f->c, "%s: stream %s: %s", fc->peer, p.sid, p.why[0] ? p.why : "failed");
+            funlockfile(stderr);
         } else if (!f->cf->quiet) {
             fprintf(stderr, "%s: %s: stream %s closed\n", f->c->prog, fc->peer, p.sid);
         }
         pump_free(&p);
+    } else {
+        cli_err(f->c, "%s: pipe: %s; connection closed", fc->peer, strerror(errno));
     }
     close(fc->fd);
     free(fc);
