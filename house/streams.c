@@ -164,6 +164,12 @@ static uint64_t buffered(const hs_tcp *s) {
     return s->read_end - s->g.snd_acked;
 }
 
+/* Every byte the opener sent us is in the service's socket: acknowledge now (STREAMS.md: a
+ * reader that caught up with the key acks, so that the writer can trim). */
+static int caught_up(const gp_stream *g) {
+    return g->rcv_consumed == g->rcv_next;
+}
+
 /* Whether the stream has a frame to say now. */
 static int out_due(const hs_tcp *s, uint64_t now) {
     if (s->opened_due || s->rst_due)
@@ -180,7 +186,7 @@ static int out_due(const hs_tcp *s, uint64_t now) {
     if (!g->snd_fin && s->svc_eof && g->snd_next == s->read_end)
         return 1;
     uint64_t ack;
-    return gp_stream_ack_due(g, now, 0, &ack);
+    return gp_stream_ack_due(g, now, caught_up(g), &ack);
 }
 
 static void want_out(hs_tcp *s) {
@@ -868,7 +874,7 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         return 0;
     gp_stream *g = &s->g;
     uint64_t ack;
-    int ackd = gp_stream_ack_due(g, now, 0, &ack) || s->ack_force || g->rcv_consumed > g->rcv_acked;
+    int ackd = gp_stream_ack_due(g, now, caught_up(g), &ack) || s->ack_force;
     ack = g->rcv_consumed;
     /* data: from the chunk holding snd_next, within the credit */
     size_t n = 0;
@@ -900,6 +906,8 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
     }
     if (!n && !fin && !ackd)
         return 0;
+    if ((n || fin) && g->rcv_consumed > g->rcv_acked)
+        ackd = 1; /* an ack rides along for free */
     gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
     f->u.s_entry.sid = sid;
     if (n || fin) {
@@ -1077,10 +1085,10 @@ static void tick_one(hs_tcp *s, void *ud) {
             return;
         }
         next_at(sc, s->g.last_rx_ms + s->g.idle_ms);
-        if (st->up && !s->in_out) {
+        if (st->up) {
             want_out(s); /* a keep-alive ack may be due */
-            if (!s->in_out)
-                next_at(sc, s->g.last_ack_ms + s->g.idle_ms / 3);
+            uint64_t ka = s->g.last_ack_ms + s->g.idle_ms / 3;
+            next_at(sc, ka > now ? ka : now + s->g.idle_ms / 3);
         }
     }
     if (s->state == TS_DEAD) {
