@@ -67,7 +67,7 @@ struct hs_tcp {
     uv_getaddrinfo_t gai;
     uv_shutdown_t sreq;
     int tcp_init, tcp_closing, pending; /* pending: the handle and requests not called back */
-    int reading, svc_eof, shut_done;
+    int reading, svc_eof, shut_done, resolving;
     /* service -> opener: bytes [g.snd_acked, read_end) in chunks */
     chunk *ch, *ct;
     uint64_t read_end;
@@ -267,7 +267,7 @@ static void on_closed(uv_handle_t *h) {
 
 /* Closes the service connection; reset: with SO_LINGER 0, so the service sees a reset. */
 static void close_socket(hs_tcp *s, int reset) {
-    if (s->state == TS_RESOLVING && !s->tcp_init)
+    if (s->resolving)
         uv_cancel((uv_req_t *)&s->gai); /* its callback comes (canceled or not) */
     if (!s->tcp_init || s->tcp_closing)
         return;
@@ -428,6 +428,7 @@ static void connect_addr(hs_tcp *s, const struct sockaddr *sa) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     hs_tcp *s = req->data;
     s->pending--;
+    s->resolving = 0;
     if (s->state != TS_RESOLVING) {
         uv_freeaddrinfo(res);
         maybe_free(s, now_ms(s->st));
@@ -459,6 +460,7 @@ static void connect_start(hs_tcp *s) {
         return;
     }
     s->pending++;
+    s->resolving = 1;
 }
 
 static const hs_tcp_service *service_find(const hs_streams *st, gp_str name) {
@@ -500,7 +502,8 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     s->sidlen = o->sid.len;
     s->lane = 0x80000000u | (fnv(s->sid, s->sidlen) & 0x7fffffffu);
     size_t sl = o->service.len < GP_STREAM_ID_MAX ? o->service.len : GP_STREAM_ID_MAX;
-    memcpy(s->service, o->service.p, sl);
+    if (sl)
+        memcpy(s->service, o->service.p, sl);
     uint32_t idle = o->idle_ms;
     uint64_t keep = st->conf.keep_closed_ms;
     if (!keep)
@@ -751,7 +754,7 @@ static void on_entry(hs_streams *st, const gp_frame *f) {
     uint8_t *plain = NULL;
     if (x->rst.len > GP_STREAM_REASON_MAX) {
         snprintf(err, sizeof err, "bad rst");
-    } else {
+    } else if (x->rst.len) {
         memcpy(e.rst, x->rst.p, x->rst.len);
         e.rst[x->rst.len] = '\0';
         if (memchr(x->rst.p, '\0', x->rst.len))
