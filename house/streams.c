@@ -311,8 +311,7 @@ static void go_dead(hs_tcp *s, int reset) {
     GP_LIST_APPEND(st->dead_head, st->dead_tail, s, dprev, dnext);
     s->in_dead = 1;
     st->nrec++;
-    trim_records(st);
-    arm(st, s->dead_until_ms);
+    arm(st, s->dead_until_ms); /* trimmed when the next stream opens (not while walking them) */
 }
 
 /* The house ends the stream with an rst to the opener (reason of STREAMS.md). */
@@ -491,6 +490,7 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     }
     if (o->sid.len == 0 || o->sid.len > GP_STREAM_ID_MAX)
         return; /* the decoder refuses these already */
+    trim_records(st);
     s = calloc(1, sizeof *s);
     if (!s) {
         hs_log(HS_LOG_ERROR, "out_of_memory", "what=stream");

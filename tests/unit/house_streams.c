@@ -1009,3 +1009,37 @@ Test(house_streams, frames_fit_a_small_max) {
     cr_assert_eq(memcmp(v.b, r, sizeof r), 0);
     free(v.b);
 }
+
+Test(house_streams, records_are_bounded) {
+    remake(1, 30000, 0); /* records kept: 4 x 1 + 256 */
+    char sid[16];
+    for (int i = 0; i < 400; i++) {
+        snprintf(sid, sizeof sid, "r%d", i);
+        s_open(sid, "nosuch", 65536, 60000);
+        drain();
+    }
+    cr_assert_leq(hs_streams_record_count(st), 4 + 256 + 1, "%zu records",
+                  hs_streams_record_count(st));
+    cr_assert_eq(count_type("r399", GP_FRAME_S_OPENED), 1);
+}
+
+Test(house_streams, hostile_entry_fields_reset_that_stream) {
+    cr_assert_eq(open_wait("badrst", "svc", 65536, 60000)->status, 200);
+    cr_assert_eq(open_wait("badwin", "svc", 65536, 60000)->status, 200);
+    cr_assert_eq(open_wait("rstoff", "svc", 65536, 60000)->status, 200);
+    s_entry("badrst", 0, 0, 0, NULL, 0, "NOT A REASON");
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
+    f.u.s_entry.sid = gp_str_c("badwin");
+    f.u.s_entry.has = GP_SE_WIN;
+    f.u.s_entry.win = 12; /* below the smallest window */
+    hs_streams_on_frame(st, &f);
+    s_entry("rstoff", GP_SE_OFF, 0, 0, "x", 1, "closed"); /* rst with data */
+    cur_sid = "rstoff";
+    cr_assert(run_until(has_rst, 2000));
+    drain();
+    cr_assert_str_eq(rst_of("badrst")->rst, "malformed");
+    cr_assert_str_eq(rst_of("badwin")->rst, "malformed");
+    cr_assert_str_eq(rst_of("rstoff")->rst, "malformed");
+    cr_assert_eq(gp_metric_value(m.stream_resets, "malformed"), 3);
+}
