@@ -59,6 +59,7 @@ struct hs_tcp {
     const char *error; /* static */
     char message[200];
     int opened_due, attach_due, rst_due, ack_force, rst_by_house, ever_open;
+    int final_ack_due; /* a cleanly ended stream: our last ack again (it may have been lost) */
     char rst[GP_STREAM_REASON_MAX + 1];
     char rst_msg[GP_STREAM_MESSAGE_MAX + 1];
     /* the service connection */
@@ -97,7 +98,8 @@ struct hs_streams {
     int timer_open;
     uint64_t armed_at; /* 0: not armed */
     hs_zstate *zs_own;
-    uint8_t scratch[SCRATCH]; /* a pulled frame's data */
+    uint8_t *scratch; /* a pulled frame's data (SCRATCH bytes, with the first; a house of a load
+                         test with thousands in a process never makes it) */
     char sid_out[GP_STREAM_ID_MAX + 1];
     char msg_out[GP_STREAM_MESSAGE_MAX + 1];
     char err_out[40];
@@ -172,7 +174,7 @@ static int caught_up(const gp_stream *g) {
 
 /* Whether the stream has a frame to say now. */
 static int out_due(const hs_tcp *s, uint64_t now) {
-    if (s->opened_due || s->rst_due)
+    if (s->opened_due || s->rst_due || s->final_ack_due)
         return 1;
     if (s->state != TS_OPEN)
         return 0;
@@ -251,7 +253,7 @@ static void unlink_free(hs_tcp *s) {
 
 /* A record goes once expired and nothing of the loop refers to it any more. */
 static int maybe_free(hs_tcp *s, uint64_t now) {
-    if (s->state != TS_DEAD || s->pending || s->opened_due || s->rst_due)
+    if (s->state != TS_DEAD || s->pending || s->opened_due || s->rst_due || s->final_ack_due)
         return 0;
     if (!s->st->stopping && now < s->dead_until_ms)
         return 0;
@@ -290,7 +292,7 @@ static void trim_records(hs_streams *st) {
     size_t cap = 4u * st->conf.max_streams + KEEP_RECORDS_EXTRA;
     for (hs_tcp *s = st->dead_head, *n; s && st->nrec > cap; s = n) {
         n = s->dnext;
-        if (!s->pending && !s->opened_due && !s->rst_due)
+        if (!s->pending && !s->opened_due && !s->rst_due && !s->final_ack_due)
             unlink_free(s);
     }
 }
@@ -873,6 +875,16 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         s->rst_due = 0;
         return 1;
     }
+    if (s->final_ack_due) {
+        gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
+        f->u.s_entry.sid = sid;
+        f->u.s_entry.has = GP_SE_ACK;
+        f->u.s_entry.ack = s->g.rcv_consumed;
+        if (gp_frame_size(f) > max)
+            return -1;
+        s->final_ack_due = 0;
+        return 1;
+    }
     if (s->state != TS_OPEN)
         return 0;
     gp_stream *g = &s->g;
@@ -923,6 +935,8 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         f->u.s_entry.has |= GP_SE_ACK;
         f->u.s_entry.ack = ack;
     }
+    if (n && !st->scratch && !(st->scratch = malloc(SCRATCH)))
+        return 0; /* out of memory: the bytes stay, tried again with the next pull */
     if (n) {
         memcpy(st->scratch, p, n);
         f->u.s_entry.data = (gp_str){st->scratch, n};
@@ -1003,6 +1017,8 @@ static void attach_one(hs_tcp *s, void *ud) {
         update_reading(s);
     } else if (s->state == TS_DEAD && s->rst_by_house && s->ever_open) {
         s->rst_due = 1; /* it may have been lost with the last connection */
+    } else if (s->state == TS_DEAD && s->ever_open && s->g.reset == GP_SR_NONE) {
+        s->final_ack_due = 1; /* ended cleanly: our ack of the opener's fin, again */
     }
     want_out(s);
 }
@@ -1142,7 +1158,7 @@ size_t hs_streams_record_count(const hs_streams *st) {
 
 static void stop_one(hs_tcp *s, void *ud) {
     (void)ud;
-    s->opened_due = s->rst_due = 0;
+    s->opened_due = s->rst_due = s->final_ack_due = 0;
     if (s->state != TS_DEAD) {
         hs_log(HS_LOG_INFO, "stream_close", "sid=%s service=%s reason=shutdown", qsid(s),
                hs_qs(s->service));
@@ -1169,5 +1185,6 @@ void hs_streams_free(hs_streams *st) {
         while (st->buckets[b])
             unlink_free(st->buckets[b]);
     hs_zstate_free(st->zs_own);
+    free(st->scratch);
     free(st);
 }

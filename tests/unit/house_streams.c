@@ -744,6 +744,15 @@ Test(house_streams, half_close_both_ways_then_clean_end) {
     cr_assert_eq(count_type(sid, GP_FRAME_S_OPENED), 2);
     cr_assert_eq(opened(sid)->status, 200);
     cr_assert_eq(S.nconn, 1);
+    /* a new bridge hears our last ack again (the one it may have lost), nothing else */
+    hs_streams_tunnel_down(st);
+    size_t mark = nf;
+    hs_streams_tunnel_up(st, GP_PROTO_STREAMS);
+    run_for(30);
+    cr_assert_eq(nf, mark + 1, "%zu frames to the new bridge", nf - mark);
+    cr_assert_eq(F[mark].type, GP_FRAME_S_ENTRY);
+    cr_assert_eq(F[mark].has, GP_SE_ACK);
+    cr_assert_eq(F[mark].ack, 5);
 }
 
 Test(house_streams, rst_from_opener_resets_the_service) {
