@@ -103,6 +103,7 @@ static uint8_t rxbuf[1 << 17];
 static const hs_hooks *init_hooks;   /* the next init()'s hs_house.hooks */
 static hs_tcp_service *init_tcp;     /* the next init()'s one --tcp-service (NULL: none) */
 static uint8_t welcome_proto;        /* what the test bridge's WELCOME names (0: none) */
+static int expect_live = 1;          /* handshake(): the WELCOME must make the tunnel live */
 static uint8_t hello_min, hello_max; /* what the house's last HELLO offered */
 
 static void init(void) {
@@ -206,7 +207,8 @@ static void handshake_n(int good, int dials) {
     f.u.welcome.epoch = 7;
     f.u.welcome.proto = welcome_proto;
     feed(&f);
-    cr_assert(hs_tunnel_live(H.tunnel), "not live after WELCOME");
+    if (expect_live)
+        cr_assert(hs_tunnel_live(H.tunnel), "not live after WELCOME");
 }
 
 static void handshake(int good) {
@@ -452,6 +454,17 @@ Test(tunnel, stream_frames_under_protocol_1_are_a_protocol_error) {
     handshake(1);
     s_open("s1", "ssh");
     cr_assert(pull() && rx.type == GP_FRAME_GOAWAY, "S_OPEN taken under protocol 1");
+    cr_assert_eq(rx.u.goaway.code, GP_GOAWAY_PROTOCOL);
+    cr_assert_eq(F.closes, 1);
+}
+
+Test(tunnel, welcome_naming_a_protocol_not_offered_is_refused) {
+    welcome_proto = GP_PROTO_MAX + 1;
+    expect_live = 0;
+    handshake(1);
+    expect_live = 1;
+    cr_assert_not(hs_tunnel_live(H.tunnel), "live on a protocol it never offered");
+    cr_assert(pull() && rx.type == GP_FRAME_GOAWAY);
     cr_assert_eq(rx.u.goaway.code, GP_GOAWAY_PROTOCOL);
     cr_assert_eq(F.closes, 1);
 }
