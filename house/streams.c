@@ -26,6 +26,7 @@
 #define KEEP_RECORDS_EXTRA 256u /* records kept besides 4 x max-streams */
 #define TIMER_MIN_MS 5u
 #define SCRATCH (HS_STREAMS_CHUNK + 64u)
+#define SMALLEST 4096u /* data bytes of an entry cut to fit a transport's room */
 
 typedef struct chunk {
     struct chunk *next;
@@ -905,7 +906,10 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
             if (n > HS_STREAMS_CHUNK)
                 n = HS_STREAMS_CHUNK;
             size_t fixed = ENTRY_FIXED + s->sidlen;
-            if (max < fixed + 1)
+            /* a smaller entry when the transport has less room, but no crumbs: below
+             * SMALLEST (or the bytes there are) it waits for room */
+            size_t least = n < SMALLEST ? n : SMALLEST;
+            if (max < fixed + least)
                 return -1;
             if (n > max - fixed)
                 n = max - fixed;

@@ -1004,16 +1004,22 @@ Test(house_streams, records_expire) {
 Test(house_streams, frames_fit_a_small_max) {
     S.mode = SVC_SINK;
     const char *sid = "small";
-    pull_max = 1000;
+    pull_max = 6000; /* entries are cut to fit it, not into crumbs */
     cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
     cr_assert(run_until(has_conn, 2000));
-    uint8_t r[5000];
+    static uint8_t r[50000];
     for (size_t i = 0; i < sizeof r; i++)
         r[i] = (uint8_t)((i * 2654435761u) >> 24);
+    pull_max = 1000; /* room for less than 4096 data bytes: the data waits */
     s_write(&S.c[0], r, sizeof r);
+    run_for(100);
+    cr_assert_eq(sout_len(sid), 0, "crumbs of %zu bytes", sout_len(sid));
+    pull_max = 6000;
     want_len = sizeof r;
     cur_sid = sid;
     cr_assert(run_until(sout_has_want, 2000));
+    for (size_t i = 0; i < nf; i++)
+        cr_assert(F[i].len <= 6000 - 40, "an entry of %zu bytes", F[i].len);
     sout v = view(sid);
     cr_assert_eq(memcmp(v.b, r, sizeof r), 0);
     free(v.b);
