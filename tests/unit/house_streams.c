@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "../../house/streams.h"
@@ -1057,4 +1058,43 @@ Test(house_streams, hostile_entry_fields_reset_that_stream) {
     cr_assert_str_eq(rst_of("badwin")->rst, "malformed");
     cr_assert_str_eq(rst_of("rstoff")->rst, "malformed");
     cr_assert_eq(gp_metric_value(m.stream_resets, "malformed"), 3);
+}
+
+/* A service whose accept queue is full (a listen backlog of 0, one connection waiting, never
+ * accepted): the next connect hangs, so the open's timeout_ms ends it. */
+Test(house_streams, connect_timeout_is_502) {
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), cfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(lfd >= 0 && cfd >= 0);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(lfd, 0), 0);
+    socklen_t al = sizeof a;
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    cr_assert_eq(connect(cfd, (struct sockaddr *)&a, sizeof a), 0, "the filler did not connect");
+    static char port[8];
+    snprintf(port, sizeof port, "%d", ntohs(a.sin_port));
+    services[1].port = port; /* "closed" now names the full one */
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_OPEN, 0, 0);
+    f.u.s_open.sid = gp_str_c("slow");
+    f.u.s_open.service = gp_str_c("closed");
+    f.u.s_open.window = 65536;
+    f.u.s_open.idle_ms = 60000;
+    f.u.s_open.timeout_ms = 300;
+    uint64_t t0 = uv_now(&loop);
+    hs_streams_on_frame(st, &f);
+    cur_sid = "slow";
+    opened_before = 0;
+    cr_assert(run_until(has_new_opened, 3000), "no outcome");
+    uint64_t dt = uv_now(&loop) - t0;
+    const cap *o = opened("slow");
+    cr_assert_eq(o->status, 502, "%u %s", o->status, o->message);
+    cr_assert_str_eq(o->error, "upstream_unreachable");
+    cr_assert(strstr(o->message, "timed out after 300 ms"), "%s", o->message);
+    cr_assert(strstr(o->message, port), "%s", o->message);
+    cr_assert(dt >= 250 && dt < 2000, "the outcome came after %llu ms", (unsigned long long)dt);
+    cr_assert_eq(hs_streams_open_count(st), 0);
+    close(cfd);
+    close(lfd);
 }
