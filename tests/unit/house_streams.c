@@ -1098,3 +1098,36 @@ Test(house_streams, connect_timeout_is_502) {
     close(cfd);
     close(lfd);
 }
+
+static int two_connected(void) {
+    return S.nconn >= 2;
+}
+
+/* Two bulk streams share the tunnel in turn: neither waits for the other's window. */
+Test(house_streams, streams_take_turns) {
+    S.mode = SVC_SINK;
+    cr_assert_eq(open_wait("t1", "svc", 262144, 60000)->status, 200);
+    cr_assert_eq(open_wait("t2", "svc", 262144, 60000)->status, 200);
+    cr_assert(run_until(two_connected, 2000));
+    static uint8_t big[200000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)((i * 2654435761u) >> 11);
+    pulling = 0; /* both fill their buffers first */
+    s_write(&S.c[0], big, sizeof big);
+    s_write(&S.c[1], big, sizeof big);
+    run_for(150);
+    pulling = 1;
+    size_t mark = nf;
+    drain();
+    char last[65] = "";
+    int runs = 0, data = 0;
+    for (size_t i = mark; i < nf; i++) {
+        if (F[i].type != GP_FRAME_S_ENTRY || !F[i].len)
+            continue;
+        data++;
+        runs += strcmp(F[i].sid, last) != 0;
+        snprintf(last, sizeof last, "%s", F[i].sid);
+    }
+    cr_assert_geq(data, 6, "%d data entries", data);
+    cr_assert_eq(runs, data, "the streams did not alternate: %d runs in %d entries", runs, data);
+}
