@@ -46,6 +46,22 @@ int hs_admin_init(hs_house *h) {
                                        "Message fragments sent again after a loss (rudp).", NULL);
     hm->rudp_fec = gp_metrics_counter(m, "gp_house_rudp_fec_repaired_total",
                                       "Packets rebuilt from FEC repair packets (rudp).", NULL);
+    hm->streams_open =
+        gp_metrics_gauge(m, "gp_house_streams_open",
+                         "TCP streams with a service connection (connecting or open).", NULL);
+    hm->streams_opened = gp_metrics_counter(
+        m, "gp_house_streams_opened_total",
+        "Stream opens by outcome: ok, bad_request, forbidden_service, unavailable, "
+        "upstream_unreachable.",
+        "outcome");
+    hm->stream_bytes =
+        gp_metrics_counter(m, "gp_house_stream_bytes_total",
+                           "Stream bytes, by direction (from_service, to_service).", "direction");
+    hm->stream_resets = gp_metrics_counter(
+        m, "gp_house_stream_resets_total",
+        "Streams reset, by reason (peer: the opener's rst; the house's reasons of "
+        "proto/STREAMS.md: idle, grace, refused, malformed, gap, window, bad_ack, closed).",
+        "reason");
     static const char *const transports[] = {"ws", "wss", "rudp"};
     for (size_t i = 0; i < 3; i++)
         gp_metric_add(hm->connects, transports[i], 0);

@@ -25,6 +25,13 @@ typedef struct hs_service {
     char *url;  /* base URL without a trailing '/' */
 } hs_service;
 
+/* A TCP service (--tcp-service NAME=HOST:PORT): what a stream of proto/STREAMS.md may reach. */
+typedef struct hs_tcp_service {
+    char *name;
+    char *host; /* an IP literal or a name (resolved at each connect) */
+    char *port; /* decimal, 1-65535 */
+} hs_tcp_service;
+
 typedef struct hs_config {
     char *config;
     char *id;
@@ -55,6 +62,12 @@ typedef struct hs_config {
     size_t nbridges;
     hs_service *services;
     size_t nservices;
+    /* TCP streams (streams.c) */
+    int tcp_services_layer;
+    hs_tcp_service *tcp_services;
+    size_t ntcp_services;
+    long long max_streams;  /* --max-streams */
+    long long stream_grace; /* --stream-grace, seconds */
 } hs_config;
 
 typedef struct hs_house hs_house;
@@ -72,6 +85,9 @@ typedef struct hs_metrics {
     struct gp_metrics *reg;
     struct gp_metric *connected, *connects, *requests, *duration, *upstream_errors, *bytes,
         *cache_entries, *cache_bytes, *rtt, *rudp_loss, *rudp_retx, *rudp_fec;
+    /* TCP streams (streams.c): open now, opens by outcome, bytes by direction, resets by
+     * reason */
+    struct gp_metric *streams_open, *streams_opened, *stream_bytes, *stream_resets;
 } hs_metrics;
 
 /* What a house's tunnel tells whoever runs it (hs_house.hooks; optional, NULL for none): the

@@ -175,6 +175,79 @@ static int set_service(void *obj, const char *value, char *err, size_t errlen) {
     return set_list(c, &c->services_layer, free_services, value, add_service, err, errlen);
 }
 
+static void free_tcp_services(hs_config *c) {
+    for (size_t i = 0; i < c->ntcp_services; i++) {
+        free(c->tcp_services[i].name);
+        free(c->tcp_services[i].host);
+        free(c->tcp_services[i].port);
+    }
+    free(c->tcp_services);
+    c->tcp_services = NULL;
+    c->ntcp_services = 0;
+}
+
+/* NAME=HOST:PORT, HOST an IPv4 address, a name, or an IPv6 address in brackets. */
+static int add_tcp_service(hs_config *c, const char *p, size_t n, char *err, size_t errlen) {
+    const char *eq = memchr(p, '=', n);
+    if (!eq || !valid_service_name(p, (size_t)(eq - p))) {
+        snprintf(err, errlen,
+                 "tcp-service: \"%.*s\" must be NAME=HOST:PORT, NAME of 1-64 [A-Za-z0-9_.-]",
+                 (int)n, p);
+        return GP_ERR_INVALID;
+    }
+    size_t nl = (size_t)(eq - p);
+    const char *a = eq + 1, *end = p + n, *colon = NULL;
+    for (const char *q = end; q > a; q--)
+        if (q[-1] == ':') {
+            colon = q - 1;
+            break;
+        }
+    const char *h = a, *he = colon;
+    if (colon && h < he && *h == '[') { /* [v6]:port */
+        if (he[-1] != ']') {
+            colon = NULL;
+        } else {
+            h++;
+            he--;
+        }
+    }
+    long port = 0;
+    int ok =
+        colon && he > h && (size_t)(he - h) < 256 && end - colon - 1 >= 1 && end - colon - 1 <= 5;
+    for (const char *q = colon ? colon + 1 : end; ok && q < end; q++)
+        ok = *q >= '0' && *q <= '9', port = port * 10 + (*q - '0');
+    for (const char *q = h; ok && q < he; q++)
+        ok = (unsigned char)*q > ' ' && *q != '/' && *q != '[' && *q != ']' &&
+             (*q != ':' || a[0] == '[');
+    if (!ok || port < 1 || port > 65535) {
+        snprintf(err, errlen, "tcp-service: \"%.*s\" must be NAME=HOST:PORT (port 1-65535)", (int)n,
+                 p);
+        return GP_ERR_INVALID;
+    }
+    for (size_t i = 0; i < c->ntcp_services; i++)
+        if (strlen(c->tcp_services[i].name) == nl && memcmp(c->tcp_services[i].name, p, nl) == 0) {
+            snprintf(err, errlen, "tcp-service: \"%.*s\" given twice", (int)nl, p);
+            return GP_ERR_INVALID;
+        }
+    hs_tcp_service *s = realloc(c->tcp_services, (c->ntcp_services + 1) * sizeof *s);
+    if (!s)
+        return GP_ERR_NOMEM;
+    c->tcp_services = s;
+    hs_tcp_service *t = &s[c->ntcp_services++];
+    t->name = strndup(p, nl);
+    t->host = strndup(h, (size_t)(he - h));
+    t->port = strndup(colon + 1, (size_t)(end - colon - 1));
+    if (!t->name || !t->host || !t->port)
+        return GP_ERR_NOMEM;
+    return 0;
+}
+
+static int set_tcp_service(void *obj, const char *value, char *err, size_t errlen) {
+    hs_config *c = obj;
+    return set_list(c, &c->tcp_services_layer, free_tcp_services, value, add_tcp_service, err,
+                    errlen);
+}
+
 #define OFF(f) offsetof(hs_config, f)
 static const gp_conf_opt opts[] = {
     {"config", GP_CONF_STR, OFF(config), 0, 0, NULL, NULL,
@@ -192,6 +265,15 @@ static const gp_conf_opt opts[] = {
      "named upstream NAME=URL; repeat for more. Nothing else is ever reachable: a request's "
      "path is normalised under the base URL's path and refused (400) if its dot segments "
      "(.., %2e%2e) would leave it or it holds \\, %2f or %5c"},
+    {"tcp-service", GP_CONF_FN, 0, 0, 0, NULL, set_tcp_service,
+     "TCP service NAME=HOST:PORT a stream through Redis may reach (proto/STREAMS.md: ssh, "
+     "databases, WebSockets); repeat for more. Nothing else is reachable: an opener names a "
+     "service, never an address"},
+    {"max-streams", GP_CONF_INT, OFF(max_streams), 1, 100000, "256", NULL,
+     "TCP streams open at once (more: 503 unavailable)"},
+    {"stream-grace", GP_CONF_INT, OFF(stream_grace), 1, 86400, "30", NULL,
+     "seconds a stream's service connection is kept while the house has no bridge (the next "
+     "bridge resumes it); then it is reset"},
     {"max-body", GP_CONF_INT, OFF(max_body), 0, 1LL << 32, "8388608", NULL,
      "largest request body in bytes (larger: 413 too_large) [SIGHUP]"},
     {"max-response", GP_CONF_INT, OFF(max_response), 0, 1LL << 40, "67108864", NULL,
@@ -344,8 +426,10 @@ static int validate_config(char *err, size_t errlen) {
             return -1;
         free(c->upstream);
         c->upstream = b;
-    } else if (c->nservices == 0) {
-        snprintf(err, errlen, "upstream: give --upstream URL or at least one --service NAME=URL");
+    } else if (c->nservices == 0 && c->ntcp_services == 0) {
+        snprintf(err, errlen,
+                 "upstream: give --upstream URL, at least one --service NAME=URL or "
+                 "--tcp-service NAME=HOST:PORT");
         return -1;
     }
     int lvl = hs_log_parse_level(c->log_level);
@@ -369,6 +453,7 @@ static void free_config(hs_config *c) {
     gp_conf_clear(opts, c);
     free_bridges(c);
     free_services(c);
+    free_tcp_services(c);
 }
 
 static void clear_config(void) {
@@ -393,8 +478,14 @@ static int opt_differs(const gp_conf_opt *o, const void *cur, const void *next) 
 }
 
 static int lists_differ(const hs_config *a, const hs_config *b) {
-    if (a->nbridges != b->nbridges || a->nservices != b->nservices)
+    if (a->nbridges != b->nbridges || a->nservices != b->nservices ||
+        a->ntcp_services != b->ntcp_services)
         return 1;
+    for (size_t i = 0; i < a->ntcp_services; i++)
+        if (strcmp(a->tcp_services[i].name, b->tcp_services[i].name) != 0 ||
+            strcmp(a->tcp_services[i].host, b->tcp_services[i].host) != 0 ||
+            strcmp(a->tcp_services[i].port, b->tcp_services[i].port) != 0)
+            return 1;
     for (size_t i = 0; i < a->nbridges; i++)
         if (strcmp(a->bridges[i], b->bridges[i]) != 0)
             return 1;
@@ -426,7 +517,7 @@ static void reload(void) {
     gp_conf_reload(opts, cur, &next, reloadable, opt_differs, changed, sizeof changed, restart,
                    sizeof restart);
     if (lists_differ(cur, &next))
-        gp_conf_list_append(restart, sizeof restart, "bridge/service");
+        gp_conf_list_append(restart, sizeof restart, "bridge/service/tcp-service");
     free_config(&next);
     hs_log_set_level(hs_log_parse_level(cur->log_level));
     hs_log(HS_LOG_INFO, "config_reloaded", "house=%s changed=%s%s%s", cur->id,
@@ -508,8 +599,10 @@ int main(int argc, char **argv) {
     g_hs.h.loop = &loop;
     gp_uv_signals_start(&g_signals, &loop, on_signal, on_sighup, NULL);
 
-    hs_log(HS_LOG_INFO, "starting", "house=%s bridges=%zu upstream=%s services=%zu", g_hs.h.cfg.id,
-           g_hs.h.cfg.nbridges, hs_qs(g_hs.h.cfg.upstream), g_hs.h.cfg.nservices);
+    hs_log(HS_LOG_INFO, "starting",
+           "house=%s bridges=%zu upstream=%s services=%zu tcp_services=%zu", g_hs.h.cfg.id,
+           g_hs.h.cfg.nbridges, hs_qs(g_hs.h.cfg.upstream), g_hs.h.cfg.nservices,
+           g_hs.h.cfg.ntcp_services);
     rc = 1;
     h->exec = &hs_upstream_exec;
     if (hs_admin_init(h) != 0 || !(h->exec_ud = h->upstream = hs_upstream_new(h)) ||

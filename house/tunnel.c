@@ -10,12 +10,18 @@
  * buffer (with HS_OUT_PRE headroom) on a per-stream queue; the transport pulls one frame at
  * a time, control frames first and then one frame from each stream in turn, so a 5 MiB
  * response never holds up a small one. Above HIGH_WATER queued bytes upstream.c pauses its
- * transfers; below LOW_WATER they resume. */
+ * transfers; below LOW_WATER they resume.
+ *
+ * TCP streams (protocol 2, streams.c) take one place in that ring (tcp_lane): their frames
+ * are not queued here but pulled from streams.c when it is their turn (one frame of one
+ * stream, the streams in turn there), so a bulk stream gets one turn like any response and
+ * a slow connection stops the reading of the service sockets instead of growing a queue. */
 #include "buf.h"
 #include "compress.h"
 #include "house.h"
 #include "list.h"
 #include "metrics.h"
+#include "streams.h"
 #include "transport.h"
 
 #include <sodium.h>
@@ -105,6 +111,9 @@ struct hs_tunnel {
     hs_stream *detached; /* streams whose upstream call outlived their connection */
     struct early *early, **early_tail; /* frames ahead of WELCOME (HS_TR_UNORDERED) */
     size_t early_bytes;
+    int proto;           /* negotiated in WELCOME (1 when it names none) */
+    hs_streams *streams; /* TCP streams (streams.c), from hs_tunnel_start */
+    hs_stream tcp_lane;  /* their place in the ring: never in the table, never freed */
 };
 
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
@@ -252,6 +261,8 @@ static size_t streams_abort_all(hs_tunnel *t, int detach) {
             stream_free(s);
         }
     t->ring_head = t->ring_tail = NULL;
+    t->tcp_lane.in_ring = 0;
+    t->tcp_lane.rnext = NULL;
     while (!detach && t->detached) {
         hs_stream *d = t->detached;
         if (d->up)
@@ -446,6 +457,8 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
 /* The next frame to send, taken off its queue, if it is at most max bytes: control frames
  * first, then one frame of each stream that has something to say, in turn (round robin: a
  * 5 MiB response never holds up a small one). Its stream (o->s) is NULL for control. */
+static hs_out *tcp_pull(hs_tunnel *t, size_t max);
+
 static hs_out *next_out(hs_tunnel *t, size_t max) {
     hs_out *o = NULL;
     hs_stream *s = NULL;
@@ -454,6 +467,20 @@ static hs_out *next_out(hs_tunnel *t, size_t max) {
             return NULL;
         o = t->ctl_head;
         GP_SLIST_SHIFT(t->ctl_head, t->ctl_tail, next);
+    } else if (t->state == CS_LIVE && t->ring_head == &t->tcp_lane) {
+        /* The TCP streams' turn: one frame pulled from streams.c (none: its turn passes). */
+        s = &t->tcp_lane;
+        o = tcp_pull(t, max);
+        if (!o && hs_streams_pending(t->streams))
+            return NULL; /* the frame due does not fit max: wait for a bigger chance */
+        GP_SLIST_SHIFT(t->ring_head, t->ring_tail, rnext);
+        s->in_ring = 0;
+        s->rnext = NULL;
+        if (hs_streams_pending(t->streams))
+            ring_push(t, s);
+        if (!o)
+            return next_out(t, max);
+        return o; /* not counted in q_bytes: it was never queued */
     } else if (t->state == CS_LIVE && t->ring_head) {
         s = t->ring_head;
         if (s->qh->len > max)
@@ -501,6 +528,53 @@ static void up_sent(void *ud, hs_transport *tr, hs_out *o, int ok) {
     free(o);
     if (ok && tr == t->tr)
         sent_out(t, s);
+}
+
+/* --- TCP streams (streams.c) -------------------------------------------------------------- */
+
+/* A frame of streams.c encoded for the transport, if one is due and fits max. */
+static hs_out *tcp_pull(hs_tunnel *t, size_t max) {
+    if (!t->streams || t->proto < GP_PROTO_STREAMS)
+        return NULL;
+    size_t lim = (size_t)t->max_frame + GP_FRAME_HEADER_LEN;
+    gp_frame f;
+    uint32_t lane;
+    if (!hs_streams_pull(t->streams, max < lim ? max : lim, &f, &lane))
+        return NULL;
+    size_t n = gp_frame_size(&f);
+    hs_out *o = malloc(sizeof *o + HS_OUT_PRE + n);
+    ssize_t w = o ? gp_frame_encode(&f, o->buf + HS_OUT_PRE, n) : GP_ERR_NOMEM;
+    if (w < 0) {
+        /* Lost like a frame lost in transit: resent after the next connection's S_ATTACH. */
+        hs_log(HS_LOG_ERROR, "frame_encode_failed", "type=%s err=%s", gp_frame_type_name(f.type),
+               gp_strerror((int)w));
+        free(o);
+        return NULL;
+    }
+    o->next = NULL;
+    o->s = NULL;
+    o->lane = lane;
+    o->len = (size_t)w;
+    return o;
+}
+
+/* streams.c has frames due: the TCP streams take their place in the ring. */
+static void tcp_wake(void *ud) {
+    hs_tunnel *t = ud;
+    if (t->state != CS_LIVE || t->proto < GP_PROTO_STREAMS || !t->streams)
+        return;
+    ring_push(t, &t->tcp_lane);
+    want_write(t);
+}
+
+static void protocol_error(hs_tunnel *t, const char *why, const char *detail);
+
+static void on_stream_frame(hs_tunnel *t, const gp_frame *f) {
+    if (t->proto < GP_PROTO_STREAMS || !t->streams) {
+        protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+        return;
+    }
+    hs_streams_on_frame(t->streams, f);
 }
 
 /* --- connection lifecycle --------------------------------------------------------------- */
@@ -554,6 +628,8 @@ static void conn_ended(hs_tunnel *t, const char *why) {
         snprintf(t->reason, sizeof t->reason, "%s", why ? why : "closed");
     size_t detached = streams_abort_all(t, !t->h->stopping) + t->aborted;
     t->aborted = 0;
+    if (t->streams)
+        hs_streams_tunnel_down(t->streams);
     queue_drop(t, &t->ctl_head, &t->ctl_tail);
     t->congested = 0;
     t->tr = NULL;
@@ -861,8 +937,8 @@ static void on_established(hs_tunnel *t) {
     randombytes_buf(t->hn, sizeof t->hn);
     gp_frame f;
     gp_frame_init(&f, GP_FRAME_HELLO, 0, 0);
-    f.u.hello.min_ver = GP_PROTO_VERSION;
-    f.u.hello.max_ver = GP_PROTO_VERSION;
+    f.u.hello.min_ver = GP_PROTO_MIN;
+    f.u.hello.max_ver = GP_PROTO_MAX;
     f.u.hello.house_id = gp_str_c(t->h->cfg.id);
     f.u.hello.nonce = t->hn;
     send_ctl(t, &f);
@@ -889,6 +965,12 @@ static void on_challenge(hs_tunnel *t, const gp_frame *f) {
 }
 
 static void on_welcome(hs_tunnel *t, const gp_frame *f) {
+    if (f->u.welcome.proto > GP_PROTO_MAX) { /* we offered up to GP_PROTO_MAX */
+        char d[32];
+        snprintf(d, sizeof d, "proto=%u", f->u.welcome.proto);
+        protocol_error(t, "unsupported_protocol", d);
+        return;
+    }
     uint64_t now = hs_now_ms();
     t->state = CS_LIVE;
     t->live_ms = now;
@@ -897,14 +979,23 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     t->ping_iv = f->u.welcome.ping_interval_ms ? f->u.welcome.ping_interval_ms : DEFAULT_PING_MS;
     t->max_frame = f->u.welcome.max_frame ? f->u.welcome.max_frame : GP_DEFAULT_MAX_FRAME;
     t->epoch = f->u.welcome.epoch;
+    t->proto = f->u.welcome.proto ? f->u.welcome.proto : 1; /* absent: protocol 1 */
     t->requests = 0;
     tick_start(t);
     probe_start(t);
     gp_metric_inc(t->h->m.connects, t->tr->ops->label(t->tr));
     event(t, HS_EV_LIVE, NULL, 0);
-    hs_log(HS_LOG_INFO, "connected", "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u",
-           t->h->cfg.id, hs_qs(t->url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
-           (unsigned long long)t->epoch, t->ping_iv);
+    hs_log(HS_LOG_INFO, "connected",
+           "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u proto=%d", t->h->cfg.id,
+           hs_qs(t->url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
+           (unsigned long long)t->epoch, t->ping_iv, t->proto);
+    if (t->streams) {
+        if (t->proto < GP_PROTO_STREAMS && t->h->cfg.ntcp_services)
+            hs_log(HS_LOG_WARN, "streams_unsupported",
+                   "house=%s bridge=%s proto=%d: this bridge carries no TCP streams", t->h->cfg.id,
+                   hs_qs(t->url), t->proto);
+        hs_streams_tunnel_up(t->streams, t->proto);
+    }
 }
 
 static void on_goaway(hs_tunnel *t, const gp_frame *f) {
@@ -1270,6 +1361,10 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
         return;
     case GP_FRAME_CREDIT: /* reserved in v1 */
         return;
+    case GP_FRAME_S_OPEN:
+    case GP_FRAME_S_ENTRY:
+        on_stream_frame(t, f);
+        return;
     default:
         protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
     }
@@ -1365,6 +1460,22 @@ int hs_tunnel_start(hs_tunnel *t) {
     t->ws = hs_tr_ws_new(t->h, &t->up); /* logs why not */
     if (!t->ws)
         return -1;
+    hs_config *c = &t->h->cfg;
+    hs_streams_conf sc = {
+        .services = c->tcp_services,
+        .nservices = c->ntcp_services,
+        .max_streams = c->max_streams > 0 ? (uint32_t)c->max_streams : HS_STREAMS_MAX_DEFAULT,
+        .grace_ms =
+            c->stream_grace > 0 ? (uint64_t)c->stream_grace * 1000u : HS_STREAMS_GRACE_DEFAULT_MS,
+        .m = &t->h->m,
+        .zs = t->h->zs,
+        .wake = tcp_wake,
+        .ud = t,
+    };
+    if (!(t->streams = hs_streams_new(t->h->loop, &sc))) {
+        hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
+        return -1;
+    }
     t->bridge_idx = t->h->cfg.nbridges ? t->h->first_bridge % t->h->cfg.nbridges : 0;
     dial_or_wait(t);
     return 0;
@@ -1404,6 +1515,7 @@ void hs_tunnel_stop(hs_tunnel *t) {
     } else {
         streams_abort_all(t, 0); /* between connections: only detached calls are left */
     }
+    hs_streams_stop(t->streams);
     if (t->timers) {
         uv_close((uv_handle_t *)&t->retry, NULL);
         uv_close((uv_handle_t *)&t->tick, NULL);
@@ -1440,6 +1552,7 @@ void hs_tunnel_free(hs_tunnel *t) {
         t->rudp->ops->free(t->rudp);
     gp_framer_free(t->fr);
     hs_zstate_free(t->zs);
+    hs_streams_free(t->streams);
     free(t->buckets);
     free(t);
 }

@@ -1,0 +1,1194 @@
+/* streams.c — the house's TCP streams through Redis (streams.h, proto/STREAMS.md): service
+ * connections on the loop, the contract's endpoint state machine (proto/stream.c) for
+ * offsets, credit, half-close, reset and idle, and the frames of a stream produced when the
+ * tunnel pulls them. I/O side; no tunnel here.
+ *
+ * A stream (hs_tcp) lives in a hash table by sid from its S_OPEN until its record expires:
+ * first with a service connection (resolving, connecting, open), then as a record of how it
+ * ended (dead). Service bytes go into chunks (64 KiB at most, filled up by later reads)
+ * that stay until the opener acknowledged them; the opener's bytes go into uv_write
+ * requests, acknowledged once written. Output is pulled: a ring of streams with something to
+ * say, one frame of each in turn; within a stream, its S_OPENED first, then S_ATTACH, rst,
+ * and data/fin/ack. */
+#include "streams.h"
+
+#include "compress.h"
+#include "list.h"
+#include "metrics.h"
+#include "stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define NBUCKETS 64u
+#define KEEP_RECORDS_EXTRA 256u /* records kept besides 4 x max-streams */
+#define TIMER_MIN_MS 5u
+#define SCRATCH (HS_STREAMS_CHUNK + 64u)
+#define SMALLEST 4096u /* data bytes of an entry cut to fit a transport's room */
+
+typedef struct chunk {
+    struct chunk *next;
+    uint64_t off; /* offset of b[0] in the service->opener direction */
+    size_t len, cap;
+    uint8_t b[];
+} chunk;
+
+enum tstate { TS_RESOLVING, TS_CONNECTING, TS_OPEN, TS_DEAD };
+
+typedef struct hs_tcp hs_tcp;
+struct hs_tcp {
+    hs_streams *st;
+    hs_tcp *hnext;         /* hash chain */
+    hs_tcp *onext;         /* output ring */
+    hs_tcp *dprev, *dnext; /* records, oldest first */
+    int in_out, in_dead;
+    char sid[GP_STREAM_ID_MAX + 1]; /* as received (1-64 bytes; may be refused) */
+    size_t sidlen;
+    char service[GP_STREAM_ID_MAX + 1];
+    const hs_tcp_service *svc;
+    uint32_t lane;
+    enum tstate state;
+    gp_stream g;
+    uint64_t deadline_ms;   /* connect deadline */
+    uint32_t timeout_ms;    /* the open's */
+    uint64_t dead_until_ms; /* record expiry */
+    uint64_t keep_ms;
+    /* the outcome of the open (S_OPENED), 0 while connecting */
+    uint16_t status;
+    const char *error; /* static */
+    char message[200];
+    int opened_due, attach_due, rst_due, ack_force, rst_by_house, ever_open;
+    int final_ack_due; /* a cleanly ended stream: our last ack again (it may have been lost) */
+    char rst[GP_STREAM_REASON_MAX + 1];
+    char rst_msg[GP_STREAM_MESSAGE_MAX + 1];
+    /* the service connection */
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_getaddrinfo_t gai;
+    uv_shutdown_t sreq;
+    int tcp_init, tcp_closing, pending; /* pending: the handle and requests not called back */
+    int reading, svc_eof, shut_done, resolving;
+    /* service -> opener: bytes [g.snd_acked, read_end) in chunks */
+    chunk *ch, *ct;
+    uint64_t read_end;
+    size_t chunk_bytes; /* allocated */
+    /* opener -> service: writes in flight */
+    size_t wbytes;
+    uint64_t from_service, to_service;
+};
+
+typedef struct wreq {
+    uv_write_t w;
+    hs_tcp *s;
+    size_t n;
+    uint8_t b[];
+} wreq;
+
+struct hs_streams {
+    uv_loop_t *loop;
+    hs_streams_conf conf;
+    hs_tcp *buckets[NBUCKETS];
+    hs_tcp *out_head, *out_tail;
+    hs_tcp *dead_head, *dead_tail;
+    size_t nlive, nrec;
+    int up, proto, stopping;
+    uint64_t down_ms; /* when the tunnel went down (grace), valid while !up */
+    uv_timer_t timer;
+    int timer_open;
+    uint64_t armed_at; /* 0: not armed */
+    hs_zstate *zs_own;
+    uint8_t *scratch; /* a pulled frame's data (SCRATCH bytes, with the first; a house of a load
+                         test with thousands in a process never makes it) */
+    char sid_out[GP_STREAM_ID_MAX + 1];
+    char msg_out[GP_STREAM_MESSAGE_MAX + 1];
+    char err_out[40];
+    char rst_out[GP_STREAM_REASON_MAX + 1];
+};
+
+static uint64_t now_ms(const hs_streams *st) {
+    return uv_now(st->loop);
+}
+
+static uint32_t fnv(const char *p, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 16777619u;
+    return h;
+}
+
+static int name_ok(gp_str v) {
+    if (v.len == 0 || v.len > GP_STREAM_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < v.len; i++) {
+        uint8_t c = v.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static hs_tcp *find(hs_streams *st, gp_str sid) {
+    if (sid.len == 0 || sid.len > GP_STREAM_ID_MAX)
+        return NULL;
+    for (hs_tcp *s = st->buckets[fnv((const char *)sid.p, sid.len) % NBUCKETS]; s; s = s->hnext)
+        if (s->sidlen == sid.len && memcmp(s->sid, sid.p, sid.len) == 0)
+            return s;
+    return NULL;
+}
+
+static const char *qsid(const hs_tcp *s) {
+    return hs_q(s->sid, s->sidlen);
+}
+
+/* --- timer -------------------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+/* Something is due at `when` (ms, uv_now's clock): the timer fires no later. */
+static void arm(hs_streams *st, uint64_t when) {
+    if (!st->timer_open || st->stopping)
+        return;
+    if (st->armed_at && st->armed_at <= when)
+        return;
+    uint64_t now = now_ms(st);
+    uint64_t delay = when > now ? when - now : 0;
+    if (delay < TIMER_MIN_MS)
+        delay = TIMER_MIN_MS;
+    st->armed_at = now + delay;
+    uv_timer_start(&st->timer, on_timer, delay, 0);
+}
+
+/* --- output ------------------------------------------------------------------------------- */
+
+static uint64_t buffered(const hs_tcp *s) {
+    return s->read_end - s->g.snd_acked;
+}
+
+/* Every byte the opener sent us is in the service's socket: acknowledge now (STREAMS.md: a
+ * reader that caught up with the key acks, so that the writer can trim). */
+static int caught_up(const gp_stream *g) {
+    return g->rcv_consumed == g->rcv_next;
+}
+
+/* Whether the stream has a frame to say now. */
+static int out_due(const hs_tcp *s, uint64_t now) {
+    if (s->opened_due || s->rst_due || s->final_ack_due)
+        return 1;
+    if (s->state != TS_OPEN)
+        return 0;
+    if (s->attach_due || s->ack_force)
+        return 1;
+    const gp_stream *g = &s->g;
+    if (s->read_end > g->snd_next && gp_stream_can_send(g) > 0)
+        return 1;
+    if (gp_stream_fin_due(g) && g->snd_next == g->snd_fin_off)
+        return 1;
+    if (!g->snd_fin && s->svc_eof && g->snd_next == s->read_end)
+        return 1;
+    uint64_t ack;
+    return gp_stream_ack_due(g, now, caught_up(g), &ack);
+}
+
+static void want_out(hs_tcp *s) {
+    hs_streams *st = s->st;
+    if (s->in_out || st->stopping || !out_due(s, now_ms(st)))
+        return;
+    GP_SLIST_APPEND(st->out_head, st->out_tail, s, onext);
+    s->in_out = 1;
+    if (st->up && st->conf.wake)
+        st->conf.wake(st->conf.ud);
+}
+
+/* --- metrics and log ---------------------------------------------------------------------- */
+
+static hs_metrics *M(hs_streams *st) {
+    return st->conf.m;
+}
+
+static void gauge(hs_streams *st) {
+    if (M(st))
+        gp_metric_set(M(st)->streams_open, NULL, (double)st->nlive);
+}
+
+static void count_open(hs_streams *st, const char *outcome) {
+    if (M(st))
+        gp_metric_inc(M(st)->streams_opened, outcome);
+}
+
+static void count_reset(hs_streams *st, const char *reason) {
+    if (M(st))
+        gp_metric_inc(M(st)->stream_resets, reason);
+}
+
+static void count_bytes(hs_streams *st, const char *dir, size_t n) {
+    if (M(st))
+        gp_metric_add(M(st)->stream_bytes, dir, (double)n);
+}
+
+/* --- the end of a stream ------------------------------------------------------------------ */
+
+static void free_chunks(hs_tcp *s) {
+    for (chunk *c = s->ch, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    s->ch = s->ct = NULL;
+    s->chunk_bytes = 0;
+}
+
+static void unlink_free(hs_tcp *s) {
+    hs_streams *st = s->st;
+    GP_CHAIN_REMOVE(st->buckets[fnv(s->sid, s->sidlen) % NBUCKETS], s, hnext);
+    if (s->in_out)
+        GP_SLIST_REMOVE(st->out_head, st->out_tail, s, onext);
+    if (s->in_dead) {
+        GP_LIST_UNLINK(st->dead_head, st->dead_tail, s, dprev, dnext);
+        st->nrec--;
+    }
+    free_chunks(s);
+    free(s);
+}
+
+/* A record goes once expired and nothing of the loop refers to it any more. */
+static int maybe_free(hs_tcp *s, uint64_t now) {
+    if (s->state != TS_DEAD || s->pending || s->opened_due || s->rst_due || s->final_ack_due)
+        return 0;
+    if (!s->st->stopping && now < s->dead_until_ms)
+        return 0;
+    unlink_free(s);
+    return 1;
+}
+
+static void on_closed(uv_handle_t *h) {
+    hs_tcp *s = h->data;
+    s->pending--;
+    maybe_free(s, now_ms(s->st));
+}
+
+/* Closes the service connection; reset: with SO_LINGER 0, so the service sees a reset. */
+static void close_socket(hs_tcp *s, int reset) {
+    if (s->resolving)
+        uv_cancel((uv_req_t *)&s->gai); /* its callback comes (canceled or not) */
+    if (!s->tcp_init || s->tcp_closing)
+        return;
+    s->tcp_closing = 1;
+    if (reset) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
+            struct linger l = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+    }
+    if (s->reading)
+        uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = 0;
+    uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+/* Most records kept: the oldest that nothing refers to go first. */
+static void trim_records(hs_streams *st) {
+    size_t cap = 4u * st->conf.max_streams + KEEP_RECORDS_EXTRA;
+    for (hs_tcp *s = st->dead_head, *n; s && st->nrec > cap; s = n) {
+        n = s->dnext;
+        if (!s->pending && !s->opened_due && !s->rst_due && !s->final_ack_due)
+            unlink_free(s);
+    }
+}
+
+/* The stream has no service connection any more (or never had one): it becomes a record. */
+static void go_dead(hs_tcp *s, int reset) {
+    hs_streams *st = s->st;
+    if (s->state == TS_DEAD)
+        return;
+    close_socket(s, reset);
+    st->nlive--;
+    gauge(st);
+    s->state = TS_DEAD;
+    s->attach_due = s->ack_force = 0;
+    free_chunks(s);
+    uint64_t now = now_ms(st);
+    s->dead_until_ms = now + s->keep_ms;
+    GP_LIST_APPEND(st->dead_head, st->dead_tail, s, dprev, dnext);
+    s->in_dead = 1;
+    st->nrec++;
+    arm(st, s->dead_until_ms); /* trimmed when the next stream opens (not while walking them) */
+}
+
+/* The house ends the stream with an rst to the opener (reason of STREAMS.md). */
+static void house_reset(hs_tcp *s, const char *reason, const char *message) {
+    if (s->state == TS_DEAD)
+        return;
+    gp_stream_reset(&s->g, GP_SR_LOCAL);
+    snprintf(s->rst, sizeof s->rst, "%s", reason);
+    /* printable ASCII only (the codec's rule for `message`) */
+    size_t j = 0;
+    for (const char *p = message ? message : ""; *p && j < sizeof s->rst_msg - 1; p++)
+        s->rst_msg[j++] = (*p >= 0x20 && *p <= 0x7e) ? *p : '?';
+    s->rst_msg[j] = '\0';
+    s->rst_due = s->rst_by_house = 1;
+    hs_log(HS_LOG_INFO, "stream_reset",
+           "sid=%s service=%s reason=%s by=house message=%s from_service=%llu to_service=%llu",
+           qsid(s), hs_qs(s->service), reason, hs_qs(s->rst_msg),
+           (unsigned long long)s->from_service, (unsigned long long)s->to_service);
+    count_reset(s->st, reason);
+    go_dead(s, 1);
+    want_out(s);
+}
+
+/* The opener reset the stream: the service sees a reset too; nothing goes back. */
+static void peer_reset(hs_tcp *s, const char *reason) {
+    hs_log(HS_LOG_INFO, "stream_reset",
+           "sid=%s service=%s reason=%s by=opener from_service=%llu to_service=%llu", qsid(s),
+           hs_qs(s->service), hs_qs(reason), (unsigned long long)s->from_service,
+           (unsigned long long)s->to_service);
+    count_reset(s->st, "peer");
+    go_dead(s, 1);
+}
+
+/* Both directions ended cleanly (fins delivered and acknowledged both ways). */
+static void check_done(hs_tcp *s) {
+    if (s->state != TS_OPEN || s->g.reset != GP_SR_NONE || !gp_stream_done(&s->g) || s->wbytes)
+        return;
+    hs_log(HS_LOG_INFO, "stream_close",
+           "sid=%s service=%s reason=fin from_service=%llu to_service=%llu", qsid(s),
+           hs_qs(s->service), (unsigned long long)s->from_service,
+           (unsigned long long)s->to_service);
+    go_dead(s, 0);
+}
+
+/* --- the open ----------------------------------------------------------------------------- */
+
+static void set_outcome(hs_tcp *s, uint16_t status, const char *error, const char *message) {
+    s->status = status;
+    s->error = error;
+    snprintf(s->message, sizeof s->message, "%s", message ? message : "");
+    s->opened_due = 1;
+    count_open(s->st, status == 200 ? "ok" : error);
+    hs_log(status == 200 ? HS_LOG_INFO : HS_LOG_WARN, "stream_open",
+           "sid=%s service=%s status=%u reason=%s message=%s", qsid(s), hs_qs(s->service), status,
+           status == 200 ? "ok" : error, hs_qs(s->message));
+}
+
+static void fail_open(hs_tcp *s, const char *what, int err) {
+    char m[200];
+    if (err)
+        snprintf(m, sizeof m, "connect to %s:%s (service %s): %s", s->svc->host, s->svc->port,
+                 s->service, what ? what : uv_strerror(err));
+    else
+        snprintf(m, sizeof m, "connect to %s:%s (service %s): %s", s->svc->host, s->svc->port,
+                 s->service, what);
+    set_outcome(s, 502, "upstream_unreachable", m);
+    go_dead(s, 0);
+    want_out(s);
+}
+
+static void update_reading(hs_tcp *s);
+static void maybe_shutdown(hs_tcp *s);
+
+static void on_connect(uv_connect_t *req, int status) {
+    hs_tcp *s = req->data;
+    s->pending--;
+    if (s->state != TS_CONNECTING) { /* timed out, reset or stopping meanwhile */
+        maybe_free(s, now_ms(s->st));
+        return;
+    }
+    if (status < 0) {
+        fail_open(s, NULL, status);
+        return;
+    }
+    s->state = TS_OPEN;
+    s->ever_open = 1;
+    uv_tcp_nodelay(&s->tcp, 1);
+    set_outcome(s, 200, "", "");
+    update_reading(s);
+    maybe_shutdown(s); /* the opener's fin may be in already */
+    want_out(s);
+}
+
+static void connect_addr(hs_tcp *s, const struct sockaddr *sa) {
+    int rc = uv_tcp_init(s->st->loop, &s->tcp);
+    if (rc != 0) {
+        fail_open(s, NULL, rc);
+        return;
+    }
+    s->tcp_init = 1;
+    s->pending++; /* the handle, until on_closed */
+    s->tcp.data = s;
+    s->creq.data = s;
+    s->state = TS_CONNECTING;
+    rc = uv_tcp_connect(&s->creq, &s->tcp, sa, on_connect);
+    if (rc != 0) {
+        fail_open(s, NULL, rc);
+        return;
+    }
+    s->pending++;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    hs_tcp *s = req->data;
+    s->pending--;
+    s->resolving = 0;
+    if (s->state != TS_RESOLVING) {
+        uv_freeaddrinfo(res);
+        maybe_free(s, now_ms(s->st));
+        return;
+    }
+    if (status < 0 || !res) {
+        uv_freeaddrinfo(res);
+        fail_open(s, status < 0 ? NULL : "no address", status < 0 ? status : 0);
+        return;
+    }
+    connect_addr(s, res->ai_addr);
+    uv_freeaddrinfo(res);
+}
+
+static void connect_start(hs_tcp *s) {
+    struct sockaddr_storage ss;
+    int port = atoi(s->svc->port);
+    if (uv_ip4_addr(s->svc->host, port, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(s->svc->host, port, (struct sockaddr_in6 *)&ss) == 0) {
+        connect_addr(s, (const struct sockaddr *)&ss);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    s->gai.data = s;
+    s->state = TS_RESOLVING;
+    int rc = uv_getaddrinfo(s->st->loop, &s->gai, on_resolved, s->svc->host, s->svc->port, &hints);
+    if (rc != 0) {
+        fail_open(s, NULL, rc);
+        return;
+    }
+    s->pending++;
+    s->resolving = 1;
+}
+
+static const hs_tcp_service *service_find(const hs_streams *st, gp_str name) {
+    for (size_t i = 0; i < st->conf.nservices; i++)
+        if (gp_str_eq(name, st->conf.services[i].name))
+            return &st->conf.services[i];
+    return NULL;
+}
+
+static void on_open(hs_streams *st, const gp_frame *f) {
+    const __typeof__(f->u.s_open) *o = &f->u.s_open;
+    hs_tcp *s = find(st, o->sid);
+    if (s && s->state == TS_DEAD && !s->status && !s->pending && !s->in_out) {
+        unlink_free(s); /* dropped before it had an outcome: a new attempt */
+        s = NULL;
+    }
+    if (s) {
+        /* Delivered again (a failover): the outcome it had, or will have once connected. */
+        hs_log(HS_LOG_INFO, "stream_open_again", "sid=%s service=%s status=%u", qsid(s),
+               hs_qs(s->service), s->status);
+        if (s->status) {
+            s->opened_due = 1;
+            if (s->state == TS_DEAD && s->rst_by_house && s->ever_open)
+                s->rst_due = 1; /* its end, again */
+            want_out(s);
+        }
+        return;
+    }
+    if (o->sid.len == 0 || o->sid.len > GP_STREAM_ID_MAX)
+        return; /* the decoder refuses these already */
+    trim_records(st);
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        hs_log(HS_LOG_ERROR, "out_of_memory", "what=stream");
+        return;
+    }
+    uint64_t now = now_ms(st);
+    s->st = st;
+    memcpy(s->sid, o->sid.p, o->sid.len);
+    s->sidlen = o->sid.len;
+    s->lane = 0x80000000u | (fnv(s->sid, s->sidlen) & 0x7fffffffu);
+    size_t sl = o->service.len < GP_STREAM_ID_MAX ? o->service.len : GP_STREAM_ID_MAX;
+    if (sl)
+        memcpy(s->service, o->service.p, sl);
+    uint32_t idle = o->idle_ms;
+    uint64_t keep = st->conf.keep_closed_ms;
+    if (!keep)
+        keep = 2ull * idle > HS_STREAMS_KEEP_MIN_MS ? 2ull * idle : HS_STREAMS_KEEP_MIN_MS;
+    s->keep_ms = keep;
+    hs_tcp **b = &st->buckets[fnv(s->sid, s->sidlen) % NBUCKETS];
+    s->hnext = *b;
+    *b = s;
+    st->nlive++; /* go_dead counts it out again */
+    s->state = TS_RESOLVING;
+    char m[160];
+    const char *bad = NULL;
+    if (!name_ok(o->sid))
+        bad = "sid: 1-64 of [A-Za-z0-9._-]";
+    else if (!name_ok(o->service))
+        bad = "service: 1-64 of [A-Za-z0-9._-]";
+    else if (o->window < GP_STREAM_WIN_MIN || o->window > GP_STREAM_WIN_MAX)
+        snprintf(m, sizeof m, "window: %u is outside %u-%u", o->window, GP_STREAM_WIN_MIN,
+                 GP_STREAM_WIN_MAX),
+            bad = m;
+    else if (o->idle_ms < GP_STREAM_IDLE_MIN || o->idle_ms > GP_STREAM_IDLE_MAX)
+        snprintf(m, sizeof m, "idle_ms: %u is outside %u-%u", o->idle_ms, GP_STREAM_IDLE_MIN,
+                 GP_STREAM_IDLE_MAX),
+            bad = m;
+    if (bad) {
+        set_outcome(s, 400, "bad_request", bad);
+        go_dead(s, 0);
+        want_out(s);
+        return;
+    }
+    s->svc = service_find(st, o->service);
+    if (!s->svc) {
+        snprintf(m, sizeof m, "service \"%s\" is not one of this house's --tcp-service names",
+                 s->service);
+        set_outcome(s, 403, "forbidden_service", m);
+        go_dead(s, 0);
+        want_out(s);
+        return;
+    }
+    if (st->nlive > st->conf.max_streams) {
+        snprintf(m, sizeof m, "the house is at its --max-streams %u", st->conf.max_streams);
+        set_outcome(s, 503, "unavailable", m);
+        go_dead(s, 0);
+        want_out(s);
+        return;
+    }
+    if (gp_stream_init(&s->g, now, o->window, o->idle_ms) != 0) { /* checked above */
+        set_outcome(s, 400, "bad_request", "window or idle_ms out of bounds");
+        go_dead(s, 0);
+        want_out(s);
+        return;
+    }
+    uint32_t timeout = o->timeout_ms ? o->timeout_ms : 30000u;
+    if (timeout > GP_STREAM_IDLE_MAX)
+        timeout = GP_STREAM_IDLE_MAX;
+    s->timeout_ms = timeout;
+    s->deadline_ms = now + timeout;
+    arm(st, s->deadline_ms);
+    arm(st, gp_stream_next_timer(&s->g));
+    gauge(st);
+    connect_start(s);
+}
+
+/* --- service -> opener ------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    hs_tcp *s = h->data;
+    uint64_t used = buffered(s);
+    uint64_t room = s->g.snd_win > used ? s->g.snd_win - used : 0;
+    *buf = uv_buf_init(NULL, 0);
+    if (room == 0)
+        return;
+    chunk *t = s->ct;
+    if (t && t->len < t->cap && t->off + t->len == s->read_end) {
+        size_t n = t->cap - t->len;
+        *buf = uv_buf_init((char *)t->b + t->len, (unsigned)(n < room ? n : room));
+        return;
+    }
+    size_t cap = room < HS_STREAMS_CHUNK ? (size_t)room : HS_STREAMS_CHUNK;
+    chunk *c = malloc(sizeof *c + cap);
+    if (!c)
+        return;
+    c->next = NULL;
+    c->off = s->read_end;
+    c->len = 0;
+    c->cap = cap;
+    GP_SLIST_APPEND(s->ch, s->ct, c, next);
+    s->chunk_bytes += cap;
+    *buf = uv_buf_init((char *)c->b, (unsigned)cap);
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+    (void)buf;
+    hs_tcp *s = h->data;
+    if (s->state != TS_OPEN)
+        return;
+    if (nread > 0) {
+        /* on_alloc handed out the tail chunk's free space */
+        s->ct->len += (size_t)nread;
+        s->read_end += (uint64_t)nread;
+        s->from_service += (uint64_t)nread;
+        count_bytes(s->st, "from_service", (size_t)nread);
+        update_reading(s);
+        want_out(s);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_ENOBUFS) { /* the window is full (or no memory): wait for acks */
+        uv_read_stop(h);
+        s->reading = 0;
+        return;
+    }
+    if (nread == UV_EOF) {
+        s->svc_eof = 1;
+        update_reading(s);
+        want_out(s); /* the fin, once every byte is written */
+        return;
+    }
+    char m[160];
+    snprintf(m, sizeof m, "service %s reset the connection: %s", s->service,
+             uv_strerror((int)nread));
+    house_reset(s, "refused", m);
+}
+
+/* Reads the service only while its bytes fit the opener's window. */
+static void update_reading(hs_tcp *s) {
+    if (s->state != TS_OPEN || s->tcp_closing)
+        return;
+    int want = !s->svc_eof && buffered(s) < s->g.snd_win;
+    if (want && !s->reading) {
+        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+            s->reading = 1;
+    } else if (!want && s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = 0;
+    }
+}
+
+/* The opener acknowledged up to g.snd_acked: those bytes go. */
+static void drop_acked(hs_tcp *s) {
+    while (s->ch && s->ch->off + s->ch->len <= s->g.snd_acked &&
+           (s->ch->len == s->ch->cap || s->ch != s->ct)) {
+        chunk *c = s->ch;
+        GP_SLIST_SHIFT(s->ch, s->ct, next);
+        s->chunk_bytes -= c->cap;
+        free(c);
+    }
+    /* an emptied tail chunk that still has room is kept for the next read; if it is wholly
+     * acknowledged and not being filled, it goes too */
+    if (s->ch && s->ch == s->ct && s->ch->off + s->ch->len <= s->g.snd_acked && !s->reading) {
+        s->chunk_bytes -= s->ch->cap;
+        free(s->ch);
+        s->ch = s->ct = NULL;
+    }
+}
+
+/* --- opener -> service ------------------------------------------------------------------ */
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)status; /* a service that cannot take our half-close notices the rest itself */
+    hs_tcp *s = req->data;
+    s->pending--;
+    maybe_free(s, now_ms(s->st));
+}
+
+static void maybe_shutdown(hs_tcp *s) {
+    gp_stream *g = &s->g;
+    if (s->state != TS_OPEN || s->shut_done || !g->rcv_fin || g->rcv_consumed != g->rcv_fin_off ||
+        s->wbytes)
+        return;
+    s->shut_done = 1;
+    s->sreq.data = s;
+    if (uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
+        s->pending++;
+}
+
+static void on_write(uv_write_t *req, int status) {
+    wreq *w = (wreq *)req;
+    hs_tcp *s = w->s;
+    size_t n = w->n;
+    free(w);
+    s->pending--;
+    s->wbytes -= n;
+    if (s->state == TS_DEAD) {
+        maybe_free(s, now_ms(s->st));
+        return;
+    }
+    if (status < 0) {
+        char m[160];
+        snprintf(m, sizeof m, "writing to service %s: %s", s->service, uv_strerror(status));
+        house_reset(s, "refused", m);
+        return;
+    }
+    if (gp_stream_consumed(&s->g, n) != 0) { /* cannot be: n was delivered */
+        house_reset(s, "closed", "house: consumed past delivered");
+        return;
+    }
+    s->to_service += n;
+    count_bytes(s->st, "to_service", n);
+    maybe_shutdown(s);
+    want_out(s); /* an ack may be due */
+    check_done(s);
+}
+
+static int deliver(hs_tcp *s, const uint8_t *p, size_t n) {
+    wreq *w = malloc(sizeof *w + n);
+    if (!w)
+        return GP_ERR_NOMEM;
+    memcpy(w->b, p, n);
+    w->s = s;
+    w->n = n;
+    uv_buf_t b = uv_buf_init((char *)w->b, (unsigned)n);
+    int rc = uv_write(&w->w, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    s->pending++;
+    s->wbytes += n;
+    return 0;
+}
+
+static void on_entry(hs_streams *st, const gp_frame *f) {
+    const __typeof__(f->u.s_entry) *x = &f->u.s_entry;
+    hs_tcp *s = find(st, x->sid);
+    if (!s || s->state == TS_DEAD || s->status != 200) {
+        /* Not (or no longer) ours: an entry of a stream that ended, or before its open. */
+        hs_log(HS_LOG_DEBUG, "stream_entry_ignored", "sid=%s state=%s", hs_q(x->sid.p, x->sid.len),
+               s ? "ended_or_refused" : "unknown");
+        if (s && s->state != TS_DEAD && !s->status && x->rst.len) /* an rst while connecting */
+            peer_reset(s, "peer");
+        return;
+    }
+    char err[96] = "";
+    gp_stream_entry e;
+    memset(&e, 0, sizeof e);
+    e.has_off = !!(x->has & GP_SE_OFF);
+    e.has_ack = !!(x->has & GP_SE_ACK);
+    e.has_win = !!(x->has & GP_SE_WIN);
+    e.fin = !!(x->has & GP_SE_FIN);
+    e.off = x->off;
+    e.ack = x->ack;
+    e.win = x->win;
+    e.message = x->message;
+    e.data = x->data;
+    uint8_t *plain = NULL;
+    if (x->rst.len > GP_STREAM_REASON_MAX) {
+        snprintf(err, sizeof err, "bad rst");
+    } else if (x->rst.len) {
+        memcpy(e.rst, x->rst.p, x->rst.len);
+        e.rst[x->rst.len] = '\0';
+        if (memchr(x->rst.p, '\0', x->rst.len))
+            snprintf(err, sizeof err, "bad rst");
+    }
+    if (!err[0] && (f->flags & GP_FLAG_ZSTD)) {
+        ssize_t dn = gp_decompressed_size(x->data.p, x->data.len);
+        if (dn < 0 || (size_t)dn > GP_STREAM_DATA_MAX) {
+            snprintf(err, sizeof err, "bad compressed data");
+        } else if (!(plain = malloc(dn ? (size_t)dn : 1))) {
+            house_reset(s, "closed", "house out of memory");
+            return;
+        } else {
+            hs_zstate *z = hs_zstate_ready(st->conf.zs, &st->zs_own, 0);
+            ssize_t m =
+                z ? gp_decompress(hs_zstate_zctx(z), x->data.p, x->data.len, plain, (size_t)dn)
+                  : GP_ERR_NOMEM;
+            if (m < 0)
+                snprintf(err, sizeof err, "bad compressed data");
+            else
+                e.data = (gp_str){plain, (size_t)m};
+        }
+    }
+    if (!err[0]) {
+        gp_stream_field fl[GP_STREAM_FIELDS_MAX];
+        char scratch[96];
+        if (gp_stream_entry_build(&e, fl, scratch, sizeof scratch) < 0)
+            snprintf(err, sizeof err, "entry fields break STREAMS.md's rules");
+    }
+    if (err[0]) {
+        free(plain);
+        gp_stream_reset(&s->g, GP_SR_MALFORMED);
+        house_reset(s, "malformed", err);
+        return;
+    }
+    if (e.rst[0]) {
+        free(plain);
+        gp_stream_on_rst(&s->g, now_ms(st), e.rst);
+        peer_reset(s, e.rst);
+        return;
+    }
+    size_t skip = 0, take = 0;
+    int rc = gp_stream_apply(&s->g, now_ms(st), &e, &skip, &take);
+    if (rc < 0) {
+        free(plain);
+        const char *why = gp_stream_reason_name(s->g.reset);
+        char m[160];
+        snprintf(m, sizeof m, "entry at off %llu len %zu ack %llu: %s", (unsigned long long)e.off,
+                 e.data.len, (unsigned long long)e.ack, why);
+        house_reset(s, why, m);
+        return;
+    }
+    if (take) {
+        rc = deliver(s, e.data.p + skip, take);
+        if (rc != 0) {
+            free(plain);
+            char m[160];
+            snprintf(m, sizeof m, "writing to service %s: %s", s->service,
+                     rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
+            house_reset(s, "refused", m);
+            return;
+        }
+    }
+    free(plain);
+    if (e.has_ack || e.has_win) {
+        drop_acked(s);
+        update_reading(s);
+    }
+    maybe_shutdown(s);
+    want_out(s);
+    check_done(s);
+}
+
+/* --- pulling frames ----------------------------------------------------------------------- */
+
+/* S_ENTRY header bytes besides sid, rst, message and data. */
+#define ENTRY_FIXED (GP_FRAME_HEADER_LEN + 2u + 1u + 8u + 8u + 4u + 2u + 2u)
+
+/* One frame of s into *f: 1, 0 nothing due, -1 does not fit max. */
+static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
+    uint64_t now = now_ms(st);
+    memcpy(st->sid_out, s->sid, s->sidlen);
+    gp_str sid = {(const uint8_t *)st->sid_out, s->sidlen};
+    if (s->opened_due) {
+        gp_frame_init(f, GP_FRAME_S_OPENED, 0, 0);
+        f->u.s_opened.sid = sid;
+        f->u.s_opened.status = s->status;
+        snprintf(st->err_out, sizeof st->err_out, "%s", s->error ? s->error : "");
+        snprintf(st->msg_out, sizeof st->msg_out, "%s", s->message);
+        f->u.s_opened.error = gp_str_c(st->err_out);
+        f->u.s_opened.message = gp_str_c(st->msg_out);
+        if (gp_frame_size(f) > max)
+            return -1;
+        s->opened_due = 0;
+        return 1;
+    }
+    if (s->attach_due && s->state == TS_OPEN) {
+        gp_frame_init(f, GP_FRAME_S_ATTACH, 0, 0);
+        f->u.s_attach.sid = sid;
+        f->u.s_attach.rcv_next = s->g.rcv_next;
+        f->u.s_attach.snd_acked = s->g.snd_acked;
+        if (gp_frame_size(f) > max)
+            return -1;
+        s->attach_due = 0;
+        return 1;
+    }
+    if (s->rst_due) {
+        gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
+        f->u.s_entry.sid = sid;
+        snprintf(st->rst_out, sizeof st->rst_out, "%s", s->rst);
+        f->u.s_entry.rst = gp_str_c(st->rst_out);
+        snprintf(st->msg_out, sizeof st->msg_out, "%s", s->rst_msg);
+        f->u.s_entry.message = gp_str_c(st->msg_out);
+        if (gp_frame_size(f) > max)
+            return -1;
+        s->rst_due = 0;
+        return 1;
+    }
+    if (s->final_ack_due) {
+        gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
+        f->u.s_entry.sid = sid;
+        f->u.s_entry.has = GP_SE_ACK;
+        f->u.s_entry.ack = s->g.rcv_consumed;
+        if (gp_frame_size(f) > max)
+            return -1;
+        s->final_ack_due = 0;
+        return 1;
+    }
+    if (s->state != TS_OPEN)
+        return 0;
+    gp_stream *g = &s->g;
+    uint64_t ack;
+    int ackd = gp_stream_ack_due(g, now, caught_up(g), &ack) || s->ack_force;
+    ack = g->rcv_consumed;
+    /* data: from the chunk holding snd_next, within the credit */
+    size_t n = 0;
+    const uint8_t *p = NULL;
+    uint64_t credit = gp_stream_can_send(g);
+    if (s->read_end > g->snd_next && credit > 0) {
+        chunk *c = s->ch;
+        while (c && c->off + c->len <= g->snd_next)
+            c = c->next;
+        if (c && c->off <= g->snd_next) {
+            uint64_t in = c->off + c->len - g->snd_next;
+            n = (size_t)(in < credit ? in : credit);
+            if (n > HS_STREAMS_CHUNK)
+                n = HS_STREAMS_CHUNK;
+            size_t fixed = ENTRY_FIXED + s->sidlen;
+            /* a smaller entry when the transport has less room, but no crumbs: below
+             * SMALLEST (or the bytes there are) it waits for room */
+            size_t least = n < SMALLEST ? n : SMALLEST;
+            if (max < fixed + least)
+                return -1;
+            if (n > max - fixed)
+                n = max - fixed;
+            p = c->b + (g->snd_next - c->off);
+        }
+    }
+    /* fin: on the entry that writes our last byte, or alone */
+    int fin = 0;
+    if (g->snd_fin) {
+        fin = gp_stream_fin_due(g) && g->snd_next + n == g->snd_fin_off;
+    } else if (s->svc_eof && g->snd_next + n == s->read_end) {
+        fin = 1;
+    }
+    if (!n && !fin && !ackd)
+        return 0;
+    if ((n || fin) && g->rcv_consumed > g->rcv_acked)
+        ackd = 1; /* an ack rides along for free */
+    gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
+    f->u.s_entry.sid = sid;
+    if (n || fin) {
+        f->u.s_entry.has |= GP_SE_OFF;
+        f->u.s_entry.off = g->snd_next;
+    }
+    if (fin)
+        f->u.s_entry.has |= GP_SE_FIN;
+    if (ackd) {
+        f->u.s_entry.has |= GP_SE_ACK;
+        f->u.s_entry.ack = ack;
+    }
+    if (n && !st->scratch && !(st->scratch = malloc(SCRATCH)))
+        return 0; /* out of memory: the bytes stay, tried again with the next pull */
+    if (n) {
+        memcpy(st->scratch, p, n);
+        f->u.s_entry.data = (gp_str){st->scratch, n};
+        hs_zstate *z = gp_compress_worthwhile(GP_STR_LIT(""), st->scratch, n)
+                           ? hs_zstate_ready(st->conf.zs, &st->zs_own, 1)
+                           : NULL;
+        if (z) {
+            size_t cap;
+            uint8_t *zbuf = hs_zstate_buf(z, &cap);
+            ssize_t zn = gp_compress(hs_zstate_zctx(z), st->scratch, n, zbuf, cap);
+            if (zn > 0) {
+                f->flags |= GP_FLAG_ZSTD;
+                f->u.s_entry.data = (gp_str){zbuf, (size_t)zn};
+            }
+        }
+    }
+    if (gp_frame_size(f) > max)
+        return -1;
+    if (n && gp_stream_sent(g, now, n) != 0)
+        return 0; /* cannot be: n is within the credit */
+    if (fin) {
+        if (!g->snd_fin && gp_stream_close(g) != 0)
+            return 0;
+        gp_stream_fin_written(g, now);
+    }
+    if (ackd) {
+        gp_stream_ack_written(g, now, ack);
+        s->ack_force = 0;
+    }
+    return 1;
+}
+
+int hs_streams_pull(hs_streams *st, size_t max, gp_frame *f, uint32_t *lane) {
+    if (!st->up || st->stopping)
+        return 0;
+    while (st->out_head) {
+        hs_tcp *s = st->out_head;
+        int r = produce(st, s, max, f);
+        if (r < 0)
+            return 0; /* waits at the head for a bigger chance */
+        GP_SLIST_SHIFT(st->out_head, st->out_tail, onext);
+        s->in_out = 0;
+        s->onext = NULL;
+        if (r == 0) {
+            maybe_free(s, now_ms(st));
+            continue;
+        }
+        *lane = s->lane;
+        want_out(s); /* to the back of the ring if it has more to say */
+        check_done(s);
+        if (!s->in_out && s->state == TS_DEAD)
+            maybe_free(s, now_ms(st));
+        return 1;
+    }
+    return 0;
+}
+
+int hs_streams_pending(const hs_streams *st) {
+    return st->up && !st->stopping && st->out_head != NULL;
+}
+
+/* --- the tunnel --------------------------------------------------------------------------- */
+
+static void each(hs_streams *st, void (*fn)(hs_tcp *s, void *ud), void *ud) {
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        for (hs_tcp *s = st->buckets[b], *n; s; s = n) {
+            n = s->hnext;
+            fn(s, ud);
+        }
+}
+
+static void attach_one(hs_tcp *s, void *ud) {
+    (void)ud;
+    if (s->state == TS_OPEN) {
+        s->attach_due = 1;
+        s->ack_force = 1;
+        (void)gp_stream_resume(&s->g);
+        update_reading(s);
+    } else if (s->state == TS_DEAD && s->rst_by_house && s->ever_open) {
+        s->rst_due = 1; /* it may have been lost with the last connection */
+    } else if (s->state == TS_DEAD && s->ever_open && s->g.reset == GP_SR_NONE) {
+        s->final_ack_due = 1; /* ended cleanly: our ack of the opener's fin, again */
+    }
+    want_out(s);
+}
+
+void hs_streams_tunnel_up(hs_streams *st, int proto) {
+    if (st->stopping)
+        return;
+    st->proto = proto;
+    st->up = proto >= GP_PROTO_STREAMS;
+    if (!st->up)
+        return;
+    hs_log(HS_LOG_INFO, "streams_attach", "open=%zu records=%zu", st->nlive, st->nrec);
+    each(st, attach_one, NULL);
+    if (st->out_head && st->conf.wake)
+        st->conf.wake(st->conf.ud);
+    arm(st, now_ms(st));
+}
+
+void hs_streams_tunnel_down(hs_streams *st) {
+    if (!st->up && st->down_ms)
+        return;
+    st->up = 0;
+    st->down_ms = now_ms(st);
+    if (st->nlive)
+        arm(st, st->down_ms + st->conf.grace_ms);
+}
+
+void hs_streams_on_frame(hs_streams *st, const gp_frame *f) {
+    if (st->stopping)
+        return;
+    if (f->type == GP_FRAME_S_OPEN)
+        on_open(st, f);
+    else if (f->type == GP_FRAME_S_ENTRY)
+        on_entry(st, f);
+}
+
+/* --- the clock ---------------------------------------------------------------------------- */
+
+typedef struct scan {
+    uint64_t now, next;
+} scan;
+
+static void next_at(scan *sc, uint64_t t) {
+    if (t < sc->next)
+        sc->next = t;
+}
+
+static void tick_one(hs_tcp *s, void *ud) {
+    scan *sc = ud;
+    hs_streams *st = s->st;
+    uint64_t now = sc->now;
+    if (s->state == TS_RESOLVING || s->state == TS_CONNECTING) {
+        if (now >= s->deadline_ms) {
+            char m[64];
+            snprintf(m, sizeof m, "timed out after %u ms", s->timeout_ms);
+            fail_open(s, m, 0);
+            return;
+        }
+        next_at(sc, s->deadline_ms);
+    }
+    if (s->state != TS_DEAD && !st->up) {
+        uint64_t end = st->down_ms + st->conf.grace_ms;
+        if (now >= end) {
+            char m[96];
+            snprintf(m, sizeof m, "the house had no bridge for %llu ms",
+                     (unsigned long long)(now - st->down_ms));
+            if (s->state == TS_OPEN) {
+                house_reset(s, "grace", m);
+            } else {
+                /* no outcome given yet: the open is delivered again to the next bridge */
+                go_dead(s, 1);
+                s->dead_until_ms = now; /* nothing to remember */
+            }
+            return;
+        }
+        next_at(sc, end);
+    }
+    if (s->state == TS_OPEN) {
+        if (gp_stream_tick(&s->g, now)) {
+            char m[64];
+            snprintf(m, sizeof m, "nothing from the opener for %u ms", s->g.idle_ms);
+            house_reset(s, "idle", m);
+            return;
+        }
+        next_at(sc, s->g.last_rx_ms + s->g.idle_ms);
+        if (st->up) {
+            want_out(s); /* a keep-alive ack may be due */
+            uint64_t ka = s->g.last_ack_ms + s->g.idle_ms / 3;
+            next_at(sc, ka > now ? ka : now + s->g.idle_ms / 3);
+        }
+    }
+    if (s->state == TS_DEAD) {
+        if (maybe_free(s, now))
+            return;
+        next_at(sc, s->dead_until_ms > now ? s->dead_until_ms : now + 1000);
+    }
+}
+
+static void on_timer(uv_timer_t *t) {
+    hs_streams *st = t->data;
+    st->armed_at = 0;
+    scan sc = {.now = now_ms(st), .next = UINT64_MAX};
+    each(st, tick_one, &sc);
+    if (sc.next != UINT64_MAX)
+        arm(st, sc.next);
+}
+
+/* --- life --------------------------------------------------------------------------------- */
+
+hs_streams *hs_streams_new(uv_loop_t *loop, const hs_streams_conf *conf) {
+    hs_streams *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->loop = loop;
+    st->conf = *conf;
+    if (!st->conf.max_streams)
+        st->conf.max_streams = HS_STREAMS_MAX_DEFAULT;
+    uv_timer_init(loop, &st->timer);
+    st->timer.data = st;
+    st->timer_open = 1;
+    gauge(st);
+    if (M(st)) {
+        gp_metric_add(M(st)->streams_opened, "ok", 0);
+        gp_metric_add(M(st)->stream_bytes, "from_service", 0);
+        gp_metric_add(M(st)->stream_bytes, "to_service", 0);
+    }
+    return st;
+}
+
+size_t hs_streams_open_count(const hs_streams *st) {
+    return st->nlive;
+}
+
+size_t hs_streams_record_count(const hs_streams *st) {
+    return st->nrec;
+}
+
+static void stop_one(hs_tcp *s, void *ud) {
+    (void)ud;
+    s->opened_due = s->rst_due = s->final_ack_due = 0;
+    if (s->state != TS_DEAD) {
+        hs_log(HS_LOG_INFO, "stream_close", "sid=%s service=%s reason=shutdown", qsid(s),
+               hs_qs(s->service));
+        go_dead(s, 1);
+    }
+}
+
+void hs_streams_stop(hs_streams *st) {
+    if (!st || st->stopping)
+        return;
+    st->stopping = 1;
+    st->up = 0;
+    each(st, stop_one, NULL);
+    if (st->timer_open) {
+        uv_close((uv_handle_t *)&st->timer, NULL);
+        st->timer_open = 0;
+    }
+}
+
+void hs_streams_free(hs_streams *st) {
+    if (!st)
+        return;
+    for (unsigned b = 0; b < NBUCKETS; b++)
+        while (st->buckets[b])
+            unlink_free(st->buckets[b]);
+    hs_zstate_free(st->zs_own);
+    free(st->scratch);
+    free(st);
+}
