@@ -26,6 +26,7 @@
 #define KEEP_RECORDS_EXTRA 256u /* records kept besides 4 x max-streams */
 #define TIMER_MIN_MS 5u
 #define SCRATCH (HS_STREAMS_CHUNK + 64u)
+#define SMALLEST 4096u /* data bytes of an entry cut to fit a transport's room */
 
 typedef struct chunk {
     struct chunk *next;
@@ -59,6 +60,7 @@ struct hs_tcp {
     const char *error; /* static */
     char message[200];
     int opened_due, attach_due, rst_due, ack_force, rst_by_house, ever_open;
+    int final_ack_due; /* a cleanly ended stream: our last ack again (it may have been lost) */
     char rst[GP_STREAM_REASON_MAX + 1];
     char rst_msg[GP_STREAM_MESSAGE_MAX + 1];
     /* the service connection */
@@ -67,7 +69,7 @@ struct hs_tcp {
     uv_getaddrinfo_t gai;
     uv_shutdown_t sreq;
     int tcp_init, tcp_closing, pending; /* pending: the handle and requests not called back */
-    int reading, svc_eof, shut_done;
+    int reading, svc_eof, shut_done, resolving;
     /* service -> opener: bytes [g.snd_acked, read_end) in chunks */
     chunk *ch, *ct;
     uint64_t read_end;
@@ -97,7 +99,8 @@ struct hs_streams {
     int timer_open;
     uint64_t armed_at; /* 0: not armed */
     hs_zstate *zs_own;
-    uint8_t scratch[SCRATCH]; /* a pulled frame's data */
+    uint8_t *scratch; /* a pulled frame's data (SCRATCH bytes, with the first; a house of a load
+                         test with thousands in a process never makes it) */
     char sid_out[GP_STREAM_ID_MAX + 1];
     char msg_out[GP_STREAM_MESSAGE_MAX + 1];
     char err_out[40];
@@ -164,9 +167,15 @@ static uint64_t buffered(const hs_tcp *s) {
     return s->read_end - s->g.snd_acked;
 }
 
+/* Every byte the opener sent us is in the service's socket: acknowledge now (STREAMS.md: a
+ * reader that caught up with the key acks, so that the writer can trim). */
+static int caught_up(const gp_stream *g) {
+    return g->rcv_consumed == g->rcv_next;
+}
+
 /* Whether the stream has a frame to say now. */
 static int out_due(const hs_tcp *s, uint64_t now) {
-    if (s->opened_due || s->rst_due)
+    if (s->opened_due || s->rst_due || s->final_ack_due)
         return 1;
     if (s->state != TS_OPEN)
         return 0;
@@ -180,7 +189,7 @@ static int out_due(const hs_tcp *s, uint64_t now) {
     if (!g->snd_fin && s->svc_eof && g->snd_next == s->read_end)
         return 1;
     uint64_t ack;
-    return gp_stream_ack_due(g, now, 0, &ack);
+    return gp_stream_ack_due(g, now, caught_up(g), &ack);
 }
 
 static void want_out(hs_tcp *s) {
@@ -245,7 +254,7 @@ static void unlink_free(hs_tcp *s) {
 
 /* A record goes once expired and nothing of the loop refers to it any more. */
 static int maybe_free(hs_tcp *s, uint64_t now) {
-    if (s->state != TS_DEAD || s->pending || s->opened_due || s->rst_due)
+    if (s->state != TS_DEAD || s->pending || s->opened_due || s->rst_due || s->final_ack_due)
         return 0;
     if (!s->st->stopping && now < s->dead_until_ms)
         return 0;
@@ -261,7 +270,7 @@ static void on_closed(uv_handle_t *h) {
 
 /* Closes the service connection; reset: with SO_LINGER 0, so the service sees a reset. */
 static void close_socket(hs_tcp *s, int reset) {
-    if (s->state == TS_RESOLVING && !s->tcp_init)
+    if (s->resolving)
         uv_cancel((uv_req_t *)&s->gai); /* its callback comes (canceled or not) */
     if (!s->tcp_init || s->tcp_closing)
         return;
@@ -284,7 +293,7 @@ static void trim_records(hs_streams *st) {
     size_t cap = 4u * st->conf.max_streams + KEEP_RECORDS_EXTRA;
     for (hs_tcp *s = st->dead_head, *n; s && st->nrec > cap; s = n) {
         n = s->dnext;
-        if (!s->pending && !s->opened_due && !s->rst_due)
+        if (!s->pending && !s->opened_due && !s->rst_due && !s->final_ack_due)
             unlink_free(s);
     }
 }
@@ -305,8 +314,7 @@ static void go_dead(hs_tcp *s, int reset) {
     GP_LIST_APPEND(st->dead_head, st->dead_tail, s, dprev, dnext);
     s->in_dead = 1;
     st->nrec++;
-    trim_records(st);
-    arm(st, s->dead_until_ms);
+    arm(st, s->dead_until_ms); /* trimmed when the next stream opens (not while walking them) */
 }
 
 /* The house ends the stream with an rst to the opener (reason of STREAMS.md). */
@@ -422,6 +430,7 @@ static void connect_addr(hs_tcp *s, const struct sockaddr *sa) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     hs_tcp *s = req->data;
     s->pending--;
+    s->resolving = 0;
     if (s->state != TS_RESOLVING) {
         uv_freeaddrinfo(res);
         maybe_free(s, now_ms(s->st));
@@ -453,6 +462,7 @@ static void connect_start(hs_tcp *s) {
         return;
     }
     s->pending++;
+    s->resolving = 1;
 }
 
 static const hs_tcp_service *service_find(const hs_streams *st, gp_str name) {
@@ -483,6 +493,7 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     }
     if (o->sid.len == 0 || o->sid.len > GP_STREAM_ID_MAX)
         return; /* the decoder refuses these already */
+    trim_records(st);
     s = calloc(1, sizeof *s);
     if (!s) {
         hs_log(HS_LOG_ERROR, "out_of_memory", "what=stream");
@@ -494,7 +505,8 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     s->sidlen = o->sid.len;
     s->lane = 0x80000000u | (fnv(s->sid, s->sidlen) & 0x7fffffffu);
     size_t sl = o->service.len < GP_STREAM_ID_MAX ? o->service.len : GP_STREAM_ID_MAX;
-    memcpy(s->service, o->service.p, sl);
+    if (sl)
+        memcpy(s->service, o->service.p, sl);
     uint32_t idle = o->idle_ms;
     uint64_t keep = st->conf.keep_closed_ms;
     if (!keep)
@@ -745,7 +757,7 @@ static void on_entry(hs_streams *st, const gp_frame *f) {
     uint8_t *plain = NULL;
     if (x->rst.len > GP_STREAM_REASON_MAX) {
         snprintf(err, sizeof err, "bad rst");
-    } else {
+    } else if (x->rst.len) {
         memcpy(e.rst, x->rst.p, x->rst.len);
         e.rst[x->rst.len] = '\0';
         if (memchr(x->rst.p, '\0', x->rst.len))
@@ -864,11 +876,21 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         s->rst_due = 0;
         return 1;
     }
+    if (s->final_ack_due) {
+        gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
+        f->u.s_entry.sid = sid;
+        f->u.s_entry.has = GP_SE_ACK;
+        f->u.s_entry.ack = s->g.rcv_consumed;
+        if (gp_frame_size(f) > max)
+            return -1;
+        s->final_ack_due = 0;
+        return 1;
+    }
     if (s->state != TS_OPEN)
         return 0;
     gp_stream *g = &s->g;
     uint64_t ack;
-    int ackd = gp_stream_ack_due(g, now, 0, &ack) || s->ack_force || g->rcv_consumed > g->rcv_acked;
+    int ackd = gp_stream_ack_due(g, now, caught_up(g), &ack) || s->ack_force;
     ack = g->rcv_consumed;
     /* data: from the chunk holding snd_next, within the credit */
     size_t n = 0;
@@ -884,7 +906,10 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
             if (n > HS_STREAMS_CHUNK)
                 n = HS_STREAMS_CHUNK;
             size_t fixed = ENTRY_FIXED + s->sidlen;
-            if (max < fixed + 1)
+            /* a smaller entry when the transport has less room, but no crumbs: below
+             * SMALLEST (or the bytes there are) it waits for room */
+            size_t least = n < SMALLEST ? n : SMALLEST;
+            if (max < fixed + least)
                 return -1;
             if (n > max - fixed)
                 n = max - fixed;
@@ -900,6 +925,8 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
     }
     if (!n && !fin && !ackd)
         return 0;
+    if ((n || fin) && g->rcv_consumed > g->rcv_acked)
+        ackd = 1; /* an ack rides along for free */
     gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
     f->u.s_entry.sid = sid;
     if (n || fin) {
@@ -912,6 +939,8 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         f->u.s_entry.has |= GP_SE_ACK;
         f->u.s_entry.ack = ack;
     }
+    if (n && !st->scratch && !(st->scratch = malloc(SCRATCH)))
+        return 0; /* out of memory: the bytes stay, tried again with the next pull */
     if (n) {
         memcpy(st->scratch, p, n);
         f->u.s_entry.data = (gp_str){st->scratch, n};
@@ -992,6 +1021,8 @@ static void attach_one(hs_tcp *s, void *ud) {
         update_reading(s);
     } else if (s->state == TS_DEAD && s->rst_by_house && s->ever_open) {
         s->rst_due = 1; /* it may have been lost with the last connection */
+    } else if (s->state == TS_DEAD && s->ever_open && s->g.reset == GP_SR_NONE) {
+        s->final_ack_due = 1; /* ended cleanly: our ack of the opener's fin, again */
     }
     want_out(s);
 }
@@ -1077,10 +1108,10 @@ static void tick_one(hs_tcp *s, void *ud) {
             return;
         }
         next_at(sc, s->g.last_rx_ms + s->g.idle_ms);
-        if (st->up && !s->in_out) {
+        if (st->up) {
             want_out(s); /* a keep-alive ack may be due */
-            if (!s->in_out)
-                next_at(sc, s->g.last_ack_ms + s->g.idle_ms / 3);
+            uint64_t ka = s->g.last_ack_ms + s->g.idle_ms / 3;
+            next_at(sc, ka > now ? ka : now + s->g.idle_ms / 3);
         }
     }
     if (s->state == TS_DEAD) {
@@ -1131,7 +1162,7 @@ size_t hs_streams_record_count(const hs_streams *st) {
 
 static void stop_one(hs_tcp *s, void *ud) {
     (void)ud;
-    s->opened_due = s->rst_due = 0;
+    s->opened_due = s->rst_due = s->final_ack_due = 0;
     if (s->state != TS_DEAD) {
         hs_log(HS_LOG_INFO, "stream_close", "sid=%s service=%s reason=shutdown", qsid(s),
                hs_qs(s->service));
@@ -1158,5 +1189,6 @@ void hs_streams_free(hs_streams *st) {
         while (st->buckets[b])
             unlink_free(st->buckets[b]);
     hs_zstate_free(st->zs_own);
+    free(st->scratch);
     free(st);
 }

@@ -16,6 +16,22 @@
  * the outcome of its open) for keep_closed_ms, so that an S_OPEN delivered again after a
  * failover is answered with the outcome it had, never with a second connect.
  *
+ * Choices the contract leaves to the house:
+ * - An S_OPEN of a sid the house knows (live, or a record) is answered with the outcome it
+ *   had (200, 400, 403, 502, 503), never with a second connect, and never 409 (stream_exists
+ *   is the bridge's answer, from the keys in Redis). Still connecting: the one S_OPENED comes
+ *   when the connect ends. A stream the house reset gets its rst again after the S_OPENED.
+ * - S_ENTRY for a sid the house does not know, that was refused, that ended, or that has no
+ *   200 yet is ignored (a debug line): the bridge relays `sin` once it has the S_OPENED 200.
+ * - Every frame of a stream goes on one rudp lane (0x80000000 | a hash of its sid), so the
+ *   S_OPENED, data, fin and rst of a stream keep their order on rudp too.
+ * - The house acknowledges `sin` bytes once they are in the service socket: when a quarter of
+ *   the window was consumed, when everything delivered is consumed (caught up), at a fin,
+ *   and every idle_ms / 3 (keep-alive); an ack rides along on every data entry.
+ * - On a new connection (protocol 2): S_ATTACH for every open stream, an ack of `sin` at once,
+ *   the bytes again from the opener's ack (and the fin); an rst the house sent for a stream
+ *   it reset is sent again (it may have been lost), and a cleanly ended stream's last ack.
+ *
  * One module per house, no file-scope state; one uv_timer for every stream. */
 #ifndef HS_STREAMS_H
 #define HS_STREAMS_H

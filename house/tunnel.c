@@ -965,6 +965,12 @@ static void on_challenge(hs_tunnel *t, const gp_frame *f) {
 }
 
 static void on_welcome(hs_tunnel *t, const gp_frame *f) {
+    if (f->u.welcome.proto > GP_PROTO_MAX) { /* we offered up to GP_PROTO_MAX */
+        char d[32];
+        snprintf(d, sizeof d, "proto=%u", f->u.welcome.proto);
+        protocol_error(t, "unsupported_protocol", d);
+        return;
+    }
     uint64_t now = hs_now_ms();
     t->state = CS_LIVE;
     t->live_ms = now;

@@ -668,15 +668,26 @@ static void call_done(conn *c) {
         resume(c); /* answered later: pick up where reading stopped */
 }
 
+/* The handler is done with the call: it is freed (its framing stays in *was) and its
+ * connection, returned, no longer points at it; NULL when the connection is gone or closing,
+ * with nothing left to send. */
+static conn *call_finish(gp_admin_call *call, gp_admin_call *was) {
+    *was = *call;
+    free(call);
+    conn *c = was->c;
+    if (!c || c->closing)
+        return NULL;
+    c->call = NULL;
+    return c;
+}
+
 void gp_admin_reply(gp_admin_call *call, int status, const char *content_type,
                     const char *extra_headers, const void *body, size_t len) {
-    conn *c = call->c;
-    int keep_alive = call->keep_alive, head = call->head;
-    free(call);
-    if (!c || c->closing)
+    gp_admin_call was;
+    conn *c = call_finish(call, &was);
+    if (!c)
         return;
-    c->call = NULL;
-    respond(c, status, content_type, extra_headers, body, len, keep_alive, head);
+    respond(c, status, content_type, extra_headers, body, len, was.keep_alive, was.head);
     call_done(c);
 }
 
@@ -738,27 +749,23 @@ void gp_admin_stream_data(gp_admin_call *call, const void *p, size_t len) {
 }
 
 void gp_admin_stream_abort(gp_admin_call *call) {
-    conn *c = call->c;
-    free(call);
-    if (c && !c->closing) {
-        c->call = NULL;
+    gp_admin_call was;
+    conn *c = call_finish(call, &was);
+    if (c)
         conn_close(c);
-    }
 }
 
 void gp_admin_stream_end(gp_admin_call *call) {
-    conn *c = call->c;
-    int keep_alive = call->keep_alive, chunked = call->chunked;
-    free(call);
-    if (!c || c->closing)
+    gp_admin_call was;
+    conn *c = call_finish(call, &was);
+    if (!c)
         return;
-    c->call = NULL;
-    if (!keep_alive)
+    if (!was.keep_alive)
         c->close_after = 1;
-    if (chunked) {
+    if (was.chunked) {
         char end[] = "0\r\n\r\n";
         send_raw(c, end, sizeof end - 1, NULL, 0);
-    } else if (!keep_alive && c->writes == 0) {
+    } else if (!was.keep_alive && c->writes == 0) {
         conn_close(c);
     }
     if (c->closing)

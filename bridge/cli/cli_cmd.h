@@ -73,6 +73,8 @@ int cli_house_enable(cli_ctx *c, int argc, char **argv);
 int cli_top(cli_ctx *c, int argc, char **argv); /* cli_top.c */
 int cli_request(cli_ctx *c, int argc, char **argv);
 int cli_rudp_keygen(cli_ctx *c, int argc, char **argv); /* cli_keys.c */
+int cli_connect_cmd(cli_ctx *c, int argc, char **argv); /* cli_stream.c */
+int cli_forward(cli_ctx *c, int argc, char **argv);     /* cli_stream.c */
 
 uint64_t cli_wall_ms(void);
 /* ms since the epoch as "2026-11-23T21:30:15Z" (UTC), "-" when negative (unknown). */

@@ -67,6 +67,28 @@ static const cli_command commands[] = {
      "      --body-only             print only the body bytes\n"
      "exit status: 0 status < 400, 1 error reply or status >= 400, 2 usage or Redis error,\n"
      "3 no reply before the deadline\n"},
+    {"connect", NULL, cli_connect_cmd, "HOUSE SERVICE [options]",
+     "a TCP stream to a house's service on stdin/stdout (for ssh -o ProxyCommand)",
+     "  for ssh: ssh -o ProxyCommand='ghostport connect %h ssh' farm-1\n"
+     "      --window BYTES     credit window of each direction, 4096-67108864 (default 1048576)\n"
+     "      --idle MS          idle timeout, 1000-86400000 (default 300000); keep-alives every\n"
+     "                         third of it\n"
+     "      --timeout MS       deadline to open (house and service connected; default 30000)\n"
+     "  -q, --quiet            no note when the house is offline\n"
+     "stdin EOF half-closes the stream; the house's end closes stdout; the command ends when\n"
+     "both directions are finished (or at a reset: the reason on stderr).\n"
+     "exit status: 0 both directions finished, 1 reset or lost Redis mid-stream, 2 usage,\n"
+     "Redis error or the open refused (status, error and message on stderr), 3 no answer to\n"
+     "the open before the deadline\n"},
+    {"forward", NULL, cli_forward, "[ADDR:]PORT HOUSE SERVICE [options]",
+     "listen locally; each connection a TCP stream to a house's service",
+     "  PORT 0 takes a free port; the address listened on is printed on stdout.\n"
+     "  ADDR defaults to 127.0.0.1; [::1]:PORT for IPv6.\n"
+     "  --window, --idle, --timeout as for connect (each connection is its own stream);\n"
+     "  -q, --quiet: no offline note, no line per closed connection.\n"
+     "  A refused open or a reset closes that connection with a reset (reason on stderr);\n"
+     "  SIGINT/SIGTERM close the listener and reset the open streams.\n"
+     "exit status: 0 stopped by a signal, 2 usage, Redis error or cannot listen\n"},
     {"rudp-keygen", NULL, cli_rudp_keygen, "--out FILE [--force] | --show FILE",
      "make the bridges' rudp:// key pair: private key to FILE, public key printed",
      "  -o, --out FILE     write the private key there (mode 0600): every bridge's --rudp-key\n"

@@ -29,20 +29,17 @@ static void f_done(void *ud) {
     (void)ud;
     done_called++;
 }
-static int f_write(void *io, const void *buf, size_t len) {
+static void f_try_write(void *io, const void *buf, size_t len) {
     fconn *f = io;
     cr_assert_lt(f->outlen + len, sizeof f->out);
     memcpy(f->out + f->outlen, buf, len);
     f->outlen += len;
     f->out[f->outlen] = '\0';
-    f->pending++;
-    return 0;
 }
-static void f_try_write(void *io, const void *buf, size_t len) {
-    fconn *f = io;
-    memcpy(f->out + f->outlen, buf, len);
-    f->outlen += len;
-    f->out[f->outlen] = '\0';
+static int f_write(void *io, const void *buf, size_t len) {
+    f_try_write(io, buf, len);
+    ((fconn *)io)->pending++;
+    return 0;
 }
 static int f_reading(void *io, int on) {
     ((fconn *)io)->reading = on;
@@ -66,12 +63,21 @@ static void f_close(void *io) {
 static const gp_admin_io fio = {NULL,      f_now,      f_done,  f_write,      f_try_write,
                                 f_reading, f_shutdown, f_timer, f_timer_stop, f_close};
 
+static gp_admin_call *held;
+static void later(gp_admin_call *call, const gp_http_request *req, void *ud) {
+    (void)req, (void)ud;
+    held = call;
+}
+
+/* A server on the fake glue; its /slow handler (`later`) answers later: it holds the call in
+ * `held`. */
 static gp_admin *server(const gp_admin_cfg *cfg) {
     clock_ms = 1000;
     done_called = 0;
     gp_admin_cfg def = {0};
     gp_admin *a = gp_admin_core_new(cfg ? cfg : &def, &fio);
     cr_assert_not_null(a);
+    gp_admin_route(a, "/slow", 0, later, NULL);
     return a;
 }
 
@@ -87,7 +93,8 @@ static void flush(fconn *f) {
     }
 }
 
-/* The server is closed and every connection released: it frees itself (done once). */
+/* The server is closed and every connection released (the n in fs here, after their last
+ * writes; any others before): it frees itself (done once). */
 static void teardown(gp_admin *a, fconn **fs, size_t n) {
     gp_admin_shutdown(a);
     for (size_t i = 0; i < n; i++) {
@@ -131,26 +138,22 @@ Test(admin_http, probe_answered_with_keep_alive_then_idle_timer) {
     cr_assert(f.closed);
     cr_assert_eq(gp_admin_conns(a), 0);
     gp_admin_released(f.c);
-    gp_admin_shutdown(a);
-    gp_admin_unref(a);
-    cr_assert_eq(done_called, 1);
+    teardown(a, NULL, 0);
 }
 
-static gp_admin_call *held;
-static void later(gp_admin_call *call, const gp_http_request *req, void *ud) {
-    (void)req, (void)ud;
-    held = call;
+/* f connects from ip:port and sends req, whose handler (`later`) holds the call in `held`. */
+static void ask_later(gp_admin *a, fconn *f, const char *ip, int port, const char *req) {
+    f->c = gp_admin_accepted(a, f, ip, port);
+    held = NULL;
+    feed(f, req);
+    cr_assert_not_null(held);
 }
 
 Test(admin_http, pipelined_request_waits_for_a_late_answer) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     gp_admin_route_probes(a, &probes);
     fconn f = {0};
-    f.c = gp_admin_accepted(a, &f, "::1", 7);
-    held = NULL;
-    feed(&f, "GET /slow HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n");
-    cr_assert_not_null(held);
+    ask_later(a, &f, "::1", 7, "GET /slow HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n");
     cr_assert_eq(f.outlen, 0);
     cr_assert(!f.reading, "reading stops while a handler has not answered");
     cr_assert_str_eq(gp_admin_call_addr(held), "::1:7");
@@ -166,21 +169,15 @@ Test(admin_http, pipelined_request_waits_for_a_late_answer) {
 
 Test(admin_http, answer_after_the_client_left_is_dropped) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn f = {0};
-    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
-    held = NULL;
-    feed(&f, "GET /slow HTTP/1.1\r\n\r\n");
-    cr_assert_not_null(held);
+    ask_later(a, &f, "127.0.0.1", 9, "GET /slow HTTP/1.1\r\n\r\n");
     gp_admin_input(f.c, NULL, -1); /* EOF */
     cr_assert(f.closed);
     cr_assert_str_eq(gp_admin_call_addr(held), "");
     gp_admin_reply(held, 200, "text/plain", NULL, "x", 1);
     cr_assert_eq(f.outlen, 0);
     gp_admin_released(f.c);
-    gp_admin_shutdown(a);
-    gp_admin_unref(a);
-    cr_assert_eq(done_called, 1);
+    teardown(a, NULL, 0);
 }
 
 Test(admin_http, foreign_host_is_misdirected_and_bad_input_refused_then_lingers) {
@@ -211,7 +208,6 @@ Test(admin_http, foreign_host_is_misdirected_and_bad_input_refused_then_lingers)
 Test(admin_http, caps_shed_the_oldest_idle_or_refuse_when_all_busy) {
     gp_admin_cfg cfg = {.max_conns = 2, .max_per_addr = 1};
     gp_admin *a = server(&cfg);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn x = {0}, y = {0}, z = {0}, w = {0};
     x.c = gp_admin_accepted(a, &x, "10.0.0.1", 1);
     clock_ms++;
@@ -262,13 +258,11 @@ Test(admin_http, error_json_as_jansson_writes_it) {
 Test(admin_http, streamed_answer_chunked_then_next_request) {
     gp_admin_cfg cfg = {.any_host = 1};
     gp_admin *a = server(&cfg);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     gp_admin_route_probes(a, &probes);
     fconn f = {0};
-    f.c = gp_admin_accepted(a, &f, "10.0.0.1", 9);
-    held = NULL;
-    feed(&f, "GET /slow HTTP/1.1\r\nHost: farm-1.example.org\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
-    cr_assert_not_null(held);
+    ask_later(
+        a, &f, "10.0.0.1", 9,
+        "GET /slow HTTP/1.1\r\nHost: farm-1.example.org\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
     cr_assert_str_eq(gp_admin_call_ip(held), "10.0.0.1");
     cr_assert(!gp_admin_call_gone(held));
     gp_admin_stream_start(held, 504, "X-Up: 1\r\n", -1);
@@ -290,11 +284,8 @@ Test(admin_http, streamed_answer_chunked_then_next_request) {
  * an aborted stream closes at once, without a last chunk. */
 Test(admin_http, streamed_answer_with_length_and_abort) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn f = {0};
-    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
-    held = NULL;
-    feed(&f, "GET /slow HTTP/1.1\r\nConnection: close\r\n\r\n");
+    ask_later(a, &f, "127.0.0.1", 9, "GET /slow HTTP/1.1\r\nConnection: close\r\n\r\n");
     gp_admin_stream_start(held, 200, NULL, 3);
     gp_admin_stream_data(held, "abc", 3);
     gp_admin_stream_end(held);
@@ -304,18 +295,14 @@ Test(admin_http, streamed_answer_with_length_and_abort) {
     gp_admin_released(f.c);
 
     fconn g = {0};
-    g.c = gp_admin_accepted(a, &g, "127.0.0.1", 10);
-    held = NULL;
-    feed(&g, "GET /slow HTTP/1.1\r\n\r\n");
+    ask_later(a, &g, "127.0.0.1", 10, "GET /slow HTTP/1.1\r\n\r\n");
     gp_admin_stream_start(held, 200, NULL, -1);
     gp_admin_stream_data(held, "part", 4);
     gp_admin_stream_abort(held);
     cr_assert(g.closed);
     cr_assert_null(strstr(g.out, "0\r\n\r\n"), "an aborted stream must not look complete");
     gp_admin_released(g.c);
-    gp_admin_shutdown(a);
-    gp_admin_unref(a);
-    cr_assert_eq(done_called, 1);
+    teardown(a, NULL, 0);
 }
 
 static int drains;
@@ -329,11 +316,8 @@ static void on_drain(void *ud) {
  * waiter (at its release, when the call is gone). */
 Test(admin_http, queued_bytes_and_drain) {
     gp_admin *a = server(NULL);
-    gp_admin_route(a, "/slow", 0, later, NULL);
     fconn f = {0};
-    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
-    held = NULL;
-    feed(&f, "GET /slow HTTP/1.1\r\n\r\n");
+    ask_later(a, &f, "127.0.0.1", 9, "GET /slow HTTP/1.1\r\n\r\n");
     gp_admin_stream_start(held, 200, NULL, -1);
     size_t head = gp_admin_call_queued(held);
     cr_assert_gt(head, 0);
@@ -360,8 +344,7 @@ Test(admin_http, queued_bytes_and_drain) {
     cr_assert_eq(drains, 1);
     gp_admin_released(f.c);
     cr_assert_eq(drains, 2, "the waiter learns at the release");
-    gp_admin_shutdown(a);
-    gp_admin_unref(a);
+    teardown(a, NULL, 0);
 }
 
 static const gp_http_request *last_req;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../house/house.h"
+#include "../../house/streams.h"
 #include "../../house/transport.h"
 
 /* --- a fake transport: the test is the bridge ------------------------------------------- */
@@ -99,7 +100,11 @@ static hs_house H;
 static char *bridges[] = {"ws://bridge.invalid/"};
 static gp_frame rx; /* the last frame pulled */
 static uint8_t rxbuf[1 << 17];
-static const hs_hooks *init_hooks; /* the next init()'s hs_house.hooks */
+static const hs_hooks *init_hooks;   /* the next init()'s hs_house.hooks */
+static hs_tcp_service *init_tcp;     /* the next init()'s one --tcp-service (NULL: none) */
+static uint8_t welcome_proto;        /* what the test bridge's WELCOME names (0: none) */
+static int expect_live = 1;          /* handshake(): the WELCOME must make the tunnel live */
+static uint8_t hello_min, hello_max; /* what the house's last HELLO offered */
 
 static void init(void) {
     cr_assert_geq(sodium_init(), 0);
@@ -121,6 +126,12 @@ static void init(void) {
     H.exec = &x_exec;
     H.hooks = init_hooks;
     init_hooks = NULL;
+    H.cfg.tcp_services = init_tcp;
+    H.cfg.ntcp_services = init_tcp ? 1 : 0;
+    H.cfg.max_streams = 16;
+    H.cfg.stream_grace = 30;
+    init_tcp = NULL;
+    welcome_proto = 0;
     cr_assert_not_null(H.tunnel = hs_tunnel_new(&H));
     cr_assert_eq(hs_tunnel_start(H.tunnel), 0);
 }
@@ -162,10 +173,12 @@ static void feed(const gp_frame *f) {
 
 /* The bridge's side of the handshake; `good`: with the right proof (else the house must
  * refuse it before its AUTH). */
-static void handshake(int good) {
-    cr_assert_eq(F.dials, 1);
+static void handshake_n(int good, int dials) {
+    cr_assert_eq(F.dials, dials);
     F.base.up->on_open(F.base.up->ud, &F.base);
     cr_assert(pull() && rx.type == GP_FRAME_HELLO, "no HELLO");
+    hello_min = rx.u.hello.min_ver;
+    hello_max = rx.u.hello.max_ver;
     cr_assert_eq(rx.u.hello.house_id.len, 2);
     uint8_t hn[GP_NONCE_LEN], bn[GP_NONCE_LEN], proof[GP_PROOF_LEN];
     memcpy(hn, rx.u.hello.nonce, sizeof hn);
@@ -192,8 +205,14 @@ static void handshake(int good) {
     f.u.welcome.ping_interval_ms = 5000;
     f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
     f.u.welcome.epoch = 7;
+    f.u.welcome.proto = welcome_proto;
     feed(&f);
-    cr_assert(hs_tunnel_live(H.tunnel), "not live after WELCOME");
+    if (expect_live)
+        cr_assert(hs_tunnel_live(H.tunnel), "not live after WELCOME");
+}
+
+static void handshake(int good) {
+    handshake_n(good, 1);
 }
 
 static void request(uint32_t stream, const char *frame_id) {
@@ -395,4 +414,221 @@ Test(tunnel, log_lines_go_to_the_sink) {
     handshake(1);
     hs_log_set_sink(NULL);
     cr_assert(strstr(sunk, "house=h1 ") != NULL, "connected went elsewhere: \"%s\"", sunk);
+}
+
+/* --- TCP streams (protocol 2): negotiation, dispatch, fairness ---------------------------- */
+
+static void s_open(const char *sid, const char *service) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_OPEN, 0, 0);
+    f.u.s_open.sid = gp_str_c(sid);
+    f.u.s_open.service = gp_str_c(service);
+    f.u.s_open.window = 1 << 20;
+    f.u.s_open.idle_ms = 60000;
+    f.u.s_open.timeout_ms = 5000;
+    feed(&f);
+}
+
+Test(tunnel, hello_offers_streams_and_welcome_2_carries_them) {
+    welcome_proto = GP_PROTO_STREAMS;
+    handshake(1);
+    cr_assert_eq(hello_min, GP_PROTO_MIN);
+    cr_assert_eq(hello_max, GP_PROTO_MAX);
+    s_open("s1", "ssh"); /* no --tcp-service here: refused, over this connection */
+    cr_assert(pull() && rx.type == GP_FRAME_S_OPENED, "no S_OPENED");
+    cr_assert_eq(rx.u.s_opened.status, 403);
+    cr_assert(gp_str_eq(rx.u.s_opened.error, "forbidden_service"));
+    cr_assert_eq(F.closes, 0);
+    /* frames only a house sends are a protocol error from a bridge */
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_ATTACH, 0, 0);
+    f.u.s_attach.sid = gp_str_c("s1");
+    feed(&f);
+    cr_assert(pull() && rx.type == GP_FRAME_GOAWAY, "S_ATTACH from a bridge was taken");
+    cr_assert_eq(rx.u.goaway.code, GP_GOAWAY_PROTOCOL);
+    cr_assert_eq(F.closes, 1);
+}
+
+Test(tunnel, stream_frames_under_protocol_1_are_a_protocol_error) {
+    welcome_proto = 0; /* an older bridge: WELCOME names no protocol */
+    handshake(1);
+    s_open("s1", "ssh");
+    cr_assert(pull() && rx.type == GP_FRAME_GOAWAY, "S_OPEN taken under protocol 1");
+    cr_assert_eq(rx.u.goaway.code, GP_GOAWAY_PROTOCOL);
+    cr_assert_eq(F.closes, 1);
+}
+
+Test(tunnel, welcome_naming_a_protocol_not_offered_is_refused) {
+    welcome_proto = GP_PROTO_MAX + 1;
+    expect_live = 0;
+    handshake(1);
+    expect_live = 1;
+    cr_assert_not(hs_tunnel_live(H.tunnel), "live on a protocol it never offered");
+    cr_assert(pull() && rx.type == GP_FRAME_GOAWAY);
+    cr_assert_eq(rx.u.goaway.code, GP_GOAWAY_PROTOCOL);
+    cr_assert_eq(F.closes, 1);
+}
+
+/* A loopback service that sends 4 MiB to whoever connects. */
+static struct {
+    uv_tcp_t lis, conn;
+    int accepted;
+    char port[8];
+} B;
+static uint8_t bulk[4 << 20];
+
+static void b_written(uv_write_t *w, int status) {
+    (void)status;
+    free(w);
+}
+
+static void b_accept(uv_stream_t *lis, int status) {
+    cr_assert_eq(status, 0);
+    uv_tcp_init(&loop, &B.conn);
+    cr_assert_eq(uv_accept(lis, (uv_stream_t *)&B.conn), 0);
+    B.accepted = 1;
+    uv_write_t *w = malloc(sizeof *w);
+    uv_buf_t b = uv_buf_init((char *)bulk, sizeof bulk);
+    cr_assert_eq(uv_write(w, (uv_stream_t *)&B.conn, &b, 1, b_written), 0);
+}
+
+static hs_tcp_service b_svc;
+
+/* The house again, with the bulk service as --tcp-service "bulk". */
+static void restart_with_bulk(void) {
+    fini();
+    memset(&B, 0, sizeof B);
+    b_svc = (hs_tcp_service){.name = "bulk", .host = "127.0.0.1", .port = B.port};
+    init_tcp = &b_svc;
+    init();
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &B.lis);
+    cr_assert_eq(uv_tcp_bind(&B.lis, (const struct sockaddr *)&a, 0), 0);
+    cr_assert_eq(uv_listen((uv_stream_t *)&B.lis, 4, b_accept), 0);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_getsockname(&B.lis, (struct sockaddr *)&ss, &len);
+    snprintf(B.port, sizeof B.port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+}
+
+static void close_bulk(void) {
+    uv_close((uv_handle_t *)&B.lis, NULL);
+    if (B.accepted)
+        uv_close((uv_handle_t *)&B.conn, NULL);
+    H.stopping = 1;
+    hs_tunnel_stop(H.tunnel);
+    uv_run(&loop, UV_RUN_DEFAULT); /* every handle closes: the service's and the house's */
+}
+
+static int nop_ran;
+static void nop_cb(uv_timer_t *t) {
+    (void)t;
+    nop_ran++;
+}
+
+/* Runs the loop ms (a timer wakes it), pulling nothing. */
+static void run_ms(uint64_t ms) {
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, nop_cb, ms, 0);
+    int before = nop_ran;
+    while (nop_ran == before)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+Test(tunnel, a_bulk_stream_never_stalls_a_response) {
+    for (size_t i = 0; i < sizeof bulk; i++)
+        bulk[i] = (uint8_t)((i * 2654435761u) >> 13); /* not compressible */
+    restart_with_bulk();
+    welcome_proto = GP_PROTO_STREAMS;
+    handshake(1);
+    s_open("b1", "bulk");
+    int opened = 0, entries = 0;
+    for (int i = 0; i < 200 && !(opened && entries); i++) {
+        run_ms(5);
+        while (pull()) {
+            if (rx.type == GP_FRAME_S_OPENED) {
+                cr_assert_eq(rx.u.s_opened.status, 200, "%.*s", (int)rx.u.s_opened.message.len,
+                             rx.u.s_opened.message.p);
+                opened = 1;
+            }
+            entries += rx.type == GP_FRAME_S_ENTRY && rx.u.s_entry.data.len > 0;
+            if (entries)
+                break;
+        }
+    }
+    cr_assert(opened && entries, "the stream did not start");
+    run_ms(100); /* the house reads its window (1 MiB) of the service meanwhile */
+    /* a small request now: its 4 frames go out among the stream's, not after them */
+    request(1, "small");
+    gp_header h = {GP_STR_LIT("content-type"), GP_STR_LIT("image/png")};
+    hs_stream_head(X.last, 200, &h, 1, "", "", 3000, 0);
+    static uint8_t part[1000];
+    for (int i = 0; i < 3; i++)
+        hs_stream_body(X.last, h.value, part, sizeof part, i == 2);
+    hs_stream_upstream_done(X.last, "ok");
+    int pulls = 0, stream_frames = 0, done = 0;
+    while (!done && pull()) {
+        pulls++;
+        stream_frames += rx.type == GP_FRAME_S_ENTRY;
+        done = rx.type == GP_FRAME_RESP_BODY && (rx.flags & GP_FLAG_FIN);
+    }
+    cr_assert(done, "the response never went out");
+    cr_assert_leq(pulls, 9, "the response waited behind %d frames of the stream", stream_frames);
+    cr_assert_geq(stream_frames, 2, "the stream was not served in between: %d", stream_frames);
+    /* the stream's frames are each at most a chunk, and the house stops at the window */
+    size_t got = 0;
+    while (pull())
+        if (rx.type == GP_FRAME_S_ENTRY) {
+            cr_assert_leq(rx.u.s_entry.data.len, HS_STREAMS_CHUNK);
+            got = rx.u.s_entry.off + rx.u.s_entry.data.len;
+        }
+    run_ms(50);
+    while (pull())
+        if (rx.type == GP_FRAME_S_ENTRY && rx.u.s_entry.data.len)
+            got = rx.u.s_entry.off + rx.u.s_entry.data.len;
+    cr_assert_eq(got, 1u << 20, "sent up to %zu without an ack for a window of 1 MiB", got);
+    close_bulk();
+}
+
+Test(tunnel, streams_survive_a_reconnect_with_s_attach) {
+    for (size_t i = 0; i < sizeof bulk; i++)
+        bulk[i] = (uint8_t)i;
+    restart_with_bulk();
+    H.cfg.reconnect_max_ms = 1000;
+    welcome_proto = GP_PROTO_STREAMS;
+    handshake(1);
+    s_open("b2", "bulk");
+    int opened = 0;
+    for (int i = 0; i < 200 && !opened; i++) {
+        run_ms(5);
+        while (pull())
+            opened |= rx.type == GP_FRAME_S_OPENED && rx.u.s_opened.status == 200;
+    }
+    cr_assert(opened);
+    while (pull())
+        ;
+    /* the connection drops; the house dials again after its backoff */
+    F.base.up->on_closed(F.base.up->ud, &F.base, "closed");
+    cr_assert_not(hs_tunnel_live(H.tunnel));
+    for (int i = 0; i < 400 && F.dials < 2; i++)
+        run_ms(5);
+    cr_assert_eq(F.dials, 2, "no second dial");
+    handshake_n(1, 2);
+    cr_assert(pull() && rx.type == GP_FRAME_S_ATTACH, "no S_ATTACH after the reconnect");
+    cr_assert(gp_str_eq(rx.u.s_attach.sid, "b2"));
+    cr_assert_eq(rx.u.s_attach.rcv_next, 0);
+    cr_assert_eq(rx.u.s_attach.snd_acked, 0);
+    /* then the bytes again from the opener's ack (none: from 0) */
+    int from0 = 0;
+    while (pull())
+        if (rx.type == GP_FRAME_S_ENTRY && (rx.u.s_entry.has & GP_SE_OFF) && !from0) {
+            cr_assert_eq(rx.u.s_entry.off, 0);
+            from0 = 1;
+        }
+    cr_assert(from0, "nothing resent");
+    close_bulk();
 }

@@ -1,0 +1,1110 @@
+/* cli_stream.c — `ghostport connect` and `ghostport forward` against a real Redis and, in
+ * the test, a minimal PEER of the stream contract (proto/STREAMS.md) playing house and
+ * bridge at once: a thread with its own Redis client that reads the open entry from the
+ * house's request stream, writes the outcome on the reply key, then reads `sin` and writes
+ * `sout` with proto/stream.[ch] (an echo, a slow sink, a banner then fin, a reset, a
+ * malformed entry). The CLI is the real binary, its stdin/stdout on pipes. */
+#include "../../bridge/store/rclient.h"
+#include "../harness/harness.h"
+#include "stream.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+TestSuite(cli_stream, .init = h_init, .fini = h_fini, .timeout = 120);
+
+#define HOUSE "farm-1"
+#define PEER_DEADLINE_MS 60000
+
+/* --- the peer ---------------------------------------------------------------------------- */
+
+typedef enum {
+    P_ECHO,      /* every byte back, fin after the opener's fin */
+    P_SLOW_SINK, /* consumes, acks at most every 30 ms (the opener's window checked on Redis),
+                    fin after the opener's fin */
+    P_BANNER,    /* sends a banner and fin at once, then consumes until the opener's fin */
+    P_RST,       /* resets (refused) at the first byte */
+    P_MALFORMED, /* writes an entry the contract forbids at the first byte */
+    P_REFUSE,    /* answers the open 403 forbidden_service */
+    P_SILENT,    /* answers the open 200, then reads sin and never writes again */
+    P_FLOOD,     /* sends FLOOD_N bytes of flood_byte(i) as fast as the credit allows, then fin */
+} peer_mode;
+
+#define FLOOD_N (768u << 10)
+static uint8_t flood_byte(uint64_t i) {
+    return (uint8_t)(i * 7 + i / 251);
+}
+
+#define BANNER "SSH-2.0-ghostport-test-peer\r\n"
+
+typedef struct peer_stream {
+    struct peer *pr;
+    pthread_t t;
+    char sid[GP_STREAM_ID_MAX + 1];
+    char service[GP_STREAM_ID_MAX + 1];
+    uint32_t window, idle_ms;
+    /* results, read after the join */
+    int fin_seen, done;
+    char rst[GP_STREAM_REASON_MAX + 1]; /* the opener's rst reason, if any */
+    char err[256];                      /* the peer's own complaint */
+    uint64_t received;
+    atomic_int acks_seen; /* entries from the opener with ack and nothing else */
+    uint64_t max_unacked; /* most sin data bytes at or above our last ack, seen on Redis */
+    char sha[65];         /* of the bytes received */
+} peer_stream;
+
+typedef struct peer {
+    peer_mode mode;
+    int want; /* opens to serve */
+    /* P_MALFORMED: the entry written (pairs), default off 12x data zz */
+    const char *bad[8];
+    size_t bad_lens[8];
+    int nbad;
+    pthread_t t;
+    atomic_int stop;
+    int nopen;
+    char from[64]; /* the request stream's last entry when started: opens after it count */
+    peer_stream st[4];
+    char err[256];
+} peer;
+
+static uint64_t now_ms(void) {
+    return h_now_ms();
+}
+
+/* Fields of an XREAD entry as gp_stream_fields; 0 or -1. */
+static int fields_of(const redisReply *en, gp_stream_field *f, size_t *n) {
+    if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
+        en->element[1]->type != REDIS_REPLY_ARRAY || en->element[1]->elements % 2 ||
+        en->element[1]->elements / 2 > GP_STREAM_FIELDS_MAX)
+        return -1;
+    const redisReply *fv = en->element[1];
+    *n = fv->elements / 2;
+    for (size_t i = 0; i < *n; i++) {
+        f[i].name = (gp_str){(const uint8_t *)fv->element[2 * i]->str, fv->element[2 * i]->len};
+        f[i].value =
+            (gp_str){(const uint8_t *)fv->element[2 * i + 1]->str, fv->element[2 * i + 1]->len};
+    }
+    return 0;
+}
+
+/* XADD key * with raw field/value pairs (n pairs). */
+static int xadd_raw(struct br_rc *rc, const char *key, const char *const *fv, const size_t *lens,
+                    int n) {
+    const char *av[3 + 2 * GP_STREAM_FIELDS_MAX];
+    size_t al[3 + 2 * GP_STREAM_FIELDS_MAX];
+    av[0] = "XADD", al[0] = 4;
+    av[1] = key, al[1] = strlen(key);
+    av[2] = "*", al[2] = 1;
+    for (int i = 0; i < 2 * n; i++) {
+        av[3 + i] = fv[i];
+        al[3 + i] = lens ? lens[i] : strlen(fv[i]);
+    }
+    redisReply *r = br_rc_cmdv(rc, 3 + 2 * n, av, al);
+    int ok = r && r->type == REDIS_REPLY_STRING;
+    if (r)
+        freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+static int xadd_entry(struct br_rc *rc, const char *key, const gp_stream_entry *e) {
+    gp_stream_field f[GP_STREAM_FIELDS_MAX];
+    char scratch[96];
+    int n = gp_stream_entry_build(e, f, scratch, sizeof scratch);
+    if (n < 0)
+        return -1;
+    const char *fv[2 * GP_STREAM_FIELDS_MAX];
+    size_t lens[2 * GP_STREAM_FIELDS_MAX];
+    for (int i = 0; i < n; i++) {
+        fv[2 * i] = (const char *)f[i].name.p, lens[2 * i] = f[i].name.len;
+        fv[2 * i + 1] = f[i].value.len ? (const char *)f[i].value.p : "";
+        lens[2 * i + 1] = f[i].value.len;
+    }
+    return xadd_raw(rc, key, fv, lens, n);
+}
+
+/* Bytes of sin's data at offsets >= acked, as Redis holds them now (the opener's window). */
+static uint64_t sin_unacked(struct br_rc *rc, const char *kin, uint64_t acked) {
+    const char *av[] = {"XRANGE", kin, "-", "+"};
+    redisReply *r = br_rc_cmdv(rc, 4, av, NULL);
+    uint64_t total = 0;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        gp_stream_field f[GP_STREAM_FIELDS_MAX];
+        size_t n;
+        gp_stream_entry e;
+        if (fields_of(r->element[i], f, &n) != 0 || gp_stream_entry_parse(&e, f, n, NULL, 0) != 0)
+            continue;
+        if (!e.has_off)
+            continue;
+        uint64_t end = e.off + e.data.len, from = e.off > acked ? e.off : acked;
+        if (end > from)
+            total += end - from;
+    }
+    if (r)
+        freeReplyObject(r);
+    return total;
+}
+
+static void *peer_stream_main(void *arg) {
+    peer_stream *ps = arg;
+    peer *pr = ps->pr;
+    struct br_rc *rc = h_redis_client(h_redis_port(), 10000);
+    char kin[300], kout[300];
+    snprintf(kin, sizeof kin, "gp:{%s}:sin:%s", HOUSE, ps->sid);
+    snprintf(kout, sizeof kout, "gp:{%s}:sout:%s", HOUSE, ps->sid);
+    gp_stream s;
+    if (gp_stream_init(&s, now_ms(), ps->window, ps->idle_ms) != 0) {
+        snprintf(ps->err, sizeof ps->err, "bad window/idle in the open");
+        br_rc_free(rc);
+        return NULL;
+    }
+    crypto_hash_sha256_state hs;
+    crypto_hash_sha256_init(&hs);
+    uint8_t *pending = malloc(GP_STREAM_WIN_MAX); /* echo: received, not yet sent back */
+    size_t npending = 0;
+    char last[64] = "0-0";
+    uint64_t deadline = now_ms() + PEER_DEADLINE_MS, last_slow_ack = 0;
+
+    if (pr->mode == P_BANNER) {
+        gp_stream_entry e = {
+            .has_off = 1, .off = 0, .fin = 1, .data = {(const uint8_t *)BANNER, sizeof BANNER - 1}};
+        if (gp_stream_sent(&s, now_ms(), sizeof BANNER - 1) != 0 || gp_stream_close(&s) != 0)
+            snprintf(ps->err, sizeof ps->err, "banner: state");
+        gp_stream_fin_written(&s, now_ms());
+        if (xadd_entry(rc, kout, &e) != 0)
+            snprintf(ps->err, sizeof ps->err, "banner: XADD failed");
+    }
+    while (!ps->err[0] && !atomic_load(&pr->stop) && now_ms() < deadline) {
+        while (pr->mode == P_FLOOD && s.snd_next < FLOOD_N && gp_stream_can_send(&s) > 0) {
+            uint8_t chunk[65536];
+            uint64_t cs = gp_stream_can_send(&s), left = FLOOD_N - s.snd_next;
+            size_t n = (size_t)(cs < left ? cs : left);
+            if (n > sizeof chunk)
+                n = sizeof chunk;
+            for (size_t i = 0; i < n; i++)
+                chunk[i] = flood_byte(s.snd_next + i);
+            gp_stream_entry e = {.has_off = 1, .off = s.snd_next, .data = {chunk, n}};
+            e.fin = s.snd_next + n == FLOOD_N;
+            if (gp_stream_sent(&s, now_ms(), n) != 0 || (e.fin && gp_stream_close(&s) != 0) ||
+                xadd_entry(rc, kout, &e) != 0) {
+                snprintf(ps->err, sizeof ps->err, "flood: XADD sout failed");
+                break;
+            }
+            if (e.fin)
+                gp_stream_fin_written(&s, now_ms());
+        }
+        const char *xv[] = {"XREAD", "COUNT", "64", "BLOCK", "30", "STREAMS", kin, last};
+        redisReply *r = br_rc_cmdv(rc, 8, xv, NULL);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(ps->err, sizeof ps->err, "XREAD sin: %s", r ? r->str : br_rc_error(rc));
+            if (r)
+                freeReplyObject(r);
+            break;
+        }
+        size_t got = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+            const redisReply *ents = r->element[0]->element[1];
+            for (size_t i = 0; i < ents->elements && !ps->err[0]; i++, got++) {
+                const redisReply *en = ents->element[i];
+                snprintf(last, sizeof last, "%s", en->element[0]->str);
+                gp_stream_field f[GP_STREAM_FIELDS_MAX];
+                size_t n;
+                gp_stream_entry e;
+                char perr[128];
+                if (fields_of(en, f, &n) != 0 ||
+                    gp_stream_entry_parse(&e, f, n, perr, sizeof perr) != 0) {
+                    snprintf(ps->err, sizeof ps->err, "malformed sin entry: %s", perr);
+                    break;
+                }
+                if (e.has_ack && !e.has_off && !e.rst[0])
+                    atomic_fetch_add(&ps->acks_seen, 1);
+                size_t skip, take;
+                int rv = gp_stream_apply(&s, now_ms(), &e, &skip, &take);
+                if (s.reset == GP_SR_PEER) {
+                    snprintf(ps->rst, sizeof ps->rst, "%s", s.rst_reason);
+                    break;
+                }
+                if (rv != 0) {
+                    snprintf(ps->err, sizeof ps->err, "sin entry refused: %s",
+                             gp_stream_reason_name(s.reset));
+                    break;
+                }
+                if (take == 0)
+                    continue;
+                const uint8_t *d = e.data.p + skip;
+                crypto_hash_sha256_update(&hs, d, take);
+                ps->received += take;
+                if (pr->mode == P_ECHO) {
+                    memcpy(pending + npending, d, take); /* bounded by the window */
+                    npending += take;
+                } else if (gp_stream_consumed(&s, take) != 0) {
+                    snprintf(ps->err, sizeof ps->err, "consumed");
+                }
+                if (pr->mode == P_RST) {
+                    gp_stream_entry x = {.rst = "refused",
+                                         .message = GP_STR_LIT("connection reset by the service")};
+                    xadd_entry(rc, kout, &x);
+                    snprintf(ps->rst, sizeof ps->rst, "(we reset)");
+                    break;
+                }
+                if (pr->mode == P_MALFORMED) {
+                    const char *fv[] = {"off", "12x", "data", "zz"};
+                    if (pr->nbad)
+                        xadd_raw(rc, kout, pr->bad, pr->bad_lens, pr->nbad);
+                    else
+                        xadd_raw(rc, kout, fv, NULL, 2);
+                    pr->mode = P_ECHO; /* then wait for the opener's rst */
+                }
+            }
+        }
+        freeReplyObject(r);
+        if (ps->err[0] || ps->rst[0])
+            break;
+        uint64_t now = now_ms();
+        if (s.rcv_fin && s.rcv_next == s.rcv_fin_off)
+            ps->fin_seen = 1;
+        if (pr->mode == P_SILENT)
+            continue; /* until stopped: no ack, no keep-alive */
+        if (pr->mode == P_SLOW_SINK) {
+            uint64_t u = sin_unacked(rc, kin, s.rcv_acked);
+            if (u > ps->max_unacked)
+                ps->max_unacked = u;
+        }
+        /* echo: send back what the credit allows; those bytes are then consumed */
+        while (pr->mode == P_ECHO && npending > 0 && gp_stream_can_send(&s) > 0) {
+            uint64_t cs = gp_stream_can_send(&s);
+            size_t n = npending < cs ? npending : (size_t)cs;
+            if (n > 65536)
+                n = 65536;
+            gp_stream_entry e = {.has_off = 1, .off = s.snd_next, .data = {pending, n}};
+            if (gp_stream_sent(&s, now, n) != 0 || xadd_entry(rc, kout, &e) != 0 ||
+                gp_stream_consumed(&s, n) != 0) {
+                snprintf(ps->err, sizeof ps->err, "echo: XADD sout failed");
+                break;
+            }
+            memmove(pending, pending + n, npending - n);
+            npending -= n;
+        }
+        if ((pr->mode == P_ECHO || pr->mode == P_SLOW_SINK) && ps->fin_seen && npending == 0 &&
+            !s.snd_fin) {
+            gp_stream_entry e = {.has_off = 1, .off = s.snd_next, .fin = 1};
+            if (gp_stream_close(&s) == 0) {
+                gp_stream_fin_written(&s, now);
+                xadd_entry(rc, kout, &e);
+            }
+        }
+        uint64_t ack;
+        int slow = pr->mode == P_SLOW_SINK;
+        if (slow && now - last_slow_ack < 30 && !ps->fin_seen)
+            continue;
+        if (gp_stream_ack_due(&s, now, slow || got < 64, &ack)) {
+            gp_stream_entry e = {.has_ack = 1, .ack = ack};
+            if (xadd_entry(rc, kout, &e) != 0) {
+                snprintf(ps->err, sizeof ps->err, "ack: XADD sout failed");
+                break;
+            }
+            gp_stream_ack_written(&s, now, ack);
+            last_slow_ack = now;
+        }
+        if (gp_stream_done(&s)) {
+            ps->done = 1;
+            break;
+        }
+        if (gp_stream_tick(&s, now)) {
+            snprintf(ps->err, sizeof ps->err, "idle");
+            break;
+        }
+    }
+    if (!ps->done && !ps->err[0] && !ps->rst[0])
+        snprintf(ps->err, sizeof ps->err, "stopped before the stream was over");
+    if (ps->err[0]) { /* as a house would: the opener learns it at once */
+        gp_stream_entry x = {.message = {(const uint8_t *)"test peer gave up", 17}};
+        snprintf(x.rst, sizeof x.rst, "%s",
+                 s.reset != GP_SR_NONE && s.reset != GP_SR_PEER ? gp_stream_reason_name(s.reset)
+                                                                : "closed");
+        xadd_entry(rc, kout, &x);
+    }
+    uint8_t d[32];
+    crypto_hash_sha256_final(&hs, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(ps->sha + 2 * i, 3, "%02x", d[i]);
+    free(pending);
+    br_rc_free(rc);
+    return NULL;
+}
+
+/* Reads the house's request stream; answers each stream open as its mode says. */
+static void *peer_main(void *arg) {
+    peer *pr = arg;
+    struct br_rc *rc = h_redis_client(h_redis_port(), 10000);
+    char kreq[300], last[64];
+    snprintf(kreq, sizeof kreq, "gp:{%s}:req", HOUSE);
+    snprintf(last, sizeof last, "%s", pr->from);
+    uint64_t deadline = now_ms() + PEER_DEADLINE_MS;
+    while (pr->nopen < pr->want && !atomic_load(&pr->stop) && now_ms() < deadline) {
+        const char *xv[] = {"XREAD", "COUNT", "16", "BLOCK", "50", "STREAMS", kreq, last};
+        redisReply *r = br_rc_cmdv(rc, 8, xv, NULL);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(pr->err, sizeof pr->err, "XREAD req failed");
+            if (r)
+                freeReplyObject(r);
+            break;
+        }
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                           i < r->element[0]->element[1]->elements && pr->nopen < pr->want;
+             i++) {
+            const redisReply *en = r->element[0]->element[1]->element[i];
+            snprintf(last, sizeof last, "%s", en->element[0]->str);
+            gp_stream_field f[GP_STREAM_FIELDS_MAX];
+            size_t n;
+            gp_stream_open o;
+            char perr[128];
+            if (fields_of(en, f, &n) != 0 || gp_stream_open_parse(&o, f, n, perr, sizeof perr)) {
+                snprintf(pr->err, sizeof pr->err, "bad open entry: %s", perr);
+                continue;
+            }
+            peer_stream *ps = &pr->st[pr->nopen++];
+            ps->pr = pr;
+            snprintf(ps->sid, sizeof ps->sid, "%.*s", (int)o.id.len, (const char *)o.id.p);
+            snprintf(ps->service, sizeof ps->service, "%.*s", (int)o.service.len,
+                     (const char *)o.service.p);
+            ps->window = o.window;
+            ps->idle_ms = o.idle_ms;
+            char reply[300];
+            if (o.has_reply)
+                snprintf(reply, sizeof reply, "%.*s", (int)o.reply.len, (const char *)o.reply.p);
+            else
+                snprintf(reply, sizeof reply, "gp:rep:%s", ps->sid);
+            if (pr->mode == P_REFUSE) {
+                const char *fv[] = {
+                    "id",      ps->sid,
+                    "status",  "403",
+                    "final",   "1",
+                    "kind",    "stream",
+                    "error",   "forbidden_service",
+                    "message", "service nope is not one of the house's tcp services"};
+                xadd_raw(rc, reply, fv, NULL, 6);
+                char kout[300];
+                snprintf(kout, sizeof kout, "gp:{%s}:sout:%s", HOUSE, ps->sid);
+                gp_stream_entry x = {.rst = "forbidden_service"};
+                xadd_entry(rc, kout, &x);
+                snprintf(ps->rst, sizeof ps->rst, "(refused)");
+                continue;
+            }
+            const char *fv[] = {"id", ps->sid, "status", "200", "final", "1", "kind", "stream"};
+            xadd_raw(rc, reply, fv, NULL, 4);
+            pthread_create(&ps->t, NULL, peer_stream_main, ps);
+        }
+        freeReplyObject(r);
+    }
+    for (int i = 0; i < pr->nopen; i++)
+        if (pr->mode != P_REFUSE)
+            pthread_join(pr->st[i].t, NULL);
+    br_rc_free(rc);
+    return NULL;
+}
+
+static void peer_start(peer *pr, peer_mode mode, int want) {
+    memset(pr, 0, sizeof *pr);
+    pr->mode = mode;
+    pr->want = want;
+    snprintf(pr->from, sizeof pr->from, "0-0");
+    redisReply *x = h_cmd("XREVRANGE gp:{%s}:req + - COUNT 1", HOUSE);
+    if (x->type == REDIS_REPLY_ARRAY && x->elements == 1)
+        snprintf(pr->from, sizeof pr->from, "%s", x->element[0]->element[0]->str);
+    freeReplyObject(x);
+    cr_assert_eq(pthread_create(&pr->t, NULL, peer_main, pr), 0);
+}
+
+/* Joins the peer (it ends by itself once its streams are over, bounded by its deadline). */
+static void peer_join(peer *pr) {
+    pthread_join(pr->t, NULL);
+    cr_assert_eq(pr->err[0], '\0', "peer: %s", pr->err);
+}
+
+/* --- the CLI on pipes -------------------------------------------------------------------- */
+
+typedef struct cli_run {
+    pid_t pid;
+    int in, out; /* our ends: its stdin, its stdout */
+    char errpath[600];
+    int code; /* exit code once reaped, or -1 */
+} cli_run;
+
+static void cli_start(cli_run *r, const char *const *args) {
+    const char *argv[40] = {h_bin("ghostport"), "--redis", h_redis_url()};
+    int n = 3;
+    for (int i = 0; args[i] && n < 39; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    static int seq;
+    snprintf(r->errpath, sizeof r->errpath, "%s/connect%d.err", h_dir(), seq++);
+    int pin[2], pout[2];
+    cr_assert(pipe(pin) == 0 && pipe(pout) == 0);
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int e = open(r->errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(e, 2);
+        for (int i = 3; i < 1024; i++)
+            close(i);
+        signal(SIGPIPE, SIG_DFL);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    r->pid = pid;
+    r->in = pin[1];
+    r->out = pout[0];
+    r->code = -1;
+}
+
+/* Waits for its exit, at most timeout_ms (then SIGKILL): the exit code, or -1 on timeout. */
+static int cli_wait(cli_run *r, int timeout_ms) {
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    int st;
+    for (;;) {
+        pid_t w = waitpid(r->pid, &st, WNOHANG);
+        if (w == r->pid) {
+            r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return r->code;
+        }
+        if (h_now_ms() > end) {
+            kill(r->pid, SIGKILL);
+            waitpid(r->pid, &st, 0);
+            return -1;
+        }
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int cli_running(cli_run *r) {
+    int st;
+    return waitpid(r->pid, &st, WNOHANG) == 0;
+}
+
+static char *cli_stderr(cli_run *r) {
+    char *s = h_read_file(r->errpath, NULL);
+    return s ? s : strdup("");
+}
+
+static void cli_close(cli_run *r) {
+    if (r->in >= 0)
+        close(r->in);
+    if (r->out >= 0)
+        close(r->out);
+    r->in = r->out = -1;
+}
+
+/* Writes a buffer into an fd (a thread, while the test reads the other end), then closes it. */
+typedef struct feeder {
+    pthread_t t;
+    int fd, is_sock;
+    const uint8_t *p;
+    size_t len;
+    int failed;
+} feeder;
+
+static void *feed_main(void *arg) {
+    feeder *f = arg;
+    size_t off = 0;
+    while (off < f->len) {
+        size_t n = f->len - off < 4096 * 7 ? f->len - off : 4096 * 7; /* odd-sized writes */
+        ssize_t w =
+            f->is_sock ? send(f->fd, f->p + off, n, MSG_NOSIGNAL) : write(f->fd, f->p + off, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            f->failed = 1;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (f->is_sock)
+        shutdown(f->fd, SHUT_WR);
+    else
+        close(f->fd);
+    return NULL;
+}
+
+/* Reads fd until EOF, at most timeout_ms: a malloc'd buffer and its length (-1: timeout). */
+static uint8_t *read_all(int fd, size_t cap, long *len, int timeout_ms) {
+    uint8_t *b = malloc(cap ? cap : 1);
+    size_t n = 0;
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    *len = -1;
+    for (;;) {
+        uint64_t now = h_now_ms();
+        if (now >= end)
+            return b;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pf, 1, (int)(end - now));
+        if (pr <= 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            b = realloc(b, cap);
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    *len = (long)n;
+    return b;
+}
+
+static uint8_t *random_bytes(size_t n) {
+    uint8_t *b = malloc(n);
+    randombytes_buf(b, n);
+    return b;
+}
+
+static void sha_hex(const uint8_t *p, size_t n, char out[65]) {
+    h_sha256_hex(p, n, out);
+}
+
+/* Data bytes left on a stream's sin (the opener trims what the house acknowledged). */
+static long sin_data_left(const char *sid) {
+    char kin[300];
+    snprintf(kin, sizeof kin, "gp:{%s}:sin:%s", HOUSE, sid);
+    struct br_rc *rc = h_redis_client(h_redis_port(), 5000);
+    long v = (long)sin_unacked(rc, kin, 0);
+    br_rc_free(rc);
+    return v;
+}
+
+static void setup(void) {
+    char secret[65];
+    signal(SIGPIPE, SIG_IGN); /* a CLI that died must fail a write, not the test */
+    h_redis_start(0);
+    h_register(HOUSE, secret);
+}
+
+/* --- tests ------------------------------------------------------------------------------ */
+
+Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    size_t n = 5u << 20;
+    uint8_t *data = random_bytes(n);
+    feeder f = {.fd = r.in, .p = data, .len = n};
+    pthread_create(&f.t, NULL, feed_main, &f);
+    long got;
+    uint8_t *back = read_all(r.out, n, &got, 60000);
+    int code = cli_wait(&r, 20000);
+    pthread_join(f.t, NULL); /* the CLI is gone by now: the feeder's writes fail */
+    r.in = -1;
+    char *err = cli_stderr(&r);
+    cr_assert_eq(got, (long)n, "got %ld of %zu bytes back; stderr: %s", got, n, err);
+    char a[65], b[65];
+    sha_hex(data, n, a);
+    sha_hex(back, n, b);
+    cr_assert_str_eq(a, b, "the bytes came back different");
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert_eq(pr.nopen, 1);
+    peer_stream *ps = &pr.st[0];
+    cr_assert_eq(ps->err[0], '\0', "peer stream: %s", ps->err);
+    cr_assert(ps->done && ps->fin_seen, "stream not over cleanly at the peer");
+    cr_assert_str_eq(ps->service, "ssh");
+    cr_assert_eq(strlen(ps->sid), 32, "sid %s", ps->sid);
+    cr_assert_eq(sin_data_left(ps->sid), 0, "acknowledged sin entries were not trimmed");
+    /* sin expires on its own (2 x idle_ms from the last write). */
+    long long ttl = h_int("PTTL gp:{%s}:sin:%s", HOUSE, ps->sid);
+    cr_assert(ttl > 0 && ttl <= 600000, "sin's TTL: %lld", ttl);
+    /* The reply key of the open is deleted once read. */
+    cr_assert_eq(h_int("EXISTS gp:rep:%s", ps->sid), 0);
+    free(err), free(data), free(back);
+    cli_close(&r);
+}
+
+Test(cli_stream, connect_respects_the_window_of_a_slow_reader) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_SLOW_SINK, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--window", "65536", "-q", NULL});
+    size_t n = 1u << 20;
+    uint8_t *data = random_bytes(n);
+    feeder f = {.fd = r.in, .p = data, .len = n};
+    pthread_create(&f.t, NULL, feed_main, &f);
+    long got;
+    uint8_t *back = read_all(r.out, 0, &got, 60000); /* nothing, then EOF at the sink's fin */
+    int code = cli_wait(&r, 20000);
+    pthread_join(f.t, NULL); /* the CLI is gone by now: the feeder's writes fail */
+    r.in = -1;
+    char *err = cli_stderr(&r);
+    cr_assert_eq(got, 0, "stdout: %ld bytes; stderr: %s", got, err);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    peer_stream *ps = &pr.st[0];
+    cr_assert_eq(ps->err[0], '\0', "peer stream: %s", ps->err);
+    cr_assert_eq(ps->window, 65536, "the open's window: %u", ps->window);
+    cr_assert_eq(ps->received, n);
+    char a[65];
+    sha_hex(data, n, a);
+    cr_assert_str_eq(ps->sha, a, "the sink got other bytes");
+    cr_assert(ps->max_unacked > 0, "the window check never saw a byte");
+    cr_assert_leq(ps->max_unacked, 65536, "sin held %llu unacknowledged bytes (window 65536)",
+                  (unsigned long long)ps->max_unacked);
+    cr_assert_eq(sin_data_left(ps->sid), 0, "acknowledged sin entries were not trimmed");
+    free(err), free(data), free(back);
+    cli_close(&r);
+}
+
+Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_BANNER, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    /* The house half-closes at once: stdout gives the banner, then EOF; the CLI stays until
+     * its own side is finished. */
+    long got;
+    uint8_t *out = read_all(r.out, 0, &got, 20000);
+    cr_assert_eq(got, (long)sizeof BANNER - 1, "stdout %ld bytes", got);
+    cr_assert_eq(memcmp(out, BANNER, sizeof BANNER - 1), 0);
+    cr_assert(cli_running(&r), "the CLI ended before its stdin did");
+    const char bye[] = "bye\n";
+    cr_assert_eq(write(r.in, bye, 4), 4);
+    close(r.in);
+    r.in = -1;
+    int code = cli_wait(&r, 20000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    peer_stream *ps = &pr.st[0];
+    cr_assert_eq(ps->err[0], '\0', "peer stream: %s", ps->err);
+    cr_assert(ps->fin_seen && ps->done, "the peer did not see the fin");
+    cr_assert_eq(ps->received, 4);
+    free(err), free(out);
+    cli_close(&r);
+}
+
+Test(cli_stream, a_reset_by_the_house_exits_1_with_the_reason) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_RST, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    cr_assert_eq(write(r.in, "x", 1), 1);
+    int code = cli_wait(&r, 20000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "reset by the house") && strstr(err, "refused") &&
+                  strstr(err, "connection reset by the service"),
+              "stderr: %s", err);
+    cr_assert(!strchr(err, '\n') || strchr(err, '\n') == err + strlen(err) - 1, "not one line: %s",
+              err);
+    peer_join(&pr);
+    free(err);
+    cli_close(&r);
+}
+
+Test(cli_stream, a_malformed_entry_resets_the_stream) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_MALFORMED, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    cr_assert_eq(write(r.in, "x", 1), 1);
+    int code = cli_wait(&r, 20000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "malformed") && strstr(err, "off"), "stderr: %s", err);
+    peer_join(&pr);
+    /* ... and the house is told: rst malformed on sin, naming the field. */
+    cr_assert_str_eq(pr.st[0].rst, "malformed", "peer saw: rst '%s' err '%s'", pr.st[0].rst,
+                     pr.st[0].err);
+    free(err);
+    cli_close(&r);
+}
+
+Test(cli_stream, hostile_entries_reset_the_stream_with_their_reason) {
+    setup();
+    static char big[5000];
+    memset(big, 'y', sizeof big);
+    static const struct {
+        const char *fv[6];
+        size_t lens[6];
+        int n;
+        const char *reason, *says;
+    } cases[] = {
+        {{"off", "100", "data", "x"}, {3, 3, 4, 1}, 2, "gap", "gap"},
+        {{"ack", "999999"}, {3, 6}, 1, "bad_ack", "bad_ack"},
+        {{"off", "0", "data", big}, {3, 1, 4, sizeof big}, 2, "window", "window"},
+        {{"rst", "Not-A-Token"}, {3, 11}, 1, "malformed", "bad rst"},
+        {{"foo", "bar"}, {3, 3}, 1, "malformed", "no off, ack, win or rst"},
+        {{"ack", "1", "ack", "1"}, {3, 1, 3, 1}, 2, "malformed", "ack repeated"},
+        {{"off", "0", "fin", "yes"}, {3, 1, 3, 3}, 2, "malformed", "bad fin"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        peer pr;
+        peer_start(&pr, P_MALFORMED, 1);
+        for (int i = 0; i < 2 * cases[k].n; i++)
+            pr.bad[i] = cases[k].fv[i], pr.bad_lens[i] = cases[k].lens[i];
+        pr.nbad = cases[k].n;
+        cli_run r;
+        cli_start(&r,
+                  (const char *const[]){"connect", HOUSE, "ssh", "--window", "4096", "-q", NULL});
+        cr_assert_eq(write(r.in, "x", 1), 1);
+        int code = cli_wait(&r, 20000);
+        char *err = cli_stderr(&r);
+        cr_assert_eq(code, 1, "case %zu: exit %d; stderr: %s", k, code, err);
+        cr_assert(strstr(err, cases[k].says), "case %zu: stderr: %s", k, err);
+        cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "case %zu: not one line: %s", k, err);
+        peer_join(&pr);
+        cr_assert_str_eq(pr.st[0].rst, cases[k].reason, "case %zu: the house saw rst '%s' (%s)", k,
+                         pr.st[0].rst, pr.st[0].err);
+        free(err);
+        cli_close(&r);
+    }
+}
+
+Test(cli_stream, a_refused_open_exits_2_with_status_error_and_message) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_REFUSE, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "nope", "-q", NULL});
+    int code = cli_wait(&r, 20000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 2, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "403") && strstr(err, "forbidden_service") &&
+                  strstr(err, "not one of the house's tcp services") && strstr(err, "nope"),
+              "stderr: %s", err);
+    peer_join(&pr);
+    free(err);
+    cli_close(&r);
+}
+
+Test(cli_stream, no_answer_to_the_open_exits_3) {
+    setup();
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--timeout", "200", "-q", NULL});
+    int code = cli_wait(&r, 20000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 3, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "no answer"), "stderr: %s", err);
+    /* The open entry as the contract has it. */
+    redisReply *x = h_cmd("XRANGE gp:{%s}:req - +", HOUSE);
+    cr_assert_eq(x->elements, 1);
+    const redisReply *fv = x->element[0]->element[1];
+    const char *want[] = {"kind", "stream", "service", "ssh", "timeout_ms", "200"};
+    for (size_t k = 0; k < 6; k += 2) {
+        int found = 0;
+        for (size_t i = 0; i + 1 < fv->elements; i += 2)
+            found |= !strcmp(fv->element[i]->str, want[k]) &&
+                     !strcmp(fv->element[i + 1]->str, want[k + 1]);
+        cr_assert(found, "open entry lacks %s %s", want[k], want[k + 1]);
+    }
+    freeReplyObject(x);
+    /* ... and an rst timeout waits on sin, should the house open it late. */
+    x = h_cmd("KEYS gp:{%s}:sin:*", HOUSE);
+    cr_assert_eq(x->elements, 1);
+    redisReply *y = h_cmd("XRANGE %s - +", x->element[0]->str);
+    cr_assert_eq(y->elements, 1);
+    const redisReply *rf = y->element[0]->element[1];
+    cr_assert(rf->elements >= 2 && !strcmp(rf->element[0]->str, "rst") &&
+                  !strcmp(rf->element[1]->str, "timeout"),
+              "sin's entry is not rst timeout");
+    freeReplyObject(y);
+    freeReplyObject(x);
+    /* Usage errors: exit 2. */
+    cli_close(&r);
+    cli_start(&r, (const char *const[]){"connect", HOUSE, NULL});
+    cr_assert_eq(cli_wait(&r, 10000), 2);
+    cli_close(&r);
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--window", "12", NULL});
+    cr_assert_eq(cli_wait(&r, 10000), 2);
+    cli_close(&r);
+    cli_start(&r, (const char *const[]){"connect", "nobody", "ssh", NULL});
+    cr_assert_eq(cli_wait(&r, 10000), 2, "an unregistered house");
+    cli_close(&r);
+    free(err);
+}
+
+/* One TCP client of the forward listener: sends its bytes, half-closes, reads all back. */
+typedef struct fclient {
+    pthread_t t;
+    int port;
+    size_t n;
+    uint8_t *data, *back;
+    long got;
+} fclient;
+
+static void *fclient_main(void *arg) {
+    fclient *c = arg;
+    int fd = h_dial(c->port);
+    c->got = -2;
+    if (fd < 0)
+        return NULL;
+    feeder f = {.fd = fd, .is_sock = 1, .p = c->data, .len = c->n};
+    pthread_create(&f.t, NULL, feed_main, &f);
+    c->back = read_all(fd, c->n, &c->got, 60000);
+    shutdown(fd, SHUT_RDWR); /* a feeder stuck on a listener that stopped reading */
+    pthread_join(f.t, NULL);
+    close(fd);
+    return NULL;
+}
+
+Test(cli_stream, forward_gives_each_connection_its_own_stream) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_ECHO, 2);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    const char *argv[] = {
+        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
+    h_proc *fw = h_spawn("forward", (char *const *)argv);
+    char line[64];
+    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
+    cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
+    fclient c[2];
+    for (int i = 0; i < 2; i++) {
+        c[i] = (fclient){.port = port, .n = (size_t)(300000 + 77777 * i)};
+        c[i].data = random_bytes(c[i].n);
+        pthread_create(&c[i].t, NULL, fclient_main, &c[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(c[i].t, NULL);
+        cr_assert_eq(c[i].got, (long)c[i].n, "client %d got %ld of %zu bytes", i, c[i].got, c[i].n);
+        cr_assert_eq(memcmp(c[i].data, c[i].back, c[i].n), 0, "client %d: other bytes", i);
+    }
+    peer_join(&pr);
+    cr_assert_eq(pr.nopen, 2);
+    cr_assert_str_neq(pr.st[0].sid, pr.st[1].sid);
+    for (int i = 0; i < 2; i++)
+        cr_assert(pr.st[i].done && !pr.st[i].err[0], "stream %d: %s", i, pr.st[i].err);
+    cr_assert(h_wait_log_n(fw, "closed", 2, 10000), "no close lines");
+    cr_assert(h_alive(fw), "the listener ended with its connections");
+    int st = h_stop(fw);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forward: wait status %d", st);
+    for (int i = 0; i < 2; i++)
+        free(c[i].data), free(c[i].back);
+}
+
+/* For h_wait: the peer's first stream has seen at least 4 keep-alive acks. */
+static int four_keepalives(void *ud) {
+    peer *pr = ud;
+    return pr->nopen > 0 && atomic_load(&pr->st[0].acks_seen) >= 4;
+}
+
+Test(cli_stream, keepalives_hold_a_quiet_stream_and_a_silent_house_times_out) {
+    setup();
+    /* Quiet both ways with --idle 1000: the CLI acks every third of it, the peer too, and
+     * nobody times out. */
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
+    cr_assert(h_wait(four_keepalives, &pr, 10000), "fewer than 4 keep-alives from the CLI");
+    cr_assert(cli_running(&r), "the CLI ended on a quiet stream");
+    close(r.in);
+    r.in = -1;
+    int code = cli_wait(&r, 10000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
+    free(err);
+    cli_close(&r);
+
+    /* A house that never writes again: the CLI resets with idle after --idle. */
+    peer_start(&pr, P_SILENT, 1);
+    uint64_t t0 = h_now_ms();
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
+    code = cli_wait(&r, 15000);
+    uint64_t took = h_now_ms() - t0;
+    err = cli_stderr(&r);
+    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "1000 ms") && strstr(err, "timed out"), "stderr: %s", err);
+    cr_assert(took >= 1000 && took < 8000, "idle reset after %llu ms", (unsigned long long)took);
+    atomic_store(&pr.stop, 1);
+    pthread_join(pr.t, NULL);
+    cr_assert_str_eq(pr.st[0].rst, "idle", "the house was not told: '%s'", pr.st[0].rst);
+    free(err);
+    cli_close(&r);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(cli_stream, interactive_keystrokes_come_back_without_polling_delays) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    enum { N = 25 };
+    uint64_t rtt[N];
+    for (int i = 0; i < N; i++) {
+        char ch = (char)('a' + i), back = 0;
+        uint64_t t0 = h_now_ms();
+        cr_assert_eq(write(r.in, &ch, 1), 1);
+        struct pollfd pf = {.fd = r.out, .events = POLLIN};
+        cr_assert_eq(poll(&pf, 1, 10000), 1, "keystroke %d did not come back", i);
+        cr_assert_eq(read(r.out, &back, 1), 1);
+        cr_assert_eq(back, ch);
+        rtt[i] = h_now_ms() - t0;
+    }
+    qsort(rtt, N, sizeof rtt[0], cmp_u64);
+    /* A 100 ms polling step anywhere on the path would show in the median. */
+    cr_assert_lt(rtt[N / 2], 50, "median keystroke round trip %llu ms",
+                 (unsigned long long)rtt[N / 2]);
+    close(r.in);
+    r.in = -1;
+    long got;
+    free(read_all(r.out, 0, &got, 10000));
+    int code = cli_wait(&r, 10000);
+    cr_assert_eq(code, 0);
+    peer_join(&pr);
+    cli_close(&r);
+}
+
+Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_stream) {
+    setup();
+    /* The house sends more than the pipe holds; the test does not read stdout for a while:
+     * the CLI must go on sending keep-alives (else the house would reset it as idle after
+     * 1000 ms), and the house stops at the window. Then everything arrives. */
+    peer pr;
+    peer_start(&pr, P_FLOOD, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "--window",
+                                        "262144", "-q", NULL});
+    cr_assert(h_wait(four_keepalives, &pr, 15000), "fewer than 4 keep-alives while blocked");
+    cr_assert(cli_running(&r), "the CLI ended while its stdout was full");
+    long got;
+    uint8_t *out = read_all(r.out, FLOOD_N, &got, 30000);
+    cr_assert_eq(got, (long)FLOOD_N, "stdout: %ld of %u bytes; peer: %s; stderr: %s", got, FLOOD_N,
+                 pr.st[0].err, cli_stderr(&r));
+    for (size_t i = 0; i < FLOOD_N; i++)
+        cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
+    close(r.in);
+    r.in = -1;
+    int code = cli_wait(&r, 10000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
+    free(out), free(err);
+    cli_close(&r);
+}
+
+Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
+    setup();
+    /* connect: SIGTERM mid-stream -> rst closed to the house, exit 1 with the reason. */
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    cr_assert_eq(write(r.in, "ping", 4), 4);
+    char buf[4];
+    struct pollfd pf = {.fd = r.out, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1);
+    cr_assert_eq(read(r.out, buf, 4), 4);
+    kill(r.pid, SIGTERM);
+    int code = cli_wait(&r, 10000);
+    char *err = cli_stderr(&r);
+    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    cr_assert(strstr(err, "interrupted"), "stderr: %s", err);
+    peer_join(&pr);
+    cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
+                     pr.st[0].err);
+    free(err);
+    cli_close(&r);
+
+    /* forward: SIGTERM with a connection open -> its stream reset, the client's connection
+     * ends, the listener exits 0. */
+    peer_start(&pr, P_ECHO, 1);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "%d", port); /* the default address: 127.0.0.1 */
+    const char *argv[] = {
+        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
+    h_proc *fw = h_spawn("forward", (char *const *)argv);
+    char line[64];
+    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
+    cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
+    int fd = h_dial(port);
+    cr_assert(fd >= 0);
+    cr_assert_eq(send(fd, "ping", 4, MSG_NOSIGNAL), 4);
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1);
+    cr_assert_eq(recv(fd, buf, 4, 0), 4);
+    cr_assert_eq(memcmp(buf, "ping", 4), 0);
+    int st = h_stop(fw);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forward: wait status %d", st);
+    pf = (struct pollfd){.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1, "the client's connection stayed open");
+    cr_assert(recv(fd, buf, 4, 0) <= 0, "data after the stop");
+    close(fd);
+    atomic_store(&pr.stop, 1);
+    pthread_join(pr.t, NULL);
+    cr_assert_eq(pr.nopen, 1);
+    cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
+                     pr.st[0].err);
+}
+
+Test(cli_stream, connect_on_a_redis_cluster) {
+    /* The request stream, sin and sout share the house's slot; the reply key has its own:
+     * every command goes to its node (MOVED followed), none is cross-slot. */
+    signal(SIGPIPE, SIG_IGN);
+    h_proc *nodes[3];
+    h_redis_cluster_start(3, 0, nodes);
+    char secret[65];
+    h_register(HOUSE, secret);
+    peer pr;
+    peer_start(&pr, P_ECHO, 1);
+    cli_run r;
+    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    size_t n = 300000;
+    uint8_t *data = random_bytes(n);
+    feeder f = {.fd = r.in, .p = data, .len = n};
+    pthread_create(&f.t, NULL, feed_main, &f);
+    long got;
+    uint8_t *back = read_all(r.out, n, &got, 60000);
+    int code = cli_wait(&r, 20000);
+    pthread_join(f.t, NULL);
+    r.in = -1;
+    char *err = cli_stderr(&r);
+    cr_assert_eq(got, (long)n, "got %ld of %zu; stderr: %s", got, n, err);
+    cr_assert_eq(memcmp(data, back, n), 0);
+    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    peer_join(&pr);
+    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
+    free(err), free(data), free(back);
+    cli_close(&r);
+}
