@@ -13,13 +13,16 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 TestSuite(stream, .init = h_init, .fini = h_fini, .timeout = 120);
@@ -1042,4 +1045,74 @@ Test(stream, janitor_answers_opens_nobody_carries) {
         kind += !strcmp(fv->element[j]->str, "kind") && !strcmp(fv->element[j + 1]->str, "stream");
     cr_assert_eq(kind, 1, "the janitor's answer does not say kind stream");
     freeReplyObject(x);
+}
+
+/* --- the whole system: ghostport connect, the bridge, the real house ------------------------ */
+
+typedef struct child {
+    pid_t pid;
+    int status, done;
+} child;
+static int child_exited(void *ud) {
+    child *c = ud;
+    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        c->done = 1;
+    return c->done;
+}
+
+/* `ghostport connect` (the CLI's opener) with a file on stdin and one on stdout: 2 MiB to the
+ * echo service through this bridge and the real house, and back intact; exit status 0. */
+Test(stream, ghostport_connect_through_the_bridge) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    echo_srv echo;
+    echo_start(&echo);
+    char svc[64], secret[65];
+    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
+    h_register("cli-1", secret);
+    const char *extra[] = {"--tcp-service", svc, NULL};
+    h_house_start("cli-1", secret, w.bridge_port, w.up_url, extra);
+    cr_assert(h_wait_connected("cli-1", 15000));
+
+    size_t n = 2u << 20;
+    uint8_t *data = h_prandom(n, "stream-cli");
+    char in[600], out[600], err[600];
+    snprintf(in, sizeof in, "%s", h_path("connect.in"));
+    snprintf(out, sizeof out, "%s", h_path("connect.out"));
+    snprintf(err, sizeof err, "%s", h_path("connect.err"));
+    FILE *f = fopen(in, "wb");
+    cr_assert(f && fwrite(data, 1, n, f) == n);
+    fclose(f);
+    const char *argv[] = {h_bin("ghostport"), "--redis", h_redis_url(), "connect", "cli-1", "echo",
+                          "--window",         "262144",  "-q",          NULL};
+    fflush(NULL);
+    child c = {.pid = fork()};
+    cr_assert(c.pid >= 0);
+    if (c.pid == 0) {
+        int fi = open(in, O_RDONLY), fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644),
+            fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fi, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        for (int i = 3; i < 1024; i++)
+            close(i);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (!h_wait(child_exited, &c, 60000)) {
+        kill(c.pid, SIGKILL);
+        waitpid(c.pid, &c.status, 0);
+        cr_assert_fail("ghostport connect did not finish");
+    }
+    size_t elen = 0, olen = 0;
+    char *e = h_read_file(err, &elen);
+    cr_assert(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "exit status %d: %s", c.status,
+              e ? e : "");
+    free(e);
+    uint8_t *o = (uint8_t *)h_read_file(out, &olen);
+    cr_assert_eq(olen, n, "%zu bytes came back of %zu", olen, n);
+    cr_assert_eq(memcmp(o, data, n), 0, "the bytes came back changed");
+    cr_assert(h_wait_log(w.bridge, "event=stream_closed", 10000));
+    free(o);
+    free(data);
 }
