@@ -31,6 +31,7 @@
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_stream.h"
+#include "compress.h"
 #include "stream.h"
 
 #include <stdlib.h>
@@ -387,9 +388,9 @@ static void st_trim(br_stream *st) {
 
 /* --- to the house -------------------------------------------------------------------------- */
 
-static void send_entry(br_conn *c, const char *sid, const gp_stream_entry *e) {
+static void send_entry_flags(br_conn *c, const char *sid, const gp_stream_entry *e, uint8_t flags) {
     gp_frame f;
-    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
+    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, flags);
     f.u.s_entry.sid = gp_str_c(sid);
     f.u.s_entry.has = (uint8_t)((e->has_off ? GP_SE_OFF : 0) | (e->has_ack ? GP_SE_ACK : 0) |
                                 (e->has_win ? GP_SE_WIN : 0) | (e->fin ? GP_SE_FIN : 0));
@@ -400,6 +401,31 @@ static void send_entry(br_conn *c, const char *sid, const gp_stream_entry *e) {
     f.u.s_entry.message = e->message;
     f.u.s_entry.data = e->data;
     br_conn_send(c, &f);
+}
+
+static void send_entry(br_conn *c, const char *sid, const gp_stream_entry *e) {
+    send_entry_flags(c, sid, e, 0);
+}
+
+/* An sin entry to the house, its data compressed when that pays (as request bodies are:
+ * proto/compress.h; the house inflates GP_FLAG_ZSTD). */
+static void send_data(br_stream *st, const gp_stream_entry *e) {
+    const br_env *env = st->s->env;
+    if (!env->zc || !gp_compress_worthwhile(GP_STR_LIT(""), e->data.p, e->data.len)) {
+        send_entry(st->c, st->sid, e);
+        return;
+    }
+    uint8_t *z = malloc(e->data.len);
+    ssize_t zn = z ? gp_compress(env->zc, e->data.p, e->data.len, z, e->data.len - 1) : 0;
+    if (zn <= 0) {
+        free(z);
+        send_entry(st->c, st->sid, e);
+        return;
+    }
+    gp_stream_entry c = *e;
+    c.data = (gp_str){z, (size_t)zn};
+    send_entry_flags(st->c, st->sid, &c, GP_FLAG_ZSTD);
+    free(z);
 }
 
 static void rst_entry(gp_stream_entry *e, const char *reason, const char *message) {
@@ -495,7 +521,7 @@ static int sin_entry(br_stream *st, const redisReply *en) {
         st->opener_ack = e.ack;
     if (e.has_win && e.win > st->snd_win)
         st->snd_win = e.win;
-    send_entry(st->c, st->sid, &e);
+    send_data(st, &e);
     if (st->state != ST_LIVE)
         return -1; /* the send closed the connection: its streams are gone */
     if (e.rst[0]) {

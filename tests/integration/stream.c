@@ -9,6 +9,7 @@
 #include "../../bridge/store/rkeys.h"
 #include "../harness/world.h"
 #include "auth.h"
+#include "compress.h"
 #include "frame.h"
 
 #include <arpa/inet.h>
@@ -1060,8 +1061,9 @@ static int child_exited(void *ud) {
     return c->done;
 }
 
-/* `ghostport connect` (the CLI's opener) with a file on stdin and one on stdout: 2 MiB to the
- * echo service through this bridge and the real house, and back intact; exit status 0. */
+/* `ghostport connect` (the CLI's opener) with a file on stdin and one on stdout: 2 MiB (half
+ * of it compressible, which the bridge sends to the house as zstd) to the echo service
+ * through this bridge and the real house, and back intact; exit status 0. */
 Test(stream, ghostport_connect_through_the_bridge) {
     h_world w;
     h_world_up(&w, NULL, NULL, NULL);
@@ -1076,6 +1078,8 @@ Test(stream, ghostport_connect_through_the_bridge) {
 
     size_t n = 2u << 20;
     uint8_t *data = h_prandom(n, "stream-cli");
+    for (size_t i = n / 2; i < n; i++) /* the second half compressible: sent as zstd */
+        data[i] = (uint8_t) "lorem ipsum dolor sit amet, "[i % 28];
     char in[600], out[600], err[600];
     snprintf(in, sizeof in, "%s", h_path("connect.in"));
     snprintf(out, sizeof out, "%s", h_path("connect.out"));
@@ -1115,4 +1119,35 @@ Test(stream, ghostport_connect_through_the_bridge) {
     cr_assert(h_wait_log(w.bridge, "event=stream_closed", 10000));
     free(o);
     free(data);
+}
+
+/* Compressible sin bytes go to the house as zstd (GP_FLAG_ZSTD), and come out the same. */
+Test(stream, compressible_bytes_go_compressed) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    char secret[65];
+    h_register("z-1", secret);
+    fake h;
+    fake_up(&h, w.bridge_port, "z-1", secret, 2);
+    open_ok(&h, "z-1", "s-z", NULL);
+    size_t n = 65536;
+    char *text = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        text[i] = "the quick brown fox jumps over the lazy dog "[i % 44];
+    text[n] = '\0';
+    const char *d[] = {"off", "0", "data", text, NULL};
+    sin_add("z-1", "s-z", d);
+    gp_frame f;
+    fake_expect(&h, &f, GP_FRAME_S_ENTRY);
+    cr_assert(f.flags & GP_FLAG_ZSTD, "not compressed");
+    cr_assert_lt(f.u.s_entry.data.len, n / 4);
+    gp_zctx *z = gp_zctx_new(1);
+    uint8_t *plain = malloc(n);
+    ssize_t got = gp_decompress(z, f.u.s_entry.data.p, f.u.s_entry.data.len, plain, n);
+    cr_assert_eq(got, (ssize_t)n);
+    cr_assert_eq(memcmp(plain, text, n), 0);
+    gp_zctx_free(z);
+    free(plain);
+    free(text);
+    fake_down(&h);
 }
