@@ -1464,6 +1464,9 @@ int hs_tunnel_start(hs_tunnel *t) {
     hs_streams_conf sc = {
         .services = c->tcp_services,
         .nservices = c->ntcp_services,
+        .http = c->services,
+        .nhttp = c->nservices,
+        .http_default = c->upstream,
         .max_streams = c->max_streams > 0 ? (uint32_t)c->max_streams : HS_STREAMS_MAX_DEFAULT,
         .grace_ms =
             c->stream_grace > 0 ? (uint64_t)c->stream_grace * 1000u : HS_STREAMS_GRACE_DEFAULT_MS,

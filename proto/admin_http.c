@@ -551,8 +551,7 @@ static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: ap
 
 /* No request is being answered on it: closing it costs its client nothing but a retry. */
 static int sheddable(const conn *c) {
-    return !c->closing && !c->call && !c->raw && !c->close_after && !c->lingering &&
-           c->writes == 0;
+    return !c->closing && !c->call && !c->raw && !c->close_after && !c->lingering && c->writes == 0;
 }
 
 /* The oldest sheddable connection (of address ip, or of all when ip is NULL), not `except`. */
