@@ -833,8 +833,8 @@ static void ws_send_rst(fr_ws *ws, const char *reason, const char *message) {
 static void ws_reset(fr_ws *ws, gp_stream_reason why, const char *reason, const char *message) {
     if (ws->over)
         return;
-    br_logr(BR_LOG_WARN, "http_websocket_reset", "house=%s sid=%s reason=%s message=%s",
-            ws->house, ws->sid, reason, br_qs(message));
+    br_logr(BR_LOG_WARN, "http_websocket_reset", "house=%s sid=%s reason=%s message=%s", ws->house,
+            ws->sid, reason, br_qs(message));
     if (ws->s.reset == GP_SR_NONE)
         gp_stream_reset(&ws->s, why);
     ws_send_rst(ws, reason, message);
@@ -862,13 +862,14 @@ static void ws_end(fr_ws *ws) {
         if (ws->f->m_ws)
             gp_metric_set(ws->f->m_ws, NULL, ws->f->nws_open);
     }
-    br_log(BR_LOG_INFO, "http_websocket_closed",
-           "house=%s sid=%s bytes_in=%llu bytes_out=%llu ms=%llu reset=%s", ws->house, ws->sid,
-           (unsigned long long)ws->bytes_in, (unsigned long long)ws->bytes_out,
-           (unsigned long long)(ws->over_at - ws->t0),
-           ws->s.reset == GP_SR_NONE    ? "none"
-           : ws->s.reset == GP_SR_PEER ? ws->s.rst_reason
-                                       : gp_stream_reason_name(ws->s.reset));
+    if (ws->phase == WS_OPEN)
+        br_log(BR_LOG_INFO, "http_websocket_closed",
+               "house=%s sid=%s bytes_in=%llu bytes_out=%llu ms=%llu reset=%s", ws->house, ws->sid,
+               (unsigned long long)ws->bytes_in, (unsigned long long)ws->bytes_out,
+               (unsigned long long)(ws->over_at - ws->t0),
+               ws->s.reset == GP_SR_NONE   ? "none"
+               : ws->s.reset == GP_SR_PEER ? ws->s.rst_reason
+                                           : gp_stream_reason_name(ws->s.reset));
     if (!ws->conn)
         return;
     if (gp_admin_raw_queued(ws->conn) == 0 ||
@@ -880,9 +881,7 @@ static void ws_end(fr_ws *ws) {
  * open: an rst on sin, so that an open delivered late closes at once (or is refused 409). */
 static void ws_chain_over(fr_ws *ws, int status) {
     if (ws->phase == WS_OPENING && !ws->refused) {
-        ws_count(ws->f, status == 504   ? "timeout"
-                        : status == 503 ? "unavailable"
-                                        : "gone");
+        ws_count(ws->f, status == 504 ? "timeout" : status == 503 ? "unavailable" : "gone");
         ws_send_rst(ws, status == 504 ? "timeout" : "closed",
                     "the front door gave up the open of this WebSocket");
     } else if (ws->phase == WS_OPEN && !ws->over) {
@@ -912,7 +911,8 @@ static void ws_on_sin(redisReply *r, void *ud) {
     ws->xadd_busy = 0;
     if (!ws->over && (!r || r->type != REDIS_REPLY_STRING || r->len >= 48)) {
         br_logr(BR_LOG_WARN, "http_websocket_xadd_failed", "house=%s sid=%s error=%s", ws->house,
-                ws->sid, r && r->type == REDIS_REPLY_ERROR ? br_q(r->str, r->len) : "\"no answer\"");
+                ws->sid,
+                r && r->type == REDIS_REPLY_ERROR ? br_q(r->str, r->len) : "\"no answer\"");
         ws_reset(ws, GP_SR_LOCAL, "closed", "the front door lost Redis");
     } else if (!ws->over) {
         if (ws->ents_len == ws->ents_cap) {
@@ -1048,8 +1048,8 @@ static void ws_trim(fr_ws *ws) {
         br_args_init(&a);
         br_args_str(&a, "XDEL");
         br_args_str(&a, ws->kin);
-        for (int k = 0; k < FR_WS_XDEL_BATCH && ws->ents_len &&
-                        ws->ents[ws->ents_head].end <= ws->s.snd_acked;
+        for (int k = 0;
+             k < FR_WS_XDEL_BATCH && ws->ents_len && ws->ents[ws->ents_head].end <= ws->s.snd_acked;
              k++) {
             br_args_str(&a, ws->ents[ws->ents_head].id);
             ws->ents_head = (ws->ents_head + 1) % ws->ents_cap;
@@ -1359,8 +1359,8 @@ static char *ws_head(const br_front *f, const gp_http_request *req, const fr_rou
     if (!bad)
         bad = puts3(&b, &n, &cap, "connection: Upgrade\r\nupgrade: ",
                     fr_header_ok("upgrade", up) ? up : "websocket", "\r\n") ||
-              puts3(&b, &n, &cap, "x-forwarded-for: ",
-                    xff && fr_header_ok("x-forwarded-for", xff) ? xff : "",
+              puts3(&b, &n, &cap,
+                    "x-forwarded-for: ", xff && fr_header_ok("x-forwarded-for", xff) ? xff : "",
                     xff && fr_header_ok("x-forwarded-for", xff) ? ", " : "") ||
               puts3(&b, &n, &cap, ip, "\r\nx-forwarded-proto: ", f->tls ? "https" : "http") ||
               puts3(&b, &n, &cap, "\r\n", "", "");
@@ -1390,8 +1390,8 @@ static int ws_submit(br_front *f, fr_req *rq, const fr_route *rt, long long time
     snprintf(svc, sizeof svc, "http:%s", rt->service);
     br_args a;
     br_args_init(&a);
-    const char *fixed[] = {"XADD", reqkey, "MAXLEN", "~",       "10000", "*",     "kind",
-                           "stream", "id", ws->sid,  "service", svc,     "reply", rq->key};
+    const char *fixed[] = {"XADD",   reqkey, "MAXLEN", "~",       "10000", "*",     "kind",
+                           "stream", "id",   ws->sid,  "service", svc,     "reply", rq->key};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         br_args_str(&a, fixed[i]);
     br_args_str(&a, "window");
