@@ -479,11 +479,18 @@ Test(front, https_with_the_bridges_certificate) {
 /* In a Redis Cluster a reply key (gp:rep:<random id>) lives in a slot of its own, mostly on
  * another node than the seed the bridge was given: the front door reads it on the node that
  * holds it. Twelve requests, their keys spread over the three nodes, all answered 200. */
+static h_proc *ws_echo_start(int *port);
+static void ws_echo_once(const char *path);
+
 Test(front, redis_cluster) {
     h_proc *nodes[3];
     h_redis_cluster_start(3, 0, nodes);
-    int up, bport;
+    int up, bport, wport;
     h_upstream_start(&up);
+    ws_echo_start(&wport);
+    char svc[128];
+    snprintf(svc, sizeof svc, "ws=http://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, NULL};
     const char *bx[] = {"--http-listen", "0", "--http-public", NULL};
     h_proc *b = h_bridge_start(0, &bport, bx, 1);
     P = http_port(b);
@@ -491,7 +498,7 @@ Test(front, redis_cluster) {
     char sec[65], upurl[64];
     snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
     h_register("farm-1", sec);
-    h_house_start("farm-1", sec, bport, upurl, NULL);
+    h_house_start("farm-1", sec, bport, upurl, hx);
     cr_assert(h_wait_connected("farm-1", 20000), "house did not connect");
     for (int i = 0; i < 12; i++) {
         char path[64];
@@ -501,6 +508,9 @@ Test(front, redis_cluster) {
         cr_assert_eq(r.status, 200, "request %d: %s%s", i, r.headers, r.body);
         resp_free(&r);
     }
+    /* WebSockets: each open's reply key on some node, its sout on the house's */
+    for (int i = 0; i < 6; i++)
+        ws_echo_once("/h/farm-1@ws/live");
 }
 
 /* SIGHUP reads the token file again (rotating tokens is rewriting the file): the new token
@@ -919,6 +929,26 @@ static int ws_none_open(void *ud) {
     return none;
 }
 
+/* Handshake, one echo and the close handshake on path. */
+static void ws_echo_once(const char *path) {
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, path, NULL, head, sizeof head);
+    cr_assert_eq(st, 101, "%s", head);
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 1, (const uint8_t *)"once", 4);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 4 && memcmp(got, "once", 4) == 0);
+    free(got);
+    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 8);
+    free(got);
+    char c;
+    cr_assert_eq(recv(fd, &c, 1, 0), 0);
+    close(fd);
+}
+
 /* The echo through the front door: 101 with the upstream's own Sec-WebSocket-Accept, the
  * path routed and X-Forwarded-For added, a text message, a 1 MiB binary one intact (sent
  * while its echo comes back), a ping, then the close handshake and the connection's end; the
@@ -1010,8 +1040,21 @@ Test(front, websocket_refusals) {
         free(body);
         close(fd);
     }
+    /* a house nobody holds: the 504 of a request, JSON */
+    char secret[65];
+    h_register("ghost", secret);
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, "/h/ghost@ws/chat", "X-Gp-Timeout-Ms: 300\r\n", head, sizeof head);
+    cr_assert_eq(st, 504, "%s", head);
+    char *body = ws_body(fd, head);
+    cr_assert_str_eq(h_json_str(body, "error"), "timeout", "%s", body);
+    free(body);
+    close(fd);
     char *m = h_scrape(admin);
-    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"refused\"}"), 2, "%s", m);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"refused\"}") +
+                     h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"timeout\"}"),
+                 3, "%s", m);
     cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"rejected\"}"), 1, "%s", m);
     cr_assert_eq(h_metric(m, "gp_bridge_http_websockets"), 0, "%s", m);
     free(m);
@@ -1032,6 +1075,12 @@ Test(front, websocket_needs_a_token) {
         {NULL, 401, "unauthorized"},
         {"Authorization: Bearer " TOKEN_OTHER "\r\n", 403, "forbidden"},
     };
+    int fd0 = ws_connect(P); /* a house the token does not reach */
+    char head0[2048];
+    cr_assert_eq(ws_handshake(fd0, "/h/elsewhere@ws/chat", "Authorization: Bearer " TOKEN "\r\n",
+                              head0, sizeof head0),
+                 403, "%s", head0);
+    close(fd0);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int fd = ws_connect(P);
         char head[2048];
