@@ -735,7 +735,8 @@ static const char ws_echo_js[] =
     "  sock.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\n' +\n"
     "    'Connection: Upgrade\\r\\nSec-WebSocket-Accept: ' + acc + '\\r\\nX-Seen-Path: ' +\n"
     "    req.url + '\\r\\nX-Seen-Xff: ' + (req.headers['x-forwarded-for'] || '-') +\n"
-    "    '\\r\\nX-Seen-Auth: ' + (req.headers['authorization'] ? 'yes' : 'no') + '\\r\\n\\r\\n');\n"
+    "    '\\r\\nX-Seen-Auth: ' + (req.headers['authorization'] ? 'yes' : 'no') +\n"
+    "    '\\r\\nX-Seen-Proto: ' + (req.headers['x-forwarded-proto'] || '-') + '\\r\\n\\r\\n');\n"
     "  let buf = head && head.length ? Buffer.from(head) : Buffer.alloc(0);\n"
     "  const frame = (op, p) => { let h;\n"
     "    if (p.length < 126) { h = Buffer.from([0x80 | op, p.length]); }\n"
@@ -1107,4 +1108,86 @@ Test(front, websocket_needs_a_token) {
     int admin = h_admin_port(W.bridge);
     cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
     cr_assert(h_wait_log(W.bridge, "event=http_websocket_closed", 10000));
+}
+
+/* A WebSocket client over TLS in python (the ssl module): the handshake, 300 KB echoed (sent
+ * from a thread while the echo comes back), the close handshake and the end. */
+static const char ws_tls_py[] =
+    "import socket, ssl, sys, os, base64, struct, threading\n"
+    "port, ca = int(sys.argv[1]), sys.argv[2]\n"
+    "ctx = ssl.create_default_context(cafile=ca)\n"
+    "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=20),\n"
+    "                    server_hostname='localhost')\n"
+    "key = base64.b64encode(os.urandom(16)).decode()\n"
+    "s.sendall(('GET /h/farm-1@ws/tls HTTP/1.1\\r\\nHost: localhost:%d\\r\\n'\n"
+    "  'Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: %s\\r\\n'\n"
+    "  'Sec-WebSocket-Version: 13\\r\\n\\r\\n' % (port, key)).encode())\n"
+    "buf = b''\n"
+    "while b'\\r\\n\\r\\n' not in buf:\n"
+    "    d = s.recv(4096)\n"
+    "    assert d, 'closed during the handshake: %r' % buf\n"
+    "    buf += d\n"
+    "head, buf = buf.split(b'\\r\\n\\r\\n', 1)\n"
+    "print(head.decode().split('\\r\\n')[0])\n"
+    "assert head.startswith(b'HTTP/1.1 101'), head\n"
+    "assert b'X-Seen-Proto: https' in head, head\n"
+    "def need(n):\n"
+    "    global buf\n"
+    "    while len(buf) < n:\n"
+    "        d = s.recv(65536)\n"
+    "        assert d, 'EOF with %d of %d' % (len(buf), n)\n"
+    "        buf += d\n"
+    "    out, buf = buf[:n], buf[n:]\n"
+    "    return out\n"
+    "def frame(op, p):\n"
+    "    m = os.urandom(4)\n"
+    "    n = len(p)\n"
+    "    h = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else\n"
+    "        bytes([0x80 | 126]) + struct.pack('>H', n) if n < 65536 else\n"
+    "        bytes([0x80 | 127]) + struct.pack('>Q', n))\n"
+    "    return h + m + bytes(b ^ m[i & 3] for i, b in enumerate(p))\n"
+    "def read():\n"
+    "    a, b = need(2)\n"
+    "    n = b & 127\n"
+    "    if n == 126: n = struct.unpack('>H', need(2))[0]\n"
+    "    elif n == 127: n = struct.unpack('>Q', need(8))[0]\n"
+    "    return a & 15, need(n)\n"
+    "msg = os.urandom(300000)\n"
+    "t = threading.Thread(target=lambda: s.sendall(frame(2, msg)))\n"
+    "t.start()\n"
+    "op, got = read()\n"
+    "t.join()\n"
+    "assert op == 2 and got == msg, 'the message came back changed'\n"
+    "s.sendall(frame(8, b'\\x03\\xe8'))\n"
+    "op, got = read()\n"
+    "assert op == 8 and got == b'\\x03\\xe8', (op, got)\n"
+    "try:\n"
+    "    rest = s.recv(1)\n"
+    "except ssl.SSLError as e:\n"
+    "    rest = b''\n"
+    "assert rest == b'', rest\n"
+    "print('echo ok')\n";
+
+/* The same through the HTTPS front door (its own certificate): the connection taken over
+ * keeps its TLS session; the upstream is told X-Forwarded-Proto: https. */
+Test(front, websocket_over_https) {
+    char cert[700], key[700];
+    cr_assert(
+        h_self_signed("ec -pkeyopt ec_paramgen_curve:P-256", cert, sizeof cert, key, sizeof key),
+        "openssl failed (see openssl.log)");
+    const char *bx[] = {"--http-cert", cert, "--http-key", key, NULL};
+    ws_world(bx, 1);
+    const char *py = h_path("ws_tls.py");
+    h_write_file(py, ws_tls_py, 0600);
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", P);
+    const char *argv[] = {"/usr/bin/python3", py, ps, cert, NULL};
+    char *out = NULL, *err = NULL;
+    size_t len = 0;
+    int rc = h_run(argv, 60000, &out, &len, &err);
+    cr_assert_eq(rc, 0, "python: %s %s", out ? out : "", err ? err : "");
+    cr_assert(strstr(out, "HTTP/1.1 101 Switching Protocols"), "%s", out);
+    cr_assert(strstr(out, "echo ok"), "%s", out);
+    free(out);
+    free(err);
 }
