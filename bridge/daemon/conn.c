@@ -172,6 +172,19 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
             h->on_frame(h->ud, c, f);
         return;
     }
+    case GP_FRAME_S_OPENED:
+    case GP_FRAME_S_ENTRY:
+    case GP_FRAME_S_ATTACH: {
+        /* TCP streams (proto/STREAMS.md): only from a house that negotiated protocol 2. */
+        if (c->proto < GP_PROTO_STREAMS) {
+            br_conn_protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
+            return;
+        }
+        const br_conn_hooks *h = &c->owner->hooks;
+        if (h->on_frame)
+            h->on_frame(h->ud, c, f);
+        return;
+    }
     case GP_FRAME_CREDIT: /* reserved in v1 */
     case GP_FRAME_CANCEL:
         return;

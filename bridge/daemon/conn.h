@@ -113,6 +113,7 @@ struct br_conn {
     size_t inflight_bytes; /* request body bytes held here (not yet sent to the house) */
     br_req *body_head;     /* non-NULL: request body bytes still to send */
     uint64_t min_deadline; /* earliest deadline among reqs (Redis ms), 0: none */
+    unsigned nstreams;     /* TCP streams relayed for it (streams.c keeps it up to date) */
     int reading, reading_pending, read_again, read_pending, read_capped;
     unsigned read_count; /* COUNT of the read in flight */
     char pcursor[48];    /* reading the pending list: last id seen */

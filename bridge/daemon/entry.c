@@ -123,7 +123,7 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
         o->status = -1; /* deleted or trimmed while pending */
         return;
     }
-    int have_method = 0, have_path = 0, have_id = 0, have_timeout = 0;
+    int have_method = 0, have_path = 0, have_id = 0, have_timeout = 0, kinds = 0;
     gp_str timeout = {0};
     for (size_t i = 0; i + 1 < fv->elements; i += 2) {
         const redisReply *k = fv->element[i], *v = fv->element[i + 1];
@@ -146,7 +146,18 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
             timeout = vs, have_timeout = 1;
         else if (gp_str_eq(ks, "reply"))
             o->reply = vs, o->has_reply = vs.len > 0;
+        else if (gp_str_eq(ks, "kind"))
+            kinds++, o->kind = vs;
     }
+    /* The kind of entry first: a stream open is routed before this (br_entry_kind), anything
+     * but a request here is a producer's mistake, and the message should say so. */
+    int stream = kinds == 1 && gp_str_eq(o->kind, "stream");
+    if (kinds > 1)
+        bad(o, "kind given twice");
+    else if (o->kind.p && !stream && !gp_str_eq(o->kind, "http"))
+        bad(o, "kind must be http (a request, also when absent) or stream (a TCP stream open)");
+    if (stream)
+        o->reply_kind = "stream"; /* the janitor's 504 to an open nobody carried */
     if (!have_id || o->id.len == 0 || o->id.len > MAX_ID_LEN || !printable(o->id)) {
         if (have_id)
             bad(o, "id must be 1-200 printable characters");
@@ -159,6 +170,8 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
         o->timeout_ms = DEFAULT_TIMEOUT_MS;
     }
     o->deadline = entry_ms(o->entry_id) + o->timeout_ms;
+    if (stream)
+        return; /* its fields are bridge/daemon/streams.c's to check (proto/stream.h) */
     if (!have_method)
         bad(o, "missing required field: method");
     else if (!is_token(o->method, 32))
@@ -183,6 +196,26 @@ void br_entry_parse(const redisReply *e, long long max_body, br_entry *o) {
                  o->body.len, max_body);
         o->message = o->msgbuf;
     }
+}
+
+int br_entry_kind(const redisReply *e) {
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[1]->type != REDIS_REPLY_ARRAY)
+        return BR_KIND_HTTP; /* not an entry, or deleted: the request path settles it */
+    const redisReply *fv = e->element[1];
+    int kind = BR_KIND_HTTP, n = 0;
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        const redisReply *k = fv->element[i], *v = fv->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 4 ||
+            memcmp(k->str, "kind", 4) != 0)
+            continue;
+        n++;
+        if (v->len == 6 && memcmp(v->str, "stream", 6) == 0)
+            kind = BR_KIND_STREAM;
+        else
+            kind = v->len == 4 && memcmp(v->str, "http", 4) == 0 ? BR_KIND_HTTP : BR_KIND_OTHER;
+    }
+    return n > 1 ? BR_KIND_OTHER : kind; /* twice: br_entry_parse's 400 */
 }
 
 /* --- reply keys --------------------------------------------------------------------------- */

@@ -12,7 +12,11 @@
 typedef struct br_entry {
     const char *entry_id;
     gp_str id, method, path, service, headers, body, reply;
+    gp_str kind; /* the `kind` field (p NULL: absent) */
     int has_reply;
+    /* The reply's `kind` field ("stream": the outcome of a stream open), NULL: none. Set by
+     * whoever answers the entry, not by br_entry_parse. */
+    const char *reply_kind;
     uint64_t timeout_ms, deadline;
     int status; /* 0: valid, else the error reply to give */
     const char *error, *message;
@@ -23,6 +27,12 @@ typedef struct br_entry {
  * -1 (not an entry, or deleted while pending: acknowledge without a reply). The gp_str fields
  * borrow from `e`. max_body: the largest body accepted (413 beyond). */
 void br_entry_parse(const redisReply *e, long long max_body, br_entry *out);
+
+/* What an entry of a house's request stream is, by its `kind` field (proto/STREAMS.md): a
+ * request (no `kind`, or `http`; also anything that is not an entry), a TCP stream open
+ * (`stream`), or another kind (br_entry_parse answers it with a 400 naming `kind`). */
+enum { BR_KIND_HTTP, BR_KIND_STREAM, BR_KIND_OTHER };
+int br_entry_kind(const redisReply *e);
 
 /* Parses a `headers` field: a JSON object of at most GP_MAX_HEADERS string values whose names
  * are HTTP tokens and whose values hold no control byte but tab (nor DEL). NULL if it is not,

@@ -30,6 +30,7 @@
 #include "../store/store_state.h"
 #include "reqcore.h"
 #include "requests.h"
+#include "streams.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,8 @@ void br_house_on_message(br_houses *h, const char *kind, const char *chan, size_
             on_ctl_message(h, msg, mlen);
         return;
     }
+    if (h->streams && br_streams_on_message(h->streams, kind, chan, clen, msg, mlen))
+        return; /* a stream's doorbell */
     char house[GP_MAX_HOUSE_ID + 1];
     if (house_of_channel(h, chan, clen, house) != 0)
         return;
@@ -135,6 +138,8 @@ void br_house_sub_up(br_houses *h) {
     for (br_conn *c = h->conns->all; c; c = c->all_next)
         if (c->in_table)
             subscribe(h, c, 1);
+    if (h->streams)
+        br_streams_sub_up(h->streams);
 }
 
 /* Keyspace notifications are on and the subscriber is connected: the sweep can be slow. */
@@ -183,7 +188,14 @@ static void on_read(redisReply *rep, void *ud) {
                 last->element[0]->type == REDIS_REPLY_STRING && last->element[0]->len < 48)
                 memcpy(c->pcursor, last->element[0]->str, last->element[0]->len + 1);
         }
-        br_req_entries(h->reqs, c, entries, pending);
+        /* Each entry by its kind: stream opens to the streams, the rest are requests. */
+        for (size_t i = 0; i < n && br_conn_alive(c) && c->in_table; i++) {
+            const redisReply *en = entries->element[i];
+            if (h->streams && br_entry_kind(en) == BR_KIND_STREAM)
+                br_streams_open(h->streams, c, en, pending);
+            else
+                br_req_entry(h->reqs, c, en, pending);
+        }
     }
     int again = c->read_again || (n > 0 && (pending || n >= c->read_count));
     c->read_again = 0;
@@ -409,6 +421,8 @@ void br_house_teardown(br_houses *h, br_conn *c, int do_release) {
     br_htable_remove(&h->table, c);
     subscribe(h, c, 0);
     br_req_free_all(h->reqs, c);
+    if (h->streams)
+        br_streams_conn_gone(h->streams, c);
     if (do_release) {
         release(h, c->epochkey, c->statekey, c->epoch);
         br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house, c->addr,
@@ -499,12 +513,20 @@ void br_house_tick(br_houses *h, uint64_t now) {
         if (now >= c->next_sweep_ms)
             br_house_read(h, c);
     }
+    if (h->streams)
+        br_streams_tick(h->streams, now);
 }
 
 /* --- the hooks of the connections and the ops of the requests ------------------------- */
 
 static void hook_frame(void *ud, br_conn *c, const gp_frame *f) {
     br_houses *h = ud;
+    if (f->type == GP_FRAME_S_OPENED || f->type == GP_FRAME_S_ENTRY ||
+        f->type == GP_FRAME_S_ATTACH) {
+        if (h->streams)
+            br_streams_frame(h->streams, c, f);
+        return;
+    }
     br_req_frame(h->reqs, c, f);
 }
 
@@ -513,6 +535,8 @@ static void hook_closed(void *ud, br_conn *c) {
     if (c->in_table)
         br_house_teardown(h, c, 1);
     br_req_free_all(h->reqs, c);
+    if (h->streams)
+        br_streams_conn_gone(h->streams, c);
 }
 
 static void hook_free(void *ud, br_conn *c) {
@@ -532,16 +556,20 @@ static void op_read_more(void *ud, br_conn *c) {
     br_house_read(ud, c);
 }
 
-void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_requests *reqs) {
+void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_requests *reqs,
+                    br_streams *streams) {
     *h = (br_houses){.env = env,
                      .conns = conns,
                      .reqs = reqs,
+                     .streams = streams,
                      .claim = {GP_LUA_STATE_CLAIM, ""},
                      .refresh = {GP_LUA_STATE_REFRESH, ""},
                      .release = {GP_LUA_STATE_RELEASE, ""},
                      .read = {GP_LUA_REQ_FENCED_READ, ""}};
     conns->hooks = (br_conn_hooks){h, hook_frame, hook_closed, hook_free};
     br_requests_set_ops(reqs, &(br_requests_ops){h, op_fenced, op_find, op_read_more});
+    if (streams)
+        br_streams_set_ops(streams, &(br_streams_ops){.ud = h, .fenced = op_fenced});
 }
 
 void br_houses_free(br_houses *h) {

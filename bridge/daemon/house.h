@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "htable.h"
 #include "requests.h"
+#include "streams.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,14 +17,17 @@
 typedef struct br_houses {
     const br_env *env;
     br_conns *conns;
-    br_requests *reqs; /* the request core its connections' entries and frames go to */
-    br_htable table;   /* held houses; table.n is how many */
+    br_requests *reqs;   /* the request core its connections' entries and frames go to */
+    br_streams *streams; /* TCP streams: `kind stream` entries, S_* frames (NULL: none) */
+    br_htable table;     /* held houses; table.n is how many */
     /* The scripts it runs (texts and SHAs: store_state.h, store_req.h) */
     br_script claim, refresh, release, read;
 } br_houses;
 
-/* Sets h up over env, conns and reqs (all kept), and installs conns' hooks and reqs' ops. */
-void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_requests *reqs);
+/* Sets h up over env, conns, reqs and streams (all kept; streams may be NULL), and installs
+ * conns' hooks, reqs' ops and streams' ops. */
+void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_requests *reqs,
+                    br_streams *streams);
 void br_houses_free(br_houses *h); /* the table (at exit) */
 void br_house_load_scripts(br_houses *h);
 br_conn *br_house_find(const br_houses *h, const char *house);

@@ -16,6 +16,7 @@
 #include "house.h"
 #include "janitor.h"
 #include "requests.h"
+#include "streams.h"
 #include "tunnel.h"
 #include "udp.h"
 
@@ -67,6 +68,7 @@ typedef struct br_bridge {
     /* The modules' contexts, made by wire() in this order and freed in reverse at exit. */
     br_stats *stats;     /* metrics registry, live stats in Redis */
     br_requests *reqs;   /* request/reply core: reply writer, settling table, its scripts */
+    br_streams *streams; /* TCP streams through Redis (streams.h) */
     br_janitor *janitor; /* 504s for houses nobody holds */
     br_flood *flood;     /* pre-auth caps of the house listener */
     br_tunnel *tunnel;   /* ws/wss listener */
@@ -503,6 +505,7 @@ static void node_up(br_db *db, int node) {
     refresh_time();
     br_house_load_scripts(&g_br.houses);
     br_req_load_scripts(g_br.reqs);
+    br_streams_load_scripts(g_br.streams);
     br_janitor_load_scripts(g_br.janitor);
     br_udp_load_scripts(g_br.udp);
     br_admin_load_scripts(g_br.adm);
@@ -727,9 +730,10 @@ static int wire(void) {
                         .state_update = state_update,
                         .link_ud = &g_br,
                         .link_metrics = link_metrics};
-    if (!(g_br.stats = br_stats_new(&src)) || !(g_br.reqs = br_requests_new(e, g_br.stats)))
+    if (!(g_br.stats = br_stats_new(&src)) || !(g_br.reqs = br_requests_new(e, g_br.stats)) ||
+        !(g_br.streams = br_streams_new(e, g_br.reqs)))
         return -1;
-    br_houses_init(&g_br.houses, e, &g_br.conns, g_br.reqs);
+    br_houses_init(&g_br.houses, e, &g_br.conns, g_br.reqs, g_br.streams);
     br_admin_view av = {e, &g_br.token, br_ready, render_metrics};
     g_br.janitor = br_janitor_new(e, &g_br.houses, g_br.reqs);
     g_br.flood = br_flood_new(e);
@@ -913,6 +917,7 @@ out:
     br_janitor_free(g_br.janitor);
     br_admin_free(g_br.adm);
     br_houses_free(&g_br.houses);
+    br_streams_free(g_br.streams);
     br_requests_free(g_br.reqs);
     gp_authlimit_free(g_br.env.auth_ws);
     gp_authlimit_free(g_br.env.auth_rudp);

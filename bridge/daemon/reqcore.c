@@ -49,6 +49,7 @@ struct br_reply {
     char *key; /* NULL: no reply wanted */
     size_t keylen;
     char *frame_id, *headers, *error, *message;
+    const char *kind; /* the reply's `kind` field (a static string: "stream"), NULL: none */
     unsigned status;
     /* for the metrics and the house's recent requests */
     char *method, *path;
@@ -336,12 +337,18 @@ void br_reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final) {
     br_args_str(&a, rp->frame_id);
     br_args_str(&a, "status");
     br_args_str(&a, status);
-    br_args_str(&a, "headers");
-    br_args_str(&a, rp->headers ? rp->headers : "{}");
-    br_args_str(&a, "body");
-    br_args_bin(&a, body, len);
+    if (!rp->kind) { /* a stream open's outcome has neither (proto/STREAMS.md) */
+        br_args_str(&a, "headers");
+        br_args_str(&a, rp->headers ? rp->headers : "{}");
+        br_args_str(&a, "body");
+        br_args_bin(&a, body, len);
+    }
     br_args_str(&a, "final");
     br_args_str(&a, final ? "1" : "0");
+    if (rp->kind) {
+        br_args_str(&a, "kind");
+        br_args_str(&a, rp->kind);
+    }
     if (rp->error) {
         br_args_str(&a, "error");
         br_args_str(&a, rp->error);
@@ -396,17 +403,21 @@ void br_replies_error(br_replies *rs, const char *house, const char *reqkey, con
         br_log(BR_LOG_WARN, "bad_request", "reason=reply_key house=%s entry=%s id=%s key=%s msg=%s",
                house, en->entry_id, br_q((const char *)en->id.p, en->id.len),
                br_q((const char *)en->reply.p, en->reply.len), br_qs(why));
-    } else if (invalid_reason(error)) {
+    } else if (error && invalid_reason(error)) {
         count(rs, BR_RC_INVALID_REQUESTS, invalid_reason(error));
     }
     br_reply *rp = br_reply_new(rs, house, reqkey, en->entry_id, en->id, klen > 0 ? key : NULL,
                                 fencekey, epoch, holder);
-    br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s", house,
-           en->entry_id, br_q((const char *)en->id.p, en->id.len), status, error, br_qs(message));
+    if (error)
+        br_log(BR_LOG_INFO, "request_error", "house=%s entry=%s id=%s status=%d error=%s msg=%s",
+               house, en->entry_id, br_q((const char *)en->id.p, en->id.len), status, error,
+               br_qs(message));
     if (!rp)
         return; /* out of memory: the entry stays pending and comes back */
-    br_reply_meta(rp, en->method, en->path, 0);
-    br_reply_set(rp, (unsigned)status, "{}", gp_str_c(error), gp_str_c(message));
+    rp->kind = en->reply_kind;
+    br_reply_meta(rp, en->reply_kind ? gp_str_c(en->reply_kind) : en->method, en->path, 0);
+    br_reply_set(rp, (unsigned)status, "{}", gp_str_c(error ? error : ""),
+                 gp_str_c(message ? message : ""));
     br_reply_entry(rp, NULL, 0, 1);
     br_reply_unref(rp);
 }
@@ -666,6 +677,11 @@ void br_reqtab_entry(br_reqtab *t, const redisReply *e, int pending, uint64_t no
         br_replies_error(t->rs, t->house, t->reqkey, t->epochkey, t->epoch, NULL, &en,
                          en.status ? en.status : 400, en.status ? en.error : "bad_reply",
                          en.status ? en.message : why);
+        return;
+    }
+    if (en.reply_kind) { /* a stream open: streams.c's (house.c routes it there) */
+        br_replies_error(t->rs, t->house, t->reqkey, t->epochkey, t->epoch, NULL, &en, 501,
+                         "unsupported", "this bridge carries no TCP streams");
         return;
     }
     if (en.deadline <= now) {

@@ -96,9 +96,10 @@ void br_reply_abandon(br_reply *rp);
 void br_reply_unref(br_reply *rp);
 
 /* The one error reply of an entry, then its ack (both the holding bridge and the janitor
- * answer with it). A refused reply key (br_entry_reply_key) gets nothing written: a 400
- * bad_reply goes to the recent list and the entry is settled. fencekey, epoch, holder: as
- * for br_reply_new. */
+ * answer with it). error NULL: not an error (a stream open's 200, en->reply_kind "stream": the
+ * reply is `id status final kind`, proto/STREAMS.md). A refused reply key (br_entry_reply_key) gets
+ * nothing written: a 400 bad_reply goes to the recent list and the entry is settled. fencekey,
+ * epoch, holder: as for br_reply_new. */
 void br_replies_error(br_replies *rs, const char *house, const char *reqkey, const char *fencekey,
                       uint64_t epoch, const char *holder, const br_entry *en, int status,
                       const char *error, const char *message);

@@ -232,6 +232,17 @@ void br_req_conn_free(br_requests *r, br_conn *c) {
     c->rq = NULL;
 }
 
+void br_req_entry(br_requests *r, br_conn *c, const redisReply *e, int pending) {
+    br_reqtab *t = table(r, c);
+    if (!t) {
+        br_log(BR_LOG_ERROR, "out_of_memory", "house=%s", c->house);
+        return; /* the entry stays in Redis and comes back */
+    }
+    replies(r); /* --recent as configured now */
+    br_reqtab_entry(t, e, pending, br_env_now_redis(r->env));
+    mirror(c);
+}
+
 void br_req_entries(br_requests *r, br_conn *c, const redisReply *entries, int pending) {
     uint64_t now = br_env_now_redis(r->env);
     br_reqtab *t = table(r, c);

@@ -32,6 +32,9 @@ void br_requests_set_ops(br_requests *r, const br_requests_ops *ops);
 void br_requests_free(br_requests *r); /* at exit, after the loop (NULL ok) */
 void br_req_load_scripts(br_requests *r);
 void br_req_entries(br_requests *r, br_conn *c, const redisReply *entries, int pending);
+/* One entry of them (house.c routes each entry by its kind: requests here, stream opens to
+ * streams.h). */
+void br_req_entry(br_requests *r, br_conn *c, const redisReply *e, int pending);
 void br_req_frame(br_requests *r, br_conn *c, const gp_frame *f);
 void br_req_free_all(br_requests *r, br_conn *c);  /* every request dropped, entries left pending */
 void br_req_conn_free(br_requests *r, br_conn *c); /* the connection's table, once it is freed */
@@ -47,7 +50,8 @@ unsigned br_req_replies_live(const br_requests *r);
 int br_req_next_body(br_requests *r, br_conn *c, gp_frame *f, uint8_t *scratch, size_t cap,
                      uint8_t **spent);
 
-/* Writes an error reply (final) for entry `en` and then acks it. holder: NULL = acked under
+/* Writes an error reply (final) for entry `en` and then acks it (error NULL and
+ * en->reply_kind "stream": the 200 outcome of a stream open, reqcore.h). holder: NULL = acked under
  * our epoch for `c`; otherwise the janitor path (ack only if the state still names `holder`,
  * "" for none). Takes no ownership. */
 void br_reply_error(br_requests *r, br_conn *c, const char *house, const char *reqkey,

@@ -54,6 +54,12 @@ static int key_index(const br_args *a) {
              {"LRANGE", 1}, {"ZADD", 1},    {"ZRANGEBYSCORE", 1}, {"ZREMRANGEBYSCORE", 1}};
     if (a->n < 1)
         return 0;
+    if (a->l[0] == 5 && strncasecmp(a->v[0], "XREAD", 5) == 0) { /* its first key follows STREAMS */
+        for (int i = 1; i + 1 < a->n; i++)
+            if (a->l[i] == 7 && strncasecmp(a->v[i], "STREAMS", 7) == 0)
+                return i + 1;
+        return 0;
+    }
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (a->l[0] == strlen(t[i].name) && strncasecmp(a->v[0], t[i].name, a->l[0]) == 0)
             return t[i].idx < a->n ? t[i].idx : 0;

@@ -26,10 +26,12 @@ enum {
     K_BRIDGES,
     K_CTL,
     K_HB,
+    K_SIN,
+    K_SOUT,
     K_NROWS
 };
 static const struct {
-    const char *fmt, *type, *placeholder;
+    const char *fmt, *type, *placeholder, *placeholder2;
 } rows[K_NROWS] = {
     [K_HOUSES] = {"%s:houses", "SET", NULL},
     [K_HOUSE] = {"%s:{%s}:house", "HASH", "h"},
@@ -48,16 +50,23 @@ static const struct {
     [K_BRIDGES] = {"%s:bridges", "ZSET", NULL},
     [K_CTL] = {"%s:ctl", "channel", NULL},
     [K_HB] = {"%s:hb:%s", "channel", "<bid>"},
+    [K_SIN] = {"%s:{%s}:sin:%s", "STREAM", "h", "<sid>"},
+    [K_SOUT] = {"%s:{%s}:sout:%s", "STREAM", "h", "<sid>"},
 };
 
-/* Row k's name for prefix p and id a (unused by the rows without an id) into out[GP_KEY_MAX]. */
-static int key(char *out, int k, const char *p, const char *a) {
-    int n = snprintf(out, GP_KEY_MAX, rows[k].fmt, p, a);
+/* Row k's name for prefix p and ids a, b (unused by the rows without them) into
+ * out[GP_KEY_MAX]. */
+static int key2(char *out, int k, const char *p, const char *a, const char *b) {
+    int n = snprintf(out, GP_KEY_MAX, rows[k].fmt, p, a, b);
     if (n < 0 || n >= GP_KEY_MAX) {
         out[0] = '\0';
         return -1;
     }
     return n;
+}
+
+static int key(char *out, int k, const char *p, const char *a) {
+    return key2(out, k, p, a, NULL);
 }
 
 /* The public builders, one a row: BUILD_P for the names of the prefix alone, BUILD_PA for those
@@ -88,11 +97,19 @@ BUILD_P(bridges, K_BRIDGES)
 BUILD_P(ctl, K_CTL)
 BUILD_PA(hb, K_HB)
 
+int gp_key_sin(char *out, const char *p, const char *house, const char *sid) {
+    return key2(out, K_SIN, p, house, sid);
+}
+
+int gp_key_sout(char *out, const char *p, const char *house, const char *sid) {
+    return key2(out, K_SOUT, p, house, sid);
+}
+
 int gp_key_template(size_t i, char *out, const char **type) {
     if (i >= K_NROWS)
         return -1;
     *type = rows[i].type;
-    return key(out, (int)i, "<p>", rows[i].placeholder);
+    return key2(out, (int)i, "<p>", rows[i].placeholder, rows[i].placeholder2);
 }
 
 int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *p, const char *h) {

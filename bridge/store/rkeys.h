@@ -35,6 +35,12 @@ int gp_key_jcursor(char *out, const char *prefix, const char *house);
 int gp_key_ctl(char *out, const char *prefix);
 int gp_key_bstats(char *out, const char *prefix, const char *bridge_id);
 int gp_key_bridges(char *out, const char *prefix);
+/* The byte keys of TCP stream `sid` of house (proto/STREAMS.md): sin, written by the opener,
+ * and sout, written by the bridge holding the house. Per stream, not per house: they are not
+ * among gp_key_house_all's keys (they expire on their own: 2 x idle_ms while the stream lives,
+ * 60 s once it is over). */
+int gp_key_sin(char *out, const char *prefix, const char *house, const char *sid);
+int gp_key_sout(char *out, const char *prefix, const char *house, const char *sid);
 /* Pub/sub channels (no keys): a bridge's fence channel (another bridge claimed one of its
  * houses) and its heartbeat channel (its subscriber connection resubscribes every second). */
 int gp_key_fence(char *out, const char *prefix, const char *bridge_id);
@@ -42,14 +48,15 @@ int gp_key_hb(char *out, const char *prefix, const char *bridge_id);
 
 /* Every key and channel name of the layout, as a template: entry i (from 0) is written into
  * out[GP_KEY_MAX] by its builder above with the placeholders "<p>" (prefix), "h" (house: the
- * key shows "{h}"), "<bid>" (bridge) and "<id>" (reply), its Redis type into *type ("SET",
- * "HASH", ... or "channel"). Returns the length, or -1 past the last entry. README.md's key
- * layout table is checked against this list (tests/unit/rkeys.c). */
+ * key shows "{h}"), "<bid>" (bridge), "<id>" (reply) and "<sid>" (a TCP stream), its Redis type
+ * into *type ("SET", "HASH", ... or "channel"). Returns the length, or -1 past the last entry.
+ * README.md's key layout table is checked against this list (tests/unit/rkeys.c). */
 int gp_key_template(size_t i, char *out, const char **type);
 
 /* The keys of house h, in the order the removal script takes them (store_house.h,
  * GP_REG_RM_NKEYS): house hash, state, epoch, recent, req, rudp_ts, deadlines, jcursor.
- * 0, or -1 if one would not fit. Every key with the house's hash tag is one of these. */
+ * 0, or -1 if one would not fit. Every key with the house's hash tag is one of these, but the
+ * per-stream byte keys (gp_key_sin, gp_key_sout: "<sid>" in the template). */
 #define GP_HOUSE_NKEYS 8
 int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *prefix, const char *house);
 
