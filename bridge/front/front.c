@@ -99,6 +99,7 @@ struct fr_ws {
     int in_eof, xadd_busy, reading;
     uint64_t xadd_end; /* the offset after the data XADD in flight */
     int xadd_fin;      /* it carries our fin */
+    int xadd_bare;     /* it is a bare fin: never trimmed (an ack of its offset may predate it) */
     fr_sent *ents;     /* our sin data entries not yet trimmed, oldest first (a ring) */
     size_t ents_head, ents_len, ents_cap;
     char last_ack_id[48]; /* our last ack-only entry: deleted when the next supersedes it */
@@ -915,6 +916,14 @@ static void ws_on_sin(redisReply *r, void *ud) {
                 r && r->type == REDIS_REPLY_ERROR ? br_q(r->str, r->len) : "\"no answer\"");
         ws_reset(ws, GP_SR_LOCAL, "closed", "the front door lost Redis");
     } else if (!ws->over) {
+        if (ws->xadd_fin)
+            gp_stream_fin_written(&ws->s, uv_now(ws->f->cfg.loop));
+        if (ws->xadd_bare) { /* it stays until the keys expire */
+            ws_reading(ws);
+            ws_kick(ws);
+            ws_unref(ws);
+            return;
+        }
         if (ws->ents_len == ws->ents_cap) {
             size_t cap = ws->ents_cap ? ws->ents_cap * 2 : 16;
             fr_sent *v = malloc(cap * sizeof *v);
@@ -932,8 +941,6 @@ static void ws_on_sin(redisReply *r, void *ud) {
         memcpy(e->id, r->str, r->len);
         e->id[r->len] = '\0';
         e->end = ws->xadd_end;
-        if (ws->xadd_fin)
-            gp_stream_fin_written(&ws->s, uv_now(ws->f->cfg.loop));
         ws_reading(ws);
         ws_kick(ws);
     }
@@ -962,6 +969,7 @@ static void ws_kick(fr_ws *ws) {
     e.fin = gp_stream_fin_due(&ws->s);
     ws->xadd_end = ws->s.snd_next;
     ws->xadd_fin = e.fin;
+    ws->xadd_bare = n == 0;
     if (ws_xadd(ws, &e, ws_on_sin, ws) != 0) {
         ws_reset(ws, GP_SR_LOCAL, "closed", "the front door could not write to Redis");
         return;
