@@ -140,7 +140,14 @@ static void ws_send_rst(fr_ws *ws, const char *reason, const char *message) {
         msg[n] = message[n] >= 0x20 && message[n] <= 0x7e ? message[n] : '?';
     msg[n] = '\0';
     e.message = (gp_str){(const uint8_t *)msg, n};
-    (void)ws_xadd(ws, &e, ws_noop, NULL);
+    if (ws_xadd(ws, &e, ws_noop, NULL) != 0)
+        return;
+    br_args a; /* over: the key stays a minute for late readers (STREAMS.md), then goes */
+    br_args_init(&a);
+    br_args_str(&a, "PEXPIRE");
+    br_args_str(&a, ws->kin);
+    br_args_str(&a, "60000");
+    (void)br_db_cmd(ws->f->cfg.db, ws_noop, NULL, &a);
 }
 
 /* Resets the stream (reason: a token of STREAMS.md) and closes the client's connection. */
