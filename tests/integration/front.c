@@ -721,7 +721,8 @@ Test(front, slow_client_cut_at_the_deadline) {
  * A WebSocket echo server in node (the built-in http module; the handshake and frames by
  * hand): it answers 101 with the path and X-Forwarded-* it saw, echoes each message unmasked,
  * answers a close frame with a close frame and ends its side, and ends it too at the client's
- * EOF. */
+ * EOF; a text message "flood N" gets N bytes (byte i is i % 251) in 64 KiB binary messages,
+ * then "flood done". */
 static const char ws_echo_js[] =
     "const http = require('http'), crypto = require('crypto');\n"
     "const port = +process.argv[2];\n"
@@ -757,6 +758,13 @@ static const char ws_echo_js[] =
     "      buf = buf.subarray(o + len);\n"
     "      if (op === 8) { frame(8, p); sock.end(); return; }\n"
     "      if (op === 9) { frame(10, p); continue; }\n"
+    "      const fl = op === 1 && /^flood (\\d+)$/.exec(p.toString());\n"
+    "      if (fl) { const n = +fl[1], c = Buffer.alloc(65536);\n"
+    "        for (let o = 0; o < n; o += c.length) {\n"
+    "          const k = Math.min(c.length, n - o), b = Buffer.alloc(k);\n"
+    "          for (let i = 0; i < k; i++) b[i] = (o + i) % 251;\n"
+    "          frame(2, b); }\n"
+    "        frame(1, Buffer.from('flood done')); continue; }\n"
     "      frame(op, p); } });\n"
     "  sock.on('end', () => sock.end());\n"
     "  sock.on('error', () => {});\n"
@@ -1190,4 +1198,76 @@ Test(front, websocket_over_https) {
     cr_assert(strstr(out, "echo ok"), "%s", out);
     free(out);
     free(err);
+}
+
+/* A client that does not read while the upstream sends 24 MiB: the front door stops reading
+ * sout past 1 MiB queued for it (the bytes wait in Redis, bounded by the stream's window, and
+ * the house stops reading the upstream), and once the client reads, every byte arrives in
+ * order. */
+static int reads_paused(void *ud) {
+    char *m = h_scrape(*(int *)ud);
+    int yes = m && h_metric(m, "gp_bridge_http_reads_paused_total") >= 1;
+    free(m);
+    return yes;
+}
+
+/* Data bytes sout holds now (the one stream's of farm-1). */
+static long sout_bytes(void) {
+    redisReply *k = h_cmd("KEYS gp:{farm-1}:sout:*");
+    long n = 0;
+    for (size_t i = 0; k->type == REDIS_REPLY_ARRAY && i < k->elements; i++) {
+        redisReply *e = h_cmd("XRANGE %s - +", k->element[i]->str);
+        for (size_t j = 0; e->type == REDIS_REPLY_ARRAY && j < e->elements; j++) {
+            const redisReply *fv = e->element[j]->element[1];
+            for (size_t f = 0; f + 1 < fv->elements; f += 2)
+                if (strcmp(fv->element[f]->str, "data") == 0)
+                    n += (long)fv->element[f + 1]->len;
+        }
+        freeReplyObject(e);
+    }
+    freeReplyObject(k);
+    return n;
+}
+
+static int sout_filled(void *ud) {
+    (void)ud;
+    return sout_bytes() >= (512 << 10);
+}
+
+Test(front, websocket_slow_client_is_paused_not_buffered) {
+    ws_world(NULL, 1);
+    int admin = h_admin_port(W.bridge);
+    int fd = ws_connect(P);
+    int small = 64 << 10; /* a small receive buffer: the bytes back up in the bridge first */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    char head[2048];
+    cr_assert_eq(ws_handshake(fd, "/h/farm-1@ws/flood", NULL, head, sizeof head), 101, "%s", head);
+    const size_t total = 24u << 20;
+    char cmd[32];
+    int cl = snprintf(cmd, sizeof cmd, "flood %zu", total);
+    ws_send(fd, 1, (const uint8_t *)cmd, (size_t)cl);
+    cr_assert(h_wait(reads_paused, &admin, 20000), "sout was never paused for the slow client");
+    cr_assert(h_wait(sout_filled, NULL, 20000), "the bytes did not wait in Redis");
+    long held = sout_bytes(); /* the window (1 MiB) and one entry at most: the house waits */
+    cr_assert_leq(held, (1 << 20) + (64 << 10), "sout holds %ld bytes", held);
+    size_t got = 0;
+    for (;;) {
+        uint8_t *p;
+        size_t n;
+        int op = ws_recv(fd, &p, &n);
+        if (op == 1) {
+            cr_assert(n == 10 && memcmp(p, "flood done", 10) == 0);
+            free(p);
+            break;
+        }
+        cr_assert_eq(op, 2);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != (uint8_t)((got + i) % 251))
+                cr_assert_fail("byte %zu changed", got + i);
+        got += n;
+        free(p);
+    }
+    cr_assert_eq(got, total);
+    close(fd);
+    cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
 }
