@@ -1271,3 +1271,47 @@ Test(front, websocket_slow_client_is_paused_not_buffered) {
     close(fd);
     cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
 }
+
+/* The front door on one bridge, the house held by another that is killed with kill -9 while a
+ * WebSocket is open: the house holds the upstream's connection (its grace), reconnects, the
+ * next bridge resumes the stream at the acknowledged offsets, and the same WebSocket echoes on
+ * (the stream contract's guarantee). */
+Test(front, websocket_survives_kill9_of_the_bridge_holding_the_house) {
+    int wport;
+    h_world_up(&W, NULL, NULL, NULL);
+    ws_echo_start(&wport);
+    char svc[128];
+    snprintf(svc, sizeof svc, "ws=http://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, NULL};
+    W.house = h_house_up(&W, "farm-1", W.secret, hx);
+    int bport;
+    const char *fx[] = {"--http-listen", "0", "--http-public", "--bridge-id", "b-front", NULL};
+    h_proc *front = h_bridge_start(0, &bport, fx, 1);
+    P = http_port(front);
+    cr_assert(P);
+    int fd = ws_connect(P);
+    char head[2048];
+    cr_assert_eq(ws_handshake(fd, "/h/farm-1@ws/live", NULL, head, sizeof head), 101, "%s", head);
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 1, (const uint8_t *)"before", 6);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 6 && memcmp(got, "before", 6) == 0);
+    free(got);
+
+    h_kill9(W.bridge);
+    ws_send(fd, 1, (const uint8_t *)"during", 6); /* waits in sin meanwhile */
+    W.bridge = h_bridge_start(W.bridge_port, NULL, NULL, 1);
+    cr_assert(h_wait_connected("farm-1", 20000), "the house did not reconnect");
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 6 && memcmp(got, "during", 6) == 0, "%.*s", (int)n, got);
+    free(got);
+    ws_send(fd, 1, (const uint8_t *)"after", 5);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 5 && memcmp(got, "after", 5) == 0);
+    free(got);
+    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 8);
+    free(got);
+    close(fd);
+}
