@@ -5,7 +5,11 @@
  * challenge, 403 outside the globs, Bearer and Basic, failures rate-limited), a house nobody
  * holds (the janitor's 504 with its JSON body), a 5 MiB reply streamed chunked and whole, a
  * body over --max-body (413), the metrics, and a request in flight while the bridge holding
- * the house is killed with kill -9 (answered all the same: the contract's guarantee). */
+ * the house is killed with kill -9 (answered all the same: the contract's guarantee). And
+ * WebSockets (an Upgrade carried over a TCP stream to the house's HTTP upstream: a node echo
+ * server, a raw-socket client): the echo with 1 MiB intact and the close handshake, refusals
+ * as the usual JSON, tokens, HTTPS, a slow client paused, a Redis Cluster, and kill -9 of the
+ * bridge holding the house mid-WebSocket. */
 #include "../harness/world.h"
 
 #include <arpa/inet.h>
