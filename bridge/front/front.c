@@ -791,11 +791,13 @@ static void metrics_init(br_front *f) {
     f->m_upgrades = gp_metrics_counter(f->cfg.reg, "gp_bridge_http_upgrades_total",
                                        "front door WebSocket upgrades, by outcome: opened, "
                                        "rejected (404/401/403/429/400 at the door), refused (by "
-                                       "the house), timeout, unavailable, gone (the client left)",
+                                       "the house), timeout, unavailable, gone (the client "
+                                       "left), declined (opened, but the upstream did not "
+                                       "answer 101)",
                                        "outcome");
     if (f->m_upgrades) {
-        static const char *const outcomes[] = {"opened",  "rejected",    "refused",
-                                               "timeout", "unavailable", "gone"};
+        static const char *const outcomes[] = {"opened",      "rejected", "refused", "timeout",
+                                               "unavailable", "gone",     "declined"};
         for (size_t i = 0; i < sizeof outcomes / sizeof *outcomes; i++)
             gp_metric_add(f->m_upgrades, outcomes[i], 0);
     }

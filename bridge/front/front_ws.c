@@ -53,6 +53,14 @@ struct fr_ws {
     uint8_t *ib;
     size_t ilen, icap;
     int in_eof, xadd_busy, reading;
+    int client_eof; /* the client's input really ended (in_eof is also set when declined) */
+    /* Until the upstream's answer begins "HTTP/1.x 101", nothing but the request head goes to
+     * it: a refused upgrade (any other status) gets the head alone, then our fin, so that the
+     * connection can carry no further request past the door's routing and X-Forwarded-*. */
+    size_t head_left; /* bytes of the head (and body) not yet written */
+    int switched;     /* 0: not known yet, 1: 101 seen, -1: declined */
+    char status[12];  /* the answer's first bytes */
+    size_t status_len;
     uint64_t xadd_end; /* the offset after the data XADD in flight */
     int xadd_fin;      /* it carries our fin */
     int xadd_bare;     /* it is a bare fin: never trimmed (an ack of its offset may predate it) */
@@ -193,6 +201,14 @@ static void ws_end(fr_ws *ws) {
                                            : gp_stream_reason_name(ws->s.reset));
     if (!ws->conn)
         return;
+    if (ws->out_shut && !ws->client_eof && ws->s.reset == GP_SR_NONE) {
+        /* A clean end while the client still sends (a declined upgrade): what it sends is read
+         * and dropped until its EOF or FR_WS_LINGER_MS (the sweep), as the HTTP server lingers:
+         * closing with unread bytes would reset the connection and could lose our last bytes. */
+        ws->reading = 1;
+        gp_admin_raw_reading(ws->conn, 1);
+        return;
+    }
     if (gp_admin_raw_queued(ws->conn) == 0 ||
         gp_admin_raw_on_drain(ws->conn, 0, ws_close_now, ws) != 0)
         gp_admin_raw_close(ws->conn);
@@ -275,6 +291,8 @@ static void ws_kick(fr_ws *ws) {
         return;
     uint64_t now = uv_now(ws->f->cfg.loop), credit = gp_stream_can_send(&ws->s);
     size_t n = ws->ilen;
+    if (ws->switched == 0 && n > ws->head_left)
+        n = ws->head_left; /* the rest waits for the 101 */
     if (n > credit)
         n = (size_t)credit;
     if (n > FR_WS_CHUNK)
@@ -298,6 +316,7 @@ static void ws_kick(fr_ws *ws) {
     ws->refs++;
     ws->xadd_busy = 1;
     ws->bytes_in += n;
+    ws->head_left -= n < ws->head_left ? n : ws->head_left;
     memmove(ws->ib, ws->ib + n, ws->ilen - n);
     ws->ilen -= n;
     ws_reading(ws);
@@ -305,8 +324,8 @@ static void ws_kick(fr_ws *ws) {
 
 static void ws_on_data(void *ud, const void *p, size_t len) {
     fr_ws *ws = ud;
-    if (ws->over)
-        return;
+    if (ws->over || ws->switched < 0)
+        return; /* declined: the client's bytes go nowhere */
     if (ws->ilen + len > ws->icap) {
         size_t cap = ws->ilen + len + FR_WS_CHUNK;
         uint8_t *b = realloc(ws->ib, cap);
@@ -324,6 +343,14 @@ static void ws_on_data(void *ud, const void *p, size_t len) {
 
 static void ws_on_eof(void *ud) {
     fr_ws *ws = ud;
+    ws->client_eof = 1;
+    if (ws->over) { /* lingering: the client is done too */
+        if (ws->conn && gp_admin_raw_queued(ws->conn) == 0)
+            gp_admin_raw_close(ws->conn);
+        else if (ws->conn && gp_admin_raw_on_drain(ws->conn, 0, ws_close_now, ws) != 0)
+            gp_admin_raw_close(ws->conn);
+        return;
+    }
     ws->in_eof = 1;
     ws->reading = 0;
     ws_kick(ws);
@@ -388,6 +415,8 @@ static void ws_trim(fr_ws *ws) {
     }
 }
 
+static void ws_switched(fr_ws *ws, const uint8_t *p, size_t n);
+
 /* One sout entry. 0 on, 1 the stream is over. */
 static int ws_take(fr_ws *ws, const redisReply *fv) {
     gp_stream_field fl[GP_STREAM_FIELDS_MAX];
@@ -430,6 +459,8 @@ static int ws_take(fr_ws *ws, const redisReply *fv) {
         ws_reset(ws, ws->s.reset, why, "the front door refused an entry of sout");
         return 1;
     }
+    if (take && ws->switched == 0)
+        ws_switched(ws, e.data.p + skip, take);
     if (take) {
         if (ws->conn)
             (void)gp_admin_raw_write(ws->conn, e.data.p + skip, take);
@@ -440,6 +471,37 @@ static int ws_take(fr_ws *ws, const redisReply *fv) {
         }
     }
     return 0;
+}
+
+/* The first bytes of the upstream's answer: a 101 (the upgrade), or anything else (declined:
+ * the client's input is dropped and our fin follows the head). */
+static void ws_switched(fr_ws *ws, const uint8_t *p, size_t n) {
+    size_t k = sizeof ws->status - ws->status_len;
+    if (k > n)
+        k = n;
+    memcpy(ws->status + ws->status_len, p, k);
+    ws->status_len += k;
+    if (ws->status_len < sizeof ws->status)
+        return;
+    const char *st = ws->status;
+    if (memcmp(st, "HTTP/1.", 7) == 0 && st[8] == ' ' && memcmp(st + 9, "101", 3) == 0) {
+        ws->switched = 1;
+        return;
+    }
+    ws->switched = -1;
+    fr_ws_count(ws->f, "declined");
+    char shown[sizeof ws->status + 1];
+    for (size_t i = 0; i < sizeof ws->status; i++)
+        shown[i] = st[i] >= 0x20 && st[i] < 0x7f ? st[i] : '?';
+    shown[sizeof ws->status] = '\0';
+    br_log(BR_LOG_INFO, "http_websocket_declined", "house=%s sid=%s answer=%s", ws->house, ws->sid,
+           br_qs(shown));
+    ws->ilen = 0;
+    ws->head_left = 0;
+    ws->in_eof = 1;
+    if (ws->conn && ws->reading)
+        gp_admin_raw_reading(ws->conn, 0);
+    ws->reading = 0;
 }
 
 static void ws_on_drained(void *ud) {
@@ -759,7 +821,7 @@ void fr_ws_start(br_front *f, gp_admin_call *call, const gp_http_request *req, c
     ws->rq = rq;
     ws->refs = 1; /* the read chain's */
     ws->ib = (uint8_t *)head;
-    ws->ilen = ws->icap = hlen;
+    ws->ilen = ws->icap = ws->head_left = hlen;
     ws->t0 = uv_now(f->cfg.loop);
     snprintf(ws->house, sizeof ws->house, "%s", rt->house);
     ws->prev = f->ws_tail;

@@ -725,13 +725,18 @@ Test(front, slow_client_cut_at_the_deadline) {
  * A WebSocket echo server in node (the built-in http module; the handshake and frames by
  * hand): it answers 101 with the path and X-Forwarded-* it saw, echoes each message unmasked,
  * answers a close frame with a close frame and ends its side, and ends it too at the client's
- * EOF; a text message "flood N" gets N bytes (byte i is i % 251) in 64 KiB binary messages,
+ * EOF; /refuse answers 403 and would answer LEAK to anything sent after; a text message
+ * "flood N" gets N bytes (byte i is i % 251) in 64 KiB binary messages,
  * then "flood done". */
 static const char ws_echo_js[] =
     "const http = require('http'), crypto = require('crypto');\n"
     "const port = +process.argv[2];\n"
     "const srv = http.createServer((q, s) => { s.end('plain http\\n'); });\n"
     "srv.on('upgrade', (req, sock, head) => {\n"
+    "  if (req.url === '/refuse') {\n"
+    "    sock.write('HTTP/1.1 403 Forbidden\\r\\nContent-Length: 2\\r\\n\\r\\nno');\n"
+    "    sock.on('data', () => sock.write('LEAK'));\n"
+    "    sock.on('end', () => sock.end()); sock.on('error', () => {}); return; }\n"
     "  const key = req.headers['sec-websocket-key'];\n"
     "  if (!key || (req.headers.upgrade || '').toLowerCase() !== 'websocket') {\n"
     "    sock.end('HTTP/1.1 400 Bad Request\\r\\n\\r\\n'); return; }\n"
@@ -1318,4 +1323,37 @@ Test(front, websocket_survives_kill9_of_the_bridge_holding_the_house) {
     cr_assert_eq(ws_recv(fd, &got, &n), 8);
     free(got);
     close(fd);
+}
+
+/* An upgrade the upstream declines (403, not 101): its answer reaches the client, and nothing
+ * the client sends after its request head does reach the upstream (the connection carries no
+ * second request past the door's routing and X-Forwarded-*): the upstream sees the end of the
+ * input, answers nothing more, and the client sees the end. */
+Test(front, websocket_declined_by_the_upstream_carries_nothing_more) {
+    ws_world(NULL, 1);
+    int admin = h_admin_port(W.bridge);
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, "/h/farm-1@ws/refuse", NULL, head, sizeof head);
+    cr_assert_eq(st, 403, "%s", head);
+    static const char more[] =
+        "GET /admin HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+    send(fd, more, sizeof more - 1, MSG_NOSIGNAL);
+    char rest[64];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = recv(fd, rest + n, sizeof rest - 1 - n, 0);
+        cr_assert(r >= 0, "no end of the connection");
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        cr_assert_lt(n, sizeof rest - 1);
+    }
+    rest[n] = '\0';
+    cr_assert_str_eq(rest, "no", "the client's bytes after the head reached the upstream");
+    close(fd);
+    char *m = h_scrape(admin);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"declined\"}"), 1, "%s", m);
+    free(m);
+    cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
 }
