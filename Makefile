@@ -145,7 +145,7 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
-$(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
+$(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c house/exchange.c \
 		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)

@@ -20,7 +20,7 @@ for name in ("producer.sh", "producer.py", "producer.js"):
     t = t.replace("@@%s@@" % name, strip_shebang(open("scripts/examples/" + name).read()).rstrip("\n"))
 t = t.replace("@@redis-users.acl@@", open("deploy/redis-users.acl").read().rstrip("\n"))
 t = t.replace("@@cli-help@@", run(b + "/ghostport", "--help").rstrip("\n"))
-cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "house disable", "house enable", "top", "request"))
+cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "house disable", "house enable", "top", "request", "connect", "forward"))
 t = t.replace("@@cli-cmds@@", cmds.rstrip("\n"))
 t = t.replace("@@bridge-help@@", run(b + "/ghostport-bridge", "--help").rstrip("\n"))
 t = t.replace("@@house-help@@", run(b + "/ghostport-house", "--help").rstrip("\n"))
