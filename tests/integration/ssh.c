@@ -372,7 +372,7 @@ static void echo_start(echo_srv *e) {
 }
 
 #define NSTREAMS 100
-#define PER_STREAM (64u << 10)
+#define PER_STREAM (256u << 10)
 
 typedef struct client {
     int fd;
@@ -382,7 +382,8 @@ typedef struct client {
 } client;
 
 /* 100 client sockets on one `ghostport forward` listener, all open at once: each sends its own
- * 64 KiB, gets exactly them back, half-closes and sees the echo's EOF. */
+ * 256 KiB through a 64 KiB window (credit runs out and comes back several times a stream),
+ * gets exactly them back, half-closes and sees the echo's EOF. */
 Test(ssh, hundred_concurrent_streams) {
     h_raise_nofile(4096);
     echo_srv echo;
@@ -398,7 +399,8 @@ Test(ssh, hundred_concurrent_streams) {
     snprintf(listen_at, sizeof listen_at, "127.0.0.1:%d", port);
     char bin[700];
     snprintf(bin, sizeof bin, "%s", h_bin("ghostport"));
-    const char *argv[] = {bin, "--redis", h_redis_url(), "forward", listen_at, HOUSE, "echo", NULL};
+    const char *argv[] = {bin,   "--redis", h_redis_url(), "forward", listen_at,
+                          HOUSE, "echo",    "--window",    "65536",   NULL};
     h_proc *fwd = h_spawn("forward", (char *const *)argv);
     cr_assert(h_wait_log(fwd, "listening on", 10000), "forward did not listen (see %s)", fwd->log);
 
