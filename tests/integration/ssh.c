@@ -618,7 +618,9 @@ static int on_rudp(void *ud) {
  * TCP streams`) and every open is refused with `501 unsupported: house farm-1 speaks protocol
  * 1; TCP streams need protocol 2: upgrade the house` (bridge/daemon/streams.c), although both
  * ends speak protocol 2. rudp needs a way to negotiate the protocol (proto/RUDP.md has no
- * version field); enable this test with it. */
+ * version field); enable this test with it. Tried with the bridge's rudp conn simply taking
+ * protocol 2 (not a fix: an older rudp house would get frames it does not know), this test
+ * passes: the relay itself works over rudp, both copies at 20-25 MB/s. */
 Test(ssh, scp_over_rudp, .disabled = true) {
     world x;
     memset(&x, 0, sizeof x);
