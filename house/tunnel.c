@@ -604,6 +604,7 @@ static void dial(hs_tunnel *t) {
 /* --- the transport's events (transport.h) -------------------------------------------------- */
 
 static void on_established(hs_tunnel *t);
+static void send_hello(hs_tunnel *t);
 static void on_frame(hs_tunnel *t, const gp_frame *f);
 
 static void up_open(void *ud, hs_transport *tr) {
@@ -616,6 +617,12 @@ static void up_open(void *ud, hs_transport *tr) {
     }
     t->state = CS_AUTH; /* the session authenticated both ends: waiting for WELCOME */
     t->last_rx_ms = hs_now_ms();
+    /* No handshake frames, but the bridge still has to learn the protocols we speak: a HELLO
+     * goes with the first datagram (proto/RUDP.md); arriving after the bridge's WELCOME, it
+     * gets a second WELCOME that names the protocol. A bridge of protocol 1 drops it before
+     * its WELCOME and refuses it after (GOAWAY protocol): then we stop offering. */
+    if (!t->no_rudp_hello)
+        send_hello(t);
 }
 
 static void up_heard(void *ud, hs_transport *tr) {
@@ -793,6 +800,11 @@ static void up_probe(void *ud, hs_transport *tr, int ok) {
 static void on_established(hs_tunnel *t) {
     t->state = CS_HELLO;
     t->last_rx_ms = hs_now_ms();
+    send_hello(t);
+}
+
+/* HELLO: the protocols we speak, our id and a fresh nonce (the proof's, over WebSocket). */
+static void send_hello(hs_tunnel *t) {
     randombytes_buf(t->hn, sizeof t->hn);
     gp_frame f;
     gp_frame_init(&f, GP_FRAME_HELLO, 0, 0);
@@ -857,6 +869,24 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     }
 }
 
+/* Over rudp our protocol offer may reach the bridge after its WELCOME: the second WELCOME,
+ * same epoch, names the protocol agreed. Anywhere else a WELCOME is a protocol error. */
+static void on_welcome_again(hs_tunnel *t, const gp_frame *f) {
+    uint8_t proto = f->u.welcome.proto;
+    if (!(t->tr->ops->flags & HS_TR_AUTHENTICATES) || f->u.welcome.epoch != t->epoch ||
+        proto < t->proto || proto > GP_PROTO_MAX) {
+        hs_tn_protocol_error(t, "unexpected_frame", "WELCOME");
+        return;
+    }
+    if (proto == t->proto)
+        return;
+    t->proto = proto;
+    hs_log(HS_LOG_INFO, "protocol", "house=%s bridge=%s proto=%d (offer arrived after WELCOME)",
+           t->h->cfg.id, hs_qs(t->url), t->proto);
+    if (t->streams)
+        hs_streams_tunnel_up(t->streams, t->proto);
+}
+
 static void on_goaway(hs_tunnel *t, const gp_frame *f) {
     uint16_t code = f->u.goaway.code;
     const char *msg = hs_q(f->u.goaway.message.p, f->u.goaway.message.len);
@@ -895,6 +925,19 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         conn_close(t, "fenced", BK_LONG);
         return;
     default:
+        if (code == GP_GOAWAY_PROTOCOL && t->tr && (t->tr->ops->flags & HS_TR_AUTHENTICATES) &&
+            t->proto < GP_PROTO_STREAMS && !t->no_rudp_hello && f->u.goaway.message.len == 16 &&
+            memcmp(f->u.goaway.message.p, "unexpected_frame", 16) == 0) {
+            /* A rudp bridge of protocol 1 refusing the HELLO it got after its WELCOME: no
+             * offer to it from now on (it carries requests only). */
+            t->no_rudp_hello = 1;
+            hs_log(HS_LOG_WARN, "streams_unsupported",
+                   "house=%s bridge=%s: a protocol 1 bridge refused our offer; protocol 1 over "
+                   "rudp from now on",
+                   t->h->cfg.id, hs_qs(t->url));
+            conn_close(t, "goaway", BK_NOW);
+            return;
+        }
         hs_log(HS_LOG_WARN, "goaway", "code=%u bridge=%s msg=%s", code, hs_qs(t->url), msg);
         conn_close(t, "goaway", BK_NORMAL);
         return;
@@ -949,6 +992,9 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
     case GP_FRAME_S_OPEN:
     case GP_FRAME_S_ENTRY:
         on_stream_frame(t, f);
+        return;
+    case GP_FRAME_WELCOME:
+        on_welcome_again(t, f);
         return;
     default:
         hs_tn_protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));

@@ -84,6 +84,7 @@ struct hs_tunnel {
     struct early *early, **early_tail; /* frames ahead of WELCOME (HS_TR_UNORDERED) */
     size_t early_bytes;
     int proto;           /* negotiated in WELCOME (1 when it names none) */
+    int no_rudp_hello;   /* a rudp bridge refused our protocol offer: no HELLO over rudp */
     hs_streams *streams; /* TCP streams (streams.c), from hs_tunnel_start */
     hs_stream tcp_lane;  /* their place in the ring: never in the table, never freed */
 };
