@@ -609,19 +609,10 @@ static int on_rudp(void *ud) {
     return ok;
 }
 
-/* The house connected over rudp:// (UDP): 50 MiB up and 50 MiB down by scp at once.
- *
- * Disabled: TCP streams do not work over rudp yet. An rudp session proves the secret in its own
- * handshake and skips HELLO (bridge/daemon/udp.c, on_confirmed: straight to the claim), so the
- * bridge never learns the house's protocol: its conn keeps proto 0, the WELCOME carries none,
- * the house takes protocol 1 (`event=streams_unsupported ... proto=1: this bridge carries no
- * TCP streams`) and every open is refused with `501 unsupported: house farm-1 speaks protocol
- * 1; TCP streams need protocol 2: upgrade the house` (bridge/daemon/streams.c), although both
- * ends speak protocol 2. rudp needs a way to negotiate the protocol (proto/RUDP.md has no
- * version field); enable this test with it. Tried with the bridge's rudp conn simply taking
- * protocol 2 (not a fix: an older rudp house would get frames it does not know), this test
- * passes: the relay itself works over rudp, both copies at 20-25 MB/s. */
-Test(ssh, scp_over_rudp, .disabled = true) {
+/* The house connected over rudp:// (UDP): 50 MiB up and 50 MiB down by scp at once, the house
+ * on rudp throughout. (Until the house's HELLO rode its first datagram, an rudp house was taken
+ * for protocol 1 and every open was refused 501 unsupported.) */
+Test(ssh, scp_over_rudp) {
     world x;
     memset(&x, 0, sizeof x);
     sshd_up(&x.s);
