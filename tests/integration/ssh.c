@@ -249,9 +249,15 @@ Test(ssh, command_through_proxycommand) {
     fflush(stdout);
     free(out);
     free(err);
-    /* ssh hangs up its ProxyCommand (SIGHUP) as it exits: the stream ends at once (a reset
-     * "by=opener" when the signal beats the last fin), not after the idle timeout. */
+    /* ssh hangs up its ProxyCommand (SIGHUP) as it exits, after closing its stdin: the
+     * stream ends at once and cleanly (connect waits briefly for sshd's fin rather than
+     * resetting), not after the idle timeout. */
     cr_assert(h_wait(stream_over, x.house, 10000), "the house still holds the stream");
+    size_t len;
+    char *log = h_read_file(x.house->log, &len);
+    cr_assert(log && strstr(log, "event=stream_close"), "no clean close in the house's log");
+    cr_assert_null(strstr(log, "event=stream_reset"), "the session ended with a reset");
+    free(log);
 }
 
 typedef struct xfer {
