@@ -121,18 +121,6 @@ static uint32_t fnv(const char *p, size_t n) {
     return h;
 }
 
-static int name_ok(gp_str v) {
-    if (v.len == 0 || v.len > GP_STREAM_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < v.len; i++) {
-        uint8_t c = v.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static hs_tcp *find(hs_streams *st, gp_str sid) {
     if (sid.len == 0 || sid.len > GP_STREAM_ID_MAX)
         return NULL;
@@ -525,7 +513,7 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     s->state = TS_RESOLVING;
     char m[160];
     const char *bad = NULL;
-    if (!name_ok(o->sid))
+    if (!gp_name_ok(o->sid, GP_STREAM_ID_MAX))
         bad = "sid: 1-64 of [A-Za-z0-9._-]";
     else if (!gp_stream_service_ok(o->service))
         bad = "service: 1-64 of [A-Za-z0-9._-], or http:<name>";

@@ -27,15 +27,7 @@ int gp_auth_init(void) {
 }
 
 int gp_house_id_valid(gp_str id) {
-    if (id.len < 1 || id.len > GP_MAX_HOUSE_ID)
-        return 0;
-    for (size_t i = 0; i < id.len; i++) {
-        uint8_t c = id.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return gp_name_ok(id, GP_MAX_HOUSE_ID);
 }
 
 /* The id's length prefix is 16 bits; ids are at most GP_MAX_HOUSE_ID, so it cannot wrap for

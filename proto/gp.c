@@ -40,6 +40,18 @@ gp_str gp_str_c(const char *s) {
     return s ? (gp_str){(const uint8_t *)s, strlen(s)} : (gp_str){(const uint8_t *)"", 0};
 }
 
+int gp_name_ok(gp_str s, size_t max) {
+    if (s.len < 1 || s.len > max)
+        return 0;
+    for (size_t i = 0; i < s.len; i++) {
+        uint8_t c = s.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 int gp_str_eq(gp_str a, const char *c) {
     gp_str b = gp_str_c(c);
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);

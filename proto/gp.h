@@ -37,6 +37,9 @@ typedef struct gp_str {
 #define GP_STR_LIT(s) ((gp_str){(const uint8_t *)(s), sizeof(s) - 1})
 gp_str gp_str_c(const char *s); /* borrow a C string (NULL -> empty) */
 int gp_str_eq(gp_str a, const char *c);
+/* 1 when s is a name: 1..max bytes of A-Z a-z 0-9 . _ - (house ids, stream ids, service
+ * names: safe in keys, logs and URLs without quoting). */
+int gp_name_ok(gp_str s, size_t max);
 
 /* Writes a formatted error message into err[errlen], if the caller gave one (err may be NULL
  * or errlen 0: the message is dropped). The one writer of the "char *err, size_t errlen" out

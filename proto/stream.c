@@ -257,15 +257,7 @@ static int printable(gp_str v, size_t max) {
 }
 
 static int id_ok(gp_str v) {
-    if (v.len == 0 || v.len > GP_STREAM_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < v.len; i++) {
-        uint8_t c = v.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return gp_name_ok(v, GP_STREAM_ID_MAX);
 }
 
 int gp_stream_service_ok(gp_str v) {

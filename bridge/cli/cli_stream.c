@@ -106,19 +106,6 @@ static int parse_ms(cli_ctx *c, const char *opt, const char *v, unsigned long lo
     return 0;
 }
 
-static int id_alphabet(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > GP_STREAM_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Parses the options shared by connect and forward; positionals into pos[0..want). */
 static int parse_args(cli_ctx *c, const char *cmd, int argc, char **argv, int want,
                       const char **pos, st_conf *cf) {
@@ -165,8 +152,9 @@ static int parse_args(cli_ctx *c, const char *cmd, int argc, char **argv, int wa
         cli_err(c, "invalid house id '%s'", cf->house);
         return CLI_USAGE;
     }
-    if (!id_alphabet(cf->service)) {
-        cli_err(c, "invalid service name '%s' (1-64 of A-Z a-z 0-9 . _ -)", cf->service);
+    if (!gp_stream_service_ok(gp_str_c(cf->service))) {
+        cli_err(c, "invalid service name '%s' (1-64 of A-Z a-z 0-9 . _ -, or http:NAME)",
+                cf->service);
         return CLI_USAGE;
     }
     if (!*c->prefix || strlen(c->prefix) > 64) {

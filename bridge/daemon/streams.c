@@ -636,15 +636,7 @@ static void st_outcome(br_stream *st, int status, const char *error, const char 
 
 /* A sid of the contract's alphabet (so its keys can be named). */
 static int sid_ok(gp_str id) {
-    if (id.len == 0 || id.len > GP_STREAM_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < id.len; i++) {
-        uint8_t ch = id.p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
+    return gp_name_ok(id, GP_STREAM_ID_MAX);
 }
 
 /* A refused open without a stream: the outcome, and `rst <reason>` on sout when the sid names
