@@ -11,11 +11,15 @@
  * in turn (the order reversed every other round): an upload of SIZE incompressible bytes (to
  * the sink: timed from the first byte written to the sink's one-byte receipt), a download of
  * SIZE bytes, and N echo round trips of 32 bytes (p50, p99). Ratios are taken round by round
- * (ghostport / direct, ghostport / ssh_L), then the median. Then idle streams: K connections
- * through `ghostport forward`, each with one echo done, and Redis's INFO memory before and
- * after: used_memory per stream, split into the keys (used_memory - mem_clients_normal) and
- * the opener's connections (the CLI holds two a stream). Reports, never asserts a timing
- * (tests/bench/README.md). */
+ * (ghostport / direct, ghostport / ssh_L), then the median. For the ghostport path, the CPU
+ * time of each process per MB moved (the CLI, bridge, house, Redis). Then idle streams: K
+ * connections through `ghostport forward`, one echo each, and Redis before and after: the
+ * keys' bytes per stream (MEMORY USAGE of every key) and used_memory per stream (keys, plus
+ * the opener's connections: the CLI holds two a stream); once with Redis's default
+ * stream-node-max-bytes and once with 256 (not in QUICK mode). Reports, never asserts a timing
+ * (tests/bench/README.md). Knobs: BENCH_STREAMS_ROUNDS, _MB, _RTT, _IDLE, _PATHS (say
+ * "ghostport"), _DIRS ("up", "down"), _WINDOW (the CLI's --window), _HOLD_S (seconds to keep
+ * the idle streams open, to look at Redis). */
 #include "bench.h"
 #include "bench_world.h"
 
@@ -378,21 +382,78 @@ static long long keys_bytes(redisContext *c) {
 
 /* --- the driver ---------------------------------------------------------------------------- */
 
+/* The processes of the ghostport path whose CPU time is taken per MB moved. */
+#define NCPU 4
+static const char *const cpu_name[NCPU] = {"cli", "bridge", "house", "redis"};
+static pid_t g_cpu_pid[NCPU];
+
 typedef struct meas {
     double up, down, p50, p99;
+    double cpu_up[NCPU], cpu_down[NCPU]; /* us of CPU per MB, ghostport only */
 } meas;
 
-static meas run_path(int fd, const char *who, uint64_t size, int nrtt) {
+static void cpu_now(long long *t) {
+    for (int i = 0; i < NCPU; i++)
+        t[i] = g_cpu_pid[i] > 0 ? bench_cpu_us(g_cpu_pid[i]) : 0;
+}
+
+static void cpu_per_mb(const long long *t0, uint64_t size, double *out) {
+    long long t1[NCPU];
+    cpu_now(t1);
+    for (int i = 0; i < NCPU; i++)
+        out[i] = (double)(t1[i] - t0[i]) / ((double)size / 1e6);
+}
+
+static meas run_path(int fd, const char *who, uint64_t size, int nrtt, int cpu) {
     static double v[MAX_RTT];
-    meas m;
-    m.up = upload(fd, size, who);
-    m.down = download(fd, size, who);
+    meas m = {0};
+    long long t0[NCPU];
+    const char *dirs = getenv("BENCH_STREAMS_DIRS"); /* "up", "down": only that one */
+    int up = !dirs || !*dirs || strstr(dirs, "up"), down = !dirs || !*dirs || strstr(dirs, "down");
+    cpu_now(t0);
+    m.up = up ? upload(fd, size, who) : 0;
+    if (cpu)
+        cpu_per_mb(t0, size, m.cpu_up);
+    cpu_now(t0);
+    m.down = down ? download(fd, size, who) : 0;
+    if (cpu)
+        cpu_per_mb(t0, size, m.cpu_down);
     for (int i = 0; i < nrtt; i++)
         v[i] = echo_once(fd, who);
     qsort(v, (size_t)nrtt, sizeof *v, bench_cmp_double);
     m.p50 = bench_pct(v, (size_t)nrtt, 50);
     m.p99 = bench_pct(v, (size_t)nrtt, 99);
     return m;
+}
+
+static int env_int(const char *name, int def, int lo, int hi);
+
+/* n idle streams through `ghostport forward` on fport, one echo each: Redis's memory before and
+ * after, per stream; the case's line. */
+static void idle_case(redisContext *c, int fport, int n, const char *kase, const char *extra) {
+    /* Redis accounts clients' buffers in its cron, a little at a time, and shrinks idle ones
+     * after 2 s: both readings after a settle. Streams that ended (their keys kept 60 s) are in
+     * both. */
+    int settle_ms = bench_quick() ? 2200 : 3000;
+    usleep((useconds_t)settle_ms * 1000);
+    long long u0 = info_mem(c, "used_memory"), k0 = keys_bytes(c);
+    int *ifd = calloc((size_t)n, sizeof *ifd);
+    for (int i = 0; i < n; i++) {
+        ifd[i] = dial(fport);
+        echo_once(ifd[i], "idle stream");
+    }
+    usleep((useconds_t)settle_ms * 1000);
+    long long u1 = info_mem(c, "used_memory"), k1 = keys_bytes(c);
+    double keys = (double)(k1 - k0) / n, total = (double)(u1 - u0) / n;
+    bench_result("streams", kase,
+                 "streams=%d%s redis_keys_per_stream_bytes=%.0f redis_per_stream_bytes=%.0f "
+                 "redis_other_per_stream_bytes=%.0f goal=redis_keys_per_stream_bytes<=2048 "
+                 "goal_met=%s",
+                 n, extra, keys, total, total - keys, keys <= 2048 ? "yes" : "no");
+    sleep((unsigned)env_int("BENCH_STREAMS_HOLD_S", 0, 0, 3600)); /* to look at Redis */
+    for (int i = 0; i < n; i++)
+        close(ifd[i]);
+    free(ifd);
 }
 
 static int env_int(const char *name, int def, int lo, int hi) {
@@ -411,7 +472,7 @@ int main(void) {
     g_pattern = h_prandom(PATTERN, "bench-streams");
 
     h_init();
-    h_redis_start(0);
+    g_cpu_pid[3] = h_redis_start(0)->pid;
     int svc = svc_start();
     char secret[65];
     h_register(HOUSE, secret);
@@ -436,28 +497,35 @@ int main(void) {
     snprintf(fports, sizeof fports, "127.0.0.1:%d", fport);
     char ghost[PATH_MAX];
     snprintf(ghost, sizeof ghost, "%s", h_bin("ghostport"));
-    char *const fv[] = {ghost, "--redis", (char *)h_redis_url(), "forward", fports, HOUSE, "svc",
-                        "-q",  NULL};
+    const char *win = getenv("BENCH_STREAMS_WINDOW"); /* the CLI's --window, default its own */
+    char *const fv[] = {
+        ghost, "--redis", (char *)h_redis_url(),           "forward",   fports, HOUSE,
+        "svc", "-q",      win && *win ? "--window" : NULL, (char *)win, NULL};
     h_proc *fwd = h_spawn("forward", fv);
+    g_cpu_pid[0] = fwd->pid, g_cpu_pid[1] = bridge->pid, g_cpu_pid[2] = house->pid;
     if (!h_wait_port(fport, 10000))
         die("ghostport forward did not listen (see %s)", fwd->log);
 
     char why[1200] = "";
-    int sshport = ssh_start(svc, why, sizeof why);
-    if (sshport < 0)
+    const char *only = getenv("BENCH_STREAMS_PATHS"); /* e.g. "ghostport": the others skipped */
+    int sshport = only && *only && !strstr(only, "ssh_L") ? -2 : ssh_start(svc, why, sizeof why);
+    if (sshport == -1)
         fprintf(stderr, "bench streams: no ssh_L case: %s\n", why);
 
     int port[NPATHS] = {svc, sshport, fport}, fd[NPATHS];
     for (int k = 0; k < NPATHS; k++) {
+        if (only && *only && !strstr(only, path_name[k]))
+            port[k] = -1;
         fd[k] = port[k] > 0 ? dial(port[k]) : -1;
         if (fd[k] >= 0) /* warm-up: the stream's open, ssh's channel, caches */
-            run_path(fd[k], path_name[k], size / 8 ? size / 8 : 1, 50);
+            run_path(fd[k], path_name[k], size / 8 ? size / 8 : 1, 50, 0);
     }
 
     static double up_v[NPATHS][MAX_ROUNDS], down_v[NPATHS][MAX_ROUNDS], p50_v[NPATHS][MAX_ROUNDS],
         p99_v[NPATHS][MAX_ROUNDS];
     static double rup_d[MAX_ROUNDS], rdown_d[MAX_ROUNDS], rup_s[MAX_ROUNDS], rdown_s[MAX_ROUNDS],
         add50_d[MAX_ROUNDS], add99_d[MAX_ROUNDS], add50_s[MAX_ROUNDS];
+    static double cpu_up_v[NCPU][MAX_ROUNDS], cpu_down_v[NCPU][MAX_ROUNDS];
     static double sup_d[MAX_ROUNDS], sdown_d[MAX_ROUNDS], sadd50_d[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         meas m[NPATHS] = {0};
@@ -465,12 +533,14 @@ int main(void) {
             int k = r % 2 == 0 ? j : NPATHS - 1 - j;
             if (fd[k] < 0)
                 continue;
-            m[k] = run_path(fd[k], path_name[k], size, nrtt);
+            m[k] = run_path(fd[k], path_name[k], size, nrtt, k == P_GHOST);
+            for (int i = 0; k == P_GHOST && i < NCPU; i++)
+                cpu_up_v[i][r] = m[k].cpu_up[i], cpu_down_v[i][r] = m[k].cpu_down[i];
             up_v[k][r] = m[k].up, down_v[k][r] = m[k].down;
             p50_v[k][r] = m[k].p50, p99_v[k][r] = m[k].p99;
         }
         const meas *d = &m[P_DIRECT], *s = &m[P_SSH], *g = &m[P_GHOST];
-        rup_d[r] = g->up / d->up, rdown_d[r] = g->down / d->down;
+        rup_d[r] = d->up > 0 ? g->up / d->up : 0, rdown_d[r] = d->down > 0 ? g->down / d->down : 0;
         add50_d[r] = g->p50 - d->p50, add99_d[r] = g->p99 - d->p99;
         for (int k = 0; k < NPATHS; k++)
             if (fd[k] >= 0)
@@ -479,9 +549,11 @@ int main(void) {
                              "rtt_p99_us=%.0f",
                              r + 1, m[k].up, m[k].down, m[k].p50, m[k].p99);
         if (fd[P_SSH] >= 0) {
-            rup_s[r] = g->up / s->up, rdown_s[r] = g->down / s->down;
+            rup_s[r] = s->up > 0 ? g->up / s->up : 0,
+            rdown_s[r] = s->down > 0 ? g->down / s->down : 0;
             add50_s[r] = g->p50 - s->p50;
-            sup_d[r] = s->up / d->up, sdown_d[r] = s->down / d->down;
+            sup_d[r] = d->up > 0 ? s->up / d->up : 0,
+            sdown_d[r] = d->down > 0 ? s->down / d->down : 0;
             sadd50_d[r] = s->p50 - d->p50;
         }
     }
@@ -512,6 +584,16 @@ int main(void) {
                  "added_p99_us=%.0f%s",
                  mb, nrtt, rounds, gup, gdown, MED(p50_v[P_GHOST]), MED(p99_v[P_GHOST]), MED(rup_d),
                  MED(rdown_d), a50, MED(add99_d), vs_ssh);
+    char cpu[512];
+    int cn = 0;
+    for (int i = 0; i < NCPU; i++)
+        cn += snprintf(cpu + cn, sizeof cpu - (size_t)cn, "%sup_%s_us_per_mb=%.0f", i ? " " : "",
+                       cpu_name[i], MED(cpu_up_v[i]));
+    for (int i = 0; i < NCPU; i++)
+        cn += snprintf(cpu + cn, sizeof cpu - (size_t)cn, " down_%s_us_per_mb=%.0f", cpu_name[i],
+                       MED(cpu_down_v[i]));
+    if (fd[P_GHOST] >= 0)
+        bench_result("streams", "ghostport_cpu", "%s", cpu);
     bench_result("streams", "ghostport_mbps", "min_mbps=%.1f goal=min_mbps>=100 goal_met=%s", worst,
                  worst >= 100 ? "yes" : "no");
     bench_result("streams", "ghostport_rtt",
@@ -521,33 +603,18 @@ int main(void) {
         if (fd[k] >= 0)
             close(fd[k]);
 
-    /* Idle streams: Redis memory per open stream. */
+    /* Idle streams: Redis memory per open stream, with Redis's default stream-node-max-bytes
+     * (4096: a stream's first node is allocated that big, whatever it holds) and with 256. */
     if (nidle > 0) {
         redisContext *c = redisConnect("127.0.0.1", h_redis_port());
         if (!c || c->err)
             die("redis: %s", c ? c->errstr : "out of memory");
-        /* Redis accounts clients' buffers in its cron, a little at a time, and shrinks idle
-         * ones after 2 s: both readings after a settle. The measured streams' keys (kept 60 s
-         * after their end) are in both. */
-        usleep(3000 * 1000);
-        long long u0 = info_mem(c, "used_memory"), k0 = keys_bytes(c);
-        int *ifd = calloc((size_t)nidle, sizeof *ifd);
-        for (int i = 0; i < nidle; i++) {
-            ifd[i] = dial(fport);
-            echo_once(ifd[i], "idle stream");
+        idle_case(c, fport, nidle, "idle_streams", "");
+        if (!quick) {
+            freeReplyObject(redisCommand(c, "CONFIG SET stream-node-max-bytes 256"));
+            idle_case(c, fport, nidle, "idle_streams_node256", " stream_node_max_bytes=256");
+            freeReplyObject(redisCommand(c, "CONFIG SET stream-node-max-bytes 4096"));
         }
-        usleep(3000 * 1000);
-        long long u1 = info_mem(c, "used_memory"), k1 = keys_bytes(c);
-        double keys = (double)(k1 - k0) / nidle, total = (double)(u1 - u0) / nidle;
-        bench_result("streams", "idle_streams",
-                     "streams=%d redis_keys_per_stream_bytes=%.0f redis_per_stream_bytes=%.0f "
-                     "redis_other_per_stream_bytes=%.0f goal=redis_keys_per_stream_bytes<=2048 "
-                     "goal_met=%s",
-                     nidle, keys, total, total - keys, keys <= 2048 ? "yes" : "no");
-        sleep((unsigned)env_int("BENCH_STREAMS_HOLD_S", 0, 0, 3600)); /* to look at Redis */
-        for (int i = 0; i < nidle; i++)
-            close(ifd[i]);
-        free(ifd);
         redisFree(c);
     }
     h_fini();
