@@ -18,8 +18,9 @@
  * the opener's connections: the CLI holds two a stream); once with Redis's default
  * stream-node-max-bytes and once with 256 (not in QUICK mode). Reports, never asserts a timing
  * (tests/bench/README.md). Knobs: BENCH_STREAMS_ROUNDS, _MB, _RTT, _IDLE, _PATHS (say
- * "ghostport"), _DIRS ("up", "down"), _WINDOW (the CLI's --window), _HOLD_S (seconds to keep
- * the idle streams open, to look at Redis). */
+ * "ghostport"), _DIRS ("up", "down"), _WINDOW (the CLI's --window), _ALT_CLI (another ghostport
+ * binary: the path ghostport_alt, an A/B of the CLI in the same run, alt_*_ratio = alt /
+ * ghostport), _HOLD_S (seconds to keep the idle streams open, to look at Redis). */
 #include "bench.h"
 #include "bench_world.h"
 
@@ -41,10 +42,10 @@
 #define MAX_RTT 20000
 #define PATTERN (1u << 20) /* incompressible bytes, sent over and over */
 #define ECHO_LEN 32
-#define NPATHS 3
+#define NPATHS 4
 
-enum { P_DIRECT, P_SSH, P_GHOST };
-static const char *const path_name[NPATHS] = {"direct", "ssh_L", "ghostport"};
+enum { P_DIRECT, P_SSH, P_GHOST, P_ALT };
+static const char *const path_name[NPATHS] = {"direct", "ssh_L", "ghostport", "ghostport_alt"};
 
 static uint8_t *g_pattern;
 
@@ -505,6 +506,21 @@ int main(void) {
     g_cpu_pid[0] = fwd->pid, g_cpu_pid[1] = bridge->pid, g_cpu_pid[2] = house->pid;
     if (!h_wait_port(fport, 10000))
         die("ghostport forward did not listen (see %s)", fwd->log);
+    /* A/B of the CLI: BENCH_STREAMS_ALT_CLI=path of another ghostport binary, the path
+     * ghostport_alt (its own forward, the same Redis, bridge and house). */
+    const char *alt = getenv("BENCH_STREAMS_ALT_CLI");
+    int aport = -1;
+    if (alt && *alt) {
+        aport = h_free_port();
+        char aports[32];
+        snprintf(aports, sizeof aports, "127.0.0.1:%d", aport);
+        char *const av[] = {(char *)alt, "--redis", (char *)h_redis_url(),
+                            "forward",   aports,    HOUSE,
+                            "svc",       "-q",      NULL};
+        h_proc *af = h_spawn("forward-alt", av);
+        if (!h_wait_port(aport, 10000))
+            die("the alternative ghostport forward did not listen (see %s)", af->log);
+    }
 
     char why[1200] = "";
     const char *only = getenv("BENCH_STREAMS_PATHS"); /* e.g. "ghostport": the others skipped */
@@ -512,7 +528,7 @@ int main(void) {
     if (sshport == -1)
         fprintf(stderr, "bench streams: no ssh_L case: %s\n", why);
 
-    int port[NPATHS] = {svc, sshport, fport}, fd[NPATHS];
+    int port[NPATHS] = {svc, sshport, fport, aport}, fd[NPATHS];
     for (int k = 0; k < NPATHS; k++) {
         if (only && *only && !strstr(only, path_name[k]))
             port[k] = -1;
@@ -526,6 +542,7 @@ int main(void) {
     static double rup_d[MAX_ROUNDS], rdown_d[MAX_ROUNDS], rup_s[MAX_ROUNDS], rdown_s[MAX_ROUNDS],
         add50_d[MAX_ROUNDS], add99_d[MAX_ROUNDS], add50_s[MAX_ROUNDS];
     static double cpu_up_v[NCPU][MAX_ROUNDS], cpu_down_v[NCPU][MAX_ROUNDS];
+    static double alt_up[MAX_ROUNDS], alt_down[MAX_ROUNDS], alt_p50[MAX_ROUNDS];
     static double sup_d[MAX_ROUNDS], sdown_d[MAX_ROUNDS], sadd50_d[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         meas m[NPATHS] = {0};
@@ -540,6 +557,12 @@ int main(void) {
             p50_v[k][r] = m[k].p50, p99_v[k][r] = m[k].p99;
         }
         const meas *d = &m[P_DIRECT], *s = &m[P_SSH], *g = &m[P_GHOST];
+        if (fd[P_ALT] >= 0) {
+            const meas *x = &m[P_ALT];
+            alt_up[r] = g->up > 0 ? x->up / g->up : 0,
+            alt_down[r] = g->down > 0 ? x->down / g->down : 0;
+            alt_p50[r] = x->p50 - g->p50;
+        }
         rup_d[r] = d->up > 0 ? g->up / d->up : 0, rdown_d[r] = d->down > 0 ? g->down / d->down : 0;
         add50_d[r] = g->p50 - d->p50, add99_d[r] = g->p99 - d->p99;
         for (int k = 0; k < NPATHS; k++)
@@ -584,6 +607,12 @@ int main(void) {
                  "added_p99_us=%.0f%s",
                  mb, nrtt, rounds, gup, gdown, MED(p50_v[P_GHOST]), MED(p99_v[P_GHOST]), MED(rup_d),
                  MED(rdown_d), a50, MED(add99_d), vs_ssh);
+    if (fd[P_ALT] >= 0)
+        bench_result("streams", "ghostport_alt",
+                     "mib=%d rtt_n=%d rounds=%d up_mbps=%.1f down_mbps=%.1f rtt_p50_us=%.0f "
+                     "rtt_p99_us=%.0f alt_up_ratio=%.3f alt_down_ratio=%.3f alt_added_p50_us=%.0f",
+                     mb, nrtt, rounds, MED(up_v[P_ALT]), MED(down_v[P_ALT]), MED(p50_v[P_ALT]),
+                     MED(p99_v[P_ALT]), MED(alt_up), MED(alt_down), MED(alt_p50));
     char cpu[512];
     int cn = 0;
     for (int i = 0; i < NCPU; i++)
