@@ -145,7 +145,7 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 # The journal's codec and cache rebuild are pure too (the file side, journal_file.c, is not).
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
-$(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c \
+$(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c house/exchange.c \
 		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c) \
 		$(PROTO_LIB)
 	@mkdir -p $(dir $@)
@@ -228,7 +228,7 @@ REDIS_SECURE_MODE ?= auth+tls
 REDIS_SECURE_SUITES = $(BUILD)/tests/it_e2e $(BUILD)/tests/it_cli $(BUILD)/tests/it_admin $(BUILD)/tests/it_front \
 	$(BUILD)/tests/it_fault=fault/cluster_cli_end_to_end '$(BUILD)/tests/it_readme=readme/*_example' \
 	'$(BUILD)/tests/it_top=top/once*' '$(BUILD)/tests/it_top=top/house*' $(BUILD)/tests/it_replykey \
-	$(BUILD)/tests/it_janitor $(BUILD)/tests/it_acl $(BUILD)/tests/it_stream
+	$(BUILD)/tests/it_janitor $(BUILD)/tests/it_acl $(BUILD)/tests/it_cli_stream $(BUILD)/tests/it_stream
 # The include rules of bridge/DESIGN.md ("Layers"), then the check's own test: each include
 # it plants in a copy of the tree must fail it (both well under a second).
 check-layers:

@@ -105,6 +105,9 @@ struct hs_streams {
     char msg_out[GP_STREAM_MESSAGE_MAX + 1];
     char err_out[40];
     char rst_out[GP_STREAM_REASON_MAX + 1];
+    /* The HTTP upstreams as services "http:<name>" (host NULL: an https:// one). */
+    hs_tcp_service *http;
+    size_t nhttp;
 };
 
 static uint64_t now_ms(const hs_streams *st) {
@@ -466,6 +469,9 @@ static void connect_start(hs_tcp *s) {
 }
 
 static const hs_tcp_service *service_find(const hs_streams *st, gp_str name) {
+    for (size_t i = 0; i < st->nhttp; i++)
+        if (gp_str_eq(name, st->http[i].name))
+            return &st->http[i];
     for (size_t i = 0; i < st->conf.nservices; i++)
         if (gp_str_eq(name, st->conf.services[i].name))
             return &st->conf.services[i];
@@ -521,8 +527,8 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     const char *bad = NULL;
     if (!name_ok(o->sid))
         bad = "sid: 1-64 of [A-Za-z0-9._-]";
-    else if (!name_ok(o->service))
-        bad = "service: 1-64 of [A-Za-z0-9._-]";
+    else if (!gp_stream_service_ok(o->service))
+        bad = "service: 1-64 of [A-Za-z0-9._-], or http:<name>";
     else if (o->window < GP_STREAM_WIN_MIN || o->window > GP_STREAM_WIN_MAX)
         snprintf(m, sizeof m, "window: %u is outside %u-%u", o->window, GP_STREAM_WIN_MIN,
                  GP_STREAM_WIN_MAX),
@@ -538,10 +544,27 @@ static void on_open(hs_streams *st, const gp_frame *f) {
         return;
     }
     s->svc = service_find(st, o->service);
+    int http = strncmp(s->service, "http:", 5) == 0;
     if (!s->svc) {
-        snprintf(m, sizeof m, "service \"%s\" is not one of this house's --tcp-service names",
-                 s->service);
+        if (!http)
+            snprintf(m, sizeof m, "service \"%s\" is not one of this house's --tcp-service names",
+                     s->service);
+        else if (s->service[5])
+            snprintf(m, sizeof m, "this house has no HTTP upstream named \"%s\" (--service)",
+                     s->service + 5);
+        else
+            snprintf(m, sizeof m, "this house has no default HTTP upstream (--upstream)");
         set_outcome(s, 403, "forbidden_service", m);
+        go_dead(s, 0);
+        want_out(s);
+        return;
+    }
+    if (!s->svc->host) {
+        snprintf(m, sizeof m,
+                 "HTTP upstream \"%s\" is https://: streams (WebSockets) reach plain http:// "
+                 "upstreams only",
+                 s->service + 5);
+        set_outcome(s, 502, "upstream_unreachable", m);
         go_dead(s, 0);
         want_out(s);
         return;
@@ -1132,10 +1155,103 @@ static void on_timer(uv_timer_t *t) {
 
 /* --- life --------------------------------------------------------------------------------- */
 
+static void http_free(hs_streams *st) {
+    for (size_t i = 0; i < st->nhttp; i++) {
+        free(st->http[i].name);
+        free(st->http[i].host);
+        free(st->http[i].port);
+    }
+    free(st->http);
+    st->http = NULL;
+    st->nhttp = 0;
+}
+
+/* One HTTP upstream as a service: "http:<name>" at the URL's host and port (80 without
+ * one); an https:// URL gets no host (refused at the open). 0, or -1 out of memory. A URL
+ * of another shape (the config checks them) is left out: the open is then refused 403. */
+static int http_add(hs_streams *st, const char *name, const char *url) {
+    hs_tcp_service *v = &st->http[st->nhttp];
+    memset(v, 0, sizeof *v);
+    size_t nl = strlen(name);
+    if (nl + 5 > GP_STREAM_ID_MAX || !(v->name = malloc(nl + 6)))
+        return nl + 5 > GP_STREAM_ID_MAX ? 0 : -1;
+    memcpy(v->name, "http:", 5);
+    memcpy(v->name + 5, name, nl + 1);
+    if (strncmp(url, "https://", 8) == 0) {
+        st->nhttp++;
+        return 0;
+    }
+    const char *h = strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+    size_t hl = h ? strcspn(h, "/?#") : 0;
+    const char *at = h ? memchr(h, '@', hl) : NULL;
+    if (at) {
+        hl -= (size_t)(at + 1 - h);
+        h = at + 1;
+    }
+    const char *port = "80";
+    size_t pl = 2;
+    size_t hostl = hl;
+    const char *host = h;
+    if (h && hl && h[0] == '[') { /* [v6]:port */
+        const char *e = memchr(h, ']', hl);
+        if (!e) {
+            free(v->name);
+            return 0;
+        }
+        host = h + 1;
+        hostl = (size_t)(e - host);
+        if ((size_t)(e + 1 - h) < hl && e[1] == ':')
+            port = e + 2, pl = hl - (size_t)(e + 2 - h);
+    } else if (h) {
+        const char *c = memchr(h, ':', hl);
+        if (c) {
+            hostl = (size_t)(c - h);
+            port = c + 1, pl = hl - hostl - 1;
+        }
+    }
+    int pok = pl > 0 && pl <= 5;
+    for (size_t i = 0; pok && i < pl; i++)
+        pok = port[i] >= '0' && port[i] <= '9';
+    if (!h || hostl == 0 || !pok || atoi(port) < 1 || atoi(port) > 65535) {
+        free(v->name);
+        return 0;
+    }
+    v->host = strndup(host, hostl);
+    v->port = strndup(port, pl);
+    if (!v->host || !v->port) {
+        free(v->name);
+        free(v->host);
+        free(v->port);
+        return -1;
+    }
+    st->nhttp++;
+    return 0;
+}
+
+static int http_init(hs_streams *st) {
+    size_t n = st->conf.nhttp + 1;
+    if (!(st->http = calloc(n, sizeof *st->http)))
+        return -1;
+    for (size_t i = 0; i < st->conf.nhttp; i++)
+        if (st->conf.http[i].name && *st->conf.http[i].name && st->conf.http[i].url &&
+            http_add(st, st->conf.http[i].name, st->conf.http[i].url) != 0)
+            return -1;
+    if (st->conf.http_default && *st->conf.http_default &&
+        http_add(st, "", st->conf.http_default) != 0)
+        return -1;
+    return 0;
+}
+
 hs_streams *hs_streams_new(uv_loop_t *loop, const hs_streams_conf *conf) {
     hs_streams *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
+    st->conf = *conf;
+    if (http_init(st) != 0) {
+        http_free(st);
+        free(st);
+        return NULL;
+    }
     st->loop = loop;
     st->conf = *conf;
     if (!st->conf.max_streams)
@@ -1190,5 +1306,6 @@ void hs_streams_free(hs_streams *st) {
             unlink_free(st->buckets[b]);
     hs_zstate_free(st->zs_own);
     free(st->scratch);
+    http_free(st);
     free(st);
 }

@@ -55,8 +55,14 @@ typedef struct hs_streams_conf {
     uint32_t max_streams;    /* open streams at once (more: 503); 0: the default */
     uint64_t grace_ms;       /* service connections kept while no bridge carries them */
     uint64_t keep_closed_ms; /* 0: max(HS_STREAMS_KEEP_MIN_MS, 2 x the stream's idle_ms) */
-    hs_metrics *m;           /* NULL: none (a registry-less hs_metrics is fine too) */
-    hs_zstate *zs;           /* compression state shared by the houses of a process, or NULL */
+    /* HTTP upstreams (borrowed, as services): an open of `http:<name>` connects to the host
+     * and port of --service <name>=URL, `http:` to those of --upstream (http_default, NULL:
+     * none); a plain http:// URL only (an https:// one is answered 502). */
+    const hs_service *http;
+    size_t nhttp;
+    const char *http_default;
+    hs_metrics *m; /* NULL: none (a registry-less hs_metrics is fine too) */
+    hs_zstate *zs; /* compression state shared by the houses of a process, or NULL */
     /* Frames are due (hs_streams_pending went 1): the tunnel pulls them when it can write.
      * Called from inside hs_streams_* calls and loop callbacks: it must not call back into
      * the module synchronously (the tunnel only marks itself writable). */

@@ -1,6 +1,7 @@
 /* tunnel.c — the house's tunnel core: the handshake of proto/PROTOCOL.md (HELLO -> CHALLENGE
- * -> AUTH -> WELCOME), the request streams the bridge opens, the round-robin send scheduler,
- * replay and joining of redelivered requests (with cache.c and journal_file.c), liveness
+ * -> AUTH -> WELCOME), the table of request streams the bridge opens (what arrives on them,
+ * with replay and joining of redelivered requests, is exchange.c's), the round-robin send
+ * scheduler, liveness
  * (PING/PONG) and the reconnect policy (full-jitter exponential backoff, bridge rotation,
  * going back to a probed rudp:// bridge). It talks to a bridge only through the transport
  * interface of transport.h (tr_ws.c, tr_rudp.c): no sockets here. One hs_tunnel per house.
@@ -18,11 +19,9 @@
  * a slow connection stops the reading of the service sockets instead of growing a queue. */
 #include "buf.h"
 #include "compress.h"
-#include "house.h"
 #include "list.h"
 #include "metrics.h"
-#include "streams.h"
-#include "transport.h"
+#include "tunnel_int.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -37,97 +36,19 @@
 #define STABLE_MS 60000u /* a connection up this long resets the backoff */
 #define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight responses */
 #define DEFAULT_PING_MS 5000u
-#define NBUCKETS 256u
-
-struct hs_stream {
-    hs_tunnel *t;
-    uint32_t id;
-    hs_stream *hnext; /* hash chain */
-    hs_stream *rnext; /* ready ring: streams with queued frames */
-    int in_ring;
-    hs_out *qh, *qt;
-    hs_request req;
-    uint64_t declared_len; /* REQ_HEAD body_len */
-    size_t body_cap;
-    int dispatched; /* request complete and handed to upstream.c (or answered) */
-    int resp_fin;   /* the last response frame is queued */
-    hs_xfer *up;
-    uint64_t start_ms;
-    uint64_t start_ns; /* uv_hrtime, for the duration histogram */
-    uint16_t status;
-    const char *error; /* static string for the log line */
-    uint64_t resp_bytes;
-    int replay;     /* answered from the cache */
-    hs_centry *rec; /* the response being recorded for the cache */
-    /* A stream whose connection dropped while its upstream call ran is detached: the call
-     * goes on (no frame is sent) so that its response lands in the replay cache, and the
-     * redelivered request is answered from there instead of running twice. */
-    int detached;
-    int rec_dropped;   /* the response outgrew what the cache keeps */
-    hs_stream *dnext;  /* t->detached list */
-    hs_stream *joined; /* this (new) stream waits for that detached call's response */
-};
-
-enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
-
-/* What the next reconnect delay looks like. */
-enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW };
-
-struct early;
-
-struct hs_tunnel {
-    hs_house *h;
-    hs_transport_up up; /* our callbacks, given to both transports */
-    hs_transport *ws, *rudp;
-    hs_transport *tr; /* the current connection's, NULL between connections */
-    enum conn_state state;
-    gp_framer *fr;
-    hs_zstate *zs; /* its own compression state, with its first compressed body */
-    uint8_t hn[GP_NONCE_LEN];
-    size_t bridge_idx;
-    const char *url;
-    uint64_t dial_ms, live_ms, last_rx_ms, last_ping_ms, drain_ms;
-    uint64_t rtt_us; /* the last PING's round trip on this connection, 0: none yet */
-    uint32_t ping_iv, max_frame;
-    uint64_t epoch;
-    unsigned attempt;
-    enum backoff_kind next_backoff;
-    char reason[160];
-    int draining;
-    int switch_to; /* the next dial goes to this bridge index (-1: the next one) */
-    uint64_t probe_iv;
-    int probe_idx; /* the preferred rudp:// bridge being probed while on wss (-1: none) */
-    uv_timer_t retry, tick, probe;
-    int timers;          /* initialised, not yet closed */
-    int gated;           /* waiting at the owner's dial gate (hs_hooks.dial_gate) */
-    hs_stream **buckets; /* NBUCKETS chains, with the first stream: an idle house has none */
-    size_t nstreams;
-    hs_stream *ring_head, *ring_tail;
-    hs_out *ctl_head, *ctl_tail;
-    size_t q_bytes;
-    int congested;
-    uint64_t requests;   /* served on this connection */
-    size_t aborted;      /* streams detached/aborted ahead of conn_ended, for its log line */
-    hs_stream *detached; /* streams whose upstream call outlived their connection */
-    struct early *early, **early_tail; /* frames ahead of WELCOME (HS_TR_UNORDERED) */
-    size_t early_bytes;
-    int proto;           /* negotiated in WELCOME (1 when it names none) */
-    hs_streams *streams; /* TCP streams (streams.c), from hs_tunnel_start */
-    hs_stream tcp_lane;  /* their place in the ring: never in the table, never freed */
-};
 
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
 static void early_drop(hs_tunnel *t);
 
 /* --- streams ---------------------------------------------------------------------------- */
 
-static void event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms) {
+void hs_tn_event(hs_tunnel *t, enum hs_event ev, const char *reason, uint64_t ms) {
     const hs_hooks *k = t->h->hooks;
     if (k && k->on_event)
         k->on_event(t->h->hooks_ud, t->h, ev, t->url, reason, ms);
 }
 
-static hs_stream *stream_find(hs_tunnel *t, uint32_t id) {
+hs_stream *hs_tn_stream_find(hs_tunnel *t, uint32_t id) {
     for (hs_stream *s = t->buckets ? t->buckets[id % NBUCKETS] : NULL; s; s = s->hnext)
         if (s->id == id)
             return s;
@@ -158,41 +79,12 @@ static void queue_drop(hs_tunnel *t, hs_out **head, hs_out **tail) {
     *head = *tail = NULL;
 }
 
-static void request_clear(hs_request *r) {
-    free(r->frame_id);
-    free(r->method);
-    free(r->path);
-    free(r->service);
-    if (r->headers)
-        for (size_t i = 0; i < r->nheaders; i++) {
-            free((void *)r->headers[i].name.p);
-            free((void *)r->headers[i].value.p);
-        }
-    free(r->headers);
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-static void log_request(const hs_stream *s, const char *outcome) {
-    hs_tunnel *t = s->t;
-    const hs_request *r = &s->req;
-    hs_log(HS_LOG_INFO, "request",
-           "id=%s stream=%u method=%s path=%s service=%s status=%u error=%s outcome=%s "
-           "bytes=%llu ms=%llu",
-           hs_qs(r->frame_id), s->id, hs_qs(r->method), hs_qs(r->path), hs_qs(r->service),
-           s->status, s->error ? s->error : "", outcome, (unsigned long long)s->resp_bytes,
-           (unsigned long long)(hs_now_ms() - s->start_ms));
-    hs_metrics_request(t->h, outcome, s->start_ns, r->body_len, s->resp_bytes);
-}
-
 int hs_tunnel_live(const hs_tunnel *t) {
     return t->state == CS_LIVE;
 }
 
-static void resolve_joined(hs_stream *d);
-
 /* Unlinks and frees; the caller has dealt with s->up. */
-static void stream_free(hs_stream *s) {
+void hs_tn_stream_free(hs_stream *s) {
     hs_tunnel *t = s->t;
     if (s->detached) {
         hs_stream **dp = &t->detached;
@@ -200,7 +92,7 @@ static void stream_free(hs_stream *s) {
             dp = &(*dp)->dnext;
         if (*dp)
             *dp = s->dnext;
-        request_clear(&s->req);
+        hs_ex_request_clear(&s->req);
         hs_cache_discard(s->rec);
         free(s);
         return;
@@ -208,23 +100,21 @@ static void stream_free(hs_stream *s) {
     GP_CHAIN_REMOVE(t->buckets[s->id % NBUCKETS], s, hnext);
     ring_remove(t, s);
     queue_drop(t, &s->qh, &s->qt);
-    request_clear(&s->req);
+    hs_ex_request_clear(&s->req);
     hs_cache_discard(s->rec);
     t->nstreams--;
     free(s);
 }
 
-static void maybe_finish_drain(hs_tunnel *t);
-
 /* A stream is done when the upstream has let go, its last frame is queued and written. */
-static void stream_maybe_done(hs_stream *s) {
+void hs_tn_stream_maybe_done(hs_stream *s) {
     if (s->up || !s->resp_fin || s->qh)
         return;
     hs_tunnel *t = s->t;
     if (!s->detached)
-        event(t, HS_EV_ANSWERED, s->req.frame_id, 0);
-    stream_free(s);
-    maybe_finish_drain(t);
+        hs_tn_event(t, HS_EV_ANSWERED, s->req.frame_id, 0);
+    hs_tn_stream_free(s);
+    hs_tn_maybe_finish_drain(t);
 }
 
 /* The connection is gone: no frame is sent for its streams any more, and the bridge will
@@ -232,7 +122,7 @@ static void stream_maybe_done(hs_stream *s) {
  * still running go on detached (their responses are remembered for that redelivery: the
  * upstream never runs a request twice); without it (shutdown) they are aborted, detached
  * ones included. Returns how many calls were detached or aborted. */
-static void stream_detach(hs_stream *s) {
+void hs_tn_stream_detach(hs_stream *s) {
     hs_tunnel *t = s->t;
     GP_CHAIN_REMOVE(t->buckets[s->id % NBUCKETS], s, hnext);
     t->nstreams--;
@@ -249,7 +139,7 @@ static size_t streams_abort_all(hs_tunnel *t, int detach) {
         while (t->buckets[b]) {
             hs_stream *s = t->buckets[b];
             if (s->up && detach) {
-                stream_detach(s);
+                hs_tn_stream_detach(s);
                 n++;
                 continue;
             }
@@ -258,7 +148,7 @@ static size_t streams_abort_all(hs_tunnel *t, int detach) {
                 s->up = NULL;
                 n++;
             }
-            stream_free(s);
+            hs_tn_stream_free(s);
         }
     t->ring_head = t->ring_tail = NULL;
     t->tcp_lane.in_ring = 0;
@@ -268,38 +158,9 @@ static size_t streams_abort_all(hs_tunnel *t, int detach) {
         if (d->up)
             t->h->exec->abort(t->h->exec_ud, d->up);
         d->up = NULL;
-        stream_free(d);
+        hs_tn_stream_free(d);
     }
     return n;
-}
-
-static int same_request(const hs_request *a, const hs_request *b) {
-    return strcmp(a->frame_id, b->frame_id) == 0 && strcmp(a->method, b->method) == 0 &&
-           strcmp(a->path, b->path) == 0;
-}
-
-/* An upstream call still running for this request's frame id, method and path: detached
- * (its connection dropped) or on this connection (the same request delivered twice at once:
- * a producer's retry, or an XADD Redis kept although its reply was lost). */
-static hs_stream *running_find(const hs_stream *self) {
-    hs_tunnel *t = self->t;
-    for (hs_stream *d = t->detached; d; d = d->dnext)
-        if (d->up && same_request(&d->req, &self->req))
-            return d;
-    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
-        for (hs_stream *s = t->buckets[b]; s; s = s->hnext)
-            if (s != self && s->up && same_request(&s->req, &self->req))
-                return s;
-    return NULL;
-}
-
-static int has_joiners(const hs_stream *d) {
-    const hs_tunnel *t = d->t;
-    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
-        for (const hs_stream *w = t->buckets[b]; w; w = w->hnext)
-            if (w->joined == d)
-                return 1;
-    return 0;
 }
 
 const hs_request *hs_stream_request(const hs_stream *s) {
@@ -355,7 +216,7 @@ static void send_ctl(hs_tunnel *t, const gp_frame *f) {
                gp_strerror(rc));
 }
 
-static void send_error_head(hs_stream *s, uint16_t status, const char *error, const char *message) {
+void hs_tn_send_error_head(hs_stream *s, uint16_t status, const char *error, const char *message) {
     hs_stream_head(s, status, NULL, 0, error, message, 0, 1);
 }
 
@@ -443,15 +304,15 @@ void hs_stream_upstream_done(hs_stream *s, const char *outcome) {
     if (s->detached) {
         char o[64];
         snprintf(o, sizeof o, "detached_%s", outcome);
-        log_request(s, o);
-        resolve_joined(s);
-        stream_free(s);
+        hs_ex_log_request(s, o);
+        hs_ex_resolve_joined(s);
+        hs_tn_stream_free(s);
         return;
     }
-    log_request(s, outcome);
+    hs_ex_log_request(s, outcome);
     t->requests++;
-    resolve_joined(s); /* s stays in the table meanwhile, so the connection cannot end */
-    stream_maybe_done(s);
+    hs_ex_resolve_joined(s); /* s stays in the table meanwhile, so the connection cannot end */
+    hs_tn_stream_maybe_done(s);
 }
 
 /* The next frame to send, taken off its queue, if it is at most max bytes: control frames
@@ -502,7 +363,7 @@ static hs_out *next_out(hs_tunnel *t, size_t max) {
 /* A frame of s (or a control frame) has gone to the transport. */
 static void sent_out(hs_tunnel *t, hs_stream *s) {
     if (s)
-        stream_maybe_done(s);
+        hs_tn_stream_maybe_done(s);
     if (t->congested && t->q_bytes < LOW_WATER) {
         t->congested = 0;
         t->h->exec->resume(t->h->exec_ud);
@@ -567,11 +428,9 @@ static void tcp_wake(void *ud) {
     want_write(t);
 }
 
-static void protocol_error(hs_tunnel *t, const char *why, const char *detail);
-
 static void on_stream_frame(hs_tunnel *t, const gp_frame *f) {
     if (t->proto < GP_PROTO_STREAMS || !t->streams) {
-        protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+        hs_tn_protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
         return;
     }
     hs_streams_on_frame(t->streams, f);
@@ -642,7 +501,7 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     if (was_live && now - t->live_ms >= STABLE_MS)
         t->attempt = 0;
     if (was_live || t->dial_ms)
-        event(t, was_live ? HS_EV_DISCONNECTED : HS_EV_DIAL_FAILED, t->reason, 0);
+        hs_tn_event(t, was_live ? HS_EV_DISCONNECTED : HS_EV_DIAL_FAILED, t->reason, 0);
     if (was_live || t->dial_ms)
         hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
                "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", t->h->cfg.id, hs_qs(t->url),
@@ -659,7 +518,7 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     t->next_backoff = BK_NORMAL;
     hs_log(HS_LOG_INFO, "reconnect_in", "ms=%llu bridge=%s attempt=%u", (unsigned long long)ms,
            hs_qs(t->h->cfg.bridges[t->bridge_idx]), t->attempt);
-    event(t, HS_EV_WAITING, NULL, ms);
+    hs_tn_event(t, HS_EV_WAITING, NULL, ms);
     uv_timer_start(&t->retry, on_retry, ms, 0);
 }
 
@@ -685,14 +544,14 @@ static void send_goaway(hs_tunnel *t, uint16_t code, const char *msg) {
     send_ctl(t, &f);
 }
 
-static void protocol_error(hs_tunnel *t, const char *why, const char *detail) {
+void hs_tn_protocol_error(hs_tunnel *t, const char *why, const char *detail) {
     hs_log(HS_LOG_WARN, "protocol_error", "house=%s bridge=%s reason=%s detail=%s", t->h->cfg.id,
            hs_qs(t->url), why, hs_qs(detail));
     send_goaway(t, GP_GOAWAY_PROTOCOL, why);
     conn_close(t, why, BK_NORMAL);
 }
 
-static void maybe_finish_drain(hs_tunnel *t) {
+void hs_tn_maybe_finish_drain(hs_tunnel *t) {
     if (t->draining && t->state == CS_LIVE && t->nstreams == 0)
         conn_close(t, "draining", BK_NOW);
 }
@@ -716,7 +575,7 @@ static int up_dialing(void *ud, hs_transport *tr, int tls) {
     gp_framer_free(t->fr);
     t->fr = gp_framer_new(GP_DEFAULT_MAX_FRAME);
     hs_log(HS_LOG_DEBUG, "dialing", "bridge=%s tls=%d", hs_qs(t->url), tls);
-    event(t, HS_EV_DIALING, NULL, 0);
+    hs_tn_event(t, HS_EV_DIALING, NULL, 0);
     tick_start(t); /* enforces the handshake deadline */
     if (!t->fr) {
         conn_ended(t, "out_of_memory");
@@ -745,6 +604,7 @@ static void dial(hs_tunnel *t) {
 /* --- the transport's events (transport.h) -------------------------------------------------- */
 
 static void on_established(hs_tunnel *t);
+static void send_hello(hs_tunnel *t);
 static void on_frame(hs_tunnel *t, const gp_frame *f);
 
 static void up_open(void *ud, hs_transport *tr) {
@@ -757,6 +617,12 @@ static void up_open(void *ud, hs_transport *tr) {
     }
     t->state = CS_AUTH; /* the session authenticated both ends: waiting for WELCOME */
     t->last_rx_ms = hs_now_ms();
+    /* No handshake frames, but the bridge still has to learn the protocols we speak: a HELLO
+     * goes with the first datagram (proto/RUDP.md); arriving after the bridge's WELCOME, it
+     * gets a second WELCOME that names the protocol. A bridge of protocol 1 drops it before
+     * its WELCOME and refuses it after (GOAWAY protocol): then we stop offering. */
+    if (!t->no_rudp_hello)
+        send_hello(t);
 }
 
 static void up_heard(void *ud, hs_transport *tr) {
@@ -785,7 +651,7 @@ static int receiving(const hs_tunnel *t, const hs_transport *tr) {
 static void up_error(void *ud, hs_transport *tr, const char *why) {
     hs_tunnel *t = ud;
     if (receiving(t, tr))
-        protocol_error(t, why, NULL);
+        hs_tn_protocol_error(t, why, NULL);
 }
 
 /* Lanes are independent (HS_TR_UNORDERED): a request the bridge sent right after WELCOME can
@@ -813,7 +679,7 @@ static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
     gp_frame f;
     ssize_t k = gp_frame_decode(m, n, t->max_frame, &f);
     if (k != (ssize_t)n) {
-        protocol_error(t, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
+        hs_tn_protocol_error(t, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
         return;
     }
     int welcome = f.type == GP_FRAME_WELCOME;
@@ -821,7 +687,7 @@ static void frame_in(hs_tunnel *t, const uint8_t *m, size_t n) {
         (t->tr->ops->flags & HS_TR_UNORDERED)) {
         early *e = t->early_bytes + n <= EARLY_MAX ? malloc(sizeof *e + n) : NULL;
         if (!e) {
-            protocol_error(t, "too_much_before_welcome", NULL);
+            hs_tn_protocol_error(t, "too_much_before_welcome", NULL);
             return;
         }
         e->next = NULL;
@@ -870,8 +736,8 @@ static void up_bytes(void *ud, hs_transport *tr, const uint8_t *p, size_t len) {
         rc = 0;
     }
     if (rc < 0 && t->state != CS_CLOSING && t->state != CS_IDLE)
-        protocol_error(t, rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
-                       gp_strerror(rc));
+        hs_tn_protocol_error(t, rc == GP_ERR_TOO_LARGE ? "frame_too_large" : "bad_frame",
+                             gp_strerror(rc));
 }
 
 /* While on a transport that cannot probe (wss) and a bridge is configured on one that can
@@ -934,6 +800,11 @@ static void up_probe(void *ud, hs_transport *tr, int ok) {
 static void on_established(hs_tunnel *t) {
     t->state = CS_HELLO;
     t->last_rx_ms = hs_now_ms();
+    send_hello(t);
+}
+
+/* HELLO: the protocols we speak, our id and a fresh nonce (the proof's, over WebSocket). */
+static void send_hello(hs_tunnel *t) {
     randombytes_buf(t->hn, sizeof t->hn);
     gp_frame f;
     gp_frame_init(&f, GP_FRAME_HELLO, 0, 0);
@@ -968,7 +839,7 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     if (f->u.welcome.proto > GP_PROTO_MAX) { /* we offered up to GP_PROTO_MAX */
         char d[32];
         snprintf(d, sizeof d, "proto=%u", f->u.welcome.proto);
-        protocol_error(t, "unsupported_protocol", d);
+        hs_tn_protocol_error(t, "unsupported_protocol", d);
         return;
     }
     uint64_t now = hs_now_ms();
@@ -984,7 +855,7 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
     tick_start(t);
     probe_start(t);
     gp_metric_inc(t->h->m.connects, t->tr->ops->label(t->tr));
-    event(t, HS_EV_LIVE, NULL, 0);
+    hs_tn_event(t, HS_EV_LIVE, NULL, 0);
     hs_log(HS_LOG_INFO, "connected",
            "house=%s bridge=%s bridge_id=%s epoch=%llu ping_ms=%u proto=%d", t->h->cfg.id,
            hs_qs(t->url), hs_q(f->u.welcome.bridge_id.p, f->u.welcome.bridge_id.len),
@@ -996,6 +867,24 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
                    hs_qs(t->url), t->proto);
         hs_streams_tunnel_up(t->streams, t->proto);
     }
+}
+
+/* Over rudp our protocol offer may reach the bridge after its WELCOME: the second WELCOME,
+ * same epoch, names the protocol agreed. Anywhere else a WELCOME is a protocol error. */
+static void on_welcome_again(hs_tunnel *t, const gp_frame *f) {
+    uint8_t proto = f->u.welcome.proto;
+    if (!(t->tr->ops->flags & HS_TR_AUTHENTICATES) || f->u.welcome.epoch != t->epoch ||
+        proto < t->proto || proto > GP_PROTO_MAX) {
+        hs_tn_protocol_error(t, "unexpected_frame", "WELCOME");
+        return;
+    }
+    if (proto == t->proto)
+        return;
+    t->proto = proto;
+    hs_log(HS_LOG_INFO, "protocol", "house=%s bridge=%s proto=%d (offer arrived after WELCOME)",
+           t->h->cfg.id, hs_qs(t->url), t->proto);
+    if (t->streams)
+        hs_streams_tunnel_up(t->streams, t->proto);
 }
 
 static void on_goaway(hs_tunnel *t, const gp_frame *f) {
@@ -1015,7 +904,7 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         t->draining = 1;
         t->drain_ms = hs_now_ms();
         t->next_backoff = BK_NOW;
-        maybe_finish_drain(t);
+        hs_tn_maybe_finish_drain(t);
         return;
     case GP_GOAWAY_AUTH:
         /* Wrong secret, or the house is disabled or removed (msg says which). */
@@ -1032,288 +921,27 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         /* Another connection of this id took over (a second house with our id?). */
         hs_log(HS_LOG_WARN, "fenced", "house=%s bridge=%s msg=%s", t->h->cfg.id, hs_qs(t->url),
                msg);
-        event(t, HS_EV_FENCED, "fenced", 0);
+        hs_tn_event(t, HS_EV_FENCED, "fenced", 0);
         conn_close(t, "fenced", BK_LONG);
         return;
     default:
+        if (code == GP_GOAWAY_PROTOCOL && t->tr && (t->tr->ops->flags & HS_TR_AUTHENTICATES) &&
+            t->proto < GP_PROTO_STREAMS && !t->no_rudp_hello && f->u.goaway.message.len == 16 &&
+            memcmp(f->u.goaway.message.p, "unexpected_frame", 16) == 0) {
+            /* A rudp bridge of protocol 1 refusing the HELLO it got after its WELCOME: no
+             * offer to it from now on (it carries requests only). */
+            t->no_rudp_hello = 1;
+            hs_log(HS_LOG_WARN, "streams_unsupported",
+                   "house=%s bridge=%s: a protocol 1 bridge refused our offer; protocol 1 over "
+                   "rudp from now on",
+                   t->h->cfg.id, hs_qs(t->url));
+            conn_close(t, "goaway", BK_NOW);
+            return;
+        }
         hs_log(HS_LOG_WARN, "goaway", "code=%u bridge=%s msg=%s", code, hs_qs(t->url), msg);
         conn_close(t, "goaway", BK_NORMAL);
         return;
     }
-}
-
-static int valid_str(gp_str s) {
-    for (size_t i = 0; i < s.len; i++)
-        if (s.p[i] == '\0')
-            return 0;
-    return 1;
-}
-
-static char *dup_str(gp_str s) {
-    char *p = malloc(s.len + 1);
-    if (p) {
-        memcpy(p, s.p, s.len);
-        p[s.len] = '\0';
-    }
-    return p;
-}
-
-static void answer_again(hs_stream *s, const hs_centry *e);
-
-/* This frame id (same method and path) already ran or is running: answer from memory, or
- * wait for that call. Returns 1 when s is taken care of that way. */
-static int answered_or_joined(hs_stream *s) {
-    hs_tunnel *t = s->t;
-    const hs_request *r = &s->req;
-    if (t->h->no_replay)
-        return 0;
-    const hs_centry *e = hs_cache_find(t->h->cache, r->frame_id, r->method, r->path, hs_now_ms());
-    if (e) {
-        event(t, HS_EV_REPLAYED, r->frame_id, 0);
-        answer_again(s, e);
-        return 1;
-    }
-    hs_stream *d = running_find(s);
-    if (!d)
-        return 0;
-    event(t, HS_EV_REPLAYED, r->frame_id, 0);
-    s->dispatched = 1;
-    s->joined = d;
-    hs_log(HS_LOG_INFO, "request_joined", "id=%s stream=%u running=%s", hs_qs(r->frame_id), s->id,
-           d->detached ? "detached" : "live");
-    return 1;
-}
-
-static void dispatch(hs_stream *s) {
-    hs_tunnel *t = s->t;
-    s->dispatched = 1;
-    if (answered_or_joined(s))
-        return;
-    if (hs_journal_start(t->h->journal, &s->req, s->start_ms) != 0) {
-        send_error_head(s, 503, "unavailable", "house could not write its journal");
-        log_request(s, "journal_failed");
-        stream_maybe_done(s);
-        return;
-    }
-    s->up = t->h->exec->start(t->h->exec_ud, s);
-    if (!s->up) {
-        hs_journal_forget(t->h->journal, &s->req);
-        log_request(s, "failed"); /* answered with an error head by upstream.c */
-        stream_maybe_done(s);
-    }
-}
-
-/* A redelivered request we already answered: send the remembered response again. */
-static void replay(hs_stream *s, const hs_centry *e) {
-    s->dispatched = 1;
-    s->replay = 1;
-    size_t nh;
-    const gp_header *h = hs_cache_headers(e, &nh);
-    gp_str body = hs_cache_body(e), ctype = {NULL, 0};
-    for (size_t i = 0; i < nh; i++)
-        if (h[i].name.len == 12 && strncasecmp((const char *)h[i].name.p, "content-type", 12) == 0)
-            ctype = h[i].value;
-    hs_stream_head(s, hs_cache_status(e), h, nh, "", "", body.len, body.len == 0);
-    for (size_t off = 0; off < body.len;) {
-        size_t n = body.len - off < GP_BODY_CHUNK ? body.len - off : GP_BODY_CHUNK;
-        hs_stream_body(s, ctype, body.p + off, n, off + n == body.len);
-        off += n;
-    }
-    log_request(s, "replayed");
-    stream_maybe_done(s);
-}
-
-/* A request that already ran: answer with the remembered response. When there is none (e
- * NULL: the call failed; or a tombstone, status 0: the response outgrew the cache) running it
- * again would break the at-most-once promise, so the producer is told the truth instead:
- * 502 replay_unavailable. */
-static void answer_again(hs_stream *s, const hs_centry *e) {
-    if (e && hs_cache_status(e) != 0) {
-        replay(s, e);
-        return;
-    }
-    s->dispatched = 1;
-    send_error_head(s, 502, "replay_unavailable",
-                    "an earlier delivery of this request ran on the upstream but its response "
-                    "could not be remembered");
-    log_request(s, "replay_unavailable");
-    stream_maybe_done(s);
-}
-
-/* The detached call `d` has ended: answer the streams that joined it. */
-static void resolve_joined(hs_stream *d) {
-    hs_tunnel *t = d->t;
-    const hs_centry *e =
-        hs_cache_find(t->h->cache, d->req.frame_id, d->req.method, d->req.path, hs_now_ms());
-    for (unsigned b = 0; t->buckets && b < NBUCKETS; b++)
-        for (hs_stream *w = t->buckets[b], *next; w; w = next) {
-            next = w->hnext;
-            if (w->joined != d)
-                continue;
-            w->joined = NULL;
-            answer_again(w, e);
-        }
-}
-
-static void on_req_head(hs_tunnel *t, const gp_frame *f) {
-    if (f->stream == 0 || stream_find(t, f->stream)) {
-        protocol_error(t, "bad_stream_id", NULL);
-        return;
-    }
-    if (!t->buckets)
-        t->buckets = calloc(NBUCKETS, sizeof *t->buckets);
-    hs_stream *s = t->buckets ? calloc(1, sizeof *s) : NULL;
-    if (!s) {
-        protocol_error(t, "out_of_memory", NULL);
-        return;
-    }
-    s->t = t;
-    s->id = f->stream;
-    s->start_ms = hs_now_ms();
-    s->start_ns = uv_hrtime();
-    s->hnext = t->buckets[s->id % NBUCKETS];
-    t->buckets[s->id % NBUCKETS] = s;
-    t->nstreams++;
-    hs_request *r = &s->req;
-    const __typeof__(f->u.req_head) *h = &f->u.req_head;
-    r->frame_id = dup_str(h->frame_id);
-    r->method = dup_str(h->method);
-    r->path = dup_str(h->path);
-    r->service = dup_str(h->service);
-    r->timeout_ms = h->timeout_ms;
-    s->declared_len = h->body_len;
-    event(t, HS_EV_REQUEST, r->frame_id, 0);
-    int oom = !r->frame_id || !r->method || !r->path || !r->service;
-    if (h->nheaders && !oom) {
-        r->headers = calloc(h->nheaders, sizeof *r->headers);
-        oom = !r->headers;
-        for (size_t i = 0; !oom && i < h->nheaders; i++) {
-            char *n = dup_str(h->headers[i].name), *v = dup_str(h->headers[i].value);
-            r->headers[i].name = (gp_str){(const uint8_t *)n, h->headers[i].name.len};
-            r->headers[i].value = (gp_str){(const uint8_t *)v, h->headers[i].value.len};
-            r->nheaders = i + 1;
-            oom = !n || !v;
-        }
-    }
-    if (oom) {
-        s->dispatched = 1;
-        send_error_head(s, 503, "unavailable", "house out of memory");
-        stream_maybe_done(s);
-        return;
-    }
-    /* NUL bytes cannot pass through C strings intact: refuse rather than truncate. */
-    int ok = valid_str(h->method) && valid_str(h->path) && valid_str(h->service);
-    for (size_t i = 0; ok && i < h->nheaders; i++)
-        ok = valid_str(h->headers[i].name) && valid_str(h->headers[i].value);
-    uint16_t status = 0;
-    const char *err = NULL, *msg = NULL;
-    char mbuf[128];
-    if (!ok) {
-        status = 400, err = "bad_request", msg = "NUL byte in method, path or headers";
-    } else if (t->h->exec->check(t->h->exec_ud, r, &status, &err, &msg) == 0) {
-        status = 0;
-        if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len > (uint64_t)t->h->cfg.max_body) {
-            snprintf(mbuf, sizeof mbuf, "request body of %llu bytes exceeds max-body %lld",
-                     (unsigned long long)s->declared_len, t->h->cfg.max_body);
-            status = 413, err = "too_large", msg = mbuf;
-        }
-    }
-    if (status) {
-        /* Answer now; body frames that still arrive find no stream and are ignored. */
-        s->dispatched = 1;
-        send_error_head(s, status, err, msg);
-        log_request(s, "rejected");
-        stream_maybe_done(s);
-        return;
-    }
-    if (f->flags & GP_FLAG_FIN)
-        dispatch(s);
-    else
-        answered_or_joined(s); /* known already: the body that follows is ignored */
-}
-
-static void on_req_body(hs_tunnel *t, const gp_frame *f) {
-    hs_stream *s = stream_find(t, f->stream);
-    if (!s || s->dispatched)
-        return; /* answered early (403/413/...) or cancelled: the rest is noise */
-    hs_request *r = &s->req;
-    gp_str d = f->u.body.data;
-    size_t max = (size_t)t->h->cfg.max_body, n = d.len;
-    int zstd = f->flags & GP_FLAG_ZSTD;
-    if (zstd) {
-        ssize_t dn = gp_decompressed_size(d.p, d.len);
-        if (dn < 0 || (size_t)dn > GP_BODY_CHUNK * 2u) {
-            protocol_error(t, "bad_compressed_body",
-                           gp_strerror(dn < 0 ? (int)dn : GP_ERR_TOO_LARGE));
-            return;
-        }
-        n = (size_t)dn;
-    }
-    if (zstd && !hs_zstate_ready(t->h->zs, &t->zs, 0)) {
-        s->dispatched = 1;
-        send_error_head(s, 503, "unavailable", "house out of memory");
-        stream_maybe_done(s);
-        return;
-    }
-    if (r->body_len + n > max) {
-        char mbuf[128];
-        snprintf(mbuf, sizeof mbuf, "request body exceeds max-body %lld", t->h->cfg.max_body);
-        s->dispatched = 1;
-        send_error_head(s, 413, "too_large", mbuf);
-        log_request(s, "rejected");
-        stream_maybe_done(s);
-        return;
-    }
-    /* room from the declared length when it is within bounds, else doubling from 64 KiB */
-    size_t first = 65536;
-    if (s->declared_len != GP_LEN_UNKNOWN && s->declared_len <= max && first < s->declared_len)
-        first = (size_t)s->declared_len;
-    if (gp_grow(&r->body, &s->body_cap, r->body_len + n, first, 1) != 0) {
-        s->dispatched = 1;
-        send_error_head(s, 503, "unavailable", "house out of memory");
-        stream_maybe_done(s);
-        return;
-    }
-    if (zstd) {
-        ssize_t m = gp_decompress(hs_zstate_zctx(hs_zstate_ready(t->h->zs, &t->zs, 0)), d.p, d.len,
-                                  r->body + r->body_len, n);
-        if (m < 0) {
-            protocol_error(t, "bad_compressed_body", gp_strerror((int)m));
-            return;
-        }
-        r->body_len += (size_t)m;
-    } else if (n) {
-        memcpy(r->body + r->body_len, d.p, n);
-        r->body_len += n;
-    }
-    if (f->flags & GP_FLAG_FIN)
-        dispatch(s);
-}
-
-static void on_cancel(hs_tunnel *t, const gp_frame *f) {
-    hs_stream *s = stream_find(t, f->stream);
-    if (!s)
-        return;
-    event(t, HS_EV_CANCELLED, s->req.frame_id, 0);
-    if (s->up && has_joiners(s)) {
-        /* Another delivery of the same request waits for this call: it goes on detached. */
-        log_request(s, "cancelled_call_kept_for_a_redelivery");
-        stream_detach(s);
-        maybe_finish_drain(t);
-        return;
-    }
-    if (s->up) {
-        t->h->exec->abort(t->h->exec_ud, s->up);
-        s->up = NULL;
-        hs_journal_forget(t->h->journal, &s->req);
-    }
-    s->error = "cancelled";
-    char outcome[160];
-    snprintf(outcome, sizeof outcome, "cancelled reason=%s",
-             hs_q(f->u.cancel.reason.p, f->u.cancel.reason.len));
-    log_request(s, outcome);
-    stream_free(s);
-    maybe_finish_drain(t);
 }
 
 static void on_frame(hs_tunnel *t, const gp_frame *f) {
@@ -1334,7 +962,7 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
             if (f->type == handshake[i].type)
                 handshake[i].fn(t, f);
             else
-                protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+                hs_tn_protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
             return;
         }
     if (t->state != CS_LIVE)
@@ -1342,13 +970,13 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
     gp_frame r;
     switch (f->type) {
     case GP_FRAME_REQ_HEAD:
-        on_req_head(t, f);
+        hs_ex_on_req_head(t, f);
         return;
     case GP_FRAME_REQ_BODY:
-        on_req_body(t, f);
+        hs_ex_on_req_body(t, f);
         return;
     case GP_FRAME_CANCEL:
-        on_cancel(t, f);
+        hs_ex_on_cancel(t, f);
         return;
     case GP_FRAME_PING:
         gp_frame_pong(&r, f);
@@ -1365,8 +993,11 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
     case GP_FRAME_S_ENTRY:
         on_stream_frame(t, f);
         return;
+    case GP_FRAME_WELCOME:
+        on_welcome_again(t, f);
+        return;
     default:
-        protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
+        hs_tn_protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
     }
 }
 
@@ -1464,6 +1095,9 @@ int hs_tunnel_start(hs_tunnel *t) {
     hs_streams_conf sc = {
         .services = c->tcp_services,
         .nservices = c->ntcp_services,
+        .http = c->services,
+        .nhttp = c->nservices,
+        .http_default = c->upstream,
         .max_streams = c->max_streams > 0 ? (uint32_t)c->max_streams : HS_STREAMS_MAX_DEFAULT,
         .grace_ms =
             c->stream_grace > 0 ? (uint64_t)c->stream_grace * 1000u : HS_STREAMS_GRACE_DEFAULT_MS,

@@ -83,6 +83,9 @@ struct gp_admin_conn {
     uint8_t *pend;   /* input read past a request whose answer is pending */
     size_t pend_len;
     gp_admin_call *call;
+    /* Taken over (gp_admin_call_takeover): bytes go to raw.data; raw_eof once input ended. */
+    int raw, raw_eof, raw_reading, raw_shut;
+    gp_admin_raw_cb rawcb;
 };
 
 struct gp_admin_call {
@@ -167,6 +170,8 @@ static void drained(conn *c) {
 void gp_admin_released(conn *c) {
     gp_admin *a = c->a;
     drained(c); /* a waiting writer learns the connection is gone */
+    if (c->raw && c->rawcb.closed)
+        c->rawcb.closed(c->rawcb.ud);
     free(c->wlen);
     gp_http_req_free(c->parser);
     free(c->pend);
@@ -191,8 +196,8 @@ static void conn_close(conn *c) {
 }
 
 void gp_admin_timeout(conn *c) {
-    if (c->closing)
-        return;
+    if (c->closing || c->raw)
+        return; /* a taken-over connection has no timer of the server's */
     if (c->lingering) {
         conn_close(c);
         return;
@@ -440,7 +445,7 @@ static void dispatch(conn *c, const gp_http_request *req) {
  * later (the rest is kept in c->pend) or the data is used up. */
 static void process(conn *c, const uint8_t *data, size_t len) {
     c->in_process = 1;
-    while (!c->closing && !c->close_after && !c->call && len > 0) {
+    while (!c->closing && !c->close_after && !c->call && !c->raw && len > 0) {
         if (!gp_http_req_started(c->parser) && !c->deadline_on)
             arm_request(c);
         size_t used = 0;
@@ -476,9 +481,15 @@ static void process(conn *c, const uint8_t *data, size_t len) {
         }
     }
     c->in_process = 0;
-    if (c->closing || c->close_after || !c->call || len == 0)
+    if (c->closing || c->close_after || (!c->call && !c->raw) || len == 0)
         return;
-    /* A handler answers later: keep the rest of the input and stop reading meanwhile. */
+    if (c->raw && c->raw_reading) { /* taken over, and reading, from inside the handler */
+        if (c->rawcb.data)
+            c->rawcb.data(c->rawcb.ud, data, len);
+        return;
+    }
+    /* A handler answers later (or took the connection over): keep the rest of the input
+     * and stop reading meanwhile. */
     uint8_t *p = malloc(len);
     if (!p) {
         conn_close(c);
@@ -498,13 +509,25 @@ void gp_admin_input(conn *c, const void *data, long n) {
             conn_close(c);
         return;
     }
+    if (c->raw) {
+        if (c->raw_eof)
+            return;
+        if (n < 0) {
+            c->raw_eof = 1;
+            if (c->rawcb.eof)
+                c->rawcb.eof(c->rawcb.ud);
+        } else if (n > 0 && c->rawcb.data) {
+            c->rawcb.data(c->rawcb.ud, data, (size_t)n);
+        }
+        return;
+    }
     if (n < 0) {
         conn_close(c);
         return;
     }
     if (n > 0)
         process(c, data, (size_t)n);
-    if (!c->closing && (c->call || c->close_after))
+    if (!c->closing && !c->raw && (c->call || c->close_after))
         c->a->io.reading(c->io, 0);
 }
 
@@ -528,7 +551,7 @@ static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: ap
 
 /* No request is being answered on it: closing it costs its client nothing but a retry. */
 static int sheddable(const conn *c) {
-    return !c->closing && !c->call && !c->close_after && !c->lingering && c->writes == 0;
+    return !c->closing && !c->call && !c->raw && !c->close_after && !c->lingering && c->writes == 0;
 }
 
 /* The oldest sheddable connection (of address ip, or of all when ip is NULL), not `except`. */
@@ -771,6 +794,75 @@ void gp_admin_stream_end(gp_admin_call *call) {
     if (c->closing)
         return;
     call_done(c);
+}
+
+/* --- taken-over connections ---------------------------------------------------------- */
+
+gp_admin_conn *gp_admin_call_takeover(gp_admin_call *call, const gp_admin_raw_cb *cb) {
+    gp_admin_call was;
+    conn *c = call_finish(call, &was);
+    if (!c)
+        return NULL;
+    gp_http_req_next(c->parser); /* the request is over; the parser is not used again */
+    c->raw = 1;
+    c->rawcb = *cb;
+    c->deadline_on = 0;
+    c->a->io.timer_stop(c->io);
+    c->a->io.reading(c->io, 0);
+    return c;
+}
+
+int gp_admin_raw_write(conn *c, const void *p, size_t len) {
+    if (!c->raw || c->closing || c->raw_shut)
+        return -1;
+    if (len == 0)
+        return 0;
+    char none = 0;
+    send_raw(c, &none, 0, p, len);
+    return c->closing ? -1 : 0;
+}
+
+size_t gp_admin_raw_queued(const conn *c) {
+    return c->closing ? 0 : c->queued;
+}
+
+int gp_admin_raw_on_drain(conn *c, size_t below, void (*fn)(void *ud), void *ud) {
+    if (!c->raw || c->closing)
+        return -1;
+    c->drain_fn = fn, c->drain_ud = ud, c->drain_below = below;
+    return 0;
+}
+
+void gp_admin_raw_reading(conn *c, int on) {
+    if (!c->raw || c->closing || c->raw_eof || c->raw_reading == on)
+        return;
+    c->raw_reading = on;
+    if (on && c->pend) { /* what came after the request head, read already */
+        uint8_t *p = c->pend;
+        size_t n = c->pend_len;
+        c->pend = NULL;
+        c->pend_len = 0;
+        if (c->rawcb.data)
+            c->rawcb.data(c->rawcb.ud, p, n);
+        free(p);
+        if (c->closing || !c->raw_reading)
+            return;
+    }
+    if (c->a->io.reading(c->io, on) != 0 && on)
+        conn_close(c);
+}
+
+void gp_admin_raw_shutdown(conn *c) {
+    if (!c->raw || c->closing || c->raw_shut)
+        return;
+    c->raw_shut = 1;
+    if (c->a->io.shutdown(c->io) != 0)
+        conn_close(c);
+}
+
+void gp_admin_raw_close(conn *c) {
+    if (c->raw)
+        conn_close(c);
 }
 
 void gp_admin_reply_error(gp_admin_call *call, int status, const char *code, const char *message) {

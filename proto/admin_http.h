@@ -140,6 +140,40 @@ int gp_admin_call_on_drain(gp_admin_call *c, size_t below, void (*fn)(void *ud),
 /* The client's address without the port ("" once it is gone). */
 const char *gp_admin_call_ip(const gp_admin_call *c);
 
+/* --- taking a connection over (an Upgrade: a WebSocket through bridge/front/) ---------------
+ *
+ * A handler may take the call's connection over instead of answering: from then on the
+ * connection's bytes are the handler's, both ways, and the server only passes them on (no
+ * parsing, no timers, no keep-alive; the connection is never shed). The call ends with it.
+ * Bytes the client sent after the request head (read already) come first, at the first
+ * gp_admin_raw_reading(c, 1). Reading is off after the takeover until the handler turns it on.
+ * Every call below is a no-op (or -1) once the connection is closing; `closed` comes once,
+ * when the glue released it, and the handle is invalid after it. */
+typedef struct gp_admin_raw_cb {
+    void (*data)(void *ud, const void *p, size_t len); /* bytes from the client */
+    void (*eof)(void *ud);    /* the client's input ended (EOF or an error): no more data */
+    void (*closed)(void *ud); /* released: the last call; c is gone */
+    void *ud;
+} gp_admin_raw_cb;
+
+/* Takes the call's connection over (cb copied). Returns its handle, or NULL when the
+ * connection is gone already (the call is freed either way; cb->closed is not called then).
+ * Only for a call not answered yet, and not from inside a raw callback. */
+gp_admin_conn *gp_admin_call_takeover(gp_admin_call *call, const gp_admin_raw_cb *cb);
+/* Queues a copy of len bytes for the client. 0, or -1 (closing, or out of memory: closed). */
+int gp_admin_raw_write(gp_admin_conn *c, const void *p, size_t len);
+/* Bytes handed over and not yet written out (0 once closing). */
+size_t gp_admin_raw_queued(const gp_admin_conn *c);
+/* As gp_admin_call_on_drain, for a taken-over connection. */
+int gp_admin_raw_on_drain(gp_admin_conn *c, size_t below, void (*fn)(void *ud), void *ud);
+/* Starts (1) or stops (0) delivering the client's bytes. Starting may deliver held bytes at
+ * once, before it returns. */
+void gp_admin_raw_reading(gp_admin_conn *c, int on);
+/* Half-close: the write side is shut once the queued bytes are out (reading goes on). */
+void gp_admin_raw_shutdown(gp_admin_conn *c);
+/* Closes the connection (queued bytes not yet written may be lost); `closed` follows. */
+void gp_admin_raw_close(gp_admin_conn *c);
+
 /* The reason phrase of a status ("OK", "Not Found", ...). */
 const char *gp_admin_status_text(int status);
 

@@ -268,6 +268,17 @@ static int id_ok(gp_str v) {
     return 1;
 }
 
+int gp_stream_service_ok(gp_str v) {
+    if (v.len > GP_STREAM_ID_MAX)
+        return 0;
+    if (v.len >= 5 && memcmp(v.p, "http:", 5) == 0) { /* an HTTP upstream of the house */
+        if (v.len == 5)
+            return 1; /* its default one */
+        return id_ok((gp_str){v.p + 5, v.len - 5});
+    }
+    return id_ok(v);
+}
+
 /* Field names of a byte entry, bit i of `seen`. */
 static const char *const entry_names[] = {"off", "data", "fin", "ack", "win", "rst", "message"};
 enum { F_OFF, F_DATA, F_FIN, F_ACK, F_WIN, F_RST, F_MESSAGE, F_N };
@@ -430,7 +441,7 @@ static int open_field(gp_stream_open *o, int i, gp_str v) {
         return id_ok(v) ? 0 : -1;
     case O_SERVICE:
         o->service = v;
-        return id_ok(v) ? 0 : -1;
+        return gp_stream_service_ok(v) ? 0 : -1;
     case O_WINDOW:
         return parse_u32_in(v, GP_STREAM_WIN_MIN, GP_STREAM_WIN_MAX, &o->window);
     case O_IDLE:

@@ -178,6 +178,11 @@ typedef struct gp_stream_open {
     uint32_t window, idle_ms, timeout_ms;
 } gp_stream_open;
 
+/* A `service` of an open entry: a --tcp-service name (1-64 of A-Z a-z 0-9 . _ -), or
+ * `http:` and an HTTP upstream's name of the house (`http:` alone: its default upstream),
+ * at most 64 bytes in all. 1 when fine. */
+int gp_stream_service_ok(gp_str v);
+
 /* Parses an open entry's fields; GP_ERR_MALFORMED with the field named in err. The reply key's
  * family is the caller's to check (the bridge's key rules). */
 int gp_stream_open_parse(gp_stream_open *o, const gp_stream_field *f, size_t n, char *err,

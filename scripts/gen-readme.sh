@@ -19,8 +19,13 @@ t = open("scripts/readme-template.md").read()
 for name in ("producer.sh", "producer.py", "producer.js"):
     t = t.replace("@@%s@@" % name, strip_shebang(open("scripts/examples/" + name).read()).rstrip("\n"))
 t = t.replace("@@redis-users.acl@@", open("deploy/redis-users.acl").read().rstrip("\n"))
+# The stream contract, from its one source (proto/STREAMS.md): its sections from "Opening" up
+# to the implementation notes, headings one level down.
+sm = open("proto/STREAMS.md").read()
+sa, sb = sm.index("## Opening"), sm.index("## How a bridge learns")
+t = t.replace("@@streams-contract@@", sm[sa:sb].replace("\n## ", "\n#### ").replace("## Opening", "#### Opening", 1).rstrip("\n"))
 t = t.replace("@@cli-help@@", run(b + "/ghostport", "--help").rstrip("\n"))
-cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "house disable", "house enable", "top", "request"))
+cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "house disable", "house enable", "top", "request", "connect", "forward"))
 t = t.replace("@@cli-cmds@@", cmds.rstrip("\n"))
 t = t.replace("@@bridge-help@@", run(b + "/ghostport-bridge", "--help").rstrip("\n"))
 t = t.replace("@@house-help@@", run(b + "/ghostport-house", "--help").rstrip("\n"))

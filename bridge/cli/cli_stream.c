@@ -56,12 +56,20 @@ enum {
     ST_NOANSWER = CLI_TIMEOUT,
 };
 
-/* SIGINT/SIGTERM/SIGHUP seen (lock-free: written by the handler, read by every thread). */
-static atomic_int g_stop;
+/* SIGINT/SIGTERM/SIGHUP seen (lock-free: written by the handler, read by every thread), which
+ * one first and when. */
+static atomic_int g_stop, g_stop_sig;
+static _Atomic uint64_t g_stop_ms;
 static int g_stop_pipe[2] = {-1, -1}; /* forward: wakes the accept loop */
+#define HUP_GRACE_MS 2000             /* see interrupted() */
+
+static uint64_t mono_ms(void);
 
 static void on_signal(int sig) {
-    (void)sig;
+    if (!g_stop) {
+        g_stop_sig = sig;
+        g_stop_ms = mono_ms(); /* clock_gettime: async-signal-safe */
+    }
     g_stop = 1;
     if (g_stop_pipe[1] >= 0) {
         int e = errno;
@@ -328,13 +336,25 @@ static void wake_writer(pump *p) {
 
 static int write_ack(pump *p, int flush);
 
+/* Whether a signal ends the stream now (p->mu held). ssh hangs up its ProxyCommand (SIGHUP) as
+ * it exits, about when it closes our stdin: after a SIGHUP the stream gets HUP_GRACE_MS to end
+ * cleanly (our fin from stdin's EOF, the service's fin usually on its way) before the reset. */
+static int interrupted(const pump *p) {
+    if (!g_stop || p->s.reset != GP_SR_NONE)
+        return g_stop;
+    return !(g_stop_sig == SIGHUP && mono_ms() - g_stop_ms < HUP_GRACE_MS);
+}
+
 /* Hands n delivered bytes to the output, each byte consumed (acknowledgeable) as it goes.
  * Never blocks for long: while the output is full it keeps the stream alive (keep-alive
  * acks), so a user who stops reading for a while only stops the house at the window. 0, or
  * -1 with errno (EINTR: interrupted by a signal). */
 static int write_out(pump *p, const uint8_t *b, size_t n) {
     while (n > 0) {
-        if (g_stop) {
+        pthread_mutex_lock(&p->mu);
+        int stop = interrupted(p);
+        pthread_mutex_unlock(&p->mu);
+        if (stop) {
             errno = EINTR;
             return -1;
         }
@@ -654,7 +674,10 @@ static int housekeeping(pump *p, size_t got) {
 static void reader_loop(pump *p) {
     char last[48] = "0-0";
     for (;;) {
-        if (g_stop) {
+        pthread_mutex_lock(&p->mu);
+        int stop = interrupted(p);
+        pthread_mutex_unlock(&p->mu);
+        if (stop) {
             pthread_mutex_lock(&p->mu);
             local_reset(p, GP_SR_LOCAL, "interrupted");
             pthread_mutex_unlock(&p->mu);

@@ -299,6 +299,19 @@ static void release(br_houses *h, const char *epochkey, const char *statekey, ui
     br_db_eval(h->env->db, &h->release, NULL, NULL, 2, &a);
 }
 
+void br_house_welcome(br_houses *h, br_conn *c) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
+    f.u.welcome.bridge_id = gp_str_c(h->env->cfg->bridge_id);
+    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
+    f.u.welcome.ping_interval_ms = (uint32_t)c->ping_iv;
+    f.u.welcome.window = 0;
+    f.u.welcome.epoch = c->epoch;
+    if (c->proto >= GP_PROTO_STREAMS) /* a protocol-1 house gets the WELCOME it knows */
+        f.u.welcome.proto = c->proto;
+    br_conn_send(c, &f);
+}
+
 static void on_claimed(redisReply *rep, void *ud) {
     br_conn *c = ud;
     br_houses *h = of(c);
@@ -346,17 +359,8 @@ static void on_claimed(redisReply *rep, void *ud) {
     br_log(BR_LOG_INFO, "house_connected", "house=%s addr=%s epoch=%llu transport=%s", c->house,
            c->addr, (unsigned long long)epoch, c->tp->name);
 
-    gp_frame f;
-    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
-    f.u.welcome.bridge_id = gp_str_c(e->cfg->bridge_id);
-    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
     c->ping_iv = (uint64_t)e->cfg->ping_interval;
-    f.u.welcome.ping_interval_ms = (uint32_t)c->ping_iv;
-    f.u.welcome.window = 0;
-    f.u.welcome.epoch = epoch;
-    if (c->proto >= GP_PROTO_STREAMS) /* a protocol-1 house gets the WELCOME it knows */
-        f.u.welcome.proto = c->proto;
-    br_conn_send(c, &f);
+    br_house_welcome(h, c);
     subscribe(h, c, 1);
     create_group(h, c);
     br_conn_unref(c);

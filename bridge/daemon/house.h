@@ -31,7 +31,10 @@ void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_request
 void br_houses_free(br_houses *h); /* the table (at exit) */
 void br_house_load_scripts(br_houses *h);
 br_conn *br_house_find(const br_houses *h, const char *house);
-void br_house_claim(br_houses *h, br_conn *c);                 /* proof ok: take ownership */
+void br_house_claim(br_houses *h, br_conn *c); /* proof ok: take ownership */
+/* WELCOME to a claimed house (its epoch, ping interval and protocol); over rudp sent again
+ * when the house's protocol offer arrives after the first (udp.c). */
+void br_house_welcome(br_houses *h, br_conn *c);
 void br_house_teardown(br_houses *h, br_conn *c, int release); /* conn gone/fenced */
 void br_house_read(br_houses *h, br_conn *c);   /* read as much of its stream as capacity allows */
 void br_house_tick(br_houses *h, uint64_t now); /* sweep: renewals, pending rescans, reads */

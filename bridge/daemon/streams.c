@@ -278,7 +278,7 @@ static int marks_due(const st_marks *m, uint64_t below) {
 
 typedef struct st_write_ctx {
     br_stream *st; /* referenced */
-    int has_off;
+    int has_off, fin;
     uint64_t end;
 } st_write_ctx;
 
@@ -315,7 +315,9 @@ static void on_write(redisReply *rep, void *ud) {
     } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == -1) {
         if (s->up.fenced)
             s->up.fenced(s->up.ud, st->house, st->epoch);
-    } else if (rep->type == REDIS_REPLY_STRING && w->has_off && st->state == ST_LIVE) {
+    } else if (rep->type == REDIS_REPLY_STRING && w->has_off && !w->fin && st->state == ST_LIVE) {
+        /* Not a bare fin: an ack equal to its offset does not say the fin was read (it stays
+         * until both keys expire, 60 s after the end); a fin with data is read with it. */
         marks_push(&st->out, rep->str, rep->len, w->end);
         if (marks_due(&st->out, st->opener_ack))
             st_trim(st);
@@ -365,6 +367,7 @@ static void write_raw(br_streams *s, br_conn *c, br_stream *st, const char *sin,
     if (st && (w = malloc(sizeof *w))) {
         *w = (st_write_ctx){.st = st,
                             .has_off = e && e->has_off,
+                            .fin = e && e->fin && e->data.len == 0,
                             .end = e && e->has_off ? e->off + e->data.len : 0};
         st->refs++;
     }
@@ -516,7 +519,8 @@ static int sin_entry(br_stream *st, const redisReply *en) {
         }
         gp_metric_add(s->m_bytes, "in", (double)e.data.len);
     }
-    marks_push(&st->in, id->str, id->len, e.has_off ? e.off + e.data.len : st->sin_high);
+    if (!e.fin || e.data.len) /* a bare fin stays: the house's ack of its offset may predate it */
+        marks_push(&st->in, id->str, id->len, e.has_off ? e.off + e.data.len : st->sin_high);
     if (e.has_ack && e.ack > st->opener_ack)
         st->opener_ack = e.ack;
     if (e.has_win && e.win > st->snd_win)

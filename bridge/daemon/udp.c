@@ -315,6 +315,7 @@ static void on_confirmed(br_peer *p) {
 }
 
 static void deliver(br_peer *p) {
+    br_udp *u = p->u;
     uint32_t lane;
     const uint8_t *m;
     ssize_t n;
@@ -323,11 +324,28 @@ static void deliver(br_peer *p) {
         if (n < 0)
             continue; /* a message that does not decode: skipped, counted by the engine */
         br_conn *c = p->c;
-        if (c->state != BR_CS_LIVE)
-            continue; /* nothing is expected before WELCOME has gone out */
         if (!f && !(f = malloc(sizeof *f)))
             break;
         ssize_t k = gp_frame_decode(m, (size_t)n, GP_DEFAULT_MAX_FRAME, f);
+        if (k == n && f->type == GP_FRAME_HELLO) {
+            /* The house's protocol offer (no handshake frames over rudp: the session already
+             * proved who it is; the HELLO's id and nonce are unused). It is sent with the
+             * house's first datagram but may arrive after our WELCOME went out (send jitter,
+             * loss): then WELCOME goes again, naming the protocol. A house of protocol 1
+             * sends none: WELCOME names no protocol. */
+            int offered = f->u.hello.min_ver <= GP_PROTO_MAX &&
+                          f->u.hello.max_ver >= GP_PROTO_MIN &&
+                          f->u.hello.min_ver <= f->u.hello.max_ver;
+            uint8_t proto = f->u.hello.max_ver < GP_PROTO_MAX ? f->u.hello.max_ver : GP_PROTO_MAX;
+            if (offered && proto > c->proto) {
+                c->proto = proto;
+                if (c->state == BR_CS_LIVE && proto >= GP_PROTO_STREAMS)
+                    br_house_welcome(u->houses, c);
+            }
+            continue;
+        }
+        if (c->state != BR_CS_LIVE)
+            continue; /* nothing else is expected before WELCOME has gone out */
         if (k != n) {
             br_conn_protocol_error(c, "bad_frame", gp_strerror(k < 0 ? (int)k : GP_ERR_MALFORMED));
             break;

@@ -12,6 +12,7 @@
 #include "../store/rkeys.h"
 #include "adapters/uv_admin.h"
 #include "conf.h"
+#include "front_int.h"
 #include "front_tls.h"
 #include "froute.h"
 
@@ -21,59 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FR_MAX_READERS 256     /* reader connections; more requests wait for one */
-#define FR_WAIT_GRACE_MS 10000 /* past the deadline: the holder's or the janitor's 504 is due */
-#define FR_TOKEN_FILE_MAX (1u << 20)
-#define FR_MAX_TIMEOUT_MS 86400000LL
-/* Reply bytes queued for one HTTP connection (a slow client) past which its reply stream is no
- * longer read: it waits in Redis, bounded there by the contract, not in the bridge. */
-#define FR_MAX_QUEUED (1u << 20)
-/* Entries an XREAD asks for: few until their size is known, then as many as fit in
- * FR_MAX_QUEUED (so one read of big chunks never holds a whole reply), at most FR_MAX_COUNT. */
-#define FR_FIRST_COUNT 4
-#define FR_MAX_COUNT 64
-
-typedef struct fr_req fr_req;
-
-typedef struct fr_reader {
-    br_front *f;
-    br_redis *r;
-    int node; /* the Redis node it reads from (br_db_key_node) */
-    fr_req *busy;
-    uint64_t idle_since; /* loop ms: not busy since */
-} fr_reader;
-
-struct fr_req {
-    fr_req *next; /* the wait queue */
-    br_front *f;
-    gp_admin_call *call; /* NULL once answered */
-    fr_reader *rd;
-    char key[GP_KEY_MAX];
-    char last[64];
-    char house[FR_HOUSE_MAX + 1];
-    uint64_t t0, wait_until;
-    int status, started;
-    int asked;      /* 1 + the node a reader was opened on for it (0: none) */
-    unsigned count; /* entries an XREAD asks for (0: FR_FIRST_COUNT) */
-    int paused;     /* waiting for its client to take what is queued (on_drained) */
-    int head;       /* a HEAD request: the upstream's Content-Length is the answer's */
-    int refs;       /* the XADD's answer and the read chain: freed when both are over */
-};
-
-struct br_front {
-    br_front_cfg cfg;
-    char *prefix, *domain;
-    gp_admin *srv;
-    int port, stopping, tls;
-    fr_tokens tokens;
-    gp_authlimit *limit;
-    fr_reader *readers[FR_MAX_READERS];
-    unsigned nreaders, inflight, nwait;
-    fr_req *wait_head, *wait_tail;
-    gp_metric *m_req, *m_auth, *m_inflight, *m_paused;
-    uv_timer_t *sweep; /* closes idle readers; its own allocation, freed when libuv closed it */
-};
 
 int br_front_loopback(const char *addr) {
     unsigned char b[16];
@@ -88,16 +36,15 @@ int br_front_loopback(const char *addr) {
 int br_front_port(const br_front *f) {
     return f ? f->port : -1;
 }
-
 /* --- answering ------------------------------------------------------------------------------ */
 
-static void count(br_front *f, int status) {
+void fr_count(br_front *f, int status) {
     static const char *const cls[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     if (f->m_req && status >= 100 && status < 600)
         gp_metric_inc(f->m_req, cls[status / 100 - 1]);
 }
 
-static void front_free(br_front *f) {
+void fr_front_free(br_front *f) {
     for (unsigned i = 0; i < f->nreaders; i++)
         free(f->readers[i]);
     fr_tokens_free(&f->tokens);
@@ -107,16 +54,14 @@ static void front_free(br_front *f) {
     free(f);
 }
 
-static void error_reply(br_front *f, gp_admin_call *call, int status, const char *code,
-                        const char *msg, const char *extra) {
+void fr_error_reply(br_front *f, gp_admin_call *call, int status, const char *code, const char *msg,
+                    const char *extra) {
     size_t len = 0;
     char *body = gp_admin_error_json(code, msg, &len);
     gp_admin_reply(call, status, "application/json", extra, body ? body : "", body ? len : 0);
     free(body);
-    count(f, status);
+    fr_count(f, status);
 }
-
-static void pump(br_front *f);
 
 /* The reader's request is over: it is idle from now. */
 static void reader_free_up(fr_reader *rd) {
@@ -136,15 +81,20 @@ static void req_unref(fr_req *rq) {
     br_log(BR_LOG_DEBUG, "http_request", "house=%s status=%d ms=%llu", rq->house, rq->status,
            (unsigned long long)(uv_now(f->cfg.loop) - rq->t0));
     free(rq);
-    if (f->stopping && f->inflight == 0)
-        front_free(f);
+    if (f->stopping && f->inflight == 0 && f->nws == 0)
+        fr_front_free(f);
 }
 
 /* The read chain is over (answered, or its client gone): the reader goes back to the pool. */
-static void req_done(fr_req *rq) {
+void fr_req_done(fr_req *rq) {
     br_front *f = rq->f;
+    if (rq->ws) { /* its WebSocket ends with the chain (or never opened) */
+        fr_ws *ws = rq->ws;
+        rq->ws = NULL;
+        fr_ws_chain_over(ws, rq->status); /* it forgets rq */
+    }
     if (rq->call) { /* not answered yet: the client is gone or the front door stops */
-        error_reply(f, rq->call, 503, "unavailable", "the front door is stopping", NULL);
+        fr_error_reply(f, rq->call, 503, "unavailable", "the front door is stopping", NULL);
         rq->call = NULL;
     }
     if (rq->rd)
@@ -153,31 +103,27 @@ static void req_done(fr_req *rq) {
     int stopping = f->stopping;
     req_unref(rq);
     if (!stopping)
-        pump(f);
+        fr_pump(f);
 }
 
 static void answer_error(fr_req *rq, int status, const char *code, const char *msg) {
     rq->status = status;
     if (rq->call && !rq->started)
-        error_reply(rq->f, rq->call, status, code, msg, NULL);
+        fr_error_reply(rq->f, rq->call, status, code, msg, NULL);
     else if (rq->call)
         gp_admin_stream_abort(rq->call); /* mid-stream: the client sees it cut short */
     rq->call = NULL;
-    req_done(rq);
+    fr_req_done(rq);
 }
 
 /* --- the reply: entries -> HTTP -------------------------------------------------------------- */
-
-typedef struct fr_entry {
-    const redisReply *status, *headers, *body, *final, *error, *message;
-} fr_entry;
 
 static int field_is(const redisReply *k, const char *name) {
     return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
            memcmp(k->str, name, k->len) == 0;
 }
 
-static void entry_fields(const redisReply *kv, fr_entry *e) {
+void fr_entry_fields(const redisReply *kv, fr_entry *e) {
     memset(e, 0, sizeof *e);
     if (kv->type != REDIS_REPLY_ARRAY)
         return;
@@ -258,7 +204,7 @@ static int on_entry(fr_req *rq, const fr_entry *e) {
             snprintf(code, sizeof code, "%.*s", (int)e->error->len, e->error->str);
             snprintf(msg, sizeof msg, "%.*s", e->message ? (int)e->message->len : 0,
                      e->message ? e->message->str : "");
-            error_reply(rq->f, rq->call, status, code, msg, NULL);
+            fr_error_reply(rq->f, rq->call, status, code, msg, NULL);
             rq->call = NULL;
             return 1;
         }
@@ -269,7 +215,7 @@ static int on_entry(fr_req *rq, const fr_entry *e) {
         gp_admin_stream_start(rq->call, status, lines ? lines : "",
                               rq->head && clen >= 0 ? clen : len);
         free(lines);
-        count(rq->f, status);
+        fr_count(rq->f, status);
     }
     if (e->body && e->body->len)
         gp_admin_stream_data(rq->call, e->body->str, e->body->len);
@@ -280,11 +226,9 @@ static int on_entry(fr_req *rq, const fr_entry *e) {
     return final;
 }
 
-static int issue_read(fr_req *rq);
-
 /* The reader cannot read for rq now: rq goes back to the head of the line (the reply waits
  * in Redis), to be taken by the next reader that is up. */
-static void requeue(fr_req *rq) {
+void fr_requeue(fr_req *rq) {
     br_front *f = rq->f;
     reader_free_up(rq->rd);
     rq->rd = NULL;
@@ -297,7 +241,7 @@ static void requeue(fr_req *rq) {
 
 static void on_drained(void *ud);
 
-static void on_read(redisReply *r, void *ud) {
+void fr_on_read(redisReply *r, void *ud) {
     fr_req *rq = ud;
     br_front *f = rq->f;
     if (!r) { /* the reader's connection is lost (or stopping) */
@@ -305,14 +249,18 @@ static void on_read(redisReply *r, void *ud) {
             answer_error(rq, 503, "unavailable", "the front door is stopping");
             return;
         }
-        requeue(rq);
-        pump(f);
+        fr_requeue(rq);
+        fr_pump(f);
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         br_logr(BR_LOG_WARN, "http_read_failed", "house=%s error=%s", rq->house,
                 br_q(r->str, r->len));
         answer_error(rq, 503, "unavailable", "reading the reply from Redis failed");
+        return;
+    }
+    if (rq->ws) {
+        fr_ws_on_read(rq, r);
         return;
     }
     /* [[key, [[id, [field, value, ...]], ...]]], or nil when the block timed out */
@@ -327,14 +275,14 @@ static void on_read(redisReply *r, void *ud) {
             snprintf(rq->last, sizeof rq->last, "%.*s", (int)en->element[0]->len,
                      en->element[0]->str);
             fr_entry e;
-            entry_fields(en->element[1], &e);
+            fr_entry_fields(en->element[1], &e);
             size_t big = e.body ? e.body->len + 1 : 1;
             unsigned fit = (unsigned)(FR_MAX_QUEUED / big);
             fit = fit < 1 ? 1 : fit > FR_MAX_COUNT ? FR_MAX_COUNT : fit;
             if (!rq->count || fit < rq->count)
                 rq->count = fit;
             if (on_entry(rq, &e)) {
-                req_done(rq);
+                fr_req_done(rq);
                 return;
             }
             if (rq->call && gp_admin_call_queued(rq->call) > FR_MAX_QUEUED &&
@@ -346,7 +294,7 @@ static void on_read(redisReply *r, void *ud) {
             }
         }
     }
-    issue_read(rq);
+    fr_issue_read(rq);
 }
 
 /* The slow client took enough of what was queued for it (or its connection is gone, or the
@@ -357,19 +305,21 @@ static void on_drained(void *ud) {
     if (rq->f->stopping)
         answer_error(rq, 503, "unavailable", "the front door is stopping");
     else
-        issue_read(rq);
+        fr_issue_read(rq);
 }
 
 /* The next XREAD of rq's reply; -1 when it could not be sent (rq is back in the queue). */
-static int issue_read(fr_req *rq) {
+int fr_issue_read(fr_req *rq) {
     br_front *f = rq->f;
+    if (rq->ws && fr_ws_open(rq->ws))
+        return fr_ws_issue_read(rq);
     uint64_t now = uv_now(f->cfg.loop);
     if (rq->call && gp_admin_call_gone(rq->call)) {
         gp_admin_reply(rq->call, 499, NULL, NULL, NULL, 0); /* dropped: only frees the call */
         rq->call = NULL;
     }
     if (!rq->call) {
-        req_done(rq);
+        fr_req_done(rq);
         return 0;
     }
     if (now >= rq->wait_until) {
@@ -389,9 +339,9 @@ static int issue_read(fr_req *rq) {
     br_args_str(&a, "STREAMS");
     br_args_str(&a, rq->key);
     br_args_str(&a, rq->last);
-    if (br_redis_cmd(rq->rd->r, on_read, rq, &a) == 0)
+    if (br_redis_cmd(rq->rd->r, fr_on_read, rq, &a) == 0)
         return 0;
-    requeue(rq); /* not connected: its reconnection (reader_up) pumps again */
+    fr_requeue(rq); /* not connected: its reconnection (reader_up) pumps again */
     return -1;
 }
 
@@ -399,7 +349,7 @@ static int issue_read(fr_req *rq) {
 
 static void reader_up(br_redis *r) {
     fr_reader *rd = br_redis_ud(r);
-    pump(rd->f);
+    fr_pump(rd->f);
 }
 
 /* Drops an idle reader (not busy): its connection closes, its slot in the pool is free. */
@@ -439,7 +389,7 @@ static fr_reader *reader_new(br_front *f, int node) {
 /* Hands waiting requests to idle connected readers on their reply key's node, and opens one
  * reader for each waiting request that has none coming (it takes the next waiting request of
  * its node once it is up). */
-static void pump(br_front *f) {
+void fr_pump(br_front *f) {
     fr_req *prev = NULL, *next;
     for (fr_req *rq = f->wait_head; rq && !f->stopping; rq = next) {
         next = rq->next;
@@ -466,9 +416,9 @@ static void pump(br_front *f) {
         rq->next = NULL;
         rq->rd = idle;
         idle->busy = rq;
-        if (issue_read(rq) != 0)
+        if (fr_issue_read(rq) != 0)
             return;
-        prev = NULL, next = f->wait_head; /* issue_read may have changed the queue */
+        prev = NULL, next = f->wait_head; /* fr_issue_read may have changed the queue */
     }
 }
 
@@ -481,7 +431,7 @@ static uint64_t reader_idle_ms(const br_front *f) {
 
 /* Closes the readers idle for longer than reader_idle_ms: a burst's pool shrinks back. A reader
  * still connecting is kept (a waiting request may count on it). A reply paused for a client
- * that does not read is cut at its deadline, as any reply not done by then (issue_read): the
+ * that does not read is cut at its deadline, as any reply not done by then (fr_issue_read): the
  * connection closes, and its release calls on_drained, which ends the request. */
 static void on_sweep(uv_timer_t *t) {
     br_front *f = t->data;
@@ -496,6 +446,7 @@ static void on_sweep(uv_timer_t *t) {
             rq->call = NULL;
         }
     }
+    fr_ws_sweep(f, now);
     for (unsigned i = 0; i < f->nreaders;) {
         fr_reader *rd = f->readers[i];
         if (!rd->busy && br_redis_ready(rd->r) && now - rd->idle_since >= idle)
@@ -509,7 +460,7 @@ static void on_sweep_closed(uv_handle_t *h) {
     free(h);
 }
 
-static void enqueue(fr_req *rq) {
+void fr_enqueue(fr_req *rq) {
     br_front *f = rq->f;
     rq->next = NULL;
     if (f->wait_tail)
@@ -518,21 +469,21 @@ static void enqueue(fr_req *rq) {
         f->wait_head = rq;
     f->wait_tail = rq;
     f->nwait++;
-    pump(f);
+    fr_pump(f);
 }
 
 /* The XADD's answer. Its reply is being read already (the read was sent with it, not after
  * it: one Redis round trip less a request); a refused XADD answers 503, and the read chain
  * ends at its next turn, finding the call answered. */
-static void on_xadd(redisReply *r, void *ud) {
+void fr_on_xadd(redisReply *r, void *ud) {
     fr_req *rq = ud;
     if (!rq->f->stopping && (!r || r->type == REDIS_REPLY_ERROR)) {
         br_logr(BR_LOG_WARN, "http_xadd_failed", "house=%s error=%s", rq->house,
                 r ? br_q(r->str, r->len) : "\"no answer\"");
         if (rq->call && !rq->started) {
             rq->status = 503;
-            error_reply(rq->f, rq->call, 503, "unavailable", "Redis did not take the request",
-                        NULL);
+            fr_error_reply(rq->f, rq->call, 503, "unavailable", "Redis did not take the request",
+                           NULL);
             rq->call = NULL;
         }
     }
@@ -621,18 +572,18 @@ static int authorize(br_front *f, gp_admin_call *call, const gp_http_request *re
     br_logr(BR_LOG_WARN, "http_auth_failed", "addr=%s house=%s reason=%s", br_qs(ip), rt->house,
             reason);
     if (status == 429)
-        error_reply(f, call, 429, "rate_limited",
-                    "too many failed attempts from this address; "
-                    "wait a minute",
-                    "Retry-After: 60\r\n");
+        fr_error_reply(f, call, 429, "rate_limited",
+                       "too many failed attempts from this address; "
+                       "wait a minute",
+                       "Retry-After: 60\r\n");
     else if (status == 403)
-        error_reply(f, call, 403, "forbidden", "this token does not reach that house or service",
-                    NULL);
+        fr_error_reply(f, call, 403, "forbidden", "this token does not reach that house or service",
+                       NULL);
     else
-        error_reply(f, call, 401, "unauthorized",
-                    reason[0] == 'm' ? "a token is needed (Authorization: Bearer TOKEN)"
-                                     : "unknown token",
-                    challenge);
+        fr_error_reply(f, call, 401, "unauthorized",
+                       reason[0] == 'm' ? "a token is needed (Authorization: Bearer TOKEN)"
+                                        : "unknown token",
+                       challenge);
     return -1;
 }
 
@@ -669,31 +620,40 @@ static int submit(br_front *f, fr_req *rq, const gp_http_request *req, const fr_
         br_args_str(&a, "service");
         br_args_str(&a, rt->service);
     }
-    return br_db_cmd(f->cfg.db, on_xadd, rq, &a);
+    return br_db_cmd(f->cfg.db, fr_on_xadd, rq, &a);
 }
 
 static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud) {
     br_front *f = ud;
     if (f->stopping) {
-        error_reply(f, call, 503, "unavailable", "the bridge is stopping", NULL);
+        fr_error_reply(f, call, 503, "unavailable", "the bridge is stopping", NULL);
         return;
     }
     fr_route rt;
     const char *why;
+    int ws = fr_is_websocket(req);
     if (fr_route_parse(req->target, gp_http_header_get(req, "host"), f->domain, &rt, &why) != 0) {
-        error_reply(f, call, 404, "not_found", why, NULL);
+        if (ws)
+            fr_ws_count(f, "rejected");
+        fr_error_reply(f, call, 404, "not_found", why, NULL);
         return;
     }
     long long timeout = timeout_of(f, req);
     char *headers = NULL;
     if (authorize(f, call, req, &rt) != 0) {
+        if (ws)
+            fr_ws_count(f, "rejected");
         fr_route_clear(&rt);
         return;
     }
     if (timeout < 0) {
-        error_reply(f, call, 400, "bad_request", "X-Gp-Timeout-Ms must be 1..86400000", NULL);
+        if (ws)
+            fr_ws_count(f, "rejected");
+        fr_error_reply(f, call, 400, "bad_request", "X-Gp-Timeout-Ms must be 1..86400000", NULL);
+    } else if (ws) {
+        fr_ws_start(f, call, req, &rt, timeout);
     } else if (!(headers = headers_json(f, req, gp_admin_call_ip(call)))) {
-        error_reply(f, call, 400, "bad_request", "a header value is not UTF-8", NULL);
+        fr_error_reply(f, call, 400, "bad_request", "a header value is not UTF-8", NULL);
     } else {
         fr_req *rq = calloc(1, sizeof *rq);
         if (rq) {
@@ -715,9 +675,9 @@ static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud
                 f->inflight--;
                 free(rq);
             }
-            error_reply(f, call, 503, "unavailable", "Redis is not connected", NULL);
+            fr_error_reply(f, call, 503, "unavailable", "Redis is not connected", NULL);
         } else {
-            enqueue(rq);
+            fr_enqueue(rq);
         }
     }
     free(headers);
@@ -826,6 +786,21 @@ static void metrics_init(br_front *f) {
                                      "front door replies no longer read while a slow client had "
                                      "over 1 MiB queued",
                                      NULL);
+    f->m_ws = gp_metrics_gauge(f->cfg.reg, "gp_bridge_http_websockets",
+                               "WebSockets open through the front door", NULL);
+    f->m_upgrades = gp_metrics_counter(f->cfg.reg, "gp_bridge_http_upgrades_total",
+                                       "front door WebSocket upgrades, by outcome: opened, "
+                                       "rejected (404/401/403/429/400 at the door), refused (by "
+                                       "the house), timeout, unavailable, gone (the client "
+                                       "left), declined (opened, but the upstream did not "
+                                       "answer 101)",
+                                       "outcome");
+    if (f->m_upgrades) {
+        static const char *const outcomes[] = {"opened",      "rejected", "refused", "timeout",
+                                               "unavailable", "gone",     "declined"};
+        for (size_t i = 0; i < sizeof outcomes / sizeof *outcomes; i++)
+            gp_metric_add(f->m_upgrades, outcomes[i], 0);
+    }
 }
 
 br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
@@ -878,7 +853,7 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
     return f;
 fail:
     if (f)
-        front_free(f);
+        fr_front_free(f);
     return NULL;
 }
 
@@ -899,11 +874,11 @@ void br_front_stop(br_front *f) {
         answer_error(rq, 503, "unavailable", "the front door is stopping");
     }
     f->wait_tail = NULL;
-    for (unsigned i = 0; i < f->nreaders; i++) { /* their reads end with NULL: req_done */
+    for (unsigned i = 0; i < f->nreaders; i++) { /* their reads end with NULL: fr_req_done */
         br_redis *r = f->readers[i]->r;
         f->readers[i]->r = NULL;
         br_redis_free(r);
     }
-    if (--f->inflight == 0)
-        front_free(f);
+    if (--f->inflight == 0 && f->nws == 0)
+        fr_front_free(f);
 }

@@ -273,6 +273,10 @@ static int listed(const char *list, const char *name) {
     return 0;
 }
 
+int fr_header_lists(const char *value, const char *token) {
+    return value && listed(value, token);
+}
+
 int fr_hop_by_hop(const char *name, const char *connection) {
     static const char *const hop[] = {"connection",         "keep-alive", "proxy-connection",
                                       "proxy-authenticate", "te",         "trailer",

@@ -69,6 +69,10 @@ int fr_auth_token(const char *authorization, char *out, size_t cap);
  * case. connection may be NULL. */
 int fr_hop_by_hop(const char *name, const char *connection);
 
+/* 1 when a comma-separated header value (Connection, Upgrade) lists token, compared without
+ * case. value may be NULL. */
+int fr_header_lists(const char *value, const char *token);
+
 /* A header fit to be written in a response: name an HTTP token, value without control bytes
  * other than tab. */
 int fr_header_ok(const char *name, const char *value);

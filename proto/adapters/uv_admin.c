@@ -198,10 +198,11 @@ static void on_closed(uv_handle_t *h) {
     gconn *g = h->data;
     if (++g->nclosed < 3)
         return;
+    if (g->fc) /* first: the release may free the server, and the glue (gl) with it */
+        g->gl->f.free(g->fc);
+    g->fc = NULL;
     if (g->c)
         gp_admin_released(g->c);
-    if (g->fc)
-        g->gl->f.free(g->fc);
     free(g);
 }
 

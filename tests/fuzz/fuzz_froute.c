@@ -48,6 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         assert(strlen(tok) > 0 && strlen(tok) < sizeof tok);
     (void)fr_hop_by_hop(part[0], part[1]);
     (void)fr_header_ok(part[0], part[1]);
+    (void)fr_header_lists(part[1], part[2]);
     free(buf);
     return 0;
 }

@@ -394,3 +394,46 @@ Test(acl, producer_is_confined) {
                   "a broad user is refused %s %s too: the check cannot fail", refused[i][0],
                   refused[i][1]);
 }
+
+/* A TCP stream with every process on its least-privilege user: the admin's `ghostport
+ * connect` opens it (sin written, sout read, its own entries trimmed), the gp-bridge relays
+ * it (sin read and trimmed, sout written, both keys' TTLs, the sin doorbell), and Redis
+ * refuses neither. The house's TCP service is the HTTP upstream, spoken to by hand. */
+Test(acl, stream_on_least_privilege_users) {
+    h_redis_start_acl(0, acl_copy(NULL));
+    char admin[64], bridge_url[64];
+    snprintf(admin, sizeof admin, "%s", via("gp-admin", "pw-admin"));
+    snprintf(bridge_url, sizeof bridge_url, "%s", via("gp-bridge", "pw-bridge"));
+    char *out, *err;
+    cr_assert_eq(CLI_AS(admin, &out, &err, "house", "add", "farm-1", "--quiet"), 0, "%s", err);
+    char secret[65];
+    snprintf(secret, sizeof secret, "%.64s", out);
+    free(out), free(err);
+    int up_port, bport;
+    h_upstream_start(&up_port);
+    char up[64], svc[64];
+    snprintf(up, sizeof up, "http://127.0.0.1:%d", up_port);
+    snprintf(svc, sizeof svc, "web=127.0.0.1:%d", up_port);
+    h_bridge_start(0, &bport, (const char *const[]){"--redis", bridge_url, NULL}, 1);
+    h_house_start("farm-1", secret, bport, up, (const char *const[]){"--tcp-service", svc, NULL});
+    cr_assert(h_wait_connected("farm-1", 20000), "farm-1 did not connect through a gp-bridge");
+
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'GET /echo HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' | '%s' --redis '%s' connect "
+             "farm-1 web --timeout 10000",
+             h_bin("ghostport"), admin);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    int rc = h_run(argv, 60000, &out, NULL, &err);
+    cr_assert_eq(rc, 0, "connect as gp-admin: rc %d, stderr: %s", rc, err);
+    cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "the upstream's answer: %s", out);
+    free(out), free(err);
+
+    char *log = acl_log("gp-bridge");
+    for (char *l = strtok(log, "\n"); l; l = strtok(NULL, "\n"))
+        cr_assert_str_eq(l, "command config|get", "the bridge was refused: %s", l);
+    free(log);
+    log = acl_log("gp-admin");
+    cr_assert_str_eq(log, "", "the admin was refused:\n%s", log);
+    free(log);
+}

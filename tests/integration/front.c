@@ -5,7 +5,11 @@
  * challenge, 403 outside the globs, Bearer and Basic, failures rate-limited), a house nobody
  * holds (the janitor's 504 with its JSON body), a 5 MiB reply streamed chunked and whole, a
  * body over --max-body (413), the metrics, and a request in flight while the bridge holding
- * the house is killed with kill -9 (answered all the same: the contract's guarantee). */
+ * the house is killed with kill -9 (answered all the same: the contract's guarantee). And
+ * WebSockets (an Upgrade carried over a TCP stream to the house's HTTP upstream: a node echo
+ * server, a raw-socket client): the echo with 1 MiB intact and the close handshake, refusals
+ * as the usual JSON, tokens, HTTPS, a slow client paused, a Redis Cluster, and kill -9 of the
+ * bridge holding the house mid-WebSocket. */
 #include "../harness/world.h"
 
 #include <arpa/inet.h>
@@ -17,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 TestSuite(front, .init = h_init, .fini = h_fini, .timeout = 150);
@@ -478,11 +483,18 @@ Test(front, https_with_the_bridges_certificate) {
 /* In a Redis Cluster a reply key (gp:rep:<random id>) lives in a slot of its own, mostly on
  * another node than the seed the bridge was given: the front door reads it on the node that
  * holds it. Twelve requests, their keys spread over the three nodes, all answered 200. */
+static h_proc *ws_echo_start(int *port);
+static void ws_echo_once(const char *path);
+
 Test(front, redis_cluster) {
     h_proc *nodes[3];
     h_redis_cluster_start(3, 0, nodes);
-    int up, bport;
+    int up, bport, wport;
     h_upstream_start(&up);
+    ws_echo_start(&wport);
+    char svc[128];
+    snprintf(svc, sizeof svc, "ws=http://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, NULL};
     const char *bx[] = {"--http-listen", "0", "--http-public", NULL};
     h_proc *b = h_bridge_start(0, &bport, bx, 1);
     P = http_port(b);
@@ -490,7 +502,7 @@ Test(front, redis_cluster) {
     char sec[65], upurl[64];
     snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
     h_register("farm-1", sec);
-    h_house_start("farm-1", sec, bport, upurl, NULL);
+    h_house_start("farm-1", sec, bport, upurl, hx);
     cr_assert(h_wait_connected("farm-1", 20000), "house did not connect");
     for (int i = 0; i < 12; i++) {
         char path[64];
@@ -500,6 +512,9 @@ Test(front, redis_cluster) {
         cr_assert_eq(r.status, 200, "request %d: %s%s", i, r.headers, r.body);
         resp_free(&r);
     }
+    /* WebSockets: each open's reply key on some node, its sout on the house's */
+    for (int i = 0; i < 6; i++)
+        ws_echo_once("/h/farm-1@ws/live");
 }
 
 /* SIGHUP reads the token file again (rotating tokens is rewriting the file): the new token
@@ -703,4 +718,642 @@ Test(front, slow_client_cut_at_the_deadline) {
     cr_assert(!none_inflight(&admin), "the request ended already");
     cr_assert(h_wait(none_inflight, &admin, 30000), "the paused request outlived its deadline");
     close(fd);
+}
+
+/* --- WebSockets ---------------------------------------------------------------------------
+ *
+ * A WebSocket echo server in node (the built-in http module; the handshake and frames by
+ * hand): it answers 101 with the path and X-Forwarded-* it saw, echoes each message unmasked,
+ * answers a close frame with a close frame and ends its side, and ends it too at the client's
+ * EOF; /refuse answers 403 and would answer LEAK to anything sent after; a text message
+ * "flood N" gets N bytes (byte i is i % 251) in 64 KiB binary messages,
+ * then "flood done". */
+static const char ws_echo_js[] =
+    "const http = require('http'), crypto = require('crypto');\n"
+    "const port = +process.argv[2];\n"
+    "const srv = http.createServer((q, s) => { s.end('plain http\\n'); });\n"
+    "srv.on('upgrade', (req, sock, head) => {\n"
+    "  if (req.url === '/refuse') {\n"
+    "    sock.write('HTTP/1.1 403 Forbidden\\r\\nContent-Length: 2\\r\\n\\r\\nno');\n"
+    "    sock.on('data', () => sock.write('LEAK'));\n"
+    "    sock.on('end', () => sock.end()); sock.on('error', () => {}); return; }\n"
+    "  const key = req.headers['sec-websocket-key'];\n"
+    "  if (!key || (req.headers.upgrade || '').toLowerCase() !== 'websocket') {\n"
+    "    sock.end('HTTP/1.1 400 Bad Request\\r\\n\\r\\n'); return; }\n"
+    "  const acc = crypto.createHash('sha1').update(key + "
+    "'258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');\n"
+    "  sock.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\n' +\n"
+    "    'Connection: Upgrade\\r\\nSec-WebSocket-Accept: ' + acc + '\\r\\nX-Seen-Path: ' +\n"
+    "    req.url + '\\r\\nX-Seen-Xff: ' + (req.headers['x-forwarded-for'] || '-') +\n"
+    "    '\\r\\nX-Seen-Auth: ' + (req.headers['authorization'] ? 'yes' : 'no') +\n"
+    "    '\\r\\nX-Seen-Proto: ' + (req.headers['x-forwarded-proto'] || '-') + '\\r\\n\\r\\n');\n"
+    "  let buf = head && head.length ? Buffer.from(head) : Buffer.alloc(0);\n"
+    "  const frame = (op, p) => { let h;\n"
+    "    if (p.length < 126) { h = Buffer.from([0x80 | op, p.length]); }\n"
+    "    else if (p.length < 65536) { h = Buffer.alloc(4); h[0] = 0x80 | op; h[1] = 126;\n"
+    "      h.writeUInt16BE(p.length, 2); }\n"
+    "    else { h = Buffer.alloc(10); h[0] = 0x80 | op; h[1] = 127;\n"
+    "      h.writeBigUInt64BE(BigInt(p.length), 2); }\n"
+    "    sock.write(Buffer.concat([h, p])); };\n"
+    "  sock.on('data', d => { buf = Buffer.concat([buf, d]);\n"
+    "    for (;;) { if (buf.length < 2) return;\n"
+    "      const op = buf[0] & 15, masked = buf[1] & 128; let len = buf[1] & 127, o = 2;\n"
+    "      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); o = 4; }\n"
+    "      else if (len === 127) { if (buf.length < 10) return;\n"
+    "        len = Number(buf.readBigUInt64BE(2)); o = 10; }\n"
+    "      const mo = o; if (masked) o += 4; if (buf.length < o + len) return;\n"
+    "      const p = Buffer.from(buf.subarray(o, o + len));\n"
+    "      if (masked) for (let i = 0; i < len; i++) p[i] ^= buf[mo + (i & 3)];\n"
+    "      buf = buf.subarray(o + len);\n"
+    "      if (op === 8) { frame(8, p); sock.end(); return; }\n"
+    "      if (op === 9) { frame(10, p); continue; }\n"
+    "      const fl = op === 1 && /^flood (\\d+)$/.exec(p.toString());\n"
+    "      if (fl) { const n = +fl[1], c = Buffer.alloc(65536);\n"
+    "        for (let o = 0; o < n; o += c.length) {\n"
+    "          const k = Math.min(c.length, n - o), b = Buffer.alloc(k);\n"
+    "          for (let i = 0; i < k; i++) b[i] = (o + i) % 251;\n"
+    "          frame(2, b); }\n"
+    "        frame(1, Buffer.from('flood done')); continue; }\n"
+    "      frame(op, p); } });\n"
+    "  sock.on('end', () => sock.end());\n"
+    "  sock.on('error', () => {});\n"
+    "});\n"
+    "srv.listen(port, '127.0.0.1');\n";
+
+static h_proc *ws_echo_start(int *port) {
+    const char *js = h_path("ws_echo.js");
+    h_write_file(js, ws_echo_js, 0600);
+    *port = h_free_port();
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", *port);
+    char *argv[] = {"/usr/bin/node", (char *)js, ps, NULL};
+    h_proc *p = h_spawn("ws_echo", argv);
+    cr_assert(h_wait_port(*port, 10000), "the WebSocket echo server did not start");
+    return p;
+}
+
+/* A world whose house has the echo server as HTTP upstream "ws" (and an https:// one, "tls"),
+ * the bridge's front door and admin port; extra bridge args (token file) may be given. */
+static void ws_world(const char *const *extra_bridge, int public_) {
+    int wport;
+    const char *bx[16] = {"--http-listen", "0", "--admin-listen", "0"};
+    int n = 4;
+    if (public_)
+        bx[n++] = "--http-public";
+    for (int i = 0; extra_bridge && extra_bridge[i]; i++)
+        bx[n++] = extra_bridge[i];
+    h_world_up(&W, NULL, bx, NULL);
+    ws_echo_start(&wport);
+    char svc[128];
+    snprintf(svc, sizeof svc, "ws=http://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, "--service", "tls=https://127.0.0.1:1", NULL};
+    W.house = h_house_up(&W, "farm-1", W.secret, hx);
+    P = http_port(W.bridge);
+    cr_assert(P, "the bridge logged no front door port");
+}
+
+static int ws_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void send_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        cr_assert(w > 0, "send failed");
+        b += w, n -= (size_t)w;
+    }
+}
+
+static void recv_all(int fd, void *p, size_t n) {
+    uint8_t *b = p;
+    while (n) {
+        ssize_t r = recv(fd, b, n, 0);
+        cr_assert(r > 0, "recv: %zd with %zu bytes still expected", r, n);
+        b += r, n -= (size_t)r;
+    }
+}
+
+/* Sends the handshake for path (extra header lines may be NULL) and reads the answer's head
+ * into head[cap] (after it, up to *extra bytes already read land in rest). Returns the
+ * status. */
+static int ws_handshake(int fd, const char *path, const char *extra, char *head, size_t cap) {
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: keep-alive, Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, P, extra ? extra : "");
+    send_all(fd, req, (size_t)n);
+    size_t len = 0;
+    while (len < cap - 1) { /* byte by byte: nothing past the head is taken */
+        ssize_t r = recv(fd, head + len, 1, 0);
+        if (r <= 0)
+            break;
+        len++;
+        head[len] = '\0';
+        if (len >= 4 && memcmp(head + len - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    head[len] = '\0';
+    return len > 12 ? atoi(head + 9) : 0;
+}
+
+/* The rest of an error answer (Content-Length bytes) after its head. malloc'd. */
+static char *ws_body(int fd, const char *head) {
+    const char *cl = strcasestr(head, "content-length:");
+    cr_assert_not_null(cl, "%s", head);
+    size_t n = (size_t)atol(cl + 15);
+    char *b = calloc(1, n + 1);
+    recv_all(fd, b, n);
+    return b;
+}
+
+/* One masked client frame (fin set). */
+static void ws_send(int fd, int op, const uint8_t *p, size_t n) {
+    uint8_t h[14];
+    size_t k = 0;
+    h[k++] = (uint8_t)(0x80 | op);
+    if (n < 126) {
+        h[k++] = (uint8_t)(0x80 | n);
+    } else if (n < 65536) {
+        h[k++] = 0x80 | 126;
+        h[k++] = (uint8_t)(n >> 8), h[k++] = (uint8_t)n;
+    } else {
+        h[k++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            h[k++] = (uint8_t)((uint64_t)n >> (8 * i));
+    }
+    const uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
+    memcpy(h + k, mask, 4);
+    k += 4;
+    uint8_t *m = malloc(k + n);
+    memcpy(m, h, k);
+    for (size_t i = 0; i < n; i++)
+        m[k + i] = p[i] ^ mask[i & 3];
+    send_all(fd, m, k + n);
+    free(m);
+}
+
+/* One server frame (unmasked): its opcode, the payload malloc'd in *p. */
+static int ws_recv(int fd, uint8_t **p, size_t *n) {
+    uint8_t h[2];
+    recv_all(fd, h, 2);
+    cr_assert(!(h[1] & 0x80), "a server frame is not masked");
+    uint64_t len = h[1] & 127;
+    if (len == 126) {
+        uint8_t e[2];
+        recv_all(fd, e, 2);
+        len = (uint64_t)e[0] << 8 | e[1];
+    } else if (len == 127) {
+        uint8_t e[8];
+        recv_all(fd, e, 8);
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | e[i];
+    }
+    cr_assert_leq(len, 4u << 20);
+    *p = malloc(len + 1);
+    recv_all(fd, *p, len);
+    *n = len;
+    return h[0] & 15;
+}
+
+typedef struct ws_bg {
+    int fd;
+    const uint8_t *p;
+    size_t n;
+} ws_bg;
+
+static void *ws_send_thread(void *ud) {
+    ws_bg *b = ud;
+    ws_send(b->fd, 2, b->p, b->n);
+    return NULL;
+}
+
+static int ws_none_open(void *ud) {
+    char *m = h_scrape(*(int *)ud);
+    int none = m && h_metric(m, "gp_bridge_http_websockets") == 0;
+    free(m);
+    return none;
+}
+
+/* Handshake, one echo and the close handshake on path. */
+static void ws_echo_once(const char *path) {
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, path, NULL, head, sizeof head);
+    cr_assert_eq(st, 101, "%s", head);
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 1, (const uint8_t *)"once", 4);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 4 && memcmp(got, "once", 4) == 0);
+    free(got);
+    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 8);
+    free(got);
+    char c;
+    cr_assert_eq(recv(fd, &c, 1, 0), 0);
+    close(fd);
+}
+
+/* The echo through the front door: 101 with the upstream's own Sec-WebSocket-Accept, the
+ * path routed and X-Forwarded-For added, a text message, a 1 MiB binary one intact (sent
+ * while its echo comes back), a ping, then the close handshake and the connection's end; the
+ * metrics count it and show none open after. */
+Test(front, websocket_echo_through_the_front_door) {
+    ws_world(NULL, 1);
+    int admin = h_admin_port(W.bridge);
+    cr_assert(admin);
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, "/h/farm-1@ws/chat?room=7", NULL, head, sizeof head);
+    cr_assert_eq(st, 101, "%s", head);
+    cr_assert(strcasestr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "%s",
+              head);
+    cr_assert(strcasestr(head, "X-Seen-Path: /chat?room=7\r\n"), "%s", head);
+    cr_assert(strcasestr(head, "X-Seen-Xff: 127.0.0.1\r\n"), "%s", head);
+
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 1, (const uint8_t *)"hello, house", 12);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 12 && memcmp(got, "hello, house", 12) == 0);
+    free(got);
+
+    uint8_t *big = h_prandom(1 << 20, "ws-big");
+    ws_bg b = {fd, big, 1 << 20};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, ws_send_thread, &b), 0);
+    cr_assert_eq(ws_recv(fd, &got, &n), 2);
+    pthread_join(t, NULL);
+    cr_assert_eq(n, 1u << 20);
+    cr_assert(memcmp(got, big, n) == 0, "the 1 MiB message came back changed");
+    free(got);
+    free(big);
+
+    ws_send(fd, 9, (const uint8_t *)"ping", 4);
+    cr_assert_eq(ws_recv(fd, &got, &n), 10, "a pong");
+    free(got);
+
+    const uint8_t bye[] = {0x03, 0xe8}; /* 1000: normal closure */
+    ws_send(fd, 8, bye, 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 8, "the close frame answered");
+    cr_assert(n == 2 && got[0] == 0x03 && got[1] == 0xe8);
+    free(got);
+    char c;
+    cr_assert_eq(recv(fd, &c, 1, 0), 0, "the upstream's end reaches the client as EOF");
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
+    char *m = h_scrape(admin);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"opened\"}"), 1, "%s", m);
+    free(m);
+    cr_assert(h_wait_log(W.bridge, "event=http_websocket_closed", 10000));
+    cr_assert_eq(h_log_count(W.bridge, "event=http_websocket_reset"), 0);
+
+    /* and plain requests go on beside it */
+    resp r;
+    curl(&r, P, "/h/farm-1@ws/", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.headers);
+    cr_assert_str_eq(r.body, "plain http\n");
+    resp_free(&r);
+}
+
+/* An upgrade the door or the house refuses gets the usual JSON error, and the connection is
+ * not taken over: 404 for a bad route, the house's 403 for an HTTP upstream it does not have,
+ * its 502 for an https:// one (streams reach plain http:// only). */
+Test(front, websocket_refusals) {
+    ws_world(NULL, 1);
+    int admin = h_admin_port(W.bridge);
+    const struct {
+        const char *path;
+        int status;
+        const char *error, *says;
+    } cases[] = {
+        {"/h/", 404, "not_found", NULL},
+        {"/h/farm-1@nosuch/chat", 403, "forbidden_service", "HTTP upstream named \"nosuch\""},
+        {"/h/farm-1@tls/chat", 502, "upstream_unreachable", "https://"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int fd = ws_connect(P);
+        char head[2048];
+        int st = ws_handshake(fd, cases[i].path, NULL, head, sizeof head);
+        cr_assert_eq(st, cases[i].status, "%s: %s", cases[i].path, head);
+        cr_assert(strcasestr(head, "content-type: application/json"), "%s", head);
+        char *body = ws_body(fd, head);
+        cr_assert_str_eq(h_json_str(body, "error"), cases[i].error, "%s", body);
+        if (cases[i].says)
+            cr_assert(strstr(h_json_str(body, "message"), cases[i].says), "%s", body);
+        free(body);
+        close(fd);
+    }
+    /* a house nobody holds: the 504 of a request, JSON */
+    char secret[65];
+    h_register("ghost", secret);
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, "/h/ghost@ws/chat", "X-Gp-Timeout-Ms: 300\r\n", head, sizeof head);
+    cr_assert_eq(st, 504, "%s", head);
+    char *body = ws_body(fd, head);
+    cr_assert_str_eq(h_json_str(body, "error"), "timeout", "%s", body);
+    free(body);
+    close(fd);
+    char *m = h_scrape(admin);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"refused\"}") +
+                     h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"timeout\"}"),
+                 3, "%s", m);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"rejected\"}"), 1, "%s", m);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_websockets"), 0, "%s", m);
+    free(m);
+}
+
+/* With a token file: no token 401, a token for other houses 403 (the usual JSON), the right
+ * one opens, and the front door's token does not reach the upstream. */
+Test(front, websocket_needs_a_token) {
+    const char *tf = h_path("front.tokens");
+    h_write_file(tf, TOKEN " farm-*\n" TOKEN_OTHER " other-*\n", 0600);
+    const char *bx[] = {"--http-token-file", tf, NULL};
+    ws_world(bx, 0);
+    const struct {
+        const char *auth;
+        int status;
+        const char *error;
+    } cases[] = {
+        {NULL, 401, "unauthorized"},
+        {"Authorization: Bearer " TOKEN_OTHER "\r\n", 403, "forbidden"},
+    };
+    int fd0 = ws_connect(P); /* a house the token does not reach */
+    char head0[2048];
+    cr_assert_eq(ws_handshake(fd0, "/h/elsewhere@ws/chat", "Authorization: Bearer " TOKEN "\r\n",
+                              head0, sizeof head0),
+                 403, "%s", head0);
+    close(fd0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int fd = ws_connect(P);
+        char head[2048];
+        int st = ws_handshake(fd, "/h/farm-1@ws/chat", cases[i].auth, head, sizeof head);
+        cr_assert_eq(st, cases[i].status, "%s", head);
+        char *body = ws_body(fd, head);
+        cr_assert_str_eq(h_json_str(body, "error"), cases[i].error, "%s", body);
+        free(body);
+        close(fd);
+    }
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, "/h/farm-1@ws/chat", "Authorization: Bearer " TOKEN "\r\n", head,
+                          sizeof head);
+    cr_assert_eq(st, 101, "%s", head);
+    cr_assert(strcasestr(head, "X-Seen-Auth: no\r\n"), "%s", head);
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 1, (const uint8_t *)"hi", 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 2 && memcmp(got, "hi", 2) == 0);
+    free(got);
+    close(fd); /* gone without a close handshake: its EOF ends the upstream's side too */
+    int admin = h_admin_port(W.bridge);
+    cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
+    cr_assert(h_wait_log(W.bridge, "event=http_websocket_closed", 10000));
+}
+
+/* A WebSocket client over TLS in python (the ssl module): the handshake, 300 KB echoed (sent
+ * from a thread while the echo comes back), the close handshake and the end. */
+static const char ws_tls_py[] =
+    "import socket, ssl, sys, os, base64, struct, threading\n"
+    "port, ca = int(sys.argv[1]), sys.argv[2]\n"
+    "ctx = ssl.create_default_context(cafile=ca)\n"
+    "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=20),\n"
+    "                    server_hostname='localhost')\n"
+    "key = base64.b64encode(os.urandom(16)).decode()\n"
+    "s.sendall(('GET /h/farm-1@ws/tls HTTP/1.1\\r\\nHost: localhost:%d\\r\\n'\n"
+    "  'Upgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: %s\\r\\n'\n"
+    "  'Sec-WebSocket-Version: 13\\r\\n\\r\\n' % (port, key)).encode())\n"
+    "buf = b''\n"
+    "while b'\\r\\n\\r\\n' not in buf:\n"
+    "    d = s.recv(4096)\n"
+    "    assert d, 'closed during the handshake: %r' % buf\n"
+    "    buf += d\n"
+    "head, buf = buf.split(b'\\r\\n\\r\\n', 1)\n"
+    "print(head.decode().split('\\r\\n')[0])\n"
+    "assert head.startswith(b'HTTP/1.1 101'), head\n"
+    "assert b'X-Seen-Proto: https' in head, head\n"
+    "def need(n):\n"
+    "    global buf\n"
+    "    while len(buf) < n:\n"
+    "        d = s.recv(65536)\n"
+    "        assert d, 'EOF with %d of %d' % (len(buf), n)\n"
+    "        buf += d\n"
+    "    out, buf = buf[:n], buf[n:]\n"
+    "    return out\n"
+    "def frame(op, p):\n"
+    "    m = os.urandom(4)\n"
+    "    n = len(p)\n"
+    "    h = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else\n"
+    "        bytes([0x80 | 126]) + struct.pack('>H', n) if n < 65536 else\n"
+    "        bytes([0x80 | 127]) + struct.pack('>Q', n))\n"
+    "    return h + m + bytes(b ^ m[i & 3] for i, b in enumerate(p))\n"
+    "def read():\n"
+    "    a, b = need(2)\n"
+    "    n = b & 127\n"
+    "    if n == 126: n = struct.unpack('>H', need(2))[0]\n"
+    "    elif n == 127: n = struct.unpack('>Q', need(8))[0]\n"
+    "    return a & 15, need(n)\n"
+    "msg = os.urandom(300000)\n"
+    "t = threading.Thread(target=lambda: s.sendall(frame(2, msg)))\n"
+    "t.start()\n"
+    "op, got = read()\n"
+    "t.join()\n"
+    "assert op == 2 and got == msg, 'the message came back changed'\n"
+    "s.sendall(frame(8, b'\\x03\\xe8'))\n"
+    "op, got = read()\n"
+    "assert op == 8 and got == b'\\x03\\xe8', (op, got)\n"
+    "try:\n"
+    "    rest = s.recv(1)\n"
+    "except ssl.SSLError as e:\n"
+    "    rest = b''\n"
+    "assert rest == b'', rest\n"
+    "print('echo ok')\n";
+
+/* The same through the HTTPS front door (its own certificate): the connection taken over
+ * keeps its TLS session; the upstream is told X-Forwarded-Proto: https. */
+Test(front, websocket_over_https) {
+    char cert[700], key[700];
+    cr_assert(
+        h_self_signed("ec -pkeyopt ec_paramgen_curve:P-256", cert, sizeof cert, key, sizeof key),
+        "openssl failed (see openssl.log)");
+    const char *bx[] = {"--http-cert", cert, "--http-key", key, NULL};
+    ws_world(bx, 1);
+    const char *py = h_path("ws_tls.py");
+    h_write_file(py, ws_tls_py, 0600);
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", P);
+    const char *argv[] = {"/usr/bin/python3", py, ps, cert, NULL};
+    char *out = NULL, *err = NULL;
+    size_t len = 0;
+    int rc = h_run(argv, 60000, &out, &len, &err);
+    cr_assert_eq(rc, 0, "python: %s %s", out ? out : "", err ? err : "");
+    cr_assert(strstr(out, "HTTP/1.1 101 Switching Protocols"), "%s", out);
+    cr_assert(strstr(out, "echo ok"), "%s", out);
+    free(out);
+    free(err);
+}
+
+/* A client that does not read while the upstream sends 24 MiB: the front door stops reading
+ * sout past 1 MiB queued for it (the bytes wait in Redis, bounded by the stream's window, and
+ * the house stops reading the upstream), and once the client reads, every byte arrives in
+ * order. */
+static int reads_paused(void *ud) {
+    char *m = h_scrape(*(int *)ud);
+    int yes = m && h_metric(m, "gp_bridge_http_reads_paused_total") >= 1;
+    free(m);
+    return yes;
+}
+
+/* Data bytes sout holds now (the one stream's of farm-1). */
+static long sout_bytes(void) {
+    redisReply *k = h_cmd("KEYS gp:{farm-1}:sout:*");
+    long n = 0;
+    for (size_t i = 0; k->type == REDIS_REPLY_ARRAY && i < k->elements; i++) {
+        redisReply *e = h_cmd("XRANGE %s - +", k->element[i]->str);
+        for (size_t j = 0; e->type == REDIS_REPLY_ARRAY && j < e->elements; j++) {
+            const redisReply *fv = e->element[j]->element[1];
+            for (size_t f = 0; f + 1 < fv->elements; f += 2)
+                if (strcmp(fv->element[f]->str, "data") == 0)
+                    n += (long)fv->element[f + 1]->len;
+        }
+        freeReplyObject(e);
+    }
+    freeReplyObject(k);
+    return n;
+}
+
+static int sout_filled(void *ud) {
+    (void)ud;
+    return sout_bytes() >= (512 << 10);
+}
+
+Test(front, websocket_slow_client_is_paused_not_buffered) {
+    ws_world(NULL, 1);
+    int admin = h_admin_port(W.bridge);
+    int fd = ws_connect(P);
+    int small = 64 << 10; /* a small receive buffer: the bytes back up in the bridge first */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    char head[2048];
+    cr_assert_eq(ws_handshake(fd, "/h/farm-1@ws/flood", NULL, head, sizeof head), 101, "%s", head);
+    const size_t total = 24u << 20;
+    char cmd[32];
+    int cl = snprintf(cmd, sizeof cmd, "flood %zu", total);
+    ws_send(fd, 1, (const uint8_t *)cmd, (size_t)cl);
+    cr_assert(h_wait(reads_paused, &admin, 20000), "sout was never paused for the slow client");
+    cr_assert(h_wait(sout_filled, NULL, 20000), "the bytes did not wait in Redis");
+    long held = sout_bytes(); /* the window (1 MiB) and one entry at most: the house waits */
+    cr_assert_leq(held, (1 << 20) + (64 << 10), "sout holds %ld bytes", held);
+    size_t got = 0;
+    for (;;) {
+        uint8_t *p;
+        size_t n;
+        int op = ws_recv(fd, &p, &n);
+        if (op == 1) {
+            cr_assert(n == 10 && memcmp(p, "flood done", 10) == 0);
+            free(p);
+            break;
+        }
+        cr_assert_eq(op, 2);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != (uint8_t)((got + i) % 251))
+                cr_assert_fail("byte %zu changed", got + i);
+        got += n;
+        free(p);
+    }
+    cr_assert_eq(got, total);
+    close(fd);
+    cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
+}
+
+/* The front door on one bridge, the house held by another that is killed with kill -9 while a
+ * WebSocket is open: the house holds the upstream's connection (its grace), reconnects, the
+ * next bridge resumes the stream at the acknowledged offsets, and the same WebSocket echoes on
+ * (the stream contract's guarantee). */
+Test(front, websocket_survives_kill9_of_the_bridge_holding_the_house) {
+    int wport;
+    h_world_up(&W, NULL, NULL, NULL);
+    ws_echo_start(&wport);
+    char svc[128];
+    snprintf(svc, sizeof svc, "ws=http://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, NULL};
+    W.house = h_house_up(&W, "farm-1", W.secret, hx);
+    int bport;
+    const char *fx[] = {"--http-listen", "0", "--http-public", "--bridge-id", "b-front", NULL};
+    h_proc *front = h_bridge_start(0, &bport, fx, 1);
+    P = http_port(front);
+    cr_assert(P);
+    int fd = ws_connect(P);
+    char head[2048];
+    cr_assert_eq(ws_handshake(fd, "/h/farm-1@ws/live", NULL, head, sizeof head), 101, "%s", head);
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 1, (const uint8_t *)"before", 6);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 6 && memcmp(got, "before", 6) == 0);
+    free(got);
+
+    h_kill9(W.bridge);
+    ws_send(fd, 1, (const uint8_t *)"during", 6); /* waits in sin meanwhile */
+    W.bridge = h_bridge_start(W.bridge_port, NULL, NULL, 1);
+    cr_assert(h_wait_connected("farm-1", 20000), "the house did not reconnect");
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 6 && memcmp(got, "during", 6) == 0, "%.*s", (int)n, got);
+    free(got);
+    ws_send(fd, 1, (const uint8_t *)"after", 5);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == 5 && memcmp(got, "after", 5) == 0);
+    free(got);
+    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 8);
+    free(got);
+    close(fd);
+}
+
+/* An upgrade the upstream declines (403, not 101): its answer reaches the client, and nothing
+ * the client sends after its request head does reach the upstream (the connection carries no
+ * second request past the door's routing and X-Forwarded-*): the upstream sees the end of the
+ * input, answers nothing more, and the client sees the end. */
+Test(front, websocket_declined_by_the_upstream_carries_nothing_more) {
+    ws_world(NULL, 1);
+    int admin = h_admin_port(W.bridge);
+    int fd = ws_connect(P);
+    char head[2048];
+    int st = ws_handshake(fd, "/h/farm-1@ws/refuse", NULL, head, sizeof head);
+    cr_assert_eq(st, 403, "%s", head);
+    static const char more[] =
+        "GET /admin HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+    send(fd, more, sizeof more - 1, MSG_NOSIGNAL);
+    char rest[64];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = recv(fd, rest + n, sizeof rest - 1 - n, 0);
+        cr_assert(r >= 0, "no end of the connection");
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        cr_assert_lt(n, sizeof rest - 1);
+    }
+    rest[n] = '\0';
+    cr_assert_str_eq(rest, "no", "the client's bytes after the head reached the upstream");
+    close(fd);
+    char *m = h_scrape(admin);
+    cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"declined\"}"), 1, "%s", m);
+    free(m);
+    cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
 }

@@ -233,3 +233,32 @@ Test(rudp, wrong_secret_gets_silence) {
     cr_assert(h_wait_log(w.house, "reason=rudp_no_answer", 15000), "the house heard back");
     cr_assert_eq(h_int("EXISTS gp:{h1}:state"), 0, "a house with a wrong secret got in");
 }
+
+/* A TCP stream over rudp (protocol 2, offered by the HELLO in the house's first datagram),
+ * through the relay at 30% loss and 200 ms RTT: `ghostport connect` speaks HTTP by hand to
+ * the house's upstream as a TCP service and gets 256 KiB back intact. */
+Test(rudp, tcp_stream_at_thirty_percent_loss) {
+    world w;
+    world_up(&w, NULL);
+    const char *bad[] = {"--loss", "0.3", "--delay", "100", "--seed", "11", NULL};
+    relay_up(&w, bad);
+    char svc[64];
+    snprintf(svc, sizeof svc, "web=127.0.0.1:%d", w.up_port);
+    house_up(&w, w.relay_port, (const char *const[]){"--tcp-service", svc, NULL});
+    cr_assert(h_wait(on_rudp, NULL, 30000), "house not connected over rudp through the relay");
+    enum { N = 262144 };
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "printf 'GET /bytes/%d?seed=s HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' | '%s' --redis '%s' "
+             "connect h1 web --timeout 30000",
+             N, h_bin("ghostport"), h_redis_url());
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    char *out = NULL, *err = NULL;
+    size_t len = 0;
+    int rc = h_run(argv, 120000, &out, &len, &err);
+    cr_assert_eq(rc, 0, "connect over rudp: rc %d, stderr: %s", rc, err);
+    cr_assert(len > N && strncmp(out, "HTTP/1.1 200", 12) == 0, "%zu bytes: %.80s", len, out);
+    uint8_t *want = h_prandom(N, "s");
+    cr_assert(memcmp(out + len - N, want, N) == 0, "the body came back corrupted");
+    free(want), free(out), free(err);
+}

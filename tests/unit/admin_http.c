@@ -384,3 +384,98 @@ Test(admin_http, expect_100_continue_when_asked_for) {
         teardown(a, fs, 1);
     }
 }
+
+/* A taken-over connection (an Upgrade): the bytes after the request head come first once the
+ * handler reads, then every byte as it arrives; the handler writes raw bytes (no framing),
+ * half-closes, sees the client's EOF, is never timed out or shed, and learns the release. */
+static char raw_in[256];
+static size_t raw_len;
+static int raw_eofs, raw_closes;
+static void r_data(void *ud, const void *p, size_t len) {
+    (void)ud;
+    cr_assert_lt(raw_len + len, sizeof raw_in);
+    memcpy(raw_in + raw_len, p, len);
+    raw_len += len;
+}
+static void r_eof(void *ud) {
+    (void)ud;
+    raw_eofs++;
+}
+static void r_closed(void *ud) {
+    (void)ud;
+    raw_closes++;
+}
+
+Test(admin_http, takeover_hands_the_raw_connection_over) {
+    gp_admin_cfg cfg = {.max_conns = 1, .max_per_addr = 1};
+    gp_admin *a = server(&cfg);
+    fconn f = {0};
+    raw_len = 0, raw_eofs = raw_closes = 0;
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+    feed(&f, "GET /slow HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+             "early bytes");
+    cr_assert_not_null(held);
+    cr_assert(!f.reading, "no reading while the handler decides");
+    const gp_admin_raw_cb cb = {r_data, r_eof, r_closed, NULL};
+    gp_admin_conn *c = gp_admin_call_takeover(held, &cb);
+    held = NULL;
+    cr_assert_eq(c, f.c);
+    cr_assert(!f.timer_on, "no timer of the server's");
+    cr_assert(!f.reading);
+    cr_assert_eq(raw_len, 0, "nothing before the handler reads");
+    gp_admin_raw_reading(c, 1);
+    cr_assert(f.reading);
+    cr_assert_eq(raw_len, 11);
+    cr_assert(memcmp(raw_in, "early bytes", 11) == 0);
+    feed(&f, "GET /not-a-request\r\n"); /* raw bytes, not parsed */
+    cr_assert_eq(raw_len, 31);
+    cr_assert_eq(f.outlen, 0, "nothing answered: %s", f.out);
+    cr_assert_eq(gp_admin_raw_write(c, "\x81\x02hi", 4), 0);
+    cr_assert_eq(f.outlen, 4);
+    cr_assert(memcmp(f.out, "\x81\x02hi", 4) == 0, "raw, unframed");
+    cr_assert_eq(gp_admin_raw_queued(c), 4);
+    drains = 0;
+    cr_assert_eq(gp_admin_raw_on_drain(c, 0, on_drain, NULL), 0);
+    flush(&f);
+    cr_assert_eq(drains, 1);
+    cr_assert_eq(gp_admin_raw_queued(c), 0);
+    gp_admin_raw_reading(c, 0);
+    cr_assert(!f.reading);
+    gp_admin_timeout(c); /* a stray timer: ignored */
+    cr_assert(!f.closed);
+    fconn g = {0}; /* over the caps: the taken-over connection is busy, not shed */
+    g.c = gp_admin_accepted(a, &g, "127.0.0.1", 10);
+    cr_assert(g.closed && !f.closed);
+    cr_assert(strstr(g.out, "503"), "%s", g.out);
+    gp_admin_released(g.c);
+    gp_admin_input(c, NULL, -1); /* the client's EOF */
+    cr_assert_eq(raw_eofs, 1);
+    gp_admin_input(c, NULL, -1);
+    cr_assert_eq(raw_eofs, 1, "once");
+    gp_admin_raw_shutdown(c);
+    cr_assert(f.shut && !f.closed);
+    cr_assert_eq(gp_admin_raw_write(c, "x", 1), -1, "nothing after the half-close");
+    gp_admin_raw_close(c);
+    cr_assert(f.closed);
+    cr_assert_eq(raw_closes, 0);
+    gp_admin_released(c);
+    cr_assert_eq(raw_closes, 1);
+    teardown(a, NULL, 0);
+}
+
+/* A takeover after the client left returns NULL; a held call is freed all the same. */
+Test(admin_http, takeover_after_the_client_left) {
+    gp_admin *a = server(NULL);
+    fconn f = {0};
+    raw_closes = 0;
+    f.c = gp_admin_accepted(a, &f, "127.0.0.1", 9);
+    feed(&f, "GET /slow HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    gp_admin_input(f.c, NULL, -1);
+    cr_assert(f.closed);
+    const gp_admin_raw_cb cb = {r_data, r_eof, r_closed, NULL};
+    cr_assert_null(gp_admin_call_takeover(held, &cb));
+    held = NULL;
+    gp_admin_released(f.c);
+    cr_assert_eq(raw_closes, 0);
+    teardown(a, NULL, 0);
+}

@@ -148,3 +148,17 @@ Test(froute, hop_by_hop_and_header_checks) {
     cr_assert(!fr_header_ok("x-a", "b\r\nset-cookie: y"));
     cr_assert(!fr_header_ok("x-a", "\x1b[2J"));
 }
+
+/* Connection and Upgrade values are comma-separated token lists: the WebSocket upgrade needs
+ * `upgrade` in Connection and `websocket` in Upgrade, whatever the case, spaces or company. */
+Test(froute, header_lists) {
+    cr_assert(fr_header_lists("Upgrade", "upgrade"));
+    cr_assert(fr_header_lists("keep-alive, Upgrade", "upgrade"));
+    cr_assert(fr_header_lists("keep-alive ,upgrade ", "UPGRADE"));
+    cr_assert(fr_header_lists("websocket", "websocket"));
+    cr_assert_not(fr_header_lists("upgrades", "upgrade"), "a longer token is another token");
+    cr_assert_not(fr_header_lists("x-upgrade", "upgrade"));
+    cr_assert_not(fr_header_lists("", "upgrade"));
+    cr_assert_not(fr_header_lists(NULL, "upgrade"));
+    cr_assert_not(fr_header_lists("keep-alive", "upgrade"));
+}

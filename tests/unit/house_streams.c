@@ -250,6 +250,8 @@ static void run_for(uint64_t ms) {
 /* --- the module under test ---------------------------------------------------------------- */
 
 static hs_streams_conf conf;
+static hs_service http_svc[2]; /* HTTP upstreams: streams reach them as http:<name> */
+static char http_url[2][64];
 
 static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms) {
     memset(&S, 0, sizeof S);
@@ -276,6 +278,10 @@ static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms
     services[0] = (hs_tcp_service){.name = "svc", .host = "127.0.0.1", .port = portbuf[0]};
     services[1] = (hs_tcp_service){.name = "closed", .host = "127.0.0.1", .port = portbuf[1]};
     services[2] = (hs_tcp_service){.name = "byname", .host = "localhost", .port = portbuf[2]};
+    snprintf(http_url[0], sizeof http_url[0], "http://127.0.0.1:%d/base/", S.port);
+    snprintf(http_url[1], sizeof http_url[1], "http://user@localhost:%d", S.port);
+    http_svc[0] = (hs_service){.name = "web", .url = http_url[0]};
+    http_svc[1] = (hs_service){.name = "tls", .url = "https://127.0.0.1:1"};
     /* metrics */
     memset(&m, 0, sizeof m);
     reg = gp_metrics_new();
@@ -286,6 +292,9 @@ static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms
     m.stream_resets = gp_metrics_counter(reg, "r", "h", "reason");
     conf = (hs_streams_conf){.services = services,
                              .nservices = 3,
+                             .http = http_svc,
+                             .nhttp = 2,
+                             .http_default = http_url[1],
                              .max_streams = max_streams,
                              .grace_ms = grace_ms,
                              .keep_closed_ms = keep_ms,
@@ -505,6 +514,28 @@ Test(house_streams, forbidden_service) {
     cr_assert_eq(S.nconn, 0, "a connection for a refused open");
     cr_assert_eq(hs_streams_open_count(st), 0);
     cr_assert_eq(gp_metric_value(m.streams_opened, "forbidden_service"), 1);
+}
+
+/* http:<name> reaches the house's HTTP upstream <name> at its URL's host and port (the
+ * front door's WebSockets), http: its default one; an https:// one is refused 502, an
+ * unknown name 403 naming what is missing. */
+Test(house_streams, http_upstreams_as_services) {
+    const cap *o = open_wait("h1", "http:web", 65536, 60000);
+    cr_assert_eq(o->status, 200, "%u %s %s", o->status, o->error, o->message);
+    o = open_wait("h2", "http:", 65536, 60000);
+    cr_assert_eq(o->status, 200, "%u %s %s", o->status, o->error, o->message);
+    run_until(has_conn, 2000);
+    o = open_wait("h3", "http:tls", 65536, 60000);
+    cr_assert_eq(o->status, 502);
+    cr_assert_str_eq(o->error, "upstream_unreachable");
+    cr_assert(strstr(o->message, "https://"), "%s", o->message);
+    o = open_wait("h4", "http:nosuch", 65536, 60000);
+    cr_assert_eq(o->status, 403);
+    cr_assert_str_eq(o->error, "forbidden_service");
+    cr_assert(strstr(o->message, "HTTP upstream named \"nosuch\""), "%s", o->message);
+    o = open_wait("h5", "http:svc", 65536, 60000); /* a --tcp-service is not an HTTP one */
+    cr_assert_eq(o->status, 403);
+    cr_assert_eq(hs_streams_open_count(st), 2);
 }
 
 Test(house_streams, bad_open_fields) {

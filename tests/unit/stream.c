@@ -546,6 +546,27 @@ Test(stream_open, parse) {
         cr_assert_str_eq(e2, bad[i].why, "case %zu", i);
     }
     char longid[GP_STREAM_ID_MAX + 2];
+    /* `http:<name>`: an HTTP upstream of the house (a WebSocket through the front door);
+     * `http:` alone its default one; nothing else takes a ':' */
+    const char *svc_ok[] = {"http:", "http:alt", "http:a.b_c-9", "ssh"};
+    for (size_t i = 0; i < sizeof svc_ok / sizeof *svc_ok; i++) {
+        gp_stream_field h[] = {
+            F("kind", "stream"), F("id", "a"), {GP_STR_LIT("service"), gp_str_c(svc_ok[i])}};
+        cr_assert_eq(gp_stream_open_parse(&o, h, 3, err, sizeof err), GP_OK, "%s", svc_ok[i]);
+        cr_assert(gp_str_eq(o.service, svc_ok[i]));
+    }
+    char longsvc[80];
+    snprintf(longsvc, sizeof longsvc, "http:%060d", 0); /* 65 bytes */
+    const char *svc_bad[] = {"http:a:b", "https:x", "tcp:x", "http:../x", ":x", "http::", longsvc};
+    for (size_t i = 0; i < sizeof svc_bad / sizeof *svc_bad; i++) {
+        gp_stream_field h[] = {
+            F("kind", "stream"), F("id", "a"), {GP_STR_LIT("service"), gp_str_c(svc_bad[i])}};
+        cr_assert_eq(gp_stream_open_parse(&o, h, 3, err, sizeof err), GP_ERR_MALFORMED, "%s",
+                     svc_bad[i]);
+        cr_assert_str_eq(err, "bad service");
+    }
+    cr_assert(gp_stream_service_ok(gp_str_c("http:")));
+    cr_assert_not(gp_stream_service_ok(gp_str_c("")));
     memset(longid, 'a', sizeof longid - 1);
     longid[sizeof longid - 1] = '\0';
     gp_stream_field g[] = {

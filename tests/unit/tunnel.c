@@ -632,3 +632,68 @@ Test(tunnel, streams_survive_a_reconnect_with_s_attach) {
     cr_assert(from0, "nothing resent");
     close_bulk();
 }
+
+/* --- a transport with its own handshake (rudp): the protocol offer ------------------------ */
+
+static const hs_transport_ops f_ops_auth = {.flags = HS_TR_AUTHENTICATES,
+                                            .dial = f_dial,
+                                            .send = f_send,
+                                            .close = f_close,
+                                            .stop = f_nop,
+                                            .free = f_nop,
+                                            .label = f_label};
+
+static void welcome(uint64_t epoch, uint8_t proto) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
+    f.u.welcome.bridge_id = gp_str_c("b1");
+    f.u.welcome.ping_interval_ms = 5000;
+    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
+    f.u.welcome.epoch = epoch;
+    f.u.welcome.proto = proto;
+    feed(&f);
+}
+
+/* Over rudp the HELLO is only the protocol offer, sent at once; when it reaches the bridge
+ * after its WELCOME, a second WELCOME (same epoch) names protocol 2 and streams work from
+ * then on. Any other second WELCOME is a protocol error. */
+Test(tunnel, rudp_offer_and_a_second_welcome_naming_the_protocol) {
+    F.base.ops = &f_ops_auth;
+    F.base.up->on_open(F.base.up->ud, &F.base);
+    cr_assert(pull() && rx.type == GP_FRAME_HELLO, "no protocol offer over rudp");
+    cr_assert_eq(rx.u.hello.max_ver, GP_PROTO_MAX);
+    welcome(7, 0); /* the offer was late: protocol 1 for now */
+    cr_assert(hs_tunnel_live(H.tunnel));
+    welcome(7, GP_PROTO_STREAMS);
+    s_open("s1", "ssh"); /* under protocol 1 this would be a protocol error */
+    cr_assert(pull() && rx.type == GP_FRAME_S_OPENED, "streams not carried after the upgrade");
+    cr_assert(gp_str_eq(rx.u.s_opened.error, "forbidden_service"));
+    welcome(8, GP_PROTO_STREAMS); /* another epoch: not ours */
+    cr_assert(pull() && rx.type == GP_FRAME_GOAWAY);
+    cr_assert_eq(rx.u.goaway.code, GP_GOAWAY_PROTOCOL);
+}
+
+/* A rudp bridge of protocol 1 refuses the late HELLO (GOAWAY protocol unexpected_frame): the
+ * house stops offering, and the next connection carries requests as before. */
+Test(tunnel, rudp_bridge_of_protocol_1_refusing_the_offer) {
+    H.cfg.reconnect_max_ms = 20;
+    F.base.ops = &f_ops_auth;
+    F.base.up->on_open(F.base.up->ud, &F.base);
+    cr_assert(pull() && rx.type == GP_FRAME_HELLO);
+    welcome(7, 0);
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_GOAWAY, 0, 0);
+    f.u.goaway.code = GP_GOAWAY_PROTOCOL;
+    f.u.goaway.message = gp_str_c("unexpected_frame");
+    feed(&f);
+    cr_assert_eq(F.closes, 1);
+    F.base.up->on_closed(F.base.up->ud, &F.base, "closed");
+    for (int i = 0; i < 100 && F.dials < 2; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    cr_assert_eq(F.dials, 2, "no redial");
+    F.base.up->on_open(F.base.up->ud, &F.base);
+    cr_assert_not(pull(), "offered again to a bridge that refused it");
+    welcome(9, 0);
+    request(1, "r1");
+    cr_assert_eq(X.starts, 1, "requests not carried after the refusal");
+}
