@@ -354,6 +354,21 @@ static long long info_mem(redisContext *c, const char *field) {
     return v;
 }
 
+/* DEL of every key matching pattern. */
+static void del_keys(redisContext *c, const char *pattern) {
+    char cur[32] = "0";
+    do {
+        redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cur, pattern);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            die("SCAN failed");
+        snprintf(cur, sizeof cur, "%s", r->element[0]->str);
+        const redisReply *ks = r->element[1];
+        for (size_t i = 0; i < ks->elements; i++)
+            freeReplyObject(redisCommand(c, "DEL %b", ks->element[i]->str, ks->element[i]->len));
+        freeReplyObject(r);
+    } while (strcmp(cur, "0") != 0);
+}
+
 /* The sum of MEMORY USAGE (every sample) over every key: what the data set holds. */
 static long long keys_bytes(redisContext *c) {
     long long sum = 0;
@@ -436,6 +451,12 @@ static void idle_case(redisContext *c, int fport, int n, const char *kase, const
      * after 2 s: both readings after a settle. Streams that ended (their keys kept 60 s) are in
      * both. */
     int settle_ms = bench_quick() ? 2200 : 3000;
+    /* Streams that ended keep their keys 60 s, then expire: gone within the window, they
+     * would count against the new ones. No stream is open now (the connections are closed):
+     * their keys are deleted first. */
+    usleep(1000 * 1000);
+    del_keys(c, "gp:{" HOUSE "}:s*");
+    del_keys(c, "gp:rep:*");
     usleep((useconds_t)settle_ms * 1000);
     long long u0 = info_mem(c, "used_memory"), k0 = keys_bytes(c);
     int *ifd = calloc((size_t)n, sizeof *ifd);
