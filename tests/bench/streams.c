@@ -396,6 +396,41 @@ static long long keys_bytes(redisContext *c) {
     return sum;
 }
 
+/* What the open stream(s) keep in Redis after all the transfers: entries and bytes of their
+ * byte keys (acknowledged bytes leave; each side's last ack-only entry stays). */
+static void keys_left(int rounds) {
+    redisContext *c = redisConnect("127.0.0.1", h_redis_port());
+    if (!c || c->err)
+        die("redis: %s", c ? c->errstr : "out of memory");
+    usleep(300 * 1000);
+    long long entries = 0, bytes = 0, nkeys = 0;
+    char cur[32] = "0";
+    do {
+        redisReply *r = redisCommand(c, "SCAN %s MATCH gp:{" HOUSE "}:s* COUNT 1000", cur);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            die("SCAN failed");
+        snprintf(cur, sizeof cur, "%s", r->element[0]->str);
+        const redisReply *ks = r->element[1];
+        for (size_t i = 0; i < ks->elements; i++) {
+            redisReply *x = redisCommand(c, "XLEN %b", ks->element[i]->str, ks->element[i]->len);
+            redisReply *m = redisCommand(c, "MEMORY USAGE %b SAMPLES 0", ks->element[i]->str,
+                                         ks->element[i]->len);
+            entries += x && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+            bytes += m && m->type == REDIS_REPLY_INTEGER ? m->integer : 0;
+            nkeys++;
+            if (x)
+                freeReplyObject(x);
+            if (m)
+                freeReplyObject(m);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cur, "0") != 0);
+    bench_result("streams", "ghostport_keys",
+                 "rounds=%d keys=%lld entries_left=%lld bytes_left=%lld", rounds, nkeys, entries,
+                 bytes);
+    redisFree(c);
+}
+
 /* --- the driver ---------------------------------------------------------------------------- */
 
 /* The processes of the ghostport path whose CPU time is taken per MB moved. */
@@ -649,6 +684,8 @@ int main(void) {
     bench_result("streams", "ghostport_rtt",
                  "added_p50_us=%.0f goal=added_p50_us<=1000 goal_met=%s", a50,
                  a50 <= 1000 ? "yes" : "no");
+    if (fd[P_GHOST] >= 0)
+        keys_left(rounds);
     for (int k = 0; k < NPATHS; k++)
         if (fd[k] >= 0)
             close(fd[k]);
