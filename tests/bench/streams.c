@@ -18,9 +18,10 @@
  * the opener's connections: the CLI holds two a stream); once with Redis's default
  * stream-node-max-bytes and once with 256 (not in QUICK mode). Reports, never asserts a timing
  * (tests/bench/README.md). Knobs: BENCH_STREAMS_ROUNDS, _MB, _RTT, _IDLE, _PATHS (say
- * "ghostport"), _DIRS ("up", "down"), _WINDOW (the CLI's --window), _ALT_CLI (another ghostport
- * binary: the path ghostport_alt, an A/B of the CLI in the same run, alt_*_ratio = alt /
- * ghostport), _HOLD_S (seconds to keep the idle streams open, to look at Redis). */
+ * "ghostport"), _DIRS ("up", "down"), _WINDOW (the CLI's --window), _ALT_BIN_DIR (another build's
+ * bin/: its bridge, house and CLI as the path ghostport_alt, an A/B in the same run,
+ * alt_*_ratio = alt / ghostport), _HOLD_S (seconds to keep the idle streams open, to look at
+ * Redis). */
 #include "bench.h"
 #include "bench_world.h"
 
@@ -38,6 +39,7 @@
 #include <time.h>
 
 #define HOUSE "sbench"
+#define HOUSE_ALT "sbench-alt"
 #define MAX_ROUNDS 16
 #define MAX_RTT 20000
 #define PATTERN (1u << 20) /* incompressible bytes, sent over and over */
@@ -479,6 +481,45 @@ static meas run_path(int fd, const char *who, uint64_t size, int nrtt, int cpu) 
 
 static int env_int(const char *name, int def, int lo, int hi);
 
+/* The ghostport_alt path: bridge, house HOUSE_ALT (service svc=...) and forward from dir. The
+ * forward's port. */
+static int start_alt(const char *dir, const char *upurl, const char *tcpsvc) {
+    char bin[3][PATH_MAX + 32], abs[3][PATH_MAX], ports[16], url[64], secret[65];
+    const char *names[3] = {"ghostport-bridge", "ghostport-house", "ghostport"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(bin[i], sizeof bin[i], "%s/%s", dir, names[i]);
+        if (!realpath(bin[i], abs[i]) || access(abs[i], X_OK) != 0)
+            die("BENCH_STREAMS_ALT_BIN_DIR: no %s", bin[i]);
+    }
+    int port = h_free_port();
+    snprintf(ports, sizeof ports, "%d", port);
+    char *const bargv[] = {abs[0],        "--allow-ws", "--bind",      "127.0.0.1",
+                           "--listen",    ports,        "--redis",     (char *)h_redis_url(),
+                           "--log-level", "warn",       "--bridge-id", "bench-alt",
+                           NULL};
+    h_proc *b = h_spawn("bridge-alt", bargv);
+    if (!h_wait_port(port, 10000))
+        die("the alternative bridge did not start (see %s)", b->log);
+    h_register(HOUSE_ALT, secret);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
+    char *const hargv[] = {abs[1],         "--id",        HOUSE_ALT, "--secret",
+                           secret,         "--bridge",    url,       "--upstream",
+                           (char *)upurl,  "--log-level", "warn",    "--tcp-service",
+                           (char *)tcpsvc, NULL};
+    h_proc *h = h_spawn("house-alt", hargv);
+    if (!h_wait_connected(HOUSE_ALT, 15000))
+        die("the alternative house did not connect (see %s, %s)", h->log, b->log);
+    int aport = h_free_port();
+    char aports[32];
+    snprintf(aports, sizeof aports, "127.0.0.1:%d", aport);
+    char *const av[] = {
+        abs[2], "--redis", (char *)h_redis_url(), "forward", aports, HOUSE_ALT, "svc", "-q", NULL};
+    h_proc *af = h_spawn("forward-alt", av);
+    if (!h_wait_port(aport, 10000))
+        die("the alternative ghostport forward did not listen (see %s)", af->log);
+    return aport;
+}
+
 /* n idle streams through `ghostport forward` on fport, one echo each: Redis's memory before and
  * after, per stream; the case's line. */
 static void idle_case(redisContext *c, int fport, int n, const char *kase, const char *extra) {
@@ -491,6 +532,7 @@ static void idle_case(redisContext *c, int fport, int n, const char *kase, const
      * their keys are deleted first. */
     usleep(1000 * 1000);
     del_keys(c, "gp:{" HOUSE "}:s*");
+    del_keys(c, "gp:{" HOUSE_ALT "}:s*");
     del_keys(c, "gp:rep:*");
     usleep((useconds_t)settle_ms * 1000);
     long long u0 = info_mem(c, "used_memory"), k0 = keys_bytes(c);
@@ -562,22 +604,13 @@ int main(void) {
     g_cpu_pid[0] = fwd->pid, g_cpu_pid[1] = bridge->pid, g_cpu_pid[2] = house->pid;
     if (!h_wait_port(fport, 10000))
         die("ghostport forward did not listen (see %s)", fwd->log);
-    /* A/B of the CLI: BENCH_STREAMS_ALT_CLI=path of another ghostport binary, the path
-     * ghostport_alt (its own forward, the same Redis, bridge and house). */
-    const char *alt = getenv("BENCH_STREAMS_ALT_CLI");
+    /* A/B: BENCH_STREAMS_ALT_BIN_DIR=DIR (a patched build's bin/, say): the path ghostport_alt,
+     * DIR's bridge (a port of its own, the same Redis), house HOUSE_ALT on it (the same
+     * service) and `ghostport forward` to that house. */
+    const char *alt = getenv("BENCH_STREAMS_ALT_BIN_DIR");
     int aport = -1;
-    if (alt && *alt) {
-        aport = h_free_port();
-        char aports[32];
-        snprintf(aports, sizeof aports, "127.0.0.1:%d", aport);
-        char *const av[] = {(char *)alt, "--redis", (char *)h_redis_url(),
-                            "forward",   aports,    HOUSE,
-                            "svc",       "-q",      NULL};
-        h_proc *af = h_spawn("forward-alt", av);
-        if (!h_wait_port(aport, 10000))
-            die("the alternative ghostport forward did not listen (see %s)", af->log);
-    }
-
+    if (alt && *alt)
+        aport = start_alt(alt, upurl, tcpsvc);
     char why[1200] = "";
     const char *only = getenv("BENCH_STREAMS_PATHS"); /* e.g. "ghostport": the others skipped */
     int sshport = only && *only && !strstr(only, "ssh_L") ? -2 : ssh_start(svc, why, sizeof why);
