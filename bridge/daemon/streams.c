@@ -93,6 +93,7 @@ typedef struct br_stream {
     int sin_fin, sout_fin;
     uint64_t sin_fin_end, sout_fin_end;
     st_marks out, in; /* sout entries to trim by the opener's ack, sin by the house's */
+    char ack_id[48];  /* sout's newest entry with only the house's ack: the next supersedes it */
 } br_stream;
 
 struct br_streams {
@@ -279,6 +280,7 @@ static int marks_due(const st_marks *m, uint64_t below) {
 typedef struct st_write_ctx {
     br_stream *st; /* referenced */
     int has_off, fin;
+    int ack_only; /* only `ack`: deleted once a newer one is written (acks are cumulative) */
     uint64_t end;
 } st_write_ctx;
 
@@ -321,6 +323,14 @@ static void on_write(redisReply *rep, void *ud) {
         marks_push(&st->out, rep->str, rep->len, w->end);
         if (marks_due(&st->out, st->opener_ack))
             st_trim(st);
+    } else if (rep->type == REDIS_REPLY_STRING && w->ack_only && st->state == ST_LIVE &&
+               rep->len < sizeof st->ack_id) {
+        /* The previous ack-only entry is superseded: trimmed with the next write (an upload
+         * would otherwise leave one on sout every quarter window until the stream ends). */
+        if (st->ack_id[0])
+            marks_push(&st->out, st->ack_id, strlen(st->ack_id), 0);
+        memcpy(st->ack_id, rep->str, rep->len);
+        st->ack_id[rep->len] = '\0';
     }
     st_unref(st);
     free(w);
@@ -368,6 +378,7 @@ static void write_raw(br_streams *s, br_conn *c, br_stream *st, const char *sin,
         *w = (st_write_ctx){.st = st,
                             .has_off = e && e->has_off,
                             .fin = e && e->fin && e->data.len == 0,
+                            .ack_only = e && e->has_ack && !e->has_off && !e->has_win && !e->rst[0],
                             .end = e && e->has_off ? e->off + e->data.len : 0};
         st->refs++;
     }
