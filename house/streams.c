@@ -870,6 +870,8 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         f->u.s_attach.sid = sid;
         f->u.s_attach.rcv_next = s->g.rcv_next;
         f->u.s_attach.snd_acked = s->g.snd_acked;
+        f->u.s_attach.window = s->g.snd_win; /* the opener's, grown by its `win` if it did */
+        f->u.s_attach.idle_ms = s->g.idle_ms;
         if (gp_frame_size(f) > max)
             return -1;
         s->attach_due = 0;

@@ -154,6 +154,8 @@ static void put_payload(wbuf *w, const gp_frame *f) {
         put_str(w, f->u.s_attach.sid);
         put_be(w, f->u.s_attach.rcv_next, 8);
         put_be(w, f->u.s_attach.snd_acked, 8);
+        put_be(w, f->u.s_attach.window, 4);
+        put_be(w, f->u.s_attach.idle_ms, 4);
         break;
     }
 }
@@ -394,6 +396,8 @@ ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_f
         q = get_str(q, end, &out->u.s_attach.sid);
         q = get_u64(q, end, &out->u.s_attach.rcv_next);
         q = get_u64(q, end, &out->u.s_attach.snd_acked);
+        q = get_u32(q, end, &out->u.s_attach.window);
+        q = get_u32(q, end, &out->u.s_attach.idle_ms);
         if (q && !sid_ok(out->u.s_attach.sid))
             q = NULL;
         break;

@@ -40,8 +40,9 @@
  *              then data to the end (zstd if GP_FLAG_ZSTD): one entry of the contract, from
  *              `sin` (bridge->house) or for `sout` (house->bridge)
  *   S_ATTACH   str sid, u64 rcv_next (the sin bytes the house has), u64 snd_acked (the sout
- *              bytes the opener acknowledged)   (house->bridge, after WELCOME: a stream the
- *              house still holds, to be carried by this bridge from those offsets)
+ *              bytes the opener acknowledged), u32 window (the opener's receive window),
+ *              u32 idle_ms   (house->bridge, after WELCOME: a stream the house still holds,
+ *              to be carried by this bridge from those offsets, with the open's terms)
  * WELCOME carries one more byte, u8 proto (the version the bridge speaks with this house),
  * only when the house's HELLO offered 2 or more: a house of protocol 1 gets the frame it knows.
  * A HEAD with GP_FLAG_FIN carries the whole exchange (no body frames follow).
@@ -189,6 +190,7 @@ typedef struct gp_frame {
         struct {
             gp_str sid;
             uint64_t rcv_next, snd_acked;
+            uint32_t window, idle_ms;
         } s_attach;
     } u;
     gp_header hbuf[GP_MAX_HEADERS]; /* storage the decoder fills for HEAD frames */

@@ -45,7 +45,7 @@
 #define TRIM_PER_CALL 8      /* entry ids deleted per direction in one write */
 #define MARKS_MAX 65536      /* entries remembered per direction (more: left to the TTL) */
 #define END_TTL_MS 60000     /* store_stream.h's, once a stream is over */
-#define ATTACH_TTL_MS 600000 /* sout's TTL after a takeover: idle_ms is not known */
+#define ATTACH_TTL_MS 600000 /* sout's TTL after a takeover whose S_ATTACH had no valid terms */
 #define STRAY_LOG_EVERY 100
 
 enum { ST_CHECKING, ST_OPENING, ST_LIVE, ST_GONE };
@@ -81,6 +81,7 @@ typedef struct br_stream {
     char service[GP_STREAM_ID_MAX + 1];
     /* relaying */
     uint64_t ttl_ms; /* sout's TTL while it lives: 2 x idle_ms */
+    int terms_known; /* window and idle_ms from the open or S_ATTACH (else guessed) */
     char sin_last[48];
     int reading, read_again, paused, subscribed;
     uint64_t next_sweep;
@@ -824,6 +825,7 @@ void br_streams_open(br_streams *s, br_conn *c, const redisReply *e, int pending
     st->idle_ms = o.idle_ms;
     st->timeout_ms = o.timeout_ms;
     st->ttl_ms = 2ull * o.idle_ms;
+    st->terms_known = 1;
     snprintf(st->service, sizeof st->service, "%.*s", (int)o.service.len,
              (const char *)o.service.p);
     st->sout_known = 1; /* a new stream: sout holds nothing */
@@ -994,7 +996,7 @@ static void on_scan(redisReply *rep, void *ud) {
     if (st->state == ST_LIVE && rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER &&
         rep->element[1]->type == REDIS_REPLY_ARRAY) {
-        if (rep->element[0]->integer > 0)
+        if (rep->element[0]->integer > 0 && !st->terms_known)
             st->ttl_ms = (uint64_t)rep->element[0]->integer;
         const redisReply *v = rep->element[1];
         st_marks old = st->out; /* written by us since the scan was sent: after these */
@@ -1056,6 +1058,14 @@ static void on_attach(br_streams *s, br_conn *c, const gp_frame *f) {
         return;
     }
     st->opener_ack = f->u.s_attach.snd_acked;
+    uint32_t win = f->u.s_attach.window, idle = f->u.s_attach.idle_ms;
+    if (win >= GP_STREAM_WIN_MIN && win <= GP_STREAM_WIN_MAX && idle >= GP_STREAM_IDLE_MIN &&
+        idle <= GP_STREAM_IDLE_MAX) { /* the open's terms, as the house holds them */
+        st->window = st->snd_win = win;
+        st->idle_ms = idle;
+        st->ttl_ms = 2ull * idle;
+        st->terms_known = 1;
+    }
     br_log(BR_LOG_INFO, "stream_attach", "house=%s sid=%s rcv_next=%llu snd_acked=%llu", c->house,
            id, (unsigned long long)f->u.s_attach.rcv_next,
            (unsigned long long)f->u.s_attach.snd_acked);

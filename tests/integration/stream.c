@@ -130,12 +130,15 @@ static void fake_entry(fake *h, const char *sid, uint8_t has, uint64_t off, uint
     cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
 }
 
-static void fake_attach(fake *h, const char *sid, uint64_t rcv_next, uint64_t snd_acked) {
+static void fake_attach(fake *h, const char *sid, uint64_t rcv_next, uint64_t snd_acked,
+                        uint32_t window) {
     gp_frame f;
     gp_frame_init(&f, GP_FRAME_S_ATTACH, 0, 0);
     f.u.s_attach.sid = gp_str_c(sid);
     f.u.s_attach.rcv_next = rcv_next;
     f.u.s_attach.snd_acked = snd_acked;
+    f.u.s_attach.window = window;
+    f.u.s_attach.idle_ms = 300000;
     cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
 }
 
@@ -560,6 +563,20 @@ Test(stream, clean_close_expires_both_keys) {
  * (S_ATTACH): the new bridge reads sin from the start (only what the house has not
  * acknowledged is there), skips what sout already holds when the house sends it again, and
  * trims by the acks it learns. */
+/* sout (key ud) holds an entry `rst window`. */
+static int sout_has_rst_window(void *ud) {
+    redisReply *r = h_cmd("XRANGE %s - +", (const char *)ud);
+    int found = 0;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !found; i++) {
+        const redisReply *kv = r->element[i]->element[1];
+        for (size_t j = 0; j + 1 < kv->elements; j += 2)
+            found |= strcmp(kv->element[j]->str, "rst") == 0 &&
+                     strcmp(kv->element[j + 1]->str, "window") == 0;
+    }
+    freeReplyObject(r);
+    return found;
+}
+
 Test(stream, takeover_by_attach) {
     h_world w;
     h_world_up(&w, NULL, NULL, NULL);
@@ -590,7 +607,7 @@ Test(stream, takeover_by_attach) {
     int port2 = 0;
     h_proc *b2 = h_bridge_start(0, &port2, NULL, 1);
     fake_up(&h, port2, "tk-1", secret, 2);
-    fake_attach(&h, "s-t", 8, 0);
+    fake_attach(&h, "s-t", 8, 0, 4096); /* the open's window as the house holds it */
     /* sin again from its first entry still there: bytes 4..8 */
     fake_expect(&h, &f, GP_FRAME_S_ENTRY);
     cr_assert(gp_str_eq(f.u.s_entry.sid, "s-t"));
@@ -612,6 +629,12 @@ Test(stream, takeover_by_attach) {
     key_len o0 = {outk, 0};
     cr_assert(h_wait(has_len, &o0, 10000), "sout holds %lld entries", xlen(outk));
     cr_assert_eq(h_log_count(b2, "event=stream_attach"), 1);
+    /* The window came with S_ATTACH: past the opener's ack (8) + 4096 the house ran ahead. */
+    char big[4098];
+    memset(big, 'w', 4097);
+    big[4097] = '\0';
+    fake_entry(&h, "s-t", GP_SE_OFF, 8, 0, big, NULL);
+    cr_assert(h_wait(sout_has_rst_window, outk, 10000), "no rst window past the attached window");
     fake_down(&h);
 }
 

@@ -102,7 +102,9 @@ static size_t samples(gp_frame *f) {
     f[n].type = GP_FRAME_S_ATTACH;
     f[n].u.s_attach.sid = GP_STR_LIT("9b1e-sid");
     f[n].u.s_attach.rcv_next = 12345;
-    f[n++].u.s_attach.snd_acked = 0xffffffffffull;
+    f[n].u.s_attach.snd_acked = 0xffffffffffull;
+    f[n].u.s_attach.window = 262144;
+    f[n++].u.s_attach.idle_ms = 300000;
     return n;
 }
 
@@ -208,6 +210,8 @@ static void frame_eq(const gp_frame *a, const gp_frame *b) {
         str_eq(a->u.s_attach.sid, b->u.s_attach.sid);
         cr_assert_eq(a->u.s_attach.rcv_next, b->u.s_attach.rcv_next);
         cr_assert_eq(a->u.s_attach.snd_acked, b->u.s_attach.snd_acked);
+        cr_assert_eq(a->u.s_attach.window, b->u.s_attach.window);
+        cr_assert_eq(a->u.s_attach.idle_ms, b->u.s_attach.idle_ms);
         break;
     default:
         cr_assert_fail("unexpected type %d", a->type);
