@@ -314,11 +314,7 @@ static void house_reset(hs_tcp *s, const char *reason, const char *message) {
         return;
     gp_stream_reset(&s->g, GP_SR_LOCAL);
     snprintf(s->rst, sizeof s->rst, "%s", reason);
-    /* printable ASCII only (the codec's rule for `message`) */
-    size_t j = 0;
-    for (const char *p = message ? message : ""; *p && j < sizeof s->rst_msg - 1; p++)
-        s->rst_msg[j++] = (*p >= 0x20 && *p <= 0x7e) ? *p : '?';
-    s->rst_msg[j] = '\0';
+    gp_stream_printable(s->rst_msg, sizeof s->rst_msg, message); /* the codec's rule */
     s->rst_due = s->rst_by_house = 1;
     hs_log(HS_LOG_INFO, "stream_reset",
            "sid=%s service=%s reason=%s by=house message=%s from_service=%llu to_service=%llu",

@@ -480,3 +480,11 @@ int gp_stream_open_parse(gp_stream_open *o, const gp_stream_field *f, size_t n, 
         }
     return GP_OK;
 }
+
+size_t gp_stream_printable(char *out, size_t cap, const char *msg) {
+    size_t max = cap - 1 < GP_STREAM_MESSAGE_MAX ? cap - 1 : GP_STREAM_MESSAGE_MAX, n = 0;
+    for (; msg && msg[n] && n < max; n++)
+        out[n] = msg[n] >= 0x20 && msg[n] <= 0x7e ? msg[n] : '?';
+    out[n] = '\0';
+    return n;
+}

@@ -149,6 +149,11 @@ typedef struct gp_stream_entry {
     gp_str message;
 } gp_stream_entry;
 
+/* An rst's `message` made writable: msg (NULL: empty) copied into out[cap], each byte outside
+ * printable ASCII replaced by '?', cut at cap - 1 and at GP_STREAM_MESSAGE_MAX. Returns its
+ * length (out is NUL-terminated; cap >= 1). */
+size_t gp_stream_printable(char *out, size_t cap, const char *msg);
+
 /* A field of an entry: name/value as Redis returns them. */
 typedef struct gp_stream_field {
     gp_str name, value;

@@ -291,13 +291,8 @@ static void send_rst(pump *p, br_rc *rc, const char *message) {
 static void rst_entry(pump *p, br_rc *rc, const char *reason, const char *message) {
     gp_stream_entry e = {0};
     snprintf(e.rst, sizeof e.rst, "%s", reason);
-    /* The message must be printable and short: cut at the first byte that is not. */
     char msg[GP_STREAM_MESSAGE_MAX + 1];
-    size_t n = 0;
-    for (; message && message[n] && n < GP_STREAM_MESSAGE_MAX; n++)
-        msg[n] = message[n] >= 0x20 && message[n] <= 0x7e ? message[n] : '?';
-    msg[n] = '\0';
-    e.message = (gp_str){(const uint8_t *)msg, n};
+    e.message = (gp_str){(const uint8_t *)msg, gp_stream_printable(msg, sizeof msg, message)};
     (void)xadd_entry(p, rc, &e, NULL, 0);
 }
 
@@ -973,19 +968,26 @@ static int check_house(cli_ctx *c, const gp_rurl *u, const st_conf *cf) {
 
 /* --- connect ---------------------------------------------------------------------------- */
 
+/* What connect and forward do first: their arguments, the Redis address, the house's check. */
+static int prepare(cli_ctx *c, const char *cmd, int argc, char **argv, int want, const char **pos,
+                   st_conf *cf, gp_rurl *u) {
+    int rv = parse_args(c, cmd, argc, argv, want, pos, cf);
+    if (rv != 0)
+        return rv;
+    if (cli_redis_addr(c, u) != 0)
+        return CLI_USAGE;
+    if ((rv = check_house(c, u, cf)) != 0)
+        gp_rurl_wipe(u);
+    return rv;
+}
+
 int cli_connect_cmd(cli_ctx *c, int argc, char **argv) {
     const char *pos[2];
     st_conf cf;
-    int rv = parse_args(c, "connect", argc, argv, 2, pos, &cf);
+    gp_rurl u;
+    int rv = prepare(c, "connect", argc, argv, 2, pos, &cf, &u);
     if (rv != 0)
         return rv;
-    gp_rurl u;
-    if (cli_redis_addr(c, &u) != 0)
-        return CLI_USAGE;
-    if ((rv = check_house(c, &u, &cf)) != 0) {
-        gp_rurl_wipe(&u);
-        return rv;
-    }
     install_signals();
     pump p;
     if (pump_init(&p, c, &cf, &u, STDIN_FILENO, STDOUT_FILENO, 0) != 0) {
@@ -1136,16 +1138,10 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t cap) 
 int cli_forward(cli_ctx *c, int argc, char **argv) {
     const char *pos[3];
     st_conf cf;
-    int rv = parse_args(c, "forward", argc, argv, 3, pos, &cf);
+    gp_rurl u;
+    int rv = prepare(c, "forward", argc, argv, 3, pos, &cf, &u);
     if (rv != 0)
         return rv;
-    gp_rurl u;
-    if (cli_redis_addr(c, &u) != 0)
-        return CLI_USAGE;
-    if ((rv = check_house(c, &u, &cf)) != 0) {
-        gp_rurl_wipe(&u);
-        return rv;
-    }
     char shown[128] = "?";
     int lfd = listen_on(c, pos[0], shown, sizeof shown);
     if (lfd < 0) {

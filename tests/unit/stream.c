@@ -573,3 +573,23 @@ Test(stream_open, parse) {
         F("kind", "stream"), {GP_STR_LIT("id"), gp_str_c(longid)}, F("service", "s")};
     cr_assert_eq(gp_stream_open_parse(&o, g, 3, err, sizeof err), GP_ERR_MALFORMED);
 }
+
+/* An rst's message as the codec takes it: printable, at most GP_STREAM_MESSAGE_MAX bytes. */
+Test(stream, printable_messages) {
+    char out[GP_STREAM_MESSAGE_MAX + 8];
+    cr_assert_eq(gp_stream_printable(out, sizeof out, "conn\nrefused\x01\xff"), 14);
+    cr_assert_str_eq(out, "conn?refused??");
+    cr_assert_eq(gp_stream_printable(out, sizeof out, NULL), 0);
+    cr_assert_str_eq(out, "");
+    char big[600];
+    memset(big, 'm', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    cr_assert_eq(gp_stream_printable(out, sizeof out, big), GP_STREAM_MESSAGE_MAX);
+    cr_assert_eq(gp_stream_printable(out, 5, big), 4);
+    cr_assert_str_eq(out, "mmmm");
+    gp_stream_field f[] = {{GP_STR_LIT("rst"), GP_STR_LIT("closed")},
+                           {GP_STR_LIT("message"), {(const uint8_t *)out, 4}}};
+    gp_stream_entry e;
+    char err[128];
+    cr_assert_eq(gp_stream_entry_parse(&e, f, 2, err, sizeof err), 0, "%s", err);
+}
