@@ -15,11 +15,13 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -1356,4 +1358,55 @@ Test(front, websocket_declined_by_the_upstream_carries_nothing_more) {
     cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"declined\"}"), 1, "%s", m);
     free(m);
     cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
+}
+
+/* Hostile ingress: over-long headers get 431 and the connection ends; a slowloris holding
+ * more half-sent requests than the door keeps connections (1024) loses its oldest ones, and
+ * a real request is still answered. */
+Test(front, long_headers_and_slowloris) {
+    public_world(NULL);
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
+        rl.rlim_cur = 4096;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    /* 431: 200 headers of 1 KiB */
+    int fd = h_dial(P);
+    cr_assert_geq(fd, 0);
+    char line[1100];
+    const char *head = "GET /h/farm-1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    cr_assert_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    memset(line, 'v', sizeof line);
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(line, sizeof line, "X-Big-%d: ", i);
+        memset(line + n, 'v', 1024);
+        memcpy(line + n + 1024, "\r\n", 2);
+        if (write(fd, line, (size_t)n + 1026) < 0)
+            break; /* the door may have answered and closed already */
+    }
+    char buf[512] = {0};
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    cr_assert_gt(got, 0, "no answer to 200 KiB of headers");
+    cr_assert(strncmp(buf, "HTTP/1.1 431", 12) == 0, "answer: %.60s", buf);
+    close(fd);
+
+    /* slowloris: 1100 connections each with half a request */
+    enum { N = 1100 };
+    static int fds[N];
+    const char *half = "GET /h/farm-1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    for (int i = 0; i < N; i++) {
+        fds[i] = h_dial(P);
+        cr_assert_geq(fds[i], 0, "dial %d", i);
+        cr_assert_eq(write(fds[i], half, strlen(half)), (ssize_t)strlen(half));
+    }
+    resp r;
+    echo(&r, "/h/farm-1/echo", NULL); /* answered while they hang */
+    resp_free(&r);
+    /* the oldest were closed to make room: the first connection reads EOF (or a reset) */
+    struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1, "the oldest half request was never closed");
+    cr_assert_leq(read(fds[0], buf, sizeof buf), 0, "the oldest got an answer, not a close");
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
 }
