@@ -7,6 +7,7 @@
  * (SIGKILL), drained (SIGTERM: a rolling restart), and one over an rudp:// house. Every
  * process is started through the harness and stopped by its PID; every wait is on a
  * condition, bounded. */
+#include "../harness/tcpsvc.h"
 #include "../harness/world.h"
 
 #include <arpa/inet.h>
@@ -324,59 +325,6 @@ Test(ssh, scp_50mib_both_ways) {
 
 /* --- 100 concurrent streams through one `ghostport forward` ------------------------------- */
 
-/* A TCP echo service: a thread a connection, everything echoed until EOF, then a half-close. */
-typedef struct echo_srv {
-    int lfd, port;
-} echo_srv;
-
-static void *echo_conn(void *ud) {
-    int fd = (int)(intptr_t)ud;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        for (ssize_t o = 0; o < n;) {
-            ssize_t w = write(fd, buf + o, (size_t)(n - o));
-            if (w <= 0)
-                goto out;
-            o += w;
-        }
-    }
-out:
-    shutdown(fd, SHUT_WR);
-    close(fd);
-    return NULL;
-}
-
-static void *echo_main(void *ud) {
-    echo_srv *e = ud;
-    for (;;) {
-        int fd = accept(e->lfd, NULL, NULL);
-        if (fd < 0)
-            return NULL;
-        pthread_t t;
-        if (pthread_create(&t, NULL, echo_conn, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        else
-            pthread_detach(t);
-    }
-}
-
-static void echo_start(echo_srv *e) {
-    e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(e->lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(e->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(e->lfd, 256), 0);
-    socklen_t l = sizeof a;
-    getsockname(e->lfd, (struct sockaddr *)&a, &l);
-    e->port = ntohs(a.sin_port);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, echo_main, e), 0);
-    pthread_detach(t);
-}
-
 #define NSTREAMS 100
 #define PER_STREAM (256u << 10)
 
@@ -392,8 +340,8 @@ typedef struct client {
  * gets exactly them back, half-closes and sees the echo's EOF. */
 Test(ssh, hundred_concurrent_streams) {
     h_raise_nofile(4096);
-    echo_srv echo;
-    echo_start(&echo);
+    h_echo echo;
+    cr_assert_eq(h_echo_start(&echo), 0, "echo: %s", strerror(errno));
     char svc[64], secret[65];
     snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
     h_world w;
@@ -625,21 +573,9 @@ Test(ssh, scp_over_rudp) {
     x.w.redis = h_redis_start(0);
     x.w.up = h_upstream_start(&x.w.up_port);
     snprintf(x.w.up_url, sizeof x.w.up_url, "http://127.0.0.1:%d", x.w.up_port);
-    char keyf[600], pub[65], udp[16];
-    snprintf(keyf, sizeof keyf, "%s", h_path("rudp.key"));
-    char *out = NULL, *err = NULL;
-    cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", keyf, NULL}),
-                 0, "rudp-keygen: %s", err);
-    snprintf(pub, sizeof pub, "%.64s", out);
-    free(out), free(err);
-    int uport = h_free_port();
-    snprintf(udp, sizeof udp, "%d", uport);
-    const char *bx[] = {"--bridge-id", "b1", "--rudp-listen", udp, "--rudp-key", keyf, NULL};
-    x.w.bridge = h_bridge_start(0, &x.w.bridge_port, bx, 1);
-    cr_assert(h_wait_log(x.w.bridge, "transport=rudp", 5000), "bridge not listening on UDP");
+    char pub[65], url[64], svc[64];
+    x.w.bridge = h_rudp_bridge_start(&x.w.bridge_port, url, pub);
     h_register(HOUSE, x.secret);
-    char url[64], svc[64];
-    snprintf(url, sizeof url, "rudp://127.0.0.1:%d", uport);
     snprintf(svc, sizeof svc, "ssh=127.0.0.1:%d", x.s.port);
     const char *hx[] = {"--bridge-key", pub, "--tcp-service", svc, NULL};
     x.house = h_house_start_url(HOUSE, x.secret, url, x.w.up_url, hx);
