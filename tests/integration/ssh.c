@@ -283,6 +283,12 @@ static void xfer_prepare(xfer *t, int up, const char *tag) {
     snprintf(t->spec_dst, sizeof t->spec_dst, "%s%s", up ? "root@" HOUSE ":" : "", t->dst);
 }
 
+/* The pair every scp test copies: 50 MiB up (up.src -> up.dst) and 50 MiB down. */
+static void xfer_prepare_both(xfer *up, xfer *down) {
+    xfer_prepare(up, 1, "up");
+    xfer_prepare(down, 0, "down");
+}
+
 /* Starts the copy; limit_kbit (scp -l) NULL: as fast as it goes. */
 static void xfer_go(const sshd *s, xfer *t, const char *limit_kbit) {
     const char *argv[40];
@@ -315,8 +321,7 @@ Test(ssh, scp_50mib_both_ways) {
     world x;
     world_up(&x, 0);
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
+    xfer_prepare_both(&up, &down);
     xfer_go(&x.s, &up, NULL);
     xfer_finish(&up, 60000);
     xfer_go(&x.s, &down, NULL);
@@ -488,21 +493,26 @@ static void wait_progress(xfer *up, xfer *down, long long both, long long either
 /* scp options that keep a 50 MiB copy running long enough to act in its middle: 30 MB/s. */
 #define SCP_LIMIT_KBIT "240000"
 
+/* Two bridges, the house on b1, and 50 MiB up and 50 MiB down by scp at once (at
+ * SCP_LIMIT_KBIT), both past 4 MiB and still running. */
+static void copies_under_way(world *x, xfer *up, xfer *down) {
+    world_up(x, 1);
+    char h[16];
+    holder(h);
+    cr_assert_str_eq(h, "b1");
+    xfer_prepare_both(up, down);
+    xfer_go(&x->s, up, SCP_LIMIT_KBIT);
+    xfer_go(&x->s, down, SCP_LIMIT_KBIT);
+    wait_progress(up, down, 4 << 20, 0);
+}
+
 /* 50 MiB up and 50 MiB down by scp at once; when both are past 4 MiB the bridge carrying the
  * house is SIGKILLed: the house moves to the other bridge, which resumes both streams; both
  * copies complete with the right checksums. */
 Test(ssh, scp_survives_bridge_kill) {
     world x;
-    world_up(&x, 1);
-    char h[16];
-    holder(h);
-    cr_assert_str_eq(h, "b1");
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
-    xfer_go(&x.s, &up, SCP_LIMIT_KBIT);
-    xfer_go(&x.s, &down, SCP_LIMIT_KBIT);
-    wait_progress(&up, &down, 4 << 20, 0);
+    copies_under_way(&x, &up, &down);
     h_kill9(x.b[0]);
     held_by b2 = {"b2"};
     cr_assert(h_wait(is_held_by, &b2, 20000), "the house did not move to b2");
@@ -512,31 +522,18 @@ Test(ssh, scp_survives_bridge_kill) {
     no_resets(x.house);
 }
 
-/* Bridge pid's process ended (after a drain). */
-static int proc_gone(void *ud) {
-    return !h_alive(ud);
-}
-
 /* A rolling restart in the middle of 50 MiB up and 50 MiB down: b1 drains (SIGTERM), the house
  * moves to b2, b1 comes back on its port; then b2 drains and the house moves back to b1. Both
  * copies complete with the right checksums. */
 Test(ssh, scp_survives_rolling_restart) {
     world x;
-    world_up(&x, 1);
-    char h[16];
-    holder(h);
-    cr_assert_str_eq(h, "b1");
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
-    xfer_go(&x.s, &up, SCP_LIMIT_KBIT);
-    xfer_go(&x.s, &down, SCP_LIMIT_KBIT);
-    wait_progress(&up, &down, 4 << 20, 0);
+    copies_under_way(&x, &up, &down);
     cr_assert_eq(kill(x.b[0]->pid, SIGTERM), 0);
     held_by b2 = {"b2"}, b1 = {"b1"};
     cr_assert(h_wait(is_held_by, &b2, 20000), "the house did not move to b2");
     cr_assert(h_wait_log_n(x.b[1], "event=stream_attach", 2, 10000), "b2 did not resume both");
-    cr_assert(h_wait(proc_gone, x.b[0], 20000), "b1 did not finish its drain");
+    cr_assert(h_wait(exited, x.b[0], 20000), "b1 did not finish its drain");
     cr_assert(WIFEXITED(x.b[0]->status) && WEXITSTATUS(x.b[0]->status) == 0,
               "b1 ended with status %d", x.b[0]->status);
     const char *id1[] = {"--bridge-id", "b1", NULL};
@@ -547,7 +544,7 @@ Test(ssh, scp_survives_rolling_restart) {
     cr_assert_eq(kill(x.b[1]->pid, SIGTERM), 0);
     cr_assert(h_wait(is_held_by, &b1, 20000), "the house did not move back to b1");
     cr_assert(h_wait_log_n(x.b[0], "event=stream_attach", 2, 10000), "b1 did not resume both");
-    cr_assert(h_wait(proc_gone, x.b[1], 20000), "b2 did not finish its drain");
+    cr_assert(h_wait(exited, x.b[1], 20000), "b2 did not finish its drain");
     xfer_finish(&up, 60000);
     xfer_finish(&down, 60000);
     no_resets(x.house);
@@ -582,8 +579,7 @@ Test(ssh, scp_over_rudp) {
     cr_assert(h_wait(on_rudp, NULL, 15000), "house not connected over rudp");
     sshd_proxy(&x.s);
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
+    xfer_prepare_both(&up, &down);
     xfer_go(&x.s, &up, NULL);
     xfer_go(&x.s, &down, NULL);
     xfer_finish(&up, 60000);
