@@ -7,6 +7,7 @@
  * second bridge (S_ATTACH). The end-to-end run with the real house is at the end. */
 #include "stream.h"
 #include "../../bridge/store/rkeys.h"
+#include "../harness/sframe.h"
 #include "../harness/tcpsvc.h"
 #include "../harness/world.h"
 #include "auth.h"
@@ -131,13 +132,7 @@ static void fake_opened(fake *h, const char *sid, unsigned status, const char *e
 static void fake_entry(fake *h, const char *sid, uint8_t has, uint64_t off, uint64_t ack,
                        const char *data, const char *rst) {
     gp_frame f;
-    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
-    f.u.s_entry.sid = gp_str_c(sid);
-    f.u.s_entry.has = has;
-    f.u.s_entry.off = off;
-    f.u.s_entry.ack = ack;
-    f.u.s_entry.data = gp_str_c(data);
-    f.u.s_entry.rst = gp_str_c(rst);
+    h_s_entry(&f, sid, has, off, ack, gp_str_c(data), rst);
     cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
 }
 

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "../../house/streams.h"
+#include "../harness/sframe.h"
 #include "compress.h"
 #include "metrics.h"
 
@@ -350,13 +351,7 @@ static void s_open(const char *sid, const char *service, uint32_t window, uint32
 static void s_entry(const char *sid, uint8_t has, uint64_t off, uint64_t ack, const void *data,
                     size_t len, const char *rst) {
     gp_frame f;
-    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
-    f.u.s_entry.sid = gp_str_c(sid);
-    f.u.s_entry.has = has;
-    f.u.s_entry.off = off;
-    f.u.s_entry.ack = ack;
-    f.u.s_entry.rst = gp_str_c(rst);
-    f.u.s_entry.data = (gp_str){data, len};
+    h_s_entry(&f, sid, has, off, ack, (gp_str){data, len}, rst);
     /* through the codec, as the tunnel would hand it over */
     static uint8_t enc[(1 << 20) + 64];
     ssize_t n = gp_frame_encode(&f, enc, sizeof enc);
