@@ -326,14 +326,20 @@ int fr_issue_read(fr_req *rq) {
         answer_error(rq, 504, "timeout", "no reply came by the deadline");
         return 0;
     }
-    uint64_t block = rq->wait_until - now, cap = f->cfg.redis_timeout_ms / 2;
+    return fr_xread(rq, rq->count ? rq->count : FR_FIRST_COUNT, rq->wait_until - now);
+}
+
+/* XREAD COUNT count BLOCK block (at most half the Redis timeout) STREAMS rq->key rq->last on
+ * rq's reader; -1 when it could not be sent (rq is back in the queue). */
+int fr_xread(fr_req *rq, uint64_t count, uint64_t block) {
+    uint64_t cap = rq->f->cfg.redis_timeout_ms / 2;
     if (block > cap)
         block = cap ? cap : 1;
     br_args a;
     br_args_init(&a);
     br_args_str(&a, "XREAD");
     br_args_str(&a, "COUNT");
-    br_args_u64(&a, rq->count ? rq->count : FR_FIRST_COUNT);
+    br_args_u64(&a, count);
     br_args_str(&a, "BLOCK");
     br_args_u64(&a, block);
     br_args_str(&a, "STREAMS");

@@ -83,6 +83,9 @@ void fr_req_done(fr_req *rq);  /* the read chain is over: the reader goes back t
 void fr_requeue(fr_req *rq);   /* its reader gives it up: back to the head of the queue */
 void fr_pump(br_front *f);     /* waiting requests to readers */
 int fr_issue_read(fr_req *rq); /* the next XREAD of rq's key (-1: back in the queue) */
+/* XREAD of rq->key from rq->last, block capped at half the Redis timeout (-1: back in the
+ * queue); fr_issue_read's and fr_ws_issue_read's one command. */
+int fr_xread(fr_req *rq, uint64_t count, uint64_t block);
 void fr_enqueue(fr_req *rq);
 void fr_on_xadd(redisReply *r, void *ud); /* ud: the fr_req of the XADD */
 void fr_on_read(redisReply *r, void *ud); /* ud: the fr_req of the XREAD */

@@ -668,23 +668,7 @@ int fr_ws_issue_read(fr_req *rq) {
     if (ws->paused)
         return 0;
     uint64_t now = uv_now(f->cfg.loop), t = gp_stream_next_timer(&ws->s);
-    uint64_t block = t > now ? t - now : 1, cap = f->cfg.redis_timeout_ms / 2;
-    if (block > cap)
-        block = cap ? cap : 1;
-    br_args a;
-    br_args_init(&a);
-    br_args_str(&a, "XREAD");
-    br_args_str(&a, "COUNT");
-    br_args_u64(&a, FR_WS_READ_COUNT);
-    br_args_str(&a, "BLOCK");
-    br_args_u64(&a, block);
-    br_args_str(&a, "STREAMS");
-    br_args_str(&a, rq->key);
-    br_args_str(&a, rq->last);
-    if (br_redis_cmd(rq->rd->r, fr_on_read, rq, &a) == 0)
-        return 0;
-    fr_requeue(rq);
-    return -1;
+    return fr_xread(rq, FR_WS_READ_COUNT, t > now ? t - now : 1);
 }
 
 /* The sweep's part: a WebSocket paused for a client that does not read still times out

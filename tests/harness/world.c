@@ -40,6 +40,23 @@ void h_world_wss_up(h_world *w, const char *id, const char *const *bridge_extra,
     cr_assert(h_wait_connected(id, 15000), "house %s did not connect over wss", id);
 }
 
+h_proc *h_rudp_bridge_start(int *port, char url[64], char pub[65]) {
+    char keyf[600], udp[16];
+    snprintf(keyf, sizeof keyf, "%s", h_path("rudp.key"));
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", keyf, NULL}),
+                 0, "rudp-keygen: %s", err);
+    snprintf(pub, 65, "%.64s", out);
+    free(out), free(err);
+    int uport = h_free_port();
+    snprintf(udp, sizeof udp, "%d", uport);
+    snprintf(url, 64, "rudp://127.0.0.1:%d", uport);
+    const char *bx[] = {"--bridge-id", "b1", "--rudp-listen", udp, "--rudp-key", keyf, NULL};
+    h_proc *b = h_bridge_start(0, port, bx, 1);
+    cr_assert(h_wait_log(b, "transport=rudp", 5000), "bridge not listening on UDP");
+    return b;
+}
+
 h_proc *h_house_up(const h_world *w, const char *id, char secret[65], const char *const *extra) {
     h_register(id, secret);
     h_proc *h = h_house_start(id, secret, w->bridge_port, w->up_url, extra);

@@ -28,6 +28,12 @@ void h_world_wss_up(h_world *w, const char *id, const char *const *bridge_extra,
  * fails the test unless it connects within 15 s. */
 h_proc *h_house_up(const h_world *w, const char *id, char secret[65], const char *const *extra);
 
+/* A bridge b1 that also listens for rudp:// houses on a free UDP port with a key of its own
+ * (`ghostport rudp-keygen`, rudp.key in the test directory): fails the test unless the key is
+ * made and the bridge says transport=rudp within 5 s. Its TCP port into *port, the houses'
+ * URL (rudp://127.0.0.1:<udp>) into url and the key's public half (64 hex) into pub. */
+h_proc *h_rudp_bridge_start(int *port, char url[64], char pub[65]);
+
 /* Upstream calls that carried x-frame-id: id (tests/upstream.py counts them), or -1 when the
  * upstream did not answer 200. */
 int h_hits(int port, const char *id);

@@ -599,6 +599,46 @@ static long sin_data_left(const char *sid) {
     return v;
 }
 
+/* Feeds n bytes of data to r's stdin (a thread) while reading its stdout until EOF (60 s at
+ * most, room for cap bytes to begin with): *back and *got as read_all's; then waits for its exit
+ * (20 s at most), r->in closed by the feeder. Returns the exit code (-1: timeout). */
+static int cli_pump(cli_run *r, const uint8_t *data, size_t n, size_t cap, uint8_t **back,
+                    long *got) {
+    feeder f = {.fd = r->in, .p = data, .len = n};
+    pthread_create(&f.t, NULL, feed_main, &f);
+    *back = read_all(r->out, cap, got, 60000);
+    int code = cli_wait(r, 20000);
+    pthread_join(f.t, NULL); /* the CLI is gone by now: the feeder's writes fail */
+    r->in = -1;
+    return code;
+}
+
+/* Waits for r's exit (timeout_ms at most) and fails the test unless its code is `want`; returns
+ * its stderr (malloc'd). what: a prefix of the failure's message ("" for none). */
+static char *cli_expect_exit(cli_run *r, int timeout_ms, int want, const char *what) {
+    int code = cli_wait(r, timeout_ms);
+    char *err = cli_stderr(r);
+    cr_assert_eq(code, want, "%sexit %d; stderr: %s", what, code, err);
+    return err;
+}
+
+/* `ghostport forward spec HOUSE ssh`, failing the test unless it says it listens on port. */
+static h_proc *forward_start(const char *spec, int port) {
+    const char *argv[] = {
+        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
+    h_proc *fw = h_spawn("forward", (char *const *)argv);
+    char line[64];
+    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
+    cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
+    return fw;
+}
+
+/* Stops a peer that would wait on (a stream the CLI reset, or a silent one) and joins it. */
+static void peer_stop(peer *pr) {
+    atomic_store(&pr->stop, 1);
+    pthread_join(pr->t, NULL);
+}
+
 static void setup(void) {
     char secret[65];
     signal(SIGPIPE, SIG_IGN); /* a CLI that died must fail a write, not the test */
@@ -606,23 +646,23 @@ static void setup(void) {
     h_register(HOUSE, secret);
 }
 
+/* setup(), a peer of `mode` serving one open, and the CLI started with args. */
+static void connect_start(peer *pr, peer_mode mode, cli_run *r, const char *const *args) {
+    setup();
+    peer_start(pr, mode, 1);
+    cli_start(r, args);
+}
+
 /* --- tests ------------------------------------------------------------------------------ */
 
 Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
-    setup();
     peer pr;
-    peer_start(&pr, P_ECHO, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_start(&pr, P_ECHO, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     size_t n = 5u << 20;
-    uint8_t *data = random_bytes(n);
-    feeder f = {.fd = r.in, .p = data, .len = n};
-    pthread_create(&f.t, NULL, feed_main, &f);
+    uint8_t *data = random_bytes(n), *back;
     long got;
-    uint8_t *back = read_all(r.out, n, &got, 60000);
-    int code = cli_wait(&r, 20000);
-    pthread_join(f.t, NULL); /* the CLI is gone by now: the feeder's writes fail */
-    r.in = -1;
+    int code = cli_pump(&r, data, n, n, &back, &got);
     char *err = cli_stderr(&r);
     cr_assert_eq(got, (long)n, "got %ld of %zu bytes back; stderr: %s", got, n, err);
     char a[65], b[65];
@@ -648,20 +688,14 @@ Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
 }
 
 Test(cli_stream, connect_respects_the_window_of_a_slow_reader) {
-    setup();
     peer pr;
-    peer_start(&pr, P_SLOW_SINK, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--window", "65536", "-q", NULL});
+    connect_start(&pr, P_SLOW_SINK, &r,
+                  (const char *const[]){"connect", HOUSE, "ssh", "--window", "65536", "-q", NULL});
     size_t n = 1u << 20;
-    uint8_t *data = random_bytes(n);
-    feeder f = {.fd = r.in, .p = data, .len = n};
-    pthread_create(&f.t, NULL, feed_main, &f);
+    uint8_t *data = random_bytes(n), *back;
     long got;
-    uint8_t *back = read_all(r.out, 0, &got, 60000); /* nothing, then EOF at the sink's fin */
-    int code = cli_wait(&r, 20000);
-    pthread_join(f.t, NULL); /* the CLI is gone by now: the feeder's writes fail */
-    r.in = -1;
+    int code = cli_pump(&r, data, n, 0, &back, &got); /* nothing, then EOF at the sink's fin */
     char *err = cli_stderr(&r);
     cr_assert_eq(got, 0, "stdout: %ld bytes; stderr: %s", got, err);
     cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
@@ -682,11 +716,9 @@ Test(cli_stream, connect_respects_the_window_of_a_slow_reader) {
 }
 
 Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
-    setup();
     peer pr;
-    peer_start(&pr, P_BANNER, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_start(&pr, P_BANNER, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     /* The house half-closes at once: stdout gives the banner, then EOF; the CLI stays until
      * its own side is finished. */
     long got;
@@ -698,9 +730,7 @@ Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
     cr_assert_eq(write(r.in, bye, 4), 4);
     close(r.in);
     r.in = -1;
-    int code = cli_wait(&r, 20000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 20000, 0, "");
     peer_join(&pr);
     peer_stream *ps = &pr.st[0];
     cr_assert_eq(ps->err[0], '\0', "peer stream: %s", ps->err);
@@ -711,15 +741,11 @@ Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
 }
 
 Test(cli_stream, a_reset_by_the_house_exits_1_with_the_reason) {
-    setup();
     peer pr;
-    peer_start(&pr, P_RST, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_start(&pr, P_RST, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     cr_assert_eq(write(r.in, "x", 1), 1);
-    int code = cli_wait(&r, 20000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 20000, 1, "");
     cr_assert(strstr(err, "reset by the house") && strstr(err, "refused") &&
                   strstr(err, "connection reset by the service"),
               "stderr: %s", err);
@@ -731,15 +757,11 @@ Test(cli_stream, a_reset_by_the_house_exits_1_with_the_reason) {
 }
 
 Test(cli_stream, a_malformed_entry_resets_the_stream) {
-    setup();
     peer pr;
-    peer_start(&pr, P_MALFORMED, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_start(&pr, P_MALFORMED, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     cr_assert_eq(write(r.in, "x", 1), 1);
-    int code = cli_wait(&r, 20000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 20000, 1, "");
     cr_assert(strstr(err, "malformed") && strstr(err, "off"), "stderr: %s", err);
     peer_join(&pr);
     /* ... and the house is told: rst malformed on sin, naming the field. */
@@ -777,9 +799,9 @@ Test(cli_stream, hostile_entries_reset_the_stream_with_their_reason) {
         cli_start(&r,
                   (const char *const[]){"connect", HOUSE, "ssh", "--window", "4096", "-q", NULL});
         cr_assert_eq(write(r.in, "x", 1), 1);
-        int code = cli_wait(&r, 20000);
-        char *err = cli_stderr(&r);
-        cr_assert_eq(code, 1, "case %zu: exit %d; stderr: %s", k, code, err);
+        char what[32];
+        snprintf(what, sizeof what, "case %zu: ", k);
+        char *err = cli_expect_exit(&r, 20000, 1, what);
         cr_assert(strstr(err, cases[k].says), "case %zu: stderr: %s", k, err);
         cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "case %zu: not one line: %s", k, err);
         peer_join(&pr);
@@ -791,14 +813,10 @@ Test(cli_stream, hostile_entries_reset_the_stream_with_their_reason) {
 }
 
 Test(cli_stream, a_refused_open_exits_2_with_status_error_and_message) {
-    setup();
     peer pr;
-    peer_start(&pr, P_REFUSE, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "nope", "-q", NULL});
-    int code = cli_wait(&r, 20000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 2, "exit %d; stderr: %s", code, err);
+    connect_start(&pr, P_REFUSE, &r, (const char *const[]){"connect", HOUSE, "nope", "-q", NULL});
+    char *err = cli_expect_exit(&r, 20000, 2, "");
     cr_assert(strstr(err, "403") && strstr(err, "forbidden_service") &&
                   strstr(err, "not one of the house's tcp services") && strstr(err, "nope"),
               "stderr: %s", err);
@@ -811,9 +829,7 @@ Test(cli_stream, no_answer_to_the_open_exits_3) {
     setup();
     cli_run r;
     cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--timeout", "200", "-q", NULL});
-    int code = cli_wait(&r, 20000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 3, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 20000, 3, "");
     cr_assert(strstr(err, "no answer"), "stderr: %s", err);
     /* The open entry as the contract has it. */
     redisReply *x = h_cmd("XRANGE gp:{%s}:req - +", HOUSE);
@@ -884,12 +900,7 @@ Test(cli_stream, forward_gives_each_connection_its_own_stream) {
     int port = h_free_port();
     char spec[32];
     snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
-    const char *argv[] = {
-        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
-    h_proc *fw = h_spawn("forward", (char *const *)argv);
-    char line[64];
-    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
-    cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
+    h_proc *fw = forward_start(spec, port);
     fclient c[2];
     for (int i = 0; i < 2; i++) {
         c[i] = (fclient){.port = port, .n = (size_t)(300000 + 77777 * i)};
@@ -932,9 +943,7 @@ Test(cli_stream, keepalives_hold_a_quiet_stream_and_a_silent_house_times_out) {
     cr_assert(cli_running(&r), "the CLI ended on a quiet stream");
     close(r.in);
     r.in = -1;
-    int code = cli_wait(&r, 10000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 10000, 0, "");
     peer_join(&pr);
     cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
     free(err);
@@ -944,14 +953,11 @@ Test(cli_stream, keepalives_hold_a_quiet_stream_and_a_silent_house_times_out) {
     peer_start(&pr, P_SILENT, 1);
     uint64_t t0 = h_now_ms();
     cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
-    code = cli_wait(&r, 15000);
+    err = cli_expect_exit(&r, 15000, 1, "");
     uint64_t took = h_now_ms() - t0;
-    err = cli_stderr(&r);
-    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
     cr_assert(strstr(err, "1000 ms") && strstr(err, "timed out"), "stderr: %s", err);
     cr_assert(took >= 1000 && took < 8000, "idle reset after %llu ms", (unsigned long long)took);
-    atomic_store(&pr.stop, 1);
-    pthread_join(pr.t, NULL);
+    peer_stop(&pr);
     cr_assert_str_eq(pr.st[0].rst, "idle", "the house was not told: '%s'", pr.st[0].rst);
     free(err);
     cli_close(&r);
@@ -963,11 +969,9 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 Test(cli_stream, interactive_keystrokes_come_back_without_polling_delays) {
-    setup();
     peer pr;
-    peer_start(&pr, P_ECHO, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_start(&pr, P_ECHO, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     enum { N = 25 };
     uint64_t rtt[N];
     for (int i = 0; i < N; i++) {
@@ -1014,9 +1018,7 @@ Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_
         cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
     close(r.in);
     r.in = -1;
-    int code = cli_wait(&r, 10000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 0, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 10000, 0, "");
     peer_join(&pr);
     cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
     free(out), free(err);
@@ -1024,21 +1026,17 @@ Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_
 }
 
 Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
-    setup();
     /* connect: SIGTERM mid-stream -> rst closed to the house, exit 1 with the reason. */
     peer pr;
-    peer_start(&pr, P_ECHO, 1);
     cli_run r;
-    cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_start(&pr, P_ECHO, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     cr_assert_eq(write(r.in, "ping", 4), 4);
     char buf[4];
     struct pollfd pf = {.fd = r.out, .events = POLLIN};
     cr_assert_eq(poll(&pf, 1, 10000), 1);
     cr_assert_eq(read(r.out, buf, 4), 4);
     kill(r.pid, SIGTERM);
-    int code = cli_wait(&r, 10000);
-    char *err = cli_stderr(&r);
-    cr_assert_eq(code, 1, "exit %d; stderr: %s", code, err);
+    char *err = cli_expect_exit(&r, 10000, 1, "");
     cr_assert(strstr(err, "interrupted"), "stderr: %s", err);
     peer_join(&pr);
     cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
@@ -1052,12 +1050,7 @@ Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
     int port = h_free_port();
     char spec[32];
     snprintf(spec, sizeof spec, "%d", port); /* the default address: 127.0.0.1 */
-    const char *argv[] = {
-        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
-    h_proc *fw = h_spawn("forward", (char *const *)argv);
-    char line[64];
-    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
-    cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
+    h_proc *fw = forward_start(spec, port);
     int fd = h_dial(port);
     cr_assert(fd >= 0);
     cr_assert_eq(send(fd, "ping", 4, MSG_NOSIGNAL), 4);
@@ -1071,8 +1064,7 @@ Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
     cr_assert_eq(poll(&pf, 1, 10000), 1, "the client's connection stayed open");
     cr_assert(recv(fd, buf, 4, 0) <= 0, "data after the stop");
     close(fd);
-    atomic_store(&pr.stop, 1);
-    pthread_join(pr.t, NULL);
+    peer_stop(&pr);
     cr_assert_eq(pr.nopen, 1);
     cr_assert_str_eq(pr.st[0].rst, "closed", "the house was not told: '%s' %s", pr.st[0].rst,
                      pr.st[0].err);
@@ -1091,14 +1083,9 @@ Test(cli_stream, connect_on_a_redis_cluster) {
     cli_run r;
     cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
     size_t n = 300000;
-    uint8_t *data = random_bytes(n);
-    feeder f = {.fd = r.in, .p = data, .len = n};
-    pthread_create(&f.t, NULL, feed_main, &f);
+    uint8_t *data = random_bytes(n), *back;
     long got;
-    uint8_t *back = read_all(r.out, n, &got, 60000);
-    int code = cli_wait(&r, 20000);
-    pthread_join(f.t, NULL);
-    r.in = -1;
+    int code = cli_pump(&r, data, n, n, &back, &got);
     char *err = cli_stderr(&r);
     cr_assert_eq(got, (long)n, "got %ld of %zu; stderr: %s", got, n, err);
     cr_assert_eq(memcmp(data, back, n), 0);

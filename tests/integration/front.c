@@ -930,6 +930,45 @@ static int ws_recv(int fd, uint8_t **p, size_t *n) {
     return h[0] & 15;
 }
 
+/* A connection to the front door whose handshake for path (extra header lines may be NULL) is
+ * answered `status` (else the test fails), the answer's head in head[cap]. Returns the fd. */
+static int ws_open(const char *path, const char *extra, int status, char *head, size_t cap) {
+    int fd = ws_connect(P);
+    int st = ws_handshake(fd, path, extra, head, cap);
+    cr_assert_eq(st, status, "%s: %s", path, head);
+    return fd;
+}
+
+/* A text message msg sent, and the same message back. */
+static void ws_echo_text(int fd, const char *msg) {
+    size_t len = strlen(msg), n;
+    uint8_t *got;
+    ws_send(fd, 1, (const uint8_t *)msg, len);
+    cr_assert_eq(ws_recv(fd, &got, &n), 1);
+    cr_assert(n == len && memcmp(got, msg, len) == 0, "%s came back as %.*s", msg, (int)n, got);
+    free(got);
+}
+
+/* The answer after head (a refusal) is JSON with error `error` (and a message naming says,
+ * when not NULL); fd is closed. */
+static void ws_expect_error(int fd, const char *head, const char *error, const char *says) {
+    char *body = ws_body(fd, head);
+    cr_assert_str_eq(h_json_str(body, "error"), error, "%s", body);
+    if (says)
+        cr_assert(strstr(h_json_str(body, "message"), says), "%s", body);
+    free(body);
+    close(fd);
+}
+
+/* The close handshake: 1000 sent, a close frame back. */
+static void ws_close_handshake(int fd) {
+    uint8_t *got;
+    size_t n;
+    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
+    cr_assert_eq(ws_recv(fd, &got, &n), 8);
+    free(got);
+}
+
 typedef struct ws_bg {
     int fd;
     const uint8_t *p;
@@ -951,19 +990,10 @@ static int ws_none_open(void *ud) {
 
 /* Handshake, one echo and the close handshake on path. */
 static void ws_echo_once(const char *path) {
-    int fd = ws_connect(P);
     char head[2048];
-    int st = ws_handshake(fd, path, NULL, head, sizeof head);
-    cr_assert_eq(st, 101, "%s", head);
-    uint8_t *got;
-    size_t n;
-    ws_send(fd, 1, (const uint8_t *)"once", 4);
-    cr_assert_eq(ws_recv(fd, &got, &n), 1);
-    cr_assert(n == 4 && memcmp(got, "once", 4) == 0);
-    free(got);
-    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
-    cr_assert_eq(ws_recv(fd, &got, &n), 8);
-    free(got);
+    int fd = ws_open(path, NULL, 101, head, sizeof head);
+    ws_echo_text(fd, "once");
+    ws_close_handshake(fd);
     char c;
     cr_assert_eq(recv(fd, &c, 1, 0), 0);
     close(fd);
@@ -977,21 +1007,16 @@ Test(front, websocket_echo_through_the_front_door) {
     ws_world(NULL, 1);
     int admin = h_admin_port(W.bridge);
     cr_assert(admin);
-    int fd = ws_connect(P);
     char head[2048];
-    int st = ws_handshake(fd, "/h/farm-1@ws/chat?room=7", NULL, head, sizeof head);
-    cr_assert_eq(st, 101, "%s", head);
+    int fd = ws_open("/h/farm-1@ws/chat?room=7", NULL, 101, head, sizeof head);
     cr_assert(strcasestr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "%s",
               head);
     cr_assert(strcasestr(head, "X-Seen-Path: /chat?room=7\r\n"), "%s", head);
     cr_assert(strcasestr(head, "X-Seen-Xff: 127.0.0.1\r\n"), "%s", head);
 
+    ws_echo_text(fd, "hello, house");
     uint8_t *got;
     size_t n;
-    ws_send(fd, 1, (const uint8_t *)"hello, house", 12);
-    cr_assert_eq(ws_recv(fd, &got, &n), 1);
-    cr_assert(n == 12 && memcmp(got, "hello, house", 12) == 0);
-    free(got);
 
     uint8_t *big = h_prandom(1 << 20, "ws-big");
     ws_bg b = {fd, big, 1 << 20};
@@ -1048,29 +1073,17 @@ Test(front, websocket_refusals) {
         {"/h/farm-1@tls/chat", 502, "upstream_unreachable", "https://"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        int fd = ws_connect(P);
         char head[2048];
-        int st = ws_handshake(fd, cases[i].path, NULL, head, sizeof head);
-        cr_assert_eq(st, cases[i].status, "%s: %s", cases[i].path, head);
+        int fd = ws_open(cases[i].path, NULL, cases[i].status, head, sizeof head);
         cr_assert(strcasestr(head, "content-type: application/json"), "%s", head);
-        char *body = ws_body(fd, head);
-        cr_assert_str_eq(h_json_str(body, "error"), cases[i].error, "%s", body);
-        if (cases[i].says)
-            cr_assert(strstr(h_json_str(body, "message"), cases[i].says), "%s", body);
-        free(body);
-        close(fd);
+        ws_expect_error(fd, head, cases[i].error, cases[i].says);
     }
     /* a house nobody holds: the 504 of a request, JSON */
     char secret[65];
     h_register("ghost", secret);
-    int fd = ws_connect(P);
     char head[2048];
-    int st = ws_handshake(fd, "/h/ghost@ws/chat", "X-Gp-Timeout-Ms: 300\r\n", head, sizeof head);
-    cr_assert_eq(st, 504, "%s", head);
-    char *body = ws_body(fd, head);
-    cr_assert_str_eq(h_json_str(body, "error"), "timeout", "%s", body);
-    free(body);
-    close(fd);
+    int fd = ws_open("/h/ghost@ws/chat", "X-Gp-Timeout-Ms: 300\r\n", 504, head, sizeof head);
+    ws_expect_error(fd, head, "timeout", NULL);
     char *m = h_scrape(admin);
     cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"refused\"}") +
                      h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"timeout\"}"),
@@ -1095,34 +1108,17 @@ Test(front, websocket_needs_a_token) {
         {NULL, 401, "unauthorized"},
         {"Authorization: Bearer " TOKEN_OTHER "\r\n", 403, "forbidden"},
     };
-    int fd0 = ws_connect(P); /* a house the token does not reach */
-    char head0[2048];
-    cr_assert_eq(ws_handshake(fd0, "/h/elsewhere@ws/chat", "Authorization: Bearer " TOKEN "\r\n",
-                              head0, sizeof head0),
-                 403, "%s", head0);
-    close(fd0);
+    char head[2048]; /* a house the token does not reach */
+    close(ws_open("/h/elsewhere@ws/chat", "Authorization: Bearer " TOKEN "\r\n", 403, head,
+                  sizeof head));
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        int fd = ws_connect(P);
-        char head[2048];
-        int st = ws_handshake(fd, "/h/farm-1@ws/chat", cases[i].auth, head, sizeof head);
-        cr_assert_eq(st, cases[i].status, "%s", head);
-        char *body = ws_body(fd, head);
-        cr_assert_str_eq(h_json_str(body, "error"), cases[i].error, "%s", body);
-        free(body);
-        close(fd);
+        int fd = ws_open("/h/farm-1@ws/chat", cases[i].auth, cases[i].status, head, sizeof head);
+        ws_expect_error(fd, head, cases[i].error, NULL);
     }
-    int fd = ws_connect(P);
-    char head[2048];
-    int st = ws_handshake(fd, "/h/farm-1@ws/chat", "Authorization: Bearer " TOKEN "\r\n", head,
-                          sizeof head);
-    cr_assert_eq(st, 101, "%s", head);
+    int fd =
+        ws_open("/h/farm-1@ws/chat", "Authorization: Bearer " TOKEN "\r\n", 101, head, sizeof head);
     cr_assert(strcasestr(head, "X-Seen-Auth: no\r\n"), "%s", head);
-    uint8_t *got;
-    size_t n;
-    ws_send(fd, 1, (const uint8_t *)"hi", 2);
-    cr_assert_eq(ws_recv(fd, &got, &n), 1);
-    cr_assert(n == 2 && memcmp(got, "hi", 2) == 0);
-    free(got);
+    ws_echo_text(fd, "hi");
     close(fd); /* gone without a close handshake: its EOF ends the upstream's side too */
     int admin = h_admin_port(W.bridge);
     cr_assert(h_wait(ws_none_open, &admin, 15000), "the WebSocket is still counted open");
@@ -1300,15 +1296,11 @@ Test(front, websocket_survives_kill9_of_the_bridge_holding_the_house) {
     h_proc *front = h_bridge_start(0, &bport, fx, 1);
     P = http_port(front);
     cr_assert(P);
-    int fd = ws_connect(P);
     char head[2048];
-    cr_assert_eq(ws_handshake(fd, "/h/farm-1@ws/live", NULL, head, sizeof head), 101, "%s", head);
+    int fd = ws_open("/h/farm-1@ws/live", NULL, 101, head, sizeof head);
+    ws_echo_text(fd, "before");
     uint8_t *got;
     size_t n;
-    ws_send(fd, 1, (const uint8_t *)"before", 6);
-    cr_assert_eq(ws_recv(fd, &got, &n), 1);
-    cr_assert(n == 6 && memcmp(got, "before", 6) == 0);
-    free(got);
 
     h_kill9(W.bridge);
     ws_send(fd, 1, (const uint8_t *)"during", 6); /* waits in sin meanwhile */
@@ -1317,13 +1309,8 @@ Test(front, websocket_survives_kill9_of_the_bridge_holding_the_house) {
     cr_assert_eq(ws_recv(fd, &got, &n), 1);
     cr_assert(n == 6 && memcmp(got, "during", 6) == 0, "%.*s", (int)n, got);
     free(got);
-    ws_send(fd, 1, (const uint8_t *)"after", 5);
-    cr_assert_eq(ws_recv(fd, &got, &n), 1);
-    cr_assert(n == 5 && memcmp(got, "after", 5) == 0);
-    free(got);
-    ws_send(fd, 8, (const uint8_t *)"\x03\xe8", 2);
-    cr_assert_eq(ws_recv(fd, &got, &n), 8);
-    free(got);
+    ws_echo_text(fd, "after");
+    ws_close_handshake(fd);
     close(fd);
 }
 
@@ -1334,10 +1321,8 @@ Test(front, websocket_survives_kill9_of_the_bridge_holding_the_house) {
 Test(front, websocket_declined_by_the_upstream_carries_nothing_more) {
     ws_world(NULL, 1);
     int admin = h_admin_port(W.bridge);
-    int fd = ws_connect(P);
     char head[2048];
-    int st = ws_handshake(fd, "/h/farm-1@ws/refuse", NULL, head, sizeof head);
-    cr_assert_eq(st, 403, "%s", head);
+    int fd = ws_open("/h/farm-1@ws/refuse", NULL, 403, head, sizeof head);
     static const char more[] =
         "GET /admin HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
     send(fd, more, sizeof more - 1, MSG_NOSIGNAL);

@@ -226,20 +226,10 @@ Test(janitor, rm_purge_leaves_no_key_of_a_used_house) {
     h_redis_start(0);
     int up;
     h_upstream_start(&up);
-    char upurl[64], keyf[600], udp[16], secret[65], pub[65], rurl[64];
+    char upurl[64], secret[65], pub[65], rurl[64];
     snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
-    snprintf(keyf, sizeof keyf, "%s/rudp.key", h_dir());
-    char *out = NULL, *err = NULL;
-    cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", keyf, NULL}),
-                 0, "rudp-keygen: %s", err);
-    snprintf(pub, sizeof pub, "%.64s", out);
-    free(out), free(err);
-    int uport = h_free_port();
-    snprintf(udp, sizeof udp, "%d", uport);
-    snprintf(rurl, sizeof rurl, "rudp://127.0.0.1:%d", uport);
-    const char *bx[] = {"--bridge-id", "b1", "--rudp-listen", udp, "--rudp-key", keyf, NULL};
     int bport;
-    h_proc *b = h_bridge_start(0, &bport, bx, 1);
+    h_proc *b = h_rudp_bridge_start(&bport, rurl, pub);
     h_register("used", secret);
     const char *hx[] = {"--bridge-key", pub, NULL};
     h_proc *house = h_house_start_url("used", secret, rurl, upurl, hx);

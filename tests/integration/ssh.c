@@ -7,6 +7,7 @@
  * (SIGKILL), drained (SIGTERM: a rolling restart), and one over an rudp:// house. Every
  * process is started through the harness and stopped by its PID; every wait is on a
  * condition, bounded. */
+#include "../harness/tcpsvc.h"
 #include "../harness/world.h"
 
 #include <arpa/inet.h>
@@ -282,6 +283,12 @@ static void xfer_prepare(xfer *t, int up, const char *tag) {
     snprintf(t->spec_dst, sizeof t->spec_dst, "%s%s", up ? "root@" HOUSE ":" : "", t->dst);
 }
 
+/* The pair every scp test copies: 50 MiB up (up.src -> up.dst) and 50 MiB down. */
+static void xfer_prepare_both(xfer *up, xfer *down) {
+    xfer_prepare(up, 1, "up");
+    xfer_prepare(down, 0, "down");
+}
+
 /* Starts the copy; limit_kbit (scp -l) NULL: as fast as it goes. */
 static void xfer_go(const sshd *s, xfer *t, const char *limit_kbit) {
     const char *argv[40];
@@ -314,8 +321,7 @@ Test(ssh, scp_50mib_both_ways) {
     world x;
     world_up(&x, 0);
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
+    xfer_prepare_both(&up, &down);
     xfer_go(&x.s, &up, NULL);
     xfer_finish(&up, 60000);
     xfer_go(&x.s, &down, NULL);
@@ -323,59 +329,6 @@ Test(ssh, scp_50mib_both_ways) {
 }
 
 /* --- 100 concurrent streams through one `ghostport forward` ------------------------------- */
-
-/* A TCP echo service: a thread a connection, everything echoed until EOF, then a half-close. */
-typedef struct echo_srv {
-    int lfd, port;
-} echo_srv;
-
-static void *echo_conn(void *ud) {
-    int fd = (int)(intptr_t)ud;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        for (ssize_t o = 0; o < n;) {
-            ssize_t w = write(fd, buf + o, (size_t)(n - o));
-            if (w <= 0)
-                goto out;
-            o += w;
-        }
-    }
-out:
-    shutdown(fd, SHUT_WR);
-    close(fd);
-    return NULL;
-}
-
-static void *echo_main(void *ud) {
-    echo_srv *e = ud;
-    for (;;) {
-        int fd = accept(e->lfd, NULL, NULL);
-        if (fd < 0)
-            return NULL;
-        pthread_t t;
-        if (pthread_create(&t, NULL, echo_conn, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        else
-            pthread_detach(t);
-    }
-}
-
-static void echo_start(echo_srv *e) {
-    e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(e->lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(e->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(e->lfd, 256), 0);
-    socklen_t l = sizeof a;
-    getsockname(e->lfd, (struct sockaddr *)&a, &l);
-    e->port = ntohs(a.sin_port);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, echo_main, e), 0);
-    pthread_detach(t);
-}
 
 #define NSTREAMS 100
 #define PER_STREAM (256u << 10)
@@ -392,8 +345,8 @@ typedef struct client {
  * gets exactly them back, half-closes and sees the echo's EOF. */
 Test(ssh, hundred_concurrent_streams) {
     h_raise_nofile(4096);
-    echo_srv echo;
-    echo_start(&echo);
+    h_echo echo;
+    cr_assert_eq(h_echo_start(&echo), 0, "echo: %s", strerror(errno));
     char svc[64], secret[65];
     snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
     h_world w;
@@ -540,21 +493,26 @@ static void wait_progress(xfer *up, xfer *down, long long both, long long either
 /* scp options that keep a 50 MiB copy running long enough to act in its middle: 30 MB/s. */
 #define SCP_LIMIT_KBIT "240000"
 
+/* Two bridges, the house on b1, and 50 MiB up and 50 MiB down by scp at once (at
+ * SCP_LIMIT_KBIT), both past 4 MiB and still running. */
+static void copies_under_way(world *x, xfer *up, xfer *down) {
+    world_up(x, 1);
+    char h[16];
+    holder(h);
+    cr_assert_str_eq(h, "b1");
+    xfer_prepare_both(up, down);
+    xfer_go(&x->s, up, SCP_LIMIT_KBIT);
+    xfer_go(&x->s, down, SCP_LIMIT_KBIT);
+    wait_progress(up, down, 4 << 20, 0);
+}
+
 /* 50 MiB up and 50 MiB down by scp at once; when both are past 4 MiB the bridge carrying the
  * house is SIGKILLed: the house moves to the other bridge, which resumes both streams; both
  * copies complete with the right checksums. */
 Test(ssh, scp_survives_bridge_kill) {
     world x;
-    world_up(&x, 1);
-    char h[16];
-    holder(h);
-    cr_assert_str_eq(h, "b1");
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
-    xfer_go(&x.s, &up, SCP_LIMIT_KBIT);
-    xfer_go(&x.s, &down, SCP_LIMIT_KBIT);
-    wait_progress(&up, &down, 4 << 20, 0);
+    copies_under_way(&x, &up, &down);
     h_kill9(x.b[0]);
     held_by b2 = {"b2"};
     cr_assert(h_wait(is_held_by, &b2, 20000), "the house did not move to b2");
@@ -564,31 +522,18 @@ Test(ssh, scp_survives_bridge_kill) {
     no_resets(x.house);
 }
 
-/* Bridge pid's process ended (after a drain). */
-static int proc_gone(void *ud) {
-    return !h_alive(ud);
-}
-
 /* A rolling restart in the middle of 50 MiB up and 50 MiB down: b1 drains (SIGTERM), the house
  * moves to b2, b1 comes back on its port; then b2 drains and the house moves back to b1. Both
  * copies complete with the right checksums. */
 Test(ssh, scp_survives_rolling_restart) {
     world x;
-    world_up(&x, 1);
-    char h[16];
-    holder(h);
-    cr_assert_str_eq(h, "b1");
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
-    xfer_go(&x.s, &up, SCP_LIMIT_KBIT);
-    xfer_go(&x.s, &down, SCP_LIMIT_KBIT);
-    wait_progress(&up, &down, 4 << 20, 0);
+    copies_under_way(&x, &up, &down);
     cr_assert_eq(kill(x.b[0]->pid, SIGTERM), 0);
     held_by b2 = {"b2"}, b1 = {"b1"};
     cr_assert(h_wait(is_held_by, &b2, 20000), "the house did not move to b2");
     cr_assert(h_wait_log_n(x.b[1], "event=stream_attach", 2, 10000), "b2 did not resume both");
-    cr_assert(h_wait(proc_gone, x.b[0], 20000), "b1 did not finish its drain");
+    cr_assert(h_wait(exited, x.b[0], 20000), "b1 did not finish its drain");
     cr_assert(WIFEXITED(x.b[0]->status) && WEXITSTATUS(x.b[0]->status) == 0,
               "b1 ended with status %d", x.b[0]->status);
     const char *id1[] = {"--bridge-id", "b1", NULL};
@@ -599,7 +544,7 @@ Test(ssh, scp_survives_rolling_restart) {
     cr_assert_eq(kill(x.b[1]->pid, SIGTERM), 0);
     cr_assert(h_wait(is_held_by, &b1, 20000), "the house did not move back to b1");
     cr_assert(h_wait_log_n(x.b[0], "event=stream_attach", 2, 10000), "b1 did not resume both");
-    cr_assert(h_wait(proc_gone, x.b[1], 20000), "b2 did not finish its drain");
+    cr_assert(h_wait(exited, x.b[1], 20000), "b2 did not finish its drain");
     xfer_finish(&up, 60000);
     xfer_finish(&down, 60000);
     no_resets(x.house);
@@ -625,29 +570,16 @@ Test(ssh, scp_over_rudp) {
     x.w.redis = h_redis_start(0);
     x.w.up = h_upstream_start(&x.w.up_port);
     snprintf(x.w.up_url, sizeof x.w.up_url, "http://127.0.0.1:%d", x.w.up_port);
-    char keyf[600], pub[65], udp[16];
-    snprintf(keyf, sizeof keyf, "%s", h_path("rudp.key"));
-    char *out = NULL, *err = NULL;
-    cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", keyf, NULL}),
-                 0, "rudp-keygen: %s", err);
-    snprintf(pub, sizeof pub, "%.64s", out);
-    free(out), free(err);
-    int uport = h_free_port();
-    snprintf(udp, sizeof udp, "%d", uport);
-    const char *bx[] = {"--bridge-id", "b1", "--rudp-listen", udp, "--rudp-key", keyf, NULL};
-    x.w.bridge = h_bridge_start(0, &x.w.bridge_port, bx, 1);
-    cr_assert(h_wait_log(x.w.bridge, "transport=rudp", 5000), "bridge not listening on UDP");
+    char pub[65], url[64], svc[64];
+    x.w.bridge = h_rudp_bridge_start(&x.w.bridge_port, url, pub);
     h_register(HOUSE, x.secret);
-    char url[64], svc[64];
-    snprintf(url, sizeof url, "rudp://127.0.0.1:%d", uport);
     snprintf(svc, sizeof svc, "ssh=127.0.0.1:%d", x.s.port);
     const char *hx[] = {"--bridge-key", pub, "--tcp-service", svc, NULL};
     x.house = h_house_start_url(HOUSE, x.secret, url, x.w.up_url, hx);
     cr_assert(h_wait(on_rudp, NULL, 15000), "house not connected over rudp");
     sshd_proxy(&x.s);
     xfer up, down;
-    xfer_prepare(&up, 1, "up");
-    xfer_prepare(&down, 0, "down");
+    xfer_prepare_both(&up, &down);
     xfer_go(&x.s, &up, NULL);
     xfer_go(&x.s, &down, NULL);
     xfer_finish(&up, 60000);

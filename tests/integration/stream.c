@@ -7,6 +7,8 @@
  * second bridge (S_ATTACH). The end-to-end run with the real house is at the end. */
 #include "stream.h"
 #include "../../bridge/store/rkeys.h"
+#include "../harness/sframe.h"
+#include "../harness/tcpsvc.h"
 #include "../harness/world.h"
 #include "auth.h"
 #include "compress.h"
@@ -14,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -76,6 +79,15 @@ static void fake_down(fake *h) {
     h->fr = NULL;
 }
 
+/* Redis, the upstream and a bridge (bridge_extra may be NULL), house id registered (its
+ * secret into secret) and fake house h connected to the bridge offering protocols 1..proto. */
+static void fake_world(h_world *w, const char *const *bridge_extra, fake *h, const char *id,
+                       char secret[65], int proto) {
+    h_world_up(w, NULL, bridge_extra, NULL);
+    h_register(id, secret);
+    fake_up(h, w->bridge_port, id, secret, proto);
+}
+
 /* The next frame that is not a PING (answered) into *f: 1, or 0 after timeout_ms. */
 static int fake_next(fake *h, gp_frame *f, int timeout_ms) {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
@@ -120,13 +132,7 @@ static void fake_opened(fake *h, const char *sid, unsigned status, const char *e
 static void fake_entry(fake *h, const char *sid, uint8_t has, uint64_t off, uint64_t ack,
                        const char *data, const char *rst) {
     gp_frame f;
-    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
-    f.u.s_entry.sid = gp_str_c(sid);
-    f.u.s_entry.has = has;
-    f.u.s_entry.off = off;
-    f.u.s_entry.ack = ack;
-    f.u.s_entry.data = gp_str_c(data);
-    f.u.s_entry.rst = gp_str_c(rst);
+    h_s_entry(&f, sid, has, off, ack, gp_str_c(data), rst);
     cr_assert_eq(h_ws_send_frame(h->fd, &f), 0);
 }
 
@@ -160,6 +166,42 @@ static const char *open_stream(const char *house, const char *sid, const char *s
 /* The outcome of sid's open on key (NULL: gp:rep:<sid>) within 15 s; fails without one. */
 static void outcome(const char *sid, const char *key, h_reply *r) {
     cr_assert(h_wait_reply(sid, key, 15000, r), "no outcome for %s", sid);
+}
+
+/* The outcome of sid's open on key (NULL: gp:rep:<sid>) is the error reply status/error, its
+ * message naming `says`. */
+static void outcome_refused(const char *sid, const char *key, int status, const char *error,
+                            const char *says) {
+    h_reply r;
+    outcome(sid, key, &r);
+    h_assert_error_reply(&r, status, error);
+    cr_assert(r.message && strstr(r.message, says), "message: %s", r.message);
+    h_reply_free(&r);
+}
+
+/* The outcome of sid's open (on gp:rep:<sid>) is a 200. */
+static void outcome_ok(const char *sid) {
+    h_reply r;
+    outcome(sid, NULL, &r);
+    cr_assert_eq(r.status, 200, "status %d error %s msg %s", r.status, r.error ? r.error : "-",
+                 r.message ? r.message : "-");
+    h_reply_free(&r);
+}
+
+/* How many times the first entry on gp:rep:<sid> (the outcome) says `kind stream` (-1: there
+ * is no entry). */
+static int outcome_kind_stream(const char *sid) {
+    redisReply *x = h_cmd("XRANGE gp:rep:%s - +", sid);
+    int kind = -1;
+    if (x->type == REDIS_REPLY_ARRAY && x->elements > 0) {
+        const redisReply *fv = x->element[0]->element[1];
+        kind = 0;
+        for (size_t j = 0; j + 1 < fv->elements; j += 2)
+            kind +=
+                !strcmp(fv->element[j]->str, "kind") && !strcmp(fv->element[j + 1]->str, "stream");
+    }
+    freeReplyObject(x);
+    return kind;
 }
 
 static void sin_key(char *k, const char *house, const char *sid) {
@@ -213,6 +255,13 @@ static char *sout_field(const char *house, const char *sid, size_t i, const char
     return out;
 }
 
+/* sout's first entry of house's stream sid is an rst `want`. */
+static void expect_sout_rst(const char *house, const char *sid, const char *want) {
+    char *rst = sout_field(house, sid, 0, "rst");
+    cr_assert(rst && strcmp(rst, want) == 0, "sout rst %s", rst ? rst : "(none)");
+    free(rst);
+}
+
 typedef struct key_len {
     const char *key;
     long long want;
@@ -221,6 +270,11 @@ static int has_len(void *ud) {
     const key_len *k = ud;
     return xlen(k->key) == k->want;
 }
+/* The stream `key` holds `want` entries within 10 s: 1, or 0. */
+static int wait_len(const char *key, long long want) {
+    key_len k = {key, want};
+    return h_wait(has_len, &k, 10000);
+}
 
 /* --- refusals ----------------------------------------------------------------------------- */
 
@@ -228,11 +282,9 @@ static int has_len(void *ud) {
  * protocol, an rst on sout, the open entry acknowledged, and the house keeps its connection. */
 Test(stream, protocol_1_house_is_refused_clearly) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("old-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "old-1", secret, 1);
+    char secret[65];
+    fake_world(&w, NULL, &h, "old-1", secret, 1);
     cr_assert_eq(h.proto, 1);
     open_stream("old-1", "s-old", "ssh", NULL);
     h_reply r;
@@ -242,9 +294,7 @@ Test(stream, protocol_1_house_is_refused_clearly) {
                   strstr(r.message, "upgrade the house"),
               "message: %s", r.message ? r.message : "-");
     h_reply_free(&r);
-    char *rst = sout_field("old-1", "s-old", 0, "rst");
-    cr_assert(rst && strcmp(rst, "unsupported") == 0, "sout rst %s", rst ? rst : "(none)");
-    free(rst);
+    expect_sout_rst("old-1", "s-old", "unsupported");
     char k[256];
     sout_key(k, "old-1", "s-old");
     long long t = pttl(k);
@@ -263,43 +313,27 @@ Test(stream, protocol_1_house_is_refused_clearly) {
  * disturbed. */
 Test(stream, bad_opens_are_answered_and_acknowledged) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("bad-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "bad-1", secret, 2);
+    char secret[65];
+    fake_world(&w, NULL, &h, "bad-1", secret, 2);
     cr_assert_eq(h.proto, 2);
     h_reply r;
 
     open_stream("bad-1", "s-nosvc", NULL, NULL);
-    outcome("s-nosvc", NULL, &r);
-    h_assert_error_reply(&r, 400, "bad_request");
-    cr_assert(r.message && strstr(r.message, "service"), "message: %s", r.message);
-    h_reply_free(&r);
+    outcome_refused("s-nosvc", NULL, 400, "bad_request", "service");
 
     const char *badwin[] = {"window", "12", NULL};
     open_stream("bad-1", "s-win", "ssh", badwin);
-    outcome("s-win", NULL, &r);
-    h_assert_error_reply(&r, 400, "bad_request");
-    cr_assert(r.message && strstr(r.message, "window"), "message: %s", r.message);
-    h_reply_free(&r);
-    char *rst = sout_field("bad-1", "s-win", 0, "rst");
-    cr_assert(rst && strcmp(rst, "bad_request") == 0, "sout rst %s", rst ? rst : "(none)");
-    free(rst);
+    outcome_refused("s-win", NULL, 400, "bad_request", "window");
+    expect_sout_rst("bad-1", "s-win", "bad_request");
 
     const char *badidle[] = {"idle_ms", "5", "reply", "gp:rep:mine:idle", NULL};
     open_stream("bad-1", "s-idle", "ssh", badidle);
-    outcome("s-idle", "gp:rep:mine:idle", &r);
-    h_assert_error_reply(&r, 400, "bad_request");
-    cr_assert(r.message && strstr(r.message, "idle_ms"), "message: %s", r.message);
-    h_reply_free(&r);
+    outcome_refused("s-idle", "gp:rep:mine:idle", 400, "bad_request", "idle_ms");
 
     /* A bad sid: 400 on the default reply key of that id; no byte key named. */
     open_stream("bad-1", "bad/sid", "ssh", NULL);
-    outcome("bad/sid", NULL, &r);
-    h_assert_error_reply(&r, 400, "bad_request");
-    cr_assert(r.message && strstr(r.message, "id"), "message: %s", r.message);
-    h_reply_free(&r);
+    outcome_refused("bad/sid", NULL, 400, "bad_request", "id");
 
     /* A reply key outside the family: nothing written there; the entry is still settled. */
     const char *badreply[] = {"reply", "gp:{bad-1}:house", NULL};
@@ -318,10 +352,7 @@ Test(stream, bad_opens_are_answered_and_acknowledged) {
                     {"method", "GET", (size_t)-1},
                     {"path", "/", (size_t)-1}};
     h_xadd("bad-1", uk, 4);
-    outcome("s-kind", NULL, &r);
-    h_assert_error_reply(&r, 400, "bad_request");
-    cr_assert(r.message && strstr(r.message, "kind"), "message: %s", r.message);
-    h_reply_free(&r);
+    outcome_refused("s-kind", NULL, 400, "bad_request", "kind");
 
     /* `kind` twice is a 400 too, whichever comes last. */
     h_field k2[] = {{"kind", "http", (size_t)-1},
@@ -329,10 +360,7 @@ Test(stream, bad_opens_are_answered_and_acknowledged) {
                     {"id", "s-kind2", (size_t)-1},
                     {"service", "ssh", (size_t)-1}};
     h_xadd("bad-1", k2, 4);
-    outcome("s-kind2", NULL, &r);
-    h_assert_error_reply(&r, 400, "bad_request");
-    cr_assert(r.message && strstr(r.message, "kind"), "message: %s", r.message);
-    h_reply_free(&r);
+    outcome_refused("s-kind2", NULL, 400, "bad_request", "kind");
 
     /* Byte keys that exist already: 409, and no rst written into someone's live stream. */
     char k[256];
@@ -358,11 +386,9 @@ Test(stream, bad_opens_are_answered_and_acknowledged) {
  * open reset, the opener a 504; a house's refusal is the opener's outcome. */
 Test(stream, house_outcomes_and_timeout) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("oc-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "oc-1", secret, 2);
+    char secret[65];
+    fake_world(&w, NULL, &h, "oc-1", secret, 2);
     gp_frame f;
     h_reply r;
 
@@ -390,9 +416,7 @@ Test(stream, house_outcomes_and_timeout) {
     h_assert_error_reply(&r, 403, "forbidden_service");
     cr_assert(r.message && strcmp(r.message, "no service mail here") == 0);
     h_reply_free(&r);
-    char *rst = sout_field("oc-1", "s-forbidden", 0, "rst");
-    cr_assert(rst && strcmp(rst, "forbidden_service") == 0, "sout rst %s", rst ? rst : "(none)");
-    free(rst);
+    expect_sout_rst("oc-1", "s-forbidden", "forbidden_service");
     cr_assert(h_wait(h_no_pending, "oc-1", 10000), "entries left pending");
     fake_down(&h);
 }
@@ -414,15 +438,8 @@ static void open_ok(fake *h, const char *house, const char *sid, const char *con
     /* The outcome entry says what it is. */
     char k[256];
     snprintf(k, sizeof k, "gp:rep:%s", sid);
-    redisReply *x = h_cmd("XRANGE %s - +", k);
-    cr_assert_eq(x->elements, 1);
-    const redisReply *fv = x->element[0]->element[1];
-    int kind = 0;
-    for (size_t j = 0; j + 1 < fv->elements; j += 2)
-        kind += strcmp(fv->element[j]->str, "kind") == 0 &&
-                strcmp(fv->element[j + 1]->str, "stream") == 0;
-    cr_assert_eq(kind, 1, "no `kind stream` in the outcome");
-    freeReplyObject(x);
+    cr_assert_eq(xlen(k), 1);
+    cr_assert_eq(outcome_kind_stream(sid), 1, "no `kind stream` in the outcome");
 }
 
 /* Both directions through the bridge; each side's ack trims the other's key; the keys' TTL is
@@ -430,11 +447,9 @@ static void open_ok(fake *h, const char *house, const char *sid, const char *con
  * nobody else: another stream of the same house goes on. */
 Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("rl-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "rl-1", secret, 2);
+    char secret[65];
+    fake_world(&w, NULL, &h, "rl-1", secret, 2);
     const char *idle[] = {"idle_ms", "30000", NULL};
     open_ok(&h, "rl-1", "s-a", idle);
     open_ok(&h, "rl-1", "s-b", NULL);
@@ -455,13 +470,12 @@ Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
 
     /* house -> opener, with the house's ack of "hello": sin's entry goes */
     fake_entry(&h, "s-a", GP_SE_OFF | GP_SE_ACK, 0, 5, "world", NULL);
-    key_len out1 = {outk, 1}, in0 = {ink, 0};
-    cr_assert(h_wait(has_len, &out1, 10000), "sout has %lld entries", xlen(outk));
+    cr_assert(wait_len(outk, 1), "sout has %lld entries", xlen(outk));
     char *data = sout_field("rl-1", "s-a", 0, "data"), *ack = sout_field("rl-1", "s-a", 0, "ack");
     cr_assert(data && strcmp(data, "world") == 0 && ack && strcmp(ack, "5") == 0);
     free(data);
     free(ack);
-    cr_assert(h_wait(has_len, &in0, 10000), "sin not trimmed below the house's ack");
+    cr_assert(wait_len(ink, 0), "sin not trimmed below the house's ack");
     long long t = pttl(outk);
     cr_assert(t > 50000 && t <= 60000, "sout TTL %lld, want 2 x idle_ms", t);
 
@@ -471,8 +485,7 @@ Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
     fake_expect(&h, &f, GP_FRAME_S_ENTRY);
     cr_assert_eq(f.u.s_entry.has, GP_SE_ACK);
     cr_assert_eq(f.u.s_entry.ack, 5);
-    key_len out0 = {outk, 0};
-    cr_assert(h_wait(has_len, &out0, 10000), "sout not trimmed below the opener's ack");
+    cr_assert(wait_len(outk, 0), "sout not trimmed below the opener's ack");
 
     /* A frame naming no stream is ignored. */
     fake_entry(&h, "s-nobody", GP_SE_OFF, 0, 0, "zzz", NULL);
@@ -484,8 +497,7 @@ Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
     cr_assert(gp_str_eq(f.u.s_entry.sid, "s-a"));
     cr_assert(gp_str_eq(f.u.s_entry.rst, "malformed"), "rst %.*s", (int)f.u.s_entry.rst.len,
               (const char *)f.u.s_entry.rst.p);
-    key_len out1b = {outk, 1};
-    cr_assert(h_wait(has_len, &out1b, 10000));
+    cr_assert(wait_len(outk, 1));
     char *rst = sout_field("rl-1", "s-a", 0, "rst"), *msg = sout_field("rl-1", "s-a", 0, "message");
     cr_assert(rst && strcmp(rst, "malformed") == 0);
     cr_assert(msg && strstr(msg, "off"), "message %s", msg ? msg : "-");
@@ -510,11 +522,8 @@ Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
     cr_assert(gp_str_eq(f.u.s_entry.rst, "malformed"));
     char outb[256];
     sout_key(outb, "rl-1", "s-b");
-    key_len ob = {outb, 1};
-    cr_assert(h_wait(has_len, &ob, 10000));
-    rst = sout_field("rl-1", "s-b", 0, "rst");
-    cr_assert(rst && strcmp(rst, "malformed") == 0);
-    free(rst);
+    cr_assert(wait_len(outb, 1));
+    expect_sout_rst("rl-1", "s-b", "malformed");
     cr_assert(h_wait_connected("rl-1", 1000), "the house lost its connection");
 
     /* The metrics. */
@@ -533,11 +542,9 @@ static int both_expire_soon(void *ud) {
 /* Both fins delivered and acknowledged: the stream is over, both keys expire in 60 s. */
 Test(stream, clean_close_expires_both_keys) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("fin-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "fin-1", secret, 2);
+    char secret[65];
+    fake_world(&w, NULL, &h, "fin-1", secret, 2);
     open_ok(&h, "fin-1", "s-f", NULL);
     const char *d[] = {"off", "0", "data", "abc", "fin", "1", NULL};
     sin_add("fin-1", "s-f", d);
@@ -579,11 +586,9 @@ static int sout_has_rst_window(void *ud) {
 
 Test(stream, takeover_by_attach) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("tk-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "tk-1", secret, 2);
+    char secret[65];
+    fake_world(&w, NULL, &h, "tk-1", secret, 2);
     open_ok(&h, "tk-1", "s-t", NULL);
     char ink[256], outk[256];
     sin_key(ink, "tk-1", "s-t");
@@ -598,9 +603,8 @@ Test(stream, takeover_by_attach) {
     cr_assert_eq(f.u.s_entry.off, 4);
     /* The house consumed the first 4 bytes only, and sent 6 of its own. */
     fake_entry(&h, "s-t", GP_SE_OFF | GP_SE_ACK, 0, 4, "xxxyyy", NULL);
-    key_len o1 = {outk, 1}, i1 = {ink, 1};
-    cr_assert(h_wait(has_len, &o1, 10000));
-    cr_assert(h_wait(has_len, &i1, 10000), "sin holds %lld entries", xlen(ink));
+    cr_assert(wait_len(outk, 1));
+    cr_assert(wait_len(ink, 1), "sin holds %lld entries", xlen(ink));
 
     h_kill9(w.bridge);
     fake_down(&h);
@@ -616,8 +620,7 @@ Test(stream, takeover_by_attach) {
     /* The house sends its bytes again from the opener's ack (0) and two more: only the new
      * ones are appended. */
     fake_entry(&h, "s-t", GP_SE_OFF, 0, 0, "xxxyyyzz", NULL);
-    key_len o2 = {outk, 2};
-    cr_assert(h_wait(has_len, &o2, 10000), "sout holds %lld entries", xlen(outk));
+    cr_assert(wait_len(outk, 2), "sout holds %lld entries", xlen(outk));
     char *off = sout_field("tk-1", "s-t", 1, "off"), *data = sout_field("tk-1", "s-t", 1, "data");
     cr_assert(off && strcmp(off, "6") == 0 && data && strcmp(data, "zz") == 0, "off %s data %s",
               off ? off : "-", data ? data : "-");
@@ -626,8 +629,7 @@ Test(stream, takeover_by_attach) {
     /* The opener acknowledges all 8: both of sout's entries go. */
     const char *a[] = {"ack", "8", NULL};
     sin_add("tk-1", "s-t", a);
-    key_len o0 = {outk, 0};
-    cr_assert(h_wait(has_len, &o0, 10000), "sout holds %lld entries", xlen(outk));
+    cr_assert(wait_len(outk, 0), "sout holds %lld entries", xlen(outk));
     cr_assert_eq(h_log_count(b2, "event=stream_attach"), 1);
     /* The window came with S_ATTACH: past the opener's ack (8) + 4096 the house ran ahead. */
     char big[4098];
@@ -645,48 +647,19 @@ static int sout_holds(void *ud);
 
 /* --- end to end: the real house, a TCP echo service, a bridge killed mid-stream -------------- */
 
-typedef struct echo_srv {
-    int lfd, port;
-    pthread_t th;
-    uint64_t bytes;
-} echo_srv;
-
-/* One connection at a time, everything echoed until EOF, then a half-close back. */
-static void *echo_main(void *ud) {
-    echo_srv *e = ud;
-    for (;;) {
-        int fd = accept(e->lfd, NULL, NULL);
-        if (fd < 0)
-            return NULL;
-        char buf[65536];
-        for (;;) {
-            ssize_t n = read(fd, buf, sizeof buf);
-            if (n <= 0)
-                break;
-            for (ssize_t o = 0; o < n;) {
-                ssize_t w = write(fd, buf + o, (size_t)(n - o));
-                if (w <= 0)
-                    break;
-                o += w;
-            }
-            __atomic_add_fetch(&e->bytes, (uint64_t)n, __ATOMIC_SEQ_CST);
-        }
-        shutdown(fd, SHUT_WR);
-        close(fd);
-    }
-}
-
-static void echo_start(echo_srv *e) {
-    memset(e, 0, sizeof *e);
-    e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(e->lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(e->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(e->lfd, 8), 0);
-    socklen_t l = sizeof a;
-    getsockname(e->lfd, (struct sockaddr *)&a, &l);
-    e->port = ntohs(a.sin_port);
-    cr_assert_eq(pthread_create(&e->th, NULL, echo_main, e), 0);
+/* The real house id (registered here) with a TCP echo service (h_echo) as service `echo`,
+ * connected to the bridge on bport (and to bridge2, a ws:// URL, too when not NULL), its
+ * upstream up_url; fails the test unless it connects within 15 s. */
+static h_proc *echo_house(const char *id, int bport, const char *up_url, const char *bridge2) {
+    h_echo echo;
+    cr_assert_eq(h_echo_start(&echo), 0, "echo: %s", strerror(errno));
+    char svc[64], secret[65];
+    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
+    h_register(id, secret);
+    const char *extra[] = {"--tcp-service", svc, bridge2 ? "--bridge" : NULL, bridge2, NULL};
+    h_proc *house = h_house_start(id, secret, bport, up_url, extra);
+    cr_assert(h_wait_connected(id, 15000), "%s did not connect", id);
+    return house;
 }
 
 /* The opener of the contract, in the test: sends `data` (n bytes) on sin within the house's
@@ -814,23 +787,13 @@ Test(stream, real_house_echo_survives_a_bridge_kill) {
     h_world_up(&w, NULL, NULL, NULL);
     int port2 = 0;
     two_bridges tb = {.b = {w.bridge, h_bridge_start(0, &port2, NULL, 1)}};
-    echo_srv echo;
-    echo_start(&echo);
-    char svc[64], b2[64], secret[65];
-    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
+    char b2[64];
     snprintf(b2, sizeof b2, "ws://127.0.0.1:%d/", port2);
-    h_register("e2e-s", secret);
-    const char *extra[] = {"--bridge", b2, "--tcp-service", svc, NULL};
-    h_proc *house = h_house_start("e2e-s", secret, w.bridge_port, w.up_url, extra);
-    cr_assert(h_wait_connected("e2e-s", 15000));
+    h_proc *house = echo_house("e2e-s", w.bridge_port, w.up_url, b2);
 
     const char *win[] = {"window", "262144", "idle_ms", "60000", NULL};
     open_stream("e2e-s", "s-echo", "echo", win);
-    h_reply r;
-    outcome("s-echo", NULL, &r);
-    cr_assert_eq(r.status, 200, "status %d error %s msg %s", r.status, r.error ? r.error : "-",
-                 r.message ? r.message : "-");
-    h_reply_free(&r);
+    outcome_ok("s-echo");
 
     size_t n = 3u << 20;
     uint8_t *data = h_prandom(n, "stream-e2e");
@@ -923,13 +886,11 @@ static void wait_metric(int aport, const char *line, double want) {
 Test(stream, fenced_bridge_writes_nothing) {
     h_world w;
     const char *extra[] = {"--admin-listen", "0", NULL};
-    h_world_up(&w, NULL, extra, NULL);
+    fake h;
+    char secret[65];
+    fake_world(&w, extra, &h, "fen-1", secret, 2);
     int aport = h_admin_port(w.bridge);
     cr_assert(aport > 0);
-    char secret[65];
-    h_register("fen-1", secret);
-    fake h;
-    fake_up(&h, w.bridge_port, "fen-1", secret, 2);
     open_ok(&h, "fen-1", "s-fen", NULL);
     wait_metric(aport, "gp_bridge_streams_open ", 1);
     fake_entry(&h, "s-fen", GP_SE_OFF, 0, 0, "before", NULL);
@@ -958,28 +919,17 @@ Test(stream, fenced_bridge_writes_nothing) {
 Test(stream, real_house_refuses_unknown_services_and_resets_on_malformed_entries) {
     h_world w;
     h_world_up(&w, NULL, NULL, NULL);
-    echo_srv echo;
-    echo_start(&echo);
-    char svc[64], secret[65];
-    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
-    h_register("rh-1", secret);
-    const char *extra[] = {"--tcp-service", svc, NULL};
-    h_proc *house = h_house_start("rh-1", secret, w.bridge_port, w.up_url, extra);
-    cr_assert(h_wait_connected("rh-1", 15000));
+    h_proc *house = echo_house("rh-1", w.bridge_port, w.up_url, NULL);
     h_reply r;
 
     open_stream("rh-1", "s-nope", "nope", NULL);
     outcome("s-nope", NULL, &r);
     h_assert_error_reply(&r, 403, "forbidden_service");
     h_reply_free(&r);
-    char *rst = sout_field("rh-1", "s-nope", 0, "rst");
-    cr_assert(rst && strcmp(rst, "forbidden_service") == 0, "sout rst %s", rst ? rst : "(none)");
-    free(rst);
+    expect_sout_rst("rh-1", "s-nope", "forbidden_service");
 
     open_stream("rh-1", "s-e", "echo", NULL);
-    outcome("s-e", NULL, &r);
-    cr_assert_eq(r.status, 200, "status %d error %s", r.status, r.error ? r.error : "-");
-    h_reply_free(&r);
+    outcome_ok("s-e");
     const char *d[] = {"off", "0", "data", "ping", NULL};
     sin_add("rh-1", "s-e", d);
     sout_has b = {"rh-1", "s-e", "ping"};
@@ -1032,20 +982,9 @@ Test(stream, cluster_echo) {
             snprintf(id, sizeof id, "cl-%d", i);
     }
     cr_assert(id[0]);
-    echo_srv echo;
-    echo_start(&echo);
-    char svc[64], secret[65];
-    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
-    h_register(id, secret);
-    const char *extra[] = {"--tcp-service", svc, NULL};
-    h_house_start(id, secret, bport, up_url, extra);
-    cr_assert(h_wait_connected(id, 15000));
+    echo_house(id, bport, up_url, NULL);
     open_stream(id, "s-cl", "echo", NULL);
-    h_reply r;
-    outcome("s-cl", NULL, &r);
-    cr_assert_eq(r.status, 200, "status %d error %s msg %s", r.status, r.error ? r.error : "-",
-                 r.message ? r.message : "-");
-    h_reply_free(&r);
+    outcome_ok("s-cl");
     size_t n = 512u << 10;
     uint8_t *data = h_prandom(n, "stream-cluster");
     opener o = {
@@ -1070,13 +1009,7 @@ Test(stream, janitor_answers_opens_nobody_carries) {
     cr_assert(h_wait_reply("s-off", NULL, 30000, &r), "no outcome");
     h_assert_error_reply(&r, 504, "timeout");
     h_reply_free(&r);
-    redisReply *x = h_cmd("XRANGE gp:rep:s-off - +");
-    const redisReply *fv = x->element[0]->element[1];
-    int kind = 0;
-    for (size_t j = 0; j + 1 < fv->elements; j += 2)
-        kind += !strcmp(fv->element[j]->str, "kind") && !strcmp(fv->element[j + 1]->str, "stream");
-    cr_assert_eq(kind, 1, "the janitor's answer does not say kind stream");
-    freeReplyObject(x);
+    cr_assert_eq(outcome_kind_stream("s-off"), 1, "the janitor's answer does not say kind stream");
 }
 
 /* --- the whole system: ghostport connect, the bridge, the real house ------------------------ */
@@ -1098,14 +1031,7 @@ static int child_exited(void *ud) {
 Test(stream, ghostport_connect_through_the_bridge) {
     h_world w;
     h_world_up(&w, NULL, NULL, NULL);
-    echo_srv echo;
-    echo_start(&echo);
-    char svc[64], secret[65];
-    snprintf(svc, sizeof svc, "echo=127.0.0.1:%d", echo.port);
-    h_register("cli-1", secret);
-    const char *extra[] = {"--tcp-service", svc, NULL};
-    h_house_start("cli-1", secret, w.bridge_port, w.up_url, extra);
-    cr_assert(h_wait_connected("cli-1", 15000));
+    echo_house("cli-1", w.bridge_port, w.up_url, NULL);
 
     size_t n = 2u << 20;
     uint8_t *data = h_prandom(n, "stream-cli");
@@ -1155,11 +1081,9 @@ Test(stream, ghostport_connect_through_the_bridge) {
 /* Compressible sin bytes go to the house as zstd (GP_FLAG_ZSTD), and come out the same. */
 Test(stream, compressible_bytes_go_compressed) {
     h_world w;
-    h_world_up(&w, NULL, NULL, NULL);
-    char secret[65];
-    h_register("z-1", secret);
     fake h;
-    fake_up(&h, w.bridge_port, "z-1", secret, 2);
+    char secret[65];
+    fake_world(&w, NULL, &h, "z-1", secret, 2);
     open_ok(&h, "z-1", "s-z", NULL);
     size_t n = 65536;
     char *text = malloc(n + 1);

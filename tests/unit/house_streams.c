@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "../../house/streams.h"
+#include "../harness/sframe.h"
 #include "compress.h"
 #include "metrics.h"
 
@@ -350,13 +351,7 @@ static void s_open(const char *sid, const char *service, uint32_t window, uint32
 static void s_entry(const char *sid, uint8_t has, uint64_t off, uint64_t ack, const void *data,
                     size_t len, const char *rst) {
     gp_frame f;
-    gp_frame_init(&f, GP_FRAME_S_ENTRY, 0, 0);
-    f.u.s_entry.sid = gp_str_c(sid);
-    f.u.s_entry.has = has;
-    f.u.s_entry.off = off;
-    f.u.s_entry.ack = ack;
-    f.u.s_entry.rst = gp_str_c(rst);
-    f.u.s_entry.data = (gp_str){data, len};
+    h_s_entry(&f, sid, has, off, ack, (gp_str){data, len}, rst);
     /* through the codec, as the tunnel would hand it over */
     static uint8_t enc[(1 << 20) + 64];
     ssize_t n = gp_frame_encode(&f, enc, sizeof enc);
@@ -485,6 +480,20 @@ static const cap *open_wait(const char *sid, const char *service, uint32_t windo
     s_open(sid, service, window, idle);
     cr_assert(run_until(has_new_opened, 5000), "no S_OPENED for %s", sid);
     return opened(sid);
+}
+
+/* sid opened on service svc (window, idle_ms) with a 200, and the service's connection came. */
+static void open_connected(const char *sid, uint32_t window, uint32_t idle) {
+    cr_assert_eq(open_wait(sid, "svc", window, idle)->status, 200);
+    cr_assert(run_until(has_conn, 2000));
+}
+
+/* sout of sid holds exactly the len bytes at data. */
+static void expect_sout(const char *sid, const void *data, size_t len) {
+    sout v = view(sid);
+    cr_assert_eq(v.len, len, "sout has %zu of %zu", v.len, len);
+    cr_assert_eq(memcmp(v.b, data, len), 0, "sout's bytes differ");
+    free(v.b);
 }
 
 /* --- tests -------------------------------------------------------------------------------- */
@@ -655,10 +664,7 @@ Test(house_streams, data_both_ways_in_order_with_acks) {
         want_len = got + 1;
         run_until(sout_has_want, 2000);
     }
-    sout v = view(sid);
-    cr_assert_eq(v.len, total, "sout has %zu of %zu", v.len, total);
-    cr_assert_eq(memcmp(v.b, data, total), 0, "sout's bytes differ");
-    free(v.b);
+    expect_sout(sid, data, total);
     want_ack = total;
     cr_assert(run_until(sin_acked, 2000), "the house does not ack all of sin");
     cr_assert_eq(gp_metric_value(m.stream_bytes, "to_service"), total);
@@ -669,8 +675,7 @@ Test(house_streams, data_both_ways_in_order_with_acks) {
 Test(house_streams, compressible_data_goes_zstd) {
     S.mode = SVC_SINK;
     const char *sid = "z";
-    cr_assert_eq(open_wait(sid, "svc", 262144, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 262144, 60000);
     char text[30000];
     for (size_t i = 0; i < sizeof text; i++)
         text[i] = "the quick brown fox "[i % 20];
@@ -696,8 +701,7 @@ Test(house_streams, window_respected_until_acked) {
     S.mode = SVC_SINK;
     const char *sid = "win";
     uint32_t win = 65536;
-    cr_assert_eq(open_wait(sid, "svc", win, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, win, 60000);
     size_t total = 1 << 20;
     uint8_t *big = malloc(total);
     for (size_t i = 0; i < total; i++)
@@ -719,10 +723,7 @@ Test(house_streams, window_respected_until_acked) {
         want_len = sout_len(sid) + 1;
         run_until(sout_has_want, 2000);
     }
-    sout v = view(sid);
-    cr_assert_eq(v.len, total);
-    cr_assert_eq(memcmp(v.b, big, total), 0);
-    free(v.b);
+    expect_sout(sid, big, total);
     free(big);
 }
 
@@ -730,8 +731,7 @@ Test(house_streams, stalled_tunnel_stops_reading_at_the_window) {
     S.mode = SVC_SINK;
     const char *sid = "stall";
     uint32_t win = 65536;
-    cr_assert_eq(open_wait(sid, "svc", win, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, win, 60000);
     pulling = 0; /* the tunnel's socket is slow: nothing is pulled */
     size_t total = 1 << 20;
     uint8_t *big = calloc(1, total);
@@ -748,8 +748,7 @@ Test(house_streams, stalled_tunnel_stops_reading_at_the_window) {
 Test(house_streams, half_close_both_ways_then_clean_end) {
     S.mode = SVC_SINK;
     const char *sid = "hc";
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     /* the opener sends 5 bytes and its fin: the service reads them, then EOF */
     s_entry(sid, GP_SE_OFF | GP_SE_FIN, 0, 0, "hello", 5, NULL);
     cr_assert(run_until(svc_eof, 3000), "the service saw no EOF");
@@ -761,10 +760,7 @@ Test(house_streams, half_close_both_ways_then_clean_end) {
     s_write(&S.c[0], "world!", 6);
     s_shutdown(&S.c[0]);
     cr_assert(run_until(sout_fin, 3000), "no fin on sout");
-    sout v = view(sid);
-    cr_assert_eq(v.len, 6);
-    cr_assert_eq(memcmp(v.b, "world!", 6), 0);
-    free(v.b);
+    expect_sout(sid, "world!", 6);
     cr_assert_eq(hs_streams_open_count(st), 1, "over before the opener acked the fin");
     s_ack(sid, 6);
     cr_assert(run_until(no_open, 2000), "not over after both fins were acked");
@@ -789,8 +785,7 @@ Test(house_streams, half_close_both_ways_then_clean_end) {
 
 Test(house_streams, rst_from_opener_resets_the_service) {
     const char *sid = "r1";
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     s_entry(sid, 0, 0, 0, NULL, 0, "closed");
     cr_assert(run_until(svc_err, 3000), "the service saw no reset");
     cr_assert_eq(S.c[0].err, UV_ECONNRESET, "%s", uv_strerror(S.c[0].err));
@@ -802,8 +797,7 @@ Test(house_streams, rst_from_opener_resets_the_service) {
 Test(house_streams, rst_from_service_is_refused) {
     const char *sid = "r2";
     cur_sid = sid;
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     s_reset(&S.c[0]);
     cr_assert(run_until(has_rst, 3000), "no rst on sout");
     cr_assert_str_eq(rst_of(sid)->rst, "refused");
@@ -847,8 +841,7 @@ Test(house_streams, protocol_errors_reset_one_stream_only) {
 Test(house_streams, compressed_entry_from_the_bridge) {
     S.mode = SVC_SINK;
     const char *sid = "zin";
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     char text[8000];
     for (size_t i = 0; i < sizeof text; i++)
         text[i] = "abcdefgh"[i % 8];
@@ -884,8 +877,7 @@ static int acks_only(const char *sid) {
 Test(house_streams, idle_timeout_and_keepalives) {
     const char *sid = "idle";
     cur_sid = sid;
-    cr_assert_eq(open_wait(sid, "svc", 65536, 1000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 1000);
     uint64_t t0 = uv_now(&loop);
     cr_assert(run_until(has_rst, 3000), "no idle reset");
     uint64_t dt = uv_now(&loop) - t0;
@@ -915,8 +907,7 @@ Test(house_streams, tunnel_down_up_attach_and_resend_from_acked) {
     S.mode = SVC_SINK;
     const char *sid = "fo";
     cur_sid = sid;
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     /* 3 bytes in from the opener, 10000 out of the service, of which the opener acks 4000 */
     s_entry(sid, GP_SE_OFF, 0, 0, "abc", 3, NULL);
     uint8_t out[30000];
@@ -977,8 +968,7 @@ Test(house_streams, fin_resent_after_failover) {
     S.mode = SVC_SINK;
     const char *sid = "finfo";
     cur_sid = sid;
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     s_write(&S.c[0], "bye", 3);
     s_shutdown(&S.c[0]);
     cr_assert(run_until(sout_fin, 2000));
@@ -1007,8 +997,7 @@ Test(house_streams, grace_expiry) {
     remake(8, 300, 0);
     const char *sid = "gr";
     cur_sid = sid;
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     hs_streams_tunnel_down(st);
     uint64_t t0 = uv_now(&loop);
     cr_assert(run_until(svc_err, 3000), "the service connection outlived the grace");
@@ -1037,8 +1026,7 @@ Test(house_streams, frames_fit_a_small_max) {
     S.mode = SVC_SINK;
     const char *sid = "small";
     pull_max = 6000; /* entries are cut to fit it, not into crumbs */
-    cr_assert_eq(open_wait(sid, "svc", 65536, 60000)->status, 200);
-    cr_assert(run_until(has_conn, 2000));
+    open_connected(sid, 65536, 60000);
     static uint8_t r[50000];
     for (size_t i = 0; i < sizeof r; i++)
         r[i] = (uint8_t)((i * 2654435761u) >> 24);
