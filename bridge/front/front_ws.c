@@ -143,11 +143,7 @@ static void ws_send_rst(fr_ws *ws, const char *reason, const char *message) {
     gp_stream_entry e = {0};
     snprintf(e.rst, sizeof e.rst, "%s", reason);
     char msg[GP_STREAM_MESSAGE_MAX + 1];
-    size_t n = 0;
-    for (; message && message[n] && n < GP_STREAM_MESSAGE_MAX; n++)
-        msg[n] = message[n] >= 0x20 && message[n] <= 0x7e ? message[n] : '?';
-    msg[n] = '\0';
-    e.message = (gp_str){(const uint8_t *)msg, n};
+    e.message = (gp_str){(const uint8_t *)msg, gp_stream_printable(msg, sizeof msg, message)};
     if (ws_xadd(ws, &e, ws_noop, NULL) != 0)
         return;
     br_args a; /* over: the key stays a minute for late readers (STREAMS.md), then goes */
