@@ -9,7 +9,52 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+/* The monotonic clock in µs (latency samples). */
+static inline double bench_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* The binaries names[0..n) (n <= 4) of dir, another build for an A/B in the same run, as
+ * absolute paths into abs; exits naming env (the variable that gave dir) when one is missing. */
+static inline void bench_alt_bins(const char *dir, const char *env, const char *const *names, int n,
+                                  char abs[][PATH_MAX]) {
+    for (int i = 0; i < n; i++) {
+        char bin[PATH_MAX + 32];
+        snprintf(bin, sizeof bin, "%s/%s", dir, names[i]);
+        if (!realpath(bin, abs[i]) || access(abs[i], X_OK) != 0)
+            h_fatal("bench", 1, "%s: no %s", env, bin);
+    }
+}
+
+/* That build's bridge (an absolute path) on a ws port of its own (*port), the same Redis, at
+ * log-level warn (exits when it does not listen within 10 s). */
+static inline h_proc *bench_alt_bridge(const char *bridge, int *port_out) {
+    char ports[16];
+    int port = *port_out = h_free_port();
+    snprintf(ports, sizeof ports, "%d", port);
+    char *const argv[] = {(char *)bridge,
+                          "--allow-ws",
+                          "--bind",
+                          "127.0.0.1",
+                          "--listen",
+                          ports,
+                          "--redis",
+                          (char *)h_redis_url(),
+                          "--log-level",
+                          "warn",
+                          "--bridge-id",
+                          "bench-alt",
+                          NULL};
+    h_proc *b = h_spawn("bridge-alt", argv);
+    if (!h_wait_port(port, 10000))
+        h_fatal("bench", 1, "the alternative bridge did not start (see %s)", b->log);
+    return b;
+}
 
 /* Starts $BUILD/bench/httpd_tool on a free port (*port) answering size-byte bodies. NULL with
  * the reason in err when it is not built or did not start. */

@@ -24,23 +24,7 @@
 #define MAX_ROUNDS 16
 #define MAX_REQS 20000
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench front: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    h_stop_all();
-    exit(1);
-}
-
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+#define die(...) h_fatal("bench front", 1, __VA_ARGS__)
 
 /* --- the baseline: a producer on the Redis contract ---------------------------------------- */
 
@@ -51,7 +35,7 @@ static double producer_once(redisContext *c) {
     char id[48], reply[96];
     snprintf(id, sizeof id, "fb%d.%lu", (int)getpid(), g_seq++);
     snprintf(reply, sizeof reply, "gp:rep:fbench:%s", id);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     redisReply *r = redisCommand(c,
                                  "XADD gp:{" HOUSE "}:req MAXLEN ~ 10000 * id %s method GET "
                                  "path /x timeout_ms 10000 reply %s",
@@ -73,7 +57,7 @@ static double producer_once(redisContext *c) {
         }
         freeReplyObject(r);
     }
-    double t = now_us() - t0;
+    double t = bench_now_us() - t0;
     freeReplyObject(redisCommand(c, "DEL %s", reply));
     return t;
 }
@@ -95,7 +79,7 @@ static int http_connect(int port) {
 static double front_once(int fd) {
     static const char req[] = "GET /h/" HOUSE "/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     char buf[8192];
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1))
         die("write: %s", strerror(errno));
     size_t got = 0;
@@ -116,7 +100,7 @@ static double front_once(int fd) {
         if (got >= sizeof buf - 1)
             die("answer too big");
     }
-    return now_us() - t0;
+    return bench_now_us() - t0;
 }
 
 /* --- the driver ---------------------------------------------------------------------------- */

@@ -711,22 +711,11 @@ static void summarise(result (*res)[MAX_ROUNDS], int kase, int conc, int rounds)
 /* The ghostport_alt pair: ghostport-bridge and ghostport-house from dir, the bridge on a port
  * of its own, house HOUSE_ALT behind it with the same upstream, the same Redis. */
 static void start_alt(const char *dir, const char *upurl, pid_t *bpid, pid_t *hpid) {
-    char bin[2][PATH_MAX + 32], abs[2][PATH_MAX], ports[16], url[64], secret[65];
+    char abs[2][PATH_MAX], url[64], secret[65];
     const char *names[2] = {"ghostport-bridge", "ghostport-house"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(bin[i], sizeof bin[i], "%s/%s", dir, names[i]);
-        if (!realpath(bin[i], abs[i]) || access(abs[i], X_OK) != 0)
-            die("BENCH_REDIS_ALT_BIN_DIR: no %s", bin[i]);
-    }
-    int port = h_free_port();
-    snprintf(ports, sizeof ports, "%d", port);
-    char *const bargv[] = {abs[0],        "--allow-ws", "--bind",      "127.0.0.1",
-                           "--listen",    ports,        "--redis",     (char *)h_redis_url(),
-                           "--log-level", "warn",       "--bridge-id", "bench-alt",
-                           NULL};
-    h_proc *b = h_spawn("bridge-alt", bargv);
-    if (!h_wait_port(port, 10000))
-        die("the alternative bridge did not start (see %s)", b->log);
+    bench_alt_bins(dir, "BENCH_REDIS_ALT_BIN_DIR", names, 2, abs);
+    int port;
+    h_proc *b = bench_alt_bridge(abs[0], &port);
     h_register(HOUSE_ALT, secret);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
     char *const hargv[] = {abs[1], "--id",       HOUSE_ALT,     "--secret",    secret, "--bridge",

@@ -51,23 +51,7 @@ static const char *const path_name[NPATHS] = {"direct", "ssh_L", "ghostport", "g
 
 static uint8_t *g_pattern;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench streams: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    h_stop_all();
-    exit(1);
-}
-
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+#define die(...) h_fatal("bench streams", 1, __VA_ARGS__)
 
 static int read_full(int fd, void *b, size_t n) {
     uint8_t *p = b;
@@ -203,7 +187,7 @@ static int dial(int port) {
 static double upload(int fd, uint64_t n, const char *who) {
     uint8_t hdr[9] = {'U'};
     memcpy(hdr + 1, &n, 8);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (write_full(fd, hdr, sizeof hdr) != 0)
         die("%s: upload: %s", who, strerror(errno));
     for (uint64_t done = 0; done < n;) {
@@ -217,7 +201,7 @@ static double upload(int fd, uint64_t n, const char *who) {
     uint8_t k;
     if (read_full(fd, &k, 1) != 0 || k != 'K')
         die("%s: no receipt for the upload", who);
-    return (double)n / (now_us() - t0);
+    return (double)n / (bench_now_us() - t0);
 }
 
 /* Download of n bytes from the source: MB/s, from the request to the last byte. */
@@ -225,7 +209,7 @@ static double download(int fd, uint64_t n, const char *who) {
     static uint8_t buf[1u << 16];
     uint8_t hdr[9] = {'D'};
     memcpy(hdr + 1, &n, 8);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (write_full(fd, hdr, sizeof hdr) != 0)
         die("%s: download: %s", who, strerror(errno));
     for (uint64_t done = 0; done < n;) {
@@ -237,17 +221,17 @@ static double download(int fd, uint64_t n, const char *who) {
                 (unsigned long long)n);
         done += (uint64_t)r;
     }
-    return (double)n / (now_us() - t0);
+    return (double)n / (bench_now_us() - t0);
 }
 
 /* One echo round trip of ECHO_LEN bytes: microseconds. */
 static double echo_once(int fd, const char *who) {
     uint8_t msg[2 + ECHO_LEN] = {'E', ECHO_LEN}, back[ECHO_LEN];
     memset(msg + 2, 'e', ECHO_LEN);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (write_full(fd, msg, sizeof msg) != 0 || read_full(fd, back, sizeof back) != 0)
         die("%s: echo: %s", who, strerror(errno));
-    return now_us() - t0;
+    return bench_now_us() - t0;
 }
 
 /* --- ssh -L: a temporary sshd ------------------------------------------------------------- */
@@ -484,22 +468,11 @@ static int env_int(const char *name, int def, int lo, int hi);
 /* The ghostport_alt path: bridge, house HOUSE_ALT (service svc=...) and forward from dir. The
  * forward's port. */
 static int start_alt(const char *dir, const char *upurl, const char *tcpsvc) {
-    char bin[3][PATH_MAX + 32], abs[3][PATH_MAX], ports[16], url[64], secret[65];
+    char abs[3][PATH_MAX], url[64], secret[65];
     const char *names[3] = {"ghostport-bridge", "ghostport-house", "ghostport"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(bin[i], sizeof bin[i], "%s/%s", dir, names[i]);
-        if (!realpath(bin[i], abs[i]) || access(abs[i], X_OK) != 0)
-            die("BENCH_STREAMS_ALT_BIN_DIR: no %s", bin[i]);
-    }
-    int port = h_free_port();
-    snprintf(ports, sizeof ports, "%d", port);
-    char *const bargv[] = {abs[0],        "--allow-ws", "--bind",      "127.0.0.1",
-                           "--listen",    ports,        "--redis",     (char *)h_redis_url(),
-                           "--log-level", "warn",       "--bridge-id", "bench-alt",
-                           NULL};
-    h_proc *b = h_spawn("bridge-alt", bargv);
-    if (!h_wait_port(port, 10000))
-        die("the alternative bridge did not start (see %s)", b->log);
+    bench_alt_bins(dir, "BENCH_STREAMS_ALT_BIN_DIR", names, 3, abs);
+    int port;
+    h_proc *b = bench_alt_bridge(abs[0], &port);
     h_register(HOUSE_ALT, secret);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
     char *const hargv[] = {abs[1],         "--id",        HOUSE_ALT, "--secret",
