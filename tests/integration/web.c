@@ -8,6 +8,13 @@
  * output: <it-logs>/web.dashboard_in_chromium/dashboard.log (kept when the test fails); its final
  * screenshot is copied to <it-logs>/web-dashboard.png, kept when the test passes too.
  *
+ * And a house's web app through the bridge's HTTP front door (--http-listen 0 --http-public):
+ * the house's upstream is tests/web/app_server.js; curl gets its JSON API through the door, then
+ * tests/web/app.test.js opens http://127.0.0.1:<front>/h/<house>/ in chromium, where the page
+ * fetches that API, opens a WebSocket through the door (echo, then a counter the app pushes
+ * every 100 ms) and closes it; the app's and the bridge's logs must say the same. Its output:
+ * <it-logs>/web.house_web_app_through_the_front_door/app.log; screenshot <it-logs>/web-app.png.
+ *
  * Needs node, tests/web/node_modules (npm ci) and /usr/bin/chromium, which scripts/deps.sh
  * installs: when any is missing the test fails and says which, it never skips. */
 #include "../harness/harness.h"
@@ -50,6 +57,21 @@ static int copy_file(const char *from, const char *to) {
         ok = 0;
     free(data);
     return ok ? 0 : -1;
+}
+
+/* Fails the test, saying why, when node ended with exit code 127 (not found) or 2 (the
+ * browser cannot run). */
+static void assert_node_ran(h_proc *p, int code) {
+    cr_assert_neq(code, 127, "node did not run: is Node.js installed? (scripts/deps.sh; see %s)",
+                  p->log);
+    cr_assert_neq(code, 2,
+                  "the browser cannot run here (playwright-core from `npm ci` in tests/web, "
+                  "/usr/bin/chromium: scripts/deps.sh installs both; see %s)",
+                  p->log);
+}
+
+static int exit_code(const h_proc *p) {
+    return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : 128 + WTERMSIG(p->status);
 }
 
 Test(web, dashboard_in_chromium) {
@@ -143,13 +165,8 @@ Test(web, dashboard_in_chromium) {
         h_stop(node);
     cr_assert(done, "the browser test did not finish within %d s (see %s)", NODE_TIMEOUT_S,
               node->log);
-    int code = WIFEXITED(node->status) ? WEXITSTATUS(node->status) : 128 + WTERMSIG(node->status);
-    cr_assert_neq(code, 127, "node did not run: is Node.js installed? (scripts/deps.sh; see %s)",
-                  node->log);
-    cr_assert_neq(code, 2,
-                  "the browser cannot run here (playwright-core from `npm ci` in tests/web, "
-                  "/usr/bin/chromium: scripts/deps.sh installs both; see %s)",
-                  node->log);
+    int code = exit_code(node);
+    assert_node_ran(node, code);
     cr_assert_eq(code, 0, "the browser test failed with exit status %d (see %s)", code, node->log);
 
     cr_assert(access(g_stop_file, F_OK) == 0, "the browser test never asked to stop Redis");
@@ -159,6 +176,93 @@ Test(web, dashboard_in_chromium) {
     snprintf(shot, sizeof shot, "%s/dashboard.png", h_dir());
     snprintf(dir, sizeof dir, "%s", h_dir());
     snprintf(keep, sizeof keep, "%s/web-dashboard.png", dirname(dir));
+    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
+    printf("web: screenshot %s\n", keep);
+}
+
+#define APP_HOUSE "farm-app"
+#define APP_TEXT "Hello from the house's web app" /* tests/web/app_server.js's API */
+#define APP_TIMEOUT_S 90
+
+/* Issue 13's "done when": a user reaches a house's web app with curl and with a browser, its
+ * WebSocket ("live parts") included, through the front door and nothing else. */
+Test(web, house_web_app_through_the_front_door) {
+    h_redis_start(0);
+    int port;
+    h_proc *bridge = h_bridge_start(
+        0, &port, (const char *const[]){"--http-listen", "0", "--http-public", NULL}, 1);
+    int front = h_listen_port(bridge, "http");
+    cr_assert(front, "the bridge logged no front door port (see %s)", bridge->log);
+
+    /* The house's web app, on a free port. */
+    int app_port = h_free_port();
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", app_port);
+    char *const app_argv[] = {"node", "tests/web/app_server.js", ps, NULL};
+    h_proc *app = h_spawn("app_server", app_argv);
+    if (!h_wait_log(app, "app_server: listening on", 10000)) {
+        if (!h_alive(app))
+            assert_node_ran(app, exit_code(app));
+        cr_assert_fail("tests/web/app_server.js did not say it is listening (see %s)", app->log);
+    }
+    char app_url[64];
+    snprintf(app_url, sizeof app_url, "http://127.0.0.1:%d", app_port);
+
+    char secret[65];
+    h_register(APP_HOUSE, secret);
+    h_house_start(APP_HOUSE, secret, port, app_url, NULL);
+    cr_assert(h_wait_connected(APP_HOUSE, 15000), "house %s did not connect", APP_HOUSE);
+
+    /* curl: the app's API through the door. */
+    char api[128];
+    snprintf(api, sizeof api, "http://127.0.0.1:%d/h/" APP_HOUSE "/api/hello", front);
+    const char *const curl[] = {"/usr/bin/curl",  "-sS", "--max-time", "20", "-w",
+                                "\n%{http_code}", api,   NULL};
+    char *out = NULL, *err = NULL;
+    int rc = h_run(curl, 30000, &out, NULL, &err);
+    cr_assert_eq(rc, 0, "curl %s: exit %d: %s", api, rc, err ? err : "");
+    char *code = out ? strrchr(out, '\n') : NULL;
+    cr_assert(code && strcmp(code + 1, "200") == 0, "curl %s: not 200: %s", api, out ? out : "");
+    *code = '\0';
+    cr_assert(strstr(out, "\"text\":\"" APP_TEXT "\""), "curl %s: %s", api, out);
+    cr_assert(strstr(out, "\"path\":\"/api/hello\""), "the app saw another path: %s", out);
+    free(out);
+    free(err);
+
+    /* The browser: the page, its fetch, its WebSocket. */
+    char url[96], timeout[16];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/h/" APP_HOUSE "/", front);
+    snprintf(timeout, sizeof timeout, "%d", APP_TIMEOUT_S - 10);
+    setenv("GP_WEB_TIMEOUT_S", timeout, 1);
+    char *const argv[] = {"node", "tests/web/app.test.js", url, (char *)h_dir(), NULL};
+    h_proc *node = h_spawn("app", argv);
+    int done = h_wait(exited, node, APP_TIMEOUT_S * 1000);
+    if (!done)
+        h_stop(node);
+    cr_assert(done, "the browser test did not finish within %d s (see %s)", APP_TIMEOUT_S,
+              node->log);
+    int st = exit_code(node);
+    assert_node_ran(node, st);
+    cr_assert_eq(st, 0, "the browser test failed with exit status %d (see %s)", st, node->log);
+
+    /* What reached the app: the upgrade, through the door (X-Forwarded-For), on the page's
+     * path; the echo; the page's close. And the bridge closed the WebSocket cleanly. */
+    cr_assert(h_log_count(app, "app_server: upgrade /ws origin=http://127.0.0.1:") == 1 &&
+                  h_log_count(app, "xff=127.0.0.1") >= 3,
+              "the app did not see one WebSocket and the page's requests through the door "
+              "(see %s)",
+              app->log);
+    cr_assert(h_log_count(app, "app_server: ws message \"hello\"") == 1, "see %s", app->log);
+    cr_assert(h_wait_log(app, "app_server: ws closed (close 1000)", 10000),
+              "the page's close did not reach the app (see %s)", app->log);
+    cr_assert(h_wait_log(bridge, "event=http_websocket_closed", 10000),
+              "the bridge did not log the WebSocket's end (see %s)", bridge->log);
+    cr_assert_eq(h_log_count(bridge, "event=http_websocket_reset"), 0, "see %s", bridge->log);
+
+    char shot[PATH_MAX], dir[PATH_MAX], keep[PATH_MAX + 32];
+    snprintf(shot, sizeof shot, "%s/app.png", h_dir());
+    snprintf(dir, sizeof dir, "%s", h_dir());
+    snprintf(keep, sizeof keep, "%s/web-app.png", dirname(dir));
     cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
     printf("web: screenshot %s\n", keep);
 }

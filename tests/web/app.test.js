@@ -1,0 +1,186 @@
+// Browser test of a house's web app reached through the bridge's HTTP front door (README.md,
+// "The HTTP front door"), in Debian's headless chromium driven by playwright-core. Run by
+// tests/integration/web.c (house_web_app_through_the_front_door) against real processes: the
+// house's upstream is tests/web/app_server.js.
+//
+//   node tests/web/app.test.js URL OUTDIR
+//
+// URL: the app's page through the front door, http://127.0.0.1:P/h/<house>/ (the trailing
+// slash matters: the page's URLs are relative). The page must show, each within a bounded
+// wait: in #api the text of its JSON API (./api/hello, a fetch through the door), in #echo
+// "hello" (sent over a WebSocket to ./ws, through the door, and echoed by the app), in #live a
+// counter the app pushes every 100 ms over that socket, up to >= 5; then the page closes the
+// socket and must see the close handshake (#state "closed 1000"). No console errors, no page
+// errors. Screenshots to OUTDIR: app.png when done, fail.png on failure. Exit status 0 when
+// every step passed, 1 on a failed step (the step and why, and the page's text, on stderr), 2
+// when the browser cannot run (playwright-core or chromium missing, launch failed): never a
+// silent skip. Environment: GP_CHROMIUM (default /usr/bin/chromium), GP_WEB_TIMEOUT_S (whole
+// run, default 60). Same flags and conventions as dashboard.test.js.
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const API_TEXT = 'Hello from the house\'s web app'; // what tests/web/app_server.js answers
+const LIVE_MIN = 5;
+
+const [url, outDir] = process.argv.slice(2);
+if (!url || !outDir) {
+  console.error('usage: node app.test.js URL OUTDIR');
+  process.exit(2);
+}
+const CHROMIUM = process.env.GP_CHROMIUM || '/usr/bin/chromium';
+const TOTAL_S = Number(process.env.GP_WEB_TIMEOUT_S) || 60;
+// The flags this machine needs (closed network: no background connections, no QUIC).
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const t0 = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+function cannotRun(msg) {
+  console.error('FAIL (browser cannot run): ' + msg);
+  process.exit(2);
+}
+
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch (e) {
+  cannotRun('playwright-core is not installed in tests/web/node_modules: run `npm ci` in tests/web ' +
+    '(scripts/deps.sh does, `make test` runs it): ' + e.message);
+}
+if (!fs.existsSync(CHROMIUM))
+  cannotRun(CHROMIUM + ' not found: install Debian\'s chromium package (scripts/deps.sh does)');
+
+fs.mkdirSync(outDir, { recursive: true });
+const watchdog = setTimeout(() => {
+  console.error(`FAIL at step "${step}": the whole browser test took longer than ${TOTAL_S}s`);
+  process.exit(1);
+}, TOTAL_S * 1000);
+
+let step = 'start';
+let page = null;
+const pageErrors = [];
+const sockets = []; // what the browser itself saw of the page's WebSockets
+
+async function main() {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gp-web-profile-'));
+  let context;
+  step = 'launch chromium';
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000,
+      viewport: { width: 1024, height: 640 },
+    });
+  } catch (e) {
+    cannotRun(`${CHROMIUM} did not start: ${e.message.split('\n')[0]}`);
+  }
+  try {
+    await run(context);
+  } finally {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+// Waits until fn(arg) is truthy in the page; on timeout fails with `what` and what it saw.
+async function until(what, fn, arg, timeoutMs) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 50 });
+  } catch (e) {
+    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
+  }
+}
+const text = (id) => page.evaluate((i) => document.getElementById(i).textContent, id);
+
+async function run(context) {
+  page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(10000);
+  page.on('pageerror', (e) => pageErrors.push('page error: ' + e.message));
+  // Any console error counts here (the app loads nothing that may fail on purpose).
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push('console: ' + m.text());
+  });
+  page.on('websocket', (ws) => {
+    const s = { url: ws.url(), sent: 0, received: 0, closed: false, error: null };
+    sockets.push(s);
+    ws.on('framesent', () => s.sent++);
+    ws.on('framereceived', () => s.received++);
+    ws.on('socketerror', (e) => { s.error = String(e); });
+    ws.on('close', () => { s.closed = true; });
+  });
+
+  step = 'open the page through the front door';
+  log(`${step}: ${url}`);
+  const resp = await page.goto(url, { waitUntil: 'load', timeout: 15000 });
+  if (!resp || resp.status() !== 200)
+    throw new Error(`GET ${url}: status ${resp ? resp.status() : '(none)'}`);
+  if ((await page.title()) !== 'House web app') throw new Error('title: ' + (await page.title()));
+
+  step = '#api shows the API\'s text (fetch ./api/hello)';
+  log(step);
+  await until('#api says "' + API_TEXT + '"',
+    (want) => document.getElementById('api').textContent === want, API_TEXT, 15000);
+
+  step = '#echo shows "hello" (a WebSocket through the front door)';
+  log(step);
+  // A socket that failed or closed ends the wait at once (the page says so in #state).
+  await until('#echo says "hello"', () => document.getElementById('echo').textContent === 'hello' ||
+    /^(closed|error)/.test(document.getElementById('state').textContent), null, 15000);
+  if (await text('echo') !== 'hello')
+    throw new Error(`the socket ended before the echo: #state "${await text('state')}"`);
+  const wsUrl = await text('wsurl');
+  const want = new URL('ws', url);
+  want.protocol = want.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (wsUrl !== want.href) throw new Error(`the page's socket went to ${wsUrl}, want ${want.href}`);
+  log(`  socket: ${wsUrl}`);
+
+  step = `#live reaches ${LIVE_MIN} (pushed by the app every 100 ms)`;
+  log(step);
+  await until(`#live >= ${LIVE_MIN}`,
+    (min) => Number(document.getElementById('live').textContent) >= min ||
+      /^(closed|error)/.test(document.getElementById('state').textContent), LIVE_MIN, 15000);
+  if (await text('state') !== 'open')
+    throw new Error(`the socket ended at #live ${await text('live')}: #state "${await text('state')}"`);
+  const live1 = Number(await text('live'));
+  await until('#live still counting', (was) => Number(document.getElementById('live').textContent) > was,
+    live1, 5000);
+  log(`  live: ${await text('live')} (state ${await text('state')})`);
+  if (await text('state') !== 'open') throw new Error('socket state: ' + (await text('state')));
+  await page.screenshot({ path: path.join(outDir, 'app.png'), fullPage: true });
+
+  step = 'the page closes its socket: the close handshake comes back';
+  log(step);
+  await page.evaluate(() => window.app.close());
+  await until('#state says "closed 1000"',
+    () => document.getElementById('state').textContent === 'closed 1000', null, 10000);
+
+  step = 'what the browser saw';
+  if (sockets.length !== 1) throw new Error(`${sockets.length} WebSockets, want 1`);
+  const s = sockets[0];
+  log(`  frames sent ${s.sent}, received ${s.received}`);
+  if (s.error) throw new Error('socket error: ' + s.error);
+  if (s.received < LIVE_MIN + 1) throw new Error(`only ${s.received} frames received`);
+  if (pageErrors.length) throw new Error('errors in the page:\n  ' + pageErrors.join('\n  '));
+}
+
+main().then(() => {
+  clearTimeout(watchdog);
+  log('PASS');
+  process.exit(0);
+}, async (e) => {
+  console.error(`FAIL at step "${step}": ${e && e.message ? e.message : e}`);
+  if (pageErrors.length) console.error('  ' + pageErrors.join('\n  '));
+  if (sockets.length) console.error('  sockets: ' + JSON.stringify(sockets));
+  if (page) {
+    try {
+      const shot = path.join(outDir, 'fail.png');
+      await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
+      console.error('  screenshot: ' + shot);
+      console.error('  url: ' + page.url() + '\n  page text:\n' +
+        (await page.evaluate(() => document.body.innerText.slice(0, 1500))));
+    } catch (_) { /* the page is gone */ }
+  }
+  process.exit(1);
+});
