@@ -114,6 +114,8 @@ const char *gp_admin_status_text(int status) {
         return "Created";
     case 204:
         return "No Content";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:
@@ -145,7 +147,10 @@ const char *gp_admin_status_text(int status) {
     case 504:
         return "Gateway Timeout";
     default:
-        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }
 

@@ -10,6 +10,7 @@
 #include "front.h"
 #include "../log.h"
 #include "../store/rkeys.h"
+#include "../store/store_req.h"
 #include "adapters/uv_admin.h"
 #include "conf.h"
 #include "front_int.h"
@@ -481,9 +482,30 @@ void fr_enqueue(fr_req *rq) {
 /* The XADD's answer. Its reply is being read already (the read was sent with it, not after
  * it: one Redis round trip less a request); a refused XADD answers 503, and the read chain
  * ends at its next turn, finding the call answered. */
+int fr_add_args(const br_front *f, const char *house, char keys[2][GP_KEY_MAX], br_args *a) {
+    if (gp_key_house(keys[0], f->prefix, house) < 0 || gp_key_req(keys[1], f->prefix, house) < 0)
+        return -1;
+    br_args_str(a, keys[0]);
+    br_args_str(a, keys[1]);
+    return 0;
+}
+
+int fr_add(br_front *f, fr_req *rq, const br_args *a) {
+    return br_db_eval(f->cfg.db, &f->add, fr_on_xadd, rq, 2, a);
+}
+
 void fr_on_xadd(redisReply *r, void *ud) {
     fr_req *rq = ud;
-    if (!rq->f->stopping && (!r || r->type == REDIS_REPLY_ERROR)) {
+    if (!rq->f->stopping && r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        /* Not registered: nothing was written (GP_LUA_REQ_ADD_REGISTERED). */
+        if (rq->call && !rq->started) {
+            rq->status = 404;
+            char msg[160];
+            snprintf(msg, sizeof msg, "no house %s is registered", rq->house);
+            fr_error_reply(rq->f, rq->call, 404, "unknown_house", msg, NULL);
+            rq->call = NULL;
+        }
+    } else if (!rq->f->stopping && (!r || r->type == REDIS_REPLY_ERROR)) {
         br_logr(BR_LOG_WARN, "http_xadd_failed", "house=%s error=%s", rq->house,
                 r ? br_q(r->str, r->len) : "\"no answer\"");
         if (rq->call && !rq->started) {
@@ -606,16 +628,18 @@ static long long timeout_of(const br_front *f, const gp_http_request *req) {
 static int submit(br_front *f, fr_req *rq, const gp_http_request *req, const fr_route *rt,
                   long long timeout, const char *headers) {
     uint8_t rnd[16];
-    char id[33], reqkey[GP_KEY_MAX];
+    char id[33];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(id, sizeof id, rnd, sizeof rnd);
-    if (gp_key_req(reqkey, f->prefix, rt->house) < 0 || gp_key_reply(rq->key, f->prefix, id) < 0)
+    if (gp_key_reply(rq->key, f->prefix, id) < 0)
         return -1;
     br_args a;
     br_args_init(&a);
-    const char *fixed[] = {"XADD",    reqkey,  "MAXLEN", "~",         "10000", "*",
-                           "id",      id,      "method", req->method, "path",  rt->path,
-                           "headers", headers, "reply",  rq->key};
+    char keys[2][GP_KEY_MAX];
+    if (fr_add_args(f, rt->house, keys, &a) != 0)
+        return -1;
+    const char *fixed[] = {"id",     id,        "method", req->method, "path",
+                           rt->path, "headers", headers,  "reply",     rq->key};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         br_args_str(&a, fixed[i]);
     br_args_str(&a, "timeout_ms");
@@ -626,7 +650,7 @@ static int submit(br_front *f, fr_req *rq, const gp_http_request *req, const fr_
         br_args_str(&a, "service");
         br_args_str(&a, rt->service);
     }
-    return br_db_cmd(f->cfg.db, fr_on_xadd, rq, &a);
+    return fr_add(f, rq, &a);
 }
 
 static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud) {
@@ -649,6 +673,22 @@ static void on_request(gp_admin_call *call, const gp_http_request *req, void *ud
     if (authorize(f, call, req, &rt) != 0) {
         if (ws)
             fr_ws_count(f, "rejected");
+        fr_route_clear(&rt);
+        return;
+    }
+    if (rt.owned && !ws) {
+        /* /h/<house> without its slash: a browser would resolve the app's relative URLs against
+         * /h/ (other houses' names). Its root is /h/<house>/, as a web server redirects a
+         * directory (308: the method and body stay). The target holds no CR or LF (the
+         * parser's). */
+        const char *t = req->target, *q = strchr(t, '?');
+        size_t n = q ? (size_t)(q - t) : strlen(t);
+        char *loc = malloc(strlen(t) + 16);
+        if (loc)
+            snprintf(loc, strlen(t) + 16, "Location: %.*s/%s\r\n", (int)n, t, q ? q : "");
+        fr_error_reply(f, call, loc ? 308 : 503, loc ? "moved" : "unavailable",
+                       loc ? "the house's root ends with a slash" : "out of memory", loc);
+        free(loc);
         fr_route_clear(&rt);
         return;
     }
@@ -820,6 +860,7 @@ br_front *br_front_start(const br_front_cfg *cfg, char *err, size_t errlen) {
         goto fail;
     }
     f->cfg = *cfg;
+    f->add = (br_script){GP_LUA_REQ_ADD_REGISTERED, ""};
     if (has_token_file(cfg) && load_tokens(cfg->token_file, &f->tokens, err, errlen) != 0)
         goto fail;
     gp_admin_cfg ac = {.bind = cfg->bind,

@@ -66,6 +66,7 @@ struct br_front {
     unsigned nws_open; /* of them open (gp_bridge_http_websockets) */
     gp_metric *m_req, *m_auth, *m_inflight, *m_paused, *m_ws, *m_upgrades;
     uv_timer_t *sweep; /* closes idle readers; its own allocation, freed when libuv closed it */
+    br_script add;     /* store_req.h's GP_LUA_REQ_ADD_REGISTERED */
 };
 
 typedef struct fr_entry {
@@ -79,9 +80,16 @@ void fr_front_free(br_front *f);
  * lines, or NULL), counted. */
 void fr_error_reply(br_front *f, gp_admin_call *call, int status, const char *code, const char *msg,
                     const char *extra);
-void fr_req_done(fr_req *rq);  /* the read chain is over: the reader goes back to the pool */
-void fr_requeue(fr_req *rq);   /* its reader gives it up: back to the head of the queue */
-void fr_pump(br_front *f);     /* waiting requests to readers */
+void fr_req_done(fr_req *rq); /* the read chain is over: the reader goes back to the pool */
+void fr_requeue(fr_req *rq);  /* its reader gives it up: back to the head of the queue */
+void fr_pump(br_front *f);    /* waiting requests to readers */
+/* The args for fr_add: KEYS (the house's registry key and request stream, named into keys,
+ * which a borrows: the caller's, alive until the command is sent) first, then the caller
+ * appends the entry's fields. -1: a key does not fit. */
+int fr_add_args(const br_front *f, const char *house, char keys[2][GP_KEY_MAX], br_args *a);
+/* XADDs the entry in a (from fr_add_args) if the house is registered; rq's answer: 404
+ * unknown_house, 503 when Redis did not take it (fr_on_xadd). -1 when not sent. */
+int fr_add(br_front *f, fr_req *rq, const br_args *a);
 int fr_issue_read(fr_req *rq); /* the next XREAD of rq's key (-1: back in the queue) */
 /* XREAD of rq->key from rq->last, block capped at half the Redis timeout (-1: back in the
  * queue); fr_issue_read's and fr_ws_issue_read's one command. */

@@ -752,17 +752,18 @@ static char *ws_head(const br_front *f, const gp_http_request *req, const fr_rou
 /* The open entry of the stream, on the house's request stream. */
 static int ws_submit(br_front *f, fr_req *rq, const fr_route *rt, long long timeout) {
     fr_ws *ws = rq->ws;
-    char reqkey[GP_KEY_MAX], svc[FR_SERVICE_MAX + 8];
-    if (gp_key_req(reqkey, f->prefix, rt->house) < 0 ||
-        gp_key_reply(rq->key, f->prefix, ws->sid) < 0 ||
+    char svc[FR_SERVICE_MAX + 8];
+    if (gp_key_reply(rq->key, f->prefix, ws->sid) < 0 ||
         gp_key_sin(ws->kin, f->prefix, rt->house, ws->sid) < 0 ||
         gp_key_sout(ws->kout, f->prefix, rt->house, ws->sid) < 0)
         return -1;
     snprintf(svc, sizeof svc, "http:%s", rt->service);
     br_args a;
     br_args_init(&a);
-    const char *fixed[] = {"XADD",   reqkey, "MAXLEN", "~",       "10000", "*",     "kind",
-                           "stream", "id",   ws->sid,  "service", svc,     "reply", rq->key};
+    char keys[2][GP_KEY_MAX];
+    if (fr_add_args(f, rt->house, keys, &a) != 0)
+        return -1;
+    const char *fixed[] = {"kind", "stream", "id", ws->sid, "service", svc, "reply", rq->key};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         br_args_str(&a, fixed[i]);
     br_args_str(&a, "window");
@@ -771,7 +772,7 @@ static int ws_submit(br_front *f, fr_req *rq, const fr_route *rt, long long time
     br_args_u64(&a, GP_STREAM_IDLE_DEFAULT);
     br_args_str(&a, "timeout_ms");
     br_args_u64(&a, (uint64_t)timeout);
-    return br_db_cmd(f->cfg.db, fr_on_xadd, rq, &a);
+    return fr_add(f, rq, &a);
 }
 
 /* An Upgrade request that passed the route and token checks. */

@@ -17,6 +17,15 @@
     "return redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],\n"              \
     "  'STREAMS', KEYS[2], ARGV[5])\n"
 
+/* The front door's XADD of a request (or a stream's open) on a house's request stream, only
+ * when the house is registered: an HTTP client, who may name any house, must not make Redis
+ * keys for ids no one registered (a producer on the contract can: its ACL says where). KEYS:
+ * house, req. ARGV: the entry's fields. Returns the entry's id, or 0 when the house is not
+ * registered (nothing written). */
+#define GP_LUA_REQ_ADD_REGISTERED                                                                  \
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"                                    \
+    "return redis.call('XADD', KEYS[2], 'MAXLEN', '~', '10000', '*', unpack(ARGV))\n"
+
 /* The house's recent requests (bridge/admin/ADMIN.md) are kept by the acknowledgement: same slot,
  * no extra round trip. ARGV[4] is the entry's JSON line, ARGV[5] how many to keep (0: none).
  * The list expires a week after the house's last request, so request streams of ids that

@@ -218,7 +218,24 @@ Test(front, house_nobody_holds_gets_the_janitors_504) {
     cr_assert_eq(r.status, 504, "%s", r.headers);
     cr_assert_str_eq(h_json_str(r.body, "error"), "timeout", "%s", r.body);
     resp_free(&r);
+    /* /h/<house> without its slash: 308 to /h/<house>/ (the query kept), so that a browser
+     * resolves the app's relative URLs under the house */
+    curl(&r, P, "/h/farm-1?q=2", NULL);
+    cr_assert_eq(r.status, 308, "%s", r.headers);
+    cr_assert(strcasestr(r.headers, "\nLocation: /h/farm-1/?q=2\r\n"), "%s", r.headers);
+    resp_free(&r);
+    curl(&r, P, "/h/farm-1@alt", NULL);
+    cr_assert_eq(r.status, 308, "%s", r.headers);
+    cr_assert(strcasestr(r.headers, "\nLocation: /h/farm-1@alt/\r\n"), "%s", r.headers);
+    resp_free(&r);
+    /* an id no one registered: 404 at once, and no key of it is made in Redis */
+    curl(&r, P, "/h/nobody-here/echo", t);
+    cr_assert_eq(r.status, 404, "%s", r.headers);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "unknown_house", "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(h_int("EXISTS gp:{nobody-here}:req"), 0, "a key for an unregistered house");
     /* Redis refuses the XADD (the stream key holds a string): 503 at once, JSON */
+    h_register("broken", secret);
     h_int("SET gp:{broken}:req not-a-stream");
     curl(&r, P, "/h/broken/echo", NULL);
     cr_assert_eq(r.status, 503, "%s", r.headers);
@@ -1078,12 +1095,14 @@ Test(front, websocket_refusals) {
         cr_assert(strcasestr(head, "content-type: application/json"), "%s", head);
         ws_expect_error(fd, head, cases[i].error, cases[i].says);
     }
-    /* a house nobody holds: the 504 of a request, JSON */
+    /* a house nobody holds: the 504 of a request, JSON; one no one registered: 404 */
     char secret[65];
     h_register("ghost", secret);
     char head[2048];
     int fd = ws_open("/h/ghost@ws/chat", "X-Gp-Timeout-Ms: 300\r\n", 504, head, sizeof head);
     ws_expect_error(fd, head, "timeout", NULL);
+    fd = ws_open("/h/nobody-here@ws/chat", NULL, 404, head, sizeof head);
+    ws_expect_error(fd, head, "unknown_house", NULL);
     char *m = h_scrape(admin);
     cr_assert_eq(h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"refused\"}") +
                      h_metric(m, "gp_bridge_http_upgrades_total{outcome=\"timeout\"}"),
