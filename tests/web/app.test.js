@@ -19,8 +19,8 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
+const { cannotRun, loadChromium, withBrowser } = require('./browser');
 
 const API_TEXT = 'Hello from the house\'s web app'; // what tests/web/app_server.js answers
 const LIVE_MIN = 5;
@@ -30,28 +30,11 @@ if (!url || !outDir) {
   console.error('usage: node app.test.js URL OUTDIR');
   process.exit(2);
 }
-const CHROMIUM = process.env.GP_CHROMIUM || '/usr/bin/chromium';
 const TOTAL_S = Number(process.env.GP_WEB_TIMEOUT_S) || 60;
-// The flags this machine needs (closed network: no background connections, no QUIC).
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const t0 = Date.now();
 const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
-function cannotRun(msg) {
-  console.error('FAIL (browser cannot run): ' + msg);
-  process.exit(2);
-}
-
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch (e) {
-  cannotRun('playwright-core is not installed in tests/web/node_modules: run `npm ci` in tests/web ' +
-    '(scripts/deps.sh does, `make test` runs it): ' + e.message);
-}
-if (!fs.existsSync(CHROMIUM))
-  cannotRun(CHROMIUM + ' not found: install Debian\'s chromium package (scripts/deps.sh does)');
+const chromium = loadChromium();
 
 fs.mkdirSync(outDir, { recursive: true });
 const watchdog = setTimeout(() => {
@@ -65,23 +48,8 @@ const pageErrors = [];
 const sockets = []; // what the browser itself saw of the page's WebSockets
 
 async function main() {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gp-web-profile-'));
-  let context;
   step = 'launch chromium';
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000,
-      viewport: { width: 1024, height: 640 },
-    });
-  } catch (e) {
-    cannotRun(`${CHROMIUM} did not start: ${e.message.split('\n')[0]}`);
-  }
-  try {
-    await run(context);
-  } finally {
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  await withBrowser(chromium, { width: 1024, height: 640 }, run);
 }
 
 // Waits until fn(arg) is truthy in the page; on timeout fails with `what` and what it saw.

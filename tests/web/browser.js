@@ -1,0 +1,54 @@
+// browser.js — what the browser tests (dashboard.test.js, app.test.js) share: Debian's headless
+// chromium through playwright-core with the flags this machine needs, the exit status 2 when
+// the browser cannot run (never a silent skip), and a throw-away profile per run.
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const CHROMIUM = process.env.GP_CHROMIUM || '/usr/bin/chromium';
+// The flags this machine needs (closed network: no background connections, no QUIC).
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+function cannotRun(msg) {
+  console.error('FAIL (browser cannot run): ' + msg);
+  process.exit(2);
+}
+
+// playwright-core's chromium, once checked that both are here.
+function loadChromium() {
+  let chromium;
+  try {
+    ({ chromium } = require('playwright-core'));
+  } catch (e) {
+    cannotRun('playwright-core is not installed in tests/web/node_modules: run `npm ci` in tests/web ' +
+      '(scripts/deps.sh does, `make test` runs it): ' + e.message);
+  }
+  if (!fs.existsSync(CHROMIUM))
+    cannotRun(CHROMIUM + ' not found: install Debian\'s chromium package (scripts/deps.sh does)');
+  return chromium;
+}
+
+// Runs run(context) in a fresh chromium with a viewport {width, height}; the profile is removed
+// and the browser closed whatever run does.
+async function withBrowser(chromium, viewport, run) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'gp-web-profile-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000, viewport,
+    });
+  } catch (e) {
+    cannotRun(`${CHROMIUM} did not start: ${e.message.split('\n')[0]}`);
+  }
+  try {
+    await run(context);
+  } finally {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+module.exports = { CHROMIUM, FLAGS, cannotRun, loadChromium, withBrowser };
