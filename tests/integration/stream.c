@@ -262,6 +262,24 @@ static void expect_sout_rst(const char *house, const char *sid, const char *want
     free(rst);
 }
 
+/* A stream key that should come to hold an entry `rst <reason>`. */
+typedef struct key_rst {
+    const char *key, *reason;
+} key_rst;
+static int has_rst(void *ud) {
+    const key_rst *k = ud;
+    redisReply *r = h_cmd("XRANGE %s - +", k->key);
+    int found = 0;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !found; i++) {
+        const redisReply *kv = r->element[i]->element[1];
+        for (size_t j = 0; j + 1 < kv->elements; j += 2)
+            found |= strcmp(kv->element[j]->str, "rst") == 0 &&
+                     strcmp(kv->element[j + 1]->str, k->reason) == 0;
+    }
+    freeReplyObject(r);
+    return found;
+}
+
 typedef struct key_len {
     const char *key;
     long long want;
@@ -570,20 +588,6 @@ Test(stream, clean_close_expires_both_keys) {
  * (S_ATTACH): the new bridge reads sin from the start (only what the house has not
  * acknowledged is there), skips what sout already holds when the house sends it again, and
  * trims by the acks it learns. */
-/* sout (key ud) holds an entry `rst window`. */
-static int sout_has_rst_window(void *ud) {
-    redisReply *r = h_cmd("XRANGE %s - +", (const char *)ud);
-    int found = 0;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !found; i++) {
-        const redisReply *kv = r->element[i]->element[1];
-        for (size_t j = 0; j + 1 < kv->elements; j += 2)
-            found |= strcmp(kv->element[j]->str, "rst") == 0 &&
-                     strcmp(kv->element[j + 1]->str, "window") == 0;
-    }
-    freeReplyObject(r);
-    return found;
-}
-
 Test(stream, takeover_by_attach) {
     h_world w;
     fake h;
@@ -636,7 +640,8 @@ Test(stream, takeover_by_attach) {
     memset(big, 'w', 4097);
     big[4097] = '\0';
     fake_entry(&h, "s-t", GP_SE_OFF, 8, 0, big, NULL);
-    cr_assert(h_wait(sout_has_rst_window, outk, 10000), "no rst window past the attached window");
+    key_rst rw = {outk, "window"};
+    cr_assert(h_wait(has_rst, &rw, 10000), "no rst window past the attached window");
     fake_down(&h);
 }
 
@@ -939,25 +944,8 @@ Test(stream, real_house_refuses_unknown_services_and_resets_on_malformed_entries
     sin_add("rh-1", "s-e", bad);
     char outk[256];
     sout_key(outk, "rh-1", "s-e");
-    uint64_t end = h_now_ms() + 10000;
-    char *m = NULL;
-    for (;;) {
-        redisReply *x = h_cmd("XRANGE %s - +", outk);
-        for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i < x->elements && !m; i++) {
-            const redisReply *fv = x->element[i]->element[1];
-            for (size_t j = 0; j + 1 < fv->elements; j += 2)
-                if (!strcmp(fv->element[j]->str, "rst") &&
-                    !strcmp(fv->element[j + 1]->str, "malformed"))
-                    m = strdup("malformed");
-        }
-        freeReplyObject(x);
-        if (m || h_now_ms() > end)
-            break;
-        struct timespec ts = {0, 20 * 1000000};
-        nanosleep(&ts, NULL);
-    }
-    cr_assert(m, "no rst malformed on sout");
-    free(m);
+    key_rst rm = {outk, "malformed"};
+    cr_assert(h_wait(has_rst, &rm, 10000), "no rst malformed on sout");
     cr_assert(h_wait_log(house, "sid=s-e", 10000));
     cr_assert(h_wait_log(w.bridge, "event=stream_reset", 5000));
     cr_assert(h_wait_connected("rh-1", 1000), "the house lost its connection");
