@@ -193,7 +193,9 @@ typedef struct pump {
     sent_ent *ents;  /* data entries on sin not yet trimmed, in order */
     size_t ents_head, ents_len, ents_cap;
     char last_ack_id[48]; /* our previous ack-only entry (deleted when the next is written) */
-    int wake[2];          /* reader -> writer: stop polling the input */
+    char read_ctl[READ_COUNT][48]; /* the house's ack-only sout entries just read (reader) */
+    size_t nread_ctl;
+    int wake[2]; /* reader -> writer: stop polling the input */
 } pump;
 
 static void pump_fail(pump *p, int code, const char *fmt, ...)
@@ -257,13 +259,13 @@ static int xadd_entry(pump *p, br_rc *rc, const gp_stream_entry *e, char *id_out
     return ok ? 0 : -1;
 }
 
-/* XDEL kin ids... (best effort: what is not deleted expires with the key). */
-static void xdel(pump *p, br_rc *rc, char (*ids)[48], size_t n) {
+/* XDEL key ids... (best effort: what is not deleted expires with the key). */
+static void xdel(br_rc *rc, const char *key, char (*ids)[48], size_t n) {
     if (n == 0)
         return;
     const char *av[2 + XDEL_BATCH];
     av[0] = "XDEL";
-    av[1] = p->kin;
+    av[1] = key;
     for (size_t i = 0; i < n; i++)
         av[2 + i] = ids[i];
     redisReply *r = br_rc_cmdv(rc, (int)(2 + n), av, NULL);
@@ -561,6 +563,8 @@ static int take_entry(pump *p, const redisReply *ent) {
     if (e.has_ack || e.has_win)
         pthread_cond_broadcast(&p->cv); /* credit */
     pthread_mutex_unlock(&p->mu);
+    if (!e.has_off && p->nread_ctl < READ_COUNT) /* read, it can go (STREAMS.md) */
+        memcpy(p->read_ctl[p->nread_ctl++], id, strlen(id) + 1);
     if (take > 0 && write_out(p, e.data.p + skip, take) != 0) {
         int en = errno;
         pthread_mutex_lock(&p->mu);
@@ -598,7 +602,7 @@ static int write_ack(pump *p, int flush) {
     snprintf(p->last_ack_id, sizeof p->last_ack_id, "%s", id);
     pthread_mutex_unlock(&p->mu);
     if (prev[0][0])
-        xdel(p, p->rr, prev, 1); /* superseded by the new one */
+        xdel(p->rr, p->kin, prev, 1); /* superseded by the new one */
     return 0;
 }
 
@@ -635,8 +639,10 @@ static int housekeeping(pump *p, size_t got) {
         pthread_mutex_unlock(&p->mu);
         if (ntrim == 0)
             break;
-        xdel(p, p->rr, ids, ntrim);
+        xdel(p->rr, p->kin, ids, ntrim);
     }
+    xdel(p->rr, p->kout, p->read_ctl, p->nread_ctl); /* an idle stream's sout holds nothing */
+    p->nread_ctl = 0;
     if (write_ack(p, caught_up) != 0)
         return 1;
     /* The idle clock only when sout had nothing new: after a long write to a full output,

@@ -413,8 +413,9 @@ static void ws_trim(fr_ws *ws) {
 
 static void ws_switched(fr_ws *ws, const uint8_t *p, size_t n);
 
-/* One sout entry. 0 on, 1 the stream is over. */
-static int ws_take(fr_ws *ws, const redisReply *fv) {
+/* One sout entry; *control: it holds only `ack`/`win` (read, it can go: STREAMS.md). 0 on, 1
+ * the stream is over. */
+static int ws_take(fr_ws *ws, const redisReply *fv, int *control) {
     gp_stream_field fl[GP_STREAM_FIELDS_MAX];
     char err[160];
     if (fv->type != REDIS_REPLY_ARRAY || fv->elements % 2 != 0 ||
@@ -438,6 +439,7 @@ static int ws_take(fr_ws *ws, const redisReply *fv) {
         ws_reset(ws, GP_SR_MALFORMED, "malformed", err);
         return 1;
     }
+    *control = !e.has_off && !e.rst[0];
     size_t skip = 0, take = 0;
     int rc = gp_stream_apply(&ws->s, uv_now(ws->f->cfg.loop), &e, &skip, &take);
     if (ws->s.reset == GP_SR_PEER) {
@@ -626,6 +628,10 @@ void fr_ws_on_read(fr_req *rq, redisReply *r) {
         es = r->element[0]->element[1];
     else if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_ARRAY)
         ws_reset(ws, GP_SR_LOCAL, "closed", "unexpected XREAD reply");
+    br_args del; /* the house's ack-only entries we read: an idle stream's sout holds none */
+    br_args_init(&del);
+    br_args_str(&del, "XDEL");
+    br_args_str(&del, ws->kout);
     for (size_t i = 0; es && i < es->elements && !ws->over; i++) {
         const redisReply *en = es->element[i];
         got++;
@@ -635,8 +641,17 @@ void fr_ws_on_read(fr_req *rq, redisReply *r) {
             break;
         }
         snprintf(rq->last, sizeof rq->last, "%s", en->element[0]->str);
-        ws_take(ws, en->element[1]);
+        int control = 0;
+        if (ws_take(ws, en->element[1], &control) == 0 && control) {
+            br_args_str(&del, en->element[0]->str);
+            if (del.n == BR_ARGS_MAX) {
+                (void)br_db_cmd(rq->f->cfg.db, ws_noop, NULL, &del);
+                del.n = 2;
+            }
+        }
     }
+    if (del.n > 2)
+        (void)br_db_cmd(rq->f->cfg.db, ws_noop, NULL, &del);
     if (!ws->over)
         ws_after(ws, got);
     if (ws->over) {

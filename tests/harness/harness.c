@@ -943,6 +943,21 @@ long long h_int(const char *fmt, ...) {
     return v;
 }
 
+int h_stream_keys(const char *house, long long *entries, long long *bytes) {
+    int found = 0;
+    *entries = *bytes = 0;
+    for (int dir = 0; dir < 2; dir++) {
+        redisReply *r = h_cmd("KEYS gp:{%s}:%s:*", house, dir ? "sout" : "sin");
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+            found++;
+            *entries += h_int("XLEN %s", r->element[i]->str);
+            *bytes += h_int("MEMORY USAGE %s SAMPLES 0", r->element[i]->str);
+        }
+        freeReplyObject(r);
+    }
+    return found;
+}
+
 static int house_state(const char *house) {
     char key[256];
     snprintf(key, sizeof key, "gp:{%s}:state", house);

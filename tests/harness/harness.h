@@ -117,6 +117,9 @@ redisReply *h_cmd(const char *fmt, ...);
 /* Binary-safe argv command; NULL reply fails the test. Caller frees. */
 redisReply *h_cmdv(int argc, const char **argv, const size_t *lens);
 long long h_int(const char *fmt, ...); /* integer reply, or -1 for nil/other */
+/* The byte keys of house's TCP streams (gp:{house}:sin:* and :sout:*, proto/STREAMS.md): how
+ * many there are, the entries they hold and their MEMORY USAGE in bytes. One server only. */
+int h_stream_keys(const char *house, long long *entries, long long *bytes);
 
 /* --- Ghost Port processes --------------------------------------------------------------- */
 /* Starts the bridge with --allow-ws --bind 127.0.0.1 --listen PORT --redis URL, plus extra

@@ -1020,6 +1020,13 @@ static void ws_echo_once(const char *path) {
  * path routed and X-Forwarded-For added, a text message, a 1 MiB binary one intact (sent
  * while its echo comes back), a ping, then the close handshake and the connection's end; the
  * metrics count it and show none open after. */
+/* For h_wait: farm-1's one stream holds no entry in Redis (the front door deletes the house's
+ * ack-only entries it read from sout, the bridge those of sin: STREAMS.md). */
+static int ws_keys_empty(void *ud) {
+    long long entries, bytes, *cost = ud;
+    return h_stream_keys("farm-1", &entries, &bytes) == 2 && entries == 0 && (*cost = bytes, 1);
+}
+
 Test(front, websocket_echo_through_the_front_door) {
     ws_world(NULL, 1);
     int admin = h_admin_port(W.bridge);
@@ -1045,6 +1052,9 @@ Test(front, websocket_echo_through_the_front_door) {
     cr_assert(memcmp(got, big, n) == 0, "the 1 MiB message came back changed");
     free(got);
     free(big);
+    long long cost = 0;
+    cr_assert(h_wait(ws_keys_empty, &cost, 10000), "an idle WebSocket's stream keeps entries");
+    cr_assert_lt(cost, 2048, "an idle WebSocket's stream keys cost %lld bytes", cost);
 
     ws_send(fd, 9, (const uint8_t *)"ping", 4);
     cr_assert_eq(ws_recv(fd, &got, &n), 10, "a pong");

@@ -1066,6 +1066,69 @@ Test(stream, ghostport_connect_through_the_bridge) {
     free(data);
 }
 
+/* For h_wait: house's two byte keys (its only stream's) exist and hold no entry, and the
+ * clock is past not_before. What they hold and cost is left in the struct for the message. */
+typedef struct idle_keys {
+    const char *house;
+    uint64_t not_before;
+    int found;
+    long long entries, bytes;
+} idle_keys;
+
+static int stream_keys_empty(void *ud) {
+    idle_keys *k = ud;
+    k->found = h_stream_keys(k->house, &k->entries, &k->bytes);
+    return h_now_ms() >= k->not_before && k->found == 2 && k->entries == 0;
+}
+
+static void echo_through(int fd, const char *msg) {
+    size_t n = strlen(msg);
+    char back[64] = "";
+    cr_assert(n < sizeof back && send(fd, msg, n, 0) == (ssize_t)n, "send");
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (size_t got = 0; got < n;) {
+        ssize_t r = recv(fd, back + got, n - got, 0);
+        cr_assert(r > 0, "recv: %zd after %zu of %zu bytes of the echo", r, got, n);
+        got += (size_t)r;
+    }
+    cr_assert_str_eq(back, msg);
+}
+
+/* An open stream with nothing to say holds no entry in Redis: each side deletes the ack-only
+ * entries it read (STREAMS.md, "Credit window"), the bridge sin's, `ghostport forward` sout's,
+ * also across keep-alives (every 500 ms each way at --idle 1500). Its two keys then cost under
+ * 2 KiB (a stream key with one entry: over 4 KiB). */
+Test(stream, an_idle_stream_holds_no_entry_in_redis) {
+    h_world w;
+    h_world_up(&w, NULL, NULL, NULL);
+    echo_house("idle-1", w.bridge_port, w.up_url, NULL);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    const char *argv[] = {h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec,
+                          "idle-1",           "echo",    "--idle",      "1500",    NULL};
+    h_proc *fw = h_spawn("forward", (char *const *)argv);
+    char line[64]; /* not h_wait_port: its connection would be a stream of its own */
+    snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
+    cr_assert(h_wait_log(fw, line, 10000), "ghostport forward did not listen (see %s)", fw->log);
+    int fd = h_dial(port);
+    cr_assert(fd >= 0);
+    echo_through(fd, "hello, idle stream");
+    idle_keys k = {.house = "idle-1"};
+    cr_assert(h_wait(stream_keys_empty, &k, 10000),
+              "%d byte keys, %lld entries left in them (%lld bytes)", k.found, k.entries, k.bytes);
+    cr_assert_lt(k.bytes, 2048, "an idle stream's keys cost %lld bytes", k.bytes);
+    k.not_before = h_now_ms() + 2000; /* four keep-alives each way later */
+    cr_assert(h_wait(stream_keys_empty, &k, 10000),
+              "after keep-alives: %d byte keys, %lld entries left in them (%lld bytes)", k.found,
+              k.entries, k.bytes);
+    echo_through(fd, "still open");
+    close(fd);
+    cr_assert(h_wait_log(w.bridge, "event=stream_closed", 10000));
+    h_stop(fw);
+}
+
 /* Compressible sin bytes go to the house as zstd (GP_FLAG_ZSTD), and come out the same. */
 Test(stream, compressible_bytes_go_compressed) {
     h_world w;
