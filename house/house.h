@@ -136,9 +136,9 @@ struct hs_house {
     void *exec_ud;
     hs_upstream *upstream; /* NULL when exec is not upstream.c's */
     hs_tunnel *tunnel;
-    /* An lws client context shared by the houses of a process (hs_ws_context_new; its owner
-     * destroys it after stopping them); NULL: the house's ws transport makes its own. */
-    struct lws_context *ws_ctx;
+    /* TLS client settings shared by the houses of a process (hs_ws_shared_new; its owner frees
+     * them after the houses); NULL: the house's ws transport makes its own. */
+    struct hs_ws_shared *ws_shared;
     /* Compression state shared by the houses of a process (hs_zstate_new; its owner frees it
      * after them); NULL: the tunnel makes its own with its first compressed body. */
     hs_zstate *zs;
@@ -228,7 +228,7 @@ void hs_tunnel_dial(hs_tunnel *t);
 void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *retransmits,
                     uint64_t *fec_repaired);
 void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and transports */
-void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: completes lws teardown */
+void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: what is left goes */
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */
 
 /* --- compression state (zstate.c) ------------------------------------------------------- */
@@ -241,17 +241,12 @@ hs_zstate *hs_zstate_ready(hs_zstate *shared, hs_zstate **own, int compress);
 struct gp_zctx *hs_zstate_zctx(const hs_zstate *z);
 uint8_t *hs_zstate_buf(const hs_zstate *z, size_t *cap); /* the output buffer and its size */
 
-/* A client context for hs_house.ws_ctx on loop (tr_ws.c); NULL (logged) on failure. lws
- * NULLs *pcontext once a foreign-loop teardown is complete. flags: HS_WS_SMALL_RX. */
-enum {
-    /* Each connection's receive buffer is 4 KiB instead of a body chunk (68 KiB, mostly
-     * untouched but a few pages resident each): for many mostly idle houses in one process.
-     * Frames are reassembled by the tunnel either way. */
-    HS_WS_SMALL_RX = 1,
-};
-struct lws_context;
-struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
-                                      struct lws_context **pcontext);
+/* TLS client settings (the CA file's certificates, or the system's) for hs_house.ws_shared
+ * (tr_ws.c); NULL (logged) on failure. A ws connection holds no receive buffer of its own,
+ * so many mostly idle houses in one process cost little. */
+struct hs_ws_shared;
+struct hs_ws_shared *hs_ws_shared_new(const char *ca_file);
+void hs_ws_shared_free(struct hs_ws_shared *s); /* NULL ok */
 
 /* --- admin port and metrics (admin.c) --------------------------------------------------- */
 

@@ -615,7 +615,7 @@ int main(int argc, char **argv) {
         rc = 0;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
+    /* What is left once libuv has closed the handles (hs_tunnel_final), then a last turn. */
     if (h->tunnel)
         hs_tunnel_final(h->tunnel);
     hs_upstream_stop(h->upstream);

@@ -1,227 +1,731 @@
-/* tr_ws.c — the house's ws:// and wss:// transport (transport.h): a libwebsockets client on
- * the house's libuv loop, in an lws context of its own or in one shared by the houses of a
- * process (hs_house.ws_ctx, hs_ws_context_new). It owns its context (when not shared), the wsi,
- * TLS options (--ca-file, --insecure), the WebSocket close handshake and lws's log; the frames
- * it carries and what they mean are the tunnel core's (tunnel.c). Received binary messages
- * go up as a byte stream (a frame may span messages); writes pull one frame per WRITEABLE.
- * I/O side. */
+/* tr_ws.c — the house's ws:// and wss:// transport (transport.h): a TCP connection on the
+ * house's libuv loop, TLS by OpenSSL through memory BIOs, the WebSocket upgrade and framing by
+ * proto/wsframe.c. It owns the socket, the TLS session and its options (--ca-file,
+ * --insecure), the WebSocket close handshake; the frames it carries and what they mean are the
+ * tunnel core's (tunnel.c). Received binary messages go up as a byte stream (a frame may span
+ * messages); frames are pulled from the core while less than WQ_HIGH bytes wait in the
+ * socket's write queue, each masked in place (the core leaves HS_OUT_PRE bytes of headroom
+ * for the header).
+ *
+ * Why not libwebsockets' client, as before: Debian bookworm's 4.1 takes every received byte
+ * through a state machine call (80% of the house's CPU while a TCP stream uploads, under perf)
+ * and cannot dial a raw connection with TLS to frame ourselves. Here the payload of a frame
+ * is handed up in place, reads go through one buffer for the whole process (none a
+ * connection), and an idle TLS session keeps no buffers (SSL_MODE_RELEASE_BUFFERS). The
+ * bridge's side is libwebsockets' server, unchanged. I/O side. */
 #include "house.h"
 #include "transport.h"
+#include "wsframe.h"
 
-#include <libwebsockets.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SUBPROTOCOL "ghostport.v1"
-#define CLOSE_FLUSH_S 2      /* seconds lws may take to flush a GOAWAY before it kills */
-#define HANDSHAKE_S (15 + 5) /* lws's own timeout: the core's 15 s deadline fires first */
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define CLOSE_FLUSH_MS 2000  /* our close sent: how long the bridge has to answer it */
+#define WQ_HIGH (256u << 10) /* stop pulling frames while the socket holds this much */
+#define WQ_LOW (64u << 10)   /* ... and pull again below this */
+#define RD_CHUNK (64u << 10)
 
-_Static_assert(LWS_PRE <= HS_OUT_PRE, "the core's headroom fits lws's");
+_Static_assert(GP_WS_HDR_MAX <= HS_OUT_PRE, "a client frame's header fits the core's headroom");
 
-typedef struct tr_ws {
-    hs_transport base; /* first: the callback finds us from it */
+/* The TLS client settings the houses of a process share (hs_ws_shared_new). */
+struct hs_ws_shared {
+    SSL_CTX *ctx;
+};
+
+typedef struct tr_ws tr_ws;
+
+/* One connection. Its own allocation: libuv may still call back for it after the transport
+ * moved on (a new dial) or was freed; it goes once all its handles are closed. */
+typedef struct ws_conn {
+    tr_ws *w; /* NULL once it is over (detached) */
+    uv_getaddrinfo_t gai;
+    uv_connect_t con;
+    uv_tcp_t sock;
+    uv_idle_t kick;   /* pull frames from the loop */
+    uv_timer_t timer; /* the close handshake's bound */
+    int refs;         /* handles not closed yet and a resolve in flight: freed at 0 */
+    int sock_open;    /* sock is initialised and not closing */
+    struct addrinfo *ai, *ai_next;
+    gp_ws_url url;
+    SSL *ssl;
+    BIO *rbio, *wbio;
+    int tls_done; /* TLS handshake complete (or no TLS) */
+    int open;     /* upgraded: frames flow */
+    int over;
+    size_t wq; /* bytes in libuv's write queue */
+    char accept[32];
+    uint8_t *head; /* the answer to the upgrade so far */
+    size_t head_len;
+    gp_ws_rx rx;
+    int close_sent, peer_closed;
+} ws_conn;
+
+struct tr_ws {
+    hs_transport base; /* first */
     hs_house *h;
-    struct lws_context *ctx;
-    int shared;  /* ctx is hs_house.ws_ctx: its owner destroys it */
-    int stopped; /* shared: our connection was told to go (once) */
-    struct lws *wsi;
-    int active;  /* a connection of ours is under way: dialled, its end not reported yet */
-    int open;    /* established */
-    int closing; /* close asked: flush what the core gives, then close */
+    uv_loop_t *loop;
+    struct hs_ws_shared *shared; /* the process's, or own (made at the first wss://) */
+    struct hs_ws_shared own;
+    ws_conn *c;  /* the current connection, NULL between them */
+    int closing; /* close asked: flush what the core gives, then our close frame */
     int tls;
-} tr_ws;
+};
 
-/* Our wsi carries us as its opaque user data (from the connect info); in a context of our
- * own, the context's user data says it too (before lws has copied the former). */
-static tr_ws *of_wsi(struct lws *wsi) {
-    tr_ws *w = lws_get_opaque_user_data(wsi);
-    return w ? w : lws_context_user(lws_get_context(wsi));
+/* Reads are consumed before the read callback returns: one buffer serves every connection
+ * of the process (one loop, one thread). */
+static uint8_t g_rd[RD_CHUNK], g_plain[RD_CHUNK];
+
+static void conn_end(ws_conn *c, const char *why);
+static void pump_out(ws_conn *c);
+static void on_kick(uv_idle_t *k);
+
+/* Frames are pulled from the loop, not from inside whatever called us. */
+static void kick(ws_conn *c) {
+    uv_idle_start(&c->kick, on_kick);
 }
 
-static void ended(tr_ws *w, const char *why) {
-    w->active = w->open = w->closing = 0;
-    w->wsi = NULL;
-    w->base.up->on_closed(w->base.up->ud, &w->base, why);
+/* --- TLS ------------------------------------------------------------------------------------ */
+
+static SSL_CTX *ctx_new(const char *ca_file, char *err, size_t errlen) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "TLS: cannot make a client context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int ok = ca_file && *ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                                 : SSL_CTX_set_default_verify_paths(ctx);
+    if (!ok) {
+        char e[160];
+        ERR_error_string_n(ERR_get_error(), e, sizeof e);
+        ERR_clear_error();
+        snprintf(err, errlen, "TLS: cannot load %s: %s",
+                 ca_file && *ca_file ? ca_file : "the system's CA certificates", e);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
 }
 
-static int on_writeable(tr_ws *w, struct lws *wsi) {
-    const hs_transport_up *up = w->base.up;
-    hs_out *o = up->pull(up->ud, &w->base, SIZE_MAX);
-    if (o) {
-        int n = lws_write(wsi, o->buf + HS_OUT_PRE, o->len, LWS_WRITE_BINARY);
-        int short_write = n < (int)o->len;
-        up->sent(up->ud, &w->base, o, !short_write);
-        if (short_write) {
-            up->on_reason(up->ud, &w->base, "write_failed", 1);
+struct hs_ws_shared *hs_ws_shared_new(const char *ca_file) {
+    struct hs_ws_shared *s = calloc(1, sizeof *s);
+    char err[300];
+    if (!s || !(s->ctx = ctx_new(ca_file, err, sizeof err))) {
+        hs_log(HS_LOG_ERROR, "tls_init_failed", "err=%s", hs_qs(s ? err : "out of memory"));
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void hs_ws_shared_free(struct hs_ws_shared *s) {
+    if (!s)
+        return;
+    SSL_CTX_free(s->ctx);
+    free(s);
+}
+
+/* Why the TLS handshake failed, in words that say what to do. */
+static void tls_why(ws_conn *c, char *why, size_t n) {
+    long v = SSL_get_verify_result(c->ssl);
+    unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (v != X509_V_OK)
+        snprintf(why, n,
+                 "TLS: the bridge's certificate is not trusted: %s (--ca-file names the CA "
+                 "that signed it)",
+                 X509_verify_cert_error_string(v));
+    else if (e)
+        snprintf(why, n, "TLS handshake failed: %s", ERR_reason_error_string(e));
+    else
+        snprintf(why, n, "TLS handshake failed: the connection closed");
+}
+
+static int tls_start(tr_ws *w, ws_conn *c) {
+    char err[300];
+    if (!w->shared) {
+        if (!(w->own.ctx = ctx_new(w->h->cfg.ca_file, err, sizeof err))) {
+            conn_end(c, err);
             return -1;
         }
-    } else {
-        up->sent(up->ud, &w->base, NULL, 1);
+        w->shared = &w->own;
     }
-    int more = up->pending(up->ud, &w->base);
-    if (w->closing && !more) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+    c->ssl = SSL_new(w->shared->ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) {
+        BIO_free(c->rbio), BIO_free(c->wbio);
+        c->rbio = c->wbio = NULL;
+        conn_end(c, "out_of_memory");
         return -1;
     }
-    if (more)
-        lws_callback_on_writable(wsi);
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_connect_state(c->ssl);
+    if (!c->url.ipv6 && strspn(c->url.host, "0123456789.") != strlen(c->url.host))
+        SSL_set_tlsext_host_name(c->ssl, c->url.host); /* SNI: names only */
+    if (w->h->cfg.insecure)
+        SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
+    else if (c->url.ipv6 || strspn(c->url.host, "0123456789.") == strlen(c->url.host))
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->url.host);
+    else
+        SSL_set1_host(c->ssl, c->url.host);
     return 0;
 }
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len) {
-    tr_ws *w = of_wsi(wsi);
-    /* A late callback of an older connection must not touch the current one. */
-    int ours = w && w->active && (!w->wsi || wsi == w->wsi);
-    const hs_transport_up *up = w ? w->base.up : NULL;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (ours) {
-            char why[160];
-            snprintf(why, sizeof why, "%s", in ? (const char *)in : "connect_failed");
-            ended(w, why);
-        }
-        return 0;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (ours && !w->open) {
-            w->wsi = wsi;
-            w->open = 1;
-            up->on_open(up->ud, &w->base);
-        }
-        return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (!ours)
+/* --- bytes on the wire ------------------------------------------------------------------------ */
+
+typedef struct wreq {
+    uv_write_t req;
+    ws_conn *c;
+    size_t len;
+    uint8_t data[];
+} wreq;
+
+static void on_written(uv_write_t *req, int status) {
+    wreq *r = (wreq *)req;
+    ws_conn *c = r->c;
+    c->wq -= r->len;
+    free(r);
+    if (c->over)
+        return;
+    if (status < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "write_failed: %s", uv_strerror(status));
+        conn_end(c, why);
+        return;
+    }
+    if (c->close_sent && c->peer_closed && c->wq == 0) {
+        conn_end(c, "closed"); /* our answer to the bridge's close is out */
+        return;
+    }
+    if (c->open && c->wq < WQ_LOW && c->w)
+        kick(c);
+}
+
+/* n bytes to the socket: written now if the socket takes them, else copied and queued. */
+static int wire_write(ws_conn *c, const uint8_t *p, size_t n) {
+    if (c->wq == 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        int k = uv_try_write((uv_stream_t *)&c->sock, &b, 1);
+        if (k == (int)n)
             return 0;
-        if (!lws_frame_is_binary(wsi))
-            up->on_error(up->ud, &w->base, "text_message");
-        else
-            up->on_bytes(up->ud, &w->base, in, len);
-        return 0;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return ours ? on_writeable(w, wsi) : 0;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (ours) {
-            unsigned code = len >= 2 ? ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1] : 0;
-            char why[64];
-            snprintf(why, sizeof why, "peer_closed code=%u", code);
-            up->on_reason(up->ud, &w->base, why, 0);
+        if (k < 0 && k != UV_EAGAIN) {
+            char why[96];
+            snprintf(why, sizeof why, "write_failed: %s", uv_strerror(k));
+            conn_end(c, why);
+            return -1;
         }
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        if (ours)
-            ended(w, "closed");
-        return 0;
-    case LWS_CALLBACK_WSI_DESTROY:
-        /* A wsi killed while still connecting (the core's handshake deadline) gets neither of
-         * the above: this is the one callback every wsi ends with. */
-        if (ours && wsi == w->wsi)
-            ended(w, "closed");
-        return 0;
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
+        if (k > 0)
+            p += k, n -= (size_t)k;
+    }
+    wreq *r = malloc(sizeof *r + n);
+    if (!r) {
+        conn_end(c, "out_of_memory");
+        return -1;
+    }
+    r->c = c;
+    r->len = n;
+    memcpy(r->data, p, n);
+    uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)n);
+    int rc = uv_write(&r->req, (uv_stream_t *)&c->sock, &b, 1, on_written);
+    if (rc < 0) {
+        free(r);
+        conn_end(c, "write_failed");
+        return -1;
+    }
+    c->wq += n;
+    return 0;
+}
+
+/* What TLS has to send, to the socket. */
+static int tls_flush(ws_conn *c) {
+    int n;
+    while ((n = BIO_read(c->wbio, g_rd, sizeof g_rd)) > 0)
+        if (wire_write(c, g_rd, (size_t)n) != 0)
+            return -1;
+    return 0;
+}
+
+/* Plain bytes of the connection out (through TLS when there is TLS). */
+static int out(ws_conn *c, const uint8_t *p, size_t n) {
+    if (!c->ssl)
+        return wire_write(c, p, n);
+    while (n) {
+        int k = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        if (k <= 0) { /* memory BIOs take everything: this is a broken session */
+            char why[200];
+            tls_why(c, why, sizeof why);
+            conn_end(c, why);
+            return -1;
+        }
+        p += k, n -= (size_t)k;
+    }
+    return tls_flush(c);
+}
+
+/* One client frame of n payload bytes at p, which has GP_WS_HDR_MAX bytes of headroom before
+ * it: masked in place, header in front, out. */
+static int write_frame(ws_conn *c, unsigned opcode, uint8_t *p, size_t n) {
+    uint8_t mask[4], hdr[GP_WS_HDR_MAX];
+    randombytes_buf(mask, sizeof mask);
+    size_t hl = gp_ws_client_header(hdr, opcode, n, mask);
+    gp_ws_mask(p, n, mask);
+    memcpy(p - hl, hdr, hl);
+    return out(c, p - hl, n + hl);
+}
+
+static int write_control(ws_conn *c, unsigned opcode, const uint8_t *p, size_t n) {
+    uint8_t buf[GP_WS_HDR_MAX + GP_WS_CTL_MAX];
+    memcpy(buf + GP_WS_HDR_MAX, p, n);
+    return write_frame(c, opcode, buf + GP_WS_HDR_MAX, n);
+}
+
+static void on_close_timeout(uv_timer_t *t) {
+    conn_end(t->data, "closed"); /* the bridge did not answer our close: we go anyway */
+}
+
+/* Our close frame (code 1000, or the bridge's echoed). The bridge answers it and closes. */
+static void send_close(ws_conn *c, unsigned code) {
+    uint8_t b[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    c->close_sent = 1;
+    if (write_control(c, GP_WS_CLOSE, b, code ? 2 : 0) != 0)
+        return;
+    if (c->peer_closed && c->wq == 0)
+        conn_end(c, "closed");
+    else if (!c->peer_closed)
+        uv_timer_start(&c->timer, on_close_timeout, CLOSE_FLUSH_MS, 0);
+}
+
+/* --- frames out: pulled from the core -------------------------------------------------------- */
+
+static void pump_out(ws_conn *c) {
+    tr_ws *w = c->w;
+    if (!w || c->over || !c->open || c->close_sent)
+        return;
+    const hs_transport_up *up = w->base.up;
+    while (c->wq < WQ_HIGH) {
+        hs_out *o = up->pull(up->ud, &w->base, SIZE_MAX);
+        if (o) {
+            int failed = write_frame(c, GP_WS_BINARY, o->buf + HS_OUT_PRE, o->len) != 0;
+            up->sent(up->ud, &w->base, o, !failed);
+            if (failed || c->over)
+                return;
+        } else {
+            up->sent(up->ud, &w->base, NULL, 1);
+        }
+        if (c->over || c->w != w)
+            return;
+        int more = up->pending(up->ud, &w->base);
+        if (w->closing && !more) {
+            send_close(c, 1000);
+            return;
+        }
+        if (!more)
+            return;
+        if (!o) { /* something waits that cannot go yet: look again next loop turn */
+            kick(c);
+            return;
+        }
     }
 }
 
-static const struct lws_protocols protocols[] = {
-    {SUBPROTOCOL, callback, 0, GP_BODY_CHUNK + 4096, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-static const struct lws_protocols protocols_small_rx[] = {
-    /* HS_WS_SMALL_RX */
-    {SUBPROTOCOL, callback, 0, 4096 + GP_FRAME_HEADER_LEN, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
+static void on_kick(uv_idle_t *k) {
+    ws_conn *c = k->data;
+    uv_idle_stop(k);
+    pump_out(c);
+}
+
+/* --- frames in ---------------------------------------------------------------------------------
+ */
+
+static int rx_data(void *ud, unsigned opcode, const uint8_t *p, size_t n) {
+    ws_conn *c = ud;
+    const hs_transport_up *up = c->w->base.up;
+    if (opcode != GP_WS_BINARY) {
+        up->on_error(up->ud, &c->w->base, "text_message");
+        return 1; /* the core closes (a GOAWAY first): read nothing more */
+    }
+    up->on_bytes(up->ud, &c->w->base, p, n);
+    return c->over || !c->w ? 1 : 0;
+}
+
+static int rx_control(void *ud, unsigned opcode, const uint8_t *p, size_t n) {
+    ws_conn *c = ud;
+    if (opcode == GP_WS_PING)
+        return write_control(c, GP_WS_PONG, p, n) != 0;
+    if (opcode != GP_WS_CLOSE)
+        return 0;
+    unsigned code = n >= 2 ? (unsigned)p[0] << 8 | p[1] : 0;
+    char why[64];
+    snprintf(why, sizeof why, "peer_closed code=%u", code);
+    c->w->base.up->on_reason(c->w->base.up->ud, &c->w->base, why, 0);
+    c->peer_closed = 1;
+    if (c->close_sent)
+        conn_end(c, "closed"); /* the answer to ours */
+    else
+        send_close(c, code && code != 1005 ? code : 1000);
+    return 1;
+}
+
+/* The answer to the upgrade, possibly with frames after it. 1 upgraded (*used bytes were the
+ * head), 0 more to come, -1 refused (c ended). */
+static int rx_head(ws_conn *c, const uint8_t *p, size_t n, size_t *used) {
+    if (!c->head && !(c->head = malloc(GP_WS_HEAD_MAX))) {
+        conn_end(c, "out_of_memory");
+        return -1;
+    }
+    size_t room = GP_WS_HEAD_MAX - c->head_len, take = n < room ? n : room;
+    memcpy(c->head + c->head_len, p, take);
+    size_t end = gp_ws_head_end(c->head, c->head_len + take);
+    if (!end) {
+        c->head_len += take;
+        *used = take;
+        if (c->head_len < GP_WS_HEAD_MAX)
+            return 0;
+        conn_end(c, "the bridge's answer to the WebSocket upgrade is too long");
+        return -1;
+    }
+    *used = end - c->head_len;
+    int status;
+    char why[200];
+    int rc = gp_ws_handshake_check((const char *)c->head, end, c->accept, SUBPROTOCOL, &status, why,
+                                   sizeof why);
+    free(c->head);
+    c->head = NULL;
+    if (rc != 0) {
+        conn_end(c, why);
+        return -1;
+    }
+    return 1;
+}
+
+/* Plain bytes from the bridge. 0 on, -1 the connection is over. */
+static int plain_in(ws_conn *c, const uint8_t *p, size_t n) {
+    tr_ws *w = c->w;
+    if (!c->open) {
+        size_t used = 0;
+        int rc = rx_head(c, p, n, &used);
+        if (rc <= 0)
+            return rc;
+        c->open = 1;
+        gp_ws_rx_init(&c->rx);
+        w->base.up->on_open(w->base.up->ud, &w->base);
+        if (c->over || c->w != w)
+            return -1;
+        p += used, n -= used;
+    }
+    if (n == 0 || c->peer_closed)
+        return 0;
+    gp_ws_rx_cb cb = {.ud = c, .on_data = rx_data, .on_control = rx_control};
+    const char *why = NULL;
+    int rc = gp_ws_rx_feed(&c->rx, p, n, &cb, &why);
+    if (rc == GP_WS_PROTOCOL_ERROR) {
+        char m[160];
+        snprintf(m, sizeof m, "websocket_protocol_error: %s", why);
+        conn_end(c, m);
+        return -1;
+    }
+    return c->over ? -1 : 0;
+}
+
+static int send_upgrade(ws_conn *c) {
+    uint8_t nonce[16], sha[20];
+    char key[32], keyed[32 + sizeof WS_GUID], req[1024], host[300];
+    randombytes_buf(nonce, sizeof nonce);
+    sodium_bin2base64(key, sizeof key, nonce, sizeof nonce, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(keyed, sizeof keyed, "%s%s", key, WS_GUID);
+    SHA1((const unsigned char *)keyed, strlen(keyed), sha);
+    sodium_bin2base64(c->accept, sizeof c->accept, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(host, sizeof host, c->url.ipv6 ? "[%s]:%d" : "%s:%d", c->url.host, c->url.port);
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Protocol: " SUBPROTOCOL "\r\n\r\n",
+                     c->url.path, host, key);
+    if (n < 0 || (size_t)n >= sizeof req) {
+        conn_end(c, "the bridge URL's path is too long");
+        return -1;
+    }
+    return out(c, (const uint8_t *)req, (size_t)n);
+}
+
+/* TLS: the handshake, then what it decrypts. 0 on, -1 over. */
+static int tls_in(ws_conn *c) {
+    if (!c->tls_done) {
+        int r = SSL_do_handshake(c->ssl);
+        if (tls_flush(c) != 0)
+            return -1;
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            char why[200];
+            tls_why(c, why, sizeof why);
+            conn_end(c, why);
+            return -1;
+        }
+        c->tls_done = 1;
+        if (send_upgrade(c) != 0)
+            return -1;
+    }
+    for (;;) {
+        int k = SSL_read(c->ssl, g_plain, sizeof g_plain);
+        if (k > 0) {
+            if (plain_in(c, g_plain, (size_t)k) != 0)
+                return -1;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, k);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            conn_end(c, "closed");
+            return -1;
+        }
+        char why[200];
+        tls_why(c, why, sizeof why);
+        conn_end(c, why);
+        return -1;
+    }
+    return tls_flush(c); /* what reading produced (a key update's answer) */
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+    (void)h, (void)hint;
+    *b = uv_buf_init((char *)g_rd, sizeof g_rd);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    ws_conn *c = s->data;
+    if (c->over || n == 0)
+        return;
+    if (n < 0) {
+        if (n != UV_EOF)
+            conn_end(c, uv_strerror((int)n));
+        else if (!c->open)
+            conn_end(c, c->tls_done ? "the bridge closed the connection before the upgrade"
+                                    : "the connection closed during the TLS handshake");
+        else
+            conn_end(c, "closed");
+        return;
+    }
+    if (!c->ssl) {
+        plain_in(c, (const uint8_t *)b->base, (size_t)n);
+        return;
+    }
+    if (BIO_write(c->rbio, b->base, (int)n) != (int)n) {
+        conn_end(c, "out_of_memory");
+        return;
+    }
+    tls_in(c);
+}
+
+/* --- connecting ---------------------------------------------------------------------------- */
+
+static void conn_unref(ws_conn *c) {
+    if (--c->refs > 0)
+        return;
+    if (c->ai)
+        uv_freeaddrinfo(c->ai);
+    SSL_free(c->ssl); /* and its BIOs */
+    free(c->head);
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    conn_unref(h->data);
+}
+
+static void try_connect(ws_conn *c);
+
+static void on_sock_closed_retry(uv_handle_t *h) {
+    ws_conn *c = h->data;
+    if (!c->over)
+        try_connect(c);
+    conn_unref(c);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+    ws_conn *c = req->data;
+    if (c->over)
+        return;
+    if (status < 0) {
+        if (c->ai_next) { /* the name's next address, once this socket is closed */
+            c->sock_open = 0;
+            uv_close((uv_handle_t *)&c->sock, on_sock_closed_retry);
+            return;
+        }
+        char why[300];
+        snprintf(why, sizeof why, "cannot connect to %s port %d: %s", c->url.host, c->url.port,
+                 uv_strerror(status));
+        conn_end(c, why);
+        return;
+    }
+    uv_tcp_nodelay(&c->sock, 1);
+    if (uv_read_start((uv_stream_t *)&c->sock, on_alloc, on_read) != 0) {
+        conn_end(c, "read_failed");
+        return;
+    }
+    if (c->url.tls) {
+        if (tls_start(c->w, c) == 0)
+            tls_in(c); /* the ClientHello */
+    } else {
+        c->tls_done = 1;
+        send_upgrade(c);
+    }
+}
+
+static void try_connect(ws_conn *c) {
+    struct addrinfo *a = c->ai_next;
+    c->ai_next = a->ai_next;
+    uv_tcp_init(c->w->loop, &c->sock);
+    c->sock.data = c;
+    c->sock_open = 1;
+    c->refs++;
+    c->con.data = c;
+    int rc = uv_tcp_connect(&c->con, &c->sock, a->ai_addr, on_connect);
+    if (rc < 0) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot connect to %s port %d: %s", c->url.host, c->url.port,
+                 uv_strerror(rc));
+        conn_end(c, why);
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    ws_conn *c = req->data;
+    c->ai = res;
+    if (!c->over && (status < 0 || !res)) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", c->url.host, uv_strerror(status));
+        conn_end(c, why);
+    } else if (!c->over) {
+        c->ai_next = res;
+        try_connect(c);
+    }
+    conn_unref(c); /* the resolve's reference */
+}
+
+/* --- the end of a connection ---------------------------------------------------------------- */
+
+/* The connection is over: its handles close, the core hears why (once). */
+static void conn_end(ws_conn *c, const char *why) {
+    if (c->over)
+        return;
+    c->over = 1;
+    tr_ws *w = c->w;
+    c->w = NULL;
+    uv_close((uv_handle_t *)&c->kick, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->sock_open) {
+        c->sock_open = 0;
+        uv_close((uv_handle_t *)&c->sock, on_handle_closed);
+    }
+    if (w && w->c == c) {
+        w->c = NULL;
+        w->closing = 0;
+        w->base.up->on_closed(w->base.up->ud, &w->base, why);
+    }
+}
+
+/* --- the transport's operations --------------------------------------------------------------- */
 
 static int ws_dial(hs_transport *t, const char *url) {
     tr_ws *w = (tr_ws *)t;
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", url);
-    const char *prot = NULL, *ads = NULL, *path = NULL;
-    int port = 0;
-    if (lws_parse_uri(buf, &prot, &ads, &port, &path) || !ads || !*ads)
+    gp_ws_url u;
+    if (gp_ws_url_parse(url, &u) != 0)
         return HS_TR_BAD_URL;
-    int tls = strcmp(prot, "wss") == 0;
-    char fullpath[400], host[300];
-    snprintf(fullpath, sizeof fullpath, "/%s", path ? path : "");
-    snprintf(host, sizeof host, "%s:%d", ads, port);
-
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof i);
-    i.context = w->ctx;
-    i.address = ads;
-    i.port = port;
-    i.path = fullpath;
-    i.host = host;
-    i.origin = host;
-    i.protocol = SUBPROTOCOL;
-    i.local_protocol_name = SUBPROTOCOL;
-    i.opaque_user_data = w;
-    if (tls) {
-        i.ssl_connection = LCCSCF_USE_SSL;
-        if (w->h->cfg.insecure)
-            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                                LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-    }
-    w->tls = tls;
-    w->wsi = NULL;
-    w->open = w->closing = 0;
-    if (t->up->on_dialing(t->up->ud, t, tls) != 0)
-        return -1;
-    w->active = 1;
-    struct lws *c = lws_client_connect_via_info(&i);
-    if (!w->active)
-        return -1; /* lws already reported the failure through the callback */
+    ws_conn *c = calloc(1, sizeof *c);
     if (!c) {
-        w->active = 0;
+        t->up->on_reason(t->up->ud, t, "out_of_memory", 1);
         return -1;
     }
-    w->wsi = c;
+    c->url = u;
+    w->tls = u.tls;
+    w->closing = 0;
+    if (t->up->on_dialing(t->up->ud, t, u.tls) != 0) {
+        free(c);
+        return -1;
+    }
+    c->w = w;
+    uv_idle_init(w->loop, &c->kick);
+    uv_timer_init(w->loop, &c->timer);
+    c->kick.data = c->timer.data = c->gai.data = c;
+    c->refs = 3; /* kick, timer, the resolve */
+    w->c = c;
+    char port[8];
+    snprintf(port, sizeof port, "%d", u.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(w->loop, &c->gai, on_resolved, u.host, port, &hints);
+    if (rc < 0) {
+        c->refs--; /* no resolve: no callback */
+        char why[300];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", u.host, uv_strerror(rc));
+        t->up->on_reason(t->up->ud, t, why, 1);
+        w->c = NULL; /* failed at once: reported by our return, not on_closed */
+        c->w = NULL;
+        c->over = 1;
+        uv_close((uv_handle_t *)&c->kick, on_handle_closed);
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        return -1;
+    }
     return 0;
 }
 
 static void ws_send(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
-    if (w->wsi)
-        lws_callback_on_writable(w->wsi);
+    if (w->c && w->c->open)
+        kick(w->c);
 }
 
 static void ws_close(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
-    if (!w->wsi)
+    ws_conn *c = w->c;
+    if (!c)
         return;
-    w->closing = 1;
-    if (w->open) {
-        lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_FLUSH_S);
-        lws_callback_on_writable(w->wsi);
-    } else {
-        /* Still connecting (only the core's tick gets here, outside any lws callback). lws
-         * 4.1 ignores LWS_TO_KILL_ASYNC on a connecting wsi, so kill it now. */
-        lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    if (!c->open) { /* still connecting: nothing to say goodbye to */
+        conn_end(c, "closed");
+        return;
     }
+    w->closing = 1;
+    uv_timer_start(&c->timer, on_close_timeout, CLOSE_FLUSH_MS, 0);
+    kick(c);
 }
 
-/* From inside the loop: lws closes the connection (CLIENT_CLOSED -> on_closed) and its own
- * handles; it NULLs w->ctx through info.pcontext once libuv has closed them. In a shared
- * context only our connection goes (the owner destroys the context). */
+/* From inside the loop: everything goes. An open connection gets a close frame (1001, going
+ * away) on its way out if the socket takes it at once. */
 static void ws_stop(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
-    if (w->shared) {
-        if (w->wsi && !w->stopped)
-            lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK,
-                            w->open ? LWS_TO_KILL_ASYNC : LWS_TO_KILL_SYNC);
-        w->stopped = 1;
+    ws_conn *c = w->c;
+    if (!c)
         return;
+    if (c->open && !c->close_sent) {
+        c->close_sent = 1;
+        c->peer_closed = 1; /* no answer awaited */
+        uint8_t code[2] = {1001 >> 8, 1001 & 0xff};
+        (void)write_control(c, GP_WS_CLOSE, code, 2);
     }
-    if (w->ctx)
-        lws_context_destroy(w->ctx);
+    conn_end(c, "closed");
 }
 
 static void ws_free(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
-    if (w->ctx && !w->shared)
-        lws_context_destroy(w->ctx);
-    w->ctx = NULL;
+    if (w->c) { /* stop() was not called: let the connection go without telling the core */
+        ws_conn *c = w->c;
+        w->c = NULL;
+        c->w = NULL;
+        conn_end(c, "closed");
+    }
+    SSL_CTX_free(w->own.ctx);
     free(w);
 }
 
@@ -239,45 +743,6 @@ static const hs_transport_ops ws_ops = {
     .label = ws_label,
 };
 
-static void lws_log_emit(int level, const char *line) {
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    hs_log(level == LLL_ERR ? HS_LOG_WARN : HS_LOG_DEBUG, "lws", "msg=%s", hs_q(line, n));
-}
-
-/* A client context on loop; user: what the callback finds for a wsi not yet ours. */
-static struct lws_context *context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
-                                       void *user, struct lws_context **pcontext) {
-    /* lws's log is the process's: the last context made sets its level. */
-    lws_set_log_level(LLL_ERR | (hs_log_enabled(HS_LOG_DEBUG) ? LLL_WARN | LLL_NOTICE : 0),
-                      lws_log_emit);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    void *loops[1] = {loop};
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
-                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.foreign_loops = loops;
-    info.pcontext = pcontext;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = flags & HS_WS_SMALL_RX ? protocols_small_rx : protocols;
-    info.gid = -1;
-    info.uid = -1;
-    info.user = user;
-    info.timeout_secs = HANDSHAKE_S;
-    if (ca_file && *ca_file)
-        info.client_ssl_ca_filepath = ca_file;
-    struct lws_context *ctx = lws_create_context(&info);
-    if (!ctx)
-        hs_log(HS_LOG_ERROR, "lws_init_failed", NULL);
-    return ctx;
-}
-
-struct lws_context *hs_ws_context_new(uv_loop_t *loop, const char *ca_file, unsigned flags,
-                                      struct lws_context **pcontext) {
-    return context_new(loop, ca_file, flags, NULL, pcontext);
-}
-
 hs_transport *hs_tr_ws_new(hs_house *h, const hs_transport_up *up) {
     tr_ws *w = calloc(1, sizeof *w);
     if (!w) {
@@ -287,13 +752,8 @@ hs_transport *hs_tr_ws_new(hs_house *h, const hs_transport_up *up) {
     w->base.ops = &ws_ops;
     w->base.up = up;
     w->h = h;
-    if (h->ws_ctx) {
-        w->ctx = h->ws_ctx;
-        w->shared = 1;
-    } else if (!(w->ctx = context_new(h->loop, h->cfg.ca_file, 0, w, &w->ctx))) {
-        free(w);
-        return NULL;
-    }
+    w->loop = h->loop;
+    w->shared = h->ws_shared;
     for (size_t i = 0; i < h->cfg.nbridges; i++) {
         const char *u = h->cfg.bridges[i];
         if (strncmp(u, "ws://", 5) == 0)

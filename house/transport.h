@@ -1,15 +1,15 @@
 /* transport.h — the house's transport interface: how the tunnel core (tunnel.c: handshake,
  * streams, send scheduling, replay, reconnect) reaches a bridge without knowing over what.
  * A transport carries the frames of proto/PROTOCOL.md; it owns its sockets, timers and the
- * bytes on the wire, never a frame's meaning. Two implementations: tr_ws.c (ws:// and wss://,
- * a libwebsockets client) and tr_rudp.c (rudp://, proto/RUDP.md). The split is that of
- * hiredis's `ac->ev` hooks or KCP's `output`: ops down, callbacks up, the core stays pure of
- * I/O.
+ * bytes on the wire, never a frame's meaning. Two implementations: tr_ws.c (ws:// and wss://:
+ * TCP on libuv, OpenSSL, its own WebSocket framing) and tr_rudp.c (rudp://, proto/RUDP.md). The
+ * split is that of hiredis's `ac->ev` hooks or KCP's `output`: ops down, callbacks up, the core
+ * stays pure of I/O.
  *
  * Sending is pulled, not pushed: `send` only says "frames are waiting"; the transport then
- * takes them one at a time with up->pull when it can write (ws: one per WRITEABLE; rudp:
- * while its engine has room), so the core's round-robin decides the order and memory stays
- * bounded by the core's queue. */
+ * takes them one at a time with up->pull when it can write (ws: while the socket holds under
+ * 256 KiB; rudp: while its engine has room), so the core's round-robin decides the order and
+ * memory stays bounded by the core's queue. */
 #ifndef HS_TRANSPORT_H
 #define HS_TRANSPORT_H
 
@@ -79,8 +79,8 @@ typedef struct hs_transport_ops {
     /* Shutdown, the connection live: what is queued (a GOAWAY) goes out now. NULL when the
      * transport's own close handshake says goodbye (ws). */
     void (*flush_now)(hs_transport *t);
-    /* Shutdown from the loop: everything goes. Called again once the loop has run dry (lws
-     * completes a foreign-loop context's teardown then). */
+    /* Shutdown from the loop: everything goes. Called again once the loop has run dry (then
+     * nothing is left to do for ws and rudp). */
     void (*stop)(hs_transport *t);
     void (*free)(hs_transport *t); /* after the loop has run dry again */
     /* Optional: a handshake alone towards url, to learn whether the path works again while
@@ -98,7 +98,7 @@ struct hs_transport {
     const hs_transport_up *up;
 };
 
-/* The two implementations; NULL when out of memory (or lws could not start). */
+/* The two implementations; NULL when out of memory. */
 hs_transport *hs_tr_ws_new(struct hs_house *h, const hs_transport_up *up);
 hs_transport *hs_tr_rudp_new(struct hs_house *h, const hs_transport_up *up);
 

@@ -1161,8 +1161,8 @@ void hs_tunnel_stop(hs_tunnel *t) {
         send_goaway(t, GP_GOAWAY_DRAINING, "house shutting down");
         t->tr->ops->flush_now(t->tr);
     }
-    /* From inside the loop. lws closes a ws connection (on_closed -> conn_ended, which sees
-     * h->stopping) and its own handles. */
+    /* From inside the loop: each transport closes its connection (on_closed -> conn_ended,
+     * which sees h->stopping) and its handles. */
     if (t->rudp)
         t->rudp->ops->stop(t->rudp);
     if (t->ws)
@@ -1171,7 +1171,7 @@ void hs_tunnel_stop(hs_tunnel *t) {
 
 void hs_tunnel_final(hs_tunnel *t) {
     if (t->ws)
-        t->ws->ops->stop(t->ws); /* lws's second half of a foreign-loop teardown */
+        t->ws->ops->stop(t->ws); /* nothing left once stopped: for a transport that needs it */
     streams_abort_all(t, 0);
     queue_drop(t, &t->ctl_head, &t->ctl_tail);
     early_drop(t);

@@ -178,3 +178,25 @@ write("fuzz_stream", "open", SW + b"\x01" + sfields([("kind", "stream"), ("id", 
                                                      ("timeout_ms", "5000"), ("reply", "gp:rep:9b1e")]))
 write("fuzz_stream", "events", SW + b"\x02\x00\x00\x00\x00\x01\x00" + b"\x02\x00\xf0\xff\x20\x00\x00\x01"
       + b"\x06\x01" + b"\x08\xff\xff" + b"\x02\x01" + b"\xff" * 8 + b"\x02\x00\x00")
+
+# fuzz_wsframe input: one byte picking the chunk size, then what a bridge sends: an upgrade
+# answer with frames after it, server frames of each length class, a fragmented message.
+def wsf(op, payload, fin=True):
+    n = len(payload)
+    hdr = bytes([(0x80 if fin else 0) | op])
+    if n < 126:
+        hdr += bytes([n])
+    elif n < 65536:
+        hdr += bytes([126]) + struct.pack(">H", n)
+    else:
+        hdr += bytes([127]) + struct.pack(">Q", n)
+    return hdr + payload
+
+write("fuzz_wsframe", "upgrade", b"\x03" + b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+      b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+      b"Sec-WebSocket-Protocol: ghostport.v1\r\n\r\n" + wsf(2, b"\x01\x05frame"))
+write("fuzz_wsframe", "frames", b"\x00" + wsf(2, b"x" * 125) + wsf(2, b"y" * 300) + wsf(9, b"ping")
+      + wsf(2, b"z" * 70000) + wsf(8, b"\x03\xe8bye"))
+write("fuzz_wsframe", "fragments", b"\x07" + wsf(1, b"he", False) + wsf(10, b"") + wsf(0, b"ll", False)
+      + wsf(0, b"o"))
+write("fuzz_wsframe", "url", b"\x01wss://[::1]:8443/gp?x=1")

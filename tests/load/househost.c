@@ -1,6 +1,6 @@
 /* househost.c — gp-househost: N real houses in one process. Each is an hs_house running
  * house/'s own code (tunnel core, ws/wss and rudp transports, libcurl upstream, replay cache),
- * all on one libuv loop and one shared lws client context, so what it shows on the wire is
+ * all on one libuv loop and one set of TLS client settings, so what it shows on the wire is
  * what ghostport-house does. It is the proof that the house's state lives in its hs_house
  * (no module keeps one of its own) and the base for gp-loadhouses to run the house's code
  * instead of its own copy (tests/load/README.md says what that still needs).
@@ -30,8 +30,8 @@
 
 static struct {
     uv_loop_t loop;
-    struct lws_context *ctx; /* shared by every house's ws transport */
-    hs_zstate *zs;           /* and one compression state */
+    struct hs_ws_shared *ctx; /* shared by every house's ws transport */
+    hs_zstate *zs;            /* and one compression state */
     hs_house **houses;
     size_t n;
     char *bridges[MAX_BRIDGES];
@@ -102,8 +102,6 @@ static void stop_all(void) {
             hs_tunnel_stop(h->tunnel);
         hs_upstream_stop(h->upstream);
     }
-    if (G.ctx)
-        lws_context_destroy(G.ctx);
     lt_inproc_close();
     uv_close((uv_handle_t *)&G.sigint, NULL);
     uv_close((uv_handle_t *)&G.sigterm, NULL);
@@ -155,7 +153,7 @@ int main(int argc, char **argv) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
     uv_loop_init(&G.loop);
-    G.ctx = hs_ws_context_new(&G.loop, NULL, HS_WS_SMALL_RX, &G.ctx);
+    G.ctx = hs_ws_shared_new(NULL);
     G.zs = hs_zstate_new();
     /* --response-bytes: the tool's executor answers (tests/load/inproc.h) */
     int rc = G.ctx && G.zs &&
@@ -187,12 +185,10 @@ int main(int argc, char **argv) {
     if (rc != 0)
         stop_all();
     uv_run(&G.loop, UV_RUN_DEFAULT);
-    /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
     for (size_t i = 0; i < G.n; i++)
         hs_tunnel_final(G.houses[i]->tunnel);
-    if (G.ctx)
-        lws_context_destroy(G.ctx);
     uv_run(&G.loop, UV_RUN_DEFAULT);
+    hs_ws_shared_free(G.ctx);
     for (size_t i = 0; i < G.n; i++)
         house_free(G.houses[i]);
     free(G.houses);

@@ -36,10 +36,10 @@ void lt_house_defaults(hs_config *c) {
     c->admin_listen = -1;
 }
 
-int lt_house_open(hs_house *h, uv_loop_t *loop, struct lws_context *ws_ctx, hs_zstate *zs,
-                  char *err, size_t errlen) {
+int lt_house_open(hs_house *h, uv_loop_t *loop, struct hs_ws_shared *ws, hs_zstate *zs, char *err,
+                  size_t errlen) {
     h->loop = loop;
-    h->ws_ctx = ws_ctx;
+    h->ws_shared = ws;
     h->zs = zs;
     lt_house_defaults(&h->cfg);
     h->cache = hs_cache_new();

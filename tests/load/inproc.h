@@ -13,12 +13,12 @@
  * connections, reconnect and rudp probe intervals, no admin port. */
 void lt_house_defaults(hs_config *c);
 
-/* The parts of a house both tools make alike, on h (zeroed, cfg.id set): its loop, lws
- * context and zstd state, ghostport-house's defaults (lt_house_defaults), and its memory of
+/* The parts of a house both tools make alike, on h (zeroed, cfg.id set): its loop, TLS
+ * client settings and zstd state, ghostport-house's defaults (lt_house_defaults), and its memory of
  * calls: a response cache and a journal without a state directory. The caller then sets the
  * executor and makes the tunnel. 0, or -1 with a message in err. */
-int lt_house_open(hs_house *h, uv_loop_t *loop, struct lws_context *ws_ctx, hs_zstate *zs,
-                  char *err, size_t errlen);
+int lt_house_open(hs_house *h, uv_loop_t *loop, struct hs_ws_shared *ws, hs_zstate *zs, char *err,
+                  size_t errlen);
 /* Frees what a tool's house holds (tunnel, upstream, journal, cache; each may be NULL) and its
  * id, and wipes its secret; h itself stays. */
 void lt_house_close(hs_house *h);

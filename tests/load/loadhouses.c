@@ -1,7 +1,7 @@
 /* loadhouses.c — gp-loadhouses: N houses in one process, for fault tests and benchmarks of
  * the bridge. Every house is a real house: an hs_house (house/house.h) with house/'s own
  * tunnel, ws transport, replay cache and reconnect policy, all of them on one libuv loop, in
- * one lws context (a 4 KiB receive buffer per connection) and with one compression state.
+ * one set of TLS client settings (hs_ws_shared) and with one compression state.
  * Instead of calling an upstream, the executor of inproc.c (hs_exec) answers every request:
  * 200, application/json and a B-byte body after D ms of think time. The house remembers what
  * ran (its replay cache), so a request delivered again is answered from there (`replayed`)
@@ -94,7 +94,7 @@ static struct {
     uint8_t master_key[32];
     int has_master;
     uv_loop_t *loop;
-    struct lws_context *ctx;
+    struct hs_ws_shared *ctx;
     hs_zstate *zs;
     char **urls;
     lh_house *houses;
@@ -437,8 +437,7 @@ static void close_handles(void) {
 }
 
 /* Stops dialing and executing and every house as ghostport-house stops (its connection
- * closed with a WebSocket close); then the shared context goes, which closes what is left,
- * and lws and libuv wind down. */
+ * closed with a WebSocket close), and libuv winds down. */
 static void begin_stop(const char *why) {
     if (G.stopping)
         return;
@@ -457,8 +456,6 @@ static void begin_stop(const char *why) {
         if (h->tunnel)
             hs_tunnel_stop(h->tunnel);
     }
-    if (G.ctx)
-        lws_context_destroy(G.ctx);
     close_handles();
 }
 
@@ -833,11 +830,12 @@ static int house_init(lh_house *lh, char *err, size_t errlen) {
 }
 
 static int start(char *err, size_t errlen) {
-    G.ctx = hs_ws_context_new(G.loop, G.cfg.ca_file, HS_WS_SMALL_RX, &G.ctx);
+    G.ctx = hs_ws_shared_new(G.cfg.ca_file);
     G.zs = hs_zstate_new();
     G.urls = calloc(G.cfg.nbridges, sizeof *G.urls);
     if (!G.ctx || !G.zs || !G.urls) {
-        snprintf(err, errlen, "%s", G.ctx ? "out of memory" : "lws_create_context failed");
+        snprintf(err, errlen, "%s",
+                 G.ctx ? "out of memory" : "the TLS client settings failed (see the log)");
         return -1;
     }
     for (size_t i = 0; i < G.cfg.nbridges; i++)
@@ -874,6 +872,7 @@ static void free_all(void) {
     free(G.houses);
     free(G.urls);
     hs_zstate_free(G.zs);
+    hs_ws_shared_free(G.ctx);
     gp_conf_clear(opts, &G.cfg);
     free_bridges(&G.cfg);
     sodium_memzero(G.master_key, sizeof G.master_key);
@@ -938,13 +937,9 @@ int main(int argc, char **argv) {
         rc = 0;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    /* lws completes a foreign-loop context's teardown only after libuv closed its handles. */
     for (size_t i = 0; i < G.n; i++)
         if (G.houses[i].h.tunnel)
             hs_tunnel_final(G.houses[i].h.tunnel);
-    if (G.ctx)
-        lws_context_destroy(G.ctx);
-    G.ctx = NULL;
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
         /* lws 4.1 can lose a poll handle of a dial that failed mid-burst; say so, close it
