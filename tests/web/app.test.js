@@ -20,7 +20,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { cannotRun, loadChromium, withBrowser } = require('./browser');
+const { cannotRun, loadChromium, withBrowser, until: untilIn } = require('./browser');
 
 const API_TEXT = 'Hello from the house\'s web app'; // what tests/web/app_server.js answers
 const LIVE_MIN = 5;
@@ -52,14 +52,8 @@ async function main() {
   await withBrowser(chromium, { width: 1024, height: 640 }, run);
 }
 
-// Waits until fn(arg) is truthy in the page; on timeout fails with `what` and what it saw.
-async function until(what, fn, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 50 });
-  } catch (e) {
-    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
-  }
-}
+// Waits until fn(arg) is truthy in the page (every 50 ms); on timeout fails with `what`.
+const until = (what, fn, arg, timeoutMs) => untilIn(page, what, fn, arg, timeoutMs, 50);
 const text = (id) => page.evaluate((i) => document.getElementById(i).textContent, id);
 
 async function run(context) {

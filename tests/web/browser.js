@@ -1,6 +1,7 @@
 // browser.js — what the browser tests (dashboard.test.js, app.test.js) share: Debian's headless
 // chromium through playwright-core with the flags this machine needs, the exit status 2 when
-// the browser cannot run (never a silent skip), and a throw-away profile per run.
+// the browser cannot run (never a silent skip), a throw-away profile per run, and the bounded
+// wait for a condition in the page.
 'use strict';
 
 const fs = require('fs');
@@ -51,4 +52,13 @@ async function withBrowser(chromium, viewport, run) {
   }
 }
 
-module.exports = { CHROMIUM, FLAGS, cannotRun, loadChromium, withBrowser };
+// Waits until fn(arg) is truthy in the page, looking every pollMs; on timeout throws with `what`.
+async function until(page, what, fn, arg, timeoutMs, pollMs) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: pollMs });
+  } catch (e) {
+    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
+  }
+}
+
+module.exports = { CHROMIUM, FLAGS, cannotRun, loadChromium, withBrowser, until };

@@ -17,7 +17,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { cannotRun, loadChromium, withBrowser } = require('./browser');
+const { cannotRun, loadChromium, withBrowser, until: untilIn } = require('./browser');
 
 const [url, token, house, transport, outDir, pathPrefix = '/', minReqArg = '3'] = process.argv.slice(2);
 if (!url || !token || !house || !transport || !outDir) {
@@ -48,14 +48,8 @@ async function main() {
   await withBrowser(chromium, { width: 1280, height: 860 }, run);
 }
 
-// Waits until fn(arg) is truthy in the page; on timeout fails with `what`.
-async function until(what, fn, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
-  } catch (e) {
-    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
-  }
-}
+// Waits until fn(arg) is truthy in the page (every 100 ms); on timeout fails with `what`.
+const until = (what, fn, arg, timeoutMs) => untilIn(page, what, fn, arg, timeoutMs, 100);
 const text = (sel) => page.locator(sel).first().textContent({ timeout: 5000 });
 const rowSel = (id) => `#houses tbody tr[data-id="${id}"]`;
 const cellText = (id, col) => text(`${rowSel(id)} td[data-col="${col}"]`);
