@@ -74,6 +74,17 @@ static int exit_code(const h_proc *p) {
     return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : 128 + WTERMSIG(p->status);
 }
 
+/* Fails the test unless the browser test node is done (when not, within timeout_s: it is
+ * stopped) and exited with status 0. */
+static void assert_browser_test_passed(h_proc *node, int done, int timeout_s) {
+    if (!done)
+        h_stop(node);
+    cr_assert(done, "the browser test did not finish within %d s (see %s)", timeout_s, node->log);
+    int code = exit_code(node);
+    assert_node_ran(node, code);
+    cr_assert_eq(code, 0, "the browser test failed with exit status %d (see %s)", code, node->log);
+}
+
 Test(web, dashboard_in_chromium) {
     h_proc *redis = h_redis_start(0);
     int up_port;
@@ -161,13 +172,7 @@ Test(web, dashboard_in_chromium) {
         int left = NODE_TIMEOUT_S * 1000 - (int)(h_now_ms() - t0);
         done = h_wait(exited, node, left > 0 ? left : 1);
     }
-    if (!done)
-        h_stop(node);
-    cr_assert(done, "the browser test did not finish within %d s (see %s)", NODE_TIMEOUT_S,
-              node->log);
-    int code = exit_code(node);
-    assert_node_ran(node, code);
-    cr_assert_eq(code, 0, "the browser test failed with exit status %d (see %s)", code, node->log);
+    assert_browser_test_passed(node, done, NODE_TIMEOUT_S);
 
     cr_assert(access(g_stop_file, F_OK) == 0, "the browser test never asked to stop Redis");
 
@@ -236,14 +241,7 @@ Test(web, house_web_app_through_the_front_door) {
     setenv("GP_WEB_TIMEOUT_S", timeout, 1);
     char *const argv[] = {"node", "tests/web/app.test.js", url, (char *)h_dir(), NULL};
     h_proc *node = h_spawn("app", argv);
-    int done = h_wait(exited, node, APP_TIMEOUT_S * 1000);
-    if (!done)
-        h_stop(node);
-    cr_assert(done, "the browser test did not finish within %d s (see %s)", APP_TIMEOUT_S,
-              node->log);
-    int st = exit_code(node);
-    assert_node_ran(node, st);
-    cr_assert_eq(st, 0, "the browser test failed with exit status %d (see %s)", st, node->log);
+    assert_browser_test_passed(node, h_wait(exited, node, APP_TIMEOUT_S * 1000), APP_TIMEOUT_S);
 
     /* What reached the app: the upgrade, through the door (X-Forwarded-For), on the page's
      * path; the echo; the page's close. And the bridge closed the WebSocket cleanly. */
