@@ -22,6 +22,7 @@
  * bin/: its bridge, house and CLI as the path ghostport_alt, an A/B in the same run,
  * alt_*_ratio = alt / ghostport), _HOLD_S (seconds to keep the idle streams open, to look at
  * Redis). */
+#include "../harness/tcpsvc.h"
 #include "bench.h"
 #include "bench_world.h"
 
@@ -125,46 +126,6 @@ static void *svc_conn(void *arg) {
     free(buf);
     close(fd);
     return NULL;
-}
-
-static void *svc_main(void *arg) {
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            break;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        pthread_t t;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256u << 10);
-        if (pthread_create(&t, &at, svc_conn, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        pthread_attr_destroy(&at);
-    }
-    return NULL;
-}
-
-static int svc_start(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t sl = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 512) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
-        die("service: %s", strerror(errno));
-    pthread_t t;
-    if (pthread_create(&t, NULL, svc_main, (void *)(intptr_t)fd) != 0)
-        die("service thread");
-    pthread_detach(t);
-    return ntohs(sa.sin_port);
 }
 
 /* --- the client ---------------------------------------------------------------------------- */
@@ -545,7 +506,9 @@ int main(void) {
 
     h_init();
     g_cpu_pid[3] = h_redis_start(0)->pid;
-    int svc = svc_start();
+    int svc = h_tcpsvc_start(svc_conn);
+    if (svc < 0)
+        die("service: %s", strerror(errno));
     char secret[65];
     h_register(HOUSE, secret);
     int up;
