@@ -59,6 +59,17 @@ static int copy_file(const char *from, const char *to) {
     return ok ? 0 : -1;
 }
 
+/* Keeps the browser test's final screenshot, <name>.png in the test directory, as
+ * web-<name>.png beside it, where a passing test's directory does not take it along. */
+static void keep_screenshot(const char *name) {
+    char shot[PATH_MAX + 32], dir[PATH_MAX], keep[PATH_MAX + 32];
+    snprintf(shot, sizeof shot, "%s/%s.png", h_dir(), name);
+    snprintf(dir, sizeof dir, "%s", h_dir());
+    snprintf(keep, sizeof keep, "%s/web-%s.png", dirname(dir), name);
+    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
+    printf("web: screenshot %s\n", keep);
+}
+
 /* Fails the test, saying why, when node ended with exit code 127 (not found) or 2 (the
  * browser cannot run). */
 static void assert_node_ran(h_proc *p, int code) {
@@ -176,13 +187,7 @@ Test(web, dashboard_in_chromium) {
 
     cr_assert(access(g_stop_file, F_OK) == 0, "the browser test never asked to stop Redis");
 
-    /* Keep the final screenshot where a passing test's directory does not take it along. */
-    char shot[PATH_MAX], dir[PATH_MAX], keep[PATH_MAX + 32];
-    snprintf(shot, sizeof shot, "%s/dashboard.png", h_dir());
-    snprintf(dir, sizeof dir, "%s", h_dir());
-    snprintf(keep, sizeof keep, "%s/web-dashboard.png", dirname(dir));
-    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
-    printf("web: screenshot %s\n", keep);
+    keep_screenshot("dashboard");
 }
 
 #define APP_HOUSE "farm-app"
@@ -257,10 +262,5 @@ Test(web, house_web_app_through_the_front_door) {
               "the bridge did not log the WebSocket's end (see %s)", bridge->log);
     cr_assert_eq(h_log_count(bridge, "event=http_websocket_reset"), 0, "see %s", bridge->log);
 
-    char shot[PATH_MAX], dir[PATH_MAX], keep[PATH_MAX + 32];
-    snprintf(shot, sizeof shot, "%s/app.png", h_dir());
-    snprintf(dir, sizeof dir, "%s", h_dir());
-    snprintf(keep, sizeof keep, "%s/web-app.png", dirname(dir));
-    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
-    printf("web: screenshot %s\n", keep);
+    keep_screenshot("app");
 }
