@@ -22,6 +22,8 @@
  * bin/: its bridge, house and CLI as the path ghostport_alt, an A/B in the same run,
  * alt_*_ratio = alt / ghostport), _HOLD_S (seconds to keep the idle streams open, to look at
  * Redis). */
+#include "../harness/sshd.h"
+#include "../harness/tcpsvc.h"
 #include "bench.h"
 #include "bench_world.h"
 
@@ -127,46 +129,6 @@ static void *svc_conn(void *arg) {
     return NULL;
 }
 
-static void *svc_main(void *arg) {
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            break;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        pthread_t t;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256u << 10);
-        if (pthread_create(&t, &at, svc_conn, (void *)(intptr_t)fd) != 0)
-            close(fd);
-        pthread_attr_destroy(&at);
-    }
-    return NULL;
-}
-
-static int svc_start(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t sl = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 512) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
-        die("service: %s", strerror(errno));
-    pthread_t t;
-    if (pthread_create(&t, NULL, svc_main, (void *)(intptr_t)fd) != 0)
-        die("service thread");
-    pthread_detach(t);
-    return ntohs(sa.sin_port);
-}
-
 /* --- the client ---------------------------------------------------------------------------- */
 
 static int dial(int port) {
@@ -236,88 +198,26 @@ static double echo_once(int fd, const char *who) {
 
 /* --- ssh -L: a temporary sshd ------------------------------------------------------------- */
 
-static int run_quiet(const char *cmd) {
-    int rc = system(cmd);
-    return rc == 0 ? 0 : -1;
-}
-
-/* Starts sshd on a free loopback port with generated keys, and `ssh -N -L` from a free port
- * to the service. The forwarded port, or -1 with the reason in why (then no ssh case). */
+/* Starts the harness's throwaway sshd and `ssh -N -L` from a free port to the service. The
+ * forwarded port, or -1 with the reason in why (then no ssh case). */
 static int ssh_start(int svc_port, char *why, size_t whylen) {
-    if (access("/usr/sbin/sshd", X_OK) != 0 || access("/usr/bin/ssh", X_OK) != 0) {
-        snprintf(why, whylen, "no /usr/sbin/sshd or /usr/bin/ssh (apt-get install openssh-server)");
+    h_sshd sshd;
+    if (h_sshd_start(&sshd, why, whylen) != 0)
         return -1;
-    }
-    if (geteuid() != 0) {
-        snprintf(why, whylen, "not root: a temporary sshd cannot log in as this user here");
-        return -1;
-    }
-    mkdir("/run/sshd", 0755); /* sshd's privilege separation directory */
-    char d[512], cmd[4096], cfg[600];
-    snprintf(d, sizeof d, "%s/ssh", h_dir());
-    mkdir(d, 0700);
-    snprintf(cmd, sizeof cmd,
-             "ssh-keygen -q -t ed25519 -N '' -f %s/host_key </dev/null >/dev/null 2>&1 && "
-             "ssh-keygen -q -t ed25519 -N '' -f %s/user_key </dev/null >/dev/null 2>&1 && "
-             "cp %s/user_key.pub %s/authorized_keys && chmod 600 %s/authorized_keys",
-             d, d, d, d, d);
-    if (run_quiet(cmd) != 0) {
-        snprintf(why, whylen, "ssh-keygen failed");
-        return -1;
-    }
-    int sport = h_free_port();
-    snprintf(cfg, sizeof cfg, "%s/sshd_config", d);
-    FILE *f = fopen(cfg, "w");
-    if (!f) {
-        snprintf(why, whylen, "cannot write %s", cfg);
-        return -1;
-    }
-    fprintf(f,
-            "Port %d\nListenAddress 127.0.0.1\nHostKey %s/host_key\nPidFile %s/sshd.pid\n"
-            "AuthorizedKeysFile %s/authorized_keys\nPermitRootLogin prohibit-password\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-            "StrictModes no\nAllowTcpForwarding yes\nX11Forwarding no\nPrintMotd no\n"
-            "LogLevel ERROR\n",
-            sport, d, d, d);
-    fclose(f);
-    char sports[16];
-    snprintf(sports, sizeof sports, "%d", sport);
-    char *const sv[] = {"/usr/sbin/sshd", "-D", "-e", "-f", cfg, NULL};
-    h_proc *sshd = h_spawn("sshd", sv);
-    if (!h_wait_port(sport, 10000)) {
-        snprintf(why, whylen, "sshd did not listen (see %s)", sshd->log);
-        return -1;
-    }
     int lport = h_free_port();
-    char fwd[64], key[600];
+    char fwd[64], sports[16];
     snprintf(fwd, sizeof fwd, "127.0.0.1:%d:127.0.0.1:%d", lport, svc_port);
-    snprintf(key, sizeof key, "%s/user_key", d);
-    char *const cv[] = {"/usr/bin/ssh",
-                        "-N",
-                        "-T",
-                        "-F",
-                        "/dev/null",
-                        "-i",
-                        key,
-                        "-o",
-                        "BatchMode=yes",
-                        "-o",
-                        "StrictHostKeyChecking=no",
-                        "-o",
-                        "UserKnownHostsFile=/dev/null",
-                        "-o",
-                        "ExitOnForwardFailure=yes",
-                        "-o",
-                        "LogLevel=ERROR",
-                        "-p",
-                        sports,
-                        "-L",
-                        fwd,
-                        "root@127.0.0.1",
-                        NULL};
-    h_proc *ssh = h_spawn("ssh", cv);
+    snprintf(sports, sizeof sports, "%d", sshd.port);
+    const char *cv[40] = {"/usr/bin/ssh", "-N", "-T"};
+    int n = 3;
+    n += h_ssh_opts(&sshd, cv + n);
+    const char *rest[] = {"-o", "ExitOnForwardFailure=yes", "-p", sports, "-L",
+                          fwd,  "root@127.0.0.1",           NULL};
+    for (int i = 0; rest[i]; i++)
+        cv[n++] = rest[i];
+    h_proc *ssh = h_spawn("ssh", (char *const *)cv);
     if (!h_wait_port(lport, 10000)) {
-        snprintf(why, whylen, "ssh -L did not listen (see %s and %s)", ssh->log, sshd->log);
+        snprintf(why, whylen, "ssh -L did not listen (see %s and %s)", ssh->log, sshd.p->log);
         return -1;
     }
     return lport;
@@ -545,7 +445,9 @@ int main(void) {
 
     h_init();
     g_cpu_pid[3] = h_redis_start(0)->pid;
-    int svc = svc_start();
+    int svc = h_tcpsvc_start(svc_conn);
+    if (svc < 0)
+        die("service: %s", strerror(errno));
     char secret[65];
     h_register(HOUSE, secret);
     int up;

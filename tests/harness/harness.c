@@ -1155,6 +1155,11 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 int h_run(const char *const *argv, int timeout_ms, char **out, size_t *out_len, char **err) {
+    return h_run_in(argv, "/dev/null", timeout_ms, out, out_len, err);
+}
+
+int h_run_in(const char *const *argv, const char *in, int timeout_ms, char **out, size_t *out_len,
+             char **err) {
     char outp[PATH_MAX + 32], errp[PATH_MAX + 32];
     static int nrun;
     sfmt(outp, sizeof outp, "%s/run%d.out", g_dir, nrun);
@@ -1167,10 +1172,10 @@ int h_run(const char *const *argv, int timeout_ms, char **out, size_t *out_len, 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int e = err ? open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644) : o;
-        int nul = open("/dev/null", O_RDONLY);
-        if (o < 0 || e < 0 || nul < 0)
+        int fi = open(in, O_RDONLY);
+        if (o < 0 || e < 0 || fi < 0)
             _exit(126);
-        dup2(nul, 0);
+        dup2(fi, 0);
         dup2(o, 1);
         dup2(e, 2);
         for (int i = 3; i < 1024; i++)

@@ -142,6 +142,9 @@ void h_register(const char *house, char secret_hex[65]);
  * (out NULL: dropped), stderr into *err, or with stdout when err is NULL. Returns the exit
  * code, or 128 + the signal that ended it (a timeout: 137). */
 int h_run(const char *const *argv, int timeout_ms, char **out, size_t *out_len, char **err);
+/* h_run with stdin from the file at path in (h_run: /dev/null). */
+int h_run_in(const char *const *argv, const char *in, int timeout_ms, char **out, size_t *out_len,
+             char **err);
 /* Runs the ghostport CLI with argv (NULL-terminated, without argv[0]) and the harness's
  * Redis; captures stdout (and stderr) into malloc'd buffers. Returns the exit code. */
 int h_cli(char **out, size_t *out_len, char **err, const char *const *args);

@@ -2,9 +2,12 @@
 #include "tcpsvc.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,36 +32,62 @@ out:
     return NULL;
 }
 
-static void *echo_main(void *ud) {
-    int lfd = (int)(intptr_t)ud;
+typedef struct svc {
+    int lfd;
+    void *(*conn)(void *);
+} svc;
+
+static void *svc_main(void *ud) {
+    svc sv = *(svc *)ud;
+    free(ud);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 256u << 10);
     for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            return NULL;
+        int fd = accept(sv.lfd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            break;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         pthread_t t;
-        if (pthread_create(&t, NULL, echo_conn, (void *)(intptr_t)fd) != 0)
+        if (pthread_create(&t, &at, sv.conn, (void *)(intptr_t)fd) != 0)
             close(fd);
-        else
-            pthread_detach(t);
     }
+    pthread_attr_destroy(&at);
+    return NULL;
+}
+
+int h_tcpsvc_start(void *(*conn)(void *fd)) {
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    svc *sv = malloc(sizeof *sv);
+    pthread_t t;
+    if (!sv || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 512) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&a, &l) != 0) {
+        free(sv);
+        close(lfd);
+        return -1;
+    }
+    *sv = (svc){.lfd = lfd, .conn = conn};
+    if (pthread_create(&t, NULL, svc_main, sv) != 0) {
+        free(sv);
+        close(lfd);
+        return -1;
+    }
+    pthread_detach(t);
+    return ntohs(a.sin_port);
 }
 
 int h_echo_start(h_echo *e) {
-    memset(e, 0, sizeof *e);
-    e->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    if (e->lfd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    pthread_t t;
-    if (bind(e->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(e->lfd, 256) != 0 ||
-        getsockname(e->lfd, (struct sockaddr *)&a, &l) != 0 ||
-        pthread_create(&t, NULL, echo_main, (void *)(intptr_t)e->lfd) != 0) {
-        close(e->lfd);
-        e->lfd = -1;
-        return -1;
-    }
-    e->port = ntohs(a.sin_port);
-    pthread_detach(t);
-    return 0;
+    e->port = h_tcpsvc_start(echo_conn);
+    return e->port < 0 ? -1 : 0;
 }

@@ -622,6 +622,17 @@ static char *cli_expect_exit(cli_run *r, int timeout_ms, int want, const char *w
     return err;
 }
 
+/* Closes r's stdin and fails the test unless the CLI then exits 0 within timeout_ms and the
+ * peer's stream is done; the peer is joined and r closed. */
+static void connect_ends_at_eof(cli_run *r, peer *pr, int timeout_ms) {
+    close(r->in);
+    r->in = -1;
+    free(cli_expect_exit(r, timeout_ms, 0, ""));
+    peer_join(pr);
+    cr_assert(pr->st[0].done, "peer: %s", pr->st[0].err);
+    cli_close(r);
+}
+
 /* `ghostport forward spec HOUSE ssh`, failing the test unless it says it listens on port. */
 static h_proc *forward_start(const char *spec, int port) {
     const char *argv[] = {
@@ -728,16 +739,12 @@ Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
     cr_assert(cli_running(&r), "the CLI ended before its stdin did");
     const char bye[] = "bye\n";
     cr_assert_eq(write(r.in, bye, 4), 4);
-    close(r.in);
-    r.in = -1;
-    char *err = cli_expect_exit(&r, 20000, 0, "");
-    peer_join(&pr);
+    connect_ends_at_eof(&r, &pr, 20000);
     peer_stream *ps = &pr.st[0];
     cr_assert_eq(ps->err[0], '\0', "peer stream: %s", ps->err);
     cr_assert(ps->fin_seen && ps->done, "the peer did not see the fin");
     cr_assert_eq(ps->received, 4);
-    free(err), free(out);
-    cli_close(&r);
+    free(out);
 }
 
 Test(cli_stream, a_reset_by_the_house_exits_1_with_the_reason) {
@@ -941,19 +948,13 @@ Test(cli_stream, keepalives_hold_a_quiet_stream_and_a_silent_house_times_out) {
     cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
     cr_assert(h_wait(four_keepalives, &pr, 10000), "fewer than 4 keep-alives from the CLI");
     cr_assert(cli_running(&r), "the CLI ended on a quiet stream");
-    close(r.in);
-    r.in = -1;
-    char *err = cli_expect_exit(&r, 10000, 0, "");
-    peer_join(&pr);
-    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
-    free(err);
-    cli_close(&r);
+    connect_ends_at_eof(&r, &pr, 10000);
 
     /* A house that never writes again: the CLI resets with idle after --idle. */
     peer_start(&pr, P_SILENT, 1);
     uint64_t t0 = h_now_ms();
     cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "-q", NULL});
-    err = cli_expect_exit(&r, 15000, 1, "");
+    char *err = cli_expect_exit(&r, 15000, 1, "");
     uint64_t took = h_now_ms() - t0;
     cr_assert(strstr(err, "1000 ms") && strstr(err, "timed out"), "stderr: %s", err);
     cr_assert(took >= 1000 && took < 8000, "idle reset after %llu ms", (unsigned long long)took);
@@ -1016,13 +1017,8 @@ Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_
                  pr.st[0].err, cli_stderr(&r));
     for (size_t i = 0; i < FLOOD_N; i++)
         cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
-    close(r.in);
-    r.in = -1;
-    char *err = cli_expect_exit(&r, 10000, 0, "");
-    peer_join(&pr);
-    cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
-    free(out), free(err);
-    cli_close(&r);
+    free(out);
+    connect_ends_at_eof(&r, &pr, 10000);
 }
 
 Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {

@@ -7,6 +7,7 @@
  * (SIGKILL), drained (SIGTERM: a rolling restart), and one over an rudp:// house. Every
  * process is started through the harness and stopped by its PID; every wait is on a
  * condition, bounded. */
+#include "../harness/sshd.h"
 #include "../harness/tcpsvc.h"
 #include "../harness/world.h"
 
@@ -30,66 +31,22 @@
 static void ssh_fini(void);
 TestSuite(ssh, .init = h_init, .fini = ssh_fini, .timeout = 120);
 
-#define SSHD "/usr/sbin/sshd" /* sshd re-executes itself: an absolute path */
 #define SCP_SIZE (50u << 20)
 
 /* --- a real sshd -------------------------------------------------------------------------- */
 
 typedef struct sshd {
-    h_proc *p;
-    int port;
-    char key[600];   /* the client's private key (its .pub is the authorized key) */
+    h_sshd d;
     char proxy[900]; /* ProxyCommand=... (ssh's -o) */
 } sshd;
 
-static void keygen(const char *path) {
-    const char *argv[] = {
-        "/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path, "-C", "gp-test", NULL};
-    char *err = NULL;
-    int rc = h_run(argv, 20000, NULL, NULL, &err);
-    cr_assert_eq(rc, 0, "ssh-keygen %s: %s", path, err ? err : "");
-    free(err);
-}
-
-/* sshd on a free loopback port with a config, host key and authorized key of this test only,
- * run in the foreground (-D) logging to its log (-e). */
+/* The harness's throwaway sshd; the test is skipped where it cannot run as root. */
 static void sshd_up(sshd *s) {
     memset(s, 0, sizeof *s);
     if (geteuid() != 0) /* CI runs as root; sshd's privilege separation needs it */
         cr_skip_test("sshd needs root");
-    /* The privilege separation directory Debian's sshd wants (made by its init scripts). */
-    if (mkdir("/run/sshd", 0755) != 0)
-        cr_assert_eq(errno, EEXIST, "mkdir /run/sshd: %s", strerror(errno));
-    char host[600], authz[700], conf[600], pid[600];
-    snprintf(host, sizeof host, "%s", h_path("ssh_host_ed25519_key"));
-    snprintf(s->key, sizeof s->key, "%s", h_path("id_ed25519"));
-    snprintf(authz, sizeof authz, "%s.pub", s->key);
-    snprintf(conf, sizeof conf, "%s", h_path("sshd_config"));
-    snprintf(pid, sizeof pid, "%s", h_path("sshd.pid"));
-    keygen(host);
-    keygen(s->key);
-    s->port = h_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "Port %d\n"
-             "ListenAddress 127.0.0.1\n"
-             "HostKey %s\n"
-             "PidFile %s\n"
-             "AuthorizedKeysFile %s\n"
-             "UsePAM no\n"
-             "StrictModes no\n"
-             "PermitRootLogin prohibit-password\n"
-             "PubkeyAuthentication yes\n"
-             "PasswordAuthentication no\n"
-             "KbdInteractiveAuthentication no\n"
-             "Subsystem sftp internal-sftp\n"
-             "LogLevel VERBOSE\n",
-             s->port, host, pid, authz);
-    h_write_file(conf, text, 0600);
-    const char *argv[] = {SSHD, "-D", "-e", "-f", conf, NULL};
-    s->p = h_spawn("sshd", (char *const *)argv);
-    cr_assert(h_wait_port(s->port, 10000), "sshd did not listen on %d (see %s)", s->port,
-              s->p->log);
+    char why[800];
+    cr_assert_eq(h_sshd_start(&s->d, why, sizeof why), 0, "%s", why);
 }
 
 /* The ProxyCommand of the README: the CLI on the harness's Redis, %h the house (ssh's host). */
@@ -105,27 +62,11 @@ static void sshd_proxy(sshd *s) {
 static int ssh_argv(const sshd *s, int scp, const char **argv) {
     int n = 0;
     argv[n++] = scp ? "/usr/bin/scp" : "/usr/bin/ssh";
-    const char *o[] = {"-F",
-                       "/dev/null",
-                       "-o",
-                       "BatchMode=yes",
-                       "-o",
-                       "StrictHostKeyChecking=no",
-                       "-o",
-                       "UserKnownHostsFile=/dev/null",
-                       "-o",
-                       "LogLevel=ERROR",
-                       "-o",
-                       "IdentitiesOnly=yes",
-                       "-o",
-                       s->proxy,
-                       "-i",
-                       s->key,
-                       scp ? "-P" : "-p",
-                       "22",
-                       NULL};
-    for (int i = 0; o[i]; i++)
-        argv[n++] = o[i];
+    n += h_ssh_opts(&s->d, argv + n);
+    argv[n++] = "-o";
+    argv[n++] = s->proxy;
+    argv[n++] = scp ? "-P" : "-p";
+    argv[n++] = "22";
     return n;
 }
 
@@ -193,7 +134,7 @@ static void world_up(world *x, int two) {
     x->b[0] = x->w.bridge;
     x->port[0] = x->w.bridge_port;
     char svc[64], url2[64];
-    snprintf(svc, sizeof svc, "ssh=127.0.0.1:%d", x->s.port);
+    snprintf(svc, sizeof svc, "ssh=127.0.0.1:%d", x->s.d.port);
     const char *hx[8] = {"--tcp-service", svc};
     int n = 2;
     if (two) {
@@ -573,7 +514,7 @@ Test(ssh, scp_over_rudp) {
     char pub[65], url[64], svc[64];
     x.w.bridge = h_rudp_bridge_start(&x.w.bridge_port, url, pub);
     h_register(HOUSE, x.secret);
-    snprintf(svc, sizeof svc, "ssh=127.0.0.1:%d", x.s.port);
+    snprintf(svc, sizeof svc, "ssh=127.0.0.1:%d", x.s.d.port);
     const char *hx[] = {"--bridge-key", pub, "--tcp-service", svc, NULL};
     x.house = h_house_start_url(HOUSE, x.secret, url, x.w.up_url, hx);
     cr_assert(h_wait(on_rudp, NULL, 15000), "house not connected over rudp");

@@ -17,16 +17,13 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 TestSuite(stream, .init = h_init, .fini = h_fini, .timeout = 120);
@@ -37,7 +34,8 @@ typedef struct fake {
     int fd;
     gp_framer *fr;
     uint64_t epoch;
-    int proto; /* what WELCOME named (1: nothing) */
+    int proto;       /* what WELCOME named (1: nothing) */
+    char secret[65]; /* its registered secret (fake_world) */
 } fake;
 
 /* Connects house id (registered: secret_hex) to the bridge on port, offering protocols
@@ -80,12 +78,13 @@ static void fake_down(fake *h) {
 }
 
 /* Redis, the upstream and a bridge (bridge_extra may be NULL), house id registered (its
- * secret into secret) and fake house h connected to the bridge offering protocols 1..proto. */
+ * secret into h->secret) and fake house h connected to the bridge offering protocols
+ * 1..proto. */
 static void fake_world(h_world *w, const char *const *bridge_extra, fake *h, const char *id,
-                       char secret[65], int proto) {
+                       int proto) {
     h_world_up(w, NULL, bridge_extra, NULL);
-    h_register(id, secret);
-    fake_up(h, w->bridge_port, id, secret, proto);
+    h_register(id, h->secret);
+    fake_up(h, w->bridge_port, id, h->secret, proto);
 }
 
 /* The next frame that is not a PING (answered) into *f: 1, or 0 after timeout_ms. */
@@ -301,8 +300,7 @@ static int wait_len(const char *key, long long want) {
 Test(stream, protocol_1_house_is_refused_clearly) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "old-1", secret, 1);
+    fake_world(&w, NULL, &h, "old-1", 1);
     cr_assert_eq(h.proto, 1);
     open_stream("old-1", "s-old", "ssh", NULL);
     h_reply r;
@@ -332,8 +330,7 @@ Test(stream, protocol_1_house_is_refused_clearly) {
 Test(stream, bad_opens_are_answered_and_acknowledged) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "bad-1", secret, 2);
+    fake_world(&w, NULL, &h, "bad-1", 2);
     cr_assert_eq(h.proto, 2);
     h_reply r;
 
@@ -405,8 +402,7 @@ Test(stream, bad_opens_are_answered_and_acknowledged) {
 Test(stream, house_outcomes_and_timeout) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "oc-1", secret, 2);
+    fake_world(&w, NULL, &h, "oc-1", 2);
     gp_frame f;
     h_reply r;
 
@@ -466,8 +462,7 @@ static void open_ok(fake *h, const char *house, const char *sid, const char *con
 Test(stream, relay_both_ways_acks_trim_and_malformed_resets) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "rl-1", secret, 2);
+    fake_world(&w, NULL, &h, "rl-1", 2);
     const char *idle[] = {"idle_ms", "30000", NULL};
     open_ok(&h, "rl-1", "s-a", idle);
     open_ok(&h, "rl-1", "s-b", NULL);
@@ -561,8 +556,7 @@ static int both_expire_soon(void *ud) {
 Test(stream, clean_close_expires_both_keys) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "fin-1", secret, 2);
+    fake_world(&w, NULL, &h, "fin-1", 2);
     open_ok(&h, "fin-1", "s-f", NULL);
     const char *d[] = {"off", "0", "data", "abc", "fin", "1", NULL};
     sin_add("fin-1", "s-f", d);
@@ -591,8 +585,7 @@ Test(stream, clean_close_expires_both_keys) {
 Test(stream, takeover_by_attach) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "tk-1", secret, 2);
+    fake_world(&w, NULL, &h, "tk-1", 2);
     open_ok(&h, "tk-1", "s-t", NULL);
     char ink[256], outk[256];
     sin_key(ink, "tk-1", "s-t");
@@ -614,7 +607,7 @@ Test(stream, takeover_by_attach) {
     fake_down(&h);
     int port2 = 0;
     h_proc *b2 = h_bridge_start(0, &port2, NULL, 1);
-    fake_up(&h, port2, "tk-1", secret, 2);
+    fake_up(&h, port2, "tk-1", h.secret, 2);
     fake_attach(&h, "s-t", 8, 0, 4096); /* the open's window as the house holds it */
     /* sin again from its first entry still there: bytes 4..8 */
     fake_expect(&h, &f, GP_FRAME_S_ENTRY);
@@ -892,8 +885,7 @@ Test(stream, fenced_bridge_writes_nothing) {
     h_world w;
     const char *extra[] = {"--admin-listen", "0", NULL};
     fake h;
-    char secret[65];
-    fake_world(&w, extra, &h, "fen-1", secret, 2);
+    fake_world(&w, extra, &h, "fen-1", 2);
     int aport = h_admin_port(w.bridge);
     cr_assert(aport > 0);
     open_ok(&h, "fen-1", "s-fen", NULL);
@@ -1002,17 +994,6 @@ Test(stream, janitor_answers_opens_nobody_carries) {
 
 /* --- the whole system: ghostport connect, the bridge, the real house ------------------------ */
 
-typedef struct child {
-    pid_t pid;
-    int status, done;
-} child;
-static int child_exited(void *ud) {
-    child *c = ud;
-    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
-        c->done = 1;
-    return c->done;
-}
-
 /* `ghostport connect` (the CLI's opener) with a file on stdin and one on stdout: 2 MiB (half
  * of it compressible, which the bridge sends to the house as zstd) to the echo service
  * through this bridge and the real house, and back intact; exit status 0. */
@@ -1025,40 +1006,18 @@ Test(stream, ghostport_connect_through_the_bridge) {
     uint8_t *data = h_prandom(n, "stream-cli");
     for (size_t i = n / 2; i < n; i++) /* the second half compressible: sent as zstd */
         data[i] = (uint8_t) "lorem ipsum dolor sit amet, "[i % 28];
-    char in[600], out[600], err[600];
+    char in[600];
     snprintf(in, sizeof in, "%s", h_path("connect.in"));
-    snprintf(out, sizeof out, "%s", h_path("connect.out"));
-    snprintf(err, sizeof err, "%s", h_path("connect.err"));
     FILE *f = fopen(in, "wb");
     cr_assert(f && fwrite(data, 1, n, f) == n);
     fclose(f);
     const char *argv[] = {h_bin("ghostport"), "--redis", h_redis_url(), "connect", "cli-1", "echo",
                           "--window",         "262144",  "-q",          NULL};
-    fflush(NULL);
-    child c = {.pid = fork()};
-    cr_assert(c.pid >= 0);
-    if (c.pid == 0) {
-        int fi = open(in, O_RDONLY), fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644),
-            fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fi, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    if (!h_wait(child_exited, &c, 60000)) {
-        kill(c.pid, SIGKILL);
-        waitpid(c.pid, &c.status, 0);
-        cr_assert_fail("ghostport connect did not finish");
-    }
-    size_t elen = 0, olen = 0;
-    char *e = h_read_file(err, &elen);
-    cr_assert(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "exit status %d: %s", c.status,
-              e ? e : "");
+    char *o = NULL, *e = NULL;
+    size_t olen = 0;
+    int rc = h_run_in(argv, in, 60000, &o, &olen, &e);
+    cr_assert_eq(rc, 0, "exit status %d (137: did not finish): %s", rc, e ? e : "");
     free(e);
-    uint8_t *o = (uint8_t *)h_read_file(out, &olen);
     cr_assert_eq(olen, n, "%zu bytes came back of %zu", olen, n);
     cr_assert_eq(memcmp(o, data, n), 0, "the bytes came back changed");
     cr_assert(h_wait_log(w.bridge, "event=stream_closed", 10000));
@@ -1133,8 +1092,7 @@ Test(stream, an_idle_stream_holds_no_entry_in_redis) {
 Test(stream, compressible_bytes_go_compressed) {
     h_world w;
     fake h;
-    char secret[65];
-    fake_world(&w, NULL, &h, "z-1", secret, 2);
+    fake_world(&w, NULL, &h, "z-1", 2);
     open_ok(&h, "z-1", "s-z", NULL);
     size_t n = 65536;
     char *text = malloc(n + 1);

@@ -59,6 +59,17 @@ static int copy_file(const char *from, const char *to) {
     return ok ? 0 : -1;
 }
 
+/* Keeps the browser test's final screenshot, <name>.png in the test directory, as
+ * web-<name>.png beside it, where a passing test's directory does not take it along. */
+static void keep_screenshot(const char *name) {
+    char shot[PATH_MAX + 32], dir[PATH_MAX], keep[PATH_MAX + 32];
+    snprintf(shot, sizeof shot, "%s/%s.png", h_dir(), name);
+    snprintf(dir, sizeof dir, "%s", h_dir());
+    snprintf(keep, sizeof keep, "%s/web-%s.png", dirname(dir), name);
+    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
+    printf("web: screenshot %s\n", keep);
+}
+
 /* Fails the test, saying why, when node ended with exit code 127 (not found) or 2 (the
  * browser cannot run). */
 static void assert_node_ran(h_proc *p, int code) {
@@ -72,6 +83,17 @@ static void assert_node_ran(h_proc *p, int code) {
 
 static int exit_code(const h_proc *p) {
     return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : 128 + WTERMSIG(p->status);
+}
+
+/* Fails the test unless the browser test node is done (when not, within timeout_s: it is
+ * stopped) and exited with status 0. */
+static void assert_browser_test_passed(h_proc *node, int done, int timeout_s) {
+    if (!done)
+        h_stop(node);
+    cr_assert(done, "the browser test did not finish within %d s (see %s)", timeout_s, node->log);
+    int code = exit_code(node);
+    assert_node_ran(node, code);
+    cr_assert_eq(code, 0, "the browser test failed with exit status %d (see %s)", code, node->log);
 }
 
 Test(web, dashboard_in_chromium) {
@@ -161,23 +183,11 @@ Test(web, dashboard_in_chromium) {
         int left = NODE_TIMEOUT_S * 1000 - (int)(h_now_ms() - t0);
         done = h_wait(exited, node, left > 0 ? left : 1);
     }
-    if (!done)
-        h_stop(node);
-    cr_assert(done, "the browser test did not finish within %d s (see %s)", NODE_TIMEOUT_S,
-              node->log);
-    int code = exit_code(node);
-    assert_node_ran(node, code);
-    cr_assert_eq(code, 0, "the browser test failed with exit status %d (see %s)", code, node->log);
+    assert_browser_test_passed(node, done, NODE_TIMEOUT_S);
 
     cr_assert(access(g_stop_file, F_OK) == 0, "the browser test never asked to stop Redis");
 
-    /* Keep the final screenshot where a passing test's directory does not take it along. */
-    char shot[PATH_MAX], dir[PATH_MAX], keep[PATH_MAX + 32];
-    snprintf(shot, sizeof shot, "%s/dashboard.png", h_dir());
-    snprintf(dir, sizeof dir, "%s", h_dir());
-    snprintf(keep, sizeof keep, "%s/web-dashboard.png", dirname(dir));
-    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
-    printf("web: screenshot %s\n", keep);
+    keep_screenshot("dashboard");
 }
 
 #define APP_HOUSE "farm-app"
@@ -236,14 +246,7 @@ Test(web, house_web_app_through_the_front_door) {
     setenv("GP_WEB_TIMEOUT_S", timeout, 1);
     char *const argv[] = {"node", "tests/web/app.test.js", url, (char *)h_dir(), NULL};
     h_proc *node = h_spawn("app", argv);
-    int done = h_wait(exited, node, APP_TIMEOUT_S * 1000);
-    if (!done)
-        h_stop(node);
-    cr_assert(done, "the browser test did not finish within %d s (see %s)", APP_TIMEOUT_S,
-              node->log);
-    int st = exit_code(node);
-    assert_node_ran(node, st);
-    cr_assert_eq(st, 0, "the browser test failed with exit status %d (see %s)", st, node->log);
+    assert_browser_test_passed(node, h_wait(exited, node, APP_TIMEOUT_S * 1000), APP_TIMEOUT_S);
 
     /* What reached the app: the upgrade, through the door (X-Forwarded-For), on the page's
      * path; the echo; the page's close. And the bridge closed the WebSocket cleanly. */
@@ -259,10 +262,5 @@ Test(web, house_web_app_through_the_front_door) {
               "the bridge did not log the WebSocket's end (see %s)", bridge->log);
     cr_assert_eq(h_log_count(bridge, "event=http_websocket_reset"), 0, "see %s", bridge->log);
 
-    char shot[PATH_MAX], dir[PATH_MAX], keep[PATH_MAX + 32];
-    snprintf(shot, sizeof shot, "%s/app.png", h_dir());
-    snprintf(dir, sizeof dir, "%s", h_dir());
-    snprintf(keep, sizeof keep, "%s/web-app.png", dirname(dir));
-    cr_assert_eq(copy_file(shot, keep), 0, "no screenshot at %s", shot);
-    printf("web: screenshot %s\n", keep);
+    keep_screenshot("app");
 }

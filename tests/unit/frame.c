@@ -108,19 +108,25 @@ static size_t samples(gp_frame *f) {
     return n;
 }
 
-static void str_eq(gp_str a, gp_str b) {
-    cr_assert_eq(a.len, b.len);
+static void str_eq(gp_str a, gp_str b, const char *what) {
+    cr_assert_eq(a.len, b.len, "%s", what);
     if (a.len)
-        cr_assert(memcmp(a.p, b.p, a.len) == 0);
+        cr_assert(memcmp(a.p, b.p, a.len) == 0, "%s", what);
 }
 
 static void headers_eq(const gp_header *a, size_t na, const gp_header *b, size_t nb) {
-    cr_assert_eq(na, nb);
+    cr_assert_eq(na, nb, "header count");
     for (size_t i = 0; i < na; i++) {
-        str_eq(a[i].name, b[i].name);
-        str_eq(a[i].value, b[i].value);
+        str_eq(a[i].name, b[i].name, "header name");
+        str_eq(a[i].value, b[i].value, "header value");
     }
 }
+
+/* frame_eq names each field once: a's and b's are compared and a failure says which. */
+#define EQ(m) cr_assert_eq(a->u.m, b->u.m, "%s", #m)
+#define STR(m) str_eq(a->u.m, b->u.m, #m)
+#define MEM(m, len) cr_assert(memcmp(a->u.m, b->u.m, len) == 0, "%s", #m)
+#define HEADERS(m) headers_eq(a->u.m.headers, a->u.m.nheaders, b->u.m.headers, b->u.m.nheaders)
 
 static void frame_eq(const gp_frame *a, const gp_frame *b) {
     cr_assert_eq(a->type, b->type);
@@ -128,95 +134,98 @@ static void frame_eq(const gp_frame *a, const gp_frame *b) {
     cr_assert_eq(a->stream, b->stream);
     switch (a->type) {
     case GP_FRAME_HELLO:
-        cr_assert_eq(a->u.hello.min_ver, b->u.hello.min_ver);
-        cr_assert_eq(a->u.hello.max_ver, b->u.hello.max_ver);
-        str_eq(a->u.hello.house_id, b->u.hello.house_id);
-        cr_assert(memcmp(a->u.hello.nonce, b->u.hello.nonce, GP_NONCE_LEN) == 0);
+        EQ(hello.min_ver);
+        EQ(hello.max_ver);
+        STR(hello.house_id);
+        MEM(hello.nonce, GP_NONCE_LEN);
         break;
     case GP_FRAME_CHALLENGE:
-        cr_assert(memcmp(a->u.challenge.nonce, b->u.challenge.nonce, GP_NONCE_LEN) == 0);
-        cr_assert(memcmp(a->u.challenge.proof, b->u.challenge.proof, GP_PROOF_LEN) == 0);
+        MEM(challenge.nonce, GP_NONCE_LEN);
+        MEM(challenge.proof, GP_PROOF_LEN);
         break;
     case GP_FRAME_AUTH:
-        cr_assert(memcmp(a->u.auth.proof, b->u.auth.proof, GP_PROOF_LEN) == 0);
+        MEM(auth.proof, GP_PROOF_LEN);
         break;
     case GP_FRAME_WELCOME:
-        str_eq(a->u.welcome.bridge_id, b->u.welcome.bridge_id);
-        cr_assert_eq(a->u.welcome.max_frame, b->u.welcome.max_frame);
-        cr_assert_eq(a->u.welcome.ping_interval_ms, b->u.welcome.ping_interval_ms);
-        cr_assert_eq(a->u.welcome.window, b->u.welcome.window);
-        cr_assert_eq(a->u.welcome.epoch, b->u.welcome.epoch);
+        STR(welcome.bridge_id);
+        EQ(welcome.max_frame);
+        EQ(welcome.ping_interval_ms);
+        EQ(welcome.window);
+        EQ(welcome.epoch);
         break;
     case GP_FRAME_REQ_HEAD:
-        str_eq(a->u.req_head.frame_id, b->u.req_head.frame_id);
-        str_eq(a->u.req_head.method, b->u.req_head.method);
-        str_eq(a->u.req_head.path, b->u.req_head.path);
-        str_eq(a->u.req_head.service, b->u.req_head.service);
-        headers_eq(a->u.req_head.headers, a->u.req_head.nheaders, b->u.req_head.headers,
-                   b->u.req_head.nheaders);
-        cr_assert_eq(a->u.req_head.timeout_ms, b->u.req_head.timeout_ms);
-        cr_assert_eq(a->u.req_head.body_len, b->u.req_head.body_len);
+        STR(req_head.frame_id);
+        STR(req_head.method);
+        STR(req_head.path);
+        STR(req_head.service);
+        HEADERS(req_head);
+        EQ(req_head.timeout_ms);
+        EQ(req_head.body_len);
         break;
     case GP_FRAME_RESP_HEAD:
-        cr_assert_eq(a->u.resp_head.status, b->u.resp_head.status);
-        headers_eq(a->u.resp_head.headers, a->u.resp_head.nheaders, b->u.resp_head.headers,
-                   b->u.resp_head.nheaders);
-        str_eq(a->u.resp_head.error, b->u.resp_head.error);
-        str_eq(a->u.resp_head.message, b->u.resp_head.message);
-        cr_assert_eq(a->u.resp_head.body_len, b->u.resp_head.body_len);
+        EQ(resp_head.status);
+        HEADERS(resp_head);
+        STR(resp_head.error);
+        STR(resp_head.message);
+        EQ(resp_head.body_len);
         break;
     case GP_FRAME_REQ_BODY:
     case GP_FRAME_RESP_BODY:
-        str_eq(a->u.body.data, b->u.body.data);
+        STR(body.data);
         break;
     case GP_FRAME_CANCEL:
-        str_eq(a->u.cancel.reason, b->u.cancel.reason);
+        STR(cancel.reason);
         break;
     case GP_FRAME_PING:
     case GP_FRAME_PONG:
-        cr_assert_eq(a->u.ping.opaque, b->u.ping.opaque);
+        EQ(ping.opaque);
         break;
     case GP_FRAME_CREDIT:
-        cr_assert_eq(a->u.credit.increment, b->u.credit.increment);
+        EQ(credit.increment);
         break;
     case GP_FRAME_GOAWAY:
-        cr_assert_eq(a->u.goaway.code, b->u.goaway.code);
-        str_eq(a->u.goaway.message, b->u.goaway.message);
+        EQ(goaway.code);
+        STR(goaway.message);
         break;
     case GP_FRAME_S_OPEN:
-        str_eq(a->u.s_open.sid, b->u.s_open.sid);
-        str_eq(a->u.s_open.service, b->u.s_open.service);
-        cr_assert_eq(a->u.s_open.window, b->u.s_open.window);
-        cr_assert_eq(a->u.s_open.idle_ms, b->u.s_open.idle_ms);
-        cr_assert_eq(a->u.s_open.timeout_ms, b->u.s_open.timeout_ms);
+        STR(s_open.sid);
+        STR(s_open.service);
+        EQ(s_open.window);
+        EQ(s_open.idle_ms);
+        EQ(s_open.timeout_ms);
         break;
     case GP_FRAME_S_OPENED:
-        str_eq(a->u.s_opened.sid, b->u.s_opened.sid);
-        cr_assert_eq(a->u.s_opened.status, b->u.s_opened.status);
-        str_eq(a->u.s_opened.error, b->u.s_opened.error);
-        str_eq(a->u.s_opened.message, b->u.s_opened.message);
+        STR(s_opened.sid);
+        EQ(s_opened.status);
+        STR(s_opened.error);
+        STR(s_opened.message);
         break;
     case GP_FRAME_S_ENTRY:
-        str_eq(a->u.s_entry.sid, b->u.s_entry.sid);
-        cr_assert_eq(a->u.s_entry.has, b->u.s_entry.has);
-        cr_assert_eq(a->u.s_entry.off, b->u.s_entry.off);
-        cr_assert_eq(a->u.s_entry.ack, b->u.s_entry.ack);
-        cr_assert_eq(a->u.s_entry.win, b->u.s_entry.win);
-        str_eq(a->u.s_entry.rst, b->u.s_entry.rst);
-        str_eq(a->u.s_entry.message, b->u.s_entry.message);
-        str_eq(a->u.s_entry.data, b->u.s_entry.data);
+        STR(s_entry.sid);
+        EQ(s_entry.has);
+        EQ(s_entry.off);
+        EQ(s_entry.ack);
+        EQ(s_entry.win);
+        STR(s_entry.rst);
+        STR(s_entry.message);
+        STR(s_entry.data);
         break;
     case GP_FRAME_S_ATTACH:
-        str_eq(a->u.s_attach.sid, b->u.s_attach.sid);
-        cr_assert_eq(a->u.s_attach.rcv_next, b->u.s_attach.rcv_next);
-        cr_assert_eq(a->u.s_attach.snd_acked, b->u.s_attach.snd_acked);
-        cr_assert_eq(a->u.s_attach.window, b->u.s_attach.window);
-        cr_assert_eq(a->u.s_attach.idle_ms, b->u.s_attach.idle_ms);
+        STR(s_attach.sid);
+        EQ(s_attach.rcv_next);
+        EQ(s_attach.snd_acked);
+        EQ(s_attach.window);
+        EQ(s_attach.idle_ms);
         break;
     default:
         cr_assert_fail("unexpected type %d", a->type);
     }
 }
+
+#undef EQ
+#undef STR
+#undef MEM
+#undef HEADERS
 
 static size_t encode(const gp_frame *f, uint8_t *buf, size_t cap) {
     ssize_t n = gp_frame_encode(f, buf, cap);

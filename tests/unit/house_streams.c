@@ -16,6 +16,7 @@
 #include "../harness/sframe.h"
 #include "compress.h"
 #include "metrics.h"
+#include "uvtcp.h"
 
 /* --- a loopback service ----------------------------------------------------------------- */
 
@@ -117,14 +118,7 @@ static void s_shutdown(sconn *c) {
 
 static int free_port(void) {
     static uv_tcp_t t; /* closed on the loop: outlives this call */
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &t);
-    cr_assert_eq(uv_tcp_bind(&t, (const struct sockaddr *)&a, 0), 0);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    uv_tcp_getsockname(&t, (struct sockaddr *)&ss, &len);
-    int port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    int port = uvt_bind_loopback(&loop, &t);
     uv_close((uv_handle_t *)&t, NULL);
     return port;
 }
@@ -264,15 +258,8 @@ static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms
     pull_max = 1 << 20;
     zc = gp_zctx_new(3);
     /* the service */
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &S.lis);
-    cr_assert_eq(uv_tcp_bind(&S.lis, (const struct sockaddr *)&a, 0), 0);
+    S.port = uvt_bind_loopback(&loop, &S.lis);
     cr_assert_eq(uv_listen((uv_stream_t *)&S.lis, 16, s_accept), 0);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    uv_tcp_getsockname(&S.lis, (struct sockaddr *)&ss, &len);
-    S.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     snprintf(portbuf[0], sizeof portbuf[0], "%d", S.port);
     snprintf(portbuf[1], sizeof portbuf[1], "%d", free_port());
     snprintf(portbuf[2], sizeof portbuf[2], "%d", S.port);

@@ -13,6 +13,7 @@
 #include "../../house/house.h"
 #include "../../house/streams.h"
 #include "../../house/transport.h"
+#include "uvtcp.h"
 
 /* --- a fake transport: the test is the bridge ------------------------------------------- */
 
@@ -501,15 +502,8 @@ static void restart_with_bulk(void) {
     b_svc = (hs_tcp_service){.name = "bulk", .host = "127.0.0.1", .port = B.port};
     init_tcp = &b_svc;
     init();
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &B.lis);
-    cr_assert_eq(uv_tcp_bind(&B.lis, (const struct sockaddr *)&a, 0), 0);
+    snprintf(B.port, sizeof B.port, "%d", uvt_bind_loopback(&loop, &B.lis));
     cr_assert_eq(uv_listen((uv_stream_t *)&B.lis, 4, b_accept), 0);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    uv_tcp_getsockname(&B.lis, (struct sockaddr *)&ss, &len);
-    snprintf(B.port, sizeof B.port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
 }
 
 static void close_bulk(void) {

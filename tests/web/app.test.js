@@ -20,7 +20,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { cannotRun, loadChromium, withBrowser } = require('./browser');
+const { cannotRun, loadChromium, withBrowser, until: untilIn, settle } = require('./browser');
 
 const API_TEXT = 'Hello from the house\'s web app'; // what tests/web/app_server.js answers
 const LIVE_MIN = 5;
@@ -52,14 +52,8 @@ async function main() {
   await withBrowser(chromium, { width: 1024, height: 640 }, run);
 }
 
-// Waits until fn(arg) is truthy in the page; on timeout fails with `what` and what it saw.
-async function until(what, fn, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 50 });
-  } catch (e) {
-    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
-  }
-}
+// Waits until fn(arg) is truthy in the page (every 50 ms); on timeout fails with `what`.
+const until = (what, fn, arg, timeoutMs) => untilIn(page, what, fn, arg, timeoutMs, 50);
 const text = (id) => page.evaluate((i) => document.getElementById(i).textContent, id);
 
 async function run(context) {
@@ -133,22 +127,9 @@ async function run(context) {
   if (pageErrors.length) throw new Error('errors in the page:\n  ' + pageErrors.join('\n  '));
 }
 
-main().then(() => {
-  clearTimeout(watchdog);
-  log('PASS');
-  process.exit(0);
-}, async (e) => {
-  console.error(`FAIL at step "${step}": ${e && e.message ? e.message : e}`);
-  if (pageErrors.length) console.error('  ' + pageErrors.join('\n  '));
-  if (sockets.length) console.error('  sockets: ' + JSON.stringify(sockets));
-  if (page) {
-    try {
-      const shot = path.join(outDir, 'fail.png');
-      await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
-      console.error('  screenshot: ' + shot);
-      console.error('  url: ' + page.url() + '\n  page text:\n' +
-        (await page.evaluate(() => document.body.innerText.slice(0, 1500))));
-    } catch (_) { /* the page is gone */ }
-  }
-  process.exit(1);
+settle(main(), {
+  outDir, watchdog, log, pageErrors, step: () => step, page: () => page,
+  more: () => (sockets.length ? ['sockets: ' + JSON.stringify(sockets)] : []),
+  describe: async (p) => '  url: ' + p.url() + '\n  page text:\n' +
+    (await p.evaluate(() => document.body.innerText.slice(0, 1500))),
 });

@@ -17,7 +17,7 @@
 
 const fs = require('fs');
 const path = require('path');
-const { cannotRun, loadChromium, withBrowser } = require('./browser');
+const { cannotRun, loadChromium, withBrowser, until: untilIn, settle } = require('./browser');
 
 const [url, token, house, transport, outDir, pathPrefix = '/', minReqArg = '3'] = process.argv.slice(2);
 if (!url || !token || !house || !transport || !outDir) {
@@ -48,14 +48,8 @@ async function main() {
   await withBrowser(chromium, { width: 1280, height: 860 }, run);
 }
 
-// Waits until fn(arg) is truthy in the page; on timeout fails with `what`.
-async function until(what, fn, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 100 });
-  } catch (e) {
-    throw new Error(`${what}: not within ${timeoutMs / 1000}s`);
-  }
-}
+// Waits until fn(arg) is truthy in the page (every 100 ms); on timeout fails with `what`.
+const until = (what, fn, arg, timeoutMs) => untilIn(page, what, fn, arg, timeoutMs, 100);
 const text = (sel) => page.locator(sel).first().textContent({ timeout: 5000 });
 const rowSel = (id) => `#houses tbody tr[data-id="${id}"]`;
 const cellText = (id, col) => text(`${rowSel(id)} td[data-col="${col}"]`);
@@ -302,22 +296,11 @@ async function run(context) {
   if (pageErrors.length) throw new Error('errors in the page:\n  ' + pageErrors.join('\n  '));
 }
 
-main().then(() => {
-  clearTimeout(watchdog);
-  log('PASS');
-  process.exit(0);
-}, async (e) => {
-  console.error(`FAIL at step "${step}": ${e && e.message ? e.message : e}`);
-  if (pageErrors.length) console.error('  ' + pageErrors.join('\n  '));
-  if (page) {
-    try {
-      const shot = path.join(outDir, 'fail.png');
-      await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
-      console.error('  screenshot: ' + shot);
-      const banner = await page.evaluate(() => [document.getElementById('banner').textContent,
-        location.hash, document.body.innerText.slice(0, 1500)]);
-      console.error('  banner: ' + banner[0] + '\n  hash: ' + banner[1] + '\n  page text:\n' + banner[2]);
-    } catch (_) { /* the page is gone */ }
-  }
-  process.exit(1);
+settle(main(), {
+  outDir, watchdog, log, pageErrors, step: () => step, page: () => page, more: () => [],
+  describe: async (p) => {
+    const [banner, hash, text] = await p.evaluate(() => [document.getElementById('banner').textContent,
+      location.hash, document.body.innerText.slice(0, 1500)]);
+    return '  banner: ' + banner + '\n  hash: ' + hash + '\n  page text:\n' + text;
+  },
 });
