@@ -32,6 +32,7 @@
 #include "../store/rkeys.h"
 #include "../store/store_stream.h"
 #include "compress.h"
+#include "list.h"
 #include "stream.h"
 
 #include <stdlib.h>
@@ -192,10 +193,7 @@ static br_stream *st_new(br_streams *s, br_conn *c, const char *sid) {
     unsigned b = hash(st->sin);
     st->hnext = s->bucket[b];
     s->bucket[b] = st;
-    st->next = s->all;
-    if (s->all)
-        s->all->prev = st;
-    s->all = st;
+    GP_LIST_PUSH(s->all, st, prev, next);
     s->n++;
     return st;
 }
@@ -212,17 +210,8 @@ static void st_drop(br_stream *st) {
         gauge(s);
     }
     st->state = ST_GONE;
-    br_stream **pp = &s->bucket[hash(st->sin)];
-    while (*pp && *pp != st)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = st->hnext;
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        s->all = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
+    GP_CHAIN_REMOVE(s->bucket[hash(st->sin)], st, hnext);
+    GP_LIST_REMOVE(s->all, st, prev, next);
     s->n--;
     br_conn *c = st->c;
     st->c = NULL;

@@ -12,6 +12,7 @@
 #include "../log.h"
 #include "front.h"
 #include "front_int.h"
+#include "list.h"
 #include "stream.h"
 
 #include <sodium.h>
@@ -91,14 +92,7 @@ static void ws_unref(fr_ws *ws) {
     if (--ws->refs > 0)
         return;
     br_front *f = ws->f;
-    if (ws->prev)
-        ws->prev->next = ws->next;
-    else
-        f->ws_head = ws->next;
-    if (ws->next)
-        ws->next->prev = ws->prev;
-    else
-        f->ws_tail = ws->prev;
+    GP_LIST_UNLINK(f->ws_head, f->ws_tail, ws, prev, next);
     f->nws--;
     free(ws->ib);
     free(ws->ents);
@@ -820,12 +814,7 @@ void fr_ws_start(br_front *f, gp_admin_call *call, const gp_http_request *req, c
     ws->ilen = ws->icap = ws->head_left = hlen;
     ws->t0 = uv_now(f->cfg.loop);
     snprintf(ws->house, sizeof ws->house, "%s", rt->house);
-    ws->prev = f->ws_tail;
-    if (f->ws_tail)
-        f->ws_tail->next = ws;
-    else
-        f->ws_head = ws;
-    f->ws_tail = ws;
+    GP_LIST_APPEND(f->ws_head, f->ws_tail, ws, prev, next);
     f->nws++;
     rq->f = f;
     rq->call = call;
