@@ -3,6 +3,7 @@
 #include "stream.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const reason_names[] = {
@@ -487,4 +488,53 @@ size_t gp_stream_printable(char *out, size_t cap, const char *msg) {
         out[n] = msg[n] >= 0x20 && msg[n] <= 0x7e ? msg[n] : '?';
     out[n] = '\0';
     return n;
+}
+
+int gp_stream_marks_push(gp_stream_marks *m, const char *id, size_t idlen, uint64_t end,
+                         size_t max) {
+    if (idlen >= GP_STREAM_MARK_ID)
+        return GP_OK;
+    if (max && m->n >= max) {
+        m->head++;
+        m->n--;
+    }
+    if (m->head + m->n == m->cap && m->head > 0) { /* room at the front: move down */
+        memmove(m->v, m->v + m->head, m->n * sizeof *m->v);
+        m->head = 0;
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        gp_stream_mark *v = realloc(m->v, cap * sizeof *v);
+        if (!v)
+            return GP_ERR_NOMEM;
+        m->v = v;
+        m->cap = cap;
+    }
+    gp_stream_mark *k = &m->v[m->head + m->n++];
+    memcpy(k->id, id, idlen);
+    k->id[idlen] = '\0';
+    k->end = end;
+    return GP_OK;
+}
+
+int gp_stream_marks_due(const gp_stream_marks *m, uint64_t below) {
+    return m->n && m->v[m->head].end <= below;
+}
+
+size_t gp_stream_marks_take(gp_stream_marks *m, uint64_t below, char ids[][GP_STREAM_MARK_ID],
+                            size_t max) {
+    size_t k = 0;
+    while (k < max && gp_stream_marks_due(m, below)) {
+        memcpy(ids[k++], m->v[m->head].id, GP_STREAM_MARK_ID);
+        m->head++;
+        m->n--;
+    }
+    if (m->n == 0)
+        m->head = 0;
+    return k;
+}
+
+void gp_stream_marks_free(gp_stream_marks *m) {
+    free(m->v);
+    *m = (gp_stream_marks){0};
 }
