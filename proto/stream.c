@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 static const char *const reason_names[] = {
     [GP_SR_NONE] = "none",       [GP_SR_MALFORMED] = "malformed", [GP_SR_GAP] = "gap",
     [GP_SR_WINDOW] = "window",   [GP_SR_BAD_ACK] = "bad_ack",     [GP_SR_IDLE] = "idle",
@@ -502,14 +504,8 @@ int gp_stream_marks_push(gp_stream_marks *m, const char *id, size_t idlen, uint6
         memmove(m->v, m->v + m->head, m->n * sizeof *m->v);
         m->head = 0;
     }
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 16;
-        gp_stream_mark *v = realloc(m->v, cap * sizeof *v);
-        if (!v)
-            return GP_ERR_NOMEM;
-        m->v = v;
-        m->cap = cap;
-    }
+    if (gp_grow(&m->v, &m->cap, m->head + m->n + 1, 16, sizeof *m->v) != 0)
+        return GP_ERR_NOMEM;
     gp_stream_mark *k = &m->v[m->head + m->n++];
     memcpy(k->id, id, idlen);
     k->id[idlen] = '\0';
