@@ -303,14 +303,14 @@ build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c $(PROTO_SRC)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
 # The HTTP front door's routes (target, Host), Authorization header and header checks.
-build-fuzz/fuzz_froute: tests/fuzz/fuzz_froute.c bridge/front/froute.c
+build-fuzz/fuzz_froute: tests/fuzz/fuzz_froute.c bridge/front/froute.c proto/gp.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $^ \
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,libsodium)
 # The front door's token file (--http-token-file) and the check against it.
-build-fuzz/fuzz_ftokens: tests/fuzz/fuzz_ftokens.c bridge/front/froute.c
+build-fuzz/fuzz_ftokens: tests/fuzz/fuzz_ftokens.c bridge/front/froute.c proto/gp.c
 	@mkdir -p $(dir $@)
-	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -o $@ $^ \
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,libsodium)
 # Arbitrary bytes as HTTP requests on the admin port, split at arbitrary points.
 build-fuzz/fuzz_admin_http: tests/fuzz/fuzz_admin_http.c proto/http_req.c proto/admin_http.c

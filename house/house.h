@@ -32,6 +32,10 @@ typedef struct hs_tcp_service {
     char *port; /* decimal, 1-65535 */
 } hs_tcp_service;
 
+/* Frees the strings of v[0..n) and the array v (NULL ok): the config's --tcp-service list
+ * and the streams module's HTTP upstreams, both arrays of these (streams.c). */
+void hs_tcp_services_free(hs_tcp_service *v, size_t n);
+
 typedef struct hs_config {
     char *config;
     char *id;

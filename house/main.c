@@ -176,12 +176,7 @@ static int set_service(void *obj, const char *value, char *err, size_t errlen) {
 }
 
 static void free_tcp_services(hs_config *c) {
-    for (size_t i = 0; i < c->ntcp_services; i++) {
-        free(c->tcp_services[i].name);
-        free(c->tcp_services[i].host);
-        free(c->tcp_services[i].port);
-    }
-    free(c->tcp_services);
+    hs_tcp_services_free(c->tcp_services, c->ntcp_services);
     c->tcp_services = NULL;
     c->ntcp_services = 0;
 }

@@ -843,6 +843,15 @@ static void on_entry(hs_streams *st, const gp_frame *f) {
 /* S_ENTRY header bytes besides sid, rst, message and data. */
 #define ENTRY_FIXED (GP_FRAME_HEADER_LEN + 2u + 1u + 8u + 8u + 4u + 2u + 2u)
 
+/* The control frame *f of a stream, owed while *due: 1 and no longer owed when it fits max,
+ * else -1 (it stays owed until there is room). */
+static int control_out(const gp_frame *f, size_t max, int *due) {
+    if (gp_frame_size(f) > max)
+        return -1;
+    *due = 0;
+    return 1;
+}
+
 /* One frame of s into *f: 1, 0 nothing due, -1 does not fit max. */
 static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
     uint64_t now = now_ms(st);
@@ -856,10 +865,7 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         snprintf(st->msg_out, sizeof st->msg_out, "%s", s->message);
         f->u.s_opened.error = gp_str_c(st->err_out);
         f->u.s_opened.message = gp_str_c(st->msg_out);
-        if (gp_frame_size(f) > max)
-            return -1;
-        s->opened_due = 0;
-        return 1;
+        return control_out(f, max, &s->opened_due);
     }
     if (s->attach_due && s->state == TS_OPEN) {
         gp_frame_init(f, GP_FRAME_S_ATTACH, 0, 0);
@@ -868,10 +874,7 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         f->u.s_attach.snd_acked = s->g.snd_acked;
         f->u.s_attach.window = s->g.snd_win; /* the opener's, grown by its `win` if it did */
         f->u.s_attach.idle_ms = s->g.idle_ms;
-        if (gp_frame_size(f) > max)
-            return -1;
-        s->attach_due = 0;
-        return 1;
+        return control_out(f, max, &s->attach_due);
     }
     if (s->rst_due) {
         gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
@@ -880,20 +883,14 @@ static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
         f->u.s_entry.rst = gp_str_c(st->rst_out);
         snprintf(st->msg_out, sizeof st->msg_out, "%s", s->rst_msg);
         f->u.s_entry.message = gp_str_c(st->msg_out);
-        if (gp_frame_size(f) > max)
-            return -1;
-        s->rst_due = 0;
-        return 1;
+        return control_out(f, max, &s->rst_due);
     }
     if (s->final_ack_due) {
         gp_frame_init(f, GP_FRAME_S_ENTRY, 0, 0);
         f->u.s_entry.sid = sid;
         f->u.s_entry.has = GP_SE_ACK;
         f->u.s_entry.ack = s->g.rcv_consumed;
-        if (gp_frame_size(f) > max)
-            return -1;
-        s->final_ack_due = 0;
-        return 1;
+        return control_out(f, max, &s->final_ack_due);
     }
     if (s->state != TS_OPEN)
         return 0;
@@ -1141,13 +1138,14 @@ static void on_timer(uv_timer_t *t) {
 
 /* --- life --------------------------------------------------------------------------------- */
 
+void hs_tcp_services_free(hs_tcp_service *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        GP_FREE_ALL(v[i].name, v[i].host, v[i].port);
+    free(v);
+}
+
 static void http_free(hs_streams *st) {
-    for (size_t i = 0; i < st->nhttp; i++) {
-        free(st->http[i].name);
-        free(st->http[i].host);
-        free(st->http[i].port);
-    }
-    free(st->http);
+    hs_tcp_services_free(st->http, st->nhttp);
     st->http = NULL;
     st->nhttp = 0;
 }

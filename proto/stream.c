@@ -3,7 +3,10 @@
 #include "stream.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
 
 static const char *const reason_names[] = {
     [GP_SR_NONE] = "none",       [GP_SR_MALFORMED] = "malformed", [GP_SR_GAP] = "gap",
@@ -282,6 +285,34 @@ static int field_index(gp_str name, const char *const *names, int n) {
     return -1;
 }
 
+/* The walk both parsers make over an entry's fields: each one named in names[0..count) goes to
+ * set(obj, i, value) once, bit i of *seen marking it; other names are skipped (room to grow).
+ * Too many fields, a repeated one or one set refuses is GP_ERR_MALFORMED, said in err. */
+static int read_fields(const gp_stream_field *f, size_t n, const char *const *names, int count,
+                       int (*set)(void *obj, int i, gp_str v), void *obj, unsigned *seen, char *err,
+                       size_t errlen) {
+    if (n > GP_STREAM_FIELDS_MAX) {
+        gp_errf(err, errlen, "more than %d fields", GP_STREAM_FIELDS_MAX);
+        return GP_ERR_MALFORMED;
+    }
+    *seen = 0;
+    for (size_t k = 0; k < n; k++) {
+        int i = field_index(f[k].name, names, count);
+        if (i < 0)
+            continue;
+        if (*seen & (1u << i)) {
+            gp_errf(err, errlen, "field %s repeated", names[i]);
+            return GP_ERR_MALFORMED;
+        }
+        *seen |= 1u << i;
+        if (set(obj, i, f[k].value) < 0) {
+            gp_errf(err, errlen, "bad %s", names[i]);
+            return GP_ERR_MALFORMED;
+        }
+    }
+    return GP_OK;
+}
+
 /* The rules between fields, shared by the parser and the builder. */
 static const char *entry_rules(const gp_stream_entry *e, int has_data, int has_message) {
     int has_rst = e->rst[0] != '\0';
@@ -299,7 +330,8 @@ static const char *entry_rules(const gp_stream_entry *e, int has_data, int has_m
     return NULL;
 }
 
-static int entry_field(gp_stream_entry *e, int i, gp_str v) {
+static int entry_field(void *obj, int i, gp_str v) {
+    gp_stream_entry *e = obj;
     switch (i) {
     case F_OFF:
         e->has_off = 1;
@@ -332,25 +364,10 @@ static int entry_field(gp_stream_entry *e, int i, gp_str v) {
 int gp_stream_entry_parse(gp_stream_entry *e, const gp_stream_field *f, size_t n, char *err,
                           size_t errlen) {
     memset(e, 0, sizeof *e);
-    if (n > GP_STREAM_FIELDS_MAX) {
-        gp_errf(err, errlen, "more than %d fields", GP_STREAM_FIELDS_MAX);
-        return GP_ERR_MALFORMED;
-    }
-    unsigned seen = 0;
-    for (size_t k = 0; k < n; k++) {
-        int i = field_index(f[k].name, entry_names, F_N);
-        if (i < 0)
-            continue; /* unknown fields: room to grow */
-        if (seen & (1u << i)) {
-            gp_errf(err, errlen, "field %s repeated", entry_names[i]);
-            return GP_ERR_MALFORMED;
-        }
-        seen |= 1u << i;
-        if (entry_field(e, i, f[k].value) < 0) {
-            gp_errf(err, errlen, "bad %s", entry_names[i]);
-            return GP_ERR_MALFORMED;
-        }
-    }
+    unsigned seen;
+    int rc = read_fields(f, n, entry_names, F_N, entry_field, e, &seen, err, errlen);
+    if (rc != GP_OK)
+        return rc;
     const char *why = entry_rules(e, !!(seen & (1u << F_DATA)), !!(seen & (1u << F_MESSAGE)));
     if (why) {
         gp_errf(err, errlen, "%s", why);
@@ -424,7 +441,8 @@ static const char *const open_names[] = {"kind",    "id",         "service", "wi
                                          "idle_ms", "timeout_ms", "reply"};
 enum { O_KIND, O_ID, O_SERVICE, O_WINDOW, O_IDLE, O_TIMEOUT, O_REPLY, O_N };
 
-static int open_field(gp_stream_open *o, int i, gp_str v) {
+static int open_field(void *obj, int i, gp_str v) {
+    gp_stream_open *o = obj;
     switch (i) {
     case O_KIND:
         return gp_str_eq(v, "stream") ? 0 : -1;
@@ -454,25 +472,10 @@ int gp_stream_open_parse(gp_stream_open *o, const gp_stream_field *f, size_t n, 
     o->window = GP_STREAM_WIN_DEFAULT;
     o->idle_ms = GP_STREAM_IDLE_DEFAULT;
     o->timeout_ms = 30000;
-    if (n > GP_STREAM_FIELDS_MAX) {
-        gp_errf(err, errlen, "more than %d fields", GP_STREAM_FIELDS_MAX);
-        return GP_ERR_MALFORMED;
-    }
-    unsigned seen = 0;
-    for (size_t k = 0; k < n; k++) {
-        int i = field_index(f[k].name, open_names, O_N);
-        if (i < 0)
-            continue;
-        if (seen & (1u << i)) {
-            gp_errf(err, errlen, "field %s repeated", open_names[i]);
-            return GP_ERR_MALFORMED;
-        }
-        seen |= 1u << i;
-        if (open_field(o, i, f[k].value) < 0) {
-            gp_errf(err, errlen, "bad %s", open_names[i]);
-            return GP_ERR_MALFORMED;
-        }
-    }
+    unsigned seen;
+    int rc = read_fields(f, n, open_names, O_N, open_field, o, &seen, err, errlen);
+    if (rc != GP_OK)
+        return rc;
     for (int i = O_KIND; i <= O_SERVICE; i++)
         if (!(seen & (1u << i))) {
             gp_errf(err, errlen, "missing %s", open_names[i]);
@@ -487,4 +490,47 @@ size_t gp_stream_printable(char *out, size_t cap, const char *msg) {
         out[n] = msg[n] >= 0x20 && msg[n] <= 0x7e ? msg[n] : '?';
     out[n] = '\0';
     return n;
+}
+
+int gp_stream_marks_push(gp_stream_marks *m, const char *id, size_t idlen, uint64_t end,
+                         size_t max) {
+    if (idlen >= GP_STREAM_MARK_ID)
+        return GP_OK;
+    if (max && m->n >= max) {
+        m->head++;
+        m->n--;
+    }
+    if (m->head + m->n == m->cap && m->head > 0) { /* room at the front: move down */
+        memmove(m->v, m->v + m->head, m->n * sizeof *m->v);
+        m->head = 0;
+    }
+    if (gp_grow(&m->v, &m->cap, m->head + m->n + 1, 16, sizeof *m->v) != 0)
+        return GP_ERR_NOMEM;
+    gp_stream_mark *k = &m->v[m->head + m->n++];
+    memcpy(k->id, id, idlen);
+    k->id[idlen] = '\0';
+    k->end = end;
+    return GP_OK;
+}
+
+int gp_stream_marks_due(const gp_stream_marks *m, uint64_t below) {
+    return m->n && m->v[m->head].end <= below;
+}
+
+size_t gp_stream_marks_take(gp_stream_marks *m, uint64_t below, char ids[][GP_STREAM_MARK_ID],
+                            size_t max) {
+    size_t k = 0;
+    while (k < max && gp_stream_marks_due(m, below)) {
+        memcpy(ids[k++], m->v[m->head].id, GP_STREAM_MARK_ID);
+        m->head++;
+        m->n--;
+    }
+    if (m->n == 0)
+        m->head = 0;
+    return k;
+}
+
+void gp_stream_marks_free(gp_stream_marks *m) {
+    free(m->v);
+    *m = (gp_stream_marks){0};
 }

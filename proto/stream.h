@@ -193,4 +193,34 @@ int gp_stream_service_ok(gp_str v);
 int gp_stream_open_parse(gp_stream_open *o, const gp_stream_field *f, size_t n, char *err,
                          size_t errlen) GP_WUR;
 
+/* --- a writer's marks --------------------------------------------------------------------- */
+
+/* The entries a writer put on its byte key and has yet to delete, oldest first: each one's id
+ * and the offset its bytes end at. The writer deletes those wholly below the reader's ack
+ * (STREAMS.md); the bridge, the CLI and the front door all keep this queue. Zeroed: empty. */
+#define GP_STREAM_MARK_ID 48 /* an entry id ("ms-seq", at most 41 bytes) and its NUL */
+
+typedef struct gp_stream_mark {
+    char id[GP_STREAM_MARK_ID];
+    uint64_t end;
+} gp_stream_mark;
+
+typedef struct gp_stream_marks {
+    gp_stream_mark *v;
+    size_t head, n, cap; /* v[head .. head + n) */
+} gp_stream_marks;
+
+/* Appends the entry id[0..idlen) ending at `end`. With max (0: no bound) marks kept already,
+ * the oldest is forgotten first; a forgotten entry, like one whose id does not fit, is left to
+ * the key's TTL. GP_ERR_NOMEM when it could not be kept, else GP_OK. */
+int gp_stream_marks_push(gp_stream_marks *m, const char *id, size_t idlen, uint64_t end,
+                         size_t max);
+/* 1 when the oldest mark ends at or below `below` (its entry can go). */
+int gp_stream_marks_due(const gp_stream_marks *m, uint64_t below);
+/* Takes up to max of the oldest marks ending at or below `below`, their ids copied into ids;
+ * returns how many. */
+size_t gp_stream_marks_take(gp_stream_marks *m, uint64_t below, char ids[][GP_STREAM_MARK_ID],
+                            size_t max);
+void gp_stream_marks_free(gp_stream_marks *m); /* empty again */
+
 #endif

@@ -166,11 +166,6 @@ static int parse_args(cli_ctx *c, const char *cmd, int argc, char **argv, int wa
 
 /* --- one stream ------------------------------------------------------------------------- */
 
-typedef struct sent_ent {
-    char id[48];  /* the sin entry's id */
-    uint64_t end; /* off + length of its data */
-} sent_ent;
-
 typedef struct pump {
     cli_ctx *c;
     const st_conf *cf;
@@ -184,14 +179,13 @@ typedef struct pump {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     gp_stream s;
-    int stop;        /* the reader is finishing: the writer leaves */
-    int writer_done; /* the writer left (EOF written, or a failure) */
-    int out_closed;  /* our output got the peer's fin (closed / shut for writing) */
-    char why[512];   /* the first failure, printed once */
-    int exit_code;   /* with why */
-    int rst_sent;    /* our rst entry was written */
-    sent_ent *ents;  /* data entries on sin not yet trimmed, in order */
-    size_t ents_head, ents_len, ents_cap;
+    int stop;             /* the reader is finishing: the writer leaves */
+    int writer_done;      /* the writer left (EOF written, or a failure) */
+    int out_closed;       /* our output got the peer's fin (closed / shut for writing) */
+    char why[512];        /* the first failure, printed once */
+    int exit_code;        /* with why */
+    int rst_sent;         /* our rst entry was written */
+    gp_stream_marks ents; /* data entries on sin not yet trimmed, in order */
     char last_ack_id[48]; /* our previous ack-only entry (deleted when the next is written) */
     char read_ctl[READ_COUNT][48]; /* the house's ack-only sout entries just read (reader) */
     size_t nread_ctl;
@@ -380,27 +374,6 @@ static int write_out(pump *p, const uint8_t *b, size_t n) {
     return 0;
 }
 
-static int push_ent(pump *p, const char *id, uint64_t end) {
-    if (p->ents_head + p->ents_len == p->ents_cap) {
-        if (p->ents_head > 0) {
-            memmove(p->ents, p->ents + p->ents_head, p->ents_len * sizeof *p->ents);
-            p->ents_head = 0;
-        }
-        if (p->ents_len == p->ents_cap) {
-            size_t cap = p->ents_cap ? p->ents_cap * 2 : 64;
-            sent_ent *n = realloc(p->ents, cap * sizeof *n);
-            if (!n)
-                return -1;
-            p->ents = n;
-            p->ents_cap = cap;
-        }
-    }
-    sent_ent *e = &p->ents[p->ents_head + p->ents_len++];
-    snprintf(e->id, sizeof e->id, "%s", id);
-    e->end = end;
-    return 0;
-}
-
 /* The writer: input -> sin. */
 static void *writer_main(void *arg) {
     pump *p = arg;
@@ -473,7 +446,7 @@ static void *writer_main(void *arg) {
         if (n == 0)
             break;
         pthread_mutex_lock(&p->mu);
-        int pushed = push_ent(p, id, e.off + (uint64_t)n);
+        int pushed = gp_stream_marks_push(&p->ents, id, strlen(id), e.off + (uint64_t)n, 0);
         pthread_mutex_unlock(&p->mu);
         (void)pushed; /* out of memory: the entry stays until the key expires */
     }
@@ -504,19 +477,6 @@ static int entry_fields(const redisReply *e, gp_stream_field *f, size_t *n, cons
             (gp_str){(const uint8_t *)fv->element[2 * i + 1]->str, fv->element[2 * i + 1]->len};
     }
     return 0;
-}
-
-/* Takes the trimmable sin entries (wholly below the house's ack) into ids. Mutex held. */
-static size_t take_trim(pump *p, char (*ids)[48], size_t cap) {
-    size_t n = 0;
-    while (p->ents_len > 0 && n < cap && p->ents[p->ents_head].end <= p->s.snd_acked) {
-        memcpy(ids[n++], p->ents[p->ents_head].id, 48);
-        p->ents_head++;
-        p->ents_len--;
-    }
-    if (p->ents_len == 0)
-        p->ents_head = 0;
-    return n;
 }
 
 /* Applies one sout entry; data goes to the output. 0 on, 1 the stream is reset (recorded). */
@@ -621,7 +581,7 @@ static void release_out(int fd) {
 static int housekeeping(pump *p, size_t got) {
     int caught_up = got < READ_COUNT;
     uint64_t now = mono_ms();
-    char ids[XDEL_BATCH][48];
+    char ids[XDEL_BATCH][GP_STREAM_MARK_ID];
     pthread_mutex_lock(&p->mu);
     int close_out = !p->out_closed && p->s.rcv_fin && p->s.rcv_consumed == p->s.rcv_fin_off;
     if (close_out)
@@ -635,7 +595,7 @@ static int housekeeping(pump *p, size_t got) {
     }
     for (;;) { /* every entry the house's ack covers, XDEL_BATCH a command */
         pthread_mutex_lock(&p->mu);
-        size_t ntrim = take_trim(p, ids, XDEL_BATCH);
+        size_t ntrim = gp_stream_marks_take(&p->ents, p->s.snd_acked, ids, XDEL_BATCH);
         pthread_mutex_unlock(&p->mu);
         if (ntrim == 0)
             break;
@@ -928,7 +888,7 @@ static void pump_free(pump *p) {
     br_rc_free(p->rw);
     close(p->wake[0]);
     close(p->wake[1]);
-    free(p->ents);
+    gp_stream_marks_free(&p->ents);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 }

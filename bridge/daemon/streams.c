@@ -32,6 +32,7 @@
 #include "../store/rkeys.h"
 #include "../store/store_stream.h"
 #include "compress.h"
+#include "list.h"
 #include "stream.h"
 
 #include <stdlib.h>
@@ -49,17 +50,6 @@
 #define STRAY_LOG_EVERY 100
 
 enum { ST_CHECKING, ST_OPENING, ST_LIVE, ST_GONE };
-
-/* An entry of a byte key and the offset its bytes end at. */
-typedef struct st_mark {
-    char id[48];
-    uint64_t end;
-} st_mark;
-
-typedef struct st_marks {
-    st_mark *v;
-    size_t head, n, cap; /* v[head .. head + n) */
-} st_marks;
 
 typedef struct br_stream {
     br_streams *s;
@@ -93,8 +83,8 @@ typedef struct br_stream {
     uint64_t snd_win; /* the opener's receive window: the house writes below opener_ack + it */
     int sin_fin, sout_fin;
     uint64_t sin_fin_end, sout_fin_end;
-    st_marks out, in; /* sout entries to trim by the opener's ack, sin by the house's */
-    char ack_id[48];  /* sout's newest entry with only the house's ack: the next supersedes it */
+    gp_stream_marks out, in; /* sout entries to trim by the opener's ack, sin by the house's */
+    char ack_id[48]; /* sout's newest entry with only the house's ack: the next supersedes it */
 } br_stream;
 
 struct br_streams {
@@ -138,16 +128,11 @@ static br_stream *find(const br_streams *s, const br_conn *c, gp_str sid) {
     return st && st->c == c ? st : NULL;
 }
 
-static void marks_free(st_marks *m) {
-    free(m->v);
-    *m = (st_marks){0};
-}
-
 static void st_unref(br_stream *st) {
     if (--st->refs > 0)
         return;
-    marks_free(&st->out);
-    marks_free(&st->in);
+    gp_stream_marks_free(&st->out);
+    gp_stream_marks_free(&st->in);
     free(st->reply);
     free(st);
 }
@@ -192,10 +177,7 @@ static br_stream *st_new(br_streams *s, br_conn *c, const char *sid) {
     unsigned b = hash(st->sin);
     st->hnext = s->bucket[b];
     s->bucket[b] = st;
-    st->next = s->all;
-    if (s->all)
-        s->all->prev = st;
-    s->all = st;
+    GP_LIST_PUSH(s->all, st, prev, next);
     s->n++;
     return st;
 }
@@ -212,17 +194,8 @@ static void st_drop(br_stream *st) {
         gauge(s);
     }
     st->state = ST_GONE;
-    br_stream **pp = &s->bucket[hash(st->sin)];
-    while (*pp && *pp != st)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = st->hnext;
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        s->all = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
+    GP_CHAIN_REMOVE(s->bucket[hash(st->sin)], st, hnext);
+    GP_LIST_REMOVE(s->all, st, prev, next);
     s->n--;
     br_conn *c = st->c;
     st->c = NULL;
@@ -231,49 +204,10 @@ static void st_drop(br_stream *st) {
     st_unref(st);
 }
 
-/* --- marks (entry id, end offset) of one direction ---------------------------------------- */
-
-static void marks_push(st_marks *m, const char *id, size_t idlen, uint64_t end) {
-    if (idlen >= sizeof m->v[0].id)
-        return;
-    if (m->n >= MARKS_MAX) { /* forget the oldest: its entry is left to the key's TTL */
-        m->head++;
-        m->n--;
-    }
-    if (m->head + m->n == m->cap) {
-        if (m->head > 0) {
-            memmove(m->v, m->v + m->head, m->n * sizeof *m->v);
-            m->head = 0;
-        } else {
-            size_t cap = m->cap ? m->cap * 2 : 16;
-            st_mark *v = realloc(m->v, cap * sizeof *v);
-            if (!v)
-                return; /* not remembered: left to the TTL */
-            m->v = v;
-            m->cap = cap;
-        }
-    }
-    st_mark *k = &m->v[m->head + m->n++];
-    memcpy(k->id, id, idlen);
-    k->id[idlen] = '\0';
-    k->end = end;
-}
-
-/* Takes up to max ids of entries wholly below `below` into ids[] (copied). */
-static int marks_take(st_marks *m, uint64_t below, char ids[][48], int max) {
-    int k = 0;
-    while (k < max && m->n && m->v[m->head].end <= below) {
-        memcpy(ids[k++], m->v[m->head].id, 48);
-        m->head++;
-        m->n--;
-    }
-    if (m->n == 0)
-        m->head = 0;
-    return k;
-}
-
-static int marks_due(const st_marks *m, uint64_t below) {
-    return m->n && m->v[m->head].end <= below;
+/* A mark of one direction; one not kept (past MARKS_MAX, out of memory) leaves its entry to the
+ * key's TTL. */
+static void push_mark(gp_stream_marks *m, const char *id, size_t idlen, uint64_t end) {
+    (void)gp_stream_marks_push(m, id, idlen, end, MARKS_MAX);
 }
 
 /* --- writing sout (fenced) --------------------------------------------------------------- */
@@ -321,15 +255,15 @@ static void on_write(redisReply *rep, void *ud) {
     } else if (rep->type == REDIS_REPLY_STRING && w->has_off && !w->fin && st->state == ST_LIVE) {
         /* Not a bare fin: an ack equal to its offset does not say the fin was read (it stays
          * until both keys expire, 60 s after the end); a fin with data is read with it. */
-        marks_push(&st->out, rep->str, rep->len, w->end);
-        if (marks_due(&st->out, st->opener_ack))
+        push_mark(&st->out, rep->str, rep->len, w->end);
+        if (gp_stream_marks_due(&st->out, st->opener_ack))
             st_trim(st);
     } else if (rep->type == REDIS_REPLY_STRING && w->ack_only && st->state == ST_LIVE &&
                rep->len < sizeof st->ack_id) {
         /* The previous ack-only entry is superseded: trimmed with the next write (an upload
          * would otherwise leave one on sout every quarter window until the stream ends). */
         if (st->ack_id[0])
-            marks_push(&st->out, st->ack_id, strlen(st->ack_id), 0);
+            push_mark(&st->out, st->ack_id, strlen(st->ack_id), 0);
         memcpy(st->ack_id, rep->str, rep->len);
         st->ack_id[rep->len] = '\0';
     }
@@ -350,11 +284,11 @@ static void write_raw(br_streams *s, br_conn *c, br_stream *st, const char *sin,
                st ? st->sid : "-");
         return;
     }
-    char out[TRIM_PER_CALL][48], in[TRIM_PER_CALL][48];
-    int nout = 0, nin = 0;
+    char out[TRIM_PER_CALL][GP_STREAM_MARK_ID], in[TRIM_PER_CALL][GP_STREAM_MARK_ID];
+    size_t nout = 0, nin = 0;
     if (st) {
-        nout = marks_take(&st->out, st->opener_ack, out, TRIM_PER_CALL);
-        nin = marks_take(&st->in, st->house_ack, in, TRIM_PER_CALL);
+        nout = gp_stream_marks_take(&st->out, st->opener_ack, out, TRIM_PER_CALL);
+        nin = gp_stream_marks_take(&st->in, st->house_ack, in, TRIM_PER_CALL);
     }
     br_args a;
     br_args_init(&a);
@@ -366,9 +300,9 @@ static void write_raw(br_streams *s, br_conn *c, br_stream *st, const char *sin,
     br_args_str(&a, end ? "1" : "0");
     br_args_u64(&a, (uint64_t)nout);
     br_args_u64(&a, (uint64_t)nin);
-    for (int i = 0; i < nout; i++)
+    for (size_t i = 0; i < nout; i++)
         br_args_str(&a, out[i]);
-    for (int i = 0; i < nin; i++)
+    for (size_t i = 0; i < nin; i++)
         br_args_str(&a, in[i]);
     for (int i = 0; i < nf; i++) {
         br_args_bin(&a, fld[i].name.p, fld[i].name.len);
@@ -397,7 +331,8 @@ static void st_write(br_stream *st, const gp_stream_entry *e, int end) {
 static void st_trim(br_stream *st) {
     if (st->state != ST_LIVE)
         return;
-    while (marks_due(&st->out, st->opener_ack) || marks_due(&st->in, st->house_ack))
+    while (gp_stream_marks_due(&st->out, st->opener_ack) ||
+           gp_stream_marks_due(&st->in, st->house_ack))
         st_write(st, NULL, 0);
 }
 
@@ -532,7 +467,7 @@ static int sin_entry(br_stream *st, const redisReply *en) {
         gp_metric_add(s->m_bytes, "in", (double)e.data.len);
     }
     if (!e.fin || e.data.len) /* a bare fin stays: the house's ack of its offset may predate it */
-        marks_push(&st->in, id->str, id->len, e.has_off ? e.off + e.data.len : st->sin_high);
+        push_mark(&st->in, id->str, id->len, e.has_off ? e.off + e.data.len : st->sin_high);
     if (e.has_ack && e.ack > st->opener_ack)
         st->opener_ack = e.ack;
     if (e.has_win && e.win > st->snd_win)
@@ -999,8 +934,8 @@ static void on_scan(redisReply *rep, void *ud) {
         if (rep->element[0]->integer > 0 && !st->terms_known)
             st->ttl_ms = (uint64_t)rep->element[0]->integer;
         const redisReply *v = rep->element[1];
-        st_marks old = st->out; /* written by us since the scan was sent: after these */
-        st->out = (st_marks){0};
+        gp_stream_marks old = st->out; /* written by us since the scan was sent: after these */
+        st->out = (gp_stream_marks){0};
         /* What sout holds without a hole, from the opener's ack: a write lost in the middle
          * (stream_write_lost) is sent again by the house and written again. */
         uint64_t high = st->opener_ack;
@@ -1018,12 +953,12 @@ static void on_scan(redisReply *rep, void *ud) {
                 hole = 1;
             else if (!hole && end > high)
                 high = end;
-            marks_push(&st->out, m->element[0]->str, m->element[0]->len, end);
+            push_mark(&st->out, m->element[0]->str, m->element[0]->len, end);
         }
         for (size_t i = 0; i < old.n; i++)
-            marks_push(&st->out, old.v[old.head + i].id, strlen(old.v[old.head + i].id),
-                       old.v[old.head + i].end);
-        marks_free(&old);
+            push_mark(&st->out, old.v[old.head + i].id, strlen(old.v[old.head + i].id),
+                      old.v[old.head + i].end);
+        gp_stream_marks_free(&old);
         if (high > st->sout_high)
             st->sout_high = high;
         st->sout_known = 1;
@@ -1214,8 +1149,8 @@ void br_streams_free(br_streams *s) {
     /* At exit, after the loop: Redis and the connections are gone, only memory is left. */
     for (br_stream *st = s->all, *next; st; st = next) {
         next = st->next;
-        marks_free(&st->out);
-        marks_free(&st->in);
+        gp_stream_marks_free(&st->out);
+        gp_stream_marks_free(&st->in);
         free(st->reply);
         free(st);
     }

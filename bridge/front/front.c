@@ -16,6 +16,7 @@
 #include "front_int.h"
 #include "front_tls.h"
 #include "froute.h"
+#include "list.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -469,12 +470,7 @@ static void on_sweep_closed(uv_handle_t *h) {
 
 void fr_enqueue(fr_req *rq) {
     br_front *f = rq->f;
-    rq->next = NULL;
-    if (f->wait_tail)
-        f->wait_tail->next = rq;
-    else
-        f->wait_head = rq;
-    f->wait_tail = rq;
+    GP_SLIST_APPEND(f->wait_head, f->wait_tail, rq, next);
     f->nwait++;
     fr_pump(f);
 }

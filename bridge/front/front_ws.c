@@ -12,6 +12,7 @@
 #include "../log.h"
 #include "front.h"
 #include "front_int.h"
+#include "list.h"
 #include "stream.h"
 
 #include <sodium.h>
@@ -27,12 +28,6 @@
 #define FR_WS_READ_COUNT 64       /* sout entries an XREAD */
 #define FR_WS_XDEL_BATCH 128
 #define FR_WS_LINGER_MS 10000 /* an ended WebSocket's queued bytes, then its connection closes */
-
-/* A sin entry we wrote: deleted once the house acknowledged every byte below `end`. */
-typedef struct fr_sent {
-    char id[48];
-    uint64_t end;
-} fr_sent;
 
 enum { WS_OPENING, WS_OPEN };
 
@@ -64,8 +59,7 @@ struct fr_ws {
     uint64_t xadd_end; /* the offset after the data XADD in flight */
     int xadd_fin;      /* it carries our fin */
     int xadd_bare;     /* it is a bare fin: never trimmed (an ack of its offset may predate it) */
-    fr_sent *ents;     /* our sin data entries not yet trimmed, oldest first (a ring) */
-    size_t ents_head, ents_len, ents_cap;
+    gp_stream_marks ents; /* our sin data entries not yet trimmed, oldest first */
     char last_ack_id[48]; /* our last ack-only entry: deleted when the next supersedes it */
     int paused;           /* sout not read while the client has over FR_MAX_QUEUED queued */
     int over, rst_sent, out_shut, refused, counted;
@@ -91,17 +85,10 @@ static void ws_unref(fr_ws *ws) {
     if (--ws->refs > 0)
         return;
     br_front *f = ws->f;
-    if (ws->prev)
-        ws->prev->next = ws->next;
-    else
-        f->ws_head = ws->next;
-    if (ws->next)
-        ws->next->prev = ws->prev;
-    else
-        f->ws_tail = ws->prev;
+    GP_LIST_UNLINK(f->ws_head, f->ws_tail, ws, prev, next);
     f->nws--;
     free(ws->ib);
-    free(ws->ents);
+    gp_stream_marks_free(&ws->ents);
     free(ws);
     if (f->stopping && f->inflight == 0 && f->nws == 0)
         fr_front_free(f);
@@ -257,23 +244,11 @@ static void ws_on_sin(redisReply *r, void *ud) {
             ws_unref(ws);
             return;
         }
-        if (ws->ents_len == ws->ents_cap) {
-            size_t cap = ws->ents_cap ? ws->ents_cap * 2 : 16;
-            fr_sent *v = malloc(cap * sizeof *v);
-            if (!v) {
-                ws_reset(ws, GP_SR_LOCAL, "closed", "out of memory");
-                ws_unref(ws);
-                return;
-            }
-            for (size_t i = 0; i < ws->ents_len; i++)
-                v[i] = ws->ents[(ws->ents_head + i) % ws->ents_cap];
-            free(ws->ents);
-            ws->ents = v, ws->ents_cap = cap, ws->ents_head = 0;
+        if (gp_stream_marks_push(&ws->ents, r->str, r->len, ws->xadd_end, 0) != GP_OK) {
+            ws_reset(ws, GP_SR_LOCAL, "closed", "out of memory");
+            ws_unref(ws);
+            return;
         }
-        fr_sent *e = &ws->ents[(ws->ents_head + ws->ents_len++) % ws->ents_cap];
-        memcpy(e->id, r->str, r->len);
-        e->id[r->len] = '\0';
-        e->end = ws->xadd_end;
         ws_reading(ws);
         ws_kick(ws);
     }
@@ -395,18 +370,15 @@ static void ws_write_ack(fr_ws *ws, int flush) {
 
 /* Deletes our sin entries the house acknowledged wholly. */
 static void ws_trim(fr_ws *ws) {
-    while (ws->ents_len && ws->ents[ws->ents_head].end <= ws->s.snd_acked) {
+    char ids[FR_WS_XDEL_BATCH][GP_STREAM_MARK_ID];
+    size_t n;
+    while ((n = gp_stream_marks_take(&ws->ents, ws->s.snd_acked, ids, FR_WS_XDEL_BATCH)) > 0) {
         br_args a;
         br_args_init(&a);
         br_args_str(&a, "XDEL");
         br_args_str(&a, ws->kin);
-        for (int k = 0;
-             k < FR_WS_XDEL_BATCH && ws->ents_len && ws->ents[ws->ents_head].end <= ws->s.snd_acked;
-             k++) {
-            br_args_str(&a, ws->ents[ws->ents_head].id);
-            ws->ents_head = (ws->ents_head + 1) % ws->ents_cap;
-            ws->ents_len--;
-        }
+        for (size_t k = 0; k < n; k++)
+            br_args_str(&a, ids[k]);
         (void)br_db_cmd(ws->f->cfg.db, ws_noop, NULL, &a);
     }
 }
@@ -820,12 +792,7 @@ void fr_ws_start(br_front *f, gp_admin_call *call, const gp_http_request *req, c
     ws->ilen = ws->icap = ws->head_left = hlen;
     ws->t0 = uv_now(f->cfg.loop);
     snprintf(ws->house, sizeof ws->house, "%s", rt->house);
-    ws->prev = f->ws_tail;
-    if (f->ws_tail)
-        f->ws_tail->next = ws;
-    else
-        f->ws_head = ws;
-    f->ws_tail = ws;
+    GP_LIST_APPEND(f->ws_head, f->ws_tail, ws, prev, next);
     f->nws++;
     rq->f = f;
     rq->call = call;

@@ -1,6 +1,7 @@
 /* froute.c — the HTTP front door's pure parts: routes, tokens, credentials, hop-by-hop
  * headers (froute.h). Pure. */
 #include "froute.h"
+#include "gp.h"
 
 #include <fnmatch.h>
 #include <sodium.h>
@@ -9,18 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
-static int id_char(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
-}
-
+/* House ids and service names follow the protocol's one rule for names. */
 static int ids_valid(const char *s, size_t len, size_t max) {
-    if (len < 1 || len > max)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!id_char((unsigned char)s[i]))
-            return 0;
-    return 1;
+    return gp_name_ok((gp_str){(const uint8_t *)s, len}, max);
 }
 
 int fr_service_valid(const char *s, size_t len) {

@@ -593,3 +593,47 @@ Test(stream, printable_messages) {
     char err[128];
     cr_assert_eq(gp_stream_entry_parse(&e, f, 2, err, sizeof err), 0, "%s", err);
 }
+
+/* A writer's marks: taken oldest first and only wholly below the ack, in batches; kept in order
+ * across growth and the move down after takes; a bound forgets the oldest; an id that cannot
+ * be an entry id is not kept. */
+Test(stream, writer_marks) {
+    gp_stream_marks m = {0};
+    char ids[4][GP_STREAM_MARK_ID], id[32];
+    for (unsigned i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "%u-0", i);
+        cr_assert_eq(gp_stream_marks_push(&m, id, strlen(id), 100 * (i + 1), 0), GP_OK);
+    }
+    cr_assert_not(gp_stream_marks_due(&m, 99));
+    cr_assert_eq(gp_stream_marks_take(&m, 99, ids, 4), 0);
+    cr_assert(gp_stream_marks_due(&m, 100));
+    cr_assert_eq(gp_stream_marks_take(&m, 350, ids, 4), 3);
+    cr_assert_str_eq(ids[0], "0-0");
+    cr_assert_str_eq(ids[2], "2-0");
+    cr_assert_eq(gp_stream_marks_take(&m, 4000, ids, 4), 4); /* a batch at most */
+    cr_assert_str_eq(ids[3], "6-0");
+    for (unsigned i = 40; i < 70; i++) { /* fills the room the takes left, then grows */
+        snprintf(id, sizeof id, "%u-0", i);
+        cr_assert_eq(gp_stream_marks_push(&m, id, strlen(id), 100 * (i + 1), 0), GP_OK);
+    }
+    for (unsigned want = 7; want < 70; want++) {
+        cr_assert_eq(gp_stream_marks_take(&m, UINT64_MAX, ids, 1), 1);
+        snprintf(id, sizeof id, "%u-0", want);
+        cr_assert_str_eq(ids[0], id);
+    }
+    cr_assert_not(gp_stream_marks_due(&m, UINT64_MAX));
+
+    for (unsigned i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "%u-1", i);
+        cr_assert_eq(gp_stream_marks_push(&m, id, strlen(id), i, 3), GP_OK);
+    }
+    char longid[GP_STREAM_MARK_ID + 1];
+    memset(longid, '7', sizeof longid);
+    cr_assert_eq(gp_stream_marks_push(&m, longid, sizeof longid, 9, 3), GP_OK);
+    cr_assert_eq(gp_stream_marks_take(&m, UINT64_MAX, ids, 4), 3);
+    cr_assert_str_eq(ids[0], "2-1");
+    cr_assert_str_eq(ids[2], "4-1");
+    gp_stream_marks_free(&m);
+    cr_assert_eq(m.v, NULL);
+    cr_assert_eq(m.n, 0);
+}
