@@ -26,7 +26,7 @@
 #define FR_WS_CHUNK (64u << 10)   /* data bytes a sin entry (STREAMS.md: writers use 64 KiB) */
 #define FR_WS_IN_MAX (256u << 10) /* client bytes held for sin: its reading stops past this */
 #define FR_WS_READ_COUNT 64       /* sout entries an XREAD */
-#define FR_WS_XDEL_BATCH 128
+#define FR_WS_XDEL_BATCH (BR_ARGS_MAX - 2) /* ids an XDEL: what a br_args holds (else abort) */
 #define FR_WS_LINGER_MS 10000 /* an ended WebSocket's queued bytes, then its connection closes */
 
 enum { WS_OPENING, WS_OPEN };
