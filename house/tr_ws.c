@@ -701,6 +701,12 @@ static void ws_close(hs_transport *t) {
     kick(c);
 }
 
+static void ws_drop(hs_transport *t) {
+    tr_ws *w = (tr_ws *)t;
+    if (w->c)
+        conn_end(w->c, "closed");
+}
+
 /* From inside the loop: everything goes. An open connection gets a close frame (1001, going
  * away) on its way out if the socket takes it at once. */
 static void ws_stop(hs_transport *t) {
@@ -738,6 +744,7 @@ static const hs_transport_ops ws_ops = {
     .dial = ws_dial,
     .send = ws_send,
     .close = ws_close,
+    .drop = ws_drop,
     .stop = ws_stop,
     .free = ws_free,
     .label = ws_label,

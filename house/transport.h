@@ -76,6 +76,11 @@ typedef struct hs_transport_ops {
     int (*dial)(hs_transport *t, const char *url);
     void (*send)(hs_transport *t);  /* frames are waiting: pull them (from the loop) */
     void (*close)(hs_transport *t); /* flushes what the core still gives, then on_closed */
+    /* Optional: the connection is presumed dead (the bridge silent for three pings, or a
+     * handshake past its deadline): it ends now, saying and awaiting nothing, then on_closed.
+     * NULL: close. A goodbye could only delay the move to the next bridge, and where it still
+     * got through it would spare the old bridge its fencing, which is then what is tested. */
+    void (*drop)(hs_transport *t);
     /* Shutdown, the connection live: what is queued (a GOAWAY) goes out now. NULL when the
      * transport's own close handshake says goodbye (ws). */
     void (*flush_now)(hs_transport *t);

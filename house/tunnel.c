@@ -524,7 +524,7 @@ static void conn_ended(hs_tunnel *t, const char *why) {
 
 /* Closes the connection; conn_ended() follows from the transport. Frames queued on the
  * control queue (a GOAWAY) are flushed first when the connection is open. */
-static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk) {
+static void conn_end_with(hs_tunnel *t, const char *reason, enum backoff_kind bk, int dead) {
     if (t->state == CS_IDLE || t->state == CS_CLOSING || !t->tr)
         return;
     snprintf(t->reason, sizeof t->reason, "%s", reason);
@@ -533,7 +533,14 @@ static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk) {
     t->state = CS_CLOSING;
     /* Nothing more goes out for the streams; their upstream calls stop now. */
     t->aborted += streams_abort_all(t, !t->h->stopping);
-    t->tr->ops->close(t->tr); /* flushes a GOAWAY, then on_closed */
+    if (dead && t->tr->ops->drop)
+        t->tr->ops->drop(t->tr); /* on_closed, at once */
+    else
+        t->tr->ops->close(t->tr); /* flushes a GOAWAY, then on_closed */
+}
+
+static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk) {
+    conn_end_with(t, reason, bk, 0);
 }
 
 static void send_goaway(hs_tunnel *t, uint16_t code, const char *msg) {
@@ -1011,13 +1018,13 @@ static void on_tick(uv_timer_t *tm) {
     case CS_HELLO:
     case CS_AUTH:
         if (now - t->dial_ms > HANDSHAKE_MS)
-            conn_close(t, "handshake_timeout", BK_NORMAL);
+            conn_end_with(t, "handshake_timeout", BK_NORMAL, 1);
         return;
     case CS_LIVE:
         if (now - t->last_rx_ms > 3ull * t->ping_iv) {
             hs_log(HS_LOG_WARN, "bridge_silent", "bridge=%s silent_ms=%llu", hs_qs(t->url),
                    (unsigned long long)(now - t->last_rx_ms));
-            conn_close(t, "ping_timeout", BK_NORMAL);
+            conn_end_with(t, "ping_timeout", BK_NORMAL, 1);
             return;
         }
         if (t->draining && now - t->drain_ms > DRAIN_MS) {

@@ -19,7 +19,7 @@
 
 static struct {
     hs_transport base;
-    int dials, sends, closes;
+    int dials, sends, closes, drops;
 } F;
 
 static int f_dial(hs_transport *t, const char *url) {
@@ -35,6 +35,10 @@ static void f_close(hs_transport *t) {
     (void)t;
     F.closes++;
 }
+static void f_drop(hs_transport *t) {
+    F.drops++;
+    t->up->on_closed(t->up->ud, t, "closed");
+}
 static void f_nop(hs_transport *t) {
     (void)t;
 }
@@ -45,6 +49,7 @@ static const char *f_label(hs_transport *t) {
 static const hs_transport_ops f_ops = {.dial = f_dial,
                                        .send = f_send,
                                        .close = f_close,
+                                       .drop = f_drop,
                                        .stop = f_nop,
                                        .free = f_nop,
                                        .label = f_label};
@@ -106,6 +111,7 @@ static hs_tcp_service *init_tcp;     /* the next init()'s one --tcp-service (NUL
 static uint8_t welcome_proto;        /* what the test bridge's WELCOME names (0: none) */
 static int expect_live = 1;          /* handshake(): the WELCOME must make the tunnel live */
 static uint8_t hello_min, hello_max; /* what the house's last HELLO offered */
+static uint32_t welcome_ping = 5000; /* the WELCOME's ping interval (ms) */
 
 static void init(void) {
     cr_assert_geq(sodium_init(), 0);
@@ -133,6 +139,7 @@ static void init(void) {
     H.cfg.stream_grace = 30;
     init_tcp = NULL;
     welcome_proto = 0;
+    welcome_ping = 5000;
     cr_assert_not_null(H.tunnel = hs_tunnel_new(&H));
     cr_assert_eq(hs_tunnel_start(H.tunnel), 0);
 }
@@ -203,7 +210,7 @@ static void handshake_n(int good, int dials) {
     memset(&f, 0, sizeof f);
     f.type = GP_FRAME_WELCOME;
     f.u.welcome.bridge_id = gp_str_c("b1");
-    f.u.welcome.ping_interval_ms = 5000;
+    f.u.welcome.ping_interval_ms = welcome_ping;
     f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
     f.u.welcome.epoch = 7;
     f.u.welcome.proto = welcome_proto;
@@ -259,6 +266,23 @@ Test(tunnel, handshake_request_and_replay_over_any_transport) {
     expect_hello(3);
     cr_assert_eq(pull(), 0);
     cr_assert_eq(X.aborts, 0);
+}
+
+/* A bridge silent for three ping intervals is presumed gone: the connection is dropped (no
+ * goodbye, nothing awaited: transport.h), not closed, and the house dials again. */
+Test(tunnel, a_silent_bridge_is_dropped_not_closed) {
+    welcome_ping = 100;
+    handshake(1);
+    uint64_t t0 = hs_now_ms();
+    while (!F.drops && hs_now_ms() - t0 < 5000) {
+        while (pull())
+            ; /* its pings go unanswered */
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    cr_assert_eq(F.drops, 1, "the silent connection was not dropped");
+    cr_assert_eq(F.closes, 0, "a dead connection was closed politely");
+    cr_assert_geq(hs_now_ms() - t0, 300, "dropped before three ping intervals");
+    cr_assert(!hs_tunnel_live(H.tunnel));
 }
 
 Test(tunnel, bridge_with_a_wrong_proof_is_refused) {
@@ -641,7 +665,7 @@ static void welcome(uint64_t epoch, uint8_t proto) {
     gp_frame f;
     gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
     f.u.welcome.bridge_id = gp_str_c("b1");
-    f.u.welcome.ping_interval_ms = 5000;
+    f.u.welcome.ping_interval_ms = welcome_ping;
     f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
     f.u.welcome.epoch = epoch;
     f.u.welcome.proto = proto;
