@@ -24,6 +24,8 @@ endif
 
 PKGS_PROTO := libsodium libzstd
 PKGS_NET := libwebsockets libuv hiredis libsodium libzstd libcurl jansson openssl
+# The house links no libwebsockets and no hiredis (its ws/wss client is its own: house/tr_ws.c).
+PKGS_HOUSE := libuv libsodium libzstd libcurl jansson openssl
 PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
@@ -65,6 +67,7 @@ TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-ho
 LIBS_PROTO = $(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser
 # http-parser (the admin port) ships no pkg-config file.
 LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
+LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
 .PHONY: all deps test unit integration asan fuzz bench demo clean format format-check check-layers
@@ -112,7 +115,7 @@ $(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(PROTO_LIB)
 $(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_HOUSE) -lm
 
 # Many houses for fault tests and benchmarks: house/'s code (without its main.c) as well. Both
 # many-houses tools share tests/load/inproc.c (house defaults, the in-process executor).

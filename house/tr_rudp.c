@@ -7,8 +7,7 @@
 #include "house.h"
 #include "rudp.h"
 #include "transport.h"
-
-#include <libwebsockets.h> /* lws_parse_uri: bridge URLs read as tr_ws.c reads them */
+#include "wsframe.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -330,21 +329,19 @@ static int path_dial(upath *u, const char *host, int port) {
 
 /* --- the transport's ops (transport.h) ---------------------------------------------------- */
 
-/* The host and port of a rudp:// URL (host points into buf, a copy of the URL). */
+/* The host and port of a rudp:// URL (the parser tr_ws.c reads its URLs with). */
 typedef struct dest {
-    char buf[512];
+    gp_ws_url u;
     const char *host;
     int port;
 } dest;
 
 static int parse_url(const char *url, dest *d) {
-    snprintf(d->buf, sizeof d->buf, "%s", url);
-    const char *prot = NULL, *path = NULL;
-    d->host = NULL;
-    d->port = 0;
-    if (lws_parse_uri(d->buf, &prot, &d->host, &d->port, &path) != 0)
+    if (gp_ws_url_parse(url, &d->u) != 0 || !d->u.rudp)
         return -1;
-    return d->host && *d->host ? 0 : -1;
+    d->host = d->u.host;
+    d->port = d->u.port;
+    return 0;
 }
 
 static int rudp_dial(hs_transport *t, const char *url) {

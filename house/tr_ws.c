@@ -642,7 +642,7 @@ static void conn_end(ws_conn *c, const char *why) {
 static int ws_dial(hs_transport *t, const char *url) {
     tr_ws *w = (tr_ws *)t;
     gp_ws_url u;
-    if (gp_ws_url_parse(url, &u) != 0)
+    if (gp_ws_url_parse(url, &u) != 0 || u.rudp)
         return HS_TR_BAD_URL;
     ws_conn *c = calloc(1, sizeof *c);
     if (!c) {

@@ -266,6 +266,8 @@ int gp_ws_url_parse(const char *url, gp_ws_url *u) {
         u->tls = 1, p = url + 6;
     else if (strncmp(url, "ws://", 5) == 0)
         p = url + 5;
+    else if (strncmp(url, "rudp://", 7) == 0)
+        u->rudp = 1, p = url + 7;
     else
         return -1;
     for (const char *q = p; *q; q++)

@@ -8,7 +8,7 @@
  * payload handed up in place, whatever its length. libwebsockets still dials, does TLS and
  * moves the bytes (a raw connection); the bridge's side is unchanged.
  *
- * Also the bridge URL (ws://HOST[:PORT][/PATH], wss://…), parsed here once.
+ * Also the bridge URLs a house dials (ws://, wss://, rudp://), parsed here once.
  *
  * What a server may send is checked: no reserved bits (we offer no extension), no mask, known
  * opcodes, control frames whole and at most 125 bytes, continuations only inside a message, a
@@ -85,11 +85,12 @@ size_t gp_ws_head_end(const uint8_t *p, size_t n);
 int gp_ws_handshake_check(const char *head, size_t n, const char *accept, const char *protocol,
                           int *status, char *why, size_t why_len);
 
-/* A bridge URL: ws://HOST[:PORT][/PATH] or wss://…, HOST a name, an IPv4 address or an IPv6
- * one in brackets; PORT 1–65535, default 80 (ws) or 443 (wss); PATH from its '/', default
- * "/". No user info, no spaces or control bytes. */
+/* A bridge URL: ws://HOST[:PORT][/PATH], wss://… or rudp://…, HOST a name, an IPv4 address
+ * or an IPv6 one in brackets; PORT 1–65535, default 443 for wss, else 80; PATH from its '/',
+ * default "/" (rudp ignores it). No user info, no spaces or control bytes. */
 typedef struct gp_ws_url {
     int tls;
+    int rudp;
     int port;
     int ipv6;       /* host is an IPv6 literal (given in brackets) */
     char host[256]; /* without brackets */

@@ -257,9 +257,11 @@ Test(wsframe, bridge_urls) {
     cr_assert_eq(gp_ws_url_parse("wss://[::1]:8443/gp/x?y", &u), 0);
     cr_assert(u.ipv6 && u.port == 8443 && strcmp(u.host, "::1") == 0 &&
               strcmp(u.path, "/gp/x?y") == 0);
+    cr_assert_eq(gp_ws_url_parse("rudp://10.0.0.1:4433", &u), 0);
+    cr_assert(u.rudp && !u.tls && u.port == 4433 && strcmp(u.host, "10.0.0.1") == 0);
     const char *bad[] = {"http://h/",      "wss://",       "wss://:443/", "wss://h:0/",
                          "wss://h:65536/", "wss://h:44x/", "wss://[::1/", "wss://u@h/",
-                         "wss://h /",      "rudp://h:1",   "wss://h:/"};
+                         "wss://h /",      "udp://h:1",    "wss://h:/"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_assert_eq(gp_ws_url_parse(bad[i], &u), -1, "%s accepted", bad[i]);
 }
