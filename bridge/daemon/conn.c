@@ -198,13 +198,14 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
     }
 }
 
-/* GOAWAY DRAINING to every house: one with requests in flight stays until they are
- * answered (requests.c closes it after the last), the others are closed now. */
-void br_conn_drain_all(br_conns *cs) {
-    for (br_conn *c = cs->all; c; c = c->all_next) {
-        if (c->state == BR_CS_LIVE && c->ninflight > 0)
-            br_conn_goaway(c, GP_GOAWAY_DRAINING, "bridge shutting down");
-        else
+/* GOAWAY DRAINING (and close) to every house not busy: one busy (requests in flight, replies
+ * settling: requests.c) hears nothing yet, gets no new requests, and is closed the same way
+ * once it is not (a house told earlier would move as soon as its last answer left it, before
+ * the bridge acknowledged it). */
+void br_conn_drain_all(br_conns *cs, int (*busy)(void *ud, const br_conn *c), void *ud) {
+    for (br_conn *c = cs->all, *n; c; c = n) {
+        n = c->all_next;
+        if (!(c->state == BR_CS_LIVE && busy(ud, c)))
             br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
     }
 }

@@ -551,8 +551,9 @@ static void on_msg(const char *kind, const char *chan, size_t clen, const char *
  *
  * SIGTERM drains (a rolling restart loses nothing and answers no 5xx):
  *  1. draining: no more reads from Redis; every house gets GOAWAY DRAINING and moves to
- *     another bridge once its in-flight requests are answered here (a house with none is
- *     closed at once). New requests wait in Redis meanwhile, for the other bridge.
+ *     another bridge once its in-flight requests are answered here and their replies
+ *     acknowledged (a house with none is closed at once; requests.c, br_req_drain_busy). New
+ *     requests wait in Redis meanwhile, for the other bridge.
  *  2. when no house is left, or after --drain-timeout: the houses still here are closed
  *     (their requests stay pending and are delivered again where they reconnect), our lease
  *     is deleted, and we wait until every reply write and acknowledgement has settled;
@@ -629,6 +630,10 @@ static void shut_down(const char *why) {
         on_barrier(NULL, NULL);
 }
 
+static int drain_busy(void *ud, const br_conn *c) {
+    return br_req_drain_busy(ud, c);
+}
+
 static void on_signal(void *ud, int signum) {
     (void)ud;
     if (g_br.env.stopping) {
@@ -639,7 +644,7 @@ static void on_signal(void *ud, int signum) {
     g_drain_start = br_now();
     br_log(BR_LOG_INFO, "shutdown", "phase=draining signal=%d held=%u timeout_ms=%lld", signum,
            g_br.houses.table.n, g_br.cfg.drain_timeout);
-    br_conn_drain_all(&g_br.conns);
+    br_conn_drain_all(&g_br.conns, drain_busy, g_br.reqs);
 }
 
 /* --- tick ------------------------------------------------------------------------------- */

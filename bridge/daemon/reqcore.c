@@ -105,11 +105,21 @@ int br_replies_settling(const br_replies *rs, const char *house, const char *ent
     return 0;
 }
 
+unsigned br_replies_house_settling(const br_replies *rs, const char *house) {
+    unsigned n = 0;
+    for (unsigned b = 0; b < SETTLE_BUCKETS; b++)
+        for (const br_reply *rp = rs->settling[b]; rp; rp = rp->snext)
+            n += strcmp(rp->house, house) == 0;
+    return n;
+}
+
 void br_reply_unref(br_reply *rp) {
     if (!rp || --rp->refs > 0)
         return;
     settle_remove(rp);
     live_add(rp->rs, -1);
+    if (rp->rs->ops.settled)
+        rp->rs->ops.settled(rp->rs->ud, rp->house);
     GP_FREE_ALL(rp->holder, rp->key, rp->frame_id, rp->headers, rp->error, rp->message, rp->method,
                 rp->path, rp);
 }

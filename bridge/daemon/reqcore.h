@@ -66,6 +66,8 @@ typedef struct br_replies_ops {
                   uint64_t fwd_ns);
     void (*count)(void *ud, br_rc_metric m, const char *label); /* a metric's increment */
     void (*live)(void *ud, unsigned n);                         /* br_reply objects alive now */
+    /* One of house's replies settled: written and acknowledged (or given up). May be NULL. */
+    void (*settled)(void *ud, const char *house);
 } br_replies_ops;
 
 typedef struct br_replies br_replies;
@@ -78,6 +80,9 @@ void br_replies_set_cfg(br_replies *rs, const br_replies_cfg *cfg); /* SIGHUP */
 unsigned br_replies_live(const br_replies *rs);
 /* 1 while a reply of (house, entry) is written or its ack not yet run. */
 int br_replies_settling(const br_replies *rs, const char *house, const char *entry_id);
+/* How many of house's replies are written or being acknowledged now (a scan of the table: for
+ * a draining bridge, not for every request). */
+unsigned br_replies_house_settling(const br_replies *rs, const char *house);
 
 /* A reply of one entry. fencekey: the epoch key (holder NULL, ack under epoch) or the state
  * key (holder set: ack only while the hash names that holder). key: the checked reply key,

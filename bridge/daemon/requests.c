@@ -124,8 +124,27 @@ static void op_live(void *ud, unsigned n) {
     r->replies_live = n;
 }
 
+/* Draining: c may go once nothing of its house is in flight here and none of its replies is
+ * still being written or acknowledged. Were it let go before its last acknowledgement, it
+ * would be claimed elsewhere first, the ack fenced, and the entry delivered again: a second
+ * reply for the producer (seen when houses reconnect within a few ms). */
+int br_req_drain_busy(const br_requests *r, const br_conn *c) {
+    return c->ninflight > 0 || br_replies_house_settling(r->replies, c->house) > 0;
+}
+
+static void drain_done(br_requests *r, br_conn *c) {
+    if (r->env->stopping && c && c->state != BR_CS_CLOSING && !br_req_drain_busy(r, c))
+        br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
+}
+
+static void op_settled(void *ud, const char *house) {
+    br_requests *r = ud;
+    if (r->env->stopping)
+        drain_done(r, r->up.find(r->up.ud, house));
+}
+
 static const br_replies_ops s_ops = {op_eval,  op_now_ns, op_now_redis_ms, op_fenced,
-                                     op_final, op_count,  op_live};
+                                     op_final, op_count,  op_live,         op_settled};
 
 /* The writer, its settings refreshed from the configuration (--recent is [SIGHUP]). */
 static br_replies *replies(br_requests *r) {
@@ -181,8 +200,8 @@ static void op_room(void *ud) {
     br_conn *c = ud;
     br_requests *r = of(c);
     mirror(c);
-    if (r->env->stopping && c->ninflight == 0)
-        br_conn_close(c, 0, NULL); /* draining: its last request is answered */
+    if (r->env->stopping)
+        drain_done(r, c); /* its last request answered: and settled? */
     else if (c->read_capped)
         r->up.read_more(r->up.ud, c);
 }

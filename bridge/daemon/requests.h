@@ -44,6 +44,9 @@ int br_req_in_flight(br_requests *r, const br_conn *c, const char *entry_id);
 int br_reply_settling(br_requests *r, const char *house, const char *entry_id);
 /* br_reply objects alive: reply writes and acks not yet settled (shutdown waits for 0). */
 unsigned br_req_replies_live(const br_requests *r);
+/* SIGTERM: 1 while c must stay (requests of its house in flight, or replies not yet settled);
+ * it is closed with GOAWAY DRAINING as soon as neither holds. */
+int br_req_drain_busy(const br_requests *r, const br_conn *c);
 /* Next body frame of the round-robin queue into *f (data borrowed / in scratch). 1 if a
  * frame was produced, 0 if the queue is empty. When it was the body's last chunk, *spent
  * receives the body buffer, which the caller frees once the frame is encoded. */

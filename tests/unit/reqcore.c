@@ -87,7 +87,7 @@ static void f_live(void *ud, unsigned n) {
 }
 
 static const br_replies_ops OPS = {f_eval,  f_now_ns, f_now_redis, f_fenced,
-                                   f_final, f_count,  f_live};
+                                   f_final, f_count,  f_live,      NULL};
 
 static fake F;
 static br_replies *RS;
