@@ -31,6 +31,8 @@ typedef struct fake {
     char fenced_house[80];
     uint64_t fenced_epoch;
     int nfinal;
+    int nsettled;
+    char settled_house[64];
     unsigned final_status;
     uint64_t final_epoch;
     int final_error;
@@ -86,8 +88,14 @@ static void f_live(void *ud, unsigned n) {
     ((fake *)ud)->live = n;
 }
 
+static void f_settled(void *ud, const char *house) {
+    fake *f = ud;
+    f->nsettled++;
+    snprintf(f->settled_house, sizeof f->settled_house, "%s", house);
+}
+
 static const br_replies_ops OPS = {f_eval,  f_now_ns, f_now_redis, f_fenced,
-                                   f_final, f_count,  f_live,      NULL};
+                                   f_final, f_count,  f_live,      f_settled};
 
 static fake F;
 static br_replies *RS;
@@ -368,11 +376,20 @@ Test(reqcore, settling_is_per_house_and_entry) {
     cr_assert(br_replies_settling(RS, "h2", "1-0"));
     cr_assert_not(br_replies_settling(RS, "h1", "2-0"));
     cr_assert_eq(br_replies_live(RS), 2);
+    /* What a draining bridge waits for, house by house (requests.c, br_req_drain_busy). */
+    cr_assert_eq(br_replies_house_settling(RS, "h1"), 1);
+    cr_assert_eq(br_replies_house_settling(RS, "h2"), 1);
+    cr_assert_eq(br_replies_house_settling(RS, "h3"), 0);
     br_reply_unref(a);
     cr_assert_not(br_replies_settling(RS, "h1", "1-0"));
     cr_assert(br_replies_settling(RS, "h2", "1-0"));
+    cr_assert_eq(br_replies_house_settling(RS, "h1"), 0);
+    cr_assert_eq(F.nsettled, 1, "no word that h1's reply settled");
+    cr_assert_str_eq(F.settled_house, "h1");
     br_reply_unref(b);
     cr_assert_eq(br_replies_live(RS), 0);
+    cr_assert_eq(F.nsettled, 2);
+    cr_assert_str_eq(F.settled_house, "h2");
 }
 
 /* --- the requests in flight on one house connection (br_reqtab) ------------------------- */
