@@ -202,7 +202,7 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
  * settling: requests.c) hears nothing yet, gets no new requests, and is closed the same way
  * once it is not (a house told earlier would move as soon as its last answer left it, before
  * the bridge acknowledged it). */
-void br_conn_drain_all(br_conns *cs, int (*busy)(void *ud, const br_conn *c), void *ud) {
+void br_conn_drain_all(br_conns *cs, br_conn_busy_fn busy, void *ud) {
     for (br_conn *c = cs->all, *n; c; c = n) {
         n = c->all_next;
         if (!(c->state == BR_CS_LIVE && busy(ud, c)))

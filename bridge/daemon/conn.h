@@ -142,7 +142,8 @@ void br_conn_closed(br_conn *c, const char *why);
 void br_conn_protocol_error(br_conn *c, const char *why, const char *detail);
 void br_conn_frame(br_conn *c, const gp_frame *f); /* a frame of a LIVE connection */
 /* SIGTERM: GOAWAY DRAINING and close to every house busy() says may go now. */
-void br_conn_drain_all(br_conns *cs, int (*busy)(void *ud, const br_conn *c), void *ud);
+typedef int (*br_conn_busy_fn)(void *ud, const br_conn *c);
+void br_conn_drain_all(br_conns *cs, br_conn_busy_fn busy, void *ud);
 void br_conn_close_all(br_conns *cs);            /* closes every connection (GOAWAY DRAINING) */
 unsigned br_conn_count_open(const br_conns *cs); /* connections not closing */
 /* Handshake deadlines, pings, silent houses (every second, at loop ms `now`). */
