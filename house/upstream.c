@@ -327,16 +327,11 @@ static size_t on_header(char *b, size_t size, size_t nmemb, void *ud) {
     }
     if (x->head_sent || x->head_deferred || b[0] == ' ' || b[0] == '\t')
         return len; /* trailers, or obsolete line folding: dropped */
-    const char *colon = memchr(b, ':', n);
-    if (!colon || colon == b)
+    gp_str hn, hv;
+    if (gp_header_split(b, n, &hn, &hv) != 0)
         return len;
-    size_t nl = (size_t)(colon - b);
-    const char *v = colon + 1, *end = b + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    size_t vl = (size_t)(end - v);
+    size_t nl = hn.len, vl = hv.len;
+    const char *v = (const char *)hv.p;
     if (hop_by_hop(b, nl) && !(nl == 14 && strncasecmp(b, "content-length", 14) == 0))
         return len;
     if (nl == 12 && strncasecmp(b, "content-type", 12) == 0)

@@ -40,6 +40,20 @@ gp_str gp_str_c(const char *s) {
     return s ? (gp_str){(const uint8_t *)s, strlen(s)} : (gp_str){(const uint8_t *)"", 0};
 }
 
+int gp_header_split(const char *p, size_t n, gp_str *name, gp_str *value) {
+    const char *colon = memchr(p, ':', n);
+    if (!colon || colon == p)
+        return -1;
+    const char *v = colon + 1, *end = p + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *name = (gp_str){(const uint8_t *)p, (size_t)(colon - p)};
+    *value = (gp_str){(const uint8_t *)v, (size_t)(end - v)};
+    return 0;
+}
+
 int gp_name_ok(gp_str s, size_t max) {
     if (s.len < 1 || s.len > max)
         return 0;

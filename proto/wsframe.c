@@ -1,5 +1,6 @@
 /* wsframe.c — WebSocket client framing and handshake check (wsframe.h). Pure. */
 #include "wsframe.h"
+#include "gp.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -226,15 +227,10 @@ int gp_ws_handshake_check(const char *head, size_t n, const char *accept, const 
         if (!e)
             e = end;
         size_t len = (size_t)(e - l) - (e > l && e[-1] == '\r');
-        const char *colon = memchr(l, ':', len);
-        if (colon) {
-            size_t nlen = (size_t)(colon - l);
-            const char *v = colon + 1, *ve = l + len;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            size_t vlen = (size_t)(ve - v);
+        gp_str hn, hv;
+        if (gp_header_split(l, len, &hn, &hv) == 0) {
+            size_t nlen = hn.len, vlen = hv.len;
+            const char *v = (const char *)hv.p;
             if (ieq(l, nlen, "upgrade"))
                 upgrade = ieq(v, vlen, "websocket");
             else if (ieq(l, nlen, "connection"))

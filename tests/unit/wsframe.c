@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gp.h"
 #include "wsframe.h"
 
 /* What the receiving side handed up. */
@@ -264,4 +265,17 @@ Test(wsframe, bridge_urls) {
                          "wss://h /",      "udp://h:1",    "wss://h:/"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         cr_assert_eq(gp_ws_url_parse(bad[i], &u), -1, "%s accepted", bad[i]);
+}
+
+/* proto/gp.c's header line split, which the upgrade answer and the house's upstream share. */
+Test(wsframe, header_lines_split_at_the_first_colon) {
+    gp_str n, v;
+    const char *l = "Sec-WebSocket-Accept: \t a:b \t";
+    cr_assert_eq(gp_header_split(l, strlen(l), &n, &v), 0);
+    cr_assert(n.len == 20 && memcmp(n.p, "Sec-WebSocket-Accept", 20) == 0);
+    cr_assert(v.len == 3 && memcmp(v.p, "a:b", 3) == 0, "value '%.*s'", (int)v.len, v.p);
+    cr_assert_eq(gp_header_split("X:", 2, &n, &v), 0);
+    cr_assert(n.len == 1 && v.len == 0);
+    cr_assert_eq(gp_header_split(": v", 3, &n, &v), -1, "a header without a name");
+    cr_assert_eq(gp_header_split("no colon", 8, &n, &v), -1);
 }
