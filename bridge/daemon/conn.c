@@ -29,6 +29,8 @@ br_conn *br_conn_new(br_conns *cs, const br_transport *tp, void *tpd, const char
     GP_LIST_PUSH(cs->all, c, all_prev, all_next);
     br_log(BR_LOG_DEBUG, "conn_open", "conn=%llu addr=%s transport=%s",
            (unsigned long long)c->serial, c->addr, tp->name);
+    if (cs->paused && tp->rx_pause && tpd)
+        tp->rx_pause(c, 1);
     return c;
 }
 

@@ -55,6 +55,9 @@ typedef struct br_transport {
     /* Link measurements into *out (NULL: the transport has none, all zero). */
     void (*stats)(const br_conn *c, br_link_stats *out);
     void *ctx; /* the transport's own context (br_tunnel, br_udp): how its callbacks find it */
+    /* Stop (1) or resume (0) reading c's bytes (reply backpressure, house.c); NULL: the
+     * transport cannot (rudp: its own window bounds what arrives). */
+    void (*rx_pause)(br_conn *c, int pause);
 } br_transport;
 
 /* What a connection reports upward (house.c installs them; any may be NULL). */
@@ -75,6 +78,7 @@ struct br_conns {
     br_conn *all;
     uint64_t serial; /* of the last connection made (logs; main.c trims the heap by it) */
     br_conn_hooks hooks;
+    int paused; /* reading paused (reply backpressure, house.c): new connections start so */
 };
 
 struct br_conn {

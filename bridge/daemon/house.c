@@ -560,6 +560,15 @@ static void op_read_more(void *ud, br_conn *c) {
     br_house_read(ud, c);
 }
 
+/* Every connection's reading stops (or goes on): one Redis serves them all. */
+static void op_pressure(void *ud, int on) {
+    br_houses *h = ud;
+    h->conns->paused = on;
+    for (br_conn *c = h->conns->all; c; c = c->all_next)
+        if (c->tp->rx_pause)
+            c->tp->rx_pause(c, on);
+}
+
 void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_requests *reqs,
                     br_streams *streams) {
     *h = (br_houses){.env = env,
@@ -571,7 +580,7 @@ void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_request
                      .release = {GP_LUA_STATE_RELEASE, ""},
                      .read = {GP_LUA_REQ_FENCED_READ, ""}};
     conns->hooks = (br_conn_hooks){h, hook_frame, hook_closed, hook_free};
-    br_requests_set_ops(reqs, &(br_requests_ops){h, op_fenced, op_find, op_read_more});
+    br_requests_set_ops(reqs, &(br_requests_ops){h, op_fenced, op_find, op_read_more, op_pressure});
     if (streams)
         br_streams_set_ops(streams, &(br_streams_ops){.ud = h, .fenced = op_fenced});
 }

@@ -33,6 +33,8 @@ struct br_replies {
     br_replies_ops ops;
     void *ud;
     unsigned live;
+    size_t wbytes; /* reply entries written, not yet confirmed */
+    int pressed;   /* ops.pressure(1) said, not yet taken back */
     br_reply *settling[SETTLE_BUCKETS];
 };
 
@@ -77,6 +79,30 @@ void br_replies_set_cfg(br_replies *rs, const br_replies_cfg *cfg) {
 
 unsigned br_replies_live(const br_replies *rs) {
     return rs->live;
+}
+
+size_t br_replies_wbytes(const br_replies *rs) {
+    return rs->wbytes;
+}
+
+/* A house can send a response faster than Redis takes it (a fast house, Redis over TLS or far
+ * away): without a bound the bridge would hold the difference, a whole response at worst. */
+static void wbytes_add(br_replies *rs, size_t n) {
+    rs->wbytes += n;
+    if (!rs->pressed && rs->wbytes > BR_REPLY_WBYTES_HIGH) {
+        rs->pressed = 1;
+        if (rs->ops.pressure)
+            rs->ops.pressure(rs->ud, 1);
+    }
+}
+
+static void wbytes_sub(br_replies *rs, size_t n) {
+    rs->wbytes -= n;
+    if (rs->pressed && rs->wbytes < BR_REPLY_WBYTES_LOW) {
+        rs->pressed = 0;
+        if (rs->ops.pressure)
+            rs->ops.pressure(rs->ud, 0);
+    }
 }
 
 static void live_add(br_replies *rs, int d) {
@@ -298,8 +324,17 @@ static void reply_done(br_reply *rp) {
     reply_ack(rp);
 }
 
+/* One reply entry on its way to Redis: its size counts against BR_REPLY_WBYTES_HIGH. */
+typedef struct reply_write {
+    br_reply *rp;
+    size_t bytes;
+} reply_write;
+
 static void on_xadd(redisReply *rep, void *ud) {
-    br_reply *rp = ud;
+    reply_write *w = ud;
+    br_reply *rp = w->rp;
+    wbytes_sub(rp->rs, w->bytes);
+    free(w);
     rp->outstanding--;
     if (!rep) {
         rp->lost = 1;
@@ -365,10 +400,19 @@ void br_reply_entry(br_reply *rp, const uint8_t *body, size_t len, int final) {
         br_args_str(&a, "message");
         br_args_str(&a, rp->message ? rp->message : "");
     }
+    reply_write *w = malloc(sizeof *w);
+    if (!w) { /* as a write Redis lost: not acknowledged, delivered again */
+        rp->lost = 1;
+        if (final && rp->outstanding == 0)
+            reply_done(rp);
+        return;
+    }
+    *w = (reply_write){rp, len + rp->keylen};
     rp->refs++;
     rp->outstanding++;
-    if (rs->ops.eval(rs->ud, BR_RS_REPLY, 1, &a, on_xadd, rp) != 0)
-        on_xadd(NULL, rp);
+    wbytes_add(rs, w->bytes);
+    if (rs->ops.eval(rs->ud, BR_RS_REPLY, 1, &a, on_xadd, w) != 0)
+        on_xadd(NULL, w);
 }
 
 void br_reply_abandon(br_reply *rp) {

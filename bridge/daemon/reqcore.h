@@ -68,7 +68,14 @@ typedef struct br_replies_ops {
     void (*live)(void *ud, unsigned n);                         /* br_reply objects alive now */
     /* One of house's replies settled: written and acknowledged (or given up). May be NULL. */
     void (*settled)(void *ud, const char *house);
+    /* on 1: more than BR_REPLY_WBYTES_HIGH bytes of reply entries wait for Redis to confirm
+     * them: stop reading the houses' responses (their TCP windows hold the rest); on 0: below
+     * BR_REPLY_WBYTES_LOW again, read on. May be NULL. */
+    void (*pressure)(void *ud, int on);
 } br_replies_ops;
+
+#define BR_REPLY_WBYTES_HIGH (2u << 20)
+#define BR_REPLY_WBYTES_LOW (1u << 20)
 
 typedef struct br_replies br_replies;
 typedef struct br_reply br_reply;
@@ -78,6 +85,7 @@ br_replies *br_replies_new(const br_replies_cfg *cfg, const br_replies_ops *ops,
 void br_replies_free(br_replies *rs);
 void br_replies_set_cfg(br_replies *rs, const br_replies_cfg *cfg); /* SIGHUP */
 unsigned br_replies_live(const br_replies *rs);
+size_t br_replies_wbytes(const br_replies *rs); /* bytes of reply entries Redis has not confirmed */
 /* 1 while a reply of (house, entry) is written or its ack not yet run. */
 int br_replies_settling(const br_replies *rs, const char *house, const char *entry_id);
 /* How many of house's replies are written or being acknowledged now (a scan of the table: for

@@ -143,8 +143,16 @@ static void op_settled(void *ud, const char *house) {
         drain_done(r, r->up.find(r->up.ud, house));
 }
 
-static const br_replies_ops s_ops = {op_eval,  op_now_ns, op_now_redis_ms, op_fenced,
-                                     op_final, op_count,  op_live,         op_settled};
+static void op_pressure(void *ud, int on) {
+    br_requests *r = ud;
+    br_log(on ? BR_LOG_INFO : BR_LOG_DEBUG, "reply_backpressure", "on=%d bytes=%zu", on,
+           br_replies_wbytes(r->replies));
+    if (r->up.pressure)
+        r->up.pressure(r->up.ud, on);
+}
+
+static const br_replies_ops s_ops = {op_eval,  op_now_ns, op_now_redis_ms, op_fenced,  op_final,
+                                     op_count, op_live,   op_settled,      op_pressure};
 
 /* The writer, its settings refreshed from the configuration (--recent is [SIGHUP]). */
 static br_replies *replies(br_requests *r) {

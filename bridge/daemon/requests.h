@@ -19,6 +19,9 @@ typedef struct br_requests_ops {
     br_conn *(*find)(void *ud, const char *house);
     /* Room freed up on c (its reads were capped): read its stream again. */
     void (*read_more)(void *ud, br_conn *c);
+    /* Replies wait for Redis beyond a bound (on 1), or no longer (on 0): stop reading the
+     * houses' connections, or read on (reqcore.h, pressure). */
+    void (*pressure)(void *ud, int on);
 } br_requests_ops;
 
 typedef struct br_requests br_requests;

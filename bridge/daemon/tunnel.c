@@ -63,6 +63,11 @@ static void ws_kick(br_conn *c) {
         lws_callback_on_writable(wsi_of(c));
 }
 
+static void ws_rx_pause(br_conn *c, int pause) {
+    if (c->tpd)
+        lws_rx_flow_control(wsi_of(c), pause ? 0 : 1);
+}
+
 /* Closing is asynchronous: the GOAWAY is flushed from the writeable callback, which then
  * returns -1; a short lws timeout bounds the wait for a peer that stopped reading. */
 static void ws_close(br_conn *c) {
@@ -454,8 +459,8 @@ br_tunnel *br_tunnel_new(const br_env *env, br_conns *conns, br_houses *houses, 
     tn->houses = houses;
     tn->reqs = reqs;
     tn->flood = flood;
-    tn->tp_ws = (br_transport){"ws", ws_kick, ws_close, NULL, tn};
-    tn->tp_wss = (br_transport){"wss", ws_kick, ws_close, NULL, tn};
+    tn->tp_ws = (br_transport){"ws", ws_kick, ws_close, NULL, tn, ws_rx_pause};
+    tn->tp_wss = (br_transport){"wss", ws_kick, ws_close, NULL, tn, ws_rx_pause};
     return tn;
 }
 

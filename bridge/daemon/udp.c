@@ -624,7 +624,7 @@ br_udp *br_udp_new(const br_env *env, br_conns *conns, br_houses *houses, br_req
     u->conns = conns;
     u->houses = houses;
     u->reqs = reqs;
-    u->tp = (br_transport){"rudp", rudp_kick, rudp_close, rudp_stats, u};
+    u->tp = (br_transport){"rudp", rudp_kick, rudp_close, rudp_stats, u, NULL};
     u->lookup = (br_script){GP_LUA_RUDP_LOOKUP, ""};
     u->ts = (br_script){GP_LUA_RUDP_TS, ""};
     u->sock.data = u;

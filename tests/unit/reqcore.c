@@ -32,6 +32,7 @@ typedef struct fake {
     uint64_t fenced_epoch;
     int nfinal;
     int nsettled;
+    int pressure[2]; /* ops.pressure calls: off, on */
     char settled_house[64];
     unsigned final_status;
     uint64_t final_epoch;
@@ -94,8 +95,12 @@ static void f_settled(void *ud, const char *house) {
     snprintf(f->settled_house, sizeof f->settled_house, "%s", house);
 }
 
-static const br_replies_ops OPS = {f_eval,  f_now_ns, f_now_redis, f_fenced,
-                                   f_final, f_count,  f_live,      f_settled};
+static void f_pressure(void *ud, int on) {
+    ((fake *)ud)->pressure[!!on]++;
+}
+
+static const br_replies_ops OPS = {f_eval,  f_now_ns, f_now_redis, f_fenced,  f_final,
+                                   f_count, f_live,   f_settled,   f_pressure};
 
 static fake F;
 static br_replies *RS;
@@ -226,6 +231,32 @@ Test(reqcore, chunks_all_confirmed_before_the_ack_in_any_order) {
     br_reply_entry(rp, (const uint8_t *)"cc", 2, 1);
     br_reply_unref(rp);
     three_chunks_confirmed(2, 0, 1);
+}
+
+/* A house faster than Redis: past BR_REPLY_WBYTES_HIGH unconfirmed bytes the bridge is told
+ * to stop reading houses, once; below BR_REPLY_WBYTES_LOW, to read on, once. Lost writes
+ * count as confirmed (their bytes are gone from the bridge too). */
+Test(reqcore, reply_bytes_waiting_for_redis_push_back_on_the_houses) {
+    enum { N = 12 };
+    static uint8_t chunk[BR_REPLY_WBYTES_HIGH / 8]; /* 8 of them (and their keys) are past it */
+    br_reply *rp = held("gp:reply:a");
+    br_reply_set(rp, 200, "{}", (gp_str){0}, (gp_str){0});
+    for (int i = 0; i < N; i++) {
+        br_reply_entry(rp, chunk, sizeof chunk, i == N - 1);
+        cr_assert_eq(F.pressure[1], i >= 7 ? 1 : 0, "after %d chunks: %d", i + 1, F.pressure[1]);
+    }
+    br_reply_unref(rp);
+    cr_assert_gt(br_replies_wbytes(RS), (size_t)N * sizeof chunk);
+    /* Below LOW (half of HIGH) once 3 remain (4 and their keys are just above it). */
+    for (int i = 0; i < N; i++) {
+        if (i == 3)
+            answer_null(i);
+        else
+            answer_int(i, 1);
+        cr_assert_eq(F.pressure[0], i >= 8 ? 1 : 0, "after %d confirmed: %d", i + 1, F.pressure[0]);
+    }
+    cr_assert_eq(br_replies_wbytes(RS), 0);
+    cr_assert_eq(F.pressure[1], 1, "told twice");
 }
 
 Test(reqcore, lost_reply_is_never_acked_and_stops_settling) {
