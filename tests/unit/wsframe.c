@@ -58,7 +58,8 @@ static size_t server_frame(uint8_t *out, int fin, unsigned op, const uint8_t *p,
         for (int i = 7; i >= 0; i--)
             out[k++] = (uint8_t)((uint64_t)n >> (8 * i));
     }
-    memcpy(out + k, p, n);
+    if (n)
+        memcpy(out + k, p, n);
     return k + n;
 }
 
