@@ -145,7 +145,8 @@ static void op_settled(void *ud, const char *house) {
 
 static void op_pressure(void *ud, int on) {
     br_requests *r = ud;
-    br_log(on ? BR_LOG_INFO : BR_LOG_DEBUG, "reply_backpressure", "on=%d bytes=%zu", on,
+    /* debug: a large response at full speed turns it on and off every few milliseconds */
+    br_log(BR_LOG_DEBUG, "reply_backpressure", "on=%d bytes=%zu", on,
            br_replies_wbytes(r->replies));
     if (r->up.pressure)
         r->up.pressure(r->up.ud, on);
