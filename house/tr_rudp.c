@@ -329,23 +329,13 @@ static int path_dial(upath *u, const char *host, int port) {
 
 /* --- the transport's ops (transport.h) ---------------------------------------------------- */
 
-/* The host and port of a rudp:// URL (the parser tr_ws.c reads its URLs with). */
-typedef struct dest {
-    gp_ws_url u;
-    const char *host;
-    int port;
-} dest;
-
-static int parse_url(const char *url, dest *d) {
-    if (gp_ws_url_parse(url, &d->u) != 0 || !d->u.rudp)
-        return -1;
-    d->host = d->u.host;
-    d->port = d->u.port;
-    return 0;
+/* A rudp:// URL, read by the parser tr_ws.c reads its URLs with. */
+static int parse_url(const char *url, gp_ws_url *u) {
+    return gp_ws_url_parse(url, u) == 0 && u->rudp ? 0 : -1;
 }
 
 static int rudp_dial(hs_transport *t, const char *url) {
-    dest d;
+    gp_ws_url d;
     if (parse_url(url, &d) != 0)
         return HS_TR_BAD_URL;
     if (t->up->on_dialing(t->up->ud, t, 0) != 0)
@@ -356,7 +346,7 @@ static int rudp_dial(hs_transport *t, const char *url) {
 }
 
 static int rudp_probe(hs_transport *t, const char *url) {
-    dest d;
+    gp_ws_url d;
     return parse_url(url, &d) != 0 ? -1 : path_dial(&((tr_rudp *)t)->probe, d.host, d.port);
 }
 

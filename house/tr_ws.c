@@ -170,11 +170,12 @@ static int tls_start(tr_ws *w, ws_conn *c) {
     }
     SSL_set_bio(c->ssl, c->rbio, c->wbio);
     SSL_set_connect_state(c->ssl);
-    if (!c->url.ipv6 && strspn(c->url.host, "0123456789.") != strlen(c->url.host))
+    int ip = c->url.ipv6 || strspn(c->url.host, "0123456789.") == strlen(c->url.host);
+    if (!ip)
         SSL_set_tlsext_host_name(c->ssl, c->url.host); /* SNI: names only */
     if (w->h->cfg.insecure)
         SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
-    else if (c->url.ipv6 || strspn(c->url.host, "0123456789.") == strlen(c->url.host))
+    else if (ip)
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->url.host);
     else
         SSL_set1_host(c->ssl, c->url.host);

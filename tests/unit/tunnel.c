@@ -179,6 +179,18 @@ static void feed(const gp_frame *f) {
     F.base.up->on_bytes(F.base.up->ud, &F.base, b, (size_t)n);
 }
 
+/* The bridge's WELCOME (bridge b1, the test's ping interval). */
+static void welcome(uint64_t epoch, uint8_t proto) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
+    f.u.welcome.bridge_id = gp_str_c("b1");
+    f.u.welcome.ping_interval_ms = welcome_ping;
+    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
+    f.u.welcome.epoch = epoch;
+    f.u.welcome.proto = proto;
+    feed(&f);
+}
+
 /* The bridge's side of the handshake; `good`: with the right proof (else the house must
  * refuse it before its AUTH). */
 static void handshake_n(int good, int dials) {
@@ -207,14 +219,7 @@ static void handshake_n(int good, int dials) {
     cr_assert(pull() && rx.type == GP_FRAME_AUTH, "no AUTH");
     cr_assert_eq(gp_auth_verify(GP_ROLE_HOUSE, H.secret, gp_str_c("h1"), hn, bn, rx.u.auth.proof),
                  0, "the house's proof does not verify");
-    memset(&f, 0, sizeof f);
-    f.type = GP_FRAME_WELCOME;
-    f.u.welcome.bridge_id = gp_str_c("b1");
-    f.u.welcome.ping_interval_ms = welcome_ping;
-    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
-    f.u.welcome.epoch = 7;
-    f.u.welcome.proto = welcome_proto;
-    feed(&f);
+    welcome(7, welcome_proto);
     if (expect_live)
         cr_assert(hs_tunnel_live(H.tunnel), "not live after WELCOME");
 }
@@ -660,17 +665,6 @@ static const hs_transport_ops f_ops_auth = {.flags = HS_TR_AUTHENTICATES,
                                             .stop = f_nop,
                                             .free = f_nop,
                                             .label = f_label};
-
-static void welcome(uint64_t epoch, uint8_t proto) {
-    gp_frame f;
-    gp_frame_init(&f, GP_FRAME_WELCOME, 0, 0);
-    f.u.welcome.bridge_id = gp_str_c("b1");
-    f.u.welcome.ping_interval_ms = welcome_ping;
-    f.u.welcome.max_frame = GP_DEFAULT_MAX_FRAME;
-    f.u.welcome.epoch = epoch;
-    f.u.welcome.proto = proto;
-    feed(&f);
-}
 
 /* Over rudp the HELLO is only the protocol offer, sent at once; when it reaches the bridge
  * after its WELCOME, a second WELCOME (same epoch) names protocol 2 and streams work from
