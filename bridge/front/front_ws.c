@@ -335,18 +335,26 @@ static void ws_on_closed(void *ud) {
     ws_unref(ws);
 }
 
+/* XDEL key ids[0..n), FR_WS_XDEL_BATCH ids a command (best effort: what stays expires with
+ * the key). */
+static void ws_xdel(fr_ws *ws, const char *key, const char *const *ids, size_t n) {
+    for (size_t i = 0; i < n;) {
+        br_args a;
+        br_args_init(&a);
+        br_args_str(&a, "XDEL");
+        br_args_str(&a, key);
+        for (size_t k = 0; k < FR_WS_XDEL_BATCH && i < n; k++)
+            br_args_str(&a, ids[i++]);
+        (void)br_db_cmd(ws->f->cfg.db, ws_noop, NULL, &a);
+    }
+}
+
 /* Our ack-only entry was written: the one before it is superseded. */
 static void ws_on_ack(redisReply *r, void *ud) {
     fr_ws *ws = ud;
     if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof ws->last_ack_id) {
-        if (ws->last_ack_id[0]) {
-            br_args a;
-            br_args_init(&a);
-            br_args_str(&a, "XDEL");
-            br_args_str(&a, ws->kin);
-            br_args_str(&a, ws->last_ack_id);
-            (void)br_db_cmd(ws->f->cfg.db, ws_noop, NULL, &a);
-        }
+        if (ws->last_ack_id[0])
+            ws_xdel(ws, ws->kin, (const char *const[]){ws->last_ack_id}, 1);
         memcpy(ws->last_ack_id, r->str, r->len);
         ws->last_ack_id[r->len] = '\0';
     } else if (!ws->over) {
@@ -371,15 +379,12 @@ static void ws_write_ack(fr_ws *ws, int flush) {
 /* Deletes our sin entries the house acknowledged wholly. */
 static void ws_trim(fr_ws *ws) {
     char ids[FR_WS_XDEL_BATCH][GP_STREAM_MARK_ID];
+    const char *p[FR_WS_XDEL_BATCH];
     size_t n;
     while ((n = gp_stream_marks_take(&ws->ents, ws->s.snd_acked, ids, FR_WS_XDEL_BATCH)) > 0) {
-        br_args a;
-        br_args_init(&a);
-        br_args_str(&a, "XDEL");
-        br_args_str(&a, ws->kin);
         for (size_t k = 0; k < n; k++)
-            br_args_str(&a, ids[k]);
-        (void)br_db_cmd(ws->f->cfg.db, ws_noop, NULL, &a);
+            p[k] = ids[k];
+        ws_xdel(ws, ws->kin, p, n);
     }
 }
 
@@ -600,10 +605,9 @@ void fr_ws_on_read(fr_req *rq, redisReply *r) {
         es = r->element[0]->element[1];
     else if (r->type != REDIS_REPLY_NIL && r->type != REDIS_REPLY_ARRAY)
         ws_reset(ws, GP_SR_LOCAL, "closed", "unexpected XREAD reply");
-    br_args del; /* the house's ack-only entries we read: an idle stream's sout holds none */
-    br_args_init(&del);
-    br_args_str(&del, "XDEL");
-    br_args_str(&del, ws->kout);
+    /* The house's ack-only entries we read: deleted, so that an idle stream's sout holds none. */
+    const char *ctl[FR_WS_READ_COUNT];
+    size_t nctl = 0;
     for (size_t i = 0; es && i < es->elements && !ws->over; i++) {
         const redisReply *en = es->element[i];
         got++;
@@ -614,16 +618,10 @@ void fr_ws_on_read(fr_req *rq, redisReply *r) {
         }
         snprintf(rq->last, sizeof rq->last, "%s", en->element[0]->str);
         int control = 0;
-        if (ws_take(ws, en->element[1], &control) == 0 && control) {
-            br_args_str(&del, en->element[0]->str);
-            if (del.n == BR_ARGS_MAX) {
-                (void)br_db_cmd(rq->f->cfg.db, ws_noop, NULL, &del);
-                del.n = 2;
-            }
-        }
+        if (ws_take(ws, en->element[1], &control) == 0 && control && nctl < FR_WS_READ_COUNT)
+            ctl[nctl++] = en->element[0]->str;
     }
-    if (del.n > 2)
-        (void)br_db_cmd(rq->f->cfg.db, ws_noop, NULL, &del);
+    ws_xdel(ws, ws->kout, ctl, nctl);
     if (!ws->over)
         ws_after(ws, got);
     if (ws->over) {
