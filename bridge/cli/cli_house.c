@@ -257,6 +257,15 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
     int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.st.connected;
     long long xlen = 0;
     int r = gp_reg_rm(rc, c->prefix, id, purge, &xlen, err, sizeof err);
+    long long nstream = 0;
+    if (r == 0 && purge && gp_reg_rm_streams(rc, c->prefix, id, &nstream, err, sizeof err) != 0) {
+        br_rc_free(rc);
+        cli_err(c,
+                "house %s removed, but its TCP streams' keys were not: %s (they expire on "
+                "their own)",
+                id, err);
+        return CLI_FAIL;
+    }
     br_rc_free(rc);
     if (r == GP_REG_NOT_FOUND) {
         cli_err(c, "%s", err);
@@ -270,7 +279,8 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
     gp_key_req(kreq, c->prefix, id);
     printf("house %s removed (registry entry, live state, epoch).\n", id);
     if (purge)
-        printf("request stream %s deleted (%lld entries).\n", kreq, xlen);
+        printf("request stream %s deleted (%lld entries), and %lld keys of TCP streams.\n", kreq,
+               xlen, nstream);
     else if (xlen > 0)
         printf("request stream %s kept: %lld entries, not served while the house is not "
                "registered (`ghostport house rm %s --purge` deletes it).\n",

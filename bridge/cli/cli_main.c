@@ -27,7 +27,8 @@ static const cli_command commands[] = {
      "  --json             one JSON object per line instead of a table\n"},
     {"house", "rm", cli_house_rm, "ID [--purge]",
      "remove a house: its registry entry, live state, epoch, recent list, rudp stamp",
-     "  --purge            also delete its request stream and the janitor's index of it\n"
+     "  --purge            also delete its request stream, the janitor's index of it and\n"
+     "                     its TCP streams' keys (SCAN)\n"
      "                     (pending requests are lost; without it the stream is kept and\n"
      "                     its length reported)\n"},
     {"house", "disable", cli_house_disable, "ID",

@@ -455,6 +455,53 @@ int gp_reg_scan(br_rc *rc, const char *pattern, char ***keys, size_t *n, char *e
     return rv;
 }
 
+int gp_reg_rm_streams(br_rc *rc, const char *prefix, const char *id, long long *deleted, char *err,
+                      size_t errlen) {
+    *deleted = 0;
+    if (!gp_house_id_valid(gp_str_c(id))) { /* an id has no glob characters */
+        gp_errf(err, errlen, "invalid house id '%s'", id);
+        return GP_ERR_INVALID;
+    }
+    static const char *const kinds[] = {"sin", "sout"};
+    for (size_t k = 0; k < 2; k++) {
+        char rest[GP_KEY_MAX], pattern[2 * GP_KEY_MAX];
+        snprintf(rest, sizeof rest, ":{%s}:%s:*", id, kinds[k]);
+        if (glob_prefix(pattern, sizeof pattern, prefix, rest) != 0) {
+            gp_errf(err, errlen, "prefix too long");
+            return GP_ERR_INVALID;
+        }
+        char **keys;
+        size_t n;
+        int rv = gp_reg_scan(rc, pattern, &keys, &n, err, errlen);
+        if (rv != 0)
+            return rv;
+        /* One slot (the house's hash tag): UNLINK takes them in batches. */
+        enum { BATCH = 128 };
+        for (size_t i = 0; rv == 0 && i < n; i += BATCH) {
+            const char *argv[BATCH + 1] = {"UNLINK"};
+            size_t m = n - i < BATCH ? n - i : BATCH;
+            for (size_t j = 0; j < m; j++)
+                argv[1 + j] = keys[i + j];
+            redisReply *r = br_rc_cmdv(rc, (int)m + 1, argv, NULL);
+            if (!r || r->type != REDIS_REPLY_INTEGER) {
+                gp_errf(err, errlen, "redis: UNLINK: %s",
+                        !r                             ? br_rc_error(rc)
+                        : r->type == REDIS_REPLY_ERROR ? r->str
+                                                       : "unexpected reply");
+                rv = GP_REG_REDIS;
+            } else {
+                *deleted += r->integer;
+            }
+            if (r)
+                freeReplyObject(r);
+        }
+        gp_reg_keys_free(keys, n);
+        if (rv != 0)
+            return rv;
+    }
+    return 0;
+}
+
 void gp_reg_keys_free(char **keys, size_t n) {
     for (size_t i = 0; keys && i < n; i++)
         free(keys[i]);

@@ -52,6 +52,13 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
 int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
               char *err, size_t errlen);
 
+/* Deletes the byte keys of every TCP stream of house `id` (sin and sout, found with SCAN: they
+ * are per stream, so no script names them); *deleted receives how many went. For
+ * `house rm --purge`: without it they expire on their own (2 x idle_ms). Returns 0,
+ * GP_ERR_INVALID, GP_REG_REDIS or GP_ERR_NOMEM. */
+int gp_reg_rm_streams(br_rc *rc, const char *prefix, const char *id, long long *deleted, char *err,
+                      size_t errlen);
+
 /* Reads house `id`'s secret, opening a sealed value with master_key. Returns 0,
  * GP_REG_NOT_FOUND, GP_ERR_AUTH (sealed, and the key is missing or wrong), GP_ERR_INVALID or
  * GP_REG_REDIS. */

@@ -231,7 +231,7 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     cr_assert_eq(CLI_AS(admin, &out, &err, "house", "add", "farm-2", "--quiet"), 0, "%s", err);
     free(out), free(err);
 
-    /* No bridge has published stats yet: top does without SCAN, which no role may run. */
+    /* No bridge has published stats yet: top does without SCAN, which the viewer may not run. */
     cr_assert_eq(CLI_AS(viewer, &out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
     cr_assert(strstr(out, "BRIDGES 0") && strstr(out, "farm-2"), "%s", out);
     free(out), free(err);
