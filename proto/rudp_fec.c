@@ -189,11 +189,14 @@ void gp_fec_tx_free(gp_fec_tx *t) {
 
 int gp_fec_tx_add(gp_fec_tx *t, uint64_t pn, const uint8_t *frames, size_t len, uint64_t now) {
     size_t stride = t->stride;
-    if (!t->img && !(t->img = malloc(GP_FEC_K_TARGET * stride)))
+    if (!t->img && !(t->img = malloc(GP_FEC_K_MAX * stride)))
         return GP_ERR_NOMEM;
+    if (t->open && t->k == GP_FEC_K_MAX)
+        return GP_ERR_BUFFER; /* the engine closes blocks before; never fail silently */
     if (!t->open) {
         t->open = 1;
         t->rtx = 0;
+        t->dgram = 0;
         t->first = pn;
         t->k = 0;
         t->L = 0;
@@ -220,10 +223,12 @@ int gp_fec_tx_add(gp_fec_tx *t, uint64_t pn, const uint8_t *frames, size_t len, 
  *   as data bytes at 30% loss (15 repairs for 15 sources, where 5% takes 12 and the loss
  *   itself is 6.4), and under load those bytes compete with the data.
  * A full block in the middle of a transfer aims at 25% and leaves the rest to fast
- * retransmission: later packets reveal its losses within a round trip. */
+ * retransmission: later packets reveal its losses within a round trip.
+ * A block with datagrams has no retransmission behind it: GP_FEC_DGRAM_TARGET, tail or not. */
 unsigned gp_fec_tx_close(gp_fec_tx *t, int tail, double p, int enabled) {
     t->open = 0;
-    double target = !tail                              ? GP_FEC_MID_TARGET
+    double target = t->dgram                           ? GP_FEC_DGRAM_TARGET
+                    : !tail                            ? GP_FEC_MID_TARGET
                     : t->rtx || t->k <= GP_FEC_SMALL_K ? GP_FEC_RTX_TARGET
                                                        : GP_FEC_TAIL_TARGET;
     unsigned m = gp_fec_repairs(t->k, p, target);

@@ -31,6 +31,11 @@
 #define GP_FEC_RTX_TARGET 0.01  /* ... when it carries retransmissions, or is small: */
 #define GP_FEC_SMALL_K 4
 #define GP_FEC_MID_TARGET 0.25 /* ... for a full block in a longer transfer */
+/* A block carrying datagrams (rudp_rel.h: no retransmission behind them): whatever it fails
+ * to rebuild is lost for good, and the TCP inside an L3 tunnel reads every such loss as
+ * congestion. So it aims at a low failure rate, and grows to GP_FEC_K_MAX sources, where the
+ * same failure rate costs fewer repairs per source. */
+#define GP_FEC_DGRAM_TARGET 0.005
 
 /* ---- the code (pure) ----
  * A source image is 2 bytes of length (big-endian) then the packet's frames, zero-padded to
@@ -61,10 +66,11 @@ uint64_t gp_fec_hold(uint64_t srtt_ns);
 
 /* ---- sending: the open block ---- */
 typedef struct gp_fec_tx {
-    uint8_t *img;  /* GP_FEC_K_TARGET images of (2 + max_payload) bytes, allocated on use */
+    uint8_t *img;  /* GP_FEC_K_MAX images of (2 + max_payload) bytes, allocated on use */
     size_t stride; /* 2 + max_payload */
     int open;      /* a block is collecting packets */
     int rtx;       /* the open block carries retransmitted chunks or a probe */
+    int dgram;     /* the open block carries datagrams (GP_FEC_DGRAM_TARGET) */
     int closing;   /* block closed, repairs being sent */
     uint64_t first, opened_at; /* its first packet number, when it opened */
     unsigned k, m, m_sent;     /* sources, repairs to send, repairs sent */
@@ -74,8 +80,9 @@ typedef struct gp_fec_tx {
 void gp_fec_tx_init(gp_fec_tx *t, size_t max_payload);
 void gp_fec_tx_free(gp_fec_tx *t);
 
-/* Adds packet pn (its frames[0..len)) to the open block, opening one if none is. Returns 0
- * or GP_ERR_NOMEM (the packet then goes unprotected). */
+/* Adds packet pn (its frames[0..len)) to the open block, opening one if none is. Returns 0,
+ * GP_ERR_NOMEM or GP_ERR_BUFFER (the block already has GP_FEC_K_MAX sources): the packet then
+ * goes unprotected. */
 int gp_fec_tx_add(gp_fec_tx *t, uint64_t pn, const uint8_t *frames, size_t len, uint64_t now);
 
 /* Closes the open block and sizes its repairs for loss p: `tail` if the burst ended. Returns

@@ -49,6 +49,7 @@
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
 #define PACE_CREDIT_MAX_NS (25 * MS)
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
+#define DGRAM_HDR 3                /* FT_DGRAM + a 2-byte length varint */
 
 #define NONE UINT64_MAX
 
@@ -58,6 +59,7 @@ enum {
     FT_ACK = GP_ACK_FT,
     FT_MSG = 0x10,
     FT_MSG_CHUNK = 0x11,
+    FT_DGRAM = 0x12,
     FT_REPAIR = GP_FEC_FT
 };
 #define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
@@ -117,9 +119,18 @@ typedef struct srec {
     uint64_t ack_largest; /* largest acked in the ACK frame this packet carried, or NONE */
     uint64_t delivered, delivered_time, first_sent_time; /* delivery-rate snapshot */
     uint32_t size;
+    uint16_t ndg; /* datagrams it carried (for dgrams_lost) */
     uint8_t flags, nrefs;
     sref refs[REFS_MAX];
 } srec;
+
+/* A datagram queued to send (t: when) or received and not yet taken. */
+typedef struct dgram {
+    struct dgram *next;
+    uint64_t t;
+    size_t len;
+    uint8_t b[];
+} dgram;
 
 typedef struct rq_ent {
     uint64_t id;
@@ -187,6 +198,14 @@ struct gp_rel {
     gp_reasm reasm; /* reassembly, delivery in lane order */
 
     gp_fec_rx frx; /* FEC, receiving: protected packets and repairs */
+
+    /* datagrams: the send queue (its turn against the lanes' in data_fill), received ones */
+    dgram *dq_head, *dq_tail;
+    size_t dq_bytes;
+    int dg_turn;    /* datagrams go before the next lane */
+    size_t dg_sent; /* bytes of datagrams sent in this turn */
+    dgram *dr_head, *dr_tail, *dr_lent;
+    size_t dr_bytes;
 };
 
 /* ---- config ---- */
@@ -201,6 +220,9 @@ void gp_rel_config_init(gp_rel_config *cfg) {
     cfg->dead_after_ns = GP_REL_DEFAULT_DEAD_NS;
     cfg->fec = 1;
     cfg->seed = 0;
+    cfg->dgram_queue = 256u << 10;
+    cfg->dgram_max_wait_ns = 150 * MS;
+    cfg->dgram_rx_queue = 256u << 10;
 }
 
 int gp_rel_config_check(const gp_rel_config *c) {
@@ -471,6 +493,11 @@ void gp_rel_free(gp_rel *r) {
     gp_reasm_free(&r->reasm);
     gp_fec_tx_free(&r->ftx);
     gp_fec_rx_free(&r->frx);
+    for (dgram *d = r->dq_head, *n; d; d = n)
+        n = d->next, free(d);
+    for (dgram *d = r->dr_head, *n; d; d = n)
+        n = d->next, free(d);
+    free(r->dr_lent);
     free(r);
 }
 
@@ -573,6 +600,76 @@ nomem:
     return GP_ERR_NOMEM;
 }
 
+/* ---- datagrams ---- */
+
+size_t gp_rel_dgram_max(const gp_rel *r) {
+    /* A packet of its own, FEC room kept (the ACK then goes in the next one: see build). */
+    return r->cfg.max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - DGRAM_HDR;
+}
+
+/* Drops datagrams that waited longer than dgram_max_wait_ns: late IP packets only confuse the
+ * TCP inside (it has retransmitted them already, or soon will). */
+static void dq_expire(gp_rel *r, uint64_t now) {
+    while (r->dq_head && now - r->dq_head->t > r->cfg.dgram_max_wait_ns) {
+        dgram *d = r->dq_head;
+        GP_SLIST_SHIFT(r->dq_head, r->dq_tail, next);
+        r->dq_bytes -= d->len;
+        r->st.dgrams_dropped++;
+        free(d);
+    }
+}
+
+int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len) {
+    if (r->dead)
+        return GP_ERR_STATE;
+    if (len == 0)
+        return GP_ERR_INVALID;
+    if (len > gp_rel_dgram_max(r))
+        return GP_ERR_TOO_LARGE;
+    dq_expire(r, r->now);
+    if (r->dq_bytes + len > r->cfg.dgram_queue) {
+        r->st.dgrams_dropped++;
+        return GP_ERR_BUFFER;
+    }
+    dgram *d = malloc(sizeof *d + len);
+    if (!d)
+        return GP_ERR_NOMEM;
+    d->next = NULL;
+    d->t = r->now;
+    d->len = len;
+    memcpy(d->b, p, len);
+    GP_SLIST_APPEND(r->dq_head, r->dq_tail, d, next);
+    r->dq_bytes += len;
+    return 0;
+}
+
+ssize_t gp_rel_recv_dgram(gp_rel *r, const uint8_t **p) {
+    free(r->dr_lent);
+    r->dr_lent = r->dr_head;
+    if (!r->dr_head)
+        return 0;
+    GP_SLIST_SHIFT(r->dr_head, r->dr_tail, next);
+    r->dr_bytes -= r->dr_lent->len;
+    *p = r->dr_lent->b;
+    return (ssize_t)r->dr_lent->len;
+}
+
+static void dr_push(gp_rel *r, const uint8_t *p, size_t len) {
+    dgram *d;
+    if (r->dr_bytes + len > r->cfg.dgram_rx_queue || !(d = malloc(sizeof *d + len))) {
+        r->st.dgrams_dropped_rx++;
+        return;
+    }
+    d->next = NULL;
+    d->t = r->now;
+    d->len = len;
+    memcpy(d->b, p, len);
+    GP_SLIST_APPEND(r->dr_head, r->dr_tail, d, next);
+    r->dr_bytes += len;
+    r->st.dgrams_recv++;
+    r->st.dgram_bytes_recv += len;
+}
+
 /* Frees fully acked messages at the floor; their lanes go when nothing else refers to them. */
 static void sm_advance(gp_rel *r) {
     while (r->sm_floor < r->next_id) {
@@ -642,6 +739,7 @@ static void on_lost(gp_rel *r, srec *s) {
     if (s->flags & SF_ELICITING)
         r->eliciting_inflight--;
     r->st.pkts_lost++;
+    r->st.dgrams_lost += s->ndg;
     det_loss_sample(r, 1);
     if (r->cc.ops->on_lost)
         r->cc.ops->on_lost(&r->cc, s->size, r->now);
@@ -744,6 +842,13 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
         f->data = p;
         return p + f->dlen;
     }
+    case FT_DGRAM:
+        p = gp_vget(p, end, &f->len);
+        if (!p || f->len == 0 || f->len > (uint64_t)(end - p))
+            return NULL;
+        f->data = p;
+        f->dlen = (size_t)f->len;
+        return p + f->dlen;
     case FT_REPAIR:
         p = gp_vget(p, end, &f->back);
         p = gp_vget(p, end, &f->k);
@@ -929,7 +1034,7 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
             r->st.malformed++;
             return err;
         }
-        if (f.type == FT_PING) {
+        if (f.type == FT_PING || f.type == FT_DGRAM) {
             eliciting = 1;
         } else if (f.type == FT_REPAIR) {
             repair = 1;
@@ -968,6 +1073,10 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
                 refused = 1;
             else if (e < 0)
                 rc = e;
+        } else if (f.type == FT_DGRAM) {
+            /* Taken even from a packet refused for want of message buffer: that packet's
+             * chunks come again, its datagrams never would. */
+            dr_push(r, f.data, f.dlen);
         } else if (f.type == FT_REPAIR && !recovered) {
             tryb = gp_fec_rx_repair(&r->frx, pn - f.back, (unsigned)f.k, (unsigned)f.ridx, f.data,
                                     (size_t)f.L, &r->rx, r->has_rx, r->rx_largest);
@@ -1114,6 +1223,36 @@ static void ref_add(gp_rel *r, srec *rec, smsg *m, uint32_t idx) {
  * would all complete with the last one. With a 16 KiB quantum they complete one after the
  * other (oldest lane first), while a small message still waits for at most one quantum per
  * busy lane, never behind a whole 1 MiB transfer. */
+/* Puts the first queued datagram if it fits in [*pp, end): 1, else 0. */
+static int dgram_put(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
+    dgram *d = r->dq_head;
+    if (DGRAM_HDR + d->len > (size_t)(end - *pp))
+        return 0;
+    uint8_t *p = *pp;
+    *p++ = FT_DGRAM;
+    p = gp_vput(p, d->len);
+    memcpy(p, d->b, d->len);
+    *pp = p + d->len;
+    GP_SLIST_SHIFT(r->dq_head, r->dq_tail, next);
+    r->dq_bytes -= d->len;
+    r->dg_sent += d->len;
+    rec->ndg++;
+    r->st.dgrams_sent++;
+    r->st.dgram_bytes_sent += d->len;
+    free(d);
+    return 1;
+}
+
+/* A lane's turn ended: the datagrams' comes next. */
+static void lane_turn_over(gp_rel *r) {
+    r->rr_sent = 0;
+    if (r->dq_head)
+        r->dg_turn = 1;
+}
+
+/* Datagrams take turns with the lanes: a quantum of datagrams after each lane's quantum (all
+ * of them when no lane has data), so a flood of IP packets leaves requests and streams at
+ * least half of the link, and they leave it the other half. */
 static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
     while (rec->nrefs < REFS_MAX) {
         smsg *m;
@@ -1127,6 +1266,15 @@ static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
             continue;
         }
         slane *l = r->rr;
+        if (r->dq_head && (r->dg_turn || !l)) {
+            if (!dgram_put(r, pp, end, rec))
+                return;
+            if (r->dg_sent >= RR_QUANTUM || !r->dq_head) {
+                r->dg_turn = 0;
+                r->dg_sent = 0;
+            }
+            continue;
+        }
         if (!l)
             return;
         m = l->qhead;
@@ -1141,13 +1289,13 @@ static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
             m->qnext = NULL;
             if (!l->qhead) {
                 rr_del(r, l);
-                r->rr_sent = 0;
+                lane_turn_over(r);
                 continue;
             }
         }
         if (r->rr_sent >= RR_QUANTUM) {
             r->rr = l->rr_next;
-            r->rr_sent = 0;
+            lane_turn_over(r);
         }
     }
 }
@@ -1200,7 +1348,7 @@ static uint64_t pace_credit(const gp_rel *r) {
 }
 
 static int has_data(const gp_rel *r) {
-    return r->rq_valid > 0 || r->rr != NULL;
+    return r->rq_valid > 0 || r->rr != NULL || r->dq_head != NULL;
 }
 
 static unsigned ack_repeats(const gp_rel *r);
@@ -1247,9 +1395,16 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
             probe_fill(r, &p, dend, &rec);
         if (kind == K_DATA || kind == K_PROBE)
             data_fill(r, &p, dend, &rec);
+        /* The largest datagram fills a packet with no room kept for an ACK: it goes alone,
+         * the ACK in the next packet. */
+        if (kind == K_DATA && p == frames && r->dq_head && dgram_put(r, &p, end, &rec)) {
+            want_ack = 0;
+            if (!r->dq_head)
+                r->dg_turn = 0, r->dg_sent = 0;
+        }
         if (kind == K_PING || (kind == K_PROBE && !rec.nrefs))
             *p++ = FT_PING;
-        elicit = rec.nrefs > 0 || kind == K_PING || kind == K_PROBE;
+        elicit = rec.nrefs > 0 || rec.ndg > 0 || kind == K_PING || kind == K_PROBE;
         if (want_ack) {
             uint8_t *q = ack_put(r, p, end, send_at, &rec.ack_largest);
             if (q) {
@@ -1292,10 +1447,14 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     }
     if (protect) {
         rec.flags |= SF_FEC_PENDING;
-        if (gp_fec_tx_add(&r->ftx, pn, frames, (size_t)(p - frames), now))
+        if (gp_fec_tx_add(&r->ftx, pn, frames, (size_t)(p - frames), now)) {
             rec.flags &= (uint8_t)~SF_FEC_PENDING, protect = 0;
-        else if (kind == K_PROBE || r->st.retransmits != rtx0)
-            r->ftx.rtx = 1;
+        } else {
+            if (kind == K_PROBE || r->st.retransmits != rtx0)
+                r->ftx.rtx = 1;
+            if (rec.ndg)
+                r->ftx.dgram = 1;
+        }
     }
     *sr_slot(r, pn) = rec;
     r->next_pn++;
@@ -1321,8 +1480,13 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         if (++r->ftx.m_sent == r->ftx.m)
             fec_finalize(r, pn, send_at);
     } else if (protect && r->ftx.open) {
+        /* A block with datagrams does not close when the burst ends: IP packets come one
+         * by one as the TCP inside sends them, and a block of one costs four repairs at 30%
+         * loss. It closes full (GP_FEC_K_MAX) or after gp_fec_hold (on_timers): what it
+         * rebuilds arrives that much later, which the TCP inside sees as delay, not loss. */
         int burst_end = !has_data(r);
-        if (r->ftx.k >= GP_FEC_K_TARGET || burst_end)
+        unsigned kmax = r->ftx.dgram ? GP_FEC_K_MAX : GP_FEC_K_TARGET;
+        if (r->ftx.k >= kmax || (burst_end && !r->ftx.dgram))
             fec_close(r, burst_end, now);
     }
     if (rec.flags & SF_RESOLVED)
@@ -1376,6 +1540,7 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
     }
     if (cap < r->cfg.max_payload)
         return GP_ERR_BUFFER;
+    dq_expire(r, now);
     on_timers(r, now);
     if (r->probes_due > 0) {
         r->probes_due--;

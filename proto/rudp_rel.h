@@ -57,12 +57,19 @@ typedef struct gp_rel_config {
     /* Congestion controller (rudp_cc.h); NULL: gp_cc_bbr. Not on the wire: each peer may
      * run its own. */
     const struct gp_cc_ops *cc;
+    /* Datagrams (gp_rel_send_dgram): bytes waiting to be sent, and how long one may wait,
+     * before new ones are dropped (a router's queue: the TCP inside an L3 tunnel must see
+     * loss, not an ever longer queue); bytes received and not yet taken. */
+    size_t dgram_queue;
+    uint64_t dgram_max_wait_ns;
+    size_t dgram_rx_queue;
 } gp_rel_config;
 
 /* Fills *cfg with the defaults: max_payload 1140, max_message 1 MiB + 64, send_buffer 8 MiB,
  * recv_buffer 2 x send_buffer + max_message, keepalive 20 s, dead after 30 s, fec 1, seed 0,
- * cc NULL (BBR-like).
- * Callers start from this and change what they need. */
+ * cc NULL (BBR-like), dgram_queue 256 KiB, dgram_max_wait 150 ms (about what the TCP inside needs
+ * to keep a 200 ms path busy through its backoff), dgram_rx_queue 256 KiB. Callers start from this
+ * and change what they need. */
 void gp_rel_config_init(gp_rel_config *cfg);
 
 /* 0 if cfg is usable, GP_ERR_INVALID otherwise: max_payload outside
@@ -101,6 +108,27 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
 
 /* Bytes gp_rel_send would accept now (0 when full). */
 size_t gp_rel_send_space(const gp_rel *r);
+
+/* Datagrams: the unreliable lane (an L3 tunnel's IP packets). Each datagram travels whole in
+ * one packet: never retransmitted, never waiting for another; protected by the same FEC as
+ * messages (aiming at a lower failure rate, since nothing repairs what it misses), counted by
+ * congestion control, and sent in turn with the message lanes — a quantum of datagrams, then
+ * a lane's quantum — so that bulk datagrams never starve requests, nor requests datagrams.
+ * A datagram waits at most dgram_max_wait_ns and dgram_queue bytes wait at most; beyond,
+ * datagrams are dropped (counted), as a router would.
+ * Queues p[0..len) (copied). Returns 0, or:
+ *   GP_ERR_INVALID     len is 0;
+ *   GP_ERR_TOO_LARGE   len > gp_rel_dgram_max(r);
+ *   GP_ERR_BUFFER      the queue is full: dropped (counted in dgrams_dropped);
+ *   GP_ERR_STATE       the peer was declared dead;
+ *   GP_ERR_NOMEM. */
+int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len);
+/* The largest datagram: what one packet of max_payload carries with its headers. */
+size_t gp_rel_dgram_max(const gp_rel *r);
+/* Takes the next received datagram: returns its length (> 0) and sets *p, lent until the next
+ * gp_rel_recv_dgram or gp_rel_free. 0 when none. Datagrams may come out of order (a packet
+ * rebuilt by FEC comes after those behind it) but never twice. */
+ssize_t gp_rel_recv_dgram(gp_rel *r, const uint8_t **p);
 
 /* Feeds one packet payload p[0..len) received from the peer (borrowed: copied as needed).
  * Returns 0 when the packet was taken (duplicates and packets the receive buffer has no
@@ -162,10 +190,15 @@ typedef struct gp_rel_stats {
     uint64_t bytes_recv;   /* payload bytes accepted */
     uint64_t bytes_acked;  /* of bytes_sent, acknowledged by the peer */
     uint64_t msgs_sent, msgs_delivered;
-    uint64_t keepalives;   /* PING-only packets sent (idle keepalive / liveness) */
-    uint64_t malformed;    /* packets rejected by gp_rel_input */
-    uint64_t duplicates;   /* packets already seen (or too old to tell) */
-    uint64_t dropped_full; /* packets dropped for lack of receive buffer */
+    uint64_t keepalives;                    /* PING-only packets sent (idle keepalive / liveness) */
+    uint64_t malformed;                     /* packets rejected by gp_rel_input */
+    uint64_t duplicates;                    /* packets already seen (or too old to tell) */
+    uint64_t dropped_full;                  /* packets dropped for lack of receive buffer */
+    uint64_t dgrams_sent, dgram_bytes_sent; /* datagrams put in packets (once each) */
+    uint64_t dgrams_recv, dgram_bytes_recv; /* datagrams received (FEC rebuilt included) */
+    uint64_t dgrams_lost;       /* sent in packets declared lost (the peer did not rebuild) */
+    uint64_t dgrams_dropped;    /* never sent: queue full or waited too long */
+    uint64_t dgrams_dropped_rx; /* received but the receive queue was full */
 } gp_rel_stats;
 
 /* Fills *out with the current counters and estimates. */

@@ -6,7 +6,8 @@
  *   u8 op, u16 len (little-endian), then for ops 0/1/3 len bytes:
  *   op & 3 == 0, 1: a packet payload fed to B (plaintext, as the session layer would);
  *   op & 3 == 2:    advance B's clock by (len % 4096) ms (timers, probes, keepalives, dead);
- *   op & 3 == 3:    B sends the len bytes as a message on lane op >> 2.
+ *   op & 3 == 3:    B sends the len bytes as a message on lane op >> 2, or as a datagram
+ *                   when op >> 2 is 63.
  * After each record B's output and deliveries are drained. Oracles: sanitizers, and that
  * every return code is one the header documents, output never exceeds max_payload and
  * delivered messages never exceed max_message. */
@@ -77,6 +78,9 @@ static void drain(gp_rel *b, uint64_t now) {
     while ((n = gp_rel_recv(b, &lane, &m)) > 0)
         check((size_t)n <= GP_REL_DEFAULT_MAX_MESSAGE && m != NULL);
     check(n == 0);
+    while ((n = gp_rel_recv_dgram(b, &m)) > 0)
+        check((size_t)n <= GP_REL_DEFAULT_MAX_PAYLOAD && m != NULL);
+    check(n == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -94,7 +98,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else {
             if (len > size)
                 len = size;
-            if ((op & 3) == 3) {
+            if (op == 0xff) {
+                int rc = gp_rel_send_dgram(b, data, len);
+                check(rc == 0 || rc == GP_ERR_BUFFER || rc == GP_ERR_STATE ||
+                      (rc == GP_ERR_INVALID && len == 0) ||
+                      (rc == GP_ERR_TOO_LARGE && len > gp_rel_dgram_max(b)));
+            } else if ((op & 3) == 3) {
                 int rc = gp_rel_send(b, op >> 2, data, len);
                 check(rc == 0 || rc == GP_ERR_BUFFER || rc == GP_ERR_STATE ||
                       (rc == GP_ERR_INVALID && len == 0));
@@ -130,8 +139,14 @@ int main(int argc, char **argv) {
         return 2;
     sim s;
     establish(&s);
-    static uint8_t body[3000], out[2][GP_REL_DEFAULT_MAX_PAYLOAD];
-    size_t n[2] = {0, 0};
+    static uint8_t body[3000], out[3][GP_REL_DEFAULT_MAX_PAYLOAD];
+    size_t n[3] = {0, 0, 0};
+    /* A packet with a datagram (an IPv4 header), then two of a message. */
+    static const uint8_t ip[] = {0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2};
+    check(gp_rel_send_dgram(s.ep[0], ip, sizeof ip) == 0);
+    ssize_t kd = gp_rel_output(s.ep[0], out[2], sizeof out[2], s.now, s.now);
+    check(kd > 0);
+    n[2] = (size_t)kd;
     check(gp_rel_send(s.ep[0], 2, body, sizeof body) == 0);
     for (int i = 0; i < 2; i++) {
         ssize_t k = gp_rel_output(s.ep[0], out[i], sizeof out[i], s.now, s.now);
@@ -151,7 +166,14 @@ int main(int argc, char **argv) {
     put_rec(f, 2, NULL, 300);
     put_rec(f, 0, out[1], n[1]);
     put_rec(f, 3 | 4 << 2, body, 1500);
+    put_rec(f, 0xff, ip, sizeof ip);
     put_rec(f, 2, NULL, 3000);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/datagram", argv[1]);
+    f = fopen(path, "wb");
+    check(f != NULL);
+    put_rec(f, 0, out[2], n[2]);
+    put_rec(f, 0xff, ip, sizeof ip);
     fclose(f);
     sim_free(&s);
     return 0;

@@ -54,6 +54,8 @@ typedef struct sim_pkt {
 typedef struct sim sim;
 /* A delivered message at endpoint ep. */
 typedef void (*sim_msg_fn)(sim *s, int ep, uint32_t lane, const uint8_t *msg, size_t len);
+/* A datagram delivered at endpoint ep. */
+typedef void (*sim_dgram_fn)(sim *s, int ep, const uint8_t *p, size_t len);
 /* Application tick: act at s->now, return the next time it wants to run (UINT64_MAX: none). */
 typedef uint64_t (*sim_app_fn)(sim *s);
 /* Extra drop decision for a packet from endpoint `from` (1: drop). */
@@ -69,6 +71,7 @@ struct sim {
     sim_pkt *heap;
     size_t nheap, capheap;
     sim_msg_fn on_msg;
+    sim_dgram_fn on_dgram;
     sim_app_fn app;
     sim_drop_fn drop;
     sim_tx_fn on_tx;
@@ -237,6 +240,11 @@ static int sim_step(sim *s) {
         while (s->ep[e] && (n = gp_rel_recv(s->ep[e], &lane, &msg)) > 0) {
             if (s->on_msg)
                 s->on_msg(s, e, lane, msg, (size_t)n);
+            did = 1;
+        }
+        while (s->ep[e] && (n = gp_rel_recv_dgram(s->ep[e], &msg)) > 0) {
+            if (s->on_dgram)
+                s->on_dgram(s, e, msg, (size_t)n);
             did = 1;
         }
     }
