@@ -14,8 +14,9 @@
 #define CODE_RAW 0
 #define CODE_ZSTD 1
 #define MAX_MSG (GP_DEFAULT_MAX_FRAME + GP_FRAME_HEADER_LEN + 1)
-#define DBUF 2048        /* decrypted datagrams up to this size need no allocation */
-#define RBUF_KEEP 65536u /* a larger decode buffer is given back after use */
+#define DBUF 2048                /* decrypted datagrams up to this size need no allocation */
+#define RBUF_KEEP 65536u         /* a larger decode buffer is given back after use */
+#define DGRAM_DECODED_MAX 65535u /* an IP packet's largest size */
 
 /* A datagram held back by the send jitter until `at`. */
 typedef struct held {
@@ -37,6 +38,8 @@ struct gp_rudp {
     uint8_t *rbuf;      /* the decompressed message lent by recv */
     size_t rcap;
     uint64_t msgs_compressed, bytes_before, bytes_after;
+    uint8_t *dgbuf; /* a decompressed datagram lent by recv_dgram (DGRAM_DECODED_MAX) */
+    uint64_t dgrams_compressed, dgram_bytes_before, dgram_bytes_after, dgrams_malformed;
     int must_confirm; /* house: the bridge may send only after our first datagram */
     held *held;       /* sealed datagrams waiting out their jitter, in no particular order */
 };
@@ -94,6 +97,7 @@ void gp_rudp_free(gp_rudp *r) {
     gp_zctx_free(r->z);
     free(r->pkt);
     free(r->rbuf);
+    free(r->dgbuf);
     while (r->held) {
         held *h = r->held;
         r->held = h->next;
@@ -126,6 +130,59 @@ int gp_rudp_send(gp_rudp *r, uint32_t lane, const uint8_t *msg, size_t len) {
         }
     }
     return gp_rel_send2(r->rel, lane, &raw, 1, msg, len);
+}
+
+size_t gp_rudp_dgram_max(const gp_rudp *r) {
+    return gp_rel_dgram_max(r->rel) - 1;
+}
+
+int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len) {
+    uint8_t b[GP_REL_MAX_PAYLOAD];
+    if (len == 0)
+        return GP_ERR_INVALID;
+    if (len > gp_rudp_dgram_max(r))
+        return GP_ERR_TOO_LARGE;
+    /* Per datagram, on the stack: an IP packet is at most a packet's payload. */
+    if (r->conf.compress && gp_compress_worthwhile((gp_str){NULL, 0}, p, len)) {
+        ssize_t zn = gp_compress(r->z, p, len, b + 1, len - 1);
+        if (zn > 0) {
+            b[0] = CODE_ZSTD;
+            int rc = gp_rel_send_dgram(r->rel, b, (size_t)zn + 1);
+            if (rc == 0) {
+                r->dgrams_compressed++;
+                r->dgram_bytes_before += len;
+                r->dgram_bytes_after += (size_t)zn;
+            }
+            return rc;
+        }
+    }
+    b[0] = CODE_RAW;
+    memcpy(b + 1, p, len);
+    return gp_rel_send_dgram(r->rel, b, len + 1);
+}
+
+ssize_t gp_rudp_recv_dgram(gp_rudp *r, const uint8_t **p) {
+    const uint8_t *m;
+    ssize_t n = gp_rel_recv_dgram(r->rel, &m);
+    if (n <= 0)
+        return n;
+    if (n >= 2 && m[0] == CODE_RAW) {
+        *p = m + 1;
+        return n - 1;
+    }
+    ssize_t size = n >= 2 && m[0] == CODE_ZSTD ? gp_decompressed_size(m + 1, (size_t)n - 1) : -1;
+    if (size <= 0 || (size_t)size > DGRAM_DECODED_MAX ||
+        (!r->dgbuf && !(r->dgbuf = malloc(DGRAM_DECODED_MAX)))) {
+        r->dgrams_malformed++;
+        return GP_ERR_MALFORMED;
+    }
+    ssize_t d = gp_decompress(r->z, m + 1, (size_t)n - 1, r->dgbuf, DGRAM_DECODED_MAX);
+    if (d <= 0) {
+        r->dgrams_malformed++;
+        return GP_ERR_MALFORMED;
+    }
+    *p = r->dgbuf;
+    return d;
 }
 
 size_t gp_rudp_send_space(const gp_rudp *r) {
@@ -275,4 +332,8 @@ void gp_rudp_stats_get(const gp_rudp *r, gp_rudp_stats *out) {
     out->msgs_compressed = r->msgs_compressed;
     out->bytes_before = r->bytes_before;
     out->bytes_after = r->bytes_after;
+    out->dgrams_compressed = r->dgrams_compressed;
+    out->dgram_bytes_before = r->dgram_bytes_before;
+    out->dgram_bytes_after = r->dgram_bytes_after;
+    out->dgrams_malformed = r->dgrams_malformed;
 }

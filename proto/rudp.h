@@ -49,6 +49,18 @@ gp_sess *gp_rudp_sess(const gp_rudp *r);
 int gp_rudp_send(gp_rudp *r, uint32_t lane, const uint8_t *msg, size_t len);
 size_t gp_rudp_send_space(const gp_rudp *r);
 
+/* Datagrams (an L3 tunnel's IP packets: rudp_rel.h, gp_rel_send_dgram): unreliable, whole,
+ * coded as messages are (a first byte: raw, or zstd when gp_compress_worthwhile says so and
+ * the result is smaller — an encrypted or compressed payload is left alone). Returns 0, or
+ * gp_rel_send_dgram's errors (GP_ERR_TOO_LARGE beyond gp_rudp_dgram_max; GP_ERR_BUFFER: the
+ * queue is full and the datagram dropped). */
+int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len);
+size_t gp_rudp_dgram_max(const gp_rudp *r);
+/* The next datagram received (decoded): its length, *p lent until the next call of this
+ * function on r; 0 when none; GP_ERR_MALFORMED for one that does not decode (skipped and
+ * counted in dgrams_malformed: call again). */
+ssize_t gp_rudp_recv_dgram(gp_rudp *r, const uint8_t **p);
+
 /* Feeds one datagram from the peer. Returns 0 (taken; *flags: GP_SESS_RX_* bits, e.g.
  * NEWEST: the caller may move the peer's address to this datagram's source), or a negative
  * error: the datagram was dropped and counted (not a reason to close). */
@@ -81,6 +93,7 @@ typedef struct gp_rudp_stats {
     gp_rel_stats rel;
     gp_sess_counters sess;
     uint64_t msgs_compressed, bytes_before, bytes_after; /* zstd on the way out */
+    uint64_t dgrams_compressed, dgram_bytes_before, dgram_bytes_after, dgrams_malformed;
 } gp_rudp_stats;
 void gp_rudp_stats_get(const gp_rudp *r, gp_rudp_stats *out);
 

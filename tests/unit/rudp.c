@@ -254,3 +254,62 @@ Test(rudp, refuses_a_session_without_keys_and_bad_jitter) {
     cr_assert_null(gp_rudp_new(hs, NULL, rnd, NULL, 0)); /* not established: freed */
     cr_assert_null(gp_rudp_new(NULL, NULL, rnd, NULL, 0));
 }
+
+/* --- datagrams ----------------------------------------------------------------------------- */
+
+static struct { size_t got, text, bad; } D;
+
+/* Datagram i: 1000 bytes, text (compressible) when i is even, random otherwise. */
+static size_t make_dgram(int i, uint8_t *p) {
+    uint64_t s = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+    p[0] = (uint8_t)i;
+    for (size_t k = 1; k < 1000; k++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        p[k] = i % 2 == 0 ? (uint8_t)("GET /status HTTP/1.1 "[k % 21]) : (uint8_t)(s >> 33);
+    }
+    return 1000;
+}
+
+static void on_none(ends *e, int side, uint32_t lane, const uint8_t *m, size_t n) {
+    (void)e, (void)side, (void)lane, (void)m, (void)n;
+}
+
+/* The house sends 60 datagrams, text and random, over the session: each arrives whole and
+ * once; the text ones went compressed, the random ones raw. */
+Test(rudp, datagrams_cross_the_session_whole_and_compressed_when_worth_it) {
+    ends e;
+    connect_ends(&e, NULL);
+    memset(&D, 0, sizeof D);
+    uint8_t b[1500];
+    cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, gp_rudp_dgram_max(e.r[0]) + 1), GP_ERR_TOO_LARGE);
+    cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, 0), GP_ERR_INVALID);
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, make_dgram(i, b)), 0);
+    uint8_t seen[60] = {0};
+    for (int round = 0; round < 50 && D.got < 60; round++) {
+        run(&e, e.l.now + 50 * MS, on_none);
+        const uint8_t *p;
+        ssize_t n;
+        while ((n = gp_rudp_recv_dgram(e.r[1], &p)) > 0) {
+            uint8_t want[1000];
+            int i = p[0];
+            if (i >= 60 || (size_t)n != make_dgram(i, want) || memcmp(p, want, 1000) != 0 ||
+                seen[i]++) {
+                D.bad++;
+                continue;
+            }
+            D.got++;
+        }
+        cr_assert_eq(n, 0);
+    }
+    cr_assert_eq(D.bad, 0, "a datagram arrived corrupted or twice");
+    cr_assert_eq(D.got, 60, "%zu of 60 datagrams arrived on a clean link", D.got);
+    gp_rudp_stats st;
+    gp_rudp_stats_get(e.r[0], &st);
+    cr_assert_eq(st.dgrams_compressed, 30, "%llu of 30 text datagrams compressed",
+                 (unsigned long long)st.dgrams_compressed);
+    cr_assert_lt(st.dgram_bytes_after, st.dgram_bytes_before / 4);
+    gp_rudp_free(e.r[0]);
+    gp_rudp_free(e.r[1]);
+    free(e.l.q);
+}
