@@ -157,6 +157,19 @@ static void put_payload(wbuf *w, const gp_frame *f) {
         put_be(w, f->u.s_attach.window, 4);
         put_be(w, f->u.s_attach.idle_ms, 4);
         break;
+    case GP_FRAME_L3_REQ:
+        put_be(w, f->u.l3_req.mtu, 2);
+        put_str(w, f->u.l3_req.routes);
+        break;
+    case GP_FRAME_L3_GRANT:
+        put_be(w, f->u.l3_grant.status, 2);
+        put_str(w, f->u.l3_grant.error);
+        put_str(w, f->u.l3_grant.message);
+        put_str(w, f->u.l3_grant.addrs);
+        put_str(w, f->u.l3_grant.hub);
+        put_str(w, f->u.l3_grant.routes);
+        put_be(w, f->u.l3_grant.mtu, 2);
+        break;
     }
 }
 
@@ -401,6 +414,25 @@ ssize_t gp_frame_decode(const uint8_t *p, size_t len, uint32_t max_payload, gp_f
         if (q && !sid_ok(out->u.s_attach.sid))
             q = NULL;
         break;
+    case GP_FRAME_L3_REQ:
+        q = get_u16(q, end, &out->u.l3_req.mtu);
+        q = get_str(q, end, &out->u.l3_req.routes);
+        if (q && out->u.l3_req.routes.len > GP_L3_LIST_MAX)
+            q = NULL;
+        break;
+    case GP_FRAME_L3_GRANT:
+        q = get_u16(q, end, &out->u.l3_grant.status);
+        q = get_str(q, end, &out->u.l3_grant.error);
+        q = get_str(q, end, &out->u.l3_grant.message);
+        q = get_str(q, end, &out->u.l3_grant.addrs);
+        q = get_str(q, end, &out->u.l3_grant.hub);
+        q = get_str(q, end, &out->u.l3_grant.routes);
+        q = get_u16(q, end, &out->u.l3_grant.mtu);
+        if (q && (out->u.l3_grant.addrs.len > GP_L3_LIST_MAX ||
+                  out->u.l3_grant.hub.len > GP_L3_LIST_MAX ||
+                  out->u.l3_grant.routes.len > GP_L3_LIST_MAX))
+            q = NULL;
+        break;
     }
     /* NULL (overrun) and trailing bytes are both malformed: the payload is exact. */
     if (q != end)
@@ -496,7 +528,8 @@ const char *gp_frame_type_name(uint8_t type) {
         [GP_FRAME_PONG] = "PONG",           [GP_FRAME_CREDIT] = "CREDIT",
         [GP_FRAME_GOAWAY] = "GOAWAY",       [GP_FRAME_S_OPEN] = "S_OPEN",
         [GP_FRAME_S_OPENED] = "S_OPENED",   [GP_FRAME_S_ENTRY] = "S_ENTRY",
-        [GP_FRAME_S_ATTACH] = "S_ATTACH",
+        [GP_FRAME_S_ATTACH] = "S_ATTACH",   [GP_FRAME_L3_REQ] = "L3_REQ",
+        [GP_FRAME_L3_GRANT] = "L3_GRANT",
     };
     return type >= 1 && type <= GP_FRAME_TYPE_MAX ? names[type] : "UNKNOWN";
 }

@@ -43,6 +43,15 @@
  *              bytes the opener acknowledged), u32 window (the opener's receive window),
  *              u32 idle_ms   (house->bridge, after WELCOME: a stream the house still holds,
  *              to be carried by this bridge from those offsets, with the open's terms)
+ * The L3 tunnel (proto/TUN.md; protocol 3, `stream` 0; IP packets themselves ride rudp's
+ * datagrams, not frames):
+ *   L3_REQ     u16 mtu (largest IP packet the house's TUN device takes), str routes (the
+ *              prefixes the house asks to route, comma-separated; may be empty)  (house->bridge)
+ *   L3_GRANT   u16 status (200: granted), str error, str message, str addrs (the house's
+ *              addresses, comma-separated, one IPv4 and/or one IPv6), str hub (the prefixes
+ *              the house routes into its TUN toward the hub), str routes (those of the
+ *              request the house may route), u16 mtu (the tunnel's: the house sets it on its
+ *              TUN)                                                               (bridge->house)
  * WELCOME carries one more byte, u8 proto (the version the bridge speaks with this house),
  * only when the house's HELLO offered 2 or more: a house of protocol 1 gets the frame it knows.
  * A HEAD with GP_FLAG_FIN carries the whole exchange (no body frames follow).
@@ -60,6 +69,8 @@
 #define GP_PROTO_MIN 1
 #define GP_PROTO_MAX 2
 #define GP_PROTO_STREAMS 2
+#define GP_PROTO_L3 3 /* adds the L3 tunnel (L3_* frames, and IP packets as rudp datagrams) */
+#define GP_L3_LIST_MAX 4096u /* bytes of a comma-separated list in an L3 frame */
 #define GP_FRAME_HEADER_LEN 12
 #define GP_NONCE_LEN 32
 #define GP_PROOF_LEN 32
@@ -86,7 +97,9 @@ enum gp_frame_type {
     GP_FRAME_S_OPENED = 15,
     GP_FRAME_S_ENTRY = 16,
     GP_FRAME_S_ATTACH = 17,
-    GP_FRAME_TYPE_MAX = 17,
+    GP_FRAME_L3_REQ = 18,
+    GP_FRAME_L3_GRANT = 19,
+    GP_FRAME_TYPE_MAX = 19,
 };
 
 /* S_ENTRY `has` bits: which of the entry's fields are present (as gp_stream_entry's has_*). */
@@ -192,6 +205,15 @@ typedef struct gp_frame {
             uint64_t rcv_next, snd_acked;
             uint32_t window, idle_ms;
         } s_attach;
+        struct {
+            uint16_t mtu;
+            gp_str routes;
+        } l3_req;
+        struct {
+            uint16_t status;
+            gp_str error, message, addrs, hub, routes;
+            uint16_t mtu;
+        } l3_grant;
     } u;
     gp_header hbuf[GP_MAX_HEADERS]; /* storage the decoder fills for HEAD frames */
 } gp_frame;

@@ -41,6 +41,10 @@ FRAMES = {
     "pong": frame(11, struct.pack(">Q", 123456789)),
     "credit": frame(12, struct.pack(">I", 65536), stream=1),
     "goaway": frame(13, struct.pack(">H", 1) + s("draining")),
+    "l3_req": frame(18, struct.pack(">H", 1280) + s("192.168.1.0/24,fd00:1::/64")),
+    "l3_grant": frame(19, struct.pack(">H", 200) + s("") + s("") + s("100.96.0.7,fd7a::7")
+                      + s("100.96.0.0/16,fd7a::/64") + s("192.168.1.0/24")
+                      + struct.pack(">H", 1280)),
 }
 
 def write(target, name, data):

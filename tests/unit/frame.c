@@ -105,6 +105,17 @@ static size_t samples(gp_frame *f) {
     f[n].u.s_attach.snd_acked = 0xffffffffffull;
     f[n].u.s_attach.window = 262144;
     f[n++].u.s_attach.idle_ms = 300000;
+    f[n].type = GP_FRAME_L3_REQ;
+    f[n].u.l3_req.mtu = 1280;
+    f[n++].u.l3_req.routes = GP_STR_LIT("192.168.1.0/24,fd00:1::/64");
+    f[n].type = GP_FRAME_L3_GRANT;
+    f[n].u.l3_grant.status = 200;
+    f[n].u.l3_grant.error = GP_STR_LIT("");
+    f[n].u.l3_grant.message = GP_STR_LIT("route 10.0.0.0/8 not allowed for this house");
+    f[n].u.l3_grant.addrs = GP_STR_LIT("100.96.0.7,fd7a:6770::7");
+    f[n].u.l3_grant.hub = GP_STR_LIT("100.96.0.0/16,fd7a:6770::/64");
+    f[n].u.l3_grant.routes = GP_STR_LIT("192.168.1.0/24");
+    f[n++].u.l3_grant.mtu = 1280;
     return n;
 }
 
@@ -216,6 +227,19 @@ static void frame_eq(const gp_frame *a, const gp_frame *b) {
         EQ(s_attach.snd_acked);
         EQ(s_attach.window);
         EQ(s_attach.idle_ms);
+        break;
+    case GP_FRAME_L3_REQ:
+        EQ(l3_req.mtu);
+        STR(l3_req.routes);
+        break;
+    case GP_FRAME_L3_GRANT:
+        EQ(l3_grant.status);
+        STR(l3_grant.error);
+        STR(l3_grant.message);
+        STR(l3_grant.addrs);
+        STR(l3_grant.hub);
+        STR(l3_grant.routes);
+        EQ(l3_grant.mtu);
         break;
     default:
         cr_assert_fail("unexpected type %d", a->type);
@@ -727,4 +751,24 @@ Test(frame, errf) {
     gp_errf(NULL, 0, "%s", "dropped");
     gp_errf(err, 0, "%s", "dropped");
     cr_assert_str_eq(err, "abc=123");
+}
+
+/* An L3 frame's lists are bounded (GP_L3_LIST_MAX): a longer one is malformed, whatever the
+ * frame limit allows. */
+Test(frame, l3_lists_over_their_bound_are_malformed) {
+    static uint8_t big[GP_L3_LIST_MAX + 1], buf[2 * GP_L3_LIST_MAX];
+    memset(big, '1', sizeof big);
+    gp_frame f, g;
+    gp_frame_init(&f, GP_FRAME_L3_REQ, 0, 0);
+    f.u.l3_req.mtu = 1280;
+    f.u.l3_req.routes = (gp_str){big, sizeof big - 1};
+    size_t n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, GP_DEFAULT_MAX_FRAME, &g), (ssize_t)n);
+    f.u.l3_req.routes.len++;
+    n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, GP_DEFAULT_MAX_FRAME, &g), GP_ERR_MALFORMED);
+    gp_frame_init(&f, GP_FRAME_L3_GRANT, 0, 0);
+    f.u.l3_grant.hub = (gp_str){big, sizeof big};
+    n = encode(&f, buf, sizeof buf);
+    cr_assert_eq(gp_frame_decode(buf, n, GP_DEFAULT_MAX_FRAME, &g), GP_ERR_MALFORMED);
 }
