@@ -28,6 +28,7 @@ enum {
     K_HB,
     K_SIN,
     K_SOUT,
+    K_TUN,
     K_NROWS
 };
 static const struct {
@@ -52,6 +53,7 @@ static const struct {
     [K_HB] = {"%s:hb:%s", "channel", "<bid>"},
     [K_SIN] = {"%s:{%s}:sin:%s", "STREAM", "h", "<sid>"},
     [K_SOUT] = {"%s:{%s}:sout:%s", "STREAM", "h", "<sid>"},
+    [K_TUN] = {"%s:tun", "HASH", NULL},
 };
 
 /* Row k's name for prefix p and ids a, b (unused by the rows without them) into
@@ -96,6 +98,7 @@ BUILD_PA(bstats, K_BSTATS)
 BUILD_P(bridges, K_BRIDGES)
 BUILD_P(ctl, K_CTL)
 BUILD_PA(hb, K_HB)
+BUILD_P(tun, K_TUN)
 
 int gp_key_sin(char *out, const char *p, const char *house, const char *sid) {
     return key2(out, K_SIN, p, house, sid);

@@ -41,6 +41,8 @@ int gp_key_bridges(char *out, const char *prefix);
  * 60 s once it is over). */
 int gp_key_sin(char *out, const char *prefix, const char *house, const char *sid);
 int gp_key_sout(char *out, const char *prefix, const char *house, const char *sid);
+/* The L3 tunnel's address book (store_tun.h): pools, and which house has which index. */
+int gp_key_tun(char *out, const char *prefix);
 /* Pub/sub channels (no keys): a bridge's fence channel (another bridge claimed one of its
  * houses) and its heartbeat channel (its subscriber connection resubscribes every second). */
 int gp_key_fence(char *out, const char *prefix, const char *bridge_id);
