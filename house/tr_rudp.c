@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MTU GP_SESS_MTU_DEFAULT
 #define CLOSE_LINGER_MS 500 /* a closing session stays this long to get its GOAWAY across */
 /* The handshake on a bad link: an initiation (and so its response) goes out twice, so that
  * at 30% loss a round trip succeeds 83% of the time instead of 49%; it is repeated after
@@ -51,7 +50,7 @@ struct tr_rudp {
     uint64_t retx_gone, fec_gone; /* of sessions already over (metrics) */
     uint64_t last_wall;
     int timers;
-    uint8_t rx[65536], tx[MTU + 64];
+    uint8_t rx[65536], tx[GP_RUDP_MTU_MAX + 64];
 };
 
 static void on_rand(void *ud, uint8_t *p, size_t n) {

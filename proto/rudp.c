@@ -321,6 +321,23 @@ uint64_t gp_rudp_timer_ms(uint64_t expiry_ns, uint64_t now_ns) {
     return expiry_ns <= now_ns ? 0 : (expiry_ns - now_ns + 999999) / 1000000;
 }
 
+int gp_rudp_set_mtu(gp_rudp *r, size_t mtu) {
+    size_t over = gp_sess_is_bridge(r->s) ? GP_SESS_OVERHEAD_S2C : GP_SESS_OVERHEAD;
+    if (mtu > GP_RUDP_MTU_MAX || mtu < over + r->conf.rel.max_payload)
+        return GP_ERR_INVALID;
+    size_t n = mtu - over;
+    uint8_t *pkt = realloc(r->pkt, n);
+    if (!pkt)
+        return GP_ERR_NOMEM;
+    r->pkt = pkt;
+    /* The session first: it must take what the engine may send from now on (the engine
+     * switches once its FEC block is out; until then it sends the smaller size). */
+    if (gp_sess_set_mtu(r->s, mtu) != 0 || gp_rel_set_max_payload(r->rel, n) != 0)
+        return GP_ERR_INVALID;
+    r->conf.rel.max_payload = n;
+    return 0;
+}
+
 int gp_rudp_dead(const gp_rudp *r) {
     return gp_rel_dead(r->rel);
 }

@@ -23,6 +23,10 @@
 #include "rudp_sess.h"
 
 #define GP_RUDP_JITTER_MAX_MS 15
+/* The largest datagram gp_rudp_set_mtu allows: its payload is at most what every engine
+ * accepts (GP_REL_DEFAULT_RX_PAYLOAD), whichever side sends it. Hosts size their send buffers
+ * for it. */
+#define GP_RUDP_MTU_MAX (GP_REL_DEFAULT_RX_PAYLOAD + GP_SESS_OVERHEAD_S2C)
 
 typedef struct gp_rudp gp_rudp;
 
@@ -88,6 +92,11 @@ uint64_t gp_rudp_expiry(const gp_rudp *r);
  * timers with it. */
 uint64_t gp_rudp_timer_ms(uint64_t expiry_ns, uint64_t now_ns);
 int gp_rudp_dead(const gp_rudp *r);
+/* Raises the largest datagram this side sends (session and engine together; the L3 tunnel
+ * raises it so that one IP packet of its MTU fits one datagram; the peer accepts up to
+ * GP_REL_DEFAULT_RX_PAYLOAD plus the session's overhead). 0, GP_ERR_INVALID (smaller than
+ * now, or past the limits) or GP_ERR_NOMEM. Output buffers must then hold mtu bytes. */
+int gp_rudp_set_mtu(gp_rudp *r, size_t mtu);
 
 typedef struct gp_rudp_stats {
     gp_rel_stats rel;

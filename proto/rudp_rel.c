@@ -180,7 +180,8 @@ struct gp_rel {
     uint64_t pace_next;
     int cwnd_blocked; /* the last call sent nothing for a full window (see pace_credit) */
 
-    gp_fec_tx ftx; /* FEC, sending: the open block */
+    gp_fec_tx ftx;          /* FEC, sending: the open block */
+    size_t pending_payload; /* gp_rel_set_max_payload waiting for the FEC block to be sent */
 
     /* receiver: packets and acks */
     gp_ack_ranges rx; /* packet numbers received */
@@ -227,6 +228,9 @@ void gp_rel_config_init(gp_rel_config *cfg) {
 
 int gp_rel_config_check(const gp_rel_config *c) {
     if (c->max_payload < GP_REL_MIN_PAYLOAD || c->max_payload > GP_REL_MAX_PAYLOAD)
+        return GP_ERR_INVALID;
+    if (c->max_payload_rx &&
+        (c->max_payload_rx < GP_REL_MIN_PAYLOAD || c->max_payload_rx > GP_REL_MAX_PAYLOAD))
         return GP_ERR_INVALID;
     if (c->max_message == 0 || c->max_message > (1u << 30))
         return GP_ERR_INVALID;
@@ -463,6 +467,10 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     if (!r)
         goto fail;
     r->cfg = *cfg;
+    if (!r->cfg.max_payload_rx)
+        r->cfg.max_payload_rx = cfg->max_payload > GP_REL_DEFAULT_RX_PAYLOAD
+                                    ? cfg->max_payload
+                                    : GP_REL_DEFAULT_RX_PAYLOAD;
     gp_ring_init(&r->sm, sizeof(smsg *), 16, GP_RING_UNBOUNDED);
     gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
     gp_reasm_init(&r->reasm, cfg->recv_buffer);
@@ -472,7 +480,7 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     gp_rtt_init(&r->rtt);
     gp_cc_init(&r->cc, cfg->cc, cfg->max_payload, cfg->seed);
     gp_fec_tx_init(&r->ftx, cfg->max_payload);
-    gp_fec_rx_init(&r->frx, cfg->max_payload);
+    gp_fec_rx_init(&r->frx, r->cfg.max_payload_rx);
     return r;
 fail:
     gp_rel_free(r);
@@ -598,6 +606,47 @@ nomem:
     if (l->last_id == NONE && !l->qhead)
         lane_remove(r, l);
     return GP_ERR_NOMEM;
+}
+
+/* ---- payload size ---- */
+
+/* Applies a new max_payload once no FEC block is being built or sent: a block's images all
+ * have its stride. */
+static void apply_payload(gp_rel *r) {
+    if (!r->pending_payload || r->ftx.open || r->ftx.closing)
+        return;
+    r->cfg.max_payload = r->pending_payload;
+    r->pending_payload = 0;
+    r->chunk_budget = r->cfg.max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
+    gp_fec_tx_free(&r->ftx);
+    gp_fec_tx_init(&r->ftx, r->cfg.max_payload);
+    /* A smaller payload: queued datagrams that no longer fit one packet would block the
+     * queue for good. */
+    r->dq_tail = NULL;
+    for (dgram **dp = &r->dq_head; *dp;) {
+        dgram *d = *dp;
+        if (d->len <= gp_rel_dgram_max(r)) {
+            r->dq_tail = d;
+            dp = &d->next;
+            continue;
+        }
+        *dp = d->next;
+        r->dq_bytes -= d->len;
+        r->st.dgrams_dropped++;
+        free(d);
+    }
+}
+
+int gp_rel_set_max_payload(gp_rel *r, size_t n) {
+    if (n < GP_REL_MIN_PAYLOAD || n > GP_REL_MAX_PAYLOAD)
+        return GP_ERR_INVALID;
+    r->pending_payload = n;
+    apply_payload(r);
+    return 0;
+}
+
+size_t gp_rel_max_payload(const gp_rel *r) {
+    return r->pending_payload > r->cfg.max_payload ? r->pending_payload : r->cfg.max_payload;
 }
 
 /* ---- datagrams ---- */
@@ -855,7 +904,7 @@ static const uint8_t *frame_decode(const gp_rel *r, uint64_t pn, const uint8_t *
         p = gp_vget(p, end, &f->ridx);
         p = gp_vget(p, end, &f->L);
         if (!p || f->k == 0 || f->k > GP_FEC_K_MAX || f->ridx >= GP_FEC_M_MAX || f->back < f->k ||
-            f->back > pn || f->L < 3 || f->L > r->cfg.max_payload || (uint64_t)(end - p) < f->L)
+            f->back > pn || f->L < 3 || f->L > r->cfg.max_payload_rx || (uint64_t)(end - p) < f->L)
             return NULL;
         f->data = p;
         f->dlen = (size_t)f->L;
@@ -1129,7 +1178,7 @@ int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
     uint64_t now = advance_now(r, now_ns);
     const uint8_t *end = p + len;
     uint64_t pn;
-    if (len > r->cfg.max_payload || len < 3 || (p[0] & ~HF_PROTECTED)) {
+    if (len > r->cfg.max_payload_rx || len < 3 || (p[0] & ~HF_PROTECTED)) {
         r->st.malformed++;
         return GP_ERR_MALFORMED;
     }
@@ -1542,6 +1591,7 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         return GP_ERR_BUFFER;
     dq_expire(r, now);
     on_timers(r, now);
+    apply_payload(r);
     if (r->probes_due > 0) {
         r->probes_due--;
         return build(r, buf, K_PROBE, now, send_at);

@@ -34,6 +34,9 @@
 #define GP_REL_DEFAULT_MAX_PAYLOAD 1140u /* 1200-byte datagram minus session overhead */
 #define GP_REL_MIN_PAYLOAD 256u
 #define GP_REL_MAX_PAYLOAD 65000u
+/* What an engine accepts by default, whatever it sends: the UDP payload of a 1500-byte IPv4
+ * packet. A peer may send up to this (gp_rel_set_max_payload) without asking first. */
+#define GP_REL_DEFAULT_RX_PAYLOAD 1472u
 #define GP_REL_DEFAULT_MAX_MESSAGE (1048576u + 64u)
 #define GP_REL_DEFAULT_SEND_BUFFER (8u << 20)
 #define GP_REL_DEFAULT_KEEPALIVE_NS 20000000000ull /* 20 s: under common NAT UDP timeouts */
@@ -46,7 +49,8 @@
 typedef struct gp_rel gp_rel;
 
 typedef struct gp_rel_config {
-    size_t max_payload;         /* largest payload gp_rel_output produces (and accepts) */
+    size_t max_payload;         /* largest payload gp_rel_output produces */
+    size_t max_payload_rx;      /* largest accepted; 0: max(max_payload, 1472) */
     size_t max_message;         /* largest message sent or accepted */
     size_t send_buffer;         /* bytes held for sending/retransmission before "full" */
     size_t recv_buffer;         /* bytes of partial/undelivered messages the receiver holds */
@@ -108,6 +112,15 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
 
 /* Bytes gp_rel_send would accept now (0 when full). */
 size_t gp_rel_send_space(const gp_rel *r);
+
+/* Changes the largest payload gp_rel_output produces (a path that carries larger datagrams:
+ * the L3 tunnel's IP packets need ~1340 bytes). Messages queued before keep their chunk size;
+ * an FEC block being built keeps its own (the change applies once it is sent). The peer must
+ * accept it: every engine accepts GP_REL_DEFAULT_RX_PAYLOAD unless configured lower. 0, or
+ * GP_ERR_INVALID outside [GP_REL_MIN_PAYLOAD, GP_REL_MAX_PAYLOAD]. Callers' output buffers
+ * must then hold the new size. */
+int gp_rel_set_max_payload(gp_rel *r, size_t max_payload);
+size_t gp_rel_max_payload(const gp_rel *r);
 
 /* Datagrams: the unreliable lane (an L3 tunnel's IP packets). Each datagram travels whole in
  * one packet: never retransmitted, never waiting for another; protected by the same FEC as

@@ -1405,6 +1405,14 @@ size_t gp_sess_payload_limit(const gp_sess *s) {
     return s->conf.mtu - (s->bridge ? GP_SESS_OVERHEAD_S2C : GP_SESS_OVERHEAD);
 }
 
+int gp_sess_set_mtu(gp_sess *s, size_t mtu) {
+    if (!s || mtu < GP_SESS_MTU_MIN || mtu > GP_SESS_DGRAM_MAX)
+        return GP_ERR_INVALID;
+    s->conf.mtu = mtu;
+    buckets_init(s);
+    return 0;
+}
+
 uint64_t gp_sess_expiry(const gp_sess *s) {
     if (s && s->bridge && !s->confirmed)
         return s->unconfirmed_until_ns;

@@ -297,6 +297,10 @@ uint64_t gp_sess_cid(const gp_sess *s);         /* connection id; 0 before estab
 gp_str gp_sess_house_id(const gp_sess *s);      /* borrowed from s */
 uint64_t gp_sess_timestamp(const gp_sess *s);   /* the initiation's timestamp (wall ms) */
 size_t gp_sess_payload_limit(const gp_sess *s); /* largest payload gp_sess_seal takes */
+/* Changes the largest datagram this side sends (the peer accepts any size up to
+ * GP_SESS_DGRAM_MAX): a new ladder of padded sizes up to it. 0, or GP_ERR_INVALID outside
+ * [GP_SESS_MTU_MIN, GP_SESS_DGRAM_MAX]. */
+int gp_sess_set_mtu(gp_sess *s, size_t mtu);
 void gp_sess_stats(const gp_sess *s, gp_sess_counters *out);
 
 /* Frees a session, wiping its keys; a bridge-side one leaves the server's index. NULL ok. */

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MTU GP_SESS_MTU_DEFAULT
 #define CLOSE_LINGER_MS 1000   /* a closing peer keeps its session this long for the GOAWAY */
 #define UNDER_LOAD_PENDING 256 /* secret lookups in flight above which cookies are asked */
 #define PEER_BUCKETS 4096u
@@ -77,7 +76,7 @@ struct br_udp {
     unsigned npeers, pending;
     uint64_t retx_gone, fec_gone; /* counters of sessions already freed (for the metrics) */
     uint8_t rx[65536];
-    uint8_t tx[MTU + 64];
+    uint8_t tx[GP_RUDP_MTU_MAX + 64];
     uint8_t zbuf[GP_BODY_CHUNK];
     uint8_t wbuf[GP_FRAME_HEADER_LEN + GP_BODY_CHUNK + 64];
 };

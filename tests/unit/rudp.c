@@ -313,3 +313,36 @@ Test(rudp, datagrams_cross_the_session_whole_and_compressed_when_worth_it) {
     gp_rudp_free(e.r[1]);
     free(e.l.q);
 }
+
+/* The L3 tunnel raises both sides' MTU so that a 1280-byte IP packet fits one datagram: the
+ * default MTU (1200) cannot carry it, the raised one does, both ways, and the peer takes the
+ * larger datagrams without being told. Lowering is refused. */
+Test(rudp, a_raised_mtu_carries_1280_byte_datagrams_both_ways) {
+    ends e;
+    connect_ends(&e, NULL);
+    static uint8_t b[1280];
+    for (size_t i = 0; i < sizeof b; i++)
+        b[i] = (uint8_t)rnd64();
+    for (int side = 0; side < 2; side++)
+        cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b), GP_ERR_TOO_LARGE);
+    cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1000), GP_ERR_INVALID, "lowered");
+    cr_assert_eq(gp_rudp_set_mtu(e.r[0], GP_RUDP_MTU_MAX + 1), GP_ERR_INVALID);
+    cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1343), 0);
+    cr_assert_eq(gp_rudp_set_mtu(e.r[1], 1335), 0);
+    run(&e, e.l.now + 10 * MS, on_none); /* the engines switch at their next output */
+    for (int side = 0; side < 2; side++) {
+        cr_assert_geq(gp_rudp_dgram_max(e.r[side]), 1280, "side %d: %zu", side,
+                      gp_rudp_dgram_max(e.r[side]));
+        cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b), 0);
+    }
+    run(&e, e.l.now + 500 * MS, on_none);
+    for (int side = 0; side < 2; side++) {
+        const uint8_t *p;
+        cr_assert_eq(gp_rudp_recv_dgram(e.r[1 - side], &p), (ssize_t)sizeof b,
+                     "side %d's datagram did not arrive", side);
+        cr_assert_eq(memcmp(p, b, sizeof b), 0);
+    }
+    gp_rudp_free(e.r[0]);
+    gp_rudp_free(e.r[1]);
+    free(e.l.q);
+}
