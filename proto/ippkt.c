@@ -231,13 +231,14 @@ int gp_cidr_contains(const gp_cidr *c, const gp_ip_addr *a) {
 
 /* ---- pools ---- */
 
-/* The pool's host bits and their first skipped value: 1 (the network, index 0 is the next
- * address) unless the pool is a point-to-point pair or one address. */
+/* The pool's host bits. */
 static unsigned host_bits(const gp_cidr *pool) {
     unsigned w = addr_bits(&pool->addr);
     return pool->len <= w ? w - pool->len : 0;
 }
 
+/* Host values below index 0: 1 (the network, or v6's subnet-router anycast address) unless
+ * the pool is a point-to-point pair or one address (h below 2), where all are hosts. */
 static unsigned pool_skip(unsigned h) {
     return h >= 2;
 }
@@ -391,7 +392,7 @@ static gp_ip_drop v4_options(const uint8_t *p, size_t n) {
     return GP_IPD_OK;
 }
 
-/* The L4 header at p[off..len) of a whole packet or first fragment. */
+/* The L4 header at p[pkt->l4_off..pkt->len) of a whole packet or first fragment. */
 static gp_ip_drop parse_l4(const uint8_t *p, gp_ip_pkt *pkt) {
     size_t off = pkt->l4_off, avail = pkt->len - off;
     const uint8_t *h = p + off;
@@ -794,8 +795,8 @@ static void replace16(uint8_t *seg, size_t csum, size_t o, uint16_t v) {
     put16(seg + csum, gp_csum_fold(s));
 }
 
-/* Walks the TCP options o[0..n): -1 malformed, else the number of MSS options above max
- * (clamped when clamp, with the checksum at tcp[16]). */
+/* Walks the options of the TCP header tcp[0..n) (from byte 20): -1 malformed, else the
+ * number of MSS options above max (clamped when clamp, the checksum at tcp[16] updated). */
 static int mss_walk(uint8_t *tcp, size_t n, uint16_t max, int clamp) {
     int over = 0;
     size_t i = 20;
