@@ -204,3 +204,80 @@ write("fuzz_wsframe", "frames", b"\x00" + wsf(2, b"x" * 125) + wsf(2, b"y" * 300
 write("fuzz_wsframe", "fragments", b"\x07" + wsf(1, b"he", False) + wsf(10, b"") + wsf(0, b"ll", False)
       + wsf(0, b"o"))
 write("fuzz_wsframe", "url", b"\x01wss://[::1]:8443/gp?x=1")
+
+# fuzz_ippkt input: a control byte (bit 0: the harness sets the IPv4 header checksum, bit 1:
+# the IPv4 total or IPv6 payload length; bits 2-4 the MSS limit and MTU, 5-7 the answer's
+# buffer), then an IP packet as a TUN device reads it (IFF_NO_PI). Built here with their
+# checksums, so that they are accepted as they are (control bits 0 and 1 clear).
+import ipaddress
+
+def csum(b):
+    b = b + b"\x00" * (len(b) % 2)
+    s = sum(struct.unpack(">%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+def ip4(proto, src, dst, l4, frag=0x4000, opts=b""):
+    ihl = 20 + len(opts)
+    h = struct.pack(">BBHHHBBH4s4s", 0x40 | ihl // 4, 0, ihl + len(l4), 0x1234, frag, 64, proto,
+                    0, ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed) + opts
+    return h[:10] + struct.pack(">H", csum(h)) + h[12:] + l4
+
+def ip6(nh, src, dst, payload):
+    return (struct.pack(">IHBB", 0x60000000, len(payload), nh, 64) + ipaddress.IPv6Address(src).packed
+            + ipaddress.IPv6Address(dst).packed + payload)
+
+def pseudo(v, src, dst, proto, n):
+    if v == 4:
+        return ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed + struct.pack(">BBH", 0, proto, n)
+    return ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + struct.pack(">IxxxB", n, proto)
+
+def l4sum(l4, at, ph):
+    l4 = l4[:at] + b"\x00\x00" + l4[at + 2:]
+    return l4[:at] + struct.pack(">H", csum(ph + l4)) + l4[at + 2:]
+
+def tcp(v, src, dst, sport, dport, flags, opts=b"", data=b""):
+    t = struct.pack(">HHIIBBHHH", sport, dport, 1, 0, (20 + len(opts)) // 4 << 4, flags, 65535, 0, 0) + opts + data
+    return l4sum(t, 16, pseudo(v, src, dst, 6, len(t)))
+
+def udp(v, src, dst, sport, dport, data):
+    u = struct.pack(">HHHH", sport, dport, 8 + len(data), 0) + data
+    return l4sum(u, 6, pseudo(v, src, dst, 17, len(u)))
+
+def icmp4(typ, code, data):
+    return l4sum(struct.pack(">BBHI", typ, code, 0, 0x10001) + data, 2, b"")
+
+def icmp6(src, dst, typ, code, data):
+    m = struct.pack(">BBHI", typ, code, 0, 0x10001) + data
+    return l4sum(m, 2, pseudo(6, src, dst, 58, len(m)))
+
+MSS = bytes([2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2, 1, 1])
+A4, B4, A6, B6 = "192.168.5.5", "10.1.2.3", "2001:db8::77", "fd00::5"
+write("fuzz_ippkt", "v4_syn_mss", b"\x00" + ip4(6, A4, B4, tcp(4, A4, B4, 40000, 22, 0x02, MSS)))
+write("fuzz_ippkt", "v4_syn_mss_odd", b"\x08" + ip4(6, A4, B4, tcp(4, A4, B4, 40000, 443, 0x12,
+                                                                  bytes([1, 2, 4, 0xff, 0xff, 0, 0, 0]))))
+write("fuzz_ippkt", "v4_big_df", b"\x10" + ip4(17, A4, B4, udp(4, A4, B4, 5000, 53, bytes(1452))))
+write("fuzz_ippkt", "v4_options", b"\x03" + ip4(1, A4, B4, icmp4(8, 0, b"ping" * 100),
+                                                 opts=bytes([148, 4, 0, 0, 1, 1, 1, 0])))
+write("fuzz_ippkt", "v4_first_frag", b"\x00" + ip4(17, A4, B4, udp(4, A4, B4, 1, 2, bytes(992))[:504],
+                                                    frag=0x2000))
+write("fuzz_ippkt", "v4_later_frag", b"\x00" + ip4(6, A4, B4, bytes(64), frag=0x0040))
+write("fuzz_ippkt", "v4_icmp_error", b"\x14" + ip4(1, A4, B4, icmp4(3, 1, bytes(600))))
+write("fuzz_ippkt", "v6_syn_ext", b"\x04" + ip6(0, A6, B6, bytes([60, 0, 1, 4, 0, 0, 0, 0])
+                                                  + bytes([6, 0, 1, 4, 0, 0, 0, 0])
+                                                  + tcp(6, A6, B6, 1234, 8080, 0x02, MSS)))
+write("fuzz_ippkt", "v6_big_udp", b"\xe8" + ip6(17, A6, B6, udp(6, A6, B6, 443, 5000, bytes(1452))))
+write("fuzz_ippkt", "v6_frag_first", b"\x00" + ip6(44, A6, B6, bytes([17, 0, 0, 1, 0, 0, 0, 9])
+                                                    + udp(6, A6, B6, 7, 5060, bytes(1992))[:1232]))
+write("fuzz_ippkt", "v6_frag_later", b"\x00" + ip6(44, A6, B6, bytes([6, 0, 0x04, 0xd0, 0, 0, 0, 9])
+                                                    + bytes(200)))
+write("fuzz_ippkt", "v6_routing", b"\x00" + ip6(43, A6, B6, bytes([17, 2, 4, 0]) + bytes(20)
+                                                 + udp(6, A6, B6, 1, 2, b"x")))
+write("fuzz_ippkt", "v6_echo", b"\x1c" + ip6(58, A6, B6, icmp6(A6, B6, 128, 0, bytes(1400))))
+write("fuzz_ippkt", "rule_v4", b"\x00udp:53@192.168.1.0/24")
+write("fuzz_ippkt", "rule_v6", b"\x00tcp:8000-8100@fd00::/64")
+write("fuzz_ippkt", "rules", b"\x00tcp:22, icmp ,any@10.0.0.0/8")
+write("fuzz_ippkt", "pool_v6", b"\x00fd00:1::/64\x00" + bytes(range(8)))
+write("fuzz_ippkt", "pool_v4", b"\x0010.8.0.0/31\x00\x01")
+write("fuzz_ippkt", "mapped", b"\x00::ffff:10.0.0.1")
