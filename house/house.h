@@ -47,6 +47,10 @@ typedef struct hs_config {
     long long max_conns;
     char *ca_file;
     int insecure;
+    /* https:// upstreams (upstream.c's requests, streams.c's connections): verified against
+     * this CA file (PEM; NULL or "": the system's CAs), or not at all */
+    char *upstream_ca_file;
+    int upstream_insecure;
     char *log_level;
     char *state_dir;  /* replay journal; NULL or "": none */
     char *bridge_key; /* rudp: the bridges' public key (hex) */
