@@ -30,6 +30,7 @@ typedef struct hs_tcp_service {
     char *name;
     char *host; /* an IP literal or a name (resolved at each connect) */
     char *port; /* decimal, 1-65535 */
+    int tls;    /* an https:// upstream's (streams.c): TLS over the connection, to host */
 } hs_tcp_service;
 
 /* Frees the strings of v[0..n) and the array v (NULL ok): the config's --tcp-service list

@@ -8,8 +8,9 @@
  * the house is killed with kill -9 (answered all the same: the contract's guarantee). And
  * WebSockets (an Upgrade carried over a TCP stream to the house's HTTP upstream: a node echo
  * server, a raw-socket client): the echo with 1 MiB intact and the close handshake, refusals
- * as the usual JSON, tokens, HTTPS, a slow client paused, a Redis Cluster, and kill -9 of the
- * bridge holding the house mid-WebSocket. */
+ * as the usual JSON, tokens, HTTPS, a slow client paused, a Redis Cluster, kill -9 of the
+ * bridge holding the house mid-WebSocket, and an https:// upstream (the echo server behind
+ * TLS with a throwaway certificate: trusted through --upstream-ca-file, refused without). */
 #include "../harness/world.h"
 
 #include <arpa/inet.h>
@@ -746,11 +747,14 @@ Test(front, slow_client_cut_at_the_deadline) {
  * answers a close frame with a close frame and ends its side, and ends it too at the client's
  * EOF; /refuse answers 403 and would answer LEAK to anything sent after; a text message
  * "flood N" gets N bytes (byte i is i % 251) in 64 KiB binary messages,
- * then "flood done". */
+ * then "flood done". With a certificate and key after the port it serves HTTPS (the https
+ * module: the same upgrades over TLS), and a plain request gets "over https". */
 static const char ws_echo_js[] =
-    "const http = require('http'), crypto = require('crypto');\n"
-    "const port = +process.argv[2];\n"
-    "const srv = http.createServer((q, s) => { s.end('plain http\\n'); });\n"
+    "const http = require('http'), https = require('https'), crypto = require('crypto');\n"
+    "const fs = require('fs'), port = +process.argv[2], tls = !!process.argv[3];\n"
+    "const plain = (q, s) => { s.end(tls ? 'over https\\n' : 'plain http\\n'); };\n"
+    "const srv = tls ? https.createServer({cert: fs.readFileSync(process.argv[3]),\n"
+    "    key: fs.readFileSync(process.argv[4])}, plain) : http.createServer(plain);\n"
     "srv.on('upgrade', (req, sock, head) => {\n"
     "  if (req.url === '/refuse') {\n"
     "    sock.write('HTTP/1.1 403 Forbidden\\r\\nContent-Length: 2\\r\\n\\r\\nno');\n"
@@ -799,20 +803,26 @@ static const char ws_echo_js[] =
     "});\n"
     "srv.listen(port, '127.0.0.1');\n";
 
-static h_proc *ws_echo_start(int *port) {
+/* The echo server on a free port (*port); with cert and key (PEM files), over TLS. */
+static h_proc *ws_echo_start_with(int *port, const char *cert, const char *key) {
     const char *js = h_path("ws_echo.js");
     h_write_file(js, ws_echo_js, 0600);
     *port = h_free_port();
     char ps[16];
     snprintf(ps, sizeof ps, "%d", *port);
-    char *argv[] = {"/usr/bin/node", (char *)js, ps, NULL};
-    h_proc *p = h_spawn("ws_echo", argv);
+    char *argv[] = {"/usr/bin/node", (char *)js, ps, (char *)cert, (char *)key, NULL};
+    h_proc *p = h_spawn(cert ? "wss_echo" : "ws_echo", argv);
     cr_assert(h_wait_port(*port, 10000), "the WebSocket echo server did not start");
     return p;
 }
 
-/* A world whose house has the echo server as HTTP upstream "ws" (and an https:// one, "tls"),
- * the bridge's front door and admin port; extra bridge args (token file) may be given. */
+static h_proc *ws_echo_start(int *port) {
+    return ws_echo_start_with(port, NULL, NULL);
+}
+
+/* A world whose house has the echo server as HTTP upstream "ws" (and an https:// one that
+ * refuses connections, "tls"), the bridge's front door and admin port; extra bridge args
+ * (token file) may be given. */
 static void ws_world(const char *const *extra_bridge, int public_) {
     int wport;
     const char *bx[16] = {"--http-listen", "0", "--admin-listen", "0"};
@@ -1086,7 +1096,8 @@ Test(front, websocket_echo_through_the_front_door) {
 
 /* An upgrade the door or the house refuses gets the usual JSON error, and the connection is
  * not taken over: 404 for a bad route, the house's 403 for an HTTP upstream it does not have,
- * its 502 for an https:// one (streams reach plain http:// only). */
+ * its 502 for one it cannot reach (an https:// one here: refused before any TLS), naming the
+ * address and why. */
 Test(front, websocket_refusals) {
     ws_world(NULL, 1);
     int admin = h_admin_port(W.bridge);
@@ -1097,7 +1108,8 @@ Test(front, websocket_refusals) {
     } cases[] = {
         {"/h/", 404, "not_found", NULL},
         {"/h/farm-1@nosuch/chat", 403, "forbidden_service", "HTTP upstream named \"nosuch\""},
-        {"/h/farm-1@tls/chat", 502, "upstream_unreachable", "https://"},
+        {"/h/farm-1@tls/chat", 502, "upstream_unreachable",
+         "connect to 127.0.0.1:1 (service http:tls): connection refused"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char head[2048];
