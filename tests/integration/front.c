@@ -1248,6 +1248,140 @@ Test(front, websocket_over_https) {
     free(err);
 }
 
+/* --- an https:// upstream ------------------------------------------------------------------ */
+
+/* The echo server over TLS with a fresh self-signed certificate (for localhost and 127.0.0.1:
+ * cert and key, 700 bytes each), the house's HTTP upstream "wss" at https://127.0.0.1:<its
+ * port>, trusted with --upstream-ca-file when trust is set; the front door and admin port.
+ * Returns the echo server's port. */
+static int wss_world(int trust, char *cert, char *key) {
+    cr_assert(h_self_signed("ec -pkeyopt ec_paramgen_curve:P-256", cert, 700, key, 700),
+              "openssl failed (see openssl.log)");
+    const char *bx[] = {"--http-listen", "0", "--http-public", "--admin-listen", "0", NULL};
+    h_world_up(&W, NULL, bx, NULL);
+    int wport;
+    ws_echo_start_with(&wport, cert, key);
+    char svc[128];
+    snprintf(svc, sizeof svc, "wss=https://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, trust ? "--upstream-ca-file" : NULL, cert, NULL};
+    W.house = h_house_up(&W, "farm-1", W.secret, hx);
+    P = http_port(W.bridge);
+    cr_assert(P, "the bridge logged no front door port");
+    return wport;
+}
+
+/* A binary message of n bytes (seeded) sent from a thread while its echo comes back: the
+ * same bytes. */
+static void ws_echo_binary(int fd, size_t n, const char *seed) {
+    uint8_t *msg = h_prandom(n, seed), *got;
+    size_t len;
+    ws_bg b = {fd, msg, n};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, ws_send_thread, &b), 0);
+    cr_assert_eq(ws_recv(fd, &got, &len), 2);
+    pthread_join(t, NULL);
+    cr_assert_eq(len, n, "a message of %zu bytes came back with %zu", n, len);
+    cr_assert(memcmp(got, msg, n) == 0, "the message of %zu bytes came back changed", n);
+    free(got);
+    free(msg);
+}
+
+/* "flood N": N bytes from the upstream (byte i is i % 251), in order, then "flood done". */
+static void ws_flood(int fd, size_t total) {
+    char cmd[32];
+    int cl = snprintf(cmd, sizeof cmd, "flood %zu", total);
+    ws_send(fd, 1, (const uint8_t *)cmd, (size_t)cl);
+    size_t got = 0;
+    for (;;) {
+        uint8_t *p;
+        size_t n;
+        int op = ws_recv(fd, &p, &n);
+        if (op == 1) {
+            cr_assert(n == 10 && memcmp(p, "flood done", 10) == 0);
+            free(p);
+            break;
+        }
+        cr_assert_eq(op, 2);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != (uint8_t)((got + i) % 251))
+                cr_assert_fail("byte %zu changed", got + i);
+        got += n;
+        free(p);
+    }
+    cr_assert_eq(got, total);
+}
+
+/* A WebSocket through the front door to an https:// upstream with a self-signed certificate
+ * the house trusts (--upstream-ca-file): the house's stream runs TLS to it and carries the
+ * plaintext. The upstream's own 101, text and binary messages byte for byte (one of 300 KiB,
+ * sent while its echo comes back), 4 MiB from the upstream in order (four credit windows
+ * through TLS), the close handshake and the end; and a plain request to the same upstream
+ * goes through curl with the same trust. */
+Test(front, websocket_to_an_https_upstream) {
+    char cert[700], key[700];
+    wss_world(1, cert, key);
+    char head[2048];
+    int fd = ws_open("/h/farm-1@wss/chat?tls=1", NULL, 101, head, sizeof head);
+    cr_assert(strcasestr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "%s",
+              head);
+    cr_assert(strcasestr(head, "X-Seen-Path: /chat?tls=1\r\n"), "%s", head);
+    ws_echo_text(fd, "hello, https upstream");
+    ws_echo_binary(fd, 1000, "wss-small");
+    ws_echo_binary(fd, 300 << 10, "wss-big");
+    ws_echo_text(fd, "after the big one");
+    ws_flood(fd, 4u << 20);
+    ws_echo_text(fd, "after the flood");
+    ws_close_handshake(fd);
+    char c;
+    cr_assert_eq(recv(fd, &c, 1, 0), 0, "the upstream's end reaches the client as EOF");
+    close(fd);
+    cr_assert(h_wait_log(W.house, "service=http:wss status=200 reason=ok", 1000));
+    cr_assert(h_wait_log(W.house, "event=stream_close", 10000));
+    cr_assert_eq(h_log_count(W.house, "event=stream_reset"), 0);
+
+    resp r;
+    curl(&r, P, "/h/farm-1@wss/", NULL);
+    cr_assert_eq(r.status, 200, "%s%s", r.headers, r.body);
+    cr_assert_str_eq(r.body, "over https\n");
+    resp_free(&r);
+}
+
+/* Without --upstream-ca-file the house verifies with the system's CAs, which do not know the
+ * upstream's self-signed certificate: the upgrade is refused 502 upstream_unreachable, saying
+ * so and what to do, and so is a plain request (in curl's words). A house with
+ * --upstream-insecure warns at start and takes the certificate unverified. */
+Test(front, websocket_to_an_untrusted_https_upstream_is_502) {
+    char cert[700], key[700];
+    int wport = wss_world(0, cert, key);
+    char head[2048];
+    int fd = ws_open("/h/farm-1@wss/chat", NULL, 502, head, sizeof head);
+    char *body = ws_body(fd, head);
+    close(fd);
+    cr_assert_str_eq(h_json_str(body, "error"), "upstream_unreachable", "%s", body);
+    const char *msg = h_json_str(body, "message");
+    cr_assert(strstr(msg, "TLS: the upstream's certificate is not trusted: "), "%s", body);
+    cr_assert(strstr(msg, "--upstream-ca-file"), "%s", body);
+    free(body);
+    cr_assert_eq(h_log_count(W.house, "event=upstream_tls_insecure"), 0);
+
+    resp r;
+    curl(&r, P, "/h/farm-1@wss/", NULL);
+    cr_assert_eq(r.status, 502, "%s%s", r.headers, r.body);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "upstream_unreachable", "%s", r.body);
+    cr_assert(strstr(h_json_str(r.body, "message"), "certificate"), "%s", r.body);
+    resp_free(&r);
+
+    char svc[128], secret[65];
+    snprintf(svc, sizeof svc, "wss=https://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, "--upstream-insecure", NULL};
+    h_proc *insecure = h_house_up(&W, "farm-2", secret, hx);
+    cr_assert(h_wait_log(insecure, "event=upstream_tls_insecure", 1000), "no warning");
+    fd = ws_open("/h/farm-2@wss/chat", NULL, 101, head, sizeof head);
+    ws_echo_text(fd, "unverified");
+    ws_close_handshake(fd);
+    close(fd);
+}
+
 /* A client that does not read while the upstream sends 24 MiB: the front door stops reading
  * sout past 1 MiB queued for it (the bytes wait in Redis, bounded by the stream's window, and
  * the house stops reading the upstream), and once the client reads, every byte arrives in
