@@ -36,7 +36,13 @@
 #define TIMER_MIN_MS 5u
 #define SCRATCH (HS_STREAMS_CHUNK + 64u)
 #define SMALLEST 4096u /* data bytes of an entry cut to fit a transport's room */
-#define TLS_RD 65536u  /* ciphertext read from an https:// upstream at once */
+/* An https:// upstream's ciphertext is read, and the opener's bytes encrypted, about a TLS
+ * record at a time: a session's memory BIOs keep the most they ever held (for the life of the
+ * stream), which stays this small. */
+#define TLS_RD 16384u
+#define TLS_REC 16384u /* plaintext of a record */
+#define TLS_REC_EXTRA                                                                              \
+    256u /* and what encrypting it adds, at most (a guess: more is made room for) */
 #define TLS_HINT "--upstream-ca-file names the CA that signed it"
 
 typedef struct chunk {
@@ -395,7 +401,7 @@ static void update_reading(hs_tcp *s);
 static void maybe_shutdown(hs_tcp *s);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
-static int tls_send(hs_tcp *s, size_t plain);
+static int tls_send(hs_tcp *s);
 
 /* The service's connection is up (and its TLS handshake done): the open succeeds. */
 static void open_ok(hs_tcp *s) {
@@ -428,7 +434,7 @@ static void tls_failed_session(hs_tcp *s) {
 /* The handshake as far as the upstream's bytes allow; complete, the open succeeds. */
 static void tls_handshake(hs_tcp *s) {
     int r = hs_tls_handshake(&s->tls);
-    int rc = tls_send(s, 0); /* its next message, or the alert that tells the upstream why */
+    int rc = tls_send(s); /* its next message, or the alert that tells the upstream why */
     if (r < 0) {
         tls_failed_session(s);
         return;
@@ -786,7 +792,7 @@ static int tls_drain(hs_tcp *s) {
         return -1;
     }
     /* after our close_notify the session has nothing more to say that could go out */
-    int rc = s->shut_done ? 0 : tls_send(s, 0);
+    int rc = s->shut_done ? 0 : tls_send(s);
     if (rc != 0) {
         char m[160];
         snprintf(m, sizeof m, "writing to service %s: %s", s->service,
@@ -883,7 +889,7 @@ static void maybe_shutdown(hs_tcp *s) {
     /* TLS: our close_notify before the socket's FIN; an upstream that cannot take it notices
      * the rest itself, as with the FIN */
     if (hs_tls_active(&s->tls) && hs_tls_close(&s->tls) == 0)
-        (void)tls_send(s, 0);
+        (void)tls_send(s);
     s->shut_done = 1;
     s->sreq.data = s;
     if (uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
@@ -924,16 +930,9 @@ static void on_write(uv_write_t *req, int status) {
     check_done(s);
 }
 
-/* One write of len bytes (p NULL: pulled from the TLS session) that carries `plain` of the
- * opener's bytes. 0, GP_ERR_NOMEM or libuv's error. */
-static int queue_write(hs_tcp *s, const uint8_t *p, size_t len, size_t plain) {
-    wreq *w = malloc(sizeof *w + len);
-    if (!w)
-        return GP_ERR_NOMEM;
-    if (p)
-        memcpy(w->b, p, len);
-    else
-        len = hs_tls_pull(&s->tls, w->b, len);
+/* w's len bytes to the socket; the write carries `plain` of the opener's bytes. 0, or
+ * libuv's error (w freed). */
+static int submit(hs_tcp *s, wreq *w, size_t len, size_t plain) {
     w->s = s;
     w->n = plain;
     uv_buf_t b = uv_buf_init((char *)w->b, (unsigned)len);
@@ -947,33 +946,66 @@ static int queue_write(hs_tcp *s, const uint8_t *p, size_t len, size_t plain) {
     return 0;
 }
 
-/* What the TLS session has for the socket, in one write carrying `plain` of the opener's
- * bytes (0: the session's own). 0, GP_ERR_NOMEM or libuv's error. */
-static int tls_send(hs_tcp *s, size_t plain) {
+/* What the TLS session has for the socket (its own: handshake, alerts, close_notify), in one
+ * write. 0, GP_ERR_NOMEM or libuv's error. */
+static int tls_send(hs_tcp *s) {
     size_t len = hs_tls_pending(&s->tls);
     if (len == 0)
-        return plain ? GP_ERR_INVALID : 0; /* encrypted bytes always make a record */
-    return queue_write(s, NULL, len, plain);
+        return 0;
+    wreq *w = malloc(sizeof *w + len);
+    if (!w)
+        return GP_ERR_NOMEM;
+    return submit(s, w, hs_tls_pull(&s->tls, w->b, len), 0);
+}
+
+/* n of the opener's bytes through the TLS session, a record at a time, into one write. 0,
+ * 1 (the session broke: why filled), GP_ERR_NOMEM or libuv's error. */
+static int tls_deliver(hs_tcp *s, const uint8_t *p, size_t n, char *why, size_t whylen) {
+    size_t cap = n + (n / TLS_REC + 1) * TLS_REC_EXTRA, len = 0;
+    wreq *w = malloc(sizeof *w + cap);
+    if (!w)
+        return GP_ERR_NOMEM;
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < TLS_REC ? n - off : TLS_REC;
+        if (hs_tls_write(&s->tls, p + off, k) != 0) {
+            free(w);
+            hs_tls_why(&s->tls, "upstream", TLS_HINT, why, whylen);
+            return 1;
+        }
+        off += k;
+        size_t more = hs_tls_pending(&s->tls);
+        if (len + more > cap) {
+            wreq *g = realloc(w, sizeof *w + len + more);
+            if (!g) {
+                free(w);
+                return GP_ERR_NOMEM;
+            }
+            w = g;
+            cap = len + more;
+        }
+        len += hs_tls_pull(&s->tls, w->b + len, more);
+    }
+    return submit(s, w, len, n);
 }
 
 /* n of the opener's bytes to the service. 0, or -1 with why (the stream is to be reset). */
 static int deliver(hs_tcp *s, const uint8_t *p, size_t n, char *why, size_t whylen) {
-    int rc;
+    int rc = GP_ERR_NOMEM;
     if (hs_tls_active(&s->tls)) {
-        if (hs_tls_write(&s->tls, p, n) != 0) {
-            hs_tls_why(&s->tls, "upstream", TLS_HINT, why, whylen);
+        rc = tls_deliver(s, p, n, why, whylen);
+        if (rc == 1)
             return -1;
-        }
-        rc = tls_send(s, n);
     } else {
-        rc = queue_write(s, p, n, n);
+        wreq *w = malloc(sizeof *w + n);
+        if (w) {
+            memcpy(w->b, p, n);
+            rc = submit(s, w, n, n);
+        }
     }
     if (rc == 0)
         return 0;
     snprintf(why, whylen, "writing to service %s: %s", s->service,
-             rc == GP_ERR_NOMEM     ? "out of memory"
-             : rc == GP_ERR_INVALID ? "TLS made nothing of the bytes"
-                                    : uv_strerror(rc));
+             rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
     return -1;
 }
 
