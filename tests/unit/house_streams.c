@@ -1273,6 +1273,13 @@ Test(house_streams, streams_take_turns) {
 static int tls_up(void) {
     return S.nconn && S.c[0].tls_up;
 }
+static int want_conns;
+static int has_want_conns(void) {
+    return S.nconn >= want_conns;
+}
+static int second_tls_up(void) {
+    return S.nconn >= 2 && S.c[1].tls_up;
+}
 static int svc_closed_notify_and_eof(void) {
     return S.nconn && S.c[0].tls_closed && S.c[0].eof;
 }
@@ -1411,10 +1418,8 @@ Test(house_streams, tls_eof_is_a_fin_unless_inside_a_record) {
     cr_assert_null(rst_of("eof"));
 
     cr_assert_eq(open_wait("cut", "http:wssname", 65536, 60000)->status, 200);
-    cr_assert(run_until(two_conns, 2000));
+    cr_assert(run_until(second_tls_up, 2000));
     sconn *c = &S.c[1];
-    while (!c->tls_up)
-        uv_run(&loop, UV_RUN_ONCE);
     cr_assert_eq(SSL_write(c->ssl, "cut short", 9), 9);
     uint8_t rec[256];
     int n = BIO_read(c->wb, rec, sizeof rec);
@@ -1473,8 +1478,8 @@ Test(house_streams, tls_handshake_failures_are_502) {
     opened_before = 0;
     s_open("gone", "http:wssname", 65536, 60000);
     int n0 = S.nconn;
-    while (S.nconn == n0)
-        uv_run(&loop, UV_RUN_ONCE);
+    want_conns = n0 + 1;
+    cr_assert(run_until(has_want_conns, 2000));
     s_shutdown(&S.c[n0]);
     cr_assert(run_until(has_new_opened, 3000));
     o = opened("gone");
