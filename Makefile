@@ -149,14 +149,15 @@ $(BUILD)/tests/unit_cache: $(BUILD)/obj/house/cache.o
 $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cache.o
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c house/exchange.c \
-		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c) \
-		$(PROTO_LIB)
+		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c \
+		house/tls.c) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
-		$(LIBS_PROTO) -luv -lm
-# The house's TCP streams (house/streams.c) on a real loop against loopback services.
-$(BUILD)/tests/unit_house_streams: $(call obj,house/streams.c house/zstate.c)
-$(BUILD)/tests/unit_house_streams: UNIT_LIBS := -luv
+		$(LIBS_PROTO) -luv -lssl -lcrypto -lm
+# The house's TCP streams (house/streams.c; TLS to https:// upstreams: house/tls.c) on a real
+# loop against loopback services.
+$(BUILD)/tests/unit_house_streams: $(call obj,house/streams.c house/zstate.c house/tls.c)
+$(BUILD)/tests/unit_house_streams: UNIT_LIBS := -luv -lssl -lcrypto
 # The house's request checks (path normalisation, header names and values).
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.

@@ -4,6 +4,7 @@
 #include "adapters/uv_signals.h"
 #include "conf.h"
 #include "house.h"
+#include "tls.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -279,6 +280,11 @@ static const gp_conf_opt opts[] = {
      "CA certificate (PEM) to verify the bridge with, for a private CA"},
     {"insecure", GP_CONF_BOOL, OFF(insecure), 0, 1, "0", NULL,
      "do not verify the bridge's TLS certificate (testing only)"},
+    {"upstream-ca-file", GP_CONF_STR, OFF(upstream_ca_file), 0, 0, NULL, NULL,
+     "CA certificate (PEM) to verify https:// upstreams with, for a private or self-signed "
+     "one: their HTTP requests and WebSockets (default: the system's CAs)"},
+    {"upstream-insecure", GP_CONF_BOOL, OFF(upstream_insecure), 0, 1, "0", NULL,
+     "do not verify the TLS certificates of https:// upstreams (testing only)"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
      "error, warn, info or debug [SIGHUP]"},
     {"state-dir", GP_CONF_STR, OFF(state_dir), 0, 0, NULL, NULL,
@@ -441,6 +447,17 @@ static int validate_config(char *err, size_t errlen) {
         }
         fclose(f);
     }
+    if (c->upstream_ca_file && *c->upstream_ca_file) {
+        /* Loaded once here, so that a file that is no PEM stops the start instead of failing
+         * every https:// request and stream later. */
+        char terr[400];
+        SSL_CTX *ctx = hs_tls_ctx_new(c->upstream_ca_file, terr, sizeof terr);
+        if (!ctx) {
+            snprintf(err, errlen, "upstream-ca-file: %s", terr);
+            return -1;
+        }
+        SSL_CTX_free(ctx);
+    }
     return 0;
 }
 
@@ -598,6 +615,9 @@ int main(int argc, char **argv) {
            "house=%s bridges=%zu upstream=%s services=%zu tcp_services=%zu", g_hs.h.cfg.id,
            g_hs.h.cfg.nbridges, hs_qs(g_hs.h.cfg.upstream), g_hs.h.cfg.nservices,
            g_hs.h.cfg.ntcp_services);
+    if (g_hs.h.cfg.upstream_insecure)
+        hs_log(HS_LOG_WARN, "upstream_tls_insecure",
+               "note=\"https:// upstreams' certificates are not verified: testing only\"");
     rc = 1;
     h->exec = &hs_upstream_exec;
     if (hs_admin_init(h) != 0 || !(h->exec_ud = h->upstream = hs_upstream_new(h)) ||

@@ -9,13 +9,22 @@
  * that stay until the opener acknowledged them; the opener's bytes go into uv_write
  * requests, acknowledged once written. Output is pulled: a ring of streams with something to
  * say, one frame of each in turn; within a stream, its S_OPENED first, then S_ATTACH, rst,
- * and data/fin/ack. */
+ * and data/fin/ack.
+ *
+ * An https:// HTTP upstream's connection runs TLS (tls.c) and its stream carries the
+ * plaintext: the ciphertext read goes into the session through one buffer of the module, and
+ * the plaintext out of it into the same chunks as a plain read's, as far as the opener's
+ * window allows (what does not fit waits in the session, at most one read's worth, and the
+ * socket is not read meanwhile); the opener's bytes go through the session into the uv_write
+ * requests. The open succeeds once the handshake did; the upstream's close_notify, or its EOF
+ * at a record's end, is its fin; our fin is our close_notify, then shutdown(SHUT_WR). */
 #include "streams.h"
 
 #include "compress.h"
 #include "list.h"
 #include "metrics.h"
 #include "stream.h"
+#include "tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +36,14 @@
 #define TIMER_MIN_MS 5u
 #define SCRATCH (HS_STREAMS_CHUNK + 64u)
 #define SMALLEST 4096u /* data bytes of an entry cut to fit a transport's room */
+/* An https:// upstream's ciphertext is read, and the opener's bytes encrypted, about a TLS
+ * record at a time: a session's memory BIOs keep the most they ever held (for the life of the
+ * stream), which stays this small. */
+#define TLS_RD 16384u
+#define TLS_REC 16384u /* plaintext of a record */
+#define TLS_REC_EXTRA                                                                              \
+    256u /* and what encrypting it adds, at most (a guess: more is made room for) */
+#define TLS_HINT "--upstream-ca-file names the CA that signed it"
 
 typedef struct chunk {
     struct chunk *next;
@@ -35,7 +52,7 @@ typedef struct chunk {
     uint8_t b[];
 } chunk;
 
-enum tstate { TS_RESOLVING, TS_CONNECTING, TS_OPEN, TS_DEAD };
+enum tstate { TS_RESOLVING, TS_CONNECTING, TS_TLS /* handshake */, TS_OPEN, TS_DEAD };
 
 typedef struct hs_tcp hs_tcp;
 struct hs_tcp {
@@ -58,7 +75,7 @@ struct hs_tcp {
     /* the outcome of the open (S_OPENED), 0 while connecting */
     uint16_t status;
     const char *error; /* static */
-    char message[200];
+    char message[GP_STREAM_MESSAGE_MAX + 1];
     int opened_due, attach_due, rst_due, ack_force, rst_by_house, ever_open;
     int final_ack_due; /* a cleanly ended stream: our last ack again (it may have been lost) */
     char rst[GP_STREAM_REASON_MAX + 1];
@@ -70,6 +87,8 @@ struct hs_tcp {
     uv_shutdown_t sreq;
     int tcp_init, tcp_closing, pending; /* pending: the handle and requests not called back */
     int reading, svc_eof, shut_done, resolving;
+    hs_tls tls;   /* an https:// upstream's session (none: plain) */
+    int sock_eof; /* TLS: the socket's EOF came (svc_eof once the session has given all) */
     /* service -> opener: bytes [g.snd_acked, read_end) in chunks */
     chunk *ch, *ct;
     uint64_t read_end;
@@ -82,7 +101,7 @@ struct hs_tcp {
 typedef struct wreq {
     uv_write_t w;
     hs_tcp *s;
-    size_t n;
+    size_t n; /* the opener's bytes it carries (TLS: fewer than its own; 0: TLS's own) */
     uint8_t b[];
 } wreq;
 
@@ -105,9 +124,13 @@ struct hs_streams {
     char msg_out[GP_STREAM_MESSAGE_MAX + 1];
     char err_out[40];
     char rst_out[GP_STREAM_REASON_MAX + 1];
-    /* The HTTP upstreams as services "http:<name>" (host NULL: an https:// one). */
+    /* The HTTP upstreams as services "http:<name>". */
     hs_tcp_service *http;
     size_t nhttp;
+    /* https:// upstreams: the TLS context and the buffer their ciphertext is read into, both
+     * made with the first such stream (most houses have none) */
+    SSL_CTX *tls_ctx;
+    uint8_t *tls_rd;
 };
 
 static uint64_t now_ms(const hs_streams *st) {
@@ -240,6 +263,7 @@ static void unlink_free(hs_tcp *s) {
         st->nrec--;
     }
     free_chunks(s);
+    hs_tls_free(&s->tls);
     free(s);
 }
 
@@ -295,6 +319,7 @@ static void go_dead(hs_tcp *s, int reset) {
     if (s->state == TS_DEAD)
         return;
     close_socket(s, reset);
+    hs_tls_free(&s->tls); /* nothing reads or writes through it any more */
     st->nlive--;
     gauge(st);
     s->state = TS_DEAD;
@@ -360,7 +385,7 @@ static void set_outcome(hs_tcp *s, uint16_t status, const char *error, const cha
 }
 
 static void fail_open(hs_tcp *s, const char *what, int err) {
-    char m[200];
+    char m[sizeof s->message];
     if (err)
         snprintf(m, sizeof m, "connect to %s:%s (service %s): %s", s->svc->host, s->svc->port,
                  s->service, what ? what : uv_strerror(err));
@@ -374,6 +399,81 @@ static void fail_open(hs_tcp *s, const char *what, int err) {
 
 static void update_reading(hs_tcp *s);
 static void maybe_shutdown(hs_tcp *s);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
+static int tls_send(hs_tcp *s);
+
+/* The service's connection is up (and its TLS handshake done): the open succeeds. */
+static void open_ok(hs_tcp *s) {
+    s->state = TS_OPEN;
+    s->ever_open = 1;
+    /* its keep-alive and idle clock from now: a scan while it was connecting (or in its TLS
+     * handshake) armed the timer for the open's deadline only */
+    arm(s->st, gp_stream_next_timer(&s->g));
+    set_outcome(s, 200, "", "");
+    update_reading(s);
+    maybe_shutdown(s); /* the opener's fin may be in already */
+    want_out(s);
+}
+
+/* The TLS session failed: before the open's outcome the open fails (502 with why), after
+ * it the stream is reset. */
+static void tls_failed(hs_tcp *s, const char *why) {
+    if (s->state == TS_TLS)
+        fail_open(s, why, 0);
+    else
+        house_reset(s, "refused", why);
+}
+
+static void tls_failed_session(hs_tcp *s) {
+    char why[GP_STREAM_MESSAGE_MAX];
+    hs_tls_why(&s->tls, "upstream", TLS_HINT, why, sizeof why);
+    tls_failed(s, why);
+}
+
+/* The handshake as far as the upstream's bytes allow; complete, the open succeeds. */
+static void tls_handshake(hs_tcp *s) {
+    int r = hs_tls_handshake(&s->tls);
+    int rc = tls_send(s); /* its next message, or the alert that tells the upstream why */
+    if (r < 0) {
+        tls_failed_session(s);
+        return;
+    }
+    if (rc != 0) {
+        fail_open(s, rc == GP_ERR_NOMEM ? "out of memory" : NULL, rc == GP_ERR_NOMEM ? 0 : rc);
+        return;
+    }
+    if (r == 1)
+        open_ok(s);
+}
+
+/* TCP is up to an https:// upstream: its TLS session starts (the ClientHello), the socket is
+ * read for the handshake. */
+static void tls_begin(hs_tcp *s) {
+    hs_streams *st = s->st;
+    char err[GP_STREAM_MESSAGE_MAX];
+    if (!st->tls_ctx && !(st->tls_ctx = hs_tls_ctx_new(st->conf.tls_ca_file, err, sizeof err))) {
+        fail_open(s, err, 0); /* the next open tries again */
+        return;
+    }
+    if (!st->tls_rd && !(st->tls_rd = malloc(TLS_RD))) {
+        fail_open(s, "out of memory", 0);
+        return;
+    }
+    if (hs_tls_start(&s->tls, st->tls_ctx, s->svc->host, !st->conf.tls_insecure, err, sizeof err) !=
+        0) {
+        fail_open(s, strcmp(err, "out_of_memory") == 0 ? "out of memory" : err, 0);
+        return;
+    }
+    s->state = TS_TLS;
+    int rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    if (rc != 0) {
+        fail_open(s, NULL, rc);
+        return;
+    }
+    s->reading = 1;
+    tls_handshake(s);
+}
 
 static void on_connect(uv_connect_t *req, int status) {
     hs_tcp *s = req->data;
@@ -386,13 +486,11 @@ static void on_connect(uv_connect_t *req, int status) {
         fail_open(s, NULL, status);
         return;
     }
-    s->state = TS_OPEN;
-    s->ever_open = 1;
     uv_tcp_nodelay(&s->tcp, 1);
-    set_outcome(s, 200, "", "");
-    update_reading(s);
-    maybe_shutdown(s); /* the opener's fin may be in already */
-    want_out(s);
+    if (s->svc->tls)
+        tls_begin(s);
+    else
+        open_ok(s);
 }
 
 static void connect_addr(hs_tcp *s, const struct sockaddr *sa) {
@@ -543,16 +641,6 @@ static void on_open(hs_streams *st, const gp_frame *f) {
         want_out(s);
         return;
     }
-    if (!s->svc->host) {
-        snprintf(m, sizeof m,
-                 "HTTP upstream \"%s\" is https://: streams (WebSockets) reach plain http:// "
-                 "upstreams only",
-                 s->service + 5);
-        set_outcome(s, 502, "upstream_unreachable", m);
-        go_dead(s, 0);
-        want_out(s);
-        return;
-    }
     if (st->nlive > st->conf.max_streams) {
         snprintf(m, sizeof m, "the house is at its --max-streams %u", st->conf.max_streams);
         set_outcome(s, 503, "unavailable", m);
@@ -579,53 +667,87 @@ static void on_open(hs_streams *st, const gp_frame *f) {
 
 /* --- service -> opener ------------------------------------------------------------------ */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)suggested;
-    hs_tcp *s = h->data;
+static uint64_t room_left(const hs_tcp *s) {
     uint64_t used = buffered(s);
-    uint64_t room = s->g.snd_win > used ? s->g.snd_win - used : 0;
-    *buf = uv_buf_init(NULL, 0);
+    return s->g.snd_win > used ? s->g.snd_win - used : 0;
+}
+
+/* Where the service's next bytes go: the tail chunk's free space, or a new chunk, within
+ * the opener's window. 0: none (the window is full, or no memory). */
+static int read_space(hs_tcp *s, uint8_t **p, size_t *n) {
+    uint64_t room = room_left(s);
     if (room == 0)
-        return;
+        return 0;
     chunk *t = s->ct;
     if (t && t->len < t->cap && t->off + t->len == s->read_end) {
-        size_t n = t->cap - t->len;
-        *buf = uv_buf_init((char *)t->b + t->len, (unsigned)(n < room ? n : room));
-        return;
+        size_t k = t->cap - t->len;
+        *p = t->b + t->len;
+        *n = k < room ? k : (size_t)room;
+        return 1;
     }
     size_t cap = room < HS_STREAMS_CHUNK ? (size_t)room : HS_STREAMS_CHUNK;
     chunk *c = malloc(sizeof *c + cap);
     if (!c)
-        return;
+        return 0;
     c->next = NULL;
     c->off = s->read_end;
     c->len = 0;
     c->cap = cap;
     GP_SLIST_APPEND(s->ch, s->ct, c, next);
     s->chunk_bytes += cap;
-    *buf = uv_buf_init((char *)c->b, (unsigned)cap);
+    *p = c->b;
+    *n = cap;
+    return 1;
 }
 
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
-    (void)buf;
+/* n bytes of the service landed where read_space said. */
+static void read_took(hs_tcp *s, size_t n) {
+    s->ct->len += n;
+    s->read_end += n;
+    s->from_service += n;
+    count_bytes(s->st, "from_service", n);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
     hs_tcp *s = h->data;
-    if (s->state != TS_OPEN)
-        return;
-    if (nread > 0) {
-        /* on_alloc handed out the tail chunk's free space */
-        s->ct->len += (size_t)nread;
-        s->read_end += (uint64_t)nread;
-        s->from_service += (uint64_t)nread;
-        count_bytes(s->st, "from_service", (size_t)nread);
-        update_reading(s);
-        want_out(s);
+    *buf = uv_buf_init(NULL, 0);
+    if (hs_tls_active(&s->tls)) {
+        /* ciphertext: read while its plaintext has somewhere to go (the handshake's always).
+         * Every read is drained at once as far as the window allows, so the session holds
+         * at most one read's worth besides a partial record */
+        if (s->state == TS_OPEN && room_left(s) == 0)
+            return;
+        *buf = uv_buf_init((char *)s->st->tls_rd, TLS_RD);
         return;
     }
+    uint8_t *p;
+    size_t n;
+    if (read_space(s, &p, &n))
+        *buf = uv_buf_init((char *)p, (unsigned)n);
+}
+
+static void tls_on_read(hs_tcp *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+    hs_tcp *s = h->data;
+    if (s->state != TS_OPEN && s->state != TS_TLS)
+        return;
     if (nread == 0)
         return;
     if (nread == UV_ENOBUFS) { /* the window is full (or no memory): wait for acks */
         uv_read_stop(h);
         s->reading = 0;
+        return;
+    }
+    if (hs_tls_active(&s->tls) && (nread > 0 || nread == UV_EOF)) {
+        tls_on_read(s, nread, buf);
+        return;
+    }
+    if (nread > 0) {
+        read_took(s, (size_t)nread); /* on_alloc handed out the tail chunk's free space */
+        update_reading(s);
+        want_out(s);
         return;
     }
     if (nread == UV_EOF) {
@@ -634,17 +756,95 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
         want_out(s); /* the fin, once every byte is written */
         return;
     }
+    if (s->state == TS_TLS) {
+        fail_open(s, NULL, (int)nread);
+        return;
+    }
     char m[160];
     snprintf(m, sizeof m, "service %s reset the connection: %s", s->service,
              uv_strerror((int)nread));
     house_reset(s, "refused", m);
 }
 
-/* Reads the service only while its bytes fit the opener's window. */
+/* --- TLS (an https:// upstream) ----------------------------------------------------------- */
+
+/* The plaintext the session holds, into chunks while the opener's window has room; what
+ * reading made the session say, to the socket; the upstream's close_notify, or its socket's
+ * EOF once the session has given everything, as its fin (an EOF inside a record cut the
+ * stream short: a reset). 0, or -1: the stream was reset. */
+static int tls_drain(hs_tcp *s) {
+    int got = 0, full = 0, r = HS_TLS_WANT;
+    while (!s->svc_eof && hs_tls_buffered(&s->tls)) {
+        uint8_t *p;
+        size_t n;
+        if (!read_space(s, &p, &n)) {
+            full = 1; /* the window is full: the rest waits in the session */
+            break;
+        }
+        r = hs_tls_read(&s->tls, p, n);
+        if (r <= 0)
+            break;
+        read_took(s, (size_t)r);
+        got = 1;
+    }
+    if (r == HS_TLS_FAIL) {
+        tls_failed_session(s);
+        return -1;
+    }
+    /* after our close_notify the session has nothing more to say that could go out */
+    int rc = s->shut_done ? 0 : tls_send(s);
+    if (rc != 0) {
+        char m[160];
+        snprintf(m, sizeof m, "writing to service %s: %s", s->service,
+                 rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
+        house_reset(s, "refused", m);
+        return -1;
+    }
+    if (r == HS_TLS_EOF) {
+        s->svc_eof = 1;
+    } else if (!full && s->sock_eof && !s->svc_eof) {
+        if (hs_tls_buffered(&s->tls)) {
+            char m[160];
+            snprintf(m, sizeof m, "service %s: TLS: the connection ended inside a record",
+                     s->service);
+            house_reset(s, "refused", m);
+            return -1;
+        }
+        s->svc_eof = 1;
+    }
+    if (got || s->svc_eof)
+        want_out(s);
+    return 0;
+}
+
+static void tls_on_read(hs_tcp *s, ssize_t nread, const uv_buf_t *buf) {
+    if (nread == UV_EOF) {
+        if (s->state == TS_TLS) {
+            tls_failed_session(s); /* "the connection closed" */
+            return;
+        }
+        s->sock_eof = 1;
+        update_reading(s); /* stops reading; the fin once the session has given all */
+        return;
+    }
+    if (hs_tls_feed(&s->tls, buf->base, (size_t)nread) != 0) {
+        tls_failed(s, "out of memory");
+        return;
+    }
+    if (s->state == TS_TLS)
+        tls_handshake(s);
+    else
+        update_reading(s);
+}
+
+/* Reads the service only while its bytes fit the opener's window (TLS: once the plaintext
+ * the session holds is out, as far as it fits). */
 static void update_reading(hs_tcp *s) {
     if (s->state != TS_OPEN || s->tcp_closing)
         return;
-    int want = !s->svc_eof && buffered(s) < s->g.snd_win;
+    if (hs_tls_active(&s->tls) && tls_drain(s) != 0)
+        return;
+    int want = !s->svc_eof && !s->sock_eof && buffered(s) < s->g.snd_win;
     if (want && !s->reading) {
         if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
             s->reading = 1;
@@ -686,6 +886,10 @@ static void maybe_shutdown(hs_tcp *s) {
     if (s->state != TS_OPEN || s->shut_done || !g->rcv_fin || g->rcv_consumed != g->rcv_fin_off ||
         s->wbytes)
         return;
+    /* TLS: our close_notify before the socket's FIN; an upstream that cannot take it notices
+     * the rest itself, as with the FIN */
+    if (hs_tls_active(&s->tls) && hs_tls_close(&s->tls) == 0)
+        (void)tls_send(s);
     s->shut_done = 1;
     s->sreq.data = s;
     if (uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
@@ -703,12 +907,18 @@ static void on_write(uv_write_t *req, int status) {
         maybe_free(s, now_ms(s->st));
         return;
     }
+    if (status < 0 && s->state == TS_TLS) {
+        fail_open(s, NULL, status);
+        return;
+    }
     if (status < 0) {
         char m[160];
         snprintf(m, sizeof m, "writing to service %s: %s", s->service, uv_strerror(status));
         house_reset(s, "refused", m);
         return;
     }
+    if (n == 0)
+        return;                              /* TLS's own bytes */
     if (gp_stream_consumed(&s->g, n) != 0) { /* cannot be: n was delivered */
         house_reset(s, "closed", "house: consumed past delivered");
         return;
@@ -720,22 +930,83 @@ static void on_write(uv_write_t *req, int status) {
     check_done(s);
 }
 
-static int deliver(hs_tcp *s, const uint8_t *p, size_t n) {
-    wreq *w = malloc(sizeof *w + n);
-    if (!w)
-        return GP_ERR_NOMEM;
-    memcpy(w->b, p, n);
+/* w's len bytes to the socket; the write carries `plain` of the opener's bytes. 0, or
+ * libuv's error (w freed). */
+static int submit(hs_tcp *s, wreq *w, size_t len, size_t plain) {
     w->s = s;
-    w->n = n;
-    uv_buf_t b = uv_buf_init((char *)w->b, (unsigned)n);
+    w->n = plain;
+    uv_buf_t b = uv_buf_init((char *)w->b, (unsigned)len);
     int rc = uv_write(&w->w, (uv_stream_t *)&s->tcp, &b, 1, on_write);
     if (rc != 0) {
         free(w);
         return rc;
     }
     s->pending++;
-    s->wbytes += n;
+    s->wbytes += plain;
     return 0;
+}
+
+/* What the TLS session has for the socket (its own: handshake, alerts, close_notify), in one
+ * write. 0, GP_ERR_NOMEM or libuv's error. */
+static int tls_send(hs_tcp *s) {
+    size_t len = hs_tls_pending(&s->tls);
+    if (len == 0)
+        return 0;
+    wreq *w = malloc(sizeof *w + len);
+    if (!w)
+        return GP_ERR_NOMEM;
+    return submit(s, w, hs_tls_pull(&s->tls, w->b, len), 0);
+}
+
+/* n of the opener's bytes through the TLS session, a record at a time, into one write. 0,
+ * 1 (the session broke: why filled), GP_ERR_NOMEM or libuv's error. */
+static int tls_deliver(hs_tcp *s, const uint8_t *p, size_t n, char *why, size_t whylen) {
+    size_t cap = n + (n / TLS_REC + 1) * TLS_REC_EXTRA, len = 0;
+    wreq *w = malloc(sizeof *w + cap);
+    if (!w)
+        return GP_ERR_NOMEM;
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < TLS_REC ? n - off : TLS_REC;
+        if (hs_tls_write(&s->tls, p + off, k) != 0) {
+            free(w);
+            hs_tls_why(&s->tls, "upstream", TLS_HINT, why, whylen);
+            return 1;
+        }
+        off += k;
+        size_t more = hs_tls_pending(&s->tls);
+        if (len + more > cap) {
+            wreq *g = realloc(w, sizeof *w + len + more);
+            if (!g) {
+                free(w);
+                return GP_ERR_NOMEM;
+            }
+            w = g;
+            cap = len + more;
+        }
+        len += hs_tls_pull(&s->tls, w->b + len, more);
+    }
+    return submit(s, w, len, n);
+}
+
+/* n of the opener's bytes to the service. 0, or -1 with why (the stream is to be reset). */
+static int deliver(hs_tcp *s, const uint8_t *p, size_t n, char *why, size_t whylen) {
+    int rc = GP_ERR_NOMEM;
+    if (hs_tls_active(&s->tls)) {
+        rc = tls_deliver(s, p, n, why, whylen);
+        if (rc == 1)
+            return -1;
+    } else {
+        wreq *w = malloc(sizeof *w + n);
+        if (w) {
+            memcpy(w->b, p, n);
+            rc = submit(s, w, n, n);
+        }
+    }
+    if (rc == 0)
+        return 0;
+    snprintf(why, whylen, "writing to service %s: %s", s->service,
+             rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
+    return -1;
 }
 
 static void on_entry(hs_streams *st, const gp_frame *f) {
@@ -818,12 +1089,9 @@ static void on_entry(hs_streams *st, const gp_frame *f) {
         return;
     }
     if (take) {
-        rc = deliver(s, e.data.p + skip, take);
-        if (rc != 0) {
+        char m[GP_STREAM_MESSAGE_MAX];
+        if (deliver(s, e.data.p + skip, take, m, sizeof m) != 0) {
             free(plain);
-            char m[160];
-            snprintf(m, sizeof m, "writing to service %s: %s", s->service,
-                     rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
             house_reset(s, "refused", m);
             return;
         }
@@ -1080,10 +1348,11 @@ static void tick_one(hs_tcp *s, void *ud) {
     scan *sc = ud;
     hs_streams *st = s->st;
     uint64_t now = sc->now;
-    if (s->state == TS_RESOLVING || s->state == TS_CONNECTING) {
+    if (s->state == TS_RESOLVING || s->state == TS_CONNECTING || s->state == TS_TLS) {
         if (now >= s->deadline_ms) {
             char m[64];
-            snprintf(m, sizeof m, "timed out after %u ms", s->timeout_ms);
+            snprintf(m, sizeof m, "%stimed out after %u ms",
+                     s->state == TS_TLS ? "TLS handshake " : "", s->timeout_ms);
             fail_open(s, m, 0);
             return;
         }
@@ -1151,8 +1420,8 @@ static void http_free(hs_streams *st) {
 }
 
 /* One HTTP upstream as a service: "http:<name>" at the URL's host and port (80 without
- * one); an https:// URL gets no host (refused at the open). 0, or -1 out of memory. A URL
- * of another shape (the config checks them) is left out: the open is then refused 403. */
+ * one; https://: 443, and TLS to that host). 0, or -1 out of memory. A URL of another shape
+ * (the config checks them) is left out: the open is then refused 403. */
 static int http_add(hs_streams *st, const char *name, const char *url) {
     hs_tcp_service *v = &st->http[st->nhttp];
     memset(v, 0, sizeof *v);
@@ -1161,19 +1430,16 @@ static int http_add(hs_streams *st, const char *name, const char *url) {
         return nl + 5 > GP_STREAM_ID_MAX ? 0 : -1;
     memcpy(v->name, "http:", 5);
     memcpy(v->name + 5, name, nl + 1);
-    if (strncmp(url, "https://", 8) == 0) {
-        st->nhttp++;
-        return 0;
-    }
-    const char *h = strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+    v->tls = strncmp(url, "https://", 8) == 0;
+    const char *h = v->tls ? url + 8 : strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
     size_t hl = h ? strcspn(h, "/?#") : 0;
     const char *at = h ? memchr(h, '@', hl) : NULL;
     if (at) {
         hl -= (size_t)(at + 1 - h);
         h = at + 1;
     }
-    const char *port = "80";
-    size_t pl = 2;
+    const char *port = v->tls ? "443" : "80";
+    size_t pl = strlen(port);
     size_t hostl = hl;
     const char *host = h;
     if (h && hl && h[0] == '[') { /* [v6]:port */
@@ -1291,5 +1557,7 @@ void hs_streams_free(hs_streams *st) {
     hs_zstate_free(st->zs_own);
     free(st->scratch);
     http_free(st);
+    SSL_CTX_free(st->tls_ctx);
+    free(st->tls_rd);
     free(st);
 }

@@ -57,10 +57,15 @@ typedef struct hs_streams_conf {
     uint64_t keep_closed_ms; /* 0: max(HS_STREAMS_KEEP_MIN_MS, 2 x the stream's idle_ms) */
     /* HTTP upstreams (borrowed, as services): an open of `http:<name>` connects to the host
      * and port of --service <name>=URL, `http:` to those of --upstream (http_default, NULL:
-     * none); a plain http:// URL only (an https:// one is answered 502). */
+     * none). An https:// one runs TLS over that connection, and the stream carries the
+     * plaintext: the open succeeds once the handshake did, its certificate verified as curl
+     * verifies the house's requests to it: against tls_ca_file's CAs (PEM; NULL or "": the
+     * system's), the URL's host checked; tls_insecure: not verified at all. */
     const hs_service *http;
     size_t nhttp;
     const char *http_default;
+    const char *tls_ca_file; /* borrowed */
+    int tls_insecure;
     hs_metrics *m; /* NULL: none (a registry-less hs_metrics is fine too) */
     hs_zstate *zs; /* compression state shared by the houses of a process, or NULL */
     /* Frames are due (hs_streams_pending went 1): the tunnel pulls them when it can write.

@@ -1,11 +1,11 @@
 /* tr_ws.c — the house's ws:// and wss:// transport (transport.h): a TCP connection on the
- * house's libuv loop, TLS by OpenSSL through memory BIOs, the WebSocket upgrade and framing by
- * proto/wsframe.c. It owns the socket, the TLS session and its options (--ca-file,
- * --insecure), the WebSocket close handshake; the frames it carries and what they mean are the
- * tunnel core's (tunnel.c). Received binary messages go up as a byte stream (a frame may span
- * messages); frames are pulled from the core while less than WQ_HIGH bytes wait in the
- * socket's write queue, each masked in place (the core leaves HS_OUT_PRE bytes of headroom
- * for the header).
+ * house's libuv loop, TLS by OpenSSL through memory BIOs (tls.c, shared with the streams to
+ * https:// upstreams), the WebSocket upgrade and framing by proto/wsframe.c. It owns the
+ * socket, the TLS session and its options (--ca-file, --insecure), the WebSocket close
+ * handshake; the frames it carries and what they mean are the tunnel core's (tunnel.c).
+ * Received binary messages go up as a byte stream (a frame may span messages); frames are
+ * pulled from the core while less than WQ_HIGH bytes wait in the socket's write queue, each
+ * masked in place (the core leaves HS_OUT_PRE bytes of headroom for the header).
  *
  * Why not libwebsockets' client, as before: Debian bookworm's 4.1 takes every received byte
  * through a state machine call (80% of the house's CPU while a TCP stream uploads, under perf)
@@ -14,12 +14,11 @@
  * connection), and an idle TLS session keeps no buffers (SSL_MODE_RELEASE_BUFFERS). The
  * bridge's side is libwebsockets' server, unchanged. I/O side. */
 #include "house.h"
+#include "tls.h"
 #include "transport.h"
 #include "wsframe.h"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#include <openssl/sha.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +53,7 @@ typedef struct ws_conn {
     int sock_open;    /* sock is initialised and not closing */
     struct addrinfo *ai, *ai_next;
     gp_ws_url url;
-    SSL *ssl;
-    BIO *rbio, *wbio;
+    hs_tls tls;   /* none for ws:// */
     int tls_done; /* TLS handshake complete (or no TLS) */
     int open;     /* upgraded: frames flow */
     int over;
@@ -93,33 +91,10 @@ static void kick(ws_conn *c) {
 
 /* --- TLS ------------------------------------------------------------------------------------ */
 
-static SSL_CTX *ctx_new(const char *ca_file, char *err, size_t errlen) {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        snprintf(err, errlen, "TLS: cannot make a client context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    int ok = ca_file && *ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-                                 : SSL_CTX_set_default_verify_paths(ctx);
-    if (!ok) {
-        char e[160];
-        ERR_error_string_n(ERR_get_error(), e, sizeof e);
-        ERR_clear_error();
-        snprintf(err, errlen, "TLS: cannot load %s: %s",
-                 ca_file && *ca_file ? ca_file : "the system's CA certificates", e);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
 struct hs_ws_shared *hs_ws_shared_new(const char *ca_file) {
     struct hs_ws_shared *s = calloc(1, sizeof *s);
     char err[300];
-    if (!s || !(s->ctx = ctx_new(ca_file, err, sizeof err))) {
+    if (!s || !(s->ctx = hs_tls_ctx_new(ca_file, err, sizeof err))) {
         hs_log(HS_LOG_ERROR, "tls_init_failed", "err=%s", hs_qs(s ? err : "out of memory"));
         free(s);
         return NULL;
@@ -134,51 +109,25 @@ void hs_ws_shared_free(struct hs_ws_shared *s) {
     free(s);
 }
 
-/* Why the TLS handshake failed, in words that say what to do. */
+/* Why the TLS session failed, in words that say what to do. */
 static void tls_why(ws_conn *c, char *why, size_t n) {
-    long v = SSL_get_verify_result(c->ssl);
-    unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (v != X509_V_OK)
-        snprintf(why, n,
-                 "TLS: the bridge's certificate is not trusted: %s (--ca-file names the CA "
-                 "that signed it)",
-                 X509_verify_cert_error_string(v));
-    else if (e)
-        snprintf(why, n, "TLS handshake failed: %s", ERR_reason_error_string(e));
-    else
-        snprintf(why, n, "TLS handshake failed: the connection closed");
+    hs_tls_why(&c->tls, "bridge", "--ca-file names the CA that signed it", why, n);
 }
 
 static int tls_start(tr_ws *w, ws_conn *c) {
     char err[300];
     if (!w->shared) {
-        if (!(w->own.ctx = ctx_new(w->h->cfg.ca_file, err, sizeof err))) {
+        if (!(w->own.ctx = hs_tls_ctx_new(w->h->cfg.ca_file, err, sizeof err))) {
             conn_end(c, err);
             return -1;
         }
         w->shared = &w->own;
     }
-    c->ssl = SSL_new(w->shared->ctx);
-    c->rbio = BIO_new(BIO_s_mem());
-    c->wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !c->rbio || !c->wbio) {
-        BIO_free(c->rbio), BIO_free(c->wbio);
-        c->rbio = c->wbio = NULL;
-        conn_end(c, "out_of_memory");
+    if (hs_tls_start(&c->tls, w->shared->ctx, c->url.host, !w->h->cfg.insecure, err, sizeof err) !=
+        0) {
+        conn_end(c, err);
         return -1;
     }
-    SSL_set_bio(c->ssl, c->rbio, c->wbio);
-    SSL_set_connect_state(c->ssl);
-    int ip = c->url.ipv6 || strspn(c->url.host, "0123456789.") == strlen(c->url.host);
-    if (!ip)
-        SSL_set_tlsext_host_name(c->ssl, c->url.host); /* SNI: names only */
-    if (w->h->cfg.insecure)
-        SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
-    else if (ip)
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->url.host);
-    else
-        SSL_set1_host(c->ssl, c->url.host);
     return 0;
 }
 
@@ -249,26 +198,22 @@ static int wire_write(ws_conn *c, const uint8_t *p, size_t n) {
 
 /* What TLS has to send, to the socket. */
 static int tls_flush(ws_conn *c) {
-    int n;
-    while ((n = BIO_read(c->wbio, g_rd, sizeof g_rd)) > 0)
-        if (wire_write(c, g_rd, (size_t)n) != 0)
+    size_t n;
+    while ((n = hs_tls_pull(&c->tls, g_rd, sizeof g_rd)) > 0)
+        if (wire_write(c, g_rd, n) != 0)
             return -1;
     return 0;
 }
 
 /* Plain bytes of the connection out (through TLS when there is TLS). */
 static int out(ws_conn *c, const uint8_t *p, size_t n) {
-    if (!c->ssl)
+    if (!hs_tls_active(&c->tls))
         return wire_write(c, p, n);
-    while (n) {
-        int k = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        if (k <= 0) { /* memory BIOs take everything: this is a broken session */
-            char why[200];
-            tls_why(c, why, sizeof why);
-            conn_end(c, why);
-            return -1;
-        }
-        p += k, n -= (size_t)k;
+    if (hs_tls_write(&c->tls, p, n) != 0) {
+        char why[200];
+        tls_why(c, why, sizeof why);
+        conn_end(c, why);
+        return -1;
     }
     return tls_flush(c);
 }
@@ -462,12 +407,11 @@ static int send_upgrade(ws_conn *c) {
 /* TLS: the handshake, then what it decrypts. 0 on, -1 over. */
 static int tls_in(ws_conn *c) {
     if (!c->tls_done) {
-        int r = SSL_do_handshake(c->ssl);
+        int r = hs_tls_handshake(&c->tls);
         if (tls_flush(c) != 0)
             return -1;
         if (r != 1) {
-            int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            if (r == 0)
                 return 0;
             char why[200];
             tls_why(c, why, sizeof why);
@@ -479,16 +423,15 @@ static int tls_in(ws_conn *c) {
             return -1;
     }
     for (;;) {
-        int k = SSL_read(c->ssl, g_plain, sizeof g_plain);
+        int k = hs_tls_read(&c->tls, g_plain, sizeof g_plain);
         if (k > 0) {
             if (plain_in(c, g_plain, (size_t)k) != 0)
                 return -1;
             continue;
         }
-        int e = SSL_get_error(c->ssl, k);
-        if (e == SSL_ERROR_WANT_READ)
+        if (k == HS_TLS_WANT)
             break;
-        if (e == SSL_ERROR_ZERO_RETURN) {
+        if (k == HS_TLS_EOF) {
             conn_end(c, "closed");
             return -1;
         }
@@ -519,11 +462,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
             conn_end(c, "closed");
         return;
     }
-    if (!c->ssl) {
+    if (!hs_tls_active(&c->tls)) {
         plain_in(c, (const uint8_t *)b->base, (size_t)n);
         return;
     }
-    if (BIO_write(c->rbio, b->base, (int)n) != (int)n) {
+    if (hs_tls_feed(&c->tls, b->base, (size_t)n) != 0) {
         conn_end(c, "out_of_memory");
         return;
     }
@@ -537,7 +480,7 @@ static void conn_unref(ws_conn *c) {
         return;
     if (c->ai)
         uv_freeaddrinfo(c->ai);
-    SSL_free(c->ssl); /* and its BIOs */
+    hs_tls_free(&c->tls);
     free(c->head);
     free(c);
 }

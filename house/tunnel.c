@@ -1105,6 +1105,8 @@ int hs_tunnel_start(hs_tunnel *t) {
         .http = c->services,
         .nhttp = c->nservices,
         .http_default = c->upstream,
+        .tls_ca_file = c->upstream_ca_file,
+        .tls_insecure = c->upstream_insecure,
         .max_streams = c->max_streams > 0 ? (uint32_t)c->max_streams : HS_STREAMS_MAX_DEFAULT,
         .grace_ms =
             c->stream_grace > 0 ? (uint64_t)c->stream_grace * 1000u : HS_STREAMS_GRACE_DEFAULT_MS,

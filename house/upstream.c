@@ -505,6 +505,17 @@ static int build(hs_xfer *x, const hs_request *r) {
     /* 0 would mean "no limit" to curl; the bridge sends 0 only for an expired deadline. */
     SET(CURLOPT_TIMEOUT_MS, (long)(r->timeout_ms ? r->timeout_ms : 1));
     SET(CURLOPT_CUSTOMREQUEST, r->method);
+    /* https:// upstreams: curl's verification (the system's CAs, the host name checked), as
+     * for the streams to them (streams.c), unless the house says otherwise. */
+    const hs_config *c = &x->u->h->cfg;
+    if (c->upstream_ca_file && *c->upstream_ca_file) {
+        SET(CURLOPT_CAINFO, c->upstream_ca_file);
+        SET(CURLOPT_CAPATH, (char *)NULL); /* that file only, not the system's directory too */
+    }
+    if (c->upstream_insecure) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     x->is_head = strcmp(r->method, "HEAD") == 0;
     int has_ctype = 0;
     for (size_t i = 0; i < r->nheaders; i++) {

@@ -8,8 +8,9 @@
  * the house is killed with kill -9 (answered all the same: the contract's guarantee). And
  * WebSockets (an Upgrade carried over a TCP stream to the house's HTTP upstream: a node echo
  * server, a raw-socket client): the echo with 1 MiB intact and the close handshake, refusals
- * as the usual JSON, tokens, HTTPS, a slow client paused, a Redis Cluster, and kill -9 of the
- * bridge holding the house mid-WebSocket. */
+ * as the usual JSON, tokens, HTTPS, a slow client paused, a Redis Cluster, kill -9 of the
+ * bridge holding the house mid-WebSocket, and an https:// upstream (the echo server behind
+ * TLS with a throwaway certificate: trusted through --upstream-ca-file, refused without). */
 #include "../harness/world.h"
 
 #include <arpa/inet.h>
@@ -746,11 +747,14 @@ Test(front, slow_client_cut_at_the_deadline) {
  * answers a close frame with a close frame and ends its side, and ends it too at the client's
  * EOF; /refuse answers 403 and would answer LEAK to anything sent after; a text message
  * "flood N" gets N bytes (byte i is i % 251) in 64 KiB binary messages,
- * then "flood done". */
+ * then "flood done". With a certificate and key after the port it serves HTTPS (the https
+ * module: the same upgrades over TLS), and a plain request gets "over https". */
 static const char ws_echo_js[] =
-    "const http = require('http'), crypto = require('crypto');\n"
-    "const port = +process.argv[2];\n"
-    "const srv = http.createServer((q, s) => { s.end('plain http\\n'); });\n"
+    "const http = require('http'), https = require('https'), crypto = require('crypto');\n"
+    "const fs = require('fs'), port = +process.argv[2], tls = !!process.argv[3];\n"
+    "const plain = (q, s) => { s.end(tls ? 'over https\\n' : 'plain http\\n'); };\n"
+    "const srv = tls ? https.createServer({cert: fs.readFileSync(process.argv[3]),\n"
+    "    key: fs.readFileSync(process.argv[4])}, plain) : http.createServer(plain);\n"
     "srv.on('upgrade', (req, sock, head) => {\n"
     "  if (req.url === '/refuse') {\n"
     "    sock.write('HTTP/1.1 403 Forbidden\\r\\nContent-Length: 2\\r\\n\\r\\nno');\n"
@@ -799,20 +803,26 @@ static const char ws_echo_js[] =
     "});\n"
     "srv.listen(port, '127.0.0.1');\n";
 
-static h_proc *ws_echo_start(int *port) {
+/* The echo server on a free port (*port); with cert and key (PEM files), over TLS. */
+static h_proc *ws_echo_start_with(int *port, const char *cert, const char *key) {
     const char *js = h_path("ws_echo.js");
     h_write_file(js, ws_echo_js, 0600);
     *port = h_free_port();
     char ps[16];
     snprintf(ps, sizeof ps, "%d", *port);
-    char *argv[] = {"/usr/bin/node", (char *)js, ps, NULL};
-    h_proc *p = h_spawn("ws_echo", argv);
+    char *argv[] = {"/usr/bin/node", (char *)js, ps, (char *)cert, (char *)key, NULL};
+    h_proc *p = h_spawn(cert ? "wss_echo" : "ws_echo", argv);
     cr_assert(h_wait_port(*port, 10000), "the WebSocket echo server did not start");
     return p;
 }
 
-/* A world whose house has the echo server as HTTP upstream "ws" (and an https:// one, "tls"),
- * the bridge's front door and admin port; extra bridge args (token file) may be given. */
+static h_proc *ws_echo_start(int *port) {
+    return ws_echo_start_with(port, NULL, NULL);
+}
+
+/* A world whose house has the echo server as HTTP upstream "ws" (and an https:// one that
+ * refuses connections, "tls"), the bridge's front door and admin port; extra bridge args
+ * (token file) may be given. */
 static void ws_world(const char *const *extra_bridge, int public_) {
     int wport;
     const char *bx[16] = {"--http-listen", "0", "--admin-listen", "0"};
@@ -1086,7 +1096,8 @@ Test(front, websocket_echo_through_the_front_door) {
 
 /* An upgrade the door or the house refuses gets the usual JSON error, and the connection is
  * not taken over: 404 for a bad route, the house's 403 for an HTTP upstream it does not have,
- * its 502 for an https:// one (streams reach plain http:// only). */
+ * its 502 for one it cannot reach (an https:// one here: refused before any TLS), naming the
+ * address and why. */
 Test(front, websocket_refusals) {
     ws_world(NULL, 1);
     int admin = h_admin_port(W.bridge);
@@ -1097,7 +1108,8 @@ Test(front, websocket_refusals) {
     } cases[] = {
         {"/h/", 404, "not_found", NULL},
         {"/h/farm-1@nosuch/chat", 403, "forbidden_service", "HTTP upstream named \"nosuch\""},
-        {"/h/farm-1@tls/chat", 502, "upstream_unreachable", "https://"},
+        {"/h/farm-1@tls/chat", 502, "upstream_unreachable",
+         "connect to 127.0.0.1:1 (service http:tls): connection refused"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char head[2048];
@@ -1234,6 +1246,140 @@ Test(front, websocket_over_https) {
     cr_assert(strstr(out, "echo ok"), "%s", out);
     free(out);
     free(err);
+}
+
+/* --- an https:// upstream ------------------------------------------------------------------ */
+
+/* The echo server over TLS with a fresh self-signed certificate (for localhost and 127.0.0.1:
+ * cert and key, 700 bytes each), the house's HTTP upstream "wss" at https://127.0.0.1:<its
+ * port>, trusted with --upstream-ca-file when trust is set; the front door and admin port.
+ * Returns the echo server's port. */
+static int wss_world(int trust, char *cert, char *key) {
+    cr_assert(h_self_signed("ec -pkeyopt ec_paramgen_curve:P-256", cert, 700, key, 700),
+              "openssl failed (see openssl.log)");
+    const char *bx[] = {"--http-listen", "0", "--http-public", "--admin-listen", "0", NULL};
+    h_world_up(&W, NULL, bx, NULL);
+    int wport;
+    ws_echo_start_with(&wport, cert, key);
+    char svc[128];
+    snprintf(svc, sizeof svc, "wss=https://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, trust ? "--upstream-ca-file" : NULL, cert, NULL};
+    W.house = h_house_up(&W, "farm-1", W.secret, hx);
+    P = http_port(W.bridge);
+    cr_assert(P, "the bridge logged no front door port");
+    return wport;
+}
+
+/* A binary message of n bytes (seeded) sent from a thread while its echo comes back: the
+ * same bytes. */
+static void ws_echo_binary(int fd, size_t n, const char *seed) {
+    uint8_t *msg = h_prandom(n, seed), *got;
+    size_t len;
+    ws_bg b = {fd, msg, n};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, ws_send_thread, &b), 0);
+    cr_assert_eq(ws_recv(fd, &got, &len), 2);
+    pthread_join(t, NULL);
+    cr_assert_eq(len, n, "a message of %zu bytes came back with %zu", n, len);
+    cr_assert(memcmp(got, msg, n) == 0, "the message of %zu bytes came back changed", n);
+    free(got);
+    free(msg);
+}
+
+/* "flood N": N bytes from the upstream (byte i is i % 251), in order, then "flood done". */
+static void ws_flood(int fd, size_t total) {
+    char cmd[32];
+    int cl = snprintf(cmd, sizeof cmd, "flood %zu", total);
+    ws_send(fd, 1, (const uint8_t *)cmd, (size_t)cl);
+    size_t got = 0;
+    for (;;) {
+        uint8_t *p;
+        size_t n;
+        int op = ws_recv(fd, &p, &n);
+        if (op == 1) {
+            cr_assert(n == 10 && memcmp(p, "flood done", 10) == 0);
+            free(p);
+            break;
+        }
+        cr_assert_eq(op, 2);
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != (uint8_t)((got + i) % 251))
+                cr_assert_fail("byte %zu changed", got + i);
+        got += n;
+        free(p);
+    }
+    cr_assert_eq(got, total);
+}
+
+/* A WebSocket through the front door to an https:// upstream with a self-signed certificate
+ * the house trusts (--upstream-ca-file): the house's stream runs TLS to it and carries the
+ * plaintext. The upstream's own 101, text and binary messages byte for byte (one of 300 KiB,
+ * sent while its echo comes back), 4 MiB from the upstream in order (four credit windows
+ * through TLS), the close handshake and the end; and a plain request to the same upstream
+ * goes through curl with the same trust. */
+Test(front, websocket_to_an_https_upstream) {
+    char cert[700], key[700];
+    wss_world(1, cert, key);
+    char head[2048];
+    int fd = ws_open("/h/farm-1@wss/chat?tls=1", NULL, 101, head, sizeof head);
+    cr_assert(strcasestr(head, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "%s",
+              head);
+    cr_assert(strcasestr(head, "X-Seen-Path: /chat?tls=1\r\n"), "%s", head);
+    ws_echo_text(fd, "hello, https upstream");
+    ws_echo_binary(fd, 1000, "wss-small");
+    ws_echo_binary(fd, 300 << 10, "wss-big");
+    ws_echo_text(fd, "after the big one");
+    ws_flood(fd, 4u << 20);
+    ws_echo_text(fd, "after the flood");
+    ws_close_handshake(fd);
+    char c;
+    cr_assert_eq(recv(fd, &c, 1, 0), 0, "the upstream's end reaches the client as EOF");
+    close(fd);
+    cr_assert(h_wait_log(W.house, "service=http:wss status=200 reason=ok", 1000));
+    cr_assert(h_wait_log(W.house, "event=stream_close", 10000));
+    cr_assert_eq(h_log_count(W.house, "event=stream_reset"), 0);
+
+    resp r;
+    curl(&r, P, "/h/farm-1@wss/", NULL);
+    cr_assert_eq(r.status, 200, "%s%s", r.headers, r.body);
+    cr_assert_str_eq(r.body, "over https\n");
+    resp_free(&r);
+}
+
+/* Without --upstream-ca-file the house verifies with the system's CAs, which do not know the
+ * upstream's self-signed certificate: the upgrade is refused 502 upstream_unreachable, saying
+ * so and what to do, and so is a plain request (in curl's words). A house with
+ * --upstream-insecure warns at start and takes the certificate unverified. */
+Test(front, websocket_to_an_untrusted_https_upstream_is_502) {
+    char cert[700], key[700];
+    int wport = wss_world(0, cert, key);
+    char head[2048];
+    int fd = ws_open("/h/farm-1@wss/chat", NULL, 502, head, sizeof head);
+    char *body = ws_body(fd, head);
+    close(fd);
+    cr_assert_str_eq(h_json_str(body, "error"), "upstream_unreachable", "%s", body);
+    const char *msg = h_json_str(body, "message");
+    cr_assert(strstr(msg, "TLS: the upstream's certificate is not trusted: "), "%s", body);
+    cr_assert(strstr(msg, "--upstream-ca-file"), "%s", body);
+    free(body);
+    cr_assert_eq(h_log_count(W.house, "event=upstream_tls_insecure"), 0);
+
+    resp r;
+    curl(&r, P, "/h/farm-1@wss/", NULL);
+    cr_assert_eq(r.status, 502, "%s%s", r.headers, r.body);
+    cr_assert_str_eq(h_json_str(r.body, "error"), "upstream_unreachable", "%s", r.body);
+    cr_assert(strstr(h_json_str(r.body, "message"), "certificate"), "%s", r.body);
+    resp_free(&r);
+
+    char svc[128], secret[65];
+    snprintf(svc, sizeof svc, "wss=https://127.0.0.1:%d", wport);
+    const char *hx[] = {"--service", svc, "--upstream-insecure", NULL};
+    h_proc *insecure = h_house_up(&W, "farm-2", secret, hx);
+    cr_assert(h_wait_log(insecure, "event=upstream_tls_insecure", 1000), "no warning");
+    fd = ws_open("/h/farm-2@wss/chat", NULL, 101, head, sizeof head);
+    ws_echo_text(fd, "unverified");
+    ws_close_handshake(fd);
+    close(fd);
 }
 
 /* A client that does not read while the upstream sends 24 MiB: the front door stops reading

@@ -1,10 +1,15 @@
 /* Unit tests for house/streams.c, the house's TCP streams through Redis (proto/STREAMS.md),
  * on a real libuv loop against real loopback services (bound to port 0) that the test runs
- * on the same loop: echo, sink, or scripted. The test plays the tunnel and the opener: it
- * feeds S_OPEN / S_ENTRY frames, pulls what the module says (encoded and decoded again, so
- * every frame is a valid one), and waits for conditions with a deadline, never a fixed
- * sleep (a "nothing more happens" check runs the loop to a short deadline and looks). */
+ * on the same loop: echo, sink, or scripted; plain, or behind TLS (an https:// upstream: the
+ * test's own OpenSSL server on memory BIOs, with a certificate made for localhost). The test plays
+ * the tunnel and the opener: it feeds S_OPEN / S_ENTRY frames, pulls what the module says (encoded
+ * and decoded again, so every frame is a valid one), and waits for conditions with a deadline,
+ * never a fixed sleep (a "nothing more happens" check runs the loop to a short deadline and looks).
+ */
 #include <criterion/criterion.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +32,19 @@ enum svc_mode { SVC_SINK, SVC_ECHO };
 typedef struct sconn {
     uv_tcp_t h;
     int open, eof, closed;
-    int err; /* a read error (UV_ECONNRESET: the house reset it) */
-    uint8_t *rx;
+    int err;     /* a read error (UV_ECONNRESET: the house reset it) */
+    uint8_t *rx; /* what the house sent (behind TLS: the plaintext) */
     size_t rxlen, rxcap;
+    SSL *ssl; /* S.tls: the server's session (owns its BIOs) */
+    BIO *rb, *wb;
+    int tls_up, tls_closed, tls_failed; /* handshake done, close_notify read, broken */
 } sconn;
 
 static struct {
     uv_tcp_t lis;
     int port;
     enum svc_mode mode;
+    int tls; /* connections accepted from now on run TLS (server side) */
     sconn c[MAXC];
     int nconn;
 } S;
@@ -61,15 +70,115 @@ static void s_write(sconn *c, const void *p, size_t n) {
     cr_assert_eq(uv_write(w, (uv_stream_t *)&c->h, &b, 1, s_written), 0);
 }
 
+static void rx_add(sconn *c, const void *p, size_t n) {
+    if (c->rxlen + n > c->rxcap) {
+        c->rxcap = (c->rxlen + n) * 2;
+        c->rx = realloc(c->rx, c->rxcap);
+    }
+    memcpy(c->rx + c->rxlen, p, n);
+    c->rxlen += n;
+}
+
+/* --- the service behind TLS ----------------------------------------------------------------- */
+
+static SSL_CTX *srv_ctx;
+static char ca_path[64]; /* the certificate as PEM: what the house trusts (tls_ca_file) */
+
+/* A self-signed certificate for the name localhost only (no IP address: an https:// URL
+ * with 127.0.0.1 must not pass), its key, the server's context, and the PEM file. */
+static void tls_setup(void) {
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    cr_assert(k && x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
+    X509_set_issuer_name(x, n);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    const char *ext[][2] = {{"subjectAltName", "DNS:localhost"},
+                            {"basicConstraints", "critical,CA:TRUE"}};
+    for (size_t i = 0; i < 2; i++) {
+        X509_EXTENSION *e = X509V3_EXT_conf(NULL, &v3, ext[i][0], ext[i][1]);
+        cr_assert_not_null(e);
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    cr_assert(X509_sign(x, k, EVP_sha256()) > 0);
+    snprintf(ca_path, sizeof ca_path, "/tmp/gp-unit-streams-%d.pem", (int)getpid());
+    FILE *f = fopen(ca_path, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(PEM_write_X509(f, x), 1);
+    fclose(f);
+    srv_ctx = SSL_CTX_new(TLS_server_method());
+    cr_assert(srv_ctx && SSL_CTX_use_certificate(srv_ctx, x) == 1 &&
+              SSL_CTX_use_PrivateKey(srv_ctx, k) == 1);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+/* What the server's session has for the socket, raw. */
+static void s_tls_flush(sconn *c) {
+    uint8_t buf[16384];
+    int n;
+    while ((n = BIO_read(c->wb, buf, sizeof buf)) > 0)
+        s_write(c, buf, (size_t)n);
+}
+
+/* Plaintext to the house through the server's session. */
+static void s_send(sconn *c, const void *p, size_t n) {
+    if (!c->ssl) {
+        s_write(c, p, n);
+        return;
+    }
+    cr_assert_eq(SSL_write(c->ssl, p, (int)n), (int)n);
+    s_tls_flush(c);
+}
+
+/* The server's close_notify (it sends nothing more; the house may). */
+static void s_close_notify(sconn *c) {
+    cr_assert_geq(SSL_shutdown(c->ssl), 0);
+    s_tls_flush(c);
+}
+
+static void s_tls_in(sconn *c, const void *p, size_t n) {
+    cr_assert_eq(BIO_write(c->rb, p, (int)n), (int)n);
+    if (!c->tls_up) {
+        int r = SSL_accept(c->ssl);
+        s_tls_flush(c);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            c->tls_failed |= e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+            ERR_clear_error();
+            return;
+        }
+        c->tls_up = 1;
+    }
+    static uint8_t buf[65536];
+    int k;
+    while ((k = SSL_read(c->ssl, buf, sizeof buf)) > 0) {
+        rx_add(c, buf, (size_t)k);
+        if (S.mode == SVC_ECHO)
+            cr_assert_eq(SSL_write(c->ssl, buf, k), k);
+    }
+    if (SSL_get_error(c->ssl, k) == SSL_ERROR_ZERO_RETURN)
+        c->tls_closed = 1;
+    ERR_clear_error();
+    s_tls_flush(c);
+}
+
 static void s_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     sconn *c = h->data;
-    if (n > 0) {
-        if (c->rxlen + (size_t)n > c->rxcap) {
-            c->rxcap = (c->rxlen + (size_t)n) * 2;
-            c->rx = realloc(c->rx, c->rxcap);
-        }
-        memcpy(c->rx + c->rxlen, b->base, (size_t)n);
-        c->rxlen += (size_t)n;
+    if (n > 0 && c->ssl) {
+        s_tls_in(c, b->base, (size_t)n);
+    } else if (n > 0) {
+        rx_add(c, b->base, (size_t)n);
         if (S.mode == SVC_ECHO)
             s_write(c, b->base, (size_t)n);
     } else if (n == UV_EOF) {
@@ -93,6 +202,14 @@ static void s_accept(uv_stream_t *lis, int status) {
     c->h.data = c;
     cr_assert_eq(uv_accept(lis, (uv_stream_t *)&c->h), 0);
     c->open = 1;
+    if (S.tls) {
+        c->ssl = SSL_new(srv_ctx);
+        c->rb = BIO_new(BIO_s_mem());
+        c->wb = BIO_new(BIO_s_mem());
+        cr_assert(c->ssl && c->rb && c->wb);
+        SSL_set_bio(c->ssl, c->rb, c->wb);
+        SSL_set_accept_state(c->ssl);
+    }
     uv_read_start((uv_stream_t *)&c->h, s_alloc, s_read);
 }
 
@@ -245,11 +362,14 @@ static void run_for(uint64_t ms) {
 /* --- the module under test ---------------------------------------------------------------- */
 
 static hs_streams_conf conf;
-static hs_service http_svc[2]; /* HTTP upstreams: streams reach them as http:<name> */
-static char http_url[2][64];
+/* HTTP upstreams: streams reach them as http:<name>. "tls" refuses connections, "wss" and
+ * "wssname" are the service (S.tls: behind TLS) by IP address and by name. */
+static hs_service http_svc[4];
+static char http_url[4][64];
 
 static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms) {
     memset(&S, 0, sizeof S);
+    tls_setup();
     uv_loop_init(&loop);
     F = calloc(MAXF, sizeof *F);
     nf = 0;
@@ -270,6 +390,10 @@ static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms
     snprintf(http_url[1], sizeof http_url[1], "http://user@localhost:%d", S.port);
     http_svc[0] = (hs_service){.name = "web", .url = http_url[0]};
     http_svc[1] = (hs_service){.name = "tls", .url = "https://127.0.0.1:1"};
+    snprintf(http_url[2], sizeof http_url[2], "https://127.0.0.1:%d", S.port);
+    snprintf(http_url[3], sizeof http_url[3], "https://localhost:%d/base", S.port);
+    http_svc[2] = (hs_service){.name = "wss", .url = http_url[2]};
+    http_svc[3] = (hs_service){.name = "wssname", .url = http_url[3]};
     /* metrics */
     memset(&m, 0, sizeof m);
     reg = gp_metrics_new();
@@ -281,8 +405,9 @@ static void setup_with(uint32_t max_streams, uint64_t grace_ms, uint64_t keep_ms
     conf = (hs_streams_conf){.services = services,
                              .nservices = 3,
                              .http = http_svc,
-                             .nhttp = 2,
+                             .nhttp = 4,
                              .http_default = http_url[1],
+                             .tls_ca_file = ca_path,
                              .max_streams = max_streams,
                              .grace_ms = grace_ms,
                              .keep_closed_ms = keep_ms,
@@ -313,8 +438,12 @@ static void teardown(void) {
     for (size_t i = 0; i < nf; i++)
         free(F[i].data);
     free(F);
-    for (int i = 0; i < S.nconn; i++)
+    for (int i = 0; i < S.nconn; i++) {
         free(S.c[i].rx);
+        SSL_free(S.c[i].ssl);
+    }
+    SSL_CTX_free(srv_ctx);
+    unlink(ca_path);
     gp_metrics_free(reg);
     gp_zctx_free(zc);
 }
@@ -513,8 +642,8 @@ Test(house_streams, forbidden_service) {
 }
 
 /* http:<name> reaches the house's HTTP upstream <name> at its URL's host and port (the
- * front door's WebSockets), http: its default one; an https:// one is refused 502, an
- * unknown name 403 naming what is missing. */
+ * front door's WebSockets), http: its default one; one it cannot reach (an https:// one
+ * too) is 502 naming the address, an unknown name 403 naming what is missing. */
 Test(house_streams, http_upstreams_as_services) {
     const cap *o = open_wait("h1", "http:web", 65536, 60000);
     cr_assert_eq(o->status, 200, "%u %s %s", o->status, o->error, o->message);
@@ -524,7 +653,8 @@ Test(house_streams, http_upstreams_as_services) {
     o = open_wait("h3", "http:tls", 65536, 60000);
     cr_assert_eq(o->status, 502);
     cr_assert_str_eq(o->error, "upstream_unreachable");
-    cr_assert(strstr(o->message, "https://"), "%s", o->message);
+    cr_assert(strstr(o->message, "127.0.0.1:1 (service http:tls)"), "%s", o->message);
+    cr_assert(strstr(o->message, "refused"), "%s", o->message);
     o = open_wait("h4", "http:nosuch", 65536, 60000);
     cr_assert_eq(o->status, 403);
     cr_assert_str_eq(o->error, "forbidden_service");
@@ -1136,4 +1266,225 @@ Test(house_streams, streams_take_turns) {
     }
     cr_assert_geq(data, 6, "%d data entries", data);
     cr_assert_eq(runs, data, "the streams did not alternate: %d runs in %d entries", runs, data);
+}
+
+/* --- https:// upstreams: TLS over the service connection -------------------------------- */
+
+static int tls_up(void) {
+    return S.nconn && S.c[0].tls_up;
+}
+static int want_conns;
+static int has_want_conns(void) {
+    return S.nconn >= want_conns;
+}
+static int second_tls_up(void) {
+    return S.nconn >= 2 && S.c[1].tls_up;
+}
+static int svc_closed_notify_and_eof(void) {
+    return S.nconn && S.c[0].tls_closed && S.c[0].eof;
+}
+
+/* An open with its own timeout_ms; its outcome awaited. */
+static const cap *open_wait_timeout(const char *sid, const char *service, uint32_t timeout_ms) {
+    gp_frame f;
+    gp_frame_init(&f, GP_FRAME_S_OPEN, 0, 0);
+    f.u.s_open.sid = gp_str_c(sid);
+    f.u.s_open.service = gp_str_c(service);
+    f.u.s_open.window = 65536;
+    f.u.s_open.idle_ms = 60000;
+    f.u.s_open.timeout_ms = timeout_ms;
+    cur_sid = sid;
+    opened_before = count_type(sid, GP_FRAME_S_OPENED);
+    hs_streams_on_frame(st, &f);
+    cr_assert(run_until(has_new_opened, 5000), "no S_OPENED for %s", sid);
+    return opened(sid);
+}
+
+/* The stream to an https:// upstream carries the plaintext both ways: open once the
+ * handshake is done (the certificate of localhost trusted through tls_ca_file, by name),
+ * bytes echoed in order with acks, counted as plaintext. */
+Test(house_streams, tls_echo_carries_the_plaintext) {
+    S.mode = SVC_ECHO;
+    S.tls = 1;
+    const char *sid = "tls";
+    const cap *o = open_wait(sid, "http:wssname", 262144, 60000);
+    cr_assert_eq(o->status, 200, "%u %s %s", o->status, o->error, o->message);
+    cr_assert(run_until(tls_up, 2000), "the service's handshake is not done");
+    size_t total = 300000;
+    uint8_t *data = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (uint8_t)(i * 13 + i / 509);
+    size_t off = 0;
+    while (off < total) {
+        size_t n = total - off < 30000 ? total - off : 30000;
+        s_entry(sid, GP_SE_OFF, off, 0, data + off, n, NULL);
+        off += n;
+        want_ack = off > 131072 ? off - 131072 : 0;
+        cr_assert(run_until(sin_acked, 5000), "the house does not ack sin");
+        sout v = view(sid);
+        s_ack(sid, v.len);
+        free(v.b);
+    }
+    want_len = total;
+    cr_assert(run_until(svc_got_want, 5000), "the service got %zu of %zu", S.c[0].rxlen, total);
+    cr_assert_eq(memcmp(S.c[0].rx, data, total), 0, "the service's plaintext differs");
+    for (int i = 0; i < 200; i++) {
+        size_t got = sout_len(sid);
+        s_ack(sid, got);
+        if (got >= total)
+            break;
+        want_len = got + 1;
+        run_until(sout_has_want, 2000);
+    }
+    expect_sout(sid, data, total);
+    cr_assert_eq(gp_metric_value(m.stream_bytes, "to_service"), total);
+    cr_assert_eq(gp_metric_value(m.stream_bytes, "from_service"), total);
+    cr_assert_null(rst_of(sid));
+    free(data);
+}
+
+/* The plaintext the session gives goes no further than the opener's window: the rest waits
+ * (in the session, then in the socket) until acks come, and arrives whole and in order. */
+Test(house_streams, tls_window_respected_until_acked) {
+    S.mode = SVC_SINK;
+    S.tls = 1;
+    const char *sid = "tlswin";
+    uint32_t win = 65536;
+    cr_assert_eq(open_wait(sid, "http:wssname", win, 60000)->status, 200);
+    cr_assert(run_until(tls_up, 2000));
+    size_t total = 1 << 20;
+    uint8_t *big = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        big[i] = (uint8_t)(i % 241);
+    s_send(&S.c[0], big, total);
+    want_len = win;
+    cr_assert(run_until(sout_has_want, 3000));
+    run_for(150); /* nothing more may come */
+    cr_assert_eq(sout_len(sid), win, "the house went past the window: %zu", sout_len(sid));
+    s_ack(sid, win / 2);
+    want_len = win + win / 2;
+    cr_assert(run_until(sout_has_want, 3000));
+    run_for(100);
+    cr_assert_eq(sout_len(sid), win + win / 2);
+    for (int i = 0; i < 4000 && sout_len(sid) < total; i++) {
+        s_ack(sid, sout_len(sid));
+        want_len = sout_len(sid) + 1;
+        run_until(sout_has_want, 2000);
+    }
+    expect_sout(sid, big, total);
+    free(big);
+}
+
+/* Half-close through TLS: the upstream's close_notify is its fin (what it sent before
+ * arrives first); the opener's fin is our close_notify and then the socket's EOF; the
+ * stream ends cleanly once both fins are acked. */
+Test(house_streams, tls_close_notify_both_ways_then_clean_end) {
+    S.mode = SVC_SINK;
+    S.tls = 1;
+    const char *sid = "tlshc";
+    cr_assert_eq(open_wait(sid, "http:wssname", 65536, 60000)->status, 200);
+    cr_assert(run_until(tls_up, 2000));
+    s_send(&S.c[0], "bye", 3);
+    s_close_notify(&S.c[0]);
+    cur_sid = sid;
+    cr_assert(run_until(sout_fin, 3000), "the close_notify made no fin");
+    expect_sout(sid, "bye", 3);
+    s_entry(sid, GP_SE_OFF | GP_SE_FIN, 0, 0, "hello", 5, NULL);
+    cr_assert(run_until(svc_closed_notify_and_eof, 3000),
+              "the service saw no close_notify and EOF (close_notify %d, eof %d)",
+              S.c[0].tls_closed, S.c[0].eof);
+    cr_assert_eq(S.c[0].rxlen, 5);
+    cr_assert_eq(memcmp(S.c[0].rx, "hello", 5), 0);
+    want_ack = 5;
+    cr_assert(run_until(sin_acked, 2000));
+    s_ack(sid, 3);
+    cr_assert(run_until(no_open, 2000), "not over after both fins were acked");
+    cr_assert_null(rst_of(sid), "a clean end has no rst");
+}
+
+/* The upstream's EOF without a close_notify is a fin too, when it comes between records; in
+ * the middle of one, the stream was cut short: a reset that says so, none of the record's
+ * bytes delivered. */
+Test(house_streams, tls_eof_is_a_fin_unless_inside_a_record) {
+    S.mode = SVC_SINK;
+    S.tls = 1;
+    cr_assert_eq(open_wait("eof", "http:wssname", 65536, 60000)->status, 200);
+    cr_assert(run_until(tls_up, 2000));
+    s_send(&S.c[0], "last", 4);
+    s_shutdown(&S.c[0]);
+    cur_sid = "eof";
+    cr_assert(run_until(sout_fin, 3000), "the EOF made no fin");
+    expect_sout("eof", "last", 4);
+    cr_assert_null(rst_of("eof"));
+
+    cr_assert_eq(open_wait("cut", "http:wssname", 65536, 60000)->status, 200);
+    cr_assert(run_until(second_tls_up, 2000));
+    sconn *c = &S.c[1];
+    cr_assert_eq(SSL_write(c->ssl, "cut short", 9), 9);
+    uint8_t rec[256];
+    int n = BIO_read(c->wb, rec, sizeof rec);
+    cr_assert_gt(n, 9);
+    s_write(c, rec, (size_t)n - 4); /* the record without its last bytes, then the end */
+    s_shutdown(c);
+    cur_sid = "cut";
+    cr_assert(run_until(has_rst, 3000), "no rst for a record cut short");
+    cr_assert_str_eq(rst_of("cut")->rst, "refused");
+    cr_assert(strstr(rst_of("cut")->message, "inside a record"), "%s", rst_of("cut")->message);
+    cr_assert_eq(sout_len("cut"), 0);
+}
+
+/* Verification as curl's: a certificate no CA of the house's vouches for is refused (502,
+ * saying so and what to do), so is one for another name than the URL's (here: its IP
+ * address); tls_insecure takes any. */
+Test(house_streams, tls_certificate_checks) {
+    S.tls = 1;
+    conf.tls_ca_file = NULL; /* the system's CAs: they do not know the test's */
+    remake(8, 30000, 0);
+    const cap *o = open_wait("sys", "http:wssname", 65536, 60000);
+    cr_assert_eq(o->status, 502, "%u %s", o->status, o->message);
+    cr_assert_str_eq(o->error, "upstream_unreachable");
+    cr_assert(strstr(o->message, "TLS: the upstream's certificate is not trusted: "), "%s",
+              o->message);
+    cr_assert(strstr(o->message, "--upstream-ca-file"), "%s", o->message);
+    cr_assert(strstr(o->message, "localhost:"), "the message names the upstream: %s", o->message);
+
+    conf.tls_ca_file = ca_path;
+    remake(8, 30000, 0);
+    o = open_wait("ip", "http:wss", 65536, 60000);
+    cr_assert_eq(o->status, 502, "a certificate for localhost taken for 127.0.0.1");
+    cr_assert(strstr(o->message, "not trusted: IP address mismatch"), "%s", o->message);
+
+    conf.tls_ca_file = NULL;
+    conf.tls_insecure = 1;
+    remake(8, 30000, 0);
+    o = open_wait("any", "http:wss", 65536, 60000);
+    cr_assert_eq(o->status, 200, "%u %s", o->status, o->message);
+    cr_assert_eq(hs_streams_open_count(st), 1);
+}
+
+/* A service that does not speak TLS: one that answers something else fails the handshake at
+ * once, one that says nothing times out (the open's timeout_ms covers the handshake), one
+ * that closes ends it; each a 502 saying which, and nothing left open. */
+Test(house_streams, tls_handshake_failures_are_502) {
+    S.mode = SVC_ECHO; /* our ClientHello comes back */
+    const cap *o = open_wait("echo", "http:wssname", 65536, 60000);
+    cr_assert_eq(o->status, 502, "%u %s", o->status, o->message);
+    cr_assert(strstr(o->message, "TLS handshake failed: "), "%s", o->message);
+    S.mode = SVC_SINK;
+    o = open_wait_timeout("mute", "http:wssname", 300);
+    cr_assert_eq(o->status, 502);
+    cr_assert(strstr(o->message, "TLS handshake timed out after 300 ms"), "%s", o->message);
+    cur_sid = "gone";
+    opened_before = 0;
+    s_open("gone", "http:wssname", 65536, 60000);
+    int n0 = S.nconn;
+    want_conns = n0 + 1;
+    cr_assert(run_until(has_want_conns, 2000));
+    s_shutdown(&S.c[n0]);
+    cr_assert(run_until(has_new_opened, 3000));
+    o = opened("gone");
+    cr_assert_eq(o->status, 502);
+    cr_assert(strstr(o->message, "TLS handshake failed: the connection closed"), "%s", o->message);
+    cr_assert(run_until(no_open, 1000));
+    cr_assert_eq(gp_metric_value(m.streams_opened, "upstream_unreachable"), 3);
 }
