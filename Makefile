@@ -30,8 +30,9 @@ PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
 # proto/adapters/: the libuv glue of the shared runtime (the admin port's I/O, the daemons'
-# signals), outside the sans-I/O core and its library: its own archive, linked by the programs
-# only (bridge/DESIGN.md, "Layers"; hiredis keeps its event-loop adapters the same way).
+# signals, the L3 tunnel's TUN device and its rtnetlink client), outside the sans-I/O core and
+# its library: its own archive, linked by the programs only (bridge/DESIGN.md, "Layers";
+# hiredis keeps its event-loop adapters the same way).
 UV_SRC := $(wildcard proto/adapters/*.c)
 # One folder a program (bridge/DESIGN.md, "Code map"): the daemon, its admin port and dashboard,
 # the CLI; bridge/store/ is the Redis side all of them share.
