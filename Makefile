@@ -168,6 +168,10 @@ $(BUILD)/tests/unit_admin_http: UNIT_LIBS := -ljansson
 # The signals both daemons watch (proto/adapters/uv_signals.c), raised at the test on a real loop.
 $(BUILD)/tests/unit_uv_signals: $(UV_LIB)
 $(BUILD)/tests/unit_uv_signals: UNIT_LIBS := -luv
+# The L3 tunnel's TUN device and its rtnetlink client (proto/adapters/uv_tun.c, rtnl.c) against
+# the real kernel, each test in a network namespace of its own (root; skipped otherwise).
+$(BUILD)/tests/unit_uv_tun: $(UV_LIB)
+$(BUILD)/tests/unit_uv_tun: UNIT_LIBS := -luv
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
