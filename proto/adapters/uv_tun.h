@@ -76,7 +76,10 @@ void gp_tun_close(gp_tun *t, void (*on_closed)(void *ud), void *ud);
 /* Turns IP forwarding on for family 4 (net.ipv4.ip_forward) or 6
  * (net.ipv6.conf.all.forwarding) in this network namespace: the house forwards the tunnel's
  * packets to its network. Already on: 0, nothing written (a daemon without the right to write
- * it works when an administrator set it). 0, or -errno with err saying why and what to do. */
+ * it works when an administrator set it). 0, or -errno with err saying why and what to do.
+ * IPv6: with forwarding on, the kernel ignores router advertisements on interfaces whose
+ * accept_ra is 1; a house host that takes its own default route from SLAAC needs accept_ra=2
+ * on that interface (not set here: it is the host's network, not the tunnel's). */
 int gp_tun_forwarding_enable(int family, char *err, size_t errlen);
 
 #endif
