@@ -30,8 +30,9 @@ PC = $(shell pkg-config $(1) $(2) 2>/dev/null)
 
 PROTO_SRC := $(wildcard proto/*.c)
 # proto/adapters/: the libuv glue of the shared runtime (the admin port's I/O, the daemons'
-# signals), outside the sans-I/O core and its library: its own archive, linked by the programs
-# only (bridge/DESIGN.md, "Layers"; hiredis keeps its event-loop adapters the same way).
+# signals, the L3 tunnel's TUN device and its rtnetlink client), outside the sans-I/O core and
+# its library: its own archive, linked by the programs only (bridge/DESIGN.md, "Layers";
+# hiredis keeps its event-loop adapters the same way).
 UV_SRC := $(wildcard proto/adapters/*.c)
 # One folder a program (bridge/DESIGN.md, "Code map"): the daemon, its admin port and dashboard,
 # the CLI; bridge/store/ is the Redis side all of them share.
@@ -168,6 +169,10 @@ $(BUILD)/tests/unit_admin_http: UNIT_LIBS := -ljansson
 # The signals both daemons watch (proto/adapters/uv_signals.c), raised at the test on a real loop.
 $(BUILD)/tests/unit_uv_signals: $(UV_LIB)
 $(BUILD)/tests/unit_uv_signals: UNIT_LIBS := -luv
+# The L3 tunnel's TUN device and its rtnetlink client (proto/adapters/uv_tun.c, rtnl.c) against
+# the real kernel, each test in a network namespace of its own (root; skipped otherwise).
+$(BUILD)/tests/unit_uv_tun: $(UV_LIB)
+$(BUILD)/tests/unit_uv_tun: UNIT_LIBS := -luv
 # The bridge's pure checks of producers' entries and houses' responses.
 $(BUILD)/tests/unit_entry: $(BUILD)/obj/bridge/daemon/entry.o
 $(BUILD)/tests/unit_entry: UNIT_LIBS := -ljansson -lhiredis
