@@ -151,7 +151,7 @@ $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cac
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c house/exchange.c \
 		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c \
-		house/tls.c) $(PROTO_LIB)
+		house/tls.c house/l3.c) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -luv -lssl -lcrypto -lm

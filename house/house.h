@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "frame.h"
+#include "ippkt.h"
 #include "logger.h"
 
 #include <stdint.h>
@@ -77,6 +78,15 @@ typedef struct hs_config {
     size_t ntcp_services;
     long long max_streams;  /* --max-streams */
     long long stream_grace; /* --stream-grace, seconds */
+    /* the L3 tunnel (l3.c) */
+    char *tun;
+    int tun_rules_layer, tun_routes_layer;
+    gp_tun_rule *tun_rules;
+    size_t ntun_rules;
+    gp_cidr *tun_routes;
+    size_t ntun_routes;
+    int tun_masquerade;
+    long long tun_mtu;
 } hs_config;
 
 typedef struct hs_house hs_house;

@@ -4,6 +4,7 @@
 #include "adapters/uv_signals.h"
 #include "conf.h"
 #include "house.h"
+#include "l3.h"
 #include "tls.h"
 
 #include <ctype.h>
@@ -238,6 +239,76 @@ static int add_tcp_service(hs_config *c, const char *p, size_t n, char *err, siz
     return 0;
 }
 
+/* --- the L3 tunnel's lists ---------------------------------------------------------------- */
+
+static void free_tun_rules(hs_config *c) {
+    free(c->tun_rules);
+    c->tun_rules = NULL;
+    c->ntun_rules = 0;
+}
+
+static void free_tun_routes(hs_config *c) {
+    free(c->tun_routes);
+    c->tun_routes = NULL;
+    c->ntun_routes = 0;
+}
+
+/* One --tun-allow rule (proto/ippkt.h: PROTO[:PORT[-PORT]][@PREFIX]). */
+static int add_tun_rule(hs_config *c, const char *p, size_t n, char *err, size_t errlen) {
+    char one[GP_TUN_RULE_STRLEN + 16];
+    if (n >= sizeof one) {
+        snprintf(err, errlen, "tun-allow: \"%.*s\" is too long", (int)n, p);
+        return GP_ERR_INVALID;
+    }
+    memcpy(one, p, n);
+    one[n] = '\0';
+    gp_tun_rule r;
+    char why[200];
+    if (gp_tun_rule_parse(one, &r, why, sizeof why) != 0) {
+        snprintf(err, errlen, "tun-allow: %s", why);
+        return GP_ERR_INVALID;
+    }
+    gp_tun_rule *v = realloc(c->tun_rules, (c->ntun_rules + 1) * sizeof *v);
+    if (!v)
+        return GP_ERR_NOMEM;
+    c->tun_rules = v;
+    v[c->ntun_rules++] = r;
+    return 0;
+}
+
+/* One --tun-route (a CIDR the house asks to route; the registry must allow it). */
+static int add_tun_route(hs_config *c, const char *p, size_t n, char *err, size_t errlen) {
+    char one[GP_CIDR_STRLEN + 16];
+    if (n >= sizeof one) {
+        snprintf(err, errlen, "tun-route: \"%.*s\" is too long", (int)n, p);
+        return GP_ERR_INVALID;
+    }
+    memcpy(one, p, n);
+    one[n] = '\0';
+    gp_cidr r;
+    char why[200];
+    if (gp_cidr_parse(one, &r, why, sizeof why) != 0) {
+        snprintf(err, errlen, "tun-route: %s", why);
+        return GP_ERR_INVALID;
+    }
+    gp_cidr *v = realloc(c->tun_routes, (c->ntun_routes + 1) * sizeof *v);
+    if (!v)
+        return GP_ERR_NOMEM;
+    c->tun_routes = v;
+    v[c->ntun_routes++] = r;
+    return 0;
+}
+
+static int set_tun_allow(void *obj, const char *value, char *err, size_t errlen) {
+    hs_config *c = obj;
+    return set_list(c, &c->tun_rules_layer, free_tun_rules, value, add_tun_rule, err, errlen);
+}
+
+static int set_tun_route(void *obj, const char *value, char *err, size_t errlen) {
+    hs_config *c = obj;
+    return set_list(c, &c->tun_routes_layer, free_tun_routes, value, add_tun_route, err, errlen);
+}
+
 static int set_tcp_service(void *obj, const char *value, char *err, size_t errlen) {
     hs_config *c = obj;
     return set_list(c, &c->tcp_services_layer, free_tcp_services, value, add_tcp_service, err,
@@ -265,6 +336,22 @@ static const gp_conf_opt opts[] = {
      "TCP service NAME=HOST:PORT a stream through Redis may reach (proto/STREAMS.md: ssh, "
      "databases, WebSockets); repeat for more. Nothing else is reachable: an opener names a "
      "service, never an address"},
+    {"tun", GP_CONF_STR, OFF(tun), 0, 0, NULL, NULL,
+     "TUN device for the L3 tunnel (proto/TUN.md; rudp:// bridges with --tun), e.g. gp0: the "
+     "house gets an address from the bridges and routes to the hub through it (needs "
+     "CAP_NET_ADMIN)"},
+    {"tun-allow", GP_CONF_FN, 0, 0, 0, NULL, set_tun_allow,
+     "what the hub side may reach through the tunnel: PROTO[:PORT[-PORT]][@PREFIX], PROTO tcp, "
+     "udp, icmp or any (e.g. tcp:22, icmp, udp:53@192.168.1.0/24); repeat for more. Nothing "
+     "else gets in, but the replies to what the house itself opened"},
+    {"tun-route", GP_CONF_FN, 0, 0, 0, NULL, set_tun_route,
+     "a subnet behind the house to route through the tunnel (CIDR; the registry must allow "
+     "it: ghostport house tun ID --route); repeat for more"},
+    {"tun-masquerade", GP_CONF_BOOL, OFF(tun_masquerade), 0, 1, "0", NULL,
+     "packets from the tunnel to the house's networks leave with the house's address (nftables "
+     "masquerade, IP forwarding on): the hub reaches a LAN that has no route back"},
+    {"tun-mtu", GP_CONF_INT, OFF(tun_mtu), 576, HS_L3_MTU_MAX, "1280", NULL,
+     "the tunnel's largest IP packet the house asks for (IPv6 needs 1280)"},
     {"max-streams", GP_CONF_INT, OFF(max_streams), 1, 100000, "256", NULL,
      "TCP streams open at once (more: 503 unavailable)"},
     {"stream-grace", GP_CONF_INT, OFF(stream_grace), 1, 86400, "30", NULL,
@@ -466,6 +553,8 @@ static void free_config(hs_config *c) {
     free_bridges(c);
     free_services(c);
     free_tcp_services(c);
+    free_tun_rules(c);
+    free_tun_routes(c);
 }
 
 static void clear_config(void) {

@@ -198,6 +198,9 @@ static void deliver(upath *u) {
     while (u->ru && (n = gp_rudp_recv(u->ru, &lane, &m)) != 0)
         if (n > 0)
             up->on_frame(up->ud, &u->r->base, m, (size_t)n); /* may close us: u->ru NULL */
+    while (u->ru && (n = gp_rudp_recv_dgram(u->ru, &m)) != 0)
+        if (n > 0 && up->on_dgram)
+            up->on_dgram(up->ud, &u->r->base, m, (size_t)n);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -437,6 +440,26 @@ static const char *rudp_label(hs_transport *t) {
     return "rudp";
 }
 
+static int rudp_send_dgram(hs_transport *t, const uint8_t *p, size_t n) {
+    upath *u = &((tr_rudp *)t)->conn;
+    if (!u->ru || u->closing)
+        return GP_ERR_STATE;
+    int rc = gp_rudp_send_dgram(u->ru, p, n, now_ns());
+    if (rc == 0)
+        rudp_send(t); /* out from the loop, with whatever else comes in this turn */
+    return rc;
+}
+
+static size_t rudp_dgram_max(hs_transport *t) {
+    upath *u = &((tr_rudp *)t)->conn;
+    return u->ru ? gp_rudp_dgram_max(u->ru) : 0;
+}
+
+static int rudp_set_mtu(hs_transport *t, size_t mtu) {
+    upath *u = &((tr_rudp *)t)->conn;
+    return u->ru ? gp_rudp_set_mtu(u->ru, mtu) : GP_ERR_STATE;
+}
+
 static const hs_transport_ops rudp_ops = {
     .flags = HS_TR_AUTHENTICATES | HS_TR_UNORDERED,
     .dial = rudp_dial,
@@ -449,6 +472,9 @@ static const hs_transport_ops rudp_ops = {
     .metrics = rudp_metrics,
     .log_stats = rudp_log_stats,
     .label = rudp_label,
+    .send_dgram = rudp_send_dgram,
+    .dgram_max = rudp_dgram_max,
+    .set_mtu = rudp_set_mtu,
 };
 
 hs_transport *hs_tr_rudp_new(hs_house *h, const hs_transport_up *up) {

@@ -60,6 +60,8 @@ typedef struct hs_transport_up {
     void (*sent)(void *ud, hs_transport *t, hs_out *o, int ok);
     /* A probe (a handshake alone, HS_TR_PROBES) came back: 1 the path works. */
     void (*on_probe)(void *ud, hs_transport *t, int ok);
+    /* A datagram (the L3 tunnel's IP packet, proto/TUN.md) arrived; p lent for the call. */
+    void (*on_dgram)(void *ud, hs_transport *t, const uint8_t *p, size_t n);
 } hs_transport_up;
 
 enum {
@@ -94,7 +96,13 @@ typedef struct hs_transport_ops {
     /* Optional: the link's own figures (0 and the totals when there is no session):
      * smoothed RTT, loss (0..1), retransmits and FEC repairs since start. */
     void (*metrics)(hs_transport *t, double *rtt_ms, double *loss, uint64_t *retx, uint64_t *fec);
-    void (*log_stats)(hs_transport *t);    /* optional: a debug line of link figures */
+    void (*log_stats)(hs_transport *t); /* optional: a debug line of link figures */
+    /* Optional, transports with an unreliable lane (rudp): sends one datagram now or drops it
+     * (0, or a GP_ERR_*: too large, queue full, no session); the largest it takes (0: none
+     * now); raises the largest datagram on the wire (gp_rudp_set_mtu). */
+    int (*send_dgram)(hs_transport *t, const uint8_t *p, size_t n);
+    size_t (*dgram_max)(hs_transport *t);
+    int (*set_mtu)(hs_transport *t, size_t mtu);
     const char *(*label)(hs_transport *t); /* for the connects metric: ws, wss, rudp */
 } hs_transport_ops;
 

@@ -23,6 +23,8 @@
 #include "metrics.h"
 #include "tunnel_int.h"
 
+#include "l3.h"
+
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,6 +491,7 @@ static void conn_ended(hs_tunnel *t, const char *why) {
     t->aborted = 0;
     if (t->streams)
         hs_streams_tunnel_down(t->streams);
+    hs_l3_tunnel_down(t->l3);
     queue_drop(t, &t->ctl_head, &t->ctl_tail);
     t->congested = 0;
     t->tr = NULL;
@@ -797,6 +800,18 @@ static void probe_result(hs_tunnel *t, int ok) {
     conn_close(t, "moving_to_rudp", BK_NOW);
 }
 
+static void up_dgram(void *ud, hs_transport *tr, const uint8_t *p, size_t n) {
+    hs_tunnel *t = ud;
+    if (tr == t->tr && t->state == CS_LIVE)
+        hs_l3_dgram(t->l3, p, n);
+}
+
+static int l3_send_frame(void *ud, const gp_frame *f) {
+    hs_tunnel *t = ud;
+    send_ctl(t, f);
+    return 0;
+}
+
 static void up_probe(void *ud, hs_transport *tr, int ok) {
     (void)tr;
     probe_result(ud, ok);
@@ -874,6 +889,9 @@ static void on_welcome(hs_tunnel *t, const gp_frame *f) {
                    hs_qs(t->url), t->proto);
         hs_streams_tunnel_up(t->streams, t->proto);
     }
+    /* Over rudp the protocol may be named by a second WELCOME (on_welcome_again): ask then. */
+    if (t->proto >= GP_PROTO_L3 || !(t->tr->ops->flags & HS_TR_AUTHENTICATES))
+        hs_l3_tunnel_up(t->l3, t->proto, t->tr, t->url);
 }
 
 /* Over rudp our protocol offer may reach the bridge after its WELCOME: the second WELCOME,
@@ -892,6 +910,8 @@ static void on_welcome_again(hs_tunnel *t, const gp_frame *f) {
            t->h->cfg.id, hs_qs(t->url), t->proto);
     if (t->streams)
         hs_streams_tunnel_up(t->streams, t->proto);
+    if (t->proto >= GP_PROTO_L3)
+        hs_l3_tunnel_up(t->l3, t->proto, t->tr, t->url);
 }
 
 static void on_goaway(hs_tunnel *t, const gp_frame *f) {
@@ -1003,6 +1023,12 @@ static void on_frame(hs_tunnel *t, const gp_frame *f) {
     case GP_FRAME_WELCOME:
         on_welcome_again(t, f);
         return;
+    case GP_FRAME_L3_GRANT:
+        if (t->l3 && t->proto >= GP_PROTO_L3)
+            hs_l3_grant(t->l3, f);
+        else
+            hs_tn_protocol_error(t, "unexpected_frame", "L3_GRANT");
+        return;
     default:
         hs_tn_protocol_error(t, "unexpected_frame", gp_frame_type_name(f->type));
     }
@@ -1077,7 +1103,8 @@ hs_tunnel *hs_tunnel_new(hs_house *h) {
                               .pull = up_pull,
                               .pending = up_pending,
                               .sent = up_sent,
-                              .on_probe = up_probe};
+                              .on_probe = up_probe,
+                              .on_dgram = up_dgram};
     return t;
 }
 
@@ -1119,6 +1146,22 @@ int hs_tunnel_start(hs_tunnel *t) {
         hs_log(HS_LOG_ERROR, "out_of_memory", NULL);
         return -1;
     }
+    if (c->tun && *c->tun) {
+        hs_l3_conf lc = {.dev = c->tun,
+                         .rules = c->tun_rules,
+                         .nrules = c->ntun_rules,
+                         .routes = c->tun_routes,
+                         .nroutes = c->ntun_routes,
+                         .masquerade = c->tun_masquerade,
+                         .mtu = (unsigned)c->tun_mtu};
+        char err[512];
+        if (!(t->l3 =
+                  hs_l3_new(t->h->loop, &lc, &(hs_l3_ops){t, l3_send_frame}, err, sizeof err))) {
+            hs_log(HS_LOG_ERROR, "tun_failed", "dev=%s reason=%s", hs_qs(c->tun), hs_qs(err));
+            fprintf(stderr, "ghostport-house: --tun %s: %s\n", c->tun, err);
+            return -1;
+        }
+    }
     t->bridge_idx = t->h->cfg.nbridges ? t->h->first_bridge % t->h->cfg.nbridges : 0;
     dial_or_wait(t);
     return 0;
@@ -1159,6 +1202,8 @@ void hs_tunnel_stop(hs_tunnel *t) {
         streams_abort_all(t, 0); /* between connections: only detached calls are left */
     }
     hs_streams_stop(t->streams);
+    hs_l3_free(t->l3); /* the device and its masquerade rules go now; closed on the loop */
+    t->l3 = NULL;
     if (t->timers) {
         uv_close((uv_handle_t *)&t->retry, NULL);
         uv_close((uv_handle_t *)&t->tick, NULL);

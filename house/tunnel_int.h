@@ -86,6 +86,7 @@ struct hs_tunnel {
     int proto;           /* negotiated in WELCOME (1 when it names none) */
     int no_rudp_hello;   /* a rudp bridge refused our protocol offer: no HELLO over rudp */
     hs_streams *streams; /* TCP streams (streams.c), from hs_tunnel_start */
+    struct hs_l3 *l3;    /* the L3 tunnel (l3.c), with --tun; else NULL */
     hs_stream tcp_lane;  /* their place in the ring: never in the table, never freed */
 };
 

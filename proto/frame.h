@@ -67,7 +67,7 @@
 /* What HELLO negotiates: the protocol spoken on top of that format. 1: requests; 2: adds
  * TCP streams (S_* frames). A bridge or house only sends S_* frames once both speak 2. */
 #define GP_PROTO_MIN 1
-#define GP_PROTO_MAX 2
+#define GP_PROTO_MAX 3
 #define GP_PROTO_STREAMS 2
 #define GP_PROTO_L3 3 /* adds the L3 tunnel (L3_* frames, and IP packets as rudp datagrams) */
 #define GP_L3_LIST_MAX 4096u /* bytes of a comma-separated list in an L3 frame */

@@ -136,7 +136,7 @@ size_t gp_rudp_dgram_max(const gp_rudp *r) {
     return gp_rel_dgram_max(r->rel) - 1;
 }
 
-int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len) {
+int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len, uint64_t now_ns) {
     uint8_t b[GP_REL_MAX_PAYLOAD];
     if (len == 0)
         return GP_ERR_INVALID;
@@ -147,7 +147,7 @@ int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len) {
         ssize_t zn = gp_compress(r->z, p, len, b + 1, len - 1);
         if (zn > 0) {
             b[0] = CODE_ZSTD;
-            int rc = gp_rel_send_dgram(r->rel, b, (size_t)zn + 1);
+            int rc = gp_rel_send_dgram(r->rel, b, (size_t)zn + 1, now_ns);
             if (rc == 0) {
                 r->dgrams_compressed++;
                 r->dgram_bytes_before += len;
@@ -158,7 +158,7 @@ int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len) {
     }
     b[0] = CODE_RAW;
     memcpy(b + 1, p, len);
-    return gp_rel_send_dgram(r->rel, b, len + 1);
+    return gp_rel_send_dgram(r->rel, b, len + 1, now_ns);
 }
 
 ssize_t gp_rudp_recv_dgram(gp_rudp *r, const uint8_t **p) {

@@ -58,7 +58,7 @@ size_t gp_rudp_send_space(const gp_rudp *r);
  * the result is smaller — an encrypted or compressed payload is left alone). Returns 0, or
  * gp_rel_send_dgram's errors (GP_ERR_TOO_LARGE beyond gp_rudp_dgram_max; GP_ERR_BUFFER: the
  * queue is full and the datagram dropped). */
-int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len);
+int gp_rudp_send_dgram(gp_rudp *r, const uint8_t *p, size_t len, uint64_t now_ns);
 size_t gp_rudp_dgram_max(const gp_rudp *r);
 /* The next datagram received (decoded): its length, *p lent until the next call of this
  * function on r; 0 when none; GP_ERR_MALFORMED for one that does not decode (skipped and

@@ -668,14 +668,15 @@ static void dq_expire(gp_rel *r, uint64_t now) {
     }
 }
 
-int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len) {
+int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
     if (r->dead)
         return GP_ERR_STATE;
+    uint64_t now = advance_now(r, now_ns);
     if (len == 0)
         return GP_ERR_INVALID;
     if (len > gp_rel_dgram_max(r))
         return GP_ERR_TOO_LARGE;
-    dq_expire(r, r->now);
+    dq_expire(r, now);
     if (r->dq_bytes + len > r->cfg.dgram_queue) {
         r->st.dgrams_dropped++;
         return GP_ERR_BUFFER;
@@ -684,7 +685,7 @@ int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len) {
     if (!d)
         return GP_ERR_NOMEM;
     d->next = NULL;
-    d->t = r->now;
+    d->t = now;
     d->len = len;
     memcpy(d->b, p, len);
     GP_SLIST_APPEND(r->dq_head, r->dq_tail, d, next);

@@ -129,13 +129,14 @@ size_t gp_rel_max_payload(const gp_rel *r);
  * a lane's quantum — so that bulk datagrams never starve requests, nor requests datagrams.
  * A datagram waits at most dgram_max_wait_ns and dgram_queue bytes wait at most; beyond,
  * datagrams are dropped (counted), as a router would.
- * Queues p[0..len) (copied). Returns 0, or:
+ * Queues p[0..len) (copied) at now_ns (its wait counts from then: the engine's own clock is
+ * that of its last call, which may be long ago on an idle session). Returns 0, or:
  *   GP_ERR_INVALID     len is 0;
  *   GP_ERR_TOO_LARGE   len > gp_rel_dgram_max(r);
  *   GP_ERR_BUFFER      the queue is full: dropped (counted in dgrams_dropped);
  *   GP_ERR_STATE       the peer was declared dead;
  *   GP_ERR_NOMEM. */
-int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len);
+int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns);
 /* The largest datagram: what one packet of max_payload carries with its headers. */
 size_t gp_rel_dgram_max(const gp_rel *r);
 /* Takes the next received datagram: returns its length (> 0) and sets *p, lent until the next

@@ -13,6 +13,9 @@ PKGS="$PKGS chromium"
 # package itself), docker-compose to validate the compose file (no engine needed), strace to
 # hold the daemons against their units' sandbox, python3-yaml for deploy.py.
 PKGS="$PKGS systemd docker-compose strace python3-yaml"
+# The L3 tunnel (proto/TUN.md): nftables for the house's --tun-masquerade; ping and iperf3 for
+# its tests; the VPNs its benchmark compares against (tests/bench/links.c).
+PKGS="$PKGS nftables iputils-ping iperf3 wireguard-go wireguard-tools openvpn tinc"
 
 missing=""
 for p in $PKGS; do

@@ -22,6 +22,9 @@ typedef struct br_config {
     long long http_listen, http_timeout_ms;
     char *http_bind, *http_token_file, *http_domain, *http_cert, *http_key;
     int http_insecure, http_public, http_tls;
+    /* the L3 tunnel (bridge/daemon/l3.h, proto/TUN.md) */
+    char *tun, *tun_pool;
+    long long tun_mtu;
 } br_config;
 
 #endif

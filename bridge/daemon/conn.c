@@ -174,11 +174,13 @@ void br_conn_frame(br_conn *c, const gp_frame *f) {
             h->on_frame(h->ud, c, f);
         return;
     }
+    case GP_FRAME_L3_REQ:
     case GP_FRAME_S_OPENED:
     case GP_FRAME_S_ENTRY:
     case GP_FRAME_S_ATTACH: {
-        /* TCP streams (proto/STREAMS.md): only from a house that negotiated protocol 2. */
-        if (c->proto < GP_PROTO_STREAMS) {
+        /* TCP streams (proto/STREAMS.md): only from a house that negotiated protocol 2; the
+         * L3 tunnel (proto/TUN.md): protocol 3. */
+        if (c->proto < (f->type == GP_FRAME_L3_REQ ? GP_PROTO_L3 : GP_PROTO_STREAMS)) {
             br_conn_protocol_error(c, "unexpected_frame", gp_frame_type_name(f->type));
             return;
         }

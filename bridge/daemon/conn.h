@@ -58,6 +58,12 @@ typedef struct br_transport {
     /* Stop (1) or resume (0) reading c's bytes (reply backpressure, house.c); NULL: the
      * transport cannot (rudp: its own window bounds what arrives). */
     void (*rx_pause)(br_conn *c, int pause);
+    /* Transports with an unreliable lane (rudp; NULL for ws): sends one datagram (the L3
+     * tunnel's IP packet) or drops it (0, or a GP_ERR_*); the largest it takes (0: none now);
+     * raises the largest datagram on the wire (gp_rudp_set_mtu). */
+    int (*send_dgram)(br_conn *c, const uint8_t *p, size_t n);
+    size_t (*dgram_max)(const br_conn *c);
+    int (*set_mtu)(br_conn *c, size_t mtu);
 } br_transport;
 
 /* What a connection reports upward (house.c installs them; any may be NULL). */
@@ -70,6 +76,8 @@ typedef struct br_conn_hooks {
     void (*on_closed)(void *ud, br_conn *c);
     /* The last reference is going: free what hangs off the connection (its request table). */
     void (*on_free)(void *ud, br_conn *c);
+    /* A datagram of a live connection (the L3 tunnel's IP packet); p lent for the call. */
+    void (*on_dgram)(void *ud, br_conn *c, const uint8_t *p, size_t n);
 } br_conn_hooks;
 
 /* Every connection of the daemon, and the settings the connection layer reads. */
@@ -114,10 +122,11 @@ struct br_conn {
      * the rest of the daemon reads them (requests.c keeps them up to date). */
     struct br_reqtab *rq;
     unsigned ninflight;
-    size_t inflight_bytes; /* request body bytes held here (not yet sent to the house) */
-    br_req *body_head;     /* non-NULL: request body bytes still to send */
-    uint64_t min_deadline; /* earliest deadline among reqs (Redis ms), 0: none */
-    unsigned nstreams;     /* TCP streams relayed for it (streams.c keeps it up to date) */
+    size_t inflight_bytes;  /* request body bytes held here (not yet sent to the house) */
+    br_req *body_head;      /* non-NULL: request body bytes still to send */
+    uint64_t min_deadline;  /* earliest deadline among reqs (Redis ms), 0: none */
+    unsigned nstreams;      /* TCP streams relayed for it (streams.c keeps it up to date) */
+    struct br_l3_house *l3; /* its L3 tunnel once granted (l3.c), else NULL */
     int reading, reading_pending, read_again, read_pending, read_capped;
     unsigned read_count; /* COUNT of the read in flight */
     char pcursor[48];    /* reading the pending list: last id seen */

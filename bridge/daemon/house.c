@@ -525,6 +525,10 @@ void br_house_tick(br_houses *h, uint64_t now) {
 
 static void hook_frame(void *ud, br_conn *c, const gp_frame *f) {
     br_houses *h = ud;
+    if (f->type == GP_FRAME_L3_REQ) { /* conn.c checked the protocol */
+        br_l3_request(h->l3, c, f);
+        return;
+    }
     if (f->type == GP_FRAME_S_OPENED || f->type == GP_FRAME_S_ENTRY ||
         f->type == GP_FRAME_S_ATTACH) {
         if (h->streams)
@@ -541,6 +545,12 @@ static void hook_closed(void *ud, br_conn *c) {
     br_req_free_all(h->reqs, c);
     if (h->streams)
         br_streams_conn_gone(h->streams, c);
+    br_l3_conn_gone(h->l3, c);
+}
+
+static void hook_dgram(void *ud, br_conn *c, const uint8_t *p, size_t n) {
+    br_houses *h = ud;
+    br_l3_dgram(h->l3, c, p, n);
 }
 
 static void hook_free(void *ud, br_conn *c) {
@@ -579,7 +589,7 @@ void br_houses_init(br_houses *h, const br_env *env, br_conns *conns, br_request
                      .refresh = {GP_LUA_STATE_REFRESH, ""},
                      .release = {GP_LUA_STATE_RELEASE, ""},
                      .read = {GP_LUA_REQ_FENCED_READ, ""}};
-    conns->hooks = (br_conn_hooks){h, hook_frame, hook_closed, hook_free};
+    conns->hooks = (br_conn_hooks){h, hook_frame, hook_closed, hook_free, hook_dgram};
     br_requests_set_ops(reqs, &(br_requests_ops){h, op_fenced, op_find, op_read_more, op_pressure});
     if (streams)
         br_streams_set_ops(streams, &(br_streams_ops){.ud = h, .fenced = op_fenced});

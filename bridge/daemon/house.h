@@ -8,6 +8,7 @@
 
 #include "conn.h"
 #include "htable.h"
+#include "l3.h"
 #include "requests.h"
 #include "streams.h"
 
@@ -19,6 +20,7 @@ typedef struct br_houses {
     br_conns *conns;
     br_requests *reqs;   /* the request core its connections' entries and frames go to */
     br_streams *streams; /* TCP streams: `kind stream` entries, S_* frames (NULL: none) */
+    br_l3 *l3;           /* the L3 tunnel (--tun): L3_REQ, datagrams (NULL: none) */
     br_htable table;     /* held houses; table.n is how many */
     /* The scripts it runs (texts and SHAs: store_state.h, store_req.h) */
     br_script claim, refresh, release, read;

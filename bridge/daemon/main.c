@@ -75,6 +75,7 @@ typedef struct br_bridge {
     br_udp *udp;         /* rudp listener and sessions */
     br_admin *adm;       /* admin port and its JSON API */
     br_front *front;     /* the HTTP front door, NULL when off */
+    br_l3 *l3;           /* the L3 tunnel (--tun), NULL when off */
 } br_bridge;
 
 static br_bridge g_br;
@@ -132,6 +133,14 @@ static const gp_conf_opt opts[] = {
      "file with the bridges' rudp private key, 64 hex digits (ghostport rudp-keygen)"},
     {"rudp-jitter-ms", GP_CONF_INT, OFF(rudp_jitter_ms), 0, 15, "0", NULL,
      "hold each rudp datagram 0..N ms before it leaves (hides timing; RTT unaffected)"},
+    {"tun", GP_CONF_STR, OFF(tun), 0, 0, NULL, NULL,
+     "TUN device for the L3 tunnel (proto/TUN.md), e.g. gp0: houses that ask get an address "
+     "from --tun-pool and a route through it (rudp:// houses; needs CAP_NET_ADMIN)"},
+    {"tun-pool", GP_CONF_STR, OFF(tun_pool), 0, 0, NULL, NULL,
+     "CIDR[,CIDR]: the L3 tunnel's address pools, one IPv4 and/or one IPv6, the same on every "
+     "bridge (the first host of each is the bridges' own address)"},
+    {"tun-mtu", GP_CONF_INT, OFF(tun_mtu), 576, BR_L3_MTU_MAX, "1280", NULL,
+     "the L3 tunnel's largest IP packet (a house may ask for less; IPv6 needs 1280)"},
     {"drain-timeout", GP_CONF_INT, OFF(drain_timeout), 0, 3600000, "15000", NULL,
      "on SIGTERM, ms to wait for in-flight requests before closing (houses move at once)"},
     {"ping-interval", GP_CONF_INT, OFF(ping_interval), 100, 600000, "5000", NULL,
@@ -511,6 +520,7 @@ static void node_up(br_db *db, int node) {
     br_admin_load_scripts(g_br.adm);
     refresh_lease();
     br_house_redis_up(&g_br.houses);
+    br_l3_redis_up(g_br.l3);
     if (br_db_ready(db)) /* every node up and routed: /readyz turns 200 with this line */
         br_log(BR_LOG_INFO, "redis_ready", "nodes=%d", br_db_nodes(db));
 }
@@ -587,6 +597,7 @@ static void drained(void) {
     if (g_br.lws)
         lws_context_destroy(g_br.lws);
     br_udp_stop(g_br.udp);
+    br_l3_stop(g_br.l3);
     br_db_free(g_br.env.db);
     g_br.env.db = NULL;
 }
@@ -792,6 +803,23 @@ static int front_cfg(br_front_cfg *fc, char *err, size_t errlen) {
     return 0;
 }
 
+/* The L3 tunnel, when --tun is given (l3.h); with check, only its options. */
+static int start_l3(int check) {
+    const br_config *c = &g_br.cfg;
+    if (!c->tun || !*c->tun)
+        return 0;
+    br_l3_conf lc = {.dev = c->tun, .mtu = (unsigned)c->tun_mtu};
+    char err[512];
+    if (br_l3_pools_parse(&lc, c->tun_pool, err, sizeof err) == 0 &&
+        (check || (g_br.l3 = br_l3_new(&g_br.env, &lc, err, sizeof err)) != NULL)) {
+        g_br.houses.l3 = g_br.l3;
+        return 0;
+    }
+    br_log(BR_LOG_ERROR, "bad_config", "option=tun reason=%s", br_qs(err));
+    fprintf(stderr, "ghostport-bridge: %s\n", err);
+    return -1;
+}
+
 /* The HTTP front door, when --http-listen is given (bridge/front/front.h); with check, only
  * its checks (--check-config: options and token file, nothing listens). */
 static int start_front(int check) {
@@ -838,7 +866,7 @@ int main(int argc, char **argv) {
         uint8_t k[32];
         int bad = g_br.cfg.rudp_listen >= 0 && br_read_key_file(g_br.cfg.rudp_key, k) != 0;
         sodium_memzero(k, sizeof k);
-        if (bad || start_front(1) != 0)
+        if (bad || start_front(1) != 0 || start_l3(1) != 0)
             goto out_conf; /* logged */
         printf("ghostport-bridge: configuration ok\n");
         rc = 0;
@@ -883,7 +911,8 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (br_tunnel_start(g_br.tunnel, &g_br.lws, &g_br.listen_port) != 0 || start_udp() != 0 ||
-        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0 || start_front(0) != 0)
+        br_admin_start(g_br.adm, &g_br.admin, &g_br.admin_port) != 0 || start_front(0) != 0 ||
+        start_l3(0) != 0)
         goto out_loop;
 
     uv_timer_init(&loop, &g_br.tick);
@@ -901,6 +930,7 @@ int main(int argc, char **argv) {
     rc = 0;
     goto out;
 out_loop:
+    br_l3_stop(g_br.l3);
     br_admin_stop(g_br.adm);
     br_front_stop(g_br.front);
     g_br.front = NULL;
@@ -917,6 +947,7 @@ out:
     if (g_br.env.loop && uv_loop_close(&loop) != 0)
         br_log(BR_LOG_WARN, "loop_not_empty", NULL);
     br_tunnel_free(g_br.tunnel);
+    br_l3_free(g_br.l3); /* after every connection: each gave its routes back */
     br_flood_free(g_br.flood);
     br_udp_free(g_br.udp);
     br_janitor_free(g_br.janitor);

@@ -459,8 +459,10 @@ br_tunnel *br_tunnel_new(const br_env *env, br_conns *conns, br_houses *houses, 
     tn->houses = houses;
     tn->reqs = reqs;
     tn->flood = flood;
-    tn->tp_ws = (br_transport){"ws", ws_kick, ws_close, NULL, tn, ws_rx_pause};
-    tn->tp_wss = (br_transport){"wss", ws_kick, ws_close, NULL, tn, ws_rx_pause};
+    tn->tp_ws = (br_transport){
+        .name = "ws", .kick = ws_kick, .close = ws_close, .ctx = tn, .rx_pause = ws_rx_pause};
+    tn->tp_wss = tn->tp_ws;
+    tn->tp_wss.name = "wss";
     return tn;
 }
 

@@ -247,6 +247,26 @@ static void rudp_close(br_conn *c) {
     pump(p); /* the GOAWAY, if any */
 }
 
+static int rudp_send_dgram(br_conn *c, const uint8_t *b, size_t n) {
+    br_peer *p = c->tpd;
+    if (!p || p->closing)
+        return GP_ERR_STATE;
+    int rc = gp_rudp_send_dgram(p->ru, b, n, now_ns());
+    if (rc == 0) /* out once this loop turn's packets are in: small ones share a datagram */
+        uv_timer_start(&p->timer, on_timer, 0, 0);
+    return rc;
+}
+
+static size_t rudp_dgram_max(const br_conn *c) {
+    const br_peer *p = c->tpd;
+    return p ? gp_rudp_dgram_max(p->ru) : 0;
+}
+
+static int rudp_set_mtu(br_conn *c, size_t mtu) {
+    br_peer *p = c->tpd;
+    return p ? gp_rudp_set_mtu(p->ru, mtu) : GP_ERR_STATE;
+}
+
 static void link_stats(const gp_rudp *ru, br_link_stats *out) {
     gp_rudp_stats st;
     gp_rudp_stats_get(ru, &st);
@@ -352,6 +372,11 @@ static void deliver(br_peer *p) {
         br_conn_frame(c, f);
     }
     free(f);
+    while (p->c && (n = gp_rudp_recv_dgram(p->ru, &m)) != 0) {
+        br_conn *c = p->c;
+        if (n > 0 && c->state == BR_CS_LIVE && c->owner->hooks.on_dgram)
+            c->owner->hooks.on_dgram(c->owner->hooks.ud, c, m, (size_t)n);
+    }
 }
 
 static void on_data(br_peer *p, const uint8_t *b, size_t len, const struct sockaddr_storage *from,
@@ -623,7 +648,14 @@ br_udp *br_udp_new(const br_env *env, br_conns *conns, br_houses *houses, br_req
     u->conns = conns;
     u->houses = houses;
     u->reqs = reqs;
-    u->tp = (br_transport){"rudp", rudp_kick, rudp_close, rudp_stats, u, NULL};
+    u->tp = (br_transport){.name = "rudp",
+                           .kick = rudp_kick,
+                           .close = rudp_close,
+                           .stats = rudp_stats,
+                           .ctx = u,
+                           .send_dgram = rudp_send_dgram,
+                           .dgram_max = rudp_dgram_max,
+                           .set_mtu = rudp_set_mtu};
     u->lookup = (br_script){GP_LUA_RUDP_LOOKUP, ""};
     u->ts = (br_script){GP_LUA_RUDP_TS, ""};
     u->sock.data = u;

@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (len > size)
                 len = size;
             if (op == 0xff) {
-                int rc = gp_rel_send_dgram(b, data, len);
+                int rc = gp_rel_send_dgram(b, data, len, now);
                 check(rc == 0 || rc == GP_ERR_BUFFER || rc == GP_ERR_STATE ||
                       (rc == GP_ERR_INVALID && len == 0) ||
                       (rc == GP_ERR_TOO_LARGE && len > gp_rel_dgram_max(b)));
@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
     size_t n[3] = {0, 0, 0};
     /* A packet with a datagram (an IPv4 header), then two of a message. */
     static const uint8_t ip[] = {0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2};
-    check(gp_rel_send_dgram(s.ep[0], ip, sizeof ip) == 0);
+    check(gp_rel_send_dgram(s.ep[0], ip, sizeof ip, s.now) == 0);
     ssize_t kd = gp_rel_output(s.ep[0], out[2], sizeof out[2], s.now, s.now);
     check(kd > 0);
     n[2] = (size_t)kd;

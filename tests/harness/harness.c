@@ -4,6 +4,7 @@
 #include "harness.h"
 #include "../../bridge/store/rclient.h"
 #include "../../bridge/store/tlsrelay.h"
+#include "netns.h"
 
 #include "auth.h"
 #include "frame.h"
@@ -21,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -161,6 +163,7 @@ static const char *const SAN_MARKS[] = {"ERROR: AddressSanitizer", "ERROR: LeakS
 
 void h_fini(void) {
     h_stop_all();
+    h_netns_cleanup();
     for (int i = 0; i < g_nprocs; i++) {
         for (int k = 0; SAN_MARKS[k]; k++) {
             if (h_log_count_all(&g_procs[i], SAN_MARKS[k]) > 0) {
@@ -306,6 +309,17 @@ h_proc *h_spawn(const char *name, char *const argv[]) {
         dup2(nul, 0);
         dup2(fd, 1);
         dup2(fd, 2);
+        /* Into the namespace the test chose for it (netns.h), if any. */
+        const char *ns = h_netns_spawn_target();
+        if (ns) {
+            char nsp[128];
+            snprintf(nsp, sizeof nsp, "/run/netns/%s", ns);
+            int nfd = open(nsp, O_RDONLY);
+            if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
+                dprintf(2, "harness: setns %s: %s\n", ns, strerror(errno));
+                _exit(127);
+            }
+        }
         /* Criterion's pipes must not stay open in our children. */
         for (int i = 3; i < 1024; i++)
             close(i);

@@ -281,10 +281,11 @@ Test(rudp, datagrams_cross_the_session_whole_and_compressed_when_worth_it) {
     connect_ends(&e, NULL);
     memset(&D, 0, sizeof D);
     uint8_t b[1500];
-    cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, gp_rudp_dgram_max(e.r[0]) + 1), GP_ERR_TOO_LARGE);
-    cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, 0), GP_ERR_INVALID);
+    cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, gp_rudp_dgram_max(e.r[0]) + 1, e.l.now),
+                 GP_ERR_TOO_LARGE);
+    cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, 0, e.l.now), GP_ERR_INVALID);
     for (int i = 0; i < 60; i++)
-        cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, make_dgram(i, b)), 0);
+        cr_assert_eq(gp_rudp_send_dgram(e.r[0], b, make_dgram(i, b), e.l.now), 0);
     uint8_t seen[60] = {0};
     for (int round = 0; round < 50 && D.got < 60; round++) {
         run(&e, e.l.now + 50 * MS, on_none);
@@ -324,7 +325,7 @@ Test(rudp, a_raised_mtu_carries_1280_byte_datagrams_both_ways) {
     for (size_t i = 0; i < sizeof b; i++)
         b[i] = (uint8_t)rnd64();
     for (int side = 0; side < 2; side++)
-        cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b), GP_ERR_TOO_LARGE);
+        cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b, e.l.now), GP_ERR_TOO_LARGE);
     cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1000), GP_ERR_INVALID, "lowered");
     cr_assert_eq(gp_rudp_set_mtu(e.r[0], GP_RUDP_MTU_MAX + 1), GP_ERR_INVALID);
     cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1343), 0);
@@ -333,7 +334,7 @@ Test(rudp, a_raised_mtu_carries_1280_byte_datagrams_both_ways) {
     for (int side = 0; side < 2; side++) {
         cr_assert_geq(gp_rudp_dgram_max(e.r[side]), 1280, "side %d: %zu", side,
                       gp_rudp_dgram_max(e.r[side]));
-        cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b), 0);
+        cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b, e.l.now), 0);
     }
     run(&e, e.l.now + 500 * MS, on_none);
     for (int side = 0; side < 2; side++) {
@@ -341,6 +342,32 @@ Test(rudp, a_raised_mtu_carries_1280_byte_datagrams_both_ways) {
         cr_assert_eq(gp_rudp_recv_dgram(e.r[1 - side], &p), (ssize_t)sizeof b,
                      "side %d's datagram did not arrive", side);
         cr_assert_eq(memcmp(p, b, sizeof b), 0);
+    }
+    gp_rudp_free(e.r[0]);
+    gp_rudp_free(e.r[1]);
+    free(e.l.q);
+}
+
+/* After the raise, small datagrams keep flowing both ways, round after round (a ping). */
+Test(rudp, small_datagrams_keep_flowing_after_a_raise) {
+    ends e;
+    connect_ends(&e, NULL);
+    cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1343), 0);
+    cr_assert_eq(gp_rudp_set_mtu(e.r[1], 1335), 0);
+    uint8_t b[84];
+    memset(b, 0x42, sizeof b);
+    for (int round = 0; round < 20; round++) {
+        for (int side = 0; side < 2; side++) {
+            b[0] = (uint8_t)round;
+            cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b, e.l.now), 0);
+        }
+        run(&e, e.l.now + 300 * MS, on_none);
+        for (int side = 0; side < 2; side++) {
+            const uint8_t *p;
+            cr_assert_eq(gp_rudp_recv_dgram(e.r[1 - side], &p), (ssize_t)sizeof b,
+                         "round %d: side %d's datagram did not arrive", round, side);
+            cr_assert_eq(p[0], round);
+        }
     }
     gp_rudp_free(e.r[0]);
     gp_rudp_free(e.r[1]);

@@ -1,0 +1,271 @@
+/* l3.c — the L3 tunnel (proto/TUN.md) as a user meets it: real bridge and house processes, each
+ * with its own TUN device, in network namespaces of the test's own (tests/harness/netns.h):
+ * "hub" (Redis, the bridge, this test process: the user on the bridge host) and "far" (the
+ * house and the services it guards), joined by a veth pair carrying the rudp:// session. The
+ * user pings the house's address and talks TCP to it; --tun-allow decides what gets in (a
+ * port it does not name gets nothing), while the replies to what the house opened itself
+ * always come back; a LAN behind the house is reached through its masquerade; a route the
+ * registry does not allow is refused; the tunnel keeps TCP moving at 30% loss (random drops of
+ * the session's UDP by nftables on the veth: this kernel has no netem). */
+#include "../harness/netns.h"
+#include "../harness/world.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+TestSuite(l3, .init = h_init, .fini = h_fini, .timeout = 180);
+
+/* A TCP echo server on every address of its namespace, one per port given. */
+static const char echo_py[] =
+    "import socket, sys, threading\n"
+    "def serve(c):\n"
+    "    with c:\n"
+    "        while True:\n"
+    "            b = c.recv(65536)\n"
+    "            if not b: break\n"
+    "            c.sendall(b)\n"
+    "def listen(port):\n"
+    "    s = socket.socket(socket.AF_INET6)\n"
+    "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+    "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "    s.bind(('::', port)); s.listen(64)\n"
+    "    while True:\n"
+    "        c, _ = s.accept()\n"
+    "        threading.Thread(target=serve, args=(c,), daemon=True).start()\n"
+    "for p in sys.argv[1:]:\n"
+    "    threading.Thread(target=listen, args=(int(p),), daemon=True).start()\n"
+    "print('listening', flush=True)\n"
+    "threading.Event().wait()\n";
+
+typedef struct l3w {
+    char hub[64], far[64], lan[64];
+    h_proc *bridge, *house, *echo;
+    int bport, uport;
+    char pub[65], secret[65], url[64];
+    char addr4[64], addr6[64]; /* the house's, from the bridge's tun_up line */
+} l3w;
+
+static l3w W;
+
+/* The namespaces, the veth between them, Redis and a bridge with --tun in hub. */
+static void hub_up(const char *const *bridge_extra) {
+    h_netns_add("hub", W.hub, sizeof W.hub);
+    h_netns_add("far", W.far, sizeof W.far);
+    h_netns_link(W.hub, "vhub", "10.99.0.1/24", W.far, "vfar", "10.99.0.2/24");
+    h_netns_enter(W.hub);
+    h_redis_start(0);
+    char keyf[600];
+    snprintf(keyf, sizeof keyf, "%s/rudp.key", h_dir());
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", keyf, NULL}),
+                 0, "rudp-keygen: %s", err);
+    snprintf(W.pub, sizeof W.pub, "%.64s", out);
+    free(out), free(err);
+    W.uport = h_free_port();
+    char udp[16];
+    snprintf(udp, sizeof udp, "%d", W.uport);
+    snprintf(W.url, sizeof W.url, "rudp://10.99.0.1:%d", W.uport);
+    const char *bx[24] = {"--bridge-id",   "b1",   "--bind",     "0.0.0.0",
+                          "--rudp-listen", udp,    "--rudp-key", keyf,
+                          "--tun",         "gpb0", "--tun-pool", "100.96.0.0/24,fd7a:6770::/64"};
+    int n = 12;
+    for (int i = 0; bridge_extra && bridge_extra[i]; i++)
+        bx[n++] = bridge_extra[i];
+    W.bridge = h_bridge_start(0, &W.bport, bx, 1);
+    cr_assert(h_wait_log(W.bridge, "event=tun_listening", 10000), "the bridge's TUN is not up");
+}
+
+/* Copies the value of key= in the first log line of p holding `line` into out. */
+static int log_value(const h_proc *p, const char *line, const char *key, char *out, size_t cap) {
+    size_t len;
+    char *log = h_read_file(p->log, &len);
+    int ok = 0;
+    const char *l = log ? strstr(log, line) : NULL;
+    const char *eol = l ? strchr(l, '\n') : NULL;
+    const char *k = l ? strstr(l, key) : NULL;
+    if (k && (!eol || k < eol)) {
+        k += strlen(key);
+        size_t n = strcspn(k, " \n");
+        if (n < cap) {
+            memcpy(out, k, n);
+            out[n] = '\0';
+            ok = 1;
+        }
+    }
+    free(log);
+    return ok;
+}
+
+/* The house in far with --tun gph0 and extra options, registered, granted. */
+static void house_up(const char *const *extra) {
+    h_register("farm-1", W.secret);
+    const char *hx[32] = {"--bridge-key", W.pub, "--tun", "gph0"};
+    int n = 4;
+    for (int i = 0; extra && extra[i]; i++)
+        hx[n++] = extra[i];
+    h_netns_spawn_in(W.far);
+    W.house = h_house_start_url("farm-1", W.secret, W.url, "http://127.0.0.1:1", hx);
+    h_netns_spawn_in(NULL);
+    cr_assert(h_wait_log(W.house, "event=tun_up", 15000), "the house got no L3 grant");
+    cr_assert(h_wait_log(W.bridge, "event=tun_up", 5000));
+    char addrs[60];
+    cr_assert(log_value(W.bridge, "event=tun_up", "addr=", addrs, sizeof addrs));
+    char *comma = strchr(addrs, ',');
+    cr_assert_not_null(comma, "one address of each family: %s", addrs);
+    *comma = '\0';
+    snprintf(W.addr4, sizeof W.addr4, "%s", addrs);
+    snprintf(W.addr6, sizeof W.addr6, "%s", comma + 1);
+}
+
+static void echo_up(const char *ns, const char *ports) {
+    char py[600];
+    snprintf(py, sizeof py, "%s/echo.py", h_dir());
+    FILE *f = fopen(py, "w");
+    cr_assert_not_null(f);
+    fputs(echo_py, f);
+    fclose(f);
+    char *argv[8] = {"python3", py};
+    int n = 2;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", ports);
+    for (char *t = strtok(buf, " "); t && n < 7; t = strtok(NULL, " "))
+        argv[n++] = t;
+    argv[n] = NULL;
+    h_netns_spawn_in(ns);
+    W.echo = h_spawn("echo", argv);
+    h_netns_spawn_in(NULL);
+    cr_assert(h_wait_log(W.echo, "listening", 5000));
+}
+
+/* A TCP connection to addr:port within timeout_ms: the socket, or -1 (refused, or nothing
+ * answered: a SYN the house drops). */
+static int tcp_connect(const char *addr, int port, int timeout_ms) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t sl;
+    int v6 = strchr(addr, ':') != NULL;
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, addr, &a->sin6_addr);
+        sl = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, addr, &a->sin_addr);
+        sl = sizeof *a;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    cr_assert(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (poll(&pf, 1, timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 ||
+        err != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* n bytes through the echo at addr:port (written and read concurrently in slices), checked
+ * byte for byte. The rate in Mbit/s. */
+static double echo_bytes(const char *addr, int port, size_t n, int timeout_ms) {
+    int fd = tcp_connect(addr, port, 10000);
+    cr_assert(fd >= 0, "no TCP connection to %s:%d", addr, port);
+    uint8_t *out = h_prandom(n, "l3-echo"), *in = malloc(n);
+    size_t sent = 0, got = 0;
+    uint64_t t0 = h_now_ms(), end = t0 + (uint64_t)timeout_ms;
+    while (got < n) {
+        cr_assert(h_now_ms() < end, "%zu of %zu bytes echoed in %d ms", got, n, timeout_ms);
+        struct pollfd pf = {.fd = fd, .events = POLLIN | (sent < n ? POLLOUT : 0)};
+        if (poll(&pf, 1, 500) <= 0)
+            continue;
+        if ((pf.revents & POLLOUT) && sent < n) {
+            ssize_t w = send(fd, out + sent, n - sent < 16384 ? n - sent : 16384,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (pf.revents & POLLIN) {
+            ssize_t r = recv(fd, in + got, n - got, MSG_DONTWAIT);
+            cr_assert(r > 0 || (r < 0 && errno == EAGAIN), "the echo ended at %zu of %zu", got, n);
+            if (r > 0)
+                got += (size_t)r;
+        }
+    }
+    double ms = (double)(h_now_ms() - t0);
+    cr_assert_eq(memcmp(in, out, n), 0, "the echo came back changed");
+    free(in);
+    free(out);
+    close(fd);
+    return ms > 0 ? (double)n * 8 / 1000 / ms : 0;
+}
+
+static int ping(const char *ns, const char *addr, int count) {
+    char *out = NULL;
+    int rc = h_netns_sh(ns, 20000, &out, "ping -n -c %d -i 0.2 -W 3 %s", count, addr);
+    if (rc != 0)
+        fprintf(stderr, "ping %s: %s\n", addr, out ? out : "");
+    free(out);
+    return rc;
+}
+
+/* What a user does first: ping the house's addresses, talk TCP to an allowed service over
+ * IPv4 and IPv6; a port the rules do not name gets nothing, not even a reset; and the house's
+ * own connections to the hub get their replies back although no rule names them. */
+Test(l3, ping_tcp_and_the_allow_rules) {
+    hub_up(NULL);
+    echo_up(W.far, "7 8");
+    const char *hx[] = {"--tun-allow", "tcp:7", "--tun-allow", "icmp", NULL};
+    house_up(hx);
+    cr_assert_eq(ping(NULL, W.addr4, 3), 0, "no ping reply from %s", W.addr4);
+    cr_assert_eq(ping(NULL, W.addr6, 3), 0, "no ping reply from %s", W.addr6);
+    double r4 = echo_bytes(W.addr4, 7, 4 << 20, 60000);
+    double r6 = echo_bytes(W.addr6, 7, 1 << 20, 60000);
+    printf("l3 echo on a clean veth: IPv4 4 MiB at %.1f Mbit/s, IPv6 1 MiB at %.1f Mbit/s\n", r4,
+           r6);
+    int fd = tcp_connect(W.addr4, 8, 3000);
+    cr_assert_lt(fd, 0, "port 8 answered although only tcp:7 is allowed");
+    /* The house opens a connection to the hub (port 9 of the bridges' address): its SYN-ACK
+     * and data come back through the flow table. */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET, .sin_port = htons(9)};
+    inet_pton(AF_INET, "100.96.0.1", &la.sin_addr);
+    int one = 1;
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    cr_assert_eq(bind(ls, (struct sockaddr *)&la, sizeof la), 0, "bind 100.96.0.1:9: %s",
+                 strerror(errno));
+    cr_assert_eq(listen(ls, 4), 0);
+    char *out = NULL;
+    int rc = h_netns_sh(W.far, 15000, &out,
+                        "python3 -c \"import socket; s=socket.create_connection(('100.96.0.1',9),"
+                        " timeout=10); s.sendall(b'from the house'); s.close()\"");
+    cr_assert_eq(rc, 0, "the house could not connect to the hub: %s", out ? out : "");
+    free(out);
+    struct pollfd pf = {.fd = ls, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 10000), 1, "the house's connection to the hub never arrived");
+    int c = accept(ls, NULL, NULL);
+    char buf[64] = {0};
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_gt(recv(c, buf, sizeof buf - 1, 0), 0);
+    cr_assert_str_eq(buf, "from the house");
+    close(c);
+    close(ls);
+}
