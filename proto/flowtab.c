@@ -134,9 +134,13 @@ static uint32_t bucket_of(const gp_flowtab *t, const uint8_t *k, size_t len) {
     return v & t->mask;
 }
 
+/* Times past GP_FLOWTAB_TIME_MAX are taken as it: a deadline never overflows. */
+static uint64_t clock_of(uint64_t now) {
+    return now > GP_FLOWTAB_TIME_MAX ? GP_FLOWTAB_TIME_MAX : now;
+}
+
 static uint64_t deadline(const flow *f) {
-    uint64_t ms = class_ms[f->cls];
-    return f->last > UINT64_MAX - ms ? UINT64_MAX : f->last + ms;
+    return f->last + class_ms[f->cls];
 }
 
 static int expired(const flow *f, uint64_t now) {
@@ -246,6 +250,7 @@ static void flow_touch(gp_flowtab *t, uint32_t i, uint64_t now) {
 
 size_t gp_flowtab_expire(gp_flowtab *t, uint64_t now_ms, size_t budget) {
     size_t done = 0;
+    now_ms = clock_of(now_ms);
     for (int c = 0; c < NCLS && done < budget; c++) {
         while (done < budget && t->tail[c] != NIL && expired(&t->f[t->tail[c]], now_ms)) {
             flow_remove(t, t->tail[c]);
@@ -450,6 +455,7 @@ int gp_flowtab_out(gp_flowtab *t, const gp_ip_pkt *pkt, const uint8_t *p, size_t
     uint8_t k[FK_LEN];
     if (!t || !pkt_fits(pkt, p, n) || later_fragment(pkt) || !pkt_key(pkt, p, 0, k))
         return 0;
+    now_ms = clock_of(now_ms);
     int tcp = pkt->proto == GP_IPPROTO_TCP;
     uint8_t fl = tcp ? pkt->tcp_flags : 0;
     uint32_t b = bucket_of(t, k, FK_LEN);
@@ -501,6 +507,7 @@ int gp_flowtab_in(gp_flowtab *t, const gp_ip_pkt *pkt, const uint8_t *p, size_t 
                   uint64_t now_ms) {
     if (!t || !pkt_fits(pkt, p, n))
         return 0;
+    now_ms = clock_of(now_ms);
     uint8_t k[FK_LEN];
     if (later_fragment(pkt)) {
         uint8_t pk[PK_LEN];

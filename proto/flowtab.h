@@ -5,7 +5,8 @@
  * they are for everything else.
  *
  * Pure: no clock (the time is passed in, in milliseconds, and must not go backwards: if it
- * does, flows live longer, nothing worse), no I/O, no global, no log. The table is allocated
+ * does, flows live longer, nothing worse; past GP_FLOWTAB_TIME_MAX it stands still), no I/O,
+ * no global, no log. The table is allocated
  * once by gp_flowtab_new and never grows: at most `capacity` flows; when full, a new flow takes
  * the place of an expired one if there is one, else of the least recently used (counted as
  * evicted). O(1) on average per packet: a chained hash table keyed with SipHash-2-4 under the
@@ -29,7 +30,8 @@
 
 #define GP_FLOWTAB_DEFAULT_CAPACITY 16384u
 #define GP_FLOWTAB_MAX_CAPACITY (1u << 22)
-#define GP_FLOWTAB_KEY_LEN 16 /* crypto_shorthash_KEYBYTES: the hash's secret key */
+#define GP_FLOWTAB_KEY_LEN 16                /* crypto_shorthash_KEYBYTES: the hash's secret key */
+#define GP_FLOWTAB_TIME_MAX (UINT64_MAX / 2) /* a later time is taken as this one */
 
 /* Idle timeouts, in ms: a flow not seen (in or out) for this long is gone. */
 #define GP_FLOWTAB_TCP_NEW_MS 60000u      /* TCP that never had a packet back (a SYN alone) */

@@ -281,3 +281,64 @@ write("fuzz_ippkt", "rules", b"\x00tcp:22, icmp ,any@10.0.0.0/8")
 write("fuzz_ippkt", "pool_v6", b"\x00fd00:1::/64\x00" + bytes(range(8)))
 write("fuzz_ippkt", "pool_v4", b"\x0010.8.0.0/31\x00\x01")
 write("fuzz_ippkt", "mapped", b"\x00::ffff:10.0.0.1")
+
+# fuzz_flowtab input: byte 0 sets the table (bits 0-3: capacity - 1, 4-6: the hash key, 7: the
+# clock near its end), then records: a control byte (bits 0-1: 0 out, 1 in, 2 out and its
+# mirror in, 3 out and an ICMP error quoting it in; bit 2 fix lengths and checksum; bit 3 a
+# stale parse; bits 4-5 the error type or the sweep's budget; bit 6 a sweep; bit 7 half a
+# quote), a time step (little-endian; bit 15: seconds) and a length (little-endian), then the
+# packet. H4/H6: the house's TUN addresses; A4/B4, A6/B6 (above): hosts on the hub side.
+H4, H6, R4, R6 = "10.7.0.2", "fd7a::2", "192.168.1.1", "fd00:1::1"
+
+def rec(ctl, pkt, ms=0, secs=None):
+    step = 0x8000 | secs if secs is not None else ms
+    return struct.pack("<BHH", ctl, step, len(pkt)) + pkt
+
+def echo4(src, dst, typ, ident):
+    return ip4(1, src, dst, l4sum(struct.pack(">BBHHH", typ, 0, 0, ident, 1) + b"ping", 2, b""))
+
+def echo6(src, dst, typ, ident):
+    m = struct.pack(">BBHHH", typ, 0, 0, ident, 1) + b"ping"
+    return ip6(58, src, dst, l4sum(m, 2, pseudo(6, src, dst, 58, len(m))))
+
+def err4(src, dst, typ, code, quote):
+    return ip4(1, src, dst, icmp4(typ, code, quote)[:4] + bytes(4) + quote)
+
+def err6(src, dst, typ, code, quote):
+    return ip6(58, src, dst, icmp6(src, dst, typ, code, b"")[:4] + bytes(4) + quote)
+
+T4 = lambda sp, dp, fl, src=H4, dst=B4: ip4(6, src, dst, tcp(4, src, dst, sp, dp, fl))
+T6 = lambda sp, dp, fl, src=H6, dst=B6: ip6(6, src, dst, tcp(6, src, dst, sp, dp, fl))
+U4 = lambda sp, dp, src=H4, dst=B4: ip4(17, src, dst, udp(4, src, dst, sp, dp, b"query"))
+U6 = lambda sp, dp, src=H6, dst=B6: ip6(17, src, dst, udp(6, src, dst, sp, dp, b"query"))
+BIG4 = ip4(6, H4, B4, tcp(4, H4, B4, 40000, 443, 0x10, data=bytes(1400)))
+BIG6 = ip6(6, H6, B6, tcp(6, H6, B6, 40000, 443, 0x10, data=bytes(1400)))
+
+write("fuzz_flowtab", "tcp_v4", b"\x0f" + rec(0, T4(40000, 80, 0x02)) + rec(1, T4(80, 40000, 0x12, B4, H4), 20)
+      + rec(0, T4(40000, 80, 0x10), 1) + rec(1, T4(80, 40000, 0x11, B4, H4), secs=100)
+      + rec(0, T4(40000, 80, 0x11), 3) + rec(1, T4(80, 40000, 0x10, B4, H4), secs=29)
+      + rec(0x40, b"", secs=2))
+write("fuzz_flowtab", "tcp_v6_rst", b"\x03" + rec(0, T6(40000, 22, 0x02)) + rec(1, T6(22, 40000, 0x14, B6, H6), 5)
+      + rec(0, T6(40000, 22, 0x02), 10) + rec(1, T6(22, 40000, 0x12, B6, H6), secs=59))
+write("fuzz_flowtab", "mirror", b"\x07" + rec(2, T4(40001, 443, 0x02)) + rec(2, U4(5353, 53), 3)
+      + rec(2, echo4(H4, B4, 8, 77), 3) + rec(2, T6(40001, 443, 0x02)) + rec(2, U6(5353, 53))
+      + rec(2, echo6(H6, B6, 128, 78)) + rec(2, ip4(47, H4, B4, bytes(8))))
+write("fuzz_flowtab", "udp_echo", b"\x0f" + rec(0, U4(5353, 53)) + rec(1, U4(53, 5353, B4, H4), 40)
+      + rec(1, U4(53, 5354, B4, H4)) + rec(0, echo6(H6, B6, 128, 9)) + rec(1, echo6(B6, H6, 129, 9), 8)
+      + rec(1, echo6(B6, H6, 129, 10)) + rec(1, U4(53, 5353, B4, H4), secs=179)
+      + rec(1, echo6(B6, H6, 129, 9), secs=31))
+write("fuzz_flowtab", "related", b"\x0f" + rec(3, BIG4) + rec(0x13, BIG6, 2) + rec(0xa3, U6(33434, 33435))
+      + rec(0x23, echo4(H4, B4, 8, 5)) + rec(0, BIG4[:20] + BIG4[20:]) + rec(1, err4(R4, H4, 3, 4, BIG4[:576 - 28]), 1)
+      + rec(1, err6(R6, H6, 2, 0, BIG6[:1232]), 1) + rec(1, err4(R4, H4, 11, 0, BIG4[:27]), 1)
+      + rec(1, err4(R4, H4, 5, 1, BIG4[:28]), 1))
+FRAG = udp(4, H4, B4, 5000, 7, bytes(992))
+FRAG_IN = udp(4, B4, H4, 7, 5000, bytes(992))
+write("fuzz_flowtab", "fragments", b"\x0f" + rec(0, ip4(17, H4, B4, FRAG[:504], frag=0x2000))
+      + rec(0, ip4(17, H4, B4, FRAG[504:], frag=63)) + rec(1, ip4(17, B4, H4, FRAG_IN[:504], frag=0x2000), 5)
+      + rec(1, ip4(17, B4, H4, FRAG_IN[504:], frag=63), 1)
+      + rec(1, ip6(44, B6, H6, bytes([17, 0, 0x04, 0xd0, 0, 0, 0, 9]) + bytes(200)), 1))
+write("fuzz_flowtab", "evict", b"\x01" + b"".join(rec(0x40 if k % 3 == 2 else 0, U4(10000 + k, 53), 7)
+                                                   for k in range(6))
+      + rec(1, U4(53, 10005, B4, H4)) + rec(1, U4(53, 10000, B4, H4)))
+write("fuzz_flowtab", "stale", b"\x85" + rec(0, T4(1, 2, 0x02)) + rec(8, U6(3, 4)) + rec(9, T4(2, 1, 0x12, B4, H4))
+      + rec(4, BIG4[:40]) + rec(0x4c, U4(9, 9), secs=0x7fff))

@@ -407,6 +407,19 @@ Test(flowtab, refreshed_by_traffic) {
     done(t);
 }
 
+/* The clock stands still past GP_FLOWTAB_TIME_MAX: no deadline overflows. */
+Test(flowtab, clock_at_its_end) {
+    gp_flowtab *t = new_table(4);
+    pk q = udp_pk(V4.house, V4.hub, 5353, 53), a = udp_pk(V4.hub, V4.house, 53, 5353);
+    uint64_t end = GP_FLOWTAB_TIME_MAX;
+    cr_assert_eq(out(t, &q, end - 59999), 1);
+    cr_assert_eq(in(t, &a, end), 1, "one ms before its deadline");
+    cr_assert_eq(out(t, &q, UINT64_MAX), 1);
+    cr_assert_eq(in(t, &a, UINT64_MAX), 1, "UINT64_MAX is GP_FLOWTAB_TIME_MAX");
+    cr_assert_eq(gp_flowtab_expire(t, UINT64_MAX, 4), 0);
+    done(t);
+}
+
 /* ---- related ICMP errors ---- */
 
 Test(flowtab, too_big_for_our_packet) {
