@@ -474,6 +474,15 @@ void br_house_state_update(br_houses *h, br_conn *c) {
     br_args_u64(&a, c->st_bytes_in);
     br_args_u64(&a, c->st_bytes_out);
     br_args_str(&a, loss);
+    br_args_u64(&a, ls.fec_repaired);
+    br_l3_figures l3f;
+    br_l3_figures_of(c, &l3f);
+    br_args_str(&a, l3f.addr);
+    br_args_u64(&a, l3f.pkts_in);
+    br_args_u64(&a, l3f.pkts_out);
+    br_args_u64(&a, l3f.bytes_in);
+    br_args_u64(&a, l3f.bytes_out);
+    br_args_u64(&a, l3f.drops);
     c->st_dirty = 0;
     c->last_renew_ms = br_env_now(e);
     br_conn_ref(c);

@@ -241,6 +241,7 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
     }
     h->pkts_out++;
     h->bytes_out += n;
+    h->c->st_dirty = 1; /* its live state shows the tunnel's counters (stats.c, every second) */
     l3->t.pkts_out++;
     l3->t.bytes_out += n;
 }
@@ -296,6 +297,7 @@ void br_l3_dgram(br_l3 *l3, br_conn *c, const uint8_t *cp, size_t n) {
     }
     h->pkts_in++;
     h->bytes_in += n;
+    c->st_dirty = 1;
     l3->t.pkts_in++;
     l3->t.bytes_in += n;
 }

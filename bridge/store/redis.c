@@ -69,8 +69,8 @@ void br_args_str(br_args *a, const char *s) {
 }
 
 void br_args_u64(br_args *a, uint64_t v) {
-    if (a->nnum >= 12)
-        abort();
+    if (a->nnum >= (int)(sizeof a->num / sizeof a->num[0]))
+        abort(); /* a programming error: a command with more numbers than num holds */
     char *b = a->num[a->nnum++];
     int n = snprintf(b, 24, "%llu", (unsigned long long)v);
     br_args_bin(a, b, (size_t)n);

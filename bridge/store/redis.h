@@ -82,7 +82,7 @@ typedef struct br_args {
     int n, nnum;
     const char *v[BR_ARGS_MAX];
     size_t l[BR_ARGS_MAX];
-    char num[12][24];
+    char num[24][24]; /* br_args_u64's digits (a state refresh has 14) */
 } br_args;
 void br_args_init(br_args *a);
 void br_args_str(br_args *a, const char *s);

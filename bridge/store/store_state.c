@@ -47,6 +47,8 @@ void gp_state_init(gp_state *s) {
     s->since_ms = s->last_seen_ms = s->epoch = -1;
     s->req_total = s->err_total = s->bytes_in = s->bytes_out = s->ts_ms = -1;
     s->rtt_ms = s->loss_pct = -1;
+    s->fec_repaired = s->tun_pkts_in = s->tun_pkts_out = s->tun_bytes_in = s->tun_bytes_out =
+        s->tun_drops = -1;
 }
 
 static int is(const redisReply *k, const char *name) {
@@ -93,6 +95,13 @@ void gp_state_parse(gp_state *s, const redisReply *r) {
         GP_HF_LL_OF(gp_state, GP_STATE_BYTES_IN, bytes_in),
         GP_HF_LL_OF(gp_state, GP_STATE_BYTES_OUT, bytes_out),
         GP_HF_LL_OF(gp_state, GP_STATE_TS, ts_ms),
+        GP_HF_LL_OF(gp_state, GP_STATE_FEC, fec_repaired),
+        GP_HF_STR_OF(gp_state, GP_STATE_TUN_ADDR, tun_addr),
+        GP_HF_LL_OF(gp_state, GP_STATE_TUN_PKTS_IN, tun_pkts_in),
+        GP_HF_LL_OF(gp_state, GP_STATE_TUN_PKTS_OUT, tun_pkts_out),
+        GP_HF_LL_OF(gp_state, GP_STATE_TUN_BYTES_IN, tun_bytes_in),
+        GP_HF_LL_OF(gp_state, GP_STATE_TUN_BYTES_OUT, tun_bytes_out),
+        GP_HF_LL_OF(gp_state, GP_STATE_TUN_DROPS, tun_drops),
     };
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2)
         return;

@@ -22,8 +22,17 @@
 #define GP_STATE_ERR_TOTAL "err_total"
 #define GP_STATE_BYTES_IN "bytes_in"
 #define GP_STATE_BYTES_OUT "bytes_out"
-#define GP_STATE_LOSS "loss_pct" /* rudp's loss estimate, 0 for wss */
-#define GP_STATE_TS "ts_ms"      /* when the bridge wrote the counters */
+#define GP_STATE_LOSS "loss_pct"    /* rudp's loss estimate, 0 for wss */
+#define GP_STATE_FEC "fec_repaired" /* rudp: the house's packets rebuilt by FEC */
+/* The L3 tunnel (proto/TUN.md), once granted: the house's addresses, and its packets and
+ * bytes in (from the house into the hub's device) and out, and those dropped. */
+#define GP_STATE_TUN_ADDR "tun_addr"
+#define GP_STATE_TUN_PKTS_IN "tun_pkts_in"
+#define GP_STATE_TUN_PKTS_OUT "tun_pkts_out"
+#define GP_STATE_TUN_BYTES_IN "tun_bytes_in"
+#define GP_STATE_TUN_BYTES_OUT "tun_bytes_out"
+#define GP_STATE_TUN_DROPS "tun_drops"
+#define GP_STATE_TS "ts_ms" /* when the bridge wrote the counters */
 
 /* One house's live state. Strings are NUL-terminated, control bytes replaced by '?', "..."
  * at the end when truncated; empty when absent. Numbers are -1 when absent or not numbers. */
@@ -34,6 +43,9 @@ typedef struct gp_state {
     double rtt_ms; /* 0.1 ms resolution */
     long long req_total, err_total, bytes_in, bytes_out, ts_ms;
     double loss_pct;
+    long long fec_repaired;
+    char tun_addr[96]; /* empty: no L3 tunnel */
+    long long tun_pkts_in, tun_pkts_out, tun_bytes_in, tun_bytes_out, tun_drops;
 } gp_state;
 
 void gp_state_init(gp_state *s); /* nothing known: not connected */
@@ -93,7 +105,9 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
     "return e\n"
 
 /* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
- * req_total, err_total, bytes_in, bytes_out, loss_pct (the live stats of bridge/admin/ADMIN.md).
+ * req_total, err_total, bytes_in, bytes_out, loss_pct, fec_repaired, tun_addr, tun_pkts_in,
+ * tun_pkts_out, tun_bytes_in, tun_bytes_out, tun_drops (the live stats of
+ * bridge/admin/ADMIN.md; tun_* written only when tun_addr is not empty).
  * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
  * Redis lost its data (restart without persistence): re-assert ours rather than drop a
  * house that is still connected. */
@@ -104,7 +118,12 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
     "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"     \
     "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7],\n"              \
     "  'req_total', ARGV[9], 'err_total', ARGV[10], 'bytes_in', ARGV[11],\n"                       \
-    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13])\n"                                             \
+    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13], 'fec_repaired', ARGV[14])\n"                   \
+    "if ARGV[15] ~= '' then\n"                                                                     \
+    "  redis.call('HSET', KEYS[2], 'tun_addr', ARGV[15], 'tun_pkts_in', ARGV[16],\n"               \
+    "    'tun_pkts_out', ARGV[17], 'tun_bytes_in', ARGV[18], 'tun_bytes_out', ARGV[19],\n"         \
+    "    'tun_drops', ARGV[20])\n"                                                                 \
+    "end\n"                                                                                        \
     "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"                                                    \
     "return 1\n"
 

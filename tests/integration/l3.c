@@ -226,6 +226,18 @@ static int ping(const char *ns, const char *addr, int count) {
     return rc;
 }
 
+/* The house's live state has its L3 address and packets both ways. */
+static int state_has_tun(void *ud) {
+    (void)ud;
+    redisReply *r = h_cmd("HMGET gp:{farm-1}:state tun_addr tun_pkts_in tun_pkts_out");
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strstr(r->element[0]->str, W.addr4) &&
+             r->element[1]->type == REDIS_REPLY_STRING && atoll(r->element[1]->str) > 100 &&
+             r->element[2]->type == REDIS_REPLY_STRING && atoll(r->element[2]->str) > 100;
+    freeReplyObject(r);
+    return ok;
+}
+
 /* What a user does first: ping the house's addresses, talk TCP to an allowed service over
  * IPv4 and IPv6; a port the rules do not name gets nothing, not even a reset; and the house's
  * own connections to the hub get their replies back although no rule names them. */
@@ -242,6 +254,9 @@ Test(l3, ping_tcp_and_the_allow_rules) {
            r6);
     int fd = tcp_connect(W.addr4, 8, 3000);
     cr_assert_lt(fd, 0, "port 8 answered although only tcp:7 is allowed");
+    /* The operator's view: the house's live state shows its address and the tunnel's
+     * counters (written every second while it has traffic). */
+    cr_assert(h_wait(state_has_tun, NULL, 5000), "the live state shows no tunnel traffic");
     /* The house opens a connection to the hub (port 9 of the bridges' address): its SYN-ACK
      * and data come back through the flow table. */
     int ls = socket(AF_INET, SOCK_STREAM, 0);
