@@ -78,7 +78,7 @@ int cli_connect_cmd(cli_ctx *c, int argc, char **argv); /* cli_stream.c */
 int cli_forward(cli_ctx *c, int argc, char **argv);     /* cli_stream.c */
 
 /* A house's L3 tunnel settings (cli_tun.c). Routes given on the command line: canonical,
- * de-duplicated (tunroutes.h). */
+ * de-duplicated (tunbook.h). */
 typedef struct cli_routes {
     gp_cidr r[GP_TUN_ROUTES_MAX];
     size_t n;
@@ -93,12 +93,12 @@ int cli_tun_addr_parse(cli_ctx *c, const char *opt, const char *s, gp_ip_addr *a
  * the refusal printed and CLI_FAIL (no pools recorded yet, a is outside its family's pool,
  * a is index 0 (the bridges' own address), the other family's pool has no such index) or
  * CLI_USAGE (Redis). Whether another house holds the index is the caller's to check. */
-int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a,
-                  gp_reg_tun_pools *pools, uint64_t *idx);
+int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a, gp_tun_pools *pools,
+                  uint64_t *idx);
 /* "100.96.0.7, fd7a:6770::7" (either may be missing: family 0; "" for none) into out[cap]. */
 void cli_tun_addrs(char *out, size_t cap, const gp_ip_addr *a4, const gp_ip_addr *a6);
 /* The same for index idx of the pools. */
-void cli_tun_pool_addrs(char *out, size_t cap, const gp_reg_tun_pools *pools, uint64_t idx);
+void cli_tun_pool_addrs(char *out, size_t cap, const gp_tun_pools *pools, uint64_t idx);
 /* `house list`'s TUN column: the IPv4 address (or IPv6 when only that pool), "-" none, "?"
  * unknown (may not read <p>:tun), "#<index>" without pools. out needs GP_IP_ADDR_STRLEN. */
 const char *cli_tun_column(char *out, size_t cap, const gp_reg_house *h);

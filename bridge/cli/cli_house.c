@@ -96,7 +96,7 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
 
     /* The L3 address first, checked before anything is written: the pools, the index it
      * means, nobody else's. (Claimed after the house is added: a race lost there is said.) */
-    gp_reg_tun_pools pools;
+    gp_tun_pools pools;
     uint64_t tidx = 0;
     char err[256], holder[GP_MAX_HOUSE_ID + 1];
     if (tun_addr) {

@@ -32,12 +32,12 @@ int cli_tun_addr_parse(cli_ctx *c, const char *opt, const char *s, gp_ip_addr *a
 }
 
 /* The pool of family f, NULL when the bridges run without one. */
-static const gp_cidr *pool_of(const gp_reg_tun_pools *p, int f) {
+static const gp_cidr *pool_of(const gp_tun_pools *p, int f) {
     return f == 4 ? (p->has4 ? &p->p4 : NULL) : (p->has6 ? &p->p6 : NULL);
 }
 
-int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a,
-                  gp_reg_tun_pools *pools, uint64_t *idx) {
+int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a, gp_tun_pools *pools,
+                  uint64_t *idx) {
     char err[256], at[GP_IP_ADDR_STRLEN], pt[GP_CIDR_STRLEN], ot[GP_CIDR_STRLEN];
     int r = gp_reg_tun_pools_get(rc, c->prefix, pools, err, sizeof err);
     if (r == GP_REG_NOT_FOUND) {
@@ -95,13 +95,10 @@ void cli_tun_addrs(char *out, size_t cap, const gp_ip_addr *a4, const gp_ip_addr
     snprintf(out, cap, "%s%s%s", t4, t4[0] && t6[0] ? ", " : "", t6);
 }
 
-void cli_tun_pool_addrs(char *out, size_t cap, const gp_reg_tun_pools *pools, uint64_t idx) {
-    gp_reg_house h;
-    gp_reg_house_init(&h, "", 0);
-    h.tun_has = 1;
-    h.tun_index = idx;
-    gp_reg_house_set_tun(&h, pools);
-    cli_tun_addrs(out, cap, &h.tun4, &h.tun6);
+void cli_tun_pool_addrs(char *out, size_t cap, const gp_tun_pools *pools, uint64_t idx) {
+    gp_ip_addr a4, a6;
+    gp_tun_pool_addrs(pools, idx, &a4, &a6);
+    cli_tun_addrs(out, cap, &a4, &a6);
 }
 
 const char *cli_tun_column(char *out, size_t cap, const gp_reg_house *h) {
@@ -207,7 +204,7 @@ int cli_house_tun(cli_ctx *c, int argc, char **argv) {
     cli_tun_addrs(was, sizeof was, &h.tun4, &h.tun6);
     int addr_changed = 0, routes_changed = 0;
     if (addr) {
-        gp_reg_tun_pools pools;
+        gp_tun_pools pools;
         uint64_t idx = 0;
         if (!is_auto && (rv = cli_tun_index(c, rc, "--addr", &a, &pools, &idx)) != 0)
             goto done;

@@ -127,7 +127,7 @@ static int tun_index_of(br_rc *rc, const char *ktun, const char *id, uint64_t *i
     redisReply *r = cmd(rc, err, errlen, "HGET", ktun, f, NULL);
     if (!r)
         return GP_REG_REDIS;
-    int has = gp_reg_tun_index_parse(r, idx);
+    int has = gp_tun_index_parse(r, idx);
     freeReplyObject(r);
     return has;
 }
@@ -237,12 +237,13 @@ static int tun_parse(gp_reg_house *hs, size_t n, const redisReply *r, char *err,
                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return GP_REG_REDIS;
     }
-    gp_reg_tun_pools pools;
+    gp_tun_pools pools;
     char why[8];
-    int pv = gp_reg_tun_pools_parse(&pools, r->element[0], r->element[1], why, sizeof why);
+    int pv = gp_tun_pools_parse(&pools, r->element[0], r->element[1], why, sizeof why);
     for (size_t i = 0; i < n; i++) {
-        hs[i].tun_has = gp_reg_tun_index_parse(r->element[2 + i], &hs[i].tun_index);
-        gp_reg_house_set_tun(&hs[i], pv == 0 ? &pools : NULL);
+        hs[i].tun_has = gp_tun_index_parse(r->element[2 + i], &hs[i].tun_index);
+        gp_tun_pool_addrs(pv == 0 && hs[i].tun_has == 1 ? &pools : NULL, hs[i].tun_index,
+                          &hs[i].tun4, &hs[i].tun6);
     }
     return 0;
 }
@@ -442,7 +443,7 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
 
 /* --- the L3 tunnel's address book ------------------------------------------------------- */
 
-int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_reg_tun_pools *out, char *err,
+int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_tun_pools *out, char *err,
                          size_t errlen) {
     memset(out, 0, sizeof *out);
     char ktun[GP_KEY_MAX];
@@ -457,7 +458,7 @@ int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_reg_tun_pools *out, c
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
         gp_errf(err, errlen, "redis: HMGET %s: unexpected reply", ktun);
     else {
-        rv = gp_reg_tun_pools_parse(out, r->element[0], r->element[1], err, errlen);
+        rv = gp_tun_pools_parse(out, r->element[0], r->element[1], err, errlen);
         rv = rv < 0 ? GP_ERR_INVALID : rv > 0 ? GP_REG_NOT_FOUND : 0;
         if (rv == GP_REG_NOT_FOUND)
             gp_errf(err, errlen, "no L3 address pools are recorded in %s", ktun);

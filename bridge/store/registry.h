@@ -15,7 +15,7 @@
 #include "store_house.h"
 #include "store_state.h"
 #include "store_tun.h"
-#include "tunroutes.h"
+#include "tunbook.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,7 +88,8 @@ typedef struct gp_reg_house {
     int tun_has;
     uint64_t tun_index;
     gp_ip_addr tun4, tun6;
-    /* The prefixes it may advertise (its hash's tun_routes, as gp_tun_routes_parse reads it). */
+    /* The prefixes it may advertise (its hash's tun_routes, as gp_tun_routes_parse reads it:
+     * tunbook.h). */
     gp_cidr tun_routes[GP_TUN_ROUTES_MAX];
     size_t ntun_routes;
 } gp_reg_house;
@@ -119,15 +120,9 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
 
 /* --- the L3 tunnel's address book, <p>:tun (store_tun.h) --- */
 
-/* The pools every bridge with --tun runs with, as the first of them recorded them. */
-typedef struct gp_reg_tun_pools {
-    int has4, has6; /* that pool is recorded (a bridge may run with one family only) */
-    gp_cidr p4, p6;
-} gp_reg_tun_pools;
-
 /* Reads the pools. 0; GP_REG_NOT_FOUND when none are recorded yet (no bridge has started with
  * --tun); GP_ERR_INVALID when what is recorded does not parse (message in err); GP_REG_REDIS. */
-int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_reg_tun_pools *out, char *err,
+int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_tun_pools *out, char *err,
                          size_t errlen);
 
 /* The house holding pool index idx into holder[GP_MAX_HOUSE_ID + 1] ("" when free). 0 or
@@ -191,12 +186,8 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
  * Redis, written by anyone; strings come out terminated, control bytes replaced.
  * gp_reg_house_init: nothing known of house id[0..idlen). gp_reg_house_parse: the HMGET
  * reply of GP_REG_HOUSE_FIELDS. gp_reg_bstats_parse: HGETALL <p>:bstats:<bid> (an array).
- * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object.
- * gp_reg_tun_pools_parse: the values of pool4 and pool6 (NULL or nil: absent); 0, 1 when
- * neither is recorded, -1 when one does not parse (message in err). gp_reg_tun_index_parse:
- * the value of an h:<house> or i:... field as an index (1, or 0 when absent or not one).
- * gp_reg_house_set_tun: the house's index (tun_has and tun_index set) and the pools (NULL:
- * unknown) into its addresses. */
+ * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object. (The
+ * L3 address book's values: tunbook.h.) */
 #define GP_REG_HOUSE_FIELDS                                                                        \
     GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED, GP_HOUSE_TUN_ROUTES
 #define GP_REG_NHOUSE_FIELDS 4
@@ -208,9 +199,5 @@ void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r);
 extern const gp_hash_field gp_reg_bstats_fields[];
 extern const size_t gp_reg_bstats_nfields;
 int gp_reg_recent_parse(gp_reg_recent_req *q, const redisReply *e);
-int gp_reg_tun_pools_parse(gp_reg_tun_pools *p, const redisReply *v4, const redisReply *v6,
-                           char *err, size_t errlen);
-int gp_reg_tun_index_parse(const redisReply *v, uint64_t *idx);
-void gp_reg_house_set_tun(gp_reg_house *h, const gp_reg_tun_pools *pools);
 
 #endif

@@ -5,10 +5,7 @@
 #include "registry.h"
 #include "store_bridge.h"
 
-#include "gp.h"
-
 #include <jansson.h>
-#include <stdint.h>
 #include <string.h>
 
 void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen) {
@@ -38,69 +35,6 @@ void gp_reg_house_parse(gp_reg_house *h, const redisReply *r) {
         routes->type == REDIS_REPLY_STRING
             ? gp_tun_routes_parse(routes->str, routes->len, h->tun_routes, GP_TUN_ROUTES_MAX, NULL)
             : 0;
-}
-
-/* One pool's recorded text: 1 parsed into c, 0 absent or empty (the bridges run without that
- * family), -1 not a prefix of that family. */
-static int pool_parse(const redisReply *v, int family, gp_cidr *c, char *err, size_t errlen) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0)
-        return 0;
-    char t[GP_CIDR_STRLEN + 8], why[160];
-    if (v->len >= sizeof t || memchr(v->str, '\0', v->len)) {
-        gp_errf(err, errlen, "the IPv%d pool recorded is not a prefix", family);
-        return -1;
-    }
-    memcpy(t, v->str, v->len);
-    t[v->len] = '\0';
-    if (gp_cidr_parse(t, c, why, sizeof why) != 0) {
-        gp_errf(err, errlen, "the IPv%d pool recorded does not parse: %s", family, why);
-        return -1;
-    }
-    if (c->addr.family != family) {
-        gp_errf(err, errlen, "the IPv%d pool recorded, %s, is of the other family", family, t);
-        return -1;
-    }
-    return 1;
-}
-
-int gp_reg_tun_pools_parse(gp_reg_tun_pools *p, const redisReply *v4, const redisReply *v6,
-                           char *err, size_t errlen) {
-    memset(p, 0, sizeof *p);
-    int absent = !(v4 && v4->type == REDIS_REPLY_STRING) && !(v6 && v6->type == REDIS_REPLY_STRING);
-    int a = pool_parse(v4, 4, &p->p4, err, errlen);
-    int b = a < 0 ? 0 : pool_parse(v6, 6, &p->p6, err, errlen);
-    if (a < 0 || b < 0) {
-        memset(p, 0, sizeof *p);
-        return -1;
-    }
-    p->has4 = a;
-    p->has6 = b;
-    return absent ? 1 : 0;
-}
-
-int gp_reg_tun_index_parse(const redisReply *v, uint64_t *idx) {
-    if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 20)
-        return 0;
-    uint64_t n = 0;
-    for (size_t i = 0; i < v->len; i++) {
-        unsigned d = (unsigned char)v->str[i] - '0';
-        if (d > 9 || n > (UINT64_MAX - d) / 10)
-            return 0;
-        n = n * 10 + d;
-    }
-    *idx = n;
-    return 1;
-}
-
-void gp_reg_house_set_tun(gp_reg_house *h, const gp_reg_tun_pools *pools) {
-    memset(&h->tun4, 0, sizeof h->tun4);
-    memset(&h->tun6, 0, sizeof h->tun6);
-    if (h->tun_has != 1 || !pools)
-        return;
-    if (pools->has4 && gp_pool_addr(&pools->p4, h->tun_index, &h->tun4) != 0)
-        memset(&h->tun4, 0, sizeof h->tun4);
-    if (pools->has6 && gp_pool_addr(&pools->p6, h->tun_index, &h->tun6) != 0)
-        memset(&h->tun6, 0, sizeof h->tun6);
 }
 
 const gp_hash_field gp_reg_bstats_fields[] = {

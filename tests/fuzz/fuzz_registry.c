@@ -54,18 +54,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             clean(b.host, sizeof b.host);
         } else if (which == 4 && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
             /* as gp_reg_list's HMGET of <p>:tun: the pools, then each house's index */
-            gp_reg_tun_pools p;
+            gp_tun_pools p;
             char err[160];
-            int pv = gp_reg_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err);
+            int pv = gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err);
             assert(pv != 0 || !p.has4 || p.p4.addr.family == 4);
             assert(pv != 0 || !p.has6 || p.p6.addr.family == 6);
             for (size_t i = 2; i < r->elements; i++) {
-                gp_reg_house h;
-                gp_reg_house_init(&h, "fuzz", 4);
-                h.tun_has = gp_reg_tun_index_parse(r->element[i], &h.tun_index);
-                gp_reg_house_set_tun(&h, pv == 0 ? &p : NULL);
-                assert(!h.tun4.family || (h.tun_has == 1 && gp_cidr_contains(&p.p4, &h.tun4)));
-                assert(!h.tun6.family || (h.tun_has == 1 && gp_cidr_contains(&p.p6, &h.tun6)));
+                uint64_t idx;
+                gp_ip_addr a4, a6;
+                if (!gp_tun_index_parse(r->element[i], &idx))
+                    continue;
+                gp_tun_pool_addrs(pv == 0 ? &p : NULL, idx, &a4, &a6);
+                assert(!a4.family || gp_cidr_contains(&p.p4, &a4));
+                assert(!a6.family || gp_cidr_contains(&p.p6, &a6));
             }
         } else if (which == 3 && r->type == REDIS_REPLY_ARRAY) { /* as gp_reg_recent */
             for (size_t i = 0; i < r->elements; i++) {

@@ -142,51 +142,47 @@ Test(store, tun_routes_from_the_command_line) {
 
 /* <p>:tun's values: the pools (none recorded, one family, junk) and indexes. */
 Test(store, tun_pools_and_indexes) {
-    gp_reg_tun_pools p;
+    gp_tun_pools p;
     char err[160];
     redisReply *r = resp("*2\r\n$-1\r\n$-1\r\n");
-    cr_assert_eq(gp_reg_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 1);
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 1);
     freeReplyObject(r);
     r = resp("*2\r\n$13\r\n100.96.0.0/16\r\n$0\r\n\r\n");
-    cr_assert_eq(gp_reg_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 0);
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 0);
     cr_assert(p.has4 && !p.has6 && p.p4.len == 16);
     freeReplyObject(r);
     r = resp("*2\r\n$14\r\nfd7a:6770::/64\r\n$-1\r\n");
-    cr_assert_eq(gp_reg_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), -1,
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), -1,
                  "an IPv6 pool as pool4");
     freeReplyObject(r);
 
     uint64_t idx;
     r = resp("*5\r\n$1\r\n7\r\n$20\r\n18446744073709551615\r\n$20\r\n18446744073709551616\r\n"
              "$2\r\n-1\r\n$-1\r\n");
-    cr_assert_eq(gp_reg_tun_index_parse(r->element[0], &idx), 1);
+    cr_assert_eq(gp_tun_index_parse(r->element[0], &idx), 1);
     cr_assert_eq(idx, 7);
-    cr_assert_eq(gp_reg_tun_index_parse(r->element[1], &idx), 1);
+    cr_assert_eq(gp_tun_index_parse(r->element[1], &idx), 1);
     cr_assert_eq(idx, UINT64_MAX);
-    cr_assert_eq(gp_reg_tun_index_parse(r->element[2], &idx), 0, "past 64 bits");
-    cr_assert_eq(gp_reg_tun_index_parse(r->element[3], &idx), 0);
-    cr_assert_eq(gp_reg_tun_index_parse(r->element[4], &idx), 0);
+    cr_assert_eq(gp_tun_index_parse(r->element[2], &idx), 0, "past 64 bits");
+    cr_assert_eq(gp_tun_index_parse(r->element[3], &idx), 0);
+    cr_assert_eq(gp_tun_index_parse(r->element[4], &idx), 0);
     freeReplyObject(r);
 
     /* Index 6: the 7th host of each pool; past a pool's end, no address of that family. */
     r = resp("*2\r\n$13\r\n100.96.0.0/30\r\n$14\r\nfd7a:6770::/64\r\n");
-    cr_assert_eq(gp_reg_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 0, "%s",
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 0, "%s",
                  err);
     freeReplyObject(r);
-    gp_reg_house h;
-    gp_reg_house_init(&h, "h", 1);
-    h.tun_has = 1;
-    h.tun_index = 1;
-    gp_reg_house_set_tun(&h, &p);
+    gp_ip_addr a4, a6;
+    gp_tun_pool_addrs(&p, 1, &a4, &a6);
     char a[GP_IP_ADDR_STRLEN];
-    cr_assert_str_eq(gp_ip_addr_format(&h.tun4, a), "100.96.0.2");
-    cr_assert_str_eq(gp_ip_addr_format(&h.tun6, a), "fd7a:6770::2");
-    h.tun_index = 6;
-    gp_reg_house_set_tun(&h, &p);
-    cr_assert_eq(h.tun4.family, 0, "a /30 has 2 hosts");
-    cr_assert_str_eq(gp_ip_addr_format(&h.tun6, a), "fd7a:6770::7");
-    gp_reg_house_set_tun(&h, NULL);
-    cr_assert_eq(h.tun6.family, 0, "no pools known");
+    cr_assert_str_eq(gp_ip_addr_format(&a4, a), "100.96.0.2");
+    cr_assert_str_eq(gp_ip_addr_format(&a6, a), "fd7a:6770::2");
+    gp_tun_pool_addrs(&p, 6, &a4, &a6);
+    cr_assert_eq(a4.family, 0, "a /30 has 2 hosts");
+    cr_assert_str_eq(gp_ip_addr_format(&a6, a), "fd7a:6770::7");
+    gp_tun_pool_addrs(NULL, 6, &a4, &a6);
+    cr_assert_eq(a6.family, 0, "no pools known");
 }
 
 Test(store, bridge_stats_and_recent) {
