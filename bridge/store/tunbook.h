@@ -47,9 +47,9 @@ int gp_tun_routes_add(gp_cidr *r, size_t *n, const char *s, char *err, size_t er
 size_t gp_tun_routes_parse(const char *s, size_t len, gp_cidr *r, size_t max, size_t *skipped);
 
 /* r[0..n) as the field's text ("10.1.2.0/24,fd00::/64"; "" for none) into out[cap]: its
- * length, or -1 when it does not fit (cap is at most GP_L3_LIST_MAX + 1: proto/frame.h's limit
- * for the list a bridge sends). sep is put between two prefixes ("," for the field, ", " for
- * people). */
+ * length, or -1 when it does not fit (the field is stored only when it fits GP_L3_LIST_MAX + 1
+ * bytes: proto/frame.h's limit for a list in an L3 frame). sep is put between two prefixes (","
+ * for the field, ", " for people). */
 int gp_tun_routes_format(const gp_cidr *r, size_t n, const char *sep, char *out, size_t cap);
 
 #endif
