@@ -151,11 +151,15 @@ write("fuzz_api_body", "no_labels", b'{"id":"h1","labels":null}')
 write("fuzz_api_body", "bad", b'{"id":"h\\u0000x","labels":{"a":1},"id":"dup"}')
 
 # fuzz_api_house input: byte 0's bits pick, reply by reply, the state hash (1) or the house
-# hash (0); then RESP replies as HGETALL gives them.
+# hash (0: an array of odd length is the HMGET of <p>:tun instead); then RESP replies as
+# HGETALL (HMGET) gives them.
 write("fuzz_api_house", "both", b"\x02" + resp(["secret", "ab" * 32, "labels", '{"site":"n\\u00e9"}',
                                                  "created", "1700000000000", "disabled", "1"])
       + resp(["bridge", "b\"1\\", "transport", "rudp", "since", "1700000000000", "rtt_ms", "0.3",
               "loss_pct", "29.50", "req_total", "12", "bytes_in", "0x10", "epoch", "7"]))
+write("fuzz_api_house", "tun", b"\x00" + resp(["secret", "ab" * 32, "tun_routes",
+                                                "10.1.2.0/24,fd00::/64,x\"y"])
+      + resp(["100.96.0.0/16", "fd7a:6770::/64", "7"]))
 write("fuzz_api_house", "odd", b"\x01" + resp(["bridge", "\x1b[2J\xc3", "rtt_ms", "nan", "since",
                                                 "1e400"]) + resp([1, 2, "x"]))
 
