@@ -91,7 +91,8 @@ int cli_routes_opt(cli_ctx *c, cli_routes *rt, const char *opt, const char *v);
 int cli_tun_addr_parse(cli_ctx *c, const char *opt, const char *s, gp_ip_addr *a);
 /* Address a as an index of the pools recorded in <p>:tun (read into *pools): 0 with *idx, or
  * the refusal printed and CLI_FAIL (no pools recorded yet, a is outside its family's pool,
- * a is index 0 (the bridges' own address), the other family's pool has no such index) or
+ * a is index 0 (the bridges' own address), past 2^53 (the scripts' Lua numbers), the other
+ * family's pool has no such index) or
  * CLI_USAGE (Redis). Whether another house holds the index is the caller's to check. */
 int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a, gp_tun_pools *pools,
                   uint64_t *idx);

@@ -31,6 +31,8 @@ int cli_tun_addr_parse(cli_ctx *c, const char *opt, const char *s, gp_ip_addr *a
     return 0;
 }
 
+#define GP_TUN_INDEX_EXACT (1ULL << 53) /* the largest index a Lua number holds exactly */
+
 /* The pool of family f, NULL when the bridges run without one. */
 static const gp_cidr *pool_of(const gp_tun_pools *p, int f) {
     return f == 4 ? (p->has4 ? &p->p4 : NULL) : (p->has6 ? &p->p6 : NULL);
@@ -73,6 +75,15 @@ int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a, g
     if (*idx == 0) {
         cli_err(c, "%s: %s is the bridges' own address in the pool %s (index 0), never a house's",
                 opt, at, pt);
+        return CLI_FAIL;
+    }
+    if (*idx > GP_TUN_INDEX_EXACT) {
+        /* The address book's scripts hold an index as a Lua number (GP_TUN_ALLOC_LUA returns
+         * tonumber of it): past 2^53 it would come back as another index, another address. */
+        cli_err(c,
+                "%s: %s is index %llu of the pool %s: past 2^53, which the address book's "
+                "scripts cannot count exactly; choose an address nearer the pool's start",
+                opt, at, (unsigned long long)*idx, pt);
         return CLI_FAIL;
     }
     if (other && *idx >= gp_pool_size(other)) {

@@ -418,6 +418,7 @@ Test(cli, house_tun_addresses_and_routes) {
          "host addresses",
          1},
         {"--tun-addr", "fd7a:6770::1:0:0", "the IPv4 pool 100.96.0.0/16 has no index", 1},
+        {"--tun-addr", "fd7a:6770::40:0:0:1", "past 2^53", 1},
         {"--tun-addr", "100.96.7", "'100.96.7' is not an IPv4 or IPv6 address", 2},
         {"--tun-route", "10.1.2.3/24",
          "--tun-route: \"10.1.2.3/24\" has bits set past /24 (the network is 10.1.2.0/24)", 2},
