@@ -131,16 +131,16 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
     sodium_memzero(secret, sizeof secret);
     /* The house is registered: its secret is printed whatever follows. A failure of its L3
      * settings is said after it (exit status 1). */
-    char tun_err[300] = "";
+    char routes_err[300] = "", addr_err[300] = "";
     if (rt.given && gp_reg_tun_routes_set(rc, c->prefix, id, rt.r, rt.n, err, sizeof err) != 0)
-        snprintf(tun_err, sizeof tun_err, "its L3 routes were not stored: %s", err);
-    if (tun_addr && !tun_err[0]) {
+        snprintf(routes_err, sizeof routes_err, "its L3 routes were not stored: %s", err);
+    if (tun_addr) {
         r = gp_reg_tun_set(rc, c->prefix, id, tidx, holder, err, sizeof err);
         if (r == GP_REG_EXISTS)
-            snprintf(tun_err, sizeof tun_err, "L3 address %s was taken by house %s meanwhile",
+            snprintf(addr_err, sizeof addr_err, "L3 address %s was taken by house %s meanwhile",
                      tun_addr, holder);
         else if (r != 0)
-            snprintf(tun_err, sizeof tun_err, "its L3 address was not set: %s", err);
+            snprintf(addr_err, sizeof addr_err, "its L3 address was not set: %s", err);
     }
     char addrs[2 * GP_IP_ADDR_STRLEN + 4], routes[GP_TUN_ROUTES_MAX * (GP_CIDR_STRLEN + 2)];
     if (tun_addr)
@@ -153,9 +153,9 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
                "secret: %s\n",
                id, force ? " (secret replaced)" : "", have_mk ? " (secret sealed at rest)" : "",
                hex);
-        if (tun_addr && !tun_err[0])
+        if (tun_addr && !addr_err[0])
             printf("L3 addresses: %s (pool index %llu)\n", addrs, (unsigned long long)tidx);
-        if (rt.given && !tun_err[0])
+        if (rt.given && !routes_err[0])
             printf("L3 routes it may advertise: %s\n", rt.n ? routes : "none");
         printf("\nThis is the only time the secret is shown: keep it on the house's machine.\n"
                "Start the house there with:\n"
@@ -164,9 +164,12 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
                hex, id);
     }
     sodium_memzero(hex, sizeof hex);
-    if (tun_err[0]) {
-        cli_err(c, "house %s is registered, but %s (see `ghostport house tun %s`)", id, tun_err,
-                id);
+    const char *errs[2] = {routes_err, addr_err};
+    for (int k = 0; k < 2; k++)
+        if (errs[k][0])
+            cli_err(c, "house %s is registered, but %s (see `ghostport house tun %s`)", id, errs[k],
+                    id);
+    if (routes_err[0] || addr_err[0]) {
         rv = CLI_FAIL;
         goto done;
     }
