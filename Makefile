@@ -40,7 +40,7 @@ STORE_SRC := $(wildcard bridge/store/*.c)
 BRIDGE_SRC := $(wildcard bridge/daemon/*.c bridge/admin/*.c bridge/front/*.c bridge/*.c) \
 	$(filter-out bridge/store/registry.c bridge/store/rclient.c,$(STORE_SRC))
 CLI_SRC := $(wildcard bridge/cli/*.c) bridge/store/registry.c bridge/store/rkeys.c bridge/store/rclient.c bridge/store/rurl.c \
-	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c
+	bridge/store/tlsrelay.c bridge/store/store_state.c bridge/store/store_views.c bridge/store/tunbook.c
 # The admin port (HTTP server, request parsing, metrics) is in proto/, shared by both daemons;
 # its libuv glue is proto/adapters/uv_admin.c (libgpuv.a).
 HOUSE_SRC := $(wildcard house/*.c)
@@ -185,7 +185,8 @@ $(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli/cli_esc.o
 # The Redis key layout (pure names), checked against README.md's table.
 $(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/store/rkeys.o
 # The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.
-$(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store/store_state.o $(BUILD)/obj/bridge/store/store_views.o
+$(BUILD)/tests/unit_store: $(BUILD)/obj/bridge/store/store_state.o $(BUILD)/obj/bridge/store/store_views.o \
+		$(BUILD)/obj/bridge/store/tunbook.o
 $(BUILD)/tests/unit_store: UNIT_LIBS := -lhiredis -ljansson
 # The bridge's request/reply core on a fake house, a fake Redis and a virtual clock.
 $(BUILD)/tests/unit_reqcore: $(BUILD)/obj/tests/unit/reqcore.o $(call obj,bridge/daemon/reqcore.c \
@@ -285,7 +286,8 @@ build-fuzz/fuzz_rkeys: tests/fuzz/fuzz_rkeys.c bridge/store/rkeys.c
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge/store -fsanitize=fuzzer,address,undefined -o $@ $^
 # What the CLI reads back from Redis (house, state and stats hashes, recent requests), as RESP
 # through hiredis's reader, into the store's pure parsers.
-build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store/store_views.c bridge/store/store_state.c
+build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store/store_views.c bridge/store/store_state.c \
+		bridge/store/tunbook.c proto/ippkt.c proto/gp.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,hiredis jansson) -lm
@@ -295,13 +297,13 @@ build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli/cli_esc.c
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/admin/api_body.c bridge/store/store_state.c \
-		$(PROTO_SRC)
+		bridge/store/tunbook.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -Ibridge/admin -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
 # A house's hashes as RESP, parsed and written as the JSON API's view of it.
 build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c bridge/store/store_state.c \
-		$(PROTO_SRC)
+		bridge/store/tunbook.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -Ibridge/admin -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm

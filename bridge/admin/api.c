@@ -8,6 +8,7 @@
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_house.h"
+#include "../store/store_tun.h"
 #include "admin_http.h"
 #include "api_body.h"
 
@@ -42,10 +43,11 @@ typedef struct api_ctx {
     char secret_hex[GP_SECRET_HEX_LEN + 1];
 } api_ctx;
 
-/* Per command: the call it belongs to, and the house it fills (NULL: none). */
+/* Per command: the call it belongs to, and the houses it fills (h[0..n); NULL: none). */
 typedef struct sub {
     api_ctx *ctx;
     br_house_view *h;
+    size_t n;
 } sub;
 
 static void house_views_free(br_house_view *hv, size_t n) {
@@ -74,7 +76,7 @@ typedef struct overview {
  * the stored overview. Each call in flight points back to it (api_ctx.api). */
 struct br_api {
     br_admin_view v;
-    br_script add, disable, rm;
+    br_script add, disable, rm, tunset;
     overview ov;
 };
 
@@ -86,6 +88,7 @@ br_api *br_api_new(const br_admin_view *v) {
     api->add = (br_script){GP_REG_ADD_LUA, ""};
     api->disable = (br_script){GP_REG_DISABLE_LUA, ""};
     api->rm = (br_script){GP_REG_RM_LUA, ""};
+    api->tunset = (br_script){GP_TUN_SET_LUA, ""};
     return api;
 }
 
@@ -93,6 +96,7 @@ void br_api_load_scripts(br_api *api) {
     br_db_load_script(api->v.env->db, &api->add);
     br_db_load_script(api->v.env->db, &api->disable);
     br_db_load_script(api->v.env->db, &api->rm);
+    br_db_load_script(api->v.env->db, &api->tunset);
 }
 
 static void ctx_free(api_ctx *x) {
@@ -240,10 +244,10 @@ static void release(api_ctx *x) {
     step_done(x);
 }
 
-/* Sends a command (or a script when s is set) for x; cb gets a sub {x, h}. 0, or -1 when
+/* Sends a command (or a script when s is set) for x; cb gets a sub {x, h, n}. 0, or -1 when
  * Redis is not there (x->failed is set then). */
-static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis_fn cb,
-                 br_house_view *h) {
+static int rsend_n(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis_fn cb,
+                   br_house_view *h, size_t n) {
     sub *u = calloc(1, sizeof *u);
     if (!u) {
         x->failed = 1;
@@ -251,6 +255,7 @@ static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis
     }
     u->ctx = x;
     u->h = h;
+    u->n = n;
     x->pending++;
     int rc = s ? br_db_eval(x->api->v.env->db, s, cb, u, nkeys, a)
                : br_db_cmd(x->api->v.env->db, cb, u, a);
@@ -261,6 +266,12 @@ static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis
         return -1;
     }
     return 0;
+}
+
+/* The same for one house (or none). */
+static int rsend(api_ctx *x, br_script *s, int nkeys, const br_args *a, br_redis_fn cb,
+                 br_house_view *h) {
+    return rsend_n(x, s, nkeys, a, cb, h, 1);
 }
 
 /* Takes the sub apart: its call, after noting a lost reply. */
@@ -360,6 +371,48 @@ static void read_house(api_ctx *x, br_house_view *h) {
     rsend(x, NULL, 0, &a, on_state, h);
 }
 
+/* HMGET <p>:tun pool4 pool6 h:<id>... for u's houses. An error reply (the bridge's Redis user
+ * may not read <p>:tun: an ACL file older than the L3 tunnel) leaves their L3 fields unknown
+ * rather than failing the call; a reply lost fails it as any other. */
+static void on_tun(redisReply *r, void *ud) {
+    sub *u = ud;
+    br_house_view *h = u->h;
+    size_t n = u->n;
+    api_ctx *x = u->ctx;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        free(u);
+        x->pending--;
+        br_log(BR_LOG_DEBUG, "admin_api_tun_unreadable", "err=%s", br_qs(r->str));
+    } else {
+        x = sub_take(ud, r);
+    }
+    br_house_view_parse_tun(h, n, r);
+    step_done(x);
+}
+
+/* The L3 indexes of houses h[0..n) and the pools, in HMGETs of TUN_BATCH houses (what a
+ * br_args holds). One key: one Cluster slot. */
+#define TUN_BATCH (BR_ARGS_MAX - 4)
+static void read_tun(api_ctx *x, br_house_view *h, size_t n) {
+    char kt[GP_KEY_MAX];
+    if (gp_key_tun(kt, x->api->v.env->cfg->prefix) < 0)
+        return;
+    for (size_t at = 0; at < n && !x->failed; at += TUN_BATCH) {
+        size_t m = n - at < TUN_BATCH ? n - at : TUN_BATCH;
+        char f[TUN_BATCH][GP_MAX_HOUSE_ID + 3];
+        br_args a;
+        cmd2(&a, "HMGET", kt);
+        br_args_str(&a, "pool4");
+        br_args_str(&a, "pool6");
+        for (size_t i = 0; i < m; i++) {
+            snprintf(f[i], sizeof f[i], "h:%s", h[at + i].id);
+            br_args_str(&a, f[i]);
+        }
+        if (rsend_n(x, NULL, 0, &a, on_tun, &h[at], m) != 0)
+            return;
+    }
+}
+
 static void on_members(redisReply *r, void *ud) {
     api_ctx *x = sub_take(ud, r);
     size_t m = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
@@ -378,6 +431,7 @@ static void on_members(redisReply *r, void *ud) {
         br_house_view_init(h, id);
         read_house(x, h);
     }
+    read_tun(x, x->hv, x->nh);
     step_done(x);
 }
 
@@ -469,6 +523,7 @@ static void house_start(api_ctx *x) {
     br_house_view_init(x->hv, x->id);
     x->pending++;
     read_house(x, x->hv);
+    read_tun(x, x->hv, 1);
     br_args a;
     cmd2(&a, "LRANGE", kr);
     br_args_str(&a, "0");
@@ -610,6 +665,20 @@ static void on_srem(redisReply *r, void *ud) {
     step_done(x);
 }
 
+/* The house's L3 index freed. Not the answer's business: the house is gone by then, and a
+ * DELETE again would be a 404; a failure (the bridge's Redis user may not write <p>:tun) is
+ * logged: the index stays taken until `ghostport house tun ID --addr auto`. */
+static void on_tun_freed(redisReply *r, void *ud) {
+    sub *u = ud;
+    api_ctx *x = u->ctx;
+    free(u);
+    x->pending--;
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        br_log(BR_LOG_WARN, "tun_index_not_freed", "house=%s err=%s", x->id,
+               br_qs(r ? r->str : "no reply"));
+    step_done(x);
+}
+
 static void on_rm(redisReply *r, void *ud) {
     api_ctx *x = sub_take(ud, r);
     if (!x->failed && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -617,6 +686,15 @@ static void on_rm(redisReply *r, void *ud) {
         x->removed += r->element[0]->integer;
         x->stream_len = r->element[1]->integer;
         houses_index(x, "SREM", on_srem);
+        /* Its L3 index (another slot), as `ghostport house rm` frees it: removal is removal. */
+        char kt[GP_KEY_MAX];
+        gp_key_tun(kt, x->api->v.env->cfg->prefix);
+        br_args a;
+        br_args_init(&a);
+        br_args_str(&a, kt);
+        br_args_str(&a, x->id);
+        br_args_str(&a, "0");
+        rsend(x, &x->api->tunset, 1, &a, on_tun_freed, NULL);
     } else {
         x->failed = 1;
     }

@@ -3,6 +3,7 @@
  * (see api_body.h). */
 #include "api_body.h"
 #include "../store/store_house.h"
+#include "../store/store_tun.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -62,6 +63,7 @@ void br_house_view_init(br_house_view *h, const char *id) {
 
 void br_house_view_clear(br_house_view *h) {
     free(h->labels);
+    free(h->tun_routes);
 }
 
 int br_redis_field_is(const redisReply *k, const char *name) {
@@ -101,7 +103,32 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
             h->created_ms = br_redis_num(v);
         } else if (br_redis_field_is(k, GP_HOUSE_DISABLED)) {
             h->disabled = v->len == 1 && v->str[0] == '1';
+        } else if (br_redis_field_is(k, GP_HOUSE_TUN_ROUTES)) {
+            /* What parses, canonical: the text is written into JSON as it is. */
+            gp_cidr rt[GP_TUN_ROUTES_MAX];
+            size_t n = gp_tun_routes_parse(v->str, v->len, rt, GP_TUN_ROUTES_MAX, NULL);
+            size_t cap = (size_t)GP_TUN_ROUTES_MAX * GP_CIDR_STRLEN;
+            char *t = n ? malloc(cap) : NULL;
+            free(h->tun_routes);
+            h->tun_routes = NULL;
+            if (t && gp_tun_routes_format(rt, n, ",", t, cap) > 0) {
+                h->tun_routes = t;
+                t = NULL;
+            }
+            free(t);
         }
+    }
+}
+
+void br_house_view_parse_tun(br_house_view *h, size_t n, const redisReply *r) {
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 + n;
+    gp_tun_pools pools;
+    char err[8];
+    int pv = ok ? gp_tun_pools_parse(&pools, r->element[0], r->element[1], err, sizeof err) : -1;
+    for (size_t i = 0; i < n; i++) {
+        h[i].tun_has = ok ? gp_tun_index_parse(r->element[2 + i], &h[i].tun_index) : -1;
+        gp_tun_pool_addrs(pv == 0 && h[i].tun_has == 1 ? &pools : NULL, h[i].tun_index, &h[i].tun4,
+                          &h[i].tun6);
     }
 }
 
@@ -172,4 +199,29 @@ void br_house_view_json(br_sbuf *b, const br_house_view *h) {
         br_sb_puts(b, nums[i].key);
         sb_num(b, nums[i].v == -1 ? NAN : nums[i].v); /* -1: absent */
     }
+    /* The L3 tunnel: index (null: none or unknown), addresses, routes (canonical prefixes, as
+     * parsed: no character to escape). */
+    char t[GP_IP_ADDR_STRLEN + 4];
+    if (h->tun_has == 1)
+        snprintf(t, sizeof t, "%llu", (unsigned long long)h->tun_index);
+    br_sb_puts(b, ",\"tun_index\":");
+    br_sb_puts(b, h->tun_has == 1 ? t : "null");
+    br_sb_puts(b, ",\"tun_addr\":[");
+    const gp_ip_addr *as[2] = {&h->tun4, &h->tun6};
+    for (int i = 0, k = 0; i < 2; i++)
+        if (as[i]->family) {
+            br_sb_puts(b, k++ ? ",\"" : "\"");
+            br_sb_puts(b, gp_ip_addr_format(as[i], t));
+            br_sb_puts(b, "\"");
+        }
+    br_sb_puts(b, "],\"tun_routes\":[");
+    for (const char *p = h->tun_routes; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        br_sb_puts(b, p == h->tun_routes ? "\"" : ",\"");
+        br_sb_put(b, p, n);
+        br_sb_puts(b, "\"");
+        p = e ? e + 1 : p + n;
+    }
+    br_sb_puts(b, "]");
 }

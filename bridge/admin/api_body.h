@@ -5,6 +5,7 @@
 #define BR_API_BODY_H
 
 #include "../store/store_state.h"
+#include "../store/tunbook.h"
 #include "auth.h"
 #include "buf.h"
 
@@ -30,6 +31,12 @@ typedef struct br_house_view {
     char *labels;      /* compact JSON object; NULL: {} */
     double created_ms; /* NAN: null */
     gp_state st;       /* the live state (store_state.h): -1 and "" are null */
+    char *tun_routes;  /* the L3 routes it may advertise, canonical, comma-separated; NULL: none */
+    /* Its L3 index (<p>:tun, store_tun.h): tun_has 1 known, 0 none, -1 unknown (not read: the
+     * bridge's Redis user may not); its addresses in each pool (family 0: none). */
+    int tun_has;
+    uint64_t tun_index;
+    gp_ip_addr tun4, tun6;
 } br_house_view;
 
 /* A growing JSON text (proto/buf.h). */
@@ -41,6 +48,9 @@ void br_house_view_clear(br_house_view *h);                /* frees its strings 
  * parser of the live state, gp_state_parse) into h; anything else in them is ignored. */
 void br_house_view_parse_house(br_house_view *h, const redisReply *r);
 void br_house_view_parse_state(br_house_view *h, const redisReply *r);
+/* The reply of HMGET <p>:tun pool4 pool6 h:<id>... for houses h[0..n) (in that order): their
+ * L3 indexes and addresses. Any other reply (an error, a short array) leaves them unknown. */
+void br_house_view_parse_tun(br_house_view *h, size_t n, const redisReply *r);
 /* h's fields as JSON, every one of ADMIN.md (null until known), without the braces. Strings
  * Redis held are escaped, control and non-ASCII bytes written as '?'. */
 void br_house_view_json(br_sbuf *b, const br_house_view *h);

@@ -70,11 +70,39 @@ int cli_house_list(cli_ctx *c, int argc, char **argv);
 int cli_house_rm(cli_ctx *c, int argc, char **argv);
 int cli_house_disable(cli_ctx *c, int argc, char **argv);
 int cli_house_enable(cli_ctx *c, int argc, char **argv);
-int cli_top(cli_ctx *c, int argc, char **argv); /* cli_top.c */
+int cli_house_tun(cli_ctx *c, int argc, char **argv); /* cli_tun.c */
+int cli_top(cli_ctx *c, int argc, char **argv);       /* cli_top.c */
 int cli_request(cli_ctx *c, int argc, char **argv);
 int cli_rudp_keygen(cli_ctx *c, int argc, char **argv); /* cli_keys.c */
 int cli_connect_cmd(cli_ctx *c, int argc, char **argv); /* cli_stream.c */
 int cli_forward(cli_ctx *c, int argc, char **argv);     /* cli_stream.c */
+
+/* A house's L3 tunnel settings (cli_tun.c). Routes given on the command line: canonical,
+ * de-duplicated (tunbook.h). */
+typedef struct cli_routes {
+    gp_cidr r[GP_TUN_ROUTES_MAX];
+    size_t n;
+    int given; /* the option was there (even if it added nothing new) */
+} cli_routes;
+/* Adds the value v of option opt (one CIDR prefix, or several separated by commas). 0, or
+ * CLI_USAGE with gp_cidr_parse's message (or the limits') printed. */
+int cli_routes_opt(cli_ctx *c, cli_routes *rt, const char *opt, const char *v);
+/* The address text s of option opt: 0, or CLI_USAGE (printed). */
+int cli_tun_addr_parse(cli_ctx *c, const char *opt, const char *s, gp_ip_addr *a);
+/* Address a as an index of the pools recorded in <p>:tun (read into *pools): 0 with *idx, or
+ * the refusal printed and CLI_FAIL (no pools recorded yet, a is outside its family's pool,
+ * a is index 0 (the bridges' own address), past 2^53 (the scripts' Lua numbers), the other
+ * family's pool has no such index) or
+ * CLI_USAGE (Redis). Whether another house holds the index is the caller's to check. */
+int cli_tun_index(cli_ctx *c, br_rc *rc, const char *opt, const gp_ip_addr *a, gp_tun_pools *pools,
+                  uint64_t *idx);
+/* "100.96.0.7, fd7a:6770::7" (either may be missing: family 0; "" for none) into out[cap]. */
+void cli_tun_addrs(char *out, size_t cap, const gp_ip_addr *a4, const gp_ip_addr *a6);
+/* The same for index idx of the pools. */
+void cli_tun_pool_addrs(char *out, size_t cap, const gp_tun_pools *pools, uint64_t idx);
+/* `house list`'s TUN column: the IPv4 address (or IPv6 when only that pool), "-" none, "?"
+ * unknown (may not read <p>:tun), "#<index>" without pools. out needs GP_IP_ADDR_STRLEN. */
+const char *cli_tun_column(char *out, size_t cap, const gp_reg_house *h);
 
 uint64_t cli_wall_ms(void);
 /* ms since the epoch as "2026-11-23T21:30:15Z" (UTC), "-" when negative (unknown). */

@@ -1,5 +1,5 @@
 /* cli_house.c — `ghostport house add|list|rm|disable|enable`: managing the house registry
- * in Redis.
+ * in Redis (`house tun`, a house's L3 tunnel settings: cli_tun.c).
  * I/O side (blocking Redis client via registry.c, stdout). */
 #include "cli_cmd.h"
 #include "cli_esc.h"
@@ -13,15 +13,29 @@
 #include <time.h>
 
 int cli_house_add(cli_ctx *c, int argc, char **argv) {
-    const char *id = NULL;
+    const char *id = NULL, *tun_addr = NULL;
     int force = 0, quiet = 0, rv = CLI_USAGE;
     json_t *labels = json_object();
     br_rc *rc = NULL;
+    cli_routes rt;
+    memset(&rt, 0, sizeof rt);
     if (!labels)
         return CLI_USAGE;
     for (int i = 0; i < argc; i++) {
         const char *v;
-        int r = cli_opt_val(argc, argv, &i, "--label", "-l", &v);
+        int r;
+        if ((r = cli_opt_val(argc, argv, &i, "--tun-addr", NULL, &v)) != 0) {
+            if (r < 0)
+                goto done;
+            tun_addr = v;
+            continue;
+        }
+        if ((r = cli_opt_val(argc, argv, &i, "--tun-route", NULL, &v)) != 0) {
+            if (r < 0 || cli_routes_opt(c, &rt, "--tun-route", v) != 0)
+                goto done;
+            continue;
+        }
+        r = cli_opt_val(argc, argv, &i, "--label", "-l", &v);
         if (r < 0)
             goto done;
         if (r > 0) {
@@ -70,6 +84,9 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
                 GP_MAX_HOUSE_ID);
         goto done;
     }
+    gp_ip_addr ta;
+    if (tun_addr && cli_tun_addr_parse(c, "--tun-addr", tun_addr, &ta) != 0)
+        goto done;
     uint8_t mk[32];
     int have_mk;
     if (cli_master_key(c, mk, &have_mk) != 0)
@@ -77,10 +94,29 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
     if (!(rc = cli_connect(c)))
         goto done;
 
+    /* The L3 address first, checked before anything is written: the pools, the index it
+     * means, nobody else's. (Claimed after the house is added: a race lost there is said.) */
+    gp_tun_pools pools;
+    uint64_t tidx = 0;
+    char err[256], holder[GP_MAX_HOUSE_ID + 1];
+    if (tun_addr) {
+        if ((rv = cli_tun_index(c, rc, "--tun-addr", &ta, &pools, &tidx)) != 0)
+            goto done;
+        rv = CLI_USAGE;
+        if (gp_reg_tun_holder(rc, c->prefix, tidx, holder, err, sizeof err) != 0) {
+            cli_err(c, "%s", err);
+            goto done;
+        }
+        if (holder[0] && strcmp(holder, id) != 0) {
+            cli_err(c, "L3 address %s is taken by house %s", tun_addr, holder);
+            rv = CLI_FAIL;
+            goto done;
+        }
+    }
+
     uint8_t secret[GP_SECRET_LEN];
     randombytes_buf(secret, sizeof secret);
     char *lj = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
-    char err[256];
     int r = gp_reg_add(rc, c->prefix, id, secret, have_mk ? mk : NULL, lj, cli_wall_ms(), force,
                        err, sizeof err);
     free(lj);
@@ -93,19 +129,50 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
     char hex[GP_SECRET_HEX_LEN + 1];
     gp_secret_to_hex(secret, hex);
     sodium_memzero(secret, sizeof secret);
+    /* The house is registered: its secret is printed whatever follows. A failure of its L3
+     * settings is said after it (exit status 1). */
+    char routes_err[300] = "", addr_err[300] = "";
+    if (rt.given && gp_reg_tun_routes_set(rc, c->prefix, id, rt.r, rt.n, err, sizeof err) != 0)
+        snprintf(routes_err, sizeof routes_err, "its L3 routes were not stored: %s", err);
+    if (tun_addr) {
+        r = gp_reg_tun_set(rc, c->prefix, id, tidx, holder, err, sizeof err);
+        if (r == GP_REG_EXISTS)
+            snprintf(addr_err, sizeof addr_err, "L3 address %s was taken by house %s meanwhile",
+                     tun_addr, holder);
+        else if (r != 0)
+            snprintf(addr_err, sizeof addr_err, "its L3 address was not set: %s", err);
+    }
+    char addrs[2 * GP_IP_ADDR_STRLEN + 4], routes[GP_TUN_ROUTES_MAX * (GP_CIDR_STRLEN + 2)];
+    if (tun_addr)
+        cli_tun_pool_addrs(addrs, sizeof addrs, &pools, tidx);
+    gp_tun_routes_format(rt.r, rt.n, ", ", routes, sizeof routes);
     if (quiet) {
         printf("%s\n", hex);
     } else {
         printf("house %s registered%s%s.\n"
-               "secret: %s\n\n"
-               "This is the only time the secret is shown: keep it on the house's machine.\n"
+               "secret: %s\n",
+               id, force ? " (secret replaced)" : "", have_mk ? " (secret sealed at rest)" : "",
+               hex);
+        if (tun_addr && !addr_err[0])
+            printf("L3 addresses: %s (pool index %llu)\n", addrs, (unsigned long long)tidx);
+        if (rt.given && !routes_err[0])
+            printf("L3 routes it may advertise: %s\n", rt.n ? routes : "none");
+        printf("\nThis is the only time the secret is shown: keep it on the house's machine.\n"
                "Start the house there with:\n"
                "  GP_SECRET=%s ghostport-house --id %s \\\n"
                "      --bridge wss://BRIDGE_HOST:8443/ --upstream http://127.0.0.1:8080\n",
-               id, force ? " (secret replaced)" : "", have_mk ? " (secret sealed at rest)" : "",
-               hex, hex, id);
+               hex, id);
     }
     sodium_memzero(hex, sizeof hex);
+    const char *errs[2] = {routes_err, addr_err};
+    for (int k = 0; k < 2; k++)
+        if (errs[k][0])
+            cli_err(c, "house %s is registered, but %s (see `ghostport house tun %s`)", id, errs[k],
+                    id);
+    if (routes_err[0] || addr_err[0]) {
+        rv = CLI_FAIL;
+        goto done;
+    }
     rv = CLI_OK;
 done:
     json_decref(labels);
@@ -153,9 +220,16 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         cli_err(c, "%s", err);
         return CLI_USAGE;
     }
+    /* The TUN column is as wide as its widest address (an IPv6 one may take 39). */
+    int tunw = 3;
+    for (size_t i = 0; i < n; i++) {
+        char t[GP_IP_ADDR_STRLEN];
+        int w = (int)strlen(cli_tun_column(t, sizeof t, &hs[i]));
+        tunw = w > tunw ? w : tunw;
+    }
     if (!as_json)
-        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", "ID", "STATE", "BRIDGE",
-               "TRANSPORT", "SINCE", "LAST_SEEN", "RTT", "CREATED", "LABELS");
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %-*s %s\n", "ID", "STATE", "BRIDGE",
+               "TRANSPORT", "SINCE", "LAST_SEEN", "RTT", "CREATED", tunw, "TUN", "LABELS");
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &hs[i];
         if (as_json) {
@@ -174,6 +248,19 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
                 json_object_set_new(o, "rtt_ms", json_real(h->st.rtt_ms));
                 json_object_set_new(o, "epoch", json_integer(h->st.epoch));
             }
+            json_t *ta = json_array(), *tr = json_array();
+            const gp_ip_addr *as[2] = {&h->tun4, &h->tun6};
+            for (int k = 0; k < 2; k++)
+                if (as[k]->family) {
+                    char t[GP_IP_ADDR_STRLEN];
+                    json_array_append_new(ta, json_string(gp_ip_addr_format(as[k], t)));
+                }
+            for (size_t k = 0; k < h->ntun_routes; k++) {
+                char t[GP_CIDR_STRLEN];
+                json_array_append_new(tr, json_string(gp_cidr_format(&h->tun_routes[k], t)));
+            }
+            json_object_set_new(o, "tun_addr", ta);
+            json_object_set_new(o, "tun_routes", tr);
             /* ASCII only: a C1 control in a label (valid JSON as raw UTF-8) as \u009d. */
             char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
             if (s)
@@ -197,13 +284,15 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         /* What bridges and `house add` wrote, printed with control characters escaped. */
         char bridge[4 * sizeof h->st.bridge], transport[4 * sizeof h->st.transport];
         char *labels = cli_esc_dup(h->labels, strlen(h->labels));
-        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %s\n", h->id, state,
+        char tun[GP_IP_ADDR_STRLEN];
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %-*s %s\n", h->id, state,
                h->st.connected ? cli_esc_str(bridge, sizeof bridge, h->st.bridge) : "-",
                h->st.connected && h->st.transport[0]
                    ? cli_esc_str(transport, sizeof transport, h->st.transport)
                    : "-",
                h->st.connected ? since : "-", h->st.connected ? seen : "-",
-               h->st.connected ? rtt : "-", h->registered ? created : "(missing)",
+               h->st.connected ? rtt : "-", h->registered ? created : "(missing)", tunw,
+               cli_tun_column(tun, sizeof tun, h),
                labels && h->labels[0] && strcmp(h->labels, "{}") != 0 ? labels : "-");
         free(labels);
     }
@@ -253,10 +342,13 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
     if (!rc)
         return rv;
     gp_reg_house h;
-    char err[256];
+    char err[256], addrs[2 * GP_IP_ADDR_STRLEN + 4] = "";
     int connected = gp_reg_get(rc, c->prefix, id, &h, err, sizeof err) == 0 && h.st.connected;
+    cli_tun_addrs(addrs, sizeof addrs, &h.tun4, &h.tun6);
     long long xlen = 0;
-    int r = gp_reg_rm(rc, c->prefix, id, purge, &xlen, err, sizeof err);
+    int tun_freed = 0;
+    uint64_t tun_index = 0;
+    int r = gp_reg_rm(rc, c->prefix, id, purge, &xlen, &tun_freed, &tun_index, err, sizeof err);
     long long nstream = 0;
     if (r == 0 && purge && gp_reg_rm_streams(rc, c->prefix, id, &nstream, err, sizeof err) != 0) {
         br_rc_free(rc);
@@ -288,6 +380,15 @@ int cli_house_rm(cli_ctx *c, int argc, char **argv) {
     else
         printf("request stream %s kept (empty; --purge deletes it with its consumer group).\n",
                kreq);
+    if (tun_freed) {
+        /* What it was when read above (a bridge may have given it one since: the index says). */
+        if (h.tun_has == 1 && h.tun_index == tun_index && addrs[0])
+            printf("L3 address %s freed (pool index %llu): another house may get it.\n", addrs,
+                   (unsigned long long)tun_index);
+        else
+            printf("L3 address of pool index %llu freed: another house may get it.\n",
+                   (unsigned long long)tun_index);
+    }
     if (connected)
         printf("note: the house is connected to bridge %s; it stays connected until it "
                "reconnects, and is then refused.\n",

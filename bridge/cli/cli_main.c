@@ -17,20 +17,48 @@
 static int cmd_help(cli_ctx *c, int argc, char **argv);
 
 static const cli_command commands[] = {
-    {"house", "add", cli_house_add, "ID [--label KEY=VALUE]... [--force] [--quiet]",
+    {"house", "add", cli_house_add,
+     "ID [--label KEY=VALUE]... [--force] [--quiet] [--tun-addr ADDR] [--tun-route CIDR]...",
      "register a house: create its secret, store it in Redis, print it once",
      "  --label KEY=VALUE  attach a label (repeatable); stored as a JSON object\n"
-     "  --force            replace the secret of an existing house\n"
-     "  -q, --quiet        print only the secret (64 hex digits)\n"},
+     "  --force            replace the secret of an existing house (its L3 address and\n"
+     "                     routes are kept unless given)\n"
+     "  -q, --quiet        print only the secret (64 hex digits)\n"
+     "  --tun-addr ADDR    the house's fixed L3 tunnel address: an IPv4 or IPv6 host of the\n"
+     "                     pools the bridges record (--tun); it has the same index in the\n"
+     "                     other family's pool, whose address follows. Refused when no bridge\n"
+     "                     has recorded its pools yet, outside them, the bridges' own address\n"
+     "                     (index 0), or another house's. Without it the house gets an\n"
+     "                     address from the pools when it first asks.\n"
+     "  --tun-route CIDR   a subnet the house may route through the L3 tunnel (repeatable,\n"
+     "                     or comma-separated; at most 64); stored canonical\n"
+     "exit status: 0 done, 1 the house exists or its L3 address is refused (or, the secret\n"
+     "shown, its L3 settings could not be stored), 2 usage or Redis error\n"},
     {"house", "list", cli_house_list, "[--json]",
      "list registered houses with their state (bridge, transport, since, rtt, disabled)",
-     "  --json             one JSON object per line instead of a table\n"},
+     "  --json             one JSON object per line instead of a table (tun_addr: the L3\n"
+     "                     addresses, tun_routes: the subnets it may route)\n"
+     "TUN: the house's L3 address (IPv4, or IPv6 when the bridges have only that pool),\n"
+     "- none yet, ? this Redis user may not read <prefix>:tun\n"},
     {"house", "rm", cli_house_rm, "ID [--purge]",
      "remove a house: its registry entry, live state, epoch, recent list, rudp stamp",
      "  --purge            also delete its request stream, the janitor's index of it and\n"
      "                     its TCP streams' keys (SCAN)\n"
      "                     (pending requests are lost; without it the stream is kept and\n"
-     "                     its length reported)\n"},
+     "                     its length reported)\n"
+     "  Its L3 address is freed: removal is removal, and a house added again under the same\n"
+     "  id gets an address afresh (--tun-addr gives it the old one back, if still free).\n"},
+    {"house", "tun", cli_house_tun,
+     "ID [--addr ADDR | --addr auto] [--route CIDR]... [--no-routes]",
+     "show or change a house's L3 tunnel address and the subnets it may route",
+     "  --addr ADDR        a fixed address (as house add --tun-addr); its old one is freed\n"
+     "  --addr auto        free its fixed address: it gets one from the pools when it next asks\n"
+     "  --route CIDR       a subnet it may route (repeatable, or comma-separated): the given\n"
+     "                     routes replace its list\n"
+     "  --no-routes        it may route no subnet\n"
+     "  Without options it prints the house's L3 settings. A connected house keeps its current\n"
+     "  address and routes until it reconnects.\n"
+     "exit status: 0 done, 1 no such house or the address refused, 2 usage or Redis error\n"},
     {"house", "disable", cli_house_disable, "ID",
      "refuse a house: a bridge holding it closes it, and it cannot connect again",
      "  Sets disabled=1 in its registry hash and publishes \"disable ID\" on <prefix>:ctl.\n"

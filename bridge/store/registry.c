@@ -4,10 +4,12 @@
 #include "registry.h"
 
 #include "buf.h"
+#include "frame.h"
 #include "gp.h"
 
 #include "rkeys.h"
 #include "store_house.h"
+#include "store_tun.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -112,18 +114,44 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
     return 0;
 }
 
+/* "h:<id>", the field of <p>:tun holding house id's index, into out[GP_MAX_HOUSE_ID + 3]. */
+static void tun_field_h(char *out, const char *id) {
+    snprintf(out, GP_MAX_HOUSE_ID + 3, "h:%s", id);
+}
+
+/* House id's index: 1 (in *idx), 0 none, or GP_REG_REDIS. */
+static int tun_index_of(br_rc *rc, const char *ktun, const char *id, uint64_t *idx, char *err,
+                        size_t errlen) {
+    char f[GP_MAX_HOUSE_ID + 3];
+    tun_field_h(f, id);
+    redisReply *r = cmd(rc, err, errlen, "HGET", ktun, f, NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    int has = gp_tun_index_parse(r, idx);
+    freeReplyObject(r);
+    return has;
+}
+
 int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
-              char *err, size_t errlen) {
-    char k[GP_HOUSE_NKEYS][GP_KEY_MAX], khouses[GP_KEY_MAX], kctl[GP_KEY_MAX];
+              int *tun_freed, uint64_t *tun_index, char *err, size_t errlen) {
+    char k[GP_HOUSE_NKEYS][GP_KEY_MAX], khouses[GP_KEY_MAX], kctl[GP_KEY_MAX], ktun[GP_KEY_MAX];
+    if (tun_freed)
+        *tun_freed = 0;
     if (!gp_house_id_valid(gp_str_c(id))) {
         gp_errf(err, errlen, "invalid house id '%s'", id);
         return GP_ERR_INVALID;
     }
     if (gp_key_house_all(k, prefix, id) < 0 || gp_key_houses(khouses, prefix) < 0 ||
-        gp_key_ctl(kctl, prefix) < 0) {
+        gp_key_ctl(kctl, prefix) < 0 || gp_key_tun(ktun, prefix) < 0) {
         gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
+    /* Its L3 index first, read only: a user that may not touch <p>:tun is refused here, before
+     * anything is removed. */
+    uint64_t idx = 0;
+    int had = tun_index_of(rc, ktun, id, &idx, err, errlen);
+    if (had < 0)
+        return had;
     /* Every key of the house (one slot) in one script, shared with the bridge's JSON API
      * (store_house.h): the bridge holding the house is told to let it go. The set is another
      * slot. */
@@ -147,6 +175,19 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
     if (r->type == REDIS_REPLY_INTEGER)
         removed += r->integer;
     freeReplyObject(r);
+    /* Then its L3 index (another slot), freed whether or not it was read above: a bridge may
+     * have given it one meanwhile. */
+    r = cmd(rc, err, errlen, "EVAL", GP_TUN_SET_LUA, "1", ktun, id, "0", NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    freeReplyObject(r);
+    if (had) {
+        removed++;
+        if (tun_freed)
+            *tun_freed = 1;
+        if (tun_index)
+            *tun_index = idx;
+    }
     if (!removed) {
         gp_errf(err, errlen, "no house '%s'", id);
         return GP_REG_NOT_FOUND;
@@ -182,6 +223,31 @@ int gp_reg_secret(br_rc *rc, const char *prefix, const char *id, const uint8_t *
  * Ghost Port has `created` and `labels`. */
 #define HOUSE_FIELDS GP_REG_HOUSE_FIELDS
 
+/* The reply of HMGET <p>:tun pool4 pool6 h:<id>... for houses hs[0..n): their indexes and
+ * addresses. A NOPERM refusal leaves them unknown (tun_has -1): `house list`, `top` and
+ * `request` keep working for a Redis user whose ACL predates <p>:tun. 0 or GP_REG_REDIS. */
+static int tun_parse(gp_reg_house *hs, size_t n, const redisReply *r, char *err, size_t errlen) {
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0) {
+        for (size_t i = 0; i < n; i++)
+            hs[i].tun_has = -1;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + n) {
+        gp_errf(err, errlen, "redis: HMGET of the L3 address book: %s",
+                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return GP_REG_REDIS;
+    }
+    gp_tun_pools pools;
+    char why[8];
+    int pv = gp_tun_pools_parse(&pools, r->element[0], r->element[1], why, sizeof why);
+    for (size_t i = 0; i < n; i++) {
+        hs[i].tun_has = gp_tun_index_parse(r->element[2 + i], &hs[i].tun_index);
+        gp_tun_pool_addrs(pv == 0 && hs[i].tun_has == 1 ? &pools : NULL, hs[i].tun_index,
+                          &hs[i].tun4, &hs[i].tun6);
+    }
+    return 0;
+}
+
 int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen) {
     gp_reg_house_init(h, id, strlen(id));
@@ -198,19 +264,33 @@ int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, c
         return GP_REG_REDIS;
     gp_state_parse(&h->st, r);
     freeReplyObject(r);
-    return 0;
+    char ktun[GP_KEY_MAX], f[GP_MAX_HOUSE_ID + 3];
+    if (gp_key_tun(ktun, prefix) < 0)
+        return GP_ERR_INVALID;
+    tun_field_h(f, id);
+    const char *argv[] = {"HMGET", ktun, "pool4", "pool6", f};
+    r = br_rc_cmdv(rc, 5, argv, NULL);
+    if (!r) {
+        gp_errf(err, errlen, "redis: %s", br_rc_error(rc));
+        return GP_REG_REDIS;
+    }
+    int rv = tun_parse(h, 1, r, err, errlen);
+    freeReplyObject(r);
+    return rv;
 }
 
 static int cmp_house(const void *a, const void *b) {
     return strcmp(((const gp_reg_house *)a)->id, ((const gp_reg_house *)b)->id);
 }
 
-/* Runs cmds as one pipeline; on failure frees what came back and sets err. */
-static int pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out, char *err,
-                    size_t errlen) {
+/* Runs cmds as one pipeline; on failure frees what came back and sets err. An error reply
+ * fails it, but a NOPERM one to the last command when lenient_last is set (its reader copes). */
+static int pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out, int lenient_last,
+                    char *err, size_t errlen) {
     if (br_rc_pipeline(rc, n, cmds, out) == 0) {
         for (int i = 0; i < n; i++)
-            if (out[i]->type == REDIS_REPLY_ERROR) {
+            if (out[i]->type == REDIS_REPLY_ERROR &&
+                !(lenient_last && i == n - 1 && strncmp(out[i]->str, "NOPERM", 6) == 0)) {
                 gp_errf(err, errlen, "redis: %s: %.*s", cmds[i].argv[0], (int)out[i]->len,
                         out[i]->str);
                 goto fail;
@@ -240,16 +320,23 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
     size_t m = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
     gp_reg_house *hs = calloc(m ? m : 1, sizeof *hs);
     /* Two commands per house, all in one pipeline: HMGET of the house hash's shown fields
-     * (keys[2k]), HGETALL of its state (keys[2k+1]). */
+     * (keys[2k]), HGETALL of its state (keys[2k+1]); then one for all: HMGET <p>:tun pool4
+     * pool6 h:<id>... (tkey, tfields). */
     enum { HARGS = 2 + GP_REG_NHOUSE_FIELDS, SARGS = 2, ARGS = HARGS + SARGS };
     static const char *const fields[GP_REG_NHOUSE_FIELDS] = {HOUSE_FIELDS};
     char(*keys)[GP_KEY_MAX] = calloc(m ? 2 * m : 1, GP_KEY_MAX);
-    const char **argv = calloc(m ? ARGS * m : 1, sizeof *argv);
-    br_rc_cmd *cmds = calloc(m ? 2 * m : 1, sizeof *cmds);
-    redisReply **rep = calloc(m ? 2 * m : 1, sizeof *rep);
+    char(*tfields)[GP_MAX_HOUSE_ID + 3] = calloc(m ? m : 1, GP_MAX_HOUSE_ID + 3);
+    const char **argv = calloc(ARGS * m + 4 + m, sizeof *argv);
+    br_rc_cmd *cmds = calloc(2 * m + 1, sizeof *cmds);
+    redisReply **rep = calloc(2 * m + 1, sizeof *rep);
+    char tkey[GP_KEY_MAX];
     int rv = GP_ERR_NOMEM;
-    if (!hs || !keys || !argv || !cmds || !rep)
+    if (!hs || !keys || !tfields || !argv || !cmds || !rep)
         goto done;
+    if (gp_key_tun(tkey, prefix) < 0) {
+        rv = GP_ERR_INVALID;
+        goto done;
+    }
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
         const redisReply *e = r->element[i];
@@ -271,9 +358,18 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
         a[HARGS + 1] = keys[2 * k + 1];
         cmds[2 * k] = (br_rc_cmd){HARGS, a, NULL};
         cmds[2 * k + 1] = (br_rc_cmd){SARGS, a + HARGS, NULL};
+        tun_field_h(tfields[k], hs[k].id);
         k++;
     }
-    rv = pipeline(rc, (int)(2 * k), cmds, rep, err, errlen);
+    const char **t = &argv[ARGS * k];
+    t[0] = "HMGET";
+    t[1] = tkey;
+    t[2] = "pool4";
+    t[3] = "pool6";
+    for (size_t i = 0; i < k; i++)
+        t[4 + i] = tfields[i];
+    cmds[2 * k] = (br_rc_cmd){(int)(4 + k), t, NULL};
+    rv = pipeline(rc, (int)(2 * k + 1), cmds, rep, 1, err, errlen);
     if (rv != 0)
         goto done;
     for (size_t i = 0; i < k; i++) {
@@ -282,6 +378,10 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
         freeReplyObject(rep[2 * i]);
         freeReplyObject(rep[2 * i + 1]);
     }
+    rv = tun_parse(hs, k, rep[2 * k], err, errlen);
+    freeReplyObject(rep[2 * k]);
+    if (rv != 0)
+        goto done;
     qsort(hs, k, sizeof *hs, cmp_house);
     *out = hs;
     *n = k;
@@ -290,6 +390,7 @@ done:
     freeReplyObject(r);
     free(hs);
     free(keys);
+    free(tfields);
     free(argv);
     free(cmds);
     free(rep);
@@ -329,6 +430,111 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
     }
     redisReply *r = cmd(rc, err, errlen, "EVAL", DISABLE_LUA, "1", khouse, disabled ? "1" : "0",
                         kctl, id, NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (ok != 1) {
+        gp_errf(err, errlen, "no house '%s'", id);
+        return GP_REG_NOT_FOUND;
+    }
+    return 0;
+}
+
+/* --- the L3 tunnel's address book ------------------------------------------------------- */
+
+int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_tun_pools *out, char *err,
+                         size_t errlen) {
+    memset(out, 0, sizeof *out);
+    char ktun[GP_KEY_MAX];
+    if (gp_key_tun(ktun, prefix) < 0) {
+        gp_errf(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    redisReply *r = cmd(rc, err, errlen, "HMGET", ktun, "pool4", "pool6", NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    int rv = GP_REG_REDIS;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        gp_errf(err, errlen, "redis: HMGET %s: unexpected reply", ktun);
+    else {
+        rv = gp_tun_pools_parse(out, r->element[0], r->element[1], err, errlen);
+        rv = rv < 0 ? GP_ERR_INVALID : rv > 0 ? GP_REG_NOT_FOUND : 0;
+        if (rv == GP_REG_NOT_FOUND)
+            gp_errf(err, errlen, "no L3 address pools are recorded in %s", ktun);
+    }
+    freeReplyObject(r);
+    return rv;
+}
+
+int gp_reg_tun_holder(br_rc *rc, const char *prefix, uint64_t idx, char *holder, char *err,
+                      size_t errlen) {
+    holder[0] = '\0';
+    char ktun[GP_KEY_MAX], f[32];
+    if (gp_key_tun(ktun, prefix) < 0) {
+        gp_errf(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    snprintf(f, sizeof f, "i:%llu", (unsigned long long)idx);
+    redisReply *r = cmd(rc, err, errlen, "HGET", ktun, f, NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    if (r->type == REDIS_REPLY_STRING)
+        gp_reply_copy(holder, GP_MAX_HOUSE_ID + 1, r);
+    freeReplyObject(r);
+    return 0;
+}
+
+int gp_reg_tun_set(br_rc *rc, const char *prefix, const char *id, uint64_t idx, char *holder,
+                   char *err, size_t errlen) {
+    if (holder)
+        holder[0] = '\0';
+    if (!gp_house_id_valid(gp_str_c(id))) {
+        gp_errf(err, errlen, "invalid house id '%s'", id);
+        return GP_ERR_INVALID;
+    }
+    char ktun[GP_KEY_MAX], n[24];
+    if (gp_key_tun(ktun, prefix) < 0) {
+        gp_errf(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    snprintf(n, sizeof n, "%llu", (unsigned long long)idx);
+    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_TUN_SET_LUA, "1", ktun, id, n, NULL);
+    if (!r)
+        return GP_REG_REDIS;
+    int rv = 0;
+    if (r->type != REDIS_REPLY_STRING) {
+        gp_errf(err, errlen, "redis: the L3 index script gave an unexpected reply");
+        rv = GP_REG_REDIS;
+    } else if (r->len > 0) {
+        char who[GP_MAX_HOUSE_ID + 1];
+        gp_reply_copy(who, sizeof who, r);
+        if (holder)
+            memcpy(holder, who, sizeof who);
+        gp_errf(err, errlen, "pool index %s is house %s's", n, who);
+        rv = GP_REG_EXISTS;
+    }
+    freeReplyObject(r);
+    return rv;
+}
+
+int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const gp_cidr *routes,
+                          size_t n, char *err, size_t errlen) {
+    if (!gp_house_id_valid(gp_str_c(id))) {
+        gp_errf(err, errlen, "invalid house id '%s'", id);
+        return GP_ERR_INVALID;
+    }
+    char khouse[GP_KEY_MAX], text[GP_L3_LIST_MAX + 1];
+    if (gp_key_house(khouse, prefix, id) < 0) {
+        gp_errf(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    if (n > GP_TUN_ROUTES_MAX || gp_tun_routes_format(routes, n, ",", text, sizeof text) < 0) {
+        gp_errf(err, errlen, "too many routes: at most %d, %u bytes of text", GP_TUN_ROUTES_MAX,
+                GP_L3_LIST_MAX);
+        return GP_ERR_INVALID;
+    }
+    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_TUN_ROUTES_LUA, "1", khouse, text, NULL);
     if (!r)
         return GP_REG_REDIS;
     long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
@@ -591,7 +797,7 @@ int gp_reg_bstats_list(br_rc *rc, const char *prefix, gp_reg_bstats **out, size_
         argv[2 * i + 1] = keys[i];
         cmds[i] = (br_rc_cmd){2, &argv[2 * i], NULL};
     }
-    rv = pipeline(rc, (int)nk, cmds, rep, err, errlen);
+    rv = pipeline(rc, (int)nk, cmds, rep, 0, err, errlen);
     if (rv != 0)
         goto done;
     size_t k = 0, plen = strlen(prefix) + strlen(":bstats:");

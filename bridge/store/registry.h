@@ -10,9 +10,12 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ippkt.h"
 #include "rclient.h"
 #include "store_house.h"
 #include "store_state.h"
+#include "store_tun.h"
+#include "tunbook.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,12 +48,16 @@ int gp_reg_add(br_rc *rc, const char *prefix, const char *id, const uint8_t secr
                const uint8_t *master_key, const char *labels_json, uint64_t created_ms, int force,
                char *err, size_t errlen);
 
-/* Removes house `id`: its hash, live state, epoch and set member. The request stream is
- * deleted only when purge is set (it holds producers' pending requests and the consumer
- * group). *stream_len (may be NULL) receives the stream's length before any purge. Returns 0,
- * GP_REG_NOT_FOUND (nothing of the house existed), GP_ERR_INVALID or GP_REG_REDIS. */
+/* Removes house `id`: its hash, live state, epoch and set member, and frees its L3 tunnel
+ * address (its index in <p>:tun: removal is removal, so a house added again under the same id
+ * gets an address afresh, maybe another). The request stream is deleted only when purge is set
+ * (it holds producers' pending requests and the consumer group). *stream_len (may be NULL)
+ * receives the stream's length before any purge; *tun_freed (may be NULL) 1 with the index
+ * freed in *tun_index, else 0. The index is read first: a user that may not touch <p>:tun
+ * gets GP_REG_REDIS before anything is removed. Returns 0, GP_REG_NOT_FOUND (nothing of the
+ * house existed), GP_ERR_INVALID or GP_REG_REDIS. */
 int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long long *stream_len,
-              char *err, size_t errlen);
+              int *tun_freed, uint64_t *tun_index, char *err, size_t errlen);
 
 /* Deletes the byte keys of every TCP stream of house `id` (sin and sout, found with SCAN: they
  * are per stream, so no script names them); *deleted receives how many went. For
@@ -74,15 +81,29 @@ typedef struct gp_reg_house {
     int registered; /* the house hash exists (0: only a stale set member) */
     int disabled;   /* its hash has disabled = 1 (ADMIN.md) */
     gp_state st;    /* its live state (store_state.h): st.connected while a bridge holds it */
+    /* The L3 tunnel (store_tun.h). tun_has: 1 the house has pool index tun_index (fixed by
+     * the operator or given by a bridge when it first asked), 0 none yet, -1 unknown (the
+     * Redis user may not read <p>:tun). tun4, tun6: its addresses, the index-th host of each
+     * pool recorded (family 0: no such pool, or none recorded). */
+    int tun_has;
+    uint64_t tun_index;
+    gp_ip_addr tun4, tun6;
+    /* The prefixes it may advertise (its hash's tun_routes, as gp_tun_routes_parse reads it:
+     * tunbook.h). */
+    gp_cidr tun_routes[GP_TUN_ROUTES_MAX];
+    size_t ntun_routes;
 } gp_reg_house;
 
 /* Lists registered houses sorted by id into a malloc'd array (*out, freed with free()),
- * count in *n: one SMEMBERS, then both hashes of every house in one pipeline. Returns 0 or
- * GP_REG_REDIS / GP_ERR_NOMEM. */
+ * count in *n: one SMEMBERS, then both hashes of every house and one HMGET of <p>:tun (the
+ * pools and every listed house's index: one key, so one Cluster slot) in one pipeline. A user
+ * that may not read <p>:tun gets the houses with tun_has -1. Returns 0 or GP_REG_REDIS /
+ * GP_ERR_NOMEM. */
 int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, char *err,
                 size_t errlen);
 
-/* Fills *h for one house (registered or not). 0 or GP_REG_REDIS. */
+/* Fills *h for one house (registered or not): its hash, state and L3 index (as gp_reg_list).
+ * 0 or GP_REG_REDIS. */
 int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen);
 
@@ -96,6 +117,32 @@ long long gp_reg_time_ms(br_rc *rc);
  * GP_ERR_INVALID (bad id) or GP_REG_REDIS. */
 int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disabled, char *err,
                         size_t errlen);
+
+/* --- the L3 tunnel's address book, <p>:tun (store_tun.h) --- */
+
+/* Reads the pools. 0; GP_REG_NOT_FOUND when none are recorded yet (no bridge has started with
+ * --tun); GP_ERR_INVALID when what is recorded does not parse (message in err); GP_REG_REDIS. */
+int gp_reg_tun_pools_get(br_rc *rc, const char *prefix, gp_tun_pools *out, char *err,
+                         size_t errlen);
+
+/* The house holding pool index idx into holder[GP_MAX_HOUSE_ID + 1] ("" when free). 0 or
+ * GP_REG_REDIS / GP_ERR_INVALID. */
+int gp_reg_tun_holder(br_rc *rc, const char *prefix, uint64_t idx, char *holder, char *err,
+                      size_t errlen);
+
+/* Gives house `id` pool index idx (GP_TUN_SET_LUA), freeing the one it had; idx 0 only frees
+ * (index 0 is the bridges' own address, never a house's: the house gets an index from the
+ * pools when it next asks). The house need not be registered. 0; GP_REG_EXISTS when another
+ * house holds idx (its id in holder[GP_MAX_HOUSE_ID + 1]; nothing changed); GP_ERR_INVALID;
+ * GP_REG_REDIS. */
+int gp_reg_tun_set(br_rc *rc, const char *prefix, const char *id, uint64_t idx, char *holder,
+                   char *err, size_t errlen);
+
+/* Sets the routes house `id` may advertise (GP_TUN_ROUTES_LUA): r[0..n) stored as
+ * gp_tun_routes_format's text, n 0 clears them. 0; GP_REG_NOT_FOUND (not registered: nothing
+ * written); GP_ERR_INVALID (the list is too long); GP_REG_REDIS. */
+int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const gp_cidr *r, size_t n,
+                          char *err, size_t errlen);
 
 /* Every key matching the glob `pattern`, SCANning each master of a Redis Cluster (found
  * with CLUSTER SLOTS; at most 16) or the one server. *keys: a malloc'd array of malloc'd
@@ -139,9 +186,11 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
  * Redis, written by anyone; strings come out terminated, control bytes replaced.
  * gp_reg_house_init: nothing known of house id[0..idlen). gp_reg_house_parse: the HMGET
  * reply of GP_REG_HOUSE_FIELDS. gp_reg_bstats_parse: HGETALL <p>:bstats:<bid> (an array).
- * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object. */
-#define GP_REG_HOUSE_FIELDS GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED
-#define GP_REG_NHOUSE_FIELDS 3
+ * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object. (The
+ * L3 address book's values: tunbook.h.) */
+#define GP_REG_HOUSE_FIELDS                                                                        \
+    GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED, GP_HOUSE_TUN_ROUTES
+#define GP_REG_NHOUSE_FIELDS 4
 void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen);
 void gp_reg_house_parse(gp_reg_house *h, const redisReply *r);
 void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r);

@@ -25,11 +25,16 @@ void gp_reg_house_parse(gp_reg_house *h, const redisReply *r) {
     for (size_t i = 0; i < GP_REG_NHOUSE_FIELDS; i++)
         h->registered |= r->element[i]->type == REDIS_REPLY_STRING;
     const redisReply *labels = r->element[0], *created = r->element[1], *dis = r->element[2];
+    const redisReply *routes = r->element[3];
     if (labels->type == REDIS_REPLY_STRING)
         gp_reply_copy(h->labels, sizeof h->labels, labels);
     if (created->type == REDIS_REPLY_STRING)
         h->created_ms = gp_reply_ll(created);
     h->disabled = dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1';
+    h->ntun_routes =
+        routes->type == REDIS_REPLY_STRING
+            ? gp_tun_routes_parse(routes->str, routes->len, h->tun_routes, GP_TUN_ROUTES_MAX, NULL)
+            : 0;
 }
 
 const gp_hash_field gp_reg_bstats_fields[] = {

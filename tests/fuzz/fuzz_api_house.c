@@ -1,8 +1,8 @@
 /* fuzz_api_house.c — libFuzzer target for the JSON API's view of a house (bridge/admin/api_body.c):
- * its house and state hashes as Redis might hold them (anyone with access can write there),
- * as RESP through hiredis's own reader, parsed, then written as JSON. The first byte picks
- * which hash each reply fills. Whatever Redis held, the text must be one valid JSON object
- * with the house's id. */
+ * its house and state hashes and its L3 index (the HMGET of <p>:tun: an array of odd length) as
+ * Redis might hold them (anyone with access can write there), as RESP through hiredis's own
+ * reader, parsed, then written as JSON. The first byte picks which hash each reply fills.
+ * Whatever Redis held, the text must be one valid JSON object with the house's id. */
 #include <assert.h>
 #include <hiredis/read.h>
 #include <jansson.h>
@@ -24,8 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (redisReaderFeed(rd, (const char *)data + 1, size - 1) == REDIS_OK) {
         void *reply = NULL;
         for (int n = 0; redisReaderGetReply(rd, &reply) == REDIS_OK && reply; n++) {
+            const redisReply *r = reply;
             if (pick >> (n % 8) & 1)
                 br_house_view_parse_state(&h, reply);
+            else if (r->type == REDIS_REPLY_ARRAY && r->elements % 2) /* pools and an index */
+                br_house_view_parse_tun(&h, 1, reply);
             else
                 br_house_view_parse_house(&h, reply);
             freeReplyObject(reply);

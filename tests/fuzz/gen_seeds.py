@@ -114,18 +114,24 @@ write("fuzz_admin_http", "upgrade", b"\x20GET http://h/x?y HTTP/1.1\r\nUpgrade: 
       b"Connection: Upgrade\r\n\r\n")
 
 # fuzz_registry input: byte 0 picks the parser (0 house hash, 1 state hash, 2 bridge stats,
-# 3 recent list), then RESP as Redis would send it (HMGET labels created disabled of the house
-# hash; HGETALL / LRANGE replies for the others).
+# 3 recent list, 4 the L3 address book), then RESP as Redis would send it (HMGET labels created
+# disabled tun_routes of the house hash; HGETALL / LRANGE replies for the others; HMGET pool4
+# pool6 h:<house>... of <p>:tun).
 def resp(x):
     if isinstance(x, list):
         return b"*%d\r\n" % len(x) + b"".join(resp(e) for e in x)
     if isinstance(x, int):
         return b":%d\r\n" % x
+    if x is None:
+        return b"$-1\r\n"
     x = x.encode() if isinstance(x, str) else x
     return b"$%d\r\n%s\r\n" % (len(x), x)
 
 
-write("fuzz_registry", "house", b"\x00" + resp(['{"site":"n\xc2\x9d"}', "1700000000000", "1"]))
+write("fuzz_registry", "house", b"\x00" + resp(['{"site":"n\xc2\x9d"}', "1700000000000", "1",
+                                                "10.1.2.0/24,fd00::/64"]))
+write("fuzz_registry", "tun", b"\x04" + resp(["100.96.0.0/16", "fd7a:6770::/64", "7",
+                                              "18446744073709551615", None]))
 write("fuzz_registry", "state", b"\x01" + resp(["bridge", "b1", "transport", "rudp", "since",
                                                 "1700000000000", "last_seen", "1700000001000",
                                                 "rtt_ms", "203.4", "epoch", "7", "addr", "10.0.0.2",
@@ -145,11 +151,15 @@ write("fuzz_api_body", "no_labels", b'{"id":"h1","labels":null}')
 write("fuzz_api_body", "bad", b'{"id":"h\\u0000x","labels":{"a":1},"id":"dup"}')
 
 # fuzz_api_house input: byte 0's bits pick, reply by reply, the state hash (1) or the house
-# hash (0); then RESP replies as HGETALL gives them.
+# hash (0: an array of odd length is the HMGET of <p>:tun instead); then RESP replies as
+# HGETALL (HMGET) gives them.
 write("fuzz_api_house", "both", b"\x02" + resp(["secret", "ab" * 32, "labels", '{"site":"n\\u00e9"}',
                                                  "created", "1700000000000", "disabled", "1"])
       + resp(["bridge", "b\"1\\", "transport", "rudp", "since", "1700000000000", "rtt_ms", "0.3",
               "loss_pct", "29.50", "req_total", "12", "bytes_in", "0x10", "epoch", "7"]))
+write("fuzz_api_house", "tun", b"\x00" + resp(["secret", "ab" * 32, "tun_routes",
+                                                "10.1.2.0/24,fd00::/64,x\"y"])
+      + resp(["100.96.0.0/16", "fd7a:6770::/64", "7"]))
 write("fuzz_api_house", "odd", b"\x01" + resp(["bridge", "\x1b[2J\xc3", "rtt_ms", "nan", "since",
                                                 "1e400"]) + resp([1, 2, "x"]))
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 TestSuite(acl, .init = h_init, .fini = h_fini, .timeout = 120);
@@ -231,6 +232,24 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     cr_assert_eq(CLI_AS(admin, &out, &err, "house", "add", "farm-2", "--quiet"), 0, "%s", err);
     free(out), free(err);
 
+    /* The L3 address book (as a bridge with --tun would have recorded its pools): the admin
+     * gives farm-2 a fixed address and routes, and farm-3 one, which the API frees below. */
+    freeReplyObject(h_cmd("HSET gp:tun pool4 100.96.0.0/16 pool6 fd7a:6770::/64"));
+    cr_assert_eq(CLI_AS(admin, &out, &err, "house", "tun", "farm-2", "--addr", "100.96.0.9",
+                        "--route", "10.9.0.0/24"),
+                 0, "%s", err);
+    cr_assert(strstr(out, "100.96.0.9, fd7a:6770::9"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(
+        CLI_AS(admin, &out, &err, "house", "add", "farm-3", "--tun-addr", "100.96.0.10", "--quiet"),
+        0, "%s", err);
+    free(out), free(err);
+    cr_assert_eq(CLI_AS(viewer, &out, &err, "house", "tun", "farm-2", "--addr", "auto"), 2,
+                 "the viewer changed an address: %s", out);
+    cr_assert(strstr(err, "NOPERM"), "stderr: %s", err);
+    free(out), free(err);
+    cr_assert_eq(h_int("HGET gp:tun h:farm-2"), 8, "the viewer's attempt changed it");
+
     /* No bridge has published stats yet: top does without SCAN, which the viewer may not run. */
     cr_assert_eq(CLI_AS(viewer, &out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
     cr_assert(strstr(out, "BRIDGES 0") && strstr(out, "farm-2"), "%s", out);
@@ -240,7 +259,17 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     h_upstream_start(&up_port);
     char up[64];
     snprintf(up, sizeof up, "http://127.0.0.1:%d", up_port);
-    h_bridge_start(0, &bport, (const char *const[]){"--redis", bridge_url, NULL}, 1);
+    char tok[4096];
+    snprintf(tok, sizeof tok, "%s/admin.token", h_dir());
+    FILE *tf = fopen(tok, "w");
+    cr_assert_not_null(tf);
+    fputs("acl-token-for-the-admin-api\n", tf);
+    fclose(tf);
+    chmod(tok, 0600);
+    h_proc *bp = h_bridge_start(0, &bport,
+                                (const char *const[]){"--redis", bridge_url, "--admin-listen", "0",
+                                                      "--admin-token-file", tok, NULL},
+                                1);
     /* Back within a second once enabled again (after a refusal it waits 15-30 s by default). */
     h_house_start("farm-1", secret, bport, up,
                   (const char *const[]){"--reconnect-max-ms", "1000", NULL});
@@ -298,10 +327,36 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     cr_assert(strncmp(out, "HTTP/1.1 200", 12) == 0, "%s", out);
     free(out), free(err);
 
-    /* The viewer reads; it may not disable. */
+    /* The viewer reads, L3 addresses too; it may not disable. */
     cr_assert_eq(CLI_AS(viewer, &out, &err, "house", "list"), 0, "%s", err);
     cr_assert(strstr(out, "farm-1") && strstr(out, "connected"), "%s", out);
+    cr_assert(strstr(out, "100.96.0.9"), "farm-2's address: %s", out);
     free(out), free(err);
+    cr_assert_eq(CLI_AS(viewer, &out, &err, "house", "list", "--json"), 0, "%s", err);
+    cr_assert(strstr(out, "\"tun_addr\":[\"100.96.0.9\",\"fd7a:6770::9\"]") &&
+                  strstr(out, "\"tun_routes\":[\"10.9.0.0/24\"]"),
+              "%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI_AS(viewer, &out, &err, "house", "tun", "farm-2"), 0, "%s", err);
+    cr_assert(strstr(out, "100.96.0.9"), "%s", out);
+    free(out), free(err);
+
+    /* The bridge's JSON API (as gp-bridge): the view has the address, DELETE frees it. */
+    int aport = h_admin_port(bp);
+    cr_assert(aport, "no admin port");
+    const char *auth = "Authorization: Bearer acl-token-for-the-admin-api\r\n";
+    char *body = NULL;
+    int st = h_http(aport, "GET", "/api/houses/farm-2", auth, NULL, 0, &body, NULL);
+    cr_assert_eq(st, 200, "GET: %d %s", st, body ? body : "");
+    cr_assert(strstr(body, "\"tun_index\":8,\"tun_addr\":[\"100.96.0.9\",\"fd7a:6770::9\"],"
+                           "\"tun_routes\":[\"10.9.0.0/24\"]"),
+              "%s", body);
+    free(body);
+    st = h_http(aport, "DELETE", "/api/houses/farm-3", auth, NULL, 0, &body, NULL);
+    cr_assert_eq(st, 200, "DELETE: %d %s", st, body ? body : "");
+    free(body);
+    cr_assert_eq(h_int("HEXISTS gp:tun h:farm-3"), 0, "the API's DELETE kept the index");
+    cr_assert_eq(h_int("HEXISTS gp:tun i:9"), 0);
     cr_assert_eq(CLI_AS(viewer, &out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
     cr_assert(strstr(out, "farm-1"), "%s", out);
     free(out), free(err);
@@ -320,6 +375,7 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     free(out), free(err);
     cr_assert_eq(h_int("SISMEMBER gp:houses farm-2"), 0);
     cr_assert_eq(h_int("EXISTS gp:{farm-2}:house"), 0);
+    cr_assert_eq(h_int("HEXISTS gp:tun h:farm-2"), 0, "house rm kept the L3 index");
 
     /* What Redis refused the bridge and the admin: CONFIG only (the bridge asks for keyspace
      * notifications, which redis.conf sets). */
@@ -382,6 +438,8 @@ Test(acl, producer_is_confined) {
         {"PUBLISH", "gp:ctl", "remove farm-1"},
         {"CONFIG", "GET", "*"},
         {"EVAL", "return 1", "0"},
+        {"HGET", "gp:tun", "pool4"}, /* the L3 address book */
+        {"HMGET", "gp:tun", "h:farm-1"},
     };
     size_t n = sizeof refused / sizeof refused[0];
     int argc[sizeof refused / sizeof refused[0]];

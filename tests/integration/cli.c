@@ -345,3 +345,184 @@ Test(cli, list_and_top_escape_control_characters) {
     assert_no_controls("top --json", out);
     free(out), free(err);
 }
+
+/* The HGET of field f of key k as a string (static buffer; "(nil)" when absent). */
+static const char *hget(const char *k, const char *f) {
+    static char v[256];
+    redisReply *r = h_cmd("HGET %s %s", k, f);
+    snprintf(v, sizeof v, "%s", r->type == REDIS_REPLY_STRING ? r->str : "(nil)");
+    freeReplyObject(r);
+    return v;
+}
+
+/* The line of `house list` output starting with id (static buffer, without its newline). */
+static const char *list_line(const char *out, const char *id) {
+    static char l[1024];
+    size_t n = strlen(id);
+    for (const char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, id, n) == 0 && p[n] == ' ') {
+            size_t len = strcspn(p, "\n");
+            snprintf(l, sizeof l, "%.*s", (int)len, p);
+            return l;
+        }
+    cr_assert_fail("no line for %s in:\n%s", id, out);
+    return NULL;
+}
+
+/* The column where `what` starts in line (-1: not there). */
+static long col(const char *line, const char *what) {
+    const char *p = strstr(line, what);
+    return p ? p - line : -1;
+}
+
+/* The L3 tunnel's settings of houses (house add --tun-addr/--tun-route, house tun, list, rm),
+ * against pools written by hand as a bridge with --tun records them (store_tun.h). */
+Test(cli, house_tun_addresses_and_routes) {
+    h_redis_start(0);
+    char *out, *err;
+
+    /* No bridge has recorded its pools: a fixed address is refused, and nothing written. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "t-1", "--tun-addr", "100.96.0.7"), 1);
+    cr_assert(strstr(err, "no bridge has started with --tun yet, so the pools are unknown; start "
+                          "one first, or leave --tun-addr out: the house gets an address from "
+                          "the pool when it first asks"),
+              "stderr: %s", err);
+    free(out), free(err);
+    cr_assert_eq(h_int("EXISTS gp:{t-1}:house"), 0, "added without its address");
+
+    freeReplyObject(h_cmd("HSET gp:tun pool4 100.96.0.0/16 pool6 fd7a:6770::/64"));
+    /* 100.96.0.1 is index 0 (the bridges'), so 100.96.0.7 is index 6, and so is fd7a:6770::7.
+     * Routes: canonical, once each, comma-separated or repeated. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "t-1", "--tun-addr", "100.96.0.7", "--tun-route",
+                     "10.1.2.0/24", "--tun-route", "fd00:0:0::/64, 10.1.2.0/24"),
+                 0, "%s", err);
+    cr_assert(strstr(out, "L3 addresses: 100.96.0.7, fd7a:6770::7"), "%s", out);
+    cr_assert(strstr(out, "10.1.2.0/24, fd00::/64"), "%s", out);
+    secret_of(out);
+    free(out), free(err);
+    cr_assert_str_eq(hget("gp:tun", "h:t-1"), "6");
+    cr_assert_str_eq(hget("gp:tun", "i:6"), "t-1");
+    cr_assert_str_eq(hget("gp:{t-1}:house", "tun_routes"), "10.1.2.0/24,fd00::/64");
+
+    /* Refusals, each naming what is wrong; t-2 is never added by them. */
+    struct {
+        const char *opt, *val, *msg;
+        int rc;
+    } bad[] = {
+        {"--tun-addr", "fd7a:6770::7", "L3 address fd7a:6770::7 is taken by house t-1", 1},
+        {"--tun-addr", "100.97.0.1", "100.97.0.1 is outside the IPv4 pool 100.96.0.0/16", 1},
+        {"--tun-addr", "100.96.0.1", "100.96.0.1 is the bridges' own address", 1},
+        {"--tun-addr", "fd7a:6770::1", "the bridges' own address in the pool fd7a:6770::/64", 1},
+        {"--tun-addr", "100.96.0.0",
+         "is in the IPv4 pool 100.96.0.0/16, but is not one of its "
+         "host addresses",
+         1},
+        {"--tun-addr", "fd7a:6770::1:0:0", "the IPv4 pool 100.96.0.0/16 has no index", 1},
+        {"--tun-addr", "fd7a:6770::40:0:0:1", "past 2^53", 1},
+        {"--tun-addr", "100.96.7", "'100.96.7' is not an IPv4 or IPv6 address", 2},
+        {"--tun-route", "10.1.2.3/24",
+         "--tun-route: \"10.1.2.3/24\" has bits set past /24 (the network is 10.1.2.0/24)", 2},
+        {"--tun-route", "10.1.2.0/33", "prefix length \"33\" is not a number from 0 to 32", 2},
+        {"--tun-route", "fd00::/64,", "an empty prefix", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(CLI(&out, &err, "house", "add", "t-2", bad[i].opt, bad[i].val), bad[i].rc,
+                     "%s %s: %s", bad[i].opt, bad[i].val, err);
+        cr_assert(strstr(err, bad[i].msg), "%s %s: stderr: %s", bad[i].opt, bad[i].val, err);
+        free(out), free(err);
+    }
+    cr_assert_eq(h_int("EXISTS gp:{t-2}:house"), 0, "added despite a refusal");
+    /* A house that exists: refused before its address is claimed. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "t-1", "--tun-addr", "100.96.0.20"), 1);
+    cr_assert(strstr(err, "already exists"), "%s", err);
+    free(out), free(err);
+    cr_assert_eq(h_int("HEXISTS gp:tun i:19"), 0, "an address claimed for a refused add");
+
+    /* An IPv6 address gives the same index in the IPv4 pool. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "t-2", "--tun-addr", "fd7a:6770::9", "-q"), 0,
+                 "%s", err);
+    free(out), free(err);
+    cr_assert_str_eq(hget("gp:tun", "h:t-2"), "8");
+
+    /* house tun: shows, changes (taken refused), frees, sets and clears routes. */
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2"), 0, "%s", err);
+    cr_assert(strstr(out, "address: 100.96.0.9, fd7a:6770::9 (pool index 8)") &&
+                  strstr(out, "routes:  none"),
+              "%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--addr", "100.96.0.7"), 1);
+    cr_assert(strstr(err, "taken by house t-1"), "%s", err);
+    free(out), free(err);
+    cr_assert_str_eq(hget("gp:tun", "h:t-2"), "8", "a refused change changed it");
+    cr_assert_eq(
+        CLI(&out, &err, "house", "tun", "t-2", "--addr", "100.96.1.0", "--route", "192.168.7.0/24"),
+        0, "%s", err);
+    cr_assert(strstr(out, "100.96.1.0, fd7a:6770::100 (pool index 255)") &&
+                  strstr(out, "routes:  192.168.7.0/24"),
+              "%s", out);
+    free(out), free(err);
+    cr_assert_str_eq(hget("gp:tun", "h:t-2"), "255");
+    cr_assert_str_eq(hget("gp:tun", "i:255"), "t-2");
+    cr_assert_eq(h_int("HEXISTS gp:tun i:8"), 0, "the old index is not freed");
+    cr_assert_str_eq(hget("gp:{t-2}:house", "tun_routes"), "192.168.7.0/24");
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--no-routes"), 0, "%s", err);
+    free(out), free(err);
+    cr_assert_eq(h_int("HEXISTS gp:{t-2}:house tun_routes"), 0);
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--addr", "auto"), 0, "%s", err);
+    cr_assert(strstr(out, "freed") && strstr(out, "address: none yet"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(h_int("HEXISTS gp:tun h:t-2"), 0);
+    cr_assert_eq(h_int("HEXISTS gp:tun i:255"), 0);
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "nobody"), 1);
+    cr_assert(strstr(err, "no house 'nobody'"), "%s", err);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--route", "10.0.0.0/8", "--no-routes"), 2);
+    free(out), free(err);
+
+    /* list: the TUN column, aligned; --json's tun_addr and tun_routes. */
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0, "%s", err);
+    const char *head = out;
+    char l1[1024], l2[1024];
+    snprintf(l1, sizeof l1, "%s", list_line(out, "t-1"));
+    snprintf(l2, sizeof l2, "%s", list_line(out, "t-2"));
+    cr_assert_eq(col(l1, "100.96.0.7"), col(head, "TUN"), "TUN column:\n%s", out);
+    long tc = col(head, "TUN");
+    cr_assert(tc > 0 && strncmp(l2 + tc - 1, " - ", 3) == 0, "TUN column:\n%s", out);
+    cr_assert_eq(strrchr(l1, ' ') + 1 - l1, col(head, "LABELS"), "LABELS column:\n%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0, "%s", err);
+    cr_assert(strstr(out, "\"tun_addr\":[\"100.96.0.7\",\"fd7a:6770::7\"],"
+                          "\"tun_routes\":[\"10.1.2.0/24\",\"fd00::/64\"]"),
+              "%s", out);
+    cr_assert(strstr(out, "\"tun_addr\":[],\"tun_routes\":[]"), "t-2: %s", out);
+    free(out), free(err);
+    /* Bridges with an IPv6 pool only: the column shows that address, and widens. */
+    freeReplyObject(h_cmd("HSET gp:tun pool4 %s", ""));
+    cr_assert_eq(CLI(&out, &err, "house", "list"), 0, "%s", err);
+    head = out;
+    snprintf(l1, sizeof l1, "%s", list_line(out, "t-1"));
+    cr_assert_eq(col(l1, "fd7a:6770::7"), col(head, "TUN"), "%s", out);
+    cr_assert_eq(strrchr(l1, ' ') + 1 - l1, col(head, "LABELS"), "LABELS column:\n%s", out);
+    free(out), free(err);
+    freeReplyObject(h_cmd("HSET gp:tun pool4 100.96.0.0/16"));
+
+    /* --force (a new secret) keeps the address and the routes. */
+    cr_assert_eq(CLI(&out, &err, "house", "add", "t-1", "--force", "-q"), 0, "%s", err);
+    free(out), free(err);
+    cr_assert_str_eq(hget("gp:tun", "h:t-1"), "6");
+    cr_assert_str_eq(hget("gp:{t-1}:house", "tun_routes"), "10.1.2.0/24,fd00::/64");
+
+    /* rm frees the index, and says so; the address is free for the next house. */
+    cr_assert_eq(CLI(&out, &err, "house", "rm", "t-1"), 0, "%s", err);
+    cr_assert(strstr(out, "L3 address 100.96.0.7, fd7a:6770::7 freed"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(h_int("HEXISTS gp:tun h:t-1"), 0);
+    cr_assert_eq(h_int("HEXISTS gp:tun i:6"), 0);
+    cr_assert_eq(CLI(&out, &err, "house", "rm", "t-2"), 0, "%s", err);
+    cr_assert_null(strstr(out, "freed"), "t-2 had no address: %s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "add", "t-3", "--tun-addr", "100.96.0.7", "-q"), 0, "%s",
+                 err);
+    free(out), free(err);
+    cr_assert_str_eq(hget("gp:tun", "i:6"), "t-3");
+}

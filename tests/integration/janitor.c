@@ -141,10 +141,15 @@ Test(janitor, rm_removes_every_key_of_the_house) {
         req_timeout(ids[i], ids[i], 86400000);
         freeReplyObject(h_cmd("ZADD gp:{%s}:deadlines 1 0-1", ids[i]));
         freeReplyObject(h_cmd("SET gp:{%s}:jcursor 0-1", ids[i]));
+        /* An L3 address (index i + 1 of the pools), as a bridge gives one: <p>:tun is not the
+         * house's slot, and removal frees it too. */
+        freeReplyObject(h_cmd("HSET gp:tun i:%d %s h:%s %d", i + 1, ids[i], ids[i], i + 1));
     }
     const char *rm[] = {"house", "rm", "rm-a", NULL};
     cr_assert_eq(cli_ok(rm), 0);
     cr_assert_eq(h_int("EXISTS gp:{rm-a}:rudp_ts"), 0, "house rm left rudp_ts");
+    cr_assert_eq(h_int("HEXISTS gp:tun h:rm-a"), 0, "house rm kept the L3 index");
+    cr_assert_eq(h_int("HEXISTS gp:tun i:1"), 0, "house rm kept the L3 index");
     cr_assert_eq(h_int("EXISTS gp:{rm-a}:req"), 1, "house rm deleted the stream");
     cr_assert_eq(h_int("EXISTS gp:{rm-a}:deadlines"), 1, "house rm dropped a kept stream's index");
 
@@ -176,6 +181,8 @@ Test(janitor, rm_removes_every_key_of_the_house) {
     free(body);
     cr_assert_eq(h_int("EXISTS gp:{rm-c}:house"), 0);
     cr_assert_eq(h_int("EXISTS gp:{rm-c}:rudp_ts"), 0, "the API's DELETE left rudp_ts");
+    cr_assert_eq(h_int("HEXISTS gp:tun h:rm-c"), 0, "the API's DELETE kept the L3 index");
+    cr_assert_eq(h_int("HEXISTS gp:tun i:3"), 0, "the API's DELETE kept the L3 index");
 }
 
 /* The keys holding `tag` ("{house}") among ALL keys of the server (KEYS *: a test's own

@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <hiredis/read.h>
+#include <stdio.h>
 #include <string.h>
 
 /* One reply from RESP text (freeReplyObject). */
@@ -80,7 +81,9 @@ Test(store, no_state_is_not_connected) {
 }
 
 Test(store, house_hash_fields) {
-    redisReply *r = resp("*3\r\n$12\r\n{\"site\":\"n\"}\r\n$3\r\n123\r\n$1\r\n1\r\n");
+    /* tun_routes as anyone may have written it: a duplicate, junk, a prefix with host bits. */
+    redisReply *r = resp("*4\r\n$12\r\n{\"site\":\"n\"}\r\n$3\r\n123\r\n$1\r\n1\r\n"
+                         "$50\r\n10.1.2.0/24, fd00::/64,junk,10.1.2.0/24,10.0.0.1/8,\r\n");
     gp_reg_house h;
     gp_reg_house_init(&h, "farm-1", 6);
     gp_reg_house_parse(&h, r);
@@ -91,11 +94,95 @@ Test(store, house_hash_fields) {
     cr_assert_eq(h.created_ms, 123);
     cr_assert_eq(h.disabled, 1);
     cr_assert_eq(h.st.connected, 0);
-    r = resp("*3\r\n$-1\r\n$-1\r\n$-1\r\n");
+    cr_assert_eq(h.tun_has, 0, "the index is <p>:tun's, not the hash's");
+    char text[256];
+    cr_assert_eq(h.ntun_routes, 2, "what parses, once");
+    gp_tun_routes_format(h.tun_routes, h.ntun_routes, ",", text, sizeof text);
+    cr_assert_str_eq(text, "10.1.2.0/24,fd00::/64");
+    r = resp("*4\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n");
     gp_reg_house_init(&h, "gone", 4);
     gp_reg_house_parse(&h, r);
     freeReplyObject(r);
     cr_assert_eq(h.registered, 0, "no field: a stale set member");
+}
+
+/* Routes given by the operator: canonical, once each, gp_cidr_parse's message on a bad one;
+ * at most GP_TUN_ROUTES_MAX; the text as stored. */
+Test(store, tun_routes_from_the_command_line) {
+    gp_cidr r[GP_TUN_ROUTES_MAX];
+    size_t n = 0;
+    char err[160], text[GP_TUN_ROUTES_MAX * GP_CIDR_STRLEN];
+    cr_assert_eq(gp_tun_routes_add(r, &n, "10.1.2.0/24", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(
+        gp_tun_routes_add(r, &n, "fd00:0:0::/64, 10.1.2.0/24,192.168.1.1", err, sizeof err), 0,
+        "%s", err);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(gp_tun_routes_format(r, n, ",", text, sizeof text), 36);
+    cr_assert_str_eq(text, "10.1.2.0/24,fd00::/64,192.168.1.1/32");
+    gp_tun_routes_format(r, n, ", ", text, sizeof text);
+    cr_assert_str_eq(text, "10.1.2.0/24, fd00::/64, 192.168.1.1/32");
+    cr_assert_eq(gp_tun_routes_format(r, n, ",", text, 20), -1, "does not fit");
+    cr_assert_eq(gp_tun_routes_add(r, &n, "10.1.2.3/24", err, sizeof err), -1);
+    cr_assert_str_eq(err, "\"10.1.2.3/24\" has bits set past /24 (the network is 10.1.2.0/24)");
+    cr_assert_eq(gp_tun_routes_add(r, &n, "10.1.2.0/24,", err, sizeof err), -1, "empty piece");
+    cr_assert_eq(gp_tun_routes_add(r, &n, "", err, sizeof err), -1, "empty");
+    cr_assert_eq(gp_tun_routes_add(r, &n, "nope", err, sizeof err), -1);
+    cr_assert(strstr(err, "not an IPv4 or IPv6 address"), "%s", err);
+    n = 0;
+    for (int i = 0; i < GP_TUN_ROUTES_MAX; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "10.%d.0.0/16", i);
+        cr_assert_eq(gp_tun_routes_add(r, &n, p, err, sizeof err), 0, "%s", err);
+    }
+    cr_assert_eq(gp_tun_routes_add(r, &n, "10.0.0.0/16", err, sizeof err), 0, "a duplicate");
+    cr_assert_eq(gp_tun_routes_add(r, &n, "11.0.0.0/16", err, sizeof err), -1);
+    cr_assert_str_eq(err, "more than 64 routes");
+    cr_assert_eq(gp_tun_routes_parse("", 0, r, GP_TUN_ROUTES_MAX, NULL), 0);
+}
+
+/* <p>:tun's values: the pools (none recorded, one family, junk) and indexes. */
+Test(store, tun_pools_and_indexes) {
+    gp_tun_pools p;
+    char err[160];
+    redisReply *r = resp("*2\r\n$-1\r\n$-1\r\n");
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 1);
+    freeReplyObject(r);
+    r = resp("*2\r\n$13\r\n100.96.0.0/16\r\n$0\r\n\r\n");
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 0);
+    cr_assert(p.has4 && !p.has6 && p.p4.len == 16);
+    freeReplyObject(r);
+    r = resp("*2\r\n$14\r\nfd7a:6770::/64\r\n$-1\r\n");
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), -1,
+                 "an IPv6 pool as pool4");
+    freeReplyObject(r);
+
+    uint64_t idx;
+    r = resp("*5\r\n$1\r\n7\r\n$20\r\n18446744073709551615\r\n$20\r\n18446744073709551616\r\n"
+             "$2\r\n-1\r\n$-1\r\n");
+    cr_assert_eq(gp_tun_index_parse(r->element[0], &idx), 1);
+    cr_assert_eq(idx, 7);
+    cr_assert_eq(gp_tun_index_parse(r->element[1], &idx), 1);
+    cr_assert_eq(idx, UINT64_MAX);
+    cr_assert_eq(gp_tun_index_parse(r->element[2], &idx), 0, "past 64 bits");
+    cr_assert_eq(gp_tun_index_parse(r->element[3], &idx), 0);
+    cr_assert_eq(gp_tun_index_parse(r->element[4], &idx), 0);
+    freeReplyObject(r);
+
+    /* Index 6: the 7th host of each pool; past a pool's end, no address of that family. */
+    r = resp("*2\r\n$13\r\n100.96.0.0/30\r\n$14\r\nfd7a:6770::/64\r\n");
+    cr_assert_eq(gp_tun_pools_parse(&p, r->element[0], r->element[1], err, sizeof err), 0, "%s",
+                 err);
+    freeReplyObject(r);
+    gp_ip_addr a4, a6;
+    gp_tun_pool_addrs(&p, 1, &a4, &a6);
+    char a[GP_IP_ADDR_STRLEN];
+    cr_assert_str_eq(gp_ip_addr_format(&a4, a), "100.96.0.2");
+    cr_assert_str_eq(gp_ip_addr_format(&a6, a), "fd7a:6770::2");
+    gp_tun_pool_addrs(&p, 6, &a4, &a6);
+    cr_assert_eq(a4.family, 0, "a /30 has 2 hosts");
+    cr_assert_str_eq(gp_ip_addr_format(&a6, a), "fd7a:6770::7");
+    gp_tun_pool_addrs(NULL, 6, &a4, &a6);
+    cr_assert_eq(a6.family, 0, "no pools known");
 }
 
 Test(store, bridge_stats_and_recent) {
