@@ -277,6 +277,11 @@ void br_l3_dgram(br_l3 *l3, br_conn *c, const uint8_t *cp, size_t n) {
         h->drops++;
         return;
     }
+    if (n > h->mtu) { /* the house's MTU is the grant's: a larger packet is not one of ours */
+        l3->t.too_big++;
+        h->drops++;
+        return;
+    }
     if (!source_ok(h, &pkt.src)) {
         l3->t.spoofed++;
         h->drops++;
@@ -351,8 +356,8 @@ static void append(char *buf, size_t cap, const char *s) {
 }
 
 /* The last step of a grant: the index is known. */
-static void grant_finish(br_l3 *l3, pending *pd, long long index) {
-    br_conn *c = pd->c;
+void br_l3_grant(br_l3 *l3, br_conn *c, long long index, unsigned mtu, const gp_cidr *asked,
+                 size_t nasked, const char *allowed_text) {
     if (index < 1 || (uint64_t)index > l3->max_index) {
         grant_refuse(c, 503, "pool_full", "no free address left in the tunnel's pools");
         return;
@@ -372,14 +377,14 @@ static void grant_finish(br_l3 *l3, pending *pd, long long index) {
     gp_cidr allowed[BR_L3_ROUTES_MAX];
     size_t nallowed = 0;
     char why[200] = "", msg[1024] = "";
-    if (cidrs_parse(gp_str_c(pd->allowed), allowed, BR_L3_ROUTES_MAX, &nallowed, why, sizeof why) !=
-        0) {
+    if (cidrs_parse(gp_str_c(allowed_text), allowed, BR_L3_ROUTES_MAX, &nallowed, why,
+                    sizeof why) != 0) {
         nallowed = 0; /* the registry's field is bad: allow none, say so */
         snprintf(msg, sizeof msg, "the registry's tun_routes do not parse (%s): no route granted",
                  why);
     }
-    for (size_t i = 0; i < pd->nasked; i++) {
-        const gp_cidr *a = &pd->asked[i];
+    for (size_t i = 0; i < nasked; i++) {
+        const gp_cidr *a = &asked[i];
         int ok = !in_pools(l3, a) && lookup(l3, &a->addr) == NULL;
         int inside = 0;
         for (size_t j = 0; ok && !inside && j < nallowed; j++)
@@ -421,7 +426,7 @@ static void grant_finish(br_l3 *l3, pending *pd, long long index) {
             br_log(BR_LOG_ERROR, "tun_route_failed", "house=%s reason=%s", c->house, br_qs(err));
     }
     /* The session carries one packet of the tunnel's MTU in one datagram. */
-    h->mtu = pd->mtu;
+    h->mtu = mtu;
     if (c->tp->set_mtu(c, h->mtu + SESS_OVERHEAD) != 0) {
         br_log(BR_LOG_WARN, "tun_mtu_failed", "house=%s mtu=%u", c->house, h->mtu);
     }
@@ -464,7 +469,7 @@ static void on_alloc(redisReply *r, void *ud) {
         if (!r || r->type != REDIS_REPLY_INTEGER)
             grant_refuse(c, 503, "unavailable", "Redis did not answer the address allocation");
         else
-            grant_finish(pd->l3, pd, r->integer);
+            br_l3_grant(pd->l3, c, r->integer, pd->mtu, pd->asked, pd->nasked, pd->allowed);
     }
     br_conn_unref(c);
     free(pd);

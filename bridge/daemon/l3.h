@@ -54,6 +54,12 @@ void br_l3_redis_up(br_l3 *l3);
 /* A house's L3_REQ (f) on its live connection: answered with L3_GRANT, now or once Redis
  * answered. l3 NULL (no --tun): refused. */
 void br_l3_request(br_l3 *l3, br_conn *c, const gp_frame *f);
+/* The grant's last step, once Redis gave the house its pool index and its registry's allowed
+ * routes (allowed_text, comma-separated): routes into the device, the session's datagram
+ * size, the forwarding tables, and the L3_GRANT (or its refusal) to c. What br_l3_request's
+ * Redis answers lead to, and what tests call directly. */
+void br_l3_grant(br_l3 *l3, br_conn *c, long long index, unsigned mtu, const gp_cidr *asked,
+                 size_t nasked, const char *allowed_text);
 /* A datagram (an IP packet) from the house of c. */
 void br_l3_dgram(br_l3 *l3, br_conn *c, const uint8_t *p, size_t n);
 /* c is closing or gone: its routes leave the device. Idempotent. */
