@@ -183,11 +183,9 @@ static int tcp_connect(const char *addr, int port, int timeout_ms) {
     return fd;
 }
 
-/* n bytes through the echo at addr:port (written and read concurrently in slices), checked
- * byte for byte. The rate in Mbit/s. */
-static double echo_bytes(const char *addr, int port, size_t n, int timeout_ms) {
-    int fd = tcp_connect(addr, port, 10000);
-    cr_assert(fd >= 0, "no TCP connection to %s:%d", addr, port);
+/* n bytes through the echo on fd (written and read concurrently in slices), checked byte for
+ * byte. The rate in Mbit/s. */
+static double echo_on(int fd, size_t n, int timeout_ms) {
     uint8_t *out = h_prandom(n, "l3-echo"), *in = malloc(n);
     size_t sent = 0, got = 0;
     uint64_t t0 = h_now_ms(), end = t0 + (uint64_t)timeout_ms;
@@ -213,8 +211,15 @@ static double echo_bytes(const char *addr, int port, size_t n, int timeout_ms) {
     cr_assert_eq(memcmp(in, out, n), 0, "the echo came back changed");
     free(in);
     free(out);
-    close(fd);
     return ms > 0 ? (double)n * 8 / 1000 / ms : 0;
+}
+
+static double echo_bytes(const char *addr, int port, size_t n, int timeout_ms) {
+    int fd = tcp_connect(addr, port, 10000);
+    cr_assert(fd >= 0, "no TCP connection to %s:%d", addr, port);
+    double r = echo_on(fd, n, timeout_ms);
+    close(fd);
+    return r;
 }
 
 static int ping(const char *ns, const char *addr, int count) {
@@ -416,5 +421,29 @@ Test(l3, the_house_moves_to_another_bridge_and_tcp_survives) {
     cr_assert_eq(poll(&pf, 1, 20000), 1, "the connection did not survive the move");
     cr_assert_eq(recv(fd, buf, sizeof buf, 0), 6);
     cr_assert_str_eq(buf, "after!");
+    close(fd);
+}
+
+/* The house's network changes under a TCP connection through the tunnel (its address on the
+ * link moves from 10.99.0.2 to 10.99.0.3, as a phone changing cell): the session follows it
+ * (the bridge logs the rebinding) and the connection carries on, checked byte for byte. */
+Test(l3, nat_rebinding_mid_transfer) {
+    hub_up(NULL);
+    echo_up(W.far, "7");
+    const char *hx[] = {"--tun-allow", "tcp:7", NULL};
+    house_up(hx);
+    int fd = tcp_connect(W.addr4, 7, 5000);
+    cr_assert(fd >= 0);
+    echo_on(fd, 1 << 20, 30000);
+    char *out = NULL;
+    int rc = h_netns_sh(W.far, 5000, &out,
+                        "sysctl -qw net.ipv4.conf.vfar.promote_secondaries=1 && "
+                        "ip addr add 10.99.0.3/24 dev vfar && ip addr del 10.99.0.2/24 dev vfar");
+    cr_assert_eq(rc, 0, "%s", out ? out : "");
+    free(out);
+    double r = echo_on(fd, 1 << 20, 60000);
+    cr_assert(h_wait_log(W.bridge, "event=rudp_rebind", 5000), "the session did not move");
+    cr_assert(h_log_count(W.bridge, "to=10.99.0.3") >= 1, "the session moved elsewhere");
+    printf("l3 echo after the house's address changed: 1 MiB at %.1f Mbit/s\n", r);
     close(fd);
 }
