@@ -214,11 +214,20 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
     }
     int f = pkt.version == 6;
     if (n > l3->mtu) {
+        /* From the hub's address of the packet's destination prefix (the next hop, as a router
+         * would answer): one of our own addresses as the source would be dropped by our kernel
+         * as a martian. */
         size_t len;
+        gp_ip_addr from;
         l3->n.too_big++;
-        if (l3->has[f] && gp_icmp_too_big(p, n, &pkt, &l3->addr[f], l3->mtu, l3->icmp,
-                                          sizeof l3->icmp, &len) == GP_TB_BUILT)
-            gp_tun_write(l3->tun, l3->icmp, len);
+        for (size_t i = 0; i < l3->nhub; i++)
+            if (gp_cidr_contains(&l3->hub[i], &pkt.dst) &&
+                gp_pool_addr(&l3->hub[i], 0, &from) == 0 &&
+                gp_icmp_too_big(p, n, &pkt, &from, l3->mtu, l3->icmp, sizeof l3->icmp, &len) ==
+                    GP_TB_BUILT) {
+                gp_tun_write(l3->tun, l3->icmp, len);
+                break;
+            }
         return;
     }
     uint64_t now = uv_now(l3->loop);

@@ -197,12 +197,16 @@ static uint16_t mss_for(unsigned mtu, int v6) {
     return (uint16_t)(mtu - (v6 ? 60 : 40));
 }
 
-/* A packet that does not fit the house's tunnel: "too big" back to its sender. */
-static void too_big(br_l3 *l3, const uint8_t *p, size_t n, const gp_ip_pkt *pkt, unsigned mtu) {
+/* A packet that does not fit the house's tunnel: "too big" back to its sender, from the
+ * house's address as a router on the path would (the sender is usually this host: an ICMP
+ * from one of its own addresses arriving on a device would be dropped as a martian). */
+static void too_big(br_l3 *l3, const br_l3_house *h, const uint8_t *p, size_t n,
+                    const gp_ip_pkt *pkt) {
     l3->t.too_big++;
+    int f = pkt->version == 6;
     size_t len;
-    if (gp_icmp_too_big(p, n, pkt, &l3->hub[pkt->version == 6], mtu, l3->icmp, sizeof l3->icmp,
-                        &len) == GP_TB_BUILT)
+    if (gp_icmp_too_big(p, n, pkt, h->has[f] ? &h->addr[f] : &l3->hub[f], h->mtu, l3->icmp,
+                        sizeof l3->icmp, &len) == GP_TB_BUILT)
         gp_tun_write(l3->tun, l3->icmp, len);
 }
 
@@ -224,7 +228,7 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
         return;
     }
     if (n > h->mtu) {
-        too_big(l3, p, n, &pkt, h->mtu);
+        too_big(l3, h, p, n, &pkt);
         h->drops++;
         return;
     }
@@ -233,7 +237,7 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
     int rc = h->c->tp->send_dgram(h->c, p, n);
     if (rc != 0) {
         if (rc == GP_ERR_TOO_LARGE)
-            too_big(l3, p, n, &pkt, h->mtu);
+            too_big(l3, h, p, n, &pkt);
         else
             l3->t.queue_full++;
         h->drops++;

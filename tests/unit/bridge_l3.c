@@ -278,3 +278,48 @@ Test(bridge_l3, the_routes_leave_with_the_connection) {
               "routes stayed: %s", all);
     cr_assert(strstr(all, "100.96.0.0/24 dev gpb0"), "the pool's catch-all went too: %s", all);
 }
+
+/* A bridge whose device takes 1400-byte packets, a house granted 1280: a packet between the
+ * two, sent with DF, is answered with ICMP "fragmentation needed" (MTU 1280) written back into
+ * the device, and the hub's kernel learns the path MTU to the house. */
+Test(bridge_l3, a_packet_too_big_for_the_house_gets_icmp_back) {
+    br_l3_free(l3); /* setup's, with MTU 1280: this test wants a wider device */
+    br_l3_conf c = {.dev = "gpb1", .mtu = 1400};
+    char err[512];
+    cr_assert_eq(br_l3_pools_parse(&c, "100.96.0.0/24", err, sizeof err), 0);
+    l3 = br_l3_new(&env, &c, err, sizeof err);
+    cr_assert_not_null(l3, "%s", err);
+    br_l3_grant(l3, &conn, 1, 1280, NULL, 0, "");
+    for (br_out *o; (o = br_conn_pop(&conn));)
+        free(o);
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    int pmtu = IP_PMTUDISC_DO;
+    setsockopt(u, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9)};
+    inet_pton(AF_INET, "100.96.0.2", &a.sin_addr);
+    static uint8_t big[1350];
+    cr_assert_eq(sendto(u, big, sizeof big, 0, (struct sockaddr *)&a, sizeof a),
+                 (ssize_t)sizeof big, "%s", strerror(errno));
+    br_l3_totals t;
+    for (int i = 0; i < 2000; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        br_l3_totals_get(l3, &t);
+        if (t.too_big)
+            break;
+        usleep(1000);
+    }
+    cr_assert_eq(t.too_big, 1, "the packet was not refused as too big");
+    cr_assert_eq(ncap, 0, "a packet too big for the house was sent to it");
+    /* The kernel took the answer: the route to the house now has MTU 1280. */
+    char all[512] = "";
+    for (int i = 0; i < 1000 && !strstr(all, "mtu 1280"); i++) {
+        FILE *p = popen("ip route get 100.96.0.2", "r");
+        size_t n = fread(all, 1, sizeof all - 1, p);
+        all[n] = '\0';
+        pclose(p);
+        if (!strstr(all, "mtu 1280"))
+            usleep(1000);
+    }
+    cr_assert(strstr(all, "mtu 1280"), "the hub did not learn the path MTU: %s", all);
+    close(u);
+}
