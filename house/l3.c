@@ -284,26 +284,11 @@ void hs_l3_dgram(hs_l3 *l3, const uint8_t *cp, size_t n) {
 
 /* ---- the grant ---- */
 
-/* Parses a comma-separated list of CIDRs (or addresses) into out (at most max): the count, or
- * -1 with err. */
+/* One list of the grant into out (at most max): the count, or -1 with err. */
 static int list_parse(gp_str s, gp_cidr *out, size_t max, char *err, size_t errlen) {
-    size_t n = 0, i = 0;
-    while (i < s.len) {
-        size_t j = i;
-        while (j < s.len && s.p[j] != ',')
-            j++;
-        char one[GP_CIDR_STRLEN + 8];
-        if (j == i || j - i >= sizeof one || n == max) {
-            snprintf(err, errlen, "a list item is empty, too long, or one too many");
-            return -1;
-        }
-        memcpy(one, s.p + i, j - i);
-        one[j - i] = '\0';
-        if (gp_cidr_parse(one, &out[n++], err, errlen) != 0)
-            return -1;
-        i = j + 1;
-    }
-    return (int)n;
+    size_t n;
+    return gp_cidr_list_parse((const char *)s.p, s.len, out, max, &n, err, errlen) == 0 ? (int)n
+                                                                                        : -1;
 }
 
 static void routes_out(hs_l3 *l3) {
@@ -396,12 +381,10 @@ void hs_l3_tunnel_up(hs_l3 *l3, int proto, hs_transport *tr, const char *bridge)
         return;
     }
     l3->tr = tr;
-    char routes[GP_L3_LIST_MAX + 1] = "";
-    for (size_t i = 0; i < l3->conf.nroutes; i++) {
-        char t[GP_CIDR_STRLEN];
-        size_t len = strlen(routes);
-        snprintf(routes + len, sizeof routes - len, "%s%s", len ? "," : "",
-                 gp_cidr_format(&l3->asked[i], t));
+    char routes[GP_L3_LIST_MAX + 1];
+    if (gp_cidr_list_format(l3->asked, l3->conf.nroutes, ",", routes, sizeof routes) < 0) {
+        hs_log(HS_LOG_ERROR, "tun_refused", "dev=%s reason=\"--tun-route: too many\"", l3->dev);
+        return;
     }
     gp_frame f;
     gp_frame_init(&f, GP_FRAME_L3_REQ, 0, 0);

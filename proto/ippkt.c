@@ -224,6 +224,58 @@ char *gp_cidr_format(const gp_cidr *c, char *buf) {
     return buf;
 }
 
+int gp_cidr_list_parse(const char *s, size_t len, gp_cidr *out, size_t max, size_t *n, char *err,
+                       size_t errlen) {
+    *n = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != ',')
+            j++;
+        char one[GP_CIDR_STRLEN + 8];
+        if (j == i || j - i >= sizeof one) {
+            snprintf(err, errlen, "\"%.*s\": an empty or overlong item in a list of prefixes",
+                     (int)(j - i < 64 ? j - i : 64), s + i);
+            return -1;
+        }
+        if (*n == max) {
+            snprintf(err, errlen, "more than %zu prefixes", max);
+            return -1;
+        }
+        memcpy(one, s + i, j - i);
+        one[j - i] = '\0';
+        if (gp_cidr_parse(one, &out[*n], err, errlen) != 0)
+            return -1;
+        (*n)++;
+        i = j + 1;
+        if (j + 1 == len) { /* a trailing comma: an empty last item */
+            snprintf(err, errlen, "an empty item at the end of a list of prefixes");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int gp_cidr_list_format(const gp_cidr *c, size_t n, const char *sep, char *out, size_t cap) {
+    size_t o = 0, sl = strlen(sep);
+    if (cap == 0)
+        return -1;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char t[GP_CIDR_STRLEN];
+        size_t tl = strlen(gp_cidr_format(&c[i], t));
+        if (o + (i ? sl : 0) + tl >= cap)
+            return -1;
+        if (i) {
+            memcpy(out + o, sep, sl);
+            o += sl;
+        }
+        memcpy(out + o, t, tl + 1);
+        o += tl;
+    }
+    return (int)o;
+}
+
 int gp_cidr_contains(const gp_cidr *c, const gp_ip_addr *a) {
     return c->addr.family == a->family && c->len <= addr_bits(a) &&
            prefix_eq(c->addr.a, a->a, c->len);

@@ -61,6 +61,14 @@ typedef struct gp_cidr {
  * 0, or -1 with a message in err. */
 int gp_cidr_parse(const char *s, gp_cidr *out, char *err, size_t errlen);
 char *gp_cidr_format(const gp_cidr *c, char *buf); /* buf: GP_CIDR_STRLEN bytes */
+/* A comma-separated list of prefixes (or addresses), s[0..len) (an L3 frame's field, an
+ * option): each as gp_cidr_parse takes it, into out[0..max); *n how many. An empty text is no
+ * prefix. 0, or -1 with err (an empty or overlong piece, more than max, gp_cidr_parse's). */
+int gp_cidr_list_parse(const char *s, size_t len, gp_cidr *out, size_t max, size_t *n, char *err,
+                       size_t errlen);
+/* c[0..n) as text, sep between two ("," for a field or frame, ", " for people), into out[cap]
+ * ("" for none): its length, or -1 when it does not fit. */
+int gp_cidr_list_format(const gp_cidr *c, size_t n, const char *sep, char *out, size_t cap);
 /* 1 when a is in c (same family, first len bits equal), else 0. */
 int gp_cidr_contains(const gp_cidr *c, const gp_ip_addr *a);
 

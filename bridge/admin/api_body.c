@@ -111,7 +111,7 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
             char *t = n ? malloc(cap) : NULL;
             free(h->tun_routes);
             h->tun_routes = NULL;
-            if (t && gp_tun_routes_format(rt, n, ",", t, cap) > 0) {
+            if (t && gp_cidr_list_format(rt, n, ",", t, cap) > 0) {
                 h->tun_routes = t;
                 t = NULL;
             }

@@ -145,7 +145,7 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
     char addrs[2 * GP_IP_ADDR_STRLEN + 4], routes[GP_TUN_ROUTES_MAX * (GP_CIDR_STRLEN + 2)];
     if (tun_addr)
         cli_tun_pool_addrs(addrs, sizeof addrs, &pools, tidx);
-    gp_tun_routes_format(rt.r, rt.n, ", ", routes, sizeof routes);
+    gp_cidr_list_format(rt.r, rt.n, ", ", routes, sizeof routes);
     if (quiet) {
         printf("%s\n", hex);
     } else {

@@ -16,7 +16,7 @@ int cli_routes_opt(cli_ctx *c, cli_routes *rt, const char *opt, const char *v) {
         cli_err(c, "%s: %s", opt, err);
         return CLI_USAGE;
     }
-    if (gp_tun_routes_format(rt->r, rt->n, ",", text, sizeof text) < 0) {
+    if (gp_cidr_list_format(rt->r, rt->n, ",", text, sizeof text) < 0) {
         cli_err(c, "%s: the routes take more than %u bytes as text", opt, GP_L3_LIST_MAX);
         return CLI_USAGE;
     }
@@ -142,7 +142,7 @@ static void print_settings(cli_ctx *c, const gp_reg_house *h) {
     else
         printf("  address: pool index %llu (no pools recorded: no bridge has run with --tun)\n",
                (unsigned long long)h->tun_index);
-    gp_tun_routes_format(h->tun_routes, h->ntun_routes, ", ", routes, sizeof routes);
+    gp_cidr_list_format(h->tun_routes, h->ntun_routes, ", ", routes, sizeof routes);
     printf("  routes:  %s\n", h->ntun_routes ? routes : "none (it may advertise no subnet)");
 }
 

@@ -324,29 +324,6 @@ static void grant_refuse(br_conn *c, uint16_t status, const char *error, const c
            error, br_qs(message));
 }
 
-/* Parses a comma-separated CIDR list into out (at most max). -1 with err. */
-static int cidrs_parse(gp_str s, gp_cidr *out, size_t max, size_t *n, char *err, size_t errlen) {
-    *n = 0;
-    size_t i = 0;
-    while (i < s.len) {
-        size_t j = i;
-        while (j < s.len && s.p[j] != ',')
-            j++;
-        char one[GP_CIDR_STRLEN + 8];
-        if (j - i == 0 || j - i >= sizeof one || *n == max) {
-            snprintf(err, errlen, *n == max ? "more than %zu routes" : "an empty or overlong route",
-                     max);
-            return -1;
-        }
-        memcpy(one, s.p + i, j - i);
-        one[j - i] = '\0';
-        if (gp_cidr_parse(one, &out[(*n)++], err, errlen) != 0)
-            return -1;
-        i = j + 1;
-    }
-    return 0;
-}
-
 /* Whether c lies inside one of the pools (a house may not claim the tunnel's own space). */
 static int in_pools(const br_l3 *l3, const gp_cidr *c) {
     int f = fam(&c->addr);
@@ -381,8 +358,8 @@ void br_l3_grant(br_l3 *l3, br_conn *c, long long index, unsigned mtu, const gp_
     gp_cidr allowed[BR_L3_ROUTES_MAX];
     size_t nallowed = 0;
     char why[200] = "", msg[1024] = "";
-    if (cidrs_parse(gp_str_c(allowed_text), allowed, BR_L3_ROUTES_MAX, &nallowed, why,
-                    sizeof why) != 0) {
+    if (gp_cidr_list_parse(allowed_text, strlen(allowed_text), allowed, BR_L3_ROUTES_MAX, &nallowed,
+                           why, sizeof why) != 0) {
         nallowed = 0; /* the registry's field is bad: allow none, say so */
         snprintf(msg, sizeof msg, "the registry's tun_routes do not parse (%s): no route granted",
                  why);
@@ -448,10 +425,7 @@ void br_l3_grant(br_l3 *l3, br_conn *c, long long index, unsigned mtu, const gp_
             char t[GP_IP_ADDR_STRLEN];
             append(addrs, sizeof addrs, gp_ip_addr_format(&h->addr[f], t));
         }
-    for (size_t i = 0; i < h->nroutes; i++) {
-        char t[GP_CIDR_STRLEN];
-        append(routes, sizeof routes, gp_cidr_format(&h->routes[i], t));
-    }
+    gp_cidr_list_format(h->routes, h->nroutes, ",", routes, sizeof routes); /* fits: 64 max */
     gp_frame g;
     gp_frame_init(&g, GP_FRAME_L3_GRANT, 0, 0);
     g.u.l3_grant.status = 200;
@@ -538,8 +512,8 @@ void br_l3_request(br_l3 *l3, br_conn *c, const gp_frame *f) {
     pd->c = c;
     pd->mtu = mtu;
     char why[200];
-    if (cidrs_parse(f->u.l3_req.routes, pd->asked, BR_L3_ROUTES_MAX, &pd->nasked, why,
-                    sizeof why) != 0) {
+    if (gp_cidr_list_parse((const char *)f->u.l3_req.routes.p, f->u.l3_req.routes.len, pd->asked,
+                           BR_L3_ROUTES_MAX, &pd->nasked, why, sizeof why) != 0) {
         free(pd);
         grant_refuse(c, 400, "bad_request", why);
         return;

@@ -529,7 +529,7 @@ int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const g
         gp_errf(err, errlen, "prefix too long");
         return GP_ERR_INVALID;
     }
-    if (n > GP_TUN_ROUTES_MAX || gp_tun_routes_format(routes, n, ",", text, sizeof text) < 0) {
+    if (n > GP_TUN_ROUTES_MAX || gp_cidr_list_format(routes, n, ",", text, sizeof text) < 0) {
         gp_errf(err, errlen, "too many routes: at most %d, %u bytes of text", GP_TUN_ROUTES_MAX,
                 GP_L3_LIST_MAX);
         return GP_ERR_INVALID;

@@ -139,7 +139,7 @@ int gp_reg_tun_set(br_rc *rc, const char *prefix, const char *id, uint64_t idx, 
                    char *err, size_t errlen);
 
 /* Sets the routes house `id` may advertise (GP_TUN_ROUTES_LUA): r[0..n) stored as
- * gp_tun_routes_format's text, n 0 clears them. 0; GP_REG_NOT_FOUND (not registered: nothing
+ * gp_cidr_list_format's text, n 0 clears them. 0; GP_REG_NOT_FOUND (not registered: nothing
  * written); GP_ERR_INVALID (the list is too long); GP_REG_REDIS. */
 int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const gp_cidr *r, size_t n,
                           char *err, size_t errlen);

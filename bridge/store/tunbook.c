@@ -84,26 +84,6 @@ size_t gp_tun_routes_parse(const char *s, size_t len, gp_cidr *r, size_t max, si
     return n;
 }
 
-int gp_tun_routes_format(const gp_cidr *r, size_t n, const char *sep, char *out, size_t cap) {
-    size_t o = 0, sl = strlen(sep);
-    if (cap == 0)
-        return -1;
-    out[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        char t[GP_CIDR_STRLEN];
-        size_t tl = strlen(gp_cidr_format(&r[i], t));
-        if (o + (i ? sl : 0) + tl >= cap)
-            return -1;
-        if (i) {
-            memcpy(out + o, sep, sl);
-            o += sl;
-        }
-        memcpy(out + o, t, tl + 1);
-        o += tl;
-    }
-    return (int)o;
-}
-
 /* One pool's recorded text: 1 parsed into c, 0 absent or empty (the bridges run without that
  * family), -1 not a prefix of that family. */
 static int pool_parse(const redisReply *v, int family, gp_cidr *c, char *err, size_t errlen) {

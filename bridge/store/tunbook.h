@@ -46,10 +46,7 @@ int gp_tun_routes_add(gp_cidr *r, size_t *n, const char *s, char *err, size_t er
  * gets how many pieces were left out (not a prefix, or past max). */
 size_t gp_tun_routes_parse(const char *s, size_t len, gp_cidr *r, size_t max, size_t *skipped);
 
-/* r[0..n) as the field's text ("10.1.2.0/24,fd00::/64"; "" for none) into out[cap]: its
- * length, or -1 when it does not fit (the field is stored only when it fits GP_L3_LIST_MAX + 1
- * bytes: proto/frame.h's limit for a list in an L3 frame). sep is put between two prefixes (","
- * for the field, ", " for people). */
-int gp_tun_routes_format(const gp_cidr *r, size_t n, const char *sep, char *out, size_t cap);
+/* Their text: gp_cidr_list_format (proto/ippkt.h), "," between two as the field stores it
+ * (stored only when it fits GP_L3_LIST_MAX + 1 bytes: proto/frame.h's limit for an L3 list). */
 
 #endif

@@ -1300,3 +1300,26 @@ Test(ippkt, checksum_helpers) {
     cr_assert_eq(gp_csum_fold(gp_csum_pseudo(&s6, &d6, 58, 70000)),
                  ref_fold(ref_pseudo(6, s6.a, d6.a, 58, 70000)));
 }
+
+/* Lists of prefixes (an L3 frame's fields, options): parsed strictly, written back the same. */
+Test(ippkt, prefix_lists_parse_strictly_and_format_back) {
+    gp_cidr c[4];
+    size_t n;
+    char err[200], out[200];
+    static const char ok[] = "100.96.0.0/16,fd7a:6770::/64,192.168.1.7";
+    cr_assert_eq(gp_cidr_list_parse(ok, strlen(ok), c, 4, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(gp_cidr_list_format(c, n, ",", out, sizeof out), (int)strlen(ok) + 3);
+    cr_assert_str_eq(out, "100.96.0.0/16,fd7a:6770::/64,192.168.1.7/32");
+    cr_assert_eq(gp_cidr_list_format(c, n, ",", out, 10), -1, "does not fit");
+    cr_assert_eq(gp_cidr_list_parse("", 0, c, 4, &n, err, sizeof err), 0);
+    cr_assert_eq(n, 0);
+    static const char *const bad[] = {",", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8,,10.1.0.0/16",
+                                      "10.0.0.1/8", "nope", "1.2.3.4,1.2.3.5,1.2.3.6,1.2.3.7,1.2.3.8"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        cr_assert_eq(gp_cidr_list_parse(bad[i], strlen(bad[i]), c, 4, &n, err, sizeof err), -1,
+                     "\"%s\" parsed", bad[i]);
+        cr_assert(err[0], "no message for \"%s\"", bad[i]);
+    }
+}

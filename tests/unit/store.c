@@ -97,7 +97,7 @@ Test(store, house_hash_fields) {
     cr_assert_eq(h.tun_has, 0, "the index is <p>:tun's, not the hash's");
     char text[256];
     cr_assert_eq(h.ntun_routes, 2, "what parses, once");
-    gp_tun_routes_format(h.tun_routes, h.ntun_routes, ",", text, sizeof text);
+    gp_cidr_list_format(h.tun_routes, h.ntun_routes, ",", text, sizeof text);
     cr_assert_str_eq(text, "10.1.2.0/24,fd00::/64");
     r = resp("*4\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n");
     gp_reg_house_init(&h, "gone", 4);
@@ -117,11 +117,11 @@ Test(store, tun_routes_from_the_command_line) {
         gp_tun_routes_add(r, &n, "fd00:0:0::/64, 10.1.2.0/24,192.168.1.1", err, sizeof err), 0,
         "%s", err);
     cr_assert_eq(n, 3);
-    cr_assert_eq(gp_tun_routes_format(r, n, ",", text, sizeof text), 36);
+    cr_assert_eq(gp_cidr_list_format(r, n, ",", text, sizeof text), 36);
     cr_assert_str_eq(text, "10.1.2.0/24,fd00::/64,192.168.1.1/32");
-    gp_tun_routes_format(r, n, ", ", text, sizeof text);
+    gp_cidr_list_format(r, n, ", ", text, sizeof text);
     cr_assert_str_eq(text, "10.1.2.0/24, fd00::/64, 192.168.1.1/32");
-    cr_assert_eq(gp_tun_routes_format(r, n, ",", text, 20), -1, "does not fit");
+    cr_assert_eq(gp_cidr_list_format(r, n, ",", text, 20), -1, "does not fit");
     cr_assert_eq(gp_tun_routes_add(r, &n, "10.1.2.3/24", err, sizeof err), -1);
     cr_assert_str_eq(err, "\"10.1.2.3/24\" has bits set past /24 (the network is 10.1.2.0/24)");
     cr_assert_eq(gp_tun_routes_add(r, &n, "10.1.2.0/24,", err, sizeof err), -1, "empty piece");
