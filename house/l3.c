@@ -191,6 +191,26 @@ static void dropped(hs_l3 *l3, uint64_t *counter, const char *why, const gp_ip_p
            why, s, d, pkt ? pkt->proto : 0, (unsigned long long)*counter);
 }
 
+/* Copies cp[0..n) into l3->pkt (the clamp writes) and checks it: a packet from the device
+ * (out) goes from the house's side to the hub's, one from the bridge the other way. 0, or -1
+ * dropped and counted. */
+static int take(hs_l3 *l3, const uint8_t *cp, size_t n, gp_ip_pkt *pkt, int out) {
+    if (n > sizeof l3->pkt)
+        return -1;
+    memcpy(l3->pkt, cp, n);
+    memset(pkt, 0, sizeof *pkt);
+    gp_ip_drop d = gp_ip_parse(l3->pkt, n, pkt);
+    const gp_ip_addr *hub_side = out ? &pkt->dst : &pkt->src, *our = out ? &pkt->src : &pkt->dst;
+    if (d == GP_IPD_OK && in_any(l3->hub, l3->nhub, hub_side) && ours(l3, our))
+        return 0;
+    dropped(l3, &l3->n.bad,
+            d != GP_IPD_OK ? gp_ip_drop_name(d)
+            : out          ? "not_to_the_hub"
+                           : "not_for_the_house",
+            pkt);
+    return -1;
+}
+
 static uint16_t mss_for(unsigned mtu, int v6) {
     return (uint16_t)(mtu - (v6 ? 60 : 40));
 }
@@ -202,16 +222,9 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
         return;
     }
     uint8_t *p = l3->pkt;
-    if (n > sizeof l3->pkt)
-        return;
-    memcpy(p, cp, n);
     gp_ip_pkt pkt;
-    memset(&pkt, 0, sizeof pkt);
-    gp_ip_drop d = gp_ip_parse(p, n, &pkt);
-    if (d != GP_IPD_OK || !in_any(l3->hub, l3->nhub, &pkt.dst) || !ours(l3, &pkt.src)) {
-        dropped(l3, &l3->n.bad, d != GP_IPD_OK ? gp_ip_drop_name(d) : "not_to_the_hub", &pkt);
+    if (take(l3, cp, n, &pkt, 1) != 0)
         return;
-    }
     int f = pkt.version == 6;
     if (n > l3->mtu) {
         /* From the hub's address of the packet's destination prefix (the next hop, as a router
@@ -256,16 +269,9 @@ void hs_l3_dgram(hs_l3 *l3, const uint8_t *cp, size_t n) {
     if (!l3 || !l3->granted)
         return;
     uint8_t *p = l3->pkt;
-    if (n > sizeof l3->pkt)
-        return;
-    memcpy(p, cp, n);
     gp_ip_pkt pkt;
-    memset(&pkt, 0, sizeof pkt);
-    gp_ip_drop d = gp_ip_parse(p, n, &pkt);
-    if (d != GP_IPD_OK || !in_any(l3->hub, l3->nhub, &pkt.src) || !ours(l3, &pkt.dst)) {
-        dropped(l3, &l3->n.bad, d != GP_IPD_OK ? gp_ip_drop_name(d) : "not_for_the_house", &pkt);
+    if (take(l3, cp, n, &pkt, 0) != 0)
         return;
-    }
     uint64_t now = uv_now(l3->loop);
     if (!gp_flowtab_in(l3->flows, &pkt, p, n, now) &&
         gp_tun_rules_match(l3->rules, l3->conf.nrules, &pkt) < 0) {

@@ -97,38 +97,29 @@ static void cidr_route(const gp_cidr *c, gp_rtnl_route *r) {
 }
 
 int br_l3_pools_parse(br_l3_conf *c, const char *s, char *err, size_t errlen) {
+    gp_cidr v[3];
+    size_t n = 0;
+    char why[200];
     c->has[0] = c->has[1] = 0;
-    const char *p = s ? s : "";
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        char one[GP_CIDR_STRLEN + 8];
-        if (n == 0 || n >= sizeof one) {
-            snprintf(err, errlen, "--tun-pool: \"%.*s\" is not a CIDR", (int)n, p);
-            return -1;
-        }
-        memcpy(one, p, n);
-        one[n] = '\0';
-        gp_cidr cidr;
-        char why[160];
-        if (gp_cidr_parse(one, &cidr, why, sizeof why) != 0) {
-            snprintf(err, errlen, "--tun-pool: %s", why);
-            return -1;
-        }
-        int f = fam(&cidr.addr);
+    if (gp_cidr_list_parse(s ? s : "", s ? strlen(s) : 0, v, 3, &n, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--tun-pool: %s", why);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int f = fam(&v[i].addr);
+        char t[GP_CIDR_STRLEN];
         if (c->has[f]) {
             snprintf(err, errlen, "--tun-pool: more than one IPv%d pool", f ? 6 : 4);
             return -1;
         }
-        if (gp_pool_size(&cidr) < 2) {
+        if (gp_pool_size(&v[i]) < 2) {
             snprintf(err, errlen,
-                     "--tun-pool %s: too small (the bridges' address and at least one house)", one);
+                     "--tun-pool %s: too small (the bridges' address and at least one house)",
+                     gp_cidr_format(&v[i], t));
             return -1;
         }
-        c->pool[f] = cidr;
+        c->pool[f] = v[i];
         c->has[f] = 1;
-        p += n;
-        if (*p == ',')
-            p++;
     }
     if (!c->has[0] && !c->has[1]) {
         snprintf(err, errlen, "--tun needs --tun-pool CIDR (an IPv4 and/or an IPv6 pool)");

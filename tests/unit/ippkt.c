@@ -1314,8 +1314,13 @@ Test(ippkt, prefix_lists_parse_strictly_and_format_back) {
     cr_assert_eq(gp_cidr_list_format(c, n, ",", out, 10), -1, "does not fit");
     cr_assert_eq(gp_cidr_list_parse("", 0, c, 4, &n, err, sizeof err), 0);
     cr_assert_eq(n, 0);
-    static const char *const bad[] = {",", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8,,10.1.0.0/16",
-                                      "10.0.0.1/8", "nope", "1.2.3.4,1.2.3.5,1.2.3.6,1.2.3.7,1.2.3.8"};
+    static const char *const bad[] = {",",
+                                      "10.0.0.0/8,",
+                                      ",10.0.0.0/8",
+                                      "10.0.0.0/8,,10.1.0.0/16",
+                                      "10.0.0.1/8",
+                                      "nope",
+                                      "1.2.3.4,1.2.3.5,1.2.3.6,1.2.3.7,1.2.3.8"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         cr_assert_eq(gp_cidr_list_parse(bad[i], strlen(bad[i]), c, 4, &n, err, sizeof err), -1,
