@@ -432,8 +432,10 @@ hs_l3 *hs_l3_new(uv_loop_t *loop, const hs_l3_conf *conf, const hs_l3_ops *ops, 
         snprintf(err, errlen, "too many --tun-allow or --tun-route");
         goto fail;
     }
-    memcpy(l3->rules, conf->rules, conf->nrules * sizeof *conf->rules);
-    memcpy(l3->asked, conf->routes, conf->nroutes * sizeof *conf->routes);
+    if (conf->nrules) /* (NULL, 0) is no list: memcpy may not be given NULL even for 0 bytes */
+        memcpy(l3->rules, conf->rules, conf->nrules * sizeof *conf->rules);
+    if (conf->nroutes)
+        memcpy(l3->asked, conf->routes, conf->nroutes * sizeof *conf->routes);
     l3->conf.rules = l3->rules;
     l3->conf.routes = l3->asked;
     uint8_t key[GP_FLOWTAB_KEY_LEN];

@@ -38,6 +38,18 @@ static void check_text(const uint8_t *data, size_t size, const gp_ip_pkt *pkt, i
             !gp_ip_addr_eq(&a, &b))
             abort();
     }
+    /* a list of prefixes: what parses writes back to what parses the same */
+    gp_cidr list[8], list2[8];
+    size_t nl = 0, nl2 = 0;
+    if (gp_cidr_list_parse(s, n, list, 8, &nl, err, sizeof err) == 0) {
+        char lt[8 * GP_CIDR_STRLEN + 8];
+        int w = gp_cidr_list_format(list, nl, ",", lt, sizeof lt);
+        if (w < 0 || gp_cidr_list_parse(lt, (size_t)w, list2, 8, &nl2, NULL, 0) != 0 || nl2 != nl)
+            abort();
+        for (size_t k = 0; k < nl; k++)
+            if (list[k].len != list2[k].len || !gp_ip_addr_eq(&list[k].addr, &list2[k].addr))
+                abort();
+    }
     gp_cidr c, c2;
     err[0] = '\0';
     if (gp_cidr_parse(s, &c, err, sizeof err) == 0) {
