@@ -256,7 +256,8 @@ check-layers:
 	$(Q)./scripts/check-layers.py --self-test
 
 test: deps check-layers $(if $(filter true,$(CI)),format-check)
-	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS) \
+		$(BUILD)/bench/linkem_tool
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
 	$(Q)$(MAKE) --no-print-directory bench QUICK=1
