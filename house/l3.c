@@ -315,7 +315,7 @@ void hs_l3_grant(hs_l3 *l3, const gp_frame *f) {
         return;
     }
     gp_cidr addrs[2], hub[HUB_MAX], routes[HS_L3_ROUTES_MAX];
-    char err[256];
+    char err[256] = "the grant names no address or no hub prefix";
     int na = list_parse(f->u.l3_grant.addrs, addrs, 2, err, sizeof err);
     int nh = na >= 1 ? list_parse(f->u.l3_grant.hub, hub, HUB_MAX, err, sizeof err) : -1;
     int nr =
