@@ -75,13 +75,17 @@ static const cli_command commands[] = {
      "                      between the two samples rates come from (0: one sample, no rates)\n"
      "      --state FILE    with --once/--json: rates since the previous run that used FILE\n"
      "                      (no wait), then the snapshot is saved there (for cron, scripts)\n"
-     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err disabled\n"
+     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err disabled,\n"
+     "                      and the L3 tunnel's: tun (address) tun_pps tun_bps (in + out) fec\n"
      "  -r, --reverse       sort descending\n"
      "  -f, --filter TEXT   only houses whose id contains TEXT (case-insensitive)\n"
      "      --house ID      that house's page: its stats and recent requests\n"
      "keys: Up/Down/PgUp/PgDn/Home/End (or j k g G) move, Enter opens the house's page\n"
      "(sparklines of req/s and RTT, recent requests), Esc goes back, s/S next/previous sort\n"
      "column, r reverses, / filters by id (Enter keeps, Esc cancels), q or Ctrl-C quits.\n"
+     "While some house has an L3 address the houses table shows the tunnel's columns: TUN\n"
+     "(address), PKT/s and BIT/s as in/out (in: from the house into the hub), FEC/s (packets\n"
+     "rebuilt by FEC); a house's page adds its addresses, routes, packets, bytes and drops.\n"
      "Rates are deltas of the totals bridges publish every second. When Redis cannot be\n"
      "reached the view says so and keeps retrying; --once/--json exit with status 2.\n"},
     {"request", NULL, cli_request,
