@@ -596,7 +596,8 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
 }
 
 /* The L3 tunnel's figures as a bridge writes them into a house's state (ADMIN.md, README's
- * key layout), with its stamp ts_ms: rates over the bridge's own clock. */
+ * key layout), and a stamp ts_ms (the store reads one: GP_STATE_TS), which top's rates go by
+ * rather than its own clock: exact rates, and held while the stamp does not move. */
 static void put_tun(const char *house, long long ts, long long pkts_in, long long pkts_out,
                     long long bytes_in, long long bytes_out, long long drops, long long fec) {
     char key[128], a[7][32];
