@@ -182,6 +182,9 @@ $(BUILD)/tests/unit_froute: $(BUILD)/obj/bridge/front/froute.o
 $(BUILD)/tests/unit_rurl: $(BUILD)/obj/bridge/store/rurl.o
 # The CLI's escaping of control characters in what it prints.
 $(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli/cli_esc.o
+# The model of `ghostport top` (rates, sorting, formats) is pure; houses' states as the
+# store's parser leaves them (gp_state_init).
+$(BUILD)/tests/unit_cli_top: $(BUILD)/obj/bridge/cli/cli_top_model.o $(BUILD)/obj/bridge/store/store_state.o
 # The Redis key layout (pure names), checked against README.md's table.
 $(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/store/rkeys.o
 # The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.

@@ -4,11 +4,16 @@
  * (proto/metrics.c). I/O side. */
 #include "adapters/uv_admin.h"
 #include "house.h"
+#include "l3.h"
 #include "metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* gp_house_tun_drops_total's reasons, in hs_l3_counters' order (tun_drops below). */
+static const char *const TUN_DROPS[] = {"denied",  "bad",        "no_tunnel",
+                                        "too_big", "queue_full", "write_fail"};
 
 int hs_admin_init(hs_house *h) {
     gp_metrics *m = gp_metrics_new();
@@ -62,6 +67,27 @@ int hs_admin_init(hs_house *h) {
         "Streams reset, by reason (peer: the opener's rst; the house's reasons of "
         "proto/STREAMS.md: idle, grace, refused, malformed, gap, window, bad_ack, closed).",
         "reason");
+    hm->tun_up = gp_metrics_gauge(m, "gp_house_tun_up",
+                                  "1 while the L3 tunnel is granted (--tun), else 0.", NULL);
+    hm->tun_packets = gp_metrics_counter(
+        m, "gp_house_tun_packets_total",
+        "IP packets through the L3 tunnel, by direction (in: from the hub into the house's "
+        "device; out: from the device to the hub).",
+        "dir");
+    hm->tun_bytes = gp_metrics_counter(m, "gp_house_tun_bytes_total",
+                                       "Bytes of those IP packets, by direction (in, out).", "dir");
+    hm->tun_drops = gp_metrics_counter(
+        m, "gp_house_tun_drops_total",
+        "IP packets the L3 tunnel dropped, by reason (denied: by the --tun-allow rules; bad: "
+        "did not parse, or a wrong address; no_tunnel: from the device with no grant live; "
+        "too_big; queue_full; write_fail).",
+        "reason");
+    for (size_t i = 0; i < sizeof TUN_DROPS / sizeof TUN_DROPS[0]; i++)
+        gp_metric_add(hm->tun_drops, TUN_DROPS[i], 0);
+    gp_metric_add(hm->tun_packets, "in", 0);
+    gp_metric_add(hm->tun_packets, "out", 0);
+    gp_metric_add(hm->tun_bytes, "in", 0);
+    gp_metric_add(hm->tun_bytes, "out", 0);
     static const char *const transports[] = {"ws", "wss", "rudp"};
     for (size_t i = 0; i < 3; i++)
         gp_metric_add(hm->connects, transports[i], 0);
@@ -103,6 +129,25 @@ static void collect(hs_house *h) {
     gp_metric_set(hm->rudp_loss, NULL, loss);
     gp_metric_add(hm->rudp_retx, NULL, (double)retx - gp_metric_value(hm->rudp_retx, NULL));
     gp_metric_add(hm->rudp_fec, NULL, (double)fec - gp_metric_value(hm->rudp_fec, NULL));
+    /* The L3 tunnel's counters are its own: ours are brought up to them. */
+    const struct hs_l3 *l3 = hs_tunnel_l3(h->tunnel);
+    hs_l3_counters n;
+    hs_l3_counters_get(l3, &n);
+    gp_metric_set(hm->tun_up, NULL, hs_l3_granted(l3));
+    const struct {
+        gp_metric *m;
+        const char *label;
+        uint64_t v;
+    } tot[] = {
+        {hm->tun_packets, "in", n.pkts_in},          {hm->tun_packets, "out", n.pkts_out},
+        {hm->tun_bytes, "in", n.bytes_in},           {hm->tun_bytes, "out", n.bytes_out},
+        {hm->tun_drops, TUN_DROPS[0], n.denied},     {hm->tun_drops, TUN_DROPS[1], n.bad},
+        {hm->tun_drops, TUN_DROPS[2], n.no_tunnel},  {hm->tun_drops, TUN_DROPS[3], n.too_big},
+        {hm->tun_drops, TUN_DROPS[4], n.queue_full}, {hm->tun_drops, TUN_DROPS[5], n.write_fail},
+    };
+    for (size_t i = 0; i < sizeof tot / sizeof tot[0]; i++)
+        gp_metric_add(tot[i].m, tot[i].label,
+                      (double)tot[i].v - gp_metric_value(tot[i].m, tot[i].label));
 }
 
 /* --- routes ----------------------------------------------------------------------------- */

@@ -107,6 +107,8 @@ typedef struct hs_metrics {
     /* TCP streams (streams.c): open now, opens by outcome, bytes by direction, resets by
      * reason */
     struct gp_metric *streams_open, *streams_opened, *stream_bytes, *stream_resets;
+    /* The L3 tunnel (l3.c): granted now, packets and bytes by direction, drops by reason */
+    struct gp_metric *tun_up, *tun_packets, *tun_bytes, *tun_drops;
 } hs_metrics;
 
 /* What a house's tunnel tells whoever runs it (hs_house.hooks; optional, NULL for none): the
@@ -246,6 +248,8 @@ void hs_tunnel_dial(hs_tunnel *t);
  * repairs since start. */
 void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *retransmits,
                     uint64_t *fec_repaired);
+/* The L3 tunnel (l3.h), NULL without --tun. */
+struct hs_l3 *hs_tunnel_l3(const hs_tunnel *t);
 void hs_tunnel_stop(hs_tunnel *t);  /* closes the connection, stops timers and transports */
 void hs_tunnel_final(hs_tunnel *t); /* after the loop has run dry: what is left goes */
 void hs_tunnel_free(hs_tunnel *t);  /* after the loop has run dry again; NULL ok */

@@ -415,6 +415,10 @@ void hs_l3_counters_get(const hs_l3 *l3, hs_l3_counters *out) {
         memset(out, 0, sizeof *out);
 }
 
+int hs_l3_granted(const hs_l3 *l3) {
+    return l3 && l3->granted;
+}
+
 /* ---- lifecycle ---- */
 
 hs_l3 *hs_l3_new(uv_loop_t *loop, const hs_l3_conf *conf, const hs_l3_ops *ops, char *err,

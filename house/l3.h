@@ -75,5 +75,7 @@ typedef struct hs_l3_counters {
     uint64_t write_fail; /* the device refused the packet */
 } hs_l3_counters;
 void hs_l3_counters_get(const hs_l3 *l3, hs_l3_counters *out);
+/* 1 while a grant is live (the device has its address and packets flow), else 0. NULL: 0. */
+int hs_l3_granted(const hs_l3 *l3);
 
 #endif

@@ -1192,6 +1192,10 @@ void hs_tunnel_link(const hs_tunnel *t, double *rtt_ms, double *loss, uint64_t *
         *rtt_ms = t->state == CS_LIVE ? (double)t->rtt_us / 1000 : 0;
 }
 
+struct hs_l3 *hs_tunnel_l3(const hs_tunnel *t) {
+    return t->l3;
+}
+
 void hs_tunnel_stop(hs_tunnel *t) {
     t->gated = 0; /* a late hs_tunnel_dial does nothing */
     if (t->state != CS_IDLE) {

@@ -224,4 +224,17 @@ void br_house_view_json(br_sbuf *b, const br_house_view *h) {
         p = e ? e + 1 : p + n;
     }
     br_sb_puts(b, "]");
+    /* Its live state's: the grant (tun_up: its bridge routes the addresses to it now), the
+     * grant's counters (null without one) and the rudp session's FEC repairs. */
+    br_sb_puts(b, st->connected && st->tun_addr[0] ? ",\"tun_up\":true" : ",\"tun_up\":false");
+    const struct {
+        const char *key;
+        long long v;
+    } tun[] = {{",\"tun_pkts_in\":", st->tun_pkts_in},   {",\"tun_pkts_out\":", st->tun_pkts_out},
+               {",\"tun_bytes_in\":", st->tun_bytes_in}, {",\"tun_bytes_out\":", st->tun_bytes_out},
+               {",\"tun_drops\":", st->tun_drops},       {",\"fec_repaired\":", st->fec_repaired}};
+    for (size_t i = 0; i < sizeof tun / sizeof tun[0]; i++) {
+        br_sb_puts(b, tun[i].key);
+        sb_num(b, tun[i].v < 0 ? NAN : (double)tun[i].v); /* -1: absent */
+    }
 }

@@ -70,6 +70,19 @@ static const metric_spec specs[] = {
      "Message fragments sent again after a loss (rudp).", NULL, NULL},
     {M(rudp_fec), COUNTER, "gp_bridge_rudp_fec_repaired_total",
      "Packets rebuilt from FEC repair packets (rudp).", NULL, NULL},
+    {M(tun_houses), GAUGE, "gp_bridge_tun_houses",
+     "Houses with an L3 tunnel granted on this bridge now.", NULL, NULL},
+    {M(tun_packets), COUNTER, "gp_bridge_tun_packets_total",
+     "IP packets through the L3 tunnel, by direction (in: from houses into the hub's device; "
+     "out: to houses).",
+     "dir", "in out"},
+    {M(tun_bytes), COUNTER, "gp_bridge_tun_bytes_total",
+     "Bytes of those IP packets, by direction (in, out).", "dir", "in out"},
+    {M(tun_drops), COUNTER, "gp_bridge_tun_drops_total",
+     "IP packets the L3 tunnel dropped, by reason (a packet that does not parse: "
+     "proto/ippkt.h's reason; no_route, spoofed, forbidden_dst, too_big, queue_full, "
+     "write_fail).",
+     "reason", NULL},
     {M(redis_rtt), GAUGE, "gp_bridge_redis_rtt_seconds", "Round trip of the last Redis PING.", NULL,
      NULL},
     {M(redis_reconnects), COUNTER, "gp_bridge_redis_reconnects_total",
@@ -135,6 +148,11 @@ br_stats *br_stats_new(const br_stats_src *src) {
             z += n;
         }
     }
+    /* Every drop reason from the start, as the tunnel names them. */
+    br_stats_tun tun;
+    st->src.tun_metrics(st->src.link_ud, &tun);
+    for (size_t i = 0; i < tun.nreasons; i++)
+        gp_metric_add(st->m->tun_drops, tun.reason[i], 0);
     st->redis_rtt_ms = -1;
     gethostname(st->host, sizeof st->host - 1);
     return st;
@@ -214,6 +232,24 @@ static void collect(br_stats *st) {
     /* Counters owned by the rudp engines: bring ours up to their total. */
     gp_metric_add(st->m->rudp_retx, NULL, (double)retx - gp_metric_value(st->m->rudp_retx, NULL));
     gp_metric_add(st->m->rudp_fec, NULL, (double)fec - gp_metric_value(st->m->rudp_fec, NULL));
+    /* The L3 tunnel's, owned by it too. */
+    br_stats_tun tun;
+    st->src.tun_metrics(st->src.link_ud, &tun);
+    gp_metric_set(st->m->tun_houses, NULL, (double)tun.houses);
+    const struct {
+        gp_metric *m;
+        const char *dir;
+        uint64_t v;
+    } tot[] = {{st->m->tun_packets, "in", tun.pkts_in},
+               {st->m->tun_packets, "out", tun.pkts_out},
+               {st->m->tun_bytes, "in", tun.bytes_in},
+               {st->m->tun_bytes, "out", tun.bytes_out}};
+    for (size_t i = 0; i < sizeof tot / sizeof tot[0]; i++)
+        gp_metric_add(tot[i].m, tot[i].dir,
+                      (double)tot[i].v - gp_metric_value(tot[i].m, tot[i].dir));
+    for (size_t i = 0; i < tun.nreasons; i++)
+        gp_metric_add(st->m->tun_drops, tun.reason[i],
+                      (double)tun.drops[i] - gp_metric_value(st->m->tun_drops, tun.reason[i]));
     if (st->redis_rtt_ms >= 0)
         gp_metric_set(st->m->redis_rtt, NULL, st->redis_rtt_ms / 1000.0);
     gp_metric_set(st->m->admin_conns, NULL, gp_admin_conns(*st->src.admin));

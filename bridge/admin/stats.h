@@ -19,8 +19,19 @@ typedef struct br_metrics {
         *bytes, *compressed, *rtt, *rudp_loss, *rudp_retx, *rudp_fec, *redis_rtt, *redis_reconnects,
         *pending_claimed, *fenced, *janitor_timeouts, *admin_conns, *preauth, *preauth_shed,
         *accept_pauses, *log_suppressed;
+    gp_metric *tun_houses, *tun_packets, *tun_bytes, *tun_drops;  /* the L3 tunnel's */
     gp_metric *invalid_requests, *reply_failures, *bad_responses; /* requests.c */
 } br_metrics;
+
+/* The L3 tunnel's bridge-wide figures (zeros without --tun): houses granted now, packets and
+ * bytes in (from houses into the hub) and out (to houses), and packets dropped, by reason. */
+#define BR_STATS_TUN_REASONS 32
+typedef struct br_stats_tun {
+    uint64_t houses, pkts_in, pkts_out, bytes_in, bytes_out;
+    size_t nreasons; /* <= BR_STATS_TUN_REASONS; always the same reasons, in the same order */
+    const char *reason[BR_STATS_TUN_REASONS]; /* static strings */
+    uint64_t drops[BR_STATS_TUN_REASONS];
+} br_stats_tun;
 
 /* The read-only view of the daemon that the gauges and the live stats are taken from. */
 typedef struct br_stats_src {
@@ -35,6 +46,8 @@ typedef struct br_stats_src {
     void *link_ud;
     void (*link_metrics)(void *link_ud, double *rtt_ms, double *loss, uint64_t *retx,
                          uint64_t *fec);
+    /* l3.c: the L3 tunnel's totals (link_ud) */
+    void (*tun_metrics)(void *link_ud, br_stats_tun *out);
 } br_stats_src;
 
 typedef struct br_stats br_stats;

@@ -41,9 +41,9 @@ int top_fetch(br_rc *rc, const char *prefix, top_snap *s, char *err, size_t errl
         return GP_ERR_NOMEM;
     }
     for (size_t i = 0; i < nh; i++)
-        s->houses[i] = (top_house){.h = hs[i], .r = {-1, -1, -1, -1}};
+        s->houses[i] = (top_house){.h = hs[i], .r = top_rates_unknown};
     for (size_t i = 0; i < nb; i++)
-        s->bridges[i] = (top_bridge){.s = bs[i], .r = {-1, -1, -1, -1}};
+        s->bridges[i] = (top_bridge){.s = bs[i], .r = top_rates_unknown};
     s->nhouses = nh;
     s->nbridges = nb;
     free(hs);
@@ -63,11 +63,40 @@ static json_t *jstr(const char *s) {
     return s && *s ? json_string(s) : json_null();
 }
 
-static void set_rates(json_t *o, const top_rates *r) {
-    json_object_set_new(o, "req_per_s", jreal(r->req));
-    json_object_set_new(o, "err_per_s", jreal(r->err));
-    json_object_set_new(o, "bytes_in_per_s", jreal(r->in));
-    json_object_set_new(o, "bytes_out_per_s", jreal(r->out));
+/* The rates as --json names them (bytes/s of the tunnel as bits/s: scale 8), bridges having
+ * the first BRIDGE_RATES only; and the house's counters they come from, as its state hash
+ * names them (README.md's key layout). --state reads both back. */
+static const struct {
+    const char *rate, *counter;
+    double scale;
+} RATES[TOP_NRATES] = {
+    [TOP_R_REQ] = {"req_per_s", "req_total", 1},
+    [TOP_R_ERR] = {"err_per_s", "err_total", 1},
+    [TOP_R_IN] = {"bytes_in_per_s", "bytes_in", 1},
+    [TOP_R_OUT] = {"bytes_out_per_s", "bytes_out", 1},
+    [TOP_R_FEC] = {"fec_repaired_per_s", "fec_repaired", 1},
+    [TOP_R_TUN_PKTS_IN] = {"tun_pkts_in_per_s", "tun_pkts_in", 1},
+    [TOP_R_TUN_PKTS_OUT] = {"tun_pkts_out_per_s", "tun_pkts_out", 1},
+    [TOP_R_TUN_BYTES_IN] = {"tun_bits_in_per_s", "tun_bytes_in", 8},
+    [TOP_R_TUN_BYTES_OUT] = {"tun_bits_out_per_s", "tun_bytes_out", 8},
+};
+#define BRIDGE_RATES (TOP_R_OUT + 1)
+
+static void set_rates(json_t *o, const top_rates *r, int n) {
+    for (int i = 0; i < n; i++)
+        json_object_set_new(o, RATES[i].rate, jreal(r->v[i] < 0 ? -1 : r->v[i] * RATES[i].scale));
+}
+
+/* A comma-separated list ("a,b", as top_tun_addr and tunbook.h write them) as a JSON array. */
+static json_t *jlist(const char *s) {
+    json_t *a = json_array();
+    while (s && *s) {
+        size_t n = strcspn(s, ",");
+        if (n)
+            json_array_append_new(a, json_stringn(s, n));
+        s += n + (s[n] == ',');
+    }
+    return a;
 }
 
 /* A bridge as `top --json` shows it: its stats under the names of its stats hash. */
@@ -84,7 +113,7 @@ static json_t *bridge_json(const top_bridge *b) {
                             : f->kind == GP_HF_NUM ? jreal(*(const double *)at)
                                                    : jstr(at));
     }
-    set_rates(o, &b->r);
+    set_rates(o, &b->r, BRIDGE_RATES);
     return o;
 }
 
@@ -113,7 +142,20 @@ static json_t *house_json(const top_house *t) {
     json_object_set_new(o, "err_total", jint(c ? h->st.err_total : -1));
     json_object_set_new(o, "bytes_in", jint(c ? h->st.bytes_in : -1));
     json_object_set_new(o, "bytes_out", jint(c ? h->st.bytes_out : -1));
-    set_rates(o, &t->r);
+    /* The L3 tunnel: its addresses (those routed now when tun_up, else the registry's), the
+     * routes the registry allows it, the grant's counters (null without one). */
+    char addr[2 * GP_IP_ADDR_STRLEN], routes[GP_TUN_ROUTES_MAX * GP_CIDR_STRLEN];
+    int up = top_tun_addr(h, addr, sizeof addr);
+    json_object_set_new(o, "tun_up", json_boolean(up));
+    json_object_set_new(o, "tun_addr", jlist(addr));
+    gp_cidr_list_format(h->tun_routes, h->ntun_routes, ",", routes, sizeof routes);
+    json_object_set_new(o, "tun_routes", jlist(routes));
+    long long cn[TOP_NRATES];
+    top_house_counters(h, cn);
+    for (int i = TOP_R_FEC; i < TOP_NRATES; i++)
+        json_object_set_new(o, RATES[i].counter, jint(cn[i]));
+    json_object_set_new(o, "tun_drops", jint(c ? h->st.tun_drops : -1));
+    set_rates(o, &t->r, TOP_NRATES);
     return o;
 }
 
@@ -159,9 +201,12 @@ static void jget_s(char *out, size_t cap, const json_t *o, const char *k) {
     const char *v = json_string_value(json_object_get(o, k));
     snprintf(out, cap, "%s", v ? v : "");
 }
-static void jget_rates(top_rates *r, const json_t *o) {
-    *r = (top_rates){jget_d(o, "req_per_s"), jget_d(o, "err_per_s"), jget_d(o, "bytes_in_per_s"),
-                     jget_d(o, "bytes_out_per_s")};
+static void jget_rates(top_rates *r, const json_t *o, int n) {
+    *r = top_rates_unknown;
+    for (int i = 0; i < n; i++) {
+        double v = jget_d(o, RATES[i].rate);
+        r->v[i] = v < 0 ? -1 : v / RATES[i].scale;
+    }
 }
 
 static int cmp_b(const void *a, const void *b) {
@@ -203,7 +248,7 @@ static int state_load(const char *path, top_snap *s) {
         b->s.err_total = jget_ll(e, "err_total");
         b->s.bytes_in = jget_ll(e, "bytes_in");
         b->s.bytes_out = jget_ll(e, "bytes_out");
-        jget_rates(&b->r, e);
+        jget_rates(&b->r, e, BRIDGE_RATES);
     }
     json_array_foreach(hs, i, e) {
         top_house *h = &s->houses[s->nhouses++];
@@ -213,11 +258,20 @@ static int state_load(const char *path, top_snap *s) {
         h->h.st.epoch = jget_ll(e, "epoch");
         h->h.st.since_ms = jget_ll(e, "since_ms");
         h->h.st.ts_ms = jget_ll(e, "ts_ms");
-        h->h.st.req_total = jget_ll(e, "req_total");
-        h->h.st.err_total = jget_ll(e, "err_total");
-        h->h.st.bytes_in = jget_ll(e, "bytes_in");
-        h->h.st.bytes_out = jget_ll(e, "bytes_out");
-        jget_rates(&h->r, e);
+        long long *cn[TOP_NRATES] = {
+            [TOP_R_REQ] = &h->h.st.req_total,
+            [TOP_R_ERR] = &h->h.st.err_total,
+            [TOP_R_IN] = &h->h.st.bytes_in,
+            [TOP_R_OUT] = &h->h.st.bytes_out,
+            [TOP_R_FEC] = &h->h.st.fec_repaired,
+            [TOP_R_TUN_PKTS_IN] = &h->h.st.tun_pkts_in,
+            [TOP_R_TUN_PKTS_OUT] = &h->h.st.tun_pkts_out,
+            [TOP_R_TUN_BYTES_IN] = &h->h.st.tun_bytes_in,
+            [TOP_R_TUN_BYTES_OUT] = &h->h.st.tun_bytes_out,
+        };
+        for (int k = 0; k < TOP_NRATES; k++)
+            *cn[k] = jget_ll(e, RATES[k].counter);
+        jget_rates(&h->r, e, TOP_NRATES);
     }
     json_decref(o);
     qsort(s->bridges, s->nbridges, sizeof *s->bridges, cmp_b);
@@ -283,23 +337,32 @@ static void print_bridges(const top_snap *s) {
 
 static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
     size_t conn = 0, dis = 0;
-    int wid = 2, wbr = 6;
+    int wid = 2, wbr = 6, wtun = 3;
+    int tun = top_has_tun(s);
     for (size_t i = 0; i < s->nhouses; i++) {
         conn += s->houses[i].h.st.connected;
         dis += s->houses[i].h.disabled;
     }
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &s->houses[idx[i]].h;
+        char a[2 * GP_IP_ADDR_STRLEN];
         int l = (int)strlen(h->id),
             m = h->st.connected ? (int)cli_esc(NULL, 0, h->st.bridge, strlen(h->st.bridge)) : 1;
+        top_tun_addr(h, a, sizeof a);
+        int k = (int)strcspn(a, ",");
         wid = l > wid ? l : wid;
         wbr = m > wbr ? m : wbr;
+        wtun = k > wtun ? k : wtun;
     }
     printf("HOUSES %zu (%zu connected, %zu disabled)", s->nhouses, conn, dis);
     if (n != s->nhouses)
         printf(", %zu shown", n);
-    printf("\n%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %s\n", wid, "ID", wbr, "BRIDGE", "TRANSPORT",
+    printf("\n%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %s", wid, "ID", wbr, "BRIDGE", "TRANSPORT",
            "SINCE", "LAST_SEEN", "RTT", "LOSS", "REQ/s", "ERR/s", "DISABLED");
+    /* The L3 tunnel's columns: its (first) address, packets/s and bits/s in/out, FEC/s. */
+    if (tun)
+        printf(" %-*s %13s %13s %6s", wtun, "TUN", "TUN_PKT/s_I/O", "TUN_BIT/s_I/O", "FEC/s");
+    printf("\n");
     for (size_t i = 0; i < n; i++) {
         const top_house *t = &s->houses[idx[i]];
         const gp_reg_house *h = &t->h;
@@ -313,12 +376,51 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
         }
         top_fmt_rate(req, sizeof req, t->r.req);
         top_fmt_rate(er, sizeof er, t->r.err);
-        printf("%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %s\n", wid, h->id, wbr,
+        printf("%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %-*s", wid, h->id, wbr,
                h->st.connected && h->st.bridge[0] ? cli_esc_str(br, sizeof br, h->st.bridge) : "-",
                h->st.connected && h->st.transport[0] ? cli_esc_str(tr, sizeof tr, h->st.transport)
                                                      : "-",
-               since, seen, rtt, loss, req, er, h->disabled ? "yes" : "no");
+               since, seen, rtt, loss, req, er, tun ? 8 : 0, h->disabled ? "yes" : "no");
+        if (tun) {
+            char a[2 * GP_IP_ADDR_STRLEN], pps[32], bps[32], fec[16];
+            top_tun_addr(h, a, sizeof a);
+            a[strcspn(a, ",")] = '\0';
+            top_fmt_inout(pps, sizeof pps, t->r.tun_pkts_in, t->r.tun_pkts_out, 0);
+            top_fmt_inout(bps, sizeof bps, t->r.tun_bytes_in, t->r.tun_bytes_out, 1);
+            top_fmt_rate(fec, sizeof fec, t->r.fec);
+            printf(" %-*s %13s %13s %6s", wtun, a[0] ? a : "-", pps, bps, fec);
+        }
+        printf("\n");
     }
+}
+
+/* The house's L3 tunnel, for its page: addresses, routes, rates, totals. */
+static void print_house_tun(const top_house *t) {
+    const gp_reg_house *h = &t->h;
+    char addr[2 * GP_IP_ADDR_STRLEN], routes[GP_TUN_ROUTES_MAX * (GP_CIDR_STRLEN + 2)];
+    char pi[16], po[16], bi[16], bo[16], fec[16];
+    int up = top_tun_addr(h, addr, sizeof addr);
+    gp_cidr_list_format(h->tun_routes, h->ntun_routes, ", ", routes, sizeof routes);
+    printf("tun %s%s  routes %s\n", addr[0] ? addr : "-",
+           up        ? " (up)"
+           : addr[0] ? " (not granted now)"
+                     : "",
+           h->ntun_routes ? routes : "-");
+    top_fmt_rate(pi, sizeof pi, t->r.tun_pkts_in);
+    top_fmt_rate(po, sizeof po, t->r.tun_pkts_out);
+    top_fmt_bits(bi, sizeof bi, t->r.tun_bytes_in);
+    top_fmt_bits(bo, sizeof bo, t->r.tun_bytes_out);
+    top_fmt_rate(fec, sizeof fec, t->r.fec);
+    printf("tun in %s pkt/s %s bit/s  out %s pkt/s %s bit/s  fec repairs %s/s", pi, bi, po, bo,
+           fec);
+    const gp_state *st = &h->st;
+    if (st->connected && st->tun_pkts_in >= 0)
+        printf("  (totals: %lld packets in, %lld out, %lld bytes in, %lld out, %lld dropped)",
+               st->tun_pkts_in, st->tun_pkts_out, st->tun_bytes_in, st->tun_bytes_out,
+               st->tun_drops);
+    if (st->connected && st->fec_repaired >= 0)
+        printf("  (%lld repaired by FEC)", st->fec_repaired);
+    printf("\n");
 }
 
 static void print_house_detail(const top_snap *s, const top_house *t, const gp_reg_recent_req *q,
@@ -350,8 +452,13 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
     if (h->st.connected && h->st.req_total >= 0)
         printf("  (totals: %lld requests, %lld errors, %lld bytes in, %lld out)", h->st.req_total,
                h->st.err_total, h->st.bytes_in, h->st.bytes_out);
+    printf("\n");
+    char ta[2 * GP_IP_ADDR_STRLEN];
+    top_tun_addr(h, ta, sizeof ta);
+    if (ta[0] || h->ntun_routes || (h->st.connected && h->st.tun_pkts_in >= 0))
+        print_house_tun(t);
     cli_fmt_utc(a, sizeof a, h->created_ms);
-    printf("\nlabels %s  created %s\n\n",
+    printf("labels %s  created %s\n\n",
            h->labels[0] ? cli_esc_str(labels, sizeof labels, h->labels) : "{}", a);
     printf("RECENT REQUESTS %zu\n", nq);
     if (!nq)
@@ -493,7 +600,7 @@ int cli_top(cli_ctx *c, int argc, char **argv) {
             if ((o.sort_col = top_col_by_name(v)) < 0) {
                 cli_err(c,
                         "--sort: no column '%s' (id bridge transport since seen rtt loss req "
-                        "err disabled)",
+                        "err disabled tun tun_pps tun_bps fec)",
                         v);
                 return CLI_USAGE;
             }

@@ -12,10 +12,35 @@
 
 #include <stddef.h>
 
-/* Rates per second; -1 when unknown (first sample, reconnection, counters absent). */
-typedef struct top_rates {
-    double req, err, in, out;
+/* The counters rates are taken of, as indexes into top_rates.v: a house's requests, errors,
+ * body bytes from it and to it; its rudp session's FEC repairs; its L3 tunnel's packets and
+ * bytes in (from the house into the hub) and out (to the house). Bridges publish the first
+ * four only (their other rates stay unknown). */
+enum {
+    TOP_R_REQ,
+    TOP_R_ERR,
+    TOP_R_IN,
+    TOP_R_OUT,
+    TOP_R_FEC,
+    TOP_R_TUN_PKTS_IN,
+    TOP_R_TUN_PKTS_OUT,
+    TOP_R_TUN_BYTES_IN,
+    TOP_R_TUN_BYTES_OUT,
+    TOP_NRATES
+};
+
+/* Rates per second (bytes/s for the byte counters); -1 when unknown (first sample,
+ * reconnection, counters absent). By name or by index. */
+typedef union top_rates {
+    struct {
+        double req, err, in, out, fec, tun_pkts_in, tun_pkts_out, tun_bytes_in, tun_bytes_out;
+    };
+    double v[TOP_NRATES];
 } top_rates;
+extern const top_rates top_rates_unknown; /* every rate -1 */
+
+/* A house's counters as top_rates indexes them (-1: absent; all -1 while offline). */
+void top_house_counters(const gp_reg_house *h, long long c[TOP_NRATES]);
 
 typedef struct top_bridge {
     gp_reg_bstats s;
@@ -45,8 +70,20 @@ void top_snap_clear(top_snap *s); /* frees the arrays, zeroes *s */
  * counters are no larger, over the time between them: the record's own ts_ms when it has
  * one (bridges stamp their stats), else the snapshots' now_ms. When no earlier sample is
  * older in that time (the bridge has not published since), the newest previous rates are
- * kept. Offline houses and counters the bridge does not publish stay unknown. */
+ * kept. Offline houses and counters the bridge does not publish stay unknown.
+ * Counters that start from zero together are taken together, each group on its own: the
+ * connection's (requests, errors, bytes), its rudp session's FEC repairs, its L3 grant's
+ * (packets and bytes; a house asking again on the same connection is granted afresh). A
+ * group whose counters went down has no earlier sample: it keeps its newest rates. */
 void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev);
+
+/* The house's L3 addresses, comma-separated, into out[cap] ("" none; cap >= 2 *
+ * GP_IP_ADDR_STRLEN): those its bridge routes to it now (the live state's tun_addr) while it
+ * holds a grant, else those the registry gives it (gp_reg_house's tun4, tun6). Returns 1 for
+ * the former (the tunnel is up), else 0. */
+int top_tun_addr(const gp_reg_house *h, char *out, size_t cap);
+/* 1 when some house of s has an L3 address (top_tun_addr): the tunnel's columns are shown. */
+int top_has_tun(const top_snap *s);
 
 /* Sortable columns of the houses table, in the order `s` cycles through them. */
 enum {
@@ -60,8 +97,15 @@ enum {
     TOP_COL_REQ,
     TOP_COL_ERR,
     TOP_COL_DISABLED,
+    /* The L3 tunnel's (shown when top_has_tun): address, packets/s and bits/s (in + out),
+     * FEC repairs/s. */
+    TOP_COL_TUN,
+    TOP_COL_TUN_PPS,
+    TOP_COL_TUN_BPS,
+    TOP_COL_FEC,
     TOP_NCOLS
 };
+#define TOP_COL_TUN_FIRST TOP_COL_TUN
 extern const char *const top_col_names[TOP_NCOLS]; /* "id", "bridge", ... (for --sort) */
 /* The column named (case-insensitive; also "req/s" etc.), or -1. */
 int top_col_by_name(const char *name);
@@ -82,12 +126,12 @@ typedef struct top_col_spec {
 } top_col_spec;
 int top_layout(const top_col_spec *spec, int n, int width, int *out_w);
 
-/* Per-house history for the sparklines: the last TOP_HIST samples of req/s and RTT (ms),
- * oldest first; -1 for no value. */
+/* Per-house history for the sparklines: the last TOP_HIST samples of req/s, RTT (ms) and
+ * the L3 tunnel's packets/s (in + out), oldest first; -1 for no value. */
 #define TOP_HIST 60
 typedef struct top_hist {
     char id[GP_MAX_HOUSE_ID + 1];
-    float req[TOP_HIST], rtt[TOP_HIST];
+    float req[TOP_HIST], rtt[TOP_HIST], tun_pps[TOP_HIST];
     int n; /* samples held (<= TOP_HIST) */
 } top_hist;
 
@@ -107,8 +151,12 @@ double top_sparkline(const float *v, int n, int width, int utf8, char *out, size
 /* Number formats, each into out[cap]; "-" for unknown (negative) values. */
 void top_fmt_rate(char *out, size_t cap, double per_s);  /* "0", "3.2", "41", "1.2k" */
 void top_fmt_bytes(char *out, size_t cap, double bytes); /* "0", "512", "1.2K", "3.4M" */
-void top_fmt_ms(char *out, size_t cap, double ms);       /* "0.4ms", "41ms", "1.2s" */
-void top_fmt_pct(char *out, size_t cap, double pct);     /* "3.1%" */
+/* A rate of bytes/s as bits/s, SI prefixes: "0", "800", "8.1k", "12M", "1.2G". */
+void top_fmt_bits(char *out, size_t cap, double bytes_per_s);
+/* Two rates as "in/out" ("1.2k/0.9k", "-/-"): top_fmt_rate's, or top_fmt_bits's (bits). */
+void top_fmt_inout(char *out, size_t cap, double in, double out_, int bits);
+void top_fmt_ms(char *out, size_t cap, double ms);   /* "0.4ms", "41ms", "1.2s" */
+void top_fmt_pct(char *out, size_t cap, double pct); /* "3.1%" */
 /* Age of timestamp ts at now: "0.4s", "12s", "3m04s", "2h05m", "3d04h". */
 void top_fmt_age(char *out, size_t cap, long long now_ms, long long ts_ms);
 /* Copies s into out[cap] cut to `width` bytes (>= 1), marking a cut with '~' in the last

@@ -31,13 +31,26 @@ static const top_house *find_house(const top_snap *s, const char *id) {
     return s->nhouses ? bsearch(id, s->houses, s->nhouses, sizeof *s->houses, cmp_house_id) : NULL;
 }
 
-static const top_rates UNKNOWN = {-1, -1, -1, -1};
+const top_rates top_rates_unknown = {.v = {-1, -1, -1, -1, -1, -1, -1, -1, -1}};
+_Static_assert(TOP_NRATES == 9, "top_rates_unknown names every rate");
 
-/* Rates from counters c (now) and p (before), dt_ms apart. 0, or -1 if some counter went
- * down (not the same run after all). A counter unknown on either side gives -1 for it. */
-static int rates_of(top_rates *r, const long long c[4], const long long p[4], long long dt_ms) {
-    double out[4];
-    for (int i = 0; i < 4; i++) {
+/* Counters that start from zero together (top_compute_rates): [lo, hi) of top_rates.v. */
+static const struct {
+    int lo, hi;
+} GROUPS[] = {
+    {TOP_R_REQ, TOP_R_OUT + 1},                   /* the connection's, written by its bridge */
+    {TOP_R_FEC, TOP_R_FEC + 1},                   /* its rudp session's */
+    {TOP_R_TUN_PKTS_IN, TOP_R_TUN_BYTES_OUT + 1}, /* its L3 grant's */
+};
+#define NGROUPS (sizeof GROUPS / sizeof GROUPS[0])
+
+/* The rates of counters [lo, hi) from c (now) and p (before), dt_ms apart, into r. 0, or -1
+ * if some counter went down (not the same run after all; r untouched). A counter unknown on
+ * either side gives -1 for it. */
+static int rates_of(top_rates *r, int lo, int hi, const long long c[TOP_NRATES],
+                    const long long p[TOP_NRATES], long long dt_ms) {
+    double out[TOP_NRATES];
+    for (int i = lo; i < hi; i++) {
         if (c[i] < 0 || p[i] < 0) {
             out[i] = -1;
             continue;
@@ -46,15 +59,33 @@ static int rates_of(top_rates *r, const long long c[4], const long long p[4], lo
             return -1;
         out[i] = (double)(c[i] - p[i]) * 1000.0 / (double)dt_ms;
     }
-    *r = (top_rates){out[0], out[1], out[2], out[3]};
+    for (int i = lo; i < hi; i++)
+        r->v[i] = out[i];
     return 0;
 }
 
-static void bridge_counters(const gp_reg_bstats *s, long long c[4]) {
-    c[0] = s->req_total, c[1] = s->err_total, c[2] = s->bytes_in, c[3] = s->bytes_out;
+static void bridge_counters(const gp_reg_bstats *s, long long c[TOP_NRATES]) {
+    for (int i = 0; i < TOP_NRATES; i++)
+        c[i] = -1;
+    c[TOP_R_REQ] = s->req_total, c[TOP_R_ERR] = s->err_total;
+    c[TOP_R_IN] = s->bytes_in, c[TOP_R_OUT] = s->bytes_out;
 }
-static void house_counters(const gp_reg_house *h, long long c[4]) {
-    c[0] = h->st.req_total, c[1] = h->st.err_total, c[2] = h->st.bytes_in, c[3] = h->st.bytes_out;
+
+void top_house_counters(const gp_reg_house *h, long long c[TOP_NRATES]) {
+    const gp_state *st = &h->st;
+    const long long v[TOP_NRATES] = {
+        [TOP_R_REQ] = st->req_total,
+        [TOP_R_ERR] = st->err_total,
+        [TOP_R_IN] = st->bytes_in,
+        [TOP_R_OUT] = st->bytes_out,
+        [TOP_R_FEC] = st->fec_repaired,
+        [TOP_R_TUN_PKTS_IN] = st->tun_pkts_in,
+        [TOP_R_TUN_PKTS_OUT] = st->tun_pkts_out,
+        [TOP_R_TUN_BYTES_IN] = st->tun_bytes_in,
+        [TOP_R_TUN_BYTES_OUT] = st->tun_bytes_out,
+    };
+    for (int i = 0; i < TOP_NRATES; i++)
+        c[i] = st->connected ? v[i] : -1;
 }
 
 /* Start times are written from clocks that can disagree by a few ms from one write to the
@@ -75,11 +106,11 @@ static int same_connection(const gp_reg_house *a, const gp_reg_house *b) {
 
 /* The same bridge run, or house connection, as `row` in an earlier snapshot s: 1 with its
  * counters, stamp and rates, or 0 when s has none. */
-typedef int (*earlier_fn)(const top_snap *s, const void *row, long long p[4], long long *ts,
-                          const top_rates **r);
+typedef int (*earlier_fn)(const top_snap *s, const void *row, long long p[TOP_NRATES],
+                          long long *ts, const top_rates **r);
 
-static int bridge_earlier(const top_snap *s, const void *row, long long p[4], long long *ts,
-                          const top_rates **r) {
+static int bridge_earlier(const top_snap *s, const void *row, long long p[TOP_NRATES],
+                          long long *ts, const top_rates **r) {
     const top_bridge *b = row, *o = find_bridge(s, b->s.id);
     if (!o || !same_bridge_run(&b->s, &o->s))
         return 0;
@@ -89,35 +120,39 @@ static int bridge_earlier(const top_snap *s, const void *row, long long p[4], lo
     return 1;
 }
 
-static int house_earlier(const top_snap *s, const void *row, long long p[4], long long *ts,
+static int house_earlier(const top_snap *s, const void *row, long long p[TOP_NRATES], long long *ts,
                          const top_rates **r) {
     const top_house *h = row, *o = find_house(s, h->h.id);
     if (!o || !same_connection(&h->h, &o->h))
         return 0;
-    house_counters(&o->h, p);
+    top_house_counters(&o->h, p);
     *ts = o->h.st.ts_ms;
     *r = &o->r;
     return 1;
 }
 
-/* The rates of `row` (counters c, stamped t) into *out: from the oldest earlier sample of the
- * same run whose counters are no larger; failing that, the newest sample's rates (nothing
- * newer than it: the row has not been published since); failing that, unknown. */
-static void row_rates(top_rates *out, const void *row, const long long c[4], long long t,
+/* The rates of `row` (counters c, stamped t) into *out, group by group: from the oldest
+ * earlier sample of the same run whose counters of the group are no larger; failing that, the
+ * newest sample's rates (nothing newer than it: the row has not been published since);
+ * failing that, unknown. */
+static void row_rates(top_rates *out, const void *row, const long long c[TOP_NRATES], long long t,
                       const top_snap *const *prev, size_t nprev, const top_snap *newest,
                       earlier_fn earlier) {
-    long long p[4], pt;
+    long long p[TOP_NRATES], pt;
     const top_rates *pr;
-    *out = UNKNOWN;
-    for (size_t j = 0; j < nprev; j++) {
-        if (!prev[j] || !earlier(prev[j], row, p, &pt, &pr))
-            continue;
-        long long dt = t - (pt > 0 ? pt : prev[j]->now_ms);
-        if (dt > 0 && rates_of(out, c, p, dt) == 0)
-            return;
+    *out = top_rates_unknown;
+    for (size_t g = 0; g < NGROUPS; g++) {
+        int lo = GROUPS[g].lo, hi = GROUPS[g].hi, done = 0;
+        for (size_t j = 0; j < nprev && !done; j++) {
+            if (!prev[j] || !earlier(prev[j], row, p, &pt, &pr))
+                continue;
+            long long dt = t - (pt > 0 ? pt : prev[j]->now_ms);
+            done = dt > 0 && rates_of(out, lo, hi, c, p, dt) == 0;
+        }
+        if (!done && newest && earlier(newest, row, p, &pt, &pr))
+            for (int i = lo; i < hi; i++)
+                out->v[i] = pr->v[i];
     }
-    if (newest && earlier(newest, row, p, &pt, &pr))
-        *out = *pr;
 }
 
 void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev) {
@@ -127,34 +162,71 @@ void top_compute_rates(top_snap *cur, const top_snap *const *prev, size_t nprev)
             newest = prev[j];
     for (size_t i = 0; i < cur->nbridges; i++) {
         top_bridge *b = &cur->bridges[i];
-        long long c[4];
+        long long c[TOP_NRATES];
         bridge_counters(&b->s, c);
         long long t = b->s.ts_ms > 0 ? b->s.ts_ms : cur->now_ms;
         row_rates(&b->r, b, c, t, prev, nprev, newest, bridge_earlier);
     }
     for (size_t i = 0; i < cur->nhouses; i++) {
         top_house *h = &cur->houses[i];
-        long long c[4];
-        house_counters(&h->h, c);
+        long long c[TOP_NRATES];
+        top_house_counters(&h->h, c);
         long long t = h->h.st.ts_ms > 0 ? h->h.st.ts_ms : cur->now_ms;
-        h->r = UNKNOWN;
+        h->r = top_rates_unknown;
         if (h->h.st.connected)
             row_rates(&h->r, h, c, t, prev, nprev, newest, house_earlier);
     }
 }
 
+/* --- the L3 tunnel ---------------------------------------------------------------------- */
+
+int top_tun_addr(const gp_reg_house *h, char *out, size_t cap) {
+    if (!cap)
+        return 0;
+    out[0] = '\0';
+    if (h->st.connected && h->st.tun_addr[0]) {
+        /* Written by anyone with access to Redis: what an address list cannot hold is '?'. */
+        snprintf(out, cap, "%s", h->st.tun_addr);
+        for (char *p = out; *p; p++)
+            if (!strchr("0123456789abcdefABCDEF.:,", *p))
+                *p = '?';
+        return 1;
+    }
+    const gp_ip_addr *as[2] = {&h->tun4, &h->tun6};
+    for (int i = 0; i < 2 && h->tun_has == 1; i++)
+        if (as[i]->family) {
+            char t[GP_IP_ADDR_STRLEN];
+            size_t l = strlen(out);
+            snprintf(out + l, cap - l, "%s%s", l ? "," : "", gp_ip_addr_format(as[i], t));
+        }
+    return 0;
+}
+
+int top_has_tun(const top_snap *s) {
+    for (size_t i = 0; i < s->nhouses; i++) {
+        char a[2 * GP_IP_ADDR_STRLEN];
+        top_tun_addr(&s->houses[i].h, a, sizeof a);
+        if (a[0])
+            return 1;
+    }
+    return 0;
+}
+
 /* --- columns, sorting, filtering -------------------------------------------------------- */
 
-const char *const top_col_names[TOP_NCOLS] = {"id",  "bridge", "transport", "since", "seen",
-                                              "rtt", "loss",   "req",       "err",   "disabled"};
+const char *const top_col_names[TOP_NCOLS] = {"id",  "bridge",  "transport", "since", "seen",
+                                              "rtt", "loss",    "req",       "err",   "disabled",
+                                              "tun", "tun_pps", "tun_bps",   "fec"};
 
 int top_col_by_name(const char *name) {
     static const struct {
         const char *alias;
         int col;
-    } aliases[] = {{"req/s", TOP_COL_REQ},      {"err/s", TOP_COL_ERR},
-                   {"errors", TOP_COL_ERR},     {"last_seen", TOP_COL_SEEN},
-                   {"last-seen", TOP_COL_SEEN}, {"connected", TOP_COL_SINCE}};
+    } aliases[] = {
+        {"req/s", TOP_COL_REQ},      {"err/s", TOP_COL_ERR},      {"errors", TOP_COL_ERR},
+        {"last_seen", TOP_COL_SEEN}, {"last-seen", TOP_COL_SEEN}, {"connected", TOP_COL_SINCE},
+        {"pps", TOP_COL_TUN_PPS},    {"pkt/s", TOP_COL_TUN_PPS},  {"bps", TOP_COL_TUN_BPS},
+        {"bit/s", TOP_COL_TUN_BPS},  {"fec/s", TOP_COL_FEC},      {"tun_addr", TOP_COL_TUN}};
     for (int i = 0; i < TOP_NCOLS; i++)
         if (strcasecmp(name, top_col_names[i]) == 0)
             return i;
@@ -164,13 +236,47 @@ int top_col_by_name(const char *name) {
     return -1;
 }
 
-/* The sort key of house h in column col: a number (*num) or a string (return value);
- * *known = 0 for "-". */
-static const char *sort_key(const top_house *h, int col, double *num, int *known) {
+/* The sum of two rates, -1 when both are unknown. */
+static double both(double a, double b) {
+    return a < 0 && b < 0 ? -1 : (a > 0 ? a : 0) + (b > 0 ? b : 0);
+}
+
+/* The first of the house's L3 addresses (top_tun_addr) as a key that sorts as addresses do:
+ * its family and bytes in hex, into key[34]; 0 when it has none. */
+static int tun_key(const gp_reg_house *g, char key[34]) {
+    char a[2 * GP_IP_ADDR_STRLEN];
+    top_tun_addr(g, a, sizeof a);
+    gp_ip_addr ip;
+    if (!a[0] || gp_ip_addr_parse(a, strcspn(a, ","), &ip) != 0)
+        return 0;
+    key[0] = ip.family == 6 ? '6' : '4';
+    for (int i = 0; i < 16; i++)
+        snprintf(key + 1 + 2 * i, 3, "%02x", ip.a[i]);
+    return 1;
+}
+
+/* The sort key of house h in column col: a number (*num) or a string (return value, maybe
+ * in buf); *known = 0 for "-". */
+static const char *sort_key(const top_house *h, int col, double *num, int *known, char buf[34]) {
     const gp_reg_house *g = &h->h;
     *known = 1;
     *num = 0;
     switch (col) {
+    case TOP_COL_TUN:
+        *known = tun_key(g, buf);
+        return buf;
+    case TOP_COL_TUN_PPS:
+        *num = both(h->r.tun_pkts_in, h->r.tun_pkts_out);
+        *known = *num >= 0;
+        return NULL;
+    case TOP_COL_TUN_BPS:
+        *num = both(h->r.tun_bytes_in, h->r.tun_bytes_out);
+        *known = *num >= 0;
+        return NULL;
+    case TOP_COL_FEC:
+        *known = h->r.fec >= 0;
+        *num = h->r.fec;
+        return NULL;
     case TOP_COL_ID:
         return g->id;
     case TOP_COL_BRIDGE:
@@ -220,8 +326,9 @@ static int cmp_view(const void *a, const void *b, void *ud) {
     const top_house *y = &v->s->houses[*(const size_t *)b];
     double nx, ny;
     int kx, ky;
-    const char *sx = sort_key(x, v->col, &nx, &kx);
-    const char *sy = sort_key(y, v->col, &ny, &ky);
+    char bx[34], by[34];
+    const char *sx = sort_key(x, v->col, &nx, &kx, bx);
+    const char *sy = sort_key(y, v->col, &ny, &ky, by);
     int c = 0;
     if (kx != ky)
         return kx ? -1 : 1; /* unknown last, in either direction */
@@ -323,10 +430,12 @@ int top_hist_push(top_hist **hist, size_t *n, const top_snap *cur) {
         if (e->n == TOP_HIST) {
             memmove(e->req, e->req + 1, (TOP_HIST - 1) * sizeof e->req[0]);
             memmove(e->rtt, e->rtt + 1, (TOP_HIST - 1) * sizeof e->rtt[0]);
+            memmove(e->tun_pps, e->tun_pps + 1, (TOP_HIST - 1) * sizeof e->tun_pps[0]);
             e->n--;
         }
         e->req[e->n] = (float)h->r.req;
         e->rtt[e->n] = h->h.st.connected && h->h.st.rtt_ms >= 0 ? (float)h->h.st.rtt_ms : -1.0f;
+        e->tun_pps[e->n] = (float)both(h->r.tun_pkts_in, h->r.tun_pkts_out);
         e->n++;
     }
     free(*hist);
@@ -401,6 +510,38 @@ void top_fmt_bytes(char *out, size_t cap, double b) {
         u++;
     }
     snprintf(out, cap, b < 10 ? "%.1f%c" : "%.0f%c", b, units[u]);
+}
+
+void top_fmt_bits(char *out, size_t cap, double bytes_per_s) {
+    static const char units[] = "kMGTP";
+    double b = bytes_per_s * 8;
+    if (bytes_per_s < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    if (b < 1000) {
+        snprintf(out, cap, "%.0f", b);
+        return;
+    }
+    int u = -1;
+    /* 999.6k would print as "1000k": the next prefix takes it. */
+    while (b >= 999.5 && u < 4) {
+        b /= 1000;
+        u++;
+    }
+    snprintf(out, cap, b < 9.95 ? "%.1f%c" : "%.0f%c", b, units[u]);
+}
+
+void top_fmt_inout(char *out, size_t cap, double in, double out_, int bits) {
+    char a[16], b[16];
+    if (bits) {
+        top_fmt_bits(a, sizeof a, in);
+        top_fmt_bits(b, sizeof b, out_);
+    } else {
+        top_fmt_rate(a, sizeof a, in);
+        top_fmt_rate(b, sizeof b, out_);
+    }
+    snprintf(out, cap, "%s/%s", a, b);
 }
 
 void top_fmt_ms(char *out, size_t cap, double ms) {

@@ -48,6 +48,7 @@ typedef struct tui {
     char err[256]; /* the last refresh's failure, "" when it worked */
     long long ok_mono;
     int have_data, utf8, colors;
+    int tun; /* some house has an L3 address: the tunnel's columns are shown */
 } tui;
 
 static volatile sig_atomic_t g_stop;
@@ -136,6 +137,7 @@ static void refresh_data(tui *t) {
     memmove(&t->snaps[1], &t->snaps[0], (NSNAPS - 1) * sizeof t->snaps[0]);
     t->snaps[0] = s;
     t->have_data = 1;
+    t->tun = top_has_tun(&t->snaps[0]);
     t->ok_mono = mono_ms();
     rebuild_view(t);
     fetch_recent(t);
@@ -227,9 +229,25 @@ static void draw_status(tui *t) {
     char rq[16], re[16];
     top_fmt_rate(rq, sizeof rq, rknown ? req : -1);
     top_fmt_rate(re, sizeof re, rknown ? er : -1);
-    snprintf(s, sizeof s,
-             "%zu bridges  %zu houses: %zu connected, %zu disabled  req/s %s  err/s %s",
-             sn->nbridges, sn->nhouses, conn, dis, rq, re);
+    int n = snprintf(s, sizeof s,
+                     "%zu bridges  %zu houses: %zu connected, %zu disabled  req/s %s  err/s %s",
+                     sn->nbridges, sn->nhouses, conn, dis, rq, re);
+    if (t->tun) { /* the tunnel over every house: those up, packets/s and bits/s in/out */
+        size_t up = 0;
+        double r[4] = {-1, -1, -1, -1};
+        for (size_t i = 0; i < sn->nhouses; i++) {
+            char a[2 * GP_IP_ADDR_STRLEN];
+            const top_rates *hr = &sn->houses[i].r;
+            up += top_tun_addr(&sn->houses[i].h, a, sizeof a);
+            for (int k = 0; k < 4; k++)
+                if (hr->v[TOP_R_TUN_PKTS_IN + k] >= 0)
+                    r[k] = (r[k] > 0 ? r[k] : 0) + hr->v[TOP_R_TUN_PKTS_IN + k];
+        }
+        char pps[32], bps[32];
+        top_fmt_inout(pps, sizeof pps, r[0], r[1], 0);
+        top_fmt_inout(bps, sizeof bps, r[2], r[3], 1);
+        snprintf(s + n, sizeof s - (size_t)n, "  tun %zu up: %s pkt/s %s bit/s", up, pps, bps);
+    }
     if (!t->have_data)
         snprintf(s, sizeof s, "connecting to Redis...");
     put(1, 0, COLS, s);
@@ -289,13 +307,46 @@ static int draw_bridges(tui *t, int y, int maxrows) {
     return rows + 1;
 }
 
+/* The L3 tunnel's columns come last, shown while some house has an address (top_has_tun):
+ * packets/s and bits/s as "in/out" (in: from the house into the hub). On a narrow terminal
+ * FEC/s goes first, then the bits, the address and the packets among the others. */
 static const top_col_spec HCOLS[TOP_NCOLS] = {
-    [TOP_COL_ID] = {"HOUSE", 8, 28, 0, 0},       [TOP_COL_BRIDGE] = {"BRIDGE", 6, 18, 3, 0},
-    [TOP_COL_TRANSPORT] = {"TRANS", 5, 5, 5, 0}, [TOP_COL_SINCE] = {"SINCE", 6, 7, 8, 1},
-    [TOP_COL_SEEN] = {"SEEN", 5, 6, 7, 1},       [TOP_COL_RTT] = {"RTT", 6, 6, 2, 1},
-    [TOP_COL_LOSS] = {"LOSS", 5, 5, 9, 1},       [TOP_COL_REQ] = {"REQ/s", 6, 7, 1, 1},
-    [TOP_COL_ERR] = {"ERR/s", 6, 6, 6, 1},       [TOP_COL_DISABLED] = {"DIS", 3, 3, 4, 0},
+    [TOP_COL_ID] = {"HOUSE", 8, 28, 0, 0},
+    [TOP_COL_BRIDGE] = {"BRIDGE", 6, 18, 3, 0},
+    [TOP_COL_TRANSPORT] = {"TRANS", 5, 5, 5, 0},
+    [TOP_COL_SINCE] = {"SINCE", 6, 7, 8, 1},
+    [TOP_COL_SEEN] = {"SEEN", 5, 6, 7, 1},
+    [TOP_COL_RTT] = {"RTT", 6, 6, 2, 1},
+    [TOP_COL_LOSS] = {"LOSS", 5, 5, 9, 1},
+    [TOP_COL_REQ] = {"REQ/s", 6, 7, 1, 1},
+    [TOP_COL_ERR] = {"ERR/s", 6, 6, 6, 1},
+    [TOP_COL_DISABLED] = {"DIS", 3, 3, 4, 0},
+    [TOP_COL_TUN] = {"TUN", 12, 15, 5, 0},
+    [TOP_COL_TUN_PPS] = {"PKT/s i/o", 10, 11, 2, 1},
+    [TOP_COL_TUN_BPS] = {"BIT/s i/o", 10, 10, 6, 1},
+    [TOP_COL_FEC] = {"FEC/s", 5, 6, 10, 1},
 };
+
+/* Whether column i is part of the table now. */
+static int col_shown(const tui *t, int i) {
+    return i < TOP_COL_TUN_FIRST || t->tun;
+}
+
+/* The houses table's widths (0: not shown) for this terminal. */
+static void house_layout(const tui *t, int w[TOP_NCOLS]) {
+    top_col_spec sp[TOP_NCOLS];
+    int map[TOP_NCOLS], cw[TOP_NCOLS], n = 0;
+    for (int i = 0; i < TOP_NCOLS; i++) {
+        w[i] = 0;
+        if (col_shown(t, i)) {
+            sp[n] = HCOLS[i];
+            map[n++] = i;
+        }
+    }
+    top_layout(sp, n, COLS, cw);
+    for (int k = 0; k < n; k++)
+        w[map[k]] = cw[k];
+}
 
 #define CELL 132
 static void house_cells(const tui *t, const top_house *h, char v[TOP_NCOLS][CELL]) {
@@ -317,11 +368,19 @@ static void house_cells(const tui *t, const top_house *h, char v[TOP_NCOLS][CELL
     top_fmt_rate(v[TOP_COL_REQ], CELL, h->r.req);
     top_fmt_rate(v[TOP_COL_ERR], CELL, h->r.err);
     snprintf(v[TOP_COL_DISABLED], CELL, "%s", g->disabled ? "yes" : "");
+    char a[2 * GP_IP_ADDR_STRLEN];
+    top_tun_addr(g, a, sizeof a);
+    a[strcspn(a, ",")] = '\0'; /* the first: IPv4 when the pools have both */
+    if (a[0])
+        snprintf(v[TOP_COL_TUN], CELL, "%s", a);
+    top_fmt_inout(v[TOP_COL_TUN_PPS], CELL, h->r.tun_pkts_in, h->r.tun_pkts_out, 0);
+    top_fmt_inout(v[TOP_COL_TUN_BPS], CELL, h->r.tun_bytes_in, h->r.tun_bytes_out, 1);
+    top_fmt_rate(v[TOP_COL_FEC], CELL, h->r.fec);
 }
 
 static void draw_houses(tui *t, int y, int rows) {
     int w[TOP_NCOLS];
-    top_layout(HCOLS, TOP_NCOLS, COLS, w);
+    house_layout(t, w);
     bar(y, A_REVERSE);
     attron(A_REVERSE);
     for (int i = 0, x = 0; i < TOP_NCOLS; i++) {
@@ -457,6 +516,41 @@ static void draw_detail(tui *t) {
         snprintf(s + n, sizeof s - (size_t)n, "  totals %lld req, %lld err", h->st.req_total,
                  h->st.err_total);
     put(y++, 0, COLS, s);
+    /* The L3 tunnel: addresses and routes, rates, totals (when the house has any of it). */
+    char ta[2 * GP_IP_ADDR_STRLEN];
+    int up = top_tun_addr(h, ta, sizeof ta);
+    int has_tun = ta[0] || h->ntun_routes || (h->st.connected && h->st.tun_pkts_in >= 0);
+    if (has_tun) {
+        char routes[GP_TUN_ROUTES_MAX * (GP_CIDR_STRLEN + 2)];
+        gp_cidr_list_format(h->tun_routes, h->ntun_routes, ", ", routes, sizeof routes);
+        char l[sizeof routes + 128];
+        snprintf(l, sizeof l, "tun %s%s  routes %s", ta[0] ? ta : "-",
+                 up      ? " (up)"
+                 : ta[0] ? " (not granted now)"
+                         : "",
+                 h->ntun_routes ? routes : "-");
+        put(y++, 0, COLS, l);
+        char e[32];
+        top_fmt_rate(a, sizeof a, th->r.tun_pkts_in);
+        top_fmt_bits(b, sizeof b, th->r.tun_bytes_in);
+        top_fmt_rate(c, sizeof c, th->r.tun_pkts_out);
+        top_fmt_bits(d, sizeof d, th->r.tun_bytes_out);
+        top_fmt_rate(e, sizeof e, th->r.fec);
+        snprintf(s, sizeof s, "tun in %s pkt/s %s bit/s  out %s pkt/s %s bit/s  fec %s/s", a, b, c,
+                 d, e);
+        put(y++, 0, COLS, s);
+        const gp_state *st = &h->st;
+        if (st->connected && st->tun_pkts_in >= 0) {
+            top_fmt_bytes(a, sizeof a, (double)st->tun_bytes_in);
+            top_fmt_bytes(b, sizeof b, (double)st->tun_bytes_out);
+            snprintf(s, sizeof s,
+                     "tun totals %lld pkts in (%sB), %lld out (%sB), %lld dropped  "
+                     "fec repaired %lld",
+                     st->tun_pkts_in, a, st->tun_pkts_out, b, st->tun_drops,
+                     st->fec_repaired < 0 ? 0 : st->fec_repaired);
+            put(y++, 0, COLS, s);
+        }
+    }
     snprintf(s, sizeof s, "labels %s", h->labels[0] ? h->labels : "{}");
     put(y++, 0, COLS, s);
     y++;
@@ -481,6 +575,14 @@ static void draw_detail(tui *t) {
         top_fmt_ms(peak, sizeof peak, mx);
         snprintf(s, sizeof s, "max %s", peak);
         put(y++, 8 + sw + 1, 11, s);
+        if (has_tun) { /* the tunnel's packets/s, in + out */
+            mx = top_sparkline(hi->tun_pps, hi->n, sw, t->utf8, line, sizeof line);
+            put(y, 0, 8, "tun pkt");
+            mvaddstr(y, 8 + pad, line);
+            top_fmt_rate(peak, sizeof peak, mx);
+            snprintf(s, sizeof s, "max %s", peak);
+            put(y++, 8 + sw + 1, 11, s);
+        }
         y++;
     }
     /* Recent requests fill the rest. */
@@ -644,15 +746,13 @@ static int on_key(tui *t, int ch) {
         break;
     case 's':
     case '>':
-        if (!t->detail) {
-            t->sort_col = (t->sort_col + 1) % TOP_NCOLS;
-            rebuild_view(t);
-        }
-        break;
     case 'S':
     case '<':
-        if (!t->detail) {
-            t->sort_col = (t->sort_col + TOP_NCOLS - 1) % TOP_NCOLS;
+        if (!t->detail) { /* the next (previous) column shown */
+            int step = ch == 's' || ch == '>' ? 1 : TOP_NCOLS - 1;
+            do
+                t->sort_col = (t->sort_col + step) % TOP_NCOLS;
+            while (!col_shown(t, t->sort_col));
             rebuild_view(t);
         }
         break;

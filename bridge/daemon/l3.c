@@ -569,6 +569,27 @@ void br_l3_totals_get(const br_l3 *l3, br_l3_totals *out) {
         memset(out, 0, sizeof *out);
 }
 
+void br_l3_totals_drops(const br_l3_totals *t, const char *reason[BR_L3_DROP_REASONS],
+                        uint64_t n[BR_L3_DROP_REASONS]) {
+    size_t k = 0;
+    for (int d = GP_IPD_OK + 1; d < GP_IPD_COUNT; d++, k++) {
+        reason[k] = gp_ip_drop_name((gp_ip_drop)d);
+        n[k] = t->drops[d];
+    }
+    const struct {
+        const char *name;
+        uint64_t n;
+    } own[] = {{"no_route", t->no_route},           {"spoofed", t->spoofed},
+               {"forbidden_dst", t->forbidden_dst}, {"too_big", t->too_big},
+               {"queue_full", t->queue_full},       {"write_fail", t->write_fail}};
+    _Static_assert(sizeof own / sizeof own[0] + GP_IPD_COUNT - 1 == BR_L3_DROP_REASONS,
+                   "every reason named");
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++, k++) {
+        reason[k] = own[i].name;
+        n[k] = own[i].n;
+    }
+}
+
 /* ---- lifecycle ---- */
 
 static void on_pools(redisReply *r, void *ud) {

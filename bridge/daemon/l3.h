@@ -80,5 +80,11 @@ typedef struct br_l3_totals {
     uint64_t no_route, spoofed, forbidden_dst, too_big, queue_full, write_fail;
 } br_l3_totals;
 void br_l3_totals_get(const br_l3 *l3, br_l3_totals *out);
+/* t's drops by reason as the metrics name them (ADMIN.md): the parse reasons first
+ * (gp_ip_drop_name), then no_route, spoofed, forbidden_dst, too_big, queue_full, write_fail.
+ * Fills reason[k] (static strings) and n[k] for k < BR_L3_DROP_REASONS. */
+#define BR_L3_DROP_REASONS (GP_IPD_COUNT - 1 + 6)
+void br_l3_totals_drops(const br_l3_totals *t, const char *reason[BR_L3_DROP_REASONS],
+                        uint64_t n[BR_L3_DROP_REASONS]);
 
 #endif

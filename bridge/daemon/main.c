@@ -721,6 +721,19 @@ static void link_metrics(void *ud, double *rtt, double *loss, uint64_t *retx, ui
     br_udp_metrics(((br_bridge *)ud)->udp, rtt, loss, retx, fec);
 }
 
+static void tun_metrics(void *ud, br_stats_tun *out) {
+    br_l3_totals t;
+    br_l3_totals_get(((br_bridge *)ud)->l3, &t);
+    *out = (br_stats_tun){.houses = t.houses,
+                          .pkts_in = t.pkts_in,
+                          .pkts_out = t.pkts_out,
+                          .bytes_in = t.bytes_in,
+                          .bytes_out = t.bytes_out,
+                          .nreasons = BR_L3_DROP_REASONS};
+    _Static_assert(BR_L3_DROP_REASONS <= BR_STATS_TUN_REASONS, "room for every reason");
+    br_l3_totals_drops(&t, out->reason, out->drops);
+}
+
 static char *render_metrics(size_t *len) {
     return br_stats_render(g_br.stats, len);
 }
@@ -745,7 +758,8 @@ static int wire(void) {
                         .ud = &g_br.houses,
                         .state_update = state_update,
                         .link_ud = &g_br,
-                        .link_metrics = link_metrics};
+                        .link_metrics = link_metrics,
+                        .tun_metrics = tun_metrics};
     if (!(g_br.stats = br_stats_new(&src)) || !(g_br.reqs = br_requests_new(e, g_br.stats)) ||
         !(g_br.streams = br_streams_new(e, g_br.reqs)))
         return -1;

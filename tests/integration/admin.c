@@ -257,6 +257,26 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
     double ws_rtt = h_metric(m3, "gp_bridge_rtt_seconds{transport=\"ws\"}");
     cr_assert(ws_rtt > 0 && ws_rtt < 0.5, "ws RTT %g after 3 s of 300 ms pings", ws_rtt);
     cr_assert_eq(h_metric(m3, "gp_bridge_rtt_seconds{transport=\"rudp\"}"), 0);
+    /* No L3 tunnel (--tun) here: its metrics are there all the same, at 0, every drop reason
+     * from the start (the parse reasons by proto/ippkt.h's names, the tunnel's own). */
+    static const char *const tun0[] = {
+        "gp_bridge_tun_houses",
+        "gp_bridge_tun_packets_total{dir=\"in\"}",
+        "gp_bridge_tun_packets_total{dir=\"out\"}",
+        "gp_bridge_tun_bytes_total{dir=\"in\"}",
+        "gp_bridge_tun_bytes_total{dir=\"out\"}",
+        "gp_bridge_tun_drops_total{reason=\"truncated\"}",
+        "gp_bridge_tun_drops_total{reason=\"bad_udp_length\"}",
+        "gp_bridge_tun_drops_total{reason=\"no_route\"}",
+        "gp_bridge_tun_drops_total{reason=\"spoofed\"}",
+        "gp_bridge_tun_drops_total{reason=\"forbidden_dst\"}",
+        "gp_bridge_tun_drops_total{reason=\"too_big\"}",
+        "gp_bridge_tun_drops_total{reason=\"queue_full\"}",
+        "gp_bridge_tun_drops_total{reason=\"write_fail\"}",
+    };
+    for (size_t i = 0; i < sizeof tun0 / sizeof tun0[0]; i++)
+        cr_assert_eq(h_metric(m3, tun0[i]), 0, "%s: %g", tun0[i], h_metric(m3, tun0[i]));
+    cr_assert_null(strstr(m3, "reason=\"ok\""), "\"ok\" is not a drop:\n%s", m3);
     double house_ok = 0;
     for (int i = 0; i < 2; i++) {
         char *hm = scrape(hport[i]);
@@ -269,6 +289,20 @@ Test(admin, metrics_move_under_load_and_readyz_follows_redis) {
         double hrtt = h_metric(hm, "gp_house_rtt_seconds");
         cr_assert(hrtt > 0 && hrtt < 0.5, "house %s: RTT %g after 3 s of 300 ms pings", HOUSES[i],
                   hrtt);
+        /* Without --tun: the tunnel's at 0. */
+        static const char *const htun0[] = {
+            "gp_house_tun_up",
+            "gp_house_tun_packets_total{dir=\"in\"}",
+            "gp_house_tun_bytes_total{dir=\"out\"}",
+            "gp_house_tun_drops_total{reason=\"denied\"}",
+            "gp_house_tun_drops_total{reason=\"bad\"}",
+            "gp_house_tun_drops_total{reason=\"no_tunnel\"}",
+            "gp_house_tun_drops_total{reason=\"too_big\"}",
+            "gp_house_tun_drops_total{reason=\"queue_full\"}",
+            "gp_house_tun_drops_total{reason=\"write_fail\"}",
+        };
+        for (size_t k = 0; k < sizeof htun0 / sizeof htun0[0]; k++)
+            cr_assert_eq(h_metric(hm, htun0[k]), 0, "%s: %g", htun0[k], h_metric(hm, htun0[k]));
         house_ok += ok;
         free(hm);
     }

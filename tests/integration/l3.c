@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -303,13 +304,49 @@ static int state_has_tun(void *ud) {
     return ok;
 }
 
+/* The house's /metrics, from its namespace (its admin port is on its own loopback). */
+static char *house_metrics(int port) {
+    char *out = NULL;
+    int rc = h_netns_sh(W.far, 10000, &out, "curl -sf http://127.0.0.1:%d/metrics", port);
+    cr_assert_eq(rc, 0, "the house's /metrics: %s", out ? out : "");
+    return out;
+}
+
+/* `ghostport top --json` with args; the house farm-1 in it (the document in *doc). */
+static json_t *top_house(json_t **doc, const char *interval) {
+    char *out = NULL, *err = NULL;
+    int rc = h_cli(&out, NULL, &err,
+                   (const char *const[]){"top", "--json", "--interval", interval, NULL});
+    cr_assert_eq(rc, 0, "top --json: %s", err);
+    *doc = json_loads(out, 0, NULL);
+    cr_assert_not_null(*doc, "top --json printed: %s", out);
+    free(out), free(err);
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(*doc, "houses"), i, h) {
+        if (strcmp(json_string_value(json_object_get(h, "id")), "farm-1") == 0)
+            return h;
+    }
+    cr_assert_fail("no farm-1 in top --json");
+    return NULL;
+}
+
+static double jnum(json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    cr_assert(json_is_number(v), "%s is not a number", k);
+    return json_number_value(v);
+}
+
 /* What a user does first: ping the house's addresses, talk TCP to an allowed service over
  * IPv4 and IPv6; a port the rules do not name gets nothing, not even a reset; and the house's
- * own connections to the hub get their replies back although no rule names them. */
+ * own connections to the hub get their replies back although no rule names them. What the
+ * operator sees of it: `top` (the house's address, its packets per second and totals), the
+ * bridge's and the house's metrics (packets both ways; the refused SYNs counted as denied). */
 Test(l3, ping_tcp_and_the_allow_rules) {
-    hub_up(NULL);
+    const char *bx[] = {"--admin-listen", "0", NULL};
+    hub_up(bx);
     echo_up(W.far, "7 8");
-    const char *hx[] = {"--tun-allow", "tcp:7", "--tun-allow", "icmp", NULL};
+    const char *hx[] = {"--tun-allow", "tcp:7", "--tun-allow", "icmp", "--admin-listen", "0", NULL};
     house_up(hx);
     cr_assert_eq(ping(NULL, W.addr4, 3), 0, "no ping reply from %s", W.addr4);
     cr_assert_eq(ping(NULL, W.addr6, 3), 0, "no ping reply from %s", W.addr6);
@@ -322,6 +359,52 @@ Test(l3, ping_tcp_and_the_allow_rules) {
     /* The operator's view: the house's live state shows its address and the tunnel's
      * counters (written every second while it has traffic). */
     cr_assert(h_wait(state_has_tun, NULL, 5000), "the live state shows no tunnel traffic");
+    /* top: the address, the totals, and packets per second while a ping runs (two samples
+     * 1.5 s apart: the bridge writes the counters every second while there is traffic). */
+    char pcount[8] = "20",
+         *pargv[] = {"ping", "-n", "-q", "-i", "0.2", "-c", pcount, W.addr4, NULL};
+    h_proc *pinger = h_spawn("pinger", pargv);
+    json_t *doc, *th = top_house(&doc, "1500");
+    cr_assert(json_is_true(json_object_get(th, "tun_up")), "top: the tunnel is not up");
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(th, "tun_addr"), 0)),
+                     W.addr4);
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(th, "tun_addr"), 1)),
+                     W.addr6);
+    cr_assert_gt(jnum(th, "tun_pkts_in"), 100);
+    cr_assert_gt(jnum(th, "tun_pkts_out"), 100);
+    cr_assert_gt(jnum(th, "tun_bytes_in"), 1 << 20);
+    cr_assert_gt(jnum(th, "tun_pkts_in_per_s"), 0, "no packets/s in while pinging");
+    cr_assert_gt(jnum(th, "tun_pkts_out_per_s"), 0, "no packets/s out while pinging");
+    cr_assert_gt(jnum(th, "tun_bits_out_per_s"), 0);
+    cr_assert(json_is_number(json_object_get(th, "fec_repaired")), "fec_repaired");
+    printf("l3 top: %.0f packets in, %.0f out; %.1f/s in, %.1f/s out while pinging\n",
+           jnum(th, "tun_pkts_in"), jnum(th, "tun_pkts_out"), jnum(th, "tun_pkts_in_per_s"),
+           jnum(th, "tun_pkts_out_per_s"));
+    json_decref(doc);
+    h_stop(pinger);
+    /* The bridge's metrics: packets and bytes both ways, the house granted. */
+    int baport = h_admin_port(W.bridge);
+    cr_assert(baport, "the bridge logged no admin port");
+    char *bm = h_scrape(baport);
+    cr_assert_not_null(bm);
+    cr_assert_eq(h_metric(bm, "gp_bridge_tun_houses"), 1);
+    cr_assert_gt(h_metric(bm, "gp_bridge_tun_packets_total{dir=\"in\"}"), 100, "%s", bm);
+    cr_assert_gt(h_metric(bm, "gp_bridge_tun_packets_total{dir=\"out\"}"), 100);
+    cr_assert_gt(h_metric(bm, "gp_bridge_tun_bytes_total{dir=\"out\"}"), 4 << 20);
+    cr_assert_geq(h_metric(bm, "gp_bridge_tun_drops_total{reason=\"bad_checksum\"}"), 0,
+                  "every reason is listed");
+    free(bm);
+    /* The house's: granted, packets both ways, the SYNs to port 8 refused by its rules. */
+    int haport = h_admin_port(W.house);
+    cr_assert(haport, "the house logged no admin port");
+    char *hm = house_metrics(haport);
+    cr_assert_eq(h_metric(hm, "gp_house_tun_up"), 1, "%s", hm);
+    cr_assert_gt(h_metric(hm, "gp_house_tun_packets_total{dir=\"in\"}"), 100);
+    cr_assert_gt(h_metric(hm, "gp_house_tun_packets_total{dir=\"out\"}"), 100);
+    cr_assert_gt(h_metric(hm, "gp_house_tun_bytes_total{dir=\"in\"}"), 4 << 20);
+    cr_assert_gt(h_metric(hm, "gp_house_tun_drops_total{reason=\"denied\"}"), 0,
+                 "the SYNs to port 8 are not counted as denied:\n%s", hm);
+    free(hm);
     /* The house opens a connection to the hub (port 9 of the bridges' address): its SYN-ACK
      * and data come back through the flow table. */
     int ls = socket(AF_INET, SOCK_STREAM, 0);

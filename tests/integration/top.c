@@ -544,6 +544,7 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
               "farm-1 line: '%s'", l);
     l = line_with(out, "pump-3 ");
     cr_assert(strstr(l, " yes"), "pump-3 line: '%s'", l);
+    cr_assert(!strstr(out, "TUN"), "no house has an L3 address, no tunnel columns:\n%s", out);
     free(out), free(err);
     /* Two samples 200 ms apart: rates, and the header says over what. */
     cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "200"), 0, "%s", err);
@@ -592,6 +593,145 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
     cr_assert_eq(CLI(&out, &err, "top", "--json", "--house", "nope"), 1);
     cr_assert(strstr(err, "no house 'nope'"), "%s", err);
     free(out), free(err);
+}
+
+/* The L3 tunnel's figures as a bridge writes them into a house's state (ADMIN.md, README's
+ * key layout), and a stamp ts_ms (the store reads one: GP_STATE_TS), which top's rates go by
+ * rather than its own clock: exact rates, and held while the stamp does not move. */
+static void put_tun(const char *house, long long ts, long long pkts_in, long long pkts_out,
+                    long long bytes_in, long long bytes_out, long long drops, long long fec) {
+    char key[128], a[7][32];
+    snprintf(key, sizeof key, "gp:{%s}:state", house);
+    long long v[] = {ts, pkts_in, pkts_out, bytes_in, bytes_out, drops, fec};
+    for (int i = 0; i < 7; i++)
+        snprintf(a[i], sizeof a[i], "%lld", v[i]);
+    CMD("HSET", key, "ts_ms", a[0], "tun_addr", "100.96.0.7,fd7a:6770::7", "tun_pkts_in", a[1],
+        "tun_pkts_out", a[2], "tun_bytes_in", a[3], "tun_bytes_out", a[4], "tun_drops", a[5],
+        "fec_repaired", a[6]);
+}
+
+static const char *jstr_at(json_t *o, const char *k, size_t i) {
+    const char *v = json_string_value(json_array_get(json_object_get(o, k), i));
+    return v ? v : "(none)";
+}
+
+/* The L3 tunnel per house: address (routed now, or the registry's), routes, packets/s and
+ * bits/s each way, drops and FEC repairs, in --json, --once, a house's page and the live view
+ * (whose TUN columns appear with the first address); a reconnection starts the rates over. */
+Test(top, the_l3_tunnel_per_house_in_json_text_and_the_live_view) {
+    h_redis_start(0);
+    char sec[65];
+    h_register("farm-1", sec); /* connected, granted */
+    h_register("farm-2", sec); /* connected over wss: no tunnel */
+    h_register("farm-3", sec); /* offline, with an address and a route in the registry */
+    CMD("HSET", "gp:tun", "pool4", "100.96.0.0/24", "pool6", "fd7a:6770::/64", "h:farm-3", "9",
+        "i:9", "farm-3", "h:farm-1", "6", "i:6", "farm-1");
+    CMD("HSET", "gp:{farm-3}:house", "tun_routes", "10.1.2.0/24,fd00::/64");
+    long long now = redis_now_ms();
+    put_state("farm-1", "b1", "rudp", now - 60000, now, 41, 7, 10, 0, 100, 1000, "2.5");
+    put_tun("farm-1", now, 1000, 500, 100000, 50000, 3, 7);
+    put_state("farm-2", "b1", "wss", now - 60000, now, 12, 3, 10, 0, 100, 1000, "0");
+    char state[600];
+    snprintf(state, sizeof state, "%s/top-state.json", h_dir());
+
+    json_t *d = TOP_JSON("--state", state);
+    json_t *h = by_id(d, "houses", "farm-1");
+    cr_assert(json_is_true(json_object_get(h, "tun_up")));
+    cr_assert_eq(json_array_size(json_object_get(h, "tun_addr")), 2);
+    cr_assert_str_eq(jstr_at(h, "tun_addr", 0), "100.96.0.7");
+    cr_assert_str_eq(jstr_at(h, "tun_addr", 1), "fd7a:6770::7");
+    assert_near(num(h, "tun_pkts_in"), 1000, "tun_pkts_in");
+    assert_near(num(h, "tun_bytes_out"), 50000, "tun_bytes_out");
+    assert_near(num(h, "tun_drops"), 3, "tun_drops");
+    assert_near(num(h, "fec_repaired"), 7, "fec_repaired");
+    assert_near(num(h, "loss_pct"), 2.5, "loss_pct");
+    cr_assert(is_null(h, "tun_pkts_in_per_s") && is_null(h, "tun_bits_out_per_s"),
+              "no rate from one snapshot");
+    h = by_id(d, "houses", "farm-2");
+    cr_assert(json_is_false(json_object_get(h, "tun_up")));
+    cr_assert_eq(json_array_size(json_object_get(h, "tun_addr")), 0);
+    cr_assert(is_null(h, "tun_pkts_in") && is_null(h, "tun_drops"), "no tunnel, no counters");
+    h = by_id(d, "houses", "farm-3");
+    cr_assert(json_is_false(json_object_get(h, "tun_up")));
+    cr_assert_str_eq(jstr_at(h, "tun_addr", 0), "100.96.0.10", "the registry's address");
+    cr_assert_str_eq(jstr_at(h, "tun_addr", 1), "fd7a:6770::a");
+    cr_assert_str_eq(jstr_at(h, "tun_routes", 0), "10.1.2.0/24");
+    cr_assert_str_eq(jstr_at(h, "tun_routes", 1), "fd00::/64");
+    json_decref(d);
+
+    /* One second of the bridge's clock later: 2000 packets in, 1000 out, 2 and 1 Mbit. */
+    put_tun("farm-1", now + 1000, 3000, 1500, 350000, 175000, 5, 11);
+    d = TOP_JSON("--state", state);
+    h = by_id(d, "houses", "farm-1");
+    assert_near(num(h, "tun_pkts_in_per_s"), 2000, "tun_pkts_in_per_s");
+    assert_near(num(h, "tun_pkts_out_per_s"), 1000, "tun_pkts_out_per_s");
+    assert_near(num(h, "tun_bits_in_per_s"), 2e6, "tun_bits_in_per_s");
+    assert_near(num(h, "tun_bits_out_per_s"), 1e6, "tun_bits_out_per_s");
+    assert_near(num(h, "fec_repaired_per_s"), 4, "fec_repaired_per_s");
+    assert_near(num(h, "tun_drops"), 5, "tun_drops");
+    cr_assert(is_null(by_id(d, "houses", "farm-2"), "tun_pkts_in_per_s"));
+    json_decref(d);
+
+    /* Plain text: the tunnel's columns, sorted by packets/s; the house's page. */
+    char *out, *err;
+    cr_assert_eq(CLI(&out, &err, "top", "--once", "--state", state, "--sort", "pps", "-r"), 0, "%s",
+                 err);
+    cr_assert(strstr(out, "TUN_PKT/s_I/O") && strstr(out, "TUN_BIT/s_I/O"), "%s", out);
+    const char *l = line_with(out, "farm-1 ");
+    cr_assert(strstr(l, "100.96.0.7 ") && strstr(l, "2000/1000") && strstr(l, "2.0M/1.0M"),
+              "farm-1 line: '%s'", l);
+    cr_assert(strstr(line_with(out, "farm-3 "), "100.96.0.10"), "%s", out);
+    cr_assert_lt(row_of(out, "farm-1 "), row_of(out, "farm-2 "), "by pps, unknown last:\n%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "top", "--once", "--state", state, "--house", "farm-1"), 0);
+    cr_assert(strstr(out, "tun 100.96.0.7,fd7a:6770::7 (up)"), "%s", out);
+    cr_assert(strstr(out, "tun in 2000 pkt/s 2.0M bit/s  out 1000 pkt/s 1.0M bit/s"), "%s", out);
+    cr_assert(strstr(out, "3000 packets in, 1500 out, 350000 bytes in, 175000 out, 5 dropped"),
+              "%s", out);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0", "--house", "farm-3"), 0);
+    cr_assert(strstr(out, "tun 100.96.0.10,fd7a:6770::a (not granted now)  routes 10.1.2.0/24, "
+                          "fd00::/64"),
+              "%s", out);
+    free(out), free(err);
+
+    /* The live view: the TUN columns fit 80 columns, the rates hold while the bridge has not
+     * written again (its stamp has not moved). */
+    tui_start(h_redis_url(), "--interval 300");
+    char *scr = WAIT_SCREEN(10000, "farm-1", "TUN", "PKT/s i/o", "100.96.0.10", "tun 1 up");
+    for (const char *p = scr; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        cr_assert_leq(n, 80, "a line is wider than the terminal:\n%s", scr);
+        p = e ? e + 1 : p + n;
+    }
+    free(scr);
+    put_tun("farm-1", now + 2000, 5000, 2500, 600000, 300000, 5, 11);
+    scr = WAIT_SCREEN(10000, "2000/1000", "2.0M/1.0M");
+    l = line_with(scr, "farm-1 ");
+    cr_assert(strstr(l, "100.96.0.7") && strstr(l, "2000/1000") && strstr(l, "2.0M/1.0M"),
+              "farm-1's row: '%s'", l);
+    free(scr);
+    free(TMUX("resize-window", "-t", "top", "-x", "120", "-y", "30"));
+    free(WAIT_SCREEN(5000, "FEC/s", "LOSS", "2000/1000"));
+    /* Its page: addresses, routes, rates, totals. */
+    KEYS("Home", "Enter");
+    free(WAIT_SCREEN(10000, "house farm-1", "tun 100.96.0.7,fd7a:6770::7 (up)",
+                     "tun in 2000 pkt/s 2.0M bit/s  out 1000 pkt/s 1.0M bit/s", "5000 pkts in",
+                     "5 dropped", "tun pkt"));
+    KEYS("q");
+    cr_assert_eq(wait_exit(5000), 0);
+
+    /* A new connection (another epoch): the tunnel's rates start over, its totals show. */
+    put_state("farm-1", "b1", "rudp", now + 2500, now + 2500, 41, 8, 0, 0, 0, 0, "0");
+    put_tun("farm-1", now + 3000, 10, 10, 1000, 1000, 0, 0);
+    d = TOP_JSON("--state", state);
+    h = by_id(d, "houses", "farm-1");
+    cr_assert(is_null(h, "tun_pkts_in_per_s") && is_null(h, "tun_bits_out_per_s") &&
+                  is_null(h, "req_per_s"),
+              "rates across a reconnection");
+    assert_near(num(h, "tun_pkts_in"), 10, "tun_pkts_in");
+    json_decref(d);
 }
 
 Test(top, once_fails_clearly_when_redis_is_unreachable) {

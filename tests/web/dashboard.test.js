@@ -28,6 +28,10 @@ const minRequests = Number(minReqArg) || 1;
 const ADDED = 'web-added-' + process.pid; // the house the form adds (and the test removes)
 const TOTAL_S = Number(process.env.GP_WEB_TIMEOUT_S) || 170;
 const STOP_REDIS_FILE = process.env.GP_WEB_STOP_REDIS_FILE || '';
+// A house with the L3 tunnel (its live state written as a bridge with --tun writes it, its
+// counters moving) and its first address: its row and page must show the tunnel's figures.
+const L3_HOUSE = process.env.GP_WEB_L3_HOUSE || '';
+const L3_ADDR = process.env.GP_WEB_L3_ADDR || '';
 
 const t0 = Date.now();
 const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
@@ -137,6 +141,43 @@ async function run(context) {
   await until('state column sorted descending', () =>
     document.querySelector('#houses th[data-col="state"]').getAttribute('aria-sort') === 'descending', null, 3000);
   await page.locator('#houses thead button[data-sort="id"]').click();
+
+  if (L3_HOUSE) {
+    step = `house ${L3_HOUSE}: its L3 address and the tunnel's packets and bits per second`;
+    log(step);
+    await until(step, ([sel, addr]) => {
+      const row = document.querySelector(sel);
+      const th = document.querySelector('#houses th[data-col="tun"]');
+      return row && th && getComputedStyle(th).display !== 'none' &&
+        row.querySelector('td[data-col="tun"]').textContent === addr &&
+        /^[1-9][0-9.]* \/ [1-9]/.test(row.querySelector('td[data-col="tpps"]').textContent) &&
+        /^[1-9][0-9.]*[kM] \/ [1-9][0-9.]*[kM]$/.test(row.querySelector('td[data-col="tbps"]').textContent);
+    }, [rowSel(L3_HOUSE), L3_ADDR], 20000);
+    log(`  pkt/s ${await cellText(L3_HOUSE, 'tpps')}, ${await cellText(L3_HOUSE, 'tbps')}`);
+    for (const col of ['tun', 'tpps', 'tbps']) {
+      const plain = await cellText(house, col);
+      if (plain !== '–') throw new Error(`house ${house} has no tunnel, its ${col} cell says "${plain}"`);
+    }
+
+    step = `house ${L3_HOUSE}'s page: address, routes, packets, bytes, drops, FEC repairs`;
+    log(step);
+    await page.click(`${rowSel(L3_HOUSE)} td[data-col="id"] a`);
+    const dd = (f) => `#house-details dd[data-field="${f}"]`;
+    await until(step, (addr) => {
+      const v = (f) => {
+        const n = document.querySelector(`#house-details dd[data-field="${f}"]`);
+        return n ? n.textContent : '';
+      };
+      return v('L3 address') === addr + ', fd7a:6770::7 (up)' && v('L3 routes') === '10.1.2.0/24' &&
+        /^\d+ \/ \d+ \([1-9][0-9.]* \/ [1-9][0-9.]* per s\)$/.test(v('L3 packets in / out')) &&
+        /^[\d.]+ [KM]iB \/ [\d.]+ [KM]iB \([1-9][\d.]* [kM]bit\/s \/ [1-9][\d.]* [kM]bit\/s\)$/.test(v('L3 bytes in / out')) && v('L3 drops') === '3' &&
+        v('FEC repaired') === '7' && v('Loss') === '1.5 %';
+    }, L3_ADDR, 15000);
+    log(`  ${await text(dd('L3 packets in / out'))}; ${await text(dd('L3 bytes in / out'))}`);
+    await page.screenshot({ path: path.join(outDir, 'l3.png'), fullPage: true });
+    await page.click('a[href="#/"] >> nth=0');
+    await page.locator(rowSel(house)).waitFor({ state: 'visible' });
+  }
 
   step = 'the house page lists its recent requests';
   log(step);

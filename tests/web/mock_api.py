@@ -36,19 +36,33 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def house(hid, bridge=None, transport=None, rtt=None, loss=0.0, rate=0.0, labels=None):
-    return {"id": hid, "labels": labels or {}, "created_ms": START - 86400000, "disabled": False,
-            "connected": bridge is not None, "bridge": bridge, "transport": transport,
-            "since_ms": START - random.randint(1, 7200) * 1000, "last_seen_ms": now_ms(),
-            "rtt_ms": rtt, "loss_pct": loss, "req_total": 0, "err_total": 0, "bytes_in": 0,
-            "bytes_out": 0, "_rate": rate, "_back_at": None, "_recent": [], "_acc": 0.0}
+TUN_COUNTERS = ("tun_pkts_in", "tun_pkts_out", "tun_bytes_in", "tun_bytes_out", "tun_drops")
+
+
+def house(hid, bridge=None, transport=None, rtt=None, loss=0.0, rate=0.0, labels=None,
+          tun_index=None, tun_routes=(), tun_pps=0.0):
+    """tun_index: its L3 address (index of the pools 100.96.0.0/16, fd7a:6770::/64); with
+    tun_pps > 0 it is granted and its tunnel carries that many packets/s each way."""
+    addr = [] if tun_index is None else ["100.96.%d.%d" % ((tun_index + 1) // 256, (tun_index + 1) % 256),
+                                         "fd7a:6770::%x" % (tun_index + 1)]
+    h = {"id": hid, "labels": labels or {}, "created_ms": START - 86400000, "disabled": False,
+         "connected": bridge is not None, "bridge": bridge, "transport": transport,
+         "since_ms": START - random.randint(1, 7200) * 1000, "last_seen_ms": now_ms(),
+         "rtt_ms": rtt, "loss_pct": loss, "req_total": 0, "err_total": 0, "bytes_in": 0,
+         "bytes_out": 0, "tun_index": tun_index, "tun_addr": addr, "tun_routes": list(tun_routes),
+         "tun_up": bool(tun_pps and bridge), "fec_repaired": 0 if bridge else None,
+         "_rate": rate, "_tun_pps": tun_pps, "_back_at": None, "_recent": [], "_acc": 0.0}
+    for k in TUN_COUNTERS:
+        h[k] = 0 if h["tun_up"] else None
+    return h
 
 
 HOUSES = {h["id"]: h for h in [
     house("farm-1", "b1", "wss", 38, 0.0, 4.0, {"site": "north"}),
-    house("farm-2", "b1", "rudp", 212, 3.1, 1.5, {"site": "south", "kind": "pump"}),
+    house("farm-2", "b1", "rudp", 212, 3.1, 1.5, {"site": "south", "kind": "pump"}, tun_index=6,
+          tun_routes=("10.1.2.0/24", "fd00::/64"), tun_pps=850.0),
     house("shop-7", "b2", "ws", 2, 0.0, 0.3),
-    house("barn-3", labels={"site": "east"}),
+    house("barn-3", labels={"site": "east"}, tun_index=9),
 ]}
 BRIDGES = {b: {"id": b, "host": "hub-" + b[1:], "pid": 4000 + int(b[1:]), "since_ms": START - 3600000,
                "houses": 0, "req_total": 0, "err_total": 0, "bytes_in": 0, "bytes_out": 0,
@@ -68,6 +82,14 @@ def advance():
         if not h["connected"]:
             continue
         h["last_seen_ms"] = t - random.randint(0, 900)
+        if h["tun_up"]:
+            pin, pout = (int(h["_tun_pps"] * random.uniform(0.7, 1.3) * min(dt, 5)) for _ in range(2))
+            h["tun_pkts_in"] += pin
+            h["tun_pkts_out"] += pout
+            h["tun_bytes_in"] += pin * random.randint(80, 1280)
+            h["tun_bytes_out"] += pout * random.randint(80, 1280)
+            h["tun_drops"] += random.random() < 0.05
+            h["fec_repaired"] += int(pin * h["loss_pct"] / 100)
         h["_acc"] += h["_rate"] * random.uniform(0.5, 1.5) * min(dt, 5)
         while h["_acc"] >= 1:
             h["_acc"] -= 1
@@ -96,6 +118,7 @@ def public(h):
         for k in ("bridge", "transport", "since_ms", "rtt_ms", "loss_pct", "req_total",
                   "err_total", "bytes_in", "bytes_out"):
             out.pop(k, None)
+        out.update({k: None for k in TUN_COUNTERS + ("fec_repaired",)}, tun_up=False)
     return out
 
 
@@ -211,7 +234,7 @@ def main():
     ap.add_argument("--port", type=int, default=8099)
     ap.add_argument("--token", default="T")
     here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--web", default=os.path.join(here, "..", "..", "bridge", "web"))
+    ap.add_argument("--web", default=os.path.join(here, "..", "..", "bridge", "admin", "web"))
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.token, srv.web = a.token, a.web

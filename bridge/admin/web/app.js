@@ -84,6 +84,16 @@
   function fmtInt(v) {
     return isNum(v) ? String(v) : '–';
   }
+  // bytes/s as bits/s, SI prefixes: "8.1 Mbit/s", or short ("8.1M") for the table
+  function fmtBits(bytesPerS, short) {
+    if (!isNum(bytesPerS)) return '–';
+    let v = bytesPerS * 8;
+    const u = short ? ['', 'k', 'M', 'G', 'T'] : [' bit/s', ' kbit/s', ' Mbit/s', ' Gbit/s', ' Tbit/s'];
+    let i = 0;
+    while (v >= 999.5 && i < u.length - 1) { v /= 1000; i++; }
+    return (i === 0 ? Math.round(v) : v.toFixed(v < 9.95 ? 1 : 0)) + u[i];
+  }
+  const fmtBitsShort = (v) => fmtBits(v, true);
   function fmtLabels(labels) {
     if (!labels || typeof labels !== 'object') return '';
     return Object.keys(labels).sort().map((k) => k + '=' + labels[k]).join(' ');
@@ -194,6 +204,34 @@
     s.t = now;
     return s;
   }
+
+  // The L3 tunnel's packets and bytes per second, in (from the house into the hub) and out,
+  // from the same deltas: key -> {t, c: the counters, r: their rates}. A counter absent (no
+  // grant) or gone down (a new grant, a new connection) starts them over.
+  const TUN_COUNTERS = ['tun_pkts_in', 'tun_pkts_out', 'tun_bytes_in', 'tun_bytes_out'];
+  const NO_TUN_RATES = { tun_pkts_in: null, tun_pkts_out: null, tun_bytes_in: null, tun_bytes_out: null };
+  const tunRates = new Map();
+  function sampleTun(h) {
+    const now = performance.now();
+    const key = 't:' + h.id;
+    const c = h.connected && TUN_COUNTERS.every((k) => isNum(h[k])) ? TUN_COUNTERS.map((k) => h[k]) : null;
+    let s = tunRates.get(key);
+    if (!s || !c || !s.c || c.some((v, i) => v < s.c[i])) {
+      s = { t: now, c, r: NO_TUN_RATES };
+      tunRates.set(key, s);
+      return s.r;
+    }
+    const dt = (now - s.t) / 1000;
+    if (dt < 0.3) return s.r; // two polls back to back: keep the last rates
+    const r = {};
+    TUN_COUNTERS.forEach((k, i) => { r[k] = (c[i] - s.c[i]) / dt; });
+    s.t = now; s.c = c; s.r = r;
+    return r;
+  }
+  const tunRateOf = (h) => (tunRates.get('t:' + h.id) || { r: NO_TUN_RATES }).r;
+  const hasTun = (h) => (Array.isArray(h.tun_addr) && h.tun_addr.length > 0) || isNum(h.tun_pkts_in);
+  const sumRates = (a, b) => (isNum(a) || isNum(b) ? (a || 0) + (b || 0) : null);
+  const fmtInOut = (a, b, f) => f(a) + ' / ' + f(b);
 
   // ---- status line, banner, notice ------------------------------------------------------
   let skewMs = 0; // server clock - client clock, from now_ms
@@ -436,6 +474,11 @@
     { key: 'loss', label: 'Loss', type: 'n', num: true, get: (h) => h.connected && isNum(h.loss_pct) ? h.loss_pct : null },
     { key: 'rps', label: 'req/s', type: 'n', num: true, get: (h) => rateOf(h).rps },
     { key: 'eps', label: 'err/s', type: 'n', num: true, get: (h) => rateOf(h).eps },
+    // The L3 tunnel's (shown while some house has an address): its first address, packets/s
+    // and bits/s in / out (sorted by the sum).
+    { key: 'tun', label: 'L3 address', type: 'a', tun: true, get: (h) => Array.isArray(h.tun_addr) && h.tun_addr.length ? String(h.tun_addr[0]) : '' },
+    { key: 'tpps', label: 'L3 pkt/s', title: 'L3 tunnel packets per second, in / out (in: from the house into the hub)', type: 'n', num: true, tun: true, get: (h) => sumRates(tunRateOf(h).tun_pkts_in, tunRateOf(h).tun_pkts_out) },
+    { key: 'tbps', label: 'L3 bit/s', title: 'L3 tunnel bits per second, in / out (in: from the house into the hub)', type: 'n', num: true, tun: true, get: (h) => sumRates(tunRateOf(h).tun_bytes_in, tunRateOf(h).tun_bytes_out) },
   ];
   const rateOf = (h) => rates.get('h:' + h.id) || { rps: null, eps: null };
 
@@ -453,7 +496,7 @@
         updateSortHeader();
         if (lastOverview) renderHouses(lastOverview.houses || [], lastOverview.now);
       });
-      tr.append(el('th', { scope: 'col', className: c.num ? 'num' : '', dataset: { col: c.key } }, btn));
+      tr.append(el('th', { scope: 'col', className: (c.num ? 'num' : '') + (c.tun ? ' tun' : ''), title: c.title, dataset: { col: c.key } }, btn));
     }
     updateSortHeader();
   }
@@ -470,7 +513,8 @@
 
   function matches(h, q) {
     if (!q) return true;
-    const hay = [h.id, h.connected ? h.bridge : '', h.connected ? h.transport : '', stateOf(h), fmtLabels(h.labels)]
+    const hay = [h.id, h.connected ? h.bridge : '', h.connected ? h.transport : '', stateOf(h), fmtLabels(h.labels),
+      Array.isArray(h.tun_addr) ? h.tun_addr.join(' ') : '']
       .join(' ').toLowerCase();
     return q.split(/\s+/).every((w) => hay.includes(w));
   }
@@ -484,7 +528,8 @@
       const an = av === null || av === undefined || av === '', bn = bv === null || bv === undefined || bv === '';
       if (an !== bn) return an ? 1 : -1; // blanks last in both directions
       let c = 0;
-      if (!an) c = col.type === 'n' ? av - bv : String(av).localeCompare(String(bv));
+      if (!an) c = col.type === 'n' ? av - bv
+        : String(av).localeCompare(String(bv), undefined, { numeric: col.type === 'a' }); // a: addresses, 100.96.0.7 before .10
       if (c === 0) c = String(a.h.id).localeCompare(String(b.h.id));
       return c * sortDir;
     });
@@ -501,7 +546,7 @@
   }
   function buildHouseRow(h, k) {
     const tr = el('tr', { dataset: { key: k, id: k } });
-    for (const c of HOUSE_COLS) tr.append(el('td', { className: c.num ? 'num' : '', dataset: { col: c.key } }));
+    for (const c of HOUSE_COLS) tr.append(el('td', { className: (c.num ? 'num' : '') + (c.tun ? ' tun' : ''), dataset: { col: c.key } }));
     const idCell = cell(tr, 'id');
     idCell.append(el('a', { href: houseHref(h.id), className: 'mono', text: h.id }), el('span', { className: 'labels' }));
     return tr;
@@ -518,6 +563,12 @@
     setText(cell(tr, 'loss'), h.connected ? fmtPct(h.loss_pct) : '–');
     setText(cell(tr, 'rps'), fmtRate(r.rps));
     setText(cell(tr, 'eps'), fmtRate(r.eps));
+    const tr3 = tunRateOf(h);
+    const addrs = Array.isArray(h.tun_addr) ? h.tun_addr : [];
+    setText(cell(tr, 'tun'), addrs.length ? addrs[0] : '–', addrs.join(', ') + (addrs.length && !h.tun_up ? ' (not granted now)' : ''));
+    const granted = h.connected && isNum(h.tun_pkts_in); // the grant's counters: rates to show
+    setText(cell(tr, 'tpps'), granted ? fmtInOut(tr3.tun_pkts_in, tr3.tun_pkts_out, fmtRate) : '–');
+    setText(cell(tr, 'tbps'), granted ? fmtInOut(tr3.tun_bytes_in, tr3.tun_bytes_out, fmtBitsShort) : '–');
     const st = stateOf(h);
     const stCell = cell(tr, 'state');
     setText(stCell, st);
@@ -529,7 +580,11 @@
     const now = isNum(o.now_ms) ? o.now_ms : Date.now();
     if (isNum(o.now_ms)) skewMs = o.now_ms - Date.now();
     const houses = Array.isArray(o.houses) ? o.houses : [];
-    for (const h of houses) sample('h:' + h.id, h.connected ? h.req_total : undefined, h.connected ? h.err_total : undefined);
+    for (const h of houses) {
+      sample('h:' + h.id, h.connected ? h.req_total : undefined, h.connected ? h.err_total : undefined);
+      sampleTun(h);
+    }
+    $('houses').classList.toggle('has-tun', houses.some(hasTun));
     lastOverview = { houses, now };
     renderBridges(Array.isArray(o.bridges) ? o.bridges : [], now);
     renderHouses(houses, now);
@@ -569,6 +624,7 @@
     current = h;
     const now = isNum(h.now_ms) ? h.now_ms : serverNow();
     const r = sample('h:' + h.id, h.connected ? h.req_total : undefined, h.connected ? h.err_total : undefined);
+    const tr3 = sampleTun(h);
     const st = stateOf(h);
     setText($('house-state'), st);
     setClass($('house-state'), 'badge state ' + (h.disabled ? 'disabled' : h.connected ? 'connected' : 'offline'));
@@ -590,11 +646,24 @@
       ['err/s', fmtRate(r.eps)],
       ['Requests', h.connected ? fmtInt(h.req_total) + ' (' + fmtInt(h.err_total) + ' errors)' : '–'],
       ['Bytes in / out', h.connected ? fmtBytes(h.bytes_in) + ' / ' + fmtBytes(h.bytes_out) : '–'],
-      ['Labels', fmtLabels(h.labels) || '–'],
-      ['Registered', fmtTime(h.created_ms) || '–'],
+      ['FEC repaired', h.connected ? fmtInt(h.fec_repaired) : '–'],
     ];
+    // The L3 tunnel (proto/TUN.md): its addresses and the routes the registry allows it, and
+    // while granted its packets, bytes and drops (in: from the house into the hub).
+    const addrs = Array.isArray(h.tun_addr) ? h.tun_addr : [];
+    const routes = Array.isArray(h.tun_routes) ? h.tun_routes : [];
+    if (addrs.length || routes.length || isNum(h.tun_pkts_in)) {
+      const up = h.connected && h.tun_up;
+      rows.push(
+        ['L3 address', addrs.length ? addrs.join(', ') + (up ? ' (up)' : ' (not granted now)') : '–'],
+        ['L3 routes', routes.length ? routes.join(', ') : '–'],
+        ['L3 packets in / out', up ? fmtInOut(h.tun_pkts_in, h.tun_pkts_out, fmtInt) + ' (' + fmtInOut(tr3.tun_pkts_in, tr3.tun_pkts_out, fmtRate) + ' per s)' : '–'],
+        ['L3 bytes in / out', up ? fmtInOut(h.tun_bytes_in, h.tun_bytes_out, fmtBytes) + ' (' + fmtInOut(tr3.tun_bytes_in, tr3.tun_bytes_out, fmtBits) + ')' : '–'],
+        ['L3 drops', up ? fmtInt(h.tun_drops) : '–']);
+    }
+    rows.push(['Labels', fmtLabels(h.labels) || '–'], ['Registered', fmtTime(h.created_ms) || '–']);
     const dl = $('house-details');
-    if (dl.children.length !== rows.length * 2) {
+    if (dl.children.length !== rows.length * 2 || rows.some(([k], i) => dl.children[i * 2].textContent !== k)) {
       dl.replaceChildren();
       for (const [k] of rows) dl.append(el('dt', { text: k }), el('dd', { dataset: { field: k } }));
     }
@@ -721,6 +790,7 @@
     try {
       const r = await api('DELETE', '/api/houses/' + encodeURIComponent(id));
       rates.delete('h:' + id);
+      tunRates.delete('t:' + id);
       setNotice('House ' + id + ' removed' + (isNum(r.pending) && r.pending > 0 ? ' (' + r.pending + ' entries kept in its request stream).' : '.'));
       location.hash = '#/';
     } catch (e) {
