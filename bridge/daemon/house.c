@@ -483,6 +483,7 @@ void br_house_state_update(br_houses *h, br_conn *c) {
     br_args_u64(&a, l3f.bytes_in);
     br_args_u64(&a, l3f.bytes_out);
     br_args_u64(&a, l3f.drops);
+    br_args_u64(&a, br_env_now_redis(e));
     c->st_dirty = 0;
     c->last_renew_ms = br_env_now(e);
     br_conn_ref(c);

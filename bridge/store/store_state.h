@@ -107,7 +107,8 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
 /* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
  * req_total, err_total, bytes_in, bytes_out, loss_pct, fec_repaired, tun_addr, tun_pkts_in,
  * tun_pkts_out, tun_bytes_in, tun_bytes_out, tun_drops (the live stats of
- * bridge/admin/ADMIN.md; tun_* written only when tun_addr is not empty).
+ * bridge/admin/ADMIN.md; tun_* written only when tun_addr is not empty), ts_ms (when they were
+ * counted, Redis's clock: `top` measures rates against it).
  * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
  * Redis lost its data (restart without persistence): re-assert ours rather than drop a
  * house that is still connected. */
@@ -118,7 +119,8 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
     "redis.call('HSET', KEYS[2], 'bridge', ARGV[2], 'transport', ARGV[3], 'since', ARGV[4],\n"     \
     "  'last_seen', ARGV[5], 'rtt_ms', ARGV[6], 'epoch', ARGV[1], 'addr', ARGV[7],\n"              \
     "  'req_total', ARGV[9], 'err_total', ARGV[10], 'bytes_in', ARGV[11],\n"                       \
-    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13], 'fec_repaired', ARGV[14])\n"                   \
+    "  'bytes_out', ARGV[12], 'loss_pct', ARGV[13], 'fec_repaired', ARGV[14], 'ts_ms', "           \
+    "ARGV[21])\n"                                                                                  \
     "if ARGV[15] ~= '' then\n"                                                                     \
     "  redis.call('HSET', KEYS[2], 'tun_addr', ARGV[15], 'tun_pkts_in', ARGV[16],\n"               \
     "    'tun_pkts_out', ARGV[17], 'tun_bytes_in', ARGV[18], 'tun_bytes_out', ARGV[19],\n"         \
