@@ -692,8 +692,8 @@ Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
     /* sin expires on its own (2 x idle_ms from the last write). */
     long long ttl = h_int("PTTL gp:{%s}:sin:%s", HOUSE, ps->sid);
     cr_assert(ttl > 0 && ttl <= 600000, "sin's TTL: %lld", ttl);
-    /* The reply key of the open is deleted once read. */
-    cr_assert_eq(h_int("EXISTS gp:rep:%s", ps->sid), 0);
+    /* The reply key of the open (in the house's slot) is deleted once read. */
+    cr_assert_eq(h_int("EXISTS gp:rep:{%s}:%s", HOUSE, ps->sid), 0);
     free(err), free(data), free(back);
     cli_close(&r);
 }
