@@ -15,23 +15,30 @@
  *   the reply family, as the contract asks). A reply key in a slot of its own would need a
  *   connection of its own while the open waits (one a pending open, up to the open's
  *   timeout_ms while a house is offline) or a third reader per Redis node; the hash tag costs
- *   nothing. The reader applies each entry to its stream's gp_stream and queues the data for
- *   the output. It never writes to an output, so a user who stops reading stalls no other
- *   stream. A stream's output queue is bounded (its window, at most OUTQ_MAX): when the next
- *   entry would not fit, that stream's `sout` is left out of the XREAD until its queue has
- *   drained to half (the house stops at the window, the entries wait in Redis as they would
- *   for any slow reader); its keep-alives still go out, and its idle clock stops meanwhile,
- *   since the house's own keep-alives are among the entries not read.
- * - The writer thread, on the other connection, writes for every stream: opens, data, acks,
- *   resets, the deletion of consumed entries. Each round is one pipeline of the work queued
- *   since the last, with at most ROUND_DATA_MAX data bytes, so that one stream's bulk delays
- *   another's ack by one round at most.
+ *   nothing. In the same pipeline, before the XREAD, go each stream's acks and keep-alives and
+ *   the XDELs of the entries consumed (a stream's own reader sent them on its connection
+ *   before): an ack never waits behind another stream's upload, and costs no round trip of
+ *   its own. The reader applies each entry to its stream's gp_stream and hands the data to the
+ *   output, writing at once what the output takes without waiting (send with MSG_DONTWAIT, or
+ *   PIPE_BUF into a pipe that polls writable: no thread switch while the client keeps up) and
+ *   queueing the rest for the stream's output thread. It never waits for an output, so a
+ *   client that stops reading stalls no other stream. A stream's queue is bounded (its window,
+ *   at most OUTQ_MAX): when the next entry would not fit, its `sout` is left out of the XREAD
+ *   until the queue has drained to half (the house stops at the window, the entries wait in
+ *   Redis as they would for any slow reader); its keep-alives still go out, and its idle
+ *   clock stops meanwhile, since the house's own keep-alives are among the entries not read.
+ * - The writer's connection carries the opens, the data, the resets and the reply keys' DEL,
+ *   each round one pipeline of what was queued since the last, with at most ROUND_DATA_MAX
+ *   data bytes, so that one stream's bulk delays another's entries by one round at most. An
+ *   input thread that finds the connection free runs the round itself (no thread switch a
+ *   chunk); else the writer thread runs it.
  * - Each stream has an input thread (poll on its input and its eventfd; each entry handed to
  *   the writer, which says when it is written) and an output thread (the queue into the output,
  *   waiting for POLLOUT), both leaving once the stream is over.
- * When a stream joins, or a full queue drains, the reader's blocked XREAD is cut short with
- * CLIENT UNBLOCK of the reader's CLIENT ID, sent on the writer's connection; a Redis (or an
- * ACL) that refuses those makes the reader block at most FALLBACK_BLOCK_MS instead, said once.
+ * When a stream joins, a full queue drains or the output thread made an ack due, the reader's
+ * blocked XREAD is cut short with CLIENT UNBLOCK of the reader's CLIENT ID, sent on the
+ * writer's connection; a Redis (or an ACL) that refuses those makes the reader block at most
+ * FALLBACK_BLOCK_MS instead, said once.
  * Everything read from Redis is hostile: a bad entry resets its stream with a reason. I/O
  * side. */
 #include "cli_cmd.h"
@@ -71,14 +78,14 @@
 #define TRIM_BATCH 64          /* our sin entries an XDEL (more: the next round) */
 #define CTL_MAX 128            /* the house's ack-only entries read and not yet deleted */
 #define OUTQ_MAX (1u << 20)    /* bytes queued for one output before its sout is held back */
-#define ROUND_DATA_MAX (256u << 10) /* data bytes a writer round: another's ack waits that */
+#define ROUND_DATA_MAX (256u << 10) /* data bytes a writer round: what another stream waits */
 #define FALLBACK_BLOCK_MS 25        /* the reader's longest BLOCK when it cannot be woken early */
 #define UNBLOCK_TRIES 50 /* CLIENT UNBLOCK before the XREAD reached Redis: again in 1 ms */
-/* What one stream adds to a writer round at most (build_part): the open (20 arguments), three
- * entries (rst, data, ack: XADD key * and at most 4 fields each), PEXPIRE, the XDEL of the
- * last ack, the XDELs of sin's trimmed and sout's read entries, DEL of the reply key. */
-#define PART_ARGS (20 + 3 * (3 + 2 * 4) + 3 + 3 + (2 + TRIM_BATCH) + (2 + CTL_MAX) + 2)
-#define PART_CMDS 9
+/* What one stream adds to a writer round at most (build_part): the open (20 arguments), two
+ * entries (rst, data: XADD key * and at most 4 fields each), PEXPIRE, the XDELs of sin's
+ * trimmed and sout's read entries (a leaving stream's last ones), DEL of the reply key. */
+#define PART_ARGS (20 + 2 * (3 + 2 * 4) + 3 + (2 + TRIM_BATCH) + (2 + CTL_MAX) + 2)
+#define PART_CMDS 7
 
 /* Exit codes of connect (cli_cmd.h's, named for this command). */
 enum {
@@ -211,17 +218,24 @@ enum { PH_OPENING, PH_OPEN };                                              /* pu
 enum { WD_NONE, WD_PENDING, WD_INFLIGHT, WD_DONE, WD_DROPPED, WD_FAILED }; /* w_data_state */
 
 /* What the writer builds for one stream in a round lives here until Redis has answered it
- * (writer thread only). */
+ * (the writer's round only). */
 typedef struct wscratch {
-    gp_stream_field f[3][GP_STREAM_FIELDS_MAX];
-    char num[3][96];
-    gp_stream_entry rst, ack;
+    gp_stream_field f[2][GP_STREAM_FIELDS_MAX];
+    char num[2][96];
+    gp_stream_entry rst;
     char msg[GP_STREAM_MESSAGE_MAX + 1];
     char ttl[24], win[16], idle[16], tmo[16];
-    char prev_ack[GP_STREAM_MARK_ID];
     char trim[TRIM_BATCH][GP_STREAM_MARK_ID];
     char ctl[CTL_MAX][GP_STREAM_MARK_ID];
 } wscratch;
+
+/* The same for the reader's upkeep of one stream (its ack, its XDELs), sent before its XREAD. */
+typedef struct rscratch {
+    char ack[24], ttl[24];
+    char prev_ack[GP_STREAM_MARK_ID];
+    char trim[TRIM_BATCH][GP_STREAM_MARK_ID];
+    char ctl[CTL_MAX][GP_STREAM_MARK_ID];
+} rscratch;
 
 typedef struct pump {
     mux *m;
@@ -229,6 +243,7 @@ typedef struct pump {
     char kin[GP_KEY_MAX], kout[GP_KEY_MAX], krep[GP_KEY_MAX];
     int in_fd, out_fd, is_sock;
     int out_sock; /* out_fd is a socket (send with MSG_DONTWAIT); else writes of PIPE_BUF */
+    int out_fast; /* a socket or a pipe: the reader may write to it while it takes bytes */
     int evfd;     /* readable once the stream is over: wakes the input's and output's polls */
 
     /* under m->mu */
@@ -241,7 +256,8 @@ typedef struct pump {
 
     /* under mu */
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* any change: the open's outcome, credit, output queue, writes, over */
+    pthread_cond_t cv;     /* for the input thread: the open's outcome, credit, written, over */
+    pthread_cond_t out_cv; /* for the output thread: bytes queued, the peer's fin, over */
     gp_stream s;
     int ph;
     int over;                            /* finished (reset, done or failed): its threads leave */
@@ -257,14 +273,17 @@ typedef struct pump {
     oq_chunk *oq_head, *oq_tail;
     size_t oq_bytes, oq_cap; /* queued for the output, and its bound */
     int out_closed;          /* our output got the peer's fin (closed / shut for writing) */
+    int out_busy;            /* the output thread writes the queue's head (without mu) */
+    int ack_woken;           /* the output thread woke the reader for an ack */
     /* work for the writer */
-    int w_open, w_rst, w_ack, w_ack_flush, w_delrep;
+    int w_open, w_rst, w_delrep;
     char rst_reason[GP_STREAM_REASON_MAX + 1], rst_msg[GP_STREAM_MESSAGE_MAX + 1];
     const gp_stream_entry *w_data; /* the input's entry (its bytes are the input thread's) */
     int w_data_state;
     char ctl[CTL_MAX][GP_STREAM_MARK_ID]; /* the house's ack-only sout entries read */
     size_t nctl;
     wscratch wx;
+    rscratch rx;
 } pump;
 
 /* One pipeline: commands whose arguments are in av/al. */
@@ -279,7 +298,7 @@ typedef struct wround {
 /* One stream's share of a round: which commands are whose (-1: none). */
 typedef struct wpart {
     pump *p;
-    int i_open, i_rst, i_data, i_ack;
+    int i_open, i_rst, i_data;
     int more; /* work left for the next round */
 } wpart;
 
@@ -306,6 +325,7 @@ struct mux {
     int unblock_tries;   /* sent too early (not blocked yet): again after 1 ms */
     uint64_t unblock_at; /* when */
     int no_unblock;      /* refused: the reader blocks FALLBACK_BLOCK_MS at most */
+    int wbusy;           /* a thread is using the writer's connection (run_round, UNBLOCK) */
     int stop, wstop;     /* the reader, the writer end (after every stream left) */
     pthread_t rd_t, wr_t;
     int threads; /* started */
@@ -354,6 +374,7 @@ static void mark_over(pump *p) {
         return;
     p->over = 1;
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->out_cv);
     uint64_t one = 1;
     ssize_t w = write(p->evfd, &one, sizeof one);
     (void)w;
@@ -397,10 +418,10 @@ static int interrupted(const pump *p) {
 
 /* --- the mux: who works on which stream ----------------------------------------------------- */
 
-/* Queues p for the writer (m->mu held). */
-static void kick_locked(mux *m, pump *p) {
+/* Queues p for the next writer round (m->mu held). 1 when it was not queued yet. */
+static int enqueue_locked(mux *m, pump *p) {
     if (p->w_queued || p->slot < 0 || m->slot[p->slot] != p)
-        return;
+        return 0;
     p->w_queued = 1;
     p->w_next = NULL;
     if (m->w_tail)
@@ -408,7 +429,13 @@ static void kick_locked(mux *m, pump *p) {
     else
         m->w_head = p;
     m->w_tail = p;
-    pthread_cond_signal(&m->wr_cv);
+    return 1;
+}
+
+/* Queues p for the writer thread (m->mu held). */
+static void kick_locked(mux *m, pump *p) {
+    if (enqueue_locked(m, p))
+        pthread_cond_signal(&m->wr_cv);
 }
 
 /* p has work for the writer (flags set under p->mu, which the caller no longer holds). */
@@ -453,13 +480,14 @@ static int mux_join(mux *m, pump *p) {
     return i < MAX_STREAMS ? 0 : -1;
 }
 
-/* The stream leaves, once the writer has written what it has for it (its rst, trims, its last
- * ack) and nobody works on it any more. */
+/* The stream leaves, once the writer has written what it has for it (its rst, its last
+ * trims) and nobody works on it any more (the reader holds it while its XREAD blocks: woken). */
 static void mux_leave(mux *m, pump *p) {
     pthread_mutex_lock(&m->mu);
     if (p->slot >= 0) {
         p->leaving = 1;
         kick_locked(m, p);
+        wake_locked(m);
         while (p->w_queued || p->refs > 0)
             pthread_cond_wait(&m->ref_cv, &m->mu);
         m->slot[p->slot] = NULL;
@@ -516,7 +544,7 @@ static void note_no_unblock(mux *m, const char *cmd, const char *err) {
 
 /* --- the writer ------------------------------------------------------------------------------ */
 
-static void arg(wround *r, int *ac, const char *s, size_t len) {
+static void put_arg(wround *r, int *ac, const char *s, size_t len) {
     r->av[r->na + *ac] = s;
     r->al[r->na + *ac] = len;
     (*ac)++;
@@ -536,12 +564,12 @@ static int add_xadd(wround *r, const char *key, const gp_stream_entry *e, gp_str
     if (n < 0)
         return -1;
     int ac = 0;
-    arg(r, &ac, "XADD", 4);
-    arg(r, &ac, key, strlen(key));
-    arg(r, &ac, "*", 1);
+    put_arg(r, &ac, "XADD", 4);
+    put_arg(r, &ac, key, strlen(key));
+    put_arg(r, &ac, "*", 1);
     for (int i = 0; i < n; i++) {
-        arg(r, &ac, (const char *)f[i].name.p, f[i].name.len);
-        arg(r, &ac, f[i].value.len ? (const char *)f[i].value.p : "", f[i].value.len);
+        put_arg(r, &ac, (const char *)f[i].name.p, f[i].name.len);
+        put_arg(r, &ac, f[i].value.len ? (const char *)f[i].value.p : "", f[i].value.len);
     }
     return add_cmd(r, ac);
 }
@@ -549,16 +577,16 @@ static int add_xadd(wround *r, const char *key, const gp_stream_entry *e, gp_str
 /* XDEL key ids[0..n). */
 static void add_xdel(wround *r, const char *key, char (*ids)[GP_STREAM_MARK_ID], size_t n) {
     int ac = 0;
-    arg(r, &ac, "XDEL", 4);
-    arg(r, &ac, key, strlen(key));
+    put_arg(r, &ac, "XDEL", 4);
+    put_arg(r, &ac, key, strlen(key));
     for (size_t i = 0; i < n; i++)
-        arg(r, &ac, ids[i], strlen(ids[i]));
+        put_arg(r, &ac, ids[i], strlen(ids[i]));
     add_cmd(r, ac);
 }
 
 /* Adds p's work to the round (p->mu held): at most PART_CMDS commands, PART_ARGS arguments.
  * *data: data bytes in the round so far. */
-static void build_part(mux *m, wround *r, wpart *wp, uint64_t now, size_t *data) {
+static void build_part(mux *m, wround *r, wpart *wp, size_t *data) {
     pump *p = wp->p;
     wscratch *x = &p->wx;
     const st_conf *cf = m->cf;
@@ -574,7 +602,7 @@ static void build_part(mux *m, wround *r, wpart *wp, uint64_t now, size_t *data)
                             x->idle,   "timeout_ms", x->tmo,   "reply", p->krep};
         ac = 0;
         for (size_t i = 0; i < sizeof av / sizeof av[0]; i++)
-            arg(r, &ac, av[i], strlen(av[i]));
+            put_arg(r, &ac, av[i], strlen(av[i]));
         wp->i_open = add_cmd(r, ac);
     }
     if (p->w_rst) {
@@ -605,32 +633,16 @@ static void build_part(mux *m, wround *r, wpart *wp, uint64_t now, size_t *data)
             sin_written |= wp->i_data >= 0;
         }
     }
-    uint64_t ack;
-    if (p->w_ack && gp_stream_ack_due(&p->s, now, p->w_ack_flush, &ack)) {
-        x->ack = (gp_stream_entry){.has_ack = 1, .ack = ack};
-        wp->i_ack = add_xadd(r, p->kin, &x->ack, x->f[2], x->num[2]);
-        if (wp->i_ack >= 0) {
-            /* Marked written now, not when Redis answers: a later request in between would
-             * otherwise write the same ack again. A failure fails the stream anyway. */
-            gp_stream_ack_written(&p->s, now, ack);
-            sin_written = 1;
-            if (p->last_ack_id[0]) { /* superseded by the new one */
-                memcpy(x->prev_ack, p->last_ack_id, sizeof x->prev_ack);
-                p->last_ack_id[0] = '\0';
-                add_xdel(r, p->kin, &x->prev_ack, 1);
-            }
-        }
-    }
-    p->w_ack = p->w_ack_flush = 0;
     if (sin_written) { /* the key lives 2 x idle from its last write (STREAMS.md, expiry) */
         snprintf(x->ttl, sizeof x->ttl, "%llu", 2ull * cf->idle_ms);
         ac = 0;
-        arg(r, &ac, "PEXPIRE", 7);
-        arg(r, &ac, p->kin, strlen(p->kin));
-        arg(r, &ac, x->ttl, strlen(x->ttl));
+        put_arg(r, &ac, "PEXPIRE", 7);
+        put_arg(r, &ac, p->kin, strlen(p->kin));
+        put_arg(r, &ac, x->ttl, strlen(x->ttl));
         add_cmd(r, ac);
     }
-    /* Our entries the house's ack covers leave Redis. */
+    /* Our entries the house's ack covers leave Redis (the reader's upkeep does it while the
+     * stream is read; this, for the last ones when it leaves). */
     size_t ntrim = gp_stream_marks_take(&p->ents, p->s.snd_acked, x->trim, TRIM_BATCH);
     if (ntrim)
         add_xdel(r, p->kin, x->trim, ntrim);
@@ -644,8 +656,8 @@ static void build_part(mux *m, wround *r, wpart *wp, uint64_t now, size_t *data)
     if (p->w_delrep) {
         p->w_delrep = 0;
         ac = 0;
-        arg(r, &ac, "DEL", 3);
-        arg(r, &ac, p->krep, strlen(p->krep));
+        put_arg(r, &ac, "DEL", 3);
+        put_arg(r, &ac, p->krep, strlen(p->krep));
         add_cmd(r, ac);
     }
 }
@@ -677,22 +689,13 @@ static void finish_part(mux *m, wround *r, wpart *wp) {
         }
         pthread_cond_broadcast(&p->cv);
     }
-    if (wp->i_ack >= 0) {
-        o = r->out[wp->i_ack];
-        if (o && o->type == REDIS_REPLY_STRING) {
-            if (o->len < sizeof p->last_ack_id)
-                memcpy(p->last_ack_id, o->str, o->len + 1);
-        } else if (o) {
-            local_reset(p, GP_SR_LOCAL, "XADD %s failed: %s", p->kin, rerr(m->rw, o));
-            queue_rst(p, "the opener stopped");
-        }
-    }
     check_over(p);
-    if (p->w_rst || p->w_data_state == WD_PENDING || p->w_ack)
+    if (p->w_rst || p->w_data_state == WD_PENDING)
         wp->more = 1; /* asked for while this round was on its way */
 }
 
-/* Sends CLIENT UNBLOCK for the reader's blocked XREAD (m->mu held, released meanwhile). */
+/* Sends CLIENT UNBLOCK for the reader's blocked XREAD (m->mu held, released meanwhile; by the
+ * thread that set m->wbusy). */
 static void send_unblock(mux *m) {
     char id[24];
     snprintf(id, sizeof id, "%lld", m->rd_id);
@@ -735,6 +738,66 @@ static int wround_grow(mux *m, size_t n) {
     return 0;
 }
 
+/* One round: every stream queued now, in their order, in one pipeline on the writer's
+ * connection. m->mu held (released meanwhile) by the thread that set m->wbusy: the writer
+ * thread, or an input thread that found the connection free (its entry then goes without
+ * a handoff between threads: a bulk upload's chunks and a keystroke's latency). */
+static void run_round(mux *m) {
+    size_t np = 0;
+    for (pump *p = m->w_head; p; p = p->w_next)
+        np++;
+    if (np > m->wcap) /* room for them all, else as many as there is room for */
+        wround_grow(m, np);
+    if (np > m->wcap)
+        np = m->wcap;
+    wround r = m->wr;
+    wpart *parts = m->parts;
+    for (size_t i = 0; i < np; i++) {
+        pump *p = m->w_head;
+        m->w_head = p->w_next;
+        if (!m->w_head)
+            m->w_tail = NULL;
+        p->w_queued = 0;
+        p->refs++;
+        parts[i] = (wpart){.p = p, .i_open = -1, .i_rst = -1, .i_data = -1};
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    r.n = r.na = 0;
+    size_t data = 0;
+    for (size_t i = 0; i < np; i++) {
+        pthread_mutex_lock(&parts[i].p->mu);
+        build_part(m, &r, &parts[i], &data);
+        pthread_mutex_unlock(&parts[i].p->mu);
+    }
+    int lost = 0;
+    if (r.n > 0) {
+        br_rc_set_timeout(m->rw, REDIS_TIMEOUT_MS);
+        br_rc_pipeline(m->rw, r.n, r.cmds, r.out);
+        for (int k = 0; k < r.n; k++)
+            lost |= r.out[k] == NULL; /* no answer: the connection failed */
+    }
+    char err[256] = "";
+    if (lost)
+        snprintf(err, sizeof err, "%s", br_rc_error(m->rw));
+    for (size_t i = 0; i < np; i++) {
+        pthread_mutex_lock(&parts[i].p->mu);
+        finish_part(m, &r, &parts[i]);
+        pthread_mutex_unlock(&parts[i].p->mu);
+    }
+    for (int k = 0; k < r.n; k++)
+        if (r.out[k])
+            freeReplyObject(r.out[k]);
+    if (lost)
+        mux_lost(m, "XADD", err);
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < np; i++) {
+        if (parts[i].more)
+            kick_locked(m, parts[i].p);
+        unref_locked(m, parts[i].p);
+    }
+}
+
 static void *writer_main(void *arg) {
     mux *m = arg;
     pthread_mutex_lock(&m->mu);
@@ -742,96 +805,53 @@ static void *writer_main(void *arg) {
         uint64_t now = mono_ms();
         if (m->unblock_wanted && !(m->rd_blocked && m->rd_gen != m->set_gen && m->rd_id >= 0))
             m->unblock_wanted = 0; /* the reader saw the change by itself */
-        if (m->unblock_wanted && now >= m->unblock_at) {
-            send_unblock(m);
+        int unblock = m->unblock_wanted && now >= m->unblock_at;
+        if (!m->wbusy && (unblock || m->w_head)) {
+            m->wbusy = 1;
+            if (unblock)
+                send_unblock(m);
+            else
+                run_round(m);
+            m->wbusy = 0;
             continue;
         }
-        if (!m->w_head) {
-            if (m->wstop)
-                break;
-            if (m->unblock_wanted) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 1000000;
-                if (ts.tv_nsec >= 1000000000) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&m->wr_cv, &m->mu, &ts);
-            } else {
-                pthread_cond_wait(&m->wr_cv, &m->mu);
+        if (m->wstop && !m->w_head && !m->wbusy)
+            break;
+        if (m->unblock_wanted) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
             }
-            continue;
-        }
-        /* This round: every stream queued now, in their order. */
-        size_t np = 0;
-        for (pump *p = m->w_head; p; p = p->w_next)
-            np++;
-        if (np > m->wcap) /* room for them all, else as many as there is room for */
-            wround_grow(m, np);
-        if (np > m->wcap)
-            np = m->wcap;
-        wround r = m->wr;
-        wpart *parts = m->parts;
-        for (size_t i = 0; i < np; i++) {
-            pump *p = m->w_head;
-            m->w_head = p->w_next;
-            if (!m->w_head)
-                m->w_tail = NULL;
-            p->w_queued = 0;
-            p->refs++;
-            parts[i] = (wpart){.p = p, .i_open = -1, .i_rst = -1, .i_data = -1, .i_ack = -1};
-        }
-        pthread_mutex_unlock(&m->mu);
-
-        r.n = r.na = 0;
-        size_t data = 0;
-        for (size_t i = 0; i < np; i++) {
-            pthread_mutex_lock(&parts[i].p->mu);
-            build_part(m, &r, &parts[i], now, &data);
-            pthread_mutex_unlock(&parts[i].p->mu);
-        }
-        int lost = 0;
-        if (r.n > 0) {
-            br_rc_set_timeout(m->rw, REDIS_TIMEOUT_MS);
-            br_rc_pipeline(m->rw, r.n, r.cmds, r.out);
-            for (int k = 0; k < r.n; k++)
-                lost |= r.out[k] == NULL; /* no answer: the connection failed */
-        }
-        char err[256] = "";
-        if (lost)
-            snprintf(err, sizeof err, "%s", br_rc_error(m->rw));
-        for (size_t i = 0; i < np; i++) {
-            pthread_mutex_lock(&parts[i].p->mu);
-            finish_part(m, &r, &parts[i]);
-            pthread_mutex_unlock(&parts[i].p->mu);
-        }
-        for (int k = 0; k < r.n; k++)
-            if (r.out[k])
-                freeReplyObject(r.out[k]);
-        if (lost)
-            mux_lost(m, "XADD", err);
-        pthread_mutex_lock(&m->mu);
-        for (size_t i = 0; i < np; i++) {
-            if (parts[i].more)
-                kick_locked(m, parts[i].p);
-            unref_locked(m, parts[i].p);
+            pthread_cond_timedwait(&m->wr_cv, &m->mu, &ts);
+        } else {
+            pthread_cond_wait(&m->wr_cv, &m->mu);
         }
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
 }
 
-/* --- the reader ------------------------------------------------------------------------------ */
+/* p's entry is ready for the writer (w_data pending): this thread writes the round itself when
+ * the writer's connection is free, else the writer thread will. */
+static void mux_write(mux *m, pump *p) {
+    pthread_mutex_lock(&m->mu);
+    if (m->wbusy) {
+        kick_locked(m, p);
+    } else {
+        enqueue_locked(m, p);
+        m->wbusy = 1;
+        run_round(m);
+        m->wbusy = 0;
+        if (m->w_head || m->unblock_wanted) /* queued meanwhile: the writer thread's */
+            pthread_cond_signal(&m->wr_cv);
+    }
+    pthread_mutex_unlock(&m->mu);
+}
 
-/* One key of the reader's XREAD: whose (slot and seq: the stream may have left meanwhile). */
-typedef struct rkey {
-    char key[GP_KEY_MAX], id[48];
-    int slot, reply;
-    uint64_t seq;
-    pump *p; /* found again after the XREAD (a reference), or NULL */
-    int got; /* entries read */
-} rkey;
+/* --- the reader ------------------------------------------------------------------------------ */
 
 /* Field/value array of an XREAD entry -> fields. -1 when its shape is not that. */
 static int entry_fields(const redisReply *e, gp_stream_field *f, size_t *n, const char **id) {
@@ -912,6 +932,7 @@ static void take_outcome(pump *p, const redisReply *ents) {
  * waits in Redis (the output queue is full, or the stream is over). */
 static size_t take_entries(pump *p, const redisReply *ents) {
     size_t i = 0;
+    int credit = 0, out = 0; /* whom to wake: each wake-up is a thread switch */
     for (; i < ents->elements && !p->over; i++) {
         const redisReply *ent = ents->element[i];
         gp_stream_field f[GP_STREAM_FIELDS_MAX];
@@ -974,18 +995,130 @@ static size_t take_entries(pump *p, const redisReply *ents) {
             p->oq_tail = c;
             p->oq_bytes += take;
         }
+        credit |= e.has_ack || e.has_win;
+        out |= take > 0 || e.fin;
         if (!e.has_off && p->nctl < CTL_MAX) /* read, it can go (STREAMS.md) */
             memcpy(p->ctl[p->nctl++], id, strlen(id) + 1);
         snprintf(p->last, sizeof p->last, "%s", id);
     }
-    pthread_cond_broadcast(&p->cv); /* credit, bytes for the output, the peer's fin */
+    if (credit)
+        pthread_cond_signal(&p->cv);
+    if (out)
+        pthread_cond_signal(&p->out_cv);
     return i;
 }
 
-/* Before an XREAD: p's deadlines and keep-alive, and whether (and which) key of it to read
- * (k). *next: the earliest time p needs the reader again. 1 when k is to be read. */
-static int service(mux *m, pump *p, uint64_t now, uint64_t *next, rkey *k) {
-    int kick = 0, read = 0;
+/* Counts n bytes of the queue's head as written to the output (p->mu held). -1: more than
+ * was delivered (an internal error: the stream is reset). */
+static int consume(pump *p, size_t n) {
+    if (gp_stream_consumed(&p->s, (uint64_t)n) != 0) {
+        local_reset(p, GP_SR_LOCAL, "internal error: consumed more than delivered");
+        queue_rst(p, "the opener failed");
+        return -1;
+    }
+    oq_chunk *c = p->oq_head;
+    c->done += n;
+    p->oq_bytes -= n;
+    if (c->done == c->len) {
+        p->oq_head = c->next;
+        if (!p->oq_head)
+            p->oq_tail = NULL;
+        free(c);
+    }
+    return 0;
+}
+
+/* The reader writes what the output takes at once, without waiting (no thread switch while
+ * the client keeps up); the rest is the output thread's, which also finds out about errors.
+ * p->mu held. */
+static void write_now(pump *p) {
+    while (p->out_fast && p->oq_head && !p->out_busy && !p->over) {
+        oq_chunk *c = p->oq_head;
+        size_t n = c->len - c->done;
+        ssize_t w;
+        if (p->out_sock) {
+            w = send(p->out_fd, c->b + c->done, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } else {
+            /* A pipe (connect's stdout): with POLLOUT a write of PIPE_BUF does not block. */
+            struct pollfd pf = {.fd = p->out_fd, .events = POLLOUT};
+            if (poll(&pf, 1, 0) != 1 || pf.revents != POLLOUT)
+                break;
+            w = write(p->out_fd, c->b + c->done, n < PIPE_BUF ? n : PIPE_BUF);
+        }
+        if (w <= 0 || consume(p, (size_t)w) != 0)
+            break;
+    }
+}
+
+/* What one stream puts in the reader's pipeline at most (upkeep): XADD key * ack N, PEXPIRE,
+ * the XDEL of the ack it supersedes, the XDELs of sin's trimmed and sout's read entries. */
+#define UPKEEP_ARGS (5 + 3 + 3 + (2 + TRIM_BATCH) + (2 + CTL_MAX))
+#define UPKEEP_CMDS 5
+
+/* One stream as the reader sees it in one loop: a reference (taken before the pipeline,
+ * dropped after its answers), the key it reads (if any) and its upkeep's ack command. */
+typedef struct rkey {
+    pump *p;
+    int read, reply; /* a key in the XREAD; the reply key (else sout) */
+    char key[GP_KEY_MAX], id[48];
+    int got;   /* it came back with entries */
+    int i_ack; /* the ack's XADD in the pipeline, or -1 */
+} rkey;
+
+/* The reader's share of p's upkeep, pipelined before its XREAD on its own connection (as a
+ * stream's reader did alone before; the writer's connection stays for the data, so acks never
+ * wait behind a bulk upload): the ack when one is due (every quarter window, at the peer's
+ * fin, caught up with sout and the output, the keep-alive), with PEXPIRE and the XDEL of the
+ * ack entry it supersedes; our sin entries the house acknowledged; the house's ack-only sout
+ * entries read. p->mu held. */
+static void upkeep(mux *m, wround *r, rkey *k, uint64_t now) {
+    pump *p = k->p;
+    rscratch *x = &p->rx;
+    int ac;
+    uint64_t ack;
+    k->i_ack = -1;
+    if (p->ph == PH_OPEN && gp_stream_ack_due(&p->s, now, p->caught_up && !p->oq_head, &ack)) {
+        snprintf(x->ack, sizeof x->ack, "%llu", (unsigned long long)ack);
+        snprintf(x->ttl, sizeof x->ttl, "%llu", 2ull * m->cf->idle_ms);
+        ac = 0;
+        put_arg(r, &ac, "XADD", 4);
+        put_arg(r, &ac, p->kin, strlen(p->kin));
+        put_arg(r, &ac, "*", 1);
+        put_arg(r, &ac, "ack", 3);
+        put_arg(r, &ac, x->ack, strlen(x->ack));
+        k->i_ack = add_cmd(r, ac);
+        /* Marked written now: the answer comes with the XREAD's. A failure fails the stream. */
+        gp_stream_ack_written(&p->s, now, ack);
+        p->ack_woken = 0;
+        ac = 0;
+        put_arg(r, &ac, "PEXPIRE", 7);
+        put_arg(r, &ac, p->kin, strlen(p->kin));
+        put_arg(r, &ac, x->ttl, strlen(x->ttl));
+        add_cmd(r, ac);
+        if (p->last_ack_id[0]) { /* superseded by the new one */
+            memcpy(x->prev_ack, p->last_ack_id, sizeof x->prev_ack);
+            p->last_ack_id[0] = '\0';
+            add_xdel(r, p->kin, &x->prev_ack, 1);
+        }
+    }
+    size_t ntrim = gp_stream_marks_take(&p->ents, p->s.snd_acked, x->trim, TRIM_BATCH);
+    if (ntrim)
+        add_xdel(r, p->kin, x->trim, ntrim);
+    if (p->nctl) { /* an idle stream's sout holds nothing */
+        memcpy(x->ctl, p->ctl, p->nctl * sizeof p->ctl[0]);
+        add_xdel(r, p->kout, x->ctl, p->nctl);
+        p->nctl = 0;
+    }
+}
+
+/* Before an XREAD: k's stream's deadlines, signals and upkeep, and which key of it to read
+ * (k->read). *next: the earliest time it needs the reader again. */
+static void service(mux *m, wround *r, rkey *k, uint64_t now, uint64_t *next) {
+    pump *p = k->p;
+    int kick = 0;
+    k->read = 0;
+    k->got = 0;
+    k->i_ack = -1;
     pthread_mutex_lock(&p->mu);
     if (p->over) {
         /* nothing: it is leaving */
@@ -1013,7 +1146,7 @@ static int service(mux *m, pump *p, uint64_t now, uint64_t *next, rkey *k) {
             snprintf(k->key, sizeof k->key, "%s", p->krep);
             snprintf(k->id, sizeof k->id, "%s", p->rlast);
             k->reply = 1;
-            read = 1;
+            k->read = 1;
             if (p->open_deadline < *next)
                 *next = p->open_deadline;
         }
@@ -1022,11 +1155,7 @@ static int service(mux *m, pump *p, uint64_t now, uint64_t *next, rkey *k) {
         queue_rst(p, "the opener was interrupted");
         kick = 1;
     } else {
-        uint64_t ack;
-        if (gp_stream_ack_due(&p->s, now, 0, &ack)) { /* a keep-alive, also while held */
-            p->w_ack = 1;
-            kick = 1;
-        }
+        upkeep(m, r, k, now);
         /* Held, its idle clock stops (took()): only its keep-alives are due. */
         uint64_t t = p->held ? p->s.last_ack_ms + p->s.idle_ms / 3 : gp_stream_next_timer(&p->s);
         if (t < *next)
@@ -1035,16 +1164,35 @@ static int service(mux *m, pump *p, uint64_t now, uint64_t *next, rkey *k) {
             snprintf(k->key, sizeof k->key, "%s", p->kout);
             snprintf(k->id, sizeof k->id, "%s", p->last);
             k->reply = 0;
-            read = 1;
+            k->read = 1;
         }
     }
     pthread_mutex_unlock(&p->mu);
     if (kick)
         mux_kick(m, p);
-    return read;
 }
 
-/* After an XREAD: what p's key gave (ents NULL: nothing). */
+/* After the pipeline: Redis's answer to k's ack (o; NULL: the connection is lost, which is
+ * mux_lost's). */
+static void acked(mux *m, rkey *k, const redisReply *o) {
+    pump *p = k->p;
+    int kick = 0;
+    pthread_mutex_lock(&p->mu);
+    if (o && o->type == REDIS_REPLY_STRING) {
+        if (o->len < sizeof p->last_ack_id)
+            memcpy(p->last_ack_id, o->str, o->len + 1);
+        check_over(p); /* our last ack may have finished it */
+    } else if (o && !p->over) {
+        local_reset(p, GP_SR_LOCAL, "XADD %s failed: %s", p->kin, rerr(m->rr, o));
+        queue_rst(p, "the opener stopped");
+        kick = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (kick)
+        mux_kick(m, p);
+}
+
+/* After the XREAD: what k's key gave (ents NULL: nothing). */
 static void took(mux *m, rkey *k, const redisReply *ents) {
     pump *p = k->p;
     int kick = 0;
@@ -1054,7 +1202,6 @@ static void took(mux *m, rkey *k, const redisReply *ents) {
     } else if (k->reply) {
         if (ents)
             take_outcome(p, ents);
-        kick = p->w_delrep;
     } else {
         size_t n = ents ? take_entries(p, ents) : 0;
         uint64_t now = mono_ms();
@@ -1066,17 +1213,14 @@ static void took(mux *m, rkey *k, const redisReply *ents) {
                         m->cf->idle_ms);
             queue_rst(p, "no entry from the house within idle_ms");
         }
-        /* Caught up with everything handed to the output: acknowledge (so that the house
-         * can trim); the output thread does it when the queue empties later. */
-        if (!p->over && p->caught_up && !p->oq_head && p->s.rcv_consumed > p->s.rcv_acked) {
-            p->w_ack = p->w_ack_flush = 1;
-        }
-        if (p->nctl || gp_stream_marks_due(&p->ents, p->s.snd_acked) || p->w_ack || p->w_rst)
-            kick = 1;
+        write_now(p);
+        if (p->held && p->oq_bytes <= p->oq_cap / 2)
+            p->held = 0; /* drained right here: read again in the next loop */
+        if (p->oq_head || (p->s.rcv_fin && !p->out_closed))
+            pthread_cond_signal(&p->out_cv);
         check_over(p);
     }
-    if (p->w_rst || p->w_delrep)
-        kick = 1;
+    kick = p->w_rst || p->w_delrep;
     pthread_mutex_unlock(&p->mu);
     if (kick)
         mux_kick(m, p);
@@ -1105,9 +1249,11 @@ static void fail_read(mux *m, rkey *k, const char *why) {
  * key? Each is read alone (no BLOCK, one entry, not taken); those refused fail their stream,
  * or, when none is, every stream read fails with err. */
 static void read_refused(mux *m, rkey *ks, int n, const char *err) {
-    int blamed = 0;
-    for (int i = 0; i < n && n > 1; i++) {
-        if (!ks[i].p)
+    int blamed = 0, nread = 0;
+    for (int i = 0; i < n; i++)
+        nread += ks[i].read;
+    for (int i = 0; i < n && nread > 1; i++) {
+        if (!ks[i].read)
             continue;
         const char *xv[] = {"XREAD", "COUNT", "1", "STREAMS", ks[i].key, ks[i].id};
         redisReply *r = br_rc_cmdv(m->rr, 6, xv, NULL);
@@ -1119,7 +1265,7 @@ static void read_refused(mux *m, rkey *ks, int n, const char *err) {
             freeReplyObject(r);
     }
     for (int i = 0; i < n && !blamed; i++)
-        if (ks[i].p)
+        if (ks[i].read)
             fail_read(m, &ks[i], err);
 }
 
@@ -1145,117 +1291,142 @@ static void learn_id(mux *m, unsigned long *route) {
     pthread_mutex_unlock(&m->mu);
 }
 
+/* Room in the reader's arrays for n streams' upkeep and an XREAD of n keys. */
+static int rround_grow(wround *r, size_t *cap, size_t n) {
+    size_t ncmd = n * UPKEEP_CMDS + 1, narg = n * UPKEEP_ARGS + 6 + 2 * n;
+    br_rc_cmd *c2 = realloc(r->cmds, ncmd * sizeof *r->cmds);
+    if (c2)
+        r->cmds = c2;
+    redisReply **o2 = realloc(r->out, ncmd * sizeof *r->out);
+    if (o2)
+        r->out = o2;
+    const char **a2 = realloc(r->av, narg * sizeof *r->av);
+    if (a2)
+        r->av = a2;
+    size_t *l2 = realloc(r->al, narg * sizeof *r->al);
+    if (l2)
+        r->al = l2;
+    if (!c2 || !o2 || !a2 || !l2)
+        return -1;
+    *cap = n;
+    return 0;
+}
+
 static void *reader_main(void *arg) {
     mux *m = arg;
     rkey *ks = calloc(MAX_STREAMS, sizeof *ks);
-    const char **xv = calloc(6 + 2 * MAX_STREAMS, sizeof *xv);
-    if (!ks || !xv) {
-        free(ks);
-        free(xv);
+    wround r = {0};
+    size_t cap = 0;
+    if (!ks || rround_grow(&r, &cap, 1) != 0) {
         mux_lost(m, "the reader", "out of memory");
-        return NULL;
+        free(ks);
+        ks = NULL;
     }
     unsigned long route = 0;
-    for (;;) {
-        /* Which streams, and what they need before the XREAD. */
-        pump *ps[MAX_STREAMS];
-        int np = 0;
+    while (ks) {
+        /* The streams of this loop, each with a reference until its answers are taken. */
         pthread_mutex_lock(&m->mu);
         if (m->stop) {
             pthread_mutex_unlock(&m->mu);
             break;
         }
         uint64_t gen = m->set_gen;
+        int n = 0;
         for (int i = 0; i < MAX_STREAMS; i++)
+            if (m->slot[i] && !m->slot[i]->leaving)
+                n++;
+        if ((size_t)n > cap)
+            rround_grow(&r, &cap, (size_t)n);
+        n = 0;
+        for (int i = 0; i < MAX_STREAMS && (size_t)n < cap; i++)
             if (m->slot[i] && !m->slot[i]->leaving) {
-                ps[np++] = m->slot[i];
+                ks[n++].p = m->slot[i];
                 m->slot[i]->refs++;
             }
         pthread_mutex_unlock(&m->mu);
         uint64_t now = mono_ms(), next = now + STEP_MS;
-        int n = 0;
-        for (int i = 0; i < np; i++) {
-            rkey *k = &ks[n];
-            if (service(m, ps[i], now, &next, k)) {
-                k->slot = ps[i]->slot;
-                k->seq = ps[i]->seq;
-                n++;
-            }
+        int nread = 0;
+        r.n = r.na = 0;
+        for (int i = 0; i < n; i++) {
+            service(m, &r, &ks[i], now, &next);
+            nread += ks[i].read;
         }
-        pthread_mutex_lock(&m->mu);
-        for (int i = 0; i < np; i++)
-            unref_locked(m, ps[i]);
-        long long id = m->rd_id;
-        int fallback = m->no_unblock || id < 0;
+        int nup = r.n;
         uint64_t block = next > now ? next - now : 1;
         if (block > STEP_MS)
             block = STEP_MS;
-        if (fallback && block > FALLBACK_BLOCK_MS)
-            block = FALLBACK_BLOCK_MS;
-        if (m->set_gen != gen) { /* changed meanwhile: build it again */
-            pthread_mutex_unlock(&m->mu);
-            continue;
-        }
-        if (n == 0) { /* nothing to read: wait for a stream (or a deadline, a signal) */
-            block = next > now ? next - now : 1;
-            if (block > STEP_MS)
-                block = STEP_MS;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += (time_t)(block / 1000);
-            ts.tv_nsec += (long)(block % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            if (!m->stop && m->set_gen == gen)
+        pthread_mutex_lock(&m->mu);
+        if (m->no_unblock || m->rd_id < 0) /* it cannot be woken early: wake by itself */
+            block = block > FALLBACK_BLOCK_MS ? FALLBACK_BLOCK_MS : block;
+        /* Something changed since the list was made: read at once, then make it again. */
+        int blocking = m->set_gen == gen;
+        if (nread == 0 && nup == 0) { /* nothing to do: wait for a stream, a deadline, a signal */
+            for (int i = 0; i < n; i++)
+                unref_locked(m, ks[i].p);
+            if (blocking && !m->stop) {
+                uint64_t wait = next > now ? next - now : 1;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += (time_t)((wait < STEP_MS ? wait : STEP_MS) / 1000);
+                ts.tv_nsec += (long)((wait < STEP_MS ? wait : STEP_MS) % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
                 pthread_cond_timedwait(&m->rd_cv, &m->mu, &ts);
+            }
             pthread_mutex_unlock(&m->mu);
             continue;
         }
-        m->rd_gen = gen;
-        m->rd_blocked = 1;
+        if (nread && blocking) {
+            m->rd_gen = gen;
+            m->rd_blocked = 1;
+        }
         pthread_mutex_unlock(&m->mu);
 
+        int ix = -1; /* the XREAD, last in the pipeline */
         char bs[24];
-        snprintf(bs, sizeof bs, "%llu", (unsigned long long)block);
-        int ac = 0;
-        xv[ac++] = "XREAD";
-        xv[ac++] = "COUNT";
-        xv[ac++] = READ_COUNT_S;
-        xv[ac++] = "BLOCK";
-        xv[ac++] = bs;
-        xv[ac++] = "STREAMS";
-        for (int i = 0; i < n; i++)
-            xv[ac++] = ks[i].key;
-        for (int i = 0; i < n; i++)
-            xv[ac++] = ks[i].id;
+        if (nread) {
+            int ac = 0;
+            put_arg(&r, &ac, "XREAD", 5);
+            put_arg(&r, &ac, "COUNT", 5);
+            put_arg(&r, &ac, READ_COUNT_S, strlen(READ_COUNT_S));
+            if (blocking) {
+                snprintf(bs, sizeof bs, "%llu", (unsigned long long)block);
+                put_arg(&r, &ac, "BLOCK", 5);
+                put_arg(&r, &ac, bs, strlen(bs));
+            }
+            put_arg(&r, &ac, "STREAMS", 7);
+            for (int i = 0; i < n; i++)
+                if (ks[i].read)
+                    put_arg(&r, &ac, ks[i].key, strlen(ks[i].key));
+            for (int i = 0; i < n; i++)
+                if (ks[i].read)
+                    put_arg(&r, &ac, ks[i].id, strlen(ks[i].id));
+            ix = add_cmd(&r, ac);
+        }
         br_rc_set_timeout(m->rr, (int)block + REDIS_TIMEOUT_MS);
-        redisReply *r = br_rc_cmdv(m->rr, ac, xv, NULL);
-
-        /* The streams read, found again (they may have left meanwhile). */
+        br_rc_pipeline(m->rr, r.n, r.cmds, r.out);
         pthread_mutex_lock(&m->mu);
         m->rd_blocked = 0;
-        for (int i = 0; i < n; i++) {
-            pump *p = m->slot[ks[i].slot];
-            ks[i].p = p && p->seq == ks[i].seq ? p : NULL;
-            ks[i].got = 0;
-            if (ks[i].p)
-                p->refs++;
-        }
         pthread_mutex_unlock(&m->mu);
-        if (!r) {
-            char err[300];
-            snprintf(err, sizeof err, "%s", br_rc_error(m->rr));
-            mux_lost(m, "XREAD", err);
-        } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "UNBLOCKED", 9) != 0) {
+
+        int lost = 0;
+        for (int k = 0; k < r.n; k++)
+            lost |= r.out[k] == NULL;
+        for (int i = 0; i < n; i++)
+            if (ks[i].i_ack >= 0)
+                acked(m, &ks[i], r.out[ks[i].i_ack]);
+        const redisReply *x = ix >= 0 ? r.out[ix] : NULL;
+        if (x && x->type == REDIS_REPLY_ERROR) {
             /* (UNBLOCKED: someone's CLIENT UNBLOCK ... ERROR, no fault of a key: read again) */
-            read_refused(m, ks, n, r->str);
-        } else if (r->type != REDIS_REPLY_ERROR) {
-            if (r->type == REDIS_REPLY_ARRAY) {
+            if (strncmp(x->str, "UNBLOCKED", 9) != 0)
+                read_refused(m, ks, n, x->str);
+        } else if (x) {
+            if (x->type == REDIS_REPLY_ARRAY) {
                 int hint = 0;
-                for (size_t j = 0; j < r->elements; j++) {
-                    const redisReply *kv = r->element[j];
+                for (size_t j = 0; j < x->elements; j++) {
+                    const redisReply *kv = x->element[j];
                     if (kv->type != REDIS_REPLY_ARRAY || kv->elements != 2 ||
                         kv->element[0]->type != REDIS_REPLY_STRING ||
                         kv->element[1]->type != REDIS_REPLY_ARRAY)
@@ -1263,10 +1434,10 @@ static void *reader_main(void *arg) {
                     int i = -1; /* keys come back in the order asked: look from the last */
                     for (int t = 0; t < n && i < 0; t++) {
                         int c = (hint + t) % n;
-                        if (strcmp(ks[c].key, kv->element[0]->str) == 0)
+                        if (ks[c].read && strcmp(ks[c].key, kv->element[0]->str) == 0)
                             i = c;
                     }
-                    if (i < 0 || !ks[i].p)
+                    if (i < 0)
                         continue;
                     hint = i + 1;
                     ks[i].got = 1;
@@ -1274,20 +1445,29 @@ static void *reader_main(void *arg) {
                 }
             }
             for (int i = 0; i < n; i++)
-                if (ks[i].p && !ks[i].got)
+                if (ks[i].read && !ks[i].got)
                     took(m, &ks[i], NULL);
-            learn_id(m, &route);
         }
-        if (r)
-            freeReplyObject(r);
+        char err[300] = "";
+        if (lost)
+            snprintf(err, sizeof err, "%s", br_rc_error(m->rr));
+        for (int k = 0; k < r.n; k++)
+            if (r.out[k])
+                freeReplyObject(r.out[k]);
+        if (lost)
+            mux_lost(m, nread ? "XREAD" : "XADD", err);
+        else if (x)
+            learn_id(m, &route);
         pthread_mutex_lock(&m->mu);
         for (int i = 0; i < n; i++)
-            if (ks[i].p)
-                unref_locked(m, ks[i].p);
+            unref_locked(m, ks[i].p);
         pthread_mutex_unlock(&m->mu);
     }
     free(ks);
-    free(xv);
+    free(r.cmds);
+    free(r.out);
+    free(r.av);
+    free(r.al);
     return NULL;
 }
 
@@ -1325,12 +1505,13 @@ static void *output_main(void *arg) {
         if (p->over && (failed || !p->oq_head))
             break;
         if (!p->oq_head) {
-            pthread_cond_wait(&p->cv, &p->mu);
+            pthread_cond_wait(&p->out_cv, &p->mu);
             continue;
         }
         oq_chunk *c = p->oq_head;
         const uint8_t *b = c->b + c->done;
         size_t n = c->len - c->done;
+        p->out_busy = 1; /* the head is ours until written: the reader leaves it alone */
         pthread_mutex_unlock(&p->mu);
 
         struct pollfd pf[2] = {{.fd = p->out_fd, .events = POLLOUT},
@@ -1347,6 +1528,7 @@ static void *output_main(void *arg) {
             e = w < 0 ? errno : 0;
         }
         pthread_mutex_lock(&p->mu);
+        p->out_busy = 0;
         if (w < 0) {
             if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK)
                 continue; /* not writable yet, or over (the loop's first test) */
@@ -1360,39 +1542,24 @@ static void *output_main(void *arg) {
             }
             break;
         }
-        if (gp_stream_consumed(&p->s, (uint64_t)w) != 0) {
-            local_reset(p, GP_SR_LOCAL, "internal error: consumed more than delivered");
-            queue_rst(p, "the opener failed");
+        if (consume(p, (size_t)w) != 0) {
             pthread_mutex_unlock(&p->mu);
             mux_kick(m, p);
             pthread_mutex_lock(&p->mu);
             break;
         }
-        c->done += (size_t)w;
-        p->oq_bytes -= (size_t)w;
-        if (c->done == c->len) {
-            p->oq_head = c->next;
-            if (!p->oq_head)
-                p->oq_tail = NULL;
-            free(c);
-        }
         uint64_t ack;
-        int flush = !p->oq_head && p->caught_up, kick = 0, wake = 0;
-        if (gp_stream_ack_due(&p->s, mono_ms(), flush, &ack)) {
-            p->w_ack = 1;
-            p->w_ack_flush |= flush;
-            kick = 1;
-        }
+        int wake = 0, flush = !p->oq_head && p->caught_up;
+        /* The reader writes acks (upkeep): wake it for one now due (credit for the house). */
+        if (!p->ack_woken && gp_stream_ack_due(&p->s, mono_ms(), flush, &ack))
+            wake = p->ack_woken = 1;
         if (p->held && p->oq_bytes <= p->oq_cap / 2) {
             p->held = 0; /* room again: sout back in the reader's XREAD */
             wake = 1;
         }
-        if (kick || wake) {
+        if (wake) {
             pthread_mutex_unlock(&p->mu);
-            if (kick)
-                mux_kick(m, p);
-            if (wake)
-                mux_wake(m);
+            mux_wake(m);
             pthread_mutex_lock(&p->mu);
         }
     }
@@ -1474,7 +1641,7 @@ static void input_loop(pump *p) {
         p->w_data = &e;
         p->w_data_state = WD_PENDING;
         pthread_mutex_unlock(&p->mu);
-        mux_kick(m, p);
+        mux_write(m, p);
         /* The writer reads buf until it says so, whatever happens to the stream meanwhile. */
         pthread_mutex_lock(&p->mu);
         while (p->w_data_state == WD_PENDING || p->w_data_state == WD_INFLIGHT)
@@ -1576,7 +1743,9 @@ static pump *pump_new(mux *m, int in_fd, int out_fd, int is_sock) {
     p->out_fd = out_fd;
     p->is_sock = is_sock;
     struct stat st;
-    p->out_sock = is_sock || (fstat(out_fd, &st) == 0 && S_ISSOCK(st.st_mode));
+    int fst = fstat(out_fd, &st) == 0;
+    p->out_sock = is_sock || (fst && S_ISSOCK(st.st_mode));
+    p->out_fast = p->out_sock || (fst && S_ISFIFO(st.st_mode));
     p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->evfd < 0) {
         free(p);
@@ -1584,6 +1753,7 @@ static pump *pump_new(mux *m, int in_fd, int out_fd, int is_sock) {
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->out_cv, NULL);
     return p;
 }
 
@@ -1598,6 +1768,7 @@ static void pump_free(pump *p) {
     }
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->out_cv);
     free(p);
 }
 
