@@ -928,6 +928,60 @@ static void take_outcome(pump *p, const redisReply *ents) {
     }
 }
 
+/* Counts n bytes of the queue's head as written to the output (p->mu held). -1: more than
+ * was delivered (an internal error: the stream is reset). */
+static int consume(pump *p, size_t n) {
+    if (gp_stream_consumed(&p->s, (uint64_t)n) != 0) {
+        local_reset(p, GP_SR_LOCAL, "internal error: consumed more than delivered");
+        queue_rst(p, "the opener failed");
+        return -1;
+    }
+    oq_chunk *c = p->oq_head;
+    c->done += n;
+    p->oq_bytes -= n;
+    if (c->done == c->len) {
+        p->oq_head = c->next;
+        if (!p->oq_head)
+            p->oq_tail = NULL;
+        free(c);
+    }
+    return 0;
+}
+
+/* Writes to the output what it takes at once, without waiting: a socket with MSG_DONTWAIT, a
+ * pipe (connect's stdout) PIPE_BUF at a time while it polls writable (a write of PIPE_BUF into
+ * a pipe with room does not block). Bytes written, 0 when none (an error is left to the output
+ * thread to find again and report). */
+static size_t write_some(pump *p, const uint8_t *b, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w;
+        if (p->out_sock) {
+            w = send(p->out_fd, b + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        } else {
+            struct pollfd pf = {.fd = p->out_fd, .events = POLLOUT};
+            if (poll(&pf, 1, 0) != 1 || pf.revents != POLLOUT)
+                break;
+            w = write(p->out_fd, b + done, n - done < PIPE_BUF ? n - done : PIPE_BUF);
+        }
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    return done;
+}
+
+/* The reader writes the queue out as far as the output takes it at once (no thread switch
+ * while the client keeps up); the rest is the output thread's. p->mu held. */
+static void write_now(pump *p) {
+    while (p->out_fast && p->oq_head && !p->out_busy && !p->over) {
+        oq_chunk *c = p->oq_head;
+        size_t w = write_some(p, c->b + c->done, c->len - c->done);
+        if (w == 0 || consume(p, w) != 0)
+            break;
+    }
+}
+
 /* Entries read on an open stream's sout (p->mu held). Returns how many were taken: the rest
  * waits in Redis (the output queue is full, or the stream is over). */
 static size_t take_entries(pump *p, const redisReply *ents) {
@@ -977,6 +1031,17 @@ static size_t take_entries(pump *p, const redisReply *ents) {
             queue_rst(p, m);
             break;
         }
+        if (take > 0 && p->out_fast && !p->oq_head && !p->out_busy) {
+            /* Nothing queued: straight from Redis's answer to the output, as far as it goes. */
+            size_t w = write_some(p, e.data.p + skip, take);
+            if (w > 0 && gp_stream_consumed(&p->s, (uint64_t)w) != 0) {
+                local_reset(p, GP_SR_LOCAL, "internal error: consumed more than delivered");
+                queue_rst(p, "the opener failed");
+                break;
+            }
+            skip += w;
+            take -= w;
+        }
         if (take > 0) {
             oq_chunk *c = malloc(sizeof *c + take);
             if (!c) {
@@ -1006,48 +1071,6 @@ static size_t take_entries(pump *p, const redisReply *ents) {
     if (out)
         pthread_cond_signal(&p->out_cv);
     return i;
-}
-
-/* Counts n bytes of the queue's head as written to the output (p->mu held). -1: more than
- * was delivered (an internal error: the stream is reset). */
-static int consume(pump *p, size_t n) {
-    if (gp_stream_consumed(&p->s, (uint64_t)n) != 0) {
-        local_reset(p, GP_SR_LOCAL, "internal error: consumed more than delivered");
-        queue_rst(p, "the opener failed");
-        return -1;
-    }
-    oq_chunk *c = p->oq_head;
-    c->done += n;
-    p->oq_bytes -= n;
-    if (c->done == c->len) {
-        p->oq_head = c->next;
-        if (!p->oq_head)
-            p->oq_tail = NULL;
-        free(c);
-    }
-    return 0;
-}
-
-/* The reader writes what the output takes at once, without waiting (no thread switch while
- * the client keeps up); the rest is the output thread's, which also finds out about errors.
- * p->mu held. */
-static void write_now(pump *p) {
-    while (p->out_fast && p->oq_head && !p->out_busy && !p->over) {
-        oq_chunk *c = p->oq_head;
-        size_t n = c->len - c->done;
-        ssize_t w;
-        if (p->out_sock) {
-            w = send(p->out_fd, c->b + c->done, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        } else {
-            /* A pipe (connect's stdout): with POLLOUT a write of PIPE_BUF does not block. */
-            struct pollfd pf = {.fd = p->out_fd, .events = POLLOUT};
-            if (poll(&pf, 1, 0) != 1 || pf.revents != POLLOUT)
-                break;
-            w = write(p->out_fd, c->b + c->done, n < PIPE_BUF ? n : PIPE_BUF);
-        }
-        if (w <= 0 || consume(p, (size_t)w) != 0)
-            break;
-    }
 }
 
 /* What one stream puts in the reader's pipeline at most (upkeep): XADD key * ack N, PEXPIRE,
