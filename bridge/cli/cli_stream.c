@@ -248,7 +248,6 @@ typedef struct pump {
 
     /* under m->mu */
     int slot;            /* in m->slot, or -1 */
-    uint64_t seq;        /* the reader finds its keys' stream again by slot and seq */
     int refs;            /* the reader or the writer works on it: it stays */
     int leaving;         /* mux_leave waits: the reader looks at it no more */
     int w_queued;        /* in the writer's list */
@@ -314,7 +313,6 @@ struct mux {
     pthread_cond_t wr_cv;  /* the writer: work queued, or a wake-up to send */
     pthread_cond_t ref_cv; /* a stream's references dropped (leaving waits for it) */
     pump *slot[MAX_STREAMS];
-    uint64_t seq;
     pump *w_head, *w_tail; /* streams with work for the writer, oldest first */
     /* Waking the reader: set_gen counts the changes of what it should read; rd_gen is the
      * one its XREAD in flight (rd_blocked) was built from. */
@@ -472,7 +470,6 @@ static int mux_join(mux *m, pump *p) {
     if (i < MAX_STREAMS) {
         m->slot[i] = p;
         p->slot = i;
-        p->seq = ++m->seq;
         kick_locked(m, p); /* its open */
         wake_locked(m);    /* its reply key */
     }
@@ -620,7 +617,7 @@ static void build_part(mux *m, wround *r, wpart *wp, size_t *data) {
             p->w_data_state = WD_DROPPED; /* the stream is over: nothing more goes */
             pthread_cond_broadcast(&p->cv);
         } else if (*data > 0 && *data + len > ROUND_DATA_MAX) {
-            wp->more = 1; /* the next round: acks of the streams behind go first */
+            wp->more = 1; /* the next round: the streams queued behind it go first */
         } else {
             wp->i_data = add_xadd(r, p->kin, p->w_data, x->f[1], x->num[1]);
             p->w_data_state = wp->i_data >= 0 ? WD_INFLIGHT : WD_FAILED;
@@ -798,14 +795,18 @@ static void run_round(mux *m) {
     }
 }
 
+/* Whether a CLIENT UNBLOCK is to be sent now (m->mu held). */
+static int unblock_due(mux *m) {
+    if (m->unblock_wanted && !(m->rd_blocked && m->rd_gen != m->set_gen && m->rd_id >= 0))
+        m->unblock_wanted = 0; /* the reader saw the change by itself */
+    return m->unblock_wanted && mono_ms() >= m->unblock_at;
+}
+
 static void *writer_main(void *arg) {
     mux *m = arg;
     pthread_mutex_lock(&m->mu);
     for (;;) {
-        uint64_t now = mono_ms();
-        if (m->unblock_wanted && !(m->rd_blocked && m->rd_gen != m->set_gen && m->rd_id >= 0))
-            m->unblock_wanted = 0; /* the reader saw the change by itself */
-        int unblock = m->unblock_wanted && now >= m->unblock_at;
+        int unblock = unblock_due(m);
         if (!m->wbusy && (unblock || m->w_head)) {
             m->wbusy = 1;
             if (unblock)
@@ -844,6 +845,8 @@ static void mux_write(mux *m, pump *p) {
         enqueue_locked(m, p);
         m->wbusy = 1;
         run_round(m);
+        if (unblock_due(m)) /* while a bulk upload keeps the connection busy */
+            send_unblock(m);
         m->wbusy = 0;
         if (m->w_head || m->unblock_wanted) /* queued meanwhile: the writer thread's */
             pthread_cond_signal(&m->wr_cv);
@@ -1752,7 +1755,7 @@ static int run_stream(mux *m, pump *p) {
         rv = p->exit_code ? p->exit_code : ST_FAIL;
     }
     pthread_mutex_unlock(&p->mu);
-    mux_leave(m, p); /* once the rst, trims and last ack are written */
+    mux_leave(m, p); /* once its rst and last trims are written */
     return rv;
 }
 
