@@ -76,7 +76,7 @@
 #define DEFAULT_OPEN_MS 30000  /* timeout_ms of the open */
 #define MAX_STREAMS 256        /* concurrent streams of one process (forward's connections) */
 #define TRIM_BATCH 64          /* our sin entries an XDEL (more: the next round) */
-#define CTL_MAX 128            /* the house's ack-only entries read and not yet deleted */
+#define CTL_MAX READ_COUNT     /* the house's ack-only entries read, deleted by the next loop */
 #define OUTQ_MAX (1u << 20)    /* bytes queued for one output before its sout is held back */
 #define ROUND_DATA_MAX (256u << 10) /* data bytes a writer round: what another stream waits */
 #define FALLBACK_BLOCK_MS 25        /* the reader's longest BLOCK when it cannot be woken early */
