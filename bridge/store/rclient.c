@@ -15,7 +15,8 @@
 typedef struct rnode {
     char host[256];
     int port;
-    redisContext *c; /* NULL: not connected (yet, or since an error) */
+    redisContext *c;      /* NULL: not connected (yet, or since an error) */
+    unsigned long serial; /* of the connection c (br_rc_route) */
 } rnode;
 
 struct br_rc {
@@ -26,6 +27,9 @@ struct br_rc {
     int n;
     uint8_t slot_node[16384]; /* 0: unknown, ask the seed (or the seed itself) */
     char err[768];
+    unsigned long serials; /* connections made so far */
+    char name[64];         /* CLIENT SETNAME on each connection ("": none) */
+    int name_refused;      /* the server refused it once: not asked again */
 };
 
 br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms) {
@@ -212,7 +216,25 @@ static redisContext *ctx(br_rc *rc, int i) {
         return nd->c;
     nd->c = br_rc_dial(&rc->u, nd->host, nd->port, rc->timeout_ms, rc->err, sizeof rc->err,
                        &rc->auth_failed);
+    if (!nd->c)
+        return NULL;
+    nd->serial = ++rc->serials;
+    if (rc->name[0] && !rc->name_refused) {
+        const char *argv[] = {"CLIENT", "SETNAME", rc->name};
+        redisReply *r = redisCommandArgv(nd->c, 3, argv, NULL);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            rc->name_refused = 1; /* an ACL without client|setname: unnamed, still working */
+        if (r)
+            freeReplyObject(r);
+    }
     return nd->c;
+}
+
+int br_rc_set_name(br_rc *rc, const char *name) {
+    if (strlen(name) >= sizeof rc->name)
+        return -1;
+    snprintf(rc->name, sizeof rc->name, "%s", name);
+    return 0;
 }
 
 static void drop(br_rc *rc, int i) {
@@ -441,4 +463,21 @@ int br_rc_pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out) {
     free(node);
     free(slot);
     return failed ? -1 : 0;
+}
+
+unsigned long br_rc_route(const br_rc *rc, const char *key, size_t keylen) {
+    const rnode *nd = &rc->nodes[rc->slot_node[gp_key_slot(key, keylen)]];
+    return nd->c ? nd->serial : 0;
+}
+
+redisReply *br_rc_cmd_at(br_rc *rc, const char *key, size_t keylen, int argc, const char **argv,
+                         const size_t *lens) {
+    int i = rc->slot_node[gp_key_slot(key, keylen)];
+    redisContext *c = ctx(rc, i);
+    if (!c)
+        return NULL;
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (!r)
+        drop(rc, i);
+    return r;
 }

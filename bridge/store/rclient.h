@@ -67,6 +67,21 @@ int br_rc_pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out);
 redisReply *br_rc_cmd_node(br_rc *rc, const char *host, int port, int argc, const char **argv,
                            const size_t *lens);
 
+/* Names every connection this client makes from now on (CLIENT SETNAME name, after AUTH and
+ * SELECT): which process holds a connection shows in CLIENT LIST. Best effort: a server or ACL
+ * that refuses it leaves the connections unnamed (asked once). 0, or -1 for a name over 63
+ * bytes. */
+int br_rc_set_name(br_rc *rc, const char *name);
+/* Which connection key's commands go to now: a number that changes when that is another node
+ * or a new connection (0: none yet). For CLIENT ID / CLIENT UNBLOCK, which concern one
+ * connection: a blocked reader asks its id again when its route changed. */
+unsigned long br_rc_route(const br_rc *rc, const char *key, size_t keylen);
+/* Runs a keyless command (CLIENT ID, CLIENT UNBLOCK) on the node key's commands go to now (its
+ * slot's last known node, else the seed), connecting if need be, without following
+ * redirections. The reply is the caller's; NULL on a connection error (why: br_rc_error). */
+redisReply *br_rc_cmd_at(br_rc *rc, const char *key, size_t keylen, int argc, const char **argv,
+                         const size_t *lens);
+
 /* The seed's host and port (as given to br_rc_new). */
 const char *br_rc_seed_host(const br_rc *rc);
 int br_rc_seed_port(const br_rc *rc);

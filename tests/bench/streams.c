@@ -15,9 +15,9 @@
  * time of each process per MB moved (the CLI, bridge, house, Redis). Then idle streams: K
  * connections through `ghostport forward`, one echo each, and Redis before and after: the
  * keys' bytes per stream (MEMORY USAGE of every key) and used_memory per stream (keys, plus
- * the opener's connections: the CLI holds two a stream); once with Redis's default
- * stream-node-max-bytes and once with 256 (not in QUICK mode). Reports, never asserts a timing
- * (tests/bench/README.md). Knobs: BENCH_STREAMS_ROUNDS, _MB, _RTT, _IDLE, _PATHS (say
+ * the opener's share: the CLI's two connections serve all its streams); once with Redis's
+ * default stream-node-max-bytes and once with 256 (not in QUICK mode). Reports, never asserts
+ * a timing (tests/bench/README.md). Knobs: BENCH_STREAMS_ROUNDS, _MB, _RTT, _IDLE, _PATHS (say
  * "ghostport"), _DIRS ("up", "down"), _WINDOW (the CLI's --window), _ALT_BIN_DIR (another build's
  * bin/: its bridge, house and CLI as the path ghostport_alt, an A/B in the same run,
  * alt_*_ratio = alt / ghostport), _HOLD_S (seconds to keep the idle streams open, to look at

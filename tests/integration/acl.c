@@ -416,6 +416,16 @@ Test(acl, producer_is_confined) {
     cr_assert(r && r->type == REDIS_REPLY_INTEGER, "XDEL on its house's sout: %s",
               r && r->str ? r->str : "");
     freeReplyObject(r);
+    /* `ghostport connect`/`forward` name their two shared connections, and the writer wakes
+     * the reader's blocked XREAD when a stream joins (cli_stream.c). */
+    const char *client[] = {"CLIENT ID", "CLIENT SETNAME ghostport-cli:1:reader",
+                            "CLIENT UNBLOCK 999999"};
+    for (size_t i = 0; i < sizeof client / sizeof client[0]; i++) {
+        r = redisCommand(p, client[i]);
+        cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", client[i],
+                  r && r->str ? r->str : "");
+        freeReplyObject(r);
+    }
     redisFree(p);
 
     const char *refused[][8] = {

@@ -8,9 +8,12 @@
 #include "../harness/harness.h"
 #include "stream.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +32,7 @@ TestSuite(cli_stream, .init = h_init, .fini = h_fini, .timeout = 120);
 
 #define HOUSE "farm-1"
 #define PEER_DEADLINE_MS 60000
+#define PEER_STREAMS 24
 
 /* --- the peer ---------------------------------------------------------------------------- */
 
@@ -41,7 +45,8 @@ typedef enum {
     P_MALFORMED, /* writes an entry the contract forbids at the first byte */
     P_REFUSE,    /* answers the open 403 forbidden_service */
     P_SILENT,    /* answers the open 200, then reads sin and never writes again */
-    P_FLOOD,     /* sends FLOOD_N bytes of flood_byte(i) as fast as the credit allows, then fin */
+    P_FLOOD,     /* sends FLOOD_N bytes (the peer's flood_n if set) of flood_byte(i) as fast as
+                    the credit allows, then fin */
 } peer_mode;
 
 #define FLOOD_N (768u << 10)
@@ -54,6 +59,7 @@ static uint8_t flood_byte(uint64_t i) {
 typedef struct peer_stream {
     struct peer *pr;
     pthread_t t;
+    peer_mode mode; /* the peer's, or its per_stream one */
     char sid[GP_STREAM_ID_MAX + 1];
     char service[GP_STREAM_ID_MAX + 1];
     uint32_t window, idle_ms;
@@ -63,6 +69,8 @@ typedef struct peer_stream {
     char err[256];                      /* the peer's own complaint */
     uint64_t received;
     atomic_int acks_seen; /* entries from the opener with ack and nothing else */
+    atomic_int at_window; /* P_FLOOD: stopped by the opener's window, bytes left to send */
+    _Atomic uint64_t flood_sent, flood_acked;
     uint64_t max_unacked; /* most sin data bytes at or above our last ack, seen on Redis */
     char sha[65];         /* of the bytes received */
 } peer_stream;
@@ -78,7 +86,9 @@ typedef struct peer {
     atomic_int stop;
     int nopen;
     char from[64]; /* the request stream's last entry when started: opens after it count */
-    peer_stream st[4];
+    peer_mode per_stream[PEER_STREAMS]; /* the mode of the i-th open (0, P_ECHO: mode's) */
+    uint64_t flood_n;                   /* P_FLOOD's bytes, 0: FLOOD_N */
+    peer_stream st[PEER_STREAMS];
     char err[256];
 } peer;
 
@@ -174,12 +184,13 @@ static void *peer_stream_main(void *arg) {
     }
     crypto_hash_sha256_state hs;
     crypto_hash_sha256_init(&hs);
-    uint8_t *pending = malloc(GP_STREAM_WIN_MAX); /* echo: received, not yet sent back */
+    uint8_t *pending = malloc(ps->window); /* echo: received, not yet sent back (< window) */
     size_t npending = 0;
     char last[64] = "0-0";
     uint64_t deadline = now_ms() + PEER_DEADLINE_MS, last_slow_ack = 0;
+    uint64_t flood_n = pr->flood_n ? pr->flood_n : FLOOD_N;
 
-    if (pr->mode == P_BANNER) {
+    if (ps->mode == P_BANNER) {
         gp_stream_entry e = {
             .has_off = 1, .off = 0, .fin = 1, .data = {(const uint8_t *)BANNER, sizeof BANNER - 1}};
         if (gp_stream_sent(&s, now_ms(), sizeof BANNER - 1) != 0 || gp_stream_close(&s) != 0)
@@ -189,16 +200,16 @@ static void *peer_stream_main(void *arg) {
             snprintf(ps->err, sizeof ps->err, "banner: XADD failed");
     }
     while (!ps->err[0] && !atomic_load(&pr->stop) && now_ms() < deadline) {
-        while (pr->mode == P_FLOOD && s.snd_next < FLOOD_N && gp_stream_can_send(&s) > 0) {
+        while (ps->mode == P_FLOOD && s.snd_next < flood_n && gp_stream_can_send(&s) > 0) {
             uint8_t chunk[65536];
-            uint64_t cs = gp_stream_can_send(&s), left = FLOOD_N - s.snd_next;
+            uint64_t cs = gp_stream_can_send(&s), left = flood_n - s.snd_next;
             size_t n = (size_t)(cs < left ? cs : left);
             if (n > sizeof chunk)
                 n = sizeof chunk;
             for (size_t i = 0; i < n; i++)
                 chunk[i] = flood_byte(s.snd_next + i);
             gp_stream_entry e = {.has_off = 1, .off = s.snd_next, .data = {chunk, n}};
-            e.fin = s.snd_next + n == FLOOD_N;
+            e.fin = s.snd_next + n == flood_n;
             if (gp_stream_sent(&s, now_ms(), n) != 0 || (e.fin && gp_stream_close(&s) != 0) ||
                 xadd_entry(rc, kout, &e) != 0) {
                 snprintf(ps->err, sizeof ps->err, "flood: XADD sout failed");
@@ -206,6 +217,11 @@ static void *peer_stream_main(void *arg) {
             }
             if (e.fin)
                 gp_stream_fin_written(&s, now_ms());
+        }
+        if (ps->mode == P_FLOOD) {
+            atomic_store(&ps->at_window, s.snd_next < flood_n && gp_stream_can_send(&s) == 0);
+            atomic_store(&ps->flood_sent, s.snd_next);
+            atomic_store(&ps->flood_acked, s.snd_acked);
         }
         const char *xv[] = {"XREAD", "COUNT", "64", "BLOCK", "30", "STREAMS", kin, last};
         redisReply *r = br_rc_cmdv(rc, 8, xv, NULL);
@@ -248,26 +264,26 @@ static void *peer_stream_main(void *arg) {
                 const uint8_t *d = e.data.p + skip;
                 crypto_hash_sha256_update(&hs, d, take);
                 ps->received += take;
-                if (pr->mode == P_ECHO) {
+                if (ps->mode == P_ECHO) {
                     memcpy(pending + npending, d, take); /* bounded by the window */
                     npending += take;
                 } else if (gp_stream_consumed(&s, take) != 0) {
                     snprintf(ps->err, sizeof ps->err, "consumed");
                 }
-                if (pr->mode == P_RST) {
+                if (ps->mode == P_RST) {
                     gp_stream_entry x = {.rst = "refused",
                                          .message = GP_STR_LIT("connection reset by the service")};
                     xadd_entry(rc, kout, &x);
                     snprintf(ps->rst, sizeof ps->rst, "(we reset)");
                     break;
                 }
-                if (pr->mode == P_MALFORMED) {
+                if (ps->mode == P_MALFORMED) {
                     const char *fv[] = {"off", "12x", "data", "zz"};
                     if (pr->nbad)
                         xadd_raw(rc, kout, pr->bad, pr->bad_lens, pr->nbad);
                     else
                         xadd_raw(rc, kout, fv, NULL, 2);
-                    pr->mode = P_ECHO; /* then wait for the opener's rst */
+                    ps->mode = P_ECHO; /* then wait for the opener's rst */
                 }
             }
         }
@@ -277,15 +293,15 @@ static void *peer_stream_main(void *arg) {
         uint64_t now = now_ms();
         if (s.rcv_fin && s.rcv_next == s.rcv_fin_off)
             ps->fin_seen = 1;
-        if (pr->mode == P_SILENT)
+        if (ps->mode == P_SILENT)
             continue; /* until stopped: no ack, no keep-alive */
-        if (pr->mode == P_SLOW_SINK) {
+        if (ps->mode == P_SLOW_SINK) {
             uint64_t u = sin_unacked(rc, kin, s.rcv_acked);
             if (u > ps->max_unacked)
                 ps->max_unacked = u;
         }
         /* echo: send back what the credit allows; those bytes are then consumed */
-        while (pr->mode == P_ECHO && npending > 0 && gp_stream_can_send(&s) > 0) {
+        while (ps->mode == P_ECHO && npending > 0 && gp_stream_can_send(&s) > 0) {
             uint64_t cs = gp_stream_can_send(&s);
             size_t n = npending < cs ? npending : (size_t)cs;
             if (n > 65536)
@@ -299,7 +315,7 @@ static void *peer_stream_main(void *arg) {
             memmove(pending, pending + n, npending - n);
             npending -= n;
         }
-        if ((pr->mode == P_ECHO || pr->mode == P_SLOW_SINK) && ps->fin_seen && npending == 0 &&
+        if ((ps->mode == P_ECHO || ps->mode == P_SLOW_SINK) && ps->fin_seen && npending == 0 &&
             !s.snd_fin) {
             gp_stream_entry e = {.has_off = 1, .off = s.snd_next, .fin = 1};
             if (gp_stream_close(&s) == 0) {
@@ -308,7 +324,7 @@ static void *peer_stream_main(void *arg) {
             }
         }
         uint64_t ack;
-        int slow = pr->mode == P_SLOW_SINK;
+        int slow = ps->mode == P_SLOW_SINK;
         if (slow && now - last_slow_ack < 30 && !ps->fin_seen)
             continue;
         if (gp_stream_ack_due(&s, now, slow || got < 64, &ack)) {
@@ -377,8 +393,10 @@ static void *peer_main(void *arg) {
                 snprintf(pr->err, sizeof pr->err, "bad open entry: %s", perr);
                 continue;
             }
-            peer_stream *ps = &pr->st[pr->nopen++];
+            peer_stream *ps = &pr->st[pr->nopen];
             ps->pr = pr;
+            ps->mode = pr->per_stream[pr->nopen] ? pr->per_stream[pr->nopen] : pr->mode;
+            pr->nopen++;
             snprintf(ps->sid, sizeof ps->sid, "%.*s", (int)o.id.len, (const char *)o.id.p);
             snprintf(ps->service, sizeof ps->service, "%.*s", (int)o.service.len,
                      (const char *)o.service.p);
@@ -389,7 +407,7 @@ static void *peer_main(void *arg) {
                 snprintf(reply, sizeof reply, "%.*s", (int)o.reply.len, (const char *)o.reply.p);
             else
                 snprintf(reply, sizeof reply, "gp:rep:%s", ps->sid);
-            if (pr->mode == P_REFUSE) {
+            if (ps->mode == P_REFUSE) {
                 const char *fv[] = {
                     "id",      ps->sid,
                     "status",  "403",
@@ -412,15 +430,20 @@ static void *peer_main(void *arg) {
         freeReplyObject(r);
     }
     for (int i = 0; i < pr->nopen; i++)
-        if (pr->mode != P_REFUSE)
+        if (pr->st[i].mode != P_REFUSE)
             pthread_join(pr->st[i].t, NULL);
     br_rc_free(rc);
     return NULL;
 }
 
-static void peer_start(peer *pr, peer_mode mode, int want) {
+/* A peer serving `want` opens in `mode`, but the first one in `first`; P_FLOOD sends flood_n
+ * bytes (0: FLOOD_N). */
+static void peer_start_first(peer *pr, peer_mode mode, peer_mode first, int want,
+                             uint64_t flood_n) {
     memset(pr, 0, sizeof *pr);
     pr->mode = mode;
+    pr->per_stream[0] = first;
+    pr->flood_n = flood_n;
     pr->want = want;
     snprintf(pr->from, sizeof pr->from, "0-0");
     redisReply *x = h_cmd("XREVRANGE gp:{%s}:req + - COUNT 1", HOUSE);
@@ -428,6 +451,10 @@ static void peer_start(peer *pr, peer_mode mode, int want) {
         snprintf(pr->from, sizeof pr->from, "%s", x->element[0]->element[0]->str);
     freeReplyObject(x);
     cr_assert_eq(pthread_create(&pr->t, NULL, peer_main, pr), 0);
+}
+
+static void peer_start(peer *pr, peer_mode mode, int want) {
+    peer_start_first(pr, mode, mode, want, 0);
 }
 
 /* Joins the peer (it ends by itself once its streams are over, bounded by its deadline). */
@@ -633,15 +660,24 @@ static void connect_ends_at_eof(cli_run *r, peer *pr, int timeout_ms) {
     cli_close(r);
 }
 
-/* `ghostport forward spec HOUSE ssh`, failing the test unless it says it listens on port. */
-static h_proc *forward_start(const char *spec, int port) {
-    const char *argv[] = {
-        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh", NULL};
+/* `ghostport forward spec HOUSE ssh [extra...]`, failing the test unless it says it listens
+ * on port. */
+static h_proc *forward_start_with(const char *spec, int port, const char *const *extra) {
+    const char *argv[24] = {
+        h_bin("ghostport"), "--redis", h_redis_url(), "forward", spec, HOUSE, "ssh"};
+    int n = 7;
+    for (int i = 0; extra && extra[i] && n < 23; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
     h_proc *fw = h_spawn("forward", (char *const *)argv);
     char line[64];
     snprintf(line, sizeof line, "listening on 127.0.0.1:%d", port);
     cr_assert(h_wait_log(fw, line, 10000), "no '%s' line", line);
     return fw;
+}
+
+static h_proc *forward_start(const char *spec, int port) {
+    return forward_start_with(spec, port, NULL);
 }
 
 /* Stops a peer that would wait on (a stream the CLI reset, or a silent one) and joins it. */
@@ -692,8 +728,8 @@ Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
     /* sin expires on its own (2 x idle_ms from the last write). */
     long long ttl = h_int("PTTL gp:{%s}:sin:%s", HOUSE, ps->sid);
     cr_assert(ttl > 0 && ttl <= 600000, "sin's TTL: %lld", ttl);
-    /* The reply key of the open is deleted once read. */
-    cr_assert_eq(h_int("EXISTS gp:rep:%s", ps->sid), 0);
+    /* The reply key of the open (in the house's slot) is deleted once read. */
+    cr_assert_eq(h_int("EXISTS gp:rep:{%s}:%s", HOUSE, ps->sid), 0);
     free(err), free(data), free(back);
     cli_close(&r);
 }
@@ -850,6 +886,13 @@ Test(cli_stream, no_answer_to_the_open_exits_3) {
                      !strcmp(fv->element[i + 1]->str, want[k + 1]);
         cr_assert(found, "open entry lacks %s %s", want[k], want[k + 1]);
     }
+    /* Its reply key is in the house's slot: the CLI's one XREAD reads it with the streams. */
+    int reply_ok = 0;
+    for (size_t i = 0; i + 1 < fv->elements; i += 2)
+        reply_ok |= !strcmp(fv->element[i]->str, "reply") &&
+                    !strncmp(fv->element[i + 1]->str,
+                             "gp:rep:{" HOUSE "}:", sizeof "gp:rep:{" HOUSE "}:" - 1);
+    cr_assert(reply_ok, "the open's reply key is not gp:rep:{%s}:<sid>", HOUSE);
     freeReplyObject(x);
     /* ... and an rst timeout waits on sin, should the house open it late. */
     x = h_cmd("KEYS gp:{%s}:sin:*", HOUSE);
@@ -999,26 +1042,53 @@ Test(cli_stream, interactive_keystrokes_come_back_without_polling_delays) {
     cli_close(&r);
 }
 
-Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_stream) {
-    setup();
-    /* The house sends more than the pipe holds; the test does not read stdout for a while:
-     * the CLI must go on sending keep-alives (else the house would reset it as idle after
-     * 1000 ms), and the house stops at the window. Then everything arrives. */
+/* For h_wait: the peer's first stream is stopped by the window with bytes left to send. */
+static int first_at_window(void *ud) {
+    peer *pr = ud;
+    return pr->nopen > 0 && atomic_load(&pr->st[0].at_window);
+}
+
+typedef struct acks_after {
+    peer *pr;
+    int from;
+} acks_after;
+
+/* For h_wait: 4 keep-alives from the CLI since `from` were counted. */
+static int four_more_acks(void *ud) {
+    acks_after *a = ud;
+    return atomic_load(&a->pr->st[0].acks_seen) >= a->from + 4;
+}
+
+/* The house floods `flood` bytes through --window `window`; the test does not read stdout for
+ * a while: the house stops at the window, and the CLI goes on sending keep-alives (else the
+ * house would reset it as idle after 1000 ms). Then everything arrives. */
+static void stop_reading_case(const char *window, uint64_t flood) {
     peer pr;
-    peer_start(&pr, P_FLOOD, 1);
+    peer_start_first(&pr, P_FLOOD, P_FLOOD, 1, flood);
     cli_run r;
     cli_start(&r, (const char *const[]){"connect", HOUSE, "ssh", "--idle", "1000", "--window",
-                                        "262144", "-q", NULL});
-    cr_assert(h_wait(four_keepalives, &pr, 15000), "fewer than 4 keep-alives while blocked");
+                                        window, "-q", NULL});
+    cr_assert(h_wait(first_at_window, &pr, 15000), "window %s: the house never stopped", window);
+    acks_after a = {&pr, atomic_load(&pr.st[0].acks_seen)};
+    cr_assert(h_wait(four_more_acks, &a, 15000), "window %s: keep-alives stopped", window);
     cr_assert(cli_running(&r), "the CLI ended while its stdout was full");
     long got;
-    uint8_t *out = read_all(r.out, FLOOD_N, &got, 30000);
-    cr_assert_eq(got, (long)FLOOD_N, "stdout: %ld of %u bytes; peer: %s; stderr: %s", got, FLOOD_N,
-                 pr.st[0].err, cli_stderr(&r));
-    for (size_t i = 0; i < FLOOD_N; i++)
+    uint8_t *out = read_all(r.out, flood, &got, 30000);
+    cr_assert_eq(got, (long)flood, "stdout: %ld of %llu bytes; peer: %s; stderr: %s", got,
+                 (unsigned long long)flood, pr.st[0].err, cli_stderr(&r));
+    for (size_t i = 0; i < flood; i++)
         cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
     free(out);
     connect_ends_at_eof(&r, &pr, 10000);
+}
+
+Test(cli_stream, a_user_who_stops_reading_stops_the_house_at_the_window_not_the_stream) {
+    setup();
+    /* A window the CLI's output queue takes whole ... */
+    stop_reading_case("262144", FLOOD_N);
+    /* ... and one larger than the queue's bound (1 MiB): the rest waits in Redis, sout left
+     * out of the shared XREAD until stdout has drained the queue. */
+    stop_reading_case("4194304", 6u << 20);
 }
 
 Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
@@ -1090,4 +1160,208 @@ Test(cli_stream, connect_on_a_redis_cluster) {
     cr_assert(pr.st[0].done, "peer: %s", pr.st[0].err);
     free(err), free(data), free(back);
     cli_close(&r);
+}
+
+/* --- shared connections ------------------------------------------------------------------ */
+
+/* Redis connections the CLI process pid named (CLIENT SETNAME ghostport-cli:<pid>:<role>),
+ * and into *all every client of the server. */
+static int cli_conns(pid_t pid, int *all) {
+    char want[64];
+    snprintf(want, sizeof want, "name=ghostport-cli:%ld:", (long)pid);
+    redisReply *r = h_cmd("CLIENT LIST");
+    cr_assert(r->type == REDIS_REPLY_STRING, "CLIENT LIST");
+    int n = 0, lines = 0;
+    for (const char *q = r->str; (q = strstr(q, want)); q++)
+        n++;
+    for (const char *q = r->str; (q = strchr(q, '\n')); q++)
+        lines++;
+    freeReplyObject(r);
+    if (all)
+        *all = lines;
+    return n;
+}
+
+/* One echo round trip of n bytes on fd (10 s at most); 0, or -1. */
+static int echo_n(int fd, size_t n, uint8_t tag) {
+    uint8_t out[4096], back[4096];
+    if (n > sizeof out)
+        return -1;
+    memset(out, tag, n);
+    if (send(fd, out, n, MSG_NOSIGNAL) != (ssize_t)n)
+        return -1;
+    for (size_t got = 0; got < n;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 10000) != 1)
+            return -1;
+        ssize_t k = recv(fd, back + got, n - got, 0);
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    return memcmp(out, back, n) == 0 ? 0 : -1;
+}
+
+typedef struct echoer {
+    pthread_t t;
+    int *fds, n;
+    atomic_int stop, failed;
+    atomic_long trips;
+} echoer;
+
+/* Round trips of 4 KiB on each of its connections in turn, until stopped. */
+static void *echoer_main(void *arg) {
+    echoer *e = arg;
+    for (uint8_t k = 0; !atomic_load(&e->stop); k++)
+        for (int i = 0; i < e->n && !atomic_load(&e->stop); i++) {
+            if (echo_n(e->fds[i], 4096, k) != 0) {
+                atomic_store(&e->failed, 1);
+                return NULL;
+            }
+            atomic_fetch_add(&e->trips, 1);
+        }
+    return NULL;
+}
+
+#define NSHARE 20
+
+/* `forward` with NSHARE connections open at once, half of them busy with round trips, the
+ * other half idle: its streams share its two Redis connections (reader and writer); the
+ * server sees no other connection of it (its clients grow by the test house's connections
+ * only, one a stream). */
+Test(cli_stream, forward_streams_share_two_redis_connections) {
+    setup();
+    peer pr;
+    peer_start(&pr, P_ECHO, NSHARE);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    h_proc *fw = forward_start(spec, port);
+    int all0, all1;
+    cr_assert_eq(cli_conns(fw->pid, &all0), 2, "forward's connections before any stream");
+    int fds[NSHARE];
+    for (int i = 0; i < NSHARE; i++) {
+        fds[i] = h_dial(port);
+        cr_assert(fds[i] >= 0);
+        cr_assert_eq(echo_n(fds[i], 100, (uint8_t)i), 0, "connection %d: no echo", i);
+    }
+    echoer e = {.fds = fds, .n = NSHARE / 2};
+    pthread_create(&e.t, NULL, echoer_main, &e);
+    for (int k = 0; k < 5; k++) { /* while the busy half runs */
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, NULL);
+        int named = cli_conns(fw->pid, &all1);
+        cr_assert_eq(named, 2, "forward holds %d named Redis connections for %d streams", named,
+                     NSHARE);
+        cr_assert_leq(all1 - all0, NSHARE, "Redis has %d more clients with %d streams open",
+                      all1 - all0, NSHARE);
+    }
+    atomic_store(&e.stop, 1);
+    pthread_join(e.t, NULL);
+    cr_assert(!atomic_load(&e.failed), "a round trip failed");
+    cr_assert_gt(atomic_load(&e.trips), NSHARE / 2, "the busy connections hardly moved");
+    for (int i = 0; i < NSHARE; i++) { /* every stream still works, the idle ones too */
+        cr_assert_eq(echo_n(fds[i], 10, 'z'), 0, "connection %d after the others' traffic", i);
+        shutdown(fds[i], SHUT_WR);
+    }
+    for (int i = 0; i < NSHARE; i++) {
+        long got;
+        free(read_all(fds[i], 0, &got, 10000));
+        cr_assert_eq(got, 0, "connection %d: no clean end (%ld)", i, got);
+        close(fds[i]);
+    }
+    peer_join(&pr);
+    for (int i = 0; i < NSHARE; i++)
+        cr_assert(pr.st[i].done && !pr.st[i].err[0], "stream %d: %s", i, pr.st[i].err);
+    cr_assert(h_wait_log_n(fw, "closed", NSHARE, 10000), "no close lines");
+    cr_assert_eq(cli_conns(fw->pid, NULL), 2, "forward's connections after its streams");
+    int st = h_stop(fw);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forward: wait status %d", st);
+}
+
+/* A forwarded connection whose client stops reading stalls its own stream only: the house
+ * floods it up to its window and waits, and meanwhile another connection's echoes come back
+ * (each within a bounded wait, not a timing) while the first is still held at the window;
+ * then the first gets every byte. */
+Test(cli_stream, a_stalled_reader_does_not_stall_another_connection) {
+    setup();
+    peer pr;
+    /* More than the kernel's socket buffers take (they grow to 4 MiB on loopback). */
+    uint64_t flood = 12u << 20;
+    peer_start_first(&pr, P_ECHO, P_FLOOD, 2, flood);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    h_proc *fw = forward_start_with(spec, port, (const char *const[]){"--window", "65536", NULL});
+    /* A small receive buffer: the kernel holds little of the flood for the stalled client. */
+    int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
+    setsockopt(a, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(a, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert(h_wait(first_at_window, &pr, 15000),
+              "the house never reached the window: %llu bytes sent, %llu acknowledged",
+              (unsigned long long)atomic_load(&pr.st[0].flood_sent),
+              (unsigned long long)atomic_load(&pr.st[0].flood_acked));
+    int b = h_dial(port);
+    cr_assert(b >= 0);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(echo_n(b, 1000, (uint8_t)i), 0, "echo %d on the second connection", i);
+    cr_assert(atomic_load(&pr.st[0].at_window), "the first stream was not held any more");
+    long got;
+    uint8_t *out = read_all(a, flood, &got, 30000);
+    cr_assert_eq(got, (long)flood, "the stalled connection got %ld of %llu bytes", got,
+                 (unsigned long long)flood);
+    for (size_t i = 0; i < flood; i++)
+        cr_assert_eq(out[i], flood_byte(i), "byte %zu differs", i);
+    free(out);
+    close(a);
+    shutdown(b, SHUT_WR);
+    free(read_all(b, 0, &got, 10000));
+    close(b);
+    peer_join(&pr);
+    cr_assert(pr.st[1].done, "echo stream: %s", pr.st[1].err);
+    cr_assert(h_alive(fw), "forward died");
+}
+
+/* A Redis user without CLIENT (no CLIENT ID, UNBLOCK, SETNAME): the streams still work, the
+ * reader polls instead of being woken, and stderr says so once. */
+Test(cli_stream, streams_work_for_a_user_without_client_commands) {
+    char acl[PATH_MAX], mode[PATH_MAX + 128];
+    snprintf(acl, sizeof acl, "%s/noclient.acl", h_dir());
+    FILE *f = fopen(acl, "w");
+    cr_assert(f);
+    fputs("user noclient on >pw-noclient ~* &* +@all -client\n", f);
+    fclose(f);
+    const char *env = getenv("GP_TEST_REDIS");
+    snprintf(mode, sizeof mode, "%s%sacl=%s+user=noclient", env && *env ? env : "",
+             env && *env ? "+" : "", acl);
+    h_redis_mode_set(mode);
+    setup();
+    peer pr;
+    peer_start(&pr, P_ECHO, 3);
+    int port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    h_proc *fw = forward_start(spec, port);
+    int fds[3];
+    for (int i = 0; i < 3; i++) { /* one after the other: each a new stream to wake for */
+        fds[i] = h_dial(port);
+        cr_assert(fds[i] >= 0);
+        for (int k = 0; k < 5; k++)
+            cr_assert_eq(echo_n(fds[i], 200, (uint8_t)k), 0, "connection %d, echo %d", i, k);
+    }
+    for (int i = 0; i < 3; i++) {
+        shutdown(fds[i], SHUT_WR);
+        long got;
+        free(read_all(fds[i], 0, &got, 10000));
+        close(fds[i]);
+    }
+    peer_join(&pr);
+    cr_assert(h_wait_log_n(fw, "closed", 3, 10000), "no close lines");
+    cr_assert_eq(h_log_count(fw, "refused CLIENT"), 1, "want one note (see %s)", fw->log);
+    cr_assert_eq(cli_conns(fw->pid, NULL), 0, "named although SETNAME is refused");
+    int st = h_stop(fw);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forward: wait status %d", st);
 }
