@@ -215,8 +215,9 @@ $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_NET) -lm -lpthread
 
-# Benchmarks report, they do not assert: they take the harness without world.c (Criterion's).
-BENCH_HARNESS_SRC := $(filter-out tests/harness/world.c,$(HARNESS_SRC))
+# Benchmarks report, they do not assert: they take the harness without Criterion's parts
+# (world.c, netns_test.c).
+BENCH_HARNESS_SRC := $(filter-out tests/harness/world.c tests/harness/netns_test.c,$(HARNESS_SRC))
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(BENCH_HARNESS_SRC)) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm

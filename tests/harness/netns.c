@@ -1,13 +1,13 @@
-/* netns.c — network namespaces for tests (netns.h). */
+/* netns.c — network namespaces for tests (netns.h): names, the commands run in them, where
+ * h_spawn's children go, the teardown. No Criterion here (the benchmarks link it); the calls
+ * that assert or skip a test are in netns_test.c. */
 #include "netns.h"
 
 #include "harness.h"
 
-#include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,49 +122,22 @@ static void remove_stale(void) {
     closedir(d);
 }
 
-void h_netns_add(const char *name, char *full, size_t cap) {
-    if (geteuid() != 0)
-        cr_skip_test("network namespaces need root");
+int h_netns_name(const char *name, char *full, size_t cap) {
     if (g_nns == 0)
         remove_stale();
-    cr_assert_lt(g_nns, MAX_NS, "too many namespaces");
+    if (g_nns >= MAX_NS)
+        return -1;
     snprintf(full, cap, "gpt%d-%s", (int)getpid(), name);
-    char *out = NULL;
-    char *argv[] = {"ip", "netns", "add", full, NULL};
-    int rc = run(argv, 5000, &out);
-    if (rc != 0) {
-        if (rc == 127 || (out && strstr(out, "Operation not permitted")))
-            cr_skip_test("no network namespaces here: %s", out ? out : "");
-        cr_assert_fail("ip netns add %s: %s", full, out ? out : "");
-    }
-    free(out);
-    snprintf(g_ns[g_nns++], sizeof g_ns[0], "%s", full);
-    cr_assert_eq(h_netns_sh(full, 5000, NULL, "ip link set lo up"), 0);
+    return 0;
 }
 
-void h_netns_enter(const char *full) {
-    char p[128];
-    snprintf(p, sizeof p, "/run/netns/%s", full);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    cr_assert(fd >= 0, "open %s: %s", p, strerror(errno));
-    cr_assert_eq(setns(fd, CLONE_NEWNET), 0, "setns %s: %s", full, strerror(errno));
-    close(fd);
+void h_netns_made(const char *full) {
+    if (g_nns < MAX_NS)
+        snprintf(g_ns[g_nns++], sizeof g_ns[0], "%s", full);
 }
 
 void h_netns_spawn_in(const char *full) {
     g_spawn_ns = full;
-}
-
-void h_netns_link(const char *a, const char *a_if, const char *a_cidr, const char *b,
-                  const char *b_if, const char *b_cidr) {
-    char *out = NULL;
-    int rc = h_netns_sh(NULL, 5000, &out,
-                        "ip link add %s netns %s type veth peer name %s netns %s && "
-                        "ip -n %s addr add %s dev %s && ip -n %s link set %s up && "
-                        "ip -n %s addr add %s dev %s && ip -n %s link set %s up",
-                        a_if, a, b_if, b, a, a_cidr, a_if, a, a_if, b, b_cidr, b_if, b, b_if);
-    cr_assert_eq(rc, 0, "veth %s-%s: %s", a_if, b_if, out ? out : "");
-    free(out);
 }
 
 void h_netns_cleanup(void) {

@@ -24,6 +24,11 @@ int h_netns_sh(const char *full, int timeout_ms, char **out, const char *fmt, ..
  * b_cidr, both up. */
 void h_netns_link(const char *a, const char *a_if, const char *a_cidr, const char *b,
                   const char *b_if, const char *b_cidr);
+/* For netns_test.c: the full name of a new namespace <name> into full[cap] (the first call
+ * removes the namespaces of dead tests first), -1 when this test has made as many as it may;
+ * and the record of one made, removed by h_netns_cleanup. */
+int h_netns_name(const char *name, char *full, size_t cap);
+void h_netns_made(const char *full);
 /* Removes every namespace this test made (h_fini calls it). */
 void h_netns_cleanup(void);
 /* The namespace h_spawn's children go into, NULL for the test's own (harness.c). */
