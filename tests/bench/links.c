@@ -600,29 +600,8 @@ static void setup(const char *dir) {
     }
 
     char key[PATH_MAX], pub[65];
-    snprintf(key, sizeof key, "%s/rudp.key", dir);
-    char *out = NULL, *err = NULL;
-    if (h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", key, NULL}) != 0) {
-        fprintf(stderr, "links: rudp-keygen failed: %s\n", err ? err : "");
-        exit(1);
-    }
-    snprintf(pub, sizeof pub, "%.64s", out);
-    free(out), free(err);
-    char ws_s[16], rudp_s[16];
-    snprintf(ws_s, sizeof ws_s, "%d", P_WS);
-    snprintf(rudp_s, sizeof rudp_s, "%d", P_RUDP);
-    char bridge[PATH_MAX];
-    snprintf(bridge, sizeof bridge, "%s", h_bin("ghostport-bridge"));
-    const char *bv[] = {
-        bridge,       "--allow-ws",  "--bind",        "0.0.0.0", "--listen",      ws_s,
-        "--redis",    h_redis_url(), "--bridge-id",   "b1",      "--rudp-listen", rudp_s,
-        "--rudp-key", key,           "--reply-chunk", "65536",   "--log-level",   log_level,
-        NULL};
-    h_proc *br = h_spawn("bridge", (char *const *)bv);
-    if (!h_wait_port(P_WS, 10000) || !nl_wait_log_alive(br, "transport=rudp", 5000)) {
-        fprintf(stderr, "links: the bridge did not start (see %s)\n", br->log);
-        exit(1);
-    }
+    nl_rudp_keygen(dir, key, sizeof key, pub);
+    nl_bridge(P_WS, P_RUDP, key, log_level, (const char *const[]){"--reply-chunk", "65536", NULL});
     for (int l = 0; l < L_SSH; l++)
         h_register(g_l[l].house, g_l[l].secret);
 
@@ -783,14 +762,7 @@ static void compare(const char *kase, int loss_pct, const cell *s, const cell *b
 }
 
 int main(void) {
-    if (!getenv("BUILD"))
-        setenv("BUILD", "build", 1);
-    if (!getenv("GP_IT_DIR")) {
-        char d[PATH_MAX];
-        snprintf(d, sizeof d, "%s/bench-logs/links", getenv("BUILD"));
-        setenv("GP_IT_DIR", d, 1);
-    }
-    h_init();
+    nl_main_init(SUITE);
     double t_begin = nl_now_ms();
     setup(h_dir());
     int quick = g_quick;
@@ -801,15 +773,7 @@ int main(void) {
     int bulk_ms = quick ? 1500 : 10000, quiet_ms = quick ? 1000 : 8000;
     /* Overrides for digging into one case (not for the reported runs): LINKS_LOSSES=0,30
      * (percent, at most 5), LINKS_SMALL_S, LINKS_BULK_S. */
-    if (getenv("LINKS_LOSSES")) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", getenv("LINKS_LOSSES"));
-        nloss = 0;
-        for (char *sv = NULL, *t = strtok_r(buf, ",", &sv); t && nloss < 5;
-             t = strtok_r(NULL, ",", &sv))
-            if (atoi(t) >= 0 && atoi(t) <= 100)
-                losses[nloss++] = atoi(t);
-    }
+    nl_env_losses("LINKS_LOSSES", losses, 5, &nloss);
     if (getenv("LINKS_SMALL_S"))
         small_ms = (int)(atof(getenv("LINKS_SMALL_S")) * 1000);
     if (getenv("LINKS_BULK_S"))

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -109,16 +110,114 @@ static inline int nl_find_bin(const char *name, char *out, size_t cap) {
     return 0;
 }
 
-/* Runs argv (NULL-terminated) to completion with output appended to <dir>/setup.log. Returns
- * its exit status (-1 if it could not run or took over 20 s). */
-static inline int nl_run(const char *const *argv) {
-    h_proc *p = h_spawn("setup", (char *const *)argv);
-    uint64_t end = h_now_ms() + 20000;
-    while (h_alive(p) && h_now_ms() < end)
+/* Short-lived commands (setup steps, pings, transfers), started without the harness's process
+ * table (h_spawn keeps every process it ever started, 64 at most): stdout and stderr to a log
+ * file, stdin /dev/null, killed if this process dies, and by nl_cleanup if still running. */
+typedef struct nl_task {
+    pid_t pid; /* 0 once reaped */
+    int status;
+    char log[PATH_MAX];
+} nl_task;
+
+#define NL_MAX_TASKS 64
+static pid_t nl_task_pids[NL_MAX_TASKS]; /* started and not reaped yet */
+
+static inline void nl_task_forget(pid_t pid) {
+    for (int i = 0; i < NL_MAX_TASKS; i++)
+        if (nl_task_pids[i] == pid)
+            nl_task_pids[i] = 0;
+}
+
+/* Starts argv (argv[0] a path) with its output into log (appended, or truncated first).
+ * 0, or -1 (t->pid 0) when it could not fork. */
+static inline int nl_task_start(nl_task *t, const char *const *argv, const char *log, int append) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->log, sizeof t->log, "%s", log);
+    int slot = -1;
+    for (int i = 0; i < NL_MAX_TASKS && slot < 0; i++)
+        if (!nl_task_pids[i])
+            slot = i;
+    int fd = open(log, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+    if (slot < 0 || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    fflush(NULL);
+    pid_t parent = getpid(), pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int nul = open("/dev/null", O_RDONLY);
+        dup2(nul, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        for (int i = 3; i < 1024; i++)
+            close(i);
+        execv(argv[0], (char *const *)argv);
+        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    t->pid = pid;
+    nl_task_pids[slot] = pid;
+    return 0;
+}
+
+/* 1 when t has ended (reaped: its wait status in t->status), 0 while it runs. */
+static inline int nl_task_done(nl_task *t) {
+    if (!t->pid)
+        return 1;
+    if (waitpid(t->pid, &t->status, WNOHANG) != t->pid)
+        return 0;
+    nl_task_forget(t->pid);
+    t->pid = 0;
+    return 1;
+}
+
+/* SIGTERM, up to grace_ms for it to end, then SIGKILL; reaped. */
+static inline void nl_task_stop(nl_task *t, int grace_ms) {
+    if (!t->pid)
+        return;
+    kill(t->pid, SIGTERM);
+    double end = nl_now_ms() + grace_ms;
+    while (!nl_task_done(t) && nl_now_ms() < end)
         nl_sleep_ms(5);
-    if (h_alive(p))
-        return h_stop(p), -1;
-    return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
+    if (t->pid) {
+        kill(t->pid, SIGKILL);
+        waitpid(t->pid, &t->status, 0);
+        nl_task_forget(t->pid);
+        t->pid = 0;
+    }
+}
+
+/* Exit status of a task that ended (-1: killed by a signal). */
+static inline int nl_task_rc(const nl_task *t) {
+    return WIFEXITED(t->status) ? WEXITSTATUS(t->status) : -1;
+}
+
+/* Runs argv (NULL-terminated, argv[0] a path) to completion with output appended to
+ * <dir>/setup.log. Returns its exit status (-1 if it could not run or took over 20 s). */
+static inline int nl_run(const char *const *argv) {
+    char log[PATH_MAX];
+    snprintf(log, sizeof log, "%s/setup.log", h_dir());
+    nl_task t;
+    if (nl_task_start(&t, argv, log, 1) != 0)
+        return -1;
+    double end = nl_now_ms() + 20000;
+    while (!nl_task_done(&t)) {
+        if (nl_now_ms() > end) {
+            nl_task_stop(&t, 0);
+            return -1;
+        }
+        nl_sleep_ms(2);
+    }
+    return nl_task_rc(&t);
 }
 
 /* ip(8) with the arguments given (NULL-terminated, at most 15), through nl_run. */
@@ -261,6 +360,12 @@ static inline void nl_cleanup(void) {
     if (done)
         return;
     done = 1;
+    for (int i = 0; i < NL_MAX_TASKS; i++)
+        if (nl_task_pids[i] > 0) {
+            kill(nl_task_pids[i], SIGKILL);
+            waitpid(nl_task_pids[i], NULL, 0);
+            nl_task_pids[i] = 0;
+        }
     h_stop_all();
     nl_sweep();
     for (int i = nl_nns - 1; i >= 0; i--)
@@ -338,6 +443,73 @@ static inline void nl_init(const char *suite, const char *verbose_env) {
     if (fd < 0 || setns(fd, CLONE_NEWNET) != 0)
         nl_skip("cannot_enter_a_network_namespace");
     close(fd);
+}
+
+/* --- the suite's frame ----------------------------------------------------------------------- */
+
+/* BUILD (default build) and GP_IT_DIR ($BUILD/bench-logs/<suite>) when unset, then the
+ * harness (h_init: this run's log directory). */
+static inline void nl_main_init(const char *suite) {
+    if (!getenv("BUILD"))
+        setenv("BUILD", "build", 1);
+    if (!getenv("GP_IT_DIR")) {
+        char d[PATH_MAX];
+        snprintf(d, sizeof d, "%s/bench-logs/%s", getenv("BUILD"), suite);
+        setenv("GP_IT_DIR", d, 1);
+    }
+    h_init();
+}
+
+/* The loss rates (percent, 0-100) listed in environment variable env ("0,30"), at most max,
+ * into losses, their number into *n; both untouched when env is unset. */
+static inline void nl_env_losses(const char *env, int *losses, int max, int *n) {
+    const char *v = getenv(env);
+    if (!v)
+        return;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", v);
+    *n = 0;
+    for (char *sv = NULL, *t = strtok_r(buf, ",", &sv); t && *n < max; t = strtok_r(NULL, ",", &sv))
+        if (atoi(t) >= 0 && atoi(t) <= 100)
+            losses[(*n)++] = atoi(t);
+}
+
+/* The bridges' rudp key pair: the private key into <dir>/rudp.key (its path into key), the
+ * public key's hex into pub. Exits when the CLI fails. */
+static inline void nl_rudp_keygen(const char *dir, char *key, size_t cap, char pub[65]) {
+    snprintf(key, cap, "%s/rudp.key", dir);
+    char *out = NULL, *err = NULL;
+    if (h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", key, NULL}) != 0) {
+        fprintf(stderr, "%s: rudp-keygen failed: %s\n", nl_suite, err ? err : "");
+        exit(1);
+    }
+    snprintf(pub, 65, "%.64s", out);
+    free(out), free(err);
+}
+
+/* The bridge in the hub (bridge id b1, log "bridge"): plain ws:// on every address at ws_port
+ * (--allow-ws), rudp:// at rudp_port with key, the harness's Redis, log_level, then extra
+ * (NULL-terminated, at most 12). Exits when it does not listen on both within 10 s. */
+static inline h_proc *nl_bridge(int ws_port, int rudp_port, const char *key, const char *log_level,
+                                const char *const *extra) {
+    char ws_s[16], rudp_s[16], bridge[PATH_MAX];
+    snprintf(ws_s, sizeof ws_s, "%d", ws_port);
+    snprintf(rudp_s, sizeof rudp_s, "%d", rudp_port);
+    snprintf(bridge, sizeof bridge, "%s", h_bin("ghostport-bridge"));
+    const char *bv[32] = {bridge,        "--allow-ws", "--bind",        "0.0.0.0",
+                          "--listen",    ws_s,         "--redis",       h_redis_url(),
+                          "--bridge-id", "b1",         "--rudp-listen", rudp_s,
+                          "--rudp-key",  key,          "--log-level",   log_level};
+    int n = 16;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        bv[n++] = extra[i];
+    bv[n] = NULL;
+    h_proc *br = h_spawn("bridge", (char *const *)bv);
+    if (!h_wait_port(ws_port, 10000) || !nl_wait_log_alive(br, "transport=rudp", 10000)) {
+        fprintf(stderr, "%s: the bridge did not start (see %s)\n", nl_suite, br->log);
+        exit(1);
+    }
+    return br;
 }
 
 /* --- links ----------------------------------------------------------------------------------- */
@@ -439,16 +611,13 @@ static inline int nl_set_loss(double loss, int seed) {
     return ok;
 }
 
-/* Between phases: the links turn clean and this waits (bounded) until no link carries data
- * any more (less than one full packet per 50 ms poll, for 300 ms: pings, keepalives and
- * acks do not count), so what a phase left behind (the rest of a cancelled transfer in a TCP
- * send buffer or a tunnel's lane, retransmissions) neither counts in the next phase nor delays
- * it. tail (may be NULL; one per link, in the order they were started) gets how long each link
- * still carried data, in ms (max_ms when it never stopped). */
-static inline void nl_links_quiet(int max_ms, double *tail) {
+/* Waits (bounded) until no link carries data any more: less than one full packet per 50 ms
+ * poll, for 300 ms (pings, keepalives and acks do not count). tail (may be NULL; one per link,
+ * in the order they were started) gets how long each link still carried data, in ms (max_ms
+ * when it never stopped). The links keep their settings. */
+static inline void nl_links_idle(int max_ms, double *tail) {
     double t0 = nl_now_ms(), end = t0 + max_ms, quiet_since = t0;
     double last[NL_MAX_LINKS], busy_at[NL_MAX_LINKS];
-    nl_set_loss(0, 1);
     for (int l = 0; l < nl_nlinks; l++) {
         nl_snap s = nl_lk_stats(nl_links[l]);
         last[l] = s.down_in_bytes + s.up_in_bytes;
@@ -469,6 +638,14 @@ static inline void nl_links_quiet(int max_ms, double *tail) {
     }
     for (int l = 0; tail && l < nl_nlinks; l++)
         tail[l] = !done && nl_now_ms() - busy_at[l] < 300 ? max_ms : busy_at[l] - t0;
+}
+
+/* Between phases: the links turn clean and this waits (nl_links_idle) until they carry no data
+ * any more, so what a phase left behind (the rest of a cancelled transfer in a TCP send buffer
+ * or a tunnel's lane, retransmissions) neither counts in the next phase nor delays it. */
+static inline void nl_links_quiet(int max_ms, double *tail) {
+    nl_set_loss(0, 1);
+    nl_links_idle(max_ms, tail);
 }
 
 #endif
