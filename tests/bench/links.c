@@ -2,8 +2,8 @@
  * know. Every transport meets the same emulated link: a hub network namespace (Redis, the
  * bridge, kcptun-server, sshd and the producers, i.e. this process) and one far namespace per
  * transport (its house or tunnel client, and its upstream), each far namespace joined to the
- * hub by its own linkem_tool (two TUN devices, seeded loss, delay, jitter, a rate limit with a
- * bounded queue, on whole IP packets, so TCP and UDP alike). The links are identical (same
+ * hub by its own linkem_tool (netlab.h; two TUN devices, seeded loss, delay, jitter, a rate limit
+ * with a bounded queue, on whole IP packets, so TCP and UDP alike). The links are identical (same
  * parameters, same seed: the same packet numbers are lost) and all transports run at the same
  * time, so every comparison is paired in time. I/O side, test-only; needs root (namespaces,
  * TUN). See links.md for the cases and keys.
@@ -25,38 +25,26 @@
  * non-zero only when something could not start at all. */
 #include "../harness/harness.h"
 #include "bench.h"
+#include "netlab.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define SUITE "links"
-#define RTT_MS 200
-#define JITTER_MS 5
-#define RATE "10M"    /* each direction, bits/s */
-#define QUEUE "128k"  /* bottleneck queue: ~100 ms at 10 Mbit/s */
 #define CONC 4        /* small exchanges in flight per transport */
 #define REQ_BYTES 300 /* small request body */
 #define RESP_BYTES 16384
@@ -74,278 +62,19 @@ enum { L_RUDP, L_WSS, L_KCP, L_SSH, L_N };
 static const char *const L_NAME[L_N] = {"rudp", "wss", "kcptun", "ssh"};
 
 typedef struct lnk {
-    char ns[32], tun_h[16], tun_f[16], hub_ip[16], far_ip[16], ctl[48];
+    nl_link nl; /* its far namespace and link (netlab.h) */
     char house[16], secret[65];
-    h_proc *lk, *up, *house_p, *client; /* client: kcptun-client or ssh */
-    int usable;                         /* its transport connected and can be measured */
-    char why[64];                       /* why not */
+    h_proc *up, *house_p, *client; /* client: kcptun-client or ssh */
+    int usable;                    /* its transport connected and can be measured */
+    char why[64];                  /* why not */
 } lnk;
 
 static lnk g_l[L_N];
-static char g_hub[32];
-static char g_ip[PATH_MAX]; /* the ip(8) binary */
-static int g_ns_made[L_N + 1];
-static ino_t g_ns_ino[L_N + 1]; /* to find every process left inside them */
 static int g_quick;
-
-/* --- teardown: namespaces go whatever happens ------------------------------------------------ */
-
-static void ns_remove(const char *name) {
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "/run/netns/%s", name);
-    /* What `ip netns del` does: the namespace dies once no process or mount holds it. */
-    umount2(p, MNT_DETACH);
-    unlink(p);
-}
-
-/* SIGKILLs every process (but us) inside one of our namespaces: what h_stop_all cannot see,
- * such as the per-connection children sshd forks, which outlive it when their client's side of
- * the link is already gone. All of them descend from processes this run started. */
-static void sweep_namespaces(void) {
-    DIR *d = opendir("/proc");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        int pid = atoi(e->d_name);
-        if (pid <= 0 || pid == (int)getpid())
-            continue;
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%d/ns/net", pid);
-        struct stat st;
-        if (stat(p, &st) != 0)
-            continue;
-        for (int i = 0; i <= L_N; i++)
-            if (g_ns_made[i] && g_ns_ino[i] && st.st_ino == g_ns_ino[i])
-                kill(pid, SIGKILL);
-    }
-    closedir(d);
-}
-
-static void cleanup(void) {
-    static int done;
-    if (done)
-        return;
-    done = 1;
-    h_stop_all();
-    sweep_namespaces();
-    for (int i = 0; i < L_N; i++)
-        if (g_ns_made[i])
-            ns_remove(g_l[i].ns);
-    if (g_ns_made[L_N])
-        ns_remove(g_hub);
-}
-
-static void on_fatal(int sig) {
-    cleanup();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* Namespaces of earlier runs that were killed before their teardown (gpb<pid>-*, pid gone). */
-static void remove_stale(void) {
-    DIR *d = opendir("/run/netns");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        int pid = 0, n = 0;
-        if (sscanf(e->d_name, "gpb%d-%n", &pid, &n) == 1 && n > 0 && pid > 0 && kill(pid, 0) != 0 &&
-            errno == ESRCH)
-            ns_remove(e->d_name);
-    }
-    closedir(d);
-}
-
-/* --- small helpers ------------------------------------------------------------------------- */
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* Progress on stderr with LINKS_VERBOSE=1 (ms since the start). */
-static void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void vlog(const char *fmt, ...) {
-    static double t0;
-    if (!getenv("LINKS_VERBOSE"))
-        return;
-    if (t0 == 0)
-        t0 = now_ms();
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "links: %7.0f ms: ", now_ms() - t0);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int find_bin(const char *name, char *out, size_t cap) {
-    const char *path = getenv("PATH");
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s:/usr/sbin:/sbin:/usr/bin:/bin", path ? path : "");
-    for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir;
-         dir = strtok_r(NULL, ":", &save)) {
-        snprintf(out, cap, "%s/%s", dir, name);
-        if (access(out, X_OK) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* Runs argv (NULL-terminated) to completion with output appended to <dir>/setup.log. Returns
- * its exit status (-1 if it could not run). */
-static int run(const char *const *argv) {
-    h_proc *p = h_spawn("setup", (char *const *)argv);
-    uint64_t end = h_now_ms() + 20000;
-    while (h_alive(p) && h_now_ms() < end)
-        sleep_ms(5);
-    if (h_alive(p))
-        return h_stop(p), -1;
-    return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
-}
-
-static ino_t ns_ino(const char *name) {
-    char p[PATH_MAX];
-    struct stat st;
-    snprintf(p, sizeof p, "/run/netns/%s", name);
-    return stat(p, &st) == 0 ? st.st_ino : 0;
-}
-
-static int ipcmd(const char *a1, const char *a2, const char *a3, const char *a4, const char *a5,
-                 const char *a6, const char *a7) {
-    const char *argv[] = {g_ip, a1, a2, a3, a4, a5, a6, a7, NULL};
-    return run(argv);
-}
-
-static void skip(const char *reason) {
-    bench_result(SUITE, "skipped", "reason=%s", reason);
-    fprintf(stderr, "links: skipped: %s\n", reason);
-    exit(77);
-}
-
-/* Log wait that also gives up when the process died. */
-static int wait_log_alive(h_proc *p, const char *needle, int ms) {
-    uint64_t end = h_now_ms() + (uint64_t)ms;
-    while (h_now_ms() < end) {
-        if (h_log_count(p, needle) > 0)
-            return 1;
-        if (!h_alive(p))
-            return 0;
-        sleep_ms(10);
-    }
-    return h_log_count(p, needle) > 0;
-}
 
 /* A process in the far namespace of link l. */
 static h_proc *spawn_far(int l, const char *name, const char *const *argv) {
-    const char *full[48] = {g_ip, "netns", "exec", g_l[l].ns};
-    int n = 4;
-    for (int i = 0; argv[i] && n < 47; i++)
-        full[n++] = argv[i];
-    full[n] = NULL;
-    return h_spawn(name, (char *const *)full);
-}
-
-/* --- linkem control ------------------------------------------------------------------------ */
-
-typedef struct lk_snap {
-    /* a = hub, b = far: a2b is "down" (requests), b2a is "up" (responses) */
-    double down_in_bytes, up_in_bytes, down_pending, up_pending, down_qdrop, up_qdrop, down_in,
-        up_in;
-    int ok;
-} lk_snap;
-
-static int lk_ctl(const lnk *L, const char *cmd, char *rep, size_t cap) {
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_un me = {.sun_family = AF_UNIX}, to = {.sun_family = AF_UNIX};
-    /* autobind: the kernel picks an abstract address for linkem to answer to */
-    if (bind(fd, (struct sockaddr *)&me, sizeof(sa_family_t)) != 0) {
-        close(fd);
-        return -1;
-    }
-    snprintf(to.sun_path, sizeof to.sun_path, "%s", L->ctl);
-    to.sun_path[0] = '\0'; /* "@name" */
-    socklen_t tl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(L->ctl));
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ssize_t n = -1;
-    if (sendto(fd, cmd, strlen(cmd), 0, (struct sockaddr *)&to, tl) == (ssize_t)strlen(cmd))
-        n = recv(fd, rep, cap - 1, 0);
-    close(fd);
-    if (n < 0)
-        return -1;
-    rep[n] = '\0';
-    return 0;
-}
-
-static double kv(const char *s, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "%s=", key);
-    for (const char *p = s; (p = strstr(p, k)); p++)
-        if (p == s || p[-1] == ' ')
-            return strtod(p + strlen(k), NULL);
-    return 0;
-}
-
-static lk_snap lk_stats(const lnk *L) {
-    char rep[2048];
-    lk_snap s;
-    memset(&s, 0, sizeof s);
-    if (lk_ctl(L, "stats", rep, sizeof rep) != 0)
-        return s;
-    s.ok = 1;
-    s.down_in_bytes = kv(rep, "a2b_in_bytes");
-    s.up_in_bytes = kv(rep, "b2a_in_bytes");
-    s.down_in = kv(rep, "a2b_in");
-    s.up_in = kv(rep, "b2a_in");
-    s.down_pending = kv(rep, "a2b_pending");
-    s.up_pending = kv(rep, "b2a_pending");
-    s.down_qdrop = kv(rep, "a2b_drop_queue");
-    s.up_qdrop = kv(rep, "b2a_drop_queue");
-    return s;
-}
-
-static int set_loss(double loss, int seed);
-
-/* Between phases: the links turn clean and this waits (bounded) until no link carries data
- * any more (less than one full packet per 50 ms poll, for 300 ms: pings, keepalives and
- * acks do not count), so what a phase left behind (the rest of a cancelled transfer in a TCP
- * send buffer or a rudp lane, retransmissions) neither counts in the next phase nor delays it.
- * tail[l] (may be NULL) gets how long link l still carried data, in ms (max_ms when it never
- * stopped). */
-static void links_quiet(int max_ms, double tail[L_N]) {
-    double t0 = now_ms(), end = t0 + max_ms, quiet_since = t0;
-    double last[L_N], busy_at[L_N];
-    set_loss(0, 1);
-    for (int l = 0; l < L_N; l++) {
-        lk_snap s = lk_stats(&g_l[l]);
-        last[l] = s.down_in_bytes + s.up_in_bytes;
-        busy_at[l] = t0;
-    }
-    int done = 0;
-    while (!done && now_ms() < end) {
-        sleep_ms(50);
-        double now = now_ms();
-        for (int l = 0; l < L_N; l++) {
-            lk_snap s = lk_stats(&g_l[l]);
-            double tot = s.down_in_bytes + s.up_in_bytes;
-            if (tot - last[l] >= 1200)
-                busy_at[l] = now, quiet_since = now;
-            last[l] = tot;
-        }
-        done = now - quiet_since >= 300;
-    }
-    for (int l = 0; tail && l < L_N; l++)
-        tail[l] = !done && now_ms() - busy_at[l] < 300 ? max_ms : busy_at[l] - t0;
+    return nl_spawn_in(g_l[l].nl.ns, name, argv);
 }
 
 /* --- workloads ----------------------------------------------------------------------------- */
@@ -365,8 +94,8 @@ typedef struct work {
                     their deadline) are in too, as lower bounds */
     size_t n, cap;
     long ok, censored, errors;
-    double useful;          /* body bytes of completed exchanges (bulk: every byte received) */
-    const struct lnk *link; /* bulk: its link, for the wire bytes of each transfer */
+    double useful;       /* body bytes of completed exchanges (bulk: every byte received) */
+    const nl_link *link; /* bulk: its link, for the wire bytes of each transfer */
     double rate[64];
     int nrate;                  /* bulk: kbit/s of complete transfers */
     double wire, wire_useful;   /* bulk: link bytes (both ways) and body bytes of those */
@@ -423,8 +152,8 @@ static const redisReply *field(const redisReply *kvs, const char *name) {
 static int read_reply(redisContext *c, const char *key, double deadline, int *status,
                       double *bytes) {
     char last[64] = "0-0";
-    while (now_ms() < deadline) {
-        long block = (long)(deadline - now_ms());
+    while (nl_now_ms() < deadline) {
+        long block = (long)(deadline - nl_now_ms());
         if (block > 500)
             block = 500;
         if (block < 1)
@@ -472,25 +201,25 @@ static void *gp_worker(void *arg) {
     work *w = a->w;
     redisContext *c = rconnect();
     if (!c) {
-        w_add(w, now_ms(), 0, 0, 0, 0);
+        w_add(w, nl_now_ms(), 0, 0, 0, 0);
         return NULL;
     }
     int bulk = w->kind == W_GP_BULK;
     uint8_t body[REQ_BYTES];
     fill_body(body, sizeof body, (uint64_t)a->idx + 1);
     double give_up = bulk ? w->t_end : w->t_drain;
-    for (long seq = 0; now_ms() < w->t_end; seq++) {
+    for (long seq = 0; nl_now_ms() < w->t_end; seq++) {
         char fid[96], key[128];
         snprintf(fid, sizeof fid, "lk-%s-r%d-%d-%ld", w->label, w->round, a->idx, seq);
         snprintf(key, sizeof key, "gp:rep:%s", fid);
-        long tmo = (long)(give_up - now_ms());
+        long tmo = (long)(give_up - nl_now_ms());
         if (tmo < 100)
             break;
-        lk_snap l0;
+        nl_snap l0;
         memset(&l0, 0, sizeof l0);
         if (bulk)
-            l0 = lk_stats(w->link);
-        double t0 = now_ms();
+            l0 = nl_lk_stats(w->link);
+        double t0 = nl_now_ms();
         redisReply *r;
         if (bulk)
             r = redisCommand(c,
@@ -505,22 +234,22 @@ static void *gp_worker(void *arg) {
         if (!r || r->type == REDIS_REPLY_ERROR) {
             if (r)
                 freeReplyObject(r);
-            w_add(w, now_ms(), 0, 0, 0, 0);
+            w_add(w, nl_now_ms(), 0, 0, 0, 0);
             break;
         }
         freeReplyObject(r);
         int status = 0;
         double bytes = 0;
         int fin = read_reply(c, key, give_up + 1000, &status, &bytes);
-        double t1 = now_ms();
+        double t1 = nl_now_ms();
         if (fin < 0) {
-            w_add(w, now_ms(), 0, 0, 0, 0);
+            w_add(w, nl_now_ms(), 0, 0, 0, 0);
             break;
         }
         if (bulk) {
             /* Wire bytes per transfer (a cut transfer's bytes still in flight would otherwise
              * count against the ones that completed). */
-            lk_snap l1 = lk_stats(w->link);
+            nl_snap l1 = nl_lk_stats(w->link);
             double wire = l1.down_in_bytes - l0.down_in_bytes + l1.up_in_bytes - l0.up_in_bytes;
             int done = fin == 1 && status == 200 && bytes == BULK_BYTES;
             pthread_mutex_lock(&w->mu);
@@ -584,7 +313,7 @@ static int send_all(int fd, const void *p, size_t n, double deadline) {
         if (k < 0 && errno != EAGAIN && errno != EINTR)
             return -1;
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        int ms = (int)(deadline - now_ms());
+        int ms = (int)(deadline - nl_now_ms());
         if (ms <= 0 || poll(&pf, 1, ms) <= 0)
             return -1;
     }
@@ -604,7 +333,7 @@ static int http_exchange(int fd, const uint8_t *body, double deadline, int *stat
                       RESP_BYTES, REQ_BYTES);
     memcpy(req + hl, body, REQ_BYTES);
     if (send_all(fd, req, (size_t)hl + REQ_BYTES, deadline) != 0)
-        return now_ms() >= deadline ? 0 : -1;
+        return nl_now_ms() >= deadline ? 0 : -1;
     char buf[RESP_BYTES + 4096];
     size_t have = 0, need = 0, hdr = 0;
     for (;;) {
@@ -613,7 +342,7 @@ static int http_exchange(int fd, const uint8_t *body, double deadline, int *stat
         if (have == sizeof buf)
             return -1;
         struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int ms = (int)(deadline - now_ms());
+        int ms = (int)(deadline - nl_now_ms());
         if (ms <= 0)
             return 0;
         if (poll(&pf, 1, ms) <= 0)
@@ -652,20 +381,20 @@ static void *http_worker(void *arg) {
     uint8_t body[REQ_BYTES];
     fill_body(body, sizeof body, (uint64_t)a->idx + 101);
     int fd = w->fds[a->idx];
-    while (now_ms() < w->t_end) {
+    while (nl_now_ms() < w->t_end) {
         if (fd < 0) {
             fd = tcp_connect(w->host, w->port, 3000);
             if (fd < 0) {
-                w_add(w, now_ms(), 0, 0, 0, 0);
-                sleep_ms(100);
+                w_add(w, nl_now_ms(), 0, 0, 0, 0);
+                nl_sleep_ms(100);
                 continue;
             }
         }
         int status = 0;
         size_t blen = 0;
-        double t0 = now_ms();
+        double t0 = nl_now_ms();
         int rc = http_exchange(fd, body, w->t_drain, &status, &blen);
-        double t1 = now_ms();
+        double t1 = nl_now_ms();
         int ok = rc == 1 && status == 200 && blen == RESP_BYTES;
         w_add(w, t0, t1 - t0, ok, rc == 0, ok ? REQ_BYTES + RESP_BYTES : 0);
         if (!ok) {
@@ -704,7 +433,7 @@ static void run_phase(work **ws, int n, int dur_ms, int drain_ms, int round) {
     pthread_t th[64];
     targ ta[64];
     int nt = 0;
-    double t0 = now_ms();
+    double t0 = nl_now_ms();
     for (int i = 0; i < n; i++) {
         work *w = ws[i];
         work_reset(w, round);
@@ -738,15 +467,6 @@ static void run_phase(work **ws, int n, int dur_ms, int drain_ms, int round) {
 
 /* --- setup --------------------------------------------------------------------------------- */
 
-static void write_file(const char *path, const char *text, mode_t mode) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-        fprintf(stderr, "links: write %s: %s\n", path, strerror(errno));
-        exit(1);
-    }
-    close(fd);
-}
-
 static int on_transport(const char *house, const char *t) {
     redisReply *r = h_cmd("HGET gp:{%s}:state transport", house);
     int ok = r->type == REDIS_REPLY_STRING && strcmp(r->str, t) == 0;
@@ -759,10 +479,10 @@ static double measure_rtt(int tries) {
     double v[5];
     int n = 0;
     for (int i = 0; i < tries && i < 5; i++) {
-        double t0 = now_ms();
-        int fd = tcp_connect(g_l[L_SSH].far_ip, P_UP, 3000);
+        double t0 = nl_now_ms();
+        int fd = tcp_connect(g_l[L_SSH].nl.far_ip, P_UP, 3000);
         if (fd >= 0) {
-            v[n++] = now_ms() - t0;
+            v[n++] = nl_now_ms() - t0;
             close(fd);
         }
     }
@@ -772,8 +492,8 @@ static double measure_rtt(int tries) {
 static void setup_ssh(const char *dir) {
     lnk *L = &g_l[L_SSH];
     char sshd[PATH_MAX], ssh[PATH_MAX], keygen[PATH_MAX];
-    if (!find_bin("sshd", sshd, sizeof sshd) || !find_bin("ssh", ssh, sizeof ssh) ||
-        !find_bin("ssh-keygen", keygen, sizeof keygen)) {
+    if (!nl_find_bin("sshd", sshd, sizeof sshd) || !nl_find_bin("ssh", ssh, sizeof ssh) ||
+        !nl_find_bin("ssh-keygen", keygen, sizeof keygen)) {
         snprintf(L->why, sizeof L->why, "openssh_not_installed");
         return;
     }
@@ -786,7 +506,7 @@ static void setup_ssh(const char *dir) {
     unlink(hostkey), unlink(userkey);
     const char *k1[] = {keygen, "-q", "-t", "ed25519", "-N", "", "-f", hostkey, NULL};
     const char *k2[] = {keygen, "-q", "-t", "ed25519", "-N", "", "-f", userkey, NULL};
-    if (run(k1) != 0 || run(k2) != 0) {
+    if (nl_run(k1) != 0 || nl_run(k2) != 0) {
         snprintf(L->why, sizeof L->why, "ssh-keygen_failed");
         return;
     }
@@ -796,7 +516,7 @@ static void setup_ssh(const char *dir) {
         snprintf(L->why, sizeof L->why, "ssh-keygen_failed");
         return;
     }
-    write_file(auth, pk, 0600);
+    nl_write_file(auth, pk, 0600);
     free(pk);
     char text[3 * PATH_MAX];
     snprintf(text, sizeof text,
@@ -806,7 +526,7 @@ static void setup_ssh(const char *dir) {
              "AllowTcpForwarding remote\nGatewayPorts no\nX11Forwarding no\nPrintMotd no\n"
              "UseDNS no\nLogLevel INFO\n",
              P_SSHD, hostkey, auth);
-    write_file(conf, text, 0600);
+    nl_write_file(conf, text, 0600);
     /* sshd insists on its privilege separation directory (a clean CI machine has none). */
     mkdir("/run/sshd", 0755);
     const char *sv[] = {sshd, "-D", "-e", "-f", conf, NULL};
@@ -818,7 +538,7 @@ static void setup_ssh(const char *dir) {
     }
     char fwd[128], user[64], port[16];
     snprintf(fwd, sizeof fwd, "127.0.0.1:%d:127.0.0.1:%d", P_FWD, P_UP);
-    snprintf(user, sizeof user, "root@%s", L->hub_ip);
+    snprintf(user, sizeof user, "root@%s", L->nl.hub_ip);
     snprintf(port, sizeof port, "%d", P_SSHD);
     const char *cv[] = {ssh,
                         "-F",
@@ -850,88 +570,25 @@ static void setup_ssh(const char *dir) {
 
 static void setup(const char *dir) {
     const char *log_level = getenv("LINKS_LOG_LEVEL") ? getenv("LINKS_LOG_LEVEL") : "info";
-    vlog("setup");
     g_quick = bench_quick();
-    if (geteuid() != 0)
-        skip("not_root_(network_namespaces_and_TUN_devices_need_CAP_NET_ADMIN)");
-    if (!find_bin("ip", g_ip, sizeof g_ip))
-        skip("no_ip_command_(Debian_package_iproute2)");
-    if (access("/dev/net/tun", R_OK | W_OK) != 0) {
-        /* A container may lack the node while the kernel has the driver. */
-        mkdir("/dev/net", 0755);
-        mknod("/dev/net/tun", S_IFCHR | 0666, makedev(10, 200));
-        if (access("/dev/net/tun", R_OK | W_OK) != 0)
-            skip("no_/dev/net/tun");
+    nl_init(SUITE, "LINKS_VERBOSE");
+    nl_vlog("setup");
+    for (int l = 0; l < L_N; l++) {
+        nl_link_start(&g_l[l].nl, L_NAME[l], l);
+        snprintf(g_l[l].house, sizeof g_l[l].house, "lk-%s", L_NAME[l]);
     }
-    remove_stale();
-    atexit(cleanup);
-    signal(SIGINT, on_fatal);
-    signal(SIGTERM, on_fatal);
-    signal(SIGHUP, on_fatal);
-    signal(SIGABRT, on_fatal);
-    signal(SIGPIPE, SIG_IGN);
-
+    nl_links_ready();
     int pid = (int)getpid();
-    snprintf(g_hub, sizeof g_hub, "gpb%d-hub", pid);
-    if (ipcmd("netns", "add", g_hub, NULL, NULL, NULL, NULL) != 0)
-        skip("cannot_create_network_namespaces");
-    g_ns_made[L_N] = 1;
-    g_ns_ino[L_N] = ns_ino(g_hub);
-    for (int l = 0; l < L_N; l++) {
-        lnk *L = &g_l[l];
-        snprintf(L->ns, sizeof L->ns, "gpb%d-%s", pid, L_NAME[l]);
-        /* Interface names have 15 characters at most: 6 digits of the pid and one of l. */
-        unsigned p6 = (unsigned)pid % 1000000u, l1 = (unsigned)l % 10u;
-        snprintf(L->tun_h, sizeof L->tun_h, "gpb%uh%u", p6, l1);
-        snprintf(L->tun_f, sizeof L->tun_f, "gpb%uf%u", p6, l1);
-        snprintf(L->hub_ip, sizeof L->hub_ip, "10.99.%u.1", l1);
-        snprintf(L->far_ip, sizeof L->far_ip, "10.99.%u.2", l1);
-        snprintf(L->ctl, sizeof L->ctl, "@gpb%d-linkem-%s", pid, L_NAME[l]);
-        snprintf(L->house, sizeof L->house, "lk-%s", L_NAME[l]);
-        if (ipcmd("netns", "add", L->ns, NULL, NULL, NULL, NULL) != 0)
-            skip("cannot_create_network_namespaces");
-        g_ns_made[l] = 1;
-        g_ns_ino[l] = ns_ino(L->ns);
-        ipcmd("-n", L->ns, "link", "set", "lo", "up", NULL);
-    }
-    ipcmd("-n", g_hub, "link", "set", "lo", "up", NULL);
-    /* From here on this process, its threads and every child live in the hub namespace. */
     char p[PATH_MAX];
-    snprintf(p, sizeof p, "/run/netns/%s", g_hub);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0)
-        skip("cannot_enter_a_network_namespace");
-    close(fd);
 
-    char linkem[PATH_MAX];
-    snprintf(linkem, sizeof linkem, "%s/bench/linkem_tool", getenv("BUILD"));
-    char delay[16], jitter[16], seed[16];
-    snprintf(delay, sizeof delay, "%d", RTT_MS / 2);
-    snprintf(jitter, sizeof jitter, "%d", JITTER_MS);
-    snprintf(seed, sizeof seed, "%d", 100);
-    for (int l = 0; l < L_N; l++) {
-        lnk *L = &g_l[l];
-        char name[32];
-        snprintf(name, sizeof name, "linkem-%s", L_NAME[l]);
-        const char *argv[] = {linkem,    "--tun-a", L->tun_h, "--netns-a", g_hub,  "--addr-a",
-                              L->hub_ip, "--tun-b", L->tun_f, "--netns-b", L->ns,  "--addr-b",
-                              L->far_ip, "--delay", delay,    "--jitter",  jitter, "--rate",
-                              RATE,      "--queue", QUEUE,    "--seed",    seed,   "--ctl",
-                              L->ctl,    NULL};
-        L->lk = h_spawn(name, (char *const *)argv);
-    }
-    for (int l = 0; l < L_N; l++)
-        if (!wait_log_alive(g_l[l].lk, "event=ready", 5000))
-            skip("linkem_could_not_create_its_TUN_devices");
-
-    vlog("linkem ready");
+    nl_vlog("linkem ready");
     h_redis_start(0);
     g_redis_port_v = h_redis_port();
     char port_s[16], python[PATH_MAX];
     snprintf(port_s, sizeof port_s, "%d", P_UP);
     /* Debian's python3 when there is one: a version manager's shim costs ~0.2 s per start. */
-    if (access("/usr/bin/python3", X_OK) != 0 && !find_bin("python3", python, sizeof python))
-        skip("no_python3");
+    if (access("/usr/bin/python3", X_OK) != 0 && !nl_find_bin("python3", python, sizeof python))
+        nl_skip("no_python3");
     if (access("/usr/bin/python3", X_OK) == 0)
         snprintf(python, sizeof python, "/usr/bin/python3");
     for (int l = 0; l < L_N; l++) {
@@ -943,36 +600,15 @@ static void setup(const char *dir) {
     }
 
     char key[PATH_MAX], pub[65];
-    snprintf(key, sizeof key, "%s/rudp.key", dir);
-    char *out = NULL, *err = NULL;
-    if (h_cli(&out, NULL, &err, (const char *const[]){"rudp-keygen", "--out", key, NULL}) != 0) {
-        fprintf(stderr, "links: rudp-keygen failed: %s\n", err ? err : "");
-        exit(1);
-    }
-    snprintf(pub, sizeof pub, "%.64s", out);
-    free(out), free(err);
-    char ws_s[16], rudp_s[16];
-    snprintf(ws_s, sizeof ws_s, "%d", P_WS);
-    snprintf(rudp_s, sizeof rudp_s, "%d", P_RUDP);
-    char bridge[PATH_MAX];
-    snprintf(bridge, sizeof bridge, "%s", h_bin("ghostport-bridge"));
-    const char *bv[] = {
-        bridge,       "--allow-ws",  "--bind",        "0.0.0.0", "--listen",      ws_s,
-        "--redis",    h_redis_url(), "--bridge-id",   "b1",      "--rudp-listen", rudp_s,
-        "--rudp-key", key,           "--reply-chunk", "65536",   "--log-level",   log_level,
-        NULL};
-    h_proc *br = h_spawn("bridge", (char *const *)bv);
-    if (!h_wait_port(P_WS, 10000) || !wait_log_alive(br, "transport=rudp", 5000)) {
-        fprintf(stderr, "links: the bridge did not start (see %s)\n", br->log);
-        exit(1);
-    }
+    nl_rudp_keygen(dir, key, sizeof key, pub);
+    nl_bridge(P_WS, P_RUDP, key, log_level, (const char *const[]){"--reply-chunk", "65536", NULL});
     for (int l = 0; l < L_SSH; l++)
         h_register(g_l[l].house, g_l[l].secret);
 
     /* kcptun: server next to the bridge, client next to its house; fast3, the rest default. */
     char kserver[PATH_MAX], kclient[PATH_MAX];
-    if (find_bin("kcptun-server", kserver, sizeof kserver) &&
-        find_bin("kcptun-client", kclient, sizeof kclient)) {
+    if (nl_find_bin("kcptun-server", kserver, sizeof kserver) &&
+        nl_find_bin("kcptun-client", kclient, sizeof kclient)) {
         char listen[32], target[32], remote[40], local[32], kkey[65];
         uint8_t rnd[16];
         fill_body(rnd, sizeof rnd, (uint64_t)pid);
@@ -980,7 +616,7 @@ static void setup(const char *dir) {
             snprintf(kkey + 2 * i, 3, "%02x", rnd[i]);
         snprintf(listen, sizeof listen, ":%d", P_KCP);
         snprintf(target, sizeof target, "127.0.0.1:%d", P_WS);
-        snprintf(remote, sizeof remote, "%s:%d", g_l[L_KCP].hub_ip, P_KCP);
+        snprintf(remote, sizeof remote, "%s:%d", g_l[L_KCP].nl.hub_ip, P_KCP);
         snprintf(local, sizeof local, "127.0.0.1:%d", P_KCPC);
         const char *sv[] = {kserver, "-l",    listen, "-t",      target, "--mode",
                             "fast3", "--key", kkey,   "--quiet", NULL};
@@ -991,9 +627,9 @@ static void setup(const char *dir) {
     } else {
         snprintf(g_l[L_KCP].why, sizeof g_l[L_KCP].why, "kcptun_not_installed");
     }
-    vlog("bridge up, kcptun started");
+    nl_vlog("bridge up, kcptun started");
     setup_ssh(dir);
-    vlog("sshd up, ssh started");
+    nl_vlog("sshd up, ssh started");
 
     char upstream[64], house_bin[PATH_MAX];
     snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", P_UP);
@@ -1004,9 +640,9 @@ static void setup(const char *dir) {
             continue;
         char url[96], name[32];
         if (l == L_RUDP)
-            snprintf(url, sizeof url, "rudp://%.15s:%d", L->hub_ip, P_RUDP);
+            snprintf(url, sizeof url, "rudp://%.15s:%d", L->nl.hub_ip, P_RUDP);
         else if (l == L_WSS)
-            snprintf(url, sizeof url, "ws://%.15s:%d/", L->hub_ip, P_WS);
+            snprintf(url, sizeof url, "ws://%.15s:%d/", L->nl.hub_ip, P_WS);
         else
             snprintf(url, sizeof url, "ws://127.0.0.1:%d/", P_KCPC);
         snprintf(name, sizeof name, "house-%s", L_NAME[l]);
@@ -1018,11 +654,11 @@ static void setup(const char *dir) {
         L->house_p = spawn_far(l, name, hv);
     }
     for (int l = 0; l < L_N; l++)
-        if (!wait_log_alive(g_l[l].up, "listening", 10000)) {
-            fprintf(stderr, "links: upstream in %s did not start\n", g_l[l].ns);
+        if (!nl_wait_log_alive(g_l[l].up, "listening", 10000)) {
+            fprintf(stderr, "links: upstream in %s did not start\n", g_l[l].nl.ns);
             exit(1);
         }
-    vlog("houses started, upstreams up");
+    nl_vlog("houses started, upstreams up");
     for (int l = 0; l < L_SSH; l++) {
         lnk *L = &g_l[l];
         if (L->why[0])
@@ -1034,14 +670,14 @@ static void setup(const char *dir) {
     }
     if (!g_l[L_SSH].why[0] && !h_wait_port(P_FWD, 15000))
         snprintf(g_l[L_SSH].why, sizeof g_l[L_SSH].why, "ssh_-R_did_not_come_up");
-    vlog("connected");
+    nl_vlog("connected");
     for (int l = 0; l < L_N; l++) {
         g_l[l].usable = !g_l[l].why[0];
         if (!g_l[l].usable)
             bench_result(SUITE, "skipped", "transport=%s reason=%s", L_NAME[l], g_l[l].why);
     }
     if (!g_l[L_RUDP].usable && !g_l[L_WSS].usable && !g_l[L_KCP].usable && !g_l[L_SSH].usable)
-        skip("no_transport_came_up");
+        nl_skip("no_transport_came_up");
 }
 
 /* --- results ------------------------------------------------------------------------------- */
@@ -1050,18 +686,6 @@ typedef struct cell {
     int have;
     double p50, p99, max, rps, goodput;
 } cell;
-
-static int set_loss(double loss, int seed) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "set loss=%g seed=%d", loss, seed);
-    int ok = 1;
-    for (int l = 0; l < L_N; l++) {
-        char rep[1024];
-        if (lk_ctl(&g_l[l], cmd, rep, sizeof rep) != 0 || strncmp(rep, "ok", 2) != 0)
-            ok = 0;
-    }
-    return ok;
-}
 
 static int count_disconnects(const lnk *L) {
     int n = 0;
@@ -1073,8 +697,8 @@ static int count_disconnects(const lnk *L) {
 /* One result line for a small workload w (and its link's counters d0..d1), plus the bulk
  * workload b when given. Fills c for the comparison lines. */
 static void report(const char *label, const char *transport, int loss_pct, double rtt, work *w,
-                   lk_snap d0, lk_snap d1, double secs, double tail, work *b, lk_snap b0,
-                   lk_snap b1, double btail, int reconnects, cell *c, const char *goal) {
+                   nl_snap d0, nl_snap d1, double secs, double tail, work *b, nl_snap b0,
+                   nl_snap b1, double btail, int reconnects, cell *c, const char *goal) {
     qsort(w->lat, w->n, sizeof *w->lat, bench_cmp_double);
     double p50 = bench_pct(w->lat, w->n, 50), p99 = bench_pct(w->lat, w->n, 99);
     double mx = w->n ? w->lat[w->n - 1] : 0;
@@ -1137,52 +761,9 @@ static void compare(const char *kase, int loss_pct, const cell *s, const cell *b
                  base->rps > 0 ? s->rps / base->rps : 0, gp, extra);
 }
 
-/* The 1-minute load average: the links share the machine's two cores with whatever else runs. */
-static double loadavg(void) {
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
-/* "<short hash>" of HEAD, "+dirty" when proto/, bridge/ or house/ differ from it: the numbers
- * belong to the code that was built. */
-static void git_state(char *out, size_t cap) {
-    snprintf(out, cap, "unknown");
-    FILE *f = popen("git rev-parse --short HEAD 2>/dev/null", "r");
-    char hash[48] = "";
-    if (f) {
-        if (!fgets(hash, sizeof hash, f))
-            hash[0] = '\0';
-        pclose(f);
-    }
-    hash[strcspn(hash, "\r\n")] = '\0';
-    if (!hash[0])
-        return;
-    int dirty = 0;
-    f = popen("git status --porcelain -- proto bridge house 2>/dev/null", "r");
-    if (f) {
-        char line[256];
-        dirty = fgets(line, sizeof line, f) != NULL;
-        pclose(f);
-    }
-    snprintf(out, cap, "%s%s", hash, dirty ? "+dirty" : "");
-}
-
 int main(void) {
-    if (!getenv("BUILD"))
-        setenv("BUILD", "build", 1);
-    if (!getenv("GP_IT_DIR")) {
-        char d[PATH_MAX];
-        snprintf(d, sizeof d, "%s/bench-logs/links", getenv("BUILD"));
-        setenv("GP_IT_DIR", d, 1);
-    }
-    h_init();
-    double t_begin = now_ms();
+    nl_main_init(SUITE);
+    double t_begin = nl_now_ms();
     setup(h_dir());
     int quick = g_quick;
     int losses[5] = {0, 5, 10, 20, 30}, nloss = 5;
@@ -1192,15 +773,7 @@ int main(void) {
     int bulk_ms = quick ? 1500 : 10000, quiet_ms = quick ? 1000 : 8000;
     /* Overrides for digging into one case (not for the reported runs): LINKS_LOSSES=0,30
      * (percent, at most 5), LINKS_SMALL_S, LINKS_BULK_S. */
-    if (getenv("LINKS_LOSSES")) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", getenv("LINKS_LOSSES"));
-        nloss = 0;
-        for (char *sv = NULL, *t = strtok_r(buf, ",", &sv); t && nloss < 5;
-             t = strtok_r(NULL, ",", &sv))
-            if (atoi(t) >= 0 && atoi(t) <= 100)
-                losses[nloss++] = atoi(t);
-    }
+    nl_env_losses("LINKS_LOSSES", losses, 5, &nloss);
     if (getenv("LINKS_SMALL_S"))
         small_ms = (int)(atof(getenv("LINKS_SMALL_S")) * 1000);
     if (getenv("LINKS_BULK_S"))
@@ -1217,21 +790,21 @@ int main(void) {
         if (l < L_SSH) {
             work_init(&bulk[l], W_GP_BULK, L_NAME[l], 1);
             bulk[l].house = g_l[l].house;
-            bulk[l].link = &g_l[l];
+            bulk[l].link = &g_l[l].nl;
         }
     }
     work_init(&direct, W_HTTP_SMALL, "direct", CONC);
-    snprintf(direct.host, sizeof direct.host, "%s", g_l[L_SSH].far_ip);
+    snprintf(direct.host, sizeof direct.host, "%s", g_l[L_SSH].nl.far_ip);
     direct.port = P_UP;
 
     double rtt = measure_rtt(quick ? 3 : 5);
     char commit[64];
-    git_state(commit, sizeof commit);
+    nl_git_state(commit, sizeof commit);
     bench_result(SUITE, "link",
                  "rtt_ms=%.0f delay_ms=%d jitter_ms=%d rate=%s_bit_s queue=%s_bytes "
                  "concurrency=%d small_s=%.1f bulk_s=%.1f setup_s=%.1f commit=%s loadavg=%.2f",
-                 rtt, RTT_MS / 2, JITTER_MS, RATE, QUEUE, CONC, small_ms / 1000.0, bulk_ms / 1000.0,
-                 (now_ms() - t_begin) / 1000, commit, loadavg());
+                 rtt, NL_RTT_MS / 2, NL_JITTER_MS, NL_RATE, NL_QUEUE, CONC, small_ms / 1000.0,
+                 bulk_ms / 1000.0, (nl_now_ms() - t_begin) / 1000, commit, nl_loadavg());
 
     /* Warm-up (not measured): connections, pools and the transports' estimates. */
     work *ws[L_N + 1];
@@ -1242,43 +815,43 @@ int main(void) {
     if (g_l[L_SSH].usable)
         ws[nw++] = &direct;
     run_phase(ws, nw, quick ? 600 : 1500, 2000, 0);
-    links_quiet(quiet_ms, NULL);
+    nl_links_quiet(quiet_ms, NULL);
 
     cell cs[5][L_N + 1];
     memset(cs, 0, sizeof cs);
     for (int li = 0; li < nloss; li++) {
         int lp = losses[li];
-        set_loss(lp / 100.0, 100 + lp);
+        nl_set_loss(lp / 100.0, 100 + lp);
         int disc0[L_N];
         for (int l = 0; l < L_N; l++)
             disc0[l] = count_disconnects(&g_l[l]);
         /* small: Ghost Port on its three transports, and ssh -R */
-        lk_snap s0[L_N], s1[L_N], b0[L_N], b1[L_N];
+        nl_snap s0[L_N], s1[L_N], b0[L_N], b1[L_N];
         nw = 0;
         for (int l = 0; l < L_N; l++) {
-            s0[l] = lk_stats(&g_l[l]);
+            s0[l] = nl_lk_stats(&g_l[l].nl);
             if (g_l[l].usable)
                 ws[nw++] = &small[l];
         }
         run_phase(ws, nw, small_ms, drain_ms, li + 1);
         for (int l = 0; l < L_N; l++)
-            s1[l] = lk_stats(&g_l[l]);
+            s1[l] = nl_lk_stats(&g_l[l].nl);
         double tail_s[L_N], tail_b[L_N];
-        links_quiet(quiet_ms, tail_s);
+        nl_links_quiet(quiet_ms, tail_s);
         /* bulk: 1 MiB responses on the Ghost Port links; the ssh link runs "direct" */
         nw = 0;
         for (int l = 0; l < L_N; l++) {
-            b0[l] = lk_stats(&g_l[l]);
+            b0[l] = nl_lk_stats(&g_l[l].nl);
             if (l < L_SSH && g_l[l].usable)
                 ws[nw++] = &bulk[l];
         }
         if (g_l[L_SSH].usable)
             ws[nw++] = &direct;
-        set_loss(lp / 100.0, 200 + lp);
+        nl_set_loss(lp / 100.0, 200 + lp);
         run_phase(ws, nw, bulk_ms, drain_ms, li + 1);
         for (int l = 0; l < L_N; l++)
-            b1[l] = lk_stats(&g_l[l]);
-        links_quiet(quiet_ms, tail_b);
+            b1[l] = nl_lk_stats(&g_l[l].nl);
+        nl_links_quiet(quiet_ms, tail_b);
 
         for (int l = 0; l < L_N; l++) {
             if (!g_l[l].usable)
@@ -1322,9 +895,9 @@ int main(void) {
     for (int l = 0; l < L_SSH; l++)
         free(bulk[l].lat);
     free(direct.lat);
-    bench_result(SUITE, "total", "secs=%.1f quick=%d loadavg=%.2f", (now_ms() - t_begin) / 1000,
-                 quick, loadavg());
-    cleanup();
+    bench_result(SUITE, "total", "secs=%.1f quick=%d loadavg=%.2f", (nl_now_ms() - t_begin) / 1000,
+                 quick, nl_loadavg());
+    nl_cleanup();
     h_fini();
     return 0;
 }
