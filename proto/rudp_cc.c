@@ -13,7 +13,17 @@
 #define STARTUP_GAIN 2.885    /* 2/ln 2, BBR's startup pacing gain */
 #define STARTUP_CWND_GAIN 2.0 /* BBRv3's: 2.885 x BDP in flight overflows a 1-BDP buffer */
 
-enum { BBR_STARTUP = 0, BBR_DRAIN = 1, BBR_PROBE_BW = 2 };
+enum { BBR_STARTUP = 0, BBR_DRAIN = 1, BBR_PROBE_BW = 2, BBR_PROBE_RTT = 3 };
+/* PROBE_RTT (BBRv2's): every PROBE_RTT_AFTER_NS of probing bandwidth, the window drops to
+ * half a BDP for PROBE_RTT_NS (at least a round trip), so a standing queue drains and every
+ * half of min_rtt's window holds a queue-free sample. Without it a queue that stands longer
+ * than that window becomes min_rtt: every sample then looks queue-free, the loss compensation
+ * divides them all by (1 - p), and the estimate climbs past the bottleneck — a datagram flood
+ * at 5% loss estimated 24 Mbit/s on a 10 Mbit/s link and lost 40% of its packets at the
+ * queue, which FEC, sized on that loss, made worse. A flow that never fills half a BDP (a
+ * request/response load) is not held back by it at all. */
+#define PROBE_RTT_AFTER_NS (5 * SEC)
+#define PROBE_RTT_NS (200 * MS)
 static const double bbr_cycle[8] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
 
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
@@ -29,7 +39,7 @@ void gp_rtt_init(gp_rtt *t) {
     memset(t, 0, sizeof *t);
     t->srtt = GP_RTT_INITIAL_NS;
     t->rttvar = GP_RTT_INITIAL_NS / 2;
-    t->min_rtt = NONE;
+    t->min_rtt = t->min_cur = t->min_prev = NONE;
 }
 
 void gp_rtt_update(gp_rtt *t, uint64_t sample, uint64_t ack_delay, uint64_t max_ack_delay,
@@ -37,9 +47,22 @@ void gp_rtt_update(gp_rtt *t, uint64_t sample, uint64_t ack_delay, uint64_t max_
     if (sample == 0)
         sample = 1;
     t->latest = sample;
-    /* min_rtt over a 10 s window (BBR's filter), so a route change is noticed. */
-    if (!t->have || sample <= t->min_rtt || now - t->min_rtt_stamp > GP_RTT_MIN_WINDOW_NS) {
-        t->min_rtt = sample;
+    /* min_rtt: the minimum of the samples of the last 5-10 s, so a route change is noticed.
+     * Not "reset to the current sample when 10 s have passed" (BBR's filter): that sample is
+     * taken with whatever queue stands then, and a queue that stood past the window became
+     * the propagation delay (the congestion controller then took every sample for a
+     * queue-free one). The two halves keep the lowest sample actually seen, which PROBE_RTT
+     * (rudp_cc's BBR) makes sure is a drained one. */
+    if (!t->have || now - t->min_half_start >= GP_RTT_MIN_WINDOW_NS / 2) {
+        t->min_prev = t->have ? t->min_cur : NONE;
+        t->min_cur = NONE;
+        t->min_half_start = now;
+    }
+    if (sample < t->min_cur)
+        t->min_cur = sample;
+    uint64_t m = u64min(t->min_cur, t->min_prev);
+    if (m != t->min_rtt) {
+        t->min_rtt = m;
         t->min_rtt_stamp = now;
     }
     /* The peer's reported delay is trusted up to its ack timer plus the send jitter its
@@ -129,6 +152,34 @@ static void bbr_on_rtt(gp_cc *cc, uint64_t sample) {
         cc->u.bbr.round_min_rtt = sample;
 }
 
+/* PROBE_RTT: entered when min_rtt is stale; the window is half a BDP (the queue drains) until
+ * PROBE_RTT_NS after inflight came down to it; then back to probing bandwidth. Returns 1 while
+ * in it (the caller sets the window). */
+static int bbr_probe_rtt(gp_cc *cc, const gp_cc_ack *a, const gp_rtt *t) {
+    gp_cc_bbr_state *st = &cc->u.bbr;
+    if (cc->state == BBR_PROBE_BW && t->have && a->now >= st->probe_rtt_last + PROBE_RTT_AFTER_NS) {
+        cc->state = BBR_PROBE_RTT;
+        st->pacing_gain = 1.0;
+        st->probe_rtt_done = 0;
+    }
+    if (cc->state != BBR_PROBE_RTT)
+        return 0;
+    uint64_t low = u64max(bdp_bytes(cc, t, 0.5), (uint64_t)MIN_CWND_PACKETS * cc->mss);
+    if (!st->probe_rtt_done && a->inflight <= low)
+        st->probe_rtt_done = a->now + u64max(PROBE_RTT_NS, t->min_rtt);
+    if (st->probe_rtt_done && a->now >= st->probe_rtt_done) {
+        st->probe_rtt_last = a->now;
+        cc->state = BBR_PROBE_BW;
+        st->cycle_idx = 2; /* cruise: the bandwidth probe comes back in its turn */
+        st->cycle_stamp = a->now;
+        st->pacing_gain = 1.0;
+        return 0;
+    }
+    cc->cwnd = low;
+    cc->pacing_rate = (uint64_t)(double)cc->bw;
+    return 1;
+}
+
 static void bbr_on_ack(gp_cc *cc, const gp_cc_ack *a, const gp_rtt *t) {
     gp_cc_bbr_state *st = &cc->u.bbr;
     int round_start = 0;
@@ -200,6 +251,7 @@ static void bbr_on_ack(gp_cc *cc, const gp_cc_ack *a, const gp_rtt *t) {
     }
     if (cc->state == BBR_DRAIN && a->inflight <= bdp_bytes(cc, t, 1.0)) {
         cc->state = BBR_PROBE_BW;
+        st->probe_rtt_last = a->now;
         st->cycle_idx = (int)(rng_next(st) % 7);
         if (st->cycle_idx >= 1) /* never start in the draining phase */
             st->cycle_idx++;
@@ -213,6 +265,8 @@ static void bbr_on_ack(gp_cc *cc, const gp_cc_ack *a, const gp_rtt *t) {
         }
         st->pacing_gain = bbr_cycle[st->cycle_idx];
     }
+    if (bbr_probe_rtt(cc, a, t))
+        return;
     bbr_set(cc, t);
 }
 

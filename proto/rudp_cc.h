@@ -27,6 +27,10 @@ typedef struct gp_rtt {
     uint64_t srtt, rttvar; /* smoothed, ack delay taken off */
     uint64_t min_rtt;      /* windowed minimum of raw samples (UINT64_MAX: none yet) */
     uint64_t min_rtt_stamp, latest;
+    /* The window in two halves: the minimum of the current half (since min_half_start) and
+     * of the one before; min_rtt is the smaller. A new half starts every half window, so a
+     * sample counts for between one half and a whole window. */
+    uint64_t min_cur, min_prev, min_half_start;
 } gp_rtt;
 
 void gp_rtt_init(gp_rtt *t);
@@ -76,7 +80,9 @@ typedef struct gp_cc_bbr_state {
     uint64_t round_min_rtt; /* smallest RTT sample of the current round (queue detection) */
     unsigned delay_hits;    /* consecutive RTT samples showing a queue (startup exit) */
     double pacing_gain, cwnd_gain;
-    uint64_t rng; /* the probing phase is drawn at random */
+    uint64_t rng;            /* the probing phase is drawn at random */
+    uint64_t probe_rtt_done; /* PROBE_RTT: when it may end (0: the window not low yet) */
+    uint64_t probe_rtt_last; /* when the last PROBE_RTT ended (or probing began) */
 } gp_cc_bbr_state;
 
 struct gp_cc {

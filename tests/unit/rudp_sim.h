@@ -42,6 +42,7 @@ typedef struct sim_dir {
     uint64_t busy_until, last_arrival;
     int ge_bad;
     uint64_t sent, dropped, delivered;
+    uint64_t qdropped; /* of dropped: by the bottleneck's full queue (not the loss draws) */
 } sim_dir;
 
 typedef struct sim_pkt {
@@ -181,6 +182,7 @@ static void sim_link_send(sim *s, int from, uint64_t t, const uint8_t *p, size_t
         uint64_t backlog_ns = d->busy_until > t ? d->busy_until - t : 0;
         if ((double)backlog_ns * (double)c->rate_bps / 8e9 > (double)c->queue_bytes) {
             d->dropped++;
+            d->qdropped++;
             return;
         }
         uint64_t start = d->busy_until > t ? d->busy_until : t;
