@@ -55,12 +55,6 @@ struct hs_l3 {
     hs_l3_counters n;
 };
 
-static void to_rtnl(const gp_ip_addr *a, gp_rtnl_ip *o) {
-    memset(o, 0, sizeof *o);
-    o->family = a->family;
-    memcpy(o->a, a->a, sizeof o->a);
-}
-
 static int in_any(const gp_cidr *c, size_t n, const gp_ip_addr *a) {
     for (size_t i = 0; i < n; i++)
         if (gp_cidr_contains(&c[i], a))
@@ -337,9 +331,7 @@ void hs_l3_grant(hs_l3 *l3, const gp_frame *f) {
     l3->has[0] = l3->has[1] = 0;
     for (int i = 0; i < na; i++) {
         int fam = addrs[i].addr.family == 6;
-        gp_rtnl_ip a;
-        to_rtnl(&addrs[i].addr, &a);
-        if (gp_rtnl_addr_add(&l3->nl, dev, &a, fam ? 128 : 32, err, sizeof err) != 0) {
+        if (gp_rtnl_addr_add(&l3->nl, dev, &addrs[i].addr, fam ? 128 : 32, err, sizeof err) != 0) {
             hs_log(HS_LOG_ERROR, "tun_addr_failed", "dev=%s reason=%s", l3->dev, hs_qs(err));
             continue;
         }
@@ -352,11 +344,11 @@ void hs_l3_grant(hs_l3 *l3, const gp_frame *f) {
     for (int i = 0; i < nh; i++) {
         gp_rtnl_route *r = &l3->installed[l3->ninstalled];
         memset(r, 0, sizeof *r);
-        to_rtnl(&hub[i].addr, &r->dst);
+        r->dst = hub[i].addr;
         r->dst_len = hub[i].len;
         int fam = hub[i].addr.family == 6;
         if (l3->has[fam])
-            to_rtnl(&l3->addr[fam], &r->src);
+            r->src = l3->addr[fam];
         if (gp_rtnl_route_replace(&l3->nl, dev, r, err, sizeof err) == 0)
             l3->ninstalled++;
         else

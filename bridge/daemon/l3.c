@@ -84,15 +84,9 @@ static unsigned addr_hash(const gp_ip_addr *a) {
     return h % ADDR_BUCKETS;
 }
 
-static void to_rtnl(const gp_ip_addr *a, gp_rtnl_ip *o) {
-    memset(o, 0, sizeof *o);
-    o->family = a->family;
-    memcpy(o->a, a->a, sizeof o->a);
-}
-
 static void cidr_route(const gp_cidr *c, gp_rtnl_route *r) {
     memset(r, 0, sizeof *r);
-    to_rtnl(&c->addr, &r->dst);
+    r->dst = c->addr;
     r->dst_len = c->len;
 }
 
@@ -380,9 +374,9 @@ void br_l3_grant(br_l3 *l3, br_conn *c, long long index, unsigned mtu, const gp_
         if (h->has[f]) {
             gp_rtnl_route *r = &h->installed[h->ninstalled];
             memset(r, 0, sizeof *r);
-            to_rtnl(&h->addr[f], &r->dst);
+            r->dst = h->addr[f];
             r->dst_len = f ? 128 : 32;
-            to_rtnl(&l3->hub[f], &r->src);
+            r->src = l3->hub[f];
             if (gp_rtnl_route_replace(&l3->nl, gp_tun_dev(l3->tun), r, err, sizeof err) == 0)
                 h->ninstalled++;
             else
@@ -661,9 +655,7 @@ br_l3 *br_l3_new(const br_env *env, const br_l3_conf *conf, char *err, size_t er
             continue;
         /* The bridges' own address, alone (no prefix route: every house's route is its own,
          * pointing at the device of the bridge that holds it). */
-        gp_rtnl_ip a;
-        to_rtnl(&l3->hub[f], &a);
-        if (gp_rtnl_addr_add(&l3->nl, dev, &a, f ? 128 : 32, err, errlen) != 0)
+        if (gp_rtnl_addr_add(&l3->nl, dev, &l3->hub[f], f ? 128 : 32, err, errlen) != 0)
             goto fail;
         /* The pools' catch-all, below every house's route: a packet to an address nobody
          * holds here comes to us (dropped, counted) instead of following the default route

@@ -17,6 +17,8 @@
 #ifndef GP_RTNL_H
 #define GP_RTNL_H
 
+#include "../ippkt.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,12 +42,9 @@ typedef struct gp_netdev {
     char name[GP_IFNAMSIZ];
 } gp_netdev;
 
-/* An address: family 4 or 6, the bytes in network order (IPv4 in a[0..4)). The layout of
- * proto/ippkt.h's gp_ip_addr, so that one converts to the other field by field. */
-typedef struct gp_rtnl_ip {
-    uint8_t family;
-    uint8_t a[16];
-} gp_rtnl_ip;
+/* An address: proto/ippkt.h's (family 4 or 6, the bytes in network order, IPv4 in a[0..4)),
+ * so that what the tunnel parsed goes to the kernel as it is. */
+typedef gp_ip_addr gp_rtnl_ip;
 
 /* A route through a device: dst/dst_len (no bit set past dst_len: refused, not masked), an
  * optional metric (0: the kernel's default, 0 for IPv4 and 1024 for IPv6), an optional
