@@ -24,8 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SESS_OVERHEAD 63u /* session (30) + engine (32) + coding byte: packet -> datagram */
-#define HUB_MAX 4         /* prefixes of the hub side a grant may name */
+#define HUB_MAX 4 /* prefixes of the hub side a grant may name */
 
 struct hs_l3 {
     uv_loop_t *loop;
@@ -321,7 +320,7 @@ void hs_l3_grant(hs_l3 *l3, const gp_frame *f) {
         return;
     }
     /* The session first: one packet of the tunnel's MTU in one datagram. */
-    if (!l3->tr || l3->tr->ops->set_mtu(l3->tr, mtu + SESS_OVERHEAD) != 0) {
+    if (!l3->tr || l3->tr->ops->set_mtu(l3->tr, mtu + GP_RUDP_DGRAM_OVERHEAD(0)) != 0) {
         hs_log(HS_LOG_ERROR, "tun_refused", "dev=%s reason=\"the session cannot carry MTU %u\"",
                l3->dev, mtu);
         return;

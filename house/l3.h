@@ -16,6 +16,7 @@
 
 #include "frame.h"
 #include "ippkt.h"
+#include "rudp.h"
 #include "transport.h"
 
 #include <stddef.h>
@@ -25,7 +26,7 @@
 #define HS_L3_RULES_MAX 64
 #define HS_L3_ROUTES_MAX 64
 #define HS_L3_MTU_DEFAULT 1280
-#define HS_L3_MTU_MAX 1431 /* GP_RUDP_MTU_MAX less the house's session and engine headers */
+#define HS_L3_MTU_MAX (GP_RUDP_MTU_MAX - GP_RUDP_DGRAM_OVERHEAD(0)) /* 1431 */
 
 typedef struct hs_l3 hs_l3;
 

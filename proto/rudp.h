@@ -27,6 +27,11 @@
  * accepts (GP_REL_DEFAULT_RX_PAYLOAD), whichever side sends it. Hosts size their send buffers
  * for it. */
 #define GP_RUDP_MTU_MAX (GP_REL_DEFAULT_RX_PAYLOAD + GP_SESS_OVERHEAD_S2C)
+/* What a datagram of n bytes needs on the wire beyond n: the coding byte, the engine's packet,
+ * the session's (bridge: 1 on the bridge's side, 0 on the house's). gp_rudp_set_mtu(r, n +
+ * this) makes gp_rudp_dgram_max at least n. */
+#define GP_RUDP_DGRAM_OVERHEAD(bridge)                                                             \
+    (1u + GP_REL_DGRAM_OVERHEAD + ((bridge) ? GP_SESS_OVERHEAD_S2C : GP_SESS_OVERHEAD))
 
 typedef struct gp_rudp gp_rudp;
 

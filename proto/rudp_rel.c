@@ -50,6 +50,8 @@
 #define PACE_CREDIT_MAX_NS (25 * MS)
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
 #define DGRAM_HDR 3                /* FT_DGRAM + a 2-byte length varint */
+_Static_assert(GP_REL_DGRAM_OVERHEAD == PKT_HDR_MAX + GP_FEC_RESERVE + DGRAM_HDR,
+               "rudp_rel.h's datagram overhead is this file's headers");
 
 #define NONE UINT64_MAX
 
@@ -653,7 +655,7 @@ size_t gp_rel_max_payload(const gp_rel *r) {
 
 size_t gp_rel_dgram_max(const gp_rel *r) {
     /* A packet of its own, FEC room kept (the ACK then goes in the next one: see build). */
-    return r->cfg.max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - DGRAM_HDR;
+    return r->cfg.max_payload - GP_REL_DGRAM_OVERHEAD;
 }
 
 /* Drops datagrams that waited longer than dgram_max_wait_ns: late IP packets only confuse the

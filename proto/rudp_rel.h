@@ -37,6 +37,9 @@
 /* What an engine accepts by default, whatever it sends: the UDP payload of a 1500-byte IPv4
  * packet. A peer may send up to this (gp_rel_set_max_payload) without asking first. */
 #define GP_REL_DEFAULT_RX_PAYLOAD 1472u
+/* What a packet carrying one datagram adds to it: packet header, FEC room, DGRAM frame header
+ * (gp_rel_dgram_max is max_payload less this). */
+#define GP_REL_DGRAM_OVERHEAD 32u
 #define GP_REL_DEFAULT_MAX_MESSAGE (1048576u + 64u)
 #define GP_REL_DEFAULT_SEND_BUFFER (8u << 20)
 #define GP_REL_DEFAULT_KEEPALIVE_NS 20000000000ull /* 20 s: under common NAT UDP timeouts */

@@ -22,7 +22,6 @@
 
 #define ADDR_BUCKETS 1024u     /* house addresses by hash */
 #define POOL_ROUTE_METRIC 4242 /* the pools' catch-all route: below every house's */
-#define SESS_OVERHEAD 55u      /* session (22) + engine (32) + coding byte: packet -> datagram */
 
 struct br_l3_house {
     br_conn *c;
@@ -393,7 +392,7 @@ void br_l3_grant(br_l3 *l3, br_conn *c, long long index, unsigned mtu, const gp_
     }
     /* The session carries one packet of the tunnel's MTU in one datagram. */
     h->mtu = mtu;
-    if (c->tp->set_mtu(c, h->mtu + SESS_OVERHEAD) != 0) {
+    if (c->tp->set_mtu(c, h->mtu + GP_RUDP_DGRAM_OVERHEAD(1)) != 0) {
         br_log(BR_LOG_WARN, "tun_mtu_failed", "house=%s mtu=%u", c->house, h->mtu);
     }
     for (int f = 0; f < 2; f++)

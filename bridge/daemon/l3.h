@@ -17,13 +17,14 @@
 #include "env.h"
 #include "frame.h"
 #include "ippkt.h"
+#include "rudp.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define BR_L3_MTU_DEFAULT 1280 /* IPv6's minimum: what every path should carry */
 #define BR_L3_ROUTES_MAX 64    /* routes a house may be granted */
-#define BR_L3_MTU_MAX 1439     /* GP_RUDP_MTU_MAX less the session's and engine's headers */
+#define BR_L3_MTU_MAX (GP_RUDP_MTU_MAX - GP_RUDP_DGRAM_OVERHEAD(1)) /* 1439 */
 
 typedef struct br_l3 br_l3;
 typedef struct br_l3_house br_l3_house;
