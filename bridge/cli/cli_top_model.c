@@ -494,42 +494,31 @@ void top_fmt_rate(char *out, size_t cap, double r) {
         snprintf(out, cap, "%.1fM", r / 1e6);
 }
 
-void top_fmt_bytes(char *out, size_t cap, double b) {
-    static const char units[] = "KMGTP";
-    if (b < 0) {
+/* v with a unit prefix: as it is below 1000, else divided by base until it is, with one
+ * decimal below 10 (999.6 would print as "1000" with the prefix before: the next one takes it). */
+static void fmt_prefixed(char *out, size_t cap, double v, double base, const char *units) {
+    if (v < 0) {
         snprintf(out, cap, "-");
         return;
     }
-    if (b < 1000) {
-        snprintf(out, cap, "%.0f", b);
+    if (v < 999.5) {
+        snprintf(out, cap, "%.0f", v);
         return;
     }
     int u = -1;
-    while (b >= 1000 && u < 4) {
-        b /= 1024;
+    while (v >= 999.5 && u < 4) {
+        v /= base;
         u++;
     }
-    snprintf(out, cap, b < 10 ? "%.1f%c" : "%.0f%c", b, units[u]);
+    snprintf(out, cap, v < 9.95 ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
+
+void top_fmt_bytes(char *out, size_t cap, double b) {
+    fmt_prefixed(out, cap, b, 1024, "KMGTP");
 }
 
 void top_fmt_bits(char *out, size_t cap, double bytes_per_s) {
-    static const char units[] = "kMGTP";
-    double b = bytes_per_s * 8;
-    if (bytes_per_s < 0) {
-        snprintf(out, cap, "-");
-        return;
-    }
-    if (b < 1000) {
-        snprintf(out, cap, "%.0f", b);
-        return;
-    }
-    int u = -1;
-    /* 999.6k would print as "1000k": the next prefix takes it. */
-    while (b >= 999.5 && u < 4) {
-        b /= 1000;
-        u++;
-    }
-    snprintf(out, cap, b < 9.95 ? "%.1f%c" : "%.0f%c", b, units[u]);
+    fmt_prefixed(out, cap, bytes_per_s < 0 ? -1 : bytes_per_s * 8, 1000, "kMGTP");
 }
 
 void top_fmt_inout(char *out, size_t cap, double in, double out_, int bits) {
