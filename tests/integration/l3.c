@@ -580,7 +580,7 @@ Test(l3, nat_rebinding_mid_transfer) {
     echo_on(fd, 1 << 20, 30000);
     char *out = NULL;
     int rc = h_netns_sh(W.far, 5000, &out,
-                        "sysctl -qw net.ipv4.conf.vfar.promote_secondaries=1 && "
+                        "echo 1 > /proc/sys/net/ipv4/conf/vfar/promote_secondaries && "
                         "ip addr add 10.99.0.3/24 dev vfar && ip addr del 10.99.0.2/24 dev vfar");
     cr_assert_eq(rc, 0, "%s", out ? out : "");
     free(out);
