@@ -342,8 +342,8 @@ static const gp_conf_opt opts[] = {
      "CAP_NET_ADMIN)"},
     {"tun-allow", GP_CONF_FN, 0, 0, 0, NULL, set_tun_allow,
      "what the hub side may reach through the tunnel: PROTO[:PORT[-PORT]][@PREFIX], PROTO tcp, "
-     "udp, icmp or any (e.g. tcp:22, icmp, udp:53@192.168.1.0/24); repeat for more. Nothing "
-     "else gets in, but the replies to what the house itself opened"},
+     "udp, icmp (echo requests) or any (e.g. tcp:22, icmp, udp:53@192.168.1.0/24); repeat for "
+     "more. Nothing else gets in, but the replies to what the house itself opened"},
     {"tun-route", GP_CONF_FN, 0, 0, 0, NULL, set_tun_route,
      "a subnet behind the house to route through the tunnel (CIDR; the registry must allow "
      "it: ghostport house tun ID --route); repeat for more"},

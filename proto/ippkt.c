@@ -808,8 +808,15 @@ static int rule_allows(const gp_tun_rule *r, const gp_ip_pkt *pkt) {
             return 0;
         break;
     case GP_TUN_ICMP:
+        /* Echo requests only (ping, traceroute's probes): what the hub side starts. Errors
+         * about what the house sent come back as related (proto/flowtab.h); anything else the
+         * hub side could send unasked — redirects, router advertisements — would reconfigure
+         * the house's routing. A later fragment of an echo request has no type: it passes on
+         * protocol and destination, as for ports. */
         if (!(pkt->version == 4 && pkt->proto == GP_IPPROTO_ICMP) &&
             !(pkt->version == 6 && pkt->proto == GP_IPPROTO_ICMPV6))
+            return 0;
+        if ((pkt->flags & GP_IPF_L4) && pkt->icmp_type != (pkt->version == 4 ? 8 : 128))
             return 0;
         break;
     default:

@@ -1328,3 +1328,33 @@ Test(ippkt, prefix_lists_parse_strictly_and_format_back) {
         cr_assert(err[0], "no message for \"%s\"", bad[i]);
     }
 }
+
+/* `icmp` lets the hub side's echo requests in, nothing else it could send unasked: replies and
+ * errors about the house's own packets come in as related (the flow table), and redirects or
+ * router advertisements would reconfigure the house's routing. */
+Test(ippkt, the_icmp_rule_is_echo_requests_only) {
+    gp_tun_rule r;
+    char err[160];
+    cr_assert_eq(gp_tun_rule_parse("icmp", &r, err, sizeof err), 0, "%s", err);
+    static const struct {
+        const char *src, *dst;
+        uint8_t proto, type;
+        int allowed;
+    } cases[] = {
+        {"100.96.0.1", "100.96.0.2", 1, 8, 1}, {"fd7a::1", "fd7a::2", 58, 128, 1},
+        {"100.96.0.1", "100.96.0.2", 1, 0, 0}, {"100.96.0.1", "100.96.0.2", 1, 5, 0},
+        {"100.96.0.1", "100.96.0.2", 1, 3, 0}, {"fd7a::1", "fd7a::2", 58, 134, 0},
+        {"fd7a::1", "fd7a::2", 58, 137, 0},    {"fd7a::1", "fd7a::2", 58, 129, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t pkt[256], l4[64];
+        size_t n =
+            build(pkt, &(spec){.src = cases[i].src, .dst = cases[i].dst, .proto = cases[i].proto},
+                  l4, icmp(l4, cases[i].type, 0, 8), 1);
+        gp_ip_pkt p;
+        cr_assert_eq(gp_ip_parse(pkt, n, &p), GP_IPD_OK, "case %zu", i);
+        cr_assert_eq(gp_tun_rules_match(&r, 1, &p) == 0, cases[i].allowed, "ICMP%s type %u: %s",
+                     cases[i].proto == 58 ? "v6" : "", cases[i].type,
+                     cases[i].allowed ? "refused" : "let in");
+    }
+}
