@@ -814,6 +814,28 @@ static size_t sout_len(const char *sid) {
     return v.len;
 }
 
+/* The service has sent total bytes (big, freed here) on stream sid with a window of win: the
+ * house sends a window and stops; half acknowledged, half a window more and no more; acked as
+ * it goes (at most rounds acks), everything arrives, in order. */
+static void window_then_all(const char *sid, uint32_t win, uint8_t *big, size_t total, int rounds) {
+    want_len = win;
+    cr_assert(run_until(sout_has_want, 3000));
+    run_for(150); /* nothing more may come */
+    cr_assert_eq(sout_len(sid), win, "the house went past the window: %zu", sout_len(sid));
+    s_ack(sid, win / 2);
+    want_len = win + win / 2;
+    cr_assert(run_until(sout_has_want, 3000));
+    run_for(100);
+    cr_assert_eq(sout_len(sid), win + win / 2);
+    for (int i = 0; i < rounds && sout_len(sid) < total; i++) {
+        s_ack(sid, sout_len(sid));
+        want_len = sout_len(sid) + 1;
+        run_until(sout_has_want, 2000);
+    }
+    expect_sout(sid, big, total);
+    free(big);
+}
+
 Test(house_streams, window_respected_until_acked) {
     S.mode = SVC_SINK;
     const char *sid = "win";
@@ -824,24 +846,7 @@ Test(house_streams, window_respected_until_acked) {
     for (size_t i = 0; i < total; i++)
         big[i] = (uint8_t)(i % 253);
     s_write(&S.c[0], big, total); /* the service sends far more than the window */
-    want_len = win;
-    cr_assert(run_until(sout_has_want, 3000));
-    run_for(150); /* nothing more may come */
-    cr_assert_eq(sout_len(sid), win, "the house went past the window: %zu", sout_len(sid));
-    /* the opener acknowledges half: half a window more, no more */
-    s_ack(sid, win / 2);
-    want_len = win + win / 2;
-    cr_assert(run_until(sout_has_want, 3000));
-    run_for(100);
-    cr_assert_eq(sout_len(sid), win + win / 2);
-    /* acks as it goes: everything arrives, in order */
-    for (int i = 0; i < 2000 && sout_len(sid) < total; i++) {
-        s_ack(sid, sout_len(sid));
-        want_len = sout_len(sid) + 1;
-        run_until(sout_has_want, 2000);
-    }
-    expect_sout(sid, big, total);
-    free(big);
+    window_then_all(sid, win, big, total, 2000);
 }
 
 Test(house_streams, stalled_tunnel_stops_reading_at_the_window) {
@@ -1357,22 +1362,7 @@ Test(house_streams, tls_window_respected_until_acked) {
     for (size_t i = 0; i < total; i++)
         big[i] = (uint8_t)(i % 241);
     s_send(&S.c[0], big, total);
-    want_len = win;
-    cr_assert(run_until(sout_has_want, 3000));
-    run_for(150); /* nothing more may come */
-    cr_assert_eq(sout_len(sid), win, "the house went past the window: %zu", sout_len(sid));
-    s_ack(sid, win / 2);
-    want_len = win + win / 2;
-    cr_assert(run_until(sout_has_want, 3000));
-    run_for(100);
-    cr_assert_eq(sout_len(sid), win + win / 2);
-    for (int i = 0; i < 4000 && sout_len(sid) < total; i++) {
-        s_ack(sid, sout_len(sid));
-        want_len = sout_len(sid) + 1;
-        run_until(sout_has_want, 2000);
-    }
-    expect_sout(sid, big, total);
-    free(big);
+    window_then_all(sid, win, big, total, 4000);
 }
 
 /* Half-close through TLS: the upstream's close_notify is its fin (what it sent before
