@@ -47,6 +47,21 @@ static redisReply *cmd(br_rc *rc, char *err, size_t errlen, const char *first, .
     return r;
 }
 
+/* The answer of a script on one house's hash that returns 0 when the house is not registered
+ * (nothing written), 1 when done: 0, GP_REG_NOT_FOUND or GP_REG_REDIS (r NULL: cmd said why).
+ * Frees r. */
+static int house_script_done(redisReply *r, const char *id, char *err, size_t errlen) {
+    if (!r)
+        return GP_REG_REDIS;
+    long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (ok != 1) {
+        gp_errf(err, errlen, "no house '%s'", id);
+        return GP_REG_NOT_FOUND;
+    }
+    return 0;
+}
+
 br_rc *gp_reg_connect(const gp_rurl *u, unsigned timeout_ms, char *err, size_t errlen,
                       int *auth_failed) {
     if (auth_failed)
@@ -430,15 +445,7 @@ int gp_reg_set_disabled(br_rc *rc, const char *prefix, const char *id, int disab
     }
     redisReply *r = cmd(rc, err, errlen, "EVAL", DISABLE_LUA, "1", khouse, disabled ? "1" : "0",
                         kctl, id, NULL);
-    if (!r)
-        return GP_REG_REDIS;
-    long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    if (ok != 1) {
-        gp_errf(err, errlen, "no house '%s'", id);
-        return GP_REG_NOT_FOUND;
-    }
-    return 0;
+    return house_script_done(r, id, err, errlen);
 }
 
 /* --- the L3 tunnel's address book ------------------------------------------------------- */
@@ -535,15 +542,7 @@ int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const g
         return GP_ERR_INVALID;
     }
     redisReply *r = cmd(rc, err, errlen, "EVAL", GP_TUN_ROUTES_LUA, "1", khouse, text, NULL);
-    if (!r)
-        return GP_REG_REDIS;
-    long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    if (ok != 1) {
-        gp_errf(err, errlen, "no house '%s'", id);
-        return GP_REG_NOT_FOUND;
-    }
-    return 0;
+    return house_script_done(r, id, err, errlen);
 }
 
 /* The glob pattern matching key names that start with prefix literally. */
