@@ -38,7 +38,8 @@ struct hs_l3 {
     gp_flowtab *flows;
     hs_transport *tr; /* the live connection's, while granted or asking */
     int granted;
-    unsigned mtu; /* the grant's */
+    unsigned mtu;      /* the grant's */
+    unsigned path_mtu; /* the largest packet the session carries now, as last logged */
     gp_ip_addr addr[2];
     int has[2];
     gp_cidr hub[HUB_MAX];
@@ -208,6 +209,42 @@ static uint16_t mss_for(unsigned mtu, int v6) {
     return (uint16_t)(mtu - (v6 ? 60 : 40));
 }
 
+/* The largest IP packet the tunnel carries now: the grant's MTU, or less when the session
+ * found the UDP path narrower than that (rudp path MTU probing: proto/RUDP.md). A change is
+ * logged once, with what to do about it. */
+static unsigned path_mtu(hs_l3 *l3) {
+    size_t d = l3->tr->ops->dgram_max(l3->tr);
+    unsigned mtu = d && d < l3->mtu ? (unsigned)d : l3->mtu;
+    if (mtu != l3->path_mtu) {
+        if (mtu < l3->mtu)
+            hs_log(HS_LOG_WARN, "tun_path_mtu",
+                   "dev=%s mtu=%u tunnel_mtu=%u reason=\"the UDP path to the bridge carries "
+                   "less than the tunnel's MTU: larger packets get ICMP too big (a path MTU of "
+                   "%u bytes over IPv4 would carry them)\"",
+                   l3->dev, mtu, l3->mtu, l3->mtu + (unsigned)GP_RUDP_DGRAM_OVERHEAD(0) + 28);
+        else if (l3->path_mtu)
+            hs_log(HS_LOG_INFO, "tun_path_mtu", "dev=%s mtu=%u", l3->dev, mtu);
+        l3->path_mtu = mtu;
+    }
+    return mtu;
+}
+
+/* "Too big" back into the device for a packet from it that does not fit (mtu): from the
+ * hub's address of the packet's destination prefix (the next hop, as a router would answer):
+ * one of our own addresses as the source would be dropped by our kernel as a martian. */
+static void too_big(hs_l3 *l3, const uint8_t *p, size_t n, const gp_ip_pkt *pkt, unsigned mtu) {
+    size_t len;
+    gp_ip_addr from;
+    l3->n.too_big++;
+    for (size_t i = 0; i < l3->nhub; i++)
+        if (gp_cidr_contains(&l3->hub[i], &pkt->dst) && gp_pool_addr(&l3->hub[i], 0, &from) == 0 &&
+            gp_icmp_too_big(p, n, pkt, &from, mtu, l3->icmp, sizeof l3->icmp, &len) ==
+                GP_TB_BUILT) {
+            gp_tun_write(l3->tun, l3->icmp, len);
+            break;
+        }
+}
+
 static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
     hs_l3 *l3 = ud;
     if (!l3->granted || !l3->tr) {
@@ -219,21 +256,9 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
     if (take(l3, cp, n, &pkt, 1) != 0)
         return;
     int f = pkt.version == 6;
-    if (n > l3->mtu) {
-        /* From the hub's address of the packet's destination prefix (the next hop, as a router
-         * would answer): one of our own addresses as the source would be dropped by our kernel
-         * as a martian. */
-        size_t len;
-        gp_ip_addr from;
-        l3->n.too_big++;
-        for (size_t i = 0; i < l3->nhub; i++)
-            if (gp_cidr_contains(&l3->hub[i], &pkt.dst) &&
-                gp_pool_addr(&l3->hub[i], 0, &from) == 0 &&
-                gp_icmp_too_big(p, n, &pkt, &from, l3->mtu, l3->icmp, sizeof l3->icmp, &len) ==
-                    GP_TB_BUILT) {
-                gp_tun_write(l3->tun, l3->icmp, len);
-                break;
-            }
+    unsigned mtu = path_mtu(l3);
+    if (n > mtu) {
+        too_big(l3, p, n, &pkt, mtu);
         return;
     }
     uint64_t now = uv_now(l3->loop);
@@ -243,8 +268,12 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
         l3->last_expire_ms = now;
     }
     if (pkt.flags & GP_IPF_TCP_SYN)
-        gp_tcp_mss_clamp(p, n, &pkt, mss_for(l3->mtu, f));
+        gp_tcp_mss_clamp(p, n, &pkt, mss_for(mtu, f));
     int rc = l3->tr->ops->send_dgram(l3->tr, p, n);
+    if (rc == GP_ERR_TOO_LARGE) { /* the session lowered its size since path_mtu asked */
+        too_big(l3, p, n, &pkt, path_mtu(l3));
+        return;
+    }
     if (rc != 0) {
         dropped(l3, &l3->n.queue_full, gp_strerror(rc), &pkt);
         return;

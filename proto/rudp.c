@@ -283,7 +283,14 @@ ssize_t gp_rudp_output(gp_rudp *r, uint8_t *out, size_t cap, uint64_t now_ns) {
         ssize_t n = gp_rel_output(r->rel, r->pkt, r->conf.rel.max_payload, now_ns, at);
         if (n <= 0)
             return n;
-        ssize_t w = gp_sess_seal(r->s, r->pkt, (size_t)n, out, cap, now_ns);
+        /* Padding never takes a datagram past what the engine trusts the path with now (a
+         * path MTU probe, larger, goes at its own size): the session's ladder of sizes reaches
+         * its MTU, which the L3 tunnel raised, and a padded packet over a narrower path would
+         * vanish there, as would a probe padded past the size it tests. */
+        size_t over = gp_sess_is_bridge(r->s) ? GP_SESS_OVERHEAD_S2C : GP_SESS_OVERHEAD;
+        size_t trusted = gp_rel_payload_now(r->rel);
+        size_t lim = over + ((size_t)n > trusted ? (size_t)n : trusted);
+        ssize_t w = gp_sess_seal(r->s, r->pkt, (size_t)n, out, lim < cap ? lim : cap, now_ns);
         if (w <= 0 || at <= now_ns)
             return w;
         held *h = malloc(sizeof *h + (size_t)w);

@@ -17,6 +17,7 @@
  *   rudp_ack.[ch]    received packet numbers, the ACK frame, the receiver's loss meter;
  *   rudp_fec.[ch]    the Cauchy Reed-Solomon code, the open block, the receiver's store;
  *   rudp_cc.[ch]     RTT estimation and the congestion controller (an ops record: BBR-like);
+ *   rudp_pmtu.[ch]   path MTU probing: how large a packet the path is trusted with;
  *   rudp_reasm.[ch]  received messages: reassembly, the receive buffer, lane-ordered delivery;
  *   rudp_ring.[ch]   the ring buffer of the engine's windows (messages, packets);
  *   rudp_varint.h    the varints of every frame. */
@@ -27,6 +28,7 @@
 #include "rudp_ack.h"
 #include "rudp_cc.h"
 #include "rudp_fec.h"
+#include "rudp_pmtu.h"
 #include "rudp_reasm.h"
 #include "rudp_ring.h"
 #include "rudp_varint.h"
@@ -183,7 +185,9 @@ struct gp_rel {
     int cwnd_blocked; /* the last call sent nothing for a full window (see pace_credit) */
 
     gp_fec_tx ftx;          /* FEC, sending: the open block */
-    size_t pending_payload; /* gp_rel_set_max_payload waiting for the FEC block to be sent */
+    size_t pending_payload; /* a new max_payload waiting for the FEC block to be sent */
+    gp_pmtu pmtu;           /* path MTU: max_payload follows its usable size */
+    double small_loss;      /* loss of our packets no larger than pmtu.base (see pmtu_loss) */
 
     /* receiver: packets and acks */
     gp_ack_ranges rx; /* packet numbers received */
@@ -478,6 +482,8 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
     gp_reasm_init(&r->reasm, cfg->recv_buffer);
     r->now = now_ns;
     r->last_rx = r->last_tx = now_ns;
+    gp_pmtu_init(&r->pmtu, cfg->max_payload);
+    r->small_loss = GP_FEC_PRIOR_LOSS;
     r->chunk_budget = cfg->max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
     gp_rtt_init(&r->rtt);
     gp_cc_init(&r->cc, cfg->cc, cfg->max_payload, cfg->seed);
@@ -613,13 +619,17 @@ nomem:
 /* ---- payload size ---- */
 
 /* Applies a new max_payload once no FEC block is being built or sent: a block's images all
- * have its stride. */
+ * have its stride. Message chunks never grow past the base payload (the one the engine was
+ * created with, which needs no probing: rudp_pmtu.h): they are cut when queued, and a chunk
+ * larger than a path that turned out narrower would block its lane for good. Only datagrams
+ * use a raised size. */
 static void apply_payload(gp_rel *r) {
     if (!r->pending_payload || r->ftx.open || r->ftx.closing)
         return;
     r->cfg.max_payload = r->pending_payload;
     r->pending_payload = 0;
-    r->chunk_budget = r->cfg.max_payload - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
+    r->chunk_budget =
+        u64min(r->cfg.max_payload, r->pmtu.base) - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
     gp_fec_tx_free(&r->ftx);
     gp_fec_tx_init(&r->ftx, r->cfg.max_payload);
     /* A smaller payload: queued datagrams that no longer fit one packet would block the
@@ -639,16 +649,26 @@ static void apply_payload(gp_rel *r) {
     }
 }
 
+/* The path MTU prober changed its usable size: follow it. */
+static void pmtu_follow(gp_rel *r) {
+    r->pending_payload = r->pmtu.usable;
+    apply_payload(r);
+}
+
 int gp_rel_set_max_payload(gp_rel *r, size_t n) {
     if (n < GP_REL_MIN_PAYLOAD || n > GP_REL_MAX_PAYLOAD)
         return GP_ERR_INVALID;
-    r->pending_payload = n;
-    apply_payload(r);
+    gp_pmtu_set_target(&r->pmtu, n, r->now);
+    pmtu_follow(r);
     return 0;
 }
 
 size_t gp_rel_max_payload(const gp_rel *r) {
-    return r->pending_payload > r->cfg.max_payload ? r->pending_payload : r->cfg.max_payload;
+    return u64max(r->pmtu.target, r->cfg.max_payload);
+}
+
+size_t gp_rel_payload_now(const gp_rel *r) {
+    return r->cfg.max_payload;
 }
 
 /* ---- datagrams ---- */
@@ -779,8 +799,10 @@ static void set_pto(gp_rel *r) {
 
 /* ---- loss detection (RFC 9002 §6) ---- */
 
-static void det_loss_sample(gp_rel *r, int lost) {
+static void det_loss_sample(gp_rel *r, const srec *s, int lost) {
     r->det_loss += ((lost ? 1.0 : 0.0) - r->det_loss) / 64.0;
+    if (s->size <= r->pmtu.base)
+        r->small_loss += ((lost ? 1.0 : 0.0) - r->small_loss) / 64.0;
 }
 
 static void on_lost(gp_rel *r, srec *s) {
@@ -792,7 +814,7 @@ static void on_lost(gp_rel *r, srec *s) {
         r->eliciting_inflight--;
     r->st.pkts_lost++;
     r->st.dgrams_lost += s->ndg;
-    det_loss_sample(r, 1);
+    det_loss_sample(r, s, 1);
     if (r->cc.ops->on_lost)
         r->cc.ops->on_lost(&r->cc, s->size, r->now);
     for (unsigned i = 0; i < s->nrefs; i++) {
@@ -931,7 +953,7 @@ static void on_acked(gp_rel *r, srec *s, uint64_t now, rate_sample *rs) {
         r->inflight -= s->size;
         if (s->flags & SF_ELICITING)
             r->eliciting_inflight--;
-        det_loss_sample(r, 0);
+        det_loss_sample(r, s, 0);
         r->delivered += s->size;
         r->delivered_time = now;
         if (!rs->valid || s->delivered > rs->prior_delivered) {
@@ -977,6 +999,9 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
                 on_acked(r, s, now, &rs);
             }
         }
+        if (r->pmtu.probe && r->pmtu.pn >= lo && r->pmtu.pn <= hi &&
+            gp_pmtu_acked(&r->pmtu, r->pmtu.pn, now))
+            pmtu_follow(r);
         if (i == a->nranges)
             break;
         p = gp_ack_next_range(p, a->ranges_end, &hi, &lo);
@@ -1399,6 +1424,15 @@ static uint64_t pace_credit(const gp_rel *r) {
                                     : c;
 }
 
+/* Pacing: one packet per size/rate, with the credit of a late call kept up to pace_credit()
+ * (see there). */
+static void pace_after(gp_rel *r, size_t size, uint64_t now) {
+    uint64_t iv = (uint64_t)size * SEC / u64max(r->cc.pacing_rate, 1);
+    uint64_t keep = r->cwnd_blocked ? 2 * iv : u64max(2 * iv, pace_credit(r));
+    uint64_t lo = now > keep ? now - keep : 0;
+    r->pace_next = u64max(r->pace_next, lo) + iv;
+}
+
 static int has_data(const gp_rel *r) {
     return r->rq_valid > 0 || r->rr != NULL || r->dq_head != NULL;
 }
@@ -1518,14 +1552,8 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         r->last_eliciting_sent = send_at;
         set_pto(r);
     }
-    if (kind == K_DATA || kind == K_REPAIR) {
-        /* Pacing: one packet per size/rate, with the credit of a late call kept up to
-         * pace_credit() (see there). */
-        uint64_t iv = (uint64_t)size * SEC / u64max(r->cc.pacing_rate, 1);
-        uint64_t keep = r->cwnd_blocked ? 2 * iv : u64max(2 * iv, pace_credit(r));
-        uint64_t lo = now > keep ? now - keep : 0;
-        r->pace_next = u64max(r->pace_next, lo) + iv;
-    }
+    if (kind == K_DATA || kind == K_REPAIR)
+        pace_after(r, size, now);
     if (kind == K_REPAIR) {
         r->st.fec_sent++;
         r->st.fec_bytes += size;
@@ -1543,6 +1571,57 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
     }
     if (rec.flags & SF_RESOLVED)
         sr_advance(r);
+    return (ssize_t)size;
+}
+
+/* ---- path MTU probes (rudp_pmtu.h) ---- */
+
+/* The chance a probe goes unanswered by bad luck alone: lost on its way, or every ack naming
+ * it lost on theirs (acks repeat their ranges, so this overstates it, which only asks for more
+ * losses in a row). Our way's loss is that of our packets no larger than the base: on a path
+ * narrower than the raised size every larger packet is lost, and counting those (as the
+ * peer's measure of our packets does) would make a black hole look like a lossy link and ask
+ * for twelve lost probes instead of three. */
+static double pmtu_loss(const gp_rel *r) {
+    double q = r->rxl.windows ? r->rxl.rate : GP_FEC_PRIOR_LOSS;
+    return 1 - (1 - r->small_loss) * (1 - q);
+}
+
+/* How long a probe's ack may take: two smoothed RTTs (or one plus its variation, if more),
+ * the peer's ack delay and our send jitter. */
+static uint64_t pmtu_timeout(const gp_rel *r) {
+    return u64max(2 * r->rtt.srtt, r->rtt.srtt + 4 * r->rtt.rttvar) + GP_REL_MAX_ACK_DELAY_NS +
+           GP_REL_MAX_JITTER_NS;
+}
+
+/* A probe: a packet of exactly `size` bytes of PING frames (one byte each: every peer takes
+ * them, so probing needs no new frame and no negotiation). Not in flight and not protected:
+ * its loss says nothing about congestion (RFC 8899 §4.5) and it must not join an FEC block,
+ * whose images are max_payload wide; the prober alone follows its fate. */
+static ssize_t build_pmtu_probe(gp_rel *r, uint8_t *buf, size_t size, uint64_t now,
+                                uint64_t send_at) {
+    if (sr_reserve(r))
+        return 0; /* the ring is at its bound: data first */
+    uint64_t pn = r->next_pn;
+    uint8_t *p = buf;
+    *p++ = 0;
+    p = gp_vput(p, pn);
+    memset(p, FT_PING, size - (size_t)(p - buf));
+    srec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.pn = pn;
+    rec.ack_largest = NONE;
+    rec.size = (uint32_t)size;
+    rec.sent_at = rec.loss_ref = send_at;
+    rec.flags = SF_RESOLVED;
+    *sr_slot(r, pn) = rec;
+    r->next_pn++;
+    sr_advance(r);
+    r->last_tx = now;
+    r->st.pkts_sent++;
+    r->st.bytes_sent += size;
+    pace_after(r, size, now);
+    gp_pmtu_sent(&r->pmtu, size, pn, now, pmtu_timeout(r));
     return (ssize_t)size;
 }
 
@@ -1579,6 +1658,8 @@ static void on_timers(gp_rel *r, uint64_t now) {
     }
     if (r->ftx.open && now >= r->ftx.opened_at + gp_fec_hold(r->rtt.srtt))
         fec_close(r, 0, now);
+    if (r->pmtu.probe && now >= r->pmtu.due_at && gp_pmtu_lost(&r->pmtu, now, pmtu_loss(r)))
+        pmtu_follow(r);
 }
 
 ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint64_t send_at_ns) {
@@ -1604,6 +1685,12 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         ssize_t n = build(r, buf, K_REPAIR, now, send_at);
         if (n)
             return n;
+    }
+    /* A probe goes between FEC blocks (a block is a run of consecutive packet numbers). */
+    if (paced && !r->ftx.open && !r->ftx.closing) {
+        size_t probe = gp_pmtu_due(&r->pmtu, now, pmtu_loss(r), NULL);
+        if (probe && probe <= cap)
+            return build_pmtu_probe(r, buf, probe, now, send_at);
     }
     if (paced && !r->ftx.closing && r->inflight < r->cc.cwnd && has_data(r))
         return build(r, buf, K_DATA, now, send_at);
@@ -1646,6 +1733,11 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
         t = u64min(t, r->pace_next);
     if (r->ftx.open)
         t = u64min(t, r->ftx.opened_at + gp_fec_hold(r->rtt.srtt));
+    /* A probe's timeout; or the next probe, which waits for pacing and for no FEC block. */
+    if (r->pmtu.probe)
+        t = u64min(t, r->pmtu.due_at);
+    else if (!r->ftx.open && !r->ftx.closing)
+        t = u64min(t, u64max(gp_pmtu_expiry(&r->pmtu), r->pace_next));
     t = u64min(t, r->last_tx + r->cfg.idle_keepalive_ns);
     if (!r->eliciting_inflight)
         t = u64min(t, r->last_rx + r->cfg.idle_keepalive_ns / 2);
@@ -1667,4 +1759,8 @@ void gp_rel_get_stats(const gp_rel *r, gp_rel_stats *out) {
     out->pacing_bps = r->cc.pacing_rate * 8;
     out->btlbw_bps = r->cc.bw * 8;
     out->cc_state = r->cc.state;
+    out->path_payload = r->pmtu.usable;
+    out->pmtu_probes = r->pmtu.probes;
+    out->pmtu_probes_lost = r->pmtu.lost;
+    out->pmtu_lowered = r->pmtu.lowered;
 }

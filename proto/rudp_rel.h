@@ -117,13 +117,19 @@ int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, cons
 size_t gp_rel_send_space(const gp_rel *r);
 
 /* Changes the largest payload gp_rel_output produces (a path that carries larger datagrams:
- * the L3 tunnel's IP packets need ~1340 bytes). Messages queued before keep their chunk size;
- * an FEC block being built keeps its own (the change applies once it is sent). The peer must
- * accept it: every engine accepts GP_REL_DEFAULT_RX_PAYLOAD unless configured lower. 0, or
- * GP_ERR_INVALID outside [GP_REL_MIN_PAYLOAD, GP_REL_MAX_PAYLOAD]. Callers' output buffers
- * must then hold the new size. */
+ * the L3 tunnel's IP packets need ~1340 bytes). Above the payload the engine was created with
+ * (the base), the size is used at once and checked by path MTU probing (rudp_pmtu.h): a path
+ * that does not carry it lowers what the engine sends to what it does carry (datagrams above
+ * it are then refused, GP_ERR_TOO_LARGE), probed again later. Message chunks never exceed the
+ * base. An FEC block being built keeps its size (the change applies once it is sent). The
+ * peer must accept it: every engine accepts GP_REL_DEFAULT_RX_PAYLOAD unless configured
+ * lower. 0, or GP_ERR_INVALID outside [GP_REL_MIN_PAYLOAD, GP_REL_MAX_PAYLOAD]. Callers'
+ * output buffers must then hold the new size (gp_rel_max_payload: probes are that large). */
 int gp_rel_set_max_payload(gp_rel *r, size_t max_payload);
 size_t gp_rel_max_payload(const gp_rel *r);
+/* The largest payload the engine sends now, probes aside: max_payload, or less while path MTU
+ * probing (rudp_pmtu.h) has not found the path to carry it. */
+size_t gp_rel_payload_now(const gp_rel *r);
 
 /* Datagrams: the unreliable lane (an L3 tunnel's IP packets). Each datagram travels whole in
  * one packet: never retransmitted, never waiting for another; protected by the same FEC as
@@ -216,6 +222,10 @@ typedef struct gp_rel_stats {
     uint64_t dgrams_lost;       /* sent in packets declared lost (the peer did not rebuild) */
     uint64_t dgrams_dropped;    /* never sent: queue full or waited too long */
     uint64_t dgrams_dropped_rx; /* received but the receive queue was full */
+    /* Path MTU (rudp_pmtu.h): the payload the path is trusted with now, probes sent and lost,
+     * times the trusted size fell (a probe of it lost again and again: a narrower path). */
+    size_t path_payload;
+    uint64_t pmtu_probes, pmtu_probes_lost, pmtu_lowered;
 } gp_rel_stats;
 
 /* Fills *out with the current counters and estimates. */

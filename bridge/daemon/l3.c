@@ -32,7 +32,8 @@ struct br_l3_house {
     size_t nroutes;
     gp_rtnl_route installed[2 + BR_L3_ROUTES_MAX];
     size_t ninstalled;
-    unsigned mtu;
+    unsigned mtu;          /* the grant's */
+    unsigned path_mtu;     /* the largest packet its session carries now, as last logged */
     br_l3_house *anext[2]; /* address table chains, per family */
     uint64_t pkts_in, pkts_out, bytes_in, bytes_out, drops;
 };
@@ -181,15 +182,35 @@ static uint16_t mss_for(unsigned mtu, int v6) {
     return (uint16_t)(mtu - (v6 ? 60 : 40));
 }
 
-/* A packet that does not fit the house's tunnel: "too big" back to its sender, from the
+/* The largest IP packet the house's tunnel carries now: the grant's MTU, or less when its
+ * session found the UDP path narrower than that (rudp path MTU probing: proto/RUDP.md). A
+ * change is logged once, with what to do about it. */
+static unsigned path_mtu(br_l3_house *h) {
+    size_t d = h->c->tp->dgram_max ? h->c->tp->dgram_max(h->c) : 0;
+    unsigned mtu = d && d < h->mtu ? (unsigned)d : h->mtu;
+    if (mtu != h->path_mtu) {
+        if (mtu < h->mtu)
+            br_log(BR_LOG_WARN, "tun_path_mtu",
+                   "house=%s mtu=%u tunnel_mtu=%u reason=\"the UDP path to the house carries "
+                   "less than the tunnel's MTU: larger packets get ICMP too big (a path MTU of "
+                   "%u bytes over IPv4 would carry them)\"",
+                   h->c->house, mtu, h->mtu, h->mtu + (unsigned)GP_RUDP_DGRAM_OVERHEAD(1) + 28);
+        else if (h->path_mtu)
+            br_log(BR_LOG_INFO, "tun_path_mtu", "house=%s mtu=%u", h->c->house, mtu);
+        h->path_mtu = mtu;
+    }
+    return mtu;
+}
+
+/* A packet that does not fit the house's tunnel (mtu): "too big" back to its sender, from the
  * house's address as a router on the path would (the sender is usually this host: an ICMP
  * from one of its own addresses arriving on a device would be dropped as a martian). */
 static void too_big(br_l3 *l3, const br_l3_house *h, const uint8_t *p, size_t n,
-                    const gp_ip_pkt *pkt) {
+                    const gp_ip_pkt *pkt, unsigned mtu) {
     l3->t.too_big++;
     int f = pkt->version == 6;
     size_t len;
-    if (gp_icmp_too_big(p, n, pkt, h->has[f] ? &h->addr[f] : &l3->hub[f], h->mtu, l3->icmp,
+    if (gp_icmp_too_big(p, n, pkt, h->has[f] ? &h->addr[f] : &l3->hub[f], mtu, l3->icmp,
                         sizeof l3->icmp, &len) == GP_TB_BUILT)
         gp_tun_write(l3->tun, l3->icmp, len);
 }
@@ -211,17 +232,18 @@ static void on_tun_packet(void *ud, const uint8_t *cp, size_t n) {
         l3->t.no_route++; /* an address nobody holds here: the pools' catch-all route */
         return;
     }
-    if (n > h->mtu) {
-        too_big(l3, h, p, n, &pkt);
+    unsigned mtu = path_mtu(h);
+    if (n > mtu) {
+        too_big(l3, h, p, n, &pkt, mtu);
         h->drops++;
         return;
     }
     if (pkt.flags & GP_IPF_TCP_SYN)
-        gp_tcp_mss_clamp(p, n, &pkt, mss_for(h->mtu, pkt.version == 6));
+        gp_tcp_mss_clamp(p, n, &pkt, mss_for(mtu, pkt.version == 6));
     int rc = h->c->tp->send_dgram(h->c, p, n);
     if (rc != 0) {
         if (rc == GP_ERR_TOO_LARGE)
-            too_big(l3, h, p, n, &pkt);
+            too_big(l3, h, p, n, &pkt, path_mtu(h));
         else
             l3->t.queue_full++;
         h->drops++;

@@ -3,11 +3,11 @@
  * simulated time).
  *
  * Each direction is a link model applied in this order: the caller's send jitter (send_at),
- * a blackout window, a rate-limited bottleneck with a byte-bounded FIFO queue (tail drop),
- * then random loss (independent and/or Gilbert-Elliott bursts) *after* the bottleneck — the
- * lost packet used the bottleneck, as on a radio hop, which is the harder case for bandwidth
- * estimation — then propagation delay plus jitter (kept FIFO unless reordering is asked
- * for), reordering (a packet held back by extra delay), and duplication.
+ * a blackout window, a size limit (a path MTU that sends no ICMP back), a rate-limited bottleneck
+ * with a byte-bounded FIFO queue (tail drop), then random loss (independent and/or Gilbert-Elliott
+ * bursts) *after* the bottleneck — the lost packet used the bottleneck, as on a radio hop, which is
+ * the harder case for bandwidth estimation — then propagation delay plus jitter (kept FIFO unless
+ * reordering is asked for), reordering (a packet held back by extra delay), and duplication.
  *
  * Header-only, static functions: included by the unit tests and nothing else. */
 #ifndef GP_RUDP_SIM_H
@@ -35,6 +35,7 @@ typedef struct sim_link {
     size_t overhead;               /* wire bytes added per payload (session, UDP/IP) for the rate */
     uint64_t black_from, black_to; /* everything entering in [from, to) is dropped */
     uint64_t gran_ns; /* arrivals rounded up to a multiple of this (a relay's ms timer) */
+    size_t mtu;       /* payloads larger than this are dropped, silently (0: any size) */
 } sim_link;
 
 typedef struct sim_dir {
@@ -172,7 +173,7 @@ static void sim_link_send(sim *s, int from, uint64_t t, const uint8_t *p, size_t
         d->dropped++;
         return;
     }
-    if (s->drop && s->drop(s, from, p, len)) {
+    if ((c->mtu && len > c->mtu) || (s->drop && s->drop(s, from, p, len))) {
         d->dropped++;
         return;
     }
