@@ -430,11 +430,10 @@ static int load_config(hs_config *c, int argc, char **argv, char *err, size_t er
     if (gp_conf_defaults(opts, c, err, errlen) != 0)
         return -1;
     const char *file = gp_conf_file_arg(argc, argv, getenv("GP_CONFIG"));
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            c->help = 1;
-    if (c->help)
+    if (gp_conf_help_arg(argc, argv)) {
+        c->help = 1;
         return 0;
+    }
     if (file && *file) {
         c->layer = 1;
         if (gp_conf_load_file(opts, c, file, 1 << 20, err, errlen) != 0)

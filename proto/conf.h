@@ -82,6 +82,9 @@ int gp_read_fd(int fd, size_t max, gp_buf *out);
  * by the last --config FILE or --config=FILE in argv[1..] (up to "--"), else env (GP_CONFIG;
  * may be NULL). NULL or "": none. */
 const char *gp_conf_file_arg(int argc, char **argv, const char *env);
+/* 1 when --help or -h stands in argv[1..] before any "--": both daemons answer it before they
+ * read their configuration, whatever else the command line holds. */
+int gp_conf_help_arg(int argc, char **argv);
 /* Reads the config file at path (at most max bytes) and parses it into obj
  * (gp_conf_parse_text); the text is wiped after. 0; -1 with the parse error in err; or
  * GP_CONF_EREAD when it cannot be read (err "<path>: <reason>", errno kept). */

@@ -854,13 +854,9 @@ static int start_front(int check) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
-            return 0;
-        }
-        if (strcmp(argv[i], "--") == 0)
-            break;
+    if (gp_conf_help_arg(argc, argv)) {
+        usage();
+        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     /* One descriptor per held house: the usual soft limit of 1024 would cap a bridge far
