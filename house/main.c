@@ -417,10 +417,8 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-house [options]\n"
-           "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n"
-           "options (each also as environment variable GP_<NAME> and config file line;\n"
-           "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
-           "SIGHUP, the others need a restart):\n");
+           "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n");
+    fputs(GP_CONF_USAGE_DAEMON, stdout);
     gp_conf_usage(opts, print_line, NULL);
 }
 

@@ -115,5 +115,11 @@ int gp_read_key_file(const char *path, int flags, unsigned char out[32], char *e
 
 /* Writes "  --name VALUE   help (env GP_NAME, default X)" lines for --help. */
 void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line), void *ud);
+/* What a daemon's --help says of its options before gp_conf_usage's lines: where they come
+ * from (the layers above) and what SIGHUP applies again (gp_conf_reload). */
+#define GP_CONF_USAGE_DAEMON                                                                       \
+    "options (each also as environment variable GP_<NAME> and config file line;\n"                 \
+    "those marked [SIGHUP] are applied again from the file, environment and flags on\n"            \
+    "SIGHUP, the others need a restart):\n"
 
 #endif

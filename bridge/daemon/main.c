@@ -248,10 +248,8 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-bridge [options]\n"
-           "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n"
-           "options (each also as environment variable GP_<NAME> and config file line;\n"
-           "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
-           "SIGHUP, the others need a restart):\n");
+           "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n");
+    fputs(GP_CONF_USAGE_DAEMON, stdout);
     gp_conf_usage(opts, print_line, NULL);
 }
 
