@@ -417,10 +417,8 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-house [options]\n"
-           "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n"
-           "options (each also as environment variable GP_<NAME> and config file line;\n"
-           "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
-           "SIGHUP, the others need a restart):\n");
+           "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n");
+    fputs(GP_CONF_USAGE_DAEMON, stdout);
     gp_conf_usage(opts, print_line, NULL);
 }
 
@@ -430,11 +428,10 @@ static int load_config(hs_config *c, int argc, char **argv, char *err, size_t er
     if (gp_conf_defaults(opts, c, err, errlen) != 0)
         return -1;
     const char *file = gp_conf_file_arg(argc, argv, getenv("GP_CONFIG"));
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            c->help = 1;
-    if (c->help)
+    if (gp_conf_help_arg(argc, argv)) {
+        c->help = 1;
         return 0;
+    }
     if (file && *file) {
         c->layer = 1;
         if (gp_conf_load_file(opts, c, file, 1 << 20, err, errlen) != 0)

@@ -457,6 +457,13 @@ const char *gp_conf_file_arg(int argc, char **argv, const char *env) {
     return path;
 }
 
+int gp_conf_help_arg(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 int gp_conf_load_file(const gp_conf_opt *t, void *obj, const char *path, size_t max, char *err,
                       size_t errlen) {
     size_t len = 0;

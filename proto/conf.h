@@ -82,6 +82,9 @@ int gp_read_fd(int fd, size_t max, gp_buf *out);
  * by the last --config FILE or --config=FILE in argv[1..] (up to "--"), else env (GP_CONFIG;
  * may be NULL). NULL or "": none. */
 const char *gp_conf_file_arg(int argc, char **argv, const char *env);
+/* 1 when --help or -h stands in argv[1..] before any "--": both daemons answer it before they
+ * read their configuration, whatever else the command line holds. */
+int gp_conf_help_arg(int argc, char **argv);
 /* Reads the config file at path (at most max bytes) and parses it into obj
  * (gp_conf_parse_text); the text is wiped after. 0; -1 with the parse error in err; or
  * GP_CONF_EREAD when it cannot be read (err "<path>: <reason>", errno kept). */
@@ -112,5 +115,11 @@ int gp_read_key_file(const char *path, int flags, unsigned char out[32], char *e
 
 /* Writes "  --name VALUE   help (env GP_NAME, default X)" lines for --help. */
 void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line), void *ud);
+/* What a daemon's --help says of its options before gp_conf_usage's lines: where they come
+ * from (the layers above) and what SIGHUP applies again (gp_conf_reload). */
+#define GP_CONF_USAGE_DAEMON                                                                       \
+    "options (each also as environment variable GP_<NAME> and config file line;\n"                 \
+    "those marked [SIGHUP] are applied again from the file, environment and flags on\n"            \
+    "SIGHUP, the others need a restart):\n"
 
 #endif

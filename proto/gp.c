@@ -54,6 +54,16 @@ int gp_header_split(const char *p, size_t n, gp_str *name, gp_str *value) {
     return 0;
 }
 
+int gp_hexval(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int gp_name_ok(gp_str s, size_t max) {
     if (s.len < 1 || s.len > max)
         return 0;

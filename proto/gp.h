@@ -43,6 +43,8 @@ int gp_name_ok(gp_str s, size_t max);
 /* An HTTP header line p[0..n) (its CR LF already cut) split at its first ':' into *name and
  * *value, the value without the blanks around it. 0, or -1 when there is no ':' or no name. */
 int gp_header_split(const char *p, size_t n, gp_str *name, gp_str *value);
+/* The value of one hex digit (0-9, a-f, A-F): 0..15, or -1 for any other character. */
+int gp_hexval(char c);
 
 /* Writes a formatted error message into err[errlen], if the caller gave one (err may be NULL
  * or errlen 0: the message is dropped). The one writer of the "char *err, size_t errlen" out

@@ -52,16 +52,6 @@ static int parse_v4(const char *s, size_t n, uint8_t out[4]) {
     return i == n ? 0 : -1;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* RFC 4291 2.2 text filling exactly s[0..n) into out[16]. */
 static int parse_v6(const char *s, size_t n, uint8_t out[16]) {
     uint16_t g[8];
@@ -90,7 +80,7 @@ static int parse_v6(const char *s, size_t n, uint8_t out[16]) {
             return -1;
         unsigned v = 0;
         for (; i < end; i++) {
-            int h = hexval(s[i]);
+            int h = gp_hexval(s[i]);
             if (h < 0)
                 return -1;
             v = v << 4 | (unsigned)h;

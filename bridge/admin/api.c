@@ -305,7 +305,7 @@ static void on_bstats(redisReply *r, void *ud) {
         for (size_t i = 0; b && i + 1 < r->elements; i += 2) {
             const redisReply *k = r->element[i], *v = r->element[i + 1];
             if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                br_redis_field_is(k, "ts_ms") || k->len > 64)
+                gp_reply_is(k, "ts_ms") || k->len > 64)
                 continue;
             char name[72];
             memcpy(name, k->str, k->len);

@@ -66,11 +66,6 @@ void br_house_view_clear(br_house_view *h) {
     free(h->tun_routes);
 }
 
-int br_redis_field_is(const redisReply *k, const char *name) {
-    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
-           memcmp(k->str, name, k->len) == 0;
-}
-
 /* A number Redis holds as text, NAN when it is not one. */
 double br_redis_num(const redisReply *v) {
     if (!v || v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 30)
@@ -92,18 +87,18 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
         const redisReply *k = r->element[i], *v = r->element[i + 1];
         if (v->type != REDIS_REPLY_STRING)
             continue;
-        if (br_redis_field_is(k, GP_HOUSE_LABELS)) {
+        if (gp_reply_is(k, GP_HOUSE_LABELS)) {
             if (v->len == 2 && memcmp(v->str, "{}", 2) == 0)
                 continue; /* most houses: no parse */
             json_t *l = json_loadb(v->str, v->len, 0, NULL);
             free(h->labels);
             h->labels = json_is_object(l) ? json_dumps(l, JSON_COMPACT) : NULL;
             json_decref(l);
-        } else if (br_redis_field_is(k, GP_HOUSE_CREATED)) {
+        } else if (gp_reply_is(k, GP_HOUSE_CREATED)) {
             h->created_ms = br_redis_num(v);
-        } else if (br_redis_field_is(k, GP_HOUSE_DISABLED)) {
+        } else if (gp_reply_is(k, GP_HOUSE_DISABLED)) {
             h->disabled = v->len == 1 && v->str[0] == '1';
-        } else if (br_redis_field_is(k, GP_HOUSE_TUN_ROUTES)) {
+        } else if (gp_reply_is(k, GP_HOUSE_TUN_ROUTES)) {
             /* What parses, canonical: the text is written into JSON as it is. */
             gp_cidr rt[GP_TUN_ROUTES_MAX];
             size_t n = gp_tun_routes_parse(v->str, v->len, rt, GP_TUN_ROUTES_MAX, NULL);

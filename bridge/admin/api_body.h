@@ -59,8 +59,6 @@ void br_house_view_json(br_sbuf *b, const br_house_view *h);
 #define br_sb_put(b, s, n) ((void)gp_buf_add((b), (s), (n)))
 #define br_sb_puts(b, s) ((void)gp_buf_puts((b), (s)))
 
-/* A Redis field name equal to name. */
-int br_redis_field_is(const redisReply *k, const char *name);
 /* A number Redis holds as text; NAN when it is not one. */
 double br_redis_num(const redisReply *v);
 

@@ -479,6 +479,20 @@ static void draw_table(tui *t) {
     draw_houses(t, 2 + used, body - used);
 }
 
+/* One sparkline row at y: label (8 columns), the last n samples in sw columns, then "max "
+ * and their peak as fmt writes it (11 columns). */
+static void spark_row(const tui *t, int y, const char *label, const float *v, int n, int sw,
+                      void (*fmt)(char *out, size_t cap, double x)) {
+    char line[TOP_HIST * 3 + 1], peak[32], s[48];
+    double mx = top_sparkline(v, n, sw, t->utf8, line, sizeof line);
+    put(y, 0, 8, label);
+    /* Newest sample at the right edge; glyphs do not go through top_fit (ASCII only). */
+    mvaddstr(y, 8 + sw - (n < sw ? n : sw), line);
+    fmt(peak, sizeof peak, mx);
+    snprintf(s, sizeof s, "max %s", peak);
+    put(y, 8 + sw + 1, 11, s);
+}
+
 static void draw_detail(tui *t) {
     const top_house *th = selected(t);
     char title[128];
@@ -560,29 +574,10 @@ static void draw_detail(tui *t) {
     if (sw > TOP_HIST)
         sw = TOP_HIST;
     if (sw > 4 && hi) {
-        char line[TOP_HIST * 3 + 1], peak[32];
-        double mx = top_sparkline(hi->req, hi->n, sw, t->utf8, line, sizeof line);
-        /* Newest sample at the right edge; glyphs do not go through top_fit (ASCII only). */
-        int pad = sw - (hi->n < sw ? hi->n : sw);
-        put(y, 0, 8, "req/s");
-        mvaddstr(y, 8 + pad, line);
-        top_fmt_rate(peak, sizeof peak, mx);
-        snprintf(s, sizeof s, "max %s", peak);
-        put(y++, 8 + sw + 1, 11, s);
-        mx = top_sparkline(hi->rtt, hi->n, sw, t->utf8, line, sizeof line);
-        put(y, 0, 8, "rtt");
-        mvaddstr(y, 8 + pad, line);
-        top_fmt_ms(peak, sizeof peak, mx);
-        snprintf(s, sizeof s, "max %s", peak);
-        put(y++, 8 + sw + 1, 11, s);
-        if (has_tun) { /* the tunnel's packets/s, in + out */
-            mx = top_sparkline(hi->tun_pps, hi->n, sw, t->utf8, line, sizeof line);
-            put(y, 0, 8, "tun pkt");
-            mvaddstr(y, 8 + pad, line);
-            top_fmt_rate(peak, sizeof peak, mx);
-            snprintf(s, sizeof s, "max %s", peak);
-            put(y++, 8 + sw + 1, 11, s);
-        }
+        spark_row(t, y++, "req/s", hi->req, hi->n, sw, top_fmt_rate);
+        spark_row(t, y++, "rtt", hi->rtt, hi->n, sw, top_fmt_ms);
+        if (has_tun) /* the tunnel's packets/s, in + out */
+            spark_row(t, y++, "tun pkt", hi->tun_pps, hi->n, sw, top_fmt_rate);
         y++;
     }
     /* Recent requests fill the rest. */

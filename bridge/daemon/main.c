@@ -226,13 +226,18 @@ static const char *const reloadable[] = {"log-level",
                                          "recent",
                                          NULL};
 
-/* Failed-auth budgets from the options. The per-address defaults are ten times the per-house
- * ones: a NAT or CGNAT address may front many houses, and a few of them failing (a secret
- * being rotated) must not lock the others out, while one address still cannot have more than
- * about one proof a second checked whatever ids it tries. */
+/* Failed-auth budgets from the options, the house listeners' (ws, rudp) and the front door's
+ * alike. The per-address defaults are ten times the per-house ones: a NAT or CGNAT address may
+ * front many houses, and a few of them failing (a secret being rotated) must not lock the
+ * others out, while one address still cannot have more than about one proof a second checked
+ * whatever ids it tries. */
+static gp_authlimit_conf br_authlimit_conf(const br_config *c) {
+    return (gp_authlimit_conf){(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
+                               (unsigned)c->auth_addr_burst, (unsigned)c->auth_addr_per_min, 4096};
+}
+
 static gp_authlimit *br_authlimit_new(const br_config *c) {
-    gp_authlimit_conf ac = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
-                            (unsigned)c->auth_addr_burst, (unsigned)c->auth_addr_per_min, 4096};
+    gp_authlimit_conf ac = br_authlimit_conf(c);
     return gp_authlimit_new(&ac);
 }
 
@@ -243,10 +248,8 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-bridge [options]\n"
-           "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n"
-           "options (each also as environment variable GP_<NAME> and config file line;\n"
-           "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
-           "SIGHUP, the others need a restart):\n");
+           "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n");
+    fputs(GP_CONF_USAGE_DAEMON, stdout);
     gp_conf_usage(opts, print_line, NULL);
 }
 
@@ -800,9 +803,7 @@ static int front_cfg(br_front_cfg *fc, char *err, size_t errlen) {
                          .timeout_ms = c->http_timeout_ms,
                          .max_body = c->max_body,
                          .reg = g_br.metrics.reg,
-                         .auth_limit = {(unsigned)c->auth_burst, (unsigned)c->auth_per_min,
-                                        (unsigned)c->auth_addr_burst,
-                                        (unsigned)c->auth_addr_per_min, 4096}};
+                         .auth_limit = br_authlimit_conf(c)};
     int own = c->http_cert && *c->http_cert;
     if (own || c->http_tls) {
         fc->cert = own ? c->http_cert : c->tls_cert;
@@ -851,13 +852,9 @@ static int start_front(int check) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
-            return 0;
-        }
-        if (strcmp(argv[i], "--") == 0)
-            break;
+    if (gp_conf_help_arg(argc, argv)) {
+        usage();
+        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     /* One descriptor per held house: the usual soft limit of 1024 would cap a bridge far

@@ -11,6 +11,7 @@
 #include "../log.h"
 #include "../store/rkeys.h"
 #include "../store/store_req.h"
+#include "../store/store_state.h"
 #include "adapters/uv_admin.h"
 #include "conf.h"
 #include "front_int.h"
@@ -120,11 +121,6 @@ static void answer_error(fr_req *rq, int status, const char *code, const char *m
 
 /* --- the reply: entries -> HTTP -------------------------------------------------------------- */
 
-static int field_is(const redisReply *k, const char *name) {
-    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
-           memcmp(k->str, name, k->len) == 0;
-}
-
 void fr_entry_fields(const redisReply *kv, fr_entry *e) {
     memset(e, 0, sizeof *e);
     if (kv->type != REDIS_REPLY_ARRAY)
@@ -133,17 +129,17 @@ void fr_entry_fields(const redisReply *kv, fr_entry *e) {
         const redisReply *k = kv->element[i], *v = kv->element[i + 1];
         if (v->type != REDIS_REPLY_STRING)
             continue;
-        if (field_is(k, "status"))
+        if (gp_reply_is(k, "status"))
             e->status = v;
-        else if (field_is(k, "headers"))
+        else if (gp_reply_is(k, "headers"))
             e->headers = v;
-        else if (field_is(k, "body"))
+        else if (gp_reply_is(k, "body"))
             e->body = v;
-        else if (field_is(k, "final"))
+        else if (gp_reply_is(k, "final"))
             e->final = v;
-        else if (field_is(k, "error"))
+        else if (gp_reply_is(k, "error"))
             e->error = v;
-        else if (field_is(k, "message"))
+        else if (gp_reply_is(k, "message"))
             e->message = v;
     }
 }

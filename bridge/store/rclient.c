@@ -254,6 +254,18 @@ static void drop(br_rc *rc, int i) {
     nd->c = NULL;
 }
 
+/* One command on node i as it is (no redirection followed): its reply, or NULL when the node
+ * cannot be reached or is lost on the way (then dropped, the reason in rc->err). */
+static redisReply *node_cmd(br_rc *rc, int i, int argc, const char **argv, const size_t *lens) {
+    redisContext *c = ctx(rc, i);
+    if (!c)
+        return NULL;
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (!r)
+        drop(rc, i);
+    return r;
+}
+
 static int key_arg(int argc, const char **argv) {
     if (argc < 2)
         return -1;
@@ -358,13 +370,7 @@ redisReply *br_rc_cmd_node(br_rc *rc, const char *host, int port, int argc, cons
         snprintf(rc->err, sizeof rc->err, "too many cluster nodes");
         return NULL;
     }
-    redisContext *c = ctx(rc, i);
-    if (!c)
-        return NULL;
-    redisReply *r = redisCommandArgv(c, argc, argv, lens);
-    if (!r)
-        drop(rc, i);
-    return r;
+    return node_cmd(rc, i, argc, argv, lens);
 }
 
 int br_rc_pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out) {
@@ -472,12 +478,5 @@ unsigned long br_rc_route(const br_rc *rc, const char *key, size_t keylen) {
 
 redisReply *br_rc_cmd_at(br_rc *rc, const char *key, size_t keylen, int argc, const char **argv,
                          const size_t *lens) {
-    int i = rc->slot_node[gp_key_slot(key, keylen)];
-    redisContext *c = ctx(rc, i);
-    if (!c)
-        return NULL;
-    redisReply *r = redisCommandArgv(c, argc, argv, lens);
-    if (!r)
-        drop(rc, i);
-    return r;
+    return node_cmd(rc, rc->slot_node[gp_key_slot(key, keylen)], argc, argv, lens);
 }

@@ -59,16 +59,6 @@ void gp_rurl_hostport(const char *host, int port, char *out, size_t cap) {
     snprintf(out, cap, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [s, s+n) into out[cap]. 0, or -1 (bad escape, %00, a control byte, or too
  * long). */
 static int pct_decode(const char *s, size_t n, char *out, size_t cap) {
@@ -78,7 +68,7 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap) {
         if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int a = hexval(s[i + 1]), b = hexval(s[i + 2]);
+            int a = gp_hexval(s[i + 1]), b = gp_hexval(s[i + 2]);
             if (a < 0 || b < 0)
                 return -1;
             c = (unsigned char)(a * 16 + b);

@@ -51,8 +51,9 @@ void gp_state_init(gp_state *s) {
         s->tun_drops = -1;
 }
 
-static int is(const redisReply *k, const char *name) {
-    return k->len == strlen(name) && memcmp(k->str, name, k->len) == 0;
+int gp_reply_is(const redisReply *k, const char *name) {
+    return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
+           memcmp(k->str, name, k->len) == 0;
 }
 
 static void read_field(void *dst, const gp_hash_field *f, const redisReply *v) {
@@ -73,7 +74,7 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         for (size_t j = 0; j < n; j++)
-            if (is(k, fields[j].name)) {
+            if (gp_reply_is(k, fields[j].name)) {
                 read_field(dst, &fields[j], v);
                 break;
             }

@@ -58,6 +58,8 @@ void gp_state_parse(gp_state *s, const redisReply *r);
 long long gp_reply_ll(const redisReply *v);
 double gp_reply_num(const redisReply *v);
 void gp_reply_copy(char *dst, size_t cap, const redisReply *v);
+/* A string reply equal to name (a field's name in what HGETALL or XREAD gave). */
+int gp_reply_is(const redisReply *k, const char *name);
 
 /* A hash read into a struct by a table of its fields: each field's name, where its value goes
  * (offset in the struct) and as what (gp_reply_ll into a long long, gp_reply_num into a

@@ -1,4 +1,5 @@
-/* uv_signals.c — SIGINT, SIGTERM and SIGHUP on a libuv loop for both daemons (uv_signals.h).
+/* uv_signals.c — SIGINT, SIGTERM and SIGHUP on a libuv loop for both daemons and the load tools
+ * (uv_signals.h).
  * An adapter, outside proto/'s sans-I/O core (uv_admin.c says why it lives here). */
 #include "uv_signals.h"
 
@@ -23,11 +24,14 @@ void gp_uv_signals_start(gp_uv_signals *s, uv_loop_t *loop, void (*on_stop)(void
     s->open = 1;
     uv_signal_init(loop, &s->sigint);
     uv_signal_init(loop, &s->sigterm);
-    uv_signal_init(loop, &s->sighup);
-    s->sigint.data = s->sigterm.data = s->sighup.data = s;
+    s->sigint.data = s->sigterm.data = s;
     uv_signal_start(&s->sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_stop_signal, SIGTERM);
-    uv_signal_start(&s->sighup, on_hup, SIGHUP);
+    if (on_reload) {
+        uv_signal_init(loop, &s->sighup);
+        s->sighup.data = s;
+        uv_signal_start(&s->sighup, on_hup, SIGHUP);
+    }
 }
 
 void gp_uv_signals_close(gp_uv_signals *s) {
@@ -36,5 +40,6 @@ void gp_uv_signals_close(gp_uv_signals *s) {
     s->open = 0;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
-    uv_close((uv_handle_t *)&s->sighup, NULL);
+    if (s->on_reload)
+        uv_close((uv_handle_t *)&s->sighup, NULL);
 }

@@ -17,6 +17,7 @@
  * lines say house=). SIGTERM/SIGINT: every house stops as
  * ghostport-house does, then exit 0. I/O side, test-only. */
 #include "../../house/house.h"
+#include "adapters/uv_signals.h"
 #include "inproc.h"
 
 #include <curl/curl.h>
@@ -38,7 +39,7 @@ static struct {
     size_t nbridges;
     const char *upstream, *log_level;
     long long response_bytes, delay_ms; /* response_bytes -1: call --upstream */
-    uv_signal_t sigint, sigterm;
+    gp_uv_signals signals;              /* SIGINT, SIGTERM: stop */
     int stopping;
 } G;
 
@@ -103,12 +104,11 @@ static void stop_all(void) {
         hs_upstream_stop(h->upstream);
     }
     lt_inproc_close();
-    uv_close((uv_handle_t *)&G.sigint, NULL);
-    uv_close((uv_handle_t *)&G.sigterm, NULL);
+    gp_uv_signals_close(&G.signals);
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-    (void)s;
+static void on_signal(void *ud, int signum) {
+    (void)ud;
     hs_log(HS_LOG_INFO, "shutdown", "signal=%s houses=%zu", signum == SIGINT ? "SIGINT" : "SIGTERM",
            G.n);
     stop_all();
@@ -173,10 +173,7 @@ int main(int argc, char **argv) {
             made++;
     }
     G.n = made;
-    uv_signal_init(&G.loop, &G.sigint);
-    uv_signal_init(&G.loop, &G.sigterm);
-    uv_signal_start(&G.sigint, on_signal, SIGINT);
-    uv_signal_start(&G.sigterm, on_signal, SIGTERM);
+    gp_uv_signals_start(&G.signals, &G.loop, on_signal, NULL, NULL);
     hs_log(HS_LOG_INFO, "starting", "houses=%zu bridges=%zu upstream=%s", G.n, G.nbridges,
            hs_qs(G.upstream));
     for (size_t i = 0; i < G.n && rc == 0; i++)

@@ -16,6 +16,7 @@
 #include "../../bridge/store/tlsrelay.h"
 #include "../../house/house.h"
 #include "../harness/tool.h"
+#include "adapters/uv_signals.h"
 #include "auth.h"
 #include "conf.h"
 #include "frame.h"
@@ -102,7 +103,7 @@ static struct {
     int stopping, handles_open;
     uint64_t start_ms;
     uv_timer_t pace, sweep, stats;
-    uv_signal_t sigint, sigterm;
+    gp_uv_signals signals; /* SIGINT, SIGTERM: stop */
     /* dialing: the houses the gate holds, let through at --connect-rate */
     lh_house *dq_head, *dq_tail;
     double credit;
@@ -432,8 +433,7 @@ static void close_handles(void) {
     uv_close((uv_handle_t *)&G.sweep, NULL);
     uv_close((uv_handle_t *)&G.stats, NULL);
     lt_inproc_close();
-    uv_close((uv_handle_t *)&G.sigint, NULL);
-    uv_close((uv_handle_t *)&G.sigterm, NULL);
+    gp_uv_signals_close(&G.signals);
 }
 
 /* Stops dialing and executing and every house as ghostport-house stops (its connection
@@ -476,8 +476,8 @@ const char *__lsan_default_suppressions(void) {
     return "leak:libwebsockets.so\n";
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-    (void)s;
+static void on_signal(void *ud, int signum) {
+    (void)ud;
     begin_stop(signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
@@ -923,10 +923,7 @@ int main(int argc, char **argv) {
     uv_timer_init(&loop, &G.pace);
     uv_timer_init(&loop, &G.sweep);
     uv_timer_init(&loop, &G.stats);
-    uv_signal_init(&loop, &G.sigint);
-    uv_signal_init(&loop, &G.sigterm);
-    uv_signal_start(&G.sigint, on_signal, SIGINT);
-    uv_signal_start(&G.sigterm, on_signal, SIGTERM);
+    gp_uv_signals_start(&G.signals, &loop, on_signal, NULL, NULL);
     G.handles_open = 1;
     G.start_ms = now_ms();
     if (start(err, sizeof err) != 0) {
