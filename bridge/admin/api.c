@@ -76,7 +76,7 @@ typedef struct overview {
  * the stored overview. Each call in flight points back to it (api_ctx.api). */
 struct br_api {
     br_admin_view v;
-    br_script add, disable, rm, tunset;
+    br_script add, disable, rm, tunforget;
     overview ov;
 };
 
@@ -88,7 +88,7 @@ br_api *br_api_new(const br_admin_view *v) {
     api->add = (br_script){GP_REG_ADD_LUA, ""};
     api->disable = (br_script){GP_REG_DISABLE_LUA, ""};
     api->rm = (br_script){GP_REG_RM_LUA, ""};
-    api->tunset = (br_script){GP_TUN_SET_LUA, ""};
+    api->tunforget = (br_script){GP_TUN_FORGET_LUA, ""};
     return api;
 }
 
@@ -96,7 +96,7 @@ void br_api_load_scripts(br_api *api) {
     br_db_load_script(api->v.env->db, &api->add);
     br_db_load_script(api->v.env->db, &api->disable);
     br_db_load_script(api->v.env->db, &api->rm);
-    br_db_load_script(api->v.env->db, &api->tunset);
+    br_db_load_script(api->v.env->db, &api->tunforget);
 }
 
 static void ctx_free(api_ctx *x) {
@@ -686,15 +686,15 @@ static void on_rm(redisReply *r, void *ud) {
         x->removed += r->element[0]->integer;
         x->stream_len = r->element[1]->integer;
         houses_index(x, "SREM", on_srem);
-        /* Its L3 index (another slot), as `ghostport house rm` frees it: removal is removal. */
+        /* Its L3 index and routes' claim (another slot), as `ghostport house rm` frees them:
+         * removal is removal. */
         char kt[GP_KEY_MAX];
         gp_key_tun(kt, x->api->v.env->cfg->prefix);
         br_args a;
         br_args_init(&a);
         br_args_str(&a, kt);
         br_args_str(&a, x->id);
-        br_args_str(&a, "0");
-        rsend(x, &x->api->tunset, 1, &a, on_tun_freed, NULL);
+        rsend(x, &x->api->tunforget, 1, &a, on_tun_freed, NULL);
     } else {
         x->failed = 1;
     }

@@ -31,7 +31,8 @@ static const cli_command commands[] = {
      "                     (index 0), or another house's. Without it the house gets an\n"
      "                     address from the pools when it first asks.\n"
      "  --tun-route CIDR   a subnet the house may route through the L3 tunnel (repeatable,\n"
-     "                     or comma-separated; at most 64); stored canonical\n"
+     "                     or comma-separated; at most 64); stored canonical; refused when\n"
+     "                     it overlaps a subnet another house may route\n"
      "exit status: 0 done, 1 the house exists or its L3 address is refused (or, the secret\n"
      "shown, its L3 settings could not be stored), 2 usage or Redis error\n"},
     {"house", "list", cli_house_list, "[--json]",
@@ -46,19 +47,22 @@ static const cli_command commands[] = {
      "                     its TCP streams' keys (SCAN)\n"
      "                     (pending requests are lost; without it the stream is kept and\n"
      "                     its length reported)\n"
-     "  Its L3 address is freed: removal is removal, and a house added again under the same\n"
-     "  id gets an address afresh (--tun-addr gives it the old one back, if still free).\n"},
+     "  Its L3 address and its routes' claim are freed: removal is removal, and a house added\n"
+     "  again under the same id gets an address afresh (--tun-addr gives it the old one back,\n"
+     "  if still free).\n"},
     {"house", "tun", cli_house_tun,
      "ID [--addr ADDR | --addr auto] [--route CIDR]... [--no-routes]",
      "show or change a house's L3 tunnel address and the subnets it may route",
      "  --addr ADDR        a fixed address (as house add --tun-addr); its old one is freed\n"
      "  --addr auto        free its fixed address: it gets one from the pools when it next asks\n"
      "  --route CIDR       a subnet it may route (repeatable, or comma-separated): the given\n"
-     "                     routes replace its list\n"
+     "                     routes replace its list; one that overlaps a subnet another house\n"
+     "                     may route is refused (a subnet goes to one house)\n"
      "  --no-routes        it may route no subnet\n"
      "  Without options it prints the house's L3 settings. A connected house keeps its current\n"
      "  address and routes until it reconnects.\n"
-     "exit status: 0 done, 1 no such house or the address refused, 2 usage or Redis error\n"},
+     "exit status: 0 done, 1 no such house or the address or a route refused, 2 usage or\n"
+     "Redis error\n"},
     {"house", "disable", cli_house_disable, "ID",
      "refuse a house: a bridge holding it closes it, and it cannot connect again",
      "  Sets disabled=1 in its registry hash and publishes \"disable ID\" on <prefix>:ctl.\n"

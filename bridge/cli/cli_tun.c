@@ -240,7 +240,7 @@ int cli_house_tun(cli_ctx *c, int argc, char **argv) {
         int r = gp_reg_tun_routes_set(rc, c->prefix, id, rt.r, n, err, sizeof err);
         if (r != 0) {
             cli_err(c, "%s", err);
-            rv = r == GP_REG_NOT_FOUND ? CLI_FAIL : CLI_USAGE;
+            rv = r == GP_REG_NOT_FOUND || r == GP_REG_EXISTS ? CLI_FAIL : CLI_USAGE;
             goto done;
         }
         routes_changed = !same_routes(&h, rt.r, n);

@@ -190,9 +190,9 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
     if (r->type == REDIS_REPLY_INTEGER)
         removed += r->integer;
     freeReplyObject(r);
-    /* Then its L3 index (another slot), freed whether or not it was read above: a bridge may
-     * have given it one meanwhile. */
-    r = cmd(rc, err, errlen, "EVAL", GP_TUN_SET_LUA, "1", ktun, id, "0", NULL);
+    /* Then its L3 index and its routes' claim (another slot), freed whether or not the index
+     * was read above: a bridge may have given it one meanwhile. */
+    r = cmd(rc, err, errlen, "EVAL", GP_TUN_FORGET_LUA, "1", ktun, id, NULL);
     if (!r)
         return GP_REG_REDIS;
     freeReplyObject(r);
@@ -525,6 +525,49 @@ int gp_reg_tun_set(br_rc *rc, const char *prefix, const char *id, uint64_t idx, 
     return rv;
 }
 
+/* Claims routes[0..n) for house id in <p>:tun (GP_TUN_CLAIM_LUA; n 0 releases its claim).
+ * 0; GP_REG_EXISTS when one overlaps another house's (named in err); GP_REG_REDIS. */
+static int tun_claim(br_rc *rc, const char *ktun, const char *id, const gp_cidr *routes, size_t n,
+                     char *err, size_t errlen) {
+    char *items = malloc(n * (GP_TUN_CLAIM_ITEM_MAX + 1) + 1);
+    if (!items) {
+        gp_errf(err, errlen, "out of memory");
+        return GP_ERR_NOMEM;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            items[o++] = ',';
+        o += gp_tun_claim_item(&routes[i], items + o);
+    }
+    items[o] = '\0';
+    redisReply *r = cmd(rc, err, errlen, "EVAL", GP_TUN_CLAIM_LUA, "1", ktun, id, items, NULL);
+    free(items);
+    if (!r)
+        return GP_REG_REDIS;
+    int rv = 0;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        gp_errf(err, errlen, "redis: claiming the routes: unexpected reply");
+        rv = GP_REG_REDIS;
+    } else if (r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
+               r->element[1]->type == REDIS_REPLY_STRING &&
+               r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer >= 1 &&
+               (size_t)r->element[2]->integer <= n) {
+        char mine[GP_CIDR_STRLEN];
+        gp_cidr_format(&routes[r->element[2]->integer - 1], mine);
+        gp_errf(err, errlen,
+                "route %s overlaps %s, which house %s may route: a subnet goes to one house "
+                "(change that house's first: ghostport house tun %s --route ... or --no-routes)",
+                mine, r->element[1]->str, r->element[0]->str, r->element[0]->str);
+        rv = GP_REG_EXISTS;
+    } else if (r->elements != 0) {
+        gp_errf(err, errlen, "redis: claiming the routes: unexpected reply");
+        rv = GP_REG_REDIS;
+    }
+    freeReplyObject(r);
+    return rv;
+}
+
 int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const gp_cidr *routes,
                           size_t n, char *err, size_t errlen) {
     if (!gp_house_id_valid(gp_str_c(id))) {
@@ -541,8 +584,21 @@ int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const g
                 GP_L3_LIST_MAX);
         return GP_ERR_INVALID;
     }
+    char ktun[GP_KEY_MAX];
+    if (gp_key_tun(ktun, prefix) < 0) {
+        gp_errf(err, errlen, "prefix too long");
+        return GP_ERR_INVALID;
+    }
+    /* The claim first (<p>:tun, another slot): a route that overlaps another house's is refused
+     * before the house's own list changes. */
+    int rv = tun_claim(rc, ktun, id, routes, n, err, errlen);
+    if (rv != 0)
+        return rv;
     redisReply *r = cmd(rc, err, errlen, "EVAL", GP_TUN_ROUTES_LUA, "1", khouse, text, NULL);
-    return house_script_done(r, id, err, errlen);
+    rv = house_script_done(r, id, err, errlen);
+    if (rv == GP_REG_NOT_FOUND) /* no such house: no claim for it either */
+        tun_claim(rc, ktun, id, NULL, 0, NULL, 0);
+    return rv;
 }
 
 /* The glob pattern matching key names that start with prefix literally. */

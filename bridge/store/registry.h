@@ -139,7 +139,9 @@ int gp_reg_tun_set(br_rc *rc, const char *prefix, const char *id, uint64_t idx, 
                    char *err, size_t errlen);
 
 /* Sets the routes house `id` may advertise (GP_TUN_ROUTES_LUA): r[0..n) stored as
- * gp_cidr_list_format's text, n 0 clears them. 0; GP_REG_NOT_FOUND (not registered: nothing
+ * gp_cidr_list_format's text, n 0 clears them; claimed first in <p>:tun (GP_TUN_CLAIM_LUA), so
+ * that no two houses may route overlapping subnets. 0; GP_REG_EXISTS (one overlaps a route of
+ * another house, named in err: nothing written); GP_REG_NOT_FOUND (not registered: nothing
  * written); GP_ERR_INVALID (the list is too long); GP_REG_REDIS. */
 int gp_reg_tun_routes_set(br_rc *rc, const char *prefix, const char *id, const gp_cidr *r, size_t n,
                           char *err, size_t errlen);

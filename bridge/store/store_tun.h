@@ -8,9 +8,13 @@
  *   i:<index>      the house holding pool index <index> (its addresses are the index-th
  *                  host of each pool: proto/ippkt.h, gp_pool_addr; index 0 is the bridges'
  *                  own address on the hub side, never a house's);
- *   h:<house>      that house's index.
+ *   h:<house>      that house's index;
+ *   r:<house>      the routes the house may advertise, claimed (GP_TUN_CLAIM_LUA): no two
+ *                  houses may be allowed overlapping routes, so two bridges holding them
+ *                  can never both route one subnet to two houses.
  * One key, so every script below runs on a Redis Cluster as on one server. The routes a house
- * may advertise are a field of its own hash (GP_HOUSE_TUN_ROUTES), removed with it.
+ * may advertise are a field of its own hash (GP_HOUSE_TUN_ROUTES), removed with it; their
+ * claim here is what keeps houses apart.
  * Text only: the CLI (registry.c) and the bridge send these scripts with their own clients. */
 #ifndef GP_STORE_TUN_H
 #define GP_STORE_TUN_H
@@ -62,6 +66,47 @@
     "if ARGV[2] ~= '0' then\n"                                                                     \
     "  redis.call('HSET', KEYS[1], 'i:' .. ARGV[2], ARGV[1], 'h:' .. ARGV[1], ARGV[2])\n"          \
     "end\n"                                                                                        \
+    "return ''\n"
+
+/* KEYS[1] <p>:tun. ARGV: house id, its routes as "BITS=CIDR" items joined by ',' (BITS: the
+ * family, ':', then the prefix's bits as '0'/'1', so that two prefixes overlap exactly when
+ * one's BITS starts with the other's: gp_cidr_bits), '' for none. Claims them for the house
+ * (r:<house>) unless one overlaps a route another house has claimed: then nothing changes and
+ * the answer is {that house, its route, the 1-based position of ours}; else {}. O(fields):
+ * an operator's command, not a hot path. */
+#define GP_TUN_CLAIM_LUA                                                                           \
+    "local mine = {}\n"                                                                            \
+    "for it in string.gmatch(ARGV[2], '[^,]+') do\n"                                               \
+    "  local b = string.match(it, '^([^=]*)=')\n"                                                  \
+    "  if b then mine[#mine + 1] = b end\n"                                                        \
+    "end\n"                                                                                        \
+    "if #mine == 0 then redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1]) return {} end\n"              \
+    "local all = redis.call('HGETALL', KEYS[1])\n"                                                 \
+    "for i = 1, #all, 2 do\n"                                                                      \
+    "  local f = all[i]\n"                                                                         \
+    "  if string.sub(f, 1, 2) == 'r:' and string.sub(f, 3) ~= ARGV[1] then\n"                      \
+    "    for it in string.gmatch(all[i + 1], '[^,]+') do\n"                                        \
+    "      local b, c = string.match(it, '^([^=]*)=(.*)$')\n"                                      \
+    "      if b then\n"                                                                            \
+    "        for k, m in ipairs(mine) do\n"                                                        \
+    "          local n = math.min(#b, #m)\n"                                                       \
+    "          if string.sub(b, 1, n) == string.sub(m, 1, n) then\n"                               \
+    "            return {string.sub(f, 3), c, k}\n"                                                \
+    "          end\n"                                                                              \
+    "        end\n"                                                                                \
+    "      end\n"                                                                                  \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])\n"                                      \
+    "return {}\n"
+
+/* KEYS[1] <p>:tun. ARGV: house id. A removed house's entries: its index (and so its
+ * addresses) and its routes' claim. */
+#define GP_TUN_FORGET_LUA                                                                          \
+    "local old = redis.call('HGET', KEYS[1], 'h:' .. ARGV[1])\n"                                   \
+    "if old then redis.call('HDEL', KEYS[1], 'i:' .. old, 'h:' .. ARGV[1]) end\n"                  \
+    "redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])\n"                                               \
     "return ''\n"
 
 /* KEYS[1] house hash. ARGV: routes (comma-separated CIDRs, '' for none). 0 when the house is

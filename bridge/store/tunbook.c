@@ -144,3 +144,14 @@ void gp_tun_pool_addrs(const gp_tun_pools *p, uint64_t idx, gp_ip_addr *a4, gp_i
     if (p && p->has6 && gp_pool_addr(&p->p6, idx, a6) != 0)
         memset(a6, 0, sizeof *a6);
 }
+
+size_t gp_tun_claim_item(const gp_cidr *c, char *out) {
+    size_t o = 0;
+    out[o++] = c->addr.family == 6 ? '6' : '4';
+    out[o++] = ':';
+    for (unsigned i = 0; i < c->len; i++)
+        out[o++] = (c->addr.a[i / 8] >> (7 - i % 8)) & 1 ? '1' : '0';
+    out[o++] = '=';
+    gp_cidr_format(c, out + o);
+    return o + strlen(out + o);
+}

@@ -46,6 +46,11 @@ int gp_tun_routes_add(gp_cidr *r, size_t *n, const char *s, char *err, size_t er
  * gets how many pieces were left out (not a prefix, or past max). */
 size_t gp_tun_routes_parse(const char *s, size_t len, gp_cidr *r, size_t max, size_t *skipped);
 
+/* A prefix's claim item for GP_TUN_CLAIM_LUA, "BITS=CIDR" (BITS: '4' or '6', ':', then its len
+ * bits as '0'/'1'), into out (GP_TUN_CLAIM_ITEM_MAX bytes). Returns its length. */
+#define GP_TUN_CLAIM_ITEM_MAX (2 + 128 + 1 + GP_CIDR_STRLEN)
+size_t gp_tun_claim_item(const gp_cidr *c, char *out);
+
 /* Their text: gp_cidr_list_format (proto/ippkt.h), "," between two as the field stores it
  * (stored only when it fits GP_L3_LIST_MAX + 1 bytes: proto/frame.h's limit for an L3 list). */
 

@@ -465,6 +465,31 @@ Test(cli, house_tun_addresses_and_routes) {
     cr_assert_str_eq(hget("gp:tun", "i:255"), "t-2");
     cr_assert_eq(h_int("HEXISTS gp:tun i:8"), 0, "the old index is not freed");
     cr_assert_str_eq(hget("gp:{t-2}:house", "tun_routes"), "192.168.7.0/24");
+    /* A subnet goes to one house: a route overlapping one t-1 may route is refused, whichever
+     * holds the other, IPv4 or IPv6, and nothing changes. */
+    struct {
+        const char *route, *msg;
+    } overlap[] = {
+        {"10.1.0.0/16", "route 10.1.0.0/16 overlaps 10.1.2.0/24, which house t-1 may route"},
+        {"10.1.2.128/25", "route 10.1.2.128/25 overlaps 10.1.2.0/24, which house t-1 may route"},
+        {"0.0.0.0/0", "route 0.0.0.0/0 overlaps 10.1.2.0/24"},
+        {"fd00::/8", "route fd00::/8 overlaps fd00::/64, which house t-1 may route"},
+    };
+    for (size_t i = 0; i < sizeof overlap / sizeof overlap[0]; i++) {
+        cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--route", "172.16.0.0/12", "--route",
+                         overlap[i].route),
+                     1, "%s: %s", overlap[i].route, err);
+        cr_assert(strstr(err, overlap[i].msg), "%s: stderr: %s", overlap[i].route, err);
+        free(out), free(err);
+        cr_assert_str_eq(hget("gp:{t-2}:house", "tun_routes"), "192.168.7.0/24");
+    }
+    /* Next to it (10.1.3.0/24), and the same house again with its own: fine. */
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--route", "192.168.7.0/24,10.1.3.0/24"), 0,
+                 "%s", err);
+    free(out), free(err);
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-1", "--route", "10.1.2.0/24,fd00::/64"), 0,
+                 "%s", err);
+    free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--no-routes"), 0, "%s", err);
     free(out), free(err);
     cr_assert_eq(h_int("HEXISTS gp:{t-2}:house tun_routes"), 0);
@@ -518,6 +543,10 @@ Test(cli, house_tun_addresses_and_routes) {
     free(out), free(err);
     cr_assert_eq(h_int("HEXISTS gp:tun h:t-1"), 0);
     cr_assert_eq(h_int("HEXISTS gp:tun i:6"), 0);
+    /* And its routes' claim: t-2 may now route what t-1 could. */
+    cr_assert_eq(h_int("HEXISTS gp:tun r:t-1"), 0);
+    cr_assert_eq(CLI(&out, &err, "house", "tun", "t-2", "--route", "10.1.0.0/16"), 0, "%s", err);
+    free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "house", "rm", "t-2"), 0, "%s", err);
     cr_assert_null(strstr(out, "freed"), "t-2 had no address: %s", out);
     free(out), free(err);
