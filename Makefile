@@ -15,6 +15,10 @@ V ?= 0
 QUICK ?= 0
 BENCH ?=
 Q := $(if $(filter 1,$(V)),,@)
+# The one version number (--version, the .debs); the commit is added at build time, "unknown"
+# outside a git checkout (a tarball: a parent directory's repository is not asked).
+VERSION := 0.1.0
+GIT_COMMIT := $(or $(shell [ -e .git ] && git describe --always --dirty 2>/dev/null),unknown)
 
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -MMD -MP \
 	-Iproto
@@ -71,7 +75,7 @@ LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
-.PHONY: all deps test unit integration asan fuzz bench demo clean format format-check check-layers
+.PHONY: FORCE all deps test unit integration asan fuzz bench demo clean format format-check check-layers
 all: $(BINS)
 
 deps:
@@ -103,17 +107,32 @@ $(WEB_OBJ): $(BUILD)/gen/web_assets.c
 	@$(if $(Q),echo "  CC $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(UV_LIB) $(PROTO_LIB)
+# gp_version (proto/version.h): rewritten only when its text changes (a commit, a tree turning
+# dirty), so only then do the three programs relink; linked into them alone.
+VERSION_OBJ := $(BUILD)/obj/gen/version.o
+$(BUILD)/gen/version.c: FORCE
+	@mkdir -p $(dir $@)
+	@printf '#include "version.h"\nconst char gp_version[] = "%s (git %s)";\n' '$(VERSION)' '$(GIT_COMMIT)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(VERSION_OBJ): $(BUILD)/gen/version.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+FORCE:
+
+$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(VERSION_OBJ) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
-$(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(PROTO_LIB)
+$(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(VERSION_OBJ) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) $(or $(call PC,--libs,ncursesw),-lncursesw) -lm
 
-$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(UV_LIB) $(PROTO_LIB)
+$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(VERSION_OBJ) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_HOUSE) -lm

@@ -6,6 +6,7 @@
 #include "house.h"
 #include "l3.h"
 #include "tls.h"
+#include "version.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -417,6 +418,7 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-house [options]\n"
+           "       ghostport-house --version\n"
            "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n"
            "options (each also as environment variable GP_<NAME> and config file line;\n"
            "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
@@ -656,6 +658,8 @@ static void on_signal(void *ud, int signum) {
 int main(int argc, char **argv) {
     char err[512] = "";
     int rc = 2;
+    if (gp_conf_version(argc, argv, "ghostport-house", gp_version))
+        return 0;
     if (gp_auth_init() != 0) {
         fprintf(stderr, "ghostport-house: libsodium initialisation failed\n");
         return 1;

@@ -19,6 +19,7 @@
 #include "streams.h"
 #include "tunnel.h"
 #include "udp.h"
+#include "version.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -243,6 +244,7 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-bridge [options]\n"
+           "       ghostport-bridge --version\n"
            "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n"
            "options (each also as environment variable GP_<NAME> and config file line;\n"
            "those marked [SIGHUP] are applied again from the file, environment and flags on\n"
@@ -851,6 +853,8 @@ static int start_front(int check) {
 }
 
 int main(int argc, char **argv) {
+    if (gp_conf_version(argc, argv, "ghostport-bridge", gp_version))
+        return 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage();
