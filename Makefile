@@ -1,5 +1,6 @@
 # Ghost Port — the one build entry. See README.md.
-#   make            build the binaries into build/bin
+#   make            build the binaries into build/bin and their man pages into build/man
+#   make programs   the binaries only (no help2man needed: deploy/Dockerfile)
 #   make test       install missing deps, build, run every test (unit + integration)
 #   make demo       install missing deps, start redis/bridge/house/upstream, send a request
 #   make asan       build and run the tests under ASan+UBSan (into build-asan/)
@@ -66,6 +67,10 @@ IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process;
 # tests/relay: the UDP impairment relay).
+# Man pages: help2man on each program's --help and --version (scripts/gen-man.sh), dated by
+# the last commit so that a rebuild writes the same page.
+MANS := $(patsubst $(BUILD)/bin/%,$(BUILD)/man/%.1,$(BINS))
+SOURCE_DATE_EPOCH ?= $(shell [ -e .git ] && git log -1 --format=%ct 2>/dev/null)
 TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-househost
 
 # proto/http_req.c parses with http-parser (no pkg-config file; a pure byte parser).
@@ -75,8 +80,10 @@ LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
-.PHONY: FORCE all deps test unit integration asan fuzz bench demo clean format format-check check-layers
-all: $(BINS)
+.PHONY: FORCE all programs man deps test unit integration asan fuzz bench demo clean format format-check check-layers
+all: $(BINS) $(MANS)
+programs: $(BINS)
+man: $(MANS)
 
 deps:
 	$(Q)./scripts/deps.sh
@@ -121,6 +128,11 @@ $(VERSION_OBJ): $(BUILD)/gen/version.c
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 FORCE:
+
+$(BUILD)/man/%.1: $(BUILD)/bin/% scripts/gen-man.sh
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  MAN $@")
+	$(Q)$(if $(SOURCE_DATE_EPOCH),SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH)) ./scripts/gen-man.sh $< $@
 
 $(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(VERSION_OBJ) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
