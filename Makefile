@@ -1,8 +1,9 @@
 # Ghost Port — the one build entry. See README.md.
 #   make            build the binaries into build/bin and their man pages into build/man
 #   make programs   the binaries only (no help2man needed: deploy/Dockerfile)
-#   make test       install missing deps, build, run every test (unit + integration)
-#   make demo       install missing deps, start redis/bridge/house/upstream, send a request
+#   make deps       install the missing Debian packages make and make demo need (scripts/deps.sh build)
+#   make test       install missing deps (deps-test: those and the tests'), build, run every test
+#   make demo       install missing deps (deps), start redis/bridge/house/upstream, send a request
 #   make asan       build and run the tests under ASan+UBSan (into build-asan/)
 #   make fuzz       build the libFuzzer targets with clang and run each briefly
 #   make bench      benchmarks (tests/bench/README.md); QUICK=1: the small version (< 1 min);
@@ -80,13 +81,18 @@ LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
-.PHONY: FORCE all programs man deps test unit integration asan fuzz bench demo clean format format-check check-layers
+.PHONY: FORCE all programs man deps deps-test test unit integration asan fuzz bench demo clean format format-check check-layers
 all: $(BINS) $(MANS)
 programs: $(BINS)
 man: $(MANS)
 
+# Debian packages (scripts/deps.sh): deps what make, make demo, make install and make deb need;
+# deps-test those and what the tests, fuzzers and benchmarks add.
 deps:
-	$(Q)./scripts/deps.sh
+	$(Q)./scripts/deps.sh build
+
+deps-test:
+	$(Q)./scripts/deps.sh test
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -289,7 +295,7 @@ check-layers:
 	$(Q)./scripts/check-layers.py
 	$(Q)./scripts/check-layers.py --self-test
 
-test: deps check-layers $(if $(filter true,$(CI)),format-check)
+test: deps-test check-layers $(if $(filter true,$(CI)),format-check)
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS) \
 		$(BUILD)/bench/linkem_tool
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \
@@ -304,7 +310,7 @@ integration: all $(TOOL_BINS) $(IT_BINS)
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-asan: deps
+asan: deps-test
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" test
 
 # libFuzzer targets: tests/fuzz/fuzz_<name>.c, built with clang against the proto sources.
@@ -382,7 +388,7 @@ build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
-fuzz: deps $(FUZZ_BINS)
+fuzz: deps-test $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
 		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
@@ -393,7 +399,7 @@ fuzz: deps $(FUZZ_BINS)
 
 # Every suite under tests/bench, one at a time, then the summary table (tests/bench/README.md).
 # A suite that does not build is reported as failed by the runner; the others still run.
-bench: deps
+bench: deps-test
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS)
 	$(Q)$(MAKE) --no-print-directory -k $(BENCH_BINS) || echo "bench: some benchmarks did not build" >&2
 	$(Q)BUILD=$(BUILD) QUICK=$(QUICK) BENCH='$(BENCH)' ./scripts/bench.sh
