@@ -8,6 +8,9 @@
 #   make fuzz       build the libFuzzer targets with clang and run each briefly
 #   make bench      benchmarks (tests/bench/README.md); QUICK=1: the small version (< 1 min);
 #                   BENCH="redis scale": only the suites with these name prefixes
+#   make install    the programs, man pages, systemd units, example configs and the CLI's bash
+#                   completion under PREFIX (default /usr/local), into DESTDIR if given;
+#                   make uninstall removes them
 #   make format-check
 #   make check-layers  the include rules between proto/, bridge/ and house/ (bridge/DESIGN.md)
 CC ?= cc
@@ -81,7 +84,8 @@ LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
-.PHONY: FORCE all programs man deps deps-test test unit integration asan fuzz bench demo clean format format-check check-layers
+.PHONY: FORCE all programs man deps deps-test install install-bridge install-house install-cli \
+	uninstall test unit integration asan fuzz bench demo clean format format-check check-layers
 all: $(BINS) $(MANS)
 programs: $(BINS)
 man: $(MANS)
@@ -406,6 +410,56 @@ bench: deps-test
 
 demo: deps all
 	$(Q)DEMO_KEEP=$(KEEP) ./scripts/demo.sh
+
+# --- install -------------------------------------------------------------------------------
+# One target per program, so that each .deb is one staged install (make deb below).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/ghostport
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+INSTALL ?= install
+# The units name /usr/local/bin/ghostport-* and /usr/local/share/doc/ghostport (the default
+# PREFIX): installed, they name BINDIR and DOCDIR.
+UNIT_SED = sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/ghostport|$(DOCDIR)|g'
+# $(1): the program; its binary, man page and the README.
+define install_program
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 755 $(BUILD)/bin/$(1) $(DESTDIR)$(BINDIR)/$(1)
+	$(INSTALL) -m 644 $(BUILD)/man/$(1).1 $(DESTDIR)$(MANDIR)/man1/$(1).1
+	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+endef
+# $(1): the daemon's unit, $(2): its example config files (deploy/).
+define install_daemon
+	$(INSTALL) -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	$(UNIT_SED) deploy/$(1).service >$(DESTDIR)$(UNITDIR)/$(1).service.tmp
+	chmod 644 $(DESTDIR)$(UNITDIR)/$(1).service.tmp
+	mv $(DESTDIR)$(UNITDIR)/$(1).service.tmp $(DESTDIR)$(UNITDIR)/$(1).service
+	$(INSTALL) -m 644 $(addprefix deploy/,$(2)) $(DESTDIR)$(DOCDIR)/examples/
+endef
+install: install-bridge install-house install-cli
+
+install-bridge: $(BUILD)/bin/ghostport-bridge $(BUILD)/man/ghostport-bridge.1
+	$(call install_program,ghostport-bridge)
+	$(call install_daemon,ghostport-bridge,bridge.conf redis.conf redis-users.acl)
+
+install-house: $(BUILD)/bin/ghostport-house $(BUILD)/man/ghostport-house.1
+	$(call install_program,ghostport-house)
+	$(call install_daemon,ghostport-house,house.conf)
+
+install-cli: $(BUILD)/bin/ghostport $(BUILD)/man/ghostport.1
+	$(call install_program,ghostport)
+	$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 644 deploy/ghostport.bash-completion $(DESTDIR)$(BASHCOMPDIR)/ghostport
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,ghostport-bridge ghostport-house ghostport) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man1/,ghostport-bridge.1 ghostport-house.1 ghostport.1) \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,ghostport-bridge.service ghostport-house.service) \
+		$(addprefix $(DESTDIR)$(DOCDIR)/examples/,bridge.conf redis.conf redis-users.acl house.conf) \
+		$(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(BASHCOMPDIR)/ghostport
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 FORMAT_FILES = $(wildcard proto/*.[ch] proto/*/*.[ch] bridge/*.[ch] bridge/*/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:
