@@ -11,6 +11,8 @@
 #   make install    the programs, man pages, systemd units, example configs and the CLI's bash
 #                   completion under PREFIX (default /usr/local), into DESTDIR if given;
 #                   make uninstall removes them
+#   make deb        one Debian package per program into build/deb/ (ghostport-bridge,
+#                   ghostport-house, ghostport-cli)
 #   make format-check
 #   make check-layers  the include rules between proto/, bridge/ and house/ (bridge/DESIGN.md)
 CC ?= cc
@@ -85,7 +87,7 @@ LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
 .PHONY: FORCE all programs man deps deps-test install install-bridge install-house install-cli \
-	uninstall test unit integration asan fuzz bench demo clean format format-check check-layers
+	uninstall deb test unit integration asan fuzz bench demo clean format format-check check-layers
 all: $(BINS) $(MANS)
 programs: $(BINS)
 man: $(MANS)
@@ -460,6 +462,32 @@ uninstall:
 		$(addprefix $(DESTDIR)$(DOCDIR)/examples/,bridge.conf redis.conf redis-users.acl house.conf) \
 		$(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(BASHCOMPDIR)/ghostport
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# --- Debian packages -------------------------------------------------------------------------
+# One per program, each a staged install-<program> under /usr (units in /lib/systemd/system, as
+# bookworm's packages have them) finished by scripts/deb.sh (conffile, maintainer scripts,
+# Depends from dpkg-shlibdeps) and built with dpkg-deb: build/deb/<package>_<version>_<arch>.deb.
+# DEB_VERSION defaults to VERSION (the binaries' --version names the commit).
+DEB_VERSION ?= $(VERSION)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_DIR := $(BUILD)/deb
+deb_file = $(DEB_DIR)/ghostport-$(1)_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEBS := $(foreach p,bridge house cli,$(call deb_file,$(p)))
+deb: $(DEBS)
+# $(1): the package's suffix and install target (bridge, house, cli), $(2): its program,
+# $(3): the other files it installs.
+define deb_rule
+$(call deb_file,$(1)): $(BUILD)/bin/$(2) $(BUILD)/man/$(2).1 $(3) README.md scripts/deb.sh Makefile
+	@echo "  DEB $$@"
+	$(Q)rm -rf $(DEB_DIR)/root/ghostport-$(1)
+	$(Q)$$(MAKE) --no-print-directory -s install-$(1) DESTDIR=$(abspath $(DEB_DIR)/root/ghostport-$(1)) \
+		PREFIX=/usr UNITDIR=/lib/systemd/system DOCDIR=/usr/share/doc/ghostport-$(1) >/dev/null
+	$(Q)./scripts/deb.sh ghostport-$(1) $(DEB_DIR)/root/ghostport-$(1) $(DEB_VERSION) $(DEB_DIR)
+endef
+$(eval $(call deb_rule,bridge,ghostport-bridge,deploy/ghostport-bridge.service deploy/bridge.conf \
+	deploy/redis.conf deploy/redis-users.acl))
+$(eval $(call deb_rule,house,ghostport-house,deploy/ghostport-house.service deploy/house.conf))
+$(eval $(call deb_rule,cli,ghostport,deploy/ghostport.bash-completion))
 
 FORMAT_FILES = $(wildcard proto/*.[ch] proto/*/*.[ch] bridge/*.[ch] bridge/*/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:
