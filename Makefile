@@ -281,6 +281,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(BENCH_HARNESS_SRC)) 
 .SECONDARY: $(call obj,$(BENCH_SRC) $(HARNESS_SRC))
 
 # Tests: the runner prints each binary's result and closes with "N passed, N failed".
+# The .debs are built first: it_pkg installs them in a throw-away root (tests/integration/pkg.c).
 # In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
 # The same run ends with a named subset once more against a Redis with a password and TLS
 # only (every program logs in and goes through the TLS relay; tests/harness/harness.h,
@@ -302,7 +303,7 @@ check-layers:
 	$(Q)./scripts/check-layers.py --self-test
 
 test: deps-test check-layers $(if $(filter true,$(CI)),format-check)
-	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS) \
+	$(Q)$(MAKE) --no-print-directory all deb $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS) \
 		$(BUILD)/bench/linkem_tool
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
@@ -311,7 +312,7 @@ test: deps-test check-layers $(if $(filter true,$(CI)),format-check)
 unit: $(UNIT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS)
 
-integration: all $(TOOL_BINS) $(IT_BINS)
+integration: all deb $(TOOL_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS) \
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
 
