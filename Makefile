@@ -127,12 +127,13 @@ $(WEB_OBJ): $(BUILD)/gen/web_assets.c
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # gp_version (proto/version.h): rewritten only when its text changes (a commit, a tree turning
-# dirty), so only then do the three programs relink; linked into them alone.
+# dirty), so only then do the three programs relink; linked into them alone. The scratch file
+# is per process: make deb's sub-makes run this rule side by side.
 VERSION_OBJ := $(BUILD)/obj/gen/version.o
 $(BUILD)/gen/version.c: FORCE
 	@mkdir -p $(dir $@)
-	@printf '#include "version.h"\nconst char gp_version[] = "%s (git %s)";\n' '$(VERSION)' '$(GIT_COMMIT)' >$@.tmp
-	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+	@t=$@.$$$$; printf '#include "version.h"\nconst char gp_version[] = "%s (git %s)";\n' \
+		'$(VERSION)' '$(GIT_COMMIT)' >$$t && if cmp -s $$t $@; then rm -f $$t; else mv $$t $@; fi
 
 $(VERSION_OBJ): $(BUILD)/gen/version.c
 	@mkdir -p $(dir $@)
