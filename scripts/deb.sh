@@ -5,7 +5,7 @@
 # adds what a .deb has besides: binaries without debug info (symbols kept, as in the Docker
 # images), man pages gzipped, the daemons' config file as a conffile in /etc/ghostport and
 # their maintainer scripts (the ghostport group and user, the config's owner and mode, the unit
-# stopped on removal), md5sums, and a control file whose Depends dpkg-shlibdeps computes from
+# restarted on upgrade if running and stopped on removal), md5sums, and a control file whose Depends dpkg-shlibdeps computes from
 # the binary's shared libraries (dpkg-dev). Writes OUTDIR/PACKAGE_VERSION_ARCH.deb with
 # dpkg-deb, files owned by root.
 set -eu
@@ -101,6 +101,10 @@ if [ "\$1" = configure ]; then
     done
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload >/dev/null 2>&1 || true
+        # An upgrade: a running daemon moves to the new binary (try-restart: only if running).
+        if [ -n "\$2" ]; then
+            systemctl try-restart $unit >/dev/null 2>&1 || true
+        fi
     fi
 fi
 exit 0

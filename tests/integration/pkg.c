@@ -11,7 +11,8 @@
  * own), its man page (man -w; the CLI's rendered), the bash completion and what it completes,
  * the units (their ExecStart the installed binary; systemd-analyze verify, which also looks up
  * their Documentation=man: pages), the ghostport group and user, /etc/ghostport and the
- * conffiles (which pass --check-config); then a purge that leaves none of it behind.
+ * conffiles (which pass --check-config); the same after installing them again over themselves
+ * (the upgrade path of the maintainer scripts); then a purge that leaves none of it behind.
  * checks_can_fail: the same checks on a root with a file removed and a unit edited report each;
  * a .deb whose Depends cannot be met is refused by dpkg -i.
  * Root only (mounts). `make test` builds the .debs first (make deb). */
@@ -313,6 +314,13 @@ Test(pkg, install_run_purge) {
     problems p = {"", 0};
     check_installed(&p);
     cr_assert_eq(p.n, 0, "%d problems with the installed packages:\n%s", p.n, p.text);
+
+    /* Installed again over themselves (the maintainer scripts' upgrade path), all still holds. */
+    rc = install_all(&out);
+    cr_assert_eq(rc, 0, "dpkg -i over the installed packages exited %d:\n%s", rc, out);
+    free(out);
+    check_installed(&p);
+    cr_assert_eq(p.n, 0, "%d problems after installing again:\n%s", p.n, p.text);
 
     rc = in_root(&out, "dpkg --purge ghostport-bridge ghostport-house ghostport-cli");
     cr_assert_eq(rc, 0, "dpkg --purge exited %d:\n%s", rc, out);
