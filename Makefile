@@ -1,11 +1,18 @@
 # Ghost Port — the one build entry. See README.md.
-#   make            build the binaries into build/bin
-#   make test       install missing deps, build, run every test (unit + integration)
-#   make demo       install missing deps, start redis/bridge/house/upstream, send a request
+#   make            build the binaries into build/bin and their man pages into build/man
+#   make programs   the binaries only (no help2man needed: deploy/Dockerfile)
+#   make deps       install the missing Debian packages make and make demo need (scripts/deps.sh build)
+#   make test       install missing deps (deps-test: those and the tests'), build, run every test
+#   make demo       install missing deps (deps), start redis/bridge/house/upstream, send a request
 #   make asan       build and run the tests under ASan+UBSan (into build-asan/)
 #   make fuzz       build the libFuzzer targets with clang and run each briefly
 #   make bench      benchmarks (tests/bench/README.md); QUICK=1: the small version (< 1 min);
 #                   BENCH="redis scale": only the suites with these name prefixes
+#   make install    the programs, man pages, systemd units, example configs and the CLI's bash
+#                   completion under PREFIX (default /usr/local), into DESTDIR if given;
+#                   make uninstall removes them
+#   make deb        one Debian package per program into build/deb/ (ghostport-bridge,
+#                   ghostport-house, ghostport-cli)
 #   make format-check
 #   make check-layers  the include rules between proto/, bridge/ and house/ (bridge/DESIGN.md)
 CC ?= cc
@@ -15,6 +22,10 @@ V ?= 0
 QUICK ?= 0
 BENCH ?=
 Q := $(if $(filter 1,$(V)),,@)
+# The one version number (--version, the .debs); the commit is added at build time, "unknown"
+# outside a git checkout (a tarball: a parent directory's repository is not asked).
+VERSION := 0.1.0
+GIT_COMMIT := $(or $(shell [ -e .git ] && git describe --always --dirty 2>/dev/null),unknown)
 
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -MMD -MP \
 	-Iproto
@@ -62,6 +73,10 @@ IT_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/it_%,$(IT_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # Test tools the integration tests exec from $(BUILD)/bin (tests/load: many houses in one process;
 # tests/relay: the UDP impairment relay).
+# Man pages: help2man on each program's --help and --version (scripts/gen-man.sh), dated by
+# the last commit so that a rebuild writes the same page.
+MANS := $(patsubst $(BUILD)/bin/%,$(BUILD)/man/%.1,$(BINS))
+SOURCE_DATE_EPOCH ?= $(shell [ -e .git ] && git log -1 --format=%ct 2>/dev/null)
 TOOL_BINS := $(BUILD)/bin/gp-loadhouses $(BUILD)/bin/gp-relay $(BUILD)/bin/gp-househost
 
 # proto/http_req.c parses with http-parser (no pkg-config file; a pure byte parser).
@@ -71,11 +86,19 @@ LIBS_NET = $(call PC,--libs,$(PKGS_NET)) -lhttp_parser -lpthread
 LIBS_HOUSE = $(call PC,--libs,$(PKGS_HOUSE)) -lhttp_parser -lpthread
 CFLAGS_NET = $(call PC,--cflags,$(PKGS_NET))
 
-.PHONY: all deps test unit integration asan fuzz bench demo clean format format-check check-layers
-all: $(BINS)
+.PHONY: FORCE all programs man deps deps-test install install-bridge install-house install-cli \
+	uninstall deb test unit integration asan fuzz bench demo clean format format-check check-layers
+all: $(BINS) $(MANS)
+programs: $(BINS)
+man: $(MANS)
 
+# Debian packages (scripts/deps.sh): deps what make, make demo, make install and make deb need;
+# deps-test those and what the tests, fuzzers and benchmarks add.
 deps:
-	$(Q)./scripts/deps.sh
+	$(Q)./scripts/deps.sh build
+
+deps-test:
+	$(Q)./scripts/deps.sh test
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -103,17 +126,38 @@ $(WEB_OBJ): $(BUILD)/gen/web_assets.c
 	@$(if $(Q),echo "  CC $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(UV_LIB) $(PROTO_LIB)
+# gp_version (proto/version.h): rewritten only when its text changes (a commit, a tree turning
+# dirty), so only then do the three programs relink; linked into them alone. The scratch file
+# is per process: make deb's sub-makes run this rule side by side.
+VERSION_OBJ := $(BUILD)/obj/gen/version.o
+$(BUILD)/gen/version.c: FORCE
+	@mkdir -p $(dir $@)
+	@t=$@.$$$$; printf '#include "version.h"\nconst char gp_version[] = "%s (git %s)";\n' \
+		'$(VERSION)' '$(GIT_COMMIT)' >$$t && if cmp -s $$t $@; then rm -f $$t; else mv $$t $@; fi
+
+$(VERSION_OBJ): $(BUILD)/gen/version.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+FORCE:
+
+$(BUILD)/man/%.1: $(BUILD)/bin/% scripts/gen-man.sh
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  MAN $@")
+	$(Q)$(if $(SOURCE_DATE_EPOCH),SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH)) ./scripts/gen-man.sh $< $@
+
+$(BUILD)/bin/ghostport-bridge: $(call obj,$(BRIDGE_SRC)) $(WEB_OBJ) $(VERSION_OBJ) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) -lm
 
-$(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(PROTO_LIB)
+$(BUILD)/bin/ghostport: $(call obj,$(CLI_SRC)) $(VERSION_OBJ) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_NET) $(or $(call PC,--libs,ncursesw),-lncursesw) -lm
 
-$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(UV_LIB) $(PROTO_LIB)
+$(BUILD)/bin/ghostport-house: $(call obj,$(HOUSE_SRC)) $(VERSION_OBJ) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LIBS_HOUSE) -lm
@@ -238,6 +282,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,$(BENCH_HARNESS_SRC)) 
 .SECONDARY: $(call obj,$(BENCH_SRC) $(HARNESS_SRC))
 
 # Tests: the runner prints each binary's result and closes with "N passed, N failed".
+# The .debs are built first: it_pkg installs them in a throw-away root (tests/integration/pkg.c).
 # In CI (CI=true) formatting is checked too, as are warnings (-Werror above).
 # The same run ends with a named subset once more against a Redis with a password and TLS
 # only (every program logs in and goes through the TLS relay; tests/harness/harness.h,
@@ -258,8 +303,8 @@ check-layers:
 	$(Q)./scripts/check-layers.py
 	$(Q)./scripts/check-layers.py --self-test
 
-test: deps check-layers $(if $(filter true,$(CI)),format-check)
-	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS) \
+test: deps-test check-layers $(if $(filter true,$(CI)),format-check)
+	$(Q)$(MAKE) --no-print-directory all deb $(TOOL_BINS) $(UNIT_BINS) $(IT_BINS) \
 		$(BUILD)/bench/linkem_tool
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS) $(IT_BINS) \
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
@@ -268,12 +313,12 @@ test: deps check-layers $(if $(filter true,$(CI)),format-check)
 unit: $(UNIT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(UNIT_BINS)
 
-integration: all $(TOOL_BINS) $(IT_BINS)
+integration: all deb $(TOOL_BINS) $(IT_BINS)
 	$(Q)BUILD=$(BUILD) ./scripts/run-tests.sh $(IT_BINS) \
 		--env GP_TEST_REDIS=$(REDIS_SECURE_MODE) $(REDIS_SECURE_SUITES)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-asan: deps
+asan: deps-test
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" test
 
 # libFuzzer targets: tests/fuzz/fuzz_<name>.c, built with clang against the proto sources.
@@ -351,7 +396,7 @@ build-fuzz/%: tests/fuzz/%.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
 		$(call PC,--libs,$(PKGS_PROTO)) -lhttp_parser -lm
-fuzz: deps $(FUZZ_BINS)
+fuzz: deps-test $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
 		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
@@ -362,13 +407,89 @@ fuzz: deps $(FUZZ_BINS)
 
 # Every suite under tests/bench, one at a time, then the summary table (tests/bench/README.md).
 # A suite that does not build is reported as failed by the runner; the others still run.
-bench: deps
+bench: deps-test
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS)
 	$(Q)$(MAKE) --no-print-directory -k $(BENCH_BINS) || echo "bench: some benchmarks did not build" >&2
 	$(Q)BUILD=$(BUILD) QUICK=$(QUICK) BENCH='$(BENCH)' ./scripts/bench.sh
 
 demo: deps all
 	$(Q)DEMO_KEEP=$(KEEP) ./scripts/demo.sh
+
+# --- install -------------------------------------------------------------------------------
+# One target per program, so that each .deb is one staged install (make deb below).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/ghostport
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+INSTALL ?= install
+# The units name /usr/local/bin/ghostport-* and /usr/local/share/doc/ghostport (the default
+# PREFIX): installed, they name BINDIR and DOCDIR.
+UNIT_SED = sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/ghostport|$(DOCDIR)|g'
+# $(1): the program; its binary, man page and the README.
+define install_program
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 755 $(BUILD)/bin/$(1) $(DESTDIR)$(BINDIR)/$(1)
+	$(INSTALL) -m 644 $(BUILD)/man/$(1).1 $(DESTDIR)$(MANDIR)/man1/$(1).1
+	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+endef
+# $(1): the daemon's unit, $(2): its example config files (deploy/).
+define install_daemon
+	$(INSTALL) -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/examples
+	$(UNIT_SED) deploy/$(1).service >$(DESTDIR)$(UNITDIR)/$(1).service.tmp
+	chmod 644 $(DESTDIR)$(UNITDIR)/$(1).service.tmp
+	mv $(DESTDIR)$(UNITDIR)/$(1).service.tmp $(DESTDIR)$(UNITDIR)/$(1).service
+	$(INSTALL) -m 644 $(addprefix deploy/,$(2)) $(DESTDIR)$(DOCDIR)/examples/
+endef
+install: install-bridge install-house install-cli
+
+install-bridge: $(BUILD)/bin/ghostport-bridge $(BUILD)/man/ghostport-bridge.1
+	$(call install_program,ghostport-bridge)
+	$(call install_daemon,ghostport-bridge,bridge.conf redis.conf redis-users.acl)
+
+install-house: $(BUILD)/bin/ghostport-house $(BUILD)/man/ghostport-house.1
+	$(call install_program,ghostport-house)
+	$(call install_daemon,ghostport-house,house.conf)
+
+install-cli: $(BUILD)/bin/ghostport $(BUILD)/man/ghostport.1
+	$(call install_program,ghostport)
+	$(INSTALL) -d $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 644 deploy/ghostport.bash-completion $(DESTDIR)$(BASHCOMPDIR)/ghostport
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,ghostport-bridge ghostport-house ghostport) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man1/,ghostport-bridge.1 ghostport-house.1 ghostport.1) \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,ghostport-bridge.service ghostport-house.service) \
+		$(addprefix $(DESTDIR)$(DOCDIR)/examples/,bridge.conf redis.conf redis-users.acl house.conf) \
+		$(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(BASHCOMPDIR)/ghostport
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# --- Debian packages -------------------------------------------------------------------------
+# One per program, each a staged install-<program> under /usr (units in /lib/systemd/system, as
+# bookworm's packages have them) finished by scripts/deb.sh (conffile, maintainer scripts,
+# Depends from dpkg-shlibdeps) and built with dpkg-deb: build/deb/<package>_<version>_<arch>.deb.
+# DEB_VERSION defaults to VERSION (the binaries' --version names the commit).
+DEB_VERSION ?= $(VERSION)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_DIR := $(BUILD)/deb
+deb_file = $(DEB_DIR)/ghostport-$(1)_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEBS := $(foreach p,bridge house cli,$(call deb_file,$(p)))
+deb: $(DEBS)
+# $(1): the package's suffix and install target (bridge, house, cli), $(2): its program,
+# $(3): the other files it installs.
+define deb_rule
+$(call deb_file,$(1)): $(BUILD)/bin/$(2) $(BUILD)/man/$(2).1 $(3) README.md scripts/deb.sh Makefile
+	@echo "  DEB $$@"
+	$(Q)rm -rf $(DEB_DIR)/root/ghostport-$(1)
+	$(Q)$$(MAKE) --no-print-directory -s install-$(1) DESTDIR=$(abspath $(DEB_DIR)/root/ghostport-$(1)) \
+		PREFIX=/usr UNITDIR=/lib/systemd/system DOCDIR=/usr/share/doc/ghostport-$(1) >/dev/null
+	$(Q)./scripts/deb.sh ghostport-$(1) $(DEB_DIR)/root/ghostport-$(1) $(DEB_VERSION) $(DEB_DIR)
+endef
+$(eval $(call deb_rule,bridge,ghostport-bridge,deploy/ghostport-bridge.service deploy/bridge.conf \
+	deploy/redis.conf deploy/redis-users.acl))
+$(eval $(call deb_rule,house,ghostport-house,deploy/ghostport-house.service deploy/house.conf))
+$(eval $(call deb_rule,cli,ghostport,deploy/ghostport.bash-completion))
 
 FORMAT_FILES = $(wildcard proto/*.[ch] proto/*/*.[ch] bridge/*.[ch] bridge/*/*.[ch] house/*.[ch] tests/*/*.[ch])
 format:

@@ -6,6 +6,7 @@
 #include "house.h"
 #include "l3.h"
 #include "tls.h"
+#include "version.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -417,6 +418,7 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-house [options]\n"
+           "       ghostport-house --version\n"
            "Dials a Ghost Port bridge and answers its requests from the configured upstreams.\n\n");
     fputs(GP_CONF_USAGE_DAEMON, stdout);
     gp_conf_usage(opts, print_line, NULL);
@@ -653,6 +655,8 @@ static void on_signal(void *ud, int signum) {
 int main(int argc, char **argv) {
     char err[512] = "";
     int rc = 2;
+    if (gp_conf_version(argc, argv, "ghostport-house", gp_version))
+        return 0;
     if (gp_auth_init() != 0) {
         fprintf(stderr, "ghostport-house: libsodium initialisation failed\n");
         return 1;

@@ -337,6 +337,19 @@ void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line)
     }
 }
 
+void gp_conf_print_version(const char *prog, const char *version) {
+    printf("%s %s\n", prog, version);
+}
+
+int gp_conf_version(int argc, char **argv, const char *prog, const char *version) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--version") == 0) {
+            gp_conf_print_version(prog, version);
+            return 1;
+        }
+    return 0;
+}
+
 /* ---- files that hold secrets ------------------------------------------------------------- */
 
 int gp_conf_secret_mode_ok(const char *path, unsigned mode, unsigned owner, unsigned self,

@@ -113,6 +113,13 @@ enum { GP_KEY_SPACES = 1 };
 enum { GP_KEY_UNPROTECTED = -1, GP_KEY_UNREADABLE = -2, GP_KEY_INVALID = -3 };
 int gp_read_key_file(const char *path, int flags, unsigned char out[32], char *err, size_t errlen);
 
+/* --version, for both daemons and the CLI: gp_conf_print_version writes "<prog> <version>"
+ * on stdout (version: the build's gp_version, "0.1.0 (git abc1234)", version.h);
+ * gp_conf_version does so and returns 1 when argv[1..] holds --version before any "--" (the
+ * daemons take it anywhere on the line, as --help), else returns 0. */
+void gp_conf_print_version(const char *prog, const char *version);
+int gp_conf_version(int argc, char **argv, const char *prog, const char *version);
+
 /* Writes "  --name VALUE   help (env GP_NAME, default X)" lines for --help. */
 void gp_conf_usage(const gp_conf_opt *t, void (*out)(void *ud, const char *line), void *ud);
 /* What a daemon's --help says of its options before gp_conf_usage's lines: where they come

@@ -24,6 +24,8 @@ t = t.replace("@@redis-users.acl@@", open("deploy/redis-users.acl").read().rstri
 sm = open("proto/STREAMS.md").read()
 sa, sb = sm.index("## Opening"), sm.index("## How a bridge learns")
 t = t.replace("@@streams-contract@@", sm[sa:sb].replace("\n## ", "\n#### ").replace("## Opening", "#### Opening", 1).rstrip("\n"))
+# The version number (the Makefile's VERSION) as the CLI reports it: "ghostport 0.1.0 (git ...)".
+t = t.replace("@@version@@", run(b + "/ghostport", "--version").split()[1])
 t = t.replace("@@cli-help@@", run(b + "/ghostport", "--help").rstrip("\n"))
 cmds = "".join(run(b + "/ghostport", "help", *c.split()) for c in ("house add", "house list", "house rm", "house tun", "house disable", "house enable", "top", "request", "connect", "forward"))
 t = t.replace("@@cli-cmds@@", cmds.rstrip("\n"))

@@ -4,6 +4,8 @@
  * row. */
 #include "../store/tlsrelay.h"
 #include "cli_cmd.h"
+#include "conf.h"
+#include "version.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #define DEFAULT_REDIS "127.0.0.1:6379"
 
 static int cmd_help(cli_ctx *c, int argc, char **argv);
+static int cmd_version(cli_ctx *c, int argc, char **argv);
 
 static const cli_command commands[] = {
     {"house", "add", cli_house_add,
@@ -134,6 +137,7 @@ static const cli_command commands[] = {
      "      --force        replace FILE if it exists\n"
      "      --show FILE    print the public key of an existing private key file\n"},
     {"help", NULL, cmd_help, "[COMMAND]", "show help", NULL},
+    {"version", NULL, cmd_version, "", "print the version (also: ghostport --version)", NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -275,7 +279,8 @@ static void print_command(FILE *f, const cli_command *k, int full) {
     char words[32];
     snprintf(words, sizeof words, "%s%s%s", k->name, k->sub ? " " : "", k->sub ? k->sub : "");
     if (full) {
-        fprintf(f, "usage: ghostport %s %s\n  %s\n", words, k->args, k->summary);
+        fprintf(f, "usage: ghostport %s%s%s\n  %s\n", words, *k->args ? " " : "", k->args,
+                k->summary);
         if (k->help)
             fprintf(f, "%s", k->help);
     } else {
@@ -285,7 +290,8 @@ static void print_command(FILE *f, const cli_command *k, int full) {
 
 static void print_help(FILE *f) {
     fprintf(f, "ghostport — reach HTTP services behind NAT through Redis\n\n"
-               "usage: ghostport [global options] COMMAND [arguments]\n\ncommands:\n");
+               "usage: ghostport [global options] COMMAND [arguments]\n"
+               "       ghostport --help | --version\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         print_command(f, &commands[i], 0);
     fputc('\n', f);
@@ -325,6 +331,14 @@ static int cmd_help(cli_ctx *c, int argc, char **argv) {
     return CLI_OK;
 }
 
+static int cmd_version(cli_ctx *c, int argc, char **argv) {
+    (void)argv;
+    if (argc > 0)
+        return cli_usage(c, "version", NULL);
+    gp_conf_print_version(c->prog, gp_version);
+    return CLI_OK;
+}
+
 static const char *env_or(const char *name, const char *def) {
     const char *v = getenv(name);
     return v && *v ? v : def;
@@ -352,6 +366,8 @@ int main(int argc, char **argv) {
             print_help(stdout);
             return CLI_OK;
         }
+        if (strcmp(argv[i], "--version") == 0)
+            return cmd_version(&c, 0, NULL);
         int r = cli_global_opt(&c, argc, argv, &i);
         if (r < 0)
             return CLI_USAGE;

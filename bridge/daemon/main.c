@@ -19,6 +19,7 @@
 #include "streams.h"
 #include "tunnel.h"
 #include "udp.h"
+#include "version.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -248,6 +249,7 @@ static void print_line(void *ud, const char *line) {
 
 static void usage(void) {
     printf("usage: ghostport-bridge [options]\n"
+           "       ghostport-bridge --version\n"
            "Accepts houses over wss:// and serves the requests producers add to Redis.\n\n");
     fputs(GP_CONF_USAGE_DAEMON, stdout);
     gp_conf_usage(opts, print_line, NULL);
@@ -852,6 +854,8 @@ static int start_front(int check) {
 }
 
 int main(int argc, char **argv) {
+    if (gp_conf_version(argc, argv, "ghostport-bridge", gp_version))
+        return 0;
     if (gp_conf_help_arg(argc, argv)) {
         usage();
         return 0;

@@ -1,5 +1,6 @@
 /* Unit tests for proto/conf.c: defaults, bounds, config text, environment, argv. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,20 @@ Test(conf, usage_lists_every_option) {
     for (char *p = buf; (p = strchr(p, '\n')); p++)
         lines++;
     cr_assert_eq(lines, 6);
+}
+
+/* --version anywhere before "--" (as --help), printed as "<prog> <version>". */
+static void capture_stdout(void) {
+    cr_redirect_stdout();
+}
+
+Test(conf, version_flag, .init = capture_stdout) {
+    char *none[] = {"prog", "--port", "1", "--", "--version", NULL};
+    cr_assert_eq(gp_conf_version(5, none, "gp-test", "9.8.7 (git abc1234)"), 0);
+    char *after[] = {"prog", "--port", "1", "--version", NULL};
+    cr_assert_eq(gp_conf_version(4, after, "gp-test", "9.8.7 (git abc1234)"), 1);
+    fflush(stdout);
+    cr_assert_stdout_eq_str("gp-test 9.8.7 (git abc1234)\n");
 }
 
 /* Secret files, as ssh judges a private key: refused when ours and open to group or others;
