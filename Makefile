@@ -229,6 +229,9 @@ $(BUILD)/tests/unit_cli_esc: $(BUILD)/obj/bridge/cli/cli_esc.o
 # The model of `ghostport top` (rates, sorting, formats) is pure; houses' states as the
 # store's parser leaves them (gp_state_init).
 $(BUILD)/tests/unit_cli_top: $(BUILD)/obj/bridge/cli/cli_top_model.o $(BUILD)/obj/bridge/store/store_state.o
+# The request history's buckets, percentiles, records and parser (bridge/store/store_hist.c).
+$(BUILD)/tests/unit_hist: $(BUILD)/obj/bridge/store/store_hist.o
+$(BUILD)/tests/unit_hist: UNIT_LIBS := -lhiredis -ljansson
 # The Redis key layout (pure names), checked against README.md's table.
 $(BUILD)/tests/unit_rkeys: $(BUILD)/obj/bridge/store/rkeys.o
 # The store's parsers of what Redis holds: the live state, house hash, bridge stats, recent list.

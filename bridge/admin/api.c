@@ -850,6 +850,11 @@ void br_api_handle(struct gp_admin_call *call, const struct gp_http_request *req
         return;
     }
 
+    if (br_api_hist_handle(api->v.env, api->v.listeners, call, req,
+                           x->addr)) { /* history, listeners */
+        ctx_free(x);
+        return;
+    }
     char act[32] = "";
     if (strcmp(path, "/api/overview") == 0) {
         if (!is(req, "GET")) {

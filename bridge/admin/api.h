@@ -3,6 +3,7 @@
 #define BR_API_H
 
 #include "../daemon/env.h"
+#include "api_hist.h"
 #include "token.h"
 
 struct gp_admin_call;
@@ -16,6 +17,8 @@ typedef struct br_admin_view {
     int (*ready)(const char **why);
     /* The Prometheus text of /metrics (malloc'd; NULL: out of memory). */
     char *(*metrics)(size_t *len);
+    /* What the bridge listens on now, into *out. */
+    br_listeners_fn *listeners;
 } br_admin_view;
 
 /* A context: the view (copied), the registry scripts' SHAs, the stored overview. NULL: out

@@ -8,6 +8,7 @@
 #include "../store/rkeys.h"
 #include "../store/store_bridge.h"
 #include "admin_http.h"
+#include "hist.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@ struct br_stats {
     uint64_t ping_sent_ns; /* 0: no PING in flight */
     uint8_t node_seen[MAX_NODES];
     char host[64];
+    br_hist *hist; /* the request history: per minute, per house and for the bridge */
 };
 
 /* The metrics of bridge/admin/ADMIN.md, in the order the page lists them: where the handle
@@ -127,7 +129,10 @@ br_stats *br_stats_new(const br_stats_src *src) {
     st->src = *src;
     st->m = src->metrics;
     gp_metrics *m = gp_metrics_new();
-    if (!m) {
+    st->hist = br_hist_new(src->env);
+    if (!m || !st->hist) {
+        gp_metrics_free(m);
+        br_hist_free(st->hist);
         free(st);
         return NULL;
     }
@@ -163,6 +168,7 @@ void br_stats_free(br_stats *st) {
         return; /* never started */
     gp_metrics_free(st->m->reg);
     memset(st->m, 0, sizeof *st->m);
+    br_hist_free(st->hist);
     free(st);
 }
 
@@ -175,10 +181,14 @@ static const char *status_class(unsigned status, int is_error) {
     return c[status / 100 - 2];
 }
 
-void br_stats_reply(br_stats *st, br_conn *c, unsigned status, int is_error, uint64_t fwd_ns) {
+void br_stats_reply(br_stats *st, br_conn *c, const char *house, unsigned status, int is_error,
+                    uint64_t fwd_ns) {
     gp_metric_inc(st->m->requests, status_class(status, is_error));
+    uint64_t lat_ns = fwd_ns ? uv_hrtime() - fwd_ns : 0;
     if (fwd_ns)
-        gp_metric_observe(st->m->duration, (double)(uv_hrtime() - fwd_ns) / 1e9);
+        gp_metric_observe(st->m->duration, (double)lat_ns / 1e9);
+    br_hist_reply(st->hist, house, is_error || status >= 500,
+                  fwd_ns ? lat_ns / 1000 : BR_HIST_NO_LATENCY);
     if (c) {
         c->st_req++;
         c->st_err += is_error || status >= 500;
@@ -190,6 +200,7 @@ void br_stats_bytes(br_stats *st, br_conn *c, int from_house, size_t n) {
     gp_metric_add(st->m->bytes, from_house ? "from_house" : "to_house", (double)n);
     if (!c)
         return;
+    br_hist_bytes(st->hist, c->house, from_house, n);
     if (from_house)
         c->st_bytes_in += n;
     else
@@ -203,11 +214,20 @@ void br_stats_compressed(br_stats *st, size_t before, size_t after) {
 }
 
 void br_stats_node_up(br_stats *st, int node) {
+    br_hist_load_scripts(st->hist);
     if (node < 0 || node >= MAX_NODES)
         return;
     if (st->node_seen[node])
         gp_metric_inc(st->m->redis_reconnects, NULL);
     st->node_seen[node] = 1;
+}
+
+size_t br_stats_history_flush(br_stats *st) {
+    return br_hist_flush(st->hist);
+}
+
+int br_stats_history_pending(const br_stats *st) {
+    return br_hist_pending(st->hist);
 }
 
 /* Gauges that are read off the running state rather than counted. */
@@ -349,6 +369,7 @@ void br_stats_tick(br_stats *st, uint64_t now) {
         return;
     ping(st);
     publish_bstats(st);
+    br_hist_tick(st->hist);
     /* Houses that had traffic: their state hash gets the new counters (under the fence). */
     for (br_conn *c = st->src.conns->all; c; c = c->all_next)
         if (c->in_table && c->st_dirty)

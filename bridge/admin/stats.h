@@ -58,10 +58,16 @@ br_stats *br_stats_new(const br_stats_src *src);
 void br_stats_free(br_stats *st); /* NULL ok */
 void br_stats_tick(br_stats *st, uint64_t now);
 char *br_stats_render(br_stats *st, size_t *len);
-void br_stats_reply(br_stats *st, br_conn *c, unsigned status, int is_error,
-                    uint64_t fwd_ns); /* fwd_ns: uv_hrtime() when forwarded, 0: never */
+/* A final reply written for house (its connection c, NULL: none now): the metrics, c's live
+ * stats and the house's history (hist.h). fwd_ns: uv_hrtime() when forwarded, 0: never. */
+void br_stats_reply(br_stats *st, br_conn *c, const char *house, unsigned status, int is_error,
+                    uint64_t fwd_ns);
 void br_stats_bytes(br_stats *st, br_conn *c, int from_house, size_t n);
 void br_stats_compressed(br_stats *st, size_t before, size_t after);
-void br_stats_node_up(br_stats *st, int node);
+void br_stats_node_up(br_stats *st, int node); /* also loads the history's script */
+/* The request history (hist.h): everything counted and not written yet, sent now (the
+ * shutdown; returns the scripts sent); 1 while some is not sent. */
+size_t br_stats_history_flush(br_stats *st);
+int br_stats_history_pending(const br_stats *st);
 
 #endif

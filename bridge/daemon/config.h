@@ -13,6 +13,7 @@ typedef struct br_config {
     int check_config; /* --check-config: validate, say so, exit */
     /* the admin port (bridge/admin/ADMIN.md) */
     long long admin_listen, recent;
+    long long history_flush_ms; /* the request history (admin/hist.h): 0 off */
     char *admin_bind, *admin_token, *admin_token_file, *admin_host;
     /* connections that have not authenticated yet (bridge/daemon/flood.c) */
     long long preauth_max, preauth_per_addr, auth_timeout;

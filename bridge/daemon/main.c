@@ -16,6 +16,7 @@
 #include "house.h"
 #include "janitor.h"
 #include "requests.h"
+#include "rudp_sess.h"
 #include "streams.h"
 #include "tunnel.h"
 #include "udp.h"
@@ -57,6 +58,7 @@ typedef struct br_bridge {
     gp_rurl rurl; /* the parsed --redis with its credentials (password wiped at exit) */
     struct lws_context *lws;
     int listen_port;
+    char rudp_pub[65]; /* the rudp public key of --rudp-key (hex), "" when rudp is off */
     uint8_t server_key[32];
     uint8_t master_key[32];
     int has_master;
@@ -184,6 +186,9 @@ static const gp_conf_opt opts[] = {
      "file holding the admin token (wins over admin-token) [SIGHUP]"},
     {"recent", GP_CONF_INT, OFF(recent), 0, 10000, "50", NULL,
      "recent requests kept per house for the dashboard (<prefix>:{h}:recent; 0: none) [SIGHUP]"},
+    {"history-flush-ms", GP_CONF_INT, OFF(history_flush_ms), 0, 60000, "60000", NULL,
+     "the request history (per minute, 24 h, per house and bridge: <prefix>:{h}:hist): ms "
+     "between writes of what was counted (one script per house with traffic); 0: no history"},
     {"http-listen", GP_CONF_INT, OFF(http_listen), -1, 65535, "-1", NULL,
      "HTTP front door: curl a house's upstream at /h/<house>/<path> (-1: off; 0: any free port, "
      "logged in event=listening transport=http)"},
@@ -622,6 +627,16 @@ static void on_barrier(redisReply *rep, void *ud) {
     g_barrier_done = 1; /* the tick moves on to drained() once the replies have settled */
 }
 
+/* Replies arrive in order: when this PING returns, the writes sent before it are done. */
+static void barrier(void) {
+    g_barrier_done = 0;
+    br_args a;
+    br_args_init(&a);
+    br_args_str(&a, "PING");
+    if (br_db_cmd(g_br.env.db, on_barrier, NULL, &a) != 0)
+        on_barrier(NULL, NULL);
+}
+
 /* Phase 2. */
 static void shut_down(const char *why) {
     if (g_shutting)
@@ -638,12 +653,10 @@ static void shut_down(const char *why) {
     br_args_str(&a, "DEL");
     br_args_str(&a, key);
     br_db_cmd(g_br.env.db, NULL, NULL, &a);
-    /* Replies arrive in order: when this PING returns, the releases above are done. */
-    br_args_init(&a);
-    br_args_str(&a, "PING");
+    /* The request history counted so far (admin/hist.h), before the barrier. */
+    br_stats_history_flush(g_br.stats);
     uv_timer_start(&g_grace, on_grace, SHUTDOWN_GRACE_MS, 0);
-    if (br_db_cmd(g_br.env.db, on_barrier, NULL, &a) != 0)
-        on_barrier(NULL, NULL);
+    barrier();
 }
 
 static int drain_busy(void *ud, const br_conn *c) {
@@ -695,8 +708,13 @@ static void on_tick(uv_timer_t *t) {
          now - g_drain_start >= (uint64_t)g_br.cfg.drain_timeout))
         shut_down(br_conn_count_open(&g_br.conns) ? "drain_timeout" : "drained");
     if (g_shutting) {
-        if (g_barrier_done && br_req_replies_live(g_br.reqs) == 0)
-            uv_timer_start(&g_grace, on_grace, 0, 0);
+        if (g_barrier_done && br_req_replies_live(g_br.reqs) == 0) {
+            /* Replies settled since the flush are in the history too: once more, awaited. */
+            if (br_stats_history_pending(g_br.stats) && br_stats_history_flush(g_br.stats))
+                barrier();
+            else
+                uv_timer_start(&g_grace, on_grace, 0, 0);
+        }
         return;
     }
     if (br_db_ready(g_br.env.db))
@@ -743,6 +761,30 @@ static char *render_metrics(size_t *len) {
     return br_stats_render(g_br.stats, len);
 }
 
+static void add_listener(br_listeners *o, const char *kind, const char *scheme, const char *bind,
+                         int port, const char *key) {
+    if (port <= 0 || o->n >= BR_MAX_LISTENERS)
+        return;
+    br_listener *l = &o->l[o->n++];
+    l->kind = kind;
+    l->scheme = scheme;
+    snprintf(l->bind, sizeof l->bind, "%s", bind && *bind ? bind : "0.0.0.0");
+    l->port = port;
+    snprintf(l->key, sizeof l->key, "%s", key ? key : "");
+}
+
+/* The admin API's GET /api/listeners: the dashboard's "add a house" hint is made from it. */
+static void listeners(br_listeners *out) {
+    const br_config *c = &g_br.cfg;
+    memset(out, 0, sizeof *out);
+    add_listener(out, "house", c->tls_cert && *c->tls_cert ? "wss" : "ws", c->bind,
+                 g_br.lws ? g_br.listen_port : 0, NULL);
+    add_listener(out, "house", "rudp", c->bind, br_udp_port(g_br.udp), g_br.rudp_pub);
+    int https = c->http_tls || (c->http_cert && *c->http_cert);
+    add_listener(out, "http", https ? "https" : "http", c->http_bind,
+                 g_br.front ? br_front_port(g_br.front) : 0, NULL);
+}
+
 /* The env the modules share, and their contexts over it (once configured, loop made).
  * 0, or -1: out of memory. */
 static int wire(void) {
@@ -769,7 +811,7 @@ static int wire(void) {
         !(g_br.streams = br_streams_new(e, g_br.reqs)))
         return -1;
     br_houses_init(&g_br.houses, e, &g_br.conns, g_br.reqs, g_br.streams);
-    br_admin_view av = {e, &g_br.token, br_ready, render_metrics};
+    br_admin_view av = {e, &g_br.token, br_ready, render_metrics, listeners};
     g_br.janitor = br_janitor_new(e, &g_br.houses, g_br.reqs);
     g_br.flood = br_flood_new(e);
     g_br.tunnel =
@@ -785,6 +827,9 @@ static int start_udp(void) {
     int rc = g_br.cfg.rudp_listen >= 0 && br_read_key_file(g_br.cfg.rudp_key, key) != 0
                  ? -1
                  : br_udp_start(g_br.udp, key);
+    uint8_t pub[GP_SESS_KEY_LEN];
+    if (rc == 0 && g_br.cfg.rudp_listen >= 0 && gp_sess_pubkey(key, pub) == 0)
+        sodium_bin2hex(g_br.rudp_pub, sizeof g_br.rudp_pub, pub, sizeof pub);
     sodium_memzero(key, sizeof key);
     return rc;
 }

@@ -104,7 +104,7 @@ static void op_final(void *ud, const char *house, uint64_t epoch, unsigned statu
                      uint64_t fwd_ns) {
     br_requests *r = ud;
     br_conn *c = epoch ? r->up.find(r->up.ud, house) : NULL;
-    br_stats_reply(r->stats, c && c->epoch == epoch ? c : NULL, status, is_error, fwd_ns);
+    br_stats_reply(r->stats, c && c->epoch == epoch ? c : NULL, house, status, is_error, fwd_ns);
 }
 
 static void op_count(void *ud, br_rc_metric m, const char *label) {

@@ -68,7 +68,7 @@ struct br_udp {
     br_transport tp; /* ctx: this br_udp */
     /* The session lookup and replay-floor scripts (texts and SHAs): store_house.h. */
     br_script lookup, ts;
-    int on;
+    int on, port; /* listening, on that port */
     uv_udp_t sock;
     gp_sess_server *srv;
     gp_ratelimit *unproven; /* by host: initiations whose sender answered no cookie */
@@ -711,8 +711,13 @@ int br_udp_start(br_udp *u, const uint8_t key[32]) {
     int port = got.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
                                          : ntohs(((struct sockaddr_in *)&got)->sin_port);
     u->on = 1;
+    u->port = port;
     br_log(BR_LOG_INFO, "listening", "bind=%s port=%d transport=rudp", bind, port);
     return 0;
+}
+
+int br_udp_port(const br_udp *u) {
+    return u && u->on ? u->port : 0;
 }
 
 void br_udp_load_scripts(br_udp *u) {

@@ -16,8 +16,9 @@ br_udp *br_udp_new(const br_env *env, br_conns *conns, br_houses *houses, br_req
  * `key` (main.c reads it from --rudp-key). 0 (also when rudp is off), -1: cannot listen. */
 int br_udp_start(br_udp *u, const uint8_t key[32]);
 void br_udp_load_scripts(br_udp *u);
-void br_udp_stop(br_udp *u); /* drops every session and closes the socket (from the loop) */
-void br_udp_free(br_udp *u); /* after the loop: the session server and u (NULL ok) */
+int br_udp_port(const br_udp *u); /* the port listened on, 0: off */
+void br_udp_stop(br_udp *u);      /* drops every session and closes the socket (from the loop) */
+void br_udp_free(br_udp *u);      /* after the loop: the session server and u (NULL ok) */
 /* What the rudp sessions of the br_udp ud measured, for the metrics: mean smoothed RTT and
  * loss over live sessions (0 when none), retransmits and FEC repairs since start. */
 void br_udp_metrics(void *ud, double *rtt_ms_mean, double *loss_mean, uint64_t *retransmits,

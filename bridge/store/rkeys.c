@@ -29,6 +29,9 @@ enum {
     K_SIN,
     K_SOUT,
     K_TUN,
+    K_HIST,
+    K_BHIST,
+    K_FHIST,
     K_NROWS
 };
 static const struct {
@@ -54,6 +57,9 @@ static const struct {
     [K_SIN] = {"%s:{%s}:sin:%s", "STREAM", "h", "<sid>"},
     [K_SOUT] = {"%s:{%s}:sout:%s", "STREAM", "h", "<sid>"},
     [K_TUN] = {"%s:tun", "HASH", NULL},
+    [K_HIST] = {"%s:{%s}:hist", "HASH", "h"},
+    [K_BHIST] = {"%s:bhist:%s", "HASH", "<bid>"},
+    [K_FHIST] = {"%s:hist", "HASH", NULL},
 };
 
 /* Row k's name for prefix p and ids a, b (unused by the rows without them) into
@@ -99,6 +105,9 @@ BUILD_P(bridges, K_BRIDGES)
 BUILD_P(ctl, K_CTL)
 BUILD_PA(hb, K_HB)
 BUILD_P(tun, K_TUN)
+BUILD_PA(hist, K_HIST)
+BUILD_PA(bhist, K_BHIST)
+BUILD_P(fhist, K_FHIST)
 
 int gp_key_sin(char *out, const char *p, const char *house, const char *sid) {
     return key2(out, K_SIN, p, house, sid);
@@ -116,8 +125,8 @@ int gp_key_template(size_t i, char *out, const char **type) {
 }
 
 int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *p, const char *h) {
-    static const int order[GP_HOUSE_NKEYS] = {K_HOUSE, K_STATE,   K_EPOCH,     K_RECENT,
-                                              K_REQ,   K_RUDP_TS, K_DEADLINES, K_JCURSOR};
+    static const int order[GP_HOUSE_NKEYS] = {K_HOUSE,   K_STATE,     K_EPOCH,   K_RECENT, K_REQ,
+                                              K_RUDP_TS, K_DEADLINES, K_JCURSOR, K_HIST};
     int rc = 0;
     for (int i = 0; i < GP_HOUSE_NKEYS; i++)
         if (key(out[i], order[i], p, h) < 0)

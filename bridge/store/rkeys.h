@@ -4,7 +4,8 @@
  * tests/unit/rkeys.c checks against gp_key_template below, row for row. The scripts and
  * parsers of each family are in the store's headers: store_house.h (registry), store_state.h
  * (live state, lease, epoch, rudp_ts), store_req.h (request stream, janitor index, recent
- * list), store_reply.h (reply keys), store_bridge.h (bridge lease, stats, janitor lock).
+ * list), store_reply.h (reply keys), store_bridge.h (bridge lease, stats, janitor lock),
+ * store_hist.h (request history).
  *
  * Every key starts with the configurable prefix (default "gp"). Keys of one house carry its
  * id in braces so they share one Redis Cluster slot (gp_key_house_all lists them all). */
@@ -43,6 +44,10 @@ int gp_key_sin(char *out, const char *prefix, const char *house, const char *sid
 int gp_key_sout(char *out, const char *prefix, const char *house, const char *sid);
 /* The L3 tunnel's address book (store_tun.h): pools, and which house has which index. */
 int gp_key_tun(char *out, const char *prefix);
+/* The request history (store_hist.h): a house's, a bridge's, and every bridge's together. */
+int gp_key_hist(char *out, const char *prefix, const char *house);
+int gp_key_bhist(char *out, const char *prefix, const char *bridge_id);
+int gp_key_fhist(char *out, const char *prefix);
 /* Pub/sub channels (no keys): a bridge's fence channel (another bridge claimed one of its
  * houses) and its heartbeat channel (its subscriber connection resubscribes every second). */
 int gp_key_fence(char *out, const char *prefix, const char *bridge_id);
@@ -56,10 +61,10 @@ int gp_key_hb(char *out, const char *prefix, const char *bridge_id);
 int gp_key_template(size_t i, char *out, const char **type);
 
 /* The keys of house h, in the order the removal script takes them (store_house.h,
- * GP_REG_RM_NKEYS): house hash, state, epoch, recent, req, rudp_ts, deadlines, jcursor.
+ * GP_REG_RM_NKEYS): house hash, state, epoch, recent, req, rudp_ts, deadlines, jcursor, hist.
  * 0, or -1 if one would not fit. Every key with the house's hash tag is one of these, but the
  * per-stream byte keys (gp_key_sin, gp_key_sout: "<sid>" in the template). */
-#define GP_HOUSE_NKEYS 8
+#define GP_HOUSE_NKEYS 9
 int gp_key_house_all(char out[GP_HOUSE_NKEYS][GP_KEY_MAX], const char *prefix, const char *house);
 
 /* The Redis Cluster hash slot of a key: CRC16/XMODEM of the key, or of its {hash tag}. */
