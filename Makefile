@@ -369,6 +369,12 @@ build-fuzz/fuzz_api_house: tests/fuzz/fuzz_api_house.c bridge/admin/api_body.c b
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge -Ibridge/admin -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(call PC,--libs,$(PKGS_PROTO) hiredis jansson) -lhttp_parser -lm
+# A history hash as Redis might hold it (RESP or one raw value), parsed and written as the
+# JSON API's answer (bridge/store/store_hist.c).
+build-fuzz/fuzz_hist: tests/fuzz/fuzz_hist.c bridge/store/store_hist.c proto/buf.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -Ibridge/store -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(call PC,--libs,hiredis jansson) -lm
 # Redis addresses from flags, environment and config files (the password file is read with
 # proto/conf.c's gp_read_file, hence the proto sources).
 build-fuzz/fuzz_rurl: tests/fuzz/fuzz_rurl.c bridge/store/rurl.c $(PROTO_SRC)

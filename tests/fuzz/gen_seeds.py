@@ -150,6 +150,15 @@ write("fuzz_api_body", "add", b'{"id":"farm-9","labels":{"site":"north","rack":"
 write("fuzz_api_body", "no_labels", b'{"id":"h1","labels":null}')
 write("fuzz_api_body", "bad", b'{"id":"h\\u0000x","labels":{"a":1},"id":"dup"}')
 
+# fuzz_hist input: byte 0's low bit picks RESP (0: an HGETALL reply of a history hash) or one
+# raw value (1); bits 1-2 the range (1h, 6h, 24h). Now is minute 30 of hour 480000.
+HOUR = "480000;0 10 1 500 600 60:10;10 3 0 1 2;30 2 2 0 0 16:1,17:1,239:1"
+write("fuzz_hist", "value", b"\x01" + HOUR.encode())
+write("fuzz_hist", "hgetall", b"\x04" + resp(["0", HOUR, "24", "479999;59 7 0 0 0 3:7", "1",
+                                              "479976;5 1000 0 0 0", "2", "garbage"]))
+write("fuzz_hist", "hostile", b"\x03" + b"480000;60 1 0 0 0;1 1 0 0;3 1 0 0 0 5:1,5:1;"
+      b"4 1 0 0 0 240:1;5 1 0 0 0 4:4294967296;;10 9999999999999999999 0 0 0 7:1")
+
 # fuzz_api_house input: byte 0's bits pick, reply by reply, the state hash (1) or the house
 # hash (0: an array of odd length is the HMGET of <p>:tun instead); then RESP replies as
 # HGETALL (HMGET) gives them.
