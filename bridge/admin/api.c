@@ -679,6 +679,19 @@ static void on_tun_freed(redisReply *r, void *ud) {
     step_done(x);
 }
 
+/* The house's history deleted; refused (an ACL older than the history), it expires on its
+ * own and no bridge writes it again: logged, not the answer's business. */
+static void on_hist_freed(redisReply *r, void *ud) {
+    sub *u = ud;
+    api_ctx *x = u->ctx;
+    free(u);
+    x->pending--;
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        br_log(BR_LOG_WARN, "history_not_removed", "house=%s err=%s", x->id,
+               br_qs(r ? r->str : "no reply"));
+    step_done(x);
+}
+
 static void on_rm(redisReply *r, void *ud) {
     api_ctx *x = sub_take(ud, r);
     if (!x->failed && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -695,6 +708,11 @@ static void on_rm(redisReply *r, void *ud) {
         br_args_str(&a, kt);
         br_args_str(&a, x->id);
         rsend(x, &x->api->tunforget, 1, &a, on_tun_freed, NULL);
+        /* Its request history, apart (store_house.h: an older ACL may refuse it). */
+        char k[GP_HOUSE_NKEYS][GP_KEY_MAX];
+        gp_key_house_all(k, x->api->v.env->cfg->prefix, x->id);
+        cmd2(&a, "DEL", k[GP_REG_RM_NKEYS]);
+        rsend(x, NULL, 0, &a, on_hist_freed, NULL);
     } else {
         x->failed = 1;
     }

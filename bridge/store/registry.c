@@ -173,7 +173,7 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
     char nkeys[8];
     snprintf(nkeys, sizeof nkeys, "%d", GP_REG_RM_NKEYS);
     redisReply *r = cmd(rc, err, errlen, "EVAL", GP_REG_RM_LUA, nkeys, k[0], k[1], k[2], k[3], k[4],
-                        k[5], k[6], k[7], k[8], purge ? "1" : "0", kctl, id, NULL);
+                        k[5], k[6], k[7], purge ? "1" : "0", kctl, id, NULL);
     if (!r)
         return GP_REG_REDIS;
     long long removed = 0;
@@ -183,6 +183,10 @@ int gp_reg_rm(br_rc *rc, const char *prefix, const char *id, int purge, long lon
         if (stream_len)
             *stream_len = r->element[1]->integer;
     }
+    freeReplyObject(r);
+    /* Its request history (store_house.h: apart, an older ACL may refuse it; then it expires). */
+    char herr[256];
+    r = cmd(rc, herr, sizeof herr, "DEL", k[GP_REG_RM_NKEYS], NULL);
     freeReplyObject(r);
     r = cmd(rc, err, errlen, "SREM", khouses, id, NULL);
     if (!r)

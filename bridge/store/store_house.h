@@ -50,17 +50,21 @@
     "return 1\n"
 
 /* KEYS (GP_REG_RM_NKEYS): house hash, state, epoch, recent, req, rudp_ts, deadlines,
- * jcursor, hist (its request history: store_hist.h). ARGV: purge ('1': the request stream too), the
- * ctl channel, house id. Returns {1 if the house hash existed, the stream's length before any
- * purge}. The bridge holding the house is told to let it go ("remove <id>"). The janitor's index of
- * the stream (deadlines, jcursor) goes with the stream: while the stream stays its requests still
- * get their 504. */
-#define GP_REG_RM_NKEYS 9 /* GP_HOUSE_NKEYS: gp_key_house_all (rkeys.h) builds them */
+ * jcursor. ARGV: purge ('1': the request stream too), the ctl channel, house id. Returns {1
+ * if the house hash existed, the stream's length before any purge}. The bridge holding the
+ * house is told to let it go ("remove <id>"). The janitor's index of the stream (deadlines,
+ * jcursor) goes with the stream: while the stream stays its requests still get their 504.
+ * The house's last key, its request history (store_hist.h), is deleted after it by a DEL of
+ * its own: Redis checks a script's keys against the user's ACL before it runs, and a user
+ * whose ACL predates the history would be refused the whole removal; refused that DEL, the
+ * history is left to its TTL (25 h), and no bridge writes it again (its script wants the
+ * house hash). */
+#define GP_REG_RM_NKEYS 8 /* the first GP_REG_RM_NKEYS of gp_key_house_all (rkeys.h) */
 #define GP_REG_RM_LUA                                                                              \
     "local existed = redis.call('EXISTS', KEYS[1])\n"                                              \
     "local ok, n = pcall(redis.call, 'XLEN', KEYS[5])\n"                                           \
     "if not ok then n = 0 end\n"                                                                   \
-    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[9])\n"                    \
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])\n"                             \
     "if ARGV[1] == '1' then redis.call('DEL', KEYS[5], KEYS[7], KEYS[8]) end\n"                    \
     "redis.call('PUBLISH', ARGV[2], 'remove ' .. ARGV[3])\n"                                       \
     "return {existed, n}\n"

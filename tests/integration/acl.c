@@ -268,7 +268,8 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     chmod(tok, 0600);
     h_proc *bp = h_bridge_start(0, &bport,
                                 (const char *const[]){"--redis", bridge_url, "--admin-listen", "0",
-                                                      "--admin-token-file", tok, NULL},
+                                                      "--admin-token-file", tok,
+                                                      "--history-flush-ms", "1000", NULL},
                                 1);
     /* Back within a second once enabled again (after a refusal it waits 15-30 s by default). */
     h_house_start("farm-1", secret, bport, up,
@@ -357,6 +358,29 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     free(body);
     cr_assert_eq(h_int("HEXISTS gp:tun h:farm-3"), 0, "the API's DELETE kept the index");
     cr_assert_eq(h_int("HEXISTS gp:tun i:9"), 0);
+
+    /* The request history: the gp-bridge writes it (its script, once a second here: farm-1's
+     * requests, farm-2's 504) and reads it for the API; the viewer reads it and may not write
+     * it; the admin's house rm below deletes farm-2's. */
+    cr_assert(h_wait(reply_written, "gp:{farm-1}:hist", 10000), "no history for farm-1");
+    cr_assert(h_wait(reply_written, "gp:{farm-2}:hist", 10000), "no history for farm-2's 504");
+    cr_assert(h_wait(reply_written, "gp:hist", 10000), "no history of every bridge");
+    st = h_http(aport, "GET", "/api/houses/farm-1/history", auth, NULL, 0, &body, NULL);
+    cr_assert_eq(st, 200, "GET history: %d %s", st, body ? body : "");
+    cr_assert(strstr(body, "\"scope\":\"house\"") && strstr(body, "\"total\":{\"requests\":") &&
+                  !strstr(body, "\"total\":{\"requests\":0,"),
+              "%s", body);
+    free(body);
+    st = h_http(aport, "GET", "/api/history?range=24h", auth, NULL, 0, &body, NULL);
+    cr_assert_eq(st, 200, "GET /api/history: %d %s", st, body ? body : "");
+    free(body);
+    const char *hist_read[] = {"HGETALL", "gp:{farm-1}:hist"};
+    const char *fleet_read[] = {"HGETALL", "gp:hist"};
+    const char *hist_write[] = {"HSET", "gp:{farm-1}:hist", "0", "x"};
+    cr_assert(!noperm("gp-viewer", "pw-viewer", 2, hist_read), "the viewer may not read history");
+    cr_assert(!noperm("gp-viewer", "pw-viewer", 2, fleet_read));
+    cr_assert(noperm("gp-viewer", "pw-viewer", 4, hist_write), "the viewer wrote history");
+    cr_assert(!noperm("gp-admin", "pw-admin", 2, fleet_read));
     cr_assert_eq(CLI_AS(viewer, &out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
     cr_assert(strstr(out, "farm-1"), "%s", out);
     free(out), free(err);
@@ -375,6 +399,7 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
     free(out), free(err);
     cr_assert_eq(h_int("SISMEMBER gp:houses farm-2"), 0);
     cr_assert_eq(h_int("EXISTS gp:{farm-2}:house"), 0);
+    cr_assert_eq(h_int("EXISTS gp:{farm-2}:hist"), 0, "house rm kept the history");
     cr_assert_eq(h_int("HEXISTS gp:tun h:farm-2"), 0, "house rm kept the L3 index");
 
     /* What Redis refused the bridge and the admin: CONFIG only (the bridge asks for keyspace

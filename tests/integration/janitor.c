@@ -221,14 +221,18 @@ static int bridge_holds_none(void *ud) {
     return none;
 }
 
+static int has_history(void *ud) {
+    return h_int("EXISTS gp:{%s}:hist", (const char *)ud) == 1;
+}
+
 static int has_deadline(void *ud) {
     return h_int("ZCARD gp:{%s}:deadlines", (const char *)ud) >= 1;
 }
 
 /* A house used in every way that leaves keys — connected over rudp:// (state, epoch, rudp_ts),
- * served requests (stream, recent list), requests waiting while it was away (the janitor's
- * index and cursor) — then `house rm --purge` while it is connected: afterwards no key of the
- * whole keyspace carries its hash tag, also once its bridge has let it go. */
+ * served requests (stream, recent list, request history), requests waiting while it was away (the
+ * janitor's index and cursor) — then `house rm --purge` while it is connected: afterwards no key of
+ * the whole keyspace carries its hash tag, also once its bridge has let it go. */
 Test(janitor, rm_purge_leaves_no_key_of_a_used_house) {
     h_redis_start(0);
     int up;
@@ -236,6 +240,7 @@ Test(janitor, rm_purge_leaves_no_key_of_a_used_house) {
     char upurl[64], secret[65], pub[65], rurl[64];
     snprintf(upurl, sizeof upurl, "http://127.0.0.1:%d", up);
     int bport;
+    setenv("GP_HISTORY_FLUSH_MS", "1000", 1); /* its request history, written every second */
     h_proc *b = h_rudp_bridge_start(&bport, rurl, pub);
     h_register("used", secret);
     const char *hx[] = {"--bridge-key", pub, NULL};
@@ -260,9 +265,10 @@ Test(janitor, rm_purge_leaves_no_key_of_a_used_house) {
      * them: per stream). */
     freeReplyObject(h_cmd("XADD gp:{used}:sin:s1 * off 0 data x"));
     freeReplyObject(h_cmd("XADD gp:{used}:sout:s1 * ack 1"));
+    cr_assert(h_wait(has_history, "used", 10000), "the bridge wrote no history of the house");
     char *before = keys_with("{used}");
-    const char *kinds[] = {"house",   "state",     "epoch",   "recent", "req",
-                           "rudp_ts", "deadlines", "jcursor", "sin:s1", "sout:s1"};
+    const char *kinds[] = {"house",     "state",   "epoch",  "recent",  "req", "rudp_ts",
+                           "deadlines", "jcursor", "sin:s1", "sout:s1", "hist"};
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
         char k[64];
         snprintf(k, sizeof k, "gp:{used}:%s", kinds[i]);
