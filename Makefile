@@ -275,6 +275,9 @@ $(BUILD)/tests/it_%: $(BUILD)/obj/tests/integration/%.o $(call obj,$(HARNESS_SRC
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LIBS_NET) -lm -lpthread
 
+# The browser test writes a day of request history with the bridge's buckets (store_hist.c).
+$(BUILD)/tests/it_web: $(BUILD)/obj/bridge/store/store_hist.o
+
 # Benchmarks report, they do not assert: they take the harness without Criterion's parts
 # (world.c, netns_test.c).
 BENCH_HARNESS_SRC := $(filter-out tests/harness/world.c tests/harness/netns_test.c,$(HARNESS_SRC))

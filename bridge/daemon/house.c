@@ -451,11 +451,11 @@ void br_house_state_update(br_houses *h, br_conn *c) {
     if (c->tp->stats)
         c->tp->stats(c, &ls);
     /* rudp measures the path itself (smoothed, every packet); PINGs are all wss has. */
-    char rtt[32], loss[32];
+    char rtt[32], loss[32]; /* ms to the microsecond: a LAN's RTT is not "0" (0: none yet) */
     if (ls.rtt_ms > 0)
-        snprintf(rtt, sizeof rtt, "%.1f", ls.rtt_ms);
+        snprintf(rtt, sizeof rtt, "%.3f", ls.rtt_ms);
     else
-        snprintf(rtt, sizeof rtt, "%.1f", (double)c->rtt_us / 1000);
+        snprintf(rtt, sizeof rtt, "%.3f", (double)c->rtt_us / 1000);
     snprintf(loss, sizeof loss, "%.2f", ls.loss * 100);
     br_args a;
     br_args_init(&a);

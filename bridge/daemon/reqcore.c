@@ -269,7 +269,7 @@ static json_t *jstr(const char *s, size_t max) {
     return br_json_bytes((gp_str){(const uint8_t *)buf, n + 3});
 }
 
-/* The entry of the house's recent list: {"ts_ms","id","method","path","status","ms","error"}
+/* The entry of the house's recent list: {"ts_ms","id","method","path","status","ms","us","error"}
  * (bridge/admin/ADMIN.md). NULL when there is none to keep (no status: an entry that vanished). */
 static char *recent_json(const br_reply *rp) {
     if (!rp->status || rp->rs->cfg.recent <= 0)
@@ -284,6 +284,9 @@ static char *recent_json(const br_reply *rp) {
     json_object_set_new(o, "status", json_integer(rp->status));
     json_object_set_new(
         o, "ms", json_integer(rp->fwd_ns ? (json_int_t)((rp->done_ns - rp->fwd_ns) / 1000000) : 0));
+    /* the same in microseconds: a sub-millisecond reply is not "0 ms" on the dashboard */
+    json_object_set_new(
+        o, "us", json_integer(rp->fwd_ns ? (json_int_t)((rp->done_ns - rp->fwd_ns) / 1000) : 0));
     json_object_set_new(o, "error", jstr(rp->error, RECENT_ERROR_MAX));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);

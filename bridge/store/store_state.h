@@ -15,7 +15,7 @@
 #define GP_STATE_TRANSPORT "transport" /* ws, wss or rudp */
 #define GP_STATE_SINCE "since"         /* ms of the claim */
 #define GP_STATE_LAST_SEEN "last_seen" /* ms of the last sign of life */
-#define GP_STATE_RTT "rtt_ms"          /* ping RTT (rudp: smoothed RTT), 0.1 ms */
+#define GP_STATE_RTT "rtt_ms"          /* ping RTT (rudp: smoothed RTT), ms to 0.001 */
 #define GP_STATE_EPOCH "epoch"         /* the fencing epoch of this connection */
 #define GP_STATE_ADDR "addr"           /* the house's address as the bridge saw it */
 #define GP_STATE_REQ_TOTAL "req_total" /* counters of the connection, written by its bridge */

@@ -5,8 +5,8 @@
  * wrong token, connected house with its transport, its recent requests, disable -> it drops,
  * enable -> it comes back, add a house and read its secret, remove it, a narrow window; then
  * Redis is stopped and the page must say "Redis unavailable") and asserts it exits 0. Its
- * output: <it-logs>/web.dashboard_in_chromium/dashboard.log (kept when the test fails); its final
- * screenshot is copied to <it-logs>/web-dashboard.png, kept when the test passes too.
+ * output: <it-logs>/web.dashboard_in_chromium/dashboard.log (kept when the test fails); its
+ * screenshots are copied to <it-logs>/web-<name>.png, kept when the test passes too.
  *
  * And a house's web app through the bridge's HTTP front door (--http-listen 0 --http-public):
  * the house's upstream is tests/web/app_server.js; curl gets its JSON API through the door, then
@@ -17,11 +17,13 @@
  *
  * Needs node, tests/web/node_modules (npm ci) and /usr/bin/chromium, which scripts/deps.sh
  * installs: when any is missing the test fails and says which, it never skips. */
+#include "../../bridge/store/store_hist.h"
 #include "../harness/harness.h"
 
 #include <criterion/criterion.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,57 @@ static void l3_house(void) {
         "fec_repaired 7 tun_addr " L3_ADDR ",fd7a:6770::7 tun_pkts_in 1000 tun_pkts_out 500 "
         "tun_bytes_in 100000 tun_bytes_out 50000 tun_drops 3",
         now, now));
+}
+
+/* A day of request history for the L3 house, as its bridge b-l3 would have written it (with the
+ * history script itself, into the house's, the bridge's and every bridge's hash): a daily curve
+ * of 5-35 requests a minute, an error now and then and a burst of them every 97 minutes,
+ * latencies around 40 ms with a slow tail, bodies of 300 bytes to the house and 2.2 kB back.
+ * Synthetic, so that the 6 h and 24 h charts have something to show; the last two minutes are
+ * left to the real house's requests. */
+static void l3_history(void) {
+    redisReply *t = h_cmd("TIME");
+    long long now_min = atoll(t->element[0]->str) / 60;
+    freeReplyObject(t);
+    const char *keys[][2] = {{"gp:{" L3_HOUSE "}:hist", "gp:{" L3_HOUSE "}:house"},
+                             {"gp:bhist:b-l3", NULL},
+                             {"gp:hist", NULL}};
+    for (long long m = now_min - 1439; m < now_min - 1; m++) {
+        double phase = (double)(m % 1440) / 1440.0 * 2 * M_PI;
+        int req = 20 + (int)(15 * sin(phase)) + (int)(m % 7);
+        int err = m % 97 == 0 ? 6 : m % 13 == 0;
+        int fast = req * 6 / 10, slow = req - fast - 1;
+        char rec[256], slot[16], hour[24], min[8];
+        snprintf(rec, sizeof rec, "%d %d %d %d %u:%d,%u:%d,%u:1", req, err, req * 300, req * 2200,
+                 gp_hist_bucket(38000), fast, gp_hist_bucket(45000), slow,
+                 gp_hist_bucket(m % 60 == 0 ? 900000 : 120000));
+        snprintf(slot, sizeof slot, "%lld", (m / 60) % GP_HIST_SLOTS);
+        snprintf(hour, sizeof hour, "%lld", m / 60);
+        snprintf(min, sizeof min, "%lld", m % 60);
+        for (size_t k = 0; k < 3; k++) {
+            const char *argv[10] = {"EVAL", GP_HIST_ADD_LUA, keys[k][1] ? "2" : "1", keys[k][0]};
+            int n = 4;
+            if (keys[k][1])
+                argv[n++] = keys[k][1];
+            argv[n++] = slot, argv[n++] = hour, argv[n++] = min, argv[n++] = rec;
+            argv[n++] = "90000000";
+            redisReply *r = h_cmdv(n, argv, NULL);
+            cr_assert(r->type == REDIS_REPLY_INTEGER && r->integer == 1, "history script: %s",
+                      r->str ? r->str : "");
+            freeReplyObject(r);
+        }
+    }
+}
+
+/* The house's history in Redis holds at least n requests (the bridge wrote them). */
+static int history_holds(void *ud) {
+    redisReply *r = h_cmd("HVALS gp:{" HOUSE "}:hist");
+    int n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        for (const char *p = strchr(r->element[i]->str, ';'); p; p = strchr(p + 1, ';'))
+            n += atoi(strchr(p, ' ') ? strchr(p, ' ') + 1 : p + 1);
+    freeReplyObject(r);
+    return n >= *(int *)ud;
 }
 
 /* Traffic through its tunnel every half second: 100 packets (100 kB) in, 50 (25 kB) out. */
@@ -150,8 +203,12 @@ Test(web, dashboard_in_chromium) {
     snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", up_port);
 
     int port;
-    h_proc *bridge = h_bridge_start(
-        0, &port, (const char *const[]){"--admin-listen", "0", "--admin-token", TOKEN, NULL}, 0);
+    /* The history written every second: what is sent before the page opens is in Redis then. */
+    h_proc *bridge =
+        h_bridge_start(0, &port,
+                       (const char *const[]){"--admin-listen", "0", "--admin-token", TOKEN,
+                                             "--history-flush-ms", "1000", NULL},
+                       0);
     int admin = h_admin_port(bridge);
     cr_assert(admin, "the bridge logged no admin port (see %s)", bridge->log);
     cr_assert(h_wait_port(port, 10000), "the bridge's house port %d is not open", port);
@@ -192,8 +249,17 @@ Test(web, dashboard_in_chromium) {
         h_reply_free(&r);
     }
 
+    /* Before the page opens: the house's history holds those requests (the chart must show
+     * them, not only what happens while the page is open). */
+    int three = 3;
+    cr_assert(h_wait(history_holds, &three, 10000), "the bridge did not write the history");
+
     l3_house();
+    l3_history();
     setenv("GP_WEB_L3_HOUSE", L3_HOUSE, 1);
+    char burl[64];
+    snprintf(burl, sizeof burl, "ws://127.0.0.1:%d/", port);
+    setenv("GP_WEB_BRIDGE_URL", burl, 1); /* what the "add a house" hint must say */
     setenv("GP_WEB_L3_ADDR", L3_ADDR, 1);
 
     char url[64], timeout[16];
@@ -238,7 +304,12 @@ Test(web, dashboard_in_chromium) {
 
     cr_assert(access(g_stop_file, F_OK) == 0, "the browser test never asked to stop Redis");
 
-    keep_screenshot("dashboard");
+    /* Kept for people to look at (README "Tests"): the overview with its history (1 h, 24 h),
+     * a house's page and the L3 house's day, the removal's confirmation, the hint. */
+    const char *shots[] = {"dashboard", "overview",       "overview-24h", "house",  "house-24h",
+                           "l3",        "remove-confirm", "added",        "narrow", "redis-down"};
+    for (size_t i = 0; i < sizeof shots / sizeof *shots; i++)
+        keep_screenshot(shots[i]);
 }
 
 #define APP_HOUSE "farm-app"

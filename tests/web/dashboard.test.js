@@ -32,6 +32,8 @@ const STOP_REDIS_FILE = process.env.GP_WEB_STOP_REDIS_FILE || '';
 // counters moving) and its first address: its row and page must show the tunnel's figures.
 const L3_HOUSE = process.env.GP_WEB_L3_HOUSE || '';
 const L3_ADDR = process.env.GP_WEB_L3_ADDR || '';
+// The URL a house dials this bridge at: the "add a house" hint must say it.
+const BRIDGE_URL = process.env.GP_WEB_BRIDGE_URL || '';
 
 const t0 = Date.now();
 const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
@@ -63,14 +65,43 @@ async function rowState(id) {
     return tr ? tr.querySelector('td[data-col="state"]').textContent : null;
   }, rowSel(id));
 }
-async function confirmDialog(label) {
+// Confirms the open dialog with its button `label`, which must look like `cls` ('warn' amber,
+// 'danger' red, '' the accent); with `typed`, the button is disabled until that is typed.
+async function confirmDialog(label, cls, typed) {
   await page.locator('#confirm').waitFor({ state: 'visible', timeout: 5000 });
   const ok = page.locator('#confirm-ok');
   const got = await ok.textContent();
   if (got !== label) throw new Error(`confirmation button says "${got}", want "${label}"`);
+  const klass = (await ok.getAttribute('class')) || '';
+  if (klass !== (cls || '')) throw new Error(`confirmation button "${label}" has class "${klass}", want "${cls || ''}"`);
+  if (typed) {
+    if (!(await page.locator('#confirm-input').isVisible())) throw new Error('no field to type the id in');
+    if (!(await ok.isDisabled())) throw new Error(`"${label}" is enabled before the id is typed`);
+    await page.fill('#confirm-input', typed + 'x');
+    if (!(await ok.isDisabled())) throw new Error(`"${label}" is enabled with a wrong id typed`);
+    await page.fill('#confirm-input', typed);
+    await until(`"${label}" enabled once the id is typed`, () => !document.getElementById('confirm-ok').disabled, null, 3000);
+  } else if (await page.locator('#confirm-input').isVisible()) {
+    throw new Error(`"${label}" asks for the id to be typed`);
+  }
   await ok.click();
   await page.locator('#confirm').waitFor({ state: 'hidden', timeout: 5000 });
 }
+
+// The request history panel `sel` (#hist-overview, #hist-house): its summary's request count
+// once it is at least n and its requests chart has bars.
+async function historyShows(sel, n, what) {
+  await until(what, ([s, min]) => {
+    const p = document.querySelector(s);
+    const m = /: ([\d,]+) requests?/.exec(p ? p.querySelector('.hist-summary').textContent : '');
+    const svg = p && p.querySelector('figure[data-chart="requests"] svg');
+    return m && Number(m[1].replace(/,/g, '')) >= min && svg && svg.querySelectorAll('rect.bar').length > 0;
+  }, [sel, n], 20000);
+  return text(sel + ' .hist-summary');
+}
+// The points (hover areas) of chart `key` in panel `sel`.
+const chartPoints = (sel, key) => page.evaluate(([s, k]) =>
+  document.querySelectorAll(`${s} figure[data-chart="${k}"] svg rect.hit`).length, [sel, key]);
 
 async function run(context) {
   page = context.pages()[0] || (await context.newPage());
@@ -120,6 +151,29 @@ async function run(context) {
     null, 10000);
   log(`  bridge=${await cellText(house, 'bridge')} since=${await cellText(house, 'since')} ` +
     `rtt=${await cellText(house, 'rtt')}`);
+
+  step = 'the overview\'s request history: all bridges, the last hour, then 24 h and one bridge';
+  log(step);
+  log('  ' + await historyShows('#hist-overview', minRequests, 'the history of all bridges shows requests'));
+  for (const key of ['requests', 'errors', 'latency', 'bytes'])
+    if ((await chartPoints('#hist-overview', key)) !== 60) throw new Error(`chart ${key} does not have 60 points for 1 h`);
+  const legend = await text('#hist-overview figure[data-chart="bytes"] .legend');
+  if (!/to the house \(request bodies\)/.test(legend) || !/from the house \(response bodies\)/.test(legend))
+    throw new Error('the bytes chart does not name its directions: ' + legend);
+  await page.screenshot({ path: path.join(outDir, 'overview.png'), fullPage: true });
+  await page.click('#hist-overview .hist-range button[data-range="24h"]');
+  await until('the 24 h view: 144 points of 10 minutes', () =>
+    document.querySelectorAll('#hist-overview figure[data-chart="requests"] svg rect.hit').length === 144 &&
+    /Last 24 hours/.test(document.querySelector('#hist-overview .hist-summary').textContent), null, 10000);
+  log('  ' + await text('#hist-overview .hist-summary'));
+  await page.screenshot({ path: path.join(outDir, 'overview-24h.png'), fullPage: true });
+  const bridgeId = await cellText(house, 'bridge');
+  await page.selectOption('#hist-overview-scope', bridgeId);
+  await until(`the history of bridge ${bridgeId} alone (not the synthetic day of b-l3)`, () =>
+    /Last 24 hours: \d requests?/.test(document.querySelector('#hist-overview .hist-summary').textContent), null, 10000);
+  log(`  bridge ${bridgeId}: ` + await text('#hist-overview .hist-summary'));
+  await page.selectOption('#hist-overview-scope', '');
+  await page.click('#hist-overview .hist-range button[data-range="1h"]');
 
   step = 'filter box';
   log(step);
@@ -175,6 +229,11 @@ async function run(context) {
     }, L3_ADDR, 15000);
     log(`  ${await text(dd('L3 packets in / out'))}; ${await text(dd('L3 bytes in / out'))}`);
     await page.screenshot({ path: path.join(outDir, 'l3.png'), fullPage: true });
+    // Its day of history (written by the test as its bridge would have): the 24 h view.
+    await page.click('#hist-house .hist-range button[data-range="24h"]');
+    log('  ' + await historyShows('#hist-house', 1000, `house ${L3_HOUSE}'s day of history`));
+    await page.screenshot({ path: path.join(outDir, 'house-24h.png'), fullPage: true });
+    await page.click('#hist-house .hist-range button[data-range="1h"]');
     await page.click('a[href="#/"] >> nth=0');
     await page.locator(rowSel(house)).waitFor({ state: 'visible' });
   }
@@ -189,21 +248,38 @@ async function run(context) {
       tr.querySelector('td[data-col="path"]').textContent.startsWith(prefix) &&
       tr.querySelector('td[data-col="method"]').textContent === 'GET' &&
       tr.querySelector('td[data-col="status"]').textContent === '200' &&
-      / ms$/.test(tr.querySelector('td[data-col="ms"]').textContent));
+      / (µs|ms|s)$/.test(tr.querySelector('td[data-col="ms"]').textContent));
     return rows.length >= n;
   }, [pathPrefix, minRequests], 15000);
   const first = await page.locator('#recent tbody tr').first().innerText();
   log(`  newest: ${first.replace(/\s+/g, ' ')}`);
   const tr = await text('#house-details dd[data-field="Transport"]');
   if (tr !== transport) throw new Error(`details say transport "${tr}", want "${transport}"`);
-  await until('the req/s sparkline', () => !!document.querySelector('#spark polyline'), null, 10000);
+  step = 'the house\'s request history holds the requests sent before the page opened';
+  log(step);
+  log('  ' + await historyShows('#hist-house', minRequests, `${minRequests} requests in the house's history`));
+  await until('its latency chart has a p50 line or point', () =>
+    !!document.querySelector('#hist-house figure[data-chart="latency"] svg .p50'), null, 5000);
+  if (!/p50 [\d.]+ (µs|ms|s) · p99 [\d.]+ (µs|ms|s)/.test(await text('#hist-house .hist-summary')))
+    throw new Error('the summary has no p50/p99: ' + await text('#hist-house .hist-summary'));
+  const lat = await page.locator('#recent tbody tr td[data-col="ms"]').first().textContent();
+  if (/^0 ms$/.test(lat)) throw new Error('a latency shows as "0 ms"');
+  log(`  newest latency ${lat}`);
   await page.screenshot({ path: path.join(outDir, 'house.png'), fullPage: true });
 
-  step = 'disable: the house drops';
+  step = 'disable (amber, unlike Remove in red): the house drops';
   log(step);
   if ((await text('#house-toggle')) !== 'Disable') throw new Error('no Disable button');
+  const look = await page.evaluate(() => {
+    const st = (id) => getComputedStyle(document.getElementById(id));
+    return { dis: st('house-toggle').borderColor, disBg: st('house-toggle').backgroundColor,
+      rm: st('house-remove').backgroundColor, cls: document.getElementById('house-toggle').className };
+  });
+  if (look.cls !== 'warn' || look.dis === look.rm || look.disBg === look.rm)
+    throw new Error('Disable looks like Remove: ' + JSON.stringify(look));
+  log(`  Disable: border ${look.dis}, background ${look.disBg}; Remove: ${look.rm}`);
   await page.click('#house-toggle');
-  await confirmDialog('Disable');
+  await confirmDialog('Disable', 'warn');
   await until('house page shows it disabled and offline', () =>
     document.getElementById('house-state').textContent === 'disabled' &&
     document.querySelector('#house-details dd[data-field="Transport"]').textContent === '–', null, 20000);
@@ -221,7 +297,7 @@ async function run(context) {
   await until('Enable button', () => document.getElementById('house-toggle').textContent === 'Enable' &&
     !document.getElementById('house-toggle').disabled, null, 5000);
   await page.click('#house-toggle');
-  await confirmDialog('Enable');
+  await confirmDialog('Enable', '');
   // A refused house waits 15-30 s (its backoff after an auth refusal) before it dials again.
   await until('house connected again', () =>
     document.getElementById('house-state').textContent === 'connected', null, 60000);
@@ -247,6 +323,12 @@ async function run(context) {
   log(`  secret ${secret.slice(0, 8)}… (64 hex); copy: ${await text('#copy-status')}` +
     (copied === null ? '' : copied === secret ? ' (clipboard holds it)' : ' (clipboard differs!)'));
   if (copied !== null && copied !== secret) throw new Error('the clipboard does not hold the secret');
+  const hint = await text('#add-hint');
+  log(`  hint: ${hint}`);
+  log(`  ${await text('#add-hint-note')}`);
+  if (!hint.includes('--id ' + ADDED) || (BRIDGE_URL && !hint.includes('--bridge ' + BRIDGE_URL)))
+    throw new Error(`the hint does not name the house and ${BRIDGE_URL}: ${hint}`);
+  await page.screenshot({ path: path.join(outDir, 'added.png'), fullPage: true });
   await page.click('#add-done');
   await until('the secret is gone from the page', () => document.getElementById('secret').textContent === '' &&
     location.hash === '#/', null, 3000);
@@ -270,7 +352,9 @@ async function run(context) {
   await page.click(`${rowSel(ADDED)} td[data-col="id"] a`);
   await until('its page', () => !document.getElementById('house-remove').disabled, null, 10000);
   await page.click('#house-remove');
-  await confirmDialog('Remove');
+  await page.locator('#confirm').waitFor({ state: 'visible', timeout: 5000 });
+  await page.screenshot({ path: path.join(outDir, 'remove-confirm.png') });
+  await confirmDialog('Remove', 'danger', ADDED);
   await until('back on the overview without it', (sel) => location.hash === '#/' &&
     document.querySelector('#houses tbody tr') && !document.querySelector(sel) &&
     /removed/.test(document.getElementById('notice').textContent), rowSel(ADDED), 10000);
@@ -280,6 +364,9 @@ async function run(context) {
   await page.setViewportSize({ width: 380, height: 800 });
   await until('no page-wide horizontal scroll at 380 px', () =>
     document.documentElement.scrollWidth <= window.innerWidth + 1, null, 5000);
+  await until('the charts drawn again at their new width', () =>
+    Array.from(document.querySelectorAll('#hist-overview .chart svg')).every((g) =>
+      Math.abs(Number((g.getAttribute('viewBox') || '0 0 0').split(' ')[2]) - g.getBoundingClientRect().width) <= 2), null, 5000);
   await page.screenshot({ path: path.join(outDir, 'narrow.png'), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 860 });
 

@@ -4,14 +4,16 @@
 usage: mock_api.py [--port 8099] [--token T] [--web DIR]
 
 Serves bridge/admin/web/ at GET / and GET /assets/<file>, and the JSON API of bridge/admin/ADMIN.md
-(overview, one house with recent requests, add, disable/enable, remove; Bearer token; JSON
-errors) from in-memory data that moves: counters grow, recent requests appear, a disabled house
+(overview, one house with recent requests, add, disable/enable, remove, the request history of
+a house, a bridge or all of them, the listeners; Bearer token; JSON errors) from in-memory data
+that moves (the history is a made-up daily curve): counters grow, recent requests appear, a disabled house
 drops at once and an enabled one comes back two seconds later. GET /mock/redis?down=1 (no
 token) makes every API call answer 503 redis_unavailable until ?down=0. Development only: the
 browser test (dashboard.test.js) runs against the real bridge.
 """
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -112,6 +114,46 @@ def advance():
         b["houses"] = len(held)
 
 
+RANGES = {"1h": (60, 1), "6h": (360, 5), "24h": (1440, 10)}
+
+
+def history(scope, ident, rng, scale):
+    """The shape of GET .../history: a daily curve of requests per minute times scale, an error
+    every 13 minutes, latencies around 40 ms (p99 three times that)."""
+    minutes, step = RANGES[rng]
+    now_min = now_ms() // 60000
+    start = (now_min // step + 1) * step - minutes
+    points, tot = [], {"requests": 0, "errors": 0, "bytes_to_house": 0, "bytes_from_house": 0,
+                       "latency_samples": 0}
+    for i in range(minutes // step):
+        p = {"t_ms": (start + i * step) * 60000, "requests": 0, "errors": 0, "bytes_to_house": 0,
+             "bytes_from_house": 0, "latency_samples": 0}
+        for m in range(start + i * step, min(start + (i + 1) * step, now_min + 1)):
+            req = int(scale * (20 + 15 * math.sin((m % 1440) / 1440 * 2 * math.pi)))
+            p["requests"] += req
+            p["errors"] += int(m % 13 == 0) * min(req, 1)
+            p["bytes_to_house"] += req * 300
+            p["bytes_from_house"] += req * 2200
+            p["latency_samples"] += req
+        p["p50_ms"] = 40.4 if p["latency_samples"] else None
+        p["p99_ms"] = 121.0 if p["latency_samples"] else None
+        for k in tot:
+            tot[k] += p[k]
+        points.append(p)
+    tot["p50_ms"] = 40.4 if tot["latency_samples"] else None
+    tot["p99_ms"] = 121.0 if tot["latency_samples"] else None
+    tot["error_pct"] = round(100.0 * tot["errors"] / tot["requests"], 2) if tot["requests"] else 0
+    return {"scope": scope, "id": ident, "range": rng, "now_ms": now_ms(), "flush_ms": 60000,
+            "from_ms": start * 60000, "to_ms": (start + minutes) * 60000, "step_s": step * 60,
+            "points": points, "total": tot, "skipped": 0}
+
+
+LISTENERS = {"bridge": "b1", "host": "hub-1", "history_flush_ms": 60000, "listeners": [
+    {"kind": "house", "scheme": "wss", "bind": "0.0.0.0", "port": 8443, "key": None},
+    {"kind": "house", "scheme": "rudp", "bind": "0.0.0.0", "port": 8444, "key": "ab" * 32},
+    {"kind": "http", "scheme": "http", "bind": "127.0.0.1", "port": 8080, "key": None}]}
+
+
 def public(h):
     out = {k: v for k, v in h.items() if not k.startswith("_")}
     if not h["connected"]:
@@ -175,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.err(503, "redis_unavailable", "Redis does not answer")
         with lock:
             advance()
-            return self.api(method, path, raw)
+            return self.api(method, path, raw, parse_qs(u.query))
 
     def static(self, name):
         if "/" in name or name.startswith("."):
@@ -186,8 +228,21 @@ class Handler(BaseHTTPRequestHandler):
         with open(p, "rb") as f:
             self.send(200, f.read(), TYPES.get(os.path.splitext(name)[1], "application/octet-stream"))
 
-    def api(self, method, path, raw):
+    def api(self, method, path, raw, query):
         parts = [unquote(p) for p in path.split("/")[2:]]
+        rng = query.get("range", ["1h"])[0]
+        if parts[-1:] == ["history"] and method == "GET":
+            if rng not in RANGES:
+                return self.err(400, "bad_request", "range: 1h, 6h or 24h")
+            if parts == ["history"]:
+                return self.send(200, history("all", None, rng, 2.0))
+            if len(parts) == 3 and parts[0] == "bridges" and parts[1] in BRIDGES:
+                return self.send(200, history("bridge", parts[1], rng, 1.0))
+            if len(parts) == 3 and parts[0] == "houses" and parts[1] in HOUSES:
+                return self.send(200, history("house", parts[1], rng, HOUSES[parts[1]]["_rate"] / 4))
+            return self.err(404, "not_found", "no such house")
+        if parts == ["listeners"] and method == "GET":
+            return self.send(200, LISTENERS)
         if parts == ["overview"] and method == "GET":
             return self.send(200, {"now_ms": now_ms(), "bridges": list(BRIDGES.values()),
                                    "houses": [public(h) for h in HOUSES.values()]})

@@ -7,12 +7,10 @@
 (function () {
   const POLL_MS = 1000;
   const FETCH_TIMEOUT_MS = 8000;
-  const SPARK_POINTS = 60;
   // Rows the houses table shows at most (after filter and sort): a deployment of thousands
   // stays responsive; the count says how many more the filter would reach.
   const MAX_ROWS = 500;
   const TOKEN_KEY = 'ghostport.adminToken';
-  const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
 
@@ -67,10 +65,15 @@
     if (v === 0) return '0';
     return v < 10 ? v.toFixed(1) : String(Math.round(v));
   }
+  // Latencies and round trips: µs below a millisecond, 0.1 ms up to a second, then seconds.
   function fmtMs(v) {
     if (!isNum(v)) return '–';
-    return (v < 10 ? Math.round(v * 10) / 10 : Math.round(v)) + ' ms';
+    if (v < 1) return Math.round(v * 1000) + ' µs';
+    if (v < 1000) return v.toFixed(1) + ' ms';
+    return (v / 1000).toFixed(v < 10000 ? 2 : 1) + ' s';
   }
+  // A round trip: 0 is "not measured yet" (the first PING is still to come).
+  const fmtRtt = (v) => (isNum(v) && v > 0 ? fmtMs(v) : '–');
   function fmtPct(v) {
     return isNum(v) ? (Math.round(v * 10) / 10) + ' %' : '–';
   }
@@ -173,14 +176,14 @@
   }
 
   // ---- rates from counter deltas ---------------------------------------------------------
-  // key -> {t, req, err, rps, eps, series}; t from performance.now() so that overview and
+  // key -> {t, req, err, rps, eps}; t from performance.now() so that overview and
   // house polls share one clock.
   const rates = new Map();
   function sample(key, req, err) {
     const now = performance.now();
     let s = rates.get(key);
     if (!s) {
-      s = { t: now, req: isNum(req) ? req : null, err: isNum(err) ? err : null, rps: null, eps: null, series: [] };
+      s = { t: now, req: isNum(req) ? req : null, err: isNum(err) ? err : null, rps: null, eps: null };
       rates.set(key, s);
       return s;
     }
@@ -189,18 +192,14 @@
     if (!isNum(req)) {
       // offline: no counters; the throughput is zero
       s.rps = null; s.eps = null; s.req = null; s.err = null;
-      s.series.push(0);
     } else if (s.req === null || req < s.req || (isNum(err) && s.err !== null && err < s.err)) {
       // first counters, or a reset (new connection, restarted bridge): a new baseline
       s.rps = null; s.eps = null; s.req = req; s.err = isNum(err) ? err : 0;
-      s.series.push(0);
     } else {
       s.rps = (req - s.req) / dt;
       s.eps = isNum(err) && s.err !== null ? Math.max(0, (err - s.err) / dt) : null;
       s.req = req; s.err = isNum(err) ? err : s.err;
-      s.series.push(s.rps);
     }
-    if (s.series.length > SPARK_POINTS) s.series.splice(0, s.series.length - SPARK_POINTS);
     s.t = now;
     return s;
   }
@@ -299,10 +298,12 @@
       enterHouse(route.id);
     } else if (route.name === 'add') {
       document.title = 'Add a house — Ghost Port';
+      loadListeners();
     } else {
       document.title = 'Ghost Port';
     }
     showView(route.name);
+    showHistory(route);
     tick();
   }
 
@@ -358,10 +359,28 @@
     if (!document.hidden) tick();
   });
 
+  // ---- the request history (history.js draws it) --------------------------------------
+  // The overview's panel shows all bridges or the one its select names; a house's page, the
+  // house's. Other views stop them.
+  function showHistory(r) {
+    const H = window.GPHistory;
+    if (!H) return;
+    const overview = () => {
+      const b = H.scopeOf('overview');
+      return b ? '/api/bridges/' + encodeURIComponent(b) + '/history' : '/api/history';
+    };
+    overview.key = 'overview';
+    const house = () => '/api/houses/' + encodeURIComponent(r.id) + '/history';
+    house.key = 'house:' + r.id;
+    H.show('overview', r.name === 'overview' ? overview : null);
+    H.show('house', r.name === 'house' ? house : null);
+  }
+
   // ---- login -----------------------------------------------------------------------------
   function showLogin(msg) {
     gen++;
     clearTimeout(timer);
+    if (window.GPHistory) window.GPHistory.stopAll();
     showView('login');
     setBanner('');
     setText($('login-error'), msg);
@@ -455,6 +474,7 @@
         setText(cell(tr, 'redis'), fmtMs(b.redis_rtt_ms));
       });
     setText($('bridges-count'), '(' + list.length + ')');
+    if (window.GPHistory) window.GPHistory.setBridges('overview', items.map((b) => String(b.id)));
     show($('bridges-empty'), list.length === 0);
   }
 
@@ -559,7 +579,7 @@
     setText(cell(tr, 'since'), h.connected && isNum(h.since_ms) ? fmtDuration(now - h.since_ms) : '–',
       h.connected ? fmtTime(h.since_ms) : '');
     setText(cell(tr, 'seen'), isNum(h.last_seen_ms) ? fmtDuration(now - h.last_seen_ms) + ' ago' : '–', fmtTime(h.last_seen_ms));
-    setText(cell(tr, 'rtt'), h.connected ? fmtMs(h.rtt_ms) : '–');
+    setText(cell(tr, 'rtt'), h.connected ? fmtRtt(h.rtt_ms) : '–');
     setText(cell(tr, 'loss'), h.connected ? fmtPct(h.loss_pct) : '–');
     setText(cell(tr, 'rps'), fmtRate(r.rps));
     setText(cell(tr, 'eps'), fmtRate(r.eps));
@@ -607,7 +627,6 @@
     $('house-details').replaceChildren();
     $('recent').tBodies[0].replaceChildren();
     show($('recent-empty'), false);
-    drawSpark(rates.get('h:' + id));
   }
 
   function houseMissing(id) {
@@ -630,7 +649,7 @@
     setClass($('house-state'), 'badge state ' + (h.disabled ? 'disabled' : h.connected ? 'connected' : 'offline'));
     const tog = $('house-toggle');
     setText(tog, h.disabled ? 'Enable' : 'Disable');
-    setClass(tog, h.disabled ? '' : 'danger');
+    setClass(tog, h.disabled ? '' : 'warn'); // amber: reversible; Remove alone is red
     tog.disabled = false;
     $('house-remove').disabled = false;
 
@@ -640,12 +659,12 @@
       ['Transport', h.connected ? h.transport : '–'],
       ['Connected', h.connected && isNum(h.since_ms) ? fmtDuration(now - h.since_ms) + ' (since ' + fmtTime(h.since_ms) + ')' : '–'],
       ['Last seen', isNum(h.last_seen_ms) ? fmtDuration(now - h.last_seen_ms) + ' ago' : '–'],
-      ['RTT', h.connected ? fmtMs(h.rtt_ms) : '–'],
+      ['RTT', h.connected ? fmtRtt(h.rtt_ms) : '–'],
       ['Loss', h.connected ? fmtPct(h.loss_pct) : '–'],
       ['req/s', fmtRate(r.rps)],
       ['err/s', fmtRate(r.eps)],
       ['Requests', h.connected ? fmtInt(h.req_total) + ' (' + fmtInt(h.err_total) + ' errors)' : '–'],
-      ['Bytes in / out', h.connected ? fmtBytes(h.bytes_in) + ' / ' + fmtBytes(h.bytes_out) : '–'],
+      ['Body bytes from / to the house', h.connected ? fmtBytes(h.bytes_in) + ' / ' + fmtBytes(h.bytes_out) : '–'],
       ['FEC repaired', h.connected ? fmtInt(h.fec_repaired) : '–'],
     ];
     // The L3 tunnel (proto/TUN.md): its addresses and the routes the registry allows it, and
@@ -668,7 +687,6 @@
       for (const [k] of rows) dl.append(el('dt', { text: k }), el('dd', { dataset: { field: k } }));
     }
     rows.forEach(([, v], i) => setText(dl.children[i * 2 + 1], v));
-    drawSpark(r);
     renderRecent(Array.isArray(h.recent) ? h.recent : []);
   }
 
@@ -697,54 +715,45 @@
         const sc = cell(tr, 'status');
         setText(sc, fmtInt(q.status));
         setClass(sc, 'num' + (isNum(q.status) ? ' s' + Math.floor(q.status / 100) : ''));
-        setText(cell(tr, 'ms'), fmtMs(q.ms));
+        setText(cell(tr, 'ms'), isNum(q.us) ? fmtMs(q.us / 1000) : fmtMs(q.ms));
         setText(cell(tr, 'error'), q.error || '');
       });
     show($('recent-empty'), list.length === 0);
   }
 
-  function drawSpark(r) {
-    const svg = $('spark');
-    const data = r && r.series ? r.series.slice(-SPARK_POINTS) : [];
-    const W = 240, H = 60;
-    const max = Math.max(1, ...data);
-    const peak = data.length ? Math.max(...data) : 0;
-    setText($('spark-caption'), 'Requests per second, last ' + SPARK_POINTS + ' s (peak ' + fmtRate(peak) + '/s, now ' + fmtRate(r ? r.rps : null) + '/s)');
-    const kids = [];
-    const base = document.createElementNS(SVG_NS, 'line');
-    base.setAttribute('x1', '0'); base.setAttribute('x2', String(W));
-    base.setAttribute('y1', String(H - 0.5)); base.setAttribute('y2', String(H - 0.5));
-    kids.push(base);
-    if (data.length >= 2) {
-      const step = W / (SPARK_POINTS - 1);
-      const x0 = W - (data.length - 1) * step;
-      const pts = data.map((v, i) => (x0 + i * step).toFixed(1) + ',' + (H - 2 - (v / max) * (H - 6)).toFixed(1));
-      const area = document.createElementNS(SVG_NS, 'polygon');
-      area.setAttribute('points', x0.toFixed(1) + ',' + H + ' ' + pts.join(' ') + ' ' + W + ',' + H);
-      const line = document.createElementNS(SVG_NS, 'polyline');
-      line.setAttribute('points', pts.join(' '));
-      kids.push(area, line);
-    }
-    svg.replaceChildren(...kids);
-  }
-
   // ---- confirmation dialog ---------------------------------------------------------------
-  function confirmAction(title, text, okLabel) {
+  // opts.okClass: the OK button's look ('danger' red, 'warn' amber, '' the accent);
+  // opts.typed: the text to type before OK is enabled (the id of what is removed).
+  function confirmAction(title, text, okLabel, opts) {
+    const o = opts || {};
     const dlg = $('confirm');
     setText($('confirm-title'), title);
     setText($('confirm-text'), text);
     setText($('confirm-ok'), okLabel);
+    setClass($('confirm-ok'), o.okClass || '');
+    const input = $('confirm-input');
+    input.value = '';
+    show($('confirm-type'), !!o.typed);
+    setText($('confirm-input-label'), o.typed ? 'Type “' + o.typed + '” to confirm' : '');
+    const typedOk = () => !o.typed || input.value.trim() === o.typed;
+    $('confirm-ok').disabled = !typedOk();
+    const onInput = () => { $('confirm-ok').disabled = !typedOk(); };
+    const onKey = (ev) => { if (ev.key === 'Enter' && typedOk()) { ev.preventDefault(); onOk(); } };
+    input.addEventListener('input', onInput);
+    input.addEventListener('keydown', onKey);
     const opener = document.activeElement;
     return new Promise((resolve) => {
       const done = (ok) => {
         $('confirm-ok').removeEventListener('click', onOk);
         $('confirm-cancel').removeEventListener('click', onCancel);
+        input.removeEventListener('input', onInput);
+        input.removeEventListener('keydown', onKey);
         dlg.removeEventListener('close', onClose);
         if (dlg.open) dlg.close();
         if (opener && opener.focus) opener.focus();
         resolve(ok);
       };
-      const onOk = () => done(true);
+      const onOk = () => { if (typedOk()) done(true); };
       const onCancel = () => done(false);
       const onClose = () => done(false); // Escape
       $('confirm-ok').addEventListener('click', onOk);
@@ -752,9 +761,9 @@
       dlg.addEventListener('close', onClose);
       if (typeof dlg.showModal === 'function') {
         dlg.showModal();
-        $('confirm-cancel').focus();
+        (o.typed ? input : $('confirm-cancel')).focus();
       } else {
-        done(window.confirm(title + '\n\n' + text));
+        done(window.confirm(title + '\n\n' + text) && (!o.typed || window.prompt('Type ' + o.typed + ' to confirm') === o.typed));
       }
     });
   }
@@ -768,7 +777,7 @@
       disable
         ? 'A bridge holding it closes its connection, and it is refused until enabled again. Its requests wait in Redis until their deadline (504).'
         : 'The house may connect again at its next attempt.',
-      disable ? 'Disable' : 'Enable');
+      disable ? 'Disable' : 'Enable', { okClass: disable ? 'warn' : '' });
     if (!ok) return;
     try {
       const r = await api('POST', '/api/houses/' + encodeURIComponent(id) + '/' + (disable ? 'disable' : 'enable'), {});
@@ -784,8 +793,8 @@
     if (!current) return;
     const id = current.id;
     const ok = await confirmAction('Remove house ' + id + '?',
-      'Its registry entry, live state and fencing epoch are deleted and it can no longer connect. Its request stream is kept.',
-      'Remove');
+      'Its registry entry, secret, live state, fencing epoch, recent requests and request history are deleted and it can no longer connect: this cannot be undone (adding it again makes a new secret). Its request stream is kept. To stop it for a while, Disable it instead.',
+      'Remove', { okClass: 'danger', typed: id });
     if (!ok) return;
     try {
       const r = await api('DELETE', '/api/houses/' + encodeURIComponent(id));
@@ -799,6 +808,49 @@
   });
 
   // ---- add a house -----------------------------------------------------------------------
+  // What this bridge listens on (GET /api/listeners), for the house's command line.
+  let listeners = null;
+  async function loadListeners() {
+    try {
+      listeners = await api('GET', '/api/listeners');
+    } catch (_) {
+      listeners = null; // the hint says it could not be read
+    }
+  }
+  const ANY = ['', '0.0.0.0', '::', '[::]'];
+  const LOOPBACK = /^(localhost|127\.|::1$|\[::1\]$)/;
+  // The house's command line from the bridge's listeners: rudp first (with the bridges' public
+  // key) when there is one, then ws/wss as its fallback; the host is the address bound, or when
+  // the bridge listens on every address this page's host (its own name when the page is
+  // reached through a loopback address), which the note says to check.
+  function connectHint(id, l) {
+    const base = 'ghostport-house --id ' + id + ' --secret-file house.secret';
+    const up = ' --upstream http://127.0.0.1:8080';
+    const houses = l && Array.isArray(l.listeners) ? l.listeners.filter((x) => x && x.kind === 'house') : [];
+    if (!houses.length)
+      return { cmd: base + ' --bridge wss://BRIDGE:8443/' + up, note: 'The bridge\'s listeners could not be read: put its address for BRIDGE and its --listen port.' };
+    const pageHost = location.hostname;
+    let guessed = false;
+    const hostOf = (x) => {
+      if (!ANY.includes(String(x.bind))) return x.bind.includes(':') ? '[' + x.bind + ']' : x.bind;
+      guessed = true;
+      if (!LOOPBACK.test(pageHost) || !l.host) return pageHost.includes(':') ? '[' + pageHost + ']' : pageHost;
+      return l.host;
+    };
+    const order = houses.slice().sort((a, b) => (a.scheme === 'rudp' ? 0 : 1) - (b.scheme === 'rudp' ? 0 : 1));
+    let args = '';
+    for (const x of order) {
+      if (x.scheme === 'rudp') args += ' --bridge rudp://' + hostOf(x) + ':' + x.port + (x.key ? ' --bridge-key ' + x.key : '');
+      else args += ' --bridge ' + x.scheme + '://' + hostOf(x) + ':' + x.port + '/';
+    }
+    const what = order.map((x) => x.scheme + ' on ' + (ANY.includes(String(x.bind)) ? 'every address' : x.bind) + ', port ' + x.port).join('; ');
+    let note = 'Bridge ' + l.bridge + ' listens for houses: ' + what + '.';
+    if (guessed) note += ' The host shown is ' + (LOOPBACK.test(pageHost) && l.host ? 'the bridge\'s host name' : 'this page\'s') + ': use the name houses reach the bridge by.';
+    if (order.some((x) => x.scheme === 'ws')) note += ' ws:// is plain text (the bridge runs without --tls-cert): for tests only.';
+    if (order.length > 1) note += ' The house tries the bridges in this order.';
+    return { cmd: base + args + up, note };
+  }
+
   const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
   function parseLabels(text) {
     const labels = {};
@@ -823,6 +875,7 @@
     setText($('secret'), '');
     setText($('add-result-id'), '');
     setText($('add-hint'), '');
+    setText($('add-hint-note'), '');
     setText($('copy-status'), '');
     show($('add-result'), false);
     show($('add-form'), true);
@@ -847,7 +900,9 @@
       show($('add-form'), false);
       setText($('add-result-id'), r.id || id);
       setText($('secret'), r.secret);
-      setText($('add-hint'), 'ghostport-house --id ' + (r.id || id) + ' --secret-file house.secret --bridge wss://BRIDGE:8443/ --upstream http://127.0.0.1:8080');
+      const hint = connectHint(r.id || id, listeners);
+      setText($('add-hint'), hint.cmd);
+      setText($('add-hint-note'), hint.note);
       setText($('copy-status'), '');
       show($('add-result'), true);
       $('copy-secret').focus();
@@ -885,6 +940,12 @@
   });
 
   // ---- start -----------------------------------------------------------------------------
+  if (window.GPHistory)
+    window.GPHistory.init({
+      api, fmtMs, fmtBytes, fmtInt, isNum,
+      // a refused token signs out (as the polls do); anything else: the panel says so, retries
+      onError: (e) => (e.status === 401 || e.status === 403 ? handleError(e) : true),
+    });
   buildHouseHeader();
   window.addEventListener('hashchange', onRoute);
   onRoute();
