@@ -28,7 +28,7 @@ void br_hist_bytes(br_hist *h, const char *house, int from_house, size_t n);
 
 /* Every second: a new minute (or the flush period past) closes the counts gathered so far,
  * and the closed ones are sent, at most BR_HIST_BATCH houses a call. */
-#define BR_HIST_BATCH 2000
+#define BR_HIST_BATCH 5000
 void br_hist_tick(br_hist *h);
 /* Closes and sends everything now (the shutdown). Returns how many scripts were sent. */
 size_t br_hist_flush(br_hist *h);

@@ -159,7 +159,7 @@ window.GPHistory = (function () {
     const flush = deps.isNum(data.flush_ms) ? data.flush_ms : 60000;
     p.note.textContent = 'One bar or point per ' + (STEP_WORD[data.step_s] || data.step_s + ' s') +
       '. Bridges write what they counted every ' + (flush >= 60000 ? 'minute' : Math.round(flush / 100) / 10 + ' s') +
-      ', so the last ' + (flush >= 60000 ? 'minute' : 'seconds') + ' may not show yet; the last point (lighter) is still being counted. ' +
+      ', so the last ' + (flush >= 60000 ? 'minute' : 'seconds') + ' may not show yet; the last point (faded) is still being counted. ' +
       'Percentiles come from per-minute histograms (within 6 %).' +
       (data.skipped ? ' ' + data.skipped + ' malformed record' + (data.skipped === 1 ? '' : 's') + ' in Redis skipped.' : '');
   }
