@@ -4,8 +4,9 @@
  * each range; nothing written for an idle house; a house removed loses its history and does
  * not get it back; the script adding into hostile values; hostile values read back (skipped
  * and counted); a house moving to another bridge keeps one history, the first bridge's share
- * written by its shutdown; and what the bridge listens on (GET /api/listeners). Real
- * redis-server, bridges, houses and upstream on loopback ports. */
+ * written by its shutdown; what the bridge listens on (GET /api/listeners); and what it all
+ * costs Redis, counted with MONITOR. Real redis-server, bridges, houses and upstream on
+ * loopback ports. */
 #include "../../bridge/store/store_hist.h"
 #include "../harness/world.h"
 
@@ -432,4 +433,85 @@ Test(history, listeners) {
             cr_assert(json_is_null(json_object_get(l, "key")));
     }
     json_decref(o);
+}
+
+/* MONITOR lines read from c until `until_ms` (h_now_ms): the history scripts among them, by
+ * the key they write: a house's (gp:{...}:hist), a bridge's (gp:bhist:...), every bridge's; and
+ * any other command sent on a history key (none expected). */
+typedef struct cost {
+    int house, bridge, all, other_hist;
+} cost;
+
+static void watch(redisContext *c, uint64_t until_ms, cost *n) {
+    while (h_now_ms() < until_ms) {
+        struct timeval tv = {0, 200000};
+        redisSetTimeout(c, tv);
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            cr_assert(c->err == REDIS_ERR_IO, "MONITOR: %s", c->errstr);
+            c->err = 0; /* a read timeout: go on */
+            continue;
+        }
+        const char *l = r->str ? r->str : "";
+        if (strstr(l, " lua] ")) {
+            /* the commands a script runs (HGET, HSET, PEXPIRE): not commands sent */
+        } else if (strstr(l, "\"EVALSHA\"") || strstr(l, "\"EVAL\"")) {
+            if (strstr(l, "}:hist\""))
+                n->house++;
+            else if (strstr(l, "\"gp:bhist:"))
+                n->bridge++;
+            else if (strstr(l, "\"gp:hist\""))
+                n->all++;
+        } else if (strstr(l, "hist")) {
+            fprintf(stderr, "history cost: another command on a history key: %s\n", l);
+            n->other_hist++;
+        }
+        freeReplyObject(r);
+    }
+}
+
+/* The cost in Redis, counted with MONITOR: six houses connected, two of them with a request:
+ * each flush with traffic sends one script per house that had traffic and two for the bridge
+ * (its own history and every bridge's), nothing else; while every house is idle, nothing. */
+Test(history, redis_cost) {
+    h_redis_start(0);
+    int up_port;
+    h_upstream_start(&up_port);
+    char up[64];
+    snprintf(up, sizeof up, "http://127.0.0.1:%d", up_port);
+    int port;
+    bridge("hb1", &port, NULL, "1000");
+    char ids[6][16], sec[65];
+    for (int i = 0; i < 6; i++) {
+        snprintf(ids[i], sizeof ids[i], "farm-c%d", i);
+        h_register(ids[i], sec);
+        h_house_start(ids[i], sec, port, up, NULL);
+    }
+    for (int i = 0; i < 6; i++)
+        cr_assert(h_wait_connected(ids[i], 15000), "%s did not connect", ids[i]);
+    char err[256];
+    redisContext *mon = h_redis_connect(h_redis_port(), 5000, err, sizeof err);
+    cr_assert(mon, "%s", err);
+    redisReply *r = redisCommand(mon, "MONITOR");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    cost busy = {0}, idle = {0};
+    traffic("farm-c1", "c1", 1, 0);
+    traffic("farm-c4", "c4", 1, 0);
+    watch(mon, h_now_ms() + 2500, &busy); /* two flushes at most */
+    fprintf(stderr,
+            "history cost: 6 houses, 2 with a request: %d house scripts, %d of the bridge, %d of "
+            "every bridge\n",
+            busy.house, busy.bridge, busy.all);
+    cr_assert_eq(busy.house, 2, "one script per house with traffic");
+    cr_assert(busy.bridge == busy.all && (busy.bridge == 1 || busy.bridge == 2),
+              "the bridge's: %d and %d", busy.bridge, busy.all);
+    cr_assert_eq(busy.other_hist, 0);
+    watch(mon, h_now_ms() + 3000, &idle);
+    fprintf(stderr, "history cost: 6 idle houses for 3 s: %d scripts\n",
+            idle.house + idle.bridge + idle.all);
+    cr_assert_eq(idle.house + idle.bridge + idle.all + idle.other_hist, 0,
+                 "history written while every house was idle");
+    redisFree(mon);
 }
