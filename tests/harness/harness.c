@@ -295,42 +295,46 @@ h_proc *h_spawn(const char *name, char *const argv[]) {
     if (write(fd, line, (size_t)n) < 0)
         fail("write %s", p->log);
     p->log_off = file_size(p->log);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    /* Into the namespace the test chose for it (netns.h), if any. */
+    pid_t pid = h_fork_exec(argv, -1, fd, fd, h_netns_spawn_target());
     if (pid < 0)
         fail("fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* Never outlive the test, even when it crashes before its teardown. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        /* Into the namespace the test chose for it (netns.h), if any. */
-        const char *ns = h_netns_spawn_target();
-        if (ns) {
-            char nsp[128];
-            snprintf(nsp, sizeof nsp, "/run/netns/%s", ns);
-            int nfd = open(nsp, O_RDONLY);
-            if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
-                dprintf(2, "harness: setns %s: %s\n", ns, strerror(errno));
-                _exit(127);
-            }
-        }
-        /* Criterion's pipes must not stay open in our children. */
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        signal(SIGPIPE, SIG_DFL);
-        execvp(argv[0], argv);
-        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
     close(fd);
     p->pid = pid;
     return p;
+}
+
+pid_t h_fork_exec(char *const argv[], int in, int out, int err, const char *ns) {
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* Never outlive the test, even when it crashes before its teardown. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    if (in < 0)
+        in = open("/dev/null", O_RDONLY);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    if (ns) {
+        char nsp[128];
+        snprintf(nsp, sizeof nsp, "/run/netns/%s", ns);
+        int nfd = open(nsp, O_RDONLY);
+        if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
+            dprintf(2, "harness: setns %s: %s\n", ns, strerror(errno));
+            _exit(127);
+        }
+    }
+    /* Criterion's pipes must not stay open in our children. */
+    for (int i = 3; i < 1024; i++)
+        close(i);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(argv[0], argv);
+    dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
 }
 
 int h_alive(h_proc *p) {

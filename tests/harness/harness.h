@@ -43,6 +43,12 @@ typedef struct h_proc {
 /* Starts argv (argv[0] a path) with stdout+stderr appended to <dir>/<name>.log and
  * PR_SET_PDEATHSIG so it never outlives the test. Fails the test if fork/exec fails. */
 h_proc *h_spawn(const char *name, char *const argv[]);
+/* Forks and runs argv (argv[0] a path, or a name looked up on PATH) with stdin, stdout and
+ * stderr on in (-1: /dev/null), out and err: the child never outlives this process
+ * (PR_SET_PDEATHSIG), enters the network namespace /run/netns/<ns> first when ns is not NULL,
+ * keeps no other descriptor and takes SIGPIPE's default action. The child's pid, or -1 (errno)
+ * when fork failed. h_spawn's children and the benchmarks' tasks start through it. */
+pid_t h_fork_exec(char *const argv[], int in, int out, int err, const char *ns);
 /* 1 if still running (reaps it otherwise). */
 int h_alive(h_proc *p);
 /* "<who>: <message>" on stderr, every process started here stopped, then abort() (exit_code

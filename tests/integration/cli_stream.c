@@ -482,24 +482,11 @@ static void cli_start(cli_run *r, const char *const *args) {
     snprintf(r->errpath, sizeof r->errpath, "%s/connect%d.err", h_dir(), seq++);
     int pin[2], pout[2];
     cr_assert(pipe(pin) == 0 && pipe(pout) == 0);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    int e = open(r->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert_geq(e, 0, "open %s: %s", r->errpath, strerror(errno));
+    pid_t pid = h_fork_exec((char *const *)argv, pin[0], pout[1], e, NULL);
     cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int e = open(r->errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(e, 2);
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        signal(SIGPIPE, SIG_DFL);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    close(e);
     close(pin[0]);
     close(pout[1]);
     r->pid = pid;
