@@ -19,6 +19,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1399,6 +1400,34 @@ const char *h_reply_header(const h_reply *r, const char *name) {
 
 int h_http_get(int port, const char *path, char **body) {
     return h_http(port, "GET", path, NULL, NULL, 0, body, NULL);
+}
+
+int h_tcp_connect(const char *addr, int port, int timeout_ms) {
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+                    *ai;
+    char ports[16];
+    snprintf(ports, sizeof ports, "%d", port);
+    if (getaddrinfo(addr, ports, &hints, &ai) != 0)
+        fail("not an IP address: %s", addr);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        fail("socket: %s", strerror(errno));
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (rc != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (poll(&pf, 1, timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 ||
+        err != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 int h_dial(int port) {

@@ -191,6 +191,9 @@ const char *h_reply_header(const h_reply *r, const char *name);
 int h_http_get(int port, const char *path, char **body);
 /* A TCP connection to 127.0.0.1:port (blocking), or -1. */
 int h_dial(int port);
+/* A TCP connection to addr (IPv4 or IPv6, as text):port within timeout_ms: the socket (left
+ * non-blocking), or -1 (refused, or nothing answered in time: a SYN dropped on the way). */
+int h_tcp_connect(const char *addr, int port, int timeout_ms);
 /* One HTTP/1.1 request to 127.0.0.1:port (Connection: close): method, path, extra header
  * lines (each "Name: value\r\n", or NULL), a body (Content-Length is sent when body is not
  * NULL). Returns the status and the response body in a malloc'd *body (may be NULL), or -1
