@@ -378,12 +378,9 @@ Test(l3, ping_tcp_and_the_allow_rules) {
     cr_assert_eq(bind(ls, (struct sockaddr *)&la, sizeof la), 0, "bind 100.96.0.1:9: %s",
                  strerror(errno));
     cr_assert_eq(listen(ls, 4), 0);
-    char *out = NULL;
-    int rc = h_netns_sh(W.far, 15000, &out,
-                        "python3 -c \"import socket; s=socket.create_connection(('100.96.0.1',9),"
-                        " timeout=10); s.sendall(b'from the house'); s.close()\"");
-    cr_assert_eq(rc, 0, "the house could not connect to the hub: %s", out ? out : "");
-    free(out);
+    h_netns_ok(W.far, 15000,
+               "python3 -c \"import socket; s=socket.create_connection(('100.96.0.1',9),"
+               " timeout=10); s.sendall(b'from the house'); s.close()\"");
     struct pollfd pf = {.fd = ls, .events = POLLIN};
     cr_assert_eq(poll(&pf, 1, 10000), 1, "the house's connection to the hub never arrived");
     int c = accept(ls, NULL, NULL);
@@ -399,19 +396,15 @@ Test(l3, ping_tcp_and_the_allow_rules) {
 /* Random loss of the session's UDP, both ways, on the veth (nftables in far: every datagram
  * in or out of its veth is dropped with probability pct %). */
 static void udp_loss(int pct) {
-    char *out = NULL;
-    int rc =
-        h_netns_sh(W.far, 5000, &out,
-                   "nft add table inet gploss && "
-                   "nft add chain inet gploss in '{ type filter hook input priority 0; }' && "
-                   "nft add chain inet gploss out '{ type filter hook output priority 0; }' && "
-                   "nft add rule inet gploss in iifname vfar meta l4proto udp numgen random "
-                   "mod 100 '<' %d drop && "
-                   "nft add rule inet gploss out oifname vfar meta l4proto udp numgen random "
-                   "mod 100 '<' %d drop",
-                   pct, pct);
-    cr_assert_eq(rc, 0, "nft: %s", out ? out : "");
-    free(out);
+    h_netns_ok(W.far, 5000,
+               "nft add table inet gploss && "
+               "nft add chain inet gploss in '{ type filter hook input priority 0; }' && "
+               "nft add chain inet gploss out '{ type filter hook output priority 0; }' && "
+               "nft add rule inet gploss in iifname vfar meta l4proto udp numgen random "
+               "mod 100 '<' %d drop && "
+               "nft add rule inet gploss out oifname vfar meta l4proto udp numgen random "
+               "mod 100 '<' %d drop",
+               pct, pct);
 }
 
 /* At 30% loss of every datagram both ways, ping answers and a TCP transfer through the tunnel
@@ -541,12 +534,9 @@ Test(l3, nat_rebinding_mid_transfer) {
     int fd = h_tcp_connect(W.addr4, 7, 5000);
     cr_assert(fd >= 0);
     echo_on(fd, 1 << 20, 30000);
-    char *out = NULL;
-    int rc = h_netns_sh(W.far, 5000, &out,
-                        "echo 1 > /proc/sys/net/ipv4/conf/vfar/promote_secondaries && "
-                        "ip addr add 10.99.0.3/24 dev vfar && ip addr del 10.99.0.2/24 dev vfar");
-    cr_assert_eq(rc, 0, "%s", out ? out : "");
-    free(out);
+    h_netns_ok(W.far, 5000,
+               "echo 1 > /proc/sys/net/ipv4/conf/vfar/promote_secondaries && "
+               "ip addr add 10.99.0.3/24 dev vfar && ip addr del 10.99.0.2/24 dev vfar");
     double r = echo_on(fd, 1 << 20, 60000);
     cr_assert(h_wait_log(W.bridge, "event=rudp_rebind", 5000), "the session did not move");
     cr_assert(h_log_count(W.bridge, "to=10.99.0.3") >= 1, "the session moved elsewhere");
