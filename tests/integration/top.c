@@ -182,6 +182,16 @@ static const char *line_with(const char *scr, const char *needle) {
     return line;
 }
 
+/* Every line of the screen fits cols columns. */
+static void fits(const char *scr, size_t cols) {
+    for (const char *p = scr; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        cr_assert_leq(n, cols, "a line is wider than the terminal (%zu):\n%s", cols, scr);
+        p = e ? e + 1 : p + n;
+    }
+}
+
 /* Row number (0-based) of the first line containing needle, or -1. */
 static int row_of(const char *scr, const char *needle) {
     const char *p = strstr(scr, needle);
@@ -366,12 +376,7 @@ Test(top, tui_shows_connected_house_sort_filter_detail_quit) {
     cr_assert(strstr(line_with(s, "zeta-9"), " - "), "an offline house shows '-'");
     cr_assert_lt(row_of(s, "farm-1 "), row_of(s, "zeta-9"), "sorted by id:\n%s", s);
     /* Everything fits 80 columns. */
-    for (const char *p = s; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        cr_assert_leq(n, 80, "a line is wider than the terminal:\n%s", s);
-        p = e ? e + 1 : p + n;
-    }
+    fits(s, 80);
     free(s);
 
     /* r: reverse (id descending). */
@@ -415,12 +420,7 @@ Test(top, tui_shows_connected_house_sort_filter_detail_quit) {
     /* A smaller terminal: columns go, the rows and the footer stay. */
     free(TMUX("resize-window", "-t", "top", "-x", "60", "-y", "16"));
     s = WAIT_SCREEN(5000, "farm-1", "zeta-9", "q quit", "!LOSS");
-    for (const char *p = s; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        cr_assert_leq(n, 60, "a line is wider than the terminal:\n%s", s);
-        p = e ? e + 1 : p + n;
-    }
+    fits(s, 60);
     cr_assert(strstr(line_with(s, "farm-1 "), "br-top"), "narrow row: %s", s);
     free(s);
     free(TMUX("resize-window", "-t", "top", "-x", "80", "-y", "24"));
@@ -699,12 +699,7 @@ Test(top, the_l3_tunnel_per_house_in_json_text_and_the_live_view) {
      * written again (its stamp has not moved). */
     tui_start(h_redis_url(), "--interval 300");
     char *scr = WAIT_SCREEN(10000, "farm-1", "TUN", "PKT/s i/o", "100.96.0.10", "tun 1 up");
-    for (const char *p = scr; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        cr_assert_leq(n, 80, "a line is wider than the terminal:\n%s", scr);
-        p = e ? e + 1 : p + n;
-    }
+    fits(scr, 80);
     free(scr);
     put_tun("farm-1", now + 2000, 5000, 2500, 600000, 300000, 5, 11);
     scr = WAIT_SCREEN(10000, "2000/1000", "2.0M/1.0M");
