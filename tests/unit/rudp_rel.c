@@ -7,10 +7,6 @@
 
 #include "rudp_sim.h"
 
-#ifndef RTT /* overridable to explore other paths: -DRTT="(600 * SIM_MS)" */
-#define RTT (200 * SIM_MS)
-#endif
-
 /* ---- message contents: a header (lane, seq, len) and a pattern derived from it ---- */
 
 static uint8_t pat(uint32_t lane, uint32_t seq, size_t i) {
@@ -39,43 +35,6 @@ static int check_msg(const uint8_t *m, size_t len, uint32_t lane, uint32_t *seq)
             return 0;
     *seq = h[1];
     return 1;
-}
-
-static sim_link link_rtt(double loss) {
-    sim_link l;
-    memset(&l, 0, sizeof l);
-    l.delay_ns = RTT / 2;
-    l.loss = loss;
-    l.overhead = 88;
-    return l;
-}
-
-static gp_rel_config cfg_default(int fec) {
-    gp_rel_config c;
-    gp_rel_config_init(&c);
-    c.fec = fec;
-    return c;
-}
-
-/* link_rtt(loss) behind a bottleneck of rate_bps with a queue of queue_bytes. */
-static sim_link link_of(double loss, uint64_t rate_bps, size_t queue_bytes) {
-    sim_link l = link_rtt(loss);
-    l.rate_bps = rate_bps;
-    l.queue_bytes = queue_bytes;
-    return l;
-}
-
-/* Two engines of cfg_default(fec) on link l both ways, seeded. */
-static void sim_on(sim *s, uint64_t seed, int fec, const sim_link *l) {
-    gp_rel_config c = cfg_default(fec);
-    sim_init(s, seed, &c, &c);
-    sim_link_both(s, l);
-}
-
-/* The same on link_rtt(loss). */
-static void sim_plain(sim *s, uint64_t seed, int fec, double loss) {
-    sim_link l = link_rtt(loss);
-    sim_on(s, seed, fec, &l);
 }
 
 /* Both directions go dark from `from` to `to`. */
