@@ -338,6 +338,57 @@ pid_t h_fork_exec(char *const argv[], int in, int out, int err, const char *ns) 
     _exit(127);
 }
 
+int h_capture(char *const argv[], int timeout_ms, char **out) {
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = h_fork_exec(argv, -1, pfd[1], pfd[1], NULL);
+    close(pfd[1]);
+    if (pid < 0) {
+        close(pfd[0]);
+        return -1;
+    }
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    int st = -1, done = 0;
+    while (!done) {
+        ssize_t r = buf ? read(pfd[0], buf + len, cap - 1 - len) : -1;
+        if (r > 0) {
+            len += (size_t)r;
+            if (len + 1 == cap) {
+                char *nb = realloc(buf, cap * 2);
+                if (nb)
+                    buf = nb, cap *= 2;
+            }
+            continue;
+        }
+        int ws;
+        pid_t w = waitpid(pid, &ws, WNOHANG);
+        if (w == pid) {
+            while (buf && (r = read(pfd[0], buf + len, cap - 1 - len)) > 0)
+                len += (size_t)r;
+            st = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+            done = 1;
+        } else if (h_now_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &ws, 0);
+            done = 1;
+        } else {
+            usleep(2000);
+        }
+    }
+    close(pfd[0]);
+    if (buf)
+        buf[len] = '\0';
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return st;
+}
+
 int h_alive(h_proc *p) {
     if (!p || p->pid <= 0)
         return 0;

@@ -49,6 +49,10 @@ h_proc *h_spawn(const char *name, char *const argv[]);
  * keeps no other descriptor and takes SIGPIPE's default action. The child's pid, or -1 (errno)
  * when fork failed. h_spawn's children and the benchmarks' tasks start through it. */
 pid_t h_fork_exec(char *const argv[], int in, int out, int err, const char *ns);
+/* Runs argv (no shell; argv[0] a path or a name on PATH) to its end through h_fork_exec,
+ * killed after timeout_ms; stdout and stderr together into *out (malloc'd; out NULL: dropped).
+ * The exit status, or -1 (could not start, ended by a signal, or timed out). */
+int h_capture(char *const argv[], int timeout_ms, char **out);
 /* 1 if still running (reaps it otherwise). */
 int h_alive(h_proc *p);
 /* "<who>: <message>" on stderr, every process started here stopped, then abort() (exit_code

@@ -24,62 +24,6 @@
 
 static char g_sock[64]; /* this test's tmux server, "" when none was started */
 
-/* Runs argv (argv[0] looked up on PATH) with stdout+stderr captured into *out (malloc'd,
- * may be NULL). Bounded: killed after 10 s. Returns the exit status, or -1. */
-static int run(char **out, const char *const *argv) {
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    fcntl(p[0], F_SETFL, O_NONBLOCK);
-    size_t cap = 8192, n = 0;
-    char *s = malloc(cap + 1);
-    uint64_t end = h_now_ms() + 10000;
-    int st = -1, done = 0;
-    while (!done) {
-        ssize_t r = read(p[0], s + n, cap - n);
-        if (r > 0) {
-            n += (size_t)r;
-            if (n == cap) {
-                cap *= 2;
-                s = realloc(s, cap + 1);
-            }
-            continue;
-        }
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-            waitpid(pid, &st, 0);
-            done = 1;
-        } else if (h_now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            done = 1;
-        } else {
-            struct timespec ts = {0, 5 * 1000000};
-            nanosleep(&ts, NULL); /* pacing a read loop, not synchronisation */
-        }
-    }
-    close(p[0]);
-    s[n] = '\0';
-    if (out)
-        *out = s;
-    else
-        free(s);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* tmux -L <sock> -f /dev/null args...; returns its output (malloc'd). */
 #define TMUX(...) tmux_run((const char *const[]){__VA_ARGS__, NULL})
 static char *tmux_run(const char *const *args) {
@@ -89,7 +33,7 @@ static char *tmux_run(const char *const *args) {
         argv[n++] = args[i];
     argv[n] = NULL;
     char *out;
-    run(&out, argv);
+    h_capture((char *const *)argv, 10000, &out);
     return out;
 }
 
