@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "frame.h"
+#include "wsframe.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -1722,29 +1723,15 @@ int h_ws_connect(int port, char *why, size_t whylen) {
 }
 
 int h_ws_send(int fd, int opcode, const void *p, size_t len, int fin) {
-    uint8_t hdr[14];
-    size_t hl = 0;
-    hdr[hl++] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
-    if (len < 126) {
-        hdr[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        hdr[hl++] = 0x80 | 126;
-        hdr[hl++] = (uint8_t)(len >> 8);
-        hdr[hl++] = (uint8_t)len;
-    } else {
-        hdr[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            hdr[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
     uint8_t mask[4];
     randombytes_buf(mask, 4);
-    memcpy(hdr + hl, mask, 4);
-    hl += 4;
-    uint8_t *buf = malloc(hl + len + 1);
-    memcpy(buf, hdr, hl);
-    const uint8_t *src = p;
-    for (size_t i = 0; i < len; i++)
-        buf[hl + i] = src[i] ^ mask[i & 3];
+    uint8_t *buf = malloc(GP_WS_HDR_MAX + len + 1);
+    size_t hl = gp_ws_client_header(buf, (unsigned)opcode, len, mask);
+    if (!fin)
+        buf[0] &= 0x7f; /* a fragment: more follows */
+    if (len)
+        memcpy(buf + hl, p, len);
+    gp_ws_mask(buf + hl, len, mask);
     int rv = write_all(fd, buf, hl + len);
     free(buf);
     return rv;
