@@ -195,13 +195,13 @@ $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cac
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c house/exchange.c \
 		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c \
-		house/tls.c house/l3.c) $(UV_LIB) $(PROTO_LIB)
+		house/streams_svc.c house/tls.c house/l3.c) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -luv -lssl -lcrypto -lm
-# The house's TCP streams (house/streams.c; TLS to https:// upstreams: house/tls.c) on a real
-# loop against loopback services.
-$(BUILD)/tests/unit_house_streams: $(call obj,house/streams.c house/zstate.c house/tls.c)
+# The house's TCP streams (house/streams.c, streams_svc.c; TLS to https:// upstreams:
+# house/tls.c) on a real loop against loopback services.
+$(BUILD)/tests/unit_house_streams: $(call obj,house/streams.c house/streams_svc.c house/zstate.c house/tls.c)
 $(BUILD)/tests/unit_house_streams: UNIT_LIBS := -luv -lssl -lcrypto
 # The house's request checks (path normalisation, header names and values).
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o

@@ -1,5 +1,5 @@
 /* tls.h — the house's TLS client, OpenSSL on memory BIOs: the connection to a bridge
- * (tr_ws.c, wss://) and the stream connections to https:// upstreams (streams.c) run it over
+ * (tr_ws.c, wss://) and the stream connections to https:// upstreams (streams_svc.c) run it over
  * their own libuv sockets. No I/O here: the owner of a socket feeds what it reads
  * (hs_tls_feed), takes the plaintext out (hs_tls_read), puts its plaintext in (hs_tls_write)
  * and writes what hs_tls_pull hands it to the socket, in that order, after each of those.
