@@ -1002,7 +1002,10 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
     }
     /* A probe goes between FEC blocks (a block is a run of consecutive packet numbers). */
     if (paced && !r->ftx.open && !r->ftx.closing) {
-        size_t probe = gp_pmtu_due(&r->pmtu, now, pmtu_loss(r), NULL);
+        int changed = 0; /* (on_timers has seen a timed-out probe already; never twice) */
+        size_t probe = gp_pmtu_due(&r->pmtu, now, pmtu_loss(r), &changed);
+        if (changed)
+            pmtu_follow(r);
         if (probe && probe <= cap)
             return build_pmtu_probe(r, buf, probe, now, send_at);
     }
