@@ -89,7 +89,7 @@ static const cli_command commands[] = {
      "                      between the two samples rates come from (0: one sample, no rates)\n"
      "      --state FILE    with --once/--json: rates since the previous run that used FILE\n"
      "                      (no wait), then the snapshot is saved there (for cron, scripts)\n"
-     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err disabled,\n"
+     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err state,\n"
      "                      and the L3 tunnel's: tun (address) tun_pps tun_bps (in + out) fec\n"
      "  -r, --reverse       sort descending\n"
      "  -f, --filter TEXT   only houses whose id contains TEXT (case-insensitive)\n"
