@@ -391,7 +391,8 @@ static const gp_conf_opt opts[] = {
      "on wss while a rudp:// bridge comes first: try UDP again this often (doubling to 5 min)"},
     {"reconnect-max-ms", GP_CONF_INT, OFF(reconnect_max_ms), 1000, 3600000, "30000", NULL,
      "longest wait before dialing again (exponential backoff from 250 ms with full jitter; "
-     "after a refusal, such as a disabled house, between half of it and all of it) [SIGHUP]"},
+     "after a refusal, such as a wrong secret, between half of it and all of it; refused as "
+     "disabled, 2-3 s, so that it is back soon after it is enabled) [SIGHUP]"},
     {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
      "admin port: /healthz, /readyz, /metrics (-1: off; 0: any free port, logged in "
      "event=listening transport=admin)"},

@@ -35,8 +35,9 @@
 #define LOW_WATER (1u << 20)
 #define HANDSHAKE_MS 15000u /* dial + TLS + auth; the bridge allows 10 s for its part */
 #define BACKOFF_BASE_MS 250u
-#define STABLE_MS 60000u /* a connection up this long resets the backoff */
-#define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight responses */
+#define DISABLED_RETRY_MS 2000u /* refused as disabled: next dial in 2-3 s (BK_DISABLED) */
+#define STABLE_MS 60000u        /* a connection up this long resets the backoff */
+#define DRAIN_MS 10000u         /* GOAWAY DRAINING: longest wait for in-flight responses */
 #define DEFAULT_PING_MS 5000u
 
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
@@ -471,7 +472,11 @@ static uint64_t backoff_delay(hs_tunnel *t, enum backoff_kind bk) {
     if (bk == BK_NOW)
         return 0;
     uint32_t cap = (uint32_t)t->h->cfg.reconnect_max_ms; /* --reconnect-max-ms */
-    if (bk == BK_LONG) /* the bridge refused us: hammering it will not help */
+    /* Disabled: only the operator's enable lets us in, and we cannot hear it; asking every few
+     * seconds costs the bridge a handshake each time (no failed attempt is charged). */
+    if (bk == BK_DISABLED && cap >= DISABLED_RETRY_MS * 3 / 2)
+        return DISABLED_RETRY_MS + randombytes_uniform(DISABLED_RETRY_MS / 2 + 1);
+    if (bk == BK_LONG || bk == BK_DISABLED) /* the bridge refused us: hammering it won't help */
         return cap / 2 + randombytes_uniform(cap / 2 + 1);
     unsigned a = t->attempt < 16 ? t->attempt : 16;
     uint64_t window = (uint64_t)BACKOFF_BASE_MS << a;
@@ -937,7 +942,12 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         /* Wrong secret, or the house is disabled or removed (msg says which). */
         hs_log(HS_LOG_ERROR, "auth_rejected", "code=auth house=%s bridge=%s msg=%s", t->h->cfg.id,
                hs_qs(t->url), msg);
-        conn_close(t, "auth_rejected", BK_LONG);
+        conn_close(t, "auth_rejected",
+                   f->u.goaway.message.len == strlen(GP_GOAWAY_MSG_DISABLED) &&
+                           memcmp(f->u.goaway.message.p, GP_GOAWAY_MSG_DISABLED,
+                                  f->u.goaway.message.len) == 0
+                       ? BK_DISABLED
+                       : BK_LONG);
         return;
     case GP_GOAWAY_RATE_LIMIT:
         hs_log(HS_LOG_ERROR, "auth_rate_limited", "house=%s bridge=%s msg=%s", t->h->cfg.id,

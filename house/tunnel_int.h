@@ -43,7 +43,9 @@ struct hs_stream {
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
 
 /* What the next reconnect delay looks like. */
-enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW };
+/* BK_DISABLED: refused as disabled (GP_GOAWAY_MSG_DISABLED): a short fixed wait, so that the
+ * house is back within seconds of being enabled (it cannot hear that itself). */
+enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW, BK_DISABLED };
 
 struct early;
 

@@ -239,6 +239,13 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
             json_error_t je;
             json_t *labels = json_loads(h->labels[0] ? h->labels : "{}", 0, &je);
             json_object_set_new(o, "labels", labels ? labels : json_object());
+            /* online / offline / disabled; while offline, since when (null: unknown) */
+            json_object_set_new(o, "state", json_string(gp_reg_house_state(h)));
+            long long off = gp_reg_offline_since(h);
+            json_object_set_new(o, "offline_since_ms",
+                                h->st.connected || off < 0 ? json_null() : json_integer(off));
+            json_object_set_new(o, "last_bridge",
+                                h->last_bridge[0] ? json_string(h->last_bridge) : json_null());
             if (h->st.connected) {
                 json_object_set_new(o, "bridge", json_string(h->st.bridge));
                 json_object_set_new(o, "transport", json_string(h->st.transport));
@@ -271,27 +278,36 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         }
         char since[32], seen[32], created[32], rtt[32];
         cli_fmt_utc(created, sizeof created, h->created_ms);
+        snprintf(rtt, sizeof rtt, "-");
         if (h->st.connected) {
             cli_fmt_utc(since, sizeof since, h->st.since_ms);
             fmt_age(seen, sizeof seen, now, h->st.last_seen_ms);
             if (h->st.rtt_ms >= 0)
                 top_fmt_ms(rtt, sizeof rtt, h->st.rtt_ms);
-            else
-                snprintf(rtt, sizeof rtt, "-");
+        } else {
+            /* Offline since the last time a bridge heard from it ("-": none recorded). */
+            cli_fmt_utc(since, sizeof since, gp_reg_offline_since(h));
+            fmt_age(seen, sizeof seen, now, h->last_seen_ms);
         }
         /* Disabled wins: a house still connected is about to be closed by its bridge. */
-        const char *state = h->disabled ? "disabled" : h->st.connected ? "connected" : "offline";
-        /* What bridges and `house add` wrote, printed with control characters escaped. */
-        char bridge[4 * sizeof h->st.bridge], transport[4 * sizeof h->st.transport];
+        const char *state = gp_reg_house_state(h);
+        /* What bridges and `house add` wrote, printed with control characters escaped. The
+         * bridge of an offline house: the one that held it last, in parentheses. */
+        char bridge[4 * sizeof h->st.bridge + 2], transport[4 * sizeof h->st.transport];
+        if (h->st.connected)
+            cli_esc_str(bridge, sizeof bridge, h->st.bridge);
+        else if (h->last_bridge[0]) {
+            char lb[4 * sizeof h->last_bridge];
+            snprintf(bridge, sizeof bridge, "(%s)", cli_esc_str(lb, sizeof lb, h->last_bridge));
+        } else
+            snprintf(bridge, sizeof bridge, "-");
         char *labels = cli_esc_dup(h->labels, strlen(h->labels));
         char tun[GP_IP_ADDR_STRLEN];
-        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %-*s %s\n", h->id, state,
-               h->st.connected ? cli_esc_str(bridge, sizeof bridge, h->st.bridge) : "-",
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %-*s %s\n", h->id, state, bridge,
                h->st.connected && h->st.transport[0]
                    ? cli_esc_str(transport, sizeof transport, h->st.transport)
                    : "-",
-               h->st.connected ? since : "-", h->st.connected ? seen : "-",
-               h->st.connected ? rtt : "-", h->registered ? created : "(missing)", tunw,
+               since, seen, rtt, h->registered ? created : "(missing)", tunw,
                cli_tun_column(tun, sizeof tun, h),
                labels && h->labels[0] && strcmp(h->labels, "{}") != 0 ? labels : "-");
         free(labels);

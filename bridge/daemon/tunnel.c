@@ -206,7 +206,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
                 c->addr, c->house, c->tp->name);
-        br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
+        br_conn_close(c, GP_GOAWAY_AUTH, GP_GOAWAY_MSG_DISABLED);
         return;
     }
     c->state = BR_CS_CLAIMING;

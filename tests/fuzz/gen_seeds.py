@@ -115,7 +115,7 @@ write("fuzz_admin_http", "upgrade", b"\x20GET http://h/x?y HTTP/1.1\r\nUpgrade: 
 
 # fuzz_registry input: byte 0 picks the parser (0 house hash, 1 state hash, 2 bridge stats,
 # 3 recent list, 4 the L3 address book), then RESP as Redis would send it (HMGET labels created
-# disabled tun_routes of the house hash; HGETALL / LRANGE replies for the others; HMGET pool4
+# disabled tun_routes last_seen last_bridge of the house hash; HGETALL / LRANGE replies for the others; HMGET pool4
 # pool6 h:<house>... of <p>:tun).
 def resp(x):
     if isinstance(x, list):
@@ -129,7 +129,8 @@ def resp(x):
 
 
 write("fuzz_registry", "house", b"\x00" + resp(['{"site":"n\xc2\x9d"}', "1700000000000", "1",
-                                                "10.1.2.0/24,fd00::/64"]))
+                                                "10.1.2.0/24,fd00::/64", "1700000002000",
+                                                "b1\x1b[2J"]))
 write("fuzz_registry", "tun", b"\x04" + resp(["100.96.0.0/16", "fd7a:6770::/64", "7",
                                               "18446744073709551615", None]))
 write("fuzz_registry", "state", b"\x01" + resp(["bridge", "b1", "transport", "rudp", "since",
@@ -154,7 +155,9 @@ write("fuzz_api_body", "bad", b'{"id":"h\\u0000x","labels":{"a":1},"id":"dup"}')
 # hash (0: an array of odd length is the HMGET of <p>:tun instead); then RESP replies as
 # HGETALL (HMGET) gives them.
 write("fuzz_api_house", "both", b"\x02" + resp(["secret", "ab" * 32, "labels", '{"site":"n\\u00e9"}',
-                                                 "created", "1700000000000", "disabled", "1"])
+                                                 "created", "1700000000000", "disabled", "1",
+                                                 "last_seen", "1700000002000", "last_bridge",
+                                                 "b\"1\x1b"])
       + resp(["bridge", "b\"1\\", "transport", "rudp", "since", "1700000000000", "rtt_ms", "0.3",
               "loss_pct", "29.50", "req_total", "12", "bytes_in", "0x10", "epoch", "7"]))
 write("fuzz_api_house", "tun", b"\x00" + resp(["secret", "ab" * 32, "tun_routes",

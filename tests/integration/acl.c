@@ -325,7 +325,7 @@ Test(acl, bridge_admin_viewer_and_producer_roles) {
 
     /* The viewer reads, L3 addresses too; it may not disable. */
     cr_assert_eq(CLI_AS(viewer, &out, &err, "house", "list"), 0, "%s", err);
-    cr_assert(strstr(out, "farm-1") && strstr(out, "connected"), "%s", out);
+    cr_assert(strstr(out, "farm-1") && strstr(out, "online"), "%s", out);
     cr_assert(strstr(out, "100.96.0.9"), "farm-2's address: %s", out);
     free(out), free(err);
     cr_assert_eq(CLI_AS(viewer, &out, &err, "house", "list", "--json"), 0, "%s", err);

@@ -145,7 +145,7 @@ Test(readme, demo_script) {
     cr_assert(strstr(out, "\"hello\": \"world\""), "not the echo of the request:\n%s", out);
     /* The operator's view of it: the bridge's metrics count the request, top shows both. */
     cr_assert(strstr(out, "gp_bridge_requests_total{class=\"2xx\"} 1\n"), "metrics:\n%s", out);
-    cr_assert(strstr(out, "BRIDGES 1") && strstr(out, "HOUSES 1 (1 connected"),
-              "no top snapshot:\n%s", out);
+    cr_assert(strstr(out, "BRIDGES 1") && strstr(out, "HOUSES 1 (1 online"), "no top snapshot:\n%s",
+              out);
     free(out);
 }

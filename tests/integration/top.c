@@ -386,7 +386,7 @@ Test(top, tui_waits_for_redis_and_ctrl_c_exits) {
     h_redis_start(port);
     char sec[65];
     h_register("late-1", sec);
-    free(WAIT_SCREEN(10000, "late-1", "!UNREACHABLE", "1 houses: 0 connected"));
+    free(WAIT_SCREEN(10000, "late-1", "!UNREACHABLE", "1 houses: 0 online, 1 offline"));
     /* Redis goes away again: the data stays, with the line saying how old it is. */
     h_stop_all();
     free(WAIT_SCREEN(10000, "REDIS UNREACHABLE, retrying (data", "late-1"));
@@ -478,16 +478,16 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
     /* The same as text. */
     char *out, *err;
     cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
-    cr_assert(strstr(out, "BRIDGES 2") && strstr(out, "HOUSES 3 (2 connected, 1 disabled)"), "%s",
-              out);
+    cr_assert(strstr(out, "BRIDGES 2") && strstr(out, "HOUSES 3 (2 online, 0 offline, 1 disabled)"),
+              "%s", out);
     const char *l = line_with(out, "b1 ");
     cr_assert(strstr(l, "hub-1") && strstr(l, "0.5ms"), "b1 line: '%s'", l);
     l = line_with(out, "farm-1 ");
     cr_assert(strstr(l, "b1") && strstr(l, "rudp") && strstr(l, "41ms") && strstr(l, "3.1%") &&
-                  strstr(l, " no"),
+                  strstr(l, " online"),
               "farm-1 line: '%s'", l);
     l = line_with(out, "pump-3 ");
-    cr_assert(strstr(l, " yes"), "pump-3 line: '%s'", l);
+    cr_assert(strstr(l, " disabled"), "pump-3 line: '%s'", l);
     cr_assert(!strstr(out, "TUN"), "no house has an L3 address, no tunnel columns:\n%s", out);
     free(out), free(err);
     /* Two samples 200 ms apart: rates, and the header says over what. */
@@ -532,7 +532,7 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
     cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0", "--house", "farm-1"), 0);
     l = line_with(out, "/status");
     cr_assert(strstr(l, "GET") && strstr(l, "200") && strstr(l, "12"), "recent line: '%s'", l);
-    cr_assert(strstr(out, "house farm-1  connected"), "%s", out);
+    cr_assert(strstr(out, "house farm-1  online"), "%s", out);
     free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "top", "--json", "--house", "nope"), 1);
     cr_assert(strstr(err, "no house 'nope'"), "%s", err);
