@@ -94,6 +94,9 @@ const char *gp_log_value(char *out, const void *s, size_t len);
 /* Line formats: key=value (the default) or one JSON object a line (--log-format). */
 enum { GP_LOG_FMT_KV = 0, GP_LOG_FMT_JSON = 1 };
 int gp_log_format_parse(const char *s); /* "kv" | "json" (any case) -> format, or -1 */
+/* The daemons' --help for --log-format. */
+#define GP_LOG_FORMAT_HELP                                                                         \
+    "kv (key=value pairs) or json (one JSON object a line, the same fields) [SIGHUP]"
 const char *gp_log_format_name(int format);
 void gp_log_set_format(int format);
 int gp_log_get_format(void);
