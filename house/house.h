@@ -54,6 +54,7 @@ typedef struct hs_config {
     char *upstream_ca_file;
     int upstream_insecure;
     char *log_level;
+    char *log_format; /* kv | json (proto/logger.h) */
     char *state_dir;  /* replay journal; NULL or "": none */
     char *bridge_key; /* rudp: the bridges' public key (hex) */
     long long rudp_jitter_ms, rudp_probe_ms;

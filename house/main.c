@@ -375,6 +375,7 @@ static const gp_conf_opt opts[] = {
      "do not verify the TLS certificates of https:// upstreams (testing only)"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
      "error, warn, info or debug [SIGHUP]"},
+    {"log-format", GP_CONF_STR, OFF(log_format), 0, 0, "kv", NULL, GP_LOG_FORMAT_HELP},
     {"state-dir", GP_CONF_STR, OFF(state_dir), 0, 0, NULL, NULL,
      "directory for DIR/<id>.journal, which remembers calls and responses across restarts of "
      "the house (kill -9, OOM, reboot) so that none runs twice; empty (default): no journal, "
@@ -409,8 +410,8 @@ static const gp_conf_opt opts[] = {
 };
 
 /* What SIGHUP may change in a running house (marked [SIGHUP] in --help). */
-static const char *const reloadable[] = {"log-level", "max-body", "max-response",
-                                         "reconnect-max-ms", NULL};
+static const char *const reloadable[] = {"log-level",    "log-format",       "max-body",
+                                         "max-response", "reconnect-max-ms", NULL};
 
 static void print_line(void *ud, const char *line) {
     (void)ud;
@@ -526,6 +527,10 @@ static int validate_config(char *err, size_t errlen) {
         return -1;
     }
     hs_log_set_level(lvl);
+    if (gp_log_format_parse(c->log_format) < 0) {
+        snprintf(err, errlen, "log-format: \"%s\" is not kv or json", c->log_format);
+        return -1;
+    }
     if (c->ca_file && *c->ca_file) {
         FILE *f = fopen(c->ca_file, "rb");
         if (!f) {
@@ -621,6 +626,7 @@ static void reload(void) {
         gp_conf_list_append(restart, sizeof restart, "bridge/service/tcp-service");
     free_config(&next);
     hs_log_set_level(hs_log_parse_level(cur->log_level));
+    gp_log_set_format(gp_log_format_parse(cur->log_format));
     hs_log(HS_LOG_INFO, "config_reloaded", "house=%s changed=%s%s%s", cur->id,
            changed[0] ? changed : "none", restart[0] ? " restart_needed=" : "", restart);
 }
@@ -669,6 +675,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-house: %s\n(see --help)\n", err);
         goto out_conf;
     }
+    gp_log_set_format(gp_log_format_parse(g_hs.h.cfg.log_format));
     if (g_hs.h.cfg.help) {
         usage();
         rc = 0;

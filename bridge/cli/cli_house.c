@@ -157,11 +157,17 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
             printf("L3 addresses: %s (pool index %llu)\n", addrs, (unsigned long long)tidx);
         if (rt.given && !routes_err[0])
             printf("L3 routes it may advertise: %s\n", rt.n ? routes : "none");
-        printf("\nThis is the only time the secret is shown: keep it on the house's machine.\n"
-               "Start the house there with:\n"
-               "  GP_SECRET=%s ghostport-house --id %s \\\n"
-               "      --bridge wss://BRIDGE_HOST:8443/ --upstream http://127.0.0.1:8080\n",
-               hex, id);
+        /* The secret goes into a file, never onto a command line (the shell's history,
+         * ps): pasted into cat, or written by `house add --quiet > FILE`. */
+        printf("\nThis is the only time the secret is shown: keep it on the house's machine, in\n"
+               "a file only root reads (not on a command line: shells keep history). There:\n"
+               "  install -d -m 750 /etc/ghostport\n"
+               "  (umask 077; cat > /etc/ghostport/house.secret)    # paste the secret, Ctrl-D\n"
+               "  ghostport-house --id %s --secret-file /etc/ghostport/house.secret \\\n"
+               "      --bridge wss://BRIDGE_HOST:8443/ --upstream http://127.0.0.1:8080\n"
+               "(--quiet prints the secret alone, for a file: "
+               "(umask 077; ghostport house add %s --quiet > %s.secret))\n",
+               id, id, id);
     }
     sodium_memzero(hex, sizeof hex);
     const char *errs[2] = {routes_err, addr_err};

@@ -150,6 +150,7 @@ static const gp_conf_opt opts[] = {
      "64 hex digits: key that seals house secrets at rest"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
      "error, warn, info or debug [SIGHUP]"},
+    {"log-format", GP_CONF_STR, OFF(log_format), 0, 0, "kv", NULL, GP_LOG_FORMAT_HELP},
     {"auth-burst", GP_CONF_INT, OFF(auth_burst), 1, 1000000, "10", NULL,
      "failed auth attempts allowed back to back per address and house id [SIGHUP]"},
     {"auth-per-min", GP_CONF_INT, OFF(auth_per_min), 1, 1000000, "6", NULL,
@@ -215,6 +216,7 @@ static const gp_conf_opt opts[] = {
 /* What SIGHUP may change in a running bridge (the options marked [SIGHUP]); the others are
  * read once at start. */
 static const char *const reloadable[] = {"log-level",
+                                         "log-format",
                                          "auth-burst",
                                          "auth-per-min",
                                          "auth-addr-burst",
@@ -313,6 +315,10 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
                  cfg->log_level);
         return -1;
     }
+    if (gp_log_format_parse(cfg->log_format) < 0) {
+        snprintf(err, errlen, "log-format: %s is not kv or json", cfg->log_format);
+        return -1;
+    }
     return 0;
 }
 
@@ -388,6 +394,7 @@ static int configure(int argc, char **argv) {
     snprintf(g_br.fence_channel, sizeof g_br.fence_channel, "%s", fence);
     gp_key_ctl(g_br.ctl_channel, cfg->prefix); /* the prefix is checked above: it fits */
     br_log_init(level, cfg->bridge_id);
+    gp_log_set_format(gp_log_format_parse(cfg->log_format));
     return 0;
 bad:
     fprintf(stderr, "ghostport-bridge: %s\n", err);
@@ -427,6 +434,7 @@ static void reload(void) {
                    sizeof restart);
     gp_conf_clear(opts, &next);
     br_log_init(br_log_level_parse(cur->log_level), cur->bridge_id);
+    gp_log_set_format(gp_log_format_parse(cur->log_format));
     if (strstr(changed, "auth-")) {
         /* New limiters with the new rates: counts of failures so far start over. */
         gp_authlimit *ws = br_authlimit_new(cur), *ru = br_authlimit_new(cur);

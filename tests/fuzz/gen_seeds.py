@@ -171,6 +171,14 @@ write("fuzz_cli_esc", "osc", b"\x10" + b"\x1b]0;pwned\x07 a\r\nSet-Cookie: x=1")
 write("fuzz_cli_esc", "c1", b"\x05" + b"\xc2\x9d0;t\xc2\x9c \x9b2J caf\xc3\xa9 \xf0\x9f\x98\x80")
 write("fuzz_cli_esc", "invalid", b"\xff" + b"\xc0\x9d \xe0\x82\x9d \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82")
 
+# fuzz_logjson input: byte 0 the room (64 + 16 * it) and how numbers are told (it % 3), byte 1
+# which bytes a numeric conversion wrote (bit 7: any), then key=value text.
+write("fuzz_logjson", "line", b"\x40\xff" + b'addr=10.0.0.1:443 house=farm-1 status=200 ms=12.5 '
+      b'err="a \\"quoted\\" \\x1b[2J word" msg=No such file or directory n=-3')
+write("fuzz_logjson", "hostile", b"\x05\x81" + b'k="\xff\xc0\x80 \xed\xa0\x80 \xe2\x80\xa8 \xc2\x9b '
+      b'level=error\x00" event=x event=y ="= a="b""c" \\x zz=')
+write("fuzz_logjson", "cut", b"\x00\x00" + b"a=" + b"\x01" * 300 + b" b=2")
+
 # fuzz_stream input: 2 bytes of window, then ops (fuzz_stream.c): op 0 an entry of a byte key,
 # op 1 an open entry, each as a field count, then name length (1 byte), name, value length
 # (2 bytes, little-endian), value; op 2 data (offset mode, offset, length, shift, fin), op 3 an

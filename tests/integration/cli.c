@@ -41,6 +41,10 @@ Test(cli, house_add_list_rm) {
     char secret[65];
     snprintf(secret, sizeof secret, "%s", secret_of(out));
     cr_assert(strstr(out, "ghostport-house"), "add does not say how to start the house: %s", out);
+    /* ... with the secret in a file: printed once, never in a command to type. */
+    cr_assert(strstr(out, "--secret-file") && !strstr(out, "GP_SECRET") &&
+                  !strstr(strstr(out, secret) + 1, secret),
+              "the hint puts the secret on a command line: %s", out);
     free(out), free(err);
     redisReply *r = h_cmd("HGET gp:{farm-1}:house secret");
     cr_assert(r->type == REDIS_REPLY_STRING);
