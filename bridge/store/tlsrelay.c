@@ -5,6 +5,8 @@
  * connection's four transfers; what each then waits for decides its poll events. */
 #include "tlsrelay.h"
 
+#include "conf.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -110,6 +112,10 @@ static SSL_CTX *make_ctx(const char *ca, const char *cert, const char *key, char
     }
     if ((cert && *cert) != (key && *key)) {
         snprintf(err, errlen, "TLS: --redis-cert-file and --redis-key-file go together");
+        goto fail;
+    }
+    if (key && *key && gp_conf_secret_file_ok(key, why, sizeof why) != 0) {
+        snprintf(err, errlen, "TLS: --redis-key-file %s", why);
         goto fail;
     }
     if (cert && *cert &&
