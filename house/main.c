@@ -479,20 +479,26 @@ static int validate_config(char *err, size_t errlen) {
     }
     if (has_file) {
         char ferr[256];
-        if (gp_read_key_file(c->secret_file, 0, g_hs.h.secret, ferr, sizeof ferr) != 0) {
+        int rc = gp_read_key_file(c->secret_file, 0, g_hs.h.secret, ferr, sizeof ferr);
+        if (rc == GP_KEY_INVALID) {
+            snprintf(err, errlen,
+                     "secret-file: %s must hold the house's secret alone, 64 hex digits on one "
+                     "line: put there what ghostport house add %s printed (or re-issue it with "
+                     "ghostport house add %s --force)",
+                     c->secret_file, c->id, c->id);
+            return -1;
+        }
+        if (rc != 0) {
             snprintf(err, errlen, "secret-file: %s", ferr);
             return -1;
         }
-    } else {
-        if (strlen(c->secret) != GP_SECRET_HEX_LEN) {
-            snprintf(err, errlen, "secret: must be exactly 64 hex digits (got %zu characters)",
-                     strlen(c->secret));
-            return -1;
-        }
-        if (gp_secret_from_hex(c->secret, g_hs.h.secret) != 0) {
-            snprintf(err, errlen, "secret: must be exactly 64 hex digits");
-            return -1;
-        }
+    } else if (strlen(c->secret) != GP_SECRET_HEX_LEN ||
+               gp_secret_from_hex(c->secret, g_hs.h.secret) != 0) {
+        snprintf(err, errlen,
+                 "secret: must be exactly 64 hex digits (got %zu characters): what ghostport "
+                 "house add %s printed (or re-issue it with ghostport house add %s --force)",
+                 strlen(c->secret), c->id, c->id);
+        return -1;
     }
     if (c->secret)
         sodium_memzero(c->secret, strlen(c->secret));
@@ -504,7 +510,9 @@ static int validate_config(char *err, size_t errlen) {
     for (size_t i = 0; i < c->nbridges; i++)
         rudp |= starts_with(c->bridges[i], "rudp://");
     if (rudp && (!c->bridge_key || gp_secret_from_hex(c->bridge_key, g_hs.h.bridge_key) != 0)) {
-        snprintf(err, errlen, "bridge-key: rudp:// needs the bridges' public key (64 hex digits)");
+        snprintf(err, errlen,
+                 "bridge-key: rudp:// needs the bridges' public key, 64 hex digits (ghostport "
+                 "rudp-keygen --show KEYFILE prints it from the bridges' key file)");
         return -1;
     }
     if (c->upstream && *c->upstream) {
@@ -531,14 +539,11 @@ static int validate_config(char *err, size_t errlen) {
         snprintf(err, errlen, "log-format: \"%s\" is not kv or json", c->log_format);
         return -1;
     }
-    if (c->ca_file && *c->ca_file) {
-        FILE *f = fopen(c->ca_file, "rb");
-        if (!f) {
-            snprintf(err, errlen, "ca-file: %s: %s", c->ca_file, strerror(errno));
-            return -1;
-        }
-        fclose(f);
-    }
+    /* Loaded now, so that a file that is no CA certificate (a private key, a typo) stops the
+     * start and --check-config instead of failing every dial. */
+    if (c->ca_file && *c->ca_file &&
+        hs_tls_ca_file_check("ca-file", c->ca_file, "bridge", err, errlen) != 0)
+        return -1;
     if (c->upstream_ca_file && *c->upstream_ca_file) {
         /* Loaded once here, so that a file that is no PEM stops the start instead of failing
          * every https:// request and stream later. */

@@ -17,6 +17,7 @@
 #include "janitor.h"
 #include "requests.h"
 #include "streams.h"
+#include "tlsfiles.h"
 #include "tunnel.h"
 #include "udp.h"
 #include "version.h"
@@ -260,7 +261,8 @@ static void usage(void) {
 static int br_read_key_file(const char *path, uint8_t out[32]) {
     if (!path || !*path) {
         br_log(BR_LOG_ERROR, "rudp_key_missing",
-               "hint=\"--rudp-key FILE (ghostport rudp-keygen)\"");
+               "fix=\"--rudp-listen needs --rudp-key FILE: the bridges' private key (make it once "
+               "with ghostport rudp-keygen --out FILE and give every bridge the same)\"");
         return -1;
     }
     char perr[512];
@@ -268,9 +270,15 @@ static int br_read_key_file(const char *path, uint8_t out[32]) {
     if (rc == GP_KEY_UNPROTECTED)
         br_log(BR_LOG_ERROR, "rudp_key_unprotected", "file=%s err=%s", br_qs(path), br_qs(perr));
     else if (rc == GP_KEY_UNREADABLE)
-        br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s", br_qs(path), strerror(errno));
+        br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s fix=%s", br_qs(path),
+               br_qs(strerror(errno)),
+               br_qs("give --rudp-key the file ghostport rudp-keygen --out wrote, readable by "
+                     "the bridge's user"));
     else if (rc != 0)
-        br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\"", br_qs(path));
+        br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\" fix=%s",
+               br_qs(path),
+               br_qs("the file holds the private key alone, 64 hex digits on one line, as "
+                     "ghostport rudp-keygen --out writes it"));
     return rc == 0 ? 0 : -1;
 }
 
@@ -376,11 +384,12 @@ static int configure(int argc, char **argv) {
                  "or --allow-ws to accept plain ws:// (testing only)");
         goto bad;
     }
-    if (has_cert && (access(cfg->tls_cert, R_OK) != 0 || access(cfg->tls_key, R_OK) != 0)) {
-        snprintf(err, sizeof err, "cannot read %s or %s: %s", cfg->tls_cert, cfg->tls_key,
-                 strerror(errno));
+    /* Loaded and matched now (--check-config too): a swapped pair or a key that is not the
+     * certificate's stops the start here, named, rather than in lws's listener. */
+    char tls_warn[512] = "";
+    if (has_cert && br_tls_pair_check("tls-cert", cfg->tls_cert, "tls-key", cfg->tls_key, tls_warn,
+                                      sizeof tls_warn, err, sizeof err) != 0)
         goto bad;
-    }
     if (cfg->master_key && *cfg->master_key) {
         if (gp_secret_from_hex(cfg->master_key, g_br.master_key) != 0) {
             snprintf(err, sizeof err, "master-key: want 64 hex digits");
@@ -395,6 +404,12 @@ static int configure(int argc, char **argv) {
     gp_key_ctl(g_br.ctl_channel, cfg->prefix); /* the prefix is checked above: it fits */
     br_log_init(level, cfg->bridge_id);
     gp_log_set_format(gp_log_format_parse(cfg->log_format));
+    if (tls_warn[0]) {
+        if (cfg->check_config)
+            fprintf(stderr, "ghostport-bridge: warning: %s\n", tls_warn);
+        else
+            br_log(BR_LOG_WARN, "tls_cert_not_valid", "option=tls-cert err=%s", br_qs(tls_warn));
+    }
     return 0;
 bad:
     fprintf(stderr, "ghostport-bridge: %s\n", err);
@@ -824,6 +839,13 @@ static int front_cfg(br_front_cfg *fc, char *err, size_t errlen) {
                      "--tls-cert and --tls-key");
             return -1;
         }
+        /* Its own pair, checked as the bridge's was (configure). */
+        char warn[512];
+        if (own && br_tls_pair_check("http-cert", fc->cert, "http-key", fc->key, warn, sizeof warn,
+                                     err, errlen) != 0)
+            return -1;
+        if (own && warn[0])
+            br_log(BR_LOG_WARN, "tls_cert_not_valid", "option=http-cert err=%s", br_qs(warn));
     }
     return 0;
 }

@@ -445,8 +445,20 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
         gp_metric_inc(u->env->metrics->auth_failures, "rudp");
-        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
-                host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
+        char fix[300];
+        if (psk)
+            snprintf(fix, sizeof fix,
+                     "a wrong secret (give the house the one ghostport house add %s --force "
+                     "prints) or a replayed initiation (nothing to do)",
+                     lk->house);
+        else
+            snprintf(fix, sizeof fix,
+                     "no house %s is registered: ghostport house add %s, or correct the house's "
+                     "--id",
+                     lk->house, lk->house);
+        br_logr(BR_LOG_WARN, "auth_failed",
+                "addr=%s house=%s transport=rudp reason=%s proven=%d fix=%s", host, lk->house,
+                psk ? "bad_proof_or_replay" : "unknown_house", lk->proven, br_qs(fix));
         return;
     }
     if (lk->proven)
