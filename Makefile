@@ -195,18 +195,20 @@ $(BUILD)/tests/unit_journal: $(BUILD)/obj/house/journal.o $(BUILD)/obj/house/cac
 # The house's tunnel core, through a fake transport and executor (no sockets, lws or curl).
 $(BUILD)/tests/unit_tunnel: $(BUILD)/obj/tests/unit/tunnel.o $(call obj,house/tunnel.c house/exchange.c \
 		house/zstate.c house/cache.c house/journal.c house/journal_file.c house/streams.c \
-		house/tls.c house/l3.c) $(UV_LIB) $(PROTO_LIB)
+		house/streams_svc.c house/tls.c house/l3.c) $(UV_LIB) $(PROTO_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter-out $(PROTO_LIB),$^) $(PROTO_LIB) -lcriterion \
 		$(LIBS_PROTO) -luv -lssl -lcrypto -lm
-# The house's TCP streams (house/streams.c; TLS to https:// upstreams: house/tls.c) on a real
-# loop against loopback services.
-$(BUILD)/tests/unit_house_streams: $(call obj,house/streams.c house/zstate.c house/tls.c)
+# The house's TCP streams (house/streams.c, streams_svc.c; TLS to https:// upstreams:
+# house/tls.c) on a real loop against loopback services.
+$(BUILD)/tests/unit_house_streams: $(call obj,house/streams.c house/streams_svc.c house/zstate.c house/tls.c)
 $(BUILD)/tests/unit_house_streams: UNIT_LIBS := -luv -lssl -lcrypto
 # The house's request checks (path normalisation, header names and values).
 $(BUILD)/tests/unit_reqcheck: $(BUILD)/obj/house/reqcheck.o
 # The dashboard's files as embedded in the bridge.
 $(BUILD)/tests/unit_web_assets: $(WEB_OBJ)
+# The JSON log line (proto/logjson.c): every line it writes is parsed by jansson.
+$(BUILD)/tests/unit_logjson: UNIT_LIBS := -ljansson
 # The admin port's server without its I/O, fed bytes by a fake glue (jansson: the reference
 # for its JSON errors).
 $(BUILD)/tests/unit_admin_http: UNIT_LIBS := -ljansson
@@ -360,6 +362,11 @@ build-fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c bridge/store/store_views.c 
 build-fuzz/fuzz_cli_esc: tests/fuzz/fuzz_cli_esc.c bridge/cli/cli_esc.c
 	@mkdir -p $(dir $@)
 	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Ibridge -fsanitize=fuzzer,address,undefined -o $@ $^
+# The JSON log line (--log-format json) of any key=value text, parsed back by jansson.
+build-fuzz/fuzz_logjson: tests/fuzz/fuzz_logjson.c proto/logjson.c proto/logger.c
+	@mkdir -p $(dir $@)
+	$(Q)clang -g -O1 -std=c11 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined -o $@ $^ \
+		$(call PC,--libs,jansson)
 # Arbitrary bytes as the body of the JSON API's POST /api/houses.
 build-fuzz/fuzz_api_body: tests/fuzz/fuzz_api_body.c bridge/admin/api_body.c bridge/store/store_state.c \
 		bridge/store/tunbook.c $(PROTO_SRC)

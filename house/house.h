@@ -31,7 +31,7 @@ typedef struct hs_tcp_service {
     char *name;
     char *host; /* an IP literal or a name (resolved at each connect) */
     char *port; /* decimal, 1-65535 */
-    int tls;    /* an https:// upstream's (streams.c): TLS over the connection, to host */
+    int tls;    /* an https:// upstream's (streams_svc.c): TLS over the connection, to host */
 } hs_tcp_service;
 
 /* Frees the strings of v[0..n) and the array v (NULL ok): the config's --tcp-service list
@@ -49,11 +49,12 @@ typedef struct hs_config {
     long long max_conns;
     char *ca_file;
     int insecure;
-    /* https:// upstreams (upstream.c's requests, streams.c's connections): verified against
+    /* https:// upstreams (upstream.c's requests, streams_svc.c's connections): verified against
      * this CA file (PEM; NULL or "": the system's CAs), or not at all */
     char *upstream_ca_file;
     int upstream_insecure;
     char *log_level;
+    char *log_format; /* kv | json (proto/logger.h) */
     char *state_dir;  /* replay journal; NULL or "": none */
     char *bridge_key; /* rudp: the bridges' public key (hex) */
     long long rudp_jitter_ms, rudp_probe_ms;

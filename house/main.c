@@ -375,6 +375,7 @@ static const gp_conf_opt opts[] = {
      "do not verify the TLS certificates of https:// upstreams (testing only)"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
      "error, warn, info or debug [SIGHUP]"},
+    {"log-format", GP_CONF_STR, OFF(log_format), 0, 0, "kv", NULL, GP_LOG_FORMAT_HELP},
     {"state-dir", GP_CONF_STR, OFF(state_dir), 0, 0, NULL, NULL,
      "directory for DIR/<id>.journal, which remembers calls and responses across restarts of "
      "the house (kill -9, OOM, reboot) so that none runs twice; empty (default): no journal, "
@@ -391,7 +392,8 @@ static const gp_conf_opt opts[] = {
      "on wss while a rudp:// bridge comes first: try UDP again this often (doubling to 5 min)"},
     {"reconnect-max-ms", GP_CONF_INT, OFF(reconnect_max_ms), 1000, 3600000, "30000", NULL,
      "longest wait before dialing again (exponential backoff from 250 ms with full jitter; "
-     "after a refusal, such as a disabled house, between half of it and all of it) [SIGHUP]"},
+     "after a refusal, such as a wrong secret, between half of it and all of it; refused as "
+     "disabled, 2-3 s, so that it is back soon after it is enabled) [SIGHUP]"},
     {"admin-listen", GP_CONF_INT, OFF(admin_listen), -1, 65535, "-1", NULL,
      "admin port: /healthz, /readyz, /metrics (-1: off; 0: any free port, logged in "
      "event=listening transport=admin)"},
@@ -408,8 +410,8 @@ static const gp_conf_opt opts[] = {
 };
 
 /* What SIGHUP may change in a running house (marked [SIGHUP] in --help). */
-static const char *const reloadable[] = {"log-level", "max-body", "max-response",
-                                         "reconnect-max-ms", NULL};
+static const char *const reloadable[] = {"log-level",    "log-format",       "max-body",
+                                         "max-response", "reconnect-max-ms", NULL};
 
 static void print_line(void *ud, const char *line) {
     (void)ud;
@@ -477,20 +479,26 @@ static int validate_config(char *err, size_t errlen) {
     }
     if (has_file) {
         char ferr[256];
-        if (gp_read_key_file(c->secret_file, 0, g_hs.h.secret, ferr, sizeof ferr) != 0) {
+        int rc = gp_read_key_file(c->secret_file, 0, g_hs.h.secret, ferr, sizeof ferr);
+        if (rc == GP_KEY_INVALID) {
+            snprintf(err, errlen,
+                     "secret-file: %s must hold the house's secret alone, 64 hex digits on one "
+                     "line: put there what ghostport house add %s printed (or re-issue it with "
+                     "ghostport house add %s --force)",
+                     c->secret_file, c->id, c->id);
+            return -1;
+        }
+        if (rc != 0) {
             snprintf(err, errlen, "secret-file: %s", ferr);
             return -1;
         }
-    } else {
-        if (strlen(c->secret) != GP_SECRET_HEX_LEN) {
-            snprintf(err, errlen, "secret: must be exactly 64 hex digits (got %zu characters)",
-                     strlen(c->secret));
-            return -1;
-        }
-        if (gp_secret_from_hex(c->secret, g_hs.h.secret) != 0) {
-            snprintf(err, errlen, "secret: must be exactly 64 hex digits");
-            return -1;
-        }
+    } else if (strlen(c->secret) != GP_SECRET_HEX_LEN ||
+               gp_secret_from_hex(c->secret, g_hs.h.secret) != 0) {
+        snprintf(err, errlen,
+                 "secret: must be exactly 64 hex digits (got %zu characters): what ghostport "
+                 "house add %s printed (or re-issue it with ghostport house add %s --force)",
+                 strlen(c->secret), c->id, c->id);
+        return -1;
     }
     if (c->secret)
         sodium_memzero(c->secret, strlen(c->secret));
@@ -502,7 +510,9 @@ static int validate_config(char *err, size_t errlen) {
     for (size_t i = 0; i < c->nbridges; i++)
         rudp |= starts_with(c->bridges[i], "rudp://");
     if (rudp && (!c->bridge_key || gp_secret_from_hex(c->bridge_key, g_hs.h.bridge_key) != 0)) {
-        snprintf(err, errlen, "bridge-key: rudp:// needs the bridges' public key (64 hex digits)");
+        snprintf(err, errlen,
+                 "bridge-key: rudp:// needs the bridges' public key, 64 hex digits (ghostport "
+                 "rudp-keygen --show KEYFILE prints it from the bridges' key file)");
         return -1;
     }
     if (c->upstream && *c->upstream) {
@@ -525,14 +535,15 @@ static int validate_config(char *err, size_t errlen) {
         return -1;
     }
     hs_log_set_level(lvl);
-    if (c->ca_file && *c->ca_file) {
-        FILE *f = fopen(c->ca_file, "rb");
-        if (!f) {
-            snprintf(err, errlen, "ca-file: %s: %s", c->ca_file, strerror(errno));
-            return -1;
-        }
-        fclose(f);
+    if (gp_log_format_parse(c->log_format) < 0) {
+        snprintf(err, errlen, "log-format: \"%s\" is not kv or json", c->log_format);
+        return -1;
     }
+    /* Loaded now, so that a file that is no CA certificate (a private key, a typo) stops the
+     * start and --check-config instead of failing every dial. */
+    if (c->ca_file && *c->ca_file &&
+        hs_tls_ca_file_check("ca-file", c->ca_file, "bridge", err, errlen) != 0)
+        return -1;
     if (c->upstream_ca_file && *c->upstream_ca_file) {
         /* Loaded once here, so that a file that is no PEM stops the start instead of failing
          * every https:// request and stream later. */
@@ -620,6 +631,7 @@ static void reload(void) {
         gp_conf_list_append(restart, sizeof restart, "bridge/service/tcp-service");
     free_config(&next);
     hs_log_set_level(hs_log_parse_level(cur->log_level));
+    gp_log_set_format(gp_log_format_parse(cur->log_format));
     hs_log(HS_LOG_INFO, "config_reloaded", "house=%s changed=%s%s%s", cur->id,
            changed[0] ? changed : "none", restart[0] ? " restart_needed=" : "", restart);
 }
@@ -668,6 +680,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ghostport-house: %s\n(see --help)\n", err);
         goto out_conf;
     }
+    gp_log_set_format(gp_log_format_parse(g_hs.h.cfg.log_format));
     if (g_hs.h.cfg.help) {
         usage();
         rc = 0;

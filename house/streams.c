@@ -1,141 +1,33 @@
-/* streams.c — the house's TCP streams through Redis (streams.h, proto/STREAMS.md): service
- * connections on the loop, the contract's endpoint state machine (proto/stream.c) for
- * offsets, credit, half-close, reset and idle, and the frames of a stream produced when the
- * tunnel pulls them. I/O side; no tunnel here.
+/* streams.c — the house's TCP streams through Redis (streams.h, proto/STREAMS.md): the table
+ * of streams, the contract's endpoint state machine (proto/stream.c) for offsets, credit,
+ * half-close, reset and idle, the frames the tunnel hands in (S_OPEN, S_ENTRY) and those of a
+ * stream produced when it pulls them, the tunnel going up and down, the records of ended
+ * streams and the one timer. Each stream's connection to its service (connect, TLS, reading
+ * within the window, writing, half-close) is streams_svc.c; the two share streams_int.h. I/O
+ * side; no tunnel here.
  *
  * A stream (hs_tcp) lives in a hash table by sid from its S_OPEN until its record expires:
- * first with a service connection (resolving, connecting, open), then as a record of how it
- * ended (dead). Service bytes go into chunks (64 KiB at most, filled up by later reads)
- * that stay until the opener acknowledged them; the opener's bytes go into uv_write
- * requests, acknowledged once written. Output is pulled: a ring of streams with something to
- * say, one frame of each in turn; within a stream, its S_OPENED first, then S_ATTACH, rst,
- * and data/fin/ack.
- *
- * An https:// HTTP upstream's connection runs TLS (tls.c) and its stream carries the
- * plaintext: the ciphertext read goes into the session through one buffer of the module, and
- * the plaintext out of it into the same chunks as a plain read's, as far as the opener's
- * window allows (what does not fit waits in the session, at most one read's worth, and the
- * socket is not read meanwhile); the opener's bytes go through the session into the uv_write
- * requests. The open succeeds once the handshake did; the upstream's close_notify, or its EOF
- * at a record's end, is its fin; our fin is our close_notify, then shutdown(SHUT_WR). */
+ * first with a service connection (resolving, connecting, TLS handshake, open), then as a
+ * record of how it ended (dead). Service bytes wait in chunks until the opener acknowledged
+ * them; the opener's bytes go to the service as they come, acknowledged once written. Output
+ * is pulled: a ring of streams with something to say, one frame of each in turn; within a
+ * stream, its S_OPENED first, then S_ATTACH, rst, and data/fin/ack. */
 #include "streams.h"
 
 #include "compress.h"
 #include "list.h"
 #include "metrics.h"
 #include "stream.h"
-#include "tls.h"
+#include "streams_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#define NBUCKETS 64u
 #define KEEP_RECORDS_EXTRA 256u /* records kept besides 4 x max-streams */
 #define TIMER_MIN_MS 5u
 #define SCRATCH (HS_STREAMS_CHUNK + 64u)
 #define SMALLEST 4096u /* data bytes of an entry cut to fit a transport's room */
-/* An https:// upstream's ciphertext is read, and the opener's bytes encrypted, about a TLS
- * record at a time: a session's memory BIOs keep the most they ever held (for the life of the
- * stream), which stays this small. */
-#define TLS_RD 16384u
-#define TLS_REC 16384u /* plaintext of a record */
-#define TLS_REC_EXTRA                                                                              \
-    256u /* and what encrypting it adds, at most (a guess: more is made room for) */
-#define TLS_HINT "--upstream-ca-file names the CA that signed it"
-
-typedef struct chunk {
-    struct chunk *next;
-    uint64_t off; /* offset of b[0] in the service->opener direction */
-    size_t len, cap;
-    uint8_t b[];
-} chunk;
-
-enum tstate { TS_RESOLVING, TS_CONNECTING, TS_TLS /* handshake */, TS_OPEN, TS_DEAD };
-
-typedef struct hs_tcp hs_tcp;
-struct hs_tcp {
-    hs_streams *st;
-    hs_tcp *hnext;         /* hash chain */
-    hs_tcp *onext;         /* output ring */
-    hs_tcp *dprev, *dnext; /* records, oldest first */
-    int in_out, in_dead;
-    char sid[GP_STREAM_ID_MAX + 1]; /* as received (1-64 bytes; may be refused) */
-    size_t sidlen;
-    char service[GP_STREAM_ID_MAX + 1];
-    const hs_tcp_service *svc;
-    uint32_t lane;
-    enum tstate state;
-    gp_stream g;
-    uint64_t deadline_ms;   /* connect deadline */
-    uint32_t timeout_ms;    /* the open's */
-    uint64_t dead_until_ms; /* record expiry */
-    uint64_t keep_ms;
-    /* the outcome of the open (S_OPENED), 0 while connecting */
-    uint16_t status;
-    const char *error; /* static */
-    char message[GP_STREAM_MESSAGE_MAX + 1];
-    int opened_due, attach_due, rst_due, ack_force, rst_by_house, ever_open;
-    int final_ack_due; /* a cleanly ended stream: our last ack again (it may have been lost) */
-    char rst[GP_STREAM_REASON_MAX + 1];
-    char rst_msg[GP_STREAM_MESSAGE_MAX + 1];
-    /* the service connection */
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_getaddrinfo_t gai;
-    uv_shutdown_t sreq;
-    int tcp_init, tcp_closing, pending; /* pending: the handle and requests not called back */
-    int reading, svc_eof, shut_done, resolving;
-    hs_tls tls;   /* an https:// upstream's session (none: plain) */
-    int sock_eof; /* TLS: the socket's EOF came (svc_eof once the session has given all) */
-    /* service -> opener: bytes [g.snd_acked, read_end) in chunks */
-    chunk *ch, *ct;
-    uint64_t read_end;
-    size_t chunk_bytes; /* allocated */
-    /* opener -> service: writes in flight */
-    size_t wbytes;
-    uint64_t from_service, to_service;
-};
-
-typedef struct wreq {
-    uv_write_t w;
-    hs_tcp *s;
-    size_t n; /* the opener's bytes it carries (TLS: fewer than its own; 0: TLS's own) */
-    uint8_t b[];
-} wreq;
-
-struct hs_streams {
-    uv_loop_t *loop;
-    hs_streams_conf conf;
-    hs_tcp *buckets[NBUCKETS];
-    hs_tcp *out_head, *out_tail;
-    hs_tcp *dead_head, *dead_tail;
-    size_t nlive, nrec;
-    int up, proto, stopping;
-    uint64_t down_ms; /* when the tunnel went down (grace), valid while !up */
-    uv_timer_t timer;
-    int timer_open;
-    uint64_t armed_at; /* 0: not armed */
-    hs_zstate *zs_own;
-    uint8_t *scratch; /* a pulled frame's data (SCRATCH bytes, with the first; a house of a load
-                         test with thousands in a process never makes it) */
-    char sid_out[GP_STREAM_ID_MAX + 1];
-    char msg_out[GP_STREAM_MESSAGE_MAX + 1];
-    char err_out[40];
-    char rst_out[GP_STREAM_REASON_MAX + 1];
-    /* The HTTP upstreams as services "http:<name>". */
-    hs_tcp_service *http;
-    size_t nhttp;
-    /* https:// upstreams: the TLS context and the buffer their ciphertext is read into, both
-     * made with the first such stream (most houses have none) */
-    SSL_CTX *tls_ctx;
-    uint8_t *tls_rd;
-};
-
-static uint64_t now_ms(const hs_streams *st) {
-    return uv_now(st->loop);
-}
 
 static uint32_t fnv(const char *p, size_t n) {
     uint32_t h = 2166136261u;
@@ -162,12 +54,12 @@ static const char *qsid(const hs_tcp *s) {
 static void on_timer(uv_timer_t *t);
 
 /* Something is due at `when` (ms, uv_now's clock): the timer fires no later. */
-static void arm(hs_streams *st, uint64_t when) {
+void hs_st_arm(hs_streams *st, uint64_t when) {
     if (!st->timer_open || st->stopping)
         return;
     if (st->armed_at && st->armed_at <= when)
         return;
-    uint64_t now = now_ms(st);
+    uint64_t now = hs_st_now_ms(st);
     uint64_t delay = when > now ? when - now : 0;
     if (delay < TIMER_MIN_MS)
         delay = TIMER_MIN_MS;
@@ -176,10 +68,6 @@ static void arm(hs_streams *st, uint64_t when) {
 }
 
 /* --- output ------------------------------------------------------------------------------- */
-
-static uint64_t buffered(const hs_tcp *s) {
-    return s->read_end - s->g.snd_acked;
-}
 
 /* Every byte the opener sent us is in the service's socket: acknowledge now (STREAMS.md: a
  * reader that caught up with the key acks, so that the writer can trim). */
@@ -206,9 +94,9 @@ static int out_due(const hs_tcp *s, uint64_t now) {
     return gp_stream_ack_due(g, now, caught_up(g), &ack);
 }
 
-static void want_out(hs_tcp *s) {
+void hs_st_want_out(hs_tcp *s) {
     hs_streams *st = s->st;
-    if (s->in_out || st->stopping || !out_due(s, now_ms(st)))
+    if (s->in_out || st->stopping || !out_due(s, hs_st_now_ms(st)))
         return;
     GP_SLIST_APPEND(st->out_head, st->out_tail, s, onext);
     s->in_out = 1;
@@ -237,7 +125,7 @@ static void count_reset(hs_streams *st, const char *reason) {
         gp_metric_inc(M(st)->stream_resets, reason);
 }
 
-static void count_bytes(hs_streams *st, const char *dir, size_t n) {
+void hs_st_count_bytes(hs_streams *st, const char *dir, size_t n) {
     if (M(st))
         gp_metric_add(M(st)->stream_bytes, dir, (double)n);
 }
@@ -268,39 +156,13 @@ static void unlink_free(hs_tcp *s) {
 }
 
 /* A record goes once expired and nothing of the loop refers to it any more. */
-static int maybe_free(hs_tcp *s, uint64_t now) {
+int hs_st_maybe_free(hs_tcp *s, uint64_t now) {
     if (s->state != TS_DEAD || s->pending || s->opened_due || s->rst_due || s->final_ack_due)
         return 0;
     if (!s->st->stopping && now < s->dead_until_ms)
         return 0;
     unlink_free(s);
     return 1;
-}
-
-static void on_closed(uv_handle_t *h) {
-    hs_tcp *s = h->data;
-    s->pending--;
-    maybe_free(s, now_ms(s->st));
-}
-
-/* Closes the service connection; reset: with SO_LINGER 0, so the service sees a reset. */
-static void close_socket(hs_tcp *s, int reset) {
-    if (s->resolving)
-        uv_cancel((uv_req_t *)&s->gai); /* its callback comes (canceled or not) */
-    if (!s->tcp_init || s->tcp_closing)
-        return;
-    s->tcp_closing = 1;
-    if (reset) {
-        uv_os_fd_t fd;
-        if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
-            struct linger l = {.l_onoff = 1, .l_linger = 0};
-            (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-        }
-    }
-    if (s->reading)
-        uv_read_stop((uv_stream_t *)&s->tcp);
-    s->reading = 0;
-    uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
 /* Most records kept: the oldest that nothing refers to go first. */
@@ -314,27 +176,28 @@ static void trim_records(hs_streams *st) {
 }
 
 /* The stream has no service connection any more (or never had one): it becomes a record. */
-static void go_dead(hs_tcp *s, int reset) {
+void hs_st_go_dead(hs_tcp *s, int reset) {
     hs_streams *st = s->st;
     if (s->state == TS_DEAD)
         return;
-    close_socket(s, reset);
+    hs_svc_close(s, reset);
     hs_tls_free(&s->tls); /* nothing reads or writes through it any more */
     st->nlive--;
     gauge(st);
     s->state = TS_DEAD;
     s->attach_due = s->ack_force = 0;
     free_chunks(s);
-    uint64_t now = now_ms(st);
+    uint64_t now = hs_st_now_ms(st);
     s->dead_until_ms = now + s->keep_ms;
     GP_LIST_APPEND(st->dead_head, st->dead_tail, s, dprev, dnext);
     s->in_dead = 1;
     st->nrec++;
-    arm(st, s->dead_until_ms); /* trimmed when the next stream opens (not while walking them) */
+    hs_st_arm(st,
+              s->dead_until_ms); /* trimmed when the next stream opens (not while walking them) */
 }
 
 /* The house ends the stream with an rst to the opener (reason of STREAMS.md). */
-static void house_reset(hs_tcp *s, const char *reason, const char *message) {
+void hs_st_house_reset(hs_tcp *s, const char *reason, const char *message) {
     if (s->state == TS_DEAD)
         return;
     gp_stream_reset(&s->g, GP_SR_LOCAL);
@@ -346,8 +209,8 @@ static void house_reset(hs_tcp *s, const char *reason, const char *message) {
            qsid(s), hs_qs(s->service), reason, hs_qs(s->rst_msg),
            (unsigned long long)s->from_service, (unsigned long long)s->to_service);
     count_reset(s->st, reason);
-    go_dead(s, 1);
-    want_out(s);
+    hs_st_go_dead(s, 1);
+    hs_st_want_out(s);
 }
 
 /* The opener reset the stream: the service sees a reset too; nothing goes back. */
@@ -357,23 +220,23 @@ static void peer_reset(hs_tcp *s, const char *reason) {
            hs_qs(s->service), hs_qs(reason), (unsigned long long)s->from_service,
            (unsigned long long)s->to_service);
     count_reset(s->st, "peer");
-    go_dead(s, 1);
+    hs_st_go_dead(s, 1);
 }
 
 /* Both directions ended cleanly (fins delivered and acknowledged both ways). */
-static void check_done(hs_tcp *s) {
+void hs_st_check_done(hs_tcp *s) {
     if (s->state != TS_OPEN || s->g.reset != GP_SR_NONE || !gp_stream_done(&s->g) || s->wbytes)
         return;
     hs_log(HS_LOG_INFO, "stream_close",
            "sid=%s service=%s reason=fin from_service=%llu to_service=%llu", qsid(s),
            hs_qs(s->service), (unsigned long long)s->from_service,
            (unsigned long long)s->to_service);
-    go_dead(s, 0);
+    hs_st_go_dead(s, 0);
 }
 
 /* --- the open ----------------------------------------------------------------------------- */
 
-static void set_outcome(hs_tcp *s, uint16_t status, const char *error, const char *message) {
+void hs_st_set_outcome(hs_tcp *s, uint16_t status, const char *error, const char *message) {
     s->status = status;
     s->error = error;
     snprintf(s->message, sizeof s->message, "%s", message ? message : "");
@@ -382,172 +245,6 @@ static void set_outcome(hs_tcp *s, uint16_t status, const char *error, const cha
     hs_log(status == 200 ? HS_LOG_INFO : HS_LOG_WARN, "stream_open",
            "sid=%s service=%s status=%u reason=%s message=%s", qsid(s), hs_qs(s->service), status,
            status == 200 ? "ok" : error, hs_qs(s->message));
-}
-
-static void fail_open(hs_tcp *s, const char *what, int err) {
-    char m[sizeof s->message];
-    if (err)
-        snprintf(m, sizeof m, "connect to %s:%s (service %s): %s", s->svc->host, s->svc->port,
-                 s->service, what ? what : uv_strerror(err));
-    else
-        snprintf(m, sizeof m, "connect to %s:%s (service %s): %s", s->svc->host, s->svc->port,
-                 s->service, what);
-    set_outcome(s, 502, "upstream_unreachable", m);
-    go_dead(s, 0);
-    want_out(s);
-}
-
-static void update_reading(hs_tcp *s);
-static void maybe_shutdown(hs_tcp *s);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
-static int tls_send(hs_tcp *s);
-
-/* The service's connection is up (and its TLS handshake done): the open succeeds. */
-static void open_ok(hs_tcp *s) {
-    s->state = TS_OPEN;
-    s->ever_open = 1;
-    /* its keep-alive and idle clock from now: a scan while it was connecting (or in its TLS
-     * handshake) armed the timer for the open's deadline only */
-    arm(s->st, gp_stream_next_timer(&s->g));
-    set_outcome(s, 200, "", "");
-    update_reading(s);
-    maybe_shutdown(s); /* the opener's fin may be in already */
-    want_out(s);
-}
-
-/* The TLS session failed: before the open's outcome the open fails (502 with why), after
- * it the stream is reset. */
-static void tls_failed(hs_tcp *s, const char *why) {
-    if (s->state == TS_TLS)
-        fail_open(s, why, 0);
-    else
-        house_reset(s, "refused", why);
-}
-
-static void tls_failed_session(hs_tcp *s) {
-    char why[GP_STREAM_MESSAGE_MAX];
-    hs_tls_why(&s->tls, "upstream", TLS_HINT, why, sizeof why);
-    tls_failed(s, why);
-}
-
-/* The handshake as far as the upstream's bytes allow; complete, the open succeeds. */
-static void tls_handshake(hs_tcp *s) {
-    int r = hs_tls_handshake(&s->tls);
-    int rc = tls_send(s); /* its next message, or the alert that tells the upstream why */
-    if (r < 0) {
-        tls_failed_session(s);
-        return;
-    }
-    if (rc != 0) {
-        fail_open(s, rc == GP_ERR_NOMEM ? "out of memory" : NULL, rc == GP_ERR_NOMEM ? 0 : rc);
-        return;
-    }
-    if (r == 1)
-        open_ok(s);
-}
-
-/* TCP is up to an https:// upstream: its TLS session starts (the ClientHello), the socket is
- * read for the handshake. */
-static void tls_begin(hs_tcp *s) {
-    hs_streams *st = s->st;
-    char err[GP_STREAM_MESSAGE_MAX];
-    if (!st->tls_ctx && !(st->tls_ctx = hs_tls_ctx_new(st->conf.tls_ca_file, err, sizeof err))) {
-        fail_open(s, err, 0); /* the next open tries again */
-        return;
-    }
-    if (!st->tls_rd && !(st->tls_rd = malloc(TLS_RD))) {
-        fail_open(s, "out of memory", 0);
-        return;
-    }
-    if (hs_tls_start(&s->tls, st->tls_ctx, s->svc->host, !st->conf.tls_insecure, err, sizeof err) !=
-        0) {
-        fail_open(s, strcmp(err, "out_of_memory") == 0 ? "out of memory" : err, 0);
-        return;
-    }
-    s->state = TS_TLS;
-    int rc = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
-    if (rc != 0) {
-        fail_open(s, NULL, rc);
-        return;
-    }
-    s->reading = 1;
-    tls_handshake(s);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-    hs_tcp *s = req->data;
-    s->pending--;
-    if (s->state != TS_CONNECTING) { /* timed out, reset or stopping meanwhile */
-        maybe_free(s, now_ms(s->st));
-        return;
-    }
-    if (status < 0) {
-        fail_open(s, NULL, status);
-        return;
-    }
-    uv_tcp_nodelay(&s->tcp, 1);
-    if (s->svc->tls)
-        tls_begin(s);
-    else
-        open_ok(s);
-}
-
-static void connect_addr(hs_tcp *s, const struct sockaddr *sa) {
-    int rc = uv_tcp_init(s->st->loop, &s->tcp);
-    if (rc != 0) {
-        fail_open(s, NULL, rc);
-        return;
-    }
-    s->tcp_init = 1;
-    s->pending++; /* the handle, until on_closed */
-    s->tcp.data = s;
-    s->creq.data = s;
-    s->state = TS_CONNECTING;
-    rc = uv_tcp_connect(&s->creq, &s->tcp, sa, on_connect);
-    if (rc != 0) {
-        fail_open(s, NULL, rc);
-        return;
-    }
-    s->pending++;
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-    hs_tcp *s = req->data;
-    s->pending--;
-    s->resolving = 0;
-    if (s->state != TS_RESOLVING) {
-        uv_freeaddrinfo(res);
-        maybe_free(s, now_ms(s->st));
-        return;
-    }
-    if (status < 0 || !res) {
-        uv_freeaddrinfo(res);
-        fail_open(s, status < 0 ? NULL : "no address", status < 0 ? status : 0);
-        return;
-    }
-    connect_addr(s, res->ai_addr);
-    uv_freeaddrinfo(res);
-}
-
-static void connect_start(hs_tcp *s) {
-    struct sockaddr_storage ss;
-    int port = atoi(s->svc->port);
-    if (uv_ip4_addr(s->svc->host, port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(s->svc->host, port, (struct sockaddr_in6 *)&ss) == 0) {
-        connect_addr(s, (const struct sockaddr *)&ss);
-        return;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    s->gai.data = s;
-    s->state = TS_RESOLVING;
-    int rc = uv_getaddrinfo(s->st->loop, &s->gai, on_resolved, s->svc->host, s->svc->port, &hints);
-    if (rc != 0) {
-        fail_open(s, NULL, rc);
-        return;
-    }
-    s->pending++;
-    s->resolving = 1;
 }
 
 static const hs_tcp_service *service_find(const hs_streams *st, gp_str name) {
@@ -575,7 +272,7 @@ static void on_open(hs_streams *st, const gp_frame *f) {
             s->opened_due = 1;
             if (s->state == TS_DEAD && s->rst_by_house && s->ever_open)
                 s->rst_due = 1; /* its end, again */
-            want_out(s);
+            hs_st_want_out(s);
         }
         return;
     }
@@ -587,7 +284,7 @@ static void on_open(hs_streams *st, const gp_frame *f) {
         hs_log(HS_LOG_ERROR, "out_of_memory", "what=stream");
         return;
     }
-    uint64_t now = now_ms(st);
+    uint64_t now = hs_st_now_ms(st);
     s->st = st;
     memcpy(s->sid, o->sid.p, o->sid.len);
     s->sidlen = o->sid.len;
@@ -603,7 +300,7 @@ static void on_open(hs_streams *st, const gp_frame *f) {
     hs_tcp **b = &st->buckets[fnv(s->sid, s->sidlen) % NBUCKETS];
     s->hnext = *b;
     *b = s;
-    st->nlive++; /* go_dead counts it out again */
+    st->nlive++; /* hs_st_go_dead counts it out again */
     s->state = TS_RESOLVING;
     char m[160];
     const char *bad = NULL;
@@ -620,9 +317,9 @@ static void on_open(hs_streams *st, const gp_frame *f) {
                  GP_STREAM_IDLE_MAX),
             bad = m;
     if (bad) {
-        set_outcome(s, 400, "bad_request", bad);
-        go_dead(s, 0);
-        want_out(s);
+        hs_st_set_outcome(s, 400, "bad_request", bad);
+        hs_st_go_dead(s, 0);
+        hs_st_want_out(s);
         return;
     }
     s->svc = service_find(st, o->service);
@@ -636,22 +333,22 @@ static void on_open(hs_streams *st, const gp_frame *f) {
                      s->service + 5);
         else
             snprintf(m, sizeof m, "this house has no default HTTP upstream (--upstream)");
-        set_outcome(s, 403, "forbidden_service", m);
-        go_dead(s, 0);
-        want_out(s);
+        hs_st_set_outcome(s, 403, "forbidden_service", m);
+        hs_st_go_dead(s, 0);
+        hs_st_want_out(s);
         return;
     }
     if (st->nlive > st->conf.max_streams) {
         snprintf(m, sizeof m, "the house is at its --max-streams %u", st->conf.max_streams);
-        set_outcome(s, 503, "unavailable", m);
-        go_dead(s, 0);
-        want_out(s);
+        hs_st_set_outcome(s, 503, "unavailable", m);
+        hs_st_go_dead(s, 0);
+        hs_st_want_out(s);
         return;
     }
     if (gp_stream_init(&s->g, now, o->window, o->idle_ms) != 0) { /* checked above */
-        set_outcome(s, 400, "bad_request", "window or idle_ms out of bounds");
-        go_dead(s, 0);
-        want_out(s);
+        hs_st_set_outcome(s, 400, "bad_request", "window or idle_ms out of bounds");
+        hs_st_go_dead(s, 0);
+        hs_st_want_out(s);
         return;
     }
     uint32_t timeout = o->timeout_ms ? o->timeout_ms : 30000u;
@@ -659,355 +356,13 @@ static void on_open(hs_streams *st, const gp_frame *f) {
         timeout = GP_STREAM_IDLE_MAX;
     s->timeout_ms = timeout;
     s->deadline_ms = now + timeout;
-    arm(st, s->deadline_ms);
-    arm(st, gp_stream_next_timer(&s->g));
+    hs_st_arm(st, s->deadline_ms);
+    hs_st_arm(st, gp_stream_next_timer(&s->g));
     gauge(st);
-    connect_start(s);
+    hs_svc_connect(s);
 }
 
-/* --- service -> opener ------------------------------------------------------------------ */
-
-static uint64_t room_left(const hs_tcp *s) {
-    uint64_t used = buffered(s);
-    return s->g.snd_win > used ? s->g.snd_win - used : 0;
-}
-
-/* Where the service's next bytes go: the tail chunk's free space, or a new chunk, within
- * the opener's window. 0: none (the window is full, or no memory). */
-static int read_space(hs_tcp *s, uint8_t **p, size_t *n) {
-    uint64_t room = room_left(s);
-    if (room == 0)
-        return 0;
-    chunk *t = s->ct;
-    if (t && t->len < t->cap && t->off + t->len == s->read_end) {
-        size_t k = t->cap - t->len;
-        *p = t->b + t->len;
-        *n = k < room ? k : (size_t)room;
-        return 1;
-    }
-    size_t cap = room < HS_STREAMS_CHUNK ? (size_t)room : HS_STREAMS_CHUNK;
-    chunk *c = malloc(sizeof *c + cap);
-    if (!c)
-        return 0;
-    c->next = NULL;
-    c->off = s->read_end;
-    c->len = 0;
-    c->cap = cap;
-    GP_SLIST_APPEND(s->ch, s->ct, c, next);
-    s->chunk_bytes += cap;
-    *p = c->b;
-    *n = cap;
-    return 1;
-}
-
-/* n bytes of the service landed where read_space said. */
-static void read_took(hs_tcp *s, size_t n) {
-    s->ct->len += n;
-    s->read_end += n;
-    s->from_service += n;
-    count_bytes(s->st, "from_service", n);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)suggested;
-    hs_tcp *s = h->data;
-    *buf = uv_buf_init(NULL, 0);
-    if (hs_tls_active(&s->tls)) {
-        /* ciphertext: read while its plaintext has somewhere to go (the handshake's always).
-         * Every read is drained at once as far as the window allows, so the session holds
-         * at most one read's worth besides a partial record */
-        if (s->state == TS_OPEN && room_left(s) == 0)
-            return;
-        *buf = uv_buf_init((char *)s->st->tls_rd, TLS_RD);
-        return;
-    }
-    uint8_t *p;
-    size_t n;
-    if (read_space(s, &p, &n))
-        *buf = uv_buf_init((char *)p, (unsigned)n);
-}
-
-static void tls_on_read(hs_tcp *s, ssize_t nread, const uv_buf_t *buf);
-
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
-    hs_tcp *s = h->data;
-    if (s->state != TS_OPEN && s->state != TS_TLS)
-        return;
-    if (nread == 0)
-        return;
-    if (nread == UV_ENOBUFS) { /* the window is full (or no memory): wait for acks */
-        uv_read_stop(h);
-        s->reading = 0;
-        return;
-    }
-    if (hs_tls_active(&s->tls) && (nread > 0 || nread == UV_EOF)) {
-        tls_on_read(s, nread, buf);
-        return;
-    }
-    if (nread > 0) {
-        read_took(s, (size_t)nread); /* on_alloc handed out the tail chunk's free space */
-        update_reading(s);
-        want_out(s);
-        return;
-    }
-    if (nread == UV_EOF) {
-        s->svc_eof = 1;
-        update_reading(s);
-        want_out(s); /* the fin, once every byte is written */
-        return;
-    }
-    if (s->state == TS_TLS) {
-        fail_open(s, NULL, (int)nread);
-        return;
-    }
-    char m[160];
-    snprintf(m, sizeof m, "service %s reset the connection: %s", s->service,
-             uv_strerror((int)nread));
-    house_reset(s, "refused", m);
-}
-
-/* --- TLS (an https:// upstream) ----------------------------------------------------------- */
-
-/* The plaintext the session holds, into chunks while the opener's window has room; what
- * reading made the session say, to the socket; the upstream's close_notify, or its socket's
- * EOF once the session has given everything, as its fin (an EOF inside a record cut the
- * stream short: a reset). 0, or -1: the stream was reset. */
-static int tls_drain(hs_tcp *s) {
-    int got = 0, full = 0, r = HS_TLS_WANT;
-    while (!s->svc_eof && hs_tls_buffered(&s->tls)) {
-        uint8_t *p;
-        size_t n;
-        if (!read_space(s, &p, &n)) {
-            full = 1; /* the window is full: the rest waits in the session */
-            break;
-        }
-        r = hs_tls_read(&s->tls, p, n);
-        if (r <= 0)
-            break;
-        read_took(s, (size_t)r);
-        got = 1;
-    }
-    if (r == HS_TLS_FAIL) {
-        tls_failed_session(s);
-        return -1;
-    }
-    /* after our close_notify the session has nothing more to say that could go out */
-    int rc = s->shut_done ? 0 : tls_send(s);
-    if (rc != 0) {
-        char m[160];
-        snprintf(m, sizeof m, "writing to service %s: %s", s->service,
-                 rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
-        house_reset(s, "refused", m);
-        return -1;
-    }
-    if (r == HS_TLS_EOF) {
-        s->svc_eof = 1;
-    } else if (!full && s->sock_eof && !s->svc_eof) {
-        if (hs_tls_buffered(&s->tls)) {
-            char m[160];
-            snprintf(m, sizeof m, "service %s: TLS: the connection ended inside a record",
-                     s->service);
-            house_reset(s, "refused", m);
-            return -1;
-        }
-        s->svc_eof = 1;
-    }
-    if (got || s->svc_eof)
-        want_out(s);
-    return 0;
-}
-
-static void tls_on_read(hs_tcp *s, ssize_t nread, const uv_buf_t *buf) {
-    if (nread == UV_EOF) {
-        if (s->state == TS_TLS) {
-            tls_failed_session(s); /* "the connection closed" */
-            return;
-        }
-        s->sock_eof = 1;
-        update_reading(s); /* stops reading; the fin once the session has given all */
-        return;
-    }
-    if (hs_tls_feed(&s->tls, buf->base, (size_t)nread) != 0) {
-        tls_failed(s, "out of memory");
-        return;
-    }
-    if (s->state == TS_TLS)
-        tls_handshake(s);
-    else
-        update_reading(s);
-}
-
-/* Reads the service only while its bytes fit the opener's window (TLS: once the plaintext
- * the session holds is out, as far as it fits). */
-static void update_reading(hs_tcp *s) {
-    if (s->state != TS_OPEN || s->tcp_closing)
-        return;
-    if (hs_tls_active(&s->tls) && tls_drain(s) != 0)
-        return;
-    int want = !s->svc_eof && !s->sock_eof && buffered(s) < s->g.snd_win;
-    if (want && !s->reading) {
-        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
-            s->reading = 1;
-    } else if (!want && s->reading) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
-        s->reading = 0;
-    }
-}
-
-/* The opener acknowledged up to g.snd_acked: those bytes go. */
-static void drop_acked(hs_tcp *s) {
-    while (s->ch && s->ch->off + s->ch->len <= s->g.snd_acked &&
-           (s->ch->len == s->ch->cap || s->ch != s->ct)) {
-        chunk *c = s->ch;
-        GP_SLIST_SHIFT(s->ch, s->ct, next);
-        s->chunk_bytes -= c->cap;
-        free(c);
-    }
-    /* an emptied tail chunk that still has room is kept for the next read; if it is wholly
-     * acknowledged and not being filled, it goes too */
-    if (s->ch && s->ch == s->ct && s->ch->off + s->ch->len <= s->g.snd_acked && !s->reading) {
-        s->chunk_bytes -= s->ch->cap;
-        free(s->ch);
-        s->ch = s->ct = NULL;
-    }
-}
-
-/* --- opener -> service ------------------------------------------------------------------ */
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-    (void)status; /* a service that cannot take our half-close notices the rest itself */
-    hs_tcp *s = req->data;
-    s->pending--;
-    maybe_free(s, now_ms(s->st));
-}
-
-static void maybe_shutdown(hs_tcp *s) {
-    gp_stream *g = &s->g;
-    if (s->state != TS_OPEN || s->shut_done || !g->rcv_fin || g->rcv_consumed != g->rcv_fin_off ||
-        s->wbytes)
-        return;
-    /* TLS: our close_notify before the socket's FIN; an upstream that cannot take it notices
-     * the rest itself, as with the FIN */
-    if (hs_tls_active(&s->tls) && hs_tls_close(&s->tls) == 0)
-        (void)tls_send(s);
-    s->shut_done = 1;
-    s->sreq.data = s;
-    if (uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, on_shutdown) == 0)
-        s->pending++;
-}
-
-static void on_write(uv_write_t *req, int status) {
-    wreq *w = (wreq *)req;
-    hs_tcp *s = w->s;
-    size_t n = w->n;
-    free(w);
-    s->pending--;
-    s->wbytes -= n;
-    if (s->state == TS_DEAD) {
-        maybe_free(s, now_ms(s->st));
-        return;
-    }
-    if (status < 0 && s->state == TS_TLS) {
-        fail_open(s, NULL, status);
-        return;
-    }
-    if (status < 0) {
-        char m[160];
-        snprintf(m, sizeof m, "writing to service %s: %s", s->service, uv_strerror(status));
-        house_reset(s, "refused", m);
-        return;
-    }
-    if (n == 0)
-        return;                              /* TLS's own bytes */
-    if (gp_stream_consumed(&s->g, n) != 0) { /* cannot be: n was delivered */
-        house_reset(s, "closed", "house: consumed past delivered");
-        return;
-    }
-    s->to_service += n;
-    count_bytes(s->st, "to_service", n);
-    maybe_shutdown(s);
-    want_out(s); /* an ack may be due */
-    check_done(s);
-}
-
-/* w's len bytes to the socket; the write carries `plain` of the opener's bytes. 0, or
- * libuv's error (w freed). */
-static int submit(hs_tcp *s, wreq *w, size_t len, size_t plain) {
-    w->s = s;
-    w->n = plain;
-    uv_buf_t b = uv_buf_init((char *)w->b, (unsigned)len);
-    int rc = uv_write(&w->w, (uv_stream_t *)&s->tcp, &b, 1, on_write);
-    if (rc != 0) {
-        free(w);
-        return rc;
-    }
-    s->pending++;
-    s->wbytes += plain;
-    return 0;
-}
-
-/* What the TLS session has for the socket (its own: handshake, alerts, close_notify), in one
- * write. 0, GP_ERR_NOMEM or libuv's error. */
-static int tls_send(hs_tcp *s) {
-    size_t len = hs_tls_pending(&s->tls);
-    if (len == 0)
-        return 0;
-    wreq *w = malloc(sizeof *w + len);
-    if (!w)
-        return GP_ERR_NOMEM;
-    return submit(s, w, hs_tls_pull(&s->tls, w->b, len), 0);
-}
-
-/* n of the opener's bytes through the TLS session, a record at a time, into one write. 0,
- * 1 (the session broke: why filled), GP_ERR_NOMEM or libuv's error. */
-static int tls_deliver(hs_tcp *s, const uint8_t *p, size_t n, char *why, size_t whylen) {
-    size_t cap = n + (n / TLS_REC + 1) * TLS_REC_EXTRA, len = 0;
-    wreq *w = malloc(sizeof *w + cap);
-    if (!w)
-        return GP_ERR_NOMEM;
-    for (size_t off = 0; off < n;) {
-        size_t k = n - off < TLS_REC ? n - off : TLS_REC;
-        if (hs_tls_write(&s->tls, p + off, k) != 0) {
-            free(w);
-            hs_tls_why(&s->tls, "upstream", TLS_HINT, why, whylen);
-            return 1;
-        }
-        off += k;
-        size_t more = hs_tls_pending(&s->tls);
-        if (len + more > cap) {
-            wreq *g = realloc(w, sizeof *w + len + more);
-            if (!g) {
-                free(w);
-                return GP_ERR_NOMEM;
-            }
-            w = g;
-            cap = len + more;
-        }
-        len += hs_tls_pull(&s->tls, w->b + len, more);
-    }
-    return submit(s, w, len, n);
-}
-
-/* n of the opener's bytes to the service. 0, or -1 with why (the stream is to be reset). */
-static int deliver(hs_tcp *s, const uint8_t *p, size_t n, char *why, size_t whylen) {
-    int rc = GP_ERR_NOMEM;
-    if (hs_tls_active(&s->tls)) {
-        rc = tls_deliver(s, p, n, why, whylen);
-        if (rc == 1)
-            return -1;
-    } else {
-        wreq *w = malloc(sizeof *w + n);
-        if (w) {
-            memcpy(w->b, p, n);
-            rc = submit(s, w, n, n);
-        }
-    }
-    if (rc == 0)
-        return 0;
-    snprintf(why, whylen, "writing to service %s: %s", s->service,
-             rc == GP_ERR_NOMEM ? "out of memory" : uv_strerror(rc));
-    return -1;
-}
+/* --- the opener's entries ----------------------------------------------------------------- */
 
 static void on_entry(hs_streams *st, const gp_frame *f) {
     const __typeof__(f->u.s_entry) *x = &f->u.s_entry;
@@ -1046,7 +401,7 @@ static void on_entry(hs_streams *st, const gp_frame *f) {
         if (dn < 0 || (size_t)dn > GP_STREAM_DATA_MAX) {
             snprintf(err, sizeof err, "bad compressed data");
         } else if (!(plain = malloc(dn ? (size_t)dn : 1))) {
-            house_reset(s, "closed", "house out of memory");
+            hs_st_house_reset(s, "closed", "house out of memory");
             return;
         } else {
             hs_zstate *z = hs_zstate_ready(st->conf.zs, &st->zs_own, 0);
@@ -1068,42 +423,42 @@ static void on_entry(hs_streams *st, const gp_frame *f) {
     if (err[0]) {
         free(plain);
         gp_stream_reset(&s->g, GP_SR_MALFORMED);
-        house_reset(s, "malformed", err);
+        hs_st_house_reset(s, "malformed", err);
         return;
     }
     if (e.rst[0]) {
         free(plain);
-        gp_stream_on_rst(&s->g, now_ms(st), e.rst);
+        gp_stream_on_rst(&s->g, hs_st_now_ms(st), e.rst);
         peer_reset(s, e.rst);
         return;
     }
     size_t skip = 0, take = 0;
-    int rc = gp_stream_apply(&s->g, now_ms(st), &e, &skip, &take);
+    int rc = gp_stream_apply(&s->g, hs_st_now_ms(st), &e, &skip, &take);
     if (rc < 0) {
         free(plain);
         const char *why = gp_stream_reason_name(s->g.reset);
         char m[160];
         snprintf(m, sizeof m, "entry at off %llu len %zu ack %llu: %s", (unsigned long long)e.off,
                  e.data.len, (unsigned long long)e.ack, why);
-        house_reset(s, why, m);
+        hs_st_house_reset(s, why, m);
         return;
     }
     if (take) {
         char m[GP_STREAM_MESSAGE_MAX];
-        if (deliver(s, e.data.p + skip, take, m, sizeof m) != 0) {
+        if (hs_svc_deliver(s, e.data.p + skip, take, m, sizeof m) != 0) {
             free(plain);
-            house_reset(s, "refused", m);
+            hs_st_house_reset(s, "refused", m);
             return;
         }
     }
     free(plain);
     if (e.has_ack || e.has_win) {
-        drop_acked(s);
-        update_reading(s);
+        hs_svc_drop_acked(s);
+        hs_svc_update_reading(s);
     }
-    maybe_shutdown(s);
-    want_out(s);
-    check_done(s);
+    hs_svc_maybe_shutdown(s);
+    hs_st_want_out(s);
+    hs_st_check_done(s);
 }
 
 /* --- pulling frames ----------------------------------------------------------------------- */
@@ -1122,7 +477,7 @@ static int control_out(const gp_frame *f, size_t max, int *due) {
 
 /* One frame of s into *f: 1, 0 nothing due, -1 does not fit max. */
 static int produce(hs_streams *st, hs_tcp *s, size_t max, gp_frame *f) {
-    uint64_t now = now_ms(st);
+    uint64_t now = hs_st_now_ms(st);
     memcpy(st->sid_out, s->sid, s->sidlen);
     gp_str sid = {(const uint8_t *)st->sid_out, s->sidlen};
     if (s->opened_due) {
@@ -1259,14 +614,14 @@ int hs_streams_pull(hs_streams *st, size_t max, gp_frame *f, uint32_t *lane) {
         s->in_out = 0;
         s->onext = NULL;
         if (r == 0) {
-            maybe_free(s, now_ms(st));
+            hs_st_maybe_free(s, hs_st_now_ms(st));
             continue;
         }
         *lane = s->lane;
-        want_out(s); /* to the back of the ring if it has more to say */
-        check_done(s);
+        hs_st_want_out(s); /* to the back of the ring if it has more to say */
+        hs_st_check_done(s);
         if (!s->in_out && s->state == TS_DEAD)
-            maybe_free(s, now_ms(st));
+            hs_st_maybe_free(s, hs_st_now_ms(st));
         return 1;
     }
     return 0;
@@ -1292,13 +647,13 @@ static void attach_one(hs_tcp *s, void *ud) {
         s->attach_due = 1;
         s->ack_force = 1;
         (void)gp_stream_resume(&s->g);
-        update_reading(s);
+        hs_svc_update_reading(s);
     } else if (s->state == TS_DEAD && s->rst_by_house && s->ever_open) {
         s->rst_due = 1; /* it may have been lost with the last connection */
     } else if (s->state == TS_DEAD && s->ever_open && s->g.reset == GP_SR_NONE) {
         s->final_ack_due = 1; /* ended cleanly: our ack of the opener's fin, again */
     }
-    want_out(s);
+    hs_st_want_out(s);
 }
 
 void hs_streams_tunnel_up(hs_streams *st, int proto) {
@@ -1312,16 +667,16 @@ void hs_streams_tunnel_up(hs_streams *st, int proto) {
     each(st, attach_one, NULL);
     if (st->out_head && st->conf.wake)
         st->conf.wake(st->conf.ud);
-    arm(st, now_ms(st));
+    hs_st_arm(st, hs_st_now_ms(st));
 }
 
 void hs_streams_tunnel_down(hs_streams *st) {
     if (!st->up && st->down_ms)
         return;
     st->up = 0;
-    st->down_ms = now_ms(st);
+    st->down_ms = hs_st_now_ms(st);
     if (st->nlive)
-        arm(st, st->down_ms + st->conf.grace_ms);
+        hs_st_arm(st, st->down_ms + st->conf.grace_ms);
 }
 
 void hs_streams_on_frame(hs_streams *st, const gp_frame *f) {
@@ -1353,7 +708,7 @@ static void tick_one(hs_tcp *s, void *ud) {
             char m[64];
             snprintf(m, sizeof m, "%stimed out after %u ms",
                      s->state == TS_TLS ? "TLS handshake " : "", s->timeout_ms);
-            fail_open(s, m, 0);
+            hs_svc_fail_open(s, m, 0);
             return;
         }
         next_at(sc, s->deadline_ms);
@@ -1365,10 +720,10 @@ static void tick_one(hs_tcp *s, void *ud) {
             snprintf(m, sizeof m, "the house had no bridge for %llu ms",
                      (unsigned long long)(now - st->down_ms));
             if (s->state == TS_OPEN) {
-                house_reset(s, "grace", m);
+                hs_st_house_reset(s, "grace", m);
             } else {
                 /* no outcome given yet: the open is delivered again to the next bridge */
-                go_dead(s, 1);
+                hs_st_go_dead(s, 1);
                 s->dead_until_ms = now; /* nothing to remember */
             }
             return;
@@ -1379,18 +734,18 @@ static void tick_one(hs_tcp *s, void *ud) {
         if (gp_stream_tick(&s->g, now)) {
             char m[64];
             snprintf(m, sizeof m, "nothing from the opener for %u ms", s->g.idle_ms);
-            house_reset(s, "idle", m);
+            hs_st_house_reset(s, "idle", m);
             return;
         }
         next_at(sc, s->g.last_rx_ms + s->g.idle_ms);
         if (st->up) {
-            want_out(s); /* a keep-alive ack may be due */
+            hs_st_want_out(s); /* a keep-alive ack may be due */
             uint64_t ka = s->g.last_ack_ms + s->g.idle_ms / 3;
             next_at(sc, ka > now ? ka : now + s->g.idle_ms / 3);
         }
     }
     if (s->state == TS_DEAD) {
-        if (maybe_free(s, now))
+        if (hs_st_maybe_free(s, now))
             return;
         next_at(sc, s->dead_until_ms > now ? s->dead_until_ms : now + 1000);
     }
@@ -1399,10 +754,10 @@ static void tick_one(hs_tcp *s, void *ud) {
 static void on_timer(uv_timer_t *t) {
     hs_streams *st = t->data;
     st->armed_at = 0;
-    scan sc = {.now = now_ms(st), .next = UINT64_MAX};
+    scan sc = {.now = hs_st_now_ms(st), .next = UINT64_MAX};
     each(st, tick_one, &sc);
     if (sc.next != UINT64_MAX)
-        arm(st, sc.next);
+        hs_st_arm(st, sc.next);
 }
 
 /* --- life --------------------------------------------------------------------------------- */
@@ -1532,7 +887,7 @@ static void stop_one(hs_tcp *s, void *ud) {
     if (s->state != TS_DEAD) {
         hs_log(HS_LOG_INFO, "stream_close", "sid=%s service=%s reason=shutdown", qsid(s),
                hs_qs(s->service));
-        go_dead(s, 1);
+        hs_st_go_dead(s, 1);
     }
 }
 

@@ -1,5 +1,5 @@
 /* tls.h — the house's TLS client, OpenSSL on memory BIOs: the connection to a bridge
- * (tr_ws.c, wss://) and the stream connections to https:// upstreams (streams.c) run it over
+ * (tr_ws.c, wss://) and the stream connections to https:// upstreams (streams_svc.c) run it over
  * their own libuv sockets. No I/O here: the owner of a socket feeds what it reads
  * (hs_tls_feed), takes the plaintext out (hs_tls_read), puts its plaintext in (hs_tls_write)
  * and writes what hs_tls_pull hands it to the socket, in that order, after each of those.
@@ -62,5 +62,28 @@ size_t hs_tls_pull(hs_tls *t, void *p, size_t cap);
  * ("bridge", "upstream"), hint how to trust it ("--ca-file names the CA that signed it").
  * Takes the thread's OpenSSL error queue. */
 void hs_tls_why(const hs_tls *t, const char *peer, const char *hint, char *why, size_t n);
+
+/* Where a peer's certificate is checked from, for the words of hs_tls_verify_failure: the peer
+ * ("bridge", "upstream"), host and port as dialed, and the option that names the CAs trusted
+ * ("--ca-file") with its value (NULL or "": the system's CAs). */
+typedef struct hs_tls_peer {
+    const char *peer, *host;
+    int port;
+    const char *ca_opt, *ca_file;
+} hs_tls_peer;
+
+/* After a failed handshake: 1 when what failed is the peer's certificate, with OpenSSL's
+ * reason in words into why ("the bridge's certificate is not trusted: certificate has
+ * expired") and what to do about that reason into fix; 0 when the certificate was not what
+ * failed (nothing written). */
+int hs_tls_verify_failure(const hs_tls *t, const hs_tls_peer *p, char *why, size_t wn, char *fix,
+                          size_t fn);
+
+/* 0 when the file (option's value, e.g. "ca-file") holds at least one PEM certificate that
+ * OpenSSL takes as a CA to trust; else -1 with what is wrong and what to do in err ("FILE
+ * holds a private key, not a certificate: ..."), peer ("bridge") the one whose certificate
+ * it is to check. */
+int hs_tls_ca_file_check(const char *option, const char *path, const char *peer, char *err,
+                         size_t errlen);
 
 #endif

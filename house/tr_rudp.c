@@ -36,6 +36,7 @@ typedef struct upath {
     unsigned gen;   /* bumped on every reset: a late DNS answer for an older dial is ignored */
     uv_udp_t *sock; /* one per session: a closing one may still be in libuv's hands */
     int port;
+    char host[256]; /* as dialed, for the lines that say why a dial failed */
     struct sockaddr_storage addr;
     gp_sess *hs; /* handshaking */
     gp_rudp *ru; /* established */
@@ -112,6 +113,16 @@ static void path_end(upath *u, const char *why) {
         up->on_closed(up->ud, &u->r->base, why);
 }
 
+/* The dial failed for a cause recognised: its own line (transport.h, on_cause), then the end. */
+static void path_fail(upath *u, int level, const char *event, const char *why, const char *fix) {
+    const hs_transport_up *up = u->r->base.up;
+    if (!u->probe && up->on_cause) {
+        up->on_reason(up->ud, &u->r->base, why, 1);
+        up->on_cause(up->ud, &u->r->base, level, event, fix);
+    }
+    path_end(u, why);
+}
+
 /* Frames from the core into the engine while it has room. */
 static void fill(tr_rudp *r, gp_rudp *ru) {
     const hs_transport_up *up = r->base.up;
@@ -166,9 +177,20 @@ static void on_timer(uv_timer_t *t) {
         return;
     }
     if (u->hs) { /* still handshaking: the next retransmit of the initiation */
-        if (send_hello(u, now) != 0)
-            path_end(u, "rudp_no_answer");
-        else
+        if (send_hello(u, now) != 0) {
+            /* A bridge answers no initiation it cannot accept (proto/RUDP.md): an unknown id,
+             * a wrong secret or a wrong --bridge-key look like a bridge that is not there. */
+            char why[400], fix[700];
+            snprintf(why, sizeof why, "no answer from rudp://%s:%d to the session handshake",
+                     u->host, u->port);
+            snprintf(fix, sizeof fix,
+                     "check that the bridge listens on UDP port %d (--rudp-listen) and that no "
+                     "firewall drops it, that --bridge-key is the bridges' public key (ghostport "
+                     "rudp-keygen --show KEYFILE), and the id and secret (ghostport house list; "
+                     "ghostport house add ID --force): a bridge stays silent to each of these",
+                     u->port);
+            path_fail(u, HS_LOG_WARN, "bridge_no_answer", why, fix);
+        } else
             arm(u);
         return;
     }
@@ -295,7 +317,19 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     if (status != 0 || !res) {
         uv_freeaddrinfo(res);
-        path_end(u, "dns_failed");
+        char why[400], fix[400];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", u->host, uv_strerror(status));
+        if (status == UV_EAI_AGAIN)
+            snprintf(fix, sizeof fix,
+                     "DNS did not answer: check this machine's resolver (/etc/resolv.conf) and "
+                     "network; the house keeps trying");
+        else
+            snprintf(fix, sizeof fix,
+                     "check the host name in --bridge (a typo?) and that DNS knows it: getent "
+                     "hosts %s",
+                     u->host);
+        path_fail(u, status == UV_EAI_AGAIN ? HS_LOG_WARN : HS_LOG_ERROR, "bridge_dns_failed", why,
+                  fix);
         return;
     }
     memset(&u->addr, 0, sizeof u->addr);
@@ -318,6 +352,7 @@ static int path_dial(upath *u, const char *host, int port) {
     g->req.data = g;
     u->active = 1;
     u->port = port;
+    snprintf(u->host, sizeof u->host, "%s", host);
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_DGRAM;

@@ -53,9 +53,14 @@ typedef struct ws_conn {
     int sock_open;    /* sock is initialised and not closing */
     struct addrinfo *ai, *ai_next;
     gp_ws_url url;
-    hs_tls tls;   /* none for ws:// */
-    int tls_done; /* TLS handshake complete (or no TLS) */
-    int open;     /* upgraded: frames flow */
+    hs_tls tls;    /* none for ws:// */
+    int tls_done;  /* TLS handshake complete (or no TLS) */
+    int open;      /* upgraded: frames flow */
+    int connected; /* the TCP connect succeeded */
+    /* The bridge's first bytes, kept while the TLS handshake runs: "HTTP/1.0 403" from a plain
+     * ws:// bridge says why a wss:// dial fails. */
+    uint8_t first[16];
+    size_t nfirst;
     int over;
     size_t wq; /* bytes in libuv's write queue */
     char accept[32];
@@ -81,6 +86,7 @@ struct tr_ws {
 static uint8_t g_rd[RD_CHUNK], g_plain[RD_CHUNK];
 
 static void conn_end(ws_conn *c, const char *why);
+static void conn_fail(ws_conn *c, int level, const char *event, const char *why, const char *fix);
 static void pump_out(ws_conn *c);
 static void on_kick(uv_idle_t *k);
 
@@ -112,6 +118,49 @@ void hs_ws_shared_free(struct hs_ws_shared *s) {
 /* Why the TLS session failed, in words that say what to do. */
 static void tls_why(ws_conn *c, char *why, size_t n) {
     hs_tls_why(&c->tls, "bridge", "--ca-file names the CA that signed it", why, n);
+}
+
+/* 1 when the bridge's first bytes are no TLS record (content types 20-23, version 3.x): a
+ * plain ws:// bridge answering the ClientHello ("HTTP/1.0 403 ..."). */
+static int first_not_tls(const ws_conn *c) {
+    return c->nfirst >= 2 && !(c->first[0] >= 20 && c->first[0] <= 23 && c->first[1] == 3);
+}
+
+/* wss:// that failed before the session was up: the bridge speaks no TLS, its certificate was
+ * refused, or the handshake failed otherwise; one line says which and what to do. */
+static void tls_handshake_failed(ws_conn *c, const char *closed) {
+    char why[700], fix[700];
+    const gp_ws_url *u = &c->url;
+    if (first_not_tls(c)) {
+        char said[sizeof c->first + 1];
+        size_t k = 0;
+        for (; k < c->nfirst && c->first[k] >= ' ' && c->first[k] < 0x7f; k++)
+            said[k] = (char)c->first[k];
+        said[k] = '\0';
+        snprintf(why, sizeof why, "the bridge answered the TLS handshake in plain text%s%s%s",
+                 k ? " (\"" : "", said, k ? "...\")" : "");
+        snprintf(fix, sizeof fix,
+                 "this bridge serves ws:// (--allow-ws): dial ws://%s:%d/, or give the bridge "
+                 "--tls-cert and --tls-key for wss://",
+                 u->host, u->port);
+        conn_fail(c, HS_LOG_ERROR, "bridge_not_tls", why, fix);
+        return;
+    }
+    tr_ws *w = c->w;
+    hs_tls_peer peer = {"bridge", u->host, u->port, "--ca-file", w ? w->h->cfg.ca_file : NULL};
+    if (hs_tls_verify_failure(&c->tls, &peer, why, sizeof why, fix, sizeof fix)) {
+        conn_fail(c, HS_LOG_ERROR, "tls_verify_failed", why, fix);
+        return;
+    }
+    if (closed)
+        snprintf(why, sizeof why, "%s", closed);
+    else
+        tls_why(c, why, sizeof why);
+    snprintf(fix, sizeof fix,
+             "check that %s port %d is a wss:// bridge (its log, and openssl s_client -connect "
+             "%s:%d)",
+             u->host, u->port, u->host, u->port);
+    conn_fail(c, HS_LOG_ERROR, "tls_failed", why, fix);
 }
 
 static int tls_start(tr_ws *w, ws_conn *c) {
@@ -348,15 +397,37 @@ static int rx_head(ws_conn *c, const uint8_t *p, size_t n, size_t *used) {
     free(c->head);
     c->head = NULL;
     if (rc != 0) {
-        conn_end(c, why);
+        char fix[700];
+        snprintf(fix, sizeof fix,
+                 "check that %s port %d is a Ghost Port bridge's (its --listen) and that the URL's "
+                 "path is /",
+                 c->url.host, c->url.port);
+        conn_fail(c, HS_LOG_ERROR, "bridge_upgrade_refused", why, fix);
         return -1;
     }
     return 1;
 }
 
+/* ws:// to a bridge that serves wss:// only: lws hangs up on a plain upgrade without a word
+ * (how: "reset the connection"), or a TLS stack answers it with an alert. */
+static void tls_expected(ws_conn *c, const char *how) {
+    char why[700], fix[700];
+    snprintf(why, sizeof why,
+             "the bridge %s at the plain WebSocket upgrade: it expects TLS (wss://)", how);
+    snprintf(fix, sizeof fix,
+             "dial wss://%s:%d/ (ws:// only reaches a bridge started with --allow-ws)", c->url.host,
+             c->url.port);
+    conn_fail(c, HS_LOG_ERROR, "bridge_tls_expected", why, fix);
+}
+
 /* Plain bytes from the bridge. 0 on, -1 the connection is over. */
 static int plain_in(ws_conn *c, const uint8_t *p, size_t n) {
     tr_ws *w = c->w;
+    if (!c->open && !c->url.tls && c->head_len == 0 && n >= 2 && (p[0] == 21 || p[0] == 22) &&
+        p[1] == 3) { /* a TLS alert or handshake record: the bridge expects TLS */
+        tls_expected(c, "answered in TLS");
+        return -1;
+    }
     if (!c->open) {
         size_t used = 0;
         int rc = rx_head(c, p, n, &used);
@@ -413,9 +484,7 @@ static int tls_in(ws_conn *c) {
         if (r != 1) {
             if (r == 0)
                 return 0;
-            char why[200];
-            tls_why(c, why, sizeof why);
-            conn_end(c, why);
+            tls_handshake_failed(c, NULL);
             return -1;
         }
         c->tls_done = 1;
@@ -453,14 +522,25 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     if (c->over || n == 0)
         return;
     if (n < 0) {
-        if (n != UV_EOF)
+        if (!c->open && !c->url.tls && c->head_len == 0 && (n == UV_EOF || n == UV_ECONNRESET))
+            tls_expected(c, n == UV_EOF ? "closed the connection" : "reset the connection");
+        else if (!c->open && c->url.tls && !c->tls_done)
+            tls_handshake_failed(c, n == UV_EOF ? "the bridge closed the connection during the "
+                                                  "TLS handshake"
+                                                : uv_strerror((int)n));
+        else if (n != UV_EOF)
             conn_end(c, uv_strerror((int)n));
         else if (!c->open)
-            conn_end(c, c->tls_done ? "the bridge closed the connection before the upgrade"
-                                    : "the connection closed during the TLS handshake");
+            conn_end(c, "the bridge closed the connection before the upgrade");
         else
             conn_end(c, "closed");
         return;
+    }
+    if (!c->tls_done && c->nfirst < sizeof c->first) { /* kept for tls_handshake_failed */
+        size_t k =
+            sizeof c->first - c->nfirst < (size_t)n ? sizeof c->first - c->nfirst : (size_t)n;
+        memcpy(c->first + c->nfirst, b->base, k);
+        c->nfirst += k;
     }
     if (!hs_tls_active(&c->tls)) {
         plain_in(c, (const uint8_t *)b->base, (size_t)n);
@@ -491,6 +571,35 @@ static void on_handle_closed(uv_handle_t *h) {
 
 static void try_connect(ws_conn *c);
 
+/* The TCP connect to the last of the name's addresses failed: refused (nothing listens, or a
+ * firewall rejects), unreachable, or else. */
+static void connect_failed(ws_conn *c, int status) {
+    char why[700], fix[700];
+    const gp_ws_url *u = &c->url;
+    if (status == UV_ECONNREFUSED) {
+        snprintf(why, sizeof why, "nothing listens on %s port %d (connection refused)", u->host,
+                 u->port);
+        snprintf(fix, sizeof fix,
+                 "check the port in --bridge against the bridge's --listen (default 8443), that "
+                 "the bridge runs (systemctl status ghostport-bridge) and that no firewall "
+                 "rejects port %d",
+                 u->port);
+        conn_fail(c, HS_LOG_WARN, "bridge_refused", why, fix);
+    } else if (status == UV_ETIMEDOUT || status == UV_EHOSTUNREACH || status == UV_ENETUNREACH) {
+        snprintf(why, sizeof why, "cannot reach %s port %d: %s", u->host, u->port,
+                 uv_strerror(status));
+        snprintf(fix, sizeof fix,
+                 "check the address in --bridge, this machine's route to it and that no "
+                 "firewall drops TCP port %d",
+                 u->port);
+        conn_fail(c, HS_LOG_WARN, "bridge_unreachable", why, fix);
+    } else {
+        snprintf(why, sizeof why, "cannot connect to %s port %d: %s", u->host, u->port,
+                 uv_strerror(status));
+        conn_end(c, why);
+    }
+}
+
 static void on_sock_closed_retry(uv_handle_t *h) {
     ws_conn *c = h->data;
     if (!c->over)
@@ -508,12 +617,10 @@ static void on_connect(uv_connect_t *req, int status) {
             uv_close((uv_handle_t *)&c->sock, on_sock_closed_retry);
             return;
         }
-        char why[300];
-        snprintf(why, sizeof why, "cannot connect to %s port %d: %s", c->url.host, c->url.port,
-                 uv_strerror(status));
-        conn_end(c, why);
+        connect_failed(c, status);
         return;
     }
+    c->connected = 1;
     uv_tcp_nodelay(&c->sock, 1);
     if (uv_read_start((uv_stream_t *)&c->sock, on_alloc, on_read) != 0) {
         conn_end(c, "read_failed");
@@ -537,21 +644,32 @@ static void try_connect(ws_conn *c) {
     c->refs++;
     c->con.data = c;
     int rc = uv_tcp_connect(&c->con, &c->sock, a->ai_addr, on_connect);
-    if (rc < 0) {
-        char why[300];
-        snprintf(why, sizeof why, "cannot connect to %s port %d: %s", c->url.host, c->url.port,
-                 uv_strerror(rc));
-        conn_end(c, why);
-    }
+    if (rc < 0)
+        connect_failed(c, rc);
+}
+
+/* The bridge's name did not resolve: unknown (a typo?), or DNS not answering now. */
+static void dns_failed(const gp_ws_url *u, int status, char *why, size_t wn, char *fix, size_t fn) {
+    snprintf(why, wn, "cannot resolve %s: %s", u->host, uv_strerror(status));
+    if (status == UV_EAI_AGAIN)
+        snprintf(fix, fn,
+                 "DNS did not answer: check this machine's resolver (/etc/resolv.conf) and "
+                 "network; the house keeps trying");
+    else
+        snprintf(fix, fn,
+                 "check the host name in --bridge (a typo?) and that DNS knows it: getent hosts "
+                 "%s",
+                 u->host);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     ws_conn *c = req->data;
     c->ai = res;
     if (!c->over && (status < 0 || !res)) {
-        char why[300];
-        snprintf(why, sizeof why, "cannot resolve %s: %s", c->url.host, uv_strerror(status));
-        conn_end(c, why);
+        char why[700], fix[700];
+        dns_failed(&c->url, status, why, sizeof why, fix, sizeof fix);
+        conn_fail(c, status == UV_EAI_AGAIN ? HS_LOG_WARN : HS_LOG_ERROR, "bridge_dns_failed", why,
+                  fix);
     } else if (!c->over) {
         c->ai_next = res;
         try_connect(c);
@@ -579,6 +697,15 @@ static void conn_end(ws_conn *c, const char *why) {
         w->closing = 0;
         w->base.up->on_closed(w->base.up->ud, &w->base, why);
     }
+}
+
+/* The connection failed for a cause recognised: its own line (transport.h, on_cause), then
+ * the end. */
+static void conn_fail(ws_conn *c, int level, const char *event, const char *why, const char *fix) {
+    tr_ws *w = c->w;
+    if (!c->over && w && w->c == c && w->base.up->on_cause)
+        w->base.up->on_cause(w->base.up->ud, &w->base, level, event, fix);
+    conn_end(c, why);
 }
 
 /* --- the transport's operations --------------------------------------------------------------- */
@@ -612,9 +739,11 @@ static int ws_dial(hs_transport *t, const char *url) {
     int rc = uv_getaddrinfo(w->loop, &c->gai, on_resolved, u.host, port, &hints);
     if (rc < 0) {
         c->refs--; /* no resolve: no callback */
-        char why[300];
-        snprintf(why, sizeof why, "cannot resolve %s: %s", u.host, uv_strerror(rc));
+        char why[700], fix[700];
+        dns_failed(&u, rc, why, sizeof why, fix, sizeof fix);
         t->up->on_reason(t->up->ud, t, why, 1);
+        if (t->up->on_cause)
+            t->up->on_cause(t->up->ud, t, HS_LOG_ERROR, "bridge_dns_failed", fix);
         w->c = NULL; /* failed at once: reported by our return, not on_closed */
         c->w = NULL;
         c->over = 1;
@@ -647,8 +776,19 @@ static void ws_close(hs_transport *t) {
 
 static void ws_drop(hs_transport *t) {
     tr_ws *w = (tr_ws *)t;
-    if (w->c)
-        conn_end(w->c, "closed");
+    ws_conn *c = w->c;
+    if (c && !c->connected && c->ai) { /* the core's deadline, the TCP connect still waiting */
+        char why[700], fix[700];
+        snprintf(why, sizeof why, "no answer from %s port %d (the TCP connect timed out)",
+                 c->url.host, c->url.port);
+        snprintf(fix, sizeof fix,
+                 "check the address in --bridge and that no firewall drops TCP port %d on the "
+                 "way",
+                 c->url.port);
+        t->up->on_reason(t->up->ud, t, why, 1);
+        conn_fail(c, HS_LOG_WARN, "bridge_unreachable", why, fix);
+    } else if (c)
+        conn_end(c, "closed");
 }
 
 /* From inside the loop: everything goes. An open connection gets a close frame (1001, going

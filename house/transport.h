@@ -51,6 +51,12 @@ typedef struct hs_transport_up {
      * core already has a reason. */
     void (*on_reason)(void *ud, hs_transport *t, const char *why, int replace);
     void (*on_closed)(void *ud, hs_transport *t, const char *why); /* the connection is over */
+    /* Optional, before on_closed (or dial's -1): the dial failed for a cause the transport
+     * recognised (the name is unknown, nothing listens, TLS on one side only, a certificate
+     * not trusted), in place of the generic connect_failed line: its event (e.g.
+     * "bridge_refused"), level (HS_LOG_WARN, HS_LOG_ERROR) and what to do (the line's fix=).
+     * The reason is why, as on_closed gives it. */
+    void (*on_cause)(void *ud, hs_transport *t, int level, const char *event, const char *fix);
     /* The next frame to write if it is at most max bytes (else NULL), and whether there is
      * any now. `sent` hands a pulled frame back (it frees it): ok once it is written, 0 when
      * it could not be (the connection is failing). o NULL, ok 1: a chance to write found

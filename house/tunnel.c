@@ -35,8 +35,9 @@
 #define LOW_WATER (1u << 20)
 #define HANDSHAKE_MS 15000u /* dial + TLS + auth; the bridge allows 10 s for its part */
 #define BACKOFF_BASE_MS 250u
-#define STABLE_MS 60000u /* a connection up this long resets the backoff */
-#define DRAIN_MS 10000u  /* GOAWAY DRAINING: longest wait for in-flight responses */
+#define DISABLED_RETRY_MS 2000u /* refused as disabled: next dial in 2-3 s (BK_DISABLED) */
+#define STABLE_MS 60000u        /* a connection up this long resets the backoff */
+#define DRAIN_MS 10000u         /* GOAWAY DRAINING: longest wait for in-flight responses */
 #define DEFAULT_PING_MS 5000u
 
 static void conn_close(hs_tunnel *t, const char *reason, enum backoff_kind bk);
@@ -471,7 +472,11 @@ static uint64_t backoff_delay(hs_tunnel *t, enum backoff_kind bk) {
     if (bk == BK_NOW)
         return 0;
     uint32_t cap = (uint32_t)t->h->cfg.reconnect_max_ms; /* --reconnect-max-ms */
-    if (bk == BK_LONG) /* the bridge refused us: hammering it will not help */
+    /* Disabled: only the operator's enable lets us in, and we cannot hear it; asking every few
+     * seconds costs the bridge a handshake each time (no failed attempt is charged). */
+    if (bk == BK_DISABLED && cap >= DISABLED_RETRY_MS * 3 / 2)
+        return DISABLED_RETRY_MS + randombytes_uniform(DISABLED_RETRY_MS / 2 + 1);
+    if (bk == BK_LONG || bk == BK_DISABLED) /* the bridge refused us: hammering it won't help */
         return cap / 2 + randombytes_uniform(cap / 2 + 1);
     unsigned a = t->attempt < 16 ? t->attempt : 16;
     uint64_t window = (uint64_t)BACKOFF_BASE_MS << a;
@@ -505,10 +510,16 @@ static void conn_ended(hs_tunnel *t, const char *why) {
         t->attempt = 0;
     if (was_live || t->dial_ms)
         hs_tn_event(t, was_live ? HS_EV_DISCONNECTED : HS_EV_DIAL_FAILED, t->reason, 0);
-    if (was_live || t->dial_ms)
-        hs_log(HS_LOG_WARN, was_live ? "disconnected" : "connect_failed",
+    if (!was_live && t->dial_ms && t->fail_event[0]) /* one line: what failed, what to do */
+        hs_log(t->fail_level, t->fail_event, "house=%s bridge=%s reason=%s fix=%s", t->h->cfg.id,
+               hs_qs(t->url), hs_qs(t->reason), hs_qs(t->fail_fix));
+    else if (was_live || t->dial_ms)
+        hs_log(!was_live && t->fail_logged ? HS_LOG_DEBUG : HS_LOG_WARN,
+               was_live ? "disconnected" : "connect_failed",
                "house=%s bridge=%s reason=%s up_ms=%llu detached=%zu", t->h->cfg.id, hs_qs(t->url),
                hs_qs(t->reason), (unsigned long long)(was_live ? now - t->live_ms : 0), detached);
+    t->fail_event[0] = '\0';
+    t->fail_logged = 0;
     t->live_ms = 0;
     if (t->h->stopping)
         return;
@@ -576,6 +587,8 @@ static int up_dialing(void *ud, hs_transport *tr, int tls) {
     hs_tunnel *t = ud;
     t->tr = tr;
     t->reason[0] = '\0';
+    t->fail_event[0] = '\0';
+    t->fail_logged = 0;
     t->state = CS_CONNECTING;
     t->dial_ms = hs_now_ms();
     t->live_ms = 0;
@@ -645,6 +658,19 @@ static void up_closed(void *ud, hs_transport *tr, const char *why) {
     hs_tunnel *t = ud;
     if (tr == t->tr)
         conn_ended(t, why ? why : "closed");
+}
+
+/* The failure's own line, logged by conn_ended (fix: what to do). */
+static void fail_cause(hs_tunnel *t, int level, const char *event, const char *fix) {
+    t->fail_level = level;
+    snprintf(t->fail_event, sizeof t->fail_event, "%s", event);
+    snprintf(t->fail_fix, sizeof t->fail_fix, "%s", fix);
+}
+
+static void up_cause(void *ud, hs_transport *tr, int level, const char *event, const char *fix) {
+    hs_tunnel *t = ud;
+    if (tr == t->tr && t->state != CS_LIVE)
+        fail_cause(t, level, event, fix);
 }
 
 static void up_reason(void *ud, hs_transport *tr, const char *why, int replace) {
@@ -841,10 +867,20 @@ static void on_challenge(hs_tunnel *t, const gp_frame *f) {
     gp_str id = gp_str_c(t->h->cfg.id);
     if (gp_auth_verify(GP_ROLE_BRIDGE, t->h->secret, id, t->hn, f->u.challenge.nonce,
                        f->u.challenge.proof) != 0) {
-        /* The bridge does not know our secret: an impostor, or our registry entry differs. */
-        hs_log(HS_LOG_ERROR, "bridge_auth_failed", "house=%s bridge=%s", t->h->cfg.id,
-               hs_qs(t->url));
-        conn_close(t, "bridge_auth_failed", BK_LONG);
+        /* The bridge does not prove our secret. A bridge answers an id it does not know under a
+         * decoy secret, exactly as a known one (proto/PROTOCOL.md), so that nobody can learn
+         * which ids exist: which of the two it is, only the registry can tell. */
+        char fix[400];
+        snprintf(fix, sizeof fix,
+                 "check that ghostport house list shows %s; if it does, re-issue its secret with "
+                 "ghostport house add %s --force and give this house the new one (a bridge "
+                 "whose --master-key differs from the CLI's logs secret_unreadable)",
+                 t->h->cfg.id, t->h->cfg.id);
+        fail_cause(t, HS_LOG_ERROR, "auth_failed", fix);
+        conn_close(t,
+                   "the bridge does not know this house's secret: the id is not registered, or "
+                   "the secret is not the registered one",
+                   BK_LONG);
         return;
     }
     uint8_t proof[GP_PROOF_LEN];
@@ -933,15 +969,33 @@ static void on_goaway(hs_tunnel *t, const gp_frame *f) {
         t->next_backoff = BK_NOW;
         hs_tn_maybe_finish_drain(t);
         return;
-    case GP_GOAWAY_AUTH:
-        /* Wrong secret, or the house is disabled or removed (msg says which). */
-        hs_log(HS_LOG_ERROR, "auth_rejected", "code=auth house=%s bridge=%s msg=%s", t->h->cfg.id,
-               hs_qs(t->url), msg);
-        conn_close(t, "auth_rejected", BK_LONG);
+    case GP_GOAWAY_AUTH: {
+        /* The house is disabled (it proved its secret: the bridge may say so), or its proof
+         * was refused (msg says which). */
+        char fix[300];
+        int disabled = gp_str_eq(f->u.goaway.message, GP_GOAWAY_MSG_DISABLED);
+        if (disabled)
+            snprintf(fix, sizeof fix,
+                     "an operator disabled this house: ghostport house enable %s lets it in again",
+                     t->h->cfg.id);
+        else
+            snprintf(fix, sizeof fix,
+                     "check the id with ghostport house list and re-issue the secret with "
+                     "ghostport house add %s --force",
+                     t->h->cfg.id);
+        hs_log(HS_LOG_ERROR, "auth_rejected", "code=auth house=%s bridge=%s msg=%s fix=%s",
+               t->h->cfg.id, hs_qs(t->url), msg, hs_qs(fix));
+        t->fail_logged = 1;
+        conn_close(t, "auth_rejected", disabled ? BK_DISABLED : BK_LONG);
         return;
+    }
     case GP_GOAWAY_RATE_LIMIT:
-        hs_log(HS_LOG_ERROR, "auth_rate_limited", "house=%s bridge=%s msg=%s", t->h->cfg.id,
-               hs_qs(t->url), msg);
+        hs_log(HS_LOG_ERROR, "auth_rate_limited", "house=%s bridge=%s msg=%s fix=%s", t->h->cfg.id,
+               hs_qs(t->url), msg,
+               hs_qs("the bridge refuses this id from this address for a while after failed "
+                     "attempts (its --auth-burst, --auth-per-min): correct the secret (see the "
+                     "auth_failed line) and the house gets in again"));
+        t->fail_logged = 1;
         conn_close(t, "rate_limited", BK_LONG);
         return;
     case GP_GOAWAY_FENCED:
@@ -1100,6 +1154,7 @@ hs_tunnel *hs_tunnel_new(hs_house *h) {
                               .on_error = up_error,
                               .on_reason = up_reason,
                               .on_closed = up_closed,
+                              .on_cause = up_cause,
                               .pull = up_pull,
                               .pending = up_pending,
                               .sent = up_sent,

@@ -43,7 +43,9 @@ struct hs_stream {
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_HELLO, CS_AUTH, CS_LIVE, CS_CLOSING };
 
 /* What the next reconnect delay looks like. */
-enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW };
+/* BK_DISABLED: refused as disabled (GP_GOAWAY_MSG_DISABLED): a short fixed wait, so that the
+ * house is back within seconds of being enabled (it cannot hear that itself). */
+enum backoff_kind { BK_NORMAL, BK_LONG, BK_NOW, BK_DISABLED };
 
 struct early;
 
@@ -64,7 +66,13 @@ struct hs_tunnel {
     uint64_t epoch;
     unsigned attempt;
     enum backoff_kind next_backoff;
-    char reason[160];
+    char reason[400];
+    /* The failed dial's own line (transport.h, on_cause; a refused handshake): in place of
+     * connect_failed, event fail_event at fail_level with fix= fail_fix. fail_logged: the
+     * failure has had its line already (a GOAWAY's): connect_failed goes to debug. */
+    char fail_event[40];
+    char fail_fix[600];
+    int fail_level, fail_logged;
     int draining;
     int switch_to; /* the next dial goes to this bridge index (-1: the next one) */
     uint64_t probe_iv;

@@ -125,6 +125,10 @@ enum {
     GP_GOAWAY_PROTOCOL = 4,   /* peer sent an invalid frame */
     GP_GOAWAY_RATE_LIMIT = 5, /* too many failed attempts from this address */
 };
+/* The message of GOAWAY(AUTH) to a house that proved its secret but is disabled (PROTOCOL.md,
+ * Goaway): the house then tries again after a short fixed delay, not its long one, so that an
+ * enabled house is back within seconds. */
+#define GP_GOAWAY_MSG_DISABLED "house disabled"
 
 typedef struct gp_header {
     gp_str name;

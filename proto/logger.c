@@ -164,6 +164,7 @@ const char *gp_log_value(char *b, const void *vp, size_t len) {
 /* --- the process's logger --------------------------------------------------------------- */
 
 static int g_level = GP_LOG_INFO;
+static int g_format = GP_LOG_FMT_KV;
 static char g_fixed[160];
 static gp_log_sink g_sink;
 static gp_log_rl g_rl;
@@ -171,6 +172,31 @@ static gp_log_rl g_rl;
 void gp_log_init(int level, const char *fixed) {
     g_level = level;
     snprintf(g_fixed, sizeof g_fixed, "%s", fixed ? fixed : "");
+}
+
+int gp_log_format_parse(const char *s) {
+    return s && strcasecmp(s, "kv") == 0     ? GP_LOG_FMT_KV
+           : s && strcasecmp(s, "json") == 0 ? GP_LOG_FMT_JSON
+                                             : -1;
+}
+
+const char *gp_log_format_name(int format) {
+    return format == GP_LOG_FMT_JSON ? "json" : "kv";
+}
+
+void gp_log_set_format(int format) {
+    g_format = format == GP_LOG_FMT_JSON ? GP_LOG_FMT_JSON : GP_LOG_FMT_KV;
+}
+
+int gp_log_get_format(void) {
+    return g_format;
+}
+
+size_t gp_log_vline(char *line, int level, const char *event, const char *fixed, const char *tail,
+                    const char *fmt, va_list ap) {
+    if (g_format == GP_LOG_FMT_JSON)
+        return gp_log_vformat_json(line, level, event, fixed, tail, fmt, ap);
+    return gp_log_vformat(line, level, event, fixed, tail, fmt, ap);
 }
 
 void gp_log_set_level(int level) {
@@ -192,8 +218,8 @@ static void vlog(int level, const char *event, const char *tail, const char *fmt
         g_sink(level, event, kv);
         return;
     }
-    char line[GP_LOG_LINE];
-    size_t n = gp_log_vformat(line, level, event, g_fixed, tail, fmt, ap);
+    char line[GP_LOG_JSON_LINE];
+    size_t n = gp_log_vline(line, level, event, g_fixed, tail, fmt, ap);
     gp_log_emit(line, n);
 }
 

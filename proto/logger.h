@@ -27,6 +27,30 @@ const char *gp_log_level_name(int level);
  * its length (> 0). */
 size_t gp_log_vformat(char *line, int level, const char *event, const char *fixed, const char *tail,
                       const char *fmt, va_list ap);
+/* The same line as one JSON object (logjson.c; --log-format json), into line[GP_LOG_JSON_LINE]:
+ *   {"ts":"…","level":"info","event":"…",<fixed>,<fmt's pairs>,<tail>}\n
+ * Each key=value pair becomes a member in its order, its value decoded from the key=value
+ * quoting (`\"`, `\\`, `\xNN`) back to the bytes logged, and written as a JSON string: `"`,
+ * `\` and control characters (C0, DEL, C1, U+2028/9) escaped, valid UTF-8 kept, each byte
+ * that is not UTF-8 written as U+FFFD; the line always parses, whatever the bytes. A value is a
+ * JSON number only when fmt wrote it whole with one numeric conversion (%d %i %u %f %e %g, any
+ * size) and it reads as one within int64 (so never "inf", "05", 2^64-1), and in tail (the
+ * logger's own pairs: suppressed=N) when it reads as one; fixed's and every %s value are
+ * strings, whatever they hold. Names have their control characters as '_', are cut at 64
+ * bytes, and one met again gets "_2", "_3"… (no two members of one name; ts, level and event
+ * stay the logger's). Text that is no pair belongs to the value before it (`err=No such file`),
+ * or to "msg" at the start. A line that does not fit is cut at a character, closed and marked
+ * "cut":true. Returns its length. */
+#define GP_LOG_JSON_LINE (2 * GP_LOG_LINE)
+size_t gp_log_vformat_json(char *line, int level, const char *event, const char *fixed,
+                           const char *tail, const char *fmt, va_list ap);
+/* The converter alone, for the fuzzer and the tests: the pairs of kv[0..len) (as a key=value
+ * line holds them) as one JSON object (no ts, level, event) into out[0..cap), cap >= 64,
+ * NUL-terminated; returns its length. num (NULL: none) marks the bytes of kv a numeric
+ * conversion wrote; numbers: 0 every value a string, 1 those num marks may be numbers, 2 any
+ * bare value that is a JSON number is one. */
+size_t gp_log_kv_json(char *out, size_t cap, const char *kv, size_t len, const unsigned char *num,
+                      int numbers);
 /* Writes a formatted line to stderr in one write(2), so lines of several processes sharing
  * a terminal or a pipe never interleave mid-line. */
 void gp_log_emit(const char *line, size_t len);
@@ -66,6 +90,20 @@ const char *gp_log_quote(char *out, const void *s, size_t len);
 const char *gp_log_value(char *out, const void *s, size_t len);
 
 /* --- the process's logger --------------------------------------------------------------- */
+
+/* Line formats: key=value (the default) or one JSON object a line (--log-format). */
+enum { GP_LOG_FMT_KV = 0, GP_LOG_FMT_JSON = 1 };
+int gp_log_format_parse(const char *s); /* "kv" | "json" (any case) -> format, or -1 */
+/* The daemons' --help for --log-format. */
+#define GP_LOG_FORMAT_HELP                                                                         \
+    "kv (key=value pairs) or json (one JSON object a line, the same fields) [SIGHUP]"
+const char *gp_log_format_name(int format);
+void gp_log_set_format(int format);
+int gp_log_get_format(void);
+/* gp_log_vformat or gp_log_vformat_json as the process's format says, into
+ * line[GP_LOG_JSON_LINE] (for a tool that writes its own lines beside the process logger). */
+size_t gp_log_vline(char *line, int level, const char *event, const char *fixed, const char *tail,
+                    const char *fmt, va_list ap);
 
 /* Level threshold (lines above it are dropped) and the pairs every line carries after
  * event= (copied, e.g. "bridge=<id>"; NULL: none). */

@@ -12,8 +12,12 @@
  * ("dep"); a message is delivered once complete and once its dep was delivered. That gives
  * per-lane order with no per-lane state at the receiver, so lanes are free.
  *
- * This file is the engine: messages, lanes, packets, loss detection, timers, pacing, and the
- * glue between the parts it calls, each a file of its own with its own unit test:
+ * This file is the engine's packet side: its lifecycle, sent packets, loss detection, timers,
+ * pacing, packet building and parsing, what was received (messages, datagrams), and the glue
+ * between the parts it calls. What waits to be sent — messages and their chunks, lanes and
+ * their round robin, the resend heap, datagrams — is rudp_rel_sendq.c, the other file of the
+ * engine; the two share struct gp_rel through rudp_rel_int.h. The parts, each a file of its
+ * own with its own unit test:
  *   rudp_ack.[ch]    received packet numbers, the ACK frame, the receiver's loss meter;
  *   rudp_fec.[ch]    the Cauchy Reed-Solomon code, the open block, the receiver's store;
  *   rudp_cc.[ch]     RTT estimation and the congestion controller (an ops record: BBR-like);
@@ -23,14 +27,8 @@
  *   rudp_varint.h    the varints of every frame. */
 #include "rudp_rel.h"
 
-#include "buf.h"
 #include "list.h"
-#include "rudp_ack.h"
-#include "rudp_cc.h"
-#include "rudp_fec.h"
-#include "rudp_pmtu.h"
-#include "rudp_reasm.h"
-#include "rudp_ring.h"
+#include "rudp_rel_int.h"
 #include "rudp_varint.h"
 
 #include <stdlib.h>
@@ -39,46 +37,16 @@
 /* ---- tunables (protocol constants; the rationale is in RUDP.md) ---- */
 #define MS 1000000ull
 #define SEC 1000000000ull
-#define GRANULARITY_NS (1 * MS)    /* RFC 9002 kGranularity */
-#define PKT_THRESHOLD 3            /* RFC 9002 kPacketThreshold */
-#define MSG_WINDOW GP_REASM_WINDOW /* message ids between sender floor and newest */
-#define REFS_MAX 16                /* message fragments per packet */
-#define SR_RING_MAX (1u << 16)     /* unresolved sent packets; beyond it the oldest is lost */
-#define PKT_HDR_MAX 9              /* flags + 8-byte packet number */
-#define ACK_ROOM 32                /* room a full data packet leaves for a piggybacked ACK */
+#define GRANULARITY_NS (1 * MS) /* RFC 9002 kGranularity */
+#define PKT_THRESHOLD 3         /* RFC 9002 kPacketThreshold */
+#define SR_RING_MAX (1u << 16)  /* unresolved sent packets; beyond it the oldest is lost */
+#define ACK_ROOM 32             /* room a full data packet leaves for a piggybacked ACK */
 #define MIN_CHUNK 64
-#define RR_QUANTUM 16384            /* bytes of new data a lane sends per round-robin turn */
 #define PACE_CREDIT_MIN_NS (2 * MS) /* pacing credit kept for late calls: srtt/4 within these */
 #define PACE_CREDIT_MAX_NS (25 * MS)
 #define ACK_REPEAT_GAP_NS (5 * MS) /* copies of a burst's last ACK, this far apart */
-#define DGRAM_HDR 3                /* FT_DGRAM + a 2-byte length varint */
-_Static_assert(GP_REL_DGRAM_OVERHEAD == PKT_HDR_MAX + GP_FEC_RESERVE + DGRAM_HDR,
-               "rudp_rel.h's datagram overhead is this file's headers");
 
-#define NONE UINT64_MAX
-
-/* frame types */
-enum {
-    FT_PING = 0x01,
-    FT_ACK = GP_ACK_FT,
-    FT_MSG = 0x10,
-    FT_MSG_CHUNK = 0x11,
-    FT_DGRAM = 0x12,
-    FT_REPAIR = GP_FEC_FT
-};
 #define HF_PROTECTED 0x01 /* packet header flag: FEC source packet, keep it for decoding */
-
-/* chunk states */
-enum { CH_UNSENT = 0, CH_FLIGHT, CH_LOST, CH_ACKED };
-
-/* sent-packet flags */
-enum {
-    SF_INFLIGHT = 1,    /* counts toward bytes in flight and loss detection */
-    SF_ELICITING = 2,   /* carries MSG or PING: the peer acks it promptly; arms the PTO */
-    SF_APP_LIMITED = 4, /* sent while the application had nothing more to send */
-    SF_RESOLVED = 8,    /* acked or declared lost */
-    SF_FEC_PENDING = 16 /* FEC source whose repairs are not all sent yet */
-};
 
 static inline uint64_t u64min(uint64_t a, uint64_t b) {
     return a < b ? a : b;
@@ -86,134 +54,6 @@ static inline uint64_t u64min(uint64_t a, uint64_t b) {
 static inline uint64_t u64max(uint64_t a, uint64_t b) {
     return a > b ? a : b;
 }
-
-/* ---- data structures ---- */
-
-/* A message being sent. Chunk i covers data[i*csz, min((i+1)*csz, len)). */
-typedef struct smsg {
-    uint64_t id, dep_delta; /* dep_delta: id - previous id on the lane, 0 = none */
-    uint32_t lane;
-    int single; /* one FT_MSG frame, no chunk fields */
-    size_t len, csz;
-    uint32_t nchunks, nacked, next_unsent;
-    struct smsg *qnext; /* lane FIFO of messages with unsent chunks */
-    uint8_t *data;      /* NULL once fully acked */
-    uint8_t *st;        /* chunk states */
-    uint64_t *cpn;      /* newest packet number carrying each chunk */
-} smsg;
-
-typedef struct slane {
-    uint32_t lane;
-    uint64_t last_id; /* newest message queued on this lane */
-    smsg *qhead, *qtail;
-    struct slane *rr_next, *rr_prev; /* round robin among lanes with unsent chunks */
-    int in_rr;
-} slane;
-
-typedef struct sref {
-    uint64_t id;
-    uint32_t idx;
-} sref;
-
-typedef struct srec {
-    uint64_t pn;
-    uint64_t sent_at;     /* send_at given by the caller: RTT samples are taken from it */
-    uint64_t loss_ref;    /* time the time-threshold counts from */
-    uint64_t fec_end;     /* last repair pn of this packet's block (0: not protected) */
-    uint64_t ack_largest; /* largest acked in the ACK frame this packet carried, or NONE */
-    uint64_t delivered, delivered_time, first_sent_time; /* delivery-rate snapshot */
-    uint32_t size;
-    uint16_t ndg; /* datagrams it carried (for dgrams_lost) */
-    uint8_t flags, nrefs;
-    sref refs[REFS_MAX];
-} srec;
-
-/* A datagram queued to send (t: when) or received and not yet taken. */
-typedef struct dgram {
-    struct dgram *next;
-    uint64_t t;
-    size_t len;
-    uint8_t b[];
-} dgram;
-
-typedef struct rq_ent {
-    uint64_t id;
-    uint32_t idx;
-} rq_ent;
-
-struct gp_rel {
-    gp_rel_config cfg;
-    uint64_t now;
-    int dead;
-    gp_rel_stats st;
-
-    /* sender: messages */
-    gp_ring sm;                 /* smsg * by id: [sm_floor, next_id) */
-    uint64_t sm_floor, next_id; /* ids below sm_floor are fully acked (and freed) */
-    size_t sbuf_bytes;
-    slane **lanes;
-    size_t lanes_cap, nlanes;
-    slane *rr;
-    size_t rr_sent; /* bytes of new chunks the current lane sent in its turn */
-    rq_ent *rq;
-    size_t rq_cap, rq_len, rq_valid; /* resend heap; rq_valid: chunks in CH_LOST */
-    size_t chunk_budget;
-
-    /* sender: packets */
-    gp_ring sr; /* srec by packet number: [sr_base, next_pn) */
-    uint64_t sr_base, next_pn;
-    uint64_t inflight, eliciting_inflight;
-    uint64_t last_eliciting_sent;
-    int has_largest_acked;
-    uint64_t largest_acked;
-    uint64_t loss_time; /* 0: none */
-    uint64_t pto_deadline;
-    unsigned pto_count;
-    int probes_due;
-    uint64_t last_tx, last_rx;
-    double peer_loss;    /* loss the peer measures on our packets (from its ACKs) */
-    int peer_loss_known; /* the peer has measured a first window (it saw our pn 15) */
-    double det_loss;
-
-    gp_rtt rtt; /* RFC 9002 §5 */
-
-    /* delivery rate (draft-cheng-iccrg-delivery-rate-estimation) */
-    uint64_t delivered, delivered_time, first_sent_time, app_limited_until;
-
-    gp_cc cc; /* congestion control: sets cc.cwnd and cc.pacing_rate */
-    uint64_t pace_next;
-    int cwnd_blocked; /* the last call sent nothing for a full window (see pace_credit) */
-
-    gp_fec_tx ftx;          /* FEC, sending: the open block */
-    size_t pending_payload; /* a new max_payload waiting for the FEC block to be sent */
-    gp_pmtu pmtu;           /* path MTU: max_payload follows its usable size */
-    double small_loss;      /* loss of our packets no larger than pmtu.base (see pmtu_loss) */
-
-    /* receiver: packets and acks */
-    gp_ack_ranges rx; /* packet numbers received */
-    int has_rx;
-    uint64_t rx_largest, rx_largest_time;
-    int ack_dirty, ack_now;
-    unsigned ack_elicit;
-    uint64_t ack_deadline; /* 0: none */
-    unsigned ack_rep_left; /* copies of the last ACK still to send if nothing follows it */
-    int ack_repeating;     /* the ACK being built is such a copy */
-    uint64_t ack_rep_at;
-    gp_ack_loss rxl; /* loss we measure on the peer's packets (reported in our ACKs) */
-
-    /* receiver: messages */
-    gp_reasm reasm; /* reassembly, delivery in lane order */
-
-    gp_fec_rx frx; /* FEC, receiving: protected packets and repairs */
-
-    /* datagrams: the send queue (its turn against the lanes' in data_fill), received ones */
-    dgram *dq_head, *dq_tail;
-    size_t dq_bytes;
-    int dg_turn;    /* datagrams go before the next lane */
-    size_t dg_sent; /* bytes of datagrams sent in this turn */
-    dgram *dr_head, *dr_tail, *dr_lent;
-    size_t dr_bytes;
-};
 
 /* ---- config ---- */
 
@@ -246,188 +86,6 @@ int gp_rel_config_check(const gp_rel_config *c) {
         return GP_ERR_INVALID;
     if (c->fec != 0 && c->fec != 1)
         return GP_ERR_INVALID;
-    return 0;
-}
-
-/* ---- sender messages: ids [sm_floor, next_id) in the ring r->sm ---- */
-
-static smsg **sm_slot(const gp_rel *r, uint64_t id) {
-    return (smsg **)gp_ring_at(&r->sm, id);
-}
-
-static smsg *sm_get(const gp_rel *r, uint64_t id) {
-    if (id < r->sm_floor || id >= r->next_id)
-        return NULL;
-    return *sm_slot(r, id);
-}
-
-static int sm_reserve(gp_rel *r) { /* room for id next_id */
-    uint64_t span = r->next_id + 1 - r->sm_floor;
-    return gp_ring_fit(&r->sm, r->sm_floor, r->next_id, span) ? GP_ERR_NOMEM : 0;
-}
-
-static void smsg_free(smsg *m) {
-    if (!m)
-        return;
-    free(m->data);
-    free(m);
-}
-
-/* ---- lanes: open addressing on lane number, linear probing, backward-shift deletion ---- */
-
-static size_t lane_hash(uint32_t lane, size_t cap) {
-    return (size_t)((lane * 0x9e3779b1u) ^ (lane >> 16)) & (cap - 1);
-}
-
-static slane *lane_find(const gp_rel *r, uint32_t lane) {
-    if (!r->lanes_cap)
-        return NULL;
-    for (size_t i = lane_hash(lane, r->lanes_cap);; i = (i + 1) & (r->lanes_cap - 1)) {
-        slane *l = r->lanes[i];
-        if (!l)
-            return NULL;
-        if (l->lane == lane)
-            return l;
-    }
-}
-
-static int lanes_insert_raw(slane **tab, size_t cap, slane *l) {
-    for (size_t i = lane_hash(l->lane, cap);; i = (i + 1) & (cap - 1)) {
-        if (!tab[i]) {
-            tab[i] = l;
-            return 0;
-        }
-    }
-}
-
-static slane *lane_get(gp_rel *r, uint32_t lane) {
-    slane *l = lane_find(r, lane);
-    if (l)
-        return l;
-    if ((r->nlanes + 1) * 2 > r->lanes_cap) { /* keep the load factor under 1/2 */
-        size_t ncap = r->lanes_cap ? r->lanes_cap * 2 : 16;
-        slane **n = calloc(ncap, sizeof *n);
-        if (!n)
-            return NULL;
-        for (size_t i = 0; i < r->lanes_cap; i++)
-            if (r->lanes[i])
-                lanes_insert_raw(n, ncap, r->lanes[i]);
-        free(r->lanes);
-        r->lanes = n;
-        r->lanes_cap = ncap;
-    }
-    l = calloc(1, sizeof *l);
-    if (!l)
-        return NULL;
-    l->lane = lane;
-    l->last_id = NONE;
-    lanes_insert_raw(r->lanes, r->lanes_cap, l);
-    r->nlanes++;
-    return l;
-}
-
-static void lane_remove(gp_rel *r, slane *l) {
-    size_t mask = r->lanes_cap - 1, i = lane_hash(l->lane, r->lanes_cap);
-    while (r->lanes[i] != l)
-        i = (i + 1) & mask;
-    r->lanes[i] = NULL;
-    /* Backward shift: move later members of the probe run into the hole when their home
-     * slot is at or before it, so lookups never stop early at the hole. */
-    for (size_t j = (i + 1) & mask; r->lanes[j]; j = (j + 1) & mask) {
-        size_t h = lane_hash(r->lanes[j]->lane, r->lanes_cap);
-        if (((j - h) & mask) >= ((j - i) & mask)) {
-            r->lanes[i] = r->lanes[j];
-            r->lanes[j] = NULL;
-            i = j;
-        }
-    }
-    r->nlanes--;
-    free(l);
-}
-
-static void rr_add(gp_rel *r, slane *l) {
-    if (l->in_rr)
-        return;
-    l->in_rr = 1;
-    if (!r->rr) {
-        l->rr_next = l->rr_prev = l;
-        r->rr = l;
-    } else { /* insert just before the current lane: served last in this turn */
-        l->rr_next = r->rr;
-        l->rr_prev = r->rr->rr_prev;
-        l->rr_prev->rr_next = l;
-        r->rr->rr_prev = l;
-    }
-}
-
-static void rr_del(gp_rel *r, slane *l) {
-    if (!l->in_rr)
-        return;
-    l->in_rr = 0;
-    if (l->rr_next == l) {
-        r->rr = NULL;
-    } else {
-        l->rr_prev->rr_next = l->rr_next;
-        l->rr_next->rr_prev = l->rr_prev;
-        if (r->rr == l)
-            r->rr = l->rr_next;
-    }
-    l->rr_next = l->rr_prev = NULL;
-}
-
-/* ---- resend queue: a min-heap on (message id, chunk) ----
- * Lost chunks go out oldest message first: the oldest message is what the receiver's lane
- * (and its buffer floor) waits for; retransmitting in loss order could starve it behind
- * younger messages the receiver has no room for yet. Entries whose chunk is no longer lost
- * (acked meanwhile, or carried by a probe) are dropped when they reach the top. */
-
-static int rq_less(rq_ent a, rq_ent b) {
-    return a.id < b.id || (a.id == b.id && a.idx < b.idx);
-}
-
-static int rq_push(gp_rel *r, uint64_t id, uint32_t idx) {
-    if (gp_grow(&r->rq, &r->rq_cap, r->rq_len + 1, 64, sizeof *r->rq) != 0)
-        return GP_ERR_NOMEM;
-    rq_ent e = {id, idx};
-    size_t i = r->rq_len++;
-    while (i > 0 && rq_less(e, r->rq[(i - 1) / 2])) {
-        r->rq[i] = r->rq[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    r->rq[i] = e;
-    return 0;
-}
-
-static void rq_pop(gp_rel *r) {
-    rq_ent last = r->rq[--r->rq_len];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= r->rq_len)
-            break;
-        if (c + 1 < r->rq_len && rq_less(r->rq[c + 1], r->rq[c]))
-            c++;
-        if (!rq_less(r->rq[c], last))
-            break;
-        r->rq[i] = r->rq[c];
-        i = c;
-    }
-    if (r->rq_len)
-        r->rq[i] = last;
-}
-
-/* The lowest lost chunk, after dropping entries that are no longer lost. */
-static int rq_front(gp_rel *r, smsg **m, uint32_t *idx) {
-    while (r->rq_len) {
-        rq_ent e = r->rq[0];
-        smsg *s = sm_get(r, e.id);
-        if (s && s->st[e.idx] == CH_LOST) {
-            *m = s;
-            *idx = e.idx;
-            return 1;
-        }
-        rq_pop(r);
-    }
     return 0;
 }
 
@@ -477,7 +135,7 @@ gp_rel *gp_rel_new(const gp_rel_config *cfg, uint64_t now_ns) {
         r->cfg.max_payload_rx = cfg->max_payload > GP_REL_DEFAULT_RX_PAYLOAD
                                     ? cfg->max_payload
                                     : GP_REL_DEFAULT_RX_PAYLOAD;
-    gp_ring_init(&r->sm, sizeof(smsg *), 16, GP_RING_UNBOUNDED);
+    gp_sendq_init(r);
     gp_ring_init(&r->sr, sizeof(srec), 64, SR_RING_MAX);
     gp_reasm_init(&r->reasm, cfg->recv_buffer);
     r->now = now_ns;
@@ -498,19 +156,11 @@ fail:
 void gp_rel_free(gp_rel *r) {
     if (!r)
         return;
-    for (uint64_t id = r->sm_floor; id < r->next_id; id++)
-        smsg_free(*sm_slot(r, id));
-    gp_ring_free(&r->sm);
-    for (size_t i = 0; i < r->lanes_cap; i++)
-        free(r->lanes[i]);
-    free(r->lanes);
-    free(r->rq);
+    gp_sendq_free(r);
     gp_ring_free(&r->sr);
     gp_reasm_free(&r->reasm);
     gp_fec_tx_free(&r->ftx);
     gp_fec_rx_free(&r->frx);
-    for (dgram *d = r->dq_head, *n; d; d = n)
-        n = d->next, free(d);
     for (dgram *d = r->dr_head, *n; d; d = n)
         n = d->next, free(d);
     free(r->dr_lent);
@@ -519,101 +169,6 @@ void gp_rel_free(gp_rel *r) {
 
 int gp_rel_dead(const gp_rel *r) {
     return r->dead;
-}
-
-static uint64_t advance_now(gp_rel *r, uint64_t now) {
-    if (now > r->now) /* a clock that steps back is treated as standing still */
-        r->now = now;
-    return r->now;
-}
-
-/* ---- sending messages ---- */
-
-size_t gp_rel_send_space(const gp_rel *r) {
-    if (r->dead || r->next_id - r->sm_floor >= MSG_WINDOW)
-        return 0;
-    if (r->sbuf_bytes == 0)
-        return r->cfg.max_message;
-    size_t room = r->sbuf_bytes < r->cfg.send_buffer ? r->cfg.send_buffer - r->sbuf_bytes : 0;
-    return room < r->cfg.max_message ? room : r->cfg.max_message;
-}
-
-static size_t chunk_len(const smsg *m, uint32_t idx) {
-    size_t off = (size_t)idx * m->csz;
-    return m->len - off < m->csz ? m->len - off : m->csz;
-}
-
-int gp_rel_send(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len) {
-    return gp_rel_send2(r, lane, msg, len, NULL, 0);
-}
-
-int gp_rel_send2(gp_rel *r, uint32_t lane, const uint8_t *msg, size_t len1, const uint8_t *more,
-                 size_t len2) {
-    size_t len = len1 + len2;
-    if (r->dead)
-        return GP_ERR_STATE;
-    if (len == 0)
-        return GP_ERR_INVALID;
-    if (len > r->cfg.max_message)
-        return GP_ERR_TOO_LARGE;
-    if (r->next_id - r->sm_floor >= MSG_WINDOW)
-        return GP_ERR_BUFFER;
-    if (r->sbuf_bytes && r->sbuf_bytes + len > r->cfg.send_buffer)
-        return GP_ERR_BUFFER;
-    if (sm_reserve(r))
-        return GP_ERR_NOMEM;
-    slane *l = lane_get(r, lane);
-    if (!l)
-        return GP_ERR_NOMEM;
-    uint64_t id = r->next_id;
-    /* The previous message of the lane is named only while it may be undelivered: every id
-     * below sm_floor is fully acked, hence complete at the receiver, hence delivered (its
-     * own dep is older still, so by induction the whole prefix is delivered). */
-    uint64_t dep_delta = l->last_id != NONE && l->last_id >= r->sm_floor ? id - l->last_id : 0;
-
-    /* Chunk size: what fits in a data packet after the packet header, the room a repair
-     * header needs and the room kept for a piggybacked ACK, minus this message's fragment
-     * header at its largest. Fixed per message, so chunk i is the same bytes in every
-     * retransmission and the receiver tracks one bit per chunk. */
-    size_t B = r->chunk_budget;
-    size_t hs = 1 + gp_vlen(id) + gp_vlen(dep_delta) + gp_vlen(lane) + gp_vlen(len);
-    int single = hs + len <= B;
-    size_t csz = single ? len : B - hs - gp_vlen(B) - gp_vlen(len);
-    size_t nchunks = single ? 1 : (len + csz - 1) / csz;
-
-    smsg *m = calloc(1, sizeof *m + nchunks * (sizeof(uint64_t) + 1));
-    if (!m)
-        goto nomem;
-    m->data = malloc(len);
-    if (!m->data)
-        goto nomem;
-    if (len1)
-        memcpy(m->data, msg, len1);
-    if (len2)
-        memcpy(m->data + len1, more, len2);
-    m->cpn = (uint64_t *)(m + 1);
-    m->st = (uint8_t *)(m->cpn + nchunks);
-    m->id = id;
-    m->dep_delta = dep_delta;
-    m->lane = lane;
-    m->single = single;
-    m->len = len;
-    m->csz = csz;
-    m->nchunks = (uint32_t)nchunks;
-    *sm_slot(r, id) = m;
-    r->next_id++;
-    r->sbuf_bytes += len;
-    GP_SLIST_APPEND(l->qhead, l->qtail, m, qnext);
-    l->last_id = id;
-    rr_add(r, l);
-    r->st.msgs_sent++;
-    return 0;
-nomem:
-    if (m)
-        smsg_free(m);
-    if (l->last_id == NONE && !l->qhead)
-        lane_remove(r, l);
-    return GP_ERR_NOMEM;
 }
 
 /* ---- payload size ---- */
@@ -632,21 +187,7 @@ static void apply_payload(gp_rel *r) {
         u64min(r->cfg.max_payload, r->pmtu.base) - PKT_HDR_MAX - GP_FEC_RESERVE - ACK_ROOM;
     gp_fec_tx_free(&r->ftx);
     gp_fec_tx_init(&r->ftx, r->cfg.max_payload);
-    /* A smaller payload: queued datagrams that no longer fit one packet would block the
-     * queue for good. */
-    r->dq_tail = NULL;
-    for (dgram **dp = &r->dq_head; *dp;) {
-        dgram *d = *dp;
-        if (d->len <= gp_rel_dgram_max(r)) {
-            r->dq_tail = d;
-            dp = &d->next;
-            continue;
-        }
-        *dp = d->next;
-        r->dq_bytes -= d->len;
-        r->st.dgrams_dropped++;
-        free(d);
-    }
+    gp_sendq_refit(r);
 }
 
 /* The path MTU prober changed its usable size: follow it. */
@@ -669,106 +210,6 @@ size_t gp_rel_max_payload(const gp_rel *r) {
 
 size_t gp_rel_payload_now(const gp_rel *r) {
     return r->cfg.max_payload;
-}
-
-/* ---- datagrams ---- */
-
-size_t gp_rel_dgram_max(const gp_rel *r) {
-    /* A packet of its own, FEC room kept (the ACK then goes in the next one: see build). */
-    return r->cfg.max_payload - GP_REL_DGRAM_OVERHEAD;
-}
-
-/* Drops datagrams that waited longer than dgram_max_wait_ns: late IP packets only confuse the
- * TCP inside (it has retransmitted them already, or soon will). */
-static void dq_expire(gp_rel *r, uint64_t now) {
-    while (r->dq_head && now - r->dq_head->t > r->cfg.dgram_max_wait_ns) {
-        dgram *d = r->dq_head;
-        GP_SLIST_SHIFT(r->dq_head, r->dq_tail, next);
-        r->dq_bytes -= d->len;
-        r->st.dgrams_dropped++;
-        free(d);
-    }
-}
-
-int gp_rel_send_dgram(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
-    if (r->dead)
-        return GP_ERR_STATE;
-    uint64_t now = advance_now(r, now_ns);
-    if (len == 0)
-        return GP_ERR_INVALID;
-    if (len > gp_rel_dgram_max(r))
-        return GP_ERR_TOO_LARGE;
-    dq_expire(r, now);
-    if (r->dq_bytes + len > r->cfg.dgram_queue) {
-        r->st.dgrams_dropped++;
-        return GP_ERR_BUFFER;
-    }
-    dgram *d = malloc(sizeof *d + len);
-    if (!d)
-        return GP_ERR_NOMEM;
-    d->next = NULL;
-    d->t = now;
-    d->len = len;
-    memcpy(d->b, p, len);
-    GP_SLIST_APPEND(r->dq_head, r->dq_tail, d, next);
-    r->dq_bytes += len;
-    return 0;
-}
-
-ssize_t gp_rel_recv_dgram(gp_rel *r, const uint8_t **p) {
-    free(r->dr_lent);
-    r->dr_lent = r->dr_head;
-    if (!r->dr_head)
-        return 0;
-    GP_SLIST_SHIFT(r->dr_head, r->dr_tail, next);
-    r->dr_bytes -= r->dr_lent->len;
-    *p = r->dr_lent->b;
-    return (ssize_t)r->dr_lent->len;
-}
-
-static void dr_push(gp_rel *r, const uint8_t *p, size_t len) {
-    dgram *d;
-    if (r->dr_bytes + len > r->cfg.dgram_rx_queue || !(d = malloc(sizeof *d + len))) {
-        r->st.dgrams_dropped_rx++;
-        return;
-    }
-    d->next = NULL;
-    d->t = r->now;
-    d->len = len;
-    memcpy(d->b, p, len);
-    GP_SLIST_APPEND(r->dr_head, r->dr_tail, d, next);
-    r->dr_bytes += len;
-    r->st.dgrams_recv++;
-    r->st.dgram_bytes_recv += len;
-}
-
-/* Frees fully acked messages at the floor; their lanes go when nothing else refers to them. */
-static void sm_advance(gp_rel *r) {
-    while (r->sm_floor < r->next_id) {
-        smsg *m = *sm_slot(r, r->sm_floor);
-        if (m->nacked < m->nchunks)
-            break;
-        r->sbuf_bytes -= m->len;
-        slane *l = lane_find(r, m->lane);
-        if (l && !l->qhead && l->last_id == m->id)
-            lane_remove(r, l);
-        *sm_slot(r, r->sm_floor) = NULL;
-        smsg_free(m);
-        r->sm_floor++;
-    }
-}
-
-static void chunk_acked(gp_rel *r, uint64_t id, uint32_t idx) {
-    smsg *m = sm_get(r, id);
-    if (!m || idx >= m->nchunks || m->st[idx] == CH_ACKED)
-        return;
-    if (m->st[idx] == CH_LOST)
-        r->rq_valid--;
-    m->st[idx] = CH_ACKED;
-    if (++m->nacked == m->nchunks) {
-        free(m->data);
-        m->data = NULL;
-    }
 }
 
 /* ---- RTT, PTO ---- */
@@ -817,16 +258,7 @@ static void on_lost(gp_rel *r, srec *s) {
     det_loss_sample(r, s, 1);
     if (r->cc.ops->on_lost)
         r->cc.ops->on_lost(&r->cc, s->size, r->now);
-    for (unsigned i = 0; i < s->nrefs; i++) {
-        smsg *m = sm_get(r, s->refs[i].id);
-        uint32_t idx = s->refs[i].idx;
-        /* Only the newest copy decides: an older packet's loss says nothing about a chunk
-         * already sent again. */
-        if (m && m->st[idx] == CH_FLIGHT && m->cpn[idx] == s->pn && rq_push(r, m->id, idx) == 0) {
-            m->st[idx] = CH_LOST;
-            r->rq_valid++;
-        }
-    }
+    gp_sendq_lost(r, s);
 }
 
 static void detect_lost(gp_rel *r, uint64_t now) {
@@ -970,8 +402,7 @@ static void on_acked(gp_rel *r, srec *s, uint64_t now, rate_sample *rs) {
      * (RFC 9000 §13.2.4), which keeps ACK frames small. */
     if (s->ack_largest != NONE)
         gp_ack_drop_below(&r->rx, s->ack_largest + 1);
-    for (unsigned i = 0; i < s->nrefs; i++)
-        chunk_acked(r, s->refs[i].id, s->refs[i].idx);
+    gp_sendq_acked(r, s);
 }
 
 static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered) {
@@ -1044,11 +475,11 @@ static void on_ack_frame(gp_rel *r, const frame *f, uint64_t now, int recovered)
         r->cc.ops->on_ack(&r->cc, &ca, &r->rtt);
     }
     sr_advance(r);
-    sm_advance(r);
+    gp_sendq_advance(r);
     set_pto(r);
 }
 
-/* ---- messages received ---- */
+/* ---- messages and datagrams received ---- */
 
 /* The fragment a MSG or MSG_CHUNK frame carries, for the reassembly. */
 static gp_reasm_frag frag_of(const frame *f) {
@@ -1066,6 +497,33 @@ static gp_reasm_frag frag_of(const frame *f) {
 
 ssize_t gp_rel_recv(gp_rel *r, uint32_t *lane, const uint8_t **msg) {
     return gp_reasm_recv(&r->reasm, lane, msg);
+}
+
+ssize_t gp_rel_recv_dgram(gp_rel *r, const uint8_t **p) {
+    free(r->dr_lent);
+    r->dr_lent = r->dr_head;
+    if (!r->dr_head)
+        return 0;
+    GP_SLIST_SHIFT(r->dr_head, r->dr_tail, next);
+    r->dr_bytes -= r->dr_lent->len;
+    *p = r->dr_lent->b;
+    return (ssize_t)r->dr_lent->len;
+}
+
+static void dr_push(gp_rel *r, const uint8_t *p, size_t len) {
+    dgram *d;
+    if (r->dr_bytes + len > r->cfg.dgram_rx_queue || !(d = malloc(sizeof *d + len))) {
+        r->st.dgrams_dropped_rx++;
+        return;
+    }
+    d->next = NULL;
+    d->t = r->now;
+    d->len = len;
+    memcpy(d->b, p, len);
+    GP_SLIST_APPEND(r->dr_head, r->dr_tail, d, next);
+    r->dr_bytes += len;
+    r->st.dgrams_recv++;
+    r->st.dgram_bytes_recv += len;
 }
 
 /* ---- FEC, receiving ---- */
@@ -1203,7 +661,7 @@ static int rx_packet(gp_rel *r, uint64_t pn, uint8_t flags, const uint8_t *p, co
 int gp_rel_input(gp_rel *r, const uint8_t *p, size_t len, uint64_t now_ns) {
     if (r->dead)
         return GP_ERR_STATE;
-    uint64_t now = advance_now(r, now_ns);
+    uint64_t now = gp_rel_advance_now(r, now_ns);
     const uint8_t *end = p + len;
     uint64_t pn;
     if (len > r->cfg.max_payload_rx || len < 3 || (p[0] & ~HF_PROTECTED)) {
@@ -1262,143 +720,6 @@ static void fec_close(gp_rel *r, int tail, uint64_t now) {
 
 enum { K_DATA, K_PROBE, K_ACK, K_PING, K_REPAIR };
 
-static size_t frag_size(const smsg *m, uint32_t idx) {
-    size_t h = 1 + gp_vlen(m->id) + gp_vlen(m->dep_delta) + gp_vlen(m->lane) + gp_vlen(m->len);
-    if (!m->single)
-        h += gp_vlen(m->csz) + gp_vlen(idx);
-    return h + chunk_len(m, idx);
-}
-
-static uint8_t *frag_put(uint8_t *p, const smsg *m, uint32_t idx) {
-    *p++ = m->single ? FT_MSG : FT_MSG_CHUNK;
-    p = gp_vput(p, m->id);
-    p = gp_vput(p, m->dep_delta);
-    p = gp_vput(p, m->lane);
-    p = gp_vput(p, m->len);
-    if (!m->single) {
-        p = gp_vput(p, m->csz);
-        p = gp_vput(p, idx);
-    }
-    size_t n = chunk_len(m, idx);
-    memcpy(p, m->data + (size_t)idx * m->csz, n);
-    return p + n;
-}
-
-static void ref_add(gp_rel *r, srec *rec, smsg *m, uint32_t idx) {
-    if (m->st[idx] == CH_LOST)
-        r->rq_valid--;
-    if (m->st[idx] != CH_UNSENT)
-        r->st.retransmits++;
-    m->st[idx] = CH_FLIGHT;
-    m->cpn[idx] = rec->pn;
-    rec->refs[rec->nrefs++] = (sref){m->id, idx};
-}
-
-/* Lost chunks first (oldest loss first), then new chunks, lanes in turn, up to RR_QUANTUM
- * bytes per turn. One chunk per turn would finish concurrent messages of equal size all
- * together, at the end of the whole backlog: four 16 KiB responses waiting for the window
- * would all complete with the last one. With a 16 KiB quantum they complete one after the
- * other (oldest lane first), while a small message still waits for at most one quantum per
- * busy lane, never behind a whole 1 MiB transfer. */
-/* Puts the first queued datagram if it fits in [*pp, end): 1, else 0. */
-static int dgram_put(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
-    dgram *d = r->dq_head;
-    if (DGRAM_HDR + d->len > (size_t)(end - *pp))
-        return 0;
-    uint8_t *p = *pp;
-    *p++ = FT_DGRAM;
-    p = gp_vput(p, d->len);
-    memcpy(p, d->b, d->len);
-    *pp = p + d->len;
-    GP_SLIST_SHIFT(r->dq_head, r->dq_tail, next);
-    r->dq_bytes -= d->len;
-    r->dg_sent += d->len;
-    rec->ndg++;
-    r->st.dgrams_sent++;
-    r->st.dgram_bytes_sent += d->len;
-    free(d);
-    return 1;
-}
-
-/* A lane's turn ended: the datagrams' comes next. */
-static void lane_turn_over(gp_rel *r) {
-    r->rr_sent = 0;
-    if (r->dq_head)
-        r->dg_turn = 1;
-}
-
-/* Datagrams take turns with the lanes: a quantum of datagrams after each lane's quantum (all
- * of them when no lane has data), so a flood of IP packets leaves requests and streams at
- * least half of the link, and they leave it the other half. */
-static void data_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
-    while (rec->nrefs < REFS_MAX) {
-        smsg *m;
-        uint32_t idx;
-        if (rq_front(r, &m, &idx)) {
-            if (frag_size(m, idx) > (size_t)(end - *pp))
-                return;
-            *pp = frag_put(*pp, m, idx);
-            rq_pop(r);
-            ref_add(r, rec, m, idx);
-            continue;
-        }
-        slane *l = r->rr;
-        if (r->dq_head && (r->dg_turn || !l)) {
-            if (!dgram_put(r, pp, end, rec))
-                return;
-            if (r->dg_sent >= RR_QUANTUM || !r->dq_head) {
-                r->dg_turn = 0;
-                r->dg_sent = 0;
-            }
-            continue;
-        }
-        if (!l)
-            return;
-        m = l->qhead;
-        idx = m->next_unsent;
-        if (frag_size(m, idx) > (size_t)(end - *pp))
-            return;
-        *pp = frag_put(*pp, m, idx);
-        ref_add(r, rec, m, idx);
-        r->rr_sent += chunk_len(m, idx);
-        if (++m->next_unsent == m->nchunks) {
-            GP_SLIST_SHIFT(l->qhead, l->qtail, qnext);
-            m->qnext = NULL;
-            if (!l->qhead) {
-                rr_del(r, l);
-                lane_turn_over(r);
-                continue;
-            }
-        }
-        if (r->rr_sent >= RR_QUANTUM) {
-            r->rr = l->rr_next;
-            lane_turn_over(r);
-        }
-    }
-}
-
-/* A probe carries data (RFC 9002 §6.2.4): the unacked chunks of the oldest unacked
- * messages, lost or still in flight (lost ones bypass the congestion window this way).
- * Oldest *messages*, not oldest packets: the oldest message is the one everything else may
- * be waiting for at the receiver — and the one a receiver whose buffer is full always
- * admits — so probing it cannot deadlock; and a lost tail is repaired by the probe itself. */
-static void probe_fill(gp_rel *r, uint8_t **pp, uint8_t *end, srec *rec) {
-    unsigned scanned = 0;
-    for (uint64_t id = r->sm_floor; id < r->next_id && scanned < 256; id++) {
-        smsg *m = sm_get(r, id);
-        for (uint32_t idx = 0; idx < m->next_unsent && scanned < 256; idx++, scanned++) {
-            if (rec->nrefs == REFS_MAX)
-                return;
-            if (m->st[idx] == CH_ACKED || m->cpn[idx] == rec->pn)
-                continue;
-            if (frag_size(m, idx) > (size_t)(end - *pp))
-                return;
-            *pp = frag_put(*pp, m, idx);
-            ref_add(r, rec, m, idx);
-        }
-    }
-}
-
 static uint8_t *ack_put(gp_rel *r, uint8_t *p, uint8_t *end, uint64_t now, uint64_t *largest) {
     /* `now` is the send_at time: an ACK held back by the caller's jitter reports that too. */
     uint64_t delay_us = now > r->rx_largest_time ? (now - r->rx_largest_time) / 1000 : 0;
@@ -1431,10 +752,6 @@ static void pace_after(gp_rel *r, size_t size, uint64_t now) {
     uint64_t keep = r->cwnd_blocked ? 2 * iv : u64max(2 * iv, pace_credit(r));
     uint64_t lo = now > keep ? now - keep : 0;
     r->pace_next = u64max(r->pace_next, lo) + iv;
-}
-
-static int has_data(const gp_rel *r) {
-    return r->rq_valid > 0 || r->rr != NULL || r->dq_head != NULL;
 }
 
 static unsigned ack_repeats(const gp_rel *r);
@@ -1478,16 +795,13 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
         if (want_ack && kind != K_ACK && kind != K_PING)
             dend = end - ACK_ROOM;
         if (kind == K_PROBE)
-            probe_fill(r, &p, dend, &rec);
+            gp_sendq_probe_fill(r, &p, dend, &rec);
         if (kind == K_DATA || kind == K_PROBE)
-            data_fill(r, &p, dend, &rec);
+            gp_sendq_fill(r, &p, dend, &rec);
         /* The largest datagram fills a packet with no room kept for an ACK: it goes alone,
          * the ACK in the next packet. */
-        if (kind == K_DATA && p == frames && r->dq_head && dgram_put(r, &p, end, &rec)) {
+        if (kind == K_DATA && p == frames && gp_sendq_dgram_alone(r, &p, end, &rec))
             want_ack = 0;
-            if (!r->dq_head)
-                r->dg_turn = 0, r->dg_sent = 0;
-        }
         if (kind == K_PING || (kind == K_PROBE && !rec.nrefs))
             *p++ = FT_PING;
         elicit = rec.nrefs > 0 || rec.ndg > 0 || kind == K_PING || kind == K_PROBE;
@@ -1564,7 +878,7 @@ static ssize_t build(gp_rel *r, uint8_t *buf, int kind, uint64_t now, uint64_t s
          * by one as the TCP inside sends them, and a block of one costs four repairs at 30%
          * loss. It closes full (GP_FEC_K_MAX) or after gp_fec_hold (on_timers): what it
          * rebuilds arrives that much later, which the TCP inside sees as delay, not loss. */
-        int burst_end = !has_data(r);
+        int burst_end = !gp_sendq_has_data(r);
         unsigned kmax = r->ftx.dgram ? GP_FEC_K_MAX : GP_FEC_K_TARGET;
         if (r->ftx.k >= kmax || (burst_end && !r->ftx.dgram))
             fec_close(r, burst_end, now);
@@ -1665,7 +979,7 @@ static void on_timers(gp_rel *r, uint64_t now) {
 ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint64_t send_at_ns) {
     if (r->dead)
         return GP_ERR_STATE;
-    uint64_t now = advance_now(r, now_ns);
+    uint64_t now = gp_rel_advance_now(r, now_ns);
     uint64_t send_at = send_at_ns > now ? send_at_ns : now;
     if (now - r->last_rx >= r->cfg.dead_after_ns) {
         r->dead = 1;
@@ -1673,7 +987,7 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
     }
     if (cap < r->cfg.max_payload)
         return GP_ERR_BUFFER;
-    dq_expire(r, now);
+    gp_sendq_expire(r, now);
     on_timers(r, now);
     apply_payload(r);
     if (r->probes_due > 0) {
@@ -1688,11 +1002,14 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
     }
     /* A probe goes between FEC blocks (a block is a run of consecutive packet numbers). */
     if (paced && !r->ftx.open && !r->ftx.closing) {
-        size_t probe = gp_pmtu_due(&r->pmtu, now, pmtu_loss(r), NULL);
+        int changed = 0; /* (on_timers has seen a timed-out probe already; never twice) */
+        size_t probe = gp_pmtu_due(&r->pmtu, now, pmtu_loss(r), &changed);
+        if (changed)
+            pmtu_follow(r);
         if (probe && probe <= cap)
             return build_pmtu_probe(r, buf, probe, now, send_at);
     }
-    if (paced && !r->ftx.closing && r->inflight < r->cc.cwnd && has_data(r))
+    if (paced && !r->ftx.closing && r->inflight < r->cc.cwnd && gp_sendq_has_data(r))
         return build(r, buf, K_DATA, now, send_at);
     if (r->ack_rep_left && !r->ack_dirty && r->rx.n && now >= r->ack_rep_at) {
         r->ack_dirty = r->ack_now = r->ack_repeating = 1;
@@ -1703,10 +1020,10 @@ ssize_t gp_rel_output(gp_rel *r, uint8_t *buf, size_t cap, uint64_t now_ns, uint
         r->st.keepalives++;
         return build(r, buf, K_PING, now, send_at);
     }
-    r->cwnd_blocked = !r->ftx.closing && has_data(r) && r->inflight >= r->cc.cwnd;
+    r->cwnd_blocked = !r->ftx.closing && gp_sendq_has_data(r) && r->inflight >= r->cc.cwnd;
     /* Nothing to send although the window has room: samples taken now measure the
      * application, not the path (delivery-rate estimation, app-limited marking). */
-    if (!has_data(r) && r->inflight < r->cc.cwnd)
+    if (!gp_sendq_has_data(r) && r->inflight < r->cc.cwnd)
         r->app_limited_until = u64max(r->delivered + r->inflight, 1);
     return 0;
 }
@@ -1729,7 +1046,7 @@ uint64_t gp_rel_expiry(const gp_rel *r) {
         t = u64min(t, r->loss_time);
     else if (r->pto_deadline)
         t = u64min(t, r->pto_deadline);
-    if (r->ftx.closing || (has_data(r) && r->inflight < r->cc.cwnd))
+    if (r->ftx.closing || (gp_sendq_has_data(r) && r->inflight < r->cc.cwnd))
         t = u64min(t, r->pace_next);
     if (r->ftx.open)
         t = u64min(t, r->ftx.opened_at + gp_fec_hold(r->rtt.srtt));

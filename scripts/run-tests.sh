@@ -29,10 +29,13 @@ for arg in "$@"; do
         it_*) jobs="--jobs=1" ;;
         *) jobs="" ;;
     esac
+    t0=$(date +%s)
     # shellcheck disable=SC2086
     "$t" $jobs $filter --verbose=0 >"$log" 2>&1
     rc=$?
     cat "$log"
+    # How long each binary took: what `make test`'s budget is spent on.
+    echo "-- $name: $(($(date +%s) - t0)) s"
     line=$(grep -a "Synthesis:" "$log" | tail -1)
     if [ -z "$line" ]; then
         broken="$broken $name(rc=$rc)"

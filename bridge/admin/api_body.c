@@ -57,7 +57,7 @@ out:
 void br_house_view_init(br_house_view *h, const char *id) {
     memset(h, 0, sizeof *h);
     snprintf(h->id, sizeof h->id, "%s", id);
-    h->created_ms = NAN;
+    h->created_ms = h->last_seen_ms = NAN;
     gp_state_init(&h->st);
 }
 
@@ -98,6 +98,10 @@ void br_house_view_parse_house(br_house_view *h, const redisReply *r) {
             h->created_ms = br_redis_num(v);
         } else if (gp_reply_is(k, GP_HOUSE_DISABLED)) {
             h->disabled = v->len == 1 && v->str[0] == '1';
+        } else if (gp_reply_is(k, GP_HOUSE_LAST_SEEN)) {
+            h->last_seen_ms = br_redis_num(v);
+        } else if (gp_reply_is(k, GP_HOUSE_LAST_BRIDGE)) {
+            gp_reply_copy(h->last_bridge, sizeof h->last_bridge, v);
         } else if (gp_reply_is(k, GP_HOUSE_TUN_ROUTES)) {
             /* What parses, canonical: the text is written into JSON as it is. */
             gp_cidr rt[GP_TUN_ROUTES_MAX];
@@ -186,6 +190,14 @@ void br_house_view_json(br_sbuf *b, const br_house_view *h) {
     sb_num(b, h->created_ms);
     br_sb_puts(b, h->disabled ? ",\"disabled\":true" : ",\"disabled\":false");
     br_sb_puts(b, st->connected ? ",\"connected\":true" : ",\"connected\":false");
+    /* online / offline / disabled (store_state.h); while offline, since when and on which
+     * bridge it was last (null: none recorded). */
+    br_sb_puts(b, ",\"state\":");
+    sb_str(b, gp_house_state(h->disabled, st));
+    br_sb_puts(b, ",\"offline_since_ms\":");
+    sb_num(b, st->connected ? NAN : h->last_seen_ms);
+    br_sb_puts(b, ",\"last_bridge\":");
+    sb_str(b, h->last_bridge[0] ? h->last_bridge : NULL);
     br_sb_puts(b, ",\"bridge\":");
     sb_str(b, st->connected && st->bridge[0] ? st->bridge : NULL);
     br_sb_puts(b, ",\"transport\":");

@@ -31,7 +31,11 @@ typedef struct br_house_view {
     char *labels;      /* compact JSON object; NULL: {} */
     double created_ms; /* NAN: null */
     gp_state st;       /* the live state (store_state.h): -1 and "" are null */
-    char *tun_routes;  /* the L3 routes it may advertise, canonical, comma-separated; NULL: none */
+    /* When a bridge last heard from it, and which (the house hash's last_seen, last_bridge:
+     * store_house.h); NAN and "": none recorded. */
+    double last_seen_ms;
+    char last_bridge[128];
+    char *tun_routes; /* the L3 routes it may advertise, canonical, comma-separated; NULL: none */
     /* Its L3 index (<p>:tun, store_tun.h): tun_has 1 known, 0 none, -1 unknown (not read: the
      * bridge's Redis user may not); its addresses in each pool (family 0: none). */
     int tun_has;
@@ -44,8 +48,9 @@ typedef gp_buf br_sbuf;
 
 void br_house_view_init(br_house_view *h, const char *id); /* nothing known yet */
 void br_house_view_clear(br_house_view *h);                /* frees its strings */
-/* HGETALL <p>:{h}:house (registered, labels, created, disabled) / <p>:{h}:state (the one
- * parser of the live state, gp_state_parse) into h; anything else in them is ignored. */
+/* HGETALL <p>:{h}:house (registered, labels, created, disabled, last_seen, last_bridge) /
+ * <p>:{h}:state (the one parser of the live state, gp_state_parse) into h; anything else in them is
+ * ignored. */
 void br_house_view_parse_house(br_house_view *h, const redisReply *r);
 void br_house_view_parse_state(br_house_view *h, const redisReply *r);
 /* The reply of HMGET <p>:tun pool4 pool6 h:<id>... for houses h[0..n) (in that order): their

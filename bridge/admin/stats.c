@@ -48,8 +48,9 @@ static const metric_spec specs[] = {
     {M(disconnects), COUNTER, "gp_bridge_disconnects_total",
      "Held houses let go (closed, lost, fenced), by transport.", "transport", "ws wss rudp"},
     {M(auth_failures), COUNTER, "gp_bridge_auth_failures_total",
-     "Failed authentications (unknown house, bad proof, invalid id), by transport.", "transport",
-     "ws wss rudp"},
+     "Failed authentications (unknown house, wrong secret, invalid id; a house that hangs up at "
+     "the challenge too), by transport.",
+     "transport", "ws wss rudp"},
     {M(requests), COUNTER, "gp_bridge_requests_total",
      "Final replies written, by status class (error: an error reply of the bridge or house).",
      "class", "2xx 3xx 4xx 5xx error"},

@@ -15,6 +15,10 @@ enum {
     CLI_FAIL = 1,    /* the operation failed; for `request`: error reply or status >= 400 */
     CLI_USAGE = 2,   /* bad usage, or Redis unreachable / erroring */
     CLI_TIMEOUT = 3, /* `request`: no final reply before the deadline */
+    /* `request` (--fail-fast, --wait-online: not sent): */
+    CLI_OFFLINE = 4,  /* the house is offline */
+    CLI_DISABLED = 5, /* the house is disabled */
+    CLI_NO_HOUSE = 6, /* no such house (any `request`) */
 };
 
 typedef struct cli_ctx {

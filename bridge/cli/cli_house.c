@@ -157,11 +157,17 @@ int cli_house_add(cli_ctx *c, int argc, char **argv) {
             printf("L3 addresses: %s (pool index %llu)\n", addrs, (unsigned long long)tidx);
         if (rt.given && !routes_err[0])
             printf("L3 routes it may advertise: %s\n", rt.n ? routes : "none");
-        printf("\nThis is the only time the secret is shown: keep it on the house's machine.\n"
-               "Start the house there with:\n"
-               "  GP_SECRET=%s ghostport-house --id %s \\\n"
-               "      --bridge wss://BRIDGE_HOST:8443/ --upstream http://127.0.0.1:8080\n",
-               hex, id);
+        /* The secret goes into a file, never onto a command line (the shell's history,
+         * ps): pasted into cat, or written by `house add --quiet > FILE`. */
+        printf("\nThis is the only time the secret is shown: keep it on the house's machine, in\n"
+               "a file only root reads (not on a command line: shells keep history). There:\n"
+               "  install -d -m 750 /etc/ghostport\n"
+               "  (umask 077; cat > /etc/ghostport/house.secret)    # paste the secret, Ctrl-D\n"
+               "  ghostport-house --id %s --secret-file /etc/ghostport/house.secret \\\n"
+               "      --bridge wss://BRIDGE_HOST:8443/ --upstream http://127.0.0.1:8080\n"
+               "(--quiet prints the secret alone, for a file: "
+               "(umask 077; ghostport house add %s --quiet > %s.secret))\n",
+               id, id, id);
     }
     sodium_memzero(hex, sizeof hex);
     const char *errs[2] = {routes_err, addr_err};
@@ -239,6 +245,13 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
             json_error_t je;
             json_t *labels = json_loads(h->labels[0] ? h->labels : "{}", 0, &je);
             json_object_set_new(o, "labels", labels ? labels : json_object());
+            /* online / offline / disabled; while offline, since when (null: unknown) */
+            json_object_set_new(o, "state", json_string(gp_reg_house_state(h)));
+            long long off = gp_reg_offline_since(h);
+            json_object_set_new(o, "offline_since_ms",
+                                h->st.connected || off < 0 ? json_null() : json_integer(off));
+            json_object_set_new(o, "last_bridge",
+                                h->last_bridge[0] ? json_string(h->last_bridge) : json_null());
             if (h->st.connected) {
                 json_object_set_new(o, "bridge", json_string(h->st.bridge));
                 json_object_set_new(o, "transport", json_string(h->st.transport));
@@ -271,27 +284,36 @@ int cli_house_list(cli_ctx *c, int argc, char **argv) {
         }
         char since[32], seen[32], created[32], rtt[32];
         cli_fmt_utc(created, sizeof created, h->created_ms);
+        snprintf(rtt, sizeof rtt, "-");
         if (h->st.connected) {
             cli_fmt_utc(since, sizeof since, h->st.since_ms);
             fmt_age(seen, sizeof seen, now, h->st.last_seen_ms);
             if (h->st.rtt_ms >= 0)
                 top_fmt_ms(rtt, sizeof rtt, h->st.rtt_ms);
-            else
-                snprintf(rtt, sizeof rtt, "-");
+        } else {
+            /* Offline since the last time a bridge heard from it ("-": none recorded). */
+            cli_fmt_utc(since, sizeof since, gp_reg_offline_since(h));
+            fmt_age(seen, sizeof seen, now, h->last_seen_ms);
         }
         /* Disabled wins: a house still connected is about to be closed by its bridge. */
-        const char *state = h->disabled ? "disabled" : h->st.connected ? "connected" : "offline";
-        /* What bridges and `house add` wrote, printed with control characters escaped. */
-        char bridge[4 * sizeof h->st.bridge], transport[4 * sizeof h->st.transport];
+        const char *state = gp_reg_house_state(h);
+        /* What bridges and `house add` wrote, printed with control characters escaped. The
+         * bridge of an offline house: the one that held it last, in parentheses. */
+        char bridge[4 * sizeof h->st.bridge + 2], transport[4 * sizeof h->st.transport];
+        if (h->st.connected)
+            cli_esc_str(bridge, sizeof bridge, h->st.bridge);
+        else if (h->last_bridge[0]) {
+            char lb[4 * sizeof h->last_bridge];
+            snprintf(bridge, sizeof bridge, "(%s)", cli_esc_str(lb, sizeof lb, h->last_bridge));
+        } else
+            snprintf(bridge, sizeof bridge, "-");
         char *labels = cli_esc_dup(h->labels, strlen(h->labels));
         char tun[GP_IP_ADDR_STRLEN];
-        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %-*s %s\n", h->id, state,
-               h->st.connected ? cli_esc_str(bridge, sizeof bridge, h->st.bridge) : "-",
+        printf("%-20s %-9s %-20s %-9s %-21s %-10s %-7s %-21s %-*s %s\n", h->id, state, bridge,
                h->st.connected && h->st.transport[0]
                    ? cli_esc_str(transport, sizeof transport, h->st.transport)
                    : "-",
-               h->st.connected ? since : "-", h->st.connected ? seen : "-",
-               h->st.connected ? rtt : "-", h->registered ? created : "(missing)", tunw,
+               since, seen, rtt, h->registered ? created : "(missing)", tunw,
                cli_tun_column(tun, sizeof tun, h),
                labels && h->labels[0] && strcmp(h->labels, "{}") != 0 ? labels : "-");
         free(labels);

@@ -39,9 +39,14 @@ static const cli_command commands[] = {
      "exit status: 0 done, 1 the house exists or its L3 address is refused (or, the secret\n"
      "shown, its L3 settings could not be stored), 2 usage or Redis error\n"},
     {"house", "list", cli_house_list, "[--json]",
-     "list registered houses with their state (bridge, transport, since, rtt, disabled)",
-     "  --json             one JSON object per line instead of a table (tun_addr: the L3\n"
-     "                     addresses, tun_routes: the subnets it may route)\n"
+     "list registered houses with their state (online, offline since when, disabled)",
+     "  --json             one JSON object per line instead of a table (state, offline_since_ms,\n"
+     "                     last_bridge; tun_addr: the L3 addresses, tun_routes: the subnets it\n"
+     "                     may route)\n"
+     "STATE: online (a bridge holds it), offline, or disabled (whether connected or not).\n"
+     "BRIDGE: the bridge holding it, or (the one that held it last) when offline. SINCE: when\n"
+     "it came online, or went offline (the last time a bridge heard from it; - never).\n"
+     "LAST_SEEN: how long ago a bridge last heard from it.\n"
      "TUN: the house's L3 address (IPv4, or IPv6 when the bridges have only that pool),\n"
      "- none yet, ? this Redis user may not read <prefix>:tun\n"},
     {"house", "rm", cli_house_rm, "ID [--purge]",
@@ -73,6 +78,8 @@ static const cli_command commands[] = {
      "exit status: 0 done, 1 no such house, 2 usage or Redis error\n"},
     {"house", "enable", cli_house_enable, "ID",
      "let a disabled house connect again (at its next attempt)",
+     "  A house refused as disabled tries again every 2-3 s (ghostport-house), so it is back\n"
+     "  within a few seconds.\n"
      "exit status: 0 done, 1 no such house, 2 usage or Redis error\n"},
     {"top", NULL, cli_top, "[--once | --json] [options]",
      "live view of bridges and houses (rates, RTT, recent requests) read from Redis",
@@ -82,7 +89,7 @@ static const cli_command commands[] = {
      "                      between the two samples rates come from (0: one sample, no rates)\n"
      "      --state FILE    with --once/--json: rates since the previous run that used FILE\n"
      "                      (no wait), then the snapshot is saved there (for cron, scripts)\n"
-     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err disabled,\n"
+     "  -s, --sort COLUMN   id bridge transport since seen rtt loss req err state,\n"
      "                      and the L3 tunnel's: tun (address) tun_pps tun_bps (in + out) fec\n"
      "  -r, --reverse       sort descending\n"
      "  -f, --filter TEXT   only houses whose id contains TEXT (case-insensitive)\n"
@@ -106,8 +113,16 @@ static const cli_command commands[] = {
      "      --timeout MS            deadline in ms (default 30000)\n"
      "      --id ID                 frame id (default: a random UUID)\n"
      "      --body-only             print only the body bytes\n"
+     "      --fail-fast             send nothing unless the house is online: exit at once,\n"
+     "                              saying why (offline since when, disabled)\n"
+     "      --wait-online MS        wait up to MS for the house to be online (read every\n"
+     "                              100 ms; a disabled house too, as it may be enabled),\n"
+     "                              then send; if it is not, exit as --fail-fast does\n"
+     "  Without either the request is sent whatever the house's state: it waits in the\n"
+     "  house's stream until a bridge takes it or its deadline passes (a note on stderr).\n"
      "exit status: 0 status < 400, 1 error reply or status >= 400, 2 usage or Redis error,\n"
-     "3 no reply before the deadline\n"},
+     "3 no reply before the deadline, 4 the house is offline and 5 disabled (--fail-fast,\n"
+     "--wait-online: nothing sent), 6 no such house (nothing sent)\n"},
     {"connect", NULL, cli_connect_cmd, "HOUSE SERVICE [options]",
      "a TCP stream to a house's service on stdin/stdout (for ssh -o ProxyCommand)",
      "  for ssh: ssh -o ProxyCommand='ghostport connect %h ssh' farm-1\n"

@@ -4,6 +4,7 @@
 #include "buf.h"
 #include "cli_cmd.h"
 #include "cli_esc.h"
+#include "cli_top.h"
 #include "conf.h"
 
 #include <errno.h>
@@ -13,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define MAX_TIMEOUT_MS 86400000
 #define WAIT_MARGIN_MS 2000 /* the bridge answers 504 at the deadline; allow for its clock */
 #define MAX_BODY_FILE (1024u * 1024u * 1024u)
+#define ONLINE_POLL_MS 100 /* --wait-online: how often the house's state is read */
 
 typedef gp_buf buf; /* proto/buf.h */
 #define buf_add gp_buf_add
@@ -231,11 +234,65 @@ static void print_headers(const char *json) {
     json_decref(h);
 }
 
+/* Why house h is not online, on stderr in one line ("house farm-1 is disabled (...)"), and
+ * the exit status that says so. now: Redis's clock (ms; -1 unknown). */
+static int not_online(cli_ctx *c, const gp_reg_house *h, long long now) {
+    if (h->disabled) {
+        cli_err(c, "house %s is disabled (ghostport house enable %s)", h->id, h->id);
+        return CLI_DISABLED;
+    }
+    long long since = gp_reg_offline_since(h);
+    if (since < 0) {
+        cli_err(c, "house %s is offline (no bridge has held it yet)", h->id);
+        return CLI_OFFLINE;
+    }
+    char t[32], age[32], lb[4 * sizeof h->last_bridge];
+    cli_fmt_utc(t, sizeof t, since);
+    top_fmt_age(age, sizeof age, now, since);
+    cli_err(c, "house %s is offline since %s (%s ago; last held by bridge %s)", h->id, t, age,
+            h->last_bridge[0] ? cli_esc_str(lb, sizeof lb, h->last_bridge) : "?");
+    return CLI_OFFLINE;
+}
+
+/* --fail-fast (wait_ms 0) and --wait-online: reads the house (hash and live state, one round
+ * trip) until it is online, polling every ONLINE_POLL_MS for at most wait_ms (bridges publish
+ * nothing a CLI may hear when they take a house: keyspace events are for streams only, `Kt`).
+ * A disabled house is waited for too (it may be enabled meanwhile); no house at all is not.
+ * 0 online, else the exit status with the reason printed. */
+static int wait_online(cli_ctx *c, br_rc *rc, const char *house, long long wait_ms) {
+    uint64_t end = cli_wall_ms() + (uint64_t)wait_ms;
+    for (;;) {
+        gp_reg_house h;
+        char err[256];
+        if (gp_reg_peek(rc, c->prefix, house, &h, err, sizeof err) != 0) {
+            cli_err(c, "%s", err);
+            return CLI_USAGE;
+        }
+        if (!h.registered) {
+            cli_err(c,
+                    "no house %s (none is registered under prefix '%s': see ghostport house "
+                    "list)",
+                    house, c->prefix);
+            return CLI_NO_HOUSE;
+        }
+        if (h.st.connected && !h.disabled)
+            return 0;
+        uint64_t now = cli_wall_ms();
+        if (now >= end)
+            return not_online(c, &h, gp_reg_time_ms(rc));
+        uint64_t left = end - now, nap = left < ONLINE_POLL_MS ? left : ONLINE_POLL_MS;
+        struct timespec ts = {(time_t)(nap / 1000), (long)(nap % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+}
+
 int cli_request(cli_ctx *c, int argc, char **argv) {
     const char *pos[3] = {0};
     int npos = 0, rv = CLI_USAGE, body_only = 0, dashdash = 0;
     const char *service = NULL, *frame_id = NULL;
     long long timeout_ms = DEFAULT_TIMEOUT_MS;
+    long long wait_ms = -1; /* --fail-fast 0, --wait-online MS; -1: send whatever the state */
     json_t *headers = json_object();
     buf body = {0};
     int have_body = 0;
@@ -297,6 +354,18 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
                 cli_err(c, "--timeout wants milliseconds from 1 to %d", MAX_TIMEOUT_MS);
                 goto done;
             }
+        } else if ((r = cli_opt_val(argc, argv, &i, "--wait-online", NULL, &v)) != 0) {
+            if (r < 0)
+                goto done;
+            char *e;
+            errno = 0;
+            wait_ms = strtoll(v, &e, 10);
+            if (*e || e == v || errno || wait_ms < 0 || wait_ms > MAX_TIMEOUT_MS) {
+                cli_err(c, "--wait-online wants milliseconds from 0 to %d", MAX_TIMEOUT_MS);
+                goto done;
+            }
+        } else if (strcmp(argv[i], "--fail-fast") == 0) {
+            wait_ms = 0;
         } else if (strcmp(argv[i], "--body-only") == 0) {
             body_only = 1;
         } else {
@@ -325,22 +394,33 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
     if (!(rc = cli_connect(c)))
         goto done;
 
-    char err[256];
-    gp_reg_house h;
-    if (gp_reg_get(rc, c->prefix, house, &h, err, sizeof err) != 0) {
-        cli_err(c, "%s", err);
-        goto done;
+    if (wait_ms >= 0) {
+        int w = wait_online(c, rc, house, wait_ms);
+        if (w != 0) {
+            rv = w;
+            goto done;
+        }
+    } else {
+        char err[256];
+        gp_reg_house h;
+        if (gp_reg_peek(rc, c->prefix, house, &h, err, sizeof err) != 0) {
+            cli_err(c, "%s", err);
+            goto done;
+        }
+        if (!h.registered) {
+            cli_err(c,
+                    "no house %s (none is registered under prefix '%s': see ghostport house "
+                    "list)",
+                    house, c->prefix);
+            rv = CLI_NO_HOUSE;
+            goto done;
+        }
+        if (!h.st.connected || h.disabled)
+            fprintf(stderr,
+                    "%s: note: house %s is %s; the request waits in its stream until a bridge "
+                    "picks it up or its %lld ms deadline passes (--fail-fast: do not send)\n",
+                    c->prog, house, gp_reg_house_state(&h), timeout_ms);
     }
-    if (!h.registered) {
-        cli_err(c, "no house '%s' is registered under prefix '%s' (see ghostport house list)",
-                house, c->prefix);
-        goto done;
-    }
-    if (!h.st.connected)
-        fprintf(stderr,
-                "%s: note: house %s is offline; the request waits in its stream until a bridge "
-                "picks it up or its %lld ms deadline passes\n",
-                c->prog, house, timeout_ms);
 
     char kreq[GP_KEY_MAX], krep[GP_KEY_MAX], tmo[24];
     if (gp_key_req(kreq, c->prefix, house) < 0 || gp_key_reply(krep, c->prefix, frame_id) < 0) {

@@ -128,6 +128,10 @@ static json_t *house_json(const top_house *t) {
     json_object_set_new(o, "registered", json_boolean(h->registered));
     json_object_set_new(o, "disabled", json_boolean(h->disabled));
     json_object_set_new(o, "connected", json_boolean(h->st.connected));
+    /* online / offline / disabled; while offline, since when and where it was last */
+    json_object_set_new(o, "state", json_string(gp_reg_house_state(h)));
+    json_object_set_new(o, "offline_since_ms", jint(gp_reg_offline_since(h)));
+    json_object_set_new(o, "last_bridge", h->last_bridge[0] ? jstr(h->last_bridge) : json_null());
     int c = h->st.connected;
     json_object_set_new(o, "bridge", c ? jstr(h->st.bridge) : json_null());
     json_object_set_new(o, "transport", c ? jstr(h->st.transport) : json_null());
@@ -335,30 +339,39 @@ static void print_bridges(const top_snap *s) {
     }
 }
 
+/* The BRIDGE cell of house h: the bridge holding it, or offline "(the one that held it last)",
+ * escaped, into out[cap]. */
+static const char *bridge_cell(char *out, size_t cap, const gp_reg_house *h) {
+    char e[4 * sizeof h->last_bridge];
+    if (h->st.connected && h->st.bridge[0])
+        return cli_esc_str(out, cap, h->st.bridge);
+    if (!h->st.connected && h->last_bridge[0])
+        snprintf(out, cap, "(%s)", cli_esc_str(e, sizeof e, h->last_bridge));
+    else
+        snprintf(out, cap, "-");
+    return out;
+}
+
 static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
-    size_t conn = 0, dis = 0;
+    size_t on, off, dis;
     int wid = 2, wbr = 6, wtun = 3;
     int tun = top_has_tun(s);
-    for (size_t i = 0; i < s->nhouses; i++) {
-        conn += s->houses[i].h.st.connected;
-        dis += s->houses[i].h.disabled;
-    }
+    top_count_states(s, &on, &off, &dis);
     for (size_t i = 0; i < n; i++) {
         const gp_reg_house *h = &s->houses[idx[i]].h;
-        char a[2 * GP_IP_ADDR_STRLEN];
-        int l = (int)strlen(h->id),
-            m = h->st.connected ? (int)cli_esc(NULL, 0, h->st.bridge, strlen(h->st.bridge)) : 1;
+        char a[2 * GP_IP_ADDR_STRLEN], b[4 * sizeof h->last_bridge + 4];
+        int l = (int)strlen(h->id), m = (int)strlen(bridge_cell(b, sizeof b, h));
         top_tun_addr(h, a, sizeof a);
         int k = (int)strcspn(a, ",");
         wid = l > wid ? l : wid;
         wbr = m > wbr ? m : wbr;
         wtun = k > wtun ? k : wtun;
     }
-    printf("HOUSES %zu (%zu connected, %zu disabled)", s->nhouses, conn, dis);
+    printf("HOUSES %zu (%zu online, %zu offline, %zu disabled)", s->nhouses, on, off, dis);
     if (n != s->nhouses)
         printf(", %zu shown", n);
     printf("\n%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %s", wid, "ID", wbr, "BRIDGE", "TRANSPORT",
-           "SINCE", "LAST_SEEN", "RTT", "LOSS", "REQ/s", "ERR/s", "DISABLED");
+           "SINCE", "LAST_SEEN", "RTT", "LOSS", "REQ/s", "ERR/s", "STATE");
     /* The L3 tunnel's columns: its (first) address, packets/s and bits/s in/out, FEC/s. */
     if (tun)
         printf(" %-*s %13s %13s %6s", wtun, "TUN", "TUN_PKT/s_I/O", "TUN_BIT/s_I/O", "FEC/s");
@@ -367,20 +380,21 @@ static void print_houses(const top_snap *s, const size_t *idx, size_t n) {
         const top_house *t = &s->houses[idx[i]];
         const gp_reg_house *h = &t->h;
         char since[16] = "-", seen[16] = "-", rtt[16] = "-", loss[16] = "-", req[16], er[16];
-        char br[4 * sizeof h->st.bridge], tr[4 * sizeof h->st.transport]; /* escaped */
+        char br[4 * sizeof h->last_bridge + 4], tr[4 * sizeof h->st.transport]; /* escaped */
+        /* SINCE: in its state since (online: taken by a bridge; offline: last heard from). */
+        top_fmt_age(since, sizeof since, s->now_ms, top_state_since(h));
+        top_fmt_age(seen, sizeof seen, s->now_ms, top_last_seen(h));
         if (h->st.connected) {
-            top_fmt_age(since, sizeof since, s->now_ms, h->st.since_ms);
-            top_fmt_age(seen, sizeof seen, s->now_ms, h->st.last_seen_ms);
             top_fmt_ms(rtt, sizeof rtt, h->st.rtt_ms);
             top_fmt_pct(loss, sizeof loss, h->st.loss_pct);
         }
         top_fmt_rate(req, sizeof req, t->r.req);
         top_fmt_rate(er, sizeof er, t->r.err);
         printf("%-*s %-*s %-9s %7s %9s %7s %6s %7s %7s %-*s", wid, h->id, wbr,
-               h->st.connected && h->st.bridge[0] ? cli_esc_str(br, sizeof br, h->st.bridge) : "-",
+               bridge_cell(br, sizeof br, h),
                h->st.connected && h->st.transport[0] ? cli_esc_str(tr, sizeof tr, h->st.transport)
                                                      : "-",
-               since, seen, rtt, loss, req, er, tun ? 8 : 0, h->disabled ? "yes" : "no");
+               since, seen, rtt, loss, req, er, tun ? 8 : 0, gp_reg_house_state(h));
         if (tun) {
             char a[2 * GP_IP_ADDR_STRLEN], pps[32], bps[32], fec[16];
             top_tun_addr(h, a, sizeof a);
@@ -430,8 +444,18 @@ static void print_house_detail(const top_snap *s, const top_house *t, const gp_r
     /* Everything others wrote is printed with control characters escaped. */
     char br[4 * sizeof h->st.bridge], tr[4 * sizeof h->st.transport], addr[4 * sizeof h->st.addr];
     char labels[4 * sizeof h->labels];
-    printf("house %s  %s%s\n", h->id, h->st.connected ? "connected" : "offline",
-           h->disabled ? "  DISABLED" : "");
+    printf("house %s  %s%s\n", h->id, gp_reg_house_state(h),
+           h->disabled ? (h->st.connected ? " (still connected)" : " (offline)") : "");
+    if (!h->st.connected) {
+        long long off = gp_reg_offline_since(h);
+        cli_fmt_utc(a, sizeof a, off);
+        top_fmt_age(b, sizeof b, s->now_ms, off);
+        if (off >= 0)
+            printf("offline since %s (%s ago)  last held by bridge %s\n", a, b,
+                   h->last_bridge[0] ? cli_esc_str(br, sizeof br, h->last_bridge) : "-");
+        else
+            printf("offline: no bridge has held it yet\n");
+    }
     if (h->st.connected) {
         cli_fmt_utc(a, sizeof a, h->st.since_ms);
         top_fmt_age(b, sizeof b, s->now_ms, h->st.since_ms);
@@ -600,7 +624,7 @@ int cli_top(cli_ctx *c, int argc, char **argv) {
             if ((o.sort_col = top_col_by_name(v)) < 0) {
                 cli_err(c,
                         "--sort: no column '%s' (id bridge transport since seen rtt loss req "
-                        "err disabled tun tun_pps tun_bps fec)",
+                        "err state tun tun_pps tun_bps fec)",
                         v);
                 return CLI_USAGE;
             }

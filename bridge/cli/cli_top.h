@@ -85,6 +85,14 @@ int top_tun_addr(const gp_reg_house *h, char *out, size_t cap);
 /* 1 when some house of s has an L3 address (top_tun_addr): the tunnel's columns are shown. */
 int top_has_tun(const top_snap *s);
 
+/* When the house entered its state (ms): online, when a bridge took it (its live state's
+ * since); else when it went offline (the last time a bridge heard from it, its hash's
+ * last_seen); -1 unknown. And when a bridge last heard from it, online or not. */
+long long top_state_since(const gp_reg_house *h);
+long long top_last_seen(const gp_reg_house *h);
+/* online / offline / disabled counts of s (disabled wins, as gp_house_state says). */
+void top_count_states(const top_snap *s, size_t *online, size_t *offline, size_t *disabled);
+
 /* Sortable columns of the houses table, in the order `s` cycles through them. */
 enum {
     TOP_COL_ID,
@@ -96,7 +104,7 @@ enum {
     TOP_COL_LOSS,
     TOP_COL_REQ,
     TOP_COL_ERR,
-    TOP_COL_DISABLED,
+    TOP_COL_STATE, /* online, offline, disabled (`disabled` too, as --sort's name) */
     /* The L3 tunnel's (shown when top_has_tun): address, packets/s and bits/s (in + out),
      * FEC repairs/s. */
     TOP_COL_TUN,

@@ -214,8 +214,29 @@ int top_has_tun(const top_snap *s) {
 
 /* --- columns, sorting, filtering -------------------------------------------------------- */
 
+long long top_state_since(const gp_reg_house *h) {
+    return h->st.connected ? h->st.since_ms : h->last_seen_ms; /* as gp_reg_offline_since */
+}
+
+long long top_last_seen(const gp_reg_house *h) {
+    return h->st.connected ? h->st.last_seen_ms : h->last_seen_ms;
+}
+
+void top_count_states(const top_snap *s, size_t *online, size_t *offline, size_t *disabled) {
+    *online = *offline = *disabled = 0;
+    for (size_t i = 0; i < s->nhouses; i++) {
+        const gp_reg_house *h = &s->houses[i].h;
+        if (h->disabled)
+            (*disabled)++;
+        else if (h->st.connected)
+            (*online)++;
+        else
+            (*offline)++;
+    }
+}
+
 const char *const top_col_names[TOP_NCOLS] = {"id",  "bridge",  "transport", "since", "seen",
-                                              "rtt", "loss",    "req",       "err",   "disabled",
+                                              "rtt", "loss",    "req",       "err",   "state",
                                               "tun", "tun_pps", "tun_bps",   "fec"};
 
 int top_col_by_name(const char *name) {
@@ -226,7 +247,8 @@ int top_col_by_name(const char *name) {
         {"req/s", TOP_COL_REQ},      {"err/s", TOP_COL_ERR},      {"errors", TOP_COL_ERR},
         {"last_seen", TOP_COL_SEEN}, {"last-seen", TOP_COL_SEEN}, {"connected", TOP_COL_SINCE},
         {"pps", TOP_COL_TUN_PPS},    {"pkt/s", TOP_COL_TUN_PPS},  {"bps", TOP_COL_TUN_BPS},
-        {"bit/s", TOP_COL_TUN_BPS},  {"fec/s", TOP_COL_FEC},      {"tun_addr", TOP_COL_TUN}};
+        {"bit/s", TOP_COL_TUN_BPS},  {"fec/s", TOP_COL_FEC},      {"tun_addr", TOP_COL_TUN},
+        {"disabled", TOP_COL_STATE}};
     for (int i = 0; i < TOP_NCOLS; i++)
         if (strcasecmp(name, top_col_names[i]) == 0)
             return i;
@@ -285,13 +307,13 @@ static const char *sort_key(const top_house *h, int col, double *num, int *known
     case TOP_COL_TRANSPORT:
         *known = g->st.connected && g->st.transport[0];
         return g->st.transport;
-    case TOP_COL_SINCE: /* shown as an age: ascending = most recently connected first */
-        *known = g->st.connected && g->st.since_ms >= 0;
-        *num = -(double)g->st.since_ms;
+    case TOP_COL_SINCE: /* shown as an age: ascending = most recent change of state first */
+        *num = -(double)top_state_since(g);
+        *known = *num <= 0;
         return NULL;
     case TOP_COL_SEEN:
-        *known = g->st.connected && g->st.last_seen_ms >= 0;
-        *num = -(double)g->st.last_seen_ms;
+        *num = -(double)top_last_seen(g);
+        *known = *num <= 0;
         return NULL;
     case TOP_COL_RTT:
         *known = g->st.connected && g->st.rtt_ms >= 0;
@@ -309,8 +331,8 @@ static const char *sort_key(const top_house *h, int col, double *num, int *known
         *known = h->r.err >= 0;
         *num = h->r.err;
         return NULL;
-    default: /* TOP_COL_DISABLED */
-        *num = g->disabled;
+    default: /* TOP_COL_STATE: online, offline, disabled */
+        *num = g->disabled ? 2 : g->st.connected ? 0 : 1;
         return NULL;
     }
 }

@@ -213,13 +213,10 @@ static void draw_status(tui *t) {
         return;
     }
     const top_snap *sn = &t->snaps[0];
-    size_t conn = 0, dis = 0;
+    size_t on, off, dis;
     double req = 0, er = 0;
     int rknown = 0;
-    for (size_t i = 0; i < sn->nhouses; i++) {
-        conn += sn->houses[i].h.st.connected;
-        dis += sn->houses[i].h.disabled;
-    }
+    top_count_states(sn, &on, &off, &dis);
     for (size_t i = 0; i < sn->nbridges; i++)
         if (sn->bridges[i].r.req >= 0) {
             req += sn->bridges[i].r.req;
@@ -229,9 +226,14 @@ static void draw_status(tui *t) {
     char rq[16], re[16];
     top_fmt_rate(rq, sizeof rq, rknown ? req : -1);
     top_fmt_rate(re, sizeof re, rknown ? er : -1);
-    int n = snprintf(s, sizeof s,
-                     "%zu bridges  %zu houses: %zu connected, %zu disabled  req/s %s  err/s %s",
-                     sn->nbridges, sn->nhouses, conn, dis, rq, re);
+    /* Offline and disabled counts only when there are some: the line is narrow. */
+    char offs[32] = "", diss[32] = "";
+    if (off)
+        snprintf(offs, sizeof offs, ", %zu offline", off);
+    if (dis)
+        snprintf(diss, sizeof diss, ", %zu disabled", dis);
+    int n = snprintf(s, sizeof s, "%zu bridges  %zu houses: %zu online%s%s  req/s %s  err/s %s",
+                     sn->nbridges, sn->nhouses, on, offs, diss, rq, re);
     if (t->tun) { /* the tunnel over every house: those up, packets/s and bits/s in/out */
         size_t up = 0;
         double r[4] = {-1, -1, -1, -1};
@@ -320,7 +322,7 @@ static const top_col_spec HCOLS[TOP_NCOLS] = {
     [TOP_COL_LOSS] = {"LOSS", 5, 5, 9, 1},
     [TOP_COL_REQ] = {"REQ/s", 6, 7, 1, 1},
     [TOP_COL_ERR] = {"ERR/s", 6, 6, 6, 1},
-    [TOP_COL_DISABLED] = {"DIS", 3, 3, 4, 0},
+    [TOP_COL_STATE] = {"STATE", 7, 8, 4, 0},
     [TOP_COL_TUN] = {"TUN", 12, 15, 5, 0},
     [TOP_COL_TUN_PPS] = {"PKT/s i/o", 10, 11, 2, 1},
     [TOP_COL_TUN_BPS] = {"BIT/s i/o", 10, 10, 6, 1},
@@ -355,19 +357,23 @@ static void house_cells(const tui *t, const top_house *h, char v[TOP_NCOLS][CELL
     for (int i = 0; i < TOP_NCOLS; i++)
         snprintf(v[i], CELL, "-");
     snprintf(v[TOP_COL_ID], CELL, "%s", g->id);
+    /* SINCE: in its state since (online: taken by a bridge; offline: last heard from); an
+     * offline house's bridge: the one that held it last, in parentheses. */
+    top_fmt_age(v[TOP_COL_SINCE], CELL, now, top_state_since(g));
+    top_fmt_age(v[TOP_COL_SEEN], CELL, now, top_last_seen(g));
     if (g->st.connected) {
         if (g->st.bridge[0])
             snprintf(v[TOP_COL_BRIDGE], CELL, "%s", g->st.bridge);
         if (g->st.transport[0])
             snprintf(v[TOP_COL_TRANSPORT], CELL, "%s", g->st.transport);
-        top_fmt_age(v[TOP_COL_SINCE], CELL, now, g->st.since_ms);
-        top_fmt_age(v[TOP_COL_SEEN], CELL, now, g->st.last_seen_ms);
         top_fmt_ms(v[TOP_COL_RTT], CELL, g->st.rtt_ms);
         top_fmt_pct(v[TOP_COL_LOSS], CELL, g->st.loss_pct);
+    } else if (g->last_bridge[0]) {
+        snprintf(v[TOP_COL_BRIDGE], CELL, "(%.*s)", CELL - 3, g->last_bridge);
     }
     top_fmt_rate(v[TOP_COL_REQ], CELL, h->r.req);
     top_fmt_rate(v[TOP_COL_ERR], CELL, h->r.err);
-    snprintf(v[TOP_COL_DISABLED], CELL, "%s", g->disabled ? "yes" : "");
+    snprintf(v[TOP_COL_STATE], CELL, "%s", gp_reg_house_state(g));
     char a[2 * GP_IP_ADDR_STRLEN];
     top_tun_addr(g, a, sizeof a);
     a[strcspn(a, ",")] = '\0'; /* the first: IPv4 when the pools have both */
@@ -429,7 +435,7 @@ static void draw_houses(tui *t, int y, int rows) {
                 continue;
             attr_t ca = 0;
             if (t->colors && k != t->cur) {
-                if (i == TOP_COL_DISABLED && h->h.disabled)
+                if (i == TOP_COL_STATE && h->h.disabled)
                     ca = COLOR_PAIR(C_WARN) | A_BOLD;
                 else if (i == TOP_COL_ERR && h->r.err > 0)
                     ca = COLOR_PAIR(C_ERR);
@@ -507,19 +513,23 @@ static void draw_detail(tui *t) {
     long long now = t->snaps[0].now_ms;
     char s[1024], a[32], b[32], c[32], d[32];
     int y = 2;
-    snprintf(s, sizeof s, "%s%s  bridge %s  transport %s  addr %s",
-             h->st.connected ? "connected" : "offline", h->disabled ? "  DISABLED" : "",
-             h->st.connected && h->st.bridge[0] ? h->st.bridge : "-",
-             h->st.connected && h->st.transport[0] ? h->st.transport : "-",
-             h->st.connected && h->st.addr[0] ? h->st.addr : "-");
+    const char *hs = gp_reg_house_state(h);
+    if (h->st.connected)
+        snprintf(s, sizeof s, "%s%s  bridge %s  transport %s  addr %s", hs,
+                 h->disabled ? " (still connected)" : "", h->st.bridge[0] ? h->st.bridge : "-",
+                 h->st.transport[0] ? h->st.transport : "-", h->st.addr[0] ? h->st.addr : "-");
+    else
+        snprintf(s, sizeof s, "%s%s  last held by bridge %s", hs, h->disabled ? " (offline)" : "",
+                 h->last_bridge[0] ? h->last_bridge : "-");
     attron(A_BOLD);
     put(y++, 0, COLS, s);
     attroff(A_BOLD);
-    top_fmt_age(a, sizeof a, now, h->st.connected ? h->st.since_ms : -1);
-    top_fmt_age(b, sizeof b, now, h->st.connected ? h->st.last_seen_ms : -1);
+    top_fmt_age(a, sizeof a, now, top_state_since(h));
+    top_fmt_age(b, sizeof b, now, top_last_seen(h));
     top_fmt_ms(c, sizeof c, h->st.connected ? h->st.rtt_ms : -1);
     top_fmt_pct(d, sizeof d, h->st.connected ? h->st.loss_pct : -1);
-    snprintf(s, sizeof s, "connected for %s  last seen %s ago  rtt %s  loss %s", a, b, c, d);
+    snprintf(s, sizeof s, "%s for %s  last seen %s ago  rtt %s  loss %s",
+             h->st.connected ? "connected" : "offline", a, b, c, d);
     put(y++, 0, COLS, s);
     top_fmt_rate(a, sizeof a, th->r.req);
     top_fmt_rate(b, sizeof b, th->r.err);

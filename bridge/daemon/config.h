@@ -4,7 +4,8 @@
 #define BR_CONFIG_H
 
 typedef struct br_config {
-    char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key, *log_level;
+    char *config, *redis, *prefix, *bind, *tls_cert, *tls_key, *bridge_id, *master_key, *log_level,
+        *log_format;
     long long listen, max_body, reply_chunk, reply_ttl, max_inflight, max_inflight_bytes,
         ping_interval, auth_burst, auth_per_min, auth_addr_burst, auth_addr_per_min, redis_timeout,
         lease_ms, drain_timeout, rudp_listen, rudp_jitter_ms;

@@ -132,8 +132,9 @@ struct br_conn {
     char pcursor[48];    /* reading the pending list: last id seen */
     uint64_t last_rx_ms, last_ping_ms, last_pending_scan_ms, since_ms;
     uint64_t last_renew_ms, next_sweep_ms;
-    uint64_t ping_iv; /* ms, as told in WELCOME (a reload changes it for new connections) */
-    uint64_t rtt_us;  /* last PING's round trip, 0: none yet */
+    uint64_t last_mark_ms; /* last_seen last written into the house hash (house.c) */
+    uint64_t ping_iv;      /* ms, as told in WELCOME (a reload changes it for new connections) */
+    uint64_t rtt_us;       /* last PING's round trip, 0: none yet */
     /* live stats of this connection (the state hash, bridge/admin/ADMIN.md): final replies,
      * those that are errors, body bytes from the house (in) and to it (out) */
     uint64_t st_req, st_err, st_bytes_in, st_bytes_out;

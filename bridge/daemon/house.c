@@ -92,7 +92,7 @@ static void on_ctl_message(br_houses *h, const char *msg, size_t mlen) {
         return;
     br_log(BR_LOG_INFO, "house_closed_by_admin", "house=%s addr=%s reason=%s", c->house, c->addr,
            disable ? "disabled" : "removed");
-    br_conn_close(c, GP_GOAWAY_AUTH, disable ? "house disabled" : "house removed");
+    br_conn_close(c, GP_GOAWAY_AUTH, disable ? GP_GOAWAY_MSG_DISABLED : "house removed");
 }
 
 void br_house_on_message(br_houses *h, const char *kind, const char *chan, size_t clen,
@@ -290,13 +290,24 @@ void br_house_fenced(br_houses *h, const char *house, uint64_t epoch) {
         fence_out(h, c, "epoch_moved");
 }
 
-static void release(br_houses *h, const char *epochkey, const char *statekey, uint64_t epoch) {
+/* When c last heard from its house, on Redis's clock. */
+static uint64_t last_seen_redis(const br_env *e, const br_conn *c) {
+    return br_env_now_redis(e) - (br_env_now(e) - c->last_rx_ms);
+}
+
+/* Clears c's state if it is still c's, recording in the house hash when the house was last
+ * seen (its "offline since": store_state.h). */
+static void release(br_houses *h, const br_conn *c, uint64_t epoch) {
+    const br_env *e = h->env;
     br_args a;
     br_args_init(&a);
-    br_args_str(&a, epochkey);
-    br_args_str(&a, statekey);
+    br_args_str(&a, c->epochkey);
+    br_args_str(&a, c->statekey);
+    br_args_str(&a, c->housekey);
     br_args_u64(&a, epoch);
-    br_db_eval(h->env->db, &h->release, NULL, NULL, 2, &a);
+    br_args_u64(&a, last_seen_redis(e, c));
+    br_args_str(&a, e->cfg->bridge_id);
+    br_db_eval(e->db, &h->release, NULL, NULL, 3, &a);
 }
 
 void br_house_welcome(br_houses *h, br_conn *c) {
@@ -330,7 +341,7 @@ static void on_claimed(redisReply *rep, void *ud) {
         if (br_conn_alive(c)) {
             br_logr(BR_LOG_INFO, "auth_refused", "house=%s addr=%s transport=%s reason=disabled",
                     c->house, c->addr, c->tp->name);
-            br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
+            br_conn_close(c, GP_GOAWAY_AUTH, GP_GOAWAY_MSG_DISABLED);
         }
         br_conn_unref(c);
         return;
@@ -338,7 +349,7 @@ static void on_claimed(redisReply *rep, void *ud) {
     uint64_t epoch = (uint64_t)rep->integer;
     if (!br_conn_alive(c) || c->state != BR_CS_CLAIMING) {
         /* Gone while claiming: don't leave a state that names us. */
-        release(h, c->epochkey, c->statekey, epoch);
+        release(h, c, epoch);
         br_conn_unref(c);
         return;
     }
@@ -354,7 +365,7 @@ static void on_claimed(redisReply *rep, void *ud) {
     c->state = BR_CS_LIVE;
     gp_metric_inc(e->metrics->connections, c->tp->name);
     c->since_ms = br_env_now_redis(e);
-    c->last_ping_ms = c->last_renew_ms = br_env_now(e);
+    c->last_ping_ms = c->last_renew_ms = c->last_mark_ms = br_env_now(e); /* the claim marked */
     c->next_sweep_ms = br_env_now(e) + SWEEP_FAST_MS;
     br_log(BR_LOG_INFO, "house_connected", "house=%s addr=%s epoch=%llu transport=%s", c->house,
            c->addr, (unsigned long long)epoch, c->tp->name);
@@ -428,7 +439,7 @@ void br_house_teardown(br_houses *h, br_conn *c, int do_release) {
     if (h->streams)
         br_streams_conn_gone(h->streams, c);
     if (do_release) {
-        release(h, c->epochkey, c->statekey, c->epoch);
+        release(h, c, c->epoch);
         br_log(BR_LOG_INFO, "house_disconnected", "house=%s addr=%s epoch=%llu", c->house, c->addr,
                (unsigned long long)c->epoch);
     }
@@ -461,11 +472,12 @@ void br_house_state_update(br_houses *h, br_conn *c) {
     br_args_init(&a);
     br_args_str(&a, c->epochkey);
     br_args_str(&a, c->statekey);
+    br_args_str(&a, c->housekey);
     br_args_u64(&a, c->epoch);
     br_args_str(&a, e->cfg->bridge_id);
     br_args_str(&a, c->tp->name);
     br_args_u64(&a, c->since_ms);
-    br_args_u64(&a, br_env_now_redis(e) - (br_env_now(e) - c->last_rx_ms));
+    br_args_u64(&a, last_seen_redis(e, c));
     br_args_str(&a, rtt);
     br_args_str(&a, c->addr);
     br_args_u64(&a, (uint64_t)e->cfg->lease_ms);
@@ -484,10 +496,18 @@ void br_house_state_update(br_houses *h, br_conn *c) {
     br_args_u64(&a, l3f.bytes_out);
     br_args_u64(&a, l3f.drops);
     br_args_u64(&a, br_env_now_redis(e));
+    /* The house hash's last_seen rides along at most once a third of the lease: counters are
+     * written every second while they move, and 100,000 houses would make that 100,000 more
+     * writes a second for nothing. */
+    uint64_t now = br_env_now(e);
+    int mark = now - c->last_mark_ms >= (uint64_t)e->cfg->lease_ms / 3;
+    br_args_str(&a, mark ? "1" : "0");
+    if (mark)
+        c->last_mark_ms = now;
     c->st_dirty = 0;
-    c->last_renew_ms = br_env_now(e);
+    c->last_renew_ms = now;
     br_conn_ref(c);
-    if (br_db_eval(e->db, &h->refresh, on_refreshed, c, 2, &a) != 0)
+    if (br_db_eval(e->db, &h->refresh, on_refreshed, c, 3, &a) != 0)
         br_conn_unref(c);
 }
 

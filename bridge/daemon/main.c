@@ -18,6 +18,7 @@
 #include "requests.h"
 #include "rudp_sess.h"
 #include "streams.h"
+#include "tlsfiles.h"
 #include "tunnel.h"
 #include "udp.h"
 #include "version.h"
@@ -152,6 +153,7 @@ static const gp_conf_opt opts[] = {
      "64 hex digits: key that seals house secrets at rest"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL,
      "error, warn, info or debug [SIGHUP]"},
+    {"log-format", GP_CONF_STR, OFF(log_format), 0, 0, "kv", NULL, GP_LOG_FORMAT_HELP},
     {"auth-burst", GP_CONF_INT, OFF(auth_burst), 1, 1000000, "10", NULL,
      "failed auth attempts allowed back to back per address and house id [SIGHUP]"},
     {"auth-per-min", GP_CONF_INT, OFF(auth_per_min), 1, 1000000, "6", NULL,
@@ -220,6 +222,7 @@ static const gp_conf_opt opts[] = {
 /* What SIGHUP may change in a running bridge (the options marked [SIGHUP]); the others are
  * read once at start. */
 static const char *const reloadable[] = {"log-level",
+                                         "log-format",
                                          "auth-burst",
                                          "auth-per-min",
                                          "auth-addr-burst",
@@ -263,7 +266,8 @@ static void usage(void) {
 static int br_read_key_file(const char *path, uint8_t out[32]) {
     if (!path || !*path) {
         br_log(BR_LOG_ERROR, "rudp_key_missing",
-               "hint=\"--rudp-key FILE (ghostport rudp-keygen)\"");
+               "fix=\"--rudp-listen needs --rudp-key FILE: the bridges' private key (make it once "
+               "with ghostport rudp-keygen --out FILE and give every bridge the same)\"");
         return -1;
     }
     char perr[512];
@@ -271,9 +275,15 @@ static int br_read_key_file(const char *path, uint8_t out[32]) {
     if (rc == GP_KEY_UNPROTECTED)
         br_log(BR_LOG_ERROR, "rudp_key_unprotected", "file=%s err=%s", br_qs(path), br_qs(perr));
     else if (rc == GP_KEY_UNREADABLE)
-        br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s", br_qs(path), strerror(errno));
+        br_log(BR_LOG_ERROR, "rudp_key_unreadable", "file=%s err=%s fix=%s", br_qs(path),
+               br_qs(strerror(errno)),
+               br_qs("give --rudp-key the file ghostport rudp-keygen --out wrote, readable by "
+                     "the bridge's user"));
     else if (rc != 0)
-        br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\"", br_qs(path));
+        br_log(BR_LOG_ERROR, "rudp_key_invalid", "file=%s want=\"64 hex digits\" fix=%s",
+               br_qs(path),
+               br_qs("the file holds the private key alone, 64 hex digits on one line, as "
+                     "ghostport rudp-keygen --out writes it"));
     return rc == 0 ? 0 : -1;
 }
 
@@ -316,6 +326,10 @@ static int load_layers(br_config *cfg, int argc, char **argv, char *err, size_t 
     if (br_log_level_parse(cfg->log_level) < 0) {
         snprintf(err, errlen, "log-level: %s is not one of error, warn, info, debug",
                  cfg->log_level);
+        return -1;
+    }
+    if (gp_log_format_parse(cfg->log_format) < 0) {
+        snprintf(err, errlen, "log-format: %s is not kv or json", cfg->log_format);
         return -1;
     }
     return 0;
@@ -375,11 +389,12 @@ static int configure(int argc, char **argv) {
                  "or --allow-ws to accept plain ws:// (testing only)");
         goto bad;
     }
-    if (has_cert && (access(cfg->tls_cert, R_OK) != 0 || access(cfg->tls_key, R_OK) != 0)) {
-        snprintf(err, sizeof err, "cannot read %s or %s: %s", cfg->tls_cert, cfg->tls_key,
-                 strerror(errno));
+    /* Loaded and matched now (--check-config too): a swapped pair or a key that is not the
+     * certificate's stops the start here, named, rather than in lws's listener. */
+    char tls_warn[512] = "";
+    if (has_cert && br_tls_pair_check("tls-cert", cfg->tls_cert, "tls-key", cfg->tls_key, tls_warn,
+                                      sizeof tls_warn, err, sizeof err) != 0)
         goto bad;
-    }
     if (cfg->master_key && *cfg->master_key) {
         if (gp_secret_from_hex(cfg->master_key, g_br.master_key) != 0) {
             snprintf(err, sizeof err, "master-key: want 64 hex digits");
@@ -393,6 +408,13 @@ static int configure(int argc, char **argv) {
     snprintf(g_br.fence_channel, sizeof g_br.fence_channel, "%s", fence);
     gp_key_ctl(g_br.ctl_channel, cfg->prefix); /* the prefix is checked above: it fits */
     br_log_init(level, cfg->bridge_id);
+    gp_log_set_format(gp_log_format_parse(cfg->log_format));
+    if (tls_warn[0]) {
+        if (cfg->check_config)
+            fprintf(stderr, "ghostport-bridge: warning: %s\n", tls_warn);
+        else
+            br_log(BR_LOG_WARN, "tls_cert_not_valid", "option=tls-cert err=%s", br_qs(tls_warn));
+    }
     return 0;
 bad:
     fprintf(stderr, "ghostport-bridge: %s\n", err);
@@ -432,6 +454,7 @@ static void reload(void) {
                    sizeof restart);
     gp_conf_clear(opts, &next);
     br_log_init(br_log_level_parse(cur->log_level), cur->bridge_id);
+    gp_log_set_format(gp_log_format_parse(cur->log_format));
     if (strstr(changed, "auth-")) {
         /* New limiters with the new rates: counts of failures so far start over. */
         gp_authlimit *ws = br_authlimit_new(cur), *ru = br_authlimit_new(cur);
@@ -861,6 +884,13 @@ static int front_cfg(br_front_cfg *fc, char *err, size_t errlen) {
                      "--tls-cert and --tls-key");
             return -1;
         }
+        /* Its own pair, checked as the bridge's was (configure). */
+        char warn[512];
+        if (own && br_tls_pair_check("http-cert", fc->cert, "http-key", fc->key, warn, sizeof warn,
+                                     err, errlen) != 0)
+            return -1;
+        if (own && warn[0])
+            br_log(BR_LOG_WARN, "tls_cert_not_valid", "option=http-cert err=%s", br_qs(warn));
     }
     return 0;
 }

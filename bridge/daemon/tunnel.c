@@ -83,6 +83,22 @@ static void protocol_error(br_conn *c, const char *why, const char *detail) {
 
 /* --- handshake -------------------------------------------------------------------------- */
 
+/* What to do about a failed authentication of house id (reason: unknown_house or wrong_secret). */
+static const char *auth_fix(const char *reason, const char *id, char *fix, size_t n) {
+    if (strcmp(reason, "unknown_house") == 0)
+        snprintf(fix, n,
+                 "no house %s is registered (or its secret is sealed under another --master-key: "
+                 "secret_unreadable): register it with ghostport house add %s and give it the "
+                 "secret printed, or correct the house's --id",
+                 id, id);
+    else
+        snprintf(fix, n,
+                 "the house holds another secret than the registered one: give it the secret "
+                 "printed by ghostport house add %s --force (which re-issues it)",
+                 id);
+    return fix;
+}
+
 static void on_secret(redisReply *rep, void *ud) {
     br_conn *c = ud;
     br_tunnel *tn = tunnel_of(c);
@@ -155,8 +171,10 @@ static void on_hello(br_conn *c, const gp_frame *f) {
         /* Cannot exist, so refusing early reveals nothing; still counts as a failure. */
         (void)gp_authlimit_take(tn->env->auth_ws, gp_str_c(c->addr), id, br_env_now(tn->env));
         gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
-        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=invalid_id", c->addr,
-                br_q((const char *)id.p, id.len));
+        br_logr(BR_LOG_WARN, "auth_failed",
+                "addr=%s house=%s transport=%s reason=invalid_id fix=\"a house id is 1-64 of "
+                "[A-Za-z0-9_.-]: correct the house's --id\"",
+                c->addr, br_q((const char *)id.p, id.len), c->tp->name);
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
@@ -195,8 +213,11 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
         gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
-        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s reason=%s", c->addr, c->house,
-                c->secret_known ? "bad_proof" : "unknown_house");
+        const char *reason = c->secret_known ? "wrong_secret" : "unknown_house";
+        char fix[400];
+        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s fix=%s",
+                c->addr, c->house, c->tp->name, reason,
+                br_qs(auth_fix(reason, c->house, fix, sizeof fix)));
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
@@ -206,7 +227,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
         /* The house proved who it is, so telling it why is safe; not a failed attempt. */
         br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=%s reason=disabled",
                 c->addr, c->house, c->tp->name);
-        br_conn_close(c, GP_GOAWAY_AUTH, "house disabled");
+        br_conn_close(c, GP_GOAWAY_AUTH, GP_GOAWAY_MSG_DISABLED);
         return;
     }
     c->state = BR_CS_CLAIMING;
@@ -333,7 +354,26 @@ static void on_established(struct lws *wsi, br_conn **slot) {
         br_conn_close(c, GP_GOAWAY_DRAINING, "bridge shutting down");
 }
 
+/* The house hung up after our CHALLENGE instead of answering it: its secret does not prove
+ * ours (a wrong secret, or an unknown id under the decoy), so it gave up, as PROTOCOL.md says
+ * a house does. Logged and counted as a failed authentication, as a wrong AUTH is, and charged
+ * to the same budget: a client that hangs up at every CHALLENGE gets no free lookups. */
+static void challenge_refused(br_conn *c) {
+    br_tunnel *tn = tunnel_of(c);
+    sodium_memzero(c->secret, sizeof c->secret);
+    (void)gp_authlimit_take(tn->env->auth_ws, gp_str_c(c->addr), gp_str_c(c->house),
+                            br_env_now(tn->env));
+    gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
+    const char *reason = c->secret_known ? "wrong_secret" : "unknown_house";
+    char fix[400];
+    br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s by=house fix=%s",
+            c->addr, c->house, c->tp->name, reason,
+            br_qs(auth_fix(reason, c->house, fix, sizeof fix)));
+}
+
 static void on_closed(br_conn *c) {
+    if (c->state == BR_CS_CHALLENGED)
+        challenge_refused(c);
     /* Bytes left in the framer mean the peer hung up in the middle of a frame: worth a
      * warning, as a truncated frame is either a broken house or someone probing. */
     size_t partial = gp_framer_pending(c->fr);

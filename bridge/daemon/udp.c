@@ -445,8 +445,20 @@ static void respond(lookup *lk, const uint8_t *psk, uint64_t floor_ts) {
     if (n < 0) {
         /* Unknown house, wrong secret or a replayed initiation: the same silence for all. */
         gp_metric_inc(u->env->metrics->auth_failures, "rudp");
-        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=rudp reason=%s proven=%d",
-                host, lk->house, psk ? "bad_proof_or_replay" : "unknown_house", lk->proven);
+        char fix[300];
+        if (psk)
+            snprintf(fix, sizeof fix,
+                     "a wrong secret (give the house the one ghostport house add %s --force "
+                     "prints) or a replayed initiation (nothing to do)",
+                     lk->house);
+        else
+            snprintf(fix, sizeof fix,
+                     "no house %s is registered: ghostport house add %s, or correct the house's "
+                     "--id",
+                     lk->house, lk->house);
+        br_logr(BR_LOG_WARN, "auth_failed",
+                "addr=%s house=%s transport=rudp reason=%s proven=%d fix=%s", host, lk->house,
+                psk ? "bad_proof_or_replay" : "unknown_house", lk->proven, br_qs(fix));
         return;
     }
     if (lk->proven)
@@ -504,18 +516,9 @@ static void on_lookup(redisReply *rep, void *ud) {
     uint8_t psk[GP_SECRET_LEN];
     int known = 0;
     const redisReply *sec = rep->element[0], *ts = rep->element[1];
-    const redisReply *dis = rep->elements > 2 ? rep->element[2] : NULL;
-    if (dis && dis->type == REDIS_REPLY_STRING && dis->len == 1 && dis->str[0] == '1') {
-        /* Disabled (bridge/admin/ADMIN.md): silence, as rudp has no GOAWAY before a session, and
-         * not a failed attempt. The house's initiations are not even verified. */
-        char host[80];
-        addr_host(&lk->addr, host, sizeof host);
-        br_logr(BR_LOG_INFO, "auth_refused", "addr=%s house=%s transport=rudp reason=disabled",
-                host, lk->house);
-        gp_sess_hs_free(lk->hs);
-        free(lk);
-        return;
-    }
+    /* A disabled house is answered as any other: once the session proves its secret, the claim
+     * refuses it with GOAWAY(AUTH, "house disabled") inside the session (house.c), which tells
+     * the house to try again soon rather than after its long wait (PROTOCOL.md, Goaway). */
     if (sec->type == REDIS_REPLY_STRING) {
         int rc = gp_secret_open(u->env->master_key, gp_str_c(lk->house),
                                 (gp_str){(const uint8_t *)sec->str, sec->len}, psk);

@@ -27,9 +27,10 @@ struct br_rc {
     int n;
     uint8_t slot_node[16384]; /* 0: unknown, ask the seed (or the seed itself) */
     char err[768];
-    unsigned long serials; /* connections made so far */
-    char name[64];         /* CLIENT SETNAME on each connection ("": none) */
-    int name_refused;      /* the server refused it once: not asked again */
+    unsigned long serials;  /* connections made so far */
+    char name[64];          /* CLIENT SETNAME on each connection ("": none) */
+    int name_refused;       /* the server refused it once: not asked again */
+    unsigned long answered; /* replies read so far (none: a hang-up is at the first command) */
 };
 
 br_rc *br_rc_new(const char *host, int port, int db, int timeout_ms) {
@@ -105,6 +106,43 @@ static int auth_error(char *err, size_t errlen, const char *where, const char *m
     return 1;
 }
 
+/* What to do when a connection to Redis cannot be made, by hiredis's reason. */
+static const char *connect_fix(const char *why) {
+    if (strstr(why, "refused"))
+        return "nothing listens there: check the host and port in --redis (env GP_REDIS) and "
+               "that redis-server runs; a Redis with TLS only listens on its tls-port "
+               "(rediss://)";
+    if (strstr(why, "not known") || strstr(why, "No address") || strstr(why, "resolution") ||
+        strstr(why, "nodename"))
+        return "check the host name in --redis (env GP_REDIS; a typo?) and that DNS knows it "
+               "(getent hosts NAME)";
+    if (strstr(why, "timed out") || strstr(why, "unreachable") || strstr(why, "No route"))
+        return "check the address in --redis (env GP_REDIS) and that no firewall drops the "
+               "port on the way";
+    return "check --redis (env GP_REDIS): redis://[user:password@]host:port/db";
+}
+
+/* A plain connection that Redis ended at the first command, without a word: what a TLS port
+ * does to a client that speaks no TLS. */
+static int hung_up(const redisContext *c) {
+    return c->err == REDIS_ERR_EOF || (c->err == REDIS_ERR_IO && strstr(c->errstr, "reset"));
+}
+
+static void tls_port_err(char *err, size_t errlen, const char *where, const char *why) {
+    snprintf(err, errlen,
+             "Redis at %.200s hung up at the first command (%.100s): is it a TLS port? Use "
+             "rediss://%.200s (with --redis-ca-file, env GP_REDIS_CA_FILE, for a private CA)",
+             where, why, where);
+}
+
+/* The TLS relay's reason (tlsrelay.h) for a failed connection: a TCP one is said as a plain
+ * connection's, with what to do. */
+static void tls_err(char *err, size_t errlen, const char *where, const char *why) {
+    int tcp = !strncmp(why, "connect: ", 9) || !strncmp(why, "cannot resolve", 14);
+    snprintf(err, errlen, "TLS to Redis at %.200s failed: %.500s%s%s", where, why, tcp ? ": " : "",
+             tcp ? connect_fix(why) : "");
+}
+
 static struct timeval tv_of(int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     return tv;
@@ -175,8 +213,8 @@ redisContext *br_rc_dial(const gp_rurl *u, const char *host, int port, int timeo
                        : redisConnect(host, port);
     }
     if (!c || c->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s: %s", where,
-                 c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s: %s", where,
+                 c ? c->errstr : "out of memory", c ? connect_fix(c->errstr) : "try again");
         if (c)
             redisFree(c);
         return NULL;
@@ -198,10 +236,12 @@ redisContext *br_rc_dial(const gp_rurl *u, const char *host, int port, int timeo
     }
     if (rv != 0 && u->tls) {
         /* The relay closed the connection: say why (certificate, handshake). */
-        char why[256];
+        char why[512];
         gp_tlsrelay_last_error(host, port, why, sizeof why);
         if (why[0])
-            snprintf(err, errlen, "TLS to Redis at %s failed: %s", where, why);
+            tls_err(err, errlen, where, why);
+    } else if (rv != 0 && hung_up(c)) {
+        tls_port_err(err, errlen, where, c->errstr);
     }
     if (rv != 0) {
         redisFree(c);
@@ -241,13 +281,16 @@ static void drop(br_rc *rc, int i) {
     rnode *nd = &rc->nodes[i];
     if (!nd->c)
         return;
-    char why[256] = "";
+    char why[512] = "";
     if (rc->u.tls) /* the relay closed the connection: say why */
         gp_tlsrelay_last_error(nd->host, nd->port, why, sizeof why);
+    char where[300];
+    gp_rurl_hostport(nd->host, nd->port, where, sizeof where);
     if (why[0])
-        snprintf(rc->err, sizeof rc->err, "TLS to Redis at %s:%d failed: %s", nd->host, nd->port,
-                 why);
-    else
+        tls_err(rc->err, sizeof rc->err, where, why);
+    else if (!rc->u.tls && !rc->answered && hung_up(nd->c)) {
+        tls_port_err(rc->err, sizeof rc->err, where, nd->c->errstr);
+    } else
         snprintf(rc->err, sizeof rc->err, "%s:%d: %s", nd->host, nd->port,
                  nd->c->errstr[0] ? nd->c->errstr : "connection lost");
     redisFree(nd->c);
@@ -263,6 +306,8 @@ static redisReply *node_cmd(br_rc *rc, int i, int argc, const char **argv, const
     redisReply *r = redisCommandArgv(c, argc, argv, lens);
     if (!r)
         drop(rc, i);
+    else
+        rc->answered++;
     return r;
 }
 
@@ -319,6 +364,7 @@ redisReply *br_rc_cmdv(br_rc *rc, int argc, const char **argv, const size_t *len
             drop(rc, i);
             return NULL;
         }
+        rc->answered++;
         int moved = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "MOVED ", 6);
         asking = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "ASK ", 4);
         if (!moved && !asking) {
@@ -419,6 +465,7 @@ int br_rc_pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out) {
                     break;
                 }
                 redisReply *r = v;
+                rc->answered++;
                 if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "MOVED ", 6)) {
                     int to = redirect_node(rc, i, r->str);
                     freeReplyObject(r);

@@ -267,33 +267,44 @@ static int tun_parse(gp_reg_house *hs, size_t n, const redisReply *r, char *err,
     return 0;
 }
 
-int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
-               size_t errlen) {
+static int pipeline(br_rc *rc, int n, const br_rc_cmd *cmds, redisReply **out, int lenient_last,
+                    char *err, size_t errlen);
+
+int gp_reg_peek(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+                size_t errlen) {
     gp_reg_house_init(h, id, strlen(id));
     char khouse[GP_KEY_MAX], kstate[GP_KEY_MAX];
     if (gp_key_house(khouse, prefix, id) < 0 || gp_key_state(kstate, prefix, id) < 0)
         return GP_ERR_INVALID;
-    redisReply *r = cmd(rc, err, errlen, "HMGET", khouse, HOUSE_FIELDS, NULL);
-    if (!r)
+    const char *hm[2 + GP_REG_NHOUSE_FIELDS] = {"HMGET", khouse, HOUSE_FIELDS};
+    const char *hg[] = {"HGETALL", kstate};
+    br_rc_cmd cmds[2] = {{2 + GP_REG_NHOUSE_FIELDS, hm, NULL}, {2, hg, NULL}};
+    redisReply *rep[2] = {NULL, NULL};
+    if (pipeline(rc, 2, cmds, rep, 0, err, errlen) != 0)
         return GP_REG_REDIS;
-    gp_reg_house_parse(h, r);
-    freeReplyObject(r);
-    r = cmd(rc, err, errlen, "HGETALL", kstate, NULL);
-    if (!r)
-        return GP_REG_REDIS;
-    gp_state_parse(&h->st, r);
-    freeReplyObject(r);
+    gp_reg_house_parse(h, rep[0]);
+    gp_state_parse(&h->st, rep[1]);
+    freeReplyObject(rep[0]);
+    freeReplyObject(rep[1]);
+    return 0;
+}
+
+int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+               size_t errlen) {
+    int rv = gp_reg_peek(rc, prefix, id, h, err, errlen);
+    if (rv != 0)
+        return rv;
     char ktun[GP_KEY_MAX], f[GP_MAX_HOUSE_ID + 3];
     if (gp_key_tun(ktun, prefix) < 0)
         return GP_ERR_INVALID;
     tun_field_h(f, id);
     const char *argv[] = {"HMGET", ktun, "pool4", "pool6", f};
-    r = br_rc_cmdv(rc, 5, argv, NULL);
+    redisReply *r = br_rc_cmdv(rc, 5, argv, NULL);
     if (!r) {
         gp_errf(err, errlen, "redis: %s", br_rc_error(rc));
         return GP_REG_REDIS;
     }
-    int rv = tun_parse(h, 1, r, err, errlen);
+    rv = tun_parse(h, 1, r, err, errlen);
     freeReplyObject(r);
     return rv;
 }

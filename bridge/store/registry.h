@@ -81,6 +81,11 @@ typedef struct gp_reg_house {
     int registered; /* the house hash exists (0: only a stale set member) */
     int disabled;   /* its hash has disabled = 1 (ADMIN.md) */
     gp_state st;    /* its live state (store_state.h): st.connected while a bridge holds it */
+    /* When a bridge last heard from it and which (its hash's last_seen, last_bridge:
+     * store_house.h; -1 and "" when none has recorded it): while st.connected is 0, the time
+     * it has been offline since. */
+    long long last_seen_ms;
+    char last_bridge[128];
     /* The L3 tunnel (store_tun.h). tun_has: 1 the house has pool index tun_index (fixed by
      * the operator or given by a bridge when it first asked), 0 none yet, -1 unknown (the
      * Redis user may not read <p>:tun). tun4, tun6: its addresses, the index-th host of each
@@ -106,6 +111,11 @@ int gp_reg_list(br_rc *rc, const char *prefix, gp_reg_house **out, size_t *n, ch
  * 0 or GP_REG_REDIS. */
 int gp_reg_get(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
                size_t errlen);
+/* The same without the L3 index (tun_has 0): its hash's shown fields and its state, in one
+ * round trip (a pipeline of two commands on one slot), for `request --wait-online`'s polls.
+ * 0, GP_ERR_INVALID or GP_REG_REDIS. */
+int gp_reg_peek(br_rc *rc, const char *prefix, const char *id, gp_reg_house *h, char *err,
+                size_t errlen);
 
 /* Redis's clock (TIME) in ms, or -1 on error. */
 long long gp_reg_time_ms(br_rc *rc);
@@ -191,10 +201,15 @@ int gp_reg_recent(br_rc *rc, const char *prefix, const char *id, size_t max,
  * gp_reg_recent_parse: one entry of <p>:{h}:recent; 0 when it is not a JSON object. (The
  * L3 address book's values: tunbook.h.) */
 #define GP_REG_HOUSE_FIELDS                                                                        \
-    GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED, GP_HOUSE_TUN_ROUTES
-#define GP_REG_NHOUSE_FIELDS 4
+    GP_HOUSE_LABELS, GP_HOUSE_CREATED, GP_HOUSE_DISABLED, GP_HOUSE_TUN_ROUTES, GP_HOUSE_LAST_SEEN, \
+        GP_HOUSE_LAST_BRIDGE
+#define GP_REG_NHOUSE_FIELDS 6
 void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen);
 void gp_reg_house_parse(gp_reg_house *h, const redisReply *r);
+/* h's state as every view names it: gp_house_state (store_state.h). */
+const char *gp_reg_house_state(const gp_reg_house *h);
+/* Since when h has been offline (ms), or -1: online, or no bridge recorded it. */
+long long gp_reg_offline_since(const gp_reg_house *h);
 void gp_reg_bstats_parse(gp_reg_bstats *b, const redisReply *r);
 /* The fields of a bridge's stats hash as gp_reg_bstats_parse reads them (store_state.h), in
  * the hash's order: the CLI's `top --json` writes a bridge with the same names. */

@@ -212,8 +212,13 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
     }
     if (!password_file || !*password_file)
         return 0;
-    /* A file past PASS_FILE_MAX bytes is no password file: said as for a wrong line. */
+    /* A password others can read is refused, as every secret file (gp_conf_secret_file_ok). */
     char rerr[300];
+    if (gp_conf_secret_file_ok(password_file, rerr, sizeof rerr) != 0) {
+        gp_errf(err, errlen, "redis-password-file: %s", rerr);
+        return -1;
+    }
+    /* A file past PASS_FILE_MAX bytes is no password file: said as for a wrong line. */
     size_t n = 0;
     char *buf = gp_read_file(password_file, PASS_FILE_MAX, &n, rerr, sizeof rerr);
     if (!buf && errno != EFBIG) {
@@ -233,8 +238,10 @@ int gp_rurl_credentials(gp_rurl *u, const char *user, const char *password_file,
         free(buf);
     }
     if (!ok) {
-        gp_errf(err, errlen, "Redis password file %s: want one line of 1-%d bytes", password_file,
-                GP_RURL_PASS_MAX - 1);
+        gp_errf(err, errlen,
+                "Redis password file %s: want one line of 1-%d bytes, the password alone (as "
+                "the server's requirepass or the user's ACL has it)",
+                password_file, GP_RURL_PASS_MAX - 1);
         return -1;
     }
     return 0;

@@ -16,24 +16,32 @@
 #define GP_HOUSE_LABELS "labels"     /* a JSON object */
 #define GP_HOUSE_CREATED "created"   /* ms */
 #define GP_HOUSE_DISABLED "disabled" /* "1" while disabled */
+/* When a bridge last heard from the house (ms, Redis's clock) and which bridge that was,
+ * written by the bridges (store_state.h: the claim, a lease renewal at most every third of the
+ * lease, the release): the house's "offline since" once its live state is gone. Kept here
+ * and not in the state hash, which expires with its lease when a bridge dies. */
+#define GP_HOUSE_LAST_SEEN "last_seen"
+#define GP_HOUSE_LAST_BRIDGE "last_bridge"
 /* and tun_routes: store_tun.h (GP_HOUSE_TUN_ROUTES) */
 
 /* KEYS[1] house hash. ARGV: secret (sealed or hex), labels (JSON), created (ms), force
  * ('1'/'0'). 0 when the house exists and force is not set, else 1. Replacing the secret
  * keeps a house disabled: rotating a compromised house's secret must not let it back in. It
  * keeps the L3 routes the house may advertise too (tun_routes, store_tun.h), as its L3 address
- * is kept (<p>:tun is not touched): a new secret is not a new house. */
+ * is kept (<p>:tun is not touched): a new secret is not a new house. So is when and where it
+ * was last seen (last_seen, last_bridge). */
 #define GP_REG_ADD_LUA                                                                             \
-    "local dis, routes = false, false\n"                                                           \
+    "local keep = {}\n"                                                                            \
     "if redis.call('EXISTS', KEYS[1]) == 1 then\n"                                                 \
     "  if ARGV[4] ~= '1' then return 0 end\n"                                                      \
-    "  dis = redis.call('HGET', KEYS[1], 'disabled')\n"                                            \
-    "  routes = redis.call('HGET', KEYS[1], 'tun_routes')\n"                                       \
+    "  for _, f in ipairs({'disabled', 'tun_routes', 'last_seen', 'last_bridge'}) do\n"            \
+    "    local v = redis.call('HGET', KEYS[1], f)\n"                                               \
+    "    if v then keep[#keep + 1] = f keep[#keep + 1] = v end\n"                                  \
+    "  end\n"                                                                                      \
     "  redis.call('DEL', KEYS[1])\n"                                                               \
     "end\n"                                                                                        \
     "redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'labels', ARGV[2], 'created', ARGV[3])\n"      \
-    "if dis then redis.call('HSET', KEYS[1], 'disabled', dis) end\n"                               \
-    "if routes then redis.call('HSET', KEYS[1], 'tun_routes', routes) end\n"                       \
+    "if #keep > 0 then redis.call('HSET', KEYS[1], unpack(keep)) end\n"                            \
     "return 1\n"
 
 /* KEYS[1] house hash. ARGV: '1' disable / '0' enable, the ctl channel (<p>:ctl), house id.

@@ -51,6 +51,10 @@ void gp_state_init(gp_state *s) {
         s->tun_drops = -1;
 }
 
+const char *gp_house_state(int disabled, const gp_state *st) {
+    return disabled ? GP_HOUSE_DISABLED_STATE : st->connected ? GP_HOUSE_ONLINE : GP_HOUSE_OFFLINE;
+}
+
 int gp_reply_is(const redisReply *k, const char *name) {
     return k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
            memcmp(k->str, name, k->len) == 0;

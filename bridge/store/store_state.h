@@ -49,6 +49,15 @@ typedef struct gp_state {
 } gp_state;
 
 void gp_state_init(gp_state *s); /* nothing known: not connected */
+
+/* A house's state as `house list`, `top`, the JSON API and `request --fail-fast` name it
+ * (README.md): "disabled" (its registry hash says so; wins, as a house still held is about to
+ * be closed by its bridge), "online" (a bridge holds it: its live state exists) or
+ * "offline". */
+#define GP_HOUSE_ONLINE "online"
+#define GP_HOUSE_OFFLINE "offline"
+#define GP_HOUSE_DISABLED_STATE "disabled"
+const char *gp_house_state(int disabled, const gp_state *st);
 /* HGETALL <p>:{h}:state into s (fields it does not know are ignored; any reply is safe). */
 void gp_state_parse(gp_state *s, const redisReply *r);
 
@@ -91,7 +100,9 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
  * prefix, house id.
  * New epoch and a fresh state; the previous holder (another bridge) hears of it on its
  * fence channel. -1, and nothing changes, when the house is disabled (checked at
- * authentication already; this closes the window of a disable in between). */
+ * authentication already; this closes the window of a disable in between). The house hash's
+ * last_seen and last_bridge (store_house.h) name this bridge from now on; a house removed in
+ * between gets no hash back. */
 #define GP_LUA_STATE_CLAIM                                                                         \
     "if redis.call('HGET', KEYS[3], 'disabled') == '1' then return -1 end\n"                       \
     "local e = redis.call('INCR', KEYS[1])\n"                                                      \
@@ -101,16 +112,22 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
     "  'last_seen', ARGV[3], 'epoch', e, 'addr', ARGV[4], 'req_total', 0, 'err_total', 0,\n"       \
     "  'bytes_in', 0, 'bytes_out', 0, 'loss_pct', 0)\n"                                            \
     "redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"                                                    \
+    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"                                                 \
+    "  redis.call('HSET', KEYS[3], 'last_seen', ARGV[3], 'last_bridge', ARGV[1])\n"                \
+    "end\n"                                                                                        \
     "if old and old ~= ARGV[1] then\n"                                                             \
     "  redis.call('PUBLISH', ARGV[6] .. old, e .. ' ' .. ARGV[7])\n"                               \
     "end\n"                                                                                        \
     "return e\n"
 
-/* KEYS: epoch, state. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr, lease,
- * req_total, err_total, bytes_in, bytes_out, loss_pct, fec_repaired, tun_addr, tun_pkts_in,
- * tun_pkts_out, tun_bytes_in, tun_bytes_out, tun_drops (the live stats of
+/* KEYS: epoch, state, house. ARGV: epoch, bridge, transport, since, last_seen, rtt_ms, addr,
+ * lease, req_total, err_total, bytes_in, bytes_out, loss_pct, fec_repaired, tun_addr,
+ * tun_pkts_in, tun_pkts_out, tun_bytes_in, tun_bytes_out, tun_drops (the live stats of
  * bridge/admin/ADMIN.md; tun_* written only when tun_addr is not empty), ts_ms (when they were
- * counted, Redis's clock: `top` measures rates against it).
+ * counted, Redis's clock: `top` measures rates against it), mark ('1': last_seen and the
+ * bridge go into the house hash too, store_house.h; the bridge asks for it at most once a
+ * third of the lease, however often the counters are written, so that the house's "offline
+ * since" is never older than that when the bridge dies without a word).
  * 0 when another connection has taken the house (a newer epoch). A missing epoch key means
  * Redis lost its data (restart without persistence): re-assert ours rather than drop a
  * house that is still connected. */
@@ -129,19 +146,27 @@ void gp_hash_parse(void *dst, const gp_hash_field *fields, size_t n, const redis
     "    'tun_drops', ARGV[20])\n"                                                                 \
     "end\n"                                                                                        \
     "redis.call('PEXPIRE', KEYS[2], ARGV[8])\n"                                                    \
+    "if ARGV[22] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then\n"                             \
+    "  redis.call('HSET', KEYS[3], 'last_seen', ARGV[5], 'last_bridge', ARGV[2])\n"                \
+    "end\n"                                                                                        \
     "return 1\n"
 
-/* KEYS: epoch, state. ARGV: epoch. Clears the state only if it is still ours. */
+/* KEYS: epoch, state, house. ARGV: epoch, last_seen (ms: when the bridge last heard from the
+ * house), bridge. Clears the state only if it is still ours, and then records in the house
+ * hash (if it still exists) when and where the house was last seen: its "offline since". */
 #define GP_LUA_STATE_RELEASE                                                                       \
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[2]) return 1 end\n"      \
-    "return 0\n"
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"                                 \
+    "redis.call('DEL', KEYS[2])\n"                                                                 \
+    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"                                                 \
+    "  redis.call('HSET', KEYS[3], 'last_seen', ARGV[2], 'last_bridge', ARGV[3])\n"                \
+    "end\n"                                                                                        \
+    "return 1\n"
 
-/* KEYS: house hash, rudp_ts. The stored secret, the last accepted initiation time, and
- * whether the house is disabled. */
+/* KEYS: house hash, rudp_ts. The stored secret and the last accepted initiation time (a
+ * disabled house is refused by the claim, GP_LUA_STATE_CLAIM, once its session is up). */
 #define GP_LUA_RUDP_LOOKUP                                                                         \
     "return {redis.call('HGET', KEYS[1], 'secret'),\n"                                             \
-    "        redis.call('GET', KEYS[2]),\n"                                                        \
-    "        redis.call('HGET', KEYS[1], 'disabled')}\n"
+    "        redis.call('GET', KEYS[2])}\n"
 
 /* KEYS: rudp_ts. ARGV: timestamp. Only ever moves forward. */
 #define GP_LUA_RUDP_TS                                                                             \

@@ -15,7 +15,16 @@ void gp_reg_house_init(gp_reg_house *h, const char *id, size_t idlen) {
     memcpy(h->id, id, idlen);
     h->id[idlen] = '\0';
     h->created_ms = -1;
+    h->last_seen_ms = -1;
     gp_state_init(&h->st);
+}
+
+const char *gp_reg_house_state(const gp_reg_house *h) {
+    return gp_house_state(h->disabled, &h->st);
+}
+
+long long gp_reg_offline_since(const gp_reg_house *h) {
+    return h->st.connected ? -1 : h->last_seen_ms;
 }
 
 /* The HMGET reply of HOUSE_FIELDS, see registry.h. */
@@ -25,7 +34,7 @@ void gp_reg_house_parse(gp_reg_house *h, const redisReply *r) {
     for (size_t i = 0; i < GP_REG_NHOUSE_FIELDS; i++)
         h->registered |= r->element[i]->type == REDIS_REPLY_STRING;
     const redisReply *labels = r->element[0], *created = r->element[1], *dis = r->element[2];
-    const redisReply *routes = r->element[3];
+    const redisReply *routes = r->element[3], *seen = r->element[4], *lb = r->element[5];
     if (labels->type == REDIS_REPLY_STRING)
         gp_reply_copy(h->labels, sizeof h->labels, labels);
     if (created->type == REDIS_REPLY_STRING)
@@ -35,6 +44,9 @@ void gp_reg_house_parse(gp_reg_house *h, const redisReply *r) {
         routes->type == REDIS_REPLY_STRING
             ? gp_tun_routes_parse(routes->str, routes->len, h->tun_routes, GP_TUN_ROUTES_MAX, NULL)
             : 0;
+    h->last_seen_ms = gp_reply_ll(seen);
+    if (lb->type == REDIS_REPLY_STRING)
+        gp_reply_copy(h->last_bridge, sizeof h->last_bridge, lb);
 }
 
 const gp_hash_field gp_reg_bstats_fields[] = {

@@ -5,6 +5,8 @@
  * connection's four transfers; what each then waits for decides its poll events. */
 #include "tlsrelay.h"
 
+#include "conf.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -39,7 +41,7 @@ typedef struct ep {
     int port;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int lfd;
-    char err[256]; /* why the last connection failed, "" when it worked */
+    char err[512]; /* why the last connection failed, "" when it worked */
 } ep;
 
 enum { C_CONNECT, C_HANDSHAKE, C_RELAY, C_DRAIN };
@@ -98,12 +100,22 @@ static SSL_CTX *make_ctx(const char *ca, const char *cert, const char *key, char
     if (ca && *ca ? SSL_CTX_load_verify_locations(c, ca, NULL) != 1
                   : SSL_CTX_set_default_verify_paths(c) != 1) {
         ssl_errstr(why, sizeof why);
-        snprintf(err, errlen, "TLS: cannot load the CA certificates%s%s: %s",
-                 ca && *ca ? " from " : " of the system", ca && *ca ? ca : "", why);
+        if (ca && *ca && strstr(why, "no certificate"))
+            snprintf(err, errlen,
+                     "TLS: --redis-ca-file %s holds no certificate (a private key?): give it the "
+                     "certificate (PEM) of the CA that signed Redis's",
+                     ca);
+        else
+            snprintf(err, errlen, "TLS: cannot load the CA certificates%s%s: %s",
+                     ca && *ca ? " from " : " of the system", ca && *ca ? ca : "", why);
         goto fail;
     }
     if ((cert && *cert) != (key && *key)) {
         snprintf(err, errlen, "TLS: --redis-cert-file and --redis-key-file go together");
+        goto fail;
+    }
+    if (key && *key && gp_conf_secret_file_ok(key, why, sizeof why) != 0) {
+        snprintf(err, errlen, "TLS: --redis-key-file %s", why);
         goto fail;
     }
     if (cert && *cert &&
@@ -111,7 +123,10 @@ static SSL_CTX *make_ctx(const char *ca, const char *cert, const char *key, char
          SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1 ||
          SSL_CTX_check_private_key(c) != 1)) {
         ssl_errstr(why, sizeof why);
-        snprintf(err, errlen, "TLS: client certificate %s / key %s: %s", cert, key, why);
+        snprintf(err, errlen,
+                 "TLS: client certificate %s / key %s: %s: --redis-cert-file takes the "
+                 "certificate (PEM), --redis-key-file the key it was made with",
+                 cert, key, why);
         goto fail;
     }
     return c;
@@ -235,18 +250,39 @@ static int ssl_wait(conn *c, int rv) {
     }
 }
 
+/* Said of a server that is not speaking TLS on the port (a plain Redis): what to do. */
+#define NOT_TLS_FIX "use redis:// for a port without TLS, rediss:// only for the server's tls-port"
+
 static void handshake_failed(conn *c, int rv) {
-    char why[200];
+    char why[400];
     long vr = SSL_get_verify_result(c->ssl);
     int e = SSL_get_error(c->ssl, rv);
-    if (vr != X509_V_OK)
-        snprintf(why, sizeof why, "certificate verify failed: %s",
-                 X509_verify_cert_error_string(vr));
-    else if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+    unsigned long le = ERR_peek_error();
+    int reason = le ? ERR_GET_REASON(le) : 0;
+    if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH)
         snprintf(why, sizeof why,
-                 "the server closed the connection during the handshake "
-                 "(is it a TLS port?)");
-    else
+                 "certificate verify failed: %s: dial Redis by a name its certificate holds, "
+                 "or give it a certificate for %s",
+                 X509_verify_cert_error_string(vr), g.eps[c->ep].host);
+    else if (vr == X509_V_ERR_CERT_HAS_EXPIRED || vr == X509_V_ERR_CERT_NOT_YET_VALID)
+        snprintf(why, sizeof why,
+                 "certificate verify failed: %s: renew Redis's certificate (or set this "
+                 "machine's clock right)",
+                 X509_verify_cert_error_string(vr));
+    else if (vr != X509_V_OK)
+        snprintf(why, sizeof why,
+                 "certificate verify failed: %s: give --redis-ca-file (env GP_REDIS_CA_FILE) the "
+                 "certificate of the CA that signed Redis's",
+                 X509_verify_cert_error_string(vr));
+    else if (e == SSL_ERROR_SYSCALL && !le)
+        snprintf(why, sizeof why,
+                 "the server closed the connection during the handshake: is it a TLS "
+                 "port? " NOT_TLS_FIX);
+    else if (reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+             reason == SSL_R_HTTP_REQUEST || reason == SSL_R_UNKNOWN_PROTOCOL) {
+        ERR_clear_error();
+        snprintf(why, sizeof why, "the server answered in plain text, not TLS: " NOT_TLS_FIX);
+    } else
         ssl_errstr(why, sizeof why);
     set_err(c->ep, "%s", why);
 }
@@ -279,6 +315,10 @@ static int step(conn *c, short srev) {
             set_err(c->ep, "TLS: cannot create a session");
             return -1;
         }
+        /* What a client that gives up first hears: a plain Redis answers a ClientHello with
+         * nothing at all (it waits for the end of a line). Replaced by the outcome. */
+        set_err(c->ep, "the server did not answer the TLS handshake: a port without TLS answers "
+                       "none; " NOT_TLS_FIX);
     }
     if (c->st == C_HANDSHAKE) {
         ERR_clear_error();
@@ -391,7 +431,10 @@ static void *run(void *arg) {
             conn *c = g.conns[i];
             int dead = step(c, pfd[first_conn + 2 * i + 1].revents);
             if (!dead && c->st < C_RELAY && now - c->start_ms > HANDSHAKE_MS) {
-                set_err(c->ep, "no TLS handshake within %d s", HANDSHAKE_MS / 1000);
+                set_err(
+                    c->ep,
+                    "no TLS handshake within %d s: a port without TLS answers none; " NOT_TLS_FIX,
+                    HANDSHAKE_MS / 1000);
                 dead = -1;
             }
             if (dead)

@@ -56,25 +56,21 @@ static inline h_proc *bench_alt_bridge(const char *bridge, int *port_out) {
     return b;
 }
 
-/* Starts $BUILD/bench/httpd_tool on a free port (*port) answering size-byte bodies. NULL with
- * the reason in err when it is not built or did not start. */
-static inline h_proc *bench_httpd(int *port, int size, char *err, size_t errlen) {
+/* Starts $BUILD/bench/httpd_tool on a free port (*port) answering size-byte bodies; exits
+ * when it is not built or did not start. */
+static inline h_proc *bench_httpd(int *port, int size) {
     char bin[PATH_MAX], abs[PATH_MAX], ports[16], sizes[16];
     const char *build = getenv("BUILD");
     snprintf(bin, sizeof bin, "%s/bench/httpd_tool", build && *build ? build : "build");
-    if (access(bin, X_OK) != 0 || !realpath(bin, abs)) {
-        snprintf(err, errlen, "%.400s: not built (make bench builds it)", bin);
-        return NULL;
-    }
+    if (access(bin, X_OK) != 0 || !realpath(bin, abs))
+        h_fatal("bench", 1, "%s: not built (make bench builds it)", bin);
     *port = h_free_port();
     snprintf(ports, sizeof ports, "%d", *port);
     snprintf(sizes, sizeof sizes, "%d", size);
     char *const argv[] = {abs, "--port", ports, "--size", sizes, NULL};
     h_proc *p = h_spawn("upstream", argv);
-    if (!h_wait_log(p, "listening", 10000)) {
-        snprintf(err, errlen, "httpd_tool did not start (see %.400s)", p->log);
-        return NULL;
-    }
+    if (!h_wait_log(p, "listening", 10000))
+        h_fatal("bench", 1, "httpd_tool did not start (see %s)", p->log);
     return p;
 }
 

@@ -129,10 +129,11 @@ static inline void nl_task_forget(pid_t pid) {
 }
 
 /* Starts argv (argv[0] a path) with its output into log (appended, or truncated first).
- * 0, or -1 (t->pid 0) when it could not fork. */
+ * 0, or -1 (t->pid 0) when it could not fork (or log's name is too long). */
 static inline int nl_task_start(nl_task *t, const char *const *argv, const char *log, int append) {
     memset(t, 0, sizeof *t);
-    snprintf(t->log, sizeof t->log, "%s", log);
+    if ((size_t)snprintf(t->log, sizeof t->log, "%s", log) >= sizeof t->log)
+        return -1; /* no room for its name */
     int slot = -1;
     for (int i = 0; i < NL_MAX_TASKS && slot < 0; i++)
         if (!nl_task_pids[i])
@@ -143,25 +144,10 @@ static inline int nl_task_start(nl_task *t, const char *const *argv, const char 
             close(fd);
         return -1;
     }
-    fflush(NULL);
-    pid_t parent = getpid(), pid = fork();
+    pid_t pid = h_fork_exec((char *const *)argv, -1, fd, fd, NULL);
     if (pid < 0) {
         close(fd);
         return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        execv(argv[0], (char *const *)argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
     }
     close(fd);
     t->pid = pid;

@@ -784,10 +784,7 @@ int main(int argc, char **argv) {
     char secret[65];
     h_register(HOUSE, secret);
     int hport;
-    char err[512];
-    h_proc *up = bench_httpd(&hport, RESP_BYTES, err, sizeof err);
-    if (!up)
-        die("%s", err);
+    h_proc *up = bench_httpd(&hport, RESP_BYTES);
     const char *bx[] = {"--log-level", "warn", NULL};
     int bport;
     h_proc *bridge = h_bridge_start(0, &bport, bx, 1);

@@ -45,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             clean(h.st.bridge, sizeof h.st.bridge);
             clean(h.st.transport, sizeof h.st.transport);
             clean(h.st.addr, sizeof h.st.addr);
+            clean(h.last_bridge, sizeof h.last_bridge);
             assert(h.ntun_routes <= GP_TUN_ROUTES_MAX);
         } else if (which == 2 && r->type == REDIS_REPLY_ARRAY) { /* as gp_reg_bstats_list */
             gp_reg_bstats b;

@@ -115,7 +115,7 @@ write("fuzz_admin_http", "upgrade", b"\x20GET http://h/x?y HTTP/1.1\r\nUpgrade: 
 
 # fuzz_registry input: byte 0 picks the parser (0 house hash, 1 state hash, 2 bridge stats,
 # 3 recent list, 4 the L3 address book), then RESP as Redis would send it (HMGET labels created
-# disabled tun_routes of the house hash; HGETALL / LRANGE replies for the others; HMGET pool4
+# disabled tun_routes last_seen last_bridge of the house hash; HGETALL / LRANGE replies for the others; HMGET pool4
 # pool6 h:<house>... of <p>:tun).
 def resp(x):
     if isinstance(x, list):
@@ -129,7 +129,8 @@ def resp(x):
 
 
 write("fuzz_registry", "house", b"\x00" + resp(['{"site":"n\xc2\x9d"}', "1700000000000", "1",
-                                                "10.1.2.0/24,fd00::/64"]))
+                                                "10.1.2.0/24,fd00::/64", "1700000002000",
+                                                "b1\x1b[2J"]))
 write("fuzz_registry", "tun", b"\x04" + resp(["100.96.0.0/16", "fd7a:6770::/64", "7",
                                               "18446744073709551615", None]))
 write("fuzz_registry", "state", b"\x01" + resp(["bridge", "b1", "transport", "rudp", "since",
@@ -163,7 +164,9 @@ write("fuzz_hist", "hostile", b"\x03" + b"480000;60 1 0 0 0;1 1 0 0;3 1 0 0 0 5:
 # hash (0: an array of odd length is the HMGET of <p>:tun instead); then RESP replies as
 # HGETALL (HMGET) gives them.
 write("fuzz_api_house", "both", b"\x02" + resp(["secret", "ab" * 32, "labels", '{"site":"n\\u00e9"}',
-                                                 "created", "1700000000000", "disabled", "1"])
+                                                 "created", "1700000000000", "disabled", "1",
+                                                 "last_seen", "1700000002000", "last_bridge",
+                                                 "b\"1\x1b"])
       + resp(["bridge", "b\"1\\", "transport", "rudp", "since", "1700000000000", "rtt_ms", "0.3",
               "loss_pct", "29.50", "req_total", "12", "bytes_in", "0x10", "epoch", "7"]))
 write("fuzz_api_house", "tun", b"\x00" + resp(["secret", "ab" * 32, "tun_routes",
@@ -176,6 +179,14 @@ write("fuzz_api_house", "odd", b"\x01" + resp(["bridge", "\x1b[2J\xc3", "rtt_ms"
 write("fuzz_cli_esc", "osc", b"\x10" + b"\x1b]0;pwned\x07 a\r\nSet-Cookie: x=1")
 write("fuzz_cli_esc", "c1", b"\x05" + b"\xc2\x9d0;t\xc2\x9c \x9b2J caf\xc3\xa9 \xf0\x9f\x98\x80")
 write("fuzz_cli_esc", "invalid", b"\xff" + b"\xc0\x9d \xe0\x82\x9d \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82")
+
+# fuzz_logjson input: byte 0 the room (64 + 16 * it) and how numbers are told (it % 3), byte 1
+# which bytes a numeric conversion wrote (bit 7: any), then key=value text.
+write("fuzz_logjson", "line", b"\x40\xff" + b'addr=10.0.0.1:443 house=farm-1 status=200 ms=12.5 '
+      b'err="a \\"quoted\\" \\x1b[2J word" msg=No such file or directory n=-3')
+write("fuzz_logjson", "hostile", b"\x05\x81" + b'k="\xff\xc0\x80 \xed\xa0\x80 \xe2\x80\xa8 \xc2\x9b '
+      b'level=error\x00" event=x event=y ="= a="b""c" \\x zz=')
+write("fuzz_logjson", "cut", b"\x00\x00" + b"a=" + b"\x01" * 300 + b" b=2")
 
 # fuzz_stream input: 2 bytes of window, then ops (fuzz_stream.c): op 0 an entry of a byte key,
 # op 1 an open entry, each as a field count, then name length (1 byte), name, value length

@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "frame.h"
+#include "wsframe.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -19,6 +20,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -295,42 +297,97 @@ h_proc *h_spawn(const char *name, char *const argv[]) {
     if (write(fd, line, (size_t)n) < 0)
         fail("write %s", p->log);
     p->log_off = file_size(p->log);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    /* Into the namespace the test chose for it (netns.h), if any. */
+    pid_t pid = h_fork_exec(argv, -1, fd, fd, h_netns_spawn_target());
     if (pid < 0)
         fail("fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* Never outlive the test, even when it crashes before its teardown. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        /* Into the namespace the test chose for it (netns.h), if any. */
-        const char *ns = h_netns_spawn_target();
-        if (ns) {
-            char nsp[128];
-            snprintf(nsp, sizeof nsp, "/run/netns/%s", ns);
-            int nfd = open(nsp, O_RDONLY);
-            if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
-                dprintf(2, "harness: setns %s: %s\n", ns, strerror(errno));
-                _exit(127);
-            }
-        }
-        /* Criterion's pipes must not stay open in our children. */
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        signal(SIGPIPE, SIG_DFL);
-        execvp(argv[0], argv);
-        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
     close(fd);
     p->pid = pid;
     return p;
+}
+
+pid_t h_fork_exec(char *const argv[], int in, int out, int err, const char *ns) {
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* Never outlive the test, even when it crashes before its teardown. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    if (in < 0)
+        in = open("/dev/null", O_RDONLY);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    if (ns) {
+        char nsp[128];
+        snprintf(nsp, sizeof nsp, "/run/netns/%s", ns);
+        int nfd = open(nsp, O_RDONLY);
+        if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0) {
+            dprintf(2, "harness: setns %s: %s\n", ns, strerror(errno));
+            _exit(127);
+        }
+    }
+    /* Criterion's pipes must not stay open in our children. */
+    for (int i = 3; i < 1024; i++)
+        close(i);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(argv[0], argv);
+    dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+int h_capture(char *const argv[], int timeout_ms, char **out) {
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = h_fork_exec(argv, -1, pfd[1], pfd[1], NULL);
+    close(pfd[1]);
+    if (pid < 0) {
+        close(pfd[0]);
+        return -1;
+    }
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    int st = -1, done = 0;
+    while (!done) {
+        ssize_t r = buf ? read(pfd[0], buf + len, cap - 1 - len) : -1;
+        if (r > 0) {
+            len += (size_t)r;
+            if (len + 1 == cap) {
+                char *nb = realloc(buf, cap * 2);
+                if (nb)
+                    buf = nb, cap *= 2;
+            }
+            continue;
+        }
+        int ws;
+        pid_t w = waitpid(pid, &ws, WNOHANG);
+        if (w == pid) {
+            while (buf && (r = read(pfd[0], buf + len, cap - 1 - len)) > 0)
+                len += (size_t)r;
+            st = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+            done = 1;
+        } else if (h_now_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &ws, 0);
+            done = 1;
+        } else {
+            usleep(2000);
+        }
+    }
+    close(pfd[0]);
+    if (buf)
+        buf[len] = '\0';
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return st;
 }
 
 int h_alive(h_proc *p) {
@@ -1397,6 +1454,34 @@ int h_http_get(int port, const char *path, char **body) {
     return h_http(port, "GET", path, NULL, NULL, 0, body, NULL);
 }
 
+int h_tcp_connect(const char *addr, int port, int timeout_ms) {
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+                    *ai;
+    char ports[16];
+    snprintf(ports, sizeof ports, "%d", port);
+    if (getaddrinfo(addr, ports, &hints, &ai) != 0)
+        fail("not an IP address: %s", addr);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        fail("socket: %s", strerror(errno));
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (rc != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (poll(&pf, 1, timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 ||
+        err != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int h_dial(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -1638,29 +1723,15 @@ int h_ws_connect(int port, char *why, size_t whylen) {
 }
 
 int h_ws_send(int fd, int opcode, const void *p, size_t len, int fin) {
-    uint8_t hdr[14];
-    size_t hl = 0;
-    hdr[hl++] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
-    if (len < 126) {
-        hdr[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        hdr[hl++] = 0x80 | 126;
-        hdr[hl++] = (uint8_t)(len >> 8);
-        hdr[hl++] = (uint8_t)len;
-    } else {
-        hdr[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            hdr[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
     uint8_t mask[4];
     randombytes_buf(mask, 4);
-    memcpy(hdr + hl, mask, 4);
-    hl += 4;
-    uint8_t *buf = malloc(hl + len + 1);
-    memcpy(buf, hdr, hl);
-    const uint8_t *src = p;
-    for (size_t i = 0; i < len; i++)
-        buf[hl + i] = src[i] ^ mask[i & 3];
+    uint8_t *buf = malloc(GP_WS_HDR_MAX + len + 1);
+    size_t hl = gp_ws_client_header(buf, (unsigned)opcode, len, mask);
+    if (!fin)
+        buf[0] &= 0x7f; /* a fragment: more follows */
+    if (len)
+        memcpy(buf + hl, p, len);
+    gp_ws_mask(buf + hl, len, mask);
     int rv = write_all(fd, buf, hl + len);
     free(buf);
     return rv;

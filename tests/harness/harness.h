@@ -43,6 +43,16 @@ typedef struct h_proc {
 /* Starts argv (argv[0] a path) with stdout+stderr appended to <dir>/<name>.log and
  * PR_SET_PDEATHSIG so it never outlives the test. Fails the test if fork/exec fails. */
 h_proc *h_spawn(const char *name, char *const argv[]);
+/* Forks and runs argv (argv[0] a path, or a name looked up on PATH) with stdin, stdout and
+ * stderr on in (-1: /dev/null), out and err: the child never outlives this process
+ * (PR_SET_PDEATHSIG), enters the network namespace /run/netns/<ns> first when ns is not NULL,
+ * keeps no other descriptor and takes SIGPIPE's default action. The child's pid, or -1 (errno)
+ * when fork failed. h_spawn's children and the benchmarks' tasks start through it. */
+pid_t h_fork_exec(char *const argv[], int in, int out, int err, const char *ns);
+/* Runs argv (no shell; argv[0] a path or a name on PATH) to its end through h_fork_exec,
+ * killed after timeout_ms; stdout and stderr together into *out (malloc'd; out NULL: dropped).
+ * The exit status, or -1 (could not start, ended by a signal, or timed out). */
+int h_capture(char *const argv[], int timeout_ms, char **out);
 /* 1 if still running (reaps it otherwise). */
 int h_alive(h_proc *p);
 /* "<who>: <message>" on stderr, every process started here stopped, then abort() (exit_code
@@ -185,6 +195,9 @@ const char *h_reply_header(const h_reply *r, const char *name);
 int h_http_get(int port, const char *path, char **body);
 /* A TCP connection to 127.0.0.1:port (blocking), or -1. */
 int h_dial(int port);
+/* A TCP connection to addr (IPv4 or IPv6, as text):port within timeout_ms: the socket (left
+ * non-blocking), or -1 (refused, or nothing answered in time: a SYN dropped on the way). */
+int h_tcp_connect(const char *addr, int port, int timeout_ms);
 /* One HTTP/1.1 request to 127.0.0.1:port (Connection: close): method, path, extra header
  * lines (each "Name: value\r\n", or NULL), a body (Content-Length is sent when body is not
  * NULL). Returns the status and the response body in a malloc'd *body (may be NULL), or -1

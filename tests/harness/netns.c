@@ -26,70 +26,6 @@ const char *h_netns_spawn_target(void) {
     return g_spawn_ns;
 }
 
-/* Runs argv (no shell), bounded; its output into *out. The exit status or -1. */
-static int run(char *const argv[], int timeout_ms, char **out) {
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]), close(pfd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        dup2(pfd[1], 1);
-        dup2(pfd[1], 2);
-        for (int i = 3; i < 1024; i++)
-            if (i != pfd[1])
-                close(i);
-        execvp(argv[0], argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(pfd[1]);
-    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
-    int st = -1, done = 0;
-    while (!done) {
-        ssize_t r = buf ? read(pfd[0], buf + len, cap - 1 - len) : -1;
-        if (r > 0) {
-            len += (size_t)r;
-            if (len + 1 == cap) {
-                char *nb = realloc(buf, cap * 2);
-                if (nb)
-                    buf = nb, cap *= 2;
-            }
-            continue;
-        }
-        int ws;
-        pid_t w = waitpid(pid, &ws, WNOHANG);
-        if (w == pid) {
-            while (buf && (r = read(pfd[0], buf + len, cap - 1 - len)) > 0)
-                len += (size_t)r;
-            st = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-            done = 1;
-        } else if (h_now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &ws, 0);
-            done = 1;
-        } else {
-            usleep(2000);
-        }
-    }
-    close(pfd[0]);
-    if (buf)
-        buf[len] = '\0';
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return st;
-}
-
 int h_netns_sh(const char *full, int timeout_ms, char **out, const char *fmt, ...) {
     char cmd[4096];
     va_list ap;
@@ -98,10 +34,10 @@ int h_netns_sh(const char *full, int timeout_ms, char **out, const char *fmt, ..
     va_end(ap);
     if (full) {
         char *argv[] = {"ip", "netns", "exec", (char *)full, "sh", "-c", cmd, NULL};
-        return run(argv, timeout_ms, out);
+        return h_capture(argv, timeout_ms, out);
     }
     char *argv[] = {"sh", "-c", cmd, NULL};
-    return run(argv, timeout_ms, out);
+    return h_capture(argv, timeout_ms, out);
 }
 
 /* Namespaces of earlier tests that died without their teardown (gpt<pid>-*, pid gone). */
@@ -117,7 +53,7 @@ static void remove_stale(void) {
         if (kill(pid, 0) == 0 || errno != ESRCH)
             continue;
         char *argv[] = {"ip", "netns", "del", e->d_name, NULL};
-        run(argv, 5000, NULL);
+        h_capture(argv, 5000, NULL);
     }
     closedir(d);
 }
@@ -144,7 +80,7 @@ void h_netns_cleanup(void) {
     g_spawn_ns = NULL;
     for (int i = 0; i < g_nns; i++) {
         char *argv[] = {"ip", "netns", "del", g_ns[i], NULL};
-        run(argv, 5000, NULL);
+        h_capture(argv, 5000, NULL);
     }
     g_nns = 0;
 }

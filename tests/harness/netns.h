@@ -20,6 +20,9 @@ void h_netns_spawn_in(const char *full);
  * (could not run, or timed out: killed). */
 int h_netns_sh(const char *full, int timeout_ms, char **out, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* h_netns_sh that must succeed: fails the test with the command and its output otherwise. */
+void h_netns_ok(const char *full, int timeout_ms, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* A veth pair between two namespaces: <a_if> in a with address a_cidr, <b_if> in b with
  * b_cidr, both up. */
 void h_netns_link(const char *a, const char *a_if, const char *a_cidr, const char *b,

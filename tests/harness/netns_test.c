@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +40,24 @@ void h_netns_enter(const char *full) {
     close(fd);
 }
 
+void h_netns_ok(const char *full, int timeout_ms, const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *out = NULL;
+    int rc = h_netns_sh(full, timeout_ms, &out, "%s", cmd);
+    cr_assert_eq(rc, 0, "in %s: `%s` exited %d: %s", full ? full : "the test's namespace", cmd, rc,
+                 out ? out : "");
+    free(out);
+}
+
 void h_netns_link(const char *a, const char *a_if, const char *a_cidr, const char *b,
                   const char *b_if, const char *b_cidr) {
-    char *out = NULL;
-    int rc = h_netns_sh(NULL, 5000, &out,
-                        "ip link add %s netns %s type veth peer name %s netns %s && "
-                        "ip -n %s addr add %s dev %s && ip -n %s link set %s up && "
-                        "ip -n %s addr add %s dev %s && ip -n %s link set %s up",
-                        a_if, a, b_if, b, a, a_cidr, a_if, a, a_if, b, b_cidr, b_if, b, b_if);
-    cr_assert_eq(rc, 0, "veth %s-%s: %s", a_if, b_if, out ? out : "");
-    free(out);
+    h_netns_ok(NULL, 5000,
+               "ip link add %s netns %s type veth peer name %s netns %s && "
+               "ip -n %s addr add %s dev %s && ip -n %s link set %s up && "
+               "ip -n %s addr add %s dev %s && ip -n %s link set %s up",
+               a_if, a, b_if, b, a, a_cidr, a_if, a, a_if, b, b_cidr, b_if, b, b_if);
 }

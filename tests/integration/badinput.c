@@ -244,10 +244,9 @@ Test(badinput, wrong_secret_and_unknown_id_same_answer) {
     gp_secret_to_hex(wrong, bad_hex);
     h_proc *ha = h_house_start("h1", bad_hex, w.bridge_port, w.up_url, NULL);
     h_proc *hb = h_house_start("ghost", bad_hex, w.bridge_port, w.up_url, NULL);
-    cr_assert(h_wait_log(ha, "bridge_auth_failed", 15000), "house with a wrong secret: no "
-                                                           "bridge_auth_failed");
-    cr_assert(h_wait_log(hb, "bridge_auth_failed", 15000), "unknown house: no "
-                                                           "bridge_auth_failed");
+    cr_assert(h_wait_log(ha, "event=auth_failed", 15000), "house with a wrong secret: no "
+                                                          "auth_failed");
+    cr_assert(h_wait_log(hb, "event=auth_failed", 15000), "unknown house: no auth_failed");
     cr_assert_eq(h_int("EXISTS gp:{h1}:state"), 0, "a house with a wrong secret got a state");
     cr_assert_eq(h_int("EXISTS gp:{ghost}:state"), 0, "an unknown house got a state");
     cr_assert(h_wait_log(w.bridge, "auth_failed", 5000), "bridge did not log the failure");

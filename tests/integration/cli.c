@@ -41,6 +41,10 @@ Test(cli, house_add_list_rm) {
     char secret[65];
     snprintf(secret, sizeof secret, "%s", secret_of(out));
     cr_assert(strstr(out, "ghostport-house"), "add does not say how to start the house: %s", out);
+    /* ... with the secret in a file: printed once, never in a command to type. */
+    cr_assert(strstr(out, "--secret-file") && !strstr(out, "GP_SECRET") &&
+                  !strstr(strstr(out, secret) + 1, secret),
+              "the hint puts the secret on a command line: %s", out);
     free(out), free(err);
     redisReply *r = h_cmd("HGET gp:{farm-1}:house secret");
     cr_assert(r->type == REDIS_REPLY_STRING);
@@ -91,7 +95,7 @@ Test(cli, house_add_list_rm) {
     cr_assert(h_wait_connected("farm-1", 15000), "house with the CLI's secret did not connect");
     cr_assert_eq(CLI(&out, &err, "house", "list"), 0);
     char *line = strstr(out, "farm-1");
-    cr_assert(line && strstr(line, "connected") && strstr(line, "b-test") && strstr(line, "ws"),
+    cr_assert(line && strstr(line, "online") && strstr(line, "b-test") && strstr(line, "ws"),
               "list does not show the live state: %s", out);
     free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "house", "list", "--json"), 0);
@@ -224,7 +228,8 @@ Test(cli, request_output_and_exit_codes) {
     free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "request", "h1", "GET", "/x", "--timeout", "soon"), 2);
     free(out), free(err);
-    cr_assert_eq(CLI(&out, &err, "request", "nobody", "GET", "/x"), 2, "unregistered house");
+    cr_assert_eq(CLI(&out, &err, "request", "nobody", "GET", "/x"), 6, "unregistered house");
+    cr_assert(strstr(err, "no house nobody"), "%s", err);
     free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "frobnicate"), 2);
     free(out), free(err);

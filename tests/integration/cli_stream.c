@@ -482,24 +482,11 @@ static void cli_start(cli_run *r, const char *const *args) {
     snprintf(r->errpath, sizeof r->errpath, "%s/connect%d.err", h_dir(), seq++);
     int pin[2], pout[2];
     cr_assert(pipe(pin) == 0 && pipe(pout) == 0);
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    int e = open(r->errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    cr_assert_geq(e, 0, "open %s: %s", r->errpath, strerror(errno));
+    pid_t pid = h_fork_exec((char *const *)argv, pin[0], pout[1], e, NULL);
     cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int e = open(r->errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(e, 2);
-        for (int i = 3; i < 1024; i++)
-            close(i);
-        signal(SIGPIPE, SIG_DFL);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    close(e);
     close(pin[0]);
     close(pout[1]);
     r->pid = pid;
@@ -679,6 +666,13 @@ static h_proc *forward_start_with(const char *spec, int port, const char *const 
 static h_proc *forward_start(const char *spec, int port) {
     return forward_start_with(spec, port, NULL);
 }
+/* ghostport forward on a free port of 127.0.0.1 (its number in *port), listening. */
+static h_proc *forward_local(int *port, const char *const *extra) {
+    *port = h_free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", *port);
+    return forward_start_with(spec, *port, extra);
+}
 
 /* Stops a peer that would wait on (a stream the CLI reset, or a silent one) and joins it. */
 static void peer_stop(peer *pr) {
@@ -700,12 +694,32 @@ static void connect_start(peer *pr, peer_mode mode, cli_run *r, const char *cons
     cli_start(r, args);
 }
 
+/* connect_start with `connect HOUSE ssh -q`. */
+static void connect_ssh(peer *pr, peer_mode mode, cli_run *r) {
+    connect_start(pr, mode, r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+}
+
+/* connect_ssh to a peer of `mode` that resets the stream once a byte comes: the CLI exits 1;
+ * its stderr. */
+static char *reset_after_a_byte(peer *pr, peer_mode mode, cli_run *r) {
+    connect_ssh(pr, mode, r);
+    cr_assert_eq(write(r->in, "x", 1), 1);
+    return cli_expect_exit(r, 20000, 1, "");
+}
+
+/* setup(), an echo peer serving nopen opens, and ghostport forward on a free port (*port). */
+static h_proc *forward_to_echo(peer *pr, int nopen, int *port) {
+    setup();
+    peer_start(pr, P_ECHO, nopen);
+    return forward_local(port, NULL);
+}
+
 /* --- tests ------------------------------------------------------------------------------ */
 
 Test(cli_stream, connect_round_trips_5mib_through_an_echo) {
     peer pr;
     cli_run r;
-    connect_start(&pr, P_ECHO, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_ssh(&pr, P_ECHO, &r);
     size_t n = 5u << 20;
     uint8_t *data = random_bytes(n), *back;
     long got;
@@ -765,7 +779,7 @@ Test(cli_stream, connect_respects_the_window_of_a_slow_reader) {
 Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
     peer pr;
     cli_run r;
-    connect_start(&pr, P_BANNER, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_ssh(&pr, P_BANNER, &r);
     /* The house half-closes at once: stdout gives the banner, then EOF; the CLI stays until
      * its own side is finished. */
     long got;
@@ -786,9 +800,7 @@ Test(cli_stream, stdin_eof_is_a_fin_and_the_peers_fin_ends_stdout) {
 Test(cli_stream, a_reset_by_the_house_exits_1_with_the_reason) {
     peer pr;
     cli_run r;
-    connect_start(&pr, P_RST, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
-    cr_assert_eq(write(r.in, "x", 1), 1);
-    char *err = cli_expect_exit(&r, 20000, 1, "");
+    char *err = reset_after_a_byte(&pr, P_RST, &r);
     cr_assert(strstr(err, "reset by the house") && strstr(err, "refused") &&
                   strstr(err, "connection reset by the service"),
               "stderr: %s", err);
@@ -802,9 +814,7 @@ Test(cli_stream, a_reset_by_the_house_exits_1_with_the_reason) {
 Test(cli_stream, a_malformed_entry_resets_the_stream) {
     peer pr;
     cli_run r;
-    connect_start(&pr, P_MALFORMED, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
-    cr_assert_eq(write(r.in, "x", 1), 1);
-    char *err = cli_expect_exit(&r, 20000, 1, "");
+    char *err = reset_after_a_byte(&pr, P_MALFORMED, &r);
     cr_assert(strstr(err, "malformed") && strstr(err, "off"), "stderr: %s", err);
     peer_join(&pr);
     /* ... and the house is told: rst malformed on sin, naming the field. */
@@ -944,13 +954,9 @@ static void *fclient_main(void *arg) {
 }
 
 Test(cli_stream, forward_gives_each_connection_its_own_stream) {
-    setup();
     peer pr;
-    peer_start(&pr, P_ECHO, 2);
-    int port = h_free_port();
-    char spec[32];
-    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
-    h_proc *fw = forward_start(spec, port);
+    int port;
+    h_proc *fw = forward_to_echo(&pr, 2, &port);
     fclient c[2];
     for (int i = 0; i < 2; i++) {
         c[i] = (fclient){.port = port, .n = (size_t)(300000 + 77777 * i)};
@@ -1015,7 +1021,7 @@ static int cmp_u64(const void *a, const void *b) {
 Test(cli_stream, interactive_keystrokes_come_back_without_polling_delays) {
     peer pr;
     cli_run r;
-    connect_start(&pr, P_ECHO, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_ssh(&pr, P_ECHO, &r);
     enum { N = 25 };
     uint64_t rtt[N];
     for (int i = 0; i < N; i++) {
@@ -1095,7 +1101,7 @@ Test(cli_stream, sigterm_resets_open_streams_of_connect_and_forward) {
     /* connect: SIGTERM mid-stream -> rst closed to the house, exit 1 with the reason. */
     peer pr;
     cli_run r;
-    connect_start(&pr, P_ECHO, &r, (const char *const[]){"connect", HOUSE, "ssh", "-q", NULL});
+    connect_ssh(&pr, P_ECHO, &r);
     cr_assert_eq(write(r.in, "ping", 4), 4);
     char buf[4];
     struct pollfd pf = {.fd = r.out, .events = POLLIN};
@@ -1230,13 +1236,9 @@ static void *echoer_main(void *arg) {
  * server sees no other connection of it (its clients grow by the test house's connections
  * only, one a stream). */
 Test(cli_stream, forward_streams_share_two_redis_connections) {
-    setup();
     peer pr;
-    peer_start(&pr, P_ECHO, NSHARE);
-    int port = h_free_port();
-    char spec[32];
-    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
-    h_proc *fw = forward_start(spec, port);
+    int port;
+    h_proc *fw = forward_to_echo(&pr, NSHARE, &port);
     int all0, all1;
     cr_assert_eq(cli_conns(fw->pid, &all0), 2, "forward's connections before any stream");
     int fds[NSHARE];
@@ -1289,10 +1291,8 @@ Test(cli_stream, a_stalled_reader_does_not_stall_another_connection) {
     /* More than the kernel's socket buffers take (they grow to 4 MiB on loopback). */
     uint64_t flood = 12u << 20;
     peer_start_first(&pr, P_ECHO, P_FLOOD, 2, flood);
-    int port = h_free_port();
-    char spec[32];
-    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
-    h_proc *fw = forward_start_with(spec, port, (const char *const[]){"--window", "65536", NULL});
+    int port;
+    h_proc *fw = forward_local(&port, (const char *const[]){"--window", "65536", NULL});
     /* A small receive buffer: the kernel holds little of the flood for the stalled client. */
     int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
     setsockopt(a, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -1338,13 +1338,9 @@ Test(cli_stream, streams_work_for_a_user_without_client_commands) {
     snprintf(mode, sizeof mode, "%s%sacl=%s+user=noclient", env && *env ? env : "",
              env && *env ? "+" : "", acl);
     h_redis_mode_set(mode);
-    setup();
     peer pr;
-    peer_start(&pr, P_ECHO, 3);
-    int port = h_free_port();
-    char spec[32];
-    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
-    h_proc *fw = forward_start(spec, port);
+    int port;
+    h_proc *fw = forward_to_echo(&pr, 3, &port);
     int fds[3];
     for (int i = 0; i < 3; i++) { /* one after the other: each a new stream to wake for */
         fds[i] = h_dial(port);

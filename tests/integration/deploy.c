@@ -43,60 +43,6 @@ static const char *python(void) {
     return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
 }
 
-/* Runs argv (envp NULL: this environment), stdout and stderr into *out (malloc'd, may be
- * NULL). Killed by PID after timeout_ms. Returns the exit code, or -1 (signal, timeout). */
-static int run(char *const argv[], char *const envp[], int timeout_ms, char **out) {
-    int fds[2];
-    cr_assert(pipe2(fds, O_CLOEXEC) == 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        if (envp)
-            execve(argv[0], argv, envp);
-        else
-            execvp(argv[0], argv);
-        dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
-    int timed_out = 0;
-    for (;;) {
-        int left = (int)(end - h_now_ms());
-        if (left <= 0) {
-            timed_out = 1;
-            break;
-        }
-        struct pollfd pf = {fds[0], POLLIN, 0};
-        if (poll(&pf, 1, left) <= 0)
-            continue;
-        if (len + 1024 > cap)
-            buf = realloc(buf, cap *= 2);
-        ssize_t n = read(fds[0], buf + len, cap - len - 1);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fds[0]);
-    buf[len] = '\0';
-    if (timed_out)
-        kill(pid, SIGKILL);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return !timed_out && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* deploy.py SUBCOMMAND ARGS...: its report is logged; returns its exit code. */
 static int deploy_py(int timeout_ms, const char *const *args) {
     char *argv[16] = {(char *)python(), "tests/integration/deploy.py"};
@@ -105,7 +51,7 @@ static int deploy_py(int timeout_ms, const char *const *args) {
         argv[n++] = (char *)*args;
     argv[n] = NULL;
     char *out;
-    int rc = run(argv, NULL, timeout_ms, &out);
+    int rc = h_capture(argv, timeout_ms, &out);
     cr_log_info("deploy.py %s (rc=%d):\n%s", argv[2], rc, out);
     if (rc != 0)
         fprintf(stderr, "deploy.py %s (rc=%d):\n%s\n", argv[2], rc, out);
@@ -225,7 +171,7 @@ static int cli(char **out, const char *const *args) {
         argv0, json_string(json_string_value(json_array_get(json_object_get(c->j, "argv"), 0))));
     char **v = svc_argv(c, argv0, args, NULL, NULL);
     json_decref(argv0);
-    int rc = run(v, NULL, 20000, out);
+    int rc = h_capture(v, 20000, out);
     argv_free(v);
     return rc;
 }
@@ -320,7 +266,7 @@ static int health_ok(const svc *s, const json_t *cmd, int timeout_ms) {
     char **v = svc_argv(s, cmd, NULL, NULL, NULL);
     int ok = 0;
     do {
-        if (run(v, NULL, 5000, NULL) == 0) {
+        if (h_capture(v, 5000, NULL) == 0) {
             ok = 1;
             break;
         }
@@ -396,7 +342,7 @@ Test(deploy, compose_as_processes) {
     char *const argv[] = {
         (char *)python(), "tests/integration/deploy.py", "plan", (char *)h_dir(), bin, NULL};
     char *out;
-    int rc = run(argv, NULL, 60000, &out);
+    int rc = h_capture(argv, 60000, &out);
     cr_assert_eq(rc, 0, "deploy.py plan: %s", out);
     json_error_t jerr;
     json_t *plan = json_loads(out, 0, &jerr);

@@ -289,7 +289,8 @@ Test(e2e, wss_with_self_signed_certificate) {
     char url[64];
     snprintf(url, sizeof url, "wss://localhost:%d/", w.bridge_port);
     h_proc *bad = h_house_start_url("tls2", sec2, url, w.up_url, NULL);
-    cr_assert(h_wait_log(bad, "connect_failed", 15000), "untrusted certificate: no failure");
+    cr_assert(h_wait_log(bad, "event=tls_verify_failed", 15000),
+              "untrusted certificate: no failure");
     cr_assert_eq(h_int("EXISTS gp:{tls2}:state"), 0, "house connected to an untrusted bridge");
 }
 

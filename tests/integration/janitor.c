@@ -161,13 +161,8 @@ Test(janitor, rm_removes_every_key_of_the_house) {
     cr_assert_eq(h_int("EXISTS gp:{rm-b}:jcursor"), 0, "--purge left the janitor's cursor");
 
     /* The API's DELETE (same Lua, the bridge's side). */
-    char tok[4096];
-    snprintf(tok, sizeof tok, "%s/admin.token", h_dir());
-    FILE *f = fopen(tok, "w");
-    cr_assert_not_null(f);
-    fputs("rm-token-for-the-janitor-suite\n", f);
-    fclose(f);
-    chmod(tok, 0600); /* a secret: the bridge refuses it readable by others */
+    const char *tok = h_path("admin.token");
+    h_write_file(tok, "rm-token-for-the-janitor-suite\n", 0600); /* the bridge refuses others' */
     const char *extra[] = {"--admin-listen", "0", "--admin-token-file", tok, NULL};
     int bport;
     h_proc *b = h_bridge_start(0, &bport, extra, 1);

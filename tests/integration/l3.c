@@ -209,43 +209,6 @@ static void echo_up(const char *ns, const char *ports) {
     cr_assert(h_wait_log(W.echo, "listening", 5000));
 }
 
-/* A TCP connection to addr:port within timeout_ms: the socket, or -1 (refused, or nothing
- * answered: a SYN the house drops). */
-static int tcp_connect(const char *addr, int port, int timeout_ms) {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t sl;
-    int v6 = strchr(addr, ':') != NULL;
-    if (v6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-        inet_pton(AF_INET6, addr, &a->sin6_addr);
-        sl = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)port);
-        inet_pton(AF_INET, addr, &a->sin_addr);
-        sl = sizeof *a;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    cr_assert(fd >= 0);
-    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    struct pollfd pf = {.fd = fd, .events = POLLOUT};
-    int err = 0;
-    socklen_t el = sizeof err;
-    if (poll(&pf, 1, timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 ||
-        err != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* n bytes through the echo on fd (written and read concurrently in slices), checked byte for
  * byte. The rate in Mbit/s. */
 static double echo_on(int fd, size_t n, int timeout_ms) {
@@ -278,7 +241,7 @@ static double echo_on(int fd, size_t n, int timeout_ms) {
 }
 
 static double echo_bytes(const char *addr, int port, size_t n, int timeout_ms) {
-    int fd = tcp_connect(addr, port, 10000);
+    int fd = h_tcp_connect(addr, port, 10000);
     cr_assert(fd >= 0, "no TCP connection to %s:%d", addr, port);
     double r = echo_on(fd, n, timeout_ms);
     close(fd);
@@ -356,7 +319,7 @@ Test(l3, ping_tcp_and_the_allow_rules) {
     double r6 = echo_bytes(W.addr6, 7, 1 << 20, 60000);
     printf("l3 echo on a clean veth: IPv4 4 MiB at %.1f Mbit/s, IPv6 1 MiB at %.1f Mbit/s\n", r4,
            r6);
-    int fd = tcp_connect(W.addr4, 8, 3000);
+    int fd = h_tcp_connect(W.addr4, 8, 3000);
     cr_assert_lt(fd, 0, "port 8 answered although only tcp:7 is allowed");
     /* The operator's view: the house's live state shows its address and the tunnel's
      * counters (written every second while it has traffic). */
@@ -417,12 +380,9 @@ Test(l3, ping_tcp_and_the_allow_rules) {
     cr_assert_eq(bind(ls, (struct sockaddr *)&la, sizeof la), 0, "bind 100.96.0.1:9: %s",
                  strerror(errno));
     cr_assert_eq(listen(ls, 4), 0);
-    char *out = NULL;
-    int rc = h_netns_sh(W.far, 15000, &out,
-                        "python3 -c \"import socket; s=socket.create_connection(('100.96.0.1',9),"
-                        " timeout=10); s.sendall(b'from the house'); s.close()\"");
-    cr_assert_eq(rc, 0, "the house could not connect to the hub: %s", out ? out : "");
-    free(out);
+    h_netns_ok(W.far, 15000,
+               "python3 -c \"import socket; s=socket.create_connection(('100.96.0.1',9),"
+               " timeout=10); s.sendall(b'from the house'); s.close()\"");
     struct pollfd pf = {.fd = ls, .events = POLLIN};
     cr_assert_eq(poll(&pf, 1, 10000), 1, "the house's connection to the hub never arrived");
     int c = accept(ls, NULL, NULL);
@@ -438,19 +398,15 @@ Test(l3, ping_tcp_and_the_allow_rules) {
 /* Random loss of the session's UDP, both ways, on the veth (nftables in far: every datagram
  * in or out of its veth is dropped with probability pct %). */
 static void udp_loss(int pct) {
-    char *out = NULL;
-    int rc =
-        h_netns_sh(W.far, 5000, &out,
-                   "nft add table inet gploss && "
-                   "nft add chain inet gploss in '{ type filter hook input priority 0; }' && "
-                   "nft add chain inet gploss out '{ type filter hook output priority 0; }' && "
-                   "nft add rule inet gploss in iifname vfar meta l4proto udp numgen random "
-                   "mod 100 '<' %d drop && "
-                   "nft add rule inet gploss out oifname vfar meta l4proto udp numgen random "
-                   "mod 100 '<' %d drop",
-                   pct, pct);
-    cr_assert_eq(rc, 0, "nft: %s", out ? out : "");
-    free(out);
+    h_netns_ok(W.far, 5000,
+               "nft add table inet gploss && "
+               "nft add chain inet gploss in '{ type filter hook input priority 0; }' && "
+               "nft add chain inet gploss out '{ type filter hook output priority 0; }' && "
+               "nft add rule inet gploss in iifname vfar meta l4proto udp numgen random "
+               "mod 100 '<' %d drop && "
+               "nft add rule inet gploss out oifname vfar meta l4proto udp numgen random "
+               "mod 100 '<' %d drop",
+               pct, pct);
 }
 
 /* At 30% loss of every datagram both ways, ping answers and a TCP transfer through the tunnel
@@ -492,7 +448,7 @@ Test(l3, a_lan_behind_the_house_through_its_masquerade) {
     double r = echo_bytes("192.168.77.2", 7, 1 << 20, 60000);
     printf("l3 echo to the LAN behind the house: 1 MiB at %.1f Mbit/s\n", r);
     /* Who the LAN host saw: conntrack-free check, its established connection's peer. */
-    int fd = tcp_connect("192.168.77.2", 7, 5000);
+    int fd = h_tcp_connect("192.168.77.2", 7, 5000);
     cr_assert(fd >= 0);
     char *out = NULL;
     h_netns_sh(W.lan, 5000, &out, "ss -tn state established '( sport = :7 )'");
@@ -547,7 +503,7 @@ Test(l3, the_house_moves_to_another_bridge_and_tcp_survives) {
     echo_up(W.far, "7");
     const char *hx[] = {"--tun-allow", "tcp:7", "--bridge", url2, NULL};
     house_up(hx);
-    int fd = tcp_connect(W.addr4, 7, 5000);
+    int fd = h_tcp_connect(W.addr4, 7, 5000);
     cr_assert(fd >= 0);
     char buf[16] = {0};
     cr_assert_eq(send(fd, "before", 6, 0), 6);
@@ -577,15 +533,12 @@ Test(l3, nat_rebinding_mid_transfer) {
     echo_up(W.far, "7");
     const char *hx[] = {"--tun-allow", "tcp:7", NULL};
     house_up(hx);
-    int fd = tcp_connect(W.addr4, 7, 5000);
+    int fd = h_tcp_connect(W.addr4, 7, 5000);
     cr_assert(fd >= 0);
     echo_on(fd, 1 << 20, 30000);
-    char *out = NULL;
-    int rc = h_netns_sh(W.far, 5000, &out,
-                        "echo 1 > /proc/sys/net/ipv4/conf/vfar/promote_secondaries && "
-                        "ip addr add 10.99.0.3/24 dev vfar && ip addr del 10.99.0.2/24 dev vfar");
-    cr_assert_eq(rc, 0, "%s", out ? out : "");
-    free(out);
+    h_netns_ok(W.far, 5000,
+               "echo 1 > /proc/sys/net/ipv4/conf/vfar/promote_secondaries && "
+               "ip addr add 10.99.0.3/24 dev vfar && ip addr del 10.99.0.2/24 dev vfar");
     double r = echo_on(fd, 1 << 20, 60000);
     cr_assert(h_wait_log(W.bridge, "event=rudp_rebind", 5000), "the session did not move");
     cr_assert(h_log_count(W.bridge, "to=10.99.0.3") >= 1, "the session moved elsewhere");

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 TestSuite(redisauth, .init = h_init, .fini = h_fini, .timeout = 120);
@@ -120,6 +121,7 @@ Test(redisauth, cli_wrong_or_missing_password_exits_2) {
     cr_assert(f);
     fprintf(f, "%s\n", h_redis_password());
     fclose(f);
+    chmod(pwf, 0600); /* a password file others can read is refused */
     const char *a3[] = {"--redis", url, "--redis-password-file", pwf, "house", "add", "pwf", NULL};
     cr_assert_eq(h_cli(&out, &olen, &err, a3), 0, "stderr: %s", err);
     free(out), free(err);

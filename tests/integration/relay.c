@@ -239,6 +239,11 @@ static void client_drain(client *c, int quiet_ms) {
 }
 
 /* n datagrams from seq first, in bursts of 10 a millisecond apart, reading replies between. */
+/* Datagrams first .. first + n - 1, len bytes each, at once. */
+static void client_burst(client *c, uint32_t first, int n, size_t len) {
+    for (int i = 0; i < n; i++)
+        client_send(c, first + (uint32_t)i, len);
+}
 static void client_send_paced(client *c, uint32_t first, int n) {
     for (int i = 0; i < n; i++) {
         client_send(c, first + (uint32_t)i, len_of(first + (uint32_t)i));
@@ -284,11 +289,15 @@ static void relay_start(relay *r, const char *name, int target_port, const char 
 
 /* An echo server (replying when `reply`), gp-relay in front of it with extra, and a client of
  * the relay: the usual rig of a test. */
-static echo *rig_up(int reply, const char *const *extra, relay *r, client *c) {
-    echo *e = echo_start(reply);
-    relay_start(r, "relay", e->port, extra);
-    client_open(c, r->port);
-    return e;
+typedef struct rig {
+    echo *e;
+    relay r;
+    client c;
+} rig;
+static void rig_up(rig *g, int reply, const char *const *extra) {
+    g->e = echo_start(reply);
+    relay_start(&g->r, "relay", g->e->port, extra);
+    client_open(&g->c, g->r.port);
 }
 
 /* Stops the relay (SIGTERM), checks it exited 0 and keeps its final stats lines. */
@@ -312,9 +321,9 @@ static void relay_stop(relay *r) {
 }
 
 /* The rig's relay stopped (its final stats in r), then the echo server. */
-static void rig_down(relay *r, echo *e) {
-    relay_stop(r);
-    echo_stop(e);
+static void rig_down(rig *g) {
+    relay_stop(&g->r);
+    echo_stop(g->e);
 }
 
 /* A numeric field of a key=value line. */
@@ -353,34 +362,33 @@ static void logged_drops(const relay *r, const char *dir, unsigned char *map, si
 /* --- tests -------------------------------------------------------------------------------- */
 
 Test(relay, clean_path_delivers_everything_intact) {
-    relay r;
-    client c;
-    echo *e = rig_up(1, NULL, &r, &c);
+    rig g;
+    rig_up(&g, 1, NULL);
     /* At most 32 in flight: a lost datagram would stall this and fail the bounded wait. */
     uint32_t next = 0;
     for (; next < 32; next++)
-        client_send(&c, next, len_of(next));
-    while (c.nrecv < 1000) {
-        long seq = client_recv(&c, 5000);
-        cr_assert(seq >= 0, "no echo within 5 s after %d of 1000 (bad %d)", c.nrecv, c.bad);
+        client_send(&g.c, next, len_of(next));
+    while (g.c.nrecv < 1000) {
+        long seq = client_recv(&g.c, 5000);
+        cr_assert(seq >= 0, "no echo within 5 s after %d of 1000 (bad %d)", g.c.nrecv, g.c.bad);
         if (next < 1000) {
-            client_send(&c, next, len_of(next));
+            client_send(&g.c, next, len_of(next));
             next++;
         }
     }
-    cr_assert_eq(c.bad, 0, "corrupted datagrams came back");
+    cr_assert_eq(g.c.bad, 0, "corrupted datagrams came back");
     for (int i = 0; i < 1000; i++)
-        cr_assert_eq(c.seen[i], 1, "seq %d came back %d times", i, c.seen[i]);
-    echo s = echo_snap(e);
+        cr_assert_eq(g.c.seen[i], 1, "seq %d came back %d times", i, g.c.seen[i]);
+    echo s = echo_snap(g.e);
     cr_assert_eq(s.nrecv, 1000);
     cr_assert_eq(s.bad, 0);
     cr_assert_eq(s.nports, 1, "one client, one upstream port");
-    relay_stop(&r);
-    cr_assert_eq(kv(r.up, "in"), 1000);
-    cr_assert_eq(kv(r.up, "out"), 1000);
-    cr_assert_eq(kv(r.down, "out"), 1000);
-    cr_assert_eq(kv(r.up, "dropped") + kv(r.down, "dropped"), 0);
-    echo_stop(e);
+    relay_stop(&g.r);
+    cr_assert_eq(kv(g.r.up, "in"), 1000);
+    cr_assert_eq(kv(g.r.up, "out"), 1000);
+    cr_assert_eq(kv(g.r.down, "out"), 1000);
+    cr_assert_eq(kv(g.r.up, "dropped") + kv(g.r.down, "dropped"), 0);
+    echo_stop(g.e);
 }
 
 typedef struct lossrun {
@@ -465,15 +473,14 @@ Test(relay, loss_rate_is_binomial_and_seeded) {
 
 Test(relay, bursty_loss_comes_in_runs) {
     const char *extra[] = {"--loss-up", "0.3", "--burst-len-up", "5", "--seed", "3", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(0, extra, &r, &c);
-    client_send_paced(&c, 0, 2000);
-    echo s = echo_wait_quiet(e, 300);
-    rig_down(&r, e);
-    cr_assert_eq(kv(r.up, "in"), 2000, "%s", r.up);
-    cr_assert_eq(s.nrecv, kv(r.up, "out"));
-    cr_assert_eq(kv(r.up, "drop_burst"), 2000 - s.nrecv);
+    rig g;
+    rig_up(&g, 0, extra);
+    client_send_paced(&g.c, 0, 2000);
+    echo s = echo_wait_quiet(g.e, 300);
+    rig_down(&g);
+    cr_assert_eq(kv(g.r.up, "in"), 2000, "%s", g.r.up);
+    cr_assert_eq(s.nrecv, kv(g.r.up, "out"));
+    cr_assert_eq(kv(g.r.up, "drop_burst"), 2000 - s.nrecv);
     int lost = 0, runs = 0;
     for (int i = 0; i < 2000; i++)
         if (!s.seen[i]) {
@@ -489,41 +496,38 @@ Test(relay, bursty_loss_comes_in_runs) {
 
 Test(relay, delay_bounds_rtt_from_below) {
     const char *extra[] = {"--delay", "100", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(1, extra, &r, &c);
+    rig g;
+    rig_up(&g, 1, extra);
     for (uint32_t i = 0; i < 5; i++) {
         double t0 = now_ms();
-        client_send(&c, i, len_of(i));
-        long seq = client_recv(&c, 5000);
+        client_send(&g.c, i, len_of(i));
+        long seq = client_recv(&g.c, 5000);
         double rtt = now_ms() - t0;
         cr_assert_eq(seq, (long)i, "datagram %u did not come back within 5 s", i);
         cr_assert(rtt >= 200.0, "round trip %.1f ms with 100 ms each way", rtt);
     }
-    rig_down(&r, e);
-    cr_assert_eq(kv(r.down, "out"), 5);
+    rig_down(&g);
+    cr_assert_eq(kv(g.r.down, "out"), 5);
 }
 
 Test(relay, rate_limit_drops_tail_of_burst) {
     const char *extra[] = {"--rate-up", "1M", "--queue-bytes-up", "8000", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(0, extra, &r, &c);
+    rig g;
+    rig_up(&g, 0, extra);
     /* 60 kB at once into an 8 kB queue draining 125 bytes per ms. */
     double t0 = now_ms();
-    for (uint32_t i = 0; i < 60; i++)
-        client_send(&c, i, 1000);
+    client_burst(&g.c, 0, 60, 1000);
     /* What the queue held leaves 8 ms apart: 300 ms of quiet means it is empty. */
-    echo s = echo_wait_quiet(e, 300);
-    rig_down(&r, e);
-    long long out = kv(r.up, "out");
-    cr_assert_eq(kv(r.up, "in"), 60, "%s", r.up);
+    echo s = echo_wait_quiet(g.e, 300);
+    rig_down(&g);
+    long long out = kv(g.r.up, "out");
+    cr_assert_eq(kv(g.r.up, "in"), 60, "%s", g.r.up);
     cr_assert_eq(s.nrecv, out, "relay sent %lld, echo got %d", out, s.nrecv);
-    cr_assert(kv(r.up, "drop_queue") > 0, "no drop-tail: %s", r.up);
-    cr_assert_eq(out + kv(r.up, "drop_queue"), 60, "%s", r.up);
+    cr_assert(kv(g.r.up, "drop_queue") > 0, "no drop-tail: %s", g.r.up);
+    cr_assert_eq(out + kv(g.r.up, "drop_queue"), 60, "%s", g.r.up);
     cr_assert(out >= 8 && out < 60, "%lld of 60 went through an 8000-byte queue", out);
-    cr_assert(kv(r.up, "queue_hw") <= 8000, "%s", r.up);
-    cr_assert(kv(r.up, "queue_hw") >= 7000, "%s", r.up);
+    cr_assert(kv(g.r.up, "queue_hw") <= 8000, "%s", g.r.up);
+    cr_assert(kv(g.r.up, "queue_hw") >= 7000, "%s", g.r.up);
     /* The k-th accepted datagram leaves 8 ms * k after the first arrived (1000 bytes at 1
      * Mbit/s), so the last arrival is at least out * 8 ms after the first send. */
     cr_assert(s.last_ms - t0 >= (double)out * 8.0, "%lld datagrams in %.1f ms at 1 Mbit/s", out,
@@ -554,94 +558,87 @@ static void send_to_old_port(echo *e, size_t len) {
 
 Test(relay, rebinding_changes_source_port) {
     const char *extra[] = {"--rebind-every", "150", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(1, extra, &r, &c);
-    wait_two_ports(&c, e);
-    cr_assert(h_wait_log(r.p, "event=rebind ", 1000));
+    rig g;
+    rig_up(&g, 1, extra);
+    wait_two_ports(&g.c, g.e);
+    cr_assert(h_wait_log(g.r.p, "event=rebind ", 1000));
     /* Without --rebind-drop the old mapping still delivers... */
-    send_to_old_port(e, 300);
+    send_to_old_port(g.e, 300);
     double end = now_ms() + 5000;
-    while (c.markers == 0 && now_ms() < end)
-        client_recv(&c, 100);
-    cr_assert_eq(c.markers, 1, "a reply to the old port did not reach the client");
+    while (g.c.markers == 0 && now_ms() < end)
+        client_recv(&g.c, 100);
+    cr_assert_eq(g.c.markers, 1, "a reply to the old port did not reach the client");
     /* ... and the new one carries the echoes. */
-    int before = c.nrecv;
-    client_send(&c, 7, len_of(7));
+    int before = g.c.nrecv;
+    client_send(&g.c, 7, len_of(7));
     end = now_ms() + 5000;
-    while (c.nrecv == before && now_ms() < end)
-        client_recv(&c, 100);
-    cr_assert(c.nrecv > before, "no echo after the rebinding");
-    relay_stop(&r);
-    cr_assert(kv(r.up, "rebinds") >= 1);
-    echo_stop(e);
+    while (g.c.nrecv == before && now_ms() < end)
+        client_recv(&g.c, 100);
+    cr_assert(g.c.nrecv > before, "no echo after the rebinding");
+    relay_stop(&g.r);
+    cr_assert(kv(g.r.up, "rebinds") >= 1);
+    echo_stop(g.e);
 }
 
 Test(relay, rebinding_rotates_source_addresses) {
     const char *extra[] = {"--rebind-every", "150", "--source", "127.0.0.2,127.0.0.3", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(1, extra, &r, &c);
-    wait_two_ports(&c, e);
-    echo s = echo_snap(e);
+    rig g;
+    rig_up(&g, 1, extra);
+    wait_two_ports(&g.c, g.e);
+    echo s = echo_snap(g.e);
     cr_assert_eq(s.addrs[0], 0x7f000002u, "first source %08x", s.addrs[0]);
     cr_assert_eq(s.addrs[1], 0x7f000003u, "second source %08x", s.addrs[1]);
-    rig_down(&r, e);
+    rig_down(&g);
 }
 
 Test(relay, rebind_drop_silences_the_old_port) {
     const char *extra[] = {"--rebind-every", "150", "--rebind-drop", "--log-level", "debug", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(1, extra, &r, &c);
-    wait_two_ports(&c, e);
-    send_to_old_port(e, 777);
-    cr_assert(h_wait_log(r.p, "len=777 reason=rebind", 5000),
+    rig g;
+    rig_up(&g, 1, extra);
+    wait_two_ports(&g.c, g.e);
+    send_to_old_port(g.e, 777);
+    cr_assert(h_wait_log(g.r.p, "len=777 reason=rebind", 5000),
               "the relay did not drop the reply to the old port");
-    client_drain(&c, 100);
-    cr_assert_eq(c.markers, 0, "a reply to the old port reached the client");
-    relay_stop(&r);
-    cr_assert(kv(r.down, "drop_rebind") >= 1);
-    echo_stop(e);
+    client_drain(&g.c, 100);
+    cr_assert_eq(g.c.markers, 0, "a reply to the old port reached the client");
+    relay_stop(&g.r);
+    cr_assert(kv(g.r.down, "drop_rebind") >= 1);
+    echo_stop(g.e);
 }
 
 Test(relay, sigusr1_drops_everything_sigusr2_restores) {
     const char *extra[] = {"--log-level", "debug", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(1, extra, &r, &c);
-    client_send(&c, 1, 100);
-    cr_assert_eq(client_recv(&c, 5000), 1, "no echo before SIGUSR1");
+    rig g;
+    rig_up(&g, 1, extra);
+    client_send(&g.c, 1, 100);
+    cr_assert_eq(client_recv(&g.c, 5000), 1, "no echo before SIGUSR1");
 
-    kill(r.p->pid, SIGUSR1);
-    cr_assert(h_wait_log(r.p, "event=drop_all on=1", 5000));
-    for (uint32_t i = 2; i < 22; i++)
-        client_send(&c, i, 100);
-    cr_assert(h_wait_log_n(r.p, "reason=blocked", 20, 5000), "20 drops not logged");
-    cr_assert_eq(echo_snap(e).nrecv, 1, "a datagram passed while dropping everything");
-    cr_assert_eq(client_recv(&c, 0), -1);
+    kill(g.r.p->pid, SIGUSR1);
+    cr_assert(h_wait_log(g.r.p, "event=drop_all on=1", 5000));
+    client_burst(&g.c, 2, 20, 100);
+    cr_assert(h_wait_log_n(g.r.p, "reason=blocked", 20, 5000), "20 drops not logged");
+    cr_assert_eq(echo_snap(g.e).nrecv, 1, "a datagram passed while dropping everything");
+    cr_assert_eq(client_recv(&g.c, 0), -1);
 
-    kill(r.p->pid, SIGUSR2);
-    cr_assert(h_wait_log(r.p, "event=drop_all on=0", 5000));
-    client_send(&c, 30, 100);
-    cr_assert_eq(client_recv(&c, 5000), 30, "no echo after SIGUSR2");
-    rig_down(&r, e);
-    cr_assert_eq(kv(r.up, "drop_blocked"), 20);
-    cr_assert_eq(kv(r.up, "out"), 2);
+    kill(g.r.p->pid, SIGUSR2);
+    cr_assert(h_wait_log(g.r.p, "event=drop_all on=0", 5000));
+    client_send(&g.c, 30, 100);
+    cr_assert_eq(client_recv(&g.c, 5000), 30, "no echo after SIGUSR2");
+    rig_down(&g);
+    cr_assert_eq(kv(g.r.up, "drop_blocked"), 20);
+    cr_assert_eq(kv(g.r.up, "out"), 2);
 }
 
 Test(relay, blackout_window_drops_everything) {
     const char *extra[] = {"--blackout", "0:600000", "--log-level", "debug", NULL};
-    relay r;
-    client c;
-    echo *e = rig_up(1, extra, &r, &c);
-    for (uint32_t i = 0; i < 10; i++)
-        client_send(&c, i, 64);
-    cr_assert(h_wait_log_n(r.p, "reason=blackout", 10, 5000));
-    relay_stop(&r);
-    cr_assert_eq(kv(r.up, "drop_blackout"), 10);
-    cr_assert_eq(echo_snap(e).nrecv, 0);
-    echo_stop(e);
+    rig g;
+    rig_up(&g, 1, extra);
+    client_burst(&g.c, 0, 10, 64);
+    cr_assert(h_wait_log_n(g.r.p, "reason=blackout", 10, 5000));
+    relay_stop(&g.r);
+    cr_assert_eq(kv(g.r.up, "drop_blackout"), 10);
+    cr_assert_eq(echo_snap(g.e).nrecv, 0);
+    echo_stop(g.e);
 }
 
 Test(relay, jitter_keeps_order_reorder_and_dup_do_not) {
@@ -656,7 +653,8 @@ Test(relay, jitter_keeps_order_reorder_and_dup_do_not) {
     echo s = echo_wait_quiet(e, 300);
     cr_assert_eq(s.nrecv, 300);
     cr_assert(s.inorder, "jitter without --reorder reordered datagrams");
-    rig_down(&r, e);
+    relay_stop(&r);
+    echo_stop(e);
     close(c.fd);
 
     /* Reordering and duplication: some overtaken, some twice, the relay's books balanced. */
@@ -666,7 +664,8 @@ Test(relay, jitter_keeps_order_reorder_and_dup_do_not) {
     client_open(&c, r.port);
     client_send_paced(&c, 0, 300);
     s = echo_wait_quiet(e, 300);
-    rig_down(&r, e);
+    relay_stop(&r);
+    echo_stop(e);
     int twice = 0;
     for (int i = 0; i < 300; i++) {
         cr_assert(s.seen[i] >= 1 && s.seen[i] <= 2, "seq %d arrived %d times", i, s.seen[i]);

@@ -361,21 +361,27 @@ Test(stream, bad_opens_are_answered_and_acknowledged) {
     cr_assert_str_eq(x->str, "hash", "the registry hash was written to");
     freeReplyObject(x);
 
-    /* An unknown kind is a 400 naming `kind`, as bad requests get. */
-    h_field uk[] = {{"kind", "udp", (size_t)-1},
-                    {"id", "s-kind", (size_t)-1},
-                    {"method", "GET", (size_t)-1},
-                    {"path", "/", (size_t)-1}};
-    h_xadd("bad-1", uk, 4);
-    outcome_refused("s-kind", NULL, 400, "bad_request", "kind");
-
-    /* `kind` twice is a 400 too, whichever comes last. */
-    h_field k2[] = {{"kind", "http", (size_t)-1},
-                    {"kind", "stream", (size_t)-1},
-                    {"id", "s-kind2", (size_t)-1},
-                    {"service", "ssh", (size_t)-1}};
-    h_xadd("bad-1", k2, 4);
-    outcome_refused("s-kind2", NULL, 400, "bad_request", "kind");
+    /* An unknown kind is a 400 naming `kind`, as bad requests get; `kind` twice is a 400 too,
+     * whichever comes last. */
+    struct {
+        const char *id;
+        h_field f[4];
+    } bad_kind[] = {
+        {"s-kind",
+         {{"kind", "udp", (size_t)-1},
+          {"id", "s-kind", (size_t)-1},
+          {"method", "GET", (size_t)-1},
+          {"path", "/", (size_t)-1}}},
+        {"s-kind2",
+         {{"kind", "http", (size_t)-1},
+          {"kind", "stream", (size_t)-1},
+          {"id", "s-kind2", (size_t)-1},
+          {"service", "ssh", (size_t)-1}}},
+    };
+    for (size_t i = 0; i < sizeof bad_kind / sizeof bad_kind[0]; i++) {
+        h_xadd("bad-1", bad_kind[i].f, 4);
+        outcome_refused(bad_kind[i].id, NULL, 400, "bad_request", "kind");
+    }
 
     /* Byte keys that exist already: 409, and no rst written into someone's live stream. */
     char k[256];

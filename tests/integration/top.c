@@ -24,62 +24,6 @@
 
 static char g_sock[64]; /* this test's tmux server, "" when none was started */
 
-/* Runs argv (argv[0] looked up on PATH) with stdout+stderr captured into *out (malloc'd,
- * may be NULL). Bounded: killed after 10 s. Returns the exit status, or -1. */
-static int run(char **out, const char *const *argv) {
-    int p[2];
-    cr_assert_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        int nul = open("/dev/null", O_RDONLY);
-        dup2(nul, 0);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    fcntl(p[0], F_SETFL, O_NONBLOCK);
-    size_t cap = 8192, n = 0;
-    char *s = malloc(cap + 1);
-    uint64_t end = h_now_ms() + 10000;
-    int st = -1, done = 0;
-    while (!done) {
-        ssize_t r = read(p[0], s + n, cap - n);
-        if (r > 0) {
-            n += (size_t)r;
-            if (n == cap) {
-                cap *= 2;
-                s = realloc(s, cap + 1);
-            }
-            continue;
-        }
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-            waitpid(pid, &st, 0);
-            done = 1;
-        } else if (h_now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            done = 1;
-        } else {
-            struct timespec ts = {0, 5 * 1000000};
-            nanosleep(&ts, NULL); /* pacing a read loop, not synchronisation */
-        }
-    }
-    close(p[0]);
-    s[n] = '\0';
-    if (out)
-        *out = s;
-    else
-        free(s);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* tmux -L <sock> -f /dev/null args...; returns its output (malloc'd). */
 #define TMUX(...) tmux_run((const char *const[]){__VA_ARGS__, NULL})
 static char *tmux_run(const char *const *args) {
@@ -89,7 +33,7 @@ static char *tmux_run(const char *const *args) {
         argv[n++] = args[i];
     argv[n] = NULL;
     char *out;
-    run(&out, argv);
+    h_capture((char *const *)argv, 10000, &out);
     return out;
 }
 
@@ -180,6 +124,16 @@ static const char *line_with(const char *scr, const char *needle) {
     memcpy(line, b, n);
     line[n] = '\0';
     return line;
+}
+
+/* Every line of the screen fits cols columns. */
+static void fits(const char *scr, size_t cols) {
+    for (const char *p = scr; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        cr_assert_leq(n, cols, "a line is wider than the terminal (%zu):\n%s", cols, scr);
+        p = e ? e + 1 : p + n;
+    }
 }
 
 /* Row number (0-based) of the first line containing needle, or -1. */
@@ -366,12 +320,7 @@ Test(top, tui_shows_connected_house_sort_filter_detail_quit) {
     cr_assert(strstr(line_with(s, "zeta-9"), " - "), "an offline house shows '-'");
     cr_assert_lt(row_of(s, "farm-1 "), row_of(s, "zeta-9"), "sorted by id:\n%s", s);
     /* Everything fits 80 columns. */
-    for (const char *p = s; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        cr_assert_leq(n, 80, "a line is wider than the terminal:\n%s", s);
-        p = e ? e + 1 : p + n;
-    }
+    fits(s, 80);
     free(s);
 
     /* r: reverse (id descending). */
@@ -415,12 +364,7 @@ Test(top, tui_shows_connected_house_sort_filter_detail_quit) {
     /* A smaller terminal: columns go, the rows and the footer stay. */
     free(TMUX("resize-window", "-t", "top", "-x", "60", "-y", "16"));
     s = WAIT_SCREEN(5000, "farm-1", "zeta-9", "q quit", "!LOSS");
-    for (const char *p = s; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        cr_assert_leq(n, 60, "a line is wider than the terminal:\n%s", s);
-        p = e ? e + 1 : p + n;
-    }
+    fits(s, 60);
     cr_assert(strstr(line_with(s, "farm-1 "), "br-top"), "narrow row: %s", s);
     free(s);
     free(TMUX("resize-window", "-t", "top", "-x", "80", "-y", "24"));
@@ -442,7 +386,7 @@ Test(top, tui_waits_for_redis_and_ctrl_c_exits) {
     h_redis_start(port);
     char sec[65];
     h_register("late-1", sec);
-    free(WAIT_SCREEN(10000, "late-1", "!UNREACHABLE", "1 houses: 0 connected"));
+    free(WAIT_SCREEN(10000, "late-1", "!UNREACHABLE", "1 houses: 0 online, 1 offline"));
     /* Redis goes away again: the data stays, with the line saying how old it is. */
     h_stop_all();
     free(WAIT_SCREEN(10000, "REDIS UNREACHABLE, retrying (data", "late-1"));
@@ -534,16 +478,16 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
     /* The same as text. */
     char *out, *err;
     cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0"), 0, "%s", err);
-    cr_assert(strstr(out, "BRIDGES 2") && strstr(out, "HOUSES 3 (2 connected, 1 disabled)"), "%s",
-              out);
+    cr_assert(strstr(out, "BRIDGES 2") && strstr(out, "HOUSES 3 (2 online, 0 offline, 1 disabled)"),
+              "%s", out);
     const char *l = line_with(out, "b1 ");
     cr_assert(strstr(l, "hub-1") && strstr(l, "0.5ms"), "b1 line: '%s'", l);
     l = line_with(out, "farm-1 ");
     cr_assert(strstr(l, "b1") && strstr(l, "rudp") && strstr(l, "41ms") && strstr(l, "3.1%") &&
-                  strstr(l, " no"),
+                  strstr(l, " online"),
               "farm-1 line: '%s'", l);
     l = line_with(out, "pump-3 ");
-    cr_assert(strstr(l, " yes"), "pump-3 line: '%s'", l);
+    cr_assert(strstr(l, " disabled"), "pump-3 line: '%s'", l);
     cr_assert(!strstr(out, "TUN"), "no house has an L3 address, no tunnel columns:\n%s", out);
     free(out), free(err);
     /* Two samples 200 ms apart: rates, and the header says over what. */
@@ -588,7 +532,7 @@ Test(top, once_and_json_with_rates_from_two_snapshots) {
     cr_assert_eq(CLI(&out, &err, "top", "--once", "--interval", "0", "--house", "farm-1"), 0);
     l = line_with(out, "/status");
     cr_assert(strstr(l, "GET") && strstr(l, "200") && strstr(l, "12"), "recent line: '%s'", l);
-    cr_assert(strstr(out, "house farm-1  connected"), "%s", out);
+    cr_assert(strstr(out, "house farm-1  online"), "%s", out);
     free(out), free(err);
     cr_assert_eq(CLI(&out, &err, "top", "--json", "--house", "nope"), 1);
     cr_assert(strstr(err, "no house 'nope'"), "%s", err);
@@ -699,12 +643,7 @@ Test(top, the_l3_tunnel_per_house_in_json_text_and_the_live_view) {
      * written again (its stamp has not moved). */
     tui_start(h_redis_url(), "--interval 300");
     char *scr = WAIT_SCREEN(10000, "farm-1", "TUN", "PKT/s i/o", "100.96.0.10", "tun 1 up");
-    for (const char *p = scr; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        cr_assert_leq(n, 80, "a line is wider than the terminal:\n%s", scr);
-        p = e ? e + 1 : p + n;
-    }
+    fits(scr, 80);
     free(scr);
     put_tun("farm-1", now + 2000, 5000, 2500, 600000, 300000, 5, 11);
     scr = WAIT_SCREEN(10000, "2000/1000", "2.0M/1.0M");

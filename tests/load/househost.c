@@ -6,7 +6,7 @@
  * instead of its own copy (tests/load/README.md says what that still needs).
  *
  *   gp-househost --bridge URL [--bridge URL...] (--upstream URL | --response-bytes B
- *                [--delay-ms D]) [--log-level L] ID=SECRET...
+ *                [--delay-ms D]) [--log-level L] [--log-format kv|json] ID=SECRET...
  *
  * SECRET is the house's 64 hex digits. Every house uses the same bridges and default
  * upstream; the other options take ghostport-house's defaults. With --response-bytes no
@@ -37,7 +37,7 @@ static struct {
     size_t n;
     char *bridges[MAX_BRIDGES];
     size_t nbridges;
-    const char *upstream, *log_level;
+    const char *upstream, *log_level, *log_format;
     long long response_bytes, delay_ms; /* response_bytes -1: call --upstream */
     gp_uv_signals signals;              /* SIGINT, SIGTERM: stop */
     int stopping;
@@ -45,7 +45,8 @@ static struct {
 
 static void usage(void) {
     fprintf(stderr, "usage: gp-househost --bridge URL [--bridge URL...] (--upstream URL | "
-                    "--response-bytes B [--delay-ms D]) [--log-level L] ID=SECRET...\n");
+                    "--response-bytes B [--delay-ms D]) [--log-level L] [--log-format kv|json] "
+                    "ID=SECRET...\n");
 }
 
 static void house_free(hs_house *h) {
@@ -116,6 +117,7 @@ static void on_signal(void *ud, int signum) {
 
 static int parse_args(int argc, char **argv) {
     G.log_level = "info";
+    G.log_format = "kv";
     G.response_bytes = -1;
     G.houses = calloc((size_t)argc, sizeof *G.houses);
     if (!G.houses)
@@ -129,6 +131,8 @@ static int parse_args(int argc, char **argv) {
             G.upstream = argv[++i];
         else if (strcmp(a, "--log-level") == 0 && has_value)
             G.log_level = argv[++i];
+        else if (strcmp(a, "--log-format") == 0 && has_value)
+            G.log_format = argv[++i];
         else if (strcmp(a, "--response-bytes") == 0 && has_value)
             G.response_bytes = strtoll(argv[++i], NULL, 10);
         else if (strcmp(a, "--delay-ms") == 0 && has_value)
@@ -140,7 +144,10 @@ static int parse_args(int argc, char **argv) {
     }
     int exec_ok = (G.upstream != NULL) != (G.response_bytes >= 0) &&
                   G.response_bytes <= (1LL << 30) && G.delay_ms >= 0;
-    return G.nbridges && exec_ok && G.n && hs_log_parse_level(G.log_level) >= 0 ? 0 : -1;
+    return G.nbridges && exec_ok && G.n && hs_log_parse_level(G.log_level) >= 0 &&
+                   gp_log_format_parse(G.log_format) >= 0
+               ? 0
+               : -1;
 }
 
 int main(int argc, char **argv) {
@@ -149,6 +156,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     hs_log_set_level(hs_log_parse_level(G.log_level));
+    gp_log_set_format(gp_log_format_parse(G.log_format));
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;

@@ -59,7 +59,7 @@ typedef struct lh_config {
     int layer, bridges_layer;
     lh_bridge *bridges;
     size_t nbridges;
-    char *redis, *prefix, *id_prefix, *log_level, *master_key, *ca_file;
+    char *redis, *prefix, *id_prefix, *log_level, *log_format, *master_key, *ca_file;
     char *redis_user, *redis_password_file, *redis_ca_file;
     long long count, connect_rate, response_bytes, delay_ms, stats_interval, remember_ms;
     int reg, spread, no_replay, insecure, help;
@@ -133,10 +133,10 @@ static void lh_log(int level, const char *event, const char *fmt, ...)
 static void lh_log(int level, const char *event, const char *fmt, ...) {
     if (level > G.log_level)
         return;
-    char line[GP_LOG_LINE];
+    char line[GP_LOG_JSON_LINE];
     va_list ap;
     va_start(ap, fmt);
-    size_t n = gp_log_vformat(line, level, event, NULL, NULL, fmt, ap);
+    size_t n = gp_log_vline(line, level, event, NULL, NULL, fmt, ap);
     va_end(ap);
     gp_log_emit(line, n);
 }
@@ -578,6 +578,8 @@ static const gp_conf_opt opts[] = {
     {"insecure", GP_CONF_BOOL, OFF(insecure), 0, 1, "0", NULL,
      "do not verify bridge certificates (testing only)"},
     {"log-level", GP_CONF_STR, OFF(log_level), 0, 0, "info", NULL, "error, warn, info or debug"},
+    {"log-format", GP_CONF_STR, OFF(log_format), 0, 0, "kv", NULL,
+     "kv or json: the log lines on stderr (the event lines on stdout stay key=value)"},
     {"help", GP_CONF_BOOL, OFF(help), 0, 1, "0", NULL, "print this help"},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };
@@ -605,6 +607,11 @@ static int load_config(int argc, char **argv, char *err, size_t errlen) {
     }
     if ((G.log_level = tool_log_level(c->log_level, err, errlen)) < 0)
         return -1;
+    if (gp_log_format_parse(c->log_format) < 0) {
+        snprintf(err, errlen, "log-format: \"%s\" is not kv or json", c->log_format);
+        return -1;
+    }
+    gp_log_set_format(gp_log_format_parse(c->log_format));
     char idbuf[128];
     snprintf(idbuf, sizeof idbuf, "%s%lld", c->id_prefix, c->count);
     if (strlen(c->id_prefix) > 48 || !gp_house_id_valid(gp_str_c(idbuf))) {

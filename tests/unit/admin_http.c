@@ -107,6 +107,11 @@ static void teardown(gp_admin *a, fconn **fs, size_t n) {
     cr_assert_eq(done_called, 1);
 }
 
+/* teardown with one connection, f. */
+static void teardown_one(gp_admin *a, fconn *f) {
+    teardown(a, &f, 1);
+}
+
 static int ready_yes(const char **why) {
     (void)why;
     return 1;
@@ -163,8 +168,7 @@ Test(admin_http, pipelined_request_waits_for_a_late_answer) {
     cr_assert(strstr(f.out, "HTTP/1.1 404 Not Found\r\n"), "%s", f.out);
     cr_assert(strstr(f.out, "{\"error\":\"not_found\",\"message\":\"no such path\"}"), "%s", f.out);
     cr_assert(f.reading, "reading resumes");
-    fconn *fs[] = {&f};
-    teardown(a, fs, 1);
+    teardown_one(a, &f);
 }
 
 Test(admin_http, answer_after_the_client_left_is_dropped) {
@@ -201,8 +205,7 @@ Test(admin_http, foreign_host_is_misdirected_and_bad_input_refused_then_lingers)
     gp_admin_timeout(g.c);
     cr_assert(g.closed);
     gp_admin_released(g.c);
-    fconn *fs[] = {&f};
-    teardown(a, fs, 1);
+    teardown_one(a, &f);
 }
 
 Test(admin_http, caps_shed_the_oldest_idle_or_refuse_when_all_busy) {
@@ -276,8 +279,7 @@ Test(admin_http, streamed_answer_chunked_then_next_request) {
     cr_assert(strncmp(f.out, want, strlen(want)) == 0, "%s", f.out);
     cr_assert(!strstr(f.out, "X-Frame-Options: DENY\r\nConnection: keep-alive\r\n\r\n6"),
               "no admin defaults on a streamed answer");
-    fconn *fs[] = {&f};
-    teardown(a, fs, 1);
+    teardown_one(a, &f);
 }
 
 /* With a length: the bytes as they are; Connection: close ends the connection after them;
@@ -380,8 +382,7 @@ Test(admin_http, expect_100_continue_when_asked_for) {
         cr_assert_eq(f.outlen, before);
         feed(&f, "x");
         cr_assert(!strstr(f.out + before, "100 Continue"), "%s", f.out + before);
-        fconn *fs[] = {&f};
-        teardown(a, fs, 1);
+        teardown_one(a, &f);
     }
 }
 

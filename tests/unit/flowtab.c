@@ -245,108 +245,90 @@ static void dies_at(gp_flowtab *(*setup)(const fam *), const fam *f, const pk *p
 
 static const uint64_t T0 = 1000000;
 
-static gp_flowtab *syn_only(const fam *f) {
-    gp_flowtab *t = new_table(16);
-    pk syn = tcp_pk(f->house, f->hub, 40000, 80, 0x02);
-    cr_assert_eq(out(t, &syn, T0), 1);
+enum { OUT, IN };
+
+/* t after p went out (OUT) or came in (IN) at `at`, let through. */
+static gp_flowtab *passed(gp_flowtab *t, int dir, const pk *p, uint64_t at) {
+    cr_assert_eq(dir == IN ? in(t, p, at) : out(t, p, at), 1, "%s at T0+%llu",
+                 dir == IN ? "in" : "out", (unsigned long long)(at - T0));
     return t;
+}
+
+/* The timeouts' TCP flow: the house's port 40000 to the hub's port 80; flags either way. */
+static gp_flowtab *tcp_step(gp_flowtab *t, const fam *f, int dir, uint8_t flags, uint64_t at) {
+    pk p = dir == IN ? tcp_pk(f->hub, f->house, 80, 40000, flags)
+                     : tcp_pk(f->house, f->hub, 40000, 80, flags);
+    return passed(t, dir, &p, at);
+}
+
+/* The timeouts' UDP flow: the house's port 5353 to the hub's port 53. */
+static gp_flowtab *udp_step(gp_flowtab *t, const fam *f, int dir, uint64_t at) {
+    pk p = dir == IN ? udp_pk(f->hub, f->house, 53, 5353) : udp_pk(f->house, f->hub, 5353, 53);
+    return passed(t, dir, &p, at);
+}
+
+static gp_flowtab *syn_only(const fam *f) {
+    return tcp_step(new_table(16), f, OUT, 0x02, T0);
 }
 
 static gp_flowtab *tcp_open(const fam *f) {
-    gp_flowtab *t = syn_only(f);
-    pk synack = tcp_pk(f->hub, f->house, 80, 40000, 0x12);
-    cr_assert_eq(in(t, &synack, T0 + 5), 1);
-    return t;
+    return tcp_step(syn_only(f), f, IN, 0x12, T0 + 5);
 }
 
 static gp_flowtab *tcp_rst_in(const fam *f) {
-    gp_flowtab *t = tcp_open(f);
-    pk rst = tcp_pk(f->hub, f->house, 80, 40000, 0x14);
-    cr_assert_eq(in(t, &rst, T0 + 10), 1);
-    return t;
+    return tcp_step(tcp_open(f), f, IN, 0x14, T0 + 10);
 }
 
 static gp_flowtab *tcp_rst_out(const fam *f) {
-    gp_flowtab *t = tcp_open(f);
-    pk rst = tcp_pk(f->house, f->hub, 40000, 80, 0x04);
-    cr_assert_eq(out(t, &rst, T0 + 10), 1);
-    return t;
+    return tcp_step(tcp_open(f), f, OUT, 0x04, T0 + 10);
 }
 
 static gp_flowtab *tcp_refused(const fam *f) { /* SYN out, RST back */
-    gp_flowtab *t = syn_only(f);
-    pk rst = tcp_pk(f->hub, f->house, 80, 40000, 0x14);
-    cr_assert_eq(in(t, &rst, T0 + 10), 1);
-    return t;
+    return tcp_step(syn_only(f), f, IN, 0x14, T0 + 10);
 }
 
 static gp_flowtab *tcp_fin_out(const fam *f) {
-    gp_flowtab *t = tcp_open(f);
-    pk fin = tcp_pk(f->house, f->hub, 40000, 80, 0x11);
-    cr_assert_eq(out(t, &fin, T0 + 10), 1);
-    return t;
+    return tcp_step(tcp_open(f), f, OUT, 0x11, T0 + 10);
 }
 
 static gp_flowtab *tcp_fin_both(const fam *f) {
-    gp_flowtab *t = tcp_fin_out(f);
-    pk fin = tcp_pk(f->hub, f->house, 80, 40000, 0x11);
-    cr_assert_eq(in(t, &fin, T0 + 20), 1);
-    return t;
+    return tcp_step(tcp_fin_out(f), f, IN, 0x11, T0 + 20);
 }
 
 static gp_flowtab *tcp_fin_in_then_out(const fam *f) {
-    gp_flowtab *t = tcp_open(f);
-    pk fin_in = tcp_pk(f->hub, f->house, 80, 40000, 0x11);
-    cr_assert_eq(in(t, &fin_in, T0 + 10), 1);
+    gp_flowtab *t = tcp_step(tcp_open(f), f, IN, 0x11, T0 + 10);
     cr_assert_eq(stats(t).flows, 1);
-    pk fin_out = tcp_pk(f->house, f->hub, 40000, 80, 0x11);
-    cr_assert_eq(out(t, &fin_out, T0 + 20), 1);
-    return t;
+    return tcp_step(t, f, OUT, 0x11, T0 + 20);
 }
 
 /* After a RST, the house opens the same ports again: a new flow, SYN-only timeout. */
 static gp_flowtab *tcp_reopened(const fam *f) {
-    gp_flowtab *t = tcp_rst_in(f);
-    pk syn = tcp_pk(f->house, f->hub, 40000, 80, 0x02);
-    cr_assert_eq(out(t, &syn, T0 + 20), 1);
+    gp_flowtab *t = tcp_step(tcp_rst_in(f), f, OUT, 0x02, T0 + 20);
     cr_assert_eq(stats(t).created, 1, "the same flow, afresh");
     return t;
 }
 
 static gp_flowtab *udp_sent(const fam *f) {
-    gp_flowtab *t = new_table(16);
-    pk q = udp_pk(f->house, f->hub, 5353, 53);
-    cr_assert_eq(out(t, &q, T0), 1);
-    return t;
+    return udp_step(new_table(16), f, OUT, T0);
 }
 
 static gp_flowtab *udp_answered(const fam *f) {
-    gp_flowtab *t = udp_sent(f);
-    pk a = udp_pk(f->hub, f->house, 53, 5353);
-    cr_assert_eq(in(t, &a, T0 + 7), 1);
-    return t;
+    return udp_step(udp_sent(f), f, IN, T0 + 7);
 }
 
 static gp_flowtab *udp_sent_again(const fam *f) { /* out refreshes, no reply: 60 s again */
-    gp_flowtab *t = udp_sent(f);
-    pk q = udp_pk(f->house, f->hub, 5353, 53);
-    cr_assert_eq(out(t, &q, T0 + 50000), 1);
-    return t;
+    return udp_step(udp_sent(f), f, OUT, T0 + 50000);
 }
 
 static gp_flowtab *pinged(const fam *f) {
-    gp_flowtab *t = new_table(16);
     pk ping = echo_pk(f, f->house, f->hub, f == &V6 ? 128 : 8, 99);
-    cr_assert_eq(out(t, &ping, T0), 1);
-    return t;
+    return passed(new_table(16), OUT, &ping, T0);
 }
 
 static gp_flowtab *gre_sent(const fam *f) {
-    gp_flowtab *t = new_table(16);
     uint8_t l4[8] = {0};
     pk gre = mk(f->house, f->hub, 47, l4, 8, 0);
-    cr_assert_eq(out(t, &gre, T0), 1);
-    return t;
+    return passed(new_table(16), OUT, &gre, T0);
 }
 
 Test(flowtab, timeouts) {
@@ -422,18 +404,25 @@ Test(flowtab, clock_at_its_end) {
 
 /* ---- related ICMP errors ---- */
 
+/* The house's 1400-byte TCP ACK from sport to the hub's port 443 (in *big) and the router's
+ * frag needed / packet too big for it. */
+static pk too_big(const fam *f, uint16_t sport, pk *big) {
+    uint8_t l4[1600];
+    size_t l = tcp(l4, sport, 443, 0x10, NULL, 0, 1400);
+    *big = mk(f->house, f->hub, 6, l4, l, 0);
+    gp_ip_addr router = A(f->router);
+    pk tb;
+    cr_assert_eq(gp_icmp_too_big(big->b, big->n, &big->k, &router, 1280, tb.b, sizeof tb.b, &tb.n),
+                 GP_TB_BUILT);
+    parse(&tb);
+    return tb;
+}
+
 Test(flowtab, too_big_for_our_packet) {
     for (int v = 0; v < 2; v++) {
         const fam *f = FAMS[v];
         gp_flowtab *t = new_table(16);
-        uint8_t l4[1600];
-        size_t l = tcp(l4, 40000, 443, 0x10, NULL, 0, 1400);
-        pk big = mk(f->house, f->hub, 6, l4, l, 0);
-        gp_ip_addr router = A(f->router);
-        pk tb;
-        cr_assert_eq(gp_icmp_too_big(big.b, big.n, &big.k, &router, 1280, tb.b, sizeof tb.b, &tb.n),
-                     GP_TB_BUILT);
-        parse(&tb);
+        pk big, tb = too_big(f, 40000, &big);
         cr_assert_eq(in(t, &tb, 1), 0, "quoting a packet that never went out");
         cr_assert_eq(out(t, &big, 2), 1);
         cr_assert_eq(in(t, &tb, 3), 1, "frag needed / packet too big");
@@ -441,13 +430,7 @@ Test(flowtab, too_big_for_our_packet) {
         cr_assert(s.in_related == 1 && s.in_allowed == 0);
 
         /* quoting another flow of the same hosts: not related */
-        l = tcp(l4, 40001, 443, 0x10, NULL, 0, 1400);
-        pk big2 = mk(f->house, f->hub, 6, l4, l, 0);
-        pk tb2;
-        cr_assert_eq(
-            gp_icmp_too_big(big2.b, big2.n, &big2.k, &router, 1280, tb2.b, sizeof tb2.b, &tb2.n),
-            GP_TB_BUILT);
-        parse(&tb2);
+        pk big2, tb2 = too_big(f, 40001, &big2);
         cr_assert_eq(in(t, &tb2, 3), 0);
 
         /* an error does not keep a flow alive: the ACK-only flow is SYN-less and unanswered */

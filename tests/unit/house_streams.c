@@ -545,6 +545,12 @@ static sout view(const char *sid) {
     return view_from(sid, 0);
 }
 
+static size_t sout_len(const char *sid) {
+    sout v = view(sid);
+    free(v.b);
+    return v.len;
+}
+
 static const char *cur_sid;
 static size_t want_len;
 
@@ -745,43 +751,51 @@ Test(house_streams, duplicate_open_answered_without_reconnect) {
     (void)two_conns;
 }
 
-Test(house_streams, data_both_ways_in_order_with_acks) {
-    S.mode = SVC_ECHO;
-    const char *sid = "echo";
-    cr_assert_eq(open_wait(sid, "svc", 262144, 60000)->status, 200);
-    size_t total = 200000;
+/* total bytes, each from i by mul and div, for the echo tests. */
+static uint8_t *pattern(size_t total, size_t mul, size_t div) {
     uint8_t *data = malloc(total);
     for (size_t i = 0; i < total; i++)
-        data[i] = (uint8_t)(i * 7 + i / 251);
-    /* in entries of 20000, within the window (acks from the house open it again) */
+        data[i] = (uint8_t)(i * mul + i / div);
+    return data;
+}
+
+/* On the open stream sid to an echo service: the opener sends data in entries of `entry`
+ * bytes, within the window (acks from the house open it again; the opener acks what it got of
+ * sout); the service gets it all, in order; the echo comes back, acked as it arrives (at most
+ * rounds acks), whole and in order. */
+static void echo_round_trip(const char *sid, const uint8_t *data, size_t total, size_t entry,
+                            int rounds) {
     size_t off = 0;
     while (off < total) {
-        size_t n = total - off < 20000 ? total - off : 20000;
+        size_t n = total - off < entry ? total - off : entry;
         s_entry(sid, GP_SE_OFF, off, 0, data + off, n, NULL);
         off += n;
         want_ack = off > 131072 ? off - 131072 : 0;
         cr_assert(run_until(sin_acked, 5000), "the house does not ack sin");
-        /* the opener acks what it got of sout */
-        sout v = view(sid);
-        s_ack(sid, v.len);
-        free(v.b);
+        s_ack(sid, sout_len(sid));
     }
     want_len = total;
     cr_assert(run_until(svc_got_want, 5000), "the service got %zu of %zu",
               S.nconn ? S.c[0].rxlen : 0, total);
     cr_assert_eq(memcmp(S.c[0].rx, data, total), 0, "the service's bytes differ");
-    /* the echo comes back, acked as it arrives */
-    for (int i = 0; i < 100; i++) {
-        sout v = view(sid);
-        size_t got = v.len;
+    for (int i = 0; i < rounds; i++) {
+        size_t got = sout_len(sid);
         s_ack(sid, got);
-        free(v.b);
         if (got >= total)
             break;
         want_len = got + 1;
         run_until(sout_has_want, 2000);
     }
     expect_sout(sid, data, total);
+}
+
+Test(house_streams, data_both_ways_in_order_with_acks) {
+    S.mode = SVC_ECHO;
+    const char *sid = "echo";
+    cr_assert_eq(open_wait(sid, "svc", 262144, 60000)->status, 200);
+    size_t total = 200000;
+    uint8_t *data = pattern(total, 7, 251);
+    echo_round_trip(sid, data, total, 20000, 100);
     want_ack = total;
     cr_assert(run_until(sin_acked, 2000), "the house does not ack all of sin");
     cr_assert_eq(gp_metric_value(m.stream_bytes, "to_service"), total);
@@ -789,13 +803,19 @@ Test(house_streams, data_both_ways_in_order_with_acks) {
     free(data);
 }
 
+/* text[0..n) unit over and over: compressible. */
+static void repeat(char *text, size_t n, const char *unit) {
+    size_t u = strlen(unit);
+    for (size_t i = 0; i < n; i++)
+        text[i] = unit[i % u];
+}
+
 Test(house_streams, compressible_data_goes_zstd) {
     S.mode = SVC_SINK;
     const char *sid = "z";
     open_connected(sid, 262144, 60000);
     char text[30000];
-    for (size_t i = 0; i < sizeof text; i++)
-        text[i] = "the quick brown fox "[i % 20];
+    repeat(text, sizeof text, "the quick brown fox ");
     s_write(&S.c[0], text, sizeof text);
     want_len = sizeof text;
     cr_assert(run_until(sout_has_want, 3000));
@@ -806,12 +826,6 @@ Test(house_streams, compressible_data_goes_zstd) {
     sout v = view(sid);
     cr_assert_eq(memcmp(v.b, text, sizeof text), 0);
     free(v.b);
-}
-
-static size_t sout_len(const char *sid) {
-    sout v = view(sid);
-    free(v.b);
-    return v.len;
 }
 
 /* The service has sent total bytes (big, freed here) on stream sid with a window of win: the
@@ -965,8 +979,7 @@ Test(house_streams, compressed_entry_from_the_bridge) {
     const char *sid = "zin";
     open_connected(sid, 65536, 60000);
     char text[8000];
-    for (size_t i = 0; i < sizeof text; i++)
-        text[i] = "abcdefgh"[i % 8];
+    repeat(text, sizeof text, "abcdefgh");
     uint8_t z[9000];
     ssize_t zn = gp_compress(zc, (const uint8_t *)text, sizeof text, z, sizeof z);
     cr_assert_gt(zn, 0);
@@ -1316,32 +1329,8 @@ Test(house_streams, tls_echo_carries_the_plaintext) {
     cr_assert_eq(o->status, 200, "%u %s %s", o->status, o->error, o->message);
     cr_assert(run_until(tls_up, 2000), "the service's handshake is not done");
     size_t total = 300000;
-    uint8_t *data = malloc(total);
-    for (size_t i = 0; i < total; i++)
-        data[i] = (uint8_t)(i * 13 + i / 509);
-    size_t off = 0;
-    while (off < total) {
-        size_t n = total - off < 30000 ? total - off : 30000;
-        s_entry(sid, GP_SE_OFF, off, 0, data + off, n, NULL);
-        off += n;
-        want_ack = off > 131072 ? off - 131072 : 0;
-        cr_assert(run_until(sin_acked, 5000), "the house does not ack sin");
-        sout v = view(sid);
-        s_ack(sid, v.len);
-        free(v.b);
-    }
-    want_len = total;
-    cr_assert(run_until(svc_got_want, 5000), "the service got %zu of %zu", S.c[0].rxlen, total);
-    cr_assert_eq(memcmp(S.c[0].rx, data, total), 0, "the service's plaintext differs");
-    for (int i = 0; i < 200; i++) {
-        size_t got = sout_len(sid);
-        s_ack(sid, got);
-        if (got >= total)
-            break;
-        want_len = got + 1;
-        run_until(sout_has_want, 2000);
-    }
-    expect_sout(sid, data, total);
+    uint8_t *data = pattern(total, 13, 509);
+    echo_round_trip(sid, data, total, 30000, 200);
     cr_assert_eq(gp_metric_value(m.stream_bytes, "to_service"), total);
     cr_assert_eq(gp_metric_value(m.stream_bytes, "from_service"), total);
     cr_assert_null(rst_of(sid));

@@ -649,42 +649,36 @@ static void pool_no_index(const char *pool, const char *addr) {
                  (unsigned long long)i);
 }
 
-Test(ippkt, pool_v4) {
-    gp_cidr c = P("10.8.0.0/24");
-    cr_assert_eq(gp_pool_size(&c), 254);
-    pool_is("10.8.0.0/24", 0, "10.8.0.1");
-    pool_is("10.8.0.0/24", 253, "10.8.0.254");
+/* pool holds size addresses: index 0 is first, size - 1 is last, size is none. */
+static void pool_ends(const char *pool, uint64_t size, const char *first, const char *last) {
+    gp_cidr c = P(pool);
+    cr_assert_eq(gp_pool_size(&c), size, "%s", pool);
+    pool_is(pool, 0, first);
+    pool_is(pool, size - 1, last);
     gp_ip_addr a;
-    cr_assert_eq(gp_pool_addr(&c, 254, &a), -1);
+    cr_assert_eq(gp_pool_addr(&c, size, &a), -1, "%s index %llu", pool, (unsigned long long)size);
+}
+
+Test(ippkt, pool_v4) {
+    pool_ends("10.8.0.0/24", 254, "10.8.0.1", "10.8.0.254");
+    gp_cidr c = P("10.8.0.0/24");
+    gp_ip_addr a;
     cr_assert_eq(gp_pool_addr(&c, UINT64_MAX, &a), -1);
     pool_no_index("10.8.0.0/24", "10.8.0.0");   /* network */
     pool_no_index("10.8.0.0/24", "10.8.0.255"); /* broadcast */
     pool_no_index("10.8.0.0/24", "10.8.1.1");
     pool_no_index("10.8.0.0/24", "::ffff:10.8.0.1");
 
-    cr_assert_eq(gp_pool_size(&(gp_cidr){P("10.9.0.0/30").addr, 30}), 2);
-    pool_is("10.9.0.0/30", 0, "10.9.0.1");
-    pool_is("10.9.0.0/30", 1, "10.9.0.2");
+    pool_ends("10.9.0.0/30", 2, "10.9.0.1", "10.9.0.2");
     pool_no_index("10.9.0.0/30", "10.9.0.3");
     /* /31: both addresses (RFC 3021) */
-    c = P("10.9.0.4/31");
-    cr_assert_eq(gp_pool_size(&c), 2);
-    pool_is("10.9.0.4/31", 0, "10.9.0.4");
-    pool_is("10.9.0.4/31", 1, "10.9.0.5");
-    cr_assert_eq(gp_pool_addr(&c, 2, &a), -1);
+    pool_ends("10.9.0.4/31", 2, "10.9.0.4", "10.9.0.5");
     pool_no_index("10.9.0.4/31", "10.9.0.6");
     /* /32: the one address */
-    c = P("10.9.0.7/32");
-    cr_assert_eq(gp_pool_size(&c), 1);
-    pool_is("10.9.0.7/32", 0, "10.9.0.7");
-    cr_assert_eq(gp_pool_addr(&c, 1, &a), -1);
+    pool_ends("10.9.0.7/32", 1, "10.9.0.7", "10.9.0.7");
     pool_no_index("10.9.0.7/32", "10.9.0.6");
     /* the whole space: network and broadcast aside */
-    c = P("0.0.0.0/0");
-    cr_assert_eq(gp_pool_size(&c), 4294967294u);
-    pool_is("0.0.0.0/0", 0, "0.0.0.1");
-    pool_is("0.0.0.0/0", 4294967293u, "255.255.255.254");
-    cr_assert_eq(gp_pool_addr(&c, 4294967294u, &a), -1);
+    pool_ends("0.0.0.0/0", 4294967294u, "0.0.0.1", "255.255.255.254");
     /* a few inside, across byte borders */
     pool_is("10.0.0.0/8", 255, "10.0.1.0");
     pool_is("10.0.0.0/8", 65535, "10.1.0.0");
@@ -692,41 +686,22 @@ Test(ippkt, pool_v4) {
 }
 
 Test(ippkt, pool_v6) {
-    gp_cidr c = P("fd00:1::/64");
-    cr_assert_eq(gp_pool_size(&c), UINT64_MAX); /* 2^64 - 1 exactly */
-    pool_is("fd00:1::/64", 0, "fd00:1::1");
+    /* 2^64 - 1 exactly */
+    pool_ends("fd00:1::/64", UINT64_MAX, "fd00:1::1", "fd00:1::ffff:ffff:ffff:ffff");
     pool_is("fd00:1::/64", 65534, "fd00:1::ffff");
-    pool_is("fd00:1::/64", UINT64_MAX - 1, "fd00:1::ffff:ffff:ffff:ffff");
-    gp_ip_addr a;
-    cr_assert_eq(gp_pool_addr(&c, UINT64_MAX, &a), -1);
     pool_no_index("fd00:1::/64", "fd00:1::");
     pool_no_index("fd00:1::/64", "fd00:2::1");
     pool_no_index("fd00:1::/64", "10.0.0.1");
 
-    c = P("fd00::/120");
-    cr_assert_eq(gp_pool_size(&c), 255);
-    pool_is("fd00::/120", 0, "fd00::1");
-    pool_is("fd00::/120", 254, "fd00::ff");
-    cr_assert_eq(gp_pool_addr(&c, 255, &a), -1);
+    pool_ends("fd00::/120", 255, "fd00::1", "fd00::ff");
     /* /127: both (RFC 6164); /128: the one */
-    c = P("fd00::a/127");
-    cr_assert_eq(gp_pool_size(&c), 2);
-    pool_is("fd00::a/127", 0, "fd00::a");
-    pool_is("fd00::a/127", 1, "fd00::b");
-    cr_assert_eq(gp_pool_addr(&c, 2, &a), -1);
+    pool_ends("fd00::a/127", 2, "fd00::a", "fd00::b");
     pool_no_index("fd00::a/127", "fd00::c");
-    c = P("fd00::7/128");
-    cr_assert_eq(gp_pool_size(&c), 1);
-    pool_is("fd00::7/128", 0, "fd00::7");
-    cr_assert_eq(gp_pool_addr(&c, 1, &a), -1);
+    pool_ends("fd00::7/128", 1, "fd00::7", "fd00::7");
     /* shorter than /64: the first 2^64 - 1 hosts have an index, the rest none */
-    c = P("fd00::/48");
-    cr_assert_eq(gp_pool_size(&c), UINT64_MAX);
-    pool_is("fd00::/48", 0, "fd00::1");
-    pool_is("fd00::/48", UINT64_MAX - 1, "fd00::ffff:ffff:ffff:ffff");
+    pool_ends("fd00::/48", UINT64_MAX, "fd00::1", "fd00::ffff:ffff:ffff:ffff");
     pool_no_index("fd00::/48", "fd00:0:0:1::1");
     pool_no_index("fd00::/48", "fd00::");
-    c = P("::/0");
     pool_is("::/0", 41, "::2a");
 }
 

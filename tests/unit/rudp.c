@@ -111,6 +111,18 @@ static void connect_ends(ends *e, const gp_rudp_conf *conf) {
     e->l.delay = 100 * MS; /* 200 ms round trip */
 }
 
+static void ends_free(ends *e) {
+    gp_rudp_free(e->r[0]);
+    gp_rudp_free(e->r[1]);
+    free(e->l.q);
+}
+
+/* Both sides' MTU raised as the L3 tunnel does (the two daemons' figures). */
+static void raise_mtu(ends *e) {
+    cr_assert_eq(gp_rudp_set_mtu(e->r[0], 1343), 0);
+    cr_assert_eq(gp_rudp_set_mtu(e->r[1], 1335), 0);
+}
+
 /* Runs the link until `until` or until nothing is scheduled; delivered messages go to fn. */
 typedef void (*deliver_fn)(ends *e, int side, uint32_t lane, const uint8_t *m, size_t n);
 
@@ -207,9 +219,7 @@ static void echo_at(double loss) {
            (unsigned long long)st.bytes_after);
     for (int i = 0; i < NMSG; i++)
         free(X.expect[i]);
-    gp_rudp_free(e.r[0]);
-    gp_rudp_free(e.r[1]);
-    free(e.l.q);
+    ends_free(&e);
 }
 
 Test(rudp, echo_lossless) {
@@ -242,9 +252,7 @@ Test(rudp, jitter_does_not_inflate_rtt) {
     double srtt = (double)st.rel.srtt_ns / 1e6;
     printf("rudp srtt with 0-15 ms jitter on a 200 ms path: %.1f ms\n", srtt);
     cr_assert(srtt >= 199 && srtt < 206, "srtt %.1f ms", srtt);
-    gp_rudp_free(e.r[0]);
-    gp_rudp_free(e.r[1]);
-    free(e.l.q);
+    ends_free(&e);
 }
 
 Test(rudp, refuses_a_session_without_keys_and_bad_jitter) {
@@ -310,9 +318,7 @@ Test(rudp, datagrams_cross_the_session_whole_and_compressed_when_worth_it) {
     cr_assert_eq(st.dgrams_compressed, 30, "%llu of 30 text datagrams compressed",
                  (unsigned long long)st.dgrams_compressed);
     cr_assert_lt(st.dgram_bytes_after, st.dgram_bytes_before / 4);
-    gp_rudp_free(e.r[0]);
-    gp_rudp_free(e.r[1]);
-    free(e.l.q);
+    ends_free(&e);
 }
 
 /* The L3 tunnel raises both sides' MTU so that a 1280-byte IP packet fits one datagram: the
@@ -328,8 +334,7 @@ Test(rudp, a_raised_mtu_carries_1280_byte_datagrams_both_ways) {
         cr_assert_eq(gp_rudp_send_dgram(e.r[side], b, sizeof b, e.l.now), GP_ERR_TOO_LARGE);
     cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1000), GP_ERR_INVALID, "lowered");
     cr_assert_eq(gp_rudp_set_mtu(e.r[0], GP_RUDP_MTU_MAX + 1), GP_ERR_INVALID);
-    cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1343), 0);
-    cr_assert_eq(gp_rudp_set_mtu(e.r[1], 1335), 0);
+    raise_mtu(&e);
     run(&e, e.l.now + 10 * MS, on_none); /* the engines switch at their next output */
     for (int side = 0; side < 2; side++) {
         cr_assert_geq(gp_rudp_dgram_max(e.r[side]), 1280, "side %d: %zu", side,
@@ -343,17 +348,14 @@ Test(rudp, a_raised_mtu_carries_1280_byte_datagrams_both_ways) {
                      "side %d's datagram did not arrive", side);
         cr_assert_eq(memcmp(p, b, sizeof b), 0);
     }
-    gp_rudp_free(e.r[0]);
-    gp_rudp_free(e.r[1]);
-    free(e.l.q);
+    ends_free(&e);
 }
 
 /* After the raise, small datagrams keep flowing both ways, round after round (a ping). */
 Test(rudp, small_datagrams_keep_flowing_after_a_raise) {
     ends e;
     connect_ends(&e, NULL);
-    cr_assert_eq(gp_rudp_set_mtu(e.r[0], 1343), 0);
-    cr_assert_eq(gp_rudp_set_mtu(e.r[1], 1335), 0);
+    raise_mtu(&e);
     uint8_t b[84];
     memset(b, 0x42, sizeof b);
     for (int round = 0; round < 20; round++) {
@@ -369,7 +371,5 @@ Test(rudp, small_datagrams_keep_flowing_after_a_raise) {
             cr_assert_eq(p[0], round);
         }
     }
-    gp_rudp_free(e.r[0]);
-    gp_rudp_free(e.r[1]);
-    free(e.l.q);
+    ends_free(&e);
 }

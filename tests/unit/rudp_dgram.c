@@ -10,7 +10,6 @@
 
 #include "rudp_sim.h"
 
-#define RTT (200 * SIM_MS)
 #define DG_MAX 200000
 
 typedef struct dgflow {
@@ -96,17 +95,8 @@ typedef struct dg_result {
 /* rate_bps of len-byte datagrams for 20 s over a 10 Mbit/s, 200 ms RTT link with `loss`. */
 static dg_result run_flow(double loss, uint64_t rate_bps, size_t len, uint64_t seed) {
     sim s;
-    gp_rel_config c;
-    gp_rel_config_init(&c);
-    sim_init(&s, seed, &c, &c);
-    sim_link l;
-    memset(&l, 0, sizeof l);
-    l.delay_ns = RTT / 2;
-    l.loss = loss;
-    l.overhead = 88;
-    l.rate_bps = 10000000;
-    l.queue_bytes = 250000;
-    sim_link_both(&s, &l);
+    sim_link l = link_of(loss, 10000000, 250000);
+    sim_on(&s, seed, 1, &l);
     static dgflow f;
     memset(&f, 0, sizeof f);
     f.rate_bps = rate_bps;
@@ -237,16 +227,8 @@ static uint64_t mx_app(sim *s) {
 
 Test(rudp_dgram, a_datagram_flood_does_not_starve_requests) {
     sim s;
-    gp_rel_config c;
-    gp_rel_config_init(&c);
-    sim_init(&s, 11, &c, &c);
-    sim_link l;
-    memset(&l, 0, sizeof l);
-    l.delay_ns = RTT / 2;
-    l.overhead = 88;
-    l.rate_bps = 10000000;
-    l.queue_bytes = 128 << 10; /* as the links bench: ~100 ms at 10 Mbit/s */
-    sim_link_both(&s, &l);
+    sim_link l = link_of(0, 10000000, 128 << 10); /* as the links bench: ~100 ms at 10 Mbit/s */
+    sim_on(&s, 11, 1, &l);
     static mixed x;
     memset(&x, 0, sizeof x);
     g_mx = &x;
@@ -341,13 +323,7 @@ static void one_recv(sim *s, int ep, const uint8_t *p, size_t len) {
 
 Test(rudp_dgram, a_datagram_after_a_quiet_spell_leaves) {
     sim s;
-    gp_rel_config c;
-    gp_rel_config_init(&c);
-    sim_init(&s, 5, &c, &c);
-    sim_link l;
-    memset(&l, 0, sizeof l);
-    l.delay_ns = 20 * SIM_MS;
-    sim_link_both(&s, &l);
+    sim_on(&s, 5, 1, &(sim_link){.delay_ns = 20 * SIM_MS});
     s.on_dgram = one_recv;
     g_one_got = 0;
     sim_run(&s, s.now + 3 * SIM_SEC, NULL); /* quiet: the engines sleep until their keepalive */

@@ -159,7 +159,7 @@ static flow g_f;
 
 static uint64_t app(sim *s) {
     flow *f = &g_f;
-    uint8_t b[2048] = {0};
+    uint8_t b[3000] = {0}; /* a message is 3000 bytes, datagrams fewer */
     memcpy(b, &s->now, sizeof s->now);
     /* 100 large and 100 small datagrams a second; a 3000-byte message every 100 ms. */
     if (gp_rel_send_dgram(s->ep[0], b, f->big, s->now) == GP_ERR_TOO_LARGE) {

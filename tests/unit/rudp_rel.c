@@ -7,10 +7,6 @@
 
 #include "rudp_sim.h"
 
-#ifndef RTT /* overridable to explore other paths: -DRTT="(600 * SIM_MS)" */
-#define RTT (200 * SIM_MS)
-#endif
-
 /* ---- message contents: a header (lane, seq, len) and a pattern derived from it ---- */
 
 static uint8_t pat(uint32_t lane, uint32_t seq, size_t i) {
@@ -39,43 +35,6 @@ static int check_msg(const uint8_t *m, size_t len, uint32_t lane, uint32_t *seq)
             return 0;
     *seq = h[1];
     return 1;
-}
-
-static sim_link link_rtt(double loss) {
-    sim_link l;
-    memset(&l, 0, sizeof l);
-    l.delay_ns = RTT / 2;
-    l.loss = loss;
-    l.overhead = 88;
-    return l;
-}
-
-static gp_rel_config cfg_default(int fec) {
-    gp_rel_config c;
-    gp_rel_config_init(&c);
-    c.fec = fec;
-    return c;
-}
-
-/* link_rtt(loss) behind a bottleneck of rate_bps with a queue of queue_bytes. */
-static sim_link link_of(double loss, uint64_t rate_bps, size_t queue_bytes) {
-    sim_link l = link_rtt(loss);
-    l.rate_bps = rate_bps;
-    l.queue_bytes = queue_bytes;
-    return l;
-}
-
-/* Two engines of cfg_default(fec) on link l both ways, seeded. */
-static void sim_on(sim *s, uint64_t seed, int fec, const sim_link *l) {
-    gp_rel_config c = cfg_default(fec);
-    sim_init(s, seed, &c, &c);
-    sim_link_both(s, l);
-}
-
-/* The same on link_rtt(loss). */
-static void sim_plain(sim *s, uint64_t seed, int fec, double loss) {
-    sim_link l = link_rtt(loss);
-    sim_on(s, seed, fec, &l);
 }
 
 /* Both directions go dark from `from` to `to`. */
@@ -163,17 +122,32 @@ static int bulk_done(sim *s) {
     return g_bulk->got[0] == g_bulk->n && g_bulk->got[1] == g_bulk->n;
 }
 
+/* n random messages each way (up to max_len bytes, on BULK_LANES lanes) sent on s until all
+ * are delivered, at most 600 s: 1 when they were (g_bulk holds the counts). */
+static int bulk_run(sim *s, int n, size_t max_len) {
+    static bulk b;
+    g_bulk = &b;
+    bulk_gen(s, &b, n, max_len);
+    s->app = bulk_app;
+    s->on_msg = bulk_msg;
+    return sim_run(s, s->now + 600 * SIM_SEC, bulk_done);
+}
+
+/* After bulk_run: no message corrupted, none out of order within its lane, no expiry in the
+ * past without output. Frees the messages' buffer. */
+static void bulk_check(sim *s) {
+    cr_assert_eq(g_bulk->bad, 0, "corrupted messages");
+    cr_assert_eq(g_bulk->disorder, 0, "out of order within a lane");
+    cr_assert_eq(s->stalls, 0, "expiry in the past without output");
+    free(g_bulk->buf);
+}
+
 static void run_bulk(double loss, uint64_t seed) {
     sim s;
     sim_link l = link_of(loss, 20000000, 400000);
     sim_on(&s, seed, 1, &l);
-    static bulk b;
-    g_bulk = &b;
-    bulk_gen(&s, &b, 150, 256 * 1024);
-    s.app = bulk_app;
-    s.on_msg = bulk_msg;
     uint64_t t0 = s.now;
-    int ok = sim_run(&s, t0 + 600 * SIM_SEC, bulk_done);
+    int ok = bulk_run(&s, 150, 256 * 1024);
     gp_rel_stats a, z;
     gp_rel_get_stats(s.ep[0], &a);
     gp_rel_get_stats(s.ep[1], &z);
@@ -182,13 +156,11 @@ static void run_bulk(double loss, uint64_t seed) {
            loss * 100, BULK_LANES, (double)(s.now - t0) / 1e9, (unsigned long long)a.pkts_sent,
            (unsigned long long)a.retransmits, (unsigned long long)a.fec_sent,
            (unsigned long long)z.fec_repaired);
-    cr_assert(ok, "loss %.0f%%: only %d/%d and %d/%d delivered", loss * 100, b.got[1], b.n,
-              b.got[0], b.n);
-    cr_assert_eq(b.bad, 0, "corrupted messages");
-    cr_assert_eq(b.disorder, 0, "out of order within a lane");
-    cr_assert_eq(s.stalls, 0, "expiry in the past without output");
+    const bulk *b = g_bulk;
+    cr_assert(ok, "loss %.0f%%: only %d/%d and %d/%d delivered", loss * 100, b->got[1], b->n,
+              b->got[0], b->n);
+    bulk_check(&s);
     cr_assert(!gp_rel_dead(s.ep[0]) && !gp_rel_dead(s.ep[1]));
-    free(b.buf);
     sim_free(&s);
 }
 
@@ -224,49 +196,74 @@ static double pct_ms(uint64_t *v, size_t n, size_t num, size_t den) {
     return (double)v[n * num / den] / 1e6;
 }
 
+/* What the one-at-a-time exchanges and the steady load share: n exchanges, each a req_len-byte
+ * request from endpoint 0 answered by a resp_len-byte response from endpoint 1; how many were
+ * sent, completed, and the malformed messages. */
+typedef struct traffic {
+    int n, sent, done, bad;
+    size_t req_len, resp_len;
+    uint8_t buf[65536];
+} traffic;
+
+static traffic *g_traffic; /* the run's */
+
+static int traffic_done(sim *s) {
+    (void)s;
+    return g_traffic->done == g_traffic->n;
+}
+
+/* Runs t's n exchanges of req_len and resp_len bytes on s with app and on_msg, at most until
+ * t_end: all of them complete, no message malformed, no expiry in the past without output. */
+static void run_traffic(sim *s, traffic *t, int n, size_t req_len, size_t resp_len, sim_app_fn app,
+                        sim_msg_fn on_msg, uint64_t t_end) {
+    t->n = n;
+    t->req_len = req_len;
+    t->resp_len = resp_len;
+    g_traffic = t;
+    s->app = app;
+    s->on_msg = on_msg;
+    int ok = sim_run(s, t_end, traffic_done);
+    cr_assert(ok, "only %d of %d exchanges completed", t->done, n);
+    cr_assert_eq(t->bad, 0);
+    cr_assert_eq(s->stalls, 0);
+}
+
 #define EX_MAX 1000
 
 typedef struct exch {
-    int n, done_n, sent;
-    size_t req_len, resp_len;
+    traffic t;
     uint64_t t_start, next_at;
     uint64_t lat[EX_MAX];
-    int bad;
-    uint8_t buf[65536];
 } exch;
 
 static exch *g_ex;
 
 static uint64_t ex_app(sim *s) {
     exch *x = g_ex;
-    if (x->sent == x->done_n && x->sent < x->n && s->now >= x->next_at) {
-        send_msg(s, 0, (uint32_t)x->sent, 0, x->buf, x->req_len);
+    traffic *t = &x->t;
+    if (t->sent == t->done && t->sent < t->n && s->now >= x->next_at) {
+        send_msg(s, 0, (uint32_t)t->sent, 0, t->buf, t->req_len);
         x->t_start = s->now;
-        x->sent++;
+        t->sent++;
     }
-    return x->sent == x->done_n && x->sent < x->n ? x->next_at : UINT64_MAX;
+    return t->sent == t->done && t->sent < t->n ? x->next_at : UINT64_MAX;
 }
 
 static void ex_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
     exch *x = g_ex;
     uint32_t seq;
     if (!check_msg(m, len, lane, &seq)) {
-        x->bad++;
+        x->t.bad++;
         return;
     }
     if (ep == 1) { /* the house answers every request with a 16 KiB body */
-        send_msg(s, 1, lane, 1, x->buf, x->resp_len);
+        send_msg(s, 1, lane, 1, x->t.buf, x->t.resp_len);
         return;
     }
-    x->lat[x->done_n++] = s->now - x->t_start;
+    x->lat[x->t.done++] = s->now - x->t_start;
     /* A short, varying think time: exchanges do not all start in phase with the pacer. */
     x->next_at = s->now + 20 * SIM_MS + sim_rand(s) % (50 * SIM_MS);
     s->app_next = x->next_at;
-}
-
-static int ex_done(sim *s) {
-    (void)s;
-    return g_ex->done_n == g_ex->n;
 }
 
 typedef struct ex_result {
@@ -282,17 +279,9 @@ static ex_result run_exchanges(double loss, int fec, int n, uint64_t seed, uint6
     s.send_jitter_ns = jitter;
     static exch x;
     memset(&x, 0, sizeof x);
-    x.n = n;
-    x.req_len = 200;
-    x.resp_len = 16384;
     x.next_at = s.now;
     g_ex = &x;
-    s.app = ex_app;
-    s.on_msg = ex_msg;
-    int ok = sim_run(&s, s.now + 3600 * SIM_SEC, ex_done);
-    cr_assert(ok, "only %d of %d exchanges completed", x.done_n, n);
-    cr_assert_eq(x.bad, 0);
-    cr_assert_eq(s.stalls, 0);
+    run_traffic(&s, &x.t, n, 200, 16384, ex_app, ex_msg, s.now + 3600 * SIM_SEC);
     ex_result res;
     res.p50_ms = pct_ms(x.lat, (size_t)n, 1, 2);
     res.p99_ms = pct_ms(x.lat, (size_t)n, 99, 100);
@@ -338,13 +327,11 @@ Test(rudp_rel, exchange_tail_latency_stays_within_a_few_rtt) {
 #define LOAD_MAX 1000
 
 typedef struct load {
-    int n, sent, done, bad;
-    size_t req_len, resp_len;
+    traffic t;
     uint64_t period, t_next, t_trace, t_start;
     int trace;
     uint64_t t_req[LOAD_MAX], lat[LOAD_MAX], t_arr[LOAD_MAX];
     gp_rel_stats prev;
-    uint8_t buf[65536];
 } load;
 static load *g_load;
 
@@ -362,19 +349,20 @@ static void load_trace(sim *s) {
            (unsigned long long)(b.pkts_lost - L->prev.pkts_lost),
            (unsigned long long)(b.retransmits - L->prev.retransmits),
            (unsigned long long)(b.fec_sent - L->prev.fec_sent),
-           (unsigned long long)(b.probes - L->prev.probes), L->done, L->sent);
+           (unsigned long long)(b.probes - L->prev.probes), L->t.done, L->t.sent);
     L->prev = b;
 }
 
 static uint64_t load_app(sim *s) {
     load *L = g_load;
-    while (L->sent < L->n && s->now >= L->t_next) {
-        uint32_t lane = (uint32_t)L->sent + 1;
-        send_msg(s, 0, lane, 0, L->buf, L->req_len);
-        L->t_req[L->sent++] = s->now;
+    traffic *t = &L->t;
+    while (t->sent < t->n && s->now >= L->t_next) {
+        uint32_t lane = (uint32_t)t->sent + 1;
+        send_msg(s, 0, lane, 0, t->buf, t->req_len);
+        L->t_req[t->sent++] = s->now;
         L->t_next += L->period;
     }
-    uint64_t next = L->sent < L->n ? L->t_next : UINT64_MAX;
+    uint64_t next = t->sent < t->n ? L->t_next : UINT64_MAX;
     if (L->trace) {
         if (s->now >= L->t_trace) {
             load_trace(s);
@@ -388,23 +376,18 @@ static uint64_t load_app(sim *s) {
 static void load_msg(sim *s, int ep, uint32_t lane, const uint8_t *m, size_t len) {
     load *L = g_load;
     uint32_t seq;
-    if (lane == 0 || lane > (uint32_t)L->sent || !check_msg(m, len, lane, &seq) ||
+    if (lane == 0 || lane > (uint32_t)L->t.sent || !check_msg(m, len, lane, &seq) ||
         seq != (ep == 1 ? 0u : 1u)) {
-        L->bad++;
+        L->t.bad++;
         return;
     }
     if (ep == 1) {
         L->t_arr[lane - 1] = s->now - L->t_req[lane - 1];
-        send_msg(s, 1, lane, 1, L->buf, L->resp_len);
+        send_msg(s, 1, lane, 1, L->t.buf, L->t.resp_len);
         return;
     }
     L->lat[lane - 1] = s->now - L->t_req[lane - 1];
-    L->done++;
-}
-
-static int load_done(sim *s) {
-    (void)s;
-    return g_load->done == g_load->n;
+    L->t.done++;
 }
 
 /* The host: ideal (called back exactly at gp_rel_expiry), or busy — libuv-like 1 ms timers
@@ -449,40 +432,32 @@ static load_result run_load(uint64_t rate_bps, double loss, uint64_t seed, int h
         sim_link_both(&s, &l);
         static load L;
         memset(&L, 0, sizeof L);
-        L.n = LOAD_N;
-        L.req_len = 300;
-        L.resp_len = 16384;
         L.period = 50 * SIM_MS;
         L.t_start = L.t_next = L.t_trace = s.now;
         L.trace = getenv("RUDP_TRACE") != NULL && run == 0;
         g_load = &L;
-        s.app = load_app;
-        s.on_msg = load_msg;
-        int ok = sim_run(&s, s.now + 120 * SIM_SEC, load_done);
-        cr_assert(ok, "only %d of %d exchanges completed", L.done, L.n);
-        cr_assert_eq(L.bad, 0);
-        cr_assert_eq(s.stalls, 0);
+        run_traffic(&s, &L.t, LOAD_N, 300, 16384, load_app, load_msg, s.now + 120 * SIM_SEC);
         if (L.trace) {
             printf("  request arrival/exchange (ms):");
-            for (int i = 0; i < L.n; i++)
+            for (int i = 0; i < LOAD_N; i++)
                 printf(" %.0f/%.0f", (double)L.t_arr[i] / 1e6, (double)L.lat[i] / 1e6);
             printf("\n");
         }
-        for (int i = 0; i < L.n; i++) {
+        for (int i = 0; i < L.t.n; i++) {
             all[nall++] = L.lat[i];
             if (i >= LOAD_WARM)
                 steady[nsteady++] = L.lat[i];
         }
         for (size_t i = 0; i < tenth; i++) {
             sf += (double)L.lat[i] / 1e6;
-            sl += (double)L.lat[(size_t)L.n - 1 - i] / 1e6;
+            sl += (double)L.lat[(size_t)L.t.n - 1 - i] / 1e6;
         }
         gp_rel_stats a, b;
         gp_rel_get_stats(s.ep[0], &a);
         gp_rel_get_stats(s.ep[1], &b);
         wire += (double)(b.bytes_sent + b.pkts_sent * l.overhead);
         payload += (double)b.bytes_sent;
-        useful += (double)L.n * (double)L.resp_len;
+        useful += (double)L.t.n * (double)L.t.resp_len;
         fec += (double)b.fec_bytes;
         res.pkts += b.pkts_sent;
         res.retransmits += b.retransmits;
@@ -713,23 +688,29 @@ static int lanes_done(sim *s) {
     return g_lanes.t_a && g_lanes.t_b;
 }
 
+/* Ep 0 sends message seq of lane, len bytes (at most 3000). */
+static void lanes_send(sim *s, uint32_t lane, uint32_t seq, size_t len) {
+    static uint8_t buf[3000];
+    send_msg(s, 0, lane, seq, buf, len);
+}
+
 /* Two engines without FEC on a clean path whose first packet (pn 0) from ep 0 is lost; the
- * times lanes 1 and 2 deliver go to g_lanes. */
-static void lanes_start(sim *s, uint64_t seed) {
+ * times lanes 1 and 2 deliver go to g_lanes. Lane 1's first message, 3000 bytes, goes first
+ * (the older id) and loses that packet. The time it was sent. */
+static uint64_t lanes_start(sim *s, uint64_t seed) {
     sim_plain(s, seed, 0, 0);
     s->drop = drop_first_pn0;
     s->on_msg = lanes_msg;
     memset(&g_lanes, 0, sizeof g_lanes);
+    uint64_t t0 = s->now;
+    lanes_send(s, 1, 0, 3000);
+    return t0;
 }
 
 Test(rudp_rel, a_lost_packet_on_one_lane_does_not_delay_another) {
     sim s;
-    lanes_start(&s, 5);
-    static uint8_t buf[3000];
-    uint64_t t0 = s.now;
-    /* Lane 1's message goes first (older id) and loses its first packet. */
-    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 3000)), 0);
-    cr_assert_eq(gp_rel_send(s.ep[0], 2, buf, make_msg(buf, 2, 0, 100)), 0);
+    uint64_t t0 = lanes_start(&s, 5);
+    lanes_send(&s, 2, 0, 100);
     cr_assert(sim_run(&s, t0 + 10 * SIM_SEC, lanes_done));
     printf("lanes: lane 2 delivered after %.0f ms, lane 1 (lost a packet) after %.0f ms\n",
            (double)(g_lanes.t_b - t0) / 1e6, (double)(g_lanes.t_a - t0) / 1e6);
@@ -740,13 +721,10 @@ Test(rudp_rel, a_lost_packet_on_one_lane_does_not_delay_another) {
 
 Test(rudp_rel, messages_of_one_lane_wait_for_a_lost_predecessor) {
     sim s;
-    lanes_start(&s, 6);
-    static uint8_t buf[3000];
-    uint64_t t0 = s.now;
-    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 0, 3000)), 0);
+    uint64_t t0 = lanes_start(&s, 6);
     /* Same lane this time: the small message must wait. */
-    cr_assert_eq(gp_rel_send(s.ep[0], 1, buf, make_msg(buf, 1, 1, 100)), 0);
-    cr_assert_eq(gp_rel_send(s.ep[0], 2, buf, make_msg(buf, 2, 0, 100)), 0);
+    lanes_send(&s, 1, 1, 100);
+    lanes_send(&s, 2, 0, 100);
     cr_assert(sim_run(&s, t0 + 10 * SIM_SEC, lanes_done));
     gp_rel_stats b;
     gp_rel_get_stats(s.ep[1], &b);
@@ -765,19 +743,12 @@ Test(rudp_rel, survives_reordering_duplication_and_jitter) {
     l.dup = 0.10;
     sim_on(&s, 7, 1, &l);
     s.send_jitter_ns = 15 * SIM_MS;
-    static bulk b;
-    g_bulk = &b;
-    bulk_gen(&s, &b, 100, 128 * 1024);
-    s.app = bulk_app;
-    s.on_msg = bulk_msg;
-    cr_assert(sim_run(&s, s.now + 600 * SIM_SEC, bulk_done));
-    cr_assert_eq(b.bad, 0);
-    cr_assert_eq(b.disorder, 0);
+    cr_assert(bulk_run(&s, 100, 128 * 1024));
+    bulk_check(&s);
     gp_rel_stats st;
     gp_rel_get_stats(s.ep[1], &st);
     cr_assert_gt(st.duplicates, 0, "the link duplicated packets: they must be seen as such");
     cr_assert_eq(st.malformed, 0);
-    free(b.buf);
     sim_free(&s);
 }
 
@@ -1130,16 +1101,8 @@ Test(rudp_rel, bursty_loss_gilbert_elliott) {
     l.rate_bps = 20000000;
     l.queue_bytes = 400000;
     sim_link_both(&s, &l);
-    static bulk b;
-    g_bulk = &b;
-    bulk_gen(&s, &b, 100, 256 * 1024);
-    s.app = bulk_app;
-    s.on_msg = bulk_msg;
-    cr_assert(sim_run(&s, s.now + 600 * SIM_SEC, bulk_done));
-    cr_assert_eq(b.bad, 0);
-    cr_assert_eq(b.disorder, 0);
-    cr_assert_eq(s.stalls, 0);
-    free(b.buf);
+    cr_assert(bulk_run(&s, 100, 256 * 1024));
+    bulk_check(&s);
     sim_free(&s);
 }
 

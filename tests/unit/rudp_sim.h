@@ -22,6 +22,11 @@
 #define SIM_MS 1000000ull
 #define SIM_SEC 1000000000ull
 
+#ifndef RTT /* the tests' round trip; overridable to explore other paths: -DRTT="(600 * SIM_MS)"   \
+             */
+#define RTT (200 * SIM_MS)
+#endif
+
 typedef struct sim_link {
     uint64_t delay_ns;                /* one-way propagation delay */
     uint64_t jitter_ns;               /* extra delay uniform in [0, jitter_ns] (FIFO kept) */
@@ -307,6 +312,47 @@ static int sim_run(sim *s, uint64_t t_end, int (*done)(sim *)) {
         }
         s->now = next;
     }
+}
+
+/* ---- the tests' links and engines ---- */
+
+/* The tests' path: RTT round trip, `loss`, 88 bytes of headers a packet; no bottleneck. */
+static inline sim_link link_rtt(double loss) {
+    sim_link l;
+    memset(&l, 0, sizeof l);
+    l.delay_ns = RTT / 2;
+    l.loss = loss;
+    l.overhead = 88;
+    return l;
+}
+
+/* The default engine config, FEC on or off. */
+static inline gp_rel_config cfg_default(int fec) {
+    gp_rel_config c;
+    gp_rel_config_init(&c);
+    c.fec = fec;
+    return c;
+}
+
+/* link_rtt(loss) behind a bottleneck of rate_bps with a queue of queue_bytes. */
+static inline sim_link link_of(double loss, uint64_t rate_bps, size_t queue_bytes) {
+    sim_link l = link_rtt(loss);
+    l.rate_bps = rate_bps;
+    l.queue_bytes = queue_bytes;
+    return l;
+}
+
+/* Two engines of cfg_default(fec) on link l both ways, seeded. */
+static inline void sim_on(sim *s, uint64_t seed, int fec, const sim_link *l) {
+    gp_rel_config c = cfg_default(fec);
+    sim_init(s, seed, &c, &c);
+    sim_link_both(s, l);
+}
+
+/* The same on link_rtt(loss). */
+static inline void sim_plain(sim *s, uint64_t seed, int fec, double loss) {
+    sim_link l = link_rtt(loss);
+    sim_on(s, seed, fec, &l);
 }
 
 #endif

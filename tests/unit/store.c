@@ -82,8 +82,9 @@ Test(store, no_state_is_not_connected) {
 
 Test(store, house_hash_fields) {
     /* tun_routes as anyone may have written it: a duplicate, junk, a prefix with host bits. */
-    redisReply *r = resp("*4\r\n$12\r\n{\"site\":\"n\"}\r\n$3\r\n123\r\n$1\r\n1\r\n"
-                         "$50\r\n10.1.2.0/24, fd00::/64,junk,10.1.2.0/24,10.0.0.1/8,\r\n");
+    redisReply *r = resp("*6\r\n$12\r\n{\"site\":\"n\"}\r\n$3\r\n123\r\n$1\r\n1\r\n"
+                         "$50\r\n10.1.2.0/24, fd00::/64,junk,10.1.2.0/24,10.0.0.1/8\r\n"
+                         "$3\r\n456\r\n$4\r\nb\x1b[1\r\n");
     gp_reg_house h;
     gp_reg_house_init(&h, "farm-1", 6);
     gp_reg_house_parse(&h, r);
@@ -94,16 +95,27 @@ Test(store, house_hash_fields) {
     cr_assert_eq(h.created_ms, 123);
     cr_assert_eq(h.disabled, 1);
     cr_assert_eq(h.st.connected, 0);
+    cr_assert_eq(h.last_seen_ms, 456);
+    cr_assert_str_eq(h.last_bridge, "b?[1", "no escape sequence reaches a terminal");
+    cr_assert_str_eq(gp_reg_house_state(&h), "disabled");
+    cr_assert_eq(gp_reg_offline_since(&h), 456, "offline since a bridge last heard from it");
+    h.disabled = 0;
+    cr_assert_str_eq(gp_reg_house_state(&h), "offline");
+    h.st.connected = 1;
+    cr_assert_str_eq(gp_reg_house_state(&h), "online");
+    cr_assert_eq(gp_reg_offline_since(&h), -1, "online: not offline since anything");
     cr_assert_eq(h.tun_has, 0, "the index is <p>:tun's, not the hash's");
     char text[256];
     cr_assert_eq(h.ntun_routes, 2, "what parses, once");
     gp_cidr_list_format(h.tun_routes, h.ntun_routes, ",", text, sizeof text);
     cr_assert_str_eq(text, "10.1.2.0/24,fd00::/64");
-    r = resp("*4\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n");
+    r = resp("*6\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n");
     gp_reg_house_init(&h, "gone", 4);
     gp_reg_house_parse(&h, r);
     freeReplyObject(r);
     cr_assert_eq(h.registered, 0, "no field: a stale set member");
+    cr_assert_eq(h.last_seen_ms, -1);
+    cr_assert_eq(gp_reg_offline_since(&h), -1, "never held: not offline since anything");
 }
 
 /* Routes given by the operator: canonical, once each, gp_cidr_parse's message on a bad one;

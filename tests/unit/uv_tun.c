@@ -109,6 +109,12 @@ static void on_error(void *ud, int e) {
     ((seen *)ud)->error = e;
 }
 
+/* t reads into s from now on. */
+static void read_into(gp_tun *t, seen *s) {
+    s->t = t;
+    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, s), 0);
+}
+
 static void on_closed(void *ud) {
     ((seen *)ud)->closed = 1;
 }
@@ -174,26 +180,36 @@ static void if_info(const char *name, int *mtu, int *flags) {
     close(fd);
 }
 
-/* A UDP datagram from an ordinary socket to addr:port; 0 or errno. */
-static int udp_send(const char *to, int port, const char *payload) {
-    gp_rtnl_ip a = ip(to);
-    struct sockaddr_storage ss = {0};
-    socklen_t sl;
+/* addr:port as a socket address into ss: its length. */
+static socklen_t sockaddr_of(const char *addr, int port, struct sockaddr_storage *ss) {
+    gp_rtnl_ip a = ip(addr);
+    memset(ss, 0, sizeof *ss);
     if (a.family == 4) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)port);
         memcpy(&s4->sin_addr, a.a, 4);
-        sl = sizeof *s4;
-    } else {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        memcpy(&s6->sin6_addr, a.a, 16);
-        sl = sizeof *s6;
+        return sizeof *s4;
     }
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    memcpy(&s6->sin6_addr, a.a, 16);
+    return sizeof *s6;
+}
+
+/* A UDP socket for ss's family. */
+static int udp_socket(const struct sockaddr_storage *ss) {
+    int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0);
+    return fd;
+}
+
+/* A UDP datagram from an ordinary socket to addr:port; 0 or errno. */
+static int udp_send(const char *to, int port, const char *payload) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sockaddr_of(to, port, &ss);
+    int fd = udp_socket(&ss);
     int rc = sendto(fd, payload, strlen(payload), 0, (struct sockaddr *)&ss, sl) < 0 ? errno : 0;
     close(fd);
     return rc;
@@ -406,8 +422,7 @@ Test(uv_tun, routed_packets_come_out_of_the_device_exactly) {
     cr_assert_eq(gp_rtnl_route_add(&nl, d, &r6, err, sizeof err), 0, "%s", err);
 
     static seen s;
-    s.t = t;
-    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, &s), 0);
+    read_into(t, &s);
     expect_udp(&s, "10.77.0.1", "10.77.1.5", "over the tunnel, v4");
     expect_udp(&s, "fd77::1", "fd77:1::5", "over the tunnel, v6");
     /* Nothing else came out but the kernel's own IPv6 chatter. */
@@ -430,25 +445,11 @@ Test(uv_tun, routed_packets_come_out_of_the_device_exactly) {
     cr_assert_eq(if_nametoindex("gp0"), 0, "the device is gone with its descriptor");
 }
 
+/* A UDP socket bound to a:port. */
 static int udp_bound(const char *a, int port) {
-    gp_rtnl_ip x = ip(a);
-    struct sockaddr_storage ss = {0};
-    socklen_t sl;
-    if (x.family == 4) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        memcpy(&s4->sin_addr, x.a, 4);
-        sl = sizeof *s4;
-    } else {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        memcpy(&s6->sin6_addr, x.a, 16);
-        sl = sizeof *s6;
-    }
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
+    struct sockaddr_storage ss;
+    socklen_t sl = sockaddr_of(a, port, &ss);
+    int fd = udp_socket(&ss);
     cr_assert_eq(bind(fd, (struct sockaddr *)&ss, sl), 0, "bind %s: %s", a, strerror(errno));
     return fd;
 }
@@ -507,8 +508,7 @@ Test(uv_tun, packets_written_into_the_device_are_received) {
 
     /* An echo request in; the kernel's reply out of the device, to the peer. */
     static seen s;
-    s.t = t;
-    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, &s), 0);
+    read_into(t, &s);
     size_t ne = echo_request(p, "10.77.1.5", "10.77.0.1", 0x4750, 7);
     cr_assert_eq(gp_tun_write(t, p, ne), 0);
     run_until(has_echo_reply, &s, 3000);
@@ -553,10 +553,8 @@ Test(uv_tun, a_replaced_route_moves_to_the_other_device) {
     addr(a, "10.77.0.1", 32);
     addr(a, "fd77::1", 128);
     static seen sa, sb;
-    sa.t = a;
-    sb.t = b;
-    cr_assert_eq(gp_tun_read_start(a, on_packet, on_error, &sa), 0);
-    cr_assert_eq(gp_tun_read_start(b, on_packet, on_error, &sb), 0);
+    read_into(a, &sa);
+    read_into(b, &sb);
     gp_rtnl_route r[2] = {route("10.77.1.0", 24, NULL), route("fd77:1::", 64, NULL)};
     for (int i = 0; i < 2; i++)
         cr_assert_eq(gp_rtnl_route_add(&nl, da, &r[i], err, sizeof err), 0, "%s", err);
@@ -609,8 +607,7 @@ Test(uv_tun, a_route_with_a_preferred_source_and_a_metric) {
     cr_assert_eq(gp_rtnl_route_replace(&nl, d, &r4, err, sizeof err), 0, "%s", err);
     cr_assert_eq(gp_rtnl_route_replace(&nl, d, &r6, err, sizeof err), 0, "%s", err);
     static seen s;
-    s.t = t;
-    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, &s), 0);
+    read_into(t, &s);
     expect_udp(&s, "10.77.0.2", "10.77.2.9", "from the preferred source");
     expect_udp(&s, "fd77::2", "fd77:2::9", "from the preferred source, v6");
     /* A deletion names the metric: another metric is another route. */
@@ -636,16 +633,15 @@ Test(uv_tun, the_read_budget_and_backpressure) {
         cr_assert_eq(udp_send("10.77.1.5", 9, "queued"), 0);
 
     static seen s;
-    s.t = t;
     s.stop_after = 10;
-    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, &s), 0);
+    read_into(t, &s);
     uv_run(&loop, UV_RUN_NOWAIT);
     cr_assert_eq(s.total, 10, "stopped inside the callback: the round ends there");
     uv_run(&loop, UV_RUN_NOWAIT);
     cr_assert_eq(s.total, 10, "and nothing is read while stopped");
 
     s.stop_after = 0;
-    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, &s), 0);
+    read_into(t, &s);
     int most = 0;
     for (int round = 0; round < 100 && s.total < 200; round++) {
         s.wakeup = 0;
@@ -676,8 +672,7 @@ Test(uv_tun, a_device_deleted_under_it_stops_reading_with_an_error) {
         cr_skip_test("no ip(8) to delete the device with");
     gp_tun *t = tun_up("gp0");
     static seen s;
-    s.t = t;
-    cr_assert_eq(gp_tun_read_start(t, on_packet, on_error, &s), 0);
+    read_into(t, &s);
     cr_assert_eq(system("ip link del gp0"), 0); /* this namespace's gp0: ours */
     run_until(errored, &s, 3000);
     cr_assert_eq(s.error, -EBADF, "on_error was called: %d", s.error);

@@ -139,11 +139,11 @@ async function run(context) {
   await page.locator('#view-overview').waitFor({ state: 'visible' });
   if (page.url().includes(token)) throw new Error('the token appears in the URL');
 
-  step = `house ${house} shows as connected over ${transport}`;
+  step = `house ${house} shows as online over ${transport}`;
   log(step);
   await until(step, ([sel, tr]) => {
     const row = document.querySelector(sel);
-    return row && row.querySelector('td[data-col="state"]').textContent === 'connected' &&
+    return row && row.querySelector('td[data-col="state"]').textContent === 'online' &&
       row.querySelector('td[data-col="transport"]').textContent === tr &&
       row.querySelector('td[data-col="bridge"]').textContent !== '–';
   }, [rowSel(house), transport], 20000);
@@ -242,7 +242,7 @@ async function run(context) {
   log(step);
   await page.click(`${rowSel(house)} td[data-col="id"] a`);
   await until('the house page', (id) => location.hash === '#/house/' + encodeURIComponent(id) &&
-    document.getElementById('house-state').textContent === 'connected', house, 10000);
+    document.getElementById('house-state').textContent === 'online', house, 10000);
   await until(`${minRequests} recent requests with a path under ${pathPrefix}`, ([prefix, n]) => {
     const rows = Array.from(document.querySelectorAll('#recent tbody tr')).filter((tr) =>
       tr.querySelector('td[data-col="path"]').textContent.startsWith(prefix) &&
@@ -298,9 +298,9 @@ async function run(context) {
     !document.getElementById('house-toggle').disabled, null, 5000);
   await page.click('#house-toggle');
   await confirmDialog('Enable', '');
-  // A refused house waits 15-30 s (its backoff after an auth refusal) before it dials again.
+  // A house refused as disabled dials again every 2-3 s: back within seconds.
   await until('house connected again', () =>
-    document.getElementById('house-state').textContent === 'connected', null, 60000);
+    document.getElementById('house-state').textContent === 'online', null, 20000);
   log(`  reconnected over ${await text('#house-details dd[data-field="Transport"]')}`);
 
   step = 'add a house through the form';
@@ -373,7 +373,7 @@ async function run(context) {
   step = 'final screenshot';
   await until('house connected in the table', (sel) => {
     const row = document.querySelector(sel);
-    return row && row.querySelector('td[data-col="state"]').textContent === 'connected';
+    return row && row.querySelector('td[data-col="state"]').textContent === 'online';
   }, rowSel(house), 10000);
   const shot = path.join(outDir, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });

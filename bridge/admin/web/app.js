@@ -481,15 +481,23 @@
   // ---- overview: houses ------------------------------------------------------------------
   function stateOf(h) {
     if (h.disabled) return h.connected ? 'disabled (still connected)' : 'disabled';
-    return h.connected ? 'connected' : 'offline';
+    return h.connected ? 'online' : 'offline';
+  }
+  // Since when the house is in its state: online, since a bridge took it; offline (disabled
+  // or not), since a bridge last heard from it (null: never).
+  const stateSince = (h) => h.connected ? h.since_ms : h.offline_since_ms;
+  const lastSeen = (h) => isNum(h.last_seen_ms) ? h.last_seen_ms : h.offline_since_ms;
+  function offlineNote(h) {
+    if (h.connected || !isNum(h.offline_since_ms)) return '';
+    return 'offline since ' + fmtTime(h.offline_since_ms) + (h.last_bridge ? ', last held by bridge ' + h.last_bridge : '');
   }
   const HOUSE_COLS = [
     { key: 'id', label: 'House', type: 's', get: (h) => String(h.id) },
     { key: 'state', label: 'State', type: 's', get: (h) => stateOf(h) },
     { key: 'bridge', label: 'Bridge', type: 's', get: (h) => h.connected ? h.bridge || '' : '' },
     { key: 'transport', label: 'Transport', type: 's', get: (h) => h.connected ? h.transport || '' : '' },
-    { key: 'since', label: 'Connected', type: 'n', get: (h, now) => h.connected && isNum(h.since_ms) ? now - h.since_ms : null },
-    { key: 'seen', label: 'Last seen', type: 'n', get: (h, now) => isNum(h.last_seen_ms) ? now - h.last_seen_ms : null },
+    { key: 'since', label: 'Since', title: 'in its state since: online, since a bridge took it; offline, since a bridge last heard from it', type: 'n', get: (h, now) => isNum(stateSince(h)) ? now - stateSince(h) : null },
+    { key: 'seen', label: 'Last seen', type: 'n', get: (h, now) => isNum(lastSeen(h)) ? now - lastSeen(h) : null },
     { key: 'rtt', label: 'RTT', type: 'n', num: true, get: (h) => h.connected && isNum(h.rtt_ms) ? h.rtt_ms : null },
     { key: 'loss', label: 'Loss', type: 'n', num: true, get: (h) => h.connected && isNum(h.loss_pct) ? h.loss_pct : null },
     { key: 'rps', label: 'req/s', type: 'n', num: true, get: (h) => rateOf(h).rps },
@@ -576,9 +584,10 @@
     setText(tr.querySelector('td[data-col="id"] .labels'), fmtLabels(h.labels));
     setText(cell(tr, 'bridge'), h.connected ? h.bridge || '–' : '–');
     setText(cell(tr, 'transport'), h.connected ? h.transport || '–' : '–');
-    setText(cell(tr, 'since'), h.connected && isNum(h.since_ms) ? fmtDuration(now - h.since_ms) : '–',
-      h.connected ? fmtTime(h.since_ms) : '');
-    setText(cell(tr, 'seen'), isNum(h.last_seen_ms) ? fmtDuration(now - h.last_seen_ms) + ' ago' : '–', fmtTime(h.last_seen_ms));
+    const since = stateSince(h);
+    setText(cell(tr, 'since'), isNum(since) ? fmtDuration(now - since) : '–',
+      h.connected ? 'online since ' + fmtTime(since) : offlineNote(h));
+    setText(cell(tr, 'seen'), isNum(lastSeen(h)) ? fmtDuration(now - lastSeen(h)) + ' ago' : '–', fmtTime(lastSeen(h)));
     setText(cell(tr, 'rtt'), h.connected ? fmtRtt(h.rtt_ms) : '–');
     setText(cell(tr, 'loss'), h.connected ? fmtPct(h.loss_pct) : '–');
     setText(cell(tr, 'rps'), fmtRate(r.rps));
@@ -591,7 +600,7 @@
     setText(cell(tr, 'tbps'), granted ? fmtInOut(tr3.tun_bytes_in, tr3.tun_bytes_out, fmtBitsShort) : '–');
     const st = stateOf(h);
     const stCell = cell(tr, 'state');
-    setText(stCell, st);
+    setText(stCell, st, offlineNote(h));
     setClass(stCell, 'state ' + (h.disabled ? 'disabled' : h.connected ? 'connected' : 'offline'));
     setClass(tr, h.disabled ? 'is-disabled' : h.connected ? 'is-connected' : 'is-offline');
   }
@@ -658,7 +667,8 @@
       ['Bridge', h.connected ? h.bridge : '–'],
       ['Transport', h.connected ? h.transport : '–'],
       ['Connected', h.connected && isNum(h.since_ms) ? fmtDuration(now - h.since_ms) + ' (since ' + fmtTime(h.since_ms) + ')' : '–'],
-      ['Last seen', isNum(h.last_seen_ms) ? fmtDuration(now - h.last_seen_ms) + ' ago' : '–'],
+      ['Offline since', !h.connected && isNum(h.offline_since_ms) ? fmtTime(h.offline_since_ms) + ' (' + fmtDuration(now - h.offline_since_ms) + ' ago' + (h.last_bridge ? ', last held by bridge ' + h.last_bridge : '') + ')' : '–'],
+      ['Last seen', isNum(lastSeen(h)) ? fmtDuration(now - lastSeen(h)) + ' ago' : '–'],
       ['RTT', h.connected ? fmtRtt(h.rtt_ms) : '–'],
       ['Loss', h.connected ? fmtPct(h.loss_pct) : '–'],
       ['req/s', fmtRate(r.rps)],
