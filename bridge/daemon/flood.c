@@ -191,8 +191,17 @@ static void rec_drop(br_flood *fl, pa_rec *r) {
 /* Closes a pre-auth connection now (its descriptor is free for the next accept) and stops
  * counting it. Never called with that wsi on the stack: from the listener's accept, or the
  * tick. */
+/* What a shed connection's opaque user data points at: its close is ours, not the peer's (a
+ * house shed while its CHALLENGE is out did not give up on it: tunnel.c). */
+static const char shed_mark;
+
+int br_flood_was_shed(const struct lws *wsi) {
+    return wsi && lws_get_opaque_user_data(wsi) == &shed_mark;
+}
+
 static void shed(br_flood *fl, pa_rec *r, const char *reason, uint64_t now) {
     struct lws *wsi = r->wsi;
+    lws_set_opaque_user_data(wsi, (void *)&shed_mark);
     gp_metric_inc(fl->env->metrics->preauth_shed, reason);
     br_logr(BR_LOG_WARN, "preauth_shed", "addr=%s reason=%s age_ms=%llu preauth=%u", r->a->ip,
             reason, (unsigned long long)(now - r->t), fl->n - 1);

@@ -36,6 +36,8 @@ void br_flood_adopted(br_flood *fl, struct lws *wsi);
 void br_flood_upgraded(br_flood *fl, struct lws *wsi);
 /* The house on wsi authenticated: no longer pre-auth. */
 void br_flood_authed(br_flood *fl, struct lws *wsi);
+/* 1 when wsi is closing because this module shed it (the bridge hung up, not the peer). */
+int br_flood_was_shed(const struct lws *wsi);
 /* lws frees wsi (LWS_CALLBACK_WSI_DESTROY). */
 void br_flood_destroyed(br_flood *fl, struct lws *wsi);
 /* Every second: closes pre-auth connections past their deadline. */

@@ -372,7 +372,10 @@ static void challenge_refused(br_conn *c) {
 }
 
 static void on_closed(br_conn *c) {
-    if (c->state == BR_CS_CHALLENGED)
+    /* Only when the house hung up: a connection the bridge shed (too many pre-auth ones from
+     * its address) closes in this state too, and counting those made 1000 houses dialing from
+     * one address at once exhaust its failed-auth budget and back off for good. */
+    if (c->state == BR_CS_CHALLENGED && !br_flood_was_shed(c->tpd))
         challenge_refused(c);
     /* Bytes left in the framer mean the peer hung up in the middle of a frame: worth a
      * warning, as a truncated frame is either a broken house or someone probing. */
