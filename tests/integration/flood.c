@@ -252,8 +252,8 @@ Test(flood, houses_shed_before_auth_are_no_failed_auth) {
     enum { N = 300 };
     h_redis_start(0);
     int port = h_free_port();
-    const char *extra[] = {"--bridge-id", "b1", "--admin-listen", "0", "--preauth-per-addr", "8",
-                           NULL};
+    const char *extra[] = {"--bridge-id", "b1", "--admin-listen", "0", "--preauth-per-addr",
+                           "8",           NULL};
     h_proc *br = bridge_limited(4096, port, extra);
     int admin = h_admin_port(br);
     cr_assert(admin);
@@ -273,7 +273,8 @@ Test(flood, houses_shed_before_auth_are_no_failed_auth) {
                     NULL};
     h_proc *lh = h_spawn("loadhouses", argv);
     cr_assert(h_wait_log(lh, "event=all_connected", 60000), "not every house got in");
-    cr_assert(h_log_count(br, "event=preauth_shed") > 0, "nothing was shed: the test tests nothing");
+    cr_assert(h_log_count(br, "event=preauth_shed") > 0,
+              "nothing was shed: the test tests nothing");
     char *m = h_scrape(admin);
     cr_assert_not_null(m);
     double failed = h_metric(m, "gp_bridge_auth_failures_total{transport=\"ws\"}");
