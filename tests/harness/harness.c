@@ -1144,6 +1144,19 @@ h_proc *h_house_start_url(const char *id, const char *secret_hex, const char *ur
     return h_spawn(name, (char *const *)argv);
 }
 
+h_proc *h_loadhouses_start(const char *bridge_url, int count, const char *const *extra) {
+    char bin[PATH_MAX + 64], n_text[16];
+    snprintf(bin, sizeof bin, "%s", h_bin("gp-loadhouses"));
+    snprintf(n_text, sizeof n_text, "%d", count);
+    const char *argv[32] = {bin,           "--bridge", bridge_url, "--redis",
+                            h_redis_url(), "--count",  n_text,     "--register"};
+    int n = 8;
+    for (int i = 0; extra && extra[i] && n < 30; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return h_spawn("loadhouses", (char *const *)argv);
+}
+
 struct upw {
     h_proc *p;
     int port;

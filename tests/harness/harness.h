@@ -143,6 +143,9 @@ h_proc *h_house_start(const char *id, const char *secret_hex, int bridge_port,
 /* The same with a full bridge URL (wss://...). */
 h_proc *h_house_start_url(const char *id, const char *secret_hex, const char *bridge_url,
                           const char *upstream_url, const char *const *extra);
+/* Starts gp-loadhouses: `count` houses lh-1..lh-<count>, registered, dialing bridge_url, with
+ * extra args. Returns without waiting (its log says event=all_connected). */
+h_proc *h_loadhouses_start(const char *bridge_url, int count, const char *const *extra);
 /* Starts tests/upstream.py on a free port; waits for its "listening" line. */
 h_proc *h_upstream_start(int *out_port);
 /* Registers a house directly in Redis (secret stored as hex, no master key); writes the

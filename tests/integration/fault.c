@@ -312,19 +312,9 @@ Test(fault, two_thousand_houses_one_bridge) {
     w.redis = h_redis_start(0);
     bridge_up(&w, 0, NULL);
     long rss0 = rss_kb(w.br[0]->pid);
-    char url[64], count[16];
+    char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", w.bport[0]);
-    snprintf(count, sizeof count, "%d", N);
-    char *argv[] = {(char *)h_bin("gp-loadhouses"),
-                    "--bridge",
-                    url,
-                    "--redis",
-                    (char *)h_redis_url(),
-                    "--count",
-                    count,
-                    "--register",
-                    NULL};
-    h_proc *lh = h_spawn("loadhouses", argv);
+    h_proc *lh = h_loadhouses_start(url, N, NULL);
     cr_assert(h_wait_log(lh, "event=all_connected", 120000), "not every simulated house connected");
     long rss1 = rss_kb(w.br[0]->pid);
 

@@ -257,21 +257,10 @@ Test(flood, houses_shed_before_auth_are_no_failed_auth) {
     h_proc *br = bridge_limited(4096, port, extra);
     int admin = h_admin_port(br);
     cr_assert(admin);
-    char url[64], count[16];
+    char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
-    snprintf(count, sizeof count, "%d", N);
-    char *argv[] = {(char *)h_bin("gp-loadhouses"),
-                    "--bridge",
-                    url,
-                    "--redis",
-                    (char *)h_redis_url(),
-                    "--count",
-                    count,
-                    "--register",
-                    "--connect-rate",
-                    "100000",
-                    NULL};
-    h_proc *lh = h_spawn("loadhouses", argv);
+    h_proc *lh =
+        h_loadhouses_start(url, N, (const char *const[]){"--connect-rate", "100000", NULL});
     cr_assert(h_wait_log(lh, "event=all_connected", 60000), "not every house got in");
     cr_assert(h_log_count(br, "event=preauth_shed") > 0,
               "nothing was shed: the test tests nothing");
