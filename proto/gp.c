@@ -54,6 +54,13 @@ int gp_header_split(const char *p, size_t n, gp_str *name, gp_str *value) {
     return 0;
 }
 
+uint64_t gp_fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
 int gp_hexval(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';

@@ -45,6 +45,10 @@ int gp_name_ok(gp_str s, size_t max);
 int gp_header_split(const char *p, size_t n, gp_str *name, gp_str *value);
 /* The value of one hex digit (0-9, a-f, A-F): 0..15, or -1 for any other character. */
 int gp_hexval(char c);
+/* 64-bit FNV-1a of a NUL-terminated string: the hash of the daemons' tables keyed by house id
+ * (ids are checked text, and each table bounds what an id may cost, so no keyed hash is
+ * needed there; tables keyed by what a peer chooses freely use SipHash). */
+uint64_t gp_fnv1a(const char *s);
 
 /* Writes a formatted error message into err[errlen], if the caller gave one (err may be NULL
  * or errlen 0: the message is dropped). The one writer of the "char *err, size_t errlen" out

@@ -85,10 +85,7 @@ static uint64_t now_minute(const br_hist *h) {
 }
 
 static size_t hash(const char *s) {
-    size_t x = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        x = (x ^ (unsigned char)*s) * 1099511628211ULL;
-    return x;
+    return (size_t)gp_fnv1a(s);
 }
 
 static void enqueue(br_hist *h, entry *e) {

@@ -254,6 +254,22 @@ static int not_online(cli_ctx *c, const gp_reg_house *h, long long now) {
     return CLI_OFFLINE;
 }
 
+/* Reads the house (hash and live state, one round trip) into *h: 0; CLI_USAGE (Redis: said)
+ * or CLI_NO_HOUSE (not registered: said). */
+static int peek_house(cli_ctx *c, br_rc *rc, const char *house, gp_reg_house *h) {
+    char err[256];
+    if (gp_reg_peek(rc, c->prefix, house, h, err, sizeof err) != 0) {
+        cli_err(c, "%s", err);
+        return CLI_USAGE;
+    }
+    if (!h->registered) {
+        cli_err(c, "no house %s (none is registered under prefix '%s': see ghostport house list)",
+                house, c->prefix);
+        return CLI_NO_HOUSE;
+    }
+    return 0;
+}
+
 /* --fail-fast (wait_ms 0) and --wait-online: reads the house (hash and live state, one round
  * trip) until it is online, polling every ONLINE_POLL_MS for at most wait_ms (bridges publish
  * nothing a CLI may hear when they take a house: keyspace events are for streams only, `Kt`).
@@ -263,18 +279,9 @@ static int wait_online(cli_ctx *c, br_rc *rc, const char *house, long long wait_
     uint64_t end = cli_wall_ms() + (uint64_t)wait_ms;
     for (;;) {
         gp_reg_house h;
-        char err[256];
-        if (gp_reg_peek(rc, c->prefix, house, &h, err, sizeof err) != 0) {
-            cli_err(c, "%s", err);
-            return CLI_USAGE;
-        }
-        if (!h.registered) {
-            cli_err(c,
-                    "no house %s (none is registered under prefix '%s': see ghostport house "
-                    "list)",
-                    house, c->prefix);
-            return CLI_NO_HOUSE;
-        }
+        int rv = peek_house(c, rc, house, &h);
+        if (rv != 0)
+            return rv;
         if (h.st.connected && !h.disabled)
             return 0;
         uint64_t now = cli_wall_ms();
@@ -401,18 +408,10 @@ int cli_request(cli_ctx *c, int argc, char **argv) {
             goto done;
         }
     } else {
-        char err[256];
         gp_reg_house h;
-        if (gp_reg_peek(rc, c->prefix, house, &h, err, sizeof err) != 0) {
-            cli_err(c, "%s", err);
-            goto done;
-        }
-        if (!h.registered) {
-            cli_err(c,
-                    "no house %s (none is registered under prefix '%s': see ghostport house "
-                    "list)",
-                    house, c->prefix);
-            rv = CLI_NO_HOUSE;
+        int p = peek_house(c, rc, house, &h);
+        if (p != 0) {
+            rv = p;
             goto done;
         }
         if (!h.st.connected || h.disabled)

@@ -6,10 +6,7 @@
 #include <string.h>
 
 static size_t hash(const char *s) {
-    size_t h = 1469598103934665603ull;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
+    return (size_t)gp_fnv1a(s);
 }
 
 static int grow(br_htable *t) {

@@ -196,6 +196,17 @@ static void on_hello(br_conn *c, const gp_frame *f) {
         on_secret(NULL, c);
 }
 
+/* A failed authentication on c: counted and logged (rate-limited), with what to do. by_house:
+ * the house hung up at the CHALLENGE rather than sending a proof we refused. */
+static void auth_failed(br_conn *c, int by_house) {
+    gp_metric_inc(tunnel_of(c)->env->metrics->auth_failures, c->tp->name);
+    const char *reason = c->secret_known ? "wrong_secret" : "unknown_house";
+    char fix[400];
+    br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s%s fix=%s",
+            c->addr, c->house, c->tp->name, reason, by_house ? " by=house" : "",
+            br_qs(auth_fix(reason, c->house, fix, sizeof fix)));
+}
+
 static void on_auth(br_conn *c, const gp_frame *f) {
     br_tunnel *tn = tunnel_of(c);
     gp_str id = gp_str_c(c->house), addr = gp_str_c(c->addr);
@@ -212,12 +223,7 @@ static void on_auth(br_conn *c, const gp_frame *f) {
     int ok = proof_ok && c->secret_known;
     sodium_memzero(c->secret, sizeof c->secret);
     if (!ok) {
-        gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
-        const char *reason = c->secret_known ? "wrong_secret" : "unknown_house";
-        char fix[400];
-        br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s fix=%s",
-                c->addr, c->house, c->tp->name, reason,
-                br_qs(auth_fix(reason, c->house, fix, sizeof fix)));
+        auth_failed(c, 0);
         br_conn_close(c, GP_GOAWAY_AUTH, "authentication failed");
         return;
     }
@@ -363,12 +369,7 @@ static void challenge_refused(br_conn *c) {
     sodium_memzero(c->secret, sizeof c->secret);
     (void)gp_authlimit_take(tn->env->auth_ws, gp_str_c(c->addr), gp_str_c(c->house),
                             br_env_now(tn->env));
-    gp_metric_inc(tn->env->metrics->auth_failures, c->tp->name);
-    const char *reason = c->secret_known ? "wrong_secret" : "unknown_house";
-    char fix[400];
-    br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s by=house fix=%s",
-            c->addr, c->house, c->tp->name, reason,
-            br_qs(auth_fix(reason, c->house, fix, sizeof fix)));
+    auth_failed(c, 1);
 }
 
 static void on_closed(br_conn *c) {
