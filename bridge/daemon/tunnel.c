@@ -202,8 +202,8 @@ static void auth_failed(br_conn *c, int by_house) {
     gp_metric_inc(tunnel_of(c)->env->metrics->auth_failures, c->tp->name);
     const char *reason = c->secret_known ? "wrong_secret" : "unknown_house";
     char fix[400];
-    br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s%s fix=%s",
-            c->addr, c->house, c->tp->name, reason, by_house ? " by=house" : "",
+    br_logr(BR_LOG_WARN, "auth_failed", "addr=%s house=%s transport=%s reason=%s%s fix=%s", c->addr,
+            c->house, c->tp->name, reason, by_house ? " by=house" : "",
             br_qs(auth_fix(reason, c->house, fix, sizeof fix)));
 }
 
